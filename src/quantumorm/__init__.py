@@ -1,0 +1,101 @@
+"""QuantumORM: typed documents in Redis with secondary indexes that are always right.
+
+Public API; everything not listed in ``__all__`` is private and may change.
+"""
+
+from .backends import available_backends, register_backend
+from .connection import Connection, close_all, create_connection, get_connection
+from .document import Document
+from .errors import (
+    AuthenticationError,
+    BackendConnectionError,
+    BackendError,
+    BackendTimeoutError,
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionNotFound,
+    CorruptDocumentError,
+    DoesNotExist,
+    DuplicateIdError,
+    InvalidOperation,
+    MultipleObjectsReturned,
+    OutOfMemoryError,
+    PermissionDeniedError,
+    PoolExhaustedError,
+    QuantumORMError,
+    QueryError,
+    UniqueViolation,
+    UnknownFieldError,
+    UnsupportedOperation,
+    ValidationError,
+    VersionConflict,
+    WriteError,
+    WrongTypeError,
+)
+from .fields import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    DictField,
+    Field,
+    FloatField,
+    IntField,
+    JSONField,
+    ListField,
+    StringField,
+    UUIDField,
+)
+from .query.expressions import Q
+from .query.queryset import Page, QuerySet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArrayField",
+    "AuthenticationError",
+    "BackendConnectionError",
+    "BackendError",
+    "BackendTimeoutError",
+    "BooleanField",
+    "BulkWriteError",
+    "ConfigurationError",
+    "Connection",
+    "ConnectionNotFound",
+    "CorruptDocumentError",
+    "DateTimeField",
+    "DecimalField",
+    "DictField",
+    "Document",
+    "DoesNotExist",
+    "DuplicateIdError",
+    "Field",
+    "FloatField",
+    "IntField",
+    "InvalidOperation",
+    "JSONField",
+    "ListField",
+    "MultipleObjectsReturned",
+    "OutOfMemoryError",
+    "Page",
+    "PermissionDeniedError",
+    "PoolExhaustedError",
+    "Q",
+    "QuantumORMError",
+    "QueryError",
+    "QuerySet",
+    "StringField",
+    "UUIDField",
+    "UniqueViolation",
+    "UnknownFieldError",
+    "UnsupportedOperation",
+    "ValidationError",
+    "VersionConflict",
+    "WriteError",
+    "WrongTypeError",
+    "available_backends",
+    "close_all",
+    "create_connection",
+    "get_connection",
+    "register_backend",
+]

@@ -1,0 +1,134 @@
+"""The backend contract: what core code may ask of a store, and what a store reports back.
+
+A backend is I/O-free: each method is an operation (a generator yielding the backend's own
+plans, see :mod:`quantumorm.engine.drive`) that its executors run. Core code never branches on
+a backend's name; what differs between stores is data in :class:`Capabilities`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..engine.drive import Op
+from ..options import ModelOptions
+from ..query.lookups import Lookup
+from ..query.nodes import QuerySpec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports, as data. Core code reads these flags, never backend names."""
+
+    lookups: frozenset[Lookup]
+    index_kinds: frozenset[str]
+    ordering: bool = True
+    keyset_pagination: bool = True
+    unique_indexes: bool = True
+    ttl: bool = False
+    transactions: bool = False
+    change_events: bool = False
+    cluster: bool = False
+    partitions: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored document: its id, version and storage-form data (by storage name)."""
+
+    id: str
+    version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One document write. ``values`` are the cleaned Python values by attribute name."""
+
+    kind: Literal["insert", "update", "delete"]
+    id: str | None
+    expected_version: int = 0
+    data: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    #: attribute names whose value changed (updates); None means all
+    changed: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    id: str | None
+    version: int | None  # the new version; 0 after a delete; None if refused
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What :meth:`QuerySet.explain` returns: how the backend will answer a query."""
+
+    backend: str
+    strategy: str  # "index" | "union" | "ids" | "scan"
+    indexes: tuple[str, ...]
+    scanned: bool
+    server_filter: str
+    client_filter: str | None
+    ordering: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"backend:       {self.backend}",
+            f"strategy:      {self.strategy}"
+            + (f" via {', '.join(self.indexes)}" if self.indexes else ""),
+            f"scan:          {'yes (every document of the collection is read)' if self.scanned else 'no'}",
+            f"server filter: {self.server_filter}",
+            f"client filter: {self.client_filter or 'none'}",
+            f"ordering:      {self.ordering}",
+        ]
+        lines += [f"{k}: {v}" for k, v in self.details.items()]
+        return "\n".join(lines)
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def write(self, options: ModelOptions, requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """Apply independent writes (each atomic, compare-and-set) in one round trip."""
+        ...
+
+    def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
+        """Reserve ``count`` new auto ids."""
+        ...
+
+    def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        ...
+
+    def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
+        """Rows matching ``spec.where``, ordered, after ``spec.after``, offset and limit applied."""
+        ...
+
+    def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
+        ...
+
+    def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
+        ...
+
+    def drop_collection(self, options: ModelOptions) -> Op[int]:
+        """Delete every document and index entry of the collection; return the count."""
+        ...
+
+
+class BackendConnection(Protocol):
+    """An open store: the backend plus executors that reach it."""
+
+    backend: Backend
+
+    def sync_executor(self) -> Any: ...
+
+    def async_executor(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...

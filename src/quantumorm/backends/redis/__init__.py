@@ -1,0 +1,59 @@
+"""The Redis backend. Importing this package imports redis-py; nothing else in the core does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import RedisBackend
+from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor
+
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisConnection:
+    """An open Redis store: the backend, a blocking executor and an asyncio executor.
+
+    Options: ``max_connections`` (pool size, default 50), ``pool_timeout`` (seconds to wait for
+    a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s);
+    anything else (``ssl_ca_certs``, ``ssl_certfile``, ``username``...) is passed to redis-py.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        known = {k: options.pop(k) for k in
+                 ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout")
+                 if k in options}
+        self.options = ClientOptions(url=url, extra=tuple(sorted(options.items())), **known)
+        self.backend = RedisBackend()
+        self._sync: SyncRedisExecutor | None = None
+        self._async = AsyncRedisExecutor(self.options)
+
+    def sync_executor(self) -> SyncRedisExecutor:
+        if self._sync is None:
+            self._sync = SyncRedisExecutor(self.options)
+        return self._sync
+
+    def async_executor(self) -> AsyncRedisExecutor:
+        return self._async
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        self.close()
+        await self._async.aclose()
+
+
+def open_connection(url: str, **options: Any) -> RedisConnection:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in URL_SCHEMES:
+        from ...errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"a Redis URL starts with redis://, rediss:// or unix:// (got {url!r})"
+        )
+    return RedisConnection(url, **options)
+
+
+__all__ = ["RedisBackend", "RedisConnection", "open_connection"]

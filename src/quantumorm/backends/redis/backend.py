@@ -1,0 +1,238 @@
+"""The Redis backend: the contract of :mod:`quantumorm.backends.base` as Redis operations.
+
+Each method is an operation (a generator yielding :class:`RedisPlan` objects); it never
+performs I/O. A query is one ``query.lua`` call per partition, pipelined in one round trip;
+rows from several partitions are merged here with the same sort keys the script uses.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Sequence
+from functools import cmp_to_key
+from typing import Any
+
+from ... import sortable
+from ...engine.drive import Op
+from ...errors import CorruptDocumentError
+from ...options import ModelOptions
+from ...query import evaluate
+from ...query.lookups import Lookup
+from ...query.nodes import FALSE, QuerySpec
+from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
+from . import writes
+from .commands import Call, Command, RedisPlan
+from .keys import KeySpace
+from .planner import Plan, Planner
+
+CAPABILITIES = Capabilities(
+    lookups=frozenset(Lookup),
+    index_kinds=frozenset({"equality", "range", "prefix", "array-membership", "null",
+                           "compound", "unique"}),
+    ordering=True,
+    keyset_pagination=True,
+    unique_indexes=True,
+    partitions=True,
+)
+
+
+class _ModelState:
+    __slots__ = ("keys", "planner")
+
+    def __init__(self, options: ModelOptions) -> None:
+        self.keys = KeySpace(options)
+        self.planner = Planner(options)
+
+
+class RedisBackend:
+    name = "redis"
+    capabilities = CAPABILITIES
+
+    def __init__(self) -> None:
+        self._models: dict[int, _ModelState] = {}
+
+    def _state(self, options: ModelOptions) -> _ModelState:
+        state = self._models.get(id(options))
+        if state is None:
+            state = self._models[id(options)] = _ModelState(options)
+        return state
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
+        keys = self._state(options).keys
+        (last,) = yield RedisPlan((Command(("INCRBY", keys.sequence, count)),))
+        return [str(n) for n in range(int(last) - count + 1, int(last) + 1)]
+
+    def write(self, options: ModelOptions,
+              requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        keys = self._state(options).keys
+        requests = list(requests)
+        missing = [i for i, r in enumerate(requests) if r.kind == "insert" and r.id is None]
+        # One insert with P == 1 allocates its id inside the script (one round trip);
+        # otherwise ids come first, in one INCRBY.
+        if missing and not (len(requests) == 1 and options.partitions == 1):
+            ids = yield from self.allocate_ids(options, len(missing))
+            for position, new_id in zip(missing, ids):
+                r = requests[position]
+                requests[position] = WriteRequest(r.kind, new_id, r.expected_version, r.data,
+                                                  r.values, r.changed)
+        calls = [writes.delete_call(options, keys, r) if r.kind == "delete"
+                 else writes.save_call(options, keys, r) for r in requests]
+        replies = yield RedisPlan(tuple(calls))
+        return [writes.result(options, r, reply) for r, reply in zip(requests, replies)]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        keys = self._state(options).keys
+        steps = []
+        for id in ids:
+            partition = keys.partition_of(id)
+            steps += [Command(("GET", keys.doc(partition, id))),
+                      Command(("HGET", keys.meta(partition, id), "v"))]
+        if not steps:
+            return []
+        replies = yield RedisPlan(tuple(steps), read_only=True)
+        rows: list[Row | None] = []
+        for position, id in enumerate(ids):
+            raw, version = replies[2 * position], replies[2 * position + 1]
+            rows.append(None if raw is None else _row(options, id, version, raw))
+        return rows
+
+    def _query_calls(self, options: ModelOptions, plan: Plan, mode: str, offset: int,
+                     limit: int | None) -> RedisPlan:
+        keys = self._state(options).keys
+        tokens = plan.tokens()
+        verify = "1" if options.ttl else "0"
+        calls = []
+        for p in range(options.partitions):
+            calls.append(Call(
+                "query",
+                (keys.ids(p), *keys.indexes(p)),
+                (keys.doc_prefix(p), keys.meta_prefix(p), mode, str(offset),
+                 str(-1 if limit is None else limit), verify, *tokens),
+            ))
+        return RedisPlan(tuple(calls), read_only=True)
+
+    def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
+        if spec.where == FALSE or spec.limit == 0:
+            return []
+        plan = self._state(options).planner.plan(spec)
+        single = options.partitions == 1
+        if plan.server_order:
+            offset, limit = (spec.offset, spec.limit) if single else (0, spec.window)
+        else:
+            offset, limit = 0, None
+        replies = yield self._query_calls(options, plan, "rows", offset, limit)
+        parts = [_rows(options, reply) for reply in replies]
+        if plan.server_order and single:
+            return parts[0]
+        descending = evaluate.directions(spec.order)
+        if plan.server_order:
+            # every partition returned its own window, in order: merge, then slice
+            def position(row: Row) -> Any:
+                return evaluate.sort_keys(options, spec.order, _values(options, row))
+            merged = heapq.merge(*parts, key=cmp_to_key(
+                lambda a, b: evaluate.compare_keys(position(a), position(b), descending)))
+            rows = list(merged)
+        else:
+            rows = [row for part in parts for row in part]
+            keyed = []
+            for row in rows:
+                values = _values(options, row)
+                if plan.residual is not None and not evaluate.matches(options, plan.residual,
+                                                                       values):
+                    continue
+                keyed.append((evaluate.sort_keys(options, spec.order, values), row))
+            if spec.after is not None:
+                keyed = [(k, r) for k, r in keyed
+                         if evaluate.compare_keys(k, spec.after, descending) > 0]
+            keyed = evaluate.sort_rows(keyed, lambda item: item[0], descending)
+            rows = [row for _, row in keyed]
+        end = None if spec.limit is None else spec.offset + spec.limit
+        return rows[spec.offset:end]
+
+    def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
+        if spec.where == FALSE or spec.limit == 0:
+            return 0
+        plan = self._state(options).planner.plan(spec, counting=True)
+        if plan.residual is not None or not plan.server_order:
+            rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
+                                                            spec.after))
+            total = len(rows)
+        else:
+            replies = yield self._query_calls(options, plan, "count", 0, None)
+            total = sum(int(r) for r in replies)
+        total = max(0, total - spec.offset)
+        return total if spec.limit is None else min(total, spec.limit)
+
+    def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
+        plan = self._state(options).planner.plan(spec)
+        replies = yield self._query_calls(options, plan, "plan", 0, None)
+        chosen, estimate = (_text(replies[0][0]), int(replies[0][1]))
+        scanned = plan.driver.kind == "ALL" or chosen.startswith("ALL")
+        if plan.server_order:
+            ordering = "server (index walk)" if chosen.startswith("WALK") else "server (sorted)"
+        else:
+            ordering = "client (Python sort)" if spec.order else "client"
+        return Explanation(
+            backend=self.name,
+            strategy=chosen.split(" ")[0].lower(),
+            indexes=plan.driver.indexes,
+            scanned=scanned,
+            server_filter="driver is exact" if plan.exact else plan.server_filter,
+            client_filter=None if plan.residual is None else repr(plan.residual),
+            ordering=ordering,
+            details={"plan": plan.driver.label, "chosen": chosen,
+                     "estimated candidates (partition 0)": estimate,
+                     "partitions": options.partitions},
+        )
+
+    def drop_collection(self, options: ModelOptions) -> Op[int]:
+        keys = self._state(options).keys
+        counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
+                                       for p in range(options.partitions)), read_only=True)
+        for pattern in keys.patterns():
+            cursor = 0
+            while True:
+                cursor, found = (yield RedisPlan(
+                    (Command(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)),),
+                    read_only=True))[0]
+                if found:
+                    yield RedisPlan((Command(("UNLINK", *found)),))
+                if int(cursor) == 0:
+                    break
+        return sum(int(c) for c in counts)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptDocumentError(options.model_name, id, "not a JSON object")
+    return Row(id, int(version or 0), data)
+
+
+def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
+    return [
+        _row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
+        for i in range(0, len(reply), 3)
+    ]
+
+
+def _values(options: ModelOptions, row: Row) -> dict[str, Any]:
+    values: dict[str, Any] = {"id": row.id}
+    for name, field in options.fields.items():
+        raw = row.data.get(field.db_name)
+        values[name] = None if raw is None else field.from_storage(raw)
+    return values
+
+

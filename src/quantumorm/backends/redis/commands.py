@@ -1,0 +1,58 @@
+"""What a Redis plan is made of: commands and script calls, sent in one round trip.
+
+Pure data; the executors (``executor.py``) are the only code that sends them. Scripts are
+``.lua`` files next to this module, loaded by name; their SHA1 is computed here so a plan can
+say ``EVALSHA`` without asking the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+@lru_cache(maxsize=None)
+def script(name: str) -> Script:
+    source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+
+
+SCRIPT_NAMES = ("save", "delete", "query")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A plain Redis command, e.g. ``Command(("GET", key))``."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call: ``EVALSHA sha len(keys) *keys *args`` (EVAL after NOSCRIPT)."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+Step = Union[Command, Call]
+
+
+@dataclass(frozen=True)
+class RedisPlan:
+    """Steps pipelined in one round trip, non-transactionally; replies come back in order."""
+
+    steps: tuple[Step, ...]
+    #: True when every step is read-only, so a lost connection may simply retry it
+    read_only: bool = False

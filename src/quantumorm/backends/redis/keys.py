@@ -1,0 +1,74 @@
+"""Every Redis key name QuantumORM uses is built here, and nowhere else.
+
+Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
+
+    {ns:coll:pN}:d:<id>      STRING  the document JSON, byte-exact as Python encoded it
+    {ns:coll:pN}:m:<id>      HASH    v = version, w = write id, f:<field> / x:<index> = the
+                                     value encodings the indexes hold for this document
+    {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
+    {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
+    {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
+    {ns:coll}:seq            STRING  auto-id counter when P > 1
+
+``N = crc32(utf-8 id) % P``. The hash tag is always the first ``{...}`` of the key and is
+built only from the namespace, collection and partition, which are restricted to
+``[A-Za-z0-9_.-]``; ids are percent-encoded (:func:`quantumorm.sortable.escape_id`), so no id
+can change a key's slot or name another key.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import cached_property
+
+from ...options import ModelOptions
+from ...sortable import escape_id
+
+
+class KeySpace:
+    def __init__(self, options: ModelOptions) -> None:
+        self.namespace = options.namespace
+        self.collection = options.collection
+        self.partitions = options.partitions
+        self.index_names = tuple(index.name for index in options.indexes)
+
+    def partition_of(self, id: str) -> int:
+        if self.partitions == 1:
+            return 0
+        return zlib.crc32(id.encode("utf-8")) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        return f"{{{self.namespace}:{self.collection}:p{partition}}}"
+
+    def doc(self, partition: int, id: str) -> str:
+        return f"{self.tag(partition)}:d:{escape_id(id)}"
+
+    def meta(self, partition: int, id: str) -> str:
+        return f"{self.tag(partition)}:m:{escape_id(id)}"
+
+    def doc_prefix(self, partition: int) -> str:
+        return f"{self.tag(partition)}:d:"
+
+    def meta_prefix(self, partition: int) -> str:
+        return f"{self.tag(partition)}:m:"
+
+    def ids(self, partition: int) -> str:
+        return f"{self.tag(partition)}:ids"
+
+    def index(self, partition: int, name: str) -> str:
+        return f"{self.tag(partition)}:i:{name}"
+
+    def indexes(self, partition: int) -> list[str]:
+        """Every index key of the partition, in the model's index order."""
+        return [self.index(partition, name) for name in self.index_names]
+
+    @cached_property
+    def sequence(self) -> str:
+        if self.partitions == 1:
+            return f"{self.tag(0)}:seq"
+        return f"{{{self.namespace}:{self.collection}}}:seq"
+
+    def patterns(self) -> list[str]:
+        """SCAN patterns matching every key of the collection and no other collection's."""
+        base = f"{self.namespace}:{self.collection}"
+        return [f"{{{base}:p[0-9]*}}:*", f"{{{base}}}:*"]

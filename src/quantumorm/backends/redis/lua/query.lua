@@ -1,0 +1,330 @@
+-- query.lua: answer one query on one partition in one call (read only).
+--
+-- The planner (planner.py) sends a driver (where candidate ids come from), a predicate the
+-- candidates must satisfy (evaluated on the value encodings kept in each meta hash), an
+-- ordering and a keyset position. This script estimates the cost of each driver with
+-- ZLEXCOUNT/ZCARD, takes the cheapest, and returns the documents in order. Ids whose document
+-- is gone are dropped, so a dangling index entry is never returned nor counted.
+--
+-- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
+-- partition's hash tag with KEYS, so they are in the same slot.
+--
+-- KEYS[1]   the partition's id index (ZSET, member = id key)
+-- KEYS[2..] index keys of the model
+-- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
+-- ARGV[3]   "rows" | "count" | "exists" | "plan"
+-- ARGV[4]   offset                       ARGV[5]  limit, or -1
+-- ARGV[6]   "1" if index entries may outlive their document (count must check each one)
+-- ARGV[7..] DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
+-- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
+--           plan: {driver description, estimated candidates}
+-- luacheck: globals redis KEYS ARGV
+
+local NULL = "\1\0"
+local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
+local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
+local argi = 6
+local function nxt() argi = argi + 1; return ARGV[argi] end
+
+local function unpack_list(s)
+  local out, pos = {}, 1
+  if not s then return out end
+  while pos <= #s do
+    local colon = string.find(s, ":", pos, true)
+    local size = tonumber(string.sub(s, pos, colon - 1))
+    out[#out + 1] = string.sub(s, colon + 1, colon + size)
+    pos = colon + size + 1
+  end
+  return out
+end
+
+-- Byte order, independent of the server's locale (Lua's < uses strcoll).
+local function cmp(a, b)
+  if a == b then return 0 end
+  local n = math.min(#a, #b)
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 15, n)
+    if string.sub(a, i, j) ~= string.sub(b, i, j) then
+      for k = i, j do
+        local x, y = string.byte(a, k), string.byte(b, k)
+        if x ~= y then return x < y and -1 or 1 end
+      end
+    end
+    i = j + 1
+  end
+  return #a < #b and -1 or 1
+end
+
+local function id_of_member(member) return string.match(member, "%z([^%z]*)$") end
+local function escaped_id(idkey)
+  if string.byte(idkey, 1) == 1 then return string.sub(idkey, 3) end
+  return string.sub(idkey, 2)
+end
+
+-- DRIVER := ALL | RANGE keypos n (min max)* | IDS n idkey* | UNION n DRIVER* | BEST n DRIVER*
+--         | WALK keypos is_id_index desc min max
+local function parse_driver()
+  local kind = nxt()
+  local d = {kind = kind}
+  if kind == "RANGE" then
+    d.key = KEYS[tonumber(nxt())]
+    d.ranges = {}
+    for i = 1, tonumber(nxt()) do d.ranges[i] = {nxt(), nxt()} end
+  elseif kind == "IDS" then
+    d.ids = {}
+    for i = 1, tonumber(nxt()) do d.ids[i] = nxt() end
+  elseif kind == "UNION" or kind == "BEST" then
+    d.children = {}
+    for i = 1, tonumber(nxt()) do d.children[i] = parse_driver() end
+  elseif kind == "WALK" then
+    d.key = KEYS[tonumber(nxt())]
+    d.is_ids, d.desc, d.min, d.max = nxt() == "1", nxt() == "1", nxt(), nxt()
+  end
+  return d
+end
+
+-- PRED := T | F | NONE | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v* | GT f v
+--       | GE f v | LT f v | LE f v | PRE f p | HAS f v | NULL f | ID n idkey*
+local function parse_pred()
+  local op = nxt()
+  local p = {op = op}
+  if op == "AND" or op == "OR" then
+    p.children = {}
+    for i = 1, tonumber(nxt()) do p.children[i] = parse_pred() end
+  elseif op == "NOT" then
+    p.child = parse_pred()
+  elseif op == "IN" or op == "ID" then
+    if op == "IN" then p.field = nxt() end
+    p.set = {}
+    for _ = 1, tonumber(nxt()) do p.set[nxt()] = true end
+  elseif op == "NULL" then
+    p.field = nxt()
+  elseif op ~= "T" and op ~= "F" and op ~= "NONE" then
+    p.field, p.value = nxt(), nxt()
+  end
+  return p
+end
+
+local function eval(p, vals, idkey)
+  local op = p.op
+  if op == "AND" then
+    for _, c in ipairs(p.children) do if not eval(c, vals, idkey) then return false end end
+    return true
+  elseif op == "OR" then
+    for _, c in ipairs(p.children) do if eval(c, vals, idkey) then return true end end
+    return false
+  elseif op == "NOT" then return not eval(p.child, vals, idkey)
+  elseif op == "T" or op == "NONE" then return true
+  elseif op == "F" then return false
+  elseif op == "ID" then return p.set[idkey] == true
+  end
+  local list = vals[p.field]
+  local v = list[1] or NULL
+  if op == "NULL" then return v == NULL
+  elseif op == "EQ" then return v == p.value
+  elseif op == "IN" then return p.set[v] == true
+  elseif op == "HAS" then
+    for _, item in ipairs(list) do if item == p.value then return true end end
+    return false
+  end
+  if v == NULL then return false end
+  if op == "PRE" then return string.sub(v, 1, #p.value) == p.value end
+  local c = cmp(v, p.value)
+  if op == "GT" then return c > 0 elseif op == "GE" then return c >= 0
+  elseif op == "LT" then return c < 0 else return c <= 0 end
+end
+
+local driver = parse_driver()
+local need = {}
+for i = 1, tonumber(nxt()) do need[i] = nxt() end
+local pred = parse_pred()
+local order = {}
+for i = 1, tonumber(nxt()) do order[i] = {field = nxt(), desc = nxt() == "1"} end
+local tie_desc = #order > 0 and order[#order].desc
+local after = nil
+local nafter = tonumber(nxt())
+if nafter > 0 then
+  after = {}
+  for i = 1, nafter do after[i] = nxt() end
+end
+
+-- cost estimates -----------------------------------------------------------------------
+local function estimate(d)
+  if d.est then return d.est end
+  local n = 0
+  if d.kind == "ALL" then n = redis.call("ZCARD", KEYS[1])
+  elseif d.kind == "RANGE" then
+    for _, r in ipairs(d.ranges) do n = n + redis.call("ZLEXCOUNT", d.key, r[1], r[2]) end
+  elseif d.kind == "IDS" then n = #d.ids
+  elseif d.kind == "WALK" then n = redis.call("ZLEXCOUNT", d.key, d.min, d.max)
+  elseif d.kind == "UNION" then
+    for _, c in ipairs(d.children) do n = n + estimate(c) end
+  elseif d.kind == "BEST" then
+    for _, c in ipairs(d.children) do
+      local e = estimate(c)
+      if not d.choice or e < n then d.choice, n = c, e end
+    end
+  end
+  d.est = n
+  return n
+end
+
+local function describe(d)
+  if d.kind == "BEST" then estimate(d); return describe(d.choice) end
+  if d.kind == "UNION" then
+    local parts = {}
+    for i, c in ipairs(d.children) do parts[i] = describe(c) end
+    return "UNION(" .. table.concat(parts, ", ") .. ")"
+  end
+  if d.key then return d.kind .. " " .. d.key end
+  return d.kind
+end
+
+-- candidates ---------------------------------------------------------------------------
+local function collect(d, out, seen)
+  local function add(idkey)
+    if not seen[idkey] then seen[idkey] = true; out[#out + 1] = idkey end
+  end
+  if d.kind == "ALL" then
+    for _, idkey in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do add(idkey) end
+  elseif d.kind == "RANGE" then
+    for _, r in ipairs(d.ranges) do
+      for _, m in ipairs(redis.call("ZRANGEBYLEX", d.key, r[1], r[2])) do add(id_of_member(m)) end
+    end
+  elseif d.kind == "IDS" then
+    for _, idkey in ipairs(d.ids) do add(idkey) end
+  elseif d.kind == "UNION" then
+    for _, c in ipairs(d.children) do collect(c, out, seen) end
+  elseif d.kind == "BEST" then
+    estimate(d); collect(d.choice, out, seen)
+  end
+end
+
+local function load_values(idkey)
+  local vals = {}
+  if #need > 0 then
+    local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
+    for i, f in ipairs(need) do vals[f] = unpack_list(raw[i]) end
+  end
+  return vals
+end
+
+local function compare_rows(a, b)
+  for i, o in ipairs(order) do
+    local c = cmp(a.keys[i], b.keys[i])
+    if c ~= 0 then if o.desc then return -c else return c end end
+  end
+  local c = cmp(a.id, b.id)
+  if tie_desc then return -c end
+  return c
+end
+
+local function alive(idkey)
+  return redis.call("EXISTS", doc_prefix .. escaped_id(idkey)) == 1
+end
+
+local function emit(rows)
+  if mode == "count" then return #rows end
+  if mode == "exists" then return #rows > 0 and 1 or 0 end
+  local out = {}
+  for _, row in ipairs(rows) do
+    local eid = escaped_id(row.id)
+    local json = redis.call("GET", doc_prefix .. eid)
+    if json then
+      out[#out + 1] = row.id
+      out[#out + 1] = redis.call("HGET", meta_prefix .. eid, "v") or "0"
+      out[#out + 1] = json
+    end
+  end
+  return out
+end
+
+local function want()
+  if mode == "exists" then return 1 end
+  if mode == "count" or limit < 0 then return nil end
+  return offset + limit
+end
+
+-- strategy 1: walk an ordered index, filtering as we go; stops once the window is full --
+local function walk(d)
+  local rows, skipped, pos, chunk = {}, 0, 0, 256
+  local target = want()
+  while true do
+    local members
+    if d.desc then
+      members = redis.call("ZREVRANGEBYLEX", d.key, d.max, d.min, "LIMIT", pos, chunk)
+    else
+      members = redis.call("ZRANGEBYLEX", d.key, d.min, d.max, "LIMIT", pos, chunk)
+    end
+    for _, m in ipairs(members) do
+      local idkey = d.is_ids and m or id_of_member(m)
+      if (pred.op == "NONE" or eval(pred, load_values(idkey), idkey)) and alive(idkey) then
+        if mode ~= "count" and skipped < offset then
+          skipped = skipped + 1
+        else
+          rows[#rows + 1] = {id = idkey}
+          if target and #rows + skipped >= target then return emit(rows) end
+        end
+      end
+    end
+    if #members < chunk then break end
+    pos = pos + chunk
+    chunk = math.min(chunk * 2, 4096)
+  end
+  if mode == "count" then return #rows end
+  return emit(rows)
+end
+
+-- strategy 2: gather candidates from the cheapest driver, filter, sort, slice ----------
+local function gather(d)
+  if mode == "count" and pred.op == "NONE" and not verify and not after
+      and (d.kind == "RANGE" or d.kind == "ALL") then
+    return estimate(d)  -- the index is exact and ranges of one index are disjoint
+  end
+  local ids = {}
+  collect(d, ids, {})
+  local rows = {}
+  for _, idkey in ipairs(ids) do
+    local vals = load_values(idkey)
+    if pred.op == "NONE" or eval(pred, vals, idkey) then
+      local row = {id = idkey, keys = {}}
+      for i, o in ipairs(order) do
+        if o.field == "@id" then row.keys[i] = idkey else row.keys[i] = vals[o.field][1] or NULL end
+      end
+      local keep = true
+      if after then
+        local pos_row = {id = after[#after], keys = after}
+        keep = compare_rows(row, pos_row) > 0
+      end
+      if keep and (not verify or alive(idkey)) then rows[#rows + 1] = row end
+    end
+  end
+  if mode == "count" then return #rows end
+  if mode == "exists" then return #rows > 0 and 1 or 0 end
+  table.sort(rows, function(a, b) return compare_rows(a, b) < 0 end)
+  local first, last = offset + 1, #rows
+  if limit >= 0 then last = math.min(last, offset + limit) end
+  local page = {}
+  for i = first, last do page[#page + 1] = rows[i] end
+  return emit(page)
+end
+
+-- choose ----------------------------------------------------------------------------------
+-- A BEST whose first child is a WALK over the ordering index: walking (which stops once the
+-- window is full) wins unless another driver is much smaller than the walked range.
+local chosen = driver
+if driver.kind == "BEST" and driver.children[1].kind == "WALK" and #driver.children > 1 then
+  local w = driver.children[1]
+  local alt = {kind = "BEST", children = {}}
+  for i = 2, #driver.children do alt.children[#alt.children + 1] = driver.children[i] end
+  if estimate(alt) * 8 <= estimate(w) then chosen = alt else chosen = w end
+elseif driver.kind == "BEST" and #driver.children == 1 then
+  chosen = driver.children[1]
+end
+
+if mode == "plan" then
+  return {describe(chosen), estimate(chosen)}
+end
+if chosen.kind == "WALK" then return walk(chosen) end
+return gather(chosen)

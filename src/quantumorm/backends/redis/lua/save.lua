@@ -1,0 +1,130 @@
+-- save.lua: insert, or compare-and-set update, of one document with its index entries.
+--
+-- Every check runs before the first write (Redis does not roll back a failed script). The
+-- document JSON is stored verbatim: this script never decodes it. What the script must read
+-- (version, the index entries written last time) lives in the meta hash.
+--
+-- KEYS[1]   document key; when ARGV[3] == "" the document key prefix (the id is allocated here)
+-- KEYS[2]   meta hash key; when allocating, its prefix
+-- KEYS[3]   the partition's id index (ZSET, score 0, member = id key)
+-- KEYS[4]   the id sequence (string counter), read only when allocating
+-- KEYS[5..] index keys (ZSET, score 0, member = value encodings .. id key) this write touches
+-- ARGV[1]   "insert" | "update"
+-- ARGV[2]   expected version (update)
+-- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
+-- ARGV[4]   document JSON
+-- ARGV[5]   write id (stored beside the version, to recognise a retried write)
+-- ARGV[6]   F, then F pairs: meta field name, netstring list of value encodings
+-- then      I, then I quadruples: KEYS position, meta field holding the index's entries,
+--           "1" to enforce uniqueness, index name
+-- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+--           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
+-- luacheck: globals redis KEYS ARGV
+
+local NULL = "\1\0"
+
+local function unpack_list(s)
+  local out, pos = {}, 1
+  if not s then return out end
+  while pos <= #s do
+    local colon = string.find(s, ":", pos, true)
+    local size = tonumber(string.sub(s, pos, colon - 1))
+    out[#out + 1] = string.sub(s, colon + 1, colon + size)
+    pos = colon + size + 1
+  end
+  return out
+end
+
+local function bulk(command, key, members, with_score)
+  local args, n = {}, 0
+  for _, member in ipairs(members) do
+    if with_score then n = n + 1; args[n] = "0" end
+    n = n + 1; args[n] = member
+    if n >= 1000 then
+      redis.call(command, key, unpack(args)); args, n = {}, 0
+    end
+  end
+  if n > 0 then redis.call(command, key, unpack(args)) end
+end
+
+local function type_ok(key, wanted)
+  local t = redis.call("TYPE", key).ok
+  return t == "none" or t == wanted
+end
+
+local mode, idkey = ARGV[1], ARGV[3]
+local doc_key, meta_key = KEYS[1], KEYS[2]
+
+-- 1. identity and version -------------------------------------------------------------
+if idkey == "" then
+  if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
+  local n = tostring(redis.call("INCR", KEYS[4]))
+  idkey = "\1" .. string.char(32 + #n) .. n
+  doc_key, meta_key = doc_key .. n, meta_key .. n
+end
+for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}, {KEYS[3], "zset"}}) do
+  if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
+end
+local stored = redis.call("HGET", meta_key, "v")
+local version
+if mode == "insert" then
+  if stored or redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
+  version = 1
+else
+  if not stored then return {"MISSING"} end
+  if stored ~= ARGV[2] then return {"VERSION", stored} end
+  version = tonumber(stored) + 1
+end
+
+-- 2. new values, index keys and unique claims ----------------------------------------
+local pos = 6
+local nvalues = tonumber(ARGV[pos])
+local values, fields = {}, {}
+for i = 1, nvalues do
+  local name, list = ARGV[pos + 2 * i - 1], ARGV[pos + 2 * i]
+  values[name] = list
+  fields[#fields + 1] = name
+  fields[#fields + 1] = list
+end
+pos = pos + 2 * nvalues + 1
+local nindexes = tonumber(ARGV[pos])
+local indexes = {}
+for i = 1, nindexes do
+  local base = pos + 4 * (i - 1)
+  local index = {key = KEYS[tonumber(ARGV[base + 1])], field = ARGV[base + 2],
+                 unique = ARGV[base + 3] == "1", name = ARGV[base + 4]}
+  if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
+  index.new = unpack_list(values[index.field])
+  if index.unique then
+    for _, member in ipairs(index.new) do
+      if member ~= NULL then
+        local held = redis.call("ZRANGEBYLEX", index.key, "[" .. member, "(" .. member .. "\255",
+                                "LIMIT", 0, 2)
+        for _, other in ipairs(held) do
+          local other_id = string.sub(other, #member + 1)
+          if other_id ~= idkey then return {"UNIQUE", index.name, other_id} end
+        end
+      end
+    end
+  end
+  indexes[i] = index
+end
+
+-- 3. writes (nothing above has written, except the id allocation) ---------------------
+for _, index in ipairs(indexes) do
+  local old = unpack_list(redis.call("HGET", meta_key, index.field))
+  local keep, drop, add = {}, {}, {}
+  for _, member in ipairs(index.new) do keep[member] = true end
+  for _, member in ipairs(old) do
+    if keep[member] then keep[member] = nil else drop[#drop + 1] = member .. idkey end
+  end
+  for _, member in ipairs(index.new) do
+    if keep[member] then add[#add + 1] = member .. idkey; keep[member] = nil end
+  end
+  bulk("ZREM", index.key, drop, false)
+  bulk("ZADD", index.key, add, true)
+end
+redis.call("SET", doc_key, ARGV[4])
+redis.call("HSET", meta_key, "v", version, "w", ARGV[5], unpack(fields))
+if mode == "insert" then redis.call("ZADD", KEYS[3], 0, idkey) end
+return {"OK", version, idkey}

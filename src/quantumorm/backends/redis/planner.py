@@ -1,0 +1,393 @@
+"""Compile a QuerySpec into the token program that ``query.lua`` runs on each partition.
+
+Pure: no I/O, no redis import. The planner decides
+
+* which conditions the server can evaluate (those on indexed fields, whose value encodings
+  the meta hash keeps, and on the id) and which need the Python evaluator (``residual``);
+* the candidate *drivers*: lex ranges on single-field or compound indexes, id lists, unions
+  for ORs, a choice (``BEST``) for ANDs that ``query.lua`` settles with ZLEXCOUNT, and a
+  ``WALK`` over the ordering index that can stop as soon as the page is full;
+* whether the server orders and slices (everything it needs is indexed) or Python does.
+
+Token grammar (see ``lua/query.lua``)::
+
+    DRIVER := ALL | RANGE keypos n (min max)* | IDS n idkey* | UNION n DRIVER*
+            | BEST n DRIVER* | WALK keypos is_ids desc min max
+    NEED   := n metafield*
+    PRED   := NONE | T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
+            | GT|GE|LT|LE f v | PRE f prefix | HAS f v | NULL f | ID n idkey*
+    ORDER  := n (metafield desc)*
+    AFTER  := n key*
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ... import sortable
+from ...fields.base import Field
+from ...fields.scalar import StringField
+from ...fields.structured import ArrayField
+from ...options import IndexSpec, ModelOptions
+from ...query.lookups import Lookup
+from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
+
+Token = bytes
+NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
+
+
+@dataclass
+class Driver:
+    kind: str
+    tokens: list[Token]
+    label: str
+    indexes: tuple[str, ...] = ()
+
+
+@dataclass
+class Plan:
+    """The program for one query, identical for every partition."""
+
+    driver: Driver
+    need: list[str]
+    pred: list[Token]
+    exact: bool  # the driver alone is the predicate
+    server_order: bool
+    order: list[Token]
+    after: list[Token]
+    residual: Node | None
+    server_filter: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def tokens(self) -> list[Token]:
+        out = list(self.driver.tokens)
+        out.append(b"%d" % len(self.need))
+        out.extend(name.encode() for name in self.need)
+        out.extend(self.pred)
+        out.extend(self.order)
+        out.extend(self.after)
+        return out
+
+
+def meta_field(field: Field) -> str:
+    return f"f:{field.db_name}"
+
+
+def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
+    """The meta hash field that lists the entries a document has in ``index``."""
+    if index.compound:
+        return f"x:{index.name}"
+    return meta_field(options.fields[index.fields[0]])
+
+
+class Planner:
+    def __init__(self, options: ModelOptions) -> None:
+        self.options = options
+        self.indexed = set(options.indexed_fields)
+        # KEYS[1] is the id index; KEYS[2..] the model's indexes in order
+        self.keypos = {index.name: position + 2 for position, index in enumerate(options.indexes)}
+
+    # -- what the server can evaluate ------------------------------------------------------
+
+    def evaluable(self, node: Node) -> bool:
+        if isinstance(node, (And, Or)):
+            return all(self.evaluable(child) for child in node.children)
+        if isinstance(node, Not):
+            return self.evaluable(node.child)
+        if node.field == ID:
+            return True
+        if node.field not in self.indexed:
+            return False
+        field = self.options.fields[node.field]
+        if isinstance(field, ArrayField):
+            return node.lookup in (Lookup.CONTAINS, Lookup.ISNULL)
+        if node.lookup in (Lookup.CONTAINS, Lookup.ENDSWITH):
+            return False
+        return node.lookup is not Lookup.STARTSWITH or isinstance(field, StringField)
+
+    def plan(self, spec: QuerySpec, counting: bool = False) -> Plan:
+        where = spec.where
+        if self.evaluable(where):
+            server_where, residual = where, None
+        else:
+            parts = where.children if isinstance(where, And) else (where,)
+            kept = tuple(p for p in parts if self.evaluable(p))
+            server_where = And(kept) if len(kept) != 1 else kept[0]
+            residual = where
+        server_order = residual is None and all(
+            o.field == ID or self._sortable_on_server(o.field) for o in spec.order
+        )
+        driver = self._driver(server_where)
+        exact = server_where == TRUE or (isinstance(server_where, Condition) and driver is not None)
+        walk = None if counting or not server_order else self._walk(spec, server_where)
+        if walk is not None:
+            walk_exact = server_where == TRUE or walk.label.endswith("*")
+            walk.label = walk.label.rstrip("*")
+            exact = exact and walk_exact
+            driver = walk if driver is None else _best([walk, driver])
+        elif driver is None:
+            driver = Driver("ALL", [b"ALL"], "all ids (scan)")
+
+        need: list[str] = []
+        pred = [b"NONE"] if exact else self._pred(server_where, need)
+        order_tokens = [b"0"]
+        after = [b"0"]
+        if server_order:
+            order_tokens = [b"%d" % len(spec.order)]
+            for o in spec.order:
+                if o.field == ID:
+                    name = "@id"
+                else:
+                    name = meta_field(self.options.fields[o.field])
+                    if name not in need:
+                        need.append(name)
+                order_tokens += [name.encode(), b"1" if o.descending else b"0"]
+            if spec.after is not None:
+                after = [b"%d" % len(spec.after), *spec.after]
+        return Plan(
+            driver=driver,
+            need=need,
+            pred=pred,
+            exact=exact,
+            server_order=server_order,
+            order=order_tokens,
+            after=after,
+            residual=residual,
+            server_filter=repr(server_where),
+        )
+
+    def _sortable_on_server(self, name: str) -> bool:
+        field = self.options.fields[name]
+        return name in self.indexed and field.sortable
+
+    # -- predicate tokens ------------------------------------------------------------------
+
+    def _pred(self, node: Node, need: list[str]) -> list[Token]:
+        if node == TRUE:
+            return [b"T"]
+        if node == FALSE:
+            return [b"F"]
+        if isinstance(node, (And, Or)):
+            out = [b"AND" if isinstance(node, And) else b"OR", b"%d" % len(node.children)]
+            for child in node.children:
+                out += self._pred(child, need)
+            return out
+        if isinstance(node, Not):
+            return [b"NOT", *self._pred(node.child, need)]
+        return self._leaf(node, need)
+
+    def _leaf(self, cond: Condition, need: list[str]) -> list[Token]:
+        lookup = cond.lookup
+        if cond.field == ID:
+            ids = [cond.value] if lookup in (Lookup.EXACT, Lookup.NE) else list(cond.value)
+            tokens = [b"ID", b"%d" % len(ids), *(sortable.id_key(i) for i in ids)]
+            return [b"NOT", *tokens] if lookup in (Lookup.NE, Lookup.NIN) else tokens
+        field = self.options.fields[cond.field]
+        name = meta_field(field)
+        if name not in need:
+            need.append(name)
+        f = name.encode()
+        if lookup is Lookup.ISNULL:
+            tokens = [b"NULL", f]
+            return tokens if cond.value else [b"NOT", *tokens]
+        if lookup is Lookup.CONTAINS:
+            assert isinstance(field, ArrayField)
+            return [b"HAS", f, field.field.sort_key(cond.value)]
+        if lookup is Lookup.STARTSWITH:
+            return [b"PRE", f, sortable.encode_str_prefix(cond.value)]
+        if lookup in (Lookup.IN, Lookup.NIN):
+            keys = [_key(field, v) for v in cond.value]
+            tokens = [b"IN", f, b"%d" % len(keys), *keys]
+            return tokens if lookup is Lookup.IN else [b"NOT", *tokens]
+        op = {Lookup.EXACT: b"EQ", Lookup.NE: b"EQ", Lookup.GT: b"GT", Lookup.GTE: b"GE",
+              Lookup.LT: b"LT", Lookup.LTE: b"LE"}[lookup]
+        tokens = [op, f, _key(field, cond.value)]
+        return [b"NOT", *tokens] if lookup is Lookup.NE else tokens
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    def _driver(self, node: Node) -> Driver | None:
+        if isinstance(node, Condition):
+            return self._leaf_driver(node)
+        if isinstance(node, Or):
+            if not node.children:
+                return None
+            children = [self._driver(child) for child in node.children]
+            if any(child is None for child in children):
+                return None
+            drivers = [c for c in children if c is not None]
+            tokens = [b"UNION", b"%d" % len(drivers)]
+            for d in drivers:
+                tokens += d.tokens
+            return Driver("UNION", tokens, "union(" + ", ".join(d.label for d in drivers) + ")",
+                          tuple(i for d in drivers for i in d.indexes))
+        if isinstance(node, And):
+            candidates = [d for d in map(self._driver, node.children) if d is not None]
+            candidates += self._compound_drivers(node)
+            if not candidates:
+                return None
+            return candidates[0] if len(candidates) == 1 else _best(candidates)
+        return None
+
+    def _leaf_driver(self, cond: Condition) -> Driver | None:
+        if cond.field == ID:
+            if cond.lookup not in (Lookup.EXACT, Lookup.IN):
+                return None
+            ids = [cond.value] if cond.lookup is Lookup.EXACT else list(cond.value)
+            return Driver("IDS", [b"IDS", b"%d" % len(ids), *map(sortable.id_key, ids)],
+                          "id lookup")
+        index = self.options.single_index(cond.field)
+        if index is None:
+            return None
+        ranges = _leaf_ranges(self.options.fields[cond.field], cond)
+        if ranges is None:
+            return None
+        return self._range(index, ranges)
+
+    def _range(self, index: IndexSpec, ranges: list[tuple[bytes, bytes]]) -> Driver:
+        tokens = [b"RANGE", b"%d" % self.keypos[index.name], b"%d" % len(ranges)]
+        for low, high in ranges:
+            tokens += [low, high]
+        return Driver("RANGE", tokens, f"index {index.name!r}", (index.name,))
+
+    def _compound_drivers(self, node: And) -> list[Driver]:
+        conds = [c for c in node.children if isinstance(c, Condition) and c.field != ID]
+        out = []
+        for index in self.options.indexes:
+            if not index.compound:
+                continue
+            prefix = b""
+            used = 0
+            for name in index.fields:
+                eq = next((c for c in conds if c.field == name and (
+                    c.lookup is Lookup.EXACT or (c.lookup is Lookup.ISNULL and c.value))), None)
+                if eq is None:
+                    break
+                field = self.options.fields[name]
+                prefix += sortable.NULL if eq.lookup is Lookup.ISNULL else field.sort_key(eq.value)
+                used += 1
+            ranges: list[tuple[bytes, bytes]] | None = None
+            if used < len(index.fields):
+                name = index.fields[used]
+                rng = next((c for c in conds if c.field == name and c.lookup in _RANGE_DRIVERS),
+                           None)
+                if rng is not None:
+                    inner = _leaf_ranges(self.options.fields[name], rng)
+                    if inner is not None:
+                        ranges = [(_prefixed(low, prefix, True), _prefixed(high, prefix, False))
+                                  for low, high in inner]
+                        used += 1
+            if used == 0:
+                continue
+            if ranges is None:
+                ranges = [(b"[" + prefix, b"(" + prefix + sortable.UPPER)]
+            out.append(self._range(index, ranges))
+        return out
+
+    def _walk(self, spec: QuerySpec, where: Node) -> Driver | None:
+        """A walk over the index of the single ordering field, narrowed by a condition on it."""
+        if len(spec.order) != 1:
+            order_field, desc = (ID, False) if not spec.order else (None, False)
+        else:
+            order_field, desc = spec.order[0].field, spec.order[0].descending
+        if order_field is None:
+            return None
+        exact_cond = False
+        low, high = b"-", b"+"
+        if order_field == ID:
+            keypos, is_ids, label = 1, True, "id order"
+        else:
+            index = self.options.single_index(order_field)
+            if index is None or not self.options.fields[order_field].sortable:
+                return None
+            keypos, is_ids, label = self.keypos[index.name], False, f"index {index.name!r} order"
+            parts = where.children if isinstance(where, And) else (where,)
+            for part in parts:
+                if isinstance(part, Condition) and part.field == order_field:
+                    ranges = _leaf_ranges(self.options.fields[order_field], part)
+                    if ranges is not None and len(ranges) == 1:
+                        low, high = ranges[0]
+                        exact_cond = part == where
+                        break
+        if spec.after is not None:
+            member = spec.after[-1] if is_ids else spec.after[0] + spec.after[-1]
+            if desc:
+                high = _tighter(high, b"(" + member, upper=True)
+            else:
+                low = _tighter(low, b"(" + member, upper=False)
+        tokens = [b"WALK", b"%d" % keypos, b"1" if is_ids else b"0", b"1" if desc else b"0",
+                  low, high]
+        indexes = () if is_ids else (label.split("'")[1],)
+        return Driver("WALK", tokens, label + ("*" if exact_cond else ""), indexes)
+
+
+_RANGE_DRIVERS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE, Lookup.STARTSWITH})
+
+
+def _key(field: Field, value: Any) -> bytes:
+    return sortable.NULL if value is None else field.sort_key(value)
+
+
+def _leaf_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
+    """The lex ranges of a single-field index holding exactly the matching documents."""
+    lookup, value = cond.lookup, cond.value
+    up = sortable.UPPER
+    if isinstance(field, ArrayField):
+        if lookup is Lookup.CONTAINS:
+            key = field.field.sort_key(value)
+            return [(b"[" + key, b"(" + key + up)]
+        if lookup is Lookup.ISNULL and value:
+            return [(b"[" + sortable.NULL, b"(" + sortable.NULL + up)]
+        return None
+    if lookup is Lookup.EXACT:
+        key = field.sort_key(value)
+        return [(b"[" + key, b"(" + key + up)]
+    if lookup is Lookup.IN:
+        keys = sorted({_key(field, v) for v in value})
+        return [(b"[" + key, b"(" + key + up) for key in keys]
+    if lookup is Lookup.ISNULL:
+        if value:
+            return [(b"[" + sortable.NULL, b"(" + sortable.NULL + up)]
+        return [(NULL_GT, b"+")]
+    if lookup is Lookup.GT:
+        return [(b"[" + field.sort_key(value) + up, b"+")]
+    if lookup is Lookup.GTE:
+        return [(b"[" + field.sort_key(value), b"+")]
+    if lookup is Lookup.LT:
+        return [(NULL_GT, b"(" + field.sort_key(value))]
+    if lookup is Lookup.LTE:
+        return [(NULL_GT, b"(" + field.sort_key(value) + up)]
+    if lookup is Lookup.STARTSWITH and isinstance(field, StringField):
+        prefix = sortable.encode_str_prefix(value)
+        return [(b"[" + prefix, b"(" + prefix + up)]
+    return None
+
+
+def _prefixed(bound: bytes, prefix: bytes, lower: bool) -> bytes:
+    """Move a single-field bound inside the compound prefix ``prefix``."""
+    if bound == b"-":
+        return b"[" + prefix
+    if bound == b"+":
+        return b"(" + prefix + sortable.UPPER
+    return bound[:1] + prefix + bound[1:]
+
+
+def _tighter(current: bytes, candidate: bytes, upper: bool) -> bytes:
+    """The tighter of two ZRANGEBYLEX bounds (for an upper bound, the smaller one)."""
+    if current in (b"-", b"+"):
+        return candidate
+    a, b = current[1:], candidate[1:]
+    if a == b:
+        return b"(" + a  # exclusive is tighter
+    if upper:
+        return current if a < b else candidate
+    return current if a > b else candidate
+
+
+def _best(drivers: list[Driver]) -> Driver:
+    tokens = [b"BEST", b"%d" % len(drivers)]
+    for d in drivers:
+        tokens += d.tokens
+    return Driver("BEST", tokens, "cheapest of (" + ", ".join(d.label for d in drivers) + ")",
+                  tuple(i for d in drivers for i in d.indexes))

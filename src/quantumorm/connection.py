@@ -1,0 +1,138 @@
+"""Named connections, and the one place that runs operations on them.
+
+``create_connection(backend="redis", url=..., name=..., make_default=True)`` opens a store
+through the backend registry and registers it by name. A model uses the connection named by
+``Meta.connection``, or else the default connection of its ``Meta.backend``. The first
+connection opened for a backend becomes its default unless another is made default.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .backends import opener
+from .engine import drive
+from .errors import ConfigurationError, ConnectionNotFound
+
+if TYPE_CHECKING:
+    from .document import Document
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_connections: dict[str, Connection] = {}
+_defaults: dict[str, str] = {}
+
+
+class Connection:
+    """An open, named store. Runs operations with its sync or async executor."""
+
+    def __init__(self, name: str, kind: str, url: str, store: Any) -> None:
+        self.name, self.kind, self.url = name, kind, url
+        self._store = store
+        self.backend = store.backend
+
+    def run(self, factory: drive.OpFactory[T]) -> T:
+        return drive.run(factory(self.backend), self._store.sync_executor())
+
+    async def arun(self, factory: drive.OpFactory[T]) -> T:
+        return await drive.arun(factory(self.backend), self._store.async_executor())
+
+    @property
+    def store(self) -> Any:
+        """The backend's connection object (for the Redis backend, it holds the clients)."""
+        return self._store
+
+    def close(self) -> None:
+        """Close the blocking pool (the asyncio pool is closed by :meth:`aclose`)."""
+        self._store.close()
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.name!r} {self.kind} {_redact(self.url)}>"
+
+
+def create_connection(
+    backend: str = "redis",
+    url: str | None = None,
+    *,
+    name: str | None = None,
+    make_default: bool = False,
+    **options: Any,
+) -> Connection:
+    """Open a connection and register it.
+
+    Args:
+        backend: the backend name (``"redis"``).
+        url: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS; ``ssl_ca_certs``,
+            ``ssl_certfile``, ``ssl_keyfile`` pass through), or ``unix:///path?db=0``.
+        name: the registry name (default: ``"default"``). Re-using a name closes and
+            replaces the previous connection.
+        make_default: make it the default connection of its backend.
+        **options: pool and timeout options of the backend (``max_connections``,
+            ``pool_timeout``, ``socket_timeout``, ``connect_timeout``...).
+    """
+    if url is None:
+        raise ConfigurationError(f"create_connection(backend={backend!r}) needs a url")
+    if not isinstance(url, str):
+        raise ConfigurationError(f"url must be a string (got {url!r})")
+    name = name or "default"
+    store = opener(backend)(url, **options)
+    connection = Connection(name, backend, url, store)
+    with _lock:
+        previous = _connections.get(name)
+        _connections[name] = connection
+        if make_default or backend not in _defaults or _defaults[backend] == name:
+            _defaults[backend] = name
+    if previous is not None:
+        previous.close()
+    return connection
+
+
+def get_connection(name: str | None = None, backend: str = "redis") -> Connection:
+    """The connection called ``name``, or the default connection of ``backend``."""
+    with _lock:
+        if name is None:
+            name = _defaults.get(backend)
+            if name is None:
+                raise ConnectionNotFound(
+                    f"no {backend} connection: call create_connection(backend={backend!r}, "
+                    "url=..., make_default=True) first"
+                )
+        connection = _connections.get(name)
+    if connection is None:
+        raise ConnectionNotFound(
+            f"no connection named {name!r} (open: {', '.join(sorted(_connections)) or 'none'})"
+        )
+    return connection
+
+
+def connection_for(model: type[Document]) -> Connection:
+    options = model._meta
+    connection = get_connection(options.connection, options.backend)
+    if connection.kind != options.backend:
+        raise ConfigurationError(
+            f"{options.model_name} uses backend {options.backend!r} but connection "
+            f"{connection.name!r} is a {connection.kind!r} connection"
+        )
+    return connection
+
+
+def close_all() -> None:
+    """Close and forget every connection (blocking pools)."""
+    with _lock:
+        connections = list(_connections.values())
+        _connections.clear()
+        _defaults.clear()
+    for connection in connections:
+        connection.close()
+
+
+def _redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,238 @@
+"""``Document``: declaring models, the instance state they carry, and the instance API.
+
+A document instance knows its id, the version it was loaded or saved at (0 = never saved),
+and the storage form of its values at that version, so :meth:`Document.save` writes only when
+something changed and compare-and-sets on the version. All I/O goes through the operations in
+:mod:`quantumorm.engine.ops`; each public method is a one-line call into one of them, run by
+the async or the sync driver.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from . import errors
+from .engine import ops
+from .engine.twin import operation
+from .errors import ConfigurationError, UnknownFieldError, ValidationError
+from .fields.base import Field
+from .options import ModelOptions, build_options
+from .query.expressions import clean_id
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .query.queryset import QuerySet
+
+D = TypeVar("D", bound="Document")
+
+
+class Manager:
+    """``Model.objects``: a fresh, unfiltered QuerySet of the model on every access."""
+
+    def __get__(self, instance: Any, owner: type[D]) -> QuerySet[D]:
+        if instance is not None:
+            raise AttributeError("objects is reached through the class, not an instance")
+        from .query.queryset import QuerySet
+
+        return QuerySet(owner)
+
+
+class DocumentMeta(type):
+    """Collects fields, checks ``Meta`` and builds the model's :class:`ModelOptions`."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
+        meta = namespace.pop("Meta", None)
+        cls = super().__new__(mcs, name, bases, namespace)
+        if not any(isinstance(base, DocumentMeta) for base in bases):
+            return cls  # Document itself
+        fields: dict[str, Field] = {}
+        inherited: dict[str, Any] = {}
+        for base in reversed(cls.__mro__[1:]):
+            if isinstance(base, DocumentMeta) and hasattr(base, "_fields"):
+                fields.update(base._fields)
+                inherited.update(getattr(base, "_inheritable", {}))
+        for attr, value in namespace.items():
+            if isinstance(value, Field):
+                if value.model is not None:
+                    raise ConfigurationError(
+                        f"{name}.{attr}: field instance already belongs to "
+                        f"{value.model.__name__}.{value.name}"
+                    )
+                fields[attr] = value
+        options, abstract = build_options(name, meta, fields, inherited)
+        for field in fields.values():
+            if field.model is None or field.name in namespace:
+                field.model = cls  # type: ignore[assignment]
+        cls._fields = fields  # type: ignore[attr-defined]
+        if abstract:
+            declared = {k: v for k, v in vars(meta).items()
+                        if not k.startswith("__") and k not in ("abstract", "collection")}
+            cls._inheritable = {**inherited, **declared}  # type: ignore[attr-defined]
+            return cls
+        cls._meta = options  # type: ignore[attr-defined]
+        cls.DoesNotExist = type("DoesNotExist", (errors.DoesNotExist,),  # type: ignore[attr-defined]
+                                {"__module__": cls.__module__, "__qualname__": f"{name}.DoesNotExist"})
+        cls.MultipleObjectsReturned = type(  # type: ignore[attr-defined]
+            "MultipleObjectsReturned", (errors.MultipleObjectsReturned,),
+            {"__module__": cls.__module__, "__qualname__": f"{name}.MultipleObjectsReturned"})
+        return cls
+
+
+class Document(metaclass=DocumentMeta):
+    """Base class of models.
+
+    >>> class User(Document):
+    ...     name = StringField(required=True, indexed=True)
+    ...     age = IntField(min_value=0, indexed=True)
+    ...     class Meta:
+    ...         collection = "users"
+    """
+
+    _meta: ClassVar[ModelOptions]
+    _fields: ClassVar[dict[str, Field]]
+    DoesNotExist: ClassVar[type[errors.DoesNotExist]]
+    MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
+    objects: ClassVar[Manager] = Manager()
+
+    def __init__(self, id: str | int | None = None, **values: Any) -> None:
+        cls = type(self)
+        if not hasattr(cls, "_meta"):
+            raise ConfigurationError(f"{cls.__name__} is abstract and has no collection")
+        unknown = [k for k in values if k not in cls._fields]
+        if unknown:
+            raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
+        self.id: str | None = None if id is None else clean_id(id, ValidationError_for_id)
+        self._version = 0
+        self._stored: dict[str, Any] | None = None  # storage values at self._version
+        self._partial: frozenset[str] | None = None  # fields loaded by only()
+        for name, field in cls._fields.items():
+            self.__dict__[name] = values[name] if name in values else field.initial()
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The stored version this instance is based on (0 before the first save)."""
+        return self._version
+
+    @property
+    def is_saved(self) -> bool:
+        return self._version > 0
+
+    def clean(self) -> dict[str, Any]:
+        """Validate every field; return the storage form, or raise one ValidationError that
+        names every invalid field and value."""
+        problems: dict[str, list[str]] = {}
+        storage: dict[str, Any] = {}
+        for name, field in self._fields.items():
+            cleaned, messages = field.validate(self.__dict__.get(name))
+            if messages:
+                problems[name] = [f"'{name}' {m}" for m in messages]
+                continue
+            self.__dict__[name] = cleaned
+            storage[field.db_name] = field.to_storage(cleaned)
+        if problems:
+            raise ValidationError(problems, model=type(self).__name__)
+        return storage
+
+    def validate(self) -> None:
+        """Raise :class:`ValidationError` if any field is invalid."""
+        self.clean()
+
+    def to_dict(self, *, storage: bool = False) -> dict[str, Any]:
+        """The document as a dict: Python values by attribute name (``storage=False``) or the
+        JSON-compatible stored form by storage name (``storage=True``). Includes ``id``."""
+        out: dict[str, Any] = {"id": self.id}
+        for name, field in self._fields.items():
+            value = self.__dict__.get(name)
+            if storage:
+                out[field.db_name] = field.to_storage(value)
+            else:
+                out[name] = value
+        return out
+
+    def changed_fields(self) -> list[str]:
+        """Attribute names whose value differs from the stored version (all, if unsaved)."""
+        if self._stored is None:
+            return list(self._fields)
+        changed = []
+        for name, field in self._fields.items():
+            try:
+                now = field.to_storage(field.validate(self.__dict__.get(name))[0])
+            except Exception:
+                now = object()
+            if self._stored.get(field.db_name) != now:
+                changed.append(name)
+        return changed
+
+    @classmethod
+    def from_storage(cls: type[D], id: str, version: int, data: dict[str, Any],
+                     only: frozenset[str] | None = None) -> D:
+        """Build an instance from a stored row (used by backends' results)."""
+        doc = cls.__new__(cls)
+        doc.id, doc._version, doc._partial = id, version, only
+        doc._stored = dict(data)
+        for name, field in cls._fields.items():
+            raw = data.get(field.db_name)
+            doc.__dict__[name] = None if raw is None else field.from_storage(raw)
+        return doc
+
+    def _values(self) -> dict[str, Any]:
+        values = {name: self.__dict__.get(name) for name in self._fields}
+        values["id"] = self.id
+        return values
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id!r} v{self._version}>"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Document)
+        if self.id is None or other.id is None:
+            return self is other
+        return self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.id)) if self.id is not None else id(self)
+
+    @classmethod
+    def _connection(cls) -> Connection:
+        from .connection import connection_for
+
+        return connection_for(cls)
+
+    # -- I/O: one operation each, async and sync ---------------------------------------------
+
+    @operation
+    def save(self: D) -> ops.OpFactory[D]:
+        """Insert the document, or compare-and-set its changed fields on its version.
+
+        Raises :class:`ValidationError`, :class:`VersionConflict` (someone saved a newer
+        version), :class:`DuplicateIdError`, :class:`UniqueViolation`.
+        """
+        return partial(ops.save, doc=self)
+
+    save_sync = save.sync
+
+    @operation
+    def delete(self) -> ops.OpFactory[bool]:
+        """Delete the document if it is still at the version this instance holds.
+
+        Returns False if it was already gone; raises :class:`VersionConflict` if it changed.
+        """
+        return partial(ops.delete, doc=self)
+
+    delete_sync = delete.sync
+
+    @operation
+    def reload(self: D) -> ops.OpFactory[D]:
+        """Replace the values with the stored ones; raises ``Model.DoesNotExist``."""
+        return partial(ops.reload, doc=self)
+
+    reload_sync = reload.sync
+
+
+def ValidationError_for_id(message: str) -> ValidationError:
+    return ValidationError({"id": [message]})

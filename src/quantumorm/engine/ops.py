@@ -1,0 +1,242 @@
+"""Every multi-step ORM operation, written once as a generator over the backend contract.
+
+Nothing here performs I/O or knows a backend's name: operations call the backend's own
+operations with ``yield from`` and are run by :mod:`quantumorm.engine.drive`. Write paths
+validate everything before the first write, so bad input never reaches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..backends.base import Backend, Row, WriteRequest, WriteResult
+from ..errors import BulkWriteError, InvalidOperation, ValidationError, VersionConflict
+from ..query import evaluate
+from ..query.nodes import QuerySpec
+from .drive import Op, OpFactory
+
+if TYPE_CHECKING:
+    from ..document import Document
+
+D = TypeVar("D", bound="Document")
+
+#: how often update/delete-where re-read and retry a document another writer changed
+WHERE_RETRIES = 10
+
+__all__ = ["Op", "OpFactory"]
+
+
+def _request(doc: Document, data: dict[str, Any]) -> WriteRequest | None:
+    """The write that brings the store to ``doc``'s state, or None if nothing changed."""
+    if doc._version == 0:
+        return WriteRequest("insert", doc.id, 0, data, doc._values(), None)
+    stored = doc._stored or {}
+    changed = frozenset(
+        name for name, field in doc._fields.items()
+        if stored.get(field.db_name) != data.get(field.db_name)
+    )
+    if not changed:
+        return None
+    return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed)
+
+
+def _applied(doc: Document, data: dict[str, Any], result: WriteResult) -> None:
+    if result.error is not None:
+        raise result.error
+    assert result.version is not None
+    doc.id, doc._version, doc._stored = result.id, result.version, data
+
+
+def _check_whole(doc: Document) -> None:
+    if doc._partial is not None:
+        raise InvalidOperation(
+            f"{type(doc).__name__} {doc.id!r} was loaded with only({', '.join(sorted(doc._partial))}); "
+            "reload() it before saving"
+        )
+
+
+# -- one document -------------------------------------------------------------------------
+
+
+def save(backend: Backend, doc: D) -> Op[D]:
+    _check_whole(doc)
+    data = doc.clean()
+    request = _request(doc, data)
+    if request is None:
+        return doc
+    (result,) = yield from backend.write(doc._meta, [request])
+    _applied(doc, data, result)
+    return doc
+
+
+def delete(backend: Backend, doc: Document) -> Op[bool]:
+    if doc.id is None or doc._version == 0:
+        raise InvalidOperation(f"{type(doc).__name__} was never saved; nothing to delete")
+    request = WriteRequest("delete", doc.id, doc._version)
+    (result,) = yield from backend.write(doc._meta, [request])
+    if result.error is not None:
+        raise result.error
+    doc._version, doc._stored = 0, None
+    return result.version is not None
+
+
+def reload(backend: Backend, doc: D) -> Op[D]:
+    if doc.id is None:
+        raise InvalidOperation(f"{type(doc).__name__} has no id; nothing to reload")
+    (row,) = yield from backend.get_many(doc._meta, [doc.id])
+    if row is None:
+        raise type(doc).DoesNotExist(f"{type(doc).__name__} {doc.id!r} does not exist")
+    fresh = type(doc).from_storage(row.id, row.version, row.data)
+    doc.__dict__.update({name: fresh.__dict__[name] for name in doc._fields})
+    doc._version, doc._stored, doc._partial = fresh._version, fresh._stored, None
+    return doc
+
+
+# -- many documents -----------------------------------------------------------------------
+
+
+def bulk_create(backend: Backend, model: type[D], docs: Sequence[D], batch_size: int) -> Op[list[D]]:
+    """Insert new documents in batches (one round trip each, plus one for their ids).
+
+    Every document is validated first; if any is invalid nothing is written. Documents the
+    store refuses (duplicate id, unique value) are reported together in a BulkWriteError
+    after the others are written.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+    problems: dict[str, list[str]] = {}
+    prepared = []
+    for position, doc in enumerate(docs):
+        if type(doc) is not model:
+            raise TypeError(f"bulk_create on {model.__name__} got {doc!r}")
+        if doc._version:
+            raise InvalidOperation(f"{doc!r} is already saved; bulk_create inserts new documents")
+        try:
+            prepared.append((doc, doc.clean()))
+        except ValidationError as exc:
+            for name, messages in exc.errors.items():
+                problems[f"[{position}].{name}"] = messages
+    if problems:
+        raise ValidationError(problems, model=model.__name__)
+    failures: list[tuple[int, Exception]] = []
+    written: list[D] = []
+    for start in range(0, len(prepared), batch_size):
+        batch = prepared[start:start + batch_size]
+        requests = [WriteRequest("insert", doc.id, 0, data, doc._values()) for doc, data in batch]
+        results = yield from backend.write(model._meta, requests)
+        for offset, ((doc, data), result) in enumerate(zip(batch, results)):
+            if result.error is not None:
+                failures.append((start + offset, result.error))
+            else:
+                _applied(doc, data, result)
+                written.append(doc)
+    if failures:
+        raise BulkWriteError(failures, written)
+    return written
+
+
+def get_many(backend: Backend, model: type[D], ids: Iterable[str]) -> Op[list[D | None]]:
+    id_list = list(ids)
+    rows = yield from backend.get_many(model._meta, id_list)
+    return [None if row is None else model.from_storage(row.id, row.version, row.data)
+            for row in rows]
+
+
+def fetch(backend: Backend, model: type[D], spec: QuerySpec) -> Op[list[Row]]:
+    return (yield from backend.query(model._meta, spec))
+
+
+def update_where(backend: Backend, model: type[D], spec: QuerySpec,
+                 changes: dict[str, Any]) -> Op[int]:
+    """Set fields on every matching document, each write compare-and-set on its version.
+
+    A document another writer changed meanwhile is re-read and updated again if it still
+    matches (at most ``WHERE_RETRIES`` times). All new values are validated first.
+    """
+    rows = yield from backend.query(model._meta, spec)
+    updated = 0
+    for _attempt in range(WHERE_RETRIES):
+        requests, states = [], []
+        for row in rows:
+            doc = model.from_storage(row.id, row.version, row.data)
+            doc.__dict__.update(changes)
+            data = doc.clean()
+            request = _request(doc, data)
+            if request is None:
+                updated += 1  # already has the values: it matched and needs no write
+                continue
+            requests.append(request)
+            states.append((doc, data))
+        if not requests:
+            return updated
+        results = yield from backend.write(model._meta, requests)
+        retry_ids, failures = _sort_results(results, states)
+        updated += len(requests) - len(retry_ids) - len(failures)
+        if failures:
+            raise BulkWriteError(failures, [])
+        if not retry_ids:
+            return updated
+        rows = yield from _still_matching(backend, model, spec, retry_ids)
+    raise VersionConflict(model.__name__, ", ".join(r.id for r in rows), 0, None)
+
+
+def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
+    rows = yield from backend.query(model._meta, spec)
+    deleted = 0
+    for _attempt in range(WHERE_RETRIES):
+        if not rows:
+            return deleted
+        requests = [WriteRequest("delete", row.id, row.version) for row in rows]
+        results = yield from backend.write(model._meta, requests)
+        retry_ids = []
+        for row, result in zip(rows, results):
+            if isinstance(result.error, VersionConflict) and result.error.actual is not None:
+                retry_ids.append(row.id)
+            elif result.error is not None:
+                raise result.error
+            elif result.version is not None:
+                deleted += 1
+        if not retry_ids:
+            return deleted
+        rows = yield from _still_matching(backend, model, spec, retry_ids)
+    raise VersionConflict(model.__name__, ", ".join(r.id for r in rows), 0, None)
+
+
+def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]
+                  ) -> tuple[list[str], list[tuple[int, Exception]]]:
+    retry, failures = [], []
+    for position, (result, (doc, data)) in enumerate(zip(results, states)):
+        error = result.error
+        if isinstance(error, VersionConflict):
+            if error.actual is not None:
+                retry.append(doc.id)
+        elif error is not None:
+            failures.append((position, error))
+        else:
+            _applied(doc, data, result)
+    return retry, failures
+
+
+def _still_matching(backend: Backend, model: type[D], spec: QuerySpec,
+                    ids: list[str]) -> Op[list[Row]]:
+    rows = yield from backend.get_many(model._meta, ids)
+    options = model._meta
+    out = []
+    for row in rows:
+        if row is None:
+            continue
+        doc = model.from_storage(row.id, row.version, row.data)
+        if evaluate.matches(options, spec.where, doc._values()):
+            out.append(row)
+    return out
+
+
+def count(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
+    return (yield from backend.count(model._meta, spec))
+
+
+def exists(backend: Backend, model: type[D], spec: QuerySpec) -> Op[bool]:
+    n = yield from backend.count(model._meta, replace(spec, limit=1))
+    return n > 0

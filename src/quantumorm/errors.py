@@ -1,0 +1,188 @@
+"""The exception hierarchy: every error QuantumORM raises is one of these.
+
+Errors carry the context a caller needs to act on them (model, field, value, versions) as
+attributes, not only in the message, and backend errors keep the driver's exception as
+``__cause__``. Nothing here imports a driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class QuantumORMError(Exception):
+    """Base class of every error raised by QuantumORM."""
+
+
+# -- declaring models and connections -------------------------------------------------------
+
+
+class ConfigurationError(QuantumORMError):
+    """A model, field, Meta option or connection is declared wrongly.
+
+    Raised at class creation or at ``create_connection()``, never later.
+    """
+
+
+class ConnectionNotFound(ConfigurationError):
+    """No connection is registered under the requested name (or no default is set)."""
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+class ValidationError(QuantumORMError, ValueError):
+    """One or more field values are invalid.
+
+    ``errors`` maps each field name to the list of messages for that field, so a form or an
+    API can report every problem at once.
+    """
+
+    def __init__(self, errors: dict[str, list[str]], model: str | None = None) -> None:
+        self.errors = {name: list(msgs) for name, msgs in errors.items()}
+        self.model = model
+        parts = [f"{name}: {'; '.join(msgs)}" for name, msgs in self.errors.items()]
+        prefix = f"{model}: " if model else ""
+        super().__init__(prefix + " | ".join(parts))
+
+
+class UnknownFieldError(QuantumORMError, TypeError):
+    """A field name that the model does not declare was used."""
+
+    def __init__(self, model: str, name: str, known: list[str]) -> None:
+        self.model, self.field = model, name
+        super().__init__(
+            f"{model} has no field {name!r} (fields: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+# -- queries --------------------------------------------------------------------------------
+
+
+class QueryError(QuantumORMError, ValueError):
+    """A query cannot be built: unknown lookup, lookup not valid for the field, bad value."""
+
+
+class DoesNotExist(QuantumORMError, LookupError):
+    """``get()`` or ``reload()`` found no document.
+
+    Every model class gets its own subclass, ``Model.DoesNotExist``.
+    """
+
+
+class MultipleObjectsReturned(QuantumORMError, LookupError):
+    """``get()`` matched more than one document.
+
+    Every model class gets its own subclass, ``Model.MultipleObjectsReturned``.
+    """
+
+
+class InvalidOperation(QuantumORMError):
+    """The operation is not valid in the document's or queryset's current state."""
+
+
+class UnsupportedOperation(QuantumORMError):
+    """The backend does not support this feature; names the backend and the feature."""
+
+    def __init__(self, backend: str, feature: str, detail: str = "") -> None:
+        self.backend, self.feature = backend, feature
+        msg = f"backend {backend!r} does not support {feature}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+class WriteError(QuantumORMError):
+    """A write was refused by a check before anything was written."""
+
+
+class VersionConflict(WriteError):
+    """A compare-and-set write found another version than the one it was based on.
+
+    ``actual`` is ``None`` when the document no longer exists.
+    """
+
+    def __init__(self, model: str, id: str, expected: int, actual: int | None) -> None:
+        self.model, self.id, self.expected, self.actual = model, id, expected, actual
+        now = "it was deleted" if actual is None else f"it is at version {actual}"
+        super().__init__(f"{model} {id!r}: expected version {expected}, but {now}")
+
+
+class DuplicateIdError(WriteError):
+    """An insert used an id that already exists in the collection."""
+
+    def __init__(self, model: str, id: str) -> None:
+        self.model, self.id = model, id
+        super().__init__(f"{model} {id!r} already exists")
+
+
+class UniqueViolation(WriteError):
+    """A write would give a unique index a second document with the same value."""
+
+    def __init__(self, model: str, index: str, id: str, other_id: str | None) -> None:
+        self.model, self.index, self.id, self.other_id = model, index, id, other_id
+        who = f" (held by {other_id!r})" if other_id is not None else ""
+        super().__init__(f"{model} {id!r}: unique index {index!r} already has this value{who}")
+
+
+class BulkWriteError(WriteError):
+    """Some documents of a bulk write failed; the others were written.
+
+    ``errors`` lists ``(position, exception)`` pairs; ``written`` holds the documents that
+    were stored.
+    """
+
+    def __init__(self, errors: list[tuple[int, Exception]], written: list[Any]) -> None:
+        self.errors, self.written = errors, written
+        first = errors[0][1] if errors else None
+        super().__init__(
+            f"{len(errors)} of {len(errors) + len(written)} documents failed; first: {first}"
+        )
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+class BackendError(QuantumORMError):
+    """The store failed or refused an operation. ``__cause__`` holds the driver's error."""
+
+
+class BackendConnectionError(BackendError):
+    """The store cannot be reached, or the connection broke."""
+
+
+class BackendTimeoutError(BackendConnectionError):
+    """A connect or socket timeout expired; the outcome of a write is unknown."""
+
+
+class PoolExhaustedError(BackendConnectionError):
+    """Every connection of the pool is in use and none came free in time."""
+
+
+class AuthenticationError(BackendError):
+    """The store rejected the credentials."""
+
+
+class PermissionDeniedError(BackendError):
+    """The store's access control refused a command or key (Redis ACL NOPERM)."""
+
+
+class OutOfMemoryError(BackendError):
+    """The store is above its memory limit and refused the write."""
+
+
+class WrongTypeError(BackendError):
+    """A key the ORM owns holds data of another type (written by someone else)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class CorruptDocumentError(BackendError):
+    """A stored document cannot be decoded (it was not written by QuantumORM)."""
+
+    def __init__(self, model: str, id: str, detail: str) -> None:
+        self.model, self.id = model, id
+        super().__init__(f"{model} {id!r}: stored document is corrupt: {detail}")

@@ -1,0 +1,193 @@
+"""The Field descriptor: declaration options, validation, storage conversion, sort keys.
+
+A field converts between three forms of a value:
+
+* the *Python* value on a document (``datetime``, ``Decimal``, ``UUID``...), produced by
+  :meth:`Field.clean` from whatever the user assigned;
+* the *storage* value, JSON-compatible, produced by :meth:`Field.to_storage` and read back by
+  :meth:`Field.from_storage`;
+* the *sort key*, order-preserving bytes (:mod:`quantumorm.sortable`) that indexes, filters and
+  sorting compare.
+
+Query values go through the same :meth:`clean` as stored values, so a query on a datetime,
+Decimal or UUID compares exactly what was stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .. import sortable
+from ..errors import ConfigurationError
+from ..query.lookups import Lookup
+
+if TYPE_CHECKING:
+    from ..document import Document
+    from ..query.expressions import FieldRef
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+_DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+EQUALITY = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN, Lookup.ISNULL})
+ORDERED = EQUALITY | {Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE}
+
+
+class FieldValueError(ValueError):
+    """Raised by :meth:`Field.clean`; the message completes "'<field>' ..."."""
+
+
+class Field:
+    """Base class of all fields.
+
+    Args:
+        required: ``None`` (or a missing value) is a validation error.
+        default: a value, or a callable called for each new document.
+        choices: the allowed values (after conversion).
+        indexed: keep a secondary index on this field.
+        unique: at most one document per value (implies ``indexed``).
+        db_field: the name in storage, if not the attribute name.
+        help_text: free text for documentation.
+    """
+
+    #: the lookups a query may use on this field
+    lookups: ClassVar[frozenset[Lookup]] = EQUALITY
+    #: whether the field can carry a secondary index, and be ordered by
+    indexable: ClassVar[bool] = True
+    sortable: ClassVar[bool] = True
+    #: the type name in messages and capability tables
+    type_name: ClassVar[str] = "value"
+
+    def __init__(
+        self,
+        *,
+        required: bool = False,
+        default: Any = MISSING,
+        choices: Iterable[Any] | None = None,
+        indexed: bool = False,
+        unique: bool = False,
+        db_field: str | None = None,
+        help_text: str | None = None,
+    ) -> None:
+        self.name = ""
+        self.model: type[Document] | None = None
+        self.required = _flag("required", required)
+        self.indexed = _flag("indexed", indexed) or _flag("unique", unique)
+        self.unique = unique
+        if db_field is not None and not (isinstance(db_field, str) and _DB_NAME.match(db_field)):
+            raise ConfigurationError(f"db_field must be an identifier (got {db_field!r})")
+        self.db_field = db_field
+        self.help_text = help_text
+        if self.indexed and not self.indexable:
+            raise ConfigurationError(f"{type(self).__name__} cannot be indexed")
+        self.choices: tuple[Any, ...] | None = None
+        if choices is not None:
+            raw = tuple(choices)
+            if not raw:
+                raise ConfigurationError("choices must not be empty")
+            try:
+                self.choices = tuple(self._clean_declared(c, "choice") for c in raw)
+            except FieldValueError as exc:
+                raise ConfigurationError(f"invalid choice: {exc}") from None
+        self.default = default
+        if default is not MISSING and default is not None and not callable(default):
+            try:
+                self.default = self._clean_declared(default, "default")
+            except FieldValueError as exc:
+                raise ConfigurationError(f"invalid default: {exc}") from None
+
+    # -- declaration ----------------------------------------------------------------------
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def db_name(self) -> str:
+        return self.db_field or self.name
+
+    def _clean_declared(self, value: Any, what: str) -> Any:
+        return self._check(self.clean(value))
+
+    def __repr__(self) -> str:
+        owner = self.model.__name__ + "." if self.model is not None else ""
+        return f"<{type(self).__name__} {owner}{self.name}>"
+
+    # -- descriptor -----------------------------------------------------------------------
+
+    def __get__(self, instance: Document | None, owner: type) -> Any:
+        if instance is None:
+            from ..query.expressions import FieldRef
+
+            return FieldRef(owner, self)
+        return instance.__dict__.get(self.name)
+
+    def __set__(self, instance: Document, value: Any) -> None:
+        instance.__dict__[self.name] = value
+
+    def initial(self) -> Any:
+        """The value of a new document that does not set this field."""
+        if self.default is MISSING:
+            return None
+        if callable(self.default):
+            return self.default()
+        return copy.deepcopy(self.default)
+
+    # -- conversion -----------------------------------------------------------------------
+
+    def clean(self, value: Any) -> Any:
+        """Convert an assigned or queried value to the field's Python type, or raise
+        :class:`FieldValueError`. ``None`` is not passed here."""
+        return value
+
+    def _check(self, value: Any) -> Any:
+        """Constraint checks (lengths, bounds...) on a cleaned value; raise on failure."""
+        return value
+
+    def validate(self, value: Any) -> tuple[Any, list[str]]:
+        """Clean and check a value; return the cleaned value and the list of errors."""
+        if value is None:
+            return None, (["is required"] if self.required else [])
+        try:
+            cleaned = self._check(self.clean(value))
+        except FieldValueError as exc:
+            return value, [str(exc)]
+        if self.choices is not None and cleaned not in self.choices:
+            allowed = ", ".join(repr(c) for c in self.choices)
+            return value, [f"must be one of {allowed} (got {value!r})"]
+        return cleaned, []
+
+    def to_storage(self, value: Any) -> Any:
+        """The JSON-compatible form of a cleaned value (``None`` stays ``None``)."""
+        return value
+
+    def from_storage(self, raw: Any) -> Any:
+        return raw
+
+    def sort_key(self, value: Any) -> bytes:
+        """Order-preserving bytes of a cleaned value; ``None`` sorts first."""
+        raise NotImplementedError
+
+    def index_keys(self, value: Any) -> list[bytes]:
+        """The index entries of a cleaned value (one per element for arrays)."""
+        return [sortable.NULL if value is None else self.sort_key(value)]
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False (got {value!r})")
+    return value
+
+
+def check_bound(name: str, value: Any, kind: Callable[[Any], bool]) -> Any:
+    if value is not None and not kind(value):
+        raise ConfigurationError(f"{name} has the wrong type (got {value!r})")
+    return value

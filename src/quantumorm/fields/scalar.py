@@ -1,0 +1,206 @@
+"""Scalar fields: strings, integers, floats, booleans, Decimals and UUIDs."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from decimal import Decimal, InvalidOperation
+from numbers import Integral
+from typing import Any
+
+from .. import sortable
+from ..errors import ConfigurationError
+from ..query.lookups import Lookup
+from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound
+
+
+class StringField(Field):
+    """Text. Comparisons and ordering follow Unicode code points (UTF-8 byte order).
+
+    Args:
+        min_length, max_length: bounds on the number of characters.
+        regex: a pattern the whole value must match (``re.fullmatch``).
+    """
+
+    lookups = ORDERED | {Lookup.CONTAINS, Lookup.STARTSWITH, Lookup.ENDSWITH}
+    type_name = "string"
+
+    def __init__(
+        self,
+        *,
+        min_length: int | None = None,
+        max_length: int | None = None,
+        regex: str | re.Pattern[str] | None = None,
+        **options: Any,
+    ) -> None:
+        is_size = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+        self.min_length = check_bound("min_length", min_length, is_size)
+        self.max_length = check_bound("max_length", max_length, is_size)
+        if min_length is not None and max_length is not None and min_length > max_length:
+            raise ConfigurationError(f"min_length {min_length} > max_length {max_length}")
+        try:
+            self.regex = re.compile(regex) if isinstance(regex, str) else regex
+        except re.error as exc:
+            raise ConfigurationError(f"invalid regex {regex!r}: {exc}") from None
+        super().__init__(**options)
+
+    def clean(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise FieldValueError(f"must be a string (got {value!r})")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldValueError(f"must be valid Unicode (got {value!r})") from None
+        return value
+
+    def _check(self, value: str) -> str:
+        if self.min_length is not None and len(value) < self.min_length:
+            raise FieldValueError(f"must be at least {self.min_length} characters (got {value!r})")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise FieldValueError(
+                f"must be at most {self.max_length} characters (got {len(value)})"
+            )
+        if self.regex is not None and not self.regex.fullmatch(value):
+            raise FieldValueError(f"must match {self.regex.pattern!r} (got {value!r})")
+        return value
+
+    def sort_key(self, value: str) -> bytes:
+        return sortable.encode_str(value)
+
+
+class _NumberField(Field):
+    lookups = ORDERED
+    type_name = "number"
+
+    def __init__(
+        self, *, min_value: Any = None, max_value: Any = None, **options: Any
+    ) -> None:
+        self.min_value = None if min_value is None else self._bound("min_value", min_value)
+        self.max_value = None if max_value is None else self._bound("max_value", max_value)
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ConfigurationError(f"min_value {min_value!r} > max_value {max_value!r}")
+        super().__init__(**options)
+
+    def _bound(self, name: str, value: Any) -> Any:
+        try:
+            return self.clean(value)
+        except FieldValueError as exc:
+            raise ConfigurationError(f"{name} {exc}") from None
+
+    def _check(self, value: Any) -> Any:
+        if self.min_value is not None and value < self.min_value:
+            raise FieldValueError(f"must be >= {self.min_value} (got {value!r})")
+        if self.max_value is not None and value > self.max_value:
+            raise FieldValueError(f"must be <= {self.max_value} (got {value!r})")
+        return value
+
+    def sort_key(self, value: Any) -> bytes:
+        return sortable.encode_number(value)
+
+
+class IntField(_NumberField):
+    """An integer of any size; exact in storage, indexes and comparisons."""
+
+    type_name = "integer"
+
+    def clean(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise FieldValueError(f"must be an integer (got {value!r})")
+        return int(value)
+
+
+class FloatField(_NumberField):
+    """A finite float (NaN and infinities are rejected: they have no JSON form)."""
+
+    type_name = "float"
+
+    def clean(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldValueError(f"must be a number (got {value!r})")
+        try:
+            result = float(value)
+        except OverflowError:
+            raise FieldValueError(f"is too large for a float (got {value!r})") from None
+        if not math.isfinite(result):
+            raise FieldValueError(f"must be finite (got {value!r})")
+        return result
+
+
+class DecimalField(_NumberField):
+    """An exact decimal, stored as its string so no digit is lost.
+
+    Accepts ``Decimal``, ``int`` and numeric strings. Floats are refused: they are not exact
+    (pass ``Decimal(str(x))`` if rounding to the float's repr is intended).
+    """
+
+    type_name = "decimal"
+
+    def clean(self, value: Any) -> Decimal:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise FieldValueError(f"must be a Decimal, int or numeric string (got {value!r})")
+        if isinstance(value, (int, str)):
+            try:
+                value = Decimal(value)
+            except InvalidOperation:
+                raise FieldValueError(f"must be a decimal number (got {value!r})") from None
+        if not isinstance(value, Decimal):
+            raise FieldValueError(f"must be a Decimal (got {value!r})")
+        if not value.is_finite():
+            raise FieldValueError(f"must be finite (got {value!r})")
+        try:
+            sortable.encode_number(value)
+        except ValueError:
+            raise FieldValueError(f"has an exponent out of range (got {value!r})") from None
+        return value
+
+    def to_storage(self, value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    def from_storage(self, raw: Any) -> Decimal | None:
+        return None if raw is None else Decimal(raw)
+
+
+class BooleanField(Field):
+    """``True`` or ``False`` (no truthy coercion)."""
+
+    lookups = EQUALITY
+    type_name = "boolean"
+
+    def clean(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise FieldValueError(f"must be True or False (got {value!r})")
+        return value
+
+    def sort_key(self, value: bool) -> bytes:
+        return sortable.encode_bool(value)
+
+
+class UUIDField(Field):
+    """A UUID; accepts ``uuid.UUID`` or its string forms, stored as canonical lowercase hex."""
+
+    lookups = EQUALITY
+    type_name = "uuid"
+
+    def clean(self, value: Any) -> uuid.UUID:
+        if isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                pass
+        raise FieldValueError(f"must be a UUID (got {value!r})")
+
+    def to_storage(self, value: uuid.UUID | None) -> str | None:
+        return None if value is None else str(value)
+
+    def from_storage(self, raw: Any) -> uuid.UUID | None:
+        return None if raw is None else uuid.UUID(raw)
+
+    def sort_key(self, value: uuid.UUID) -> bytes:
+        return sortable.encode_str(str(value))

@@ -1,0 +1,201 @@
+"""Model options: the inner ``class Meta``, checked once at class creation.
+
+:class:`ModelOptions` is the frozen view of a model that queries and backends read; nothing
+reads the user's ``Meta`` class afterwards. Every mistake (unknown option, bad type, index on
+an unknown or unindexable field) raises :class:`ConfigurationError` naming the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+from .fields.base import Field
+from .fields.structured import ArrayField
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+KNOWN_OPTIONS = frozenset(
+    {"abstract", "backend", "collection", "connection", "indexes", "namespace", "partitions",
+     "ttl"}
+)
+MAX_PARTITIONS = 4096
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A secondary index over one field or, in order, several (compound)."""
+
+    name: str
+    fields: tuple[str, ...]
+    unique: bool = False
+
+    @property
+    def compound(self) -> bool:
+        return len(self.fields) > 1
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    model_name: str
+    collection: str
+    backend: str
+    connection: str | None
+    namespace: str
+    partitions: int
+    ttl: int | None
+    fields: dict[str, Field]
+    indexes: tuple[IndexSpec, ...]
+
+    def field(self, name: str) -> Field:
+        return self.fields[name]
+
+    @property
+    def indexed_fields(self) -> tuple[str, ...]:
+        """Fields whose values an index keeps (in declaration order)."""
+        seen = {name for index in self.indexes for name in index.fields}
+        return tuple(name for name in self.fields if name in seen)
+
+    def single_index(self, field: str) -> IndexSpec | None:
+        for index in self.indexes:
+            if index.fields == (field,):
+                return index
+        return None
+
+
+def build_options(
+    model_name: str, meta: type | None, fields: dict[str, Field], inherited: dict[str, Any]
+) -> tuple[ModelOptions, bool]:
+    """Check ``Meta`` and the fields; return the options and whether the model is abstract."""
+    raw = dict(inherited)
+    declared = {k: v for k, v in vars(meta).items() if not k.startswith("__")} if meta else {}
+    unknown = set(declared) - KNOWN_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"{model_name}.Meta: unknown option(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(KNOWN_OPTIONS))})"
+        )
+    abstract = bool(declared.pop("abstract", False))
+    raw.update(declared)
+    where = f"{model_name}.Meta"
+
+    collection = raw.get("collection") or model_name.lower()
+    _check_name(where, "collection", collection)
+    namespace = raw.get("namespace", "qorm")
+    _check_name(where, "namespace", namespace)
+    backend = raw.get("backend", "redis")
+    if not isinstance(backend, str) or not backend:
+        raise ConfigurationError(f"{where}: backend must be a backend name (got {backend!r})")
+    connection = raw.get("connection")
+    if connection is not None and not isinstance(connection, str):
+        raise ConfigurationError(f"{where}: connection must be a name (got {connection!r})")
+    partitions = raw.get("partitions", 1)
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or not (
+        1 <= partitions <= MAX_PARTITIONS
+    ):
+        raise ConfigurationError(
+            f"{where}: partitions must be an int in 1..{MAX_PARTITIONS} (got {partitions!r})"
+        )
+    ttl = raw.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+        raise ConfigurationError(f"{where}: ttl must be a positive number of seconds (got {ttl!r})")
+
+    _check_db_names(model_name, fields)
+    indexes = _build_indexes(where, fields, raw.get("indexes", ()))
+    for index in indexes:
+        if index.unique and partitions > 1:
+            raise ConfigurationError(
+                f"{where}: unique index {index.name!r} needs partitions = 1; with several "
+                "partitions uniqueness cannot be checked in one atomic write"
+            )
+    options = ModelOptions(
+        model_name=model_name,
+        collection=collection,
+        backend=backend,
+        connection=connection,
+        namespace=namespace,
+        partitions=partitions,
+        ttl=ttl,
+        fields=fields,
+        indexes=indexes,
+    )
+    return options, abstract
+
+
+def _check_name(where: str, what: str, value: Any) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigurationError(f"{where}: {what} must match [A-Za-z0-9_.-]+ (got {value!r})")
+
+
+def _check_db_names(model_name: str, fields: dict[str, Field]) -> None:
+    seen: dict[str, str] = {}
+    for name, field in fields.items():
+        if name == "id" or field.db_name == "id":
+            raise ConfigurationError(f"{model_name}: 'id' is reserved for the document id")
+        if name.startswith("_"):
+            raise ConfigurationError(f"{model_name}.{name}: field names may not start with '_'")
+        if field.db_name in seen:
+            raise ConfigurationError(
+                f"{model_name}: fields {seen[field.db_name]!r} and {name!r} share the "
+                f"storage name {field.db_name!r}"
+            )
+        seen[field.db_name] = name
+
+
+def _build_indexes(where: str, fields: dict[str, Field], declared: Any) -> tuple[IndexSpec, ...]:
+    specs: list[IndexSpec] = [
+        IndexSpec(name=field.db_name, fields=(name,), unique=field.unique)
+        for name, field in fields.items()
+        if field.indexed
+    ]
+    if not isinstance(declared, (list, tuple)):
+        raise ConfigurationError(f"{where}: indexes must be a list (got {declared!r})")
+    for entry in declared:
+        if isinstance(entry, str):
+            names, name, unique = (entry,), None, False
+        elif isinstance(entry, (list, tuple)):
+            names, name, unique = tuple(entry), None, False
+        elif isinstance(entry, dict):
+            extra = set(entry) - {"fields", "name", "unique"}
+            if extra:
+                raise ConfigurationError(f"{where}: unknown index option(s) {sorted(extra)}")
+            names = tuple(entry.get("fields", ()))
+            name, unique = entry.get("name"), entry.get("unique", False)
+        else:
+            raise ConfigurationError(f"{where}: an index is a field name, a tuple of field "
+                                     f"names or a dict (got {entry!r})")
+        if not names or not all(isinstance(n, str) for n in names):
+            raise ConfigurationError(f"{where}: index {entry!r} needs field names")
+        for field_name in names:
+            field = fields.get(field_name)
+            if field is None:
+                raise ConfigurationError(f"{where}: index {entry!r} names unknown field "
+                                         f"{field_name!r}")
+            if not field.indexable:
+                raise ConfigurationError(f"{where}: {field_name!r} ({type(field).__name__}) "
+                                         "cannot be indexed")
+            if len(names) > 1 and isinstance(field, ArrayField):
+                raise ConfigurationError(f"{where}: array field {field_name!r} cannot be part "
+                                         "of a compound index")
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"{where}: index {entry!r} repeats a field")
+        if name is None:
+            name = fields[names[0]].db_name if len(names) == 1 else "__".join(
+                fields[n].db_name for n in names)
+        if not isinstance(name, str) or not _IDENT.match(name):
+            raise ConfigurationError(f"{where}: index name must be an identifier (got {name!r})")
+        if not isinstance(unique, bool):
+            raise ConfigurationError(f"{where}: unique must be True or False (got {unique!r})")
+        spec = IndexSpec(name=name, fields=names, unique=unique)
+        existing = [s for s in specs if s.fields == names]
+        if existing and len(names) == 1:
+            # indexes=["email"] on an indexed field is the same index; unique wins.
+            specs[specs.index(existing[0])] = IndexSpec(
+                existing[0].name, names, existing[0].unique or unique)
+            continue
+        if any(s.name == name for s in specs):
+            raise ConfigurationError(f"{where}: two indexes are named {name!r}")
+        specs.append(spec)
+    return tuple(specs)

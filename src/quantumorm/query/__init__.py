@@ -1,0 +1,1 @@
+"""Queries: the lookup vocabulary, the IR, Q objects and field expressions, the QuerySet."""

@@ -1,0 +1,227 @@
+"""Q objects and field expressions (``User.age > 30``), and their resolution into IR nodes.
+
+A :class:`Q` is model-agnostic until a QuerySet resolves it against its model: then every
+field name and lookup is checked and every value is cleaned by its field, so mistakes raise
+:class:`QueryError` when the query is built, naming the model, the field and the lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Union
+
+from ..errors import QueryError
+from ..fields.base import Field, FieldValueError
+from ..fields.scalar import StringField
+from ..fields.structured import ArrayField
+from .lookups import LIST_LOOKUPS, RANGE_LOOKUPS, Lookup, split_key
+from .nodes import FALSE, ID, TRUE, Condition, Node, Ordering, conjoin, disjoin, negate
+
+if TYPE_CHECKING:
+    from ..options import ModelOptions
+
+
+class Q:
+    """A composable filter: ``Q(age__gte=18) & ~Q(status="banned") | Q(role="admin")``."""
+
+    __slots__ = ("_op", "_children", "_model")
+
+    def __init__(self, **lookups: Any) -> None:
+        self._op = "and"
+        self._children: tuple[Any, ...] = tuple(sorted(lookups.items()))
+        self._model: type | None = None
+
+    @classmethod
+    def _make(cls, op: str, children: Iterable[Any], model: type | None = None) -> Q:
+        q = cls.__new__(cls)
+        q._op, q._children, q._model = op, tuple(children), model
+        return q
+
+    def __and__(self, other: Any) -> Q:
+        return Q._make("and", (self, _as_q(other)))
+
+    def __or__(self, other: Any) -> Q:
+        return Q._make("or", (self, _as_q(other)))
+
+    def __invert__(self) -> Q:
+        return Q._make("not", (self,))
+
+    def __bool__(self) -> bool:
+        raise TypeError("a Q is not a bool: combine with & | ~ instead of and/or/not")
+
+    def __repr__(self) -> str:
+        if self._op == "not":
+            return f"~{self._children[0]!r}"
+        parts = [f"{k}={v!r}" if isinstance(k, str) else repr(k)
+                 for k, v in (c if isinstance(c, tuple) else (c, None) for c in self._children)]
+        return f"Q[{self._op}]({', '.join(parts)})"
+
+    def resolve(self, options: ModelOptions) -> Node:
+        """Check names, lookups and values against a model and build the IR node."""
+        if self._model is not None and self._model.__name__ != options.model_name:
+            raise QueryError(
+                f"an expression on {self._model.__name__} cannot filter {options.model_name}"
+            )
+        nodes = [
+            child.resolve(options) if isinstance(child, Q) else resolve_lookup(options, *child)
+            for child in self._children
+        ]
+        if self._op == "not":
+            return negate(nodes[0])
+        return conjoin(*nodes) if self._op == "and" else disjoin(*nodes)
+
+
+def _as_q(value: Any) -> Q:
+    if isinstance(value, Q):
+        return value
+    raise TypeError(f"cannot combine a Q with {value!r}")
+
+
+class FieldRef:
+    """What ``Model.field`` is on the class: a builder of conditions and orderings."""
+
+    __slots__ = ("model", "field")
+
+    def __init__(self, model: type, field: Field) -> None:
+        self.model, self.field = model, field
+
+    def _q(self, lookup: Lookup, value: Any) -> Q:
+        return Q._make("and", ((f"{self.field.name}__{lookup.value}", value),), self.model)
+
+    def __eq__(self, value: Any) -> Q:  # type: ignore[override]
+        return self._q(Lookup.EXACT, value)
+
+    def __ne__(self, value: Any) -> Q:  # type: ignore[override]
+        return self._q(Lookup.NE, value)
+
+    def __gt__(self, value: Any) -> Q:
+        return self._q(Lookup.GT, value)
+
+    def __ge__(self, value: Any) -> Q:
+        return self._q(Lookup.GTE, value)
+
+    def __lt__(self, value: Any) -> Q:
+        return self._q(Lookup.LT, value)
+
+    def __le__(self, value: Any) -> Q:
+        return self._q(Lookup.LTE, value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def in_(self, values: Iterable[Any]) -> Q:
+        return self._q(Lookup.IN, values)
+
+    def not_in(self, values: Iterable[Any]) -> Q:
+        return self._q(Lookup.NIN, values)
+
+    def contains(self, value: Any) -> Q:
+        return self._q(Lookup.CONTAINS, value)
+
+    def startswith(self, value: str) -> Q:
+        return self._q(Lookup.STARTSWITH, value)
+
+    def endswith(self, value: str) -> Q:
+        return self._q(Lookup.ENDSWITH, value)
+
+    def isnull(self, value: bool = True) -> Q:
+        return self._q(Lookup.ISNULL, value)
+
+    def asc(self) -> Ordering:
+        return Ordering(self.field.name)
+
+    def desc(self) -> Ordering:
+        return Ordering(self.field.name, descending=True)
+
+    def __neg__(self) -> Ordering:
+        return self.desc()
+
+    def __repr__(self) -> str:
+        return f"{self.model.__name__}.{self.field.name}"
+
+
+Filter = Union[Q, dict[str, Any]]
+
+_ID_LOOKUPS = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN})
+
+
+def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
+    """Resolve one ``field__lookup=value`` against a model."""
+    name, lookup, suffix = split_key(key)
+    model = options.model_name
+    field = options.fields.get(name)
+    if lookup is None:
+        if name in options.fields or name == ID:
+            raise QueryError(
+                f"{model}.{name}: unknown lookup {suffix!r} "
+                f"(known: {', '.join(sorted(lk.value for lk in Lookup))})"
+            )
+        name, lookup, field = key, Lookup.EXACT, options.fields.get(key)
+    if field is None and name != ID:
+        raise QueryError(
+            f"{model} has no field {name!r} (fields: id, {', '.join(options.fields)})"
+        )
+    allowed = _ID_LOOKUPS if field is None else field.lookups
+    if lookup not in allowed:
+        kind = "the id" if field is None else f"a {field.type_name} field"
+        raise QueryError(
+            f"{model}.{name}: lookup {lookup.value!r} is not supported on {kind} "
+            f"(supported: {', '.join(sorted(lk.value for lk in allowed))})"
+        )
+    return _condition(model, name, field, lookup, value)
+
+
+def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value: Any) -> Node:
+    where = f"{model}.{name}__{lookup.value}"
+    if lookup is Lookup.ISNULL:
+        if not isinstance(value, bool):
+            raise QueryError(f"{where}: expects True or False (got {value!r})")
+        return Condition(name, lookup, value)
+    if lookup in (Lookup.EXACT, Lookup.NE) and value is None:
+        return Condition(name, Lookup.ISNULL, lookup is Lookup.EXACT)
+    if lookup in LIST_LOOKUPS:
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+            raise QueryError(f"{where}: expects a list of values (got {value!r})")
+        items = list(value)
+        if not items:
+            return FALSE if lookup is Lookup.IN else TRUE
+        cleaned = tuple(dict.fromkeys(_clean(where, field, v, nullable=True) for v in items))
+        return Condition(name, lookup, cleaned)
+    if lookup in (Lookup.STARTSWITH, Lookup.ENDSWITH) or (
+        lookup is Lookup.CONTAINS and isinstance(field, StringField)
+    ):
+        if not isinstance(value, str):
+            raise QueryError(f"{where}: expects a string (got {value!r})")
+        return Condition(name, lookup, value)
+    if lookup is Lookup.CONTAINS:
+        assert isinstance(field, ArrayField)
+        try:
+            return Condition(name, lookup, field.clean_element(value))
+        except FieldValueError as exc:
+            raise QueryError(f"{where}: {exc}") from None
+    if lookup in RANGE_LOOKUPS and value is None:
+        raise QueryError(f"{where}: cannot compare with None (use isnull)")
+    return Condition(name, lookup, _clean(where, field, value, nullable=False))
+
+
+def _clean(where: str, field: Field | None, value: Any, nullable: bool) -> Any:
+    if value is None and nullable:
+        return None
+    if field is None:  # the id
+        return clean_id(value, QueryError, where)
+    try:
+        return field.clean(value)
+    except FieldValueError as exc:
+        raise QueryError(f"{where}: value {exc}") from None
+
+
+def clean_id(value: Any, error: type[Exception], where: str = "id") -> str:
+    """Ids are non-empty strings; ints are accepted and turned into their decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise error(f"{where}: an id is a non-empty string (got {value!r})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{where}: an id must be valid Unicode (got {value!r})") from None
+    return value

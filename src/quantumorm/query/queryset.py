@@ -1,0 +1,416 @@
+"""``QuerySet``: an immutable query builder with async terminals and their ``_sync`` twins.
+
+Builder methods return a new QuerySet and never touch the store; names, lookups and values
+are checked when the query is built. Terminal methods are operations (see
+:mod:`quantumorm.engine.twin`): ``await qs.all()`` and ``qs.all_sync()`` run the same code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .. import sortable
+from ..engine import ops
+from ..engine.drive import Op
+from ..engine.twin import operation
+from ..errors import QueryError, UnknownFieldError, ValidationError
+from ..fields.base import MISSING
+from . import evaluate
+from .expressions import FieldRef, Q, clean_id
+from .nodes import ID, TRUE, Node, Ordering, QuerySpec, conjoin, negate
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend, Explanation, Row
+    from ..connection import Connection
+    from ..document import Document
+
+D = TypeVar("D", bound="Document")
+
+
+@dataclass(frozen=True)
+class Page(Generic[D]):
+    """One page of results. ``total`` and ``pages`` are known for numbered pages only."""
+
+    items: list[D]
+    per_page: int
+    number: int | None = None
+    total: int | None = None
+    next_cursor: str | None = None
+
+    @property
+    def pages(self) -> int | None:
+        if self.total is None:
+            return None
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        if self.total is not None and self.number is not None:
+            return self.number * self.per_page < self.total
+        return self.next_cursor is not None
+
+    def __iter__(self) -> Iterator[D]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class QuerySet(Generic[D]):
+    def __init__(self, model: type[D]) -> None:
+        self.model = model
+        self._where: Node = TRUE
+        self._order: tuple[Ordering, ...] = ()
+        self._offset = 0
+        self._limit: int | None = None
+        self._after: tuple[bytes, ...] | None = None
+        self._only: tuple[str, ...] | None = None
+        self._values: tuple[str, ...] | None = None
+        self._using: str | None = None
+
+    def _clone(self, **changes: Any) -> QuerySet[D]:
+        clone = object.__new__(QuerySet)
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__.update({f"_{k}": v for k, v in changes.items()})
+        return clone
+
+    @property
+    def spec(self) -> QuerySpec:
+        return QuerySpec(self._where, self._order, self._offset, self._limit, self._after)
+
+    def __repr__(self) -> str:
+        return f"<QuerySet {self.model.__name__} {self.spec}>"
+
+    # -- building --------------------------------------------------------------------------
+
+    def _node(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Node:
+        parts: list[Q] = []
+        for arg in args:
+            if isinstance(arg, Q):
+                parts.append(arg)
+            elif isinstance(arg, dict):
+                parts.append(Q(**arg))
+            else:
+                raise QueryError(f"filter() takes Q objects, field expressions or keywords "
+                                 f"(got {arg!r})")
+        if kwargs:
+            parts.append(Q(**kwargs))
+        options = self.model._meta
+        return conjoin(*(q.resolve(options) for q in parts))
+
+    def filter(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
+        """Keep documents matching every condition: ``filter(User.age > 3, name="x")``."""
+        return self._clone(where=conjoin(self._where, self._node(conditions, lookups)))
+
+    def exclude(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
+        """Drop documents matching all the given conditions (together)."""
+        return self._clone(where=conjoin(self._where, negate(self._node(conditions, lookups))))
+
+    def order_by(self, *fields: str | FieldRef | Ordering) -> QuerySet[D]:
+        """Order by fields, ``"-field"`` descending; ties are broken by id (in the direction of
+        the last field). Replaces any previous ordering; resets a keyset position."""
+        orderings = []
+        for item in fields:
+            if isinstance(item, FieldRef):
+                item = item.asc()
+            if isinstance(item, str):
+                desc = item.startswith("-")
+                item = Ordering(item.lstrip("-+"), desc)
+            if not isinstance(item, Ordering):
+                raise QueryError(f"order_by() takes field names or expressions (got {item!r})")
+            if item.field != ID:
+                field = self.model._meta.fields.get(item.field)
+                if field is None:
+                    raise QueryError(f"{self.model.__name__} has no field {item.field!r} to "
+                                     "order by")
+                if not field.sortable:
+                    raise QueryError(f"{self.model.__name__}.{item.field}: a "
+                                     f"{field.type_name} field cannot be ordered by")
+            orderings.append(item)
+        return self._clone(order=tuple(orderings), after=None)
+
+    def limit(self, n: int | None) -> QuerySet[D]:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise QueryError(f"limit must be a non-negative int or None (got {n!r})")
+        return self._clone(limit=n)
+
+    def offset(self, n: int) -> QuerySet[D]:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise QueryError(f"offset must be a non-negative int (got {n!r})")
+        return self._clone(offset=n)
+
+    start = offset
+
+    def __getitem__(self, item: slice) -> QuerySet[D]:
+        if not isinstance(item, slice):
+            raise TypeError("index a QuerySet with a slice (qs[10:20]); use first() or "
+                            "offset(n).first() for one document")
+        if item.step not in (None, 1):
+            raise QueryError("QuerySet slices cannot have a step")
+        start, stop = item.start or 0, item.stop
+        if start < 0 or (stop is not None and stop < 0):
+            raise QueryError("QuerySet slices cannot be negative")
+        base_offset, base_limit = self._offset, self._limit
+        new_offset = base_offset + start
+        new_limit = None if stop is None else max(0, stop - start)
+        if base_limit is not None:
+            remaining = max(0, base_limit - start)
+            new_limit = remaining if new_limit is None else min(new_limit, remaining)
+        return self._clone(offset=new_offset, limit=new_limit)
+
+    def after(self, cursor: str | None) -> QuerySet[D]:
+        """Continue after the row a cursor points to (keyset pagination; stable under
+        inserts). ``None`` starts at the beginning."""
+        if cursor is None:
+            return self._clone(after=None)
+        return self._clone(after=self._decode_cursor(cursor))
+
+    def only(self, *fields: str) -> QuerySet[D]:
+        """Load only these fields; the documents cannot be saved until reloaded."""
+        self._check_names(fields)
+        return self._clone(only=tuple(fields))
+
+    def values(self, *fields: str) -> QuerySet[D]:
+        """Return dicts (of the given fields, or all, plus ``id``) instead of documents."""
+        self._check_names(fields)
+        return self._clone(values=tuple(fields) or tuple(self.model._meta.fields))
+
+    def using(self, connection: str) -> QuerySet[D]:
+        """Run on the named connection instead of the model's."""
+        return self._clone(using=connection)
+
+    def _check_names(self, fields: Iterable[str]) -> None:
+        for name in fields:
+            if name != ID and name not in self.model._meta.fields:
+                raise UnknownFieldError(self.model.__name__, name, list(self.model._meta.fields))
+
+    def _connection(self) -> Connection:
+        from ..connection import connection_for, get_connection
+
+        if self._using is None:
+            return connection_for(self.model)
+        return get_connection(self._using)
+
+    # -- cursors ---------------------------------------------------------------------------
+
+    def _fingerprint(self) -> bytes:
+        text = f"{self.model._meta.collection}|{self._order!r}".encode()
+        return hashlib.sha1(text).digest()[:6]
+
+    def cursor_for(self, doc: D) -> str:
+        """The keyset cursor pointing at ``doc`` in this queryset's ordering."""
+        keys = evaluate.sort_keys(self.model._meta, self._order, doc._values())
+        raw = self._fingerprint() + sortable.pack_list(list(keys))
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode_cursor(self, cursor: str) -> tuple[bytes, ...]:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            keys = tuple(sortable.unpack_list(raw[6:]))
+        except (ValueError, TypeError):
+            raise QueryError(f"malformed cursor {cursor!r}") from None
+        if raw[:6] != self._fingerprint() or len(keys) != len(self._order) + 1:
+            raise QueryError("this cursor belongs to a different ordering or model: set the "
+                             "same order_by() before after()")
+        return keys
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _convert(self, rows: list[Row]) -> list[Any]:
+        model = self.model
+        if self._values is not None:
+            wanted = self._values
+            out = []
+            for row in rows:
+                doc = model.from_storage(row.id, row.version, row.data)
+                out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
+            return out
+        only = None if self._only is None else frozenset(self._only)
+        docs = []
+        for row in rows:
+            doc = model.from_storage(row.id, row.version, row.data, only)
+            if only is not None:
+                for name in model._meta.fields:
+                    if name not in only:
+                        doc.__dict__[name] = None
+            docs.append(doc)
+        return docs
+
+    def _all_op(self, backend: Backend) -> Op[list[Any]]:
+        rows = yield from ops.fetch(backend, self.model, self.spec)
+        return self._convert(rows)
+
+    # -- terminals -------------------------------------------------------------------------
+
+    @operation
+    def all(self) -> ops.OpFactory[list[D]]:
+        """Every matching document, in order."""
+        return self._all_op
+
+    all_sync = all.sync
+
+    @operation
+    def first(self) -> ops.OpFactory[D | None]:
+        """The first matching document (by the ordering, else by id), or None."""
+        return partial(_first_op, self._clone(limit=1 if self._limit != 0 else 0))
+
+    first_sync = first.sync
+
+    @operation
+    def get(self, *conditions: Any, **lookups: Any) -> ops.OpFactory[D]:
+        """The one document matching; raises ``Model.DoesNotExist`` or
+        ``Model.MultipleObjectsReturned``."""
+        qs = self.filter(*conditions, **lookups) if conditions or lookups else self
+        return partial(_get_op, qs._clone(limit=2 if qs._limit is None else min(2, qs._limit)))
+
+    get_sync = get.sync
+
+    @operation
+    def count(self) -> ops.OpFactory[int]:
+        """How many documents match (after offset/limit); documents are not fetched."""
+        return partial(ops.count, model=self.model, spec=self.spec)
+
+    count_sync = count.sync
+
+    @operation
+    def exists(self) -> ops.OpFactory[bool]:
+        return partial(ops.exists, model=self.model, spec=self.spec)
+
+    exists_sync = exists.sync
+
+    @operation
+    def update(self, **fields: Any) -> ops.OpFactory[int]:
+        """Set fields on every matching document (each a compare-and-set write, retried if
+        another writer got there first). Returns how many documents match the new values."""
+        changes = self._changes(fields)
+        return partial(ops.update_where, model=self.model, spec=self.spec, changes=changes)
+
+    update_sync = update.sync
+
+    @operation
+    def delete(self) -> ops.OpFactory[int]:
+        """Delete every matching document; returns how many were deleted."""
+        return partial(ops.delete_where, model=self.model, spec=self.spec)
+
+    delete_sync = delete.sync
+
+    @operation
+    def explain(self) -> ops.OpFactory[Explanation]:
+        """How the backend answers this query: the driving index, and whether it scans."""
+        model, spec = self.model, self.spec
+        return lambda backend: backend.explain(model._meta, spec)
+
+    explain_sync = explain.sync
+
+    @operation
+    def get_many(self, ids: Iterable[str | int]) -> ops.OpFactory[list[D | None]]:
+        """Documents by id in one round trip, in the order given (None where missing)."""
+        clean = [clean_id(i, QueryError, "get_many") for i in ids]
+        return partial(ops.get_many, model=self.model, ids=clean)
+
+    get_many_sync = get_many.sync
+
+    @operation
+    def bulk_create(self, docs: Sequence[D], batch_size: int = 500) -> ops.OpFactory[list[D]]:
+        """Insert new documents, ``batch_size`` per round trip; returns them with ids."""
+        return partial(ops.bulk_create, model=self.model, docs=list(docs), batch_size=batch_size)
+
+    bulk_create_sync = bulk_create.sync
+
+    @operation
+    def create(self, **values: Any) -> ops.OpFactory[D]:
+        """Build and insert one document."""
+        doc = self.model(**values)
+        return partial(ops.save, doc=doc)
+
+    create_sync = create.sync
+
+    @operation
+    def paginate(self, page: int | None = None, per_page: int = 20,
+                 after: Any = MISSING) -> ops.OpFactory[Page[D]]:
+        """A page of results.
+
+        ``paginate(page=3, per_page=20)`` numbers pages (with ``total``; costs a count).
+        ``paginate(per_page=20, after=cursor)`` continues from a keyset cursor (``None`` for
+        the first page); each page has ``next_cursor``, and inserts between requests never
+        shift or repeat rows.
+        """
+        if isinstance(per_page, bool) or not isinstance(per_page, int) or per_page < 1:
+            raise QueryError(f"per_page must be a positive int (got {per_page!r})")
+        if after is not MISSING:
+            if page is not None:
+                raise QueryError("paginate() takes page= or after=, not both")
+            return partial(_keyset_page_op, self.after(after), per_page)
+        number = 1 if page is None else page
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise QueryError(f"page must be a positive int (got {page!r})")
+        return partial(_numbered_page_op, self, number, per_page)
+
+    paginate_sync = paginate.sync
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def __await__(self) -> Any:
+        return self.all().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[D]:
+        for doc in await self.all():
+            yield doc
+
+    def __iter__(self) -> Iterator[D]:
+        return iter(self.all_sync())
+
+    def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
+        known = self.model._meta.fields
+        problems: dict[str, list[str]] = {}
+        cleaned = {}
+        for name, value in fields.items():
+            field = known.get(name)
+            if field is None:
+                raise UnknownFieldError(self.model.__name__, name, list(known))
+            value, messages = field.validate(value)
+            if messages:
+                problems[name] = [f"'{name}' {m}" for m in messages]
+            cleaned[name] = value
+        if problems:
+            raise ValidationError(problems, model=self.model.__name__)
+        if not cleaned:
+            raise QueryError("update() needs at least one field")
+        return cleaned
+
+
+def _first_op(qs: QuerySet[D], backend: Backend) -> Op[D | None]:
+    items = yield from qs._all_op(backend)
+    return items[0] if items else None
+
+
+def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
+    items = yield from qs._all_op(backend)
+    name = qs.model.__name__
+    if not items:
+        raise qs.model.DoesNotExist(f"{name} matching {qs._where!r} does not exist")
+    if len(items) > 1:
+        raise qs.model.MultipleObjectsReturned(f"more than one {name} matches {qs._where!r}")
+    return items[0]  # type: ignore[no-any-return]
+
+
+def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,
+                      backend: Backend) -> Op[Page[D]]:
+    total = yield from ops.count(backend, qs.model, replace(qs.spec, offset=0, limit=None))
+    window = qs[(number - 1) * per_page:number * per_page]
+    items = yield from window._all_op(backend)
+    cursor = qs.cursor_for(items[-1]) if items and qs._values is None else None
+    return Page(items, per_page, number=number, total=total, next_cursor=cursor)
+
+
+def _keyset_page_op(qs: QuerySet[D], per_page: int, backend: Backend) -> Op[Page[D]]:
+    items = yield from qs._clone(limit=per_page + 1)._all_op(backend)
+    more = len(items) > per_page
+    items = items[:per_page]
+    cursor = qs.cursor_for(items[-1]) if more and qs._values is None else None
+    return Page(items, per_page, next_cursor=cursor)

@@ -71,8 +71,9 @@ class DocumentMeta(type):
             cls._inheritable = {**inherited, **declared}  # type: ignore[attr-defined]
             return cls
         cls._meta = options  # type: ignore[attr-defined]
-        cls.DoesNotExist = type("DoesNotExist", (errors.DoesNotExist,),  # type: ignore[attr-defined]
-                                {"__module__": cls.__module__, "__qualname__": f"{name}.DoesNotExist"})
+        cls.DoesNotExist = type(  # type: ignore[attr-defined]
+            "DoesNotExist", (errors.DoesNotExist,),
+            {"__module__": cls.__module__, "__qualname__": f"{name}.DoesNotExist"})
         cls.MultipleObjectsReturned = type(  # type: ignore[attr-defined]
             "MultipleObjectsReturned", (errors.MultipleObjectsReturned,),
             {"__module__": cls.__module__, "__qualname__": f"{name}.MultipleObjectsReturned"})
@@ -102,7 +103,7 @@ class Document(metaclass=DocumentMeta):
         unknown = [k for k in values if k not in cls._fields]
         if unknown:
             raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
-        self.id: str | None = None if id is None else clean_id(id, ValidationError_for_id)
+        self.id: str | None = None if id is None else clean_id(id, _id_error)
         self._version = 0
         self._stored: dict[str, Any] | None = None  # storage values at self._version
         self._partial: frozenset[str] | None = None  # fields loaded by only()
@@ -234,5 +235,5 @@ class Document(metaclass=DocumentMeta):
     reload_sync = reload.sync
 
 
-def ValidationError_for_id(message: str) -> ValidationError:
+def _id_error(message: str) -> ValidationError:
     return ValidationError({"id": [message]})

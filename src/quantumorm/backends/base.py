@@ -81,7 +81,8 @@ class Explanation:
             f"backend:       {self.backend}",
             f"strategy:      {self.strategy}"
             + (f" via {', '.join(self.indexes)}" if self.indexes else ""),
-            f"scan:          {'yes (every document of the collection is read)' if self.scanned else 'no'}",
+            "scan:          "
+            + ("yes (every document of the collection is read)" if self.scanned else "no"),
             f"server filter: {self.server_filter}",
             f"client filter: {self.client_filter or 'none'}",
             f"ordering:      {self.ordering}",
@@ -94,7 +95,9 @@ class Backend(Protocol):
     name: str
     capabilities: Capabilities
 
-    def write(self, options: ModelOptions, requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+    def write(
+        self, options: ModelOptions, requests: Sequence[WriteRequest]
+    ) -> Op[list[WriteResult]]:
         """Apply independent writes (each atomic, compare-and-set) in one round trip."""
         ...
 

@@ -52,8 +52,8 @@ def _applied(doc: Document, data: dict[str, Any], result: WriteResult) -> None:
 def _check_whole(doc: Document) -> None:
     if doc._partial is not None:
         raise InvalidOperation(
-            f"{type(doc).__name__} {doc.id!r} was loaded with only({', '.join(sorted(doc._partial))}); "
-            "reload() it before saving"
+            f"{type(doc).__name__} {doc.id!r} was loaded with "
+            f"only({', '.join(sorted(doc._partial))}); reload() it before saving"
         )
 
 
@@ -97,7 +97,9 @@ def reload(backend: Backend, doc: D) -> Op[D]:
 # -- many documents -----------------------------------------------------------------------
 
 
-def bulk_create(backend: Backend, model: type[D], docs: Sequence[D], batch_size: int) -> Op[list[D]]:
+def bulk_create(
+    backend: Backend, model: type[D], docs: Sequence[D], batch_size: int
+) -> Op[list[D]]:
     """Insert new documents in batches (one round trip each, plus one for their ids).
 
     Every document is validated first; if any is invalid nothing is written. Documents the
@@ -126,7 +128,7 @@ def bulk_create(backend: Backend, model: type[D], docs: Sequence[D], batch_size:
         batch = prepared[start:start + batch_size]
         requests = [WriteRequest("insert", doc.id, 0, data, doc._values()) for doc, data in batch]
         results = yield from backend.write(model._meta, requests)
-        for offset, ((doc, data), result) in enumerate(zip(batch, results)):
+        for offset, ((doc, data), result) in enumerate(zip(batch, results, strict=True)):
             if result.error is not None:
                 failures.append((start + offset, result.error))
             else:
@@ -191,7 +193,7 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
         requests = [WriteRequest("delete", row.id, row.version) for row in rows]
         results = yield from backend.write(model._meta, requests)
         retry_ids = []
-        for row, result in zip(rows, results):
+        for row, result in zip(rows, results, strict=True):
             if isinstance(result.error, VersionConflict) and result.error.actual is not None:
                 retry_ids.append(row.id)
             elif result.error is not None:
@@ -207,7 +209,7 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
 def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]
                   ) -> tuple[list[str], list[tuple[int, Exception]]]:
     retry, failures = [], []
-    for position, (result, (doc, data)) in enumerate(zip(results, states)):
+    for position, (result, (doc, data)) in enumerate(zip(results, states, strict=True)):
         error = result.error
         if isinstance(error, VersionConflict):
             if error.actual is not None:

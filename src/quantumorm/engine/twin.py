@@ -34,7 +34,8 @@ class operation(Generic[T]):  # noqa: N801 - used as a decorator
 
         run_sync.__name__ = run_sync.__qualname__ = build.__name__ + "_sync"
         run_sync.__doc__ = f"Blocking twin of ``{build.__name__}()``.\n\n{build.__doc__ or ''}"
-        self.async_fn, self.sync = run_async, run_sync
+        self.async_fn = run_async
+        self.sync: Callable[..., Any] = run_sync
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:

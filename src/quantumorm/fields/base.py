@@ -26,7 +26,6 @@ from ..query.lookups import Lookup
 
 if TYPE_CHECKING:
     from ..document import Document
-    from ..query.expressions import FieldRef
 
 
 class _Missing:
@@ -65,7 +64,7 @@ class Field:
     indexable: ClassVar[bool] = True
     sortable: ClassVar[bool] = True
     #: the type name in messages and capability tables
-    type_name: ClassVar[str] = "value"
+    type_name: str = "value"
 
     def __init__(
         self,

@@ -37,7 +37,8 @@ class DateTimeField(Field):
             value.astimezone(dt.timezone.utc)
         except OverflowError:
             raise FieldValueError(f"is out of range in UTC (got {value!r})") from None
-        return value
+        result: dt.datetime = value
+        return result
 
     def to_storage(self, value: dt.datetime | None) -> str | None:
         return None if value is None else value.isoformat()
@@ -86,7 +87,6 @@ class ArrayField(Field):
 
     lookups = frozenset({Lookup.EXACT, Lookup.NE, Lookup.CONTAINS, Lookup.ISNULL})
     sortable = False
-    type_name = "array"
 
     def __init__(self, field: Field, *, min_items: int | None = None,
                  max_items: int | None = None, **options: Any) -> None:
@@ -98,11 +98,8 @@ class ArrayField(Field):
             raise ConfigurationError("an indexed ArrayField needs scalar elements")
         self.field = field
         self.min_items, self.max_items = min_items, max_items
+        self.type_name = f"array of {field.type_name}"
         super().__init__(**options)
-
-    @property
-    def type_name(self) -> str:  # type: ignore[override]
-        return f"array of {self.field.type_name}"
 
     def clean(self, value: Any) -> list[Any]:
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):

@@ -80,7 +80,9 @@ def _equality(lookup: Lookup, value: Any, wanted: Any, key: Callable[[Any], Any]
 # -- ordering -------------------------------------------------------------------------------
 
 
-def sort_keys(options: ModelOptions, order: Sequence[Ordering], values: Values) -> tuple[bytes, ...]:
+def sort_keys(
+    options: ModelOptions, order: Sequence[Ordering], values: Values
+) -> tuple[bytes, ...]:
     """The row's position: each ordering field's sort key, then the id's natural key."""
     keys = []
     for ordering in order:
@@ -106,7 +108,7 @@ def directions(order: Sequence[Ordering]) -> tuple[bool, ...]:
 
 
 def compare_keys(a: Sequence[bytes], b: Sequence[bytes], descending: Sequence[bool]) -> int:
-    for x, y, desc in zip(a, b, descending):
+    for x, y, desc in zip(a, b, descending, strict=True):
         if x != y:
             return (1 if x > y else -1) * (-1 if desc else 1)
     return 0

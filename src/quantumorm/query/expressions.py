@@ -7,7 +7,7 @@ field name and lookup is checked and every value is cleaned by its field, so mis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import QueryError
@@ -214,7 +214,7 @@ def _clean(where: str, field: Field | None, value: Any, nullable: bool) -> Any:
         raise QueryError(f"{where}: value {exc}") from None
 
 
-def clean_id(value: Any, error: type[Exception], where: str = "id") -> str:
+def clean_id(value: Any, error: Callable[[str], Exception], where: str = "id") -> str:
     """Ids are non-empty strings; ints are accepted and turned into their decimal string."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)

@@ -74,14 +74,15 @@ class RedisBackend:
         # otherwise ids come first, in one INCRBY.
         if missing and not (len(requests) == 1 and options.partitions == 1):
             ids = yield from self.allocate_ids(options, len(missing))
-            for position, new_id in zip(missing, ids):
+            for position, new_id in zip(missing, ids, strict=True):
                 r = requests[position]
                 requests[position] = WriteRequest(r.kind, new_id, r.expected_version, r.data,
                                                   r.values, r.changed)
         calls = [writes.delete_call(options, keys, r) if r.kind == "delete"
                  else writes.save_call(options, keys, r) for r in requests]
         replies = yield RedisPlan(tuple(calls))
-        return [writes.result(options, r, reply) for r, reply in zip(requests, replies)]
+        return [writes.result(options, r, reply)
+                for r, reply in zip(requests, replies, strict=True)]
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -132,11 +133,13 @@ class RedisBackend:
         descending = evaluate.directions(spec.order)
         if plan.server_order:
             # every partition returned its own window, in order: merge, then slice
-            def position(row: Row) -> Any:
+            def position(row: Row) -> tuple[bytes, ...]:
                 return evaluate.sort_keys(options, spec.order, _values(options, row))
-            merged = heapq.merge(*parts, key=cmp_to_key(
-                lambda a, b: evaluate.compare_keys(position(a), position(b), descending)))
-            rows = list(merged)
+
+            def compare(a: Row, b: Row) -> int:
+                return evaluate.compare_keys(position(a), position(b), descending)
+
+            rows = list(heapq.merge(*parts, key=cmp_to_key(compare)))
         else:
             rows = [row for part in parts for row in part]
             keyed = []

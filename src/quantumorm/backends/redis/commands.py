@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any, Union
 
@@ -21,7 +21,7 @@ class Script:
     sha: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def script(name: str) -> Script:
     source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())

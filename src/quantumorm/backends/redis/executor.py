@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio
-from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+import redis
+from redis import exceptions as rx
 
 from ... import errors
 from .commands import Call, Command, RedisPlan, Step, script
@@ -100,7 +101,7 @@ def _check(replies: Sequence[Any]) -> list[Any]:
 class SyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
         pool = redis.BlockingConnectionPool.from_url(options.url, **options.pool_kwargs())
-        self.client = redis.Redis(connection_pool=pool)
+        self.client: Any = redis.Redis(connection_pool=pool)
 
     def execute(self, plan: RedisPlan) -> list[Any]:
         attempts = READ_RETRIES if plan.read_only else 1
@@ -130,7 +131,7 @@ class SyncRedisExecutor:
         if missing:
             self.load_scripts()
             again = self._send([steps[i] for i in missing])
-            for i, reply in zip(missing, again):
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return _check(replies)
 
@@ -193,7 +194,7 @@ class AsyncRedisExecutor:
         if missing:
             await self.load_scripts()
             again = await self._send([steps[i] for i in missing])
-            for i, reply in zip(missing, again):
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return _check(replies)
 

@@ -58,6 +58,9 @@ class ModelOptions:
         seen = {name for index in self.indexes for name in index.fields}
         return tuple(name for name in self.fields if name in seen)
 
+    def indexes_by_name(self) -> dict[str, IndexSpec]:
+        return {index.name: index for index in self.indexes}
+
     def single_index(self, field: str) -> IndexSpec | None:
         for index in self.indexes:
             if index.fields == (field,):

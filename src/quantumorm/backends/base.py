@@ -113,6 +113,10 @@ class Backend(Protocol):
         ...
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
+        """How many rows ``query`` would return (offset and limit applied)."""
+        ...
+
+    def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
         ...
 
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:

@@ -8,7 +8,6 @@ validate everything before the first write, so bad input never reaches the store
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backends.base import Backend, Row, WriteRequest, WriteResult
@@ -240,5 +239,4 @@ def count(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
 
 
 def exists(backend: Backend, model: type[D], spec: QuerySpec) -> Op[bool]:
-    n = yield from backend.count(model._meta, replace(spec, limit=1))
-    return n > 0
+    return (yield from backend.exists(model._meta, spec))

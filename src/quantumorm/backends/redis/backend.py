@@ -160,36 +160,64 @@ class RedisBackend:
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
+        total = yield from self._matches(options, spec, "count")
+        total = max(0, total - spec.offset)
+        return total if spec.limit is None else min(total, spec.limit)
+
+    def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
+        if spec.where == FALSE or spec.limit == 0:
+            return False
+        if spec.offset or spec.limit is not None:
+            n = yield from self.count(options, spec)
+            return n > 0
+        found = yield from self._matches(options, spec, "exists")
+        return found > 0
+
+    def _matches(self, options: ModelOptions, spec: QuerySpec, mode: str) -> Op[int]:
+        """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
+        if spec.after is None:
+            spec = QuerySpec(spec.where)  # order is irrelevant to a count
         plan = self._state(options).planner.plan(spec, counting=True)
         if plan.residual is not None or not plan.server_order:
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
-            total = len(rows)
-        else:
-            replies = yield self._query_calls(options, plan, "count", 0, None)
-            total = sum(int(r) for r in replies)
-        total = max(0, total - spec.offset)
-        return total if spec.limit is None else min(total, spec.limit)
+            return min(len(rows), 1) if mode == "exists" else len(rows)
+        replies = yield self._query_calls(options, plan, mode, 0, None)
+        total = sum(int(r) for r in replies)
+        return min(total, 1) if mode == "exists" else total
 
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         plan = self._state(options).planner.plan(spec)
         replies = yield self._query_calls(options, plan, "plan", 0, None)
-        chosen, estimate = (_text(replies[0][0]), int(replies[0][1]))
-        scanned = plan.driver.kind == "ALL" or chosen.startswith("ALL")
+        chosen, exact = _text(replies[0][0]), replies[0][2] == 1
+        estimate = sum(int(reply[1]) for reply in replies)
+        keys = self._state(options).keys
+        indexes = tuple(dict.fromkeys(
+            name for name in options.indexes_by_name() if f":i:{name} " in chosen + " "
+            or f":i:{name})" in chosen or f":i:{name}," in chosen))
+        walks_ids = chosen.startswith("WALK") and chosen.endswith(keys.ids(0))
+        scanned = chosen.startswith("ALL") or walks_ids
+        strategy = {"WALK": "index walk (in order)", "RANGE": "index range",
+                    "IDS": "id lookup", "ALL": "scan", "UNION": "union of index ranges"}[
+            chosen.split(" ")[0].split("(")[0]]
+        if walks_ids:
+            strategy = "scan (in id order)"
         if plan.server_order:
-            ordering = "server (index walk)" if chosen.startswith("WALK") else "server (sorted)"
+            ordering = "server, by index walk" if chosen.startswith("WALK") else "server, sorted"
         else:
-            ordering = "client (Python sort)" if spec.order else "client"
+            ordering = "client, Python sort"
         return Explanation(
             backend=self.name,
-            strategy=chosen.split(" ")[0].lower(),
-            indexes=plan.driver.indexes,
+            strategy=strategy,
+            indexes=indexes,
             scanned=scanned,
-            server_filter="driver is exact" if plan.exact else plan.server_filter,
+            server_filter="none" if plan.server_filter == "TRUE"
+            else "none (the driver yields exactly the matches)" if exact
+            else plan.server_filter,
             client_filter=None if plan.residual is None else repr(plan.residual),
             ordering=ordering,
-            details={"plan": plan.driver.label, "chosen": chosen,
-                     "estimated candidates (partition 0)": estimate,
+            details={"candidates considered": plan.driver.label,
+                     "estimated candidates": estimate,
                      "partitions": options.partitions},
         )
 

@@ -11,10 +11,10 @@ Pure: no I/O, no redis import. The planner decides
 
 Token grammar (see ``lua/query.lua``)::
 
-    DRIVER := ALL | RANGE keypos n (min max)* | IDS n idkey* | UNION n DRIVER*
-            | BEST n DRIVER* | WALK keypos is_ids desc min max
+    DRIVER := ALL exact | RANGE keypos n (min max)* exact | IDS n idkey* exact
+            | UNION exact n DRIVER* | BEST n DRIVER* | WALK keypos is_ids desc min max exact
     NEED   := n metafield*
-    PRED   := NONE | T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
+    PRED   := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
             | GT|GE|LT|LE f v | PRE f prefix | HAS f v | NULL f | ID n idkey*
     ORDER  := n (metafield desc)*
     AFTER  := n key*
@@ -39,10 +39,14 @@ NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
 
 @dataclass
 class Driver:
+    """A source of candidate ids; ``exact`` when its candidates are exactly the matches."""
+
     kind: str
     tokens: list[Token]
     label: str
     indexes: tuple[str, ...] = ()
+    exact: bool = False
+    children: list[Driver] = field(default_factory=list)
 
 
 @dataclass
@@ -52,7 +56,6 @@ class Plan:
     driver: Driver
     need: list[str]
     pred: list[Token]
-    exact: bool  # the driver alone is the predicate
     server_order: bool
     order: list[Token]
     after: list[Token]
@@ -119,18 +122,15 @@ class Planner:
             o.field == ID or self._sortable_on_server(o.field) for o in spec.order
         )
         driver = self._driver(server_where)
-        exact = server_where == TRUE or (isinstance(server_where, Condition) and driver is not None)
         walk = None if counting or not server_order else self._walk(spec, server_where)
         if walk is not None:
-            walk_exact = server_where == TRUE or walk.label.endswith("*")
-            walk.label = walk.label.rstrip("*")
-            exact = exact and walk_exact
             driver = walk if driver is None else _best([walk, driver])
         elif driver is None:
-            driver = Driver("ALL", [b"ALL"], "all ids (scan)")
+            exact = server_where == TRUE
+            driver = Driver("ALL", [b"ALL", _flag(exact)], "all ids (scan)", exact=exact)
 
         need: list[str] = []
-        pred = [b"NONE"] if exact else self._pred(server_where, need)
+        pred = self._pred(server_where, need)
         order_tokens = [b"0"]
         after = [b"0"]
         if server_order:
@@ -149,7 +149,6 @@ class Planner:
             driver=driver,
             need=need,
             pred=pred,
-            exact=exact,
             server_order=server_order,
             order=order_tokens,
             after=after,
@@ -217,11 +216,12 @@ class Planner:
             if any(child is None for child in children):
                 return None
             drivers = [c for c in children if c is not None]
-            tokens = [b"UNION", b"%d" % len(drivers)]
+            exact = all(d.exact for d in drivers)
+            tokens = [b"UNION", _flag(exact), b"%d" % len(drivers)]
             for d in drivers:
                 tokens += d.tokens
             return Driver("UNION", tokens, "union(" + ", ".join(d.label for d in drivers) + ")",
-                          tuple(i for d in drivers for i in d.indexes))
+                          tuple(i for d in drivers for i in d.indexes), exact)
         if isinstance(node, And):
             candidates = [d for d in map(self._driver, node.children) if d is not None]
             candidates += self._compound_drivers(node)
@@ -235,21 +235,23 @@ class Planner:
             if cond.lookup not in (Lookup.EXACT, Lookup.IN):
                 return None
             ids = [cond.value] if cond.lookup is Lookup.EXACT else list(cond.value)
-            return Driver("IDS", [b"IDS", b"%d" % len(ids), *map(sortable.id_key, ids)],
-                          "id lookup")
+            return Driver("IDS", [b"IDS", b"%d" % len(ids), *map(sortable.id_key, ids), b"1"],
+                          "id lookup", exact=True)
         index = self.options.single_index(cond.field)
         if index is None:
             return None
         ranges = _leaf_ranges(self.options.fields[cond.field], cond)
         if ranges is None:
             return None
-        return self._range(index, ranges)
+        return self._range(index, ranges, exact=True)
 
-    def _range(self, index: IndexSpec, ranges: list[tuple[bytes, bytes]]) -> Driver:
+    def _range(self, index: IndexSpec, ranges: list[tuple[bytes, bytes]],
+               exact: bool = False) -> Driver:
         tokens = [b"RANGE", b"%d" % self.keypos[index.name], b"%d" % len(ranges)]
         for low, high in ranges:
             tokens += [low, high]
-        return Driver("RANGE", tokens, f"index {index.name!r}", (index.name,))
+        tokens.append(_flag(exact))
+        return Driver("RANGE", tokens, f"index {index.name!r}", (index.name,), exact)
 
     def _compound_drivers(self, node: And) -> list[Driver]:
         conds = [c for c in node.children if isinstance(c, Condition) and c.field != ID]
@@ -316,13 +318,17 @@ class Planner:
                 high = _tighter(high, b"(" + member, upper=True)
             else:
                 low = _tighter(low, b"(" + member, upper=False)
-        tokens = [b"WALK", b"%d" % keypos, b"1" if is_ids else b"0", b"1" if desc else b"0",
-                  low, high]
+        exact = exact_cond or where == TRUE
+        tokens = [b"WALK", b"%d" % keypos, _flag(is_ids), _flag(desc), low, high, _flag(exact)]
         indexes = () if is_ids else (label.split("'")[1],)
-        return Driver("WALK", tokens, label + ("*" if exact_cond else ""), indexes)
+        return Driver("WALK", tokens, label, indexes, exact)
 
 
 _RANGE_DRIVERS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE, Lookup.STARTSWITH})
+
+
+def _flag(value: bool) -> bytes:
+    return b"1" if value else b"0"
 
 
 def _key(field: Field, value: Any) -> bytes:
@@ -385,9 +391,12 @@ def _tighter(current: bytes, candidate: bytes, upper: bool) -> bytes:
     return current if a > b else candidate
 
 
-def _best(drivers: list[Driver]) -> Driver:
+def _best(choices: list[Driver]) -> Driver:
+    drivers: list[Driver] = []
+    for d in choices:  # flatten: a choice among choices is one choice
+        drivers += d.children if d.kind == "BEST" else [d]
     tokens = [b"BEST", b"%d" % len(drivers)]
     for d in drivers:
         tokens += d.tokens
     return Driver("BEST", tokens, "cheapest of (" + ", ".join(d.label for d in drivers) + ")",
-                  tuple(i for d in drivers for i in d.indexes))
+                  tuple(i for d in drivers for i in d.indexes), children=drivers)

@@ -62,8 +62,9 @@ local function escaped_id(idkey)
   return string.sub(idkey, 2)
 end
 
--- DRIVER := ALL | RANGE keypos n (min max)* | IDS n idkey* | UNION n DRIVER* | BEST n DRIVER*
---         | WALK keypos is_id_index desc min max
+-- DRIVER := ALL exact | RANGE keypos n (min max)* exact | IDS n idkey* exact
+--         | UNION exact n DRIVER* | BEST n DRIVER* | WALK keypos is_id_index desc min max exact
+-- An exact driver yields exactly the matching ids: the predicate need not be evaluated.
 local function parse_driver()
   local kind = nxt()
   local d = {kind = kind}
@@ -75,16 +76,19 @@ local function parse_driver()
     d.ids = {}
     for i = 1, tonumber(nxt()) do d.ids[i] = nxt() end
   elseif kind == "UNION" or kind == "BEST" then
+    if kind == "UNION" then d.exact = nxt() == "1" end
     d.children = {}
     for i = 1, tonumber(nxt()) do d.children[i] = parse_driver() end
+    return d
   elseif kind == "WALK" then
     d.key = KEYS[tonumber(nxt())]
     d.is_ids, d.desc, d.min, d.max = nxt() == "1", nxt() == "1", nxt(), nxt()
   end
+  d.exact = nxt() == "1"
   return d
 end
 
--- PRED := T | F | NONE | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v* | GT f v
+-- PRED := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v* | GT f v
 --       | GE f v | LT f v | LE f v | PRE f p | HAS f v | NULL f | ID n idkey*
 local function parse_pred()
   local op = nxt()
@@ -100,7 +104,7 @@ local function parse_pred()
     for _ = 1, tonumber(nxt()) do p.set[nxt()] = true end
   elseif op == "NULL" then
     p.field = nxt()
-  elseif op ~= "T" and op ~= "F" and op ~= "NONE" then
+  elseif op ~= "T" and op ~= "F" then
     p.field, p.value = nxt(), nxt()
   end
   return p
@@ -115,7 +119,7 @@ local function eval(p, vals, idkey)
     for _, c in ipairs(p.children) do if eval(c, vals, idkey) then return true end end
     return false
   elseif op == "NOT" then return not eval(p.child, vals, idkey)
-  elseif op == "T" or op == "NONE" then return true
+  elseif op == "T" then return true
   elseif op == "F" then return false
   elseif op == "ID" then return p.set[idkey] == true
   end
@@ -259,7 +263,7 @@ local function walk(d)
     end
     for _, m in ipairs(members) do
       local idkey = d.is_ids and m or id_of_member(m)
-      if (pred.op == "NONE" or eval(pred, load_values(idkey), idkey)) and alive(idkey) then
+      if (d.exact or eval(pred, load_values(idkey), idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         else
@@ -278,16 +282,19 @@ end
 
 -- strategy 2: gather candidates from the cheapest driver, filter, sort, slice ----------
 local function gather(d)
-  if mode == "count" and pred.op == "NONE" and not verify and not after
+  while d.kind == "BEST" do estimate(d); d = d.choice end
+  if mode ~= "rows" and d.exact and not verify and not after
       and (d.kind == "RANGE" or d.kind == "ALL") then
-    return estimate(d)  -- the index is exact and ranges of one index are disjoint
+    -- the index is exact, and the ranges of one index are disjoint
+    if mode == "exists" then return estimate(d) > 0 and 1 or 0 end
+    return estimate(d)
   end
   local ids = {}
   collect(d, ids, {})
   local rows = {}
   for _, idkey in ipairs(ids) do
-    local vals = load_values(idkey)
-    if pred.op == "NONE" or eval(pred, vals, idkey) then
+    local vals = (d.exact and #order == 0) and {} or load_values(idkey)
+    if d.exact or eval(pred, vals, idkey) then
       local row = {id = idkey, keys = {}}
       for i, o in ipairs(order) do
         if o.field == "@id" then row.keys[i] = idkey else row.keys[i] = vals[o.field][1] or NULL end
@@ -297,7 +304,10 @@ local function gather(d)
         local pos_row = {id = after[#after], keys = after}
         keep = compare_rows(row, pos_row) > 0
       end
-      if keep and (not verify or alive(idkey)) then rows[#rows + 1] = row end
+      if keep and (not verify or alive(idkey)) then
+        if mode == "exists" then return 1 end
+        rows[#rows + 1] = row
+      end
     end
   end
   if mode == "count" then return #rows end
@@ -323,8 +333,9 @@ elseif driver.kind == "BEST" and #driver.children == 1 then
   chosen = driver.children[1]
 end
 
+while chosen.kind == "BEST" do estimate(chosen); chosen = chosen.choice end
 if mode == "plan" then
-  return {describe(chosen), estimate(chosen)}
+  return {describe(chosen), estimate(chosen), chosen.exact and 1 or 0}
 end
 if chosen.kind == "WALK" then return walk(chosen) end
 return gather(chosen)

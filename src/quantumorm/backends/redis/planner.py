@@ -22,7 +22,7 @@ Token grammar (see ``lua/query.lua``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ... import sortable
@@ -42,11 +42,25 @@ class Driver:
     """A source of candidate ids; ``exact`` when its candidates are exactly the matches."""
 
     kind: str
-    tokens: list[Token]
+    body: list[Token]  # the arguments after the kind, without the exactness flag
     label: str
     indexes: tuple[str, ...] = ()
     exact: bool = False
     children: list[Driver] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> list[Token]:
+        kind = self.kind.encode()
+        if self.children:
+            nested = [token for child in self.children for token in child.tokens]
+            if self.kind == "BEST":
+                return [kind, b"%d" % len(self.children), *nested]
+            return [kind, _flag(self.exact), b"%d" % len(self.children), *nested]
+        return [kind, *self.body, _flag(self.exact)]
+
+    def inexact(self) -> Driver:
+        """The same candidates, as a superset of a larger condition's matches."""
+        return replace(self, exact=False)
 
 
 @dataclass
@@ -127,7 +141,7 @@ class Planner:
             driver = walk if driver is None else _best([walk, driver])
         elif driver is None:
             exact = server_where == TRUE
-            driver = Driver("ALL", [b"ALL", _flag(exact)], "all ids (scan)", exact=exact)
+            driver = Driver("ALL", [], "all ids (scan)", exact=exact)
 
         need: list[str] = []
         pred = self._pred(server_where, need)
@@ -216,14 +230,12 @@ class Planner:
             if any(child is None for child in children):
                 return None
             drivers = [c for c in children if c is not None]
-            exact = all(d.exact for d in drivers)
-            tokens = [b"UNION", _flag(exact), b"%d" % len(drivers)]
-            for d in drivers:
-                tokens += d.tokens
-            return Driver("UNION", tokens, "union(" + ", ".join(d.label for d in drivers) + ")",
-                          tuple(i for d in drivers for i in d.indexes), exact)
+            return Driver("UNION", [], "union(" + ", ".join(d.label for d in drivers) + ")",
+                          tuple(i for d in drivers for i in d.indexes),
+                          exact=all(d.exact for d in drivers), children=drivers)
         if isinstance(node, And):
-            candidates = [d for d in map(self._driver, node.children) if d is not None]
+            # each child's driver is exact for that child only: a superset for the AND
+            candidates = [d.inexact() for d in map(self._driver, node.children) if d is not None]
             candidates += self._compound_drivers(node)
             if not candidates:
                 return None
@@ -235,7 +247,7 @@ class Planner:
             if cond.lookup not in (Lookup.EXACT, Lookup.IN):
                 return None
             ids = [cond.value] if cond.lookup is Lookup.EXACT else list(cond.value)
-            return Driver("IDS", [b"IDS", b"%d" % len(ids), *map(sortable.id_key, ids), b"1"],
+            return Driver("IDS", [b"%d" % len(ids), *map(sortable.id_key, ids)],
                           "id lookup", exact=True)
         index = self.options.single_index(cond.field)
         if index is None:
@@ -247,11 +259,10 @@ class Planner:
 
     def _range(self, index: IndexSpec, ranges: list[tuple[bytes, bytes]],
                exact: bool = False) -> Driver:
-        tokens = [b"RANGE", b"%d" % self.keypos[index.name], b"%d" % len(ranges)]
+        body = [b"%d" % self.keypos[index.name], b"%d" % len(ranges)]
         for low, high in ranges:
-            tokens += [low, high]
-        tokens.append(_flag(exact))
-        return Driver("RANGE", tokens, f"index {index.name!r}", (index.name,), exact)
+            body += [low, high]
+        return Driver("RANGE", body, f"index {index.name!r}", (index.name,), exact)
 
     def _compound_drivers(self, node: And) -> list[Driver]:
         conds = [c for c in node.children if isinstance(c, Condition) and c.field != ID]
@@ -319,9 +330,9 @@ class Planner:
             else:
                 low = _tighter(low, b"(" + member, upper=False)
         exact = exact_cond or where == TRUE
-        tokens = [b"WALK", b"%d" % keypos, _flag(is_ids), _flag(desc), low, high, _flag(exact)]
+        body = [b"%d" % keypos, _flag(is_ids), _flag(desc), low, high]
         indexes = () if is_ids else (label.split("'")[1],)
-        return Driver("WALK", tokens, label, indexes, exact)
+        return Driver("WALK", body, label, indexes, exact)
 
 
 _RANGE_DRIVERS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE, Lookup.STARTSWITH})
@@ -395,8 +406,5 @@ def _best(choices: list[Driver]) -> Driver:
     drivers: list[Driver] = []
     for d in choices:  # flatten: a choice among choices is one choice
         drivers += d.children if d.kind == "BEST" else [d]
-    tokens = [b"BEST", b"%d" % len(drivers)]
-    for d in drivers:
-        tokens += d.tokens
-    return Driver("BEST", tokens, "cheapest of (" + ", ".join(d.label for d in drivers) + ")",
+    return Driver("BEST", [], "cheapest of (" + ", ".join(d.label for d in drivers) + ")",
                   tuple(i for d in drivers for i in d.indexes), children=drivers)

@@ -125,7 +125,7 @@ local function eval(p, vals, idkey)
   end
   local list = vals[p.field]
   local v = list[1] or NULL
-  if op == "NULL" then return v == NULL
+  if op == "NULL" then return v == NULL and not (list.missing == false and list[1] == nil)
   elseif op == "EQ" then return v == p.value
   elseif op == "IN" then return p.set[v] == true
   elseif op == "HAS" then
@@ -186,6 +186,10 @@ local function describe(d)
 end
 
 -- candidates ---------------------------------------------------------------------------
+local function alive(idkey)
+  return redis.call("EXISTS", doc_prefix .. escaped_id(idkey)) == 1
+end
+
 local function collect(d, out, seen)
   local function add(idkey)
     if not seen[idkey] then seen[idkey] = true; out[#out + 1] = idkey end
@@ -197,7 +201,9 @@ local function collect(d, out, seen)
       for _, m in ipairs(redis.call("ZRANGEBYLEX", d.key, r[1], r[2])) do add(id_of_member(m)) end
     end
   elseif d.kind == "IDS" then
-    for _, idkey in ipairs(d.ids) do add(idkey) end
+    for _, idkey in ipairs(d.ids) do
+      if alive(idkey) then add(idkey) end  -- ids come from the caller, not from an index
+    end
   elseif d.kind == "UNION" then
     for _, c in ipairs(d.children) do collect(c, out, seen) end
   elseif d.kind == "BEST" then
@@ -209,7 +215,10 @@ local function load_values(idkey)
   local vals = {}
   if #need > 0 then
     local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
-    for i, f in ipairs(need) do vals[f] = unpack_list(raw[i]) end
+    for i, f in ipairs(need) do
+      vals[f] = unpack_list(raw[i])
+      vals[f].missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
+    end
   end
   return vals
 end
@@ -222,10 +231,6 @@ local function compare_rows(a, b)
   local c = cmp(a.id, b.id)
   if tie_desc then return -c end
   return c
-end
-
-local function alive(idkey)
-  return redis.call("EXISTS", doc_prefix .. escaped_id(idkey)) == 1
 end
 
 local function emit(rows)

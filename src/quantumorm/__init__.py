@@ -4,7 +4,7 @@ Public API; everything not listed in ``__all__`` is private and may change.
 """
 
 from .backends import available_backends, register_backend
-from .connection import Connection, close_all, create_connection, get_connection
+from .connection import Connection, aclose_all, close_all, create_connection, get_connection
 from .document import Document
 from .errors import (
     AuthenticationError,
@@ -93,6 +93,7 @@ __all__ = [
     "VersionConflict",
     "WriteError",
     "WrongTypeError",
+    "aclose_all",
     "available_backends",
     "close_all",
     "create_connection",

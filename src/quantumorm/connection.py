@@ -110,9 +110,11 @@ def get_connection(name: str | None = None, backend: str = "redis") -> Connectio
     return connection
 
 
-def connection_for(model: type[Document]) -> Connection:
+def connection_for(model: type[Document], connection: Connection | None = None) -> Connection:
+    """The connection a model runs on (``connection`` if given), checked against its backend."""
     options = model._meta
-    connection = get_connection(options.connection, options.backend)
+    if connection is None:
+        connection = get_connection(options.connection, options.backend)
     if connection.kind != options.backend:
         raise ConfigurationError(
             f"{options.model_name} uses backend {options.backend!r} but connection "
@@ -121,14 +123,24 @@ def connection_for(model: type[Document]) -> Connection:
     return connection
 
 
-def close_all() -> None:
-    """Close and forget every connection (blocking pools)."""
+def _forget_all() -> list[Connection]:
     with _lock:
         connections = list(_connections.values())
         _connections.clear()
         _defaults.clear()
-    for connection in connections:
+    return connections
+
+
+def close_all() -> None:
+    """Close and forget every connection (their blocking pools; see :func:`aclose_all`)."""
+    for connection in _forget_all():
         connection.close()
+
+
+async def aclose_all() -> None:
+    """Close and forget every connection, including the asyncio pools of the running loop."""
+    for connection in _forget_all():
+        await connection.aclose()
 
 
 def _redact(url: str) -> str:

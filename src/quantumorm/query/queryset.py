@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 D = TypeVar("D", bound="Document")
 
+#: documents per round trip when iterating a queryset with ``for`` / ``async for``
+ITER_CHUNK = 1000
+
 
 @dataclass(frozen=True)
 class Page(Generic[D]):
@@ -194,7 +197,7 @@ class QuerySet(Generic[D]):
 
         if self._using is None:
             return connection_for(self.model)
-        return get_connection(self._using)
+        return connection_for(self.model, get_connection(self._using))
 
     # -- cursors ---------------------------------------------------------------------------
 
@@ -359,11 +362,35 @@ class QuerySet(Generic[D]):
         return self.all().__await__()
 
     async def __aiter__(self) -> AsyncIterator[D]:
-        for doc in await self.all():
-            yield doc
+        """Iterate in chunks of ``ITER_CHUNK`` documents (keyset pages), so a large result
+        never sits in memory whole; sliced querysets are read at once."""
+        if self._limit is not None or self._offset or self._values is not None:
+            for doc in await self.all():
+                yield doc
+            return
+        page = self._clone(limit=ITER_CHUNK)
+        while True:
+            docs = await page.all()
+            for doc in docs:
+                yield doc
+            if len(docs) < ITER_CHUNK:
+                return
+            page = page._clone(after=self._position(docs[-1]))
 
     def __iter__(self) -> Iterator[D]:
-        return iter(self.all_sync())
+        if self._limit is not None or self._offset or self._values is not None:
+            yield from self.all_sync()
+            return
+        page = self._clone(limit=ITER_CHUNK)
+        while True:
+            docs = page.all_sync()
+            yield from docs
+            if len(docs) < ITER_CHUNK:
+                return
+            page = page._clone(after=self._position(docs[-1]))
+
+    def _position(self, doc: D) -> tuple[bytes, ...]:
+        return evaluate.sort_keys(self.model._meta, self._order, doc._values())
 
     def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
         known = self.model._meta.fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .backend import RedisBackend
@@ -24,13 +25,18 @@ class RedisConnection:
                  if k in options}
         self.options = ClientOptions(url=url, extra=tuple(sorted(options.items())), **known)
         self.backend = RedisBackend()
+        self._lock = threading.Lock()
         self._sync: SyncRedisExecutor | None = None
         self._async = AsyncRedisExecutor(self.options)
 
     def sync_executor(self) -> SyncRedisExecutor:
-        if self._sync is None:
-            self._sync = SyncRedisExecutor(self.options)
-        return self._sync
+        executor = self._sync
+        if executor is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = SyncRedisExecutor(self.options)
+                executor = self._sync
+        return executor
 
     def async_executor(self) -> AsyncRedisExecutor:
         return self._async

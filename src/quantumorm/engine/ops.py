@@ -158,6 +158,7 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     """
     rows = yield from backend.query(model._meta, spec)
     updated = 0
+    written: list[D] = []
     for _attempt in range(WHERE_RETRIES):
         requests, states = [], []
         for row in rows:
@@ -173,10 +174,11 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
         if not requests:
             return updated
         results = yield from backend.write(model._meta, requests)
-        retry_ids, failures = _sort_results(results, states)
-        updated += len(requests) - len(retry_ids) - len(failures)
+        retry_ids, failures, done = _sort_results(results, states)
+        updated += len(done)
+        written += done
         if failures:
-            raise BulkWriteError(failures, [])
+            raise BulkWriteError(failures, written)
         if not retry_ids:
             return updated
         rows = yield from _still_matching(backend, model, spec, retry_ids)
@@ -206,8 +208,9 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
 
 
 def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]
-                  ) -> tuple[list[str], list[tuple[int, Exception]]]:
-    retry, failures = [], []
+                  ) -> tuple[list[str], list[tuple[int, Exception]], list[Any]]:
+    """Split write results into ids to retry, refusals, and the documents written."""
+    retry, failures, done = [], [], []
     for position, (result, (doc, data)) in enumerate(zip(results, states, strict=True)):
         error = result.error
         if isinstance(error, VersionConflict):
@@ -217,7 +220,8 @@ def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]
             failures.append((position, error))
         else:
             _applied(doc, data, result)
-    return retry, failures
+            done.append(doc)
+    return retry, failures, done
 
 
 def _still_matching(backend: Backend, model: type[D], spec: QuerySpec,

@@ -174,7 +174,8 @@ class QuerySet(Generic[D]):
         return self._clone(after=self._decode_cursor(cursor))
 
     def only(self, *fields: str) -> QuerySet[D]:
-        """Load only these fields; the documents cannot be saved until reloaded."""
+        """Load only these fields (and the ordering fields, which keyset positions need);
+        the documents cannot be saved until reloaded."""
         self._check_names(fields)
         return self._clone(only=tuple(fields))
 
@@ -233,7 +234,8 @@ class QuerySet(Generic[D]):
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
             return out
-        only = None if self._only is None else frozenset(self._only)
+        only = None if self._only is None else frozenset(
+            self._only + tuple(o.field for o in self._order if o.field != ID))
         docs = []
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)

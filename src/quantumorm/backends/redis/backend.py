@@ -10,12 +10,13 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cmp_to_key
 from typing import Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...errors import CorruptDocumentError
+from ...errors import CorruptDocumentError, DuplicateIdError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
@@ -25,6 +26,9 @@ from . import writes
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
+
+#: rounds of fresh auto ids for inserts whose allocated id a user had already taken
+AUTO_ID_ATTEMPTS = 5
 
 CAPABILITIES = Capabilities(
     lookups=frozenset(Lookup),
@@ -68,21 +72,40 @@ class RedisBackend:
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         keys = self._state(options).keys
+        pending = list(range(len(requests)))
+        results: list[WriteResult | None] = [None] * len(requests)
         requests = list(requests)
-        missing = [i for i, r in enumerate(requests) if r.kind == "insert" and r.id is None]
+        auto = {i for i, r in enumerate(requests) if r.kind == "insert" and r.id is None}
         # One insert with P == 1 allocates its id inside the script (one round trip);
-        # otherwise ids come first, in one INCRBY.
-        if missing and not (len(requests) == 1 and options.partitions == 1):
-            ids = yield from self.allocate_ids(options, len(missing))
-            for position, new_id in zip(missing, ids, strict=True):
-                r = requests[position]
-                requests[position] = WriteRequest(r.kind, new_id, r.expected_version, r.data,
-                                                  r.values, r.changed)
-        calls = [writes.delete_call(options, keys, r) if r.kind == "delete"
-                 else writes.save_call(options, keys, r) for r in requests]
-        replies = yield RedisPlan(tuple(calls))
-        return [writes.result(options, r, reply)
-                for r, reply in zip(requests, replies, strict=True)]
+        # otherwise ids come first, in one INCRBY. A counter value a user already took as an
+        # id makes that insert fail with "exists": it gets the next free value and retries.
+        for _attempt in range(AUTO_ID_ATTEMPTS):
+            missing = [i for i in pending if i in auto]
+            if missing and not (len(requests) == 1 and options.partitions == 1):
+                ids = yield from self.allocate_ids(options, len(missing))
+                for position, new_id in zip(missing, ids, strict=True):
+                    requests[position] = replace(requests[position], id=new_id)
+            calls = [self._call(options, keys, requests[i]) for i in pending]
+            replies = yield RedisPlan(tuple(calls))
+            retry = []
+            for i, reply in zip(pending, replies, strict=True):
+                result = writes.result(options, requests[i], reply)
+                if i in auto and isinstance(result.error, DuplicateIdError):
+                    retry.append(i)
+                    requests[i] = replace(requests[i], id=None)
+                else:
+                    results[i] = result
+            if not retry:
+                break
+            pending = retry
+        return [r if r is not None else WriteResult(None, None, DuplicateIdError(
+            options.model_name, "<new>")) for r in results]
+
+    @staticmethod
+    def _call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
+        if request.kind == "delete":
+            return writes.delete_call(options, keys, request)
+        return writes.save_call(options, keys, request)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -55,25 +55,38 @@ end
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 
--- 1. identity and version -------------------------------------------------------------
-if idkey == "" then
-  if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
-  local n = tostring(redis.call("INCR", KEYS[4]))
-  idkey = "\1" .. string.char(32 + #n) .. n
-  doc_key, meta_key = doc_key .. n, meta_key .. n
-end
-for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}, {KEYS[3], "zset"}}) do
-  if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
-end
-local stored = redis.call("HGET", meta_key, "v")
+-- 1. identity and version (an id to allocate is taken only after every other check) ---
 local version
-if mode == "insert" then
-  if stored or redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
-  version = 1
-else
-  if not stored then return {"MISSING"} end
-  if stored ~= ARGV[2] then return {"VERSION", stored} end
-  version = tonumber(stored) + 1
+local function identify()
+  if idkey == "" then
+    if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
+    -- user-supplied ids share the id space: skip counter values a user already took
+    local n
+    for _ = 1, 1000 do
+      n = tostring(redis.call("INCR", KEYS[4]))
+      if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then break end
+    end
+    idkey = "\1" .. string.char(32 + #n) .. n
+    doc_key, meta_key = doc_key .. n, meta_key .. n
+  end
+  for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}, {KEYS[3], "zset"}}) do
+    if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
+  end
+  local stored = redis.call("HGET", meta_key, "v")
+  if mode == "insert" then
+    if stored or redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
+    version = 1
+  else
+    if not stored then return {"MISSING"} end
+    if stored ~= ARGV[2] then return {"VERSION", stored} end
+    version = tonumber(stored) + 1
+  end
+  return nil
+end
+local allocating = idkey == ""
+if not allocating then
+  local refused = identify()
+  if refused then return refused end
 end
 
 -- 2. new values, index keys and unique claims ----------------------------------------
@@ -108,6 +121,11 @@ for i = 1, nindexes do
     end
   end
   indexes[i] = index
+end
+
+if allocating then  -- a new id: no holder of a unique value can be this document
+  local refused = identify()
+  if refused then return refused end
 end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------

@@ -1,0 +1,149 @@
+"""Shared fixtures: a private redis-server for the session, raw clients, QuantumORM connections.
+
+* ``redis_url`` (session): ``redis://127.0.0.1:PORT/0`` of a redis-server this session starts
+  on a free loopback port (no persistence, in a temp dir) the first time a test asks for it,
+  and stops at the end. With ``QORM_TEST_REDIS_URL`` set, that server is used instead (and its
+  database is flushed before each test that uses ``conn``).
+* ``redis_client`` (function): a plain ``redis.Redis`` on ``redis_url``, for raw inspection.
+* ``conn`` (function): FLUSHDB, then the ``"default"`` QuantumORM connection; works in sync and
+  async tests alike. Afterwards every registered connection is closed, with the asyncio
+  clients of the test's event loop. A test that runs other loops (``asyncio.run``, a
+  non-function ``loop_scope``) must close what it opened there itself (``await c.aclose()``).
+
+Every test that needs ``redis_url`` (directly or through another fixture) gets the ``redis``
+marker, so ``pytest -m 'not redis'`` runs the tests that need no server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import quantumorm
+import redis
+
+URL_VARIABLE = "QORM_TEST_REDIS_URL"
+START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
+START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if pytest dies without running its teardown (Linux only)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _start(executable: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start redis-server and wait for PING; return the process and its URL, or fail."""
+    log = workdir / "redis.log"
+    for _ in range(START_ATTEMPTS):
+        port = _free_port()
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"],
+                cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if client.ping():
+                        return process, url
+                except (redis.ConnectionError, redis.TimeoutError):
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        _stop(process)  # exited (port taken?) or never answered: try another port
+    details = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    pytest.fail(f"redis-server did not start on 127.0.0.1 after {START_ATTEMPTS} attempts; "
+                f"its log:\n{details}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of the test Redis server (started on first use, stopped at session end)."""
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        yield url
+        return
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail(f"redis-server is not on PATH and {URL_VARIABLE} is not set: install it "
+                    "(apt-get install redis-server, or use ./run-tests, which does) or point "
+                    f"{URL_VARIABLE} at a server whose database may be flushed",
+                    pytrace=False)
+    with tempfile.TemporaryDirectory(prefix="qorm-redis-") as workdir:
+        process, url = _start(executable, Path(workdir))
+        try:
+            yield url
+        finally:
+            _stop(process)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client on the test server (bytes replies), closed after the test."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def conn(redis_url: str, redis_client: redis.Redis) -> AsyncIterator[quantumorm.Connection]:
+    """The ``"default"`` connection on an empty database; every connection closed afterwards.
+
+    An async fixture so that its teardown runs in the test's event loop and can close the
+    asyncio clients the test opened there (sync tests get it all the same).
+    """
+    redis_client.flushdb()
+    connection = quantumorm.create_connection(
+        backend="redis", url=redis_url, name="default", make_default=True
+    )
+    try:
+        yield connection
+    finally:
+        try:
+            await quantumorm.aclose_all()  # also closes the asyncio clients of this loop
+        finally:
+            quantumorm.close_all()

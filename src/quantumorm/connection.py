@@ -132,15 +132,30 @@ def _forget_all() -> list[Connection]:
 
 
 def close_all() -> None:
-    """Close and forget every connection (their blocking pools; see :func:`aclose_all`)."""
+    """Close and forget every connection (their blocking pools; see :func:`aclose_all`).
+
+    Every connection is closed even if one fails; the first failure is raised at the end.
+    """
+    failure: BaseException | None = None
     for connection in _forget_all():
-        connection.close()
+        try:
+            connection.close()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 async def aclose_all() -> None:
     """Close and forget every connection, including the asyncio pools of the running loop."""
+    failure: BaseException | None = None
     for connection in _forget_all():
-        await connection.aclose()
+        try:
+            await connection.aclose()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _redact(url: str) -> str:

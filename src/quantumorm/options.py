@@ -84,7 +84,7 @@ def build_options(
     raw.update(declared)
     where = f"{model_name}.Meta"
 
-    collection = raw.get("collection") or model_name.lower()
+    collection = raw.get("collection", model_name.lower())
     _check_name(where, "collection", collection)
     namespace = raw.get("namespace", "qorm")
     _check_name(where, "namespace", namespace)

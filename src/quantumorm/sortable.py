@@ -166,10 +166,17 @@ def pack_list(items: list[bytes]) -> bytes:
 
 
 def unpack_list(data: bytes) -> list[bytes]:
+    """Inverse of :func:`pack_list`; raises ValueError on anything it did not produce."""
     items, pos = [], 0
     while pos < len(data):
         colon = data.index(b":", pos)
-        size = int(data[pos:colon])
-        items.append(data[colon + 1 : colon + 1 + size])
-        pos = colon + 1 + size
+        digits = data[pos:colon]
+        if not digits.isdigit() or len(digits) > 12:
+            raise ValueError(f"bad list item length {digits!r}")
+        size = int(digits)
+        end = colon + 1 + size
+        if end > len(data):
+            raise ValueError("list item runs past the end")
+        items.append(data[colon + 1 : end])
+        pos = end
     return items

@@ -61,8 +61,8 @@ class Field:
     #: the lookups a query may use on this field
     lookups: ClassVar[frozenset[Lookup]] = EQUALITY
     #: whether the field can carry a secondary index, and be ordered by
-    indexable: ClassVar[bool] = True
-    sortable: ClassVar[bool] = True
+    indexable: bool = True
+    sortable: bool = True
     #: the type name in messages and capability tables
     type_name: str = "value"
 
@@ -80,8 +80,8 @@ class Field:
         self.name = ""
         self.model: type[Document] | None = None
         self.required = _flag("required", required)
-        self.indexed = _flag("indexed", indexed) or _flag("unique", unique)
-        self.unique = unique
+        self.unique = _flag("unique", unique)
+        self.indexed = _flag("indexed", indexed) or self.unique
         if db_field is not None and not (isinstance(db_field, str) and _DB_NAME.match(db_field)):
             raise ConfigurationError(f"db_field must be an identifier (got {db_field!r})")
         self.db_field = db_field
@@ -103,6 +103,8 @@ class Field:
                 self.default = self._clean_declared(default, "default")
             except FieldValueError as exc:
                 raise ConfigurationError(f"invalid default: {exc}") from None
+            if self.choices is not None and self.default not in self.choices:
+                raise ConfigurationError(f"default {default!r} is not one of the choices")
 
     # -- declaration ----------------------------------------------------------------------
 
@@ -184,6 +186,16 @@ def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{name} must be True or False (got {value!r})")
     return value
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value for an error message, shortened if it is long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
+
+
+def is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def check_bound(name: str, value: Any, kind: Callable[[Any], bool]) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from .. import sortable
 from ..errors import ConfigurationError
 from ..query.lookups import Lookup
-from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound
+from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound, is_size, show
 
 
 class StringField(Field):
@@ -34,11 +34,12 @@ class StringField(Field):
         regex: str | re.Pattern[str] | None = None,
         **options: Any,
     ) -> None:
-        is_size = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
         self.min_length = check_bound("min_length", min_length, is_size)
         self.max_length = check_bound("max_length", max_length, is_size)
         if min_length is not None and max_length is not None and min_length > max_length:
             raise ConfigurationError(f"min_length {min_length} > max_length {max_length}")
+        if regex is not None and not isinstance(regex, (str, re.Pattern)):
+            raise ConfigurationError(f"regex must be a pattern string (got {regex!r})")
         try:
             self.regex = re.compile(regex) if isinstance(regex, str) else regex
         except re.error as exc:
@@ -58,9 +59,8 @@ class StringField(Field):
         if self.min_length is not None and len(value) < self.min_length:
             raise FieldValueError(f"must be at least {self.min_length} characters (got {value!r})")
         if self.max_length is not None and len(value) > self.max_length:
-            raise FieldValueError(
-                f"must be at most {self.max_length} characters (got {len(value)})"
-            )
+            raise FieldValueError(f"must be at most {self.max_length} characters "
+                                  f"(got {len(value)}: {show(value)})")
         if self.regex is not None and not self.regex.fullmatch(value):
             raise FieldValueError(f"must match {self.regex.pattern!r} (got {value!r})")
         return value
@@ -103,15 +103,24 @@ class _NumberField(Field):
         return sortable.encode_number(value)
 
 
+#: Python refuses to turn longer integers into text (sys.get_int_max_str_digits), so JSON
+#: could not store them
+MAX_INT_DIGITS = 4300
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
+
 class IntField(_NumberField):
-    """An integer of any size; exact in storage, indexes and comparisons."""
+    """An integer of up to 4300 digits; exact in storage, indexes and comparisons."""
 
     type_name = "integer"
 
     def clean(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, Integral):
-            raise FieldValueError(f"must be an integer (got {value!r})")
-        return int(value)
+            raise FieldValueError(f"must be an integer (got {show(value)})")
+        number = int(value)
+        if abs(number) >= _INT_LIMIT:
+            raise FieldValueError(f"must have at most {MAX_INT_DIGITS} digits")
+        return number
 
 
 class FloatField(_NumberField):

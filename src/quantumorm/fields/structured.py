@@ -9,7 +9,7 @@ from typing import Any
 from .. import sortable
 from ..errors import ConfigurationError
 from ..query.lookups import Lookup
-from .base import ORDERED, Field, FieldValueError
+from .base import ORDERED, Field, FieldValueError, is_size
 
 
 class DateTimeField(Field):
@@ -62,6 +62,7 @@ class JSONField(Field):
     type_name = "json"
 
     def clean(self, value: Any) -> Any:
+        _check_json(value, "value")
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -75,6 +76,21 @@ class JSONField(Field):
 
 
 DictField = JSONField
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Only values that read back as they were written: str keys, no tuples or sets."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FieldValueError(f"{where} has a non-string key {key!r} (JSON keys are "
+                                      "strings; it would read back changed)")
+            _check_json(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            _check_json(item, f"{where}[{position}]")
+    elif not (value is None or isinstance(value, (str, bool, int, float))):
+        raise FieldValueError(f"{where} is not a JSON value (got {value!r})")
 
 
 class ArrayField(Field):
@@ -94,8 +110,15 @@ class ArrayField(Field):
             field = field()
         if not isinstance(field, Field):
             raise ConfigurationError(f"ArrayField needs a field instance (got {field!r})")
-        if isinstance(field, (ArrayField, JSONField)) and options.get("indexed"):
+        # one index entry per element needs elements that have one sort key each
+        self.indexable = field.indexable and not isinstance(field, ArrayField)
+        if not self.indexable and (options.get("indexed") or options.get("unique")):
             raise ConfigurationError("an indexed ArrayField needs scalar elements")
+        for name, bound in (("min_items", min_items), ("max_items", max_items)):
+            if bound is not None and not is_size(bound):
+                raise ConfigurationError(f"{name} must be a non-negative int (got {bound!r})")
+        if min_items is not None and max_items is not None and min_items > max_items:
+            raise ConfigurationError(f"min_items {min_items} > max_items {max_items}")
         self.field = field
         self.min_items, self.max_items = min_items, max_items
         self.type_name = f"array of {field.type_name}"

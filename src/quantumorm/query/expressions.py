@@ -172,6 +172,8 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
 
 def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value: Any) -> Node:
     where = f"{model}.{name}__{lookup.value}"
+    if field is None:
+        return _id_condition(where, lookup, value)
     if lookup is Lookup.ISNULL:
         if not isinstance(value, bool):
             raise QueryError(f"{where}: expects True or False (got {value!r})")
@@ -201,6 +203,20 @@ def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value
     if lookup in RANGE_LOOKUPS and value is None:
         raise QueryError(f"{where}: cannot compare with None (use isnull)")
     return Condition(name, lookup, _clean(where, field, value, nullable=False))
+
+
+def _id_condition(where: str, lookup: Lookup, value: Any) -> Node:
+    """Conditions on the id, which is never null: ``id=None`` matches nothing."""
+    if lookup in (Lookup.EXACT, Lookup.NE):
+        if value is None:
+            return FALSE if lookup is Lookup.EXACT else TRUE
+        return Condition(ID, lookup, clean_id(value, QueryError, where))
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise QueryError(f"{where}: expects a list of ids (got {value!r})")
+    ids = tuple(dict.fromkeys(clean_id(v, QueryError, where) for v in value if v is not None))
+    if not ids:
+        return FALSE if lookup is Lookup.IN else TRUE
+    return Condition(ID, lookup, ids)
 
 
 def _clean(where: str, field: Field | None, value: Any, nullable: bool) -> Any:

@@ -54,13 +54,16 @@ def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> C
         if index.compound:
             pairs += [manifest_field(options, index),
                       sortable.pack_list(index_members(options, index, values))]
-    if request.id is None:
+    if request.id is None:  # allocated by the script: only with one partition (same slot)
+        assert keys.partitions == 1
         partition, id_key = 0, b""
         doc_key, meta_key = keys.doc_prefix(0), keys.meta_prefix(0)
+        sequence = keys.sequence
     else:
         partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
         doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition, request.id)
-    key_list = [doc_key, meta_key, keys.ids(partition), keys.sequence]
+        sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
+    key_list = [doc_key, meta_key, keys.ids(partition), sequence]
     index_args: list[bytes | str] = []
     for index in indexes:
         key_list.append(keys.index(partition, index.name))

@@ -7,7 +7,8 @@
 -- KEYS[1]   document key; when ARGV[3] == "" the document key prefix (the id is allocated here)
 -- KEYS[2]   meta hash key; when allocating, its prefix
 -- KEYS[3]   the partition's id index (ZSET, score 0, member = id key)
--- KEYS[4]   the id sequence (string counter), read only when allocating
+-- KEYS[4]   the id sequence (string counter) when allocating; otherwise unused (the
+--           caller passes a key of the same partition so that every key is in one slot)
 -- KEYS[5..] index keys (ZSET, score 0, member = value encodings .. id key) this write touches
 -- ARGV[1]   "insert" | "update"
 -- ARGV[2]   expected version (update)

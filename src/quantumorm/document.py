@@ -52,8 +52,14 @@ class DocumentMeta(type):
             if isinstance(base, DocumentMeta) and hasattr(base, "_fields"):
                 fields.update(base._fields)
                 inherited.update(getattr(base, "_inheritable", {}))
+        reserved = set(dir(Document)) | {"DoesNotExist", "MultipleObjectsReturned", "id"}
         for attr, value in namespace.items():
             if isinstance(value, Field):
+                if attr in reserved and attr != "id":
+                    raise ConfigurationError(
+                        f"{name}.{attr}: a field cannot be named like the Document API "
+                        f"attribute {attr!r}; use another name and db_field={attr!r}"
+                    )
                 if value.model is not None:
                     raise ConfigurationError(
                         f"{name}.{attr}: field instance already belongs to "

@@ -139,6 +139,11 @@ def _check_db_names(model_name: str, fields: dict[str, Field]) -> None:
             raise ConfigurationError(f"{model_name}: 'id' is reserved for the document id")
         if name.startswith("_"):
             raise ConfigurationError(f"{model_name}.{name}: field names may not start with '_'")
+        if "__" in name:
+            raise ConfigurationError(
+                f"{model_name}.{name}: field names may not contain '__' (it separates a field "
+                "from its lookup in filters)"
+            )
         if field.db_name in seen:
             raise ConfigurationError(
                 f"{model_name}: fields {seen[field.db_name]!r} and {name!r} share the "

@@ -240,10 +240,11 @@ def test_every_declared_field_can_be_filtered_on(name: str) -> None:
     assert model.objects.filter(**{name: 1}).spec.where == Condition(name, Lookup.EXACT, 1)
 
 
-def test_double_underscore_field_names_without_a_lookup_suffix() -> None:
-    model = make("Odd", a__b=IntField())
-    assert model.objects.filter(a__b=1).spec.where == Condition("a__b", Lookup.EXACT, 1)
-    assert model.objects.filter(a__b__gte=1).spec.where == Condition("a__b", Lookup.GTE, 1)
+def test_double_underscore_field_names_are_refused() -> None:
+    """``__`` separates a field from its lookup, so a field name containing it is ambiguous
+    in filters (``a__b__gte``) and is refused at class creation."""
+    with pytest.raises(ConfigurationError, match="__"):
+        make("Odd", a__b=IntField())
 
 
 def test_field_instance_cannot_belong_to_two_models() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -208,9 +208,15 @@ class QuerySet(Generic[D]):
 
     def cursor_for(self, doc: D) -> str:
         """The keyset cursor pointing at ``doc`` in this queryset's ordering."""
-        keys = evaluate.sort_keys(self.model._meta, self._order, doc._values())
+        return self._encode_cursor(self._position(doc))
+
+    def _encode_cursor(self, keys: tuple[bytes, ...]) -> str:
         raw = self._fingerprint() + sortable.pack_list(list(keys))
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _row_position(self, row: Row) -> tuple[bytes, ...]:
+        """A stored row's keyset position (from all its fields, whatever only()/values())."""
+        return self._position(self.model.from_storage(row.id, row.version, row.data))
 
     def _decode_cursor(self, cursor: str) -> tuple[bytes, ...]:
         try:
@@ -249,6 +255,14 @@ class QuerySet(Generic[D]):
     def _all_op(self, backend: Backend) -> Op[list[Any]]:
         rows = yield from ops.fetch(backend, self.model, self.spec)
         return self._convert(rows)
+
+    def _page_op(self, backend: Backend, size: int) -> Op[tuple[list[Any], str | None]]:
+        """Up to ``size`` results, and the cursor after the last one if more follow."""
+        rows = yield from ops.fetch(backend, self.model, self[:size + 1].spec)
+        more = len(rows) > size
+        rows = rows[:size]
+        cursor = self._encode_cursor(self._row_position(rows[-1])) if more else None
+        return self._convert(rows), cursor
 
     # -- terminals -------------------------------------------------------------------------
 
@@ -430,16 +444,12 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
 
 def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,
                       backend: Backend) -> Op[Page[D]]:
-    total = yield from ops.count(backend, qs.model, replace(qs.spec, offset=0, limit=None))
-    window = qs[(number - 1) * per_page:number * per_page]
-    items = yield from window._all_op(backend)
-    cursor = qs.cursor_for(items[-1]) if items and qs._values is None else None
+    total = yield from ops.count(backend, qs.model, qs.spec)  # a sliced queryset pages its slice
+    window = qs[(number - 1) * per_page:]
+    items, cursor = yield from window._page_op(backend, per_page)
     return Page(items, per_page, number=number, total=total, next_cursor=cursor)
 
 
 def _keyset_page_op(qs: QuerySet[D], per_page: int, backend: Backend) -> Op[Page[D]]:
-    items = yield from qs._clone(limit=per_page + 1)._all_op(backend)
-    more = len(items) > per_page
-    items = items[:per_page]
-    cursor = qs.cursor_for(items[-1]) if more and qs._values is None else None
+    items, cursor = yield from qs._page_op(backend, per_page)
     return Page(items, per_page, next_cursor=cursor)

@@ -1,0 +1,149 @@
+"""Shared helpers of the Redis integration tests (no fixtures here: those live in conftest.py).
+
+* :func:`call` runs a QuantumORM operation through its async method or its ``_sync`` twin, so
+  one test body covers both modes.
+* :func:`assert_indexes_consistent` recomputes, from the stored documents, every entry every
+  index of a model must hold and compares it with the ZSETs in Redis, exactly.
+* :func:`snapshot` dumps every key of the database, for "nothing was written" assertions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from quantumorm import sortable
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.writes import index_members
+
+MODES = ("sync", "async")
+
+
+async def call(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
+    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode."""
+    if mode == "sync":
+        return getattr(obj, f"{name}_sync")(*args, **kwargs)
+    assert mode == "async", mode
+    return await getattr(obj, name)(*args, **kwargs)
+
+
+def ids_of(docs: Any) -> list[str]:
+    return [doc.id for doc in docs]
+
+
+def _raw(client: redis.Redis) -> redis.Redis:
+    """A client that returns bytes (index members are binary)."""
+    if client.connection_pool.connection_kwargs.get("decode_responses"):
+        kwargs = dict(client.connection_pool.connection_kwargs)
+        kwargs["decode_responses"] = False
+        return redis.Redis(**kwargs)
+    return client
+
+
+def _scan(client: redis.Redis, pattern: str) -> set[bytes]:
+    return set(client.scan_iter(match=pattern, count=1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)
+
+
+def stored_documents(redis_client: redis.Redis,
+                     model: Any) -> dict[str, tuple[int, dict[str, Any]]]:
+    """``{id: (version, storage data)}`` of every document of ``model``'s collection."""
+    client = _raw(redis_client)
+    options = model._meta
+    keys = KeySpace(options)
+    out: dict[str, tuple[int, dict[str, Any]]] = {}
+    for partition in range(options.partitions):
+        for member in client.zrange(keys.ids(partition), 0, -1):
+            id = sortable.id_from_key(bytes(member))
+            raw = client.get(keys.doc(partition, id))
+            assert raw is not None, f"id {id!r} is in the id index but has no document"
+            version = client.hget(keys.meta(partition, id), "v")
+            assert version is not None, f"document {id!r} has no version in its meta hash"
+            out[id] = (int(version), json.loads(raw))
+    return out
+
+
+def assert_indexes_consistent(redis_client: redis.Redis, model: Any) -> dict[str, Any]:
+    """Every index key of ``model`` holds exactly the entries its stored documents imply.
+
+    Also checks that the id index, the document keys and the meta hashes name the same ids,
+    and that each meta hash lists the entries the document has (what delete.lua removes).
+    Returns the stored documents (``{id: (version, data)}``) for further checks.
+    """
+    client = _raw(redis_client)
+    options = model._meta
+    keys = KeySpace(options)
+    docs = stored_documents(client, model)
+    problems: list[str] = []
+    for partition in range(options.partitions):
+        tag = _glob_escape(keys.tag(partition))
+        in_partition = {id for id in docs if keys.partition_of(id) == partition}
+        doc_keys = _scan(client, f"{tag}:d:*")
+        meta_keys = _scan(client, f"{tag}:m:*")
+        want_docs = {keys.doc(partition, id).encode() for id in in_partition}
+        want_meta = {keys.meta(partition, id).encode() for id in in_partition}
+        if doc_keys != want_docs:
+            problems.append(f"p{partition}: document keys without id entry "
+                            f"{sorted(doc_keys - want_docs)}, ids without document "
+                            f"{sorted(want_docs - doc_keys)}")
+        if meta_keys != want_meta:
+            problems.append(f"p{partition}: meta keys {sorted(meta_keys ^ want_meta)} do not "
+                            "match the id index")
+        for index in options.indexes:
+            expected: set[bytes] = set()
+            for id in in_partition:
+                version, data = docs[id]
+                doc = model.from_storage(id, version, data)
+                values = doc._values()
+                members = index_members(options, index, values)
+                id_key = sortable.id_key(id)
+                expected.update(member + id_key for member in members)
+                if index.compound:
+                    manifest = f"x:{index.name}"
+                else:
+                    manifest = f"f:{options.fields[index.fields[0]].db_name}"
+                listed = client.hget(keys.meta(partition, id), manifest)
+                listed_members = sortable.unpack_list(listed or b"")
+                if sorted(listed_members) != sorted(members):
+                    problems.append(f"{id!r}: meta {manifest} lists {listed_members!r}, "
+                                    f"expected {members!r}")
+            index_key = keys.index(partition, index.name)
+            actual = {bytes(m) for m in client.zrange(index_key, 0, -1)}
+            scores = {float(s) for _, s in client.zrange(index_key, 0, -1, withscores=True)}
+            if scores - {0.0}:
+                problems.append(f"{index_key}: non-zero scores {scores}")
+            missing, extra = expected - actual, actual - expected
+            if missing or extra:
+                problems.append(f"{index_key}: missing {sorted(missing)!r}, "
+                                f"extra {sorted(extra)!r}")
+    assert not problems, "indexes inconsistent with documents:\n" + "\n".join(problems)
+    return docs
+
+
+def snapshot(redis_client: redis.Redis, exclude_suffixes: tuple[str, ...] = ()) -> dict[bytes, Any]:
+    """Every key of the current database with its type and full contents."""
+    client = _raw(redis_client)
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(count=1000):
+        if any(key.endswith(s.encode()) for s in exclude_suffixes):
+            continue
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "string":
+            value: Any = client.get(key)
+        elif kind == "hash":
+            value = client.hgetall(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(client.smembers(key))
+        elif kind == "list":
+            value = client.lrange(key, 0, -1)
+        else:
+            value = kind
+        out[key] = (kind, value)
+    return out

@@ -136,9 +136,10 @@ class Planner:
             o.field == ID or self._sortable_on_server(o.field) for o in spec.order
         )
         driver = self._driver(server_where)
-        walk = None if counting or not server_order else self._walk(spec, server_where)
-        if walk is not None:
-            driver = walk if driver is None else _best([walk, driver])
+        walks = [] if counting or not server_order else self._walks(spec, server_where)
+        if walks:
+            choices = walks + ([driver] if driver is not None else [])
+            driver = choices[0] if len(choices) == 1 else _best(choices)
         elif driver is None:
             exact = server_where == TRUE
             driver = Driver("ALL", [], "all ids (scan)", exact=exact)
@@ -298,38 +299,61 @@ class Planner:
             out.append(self._range(index, ranges))
         return out
 
-    def _walk(self, spec: QuerySpec, where: Node) -> Driver | None:
-        """A walk over the index of the single ordering field, narrowed by a condition on it."""
-        if len(spec.order) != 1:
-            order_field, desc = (ID, False) if not spec.order else (None, False)
-        else:
-            order_field, desc = spec.order[0].field, spec.order[0].descending
-        if order_field is None:
-            return None
-        exact_cond = False
-        low, high = b"-", b"+"
+    def _walks(self, spec: QuerySpec, where: Node) -> list[Driver]:
+        """Index walks that yield rows already in the requested order.
+
+        Ordered by one indexed field: walk that field's index (narrowed by a condition on
+        it). Ordered by id (the default): walk the id index, or the range of an equality
+        condition on a single-field index, whose entries for one value are in id order.
+        """
+        if len(spec.order) > 1:
+            return []
+        order_field = spec.order[0].field if spec.order else ID
+        desc = spec.order[0].descending if spec.order else False
+        parts = where.children if isinstance(where, And) else (where,)
+        walks = []
         if order_field == ID:
-            keypos, is_ids, label = 1, True, "id order"
-        else:
-            index = self.options.single_index(order_field)
-            if index is None or not self.options.fields[order_field].sortable:
-                return None
-            keypos, is_ids, label = self.keypos[index.name], False, f"index {index.name!r} order"
-            parts = where.children if isinstance(where, And) else (where,)
+            walks.append(self._walk(1, True, desc, b"-", b"+", where == TRUE, "id order",
+                                    spec.after))
             for part in parts:
-                if isinstance(part, Condition) and part.field == order_field:
-                    ranges = _leaf_ranges(self.options.fields[order_field], part)
-                    if ranges is not None and len(ranges) == 1:
-                        low, high = ranges[0]
-                        exact_cond = part == where
-                        break
-        if spec.after is not None:
-            member = spec.after[-1] if is_ids else spec.after[0] + spec.after[-1]
+                if not (isinstance(part, Condition) and part.field != ID and (
+                        part.lookup in (Lookup.EXACT, Lookup.CONTAINS)
+                        or (part.lookup is Lookup.ISNULL and part.value))):
+                    continue
+                index = self.options.single_index(part.field)
+                ranges = _leaf_ranges(self.options.fields[part.field], part)
+                if index is None or ranges is None:
+                    continue
+                (low, high), = ranges
+                walks.append(self._walk(self.keypos[index.name], False, desc, low, high,
+                                        part == where, f"index {index.name!r} in id order",
+                                        spec.after, low[1:]))
+            return walks
+        index = self.options.single_index(order_field)
+        if index is None or not self.options.fields[order_field].sortable:
+            return []
+        low, high, exact = b"-", b"+", where == TRUE
+        for part in parts:
+            if isinstance(part, Condition) and part.field == order_field:
+                ranges = _leaf_ranges(self.options.fields[order_field], part)
+                if ranges is not None and len(ranges) == 1:
+                    (low, high), = ranges
+                    exact = part == where
+                    break
+        after = spec.after
+        return [self._walk(self.keypos[index.name], False, desc, low, high, exact,
+                           f"index {index.name!r} order", after, after[0] if after else b"")]
+
+    def _walk(self, keypos: int, is_ids: bool, desc: bool, low: bytes, high: bytes,
+              exact: bool, label: str, after: tuple[bytes, ...] | None,
+              value: bytes = b"") -> Driver:
+        """A WALK driver; a keyset position moves its starting bound past that row."""
+        if after is not None:
+            member = b"(" + value + after[-1]
             if desc:
-                high = _tighter(high, b"(" + member, upper=True)
+                high = _tighter(high, member, upper=True)
             else:
-                low = _tighter(low, b"(" + member, upper=False)
-        exact = exact_cond or where == TRUE
+                low = _tighter(low, member, upper=False)
         body = [b"%d" % keypos, _flag(is_ids), _flag(desc), low, high]
         indexes = () if is_ids else (label.split("'")[1],)
         return Driver("WALK", body, label, indexes, exact)

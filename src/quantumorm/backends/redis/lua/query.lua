@@ -326,16 +326,23 @@ local function gather(d)
 end
 
 -- choose ----------------------------------------------------------------------------------
--- A BEST whose first child is a WALK over the ordering index: walking (which stops once the
--- window is full) wins unless another driver is much smaller than the walked range.
+-- Among the children of a BEST, walks yield rows already in order and stop once the page
+-- is full; the smallest walk wins unless another driver is much smaller than it.
 local chosen = driver
-if driver.kind == "BEST" and driver.children[1].kind == "WALK" and #driver.children > 1 then
-  local w = driver.children[1]
-  local alt = {kind = "BEST", children = {}}
-  for i = 2, #driver.children do alt.children[#alt.children + 1] = driver.children[i] end
-  if estimate(alt) * 8 <= estimate(w) then chosen = alt else chosen = w end
-elseif driver.kind == "BEST" and #driver.children == 1 then
-  chosen = driver.children[1]
+if driver.kind == "BEST" then
+  local walk, other = nil, {kind = "BEST", children = {}}
+  for _, c in ipairs(driver.children) do
+    if c.kind == "WALK" then
+      if not walk or estimate(c) < estimate(walk) then walk = c end
+    else
+      other.children[#other.children + 1] = c
+    end
+  end
+  if walk and (#other.children == 0 or estimate(other) * 8 > estimate(walk)) then
+    chosen = walk
+  elseif #other.children > 0 then
+    chosen = other
+  end
 end
 
 while chosen.kind == "BEST" do estimate(chosen); chosen = chosen.choice end

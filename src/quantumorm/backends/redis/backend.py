@@ -20,7 +20,7 @@ from ...errors import CorruptDocumentError, DuplicateIdError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
-from ...query.nodes import FALSE, QuerySpec
+from ...query.nodes import FALSE, ID, Condition, Node, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import writes
 from .commands import Call, Command, RedisPlan
@@ -110,20 +110,26 @@ class RedisBackend:
     # -- reads -----------------------------------------------------------------------------
 
     def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        """One ``fetch.lua`` call per partition involved, in one round trip."""
         keys = self._state(options).keys
-        steps = []
-        for id in ids:
-            partition = keys.partition_of(id)
-            steps += [Command(("GET", keys.doc(partition, id))),
-                      Command(("HGET", keys.meta(partition, id), "v"))]
-        if not steps:
+        by_partition: dict[int, list[str]] = {}
+        for id in dict.fromkeys(ids):
+            by_partition.setdefault(keys.partition_of(id), []).append(id)
+        if not by_partition:
             return []
-        replies = yield RedisPlan(tuple(steps), read_only=True)
-        rows: list[Row | None] = []
-        for position, id in enumerate(ids):
-            raw, version = replies[2 * position], replies[2 * position + 1]
-            rows.append(None if raw is None else _row(options, id, version, raw))
-        return rows
+        calls = []
+        for partition, members in by_partition.items():
+            key_list = []
+            for id in members:
+                key_list += [keys.doc(partition, id), keys.meta(partition, id)]
+            calls.append(Call("fetch", tuple(key_list), ()))
+        replies = yield RedisPlan(tuple(calls), read_only=True)
+        found: dict[str, Row | None] = {}
+        for members, reply in zip(by_partition.values(), replies, strict=True):
+            for position, id in enumerate(members):
+                raw, version = reply[2 * position], reply[2 * position + 1]
+                found[id] = None if raw is None else _row(options, id, version, raw)
+        return [found[id] for id in ids]
 
     def _query_calls(self, options: ModelOptions, plan: Plan, mode: str, offset: int,
                      limit: int | None) -> RedisPlan:
@@ -143,6 +149,13 @@ class RedisBackend:
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         if spec.where == FALSE or spec.limit == 0:
             return []
+        where = spec.where
+        if isinstance(where, Condition) and where.field == ID and where.lookup in (
+                Lookup.EXACT, Lookup.IN):
+            # by id: GETs (one round trip), no script; ordering and slicing in Python
+            ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
+            found = yield from self.get_many(options, ids)
+            return _arrange(options, spec, [row for row in found if row is not None])
         plan = self._state(options).planner.plan(spec)
         single = options.partitions == 1
         if plan.server_order:
@@ -164,19 +177,8 @@ class RedisBackend:
 
             rows = list(heapq.merge(*parts, key=cmp_to_key(compare)))
         else:
-            rows = [row for part in parts for row in part]
-            keyed = []
-            for row in rows:
-                values = _values(options, row)
-                if plan.residual is not None and not evaluate.matches(options, plan.residual,
-                                                                       values):
-                    continue
-                keyed.append((evaluate.sort_keys(options, spec.order, values), row))
-            if spec.after is not None:
-                keyed = [(k, r) for k, r in keyed
-                         if evaluate.compare_keys(k, spec.after, descending) > 0]
-            keyed = evaluate.sort_rows(keyed, lambda item: item[0], descending)
-            rows = [row for _, row in keyed]
+            return _arrange(options, spec, [row for part in parts for row in part],
+                            plan.residual)
         end = None if spec.limit is None else spec.offset + spec.limit
         return rows[spec.offset:end]
 
@@ -280,6 +282,23 @@ def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
         _row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
         for i in range(0, len(reply), 3)
     ]
+
+
+def _arrange(options: ModelOptions, spec: QuerySpec, rows: list[Row],
+             residual: Node | None = None) -> list[Row]:
+    """Filter (``residual``), order, apply the keyset position and slice, in Python."""
+    descending = evaluate.directions(spec.order)
+    keyed = []
+    for row in rows:
+        values = _values(options, row)
+        if residual is not None and not evaluate.matches(options, residual, values):
+            continue
+        keyed.append((evaluate.sort_keys(options, spec.order, values), row))
+    if spec.after is not None:
+        keyed = [(k, r) for k, r in keyed if evaluate.compare_keys(k, spec.after, descending) > 0]
+    ordered = [row for _, row in evaluate.sort_rows(keyed, lambda item: item[0], descending)]
+    end = None if spec.limit is None else spec.offset + spec.limit
+    return ordered[spec.offset:end]
 
 
 def _values(options: ModelOptions, row: Row) -> dict[str, Any]:

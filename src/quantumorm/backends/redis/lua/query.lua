@@ -326,8 +326,9 @@ local function gather(d)
 end
 
 -- choose ----------------------------------------------------------------------------------
--- Among the children of a BEST, walks yield rows already in order and stop once the page
--- is full; the smallest walk wins unless another driver is much smaller than it.
+-- Among the children of a BEST, walks yield rows already in order and stop once the page is
+-- full; the others must read every candidate, then sort. A walk reads about
+-- target * walked / matches entries (matches estimated by the best other driver).
 local chosen = driver
 if driver.kind == "BEST" then
   local walk, other = nil, {kind = "BEST", children = {}}
@@ -338,10 +339,17 @@ if driver.kind == "BEST" then
       other.children[#other.children + 1] = c
     end
   end
-  if walk and (#other.children == 0 or estimate(other) * 8 > estimate(walk)) then
+  if #other.children == 0 then
     chosen = walk
-  elseif #other.children > 0 then
+  elseif not walk then
     chosen = other
+  else
+    local target, w, o = want(), estimate(walk), estimate(other)
+    local walked = w
+    if target then
+      walked = walk.exact and target or target * w / math.max(o, 1)
+    end
+    if walked <= 2 * o + (target or 0) then chosen = walk else chosen = other end
   end
 end
 

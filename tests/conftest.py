@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _start(executable: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(executable: str, workdir: Path, extra: tuple[str, ...] = (),
+           password: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start redis-server and wait for PING; return the process and its URL, or fail."""
     log = workdir / "redis.log"
     for _ in range(START_ATTEMPTS):
@@ -76,12 +78,13 @@ def _start(executable: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str
         with log.open("ab") as output:
             process = subprocess.Popen(
                 [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"],
+                 "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no", *extra],
                 cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1,
+                                      password=password)
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while process.poll() is None and time.monotonic() < deadline:
@@ -117,6 +120,33 @@ def redis_url() -> Iterator[str]:
             yield url
         finally:
             _stop(process)
+
+
+@pytest.fixture
+def start_redis(redis_url: str) -> Iterator[Any]:
+    """Start extra redis-servers with their own options for one test; all stopped after it.
+
+    ``start_redis("--requirepass", "s3cret", password="s3cret")`` returns the URL (without
+    credentials) and the server's work directory.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail("redis-server is not on PATH", pytrace=False)
+    started: list[tuple[subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]] = []
+
+    def start(*extra: str, password: str | None = None) -> tuple[str, Path]:
+        assert executable is not None
+        workdir = tempfile.TemporaryDirectory(prefix="qorm-redis-extra-")
+        process, url = _start(executable, Path(workdir.name), extra, password)
+        started.append((process, workdir))
+        return url, Path(workdir.name)
+
+    try:
+        yield start
+    finally:
+        for process, workdir in started:
+            _stop(process)
+            workdir.cleanup()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
+#!lua flags=allow-oom
 -- delete.lua: delete one document and every index entry it has, if its version matches.
 --
+-- allow-oom: a delete only frees memory, and must work when the server is full.
 -- The entries to remove are read from the meta hash (what save.lua wrote), never recomputed
 -- from the document, so a delete is exact even if the model's code changed since.
 --

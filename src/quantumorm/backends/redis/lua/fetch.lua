@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- fetch.lua: read documents by id, with their versions, in one call (read only).
 --
 -- KEYS      pairs: document key, meta hash key (all of one partition)

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- query.lua: answer one query on one partition in one call (read only).
 --
 -- The planner (planner.py) sends a driver (where candidate ids come from), a predicate the

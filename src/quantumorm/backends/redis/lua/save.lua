@@ -1,5 +1,9 @@
+#!lua
 -- save.lua: insert, or compare-and-set update, of one document with its index entries.
 --
+-- The shebang declares a writer without allow-oom: above maxmemory the server refuses the
+-- script before it starts (without it, a first write that frees memory, such as ZREM, lets
+-- the rest run past the limit). Needs Redis 7.0 or newer.
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document JSON is stored verbatim: this script never decodes it. What the script must read
 -- (version, the index entries written last time) lives in the meta hash.

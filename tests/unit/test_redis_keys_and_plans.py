@@ -436,6 +436,9 @@ def parse_pred(t: Tokens) -> tuple[Any, ...]:
         return (op, f, {t.next() for _ in range(t.int())})
     if op == "ID":
         return (op, {t.next() for _ in range(t.int())})
+    if op == "ZIN":
+        keypos = t.int()
+        return (op, keypos, [t.next() for _ in range(t.int())])
     if op == "NULL":
         return (op, t.next())
     if op in ("T", "F"):
@@ -471,7 +474,7 @@ def pred_fields(pred: tuple[Any, ...]) -> set[bytes]:
         return set().union(*(pred_fields(p) for p in pred[1])) if pred[1] else set()
     if op == "NOT":
         return pred_fields(pred[1])
-    if op in ("T", "F", "ID"):
+    if op in ("T", "F", "ID", "ZIN"):
         return set()
     return {pred[1]}
 
@@ -563,6 +566,9 @@ class Store:
             return False
         if op == "ID":
             return idkey in p[1]
+        if op == "ZIN":  # some value .. id is a member of the index at KEYS[keypos]
+            members = set(self.zsets[p[1]])
+            return any(v + idkey in members for v in p[2])
         assert p[1] in need, f"predicate reads {p[1]!r}, which is not in NEED"
         items = self.meta[self.by_key[idkey]][p[1]]
         v = items[0] if items else sortable.NULL

@@ -16,6 +16,7 @@ Token grammar (see ``lua/query.lua``)::
     NEED   := n metafield*
     PRED   := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
             | GT|GE|LT|LE f v | PRE f prefix | HAS f v | NULL f | ID n idkey*
+            | ZIN keypos n v*   (some ``v .. id`` is a member of that index)
     ORDER  := n (metafield desc)*
     AFTER  := n key*
 """
@@ -47,6 +48,7 @@ class Driver:
     indexes: tuple[str, ...] = ()
     exact: bool = False
     children: list[Driver] = field(default_factory=list)
+    ranges: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @property
     def tokens(self) -> list[Token]:
@@ -145,7 +147,7 @@ class Planner:
             driver = Driver("ALL", [], "all ids (scan)", exact=exact)
 
         need: list[str] = []
-        pred = self._pred(server_where, need)
+        pred = [b"T"] if driver.exact else self._pred(server_where, need)
         order_tokens = [b"0"]
         after = [b"0"]
         if server_order:
@@ -198,6 +200,9 @@ class Planner:
             tokens = [b"ID", b"%d" % len(ids), *(sortable.id_key(i) for i in ids)]
             return [b"NOT", *tokens] if lookup in (Lookup.NE, Lookup.NIN) else tokens
         field = self.options.fields[cond.field]
+        member = self._membership(cond)
+        if member is not None:
+            return member
         name = meta_field(field)
         if name not in need:
             need.append(name)
@@ -219,6 +224,30 @@ class Planner:
         tokens = [op, f, _key(field, cond.value)]
         return [b"NOT", *tokens] if lookup is Lookup.NE else tokens
 
+    def _membership(self, cond: Condition) -> list[Token] | None:
+        """Equality-type lookups on a single-field index, as ``ZSCORE`` probes of
+        ``value + id`` in that index: exact, O(1), and no meta hash read."""
+        index = self.options.single_index(cond.field)
+        if index is None:
+            return None
+        field = self.options.fields[cond.field]
+        lookup = cond.lookup
+        if lookup in (Lookup.EXACT, Lookup.NE):
+            keys = [_key(field, cond.value)]
+        elif lookup in (Lookup.IN, Lookup.NIN):
+            keys = [_key(field, v) for v in cond.value]
+        elif lookup is Lookup.ISNULL:
+            keys = [sortable.NULL]
+        elif lookup is Lookup.CONTAINS and isinstance(field, ArrayField):
+            keys = [field.field.sort_key(cond.value)]
+        else:
+            return None
+        if isinstance(field, ArrayField) and lookup in (Lookup.EXACT, Lookup.NE):
+            return None  # whole-list equality is not one index entry
+        tokens = [b"ZIN", b"%d" % self.keypos[index.name], b"%d" % len(keys), *keys]
+        negated = lookup in (Lookup.NE, Lookup.NIN) or (lookup is Lookup.ISNULL and not cond.value)
+        return [b"NOT", *tokens] if negated else tokens
+
     # -- drivers ---------------------------------------------------------------------------
 
     def _driver(self, node: Node) -> Driver | None:
@@ -237,6 +266,7 @@ class Planner:
         if isinstance(node, And):
             # each child's driver is exact for that child only: a superset for the AND
             candidates = [d.inexact() for d in map(self._driver, node.children) if d is not None]
+            candidates += self._merged_drivers(node)
             candidates += self._compound_drivers(node)
             if not candidates:
                 return None
@@ -263,7 +293,37 @@ class Planner:
         body = [b"%d" % self.keypos[index.name], b"%d" % len(ranges)]
         for low, high in ranges:
             body += [low, high]
-        return Driver("RANGE", body, f"index {index.name!r}", (index.name,), exact)
+        return Driver("RANGE", body, f"index {index.name!r}", (index.name,), exact,
+                      ranges=ranges)
+
+    def field_range(self, name: str, parts: tuple[Node, ...]) -> tuple[bytes, bytes, int] | None:
+        """The one lex range of ``name``'s single-field index that the conditions on that
+        field in a conjunction allow, and how many conditions it covers (None: no range)."""
+        field = self.options.fields[name]
+        low, high, used = b"-", b"+", 0
+        for part in parts:
+            if not (isinstance(part, Condition) and part.field == name):
+                continue
+            ranges = _leaf_ranges(field, part)
+            if ranges is None or len(ranges) != 1:
+                continue
+            (part_low, part_high), = ranges
+            low = _tighter(low, part_low, upper=False)
+            high = _tighter(high, part_high, upper=True)
+            used += 1
+        return None if used == 0 else (low, high, used)
+
+    def _merged_drivers(self, node: And) -> list[Driver]:
+        """``a >= 3 AND a < 9``: one range over a's index instead of two."""
+        out = []
+        names = [c.field for c in node.children if isinstance(c, Condition) and c.field != ID]
+        for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+            index = self.options.single_index(name)
+            merged = self.field_range(name, node.children) if index is not None else None
+            if index is not None and merged is not None and merged[2] > 1:
+                low, high, used = merged
+                out.append(self._range(index, [(low, high)], exact=used == len(node.children)))
+        return out
 
     def _compound_drivers(self, node: And) -> list[Driver]:
         conds = [c for c in node.children if isinstance(c, Condition) and c.field != ID]
@@ -333,13 +393,10 @@ class Planner:
         if index is None or not self.options.fields[order_field].sortable:
             return []
         low, high, exact = b"-", b"+", where == TRUE
-        for part in parts:
-            if isinstance(part, Condition) and part.field == order_field:
-                ranges = _leaf_ranges(self.options.fields[order_field], part)
-                if ranges is not None and len(ranges) == 1:
-                    (low, high), = ranges
-                    exact = part == where
-                    break
+        merged = self.field_range(order_field, parts)
+        if merged is not None:
+            low, high, used = merged
+            exact = used == len(parts)
         after = spec.after
         return [self._walk(self.keypos[index.name], False, desc, low, high, exact,
                            f"index {index.name!r} order", after, after[0] if after else b"")]
@@ -418,6 +475,8 @@ def _tighter(current: bytes, candidate: bytes, upper: bool) -> bytes:
     """The tighter of two ZRANGEBYLEX bounds (for an upper bound, the smaller one)."""
     if current in (b"-", b"+"):
         return candidate
+    if candidate in (b"-", b"+"):
+        return current
     a, b = current[1:], candidate[1:]
     if a == b:
         return b"(" + a  # exclusive is tighter

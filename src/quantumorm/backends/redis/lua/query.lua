@@ -91,6 +91,7 @@ end
 
 -- PRED := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v* | GT f v
 --       | GE f v | LT f v | LE f v | PRE f p | HAS f v | NULL f | ID n idkey*
+--       | ZIN keypos n v*  (index membership of v .. id: equality without reading meta)
 local function parse_pred()
   local op = nxt()
   local p = {op = op}
@@ -103,6 +104,10 @@ local function parse_pred()
     if op == "IN" then p.field = nxt() end
     p.set = {}
     for _ = 1, tonumber(nxt()) do p.set[nxt()] = true end
+  elseif op == "ZIN" then
+    p.key = KEYS[tonumber(nxt())]
+    p.values = {}
+    for i = 1, tonumber(nxt()) do p.values[i] = nxt() end
   elseif op == "NULL" then
     p.field = nxt()
   elseif op ~= "T" and op ~= "F" then
@@ -123,6 +128,11 @@ local function eval(p, vals, idkey)
   elseif op == "T" then return true
   elseif op == "F" then return false
   elseif op == "ID" then return p.set[idkey] == true
+  elseif op == "ZIN" then
+    for _, v in ipairs(p.values) do
+      if redis.call("ZSCORE", p.key, v .. idkey) then return true end
+    end
+    return false
   end
   local list = vals[p.field]
   local v = list[1] or NULL

@@ -178,11 +178,12 @@ class Document(metaclass=DocumentMeta):
                      only: frozenset[str] | None = None) -> D:
         """Build an instance from a stored row (used by backends' results)."""
         doc = cls.__new__(cls)
-        doc.id, doc._version, doc._partial = id, version, only
-        doc._stored = dict(data)
-        for name, field in cls._fields.items():
-            raw = data.get(field.db_name)
-            doc.__dict__[name] = None if raw is None else field.from_storage(raw)
+        values = doc.__dict__
+        values["id"], values["_version"], values["_partial"] = id, version, only
+        values["_stored"] = dict(data)
+        for name, db_name, convert in cls._meta.loaders:
+            raw = data.get(db_name)
+            values[name] = raw if raw is None or convert is None else convert(raw)
         return doc
 
     def _values(self) -> dict[str, Any]:

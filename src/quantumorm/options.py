@@ -8,7 +8,9 @@ an unknown or unindexable field) raises :class:`ConfigurationError` naming the m
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import ConfigurationError
@@ -51,6 +53,15 @@ class ModelOptions:
 
     def field(self, name: str) -> Field:
         return self.fields[name]
+
+    @cached_property
+    def loaders(self) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
+        """(attribute, storage name, converter or None when storage form is the value)."""
+        return tuple(
+            (name, field.db_name,
+             None if type(field).from_storage is Field.from_storage else field.from_storage)
+            for name, field in self.fields.items()
+        )
 
     @property
     def indexed_fields(self) -> tuple[str, ...]:

@@ -52,6 +52,14 @@ def encode_number(value: int | float | Decimal) -> bytes:
     """
     if isinstance(value, bool):
         raise TypeError("booleans are not numbers here")
+    if type(value) is int:  # the common case, without a Decimal (same bytes)
+        if value == 0:
+            return _ZERO
+        text = str(-value if value < 0 else value)
+        body = (str(len(text) + _EXP_BIAS).zfill(_EXP_WIDTH) + text.rstrip("0")).encode()
+        if value < 0:
+            return _NEG + body.translate(_DIGIT_FLIP) + b"~" + END
+        return _POS + body + END
     if isinstance(value, float):
         dec = Decimal(repr(value))
     elif isinstance(value, int):

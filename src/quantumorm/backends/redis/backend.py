@@ -202,11 +202,28 @@ class RedisBackend:
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
         if spec.after is None:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
-        plan = self._state(options).planner.plan(spec, counting=True)
+        state = self._state(options)
+        plan = state.planner.plan(spec, counting=True)
         if plan.residual is not None or not plan.server_order:
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
             return min(len(rows), 1) if mode == "exists" else len(rows)
+        driver = plan.driver
+        if driver.exact and not options.ttl and spec.after is None and driver.kind in (
+                "RANGE", "ALL"):
+            # the index is the truth (no expiry): count its entries without a script
+            keys = state.keys
+            commands = []
+            for p in range(options.partitions):
+                if driver.kind == "ALL":
+                    commands.append(Command(("ZCARD", keys.ids(p))))
+                else:
+                    index_key = keys.index(p, driver.indexes[0])
+                    commands += [Command(("ZLEXCOUNT", index_key, low, high))
+                                 for low, high in driver.ranges]
+            counts = yield RedisPlan(tuple(commands), read_only=True)
+            total = sum(int(c) for c in counts)
+            return min(total, 1) if mode == "exists" else total
         replies = yield self._query_calls(options, plan, mode, 0, None)
         total = sum(int(r) for r in replies)
         return min(total, 1) if mode == "exists" else total

@@ -192,3 +192,24 @@ def test_order_by_id_and_natural_id_order(conn: Any) -> None:
     assert [d.id for d in Single.objects.filter(n=1).order_by("-n").all_sync()] == [
         "b", "a", "100", "10", "9", "0"]
     assert ID == "id"
+
+
+@pytest.mark.parametrize("model", [Single, Multi], ids=["p1", "p3"])
+def test_regressions_found_by_random_queries(conn: Any, model: type[Document]) -> None:
+    """Shapes the random search once found wrong, kept as fixed cases."""
+    docs = dataset(model)
+    model.objects.bulk_create_sync(docs)
+    reference = list(model.objects.all_sync())
+    cases = [
+        Q(tags__contains="x") & Q(tags__contains="y"),   # no intersection of element ranges
+        Q(b=True) & Q(b=False),                          # an AND of one field's equalities
+        Q(tags__isnull=False),                           # empty arrays are not null
+        Q(id="999"),                                     # ids that do not exist
+        Q(n__gte=0) & Q(n__lt=5) & Q(s="a"),             # merged range plus another index
+        Q(d=Decimal("0.1")) & Q(d__gt=Decimal("-1.5")),  # equality inside a range
+    ]
+    for where in cases:
+        qs = model.objects.filter(where)
+        want = expected_ids(model, reference, qs)
+        assert [d.id for d in qs.all_sync()] == want, where
+        assert qs.count_sync() == len(want), where

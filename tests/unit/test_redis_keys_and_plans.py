@@ -298,7 +298,7 @@ def test_single_indexed_equality_is_an_exact_range() -> None:
     key = sortable.encode_number(3)
     assert plan.driver.kind == "RANGE" and plan.driver.exact
     assert plan.driver.tokens == [b"RANGE", b"%d" % KEYPOS["n"], b"1", b"[" + key,
-                                  b"(" + key + sortable.UPPER, b"1"]
+                                  b"(" + key + sortable.UPPER, b"1", b"0"]
     assert plan.residual is None
     # without counting, a walk in id order is offered beside it; the range stays exact
     plan = PLANNER.plan(spec)
@@ -341,7 +341,7 @@ def test_order_by_an_indexed_field_walks_its_index() -> None:
         plan = PLANNER.plan(Shop.objects.order_by(order).spec)
         assert plan.driver.kind == "WALK" and plan.driver.exact
         assert plan.driver.tokens == [b"WALK", b"%d" % KEYPOS["n"], b"0", desc, b"-", b"+",
-                                      b"1"]
+                                      b"1", b"0"]
         assert plan.server_order and plan.order == [b"1", b"f:n", desc]
         assert "f:n" in plan.need
     plan = PLANNER.plan(Shop.objects.filter(n__gte=5).order_by("n").spec)
@@ -387,6 +387,7 @@ class Parsed:
     desc: bool = False
     indexes: tuple[str, ...] = ()
     body: list[bytes] = field(default_factory=list)
+    covers: list[int] = field(default_factory=list)  # 1-based positions in a top-level AND
 
 
 class Tokens:
@@ -413,6 +414,7 @@ def parse_driver(t: Tokens) -> Parsed:
     elif kind in ("UNION", "BEST"):
         if kind == "UNION":
             d.exact = t.next() == b"1"
+            d.covers = [t.int() for _ in range(t.int())]
         d.children = [parse_driver(t) for _ in range(t.int())]
         return d
     elif kind == "WALK":
@@ -422,6 +424,7 @@ def parse_driver(t: Tokens) -> Parsed:
     else:
         assert kind == "ALL", kind
     d.exact = t.next() == b"1"
+    d.covers = [t.int() for _ in range(t.int())]
     return d
 
 
@@ -704,13 +707,22 @@ def run_program(plan: Any, spec: QuerySpec, counting: bool) -> None:
     descending = evaluate.directions(spec.order)
     tie_desc = bool(program.order) and program.order[-1][1]
 
+    def check(d: Parsed, k: bytes) -> bool:
+        """As query.lua: an exact driver needs no check; the conditions of a top-level AND
+        that a driver covers are not checked again (so a wrong cover shows up here)."""
+        if d.exact:
+            return True
+        pred = program.pred
+        if d.covers and pred[0] == "AND":
+            return all(STORE.eval(c, k, program.need) for position, c in enumerate(pred[1], 1)
+                       if position not in d.covers)
+        return STORE.eval(pred, k, program.need)
+
     def server_rows(d: Parsed, policy: int) -> list[str]:
         if d.kind == "WALK":
-            hits = [k for k in STORE.walk(d) if d.exact or STORE.eval(program.pred, k,
-                                                                      program.need)]
+            hits = [k for k in STORE.walk(d) if check(d, k)]
         else:
-            hits = [k for k in STORE.collect(d, policy) if d.exact or STORE.eval(program.pred, k,
-                                                                         program.need)]
+            hits = [k for k in STORE.collect(d, policy) if check(d, k)]
             if program.after is not None:
                 position = program.after
                 hits = [k for k in hits

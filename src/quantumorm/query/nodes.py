@@ -7,7 +7,7 @@ aware, a ``Decimal`` is a ``Decimal``), so backends never see raw user input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 from .lookups import Lookup
@@ -110,7 +110,6 @@ class QuerySpec:
     limit: int | None = None
     #: keyset position: the sort keys (``order`` fields, then the id key) of the last row seen
     after: tuple[bytes, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def window(self) -> int | None:

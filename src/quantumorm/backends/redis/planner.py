@@ -11,8 +11,10 @@ Pure: no I/O, no redis import. The planner decides
 
 Token grammar (see ``lua/query.lua``)::
 
-    DRIVER := ALL exact | RANGE keypos n (min max)* exact | IDS n idkey* exact
-            | UNION exact n DRIVER* | BEST n DRIVER* | WALK keypos is_ids desc min max exact
+    DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS
+            | IDS n idkey* exact COVERS | UNION exact COVERS n DRIVER* | BEST n DRIVER*
+            | WALK keypos is_ids desc min max exact COVERS
+    COVERS := n position*   (conditions of a top-level AND the candidates already satisfy)
     NEED   := n metafield*
     PRED   := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
             | GT|GE|LT|LE f v | PRE f prefix | HAS f v | NULL f | ID n idkey*
@@ -24,6 +26,7 @@ Token grammar (see ``lua/query.lua``)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from ... import sortable
@@ -35,6 +38,7 @@ from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 
 Token = bytes
+PLAN_CACHE_SIZE = 512  # plans kept per model
 NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
 
 
@@ -49,20 +53,24 @@ class Driver:
     exact: bool = False
     children: list[Driver] = field(default_factory=list)
     ranges: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: positions of the top-level AND's conditions this driver's candidates satisfy already
+    covers: tuple[int, ...] = ()
 
     @property
     def tokens(self) -> list[Token]:
         kind = self.kind.encode()
+        covered = [b"%d" % len(self.covers), *(b"%d" % (i + 1) for i in self.covers)]
         if self.children:
             nested = [token for child in self.children for token in child.tokens]
             if self.kind == "BEST":
                 return [kind, b"%d" % len(self.children), *nested]
-            return [kind, _flag(self.exact), b"%d" % len(self.children), *nested]
-        return [kind, *self.body, _flag(self.exact)]
+            return [kind, _flag(self.exact), *covered, b"%d" % len(self.children), *nested]
+        return [kind, *self.body, _flag(self.exact), *covered]
 
-    def inexact(self) -> Driver:
-        """The same candidates, as a superset of a larger condition's matches."""
-        return replace(self, exact=False)
+    def within(self, position: int) -> Driver:
+        """This driver, for the condition at ``position`` of a conjunction: a superset of
+        the conjunction's matches, which need not be checked against that condition."""
+        return replace(self, exact=False, covers=(position,) if self.exact else ())
 
 
 @dataclass
@@ -103,6 +111,7 @@ def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
 class Planner:
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
+        self._cached = lru_cache(maxsize=PLAN_CACHE_SIZE)(self._plan)
         self.indexed = set(options.indexed_fields)
         # KEYS[1] is the id index; KEYS[2..] the model's indexes in order
         self.keypos = {index.name: position + 2 for position, index in enumerate(options.indexes)}
@@ -126,6 +135,16 @@ class Planner:
         return node.lookup is not Lookup.STARTSWITH or isinstance(field, StringField)
 
     def plan(self, spec: QuerySpec, counting: bool = False) -> Plan:
+        """The program for ``spec``. Plans are immutable and cached per query shape and
+        values (like prepared statements), so a repeated query is not planned again."""
+        try:
+            # value types are part of the key: 0, 0.0 and False are equal (and hash alike)
+            # but are different JSON values
+            return self._cached(spec, counting, _types(spec.where))
+        except TypeError:  # a value that cannot be hashed: plan without the cache
+            return self._plan(spec, counting)
+
+    def _plan(self, spec: QuerySpec, counting: bool, types: object = None) -> Plan:
         where = spec.where
         if self.evaluable(where):
             server_where, residual = where, None
@@ -265,7 +284,8 @@ class Planner:
                           exact=all(d.exact for d in drivers), children=drivers)
         if isinstance(node, And):
             # each child's driver is exact for that child only: a superset for the AND
-            candidates = [d.inexact() for d in map(self._driver, node.children) if d is not None]
+            candidates = [d.within(i) for i, d in enumerate(map(self._driver, node.children))
+                          if d is not None]
             candidates += self._merged_drivers(node)
             candidates += self._compound_drivers(node)
             if not candidates:
@@ -296,12 +316,15 @@ class Planner:
         return Driver("RANGE", body, f"index {index.name!r}", (index.name,), exact,
                       ranges=ranges)
 
-    def field_range(self, name: str, parts: tuple[Node, ...]) -> tuple[bytes, bytes, int] | None:
+    def field_range(self, name: str, parts: tuple[Node, ...]
+                    ) -> tuple[bytes, bytes, tuple[int, ...]] | None:
         """The one lex range of ``name``'s single-field index that the conditions on that
-        field in a conjunction allow, and how many conditions it covers (None: no range)."""
+        field in a conjunction allow, and their positions (None: no such condition)."""
         field = self.options.fields[name]
-        low, high, used = b"-", b"+", 0
-        for part in parts:
+        if isinstance(field, ArrayField):
+            return None  # each condition may hold for another element: no intersection
+        low, high, used = b"-", b"+", []
+        for position, part in enumerate(parts):
             if not (isinstance(part, Condition) and part.field == name):
                 continue
             ranges = _leaf_ranges(field, part)
@@ -310,8 +333,8 @@ class Planner:
             (part_low, part_high), = ranges
             low = _tighter(low, part_low, upper=False)
             high = _tighter(high, part_high, upper=True)
-            used += 1
-        return None if used == 0 else (low, high, used)
+            used.append(position)
+        return None if not used else (low, high, tuple(used))
 
     def _merged_drivers(self, node: And) -> list[Driver]:
         """``a >= 3 AND a < 9``: one range over a's index instead of two."""
@@ -320,43 +343,46 @@ class Planner:
         for name in dict.fromkeys(n for n in names if names.count(n) > 1):
             index = self.options.single_index(name)
             merged = self.field_range(name, node.children) if index is not None else None
-            if index is not None and merged is not None and merged[2] > 1:
+            if index is not None and merged is not None and len(merged[2]) > 1:
                 low, high, used = merged
-                out.append(self._range(index, [(low, high)], exact=used == len(node.children)))
+                driver = self._range(index, [(low, high)], exact=len(used) == len(node.children))
+                out.append(driver if driver.exact else replace(driver, covers=used))
         return out
 
     def _compound_drivers(self, node: And) -> list[Driver]:
-        conds = [c for c in node.children if isinstance(c, Condition) and c.field != ID]
+        conds = [(i, c) for i, c in enumerate(node.children)
+                 if isinstance(c, Condition) and c.field != ID]
         out = []
         for index in self.options.indexes:
             if not index.compound:
                 continue
             prefix = b""
-            used = 0
+            used: list[int] = []
             for name in index.fields:
-                eq = next((c for c in conds if c.field == name and (
+                eq = next(((i, c) for i, c in conds if c.field == name and (
                     c.lookup is Lookup.EXACT or (c.lookup is Lookup.ISNULL and c.value))), None)
                 if eq is None:
                     break
                 field = self.options.fields[name]
-                prefix += sortable.NULL if eq.lookup is Lookup.ISNULL else field.sort_key(eq.value)
-                used += 1
+                prefix += (sortable.NULL if eq[1].lookup is Lookup.ISNULL
+                           else field.sort_key(eq[1].value))
+                used.append(eq[0])
             ranges: list[tuple[bytes, bytes]] | None = None
-            if used < len(index.fields):
-                name = index.fields[used]
-                rng = next((c for c in conds if c.field == name and c.lookup in _RANGE_DRIVERS),
-                           None)
+            if len(used) < len(index.fields):
+                name = index.fields[len(used)]
+                rng = next(((i, c) for i, c in conds
+                            if c.field == name and c.lookup in _RANGE_DRIVERS), None)
                 if rng is not None:
-                    inner = _leaf_ranges(self.options.fields[name], rng)
+                    inner = _leaf_ranges(self.options.fields[name], rng[1])
                     if inner is not None:
                         ranges = [(_prefixed(low, prefix, True), _prefixed(high, prefix, False))
                                   for low, high in inner]
-                        used += 1
-            if used == 0:
+                        used.append(rng[0])
+            if not used:
                 continue
             if ranges is None:
                 ranges = [(b"[" + prefix, b"(" + prefix + sortable.UPPER)]
-            out.append(self._range(index, ranges))
+            out.append(replace(self._range(index, ranges), covers=tuple(used)))
         return out
 
     def _walks(self, spec: QuerySpec, where: Node) -> list[Driver]:
@@ -372,10 +398,11 @@ class Planner:
         desc = spec.order[0].descending if spec.order else False
         parts = where.children if isinstance(where, And) else (where,)
         walks = []
+        conjunction = isinstance(where, And)
         if order_field == ID:
             walks.append(self._walk(1, True, desc, b"-", b"+", where == TRUE, "id order",
                                     spec.after))
-            for part in parts:
+            for position, part in enumerate(parts):
                 if not (isinstance(part, Condition) and part.field != ID and (
                         part.lookup in (Lookup.EXACT, Lookup.CONTAINS)
                         or (part.lookup is Lookup.ISNULL and part.value))):
@@ -385,21 +412,24 @@ class Planner:
                 if index is None or ranges is None:
                     continue
                 (low, high), = ranges
-                walks.append(self._walk(self.keypos[index.name], False, desc, low, high,
-                                        part == where, f"index {index.name!r} in id order",
-                                        spec.after, low[1:]))
+                walk = self._walk(self.keypos[index.name], False, desc, low, high,
+                                  part == where, f"index {index.name!r} in id order",
+                                  spec.after, low[1:])
+                walks.append(replace(walk, covers=(position,)) if conjunction else walk)
             return walks
         index = self.options.single_index(order_field)
         if index is None or not self.options.fields[order_field].sortable:
             return []
         low, high, exact = b"-", b"+", where == TRUE
+        used: tuple[int, ...] = ()
         merged = self.field_range(order_field, parts)
         if merged is not None:
             low, high, used = merged
-            exact = used == len(parts)
+            exact = len(used) == len(parts)
         after = spec.after
-        return [self._walk(self.keypos[index.name], False, desc, low, high, exact,
-                           f"index {index.name!r} order", after, after[0] if after else b"")]
+        walk = self._walk(self.keypos[index.name], False, desc, low, high, exact,
+                          f"index {index.name!r} order", after, after[0] if after else b"")
+        return [replace(walk, covers=used) if conjunction and not exact else walk]
 
     def _walk(self, keypos: int, is_ids: bool, desc: bool, low: bytes, high: bytes,
               exact: bool, label: str, after: tuple[bytes, ...] | None,
@@ -419,6 +449,18 @@ class Planner:
 _RANGE_DRIVERS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE, Lookup.STARTSWITH})
 
 
+def _types(node: Node) -> tuple[object, ...]:
+    """The types of every value in a condition tree, nested values included."""
+    if isinstance(node, (And, Or)):
+        return tuple(_types(child) for child in node.children)
+    if isinstance(node, Not):
+        return (_types(node.child),)
+    value = node.value
+    if isinstance(value, tuple):
+        return tuple(type(v) for v in value)
+    return (type(value),)
+
+
 def _flag(value: bool) -> bytes:
     return b"1" if value else b"0"
 
@@ -429,6 +471,13 @@ def _key(field: Field, value: Any) -> bytes:
 
 def _leaf_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
     """The lex ranges of a single-field index holding exactly the matching documents."""
+    try:
+        return _cached_ranges(field, cond)
+    except TypeError:  # unhashable value
+        return _compute_ranges(field, cond)
+
+
+def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
     lookup, value = cond.lookup, cond.value
     up = sortable.UPPER
     if isinstance(field, ArrayField):
@@ -460,6 +509,9 @@ def _leaf_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | N
         prefix = sortable.encode_str_prefix(value)
         return [(b"[" + prefix, b"(" + prefix + up)]
     return None
+
+
+_cached_ranges = lru_cache(maxsize=4096)(_compute_ranges)
 
 
 def _prefixed(bound: bytes, prefix: bytes, lower: bool) -> bytes:

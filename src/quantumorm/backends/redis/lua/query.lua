@@ -57,15 +57,30 @@ local function cmp(a, b)
   return #a < #b and -1 or 1
 end
 
-local function id_of_member(member) return string.match(member, "%z([^%z]*)$") end
+local function id_of_member(member)  -- the id key follows the last \0 (it has none)
+  local i = #member
+  while string.byte(member, i) ~= 0 do i = i - 1 end
+  return string.sub(member, i + 1)
+end
 local function escaped_id(idkey)
   if string.byte(idkey, 1) == 1 then return string.sub(idkey, 3) end
   return string.sub(idkey, 2)
 end
 
--- DRIVER := ALL exact | RANGE keypos n (min max)* exact | IDS n idkey* exact
---         | UNION exact n DRIVER* | BEST n DRIVER* | WALK keypos is_id_index desc min max exact
--- An exact driver yields exactly the matching ids: the predicate need not be evaluated.
+-- DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS
+--         | IDS n idkey* exact COVERS | UNION exact COVERS n DRIVER* | BEST n DRIVER*
+--         | WALK keypos is_id_index desc min max exact COVERS
+-- COVERS := n position*
+-- An exact driver yields exactly the matching ids: the predicate need not be evaluated. A
+-- driver "covers" the conditions of a top-level AND that its candidates satisfy already.
+local function parse_covers(d)
+  local n = tonumber(nxt())
+  if n > 0 then
+    d.skip = {}
+    for _ = 1, n do d.skip[tonumber(nxt())] = true end
+  end
+end
+
 local function parse_driver()
   local kind = nxt()
   local d = {kind = kind}
@@ -77,7 +92,7 @@ local function parse_driver()
     d.ids = {}
     for i = 1, tonumber(nxt()) do d.ids[i] = nxt() end
   elseif kind == "UNION" or kind == "BEST" then
-    if kind == "UNION" then d.exact = nxt() == "1" end
+    if kind == "UNION" then d.exact = nxt() == "1"; parse_covers(d) end
     d.children = {}
     for i = 1, tonumber(nxt()) do d.children[i] = parse_driver() end
     return d
@@ -86,6 +101,7 @@ local function parse_driver()
     d.is_ids, d.desc, d.min, d.max = nxt() == "1", nxt() == "1", nxt(), nxt()
   end
   d.exact = nxt() == "1"
+  parse_covers(d)
   return d
 end
 
@@ -234,6 +250,18 @@ local function load_values(idkey)
   return vals
 end
 
+-- does a candidate of driver d match? (conditions d covers are not checked again)
+local function check(d, vals, idkey)
+  if d.exact then return true end
+  if d.skip and pred.op == "AND" then
+    for i, c in ipairs(pred.children) do
+      if not d.skip[i] and not eval(c, vals, idkey) then return false end
+    end
+    return true
+  end
+  return eval(pred, vals, idkey)
+end
+
 local function compare_rows(a, b)
   for i, o in ipairs(order) do
     local c = cmp(a.keys[i], b.keys[i])
@@ -268,8 +296,11 @@ end
 
 -- strategy 1: walk an ordered index, filtering as we go; stops once the window is full --
 local function walk(d)
-  local rows, skipped, pos, chunk = {}, 0, 0, 256
   local target = want()
+  -- an exact walk needs exactly the window; a filtered one reads ahead
+  local chunk = 256
+  if target then chunk = d.exact and target or math.min(math.max(2 * target, 32), 1024) end
+  local rows, skipped, pos = {}, 0, 0
   while true do
     local members
     if d.desc then
@@ -279,7 +310,7 @@ local function walk(d)
     end
     for _, m in ipairs(members) do
       local idkey = d.is_ids and m or id_of_member(m)
-      if (d.exact or eval(pred, load_values(idkey), idkey)) and (not verify or alive(idkey)) then
+      if (d.exact or check(d, load_values(idkey), idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         else
@@ -310,7 +341,7 @@ local function gather(d)
   local rows = {}
   for _, idkey in ipairs(ids) do
     local vals = (d.exact and #order == 0) and {} or load_values(idkey)
-    if d.exact or eval(pred, vals, idkey) then
+    if check(d, vals, idkey) then
       local row = {id = idkey, keys = {}}
       for i, o in ipairs(order) do
         if o.field == "@id" then row.keys[i] = idkey else row.keys[i] = vals[o.field][1] or NULL end

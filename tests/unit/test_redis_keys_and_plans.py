@@ -700,7 +700,7 @@ def expected(spec: QuerySpec) -> list[str]:
 
 
 def run_program(plan: Any, spec: QuerySpec, counting: bool) -> None:
-    program = parse_program(plan.tokens())
+    program = parse_program(plan.tokens)
     want = expected(spec)
     referenced = pred_fields(program.pred) | {n for n, _ in program.order if n != b"@id"}
     assert referenced <= set(program.need)
@@ -741,7 +741,7 @@ def run_program(plan: Any, spec: QuerySpec, counting: bool) -> None:
                 keyed = [(k, i) for k, i in keyed
                          if evaluate.compare_keys(k, spec.after, descending) > 0]
             rows = [i for _, i in evaluate.sort_rows(keyed, lambda item: item[0], descending)]
-        assert rows == want, (chosen, plan.tokens())
+        assert rows == want, (chosen, plan.tokens)
         if (counting and chosen.kind in ("RANGE", "ALL") and chosen.exact and spec.after is None
                 and plan.residual is None):
             # query.lua counts an exact RANGE with ZLEXCOUNT: one entry per matching document
@@ -749,7 +749,7 @@ def run_program(plan: Any, spec: QuerySpec, counting: bool) -> None:
                 count = len(STORE.zsets[1])
             else:
                 count = sum(len(STORE.range(chosen.keypos, lo, hi)) for lo, hi in chosen.ranges)
-            assert count == len(want), (chosen, plan.tokens())
+            assert count == len(want), (chosen, plan.tokens)
 
 
 def _compare(a: list[bytes], b: list[bytes], order: list[tuple[bytes, bool]], tie_desc: bool
@@ -1057,5 +1057,5 @@ def test_and_or_nodes_are_plain_data() -> None:
     # the planner receives resolved nodes; building one by hand gives the same plan
     node = And((Condition("n", Lookup.EXACT, 1), Or((Condition("b", Lookup.EXACT, True),
                                                      Condition("id", Lookup.IN, ("1", "2"))))))
-    assert PLANNER.plan(QuerySpec(node)).tokens() == PLANNER.plan(
-        Shop.objects.filter(Q(n=1) & (Q(b=True) | Q(id__in=["1", "2"]))).spec).tokens()
+    assert PLANNER.plan(QuerySpec(node)).tokens == PLANNER.plan(
+        Shop.objects.filter(Q(n=1) & (Q(b=True) | Q(id__in=["1", "2"]))).spec).tokens

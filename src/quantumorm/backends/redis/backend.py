@@ -42,11 +42,12 @@ CAPABILITIES = Capabilities(
 
 
 class _ModelState:
-    __slots__ = ("keys", "planner")
+    __slots__ = ("keys", "planner", "writes")
 
     def __init__(self, options: ModelOptions) -> None:
         self.keys = KeySpace(options)
         self.planner = Planner(options)
+        self.writes = writes.WriteLayout(options, self.keys)
 
 
 class RedisBackend:
@@ -101,11 +102,10 @@ class RedisBackend:
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
 
-    @staticmethod
-    def _call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
+    def _call(self, options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
         if request.kind == "delete":
             return writes.delete_call(options, keys, request)
-        return writes.save_call(options, keys, request)
+        return self._state(options).writes.save_call(request)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class RedisBackend:
     def _query_calls(self, options: ModelOptions, plan: Plan, mode: str, offset: int,
                      limit: int | None) -> RedisPlan:
         keys = self._state(options).keys
-        tokens = plan.tokens()
+        tokens = plan.tokens
         verify = "1" if options.ttl else "0"
         calls = []
         for p in range(options.partitions):
@@ -284,9 +284,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     try:
-        data = json.loads(raw)
+        data = _DECODER.decode(raw.decode("utf-8"))
     except ValueError as exc:
         raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
     if not isinstance(data, dict):

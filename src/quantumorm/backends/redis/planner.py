@@ -26,7 +26,7 @@ Token grammar (see ``lua/query.lua``)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ... import sortable
@@ -87,6 +87,7 @@ class Plan:
     server_filter: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
     def tokens(self) -> list[Token]:
         out = list(self.driver.tokens)
         out.append(b"%d" % len(self.need))

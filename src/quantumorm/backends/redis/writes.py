@@ -20,16 +20,12 @@ from .commands import Call
 from .keys import KeySpace
 from .planner import manifest_field, meta_field
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 
 def encode_document(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _touched(options: ModelOptions, request: WriteRequest) -> tuple[list[str], list[IndexSpec]]:
-    changed = request.changed
-    fields = [n for n in options.indexed_fields if changed is None or n in changed]
-    indexes = [i for i in options.indexes if changed is None or set(i.fields) & changed]
-    return fields, indexes
+    """The stored bytes of a document: compact JSON, UTF-8, no NaN."""
+    return _ENCODER.encode(data).encode()
 
 
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
@@ -42,47 +38,70 @@ def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any
     return [b"".join(parts)]
 
 
+class WriteLayout:
+    """What every write of one model sends, worked out once: the meta fields that hold index
+    values, the indexes and their manifests, and per partition the index key names."""
+
+    def __init__(self, options: ModelOptions, keys: KeySpace) -> None:
+        self.options, self.keys = options, keys
+        self.value_fields = [(name, options.fields[name], meta_field(options.fields[name]))
+                             for name in options.indexed_fields]
+        self.indexes = [(index, manifest_field(options, index), frozenset(index.fields))
+                        for index in options.indexes]
+        self._index_keys: dict[int, list[str]] = {}
+
+    def index_keys(self, partition: int) -> list[str]:
+        keys = self._index_keys.get(partition)
+        if keys is None:
+            keys = self._index_keys[partition] = self.keys.indexes(partition)
+        return keys
+
+    def save_call(self, request: WriteRequest) -> Call:
+        assert request.values is not None and request.data is not None
+        values, changed, keys = request.values, request.changed, self.keys
+        pairs: list[bytes | str] = []
+        for name, field, meta_name in self.value_fields:
+            if changed is None or name in changed:
+                pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
+        touched = [(position, entry) for position, entry in enumerate(self.indexes)
+                   if changed is None or entry[2] & changed]
+        for _, (index, manifest, _names) in touched:
+            if index.compound:
+                pairs += [manifest,
+                          sortable.pack_list(index_members(self.options, index, values))]
+        if request.id is None:  # allocated by the script: only with one partition (same slot)
+            assert keys.partitions == 1
+            partition, id_key = 0, b""
+            doc_key, meta_key = keys.doc_prefix(0), keys.meta_prefix(0)
+            sequence = keys.sequence
+        else:
+            partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
+            doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition, request.id)
+            sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
+        key_list = [doc_key, meta_key, keys.ids(partition), sequence]
+        index_keys = self.index_keys(partition)
+        index_args: list[bytes | str] = []
+        for position, (index, manifest, _names) in touched:
+            key_list.append(index_keys[position])
+            unique = index.unique and not (
+                index.compound and any(values.get(n) is None for n in index.fields))
+            index_args += [str(len(key_list)), manifest, "1" if unique else "0", index.name]
+        args: list[Any] = [
+            request.kind,
+            str(request.expected_version),
+            id_key,
+            encode_document(request.data),
+            os.urandom(8).hex(),
+            str(len(pairs) // 2),
+            *pairs,
+            str(len(touched)),
+            *index_args,
+        ]
+        return Call("save", tuple(key_list), tuple(args))
+
+
 def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
-    assert request.values is not None and request.data is not None
-    values = request.values
-    fields, indexes = _touched(options, request)
-    pairs: list[bytes | str] = []
-    for name in fields:
-        field = options.fields[name]
-        pairs += [meta_field(field), sortable.pack_list(field.index_keys(values.get(name)))]
-    for index in indexes:
-        if index.compound:
-            pairs += [manifest_field(options, index),
-                      sortable.pack_list(index_members(options, index, values))]
-    if request.id is None:  # allocated by the script: only with one partition (same slot)
-        assert keys.partitions == 1
-        partition, id_key = 0, b""
-        doc_key, meta_key = keys.doc_prefix(0), keys.meta_prefix(0)
-        sequence = keys.sequence
-    else:
-        partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
-        doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition, request.id)
-        sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
-    key_list = [doc_key, meta_key, keys.ids(partition), sequence]
-    index_args: list[bytes | str] = []
-    for index in indexes:
-        key_list.append(keys.index(partition, index.name))
-        unique = index.unique and not (
-            index.compound and any(values.get(n) is None for n in index.fields))
-        index_args += [str(len(key_list)), manifest_field(options, index),
-                       "1" if unique else "0", index.name]
-    args: list[Any] = [
-        request.kind,
-        str(request.expected_version),
-        id_key,
-        encode_document(request.data),
-        os.urandom(8).hex(),
-        str(len(pairs) // 2),
-        *pairs,
-        str(len(indexes)),
-        *index_args,
-    ]
-    return Call("save", tuple(key_list), tuple(args))
+    return WriteLayout(options, keys).save_call(request)
 
 
 def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:

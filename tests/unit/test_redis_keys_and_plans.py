@@ -879,13 +879,13 @@ class SaveArgs:
 
 def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
+    assert len(args) == 7
     kind, version, id_key, document, write_id = args[:5]
-    n_pairs = int(args[5])
-    pairs = {args[6 + 2 * i]: args[7 + 2 * i] for i in range(n_pairs)}
-    pos = 6 + 2 * n_pairs
-    n_indexes = int(args[pos])
-    quads = [args[pos + 1 + 4 * i: pos + 5 + 4 * i] for i in range(n_indexes)]
-    assert len(args) == pos + 1 + 4 * n_indexes
+    flat = sortable.unpack_list(args[5])  # name, value, name, value...
+    pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    described = [item.decode() for item in sortable.unpack_list(args[6])]
+    assert len(described) % 4 == 0
+    quads = [described[i:i + 4] for i in range(0, len(described), 4)]
     return SaveArgs(kind, version, id_key, document, write_id, pairs,
                     [(int(q[0]), q[1], q[2], q[3]) for q in quads])
 

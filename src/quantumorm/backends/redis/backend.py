@@ -10,7 +10,6 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import cmp_to_key
 from typing import Any
 
@@ -85,7 +84,7 @@ class RedisBackend:
             if missing and not (len(requests) == 1 and options.partitions == 1):
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
-                    requests[position] = replace(requests[position], id=new_id)
+                    requests[position] = _with_id(requests[position], new_id)
             calls = [self._call(options, keys, requests[i]) for i in pending]
             replies = yield RedisPlan(tuple(calls))
             retry = []
@@ -93,7 +92,7 @@ class RedisBackend:
                 result = writes.result(options, requests[i], reply)
                 if i in auto and isinstance(result.error, DuplicateIdError):
                     retry.append(i)
-                    requests[i] = replace(requests[i], id=None)
+                    requests[i] = _with_id(requests[i], None)
                 else:
                     results[i] = result
             if not retry:
@@ -278,6 +277,10 @@ class RedisBackend:
                 if int(cursor) == 0:
                     break
         return sum(int(c) for c in counts)
+
+
+def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
+    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed)
 
 
 def _text(value: Any) -> str:

@@ -44,9 +44,10 @@ class WriteLayout:
 
     def __init__(self, options: ModelOptions, keys: KeySpace) -> None:
         self.options, self.keys = options, keys
-        self.value_fields = [(name, options.fields[name], meta_field(options.fields[name]))
-                             for name in options.indexed_fields]
-        self.indexes = [(index, manifest_field(options, index), frozenset(index.fields))
+        self.value_fields = [
+            (name, options.fields[name], meta_field(options.fields[name]).encode())
+            for name in options.indexed_fields]
+        self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
         self._index_keys: dict[int, list[str]] = {}
 
@@ -59,7 +60,7 @@ class WriteLayout:
     def save_call(self, request: WriteRequest) -> Call:
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
-        pairs: list[bytes | str] = []
+        pairs: list[bytes] = []
         for name, field, meta_name in self.value_fields:
             if changed is None or name in changed:
                 pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
@@ -80,24 +81,23 @@ class WriteLayout:
             sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
         key_list = [doc_key, meta_key, keys.ids(partition), sequence]
         index_keys = self.index_keys(partition)
-        index_args: list[bytes | str] = []
+        index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
             key_list.append(index_keys[position])
             unique = index.unique and not (
                 index.compound and any(values.get(n) is None for n in index.fields))
-            index_args += [str(len(key_list)), manifest, "1" if unique else "0", index.name]
-        args: list[Any] = [
+            index_args += [b"%d" % len(key_list), manifest, b"1" if unique else b"0",
+                           index.name.encode()]
+        args = (
             request.kind,
             str(request.expected_version),
             id_key,
             encode_document(request.data),
             os.urandom(8).hex(),
-            str(len(pairs) // 2),
-            *pairs,
-            str(len(touched)),
-            *index_args,
-        ]
-        return Call("save", tuple(key_list), tuple(args))
+            sortable.pack_list(pairs),
+            sortable.pack_list(index_args),
+        )
+        return Call("save", tuple(key_list), args)
 
 
 def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:

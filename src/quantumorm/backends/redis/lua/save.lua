@@ -19,9 +19,9 @@
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
 -- ARGV[4]   document JSON
 -- ARGV[5]   write id (stored beside the version, to recognise a retried write)
--- ARGV[6]   F, then F pairs: meta field name, netstring list of value encodings
--- then      I, then I quadruples: KEYS position, meta field holding the index's entries,
---           "1" to enforce uniqueness, index name
+-- ARGV[6]   netstring list of pairs: meta field name, netstring list of value encodings
+-- ARGV[7]   netstring list of quadruples, one per index this write touches: KEYS position,
+--           meta field holding the index's entries, "1" to enforce uniqueness, index name
 -- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV
@@ -74,18 +74,24 @@ local function identify()
     idkey = "\1" .. string.char(32 + #n) .. n
     doc_key, meta_key = doc_key .. n, meta_key .. n
   end
-  for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}, {KEYS[3], "zset"}}) do
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+  if mode == "insert" then
+    if redis.call("EXISTS", doc_key, meta_key) > 0 then  -- (the rare path names the cause)
+      for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
+        if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
+      end
+      return {"EXISTS"}
+    end
+    version = 1
+    return nil
+  end
+  for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
     if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
   end
   local stored = redis.call("HGET", meta_key, "v")
-  if mode == "insert" then
-    if stored or redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
-    version = 1
-  else
-    if not stored then return {"MISSING"} end
-    if stored ~= ARGV[2] then return {"VERSION", stored} end
-    version = tonumber(stored) + 1
-  end
+  if not stored then return {"MISSING"} end
+  if stored ~= ARGV[2] then return {"VERSION", stored} end
+  version = tonumber(stored) + 1
   return nil
 end
 local allocating = idkey == ""
@@ -95,22 +101,15 @@ if not allocating then
 end
 
 -- 2. new values, index keys and unique claims ----------------------------------------
-local pos = 6
-local nvalues = tonumber(ARGV[pos])
-local values, fields = {}, {}
-for i = 1, nvalues do
-  local name, list = ARGV[pos + 2 * i - 1], ARGV[pos + 2 * i]
-  values[name] = list
-  fields[#fields + 1] = name
-  fields[#fields + 1] = list
-end
-pos = pos + 2 * nvalues + 1
-local nindexes = tonumber(ARGV[pos])
+local fields = unpack_list(ARGV[6])
+local values = {}
+for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+local described = unpack_list(ARGV[7])
 local indexes = {}
-for i = 1, nindexes do
-  local base = pos + 4 * (i - 1)
-  local index = {key = KEYS[tonumber(ARGV[base + 1])], field = ARGV[base + 2],
-                 unique = ARGV[base + 3] == "1", name = ARGV[base + 4]}
+for i = 1, #described / 4 do
+  local base = 4 * (i - 1)
+  local index = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
+                 unique = described[base + 3] == "1", name = described[base + 4]}
   if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
   index.new = unpack_list(values[index.field])
   if index.unique then
@@ -135,7 +134,8 @@ end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------
 for _, index in ipairs(indexes) do
-  local old = unpack_list(redis.call("HGET", meta_key, index.field))
+  local old = {}  -- an insert has no entries yet
+  if mode ~= "insert" then old = unpack_list(redis.call("HGET", meta_key, index.field)) end
   local keep, drop, add = {}, {}, {}
   for _, member in ipairs(index.new) do keep[member] = true end
   for _, member in ipairs(old) do

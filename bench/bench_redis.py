@@ -9,10 +9,11 @@ none), allocates the id if needed, writes the JSON, bumps the version and moves 
 entries; a read is MGET; a query is one small Lua call (ZRANGEBYLEX, then MGET of documents
 and versions); a count is ZLEXCOUNT.
 
-Fairness: same server, process, seeded data and parameters, in the same order; each side
-starts empty, bulk-loads the same N documents, gets the same warm-up and has its scripts
-loaded first. The baseline is competent code for THIS model (fixed-width encodings, EVALSHA,
-pipelines without MULTI, the client passing the index entries of the version it CAS-es on),
+Fairness: same server, process, seeded data and parameters, in the same order; both sides
+bulk-load the same N documents (into separate keys, side by side), get the same warm-up and
+have their scripts loaded first, and take turns call by call (alternating who goes first),
+so a busy machine slows both alike. The baseline is competent code for THIS model
+(fixed-width encodings, EVALSHA, pipelines without MULTI, the client passing the index entries of the version it CAS-es on),
 makes the round trips the semantics need (update = load + modify + CAS-save on both sides)
 and returns decoded documents with versions; both sides' results must be identical (checked).
 What it skips (validation, model instances, query planning, general encodings and scripts,
@@ -317,30 +318,40 @@ async def timed(fn, arg, is_async):
     return time.perf_counter_ns() - t, out
 
 
-async def run_side(base, data, args, wipe):
-    """Bulk-load the data set (timed per batch), then time every operation.
-    ``base`` is a Baseline, or None for QuantumORM."""
+async def run_both(sides, data, args, wipe):
+    """Bulk-load the data set on both sides, then time every operation; the two sides take
+    turns call by call (alternating who goes first), so both see the same machine load.
+    ``sides`` maps "orm"/"base" to their operation tables."""
     is_async, warmup = args.async_, args.warmup
-    fns = orm_ops(is_async) if base is None else base_ops(base)
-    bulk = fns["bulk"]
-    await timed(bulk, data[:BATCH], is_async)  # warm-up batch (connections, scripts)
+    for fns in sides.values():
+        await timed(fns["bulk"], data[:BATCH], is_async)  # warm-up batch (connections, scripts)
     await wipe()
-    chunks = [data[i:i + BATCH] for i in range(0, len(data), BATCH)]
-    samples = {"bulk": [(await timed(bulk, c, is_async))[0] / len(c) for c in chunks]}
-    results, created = {}, []
+    samples = {name: {"bulk": []} for name in sides}
+    results = {name: {} for name in sides}
+    order = list(sides)
+    for i in range(0, len(data), BATCH):
+        chunk = data[i:i + BATCH]
+        for name in order if (i // BATCH) % 2 == 0 else order[::-1]:
+            ns, _ = await timed(sides[name]["bulk"], chunk, is_async)
+            samples[name]["bulk"].append(ns / len(chunk))
     plan = params(args.n, warmup + args.iterations)
+    created = {name: [] for name in sides}
     for _, key in OPS:
         gc.collect()
-        times, outs = [], []
-        for i, arg in enumerate(created if key == "delete" else plan[key]):
-            ns, out = await timed(fns[key], arg, is_async)
-            if key == "insert":
-                created.append(out)  # what "delete" deletes, in order
-            if i >= warmup:
-                times.append(ns)
-                if len(outs) < CHECKED:
-                    outs.append(norm(out))
-        samples[key], results[key] = times, outs
+        times = {name: [] for name in sides}
+        outs = {name: [] for name in sides}
+        for i in range(warmup + args.iterations):
+            for name in order if i % 2 == 0 else order[::-1]:
+                arg = created[name][i] if key == "delete" else plan[key][i]
+                ns, out = await timed(sides[name][key], arg, is_async)
+                if key == "insert":
+                    created[name].append(out)  # what "delete" deletes, in order
+                if i >= warmup:
+                    times[name].append(ns)
+                    if len(outs[name]) < CHECKED:
+                        outs[name].append(norm(out))
+        for name in sides:
+            samples[name][key], results[name][key] = times[name], outs[name]
     return samples, results
 
 
@@ -404,11 +415,11 @@ async def bench(url: str, args) -> None:
     client = (redis.asyncio.Redis if args.async_ else redis.Redis).from_url(url)
     try:
         await wipe()
-        orm_s, orm_r = await run_side(None, data, args, wipe)
-        await wipe()
         sha = {name: raw.script_load(source) for name, source in SCRIPTS.items()}
         base = (AsyncBaseline if args.async_ else Baseline)(client, sha)
-        base_s, base_r = await run_side(base, data, args, wipe)
+        samples, results = await run_both(
+            {"orm": orm_ops(args.async_), "base": base_ops(base)}, data, args, wipe)
+        (orm_s, base_s), (orm_r, base_r) = samples.values(), results.values()
         await wipe()
     finally:
         conn.close()

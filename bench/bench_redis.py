@@ -14,8 +14,9 @@ bulk-load the same N documents (into separate keys, side by side), get the same 
 have their scripts loaded first, and take turns call by call (alternating who goes first),
 so a busy machine slows both alike. The baseline is competent code for THIS model
 (fixed-width encodings, EVALSHA, pipelines without MULTI, the client passing the index
-entries of the version it CAS-es on), makes the round trips the semantics need (update = load + modify + CAS-save on both sides)
-and returns decoded documents with versions; both sides' results must be identical (checked).
+entries of the version it CAS-es on), makes the round trips the semantics need (update =
+load + modify + CAS-save on both sides) and returns decoded documents with versions; both
+sides' results must be identical (checked).
 What it skips (validation, model instances, query planning, general encodings and scripts,
 a meta hash per document, type checks) is the ORM's cost by design.
 

@@ -170,7 +170,7 @@ def split_member(member: bytes) -> tuple[bytes, bytes]:
 
 def pack_list(items: list[bytes]) -> bytes:
     """``len:bytes`` repeated; binary safe and trivial to parse in Lua."""
-    return b"".join(b"%d:%s" % (len(item), item) for item in items)
+    return b"".join([b"%d:%s" % (len(item), item) for item in items])
 
 
 def unpack_list(data: bytes) -> list[bytes]:

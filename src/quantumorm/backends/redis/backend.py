@@ -41,12 +41,22 @@ CAPABILITIES = Capabilities(
 
 
 class _ModelState:
-    __slots__ = ("keys", "planner", "writes")
+    __slots__ = ("keys", "planner", "writes", "_query_layout")
 
     def __init__(self, options: ModelOptions) -> None:
         self.keys = KeySpace(options)
         self.planner = Planner(options)
         self.writes = writes.WriteLayout(options, self.keys)
+        self._query_layout: list[tuple[tuple[str, ...], tuple[str, str]]] | None = None
+
+    def query_layout(self) -> list[tuple[tuple[str, ...], tuple[str, str]]]:
+        """Per partition: the KEYS of a query.lua call and its key prefixes."""
+        if self._query_layout is None:
+            keys = self.keys
+            self._query_layout = [
+                ((keys.ids(p), *keys.indexes(p)), (keys.doc_prefix(p), keys.meta_prefix(p)))
+                for p in range(keys.partitions)]
+        return self._query_layout
 
 
 class RedisBackend:
@@ -132,18 +142,12 @@ class RedisBackend:
 
     def _query_calls(self, options: ModelOptions, plan: Plan, mode: str, offset: int,
                      limit: int | None) -> RedisPlan:
-        keys = self._state(options).keys
-        tokens = plan.tokens
-        verify = "1" if options.ttl else "0"
-        calls = []
-        for p in range(options.partitions):
-            calls.append(Call(
-                "query",
-                (keys.ids(p), *keys.indexes(p)),
-                (keys.doc_prefix(p), keys.meta_prefix(p), mode, str(offset),
-                 str(-1 if limit is None else limit), verify, *tokens),
-            ))
-        return RedisPlan(tuple(calls), read_only=True)
+        state = self._state(options)
+        window = (mode, str(offset), str(-1 if limit is None else limit),
+                  "1" if options.ttl else "0", plan.program)
+        calls = tuple(Call("query", keys, prefixes + window)
+                      for keys, prefixes in state.query_layout())
+        return RedisPlan(calls, read_only=True)
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         if spec.where == FALSE or spec.limit == 0:

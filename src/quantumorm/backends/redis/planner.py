@@ -88,6 +88,11 @@ class Plan:
     details: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
+    def program(self) -> bytes:
+        """The tokens as one argument (a netstring list): one value for the client to send."""
+        return sortable.pack_list(self.tokens)
+
+    @cached_property
     def tokens(self) -> list[Token]:
         out = list(self.driver.tokens)
         out.append(b"%d" % len(self.need))
@@ -159,6 +164,9 @@ class Planner:
         )
         driver = self._driver(server_where)
         walks = [] if counting or not server_order else self._walks(spec, server_where)
+        exact_walk = next((w for w in walks if w.exact), None)
+        if exact_walk is not None:  # reads exactly the rows of the page, in order
+            walks, driver = [], exact_walk
         if walks:
             choices = walks + ([driver] if driver is not None else [])
             driver = choices[0] if len(choices) == 1 else _best(choices)
@@ -291,6 +299,10 @@ class Planner:
             candidates += self._compound_drivers(node)
             if not candidates:
                 return None
+            # an exact driver yields only matches; any other yields at least as many
+            exact = next((d for d in candidates if d.exact), None)
+            if exact is not None:
+                return exact
             return candidates[0] if len(candidates) == 1 else _best(candidates)
         return None
 

@@ -16,7 +16,8 @@
 -- ARGV[3]   "rows" | "count" | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" if index entries may outlive their document (count must check each one)
--- ARGV[7..] DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
+-- ARGV[7]   the program, a netstring list: DRIVER, NEED, PRED, ORDER, AFTER (grammar in
+--           planner.py)
 -- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
 --           plan: {driver description, estimated candidates}
 -- luacheck: globals redis KEYS ARGV
@@ -24,8 +25,6 @@
 local NULL = "\1\0"
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
-local argi = 6
-local function nxt() argi = argi + 1; return ARGV[argi] end
 
 local function unpack_list(s)
   local out, pos = {}, 1
@@ -38,6 +37,9 @@ local function unpack_list(s)
   end
   return out
 end
+
+local program, argi = unpack_list(ARGV[7]), 0
+local function nxt() argi = argi + 1; return program[argi] end
 
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).
 local function cmp(a, b)

@@ -39,7 +39,7 @@ from quantumorm import (
     sortable,
 )
 from quantumorm.backends.base import WriteRequest
-from quantumorm.backends.redis import writes
+from quantumorm.backends.redis import wire, writes
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.planner import Planner
 from quantumorm.query import evaluate
@@ -881,9 +881,9 @@ def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
     assert len(args) == 7
     kind, version, id_key, document, write_id = args[:5]
-    flat = sortable.unpack_list(args[5])  # name, value, name, value...
+    flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    described = [item.decode() for item in sortable.unpack_list(args[6])]
+    described = [item.decode() for item in wire.unpack(args[6])]
     assert len(described) % 4 == 0
     quads = [described[i:i + 4] for i in range(0, len(described), 4)]
     return SaveArgs(kind, version, id_key, document, write_id, pairs,

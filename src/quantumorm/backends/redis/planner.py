@@ -36,6 +36,7 @@ from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
+from . import wire
 
 Token = bytes
 PLAN_CACHE_SIZE = 512  # plans kept per model
@@ -89,8 +90,8 @@ class Plan:
 
     @cached_property
     def program(self) -> bytes:
-        """The tokens as one argument (a netstring list): one value for the client to send."""
-        return sortable.pack_list(self.tokens)
+        """The tokens as one argument (a MessagePack array, see :mod:`.wire`)."""
+        return wire.pack(self.tokens)
 
     @cached_property
     def tokens(self) -> list[Token]:

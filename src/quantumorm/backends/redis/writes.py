@@ -16,6 +16,7 @@ from ... import sortable
 from ...errors import DuplicateIdError, UniqueViolation, VersionConflict, WrongTypeError
 from ...options import IndexSpec, ModelOptions
 from ..base import WriteRequest, WriteResult
+from . import wire
 from .commands import Call
 from .keys import KeySpace
 from .planner import manifest_field, meta_field
@@ -94,8 +95,8 @@ class WriteLayout:
             id_key,
             encode_document(request.data),
             os.urandom(8).hex(),
-            sortable.pack_list(pairs),
-            sortable.pack_list(index_args),
+            wire.pack(pairs),
+            wire.pack(index_args),
         )
         return Call("save", tuple(key_list), args)
 

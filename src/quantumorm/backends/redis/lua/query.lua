@@ -16,11 +16,11 @@
 -- ARGV[3]   "rows" | "count" | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" if index entries may outlive their document (count must check each one)
--- ARGV[7]   the program, a netstring list: DRIVER, NEED, PRED, ORDER, AFTER (grammar in
---           planner.py)
+-- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
+--           (grammar in planner.py)
 -- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
 --           plan: {driver description, estimated candidates}
--- luacheck: globals redis KEYS ARGV
+-- luacheck: globals redis KEYS ARGV cmsgpack
 
 local NULL = "\1\0"
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -38,7 +38,7 @@ local function unpack_list(s)
   return out
 end
 
-local program, argi = unpack_list(ARGV[7]), 0
+local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end
 
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).
@@ -110,68 +110,88 @@ end
 -- PRED := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v* | GT f v
 --       | GE f v | LT f v | LE f v | PRE f p | HAS f v | NULL f | ID n idkey*
 --       | ZIN keypos n v*  (index membership of v .. id: equality without reading meta)
-local function parse_pred()
+-- The predicate is compiled once into closures test(vals, idkey) -> boolean, where vals
+-- maps meta fields to their lists of value encodings. A top-level AND also returns its
+-- children, so the conditions a driver covers can be left out.
+local compile_pred
+compile_pred = function()
   local op = nxt()
-  local p = {op = op}
   if op == "AND" or op == "OR" then
-    p.children = {}
-    for i = 1, tonumber(nxt()) do p.children[i] = parse_pred() end
-  elseif op == "NOT" then
-    p.child = parse_pred()
-  elseif op == "IN" or op == "ID" then
-    if op == "IN" then p.field = nxt() end
-    p.set = {}
-    for _ = 1, tonumber(nxt()) do p.set[nxt()] = true end
-  elseif op == "ZIN" then
-    p.key = KEYS[tonumber(nxt())]
-    p.values = {}
-    for i = 1, tonumber(nxt()) do p.values[i] = nxt() end
-  elseif op == "NULL" then
-    p.field = nxt()
-  elseif op ~= "T" and op ~= "F" then
-    p.field, p.value = nxt(), nxt()
-  end
-  return p
-end
-
-local function eval(p, vals, idkey)
-  local op = p.op
-  if op == "AND" then
-    for _, c in ipairs(p.children) do if not eval(c, vals, idkey) then return false end end
-    return true
-  elseif op == "OR" then
-    for _, c in ipairs(p.children) do if eval(c, vals, idkey) then return true end end
-    return false
-  elseif op == "NOT" then return not eval(p.child, vals, idkey)
-  elseif op == "T" then return true
-  elseif op == "F" then return false
-  elseif op == "ID" then return p.set[idkey] == true
-  elseif op == "ZIN" then
-    for _, v in ipairs(p.values) do
-      if redis.call("ZSCORE", p.key, v .. idkey) then return true end
+    local cs = {}
+    for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
+    local n = #cs
+    if op == "OR" then
+      return function(vals, id)
+        for i = 1, n do if cs[i](vals, id) then return true end end
+        return false
+      end
     end
-    return false
+    return function(vals, id)
+      for i = 1, n do if not cs[i](vals, id) then return false end end
+      return true
+    end, cs
+  elseif op == "NOT" then
+    local c = compile_pred()
+    return function(vals, id) return not c(vals, id) end
+  elseif op == "T" then return function() return true end
+  elseif op == "F" then return function() return false end
+  elseif op == "ID" then
+    local set = {}
+    for _ = 1, tonumber(nxt()) do set[nxt()] = true end
+    return function(_, id) return set[id] == true end
+  elseif op == "ZIN" then
+    local key, values = KEYS[tonumber(nxt())], {}
+    for i = 1, tonumber(nxt()) do values[i] = nxt() end
+    local n = #values
+    return function(_, id)
+      for i = 1, n do
+        if redis.call("ZSCORE", key, values[i] .. id) then return true end
+      end
+      return false
+    end
+  elseif op == "IN" then
+    local field, set = nxt(), {}
+    for _ = 1, tonumber(nxt()) do set[nxt()] = true end
+    return function(vals) return set[vals[field][1] or NULL] == true end
+  elseif op == "NULL" then
+    local field = nxt()
+    return function(vals)
+      local list = vals[field]
+      -- a never-indexed field reads as null; an empty array ("" stored) is not null
+      return (list[1] or NULL) == NULL and not (list.missing == false and list[1] == nil)
+    end
   end
-  local list = vals[p.field]
-  local v = list[1] or NULL
-  if op == "NULL" then return v == NULL and not (list.missing == false and list[1] == nil)
-  elseif op == "EQ" then return v == p.value
-  elseif op == "IN" then return p.set[v] == true
+  local field, value = nxt(), nxt()
+  if op == "EQ" then return function(vals) return (vals[field][1] or NULL) == value end
   elseif op == "HAS" then
-    for _, item in ipairs(list) do if item == p.value then return true end end
-    return false
+    return function(vals)
+      for _, item in ipairs(vals[field]) do if item == value then return true end end
+      return false
+    end
+  elseif op == "PRE" then
+    local n = #value
+    return function(vals)
+      local v = vals[field][1] or NULL
+      return v ~= NULL and string.sub(v, 1, n) == value
+    end
   end
-  if v == NULL then return false end
-  if op == "PRE" then return string.sub(v, 1, #p.value) == p.value end
-  local c = cmp(v, p.value)
-  if op == "GT" then return c > 0 elseif op == "GE" then return c >= 0
-  elseif op == "LT" then return c < 0 else return c <= 0 end
+  local low, high, equal  -- GT: above; GE: above or equal; LT / LE: below (or equal)
+  if op == "GT" then low, equal = true, false elseif op == "GE" then low, equal = true, true
+  elseif op == "LT" then low, equal = false, false else low, equal = false, true end
+  high = not low
+  return function(vals)
+    local v = vals[field][1] or NULL
+    if v == NULL then return false end
+    local c = cmp(v, value)
+    if c == 0 then return equal end
+    return (c > 0 and low) or (c < 0 and high)
+  end
 end
 
 local driver = parse_driver()
 local need = {}
 for i = 1, tonumber(nxt()) do need[i] = nxt() end
-local pred = parse_pred()
+local pred, pred_children = compile_pred()
 local order = {}
 for i = 1, tonumber(nxt()) do order[i] = {field = nxt(), desc = nxt() == "1"} end
 local tie_desc = #order > 0 and order[#order].desc
@@ -240,9 +260,11 @@ local function collect(d, out, seen)
   end
 end
 
+local EMPTY = {}
 local function load_values(idkey)
+  if #need == 0 then return EMPTY end
   local vals = {}
-  if #need > 0 then
+  do
     local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
     for i, f in ipairs(need) do
       vals[f] = unpack_list(raw[i])
@@ -252,16 +274,22 @@ local function load_values(idkey)
   return vals
 end
 
--- does a candidate of driver d match? (conditions d covers are not checked again)
-local function check(d, vals, idkey)
-  if d.exact then return true end
-  if d.skip and pred.op == "AND" then
-    for i, c in ipairs(pred.children) do
-      if not d.skip[i] and not eval(c, vals, idkey) then return false end
-    end
+-- the test a candidate of driver d must pass: nil when d yields only matches; the
+-- conditions of a top-level AND that d covers are left out
+local function make_test(d)
+  if d.exact then return nil end
+  if not (d.skip and pred_children) then return pred end
+  local rest = {}
+  for i, c in ipairs(pred_children) do
+    if not d.skip[i] then rest[#rest + 1] = c end
+  end
+  local n = #rest
+  if n == 0 then return nil end
+  if n == 1 then return rest[1] end
+  return function(vals, id)
+    for i = 1, n do if not rest[i](vals, id) then return false end end
     return true
   end
-  return eval(pred, vals, idkey)
 end
 
 local function compare_rows(a, b)
@@ -303,6 +331,7 @@ local function walk(d)
   local chunk = 256
   if target then chunk = d.exact and target or math.min(math.max(2 * target, 32), 1024) end
   local rows, skipped, pos = {}, 0, 0
+  local test = make_test(d)
   while true do
     local members
     if d.desc then
@@ -312,7 +341,7 @@ local function walk(d)
     end
     for _, m in ipairs(members) do
       local idkey = d.is_ids and m or id_of_member(m)
-      if (d.exact or check(d, load_values(idkey), idkey)) and (not verify or alive(idkey)) then
+      if (not test or test(load_values(idkey), idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         else
@@ -341,9 +370,10 @@ local function gather(d)
   local ids = {}
   collect(d, ids, {})
   local rows = {}
+  local test = make_test(d)
   for _, idkey in ipairs(ids) do
-    local vals = (d.exact and #order == 0) and {} or load_values(idkey)
-    if check(d, vals, idkey) then
+    local vals = (not test and #order == 0) and EMPTY or load_values(idkey)
+    if not test or test(vals, idkey) then
       local row = {id = idkey, keys = {}}
       for i, o in ipairs(order) do
         if o.field == "@id" then row.keys[i] = idkey else row.keys[i] = vals[o.field][1] or NULL end

@@ -19,12 +19,13 @@
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
 -- ARGV[4]   document JSON
 -- ARGV[5]   write id (stored beside the version, to recognise a retried write)
--- ARGV[6]   netstring list of pairs: meta field name, netstring list of value encodings
--- ARGV[7]   netstring list of quadruples, one per index this write touches: KEYS position,
---           meta field holding the index's entries, "1" to enforce uniqueness, index name
+-- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
+-- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
+--           position, meta field holding the index's entries, "1" to enforce uniqueness,
+--           index name
 -- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
--- luacheck: globals redis KEYS ARGV
+-- luacheck: globals redis KEYS ARGV cmsgpack
 
 local NULL = "\1\0"
 
@@ -101,10 +102,10 @@ if not allocating then
 end
 
 -- 2. new values, index keys and unique claims ----------------------------------------
-local fields = unpack_list(ARGV[6])
+local fields = cmsgpack.unpack(ARGV[6])
 local values = {}
 for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-local described = unpack_list(ARGV[7])
+local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
   local base = 4 * (i - 1)

@@ -1,0 +1,77 @@
+"""How lists of byte strings travel to the Lua scripts: as one MessagePack array argument.
+
+Redis' Lua has a C MessagePack decoder (``cmsgpack.unpack``): a program of a few dozen
+tokens decodes about three times faster than a netstring parser written in Lua, and one
+argument costs the client less to send than many. Only arrays of byte strings are encoded
+(msgpack ``str`` types carry raw bytes, which Lua strings are).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+
+def pack(items: Sequence[bytes]) -> bytes:
+    count = len(items)
+    if count < 16:
+        out = [bytes([0x90 | count])]
+    elif count < 65536:
+        out = [b"\xdc" + struct.pack(">H", count)]
+    else:
+        out = [b"\xdd" + struct.pack(">I", count)]
+    for item in items:
+        size = len(item)
+        if size < 32:
+            out.append(bytes([0xA0 | size]))
+        elif size < 256:
+            out.append(b"\xd9" + bytes([size]))
+        elif size < 65536:
+            out.append(b"\xda" + struct.pack(">H", size))
+        else:
+            out.append(b"\xdb" + struct.pack(">I", size))
+        out.append(item)
+    return b"".join(out)
+
+
+def unpack(data: bytes) -> list[bytes]:
+    """Inverse of :func:`pack` (for tests and tools); raises ValueError on anything else."""
+    def read(pos: int, size: int) -> tuple[bytes, int]:
+        if pos + size > len(data):
+            raise ValueError("truncated MessagePack array")
+        return data[pos:pos + size], pos + size
+
+    def length(pos: int, fmt: str, size: int) -> tuple[int, int]:
+        raw, pos = read(pos, size)
+        return int(struct.unpack(fmt, raw)[0]), pos
+
+    if not data:
+        raise ValueError("empty MessagePack data")
+    head, pos = data[0], 1
+    if head & 0xF0 == 0x90:
+        count = head & 0x0F
+    elif head == 0xDC:
+        count, pos = length(pos, ">H", 2)
+    elif head == 0xDD:
+        count, pos = length(pos, ">I", 4)
+    else:
+        raise ValueError(f"not a MessagePack array (first byte {head:#x})")
+    items = []
+    for _ in range(count):
+        tag, pos = read(pos, 1)
+        kind = tag[0]
+        if kind & 0xE0 == 0xA0:
+            size = kind & 0x1F
+        elif kind == 0xD9:
+            size, pos = length(pos, ">B", 1)
+        elif kind == 0xDA:
+            size, pos = length(pos, ">H", 2)
+        elif kind == 0xDB:
+            size, pos = length(pos, ">I", 4)
+        else:
+            raise ValueError(f"not a MessagePack string (byte {kind:#x})")
+        item, pos = read(pos, size)
+        items.append(item)
+    if pos != len(data):
+        raise ValueError("trailing bytes after the MessagePack array")
+    return items

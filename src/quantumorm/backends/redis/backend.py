@@ -81,7 +81,6 @@ class RedisBackend:
 
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
-        keys = self._state(options).keys
         pending = list(range(len(requests)))
         results: list[WriteResult | None] = [None] * len(requests)
         requests = list(requests)
@@ -95,10 +94,15 @@ class RedisBackend:
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
                     requests[position] = _with_id(requests[position], new_id)
-            calls = [self._call(options, keys, requests[i]) for i in pending]
-            replies = yield RedisPlan(tuple(calls))
+            batches = self._batches(options, [requests[i] for i in pending], pending)
+            calls = [call for call, _ in batches]
+            replies: list[Any] = []
+            for (_, members), reply in zip(batches, (yield RedisPlan(tuple(calls))),
+                                           strict=True):
+                replies += reply if len(members) > 1 else [reply]
+            order = [i for _, members in batches for i in members]
             retry = []
-            for i, reply in zip(pending, replies, strict=True):
+            for i, reply in zip(order, replies, strict=True):
                 result = writes.result(options, requests[i], reply)
                 if i in auto and isinstance(result.error, DuplicateIdError):
                     retry.append(i)
@@ -111,10 +115,30 @@ class RedisBackend:
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
 
-    def _call(self, options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
-        if request.kind == "delete":
-            return writes.delete_call(options, keys, request)
-        return self._state(options).writes.save_call(request)
+    def _batches(self, options: ModelOptions, requests: list[WriteRequest],
+                 positions: list[int]) -> list[tuple[Call, list[int]]]:
+        """Script calls for the requests, and which request positions each one serves:
+        inserts with known ids go together, one ``insert_many`` call per partition; every
+        other write is its own call."""
+        state = self._state(options)
+        calls: list[tuple[Call, list[int]]] = []
+        grouped: dict[int, list[tuple[int, WriteRequest]]] = {}
+        for position, request in zip(positions, requests, strict=True):
+            if request.kind == "insert" and request.id is not None and len(requests) > 1:
+                grouped.setdefault(state.keys.partition_of(request.id), []).append(
+                    (position, request))
+            elif request.kind == "delete":
+                calls.append((writes.delete_call(options, state.keys, request), [position]))
+            else:
+                calls.append((state.writes.save_call(request), [position]))
+        for partition, members in grouped.items():
+            if len(members) == 1:
+                position, request = members[0]
+                calls.append((state.writes.save_call(request), [position]))
+            else:
+                call = state.writes.insert_many_call(partition, [r for _, r in members])
+                calls.append((call, [p for p, _ in members]))
+        return calls
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -101,6 +101,34 @@ class WriteLayout:
         return Call("save", tuple(key_list), args)
 
 
+    def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
+        """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
+        keys = self.keys
+        key_list = [keys.ids(partition), *self.index_keys(partition)]
+        described: list[bytes] = []
+        for index, manifest, _names in self.indexes:
+            described += [manifest, b"1" if index.unique else b"0", index.name.encode()]
+        args: list[Any] = [wire.pack(described)]
+        for request in requests:
+            assert request.id is not None and request.values is not None
+            assert request.data is not None
+            values = request.values
+            key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
+            pairs: list[bytes] = []
+            for name, field, meta_name in self.value_fields:
+                pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
+            lenient: list[bytes] = []  # unique indexes not enforced for this document
+            for position, (index, manifest, _names) in enumerate(self.indexes):
+                if index.compound:
+                    pairs += [manifest,
+                              sortable.pack_list(index_members(self.options, index, values))]
+                    if index.unique and any(values.get(n) is None for n in index.fields):
+                        lenient.append(b"%d" % (position + 1))  # a null part never conflicts
+            args += [sortable.id_key(request.id), encode_document(request.data),
+                     os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient)]
+        return Call("insert_many", tuple(key_list), tuple(args))
+
+
 def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
     return WriteLayout(options, keys).save_call(request)
 

@@ -169,7 +169,14 @@ class Planner:
         if exact_walk is not None:  # reads exactly the rows of the page, in order
             walks, driver = [], exact_walk
         if walks:
-            choices = walks + ([driver] if driver is not None else [])
+            others = [] if driver is None else (
+                driver.children if driver.kind == "BEST" else [driver])
+            # a range of one index that a walk covers the same way yields the same rows, but
+            # unordered: the walk dominates it
+            walked = {(w.indexes, w.covers) for w in walks if w.covers}
+            others = [d for d in others
+                      if not (d.kind == "RANGE" and (d.indexes, d.covers) in walked)]
+            choices = walks + others
             driver = choices[0] if len(choices) == 1 else _best(choices)
         elif driver is None:
             exact = server_where == TRUE

@@ -132,6 +132,11 @@ class Document(metaclass=DocumentMeta):
         names every invalid field and value."""
         problems: dict[str, list[str]] = {}
         storage: dict[str, Any] = {}
+        if self.id is not None:  # it may have been assigned after construction
+            try:
+                self.id = clean_id(self.id, ValueError)
+            except ValueError as exc:
+                problems["id"] = [str(exc)]
         for name, field in self._fields.items():
             cleaned, messages = field.validate(self.__dict__.get(name))
             if messages:

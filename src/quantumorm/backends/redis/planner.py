@@ -4,9 +4,12 @@ Pure: no I/O, no redis import. The planner decides
 
 * which conditions the server can evaluate (those on indexed fields, whose value encodings
   the meta hash keeps, and on the id) and which need the Python evaluator (``residual``);
-* the candidate *drivers*: lex ranges on single-field or compound indexes, id lists, unions
-  for ORs, a choice (``BEST``) for ANDs that ``query.lua`` settles with ZLEXCOUNT, and a
-  ``WALK`` over the ordering index that can stop as soon as the page is full;
+* the candidate *drivers*: lex ranges on single-field or compound indexes (conditions on one
+  field merged into one range), id lists, unions for ORs, a choice (``BEST``) that
+  ``query.lua`` settles with ZLEXCOUNT, and ``WALK``s that yield rows already in order
+  (over the ordering index, or over an equality range in id order) and stop as soon as the
+  page is full. Each driver says which conditions of a top-level AND it already satisfies
+  (``covers``), so they are not checked again; an *exact* driver needs no check at all;
 * whether the server orders and slices (everything it needs is indexed) or Python does.
 
 Token grammar (see ``lua/query.lua``)::
@@ -25,7 +28,7 @@ Token grammar (see ``lua/query.lua``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -71,7 +74,13 @@ class Driver:
     def within(self, position: int) -> Driver:
         """This driver, for the condition at ``position`` of a conjunction: a superset of
         the conjunction's matches, which need not be checked against that condition."""
-        return replace(self, exact=False, covers=(position,) if self.exact else ())
+        return self.but(exact=False, covers=(position,) if self.exact else ())
+
+    def but(self, *, exact: bool | None = None, covers: tuple[int, ...] | None = None) -> Driver:
+        """A copy with another exactness or cover (cheaper than dataclasses.replace)."""
+        return Driver(self.kind, self.body, self.label, self.indexes,
+                      self.exact if exact is None else exact, self.children, self.ranges,
+                      self.covers if covers is None else covers)
 
 
 @dataclass
@@ -86,7 +95,6 @@ class Plan:
     after: list[Token]
     residual: Node | None
     server_filter: str
-    details: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def program(self) -> bytes:
@@ -151,7 +159,8 @@ class Planner:
         except TypeError:  # a value that cannot be hashed: plan without the cache
             return self._plan(spec, counting)
 
-    def _plan(self, spec: QuerySpec, counting: bool, types: object = None) -> Plan:
+    def _plan(self, spec: QuerySpec, counting: bool, value_types: object = None) -> Plan:
+        # value_types only distinguishes cache entries (see plan())
         where = spec.where
         if self.evaluable(where):
             server_where, residual = where, None
@@ -367,7 +376,7 @@ class Planner:
             if index is not None and merged is not None and len(merged[2]) > 1:
                 low, high, used = merged
                 driver = self._range(index, [(low, high)], exact=len(used) == len(node.children))
-                out.append(driver if driver.exact else replace(driver, covers=used))
+                out.append(driver if driver.exact else driver.but(covers=used))
         return out
 
     def _compound_drivers(self, node: And) -> list[Driver]:
@@ -396,14 +405,14 @@ class Planner:
                 if rng is not None:
                     inner = _leaf_ranges(self.options.fields[name], rng[1])
                     if inner is not None:
-                        ranges = [(_prefixed(low, prefix, True), _prefixed(high, prefix, False))
+                        ranges = [(_prefixed(low, prefix), _prefixed(high, prefix))
                                   for low, high in inner]
                         used.append(rng[0])
             if not used:
                 continue
             if ranges is None:
                 ranges = [(b"[" + prefix, b"(" + prefix + sortable.UPPER)]
-            out.append(replace(self._range(index, ranges), covers=tuple(used)))
+            out.append(self._range(index, ranges).but(covers=tuple(used)))
         return out
 
     def _walks(self, spec: QuerySpec, where: Node) -> list[Driver]:
@@ -436,7 +445,7 @@ class Planner:
                 walk = self._walk(self.keypos[index.name], False, desc, low, high,
                                   part == where, f"index {index.name!r} in id order",
                                   spec.after, low[1:])
-                walks.append(replace(walk, covers=(position,)) if conjunction else walk)
+                walks.append(walk.but(covers=(position,)) if conjunction else walk)
             return walks
         index = self.options.single_index(order_field)
         if index is None or not self.options.fields[order_field].sortable:
@@ -450,7 +459,7 @@ class Planner:
         after = spec.after
         walk = self._walk(self.keypos[index.name], False, desc, low, high, exact,
                           f"index {index.name!r} order", after, after[0] if after else b"")
-        return [replace(walk, covers=used) if conjunction and not exact else walk]
+        return [walk.but(covers=used) if conjunction and not exact else walk]
 
     def _walk(self, keypos: int, is_ids: bool, desc: bool, low: bytes, high: bytes,
               exact: bool, label: str, after: tuple[bytes, ...] | None,
@@ -535,7 +544,7 @@ def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] 
 _cached_ranges = lru_cache(maxsize=4096)(_compute_ranges)
 
 
-def _prefixed(bound: bytes, prefix: bytes, lower: bool) -> bytes:
+def _prefixed(bound: bytes, prefix: bytes) -> bytes:
     """Move a single-field bound inside the compound prefix ``prefix``."""
     if bound == b"-":
         return b"[" + prefix

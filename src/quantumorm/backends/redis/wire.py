@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+_FIXSTR = [bytes([0xA0 | size]) for size in range(32)]
+
 
 def pack(items: Sequence[bytes]) -> bytes:
     count = len(items)
@@ -20,17 +22,18 @@ def pack(items: Sequence[bytes]) -> bytes:
         out = [b"\xdc" + struct.pack(">H", count)]
     else:
         out = [b"\xdd" + struct.pack(">I", count)]
+    append, fixstr = out.append, _FIXSTR
     for item in items:
         size = len(item)
         if size < 32:
-            out.append(bytes([0xA0 | size]))
+            append(fixstr[size])
         elif size < 256:
-            out.append(b"\xd9" + bytes([size]))
+            append(b"\xd9" + bytes([size]))
         elif size < 65536:
-            out.append(b"\xda" + struct.pack(">H", size))
+            append(b"\xda" + struct.pack(">H", size))
         else:
-            out.append(b"\xdb" + struct.pack(">I", size))
-        out.append(item)
+            append(b"\xdb" + struct.pack(">I", size))
+        append(item)
     return b"".join(out)
 
 

@@ -19,7 +19,7 @@
 -- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
 --           (grammar in planner.py)
 -- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
---           plan: {driver description, estimated candidates}
+--           plan: {chosen driver, estimated candidates, 1 if it is exact}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 local NULL = "\1\0"
@@ -264,12 +264,10 @@ local EMPTY = {}
 local function load_values(idkey)
   if #need == 0 then return EMPTY end
   local vals = {}
-  do
-    local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
-    for i, f in ipairs(need) do
-      vals[f] = unpack_list(raw[i])
-      vals[f].missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
-    end
+  local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
+  for i, f in ipairs(need) do
+    vals[f] = unpack_list(raw[i])
+    vals[f].missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
   end
   return vals
 end

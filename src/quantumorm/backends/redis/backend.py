@@ -338,6 +338,8 @@ def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
 def _arrange(options: ModelOptions, spec: QuerySpec, rows: list[Row],
              residual: Node | None = None) -> list[Row]:
     """Filter (``residual``), order, apply the keyset position and slice, in Python."""
+    if len(rows) <= 1 and residual is None and spec.after is None:
+        return rows[spec.offset:][:spec.limit]  # nothing to order
     descending = evaluate.directions(spec.order)
     keyed = []
     for row in rows:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import errors
 from .engine import ops
+from .engine.drive import OpFactory
 from .engine.twin import operation
 from .errors import ConfigurationError, UnknownFieldError, ValidationError
 from .fields.base import Field
@@ -219,7 +220,7 @@ class Document(metaclass=DocumentMeta):
     # -- I/O: one operation each, async and sync ---------------------------------------------
 
     @operation
-    def save(self: D) -> ops.OpFactory[D]:
+    def save(self: D) -> OpFactory[D]:
         """Insert the document, or compare-and-set its changed fields on its version.
 
         Raises :class:`ValidationError`, :class:`VersionConflict` (someone saved a newer
@@ -230,7 +231,7 @@ class Document(metaclass=DocumentMeta):
     save_sync = save.sync
 
     @operation
-    def delete(self) -> ops.OpFactory[bool]:
+    def delete(self) -> OpFactory[bool]:
         """Delete the document if it is still at the version this instance holds.
 
         Returns False if it was already gone; raises :class:`VersionConflict` if it changed.
@@ -240,7 +241,7 @@ class Document(metaclass=DocumentMeta):
     delete_sync = delete.sync
 
     @operation
-    def reload(self: D) -> ops.OpFactory[D]:
+    def reload(self: D) -> OpFactory[D]:
         """Replace the values with the stored ones; raises ``Model.DoesNotExist``."""
         return partial(ops.reload, doc=self)
 

@@ -14,7 +14,7 @@ from ..backends.base import Backend, Row, WriteRequest, WriteResult
 from ..errors import BulkWriteError, InvalidOperation, ValidationError, VersionConflict
 from ..query import evaluate
 from ..query.nodes import QuerySpec
-from .drive import Op, OpFactory
+from .drive import Op
 
 if TYPE_CHECKING:
     from ..document import Document
@@ -23,8 +23,6 @@ D = TypeVar("D", bound="Document")
 
 #: how often update/delete-where re-read and retry a document another writer changed
 WHERE_RETRIES = 10
-
-__all__ = ["Op", "OpFactory"]
 
 
 def _request(doc: Document, data: dict[str, Any]) -> WriteRequest | None:

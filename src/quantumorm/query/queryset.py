@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import sortable
 from ..engine import ops
-from ..engine.drive import Op
+from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
 from ..errors import QueryError, UnknownFieldError, ValidationError
 from ..fields.base import MISSING
@@ -267,21 +267,21 @@ class QuerySet(Generic[D]):
     # -- terminals -------------------------------------------------------------------------
 
     @operation
-    def all(self) -> ops.OpFactory[list[D]]:
+    def all(self) -> OpFactory[list[D]]:
         """Every matching document, in order."""
         return self._all_op
 
     all_sync = all.sync
 
     @operation
-    def first(self) -> ops.OpFactory[D | None]:
+    def first(self) -> OpFactory[D | None]:
         """The first matching document (by the ordering, else by id), or None."""
         return partial(_first_op, self._clone(limit=1 if self._limit != 0 else 0))
 
     first_sync = first.sync
 
     @operation
-    def get(self, *conditions: Any, **lookups: Any) -> ops.OpFactory[D]:
+    def get(self, *conditions: Any, **lookups: Any) -> OpFactory[D]:
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
@@ -290,20 +290,20 @@ class QuerySet(Generic[D]):
     get_sync = get.sync
 
     @operation
-    def count(self) -> ops.OpFactory[int]:
+    def count(self) -> OpFactory[int]:
         """How many documents match (after offset/limit); documents are not fetched."""
         return partial(ops.count, model=self.model, spec=self.spec)
 
     count_sync = count.sync
 
     @operation
-    def exists(self) -> ops.OpFactory[bool]:
+    def exists(self) -> OpFactory[bool]:
         return partial(ops.exists, model=self.model, spec=self.spec)
 
     exists_sync = exists.sync
 
     @operation
-    def update(self, **fields: Any) -> ops.OpFactory[int]:
+    def update(self, **fields: Any) -> OpFactory[int]:
         """Set fields on every matching document (each a compare-and-set write, retried if
         another writer got there first). Returns how many documents match the new values."""
         changes = self._changes(fields)
@@ -312,14 +312,14 @@ class QuerySet(Generic[D]):
     update_sync = update.sync
 
     @operation
-    def delete(self) -> ops.OpFactory[int]:
+    def delete(self) -> OpFactory[int]:
         """Delete every matching document; returns how many were deleted."""
         return partial(ops.delete_where, model=self.model, spec=self.spec)
 
     delete_sync = delete.sync
 
     @operation
-    def explain(self) -> ops.OpFactory[Explanation]:
+    def explain(self) -> OpFactory[Explanation]:
         """How the backend answers this query: the driving index, and whether it scans."""
         model, spec = self.model, self.spec
         return lambda backend: backend.explain(model._meta, spec)
@@ -327,7 +327,7 @@ class QuerySet(Generic[D]):
     explain_sync = explain.sync
 
     @operation
-    def get_many(self, ids: Iterable[str | int]) -> ops.OpFactory[list[D | None]]:
+    def get_many(self, ids: Iterable[str | int]) -> OpFactory[list[D | None]]:
         """Documents by id in one round trip, in the order given (None where missing)."""
         clean = [clean_id(i, QueryError, "get_many") for i in ids]
         return partial(ops.get_many, model=self.model, ids=clean)
@@ -335,14 +335,14 @@ class QuerySet(Generic[D]):
     get_many_sync = get_many.sync
 
     @operation
-    def bulk_create(self, docs: Sequence[D], batch_size: int = 500) -> ops.OpFactory[list[D]]:
+    def bulk_create(self, docs: Sequence[D], batch_size: int = 500) -> OpFactory[list[D]]:
         """Insert new documents, ``batch_size`` per round trip; returns them with ids."""
         return partial(ops.bulk_create, model=self.model, docs=list(docs), batch_size=batch_size)
 
     bulk_create_sync = bulk_create.sync
 
     @operation
-    def create(self, **values: Any) -> ops.OpFactory[D]:
+    def create(self, **values: Any) -> OpFactory[D]:
         """Build and insert one document."""
         doc = self.model(**values)
         return partial(ops.save, doc=doc)
@@ -351,7 +351,7 @@ class QuerySet(Generic[D]):
 
     @operation
     def paginate(self, page: int | None = None, per_page: int = 20,
-                 after: Any = MISSING) -> ops.OpFactory[Page[D]]:
+                 after: Any = MISSING) -> OpFactory[Page[D]]:
         """A page of results.
 
         ``paginate(page=3, per_page=20)`` numbers pages (with ``total``; costs a count).

@@ -1,0 +1,57 @@
+"""The Lua scripts: loaded by SHA, reloaded when the server lost them (restart, failover,
+SCRIPT FLUSH), also in the middle of a pipelined plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import MODES, assert_indexes_consistent, call
+
+from quantumorm import Document, IntField, StringField
+from quantumorm.backends.redis.commands import SCRIPT_NAMES, script
+
+
+class Note(Document):
+    text = StringField(indexed=True)
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "s_notes"
+        partitions = 3  # several script calls in one pipeline
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_every_operation_survives_a_flushed_script_cache(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    def flush() -> None:
+        redis_client.script_flush()
+        assert not any(redis_client.script_exists(*(script(n).sha for n in SCRIPT_NAMES)))
+
+    flush()
+    docs = await call(Note.objects, "bulk_create", mode,
+                      [Note(text=f"t{i % 4}", n=i) for i in range(40)])  # insert_many x3
+    flush()
+    doc = await call(Note(text="single", n=100), "save", mode)               # save
+    flush()
+    assert await call(Note.objects.filter(text="t1"), "count", mode) == 10   # counts
+    flush()
+    rows = await call(Note.objects.filter(n__gte=30).order_by("-n"), "all", mode)  # query x3
+    assert [d.n for d in rows] == [100, *range(39, 29, -1)]
+    flush()
+    fetched = await call(Note.objects, "get_many", mode, [d.id for d in docs[:6]])  # fetch
+    assert [d.n for d in fetched] == list(range(6))
+    flush()
+    assert await call(doc, "delete", mode) is True                            # delete
+    flush()
+    assert await call(Note.objects.filter(text="t2"), "update", mode, n=-1) == 10
+    assert all(redis_client.script_exists(*(script(n).sha for n in SCRIPT_NAMES)))
+    assert_indexes_consistent(redis_client, Note)
+
+
+def test_scripts_declare_their_flags() -> None:
+    """Writers refuse to start above maxmemory; readers run anywhere (no-writes)."""
+    first_lines = {name: script(name).source.splitlines()[0] for name in SCRIPT_NAMES}
+    assert first_lines == {
+        "save": "#!lua", "insert_many": "#!lua", "delete": "#!lua flags=allow-oom",
+        "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes"}

@@ -126,6 +126,15 @@ class UniqueViolation(WriteError):
         super().__init__(f"{model} {id!r}: unique index {index!r} already has this value{who}")
 
 
+class DocumentTooLargeError(WriteError):
+    """The encoded document is larger than the connection's ``max_document_bytes``."""
+
+    def __init__(self, model: str, id: str | None, size: int, limit: int) -> None:
+        self.model, self.id, self.size, self.limit = model, id, size, limit
+        super().__init__(f"{model} {id if id is not None else '<new>'!r}: document is {size} "
+                         f"bytes, above the limit of {limit} (max_document_bytes)")
+
+
 class BulkWriteError(WriteError):
     """Some documents of a bulk write failed; the others were written.
 

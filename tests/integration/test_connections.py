@@ -228,3 +228,25 @@ async def test_update_under_out_of_memory_leaves_document_and_indexes_intact(
     finally:
         admin.close()
         await quantumorm.aclose_all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_documents_above_the_size_limit_are_refused_before_sending(
+        conn: Any, redis_url: str, redis_client: Any, mode: str) -> None:
+    from quantumorm import DocumentTooLargeError
+
+    create_connection(url=redis_url, name="default", make_default=True, max_document_bytes=200)
+    small = await call(Note(text="x" * 50, n=1), "save", mode)
+    before = snapshot(redis_client)
+    with pytest.raises(DocumentTooLargeError) as caught:
+        await call(Note(text="x" * 500, n=2), "save", mode)
+    assert caught.value.limit == 200 and caught.value.size > 500
+    small.text = "y" * 300
+    with pytest.raises(DocumentTooLargeError):
+        await call(small, "save", mode)
+    with pytest.raises(DocumentTooLargeError):
+        await call(Note.objects, "bulk_create", mode, [Note(text="z", n=3), Note(text="z" * 400)])
+    assert snapshot(redis_client, exclude_suffixes=(":seq",)) == {
+        k: v for k, v in before.items() if not k.endswith(b":seq")}
+    with pytest.raises(ConfigurationError):
+        create_connection(url=redis_url, name="bad", max_document_bytes=0)

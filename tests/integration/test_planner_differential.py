@@ -207,6 +207,8 @@ def test_regressions_found_by_random_queries(conn: Any, model: type[Document]) -
         Q(id="999"),                                     # ids that do not exist
         Q(n__gte=0) & Q(n__lt=5) & Q(s="a"),             # merged range plus another index
         Q(d=Decimal("0.1")) & Q(d__gt=Decimal("-1.5")),  # equality inside a range
+        Q(n__in=INTS) & Q(s__nin=WORDS),                 # long lists: meta reads, not probes
+        Q(n__in=[*INTS, None]) | Q(b__in=[True, None]),
     ]
     for where in cases:
         qs = model.objects.filter(where)

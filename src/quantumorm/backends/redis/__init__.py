@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ...errors import ConfigurationError
 from .backend import RedisBackend
 from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor
+from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
 URL_SCHEMES = ("redis", "rediss", "unix")
 
@@ -15,7 +17,8 @@ class RedisConnection:
     """An open Redis store: the backend, a blocking executor and an asyncio executor.
 
     Options: ``max_connections`` (pool size, default 50), ``pool_timeout`` (seconds to wait for
-    a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s);
+    a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s),
+    ``max_document_bytes`` (default 16 MiB; larger documents are refused before sending);
     anything else (``ssl_ca_certs``, ``ssl_certfile``, ``username``...) is passed to redis-py.
     """
 
@@ -23,8 +26,11 @@ class RedisConnection:
         known = {k: options.pop(k) for k in
                  ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout")
                  if k in options}
+        limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
         self.options = ClientOptions(url=url, extra=tuple(sorted(options.items())), **known)
-        self.backend = RedisBackend()
+        self.backend = RedisBackend(limit)
         self._lock = threading.Lock()
         self._sync: SyncRedisExecutor | None = None
         self._async = AsyncRedisExecutor(self.options)
@@ -54,8 +60,6 @@ class RedisConnection:
 def open_connection(url: str, **options: Any) -> RedisConnection:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in URL_SCHEMES:
-        from ...errors import ConfigurationError
-
         raise ConfigurationError(
             f"a Redis URL starts with redis://, rediss:// or unix:// (got {url!r})"
         )

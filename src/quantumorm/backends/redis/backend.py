@@ -43,10 +43,10 @@ CAPABILITIES = Capabilities(
 class _ModelState:
     __slots__ = ("keys", "planner", "writes", "_query_layout")
 
-    def __init__(self, options: ModelOptions) -> None:
+    def __init__(self, options: ModelOptions, max_document_bytes: int) -> None:
         self.keys = KeySpace(options)
         self.planner = Planner(options)
-        self.writes = writes.WriteLayout(options, self.keys)
+        self.writes = writes.WriteLayout(options, self.keys, max_document_bytes)
         self._query_layout: list[tuple[tuple[str, ...], tuple[str, str]]] | None = None
 
     def query_layout(self) -> list[tuple[tuple[str, ...], tuple[str, str]]]:
@@ -63,13 +63,14 @@ class RedisBackend:
     name = "redis"
     capabilities = CAPABILITIES
 
-    def __init__(self) -> None:
+    def __init__(self, max_document_bytes: int = writes.DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+        self.max_document_bytes = max_document_bytes
         self._models: dict[int, _ModelState] = {}
 
     def _state(self, options: ModelOptions) -> _ModelState:
         state = self._models.get(id(options))
         if state is None:
-            state = self._models[id(options)] = _ModelState(options)
+            state = self._models[id(options)] = _ModelState(options, self.max_document_bytes)
         return state
 
     # -- writes ----------------------------------------------------------------------------

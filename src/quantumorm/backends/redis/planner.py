@@ -43,6 +43,7 @@ from . import wire
 
 Token = bytes
 PLAN_CACHE_SIZE = 512  # plans kept per model
+MAX_PROBES = 8  # index-membership probes per condition before reading the meta hash instead
 NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
 
 
@@ -289,6 +290,8 @@ class Planner:
             return None
         if isinstance(field, ArrayField) and lookup in (Lookup.EXACT, Lookup.NE):
             return None  # whole-list equality is not one index entry
+        if len(keys) > MAX_PROBES and not isinstance(field, ArrayField):
+            return None  # a long IN list: one meta read and a set lookup beat many probes
         tokens = [b"ZIN", b"%d" % self.keypos[index.name], b"%d" % len(keys), *keys]
         negated = lookup in (Lookup.NE, Lookup.NIN) or (lookup is Lookup.ISNULL and not cond.value)
         return [b"NOT", *tokens] if negated else tokens

@@ -13,7 +13,13 @@ import os
 from typing import Any
 
 from ... import sortable
-from ...errors import DuplicateIdError, UniqueViolation, VersionConflict, WrongTypeError
+from ...errors import (
+    DocumentTooLargeError,
+    DuplicateIdError,
+    UniqueViolation,
+    VersionConflict,
+    WrongTypeError,
+)
 from ...options import IndexSpec, ModelOptions
 from ..base import WriteRequest, WriteResult
 from . import wire
@@ -22,6 +28,9 @@ from .keys import KeySpace
 from .planner import manifest_field, meta_field
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: documents above this size are refused before anything is sent (Redis takes up to 512 MB
+#: per value, but one huge document would stall the server for everyone)
+DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
 def encode_document(data: dict[str, Any]) -> bytes:
@@ -43,8 +52,10 @@ class WriteLayout:
     """What every write of one model sends, worked out once: the meta fields that hold index
     values, the indexes and their manifests, and per partition the index key names."""
 
-    def __init__(self, options: ModelOptions, keys: KeySpace) -> None:
+    def __init__(self, options: ModelOptions, keys: KeySpace,
+                 max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.options, self.keys = options, keys
+        self.max_document_bytes = max_document_bytes
         self.value_fields = [
             (name, options.fields[name], meta_field(options.fields[name]).encode())
             for name in options.indexed_fields]
@@ -57,6 +68,15 @@ class WriteLayout:
         if keys is None:
             keys = self._index_keys[partition] = self.keys.indexes(partition)
         return keys
+
+    def document(self, request: WriteRequest) -> bytes:
+        """The stored bytes of the request's document, within the size limit."""
+        assert request.data is not None
+        raw = encode_document(request.data)
+        if len(raw) > self.max_document_bytes:
+            raise DocumentTooLargeError(self.options.model_name, request.id, len(raw),
+                                        self.max_document_bytes)
+        return raw
 
     def save_call(self, request: WriteRequest) -> Call:
         assert request.values is not None and request.data is not None
@@ -93,7 +113,7 @@ class WriteLayout:
             request.kind,
             str(request.expected_version),
             id_key,
-            encode_document(request.data),
+            self.document(request),
             os.urandom(8).hex(),
             wire.pack(pairs),
             wire.pack(index_args),
@@ -124,7 +144,7 @@ class WriteLayout:
                               sortable.pack_list(index_members(self.options, index, values))]
                     if index.unique and any(values.get(n) is None for n in index.fields):
                         lenient.append(b"%d" % (position + 1))  # a null part never conflicts
-            args += [sortable.id_key(request.id), encode_document(request.data),
+            args += [sortable.id_key(request.id), self.document(request),
                      os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient)]
         return Call("insert_many", tuple(key_list), tuple(args))
 

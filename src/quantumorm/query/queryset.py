@@ -276,7 +276,7 @@ class QuerySet(Generic[D]):
     @operation
     def first(self) -> OpFactory[D | None]:
         """The first matching document (by the ordering, else by id), or None."""
-        return partial(_first_op, self._clone(limit=1 if self._limit != 0 else 0))
+        return partial(_first_op, self[:1])
 
     first_sync = first.sync
 
@@ -285,7 +285,7 @@ class QuerySet(Generic[D]):
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
-        return partial(_get_op, qs._clone(limit=2 if qs._limit is None else min(2, qs._limit)))
+        return partial(_get_op, qs[:2])  # two are enough to tell "more than one"
 
     get_sync = get.sync
 
@@ -298,6 +298,7 @@ class QuerySet(Generic[D]):
 
     @operation
     def exists(self) -> OpFactory[bool]:
+        """Whether any document matches; stops at the first one."""
         return partial(ops.exists, model=self.model, spec=self.spec)
 
     exists_sync = exists.sync

@@ -1,8 +1,9 @@
 """What a Redis plan is made of: commands and script calls, sent in one round trip.
 
 Pure data; the executors (``executor.py``) are the only code that sends them. Scripts are
-``.lua`` files next to this module, loaded by name; their SHA1 is computed here so a plan can
-say ``EVALSHA`` without asking the server.
+``.lua`` files next to this module, loaded by name, each with ``lua/_prelude.lua`` (helpers
+they share) placed after its shebang line; their SHA1 is computed here so a plan can say
+``EVALSHA`` without asking the server.
 """
 
 from __future__ import annotations
@@ -21,9 +22,19 @@ class Script:
     sha: str
 
 
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
 @cache
 def script(name: str) -> Script:
-    source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """A script's full text: its shebang line (flags), the shared prelude, then its body."""
+    text = _lua(name)
+    if text.startswith("#!"):
+        shebang, _, body = text.partition("\n")
+        source = f"{shebang}\n{_lua('_prelude')}{body}"
+    else:
+        source = _lua("_prelude") + text
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 

@@ -15,18 +15,6 @@
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV
 
-local function unpack_list(s)
-  local out, pos = {}, 1
-  if not s then return out end
-  while pos <= #s do
-    local colon = string.find(s, ":", pos, true)
-    local size = tonumber(string.sub(s, pos, colon - 1))
-    out[#out + 1] = string.sub(s, colon + 1, colon + size)
-    pos = colon + size + 1
-  end
-  return out
-end
-
 for i = 2, #KEYS do
   local t = redis.call("TYPE", KEYS[i]).ok
   local wanted = (i == 2) and "hash" or "zset"

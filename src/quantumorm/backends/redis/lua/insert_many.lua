@@ -21,25 +21,6 @@
 --             | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
-local NULL = "\1\0"
-
-local function unpack_list(s)
-  local out, pos = {}, 1
-  if not s then return out end
-  while pos <= #s do
-    local colon = string.find(s, ":", pos, true)
-    local size = tonumber(string.sub(s, pos, colon - 1))
-    out[#out + 1] = string.sub(s, colon + 1, colon + size)
-    pos = colon + size + 1
-  end
-  return out
-end
-
-local function type_ok(key, wanted)
-  local t = redis.call("TYPE", key).ok
-  return t == "none" or t == wanted
-end
-
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do

@@ -22,21 +22,8 @@
 --           plan: {chosen driver, estimated candidates, 1 if it is exact}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
-local NULL = "\1\0"
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
-
-local function unpack_list(s)
-  local out, pos = {}, 1
-  if not s then return out end
-  while pos <= #s do
-    local colon = string.find(s, ":", pos, true)
-    local size = tonumber(string.sub(s, pos, colon - 1))
-    out[#out + 1] = string.sub(s, colon + 1, colon + size)
-    pos = colon + size + 1
-  end
-  return out
-end
 
 local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end

@@ -27,20 +27,6 @@
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
-local NULL = "\1\0"
-
-local function unpack_list(s)
-  local out, pos = {}, 1
-  if not s then return out end
-  while pos <= #s do
-    local colon = string.find(s, ":", pos, true)
-    local size = tonumber(string.sub(s, pos, colon - 1))
-    out[#out + 1] = string.sub(s, colon + 1, colon + size)
-    pos = colon + size + 1
-  end
-  return out
-end
-
 local function bulk(command, key, members, with_score)
   local args, n = {}, 0
   for _, member in ipairs(members) do
@@ -51,11 +37,6 @@ local function bulk(command, key, members, with_score)
     end
   end
   if n > 0 then redis.call(command, key, unpack(args)) end
-end
-
-local function type_ok(key, wanted)
-  local t = redis.call("TYPE", key).ok
-  return t == "none" or t == wanted
 end
 
 local mode, idkey = ARGV[1], ARGV[3]

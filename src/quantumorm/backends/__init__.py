@@ -21,6 +21,7 @@ from ..errors import ConfigurationError
 Opener = Callable[..., Any]
 _registry: dict[str, str | Opener] = {
     "redis": "quantumorm.backends.redis:open_connection",
+    "sqlite": "quantumorm.backends.sqlite:open_connection",
 }
 
 

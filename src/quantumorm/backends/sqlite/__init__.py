@@ -1,0 +1,70 @@
+"""The SQLite backend: Python's stdlib ``sqlite3``, embedded, no server.
+
+``create_connection(backend="sqlite", url="sqlite:///path/to.db")`` opens (or creates) a
+database file in WAL mode; ``url="sqlite://"`` is an in-memory database private to that
+connection object. Models opt in with ``Meta.backend = "sqlite"``.
+
+Query semantics are those of the Redis backend and of :mod:`quantumorm.query.evaluate`: the
+same sort-key bytes decide order and equality (see :mod:`.schema` and :mod:`.compiler`).
+
+Sync and async share one sqlite3 connection; async calls run it on a single worker thread
+owned by the connection (see :mod:`.executor` for why that is safe and keeps the loop free).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ...errors import ConfigurationError
+from .backend import SqliteBackend
+from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
+
+URL_PREFIX = "sqlite://"
+
+
+class SqliteConnection:
+    """An open SQLite database: the backend, a blocking executor and an asyncio executor."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.backend = SqliteBackend()
+        self._sync = SyncSqliteExecutor(path)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qorm-sqlite")
+        self._async = AsyncSqliteExecutor(self._sync, self._worker)
+
+    def sync_executor(self) -> SyncSqliteExecutor:
+        return self._sync
+
+    def async_executor(self) -> AsyncSqliteExecutor:
+        return self._async
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+        self._sync.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def path_of(url: str) -> str:
+    """``sqlite://`` -> ``":memory:"``; ``sqlite:///a/b.db`` -> ``/a/b.db``;
+    ``sqlite:///rel.db``... the part after ``sqlite://`` with its leading slash dropped
+    (``sqlite:////abs.db`` is absolute), as SQLAlchemy does."""
+    if not url.startswith(URL_PREFIX):
+        raise ConfigurationError(f"a SQLite URL starts with sqlite:// (got {url!r})")
+    rest = url[len(URL_PREFIX):]
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise ConfigurationError(f"a SQLite URL is sqlite:// or sqlite:///path (got {url!r})")
+    return rest[1:]
+
+
+def open_connection(url: str, **options: Any) -> SqliteConnection:
+    if options:
+        raise ConfigurationError(f"unknown SQLite connection option(s): {sorted(options)}")
+    return SqliteConnection(path_of(url))
+
+
+__all__ = ["SqliteBackend", "SqliteConnection", "open_connection"]

@@ -1,0 +1,329 @@
+"""The SQLite backend: the contract of :mod:`quantumorm.backends.base` as SQL plans.
+
+Each method is an operation (a generator yielding :class:`~.plans.SqlPlan` objects); it never
+performs I/O. Queries are compiled whole to SQL (:mod:`.compiler`), so filtering, ordering,
+keyset positions, offset and limit all happen in SQLite, with no client-side residual.
+
+Writes: every request of a ``write()`` call runs in one transaction, each in its own
+SAVEPOINT with guard statements (id taken, version, unique indexes) before the writes, so a
+refused request is rolled back alone and reported with the same typed errors as Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ... import sortable
+from ...engine.drive import Op
+from ...errors import (
+    CorruptDocumentError,
+    DuplicateIdError,
+    UniqueViolation,
+    UnsupportedOperation,
+    VersionConflict,
+)
+from ...options import ModelOptions
+from ...query.lookups import Lookup
+from ...query.nodes import FALSE, QuerySpec
+from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
+from . import compiler
+from .plans import GroupReply, SqlPlan, Statement
+from .schema import NULL_SQL, SEQUENCES, Layout, encode_document, quote
+
+#: rounds of fresh auto ids for inserts whose allocated id a user had already taken
+AUTO_ID_ATTEMPTS = 5
+
+CAPABILITIES = Capabilities(
+    lookups=frozenset(Lookup),
+    index_kinds=frozenset({"equality", "range", "prefix", "array-membership", "null",
+                           "compound", "unique"}),
+    ordering=True,
+    keyset_pagination=True,
+    unique_indexes=True,
+    ttl=False,
+    transactions=True,
+    change_events=False,
+    cluster=False,
+    partitions=False,
+    extra={"embedded": True},
+)
+
+
+class SqliteBackend:
+    name = "sqlite"
+    capabilities = CAPABILITIES
+
+    def __init__(self) -> None:
+        # one backend per connection object, so "created" means "in this database"
+        self._layouts: dict[int, Layout] = {}
+        self._ready: set[int] = set()
+
+    def _layout(self, options: ModelOptions) -> Layout:
+        layout = self._layouts.get(id(options))
+        if layout is None or layout.options is not options:
+            layout = self._layouts[id(options)] = Layout(options)
+        return layout
+
+    def _prepare(self, options: ModelOptions) -> Op[Layout]:
+        """The model's layout, its tables and indexes created on first use."""
+        layout = self._layout(options)
+        if id(options) not in self._ready:
+            if options.ttl:
+                raise UnsupportedOperation(self.name, "ttl",
+                                           f"{options.model_name}.Meta.ttl is set")
+            (info,) = yield SqlPlan.read(layout.table_info())
+            present = {row[0] for row in info.rows[0]}
+            ddl = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
+                             "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")]
+            if present:
+                ddl += layout.missing_columns(present)
+            ddl += layout.create()
+            yield SqlPlan((tuple(ddl),), write=True)
+            self._ready.add(id(options))
+        return layout
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
+        yield from self._prepare(options)
+        name = self._layout(options).table_name
+        table = quote(SEQUENCES)
+        (reply,) = yield SqlPlan(((
+            Statement(f"INSERT OR IGNORE INTO {table} (name, value) VALUES (?, 0)", (name,)),
+            Statement(f"UPDATE {table} SET value = value + ? WHERE name = ?", (count, name)),
+            Statement(f"SELECT value FROM {table} WHERE name = ?", (name,)),
+        ),), write=True)
+        last = int(reply.rows[2][0][0])
+        return [str(n) for n in range(last - count + 1, last + 1)]
+
+    def write(self, options: ModelOptions,
+              requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        layout = yield from self._prepare(options)
+        requests = list(requests)
+        results: list[WriteResult | None] = [None] * len(requests)
+        auto = {i for i, r in enumerate(requests) if r.kind == "insert" and r.id is None}
+        pending = list(range(len(requests)))
+        # Auto ids come from the sequence first; a value a user already took as an id makes
+        # that insert fail with "exists": it gets the next free value and retries.
+        for _attempt in range(AUTO_ID_ATTEMPTS):
+            missing = [i for i in pending if i in auto]
+            if missing:
+                ids = yield from self.allocate_ids(options, len(missing))
+                for position, new_id in zip(missing, ids, strict=True):
+                    requests[position] = _with_id(requests[position], new_id)
+            groups = tuple(_statements(layout, requests[i]) for i in pending)
+            replies = yield SqlPlan(groups, write=True)
+            retry = []
+            for i, reply in zip(pending, replies, strict=True):
+                result = _result(options, requests[i], reply)
+                if i in auto and isinstance(result.error, DuplicateIdError):
+                    retry.append(i)
+                else:
+                    results[i] = result
+            if not retry:
+                break
+            pending = retry
+        return [r if r is not None else WriteResult(None, None, DuplicateIdError(
+            options.model_name, "<new>")) for r in results]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        if not ids:
+            return []
+        layout = yield from self._prepare(options)
+        keys = list(dict.fromkeys(sortable.id_key(i) for i in ids))
+        statements = []
+        for start in range(0, len(keys), 500):  # stay below SQLite's variable limit
+            chunk = keys[start:start + 500]
+            statements.append(Statement(
+                f"SELECT id_key, version, doc FROM {layout.table} "
+                f"WHERE id_key IN ({', '.join('?' * len(chunk))})", tuple(chunk)))
+        (reply,) = yield SqlPlan.read(*statements)
+        found = {r.id: r for rows in reply.rows for r in _rows(options, rows)}
+        return [found.get(i) for i in ids]
+
+    def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
+        if spec.where == FALSE or spec.limit == 0:
+            return []
+        layout = yield from self._prepare(options)
+        sql, params = compiler.select(layout, spec)
+        (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
+        return _rows(options, reply.rows[0])
+
+    def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
+        if spec.where == FALSE or spec.limit == 0:
+            return 0
+        layout = yield from self._prepare(options)
+        sql, params = compiler.count(layout, spec)
+        (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
+        return int(reply.rows[0][0][0])
+
+    def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
+        if spec.where == FALSE or spec.limit == 0:
+            return False
+        layout = yield from self._prepare(options)
+        sql, params = compiler.exists(layout, spec)
+        (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
+        return bool(reply.rows[0][0][0])
+
+    def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
+        layout = yield from self._prepare(options)
+        sql, params = compiler.select(layout, spec)
+        (reply,) = yield SqlPlan.read(Statement("EXPLAIN QUERY PLAN " + sql, tuple(params)))
+        details = [str(row[3]) for row in reply.rows[0]]
+        names = {quoted[1:-1]: name for name, quoted in layout.index_names.items()}
+        used = tuple(dict.fromkeys(
+            names[word] for line in details for word in line.split() if word in names))
+        # "SCAN t" and "SCAN t USING INDEX i" both read every row (the latter in index
+        # order); only "SEARCH" narrows the rows read
+        scanned = any(line.startswith("SCAN t") for line in details)
+        sorted_by_temp = any("USE TEMP B-TREE FOR ORDER BY" in line for line in details)
+        strategy = "scan" if scanned else "index" if used else "ids"
+        return Explanation(
+            backend=self.name,
+            strategy=strategy,
+            indexes=used,
+            scanned=scanned,
+            server_filter=sql.split(" WHERE ", 1)[1].split(" ORDER BY ")[0],
+            client_filter=None,
+            ordering="server, sorted" if sorted_by_temp else "server, by index walk",
+            details={"sqlite plan": "; ".join(details)},
+        )
+
+    def drop_collection(self, options: ModelOptions) -> Op[int]:
+        layout = yield from self._prepare(options)
+        statements = [Statement(f"SELECT COUNT(*) FROM {layout.table}"),
+                      Statement(f"DELETE FROM {layout.table}")]
+        statements += [Statement(f"DELETE FROM {side}") for side in layout.arrays.values()]
+        statements.append(Statement(f"DELETE FROM {quote(SEQUENCES)} WHERE name = ?",
+                                    (layout.table_name,)))
+        (reply,) = yield SqlPlan((tuple(statements),), write=True)
+        return int(reply.rows[0][0][0])
+
+
+# -- write statements ------------------------------------------------------------------------
+
+
+def _statements(layout: Layout, request: WriteRequest) -> tuple[Statement, ...]:
+    """One request's guards and writes (run in its own SAVEPOINT)."""
+    assert request.id is not None
+    table, key = layout.table, sortable.id_key(request.id)
+    out: list[Statement] = []
+    if request.kind == "delete":
+        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = ?", (key,),
+                             "present", "GONE"))
+        if request.expected_version:
+            out.append(Statement(
+                f"SELECT version FROM {table} WHERE id_key = ? AND version != ?",
+                (key, request.expected_version), "absent", "VERSION"))
+        out.append(Statement(f"DELETE FROM {table} WHERE id_key = ?", (key,)))
+        out += [Statement(f"DELETE FROM {side} WHERE id = ?", (key,))
+                for side in layout.arrays.values()]
+        return tuple(out)
+    assert request.values is not None and request.data is not None
+    values = request.values
+    if request.kind == "insert":
+        out.append(Statement(f"SELECT 1 FROM {table} WHERE id_key = ?", (key,),
+                             "absent", "EXISTS"))
+    else:
+        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = ?", (key,),
+                             "present", "MISSING"))
+        out.append(Statement(
+            f"SELECT version FROM {table} WHERE id_key = ? AND version != ?",
+            (key, request.expected_version), "absent", "VERSION"))
+    out += _unique_guards(layout, key, values)
+    sort_keys = layout.keys(values)
+    columns = list(layout.columns.values())
+    doc = encode_document(request.data)
+    if request.kind == "insert":
+        names = ", ".join(["id_key", "id", "version", "doc", *columns])
+        marks = ", ".join("?" * (4 + len(columns)))
+        out.append(Statement(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                             (key, request.id, 1, doc, *sort_keys)))
+    else:
+        sets = ", ".join(["version = version + 1", "doc = ?", *(f"{c} = ?" for c in columns)])
+        out.append(Statement(f"UPDATE {table} SET {sets} WHERE id_key = ?",
+                             (doc, *sort_keys, key)))
+    for name, side in layout.arrays.items():
+        if request.kind == "update":
+            out.append(Statement(f"DELETE FROM {side} WHERE id = ?", (key,)))
+        for element in layout.element_keys(name, values):
+            out.append(Statement(f"INSERT INTO {side} (id, k) VALUES (?, ?)", (key, element)))
+    out.append(Statement(f"SELECT version FROM {table} WHERE id_key = ?", (key,)))
+    return tuple(out)
+
+
+def _unique_guards(layout: Layout, key: bytes, values: dict[str, Any]) -> list[Statement]:
+    """For each unique index: "no other document has these values" (nulls never conflict)."""
+    options = layout.options
+    out = []
+    for index in options.indexes:
+        if not index.unique or any(values.get(n) is None for n in index.fields):
+            continue
+        label = "UNIQUE:" + index.name
+        first = index.fields[0]
+        if first in layout.arrays:
+            elements = layout.element_keys(first, values)
+            if elements:
+                out.append(Statement(
+                    f"SELECT id FROM {layout.arrays[first]} WHERE id != ? AND k IN "
+                    f"({', '.join('?' * len(elements))}) LIMIT 1",
+                    (key, *elements), "absent", label))
+            continue
+        parts = [f"{layout.columns[n]} = ?" for n in index.fields]
+        params = [options.fields[n].sort_key(values[n]) for n in index.fields]
+        out.append(Statement(
+            f"SELECT id_key FROM {layout.table} WHERE {' AND '.join(parts)} "
+            f"AND {layout.columns[first]} != {NULL_SQL} AND id_key != ? LIMIT 1",
+            (*params, key), "absent", label))
+    return out
+
+
+def _result(options: ModelOptions, request: WriteRequest, reply: GroupReply) -> WriteResult:
+    model, id = options.model_name, request.id
+    status = reply.refused
+    if status is None:
+        if request.kind == "delete":
+            return WriteResult(id, 0)
+        return WriteResult(id, int(reply.rows[-1][0][0]))
+    if status == "GONE":
+        return WriteResult(id, None)  # already gone: nothing to do, nothing refused
+    shown = id if id is not None else "<new>"
+    seen = reply.rows[-1]
+    error: Exception
+    if status == "VERSION":
+        error = VersionConflict(model, shown, request.expected_version, int(seen[0][0]))
+    elif status == "MISSING":
+        error = VersionConflict(model, shown, request.expected_version, None)
+    elif status == "EXISTS":
+        error = DuplicateIdError(model, shown)
+    elif status.startswith("UNIQUE:"):
+        error = UniqueViolation(model, status[len("UNIQUE:"):], shown,
+                                sortable.id_from_key(bytes(seen[0][0])))
+    else:
+        raise AssertionError(f"unexpected guard {status!r}")
+    return WriteResult(id, None, error)
+
+
+def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
+    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _rows(options: ModelOptions, rows: list[tuple[Any, ...]]) -> list[Row]:
+    out = []
+    for key, version, doc in rows:
+        id = sortable.id_from_key(bytes(key))
+        try:
+            data = _DECODER.decode(doc)
+        except ValueError as exc:
+            raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise CorruptDocumentError(options.model_name, id, "not a JSON object")
+        out.append(Row(id, int(version), data))
+    return out

@@ -1,0 +1,107 @@
+"""Run :class:`~.plans.SqlPlan` objects on one sqlite3 connection, blocking or from asyncio.
+
+One sqlite3 connection per QuantumORM connection, guarded by a lock: SQLite serialises
+writers anyway, and one connection keeps an in-memory database (``sqlite://``) shared by
+everything that uses the QuantumORM connection.
+
+The asyncio executor does not talk to SQLite itself: it hands each plan to a dedicated
+single worker thread (a ``ThreadPoolExecutor(max_workers=1)`` owned by the connection), so
+the event loop never blocks on disk I/O, and async plans always run on the same thread.
+That is why ``check_same_thread=False`` is safe here: the connection is only ever used under
+``self._lock``, from the worker thread or from a caller of the blocking API, never by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .plans import GroupReply, SqlPlan, Statement
+
+#: milliseconds a writer waits for another process's lock on a file database
+BUSY_TIMEOUT_MS = 5000
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open the database. ``isolation_level=None``: transactions are ours (BEGIN/COMMIT)."""
+    memory = path == ":memory:"
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                         timeout=BUSY_TIMEOUT_MS / 1000)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not memory:
+        # WAL: readers in other processes do not block the writer, nor it them
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+class SyncSqliteExecutor:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = connect(path)
+
+    def execute(self, plan: SqlPlan) -> list[GroupReply]:
+        with self._lock:
+            db = self._db
+            if db is None:
+                raise sqlite3.ProgrammingError("the SQLite connection is closed")
+            return _run(db, plan)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _run(db: sqlite3.Connection, plan: SqlPlan) -> list[GroupReply]:
+    # BEGIN IMMEDIATE takes the write lock up front: guards read then write, and no other
+    # writer may slip in between (a deferred transaction could fail with SQLITE_BUSY at the
+    # first write instead).
+    db.execute("BEGIN IMMEDIATE" if plan.write else "BEGIN")
+    try:
+        replies = [_group(db, group, plan.write) for group in plan.groups]
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return replies
+
+
+def _group(db: sqlite3.Connection, group: tuple[Statement, ...], write: bool) -> GroupReply:
+    if write:
+        db.execute("SAVEPOINT qorm_request")
+    rows: list[list[tuple[Any, ...]]] = []
+    try:
+        for statement in group:
+            found = db.execute(statement.sql, statement.params).fetchall()
+            rows.append(found)
+            if statement.guard is not None and bool(found) is (statement.guard == "absent"):
+                if write:
+                    db.execute("ROLLBACK TO qorm_request")
+                    db.execute("RELEASE qorm_request")
+                return GroupReply(tuple(rows), statement.label)
+    except BaseException:
+        if write:
+            db.execute("ROLLBACK TO qorm_request")
+            db.execute("RELEASE qorm_request")
+        raise
+    if write:
+        db.execute("RELEASE qorm_request")
+    return GroupReply(tuple(rows))
+
+
+class AsyncSqliteExecutor:
+    """Runs plans of the blocking executor on the connection's single worker thread."""
+
+    def __init__(self, sync: SyncSqliteExecutor, worker: ThreadPoolExecutor) -> None:
+        self._sync, self._worker = sync, worker
+
+    async def execute(self, plan: SqlPlan) -> list[GroupReply]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._sync.execute, plan)

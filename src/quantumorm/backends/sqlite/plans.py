@@ -1,0 +1,49 @@
+"""What the SQLite backend's operations yield: plans of SQL statements, and their replies.
+
+Pure data. A :class:`SqlPlan` is run by an executor in ONE transaction; its statements are
+grouped so that a write call can report each request's outcome separately: every group of a
+write plan runs inside its own SAVEPOINT, and a :class:`Statement` may carry a *guard* (a
+condition on the rows it returns). A failed guard rolls back that group only and reports
+which guard failed, so one refused request never undoes the others.
+
+Statements hold SQL text and parameters separately. Values are always parameters; the SQL
+text is built only from identifiers derived from validated model names (see ``schema``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+#: "absent": the statement must return no row; "present": it must return at least one
+Guard = Literal["absent", "present"]
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: tuple[Any, ...] = ()
+    guard: Guard | None = None
+    #: what the backend is told when the guard fails ("EXISTS", "VERSION", "UNIQUE:name"...)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class SqlPlan:
+    """Groups of statements run in one transaction (``BEGIN IMMEDIATE`` when ``write``)."""
+
+    groups: tuple[tuple[Statement, ...], ...]
+    write: bool = False
+
+    @classmethod
+    def read(cls, *statements: Statement) -> SqlPlan:
+        return cls((tuple(statements),), write=False)
+
+
+@dataclass(frozen=True)
+class GroupReply:
+    """The outcome of one group: the rows of each statement run, or the guard that failed
+    (``refused`` is its label; ``rows[-1]`` holds the rows the failing guard saw)."""
+
+    rows: tuple[list[tuple[Any, ...]], ...]
+    refused: str | None = None

@@ -1,0 +1,126 @@
+"""The SQL layout of one model: table and column names, DDL, and the column values of a write.
+
+One table per collection, named ``<namespace>_<collection>``::
+
+    id_key BLOB PRIMARY KEY   -- sortable.id_key(id): unique, and natural id order
+    id     TEXT NOT NULL      -- the id as given (informative; rows are read by id_key)
+    version INTEGER NOT NULL
+    doc    TEXT NOT NULL      -- the document JSON, encoded exactly as the Redis backend does
+    "k_<db_name>" BLOB NOT NULL  -- per field: field.sort_key(value), or sortable.NULL
+
+Comparing the ``k_`` BLOBs with SQLite's memcmp order IS the project's value order (see
+:mod:`quantumorm.sortable`), so every comparison and ORDER BY in SQL agrees with
+:mod:`quantumorm.query.evaluate` to the byte. Rows are keyed by ``id_key`` rather than the id
+text because ids may contain NUL characters, which SQLite text functions do not handle well;
+``id_key`` is an injective encoding without them.
+
+An array field's ``k_`` column holds the whole-list sort key (``\\x40 ... \\x00``, non-null even
+for ``[]``), which answers exact/ne/isnull; ``contains`` reads the side table
+``<table>__<db_name>`` with one row per distinct element key (none for ``[]`` or null).
+
+Unique indexes are partial (``WHERE k != x'0100'``): a null never conflicts, as in Redis.
+Conflicts are detected by guard statements before writing, which name the index and the
+other document; the UNIQUE index is the safety net.
+
+Schema evolution is a later step: tables are created with CREATE ... IF NOT EXISTS, and a
+column missing from an existing table (a field added since) is added with ALTER TABLE, but
+existing rows then hold NULL there until rewritten (their values are not backfilled).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ... import sortable
+from ...errors import ConfigurationError
+from ...fields.structured import ArrayField
+from ...options import IndexSpec, ModelOptions
+from .plans import Statement
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+NULL_SQL = "x'0100'"  # sortable.NULL as an SQL literal (a constant, not a value)
+assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
+SEQUENCES = "qorm_sequences"
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier (embedded double quotes doubled)."""
+    if "\x00" in name:
+        raise ConfigurationError(f"SQL identifiers cannot contain NUL (got {name!r})")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def encode_document(data: dict[str, Any]) -> str:
+    return _ENCODER.encode(data)
+
+
+class Layout:
+    """Names and DDL of one model, worked out once."""
+
+    def __init__(self, options: ModelOptions) -> None:
+        self.options = options
+        self.table_name = f"{options.namespace}_{options.collection}"
+        self.table = quote(self.table_name)
+        self.columns = {name: quote("k_" + field.db_name)
+                        for name, field in options.fields.items()}
+        self.arrays = {name: quote(f"{self.table_name}__{field.db_name}")
+                       for name, field in options.fields.items()
+                       if isinstance(field, ArrayField)}
+        self.index_names = {index.name: quote(f"{self.table_name}__ix__{index.name}")
+                            for index in options.indexes}
+
+    def column(self, name: str) -> str:
+        """The qualified sort-key column of an attribute (``id`` -> the id key)."""
+        return "t.id_key" if name == "id" else "t." + self.columns[name]
+
+    # -- DDL ---------------------------------------------------------------------------
+
+    def create(self) -> list[Statement]:
+        columns = ", ".join(f"{c} BLOB NOT NULL" for c in self.columns.values())
+        out = [Statement(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (id_key BLOB PRIMARY KEY, "
+            f"id TEXT NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL"
+            + (f", {columns}" if columns else "") + ")")]
+        for side in self.arrays.values():
+            out.append(Statement(f"CREATE TABLE IF NOT EXISTS {side} (id BLOB NOT NULL, "
+                                 "k BLOB NOT NULL, PRIMARY KEY (id, k)) WITHOUT ROWID"))
+        for index in self.options.indexes:
+            out.append(Statement(self._index_ddl(index)))
+        return out
+
+    def _index_ddl(self, index: IndexSpec) -> str:
+        name = self.index_names[index.name]
+        unique = "UNIQUE " if index.unique else ""
+        first = index.fields[0]
+        if first in self.arrays:
+            return f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.arrays[first]} (k)"
+        cols = [self.columns[f] for f in index.fields]
+        where = ""
+        if index.unique:
+            where = " WHERE " + " AND ".join(f"{c} != {NULL_SQL}" for c in cols)
+        return (f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.table} "
+                f"({', '.join(cols)}){where}")
+
+    def table_info(self) -> Statement:
+        return Statement("SELECT name FROM pragma_table_info(?)", (self.table_name,))
+
+    def missing_columns(self, present: set[str]) -> list[Statement]:
+        """ALTER TABLE for sort-key columns a table created by an older model lacks."""
+        return [Statement(f"ALTER TABLE {self.table} ADD COLUMN {col} BLOB")
+                for col in self.columns.values() if col[1:-1].replace('""', '"') not in present]
+
+    # -- values of a write -------------------------------------------------------------
+
+    def keys(self, values: dict[str, Any]) -> list[bytes]:
+        """The ``k_`` column values, in column order."""
+        out = []
+        for name, field in self.options.fields.items():
+            value = values.get(name)
+            out.append(sortable.NULL if value is None else field.sort_key(value))
+        return out
+
+    def element_keys(self, name: str, values: dict[str, Any]) -> list[bytes]:
+        value = values.get(name)
+        field = self.options.fields[name]
+        return [] if value is None else field.index_keys(value)

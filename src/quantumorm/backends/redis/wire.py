@@ -22,19 +22,18 @@ def pack(items: Sequence[bytes]) -> bytes:
         out = [b"\xdc" + struct.pack(">H", count)]
     else:
         out = [b"\xdd" + struct.pack(">I", count)]
-    append, fixstr = out.append, _FIXSTR
-    for item in items:
-        size = len(item)
-        if size < 32:
-            append(fixstr[size])
-        elif size < 256:
-            append(b"\xd9" + bytes([size]))
-        elif size < 65536:
-            append(b"\xda" + struct.pack(">H", size))
-        else:
-            append(b"\xdb" + struct.pack(">I", size))
-        append(item)
+    fixstr = _FIXSTR
+    out += [fixstr[len(item)] + item if len(item) < 32 else _header(len(item)) + item
+            for item in items]
     return b"".join(out)
+
+
+def _header(size: int) -> bytes:
+    if size < 256:
+        return b"\xd9" + bytes([size])
+    if size < 65536:
+        return b"\xda" + struct.pack(">H", size)
+    return b"\xdb" + struct.pack(">I", size)
 
 
 def unpack(data: bytes) -> list[bytes]:

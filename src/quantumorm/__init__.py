@@ -3,7 +3,9 @@
 Public API; everything not listed in ``__all__`` is private and may change.
 """
 
-from .backends import available_backends, register_backend
+from .backends import available_backends, backend_capabilities, register_backend
+from .backends.base import Capabilities
+from .backends.matrix import CapabilityMatrix, capabilities
 from .connection import Connection, aclose_all, close_all, create_connection, get_connection
 from .document import Document
 from .errors import (
@@ -60,6 +62,8 @@ __all__ = [
     "BackendTimeoutError",
     "BooleanField",
     "BulkWriteError",
+    "Capabilities",
+    "CapabilityMatrix",
     "ConfigurationError",
     "Connection",
     "ConnectionNotFound",
@@ -97,6 +101,8 @@ __all__ = [
     "WrongTypeError",
     "aclose_all",
     "available_backends",
+    "backend_capabilities",
+    "capabilities",
     "close_all",
     "create_connection",
     "get_connection",

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends import opener
 from .engine import drive
-from .errors import ConfigurationError, ConnectionNotFound
+from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
 
 if TYPE_CHECKING:
+    from .backends.base import Capabilities
     from .document import Document
+    from .options import ModelOptions
 
 T = TypeVar("T")
 
@@ -111,7 +113,8 @@ def get_connection(name: str | None = None, backend: str = "redis") -> Connectio
 
 
 def connection_for(model: type[Document], connection: Connection | None = None) -> Connection:
-    """The connection a model runs on (``connection`` if given), checked against its backend."""
+    """The connection a model runs on (``connection`` if given), checked against its backend:
+    the kind must match and the backend must support what the model declares."""
     options = model._meta
     if connection is None:
         connection = get_connection(options.connection, options.backend)
@@ -120,7 +123,23 @@ def connection_for(model: type[Document], connection: Connection | None = None) 
             f"{options.model_name} uses backend {options.backend!r} but connection "
             f"{connection.name!r} is a {connection.kind!r} connection"
         )
+    if (id(options), connection.kind) not in _checked:
+        _check_model(options, connection.kind, connection.backend.capabilities)
+        _checked.add((id(options), connection.kind))
     return connection
+
+
+_checked: set[tuple[int, str]] = set()
+
+
+def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -> None:
+    if options.partitions > 1 and not capabilities.partitions:
+        raise UnsupportedOperation(kind, "partitions",
+                                   f"{options.model_name} declares partitions = "
+                                   f"{options.partitions}")
+    if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
+        raise UnsupportedOperation(kind, "unique indexes",
+                                   f"{options.model_name} declares a unique index")
 
 
 def _forget_all() -> list[Connection]:

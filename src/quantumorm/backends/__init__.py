@@ -8,6 +8,9 @@ Third parties register their own::
 The target is ``"module:callable"`` (imported lazily) or a callable; it receives the URL and
 the connection options and returns an object with ``backend``, ``sync_executor()``,
 ``async_executor()``, ``close()`` and ``aclose()`` (see :mod:`quantumorm.backends.base`).
+What a backend supports is data: a :class:`~quantumorm.backends.base.Capabilities`, given
+to ``register_backend(..., capabilities=...)`` or exported as ``CAPABILITIES`` by the
+target's module. :func:`backend_capabilities` reads it without opening a connection.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigurationError
+from .base import Capabilities
 
 Opener = Callable[..., Any]
 _registry: dict[str, str | Opener] = {
@@ -25,10 +29,38 @@ _registry: dict[str, str | Opener] = {
 }
 
 
-def register_backend(name: str, target: str | Opener) -> None:
+_capabilities: dict[str, Capabilities] = {}
+
+
+def register_backend(name: str, target: str | Opener,
+                     capabilities: Capabilities | None = None) -> None:
+    """Register (or replace) a backend under ``name``; see the module docstring."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"a backend name is a non-empty string (got {name!r})")
+    if not (callable(target) or (isinstance(target, str) and ":" in target)):
+        raise ConfigurationError(f"a backend target is 'module:callable' or a callable "
+                                 f"(got {target!r})")
+    if capabilities is not None and not isinstance(capabilities, Capabilities):
+        raise ConfigurationError(f"capabilities must be a Capabilities (got {capabilities!r})")
     _registry[name] = target
+    _capabilities.pop(name, None)
+    if capabilities is not None:
+        _capabilities[name] = capabilities
+
+
+def backend_capabilities(name: str) -> Capabilities:
+    """What the backend called ``name`` supports (imports it if needed; opens nothing)."""
+    found = _capabilities.get(name)
+    if found is not None:
+        return found
+    target = opener(name)
+    module = importlib.import_module(target.__module__)
+    found = getattr(module, "CAPABILITIES", None) or getattr(target, "capabilities", None)
+    if not isinstance(found, Capabilities):
+        raise ConfigurationError(f"backend {name!r} declares no capabilities (export "
+                                 "CAPABILITIES or pass capabilities= to register_backend)")
+    _capabilities[name] = found
+    return found
 
 
 def available_backends() -> list[str]:

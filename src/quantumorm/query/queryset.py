@@ -18,11 +18,12 @@ from .. import sortable
 from ..engine import ops
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
-from ..errors import QueryError, UnknownFieldError, ValidationError
+from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
 from ..fields.base import MISSING
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id
-from .nodes import ID, TRUE, Node, Ordering, QuerySpec, conjoin, negate
+from .lookups import Lookup
+from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
 
 if TYPE_CHECKING:
     from ..backends.base import Backend, Explanation, Row
@@ -197,8 +198,15 @@ class QuerySet(Generic[D]):
         from ..connection import connection_for, get_connection
 
         if self._using is None:
-            return connection_for(self.model)
-        return connection_for(self.model, get_connection(self._using))
+            connection = connection_for(self.model)
+        else:
+            connection = connection_for(self.model, get_connection(self._using))
+        supported = connection.backend.capabilities.lookups
+        missing = _lookups(self._where) - supported
+        if missing:
+            raise UnsupportedOperation(connection.kind, "lookup " + ", ".join(
+                sorted(repr(lookup.value) for lookup in missing)))
+        return connection
 
     # -- cursors ---------------------------------------------------------------------------
 
@@ -426,6 +434,14 @@ class QuerySet(Generic[D]):
         if not cleaned:
             raise QueryError("update() needs at least one field")
         return cleaned
+
+
+def _lookups(node: Node) -> set[Lookup]:
+    if isinstance(node, Condition):
+        return {node.lookup}
+    if isinstance(node, Not):
+        return _lookups(node.child)
+    return set().union(*(_lookups(child) for child in node.children))
 
 
 def _first_op(qs: QuerySet[D], backend: Backend) -> Op[D | None]:

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from ...errors import ConfigurationError
-from .backend import RedisBackend
+from .backend import CAPABILITIES, RedisBackend
 from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
@@ -66,4 +66,4 @@ def open_connection(url: str, **options: Any) -> RedisConnection:
     return RedisConnection(url, **options)
 
 
-__all__ = ["RedisBackend", "RedisConnection", "open_connection"]
+__all__ = ["CAPABILITIES", "RedisBackend", "RedisConnection", "open_connection"]

@@ -313,3 +313,77 @@ def test_drop_collection(sdb: Any) -> None:
     backend = sdb.backend
     assert drive.run(backend.drop_collection(Person._meta), sdb.store.sync_executor()) == 4
     assert Person.objects.count_sync() == 0
+
+
+def test_added_field_gets_a_column_and_reads_as_null(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/evolve.db"
+
+    def model(with_rank: bool) -> Any:
+        attrs: dict[str, Any] = {
+            "name": StringField(indexed=True),
+            "Meta": type("Meta", (), {"backend": "sqlite", "collection": "evolving"}),
+        }
+        if with_rank:
+            attrs["rank"] = IntField(indexed=True)
+        return type("Evolving", (Document,), attrs)
+
+    old, new = model(False), model(True)
+    quantumorm.create_connection(backend="sqlite", url=url, name="e1")
+    try:
+        old(id="a", name="x").save_sync()
+    finally:
+        quantumorm.close_all()
+    c = quantumorm.create_connection(backend="sqlite", url=url, name="e2")
+
+    async def together() -> list[int]:
+        # both look at the table before either alters it: one ALTER fails, and retries
+        return list(await asyncio.gather(*(c.arun(lambda b: b.count(
+            new._meta, new.objects.spec)) for _ in range(3))))
+
+    try:
+        assert asyncio.run(together()) == [1, 1, 1]
+        new(id="b", name="y", rank=3).save_sync()
+        assert [d.id for d in new.objects.filter(rank__isnull=True).all_sync()] == ["a"]
+        assert [d.id for d in new.objects.filter(rank__ne=3).all_sync()] == ["a"]
+        assert [d.id for d in new.objects.order_by("-rank").all_sync()] == ["b", "a"]
+    finally:
+        quantumorm.close_all()
+
+
+class Badge(Document):
+    codes = ArrayField(StringField(), unique=True)
+
+    class Meta:
+        backend = "sqlite"
+
+
+def test_unique_array_elements(sdb: Any) -> None:
+    Badge(id="1", codes=["a", "b", "b"]).save_sync()
+    Badge(id="2", codes=[]).save_sync()
+    Badge(id="3", codes=None).save_sync()
+    with pytest.raises(UniqueViolation) as info:
+        Badge(id="4", codes=["c", "b"]).save_sync()
+    assert info.value.other_id == "1"  # type: ignore[attr-defined]
+    one = Badge.objects.get_sync(id="1")
+    one.codes = ["b", "z"]
+    one.save_sync()  # its own elements never conflict
+    Badge(id="5", codes=["a"]).save_sync()  # freed by the update
+
+
+def test_document_size_limit_and_closed_connection(tmp_path: Path) -> None:
+    from quantumorm.errors import BackendError, DocumentTooLargeError
+
+    c = quantumorm.create_connection(backend="sqlite", url="sqlite://", name="small",
+                                     max_document_bytes=200)
+    try:
+        Person(id="ok", name="x").save_sync()
+        with pytest.raises(DocumentTooLargeError):
+            Person(id="big", name="x" * 300).save_sync()
+        assert Person.objects.get_many_sync(["big"]) == [None]
+    finally:
+        quantumorm.close_all()
+    with pytest.raises(BackendError):
+        c.run(lambda backend: backend.count(Person._meta, Person.objects.spec))
+    with pytest.raises(ConfigurationError):
+        quantumorm.create_connection(backend="sqlite", url="sqlite://", name="bad",
+                                     max_document_bytes=0)

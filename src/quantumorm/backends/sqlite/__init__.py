@@ -17,18 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...errors import ConfigurationError
-from .backend import SqliteBackend
+from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
 from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
 
 URL_PREFIX = "sqlite://"
+# CAPABILITIES (in __all__) is what the backend registry reads without opening anything
 
 
 class SqliteConnection:
     """An open SQLite database: the backend, a blocking executor and an asyncio executor."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.path = path
-        self.backend = SqliteBackend()
+        self.backend = SqliteBackend(max_document_bytes)
         self._sync = SyncSqliteExecutor(path)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qorm-sqlite")
         self._async = AsyncSqliteExecutor(self._sync, self._worker)
@@ -62,9 +63,13 @@ def path_of(url: str) -> str:
 
 
 def open_connection(url: str, **options: Any) -> SqliteConnection:
+    """Options: ``max_document_bytes`` (default 16 MiB; larger documents are refused)."""
+    limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
     if options:
         raise ConfigurationError(f"unknown SQLite connection option(s): {sorted(options)}")
-    return SqliteConnection(path_of(url))
+    return SqliteConnection(path_of(url), limit)
 
 
-__all__ = ["SqliteBackend", "SqliteConnection", "open_connection"]
+__all__ = ["CAPABILITIES", "SqliteBackend", "SqliteConnection", "open_connection"]

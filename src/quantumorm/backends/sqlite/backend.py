@@ -18,7 +18,9 @@ from typing import Any
 from ... import sortable
 from ...engine.drive import Op
 from ...errors import (
+    BackendError,
     CorruptDocumentError,
+    DocumentTooLargeError,
     DuplicateIdError,
     UniqueViolation,
     UnsupportedOperation,
@@ -32,6 +34,8 @@ from . import compiler
 from .plans import GroupReply, SqlPlan, Statement
 from .schema import NULL_SQL, SEQUENCES, Layout, encode_document, quote
 
+#: documents above this size are refused before anything is written (as with Redis)
+DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken
 AUTO_ID_ATTEMPTS = 5
 
@@ -55,7 +59,8 @@ class SqliteBackend:
     name = "sqlite"
     capabilities = CAPABILITIES
 
-    def __init__(self) -> None:
+    def __init__(self, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+        self.max_document_bytes = max_document_bytes
         # one backend per connection object, so "created" means "in this database"
         self._layouts: dict[int, Layout] = {}
         self._ready: set[int] = set()
@@ -75,12 +80,22 @@ class SqliteBackend:
                                            f"{options.model_name}.Meta.ttl is set")
             (info,) = yield SqlPlan.read(layout.table_info())
             present = {row[0] for row in info.rows[0]}
-            ddl = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
+            ddl: list[Statement] = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
                              "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")]
             if present:
                 ddl += layout.missing_columns(present)
             ddl += layout.create()
-            yield SqlPlan((tuple(ddl),), write=True)
+            try:
+                yield SqlPlan((tuple(ddl),), write=True)
+            except BackendError as exc:
+                # another operation (or process) added the column since we looked: the
+                # whole DDL transaction rolled back, so look again once
+                if "duplicate column" not in str(exc):
+                    raise
+                (info,) = yield SqlPlan.read(layout.table_info())
+                present = {row[0] for row in info.rows[0]}
+                yield SqlPlan(((*layout.missing_columns(present), *layout.create()),),
+                              write=True)
             self._ready.add(id(options))
         return layout
 
@@ -113,7 +128,8 @@ class SqliteBackend:
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
                     requests[position] = _with_id(requests[position], new_id)
-            groups = tuple(_statements(layout, requests[i]) for i in pending)
+            groups = tuple(_statements(layout, requests[i], self.max_document_bytes)
+                           for i in pending)
             replies = yield SqlPlan(groups, write=True)
             retry = []
             for i, reply in zip(pending, replies, strict=True):
@@ -207,7 +223,8 @@ class SqliteBackend:
 # -- write statements ------------------------------------------------------------------------
 
 
-def _statements(layout: Layout, request: WriteRequest) -> tuple[Statement, ...]:
+def _statements(layout: Layout, request: WriteRequest,
+                max_document_bytes: int) -> tuple[Statement, ...]:
     """One request's guards and writes (run in its own SAVEPOINT)."""
     assert request.id is not None
     table, key = layout.table, sortable.id_key(request.id)
@@ -238,6 +255,10 @@ def _statements(layout: Layout, request: WriteRequest) -> tuple[Statement, ...]:
     sort_keys = layout.keys(values)
     columns = list(layout.columns.values())
     doc = encode_document(request.data)
+    size = len(doc.encode())
+    if size > max_document_bytes:
+        raise DocumentTooLargeError(layout.options.model_name, request.id, size,
+                                    max_document_bytes)
     if request.kind == "insert":
         names = ", ".join(["id_key", "id", "version", "doc", *columns])
         marks = ", ".join("?" * (4 + len(columns)))

@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...errors import BackendError, BackendTimeoutError
 from .plans import GroupReply, SqlPlan, Statement
 
 #: milliseconds a writer waits for another process's lock on a file database
@@ -49,8 +50,16 @@ class SyncSqliteExecutor:
         with self._lock:
             db = self._db
             if db is None:
-                raise sqlite3.ProgrammingError("the SQLite connection is closed")
-            return _run(db, plan)
+                raise BackendError("the SQLite connection is closed")
+            try:
+                return _run(db, plan)
+            except sqlite3.OperationalError as exc:
+                # the project's error types, the driver's error as the cause (like Redis)
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise BackendTimeoutError(f"SQLite: {exc}") from exc
+                raise BackendError(f"SQLite: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

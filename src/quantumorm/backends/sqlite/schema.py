@@ -22,9 +22,12 @@ Unique indexes are partial (``WHERE k != x'0100'``): a null never conflicts, as 
 Conflicts are detected by guard statements before writing, which name the index and the
 other document; the UNIQUE index is the safety net.
 
-Schema evolution is a later step: tables are created with CREATE ... IF NOT EXISTS, and a
-column missing from an existing table (a field added since) is added with ALTER TABLE, but
-existing rows then hold NULL there until rewritten (their values are not backfilled).
+Schema evolution is a later step. What exists: tables and indexes are created with
+CREATE ... IF NOT EXISTS, and a sort-key column missing from an existing table (a field added
+to the model since) is added with ALTER TABLE ... DEFAULT x'0100' (null), which is right for
+documents written before the field existed. What does not: a field whose type or storage
+changed keeps its old sort keys until each document is rewritten, dropped fields keep their
+columns, and indexes dropped from the model stay in the database.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ class Layout:
 
     def missing_columns(self, present: set[str]) -> list[Statement]:
         """ALTER TABLE for sort-key columns a table created by an older model lacks."""
-        return [Statement(f"ALTER TABLE {self.table} ADD COLUMN {col} BLOB")
+        return [Statement(f"ALTER TABLE {self.table} ADD COLUMN {col} BLOB NOT NULL "
+                          f"DEFAULT {NULL_SQL}")
                 for col in self.columns.values() if col[1:-1].replace('""', '"') not in present]
 
     # -- values of a write -------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""The contract suite's models, declared once and built for every backend, and its helpers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    Document,
+    FloatField,
+    IntField,
+    JSONField,
+    StringField,
+    UUIDField,
+)
+
+
+def _declare(backend: str) -> SimpleNamespace:
+    class Meta:
+        pass
+
+    def meta(**options: Any) -> type:
+        return type("Meta", (), {"backend": backend, "namespace": "contract", **options})
+
+    class Item(Document):
+        s = StringField(indexed=True)
+        n = IntField(indexed=True)
+        f = FloatField(indexed=True)
+        b = BooleanField(indexed=True)
+        t = DateTimeField(indexed=True)
+        d = DecimalField(indexed=True)
+        u = UUIDField(indexed=True)
+        tags = ArrayField(StringField(), indexed=True)
+        j = JSONField()
+        note = StringField()  # unindexed: answered by a scan on Redis
+        Meta = meta(collection="items", indexes=[("s", "n")])
+
+    class Account(Document):
+        email = StringField(required=True, unique=True, max_length=40)
+        age = IntField(min_value=0, indexed=True)
+        Meta = meta(collection="accounts")
+
+    del Meta
+    return SimpleNamespace(Item=Item, Account=Account)
+
+
+MODELS = {backend: _declare(backend) for backend in ("redis", "sqlite")}
+
+
+async def run(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
+    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode."""
+    if mode == "sync":
+        return getattr(obj, f"{name}_sync")(*args, **kwargs)
+    return await getattr(obj, name)(*args, **kwargs)

@@ -19,8 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import quantumorm
-from quantumorm import ArrayField, BooleanField, DateTimeField, DecimalField, Document
-from quantumorm import FloatField, IntField, Q, StringField
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    Document,
+    FloatField,
+    IntField,
+    Q,
+    StringField,
+)
 
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -387,3 +387,18 @@ def test_document_size_limit_and_closed_connection(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         quantumorm.create_connection(backend="sqlite", url="sqlite://", name="bad",
                                      max_document_bytes=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_long_in_lists(sdb: Any, mode: str) -> None:
+    """Lists beyond any SQLite parameter limit travel as one packed parameter."""
+    await call(Person.objects, "bulk_create", mode,
+               [Person(id=str(i), age=None if i % 10 == 0 else i) for i in range(100)])
+    wanted = [*range(1, 300_000, 2), None]
+    assert await call(Person.objects.filter(age__in=wanted), "count", mode) == 60
+    assert ids_of(await call(Person.objects.filter(age__nin=wanted).order_by("-age"),
+                             "all", mode))[:3] == ["98", "96", "94"]
+    ids = [str(i) for i in range(50, 300_000)]
+    assert await call(Person.objects.filter(id__in=ids), "count", mode) == 50
+    assert await call(Person.objects.exclude(id__in=ids), "count", mode) == 50
+    assert len(await call(Person.objects, "get_many", mode, ids)) == len(ids)

@@ -24,9 +24,12 @@ from ...fields.structured import ArrayField
 from ...query import evaluate
 from ...query.lookups import Lookup
 from ...query.nodes import ID, And, Condition, Node, Not, Or, QuerySpec
+from .executor import MEMBER_FUNCTION
 from .schema import NULL_SQL, Layout
 
 Sql = tuple[str, list[Any]]
+#: IN lists longer than this are one packed parameter tested by a registered function
+LONG_LIST = 500
 _RANGE = {Lookup.GT: ">", Lookup.GTE: ">=", Lookup.LT: "<", Lookup.LTE: "<="}
 
 
@@ -92,6 +95,10 @@ def _equality(column: str, lookup: Lookup, value: Any, key: Any, params: list[An
     keys = list(dict.fromkeys(key(v) for v in value))
     if not keys:
         return "0" if lookup is Lookup.IN else "1"
+    if len(keys) > LONG_LIST:
+        params.append(sortable.pack_list(keys))
+        test = f"{MEMBER_FUNCTION}({column}, ?)"
+        return f"({test})" if lookup is Lookup.IN else f"(NOT {test})"
     params += keys
     marks = ", ".join("?" * len(keys))
     return f"({column} {'IN' if lookup is Lookup.IN else 'NOT IN'} ({marks}))"

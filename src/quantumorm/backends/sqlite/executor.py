@@ -15,11 +15,13 @@ threads at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ... import sortable
 from ...errors import BackendError, BackendTimeoutError
 from .plans import GroupReply, SqlPlan, Statement
 
@@ -33,11 +35,27 @@ def connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                          timeout=BUSY_TIMEOUT_MS / 1000)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.create_function(MEMBER_FUNCTION, 2, _member, deterministic=True)
     if not memory:
         # WAL: readers in other processes do not block the writer, nor it them
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+#: ``qorm_member(k, packed)``: whether BLOB ``k`` is one of a :func:`sortable.pack_list` list.
+#: Long IN lists use it with ONE parameter, as SQLite caps the number of parameters of a
+#: statement (999 in old builds, 32766 or 250000 in newer ones).
+MEMBER_FUNCTION = "qorm_member"
+
+
+@functools.lru_cache(maxsize=8)
+def _members(packed: bytes) -> frozenset[bytes]:
+    return frozenset(sortable.unpack_list(packed))
+
+
+def _member(key: bytes | None, packed: bytes) -> int:
+    return int(key is not None and bytes(key) in _members(bytes(packed)))
 
 
 class SyncSqliteExecutor:

@@ -402,3 +402,45 @@ async def test_long_in_lists(sdb: Any, mode: str) -> None:
     assert await call(Person.objects.filter(id__in=ids), "count", mode) == 50
     assert await call(Person.objects.exclude(id__in=ids), "count", mode) == 50
     assert len(await call(Person.objects, "get_many", mode, ids)) == len(ids)
+
+
+
+def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
+    """Writers on separate sqlite3 connections (as separate processes would be): every
+    increment is a read then a compare-and-set save; none is lost."""
+    import threading
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    names = ["w1", "w2", "w3"]
+    models = {}
+    for name in names:
+        quantumorm.create_connection(backend="sqlite", url=url, name=name)
+        meta = type("Meta", (), {"backend": "sqlite", "collection": "counters",
+                                 "connection": name})
+        models[name] = type(f"Counter_{name}", (Document,),
+                            {"value": IntField(), "Meta": meta})
+    conflicts: list[str] = []
+
+    def work(name: str) -> None:
+        model = models[name]
+        for _ in range(30):
+            while True:
+                doc = model.objects.get_sync(id="c")
+                doc.value += 1
+                try:
+                    doc.save_sync()
+                    break
+                except VersionConflict:
+                    conflicts.append(name)
+
+    try:
+        models["w1"](id="c", value=0).save_sync()
+        threads = [threading.Thread(target=work, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = models["w2"].objects.get_sync(id="c")
+        assert (final.value, final.version) == (90, 91)
+    finally:
+        quantumorm.close_all()

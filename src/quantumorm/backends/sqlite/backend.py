@@ -61,9 +61,9 @@ class SqliteBackend:
 
     def __init__(self, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.max_document_bytes = max_document_bytes
-        # one backend per connection object, so "created" means "in this database"
+        # one backend per connection object, so a layout's ``ready`` means "its tables exist
+        # in this database"; a layout holds its options, so their id() is never reused here
         self._layouts: dict[int, Layout] = {}
-        self._ready: set[int] = set()
 
     def _layout(self, options: ModelOptions) -> Layout:
         layout = self._layouts.get(id(options))
@@ -74,7 +74,7 @@ class SqliteBackend:
     def _prepare(self, options: ModelOptions) -> Op[Layout]:
         """The model's layout, its tables and indexes created on first use."""
         layout = self._layout(options)
-        if id(options) not in self._ready:
+        if not layout.ready:
             if options.ttl:
                 raise UnsupportedOperation(self.name, "ttl",
                                            f"{options.model_name}.Meta.ttl is set")
@@ -96,7 +96,7 @@ class SqliteBackend:
                 present = {row[0] for row in info.rows[0]}
                 yield SqlPlan(((*layout.missing_columns(present), *layout.create()),),
                               write=True)
-            self._ready.add(id(options))
+            layout.ready = True
         return layout
 
     # -- writes ----------------------------------------------------------------------------

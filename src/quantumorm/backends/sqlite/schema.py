@@ -63,6 +63,7 @@ class Layout:
 
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
+        self.ready = False  # set by the backend once the tables exist
         self.table_name = f"{options.namespace}_{options.collection}"
         self.table = quote(self.table_name)
         self.columns = {name: quote("k_" + field.db_name)

@@ -444,3 +444,18 @@ def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
         assert (final.value, final.version) == (90, 91)
     finally:
         quantumorm.close_all()
+
+
+def test_names_differing_in_case_stay_apart(sdb: Any) -> None:
+    """Redis keys are case-sensitive; SQLite identifiers are not: names are folded."""
+    def model(collection: str) -> Any:
+        return type(f"M_{collection}", (Document,), {
+            "name": StringField(indexed=True), "Name": StringField(indexed=True),
+            "Meta": type("Meta", (), {"backend": "sqlite", "collection": collection})})
+
+    upper, lower = model("Users"), model("users")
+    upper(id="1", name="a", Name="B").save_sync()
+    lower(id="1", name="c", Name="D").save_sync()
+    assert [d.Name for d in upper.objects.filter(name="a").all_sync()] == ["B"]
+    assert [d.name for d in lower.objects.filter(Name="D").all_sync()] == ["c"]
+    assert upper.objects.filter(Name="a").count_sync() == 0

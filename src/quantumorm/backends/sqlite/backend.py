@@ -203,7 +203,7 @@ class SqliteBackend:
             strategy=strategy,
             indexes=used,
             scanned=scanned,
-            server_filter=sql.split(" WHERE ", 1)[1].split(" ORDER BY ")[0],
+            server_filter=compiler.where(layout, spec.where)[0],
             client_filter=None,
             ordering="server, sorted" if sorted_by_temp else "server, by index walk",
             details={"sqlite plan": "; ".join(details)},

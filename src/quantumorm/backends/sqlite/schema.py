@@ -1,6 +1,7 @@
 """The SQL layout of one model: table and column names, DDL, and the column values of a write.
 
-One table per collection, named ``<namespace>_<collection>``::
+One table per collection, named ``<namespace>_<collection>`` (see :func:`fold` for names
+with capitals)::
 
     id_key BLOB PRIMARY KEY   -- sortable.id_key(id): unique, and natural id order
     id     TEXT NOT NULL      -- the id as given (informative; rows are read by id_key)
@@ -47,6 +48,18 @@ assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
 SEQUENCES = "qorm_sequences"
 
 
+def fold(name: str) -> str:
+    """``name`` made safe for SQLite's ASCII case-insensitive identifiers, injectively.
+
+    Redis keys are case-sensitive, so collections ``Users`` and ``users`` (or fields ``Name``
+    and ``name``) are distinct there; SQLite would take them for one table (column). An
+    uppercase ASCII letter becomes ``^`` + its lowercase form and ``^`` becomes ``^^``, so
+    lowercase names (the default collection is the lowercased model name) are unchanged.
+    """
+    return "".join("^" + c.lower() if "A" <= c <= "Z" else "^^" if c == "^" else c
+                   for c in name)
+
+
 def quote(name: str) -> str:
     """A quoted SQL identifier (embedded double quotes doubled)."""
     if "\x00" in name:
@@ -64,14 +77,14 @@ class Layout:
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
         self.ready = False  # set by the backend once the tables exist
-        self.table_name = f"{options.namespace}_{options.collection}"
+        self.table_name = fold(f"{options.namespace}_{options.collection}")
         self.table = quote(self.table_name)
-        self.columns = {name: quote("k_" + field.db_name)
+        self.columns = {name: quote("k_" + fold(field.db_name))
                         for name, field in options.fields.items()}
-        self.arrays = {name: quote(f"{self.table_name}__{field.db_name}")
+        self.arrays = {name: quote(f"{self.table_name}__{fold(field.db_name)}")
                        for name, field in options.fields.items()
                        if isinstance(field, ArrayField)}
-        self.index_names = {index.name: quote(f"{self.table_name}__ix__{index.name}")
+        self.index_names = {index.name: quote(f"{self.table_name}__ix__{fold(index.name)}")
                             for index in options.indexes}
 
     def column(self, name: str) -> str:

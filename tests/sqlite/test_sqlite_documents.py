@@ -459,3 +459,21 @@ def test_names_differing_in_case_stay_apart(sdb: Any) -> None:
     assert [d.Name for d in upper.objects.filter(name="a").all_sync()] == ["B"]
     assert [d.name for d in lower.objects.filter(Name="D").all_sync()] == ["c"]
     assert upper.objects.filter(Name="a").count_sync() == 0
+
+
+def test_collections_named_like_internal_tables(sdb: Any) -> None:
+    """No collection's table can be another's side table, index or the sequence table."""
+    def model(collection: str, **fields: Any) -> Any:
+        return type(f"M_{collection}", (Document,), {
+            **fields, "Meta": type("Meta", (), {"backend": "sqlite", "collection": collection})})
+
+    owner = model("box", tags=ArrayField(StringField(), indexed=True))
+    side_like = model("box__tags", n=IntField(indexed=True))
+    sequences = model("sequences", n=IntField())
+    owner(tags=["a"]).save_sync()
+    side_like(n=1).save_sync()
+    sequences(n=2).save_sync()
+    sequences(n=3).save_sync()
+    assert [d.id for d in owner.objects.filter(tags__contains="a").all_sync()] == ["1"]
+    assert [d.n for d in side_like.objects.all_sync()] == [1]
+    assert [(d.id, d.n) for d in sequences.objects.all_sync()] == [("1", 2), ("2", 3)]

@@ -17,7 +17,7 @@ text because ids may contain NUL characters, which SQLite text functions do not 
 
 An array field's ``k_`` column holds the whole-list sort key (``\\x40 ... \\x00``, non-null even
 for ``[]``), which answers exact/ne/isnull; ``contains`` reads the side table
-``<table>__<db_name>`` with one row per distinct element key (none for ``[]`` or null).
+``<table>#<db_name>`` with one row per distinct element key (none for ``[]`` or null).
 
 Unique indexes are partial (``WHERE k != x'0100'``): a null never conflicts, as in Redis.
 Conflicts are detected by guard statements before writing, which name the index and the
@@ -45,7 +45,9 @@ from .plans import Statement
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 NULL_SQL = "x'0100'"  # sortable.NULL as an SQL literal (a constant, not a value)
 assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
-SEQUENCES = "qorm_sequences"
+#: the auto-id counters, one row per collection. Collection tables are named from
+#: [A-Za-z0-9_.^-] only, so a name with "#" or "!" never collides with one of them.
+SEQUENCES = "qorm#sequences"
 
 
 def fold(name: str) -> str:
@@ -81,10 +83,12 @@ class Layout:
         self.table = quote(self.table_name)
         self.columns = {name: quote("k_" + fold(field.db_name))
                         for name, field in options.fields.items()}
-        self.arrays = {name: quote(f"{self.table_name}__{fold(field.db_name)}")
+        # side tables "<table>#<field>" and indexes "<table>!<index>": the separators cannot
+        # occur in a table name, so no collection's table or index can take these names
+        self.arrays = {name: quote(f"{self.table_name}#{fold(field.db_name)}")
                        for name, field in options.fields.items()
                        if isinstance(field, ArrayField)}
-        self.index_names = {index.name: quote(f"{self.table_name}__ix__{fold(index.name)}")
+        self.index_names = {index.name: quote(f"{self.table_name}!{fold(index.name)}")
                             for index in options.indexes}
 
     def column(self, name: str) -> str:

@@ -420,18 +420,21 @@ def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
         models[name] = type(f"Counter_{name}", (Document,),
                             {"value": IntField(), "Meta": meta})
     conflicts: list[str] = []
+    together = threading.Barrier(len(names))
 
     def work(name: str) -> None:
         model = models[name]
         for _ in range(30):
+            doc = model.objects.get_sync(id="c")
+            together.wait()  # all three hold the same version: two of them must conflict
             while True:
-                doc = model.objects.get_sync(id="c")
                 doc.value += 1
                 try:
                     doc.save_sync()
                     break
                 except VersionConflict:
                     conflicts.append(name)
+                    doc = model.objects.get_sync(id="c")
 
     try:
         models["w1"](id="c", value=0).save_sync()
@@ -442,6 +445,7 @@ def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
             t.join()
         final = models["w2"].objects.get_sync(id="c")
         assert (final.value, final.version) == (90, 91)
+        assert len(conflicts) >= 60
     finally:
         quantumorm.close_all()
 

@@ -13,6 +13,7 @@ owned by the connection (see :mod:`.executor` for why that is safe and keeps the
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +34,7 @@ class SqliteConnection:
         self._sync = SyncSqliteExecutor(path)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qorm-sqlite")
         self._async = AsyncSqliteExecutor(self._sync, self._worker)
+        self._closed = False
 
     def sync_executor(self) -> SyncSqliteExecutor:
         return self._sync
@@ -41,11 +43,19 @@ class SqliteConnection:
         return self._async
 
     def close(self) -> None:
+        self._closed = True
         self._worker.shutdown(wait=True)
         self._sync.close()
 
     async def aclose(self) -> None:
+        if not self._closed:
+            # let plans already queued on the worker finish without blocking the loop
+            await asyncio.get_running_loop().run_in_executor(self._worker, _nothing)
         self.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def path_of(url: str) -> str:

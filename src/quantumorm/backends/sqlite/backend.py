@@ -80,8 +80,9 @@ class SqliteBackend:
                                            f"{options.model_name}.Meta.ttl is set")
             (info,) = yield SqlPlan.read(layout.table_info())
             present = {row[0] for row in info.rows[0]}
-            ddl: list[Statement] = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
-                             "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")]
+            ddl: list[Statement] = [Statement(
+                f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
+                "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")]
             if present:
                 ddl += layout.missing_columns(present)
             ddl += layout.create()

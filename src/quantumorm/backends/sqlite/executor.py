@@ -39,7 +39,7 @@ def connect(path: str) -> sqlite3.Connection:
     if not memory:
         # WAL: readers in other processes do not block the writer, nor it them
         db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+        # synchronous stays FULL (the default): a committed write survives a power loss
     return db
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import quantumorm
-import redis
 
 URL_VARIABLE = "QORM_TEST_REDIS_URL"
 START_TIMEOUT = 10.0  # seconds for redis-server to answer PING

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import redis
+
 from quantumorm import sortable
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.writes import index_members

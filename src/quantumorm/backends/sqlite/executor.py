@@ -72,8 +72,12 @@ class SyncSqliteExecutor:
             try:
                 return _run(db, plan)
             except sqlite3.OperationalError as exc:
-                # the project's error types, the driver's error as the cause (like Redis)
-                if "locked" in str(exc) or "busy" in str(exc):
+                # the project's error types, the driver's error as the cause (like Redis);
+                # SQLITE_BUSY (5) / SQLITE_LOCKED (6): another writer held on past the timeout
+                code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+                busy = code in (5, 6) if code is not None else (
+                    "locked" in str(exc) or "busy" in str(exc))
+                if busy:
                     raise BackendTimeoutError(f"SQLite: {exc}") from exc
                 raise BackendError(f"SQLite: {exc}") from exc
             except sqlite3.Error as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import signals
 from ..backends.base import Backend, Row, WriteRequest, WriteResult
 from ..errors import BulkWriteError, InvalidOperation, ValidationError, VersionConflict
 from ..query import evaluate
@@ -59,24 +60,29 @@ def _check_whole(doc: Document) -> None:
 
 def save(backend: Backend, doc: D) -> Op[D]:
     _check_whole(doc)
+    signals.pre_save.send(type(doc), document=doc)
     data = doc.clean()
     request = _request(doc, data)
     if request is None:
         return doc
     (result,) = yield from backend.write(doc._meta, [request])
     _applied(doc, data, result)
+    signals.post_save.send(type(doc), document=doc, created=request.kind == "insert")
     return doc
 
 
 def delete(backend: Backend, doc: Document) -> Op[bool]:
     if doc.id is None or doc._version == 0:
         raise InvalidOperation(f"{type(doc).__name__} was never saved; nothing to delete")
+    signals.pre_delete.send(type(doc), document=doc)
     request = WriteRequest("delete", doc.id, doc._version)
     (result,) = yield from backend.write(doc._meta, [request])
     if result.error is not None:
         raise result.error
     doc._version, doc._stored = 0, None
-    return result.version is not None
+    deleted = result.version is not None
+    signals.post_delete.send(type(doc), document=doc, deleted=deleted)
+    return deleted
 
 
 def reload(backend: Backend, doc: D) -> Op[D]:
@@ -105,6 +111,7 @@ def bulk_create(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+    signals.pre_bulk_create.send(model, documents=list(docs))
     problems: dict[str, list[str]] = {}
     prepared = []
     for position, doc in enumerate(docs):
@@ -131,6 +138,7 @@ def bulk_create(
             else:
                 _applied(doc, data, result)
                 written.append(doc)
+    signals.post_bulk_create.send(model, documents=written)
     if failures:
         raise BulkWriteError(failures, written)
     return written
@@ -152,7 +160,8 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     """Set fields on every matching document, each write compare-and-set on its version.
 
     A document another writer changed meanwhile is re-read and updated again if it still
-    matches (at most ``WHERE_RETRIES`` times). All new values are validated first.
+    matches (at most ``WHERE_RETRIES`` times). All new values are validated first. Each
+    document written fires ``pre_save``/``post_save`` (again for a document retried).
     """
     rows = yield from backend.query(model._meta, spec)
     updated = 0
@@ -162,6 +171,7 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data)
             doc.__dict__.update(changes)
+            signals.pre_save.send(model, document=doc)
             data = doc.clean()
             request = _request(doc, data)
             if request is None:
@@ -175,6 +185,8 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
         retry_ids, failures, done = _sort_results(results, states)
         updated += len(done)
         written += done
+        for doc in done:
+            signals.post_save.send(model, document=doc, created=False)
         if failures:
             raise BulkWriteError(failures, written)
         if not retry_ids:
@@ -184,21 +196,29 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
 
 
 def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
+    """Delete every matching document (compare-and-set on each version, retried like
+    :func:`update_where`); each fires ``pre_delete``/``post_delete``."""
     rows = yield from backend.query(model._meta, spec)
     deleted = 0
     for _attempt in range(WHERE_RETRIES):
         if not rows:
             return deleted
+        docs = [model.from_storage(row.id, row.version, row.data) for row in rows]
+        for doc in docs:
+            signals.pre_delete.send(model, document=doc)
         requests = [WriteRequest("delete", row.id, row.version) for row in rows]
         results = yield from backend.write(model._meta, requests)
         retry_ids = []
-        for row, result in zip(rows, results, strict=True):
+        for row, doc, result in zip(rows, docs, results, strict=True):
             if isinstance(result.error, VersionConflict) and result.error.actual is not None:
                 retry_ids.append(row.id)
             elif result.error is not None:
                 raise result.error
-            elif result.version is not None:
-                deleted += 1
+            else:
+                doc._version, doc._stored = 0, None
+                gone = result.version is not None
+                deleted += gone
+                signals.post_delete.send(model, document=doc, deleted=gone)
         if not retry_ids:
             return deleted
         rows = yield from _still_matching(backend, model, spec, retry_ids)

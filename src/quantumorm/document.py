@@ -9,6 +9,7 @@ the async or the sync driver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -239,6 +240,19 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.delete, doc=self)
 
     delete_sync = delete.sync
+
+    @operation
+    def update_with_retry(self: D, change: Callable[[D], Any], attempts: int = 5
+                          ) -> OpFactory[D]:
+        """Apply ``change(doc)`` and save; if another writer saved first, reload the document
+        and apply ``change`` again (at most ``attempts`` times, then VersionConflict).
+
+        ``change`` must be safe to run again on fresher values (``doc.n += 1``, not
+        ``doc.n = old + 1``).
+        """
+        return partial(ops.update_with_retry, doc=self, change=change, attempts=attempts)
+
+    update_with_retry_sync = update_with_retry.sync
 
     @operation
     def reload(self: D) -> OpFactory[D]:

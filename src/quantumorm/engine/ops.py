@@ -7,7 +7,7 @@ validate everything before the first write, so bad input never reaches the store
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
@@ -83,6 +83,22 @@ def delete(backend: Backend, doc: Document) -> Op[bool]:
     deleted = result.version is not None
     signals.post_delete.send(type(doc), document=doc, deleted=deleted)
     return deleted
+
+
+def update_with_retry(backend: Backend, doc: D, change: Callable[[D], Any],
+                      attempts: int) -> Op[D]:
+    """Apply ``change`` and save; on a version conflict reload and apply it again."""
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be a positive int (got {attempts!r})")
+    for attempt in range(attempts):
+        change(doc)
+        try:
+            return (yield from save(backend, doc))
+        except VersionConflict:
+            if attempt + 1 == attempts:
+                raise
+            yield from reload(backend, doc)  # DoesNotExist if it was deleted meanwhile
+    raise AssertionError("unreachable")
 
 
 def reload(backend: Backend, doc: D) -> Op[D]:

@@ -137,6 +137,8 @@ def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -
         raise UnsupportedOperation(kind, "partitions",
                                    f"{options.model_name} declares partitions = "
                                    f"{options.partitions}")
+    if options.ttl is not None and not capabilities.ttl:
+        raise UnsupportedOperation(kind, "ttl", f"{options.model_name} declares Meta.ttl")
     if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
         raise UnsupportedOperation(kind, "unique indexes",
                                    f"{options.model_name} declares a unique index")

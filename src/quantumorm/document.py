@@ -18,7 +18,7 @@ from .engine import ops
 from .engine.drive import OpFactory
 from .engine.twin import operation
 from .errors import ConfigurationError, UnknownFieldError, ValidationError
-from .fields.base import Field
+from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
 from .query.expressions import clean_id
 
@@ -221,13 +221,16 @@ class Document(metaclass=DocumentMeta):
     # -- I/O: one operation each, async and sync ---------------------------------------------
 
     @operation
-    def save(self: D) -> OpFactory[D]:
+    def save(self: D, *, ttl: float | None = MISSING) -> OpFactory[D]:
         """Insert the document, or compare-and-set its changed fields on its version.
+
+        ``ttl``: seconds until the document expires (None: never). Without it, ``Meta.ttl``
+        applies (every write refreshes it), or else the expiry stays as it is.
 
         Raises :class:`ValidationError`, :class:`VersionConflict` (someone saved a newer
         version), :class:`DuplicateIdError`, :class:`UniqueViolation`.
         """
-        return partial(ops.save, doc=self)
+        return partial(ops.save, doc=self, ttl=ttl)
 
     save_sync = save.sync
 
@@ -240,6 +243,27 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.delete, doc=self)
 
     delete_sync = delete.sync
+
+    @operation
+    def touch(self, ttl: float) -> OpFactory[bool]:
+        """Expire the document ``ttl`` seconds from now (no new version); False if gone."""
+        return partial(ops.expire, doc=self, ttl=ttl)
+
+    touch_sync = touch.sync
+
+    @operation
+    def persist(self) -> OpFactory[bool]:
+        """Remove the document's expiry (no new version); False if it is gone."""
+        return partial(ops.expire, doc=self, ttl=None)
+
+    persist_sync = persist.sync
+
+    @operation
+    def ttl(self) -> OpFactory[float | None]:
+        """Seconds until the document expires (0.0 once gone), or None if it never does."""
+        return partial(ops.time_to_live, doc=self)
+
+    ttl_sync = ttl.sync
 
     @operation
     def update_with_retry(self: D, change: Callable[[D], Any], attempts: int = 5

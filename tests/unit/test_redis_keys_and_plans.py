@@ -879,7 +879,7 @@ class SaveArgs:
 
 def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
-    assert len(args) == 7
+    assert len(args) == 11  # ..., all manifests, expiry, document and meta key prefixes
     kind, version, id_key, document, write_id = args[:5]
     flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -933,13 +933,14 @@ def test_save_call_insert_arguments() -> None:
                                            + sortable.encode_number(30)]),
     }
     by_name = {name: (pos, manifest, unique) for pos, manifest, unique, name in args.indexes}
+    # KEYS: doc, meta, ids, sequence, TTL schedule, then every index key of the model
     assert by_name == {
-        "mail": (5, "f:mail", "1"), "name": (6, "f:name", "0"), "age": (7, "f:age", "0"),
-        "tags": (8, "f:tags", "0"), "name__age": (9, "x:name__age", "1"),
+        "mail": (6, "f:mail", "1"), "name": (7, "f:name", "0"), "age": (8, "f:age", "0"),
+        "tags": (9, "f:tags", "0"), "name__age": (10, "x:name__age", "1"),
     }
     for pos, _, _, name in args.indexes:
         assert call.keys[pos - 1] == keys.index(0, name)
-    assert len(call.keys) == 9
+    assert call.keys[4] == keys.ttl(0) and len(call.keys) == 10
 
 
 def test_save_call_unique_flags_with_nulls() -> None:
@@ -960,7 +961,7 @@ def test_save_call_update_touches_only_changed_indexes() -> None:
         "update", changed=frozenset({"bio"}), expected_version=3))
     args = parse_save(call)
     assert args.kind == "update" and args.version == "3"
-    assert args.pairs == {} and args.indexes == [] and len(call.keys) == 4
+    assert args.pairs == {} and args.indexes == []  # (every index key is still declared)
 
     call = writes.save_call(Account._meta, keys, account_request(
         "update", changed=frozenset({"age", "bio"}), expected_version=3))
@@ -992,12 +993,12 @@ def test_delete_call() -> None:
     call = writes.delete_call(Account._meta, keys, WriteRequest("delete", "x}{", 5))
     assert call.script == "delete"
     assert len({key_slot(k) for k in call.keys}) == 1
-    assert call.keys[:3] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0))
-    assert list(call.keys[3:]) == keys.indexes(0)
-    assert call.args[:3] == ("5", sortable.id_key("x}{"), "5")
-    pairs = call.args[3:]
-    assert [(int(pairs[i]), pairs[i + 1]) for i in range(0, len(pairs), 2)] == [
-        (4, "f:mail"), (5, "f:name"), (6, "f:age"), (7, "f:tags"), (8, "x:name__age")]
+    assert call.keys[:4] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
+                             keys.ttl(0))
+    assert list(call.keys[4:]) == keys.indexes(0)
+    assert call.args[:2] == ("5", sortable.id_key("x}{"))
+    assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
+                                         b"x:name__age"]  # aligned with KEYS[5..]
     sharded = KeySpace(Sharded._meta)
     call = writes.delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))
     assert len({key_slot(k) for k in call.keys}) == 1

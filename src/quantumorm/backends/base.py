@@ -54,6 +54,8 @@ class WriteRequest:
     values: dict[str, Any] | None = None
     #: attribute names whose value changed (updates); None means all
     changed: frozenset[str] | None = None
+    #: the document's expiry after the write: "keep", "persist", or milliseconds from now
+    expire: str = "keep"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,19 @@ class Backend(Protocol):
         ...
 
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
+        ...
+
+    # expiry, for backends whose capabilities say ``ttl``:
+
+    def expire(self, options: ModelOptions, id: str, ttl: float | None) -> Op[bool]:
+        """Set (or, with None, remove) a document's expiry; False if it does not exist."""
+        ...
+
+    def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
+        ...
+
+    def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
+        """Purge what expired documents left behind; return how many were purged."""
         ...
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:

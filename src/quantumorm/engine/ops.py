@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
 from ..backends.base import Backend, Row, WriteRequest, WriteResult
-from ..errors import BulkWriteError, InvalidOperation, ValidationError, VersionConflict
+from ..errors import (
+    BulkWriteError,
+    InvalidOperation,
+    UnsupportedOperation,
+    ValidationError,
+    VersionConflict,
+)
+from ..fields.base import MISSING
 from ..query import evaluate
 from ..query.nodes import QuerySpec
 from .drive import Op
@@ -26,18 +33,19 @@ D = TypeVar("D", bound="Document")
 WHERE_RETRIES = 10
 
 
-def _request(doc: Document, data: dict[str, Any]) -> WriteRequest | None:
-    """The write that brings the store to ``doc``'s state, or None if nothing changed."""
+def _request(doc: Document, data: dict[str, Any], expire: str = "keep") -> WriteRequest | None:
+    """The write that brings the store to ``doc``'s state, or None if nothing changed (and
+    the expiry is left as it is)."""
     if doc._version == 0:
-        return WriteRequest("insert", doc.id, 0, data, doc._values(), None)
+        return WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire)
     stored = doc._stored or {}
     changed = frozenset(
         name for name, field in doc._fields.items()
         if stored.get(field.db_name) != data.get(field.db_name)
     )
-    if not changed:
+    if not changed and expire == "keep":
         return None
-    return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed)
+    return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire)
 
 
 def _applied(doc: Document, data: dict[str, Any], result: WriteResult) -> None:
@@ -58,11 +66,27 @@ def _check_whole(doc: Document) -> None:
 # -- one document -------------------------------------------------------------------------
 
 
-def save(backend: Backend, doc: D) -> Op[D]:
+def expiry(backend: Backend, options: Any, ttl: Any = MISSING) -> str:
+    """What a write does to the document's expiry: ``ttl=`` seconds if given (None: none),
+    else the model's ``Meta.ttl`` (refreshed by every write), else it stays as it is."""
+    if ttl is MISSING:
+        if options.ttl is None:
+            return "keep"
+        ttl = options.ttl
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                            or not ttl > 0):
+        raise ValueError(f"ttl must be a positive number of seconds or None (got {ttl!r})")
+    if not backend.capabilities.ttl:
+        raise UnsupportedOperation(backend.name, "ttl")
+    return "persist" if ttl is None else str(max(1, round(ttl * 1000)))
+
+
+def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
     _check_whole(doc)
+    expire = expiry(backend, doc._meta, ttl)
     signals.pre_save.send(type(doc), document=doc)
     data = doc.clean()
-    request = _request(doc, data)
+    request = _request(doc, data, expire)
     if request is None:
         return doc
     (result,) = yield from backend.write(doc._meta, [request])
@@ -83,6 +107,29 @@ def delete(backend: Backend, doc: Document) -> Op[bool]:
     deleted = result.version is not None
     signals.post_delete.send(type(doc), document=doc, deleted=deleted)
     return deleted
+
+
+def expire(backend: Backend, doc: Document, ttl: float | None) -> Op[bool]:
+    if doc.id is None or doc._version == 0:
+        raise InvalidOperation(f"{type(doc).__name__} was never saved")
+    expiry(backend, doc._meta, ttl)  # checks the value and the backend
+    return (yield from backend.expire(doc._meta, doc.id, ttl))
+
+
+def time_to_live(backend: Backend, doc: Document) -> Op[float | None]:
+    if doc.id is None or doc._version == 0:
+        raise InvalidOperation(f"{type(doc).__name__} was never saved")
+    if not backend.capabilities.ttl:
+        raise UnsupportedOperation(backend.name, "ttl")
+    return (yield from backend.time_to_live(doc._meta, doc.id))
+
+
+def sweep(backend: Backend, model: type[D], limit: int) -> Op[int]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int (got {limit!r})")
+    if not backend.capabilities.ttl:
+        raise UnsupportedOperation(backend.name, "ttl")
+    return (yield from backend.sweep(model._meta, limit))
 
 
 def update_with_retry(backend: Backend, doc: D, change: Callable[[D], Any],
@@ -127,6 +174,7 @@ def bulk_create(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+    expire = expiry(backend, model._meta)
     signals.pre_bulk_create.send(model, documents=list(docs))
     problems: dict[str, list[str]] = {}
     prepared = []
@@ -146,7 +194,8 @@ def bulk_create(
     written: list[D] = []
     for start in range(0, len(prepared), batch_size):
         batch = prepared[start:start + batch_size]
-        requests = [WriteRequest("insert", doc.id, 0, data, doc._values()) for doc, data in batch]
+        requests = [WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire)
+                    for doc, data in batch]
         results = yield from backend.write(model._meta, requests)
         for offset, ((doc, data), result) in enumerate(zip(batch, results, strict=True)):
             if result.error is not None:
@@ -179,6 +228,7 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     matches (at most ``WHERE_RETRIES`` times). All new values are validated first. Each
     document written fires ``pre_save``/``post_save`` (again for a document retried).
     """
+    expire = expiry(backend, model._meta)
     rows = yield from backend.query(model._meta, spec)
     updated = 0
     written: list[D] = []
@@ -189,7 +239,7 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
             doc.__dict__.update(changes)
             signals.pre_save.send(model, document=doc)
             data = doc.clean()
-            request = _request(doc, data)
+            request = _request(doc, data, expire)
             if request is None:
                 updated += 1  # already has the values: it matched and needs no write
                 continue

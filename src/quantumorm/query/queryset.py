@@ -328,6 +328,14 @@ class QuerySet(Generic[D]):
     delete_sync = delete.sync
 
     @operation
+    def sweep(self, limit: int = 1000) -> OpFactory[int]:
+        """Purge what expired documents left behind (index entries, ids), up to ``limit`` per
+        partition; returns how many were purged. Writes already sweep a few each time."""
+        return partial(ops.sweep, model=self.model, limit=limit)
+
+    sweep_sync = sweep.sync
+
+    @operation
     def explain(self) -> OpFactory[Explanation]:
         """How the backend answers this query: the driving index, and whether it scans."""
         model, spec = self.model, self.spec

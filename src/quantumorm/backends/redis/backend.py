@@ -36,6 +36,7 @@ CAPABILITIES = Capabilities(
     ordering=True,
     keyset_pagination=True,
     unique_indexes=True,
+    ttl=True,
     partitions=True,
 )
 
@@ -54,7 +55,8 @@ class _ModelState:
         if self._query_layout is None:
             keys = self.keys
             self._query_layout = [
-                ((keys.ids(p), *keys.indexes(p)), (keys.doc_prefix(p), keys.meta_prefix(p)))
+                ((keys.ids(p), *keys.indexes(p), keys.ttl(p)),
+                 (keys.doc_prefix(p), keys.meta_prefix(p)))
                 for p in range(keys.partitions)]
         return self._query_layout
 
@@ -123,16 +125,16 @@ class RedisBackend:
         other write is its own call."""
         state = self._state(options)
         calls: list[tuple[Call, list[int]]] = []
-        grouped: dict[int, list[tuple[int, WriteRequest]]] = {}
+        grouped: dict[tuple[int, str], list[tuple[int, WriteRequest]]] = {}
         for position, request in zip(positions, requests, strict=True):
             if request.kind == "insert" and request.id is not None and len(requests) > 1:
-                grouped.setdefault(state.keys.partition_of(request.id), []).append(
-                    (position, request))
+                group = (state.keys.partition_of(request.id), request.expire)
+                grouped.setdefault(group, []).append((position, request))
             elif request.kind == "delete":
                 calls.append((writes.delete_call(options, state.keys, request), [position]))
             else:
                 calls.append((state.writes.save_call(request), [position]))
-        for partition, members in grouped.items():
+        for (partition, _expire), members in grouped.items():
             if len(members) == 1:
                 position, request = members[0]
                 calls.append((state.writes.save_call(request), [position]))
@@ -237,11 +239,11 @@ class RedisBackend:
                                                             spec.after))
             return min(len(rows), 1) if mode == "exists" else len(rows)
         driver = plan.driver
-        if driver.exact and not options.ttl and spec.after is None and driver.kind in (
-                "RANGE", "ALL"):
-            # the index is the truth (no expiry): count its entries without a script
+        if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
+            # while no document can expire the index is the truth: count its entries
+            # without a script (and check that, in the same round trip)
             keys = state.keys
-            commands = []
+            commands = [Command(("EXISTS", *(keys.ttl(p) for p in range(options.partitions))))]
             for p in range(options.partitions):
                 if driver.kind == "ALL":
                     commands.append(Command(("ZCARD", keys.ids(p))))
@@ -249,9 +251,10 @@ class RedisBackend:
                     index_key = keys.index(p, driver.indexes[0])
                     commands += [Command(("ZLEXCOUNT", index_key, low, high))
                                  for low, high in driver.ranges]
-            counts = yield RedisPlan(tuple(commands), read_only=True)
-            total = sum(int(c) for c in counts)
-            return min(total, 1) if mode == "exists" else total
+            expiring, *counts = yield RedisPlan(tuple(commands), read_only=True)
+            if not int(expiring):
+                total = sum(int(c) for c in counts)
+                return min(total, 1) if mode == "exists" else total
         replies = yield self._query_calls(options, plan, mode, 0, None)
         total = sum(int(r) for r in replies)
         return min(total, 1) if mode == "exists" else total
@@ -291,6 +294,36 @@ class RedisBackend:
                      "partitions": options.partitions},
         )
 
+    # -- expiry ----------------------------------------------------------------------------
+
+    def expire(self, options: ModelOptions, id: str, ttl: float | None) -> Op[bool]:
+        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone."""
+        keys = self._state(options).keys
+        p = keys.partition_of(id)
+        how = "persist" if ttl is None else str(max(1, round(ttl * 1000)))
+        (done,) = yield RedisPlan((Call("expire", (keys.doc(p, id), keys.ttl(p)),
+                                        (sortable.id_key(id), how)),))
+        return bool(done)
+
+    def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
+        """Seconds until the document expires (0.0 once it is gone); None if it never does."""
+        keys = self._state(options).keys
+        (ms,) = yield RedisPlan((Command(("PTTL", keys.doc(keys.partition_of(id), id))),),
+                                read_only=True)
+        ms = int(ms)
+        return None if ms == -1 else max(ms, 0) / 1000
+
+    def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
+        """Purge the leftovers of up to ``limit`` expired documents per partition."""
+        state = self._state(options)
+        keys = state.keys
+        calls = tuple(Call("sweep", (keys.ids(p), keys.ttl(p), *keys.indexes(p)),
+                           (str(limit), state.writes.manifests, keys.doc_prefix(p),
+                            keys.meta_prefix(p)))
+                      for p in range(options.partitions))
+        replies = yield RedisPlan(calls)
+        return sum(int(reply[0]) for reply in replies)
+
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         keys = self._state(options).keys
         counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
@@ -309,7 +342,7 @@ class RedisBackend:
 
 
 def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
-    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed)
+    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed, r.expire)
 
 
 def _text(value: Any) -> str:

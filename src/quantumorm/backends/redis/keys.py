@@ -7,6 +7,7 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
                                      value encodings the indexes hold for this document
     {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
+    {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
 
@@ -54,6 +55,10 @@ class KeySpace:
 
     def ids(self, partition: int) -> str:
         return f"{self.tag(partition)}:ids"
+
+    def ttl(self, partition: int) -> str:
+        """The partition's expiry schedule: ZSET, score = expire-at ms, member = id key."""
+        return f"{self.tag(partition)}:ttl"
 
     def index(self, partition: int, name: str) -> str:
         return f"{self.tag(partition)}:i:{name}"

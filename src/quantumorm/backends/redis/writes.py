@@ -62,6 +62,8 @@ class WriteLayout:
         self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
         self._index_keys: dict[int, list[str]] = {}
+        #: the meta field of every index, in index order (what a purge removes)
+        self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
 
     def index_keys(self, partition: int) -> list[str]:
         keys = self._index_keys.get(partition)
@@ -100,14 +102,13 @@ class WriteLayout:
             partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
             doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition, request.id)
             sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, keys.ids(partition), sequence]
-        index_keys = self.index_keys(partition)
+        key_list = [doc_key, meta_key, keys.ids(partition), sequence, keys.ttl(partition),
+                    *self.index_keys(partition)]
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
-            key_list.append(index_keys[position])
             unique = index.unique and not (
                 index.compound and any(values.get(n) is None for n in index.fields))
-            index_args += [b"%d" % len(key_list), manifest, b"1" if unique else b"0",
+            index_args += [b"%d" % (6 + position), manifest, b"1" if unique else b"0",
                            index.name.encode()]
         args = (
             request.kind,
@@ -117,6 +118,10 @@ class WriteLayout:
             os.urandom(8).hex(),
             wire.pack(pairs),
             wire.pack(index_args),
+            self.manifests,
+            request.expire,
+            keys.doc_prefix(partition),
+            keys.meta_prefix(partition),
         )
         return Call("save", tuple(key_list), args)
 
@@ -124,11 +129,13 @@ class WriteLayout:
     def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
         """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
         keys = self.keys
-        key_list = [keys.ids(partition), *self.index_keys(partition)]
+        key_list = [keys.ids(partition), keys.ttl(partition), *self.index_keys(partition)]
         described: list[bytes] = []
         for index, manifest, _names in self.indexes:
             described += [manifest, b"1" if index.unique else b"0", index.name.encode()]
-        args: list[Any] = [wire.pack(described)]
+        expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
+        args: list[Any] = [wire.pack(described), "keep" if expiry == "persist" else expiry,
+                           keys.doc_prefix(partition), keys.meta_prefix(partition)]
         for request in requests:
             assert request.id is not None and request.values is not None
             assert request.data is not None
@@ -157,13 +164,10 @@ def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) ->
     assert request.id is not None
     partition = keys.partition_of(request.id)
     key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
-                keys.ids(partition), *keys.indexes(partition)]
-    pairs: list[str] = []
-    for position, index in enumerate(options.indexes):
-        pairs += [str(position + 4), manifest_field(options, index)]
+                keys.ids(partition), keys.ttl(partition), *keys.indexes(partition)]
+    manifests = wire.pack([manifest_field(options, index).encode() for index in options.indexes])
     expected = str(request.expected_version) if request.expected_version else ""
-    args = (expected, sortable.id_key(request.id), str(len(options.indexes)), *pairs)
-    return Call("delete", tuple(key_list), args)
+    return Call("delete", tuple(key_list), (expected, sortable.id_key(request.id), manifests))
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:

@@ -331,7 +331,7 @@ def _result(options: ModelOptions, request: WriteRequest, reply: GroupReply) -> 
 
 
 def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
-    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed)
+    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed, r.expire)
 
 
 _DECODER = json.JSONDecoder()

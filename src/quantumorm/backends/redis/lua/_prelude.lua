@@ -22,3 +22,51 @@ local function type_ok(key, wanted)
   local t = redis.call("TYPE", key).ok
   return t == "none" or t == wanted
 end
+
+-- the escaped id inside an id key (quantumorm.sortable.id_key)
+local function escaped_id(idkey)
+  if string.byte(idkey, 1) == 1 then return string.sub(idkey, 3) end
+  return string.sub(idkey, 2)
+end
+
+-- Remove what a document left behind when its key expired: its entries in every index
+-- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
+-- list of {key = index key, field = meta field holding that index's entries}.
+local function purge(idkey, meta_key, ids_key, ttl_key, indexes)
+  for _, index in ipairs(indexes) do
+    local members = unpack_list(redis.call("HGET", meta_key, index.field))
+    for i = 1, #members do members[i] = members[i] .. idkey end
+    for i = 1, #members, 1000 do
+      redis.call("ZREM", index.key, unpack(members, i, math.min(i + 999, #members)))
+    end
+  end
+  redis.call("DEL", meta_key)
+  redis.call("ZREM", ids_key, idkey)
+  redis.call("ZREM", ttl_key, idkey)
+end
+
+-- the server's clock, in milliseconds
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sweep up to ``limit`` documents whose expiry is due: purge those whose key is gone,
+-- reschedule those still alive (their expiry moved). Returns how many were purged.
+local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
+  local purged = 0
+  local due = redis.call("ZRANGEBYSCORE", ttl_key, "-inf", now_ms(), "LIMIT", 0, limit)
+  for _, idkey in ipairs(due) do
+    local eid = escaped_id(idkey)
+    local at = redis.call("PEXPIRETIME", doc_prefix .. eid)
+    if at == -2 then
+      purge(idkey, meta_prefix .. eid, ids_key, ttl_key, indexes)
+      purged = purged + 1
+    elseif at == -1 then
+      redis.call("ZREM", ttl_key, idkey)
+    else
+      redis.call("ZADD", ttl_key, at, idkey)
+    end
+  end
+  return purged
+end

@@ -11,11 +11,12 @@
 -- partition's hash tag with KEYS, so they are in the same slot.
 --
 -- KEYS[1]   the partition's id index (ZSET, member = id key)
--- KEYS[2..] index keys of the model
+-- KEYS[2..] index keys of the model, then the partition's TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
 -- ARGV[3]   "rows" | "count" | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
--- ARGV[6]   "1" if index entries may outlive their document (count must check each one)
+-- ARGV[6]   "1" to check that each candidate's document exists (also done whenever the TTL
+--           schedule is not empty)
 -- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
 --           (grammar in planner.py)
 -- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
@@ -24,6 +25,9 @@
 
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
+-- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
+-- is not empty, index entries may outlive their document, so every candidate is checked
+verify = verify or redis.call("ZCARD", KEYS[#KEYS]) > 0
 
 local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end
@@ -50,10 +54,6 @@ local function id_of_member(member)  -- the id key follows the last \0 (it has n
   local i = #member
   while string.byte(member, i) ~= 0 do i = i - 1 end
   return string.sub(member, i + 1)
-end
-local function escaped_id(idkey)
-  if string.byte(idkey, 1) == 1 then return string.sub(idkey, 3) end
-  return string.sub(idkey, 2)
 end
 
 -- DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS

@@ -13,7 +13,8 @@
 -- KEYS[3]   the partition's id index (ZSET, score 0, member = id key)
 -- KEYS[4]   the id sequence (string counter) when allocating; otherwise unused (the
 --           caller passes a key of the same partition so that every key is in one slot)
--- KEYS[5..] index keys (ZSET, score 0, member = value encodings .. id key) this write touches
+-- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
+-- KEYS[6..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
 -- ARGV[1]   "insert" | "update"
 -- ARGV[2]   expected version (update)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
@@ -23,6 +24,13 @@
 -- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
 --           position, meta field holding the index's entries, "1" to enforce uniqueness,
 --           index name
+-- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[6..] order
+-- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
+-- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
+--
+-- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
+-- and index entries stay until a sweep (this script sweeps a few due documents after every
+-- write) or a write that meets them purges them. Readers check that documents exist.
 -- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -41,6 +49,14 @@ end
 
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
+local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
+local all_indexes = {}
+for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
+  all_indexes[i] = {key = KEYS[5 + i], field = field}
+end
+local function alive(other_idkey)
+  return redis.call("EXISTS", doc_prefix .. escaped_id(other_idkey)) == 1
+end
 
 -- 1. identity and version (an id to allocate is taken only after every other check) ---
 local version
@@ -56,13 +72,17 @@ local function identify()
     idkey = "\1" .. string.char(32 + #n) .. n
     doc_key, meta_key = doc_key .. n, meta_key .. n
   end
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+  for _, key in ipairs({KEYS[3], KEYS[5]}) do
+    if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+  end
   if mode == "insert" then
     if redis.call("EXISTS", doc_key, meta_key) > 0 then  -- (the rare path names the cause)
       for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
         if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
       end
-      return {"EXISTS"}
+      if redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
+      -- only the leftovers of an expired document: they go, the id is free
+      purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
     end
     version = 1
     return nil
@@ -71,6 +91,10 @@ local function identify()
     if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
   end
   local stored = redis.call("HGET", meta_key, "v")
+  if stored and redis.call("EXISTS", doc_key) == 0 then  -- it expired
+    purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+    stored = nil
+  end
   if not stored then return {"MISSING"} end
   if stored ~= ARGV[2] then return {"VERSION", stored} end
   version = tonumber(stored) + 1
@@ -98,10 +122,13 @@ for i = 1, #described / 4 do
     for _, member in ipairs(index.new) do
       if member ~= NULL then
         local held = redis.call("ZRANGEBYLEX", index.key, "[" .. member, "(" .. member .. "\255",
-                                "LIMIT", 0, 2)
+                                "LIMIT", 0, 16)
         for _, other in ipairs(held) do
           local other_id = string.sub(other, #member + 1)
-          if other_id ~= idkey then return {"UNIQUE", index.name, other_id} end
+          -- an expired holder's entry is a leftover: the value is free
+          if other_id ~= idkey and alive(other_id) then
+            return {"UNIQUE", index.name, other_id}
+          end
         end
       end
     end
@@ -129,7 +156,21 @@ for _, index in ipairs(indexes) do
   bulk("ZREM", index.key, drop, false)
   bulk("ZADD", index.key, add, true)
 end
-redis.call("SET", doc_key, ARGV[4])
+local expiry = ARGV[9]
+if expiry == "keep" and mode == "update" then
+  redis.call("SET", doc_key, ARGV[4], "KEEPTTL")
+else
+  redis.call("SET", doc_key, ARGV[4])  -- (a plain SET also drops any expiry)
+  if expiry == "keep" or expiry == "persist" then
+    redis.call("ZREM", KEYS[5], idkey)
+  else
+    local at = now_ms() + tonumber(expiry)
+    redis.call("PEXPIREAT", doc_key, at)
+    redis.call("ZADD", KEYS[5], at, idkey)
+  end
+end
 redis.call("HSET", meta_key, "v", version, "w", ARGV[5], unpack(fields))
 if mode == "insert" then redis.call("ZADD", KEYS[3], 0, idkey) end
+-- bounded housekeeping: purge a few documents whose expiry is due
+sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
 return {"OK", version, idkey}

@@ -1,0 +1,17 @@
+#!lua flags=allow-oom
+-- sweep.lua: purge what expired documents of one partition left behind (index entries, meta
+-- hash, id, schedule entry), up to a limit; allow-oom, as it only frees memory.
+--
+-- KEYS[1]   the partition's id index
+-- KEYS[2]   the partition's TTL schedule
+-- KEYS[3..] index keys of the model
+-- ARGV[1]   most documents to look at
+-- ARGV[2]   MessagePack array: the meta field of every index, in KEYS[3..] order
+-- ARGV[3]   document key prefix    ARGV[4]  meta key prefix
+-- Returns   {purged, still due}: how many were purged, how many due ones remain
+-- luacheck: globals redis KEYS ARGV cmsgpack
+
+local indexes = {}
+for i, field in ipairs(cmsgpack.unpack(ARGV[2])) do indexes[i] = {key = KEYS[2 + i], field = field} end
+local purged = sweep(tonumber(ARGV[1]), ARGV[3], ARGV[4], KEYS[1], KEYS[2], indexes)
+return {purged, redis.call("ZCOUNT", KEYS[2], "-inf", now_ms())}

@@ -55,4 +55,4 @@ def test_scripts_declare_their_flags() -> None:
     assert first_lines == {
         "save": "#!lua", "insert_many": "#!lua", "delete": "#!lua flags=allow-oom",
         "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes",
-        "expire": "#!lua", "sweep": "#!lua flags=allow-oom"}
+        "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes"}

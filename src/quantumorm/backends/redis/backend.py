@@ -241,19 +241,16 @@ class RedisBackend:
         driver = plan.driver
         if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
             # while no document can expire the index is the truth: count its entries
-            # without a script (and check that, in the same round trip)
+            # (count.lua answers -1 if some can, and query.lua then checks each one)
             keys = state.keys
-            commands = [Command(("EXISTS", *(keys.ttl(p) for p in range(options.partitions))))]
-            for p in range(options.partitions):
-                if driver.kind == "ALL":
-                    commands.append(Command(("ZCARD", keys.ids(p))))
-                else:
-                    index_key = keys.index(p, driver.indexes[0])
-                    commands += [Command(("ZLEXCOUNT", index_key, low, high))
-                                 for low, high in driver.ranges]
-            expiring, *counts = yield RedisPlan(tuple(commands), read_only=True)
-            if not int(expiring):
-                total = sum(int(c) for c in counts)
+            bounds = tuple(bound for pair in driver.ranges for bound in pair)
+            calls = tuple(
+                Call("count", (keys.ttl(p), keys.ids(p) if driver.kind == "ALL"
+                               else keys.index(p, driver.indexes[0])), bounds)
+                for p in range(options.partitions))
+            counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
+            if -1 not in counts:
+                total = sum(counts)
                 return min(total, 1) if mode == "exists" else total
         replies = yield self._query_calls(options, plan, mode, 0, None)
         total = sum(int(r) for r in replies)

@@ -235,12 +235,14 @@ class Document(metaclass=DocumentMeta):
     save_sync = save.sync
 
     @operation
-    def delete(self) -> OpFactory[bool]:
+    def delete(self, *, soft: bool = False, ttl: float | None = None) -> OpFactory[bool]:
         """Delete the document if it is still at the version this instance holds.
 
+        ``soft=True, ttl=seconds`` (backends with TTL): the document leaves every index and
+        read at once, and its data is physically removed ``ttl`` seconds later.
         Returns False if it was already gone; raises :class:`VersionConflict` if it changed.
         """
-        return partial(ops.delete, doc=self)
+        return partial(ops.delete, doc=self, soft=soft, ttl=ttl)
 
     delete_sync = delete.sync
 

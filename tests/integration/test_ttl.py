@@ -161,3 +161,25 @@ async def test_backends_without_ttl_refuse_it(conn: Any) -> None:
         doc.touch_sync(3)
     with pytest.raises(UnsupportedOperation, match="ttl"):
         Expiring(name="z").save_sync()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_soft_delete_hides_at_once_and_removes_later(conn: Any, redis_client: Any,
+                                                          mode: str) -> None:
+    doc = await call(Session(id="soft", user="s", n=1, token="soft"), "save", mode)
+    other = await call(Session(id="stay", user="s", n=2, token="stay"), "save", mode)
+    assert await call(doc, "delete", mode, soft=True, ttl=SHORT) is True
+    assert await call(Session.objects.filter(user="s"), "all", mode) == [other]
+    assert await call(Session.objects, "count", mode) == 1
+    assert await call(Session.objects, "get_many", mode, ["soft"]) == [None]
+    trash = "{qorm:t_sessions:p0}:z:soft"
+    assert redis_client.exists(trash) and 0 < redis_client.pttl(trash) <= SHORT * 1000
+    assert_indexes_consistent(redis_client, Session)
+    again = await call(Session(id="soft", user="s2", n=3, token="soft"), "save", mode)
+    assert again.version == 1  # the id and its unique value are free at once
+    await pause(mode)
+    assert not redis_client.exists(trash)
+    with pytest.raises(ValueError):
+        await call(other, "delete", mode, soft=True)
+    with pytest.raises(ValueError):
+        await call(other, "delete", mode, ttl=5)

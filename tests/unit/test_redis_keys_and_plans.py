@@ -993,12 +993,12 @@ def test_delete_call() -> None:
     call = writes.delete_call(Account._meta, keys, WriteRequest("delete", "x}{", 5))
     assert call.script == "delete"
     assert len({key_slot(k) for k in call.keys}) == 1
-    assert call.keys[:4] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
-                             keys.ttl(0))
-    assert list(call.keys[4:]) == keys.indexes(0)
-    assert call.args[:2] == ("5", sortable.id_key("x}{"))
+    assert call.keys[:5] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
+                             keys.ttl(0), keys.trash(0, "x}{"))
+    assert list(call.keys[5:]) == keys.indexes(0)
+    assert call.args[:2] == ("5", sortable.id_key("x}{")) and call.args[3] == ""
     assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
-                                         b"x:name__age"]  # aligned with KEYS[5..]
+                                         b"x:name__age"]  # aligned with KEYS[6..]
     sharded = KeySpace(Sharded._meta)
     call = writes.delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))
     assert len({key_slot(k) for k in call.keys}) == 1

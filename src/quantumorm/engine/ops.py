@@ -95,11 +95,17 @@ def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
     return doc
 
 
-def delete(backend: Backend, doc: Document) -> Op[bool]:
+def delete(backend: Backend, doc: Document, soft: bool = False,
+           ttl: float | None = None) -> Op[bool]:
     if doc.id is None or doc._version == 0:
         raise InvalidOperation(f"{type(doc).__name__} was never saved; nothing to delete")
+    if soft and ttl is None:
+        raise ValueError("delete(soft=True) needs ttl=: how long the document is kept")
+    if not soft and ttl is not None:
+        raise ValueError("ttl= is for delete(soft=True)")
+    keep = expiry(backend, doc._meta, ttl) if soft else "keep"
     signals.pre_delete.send(type(doc), document=doc)
-    request = WriteRequest("delete", doc.id, doc._version)
+    request = WriteRequest("delete", doc.id, doc._version, expire=keep)
     (result,) = yield from backend.write(doc._meta, [request])
     if result.error is not None:
         raise result.error

@@ -8,6 +8,7 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
     {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
+    {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
 
@@ -52,6 +53,10 @@ class KeySpace:
 
     def meta_prefix(self, partition: int) -> str:
         return f"{self.tag(partition)}:m:"
+
+    def trash(self, partition: int, id: str) -> str:
+        """Where a soft-deleted document's JSON waits for its expiry (never read by queries)."""
+        return f"{self.tag(partition)}:z:{escape_id(id)}"
 
     def ids(self, partition: int) -> str:
         return f"{self.tag(partition)}:ids"

@@ -164,10 +164,13 @@ def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) ->
     assert request.id is not None
     partition = keys.partition_of(request.id)
     key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
-                keys.ids(partition), keys.ttl(partition), *keys.indexes(partition)]
+                keys.ids(partition), keys.ttl(partition), keys.trash(partition, request.id),
+                *keys.indexes(partition)]
     manifests = wire.pack([manifest_field(options, index).encode() for index in options.indexes])
     expected = str(request.expected_version) if request.expected_version else ""
-    return Call("delete", tuple(key_list), (expected, sortable.id_key(request.id), manifests))
+    soft = "" if request.expire in ("keep", "persist") else request.expire
+    return Call("delete", tuple(key_list),
+                (expected, sortable.id_key(request.id), manifests, soft))
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:

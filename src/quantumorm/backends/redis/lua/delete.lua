@@ -9,21 +9,24 @@
 -- KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index
 -- KEYS[4]   the partition's TTL schedule
--- KEYS[5..] index keys of the model
+-- KEYS[5]   where a soft delete keeps the document JSON until it expires
+-- KEYS[6..] index keys of the model
 -- ARGV[1]   expected version, or "" to delete whatever version is stored
 -- ARGV[2]   id key
--- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[5..] order
+-- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[6..] order
+-- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
+--           at once (so no read finds it) and its JSON stays at KEYS[5] that long
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 for i = 2, #KEYS do
-  local wanted = (i == 2) and "hash" or "zset"
+  local wanted = (i == 2) and "hash" or ((i == 5) and "string" or "zset")
   if not type_ok(KEYS[i], wanted) then return {"WRONGTYPE", KEYS[i]} end
 end
 local idkey = ARGV[2]
 local indexes = {}
-for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[4 + i], field = field} end
+for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[5 + i], field = field} end
 local stored = redis.call("HGET", KEYS[2], "v")
 if not stored then return {"MISSING"} end
 if redis.call("EXISTS", KEYS[1]) == 0 then  -- it expired: clean up what it left
@@ -32,5 +35,10 @@ if redis.call("EXISTS", KEYS[1]) == 0 then  -- it expired: clean up what it left
 end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
 purge(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
-redis.call("DEL", KEYS[1])
+if ARGV[4] ~= "" then
+  redis.call("RENAME", KEYS[1], KEYS[5])
+  redis.call("PEXPIRE", KEYS[5], ARGV[4])
+else
+  redis.call("DEL", KEYS[1])
+end
 return {"OK", stored}

@@ -62,6 +62,7 @@ class WriteLayout:
         self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
         self._index_keys: dict[int, list[str]] = {}
+        self._partition_keys: dict[int, tuple[str, str, str, str, str]] = {}
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
 
@@ -70,6 +71,16 @@ class WriteLayout:
         if keys is None:
             keys = self._index_keys[partition] = self.keys.indexes(partition)
         return keys
+
+    def partition_keys(self, partition: int) -> tuple[str, str, str, str, str]:
+        """The partition's ids, TTL schedule, document and meta prefixes, sequence."""
+        found = self._partition_keys.get(partition)
+        if found is None:
+            k = self.keys
+            found = self._partition_keys[partition] = (
+                k.ids(partition), k.ttl(partition), k.doc_prefix(partition),
+                k.meta_prefix(partition), k.sequence)
+        return found
 
     def document(self, request: WriteRequest) -> bytes:
         """The stored bytes of the request's document, within the size limit."""
@@ -96,14 +107,15 @@ class WriteLayout:
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             partition, id_key = 0, b""
-            doc_key, meta_key = keys.doc_prefix(0), keys.meta_prefix(0)
-            sequence = keys.sequence
+            ids, ttl, doc_prefix, meta_prefix, sequence = self.partition_keys(0)
+            doc_key, meta_key = doc_prefix, meta_prefix
         else:
             partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
-            doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition, request.id)
-            sequence = keys.ids(partition)  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, keys.ids(partition), sequence, keys.ttl(partition),
-                    *self.index_keys(partition)]
+            ids, ttl, doc_prefix, meta_prefix, _ = self.partition_keys(partition)
+            escaped = sortable.escape_id(request.id)
+            doc_key, meta_key = doc_prefix + escaped, meta_prefix + escaped
+            sequence = ids  # unused; any key of the partition keeps one slot
+        key_list = [doc_key, meta_key, ids, sequence, ttl, *self.index_keys(partition)]
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
             unique = index.unique and not (
@@ -120,8 +132,8 @@ class WriteLayout:
             wire.pack(index_args),
             self.manifests,
             request.expire,
-            keys.doc_prefix(partition),
-            keys.meta_prefix(partition),
+            doc_prefix,
+            meta_prefix,
         )
         return Call("save", tuple(key_list), args)
 

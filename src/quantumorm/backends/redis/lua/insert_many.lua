@@ -110,5 +110,7 @@ for d = 1, ndocs do
     results[d] = {"OK", 1}
   end
 end
-sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
+if redis.call("ZCARD", KEYS[2]) > 0 then
+  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
+end
 return results

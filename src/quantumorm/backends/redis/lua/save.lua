@@ -172,5 +172,7 @@ end
 redis.call("HSET", meta_key, "v", version, "w", ARGV[5], unpack(fields))
 if mode == "insert" then redis.call("ZADD", KEYS[3], 0, idkey) end
 -- bounded housekeeping: purge a few documents whose expiry is due
-sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
+if redis.call("ZCARD", KEYS[5]) > 0 then
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
+end
 return {"OK", version, idkey}

@@ -20,9 +20,6 @@ from quantumorm import (
 
 
 def _declare(backend: str) -> SimpleNamespace:
-    class Meta:
-        pass
-
     def meta(**options: Any) -> type:
         return type("Meta", (), {"backend": backend, "namespace": "contract", **options})
 
@@ -44,7 +41,6 @@ def _declare(backend: str) -> SimpleNamespace:
         age = IntField(min_value=0, indexed=True)
         Meta = meta(collection="accounts")
 
-    del Meta
     return SimpleNamespace(Item=Item, Account=Account)
 
 

@@ -183,3 +183,32 @@ async def test_soft_delete_hides_at_once_and_removes_later(conn: Any, redis_clie
         await call(other, "delete", mode, soft=True)
     with pytest.raises(ValueError):
         await call(other, "delete", mode, ttl=5)
+
+
+async def test_concurrent_updates_and_ttl_refreshes(conn: Any, redis_client: Any) -> None:
+    """8 tasks increment one document while 8 others keep refreshing its expiry and saving
+    other documents with short TTLs (which sweeps): no increment is lost, the document
+    keeps an expiry, and every index entry matches a stored document."""
+    counter = await Session(id="c", user="c", n=0, token="c").save(ttl=30)
+
+    def bump(doc: Any) -> None:
+        doc.n += 1
+
+    async def incrementer() -> None:
+        for _ in range(10):
+            mine = (await Session.objects.get_many(["c"]))[0]
+            await mine.update_with_retry(bump, attempts=200)
+
+    async def toucher(k: int) -> None:
+        for i in range(10):
+            assert await counter.touch(30) is True
+            await Session(id=f"e{k}-{i}", user="e", n=i, token=f"e{k}-{i}").save(ttl=0.05)
+
+    await asyncio.gather(*(incrementer() for _ in range(8)), *(toucher(k) for k in range(8)))
+    await counter.reload()
+    assert counter.n == 80 and counter.version == 81
+    assert 0 < await counter.ttl() <= 30
+    await asyncio.sleep(0.1)
+    await Session.objects.sweep()
+    assert await Session.objects.filter(user="e").count() == 0
+    assert_indexes_consistent(redis_client, Session)

@@ -29,6 +29,14 @@ local function escaped_id(idkey)
   return string.sub(idkey, 2)
 end
 
+-- the first of the indexes whose key holds something else than a sorted set, or nil
+local function bad_index(indexes)
+  for _, index in ipairs(indexes) do
+    if not type_ok(index.key, "zset") then return index.key end
+  end
+  return nil
+end
+
 -- Remove what a document left behind when its key expired: its entries in every index
 -- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
 -- list of {key = index key, field = meta field holding that index's entries}.
@@ -56,6 +64,7 @@ end
 local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
   local purged = 0
   local due = redis.call("ZRANGEBYSCORE", ttl_key, "-inf", now_ms(), "LIMIT", 0, limit)
+  if #due > 0 and bad_index(indexes) then return 0 end  -- never fail half-way: leave them
   for _, idkey in ipairs(due) do
     local eid = escaped_id(idkey)
     local at = redis.call("PEXPIRETIME", doc_prefix .. eid)

@@ -60,7 +60,7 @@ for d = 1, ndocs do
     end
     if refused[1] == "EXISTS" and redis.call("EXISTS", doc_key) == 0 then
       purge(idkey, meta_key, KEYS[1], KEYS[2], indexes)  -- an expired document's leftovers
-      refused = nil
+      refused = nil  -- (the index keys were type-checked above, with the shared keys)
     end
   end
   local fields = cmsgpack.unpack(ARGV[base + 4])

@@ -82,6 +82,8 @@ local function identify()
       end
       if redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
       -- only the leftovers of an expired document: they go, the id is free
+      local bad = bad_index(all_indexes)
+      if bad then return {"WRONGTYPE", bad} end
       purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
     end
     version = 1
@@ -92,6 +94,8 @@ local function identify()
   end
   local stored = redis.call("HGET", meta_key, "v")
   if stored and redis.call("EXISTS", doc_key) == 0 then  -- it expired
+    local bad = bad_index(all_indexes)
+    if bad then return {"WRONGTYPE", bad} end
     purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
     stored = nil
   end

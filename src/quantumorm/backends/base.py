@@ -57,6 +57,11 @@ class WriteRequest:
     #: the document's expiry after the write: "keep", "persist", or milliseconds from now
     expire: str = "keep"
 
+    def with_id(self, id: str | None) -> WriteRequest:
+        """The same write for another id (auto ids are filled in by the backend)."""
+        return WriteRequest(self.kind, id, self.expected_version, self.data, self.values,
+                            self.changed, self.expire)
+
 
 @dataclass(frozen=True)
 class WriteResult:

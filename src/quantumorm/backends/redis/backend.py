@@ -96,7 +96,7 @@ class RedisBackend:
             if missing and not (len(requests) == 1 and options.partitions == 1):
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
-                    requests[position] = _with_id(requests[position], new_id)
+                    requests[position] = requests[position].with_id(new_id)
             batches = self._batches(options, [requests[i] for i in pending], pending)
             calls = [call for call, _ in batches]
             replies: list[Any] = []
@@ -109,7 +109,7 @@ class RedisBackend:
                 result = writes.result(options, requests[i], reply)
                 if i in auto and isinstance(result.error, DuplicateIdError):
                     retry.append(i)
-                    requests[i] = _with_id(requests[i], None)
+                    requests[i] = requests[i].with_id(None)
                 else:
                     results[i] = result
             if not retry:
@@ -337,9 +337,6 @@ class RedisBackend:
                     break
         return sum(int(c) for c in counts)
 
-
-def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
-    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed, r.expire)
 
 
 def _text(value: Any) -> str:

@@ -128,7 +128,7 @@ class SqliteBackend:
             if missing:
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
-                    requests[position] = _with_id(requests[position], new_id)
+                    requests[position] = requests[position].with_id(new_id)
             groups = tuple(_statements(layout, requests[i], self.max_document_bytes)
                            for i in pending)
             replies = yield SqlPlan(groups, write=True)
@@ -329,9 +329,6 @@ def _result(options: ModelOptions, request: WriteRequest, reply: GroupReply) -> 
         raise AssertionError(f"unexpected guard {status!r}")
     return WriteResult(id, None, error)
 
-
-def _with_id(r: WriteRequest, id: str | None) -> WriteRequest:
-    return WriteRequest(r.kind, id, r.expected_version, r.data, r.values, r.changed, r.expire)
 
 
 _DECODER = json.JSONDecoder()

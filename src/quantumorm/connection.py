@@ -139,6 +139,9 @@ def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -
                                    f"{options.partitions}")
     if options.ttl is not None and not capabilities.ttl:
         raise UnsupportedOperation(kind, "ttl", f"{options.model_name} declares Meta.ttl")
+    if (options.changes or options.publish) and not capabilities.change_events:
+        raise UnsupportedOperation(kind, "change events",
+                                   f"{options.model_name} declares Meta.changes / publish")
     if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
         raise UnsupportedOperation(kind, "unique indexes",
                                    f"{options.model_name} declares a unique index")

@@ -20,10 +20,12 @@ from .fields.structured import ArrayField
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
-    {"abstract", "backend", "collection", "connection", "indexes", "namespace", "partitions",
-     "ttl"}
+    {"abstract", "backend", "changes", "changes_document", "changes_maxlen", "collection",
+     "connection", "indexes", "namespace", "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
+#: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
+DEFAULT_CHANGES_MAXLEN = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,13 @@ class ModelOptions:
     ttl: int | None
     fields: dict[str, Field]
     indexes: tuple[IndexSpec, ...]
+    #: change stream: None = on where the backend has one, True = required, False = off
+    changes: bool | None = None
+    changes_maxlen: int = DEFAULT_CHANGES_MAXLEN
+    #: events carry the document's JSON (creates and updates; deletes carry the last one)
+    changes_document: bool = False
+    #: every change is also PUBLISHed (Pub/Sub: fire-and-forget, no history)
+    publish: bool = False
 
     def field(self, name: str) -> Field:
         return self.fields[name]
@@ -116,6 +125,21 @@ def build_options(
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
         raise ConfigurationError(f"{where}: ttl must be a positive number of seconds (got {ttl!r})")
 
+    changes = raw.get("changes")
+    if changes is not None and not isinstance(changes, bool):
+        raise ConfigurationError(f"{where}: changes must be True, False or None (got {changes!r})")
+    changes_maxlen = raw.get("changes_maxlen", DEFAULT_CHANGES_MAXLEN)
+    if isinstance(changes_maxlen, bool) or not isinstance(changes_maxlen, int) or (
+            changes_maxlen < 1):
+        raise ConfigurationError(
+            f"{where}: changes_maxlen must be a positive int (got {changes_maxlen!r})")
+    flags = {}
+    for flag in ("changes_document", "publish"):
+        flags[flag] = raw.get(flag, False)
+        if not isinstance(flags[flag], bool):
+            raise ConfigurationError(f"{where}: {flag} must be True or False "
+                                     f"(got {flags[flag]!r})")
+
     _check_db_names(model_name, fields)
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
     for index in indexes:
@@ -134,6 +158,10 @@ def build_options(
         ttl=ttl,
         fields=fields,
         indexes=indexes,
+        changes=changes,
+        changes_maxlen=changes_maxlen,
+        changes_document=flags["changes_document"],
+        publish=flags["publish"],
     )
     return options, abstract
 

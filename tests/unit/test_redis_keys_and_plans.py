@@ -879,7 +879,8 @@ class SaveArgs:
 
 def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
-    assert len(args) == 11  # ..., all manifests, expiry, document and meta key prefixes
+    # ..., all manifests, expiry, document and meta key prefixes, events spec, changed names
+    assert len(args) == 13
     kind, version, id_key, document, write_id = args[:5]
     flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -940,7 +941,17 @@ def test_save_call_insert_arguments() -> None:
     }
     for pos, _, _, name in args.indexes:
         assert call.keys[pos - 1] == keys.index(0, name)
-    assert call.keys[4] == keys.ttl(0) and len(call.keys) == 10
+    # with change events on (the default) the partition's stream comes last
+    assert call.keys[4] == keys.ttl(0) and len(call.keys) == 11
+    assert call.keys[-1] == keys.changes(0)
+    assert wire.unpack(call.args[11]) == [b"10000", b"0", b""]
+    assert call.args[12] == b""  # an insert changes every field
+
+
+def test_save_call_names_the_changed_fields_for_the_event() -> None:
+    call = writes.save_call(Account._meta, KeySpace(Account._meta), account_request(
+        "update", changed=frozenset({"bio", "age"}), expected_version=3))
+    assert wire.unpack(call.args[12]) == [b"age", b"bio"]  # in declaration order
 
 
 def test_save_call_unique_flags_with_nulls() -> None:
@@ -995,7 +1006,7 @@ def test_delete_call() -> None:
     assert len({key_slot(k) for k in call.keys}) == 1
     assert call.keys[:5] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
                              keys.ttl(0), keys.trash(0, "x}{"))
-    assert list(call.keys[5:]) == keys.indexes(0)
+    assert list(call.keys[5:-1]) == keys.indexes(0) and call.keys[-1] == keys.changes(0)
     assert call.args[:2] == ("5", sortable.id_key("x}{")) and call.args[3] == ""
     assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
                                          b"x:name__age"]  # aligned with KEYS[6..]

@@ -142,6 +142,35 @@ class Backend(Protocol):
         """Purge what expired documents left behind; return how many were purged."""
         ...
 
+    # change events, for backends whose capabilities say ``change_events`` (see events.py):
+
+    def change_positions(self, options: ModelOptions, since: Any) -> Op[list[str]]:
+        """Where a feed starting at ``since`` reads from, per partition."""
+        ...
+
+    def read_changes(self, model: Any, after: list[str], count: int,
+                     block: float) -> Op[tuple[list[Any], list[str]]]:
+        """Events after the positions (waiting up to ``block`` s), and the new positions."""
+        ...
+
+    def create_group(self, options: ModelOptions, group: str, start: str) -> Op[None]:
+        ...
+
+    def read_group(self, model: Any, group: str, consumer: str, count: int, block: float,
+                   after: list[str] | None) -> Op[tuple[list[Any], list[str] | None]]:
+        """New events for the consumer (``after`` None), or its own unacknowledged ones."""
+        ...
+
+    def group_pending(self, options: ModelOptions, group: str) -> Op[int]:
+        ...
+
+    def ack_changes(self, options: ModelOptions, group: str, events: Sequence[Any]) -> Op[int]:
+        ...
+
+    def claim_changes(self, model: Any, group: str, consumer: str, min_idle: float,
+                      count: int) -> Op[list[Any]]:
+        ...
+
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         """Delete every document and index entry of the collection; return the count."""
         ...

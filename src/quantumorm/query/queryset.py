@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend, Explanation, Row
     from ..connection import Connection
     from ..document import Document
+    from ..events import ChangeFeed, ConsumerGroup
 
 D = TypeVar("D", bound="Document")
 
@@ -188,6 +189,45 @@ class QuerySet(Generic[D]):
     def using(self, connection: str) -> QuerySet[D]:
         """Run on the named connection instead of the model's."""
         return self._clone(using=connection)
+
+    # -- change events ---------------------------------------------------------------------
+
+    def _whole_collection(self, what: str) -> None:
+        if self._where != TRUE or self._order or self._offset or self._limit is not None:
+            raise QueryError(f"{what}() follows the whole collection; filter the events "
+                             "you receive instead")
+
+    def changes(self, since: Any = None, *, wait: float | None = None,
+                batch: int = 100) -> ChangeFeed[D]:
+        """A tail of the model's change events (see :class:`quantumorm.events.ChangeFeed`):
+        ``async for event in Model.objects.changes(since="0")`` or a plain ``for``."""
+        from ..events import ChangeFeed
+
+        self._whole_collection("changes")
+        return ChangeFeed(self.model, self._using, since, wait, batch)
+
+    def consumer_group(self, name: str, *, start: str = "$") -> ConsumerGroup[D]:
+        """A consumer group over the model's change events (created on first use)."""
+        from ..events import ConsumerGroup
+
+        self._whole_collection("consumer_group")
+        return ConsumerGroup(self.model, self._using, name, start)
+
+    def subscribe(self, *, wait: float | None = None) -> Any:
+        """Pub/Sub change notifications (``Meta.publish = True``), from the moment the
+        subscription is entered: ``with Model.objects.subscribe() as sub: for e in sub``."""
+        from ..events import _check_wait
+
+        self._whole_collection("subscribe")
+        _check_wait(wait)
+        options = self.model._meta
+        if not options.publish:
+            raise QueryError(f"{self.model.__name__} does not publish its changes; "
+                             "set Meta.publish = True")
+        connection = self._connection()
+        if not connection.backend.capabilities.change_events:
+            raise UnsupportedOperation(connection.kind, "change events")
+        return connection.store.subscription(self.model, wait)
 
     def _check_names(self, fields: Iterable[str]) -> None:
         for name in fields:

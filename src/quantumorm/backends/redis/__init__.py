@@ -47,6 +47,12 @@ class RedisConnection:
     def async_executor(self) -> AsyncRedisExecutor:
         return self._async
 
+    def subscription(self, model: Any, wait: float | None) -> Any:
+        """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""
+        from .changes import Subscription
+
+        return Subscription(model, model._meta, self, wait)
+
     def close(self) -> None:
         if self._sync is not None:
             self._sync.close()

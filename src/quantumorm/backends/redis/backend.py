@@ -11,7 +11,7 @@ import heapq
 import json
 from collections.abc import Sequence
 from functools import cmp_to_key
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op
@@ -21,10 +21,14 @@ from ...query import evaluate
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, Node, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
-from . import writes
+from . import changes, writes
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
+
+if TYPE_CHECKING:
+    from ...document import Document
+    from ...events import ChangeEvent
 
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken
 AUTO_ID_ATTEMPTS = 5
@@ -38,6 +42,7 @@ CAPABILITIES = Capabilities(
     unique_indexes=True,
     ttl=True,
     partitions=True,
+    change_events=True,
 )
 
 
@@ -131,7 +136,7 @@ class RedisBackend:
                 group = (state.keys.partition_of(request.id), request.expire)
                 grouped.setdefault(group, []).append((position, request))
             elif request.kind == "delete":
-                calls.append((writes.delete_call(options, state.keys, request), [position]))
+                calls.append((state.writes.delete_call(request), [position]))
             else:
                 calls.append((state.writes.save_call(request), [position]))
         for (partition, _expire), members in grouped.items():
@@ -312,14 +317,42 @@ class RedisBackend:
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition."""
-        state = self._state(options)
-        keys = state.keys
-        calls = tuple(Call("sweep", (keys.ids(p), keys.ttl(p), *keys.indexes(p)),
-                           (str(limit), state.writes.manifests, keys.doc_prefix(p),
-                            keys.meta_prefix(p)))
-                      for p in range(options.partitions))
+        layout = self._state(options).writes
+        calls = tuple(layout.sweep_call(p, limit) for p in range(options.partitions))
         replies = yield RedisPlan(calls)
         return sum(int(reply[0]) for reply in replies)
+
+    # -- change events (reading; the write scripts append them) -----------------------------
+
+    def change_positions(self, options: ModelOptions, since: Any) -> Op[list[str]]:
+        return (yield from changes.positions(self._state(options).keys, since))
+
+    def read_changes(self, model: type[Document], after: list[str], count: int,
+                     block: float) -> Op[tuple[list[ChangeEvent[Any]], list[str]]]:
+        keys = self._state(model._meta).keys
+        return (yield from changes.read(model, keys, after, count, block))
+
+    def create_group(self, options: ModelOptions, group: str, start: str) -> Op[None]:
+        yield from changes.create_group(self._state(options).keys, group, start)
+
+    def read_group(self, model: type[Document], group: str, consumer: str, count: int,
+                   block: float, after: list[str] | None
+                   ) -> Op[tuple[list[ChangeEvent[Any]], list[str] | None]]:
+        keys = self._state(model._meta).keys
+        return (yield from changes.read_group(model, keys, group, consumer, count, block,
+                                              after))
+
+    def group_pending(self, options: ModelOptions, group: str) -> Op[int]:
+        return (yield from changes.pending(self._state(options).keys, group))
+
+    def ack_changes(self, options: ModelOptions, group: str,
+                    events: Sequence[ChangeEvent[Any]]) -> Op[int]:
+        return (yield from changes.ack(self._state(options).keys, group, events))
+
+    def claim_changes(self, model: type[Document], group: str, consumer: str,
+                      min_idle: float, count: int) -> Op[list[ChangeEvent[Any]]]:
+        keys = self._state(model._meta).keys
+        return (yield from changes.claim(model, keys, group, consumer, min_idle, count))
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         keys = self._state(options).keys

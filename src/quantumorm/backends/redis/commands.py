@@ -38,7 +38,8 @@ def script(name: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 
-SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep")
+SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep",
+                "group")
 
 
 @dataclass(frozen=True)

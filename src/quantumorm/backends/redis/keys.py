@@ -9,8 +9,11 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
     {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
+    {ns:coll:pN}:x           STREAM  the partition's change events (see ``events.py``)
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
+
+Pub/Sub notifications (``Meta.publish``) go to the channel ``ns:coll:changes``.
 
 ``N = crc32(utf-8 id) % P``. The hash tag is always the first ``{...}`` of the key and is
 built only from the namespace, collection and partition, which are restricted to
@@ -64,6 +67,15 @@ class KeySpace:
     def ttl(self, partition: int) -> str:
         """The partition's expiry schedule: ZSET, score = expire-at ms, member = id key."""
         return f"{self.tag(partition)}:ttl"
+
+    def changes(self, partition: int) -> str:
+        """The partition's change stream (one entry per create, update, delete, expiry)."""
+        return f"{self.tag(partition)}:x"
+
+    @cached_property
+    def channel(self) -> str:
+        """The Pub/Sub channel of the collection's change notifications."""
+        return f"{self.namespace}:{self.collection}:changes"
 
     def index(self, partition: int, name: str) -> str:
         return f"{self.tag(partition)}:i:{name}"

@@ -65,6 +65,25 @@ class WriteLayout:
         self._partition_keys: dict[int, tuple[str, str, str, str, str]] = {}
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
+        #: what the scripts' events_on() reads: b"" when the model emits no change events
+        self.events = events_spec(options)
+        self._changed: dict[frozenset[str], bytes] = {}
+
+    def event_keys(self, partition: int) -> tuple[str, ...]:
+        """The stream key appended to a write's KEYS when the model emits events."""
+        return (self.keys.changes(partition),) if self.events else ()
+
+    def changed_names(self, changed: frozenset[str] | None) -> bytes:
+        """An event's "f": the changed attribute names, MessagePack; b"" for all of them."""
+        if changed is None or not self.events:
+            return b""
+        packed = self._changed.get(changed)
+        if packed is None:
+            if len(self._changed) > 1024:
+                self._changed.clear()
+            packed = self._changed[changed] = wire.pack(
+                [name.encode() for name in self.options.fields if name in changed])
+        return packed
 
     def index_keys(self, partition: int) -> list[str]:
         keys = self._index_keys.get(partition)
@@ -115,7 +134,8 @@ class WriteLayout:
             escaped = sortable.escape_id(request.id)
             doc_key, meta_key = doc_prefix + escaped, meta_prefix + escaped
             sequence = ids  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, ids, sequence, ttl, *self.index_keys(partition)]
+        key_list = [doc_key, meta_key, ids, sequence, ttl, *self.index_keys(partition),
+                    *self.event_keys(partition)]
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
             unique = index.unique and not (
@@ -134,6 +154,8 @@ class WriteLayout:
             request.expire,
             doc_prefix,
             meta_prefix,
+            self.events,
+            self.changed_names(request.changed),
         )
         return Call("save", tuple(key_list), args)
 
@@ -147,7 +169,7 @@ class WriteLayout:
             described += [manifest, b"1" if index.unique else b"0", index.name.encode()]
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
         args: list[Any] = [wire.pack(described), "keep" if expiry == "persist" else expiry,
-                           keys.doc_prefix(partition), keys.meta_prefix(partition)]
+                           keys.doc_prefix(partition), keys.meta_prefix(partition), self.events]
         for request in requests:
             assert request.id is not None and request.values is not None
             assert request.data is not None
@@ -165,7 +187,37 @@ class WriteLayout:
                         lenient.append(b"%d" % (position + 1))  # a null part never conflicts
             args += [sortable.id_key(request.id), self.document(request),
                      os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient)]
+        key_list += self.event_keys(partition)
         return Call("insert_many", tuple(key_list), tuple(args))
+
+    def delete_call(self, request: WriteRequest) -> Call:
+        assert request.id is not None
+        keys, partition = self.keys, self.keys.partition_of(request.id)
+        key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
+                    keys.ids(partition), keys.ttl(partition), keys.trash(partition, request.id),
+                    *self.index_keys(partition), *self.event_keys(partition)]
+        expected = str(request.expected_version) if request.expected_version else ""
+        soft = "" if request.expire in ("keep", "persist") else request.expire
+        return Call("delete", tuple(key_list),
+                    (expected, sortable.id_key(request.id), self.manifests, soft, self.events))
+
+    def sweep_call(self, partition: int, limit: int) -> Call:
+        keys = self.keys
+        return Call("sweep", (keys.ids(partition), keys.ttl(partition),
+                              *self.index_keys(partition), *self.event_keys(partition)),
+                    (str(limit), self.manifests, keys.doc_prefix(partition),
+                     keys.meta_prefix(partition), self.events))
+
+
+def events_spec(options: ModelOptions) -> bytes:
+    """The change-event spec the write scripts read (``events_on`` in ``_prelude.lua``)."""
+    stream = options.changes is not False
+    if not stream and not options.publish:
+        return b""
+    keys = KeySpace(options)
+    return wire.pack([str(options.changes_maxlen).encode() if stream else b"",
+                      b"1" if options.changes_document else b"0",
+                      keys.channel.encode() if options.publish else b""])
 
 
 def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
@@ -173,16 +225,7 @@ def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> C
 
 
 def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
-    assert request.id is not None
-    partition = keys.partition_of(request.id)
-    key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
-                keys.ids(partition), keys.ttl(partition), keys.trash(partition, request.id),
-                *keys.indexes(partition)]
-    manifests = wire.pack([manifest_field(options, index).encode() for index in options.indexes])
-    expected = str(request.expected_version) if request.expected_version else ""
-    soft = "" if request.expire in ("keep", "persist") else request.expire
-    return Call("delete", tuple(key_list),
-                (expected, sortable.id_key(request.id), manifests, soft))
+    return WriteLayout(options, keys).delete_call(request)
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:

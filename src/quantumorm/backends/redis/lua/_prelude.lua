@@ -37,6 +37,36 @@ local function bad_index(indexes)
   return nil
 end
 
+-- Change events of this call: nil when the model has neither a stream nor Pub/Sub.
+local EVENTS = nil
+
+-- Turn change events on. ``spec`` is "" (off) or a MessagePack array: the stream's MAXLEN
+-- ("" for no stream), "1" if events carry the document JSON, the Pub/Sub channel ("" for
+-- none). ``key`` is the partition's stream. Returns the key if it holds another type (the
+-- caller refuses before writing anything), else nil.
+local function events_on(spec, key)
+  if spec == nil or spec == "" then return nil end
+  local s = cmsgpack.unpack(spec)
+  EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
+  if s[1] ~= "" and not type_ok(key, "stream") then return key end
+  return nil
+end
+
+-- Append one change event to the stream (trimmed to about MAXLEN) and/or publish it.
+-- ``changed`` is a MessagePack array of field names or nil (all of them); ``doc`` nil or JSON.
+local function emit(op, idkey, version, write_id, changed, doc)
+  if not EVENTS then return end
+  local entry = {"op", op, "id", idkey, "v", tostring(version)}
+  if write_id then entry[#entry + 1] = "w"; entry[#entry + 1] = write_id end
+  if changed then entry[#entry + 1] = "f"; entry[#entry + 1] = changed end
+  if doc and EVENTS.doc then entry[#entry + 1] = "d"; entry[#entry + 1] = doc end
+  if EVENTS.maxlen ~= "" then
+    local at = redis.call("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", unpack(entry))
+    entry[#entry + 1] = "x"; entry[#entry + 1] = at
+  end
+  if EVENTS.channel ~= "" then redis.call("PUBLISH", EVENTS.channel, cmsgpack.pack(entry)) end
+end
+
 -- Remove what a document left behind when its key expired: its entries in every index
 -- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
 -- list of {key = index key, field = meta field holding that index's entries}.
@@ -51,6 +81,13 @@ local function purge(idkey, meta_key, ids_key, ttl_key, indexes)
   redis.call("DEL", meta_key)
   redis.call("ZREM", ids_key, idkey)
   redis.call("ZREM", ttl_key, idkey)
+end
+
+-- purge() for a document whose key expired, with its "expire" change event
+local function purge_expired(idkey, meta_key, ids_key, ttl_key, indexes)
+  local version = redis.call("HGET", meta_key, "v") or "0"
+  purge(idkey, meta_key, ids_key, ttl_key, indexes)
+  emit("expire", idkey, version)
 end
 
 -- the server's clock, in milliseconds
@@ -69,7 +106,7 @@ local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
     local eid = escaped_id(idkey)
     local at = redis.call("PEXPIRETIME", doc_prefix .. eid)
     if at == -2 then
-      purge(idkey, meta_prefix .. eid, ids_key, ttl_key, indexes)
+      purge_expired(idkey, meta_prefix .. eid, ids_key, ttl_key, indexes)
       purged = purged + 1
     elseif at == -1 then
       redis.call("ZREM", ttl_key, idkey)

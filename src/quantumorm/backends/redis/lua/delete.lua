@@ -16,11 +16,16 @@
 -- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[6..] order
 -- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
 --           at once (so no read finds it) and its JSON stays at KEYS[5] that long
+-- ARGV[5]   change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
-for i = 2, #KEYS do
+do
+  local bad = events_on(ARGV[5], KEYS[#KEYS])
+  if bad then return {"WRONGTYPE", bad} end
+end
+for i = 2, 5 + #cmsgpack.unpack(ARGV[3]) do
   local wanted = (i == 2) and "hash" or ((i == 5) and "string" or "zset")
   if not type_ok(KEYS[i], wanted) then return {"WRONGTYPE", KEYS[i]} end
 end
@@ -30,11 +35,12 @@ for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[5 +
 local stored = redis.call("HGET", KEYS[2], "v")
 if not stored then return {"MISSING"} end
 if redis.call("EXISTS", KEYS[1]) == 0 then  -- it expired: clean up what it left
-  purge(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
+  purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
   return {"MISSING"}
 end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
 purge(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
+emit("delete", idkey, stored, nil, nil, EVENTS and EVENTS.doc and redis.call("GET", KEYS[1]))
 if ARGV[4] ~= "" then
   redis.call("RENAME", KEYS[1], KEYS[5])
   redis.call("PEXPIRE", KEYS[5], ARGV[4])

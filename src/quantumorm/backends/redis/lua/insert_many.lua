@@ -16,7 +16,8 @@
 --             index name
 -- ARGV[2]     expiry of every document: "keep" (none) or milliseconds from now
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
--- ARGV[5..]   per document: id key, document JSON, write id, MessagePack array of pairs
+-- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[6..]   per document: id key, document JSON, write id, MessagePack array of pairs
 --             (meta field name, netstring list of value encodings), MessagePack array of
 --             the positions of unique indexes not enforced for it (a compound value with a
 --             null part)
@@ -38,6 +39,10 @@ if expiry ~= "keep" then at = now_ms() + tonumber(expiry) end
 
 -- shared keys: checked once for the whole batch
 local shared_error = nil
+do
+  local bad = events_on(ARGV[5], KEYS[#KEYS])
+  if bad then shared_error = {"WRONGTYPE", bad} end
+end
 if not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
 if not type_ok(KEYS[2], "zset") then shared_error = {"WRONGTYPE", KEYS[2]} end
 for i = 1, nindexes do
@@ -47,9 +52,9 @@ for i = 1, nindexes do
 end
 
 local results = {}
-local ndocs = (#ARGV - 4) / 5
+local ndocs = (#ARGV - 5) / 5
 for d = 1, ndocs do
-  local base = 4 + 5 * (d - 1)
+  local base = 5 + 5 * (d - 1)
   local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
   local refused = shared_error
@@ -59,7 +64,7 @@ for d = 1, ndocs do
       if not type_ok(pair[1], pair[2]) then refused = {"WRONGTYPE", pair[1]} end
     end
     if refused[1] == "EXISTS" and redis.call("EXISTS", doc_key) == 0 then
-      purge(idkey, meta_key, KEYS[1], KEYS[2], indexes)  -- an expired document's leftovers
+      purge_expired(idkey, meta_key, KEYS[1], KEYS[2], indexes)  -- an expired one's leftovers
       refused = nil  -- (the index keys were type-checked above, with the shared keys)
     end
   end
@@ -107,6 +112,7 @@ for d = 1, ndocs do
     end
     redis.call("HSET", meta_key, "v", 1, "w", write_id, unpack(fields))
     redis.call("ZADD", KEYS[1], 0, idkey)
+    emit("create", idkey, 1, write_id, nil, json)
     results[d] = {"OK", 1}
   end
 end

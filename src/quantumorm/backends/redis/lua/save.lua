@@ -27,6 +27,8 @@
 -- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[6..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
+-- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 --
 -- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
@@ -53,6 +55,10 @@ local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
 local all_indexes = {}
 for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
   all_indexes[i] = {key = KEYS[5 + i], field = field}
+end
+do
+  local bad = events_on(ARGV[12], KEYS[#KEYS])
+  if bad then return {"WRONGTYPE", bad} end
 end
 local function alive(other_idkey)
   return redis.call("EXISTS", doc_prefix .. escaped_id(other_idkey)) == 1
@@ -84,7 +90,7 @@ local function identify()
       -- only the leftovers of an expired document: they go, the id is free
       local bad = bad_index(all_indexes)
       if bad then return {"WRONGTYPE", bad} end
-      purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+      purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
     end
     version = 1
     return nil
@@ -96,7 +102,7 @@ local function identify()
   if stored and redis.call("EXISTS", doc_key) == 0 then  -- it expired
     local bad = bad_index(all_indexes)
     if bad then return {"WRONGTYPE", bad} end
-    purge(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+    purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
     stored = nil
   end
   if not stored then return {"MISSING"} end
@@ -175,6 +181,8 @@ else
 end
 redis.call("HSET", meta_key, "v", version, "w", ARGV[5], unpack(fields))
 if mode == "insert" then redis.call("ZADD", KEYS[3], 0, idkey) end
+emit(mode == "insert" and "create" or "update", idkey, version, ARGV[5],
+     ARGV[13] ~= "" and ARGV[13] or nil, ARGV[4])
 -- bounded housekeeping: purge a few documents whose expiry is due
 if redis.call("ZCARD", KEYS[5]) > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)

@@ -8,9 +8,14 @@
 -- ARGV[1]   most documents to look at
 -- ARGV[2]   MessagePack array: the meta field of every index, in KEYS[3..] order
 -- ARGV[3]   document key prefix    ARGV[4]  meta key prefix
+-- ARGV[5]   change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- Returns   {purged, still due}: how many were purged, how many due ones remain
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
+do
+  local bad = events_on(ARGV[5], KEYS[#KEYS])
+  if bad then return redis.error_reply("WRONGTYPE " .. bad .. " is not a stream") end
+end
 local indexes = {}
 for i, field in ipairs(cmsgpack.unpack(ARGV[2])) do indexes[i] = {key = KEYS[2 + i], field = field} end
 local purged = sweep(tonumber(ARGV[1]), ARGV[3], ARGV[4], KEYS[1], KEYS[2], indexes)

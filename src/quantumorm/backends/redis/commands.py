@@ -2,7 +2,8 @@
 
 Pure data; the executors (``executor.py``) are the only code that sends them. Scripts are
 ``.lua`` files next to this module, loaded by name, each with ``lua/_prelude.lua`` (helpers
-they share) placed after its shebang line; their SHA1 is computed here so a plan can say
+they share) placed after its shebang line, and the libraries a ``-- uses: _name`` line names
+after that; their SHA1 is computed here so a plan can say
 ``EVALSHA`` without asking the server.
 """
 
@@ -28,13 +29,16 @@ def _lua(name: str) -> str:
 
 @cache
 def script(name: str) -> Script:
-    """A script's full text: its shebang line (flags), the shared prelude, then its body."""
+    """A script's full text: its shebang line (flags), the shared prelude, the libraries its
+    ``-- uses:`` line names, then its body."""
     text = _lua(name)
+    shebang, body = ("", text)
     if text.startswith("#!"):
-        shebang, _, body = text.partition("\n")
-        source = f"{shebang}\n{_lua('_prelude')}{body}"
-    else:
-        source = _lua("_prelude") + text
+        first, _, body = text.partition("\n")
+        shebang = first + "\n"
+    libraries = [_lua(lib) for line in body.splitlines() if line.startswith("-- uses:")
+                 for lib in line.removeprefix("-- uses:").split()]
+    source = shebang + _lua("_prelude") + "".join(libraries) + body
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 

@@ -24,6 +24,7 @@
 -- Returns     per document: {"OK", 1} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
 
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
@@ -34,8 +35,6 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
-local at = nil
-if expiry ~= "keep" then at = now_ms() + tonumber(expiry) end
 
 -- shared keys: checked once for the whole batch
 local shared_error = nil
@@ -58,15 +57,8 @@ for d = 1, ndocs do
   local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
   local refused = shared_error
-  if not refused and redis.call("EXISTS", doc_key, meta_key) > 0 then
-    refused = {"EXISTS"}
-    for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
-      if not type_ok(pair[1], pair[2]) then refused = {"WRONGTYPE", pair[1]} end
-    end
-    if refused[1] == "EXISTS" and redis.call("EXISTS", doc_key) == 0 then
-      purge_expired(idkey, meta_key, KEYS[1], KEYS[2], indexes)  -- an expired one's leftovers
-      refused = nil  -- (the index keys were type-checked above, with the shared keys)
-    end
+  if not refused then  -- (an expired document's leftovers are purged: its id is free)
+    refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes)
   end
   local fields = cmsgpack.unpack(ARGV[base + 4])
   local values = {}
@@ -80,39 +72,17 @@ for d = 1, ndocs do
     members[i] = unpack_list(values[index.field])
     if index.unique and not lenient[i] then
       for _, member in ipairs(members[i]) do
-        if member ~= NULL and not refused then
-          local held = redis.call("ZRANGEBYLEX", index.key, "[" .. member,
-                                  "(" .. member .. "\255", "LIMIT", 0, 16)
-          for _, other in ipairs(held) do
-            local other_id = string.sub(other, #member + 1)
-            if not refused and redis.call("EXISTS", doc_prefix .. escaped_id(other_id)) == 1 then
-              refused = {"UNIQUE", index.name, other_id}  -- (expired holders do not count)
-            end
-          end
-        end
+        local holder = not refused and unique_holder(index.key, member, idkey, doc_prefix)
+        if holder then refused = {"UNIQUE", index.name, holder} end
       end
     end
   end
   if refused then
     results[d] = refused
   else
-    for i = 1, nindexes do
-      local args, n = {}, 0
-      for _, member in ipairs(members[i]) do
-        n = n + 1; args[n] = "0"
-        n = n + 1; args[n] = member .. idkey
-        if n >= 1000 then redis.call("ZADD", indexes[i].key, unpack(args)); args, n = {}, 0 end
-      end
-      if n > 0 then redis.call("ZADD", indexes[i].key, unpack(args)) end
-    end
-    redis.call("SET", doc_key, json)
-    if at then
-      redis.call("PEXPIREAT", doc_key, at)
-      redis.call("ZADD", KEYS[2], at, idkey)
-    end
-    redis.call("HSET", meta_key, "v", 1, "w", write_id, unpack(fields))
-    redis.call("ZADD", KEYS[1], 0, idkey)
-    emit("create", idkey, 1, write_id, nil, json)
+    for i = 1, nindexes do rewrite_entries(indexes[i].key, idkey, {}, members[i]) end
+    store({mode = "insert", idkey = idkey, doc_key = doc_key, meta_key = meta_key, json = json,
+           expiry = expiry, version = 1, write_id = write_id, fields = fields}, KEYS[1], KEYS[2])
     results[d] = {"OK", 1}
   end
 end

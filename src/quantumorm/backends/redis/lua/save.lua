@@ -36,18 +36,7 @@
 -- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
-
-local function bulk(command, key, members, with_score)
-  local args, n = {}, 0
-  for _, member in ipairs(members) do
-    if with_score then n = n + 1; args[n] = "0" end
-    n = n + 1; args[n] = member
-    if n >= 1000 then
-      redis.call(command, key, unpack(args)); args, n = {}, 0
-    end
-  end
-  if n > 0 then redis.call(command, key, unpack(args)) end
-end
+-- uses: _write
 
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
@@ -59,9 +48,6 @@ end
 do
   local bad = events_on(ARGV[12], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
-end
-local function alive(other_idkey)
-  return redis.call("EXISTS", doc_prefix .. escaped_id(other_idkey)) == 1
 end
 
 -- 1. identity and version (an id to allocate is taken only after every other check) ---
@@ -81,34 +67,10 @@ local function identify()
   for _, key in ipairs({KEYS[3], KEYS[5]}) do
     if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   end
-  if mode == "insert" then
-    if redis.call("EXISTS", doc_key, meta_key) > 0 then  -- (the rare path names the cause)
-      for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
-        if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
-      end
-      if redis.call("EXISTS", doc_key) == 1 then return {"EXISTS"} end
-      -- only the leftovers of an expired document: they go, the id is free
-      local bad = bad_index(all_indexes)
-      if bad then return {"WRONGTYPE", bad} end
-      purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
-    end
-    version = 1
-    return nil
-  end
-  for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
-    if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
-  end
-  local stored = redis.call("HGET", meta_key, "v")
-  if stored and redis.call("EXISTS", doc_key) == 0 then  -- it expired
-    local bad = bad_index(all_indexes)
-    if bad then return {"WRONGTYPE", bad} end
-    purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
-    stored = nil
-  end
-  if not stored then return {"MISSING"} end
-  if stored ~= ARGV[2] then return {"VERSION", stored} end
-  version = tonumber(stored) + 1
-  return nil
+  local refused
+  refused, version = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
+                                   all_indexes)
+  return refused
 end
 local allocating = idkey == ""
 if not allocating then
@@ -130,17 +92,8 @@ for i = 1, #described / 4 do
   index.new = unpack_list(values[index.field])
   if index.unique then
     for _, member in ipairs(index.new) do
-      if member ~= NULL then
-        local held = redis.call("ZRANGEBYLEX", index.key, "[" .. member, "(" .. member .. "\255",
-                                "LIMIT", 0, 16)
-        for _, other in ipairs(held) do
-          local other_id = string.sub(other, #member + 1)
-          -- an expired holder's entry is a leftover: the value is free
-          if other_id ~= idkey and alive(other_id) then
-            return {"UNIQUE", index.name, other_id}
-          end
-        end
-      end
+      local holder = unique_holder(index.key, member, idkey, doc_prefix)
+      if holder then return {"UNIQUE", index.name, holder} end
     end
   end
   indexes[i] = index
@@ -155,34 +108,11 @@ end
 for _, index in ipairs(indexes) do
   local old = {}  -- an insert has no entries yet
   if mode ~= "insert" then old = unpack_list(redis.call("HGET", meta_key, index.field)) end
-  local keep, drop, add = {}, {}, {}
-  for _, member in ipairs(index.new) do keep[member] = true end
-  for _, member in ipairs(old) do
-    if keep[member] then keep[member] = nil else drop[#drop + 1] = member .. idkey end
-  end
-  for _, member in ipairs(index.new) do
-    if keep[member] then add[#add + 1] = member .. idkey; keep[member] = nil end
-  end
-  bulk("ZREM", index.key, drop, false)
-  bulk("ZADD", index.key, add, true)
+  rewrite_entries(index.key, idkey, old, index.new)
 end
-local expiry = ARGV[9]
-if expiry == "keep" and mode == "update" then
-  redis.call("SET", doc_key, ARGV[4], "KEEPTTL")
-else
-  redis.call("SET", doc_key, ARGV[4])  -- (a plain SET also drops any expiry)
-  if expiry == "keep" or expiry == "persist" then
-    redis.call("ZREM", KEYS[5], idkey)
-  else
-    local at = now_ms() + tonumber(expiry)
-    redis.call("PEXPIREAT", doc_key, at)
-    redis.call("ZADD", KEYS[5], at, idkey)
-  end
-end
-redis.call("HSET", meta_key, "v", version, "w", ARGV[5], unpack(fields))
-if mode == "insert" then redis.call("ZADD", KEYS[3], 0, idkey) end
-emit(mode == "insert" and "create" or "update", idkey, version, ARGV[5],
-     ARGV[13] ~= "" and ARGV[13] or nil, ARGV[4])
+store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key, json = ARGV[4],
+       expiry = ARGV[9], version = version, write_id = ARGV[5], fields = fields,
+       changed = ARGV[13] ~= "" and ARGV[13] or nil}, KEYS[3], KEYS[5])
 -- bounded housekeeping: purge a few documents whose expiry is due
 if redis.call("ZCARD", KEYS[5]) > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)

@@ -27,14 +27,17 @@ from .errors import (
     PoolExhaustedError,
     QuantumORMError,
     QueryError,
+    TransactionError,
     UniqueViolation,
     UnknownFieldError,
     UnsupportedOperation,
     ValidationError,
     VersionConflict,
+    WatchConflict,
     WriteError,
     WrongTypeError,
 )
+from .events import ChangeEvent, ChangeFeed, Consumer, ConsumerGroup
 from .fields import (
     ArrayField,
     BooleanField,
@@ -51,6 +54,7 @@ from .fields import (
 )
 from .query.expressions import Q
 from .query.queryset import Page, QuerySet
+from .transaction import SyncTransaction, Transaction
 
 __version__ = "0.1.0"
 
@@ -64,9 +68,13 @@ __all__ = [
     "BulkWriteError",
     "Capabilities",
     "CapabilityMatrix",
+    "ChangeEvent",
+    "ChangeFeed",
     "ConfigurationError",
     "Connection",
     "ConnectionNotFound",
+    "Consumer",
+    "ConsumerGroup",
     "CorruptDocumentError",
     "DateTimeField",
     "DecimalField",
@@ -91,12 +99,16 @@ __all__ = [
     "QueryError",
     "QuerySet",
     "StringField",
+    "SyncTransaction",
+    "Transaction",
+    "TransactionError",
     "UUIDField",
     "UniqueViolation",
     "UnknownFieldError",
     "UnsupportedOperation",
     "ValidationError",
     "VersionConflict",
+    "WatchConflict",
     "WriteError",
     "WrongTypeError",
     "aclose_all",

@@ -9,6 +9,7 @@ connection opened for a backend becomes its default unless another is made defau
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends import opener
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .backends.base import Capabilities
     from .document import Document
     from .options import ModelOptions
+    from .transaction import SyncTransaction, Transaction
 
 T = TypeVar("T")
 
@@ -40,6 +42,65 @@ class Connection:
 
     async def arun(self, factory: drive.OpFactory[T]) -> T:
         return await drive.arun(factory(self.backend), self._store.async_executor())
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """``async with conn.transaction() as tx``: reads checked and writes applied together
+        at commit (see :mod:`quantumorm.transaction`)."""
+        from .transaction import Transaction
+
+        return Transaction(self)
+
+    def transaction_sync(self) -> SyncTransaction:
+        """``with conn.transaction_sync() as tx``: the blocking twin of :meth:`transaction`."""
+        from .transaction import SyncTransaction
+
+        return SyncTransaction(self)
+
+    async def run_transaction(self, fn: Callable[[Transaction], Awaitable[T]], *,
+                              attempts: int = 3) -> T:
+        """Run ``await fn(tx)`` in a transaction and commit; on a version conflict run it
+        again in a fresh one, up to ``attempts`` times (then the conflict is raised)."""
+        from . import transaction
+
+        return await transaction.run(self, fn, attempts)
+
+    def run_transaction_sync(self, fn: Callable[[SyncTransaction], T], *,
+                             attempts: int = 3) -> T:
+        """The blocking twin of :meth:`run_transaction`."""
+        from . import transaction
+
+        return transaction.run_sync(self, fn, attempts)
+
+    # -- the store's own primitives (Redis: pipelines, WATCH/MULTI/EXEC) ---------------------
+
+    def _primitive(self, name: str) -> Any:
+        found = getattr(self._store, name, None)
+        if found is None:
+            raise UnsupportedOperation(self.kind, name)
+        return found
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        """The driver's own pipeline on this connection's pool (redis-py ``Pipeline``;
+        ``transaction=True`` wraps it in MULTI/EXEC)."""
+        return self._primitive("pipeline")(transaction)
+
+    def async_pipeline(self, transaction: bool = True) -> Any:
+        """The asyncio driver's pipeline (redis-py ``redis.asyncio`` ``Pipeline``)."""
+        return self._primitive("async_pipeline")(transaction)
+
+    def watch_sync(self, fn: Callable[[Any], Any], *keys: str, attempts: int = 5) -> Any:
+        """Optimistic WATCH/MULTI/EXEC: ``fn(pipe)`` reads (immediately), calls
+        ``pipe.multi()`` and queues writes; EXEC applies them unless a watched key changed,
+        in which case ``fn`` runs again, at most ``attempts`` times, then
+        :class:`~quantumorm.errors.WatchConflict`. Returns EXEC's replies."""
+        return self._primitive("watch")(fn, keys, attempts)
+
+    async def watch(self, fn: Callable[[Any], Awaitable[Any]], *keys: str,
+                    attempts: int = 5) -> Any:
+        """The asyncio twin of :meth:`watch_sync` (``fn`` is a coroutine function)."""
+        return await self._primitive("async_watch")(fn, keys, attempts)
 
     @property
     def store(self) -> Any:

@@ -81,6 +81,11 @@ class InvalidOperation(QuantumORMError):
     """The operation is not valid in the document's or queryset's current state."""
 
 
+class TransactionError(InvalidOperation):
+    """A transaction cannot do what was asked: its documents span several partitions or
+    models (one atomic script cannot reach them), or it was used after it ended."""
+
+
 class UnsupportedOperation(QuantumORMError):
     """The backend does not support this feature; names the backend and the feature."""
 
@@ -107,6 +112,15 @@ class VersionConflict(WriteError):
         self.model, self.id, self.expected, self.actual = model, id, expected, actual
         now = "it was deleted" if actual is None else f"it is at version {actual}"
         super().__init__(f"{model} {id!r}: expected version {expected}, but {now}")
+
+
+class WatchConflict(WriteError):
+    """A WATCH/MULTI/EXEC block saw its watched keys change on every attempt."""
+
+    def __init__(self, attempts: int, keys: tuple[str, ...]) -> None:
+        self.attempts, self.keys = attempts, keys
+        super().__init__(f"watched keys {', '.join(keys)} changed during each of "
+                         f"{attempts} attempt(s)")
 
 
 class DuplicateIdError(WriteError):

@@ -108,6 +108,13 @@ class Backend(Protocol):
         """Apply independent writes (each atomic, compare-and-set) in one round trip."""
         ...
 
+    def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """For backends whose capabilities say ``transactions``: check that each (id,
+        version) read is still current (version 0: still absent) and apply the writes, all
+        or none; a refusal raises its typed error."""
+        ...
+
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         """Reserve ``count`` new auto ids."""
         ...

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ...errors import ConfigurationError
+from redis.exceptions import RedisError, WatchError
+
+from ...errors import ConfigurationError, WatchConflict
 from .backend import CAPABILITIES, RedisBackend
-from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor
+from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -47,6 +49,46 @@ class RedisConnection:
     def async_executor(self) -> AsyncRedisExecutor:
         return self._async
 
+    # -- Redis primitives (Connection.pipeline / watch) -------------------------------------
+
+    def pipeline(self, transaction: bool) -> Any:
+        return self.sync_executor().client.pipeline(transaction=transaction)
+
+    def async_pipeline(self, transaction: bool) -> Any:
+        return self._async.client.pipeline(transaction=transaction)
+
+    def watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
+        _check_watch(keys, attempts)
+        client = self.sync_executor().client
+        try:
+            for _ in range(attempts):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(*keys)
+                        fn(pipe)
+                        return pipe.execute()
+                    except WatchError:
+                        continue
+        except RedisError as exc:
+            raise translate(exc) from exc
+        raise WatchConflict(attempts, keys)
+
+    async def async_watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
+        _check_watch(keys, attempts)
+        client = self._async.client
+        try:
+            for _ in range(attempts):
+                async with client.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(*keys)
+                        await fn(pipe)
+                        return await pipe.execute()
+                    except WatchError:
+                        continue
+        except RedisError as exc:
+            raise translate(exc) from exc
+        raise WatchConflict(attempts, keys)
+
     def subscription(self, model: Any, wait: float | None) -> Any:
         """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""
         from .changes import Subscription
@@ -61,6 +103,13 @@ class RedisConnection:
     async def aclose(self) -> None:
         self.close()
         await self._async.aclose()
+
+
+def _check_watch(keys: tuple[str, ...], attempts: int) -> None:
+    if not keys or not all(isinstance(key, (str, bytes)) for key in keys):
+        raise ValueError("watch() needs the keys to watch")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be a positive int (got {attempts!r})")
 
 
 def open_connection(url: str, **options: Any) -> RedisConnection:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...errors import CorruptDocumentError, DuplicateIdError
+from ...errors import CorruptDocumentError, DuplicateIdError, TransactionError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
@@ -43,6 +43,7 @@ CAPABILITIES = Capabilities(
     ttl=True,
     partitions=True,
     change_events=True,
+    transactions=True,
 )
 
 
@@ -122,6 +123,34 @@ class RedisBackend:
             pending = retry
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
+
+    def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """Version checks and writes in one atomic ``tx.lua`` call: all applied or none.
+        Every document must be in one partition (one script, one slot)."""
+        state = self._state(options)
+        requests = list(requests)
+        missing = [i for i, r in enumerate(requests) if r.id is None]
+        if missing:
+            if options.partitions > 1:
+                raise TransactionError(
+                    f"{options.model_name} has {options.partitions} partitions: a new "
+                    "document in a transaction needs an id, so that its partition is known")
+            ids = yield from self.allocate_ids(options, len(missing))
+            for i, new_id in zip(missing, ids, strict=True):
+                requests[i] = requests[i].with_id(new_id)
+        every_id = [id for id, _ in checks] + [r.id for r in requests if r.id is not None]
+        partitions = {state.keys.partition_of(id) for id in every_id}
+        if len(partitions) > 1:
+            raise TransactionError(
+                f"a transaction's documents must share one partition; these {options.model_name}"
+                f" ids are spread over partitions {sorted(partitions)} (Meta.partitions = "
+                f"{options.partitions}): {', '.join(map(repr, every_id[:10]))}")
+        if not every_id:
+            return []
+        call = state.writes.tx_call(partitions.pop(), list(checks), requests)
+        (reply,) = yield RedisPlan((call,))
+        return writes.tx_results(options, list(checks), requests, reply)
 
     def _batches(self, options: ModelOptions, requests: list[WriteRequest],
                  positions: list[int]) -> list[tuple[Call, list[int]]]:

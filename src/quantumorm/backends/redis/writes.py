@@ -65,6 +65,10 @@ class WriteLayout:
         self._partition_keys: dict[int, tuple[str, str, str, str, str]] = {}
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
+        #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
+        self.described = wire.pack([item for index, manifest, _ in self.indexes for item in
+                                    (manifest, b"1" if index.unique else b"0",
+                                     index.name.encode())])
         #: what the scripts' events_on() reads: b"" when the model emits no change events
         self.events = events_spec(options)
         self._changed: dict[frozenset[str], bytes] = {}
@@ -164,31 +168,60 @@ class WriteLayout:
         """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
         keys = self.keys
         key_list = [keys.ids(partition), keys.ttl(partition), *self.index_keys(partition)]
-        described: list[bytes] = []
-        for index, manifest, _names in self.indexes:
-            described += [manifest, b"1" if index.unique else b"0", index.name.encode()]
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
-        args: list[Any] = [wire.pack(described), "keep" if expiry == "persist" else expiry,
+        args: list[Any] = [self.described, "keep" if expiry == "persist" else expiry,
                            keys.doc_prefix(partition), keys.meta_prefix(partition), self.events]
         for request in requests:
             assert request.id is not None and request.values is not None
-            assert request.data is not None
-            values = request.values
             key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
-            pairs: list[bytes] = []
-            for name, field, meta_name in self.value_fields:
-                pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
-            lenient: list[bytes] = []  # unique indexes not enforced for this document
-            for position, (index, manifest, _names) in enumerate(self.indexes):
-                if index.compound:
-                    pairs += [manifest,
-                              sortable.pack_list(index_members(self.options, index, values))]
-                    if index.unique and any(values.get(n) is None for n in index.fields):
-                        lenient.append(b"%d" % (position + 1))  # a null part never conflicts
+            pairs, lenient = self.all_entries(request.values)
             args += [sortable.id_key(request.id), self.document(request),
                      os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient)]
         key_list += self.event_keys(partition)
         return Call("insert_many", tuple(key_list), tuple(args))
+
+    def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
+        """Every meta field pair (field or compound index, its value encodings) of a
+        document, and the 1-based positions of the unique indexes its values do not hold
+        unique (a compound value with a null part never conflicts)."""
+        pairs: list[bytes] = []
+        for name, field, meta_name in self.value_fields:
+            pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
+        lenient: list[bytes] = []
+        for position, (index, manifest, _names) in enumerate(self.indexes):
+            if index.compound:
+                pairs += [manifest, sortable.pack_list(index_members(self.options, index, values))]
+                if index.unique and any(values.get(n) is None for n in index.fields):
+                    lenient.append(b"%d" % (position + 1))
+        return pairs, lenient
+
+    def tx_call(self, partition: int, checks: list[tuple[str, int]],
+                requests: list[WriteRequest]) -> Call:
+        """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
+        the writes, all in ``partition``; applied all together or not at all."""
+        keys = self.keys
+        key_list = [keys.ids(partition), keys.ttl(partition), *self.index_keys(partition)]
+        args: list[Any] = [self.described, keys.doc_prefix(partition),
+                           keys.meta_prefix(partition), self.events]
+        for id, version in checks:
+            key_list += [keys.doc(partition, id), keys.meta(partition, id)]
+            args += [b"check", b"%d" % version, sortable.id_key(id), b"", b"", b"", b"", b"",
+                     b"keep"]
+        for request in requests:
+            assert request.id is not None
+            key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
+            if request.kind == "delete":
+                args += [b"delete", b"%d" % request.expected_version,
+                         sortable.id_key(request.id), b"", b"", b"", b"", b"", b"keep"]
+                continue
+            assert request.values is not None
+            pairs, lenient = self.all_entries(request.values)
+            args += [request.kind.encode(), b"%d" % request.expected_version,
+                     sortable.id_key(request.id), self.document(request), os.urandom(8).hex(),
+                     wire.pack(pairs), wire.pack(lenient), self.changed_names(request.changed),
+                     request.expire]
+        key_list += self.event_keys(partition)
+        return Call("tx", tuple(key_list), tuple(args))
 
     def delete_call(self, request: WriteRequest) -> Call:
         assert request.id is not None
@@ -256,6 +289,30 @@ def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> Wr
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
     return WriteResult(id, None, error)
+
+
+def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
+               requests: list[WriteRequest], reply: list[Any]) -> list[WriteResult]:
+    """The results of a ``tx.lua`` call, one per request; a refusal raises its typed error
+    (nothing was written)."""
+    status = _text(reply[0])
+    if status == "OK":
+        versions = [int(v) for v in reply[1]][len(checks):]
+        return [WriteResult(r.id, v) for r, v in zip(requests, versions, strict=True)]
+    if status == "WRONGTYPE":
+        key = _text(reply[1])
+        raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
+    position = int(reply[1]) - 1
+    if position < len(checks):  # a document read in the transaction changed since
+        id, expected = checks[position]
+        actual = _text(reply[2]) if len(reply) > 2 else ""
+        raise VersionConflict(options.model_name, id, expected, int(actual) if actual else None)
+    request = requests[position - len(checks)]
+    refused = result(options, request, [reply[0], *reply[2:]])
+    if refused.error is None:  # (a delete of a document that is gone: the read was stale)
+        raise VersionConflict(options.model_name, request.id or "<new>",
+                              request.expected_version, None)
+    raise refused.error
 
 
 def _text(value: Any) -> str:

@@ -145,6 +145,36 @@ class SqliteBackend:
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
 
+    def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """Version checks and writes in one SQLite transaction, rolled back whole at the
+        first refusal (which is raised)."""
+        layout = yield from self._prepare(options)
+        requests = list(requests)
+        missing = [i for i, r in enumerate(requests) if r.id is None]
+        if missing:
+            ids = yield from self.allocate_ids(options, len(missing))
+            for i, new_id in zip(missing, ids, strict=True):
+                requests[i] = requests[i].with_id(new_id)
+        groups = [_check_statements(layout, id, version) for id, version in checks]
+        groups += [_statements(layout, r, self.max_document_bytes) for r in requests]
+        if not groups:
+            return []
+        replies = yield SqlPlan(tuple(groups), write=True, atomic=True)
+        refused = replies[-1] if replies[-1].refused is not None else None
+        if refused is not None:
+            position = len(replies) - 1
+            if position < len(checks):
+                id, expected = checks[position]
+                actual = int(refused.rows[-1][0][0]) if refused.rows[-1] else None
+                raise VersionConflict(options.model_name, id, expected, actual)
+            request = requests[position - len(checks)]
+            error = _result(options, request, refused).error
+            raise error or VersionConflict(options.model_name, request.id or "<new>",
+                                           request.expected_version, None)
+        return [_result(options, r, reply)
+                for r, reply in zip(requests, replies[len(checks):], strict=True)]
+
     # -- reads -----------------------------------------------------------------------------
 
     def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
@@ -276,6 +306,17 @@ def _statements(layout: Layout, request: WriteRequest,
             out.append(Statement(f"INSERT INTO {side} (id, k) VALUES (?, ?)", (key, element)))
     out.append(Statement(f"SELECT version FROM {table} WHERE id_key = ?", (key,)))
     return tuple(out)
+
+
+def _check_statements(layout: Layout, id: str, version: int) -> tuple[Statement, ...]:
+    """A transaction's read check: the document is still at ``version`` (0: still absent)."""
+    table, key = layout.table, sortable.id_key(id)
+    if not version:
+        return (Statement(f"SELECT version FROM {table} WHERE id_key = ?", (key,),
+                          "absent", "VERSION"),)
+    return (Statement(f"SELECT 1 FROM {table} WHERE id_key = ?", (key,), "present", "MISSING"),
+            Statement(f"SELECT version FROM {table} WHERE id_key = ? AND version != ?",
+                      (key, version), "absent", "VERSION"))
 
 
 def _unique_guards(layout: Layout, key: bytes, values: dict[str, Any]) -> list[Statement]:

@@ -95,8 +95,14 @@ def _run(db: sqlite3.Connection, plan: SqlPlan) -> list[GroupReply]:
     # writer may slip in between (a deferred transaction could fail with SQLITE_BUSY at the
     # first write instead).
     db.execute("BEGIN IMMEDIATE" if plan.write else "BEGIN")
+    replies = []
     try:
-        replies = [_group(db, group, plan.write) for group in plan.groups]
+        for group in plan.groups:
+            reply = _group(db, group, plan.write)
+            replies.append(reply)
+            if plan.atomic and reply.refused is not None:
+                db.execute("ROLLBACK")
+                return replies
     except BaseException:
         db.execute("ROLLBACK")
         raise

@@ -34,6 +34,9 @@ class SqlPlan:
 
     groups: tuple[tuple[Statement, ...], ...]
     write: bool = False
+    #: all groups or none: the first refused group rolls the whole transaction back (and
+    #: the groups after it do not run)
+    atomic: bool = False
 
     @classmethod
     def read(cls, *statements: Statement) -> SqlPlan:

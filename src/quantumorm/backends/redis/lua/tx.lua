@@ -1,0 +1,147 @@
+#!lua
+-- tx.lua: a transaction: version checks of documents read, and inserts, updates and
+-- deletes of documents of one partition, applied all together or not at all.
+--
+-- Every check of every operation runs before the first write: version checks (reads
+-- included), key types, and unique values judged as if the operations ran in order (as a
+-- SQL transaction would): a value an earlier operation released is free, one an earlier
+-- operation took is not.
+-- The JSON is stored verbatim, as in save.lua; the shebang makes the server refuse the
+-- script above maxmemory before it starts.
+--
+-- KEYS[1]       the partition's id index        KEYS[2]  its TTL schedule
+-- KEYS[3..I+2]  every index key of the model, in the model's index order
+-- KEYS[I+3..]   per operation: document key, meta hash key
+-- KEYS[#KEYS]   the partition's change stream, when ARGV[4] ~= ""
+-- ARGV[1]       MessagePack array, per index: meta field of its entries, "1" if unique, name
+-- ARGV[2]       document key prefix    ARGV[3]  meta key prefix
+-- ARGV[4]       change events: "" (none) or the spec events_on() reads
+-- ARGV[5..]     per operation, 9 values: kind ("check" | "insert" | "update" | "delete"),
+--               expected version ("0": must not exist), id key, document JSON, write id,
+--               MessagePack pairs (meta field, netstring list of value encodings),
+--               MessagePack positions of unique indexes not enforced for it, MessagePack
+--               changed field names ("" for all), expiry ("keep" | "persist" | ms)
+-- Returns       {"OK", version per operation} | {"VERSION", position, actual or ""}
+--               | {"MISSING", position} | {"EXISTS", position}
+--               | {"UNIQUE", position, index name, holder id key} | {"WRONGTYPE", key}
+-- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
+
+local described = cmsgpack.unpack(ARGV[1])
+local indexes = {}
+for i = 1, #described / 3 do
+  indexes[i] = {key = KEYS[i + 2], field = described[3 * i - 2],
+                unique = described[3 * i - 1] == "1", name = described[3 * i]}
+end
+local nindexes = #indexes
+local ids_key, ttl_key, doc_prefix = KEYS[1], KEYS[2], ARGV[2]
+do
+  local bad = events_on(ARGV[4], KEYS[#KEYS])
+  if bad then return {"WRONGTYPE", bad} end
+end
+for _, key in ipairs({ids_key, ttl_key}) do
+  if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+end
+local bad = bad_index(indexes)
+if bad then return {"WRONGTYPE", bad} end
+
+-- 1. versions ------------------------------------------------------------------------
+local ops = {}
+for n = 1, (#ARGV - 4) / 9 do
+  local base = 4 + 9 * (n - 1)
+  local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
+              json = ARGV[base + 4], write_id = ARGV[base + 5],
+              doc_key = KEYS[nindexes + 1 + 2 * n], meta_key = KEYS[nindexes + 2 + 2 * n]}
+  if op.kind == "insert" or op.kind == "update" then
+    local refused, version = check_version(op.kind, op.expected, op.idkey, op.doc_key,
+                                           op.meta_key, ids_key, ttl_key, indexes)
+    if refused then return {refused[1], n, refused[2]} end
+    op.version = version
+    op.fields = cmsgpack.unpack(ARGV[base + 6])
+    op.lenient = {}
+    for _, position in ipairs(cmsgpack.unpack(ARGV[base + 7])) do
+      op.lenient[tonumber(position)] = true
+    end
+    if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end
+    op.expiry = ARGV[base + 9]
+  else  -- "check" or "delete": the version read earlier must still be the one stored
+    for _, pair in ipairs({{op.doc_key, "string"}, {op.meta_key, "hash"}}) do
+      if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
+    end
+    local actual = false
+    if redis.call("EXISTS", op.doc_key) == 1 then
+      actual = redis.call("HGET", op.meta_key, "v") or false
+    end
+    if op.kind == "delete" and not actual then return {"MISSING", n} end
+    if (actual or "0") ~= op.expected then return {"VERSION", n, actual or ""} end
+    op.version = tonumber(op.expected)
+  end
+  ops[n] = op
+end
+
+-- 2. unique values, as if the operations ran one after the other: a value is free for
+-- operation n if no live document holds it, or its holder was rewritten or deleted by an
+-- operation before n (then that operation's own claims count instead) ---------------------
+local claims, written = {}, {}
+for n, op in ipairs(ops) do
+  if op.fields then
+    local values = {}
+    for i = 1, #op.fields, 2 do values[op.fields[i]] = op.fields[i + 1] end
+    op.members = {}
+    for i, index in ipairs(indexes) do
+      op.members[i] = unpack_list(values[index.field])
+      claims[i] = claims[i] or {}
+      if index.unique and not op.lenient[i] then
+        for _, member in ipairs(op.members[i]) do
+          if member ~= NULL then
+            local other = claims[i][member]
+            if other and other ~= op.idkey then return {"UNIQUE", n, index.name, other} end
+            local holder = unique_holder(index.key, member, op.idkey, doc_prefix, written)
+            if holder then return {"UNIQUE", n, index.name, holder} end
+          end
+        end
+      end
+    end
+  end
+  if op.kind ~= "check" then
+    -- what this operation's document held before is released; what it holds now is claimed
+    written[op.idkey] = true
+    for i, index in ipairs(indexes) do
+      if claims[i] then
+        for member, holder in pairs(claims[i]) do
+          if holder == op.idkey then claims[i][member] = nil end
+        end
+        if op.members and index.unique and not op.lenient[i] then
+          for _, member in ipairs(op.members[i]) do claims[i][member] = op.idkey end
+        end
+      end
+    end
+  end
+end
+
+-- 3. writes (nothing above has written, except purges of expired documents' leftovers) ---
+local versions = {}
+for n, op in ipairs(ops) do
+  if op.kind == "delete" then
+    local last = EVENTS and EVENTS.doc and redis.call("GET", op.doc_key)
+    purge(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+    redis.call("DEL", op.doc_key)
+    emit("delete", op.idkey, op.expected, nil, nil, last)
+    versions[n] = 0
+  elseif op.kind ~= "check" then
+    for i, index in ipairs(indexes) do
+      local old = {}
+      if op.kind == "update" then old = unpack_list(redis.call("HGET", op.meta_key, index.field)) end
+      rewrite_entries(index.key, op.idkey, old, op.members[i])
+    end
+    op.mode = op.kind
+    store(op, ids_key, ttl_key)
+    versions[n] = op.version
+  else
+    versions[n] = op.version
+  end
+end
+if redis.call("ZCARD", ttl_key) > 0 then
+  sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
+end
+return {"OK", versions}

@@ -10,14 +10,15 @@ the async or the sync driver.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import errors
-from .engine import ops
+from .engine import atomic, ops
 from .engine.drive import OpFactory
 from .engine.twin import operation
-from .errors import ConfigurationError, UnknownFieldError, ValidationError
+from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
 from .query.expressions import clean_id
@@ -279,6 +280,54 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.update_with_retry, doc=self, change=change, attempts=attempts)
 
     update_with_retry_sync = update_with_retry.sync
+
+    # -- atomic field operations (see quantumorm.engine.atomic) -------------------------------
+
+    @operation
+    def inc(self, field: str, by: int | float | Decimal = 1) -> OpFactory[Any]:
+        """Add ``by`` to a numeric field of the *stored* document, atomically (no concurrent
+        operation is lost; a missing value counts as 0); returns the new value."""
+        return partial(atomic.modify, doc=self, changes=[("inc", field, by)],
+                       answer=lambda d, _: d.__dict__[field])
+
+    inc_sync = inc.sync
+
+    @operation
+    def dec(self, field: str, by: int | float | Decimal = 1) -> OpFactory[Any]:
+        """Subtract ``by`` from a numeric field, atomically; returns the new value."""
+        if isinstance(by, bool) or not isinstance(by, (int, float, Decimal)):
+            raise InvalidOperation(f"dec() takes a number (got {by!r})")
+        return partial(atomic.modify, doc=self, changes=[("inc", field, -by)],
+                       answer=lambda d, _: d.__dict__[field])
+
+    dec_sync = dec.sync
+
+    @operation
+    def push(self, field: str, *values: Any, unique: bool = False) -> OpFactory[list[Any]]:
+        """Append values to an array field of the stored document, atomically (``unique``:
+        only those it does not hold yet); returns the new list."""
+        return partial(atomic.modify, doc=self, changes=[("push", field, values)],
+                       answer=lambda d, _: d.__dict__[field], unique=unique)
+
+    push_sync = push.sync
+
+    @operation
+    def pull(self, field: str, *values: Any) -> OpFactory[list[Any]]:
+        """Remove every occurrence of the values from an array field, atomically; returns
+        the new list."""
+        return partial(atomic.modify, doc=self, changes=[("pull", field, values)],
+                       answer=lambda d, _: d.__dict__[field])
+
+    pull_sync = pull.sync
+
+    @operation
+    def set_if_absent(self, field: str, value: Any) -> OpFactory[bool]:
+        """Set a field of the stored document only if it holds no value (None); True if
+        this call set it. The instance shows the stored value either way."""
+        return partial(atomic.modify, doc=self, changes=[("set_if_absent", field, value)],
+                       answer=lambda _, written: written)
+
+    set_if_absent_sync = set_if_absent.sync
 
     @operation
     def reload(self: D) -> OpFactory[D]:

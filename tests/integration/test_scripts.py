@@ -54,5 +54,6 @@ def test_scripts_declare_their_flags() -> None:
     first_lines = {name: script(name).source.splitlines()[0] for name in SCRIPT_NAMES}
     assert first_lines == {
         "save": "#!lua", "insert_many": "#!lua", "delete": "#!lua flags=allow-oom",
-        "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes", "group": "#!lua", "tx": "#!lua",
+        "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes",
+        "group": "#!lua", "tx": "#!lua",
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes"}

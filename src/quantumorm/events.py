@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .engine.twin import operation
-from .errors import UnsupportedOperation
+from .errors import BackendConnectionError, UnsupportedOperation
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -263,6 +263,18 @@ class Consumer(_Reader[D]):
         return partial(self._read_op, block=block)
 
     def _read_op(self, backend: Backend, block: float) -> Any:
+        try:
+            return (yield from self._read(backend, block))
+        except BackendConnectionError:
+            self._lost()
+            raise
+
+    def _lost(self) -> None:
+        """The connection broke during a read or claim: what it delivered is pending here
+        unseen, so the next read starts again with this consumer's own pending events."""
+        self._backlog = ["0-0"] * self.model._meta.partitions
+
+    def _read(self, backend: Backend, block: float) -> Any:
         group = self.group
         if not self._created:
             yield from backend.create_group(self.model._meta, group.name, group.start)
@@ -319,5 +331,9 @@ def _ack(backend: Backend, model: type[Any], group: str,
 def _claim(backend: Backend, consumer: Consumer[Any], min_idle: float, count: int) -> Any:
     group = consumer.group
     yield from backend.create_group(group.model._meta, group.name, group.start)
-    return (yield from backend.claim_changes(group.model, group.name, consumer.name,
-                                             min_idle, count))
+    try:
+        return (yield from backend.claim_changes(group.model, group.name, consumer.name,
+                                                 min_idle, count))
+    except BackendConnectionError:
+        consumer._lost()
+        raise

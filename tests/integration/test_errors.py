@@ -62,7 +62,7 @@ async def test_closed_port_raises_backend_connection_error(conn: Any, mode: str)
     create_connection(backend="redis", url=f"redis://127.0.0.1:{closed_port()}/0",
                       name="unreachable", connect_timeout=0.5, socket_timeout=0.5)
     operations = [
-        lambda: call(Far(n=1), "save", mode),  # a write: not retried
+        lambda: call(Far(n=1), "save", mode),  # an insert allocating its id: checked, raised
         lambda: call(Far.objects.filter(n=1), "all", mode),  # reads: retried, then raised
         lambda: call(Far.objects, "count", mode),
         lambda: call(Far.objects, "get_many", mode, ["1"]),

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...errors import CorruptDocumentError, DuplicateIdError, TransactionError
+from ...errors import (
+    BackendConnectionError,
+    CorruptDocumentError,
+    DuplicateIdError,
+    TransactionError,
+)
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken
 AUTO_ID_ATTEMPTS = 5
+#: how many of the last allocated ids are searched for an insert whose reply was lost
+SETTLE_WINDOW = 1024
 
 CAPABILITIES = Capabilities(
     lookups=frozenset(Lookup),
@@ -85,7 +92,7 @@ class RedisBackend:
 
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         keys = self._state(options).keys
-        (last,) = yield RedisPlan((Command(("INCRBY", keys.sequence, count)),))
+        (last,) = yield RedisPlan((Command(("INCRBY", keys.sequence, count)),), idempotent=True)
         return [str(n) for n in range(int(last) - count + 1, int(last) + 1)]
 
     def write(self, options: ModelOptions,
@@ -105,9 +112,17 @@ class RedisBackend:
                     requests[position] = requests[position].with_id(new_id)
             batches = self._batches(options, [requests[i] for i in pending], pending)
             calls = [call for call, _ in batches]
+            # every call may be resent after a broken connection (each recognises its own
+            # earlier application by its write id), except one that allocates its id
+            allocating = len(calls) == 1 and calls[0].script == "save" and not calls[0].args[2]
+            try:
+                sent = yield RedisPlan(tuple(calls), idempotent=not allocating)
+            except BackendConnectionError:
+                if not allocating:
+                    raise
+                sent = yield from self._settle_allocating(options, calls[0])
             replies: list[Any] = []
-            for (_, members), reply in zip(batches, (yield RedisPlan(tuple(calls))),
-                                           strict=True):
+            for (_, members), reply in zip(batches, sent, strict=True):
                 replies += reply if len(members) > 1 else [reply]
             order = [i for _, members in batches for i in members]
             retry = []
@@ -123,6 +138,24 @@ class RedisBackend:
             pending = retry
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
+
+    def _settle_allocating(self, options: ModelOptions, call: Call) -> Op[list[Any]]:
+        """The connection broke around an insert that allocates its own id: find out
+        whether it was applied (its write id in the meta hash of one of the ids allocated
+        last) before sending it again, so that it is never stored twice."""
+        keys = self._state(options).keys
+        write_id = call.args[4].encode() if isinstance(call.args[4], str) else call.args[4]
+        (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), read_only=True)
+        newest = int(last or 0)
+        candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
+        seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "w"))
+                                     for id in candidates), read_only=True)
+        for id, ids in zip(candidates, seen, strict=True):
+            if ids and any(bytes(ids[i:i + 16]) == write_id for i in range(0, len(ids), 16)):
+                return [[b"OK", 1, sortable.id_key(id)]]
+        # not among the ids allocated last: not applied, so sending it again is safe
+        again = yield RedisPlan((call,))
+        return list(again)
 
     def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
                  requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
@@ -149,7 +182,7 @@ class RedisBackend:
         if not every_id:
             return []
         call = state.writes.tx_call(partitions.pop(), list(checks), requests)
-        (reply,) = yield RedisPlan((call,))
+        (reply,) = yield RedisPlan((call,), idempotent=True)
         return writes.tx_results(options, list(checks), requests, reply)
 
     def _batches(self, options: ModelOptions, requests: list[WriteRequest],
@@ -333,7 +366,7 @@ class RedisBackend:
         p = keys.partition_of(id)
         how = "persist" if ttl is None else str(max(1, round(ttl * 1000)))
         (done,) = yield RedisPlan((Call("expire", (keys.doc(p, id), keys.ttl(p)),
-                                        (sortable.id_key(id), how)),))
+                                        (sortable.id_key(id), how)),), idempotent=True)
         return bool(done)
 
     def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
@@ -348,7 +381,7 @@ class RedisBackend:
         """Purge the leftovers of up to ``limit`` expired documents per partition."""
         layout = self._state(options).writes
         calls = tuple(layout.sweep_call(p, limit) for p in range(options.partitions))
-        replies = yield RedisPlan(calls)
+        replies = yield RedisPlan(calls, idempotent=True)
         return sum(int(reply[0]) for reply in replies)
 
     # -- change events (reading; the write scripts append them) -----------------------------
@@ -394,7 +427,7 @@ class RedisBackend:
                     (Command(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)),),
                     read_only=True))[0]
                 if found:
-                    yield RedisPlan((Command(("UNLINK", *found)),))
+                    yield RedisPlan((Command(("UNLINK", *found)),), idempotent=True)
                 if int(cursor) == 0:
                     break
         return sum(int(c) for c in counts)

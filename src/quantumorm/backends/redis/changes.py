@@ -78,7 +78,7 @@ def read(model: type[Document], keys: KeySpace, after: list[str], count: int,
 
 def create_group(keys: KeySpace, group: str, start: str) -> Op[None]:
     yield RedisPlan(tuple(Call("group", (keys.changes(p),), (group, start))
-                          for p in range(keys.partitions)))
+                          for p in range(keys.partitions)), idempotent=True)
 
 
 def read_group(model: type[Document], keys: KeySpace, group: str, consumer: str, count: int,
@@ -97,7 +97,7 @@ def read_group(model: type[Document], keys: KeySpace, group: str, consumer: str,
     events, moved = _decode_reply(model, streams, reply or [], gone)
     if gone:  # pending entries the stream trimmed away: nothing left to deliver
         yield RedisPlan(tuple(Command(("XACK", streams[p], group, *ids))
-                              for p, ids in gone.items()))
+                              for p, ids in gone.items()), idempotent=True)
     if after is None:
         return events, None
     return events, [moved.get(p, position) for p, position in enumerate(after)]
@@ -116,7 +116,7 @@ def ack(keys: KeySpace, group: str, events: Sequence[ChangeEvent[Any]]) -> Op[in
     if not by_partition:
         return 0
     replies = yield RedisPlan(tuple(Command(("XACK", keys.changes(p), group, *ids))
-                                    for p, ids in by_partition.items()))
+                                    for p, ids in by_partition.items()), idempotent=True)
     return sum(int(reply) for reply in replies)
 
 

@@ -72,3 +72,11 @@ class RedisPlan:
     steps: tuple[Step, ...]
     #: True when every step is read-only, so a lost connection may simply retry it
     read_only: bool = False
+    #: True when the steps may be sent again after the connection broke mid-way: each one
+    #: recognises its own earlier application (write ids, see ``lua/_write.lua``) or does
+    #: the same thing twice (TTL, sweep, acknowledgements, id allocation: gaps only)
+    idempotent: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        return self.read_only or self.idempotent

@@ -4,7 +4,8 @@
   MULTI. Scripts go as EVALSHA; a NOSCRIPT reply (restart, failover, SCRIPT FLUSH) loads the
   scripts and re-sends only the steps that did not run.
 * redis-py's own retries are switched off: it would resend writes whose outcome is unknown.
-  Read-only plans are retried here, with backoff, on connection errors.
+  Read-only and idempotent plans (writes that recognise their own earlier application) are
+  retried here on connection errors, with bounded exponential backoff; other writes are not.
 * Connect and socket timeouts are always set; the pool blocks at most ``pool_timeout``
   seconds for a free connection, then raises :class:`PoolExhaustedError`.
 * Driver errors become QuantumORM's typed errors, with the driver's error as ``__cause__``.
@@ -20,18 +21,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import redis.asyncio
+from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-
-import redis
-from redis import exceptions as rx
 
 from ... import errors
 from .commands import Call, Command, RedisPlan, Step, script
 
-READ_RETRIES = 3
-READ_BACKOFF = 0.05  # seconds, doubled per attempt
+#: attempts of a retryable plan (connection option ``retries``); the waits between them,
+#: 0.05 s doubled up to 1 s, add up to 0.75 s by default (raise it to ride out failovers)
+RETRIES = 5
+BACKOFF = 0.05
+MAX_BACKOFF = 1.0
+
+
+def _pause(attempt: int) -> float:
+    return float(min(MAX_BACKOFF, BACKOFF * 2**attempt))
+
+
+def _final(exc: BaseException) -> bool:
+    """Connection errors that a retry cannot cure: bad credentials, and an exhausted pool
+    (the caller chose ``pool_timeout``; waiting longer is not ours to decide)."""
+    return isinstance(translate(exc), (errors.AuthenticationError, errors.PoolExhaustedError))
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,14 @@ class ClientOptions:
     pool_timeout: float = 5.0
     socket_timeout: float = 5.0
     connect_timeout: float = 5.0
+    retries: int = RETRIES
     extra: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or (
+                self.retries < 1):
+            raise errors.ConfigurationError(f"retries must be a positive int (got "
+                                            f"{self.retries!r})")
 
     def pool_kwargs(self) -> dict[str, Any]:
         return {
@@ -100,18 +120,19 @@ def _check(replies: Sequence[Any]) -> list[Any]:
 
 class SyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
+        self.retries = options.retries
         pool = redis.BlockingConnectionPool.from_url(options.url, **options.pool_kwargs())
         self.client: Any = redis.Redis(connection_pool=pool)
 
     def execute(self, plan: RedisPlan) -> list[Any]:
-        attempts = READ_RETRIES if plan.read_only else 1
+        attempts = self.retries if plan.retryable else 1
         for attempt in range(attempts):
             try:
                 return self._send(plan.steps)
             except rx.ConnectionError as exc:
-                if attempt + 1 == attempts or isinstance(exc, rx.AuthenticationError):
+                if attempt + 1 == attempts or _final(exc):
                     raise translate(exc) from exc
-                time.sleep(READ_BACKOFF * 2**attempt)
+                time.sleep(_pause(attempt))
             except rx.RedisError as exc:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")
@@ -166,14 +187,14 @@ class AsyncRedisExecutor:
         return client
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
-        attempts = READ_RETRIES if plan.read_only else 1
+        attempts = self.options.retries if plan.retryable else 1
         for attempt in range(attempts):
             try:
                 return await self._send(plan.steps)
             except rx.ConnectionError as exc:
-                if attempt + 1 == attempts or isinstance(exc, rx.AuthenticationError):
+                if attempt + 1 == attempts or _final(exc):
                     raise translate(exc) from exc
-                await asyncio.sleep(READ_BACKOFF * 2**attempt)
+                await asyncio.sleep(_pause(attempt))
             except rx.RedisError as exc:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")

@@ -17,18 +17,36 @@ local function bulk(command, key, members, with_score)
   if n > 0 then redis.call(command, key, unpack(args)) end
 end
 
+-- A meta hash's "w" keeps the write ids of the document's last WRITE_IDS writes, newest
+-- first, 16 characters each: a write whose reply was lost is sent again with the same write
+-- id, and finding it here means the first attempt was applied (it must not apply twice).
+local WRITE_IDS = 4
+
+-- Whether the write ``write_id`` was applied to the document of ``meta_key``.
+local function applied(meta_key, write_id)
+  if not write_id or #write_id ~= 16 then return false end
+  local seen = redis.call("HGET", meta_key, "w")
+  if not seen then return false end
+  for i = 1, #seen, 16 do
+    if string.sub(seen, i, i + 15) == write_id then return true end
+  end
+  return false
+end
+
 -- Identity and version of a write to a known id: a refusal, or nil and the new version. An
--- insert must find no document, an update the expected version. What an expired document
+-- insert must find no document, an update the expected version; {"APPLIED"} when the
+-- document already carries this write (an earlier attempt of it). What an expired document
 -- left behind is purged on the way (it is garbage either way): its id is free again.
 -- ``indexes``: every index of the model, {key =, field =}.
 local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, ttl_key,
-                             indexes)
+                             indexes, write_id)
   if mode == "insert" and redis.call("EXISTS", doc_key, meta_key) == 0 then return nil, 1 end
   for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
     if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
   end
   local stored = redis.call("HGET", meta_key, "v")
   local alive = redis.call("EXISTS", doc_key) == 1
+  if alive and stored ~= expected and applied(meta_key, write_id) then return {"APPLIED"} end
   if mode == "insert" and alive then return {"EXISTS"} end
   if not alive and (stored or mode == "insert") then
     local bad = bad_index(indexes)
@@ -91,7 +109,12 @@ local function store(w, ids_key, ttl_key)
       redis.call("ZADD", ttl_key, at, w.idkey)
     end
   end
-  redis.call("HSET", w.meta_key, "v", w.version, "w", w.write_id, unpack(w.fields))
+  local write_ids = w.write_id
+  if w.mode ~= "insert" then
+    write_ids = write_ids .. string.sub(redis.call("HGET", w.meta_key, "w") or "", 1,
+                                        16 * (WRITE_IDS - 1))
+  end
+  redis.call("HSET", w.meta_key, "v", w.version, "w", write_ids, unpack(w.fields))
   if w.mode == "insert" then redis.call("ZADD", ids_key, 0, w.idkey) end
   emit(w.mode == "insert" and "create" or "update", w.idkey, w.version, w.write_id,
        w.changed, w.json)

@@ -58,7 +58,9 @@ for d = 1, ndocs do
   local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
   local refused = shared_error
   if not refused then  -- (an expired document's leftovers are purged: its id is free)
-    refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes)
+    refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,
+                            write_id)
+    if refused and refused[1] == "APPLIED" then refused = {"OK", 1} end  -- (a resent batch)
   end
   local fields = cmsgpack.unpack(ARGV[base + 4])
   local values = {}

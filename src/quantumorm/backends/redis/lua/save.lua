@@ -19,7 +19,8 @@
 -- ARGV[2]   expected version (update)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
 -- ARGV[4]   document JSON
--- ARGV[5]   write id (stored beside the version, to recognise a retried write)
+-- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
+--           there was applied by its first attempt and reports success without a change)
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
 -- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
 --           position, meta field holding the index's entries, "1" to enforce uniqueness,
@@ -69,7 +70,10 @@ local function identify()
   end
   local refused
   refused, version = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                   all_indexes)
+                                   all_indexes, ARGV[5])
+  if refused and refused[1] == "APPLIED" then  -- a resent write that was applied before
+    return {"OK", mode == "insert" and 1 or tonumber(ARGV[2]) + 1, idkey}
+  end
   return refused
 end
 local allocating = idkey == ""

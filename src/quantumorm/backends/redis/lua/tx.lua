@@ -45,6 +45,22 @@ end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 
+-- 0. a resent transaction whose first attempt was applied: its first write says so ------
+for n = 1, (#ARGV - 4) / 9 do
+  local base = 4 + 9 * (n - 1)
+  local kind = ARGV[base + 1]
+  if kind == "insert" or kind == "update" then
+    if not applied(KEYS[nindexes + 2 + 2 * n], ARGV[base + 5]) then break end
+    local versions = {}
+    for m = 1, (#ARGV - 4) / 9 do
+      local at = 4 + 9 * (m - 1)
+      local expected = tonumber(ARGV[at + 2])
+      versions[m] = ({check = expected, delete = 0, insert = 1})[ARGV[at + 1]] or expected + 1
+    end
+    return {"OK", versions}
+  end
+end
+
 -- 1. versions ------------------------------------------------------------------------
 local ops = {}
 for n = 1, (#ARGV - 4) / 9 do
@@ -55,6 +71,7 @@ for n = 1, (#ARGV - 4) / 9 do
   if op.kind == "insert" or op.kind == "update" then
     local refused, version = check_version(op.kind, op.expected, op.idkey, op.doc_key,
                                            op.meta_key, ids_key, ttl_key, indexes)
+    -- (no write id given: a transaction recognises its earlier attempt in step 0)
     if refused then return {refused[1], n, refused[2]} end
     op.version = version
     op.fields = cmsgpack.unpack(ARGV[base + 6])

@@ -1,0 +1,97 @@
+"""Writes sent twice: what happens when a reply is lost and the executor sends the same write
+again. Each script recognises its own earlier application (by its write id) and reports it
+without applying anything twice; an insert that allocates its id is looked up first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quantumorm import Document, IntField, StringField, sortable
+from quantumorm.backends.base import WriteRequest
+from quantumorm.backends.redis.commands import RedisPlan
+from quantumorm.engine.drive import run
+
+
+class Note(Document):
+    title = StringField(indexed=True)
+    n = IntField(default=0)
+
+    class Meta:
+        collection = "resend_notes"
+
+
+def layout(conn: Any) -> Any:
+    return conn.backend._state(Note._meta).writes
+
+
+def send(conn: Any, *calls: Any) -> list[Any]:
+    return list(conn.store.sync_executor().execute(RedisPlan(tuple(calls))))
+
+
+def request(doc: Note, kind: str, expected: int = 0) -> WriteRequest:
+    data = doc.clean()
+    return WriteRequest(kind, doc.id, expected, data, doc._values(),  # type: ignore[arg-type]
+                        None if kind == "insert" else frozenset({"n"}))
+
+
+def events(conn: Any) -> list[tuple[str, str, int]]:
+    return [(e.op, e.id, e.version) for e in Note.objects.changes(since="0").read_sync()]
+
+
+def test_a_resent_insert_or_update_is_reported_once_applied_once(conn: Any) -> None:
+    insert = layout(conn).save_call(request(Note(id="a", title="t"), "insert"))
+    assert send(conn, insert) == send(conn, insert) == [[b"OK", 1, b"\x02a"]]
+    update = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", 1))
+    first, again = send(conn, update), send(conn, update)
+    assert first == again and first[0][:2] == [b"OK", 2]
+    # another writer on top: the resend still recognises its own write in the history
+    other = Note.objects.get_sync(id="a")
+    other.n = 6
+    other.save_sync()
+    assert send(conn, update)[0][:2] == [b"OK", 2]
+    stored = Note.objects.get_sync(id="a")
+    assert (stored.n, stored.version) == (6, 3)
+    assert events(conn) == [("create", "a", 1), ("update", "a", 2), ("update", "a", 3)]
+    # the same change under a new write id is a different write: refused by the version
+    fresh = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", 1))
+    assert send(conn, fresh)[0][:2] == [b"VERSION", b"3"]
+
+
+def test_a_resent_batch_and_transaction_apply_once(conn: Any) -> None:
+    batch = layout(conn).insert_many_call(0, [request(Note(id=f"b{i}", title="t"), "insert")
+                                              for i in range(3)])
+    assert send(conn, batch) == send(conn, batch) == [[[b"OK", 1]] * 3]
+    tx = layout(conn).tx_call(0, [("b0", 1)], [request(Note(id="b1", title="t", n=1),
+                                                       "update", 1),
+                                               request(Note(id="c", title="t"), "insert")])
+    assert send(conn, tx) == send(conn, tx) == [[b"OK", [1, 2, 1]]]
+    assert Note.objects.count_sync() == 4
+    assert sorted(events(conn)) == sorted([("create", f"b{i}", 1) for i in range(3)]
+                                          + [("update", "b1", 2), ("create", "c", 1)])
+
+
+def test_an_insert_that_allocates_its_id_is_looked_up_before_being_resent(conn: Any) -> None:
+    backend = conn.backend
+    executor = conn.store.sync_executor()
+    lost = layout(conn).save_call(request(Note(title="lost reply"), "insert"))
+    send(conn, lost)  # applied, but suppose the reply never came back
+    Note(title="someone else").save_sync()  # the counter moves on meanwhile
+    settled = run(backend._settle_allocating(Note._meta, lost), executor)
+    assert settled[0][:2] == [b"OK", 1] and settled[0][2] == sortable.id_key("1")
+    never_sent = layout(conn).save_call(request(Note(title="never arrived"), "insert"))
+    settled = run(backend._settle_allocating(Note._meta, never_sent), executor)
+    assert settled[0][0] == b"OK"
+    titles = sorted(n.title for n in Note.objects.all_sync())
+    assert titles == ["lost reply", "never arrived", "someone else"]  # each exactly once
+
+
+def test_the_retry_budget_is_a_checked_connection_option(conn: Any, redis_url: str) -> None:
+    import quantumorm
+
+    for bad in (0, -1, True, "3"):
+        with pytest.raises(quantumorm.ConfigurationError, match="retries"):
+            quantumorm.create_connection(url=redis_url, name="bad-retries", retries=bad)
+    good = quantumorm.create_connection(url=redis_url, name="patient", retries=9)
+    assert good.store.sync_executor().retries == 9

@@ -20,7 +20,11 @@ sides' results must be identical (checked).
 What it skips (validation, model instances, query planning, general encodings and scripts,
 a meta hash per document, type checks) is the ORM's cost by design.
 
-Usage: bench/bench_redis.py [--n 10000] [--iterations 2000] [--warmup 200] [--async]. It
+The ORM model runs with ``Meta.changes = False`` by default, as the baseline keeps no change
+log; ``--changes`` turns the stream on to show what change events cost.
+
+Usage: bench/bench_redis.py [--n 10000] [--iterations 2000] [--warmup 200] [--async]
+[--changes]. It
 starts a private redis-server on a free 127.0.0.1 port (no persistence; stopped at exit)
 unless REDIS_URL is set; only the benchmark's own keys are ever deleted (never FLUSHDB).
 """
@@ -56,7 +60,7 @@ bump = lambda age: 18 if age >= 80 else age + 1  # the update: age + 1, wrapping
 dumps = functools.partial(json.dumps, separators=(",", ":"))  # compact JSON, as the ORM's
 
 
-class User(Document):
+class UserFields(Document):
     name = StringField(indexed=True)
     age = IntField(indexed=True)
     city = StringField(indexed=True)
@@ -64,8 +68,24 @@ class User(Document):
     bio = StringField()
 
     class Meta:
+        abstract = True
         collection = "users"
         namespace = NAMESPACE
+
+
+class User(UserFields):
+    """What the baseline does: no change log (the default run)."""
+
+    class Meta:
+        changes = False
+
+
+class UserWithChanges(UserFields):
+    """The same with the change stream on (``--changes``): each write also XADDs an event,
+    which the baseline does not; the ratio then shows what events cost."""
+
+    class Meta:
+        changes = True
 
 
 def make_docs(n: int, seed: int, names: int) -> list[dict]:
@@ -233,7 +253,7 @@ class AsyncBaseline(Baseline):
 
 # -- the workload -------------------------------------------------------------------------
 
-def orm_ops(is_async: bool) -> dict:
+def orm_ops(is_async: bool, User: type[UserFields]) -> dict:
     """QuantumORM's public API for each operation: ``await x()``, or ``x_sync()``."""
     sfx = "" if is_async else "_sync"
 
@@ -402,8 +422,9 @@ async def bench(url: str, args) -> None:
     print(f"redis-server {raw.info('server')['redis_version']} at {url} | Python "
           f"{platform.python_version()} ({platform.python_implementation()}) | redis-py "
           f"{redis.__version__}, hiredis {'yes' if redis.utils.HIREDIS_AVAILABLE else 'no'}")
-    print(f"mode: {'async' if args.async_ else 'sync'} | documents: {args.n} | iterations: "
-          f"{args.iterations} (+{args.warmup} warm-up) | bulk: batches of {BATCH}\n")
+    events = " | change events on (orm only)" if args.changes else ""
+    print(f"mode: {'async' if args.async_ else 'sync'}{events} | documents: {args.n} | "
+          f"iterations: {args.iterations} (+{args.warmup} warm-up) | bulk: batches of {BATCH}\n")
 
     async def wipe():  # only this benchmark's keys: both collections and their counters
         for pattern in (f"{{{NAMESPACE}:*", BASE + "*"):
@@ -419,7 +440,8 @@ async def bench(url: str, args) -> None:
         sha = {name: raw.script_load(source) for name, source in SCRIPTS.items()}
         base = (AsyncBaseline if args.async_ else Baseline)(client, sha)
         samples, results = await run_both(
-            {"orm": orm_ops(args.async_), "base": base_ops(base)}, data, args, wipe)
+            {"orm": orm_ops(args.async_, UserWithChanges if args.changes else User),
+             "base": base_ops(base)}, data, args, wipe)
         (orm_s, base_s), (orm_r, base_r) = samples.values(), results.values()
         await wipe()
     finally:
@@ -444,6 +466,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per operation")
     parser.add_argument("--async", dest="async_", action="store_true",
                         help="QuantumORM's async API against redis.asyncio")
+    parser.add_argument("--changes", action="store_true",
+                        help="the ORM model keeps its change stream (the baseline has none)")
     args = parser.parse_args()
     if args.n < BATCH or args.iterations < 1 or args.warmup < 0:
         parser.error(f"need --n >= {BATCH}, --iterations >= 1, --warmup >= 0")

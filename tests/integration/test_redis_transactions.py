@@ -12,6 +12,7 @@ from helpers import assert_indexes_consistent
 
 import quantumorm
 from quantumorm import Document, IntField, StringField, TransactionError, WatchConflict
+from quantumorm.backends.redis.keys import KeySpace
 
 
 class Wallet(Document):
@@ -31,8 +32,6 @@ class Spread(Document):
 
 
 def ids_by_partition(model: Any, count: int) -> dict[int, list[str]]:
-    from quantumorm.backends.redis.keys import KeySpace
-
     keys = KeySpace(model._meta)
     found: dict[int, list[str]] = {}
     n = 0
@@ -54,11 +53,23 @@ async def test_one_partition_commits_and_several_are_refused(conn: Any) -> None:
     tx.save(Spread(id=by_partition[2][0], name="y"))
     with pytest.raises(TransactionError, match="one partition"):
         await tx.commit()
+    # ids sharing a {tag} share a partition: a transaction can span them
+    async with conn.transaction() as tx:
+        for n in range(6):
+            tx.save(Spread(id=f"{{tenant-1}}:doc:{n}", name="tagged"))
+    assert await Spread.objects.filter(name="tagged").count() == 6
+    tx = conn.transaction()
+    tx.save(Spread(id="{tenant-1}:doc:9", name="tagged"))
+    tx.save(Spread(id="{tenant-2}:doc:9", name="tagged"))
+    spread = KeySpace(Spread._meta)  # (the two tags land apart with P = 4)
+    assert spread.partition_of("{tenant-1}:x") != spread.partition_of("{tenant-2}:x")
+    with pytest.raises(TransactionError, match="one partition"):
+        await tx.commit()
     tx = conn.transaction()
     tx.save(Spread(name="no id"))
     with pytest.raises(TransactionError, match="needs an id"):
         await tx.commit()
-    assert await Spread.objects.count() == 2
+    assert await Spread.objects.count() == 8
 
 
 async def test_auto_ids_events_and_indexes(conn: Any, redis_client: Any) -> None:

@@ -194,6 +194,24 @@ def test_partition_of_is_stable_and_in_range(some_id: str, partitions: int) -> N
         assert partition == 0
 
 
+@pytest.mark.parametrize(("id", "key"), [
+    ("{acme}:order:7", "acme"), ("x{acme}y{z}", "acme"), ("{}acme", "{}acme"),
+    ("}{a}", "a"), ("{open", "{open"), ("plain", "plain"), ("{{a}}", "{a"),
+])
+def test_an_id_tag_decides_the_partition_as_redis_cluster_does(id: str, key: str) -> None:
+    from quantumorm.backends.redis.keys import partition_key
+
+    assert partition_key(id) == key
+    keys = KeySpace(Sharded._meta)
+    assert keys.partition_of(id) == keys.partition_of(key)
+
+
+def test_ids_sharing_a_tag_share_a_partition() -> None:
+    keys = KeySpace(Sharded._meta)
+    assert len({keys.partition_of(f"{{tenant-9}}:doc:{i}") for i in range(100)}) == 1
+    assert len({keys.partition_of(f"{{tenant-{i}}}:doc") for i in range(100)}) == 7
+
+
 def test_partitions_spread_ids() -> None:
     keys = KeySpace(Sharded._meta)
     used = {keys.partition_of(str(i)) for i in range(200)}

@@ -35,7 +35,8 @@ class RedisConnection:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
         self.options = ClientOptions(url=url, extra=tuple(sorted(options.items())), **known)
-        self.backend = RedisBackend(limit)
+        # a blocking stream read must end well before the socket timeout would cut it
+        self.backend = RedisBackend(limit, max_block=self.options.socket_timeout / 2)
         self._lock = threading.Lock()
         self._sync: SyncRedisExecutor | None = None
         self._async = AsyncRedisExecutor(self.options)

@@ -78,8 +78,11 @@ class RedisBackend:
     name = "redis"
     capabilities = CAPABILITIES
 
-    def __init__(self, max_document_bytes: int = writes.DEFAULT_MAX_DOCUMENT_BYTES) -> None:
+    def __init__(self, max_document_bytes: int = writes.DEFAULT_MAX_DOCUMENT_BYTES,
+                 max_block: float = 1.0) -> None:
         self.max_document_bytes = max_document_bytes
+        #: longest blocking stream read, in seconds (half the socket timeout)
+        self.max_block = max_block
         self._models: dict[int, _ModelState] = {}
 
     def _state(self, options: ModelOptions) -> _ModelState:
@@ -392,7 +395,7 @@ class RedisBackend:
     def read_changes(self, model: type[Document], after: list[str], count: int,
                      block: float) -> Op[tuple[list[ChangeEvent[Any]], list[str]]]:
         keys = self._state(model._meta).keys
-        return (yield from changes.read(model, keys, after, count, block))
+        return (yield from changes.read(model, keys, after, count, min(block, self.max_block)))
 
     def create_group(self, options: ModelOptions, group: str, start: str) -> Op[None]:
         yield from changes.create_group(self._state(options).keys, group, start)
@@ -401,8 +404,8 @@ class RedisBackend:
                    block: float, after: list[str] | None
                    ) -> Op[tuple[list[ChangeEvent[Any]], list[str] | None]]:
         keys = self._state(model._meta).keys
-        return (yield from changes.read_group(model, keys, group, consumer, count, block,
-                                              after))
+        return (yield from changes.read_group(model, keys, group, consumer, count,
+                                              min(block, self.max_block), after))
 
     def group_pending(self, options: ModelOptions, group: str) -> Op[int]:
         return (yield from changes.pending(self._state(options).keys, group))

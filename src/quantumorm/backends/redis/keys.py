@@ -15,7 +15,10 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
 
 Pub/Sub notifications (``Meta.publish``) go to the channel ``ns:coll:changes``.
 
-``N = crc32(utf-8 id) % P``. The hash tag is always the first ``{...}`` of the key and is
+``N = crc32(utf-8 partition key) % P``, where the partition key is the id, or, as in Redis
+Cluster's hash tags, the part of the id between its first ``{`` and the next ``}`` when that
+part is not empty: ``"{acme}:order:7"`` and ``"{acme}:order:8"`` share a partition, so one
+atomic script (a transaction) can reach both. The hash tag is always the first ``{...}`` of the key and is
 built only from the namespace, collection and partition, which are restricted to
 ``[A-Za-z0-9_.-]``; ids are percent-encoded (:func:`quantumorm.sortable.escape_id`), so no id
 can change a key's slot or name another key.
@@ -30,6 +33,16 @@ from ...options import ModelOptions
 from ...sortable import escape_id
 
 
+def partition_key(id: str) -> str:
+    """What decides an id's partition: its ``{tag}`` if it has a non-empty one, else itself."""
+    start = id.find("{")
+    if start != -1:
+        end = id.find("}", start + 1)
+        if end > start + 1:
+            return id[start + 1:end]
+    return id
+
+
 class KeySpace:
     def __init__(self, options: ModelOptions) -> None:
         self.namespace = options.namespace
@@ -40,7 +53,7 @@ class KeySpace:
     def partition_of(self, id: str) -> int:
         if self.partitions == 1:
             return 0
-        return zlib.crc32(id.encode("utf-8")) % self.partitions
+        return zlib.crc32(partition_key(id).encode("utf-8")) % self.partitions
 
     def tag(self, partition: int) -> str:
         return f"{{{self.namespace}:{self.collection}:p{partition}}}"

@@ -8,11 +8,12 @@ from typing import Any
 from redis.exceptions import RedisError, WatchError
 
 from ...errors import ConfigurationError, WatchConflict
+from . import topology
 from .backend import CAPABILITIES, RedisBackend
 from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
-URL_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES = topology.SCHEMES
 
 
 class RedisConnection:
@@ -29,14 +30,15 @@ class RedisConnection:
     def __init__(self, url: str, **options: Any) -> None:
         known = {k: options.pop(k) for k in
                  ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout",
-                  "retries")
+                  "retries", "read_from_replicas")
                  if k in options}
         limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
         self.options = ClientOptions(url=url, extra=tuple(sorted(options.items())), **known)
         # a blocking stream read must end well before the socket timeout would cut it
-        self.backend = RedisBackend(limit, max_block=self.options.socket_timeout / 2)
+        self.backend = RedisBackend(limit, max_block=self.options.socket_timeout / 2,
+                                    cluster=self.options.topology.cluster)
         self._lock = threading.Lock()
         self._sync: SyncRedisExecutor | None = None
         self._async = AsyncRedisExecutor(self.options)
@@ -117,11 +119,7 @@ def _check_watch(keys: tuple[str, ...], attempts: int) -> None:
 
 
 def open_connection(url: str, **options: Any) -> RedisConnection:
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in URL_SCHEMES:
-        raise ConfigurationError(
-            f"a Redis URL starts with redis://, rediss:// or unix:// (got {url!r})"
-        )
+    topology.parse(url)  # a wrong URL fails here, before any client exists
     return RedisConnection(url, **options)
 
 

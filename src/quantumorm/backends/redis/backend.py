@@ -79,8 +79,10 @@ class RedisBackend:
     capabilities = CAPABILITIES
 
     def __init__(self, max_document_bytes: int = writes.DEFAULT_MAX_DOCUMENT_BYTES,
-                 max_block: float = 1.0) -> None:
+                 max_block: float = 1.0, cluster: bool = False) -> None:
         self.max_document_bytes = max_document_bytes
+        #: on Redis Cluster a command may name keys of one slot only (stream reads split)
+        self.cluster = cluster
         #: longest blocking stream read, in seconds (half the socket timeout)
         self.max_block = max_block
         self._models: dict[int, _ModelState] = {}

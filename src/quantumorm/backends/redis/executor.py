@@ -18,17 +18,21 @@ import asyncio
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis import exceptions as rx
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ... import errors
-from .commands import Call, Command, RedisPlan, Step, script
+from . import topology as topologies
+from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Step, script
+from .topology import Topology
+from .topology import parse as topology_of
 
 #: attempts of a retryable plan (connection option ``retries``); the waits between them,
 #: 0.05 s doubled up to 1 s, add up to 0.75 s by default (raise it to ride out failovers)
@@ -55,24 +59,37 @@ class ClientOptions:
     socket_timeout: float = 5.0
     connect_timeout: float = 5.0
     retries: int = RETRIES
+    read_from_replicas: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
+    topology: Topology = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or (
                 self.retries < 1):
             raise errors.ConfigurationError(f"retries must be a positive int (got "
                                             f"{self.retries!r})")
+        if not isinstance(self.read_from_replicas, bool):
+            raise errors.ConfigurationError(f"read_from_replicas must be True or False (got "
+                                            f"{self.read_from_replicas!r})")
+        object.__setattr__(self, "topology", topology_of(self.url))
+        if self.read_from_replicas and self.topology.kind == "single":
+            raise errors.ConfigurationError(
+                "read_from_replicas needs a redis+cluster:// or redis+sentinel:// URL")
 
-    def pool_kwargs(self) -> dict[str, Any]:
+    def settings(self, asyncio: bool) -> dict[str, Any]:
+        """What every client and connection gets: timeouts, no retries of the driver's own
+        (they would resend writes whose outcome is unknown), and the pass-through options."""
+        retry = (AsyncRetry if asyncio else Retry)(NoBackoff(), 0)
         return {
-            "max_connections": self.max_connections,
-            "timeout": self.pool_timeout,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": retry,
             "retry_on_timeout": False,
             **dict(self.extra),
         }
+
+    def pool(self) -> dict[str, Any]:
+        return {"max_connections": self.max_connections, "timeout": self.pool_timeout}
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -84,7 +101,8 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, (rx.AuthenticationError, rx.AuthenticationWrongNumberOfArgsError)):
         return errors.AuthenticationError(f"Redis rejected the credentials: {exc}")
     if isinstance(exc, rx.ConnectionError):
-        if "No connection available" in str(exc):  # BlockingConnectionPool's only signal
+        if "No connection available" in str(exc) or "Too many connections" in str(exc):
+            # (the blocking pool's signal, and the plain pools' of Cluster and Sentinel)
             return errors.PoolExhaustedError(f"Redis connection pool exhausted: {exc}")
         return errors.BackendConnectionError(f"cannot reach Redis: {exc}")
     if isinstance(exc, rx.NoPermissionError):
@@ -101,10 +119,27 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _args(step: Step) -> tuple[Any, ...]:
+def _args(step: Step, read_only: bool = False) -> tuple[Any, ...]:
+    """The command of a step. Read-only plans call their scripts with EVALSHA_RO, which
+    replicas accept (the read scripts declare ``no-writes``)."""
     if isinstance(step, Command):
         return step.args
-    return ("EVALSHA", script(step.script).sha, len(step.keys), *step.keys, *step.args)
+    command = "EVALSHA_RO" if read_only else "EVALSHA"
+    return (command, script(step.script).sha, len(step.keys), *step.keys, *step.args)
+
+
+#: replies meaning the command was not executed (failover or resharding under way): any
+#: plan of one step may be sent again, as may read-only and idempotent plans
+NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.ReadOnlyError,
+                rx.BusyLoadingError)
+
+
+def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
+    if isinstance(exc, NOT_EXECUTED):
+        return plan.retryable or len(plan.steps) == 1
+    if isinstance(exc, rx.ConnectionError):
+        return plan.retryable and not _final(exc)
+    return False
 
 
 def _noscript(reply: Any) -> bool:
@@ -114,126 +149,153 @@ def _noscript(reply: Any) -> bool:
 def _check(replies: Sequence[Any]) -> list[Any]:
     for reply in replies:
         if isinstance(reply, BaseException):
-            raise translate(reply) from reply
+            raise reply
     return list(replies)
 
 
 class SyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
         self.retries = options.retries
-        pool = redis.BlockingConnectionPool.from_url(options.url, **options.pool_kwargs())
-        self.client: Any = redis.Redis(connection_pool=pool)
+        self.client, self.reader = topologies.sync_clients(
+            options.topology, options.settings(asyncio=False), options.pool(),
+            options.read_from_replicas)
+        self.replica_reads = options.read_from_replicas
 
     def execute(self, plan: RedisPlan) -> list[Any]:
-        attempts = self.retries if plan.retryable else 1
-        for attempt in range(attempts):
+        for attempt in range(self.retries):
             try:
-                return self._send(plan.steps)
-            except rx.ConnectionError as exc:
-                if attempt + 1 == attempts or _final(exc):
+                return self._send(plan.steps, plan.read_only)
+            except rx.RedisError as exc:
+                if attempt + 1 == self.retries or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
                 time.sleep(_pause(attempt))
-            except rx.RedisError as exc:
-                raise translate(exc) from exc
         raise AssertionError("unreachable")
 
-    def _send(self, steps: Sequence[Step]) -> list[Any]:
+    def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        ro = read_only and self.replica_reads
+        client = self.reader if read_only else self.client
         if len(steps) == 1:
             try:
-                return [self.client.execute_command(*_args(steps[0]))]
+                return [client.execute_command(*_args(steps[0], ro))]
             except rx.NoScriptError:
                 self.load_scripts()
-                return [self.client.execute_command(*_args(steps[0]))]
-        pipe = self.client.pipeline(transaction=False)
+                return [client.execute_command(*_args(steps[0], ro))]
+        pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step))
+            pipe.execute_command(*_args(step, ro))
         replies = pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
         if missing:
             self.load_scripts()
-            again = self._send([steps[i] for i in missing])
+            again = self._send([steps[i] for i in missing], read_only)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return _check(replies)
 
     def load_scripts(self) -> None:
-        from .commands import SCRIPT_NAMES
-
+        """Load every script where it may run: the master (all primaries and, for replica
+        reads, all nodes of a cluster; the replica client of a Sentinel group)."""
         for name in SCRIPT_NAMES:
-            self.client.script_load(script(name).source)
+            source = script(name).source
+            for client in dict.fromkeys((self.client, self.reader)):
+                _load(client, source)
 
     def close(self) -> None:
-        self.client.close()
-        self.client.connection_pool.disconnect()
+        for client in dict.fromkeys((self.client, self.reader)):
+            client.close()
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+
+
+def _load(client: Any, source: str) -> Any:
+    if isinstance(client, redis.cluster.RedisCluster):  # replicas too: reads may go there
+        every_node = redis.cluster.RedisCluster.ALL_NODES
+        return client.execute_command("SCRIPT LOAD", source,  # type: ignore[no-untyped-call]
+                                      target_nodes=every_node)
+    return client.script_load(source)
+
+
+async def _aload(client: Any, source: str) -> Any:
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return await client.execute_command(
+            "SCRIPT LOAD", source, target_nodes=redis.asyncio.cluster.RedisCluster.ALL_NODES)
+    return await client.script_load(source)
 
 
 class AsyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
 
+    def _pair(self) -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        pair = self._clients.get(loop)
+        if pair is None:
+            options = self.options
+            pair = self._clients[loop] = topologies.async_clients(
+                options.topology, options.settings(asyncio=True), options.pool(),
+                options.read_from_replicas)
+        return pair
+
     @property
     def client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
-                self.options.url, **self.options.pool_kwargs()
-            )
-            client = redis.asyncio.Redis(connection_pool=pool)
-            self._clients[loop] = client
-        return client
+        """The asyncio client of the running event loop (each loop has its own)."""
+        return self._pair()[0]
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
-        attempts = self.options.retries if plan.retryable else 1
+        attempts = self.options.retries
         for attempt in range(attempts):
             try:
-                return await self._send(plan.steps)
-            except rx.ConnectionError as exc:
-                if attempt + 1 == attempts or _final(exc):
+                return await self._send(plan.steps, plan.read_only)
+            except rx.RedisError as exc:
+                if attempt + 1 == attempts or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
                 await asyncio.sleep(_pause(attempt))
-            except rx.RedisError as exc:
-                raise translate(exc) from exc
         raise AssertionError("unreachable")
 
-    async def _send(self, steps: Sequence[Step]) -> list[Any]:
-        client = self.client
+    async def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        writer, reader = self._pair()
+        ro = read_only and self.options.read_from_replicas
+        client = reader if read_only else writer
         if len(steps) == 1:
             try:
-                return [await client.execute_command(*_args(steps[0]))]
+                return [await client.execute_command(*_args(steps[0], ro))]
             except rx.NoScriptError:
                 await self.load_scripts()
-                return [await client.execute_command(*_args(steps[0]))]
+                return [await client.execute_command(*_args(steps[0], ro))]
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step))
+            pipe.execute_command(*_args(step, ro))
         replies = await pipe.execute(raise_on_error=False)
         missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
         if missing:
             await self.load_scripts()
-            again = await self._send([steps[i] for i in missing])
+            again = await self._send([steps[i] for i in missing], read_only)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return _check(replies)
 
     async def load_scripts(self) -> None:
-        from .commands import SCRIPT_NAMES
-
         for name in SCRIPT_NAMES:
-            await self.client.script_load(script(name).source)
+            source = script(name).source
+            for client in dict.fromkeys(self._pair()):
+                await _aload(client, source)
 
     async def aclose(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        client = self._clients.pop(loop, None) if loop is not None else None
-        if client is not None:
-            await client.aclose()
-            await client.connection_pool.disconnect()
+        pair = self._clients.pop(loop, None) if loop is not None else None
+        if pair is not None:
+            for client in dict.fromkeys(pair):
+                await client.aclose()
+                pool = getattr(client, "connection_pool", None)
+                if pool is not None:
+                    await pool.disconnect()
         self._clients.clear()
 
 

@@ -18,9 +18,10 @@ Pub/Sub notifications (``Meta.publish``) go to the channel ``ns:coll:changes``.
 ``N = crc32(utf-8 partition key) % P``, where the partition key is the id, or, as in Redis
 Cluster's hash tags, the part of the id between its first ``{`` and the next ``}`` when that
 part is not empty: ``"{acme}:order:7"`` and ``"{acme}:order:8"`` share a partition, so one
-atomic script (a transaction) can reach both. The hash tag is always the first ``{...}`` of the key and is
-built only from the namespace, collection and partition, which are restricted to
-``[A-Za-z0-9_.-]``; ids are percent-encoded (:func:`quantumorm.sortable.escape_id`), so no id
+atomic script (a transaction) can reach both.
+
+The hash tag is always the first ``{...}`` of the key and is built only from the namespace,
+collection and partition, which are restricted to ``[A-Za-z0-9_.-]``; ids are percent-encoded (:func:`quantumorm.sortable.escape_id`), so no id
 can change a key's slot or name another key.
 """
 

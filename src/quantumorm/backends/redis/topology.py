@@ -1,0 +1,182 @@
+"""Where a Redis connection goes: one server, a Redis Cluster, or a Sentinel-managed master.
+
+URLs (the scheme picks the topology; ``rediss`` variants use TLS, verified by default)::
+
+    redis://[user:password@]host:port/db        one server (also rediss://, unix:///path?db=N)
+    redis+cluster://[user:password@]host:port[,host:port...]
+                                                Redis Cluster, from seed nodes (db 0 only)
+    redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]
+                                                the master Sentinel names for ``service``
+
+The credentials are the Redis servers' (ACL user and password). Sentinels that require
+their own take ``sentinel_username=`` / ``sentinel_password=`` keyword arguments.
+``read_from_replicas=True`` sends read-only requests to replicas (they may lag behind the
+master: a read can miss the latest writes).
+
+This module builds redis-py clients; the executors (``executor.py``) send plans through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+
+from ...errors import ConfigurationError
+
+# redis-py's cluster and Sentinel classes are partly untyped: reach them through Any
+_sync: Any = redis
+_async: Any = redis.asyncio
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SCHEMES = SINGLE_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES
+
+
+@dataclass(frozen=True)
+class Topology:
+    kind: str  # "single" | "cluster" | "sentinel"
+    url: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    db: int = 0
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def cluster(self) -> bool:
+        return self.kind == "cluster"
+
+
+def parse(url: str) -> Topology:
+    """Check a URL and say which topology it names; ConfigurationError if it is wrong."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ConfigurationError(
+            f"a Redis URL starts with {', '.join(s + '://' for s in SCHEMES)} (got {url!r})")
+    if scheme in SINGLE_SCHEMES:
+        return Topology("single", url, tls=scheme == "rediss")
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    hosts = tuple(_host(url, entry) for entry in hostlist.split(",") if entry)
+    if not hosts:
+        raise ConfigurationError(f"{url!r} names no host:port")
+    if parts.query and set(parse_qs(parts.query)) - {"db"}:
+        raise ConfigurationError(f"{url!r}: pass options as keyword arguments, not in the URL")
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    tls = scheme.startswith("rediss")
+    if scheme in CLUSTER_SCHEMES:
+        if path:
+            raise ConfigurationError(f"{url!r}: Redis Cluster has only database 0")
+        return Topology("cluster", url, hosts, tls=tls, username=username, password=password)
+    if not path or len(path) > 2:
+        raise ConfigurationError(f"{url!r}: a Sentinel URL ends with /service_name[/db]")
+    db = 0
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise ConfigurationError(f"{url!r}: the database is a number (got {path[1]!r})")
+        db = int(path[1])
+    return Topology("sentinel", url, hosts, path[0], db, tls, username, password)
+
+
+def _host(url: str, entry: str) -> tuple[str, int]:
+    host, _, port = entry.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{url!r}: {entry!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _auth(topology: Topology) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if topology.username:
+        out["username"] = topology.username
+    if topology.password:
+        out["password"] = topology.password
+    if topology.tls:
+        out["ssl"] = True
+    return out
+
+
+def _split_sentinel(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments for the servers, and those meant for the Sentinels."""
+    sentinel: dict[str, Any] = {}
+    for name in ("sentinel_username", "sentinel_password"):
+        if name in extra:
+            sentinel[name.removeprefix("sentinel_")] = extra.pop(name)
+    return extra, sentinel
+
+
+def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
+                 replicas: bool) -> tuple[Any, Any]:
+    """The blocking client, and the one read-only requests use (the same unless replica
+    reads are on with Sentinel). ``settings``: timeouts, retry, TLS and driver options;
+    ``pool``: pool size and wait (single servers only)."""
+    if topology.kind == "single":
+        connections = _sync.BlockingConnectionPool.from_url(topology.url, **settings, **pool)
+        client = _sync.Redis(connection_pool=connections)
+        return client, client
+    if topology.kind == "cluster":
+        client = _sync.cluster.RedisCluster(
+            startup_nodes=[_sync.cluster.ClusterNode(h, p) for h, p in topology.hosts],
+            read_from_replicas=replicas, max_connections=pool["max_connections"],
+            **_auth(topology), **settings)
+        return client, client
+    settings, sentinel_auth = _split_sentinel(dict(settings))
+    sentinel = _sync.sentinel.Sentinel(
+        list(topology.hosts), sentinel_kwargs=_sentinel_kwargs(topology, settings,
+                                                               sentinel_auth),
+        **_auth(topology), db=topology.db, max_connections=pool["max_connections"],
+        **settings)
+    assert topology.service is not None
+    master: Any = sentinel.master_for(topology.service)
+    reader: Any = sentinel.slave_for(topology.service) if replicas else master
+    return master, reader
+
+
+def async_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
+                  replicas: bool) -> tuple[Any, Any]:
+    """The asyncio twins of :func:`sync_clients` (bound to the running event loop)."""
+    if topology.kind == "single":
+        connections = _async.BlockingConnectionPool.from_url(topology.url, **settings,
+                                                                    **pool)
+        single: Any = _async.Redis(connection_pool=connections)
+        return single, single
+    if topology.kind == "cluster":
+        settings = {k: v for k, v in settings.items() if k != "retry_on_timeout"}
+        client = _async.cluster.RedisCluster(
+            startup_nodes=[_async.cluster.ClusterNode(h, p) for h, p in topology.hosts],
+            read_from_replicas=replicas, max_connections=pool["max_connections"],
+            **_auth(topology), **settings)
+        return client, client
+    settings, sentinel_auth = _split_sentinel(dict(settings))
+    sentinel = _async.sentinel.Sentinel(
+        list(topology.hosts), sentinel_kwargs=_sentinel_kwargs(topology, settings,
+                                                               sentinel_auth),
+        **_auth(topology), db=topology.db, max_connections=pool["max_connections"],
+        **settings)
+    assert topology.service is not None
+    master: Any = sentinel.master_for(topology.service)
+    reader: Any = sentinel.slave_for(topology.service) if replicas else master
+    return master, reader
+
+
+def _sentinel_kwargs(topology: Topology, settings: dict[str, Any],
+                     auth: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in settings.items()
+           if k in ("socket_timeout", "socket_connect_timeout") or k.startswith("ssl")}
+    if topology.tls:
+        out["ssl"] = True
+    return {**out, **auth}

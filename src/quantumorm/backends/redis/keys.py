@@ -21,8 +21,8 @@ part is not empty: ``"{acme}:order:7"`` and ``"{acme}:order:8"`` share a partiti
 atomic script (a transaction) can reach both.
 
 The hash tag is always the first ``{...}`` of the key and is built only from the namespace,
-collection and partition, which are restricted to ``[A-Za-z0-9_.-]``; ids are percent-encoded (:func:`quantumorm.sortable.escape_id`), so no id
-can change a key's slot or name another key.
+collection and partition, which are restricted to ``[A-Za-z0-9_.-]``; ids are percent-encoded
+(:func:`quantumorm.sortable.escape_id`), so no id can change a key's slot or name another key.
 """
 
 from __future__ import annotations

@@ -10,8 +10,14 @@
   clients of the test's event loop. A test that runs other loops (``asyncio.run``, a
   non-function ``loop_scope``) must close what it opened there itself (``await c.aclose()``).
 
+* ``redis_cluster`` (session): a real 3-master Redis Cluster with one replica each
+  (:mod:`cluster_support`), started on first use; ``cluster_conn`` flushes it and makes it the
+  ``"default"`` connection. ``start_cluster`` / ``start_sentinel`` start private deployments
+  for tests that kill or move things (stopped after the test).
+
 Every test that needs ``redis_url`` (directly or through another fixture) gets the ``redis``
-marker, so ``pytest -m 'not redis'`` runs the tests that need no server.
+marker, and every test on a cluster or Sentinel group the ``cluster`` marker, so
+``pytest -m 'not redis and not cluster'`` runs the tests that need no server.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 import pytest
 import redis
+from cluster_support import Cluster, SentinelGroup
 
 import quantumorm
 
@@ -39,10 +46,16 @@ START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
 START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 
 
+CLUSTER_FIXTURES = {"redis_cluster", "cluster_conn", "start_cluster", "start_sentinel"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "redis_url" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "redis_url" in names:
             item.add_marker(pytest.mark.redis)
+        if names & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.cluster)
 
 
 def _free_port() -> int:
@@ -177,3 +190,71 @@ async def conn(redis_url: str, redis_client: redis.Redis) -> AsyncIterator[quant
             await quantumorm.aclose_all()  # also closes the asyncio clients of this loop
         finally:
             quantumorm.close_all()
+
+
+# -- Redis Cluster and Sentinel ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """A 3-master, 3-replica Redis Cluster on loopback ports, for the whole session."""
+    with tempfile.TemporaryDirectory(prefix="qorm-cluster-") as workdir:
+        cluster = Cluster(Path(workdir)).start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+async def cluster_conn(redis_cluster: Cluster) -> AsyncIterator[quantumorm.Connection]:
+    """The ``"default"`` connection on the (flushed) session cluster."""
+    redis_cluster.flush()
+    connection = quantumorm.create_connection(url=redis_cluster.url, name="default",
+                                              make_default=True)
+    try:
+        yield connection
+    finally:
+        try:
+            await quantumorm.aclose_all()
+        finally:
+            quantumorm.close_all()
+
+
+@pytest.fixture
+def start_cluster() -> Iterator[Any]:
+    """Start private clusters (``start_cluster(masters=3, replicas=1)``) for tests that kill
+    nodes or move slots; all stopped after the test."""
+    started: list[tuple[Cluster, tempfile.TemporaryDirectory[str]]] = []
+
+    def start(masters: int = 3, replicas: int = 1) -> Cluster:
+        workdir = tempfile.TemporaryDirectory(prefix="qorm-cluster-")
+        cluster = Cluster(Path(workdir.name), masters, replicas)
+        started.append((cluster, workdir))
+        return cluster.start()
+
+    try:
+        yield start
+    finally:
+        for cluster, workdir in started:
+            cluster.stop()
+            workdir.cleanup()
+
+
+@pytest.fixture
+def start_sentinel() -> Iterator[Any]:
+    """Start private Sentinel groups (a master, replicas, three Sentinels)."""
+    started: list[tuple[SentinelGroup, tempfile.TemporaryDirectory[str]]] = []
+
+    def start(replicas: int = 1) -> SentinelGroup:
+        workdir = tempfile.TemporaryDirectory(prefix="qorm-sentinel-")
+        group = SentinelGroup(Path(workdir.name), replicas=replicas)
+        started.append((group, workdir))
+        return group.start()
+
+    try:
+        yield start
+    finally:
+        for group, workdir in started:
+            group.stop()
+            workdir.cleanup()

@@ -34,8 +34,10 @@ def ids_of(docs: Any) -> list[str]:
 
 
 def _raw(client: redis.Redis) -> redis.Redis:
-    """A client that returns bytes (index members are binary)."""
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
+    """A client that returns bytes (index members are binary). Cluster clients are used as
+    they are (the tests make them with bytes replies)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None and pool.connection_kwargs.get("decode_responses"):
         kwargs = dict(client.connection_pool.connection_kwargs)
         kwargs["decode_responses"] = False
         return redis.Redis(**kwargs)

@@ -397,7 +397,8 @@ class RedisBackend:
     def read_changes(self, model: type[Document], after: list[str], count: int,
                      block: float) -> Op[tuple[list[ChangeEvent[Any]], list[str]]]:
         keys = self._state(model._meta).keys
-        return (yield from changes.read(model, keys, after, count, min(block, self.max_block)))
+        return (yield from changes.read(model, keys, after, count, min(block, self.max_block),
+                                        self.cluster))
 
     def create_group(self, options: ModelOptions, group: str, start: str) -> Op[None]:
         yield from changes.create_group(self._state(options).keys, group, start)
@@ -407,7 +408,7 @@ class RedisBackend:
                    ) -> Op[tuple[list[ChangeEvent[Any]], list[str] | None]]:
         keys = self._state(model._meta).keys
         return (yield from changes.read_group(model, keys, group, consumer, count,
-                                              min(block, self.max_block), after))
+                                              min(block, self.max_block), after, self.cluster))
 
     def group_pending(self, options: ModelOptions, group: str) -> Op[int]:
         return (yield from changes.pending(self._state(options).keys, group))

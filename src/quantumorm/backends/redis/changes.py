@@ -63,17 +63,43 @@ def positions(keys: KeySpace, since: Any) -> Op[list[str]]:
         f"position with {count} stream id(s) (got {since!r})")
 
 
+#: on Redis Cluster, how long a feed waits on one partition before polling them all again
+CLUSTER_POLL = 0.25
+
+
 def read(model: type[Document], keys: KeySpace, after: list[str], count: int,
-         block: float) -> Op[tuple[list[ChangeEvent[Any]], list[str]]]:
-    """XREAD over every partition stream: the events after ``after``, and the new positions."""
+         block: float, cluster: bool = False
+         ) -> Op[tuple[list[ChangeEvent[Any]], list[str]]]:
+    """XREAD over every partition stream: the events after ``after``, and the new positions.
+    One command names every stream; on Redis Cluster (one slot per command) each partition
+    is read by its own command, all in one round trip per node, and waiting is a short
+    blocking read on one partition between polls."""
     streams = [keys.changes(p) for p in range(keys.partitions)]
-    command: list[Any] = ["XREAD", "COUNT", count]
-    if block >= 0.001:
-        command += ["BLOCK", max(1, int(block * 1000))]
-    (reply,) = yield RedisPlan((Command((*command, "STREAMS", *streams, *after)),),
-                               read_only=True)
-    events, moved = _decode_reply(model, streams, reply or [])
+    reply = yield from _streams_read(["XREAD", "COUNT", count], streams, after, block, cluster,
+                                     read_only=True)
+    events, moved = _decode_reply(model, streams, reply)
     return events, [moved.get(p, position) for p, position in enumerate(after)]
+
+
+def _streams_read(head: list[Any], streams: list[str], ids: list[str], block: float,
+                  cluster: bool, read_only: bool) -> Op[list[Any]]:
+    """One XREAD / XREADGROUP (``head``) over ``streams`` after ``ids``, waiting up to
+    ``block`` seconds; its reply as [[stream, entries], ...]."""
+    wait = ["BLOCK", max(1, int(block * 1000))] if block >= 0.001 else []
+    if not cluster or len(streams) == 1:
+        (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", *streams, *ids)),),
+                                   read_only=read_only)
+        return list(reply or [])
+    replies = yield RedisPlan(tuple(Command((*head, "STREAMS", stream, at))
+                                    for stream, at in zip(streams, ids, strict=True)),
+                              read_only=read_only)
+    found = [part for reply in replies for part in (reply or [])]
+    if any(entries for _, entries in found) or not wait:
+        return found
+    wait = ["BLOCK", max(1, int(min(block, CLUSTER_POLL) * 1000))]
+    (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", streams[0], ids[0])),),
+                               read_only=read_only)
+    return list(reply or [])
 
 
 def create_group(keys: KeySpace, group: str, start: str) -> Op[None]:
@@ -82,19 +108,17 @@ def create_group(keys: KeySpace, group: str, start: str) -> Op[None]:
 
 
 def read_group(model: type[Document], keys: KeySpace, group: str, consumer: str, count: int,
-               block: float, after: list[str] | None
+               block: float, after: list[str] | None, cluster: bool = False
                ) -> Op[tuple[list[ChangeEvent[Any]], list[str] | None]]:
     """XREADGROUP: new events (``after`` None), or this consumer's own pending ones after
     ``after`` (what it read before and never acknowledged)."""
     streams = [keys.changes(p) for p in range(keys.partitions)]
-    command: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
-    if after is None and block >= 0.001:
-        command += ["BLOCK", max(1, int(block * 1000))]
+    head: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
     ids = [">"] * len(streams) if after is None else after
-    (reply,) = yield RedisPlan((Command((*command, "STREAMS", *streams, *ids)),),
-                               read_only=after is not None)
+    reply = yield from _streams_read(head, streams, ids, block if after is None else 0.0,
+                                     cluster, read_only=after is not None)
     gone: dict[int, list[str]] = {}
-    events, moved = _decode_reply(model, streams, reply or [], gone)
+    events, moved = _decode_reply(model, streams, reply, gone)
     if gone:  # pending entries the stream trimmed away: nothing left to deliver
         yield RedisPlan(tuple(Command(("XACK", streams[p], group, *ids))
                               for p, ids in gone.items()), idempotent=True)

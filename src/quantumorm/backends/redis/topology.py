@@ -119,6 +119,15 @@ def _split_sentinel(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return extra, sentinel
 
 
+def _cluster_options(settings: dict[str, Any], replicas: bool) -> dict[str, Any]:
+    """Options of a cluster client: redis-py's cluster retries on timeouts anyway (none
+    here: ``retry`` has 0 attempts), and spreads reads over replicas by a strategy."""
+    out = {k: v for k, v in settings.items() if k != "retry_on_timeout"}
+    if replicas:
+        out["load_balancing_strategy"] = _sync.cluster.LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
+    return out
+
+
 def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
                  replicas: bool) -> tuple[Any, Any]:
     """The blocking client, and the one read-only requests use (the same unless replica
@@ -131,8 +140,8 @@ def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, A
     if topology.kind == "cluster":
         client = _sync.cluster.RedisCluster(
             startup_nodes=[_sync.cluster.ClusterNode(h, p) for h, p in topology.hosts],
-            read_from_replicas=replicas, max_connections=pool["max_connections"],
-            **_auth(topology), **settings)
+            max_connections=pool["max_connections"], **_auth(topology),
+            **_cluster_options(settings, replicas))
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
     sentinel = _sync.sentinel.Sentinel(
@@ -155,11 +164,10 @@ def async_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, 
         single: Any = _async.Redis(connection_pool=connections)
         return single, single
     if topology.kind == "cluster":
-        settings = {k: v for k, v in settings.items() if k != "retry_on_timeout"}
         client = _async.cluster.RedisCluster(
             startup_nodes=[_async.cluster.ClusterNode(h, p) for h, p in topology.hosts],
-            read_from_replicas=replicas, max_connections=pool["max_connections"],
-            **_auth(topology), **settings)
+            max_connections=pool["max_connections"], **_auth(topology),
+            **_cluster_options(settings, replicas))
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
     sentinel = _async.sentinel.Sentinel(

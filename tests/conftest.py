@@ -37,9 +37,9 @@ from typing import Any
 
 import pytest
 import redis
-from cluster_support import Cluster, SentinelGroup
 
 import quantumorm
+from cluster_support import Cluster, SentinelGroup
 
 URL_VARIABLE = "QORM_TEST_REDIS_URL"
 START_TIMEOUT = 10.0  # seconds for redis-server to answer PING

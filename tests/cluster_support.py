@@ -145,22 +145,46 @@ class Cluster:
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
             self.wait_healthy()
+            self.wait_replicated()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def wait_replicated(self, timeout: float = 30) -> None:
+        """Until every master has its replicas connected and past their initial sync (a
+        write can then be confirmed by WAIT)."""
+        def replicated() -> bool:
+            for node in self.masters_now():
+                client = node.client()
+                try:
+                    info = client.info("replication")
+                finally:
+                    client.close()
+                states = [info[f"slave{i}"]["state"] for i in range(info["connected_slaves"])]
+                if len(states) < self.replicas or any(s != "online" for s in states):
+                    return False
+            return True
+        wait_until(replicated, timeout, "replicas in sync")
+
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Until every live node says the cluster is ok, every slot served, and the live
-        nodes agree on the number of masters serving slots."""
+        """Until every live node says the cluster is ok with every slot served, and every
+        live node's slot map names only live masters (so a node that died has been
+        failed over, not merely not noticed yet)."""
+        live = {node.port for node in self.live()}
+
         def healthy() -> bool:
             for node in self.live():
                 client = node.client()
                 try:
                     info = client.cluster("info")
+                    owners = {int(shard[2][1]) for shard in client.execute_command(
+                        "CLUSTER", "SLOTS")}
                 finally:
                     client.close()
                 if info.get("cluster_state") != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                    return False
+                if not owners <= live:
                     return False
             return True
         wait_until(healthy, timeout, "a healthy cluster")

@@ -191,6 +191,12 @@ class PermissionDeniedError(BackendError):
     """The store's access control refused a command or key (Redis ACL NOPERM)."""
 
 
+class ReplicationError(BackendError):
+    """A write was applied on the master but not confirmed by ``wait_replicas`` replicas in
+    time (so a failover now could lose it). Sending it again is safe: writes recognise their
+    own earlier application."""
+
+
 class OutOfMemoryError(BackendError):
     """The store is above its memory limit and refused the write."""
 

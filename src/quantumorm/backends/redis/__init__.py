@@ -30,7 +30,7 @@ class RedisConnection:
     def __init__(self, url: str, **options: Any) -> None:
         known = {k: options.pop(k) for k in
                  ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout",
-                  "retries", "read_from_replicas")
+                  "retries", "read_from_replicas", "wait_replicas", "wait_timeout")
                  if k in options}
         limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Sequence
@@ -23,7 +24,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis import exceptions as rx
+from redis.asyncio.cluster import PipelineCommand
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -60,6 +64,9 @@ class ClientOptions:
     connect_timeout: float = 5.0
     retries: int = RETRIES
     read_from_replicas: bool = False
+    #: writes wait (Redis WAIT) until this many replicas have them, up to wait_timeout s
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 
@@ -71,6 +78,14 @@ class ClientOptions:
         if not isinstance(self.read_from_replicas, bool):
             raise errors.ConfigurationError(f"read_from_replicas must be True or False (got "
                                             f"{self.read_from_replicas!r})")
+        if isinstance(self.wait_replicas, bool) or not isinstance(self.wait_replicas, int) or (
+                self.wait_replicas < 0):
+            raise errors.ConfigurationError(f"wait_replicas must be an int >= 0 (got "
+                                            f"{self.wait_replicas!r})")
+        if isinstance(self.wait_timeout, bool) or not isinstance(
+                self.wait_timeout, (int, float)) or not self.wait_timeout > 0:
+            raise errors.ConfigurationError(f"wait_timeout must be seconds > 0 (got "
+                                            f"{self.wait_timeout!r})")
         object.__setattr__(self, "topology", topology_of(self.url))
         if self.read_from_replicas and self.topology.kind == "single":
             raise errors.ConfigurationError(
@@ -92,8 +107,14 @@ class ClientOptions:
         return {"max_connections": self.max_connections, "timeout": self.pool_timeout}
 
 
+class NotReplicated(rx.RedisError):
+    """WAIT answered with fewer replicas than asked for (the write itself was applied)."""
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a redis-py exception onto QuantumORM's hierarchy (others pass through)."""
+    if isinstance(exc, NotReplicated):
+        return errors.ReplicationError(str(exc))
     if isinstance(exc, rx.TimeoutError):
         return errors.BackendTimeoutError(f"Redis timed out: {exc}")
     if isinstance(exc, rx.MaxConnectionsError):
@@ -131,15 +152,35 @@ def _args(step: Step, read_only: bool = False) -> tuple[Any, ...]:
 #: replies meaning the command was not executed (failover or resharding under way): any
 #: plan of one step may be sent again, as may read-only and idempotent plans
 NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.ReadOnlyError,
-                rx.BusyLoadingError)
+                rx.BusyLoadingError, rx.MovedError, rx.AskError)
+
+
+#: errors after which a cluster client learns the slot map again before the next attempt:
+#: slots moved, or a node is unreachable or failing over (redis-py refreshes the map on its
+#: own paths, but not for the pipelines the executor sends straight to a node)
+REMAP = (rx.ConnectionError, rx.MovedError, rx.AskError, rx.ClusterDownError,
+         rx.TryAgainError)
 
 
 def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
     if isinstance(exc, NOT_EXECUTED):
         return plan.retryable or len(plan.steps) == 1
-    if isinstance(exc, rx.ConnectionError):
+    if isinstance(exc, (rx.ConnectionError, NotReplicated)):
         return plan.retryable and not _final(exc)
     return False
+
+
+def _first_key(step: Step) -> Any:
+    """The key a write step is routed by (every key of a step shares its slot)."""
+    return step.keys[0] if isinstance(step, Call) else step.args[1]
+
+
+def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
+    if isinstance(reply, BaseException):
+        raise reply
+    if int(reply) < wanted:
+        raise NotReplicated(f"applied on the master; {int(reply)} of {wanted} replica(s) "
+                            f"confirmed it within {timeout_ms} ms")
 
 
 def _noscript(reply: Any) -> bool:
@@ -160,16 +201,51 @@ class SyncRedisExecutor:
             options.topology, options.settings(asyncio=False), options.pool(),
             options.read_from_replicas)
         self.replica_reads = options.read_from_replicas
+        self.wait, self.wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
+        self.cluster = options.topology.cluster
 
     def execute(self, plan: RedisPlan) -> list[Any]:
         for attempt in range(self.retries):
             try:
+                if self.wait and not plan.read_only:
+                    return self._send_durable(plan.steps)
                 return self._send(plan.steps, plan.read_only)
             except rx.RedisError as exc:
                 if attempt + 1 == self.retries or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
                 time.sleep(_pause(attempt))
+                if self.cluster and isinstance(exc, REMAP):
+                    with contextlib.suppress(rx.RedisError):  # (it may fail mid-failover)
+                        self.client.nodes_manager.initialize()
         raise AssertionError("unreachable")
+
+    def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
+        """Writes followed by WAIT on the same connection (per node on a cluster)."""
+        if not self.cluster:
+            return self._durable(self.client, list(steps))
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, step in enumerate(steps):
+            node = self.client.get_node_from_key(_first_key(step))
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        replies: list[Any] = [None] * len(steps)
+        for node, positions in groups.values():
+            client = self.client.get_redis_connection(node)
+            for i, reply in zip(positions, self._durable(client, [steps[i] for i in positions]),
+                                strict=True):
+                replies[i] = reply
+        return replies
+
+    def _durable(self, client: Any, steps: list[Step]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for step in steps:
+            pipe.execute_command(*_args(step))
+        pipe.execute_command("WAIT", self.wait, self.wait_ms)
+        replies = pipe.execute(raise_on_error=False)
+        if any(_noscript(reply) for reply in replies):
+            self.load_scripts()  # (nothing ran where NOSCRIPT came back: send them all)
+            return self._durable(client, steps)
+        _acked(replies[-1], self.wait, self.wait_ms)
+        return _check(replies[:-1])
 
     def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
         ro = read_only and self.replica_reads
@@ -238,6 +314,8 @@ class AsyncRedisExecutor:
             pair = self._clients[loop] = topologies.async_clients(
                 options.topology, options.settings(asyncio=True), options.pool(),
                 options.read_from_replicas)
+            if options.topology.cluster:
+                pair[0]._qorm_settled = False
         return pair
 
     @property
@@ -245,16 +323,70 @@ class AsyncRedisExecutor:
         """The asyncio client of the running event loop (each loop has its own)."""
         return self._pair()[0]
 
+    async def _settle(self) -> None:
+        """A new cluster client discovers the cluster (skipping seed nodes that are down),
+        then answers to QuantumORM's retry policy only (see ``topology._settled``)."""
+        client = self.client
+        if getattr(client, "_qorm_settled", True):
+            return
+        await client.initialize()
+        client.set_retry(self.options.settings(asyncio=True)["retry"])
+        client._qorm_settled = True
+
     async def execute(self, plan: RedisPlan) -> list[Any]:
-        attempts = self.options.retries
+        options = self.options
+        attempts = options.retries
+        if options.topology.cluster:
+            await self._settle()
         for attempt in range(attempts):
             try:
+                if options.wait_replicas and not plan.read_only:
+                    return await self._send_durable(plan.steps)
                 return await self._send(plan.steps, plan.read_only)
             except rx.RedisError as exc:
                 if attempt + 1 == attempts or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
                 await asyncio.sleep(_pause(attempt))
+                if options.topology.cluster and isinstance(exc, REMAP):
+                    with contextlib.suppress(rx.RedisError):
+                        await self.client.nodes_manager.initialize()
         raise AssertionError("unreachable")
+
+    async def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
+        """Writes followed by WAIT on the same connection (per node on a cluster)."""
+        options, client = self.options, self.client
+        wait, wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
+        if not options.topology.cluster:
+            pipe = client.pipeline(transaction=False)
+            for step in steps:
+                pipe.execute_command(*_args(step))
+            pipe.execute_command("WAIT", wait, wait_ms)
+            replies = await pipe.execute(raise_on_error=False)
+        else:
+            await client.initialize()
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for i, step in enumerate(steps):
+                node = client.get_node_from_key(_first_key(step))
+                groups.setdefault(node.name, (node, []))[1].append(i)
+            replies = [None] * (len(steps) + 1)
+            least: Any = wait  # the fewest replicas any node confirmed (or its error)
+            for node, positions in groups.values():
+                commands = [PipelineCommand(n, *_args(steps[i]))
+                            for n, i in enumerate(positions)]
+                commands.append(PipelineCommand(len(positions), "WAIT", wait, wait_ms))
+                await node.execute_pipeline(commands)
+                for i, command in zip(positions, commands, strict=False):
+                    replies[i] = command.result
+                acked = commands[-1].result
+                if not isinstance(least, BaseException) and (
+                        isinstance(acked, BaseException) or int(acked) < int(least)):
+                    least = acked
+            replies[-1] = least
+        if any(_noscript(reply) for reply in replies):
+            await self.load_scripts()
+            return await self._send_durable(steps)
+        _acked(replies[-1], wait, wait_ms)
+        return _check(replies[:-1])
 
     async def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
         writer, reader = self._pair()

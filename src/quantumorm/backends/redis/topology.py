@@ -119,13 +119,26 @@ def _split_sentinel(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return extra, sentinel
 
 
+#: node-level attempts while a cluster client discovers the cluster (a seed node may be down)
+DISCOVERY_ATTEMPTS = 3
+
+
 def _cluster_options(settings: dict[str, Any], replicas: bool) -> dict[str, Any]:
-    """Options of a cluster client: redis-py's cluster retries on timeouts anyway (none
-    here: ``retry`` has 0 attempts), and spreads reads over replicas by a strategy."""
-    out = {k: v for k, v in settings.items() if k != "retry_on_timeout"}
+    """Options of a cluster client. Its own retries (which would resend a command after a
+    broken connection) are switched off once it knows the cluster (see ``_settled``); while
+    it discovers the slots, a seed node that is down is simply skipped. Replica reads are
+    spread round-robin."""
+    out = {k: v for k, v in settings.items() if k not in ("retry_on_timeout", "retry")}
+    out["cluster_error_retry_attempts"] = DISCOVERY_ATTEMPTS
     if replicas:
         out["load_balancing_strategy"] = _sync.cluster.LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
     return out
+
+
+def _settled(client: Any, retry: Any) -> Any:
+    """The cluster client, now answering to QuantumORM's retry policy only."""
+    client.set_retry(retry)
+    return client
 
 
 def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
@@ -138,10 +151,10 @@ def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, A
         client = _sync.Redis(connection_pool=connections)
         return client, client
     if topology.kind == "cluster":
-        client = _sync.cluster.RedisCluster(
+        client = _settled(_sync.cluster.RedisCluster(
             startup_nodes=[_sync.cluster.ClusterNode(h, p) for h, p in topology.hosts],
             max_connections=pool["max_connections"], **_auth(topology),
-            **_cluster_options(settings, replicas))
+            **_cluster_options(settings, replicas)), settings["retry"])
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
     sentinel = _sync.sentinel.Sentinel(
@@ -168,6 +181,7 @@ def async_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, 
             startup_nodes=[_async.cluster.ClusterNode(h, p) for h, p in topology.hosts],
             max_connections=pool["max_connections"], **_auth(topology),
             **_cluster_options(settings, replicas))
+        # (discovery happens on first use; the executor initializes it, then settles it)
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
     sentinel = _async.sentinel.Sentinel(

@@ -223,6 +223,43 @@ class Cluster:
             probe.close()
         raise LookupError(key)
 
+    def migrate_slot(self, slot: int, target: Node) -> int:
+        """Move one slot to ``target`` the way ``redis-cli --cluster reshard`` does
+        (IMPORTING / MIGRATING, MIGRATE the keys in batches, then SETSLOT NODE everywhere),
+        while clients keep using it. Returns how many keys moved."""
+        probe = self.live()[0].client()
+        try:
+            owner = next(n for n in self.nodes if n.port == next(
+                int(shard[2][1]) for shard in probe.execute_command("CLUSTER", "SLOTS")
+                if shard[0] <= slot <= shard[1]))
+        finally:
+            probe.close()
+        source, destination = owner.client(), target.client()
+        moved = 0
+        try:
+            source_id = source.execute_command("CLUSTER", "MYID")
+            target_id = destination.execute_command("CLUSTER", "MYID")
+            destination.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while True:
+                keys = source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 20)
+                if not keys:
+                    break
+                source.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                                       "KEYS", *keys)
+                moved += len(keys)
+                time.sleep(0.01)  # let clients run into the half-moved slot
+            for node in self.masters_now():
+                client = node.client()
+                try:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+                finally:
+                    client.close()
+        finally:
+            source.close()
+            destination.close()
+        return moved
+
     def flush(self) -> None:
         for node in self.masters_now():
             client = node.client()

@@ -158,12 +158,18 @@ NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.Re
 #: errors after which a cluster client learns the slot map again before the next attempt:
 #: slots moved, or a node is unreachable or failing over (redis-py refreshes the map on its
 #: own paths, but not for the pipelines the executor sends straight to a node)
-REMAP = (rx.ConnectionError, rx.MovedError, rx.AskError, rx.ClusterDownError,
-         rx.TryAgainError)
+REMAP = (rx.ConnectionError, rx.ClusterError, rx.MovedError, rx.AskError, rx.TryAgainError)
+
+
+def _not_executed(exc: BaseException) -> bool:
+    # redis-py gives up with "TTL exhausted" after a run of redirects and TRYAGAIN replies,
+    # each of which means the command did not run
+    return isinstance(exc, NOT_EXECUTED) or (
+        type(exc) is rx.ClusterError and "TTL exhausted" in str(exc))
 
 
 def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
-    if isinstance(exc, NOT_EXECUTED):
+    if _not_executed(exc):
         return plan.retryable or len(plan.steps) == 1
     if isinstance(exc, (rx.ConnectionError, NotReplicated)):
         return plan.retryable and not _final(exc)

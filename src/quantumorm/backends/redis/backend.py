@@ -20,6 +20,7 @@ from ...errors import (
     CorruptDocumentError,
     DuplicateIdError,
     TransactionError,
+    UnsupportedOperation,
 )
 from ...options import ModelOptions
 from ...query import evaluate
@@ -51,6 +52,7 @@ CAPABILITIES = Capabilities(
     partitions=True,
     change_events=True,
     transactions=True,
+    cluster=True,
 )
 
 
@@ -423,6 +425,8 @@ class RedisBackend:
         return (yield from changes.claim(model, keys, group, consumer, min_idle, count))
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:
+        if self.cluster:  # SCAN walks one node: it would leave the other masters' keys
+            raise UnsupportedOperation(self.name, "drop_collection on Redis Cluster")
         keys = self._state(options).keys
         counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
                                        for p in range(options.partitions)), read_only=True)

@@ -1,0 +1,57 @@
+#!lua
+-- restore.lua: put a document into a partition as it was, version included (the
+-- repartition tool moves documents this way), with its index entries, id and expiry.
+-- Emits no change event: the document did not change, it moved.
+--
+-- KEYS[1]   document key    KEYS[2]  meta hash key
+-- KEYS[3]   the partition's id index    KEYS[4]  its TTL schedule
+-- KEYS[5..] every index key of the model, in the model's index order
+-- ARGV[1]   id key     ARGV[2]  document JSON     ARGV[3]  version     ARGV[4]  write id
+-- ARGV[5]   MessagePack pairs: meta field, netstring list of value encodings
+-- ARGV[6]   MessagePack array, per index: meta field of its entries, "1" if unique, name
+-- ARGV[7]   MessagePack positions of unique indexes not enforced for it (null parts)
+-- ARGV[8]   expiry: "keep" (none) or milliseconds from now
+-- ARGV[9]   document key prefix
+-- Returns   {"OK"} | {"EXISTS", version} (already there: a resumed move)
+--           | {"UNIQUE", index name, holder id key} | {"WRONGTYPE", key}
+-- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
+
+local idkey = ARGV[1]
+local described = cmsgpack.unpack(ARGV[6])
+local indexes = {}
+for i = 1, #described / 3 do
+  indexes[i] = {key = KEYS[4 + i], field = described[3 * i - 2],
+                unique = described[3 * i - 1] == "1", name = described[3 * i]}
+end
+for _, key in ipairs({KEYS[3], KEYS[4]}) do
+  if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+end
+local bad = bad_index(indexes)
+if bad then return {"WRONGTYPE", bad} end
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return {"EXISTS", redis.call("HGET", KEYS[2], "v") or "0"}
+end
+local refused = check_version("insert", "0", idkey, KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+                              indexes, ARGV[4])
+if refused then return refused end
+local fields = cmsgpack.unpack(ARGV[5])
+local values = {}
+for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+local lenient = {}
+for _, position in ipairs(cmsgpack.unpack(ARGV[7])) do lenient[tonumber(position)] = true end
+local members = {}
+for i, index in ipairs(indexes) do
+  members[i] = unpack_list(values[index.field])
+  if index.unique and not lenient[i] then
+    for _, member in ipairs(members[i]) do
+      local holder = unique_holder(index.key, member, idkey, ARGV[9])
+      if holder then return {"UNIQUE", index.name, holder} end
+    end
+  end
+end
+for i, index in ipairs(indexes) do rewrite_entries(index.key, idkey, {}, members[i]) end
+store({mode = "insert", idkey = idkey, doc_key = KEYS[1], meta_key = KEYS[2], json = ARGV[2],
+       expiry = ARGV[8], version = tonumber(ARGV[3]), write_id = ARGV[4], fields = fields},
+      KEYS[3], KEYS[4])
+return {"OK"}

@@ -1,0 +1,252 @@
+"""Change a collection's partition count: move every document to the partition its id maps
+to under the new count, with its version, index entries and expiry.
+
+::
+
+    from quantumorm.backends.redis.repartition import repartition
+
+    class Order(Document):           # the model as it will be: Meta.partitions = 16
+        ...
+    report = repartition(Order, from_partitions=4, progress=print)
+
+or ``python -m quantumorm.backends.redis.repartition myapp.models:Order --from 4 --url ...``.
+
+The collection must not be written while it runs (readers may see a document missing for
+the moment of its move). Each document moves in two atomic steps, each one script: a
+``restore.lua`` into its new partition (version kept, no change event: it did not change),
+then a version-checked delete from the old one. Progress is recorded per old partition in
+``{ns:coll}:repartition`` after every batch, so an interrupted run resumes where it stopped
+(a document restored but not yet deleted is recognised and finished). When the count
+shrinks, the emptied partitions' keys (id and index sets, schedules, streams) are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ... import sortable
+from ...connection import Connection, connection_for, create_connection, get_connection
+from ...engine.drive import Op, run
+from ...errors import ConfigurationError, QuantumORMError
+from ...options import ModelOptions
+from .commands import Call, Command, RedisPlan
+from .keys import KeySpace
+from .writes import WriteLayout
+
+DEFAULT_BATCH = 500
+
+
+class RepartitionError(QuantumORMError):
+    """The collection is not in a state the tool can move (another run's state, a document
+    changed while it ran, a unique value taken twice)."""
+
+
+@dataclasses.dataclass
+class Progress:
+    """Reported after every batch."""
+
+    partition: int  # the old partition being emptied
+    partitions: int  # how many old partitions there are
+    scanned: int = 0  # documents looked at so far (all partitions)
+    moved: int = 0  # documents moved to another partition
+    stayed: int = 0  # documents whose partition did not change
+    done: bool = False
+
+    def __str__(self) -> str:
+        state = "done" if self.done else f"partition {self.partition + 1}/{self.partitions}"
+        return (f"repartition: {state}; scanned {self.scanned}, moved {self.moved}, "
+                f"stayed {self.stayed}")
+
+
+def repartition(model: Any, from_partitions: int, *, using: str | None = None,
+                batch: int = DEFAULT_BATCH,
+                progress: Callable[[Progress], Any] | None = None) -> Progress:
+    """Move ``model``'s documents from ``from_partitions`` partitions to the count its
+    ``Meta.partitions`` declares now. Returns the final :class:`Progress`."""
+    new = model._meta
+    if isinstance(from_partitions, bool) or not isinstance(from_partitions, int) or not (
+            1 <= from_partitions <= 4096):
+        raise ValueError(f"from_partitions must be an int in 1..4096 (got {from_partitions!r})")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive int (got {batch!r})")
+    connection = connection_for(model, get_connection(using) if using else None)
+    if connection.kind != "redis":
+        raise ConfigurationError("repartition moves Redis collections")
+    executor = connection.store.sync_executor()
+    return run(_repartition(model, new, from_partitions, batch, progress or (lambda _: None)),
+               executor)
+
+
+def _quiet(options: ModelOptions, partitions: int) -> ModelOptions:
+    """The options of the layout with ``partitions``, without change events (a move is
+    not a change)."""
+    return dataclasses.replace(options, partitions=partitions, changes=False, publish=False)
+
+
+def _repartition(model: Any, new_options: ModelOptions, old_count: int, batch: int,
+                 report: Callable[[Progress], Any]) -> Op[Progress]:
+    old, new = _quiet(new_options, old_count), _quiet(new_options, new_options.partitions)
+    old_keys, new_keys = KeySpace(old), KeySpace(new)
+    old_layout, new_layout = WriteLayout(old, old_keys), WriteLayout(new, new_keys)
+    state = f"{{{new.namespace}:{new.collection}}}:repartition"
+    status = Progress(0, old_count)
+    if old_count == new.partitions:
+        status.done = True
+        return status
+    (saved,) = yield RedisPlan((Command(("HGETALL", state)),), read_only=True)
+    saved = {_text(k): _text(v) for k, v in (saved or {}).items()}
+    plan = {"from": str(old_count), "to": str(new.partitions)}
+    if saved and {k: saved.get(k) for k in plan} != plan:
+        raise RepartitionError(
+            f"{state} records a move from {saved.get('from')} to {saved.get('to')} "
+            f"partitions; finish that one (or delete the key) first")
+    yield RedisPlan((Command(("HSET", state, *[x for kv in plan.items() for x in kv])),),
+                    idempotent=True)
+    yield from _carry_sequence(old_keys, new_keys)
+    for p in range(old_count):
+        status.partition = p
+        cursor = saved.get(f"p{p}")
+        while cursor != "done":
+            low = "-" if cursor is None else b"(" + _hex(cursor)
+            (members,) = yield RedisPlan((Command(
+                ("ZRANGE", old_keys.ids(p), low, "+", "BYLEX", "LIMIT", 0, batch)),),
+                read_only=True)
+            if not members:
+                cursor = "done"
+            else:
+                yield from _move_batch(model, p, [bytes(m) for m in members], old_keys,
+                                       new_keys, old_layout, new_layout, status)
+                cursor = bytes(members[-1]).hex()
+            yield RedisPlan((Command(("HSET", state, f"p{p}", cursor)),), idempotent=True)
+            report(status)
+    yield from _drop_emptied(old_keys, new_keys)
+    yield RedisPlan((Command(("DEL", state)),), idempotent=True)
+    status.done = True
+    report(status)
+    return status
+
+
+def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
+                new_keys: KeySpace, old_layout: WriteLayout, new_layout: WriteLayout,
+                status: Progress) -> Op[None]:
+    ids = [sortable.id_from_key(m) for m in members]
+    status.scanned += len(ids)
+    moving = [id for id in ids if new_keys.partition_of(id) != p]
+    status.stayed += len(ids) - len(moving)
+    if not moving:
+        return
+    key_list: list[str] = []
+    for id in moving:
+        key_list += [old_keys.doc(p, id), old_keys.meta(p, id)]
+    replies = yield RedisPlan((Call("fetch", tuple(key_list), ()),
+                               *(Command(("PTTL", old_keys.doc(p, id))) for id in moving)),
+                              read_only=True)
+    found, ttls = replies[0], replies[1:]
+    restores, deletes = [], []
+    for n, id in enumerate(moving):
+        raw, version = found[2 * n], found[2 * n + 1]
+        if raw is None or version is None:
+            continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
+        doc = model.from_storage(id, int(version), _json(raw))
+        pairs, lenient = new_layout.all_entries(doc._values())
+        q = new_keys.partition_of(id)
+        ttl = int(ttls[n])
+        restores.append(Call("restore", (
+            new_keys.doc(q, id), new_keys.meta(q, id), new_keys.ids(q), new_keys.ttl(q),
+            *new_keys.indexes(q)), (
+            sortable.id_key(id), bytes(raw), str(int(version)), os.urandom(8).hex(),
+            _pack(pairs), new_layout.described, _pack(lenient),
+            str(ttl) if ttl > 0 else "keep", new_keys.doc_prefix(q))))
+        deletes.append((id, int(version)))
+    if not restores:
+        return
+    replies = yield RedisPlan(tuple(restores), idempotent=True)
+    for (id, version), reply in zip(deletes, replies, strict=True):
+        status_text = _text(reply[0])
+        if status_text == "EXISTS" and int(reply[1]) != version:
+            raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
+                                   f"version {int(reply[1])}, not {version}: was the "
+                                   "collection written during the move?")
+        if status_text not in ("OK", "EXISTS"):
+            raise RepartitionError(f"{model.__name__} {id!r} could not move: {reply!r}")
+    from ..base import WriteRequest
+
+    yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
+                          for id, version in deletes), idempotent=True)
+    status.moved += len(deletes)
+
+
+def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:
+    """Auto ids continue after the highest one given (the counter's key depends on P)."""
+    if old.sequence == new.sequence:
+        return
+    (value,) = yield RedisPlan((Command(("GET", old.sequence)),), read_only=True)
+    if value is not None:
+        (current,) = yield RedisPlan((Command(("GET", new.sequence)),), read_only=True)
+        if current is None or int(current) < int(value):
+            yield RedisPlan((Command(("SET", new.sequence, int(value))),), idempotent=True)
+
+
+def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:
+    """Remove what the partitions beyond the new count kept (they hold no document now)."""
+    for p in range(new.partitions, old.partitions):
+        yield RedisPlan(tuple(Command(("UNLINK", key)) for key in
+                              (old.ids(p), old.ttl(p), old.changes(p), *old.indexes(p))),
+                        idempotent=True)
+
+
+def _hex(cursor: str) -> bytes:
+    return bytes.fromhex(cursor)
+
+
+def _pack(items: list[bytes]) -> bytes:
+    from . import wire
+
+    return wire.pack(items)
+
+
+def _json(raw: Any) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(bytes(raw))
+    return data
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m quantumorm.backends.redis.repartition",
+        description="Move a collection's documents to the partition count its model declares.")
+    parser.add_argument("model", help="module:Class of the model (with the new partitions)")
+    parser.add_argument("--from", dest="from_partitions", type=int, required=True,
+                        help="the partition count the data has now")
+    parser.add_argument("--url", default=os.environ.get("REDIS_URL"),
+                        help="the Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    args = parser.parse_args(argv)
+    module, _, name = args.model.partition(":")
+    model = getattr(importlib.import_module(module), name)
+    if not args.url:
+        parser.error("--url (or REDIS_URL) is required")
+    connection: Connection = create_connection("redis", args.url, name="repartition",
+                                               make_default=True)
+    try:
+        final = repartition(model, args.from_partitions, using="repartition", batch=args.batch,
+                            progress=lambda p: print(p, file=sys.stderr))
+    finally:
+        connection.close()
+    print(final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

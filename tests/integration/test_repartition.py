@@ -1,0 +1,98 @@
+"""The repartition tool: documents move to the partition their id maps to under a new
+count, with versions, index entries and expiry; an interrupted run resumes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import assert_indexes_consistent
+
+from quantumorm import Document, IntField, ListField, StringField
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.repartition import Progress, RepartitionError, repartition
+
+
+def model(partitions: int) -> Any:
+    """The same model (collection ``rp_items``) declared with ``partitions``."""
+    meta = type("Meta", (), {"collection": "rp_items", "partitions": partitions})
+    return type(f"Item{partitions}", (Document,), {
+        "__module__": __name__, "kind": StringField(indexed=True),
+        "n": IntField(indexed=True), "tags": ListField(StringField(), indexed=True),
+        "Meta": meta})
+
+
+def seed(Item: Any, count: int = 230) -> dict[str, int]:
+    Item.objects.bulk_create_sync([Item(kind=f"k{i % 5}", n=i, tags=[f"t{i % 3}"])
+                                   for i in range(count)])
+    versions = {}
+    for doc in Item.objects.filter(n__lt=40).all_sync():
+        doc.n += 1000
+        doc.save_sync()
+    for doc in Item.objects.all_sync():
+        versions[doc.id] = doc.version
+    Item.objects.get_sync(id="7").touch_sync(300)
+    return versions
+
+
+def check(Item: Any, redis_client: Any, versions: dict[str, int]) -> None:
+    docs = {d.id: d for d in Item.objects.all_sync()}
+    assert {id: d.version for id, d in docs.items()} == versions
+    assert Item.objects.filter(n__gte=1000).count_sync() == 40
+    assert Item.objects.filter(kind="k2", tags__contains="t1").count_sync() == len(
+        [d for d in docs.values() if d.kind == "k2" and "t1" in d.tags])
+    assert 290 < Item.objects.get_sync(id="7").ttl_sync() <= 300
+    assert_indexes_consistent(redis_client, Item)
+    keys = KeySpace(Item._meta)
+    for id in docs:  # each document in the partition its id maps to now
+        assert redis_client.exists(keys.doc(keys.partition_of(id), id))
+
+
+def test_growing_and_shrinking_keep_documents_versions_indexes_and_expiry(
+        conn: Any, redis_client: Any) -> None:
+    one, four, two = model(1), model(4), model(2)
+    versions = seed(one)
+    reports: list[Progress] = []
+    final = repartition(four, from_partitions=1, batch=50, progress=reports.append)
+    assert final.done and final.scanned == 230 and final.moved + final.stayed == 230
+    assert final.moved > 100 and len(reports) > 4
+    check(four, redis_client, versions)
+    created = four(kind="new", n=-1).save_sync()  # the id counter carried over
+    assert int(created.id) == 231
+    versions[created.id] = 1
+    final = repartition(two, from_partitions=4, batch=64)
+    assert final.done and final.scanned == 231
+    check(two, redis_client, versions)
+    keys = KeySpace(four._meta)
+    assert not redis_client.exists(keys.ids(2), keys.ids(3), *keys.indexes(3))
+    assert repartition(two, from_partitions=2).moved == 0  # nothing to do
+
+
+def test_an_interrupted_run_resumes(conn: Any, redis_client: Any) -> None:
+    one, four = model(1), model(4)
+    versions = seed(one)
+
+    def crash(progress: Progress) -> None:
+        if progress.scanned >= 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        repartition(four, from_partitions=1, batch=50, progress=crash)
+    with pytest.raises(RepartitionError, match="finish that one"):
+        repartition(model(8), from_partitions=1)
+    final = repartition(four, from_partitions=1, batch=50)
+    assert final.done and final.scanned == 230 - 100
+    check(four, redis_client, versions)
+
+
+def test_on_a_cluster(cluster_conn: Any, redis_cluster: Any) -> None:
+    import redis
+
+    four, sixteen = model(4), model(16)
+    versions = seed(four, 120)
+    assert repartition(sixteen, from_partitions=4).done
+    raw = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.live()[0].port)
+    try:
+        check(sixteen, raw, versions)
+    finally:
+        raw.close()

@@ -55,5 +55,5 @@ def test_scripts_declare_their_flags() -> None:
     assert first_lines == {
         "save": "#!lua", "insert_many": "#!lua", "delete": "#!lua flags=allow-oom",
         "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes",
-        "group": "#!lua", "tx": "#!lua",
+        "group": "#!lua", "tx": "#!lua", "restore": "#!lua",
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes"}

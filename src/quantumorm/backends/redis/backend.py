@@ -11,6 +11,8 @@ import heapq
 import json
 from collections.abc import Sequence
 from functools import cmp_to_key
+from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ... import sortable
@@ -270,21 +272,10 @@ class RedisBackend:
         parts = [_rows(options, reply) for reply in replies]
         if plan.server_order and single:
             return parts[0]
-        descending = evaluate.directions(spec.order)
-        if plan.server_order:
-            # every partition returned its own window, in order: merge, then slice
-            def position(row: Row) -> tuple[bytes, ...]:
-                return evaluate.sort_keys(options, spec.order, _values(options, row))
-
-            def compare(a: Row, b: Row) -> int:
-                return evaluate.compare_keys(position(a), position(b), descending)
-
-            rows = list(heapq.merge(*parts, key=cmp_to_key(compare)))
-        else:
+        if not plan.server_order:
             return _arrange(options, spec, [row for part in parts for row in part],
                             plan.residual)
-        end = None if spec.limit is None else spec.offset + spec.limit
-        return rows[spec.offset:end]
+        return _merge(options, spec, parts)
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
@@ -466,6 +457,23 @@ def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
         _row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
         for i in range(0, len(reply), 3)
     ]
+
+
+def _merge(options: ModelOptions, spec: QuerySpec, parts: list[list[Row]]) -> list[Row]:
+    """Merge partitions' windows (each already in order) and slice: each row's position is
+    computed once, and the merge stops at offset + limit."""
+    descending = evaluate.directions(spec.order)
+    key: Any
+    reverse = False
+    if not any(descending) or all(descending):
+        key, reverse = tuple, all(descending)  # byte tuples compare as the positions do
+    else:
+        key = cmp_to_key(lambda a, b: evaluate.compare_keys(a, b, descending))
+    decorated = [[(key(evaluate.sort_keys(options, spec.order, _values(options, row))), row)
+                  for row in part] for part in parts]
+    end = None if spec.limit is None else spec.offset + spec.limit
+    merged = heapq.merge(*decorated, key=itemgetter(0), reverse=reverse)
+    return [row for _, row in islice(merged, end)][spec.offset:]
 
 
 def _arrange(options: ModelOptions, spec: QuerySpec, rows: list[Row],

@@ -177,8 +177,13 @@ def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
 
 
 def _first_key(step: Step) -> Any:
-    """The key a write step is routed by (every key of a step shares its slot)."""
-    return step.keys[0] if isinstance(step, Call) else step.args[1]
+    """The key a step is routed by (every key of a step shares its slot)."""
+    if isinstance(step, Call):
+        return step.keys[0]
+    args = step.args
+    if "STREAMS" in args:  # XREAD / XREADGROUP: the keys follow STREAMS
+        return args[args.index("STREAMS") + 1]
+    return args[1]
 
 
 def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
@@ -225,21 +230,46 @@ class SyncRedisExecutor:
                         self.client.nodes_manager.initialize()
         raise AssertionError("unreachable")
 
+    def _by_node(self, steps: Sequence[Step], replica: bool) -> list[tuple[Any, list[int]]]:
+        """A cluster's steps grouped by the node serving their slot: each node's client and
+        the positions of its steps."""
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, step in enumerate(steps):
+            node = self.client.get_node_from_key(_first_key(step), replica=replica)
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        return [(self.client.get_redis_connection(node), positions)
+                for node, positions in groups.values()]
+
     def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
         """Writes followed by WAIT on the same connection (per node on a cluster)."""
         if not self.cluster:
             return self._durable(self.client, list(steps))
-        groups: dict[str, tuple[Any, list[int]]] = {}
-        for i, step in enumerate(steps):
-            node = self.client.get_node_from_key(_first_key(step))
-            groups.setdefault(node.name, (node, []))[1].append(i)
         replies: list[Any] = [None] * len(steps)
-        for node, positions in groups.values():
-            client = self.client.get_redis_connection(node)
+        for client, positions in self._by_node(steps, replica=False):
             for i, reply in zip(positions, self._durable(client, [steps[i] for i in positions]),
                                 strict=True):
                 replies[i] = reply
         return replies
+
+    def _send_routed(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        """A cluster plan, sent as one pipeline per node (redis-py's cluster pipeline would
+        first ask a server for the keys of each script: a round trip per step). Redirects
+        come back as errors and are retried by :meth:`execute` after the map is relearned."""
+        ro = read_only and self.replica_reads
+        replies: list[Any] = [None] * len(steps)
+        for client, positions in self._by_node(steps, replica=ro):
+            pipe = client.pipeline(transaction=False)
+            for i in positions:
+                pipe.execute_command(*_args(steps[i], ro))
+            for i, reply in zip(positions, pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
+        if missing:
+            self.load_scripts()
+            again = self._send_routed([steps[i] for i in missing], read_only)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return _check(replies)
 
     def _durable(self, client: Any, steps: list[Step]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
@@ -254,6 +284,8 @@ class SyncRedisExecutor:
         return _check(replies[:-1])
 
     def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        if self.cluster:
+            return self._send_routed(steps, read_only)
         ro = read_only and self.replica_reads
         client = self.reader if read_only else self.client
         if len(steps) == 1:

@@ -199,3 +199,50 @@ async def _first(feed: Any) -> Any:
     async for event in feed:
         yield event
         return
+
+
+class Notified(Document):
+    title = StringField(indexed=True)
+
+    class Meta:
+        collection = "cl_notified"
+        partitions = 4
+        publish = True
+
+
+def test_pubsub_and_replica_reads_on_a_cluster(redis_cluster: Any) -> None:
+    import threading
+
+    import quantumorm
+
+    redis_cluster.flush()
+    quantumorm.create_connection(url=redis_cluster.url, name="default", make_default=True,
+                                 read_from_replicas=True, wait_replicas=1)
+    replicas = [n for n in redis_cluster.live() if n not in redis_cluster.masters_now()]
+
+    def reads_on_replicas() -> int:
+        total = 0
+        for node in replicas:
+            client = node.client()
+            try:
+                stats = client.info("commandstats")
+            finally:
+                client.close()
+            total += int(stats.get("cmdstat_evalsha_ro", {}).get("calls", 0))
+        return total
+
+    try:
+        before = reads_on_replicas()
+        with Notified.objects.subscribe(wait=3) as subscription:
+            timer = threading.Timer(0.2, lambda: Notified(id="n1", title="x").save_sync())
+            timer.start()
+            try:
+                event = next(iter(subscription))
+            finally:
+                timer.join()
+        assert (event.op, event.id, event.version) == ("create", "n1", 1)
+        # confirmed by a replica (WAIT), so a replica read sees it
+        assert [d.id for d in Notified.objects.filter(title="x").all_sync()] == ["n1"]
+        assert reads_on_replicas() > before
+    finally:
+        quantumorm.close_all()

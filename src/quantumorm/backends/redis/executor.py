@@ -235,7 +235,10 @@ class SyncRedisExecutor:
         the positions of its steps."""
         groups: dict[str, tuple[Any, list[int]]] = {}
         for i, step in enumerate(steps):
-            node = self.client.get_node_from_key(_first_key(step), replica=replica)
+            key = _first_key(step)
+            # (a slot whose replicas the client does not know is read from its master)
+            node = (replica and self.client.get_node_from_key(key, replica=True)
+                    or self.client.get_node_from_key(key))
             groups.setdefault(node.name, (node, []))[1].append(i)
         return [(self.client.get_redis_connection(node), positions)
                 for node, positions in groups.values()]

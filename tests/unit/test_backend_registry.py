@@ -231,3 +231,21 @@ def test_readme_table_is_the_generated_one() -> None:
     builtin = quantumorm.CapabilityMatrix(
         {name: backend_capabilities(name) for name in ("redis", "sqlite")})
     assert found.group(1) == builtin.markdown()
+
+
+def test_topology_urls_are_parsed_and_checked() -> None:
+    from quantumorm.backends.redis.topology import parse
+
+    cluster = parse("rediss+cluster://app:p%40ss@10.0.0.1:7000,[::1]:7001")
+    assert (cluster.kind, cluster.hosts, cluster.tls) == (
+        "cluster", (("10.0.0.1", 7000), ("::1", 7001)), True)
+    assert (cluster.username, cluster.password) == ("app", "p@ss")
+    sentinel = parse("redis+sentinel://s1:26379,s2:26379/main/3")
+    assert (sentinel.kind, sentinel.service, sentinel.db, sentinel.tls) == (
+        "sentinel", "main", 3, False)
+    assert parse("redis://localhost:6379/0").kind == "single"
+    for bad in ("redis+cluster://h:1?read_from_replicas=1", "redis+cluster://h:1/2",
+                "redis+sentinel://h:1", "redis+cluster://", "redis+cluster://h:0",
+                "memcached://h:1", "redis+sentinel://h:1/svc/db"):
+        with pytest.raises(ConfigurationError):
+            parse(bad)

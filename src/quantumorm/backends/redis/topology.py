@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -74,7 +74,7 @@ def parse(url: str) -> Topology:
     hosts = tuple(_host(url, entry) for entry in hostlist.split(",") if entry)
     if not hosts:
         raise ConfigurationError(f"{url!r} names no host:port")
-    if parts.query and set(parse_qs(parts.query)) - {"db"}:
+    if parts.query:
         raise ConfigurationError(f"{url!r}: pass options as keyword arguments, not in the URL")
     path = [unquote(p) for p in parts.path.split("/") if p]
     tls = scheme.startswith("rediss")

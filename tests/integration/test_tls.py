@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import redis
-from cluster_support import free_ports
 from helpers import MODES, call
 
 import quantumorm
+from cluster_support import free_ports
 from quantumorm import BackendConnectionError, Document, StringField
 
 pytestmark = pytest.mark.redis

@@ -28,6 +28,7 @@ import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
+from redis.backoff import NoBackoff
 
 from ...errors import ConfigurationError
 
@@ -128,8 +129,8 @@ def _cluster_options(settings: dict[str, Any], replicas: bool) -> dict[str, Any]
     broken connection) are switched off once it knows the cluster (see ``_settled``); while
     it discovers the slots, a seed node that is down is simply skipped. Replica reads are
     spread round-robin."""
-    out = {k: v for k, v in settings.items() if k not in ("retry_on_timeout", "retry")}
-    out["cluster_error_retry_attempts"] = DISCOVERY_ATTEMPTS
+    out = {k: v for k, v in settings.items() if k != "retry_on_timeout"}
+    out["retry"] = type(settings["retry"])(NoBackoff(), DISCOVERY_ATTEMPTS)
     if replicas:
         out["load_balancing_strategy"] = _sync.cluster.LoadBalancingStrategy.ROUND_ROBIN_REPLICAS
     return out

@@ -27,6 +27,7 @@ from .errors import (
     PoolExhaustedError,
     QuantumORMError,
     QueryError,
+    ReplicationError,
     TransactionError,
     UniqueViolation,
     UnknownFieldError,
@@ -35,6 +36,7 @@ from .errors import (
     VersionConflict,
     WatchConflict,
     WriteError,
+    WriteOutcomeUnknown,
     WrongTypeError,
 )
 from .events import ChangeEvent, ChangeFeed, Consumer, ConsumerGroup
@@ -98,6 +100,7 @@ __all__ = [
     "QuantumORMError",
     "QueryError",
     "QuerySet",
+    "ReplicationError",
     "StringField",
     "SyncTransaction",
     "Transaction",
@@ -110,6 +113,7 @@ __all__ = [
     "VersionConflict",
     "WatchConflict",
     "WriteError",
+    "WriteOutcomeUnknown",
     "WrongTypeError",
     "aclose_all",
     "available_backends",

@@ -183,6 +183,19 @@ class PoolExhaustedError(BackendConnectionError):
     """Every connection of the pool is in use and none came free in time."""
 
 
+class WriteOutcomeUnknown(BackendConnectionError):
+    """The connection broke after a write was sent; it was sent again and refused because
+    the document had moved on, so whether the first attempt was applied cannot be told
+    (a document keeps its last four write ids). Nothing was applied twice; reload the
+    document before deciding what to do."""
+
+    def __init__(self, model: str, id: Any, refusal: Exception) -> None:
+        self.model, self.id, self.refusal = model, id, refusal
+        super().__init__(f"{model} {id!r}: the connection broke after the write was sent, "
+                         f"and the resent write was refused ({refusal}); whether the first "
+                         "attempt was applied is unknown")
+
+
 class AuthenticationError(BackendError):
     """The store rejected the credentials."""
 
@@ -193,8 +206,9 @@ class PermissionDeniedError(BackendError):
 
 class ReplicationError(BackendError):
     """A write was applied on the master but not confirmed by ``wait_replicas`` replicas in
-    time (so a failover now could lose it). Sending it again is safe: writes recognise their
-    own earlier application."""
+    time (so a failover now could lose it). Saves and transactions that write a document are
+    sent again automatically (they recognise their own earlier application); this error
+    means the replicas still did not confirm, or the write was a delete."""
 
 
 class OutOfMemoryError(BackendError):

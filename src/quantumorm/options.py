@@ -21,7 +21,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
     {"abstract", "backend", "changes", "changes_document", "changes_maxlen", "collection",
-     "connection", "indexes", "namespace", "partitions", "publish", "ttl"}
+     "connection", "indexes", "namespace", "partition_by", "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
 #: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
@@ -59,6 +59,9 @@ class ModelOptions:
     changes_document: bool = False
     #: every change is also PUBLISHed (Pub/Sub: fire-and-forget, no history)
     publish: bool = False
+    #: what picks a document's partition: "id" (the whole id) or "tag" (its ``{...}`` part,
+    #: as Redis Cluster hash tags: ids sharing a tag share a partition)
+    partition_by: str = "id"
 
     def field(self, name: str) -> Field:
         return self.fields[name]
@@ -140,6 +143,11 @@ def build_options(
             raise ConfigurationError(f"{where}: {flag} must be True or False "
                                      f"(got {flags[flag]!r})")
 
+    partition_by = raw.get("partition_by", "id")
+    if partition_by not in ("id", "tag"):
+        raise ConfigurationError(f"{where}: partition_by must be 'id' or 'tag' "
+                                 f"(got {partition_by!r})")
+
     _check_db_names(model_name, fields)
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
     for index in indexes:
@@ -162,6 +170,7 @@ def build_options(
         changes_maxlen=changes_maxlen,
         changes_document=flags["changes_document"],
         publish=flags["publish"],
+        partition_by=partition_by,
     )
     return options, abstract
 

@@ -101,6 +101,10 @@ class _Work:
         self._queue(doc, None, WriteRequest("delete", doc.id, doc._version))
 
     def _queue(self, doc: Document, data: dict[str, Any] | None, request: WriteRequest) -> None:
+        if doc.id is None and doc._meta.partitions > 1:
+            raise TransactionError(
+                f"{type(doc).__name__} has {doc._meta.partitions} partitions: a new document "
+                "in a transaction needs an id, so that its partition is known")
         for other, _, _ in self.writes.values():
             if other is not doc and doc.id is not None and other.id == doc.id:
                 raise TransactionError(
@@ -111,7 +115,15 @@ class _Work:
     def commit(self, backend: Backend) -> Op[None]:
         if self.state != "open":
             raise TransactionError(f"this transaction is {self.state}")
+        self.state = "committing"  # (a second commit meanwhile is refused)
+        try:
+            yield from self._commit(backend)
+        except BaseException:
+            self.state = "failed"
+            raise
         self.state = "committed"
+
+    def _commit(self, backend: Backend) -> Op[None]:
         if self.model is None:
             return
         written = {request.id for _, _, request in self.writes.values()}

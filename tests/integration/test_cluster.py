@@ -28,6 +28,7 @@ class Order(Document):
     class Meta:
         collection = "cl_orders"
         partitions = 16
+        partition_by = "tag"  # ids sharing a {tag} share a partition (transactions)
 
 
 class Single(Document):

@@ -13,10 +13,11 @@ from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.repartition import Progress, RepartitionError, repartition
 
 
-def model(partitions: int) -> Any:
+def model(partitions: int, partition_by: str = "id") -> Any:
     """The same model (collection ``rp_items``) declared with ``partitions``."""
-    meta = type("Meta", (), {"collection": "rp_items", "partitions": partitions})
-    return type(f"Item{partitions}", (Document,), {
+    meta = type("Meta", (), {"collection": "rp_items", "partitions": partitions,
+                             "partition_by": partition_by})
+    return type(f"Item{partitions}{partition_by}", (Document,), {
         "__module__": __name__, "kind": StringField(indexed=True),
         "n": IntField(indexed=True), "tags": ListField(StringField(), indexed=True),
         "Meta": meta})
@@ -96,3 +97,16 @@ def test_on_a_cluster(cluster_conn: Any, redis_cluster: Any) -> None:
         check(sixteen, raw, versions)
     finally:
         raw.close()
+
+
+def test_switching_to_tag_partitioning_at_the_same_count(conn: Any, redis_client: Any) -> None:
+    by_id, by_tag = model(4), model(4, "tag")
+    by_id.objects.bulk_create_sync([by_id(id=f"{{t{i % 3}}}:{i}", kind="k", n=i,
+                                          tags=["t"]) for i in range(60)])
+    versions = {d.id: d.version for d in by_id.objects.all_sync()}
+    final = repartition(by_tag, from_partitions=4, from_partition_by="id")
+    assert final.done and final.moved > 0
+    assert {d.id: d.version for d in by_tag.objects.all_sync()} == versions
+    keys = KeySpace(by_tag._meta)
+    assert len({keys.partition_of(id) for id in versions}) <= 3  # one per tag
+    assert_indexes_consistent(redis_client, by_tag)

@@ -7,8 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 
-from quantumorm import Document, IntField, StringField, sortable
+from quantumorm import (
+    BackendConnectionError,
+    Document,
+    IntField,
+    StringField,
+    VersionConflict,
+    WriteOutcomeUnknown,
+    sortable,
+)
 from quantumorm.backends.base import WriteRequest
 from quantumorm.backends.redis.commands import RedisPlan
 from quantumorm.engine.drive import run
@@ -95,3 +104,53 @@ def test_the_retry_budget_is_a_checked_connection_option(conn: Any, redis_url: s
             quantumorm.create_connection(url=redis_url, name="bad-retries", retries=bad)
     good = quantumorm.create_connection(url=redis_url, name="patient", retries=9)
     assert good.store.sync_executor().retries == 9
+
+
+def lose_first_reply(conn: Any, monkeypatch: pytest.MonkeyPatch,
+                     meanwhile: Any = lambda: None) -> list[int]:
+    """The next plan the blocking executor sends is applied by the server, then the
+    connection "breaks" before the reply arrives (``meanwhile`` runs in between: other
+    writers). The executor's own retry logic takes it from there."""
+    executor = conn.store.sync_executor()
+    real = executor._send
+    calls: list[int] = []
+
+    def lossy(steps: Any, read_only: bool) -> Any:
+        calls.append(1)
+        replies = real(steps, read_only)
+        if len(calls) == 1:
+            meanwhile()
+            raise redis.ConnectionError("injected: the reply was lost")
+        return replies
+
+    monkeypatch.setattr(executor, "_send", lossy)
+    return calls
+
+
+def test_a_lost_reply_is_resolved_by_the_write_id(conn: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = Note(id="c", title="t", n=0).save_sync()
+    calls = lose_first_reply(conn, monkeypatch, meanwhile=lambda: [
+        Note.objects.get_sync(id="c").inc_sync("n") for _ in range(2)])
+    # applied (n = 1), then two other writers (n = 3), then the resend is recognised
+    assert counter.inc_sync("n") == 1
+    assert len(calls) > 2 and Note.objects.get_sync(id="c").n == 3  # never applied twice
+
+
+def test_a_lost_reply_beyond_the_write_id_memory_is_reported_not_repeated(
+        conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = Note(id="c", title="t", n=0).save_sync()
+    lose_first_reply(conn, monkeypatch, meanwhile=lambda: [
+        Note.objects.get_sync(id="c").inc_sync("n") for _ in range(5)])
+    with pytest.raises(WriteOutcomeUnknown) as unknown:
+        counter.inc_sync("n")
+    assert isinstance(unknown.value.refusal, VersionConflict)
+    assert Note.objects.get_sync(id="c").n == 6  # 1 + 5 others: never applied twice
+
+
+def test_a_lost_delete_reply_is_not_resent(conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = Note(id="d", title="t").save_sync()
+    calls = lose_first_reply(conn, monkeypatch)
+    with pytest.raises(BackendConnectionError):
+        doc.delete_sync()
+    assert len(calls) == 1 and Note.objects.count_sync() == 0

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from quantumorm import (
     ArrayField,
     BooleanField,
+    ConfigurationError,
     DateTimeField,
     DecimalField,
     Document,
@@ -115,6 +116,15 @@ class Sharded(Document):
         partitions = 7
 
 
+class Tagged(Document):
+    name = StringField()
+
+    class Meta:
+        collection = "tagged"
+        partitions = 7
+        partition_by = "tag"
+
+
 ADVERSARIAL_IDS = ["x}:i:age", "{other}", "*", ":", "%", "%7B", "é", "😀", "\x00", "a\x00b",
                    "{", "}", "}{", "a b", "\n", "1", "0", "007", "x" * 5000, "{app:accounts:p0}",
                    "?[]^", ":d:x", "../../etc"]
@@ -202,14 +212,19 @@ def test_an_id_tag_decides_the_partition_as_redis_cluster_does(id: str, key: str
     from quantumorm.backends.redis.keys import partition_key
 
     assert partition_key(id) == key
-    keys = KeySpace(Sharded._meta)
-    assert keys.partition_of(id) == keys.partition_of(key)
+    tagged = KeySpace(Tagged._meta)
+    assert tagged.partition_of(id) == tagged.partition_of(key)
 
 
-def test_ids_sharing_a_tag_share_a_partition() -> None:
-    keys = KeySpace(Sharded._meta)
-    assert len({keys.partition_of(f"{{tenant-9}}:doc:{i}") for i in range(100)}) == 1
-    assert len({keys.partition_of(f"{{tenant-{i}}}:doc") for i in range(100)}) == 7
+def test_ids_sharing_a_tag_share_a_partition_only_when_asked() -> None:
+    tagged, plain = KeySpace(Tagged._meta), KeySpace(Sharded._meta)
+    assert len({tagged.partition_of(f"{{tenant-9}}:doc:{i}") for i in range(100)}) == 1
+    assert len({tagged.partition_of(f"{{tenant-{i}}}:doc") for i in range(100)}) == 7
+    # by default the whole id decides, braces or not (existing data keeps its place)
+    assert len({plain.partition_of(f"{{tenant-9}}:doc:{i}") for i in range(100)}) == 7
+    with pytest.raises(ConfigurationError, match="partition_by"):
+        type("Bad", (Document,), {"x": IntField(), "Meta": type("Meta", (), {
+            "partition_by": "hash"})})
 
 
 def test_partitions_spread_ids() -> None:

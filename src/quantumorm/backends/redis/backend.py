@@ -23,6 +23,8 @@ from ...errors import (
     DuplicateIdError,
     TransactionError,
     UnsupportedOperation,
+    VersionConflict,
+    WriteOutcomeUnknown,
 )
 from ...options import ModelOptions
 from ...query import evaluate
@@ -121,15 +123,18 @@ class RedisBackend:
                     requests[position] = requests[position].with_id(new_id)
             batches = self._batches(options, [requests[i] for i in pending], pending)
             calls = [call for call, _ in batches]
-            # every call may be resent after a broken connection (each recognises its own
-            # earlier application by its write id), except one that allocates its id
+            # saves may be resent after a broken connection (each recognises its own earlier
+            # application by its write id); not deletes (no write id survives them) nor an
+            # insert that allocates its id (it is looked up instead)
             allocating = len(calls) == 1 and calls[0].script == "save" and not calls[0].args[2]
+            resendable = not allocating and all(c.script != "delete" for c in calls)
             try:
-                sent = yield RedisPlan(tuple(calls), idempotent=not allocating)
+                sent = yield RedisPlan(tuple(calls), idempotent=resendable)
             except BackendConnectionError:
                 if not allocating:
                     raise
                 sent = yield from self._settle_allocating(options, calls[0])
+            resent = getattr(sent, "resent", False)
             replies: list[Any] = []
             for (_, members), reply in zip(batches, sent, strict=True):
                 replies += reply if len(members) > 1 else [reply]
@@ -137,6 +142,9 @@ class RedisBackend:
             retry = []
             for i, reply in zip(order, replies, strict=True):
                 result = writes.result(options, requests[i], reply)
+                if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
+                    result = WriteResult(result.id, None, WriteOutcomeUnknown(
+                        options.model_name, requests[i].id, result.error))
                 if i in auto and isinstance(result.error, DuplicateIdError):
                     retry.append(i)
                     requests[i] = requests[i].with_id(None)
@@ -154,11 +162,12 @@ class RedisBackend:
         last) before sending it again, so that it is never stored twice."""
         keys = self._state(options).keys
         write_id = call.args[4].encode() if isinstance(call.args[4], str) else call.args[4]
-        (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), read_only=True)
+        # (asked of the master, never a replica that may lag: hence not read_only)
+        (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
         newest = int(last or 0)
         candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
         seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "w"))
-                                     for id in candidates), read_only=True)
+                                     for id in candidates), idempotent=True)
         for id, ids in zip(candidates, seen, strict=True):
             if ids and any(bytes(ids[i:i + 16]) == write_id for i in range(0, len(ids), 16)):
                 return [[b"OK", 1, sortable.id_key(id)]]
@@ -191,8 +200,15 @@ class RedisBackend:
         if not every_id:
             return []
         call = state.writes.tx_call(partitions.pop(), list(checks), requests)
-        (reply,) = yield RedisPlan((call,), idempotent=True)
-        return writes.tx_results(options, list(checks), requests, reply)
+        # resendable when it writes a document: tx.lua then recognises an earlier attempt
+        resendable = any(r.kind != "delete" for r in requests)
+        sent = yield RedisPlan((call,), idempotent=resendable)
+        try:
+            return writes.tx_results(options, list(checks), requests, sent[0])
+        except (VersionConflict, DuplicateIdError) as refusal:
+            if getattr(sent, "resent", False):
+                raise WriteOutcomeUnknown(options.model_name, requests[0].id, refusal) from None
+            raise
 
     def _batches(self, options: ModelOptions, requests: list[WriteRequest],
                  positions: list[int]) -> list[tuple[Call, list[int]]]:

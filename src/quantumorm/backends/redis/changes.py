@@ -50,7 +50,7 @@ def positions(keys: KeySpace, since: Any) -> Op[list[str]]:
         return [_text(reply[0][0]) if reply else "0-0" for reply in replies]
     if since == "0" or since == 0:
         return ["0-0"] * count
-    if isinstance(since, datetime):
+    if isinstance(since, datetime):  # (naive: UTC, as everywhere in QuantumORM)
         at = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
         ms = int(at.timestamp() * 1000)
         return [f"{ms - 1}-{_MAX_SEQ}" if ms > 0 else "0-0"] * count
@@ -82,23 +82,23 @@ def read(model: type[Document], keys: KeySpace, after: list[str], count: int,
 
 
 def _streams_read(head: list[Any], streams: list[str], ids: list[str], block: float,
-                  cluster: bool, read_only: bool) -> Op[list[Any]]:
+                  cluster: bool, read_only: bool, idempotent: bool = False) -> Op[list[Any]]:
     """One XREAD / XREADGROUP (``head``) over ``streams`` after ``ids``, waiting up to
     ``block`` seconds; its reply as [[stream, entries], ...]."""
     wait = ["BLOCK", max(1, int(block * 1000))] if block >= 0.001 else []
     if not cluster or len(streams) == 1:
         (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", *streams, *ids)),),
-                                   read_only=read_only)
+                                   read_only=read_only, idempotent=idempotent)
         return list(reply or [])
     replies = yield RedisPlan(tuple(Command((*head, "STREAMS", stream, at))
                                     for stream, at in zip(streams, ids, strict=True)),
-                              read_only=read_only)
+                              read_only=read_only, idempotent=idempotent)
     found = [part for reply in replies for part in (reply or [])]
     if any(entries for _, entries in found) or not wait:
         return found
     wait = ["BLOCK", max(1, int(min(block, CLUSTER_POLL) * 1000))]
     (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", streams[0], ids[0])),),
-                               read_only=read_only)
+                               read_only=read_only, idempotent=idempotent)
     return list(reply or [])
 
 
@@ -115,8 +115,9 @@ def read_group(model: type[Document], keys: KeySpace, group: str, consumer: str,
     streams = [keys.changes(p) for p in range(keys.partitions)]
     head: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
     ids = [">"] * len(streams) if after is None else after
+    # (XREADGROUP is a write command, even re-reading pending entries: always the master)
     reply = yield from _streams_read(head, streams, ids, block if after is None else 0.0,
-                                     cluster, read_only=after is not None)
+                                     cluster, read_only=False, idempotent=after is not None)
     gone: dict[int, list[str]] = {}
     events, moved = _decode_reply(model, streams, reply, gone)
     if gone:  # pending entries the stream trimmed away: nothing left to deliver
@@ -232,10 +233,11 @@ class Subscription:
     # -- blocking --------------------------------------------------------------------------
 
     def __enter__(self) -> Subscription:
+        pubsub = self._store.sync_executor().client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub = self._store.sync_executor().client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(self._keys.channel)
         except Exception as exc:
+            pubsub.close()  # (its connection goes back, not leaked)
             raise translate(exc) from exc
         self._sync = pubsub
         return self
@@ -265,10 +267,11 @@ class Subscription:
     # -- asyncio ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Subscription:
+        pubsub = self._store.async_executor().client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub = self._store.async_executor().client.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(self._keys.channel)
         except Exception as exc:
+            await pubsub.aclose()
             raise translate(exc) from exc
         self._async = pubsub
         return self

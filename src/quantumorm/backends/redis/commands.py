@@ -65,6 +65,14 @@ class Call:
 Step = Union[Command, Call]
 
 
+class Replies(list):  # type: ignore[type-arg]
+    """A plan's replies, marked ``resent`` when the executor had to send the plan again
+    after a broken connection: a write refused then (version moved, id taken) may have been
+    applied by the first attempt, beyond what its write id can still show."""
+
+    resent = False
+
+
 @dataclass(frozen=True)
 class RedisPlan:
     """Steps pipelined in one round trip, non-transactionally; replies come back in order."""

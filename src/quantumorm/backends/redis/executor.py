@@ -34,7 +34,7 @@ from redis.retry import Retry
 
 from ... import errors
 from . import topology as topologies
-from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Step, script
+from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Replies, Step, script
 from .topology import Topology
 from .topology import parse as topology_of
 
@@ -176,6 +176,15 @@ def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
     return False
 
 
+def _marked(replies: list[Any], attempt: int) -> list[Any]:
+    """The replies, marked as those of a resent plan after the first attempt."""
+    if not attempt:
+        return replies
+    marked = Replies(replies)
+    marked.resent = True
+    return marked
+
+
 def _first_key(step: Step) -> Any:
     """The key a step is routed by (every key of a step shares its slot)."""
     if isinstance(step, Call):
@@ -219,8 +228,8 @@ class SyncRedisExecutor:
         for attempt in range(self.retries):
             try:
                 if self.wait and not plan.read_only:
-                    return self._send_durable(plan.steps)
-                return self._send(plan.steps, plan.read_only)
+                    return _marked(self._send_durable(plan.steps), attempt)
+                return _marked(self._send(plan.steps, plan.read_only), attempt)
             except rx.RedisError as exc:
                 if attempt + 1 == self.retries or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
@@ -274,15 +283,18 @@ class SyncRedisExecutor:
                 replies[i] = reply
         return _check(replies)
 
-    def _durable(self, client: Any, steps: list[Step]) -> list[Any]:
+    def _durable(self, client: Any, steps: list[Step], reloaded: bool = False) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for step in steps:
             pipe.execute_command(*_args(step))
         pipe.execute_command("WAIT", self.wait, self.wait_ms)
         replies = pipe.execute(raise_on_error=False)
-        if any(_noscript(reply) for reply in replies):
-            self.load_scripts()  # (nothing ran where NOSCRIPT came back: send them all)
-            return self._durable(client, steps)
+        missing = [i for i, reply in enumerate(replies[:-1]) if _noscript(reply)]
+        if missing and not reloaded:  # only those did not run: load, send them again
+            self.load_scripts()
+            again = self._durable(client, [steps[i] for i in missing], reloaded=True)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
         _acked(replies[-1], self.wait, self.wait_ms)
         return _check(replies[:-1])
 
@@ -323,6 +335,8 @@ class SyncRedisExecutor:
             pool = getattr(client, "connection_pool", None)
             if pool is not None:
                 pool.disconnect()
+        for watcher in getattr(getattr(self.client, "_qorm_sentinel", None), "sentinels", ()):
+            watcher.close()  # the connections to the Sentinels themselves
 
 
 def _load(client: Any, source: str) -> Any:
@@ -382,8 +396,8 @@ class AsyncRedisExecutor:
         for attempt in range(attempts):
             try:
                 if options.wait_replicas and not plan.read_only:
-                    return await self._send_durable(plan.steps)
-                return await self._send(plan.steps, plan.read_only)
+                    return _marked(await self._send_durable(plan.steps), attempt)
+                return _marked(await self._send(plan.steps, plan.read_only), attempt)
             except rx.RedisError as exc:
                 if attempt + 1 == attempts or not _retry_allowed(exc, plan):
                     raise translate(exc) from exc
@@ -393,7 +407,7 @@ class AsyncRedisExecutor:
                         await self.client.nodes_manager.initialize()
         raise AssertionError("unreachable")
 
-    async def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
+    async def _send_durable(self, steps: Sequence[Step], reloaded: bool = False) -> list[Any]:
         """Writes followed by WAIT on the same connection (per node on a cluster)."""
         options, client = self.options, self.client
         wait, wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
@@ -423,9 +437,12 @@ class AsyncRedisExecutor:
                         isinstance(acked, BaseException) or int(acked) < int(least)):
                     least = acked
             replies[-1] = least
-        if any(_noscript(reply) for reply in replies):
+        missing = [i for i, reply in enumerate(replies[:-1]) if _noscript(reply)]
+        if missing and not reloaded:  # only those did not run: load, send them again
             await self.load_scripts()
-            return await self._send_durable(steps)
+            again = await self._send_durable([steps[i] for i in missing], reloaded=True)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
         _acked(replies[-1], wait, wait_ms)
         return _check(replies[:-1])
 
@@ -469,6 +486,9 @@ class AsyncRedisExecutor:
                 pool = getattr(client, "connection_pool", None)
                 if pool is not None:
                     await pool.disconnect()
+            sentinel = getattr(pair[0], "_qorm_sentinel", None)
+            for watcher in getattr(sentinel, "sentinels", ()):
+                await watcher.aclose()
         self._clients.clear()
 
 

@@ -15,10 +15,11 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
 
 Pub/Sub notifications (``Meta.publish``) go to the channel ``ns:coll:changes``.
 
-``N = crc32(utf-8 partition key) % P``, where the partition key is the id, or, as in Redis
-Cluster's hash tags, the part of the id between its first ``{`` and the next ``}`` when that
-part is not empty: ``"{acme}:order:7"`` and ``"{acme}:order:8"`` share a partition, so one
-atomic script (a transaction) can reach both.
+``N = crc32(utf-8 partition key) % P``, where the partition key is the id, or, with
+``Meta.partition_by = "tag"`` and as in Redis Cluster's hash tags, the part of the id
+between its first ``{`` and the next ``}`` when that part is not empty: ``"{acme}:order:7"``
+and ``"{acme}:order:8"`` then share a partition, so one atomic script (a transaction) can
+reach both.
 
 The hash tag is always the first ``{...}`` of the key and is built only from the namespace,
 collection and partition, which are restricted to ``[A-Za-z0-9_.-]``; ids are percent-encoded
@@ -49,12 +50,14 @@ class KeySpace:
         self.namespace = options.namespace
         self.collection = options.collection
         self.partitions = options.partitions
+        self.by_tag = options.partition_by == "tag"
         self.index_names = tuple(index.name for index in options.indexes)
 
     def partition_of(self, id: str) -> int:
         if self.partitions == 1:
             return 0
-        return zlib.crc32(partition_key(id).encode("utf-8")) % self.partitions
+        key = partition_key(id) if self.by_tag else id
+        return zlib.crc32(key.encode("utf-8")) % self.partitions
 
     def tag(self, partition: int) -> str:
         return f"{{{self.namespace}:{self.collection}:p{partition}}}"

@@ -17,7 +17,9 @@ the moment of its move). Each document moves in two atomic steps, each one scrip
 then a version-checked delete from the old one. Progress is recorded per old partition in
 ``{ns:coll}:repartition`` after every batch, so an interrupted run resumes where it stopped
 (a document restored but not yet deleted is recognised and finished). When the count
-shrinks, the emptied partitions' keys (id and index sets, schedules, streams) are removed.
+shrinks, the emptied partitions' id and index sets and schedules are removed (their change
+streams stay, for consumers still reading them). ``from_partition_by`` moves a collection to
+another ``Meta.partition_by`` rule the same way.
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ class Progress:
                 f"stayed {self.stayed}")
 
 
-def repartition(model: Any, from_partitions: int, *, using: str | None = None,
-                batch: int = DEFAULT_BATCH,
+def repartition(model: Any, from_partitions: int, *, from_partition_by: str | None = None,
+                using: str | None = None, batch: int = DEFAULT_BATCH,
                 progress: Callable[[Progress], Any] | None = None) -> Progress:
-    """Move ``model``'s documents from ``from_partitions`` partitions to the count its
-    ``Meta.partitions`` declares now. Returns the final :class:`Progress`."""
+    """Move ``model``'s documents from ``from_partitions`` partitions (and the
+    ``partition_by`` rule ``from_partition_by``, by default the model's) to the layout its
+    ``Meta`` declares now. Returns the final :class:`Progress`."""
     new = model._meta
+    if from_partition_by not in (None, "id", "tag"):
+        raise ValueError(f"from_partition_by must be 'id' or 'tag' (got {from_partition_by!r})")
     if isinstance(from_partitions, bool) or not isinstance(from_partitions, int) or not (
             1 <= from_partitions <= 4096):
         raise ValueError(f"from_partitions must be an int in 1..4096 (got {from_partitions!r})")
@@ -79,29 +84,31 @@ def repartition(model: Any, from_partitions: int, *, using: str | None = None,
     if connection.kind != "redis":
         raise ConfigurationError("repartition moves Redis collections")
     executor = connection.store.sync_executor()
-    return run(_repartition(model, new, from_partitions, batch, progress or (lambda _: None)),
-               executor)
+    return run(_repartition(model, new, from_partitions, from_partition_by or new.partition_by,
+                            batch, progress or (lambda _: None)), executor)
 
 
-def _quiet(options: ModelOptions, partitions: int) -> ModelOptions:
+def _quiet(options: ModelOptions, partitions: int, partition_by: str) -> ModelOptions:
     """The options of the layout with ``partitions``, without change events (a move is
     not a change)."""
-    return dataclasses.replace(options, partitions=partitions, changes=False, publish=False)
+    return dataclasses.replace(options, partitions=partitions, partition_by=partition_by,
+                               changes=False, publish=False)
 
 
-def _repartition(model: Any, new_options: ModelOptions, old_count: int, batch: int,
-                 report: Callable[[Progress], Any]) -> Op[Progress]:
-    old, new = _quiet(new_options, old_count), _quiet(new_options, new_options.partitions)
+def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule: str,
+                 batch: int, report: Callable[[Progress], Any]) -> Op[Progress]:
+    old = _quiet(new_options, old_count, old_rule)
+    new = _quiet(new_options, new_options.partitions, new_options.partition_by)
     old_keys, new_keys = KeySpace(old), KeySpace(new)
     old_layout, new_layout = WriteLayout(old, old_keys), WriteLayout(new, new_keys)
     state = f"{{{new.namespace}:{new.collection}}}:repartition"
     status = Progress(0, old_count)
-    if old_count == new.partitions:
+    if old_count == new.partitions and old_rule == new.partition_by:
         status.done = True
         return status
     (saved,) = yield RedisPlan((Command(("HGETALL", state)),), read_only=True)
     saved = {_text(k): _text(v) for k, v in (saved or {}).items()}
-    plan = {"from": str(old_count), "to": str(new.partitions)}
+    plan = {"from": f"{old_count}/{old_rule}", "to": f"{new.partitions}/{new.partition_by}"}
     if saved and {k: saved.get(k) for k in plan} != plan:
         raise RepartitionError(
             f"{state} records a move from {saved.get('from')} to {saved.get('to')} "
@@ -177,8 +184,13 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
             raise RepartitionError(f"{model.__name__} {id!r} could not move: {reply!r}")
     from ..base import WriteRequest
 
-    yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
-                          for id, version in deletes), idempotent=True)
+    replies = yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
+                                    for id, version in deletes), idempotent=True)
+    for (id, version), reply in zip(deletes, replies, strict=True):
+        if _text(reply[0]) not in ("OK", "MISSING"):  # MISSING: a resumed run took it
+            raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"
+                                   f" could not be removed: {reply!r}; was the collection "
+                                   "written during the move?")
     status.moved += len(deletes)
 
 
@@ -194,11 +206,11 @@ def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:
 
 
 def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:
-    """Remove what the partitions beyond the new count kept (they hold no document now)."""
+    """Remove the (empty) id and index sets and schedules of the partitions beyond the new
+    count. Their change streams stay: consumer groups may not have read them yet."""
     for p in range(new.partitions, old.partitions):
         yield RedisPlan(tuple(Command(("UNLINK", key)) for key in
-                              (old.ids(p), old.ttl(p), old.changes(p), *old.indexes(p))),
-                        idempotent=True)
+                              (old.ids(p), old.ttl(p), *old.indexes(p))), idempotent=True)
 
 
 def _hex(cursor: str) -> bytes:

@@ -166,6 +166,7 @@ def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, A
     assert topology.service is not None
     master: Any = sentinel.master_for(topology.service)
     reader: Any = sentinel.slave_for(topology.service) if replicas else master
+    master._qorm_sentinel = sentinel  # its own clients are closed with the master's
     return master, reader
 
 
@@ -193,6 +194,7 @@ def async_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, 
     assert topology.service is not None
     master: Any = sentinel.master_for(topology.service)
     reader: Any = sentinel.slave_for(topology.service) if replicas else master
+    master._qorm_sentinel = sentinel  # its own clients are closed with the master's
     return master, reader
 
 

@@ -25,8 +25,8 @@ do
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
-for i = 2, 5 + #cmsgpack.unpack(ARGV[3]) do
-  local wanted = (i == 2) and "hash" or ((i == 5) and "string" or "zset")
+for i = 1, 5 + #cmsgpack.unpack(ARGV[3]) do
+  local wanted = (i == 2) and "hash" or ((i == 1 or i == 5) and "string" or "zset")
   if not type_ok(KEYS[i], wanted) then return {"WRONGTYPE", KEYS[i]} end
 end
 local idkey = ARGV[2]

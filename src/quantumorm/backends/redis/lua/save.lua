@@ -54,6 +54,9 @@ end
 -- 1. identity and version (an id to allocate is taken only after every other check) ---
 local version
 local function identify()
+  for _, key in ipairs({KEYS[3], KEYS[5]}) do
+    if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+  end
   if idkey == "" then
     if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
     -- user-supplied ids share the id space: skip counter values a user already took
@@ -64,9 +67,6 @@ local function identify()
     end
     idkey = "\1" .. string.char(32 + #n) .. n
     doc_key, meta_key = doc_key .. n, meta_key .. n
-  end
-  for _, key in ipairs({KEYS[3], KEYS[5]}) do
-    if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   end
   local refused
   refused, version = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],

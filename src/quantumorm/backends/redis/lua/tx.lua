@@ -72,7 +72,10 @@ for n = 1, (#ARGV - 4) / 9 do
     local refused, version = check_version(op.kind, op.expected, op.idkey, op.doc_key,
                                            op.meta_key, ids_key, ttl_key, indexes)
     -- (no write id given: a transaction recognises its earlier attempt in step 0)
-    if refused then return {refused[1], n, refused[2]} end
+    if refused then
+      if refused[1] == "WRONGTYPE" then return refused end
+      return {refused[1], n, refused[2]}
+    end
     op.version = version
     op.fields = cmsgpack.unpack(ARGV[base + 6])
     op.lenient = {}

@@ -305,8 +305,10 @@ class Consumer(_Reader[D]):
 
     @operation
     def claim(self, min_idle: float, count: int = DEFAULT_BATCH) -> Any:
-        """Take over up to ``count`` events other consumers hold unacknowledged for at least
-        ``min_idle`` seconds (a crashed worker's); they are returned, now pending here."""
+        """Take over events other consumers hold unacknowledged for at least ``min_idle``
+        seconds (a crashed worker's); they are returned, now pending here. About ``count``
+        at most: the partitions are asked in one round, so with several partitions a call
+        may return up to ``count`` per partition."""
         if isinstance(min_idle, bool) or not isinstance(min_idle, (int, float)) or min_idle < 0:
             raise ValueError(f"min_idle must be seconds >= 0 (got {min_idle!r})")
         _check_count("count", count)

@@ -14,6 +14,8 @@ both exact.
 
 The instance is brought up to date afterwards: the operated fields take the stored result,
 other fields take the stored values too unless the instance has unsaved changes to them.
+Signals: ``post_save`` is sent after the write; ``pre_save`` is not (its receivers change
+the instance, and an atomic operation writes the stored document, not the instance).
 """
 
 from __future__ import annotations

@@ -247,3 +247,40 @@ def test_pubsub_and_replica_reads_on_a_cluster(redis_cluster: Any) -> None:
         assert reads_on_replicas() > before
     finally:
         quantumorm.close_all()
+
+
+def test_acl_credentials_in_a_cluster_url(start_cluster: Any) -> None:
+    import quantumorm
+
+    cluster = start_cluster(masters=3, replicas=0)
+    for node in cluster.live():
+        client = node.client()
+        try:  # an ACL user allowed the collection's keys only
+            client.execute_command("ACL", "SETUSER", "app", "on", ">s3cret", "~{qorm:cl_*",
+                                   "&*", "+@all")
+        finally:
+            client.close()
+    hosts = cluster.url.removeprefix("redis+cluster://")
+    quantumorm.create_connection(url=f"redis+cluster://app:s3cret@{hosts}", name="default",
+                                 make_default=True)
+    try:
+        Order.objects.bulk_create_sync(seed(30))
+        assert Order.objects.filter(total__gte=0).count_sync() == 30
+    finally:
+        quantumorm.close_all()
+    quantumorm.create_connection(url=f"redis+cluster://app:wrong@{hosts}", name="default",
+                                 make_default=True)
+    try:
+        with pytest.raises(quantumorm.AuthenticationError):
+            Order.objects.count_sync()
+
+        async def count() -> int:
+            try:
+                return await Order.objects.count()
+            finally:
+                await quantumorm.get_connection().aclose()
+
+        with pytest.raises(quantumorm.AuthenticationError):
+            asyncio.run(count())
+    finally:
+        quantumorm.close_all()

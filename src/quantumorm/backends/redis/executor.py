@@ -28,6 +28,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
+from redis.exceptions import RedisClusterException
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -137,6 +138,11 @@ def translate(exc: BaseException) -> BaseException:
         return errors.BackendError(f"Redis error: {exc}")
     if isinstance(exc, rx.RedisError):
         return errors.BackendError(f"Redis error: {exc}")
+    if isinstance(exc, RedisClusterException):  # the cluster could not be discovered
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, rx.AuthenticationError) or "username-password" in str(exc):
+            return errors.AuthenticationError(f"Redis rejected the credentials: {exc}")
+        return errors.BackendConnectionError(f"cannot reach the Redis Cluster: {exc}")
     return exc
 
 
@@ -217,9 +223,12 @@ def _check(replies: Sequence[Any]) -> list[Any]:
 class SyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
         self.retries = options.retries
-        self.client, self.reader = topologies.sync_clients(
-            options.topology, options.settings(asyncio=False), options.pool(),
-            options.read_from_replicas)
+        try:  # (a cluster client discovers the cluster here)
+            self.client, self.reader = topologies.sync_clients(
+                options.topology, options.settings(asyncio=False), options.pool(),
+                options.read_from_replicas)
+        except (rx.RedisError, RedisClusterException) as exc:
+            raise translate(exc) from exc
         self.replica_reads = options.read_from_replicas
         self.wait, self.wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
         self.cluster = options.topology.cluster
@@ -384,7 +393,10 @@ class AsyncRedisExecutor:
         client = self.client
         if getattr(client, "_qorm_settled", True):
             return
-        await client.initialize()
+        try:
+            await client.initialize()
+        except (rx.RedisError, RedisClusterException) as exc:
+            raise translate(exc) from exc
         client.set_retry(self.options.settings(asyncio=True)["retry"])
         client._qorm_settled = True
 

@@ -28,9 +28,9 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
-from redis.exceptions import RedisClusterException
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ... import errors

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cmp_to_key
 from itertools import islice
 from operator import itemgetter
@@ -285,13 +285,12 @@ class RedisBackend:
         else:
             offset, limit = 0, None
         replies = yield self._query_calls(options, plan, "rows", offset, limit)
-        parts = [_rows(options, reply) for reply in replies]
         if plan.server_order and single:
-            return parts[0]
+            return _rows(options, replies[0])
         if not plan.server_order:
-            return _arrange(options, spec, [row for part in parts for row in part],
-                            plan.residual)
-        return _merge(options, spec, parts)
+            return _arrange(options, spec, [row for reply in replies
+                                            for row in _rows(options, reply)], plan.residual)
+        return _merge(options, spec, replies)
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
@@ -475,9 +474,10 @@ def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
     ]
 
 
-def _merge(options: ModelOptions, spec: QuerySpec, parts: list[list[Row]]) -> list[Row]:
-    """Merge partitions' windows (each already in order) and slice: each row's position is
-    computed once, and the merge stops at offset + limit."""
+def _merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:
+    """Merge the partitions' windows (each already in order) and slice. Lazily: the merge
+    stops at offset + limit, and only the rows it reaches are decoded and placed (with P
+    windows of n rows it looks at about P + n of them, not P x n)."""
     descending = evaluate.directions(spec.order)
     key: Any
     reverse = False
@@ -485,10 +485,22 @@ def _merge(options: ModelOptions, spec: QuerySpec, parts: list[list[Row]]) -> li
         key, reverse = tuple, all(descending)  # byte tuples compare as the positions do
     else:
         key = cmp_to_key(lambda a, b: evaluate.compare_keys(a, b, descending))
-    decorated = [[(key(evaluate.sort_keys(options, spec.order, _values(options, row))), row)
-                  for row in part] for part in parts]
+    loaders = [(name, options.fields[name].db_name, options.fields[name].from_storage)
+               for name in dict.fromkeys(o.field for o in spec.order) if name != ID]
+
+    def placed(reply: list[Any]) -> Iterator[tuple[Any, Row]]:
+        for i in range(0, len(reply), 3):
+            row = _row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1],
+                       reply[i + 2])
+            values: dict[str, Any] = {ID: row.id}
+            for name, db_name, load in loaders:  # only what the ordering needs
+                raw = row.data.get(db_name)
+                values[name] = None if raw is None else load(raw)
+            yield key(evaluate.sort_keys(options, spec.order, values)), row
+
     end = None if spec.limit is None else spec.offset + spec.limit
-    merged = heapq.merge(*decorated, key=itemgetter(0), reverse=reverse)
+    merged = heapq.merge(*(placed(reply) for reply in replies), key=itemgetter(0),
+                         reverse=reverse)
     return [row for _, row in islice(merged, end)][spec.offset:]
 
 

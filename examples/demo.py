@@ -548,13 +548,41 @@ async def async_tour(connection: Connection) -> None:
         raise AssertionError("expected a ValidationError")
 
 
+    # -- events, atomic operations, a transaction ------------------------------------------
+    section("9. Change events, atomic operations and a transaction")
+    feed = Customer.objects.changes()  # every write appends to the collection's stream
+    await feed.read()  # (fixes the feed's start: now)
+    payer, payee = await Customer.objects.filter(credit__gte=Decimal("100")).order_by(
+        "id").limit(2).all()
+    credit, ms = await timed(payer.inc("credit", Decimal("5.00")))
+    step(f'#{payer.id}.inc("credit", 5.00)', ms,
+         f"now {money(credit)}: computed from the stored value, never lost")
+
+    async def move(tx: Any) -> None:
+        source = await tx.get(Customer, payer.id)
+        target = await tx.get(Customer, payee.id)
+        source.credit -= Decimal("10.00")
+        target.credit += Decimal("10.00")
+        tx.save(source)
+        tx.save(target)
+
+    _, ms = await timed(connection.run_transaction(move))
+    step(f"run_transaction: move 10.00 from #{payer.id} to #{payee.id}", ms,
+         "both written by one atomic script, or neither")
+    events, ms = await timed(feed.read())
+    step("feed.read()", ms, f"{len(events)} events since the feed started")
+    for event in events:
+        note(f"{event.op:<7} #{event.id} v{event.version}  changed: "
+             f"{', '.join(event.changed or ()) or '-'}")
+
+
 # =============================================================================================
 # The sync twins
 # =============================================================================================
 
 
 def sync_tour() -> None:
-    section("9. The same API, blocking (sync twins)")
+    section("10. The same API, blocking (sync twins)")
     customer = Customer(email="sync.user@example.com", name="Sync User", country="FR",
                         tier="pro", signed_up=dt.datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
                         credit=Decimal("250.00"), tags=["beta"])

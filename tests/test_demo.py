@@ -24,7 +24,8 @@ HEADERS = [
     "6. explain(): how a query is answered",
     "7. QuerySet.update() and delete()",
     "8. Errors that carry their facts",
-    "9. The same API, blocking (sync twins)",
+    "9. Change events, atomic operations and a transaction",
+    "10. The same API, blocking (sync twins)",
     "Done",
 ]
 
@@ -48,7 +49,8 @@ def test_demo_runs_with_its_own_server() -> None:
     for header in HEADERS:
         assert header in lines, f"section header {header!r} missing from the demo's output"
     for shown in ("VersionConflict:", "UniqueViolation:", "ValidationError on 7 fields",
-                  "strategy:      scan", "customer.save_sync()"):
+                  "strategy:      scan", "customer.save_sync()", "run_transaction: move",
+                  "3 events since the feed started"):
         assert shown in out
     assert "Traceback" not in result.stderr
 

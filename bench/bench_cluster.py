@@ -40,10 +40,7 @@ import gc
 import os
 import platform
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +52,9 @@ import quantumorm
 from quantumorm import Document, IntField, StringField, create_connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from cluster_support import Cluster, _die_with_parent  # noqa: E402
+from bench_redis import start_server, stop_server  # noqa: E402  (this folder)
+
+from cluster_support import Cluster  # noqa: E402
 
 CONFIGS = [("single", 1), ("single", 16), ("cluster", 1), ("cluster", 16), ("cluster", 64)]
 OPS = [("get by id (get_many)", "get"), ("eq query (~10 docs)", "eq"),  # run in this order
@@ -181,37 +180,6 @@ def run_config(url: str, partitions: int, args, data, extra, plan) -> tuple[dict
     finally:
         quantumorm.close_all()
     return out, checked
-
-
-def start_server(workdir: str) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("redis-server") or sys.exit("redis-server is not on PATH")
-    for _ in range(3):  # a free port can be taken before the server binds it: retry
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", workdir], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        url, deadline = f"redis://127.0.0.1:{port}/0", time.monotonic() + 10
-        with redis.Redis.from_url(url, socket_connect_timeout=0.5) as probe:
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if probe.ping():
-                        return proc, url
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        stop_server(proc)
-    sys.exit("redis-server did not start")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()  # SIGTERM to this pid only (a no-op if it already exited)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def start_cluster(workdir: str, keep_aof: bool) -> Cluster:

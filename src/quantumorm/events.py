@@ -84,6 +84,28 @@ class ChangeEvent(Generic[D]):
                 f" at {self.partition}:{self.stream_id}>")
 
 
+class IdleClock:
+    """When an iteration that ends after ``wait`` seconds without an event (never, when
+    ``wait`` is None) must stop, and how long its next read may block (at most MAX_BLOCK)."""
+
+    def __init__(self, wait: float | None) -> None:
+        self.wait = wait
+        self.restart()
+
+    def restart(self) -> None:
+        """An event came: the idle time starts again."""
+        self._deadline = None if self.wait is None else time.monotonic() + self.wait
+
+    def block(self) -> float:
+        if self._deadline is None:
+            return MAX_BLOCK
+        return max(0.0, min(self._deadline - time.monotonic(), MAX_BLOCK))
+
+    @property
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+
 def _check_wait(wait: float | None) -> None:
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
                              or wait < 0):
@@ -127,29 +149,25 @@ class _Reader(Generic[D]):
 
     def _iterate_sync(self, wait: float | None) -> Iterator[ChangeEvent[D]]:
         _check_wait(wait)
-        connection = self._connection()
-        deadline = None if wait is None else time.monotonic() + wait
+        connection, clock = self._connection(), IdleClock(wait)
         while True:
-            left = MAX_BLOCK if deadline is None else deadline - time.monotonic()
-            events = connection.run(self._next(max(0.0, min(left, MAX_BLOCK))))
+            events = connection.run(self._next(clock.block()))
             yield from events
             if events:
-                deadline = None if wait is None else time.monotonic() + wait
-            elif deadline is not None and time.monotonic() >= deadline:
+                clock.restart()
+            elif clock.expired:
                 return
 
     async def _iterate_async(self, wait: float | None) -> AsyncIterator[ChangeEvent[D]]:
         _check_wait(wait)
-        connection = self._connection()
-        deadline = None if wait is None else time.monotonic() + wait
+        connection, clock = self._connection(), IdleClock(wait)
         while True:
-            left = MAX_BLOCK if deadline is None else deadline - time.monotonic()
-            events = await connection.arun(self._next(max(0.0, min(left, MAX_BLOCK))))
+            events = await connection.arun(self._next(clock.block()))
             for event in events:
                 yield event
             if events:
-                deadline = None if wait is None else time.monotonic() + wait
-            elif deadline is not None and time.monotonic() >= deadline:
+                clock.restart()
+            elif clock.expired:
                 return
             await asyncio.sleep(0)  # a non-blocking read must not starve the loop
 

@@ -5,8 +5,10 @@ was lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from helpers import assert_indexes_consistent
@@ -87,7 +89,26 @@ def run_writers(duration: float, trigger: Any, at: float) -> dict[str, Any]:
     return acked
 
 
-def verify(url_client: Any, acked: dict[str, Any]) -> None:
+@contextlib.contextmanager
+def connected(url: str, **options: Any) -> Iterator[None]:
+    """The default connection on ``url`` for the block; every connection closed after."""
+    quantumorm.create_connection(url=url, name="default", make_default=True, **options)
+    try:
+        yield
+    finally:
+        quantumorm.close_all()
+
+
+def verify(raw: Any, acked: dict[str, Any]) -> None:
+    """Nothing acknowledged was lost and the indexes are exact (``raw``: a plain redis-py
+    client of the deployment, closed here)."""
+    try:
+        _verify(raw, acked)
+    finally:
+        raw.close()
+
+
+def _verify(raw: Any, acked: dict[str, Any]) -> None:
     assert acked["errors"] == []
     stored = {doc.id: doc for doc in Ledger.objects.all_sync()}
     lost = [id for id in acked["inserted"] if id not in stored]
@@ -95,4 +116,4 @@ def verify(url_client: Any, acked: dict[str, Any]) -> None:
     for id, value in acked["counters"].items():
         assert stored[id].n == value, (id, stored[id].n, value)
     assert len(acked["inserted"]) > 20, acked  # the writers did write, before and after
-    assert_indexes_consistent(url_client, Ledger)
+    assert_indexes_consistent(raw, Ledger)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from failover_support import PATIENT, run_writers, verify
+from failover_support import PATIENT, connected, run_writers, verify
 from helpers import MODES, call
 
 import quantumorm
@@ -68,14 +68,7 @@ def test_a_sentinel_failover_under_writers_loses_no_acknowledged_write(
         start_sentinel: Any) -> None:
     group = start_sentinel(replicas=2)
     old = group.master()
-    quantumorm.create_connection(url=group.url, name="default", make_default=True, **PATIENT)
-    try:
+    with connected(group.url, **PATIENT):
         acked = run_writers(4.0, old.kill, at=0.8)
         assert group.master() is not old  # the Sentinels promoted a replica
-        raw = group.master().client()
-        try:
-            verify(raw, acked)
-        finally:
-            raw.close()
-    finally:
-        quantumorm.close_all()
+        verify(group.master().client(), acked)

@@ -31,7 +31,7 @@ from ...query import evaluate
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, Node, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
-from . import changes, writes
+from . import changes, wire, writes
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
@@ -339,7 +339,7 @@ class RedisBackend:
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         plan = self._state(options).planner.plan(spec)
         replies = yield self._query_calls(options, plan, "plan", 0, None)
-        chosen, exact = _text(replies[0][0]), replies[0][2] == 1
+        chosen, exact = wire.text(replies[0][0]), replies[0][2] == 1
         estimate = sum(int(reply[1]) for reply in replies)
         keys = self._state(options).keys
         indexes = tuple(dict.fromkeys(
@@ -449,9 +449,6 @@ class RedisBackend:
         return sum(int(c) for c in counts)
 
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 _DECODER = json.JSONDecoder()

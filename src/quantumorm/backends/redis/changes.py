@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ... import sortable
 from ...engine.drive import Op
 from ...errors import CorruptDocumentError
-from ...events import MAX_BLOCK, ChangeEvent
+from ...events import ChangeEvent, IdleClock
 from ...options import ModelOptions
 from . import wire
 from .commands import Call, Command, RedisPlan
@@ -47,7 +46,7 @@ def positions(keys: KeySpace, since: Any) -> Op[list[str]]:
         replies = yield RedisPlan(tuple(Command(("XREVRANGE", keys.changes(p), "+", "-",
                                                  "COUNT", 1)) for p in range(count)),
                                   read_only=True)
-        return [_text(reply[0][0]) if reply else "0-0" for reply in replies]
+        return [wire.text(reply[0][0]) if reply else "0-0" for reply in replies]
     if since == "0" or since == 0:
         return ["0-0"] * count
     if isinstance(since, datetime):  # (naive: UTC, as everywhere in QuantumORM)
@@ -157,10 +156,10 @@ def claim(model: type[Document], keys: KeySpace, group: str, consumer: str,
             Command(("XAUTOCLAIM", keys.changes(p), group, consumer, idle, cursors[p],
                      "COUNT", count - len(claimed))) for p in order))
         for p, reply in zip(order, replies, strict=True):
-            cursor, entries = _text(reply[0]), reply[1]
+            cursor, entries = wire.text(reply[0]), reply[1]
             for stream_id, fields in entries:
                 if fields is not None:
-                    claimed.append(decode(model, p, _text(stream_id), fields))
+                    claimed.append(decode(model, p, wire.text(stream_id), fields))
             if cursor == "0-0":
                 del cursors[p]
             else:
@@ -195,7 +194,7 @@ def _decode_reply(model: type[Document], streams: list[str], reply: list[Any],
     for name, entries in reply:
         p = partition_of[bytes(name)]
         for stream_id, fields in entries:
-            sid = _text(stream_id)
+            sid = wire.text(stream_id)
             moved[p] = sid
             if fields is None:  # a pending entry that was trimmed from the stream
                 if gone is not None:
@@ -212,9 +211,6 @@ def _summary_count(reply: Any) -> Any:
         return reply.get("pending", 0)
     return reply[0]
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Subscription:
@@ -250,19 +246,15 @@ class Subscription:
     def __iter__(self) -> Iterator[ChangeEvent[Any]]:
         if self._sync is None:
             raise RuntimeError("use the subscription inside `with Model.objects.subscribe()`")
-        deadline = None if self.wait is None else time.monotonic() + self.wait
-        while True:
-            left = MAX_BLOCK if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                return
+        clock = IdleClock(self.wait)
+        while not clock.expired:
             try:
-                message = self._sync.get_message(timeout=min(left, MAX_BLOCK))
+                message = self._sync.get_message(timeout=clock.block())
             except Exception as exc:
                 raise translate(exc) from exc
             if message is not None and message.get("type") == "message":
                 yield self._event(message["data"])
-                if self.wait is not None:
-                    deadline = time.monotonic() + self.wait
+                clock.restart()
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -285,20 +277,16 @@ class Subscription:
         if self._async is None:
             raise RuntimeError("use the subscription inside `async with "
                                "Model.objects.subscribe()`")
-        deadline = None if self.wait is None else time.monotonic() + self.wait
-        while True:
-            left = MAX_BLOCK if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                return
+        clock = IdleClock(self.wait)
+        while not clock.expired:
             try:
                 message = await self._async.get_message(ignore_subscribe_messages=True,
-                                                        timeout=min(left, MAX_BLOCK))
+                                                        timeout=clock.block())
             except Exception as exc:
                 raise translate(exc) from exc
             if message is not None and message.get("type") == "message":
                 yield self._event(message["data"])
-                if self.wait is not None:
-                    deadline = time.monotonic() + self.wait
+                clock.restart()
             else:
                 await asyncio.sleep(0)
 

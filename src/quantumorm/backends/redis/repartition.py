@@ -11,6 +11,7 @@ to under the new count, with its version, index entries and expiry.
 
 or ``python -m quantumorm.backends.redis.repartition myapp.models:Order --from 4 --url ...``.
 
+Every read goes to the master (a lagging replica must not hide a document from the move).
 The collection must not be written while it runs (readers may see a document missing for
 the moment of its move). Each document moves in two atomic steps, each one script: a
 ``restore.lua`` into its new partition (version kept, no change event: it did not change),
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -37,6 +39,8 @@ from ...connection import Connection, connection_for, create_connection, get_con
 from ...engine.drive import Op, run
 from ...errors import ConfigurationError, QuantumORMError
 from ...options import ModelOptions
+from ..base import WriteRequest
+from . import wire
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .writes import WriteLayout
@@ -106,8 +110,8 @@ def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule
     if old_count == new.partitions and old_rule == new.partition_by:
         status.done = True
         return status
-    (saved,) = yield RedisPlan((Command(("HGETALL", state)),), read_only=True)
-    saved = {_text(k): _text(v) for k, v in (saved or {}).items()}
+    (saved,) = yield RedisPlan((Command(("HGETALL", state)),), idempotent=True)
+    saved = {wire.text(k): wire.text(v) for k, v in (saved or {}).items()}
     plan = {"from": f"{old_count}/{old_rule}", "to": f"{new.partitions}/{new.partition_by}"}
     if saved and {k: saved.get(k) for k in plan} != plan:
         raise RepartitionError(
@@ -120,10 +124,10 @@ def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule
         status.partition = p
         cursor = saved.get(f"p{p}")
         while cursor != "done":
-            low = "-" if cursor is None else b"(" + _hex(cursor)
+            low = "-" if cursor is None else b"(" + bytes.fromhex(cursor)
             (members,) = yield RedisPlan((Command(
                 ("ZRANGE", old_keys.ids(p), low, "+", "BYLEX", "LIMIT", 0, batch)),),
-                read_only=True)
+                idempotent=True)
             if not members:
                 cursor = "done"
             else:
@@ -153,41 +157,33 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         key_list += [old_keys.doc(p, id), old_keys.meta(p, id)]
     replies = yield RedisPlan((Call("fetch", tuple(key_list), ()),
                                *(Command(("PTTL", old_keys.doc(p, id))) for id in moving)),
-                              read_only=True)
+                              idempotent=True)
     found, ttls = replies[0], replies[1:]
     restores, deletes = [], []
     for n, id in enumerate(moving):
         raw, version = found[2 * n], found[2 * n + 1]
         if raw is None or version is None:
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
-        doc = model.from_storage(id, int(version), _json(raw))
-        pairs, lenient = new_layout.all_entries(doc._values())
-        q = new_keys.partition_of(id)
+        doc = model.from_storage(id, int(version), json.loads(bytes(raw)))
         ttl = int(ttls[n])
-        restores.append(Call("restore", (
-            new_keys.doc(q, id), new_keys.meta(q, id), new_keys.ids(q), new_keys.ttl(q),
-            *new_keys.indexes(q)), (
-            sortable.id_key(id), bytes(raw), str(int(version)), os.urandom(8).hex(),
-            _pack(pairs), new_layout.described, _pack(lenient),
-            str(ttl) if ttl > 0 else "keep", new_keys.doc_prefix(q))))
+        restores.append(new_layout.restore_call(id, bytes(raw), int(version), doc._values(),
+                                                ttl if ttl > 0 else None))
         deletes.append((id, int(version)))
     if not restores:
         return
     replies = yield RedisPlan(tuple(restores), idempotent=True)
     for (id, version), reply in zip(deletes, replies, strict=True):
-        status_text = _text(reply[0])
+        status_text = wire.text(reply[0])
         if status_text == "EXISTS" and int(reply[1]) != version:
             raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
                                    f"version {int(reply[1])}, not {version}: was the "
                                    "collection written during the move?")
         if status_text not in ("OK", "EXISTS"):
             raise RepartitionError(f"{model.__name__} {id!r} could not move: {reply!r}")
-    from ..base import WriteRequest
-
     replies = yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
                                     for id, version in deletes), idempotent=True)
     for (id, version), reply in zip(deletes, replies, strict=True):
-        if _text(reply[0]) not in ("OK", "MISSING"):  # MISSING: a resumed run took it
+        if wire.text(reply[0]) not in ("OK", "MISSING"):  # MISSING: a resumed run took it
             raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"
                                    f" could not be removed: {reply!r}; was the collection "
                                    "written during the move?")
@@ -198,9 +194,9 @@ def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:
     """Auto ids continue after the highest one given (the counter's key depends on P)."""
     if old.sequence == new.sequence:
         return
-    (value,) = yield RedisPlan((Command(("GET", old.sequence)),), read_only=True)
+    (value,) = yield RedisPlan((Command(("GET", old.sequence)),), idempotent=True)
     if value is not None:
-        (current,) = yield RedisPlan((Command(("GET", new.sequence)),), read_only=True)
+        (current,) = yield RedisPlan((Command(("GET", new.sequence)),), idempotent=True)
         if current is None or int(current) < int(value):
             yield RedisPlan((Command(("SET", new.sequence, int(value))),), idempotent=True)
 
@@ -212,26 +208,6 @@ def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:
         yield RedisPlan(tuple(Command(("UNLINK", key)) for key in
                               (old.ids(p), old.ttl(p), *old.indexes(p))), idempotent=True)
 
-
-def _hex(cursor: str) -> bytes:
-    return bytes.fromhex(cursor)
-
-
-def _pack(items: list[bytes]) -> bytes:
-    from . import wire
-
-    return wire.pack(items)
-
-
-def _json(raw: Any) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(bytes(raw))
-    return data
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,60 +142,50 @@ def _settled(client: Any, retry: Any) -> Any:
     return client
 
 
-def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
-                 replicas: bool) -> tuple[Any, Any]:
-    """The blocking client, and the one read-only requests use (the same unless replica
-    reads are on with Sentinel). ``settings``: timeouts, retry, TLS and driver options;
-    ``pool``: pool size and wait (single servers only)."""
+def _clients(lib: Any, topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
+             replicas: bool) -> tuple[Any, Any]:
+    """The client and the one read-only requests use (the same unless replica reads are on
+    with Sentinel), from ``lib``: redis-py's blocking module or its asyncio one, which
+    mirror each other. ``settings``: timeouts, retry, TLS and driver options; ``pool``: pool
+    size and wait (single servers only)."""
     if topology.kind == "single":
-        connections = _sync.BlockingConnectionPool.from_url(topology.url, **settings, **pool)
-        client = _sync.Redis(connection_pool=connections)
+        connections = lib.BlockingConnectionPool.from_url(topology.url, **settings, **pool)
+        client = lib.Redis(connection_pool=connections)
         return client, client
     if topology.kind == "cluster":
-        client = _settled(_sync.cluster.RedisCluster(
-            startup_nodes=[_sync.cluster.ClusterNode(h, p) for h, p in topology.hosts],
+        client = lib.cluster.RedisCluster(
+            startup_nodes=[lib.cluster.ClusterNode(h, p) for h, p in topology.hosts],
             max_connections=pool["max_connections"], **_auth(topology),
-            **_cluster_options(settings, replicas)), settings["retry"])
+            **_cluster_options(settings, replicas))
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
-    sentinel = _sync.sentinel.Sentinel(
+    sentinel = lib.sentinel.Sentinel(
         list(topology.hosts), sentinel_kwargs=_sentinel_kwargs(topology, settings,
                                                                sentinel_auth),
         **_auth(topology), db=topology.db, max_connections=pool["max_connections"],
         **settings)
     assert topology.service is not None
-    master: Any = sentinel.master_for(topology.service)
-    reader: Any = sentinel.slave_for(topology.service) if replicas else master
+    master = sentinel.master_for(topology.service)
+    reader = sentinel.slave_for(topology.service) if replicas else master
     master._qorm_sentinel = sentinel  # its own clients are closed with the master's
     return master, reader
+
+
+def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
+                 replicas: bool) -> tuple[Any, Any]:
+    """The blocking clients (see :func:`_clients`). A cluster client discovers the cluster
+    as it is made, and is settled at once."""
+    client, reader = _clients(_sync, topology, settings, pool, replicas)
+    if topology.cluster:
+        _settled(client, settings["retry"])
+    return client, reader
 
 
 def async_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],
                   replicas: bool) -> tuple[Any, Any]:
-    """The asyncio twins of :func:`sync_clients` (bound to the running event loop)."""
-    if topology.kind == "single":
-        connections = _async.BlockingConnectionPool.from_url(topology.url, **settings,
-                                                                    **pool)
-        single: Any = _async.Redis(connection_pool=connections)
-        return single, single
-    if topology.kind == "cluster":
-        client = _async.cluster.RedisCluster(
-            startup_nodes=[_async.cluster.ClusterNode(h, p) for h, p in topology.hosts],
-            max_connections=pool["max_connections"], **_auth(topology),
-            **_cluster_options(settings, replicas))
-        # (discovery happens on first use; the executor initializes it, then settles it)
-        return client, client
-    settings, sentinel_auth = _split_sentinel(dict(settings))
-    sentinel = _async.sentinel.Sentinel(
-        list(topology.hosts), sentinel_kwargs=_sentinel_kwargs(topology, settings,
-                                                               sentinel_auth),
-        **_auth(topology), db=topology.db, max_connections=pool["max_connections"],
-        **settings)
-    assert topology.service is not None
-    master: Any = sentinel.master_for(topology.service)
-    reader: Any = sentinel.slave_for(topology.service) if replicas else master
-    master._qorm_sentinel = sentinel  # its own clients are closed with the master's
-    return master, reader
+    """The asyncio clients, bound to the running event loop. A cluster client discovers
+    the cluster on first use: the executor initializes it, then settles it."""
+    return _clients(_async, topology, settings, pool, replicas)
 
 
 def _sentinel_kwargs(topology: Topology, settings: dict[str, Any],

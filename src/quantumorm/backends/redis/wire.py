@@ -36,6 +36,11 @@ def _header(size: int) -> bytes:
     return b"\xdb" + struct.pack(">I", size)
 
 
+def text(value: object) -> str:
+    """A reply value (bytes, or an int from the server) as a string."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def unpack(data: bytes) -> list[bytes]:
     """Inverse of :func:`pack` (for tests and tools); raises ValueError on anything else."""
     def read(pos: int, size: int) -> tuple[bytes, int]:

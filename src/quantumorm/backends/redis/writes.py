@@ -70,7 +70,7 @@ class WriteLayout:
                                     (manifest, b"1" if index.unique else b"0",
                                      index.name.encode())])
         #: what the scripts' events_on() reads: b"" when the model emits no change events
-        self.events = events_spec(options)
+        self.events = events_spec(options, keys)
         self._changed: dict[frozenset[str], bytes] = {}
 
     def event_keys(self, partition: int) -> tuple[str, ...]:
@@ -223,6 +223,19 @@ class WriteLayout:
         key_list += self.event_keys(partition)
         return Call("tx", tuple(key_list), tuple(args))
 
+    def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],
+                     ttl_ms: int | None) -> Call:
+        """One ``restore.lua`` call: the stored document ``raw`` put back as it was (its
+        version, index entries and remaining ``ttl_ms``) into its partition here."""
+        keys, partition = self.keys, self.keys.partition_of(id)
+        pairs, lenient = self.all_entries(values)
+        return Call("restore", (
+            keys.doc(partition, id), keys.meta(partition, id), keys.ids(partition),
+            keys.ttl(partition), *self.index_keys(partition)), (
+            sortable.id_key(id), raw, str(version), os.urandom(8).hex(), wire.pack(pairs),
+            self.described, wire.pack(lenient), "keep" if ttl_ms is None else str(ttl_ms),
+            keys.doc_prefix(partition)))
+
     def delete_call(self, request: WriteRequest) -> Call:
         assert request.id is not None
         keys, partition = self.keys, self.keys.partition_of(request.id)
@@ -242,12 +255,11 @@ class WriteLayout:
                      keys.meta_prefix(partition), self.events))
 
 
-def events_spec(options: ModelOptions) -> bytes:
+def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
     """The change-event spec the write scripts read (``events_on`` in ``_prelude.lua``)."""
     stream = options.changes is not False
     if not stream and not options.publish:
         return b""
-    keys = KeySpace(options)
     return wire.pack([str(options.changes_maxlen).encode() if stream else b"",
                       b"1" if options.changes_document else b"0",
                       keys.channel.encode() if options.publish else b""])
@@ -263,7 +275,7 @@ def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) ->
 
 def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:
     """Decode a script's status reply into a result with a typed error on refusal."""
-    status = _text(reply[0])
+    status = wire.text(reply[0])
     model, id = options.model_name, request.id
     if status == "OK":
         if request.kind == "delete":
@@ -281,10 +293,10 @@ def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> Wr
     elif status == "EXISTS":
         error = DuplicateIdError(model, shown)
     elif status == "UNIQUE":
-        error = UniqueViolation(model, _text(reply[1]), shown,
+        error = UniqueViolation(model, wire.text(reply[1]), shown,
                                 sortable.id_from_key(bytes(reply[2])))
     elif status == "WRONGTYPE":
-        key = _text(reply[1])
+        key = wire.text(reply[1])
         error = WrongTypeError(f"{model} {shown!r}: key {key!r} holds another type", key)
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
@@ -295,17 +307,17 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
                requests: list[WriteRequest], reply: list[Any]) -> list[WriteResult]:
     """The results of a ``tx.lua`` call, one per request; a refusal raises its typed error
     (nothing was written)."""
-    status = _text(reply[0])
+    status = wire.text(reply[0])
     if status == "OK":
         versions = [int(v) for v in reply[1]][len(checks):]
         return [WriteResult(r.id, v) for r, v in zip(requests, versions, strict=True)]
     if status == "WRONGTYPE":
-        key = _text(reply[1])
+        key = wire.text(reply[1])
         raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
     position = int(reply[1]) - 1
     if position < len(checks):  # a document read in the transaction changed since
         id, expected = checks[position]
-        actual = _text(reply[2]) if len(reply) > 2 else ""
+        actual = wire.text(reply[2]) if len(reply) > 2 else ""
         raise VersionConflict(options.model_name, id, expected, int(actual) if actual else None)
     request = requests[position - len(checks)]
     refused = result(options, request, [reply[0], *reply[2:]])
@@ -314,6 +326,3 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
                               request.expected_version, None)
     raise refused.error
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -31,6 +31,7 @@ from .errors import (
     TransactionError,
     UniqueViolation,
     UnknownFieldError,
+    UnsafeEvictionPolicy,
     UnsupportedOperation,
     ValidationError,
     VersionConflict,
@@ -123,4 +124,5 @@ __all__ = [
     "create_connection",
     "get_connection",
     "register_backend",
+    "UnsafeEvictionPolicy",
 ]

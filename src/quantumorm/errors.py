@@ -229,3 +229,23 @@ class CorruptDocumentError(BackendError):
     def __init__(self, model: str, id: str, detail: str) -> None:
         self.model, self.id = model, id
         super().__init__(f"{model} {id!r}: stored document is corrupt: {detail}")
+
+
+class UnsafeEvictionPolicy(BackendError):
+    """The Redis server's ``maxmemory-policy`` may evict any key (``allkeys-*``).
+
+    Found from the server at the connection's first use (not at ``create_connection()``,
+    which stays offline), so it is a backend error rather than a configuration error.
+    ``policy`` is the server's policy and ``server`` its ``host:port``.
+    """
+
+    def __init__(self, policy: str, server: str) -> None:
+        self.policy, self.server = policy, server
+        super().__init__(
+            f"Redis at {server} has maxmemory-policy {policy}: an allkeys-* policy evicts any "
+            "key when memory runs short, so a document, its meta hash and its index entries "
+            "can disappear independently, and queries then return wrong results. Safe "
+            "policies: noeviction (writes fail with OutOfMemoryError instead), or volatile-* "
+            "(only keys with an expiry are evicted, which QuantumORM treats like an early "
+            "expiry of a document with a TTL). To use this server anyway, knowing the risk: "
+            "create_connection(..., allow_eviction=True)")

@@ -23,14 +23,17 @@ class RedisConnection:
     a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s),
     ``max_document_bytes`` (default 16 MiB; larger documents are refused before sending),
     ``retries`` (attempts of a read, or of a write that recognises its own earlier
-    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s);
-    anything else (``ssl_ca_certs``, ``ssl_certfile``, ``username``...) is passed to redis-py.
+    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s),
+    ``allow_eviction`` (use a server whose ``maxmemory-policy`` is ``allkeys-*`` anyway,
+    see :mod:`.eviction`; default False); anything else (``ssl_ca_certs``, ``ssl_certfile``,
+    ``username``...) is passed to redis-py.
     """
 
     def __init__(self, url: str, **options: Any) -> None:
         known = {k: options.pop(k) for k in
                  ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout",
-                  "retries", "read_from_replicas", "wait_replicas", "wait_timeout")
+                  "retries", "read_from_replicas", "wait_replicas", "wait_timeout",
+                  "allow_eviction")
                  if k in options}
         limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -10,6 +10,8 @@
   seconds for a free connection, then raises :class:`PoolExhaustedError`.
 * Driver errors become QuantumORM's typed errors, with the driver's error as ``__cause__``.
 * asyncio clients are bound to the event loop that created them, so there is one per loop.
+* Each executor's first request reads the servers' eviction policy (``eviction.py``) and
+  raises :class:`UnsafeEvictionPolicy` for ``allkeys-*``; once it passes, the check is a flag.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ... import errors
+from . import eviction
 from . import topology as topologies
 from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Replies, Step, script
 from .topology import Topology
@@ -68,6 +71,8 @@ class ClientOptions:
     #: writes wait (Redis WAIT) until this many replicas have them, up to wait_timeout s
     wait_replicas: int = 0
     wait_timeout: float = 1.0
+    #: use a server whose maxmemory-policy is allkeys-* anyway (see ``eviction.py``)
+    allow_eviction: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 
@@ -87,6 +92,9 @@ class ClientOptions:
                 self.wait_timeout, (int, float)) or not self.wait_timeout > 0:
             raise errors.ConfigurationError(f"wait_timeout must be seconds > 0 (got "
                                             f"{self.wait_timeout!r})")
+        if not isinstance(self.allow_eviction, bool):
+            raise errors.ConfigurationError(f"allow_eviction must be True or False (got "
+                                            f"{self.allow_eviction!r})")
         object.__setattr__(self, "topology", topology_of(self.url))
         if self.read_from_replicas and self.topology.kind == "single":
             raise errors.ConfigurationError(
@@ -174,6 +182,10 @@ def _not_executed(exc: BaseException) -> bool:
         type(exc) is rx.ClusterError and "TTL exhausted" in str(exc))
 
 
+#: how the eviction check's reads are retried: like any read
+POLICY_READ = RedisPlan((Command(eviction.READS[0]),), read_only=True)
+
+
 def _retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
     if _not_executed(exc):
         return plan.retryable or len(plan.steps) == 1
@@ -232,15 +244,22 @@ class SyncRedisExecutor:
         self.replica_reads = options.read_from_replicas
         self.wait, self.wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
         self.cluster = options.topology.cluster
+        self.allow_eviction = options.allow_eviction
+        #: the servers' eviction policy was found safe (or allowed): see ``eviction.py``
+        self.eviction_checked = False
 
     def execute(self, plan: RedisPlan) -> list[Any]:
         for attempt in range(self.retries):
             try:
+                if not self.eviction_checked:
+                    eviction.settle(eviction.eviction_policies(self.client), self.allow_eviction)
+                    self.eviction_checked = True
                 if self.wait and not plan.read_only:
                     return _marked(self._send_durable(plan.steps), attempt)
                 return _marked(self._send(plan.steps, plan.read_only), attempt)
             except rx.RedisError as exc:
-                if attempt + 1 == self.retries or not _retry_allowed(exc, plan):
+                sent = plan if self.eviction_checked else POLICY_READ
+                if attempt + 1 == self.retries or not _retry_allowed(exc, sent):
                     raise translate(exc) from exc
                 time.sleep(_pause(attempt))
                 if self.cluster and isinstance(exc, REMAP):
@@ -366,6 +385,8 @@ async def _aload(client: Any, source: str) -> Any:
 class AsyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
+        #: as :attr:`SyncRedisExecutor.eviction_checked` (one flag for every loop's clients)
+        self.eviction_checked = False
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -407,11 +428,16 @@ class AsyncRedisExecutor:
             await self._settle()
         for attempt in range(attempts):
             try:
+                if not self.eviction_checked:
+                    eviction.settle(await eviction.async_eviction_policies(self.client),
+                                    options.allow_eviction)
+                    self.eviction_checked = True
                 if options.wait_replicas and not plan.read_only:
                     return _marked(await self._send_durable(plan.steps), attempt)
                 return _marked(await self._send(plan.steps, plan.read_only), attempt)
             except rx.RedisError as exc:
-                if attempt + 1 == attempts or not _retry_allowed(exc, plan):
+                sent = plan if self.eviction_checked else POLICY_READ
+                if attempt + 1 == attempts or not _retry_allowed(exc, sent):
                     raise translate(exc) from exc
                 await asyncio.sleep(_pause(attempt))
                 if options.topology.cluster and isinstance(exc, REMAP):

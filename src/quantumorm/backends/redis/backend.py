@@ -166,11 +166,12 @@ class RedisBackend:
         (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
         newest = int(last or 0)
         candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
-        seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "w"))
+        seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
                                      for id in candidates), idempotent=True)
-        for id, ids in zip(candidates, seen, strict=True):
-            if ids and any(bytes(ids[i:i + 16]) == write_id for i in range(0, len(ids), 16)):
-                return [[b"OK", 1, sortable.id_key(id)]]
+        for id, recent in zip(candidates, seen, strict=True):
+            for i in range(0, len(recent or b""), 32):  # (write id, version): see _write.lua
+                if bytes(recent[i:i + 16]) == write_id:
+                    return [[b"OK", int(recent[i + 16:i + 32]), sortable.id_key(id)]]
         # not among the ids allocated last: not applied, so sending it again is safe
         again = yield RedisPlan((call,))
         return list(again)

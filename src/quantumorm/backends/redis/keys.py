@@ -3,13 +3,14 @@
 Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
 
     {ns:coll:pN}:d:<id>      STRING  the document JSON, byte-exact as Python encoded it
-    {ns:coll:pN}:m:<id>      HASH    v = version, w = write id, f:<field> / x:<index> = the
+    {ns:coll:pN}:m:<id>      HASH    v = version, r = recent writes, f:<field> / x:<index> = the
                                      value encodings the indexes hold for this document
     {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
     {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
     {ns:coll:pN}:x           STREAM  the partition's change events (see ``events.py``)
+    {ns:coll:pN}:clock       STRING  the partition's version clock: the last version given
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
 
@@ -84,6 +85,11 @@ class KeySpace:
     def ttl(self, partition: int) -> str:
         """The partition's expiry schedule: ZSET, score = expire-at ms, member = id key."""
         return f"{self.tag(partition)}:ttl"
+
+    def clock(self, partition: int) -> str:
+        """The partition's version clock (``next_version`` in ``lua/_write.lua``): it
+        outlives every document, so no id is ever given a version it had before."""
+        return f"{self.tag(partition)}:clock"
 
     def changes(self, partition: int) -> str:
         """The partition's change stream (one entry per create, update, delete, expiry)."""

@@ -18,6 +18,7 @@ from ...errors import (
     DuplicateIdError,
     UniqueViolation,
     VersionConflict,
+    WriteOutcomeUnknown,
     WrongTypeError,
 )
 from ...options import IndexSpec, ModelOptions
@@ -62,7 +63,7 @@ class WriteLayout:
         self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
         self._index_keys: dict[int, list[str]] = {}
-        self._partition_keys: dict[int, tuple[str, str, str, str, str]] = {}
+        self._partition_keys: dict[int, tuple[str, str, str, str, str, str]] = {}
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
@@ -95,14 +96,14 @@ class WriteLayout:
             keys = self._index_keys[partition] = self.keys.indexes(partition)
         return keys
 
-    def partition_keys(self, partition: int) -> tuple[str, str, str, str, str]:
-        """The partition's ids, TTL schedule, document and meta prefixes, sequence."""
+    def partition_keys(self, partition: int) -> tuple[str, str, str, str, str, str]:
+        """The partition's ids, TTL schedule, document and meta prefixes, sequence, clock."""
         found = self._partition_keys.get(partition)
         if found is None:
             k = self.keys
             found = self._partition_keys[partition] = (
                 k.ids(partition), k.ttl(partition), k.doc_prefix(partition),
-                k.meta_prefix(partition), k.sequence)
+                k.meta_prefix(partition), k.sequence, k.clock(partition))
         return found
 
     def document(self, request: WriteRequest) -> bytes:
@@ -130,21 +131,21 @@ class WriteLayout:
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             partition, id_key = 0, b""
-            ids, ttl, doc_prefix, meta_prefix, sequence = self.partition_keys(0)
+            ids, ttl, doc_prefix, meta_prefix, sequence, clock = self.partition_keys(0)
             doc_key, meta_key = doc_prefix, meta_prefix
         else:
             partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
-            ids, ttl, doc_prefix, meta_prefix, _ = self.partition_keys(partition)
+            ids, ttl, doc_prefix, meta_prefix, _, clock = self.partition_keys(partition)
             escaped = sortable.escape_id(request.id)
             doc_key, meta_key = doc_prefix + escaped, meta_prefix + escaped
             sequence = ids  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, ids, sequence, ttl, *self.index_keys(partition),
+        key_list = [doc_key, meta_key, ids, sequence, ttl, clock, *self.index_keys(partition),
                     *self.event_keys(partition)]
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
             unique = index.unique and not (
                 index.compound and any(values.get(n) is None for n in index.fields))
-            index_args += [b"%d" % (6 + position), manifest, b"1" if unique else b"0",
+            index_args += [b"%d" % (7 + position), manifest, b"1" if unique else b"0",
                            index.name.encode()]
         args = (
             request.kind,
@@ -167,7 +168,8 @@ class WriteLayout:
     def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
         """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
         keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), *self.index_keys(partition)]
+        key_list = [keys.ids(partition), keys.ttl(partition), keys.clock(partition),
+                    *self.index_keys(partition)]
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
         args: list[Any] = [self.described, "keep" if expiry == "persist" else expiry,
                            keys.doc_prefix(partition), keys.meta_prefix(partition), self.events]
@@ -200,7 +202,8 @@ class WriteLayout:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
         the writes, all in ``partition``; applied all together or not at all."""
         keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), *self.index_keys(partition)]
+        key_list = [keys.ids(partition), keys.ttl(partition), keys.clock(partition),
+                    *self.index_keys(partition)]
         args: list[Any] = [self.described, keys.doc_prefix(partition),
                            keys.meta_prefix(partition), self.events]
         for id, version in checks:
@@ -231,7 +234,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(values)
         return Call("restore", (
             keys.doc(partition, id), keys.meta(partition, id), keys.ids(partition),
-            keys.ttl(partition), *self.index_keys(partition)), (
+            keys.ttl(partition), keys.clock(partition), *self.index_keys(partition)), (
             sortable.id_key(id), raw, str(version), os.urandom(8).hex(), wire.pack(pairs),
             self.described, wire.pack(lenient), "keep" if ttl_ms is None else str(ttl_ms),
             keys.doc_prefix(partition)))
@@ -314,6 +317,9 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
     if status == "WRONGTYPE":
         key = wire.text(reply[1])
         raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
+    if status == "APPLIED":  # (a resent transaction: applied, new versions unknown)
+        raise WriteOutcomeUnknown(options.model_name, requests[0].id if requests else None,
+                                  VersionConflict(options.model_name, "<several>", 0, None))
     position = int(reply[1]) - 1
     if position < len(checks):  # a document read in the transaction changed since
         id, expected = checks[position]

@@ -12,6 +12,7 @@ refused request is rolled back alone and reported with the same typed errors as 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from ...query.nodes import FALSE, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import compiler
 from .plans import GroupReply, SqlPlan, Statement
-from .schema import NULL_SQL, SEQUENCES, Layout, encode_document, quote
+from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, encode_document, quote
 
 #: documents above this size are refused before anything is written (as with Redis)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -81,8 +82,10 @@ class SqliteBackend:
             (info,) = yield SqlPlan.read(layout.table_info())
             present = {row[0] for row in info.rows[0]}
             ddl: list[Statement] = [Statement(
-                f"CREATE TABLE IF NOT EXISTS {quote(SEQUENCES)} "
-                "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)")]
+                f"CREATE TABLE IF NOT EXISTS {quote(table)} "
+                "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)") for table in (SEQUENCES, CLOCKS)]
+            ddl.append(Statement(f"INSERT OR IGNORE INTO {quote(CLOCKS)} (name, value) "
+                                 "VALUES (?, 0)", (layout.table_name,)))
             if present:
                 ddl += layout.missing_columns(present)
             ddl += layout.create()
@@ -290,15 +293,20 @@ def _statements(layout: Layout, request: WriteRequest,
     if size > max_document_bytes:
         raise DocumentTooLargeError(layout.options.model_name, request.id, size,
                                     max_document_bytes)
+    # the version: the collection clock's next value (see schema.CLOCKS)
+    clock, name = quote(CLOCKS), layout.table_name
+    out.append(Statement(f"UPDATE {clock} SET value = max(value + 1, ?) WHERE name = ?",
+                         (time.time_ns() // 1000, name)))
+    version = f"(SELECT value FROM {clock} WHERE name = ?)"
     if request.kind == "insert":
         names = ", ".join(["id_key", "id", "version", "doc", *columns])
-        marks = ", ".join("?" * (4 + len(columns)))
+        marks = ", ".join(["?", "?", version, "?", *("?" * len(columns))])
         out.append(Statement(f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                             (key, request.id, 1, doc, *sort_keys)))
+                             (key, request.id, name, doc, *sort_keys)))
     else:
-        sets = ", ".join(["version = version + 1", "doc = ?", *(f"{c} = ?" for c in columns)])
+        sets = ", ".join([f"version = {version}", "doc = ?", *(f"{c} = ?" for c in columns)])
         out.append(Statement(f"UPDATE {table} SET {sets} WHERE id_key = ?",
-                             (doc, *sort_keys, key)))
+                             (name, doc, *sort_keys, key)))
     for name, side in layout.arrays.items():
         if request.kind == "update":
             out.append(Statement(f"DELETE FROM {side} WHERE id = ?", (key,)))

@@ -5,7 +5,7 @@ with capitals)::
 
     id_key BLOB PRIMARY KEY   -- sortable.id_key(id): unique, and natural id order
     id     TEXT NOT NULL      -- the id as given (informative; rows are read by id_key)
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL -- from the collection's clock (CLOCKS): never repeats for an id
     doc    TEXT NOT NULL      -- the document JSON, encoded exactly as the Redis backend does
     "k_<db_name>" BLOB NOT NULL  -- per field: field.sort_key(value), or sortable.NULL
 
@@ -48,6 +48,10 @@ assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
 #: the auto-id counters, one row per collection. Collection tables are named from
 #: [A-Za-z0-9_.^-] only, so a name with "#" or "!" never collides with one of them.
 SEQUENCES = "qorm#sequences"
+#: the version clocks, one row per collection: every write takes max(last + 1, the time in
+#: microseconds), so no id is ever given a version it had before, even after its document
+#: was deleted and created again (or the table emptied): a stale compare-and-set fails
+CLOCKS = "qorm#clocks"
 
 
 def fold(name: str) -> str:

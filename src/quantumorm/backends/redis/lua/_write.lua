@@ -17,36 +17,65 @@ local function bulk(command, key, members, with_score)
   if n > 0 then redis.call(command, key, unpack(args)) end
 end
 
--- A meta hash's "w" keeps the write ids of the document's last WRITE_IDS writes, newest
--- first, 16 characters each: a write whose reply was lost is sent again with the same write
--- id, and finding it here means the first attempt was applied (it must not apply twice).
-local WRITE_IDS = 4
+-- A meta hash's "r" keeps the document's last RECENT writes, newest first, 32 characters
+-- each: the write id (16) and the version it wrote (16 digits, zero-padded). A write whose
+-- reply was lost is sent again with the same write id; finding it here means the first
+-- attempt was applied (it must not apply twice) and tells the version it wrote.
+local RECENT = 4
 
--- Whether the write ``write_id`` was applied to the document of ``meta_key``.
+-- The version the write ``write_id`` gave the document of ``meta_key``, or nil if it was
+-- not among its last RECENT writes.
 local function applied(meta_key, write_id)
-  if not write_id or #write_id ~= 16 then return false end
-  local seen = redis.call("HGET", meta_key, "w")
-  if not seen then return false end
-  for i = 1, #seen, 16 do
-    if string.sub(seen, i, i + 15) == write_id then return true end
+  if not write_id or #write_id ~= 16 then return nil end
+  local seen = redis.call("HGET", meta_key, "r")
+  if not seen then return nil end
+  for i = 1, #seen, 32 do
+    if string.sub(seen, i, i + 15) == write_id then
+      return tonumber(string.sub(seen, i + 16, i + 31))
+    end
   end
-  return false
+  return nil
 end
 
--- Identity and version of a write to a known id: a refusal, or nil and the new version. An
--- insert must find no document, an update the expected version; {"APPLIED"} when the
--- document already carries this write (an earlier attempt of it). What an expired document
--- left behind is purged on the way (it is garbage either way): its id is free again.
+-- Versions never repeat for an id, across deletes, expiries and re-creates: every write
+-- takes the next value of its partition's clock, max(last + 1, the server's time in
+-- microseconds), so a compare-and-set from an earlier life of a document always fails.
+-- The clock key outlives every document; if it is lost too (FLUSHALL, a new server), the
+-- time still puts new versions above the old ones, which were at most the time of their
+-- write (plus one per write made in the same microsecond, which one server cannot sustain).
+-- Versions stay below 2^53 (exact as Lua numbers) until the year 2255.
+local function next_version(clock_key)
+  local t = redis.call("TIME")
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call("GET", clock_key) or "0") or 0
+  local version = math.max(last + 1, now)
+  redis.call("SET", clock_key, string.format("%.0f", version))
+  return version
+end
+
+-- Make the clock at least ``version`` (a document moved in keeps its version).
+local function clock_at_least(clock_key, version)
+  local last = tonumber(redis.call("GET", clock_key) or "0") or 0
+  if version > last then redis.call("SET", clock_key, string.format("%.0f", version)) end
+end
+
+-- Identity and version check of a write to a known id: a refusal, or nil. An insert must
+-- find no document, an update the expected version; {"APPLIED", version} when the document
+-- already carries this write (an earlier attempt of it). What an expired document left
+-- behind is purged on the way (it is garbage either way): its id is free again.
 -- ``indexes``: every index of the model, {key =, field =}.
 local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, ttl_key,
                              indexes, write_id)
-  if mode == "insert" and redis.call("EXISTS", doc_key, meta_key) == 0 then return nil, 1 end
+  if mode == "insert" and redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
   for _, pair in ipairs({{doc_key, "string"}, {meta_key, "hash"}}) do
     if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
   end
   local stored = redis.call("HGET", meta_key, "v")
   local alive = redis.call("EXISTS", doc_key) == 1
-  if alive and stored ~= expected and applied(meta_key, write_id) then return {"APPLIED"} end
+  if alive and stored ~= expected then
+    local version = applied(meta_key, write_id)
+    if version then return {"APPLIED", version} end
+  end
   if mode == "insert" and alive then return {"EXISTS"} end
   if not alive and (stored or mode == "insert") then
     local bad = bad_index(indexes)
@@ -54,26 +83,31 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
     purge_expired(idkey, meta_key, ids_key, ttl_key, indexes)
     stored = nil
   end
-  if mode == "insert" then return nil, 1 end
+  if mode == "insert" then return nil end
   if not stored then return {"MISSING"} end
   if stored ~= expected then return {"VERSION", stored} end
-  return nil, tonumber(stored) + 1
+  return nil
 end
 
 -- The live document (other than ``idkey`` and those in ``ignore``) whose entry in a unique
 -- index holds ``member``, or nil. An expired holder's entry is a leftover: the value is free.
+-- Every entry of the value is looked at (in pages), however many expired holders wait for
+-- the sweep: stopping early would let a second live holder in.
 local function unique_holder(index_key, member, idkey, doc_prefix, ignore)
   if member == NULL then return nil end  -- nulls never conflict
-  local held = redis.call("ZRANGEBYLEX", index_key, "[" .. member, "(" .. member .. "\255",
-                          "LIMIT", 0, 16)
-  for _, other in ipairs(held) do
-    local other_id = string.sub(other, #member + 1)
-    if other_id ~= idkey and not (ignore and ignore[other_id])
-        and redis.call("EXISTS", doc_prefix .. escaped_id(other_id)) == 1 then
-      return other_id
+  local low, high = "[" .. member, "(" .. member .. "\255"
+  while true do
+    local held = redis.call("ZRANGEBYLEX", index_key, low, high, "LIMIT", 0, 64)
+    for _, other in ipairs(held) do
+      local other_id = string.sub(other, #member + 1)
+      if other_id ~= idkey and not (ignore and ignore[other_id])
+          and redis.call("EXISTS", doc_prefix .. escaped_id(other_id)) == 1 then
+        return other_id
+      end
     end
+    if #held < 64 then return nil end
+    low = "(" .. held[#held]
   end
-  return nil
 end
 
 -- Bring a document's entries in one index from ``old`` to ``new`` (lists of value
@@ -93,9 +127,10 @@ end
 
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
--- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version, write_id, fields (flat
--- name/value list for the meta hash), changed (event "f" or nil).
-local function store(w, ids_key, ttl_key)
+-- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
+-- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil).
+-- Returns the version written.
+local function store(w, ids_key, ttl_key, clock_key)
   if w.expiry == "keep" and w.mode == "update" then
     redis.call("SET", w.doc_key, w.json, "KEEPTTL")
   else
@@ -109,13 +144,16 @@ local function store(w, ids_key, ttl_key)
       redis.call("ZADD", ttl_key, at, w.idkey)
     end
   end
-  local write_ids = w.write_id
+  local version = w.version or next_version(clock_key)
+  local shown = string.format("%.0f", version)
+  local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then
-    write_ids = write_ids .. string.sub(redis.call("HGET", w.meta_key, "w") or "", 1,
-                                        16 * (WRITE_IDS - 1))
+    recent = recent .. string.sub(redis.call("HGET", w.meta_key, "r") or "", 1,
+                                  32 * (RECENT - 1))
   end
-  redis.call("HSET", w.meta_key, "v", w.version, "w", write_ids, unpack(w.fields))
+  redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
   if w.mode == "insert" then redis.call("ZADD", ids_key, 0, w.idkey) end
-  emit(w.mode == "insert" and "create" or "update", w.idkey, w.version, w.write_id,
+  emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
        w.changed, w.json)
+  return version
 end

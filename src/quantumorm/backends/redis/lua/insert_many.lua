@@ -10,8 +10,9 @@
 --
 -- KEYS[1]     the partition's id index
 -- KEYS[2]     the partition's TTL schedule
--- KEYS[3..I+2] every index key of the model, in the model's index order
--- KEYS[I+3..] per document: document key, meta hash key
+-- KEYS[3]     the partition's version clock
+-- KEYS[4..I+3] every index key of the model, in the model's index order
+-- KEYS[I+4..] per document: document key, meta hash key
 -- ARGV[1]     MessagePack array, per index: meta field holding its entries, "1" if unique,
 --             index name
 -- ARGV[2]     expiry of every document: "keep" (none) or milliseconds from now
@@ -21,7 +22,7 @@
 --             (meta field name, netstring list of value encodings), MessagePack array of
 --             the positions of unique indexes not enforced for it (a compound value with a
 --             null part)
--- Returns     per document: {"OK", 1} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
+-- Returns     per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -29,7 +30,7 @@
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do
-  local index = {key = KEYS[i + 2], field = described[3 * i - 2],
+  local index = {key = KEYS[i + 3], field = described[3 * i - 2],
                  unique = described[3 * i - 1] == "1", name = described[3 * i]}
   indexes[i] = index
 end
@@ -44,6 +45,7 @@ do
 end
 if not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
 if not type_ok(KEYS[2], "zset") then shared_error = {"WRONGTYPE", KEYS[2]} end
+if not type_ok(KEYS[3], "string") then shared_error = {"WRONGTYPE", KEYS[3]} end
 for i = 1, nindexes do
   if not shared_error and not type_ok(indexes[i].key, "zset") then
     shared_error = {"WRONGTYPE", indexes[i].key}
@@ -55,12 +57,12 @@ local ndocs = (#ARGV - 5) / 5
 for d = 1, ndocs do
   local base = 5 + 5 * (d - 1)
   local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
+  local doc_key, meta_key = KEYS[nindexes + 2 + 2 * d], KEYS[nindexes + 3 + 2 * d]
   local refused = shared_error
   if not refused then  -- (an expired document's leftovers are purged: its id is free)
     refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,
                             write_id)
-    if refused and refused[1] == "APPLIED" then refused = {"OK", 1} end  -- (a resent batch)
+    if refused and refused[1] == "APPLIED" then refused = {"OK", refused[2]} end  -- (resent)
   end
   local fields = cmsgpack.unpack(ARGV[base + 4])
   local values = {}
@@ -83,9 +85,10 @@ for d = 1, ndocs do
     results[d] = refused
   else
     for i = 1, nindexes do rewrite_entries(indexes[i].key, idkey, {}, members[i]) end
-    store({mode = "insert", idkey = idkey, doc_key = doc_key, meta_key = meta_key, json = json,
-           expiry = expiry, version = 1, write_id = write_id, fields = fields}, KEYS[1], KEYS[2])
-    results[d] = {"OK", 1}
+    local version = store({mode = "insert", idkey = idkey, doc_key = doc_key,
+                           meta_key = meta_key, json = json, expiry = expiry,
+                           write_id = write_id, fields = fields}, KEYS[1], KEYS[2], KEYS[3])
+    results[d] = {"OK", version}
   end
 end
 if redis.call("ZCARD", KEYS[2]) > 0 then

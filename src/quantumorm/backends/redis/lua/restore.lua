@@ -5,7 +5,8 @@
 --
 -- KEYS[1]   document key    KEYS[2]  meta hash key
 -- KEYS[3]   the partition's id index    KEYS[4]  its TTL schedule
--- KEYS[5..] every index key of the model, in the model's index order
+-- KEYS[5]   the partition's version clock (raised to the version, so it never repeats)
+-- KEYS[6..] every index key of the model, in the model's index order
 -- ARGV[1]   id key     ARGV[2]  document JSON     ARGV[3]  version     ARGV[4]  write id
 -- ARGV[5]   MessagePack pairs: meta field, netstring list of value encodings
 -- ARGV[6]   MessagePack array, per index: meta field of its entries, "1" if unique, name
@@ -21,12 +22,13 @@ local idkey = ARGV[1]
 local described = cmsgpack.unpack(ARGV[6])
 local indexes = {}
 for i = 1, #described / 3 do
-  indexes[i] = {key = KEYS[4 + i], field = described[3 * i - 2],
+  indexes[i] = {key = KEYS[5 + i], field = described[3 * i - 2],
                 unique = described[3 * i - 1] == "1", name = described[3 * i]}
 end
 for _, key in ipairs({KEYS[3], KEYS[4]}) do
   if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
 end
+if not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 if redis.call("EXISTS", KEYS[1]) == 1 then
@@ -53,5 +55,6 @@ end
 for i, index in ipairs(indexes) do rewrite_entries(index.key, idkey, {}, members[i]) end
 store({mode = "insert", idkey = idkey, doc_key = KEYS[1], meta_key = KEYS[2], json = ARGV[2],
        expiry = ARGV[8], version = tonumber(ARGV[3]), write_id = ARGV[4], fields = fields},
-      KEYS[3], KEYS[4])
+      KEYS[3], KEYS[4], KEYS[5])
+clock_at_least(KEYS[5], tonumber(ARGV[3]))
 return {"OK"}

@@ -14,7 +14,8 @@
 -- KEYS[4]   the id sequence (string counter) when allocating; otherwise unused (the
 --           caller passes a key of the same partition so that every key is in one slot)
 -- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
--- KEYS[6..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
+-- KEYS[6]   the partition's version clock (see next_version in _write.lua)
+-- KEYS[7..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
 -- ARGV[1]   "insert" | "update"
 -- ARGV[2]   expected version (update)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
@@ -25,7 +26,7 @@
 -- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
 --           position, meta field holding the index's entries, "1" to enforce uniqueness,
 --           index name
--- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[6..] order
+-- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
 -- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
@@ -44,7 +45,7 @@ local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
 local all_indexes = {}
 for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
-  all_indexes[i] = {key = KEYS[5 + i], field = field}
+  all_indexes[i] = {key = KEYS[6 + i], field = field}
 end
 do
   local bad = events_on(ARGV[12], KEYS[#KEYS])
@@ -52,11 +53,11 @@ do
 end
 
 -- 1. identity and version (an id to allocate is taken only after every other check) ---
-local version
 local function identify()
   for _, key in ipairs({KEYS[3], KEYS[5]}) do
     if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   end
+  if not type_ok(KEYS[6], "string") then return {"WRONGTYPE", KEYS[6]} end
   if idkey == "" then
     if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
     -- user-supplied ids share the id space: skip counter values a user already took
@@ -68,11 +69,10 @@ local function identify()
     idkey = "\1" .. string.char(32 + #n) .. n
     doc_key, meta_key = doc_key .. n, meta_key .. n
   end
-  local refused
-  refused, version = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                   all_indexes, ARGV[5])
+  local refused = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
+                                all_indexes, ARGV[5])
   if refused and refused[1] == "APPLIED" then  -- a resent write that was applied before
-    return {"OK", mode == "insert" and 1 or tonumber(ARGV[2]) + 1, idkey}
+    return {"OK", refused[2], idkey}
   end
   return refused
 end
@@ -114,9 +114,9 @@ for _, index in ipairs(indexes) do
   if mode ~= "insert" then old = unpack_list(redis.call("HGET", meta_key, index.field)) end
   rewrite_entries(index.key, idkey, old, index.new)
 end
-store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key, json = ARGV[4],
-       expiry = ARGV[9], version = version, write_id = ARGV[5], fields = fields,
-       changed = ARGV[13] ~= "" and ARGV[13] or nil}, KEYS[3], KEYS[5])
+local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
+                       json = ARGV[4], expiry = ARGV[9], write_id = ARGV[5], fields = fields,
+                       changed = ARGV[13] ~= "" and ARGV[13] or nil}, KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due
 if redis.call("ZCARD", KEYS[5]) > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)

@@ -10,8 +10,9 @@
 -- script above maxmemory before it starts.
 --
 -- KEYS[1]       the partition's id index        KEYS[2]  its TTL schedule
--- KEYS[3..I+2]  every index key of the model, in the model's index order
--- KEYS[I+3..]   per operation: document key, meta hash key
+-- KEYS[3]       the partition's version clock
+-- KEYS[4..I+3]  every index key of the model, in the model's index order
+-- KEYS[I+4..]   per operation: document key, meta hash key
 -- KEYS[#KEYS]   the partition's change stream, when ARGV[4] ~= ""
 -- ARGV[1]       MessagePack array, per index: meta field of its entries, "1" if unique, name
 -- ARGV[2]       document key prefix    ARGV[3]  meta key prefix
@@ -24,17 +25,19 @@
 -- Returns       {"OK", version per operation} | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}
 --               | {"UNIQUE", position, index name, holder id key} | {"WRONGTYPE", key}
+--               | {"APPLIED"} (a resent transaction that was applied, but a document it
+--               wrote has been written again since: the version it wrote is unknown)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do
-  indexes[i] = {key = KEYS[i + 2], field = described[3 * i - 2],
+  indexes[i] = {key = KEYS[i + 3], field = described[3 * i - 2],
                 unique = described[3 * i - 1] == "1", name = described[3 * i]}
 end
 local nindexes = #indexes
-local ids_key, ttl_key, doc_prefix = KEYS[1], KEYS[2], ARGV[2]
+local ids_key, ttl_key, clock_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
 do
   local bad = events_on(ARGV[4], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
@@ -42,20 +45,29 @@ end
 for _, key in ipairs({ids_key, ttl_key}) do
   if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
 end
+if not type_ok(clock_key, "string") then return {"WRONGTYPE", clock_key} end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 
--- 0. a resent transaction whose first attempt was applied: its first write says so ------
+-- 0. a resent transaction whose first attempt was applied: its first write says so, and
+-- each write's meta hash the version it wrote ({"APPLIED"} if one has moved on since) ----
 for n = 1, (#ARGV - 4) / 9 do
   local base = 4 + 9 * (n - 1)
   local kind = ARGV[base + 1]
   if kind == "insert" or kind == "update" then
-    if not applied(KEYS[nindexes + 2 + 2 * n], ARGV[base + 5]) then break end
+    if not applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5]) then break end
     local versions = {}
     for m = 1, (#ARGV - 4) / 9 do
       local at = 4 + 9 * (m - 1)
-      local expected = tonumber(ARGV[at + 2])
-      versions[m] = ({check = expected, delete = 0, insert = 1})[ARGV[at + 1]] or expected + 1
+      local what = ARGV[at + 1]
+      if what == "check" then
+        versions[m] = tonumber(ARGV[at + 2])
+      elseif what == "delete" then
+        versions[m] = 0
+      else
+        versions[m] = applied(KEYS[nindexes + 3 + 2 * m], ARGV[at + 5])
+        if not versions[m] then return {"APPLIED"} end
+      end
     end
     return {"OK", versions}
   end
@@ -67,16 +79,15 @@ for n = 1, (#ARGV - 4) / 9 do
   local base = 4 + 9 * (n - 1)
   local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
               json = ARGV[base + 4], write_id = ARGV[base + 5],
-              doc_key = KEYS[nindexes + 1 + 2 * n], meta_key = KEYS[nindexes + 2 + 2 * n]}
+              doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
   if op.kind == "insert" or op.kind == "update" then
-    local refused, version = check_version(op.kind, op.expected, op.idkey, op.doc_key,
-                                           op.meta_key, ids_key, ttl_key, indexes)
+    local refused = check_version(op.kind, op.expected, op.idkey, op.doc_key, op.meta_key,
+                                  ids_key, ttl_key, indexes)
     -- (no write id given: a transaction recognises its earlier attempt in step 0)
     if refused then
       if refused[1] == "WRONGTYPE" then return refused end
       return {refused[1], n, refused[2]}
     end
-    op.version = version
     op.fields = cmsgpack.unpack(ARGV[base + 6])
     op.lenient = {}
     for _, position in ipairs(cmsgpack.unpack(ARGV[base + 7])) do
@@ -155,8 +166,7 @@ for n, op in ipairs(ops) do
       rewrite_entries(index.key, op.idkey, old, op.members[i])
     end
     op.mode = op.kind
-    store(op, ids_key, ttl_key)
-    versions[n] = op.version
+    versions[n] = store(op, ids_key, ttl_key, clock_key)
   else
     versions[n] = op.version
   end

@@ -28,6 +28,7 @@ from .errors import (
     QuantumORMError,
     QueryError,
     ReplicationError,
+    SchemaMismatchError,
     TransactionError,
     UniqueViolation,
     UnknownFieldError,
@@ -125,4 +126,5 @@ __all__ = [
     "get_connection",
     "register_backend",
     "UnsafeEvictionPolicy",
+    "SchemaMismatchError",
 ]

@@ -190,8 +190,11 @@ class Document(metaclass=DocumentMeta):
         values["id"], values["_version"], values["_partial"] = id, version, only
         values["_stored"] = dict(data)
         for name, db_name, convert in cls._meta.loaders:
-            raw = data.get(db_name)
-            values[name] = raw if raw is None or convert is None else convert(raw)
+            raw = data.get(db_name, MISSING)
+            if raw is MISSING:  # a field added since it was written: its default
+                values[name] = cls._fields[name].initial()
+            else:
+                values[name] = raw if raw is None or convert is None else convert(raw)
         return doc
 
     def _values(self) -> dict[str, Any]:

@@ -249,3 +249,10 @@ class UnsafeEvictionPolicy(BackendError):
             "(only keys with an expiry are evicted, which QuantumORM treats like an early "
             "expiry of a document with a TTL). To use this server anyway, knowing the risk: "
             "create_connection(..., allow_eviction=True)")
+
+
+class SchemaMismatchError(QuantumORMError):
+    """The model's declaration cannot be used with the collection's stored schema (see
+    :mod:`quantumorm.schema`): an older declaration than the one stored, another partition
+    count, or a storage format this version does not know. Raised at the model's first use
+    on a connection, before anything is written."""

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from .errors import ConfigurationError
-from .fields.base import Field
+from .fields.base import MISSING, Field
 from .fields.structured import ArrayField
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -74,6 +74,16 @@ class ModelOptions:
              None if type(field).from_storage is Field.from_storage else field.from_storage)
             for name, field in self.fields.items()
         )
+
+    def read_value(self, name: str, data: dict[str, Any]) -> Any:
+        """The Python value of field ``name`` in stored ``data``. A field the stored
+        document lacks (it was added to the model since the document was written) reads as
+        its default, so reads, Python-side filters and index builds all see one value."""
+        field = self.fields[name]
+        raw = data.get(field.db_name, MISSING)
+        if raw is MISSING:
+            return field.initial()
+        return None if raw is None else field.from_storage(raw)
 
     @property
     def indexed_fields(self) -> tuple[str, ...]:

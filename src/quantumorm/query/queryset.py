@@ -20,6 +20,7 @@ from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
 from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
 from ..fields.base import MISSING
+from ..maintenance import Progress, ReindexReport
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id
 from .lookups import Lookup
@@ -374,6 +375,21 @@ class QuerySet(Generic[D]):
         return partial(ops.sweep, model=self.model, limit=limit)
 
     sweep_sync = sweep.sync
+
+    @operation
+    def reindex(self, batch_size: int = 500,
+                progress: Progress | None = None) -> OpFactory[ReindexReport]:
+        """Build the model's indexes that are building (added to a collection that has
+        data, or changed), or rebuild every index when none is; online: writers go on, and
+        queries use an index once it is ready. Resumes an interrupted run. ``progress(done,
+        total)`` is called after every batch. Makes the model's declaration the stored
+        schema, even one older than what is stored. On Redis only; see the README."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+        model = self.model
+        return lambda backend: backend.reindex(model, batch_size, progress)
+
+    reindex_sync = reindex.sync
 
     @operation
     def explain(self) -> OpFactory[Explanation]:

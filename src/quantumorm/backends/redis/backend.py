@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Iterator, Sequence
 from functools import cmp_to_key
 from itertools import islice
@@ -26,12 +27,14 @@ from ...errors import (
     VersionConflict,
     WriteOutcomeUnknown,
 )
+from ...maintenance import Progress, ReindexReport
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, Node, QuerySpec
+from ...schema import Schema
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
-from . import changes, wire, writes
+from . import changes, schemas, wire, writes
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 AUTO_ID_ATTEMPTS = 5
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
+#: seconds between reads of a schema while one of its indexes is being built
+SCHEMA_REFRESH = 1.0
 
 CAPABILITIES = Capabilities(
     lookups=frozenset(Lookup),
@@ -61,13 +66,35 @@ CAPABILITIES = Capabilities(
 
 
 class _ModelState:
-    __slots__ = ("keys", "planner", "writes", "_query_layout")
+    """What one connection knows of one model: its keys, write layout, stored schema (read
+    at first use) and the planner for the indexes that schema says are ready."""
+
+    __slots__ = ("options", "keys", "planner", "writes", "schema", "loaded_at", "_query_layout")
 
     def __init__(self, options: ModelOptions, max_document_bytes: int) -> None:
+        self.options = options
         self.keys = KeySpace(options)
         self.planner = Planner(options)
         self.writes = writes.WriteLayout(options, self.keys, max_document_bytes)
+        self.schema: Schema | None = None
+        self.loaded_at = 0.0
         self._query_layout: list[tuple[tuple[str, ...], tuple[str, str]]] | None = None
+
+    def use(self, schema: Schema) -> None:
+        """Plan with the indexes ``schema`` says are ready."""
+        if self.schema is None or schema.ready() != self.schema.ready():
+            ready = schema.ready()
+            every = frozenset(i.name for i in self.options.indexes)
+            self.planner = Planner(self.options, None if ready >= every else ready)
+        self.schema, self.loaded_at = schema, time.monotonic()
+
+    def stale(self) -> bool:
+        """Whether the schema must be read (again): never read yet, or an index was being
+        built when it was read (its end is learned within SCHEMA_REFRESH seconds)."""
+        if self.schema is None:
+            return True
+        return bool(self.schema.building()) and (
+            time.monotonic() - self.loaded_at > SCHEMA_REFRESH)
 
     def query_layout(self) -> list[tuple[tuple[str, ...], tuple[str, str]]]:
         """Per partition: the KEYS of a query.lua call and its key prefixes."""
@@ -99,6 +126,22 @@ class RedisBackend:
             state = self._models[id(options)] = _ModelState(options, self.max_document_bytes)
         return state
 
+    def prepare(self, options: ModelOptions) -> Op[_ModelState]:
+        """The model's state, its stored schema reconciled with the declaration at first use
+        (one round trip; then none, except a schema read per SCHEMA_REFRESH while an index
+        is being built)."""
+        state = self._state(options)
+        if state.stale():
+            state.use((yield from schemas.register(options, state.keys)))
+        return state
+
+    def schema(self, options: ModelOptions) -> Op[Schema]:
+        """The collection's schema as stored now (reconciled with the model if needed)."""
+        state = self._state(options)
+        state.use((yield from schemas.register(options, state.keys)))
+        assert state.schema is not None
+        return state.schema
+
     # -- writes ----------------------------------------------------------------------------
 
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
@@ -108,6 +151,7 @@ class RedisBackend:
 
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        yield from self.prepare(options)
         pending = list(range(len(requests)))
         results: list[WriteResult | None] = [None] * len(requests)
         requests = list(requests)
@@ -180,7 +224,7 @@ class RedisBackend:
                  requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         """Version checks and writes in one atomic ``tx.lua`` call: all applied or none.
         Every document must be in one partition (one script, one slot)."""
-        state = self._state(options)
+        state = yield from self.prepare(options)
         requests = list(requests)
         missing = [i for i, r in enumerate(requests) if r.id is None]
         if missing:
@@ -240,7 +284,7 @@ class RedisBackend:
 
     def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
         """One ``fetch.lua`` call per partition involved, in one round trip."""
-        keys = self._state(options).keys
+        keys = (yield from self.prepare(options)).keys
         by_partition: dict[int, list[str]] = {}
         for id in dict.fromkeys(ids):
             by_partition.setdefault(keys.partition_of(id), []).append(id)
@@ -272,6 +316,7 @@ class RedisBackend:
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         if spec.where == FALSE or spec.limit == 0:
             return []
+        state = yield from self.prepare(options)
         where = spec.where
         if isinstance(where, Condition) and where.field == ID and where.lookup in (
                 Lookup.EXACT, Lookup.IN):
@@ -279,7 +324,7 @@ class RedisBackend:
             ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
             found = yield from self.get_many(options, ids)
             return _arrange(options, spec, [row for row in found if row is not None])
-        plan = self._state(options).planner.plan(spec)
+        plan = state.planner.plan(spec)
         single = options.partitions == 1
         if plan.server_order:
             offset, limit = (spec.offset, spec.limit) if single else (0, spec.window)
@@ -313,7 +358,7 @@ class RedisBackend:
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
         if spec.after is None:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
-        state = self._state(options)
+        state = yield from self.prepare(options)
         plan = state.planner.plan(spec, counting=True)
         if plan.residual is not None or not plan.server_order:
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
@@ -338,7 +383,8 @@ class RedisBackend:
         return min(total, 1) if mode == "exists" else total
 
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
-        plan = self._state(options).planner.plan(spec)
+        state = yield from self.prepare(options)
+        plan = state.planner.plan(spec)
         replies = yield self._query_calls(options, plan, "plan", 0, None)
         chosen, exact = wire.text(replies[0][0]), replies[0][2] == 1
         estimate = sum(int(reply[1]) for reply in replies)
@@ -369,7 +415,8 @@ class RedisBackend:
             ordering=ordering,
             details={"candidates considered": plan.driver.label,
                      "estimated candidates": estimate,
-                     "partitions": options.partitions},
+                     "partitions": options.partitions,
+                     **_building(state)},
         )
 
     # -- expiry ----------------------------------------------------------------------------
@@ -393,7 +440,7 @@ class RedisBackend:
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition."""
-        layout = self._state(options).writes
+        layout = (yield from self.prepare(options)).writes
         calls = tuple(layout.sweep_call(p, limit) for p in range(options.partitions))
         replies = yield RedisPlan(calls, idempotent=True)
         return sum(int(reply[0]) for reply in replies)
@@ -431,6 +478,15 @@ class RedisBackend:
         keys = self._state(model._meta).keys
         return (yield from changes.claim(model, keys, group, consumer, min_idle, count))
 
+    # -- maintenance -------------------------------------------------------------------------
+
+    def reindex(self, model: type[Document], batch: int,
+                progress: Progress | None) -> Op[ReindexReport]:
+        """Build the indexes that are building (or rebuild all), online: see reindex.py."""
+        from . import reindex
+
+        return (yield from reindex.reindex(self, model, batch, progress))
+
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         if self.cluster:  # SCAN walks one node: it would leave the other masters' keys
             raise UnsupportedOperation(self.name, "drop_collection on Redis Cluster")
@@ -450,6 +506,15 @@ class RedisBackend:
         return sum(int(c) for c in counts)
 
 
+
+
+def _building(state: _ModelState) -> dict[str, str]:
+    """explain()'s note on indexes queries may not use yet."""
+    building = state.schema.building() if state.schema is not None else ()
+    if not building:
+        return {}
+    return {"indexes building": f"{', '.join(building)} (not used until built: run "
+                                f"{state.options.model_name}.objects.reindex())"}
 
 
 _DECODER = json.JSONDecoder()
@@ -483,17 +548,15 @@ def _merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[R
         key, reverse = tuple, all(descending)  # byte tuples compare as the positions do
     else:
         key = cmp_to_key(lambda a, b: evaluate.compare_keys(a, b, descending))
-    loaders = [(name, options.fields[name].db_name, options.fields[name].from_storage)
-               for name in dict.fromkeys(o.field for o in spec.order) if name != ID]
+    loaders = [name for name in dict.fromkeys(o.field for o in spec.order) if name != ID]
 
     def placed(reply: list[Any]) -> Iterator[tuple[Any, Row]]:
         for i in range(0, len(reply), 3):
             row = _row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1],
                        reply[i + 2])
             values: dict[str, Any] = {ID: row.id}
-            for name, db_name, load in loaders:  # only what the ordering needs
-                raw = row.data.get(db_name)
-                values[name] = None if raw is None else load(raw)
+            for name in loaders:  # only what the ordering needs
+                values[name] = options.read_value(name, row.data)
             yield key(evaluate.sort_keys(options, spec.order, values)), row
 
     end = None if spec.limit is None else spec.offset + spec.limit
@@ -523,9 +586,8 @@ def _arrange(options: ModelOptions, spec: QuerySpec, rows: list[Row],
 
 def _values(options: ModelOptions, row: Row) -> dict[str, Any]:
     values: dict[str, Any] = {"id": row.id}
-    for name, field in options.fields.items():
-        raw = row.data.get(field.db_name)
-        values[name] = None if raw is None else field.from_storage(raw)
+    for name in options.fields:
+        values[name] = options.read_value(name, row.data)
     return values
 
 

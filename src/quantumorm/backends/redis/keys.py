@@ -11,6 +11,7 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
     {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
     {ns:coll:pN}:x           STREAM  the partition's change events (see ``events.py``)
     {ns:coll:pN}:clock       STRING  the partition's version clock: the last version given
+    {ns:coll}:schema         HASH    the stored schema: fields, indexes and their states
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
 
@@ -106,6 +107,12 @@ class KeySpace:
     def indexes(self, partition: int) -> list[str]:
         """Every index key of the partition, in the model's index order."""
         return [self.index(partition, name) for name in self.index_names]
+
+    @cached_property
+    def schema(self) -> str:
+        """The collection's stored schema (:mod:`quantumorm.schema`): one hash for all its
+        partitions, in the slot of ``{ns:coll}``."""
+        return f"{{{self.namespace}:{self.collection}}}:schema"
 
     @cached_property
     def sequence(self) -> str:

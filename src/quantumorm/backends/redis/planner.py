@@ -28,7 +28,7 @@ Token grammar (see ``lua/query.lua``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -125,12 +125,20 @@ def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
 
 
 class Planner:
-    def __init__(self, options: ModelOptions) -> None:
+    """Plans for one model. ``ready``: the indexes queries may use (None: all of them); an
+    index still being built is left out, and so are the value encodings of fields that no
+    ready index holds (the meta hashes of older documents lack them): conditions on them
+    are checked in Python, on documents read by a scan or another index."""
+
+    def __init__(self, options: ModelOptions, ready: frozenset[str] | None = None) -> None:
+        # KEYS[1] is the id index; KEYS[2..] the model's indexes in order (all of them)
+        self.keypos = {index.name: position + 2 for position, index in enumerate(options.indexes)}
+        if ready is not None:
+            options = replace(options, indexes=tuple(i for i in options.indexes
+                                                     if i.name in ready))
         self.options = options
         self._cached = lru_cache(maxsize=PLAN_CACHE_SIZE)(self._plan)
         self.indexed = set(options.indexed_fields)
-        # KEYS[1] is the id index; KEYS[2..] the model's indexes in order
-        self.keypos = {index.name: position + 2 for position, index in enumerate(options.indexes)}
 
     # -- what the server can evaluate ------------------------------------------------------
 

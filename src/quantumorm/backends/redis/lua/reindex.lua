@@ -1,0 +1,67 @@
+#!lua
+-- reindex.lua: bring the entries of some indexes of a batch of documents of one partition
+-- to what their values imply (what Model.objects.reindex() sends, batch by batch).
+--
+-- For each document the caller read its JSON and version, and computed in Python (the
+-- scripts never decode JSON) the value encodings of the indexes being built. A document
+-- whose version changed since is skipped: the write that changed it maintained every index
+-- of the model, building ones included. One that is gone is skipped too.
+--
+-- KEYS[1..I]  the keys of the indexes being built
+-- KEYS[I+1..] per document: document key, meta hash key
+-- ARGV[1]     MessagePack array, per index being built: meta field of its entries, "1" if
+--             unique, name
+-- ARGV[2]     the partition's document key prefix
+-- ARGV[3..]   per document: id key, version read, JSON to store ("" to keep the stored
+--             one: it lacks no field with a default), MessagePack pairs (meta field, netstring
+--             list of value encodings) for every meta field of the built indexes, MessagePack
+--             positions of unique indexes not enforced for it
+-- Returns     per document: "OK" | "SKIPPED" | {"UNIQUE", index name, holder id key}
+--             (a unique value another live document holds: the entry is written anyway, so
+--             the index cannot be made ready until the conflict is resolved)
+-- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
+
+local described = cmsgpack.unpack(ARGV[1])
+local indexes = {}
+for i = 1, #described / 3 do
+  indexes[i] = {key = KEYS[i], field = described[3 * i - 2],
+                unique = described[3 * i - 1] == "1", name = described[3 * i]}
+end
+local nindexes = #indexes
+for _, index in ipairs(indexes) do
+  if not type_ok(index.key, "zset") then return redis.error_reply("WRONGTYPE " .. index.key) end
+end
+local results = {}
+for d = 1, (#ARGV - 2) / 5 do
+  local base = 2 + 5 * (d - 1)
+  local idkey, version, json = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local doc_key, meta_key = KEYS[nindexes + 2 * d - 1], KEYS[nindexes + 2 * d]
+  if redis.call("EXISTS", doc_key) == 0 or not type_ok(meta_key, "hash")
+      or redis.call("HGET", meta_key, "v") ~= version then
+    results[d] = "SKIPPED"
+  else
+    local fields = cmsgpack.unpack(ARGV[base + 4])
+    local values = {}
+    for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+    local lenient = {}
+    for _, position in ipairs(cmsgpack.unpack(ARGV[base + 5])) do
+      lenient[tonumber(position)] = true
+    end
+    results[d] = "OK"
+    for i, index in ipairs(indexes) do
+      local new = unpack_list(values[index.field])
+      if index.unique and not lenient[i] and results[d] == "OK" then
+        for _, member in ipairs(new) do
+          local holder = unique_holder(index.key, member, idkey, ARGV[2])
+          if holder then results[d] = {"UNIQUE", index.name, holder}; break end
+        end
+      end
+      rewrite_entries(index.key, idkey, unpack_list(redis.call("HGET", meta_key, index.field)),
+                      new)
+    end
+    if #fields > 0 then redis.call("HSET", meta_key, unpack(fields)) end
+    if json ~= "" then redis.call("SET", doc_key, json, "KEEPTTL") end
+  end
+end
+return results

@@ -1,0 +1,170 @@
+"""Build indexes online on Redis: ``Model.objects.reindex()``.
+
+An index added to a collection that has data starts *building* (:mod:`quantumorm.schema`):
+every writer maintains it from then on, and this builder fills in the documents written
+before. It walks each partition's ids in batches; for each batch it reads the documents and
+their versions, computes their entries in Python (the scripts never decode JSON) and sends
+``reindex.lua``, which writes them only for documents still at the version read: a document
+written meanwhile was indexed by its writer, one deleted needs nothing. The last id done is
+checkpointed in the schema hash after every batch, so an interrupted run resumes there.
+When every partition is done, the indexes are marked ready and queries start using them.
+
+A document that lacks a field with a default (the field was added since it was written) is
+given that default in the same script, so that what reads show, what the index holds and
+what later filters match stay one value even if the default changes later.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from ... import sortable
+from ...engine.drive import Op
+from ...errors import SchemaMismatchError
+from ...fields.base import MISSING
+from ...maintenance import Progress, ReindexReport, UniqueConflict
+from ...options import IndexSpec, ModelOptions
+from ...schema import IndexState
+from . import schemas, wire
+from .commands import Call, Command, RedisPlan
+from .keys import KeySpace
+from .planner import manifest_field, meta_field
+from .writes import encode_document, index_members
+
+if TYPE_CHECKING:
+    from ...document import Document
+    from .backend import RedisBackend
+
+#: documents per batch (one read and one script call each)
+BATCH = 500
+
+
+def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
+            progress: Progress | None = None) -> Op[ReindexReport]:
+    options = model._meta
+    state = backend._state(options)
+    keys = state.keys
+    started = time.monotonic()
+    schema = yield from schemas.take_over(options, keys)
+    targets = schema.building()
+    if not targets:  # nothing being built: rebuild every index, unused meanwhile
+        targets = tuple(schema.indexes)
+        schema = yield from schemas.set_states(options, keys, schema, dict.fromkeys(
+            targets, IndexState.BUILDING))
+    state.use(schema)
+    report = ReindexReport(options.model_name, targets, resumed=bool(schema.checkpoints))
+    by_name = options.indexes_by_name()
+    indexes = [by_name[name] for name in targets]
+    totals = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
+                                   for p in range(options.partitions)), read_only=True)
+    total, done = sum(int(n) for n in totals), 0
+    for partition in range(options.partitions):
+        cursor = bytes.fromhex(schema.checkpoints[partition]) \
+            if partition in schema.checkpoints else None
+        while True:
+            low = b"-" if cursor is None else b"(" + cursor
+            (ids,) = yield RedisPlan((Command(("ZRANGE", keys.ids(partition), low, b"+",
+                                               "BYLEX", "LIMIT", 0, batch)),), read_only=True)
+            if not ids:
+                break
+            id_keys = [bytes(i) for i in ids]
+            yield from _batch(model, keys, partition, indexes, id_keys, report)
+            cursor = id_keys[-1]
+            yield from schemas.checkpoint(keys, partition, cursor)
+            done += len(id_keys)
+            if progress is not None:
+                progress(min(done, total), total)
+    if not report.conflicts:
+        stored = yield from schemas.read(keys)
+        if stored is None or stored.fingerprint != schema.fingerprint:
+            raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while "
+                                      "its indexes were being built; run reindex() again")
+        schema = yield from schemas.set_states(options, keys, stored, dict.fromkeys(
+            targets, IndexState.READY))
+        yield from schemas.clear_checkpoints(keys, options.partitions)
+        state.use(schema)
+        report.ready = True
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _batch(model: type[Document], keys: KeySpace, partition: int, indexes: list[IndexSpec],
+           id_keys: list[bytes], report: ReindexReport) -> Op[None]:
+    options = model._meta
+    ids = [sortable.id_from_key(k) for k in id_keys]
+    doc_keys = [k for id in ids for k in (keys.doc(partition, id), keys.meta(partition, id))]
+    (found,) = yield RedisPlan((Call("fetch", tuple(doc_keys), ()),), read_only=True)
+    key_list = [keys.index(partition, index.name) for index in indexes]
+    described = wire.pack([item for index in indexes for item in (
+        manifest_field(options, index).encode(), b"1" if index.unique else b"0",
+        index.name.encode())])
+    args: list[Any] = [described, keys.doc_prefix(partition)]
+    sent: list[str] = []
+    for n, id in enumerate(ids):
+        raw, version = found[2 * n], found[2 * n + 1]
+        if raw is None or version is None:
+            report.skipped += 1  # expired or deleted since the ids were read
+            continue
+        data = json.loads(bytes(raw))
+        doc = model.from_storage(id, int(version), data)
+        values = doc._values()
+        backfill = _backfilled(options, data, values)
+        pairs, lenient = _entries(options, indexes, values)
+        key_list += [keys.doc(partition, id), keys.meta(partition, id)]
+        args += [id_keys[n], bytes(version), b"" if backfill is None else backfill,
+                 wire.pack(pairs), wire.pack(lenient)]
+        sent.append(id)
+        report.backfilled += backfill is not None
+    if not sent:
+        return
+    (replies,) = yield RedisPlan((Call("reindex", tuple(key_list), tuple(args)),),
+                                 idempotent=True)
+    for id, reply in zip(sent, replies, strict=True):
+        if isinstance(reply, list):
+            report.documents += 1
+            report.conflicts.append(UniqueConflict(wire.text(reply[1]), id,
+                                                   sortable.id_from_key(bytes(reply[2]))))
+        elif wire.text(reply) == "OK":
+            report.documents += 1
+        else:
+            report.skipped += 1
+
+
+def _entries(options: ModelOptions, indexes: list[IndexSpec],
+             values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
+    """The meta fields the indexes need (each field's encodings, each compound index's
+    entries) and the positions of unique indexes not enforced for these values."""
+    pairs: list[bytes] = []
+    seen: set[str] = set()
+    lenient: list[bytes] = []
+    for position, index in enumerate(indexes):
+        for name in index.fields:
+            if name not in seen:
+                seen.add(name)
+                field = options.fields[name]
+                pairs += [meta_field(field).encode(),
+                          sortable.pack_list(field.index_keys(values.get(name)))]
+        if index.compound:
+            pairs += [manifest_field(options, index).encode(),
+                      sortable.pack_list(index_members(options, index, values))]
+        if index.unique and index.compound and any(values.get(n) is None
+                                                   for n in index.fields):
+            lenient.append(b"%d" % (position + 1))
+    return pairs, lenient
+
+
+def _backfilled(options: ModelOptions, data: dict[str, Any],
+                values: dict[str, Any]) -> bytes | None:
+    """The document with the defaults of fields it lacks, or None if it lacks none."""
+    missing = [name for name, field in options.fields.items()
+               if field.db_name not in data and field.default is not MISSING]
+    if not missing:
+        return None
+    filled = dict(data)
+    for name in missing:
+        field = options.fields[name]
+        value = values[name]
+        filled[field.db_name] = None if value is None else field.to_storage(value)
+    return encode_document(filled)

@@ -1,0 +1,112 @@
+"""The stored schema of a collection on Redis: reading it, reconciling it with the model at
+first use, and changing index states (operations; see :mod:`quantumorm.schema` for what a
+schema is and :mod:`quantumorm.tools.reindex` for the builder that uses these).
+
+The schema is the hash ``{ns:coll}:schema``; every change goes through ``schema.lua``, a
+compare-and-set on its ``layout`` number, so processes reconciling at once never undo each
+other's change: the loser reads again and reconciles with what won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...engine.drive import Op
+from ...errors import SchemaMismatchError
+from ...options import ModelOptions
+from ...schema import IndexState, Schema, adopt, declared, reconcile
+from . import wire
+from .commands import Call, Command, RedisPlan
+from .keys import KeySpace
+
+#: compare-and-set attempts before giving up (each loses only to another process's change)
+ATTEMPTS = 10
+
+
+def _decode(reply: Any) -> dict[str, str]:
+    """HGETALL's reply (a dict or a flat list, by client) as text."""
+    if isinstance(reply, Mapping):
+        return {wire.text(k): wire.text(v) for k, v in reply.items()}
+    items = list(reply or [])
+    return {wire.text(items[i]): wire.text(items[i + 1]) for i in range(0, len(items), 2)}
+
+
+def read(keys: KeySpace) -> Op[Schema | None]:
+    """The stored schema, or None."""
+    (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True)
+    fields = _decode(stored)
+    return Schema.load(fields) if fields else None
+
+
+def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool]:
+    """Store ``schema`` if the stored layout is still ``expected``'s; whether it was."""
+    pairs = [item for pair in schema.dump().items() for item in pair]
+    layout = "" if expected is None else str(expected.layout)
+    (reply,) = yield RedisPlan((Call("schema", (keys.schema,), (layout, *pairs)),),
+                               idempotent=True)
+    return wire.text(reply) == "OK"
+
+
+def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
+    """First use of a model on a connection: the schema to work with, stored if it changed
+    (indexes the declaration dropped lose their keys). See :func:`quantumorm.schema.reconcile`."""
+    for _attempt in range(ATTEMPTS):
+        stored = yield from read(keys)
+        has_data = False
+        if stored is None:
+            counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
+                                           for p in range(options.partitions)), read_only=True)
+            has_data = any(int(c) for c in counts)
+        outcome = reconcile(options.model_name, stored, options, has_data)
+        if not outcome.changed:
+            return outcome.schema
+        if (yield from _replace(keys, stored, outcome.schema)):
+            yield from _drop(options, keys, outcome.dropped)
+            return outcome.schema
+    raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing while "
+                              f"it was being reconciled ({ATTEMPTS} attempts)")
+
+
+def take_over(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
+    """Make the model's declaration the stored schema even if the stored one is newer (an
+    explicit decision: ``reindex()`` does it), with the same index states rules."""
+    for _attempt in range(ATTEMPTS):
+        stored = yield from read(keys)
+        if stored is None or stored.fingerprint == declared(options).fingerprint:
+            return (yield from register(options, keys))
+        outcome = adopt(stored, options)
+        if (yield from _replace(keys, stored, outcome.schema)):
+            yield from _drop(options, keys, outcome.dropped)
+            return outcome.schema
+    raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing")
+
+
+def set_states(options: ModelOptions, keys: KeySpace, schema: Schema,
+               states: dict[str, IndexState]) -> Op[Schema]:
+    """Store ``schema`` with some index states changed; SchemaMismatchError if the stored
+    schema moved on meanwhile (another process changed the declaration)."""
+    new = schema.with_states(states)
+    if not (yield from _replace(keys, schema, new)):
+        raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while the "
+                                  "index states were being updated; run it again")
+    return new
+
+
+def checkpoint(keys: KeySpace, partition: int, cursor: bytes) -> Op[None]:
+    """Record that reindexing of ``partition`` is done up to id key ``cursor``."""
+    yield RedisPlan((Command(("HSET", keys.schema, f"build:{partition}", cursor.hex())),),
+                    idempotent=True)
+
+
+def clear_checkpoints(keys: KeySpace, partitions: int) -> Op[None]:
+    yield RedisPlan((Command(("HDEL", keys.schema, *(f"build:{p}" for p in range(partitions)))),),
+                    idempotent=True)
+
+
+def _drop(options: ModelOptions, keys: KeySpace, names: tuple[str, ...]) -> Op[None]:
+    """Delete the keys of indexes the declaration no longer has (UNLINK: freed in the
+    background, so a large index does not stall the server)."""
+    if names:
+        yield RedisPlan(tuple(Command(("UNLINK", keys.index(p, name))) for name in names
+                              for p in range(options.partitions)), idempotent=True)

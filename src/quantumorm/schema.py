@@ -1,0 +1,217 @@
+"""A collection's stored schema: what its documents and indexes were written under.
+
+Pure (no I/O). A backend keeps one :class:`Schema` per collection beside the data (Redis:
+the hash ``{ns:coll}:schema``) and compares it with the model's declaration the first time
+a connection uses the model (:func:`reconcile`). That is how a deployment that adds an index
+to a collection with data, changes a field's type, or drops an index is noticed, instead of
+silently answering queries from an index that does not hold the old documents.
+
+Every index has a state. ``ready``: it holds every document, the planner may use it.
+``building``: writers maintain it, but documents written before it existed are not in it
+yet; queries do not use it (they scan and filter, and ``explain()`` says so) until
+``reindex()`` has filled it and marked it ready.
+
+What makes two declarations differ is what changes stored bytes: a field's storage name
+and value encoding, an index's fields, uniqueness and encodings, the partitioning.
+Validation options (``max_length``, ``required``...) and defaults do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from .errors import SchemaMismatchError
+from .fields.base import Field
+from .fields.structured import ArrayField
+from .options import IndexSpec, ModelOptions
+
+#: the version of the stored layout (keys, meta hash, encodings) this code writes
+FORMAT = 1
+#: how many earlier declarations a schema remembers, to refuse one that comes back
+HISTORY = 32
+
+
+class IndexState(str, Enum):
+    READY = "ready"
+    BUILDING = "building"
+
+
+def field_kind(field: Field) -> str:
+    """What decides how a field's values are encoded: its type (and an array's element's)."""
+    if isinstance(field, ArrayField):
+        return f"{type(field).__name__}[{field_kind(field.field)}]"
+    return type(field).__name__
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    fields: tuple[str, ...]  # storage names
+    kinds: tuple[str, ...]
+    unique: bool
+    state: IndexState = IndexState.READY
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """What the index's entries depend on (not its state)."""
+        return (self.fields, self.kinds, self.unique)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A collection's schema as stored: fields (storage name -> kind), indexes, layout."""
+
+    fields: dict[str, str]
+    indexes: dict[str, IndexInfo]
+    partitions: int
+    partition_by: str
+    #: bumped by every change of the stored schema (declaration or index state)
+    layout: int = 1
+    format: int = FORMAT
+    #: fingerprints of the declarations this schema replaced, oldest first
+    history: tuple[str, ...] = ()
+    #: reindex progress per partition: the last id key done (hex)
+    checkpoints: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what the declaration decides (fields, index definitions, partitions)."""
+        body = json.dumps({
+            "fields": sorted(self.fields.items()),
+            "indexes": sorted((name, [list(i.fields), list(i.kinds), i.unique])
+                              for name, i in self.indexes.items()),
+            "partitions": [self.partitions, self.partition_by],
+            "format": self.format,
+        }, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+    def building(self) -> tuple[str, ...]:
+        return tuple(name for name, i in self.indexes.items() if i.state is IndexState.BUILDING)
+
+    def ready(self) -> frozenset[str]:
+        return frozenset(name for name, i in self.indexes.items()
+                         if i.state is IndexState.READY)
+
+    def with_states(self, states: dict[str, IndexState]) -> Schema:
+        indexes = {name: replace(i, state=states.get(name, i.state))
+                   for name, i in self.indexes.items()}
+        return replace(self, indexes=indexes, layout=self.layout + 1)
+
+    # -- stored form -------------------------------------------------------------------
+
+    def dump(self) -> dict[str, str]:
+        """The hash fields that store it."""
+        out = {
+            "format": str(self.format),
+            "layout": str(self.layout),
+            "partitions": str(self.partitions),
+            "partition_by": self.partition_by,
+            "fields": json.dumps(self.fields, sort_keys=True),
+            "indexes": json.dumps({name: {"fields": list(i.fields), "kinds": list(i.kinds),
+                                          "unique": i.unique, "state": i.state.value}
+                                   for name, i in self.indexes.items()}, sort_keys=True),
+            "history": json.dumps(list(self.history)),
+            "fingerprint": self.fingerprint,
+        }
+        for partition, cursor in self.checkpoints.items():
+            out[f"build:{partition}"] = cursor
+        return out
+
+    @classmethod
+    def load(cls, stored: dict[str, str]) -> Schema:
+        indexes = {
+            name: IndexInfo(tuple(i["fields"]), tuple(i["kinds"]), bool(i["unique"]),
+                            IndexState(i["state"]))
+            for name, i in json.loads(stored["indexes"]).items()}
+        checkpoints = {int(key[6:]): value for key, value in stored.items()
+                       if key.startswith("build:")}
+        return cls(fields=json.loads(stored["fields"]), indexes=indexes,
+                   partitions=int(stored["partitions"]), partition_by=stored["partition_by"],
+                   layout=int(stored["layout"]), format=int(stored["format"]),
+                   history=tuple(json.loads(stored.get("history", "[]"))),
+                   checkpoints=checkpoints)
+
+
+def declared(options: ModelOptions, state: IndexState = IndexState.READY) -> Schema:
+    """The schema the model declares, every index in ``state``."""
+    fields = {f.db_name: field_kind(f) for f in options.fields.values()}
+    return Schema(
+        fields=fields,
+        indexes={index.name: _index_info(options, index, state) for index in options.indexes},
+        partitions=options.partitions,
+        partition_by=options.partition_by,
+    )
+
+
+def _index_info(options: ModelOptions, index: IndexSpec, state: IndexState) -> IndexInfo:
+    fields = [options.fields[name] for name in index.fields]
+    return IndexInfo(tuple(f.db_name for f in fields), tuple(field_kind(f) for f in fields),
+                     index.unique, state)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What first use decides: the schema to use, and what changed to get there."""
+
+    schema: Schema
+    #: True when ``schema`` must be written (it differs from what is stored)
+    changed: bool = False
+    #: indexes the declaration no longer has: their keys are to be deleted
+    dropped: tuple[str, ...] = ()
+
+
+def reconcile(model: str, stored: Schema | None, options: ModelOptions,
+              has_data: bool) -> Reconciled:
+    """Compare the declaration with the stored schema.
+
+    * nothing stored: the declaration is stored; its indexes are ready if the collection is
+      empty, building otherwise (data written before schemas were kept, or by a process
+      that lost its schema: what its indexes hold is unknown);
+    * the same declaration: the stored schema (with its index states) is used as it is;
+    * a new declaration: indexes it keeps unchanged keep their state, new or changed ones
+      are building, dropped ones go; the layout number grows;
+    * a declaration the stored schema replaced earlier (a process still running old code,
+      or started from it): refused with :class:`SchemaMismatchError`, so it cannot write
+      documents without the indexes the newer declaration added.
+    """
+    mine = declared(options)
+    if stored is None:
+        state = IndexState.BUILDING if has_data else IndexState.READY
+        return Reconciled(declared(options, state), changed=True)
+    if stored.format > FORMAT:
+        raise SchemaMismatchError(
+            f"{model}: the collection was written by a newer QuantumORM (storage format "
+            f"{stored.format}; this one writes {FORMAT}): upgrade before using it")
+    if stored.partitions != mine.partitions or stored.partition_by != mine.partition_by:
+        raise SchemaMismatchError(
+            f"{model}: the collection is stored with partitions={stored.partitions} "
+            f"(by {stored.partition_by}) but the model declares partitions={mine.partitions} "
+            f"(by {mine.partition_by}); run the repartition tool to move it")
+    if stored.fingerprint == mine.fingerprint:
+        return Reconciled(stored)
+    if mine.fingerprint in stored.history:
+        raise SchemaMismatchError(
+            f"{model}: this declaration of the model is older than the stored schema "
+            f"(layout {stored.layout}), which a newer deployment wrote; run the current "
+            "code, or adopt this declaration explicitly with Model.objects.reindex()")
+    return adopt(stored, options)
+
+
+def adopt(stored: Schema, options: ModelOptions) -> Reconciled:
+    """The declaration made the stored schema, as :func:`reconcile` describes it."""
+    mine = declared(options)
+    indexes = {}
+    for name, info in mine.indexes.items():
+        before = stored.indexes.get(name)
+        same = before is not None and before.signature == info.signature
+        indexes[name] = replace(info, state=before.state if same and before else
+                                IndexState.BUILDING)
+    dropped = tuple(name for name in stored.indexes if name not in indexes)
+    history = tuple(h for h in (*stored.history, stored.fingerprint)
+                    if h != mine.fingerprint)[-HISTORY:]
+    schema = replace(mine, indexes=indexes, layout=stored.layout + 1, history=history,
+                     checkpoints={})
+    return Reconciled(schema, changed=True, dropped=dropped)

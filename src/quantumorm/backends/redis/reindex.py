@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 #: documents per batch (one read and one script call each)
 BATCH = 500
+#: rounds of a batch's documents that writers keep changing before they are given up on
+RETRIES = 50
 
 
 def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
@@ -75,8 +77,10 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
             yield from schemas.checkpoint(keys, partition, cursor)
             done += len(id_keys)
             if progress is not None:
-                progress(min(done, total), total)
-    if not report.conflicts:
+                progress(done, max(done, total))  # (writers add documents meanwhile)
+    if progress is not None:
+        progress(done, done)
+    if not report.conflicts and not report.unsettled:
         stored = yield from schemas.read(keys)
         if stored is None or stored.fingerprint != schema.fingerprint:
             raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while "
@@ -92,8 +96,21 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
 
 def _batch(model: type[Document], keys: KeySpace, partition: int, indexes: list[IndexSpec],
            id_keys: list[bytes], report: ReindexReport) -> Op[None]:
-    options = model._meta
+    """Write the entries of one batch of documents. A document written between its read
+    and the script is read again and done again (a writer changing other fields does not
+    touch these indexes), until it holds still or RETRIES rounds have passed."""
     ids = [sortable.id_from_key(k) for k in id_keys]
+    for _round in range(RETRIES):
+        ids = yield from _attempt(model, keys, partition, indexes, ids, report)
+        if not ids:
+            return
+    report.unsettled += len(ids)
+
+
+def _attempt(model: type[Document], keys: KeySpace, partition: int, indexes: list[IndexSpec],
+             ids: list[str], report: ReindexReport) -> Op[list[str]]:
+    """One round of :func:`_batch`; returns the ids that changed under it."""
+    options = model._meta
     doc_keys = [k for id in ids for k in (keys.doc(partition, id), keys.meta(partition, id))]
     (found,) = yield RedisPlan((Call("fetch", tuple(doc_keys), ()),), read_only=True)
     key_list = [keys.index(partition, index.name) for index in indexes]
@@ -105,31 +122,31 @@ def _batch(model: type[Document], keys: KeySpace, partition: int, indexes: list[
     for n, id in enumerate(ids):
         raw, version = found[2 * n], found[2 * n + 1]
         if raw is None or version is None:
-            report.skipped += 1  # expired or deleted since the ids were read
+            report.gone += 1  # expired or deleted since the ids were read
             continue
         data = json.loads(bytes(raw))
-        doc = model.from_storage(id, int(version), data)
-        values = doc._values()
+        values = model.from_storage(id, int(version), data)._values()
         backfill = _backfilled(options, data, values)
         pairs, lenient = _entries(options, indexes, values)
         key_list += [keys.doc(partition, id), keys.meta(partition, id)]
-        args += [id_keys[n], bytes(version), b"" if backfill is None else backfill,
+        args += [sortable.id_key(id), bytes(version), b"" if backfill is None else backfill,
                  wire.pack(pairs), wire.pack(lenient)]
         sent.append(id)
-        report.backfilled += backfill is not None
     if not sent:
-        return
+        return []
     (replies,) = yield RedisPlan((Call("reindex", tuple(key_list), tuple(args)),),
                                  idempotent=True)
-    for id, reply in zip(sent, replies, strict=True):
+    again = []
+    for id, reply, backfill in zip(sent, replies, args[4::5], strict=True):
         if isinstance(reply, list):
-            report.documents += 1
             report.conflicts.append(UniqueConflict(wire.text(reply[1]), id,
                                                    sortable.id_from_key(bytes(reply[2]))))
-        elif wire.text(reply) == "OK":
-            report.documents += 1
-        else:
-            report.skipped += 1
+        elif wire.text(reply) != "OK":
+            again.append(id)  # written meanwhile: read it again
+            continue
+        report.documents += 1
+        report.backfilled += backfill != b""
+    return again
 
 
 def _entries(options: ModelOptions, indexes: list[IndexSpec],

@@ -1,0 +1,252 @@
+"""Indexes and fields through a collection's life on Redis: added to a collection that has
+data, built online while writers run, dropped, and declarations that go back in time.
+
+Each test declares the same collection twice, as two deployments of one model would: the
+first declaration writes documents, the second (with a new index or field) meets them.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+from helpers import MODES, assert_indexes_consistent, call
+
+import quantumorm
+from quantumorm import (
+    Document,
+    IntField,
+    SchemaMismatchError,
+    StringField,
+    VersionConflict,
+)
+from quantumorm.backends.redis.keys import KeySpace
+
+
+def declare(collection: str, **fields: Any) -> Any:
+    meta = type("Meta", (), {"collection": collection})
+    return type("Place", (Document,), {**fields, "Meta": meta})
+
+
+def v1(collection: str) -> Any:
+    return declare(collection, name=StringField(indexed=True), city=StringField(),
+                   n=IntField())
+
+
+def v2(collection: str) -> Any:
+    return declare(collection, name=StringField(indexed=True),
+                   city=StringField(indexed=True), n=IntField(),
+                   color=StringField(default="red", indexed=True))
+
+
+def truth(model: Any, **conditions: Any) -> set[str]:
+    """Ids matching ``conditions`` (equality), computed in Python from every document."""
+    docs = model.objects.all_sync()
+    return {d.id for d in docs
+            if all(getattr(d, field) == value for field, value in conditions.items())}
+
+
+def ids(docs: Any) -> set[str]:
+    return {d.id for d in docs}
+
+
+def test_index_and_defaulted_field_added_to_10000_documents_with_writers_running(
+        conn: Any, redis_client: Any) -> None:
+    Old = v1("lc_places")
+    Old.objects.bulk_create_sync(
+        [Old(name=f"n{i}", city=("paris", "rome", "oslo")[i % 3], n=i) for i in range(10_000)],
+        batch_size=1000)
+    New = v2("lc_places")
+
+    # before the build: right answers from a scan, and explain() says why
+    assert New.objects.filter(city="paris").count_sync() == 3334
+    assert New.objects.filter(color="red").count_sync() == 10_000
+    assert New.objects.filter(color__isnull=True).count_sync() == 0
+    assert New.objects.get_sync(id="5").color == "red"
+    explained = New.objects.filter(city="paris").explain_sync()
+    assert explained.scanned and "city" in explained.details["indexes building"]
+
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    written: list[str] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                id = str(rng.randrange(1, 10_001))
+                doc = New.objects.get_many_sync([id])[0]
+                if doc is None:
+                    continue
+                roll = rng.random()
+                try:
+                    if roll < 0.6:
+                        doc.city = rng.choice(["paris", "rome", "oslo", "lima"])
+                        doc.color = rng.choice(["red", "blue"])
+                        doc.save_sync()
+                    elif roll < 0.8:
+                        doc.delete_sync()
+                    else:
+                        made = New(name="fresh", city="lima", n=-1).save_sync()
+                        written.append(made.id)
+                except VersionConflict:
+                    pass
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    seen: list[tuple[int, int]] = []
+    try:
+        report = New.objects.reindex_sync(batch_size=250,
+                                          progress=lambda d, t: seen.append((d, t)))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    print(f"\nreindex of 10,000 documents with 4 writers: {report.rate:.0f} documents/s "
+          f"({report.seconds:.2f} s)")
+    assert report.ready and report.indexes == ("city", "color") and not report.conflicts
+    assert report.documents + report.gone >= 10_000 - 10  # (a few deleted before read)
+    assert seen[0][0] == 250 and abs(seen[0][1] - 10_000) < 100  # (writers run already)
+    assert seen[-1][0] == seen[-1][1] >= 10_000 - 10
+    assert written, "the writers inserted documents during the build"
+
+    # after: the indexes are used, and answer exactly what the documents say
+    for city in ("paris", "rome", "oslo", "lima"):
+        assert ids(New.objects.filter(city=city).all_sync()) == truth(New, city=city)
+    for color in ("red", "blue"):
+        assert ids(New.objects.filter(color=color).all_sync()) == truth(New, color=color)
+    explained = New.objects.filter(city="paris").explain_sync()
+    assert not explained.scanned and explained.indexes == ("city",)
+    assert "indexes building" not in explained.details
+    assert_indexes_consistent(redis_client, New)
+    # every document now stores the default it read as
+    raw = redis_client.get(KeySpace(New._meta).doc(0, "9999"))
+    assert raw is None or b'"color":' in raw
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_reindex_resumes_after_an_interruption(conn: Any, redis_client: Any,
+                                                     mode: str) -> None:
+    Old = v1("lc_resume")
+    await call(Old.objects, "bulk_create", mode,
+               [Old(name=f"n{i}", city="paris" if i % 2 else "rome") for i in range(1000)])
+    New = v2("lc_resume")
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done >= 200:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await call(New.objects, "reindex", mode, batch_size=100, progress=stop_after_two)
+    schema = redis_client.hgetall(KeySpace(New._meta).schema)
+    assert b"build:0" in schema and b'"building"' in schema[b"indexes"]
+    assert (await call(New.objects.filter(city="paris"), "explain", mode)).scanned
+
+    report = await call(New.objects, "reindex", mode, batch_size=100)
+    assert report.resumed and report.ready and report.documents == 800
+    assert b"build:0" not in redis_client.hgetall(KeySpace(New._meta).schema)
+    assert ids(await call(New.objects.filter(city="paris"), "all", mode)) == {
+        str(i) for i in range(1, 1001) if (i - 1) % 2}
+    assert_indexes_consistent(redis_client, New)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_unique_index_over_duplicates_is_not_made_ready(conn: Any, redis_client: Any,
+                                                               mode: str) -> None:
+    Old = v1("lc_unique")
+    await call(Old.objects, "bulk_create", mode,
+               [Old(id="a", name="x", city="same"), Old(id="b", name="y", city="same"),
+                Old(id="c", name="z", city="other")])
+    New = declare("lc_unique", name=StringField(indexed=True), city=StringField(unique=True),
+                  n=IntField())
+    report = await call(New.objects, "reindex", mode)
+    assert not report.ready
+    assert [(c.index, {c.id, c.other_id}) for c in report.conflicts] == [("city", {"a", "b"})]
+    # not trusted: a query on it still scans, and finds both
+    assert (await call(New.objects.filter(city="same"), "explain", mode)).scanned
+    assert ids(await call(New.objects.filter(city="same"), "all", mode)) == {"a", "b"}
+
+    b = await call(New.objects, "get", mode, id="b")
+    b.city = "fixed"
+    await call(b, "save", mode)
+    report = await call(New.objects, "reindex", mode)
+    assert report.ready and not report.conflicts
+    assert not (await call(New.objects.filter(city="same"), "explain", mode)).scanned
+    with pytest.raises(quantumorm.UniqueViolation):
+        await call(New(id="d", city="same"), "save", mode)
+    assert_indexes_consistent(redis_client, New)
+
+
+def test_a_dropped_index_loses_its_keys(conn: Any, redis_client: Any) -> None:
+    New = v2("lc_drop")
+    New.objects.bulk_create_sync([New(name=f"n{i}", city="paris") for i in range(50)])
+    keys = KeySpace(New._meta)
+    assert redis_client.zcard(keys.index(0, "city")) == 50
+    quantumorm.close_all()
+    quantumorm.create_connection(url=conn.url, name="default", make_default=True)
+    Smaller = declare("lc_drop", name=StringField(indexed=True), city=StringField(),
+                      n=IntField(), color=StringField(default="red", indexed=True))
+    assert Smaller.objects.filter(city="paris").count_sync() == 50  # scan: no index now
+    assert not redis_client.exists(keys.index(0, "city"))
+    assert redis_client.zcard(keys.index(0, "color")) == 50
+    assert_indexes_consistent(redis_client, Smaller)
+
+
+def test_an_older_declaration_is_refused_until_adopted_explicitly(
+        conn: Any, redis_client: Any) -> None:
+    First = v1("lc_old")
+    First.objects.bulk_create_sync([First(name="a", city="paris")])
+    v2("lc_old").objects.count_sync()  # the new release registers its schema
+    quantumorm.close_all()
+    quantumorm.create_connection(url=conn.url, name="default", make_default=True)
+    Old = v1("lc_old")
+    with pytest.raises(SchemaMismatchError, match="older than the stored schema"):
+        Old(name="b", city="rome").save_sync()
+    assert redis_client.zcard(KeySpace(Old._meta).ids(0)) == 1  # nothing written
+    report = Old.objects.reindex_sync()  # the operator goes back on purpose
+    assert report.ready
+    Old(name="b", city="rome").save_sync()
+    assert not redis_client.exists(KeySpace(Old._meta).index(0, "color"))
+    assert_indexes_consistent(redis_client, Old)
+
+
+def test_data_written_before_schemas_were_kept_is_not_trusted(
+        conn: Any, redis_client: Any) -> None:
+    Model = v2("lc_legacy")
+    Model.objects.bulk_create_sync([Model(name=f"n{i}", city="paris") for i in range(10)])
+    redis_client.delete(KeySpace(Model._meta).schema)  # as an earlier release left it
+    quantumorm.close_all()
+    quantumorm.create_connection(url=conn.url, name="default", make_default=True)
+    again = v2("lc_legacy")
+    assert again.objects.filter(city="paris").explain_sync().scanned
+    assert again.objects.filter(city="paris").count_sync() == 10
+    assert again.objects.reindex_sync().ready
+    assert not again.objects.filter(city="paris").explain_sync().scanned
+
+
+def test_other_connections_use_an_index_soon_after_it_is_ready(
+        conn: Any, redis_client: Any) -> None:
+    import time
+
+    Old = v1("lc_refresh")
+    Old.objects.bulk_create_sync([Old(name=f"n{i}", city="oslo") for i in range(20)])
+    New = v2("lc_refresh")
+    other = quantumorm.create_connection(url=conn.url, name="other")
+    query = New.objects.using("other").filter(city="oslo")
+    assert query.explain_sync().scanned  # "other" read the schema: building
+    assert New.objects.reindex_sync().ready  # through "default"
+    deadline = time.monotonic() + 5
+    while query.explain_sync().scanned:
+        assert time.monotonic() < deadline, "the other connection never saw the index ready"
+        time.sleep(0.1)
+    assert query.count_sync() == 20
+    other.close()

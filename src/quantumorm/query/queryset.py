@@ -387,7 +387,12 @@ class QuerySet(Generic[D]):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
         model = self.model
-        return lambda backend: backend.reindex(model, batch_size, progress)
+
+        def build(backend: Backend) -> Op[ReindexReport]:
+            if not hasattr(backend, "reindex"):
+                raise UnsupportedOperation(backend.name, "reindex")
+            return backend.reindex(model, batch_size, progress)  # type: ignore[attr-defined]
+        return build
 
     reindex_sync = reindex.sync
 

@@ -389,9 +389,11 @@ class QuerySet(Generic[D]):
         model = self.model
 
         def build(backend: Backend) -> Op[ReindexReport]:
-            if not hasattr(backend, "reindex"):
+            reindex = getattr(backend, "reindex", None)
+            if reindex is None:
                 raise UnsupportedOperation(backend.name, "reindex")
-            return backend.reindex(model, batch_size, progress)  # type: ignore[attr-defined]
+            op: Op[ReindexReport] = reindex(model, batch_size, progress)
+            return op
         return build
 
     reindex_sync = reindex.sync

@@ -40,7 +40,7 @@ from ...engine.drive import Op, run
 from ...errors import ConfigurationError, QuantumORMError
 from ...options import ModelOptions
 from ..base import WriteRequest
-from . import wire
+from . import schemas, wire
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .writes import WriteLayout
@@ -137,6 +137,7 @@ def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule
             yield RedisPlan((Command(("HSET", state, f"p{p}", cursor)),), idempotent=True)
             report(status)
     yield from _drop_emptied(old_keys, new_keys)
+    yield from schemas.repartitioned(new_keys, new.partitions, new.partition_by)
     yield RedisPlan((Command(("DEL", state)),), idempotent=True)
     status.done = True
     report(status)

@@ -10,6 +10,7 @@ other's change: the loser reads again and reconciles with what won.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ...engine.drive import Op
@@ -91,6 +92,20 @@ def set_states(options: ModelOptions, keys: KeySpace, schema: Schema,
         raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while the "
                                   "index states were being updated; run it again")
     return new
+
+
+def repartitioned(keys: KeySpace, partitions: int, partition_by: str) -> Op[None]:
+    """Record in the stored schema (if there is one) that the collection now has
+    ``partitions`` partitions by ``partition_by``: the repartition tool moved it."""
+    for _attempt in range(ATTEMPTS):
+        stored = yield from read(keys)
+        if stored is None:
+            return
+        moved = replace(stored, partitions=partitions, partition_by=partition_by,
+                        layout=stored.layout + 1, checkpoints={})
+        if (yield from _replace(keys, stored, moved)):
+            return
+    raise SchemaMismatchError("the stored schema kept changing during the repartition")
 
 
 def checkpoint(keys: KeySpace, partition: int, cursor: bytes) -> Op[None]:

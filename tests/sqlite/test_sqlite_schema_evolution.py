@@ -55,3 +55,32 @@ def test_added_indexes_apply_to_an_existing_file(tmp_path: Path) -> None:
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert any('("k_rank")' in sql for sql in indexed)
     assert any('("k_team", "k_rank")' in sql for sql in indexed)
+
+
+def test_a_field_added_with_a_default_reads_and_matches_as_that_default(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/colors.db"
+
+    def declare(with_color: bool) -> Any:
+        fields: dict[str, Any] = {"name": StringField()}
+        if with_color:
+            fields["color"] = StringField(default="red", indexed=True)
+        meta = type("Meta", (), {"backend": "sqlite", "collection": "evolve_default"})
+        return type("Shop", (Document,), {**fields, "Meta": meta})
+
+    old = declare(False)
+    quantumorm.create_connection(backend="sqlite", url=url, name="v1")
+    try:
+        old.objects.bulk_create_sync([old(name=f"s{i}") for i in range(5)])
+    finally:
+        quantumorm.close_all()
+    new = declare(True)
+    quantumorm.create_connection(backend="sqlite", url=url, name="v2")
+    try:
+        assert {d.color for d in new.objects.all_sync()} == {"red"}
+        assert new.objects.filter(color="red").count_sync() == 5
+        assert new.objects.filter(color__isnull=True).count_sync() == 0
+        new(name="blue one", color="blue").save_sync()
+        assert new.objects.filter(color="red").count_sync() == 5
+        assert [d.name for d in new.objects.filter(color="blue").all_sync()] == ["blue one"]
+    finally:
+        quantumorm.close_all()

@@ -38,6 +38,7 @@ from typing import Any
 
 from ... import sortable
 from ...errors import ConfigurationError
+from ...fields.base import MISSING
 from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from .plans import Statement
@@ -131,10 +132,21 @@ class Layout:
         return Statement("SELECT name FROM pragma_table_info(?)", (self.table_name,))
 
     def missing_columns(self, present: set[str]) -> list[Statement]:
-        """ALTER TABLE for sort-key columns a table created by an older model lacks."""
-        return [Statement(f"ALTER TABLE {self.table} ADD COLUMN {col} BLOB NOT NULL "
-                          f"DEFAULT {NULL_SQL}")
-                for col in self.columns.values() if col[1:-1].replace('""', '"') not in present]
+        """ALTER TABLE for sort-key columns a table created by an older model lacks. Rows
+        written before the field existed read as its default (``ModelOptions.read_value``),
+        so their column holds the default's sort key: SQL filters match what reads show."""
+        out = []
+        for name, col in self.columns.items():
+            if col[1:-1].replace('""', '"') in present:
+                continue
+            field = self.options.fields[name]
+            default = NULL_SQL
+            if field.default is not MISSING and field.default is not None \
+                    and not callable(field.default) and name not in self.arrays:
+                default = f"x'{field.sort_key(field.default).hex()}'"
+            out.append(Statement(f"ALTER TABLE {self.table} ADD COLUMN {col} BLOB NOT NULL "
+                                 f"DEFAULT {default}"))
+        return out
 
     # -- values of a write -------------------------------------------------------------
 

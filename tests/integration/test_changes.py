@@ -223,8 +223,10 @@ async def test_a_foreign_key_at_the_stream_name_refuses_the_write_untouched(
         await Item.objects.bulk_create([Item(id="b", name="x", code="B"),
                                         Item(id="c", name="x", code="C")])
     assert [type(error) for _, error in refused.value.errors] == [WrongTypeError] * 2
-    # (the collection's schema was stored at the model's first use, before the writes)
-    assert sorted(redis_client.keys("*")) == [b"{qorm:ev_items:p0}:x", b"{qorm:ev_items}:schema"]
+    # (the collection's schema was stored at the model's first use, before the writes, and
+    # its layout stamped in the partition's state)
+    assert sorted(redis_client.keys("*")) == [b"{qorm:ev_items:p0}:state", b"{qorm:ev_items:p0}:x",
+                                              b"{qorm:ev_items}:schema"]
 
 
 # -- consumer groups --------------------------------------------------------------------------

@@ -83,7 +83,7 @@ async def test_stale_save_after_the_clock_alone_is_lost(conn: Any, redis_client:
     await call(Badge(id="x", label="L1", code="c1"), "save", mode)
     stale = await call(Badge.objects, "get", mode, id="x")
     await call(await call(Badge.objects, "get", mode, id="x"), "delete", mode)
-    redis_client.delete(KeySpace(Badge._meta).clock(0))
+    redis_client.delete(KeySpace(Badge._meta).state(0))
     reborn = await call(Badge(id="x", label="L2", code="c1"), "save", mode)
     assert reborn.version > stale.version
     await assert_second_life_intact(mode, stale, reborn, redis_client)

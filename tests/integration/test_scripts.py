@@ -59,4 +59,4 @@ def test_scripts_declare_their_flags() -> None:
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes",
         # the stored schema is reconciled at a model's first use, even above maxmemory (a
         # few bytes), so that reads keep working on a full server
-        "schema": "#!lua flags=allow-oom", "reindex": "#!lua"}
+        "schema": "#!lua flags=allow-oom", "reindex": "#!lua", "stamp": "#!lua flags=allow-oom"}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import heapq
 import json
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cmp_to_key
 from itertools import islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import sortable
 from ...engine.drive import Op
@@ -22,6 +21,7 @@ from ...errors import (
     BackendConnectionError,
     CorruptDocumentError,
     DuplicateIdError,
+    SchemaMismatchError,
     TransactionError,
     UnsupportedOperation,
     VersionConflict,
@@ -43,12 +43,15 @@ if TYPE_CHECKING:
     from ...document import Document
     from ...events import ChangeEvent
 
+T = TypeVar("T")
+
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken
 AUTO_ID_ATTEMPTS = 5
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
-#: seconds between reads of a schema while one of its indexes is being built
-SCHEMA_REFRESH = 1.0
+#: how often an operation reads the schema again and retries when a script says its
+#: partition has seen a newer layout (each time, another process changed the schema)
+LAYOUT_ATTEMPTS = 5
 
 CAPABILITIES = Capabilities(
     lookups=frozenset(Lookup),
@@ -69,7 +72,8 @@ class _ModelState:
     """What one connection knows of one model: its keys, write layout, stored schema (read
     at first use) and the planner for the indexes that schema says are ready."""
 
-    __slots__ = ("options", "keys", "planner", "writes", "schema", "loaded_at", "_query_layout")
+    __slots__ = ("options", "keys", "planner", "planned_with", "writes", "schema",
+                 "_query_layout")
 
     def __init__(self, options: ModelOptions, max_document_bytes: int) -> None:
         self.options = options
@@ -77,31 +81,26 @@ class _ModelState:
         self.planner = Planner(options)
         self.writes = writes.WriteLayout(options, self.keys, max_document_bytes)
         self.schema: Schema | None = None
-        self.loaded_at = 0.0
+        self.planned_with: frozenset[str] | None = None
         self._query_layout: list[tuple[tuple[str, ...], tuple[str, str]]] | None = None
 
     def use(self, schema: Schema) -> None:
-        """Plan with the indexes ``schema`` says are ready."""
-        if self.schema is None or schema.ready() != self.schema.ready():
+        """Plan with the indexes ``schema`` says are ready; send its layout with every call
+        (a script refuses one older than its partition has seen: see ``_prelude.lua``)."""
+        if self.planned_with is None or schema.ready() != self.planned_with:
             ready = schema.ready()
             every = frozenset(i.name for i in self.options.indexes)
             self.planner = Planner(self.options, None if ready >= every else ready)
-        self.schema, self.loaded_at = schema, time.monotonic()
-
-    def stale(self) -> bool:
-        """Whether the schema must be read (again): never read yet, or an index was being
-        built when it was read (its end is learned within SCHEMA_REFRESH seconds)."""
-        if self.schema is None:
-            return True
-        return bool(self.schema.building()) and (
-            time.monotonic() - self.loaded_at > SCHEMA_REFRESH)
+            self.planned_with = ready
+        self.schema = schema
+        self.writes.layout = str(schema.layout).encode()
 
     def query_layout(self) -> list[tuple[tuple[str, ...], tuple[str, str]]]:
         """Per partition: the KEYS of a query.lua call and its key prefixes."""
         if self._query_layout is None:
             keys = self.keys
             self._query_layout = [
-                ((keys.ids(p), *keys.indexes(p), keys.ttl(p)),
+                ((keys.ids(p), *keys.indexes(p), keys.state(p), keys.ttl(p)),
                  (keys.doc_prefix(p), keys.meta_prefix(p)))
                 for p in range(keys.partitions)]
         return self._query_layout
@@ -126,12 +125,13 @@ class RedisBackend:
             state = self._models[id(options)] = _ModelState(options, self.max_document_bytes)
         return state
 
-    def prepare(self, options: ModelOptions) -> Op[_ModelState]:
+    def prepare(self, options: ModelOptions, refresh: bool = False) -> Op[_ModelState]:
         """The model's state, its stored schema reconciled with the declaration at first use
-        (one round trip; then none, except a schema read per SCHEMA_REFRESH while an index
-        is being built)."""
+        (one round trip; then none). ``refresh``: read the schema again, because a script
+        found that its partition has seen a newer layout (an index was added, built or
+        dropped since this connection read it)."""
         state = self._state(options)
-        if state.stale():
+        if state.schema is None or refresh:
             state.use((yield from schemas.register(options, state.keys)))
         return state
 
@@ -159,8 +159,9 @@ class RedisBackend:
         # One insert with P == 1 allocates its id inside the script (one round trip);
         # otherwise ids come first, in one INCRBY. A counter value a user already took as an
         # id makes that insert fail with "exists": it gets the next free value and retries.
-        for _attempt in range(AUTO_ID_ATTEMPTS):
-            missing = [i for i in pending if i in auto]
+        stale_layouts = 0
+        for _attempt in range(AUTO_ID_ATTEMPTS + LAYOUT_ATTEMPTS):
+            missing = [i for i in pending if i in auto and requests[i].id is None]
             if missing and not (len(requests) == 1 and options.partitions == 1):
                 ids = yield from self.allocate_ids(options, len(missing))
                 for position, new_id in zip(missing, ids, strict=True):
@@ -181,10 +182,16 @@ class RedisBackend:
             resent = getattr(sent, "resent", False)
             replies: list[Any] = []
             for (_, members), reply in zip(batches, sent, strict=True):
-                replies += reply if len(members) > 1 else [reply]
+                if len(members) > 1 and not writes.layout_refused(reply):
+                    replies += reply
+                else:  # one request, or a batch refused whole
+                    replies += [reply] * len(members)
             order = [i for _, members in batches for i in members]
-            retry = []
+            retry, stale = [], []
             for i, reply in zip(order, replies, strict=True):
+                if writes.layout_refused(reply):
+                    stale.append(i)  # nothing written: send it again with the new schema
+                    continue
                 result = writes.result(options, requests[i], reply)
                 if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
                     result = WriteResult(result.id, None, WriteOutcomeUnknown(
@@ -194,9 +201,14 @@ class RedisBackend:
                     requests[i] = requests[i].with_id(None)
                 else:
                     results[i] = result
-            if not retry:
+            if stale:
+                stale_layouts += 1
+                if stale_layouts > LAYOUT_ATTEMPTS:
+                    raise _unsettled(options)
+                yield from self.prepare(options, refresh=True)
+            if not retry and not stale:
                 break
-            pending = retry
+            pending = sorted(retry + stale)
         return [r if r is not None else WriteResult(None, None, DuplicateIdError(
             options.model_name, "<new>")) for r in results]
 
@@ -244,10 +256,12 @@ class RedisBackend:
                 f"{options.partitions}): {', '.join(map(repr, every_id[:10]))}")
         if not every_id:
             return []
-        call = state.writes.tx_call(partitions.pop(), list(checks), requests)
+        partition = partitions.pop()
         # resendable when it writes a document: tx.lua then recognises an earlier attempt
         resendable = any(r.kind != "delete" for r in requests)
-        sent = yield RedisPlan((call,), idempotent=resendable)
+        _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
+            (state.writes.tx_call(partition, list(checks), requests),),
+            idempotent=resendable)))
         try:
             return writes.tx_results(options, list(checks), requests, sent[0])
         except (VersionConflict, DuplicateIdError) as refusal:
@@ -304,19 +318,31 @@ class RedisBackend:
                 found[id] = None if raw is None else _row(options, id, version, raw)
         return [found[id] for id in ids]
 
-    def _query_calls(self, options: ModelOptions, plan: Plan, mode: str, offset: int,
+    def _query_calls(self, state: _ModelState, plan: Plan, mode: str, offset: int,
                      limit: int | None) -> RedisPlan:
-        state = self._state(options)
         window = (mode, str(offset), str(-1 if limit is None else limit),
-                  "1" if options.ttl else "0", plan.program)
+                  "1" if state.options.ttl else "0", plan.program, state.writes.layout)
         calls = tuple(Call("query", keys, prefixes + window)
                       for keys, prefixes in state.query_layout())
         return RedisPlan(calls, read_only=True)
 
+    def _ask(self, options: ModelOptions,
+             make: Callable[[_ModelState], tuple[T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:
+        """Send the read that ``make`` plans from the model's state. When a partition has
+        seen a newer schema layout than the one it was planned with (an index added, built
+        or dropped since), read the schema again and plan again."""
+        state = yield from self.prepare(options)
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            made, plan = make(state)
+            replies = yield plan
+            if not any(writes.layout_refused(reply) for reply in replies):
+                return made, replies
+            state = yield from self.prepare(options, refresh=True)
+        raise _unsettled(options)
+
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         if spec.where == FALSE or spec.limit == 0:
             return []
-        state = yield from self.prepare(options)
         where = spec.where
         if isinstance(where, Condition) and where.field == ID and where.lookup in (
                 Lookup.EXACT, Lookup.IN):
@@ -324,13 +350,17 @@ class RedisBackend:
             ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
             found = yield from self.get_many(options, ids)
             return _arrange(options, spec, [row for row in found if row is not None])
-        plan = state.planner.plan(spec)
         single = options.partitions == 1
-        if plan.server_order:
-            offset, limit = (spec.offset, spec.limit) if single else (0, spec.window)
-        else:
-            offset, limit = 0, None
-        replies = yield self._query_calls(options, plan, "rows", offset, limit)
+
+        def make(state: _ModelState) -> tuple[Plan, RedisPlan]:
+            plan = state.planner.plan(spec)
+            if plan.server_order:
+                offset, limit = (spec.offset, spec.limit) if single else (0, spec.window)
+            else:
+                offset, limit = 0, None
+            return plan, self._query_calls(state, plan, "rows", offset, limit)
+
+        plan, replies = yield from self._ask(options, make)
         if plan.server_order and single:
             return _rows(options, replies[0])
         if not plan.server_order:
@@ -360,7 +390,7 @@ class RedisBackend:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
         state = yield from self.prepare(options)
         plan = state.planner.plan(spec, counting=True)
-        if plan.residual is not None or not plan.server_order:
+        if plan.residual is not None or not plan.server_order:  # (query() checks the layout)
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
             return min(len(rows), 1) if mode == "exists" else len(rows)
@@ -372,20 +402,27 @@ class RedisBackend:
             bounds = tuple(bound for pair in driver.ranges for bound in pair)
             calls = tuple(
                 Call("count", (keys.ttl(p), keys.ids(p) if driver.kind == "ALL"
-                               else keys.index(p, driver.indexes[0])), bounds)
+                               else keys.index(p, driver.indexes[0]), keys.state(p)),
+                     (state.writes.layout, *bounds))
                 for p in range(options.partitions))
             counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
+            if -2 in counts:  # planned with an outdated schema: plan again
+                yield from self.prepare(options, refresh=True)
+                return (yield from self._matches(options, spec, mode))
             if -1 not in counts:
                 total = sum(counts)
                 return min(total, 1) if mode == "exists" else total
-        replies = yield self._query_calls(options, plan, mode, 0, None)
+        _, replies = yield from self._ask(options, lambda state: (None, self._query_calls(
+            state, state.planner.plan(spec, counting=True), mode, 0, None)))
         total = sum(int(r) for r in replies)
         return min(total, 1) if mode == "exists" else total
 
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
-        state = yield from self.prepare(options)
-        plan = state.planner.plan(spec)
-        replies = yield self._query_calls(options, plan, "plan", 0, None)
+        def make(state: _ModelState) -> tuple[tuple[_ModelState, Plan], RedisPlan]:
+            plan = state.planner.plan(spec)
+            return (state, plan), self._query_calls(state, plan, "plan", 0, None)
+
+        (state, plan), replies = yield from self._ask(options, make)
         chosen, exact = wire.text(replies[0][0]), replies[0][2] == 1
         estimate = sum(int(reply[1]) for reply in replies)
         keys = self._state(options).keys
@@ -440,9 +477,9 @@ class RedisBackend:
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition."""
-        layout = (yield from self.prepare(options)).writes
-        calls = tuple(layout.sweep_call(p, limit) for p in range(options.partitions))
-        replies = yield RedisPlan(calls, idempotent=True)
+        _, replies = yield from self._ask(options, lambda state: (None, RedisPlan(
+            tuple(state.writes.sweep_call(p, limit) for p in range(options.partitions)),
+            idempotent=True)))
         return sum(int(reply[0]) for reply in replies)
 
     # -- change events (reading; the write scripts append them) -----------------------------
@@ -506,6 +543,12 @@ class RedisBackend:
         return sum(int(c) for c in counts)
 
 
+
+
+def _unsettled(options: ModelOptions) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"{options.model_name}: the collection's schema kept changing under this operation "
+        f"({LAYOUT_ATTEMPTS} times); another process is changing the model's declaration")
 
 
 def _building(state: _ModelState) -> dict[str, str]:

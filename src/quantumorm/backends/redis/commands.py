@@ -43,7 +43,7 @@ def script(name: str) -> Script:
 
 
 SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep",
-                "group", "tx", "restore", "schema", "reindex")
+                "group", "tx", "restore", "schema", "reindex", "stamp")
 
 
 @dataclass(frozen=True)

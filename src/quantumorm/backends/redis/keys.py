@@ -10,7 +10,8 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
     {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
     {ns:coll:pN}:x           STREAM  the partition's change events (see ``events.py``)
-    {ns:coll:pN}:clock       STRING  the partition's version clock: the last version given
+    {ns:coll:pN}:state       HASH    clock = the last version given (versions never repeat),
+                                     layout = the newest schema layout seen (see schema.py)
     {ns:coll}:schema         HASH    the stored schema: fields, indexes and their states
     {ns:coll:p0}:seq         STRING  auto-id counter when P == 1 (same slot: one-call inserts)
     {ns:coll}:seq            STRING  auto-id counter when P > 1
@@ -87,10 +88,11 @@ class KeySpace:
         """The partition's expiry schedule: ZSET, score = expire-at ms, member = id key."""
         return f"{self.tag(partition)}:ttl"
 
-    def clock(self, partition: int) -> str:
-        """The partition's version clock (``next_version`` in ``lua/_write.lua``): it
-        outlives every document, so no id is ever given a version it had before."""
-        return f"{self.tag(partition)}:clock"
+    def state(self, partition: int) -> str:
+        """The partition's state hash: its version clock (``next_version`` in
+        ``lua/_write.lua``), which outlives every document so that no id is ever given a
+        version it had before, and the schema layout scripts check (``lua/_prelude.lua``)."""
+        return f"{self.tag(partition)}:state"
 
     def changes(self, partition: int) -> str:
         """The partition's change stream (one entry per create, update, delete, expiry)."""

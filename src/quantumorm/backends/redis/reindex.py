@@ -31,7 +31,7 @@ from . import schemas, wire
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import manifest_field, meta_field
-from .writes import encode_document, index_members
+from .writes import encode_document, index_members, layout_refused
 
 if TYPE_CHECKING:
     from ...document import Document
@@ -72,7 +72,8 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
             if not ids:
                 break
             id_keys = [bytes(i) for i in ids]
-            yield from _batch(model, keys, partition, indexes, id_keys, report)
+            yield from _batch(model, keys, str(schema.layout).encode(), partition, indexes,
+                              id_keys, report)
             cursor = id_keys[-1]
             yield from schemas.checkpoint(keys, partition, cursor)
             done += len(id_keys)
@@ -94,30 +95,30 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     return report
 
 
-def _batch(model: type[Document], keys: KeySpace, partition: int, indexes: list[IndexSpec],
-           id_keys: list[bytes], report: ReindexReport) -> Op[None]:
+def _batch(model: type[Document], keys: KeySpace, layout: bytes, partition: int,
+           indexes: list[IndexSpec], id_keys: list[bytes], report: ReindexReport) -> Op[None]:
     """Write the entries of one batch of documents. A document written between its read
     and the script is read again and done again (a writer changing other fields does not
     touch these indexes), until it holds still or RETRIES rounds have passed."""
     ids = [sortable.id_from_key(k) for k in id_keys]
     for _round in range(RETRIES):
-        ids = yield from _attempt(model, keys, partition, indexes, ids, report)
+        ids = yield from _attempt(model, keys, layout, partition, indexes, ids, report)
         if not ids:
             return
     report.unsettled += len(ids)
 
 
-def _attempt(model: type[Document], keys: KeySpace, partition: int, indexes: list[IndexSpec],
-             ids: list[str], report: ReindexReport) -> Op[list[str]]:
+def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: int,
+             indexes: list[IndexSpec], ids: list[str], report: ReindexReport) -> Op[list[str]]:
     """One round of :func:`_batch`; returns the ids that changed under it."""
     options = model._meta
     doc_keys = [k for id in ids for k in (keys.doc(partition, id), keys.meta(partition, id))]
     (found,) = yield RedisPlan((Call("fetch", tuple(doc_keys), ()),), read_only=True)
-    key_list = [keys.index(partition, index.name) for index in indexes]
+    key_list = [keys.state(partition), *(keys.index(partition, index.name) for index in indexes)]
     described = wire.pack([item for index in indexes for item in (
         manifest_field(options, index).encode(), b"1" if index.unique else b"0",
         index.name.encode())])
-    args: list[Any] = [described, keys.doc_prefix(partition)]
+    args: list[Any] = [described, keys.doc_prefix(partition), layout]
     sent: list[str] = []
     for n, id in enumerate(ids):
         raw, version = found[2 * n], found[2 * n + 1]
@@ -136,8 +137,11 @@ def _attempt(model: type[Document], keys: KeySpace, partition: int, indexes: lis
         return []
     (replies,) = yield RedisPlan((Call("reindex", tuple(key_list), tuple(args)),),
                                  idempotent=True)
+    if layout_refused(replies):
+        raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while its "
+                                  "indexes were being built; run reindex() again")
     again = []
-    for id, reply, backfill in zip(sent, replies, args[4::5], strict=True):
+    for id, reply, backfill in zip(sent, replies, args[5::5], strict=True):
         if isinstance(reply, list):
             report.conflicts.append(UniqueConflict(wire.text(reply[1]), id,
                                                    sortable.id_from_key(bytes(reply[2]))))

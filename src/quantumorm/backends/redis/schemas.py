@@ -54,15 +54,23 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
     (indexes the declaration dropped lose their keys). See :func:`quantumorm.schema.reconcile`."""
     for _attempt in range(ATTEMPTS):
         stored = yield from read(keys)
-        has_data = False
+        has_data, stamped = False, 0
         if stored is None:
-            counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
-                                           for p in range(options.partitions)), read_only=True)
-            has_data = any(int(c) for c in counts)
+            found = yield RedisPlan(tuple(
+                step for p in range(options.partitions) for step in (
+                    Command(("ZCARD", keys.ids(p))),
+                    Command(("HGET", keys.state(p), "layout")))), read_only=True)
+            has_data = any(int(n) for n in found[0::2])
+            # (the schema is gone but not the data, or not processes that still hold it:
+            # FLUSHALL, a partial restore) the new layout is above every one seen
+            stamped = max((int(s) for s in found[1::2] if s is not None), default=0)
         outcome = reconcile(options.model_name, stored, options, has_data)
         if not outcome.changed:
             return outcome.schema
+        if stamped >= outcome.schema.layout:
+            outcome = replace(outcome, schema=replace(outcome.schema, layout=stamped + 1))
         if (yield from _replace(keys, stored, outcome.schema)):
+            yield from _stamp(options, keys, outcome.schema)
             yield from _drop(options, keys, outcome.dropped)
             return outcome.schema
     raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing while "
@@ -78,6 +86,7 @@ def take_over(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
             return (yield from register(options, keys))
         outcome = adopt(stored, options)
         if (yield from _replace(keys, stored, outcome.schema)):
+            yield from _stamp(options, keys, outcome.schema)
             yield from _drop(options, keys, outcome.dropped)
             return outcome.schema
     raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing")
@@ -91,6 +100,7 @@ def set_states(options: ModelOptions, keys: KeySpace, schema: Schema,
     if not (yield from _replace(keys, schema, new)):
         raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while the "
                                   "index states were being updated; run it again")
+    yield from _stamp(options, keys, new)
     return new
 
 
@@ -104,6 +114,8 @@ def repartitioned(keys: KeySpace, partitions: int, partition_by: str) -> Op[None
         moved = replace(stored, partitions=partitions, partition_by=partition_by,
                         layout=stored.layout + 1, checkpoints={})
         if (yield from _replace(keys, stored, moved)):
+            yield RedisPlan(tuple(Call("stamp", (keys.state(p),), (str(moved.layout),))
+                                  for p in range(partitions)), idempotent=True)
             return
     raise SchemaMismatchError("the stored schema kept changing during the repartition")
 
@@ -117,6 +129,14 @@ def checkpoint(keys: KeySpace, partition: int, cursor: bytes) -> Op[None]:
 def clear_checkpoints(keys: KeySpace, partitions: int) -> Op[None]:
     yield RedisPlan((Command(("HDEL", keys.schema, *(f"build:{p}" for p in range(partitions)))),),
                     idempotent=True)
+
+
+def _stamp(options: ModelOptions, keys: KeySpace, schema: Schema) -> Op[None]:
+    """Tell every partition that the schema is at ``schema.layout`` now: scripts called
+    with an older layout refuse from then on, so every connection reads the schema again
+    at its next operation (and a process still running an older declaration stops)."""
+    yield RedisPlan(tuple(Call("stamp", (keys.state(p),), (str(schema.layout),))
+                          for p in range(options.partitions)), idempotent=True)
 
 
 def _drop(options: ModelOptions, keys: KeySpace, names: tuple[str, ...]) -> Op[None]:

@@ -73,6 +73,9 @@ class WriteLayout:
         #: what the scripts' events_on() reads: b"" when the model emits no change events
         self.events = events_spec(options, keys)
         self._changed: dict[frozenset[str], bytes] = {}
+        #: the stored schema's layout the calls carry (b"": none); set by the backend
+        #: whenever it reads the schema (scripts refuse a layout older than the partition's)
+        self.layout = b""
 
     def event_keys(self, partition: int) -> tuple[str, ...]:
         """The stream key appended to a write's KEYS when the model emits events."""
@@ -97,13 +100,13 @@ class WriteLayout:
         return keys
 
     def partition_keys(self, partition: int) -> tuple[str, str, str, str, str, str]:
-        """The partition's ids, TTL schedule, document and meta prefixes, sequence, clock."""
+        """The partition's ids, TTL schedule, document and meta prefixes, sequence, state."""
         found = self._partition_keys.get(partition)
         if found is None:
             k = self.keys
             found = self._partition_keys[partition] = (
                 k.ids(partition), k.ttl(partition), k.doc_prefix(partition),
-                k.meta_prefix(partition), k.sequence, k.clock(partition))
+                k.meta_prefix(partition), k.sequence, k.state(partition))
         return found
 
     def document(self, request: WriteRequest) -> bytes:
@@ -131,15 +134,15 @@ class WriteLayout:
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             partition, id_key = 0, b""
-            ids, ttl, doc_prefix, meta_prefix, sequence, clock = self.partition_keys(0)
+            ids, ttl, doc_prefix, meta_prefix, sequence, state = self.partition_keys(0)
             doc_key, meta_key = doc_prefix, meta_prefix
         else:
             partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
-            ids, ttl, doc_prefix, meta_prefix, _, clock = self.partition_keys(partition)
+            ids, ttl, doc_prefix, meta_prefix, _, state = self.partition_keys(partition)
             escaped = sortable.escape_id(request.id)
             doc_key, meta_key = doc_prefix + escaped, meta_prefix + escaped
             sequence = ids  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, ids, sequence, ttl, clock, *self.index_keys(partition),
+        key_list = [doc_key, meta_key, ids, sequence, ttl, state, *self.index_keys(partition),
                     *self.event_keys(partition)]
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
@@ -161,6 +164,7 @@ class WriteLayout:
             meta_prefix,
             self.events,
             self.changed_names(request.changed),
+            self.layout,
         )
         return Call("save", tuple(key_list), args)
 
@@ -168,11 +172,12 @@ class WriteLayout:
     def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
         """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
         keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), keys.clock(partition),
+        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
                     *self.index_keys(partition)]
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
         args: list[Any] = [self.described, "keep" if expiry == "persist" else expiry,
-                           keys.doc_prefix(partition), keys.meta_prefix(partition), self.events]
+                           keys.doc_prefix(partition), keys.meta_prefix(partition), self.events,
+                           self.layout]
         for request in requests:
             assert request.id is not None and request.values is not None
             key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
@@ -202,10 +207,10 @@ class WriteLayout:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
         the writes, all in ``partition``; applied all together or not at all."""
         keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), keys.clock(partition),
+        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
                     *self.index_keys(partition)]
         args: list[Any] = [self.described, keys.doc_prefix(partition),
-                           keys.meta_prefix(partition), self.events]
+                           keys.meta_prefix(partition), self.events, self.layout]
         for id, version in checks:
             key_list += [keys.doc(partition, id), keys.meta(partition, id)]
             args += [b"check", b"%d" % version, sortable.id_key(id), b"", b"", b"", b"", b"",
@@ -234,7 +239,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(values)
         return Call("restore", (
             keys.doc(partition, id), keys.meta(partition, id), keys.ids(partition),
-            keys.ttl(partition), keys.clock(partition), *self.index_keys(partition)), (
+            keys.ttl(partition), keys.state(partition), *self.index_keys(partition)), (
             sortable.id_key(id), raw, str(version), os.urandom(8).hex(), wire.pack(pairs),
             self.described, wire.pack(lenient), "keep" if ttl_ms is None else str(ttl_ms),
             keys.doc_prefix(partition)))
@@ -244,18 +249,20 @@ class WriteLayout:
         keys, partition = self.keys, self.keys.partition_of(request.id)
         key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
                     keys.ids(partition), keys.ttl(partition), keys.trash(partition, request.id),
-                    *self.index_keys(partition), *self.event_keys(partition)]
+                    keys.state(partition), *self.index_keys(partition),
+                    *self.event_keys(partition)]
         expected = str(request.expected_version) if request.expected_version else ""
         soft = "" if request.expire in ("keep", "persist") else request.expire
         return Call("delete", tuple(key_list),
-                    (expected, sortable.id_key(request.id), self.manifests, soft, self.events))
+                    (expected, sortable.id_key(request.id), self.manifests, soft, self.events,
+                     self.layout))
 
     def sweep_call(self, partition: int, limit: int) -> Call:
         keys = self.keys
-        return Call("sweep", (keys.ids(partition), keys.ttl(partition),
+        return Call("sweep", (keys.ids(partition), keys.ttl(partition), keys.state(partition),
                               *self.index_keys(partition), *self.event_keys(partition)),
                     (str(limit), self.manifests, keys.doc_prefix(partition),
-                     keys.meta_prefix(partition), self.events))
+                     keys.meta_prefix(partition), self.events, self.layout))
 
 
 def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
@@ -274,6 +281,15 @@ def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> C
 
 def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
     return WriteLayout(options, keys).delete_call(request)
+
+
+def layout_refused(reply: Any) -> bool:
+    """Whether a script refused because its partition has seen a newer schema layout than
+    the caller's (``{"LAYOUT", n}``; ``-2`` from count.lua): nothing was done."""
+    if isinstance(reply, list):
+        return len(reply) == 2 and isinstance(reply[0], (bytes, str)) and \
+            wire.text(reply[0]) == "LAYOUT"
+    return isinstance(reply, int) and reply == -2
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:

@@ -90,6 +90,25 @@ local function purge_expired(idkey, meta_key, ids_key, ttl_key, indexes)
   emit("expire", idkey, version)
 end
 
+-- A partition's state hash ({ns:coll:pN}:state) holds its version clock ("clock", see
+-- _write.lua) and "layout": the newest layout of the collection's stored schema (see
+-- quantumorm/schema.py) that has used the partition. Every script that reads or writes
+-- index entries gets its caller's layout and refuses, before anything else, when the
+-- partition has seen a newer one: the caller planned with an outdated schema (an index
+-- added, dropped, built or being rebuilt since) and must read it again. A writer records
+-- its own layout when it is newer (after a FLUSHALL, or before the stamps of a change
+-- have reached every partition). ``layout`` "" (a tool with no schema): no check.
+-- Returns the newer stored layout, {"WRONGTYPE", key}, or nil when the caller may go on.
+local function layout_refusal(state_key, layout, writer)
+  if not type_ok(state_key, "hash") then return {"WRONGTYPE", state_key} end
+  if layout == nil or layout == "" then return nil end
+  local stored = tonumber(redis.call("HGET", state_key, "layout") or "0")
+  local mine = tonumber(layout)
+  if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
+  if writer and stored < mine then redis.call("HSET", state_key, "layout", layout) end
+  return nil
+end
+
 -- the server's clock, in milliseconds
 local function now_ms()
   local t = redis.call("TIME")

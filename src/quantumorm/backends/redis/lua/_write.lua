@@ -38,25 +38,27 @@ local function applied(meta_key, write_id)
 end
 
 -- Versions never repeat for an id, across deletes, expiries and re-creates: every write
--- takes the next value of its partition's clock, max(last + 1, the server's time in
--- microseconds), so a compare-and-set from an earlier life of a document always fails.
--- The clock key outlives every document; if it is lost too (FLUSHALL, a new server), the
--- time still puts new versions above the old ones, which were at most the time of their
--- write (plus one per write made in the same microsecond, which one server cannot sustain).
--- Versions stay below 2^53 (exact as Lua numbers) until the year 2255.
-local function next_version(clock_key)
+-- takes the next value of its partition's clock (the state hash's "clock"), max(last + 1,
+-- the server's time in microseconds), so a compare-and-set from an earlier life of a
+-- document always fails. The clock outlives every document; if it is lost too (FLUSHALL, a
+-- new server), the time still puts new versions above the old ones, which were at most the
+-- time of their write (plus one per write made in the same microsecond, which one server
+-- cannot sustain). Versions stay below 2^53 (exact as Lua numbers) until the year 2255.
+local function next_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local last = tonumber(redis.call("GET", clock_key) or "0") or 0
+  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   local version = math.max(last + 1, now)
-  redis.call("SET", clock_key, string.format("%.0f", version))
+  redis.call("HSET", state_key, "clock", string.format("%.0f", version))
   return version
 end
 
 -- Make the clock at least ``version`` (a document moved in keeps its version).
-local function clock_at_least(clock_key, version)
-  local last = tonumber(redis.call("GET", clock_key) or "0") or 0
-  if version > last then redis.call("SET", clock_key, string.format("%.0f", version)) end
+local function clock_at_least(state_key, version)
+  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  if version > last then
+    redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+  end
 end
 
 -- Identity and version check of a write to a known id: a refusal, or nil. An insert must
@@ -130,7 +132,7 @@ end
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
 -- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil).
 -- Returns the version written.
-local function store(w, ids_key, ttl_key, clock_key)
+local function store(w, ids_key, ttl_key, state_key)
   if w.expiry == "keep" and w.mode == "update" then
     redis.call("SET", w.doc_key, w.json, "KEEPTTL")
   else
@@ -144,7 +146,7 @@ local function store(w, ids_key, ttl_key, clock_key)
       redis.call("ZADD", ttl_key, at, w.idkey)
     end
   end
-  local version = w.version or next_version(clock_key)
+  local version = w.version or next_version(state_key)
   local shown = string.format("%.0f", version)
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then

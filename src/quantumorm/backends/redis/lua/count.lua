@@ -5,12 +5,20 @@
 --
 -- KEYS[1]   the partition's TTL schedule
 -- KEYS[2]   the index key (or the id index)
--- ARGV      pairs of lex range bounds; none: count the whole key (ZCARD)
--- Returns   the count, or -1 when the TTL schedule is not empty
+-- KEYS[3]   the partition's state hash (schema layout, see _prelude.lua)
+-- ARGV[1]   the caller's schema layout
+-- ARGV[2..] pairs of lex range bounds; none: count the whole key (ZCARD)
+-- Returns   the count, -1 when the TTL schedule is not empty, -2 when the caller's schema
+--           is outdated (it must read it again)
 -- luacheck: globals redis KEYS ARGV
 
+do
+  local refused = layout_refusal(KEYS[3], ARGV[1], false)
+  if refused and refused[1] == "LAYOUT" then return -2 end
+  if refused then return redis.error_reply("WRONGTYPE " .. KEYS[3] .. " is not a hash") end
+end
 if redis.call("ZCARD", KEYS[1]) > 0 then return -1 end
-if #ARGV == 0 then return redis.call("ZCARD", KEYS[2]) end
+if #ARGV == 1 then return redis.call("ZCARD", KEYS[2]) end
 local n = 0
-for i = 1, #ARGV, 2 do n = n + redis.call("ZLEXCOUNT", KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 2 do n = n + redis.call("ZLEXCOUNT", KEYS[2], ARGV[i], ARGV[i + 1]) end
 return n

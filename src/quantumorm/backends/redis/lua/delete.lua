@@ -10,28 +10,37 @@
 -- KEYS[3]   the partition's id index
 -- KEYS[4]   the partition's TTL schedule
 -- KEYS[5]   where a soft delete keeps the document JSON until it expires
--- KEYS[6..] index keys of the model
+-- KEYS[6]   the partition's state hash (schema layout, see _prelude.lua)
+-- KEYS[7..] index keys of the model
 -- ARGV[1]   expected version, or "" to delete whatever version is stored
 -- ARGV[2]   id key
--- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[6..] order
+-- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
 --           at once (so no read finds it) and its JSON stays at KEYS[5] that long
 -- ARGV[5]   change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[6]   the caller's schema layout ("" for none)
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
+--           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 do
+  local refused = layout_refusal(KEYS[6], ARGV[6], false)
+  if refused then return refused end
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
-for i = 1, 5 + #cmsgpack.unpack(ARGV[3]) do
-  local wanted = (i == 2) and "hash" or ((i == 1 or i == 5) and "string" or "zset")
-  if not type_ok(KEYS[i], wanted) then return {"WRONGTYPE", KEYS[i]} end
+local wanted = {"string", "hash", "zset", "zset", "string"}
+for i = 1, 5 do
+  if not type_ok(KEYS[i], wanted[i]) then return {"WRONGTYPE", KEYS[i]} end
 end
 local idkey = ARGV[2]
 local indexes = {}
-for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[5 + i], field = field} end
+for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[6 + i], field = field} end
+do
+  local bad = bad_index(indexes)
+  if bad then return {"WRONGTYPE", bad} end
+end
 local stored = redis.call("HGET", KEYS[2], "v")
 if not stored then return {"MISSING"} end
 if redis.call("EXISTS", KEYS[1]) == 0 then  -- it expired: clean up what it left

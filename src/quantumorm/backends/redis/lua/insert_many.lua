@@ -10,7 +10,7 @@
 --
 -- KEYS[1]     the partition's id index
 -- KEYS[2]     the partition's TTL schedule
--- KEYS[3]     the partition's version clock
+-- KEYS[3]     the partition's state hash: version clock, schema layout
 -- KEYS[4..I+3] every index key of the model, in the model's index order
 -- KEYS[I+4..] per document: document key, meta hash key
 -- ARGV[1]     MessagePack array, per index: meta field holding its entries, "1" if unique,
@@ -18,11 +18,13 @@
 -- ARGV[2]     expiry of every document: "keep" (none) or milliseconds from now
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
 -- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
--- ARGV[6..]   per document: id key, document JSON, write id, MessagePack array of pairs
+-- ARGV[6]     the caller's schema layout ("" for none)
+-- ARGV[7..]   per document: id key, document JSON, write id, MessagePack array of pairs
 --             (meta field name, netstring list of value encodings), MessagePack array of
 --             the positions of unique indexes not enforced for it (a compound value with a
 --             null part)
--- Returns     per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
+-- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
+--             or per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -40,12 +42,14 @@ local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
 -- shared keys: checked once for the whole batch
 local shared_error = nil
 do
+  local refused = layout_refusal(KEYS[3], ARGV[6], true)
+  if refused and refused[1] == "LAYOUT" then return refused end
+  shared_error = refused
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then shared_error = {"WRONGTYPE", bad} end
 end
 if not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
 if not type_ok(KEYS[2], "zset") then shared_error = {"WRONGTYPE", KEYS[2]} end
-if not type_ok(KEYS[3], "string") then shared_error = {"WRONGTYPE", KEYS[3]} end
 for i = 1, nindexes do
   if not shared_error and not type_ok(indexes[i].key, "zset") then
     shared_error = {"WRONGTYPE", indexes[i].key}
@@ -53,9 +57,9 @@ for i = 1, nindexes do
 end
 
 local results = {}
-local ndocs = (#ARGV - 5) / 5
+local ndocs = (#ARGV - 6) / 5
 for d = 1, ndocs do
-  local base = 5 + 5 * (d - 1)
+  local base = 6 + 5 * (d - 1)
   local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local doc_key, meta_key = KEYS[nindexes + 2 + 2 * d], KEYS[nindexes + 3 + 2 * d]
   local refused = shared_error

@@ -11,7 +11,8 @@
 -- partition's hash tag with KEYS, so they are in the same slot.
 --
 -- KEYS[1]   the partition's id index (ZSET, member = id key)
--- KEYS[2..] index keys of the model, then the partition's TTL schedule (ZSET, last)
+-- KEYS[2..] index keys of the model, then the partition's state hash (schema layout, see
+--           _prelude.lua), then its TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
 -- ARGV[3]   "rows" | "count" | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
@@ -19,10 +20,17 @@
 --           schedule is not empty)
 -- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
 --           (grammar in planner.py)
+-- ARGV[8]   the caller's schema layout
 -- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
---           plan: {chosen driver, estimated candidates, 1 if it is exact}
+--           plan: {chosen driver, estimated candidates, 1 if it is exact};
+--           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
+do
+  local refused = layout_refusal(KEYS[#KEYS - 1], ARGV[8], false)
+  if refused and refused[1] == "LAYOUT" then return refused end
+  if refused then return redis.error_reply("WRONGTYPE " .. KEYS[#KEYS - 1] .. " is not a hash") end
+end
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it

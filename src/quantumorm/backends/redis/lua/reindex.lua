@@ -7,16 +7,19 @@
 -- whose version changed since is skipped: the write that changed it maintained every index
 -- of the model, building ones included. One that is gone is skipped too.
 --
--- KEYS[1..I]  the keys of the indexes being built
--- KEYS[I+1..] per document: document key, meta hash key
+-- KEYS[1]     the partition's state hash (schema layout, see _prelude.lua)
+-- KEYS[2..I+1] the keys of the indexes being built
+-- KEYS[I+2..] per document: document key, meta hash key
 -- ARGV[1]     MessagePack array, per index being built: meta field of its entries, "1" if
 --             unique, name
 -- ARGV[2]     the partition's document key prefix
--- ARGV[3..]   per document: id key, version read, JSON to store ("" to keep the stored
+-- ARGV[3]     the caller's schema layout
+-- ARGV[4..]   per document: id key, version read, JSON to store ("" to keep the stored
 --             one: it lacks no field with a default), MessagePack pairs (meta field, netstring
 --             list of value encodings) for every meta field of the built indexes, MessagePack
 --             positions of unique indexes not enforced for it
--- Returns     per document: "OK" | "SKIPPED" | {"UNIQUE", index name, holder id key}
+-- Returns     {"LAYOUT", stored layout} when the schema changed under the build, or per
+--             document: "OK" | "SKIPPED" | {"UNIQUE", index name, holder id key}
 --             (a unique value another live document holds: the entry is written anyway, so
 --             the index cannot be made ready until the conflict is resolved)
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -25,18 +28,22 @@
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do
-  indexes[i] = {key = KEYS[i], field = described[3 * i - 2],
+  indexes[i] = {key = KEYS[i + 1], field = described[3 * i - 2],
                 unique = described[3 * i - 1] == "1", name = described[3 * i]}
 end
 local nindexes = #indexes
+do
+  local refused = layout_refusal(KEYS[1], ARGV[3], true)
+  if refused then return refused end
+end
 for _, index in ipairs(indexes) do
   if not type_ok(index.key, "zset") then return redis.error_reply("WRONGTYPE " .. index.key) end
 end
 local results = {}
-for d = 1, (#ARGV - 2) / 5 do
-  local base = 2 + 5 * (d - 1)
+for d = 1, (#ARGV - 3) / 5 do
+  local base = 3 + 5 * (d - 1)
   local idkey, version, json = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local doc_key, meta_key = KEYS[nindexes + 2 * d - 1], KEYS[nindexes + 2 * d]
+  local doc_key, meta_key = KEYS[nindexes + 2 * d], KEYS[nindexes + 1 + 2 * d]
   if redis.call("EXISTS", doc_key) == 0 or not type_ok(meta_key, "hash")
       or redis.call("HGET", meta_key, "v") ~= version then
     results[d] = "SKIPPED"

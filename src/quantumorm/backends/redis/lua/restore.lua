@@ -5,7 +5,7 @@
 --
 -- KEYS[1]   document key    KEYS[2]  meta hash key
 -- KEYS[3]   the partition's id index    KEYS[4]  its TTL schedule
--- KEYS[5]   the partition's version clock (raised to the version, so it never repeats)
+-- KEYS[5]   the partition's state hash (its clock is raised to the version: no repeat)
 -- KEYS[6..] every index key of the model, in the model's index order
 -- ARGV[1]   id key     ARGV[2]  document JSON     ARGV[3]  version     ARGV[4]  write id
 -- ARGV[5]   MessagePack pairs: meta field, netstring list of value encodings
@@ -28,7 +28,7 @@ end
 for _, key in ipairs({KEYS[3], KEYS[4]}) do
   if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
 end
-if not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
+if not type_ok(KEYS[5], "hash") then return {"WRONGTYPE", KEYS[5]} end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 if redis.call("EXISTS", KEYS[1]) == 1 then

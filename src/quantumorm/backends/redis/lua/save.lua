@@ -14,7 +14,7 @@
 -- KEYS[4]   the id sequence (string counter) when allocating; otherwise unused (the
 --           caller passes a key of the same partition so that every key is in one slot)
 -- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
--- KEYS[6]   the partition's version clock (see next_version in _write.lua)
+-- KEYS[6]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[7..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
 -- ARGV[1]   "insert" | "update"
 -- ARGV[2]   expected version (update)
@@ -31,11 +31,13 @@
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
 -- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
+-- ARGV[14]  the caller's schema layout ("" for none)
 --
 -- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
 -- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+--           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -48,6 +50,8 @@ for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
   all_indexes[i] = {key = KEYS[6 + i], field = field}
 end
 do
+  local refused = layout_refusal(KEYS[6], ARGV[14], true)
+  if refused then return refused end
   local bad = events_on(ARGV[12], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
@@ -57,7 +61,6 @@ local function identify()
   for _, key in ipairs({KEYS[3], KEYS[5]}) do
     if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   end
-  if not type_ok(KEYS[6], "string") then return {"WRONGTYPE", KEYS[6]} end
   if idkey == "" then
     if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
     -- user-supplied ids share the id space: skip counter values a user already took

@@ -10,14 +10,15 @@
 -- script above maxmemory before it starts.
 --
 -- KEYS[1]       the partition's id index        KEYS[2]  its TTL schedule
--- KEYS[3]       the partition's version clock
+-- KEYS[3]       the partition's state hash: version clock, schema layout
 -- KEYS[4..I+3]  every index key of the model, in the model's index order
 -- KEYS[I+4..]   per operation: document key, meta hash key
 -- KEYS[#KEYS]   the partition's change stream, when ARGV[4] ~= ""
 -- ARGV[1]       MessagePack array, per index: meta field of its entries, "1" if unique, name
 -- ARGV[2]       document key prefix    ARGV[3]  meta key prefix
 -- ARGV[4]       change events: "" (none) or the spec events_on() reads
--- ARGV[5..]     per operation, 9 values: kind ("check" | "insert" | "update" | "delete"),
+-- ARGV[5]       the caller's schema layout ("" for none)
+-- ARGV[6..]     per operation, 9 values: kind ("check" | "insert" | "update" | "delete"),
 --               expected version ("0": must not exist), id key, document JSON, write id,
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
@@ -25,6 +26,7 @@
 -- Returns       {"OK", version per operation} | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}
 --               | {"UNIQUE", position, index name, holder id key} | {"WRONGTYPE", key}
+--               | {"LAYOUT", stored layout} (the caller's schema is outdated)
 --               | {"APPLIED"} (a resent transaction that was applied, but a document it
 --               wrote has been written again since: the version it wrote is unknown)
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -37,28 +39,29 @@ for i = 1, #described / 3 do
                 unique = described[3 * i - 1] == "1", name = described[3 * i]}
 end
 local nindexes = #indexes
-local ids_key, ttl_key, clock_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
 do
+  local refused = layout_refusal(state_key, ARGV[5], true)
+  if refused then return refused end
   local bad = events_on(ARGV[4], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
 for _, key in ipairs({ids_key, ttl_key}) do
   if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
 end
-if not type_ok(clock_key, "string") then return {"WRONGTYPE", clock_key} end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 
 -- 0. a resent transaction whose first attempt was applied: its first write says so, and
 -- each write's meta hash the version it wrote ({"APPLIED"} if one has moved on since) ----
-for n = 1, (#ARGV - 4) / 9 do
-  local base = 4 + 9 * (n - 1)
+for n = 1, (#ARGV - 5) / 9 do
+  local base = 5 + 9 * (n - 1)
   local kind = ARGV[base + 1]
   if kind == "insert" or kind == "update" then
     if not applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5]) then break end
     local versions = {}
-    for m = 1, (#ARGV - 4) / 9 do
-      local at = 4 + 9 * (m - 1)
+    for m = 1, (#ARGV - 5) / 9 do
+      local at = 5 + 9 * (m - 1)
       local what = ARGV[at + 1]
       if what == "check" then
         versions[m] = tonumber(ARGV[at + 2])
@@ -75,8 +78,8 @@ end
 
 -- 1. versions ------------------------------------------------------------------------
 local ops = {}
-for n = 1, (#ARGV - 4) / 9 do
-  local base = 4 + 9 * (n - 1)
+for n = 1, (#ARGV - 5) / 9 do
+  local base = 5 + 9 * (n - 1)
   local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
               json = ARGV[base + 4], write_id = ARGV[base + 5],
               doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
@@ -166,7 +169,7 @@ for n, op in ipairs(ops) do
       rewrite_entries(index.key, op.idkey, old, op.members[i])
     end
     op.mode = op.kind
-    versions[n] = store(op, ids_key, ttl_key, clock_key)
+    versions[n] = store(op, ids_key, ttl_key, state_key)
   else
     versions[n] = op.version
   end

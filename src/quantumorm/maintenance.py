@@ -60,3 +60,89 @@ class ReindexReport:
         lines += [f"  conflict: {c.index} of {c.id!r} is also held by {c.other_id!r}"
                   for c in self.conflicts]
         return "\n".join(lines)
+
+
+#: the kinds of problem ``verify()`` counts, and what each means
+PROBLEMS: dict[str, str] = {
+    "dangling_ids": "an id is listed, but neither its document nor its meta hash exists",
+    "missing_meta": "a document has no meta hash (no version, no record of its entries)",
+    "bad_meta": "a meta hash has no valid version",
+    "orphan_meta": "a meta hash outlived its document, and no expiry sweep is due for it",
+    "unlisted_documents": "a document is not in its partition's id index",
+    "corrupt_documents": "a stored document cannot be decoded by the model",
+    "stale_meta": "a meta hash records other index entries than its document implies",
+    "missing_entries": "an index lacks an entry that a document's meta hash records",
+    "stale_entries": "an index holds an entry that its (live) document does not record",
+    "orphan_entries": "an index holds an entry whose document is gone, with no sweep due",
+    "unique_duplicates": "two live documents hold one value of a unique index",
+    "clock_behind": "a partition's version clock is below a version it gave",
+    "unsafe_eviction_policy": "the server may evict any key (maxmemory-policy allkeys-*)",
+}
+
+
+@dataclass
+class VerifyReport:
+    """What ``Model.objects.verify()`` found: ``ok`` when no problem of any kind.
+
+    ``problems`` counts each kind (see :data:`PROBLEMS`; kinds not found are absent) and
+    ``samples`` names up to 10 ids (or keys) of each. ``expired`` counts documents that
+    expired and await the sweep (reads skip them: not a problem). Indexes still building are
+    not checked (``building``); nor, on a Redis Cluster, are keys outside the id index
+    (``scanned`` is False there).
+    """
+
+    model: str
+    problems: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    documents: int = 0
+    entries: int = 0
+    expired: int = 0
+    building: tuple[str, ...] = ()
+    scanned: bool = True
+    eviction_policy: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.problems.values())
+
+    def add(self, kind: str, where: str, count: int = 1) -> None:
+        assert kind in PROBLEMS, kind
+        self.problems[kind] = self.problems.get(kind, 0) + count
+        shown = self.samples.setdefault(kind, [])
+        if len(shown) < 10 and where not in shown:
+            shown.append(where)
+
+    def __str__(self) -> str:
+        head = (f"{self.model}: {'OK' if self.ok else 'PROBLEMS FOUND'}: {self.documents} "
+                f"documents, {self.entries} index entries checked, {self.expired} expired "
+                f"awaiting the sweep ({self.seconds:.2f} s)")
+        lines = [head]
+        if self.building:
+            lines.append(f"  not checked (building): {', '.join(self.building)}")
+        if not self.scanned:
+            lines.append("  keys outside the id index not scanned (Redis Cluster)")
+        for kind, count in sorted(self.problems.items()):
+            lines.append(f"  {kind}: {count} ({PROBLEMS[kind]}); e.g. "
+                         + ", ".join(repr(s) for s in self.samples.get(kind, [])))
+        return "\n".join(lines)
+
+
+@dataclass
+class RepairReport:
+    """What ``Model.objects.repair()`` did: the problems found before, what it changed,
+    and what ``verify()`` found afterwards (``after.ok``: repaired). Problems it cannot fix
+    by itself (corrupt documents, unique duplicates, an unsafe eviction policy) remain in
+    ``after``."""
+
+    before: VerifyReport
+    after: VerifyReport
+    fixed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.after.ok
+
+    def __str__(self) -> str:
+        fixed = ", ".join(f"{k}: {v}" for k, v in sorted(self.fixed.items())) or "nothing"
+        return f"{self.before}\nrepaired: {fixed}\nafterwards:\n{self.after}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -20,7 +20,7 @@ from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
 from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
 from ..fields.base import MISSING
-from ..maintenance import Progress, ReindexReport
+from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id
 from .lookups import Lookup
@@ -384,19 +384,29 @@ class QuerySet(Generic[D]):
         queries use an index once it is ready. Resumes an interrupted run. ``progress(done,
         total)`` is called after every batch. Makes the model's declaration the stored
         schema, even one older than what is stored. On Redis only; see the README."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
-        model = self.model
-
-        def build(backend: Backend) -> Op[ReindexReport]:
-            reindex = getattr(backend, "reindex", None)
-            if reindex is None:
-                raise UnsupportedOperation(backend.name, "reindex")
-            op: Op[ReindexReport] = reindex(model, batch_size, progress)
-            return op
-        return build
+        return _maintenance(self.model, "reindex", batch_size, progress)
 
     reindex_sync = reindex.sync
+
+    @operation
+    def verify(self, batch_size: int = 500,
+               progress: Progress | None = None) -> OpFactory[VerifyReport]:
+        """Check that documents, their meta data and every ready index agree; returns a
+        report with ``ok`` and counts per kind of problem (nothing is changed). Safe while
+        writers run: each batch is judged on an atomic snapshot."""
+        return _maintenance(self.model, "verify", batch_size, progress)
+
+    verify_sync = verify.sync
+
+    @operation
+    def repair(self, batch_size: int = 500,
+               progress: Progress | None = None) -> OpFactory[RepairReport]:
+        """Fix what :meth:`verify` finds, then verify again (``report.ok``: repaired). Each
+        fix is checked again atomically when it is applied, so writers may go on. Corrupt
+        documents and unique duplicates are reported, not guessed at."""
+        return _maintenance(self.model, "repair", batch_size, progress)
+
+    repair_sync = repair.sync
 
     @operation
     def explain(self) -> OpFactory[Explanation]:
@@ -541,3 +551,18 @@ def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,
 def _keyset_page_op(qs: QuerySet[D], per_page: int, backend: Backend) -> Op[Page[D]]:
     items, cursor = yield from qs._page_op(backend, per_page)
     return Page(items, per_page, next_cursor=cursor)
+
+
+def _maintenance(model: type[Any], name: str, batch_size: int,
+                 progress: Progress | None) -> Callable[[Backend], Op[Any]]:
+    """The operation factory of a maintenance method (reindex, verify, repair)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
+
+    def build(backend: Backend) -> Op[Any]:
+        method = getattr(backend, name, None)
+        if method is None:
+            raise UnsupportedOperation(backend.name, name)
+        op: Op[Any] = method(model, batch_size, progress)
+        return op
+    return build

@@ -27,7 +27,7 @@ from ...errors import (
     VersionConflict,
     WriteOutcomeUnknown,
 )
-from ...maintenance import Progress, ReindexReport
+from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.lookups import Lookup
@@ -523,6 +523,20 @@ class RedisBackend:
         from . import reindex
 
         return (yield from reindex.reindex(self, model, batch, progress))
+
+    def verify(self, model: type[Document], batch: int,
+               progress: Progress | None) -> Op[VerifyReport]:
+        """Check documents, meta hashes and index entries against each other: verify.py."""
+        from . import verify
+
+        return (yield from verify.verify(self, model, batch, progress))
+
+    def repair(self, model: type[Document], batch: int,
+               progress: Progress | None) -> Op[RepairReport]:
+        """Fix what verify() finds (each fix checked again atomically): repair.py."""
+        from . import repair
+
+        return (yield from repair.repair(self, model, batch, progress))
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         if self.cluster:  # SCAN walks one node: it would leave the other masters' keys

@@ -43,7 +43,8 @@ def script(name: str) -> Script:
 
 
 SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep",
-                "group", "tx", "restore", "schema", "reindex", "stamp")
+                "group", "tx", "restore", "schema", "reindex", "stamp", "inspect",
+                "entries", "repair")
 
 
 @dataclass(frozen=True)

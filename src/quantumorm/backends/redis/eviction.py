@@ -86,7 +86,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _policy(reply: Any) -> str | None:
+def policy_of(reply: Any) -> str | None:
     """The policy in a reply to one of :data:`READS` (INFO's dict, or CONFIG GET's dict or
     flat list), or None if it is not there (a Redis-compatible server may not say)."""
     if isinstance(reply, (list, tuple)):
@@ -111,7 +111,7 @@ def _single_name(client: Any) -> str:
 def _read(target: Any) -> str:
     for command in READS:
         try:
-            policy = _policy(target.execute_command(*command))
+            policy = policy_of(target.execute_command(*command))
         except rx.ResponseError:  # refused by an ACL, or the command is disabled
             continue
         if policy is not None:
@@ -140,7 +140,7 @@ def eviction_policies(client: Any) -> dict[str, str]:
 async def _aread(target: Any) -> str:
     for command in READS:
         try:
-            policy = _policy(await target.execute_command(*command))
+            policy = policy_of(await target.execute_command(*command))
         except rx.ResponseError:
             continue
         if policy is not None:

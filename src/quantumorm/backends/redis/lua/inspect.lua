@@ -1,0 +1,40 @@
+#!lua flags=no-writes
+-- inspect.lua: what verify() needs to judge a batch of listed ids of one partition, read
+-- in one atomic snapshot (read only): each id's document, meta hash and expiry schedule
+-- entry, and how many of the index entries its meta hash records are missing from each
+-- index.
+--
+-- KEYS[1]     the partition's TTL schedule    KEYS[2]  its id index
+-- KEYS[3..I+2] the keys of the indexes to check
+-- KEYS[I+3..] per id: document key, meta hash key
+-- ARGV[1]     MessagePack array: the meta field recording each index's entries, in KEYS
+--             order
+-- ARGV[2..]   the id keys, in KEYS order
+-- Returns     per id: {JSON or false, meta hash as a flat list, scheduled expiry or false,
+--             1 if the id index lists it else 0, {entries missing from index 1, index 2...}}
+-- luacheck: globals redis KEYS ARGV cmsgpack
+
+local manifests = cmsgpack.unpack(ARGV[1])
+local nindexes = #manifests
+local out = {}
+for d = 1, #ARGV - 1 do
+  local idkey = ARGV[d + 1]
+  local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
+  local json = false
+  if type_ok(doc_key, "string") then json = redis.call("GET", doc_key) or false end
+  local meta = {}
+  if type_ok(meta_key, "hash") then meta = redis.call("HGETALL", meta_key) end
+  local missing = {}
+  for i = 1, nindexes do
+    local n = 0
+    if type_ok(KEYS[i + 2], "zset") then
+      for _, member in ipairs(unpack_list(redis.call("HGET", meta_key, manifests[i]) or nil)) do
+        if not redis.call("ZSCORE", KEYS[i + 2], member .. idkey) then n = n + 1 end
+      end
+    end
+    missing[i] = n
+  end
+  local listed = redis.call("ZSCORE", KEYS[2], idkey) and 1 or 0
+  out[d] = {json, meta, redis.call("ZSCORE", KEYS[1], idkey) or false, listed, missing}
+end
+return out

@@ -1,0 +1,124 @@
+#!lua flags=allow-oom
+-- repair.lua: fix what verify() found in one partition (what repair() sends, batch by
+-- batch). Each fix checks again, inside this atomic call, that the problem is still there
+-- (writers may have fixed or changed the document since it was judged) and does nothing
+-- otherwise. allow-oom: fixes mostly free memory, and a full server needs them most.
+--
+-- KEYS[1]     the partition's id index    KEYS[2]  its TTL schedule
+-- KEYS[3]     the partition's state hash (version clock, schema layout)
+-- KEYS[4..I+3] every index key of the model, in the model's index order
+-- KEYS[I+4..] per fix: document key, meta hash key (for "drop" and "clock": any key of
+--             the partition, unused)
+-- ARGV[1]     MessagePack array: the meta field of every index, in KEYS order
+-- ARGV[2]     the caller's schema layout
+-- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
+-- ARGV[5..]   per fix, 5 values: what, id key, version ("" if none), JSON the document had
+--             when judged ("" if none), MessagePack pairs (meta field, netstring list of
+--             value encodings) for "adopt"/"reentry"; for "drop": the index position
+--             (1-based) in the version slot and the entry in the JSON slot
+--   what:  "unlist"   an id without document nor meta hash: removed from the id index
+--          "purge"    a meta hash without document and no sweep due: what it records goes
+--          "adopt"    a document without (valid) meta hash: a new version, its entries, listed
+--          "list"     a document at this version missing from the id index: listed
+--          "reentry"  a document at this version whose entries are wrong: rewritten
+--          "drop"     an index entry that no live document records: removed
+--          "clock"    the clock raised to the version
+-- Returns     {"LAYOUT", stored} or, per fix, 1 if it was applied, 0 if no longer needed
+-- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
+
+local manifests = cmsgpack.unpack(ARGV[1])
+local indexes, by_field = {}, {}
+for i, field in ipairs(manifests) do
+  indexes[i] = {key = KEYS[3 + i], field = field}
+  by_field[field] = indexes[i]
+end
+local nindexes = #indexes
+do
+  local refused = layout_refusal(KEYS[3], ARGV[2], true)
+  if refused then return refused end
+  for _, key in ipairs({KEYS[1], KEYS[2]}) do
+    if not type_ok(key, "zset") then return redis.error_reply("WRONGTYPE " .. key) end
+  end
+  local bad = bad_index(indexes)
+  if bad then return redis.error_reply("WRONGTYPE " .. bad) end
+end
+
+-- write the meta fields ``pairs`` and bring the entries of the indexes they record to them
+-- (all of them added, whatever the meta hash recorded: an entry may have been lost)
+local function entries(idkey, meta_key, pairs)
+  for i = 1, #pairs, 2 do
+    local index = by_field[pairs[i]]
+    if index then
+      local new = unpack_list(pairs[i + 1])
+      local old = unpack_list(redis.call("HGET", meta_key, pairs[i]) or nil)
+      rewrite_entries(index.key, idkey, old, new)
+      local all = {}
+      for n, member in ipairs(new) do all[n] = member .. idkey end
+      bulk("ZADD", index.key, all, true)
+    end
+  end
+  if #pairs > 0 then redis.call("HSET", meta_key, unpack(pairs)) end
+end
+
+local results = {}
+for n = 1, (#ARGV - 4) / 5 do
+  local base = 4 + 5 * (n - 1)
+  local what, idkey, version, json = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local doc_key, meta_key = KEYS[nindexes + 2 + 2 * n], KEYS[nindexes + 3 + 2 * n]
+  local done = 0
+  if what == "unlist" then
+    if redis.call("EXISTS", doc_key, meta_key) == 0 then
+      redis.call("ZREM", KEYS[1], idkey)
+      redis.call("ZREM", KEYS[2], idkey)
+      done = 1
+    end
+  elseif what == "purge" then
+    if redis.call("EXISTS", doc_key) == 0 and not redis.call("ZSCORE", KEYS[2], idkey)
+        and type_ok(meta_key, "hash") then
+      purge(idkey, meta_key, KEYS[1], KEYS[2], indexes)
+      done = 1
+    end
+  elseif what == "adopt" then
+    local stored = type_ok(meta_key, "hash") and redis.call("HGET", meta_key, "v")
+    if type_ok(doc_key, "string") and redis.call("GET", doc_key) == json
+        and not (stored and tonumber(stored)) then
+      if not type_ok(meta_key, "hash") then redis.call("DEL", meta_key) end
+      entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
+      redis.call("HSET", meta_key, "v", string.format("%.0f", next_version(KEYS[3])))
+      redis.call("ZADD", KEYS[1], 0, idkey)
+      done = 1
+    end
+  elseif what == "list" then
+    if redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
+        and redis.call("HGET", meta_key, "v") == version then
+      redis.call("ZADD", KEYS[1], 0, idkey)
+      done = 1
+    end
+  elseif what == "reentry" then
+    if redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
+        and redis.call("HGET", meta_key, "v") == version then
+      entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
+      done = 1
+    end
+  elseif what == "drop" then
+    local index = indexes[tonumber(version)]
+    local cut = #json
+    while cut > 0 and string.byte(json, cut) ~= 0 do cut = cut - 1 end
+    local value, owner = string.sub(json, 1, cut), string.sub(json, cut + 1)
+    local eid = escaped_id(owner)
+    local owner_meta = ARGV[4] .. eid
+    local recorded = false
+    if redis.call("EXISTS", ARGV[3] .. eid) == 1 and type_ok(owner_meta, "hash") then
+      for _, member in ipairs(unpack_list(redis.call("HGET", owner_meta, index.field) or nil)) do
+        if member == value then recorded = true; break end
+      end
+    end
+    if not recorded and redis.call("ZREM", index.key, json) == 1 then done = 1 end
+  elseif what == "clock" then
+    clock_at_least(KEYS[3], tonumber(version))
+    done = 1
+  end
+  results[n] = done
+end
+return results

@@ -1,0 +1,135 @@
+"""Fix what ``verify()`` finds on Redis: ``Model.objects.repair()``.
+
+It walks the collection as :mod:`.verify` does and sends, batch by batch, ``repair.lua``
+calls whose fixes each check again, atomically, that their problem is still there (a
+writer may have fixed the document meanwhile): an id without document is unlisted; a meta
+hash without document (and no sweep due) is purged with what it records; a document without
+a valid meta hash gets one (with a new version) and its entries; a document missing from
+the id index is listed; wrong or missing entries of a document are rewritten from its
+values; entries no live document records are removed; a clock behind is raised. Corrupt
+documents and unique duplicates are left to the user (which document is right is not the
+tool's to guess): ``after`` still reports them. Then it verifies again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ... import sortable
+from ...engine.drive import Op
+from ...errors import SchemaMismatchError
+from ...maintenance import Progress, RepairReport, VerifyReport
+from . import wire
+from .commands import Call, RedisPlan
+from .planner import manifest_field
+from .verify import BATCH, Checker, Finding, clock_of, unlisted, verify, walk_entries, walk_ids
+from .writes import layout_refused
+
+if TYPE_CHECKING:
+    from ...document import Document
+    from .backend import RedisBackend
+
+#: what each verify() kind is fixed with
+FIXES = {"dangling_ids": "unlist", "orphan_meta": "purge", "missing_meta": "adopt",
+         "bad_meta": "adopt", "unlisted_documents": "list", "stale_meta": "reentry",
+         "missing_entries": "reentry"}
+
+
+def repair(backend: RedisBackend, model: type[Document], batch: int = BATCH,
+           progress: Progress | None = None) -> Op[RepairReport]:
+    options = model._meta
+    before = yield from verify(backend, model, batch, progress)
+    fixed: dict[str, int] = {}
+    if not before.ok:
+        state = yield from backend.prepare(options)
+        assert state.schema is not None
+        ready = [index for index in options.indexes if index.name in state.schema.ready()]
+        checker = Checker(model, state.keys, ready)
+        sender = _Sender(checker, state.writes.layout, fixed)
+        for partition in range(options.partitions):
+            newest = 0
+
+            def visit(findings: list[Finding], partition: int = partition) -> Op[None]:
+                nonlocal newest
+                newest = max([newest, *(f.version for f in findings)])
+                yield from sender.send(partition, [f for f in findings if f.kind in FIXES])
+
+            yield from walk_ids(checker, partition, batch, visit)
+            if not backend.cluster:
+                found = yield from unlisted(checker, partition, batch)
+                yield from visit(found)
+            scratch = VerifyReport(options.model_name)
+            for position, index in enumerate(options.indexes):
+                if index not in ready:
+                    continue
+                bad: list[tuple[str, bytes]] = []
+                yield from walk_entries(checker, scratch, partition, index, batch, bad)
+                yield from sender.drop(partition, position + 1, bad)
+            if newest > (yield from clock_of(checker.keys, partition)):
+                yield from sender.raise_clock(partition, newest)
+    after = yield from verify(backend, model, batch, None)
+    return RepairReport(before, after, fixed)
+
+
+class _Sender:
+    """Builds and sends ``repair.lua`` calls for one model, counting what they fixed."""
+
+    def __init__(self, checker: Checker, layout: bytes, fixed: dict[str, int]) -> None:
+        self.checker, self.layout, self.fixed = checker, layout, fixed
+        options = checker.options
+        self.manifests = wire.pack([manifest_field(options, index).encode()
+                                    for index in options.indexes])
+
+    def _call(self, partition: int, fixes: list[tuple[str, str, list[Any]]]) -> Op[None]:
+        """``fixes``: (verify kind, id or "", the 5 values repair.lua reads per fix)."""
+        if not fixes:
+            return
+        keys = self.checker.keys
+        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
+                    *keys.indexes(partition)]
+        args: list[Any] = [self.manifests, self.layout, keys.doc_prefix(partition),
+                           keys.meta_prefix(partition)]
+        for _kind, id, values in fixes:
+            anchor = id or "_"
+            key_list += [keys.doc(partition, anchor), keys.meta(partition, anchor)]
+            args += values
+        (replies,) = yield RedisPlan((Call("repair", tuple(key_list), tuple(args)),),
+                                     idempotent=True)
+        if layout_refused(replies):
+            raise SchemaMismatchError(f"{self.checker.options.model_name}: the stored schema "
+                                      "changed during repair(); run it again")
+        for (kind, _id, _values), done in zip(fixes, replies, strict=True):
+            if int(done):
+                self.fixed[kind] = self.fixed.get(kind, 0) + 1
+
+    def send(self, partition: int, findings: list[Finding]) -> Op[None]:
+        fixes = []
+        for f in findings:
+            assert f.kind is not None
+            what = FIXES[f.kind]
+            pairs = raw = b""
+            if what in ("adopt", "reentry"):
+                assert f.values is not None and f.raw is not None
+                expected = self.checker.expected(f.values)
+                pairs = wire.pack([item for name, members in expected.items()
+                                   for item in (name.encode(), sortable.pack_list(members))])
+                raw = f.raw
+            fixes.append((f.kind, f.id, [what, sortable.id_key(f.id),
+                                         str(f.version) if f.version else "", raw, pairs]))
+            if f.kind == "unlisted_documents" and (f.stale_meta or f.missing_entries):
+                fixes.append(("stale_meta", f.id, ["reentry", sortable.id_key(f.id),
+                                                   str(f.version), b"", pairs]))
+        yield from self._call(partition, fixes)
+
+    def drop(self, partition: int, position: int, entries: list[tuple[str, bytes]]) -> Op[None]:
+        fixes = []
+        for kind, entry in entries:  # (repair.lua checks that it is still not recorded)
+            _value, id_key = sortable.split_member(entry)
+            fixes.append((kind, sortable.id_from_key(id_key),
+                          ["drop", b"", str(position), entry, b""]))
+        for start in range(0, len(fixes), 500):
+            yield from self._call(partition, fixes[start:start + 500])
+
+    def raise_clock(self, partition: int, version: int) -> Op[None]:
+        yield from self._call(partition, [("clock_behind", "", ["clock", b"", str(version),
+                                                               b"", b""])])

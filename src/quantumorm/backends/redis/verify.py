@@ -1,0 +1,314 @@
+"""Check a collection on Redis: ``Model.objects.verify()`` (and the checks ``repair()`` acts on).
+
+Every judgement is made on an atomic snapshot, so writers may go on while it runs without
+making it report problems that are not there:
+
+* the partition's listed ids, in batches: ``inspect.lua`` returns each document, its meta
+  hash, its expiry schedule entry and how many of the entries its meta hash records are
+  missing from each index; Python decodes the document with the model and compares what its
+  values imply with what the meta hash records;
+* every ready index, in batches: ``entries.lua`` judges each entry against the meta hash
+  of its document (stale, orphan, or left by an expired document awaiting the sweep), and
+  consecutive entries of a unique index with one value are duplicates;
+* on a single server (not a Cluster, where SCAN sees one node), the document and meta keys
+  of each partition, to find those the id index does not list (inspected the same way);
+* the partition's version clock, against the versions it gave; the eviction policy.
+
+Indexes still building are not checked: their state already says they are incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ... import sortable
+from ...engine.drive import Op
+from ...maintenance import Progress, VerifyReport
+from ...options import IndexSpec, ModelOptions
+from . import eviction, wire
+from .commands import Call, Command, RedisPlan
+from .keys import KeySpace
+from .planner import manifest_field, meta_field
+from .writes import index_members
+
+if TYPE_CHECKING:
+    from ...document import Document
+    from .backend import RedisBackend
+
+BATCH = 500
+
+
+@dataclass
+class Finding:
+    """One inspected id: what verify() concluded, and what repair() needs to fix it."""
+
+    id: str
+    kind: str | None  # a PROBLEMS kind, "expired", "gone", or None when all is right
+    version: int = 0
+    raw: bytes | None = None  # the stored JSON, as judged
+    values: dict[str, Any] | None = None  # the document's values, if it could be decoded
+    listed: bool = True
+    #: meta fields whose recorded encodings differ from what the document implies
+    stale_meta: tuple[str, ...] = ()
+    missing_entries: int = 0
+
+
+class Checker:
+    """The checks of one model on one connection (shared by verify and repair)."""
+
+    def __init__(self, model: type[Document], keys: KeySpace, ready: list[IndexSpec]) -> None:
+        self.model, self.keys, self.indexes = model, keys, ready
+        options: ModelOptions = model._meta
+        self.options = options
+        self.manifests = [manifest_field(options, index) for index in ready]
+        # every meta field a ready index relies on: the manifests, and each field's values
+        # (query.lua checks conditions on them)
+        fields = dict.fromkeys(name for index in ready for name in index.fields)
+        self.value_fields = [(name, meta_field(options.fields[name])) for name in fields]
+
+    def inspect(self, partition: int, ids: list[str]) -> Op[list[Finding]]:
+        keys = self.keys
+        key_list = [keys.ttl(partition), keys.ids(partition),
+                    *(keys.index(partition, index.name) for index in self.indexes)]
+        for id in ids:
+            key_list += [keys.doc(partition, id), keys.meta(partition, id)]
+        args = [wire.pack([m.encode() for m in self.manifests]),
+                *(sortable.id_key(id) for id in ids)]
+        (replies,) = yield RedisPlan((Call("inspect", tuple(key_list), tuple(args)),),
+                                     read_only=True)
+        return [self._judge(id, reply) for id, reply in zip(ids, replies, strict=True)]
+
+    def _judge(self, id: str, reply: list[Any]) -> Finding:
+        raw, flat, scheduled, listed, missing = reply
+        meta = {wire.text(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
+        listed = bool(listed)
+        if raw is None or raw is False:
+            if meta:
+                kind = "expired" if scheduled not in (None, False) else "orphan_meta"
+            else:
+                kind = "dangling_ids" if listed else "gone"
+            return Finding(id, kind, listed=listed)
+        raw = bytes(raw)
+        try:
+            version = int(meta.get("v", b"0"))
+        except ValueError:
+            version = 0
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            values = self.model.from_storage(id, version, data)._values()
+            expected = self.expected(values)
+        except (ValueError, TypeError, ArithmeticError):
+            return Finding(id, "corrupt_documents", version, raw, listed=listed)
+        if not meta:
+            return Finding(id, "missing_meta", 0, raw, values, listed)
+        if not version:
+            return Finding(id, "bad_meta", 0, raw, values, listed)
+        stale = tuple(name for name, want in expected.items()
+                      if sorted(sortable.unpack_list(meta.get(name, b""))) != sorted(want))
+        finding = Finding(id, None, version, raw, values, listed, stale, sum(missing))
+        if not listed:
+            finding.kind = "unlisted_documents"
+        elif stale:
+            finding.kind = "stale_meta"
+        elif finding.missing_entries:
+            finding.kind = "missing_entries"
+        return finding
+
+    def expected(self, values: dict[str, Any]) -> dict[str, list[bytes]]:
+        """The meta fields the ready indexes rely on, with the encodings ``values`` imply."""
+        out = {name: self.options.fields[field].index_keys(values.get(field))
+               for field, name in self.value_fields}
+        for index, manifest in zip(self.indexes, self.manifests, strict=True):
+            if index.compound:
+                out[manifest] = index_members(self.options, index, values)
+        return out
+
+
+
+def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
+           progress: Progress | None = None) -> Op[VerifyReport]:
+    options = model._meta
+    started = time.monotonic()
+    state = yield from backend.prepare(options)
+    schema = state.schema
+    assert schema is not None
+    ready = [index for index in options.indexes if index.name in schema.ready()]
+    report = VerifyReport(options.model_name, building=schema.building(),
+                          scanned=not backend.cluster)
+    checker = Checker(model, state.keys, ready)
+    policy = yield from _eviction_policy()
+    report.eviction_policy = policy
+    if policy is not None and eviction.unsafe({"server": policy}):
+        report.add("unsafe_eviction_policy", policy)
+    keys = state.keys
+    totals = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
+                                   for p in range(options.partitions)), read_only=True)
+    total, done = sum(int(n) for n in totals), 0
+    for partition in range(options.partitions):
+        newest = 0
+
+        def visit(findings: list[Finding]) -> Op[None]:
+            nonlocal newest, done
+            for finding in findings:
+                newest = max(newest, finding.version)
+                _count(report, finding)
+            done += len(findings)
+            if progress is not None:
+                progress(done, max(done, total))
+            yield from ()
+
+        yield from walk_ids(checker, partition, batch, visit)
+        for index in ready:
+            yield from walk_entries(checker, report, partition, index, batch)
+        if not backend.cluster:
+            for finding in (yield from unlisted(checker, partition, batch)):
+                newest = max(newest, finding.version)
+                _count(report, finding)
+        clock = yield from clock_of(keys, partition)
+        if newest and clock < newest:
+            report.add("clock_behind", keys.state(partition))
+    if progress is not None:
+        progress(done, done)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _count(report: VerifyReport, finding: Finding) -> None:
+    if finding.kind == "expired":
+        report.expired += 1
+        return
+    if finding.kind == "gone":
+        return
+    report.documents += finding.kind not in ("dangling_ids", "orphan_meta")
+    if finding.kind is None:
+        return
+    if finding.stale_meta and finding.kind != "stale_meta":
+        report.add("stale_meta", finding.id)
+    if finding.missing_entries:
+        report.add("missing_entries", finding.id, finding.missing_entries)
+    if finding.kind != "missing_entries":
+        report.add(finding.kind, finding.id)
+
+
+def clock_of(keys: KeySpace, partition: int) -> Op[int]:
+    (clock,) = yield RedisPlan((Command(("HGET", keys.state(partition), "clock")),),
+                               read_only=True)
+    return int(clock or 0)
+
+
+def walk_ids(checker: Checker, partition: int, batch: int,
+             visit: Callable[[list[Finding]], Op[None]]) -> Op[None]:
+    """Every listed id of the partition, inspected in batches, each handed to ``visit``."""
+    cursor: bytes | None = None
+    while True:
+        low = b"-" if cursor is None else b"(" + cursor
+        (found,) = yield RedisPlan((Command((
+            "ZRANGE", checker.keys.ids(partition), low, b"+", "BYLEX", "LIMIT", 0, batch)),),
+            read_only=True)
+        if not found:
+            return
+        cursor = bytes(found[-1])
+        ids = [sortable.id_from_key(bytes(k)) for k in found]
+        yield from visit((yield from checker.inspect(partition, ids)))
+
+
+def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: IndexSpec,
+                 batch: int, bad: list[tuple[str, bytes]] | None = None) -> Op[None]:
+    """Judge every entry of one index of the partition (and, for a unique index, look for
+    one value held twice). ``bad`` collects the stale and orphan entries (kind, entry)."""
+    keys = checker.keys
+    manifest = manifest_field(checker.options, index)
+    key = keys.index(partition, index.name)
+    cursor: bytes | None = None
+    previous: tuple[bytes, str] | None = None
+    while True:
+        low = b"-" if cursor is None else b"(" + cursor
+        (members,) = yield RedisPlan((Command(("ZRANGE", key, low, b"+", "BYLEX", "LIMIT", 0,
+                                               batch)),), read_only=True)
+        if not members:
+            return
+        members = [bytes(m) for m in members]
+        cursor = members[-1]
+        (judged,) = yield RedisPlan((Call("entries", (key, keys.ttl(partition)), (
+            manifest, keys.doc_prefix(partition), keys.meta_prefix(partition), *members)),),
+            read_only=True)
+        flagged = {int(judged[i]) - 1: wire.text(judged[i + 1]) for i in range(0, len(judged), 2)}
+        report.entries += len(members)
+        for position, member in enumerate(members):
+            verdict = flagged.get(position)
+            value, id_key = sortable.split_member(member)
+            id = sortable.id_from_key(id_key)
+            if verdict == "stale":
+                report.add("stale_entries", f"{index.name}: {id}")
+            elif verdict == "orphan":
+                report.add("orphan_entries", f"{index.name}: {id}")
+            if verdict in ("stale", "orphan") and bad is not None:
+                bad.append((f"{verdict}_entries", member))
+            if verdict is not None:
+                continue
+            if index.unique and previous is not None and previous[0] == value and \
+                    value != sortable.NULL:
+                if (yield from _really_shared(checker, partition, index, previous[1], id)):
+                    report.add("unique_duplicates", f"{index.name}: {previous[1]}, {id}")
+            previous = (value, id)
+
+
+def _really_shared(checker: Checker, partition: int, index: IndexSpec, a: str,
+                   b: str) -> Op[bool]:
+    """Whether two live documents hold one value of a unique index that they must hold
+    alone (a compound value with a null part never conflicts)."""
+    findings = yield from checker.inspect(partition, [a, b])
+    if any(f.values is None for f in findings):
+        return False
+    values = [f.values for f in findings if f.values is not None]
+    if index.compound and any(v.get(n) is None for v in values for n in index.fields):
+        return False
+    options = checker.options
+    return bool(set(index_members(options, index, values[0]))
+                & set(index_members(options, index, values[1])))
+
+
+def unlisted(checker: Checker, partition: int, batch: int) -> Op[list[Finding]]:
+    """Documents and meta hashes of the partition that its id index does not list."""
+    keys = checker.keys
+    found: set[str] = set()
+    for prefix in (keys.doc_prefix(partition), keys.meta_prefix(partition)):
+        pattern = _glob(prefix) + "*"
+        cursor: Any = 0
+        while True:
+            cursor, names = (yield RedisPlan((Command(
+                ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)),), read_only=True))[0]
+            if names:
+                ids = [sortable.unescape_id(wire.text(n)[len(prefix):]) for n in names]
+                (scores,) = yield RedisPlan((Command(
+                    ("ZMSCORE", keys.ids(partition), *(sortable.id_key(i) for i in ids))),),
+                    read_only=True)
+                found.update(i for i, s in zip(ids, scores, strict=True) if s is None)
+            if int(cursor) == 0:
+                break
+    out: list[Finding] = []
+    candidates = sorted(found)
+    for start in range(0, len(candidates), batch):
+        out += [f for f in (yield from checker.inspect(partition,
+                                                       candidates[start:start + batch]))
+                if not f.listed]
+    return out
+
+
+def _glob(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)
+
+
+def _eviction_policy() -> Op[str | None]:
+    """The server's maxmemory-policy (on a cluster, the node that answers), or None."""
+    try:
+        (info,) = yield RedisPlan((Command(eviction.READS[0]),), read_only=True)
+    except Exception:  # (an ACL may refuse INFO: not verify's business to fail on it)
+        return None
+    return eviction.policy_of(info)

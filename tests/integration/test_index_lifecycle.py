@@ -125,6 +125,8 @@ def test_index_and_defaulted_field_added_to_10000_documents_with_writers_running
     assert not explained.scanned and explained.indexes == ("city",)
     assert "indexes building" not in explained.details
     assert_indexes_consistent(redis_client, New)
+    verified = New.objects.verify_sync()
+    assert verified.ok and verified.building == () and verified.documents >= 9_900, verified
     # every document now stores the default it read as
     raw = redis_client.get(KeySpace(New._meta).doc(0, "9999"))
     assert raw is None or b'"color":' in raw

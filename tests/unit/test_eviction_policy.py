@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from quantumorm import BackendError, ConfigurationError, UnsafeEvictionPolicy, create_connection
-from quantumorm.backends.redis.eviction import UNKNOWN, _policy, refusal, settle
+from quantumorm.backends.redis.eviction import UNKNOWN, policy_of, refusal, settle
 
 SAFE = ["noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"]
 UNSAFE = ["allkeys-lru", "allkeys-lfu", "allkeys-random"]
@@ -53,11 +53,11 @@ def test_settle_raises_or_warns(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_policy_from_the_replies_of_info_and_config_get() -> None:
-    assert _policy({"used_memory": 1, "maxmemory_policy": "allkeys-lru"}) == "allkeys-lru"
-    assert _policy({b"maxmemory-policy": b"volatile-ttl"}) == "volatile-ttl"
-    assert _policy([b"maxmemory-policy", b"noeviction"]) == "noeviction"
-    assert _policy({"used_memory": 1}) is None
-    assert _policy(b"garbage") is None
+    assert policy_of({"used_memory": 1, "maxmemory_policy": "allkeys-lru"}) == "allkeys-lru"
+    assert policy_of({b"maxmemory-policy": b"volatile-ttl"}) == "volatile-ttl"
+    assert policy_of([b"maxmemory-policy", b"noeviction"]) == "noeviction"
+    assert policy_of({"used_memory": 1}) is None
+    assert policy_of(b"garbage") is None
 
 
 def test_allow_eviction_must_be_a_bool() -> None:

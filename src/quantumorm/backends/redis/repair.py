@@ -108,8 +108,7 @@ class _Sender:
             assert f.kind is not None
             what = FIXES[f.kind]
             pairs = raw = b""
-            if what in ("adopt", "reentry"):
-                assert f.values is not None and f.raw is not None
+            if f.values is not None and f.raw is not None:
                 expected = self.checker.expected(f.values)
                 pairs = wire.pack([item for name, members in expected.items()
                                    for item in (name.encode(), sortable.pack_list(members))])

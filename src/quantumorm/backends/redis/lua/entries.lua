@@ -17,25 +17,29 @@
 local out = {}
 for n = 4, #ARGV do
   local entry = ARGV[n]
-  local cut = #entry
-  while cut > 0 and string.byte(entry, cut) ~= 0 do cut = cut - 1 end
-  local value, idkey = string.sub(entry, 1, cut), string.sub(entry, cut + 1)
-  local eid = escaped_id(idkey)
-  local meta_key = ARGV[3] .. eid
-  local alive = redis.call("EXISTS", ARGV[2] .. eid) == 1
-  local recorded = false
-  if type_ok(meta_key, "hash") then
-    for _, member in ipairs(unpack_list(redis.call("HGET", meta_key, ARGV[1]) or nil)) do
-      if member == value then recorded = true; break end
+  -- (an entry removed since the caller listed it went with a write of its document: fine)
+  if redis.call("ZSCORE", KEYS[1], entry) then
+    local cut = #entry
+    while cut > 0 and string.byte(entry, cut) ~= 0 do cut = cut - 1 end
+    local value, idkey = string.sub(entry, 1, cut), string.sub(entry, cut + 1)
+    local eid = escaped_id(idkey)
+    local meta_key = ARGV[3] .. eid
+    local alive = redis.call("EXISTS", ARGV[2] .. eid) == 1
+    local recorded = false
+    if type_ok(meta_key, "hash") then
+      for _, member in ipairs(unpack_list(redis.call("HGET", meta_key, ARGV[1]) or nil)) do
+        if member == value then recorded = true; break end
+      end
     end
-  end
-  if not alive then
-    local awaiting = redis.call("EXISTS", meta_key) == 1 and redis.call("ZSCORE", KEYS[2], idkey)
-    out[#out + 1] = n - 3
-    out[#out + 1] = awaiting and "expired" or "orphan"
-  elseif not recorded then
-    out[#out + 1] = n - 3
-    out[#out + 1] = "stale"
+    if not alive then
+      local awaiting = redis.call("EXISTS", meta_key) == 1
+        and redis.call("ZSCORE", KEYS[2], idkey)
+      out[#out + 1] = n - 3
+      out[#out + 1] = awaiting and "expired" or "orphan"
+    elseif not recorded then
+      out[#out + 1] = n - 3
+      out[#out + 1] = "stale"
+    end
   end
 end
 return out

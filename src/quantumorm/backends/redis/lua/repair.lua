@@ -47,6 +47,7 @@ end
 -- write the meta fields ``pairs`` and bring the entries of the indexes they record to them
 -- (all of them added, whatever the meta hash recorded: an entry may have been lost)
 local function entries(idkey, meta_key, pairs)
+  pairs = pairs or {}
   for i = 1, #pairs, 2 do
     local index = by_field[pairs[i]]
     if index then

@@ -1,0 +1,7 @@
+"""``python -m quantumorm``: see :mod:`quantumorm.tools.cli`."""
+
+import sys
+
+from .tools.cli import main
+
+sys.exit(main())

@@ -1,0 +1,144 @@
+"""``python -m quantumorm verify|reindex|repair module:Model --url URL``: the maintenance
+operations from a shell, with a progress bar and exit codes scripts can rely on.
+
+Exit codes: 0 when the collection is clean (verify found nothing; reindex made every index
+ready; repair left nothing behind), 1 when problems remain (printed, or as JSON with
+``--json``), 2 when the command could not run (bad arguments, a model that cannot be
+imported, a server that cannot be reached).
+
+The progress bar is rich's when rich is installed (``pip install 'quantumorm[cli]'``) and
+standard error is a terminal; otherwise a line per tenth of the way, so that logs stay
+readable. Written by hand only for that fallback: rich does the real bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from ..connection import create_connection
+from ..errors import QuantumORMError
+from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
+
+COMMANDS = ("verify", "reindex", "repair")
+CONNECTION = "quantumorm-cli"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m quantumorm",
+        description="Check, build and repair a model's documents and indexes.")
+    parser.add_argument("command", choices=COMMANDS, help=(
+        "verify: check documents, meta data and indexes (changes nothing); reindex: build "
+        "the indexes that are building (or rebuild all), online; repair: fix what verify "
+        "finds, then verify again"))
+    parser.add_argument("model", help="the model, as module:Class (the module is imported)")
+    parser.add_argument("--url", default=os.environ.get("QUANTUMORM_URL")
+                        or os.environ.get("REDIS_URL"),
+                        help="the store's URL (default: $QUANTUMORM_URL, then $REDIS_URL)")
+    parser.add_argument("--backend", default=None,
+                        help="the backend of the URL (default: the model's Meta.backend)")
+    parser.add_argument("--batch", type=int, default=500, help="documents per round trip")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress")
+    parser.add_argument("--allow-eviction", action="store_true",
+                        help="reindex on a server whose maxmemory-policy is allkeys-* "
+                             "(verify and repair always run there, and report it)")
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be positive")
+    if not args.url:
+        parser.error("--url (or QUANTUMORM_URL / REDIS_URL) is required")
+    try:
+        model = load_model(args.model)
+    except (ImportError, AttributeError, ValueError) as exc:
+        parser.error(f"cannot load the model {args.model!r}: {exc}")
+    backend = args.backend or model._meta.backend
+    options: dict[str, Any] = {}
+    if backend == "redis":
+        # verify must be able to see (and report) an unsafe eviction policy, not refuse
+        options["allow_eviction"] = args.allow_eviction or args.command != "reindex"
+    try:
+        connection = create_connection(backend, args.url, name=CONNECTION, **options)
+    except QuantumORMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with progress_bar(f"{args.command} {model.__name__}",
+                          None if args.quiet else sys.stderr) as progress:
+            method = getattr(model.objects.using(CONNECTION), f"{args.command}_sync")
+            report = method(batch_size=args.batch, progress=progress)
+    except QuantumORMError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        connection.close()
+    print(json.dumps(as_dict(report), indent=2, default=str) if args.json else report)
+    return 0 if clean(report) else 1
+
+
+def load_model(path: str) -> Any:
+    """``module:Class`` -> the class (``module.Class`` is accepted too)."""
+    module, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module or not name:
+        raise ValueError("expected module:Class")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    if not hasattr(target, "objects") or not hasattr(target, "_meta"):
+        raise ValueError(f"{path} is not a QuantumORM model")
+    return target
+
+
+def clean(report: VerifyReport | ReindexReport | RepairReport) -> bool:
+    if isinstance(report, ReindexReport):
+        return report.ready
+    return report.ok
+
+
+def as_dict(report: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(report)
+    out["ok"] = clean(report)
+    return out
+
+
+@contextmanager
+def progress_bar(label: str, stream: TextIO | None) -> Iterator[Progress | None]:
+    """A ``progress(done, total)`` callback drawing on ``stream`` (None: no progress)."""
+    if stream is None:
+        yield None
+        return
+    try:
+        if not stream.isatty():
+            raise ImportError
+        from rich.progress import Progress as Bar
+    except ImportError:
+        yield _lines(label, stream)
+        return
+    with Bar(transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+        yield update
+
+
+def _lines(label: str, stream: TextIO) -> Callable[[int, int], None]:
+    """The plain fallback: one line per tenth of the way."""
+    started, shown = time.monotonic(), [-1]
+
+    def update(done: int, total: int) -> None:
+        tenth = 10 if total == 0 else min(10, done * 10 // total)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            print(f"{label}: {done}/{total} documents ({time.monotonic() - started:.1f} s)",
+                  file=stream, flush=True)
+    return update

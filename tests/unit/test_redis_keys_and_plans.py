@@ -967,15 +967,15 @@ def test_save_call_insert_arguments() -> None:
                                            + sortable.encode_number(30)]),
     }
     by_name = {name: (pos, manifest, unique) for pos, manifest, unique, name in args.indexes}
-    # KEYS: doc, meta, ids, sequence, TTL schedule, then every index key of the model
+    # KEYS: doc, meta, ids, sequence, TTL schedule, version clock, then every index key
     assert by_name == {
-        "mail": (6, "f:mail", "1"), "name": (7, "f:name", "0"), "age": (8, "f:age", "0"),
-        "tags": (9, "f:tags", "0"), "name__age": (10, "x:name__age", "1"),
+        "mail": (7, "f:mail", "1"), "name": (8, "f:name", "0"), "age": (9, "f:age", "0"),
+        "tags": (10, "f:tags", "0"), "name__age": (11, "x:name__age", "1"),
     }
     for pos, _, _, name in args.indexes:
         assert call.keys[pos - 1] == keys.index(0, name)
     # with change events on (the default) the partition's stream comes last
-    assert call.keys[4] == keys.ttl(0) and len(call.keys) == 11
+    assert call.keys[4:6] == (keys.ttl(0), keys.clock(0)) and len(call.keys) == 12
     assert call.keys[-1] == keys.changes(0)
     assert wire.unpack(call.args[11]) == [b"10000", b"0", b""]
     assert call.args[12] == b""  # an insert changes every field

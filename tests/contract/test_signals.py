@@ -40,21 +40,28 @@ async def test_signals_around_every_write(models: Any, mode: str,
                                           events: list[tuple[Any, ...]]) -> None:
     Account = models.Account
     a = await run(Account(id="a", email="a@x", age=1), "save", mode)
+    created = a.version
     await run(a, "save", mode)  # nothing changed: pre_save only, no write, no post_save
+    assert a.version == created
     a.age = 2
     await run(a, "save", mode)
-    await run(Account.objects, "bulk_create", mode,
-              [Account(id="b", email="b@x", age=5), Account(id="c", email="c@x", age=6)])
+    updated = a.version
+    assert updated > created > 0
+    bulk = {d.id: d.version for d in await run(
+        Account.objects, "bulk_create", mode,
+        [Account(id="b", email="b@x", age=5), Account(id="c", email="c@x", age=6)])}
     assert await run(Account.objects.filter(age__gte=5), "update", mode, age=7) == 2
+    b, c = await run(Account.objects, "get_many", mode, ["b", "c"])
+    assert b.version > bulk["b"] > 0 and c.version > bulk["c"] > 0
     assert await run(Account.objects.filter(id="c"), "delete", mode) == 1
     assert await run(a, "delete", mode) is True
     assert events == [
-        ("pre_save", "a", 1), ("post_save", "a", 1, True),
+        ("pre_save", "a", 1), ("post_save", "a", created, True),
         ("pre_save", "a", 1),
-        ("pre_save", "a", 2), ("post_save", "a", 2, False),
+        ("pre_save", "a", 2), ("post_save", "a", updated, False),
         ("pre_bulk", 2), ("post_bulk", ["b", "c"]),
         ("pre_save", "b", 7), ("pre_save", "c", 7),
-        ("post_save", "b", 2, False), ("post_save", "c", 2, False),
+        ("post_save", "b", b.version, False), ("post_save", "c", c.version, False),
         ("pre_delete", "c"), ("post_delete", "c", True),
         ("pre_delete", "a"), ("post_delete", "a", True),
     ]

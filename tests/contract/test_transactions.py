@@ -42,6 +42,7 @@ async def seed(models: Any, mode: str) -> None:
 
 async def test_a_transfer_commits_both_writes(store: str, models: Any, mode: str) -> None:
     await seed(models, mode)
+    before = await stored(models, mode)
     tx = begin(store, mode)
     a, b = await get(tx, mode, models.Account, "a"), await get(tx, mode, models.Account, "b")
     a.age -= 5
@@ -52,15 +53,19 @@ async def test_a_transfer_commits_both_writes(store: str, models: Any, mode: str
     c = await get(tx, mode, models.Account, "c")
     tx.delete(c)
     await commit(tx, mode)
-    assert await stored(models, mode) == {"a": ("a@x", 5, 2), "b": ("b@x", 25, 2),
-                                          "d": ("d@x", 1, 1)}
-    assert (a.version, b.version, c.version) == (2, 2, 0)
+    after = await stored(models, mode)
+    assert {id: (email, age) for id, (email, age, _) in after.items()} == {
+        "a": ("a@x", 5), "b": ("b@x", 25), "d": ("d@x", 1)}
+    # the instances hold the versions stored; every write of the commit came after the seed
+    assert (after["a"][2], after["b"][2], c.version) == (a.version, b.version, 0)
+    assert min(v for _, _, v in after.values()) > max(v for _, _, v in before.values())
     assert await run(models.Account.objects.filter(age__gt=4), "count", mode) == 2
 
 
 async def test_a_document_read_and_changed_since_fails_the_commit(
         store: str, models: Any, mode: str) -> None:
     await seed(models, mode)
+    before = await stored(models, mode)
     tx = begin(store, mode)
     a = await get(tx, mode, models.Account, "a")
     b = await get(tx, mode, models.Account, "b")  # read only: its version is checked
@@ -71,19 +76,22 @@ async def test_a_document_read_and_changed_since_fails_the_commit(
     tx.save(a)
     with pytest.raises(VersionConflict) as conflict:
         await commit(tx, mode)
-    assert (conflict.value.id, conflict.value.expected, conflict.value.actual) == ("b", 1, 2)
-    assert (await stored(models, mode))["a"] == ("a@x", 10, 1)  # nothing written
+    assert elsewhere.version > b.version == before["b"][2]
+    assert (conflict.value.id, conflict.value.expected, conflict.value.actual) == (
+        "b", b.version, elsewhere.version)
+    assert (await stored(models, mode))["a"] == before["a"]  # nothing written
 
 
 async def test_an_absence_read_is_checked_too(store: str, models: Any, mode: str) -> None:
     await seed(models, mode)
     tx = begin(store, mode)
     assert await get(tx, mode, models.Account, "x") is None
-    await run(models.Account(id="x", email="x@x", age=1), "save", mode)  # appears meanwhile
+    x = await run(models.Account(id="x", email="x@x", age=1), "save", mode)  # appears meanwhile
     tx.save(models.Account(id="y", email="y@x", age=1))
     with pytest.raises(VersionConflict) as conflict:
         await commit(tx, mode)
-    assert (conflict.value.id, conflict.value.actual) == ("x", 1)
+    assert x.version > 0
+    assert (conflict.value.id, conflict.value.actual) == ("x", x.version)
     assert "y" not in await stored(models, mode)
 
 
@@ -184,14 +192,17 @@ async def test_misuse_is_refused_before_anything_is_sent(
 
 async def test_run_transaction_retries_on_conflict(store: str, models: Any, mode: str) -> None:
     await seed(models, mode)
+    seeded = (await stored(models, mode))["a"][2]
     connection = quantumorm.get_connection(backend=store)
     attempts: list[int] = []
+    interfered: list[int] = []  # the versions the other writer wrote
 
     def interfere() -> None:
         if len(attempts) == 1:  # another writer gets in during the first attempt only
             other = models.Account.objects.get_sync(id="a")
             other.age += 100
             other.save_sync()
+            interfered.append(other.version)
 
     if mode == "sync":
         def move(tx: Any) -> int:
@@ -212,11 +223,15 @@ async def test_run_transaction_retries_on_conflict(store: str, models: Any, mode
             return int(a.age)
         result = await connection.run_transaction(amove, attempts=3)
     assert len(attempts) == 2 and result == 111
-    assert (await stored(models, mode))["a"] == ("a@x", 111, 3)
+    email, age, version = (await stored(models, mode))["a"]
+    assert (email, age) == ("a@x", 111)
+    assert version > interfered[0] > seeded  # the retry wrote after the other writer
     attempts.clear()  # with one attempt, the interference of the first one is fatal
     with pytest.raises(VersionConflict):
         if mode == "sync":
             connection.run_transaction_sync(move, attempts=1)
         else:
             await connection.run_transaction(amove, attempts=1)
-    assert (await stored(models, mode))["a"] == ("a@x", 211, 4)
+    # the other writer's write is the last one: the transaction wrote nothing
+    assert len(interfered) == 2 and interfered[1] > version
+    assert (await stored(models, mode))["a"] == ("a@x", 211, interfered[1])

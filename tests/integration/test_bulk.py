@@ -39,7 +39,7 @@ class Spread(Document):
 @pytest.mark.parametrize("mode", MODES)
 async def test_refused_documents_are_reported_and_the_others_written(
         conn: Any, redis_client: Any, mode: str) -> None:
-    await call(Member(id="taken", email="first@x", team="a", rank=1), "save", mode)
+    taken = await call(Member(id="taken", email="first@x", team="a", rank=1), "save", mode)
     batch = [
         Member(id="m1", email="one@x", team="a", rank=2),
         Member(id="taken", email="dup-id@x", team="b", rank=1),   # id exists
@@ -59,7 +59,10 @@ async def test_refused_documents_are_reported_and_the_others_written(
     stored = {d.id: d for d in await call(Member.objects, "all", mode)}
     assert set(stored) == {"taken", "m1", "m4", "m5", "1"}
     assert stored["taken"].email == "first@x" and stored["m1"].email == "one@x"
-    assert all(d.version == 1 for d in stored.values())
+    # each document written once: "taken" keeps its version, the others the batch's
+    assert {id: d.version for id, d in stored.items()} == {
+        "taken": taken.version, **{d.id: d.version for d in caught.value.written}}
+    assert all(d.version > taken.version > 0 for d in caught.value.written)
     assert_indexes_consistent(redis_client, Member)
 
 
@@ -67,7 +70,9 @@ async def test_refused_documents_are_reported_and_the_others_written(
 async def test_bulk_over_several_partitions(conn: Any, redis_client: Any, mode: str) -> None:
     docs = [Spread(team=f"t{i % 3}", rank=i) for i in range(300)]
     written = await call(Spread.objects, "bulk_create", mode, docs, batch_size=64)
-    assert len({d.id for d in written}) == 300 and all(d.version == 1 for d in written)
+    assert len({d.id for d in written}) == 300 and all(d.version > 0 for d in written)
+    stored = await call(Spread.objects, "all", mode)
+    assert {d.id: d.version for d in stored} == {d.id: d.version for d in written}
     assert await call(Spread.objects.filter(team="t1"), "count", mode) == 100
     ranks = [d.rank for d in await call(Spread.objects.order_by("-rank").limit(5), "all", mode)]
     assert ranks == [299, 298, 297, 296, 295]

@@ -80,24 +80,32 @@ async def test_every_committed_write_is_one_event_and_refusals_none(
     feed = Item.objects.changes(wait=0)
     assert await call(feed, "read", mode) == []  # positions fixed at "now": nothing yet
     a = await call(Item(id="a", name="x", code="A"), "save", mode)
+    created_a = a.version
     a.n = 5
     await call(a, "save", mode)
+    updated_a = a.version
     await call(a, "save", mode)  # nothing changed: nothing written, no event
-    await call(Item.objects, "bulk_create", mode,
-               [Item(id="b", name="y", code="B"), Item(id="c", name="y", code="C")])
+    assert a.version == updated_a
+    bulk = {d.id: d.version for d in await call(
+        Item.objects, "bulk_create", mode,
+        [Item(id="b", name="y", code="B"), Item(id="c", name="y", code="C")])}
     stale = await call(Item.objects, "get", mode, id="a")
-    stale._version = 1
+    stale._version = created_a  # an instance still at the version a was created with
     stale.n = 9
     with pytest.raises(VersionConflict):
         await call(stale, "save", mode)
     with pytest.raises(UniqueViolation):
         await call(Item(id="d", name="z", code="A"), "save", mode)
     assert await call(Item.objects.filter(name="y"), "update", mode, n=7) == 2
+    b, c = await call(Item.objects, "get_many", mode, ["b", "c"])
     await call(a, "delete", mode)
     events = await drain(feed, mode)
     assert summary(events) == [
-        ("create", "a", 1), ("update", "a", 2), ("create", "b", 1), ("create", "c", 1),
-        ("update", "b", 2), ("update", "c", 2), ("delete", "a", 2)]
+        ("create", "a", created_a), ("update", "a", updated_a), ("create", "b", bulk["b"]),
+        ("create", "c", bulk["c"]), ("update", "b", b.version), ("update", "c", c.version),
+        ("delete", "a", updated_a)]
+    # one partition: its writes took increasing versions (the delete reports the deleted one)
+    assert 0 < created_a < updated_a < bulk["b"] < bulk["c"] < b.version < c.version
     assert [e.changed for e in events] == [None, ("n",), None, None, ("n",), ("n",), None]
     assert all(e.model is Item and e.partition == 0 and e.data is None for e in events)
     assert all(len(e.write_id or "") == 16 for e in events if e.op != "delete")
@@ -158,14 +166,15 @@ async def test_a_waiting_feed_receives_a_write_made_while_it_blocks(conn: Any) -
     feed = Item.objects.changes(wait=3)
     await feed.read()  # fixes the position
 
-    async def later() -> None:
+    async def later() -> Item:
         await asyncio.sleep(0.2)
-        await Item(id="late", name="x", code="L").save()
+        return await Item(id="late", name="x", code="L").save()
 
     task = asyncio.create_task(later())
     got = await feed.read(wait=2)
-    await task
-    assert summary(got) == [("create", "late", 1)]
+    late = await task
+    assert late.version > 0
+    assert summary(got) == [("create", "late", late.version)]
 
 
 def test_a_blocking_sync_feed_receives_a_write_from_another_thread(conn: Any) -> None:
@@ -184,14 +193,17 @@ def test_a_blocking_sync_feed_receives_a_write_from_another_thread(conn: Any) ->
 async def test_expiry_and_soft_delete_are_events(conn: Any, mode: str) -> None:
     feed = Item.objects.changes(wait=0)
     await call(feed, "read", mode)
-    await call(Item(id="ttl", name="x", code="T"), "save", mode, ttl=0.1)
+    ttl = await call(Item(id="ttl", name="x", code="T"), "save", mode, ttl=0.1)
     soft = await call(Item(id="soft", name="x", code="S"), "save", mode)
+    soft_version = soft.version
+    assert 0 < ttl.version < soft_version
     await call(soft, "delete", mode, soft=True, ttl=5)
     await asyncio.sleep(0.2)
     assert await call(Item.objects, "sweep", mode) == 1
+    # a delete or an expiry reports the version the document had
     assert summary(await drain(feed, mode)) == [
-        ("create", "ttl", 1), ("create", "soft", 1), ("delete", "soft", 1),
-        ("expire", "ttl", 1)]
+        ("create", "ttl", ttl.version), ("create", "soft", soft_version),
+        ("delete", "soft", soft_version), ("expire", "ttl", ttl.version)]
 
 
 async def test_changes_can_be_switched_off(conn: Any, redis_client: Any) -> None:
@@ -271,7 +283,7 @@ async def test_every_write_is_handled_exactly_once_per_group_across_a_crash(
         doc = await call(Item(id=f"w{i}", name="x", code=f"c{i}"), "save", mode)
         written.append(f"{doc.id}@{doc.version}")
         if i % 3 == 0:
-            doc.n = i
+            doc.n = i + 1  # a real change for every one (n = 0 would write nothing for w0)
             await call(doc, "save", mode)
             written.append(f"{doc.id}@{doc.version}")
     expected = sorted(written)
@@ -309,9 +321,10 @@ async def test_every_write_is_handled_exactly_once_per_group_across_a_crash(
 
 
 def test_pubsub_notifications_reach_a_sync_subscriber(conn: Any) -> None:
+    created: list[int] = []
     with Full.objects.subscribe(wait=2) as subscription:
         def write() -> None:
-            Full(id="s1", name="x").save_sync()
+            created.append(Full(id="s1", name="x").save_sync().version)
             Full.objects.filter(id="s1").update_sync(name="y")
         timer = threading.Timer(0.1, write)
         timer.start()
@@ -323,7 +336,9 @@ def test_pubsub_notifications_reach_a_sync_subscriber(conn: Any) -> None:
                     break
         finally:
             timer.join()
-    assert summary(events) == [("create", "s1", 1), ("update", "s1", 2)]
+    updated = Full.objects.get_sync(id="s1").version
+    assert updated > created[0] > 0
+    assert summary(events) == [("create", "s1", created[0]), ("update", "s1", updated)]
     assert events[1].changed == ("name",) and events[1].document.name == "y"
     stream = Full.objects.changes(since="0", wait=0).read_sync()
     assert [e.stream_id for e in stream] == [e.stream_id for e in events]
@@ -331,10 +346,12 @@ def test_pubsub_notifications_reach_a_sync_subscriber(conn: Any) -> None:
 
 
 async def test_pubsub_notifications_reach_an_async_subscriber(conn: Any) -> None:
+    created: list[int] = []
     async with Full.objects.subscribe(wait=2) as subscription:
         async def write() -> None:
             await asyncio.sleep(0.1)
             doc = await Full(id="a1", name="x").save()
+            created.append(doc.version)
             await doc.delete()
         task = asyncio.create_task(write())
         events = []
@@ -343,7 +360,8 @@ async def test_pubsub_notifications_reach_an_async_subscriber(conn: Any) -> None
             if len(events) == 2:
                 break
         await task
-    assert summary(events) == [("create", "a1", 1), ("delete", "a1", 1)]
+    assert created[0] > 0
+    assert summary(events) == [("create", "a1", created[0]), ("delete", "a1", created[0])]
     stream = await Full.objects.changes(since="0", wait=0).read()
     assert {e.stream_id for e in stream} == {e.stream_id for e in events}
 

@@ -129,7 +129,7 @@ async def test_password_and_acl_user(start_redis: Any, mode: str) -> None:
             await call(Note.objects, "count", mode)
         assert isinstance(caught.value.__cause__, redis.AuthenticationError)
         create_connection(url=f"redis://:s3cret@{host}", name="good", make_default=True)
-        assert (await call(Note(text="a", n=1), "save", mode)).version == 1
+        assert (await call(Note(text="a", n=1), "save", mode)).version > 0
         create_connection(url=f"redis://app:apppw@{host}", name="acl", make_default=True)
         assert await call(Note.objects, "count", mode) == 1
         assert "***" in repr(get_connection("acl")) and "apppw" not in repr(get_connection("acl"))

@@ -60,7 +60,8 @@ def test_growing_and_shrinking_keep_documents_versions_indexes_and_expiry(
     check(four, redis_client, versions)
     created = four(kind="new", n=-1).save_sync()  # the id counter carried over
     assert int(created.id) == 231
-    versions[created.id] = 1
+    assert created.version > 0
+    versions[created.id] = created.version
     final = repartition(two, from_partitions=4, batch=64)
     assert final.done and final.scanned == 231
     check(two, redis_client, versions)

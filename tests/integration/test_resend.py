@@ -51,34 +51,47 @@ def events(conn: Any) -> list[tuple[str, str, int]]:
 
 def test_a_resent_insert_or_update_is_reported_once_applied_once(conn: Any) -> None:
     insert = layout(conn).save_call(request(Note(id="a", title="t"), "insert"))
-    assert send(conn, insert) == send(conn, insert) == [[b"OK", 1, b"\x02a"]]
-    update = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", 1))
+    reply = send(conn, insert)
+    created = reply[0][1]
+    assert reply == send(conn, insert) == [[b"OK", created, b"\x02a"]] and created > 0
+    update = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", created))
     first, again = send(conn, update), send(conn, update)
-    assert first == again and first[0][:2] == [b"OK", 2]
+    updated = first[0][1]
+    # the resend reports the version its first attempt wrote
+    assert first == again and first[0][0] == b"OK" and updated > created
     # another writer on top: the resend still recognises its own write in the history
     other = Note.objects.get_sync(id="a")
     other.n = 6
     other.save_sync()
-    assert send(conn, update)[0][:2] == [b"OK", 2]
+    assert other.version > updated
+    assert send(conn, update)[0][:2] == [b"OK", updated]
     stored = Note.objects.get_sync(id="a")
-    assert (stored.n, stored.version) == (6, 3)
-    assert events(conn) == [("create", "a", 1), ("update", "a", 2), ("update", "a", 3)]
+    assert (stored.n, stored.version) == (6, other.version)
+    assert events(conn) == [("create", "a", created), ("update", "a", updated),
+                            ("update", "a", other.version)]
     # the same change under a new write id is a different write: refused by the version
-    fresh = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", 1))
-    assert send(conn, fresh)[0][:2] == [b"VERSION", b"3"]
+    fresh = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", created))
+    assert send(conn, fresh)[0][:2] == [b"VERSION", str(other.version).encode()]
 
 
 def test_a_resent_batch_and_transaction_apply_once(conn: Any) -> None:
     batch = layout(conn).insert_many_call(0, [request(Note(id=f"b{i}", title="t"), "insert")
                                               for i in range(3)])
-    assert send(conn, batch) == send(conn, batch) == [[[b"OK", 1]] * 3]
-    tx = layout(conn).tx_call(0, [("b0", 1)], [request(Note(id="b1", title="t", n=1),
-                                                       "update", 1),
-                                               request(Note(id="c", title="t"), "insert")])
-    assert send(conn, tx) == send(conn, tx) == [[b"OK", [1, 2, 1]]]
+    reply = send(conn, batch)
+    created = [version for _, version in reply[0]]
+    assert reply == send(conn, batch) == [[[b"OK", v] for v in created]]
+    assert 0 < created[0] < created[1] < created[2]  # written in turn
+    tx = layout(conn).tx_call(0, [("b0", created[0])],
+                              [request(Note(id="b1", title="t", n=1), "update", created[1]),
+                               request(Note(id="c", title="t"), "insert")])
+    reply = send(conn, tx)
+    assert reply == send(conn, tx)
+    # the version read (b0), then the versions written (b1, c)
+    read, b1, c = reply[0][1]
+    assert reply[0][0] == b"OK" and read == created[0] and created[2] < b1 < c
     assert Note.objects.count_sync() == 4
-    assert sorted(events(conn)) == sorted([("create", f"b{i}", 1) for i in range(3)]
-                                          + [("update", "b1", 2), ("create", "c", 1)])
+    assert sorted(events(conn)) == sorted([("create", f"b{i}", created[i]) for i in range(3)]
+                                          + [("update", "b1", b1), ("create", "c", c)])
 
 
 def test_an_insert_that_allocates_its_id_is_looked_up_before_being_resent(conn: Any) -> None:
@@ -88,7 +101,10 @@ def test_an_insert_that_allocates_its_id_is_looked_up_before_being_resent(conn: 
     send(conn, lost)  # applied, but suppose the reply never came back
     Note(title="someone else").save_sync()  # the counter moves on meanwhile
     settled = run(backend._settle_allocating(Note._meta, lost), executor)
-    assert settled[0][:2] == [b"OK", 1] and settled[0][2] == sortable.id_key("1")
+    # found: the version it wrote, and the id it was given
+    first = Note.objects.get_sync(id="1")
+    assert first.title == "lost reply" and first.version > 0
+    assert settled[0][:2] == [b"OK", first.version] and settled[0][2] == sortable.id_key("1")
     never_sent = layout(conn).save_call(request(Note(title="never arrived"), "insert"))
     settled = run(backend._settle_allocating(Note._meta, never_sent), executor)
     assert settled[0][0] == b"OK"

@@ -58,14 +58,14 @@ class RedisModel(Document):
 async def test_crud(sdb: Any, mode: str) -> None:
     p = Person(name="ann", email="a@x", age=30, tags=["x", "y"], extra={"k": [1, 2]})
     await call(p, "save", mode)
-    assert p.id == "1" and p.version == 1
+    assert p.id == "1" and p.version > 0
     got = await call(Person.objects, "get", mode, id=p.id)
     assert got.name == "ann" and got.tags == ["x", "y"] and got.extra == {"k": [1, 2]}
     got.age = 31
     await call(got, "save", mode)
-    assert got.version == 2
+    assert got.version > p.version
     again = await call(Person.objects, "get", mode, id="1")
-    assert again.age == 31 and again.version == 2
+    assert again.age == 31 and again.version == got.version
     assert await call(Person.objects.filter(age=31), "count", mode) == 1
     assert await call(again, "delete", mode) is True
     assert await call(Person.objects, "count", mode) == 0
@@ -82,7 +82,9 @@ async def test_version_conflicts(sdb: Any, mode: str) -> None:
     stale.age = 2
     with pytest.raises(VersionConflict) as info:
         await call(stale, "save", mode)
-    assert (info.value.expected, info.value.actual) == (1, 2)  # type: ignore[attr-defined]
+    assert p.version > stale.version
+    assert (info.value.expected, info.value.actual) == (  # type: ignore[attr-defined]
+        stale.version, p.version)
     await call(p, "delete", mode)
     p2 = await call(Person.objects, "get_many", mode, [p.id])
     assert p2 == [None]
@@ -278,12 +280,13 @@ def test_file_database_persists_and_uses_wal(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     c = quantumorm.create_connection(backend="sqlite", url=f"sqlite:///{path}", name="f1")
     try:
-        Person(id="x", name="kept").save_sync()
+        version = Person(id="x", name="kept").save_sync().version
     finally:
         quantumorm.close_all()
     rows = raw_rows(str(path), "qorm_people")
-    assert rows == {"x": (1, {"name": "kept", "email": None, "age": None, "balance": None,
-                              "born": None, "active": None, "tags": None, "extra": None})}
+    assert version > 0
+    assert rows == {"x": (version, {"name": "kept", "email": None, "age": None, "balance": None,
+                                    "born": None, "active": None, "tags": None, "extra": None})}
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     c = quantumorm.create_connection(backend="sqlite", url=f"sqlite:///{path}", name="f2")
     try:
@@ -420,6 +423,7 @@ def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
         models[name] = type(f"Counter_{name}", (Document,),
                             {"value": IntField(), "Meta": meta})
     conflicts: list[str] = []
+    written: list[int] = []  # the version each successful save wrote
     together = threading.Barrier(len(names))
 
     def work(name: str) -> None:
@@ -431,20 +435,23 @@ def test_two_connections_on_one_file_compare_and_set(tmp_path: Path) -> None:
                 doc.value += 1
                 try:
                     doc.save_sync()
+                    written.append(doc.version)
                     break
                 except VersionConflict:
                     conflicts.append(name)
                     doc = model.objects.get_sync(id="c")
 
     try:
-        models["w1"](id="c", value=0).save_sync()
+        created = models["w1"](id="c", value=0).save_sync().version
         threads = [threading.Thread(target=work, args=(n,)) for n in names]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         final = models["w2"].objects.get_sync(id="c")
-        assert (final.value, final.version) == (90, 91)
+        # 90 saves, each a distinct version after the create's; the last one is stored
+        assert final.value == 90 and len(set(written)) == len(written) == 90
+        assert min(written) > created and final.version == max(written)
         assert len(conflicts) >= 60
     finally:
         quantumorm.close_all()

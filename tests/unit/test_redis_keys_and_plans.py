@@ -912,8 +912,9 @@ class SaveArgs:
 
 def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
-    # ..., all manifests, expiry, document and meta key prefixes, events spec, changed names
-    assert len(args) == 13
+    # ..., all manifests, expiry, document and meta key prefixes, events spec, changed names,
+    # schema layout (b"" until the backend has read the stored schema)
+    assert len(args) == 14 and args[13] == b""
     kind, version, id_key, document, write_id = args[:5]
     flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -967,15 +968,15 @@ def test_save_call_insert_arguments() -> None:
                                            + sortable.encode_number(30)]),
     }
     by_name = {name: (pos, manifest, unique) for pos, manifest, unique, name in args.indexes}
-    # KEYS: doc, meta, ids, sequence, TTL schedule, then every index key of the model
+    # KEYS: doc, meta, ids, sequence, TTL schedule, version clock, then every index key
     assert by_name == {
-        "mail": (6, "f:mail", "1"), "name": (7, "f:name", "0"), "age": (8, "f:age", "0"),
-        "tags": (9, "f:tags", "0"), "name__age": (10, "x:name__age", "1"),
+        "mail": (7, "f:mail", "1"), "name": (8, "f:name", "0"), "age": (9, "f:age", "0"),
+        "tags": (10, "f:tags", "0"), "name__age": (11, "x:name__age", "1"),
     }
     for pos, _, _, name in args.indexes:
         assert call.keys[pos - 1] == keys.index(0, name)
     # with change events on (the default) the partition's stream comes last
-    assert call.keys[4] == keys.ttl(0) and len(call.keys) == 11
+    assert call.keys[4:6] == (keys.ttl(0), keys.state(0)) and len(call.keys) == 12
     assert call.keys[-1] == keys.changes(0)
     assert wire.unpack(call.args[11]) == [b"10000", b"0", b""]
     assert call.args[12] == b""  # an insert changes every field
@@ -1037,12 +1038,12 @@ def test_delete_call() -> None:
     call = writes.delete_call(Account._meta, keys, WriteRequest("delete", "x}{", 5))
     assert call.script == "delete"
     assert len({key_slot(k) for k in call.keys}) == 1
-    assert call.keys[:5] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
-                             keys.ttl(0), keys.trash(0, "x}{"))
-    assert list(call.keys[5:-1]) == keys.indexes(0) and call.keys[-1] == keys.changes(0)
+    assert call.keys[:6] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
+                             keys.ttl(0), keys.trash(0, "x}{"), keys.state(0))
+    assert list(call.keys[6:-1]) == keys.indexes(0) and call.keys[-1] == keys.changes(0)
     assert call.args[:2] == ("5", sortable.id_key("x}{")) and call.args[3] == ""
     assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
-                                         b"x:name__age"]  # aligned with KEYS[6..]
+                                         b"x:name__age"]  # aligned with KEYS[7..]
     sharded = KeySpace(Sharded._meta)
     call = writes.delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))
     assert len({key_slot(k) for k in call.keys}) == 1

@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import quantumorm
 from quantumorm import Document, IntField, StringField
 
@@ -82,5 +84,120 @@ def test_a_field_added_with_a_default_reads_and_matches_as_that_default(tmp_path
         new(name="blue one", color="blue").save_sync()
         assert new.objects.filter(color="red").count_sync() == 5
         assert [d.name for d in new.objects.filter(color="blue").all_sync()] == ["blue one"]
+    finally:
+        quantumorm.close_all()
+
+
+def _declare(collection: str, **fields: Any) -> Any:
+    meta = type("Meta", (), {"backend": "sqlite", "collection": collection})
+    return type("Item", (Document,), {**fields, "Meta": meta})
+
+
+def _session(url: str, name: str) -> Any:
+    return quantumorm.create_connection(backend="sqlite", url=url, name=name,
+                                        make_default=True)
+
+
+def test_a_changed_field_type_re_encodes_the_rows(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from quantumorm import DecimalField
+
+    url = f"sqlite:///{tmp_path}/prices.db"
+    old = _declare("evolve_type", price=StringField(indexed=True))
+    _session(url, "v1")
+    try:
+        old.objects.bulk_create_sync([old(id=p, price=p) for p in ("10", "9", "100", "9.5")])
+        # as strings, "10" < "100" < "9" < "9.5"
+        assert [d.id for d in old.objects.order_by("price").all_sync()] == [
+            "10", "100", "9", "9.5"]
+    finally:
+        quantumorm.close_all()
+    new = _declare("evolve_type", price=DecimalField(indexed=True))
+    _session(url, "v2")
+    try:
+        assert [d.id for d in new.objects.order_by("price").all_sync()] == [
+            "9", "9.5", "10", "100"]
+        assert {d.id for d in new.objects.filter(price__gt=Decimal("9.2")).all_sync()} == {
+            "9.5", "10", "100"}
+        assert new.objects.verify_sync().ok
+    finally:
+        quantumorm.close_all()
+
+
+def test_a_callable_default_is_stored_once_into_old_rows(tmp_path: Path) -> None:
+    import uuid
+
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    old = _declare("evolve_token", name=StringField())
+    _session(url, "v1")
+    try:
+        old.objects.bulk_create_sync([old(name=f"n{i}") for i in range(3)])
+    finally:
+        quantumorm.close_all()
+    new = _declare("evolve_token", name=StringField(),
+                   token=StringField(default=lambda: uuid.uuid4().hex, indexed=True))
+    _session(url, "v2")
+    try:
+        first = {d.id: d.token for d in new.objects.all_sync()}
+        again = {d.id: d.token for d in new.objects.all_sync()}
+        assert first == again and len(set(first.values())) == 3  # stored, not drawn per read
+        for id, token in first.items():
+            assert [d.id for d in new.objects.filter(token=token).all_sync()] == [id]
+    finally:
+        quantumorm.close_all()
+
+
+def test_an_older_declaration_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    first = _declare("evolve_old", name=StringField())
+    second = _declare("evolve_old", name=StringField(), n=IntField(indexed=True))
+    _session(url, "a")
+    try:
+        first(name="x").save_sync()
+        second.objects.count_sync()
+    finally:
+        quantumorm.close_all()
+    _session(url, "b")
+    try:
+        with pytest.raises(quantumorm.SchemaMismatchError, match="older"):
+            first(name="y").save_sync()
+        assert second.objects.count_sync() == 1
+    finally:
+        quantumorm.close_all()
+
+
+def test_verify_finds_and_repair_fixes_wrong_sort_keys_and_side_rows(tmp_path: Path) -> None:
+    from quantumorm import ArrayField
+
+    url = f"sqlite:///{tmp_path}/damaged.db"
+    model = _declare("evolve_damage", n=IntField(indexed=True),
+                     tags=ArrayField(StringField(), indexed=True))
+    _session(url, "v1")
+    try:
+        model.objects.bulk_create_sync([model(n=i, tags=["a", f"t{i}"]) for i in range(20)])
+        assert model.objects.verify_sync().ok
+        report = model.objects.reindex_sync()
+        assert report.ready and report.documents == 20
+    finally:
+        quantumorm.close_all()
+    db = sqlite3.connect(tmp_path / "damaged.db")
+    db.execute('UPDATE "qorm_evolve_damage" SET "k_n" = x\'0100\' WHERE id = \'3\'')
+    db.execute('DELETE FROM "qorm_evolve_damage#tags" WHERE id = '
+               '(SELECT id_key FROM "qorm_evolve_damage" WHERE id = \'5\')')
+    db.execute('INSERT INTO "qorm_evolve_damage#tags" (id, k) VALUES (x\'02676f6e65\', x\'00\')')
+    db.commit()
+    db.close()
+    _session(url, "v2")
+    try:
+        assert model.objects.filter(n=2).count_sync() == 0  # "3" (n=2) lost its sort key
+        report = model.objects.verify_sync()
+        assert not report.ok
+        assert set(report.problems) >= {"stale_entries", "missing_entries", "orphan_entries"}
+        assert "3" in report.samples["stale_entries"]
+        repaired = model.objects.repair_sync()
+        assert repaired.ok, str(repaired)
+        assert model.objects.filter(n=2).count_sync() == 1
+        assert model.objects.filter(tags__contains="a").count_sync() == 20
     finally:
         quantumorm.close_all()

@@ -27,11 +27,12 @@ from ...errors import (
     UnsupportedOperation,
     VersionConflict,
 )
+from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
-from . import compiler
+from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
 from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, encode_document, quote
 
@@ -86,6 +87,7 @@ class SqliteBackend:
                 "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)") for table in (SEQUENCES, CLOCKS)]
             ddl.append(Statement(f"INSERT OR IGNORE INTO {quote(CLOCKS)} (name, value) "
                                  "VALUES (?, 0)", (layout.table_name,)))
+            ddl += lifecycle.create_statements()
             if present:
                 ddl += layout.missing_columns(present)
             ddl += layout.create()
@@ -100,6 +102,8 @@ class SqliteBackend:
                 present = {row[0] for row in info.rows[0]}
                 yield SqlPlan(((*layout.missing_columns(present), *layout.create()),),
                               write=True)
+            # the declaration against the stored schema: rows rewritten if it changed
+            yield from lifecycle.settle(options, layout)
             layout.ready = True
         return layout
 
@@ -242,6 +246,20 @@ class SqliteBackend:
             ordering="server, sorted" if sorted_by_temp else "server, by index walk",
             details={"sqlite plan": "; ".join(details)},
         )
+
+    # -- maintenance (see lifecycle.py) -----------------------------------------------------
+
+    def reindex(self, model: Any, batch: int, progress: Progress | None) -> Op[ReindexReport]:
+        layout = yield from self._prepare(model._meta)
+        return (yield from lifecycle.reindex(model._meta, layout, batch, progress))
+
+    def verify(self, model: Any, batch: int, progress: Progress | None) -> Op[VerifyReport]:
+        layout = yield from self._prepare(model._meta)
+        return (yield from lifecycle.verify(model._meta, layout, batch, progress))
+
+    def repair(self, model: Any, batch: int, progress: Progress | None) -> Op[RepairReport]:
+        layout = yield from self._prepare(model._meta)
+        return (yield from lifecycle.repair(model._meta, layout, batch, progress))
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         layout = yield from self._prepare(options)

@@ -294,3 +294,29 @@ def test_flushall_under_running_processes_keeps_them_working(
     assert {d.id for d in Model.objects.filter(city="rome").all_sync()} == {"b", "c"}
     assert not Model.objects.filter(city="rome").explain_sync().scanned
     assert_indexes_consistent(redis_client, Model)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_changed_field_type_rebuilds_its_index(conn: Any, redis_client: Any,
+                                                       mode: str) -> None:
+    from decimal import Decimal
+
+    from quantumorm import DecimalField
+
+    Old = declare("lc_type", price=StringField(indexed=True))
+    await call(Old.objects, "bulk_create", mode,
+               [Old(id=p, price=p) for p in ("10", "9", "100", "9.5")])
+    assert [d.id for d in await call(Old.objects.order_by("price"), "all", mode)] == [
+        "10", "100", "9", "9.5"]  # as strings
+    New = declare("lc_type", price=DecimalField(indexed=True))
+    ordered = New.objects.order_by("price")
+    assert (await call(ordered, "explain", mode)).ordering == "client, Python sort"
+    assert [d.id for d in await call(ordered, "all", mode)] == ["9", "9.5", "10", "100"]
+    report = await call(New.objects, "reindex", mode)
+    assert report.ready and report.indexes == ("price",)
+    assert (await call(ordered, "explain", mode)).ordering != "client, Python sort"
+    assert [d.id for d in await call(ordered, "all", mode)] == ["9", "9.5", "10", "100"]
+    assert {d.id for d in await call(New.objects.filter(price__gt=Decimal("9.2")), "all",
+                                     mode)} == {"9.5", "10", "100"}
+    assert (await call(New.objects, "verify", mode)).ok
+    assert_indexes_consistent(redis_client, New)

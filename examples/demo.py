@@ -513,7 +513,8 @@ async def async_tour(connection: Connection) -> None:
     try:
         await second.save()
     except VersionConflict as exc:
-        step("instance B (still at version 1) saved", None, f"VersionConflict: {exc}")
+        step(f"instance B (still at version {exc.expected}) saved", None,
+             f"VersionConflict: {exc}")
         note(f"model={exc.model!r} id={exc.id!r} expected={exc.expected} actual={exc.actual}")
         await second.reload()
         second.credit = Decimal("1.00")

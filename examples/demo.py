@@ -619,6 +619,53 @@ def sync_tour() -> None:
 
 
 # =============================================================================================
+# A new release of a model, on the data the old one wrote
+# =============================================================================================
+
+
+def schema_tour() -> None:
+    section("11. A new index on existing data, built online; verify()")
+
+    class CustomerV2(DemoDocument):  # the next release: referrer indexed, a new field
+        email = StringField(required=True, unique=True, max_length=120,
+                            regex=r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+        name = StringField(required=True, min_length=2, max_length=80, indexed=True)
+        country = StringField(required=True, min_length=2, max_length=2, indexed=True)
+        tier = StringField(choices=("free", "pro", "enterprise"), default="free", indexed=True)
+        signed_up = DateTimeField(required=True, indexed=True)
+        credit = DecimalField(min_value=0, indexed=True)
+        tags = ArrayField(StringField(max_length=20), indexed=True, default=list)
+        referrer = StringField(indexed=True)
+        segment = StringField(default="retail", indexed=True)
+
+        class Meta:
+            collection = "customers"
+            indexes = [("country", "tier")]
+
+    partners = CustomerV2.objects.filter(referrer="partner")
+    plan, ms = timed_sync(partners.explain_sync)
+    step('filter(referrer="partner").explain_sync()', ms,
+         f"{plan.strategy}: index {plan.details['indexes building']}")
+    n, ms = timed_sync(partners.count_sync)
+    step('filter(referrer="partner").count_sync()', ms, f"{n} (a scan, right meanwhile)")
+    n, ms = timed_sync(CustomerV2.objects.filter(segment="retail").count_sync)
+    step('filter(segment="retail").count_sync()', ms, f"{n}: older documents read as the "
+         "default")
+    report, ms = timed_sync(CustomerV2.objects.reindex_sync)
+    step("CustomerV2.objects.reindex_sync()", ms,
+         f"{', '.join(report.indexes)} ready: {report.documents} documents "
+         f"({report.rate:,.0f}/s), {report.backfilled} given segment='retail'")
+    plan, ms = timed_sync(partners.explain_sync)
+    step('filter(referrer="partner").explain_sync()', ms,
+         f"{plan.strategy} via {', '.join(plan.indexes)}")
+    n, ms = timed_sync(partners.count_sync)
+    step('filter(referrer="partner").count_sync()', ms, f"{n}")
+    checked, ms = timed_sync(CustomerV2.objects.verify_sync)
+    step("CustomerV2.objects.verify_sync()", ms,
+         f"ok={checked.ok}: {checked.documents} documents, {checked.entries:,} index entries")
+
+
+# =============================================================================================
 # Main
 # =============================================================================================
 
@@ -668,6 +715,7 @@ def main() -> int:
         asyncio.run(run_async(url))
         create_connection("redis", url, name="demo", make_default=True)
         sync_tour()
+        schema_tour()
 
         section("Done")
         if server is None:

@@ -271,6 +271,8 @@ async def test_a_process_still_running_the_old_declaration_is_stopped(
         await call(Old(id="b", name="b", city="oslo"), "save", mode)
     with pytest.raises(SchemaMismatchError):
         await call(Old.objects.filter(name="a"), "all", mode)
+    with pytest.raises(SchemaMismatchError):  # (an exact count: count.lua refuses too)
+        await call(Old.objects.filter(name="a"), "count", mode)
     assert redis_client.hgetall(KeySpace(Old._meta).meta(0, "a")) == before
     assert redis_client.zcard(KeySpace(Old._meta).ids(0)) == 1
     assert (await call(New.objects, "reindex", mode)).ready
@@ -320,3 +322,58 @@ async def test_a_changed_field_type_rebuilds_its_index(conn: Any, redis_client: 
                                      mode)} == {"9.5", "10", "100"}
     assert (await call(New.objects, "verify", mode)).ok
     assert_indexes_consistent(redis_client, New)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_connection_with_an_outdated_layout_retries_every_operation(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """Another connection makes the index ready (a newer layout) while this one still
+    plans with "building": each kind of operation is refused once by its script, reads
+    the schema again and succeeds, with nothing applied twice."""
+    Old = v1("lc_retry")
+    await call(Old.objects, "bulk_create", mode, [Old(id=str(i), name=f"n{i}", city="oslo")
+                                                   for i in range(1, 11)])
+    New = v2("lc_retry")
+    other = quantumorm.create_connection(url=conn.url, name="other")
+    here = New.objects.using("other")
+    steps: list[Any] = [
+        lambda: call(here.filter(city="oslo"), "count", mode),
+        lambda: call(here.filter(city="oslo"), "all", mode),
+        lambda: call(here, "bulk_create", mode, [New(id="b1", city="oslo"),
+                                                 New(id="b2", city="lima")]),
+        lambda: call(here.filter(id="b2"), "delete", mode),
+        lambda: call(here.filter(city="oslo"), "update", mode, name="renamed"),
+        lambda: call(here, "sweep", mode),
+    ]
+    def layout_seen() -> int:  # the schema layout "other" plans with
+        return other.backend._state(New._meta).schema.layout  # type: ignore[no-any-return]
+
+    await call(here.filter(city="oslo"), "explain", mode)  # "other" reads the schema now
+    results = []
+    for step in steps:
+        assert New.objects.reindex_sync().ready  # through "default": a newer layout each time
+        before, stored = layout_seen(), int(redis_client.hget(KeySpace(New._meta).schema,
+                                                              "layout"))
+        assert before < stored
+        results.append(await step())
+        assert layout_seen() == stored  # refused once, read the schema, went on
+    assert results[0] == 10 and len(results[1]) == 10
+    assert [d.id for d in results[2]] == ["b1", "b2"] and results[3] == 1
+    assert results[4] == 11 and results[5] == 0
+    assert New.objects.reindex_sync().ready
+    connection = quantumorm.get_connection("other")
+    if mode == "async":
+        async with connection.transaction() as tx:
+            doc = await tx.get(New, "1")
+            doc.city = "lima"
+            tx.save(doc)
+    else:
+        with connection.transaction_sync() as tx:
+            doc = tx.get(New, "1")
+            doc.city = "lima"
+            tx.save(doc)
+    assert layout_seen() == int(redis_client.hget(KeySpace(New._meta).schema, "layout"))
+    assert {d.id for d in New.objects.filter(city="lima").all_sync()} == {"1"}
+    assert New.objects.verify_sync().ok
+    assert_indexes_consistent(redis_client, New)
+    other.close()

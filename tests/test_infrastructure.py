@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 import quantumorm
-import redis
 
 KEY = "qorm-test-infrastructure:left-behind"
 

@@ -377,3 +377,20 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
     assert New.objects.verify_sync().ok
     assert_indexes_consistent(redis_client, New)
     other.close()
+
+
+def test_a_schema_restored_from_an_older_copy_is_stored_again_above_the_stamps(
+        conn: Any, redis_client: Any) -> None:
+    Model = v2("lc_restore")
+    Model.objects.bulk_create_sync([Model(name="a", city="paris")])
+    key = KeySpace(Model._meta).schema
+    older = redis_client.hgetall(key)
+    assert Model.objects.reindex_sync().ready  # the stamps move on past the copy's layout
+    redis_client.delete(key)
+    redis_client.hset(key, mapping=older)  # a restore of the copy taken before
+    quantumorm.create_connection(url=conn.url, name="fresh")
+    fresh = Model.objects.using("fresh")
+    assert fresh.filter(city="paris").count_sync() == 1  # not refused forever
+    assert int(redis_client.hget(key, "layout")) > int(older[b"layout"]) + 2
+    fresh.filter(city="paris").update_sync(name="b")
+    assert fresh.verify_sync().ok

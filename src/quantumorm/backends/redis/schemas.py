@@ -51,28 +51,31 @@ def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool
 
 def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
     """First use of a model on a connection: the schema to work with, stored if it changed
-    (indexes the declaration dropped lose their keys). See :func:`quantumorm.schema.reconcile`."""
+    (indexes the declaration dropped lose their keys). See :func:`quantumorm.schema.reconcile`.
+
+    One round trip reads the schema, and each partition's size and layout stamp: a stamp
+    above the stored layout (the schema hash was lost, or restored from an older copy, while
+    processes kept writing) would make every script refuse this layout, so the schema is
+    stored again above it."""
     for _attempt in range(ATTEMPTS):
-        stored = yield from read(keys)
-        has_data, stamped = False, 0
-        if stored is None:
-            found = yield RedisPlan(tuple(
-                step for p in range(options.partitions) for step in (
-                    Command(("ZCARD", keys.ids(p))),
-                    Command(("HGET", keys.state(p), "layout")))), read_only=True)
-            has_data = any(int(n) for n in found[0::2])
-            # (the schema is gone but not the data, or not processes that still hold it:
-            # FLUSHALL, a partial restore) the new layout is above every one seen
-            stamped = max((int(s) for s in found[1::2] if s is not None), default=0)
+        found = yield RedisPlan((Command(("HGETALL", keys.schema)), *(
+            step for p in range(options.partitions) for step in (
+                Command(("ZCARD", keys.ids(p))),
+                Command(("HGET", keys.state(p), "layout"))))), read_only=True)
+        fields = _decode(found[0])
+        stored = Schema.load(fields) if fields else None
+        has_data = any(int(n) for n in found[1::2])
+        stamped = max((int(s) for s in found[2::2] if s is not None), default=0)
         outcome = reconcile(options.model_name, stored, options, has_data)
-        if not outcome.changed:
-            return outcome.schema
-        if stamped >= outcome.schema.layout:
-            outcome = replace(outcome, schema=replace(outcome.schema, layout=stamped + 1))
-        if (yield from _replace(keys, stored, outcome.schema)):
-            yield from _stamp(options, keys, outcome.schema)
+        schema, changed = outcome.schema, outcome.changed
+        if stamped > schema.layout or (changed and stamped == schema.layout):
+            schema, changed = replace(schema, layout=stamped + 1), True
+        if not changed:
+            return schema
+        if (yield from _replace(keys, stored, schema)):
+            yield from _stamp(options, keys, schema)
             yield from _drop(options, keys, outcome.dropped)
-            return outcome.schema
+            return schema
     raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing while "
                               f"it was being reconciled ({ATTEMPTS} attempts)")
 

@@ -135,13 +135,6 @@ class RedisBackend:
             state.use((yield from schemas.register(options, state.keys)))
         return state
 
-    def schema(self, options: ModelOptions) -> Op[Schema]:
-        """The collection's schema as stored now (reconciled with the model if needed)."""
-        state = self._state(options)
-        state.use((yield from schemas.register(options, state.keys)))
-        assert state.schema is not None
-        return state.schema
-
     # -- writes ----------------------------------------------------------------------------
 
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
@@ -328,9 +321,10 @@ class RedisBackend:
 
     def _ask(self, options: ModelOptions,
              make: Callable[[_ModelState], tuple[T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:
-        """Send the read that ``make`` plans from the model's state. When a partition has
+        """Send the plan that ``make`` builds from the model's state. When a partition has
         seen a newer schema layout than the one it was planned with (an index added, built
-        or dropped since), read the schema again and plan again."""
+        or dropped since), its script refused before doing anything: read the schema
+        again, plan again and send it again."""
         state = yield from self.prepare(options)
         for _attempt in range(LAYOUT_ATTEMPTS):
             made, plan = make(state)

@@ -130,7 +130,6 @@ class Checker:
         return out
 
 
-
 def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
            progress: Progress | None = None) -> Op[VerifyReport]:
     options = model._meta

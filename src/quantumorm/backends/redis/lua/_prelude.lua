@@ -98,7 +98,7 @@ end
 -- added, dropped, built or being rebuilt since) and must read it again. A writer records
 -- its own layout when it is newer (after a FLUSHALL, or before the stamps of a change
 -- have reached every partition). ``layout`` "" (a tool with no schema): no check.
--- Returns the newer stored layout, {"WRONGTYPE", key}, or nil when the caller may go on.
+-- Returns {"LAYOUT", the newer stored layout}, {"WRONGTYPE", key}, or nil (go on).
 local function layout_refusal(state_key, layout, writer)
   if not type_ok(state_key, "hash") then return {"WRONGTYPE", state_key} end
   if layout == nil or layout == "" then return nil end

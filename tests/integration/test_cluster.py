@@ -292,3 +292,32 @@ def test_acl_credentials_in_a_cluster_url(start_cluster: Any) -> None:
             asyncio.run(count())
     finally:
         quantumorm.close_all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_index_added_on_a_cluster_is_built_verified_and_repaired(
+        cluster_conn: Any, raw: Any, mode: str) -> None:
+    """The schema lives in one slot, the partitions in many: the layout stamps, the online
+    build, verify() and repair() work across the masters."""
+    def declare(indexed: bool) -> Any:
+        meta = type("Meta", (), {"collection": "cl_build", "partitions": 8})
+        return type("Item", (Document,), {
+            "name": StringField(indexed=indexed), "n": IntField(indexed=True), "Meta": meta})
+
+    Old = declare(False)
+    await call(Old.objects, "bulk_create", mode,
+               [Old(id=f"i{k}", name=f"n{k % 7}", n=k) for k in range(400)])
+    New = declare(True)
+    assert (await call(New.objects.filter(name="n3"), "explain", mode)).scanned
+    report = await call(New.objects, "reindex", mode, batch_size=50)
+    assert report.ready and report.documents == 400
+    found = await call(New.objects.filter(name="n3"), "all", mode)
+    assert {d.id for d in found} == {f"i{k}" for k in range(400) if k % 7 == 3}
+    assert not (await call(New.objects.filter(name="n3"), "explain", mode)).scanned
+    verified = await call(New.objects, "verify", mode)
+    assert verified.ok and verified.documents == 400 and not verified.scanned
+    keys = KeySpace(New._meta)
+    raw.delete(keys.meta(keys.partition_of("i5"), "i5"))
+    assert (await call(New.objects, "verify", mode)).problems.get("missing_meta") == 1
+    assert (await call(New.objects, "repair", mode)).ok
+    assert_indexes_consistent(raw, New)

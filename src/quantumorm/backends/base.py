@@ -182,6 +182,11 @@ class Backend(Protocol):
         """Delete every document and index entry of the collection; return the count."""
         ...
 
+    # Maintenance, optional (``QuerySet.reindex/verify/repair`` raise UnsupportedOperation
+    # on a backend without them): ``reindex(model, batch, progress) -> Op[ReindexReport]``,
+    # ``verify(model, batch, progress) -> Op[VerifyReport]`` and ``repair(model, batch,
+    # progress) -> Op[RepairReport]``, with the reports of :mod:`quantumorm.maintenance`.
+
 
 class BackendConnection(Protocol):
     """An open store: the backend plus executors that reach it."""

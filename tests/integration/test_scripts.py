@@ -59,4 +59,7 @@ def test_scripts_declare_their_flags() -> None:
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes",
         # the stored schema is reconciled at a model's first use, even above maxmemory (a
         # few bytes), so that reads keep working on a full server
-        "schema": "#!lua flags=allow-oom", "reindex": "#!lua", "stamp": "#!lua flags=allow-oom"}
+        "schema": "#!lua flags=allow-oom", "reindex": "#!lua", "stamp": "#!lua flags=allow-oom",
+        # verify reads; repair mostly frees memory, and a full server needs it most
+        "inspect": "#!lua flags=no-writes", "entries": "#!lua flags=no-writes",
+        "repair": "#!lua flags=allow-oom"}

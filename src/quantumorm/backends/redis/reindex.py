@@ -8,6 +8,8 @@ their versions, computes their entries in Python (the scripts never decode JSON)
 written meanwhile was indexed by its writer, one deleted needs nothing. The last id done is
 checkpointed in the schema hash after every batch, so an interrupted run resumes there.
 When every partition is done, the indexes are marked ready and queries start using them.
+With nothing building, ``reindex()`` rebuilds every index from empty (to clear whatever
+damage it holds): marked building, its keys deleted, then built the same way.
 
 A document that lacks a field with a default (the field was added since it was written) is
 given that default in the same script, so that what reads show, what the index holds and
@@ -51,10 +53,14 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     started = time.monotonic()
     schema = yield from schemas.take_over(options, keys)
     targets = schema.building()
-    if not targets:  # nothing being built: rebuild every index, unused meanwhile
+    if not targets:  # nothing being built: rebuild every index from empty, unused meanwhile
         targets = tuple(schema.indexes)
         schema = yield from schemas.set_states(options, keys, schema, dict.fromkeys(
             targets, IndexState.BUILDING))
+        # (after the stamps: no connection reads these indexes any more; writers go on
+        # adding the entries of what they write, and the build adds the rest)
+        yield RedisPlan(tuple(Command(("UNLINK", keys.index(p, name))) for name in targets
+                              for p in range(options.partitions)), idempotent=True)
     state.use(schema)
     report = ReindexReport(options.model_name, targets, resumed=bool(schema.checkpoints))
     by_name = options.indexes_by_name()

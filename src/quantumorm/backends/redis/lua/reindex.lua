@@ -64,8 +64,13 @@ for d = 1, (#ARGV - 3) / 5 do
           if holder then results[d] = {"UNIQUE", index.name, holder}; break end
         end
       end
+      -- the entries recorded before go, the new ones are all (re)added: a rebuild starts
+      -- from an empty index, where an entry the meta hash records may be missing
       rewrite_entries(index.key, idkey, unpack_list(redis.call("HGET", meta_key, index.field)),
                       new)
+      local all = {}
+      for n, member in ipairs(new) do all[n] = member .. idkey end
+      bulk("ZADD", index.key, all, true)
     end
     if #fields > 0 then redis.call("HSET", meta_key, unpack(fields)) end
     if json ~= "" then redis.call("SET", doc_key, json, "KEEPTTL") end

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from ... import sortable
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError
-from ...maintenance import Progress, RepairReport, VerifyReport
+from ...maintenance import Progress, RepairReport
 from . import wire
 from .commands import Call, RedisPlan
 from .planner import manifest_field
-from .verify import BATCH, Checker, Finding, clock_of, unlisted, verify, walk_entries, walk_ids
+from .verify import BATCH, Checker, Damage, Finding, verify
 from .writes import layout_refused
 
 if TYPE_CHECKING:
@@ -37,36 +37,26 @@ FIXES = {"dangling_ids": "unlist", "orphan_meta": "purge", "missing_meta": "adop
 
 def repair(backend: RedisBackend, model: type[Document], batch: int = BATCH,
            progress: Progress | None = None) -> Op[RepairReport]:
+    """One verifying pass that fixes each partition once it is judged (documents first, so
+    that an entry a document adopts is not dropped), then, if anything was wrong, a verify
+    of the result."""
     options = model._meta
-    before = yield from verify(backend, model, batch, progress)
+    state = yield from backend.prepare(options)
+    assert state.schema is not None
+    ready = [index for index in options.indexes if index.name in state.schema.ready()]
     fixed: dict[str, int] = {}
-    if not before.ok:
-        state = yield from backend.prepare(options)
-        assert state.schema is not None
-        ready = [index for index in options.indexes if index.name in state.schema.ready()]
-        checker = Checker(model, state.keys, ready)
-        sender = _Sender(checker, state.writes.layout, fixed)
-        for partition in range(options.partitions):
-            newest = 0
+    sender = _Sender(Checker(model, state.keys, ready), state.writes.layout, fixed)
 
-            def visit(findings: list[Finding], partition: int = partition) -> Op[None]:
-                nonlocal newest
-                newest = max([newest, *(f.version for f in findings)])
-                yield from sender.send(partition, [f for f in findings if f.kind in FIXES])
+    def fix(partition: int, damage: Damage) -> Op[None]:
+        yield from sender.send(partition, [f for f in damage.findings if f.kind in FIXES])
+        for position, entries in damage.entries.items():
+            yield from sender.drop(partition, position, entries)
+        if damage.newest > damage.clock:
+            yield from sender.raise_clock(partition, damage.newest)
 
-            yield from walk_ids(checker, partition, batch, visit)
-            if not backend.cluster:
-                found = yield from unlisted(checker, partition, batch)
-                yield from visit(found)
-            scratch = VerifyReport(options.model_name)
-            for position, index in enumerate(options.indexes):
-                if index not in ready:
-                    continue
-                bad: list[tuple[str, bytes]] = []
-                yield from walk_entries(checker, scratch, partition, index, batch, bad)
-                yield from sender.drop(partition, position + 1, bad)
-            if newest > (yield from clock_of(checker.keys, partition)):
-                yield from sender.raise_clock(partition, newest)
+    before = yield from verify(backend, model, batch, progress, fix)
+    if before.ok:
+        return RepairReport(before, before, fixed)
     after = yield from verify(backend, model, batch, None)
     return RepairReport(before, after, fixed)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ... import sortable
@@ -101,7 +101,7 @@ class Checker:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            values = self.model.from_storage(id, version, data)._values()
+            values = {name: self.options.read_value(name, data) for name in self.options.fields}
             expected = self.expected(values)
         except (ValueError, TypeError, ArithmeticError):
             return Finding(id, "corrupt_documents", version, raw, listed=listed)
@@ -130,8 +130,22 @@ class Checker:
         return out
 
 
+@dataclass
+class Damage:
+    """What verify() found wrong in one partition, kept for repair() (None: verify alone)."""
+
+    findings: list[Finding] = field(default_factory=list)  # documents with a problem
+    #: per index position (1-based, in the model's index order): stale and orphan entries
+    entries: dict[int, list[tuple[str, bytes]]] = field(default_factory=dict)
+    newest: int = 0  # the newest version seen
+    clock: int = 0
+
+
 def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
-           progress: Progress | None = None) -> Op[VerifyReport]:
+           progress: Progress | None = None,
+           fix: Callable[[int, Damage], Op[None]] | None = None) -> Op[VerifyReport]:
+    """The checks of the module docstring. ``fix(partition, damage)`` (repair) is called
+    after each partition is judged, with what was found wrong in it."""
     options = model._meta
     started = time.monotonic()
     state = yield from backend.prepare(options)
@@ -150,13 +164,18 @@ def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
                                    for p in range(options.partitions)), read_only=True)
     total, done = sum(int(n) for n in totals), 0
     for partition in range(options.partitions):
-        newest = 0
+        damage = Damage()
+
+        def judged(findings: list[Finding], damage: Damage = damage) -> None:
+            for finding in findings:
+                damage.newest = max(damage.newest, finding.version)
+                _count(report, finding)
+                if fix is not None and finding.kind not in (None, "expired", "gone"):
+                    damage.findings.append(finding)
 
         def visit(findings: list[Finding]) -> Op[None]:
-            nonlocal newest, done
-            for finding in findings:
-                newest = max(newest, finding.version)
-                _count(report, finding)
+            nonlocal done
+            judged(findings)
             done += len(findings)
             if progress is not None:
                 progress(done, max(done, total))
@@ -164,14 +183,17 @@ def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
 
         yield from walk_ids(checker, partition, batch, visit)
         for index in ready:
-            yield from walk_entries(checker, report, partition, index, batch)
+            bad: list[tuple[str, bytes]] | None = [] if fix is not None else None
+            yield from walk_entries(checker, report, partition, index, batch, bad)
+            if bad:
+                damage.entries[options.indexes.index(index) + 1] = bad
         if not backend.cluster:
-            for finding in (yield from unlisted(checker, partition, batch)):
-                newest = max(newest, finding.version)
-                _count(report, finding)
-        clock = yield from clock_of(keys, partition)
-        if newest and clock < newest:
+            judged((yield from unlisted(checker, partition, batch)))
+        damage.clock = yield from clock_of(keys, partition)
+        if damage.newest and damage.clock < damage.newest:
             report.add("clock_behind", keys.state(partition))
+        if fix is not None:
+            yield from fix(partition, damage)
     if progress is not None:
         progress(done, done)
     report.seconds = time.monotonic() - started

@@ -18,8 +18,9 @@ For each collection size N (``--documents``), on one private server:
 * **verify**: ``verify_sync()`` on the collection just built (every index ready) ->
   documents/s and index entries/s. (Its search for unlisted keys SCANs the whole database;
   here the database holds only this collection: the baseline's is deleted first.)
-* **repair**: ``repair_sync()`` on that healthy collection (it only verifies, twice: before
-  and after), then after deleting the meta hashes of 1% of the documents -> seconds.
+* **repair**: ``repair_sync()`` on that healthy collection (one verifying pass that finds
+  nothing to fix), then after deleting the meta hashes of 1% of the documents (the fixing
+  pass, then a verify of the result) -> seconds.
 
 Fairness: both sides use the same process, server, client library (hiredis) and batch size
 (``--batch``, the ORM's default 500); each round loads two fresh collections with the same

@@ -201,3 +201,31 @@ def test_verify_finds_and_repair_fixes_wrong_sort_keys_and_side_rows(tmp_path: P
         assert model.objects.filter(tags__contains="a").count_sync() == 20
     finally:
         quantumorm.close_all()
+
+
+def test_an_index_dropped_from_the_model_is_dropped_from_the_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/dropped.db"
+    first = _declare("evolve_drop", name=StringField(indexed=True), n=IntField(indexed=True))
+    _session(url, "a")
+    try:
+        first(name="x", n=1).save_sync()
+    finally:
+        quantumorm.close_all()
+
+    def indexes() -> set[str]:
+        db = sqlite3.connect(tmp_path / "dropped.db")
+        try:
+            return {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+        finally:
+            db.close()
+
+    assert indexes() == {"qorm_evolve_drop!name", "qorm_evolve_drop!n"}
+    second = _declare("evolve_drop", name=StringField(), n=IntField(indexed=True))
+    _session(url, "b")
+    try:
+        assert second.objects.filter(name="x").count_sync() == 1
+        assert indexes() == {"qorm_evolve_drop!n"}
+        assert second.objects.verify_sync().ok
+    finally:
+        quantumorm.close_all()

@@ -77,6 +77,8 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
     # ready when the model is first used
     if has_data:
         yield from rewrite(options, layout, ReindexReport(options.model_name))
+    if outcome.dropped:
+        yield SqlPlan((tuple(layout.drop_index(name) for name in outcome.dropped),), write=True)
     schema = declared(options)
     if stored is not None:
         schema = Schema(schema.fields, schema.indexes, schema.partitions, schema.partition_by,

@@ -23,12 +23,13 @@ Unique indexes are partial (``WHERE k != x'0100'``): a null never conflicts, as 
 Conflicts are detected by guard statements before writing, which name the index and the
 other document; the UNIQUE index is the safety net.
 
-Schema evolution is a later step. What exists: tables and indexes are created with
-CREATE ... IF NOT EXISTS, and a sort-key column missing from an existing table (a field added
-to the model since) is added with ALTER TABLE ... DEFAULT x'0100' (null), which is right for
-documents written before the field existed. What does not: a field whose type or storage
-changed keeps its old sort keys until each document is rewritten, dropped fields keep their
-columns, and indexes dropped from the model stay in the database.
+Schema evolution: tables and indexes are created with CREATE ... IF NOT EXISTS, and a
+sort-key column missing from an existing table (a field added to the model since) is added
+with ALTER TABLE ... DEFAULT (the sort key of the field's constant default, or null). When
+the model's declaration differs from the schema stored for the table, every row is then
+rewritten from its document (see ``lifecycle.py``) and the SQL indexes of indexes the model
+dropped are dropped. The columns of dropped fields stay (SQLite before 3.35 cannot drop a
+column; they are no longer read or written).
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ class Layout:
             where = " WHERE " + " AND ".join(f"{c} != {NULL_SQL}" for c in cols)
         return (f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.table} "
                 f"({', '.join(cols)}){where}")
+
+    def drop_index(self, name: str) -> Statement:
+        """DROP INDEX of an index the model no longer declares (by its stored name)."""
+        return Statement(f"DROP INDEX IF EXISTS {quote(f'{self.table_name}!{fold(name)}')}")
 
     def table_info(self) -> Statement:
         return Statement("SELECT name FROM pragma_table_info(?)", (self.table_name,))

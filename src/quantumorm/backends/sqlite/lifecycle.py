@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from ... import sortable
@@ -25,7 +26,7 @@ from ...engine.drive import Op
 from ...fields.base import MISSING
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...schema import Schema, declared, reconcile
+from ...schema import HISTORY, Schema, declared, reconcile
 from .plans import SqlPlan, Statement
 from .schema import CLOCKS, Layout, encode_document, quote
 
@@ -79,11 +80,10 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
         yield from rewrite(options, layout, ReindexReport(options.model_name))
     if outcome.dropped:
         yield SqlPlan((tuple(layout.drop_index(name) for name in outcome.dropped),), write=True)
-    schema = declared(options)
+    schema = declared(options)  # (every index ready: the rows were just rewritten)
     if stored is not None:
-        schema = Schema(schema.fields, schema.indexes, schema.partitions, schema.partition_by,
-                        layout=stored.layout + 1,
-                        history=(*stored.history, stored.fingerprint)[-32:])
+        schema = replace(schema, layout=stored.layout + 1,
+                         history=(*stored.history, stored.fingerprint)[-HISTORY:])
     yield from _store_schema(layout, schema)
     return schema
 

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -33,6 +34,17 @@ CONNECTION = "quantumorm-cli"
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 2
+    except Exception:  # a crash must not look like "problems found" (1) to a script
+        traceback.print_exc()
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m quantumorm",
         description="Check, build and repair a model's documents and indexes.")
@@ -59,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--url (or QUANTUMORM_URL / REDIS_URL) is required")
     try:
         model = load_model(args.model)
-    except (ImportError, AttributeError, ValueError) as exc:
-        parser.error(f"cannot load the model {args.model!r}: {exc}")
+    except Exception as exc:  # (importing the module runs its code: anything can fail)
+        parser.error(f"cannot load the model {args.model!r}: {type(exc).__name__}: {exc}")
     backend = args.backend or model._meta.backend
     options: dict[str, Any] = {}
     if backend == "redis":

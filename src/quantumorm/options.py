@@ -8,14 +8,17 @@ an unknown or unindexable field) raises :class:`ConfigurationError` naming the m
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
 from .fields.structured import ArrayField
+
+T = TypeVar("T")
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -65,6 +68,20 @@ class ModelOptions:
 
     def field(self, name: str) -> Field:
         return self.fields[name]
+
+    def state_for(self, owner: object, make: Callable[[], T]) -> T:
+        """What ``owner`` (a connection's backend) keeps about this model: its keys,
+        layout, planner, stored schema. Kept here, weakly keyed by the owner, rather than by
+        the owner: a model class made at runtime is freed with everything about it once it
+        is gone, and a closed connection's state goes with the connection."""
+        states = self.__dict__.get("_states")
+        if states is None:
+            # (a frozen dataclass: its __dict__ is written directly, as cached_property does)
+            states = self.__dict__["_states"] = weakref.WeakKeyDictionary()
+        state = states.get(owner)
+        if state is None:
+            state = states[owner] = make()
+        return state
 
     @cached_property
     def loaders(self) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:

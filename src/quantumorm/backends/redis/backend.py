@@ -117,13 +117,9 @@ class RedisBackend:
         self.cluster = cluster
         #: longest blocking stream read, in seconds (half the socket timeout)
         self.max_block = max_block
-        self._models: dict[int, _ModelState] = {}
 
     def _state(self, options: ModelOptions) -> _ModelState:
-        state = self._models.get(id(options))
-        if state is None:
-            state = self._models[id(options)] = _ModelState(options, self.max_document_bytes)
-        return state
+        return options.state_for(self, lambda: _ModelState(options, self.max_document_bytes))
 
     def prepare(self, options: ModelOptions, refresh: bool = False) -> Op[_ModelState]:
         """The model's state, its stored schema reconciled with the declaration at first use

@@ -43,6 +43,7 @@ from . import wire
 
 Token = bytes
 PLAN_CACHE_SIZE = 512  # plans kept per model
+RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
 MAX_PROBES = 8  # index-membership probes per condition before reading the meta hash instead
 NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
 
@@ -138,7 +139,17 @@ class Planner:
                                                      if i.name in ready))
         self.options = options
         self._cached = lru_cache(maxsize=PLAN_CACHE_SIZE)(self._plan)
+        # (per planner, not per module: a module-level cache would keep every model whose
+        # fields it met alive, and models made at runtime could never be freed)
+        self._ranges = lru_cache(maxsize=RANGES_CACHE_SIZE)(_compute_ranges)
         self.indexed = set(options.indexed_fields)
+
+    def _leaf_ranges(self, field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
+        """The lex ranges of a single-field index holding exactly the matching documents."""
+        try:
+            return self._ranges(field, cond)
+        except TypeError:  # unhashable value
+            return _compute_ranges(field, cond)
 
     # -- what the server can evaluate ------------------------------------------------------
 
@@ -344,7 +355,7 @@ class Planner:
         index = self.options.single_index(cond.field)
         if index is None:
             return None
-        ranges = _leaf_ranges(self.options.fields[cond.field], cond)
+        ranges = self._leaf_ranges(self.options.fields[cond.field], cond)
         if ranges is None:
             return None
         return self._range(index, ranges, exact=True)
@@ -368,7 +379,7 @@ class Planner:
         for position, part in enumerate(parts):
             if not (isinstance(part, Condition) and part.field == name):
                 continue
-            ranges = _leaf_ranges(field, part)
+            ranges = self._leaf_ranges(field, part)
             if ranges is None or len(ranges) != 1:
                 continue
             (part_low, part_high), = ranges
@@ -414,7 +425,7 @@ class Planner:
                 rng = next(((i, c) for i, c in conds
                             if c.field == name and c.lookup in _RANGE_DRIVERS), None)
                 if rng is not None:
-                    inner = _leaf_ranges(self.options.fields[name], rng[1])
+                    inner = self._leaf_ranges(self.options.fields[name], rng[1])
                     if inner is not None:
                         ranges = [(_prefixed(low, prefix), _prefixed(high, prefix))
                                   for low, high in inner]
@@ -449,7 +460,7 @@ class Planner:
                         or (part.lookup is Lookup.ISNULL and part.value))):
                     continue
                 index = self.options.single_index(part.field)
-                ranges = _leaf_ranges(self.options.fields[part.field], part)
+                ranges = self._leaf_ranges(self.options.fields[part.field], part)
                 if index is None or ranges is None:
                     continue
                 (low, high), = ranges
@@ -510,13 +521,6 @@ def _key(field: Field, value: Any) -> bytes:
     return sortable.NULL if value is None else field.sort_key(value)
 
 
-def _leaf_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
-    """The lex ranges of a single-field index holding exactly the matching documents."""
-    try:
-        return _cached_ranges(field, cond)
-    except TypeError:  # unhashable value
-        return _compute_ranges(field, cond)
-
 
 def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
     lookup, value = cond.lookup, cond.value
@@ -550,9 +554,6 @@ def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] 
         prefix = sortable.encode_str_prefix(value)
         return [(b"[" + prefix, b"(" + prefix + up)]
     return None
-
-
-_cached_ranges = lru_cache(maxsize=4096)(_compute_ranges)
 
 
 def _prefixed(bound: bytes, prefix: bytes) -> bytes:

@@ -64,14 +64,10 @@ class SqliteBackend:
     def __init__(self, max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.max_document_bytes = max_document_bytes
         # one backend per connection object, so a layout's ``ready`` means "its tables exist
-        # in this database"; a layout holds its options, so their id() is never reused here
-        self._layouts: dict[int, Layout] = {}
+        # in this database"; layouts are kept by the models' options (options.state_for)
 
     def _layout(self, options: ModelOptions) -> Layout:
-        layout = self._layouts.get(id(options))
-        if layout is None or layout.options is not options:
-            layout = self._layouts[id(options)] = Layout(options)
-        return layout
+        return options.state_for(self, lambda: Layout(options))
 
     def _prepare(self, options: ModelOptions) -> Op[Layout]:
         """The model's layout, its tables and indexes created on first use."""

@@ -88,17 +88,32 @@ def _streams_read(head: list[Any], streams: list[str], ids: list[str], block: fl
     if not cluster or len(streams) == 1:
         (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", *streams, *ids)),),
                                    read_only=read_only, idempotent=idempotent)
-        return list(reply or [])
+        return _by_stream(reply)
     replies = yield RedisPlan(tuple(Command((*head, "STREAMS", stream, at))
                                     for stream, at in zip(streams, ids, strict=True)),
                               read_only=read_only, idempotent=idempotent)
-    found = [part for reply in replies for part in (reply or [])]
+    found = [part for reply in replies for part in _by_stream(reply)]
     if any(entries for _, entries in found) or not wait:
         return found
     wait = ["BLOCK", max(1, int(min(block, CLUSTER_POLL) * 1000))]
     (reply,) = yield RedisPlan((Command((*head, *wait, "STREAMS", streams[0], ids[0])),),
                                read_only=read_only, idempotent=idempotent)
+    return _by_stream(reply)
+
+
+def _by_stream(reply: Any) -> list[Any]:
+    """An XREAD/XREADGROUP reply as [[stream, entries], ...]: RESP2 sends that list, RESP3
+    a map from stream to entries (``protocol=3``)."""
+    if isinstance(reply, dict):  # (redis-py wraps each stream's entries in one more list)
+        return [[name, _unwrapped(entries)] for name, entries in reply.items()]
     return list(reply or [])
+
+
+def _unwrapped(entries: list[Any]) -> list[Any]:
+    if len(entries) == 1 and isinstance(entries[0], list) and (
+            not entries[0] or isinstance(entries[0][0], (list, tuple))):
+        return list(entries[0])
+    return entries
 
 
 def create_group(keys: KeySpace, group: str, start: str) -> Op[None]:

@@ -16,9 +16,12 @@ import pytest
 from contract_models import MODELS
 
 import quantumorm
+from quantumorm.backends.redis.acl import acl_rule
 
-#: "redis-resp3": the Redis backend with RESP3 replies (``protocol=3``)
-BACKENDS = ("redis", "redis-resp3", "sqlite")
+#: "redis-resp3": the Redis backend with RESP3 replies (``protocol=3``); "redis-acl": as a
+#: user holding only quantumorm's published least-privilege ACL rule (acl.acl_rule)
+BACKENDS = ("redis", "redis-resp3", "redis-acl", "sqlite")
+ACL_USER, ACL_PASSWORD = "qorm-contract", "contract-secret"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,9 +31,15 @@ async def store(request: Any) -> AsyncIterator[str]:
         redis_url = request.getfixturevalue("redis_url")
         client = request.getfixturevalue("redis_client")
         client.flushdb()
-        protocol = {"protocol": 3} if request.param == "redis-resp3" else {}
+        extra: dict[str, Any] = {}
+        if request.param == "redis-resp3":
+            extra["protocol"] = 3
+        if request.param == "redis-acl":
+            client.execute_command("ACL", "SETUSER", ACL_USER, "reset", "on",
+                                   f">{ACL_PASSWORD}", *acl_rule("contract").split())
+            extra.update(username=ACL_USER, password=ACL_PASSWORD)
         quantumorm.create_connection(backend="redis", url=redis_url, name="contract-redis",
-                                     make_default=True, **protocol)
+                                     make_default=True, **extra)
     else:
         quantumorm.create_connection(backend="sqlite", url="sqlite://", name="contract-sqlite",
                                      make_default=True)

@@ -21,6 +21,7 @@ from ...errors import (
     BackendConnectionError,
     CorruptDocumentError,
     DuplicateIdError,
+    PermissionDeniedError,
     SchemaMismatchError,
     TransactionError,
     UnsupportedOperation,
@@ -127,9 +128,29 @@ class RedisBackend:
         found that its partition has seen a newer layout (an index was added, built or
         dropped since this connection read it)."""
         state = self._state(options)
+        if state.schema is None:
+            yield from self._preflight(state)
         if state.schema is None or refresh:
             state.use((yield from schemas.register(options, state.keys)))
         return state
+
+    def _preflight(self, state: _ModelState) -> Op[None]:
+        """Refuse, before anything is written, a user whose ACL would stop a script
+        half-way through a write (``preflight.lua``; the rule to grant: ``acl.acl_rule``)."""
+        keys, options = state.keys, state.options
+        index = keys.index(0, options.indexes[0].name) if options.indexes else keys.ids(0)
+        streams = state.writes.event_keys(0)
+        call = Call("preflight", (
+            keys.doc(0, "_"), keys.meta(0, "_"), keys.ids(0), keys.ttl(0), keys.state(0),
+            keys.trash(0, "_"), keys.sequence if options.partitions == 1 else keys.ids(0),
+            index, *streams), ("1" if streams else "0",
+                               keys.channel if options.publish else ""))
+        (refused,) = yield RedisPlan((call,), read_only=True)
+        if wire.text(refused):
+            raise PermissionDeniedError(
+                f"{options.model_name}: the Redis user may not run {wire.text(refused)}; "
+                "grant it QuantumORM's rule: quantumorm.backends.redis.acl.acl_rule("
+                f"{options.namespace!r}) (see the README, Connections)")
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -120,6 +120,9 @@ class NotReplicated(rx.RedisError):
     """WAIT answered with fewer replicas than asked for (the write itself was applied)."""
 
 
+_SCRIPT_NOPERM = "The user executing the script can't run this command"
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a redis-py exception onto QuantumORM's hierarchy (others pass through)."""
     if isinstance(exc, NotReplicated):
@@ -143,6 +146,10 @@ def translate(exc: BaseException) -> BaseException:
         code = str(exc).split(" ", 1)[0]
         if code == "WRONGTYPE":
             return errors.WrongTypeError(f"a key holds the wrong kind of value: {exc}")
+        if code == "NOPERM" or _SCRIPT_NOPERM in str(exc):
+            # an ACL refusal of a command a script calls: NOPERM since Redis 7.2; Redis 7.0
+            # says ERR with this text (the one reply text that has no code of its own)
+            return errors.PermissionDeniedError(f"Redis ACL refused a command: {exc}")
         return errors.BackendError(f"Redis error: {exc}")
     if isinstance(exc, rx.RedisError):
         return errors.BackendError(f"Redis error: {exc}")

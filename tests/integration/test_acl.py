@@ -82,4 +82,4 @@ def test_the_readme_publishes_the_rule_the_code_gives() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     start = readme.index("ACL SETUSER app on >secret ")
     published = readme[start:readme.index("```", start)].split()
-    assert published[4:] == acl_rule("qorm").split()
+    assert published[5:] == acl_rule("qorm").split()

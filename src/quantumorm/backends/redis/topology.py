@@ -65,6 +65,9 @@ class Topology:
             "kind", "url", "hosts", "service", "db", "tls", "username", "password")))
 
 
+_FRAGMENT = "a URL has no '#' part (percent-encode a '#' in a password: %23)"
+
+
 def _fail(url: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"{redact_url(url)}: {problem}")
 
@@ -80,6 +83,8 @@ def parse(url: str) -> Topology:
     if scheme in SINGLE_SCHEMES:
         return _single(url, scheme)
     parts = urlsplit(url)
+    if parts.fragment:
+        raise _fail(url, _FRAGMENT)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username = password = None
     if userinfo:
@@ -109,30 +114,40 @@ def _single(url: str, scheme: str) -> Topology:
     ``rediss://``), or ``unix:///path/to.sock[?db=N...]``. redis-py parses these again when
     it connects; here they are checked, so that a mistake fails at ``create_connection``
     instead of being skipped (``/abc`` read as db 0) or raised raw at the first query."""
+    parts = urlsplit(url)
+    if parts.fragment or url.endswith("#"):
+        raise _fail(url, _FRAGMENT)
     try:
-        parts = urlsplit(url)
         port = parts.port  # (raises ValueError for a port that is no number, or too big)
+    except ValueError:
+        port = 0
+    try:
         query = tuple(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
-    except ValueError as exc:
-        problem = "the port is not a number from 1 to 65535" if "ort" in str(exc) else (
-            "the query string is not name=value&...")
-        raise _fail(url, problem) from None
+    except ValueError:
+        query = (("", ""),)
+    # (raised outside the except blocks: the driver's message, which may quote the
+    # password, must not travel along as __context__)
+    if query == (("", ""),):
+        raise _fail(url, "the query string is not name=value&...")
     values = dict(query)
     if len(values) < len(query):
         raise _fail(url, "an option appears twice in the query string")
     db = _db(url, values["db"]) if "db" in values else 0
     if scheme == "unix":
-        if not parts.path:
+        if not parts.path.startswith("/"):
             raise _fail(url, "a unix:// URL names the socket: unix:///path/to/redis.sock")
     else:
         if port == 0:
-            raise _fail(url, "the port is not a number from 1 to 65535")
+            raise _fail(url, "the port is not a number from 1 to 65535 (or the password "
+                             "holds a '/', '?' or '#': percent-encode it)")
         path = unquote(parts.path).strip("/")
         if path and "db" in values:
             raise _fail(url, "the database is given twice (path and ?db=)")
         if path:
             db = _db(url, path)
     return Topology("single", url, db=db, tls=scheme == "rediss",
+                    username=unquote(parts.username or "") or None,
+                    password=unquote(parts.password or "") or None,
                     query=tuple((k, v) for k, v in query if k != "db"))
 
 

@@ -261,8 +261,9 @@ def test_sqlite_options_are_checked_with_a_hint() -> None:
         create_connection(backend="sqlite", url="sqlite://", max_document_byte=10)
     with pytest.raises(ConfigurationError, match="max_document_bytes must be"):
         create_connection(backend="sqlite", url="sqlite://", max_document_bytes="10")
-    with pytest.raises(ConfigurationError, match="sqlite://"):
-        create_connection(backend="sqlite", url="redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="sqlite://") as caught:
+        create_connection(backend="sqlite", url=f"redis://:{SECRET}@127.0.0.1:6379/0")
+    _assert_secret_kept(caught.value)
     assert not quantumorm.connection._connections
 
 

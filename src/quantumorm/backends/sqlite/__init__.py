@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...errors import ConfigurationError
+from ...redaction import redact_url
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
 from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
 
@@ -64,12 +65,14 @@ def path_of(url: str) -> str:
     ``sqlite:///rel.db``... the part after ``sqlite://`` with its leading slash dropped
     (``sqlite:////abs.db`` is absolute), as SQLAlchemy does."""
     if not url.startswith(URL_PREFIX):
-        raise ConfigurationError(f"a SQLite URL starts with sqlite:// (got {url!r})")
+        raise ConfigurationError(
+            f"a SQLite URL starts with sqlite:// (got {redact_url(url)!r})")
     rest = url[len(URL_PREFIX):]
     if rest in ("", "/", "/:memory:"):
         return ":memory:"
     if not rest.startswith("/"):
-        raise ConfigurationError(f"a SQLite URL is sqlite:// or sqlite:///path (got {url!r})")
+        raise ConfigurationError(
+            f"a SQLite URL is sqlite:// or sqlite:///path (got {redact_url(url)!r})")
     return rest[1:]
 
 

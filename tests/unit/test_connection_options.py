@@ -272,9 +272,10 @@ def test_noscript_reloads_are_bounded_and_end_with_the_source() -> None:
     the steps answered NOSCRIPT (they did not run), the last one with the script source."""
     import redis
 
-    from quantumorm.backends.redis import executor
+    from quantumorm.backends.redis import reloads
+    from quantumorm.backends.redis.commands import Call, script
 
-    policy = executor._reloads(2)
+    policy = reloads.reloads(2)
     todo = next(policy)
     sent = [todo]
     noscript = redis.exceptions.NoScriptError("NOSCRIPT")
@@ -282,10 +283,10 @@ def test_noscript_reloads_are_bounded_and_end_with_the_source() -> None:
         while True:
             todo = policy.send([noscript if i else "ok" for i in todo.positions])
             sent.append(todo)
-    assert [t.positions for t in sent] == [[0, 1]] + [[1]] * executor.SCRIPT_RELOADS
-    assert [t.inline for t in sent] == [False] * executor.SCRIPT_RELOADS + [True]
-    assert [t.load for t in sent] == [False] + [True] * executor.SCRIPT_RELOADS
+    assert [t.positions for t in sent] == [[0, 1]] + [[1]] * reloads.SCRIPT_RELOADS
+    assert [t.inline for t in sent] == [False] * reloads.SCRIPT_RELOADS + [True]
+    assert [t.load for t in sent] == [False] + [True] * reloads.SCRIPT_RELOADS
     assert done.value.value == ["ok", noscript]
-    step = executor.Call("count", ("k",), ())
-    assert executor._args(step, inline=True)[:2] == ("EVAL", executor.script("count").source)
-    assert executor._args(step, read_only=True, inline=True)[0] == "EVAL_RO"
+    step = Call("count", ("k",), ())
+    assert reloads.step_args(step, inline=True)[:2] == ("EVAL", script("count").source)
+    assert reloads.step_args(step, read_only=True, inline=True)[0] == "EVAL_RO"

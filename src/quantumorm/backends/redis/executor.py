@@ -3,7 +3,7 @@
 * One round trip per plan: a single step is sent as is, several are pipelined without
   MULTI. Scripts go as EVALSHA; a NOSCRIPT reply (restart, failover, SCRIPT FLUSH) loads the
   scripts and re-sends only the steps that did not run, up to ``SCRIPT_RELOADS`` times, the
-  last time with the script's source (EVAL), which no flush can refuse (``_reloads``, one
+  last time with the script's source (EVAL), which no flush can refuse (``reloads``, one
   policy for both drivers).
 * redis-py's own retries are switched off: it would resend writes whose outcome is unknown.
   Read-only and idempotent plans (writes that recognise their own earlier application) are
@@ -22,14 +22,10 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -41,7 +37,16 @@ from ... import errors
 from ...redaction import redacted_repr
 from . import eviction
 from . import topology as topologies
-from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Replies, Step, script
+from .commands import Call, Command, RedisPlan, Replies, Step
+from .reloads import (
+    aload_all,
+    aone,
+    arun_reloads,
+    load_all,
+    one,
+    run_reloads,
+    step_args,
+)
 from .topology import Topology
 from .topology import parse as topology_of
 
@@ -170,54 +175,6 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _args(step: Step, read_only: bool = False, inline: bool = False) -> tuple[Any, ...]:
-    """The command of a step. Read-only plans call their scripts with EVALSHA_RO, which
-    replicas accept (the read scripts declare ``no-writes``); ``inline`` sends the script's
-    source (EVAL / EVAL_RO) instead of its SHA."""
-    if isinstance(step, Command):
-        return step.args
-    code = script(step.script)
-    if inline:
-        return ("EVAL_RO" if read_only else "EVAL", code.source, len(step.keys), *step.keys,
-                *step.args)
-    command = "EVALSHA_RO" if read_only else "EVALSHA"
-    return (command, code.sha, len(step.keys), *step.keys, *step.args)
-
-
-#: how many times one plan loads the scripts again after NOSCRIPT replies (a restart, a
-#: failover, or a SCRIPT FLUSH that keeps landing between the load and the call); the last
-#: resend carries the scripts' source (EVAL), so a plan never fails with NOSCRIPT
-SCRIPT_RELOADS = 5
-
-
-@dataclass(frozen=True)
-class Resend:
-    """What the NOSCRIPT policy asks a driver to send: the positions of the plan's steps,
-    whether to load the scripts first, and whether to send the scripts' source."""
-
-    positions: list[int]
-    load: bool = False
-    inline: bool = False
-
-
-def _reloads(count: int) -> Generator[Resend, list[Any], list[Any]]:
-    """The NOSCRIPT policy of every send path, sync and async: yields what to send (all
-    ``count`` steps, then only those answered NOSCRIPT: they did not run, so resending them
-    applies nothing twice), receives their replies, and returns every step's reply."""
-    replies: list[Any] = [None] * count
-    todo = Resend(list(range(count)))
-    for reload in range(1, SCRIPT_RELOADS + 1):
-        for i, reply in zip(todo.positions, (yield todo), strict=True):
-            replies[i] = reply
-        missing = [i for i in todo.positions if _noscript(replies[i])]
-        if not missing:
-            return replies
-        todo = Resend(missing, load=True, inline=reload == SCRIPT_RELOADS)
-    for i, reply in zip(todo.positions, (yield todo), strict=True):
-        replies[i] = reply
-    return replies
-
-
 #: replies meaning the command was not executed (failover or resharding under way): any
 #: plan of one step may be sent again, as may read-only and idempotent plans
 NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.ReadOnlyError,
@@ -276,64 +233,11 @@ def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
                             f"confirmed it within {timeout_ms} ms")
 
 
-def _noscript(reply: Any) -> bool:
-    return isinstance(reply, rx.NoScriptError)
-
-
 def _check(replies: Sequence[Any]) -> list[Any]:
     for reply in replies:
         if isinstance(reply, BaseException):
             raise reply
     return list(replies)
-
-
-Send = Callable[[Sequence[Step], bool], list[Any]]
-AsyncSend = Callable[[Sequence[Step], bool], Awaitable[list[Any]]]
-
-
-def _run_reloads(steps: Sequence[Step], send: Send, load: Callable[[], None]) -> list[Any]:
-    """Drive :func:`_reloads` with blocking calls: ``send(steps, inline)`` returns one reply
-    (or error) per step; ``load()`` loads the scripts."""
-    policy = _reloads(len(steps))
-    todo = next(policy)
-    while True:
-        if todo.load:
-            load()
-        replies = send([steps[i] for i in todo.positions], todo.inline)
-        try:
-            todo = policy.send(replies)
-        except StopIteration as done:
-            return list(done.value)
-
-
-async def _arun_reloads(steps: Sequence[Step], send: AsyncSend,
-                        load: Callable[[], Awaitable[None]]) -> list[Any]:
-    """The asyncio twin of :func:`_run_reloads`."""
-    policy = _reloads(len(steps))
-    todo = next(policy)
-    while True:
-        if todo.load:
-            await load()
-        replies = await send([steps[i] for i in todo.positions], todo.inline)
-        try:
-            todo = policy.send(replies)
-        except StopIteration as done:
-            return list(done.value)
-
-
-def _one(call: Callable[[], Any]) -> list[Any]:
-    """The reply of a step sent alone, NOSCRIPT as a reply (like a pipeline's)."""
-    try:
-        return [call()]
-    except rx.NoScriptError as exc:
-        return [exc]
-
-
-async def _aone(call: Callable[[], Awaitable[Any]]) -> list[Any]:
-    try:
-        return [await call()]
-    except rx.NoScriptError as exc:
-        return [exc]
 
 
 class SyncRedisExecutor:
@@ -399,7 +303,7 @@ class SyncRedisExecutor:
                     replies[i] = reply
             return replies
 
-        replies = _run_reloads(steps, send, self.load_scripts)
+        replies = run_reloads(steps, send, self.load_scripts)
         for ack in acks:
             _acked(ack, self.wait, self.wait_ms)
         return _check(replies)
@@ -408,7 +312,7 @@ class SyncRedisExecutor:
                  acks: list[Any]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step, inline=inline))
+            pipe.execute_command(*step_args(step, inline=inline))
         pipe.execute_command("WAIT", self.wait, self.wait_ms)
         replies = pipe.execute(raise_on_error=False)
         acks.append(replies[-1])
@@ -424,13 +328,13 @@ class SyncRedisExecutor:
         for client, positions in self._by_node(steps, replica=ro):
             pipe = client.pipeline(transaction=False)
             for i in positions:
-                pipe.execute_command(*_args(steps[i], ro, inline))
+                pipe.execute_command(*step_args(steps[i], ro, inline))
             for i, reply in zip(positions, pipe.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
         return replies
 
     def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
-        return _check(_run_reloads(steps, lambda todo, inline: self._send_once(
+        return _check(run_reloads(steps, lambda todo, inline: self._send_once(
             todo, read_only, inline), self.load_scripts))
 
     def _send_once(self, steps: Sequence[Step], read_only: bool, inline: bool) -> list[Any]:
@@ -440,17 +344,17 @@ class SyncRedisExecutor:
         ro = read_only and self.replica_reads
         client = self.reader if read_only else self.client
         if len(steps) == 1:
-            return _one(lambda: client.execute_command(*_args(steps[0], ro, inline)))
+            return one(lambda: client.execute_command(*step_args(steps[0], ro, inline)))
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step, ro, inline))
+            pipe.execute_command(*step_args(step, ro, inline))
         return list(pipe.execute(raise_on_error=False))
 
     def load_scripts(self) -> None:
         """Load every script where it may run: the master (all primaries and, for replica
         reads, all nodes of a cluster; the replica client of a Sentinel group)."""
         for client in dict.fromkeys((self.client, self.reader)):
-            _load(client)
+            load_all(client)
 
     def close(self) -> None:
         for client in dict.fromkeys((self.client, self.reader)):
@@ -460,34 +364,6 @@ class SyncRedisExecutor:
                 pool.disconnect()
         for watcher in getattr(getattr(self.client, "_qorm_sentinel", None), "sentinels", ()):
             watcher.close()  # the connections to the Sentinels themselves
-
-
-def _load(client: Any) -> None:
-    """Every script, in one round trip on a single server (a SCRIPT FLUSH from elsewhere
-    then has the least time to land between the load and the call)."""
-    if isinstance(client, redis.cluster.RedisCluster):  # replicas too: reads may go there
-        every_node = redis.cluster.RedisCluster.ALL_NODES
-        for name in SCRIPT_NAMES:
-            client.execute_command("SCRIPT LOAD",  # type: ignore[no-untyped-call]
-                                   script(name).source, target_nodes=every_node)
-        return
-    pipe = client.pipeline(transaction=False)
-    for name in SCRIPT_NAMES:
-        pipe.script_load(script(name).source)
-    pipe.execute()
-
-
-async def _aload(client: Any) -> None:
-    if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        for name in SCRIPT_NAMES:
-            await client.execute_command(
-                "SCRIPT LOAD", script(name).source,
-                target_nodes=redis.asyncio.cluster.RedisCluster.ALL_NODES)
-        return
-    pipe = client.pipeline(transaction=False)
-    for name in SCRIPT_NAMES:
-        pipe.script_load(script(name).source)
-    await pipe.execute()
 
 
 class AsyncRedisExecutor:
@@ -565,7 +441,7 @@ class AsyncRedisExecutor:
             acks.append(ack)
             return replies
 
-        replies = await _arun_reloads(steps, send, self.load_scripts)
+        replies = await arun_reloads(steps, send, self.load_scripts)
         for ack in acks:
             _acked(ack, wait, wait_ms)
         return _check(replies)
@@ -578,7 +454,7 @@ class AsyncRedisExecutor:
         if not self.options.topology.cluster:
             pipe = client.pipeline(transaction=False)
             for step in steps:
-                pipe.execute_command(*_args(step, inline=inline))
+                pipe.execute_command(*step_args(step, inline=inline))
             pipe.execute_command("WAIT", wait, wait_ms)
             replies = await pipe.execute(raise_on_error=False)
             return list(replies[:-1]), replies[-1]
@@ -590,7 +466,7 @@ class AsyncRedisExecutor:
         out: list[Any] = [None] * len(steps)
         least: Any = wait
         for node, positions in groups.values():
-            commands = [PipelineCommand(n, *_args(steps[i], inline=inline))
+            commands = [PipelineCommand(n, *step_args(steps[i], inline=inline))
                         for n, i in enumerate(positions)]
             commands.append(PipelineCommand(len(positions), "WAIT", wait, wait_ms))
             await node.execute_pipeline(commands)
@@ -606,7 +482,7 @@ class AsyncRedisExecutor:
         async def send(todo: Sequence[Step], inline: bool) -> list[Any]:
             return await self._send_once(todo, read_only, inline)
 
-        return _check(await _arun_reloads(steps, send, self.load_scripts))
+        return _check(await arun_reloads(steps, send, self.load_scripts))
 
     async def _send_once(self, steps: Sequence[Step], read_only: bool,
                          inline: bool) -> list[Any]:
@@ -615,15 +491,15 @@ class AsyncRedisExecutor:
         ro = read_only and self.options.read_from_replicas
         client = reader if read_only else writer
         if len(steps) == 1:
-            return await _aone(lambda: client.execute_command(*_args(steps[0], ro, inline)))
+            return await aone(lambda: client.execute_command(*step_args(steps[0], ro, inline)))
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step, ro, inline))
+            pipe.execute_command(*step_args(step, ro, inline))
         return list(await pipe.execute(raise_on_error=False))
 
     async def load_scripts(self) -> None:
         for client in dict.fromkeys(self._pair()):
-            await _aload(client)
+            await aload_all(client)
 
     async def aclose(self) -> None:
         try:

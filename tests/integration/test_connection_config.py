@@ -180,25 +180,33 @@ async def test_each_backend_keeps_its_own_default(redis_url: str, redis_client: 
 # -- NOSCRIPT under a SCRIPT FLUSH loop -----------------------------------------------------
 
 
-@pytest.fixture
-def flushing(start_redis: Any) -> Iterator[tuple[str, threading.Event, list[int]]]:
-    """A private server and a thread sending SCRIPT FLUSH to it in a loop (every ~0.2 ms)
-    until the test ends; yields its URL, the stop event and the count of flushes."""
-    url, _ = start_redis()
+def _flusher(clients: list[redis.Redis], pause: float = 0.0002) -> tuple[
+        threading.Thread, threading.Event, list[int]]:
+    """A thread sending SCRIPT FLUSH to these servers in turn, every ``pause`` seconds,
+    until the event is set; and the count of flushes."""
     stop, flushes = threading.Event(), [0]
 
     def loop() -> None:
-        client = redis.Redis.from_url(url)
         try:
             while not stop.is_set():
-                client.script_flush()
+                clients[flushes[0] % len(clients)].script_flush()
                 flushes[0] += 1
-                time.sleep(0.0002)
+                time.sleep(pause)
         finally:
-            client.close()
+            for client in clients:
+                client.close()
 
     thread = threading.Thread(target=loop, name="script-flusher", daemon=True)
     thread.start()
+    return thread, stop, flushes
+
+
+@pytest.fixture
+def flushing(start_redis: Any) -> Iterator[tuple[str, threading.Event, list[int]]]:
+    """A private server and a thread flushing its scripts in a loop until the test ends;
+    yields its URL, the stop event and the count of flushes."""
+    url, _ = start_redis()
+    thread, stop, flushes = _flusher([redis.Redis.from_url(url)])
     try:
         yield url, stop, flushes
     finally:
@@ -206,14 +214,11 @@ def flushing(start_redis: Any) -> Iterator[tuple[str, threading.Event, list[int]
         thread.join(timeout=10)
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_operations_succeed_while_another_client_flushes_the_scripts(
-        flushing: tuple[str, threading.Event, list[int]], closing: None, mode: str) -> None:
-    url, stop, flushes = flushing
-    create_connection(url=url, name="default", make_default=True)
-    docs = await call(Flushed.objects, "bulk_create", mode,
-                      [Flushed(text=f"t{i % 3}", n=i) for i in range(30)])
-    for round_ in range(20):
+async def _workload(mode: str, rounds: int) -> list[Flushed]:
+    """Inserts, updates, atomic increments, counts, ordered queries and fetches."""
+    docs: list[Flushed] = await call(Flushed.objects, "bulk_create", mode,
+                                     [Flushed(text=f"t{i % 3}", n=i) for i in range(30)])
+    for round_ in range(rounds):
         for doc in docs[:6]:
             await call(doc, "inc", mode, "visits")
         doc = await call(Flushed(text="loop", n=100 + round_), "save", mode)
@@ -224,17 +229,55 @@ async def test_operations_succeed_while_another_client_flushes_the_scripts(
         assert [d.n for d in rows] == list(range(29, -1, -1))
         assert len(await call(Flushed.objects, "get_many", mode,
                               [d.id for d in docs[:5]])) == 5
+    return docs
+
+
+async def _applied_once(mode: str, docs: list[Flushed], rounds: int) -> None:
+    """Nothing was applied twice: every increment counted once, no insert made twice."""
+    for doc in docs[:6]:
+        assert (await call(Flushed.objects, "get", mode, id=doc.id)).visits == rounds
+    assert await call(Flushed.objects.filter(text="looped"), "count", mode) == rounds
+    assert await call(Flushed.objects, "count", mode) == 30 + rounds
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_operations_succeed_while_another_client_flushes_the_scripts(
+        flushing: tuple[str, threading.Event, list[int]], closing: None, mode: str) -> None:
+    url, stop, flushes = flushing
+    create_connection(url=url, name="default", make_default=True)
+    docs = await _workload(mode, rounds=12)
     stop.set()
     raw = redis.Redis.from_url(url)
     try:
         errors = raw.info("errorstats")
-        # nothing applied twice: every inc counted once
-        for doc in docs[:6]:
-            assert (await call(Flushed.objects, "get", mode, id=doc.id)).visits == 20
-        assert await call(Flushed.objects.filter(text="looped"), "count", mode) == 20
-        assert await call(Flushed.objects, "count", mode) == 50  # no insert made twice
+        await _applied_once(mode, docs, rounds=12)
         assert_indexes_consistent(raw, Flushed)
     finally:
         raw.close()
     assert flushes[0] > 100
     assert errors.get("errorstat_NOSCRIPT", {}).get("count", 0) > 0  # (the test did bite)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+async def test_cluster_operations_succeed_while_scripts_are_flushed(
+        redis_cluster: Any, closing: None, mode: str, wait_replicas: int) -> None:
+    """The same on a cluster, where plans go one pipeline per node, and with WAIT."""
+    redis_cluster.flush()
+    create_connection(url=redis_cluster.url, name="default", make_default=True,
+                      wait_replicas=wait_replicas, wait_timeout=5.0)
+    thread, stop, flushes = _flusher([node.client() for node in redis_cluster.live()],
+                                     pause=0.001)
+    try:
+        docs = await _workload(mode, rounds=4)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    await _applied_once(mode, docs, rounds=4)
+    assert flushes[0] > 50
+    noscript = 0
+    for node in redis_cluster.live():
+        client = node.client()
+        noscript += client.info("errorstats").get("errorstat_NOSCRIPT", {}).get("count", 0)
+        client.close()
+    assert noscript > 0

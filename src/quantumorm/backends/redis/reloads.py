@@ -18,6 +18,7 @@ import redis
 import redis.asyncio.cluster
 import redis.cluster
 from redis import exceptions as rx
+from redis.asyncio.cluster import PipelineCommand
 
 from .commands import SCRIPT_NAMES, Command, Step, script
 
@@ -124,14 +125,17 @@ async def aone(call: Callable[[], Awaitable[Any]]) -> list[Any]:
 
 
 def load_all(client: Any) -> None:
-    """Every script, in one round trip on a single server (a SCRIPT FLUSH from elsewhere
-    then has the least time to land between the load and the call)."""
-    if isinstance(client, redis.cluster.RedisCluster):  # replicas too: reads may go there
-        every_node = redis.cluster.RedisCluster.ALL_NODES
-        for name in SCRIPT_NAMES:
-            client.execute_command("SCRIPT LOAD",  # type: ignore[no-untyped-call]
-                                   script(name).source, target_nodes=every_node)
+    """Every script, in one round trip per server (a SCRIPT FLUSH from elsewhere then has
+    the least time to land between the load and the call); on a cluster, on every node
+    (replicas too: reads may go there)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        for node in client.get_nodes():  # type: ignore[no-untyped-call]
+            _load_pipelined(client.get_redis_connection(node))
         return
+    _load_pipelined(client)
+
+
+def _load_pipelined(client: Any) -> None:
     pipe = client.pipeline(transaction=False)
     for name in SCRIPT_NAMES:
         pipe.script_load(script(name).source)
@@ -139,11 +143,15 @@ def load_all(client: Any) -> None:
 
 
 async def aload_all(client: Any) -> None:
+    """The asyncio twin of :func:`load_all`."""
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        for name in SCRIPT_NAMES:
-            await client.execute_command(
-                "SCRIPT LOAD", script(name).source,
-                target_nodes=redis.asyncio.cluster.RedisCluster.ALL_NODES)
+        for node in client.get_nodes():
+            commands = [PipelineCommand(i, "SCRIPT LOAD", script(name).source)
+                        for i, name in enumerate(SCRIPT_NAMES)]
+            await node.execute_pipeline(commands)
+            for command in commands:
+                if isinstance(command.result, BaseException):
+                    raise command.result
         return
     pipe = client.pipeline(transaction=False)
     for name in SCRIPT_NAMES:

@@ -153,7 +153,8 @@ def _single(url: str, scheme: str) -> Topology:
 
 def _db(url: str, text: str) -> int:
     if not text.isdigit() or not text.isascii():
-        raise _fail(url, f"the database is a number (got {text!r})")
+        shown = f" (got {text!r})" if "@" not in url else ""  # (as in _host)
+        raise _fail(url, f"the database is a number{shown}")
     return int(text)
 
 

@@ -2,12 +2,15 @@
 
 ``create_connection(backend="redis", url=..., name=..., make_default=True)`` opens a store
 through the backend registry and registers it by name. A model uses the connection named by
-``Meta.connection``, or else the default connection of its ``Meta.backend``. The first
-connection opened for a backend becomes its default unless another is made default.
+``Meta.connection``, or else the default connection of its ``Meta.backend``. Each backend
+has its own default: the first connection opened for a backend becomes its default unless
+another is made default, and opening a connection of one backend never changes the default
+of another. Without ``url``, the URL comes from the environment (:data:`URL_VARIABLES`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .backends import opener
 from .engine import drive
 from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
+from .redaction import redact_url
 
 if TYPE_CHECKING:
     from .backends.base import Capabilities
@@ -27,6 +31,20 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _connections: dict[str, Connection] = {}
 _defaults: dict[str, str] = {}
+
+#: where ``create_connection()`` without ``url`` finds one, in order: for every backend,
+#: then for one backend only
+URL_VARIABLES = ("QUANTUMORM_URL",)
+BACKEND_URL_VARIABLES = {"redis": ("REDIS_URL",)}
+
+#: the name a connection gets when none is given: ``"default"`` for Redis (as ever), the
+#: backend's own name for the others, so that connections of two backends opened without
+#: names live side by side
+DEFAULT_NAME = "default"
+
+
+def default_name(backend: str) -> str:
+    return DEFAULT_NAME if backend == "redis" else backend
 
 
 class Connection:
@@ -115,7 +133,7 @@ class Connection:
         await self._store.aclose()
 
     def __repr__(self) -> str:
-        return f"<Connection {self.name!r} {self.kind} {_redact(self.url)}>"
+        return f"<Connection {self.name!r} {self.kind} {redact_url(self.url)}>"
 
 
 def create_connection(
@@ -132,27 +150,55 @@ def create_connection(
         backend: the backend name (``"redis"``).
         url: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS; ``ssl_ca_certs``,
             ``ssl_certfile``, ``ssl_keyfile`` pass through), or ``unix:///path?db=0``.
-        name: the registry name (default: ``"default"``). Re-using a name closes and
-            replaces the previous connection.
-        make_default: make it the default connection of its backend.
+            Without it: ``$QUANTUMORM_URL``, then (Redis only) ``$REDIS_URL``.
+        name: the registry name (default: ``"default"`` for Redis, the backend's name for
+            the others). Re-using a name closes and replaces the previous connection.
+        make_default: make it the default connection of its backend (other backends'
+            defaults are not touched).
         **options: pool and timeout options of the backend (``max_connections``,
-            ``pool_timeout``, ``socket_timeout``, ``connect_timeout``...).
+            ``pool_timeout``, ``socket_timeout``, ``connect_timeout``...). An unknown
+            option, a wrong value or a malformed URL raises :class:`ConfigurationError`
+            here, never at the first query; no message shows the URL's password.
     """
     if url is None:
-        raise ConfigurationError(f"create_connection(backend={backend!r}) needs a url")
+        url, source = _url_from_environment(backend)
+    else:
+        source = ""
     if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a string (got {url!r})")
-    name = name or "default"
-    store = opener(backend)(url, **options)
+        raise ConfigurationError(f"url must be a string (got {redact_url(url)})")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigurationError(f"a connection name is a non-empty string (got {name!r})")
+    name = name or default_name(backend)
+    try:
+        store = opener(backend)(url, **options)
+    except ConfigurationError as exc:
+        if not source:
+            raise
+        raise ConfigurationError(f"{exc} (the URL is ${source})") from None
     connection = Connection(name, backend, url, store)
     with _lock:
         previous = _connections.get(name)
         _connections[name] = connection
+        if previous is not None and previous.kind != backend and (
+                _defaults.get(previous.kind) == name):
+            del _defaults[previous.kind]  # that backend's default was the one replaced
         if make_default or backend not in _defaults or _defaults[backend] == name:
             _defaults[backend] = name
     if previous is not None:
         previous.close()
     return connection
+
+
+def _url_from_environment(backend: str) -> tuple[str, str]:
+    """The URL in the first environment variable set (non-empty), and that variable."""
+    names = URL_VARIABLES + BACKEND_URL_VARIABLES.get(backend, ())
+    for variable in names:
+        value = os.environ.get(variable)
+        if value:
+            return value, variable
+    raise ConfigurationError(
+        f"create_connection(backend={backend!r}) needs a url: pass url=... or set "
+        f"{' or '.join('$' + n for n in names)}")
 
 
 def get_connection(name: str | None = None, backend: str = "redis") -> Connection:
@@ -241,10 +287,3 @@ async def aclose_all() -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
-
-
-def _redact(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -8,6 +8,7 @@ from typing import Any
 from redis.exceptions import RedisError, WatchError
 
 from ...errors import ConfigurationError, WatchConflict
+from . import options as known_options
 from . import topology
 from .backend import CAPABILITIES, RedisBackend
 from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
@@ -25,16 +26,17 @@ class RedisConnection:
     ``retries`` (attempts of a read, or of a write that recognises its own earlier
     application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s),
     ``allow_eviction`` (use a server whose ``maxmemory-policy`` is ``allkeys-*`` anyway,
-    see :mod:`.eviction`; default False); anything else (``ssl_ca_certs``, ``ssl_certfile``,
-    ``username``...) is passed to redis-py.
+    see :mod:`.eviction`; default False); the options redis-py's connections accept for
+    the URL's kind (``ssl_ca_certs``, ``ssl_certfile``, ``username``, ``client_name``,
+    ``health_check_interval``...) are passed to redis-py; any other name is refused
+    (see :mod:`.options`).
     """
 
     def __init__(self, url: str, **options: Any) -> None:
-        known = {k: options.pop(k) for k in
-                 ("max_connections", "pool_timeout", "socket_timeout", "connect_timeout",
-                  "retries", "read_from_replicas", "wait_replicas", "wait_timeout",
-                  "allow_eviction")
-                 if k in options}
+        # a typo, or an option redis-py would refuse at the first query, fails here
+        known_options.check(topology.parse(url), options)
+        known = {k: options.pop(k) for k in sorted(known_options.OWN)
+                 if k in options and k != "max_document_bytes"}
         limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
@@ -122,7 +124,7 @@ def _check_watch(keys: tuple[str, ...], attempts: int) -> None:
 
 
 def open_connection(url: str, **options: Any) -> RedisConnection:
-    topology.parse(url)  # a wrong URL fails here, before any client exists
+    # a wrong URL or option fails here, before any client exists
     return RedisConnection(url, **options)
 
 

@@ -2,7 +2,9 @@
 
 * One round trip per plan: a single step is sent as is, several are pipelined without
   MULTI. Scripts go as EVALSHA; a NOSCRIPT reply (restart, failover, SCRIPT FLUSH) loads the
-  scripts and re-sends only the steps that did not run.
+  scripts and re-sends only the steps that did not run, up to ``SCRIPT_RELOADS`` times, the
+  last time with the script's source (EVAL), which no flush can refuse (``reloads``, one
+  policy for both drivers).
 * redis-py's own retries are switched off: it would resend writes whose outcome is unknown.
   Read-only and idempotent plans (writes that recognise their own earlier application) are
   retried here on connection errors, with bounded exponential backoff; other writes are not.
@@ -21,13 +23,9 @@ import contextlib
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -36,9 +34,19 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from ... import errors
+from ...redaction import redacted_repr
 from . import eviction
 from . import topology as topologies
-from .commands import SCRIPT_NAMES, Call, Command, RedisPlan, Replies, Step, script
+from .commands import Call, Command, RedisPlan, Replies, Step
+from .reloads import (
+    aload_all,
+    aone,
+    arun_reloads,
+    load_all,
+    one,
+    run_reloads,
+    step_args,
+)
 from .topology import Topology
 from .topology import parse as topology_of
 
@@ -76,7 +84,20 @@ class ClientOptions:
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 
+    def __repr__(self) -> str:  # never a password (see quantumorm.redaction)
+        return redacted_repr(self, ((f.name, getattr(self, f.name))
+                                    for f in fields(self) if f.name != "topology"))
+
     def __post_init__(self) -> None:
+        if isinstance(self.max_connections, bool) or not isinstance(
+                self.max_connections, int) or self.max_connections < 1:
+            raise errors.ConfigurationError(f"max_connections must be a positive int (got "
+                                            f"{self.max_connections!r})")
+        for name in ("pool_timeout", "socket_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 < value < float("inf")):
+                raise errors.ConfigurationError(f"{name} must be seconds > 0 (got {value!r})")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or (
                 self.retries < 1):
             raise errors.ConfigurationError(f"retries must be a positive int (got "
@@ -161,15 +182,6 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _args(step: Step, read_only: bool = False) -> tuple[Any, ...]:
-    """The command of a step. Read-only plans call their scripts with EVALSHA_RO, which
-    replicas accept (the read scripts declare ``no-writes``)."""
-    if isinstance(step, Command):
-        return step.args
-    command = "EVALSHA_RO" if read_only else "EVALSHA"
-    return (command, script(step.script).sha, len(step.keys), *step.keys, *step.args)
-
-
 #: replies meaning the command was not executed (failover or resharding under way): any
 #: plan of one step may be sent again, as may read-only and idempotent plans
 NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.ReadOnlyError,
@@ -228,10 +240,6 @@ def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
                             f"confirmed it within {timeout_ms} ms")
 
 
-def _noscript(reply: Any) -> bool:
-    return isinstance(reply, rx.NoScriptError)
-
-
 def _check(replies: Sequence[Any]) -> list[Any]:
     for reply in replies:
         if isinstance(reply, BaseException):
@@ -288,17 +296,37 @@ class SyncRedisExecutor:
                 for node, positions in groups.values()]
 
     def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
-        """Writes followed by WAIT on the same connection (per node on a cluster)."""
-        if not self.cluster:
-            return self._durable(self.client, list(steps))
-        replies: list[Any] = [None] * len(steps)
-        for client, positions in self._by_node(steps, replica=False):
-            for i, reply in zip(positions, self._durable(client, [steps[i] for i in positions]),
-                                strict=True):
-                replies[i] = reply
-        return replies
+        """Writes followed by WAIT on the same connection (per node on a cluster). Every
+        WAIT must be satisfied (a resent step has its own)."""
+        acks: list[Any] = []
 
-    def _send_routed(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        def send(todo: Sequence[Step], inline: bool) -> list[Any]:
+            if not self.cluster:
+                return self._durable(self.client, todo, inline, acks)
+            replies: list[Any] = [None] * len(todo)
+            for client, positions in self._by_node(todo, replica=False):
+                sent = self._durable(client, [todo[i] for i in positions], inline, acks)
+                for i, reply in zip(positions, sent, strict=True):
+                    replies[i] = reply
+            return replies
+
+        replies = run_reloads(steps, send, self.load_scripts)
+        for ack in acks:
+            _acked(ack, self.wait, self.wait_ms)
+        return _check(replies)
+
+    def _durable(self, client: Any, steps: Sequence[Step], inline: bool,
+                 acks: list[Any]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for step in steps:
+            pipe.execute_command(*step_args(step, inline=inline))
+        pipe.execute_command("WAIT", self.wait, self.wait_ms)
+        replies = pipe.execute(raise_on_error=False)
+        acks.append(replies[-1])
+        return list(replies[:-1])
+
+    def _send_routed(self, steps: Sequence[Step], read_only: bool,
+                     inline: bool) -> list[Any]:
         """A cluster plan, sent as one pipeline per node (redis-py's cluster pipeline would
         first ask a server for the keys of each script: a round trip per step). Redirects
         come back as errors and are retried by :meth:`execute` after the map is relearned."""
@@ -307,62 +335,33 @@ class SyncRedisExecutor:
         for client, positions in self._by_node(steps, replica=ro):
             pipe = client.pipeline(transaction=False)
             for i in positions:
-                pipe.execute_command(*_args(steps[i], ro))
+                pipe.execute_command(*step_args(steps[i], ro, inline))
             for i, reply in zip(positions, pipe.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
-        missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
-        if missing:
-            self.load_scripts()
-            again = self._send_routed([steps[i] for i in missing], read_only)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return _check(replies)
-
-    def _durable(self, client: Any, steps: list[Step], reloaded: bool = False) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for step in steps:
-            pipe.execute_command(*_args(step))
-        pipe.execute_command("WAIT", self.wait, self.wait_ms)
-        replies = pipe.execute(raise_on_error=False)
-        missing = [i for i, reply in enumerate(replies[:-1]) if _noscript(reply)]
-        if missing and not reloaded:  # only those did not run: load, send them again
-            self.load_scripts()
-            again = self._durable(client, [steps[i] for i in missing], reloaded=True)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        _acked(replies[-1], self.wait, self.wait_ms)
-        return _check(replies[:-1])
+        return replies
 
     def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        return _check(run_reloads(steps, lambda todo, inline: self._send_once(
+            todo, read_only, inline), self.load_scripts))
+
+    def _send_once(self, steps: Sequence[Step], read_only: bool, inline: bool) -> list[Any]:
+        """One round trip: a reply (or the error) per step."""
         if self.cluster:
-            return self._send_routed(steps, read_only)
+            return self._send_routed(steps, read_only, inline)
         ro = read_only and self.replica_reads
         client = self.reader if read_only else self.client
         if len(steps) == 1:
-            try:
-                return [client.execute_command(*_args(steps[0], ro))]
-            except rx.NoScriptError:
-                self.load_scripts()
-                return [client.execute_command(*_args(steps[0], ro))]
+            return one(lambda: client.execute_command(*step_args(steps[0], ro, inline)))
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step, ro))
-        replies = pipe.execute(raise_on_error=False)
-        missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
-        if missing:
-            self.load_scripts()
-            again = self._send([steps[i] for i in missing], read_only)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return _check(replies)
+            pipe.execute_command(*step_args(step, ro, inline))
+        return list(pipe.execute(raise_on_error=False))
 
     def load_scripts(self) -> None:
         """Load every script where it may run: the master (all primaries and, for replica
         reads, all nodes of a cluster; the replica client of a Sentinel group)."""
-        for name in SCRIPT_NAMES:
-            source = script(name).source
-            for client in dict.fromkeys((self.client, self.reader)):
-                _load(client, source)
+        for client in dict.fromkeys((self.client, self.reader)):
+            load_all(client)
 
     def close(self) -> None:
         for client in dict.fromkeys((self.client, self.reader)):
@@ -372,21 +371,6 @@ class SyncRedisExecutor:
                 pool.disconnect()
         for watcher in getattr(getattr(self.client, "_qorm_sentinel", None), "sentinels", ()):
             watcher.close()  # the connections to the Sentinels themselves
-
-
-def _load(client: Any, source: str) -> Any:
-    if isinstance(client, redis.cluster.RedisCluster):  # replicas too: reads may go there
-        every_node = redis.cluster.RedisCluster.ALL_NODES
-        return client.execute_command("SCRIPT LOAD", source,  # type: ignore[no-untyped-call]
-                                      target_nodes=every_node)
-    return client.script_load(source)
-
-
-async def _aload(client: Any, source: str) -> Any:
-    if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        return await client.execute_command(
-            "SCRIPT LOAD", source, target_nodes=redis.asyncio.cluster.RedisCluster.ALL_NODES)
-    return await client.script_load(source)
 
 
 class AsyncRedisExecutor:
@@ -452,72 +436,77 @@ class AsyncRedisExecutor:
                         await self.client.nodes_manager.initialize()
         raise AssertionError("unreachable")
 
-    async def _send_durable(self, steps: Sequence[Step], reloaded: bool = False) -> list[Any]:
-        """Writes followed by WAIT on the same connection (per node on a cluster)."""
-        options, client = self.options, self.client
+    async def _send_durable(self, steps: Sequence[Step]) -> list[Any]:
+        """Writes followed by WAIT on the same connection (per node on a cluster). Every
+        WAIT must be satisfied (a resent step has its own)."""
+        options = self.options
         wait, wait_ms = options.wait_replicas, int(options.wait_timeout * 1000)
-        if not options.topology.cluster:
+        acks: list[Any] = []
+
+        async def send(todo: Sequence[Step], inline: bool) -> list[Any]:
+            replies, ack = await self._durable(todo, inline, wait, wait_ms)
+            acks.append(ack)
+            return replies
+
+        replies = await arun_reloads(steps, send, self.load_scripts)
+        for ack in acks:
+            _acked(ack, wait, wait_ms)
+        return _check(replies)
+
+    async def _durable(self, steps: Sequence[Step], inline: bool, wait: int,
+                       wait_ms: int) -> tuple[list[Any], Any]:
+        """One round trip (per node): the steps' replies, and WAIT's (on a cluster, the
+        fewest replicas any node confirmed, or its error)."""
+        client = self.client
+        if not self.options.topology.cluster:
             pipe = client.pipeline(transaction=False)
             for step in steps:
-                pipe.execute_command(*_args(step))
+                pipe.execute_command(*step_args(step, inline=inline))
             pipe.execute_command("WAIT", wait, wait_ms)
             replies = await pipe.execute(raise_on_error=False)
-        else:
-            await client.initialize()
-            groups: dict[str, tuple[Any, list[int]]] = {}
-            for i, step in enumerate(steps):
-                node = client.get_node_from_key(_first_key(step))
-                groups.setdefault(node.name, (node, []))[1].append(i)
-            replies = [None] * (len(steps) + 1)
-            least: Any = wait  # the fewest replicas any node confirmed (or its error)
-            for node, positions in groups.values():
-                commands = [PipelineCommand(n, *_args(steps[i]))
-                            for n, i in enumerate(positions)]
-                commands.append(PipelineCommand(len(positions), "WAIT", wait, wait_ms))
-                await node.execute_pipeline(commands)
-                for i, command in zip(positions, commands, strict=False):
-                    replies[i] = command.result
-                acked = commands[-1].result
-                if not isinstance(least, BaseException) and (
-                        isinstance(acked, BaseException) or int(acked) < int(least)):
-                    least = acked
-            replies[-1] = least
-        missing = [i for i, reply in enumerate(replies[:-1]) if _noscript(reply)]
-        if missing and not reloaded:  # only those did not run: load, send them again
-            await self.load_scripts()
-            again = await self._send_durable([steps[i] for i in missing], reloaded=True)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        _acked(replies[-1], wait, wait_ms)
-        return _check(replies[:-1])
+            return list(replies[:-1]), replies[-1]
+        await client.initialize()
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, step in enumerate(steps):
+            node = client.get_node_from_key(_first_key(step))
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        out: list[Any] = [None] * len(steps)
+        least: Any = wait
+        for node, positions in groups.values():
+            commands = [PipelineCommand(n, *step_args(steps[i], inline=inline))
+                        for n, i in enumerate(positions)]
+            commands.append(PipelineCommand(len(positions), "WAIT", wait, wait_ms))
+            await node.execute_pipeline(commands)
+            for i, command in zip(positions, commands, strict=False):
+                out[i] = command.result
+            acked = commands[-1].result
+            if not isinstance(least, BaseException) and (
+                    isinstance(acked, BaseException) or int(acked) < int(least)):
+                least = acked
+        return out, least
 
     async def _send(self, steps: Sequence[Step], read_only: bool) -> list[Any]:
+        async def send(todo: Sequence[Step], inline: bool) -> list[Any]:
+            return await self._send_once(todo, read_only, inline)
+
+        return _check(await arun_reloads(steps, send, self.load_scripts))
+
+    async def _send_once(self, steps: Sequence[Step], read_only: bool,
+                         inline: bool) -> list[Any]:
+        """One round trip: a reply (or the error) per step."""
         writer, reader = self._pair()
         ro = read_only and self.options.read_from_replicas
         client = reader if read_only else writer
         if len(steps) == 1:
-            try:
-                return [await client.execute_command(*_args(steps[0], ro))]
-            except rx.NoScriptError:
-                await self.load_scripts()
-                return [await client.execute_command(*_args(steps[0], ro))]
+            return await aone(lambda: client.execute_command(*step_args(steps[0], ro, inline)))
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_args(step, ro))
-        replies = await pipe.execute(raise_on_error=False)
-        missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
-        if missing:
-            await self.load_scripts()
-            again = await self._send([steps[i] for i in missing], read_only)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return _check(replies)
+            pipe.execute_command(*step_args(step, ro, inline))
+        return list(await pipe.execute(raise_on_error=False))
 
     async def load_scripts(self) -> None:
-        for name in SCRIPT_NAMES:
-            source = script(name).source
-            for client in dict.fromkeys(self._pair()):
-                await _aload(client, source)
+        for client in dict.fromkeys(self._pair()):
+            await aload_all(client)
 
     async def aclose(self) -> None:
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -31,6 +31,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 
 from ...errors import ConfigurationError
+from ...redaction import redact_url, redacted_repr
 
 # redis-py's cluster and Sentinel classes are partly untyped: reach them through Any
 _sync: Any = redis
@@ -52,21 +53,38 @@ class Topology:
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    #: the query string's options of a single-server URL (redis-py reads them), by name
+    query: tuple[tuple[str, str], ...] = ()
 
     @property
     def cluster(self) -> bool:
         return self.kind == "cluster"
 
+    def __repr__(self) -> str:  # never the password (see quantumorm.redaction)
+        return redacted_repr(self, ((name, getattr(self, name)) for name in (
+            "kind", "url", "hosts", "service", "db", "tls", "username", "password")))
+
+
+_FRAGMENT = "a URL has no '#' part (percent-encode a '#' in a password: %23)"
+
+
+def _fail(url: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"{redact_url(url)}: {problem}")
+
 
 def parse(url: str) -> Topology:
-    """Check a URL and say which topology it names; ConfigurationError if it is wrong."""
+    """Check a URL and say which topology it names; ConfigurationError if it is wrong (its
+    message never shows the password)."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         raise ConfigurationError(
-            f"a Redis URL starts with {', '.join(s + '://' for s in SCHEMES)} (got {url!r})")
+            f"a Redis URL starts with {', '.join(s + '://' for s in SCHEMES)} "
+            f"(got {redact_url(url)!r})")
     if scheme in SINGLE_SCHEMES:
-        return Topology("single", url, tls=scheme == "rediss")
+        return _single(url, scheme)
     parts = urlsplit(url)
+    if parts.fragment:
+        raise _fail(url, _FRAGMENT)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username = password = None
     if userinfo:
@@ -74,29 +92,79 @@ def parse(url: str) -> Topology:
         username, password = unquote(user) or None, unquote(secret) or None
     hosts = tuple(_host(url, entry) for entry in hostlist.split(",") if entry)
     if not hosts:
-        raise ConfigurationError(f"{url!r} names no host:port")
+        raise _fail(url, "names no host:port")
     if parts.query:
-        raise ConfigurationError(f"{url!r}: pass options as keyword arguments, not in the URL")
+        raise _fail(url, "pass options as keyword arguments, not in the URL")
     path = [unquote(p) for p in parts.path.split("/") if p]
     tls = scheme.startswith("rediss")
     if scheme in CLUSTER_SCHEMES:
         if path:
-            raise ConfigurationError(f"{url!r}: Redis Cluster has only database 0")
+            raise _fail(url, "Redis Cluster has only database 0 (drop the /db)")
         return Topology("cluster", url, hosts, tls=tls, username=username, password=password)
     if not path or len(path) > 2:
-        raise ConfigurationError(f"{url!r}: a Sentinel URL ends with /service_name[/db]")
+        raise _fail(url, "a Sentinel URL ends with /service_name[/db]")
     db = 0
     if len(path) == 2:
-        if not path[1].isdigit():
-            raise ConfigurationError(f"{url!r}: the database is a number (got {path[1]!r})")
-        db = int(path[1])
+        db = _db(url, path[1])
     return Topology("sentinel", url, hosts, path[0], db, tls, username, password)
+
+
+def _single(url: str, scheme: str) -> Topology:
+    """One server: ``redis://[user:password@]host[:port][/db][?option=value...]`` (also
+    ``rediss://``), or ``unix:///path/to.sock[?db=N...]``. redis-py parses these again when
+    it connects; here they are checked, so that a mistake fails at ``create_connection``
+    instead of being skipped (``/abc`` read as db 0) or raised raw at the first query."""
+    parts = urlsplit(url)
+    if parts.fragment or url.endswith("#"):
+        raise _fail(url, _FRAGMENT)
+    try:
+        port = parts.port  # (raises ValueError for a port that is no number, or too big)
+    except ValueError:
+        port = 0
+    try:
+        query = tuple(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        query = (("", ""),)
+    # (raised outside the except blocks: the driver's message, which may quote the
+    # password, must not travel along as __context__)
+    if query == (("", ""),):
+        raise _fail(url, "the query string is not name=value&...")
+    values = dict(query)
+    if len(values) < len(query):
+        raise _fail(url, "an option appears twice in the query string")
+    db = _db(url, values["db"]) if "db" in values else 0
+    if scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise _fail(url, "a unix:// URL names the socket: unix:///path/to/redis.sock")
+    else:
+        if port == 0:
+            raise _fail(url, "the port is not a number from 1 to 65535 (or the password "
+                             "holds a '/', '?' or '#': percent-encode it)")
+        path = unquote(parts.path).strip("/")
+        if path and "db" in values:
+            raise _fail(url, "the database is given twice (path and ?db=)")
+        if path:
+            db = _db(url, path)
+    return Topology("single", url, db=db, tls=scheme == "rediss",
+                    username=unquote(parts.username or "") or None,
+                    password=unquote(parts.password or "") or None,
+                    query=tuple((k, v) for k, v in query if k != "db"))
+
+
+def _db(url: str, text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        shown = f" (got {text!r})" if "@" not in url else ""  # (as in _host)
+        raise _fail(url, f"the database is a number{shown}")
+    return int(text)
 
 
 def _host(url: str, entry: str) -> tuple[str, int]:
     host, _, port = entry.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(f"{url!r}: {entry!r} is not host:port")
+    if not host or not (port.isdigit() and port.isascii()) or not 0 < int(port) < 65536:
+        # (the entry is shown only if the URL holds no credentials: in a malformed URL, a
+        # password with a "/" in it ends up in the host list)
+        shown = f" {entry!r}" if "@" not in url else ""
+        raise _fail(url, f"a host{shown} is not host:port (port 1 to 65535)")
     return host.strip("[]"), int(port)
 
 

@@ -14,10 +14,12 @@ owned by the connection (see :mod:`.executor` for why that is safe and keeps the
 from __future__ import annotations
 
 import asyncio
+import difflib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...errors import ConfigurationError
+from ...redaction import redact_url
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
 from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
 
@@ -63,23 +65,39 @@ def path_of(url: str) -> str:
     ``sqlite:///rel.db``... the part after ``sqlite://`` with its leading slash dropped
     (``sqlite:////abs.db`` is absolute), as SQLAlchemy does."""
     if not url.startswith(URL_PREFIX):
-        raise ConfigurationError(f"a SQLite URL starts with sqlite:// (got {url!r})")
+        raise ConfigurationError(
+            f"a SQLite URL starts with sqlite:// (got {redact_url(url)!r})")
     rest = url[len(URL_PREFIX):]
     if rest in ("", "/", "/:memory:"):
         return ":memory:"
     if not rest.startswith("/"):
-        raise ConfigurationError(f"a SQLite URL is sqlite:// or sqlite:///path (got {url!r})")
+        raise ConfigurationError(
+            f"a SQLite URL is sqlite:// or sqlite:///path (got {redact_url(url)!r})")
     return rest[1:]
 
 
+#: the options ``create_connection(backend="sqlite", ...)`` accepts
+OPTIONS = ("max_document_bytes",)
+
+
 def open_connection(url: str, **options: Any) -> SqliteConnection:
-    """Options: ``max_document_bytes`` (default 16 MiB; larger documents are refused)."""
+    """Options: ``max_document_bytes`` (default 16 MiB; larger documents are refused).
+    A malformed URL, an unknown option or a wrong value raises ConfigurationError."""
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise ConfigurationError("; ".join(
+            f"unknown SQLite connection option {name!r}{_hint(name)} (options: "
+            f"{', '.join(OPTIONS)})" for name in sorted(unknown)))
+    path = path_of(url)
     limit = options.pop("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigurationError(f"max_document_bytes must be a positive int (got {limit!r})")
-    if options:
-        raise ConfigurationError(f"unknown SQLite connection option(s): {sorted(options)}")
-    return SqliteConnection(path_of(url), limit)
+    return SqliteConnection(path, limit)
+
+
+def _hint(name: str) -> str:
+    close = difflib.get_close_matches(name, OPTIONS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 __all__ = ["CAPABILITIES", "SqliteBackend", "SqliteConnection", "open_connection"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -38,6 +37,7 @@ from ...redaction import redacted_repr
 from . import eviction
 from . import topology as topologies
 from .commands import Call, Command, RedisPlan, Replies, Step
+from .loops import LoopClients
 from .reloads import (
     aload_all,
     aone,
@@ -378,20 +378,19 @@ class AsyncRedisExecutor:
         self.options = options
         #: as :attr:`SyncRedisExecutor.eviction_checked` (one flag for every loop's clients)
         self.eviction_checked = False
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: the clients of each event loop, closed when their loop shuts down (loops.py)
+        self._loops = LoopClients(self._make_pair, _close_pair)
+
+    def _make_pair(self) -> tuple[Any, Any]:
+        options = self.options
+        pair = topologies.async_clients(options.topology, options.settings(asyncio=True),
+                                        options.pool(), options.read_from_replicas)
+        if options.topology.cluster:
+            pair[0]._qorm_settled = False
+        return pair
 
     def _pair(self) -> tuple[Any, Any]:
-        loop = asyncio.get_running_loop()
-        pair = self._clients.get(loop)
-        if pair is None:
-            options = self.options
-            pair = self._clients[loop] = topologies.async_clients(
-                options.topology, options.settings(asyncio=True), options.pool(),
-                options.read_from_replicas)
-            if options.topology.cluster:
-                pair[0]._qorm_settled = False
+        pair: tuple[Any, Any] = self._loops.get()
         return pair
 
     @property
@@ -509,21 +508,19 @@ class AsyncRedisExecutor:
             await aload_all(client)
 
     async def aclose(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        pair = self._clients.pop(loop, None) if loop is not None else None
-        if pair is not None:
-            for client in dict.fromkeys(pair):
-                await client.aclose()
-                pool = getattr(client, "connection_pool", None)
-                if pool is not None:
-                    await pool.disconnect()
-            sentinel = getattr(pair[0], "_qorm_sentinel", None)
-            for watcher in getattr(sentinel, "sentinels", ()):
-                await watcher.aclose()
-        self._clients.clear()
+        """Close the clients of every event loop (see :meth:`.loops.LoopClients.close_all`)."""
+        await self._loops.close_all()
+
+
+async def _close_pair(pair: tuple[Any, Any]) -> None:
+    for client in dict.fromkeys(pair):
+        await client.aclose()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()
+    sentinel = getattr(pair[0], "_qorm_sentinel", None)
+    for watcher in getattr(sentinel, "sentinels", ()):
+        await watcher.aclose()
 
 
 __all__ = ["AsyncRedisExecutor", "Call", "ClientOptions", "SyncRedisExecutor", "translate"]

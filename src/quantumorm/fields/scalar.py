@@ -57,7 +57,8 @@ class StringField(Field):
 
     def _check(self, value: str) -> str:
         if self.min_length is not None and len(value) < self.min_length:
-            raise FieldValueError(f"must be at least {self.min_length} characters (got {show(value)})")
+            raise FieldValueError(f"must be at least {self.min_length} characters "
+                                  f"(got {show(value)})")
         if self.max_length is not None and len(value) > self.max_length:
             raise FieldValueError(f"must be at most {self.max_length} characters "
                                   f"(got {len(value)}: {show(value)})")

@@ -49,10 +49,11 @@ class StringField(Field):
     def clean(self, value: Any) -> str:
         if not isinstance(value, str):
             raise FieldValueError(f"must be a string (got {show(value)})")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise FieldValueError(f"must be valid Unicode (got {show(value)})") from None
+        if not value.isascii():  # lone surrogates have no UTF-8 form (ASCII: no need to look)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldValueError(f"must be valid Unicode (got {show(value)})") from None
         return value
 
     def _check(self, value: str) -> str:

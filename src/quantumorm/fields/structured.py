@@ -70,11 +70,14 @@ class DateTimeField(Field):
     ``tzinfo=UTC``. Aware values keep their UTC offset in storage (ISO 8601), and compare and
     sort by their UTC instant, to the microsecond.
 
-    An offset that is not a whole number of minutes (``timezone(timedelta(seconds=1))``,
-    or a historical local mean time from ``zoneinfo``) is converted to UTC: ISO 8601 and
-    RFC 3339 have no such offsets, so other readers of the stored text could not parse it.
-    The instant is kept exactly; stored values and query values get the same conversion,
-    so the value read back, its index entry and a query on it all agree.
+    An offset that is not a whole number of minutes (``timezone(timedelta(seconds=1,
+    microseconds=500))``, or a historical local mean time from ``zoneinfo`` such as
+    +00:19:32) is converted to UTC: ISO 8601 and RFC 3339 have no such offsets, so other
+    readers of the stored text could not parse it, and Python's own ``fromisoformat`` reads
+    an offset under one second (``+00:00:00.000500``) as zero, so the value read back was
+    off by that much while its index entry was not. The instant is kept exactly; stored
+    values and query values get the same conversion, so the value read back, its index
+    entry and a query on it all agree.
 
     ISO 8601 strings are accepted, parsed the same way on every Python version:
     ``2024-01-31T12:30:00Z`` (``Z`` or ``z``), ``+01:00`` style offsets, the basic form

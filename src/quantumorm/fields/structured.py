@@ -135,7 +135,7 @@ class JSONField(Field):
     type_name = "json"
 
     def clean(self, value: Any) -> Any:
-        _check_json(value, "value", 0, set())
+        _check_json(value)
         return value
 
     def sort_key(self, value: Any) -> bytes:
@@ -147,60 +147,88 @@ class JSONField(Field):
 DictField = JSONField
 
 
-def _check_json(value: Any, where: str, depth: int, open_ids: set[int]) -> None:
+class _Refused(Exception):
+    """A value _check_json refuses; ``path`` is filled in while it propagates up, so the
+    path of a nested value is only built when there is something to report."""
+
+    def __init__(self, message: str) -> None:  # "{where}" stands for the value's path
+        self.message, self.path = message, []  # innermost step first
+
+    def text(self) -> str:
+        where = "value" + "".join(reversed(self.path))
+        if len(where) > 80:
+            where = f"{where[:60]}...{where[-15:]}"
+        return self.message.replace("{where}", where)
+
+
+def _check_json(value: Any) -> None:
     """Only values that read back as they were written, and that every encoder and reader
     takes: str keys, no tuples or sets, finite floats, ints Python can write as text, text
     that is valid Unicode, at most ``MAX_JSON_DEPTH`` levels and no container inside itself.
 
     After this, encoding the value cannot fail (JSONField does not encode it to find out).
-    ``open_ids`` holds the containers on the path from the root to ``value``.
     """
-    if isinstance(value, str):
-        _check_text(value, where)
-    elif value is None or isinstance(value, bool):
+    try:
+        _walk(value, 0, set())
+    except _Refused as refused:
+        raise FieldValueError(refused.text()) from None
+
+
+def _walk(value: Any, depth: int, open_ids: set[int]) -> None:
+    # hot path: one call per value; no strings are built unless something is refused
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        if not value.isascii() and not _is_unicode(value):
+            raise _Refused("{where} is not valid Unicode (a lone surrogate has no UTF-8 form; "
+                           f"got {show(value)})")
+    elif value is None or kind is bool or kind is float and math.isfinite(value):
         return
     elif isinstance(value, int):
-        if abs(value) >= _INT_LIMIT:
-            raise FieldValueError(f"{_at(where)} is an integer of more than {MAX_INT_DIGITS} "
-                                  "digits (Python cannot write it as JSON text)")
+        if (value >= _INT_LIMIT or value <= -_INT_LIMIT) and not isinstance(value, bool):
+            raise _Refused("{where} is an integer of more than "
+                           f"{MAX_INT_DIGITS} digits (Python cannot write it as JSON text)")
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise FieldValueError(f"{_at(where)} must be a finite number (got {value!r}; JSON "
-                                  "has no NaN or infinity)")
+            raise _Refused("{where} must be a finite number "
+                           f"(got {value!r}; JSON has no NaN or infinity)")
     elif isinstance(value, (dict, list)):
         if id(value) in open_ids:
-            raise FieldValueError(f"{_at(where)} is the container that holds it (a value "
-                                  "that contains itself has no JSON form)")
+            raise _Refused("{where} contains itself (a list or dict inside itself has no "
+                           "JSON form)")
         if depth >= MAX_JSON_DEPTH:
             raise FieldValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
         open_ids.add(id(value))
         if isinstance(value, dict):
             for key, item in value.items():
-                if not isinstance(key, str):
-                    raise FieldValueError(f"{_at(where)} has a non-string key {show(key)} "
-                                          "(JSON keys are strings; it would read back changed)")
-                _check_text(key, f"{_at(where)} key {show(key)}")
-                _check_json(item, f"{where}[{key!r}]", depth + 1, open_ids)
+                if type(key) is not str and not isinstance(key, str):
+                    raise _Refused(f"{{where}} has a non-string key {show(key)} (JSON keys "
+                                   "are strings; it would read back changed)")
+                if not key.isascii() and not _is_unicode(key):
+                    raise _Refused(f"{{where}} has a key that is not valid Unicode (a lone "
+                                   f"surrogate has no UTF-8 form; got {show(key)})")
+                try:
+                    _walk(item, depth + 1, open_ids)
+                except _Refused as refused:
+                    refused.path.append(f"[{key!r}]")
+                    raise
         else:
             for position, item in enumerate(value):
-                _check_json(item, f"{where}[{position}]", depth + 1, open_ids)
+                try:
+                    _walk(item, depth + 1, open_ids)
+                except _Refused as refused:
+                    refused.path.append(f"[{position}]")
+                    raise
         open_ids.discard(id(value))
     else:
-        raise FieldValueError(f"{_at(where)} is not a JSON value (got {show(value)})")
+        raise _Refused(f"{{where}} is not a JSON value (got {show(value)})")
 
 
-def _check_text(text: str, where: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise FieldValueError(f"{where} is not valid Unicode (a lone surrogate has no "
-                                  f"UTF-8 form; got {show(text)})") from None
-
-
-def _at(where: str) -> str:
-    """The path of a nested value for a message, shortened if it is long."""
-    return where if len(where) <= 80 else f"{where[:60]}...{where[-15:]}"
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ArrayField(Field):

@@ -152,7 +152,8 @@ class _Refused(Exception):
     path of a nested value is only built when there is something to report."""
 
     def __init__(self, message: str) -> None:  # "{where}" stands for the value's path
-        self.message, self.path = message, []  # innermost step first
+        self.message = message
+        self.path: list[str] = []  # innermost step first
 
     def text(self) -> str:
         where = "value" + "".join(reversed(self.path))

@@ -141,12 +141,26 @@ class UniqueViolation(WriteError):
 
 
 class DocumentTooLargeError(WriteError):
-    """The encoded document is larger than the connection's ``max_document_bytes``."""
+    """The encoded document is larger than the connection's ``max_document_bytes``.
 
-    def __init__(self, model: str, id: str | None, size: int, limit: int) -> None:
+    From ``bulk_create``, which checks every document before it writes any, ``positions``
+    maps the position of each document above the limit to its size (``id`` and ``size`` are
+    those of the first); nothing was written. Empty for a single write.
+    """
+
+    def __init__(self, model: str, id: str | None, size: int, limit: int,
+                 positions: dict[int, int] | None = None) -> None:
         self.model, self.id, self.size, self.limit = model, id, size, limit
-        super().__init__(f"{model} {id if id is not None else '<new>'!r}: document is {size} "
-                         f"bytes, above the limit of {limit} (max_document_bytes)")
+        self.positions = dict(positions or {})
+        message = (f"{model} {id if id is not None else '<new>'!r}: document is {size} "
+                   f"bytes, above the limit of {limit} (max_document_bytes)")
+        if self.positions:
+            shown = ", ".join(str(p) for p in list(self.positions)[:10])
+            more = ", ..." if len(self.positions) > 10 else ""
+            message = (f"{model}: {len(self.positions)} document(s) above the limit of {limit}"
+                       f" bytes (max_document_bytes) at position(s) {shown}{more}; nothing "
+                       f"was written; first: {message}")
+        super().__init__(message)
 
 
 class BulkWriteError(WriteError):

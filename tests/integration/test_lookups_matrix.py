@@ -369,7 +369,11 @@ async def test_values_round_trip(conn: Any, variant: str, mode: str) -> None:
                 assert got == value, (id, field, got, value)
                 assert type(got) is type(value), (id, field, got, value)
             if field == "dt" and value is not None:
-                assert got.utcoffset() == value.utcoffset(), (id, got, value)
+                # the offset is kept, unless it is not a whole number of minutes (+05:45:15):
+                # then the value is converted to UTC (DateTimeField's docstring)
+                offset = value.utcoffset()
+                kept = timedelta(0) if offset % timedelta(minutes=1) else offset
+                assert got.utcoffset() == kept, (id, got, value)
             if field == "d" and value is not None:
                 assert str(got) == str(value), (id, got, value)  # every digit, and the exponent
 

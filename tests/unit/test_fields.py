@@ -532,3 +532,142 @@ def test_initial_values() -> None:
     j = JSONField(default={"a": []})
     j.initial()["a"].append(1)
     assert j.initial() == {"a": []}
+
+
+# -- bad input: typed errors, never RecursionError / UnicodeEncodeError / ValueError ---------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_json_depth_limit_is_exact_and_named() -> None:
+    from quantumorm.fields.structured import MAX_JSON_DEPTH
+
+    assert MAX_JSON_DEPTH == 100
+    f = JSONField()
+    assert ok(f, _nested(MAX_JSON_DEPTH)) == _nested(MAX_JSON_DEPTH)
+    assert ok(f, {"a": _nested(MAX_JSON_DEPTH - 1)})
+    for depth in (MAX_JSON_DEPTH + 1, 990, 100_000):
+        assert bad(f, _nested(depth)) == "is nested deeper than 100 levels"
+    assert bad(DictField(), {"a": _nested(MAX_JSON_DEPTH)}) == "is nested deeper than 100 levels"
+    assert bad(ListField(JSONField()), [1, _nested(101)]) == (
+        "item 1 is nested deeper than 100 levels")
+    # the limit holds for query values too
+    with pytest.raises(FieldValueError):
+        f.clean(_nested(MAX_JSON_DEPTH + 1))
+
+
+def test_json_containers_that_hold_themselves_are_refused() -> None:
+    f = JSONField()
+    loop: list[Any] = []
+    loop.append(loop)
+    assert "contains itself" in bad(f, loop)
+    cycle: dict[str, Any] = {}
+    cycle["x"] = [{"y": cycle}]
+    assert "contains itself" in bad(f, cycle)
+    assert "value['x'][0]['y']" in bad(f, cycle)
+    shared = {"k": 1}
+    assert ok(f, [shared, shared, {"again": shared}]) == [{"k": 1}, {"k": 1}, {"again": {"k": 1}}]
+
+
+@pytest.mark.parametrize("value", ["\ud800", ["a", "x\udfffy"], {"k": {"\udc80": 1}},
+                                   {"\ud83d": "v"}])
+def test_json_lone_surrogates_are_refused(value: Any) -> None:
+    assert "not valid Unicode" in bad(JSONField(), value)
+
+
+def test_json_valid_non_ascii_text_is_accepted() -> None:
+    assert ok(JSONField(), {"é": ["😀", "\u2028", "a\x00b"]}) == {"é": ["😀", "\u2028", "a\x00b"]}
+
+
+def test_json_ints_python_cannot_write_are_refused_without_repr() -> None:
+    f = JSONField()
+    assert ok(f, [10**4300 - 1, -(10**4300 - 1)])
+    for value in (10**4300, [-(10**5000)], {"n": {"m": 10**20000}}):
+        assert "more than 4300 digits" in bad(f, value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), [float("inf")], {"a": {"b": -float("inf")}}])
+def test_json_nan_and_infinities_are_refused(value: Any) -> None:
+    assert "must be a finite number" in bad(JSONField(), value)
+
+
+def test_messages_never_fail_on_a_value_without_repr() -> None:
+    huge = 10**5000
+    assert "<int of" in bad(FloatField(), huge)
+    assert "<int of" in bad(ArrayField(IntField()), huge)
+    assert "<int of" in bad(StringField(), huge)
+    assert "<int of" in bad(DateTimeField(), huge)
+    assert "too large to show" in bad(StringField(), [huge])
+    assert bad(IntField(), huge) == "must have at most 4300 digits"
+
+
+def test_string_field_lone_surrogate_is_refused() -> None:
+    assert "valid Unicode" in bad(StringField(), "a\ud800")
+    assert "valid Unicode" in bad(ArrayField(StringField()), ["ok", "\udfff"])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-01-01T00:00:00Z", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T00:00:00z", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01t00:00:00Z", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01 00:00:00+00:00", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T05:30:00.5+05:30", dt.datetime(2024, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)),
+    ("2024-01-01T05:30+0530", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T05+05", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T00:00:00.123456-01:00", dt.datetime(2024, 1, 1, 1, 0, 0, 123456, tzinfo=UTC)),
+    ("20240101T000000Z", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("20240101T000000,25Z", dt.datetime(2024, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)),
+    ("2024-01-01", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+    ("2024-01-01T10:20", dt.datetime(2024, 1, 1, 10, 20, tzinfo=UTC)),
+    ("2024-01-01T00:00:01+00:00:01", dt.datetime(2024, 1, 1, tzinfo=UTC)),
+])
+def test_datetime_iso_strings_parse_the_same_on_every_python(text: str,
+                                                              expected: dt.datetime) -> None:
+    cleaned = ok(DateTimeField(), text)
+    assert cleaned == expected
+    assert cleaned.utcoffset() is not None
+
+
+def test_datetime_iso_strings_keep_whole_minute_offsets() -> None:
+    cleaned = ok(DateTimeField(), "2024-01-01T05:30:00+05:30")
+    assert cleaned.utcoffset() == dt.timedelta(hours=5, minutes=30)
+    assert ok(DateTimeField(), "2024-01-01T00:00:00Z").utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("text", [
+    "", "2024", "2024-01", "2024-13-01", "2024-02-30", "2024-01-01T25:00", "2024-01-01T00:60",
+    "2024-01-01T00:00:00.1234567", "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00 Z",
+    "2024-01-01T00:00:00ZZ", "2024-01-01T00:00:00+5", "٢٠٢٤-01-01", "2024-01-01T00:00:00\n",
+    "yesterday", "2024-W01-1",
+])
+def test_datetime_bad_iso_strings_are_refused(text: str) -> None:
+    assert bad(DateTimeField(), text).startswith("must be an ISO 8601 datetime")
+
+
+@pytest.mark.parametrize("offset", [
+    dt.timedelta(seconds=1, microseconds=500), dt.timedelta(microseconds=1),
+    -dt.timedelta(seconds=59), dt.timedelta(hours=23, minutes=59, seconds=59, microseconds=999999),
+])
+def test_datetime_sub_minute_offsets_are_converted_to_utc(offset: dt.timedelta) -> None:
+    f = DateTimeField()
+    value = dt.datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=dt.timezone(offset))
+    cleaned = ok(f, value)
+    assert cleaned == value and cleaned.utcoffset() == dt.timedelta(0)
+    stored = f.to_storage(cleaned)
+    assert stored.endswith("+00:00")
+    back = f.from_storage(json.loads(json.dumps(stored)))
+    assert back == value and back.utcoffset() == dt.timedelta(0)
+    assert f.sort_key(back) == f.sort_key(value) == f.sort_key(cleaned)
+    assert ok(f, value.isoformat()) == value
+
+
+def test_datetime_whole_minute_offsets_are_kept() -> None:
+    value = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone(-dt.timedelta(hours=9, minutes=30)))
+    cleaned = ok(DateTimeField(), value)
+    assert cleaned.utcoffset() == value.utcoffset()
+    assert DateTimeField().to_storage(cleaned).endswith("-09:30")

@@ -39,7 +39,7 @@ from quantumorm import (
     WrongTypeError,
     sortable,
 )
-from quantumorm.backends.base import WriteRequest
+from quantumorm.backends.base import WriteRequest, encode_document
 from quantumorm.backends.redis import wire, writes
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.planner import Planner
@@ -1051,9 +1051,9 @@ def test_delete_call() -> None:
 
 
 def test_encode_document() -> None:
-    assert writes.encode_document({"a": "é", "b": [1, 2.5]}) == '{"a":"é","b":[1,2.5]}'.encode()
+    assert encode_document({"a": "é", "b": [1, 2.5]}) == '{"a":"é","b":[1,2.5]}'.encode()
     with pytest.raises(ValueError):
-        writes.encode_document({"a": float("nan")})
+        encode_document({"a": float("nan")})
 
 
 @pytest.mark.parametrize(("request_", "reply", "check"), [

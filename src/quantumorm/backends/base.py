@@ -7,6 +7,7 @@ a backend's name; what differs between stores is data in :class:`Capabilities`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -15,6 +16,19 @@ from ..engine.drive import Op
 from ..options import ModelOptions
 from ..query.lookups import Lookup
 from ..query.nodes import QuerySpec
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_document(data: dict[str, Any]) -> bytes:
+    """The stored form of a document in every backend: compact JSON, UTF-8, no NaN.
+
+    The engine encodes each document once, when it builds the write (so that bulk_create can
+    size-check every document before the first batch is sent), and the backends store those
+    bytes (:attr:`WriteRequest.raw`). Field validation makes this infallible for field
+    values; it raises TypeError or ValueError (UnicodeEncodeError) for anything else.
+    """
+    return _ENCODER.encode(data).encode()
 
 
 @dataclass(frozen=True)
@@ -56,11 +70,21 @@ class WriteRequest:
     changed: frozenset[str] | None = None
     #: the document's expiry after the write: "keep", "persist", or milliseconds from now
     expire: str = "keep"
+    #: ``encode_document(data)``, when the engine has encoded it already (backends encode
+    #: ``data`` themselves when this is None)
+    raw: bytes | None = None
 
     def with_id(self, id: str | None) -> WriteRequest:
         """The same write for another id (auto ids are filled in by the backend)."""
         return WriteRequest(self.kind, id, self.expected_version, self.data, self.values,
-                            self.changed, self.expire)
+                            self.changed, self.expire, self.raw)
+
+    def encoded(self) -> bytes:
+        """The stored bytes of the document (inserts and updates)."""
+        if self.raw is not None:
+            return self.raw
+        assert self.data is not None
+        return encode_document(self.data)
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,10 @@ class Explanation:
 class Backend(Protocol):
     name: str
     capabilities: Capabilities
+    #: documents whose encoding (:func:`encode_document`) is larger are refused with
+    #: DocumentTooLargeError before anything is written (bulk_create checks every document
+    #: against it before its first batch)
+    max_document_bytes: int
 
     def write(
         self, options: ModelOptions, requests: Sequence[WriteRequest]

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
-from ..backends.base import Backend, Row, WriteRequest, WriteResult
+from ..backends.base import Backend, Row, WriteRequest, WriteResult, encode_document
 from ..errors import (
     BulkWriteError,
+    DocumentTooLargeError,
     InvalidOperation,
     UnsupportedOperation,
     ValidationError,
@@ -35,9 +36,11 @@ WHERE_RETRIES = 10
 
 def _request(doc: Document, data: dict[str, Any], expire: str = "keep") -> WriteRequest | None:
     """The write that brings the store to ``doc``'s state, or None if nothing changed (and
-    the expiry is left as it is)."""
+    the expiry is left as it is). The document is encoded here, once; the backend stores
+    those bytes."""
     if doc._version == 0:
-        return WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire)
+        return WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire,
+                            _encode(doc, data))
     stored = doc._stored or {}
     changed = frozenset(
         name for name, field in doc._fields.items()
@@ -45,7 +48,26 @@ def _request(doc: Document, data: dict[str, Any], expire: str = "keep") -> Write
     )
     if not changed and expire == "keep":
         return None
-    return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire)
+    return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire,
+                        _encode(doc, data))
+
+
+def _encode(doc: Document, data: dict[str, Any]) -> bytes:
+    """``data`` as the stored bytes. Validated field values always encode; a value that does
+    not (a custom field's storage form) is a ValidationError naming its field, raised
+    before anything is written."""
+    try:
+        return encode_document(data)
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        pass
+    problems: dict[str, list[str]] = {}
+    for name, field in doc._fields.items():
+        try:
+            encode_document({field.db_name: data.get(field.db_name)})
+        except (TypeError, ValueError) as exc:
+            problems[name] = [f"'{name}' cannot be stored as JSON ({exc})"]
+    raise ValidationError(problems or {"id": ["cannot be stored as JSON"]},
+                          model=type(doc).__name__)
 
 
 def _applied(doc: Document, data: dict[str, Any], result: WriteResult) -> None:
@@ -174,15 +196,20 @@ def bulk_create(
 ) -> Op[list[D]]:
     """Insert new documents in batches (one round trip each, plus one for their ids).
 
-    Every document is validated first; if any is invalid nothing is written. Documents the
-    store refuses (duplicate id, unique value) are reported together in a BulkWriteError
-    after the others are written.
+    Every document is validated, encoded and size-checked first, before the first batch is
+    sent: if any is invalid, one ValidationError names them all (``[position].field``); if
+    any is above the backend's ``max_document_bytes``, one DocumentTooLargeError lists their
+    positions; either way nothing is written. Documents the store refuses (duplicate id,
+    unique value) are reported together in a BulkWriteError after the others are written.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
     expire = expiry(backend, model._meta)
     signals.pre_bulk_create.send(model, documents=list(docs))
     problems: dict[str, list[str]] = {}
+    # a backend registered before the protocol named a limit may not have one: no pre-check
+    limit = getattr(backend, "max_document_bytes", None)
+    oversized: dict[int, int] = {}
     prepared = []
     for position, doc in enumerate(docs):
         if type(doc) is not model:
@@ -190,20 +217,29 @@ def bulk_create(
         if doc._version:
             raise InvalidOperation(f"{doc!r} is already saved; bulk_create inserts new documents")
         try:
-            prepared.append((doc, doc.clean()))
+            data = doc.clean()
+            raw = _encode(doc, data)
         except ValidationError as exc:
             for name, messages in exc.errors.items():
                 problems[f"[{position}].{name}"] = messages
+            continue
+        if limit is not None and len(raw) > limit:
+            oversized[position] = len(raw)
+        prepared.append((doc, data, raw))
     if problems:
         raise ValidationError(problems, model=model.__name__)
+    if oversized:
+        first = min(oversized)
+        raise DocumentTooLargeError(model.__name__, docs[first].id, oversized[first],
+                                    limit or 0, oversized)
     failures: list[tuple[int, Exception]] = []
     written: list[D] = []
     for start in range(0, len(prepared), batch_size):
         batch = prepared[start:start + batch_size]
-        requests = [WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire)
-                    for doc, data in batch]
+        requests = [WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire, raw)
+                    for doc, data, raw in batch]
         results = yield from backend.write(model._meta, requests)
-        for offset, ((doc, data), result) in enumerate(zip(batch, results, strict=True)):
+        for offset, ((doc, data, _), result) in enumerate(zip(batch, results, strict=True)):
             if result.error is not None:
                 failures.append((start + offset, result.error))
             else:

@@ -2,9 +2,17 @@
 
 from .base import MISSING, Field, FieldValueError
 from .scalar import BooleanField, DecimalField, FloatField, IntField, StringField, UUIDField
-from .structured import ArrayField, DateTimeField, DictField, JSONField, ListField
+from .structured import (
+    MAX_JSON_DEPTH,
+    ArrayField,
+    DateTimeField,
+    DictField,
+    JSONField,
+    ListField,
+)
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MISSING",
     "ArrayField",
     "BooleanField",

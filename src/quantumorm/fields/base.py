@@ -163,7 +163,7 @@ class Field:
             return value, [str(exc)]
         if self.choices is not None and cleaned not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
-            return value, [f"must be one of {allowed} (got {value!r})"]
+            return value, [f"must be one of {allowed} (got {show(value)})"]
         return cleaned, []
 
     def to_storage(self, value: Any) -> Any:
@@ -189,8 +189,19 @@ def _flag(name: str, value: Any) -> bool:
 
 
 def show(value: Any, limit: int = 80) -> str:
-    """``repr`` of a value for an error message, shortened if it is long."""
-    text = repr(value)
+    """``repr`` of a value for an error message, shortened if it is long.
+
+    Never raises: an int beyond Python's int-to-text limit (``sys.get_int_max_str_digits``),
+    or anything holding one, has no ``repr``, and a message must not fail on the value it
+    reports."""
+    try:
+        text = repr(value)
+    except ValueError:
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<{type(value).__name__} too large to show>"
+    except Exception:
+        return f"<{type(value).__name__} object>"
     return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
 
 

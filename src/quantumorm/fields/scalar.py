@@ -48,21 +48,23 @@ class StringField(Field):
 
     def clean(self, value: Any) -> str:
         if not isinstance(value, str):
-            raise FieldValueError(f"must be a string (got {value!r})")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise FieldValueError(f"must be valid Unicode (got {value!r})") from None
+            raise FieldValueError(f"must be a string (got {show(value)})")
+        if not value.isascii():  # lone surrogates have no UTF-8 form (ASCII: no need to look)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldValueError(f"must be valid Unicode (got {show(value)})") from None
         return value
 
     def _check(self, value: str) -> str:
         if self.min_length is not None and len(value) < self.min_length:
-            raise FieldValueError(f"must be at least {self.min_length} characters (got {value!r})")
+            raise FieldValueError(f"must be at least {self.min_length} characters "
+                                  f"(got {show(value)})")
         if self.max_length is not None and len(value) > self.max_length:
             raise FieldValueError(f"must be at most {self.max_length} characters "
                                   f"(got {len(value)}: {show(value)})")
         if self.regex is not None and not self.regex.fullmatch(value):
-            raise FieldValueError(f"must match {self.regex.pattern!r} (got {value!r})")
+            raise FieldValueError(f"must match {self.regex.pattern!r} (got {show(value)})")
         return value
 
     def sort_key(self, value: str) -> bytes:
@@ -94,9 +96,9 @@ class _NumberField(Field):
 
     def _check(self, value: Any) -> Any:
         if self.min_value is not None and value < self.min_value:
-            raise FieldValueError(f"must be >= {self.min_value} (got {value!r})")
+            raise FieldValueError(f"must be >= {self.min_value} (got {show(value)})")
         if self.max_value is not None and value > self.max_value:
-            raise FieldValueError(f"must be <= {self.max_value} (got {value!r})")
+            raise FieldValueError(f"must be <= {self.max_value} (got {show(value)})")
         return value
 
     def sort_key(self, value: Any) -> bytes:
@@ -130,13 +132,13 @@ class FloatField(_NumberField):
 
     def clean(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FieldValueError(f"must be a number (got {value!r})")
+            raise FieldValueError(f"must be a number (got {show(value)})")
         try:
             result = float(value)
         except OverflowError:
-            raise FieldValueError(f"is too large for a float (got {value!r})") from None
+            raise FieldValueError(f"is too large for a float (got {show(value)})") from None
         if not math.isfinite(result):
-            raise FieldValueError(f"must be finite (got {value!r})")
+            raise FieldValueError(f"must be finite (got {show(value)})")
         return result
 
 
@@ -151,20 +153,20 @@ class DecimalField(_NumberField):
 
     def clean(self, value: Any) -> Decimal:
         if isinstance(value, bool) or isinstance(value, float):
-            raise FieldValueError(f"must be a Decimal, int or numeric string (got {value!r})")
+            raise FieldValueError(f"must be a Decimal, int or numeric string (got {show(value)})")
         if isinstance(value, (int, str)):
             try:
                 value = Decimal(value)
             except InvalidOperation:
-                raise FieldValueError(f"must be a decimal number (got {value!r})") from None
+                raise FieldValueError(f"must be a decimal number (got {show(value)})") from None
         if not isinstance(value, Decimal):
-            raise FieldValueError(f"must be a Decimal (got {value!r})")
+            raise FieldValueError(f"must be a Decimal (got {show(value)})")
         if not value.is_finite():
-            raise FieldValueError(f"must be finite (got {value!r})")
+            raise FieldValueError(f"must be finite (got {show(value)})")
         try:
             sortable.encode_number(value)
         except ValueError:
-            raise FieldValueError(f"has an exponent out of range (got {value!r})") from None
+            raise FieldValueError(f"has an exponent out of range (got {show(value)})") from None
         return value
 
     def to_storage(self, value: Decimal | None) -> str | None:
@@ -182,7 +184,7 @@ class BooleanField(Field):
 
     def clean(self, value: Any) -> bool:
         if not isinstance(value, bool):
-            raise FieldValueError(f"must be True or False (got {value!r})")
+            raise FieldValueError(f"must be True or False (got {show(value)})")
         return value
 
     def sort_key(self, value: bool) -> bytes:
@@ -203,7 +205,7 @@ class UUIDField(Field):
                 return uuid.UUID(value)
             except ValueError:
                 pass
-        raise FieldValueError(f"must be a UUID (got {value!r})")
+        raise FieldValueError(f"must be a UUID (got {show(value)})")
 
     def to_storage(self, value: uuid.UUID | None) -> str | None:
         return None if value is None else str(value)

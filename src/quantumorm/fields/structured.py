@@ -4,12 +4,63 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from typing import Any
 
 from .. import sortable
 from ..errors import ConfigurationError
 from ..query.lookups import Lookup
-from .base import ORDERED, Field, FieldValueError, is_size
+from .base import ORDERED, Field, FieldValueError, is_size, show
+from .scalar import MAX_INT_DIGITS
+
+#: How deep a JSON value may nest (each list or dict is one level; ``[[1]]`` is 2 deep).
+#: Python's json module encodes and decodes nested containers by recursion, one or more
+#: stack frames per level: a value ~900 levels deep is saved but then cannot be read back
+#: by code that is already some frames deep (RecursionError in get() or all(), so one such
+#: document breaks every query that returns it), and ~990 levels fail the save itself.
+#: 100 levels leaves the reader ~900 frames of headroom under Python's default recursion
+#: limit of 1000, is far deeper than real documents nest, and stays below the depth limits
+#: of the other tools that read the stored JSON (SQLite's JSON functions, Lua's cjson:
+#: both 1000).
+MAX_JSON_DEPTH = 100
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_MINUTE = dt.timedelta(minutes=1)
+# ISO 8601 / RFC 3339 date-times, parsed by hand rather than with datetime.fromisoformat,
+# whose accepted forms differ between Python versions (3.10 refuses "Z", 3.11 takes more).
+# Extended (2024-01-31T12:30:00) or basic (20240131T123000) form; "T", "t" or a space
+# between date and time; an optional fraction of up to 6 digits (microseconds: more would
+# be rounded away silently, so it is refused); the offset "Z", "z", +HH, +HHMM, +HH:MM or
+# +HH:MM:SS[.ffffff]; no offset means UTC, like a naive datetime.
+_ISO_DATETIME = re.compile(r"""
+    (?P<year>\d{4})-?(?P<month>\d{2})-?(?P<day>\d{2})
+    (?:[Tt ](?P<hour>\d{2})(?::?(?P<minute>\d{2})(?::?(?P<second>\d{2})
+        (?:[.,](?P<fraction>\d{1,6}))?)?)?
+      (?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2})(?::?(?P<os>\d{2})
+        (?:\.(?P<of>\d{1,6}))?)?)?)?
+    )?\Z""", re.VERBOSE | re.ASCII)
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """An ISO 8601 date-time string as an aware datetime (see ``_ISO_DATETIME``); raise
+    ValueError if it is not one. The same on every supported Python version."""
+    match = _ISO_DATETIME.match(text)
+    if match is None:
+        raise ValueError(f"not an ISO 8601 datetime: {text!r}")
+    part = match.groupdict()
+
+    def number(name: str) -> int:
+        return int(part[name] or 0)
+
+    tz = dt.timezone.utc
+    if part["sign"] is not None:
+        offset = dt.timedelta(hours=number("oh"), minutes=number("om"), seconds=number("os"),
+                              microseconds=int((part["of"] or "0").ljust(6, "0")))
+        tz = dt.timezone(-offset if part["sign"] == "-" else offset)  # |offset| < 24 h
+    return dt.datetime(number("year"), number("month"), number("day"), number("hour"),
+                       number("minute"), number("second"),
+                       int((part["fraction"] or "0").ljust(6, "0")), tzinfo=tz)
 
 
 class DateTimeField(Field):
@@ -17,7 +68,21 @@ class DateTimeField(Field):
 
     The rule for naive values: a naive ``datetime`` is taken to be in UTC and gets
     ``tzinfo=UTC``. Aware values keep their UTC offset in storage (ISO 8601), and compare and
-    sort by their UTC instant, to the microsecond. ISO 8601 strings are accepted.
+    sort by their UTC instant, to the microsecond.
+
+    An offset that is not a whole number of minutes (``timezone(timedelta(seconds=1,
+    microseconds=500))``, or a historical local mean time from ``zoneinfo`` such as
+    +00:19:32) is converted to UTC: ISO 8601 and RFC 3339 have no such offsets, so other
+    readers of the stored text could not parse it, and Python's own ``fromisoformat`` reads
+    an offset under one second (``+00:00:00.000500``) as zero, so the value read back was
+    off by that much while its index entry was not. The instant is kept exactly; stored
+    values and query values get the same conversion, so the value read back, its index
+    entry and a query on it all agree.
+
+    ISO 8601 strings are accepted, parsed the same way on every Python version:
+    ``2024-01-31T12:30:00Z`` (``Z`` or ``z``), ``+01:00`` style offsets, the basic form
+    ``20240131T123000Z``, a date alone (midnight), up to 6 fraction digits; a string without
+    an offset is UTC.
     """
 
     lookups = ORDERED
@@ -26,18 +91,20 @@ class DateTimeField(Field):
     def clean(self, value: Any) -> dt.datetime:
         if isinstance(value, str):
             try:
-                value = dt.datetime.fromisoformat(value)
+                value = parse_datetime(value)
             except ValueError:
-                raise FieldValueError(f"must be an ISO 8601 datetime (got {value!r})") from None
+                raise FieldValueError(f"must be an ISO 8601 datetime (got {show(value)})"
+                                      ) from None
         if not isinstance(value, dt.datetime):
-            raise FieldValueError(f"must be a datetime (got {value!r})")
-        if value.tzinfo is None or value.utcoffset() is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            raise FieldValueError(f"must be a datetime (got {show(value)})")
+        offset = value.utcoffset() if value.tzinfo is not None else None
+        if offset is None:
+            return value.replace(tzinfo=dt.timezone.utc)
         try:
-            value.astimezone(dt.timezone.utc)
+            utc = value.astimezone(dt.timezone.utc)
         except OverflowError:
-            raise FieldValueError(f"is out of range in UTC (got {value!r})") from None
-        result: dt.datetime = value
+            raise FieldValueError(f"is out of range in UTC (got {show(value)})") from None
+        result: dt.datetime = utc if offset % _MINUTE else value
         return result
 
     def to_storage(self, value: dt.datetime | None) -> str | None:
@@ -53,6 +120,12 @@ class DateTimeField(Field):
 class JSONField(Field):
     """Any JSON value (dict, list, string, finite number, bool); stored as is.
 
+    Refused with a ValidationError naming the field: values nested deeper than
+    ``MAX_JSON_DEPTH`` (100) levels, a list or dict that contains itself, NaN and infinities,
+    ints of more than 4300 digits, text with lone surrogates (in values or keys), non-string
+    keys, and anything that is not a JSON type (tuples, sets, objects). ``DictField`` is the
+    same field; in ``ArrayField(JSONField())`` each element gets these checks.
+
     Not indexable nor sortable; ``exact``/``ne`` compare whole values.
     """
 
@@ -62,11 +135,7 @@ class JSONField(Field):
     type_name = "json"
 
     def clean(self, value: Any) -> Any:
-        _check_json(value, "value")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise FieldValueError(f"must be JSON-serialisable ({exc}) (got {value!r})") from None
+        _check_json(value)
         return value
 
     def sort_key(self, value: Any) -> bytes:
@@ -78,19 +147,89 @@ class JSONField(Field):
 DictField = JSONField
 
 
-def _check_json(value: Any, where: str) -> None:
-    """Only values that read back as they were written: str keys, no tuples or sets."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise FieldValueError(f"{where} has a non-string key {key!r} (JSON keys are "
-                                      "strings; it would read back changed)")
-            _check_json(item, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            _check_json(item, f"{where}[{position}]")
-    elif not (value is None or isinstance(value, (str, bool, int, float))):
-        raise FieldValueError(f"{where} is not a JSON value (got {value!r})")
+class _Refused(Exception):
+    """A value _check_json refuses; ``path`` is filled in while it propagates up, so the
+    path of a nested value is only built when there is something to report."""
+
+    def __init__(self, message: str) -> None:  # "{where}" stands for the value's path
+        self.message = message
+        self.path: list[str] = []  # innermost step first
+
+    def text(self) -> str:
+        where = "value" + "".join(reversed(self.path))
+        if len(where) > 80:
+            where = f"{where[:60]}...{where[-15:]}"
+        return self.message.replace("{where}", where)
+
+
+def _check_json(value: Any) -> None:
+    """Only values that read back as they were written, and that every encoder and reader
+    takes: str keys, no tuples or sets, finite floats, ints Python can write as text, text
+    that is valid Unicode, at most ``MAX_JSON_DEPTH`` levels and no container inside itself.
+
+    After this, encoding the value cannot fail (JSONField does not encode it to find out).
+    """
+    try:
+        _walk(value, 0, set())
+    except _Refused as refused:
+        raise FieldValueError(refused.text()) from None
+
+
+def _walk(value: Any, depth: int, open_ids: set[int]) -> None:
+    # hot path: one call per value; no strings are built unless something is refused
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        if not value.isascii() and not _is_unicode(value):
+            raise _Refused("{where} is not valid Unicode (a lone surrogate has no UTF-8 form; "
+                           f"got {show(value)})")
+    elif value is None or kind is bool or kind is float and math.isfinite(value):
+        return
+    elif isinstance(value, int):
+        if (value >= _INT_LIMIT or value <= -_INT_LIMIT) and not isinstance(value, bool):
+            raise _Refused("{where} is an integer of more than "
+                           f"{MAX_INT_DIGITS} digits (Python cannot write it as JSON text)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Refused("{where} must be a finite number "
+                           f"(got {value!r}; JSON has no NaN or infinity)")
+    elif isinstance(value, (dict, list)):
+        if id(value) in open_ids:
+            raise _Refused("{where} contains itself (a list or dict inside itself has no "
+                           "JSON form)")
+        if depth >= MAX_JSON_DEPTH:
+            raise FieldValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+        open_ids.add(id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if type(key) is not str and not isinstance(key, str):
+                    raise _Refused(f"{{where}} has a non-string key {show(key)} (JSON keys "
+                                   "are strings; it would read back changed)")
+                if not key.isascii() and not _is_unicode(key):
+                    raise _Refused(f"{{where}} has a key that is not valid Unicode (a lone "
+                                   f"surrogate has no UTF-8 form; got {show(key)})")
+                try:
+                    _walk(item, depth + 1, open_ids)
+                except _Refused as refused:
+                    refused.path.append(f"[{key!r}]")
+                    raise
+        else:
+            for position, item in enumerate(value):
+                try:
+                    _walk(item, depth + 1, open_ids)
+                except _Refused as refused:
+                    refused.path.append(f"[{position}]")
+                    raise
+        open_ids.discard(id(value))
+    else:
+        raise _Refused(f"{{where}} is not a JSON value (got {show(value)})")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ArrayField(Field):
@@ -126,7 +265,7 @@ class ArrayField(Field):
 
     def clean(self, value: Any) -> list[Any]:
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-            raise FieldValueError(f"must be a list (got {value!r})")
+            raise FieldValueError(f"must be a list (got {show(value)})")
         items = []
         for position, item in enumerate(value):
             if item is None:

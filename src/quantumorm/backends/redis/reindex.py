@@ -29,11 +29,12 @@ from ...fields.base import MISSING
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
+from ..base import encode_document
 from . import schemas, wire
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
 from .planner import manifest_field, meta_field
-from .writes import encode_document, index_members, layout_refused
+from .writes import index_members, layout_refused
 
 if TYPE_CHECKING:
     from ...document import Document

@@ -8,7 +8,6 @@ stored last time, so only entries that changed are removed and added.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -28,15 +27,9 @@ from .commands import Call
 from .keys import KeySpace
 from .planner import manifest_field, meta_field
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-
-
-def encode_document(data: dict[str, Any]) -> bytes:
-    """The stored bytes of a document: compact JSON, UTF-8, no NaN."""
-    return _ENCODER.encode(data).encode()
 
 
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
@@ -111,8 +104,7 @@ class WriteLayout:
 
     def document(self, request: WriteRequest) -> bytes:
         """The stored bytes of the request's document, within the size limit."""
-        assert request.data is not None
-        raw = encode_document(request.data)
+        raw = request.encoded()
         if len(raw) > self.max_document_bytes:
             raise DocumentTooLargeError(self.options.model_name, request.id, len(raw),
                                         self.max_document_bytes)

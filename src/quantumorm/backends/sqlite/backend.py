@@ -34,7 +34,7 @@ from ...query.nodes import FALSE, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
-from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, encode_document, quote
+from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, quote
 
 #: documents above this size are refused before anything is written (as with Redis)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -302,11 +302,11 @@ def _statements(layout: Layout, request: WriteRequest,
     out += _unique_guards(layout, key, values)
     sort_keys = layout.keys(values)
     columns = list(layout.columns.values())
-    doc = encode_document(request.data)
-    size = len(doc.encode())
-    if size > max_document_bytes:
-        raise DocumentTooLargeError(layout.options.model_name, request.id, size,
+    raw = request.encoded()
+    if len(raw) > max_document_bytes:
+        raise DocumentTooLargeError(layout.options.model_name, request.id, len(raw),
                                     max_document_bytes)
+    doc = raw.decode()
     # the version: the collection clock's next value (see schema.CLOCKS)
     clock, name = quote(CLOCKS), layout.table_name
     out.append(Statement(f"UPDATE {clock} SET value = max(value + 1, ?) WHERE name = ?",

@@ -34,7 +34,6 @@ column; they are no longer read or written).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ... import sortable
@@ -42,9 +41,9 @@ from ...errors import ConfigurationError
 from ...fields.base import MISSING
 from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
+from .. import base
 from .plans import Statement
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 NULL_SQL = "x'0100'"  # sortable.NULL as an SQL literal (a constant, not a value)
 assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
 #: the auto-id counters, one row per collection. Collection tables are named from
@@ -76,7 +75,9 @@ def quote(name: str) -> str:
 
 
 def encode_document(data: dict[str, Any]) -> str:
-    return _ENCODER.encode(data)
+    """The stored text of a document (the ``doc`` column is TEXT, read by SQL's JSON
+    functions): the common encoding of :func:`..base.encode_document`, decoded."""
+    return base.encode_document(data).decode()
 
 
 class Layout:

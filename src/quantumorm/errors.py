@@ -272,8 +272,8 @@ class SyncInAsyncContext(InvalidOperation):
     def __init__(self, call: str) -> None:
         self.call = call
         super().__init__(
-            f"{call} blocks, and was called from a running asyncio event loop: it would stall "
-            "every other task on the loop. Await the async method instead (e.g. `await "
-            "doc.save()` for `doc.save_sync()`, `async for` / `async with` for `for` / "
-            "`with`), or run the blocking call in a thread (`await asyncio.to_thread(...)`). "
-            "To allow it anyway, set QUANTUMORM_ALLOW_SYNC_IN_LOOP=1.")
+            f"{call} was called from the thread running an asyncio event loop, and would "
+            "block it: every other task on the loop would stall until it returned. Await the "
+            "async method instead (e.g. `await doc.save()` for `doc.save_sync()`, `async for` "
+            "/ `async with` for `for` / `with`), or run the blocking call in a thread (`await "
+            "asyncio.to_thread(...)`). To allow it anyway, set QUANTUMORM_ALLOW_SYNC_IN_LOOP=1.")

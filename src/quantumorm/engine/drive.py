@@ -60,7 +60,7 @@ def forbid_blocking(describe: Callable[[], str]) -> None:
 def run(op: Op[T], executor: SyncExecutor) -> T:
     """Drive an operation to completion with a blocking executor (never from the thread
     running an event loop: see :func:`forbid_blocking`)."""
-    forbid_blocking(lambda: f"the blocking operation {getattr(op, '__qualname__', op)!r}")
+    forbid_blocking(lambda: f"a blocking call (operation {getattr(op, '__qualname__', op)!r})")
     try:
         plan = next(op)
         while True:

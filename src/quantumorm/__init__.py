@@ -29,6 +29,7 @@ from .errors import (
     QueryError,
     ReplicationError,
     SchemaMismatchError,
+    SyncInAsyncContext,
     TransactionError,
     UniqueViolation,
     UnknownFieldError,
@@ -127,4 +128,5 @@ __all__ = [
     "register_backend",
     "UnsafeEvictionPolicy",
     "SchemaMismatchError",
+    "SyncInAsyncContext",
 ]

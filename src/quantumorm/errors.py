@@ -270,3 +270,24 @@ class SchemaMismatchError(QuantumORMError):
     :mod:`quantumorm.schema`): an older declaration than the one stored, another partition
     count, or a storage format this version does not know. Raised at the model's first use
     on a connection, before anything is written."""
+
+
+class SyncInAsyncContext(InvalidOperation):
+    """A blocking (``_sync``) call was made from the thread that runs an asyncio event loop.
+
+    It would block the whole loop (every other task stalls until the store answers), so it
+    is refused before anything is sent. Await the async method instead (``await
+    doc.save()`` for ``doc.save_sync()``), or move the blocking call to a worker thread
+    (``await asyncio.to_thread(doc.save_sync)``). To allow it anyway (a script that knows
+    nothing else runs on its loop, a notebook), set the environment variable
+    ``QUANTUMORM_ALLOW_SYNC_IN_LOOP=1``. ``call`` names what was called.
+    """
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+        super().__init__(
+            f"{call} was called from the thread running an asyncio event loop, and would "
+            "block it: every other task on the loop would stall until it returned. Await the "
+            "async method instead (e.g. `await doc.save()` for `doc.save_sync()`, `async for` "
+            "/ `async with` for `for` / `with`), or run the blocking call in a thread (`await "
+            "asyncio.to_thread(...)`). To allow it anyway, set QUANTUMORM_ALLOW_SYNC_IN_LOOP=1.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,7 +49,8 @@ MODELS = {backend: _declare(backend) for backend in ("redis", "sqlite")}
 
 
 async def run(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
-    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode."""
+    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode, run in a
+    worker thread: a blocking call is refused on the thread running the test's event loop."""
     if mode == "sync":
-        return getattr(obj, f"{name}_sync")(*args, **kwargs)
+        return await asyncio.to_thread(getattr(obj, f"{name}_sync"), *args, **kwargs)
     return await getattr(obj, name)(*args, **kwargs)

@@ -117,6 +117,51 @@ async def test_q_composition(models: Any, mode: str) -> None:
         docs, lambda d: d.s == "a" or (d.n is not None and d.n > 0 and d.b is not True)))
 
 
+async def test_q_built_in_a_loop_is_the_or_of_its_parts(models: Any, mode: str) -> None:
+    # ``Q()`` is neutral in | and &: the idiom `q = Q(); for x in xs: q |= Q(...)` must not
+    # start from "match everything" (an empty Q once made the OR match every document)
+    docs = await load(models, mode)
+    Item = models.Item
+    for values in (["a", "b"], ["a"], ["é", "", "not stored"], ["not stored"]):
+        q = Q()
+        for value in values:
+            q |= Q(s=value)
+        want = expect(docs, lambda d, values=values: d.s in values)
+        assert sorted(d.id for d in await run(Item.objects.filter(q), "all", mode)) == want
+        assert await run(Item.objects.filter(q), "count", mode) == len(want)
+        excluded = await run(Item.objects.exclude(q), "all", mode)
+        assert sorted(d.id for d in excluded) == sorted(set(docs) - set(want))
+    q = Q()
+    for part in (Q(n__gt=0), Q(b=True), Item.f >= 0):
+        q &= part
+    want = expect(docs, lambda d: d.n is not None and d.n > 0 and d.b is True
+                  and d.f is not None and d.f >= 0)
+    assert sorted(d.id for d in await run(Item.objects.filter(q), "all", mode)) == want
+    # an empty Q on either side, negated or not, leaves the other operand as it is
+    only_a = expect(docs, lambda d: d.s == "a")
+    for q in (Q() | Q(s="a"), Q(s="a") | Q(), Q() & Q(s="a"), Q(s="a") & ~Q(), ~Q() | Q(s="a")):
+        assert sorted(d.id for d in await run(Item.objects.filter(q), "all", mode)) == only_a
+
+
+async def test_an_empty_q_is_no_condition(models: Any, mode: str) -> None:
+    # the loop ran zero times: filter() with the empty Q keeps everything (as filter() with
+    # no argument does), exclude() drops nothing; ~Q() is Q() itself
+    docs = await load(models, mode)
+    Item, every = models.Item, sorted(docs)
+    q = Q()
+    for value in ():
+        q |= Q(s=value)
+    for qs in (Item.objects.filter(q), Item.objects.exclude(q), Item.objects.filter(~q),
+               Item.objects.exclude(~q), Item.objects.filter(), Item.objects.exclude(),
+               Item.objects.filter(Q() | Q(), Q() & ~Q()), Item.objects.exclude({})):
+        assert sorted(d.id for d in await run(qs, "all", mode)) == every, qs
+        assert await run(qs, "count", mode) == len(every)
+    # matching nothing is said explicitly
+    assert await run(Item.objects.filter(Q(id__in=[])), "count", mode) == 0
+    assert await run(Item.objects.filter(q, s="a"), "count", mode) == len(
+        expect(docs, lambda d: d.s == "a"))
+
+
 async def test_ordering_nulls_ties_and_slices(models: Any, mode: str) -> None:
     docs = await load(models, mode)
     Item = models.Item

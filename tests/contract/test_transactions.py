@@ -3,6 +3,7 @@ or nothing, unique values judged as if the writes ran in order, retries per poli
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,15 +18,20 @@ def begin(store: str, mode: str) -> Any:
     return connection.transaction_sync() if mode == "sync" else connection.transaction()
 
 
+# the blocking API runs in a worker thread: it is refused on the thread running the loop
+
+
 async def get(tx: Any, mode: str, model: Any, id: str) -> Any:
-    found = tx.get(model, id)
-    return found if mode == "sync" else await found
+    if mode == "sync":
+        return await asyncio.to_thread(tx.get, model, id)
+    return await tx.get(model, id)
 
 
 async def commit(tx: Any, mode: str) -> None:
-    done = tx.commit()
-    if mode == "async":
-        await done
+    if mode == "sync":
+        await asyncio.to_thread(tx.commit)
+    else:
+        await tx.commit()
 
 
 async def stored(models: Any, mode: str) -> dict[str, tuple[str, int | None, int]]:
@@ -163,8 +169,11 @@ async def test_an_error_in_the_block_discards_the_writes(
     with pytest.raises(TransactionError, match="rolled back"):
         tx.save(models.Account(id="m", email="m@x"))
     if mode == "sync":
-        with connection.transaction_sync() as tx:
-            tx.save(models.Account(id="n", email="n@x"))
+        def block() -> Any:
+            with connection.transaction_sync() as tx:
+                tx.save(models.Account(id="n", email="n@x"))
+            return tx
+        tx = await asyncio.to_thread(block)
     else:
         async with connection.transaction() as tx:
             tx.save(models.Account(id="n", email="n@x"))
@@ -212,12 +221,12 @@ async def test_run_transaction_retries_on_conflict(store: str, models: Any, mode
             a.age += 1
             tx.save(a)
             return a.age
-        result = connection.run_transaction_sync(move, attempts=3)
+        result = await asyncio.to_thread(connection.run_transaction_sync, move, attempts=3)
     else:
         async def amove(tx: Any) -> int:
             attempts.append(1)
             a = await tx.get(models.Account, "a")
-            interfere()
+            await asyncio.to_thread(interfere)
             a.age += 1
             tx.save(a)
             return int(a.age)
@@ -229,7 +238,7 @@ async def test_run_transaction_retries_on_conflict(store: str, models: Any, mode
     attempts.clear()  # with one attempt, the interference of the first one is fatal
     with pytest.raises(VersionConflict):
         if mode == "sync":
-            connection.run_transaction_sync(move, attempts=1)
+            await asyncio.to_thread(connection.run_transaction_sync, move, attempts=1)
         else:
             await connection.run_transaction(amove, attempts=1)
     # the other writer's write is the last one: the transaction wrote nothing

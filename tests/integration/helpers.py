@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,9 +23,10 @@ MODES = ("sync", "async")
 
 
 async def call(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
-    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode."""
+    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode, run in a
+    worker thread: a blocking call is refused on the thread running the test's event loop."""
     if mode == "sync":
-        return getattr(obj, f"{name}_sync")(*args, **kwargs)
+        return await asyncio.to_thread(getattr(obj, f"{name}_sync"), *args, **kwargs)
     assert mode == "async", mode
     return await getattr(obj, name)(*args, **kwargs)
 

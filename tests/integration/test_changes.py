@@ -64,9 +64,10 @@ class Short(Document):
 
 
 async def drain(source: Any, mode: str) -> list[ChangeEvent[Any]]:
-    """Every event a feed or consumer yields until it has none for its ``wait``."""
+    """Every event a feed or consumer yields until it has none for its ``wait`` (a blocking
+    ``for`` runs in a worker thread: it is refused on the thread running the loop)."""
     if mode == "sync":
-        return list(source)
+        return await asyncio.to_thread(list, source)
     return [event async for event in source]
 
 

@@ -149,9 +149,11 @@ async def test_every_key_of_a_write_is_in_one_slot_even_for_awkward_ids(
 async def test_transactions_ttl_unique_and_events(cluster_conn: Any, mode: str) -> None:
     connection = cluster_conn
     if mode == "sync":
-        with connection.transaction_sync() as tx:
-            tx.save(Order(id="{acme}:1", customer="acme", total=1))
-            tx.save(Order(id="{acme}:2", customer="acme", total=2))
+        def block() -> None:
+            with connection.transaction_sync() as tx:
+                tx.save(Order(id="{acme}:1", customer="acme", total=1))
+                tx.save(Order(id="{acme}:2", customer="acme", total=2))
+        await asyncio.to_thread(block)  # blocking: refused on the loop's thread
     else:
         async with connection.transaction() as tx:
             tx.save(Order(id="{acme}:1", customer="acme", total=1))
@@ -163,7 +165,7 @@ async def test_transactions_ttl_unique_and_events(cluster_conn: Any, mode: str) 
     keys = KeySpace(Order._meta)
     assert keys.partition_of("{acme}:x") != keys.partition_of("{other}:x")
     with pytest.raises(TransactionError, match="one partition"):
-        tx.commit()
+        await asyncio.to_thread(tx.commit)
     await call(Order(id="short", customer="t", total=1), "save", mode, ttl=0.1)
     await asyncio.sleep(0.2)
     assert await call(Order.objects.filter(customer="t"), "count", mode) == 0
@@ -172,7 +174,7 @@ async def test_transactions_ttl_unique_and_events(cluster_conn: Any, mode: str) 
     with pytest.raises(UniqueViolation, match="email"):
         await call(Single(id="s2", email="a@x"), "save", mode)
     feed = Order.objects.changes(since="0", wait=0)
-    events = [(e.op, e.id) for e in (list(feed) if mode == "sync"
+    events = [(e.op, e.id) for e in (await asyncio.to_thread(list, feed) if mode == "sync"
                                     else [e async for e in feed])]
     assert sorted(events) == sorted([("create", "{acme}:1"), ("create", "{acme}:2"),
                                      ("create", "short"), ("expire", "short")])

@@ -102,6 +102,12 @@ def expire_now(redis_client: Any, ids: list[str]) -> None:
         time.sleep(0.01)
 
 
+def save_in_transaction(connection: Any, *docs: Any) -> None:
+    with connection.transaction_sync() as tx:
+        for doc in docs:
+            tx.save(doc)
+
+
 def expired_holders(redis_client: Any, count: int) -> None:
     """``count`` documents, each of which held code "same" in turn and expired unswept."""
     for n in range(count):
@@ -114,7 +120,7 @@ def expired_holders(redis_client: Any, count: int) -> None:
 @pytest.mark.parametrize("mode", MODES)
 async def test_unique_value_with_50_expired_unswept_holders(conn: Any, redis_client: Any,
                                                             mode: str) -> None:
-    expired_holders(redis_client, 50)
+    await asyncio.to_thread(expired_holders, redis_client, 50)  # blocking: off the loop
     holder = await call(Badge(id="live", label="new", code="same"), "save", mode)
     assert holder.version > 0
     # the 51st entry is the live one: every other candidate is refused, by every path
@@ -131,8 +137,7 @@ async def test_unique_value_with_50_expired_unswept_holders(conn: Any, redis_cli
             async with connection.transaction() as tx:
                 tx.save(Badge(id="t1", code="same"))
         else:
-            with connection.transaction_sync() as tx:
-                tx.save(Badge(id="t1", code="same"))
+            await asyncio.to_thread(save_in_transaction, connection, Badge(id="t1", code="same"))
     other = await call(Badge.objects, "get", mode, id="live")
     other.label = "renamed"  # the holder itself may keep its value
     await call(other, "save", mode)
@@ -143,7 +148,7 @@ async def test_unique_value_with_50_expired_unswept_holders(conn: Any, redis_cli
 @pytest.mark.parametrize("mode", MODES)
 async def test_unique_value_behind_expired_holders_is_free_on_every_path(
         conn: Any, redis_client: Any, mode: str) -> None:
-    expired_holders(redis_client, 50)
+    await asyncio.to_thread(expired_holders, redis_client, 50)  # blocking: off the loop
     written = await call(Badge.objects, "bulk_create", mode,
                          [Badge(id="b1", code="same"), Badge(id="b2", code="other")])
     assert [b.id for b in written] == ["b1", "b2"]
@@ -153,8 +158,7 @@ async def test_unique_value_behind_expired_holders_is_free_on_every_path(
         async with connection.transaction() as tx:
             tx.save(Badge(id="t1", code="same"))
     else:
-        with connection.transaction_sync() as tx:
-            tx.save(Badge(id="t1", code="same"))
+        await asyncio.to_thread(save_in_transaction, connection, Badge(id="t1", code="same"))
     assert [b.id for b in await call(Badge.objects.filter(code="same"), "all", mode)] == ["t1"]
     assert sorted(b.id for b in await call(Badge.objects, "all", mode)) == ["b2", "t1"]
     assert await call(Badge.objects, "count", mode) == 2

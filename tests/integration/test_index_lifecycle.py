@@ -7,6 +7,7 @@ first declaration writes documents, the second (with a new index or field) meets
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from typing import Any
@@ -352,7 +353,8 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
     await call(here.filter(city="oslo"), "explain", mode)  # "other" reads the schema now
     results = []
     for step in steps:
-        assert New.objects.reindex_sync().ready  # through "default": a newer layout each time
+        # through "default": a newer layout each time (blocking: in a worker thread)
+        assert (await asyncio.to_thread(New.objects.reindex_sync)).ready
         before, stored = layout_seen(), int(redis_client.hget(KeySpace(New._meta).schema,
                                                               "layout"))
         assert before < stored
@@ -361,7 +363,7 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
     assert results[0] == 10 and len(results[1]) == 10
     assert [d.id for d in results[2]] == ["b1", "b2"] and results[3] == 1
     assert results[4] == 11 and results[5] == 0
-    assert New.objects.reindex_sync().ready
+    assert (await asyncio.to_thread(New.objects.reindex_sync)).ready
     connection = quantumorm.get_connection("other")
     if mode == "async":
         async with connection.transaction() as tx:
@@ -369,13 +371,16 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
             doc.city = "lima"
             tx.save(doc)
     else:
-        with connection.transaction_sync() as tx:
-            doc = tx.get(New, "1")
-            doc.city = "lima"
-            tx.save(doc)
+        def block() -> None:  # the blocking API, from a worker thread
+            with connection.transaction_sync() as tx:
+                doc = tx.get(New, "1")
+                doc.city = "lima"
+                tx.save(doc)
+        await asyncio.to_thread(block)
     assert layout_seen() == int(redis_client.hget(KeySpace(New._meta).schema, "layout"))
-    assert {d.id for d in New.objects.filter(city="lima").all_sync()} == {"1"}
-    assert New.objects.verify_sync().ok
+    lima = await asyncio.to_thread(New.objects.filter(city="lima").all_sync)
+    assert {d.id for d in lima} == {"1"}
+    assert (await asyncio.to_thread(New.objects.verify_sync)).ok
     assert_indexes_consistent(redis_client, New)
     other.close()
 

@@ -76,10 +76,14 @@ async def test_one_partition_commits_and_several_are_refused(conn: Any) -> None:
 async def test_auto_ids_events_and_indexes(conn: Any, redis_client: Any) -> None:
     feed = Wallet.objects.changes(wait=0)
     await feed.read()
-    with conn.transaction_sync() as tx:
-        first, second = Wallet(owner="ann", balance=5), Wallet(owner="bob", balance=7)
-        tx.save(first)
-        tx.save(second)
+    first, second = Wallet(owner="ann", balance=5), Wallet(owner="bob", balance=7)
+
+    def block() -> None:  # the blocking API, from a worker thread
+        with conn.transaction_sync() as tx:
+            tx.save(first)
+            tx.save(second)
+
+    await asyncio.to_thread(block)
     assert first.id and second.id and first.id != second.id
     assert first.version > 0 and second.version > 0
     async with conn.transaction() as atx:

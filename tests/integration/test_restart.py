@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -85,7 +86,8 @@ async def test_a_restart_mid_run_reconnects_and_reloads_scripts(
         quantumorm.create_connection(url=url, name="restarting", make_default=True)
         entries = await Entry.objects.bulk_create(
             [Entry(id=f"e{i}", name="x", n=i) for i in range(20)])
-        Entry(id="s", name="sync", n=100).save_sync()
+        # the blocking pool, from a worker thread (refused on the loop's thread)
+        await asyncio.to_thread(Entry(id="s", name="sync", n=100).save_sync)
         assert await Entry.objects.filter(n__gte=10).count() == 11
 
         _stop(process)
@@ -98,9 +100,9 @@ async def test_a_restart_mid_run_reconnects_and_reloads_scripts(
         doc._version = next(e.version for e in entries if e.id == "e3")  # as if loaded
         doc._stored = doc.clean()
         doc.n = 300
-        doc.save_sync()
+        await asyncio.to_thread(doc.save_sync)
         await Entry(id="new", name="y", n=7).save()
-        assert Entry.objects.filter(n__lt=5).count_sync() == 4
+        assert await asyncio.to_thread(Entry.objects.filter(n__lt=5).count_sync) == 4
         assert [e.id for e in await Entry.objects.filter(n__gte=100).order_by("n")] == ["s", "e3"]
         assert await Entry.objects.count() == 22
 
@@ -109,7 +111,7 @@ async def test_a_restart_mid_run_reconnects_and_reloads_scripts(
         _stop(process)
         process = _launch(port, tmp_path)
         created = await Entry(name="auto", n=8).save()
-        Entry(name="auto", n=9).save_sync()
+        await asyncio.to_thread(Entry(name="auto", n=9).save_sync)
         assert sorted(e.n for e in await Entry.objects.filter(name="auto")) == [8, 9]
         assert created.id == "1" and await Entry.objects.count() == 24
         assert settled == ["Entry"]  # the async pool's dead socket; the blocking one saw it

@@ -138,7 +138,7 @@ async def test_touch_persist_and_meta_ttl(conn: Any, redis_client: Any, mode: st
     assert_indexes_consistent(redis_client, Cached)
 
 
-async def test_backends_without_ttl_refuse_it(conn: Any) -> None:
+def test_backends_without_ttl_refuse_it(conn: Any) -> None:  # blocking calls only
     class Local(Document):
         name = StringField()
 

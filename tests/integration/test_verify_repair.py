@@ -52,7 +52,7 @@ def seed(count: int = 30) -> list[Shop]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_healthy_collection_verifies_ok(conn: Any, mode: str) -> None:
-    seed()
+    await asyncio.to_thread(seed)  # blocking: off the loop's thread
     report = await call(Shop.objects, "verify", mode)
     assert report.ok and report.problems == {}
     assert report.documents == 30 and report.expired == 0
@@ -64,7 +64,7 @@ async def test_a_healthy_collection_verifies_ok(conn: Any, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 async def test_each_kind_of_damage_is_found_and_repaired(conn: Any, redis_client: Any,
                                                          mode: str) -> None:
-    seed()
+    await asyncio.to_thread(seed)
     r = redis_client
     r.delete(KEYS.meta(0, "3"))                                  # missing_meta
     r.hset(KEYS.meta(0, "4"), "v", "garbage")                    # bad_meta
@@ -167,7 +167,7 @@ def test_verify_reports_nothing_while_writers_run(conn: Any, redis_client: Any) 
 @pytest.mark.parametrize("mode", MODES)
 async def test_expired_documents_awaiting_the_sweep_are_not_problems(
         conn: Any, redis_client: Any, mode: str) -> None:
-    seed(5)
+    await asyncio.to_thread(seed, 5)
     for id in ("1", "2"):
         doc = await call(Shop.objects, "get", mode, id=id)
         await call(doc, "touch", mode, 3600)

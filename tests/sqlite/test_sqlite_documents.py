@@ -232,7 +232,7 @@ async def test_datetimes_compare_as_instants(sdb: Any, mode: str) -> None:
     assert ids_of(await call(Person.objects.order_by("born"), "all", mode)) == ["plus2", "utc"]
 
 
-async def test_keyset_pagination(sdb: Any) -> None:
+def test_keyset_pagination(sdb: Any) -> None:  # blocking calls only
     Person.objects.bulk_create_sync([Person(id=str(i), age=i % 3 if i % 4 else None)
                                      for i in range(20)])
     qs = Person.objects.order_by("-age")

@@ -189,6 +189,46 @@ def test_exclude_negates_the_conjunction() -> None:
     assert User.objects.exclude(~A).spec.where == NA
 
 
+def test_an_empty_q_is_neutral() -> None:
+    # Q() is no condition: neutral in & and | (the loop idiom `q |= Q(...)` starts from it)
+    assert (Q() | A).resolve(OPTS) == NA and (A | Q()).resolve(OPTS) == NA
+    assert (Q() & A).resolve(OPTS) == NA and (A & Q()).resolve(OPTS) == NA
+    assert (Q() | (User.age == 1)).resolve(OPTS) == NA
+    assert (~Q()).empty and (Q() & Q()).empty and (Q() | ~Q()).empty
+    assert not A.empty and not Q(id__in=[]).empty and not (~A).empty
+    q = Q()
+    for name in ("b", "c"):
+        q |= Q(name=name)
+    assert q.resolve(OPTS) == Or((NB, C("name", L.EXACT, "c")))
+    assert (A | Q() | B).resolve(OPTS) == Or((NA, NB))
+    assert (~(Q() | A)).resolve(OPTS) == Not(NA)
+    # on its own it filters nothing out, and excludes nothing either
+    for qs in (User.objects.filter(Q()), User.objects.filter(~Q()), User.objects.exclude(Q()),
+               User.objects.exclude(~Q()), User.objects.exclude(), User.objects.exclude({})):
+        assert qs.spec.where == TRUE
+    assert User.objects.filter(A).exclude(Q()).spec.where == NA
+    assert User.objects.filter(Q(), A).spec.where == NA
+    # matching nothing stays expressible
+    assert User.objects.filter(Q(id__in=[])).spec.where == FALSE
+    assert User.objects.exclude(id__nin=[]).spec.where == FALSE
+
+
+def test_a_queryset_has_no_truth_and_no_len() -> None:
+    qs = User.objects.filter(age=1)
+    with pytest.raises(TypeError) as caught:
+        bool(qs)
+    assert "exists_sync()" in str(caught.value) and "count()" in str(caught.value)
+    with pytest.raises(TypeError):
+        if qs:
+            pass
+    with pytest.raises(TypeError):
+        User.objects or None  # noqa: B018
+    with pytest.raises(TypeError) as caught:
+        len(qs)
+    assert "count_sync()" in str(caught.value)
+    assert qs is not None  # what `if qs:` may have meant
+
+
 def test_node_helpers() -> None:
     assert conjoin() == TRUE and disjoin() == FALSE
     assert conjoin(TRUE, NA) == NA and disjoin(FALSE, NA) == NA

@@ -4,12 +4,22 @@ An operation (:data:`Op`) is a generator that yields a backend plan whenever it 
 store, and receives the plan's replies. It never performs I/O itself, so the same body runs
 under :func:`run` (blocking executor) and :func:`arun` (asyncio executor). This is psycopg 3's
 generator/waiting split, applied to a whole ORM operation.
+
+:func:`run` refuses to start from the thread that runs an asyncio event loop
+(:func:`forbid_blocking`): a blocking call there stalls every task on the loop. Every blocking
+operation (the ``_sync`` twins, sync transactions, blocking iteration of change feeds) goes
+through :func:`run`, so this is the one check; the few blocking paths that bypass the drivers
+(Pub/Sub ``with``/``for``, ``watch_sync``) call :func:`forbid_blocking` themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol, TypeVar
+
+from ..errors import SyncInAsyncContext
 
 T = TypeVar("T")
 
@@ -25,8 +35,32 @@ class AsyncExecutor(Protocol):
     def execute(self, plan: Any) -> Awaitable[Any]: ...
 
 
+#: set to 1 to allow blocking calls from a thread running an event loop (see forbid_blocking)
+ALLOW_SYNC_IN_LOOP = "QUANTUMORM_ALLOW_SYNC_IN_LOOP"
+
+
+def forbid_blocking(describe: Callable[[], str]) -> None:
+    """Raise :class:`~quantumorm.errors.SyncInAsyncContext` if this thread is running an
+    asyncio event loop, unless the environment variable ``QUANTUMORM_ALLOW_SYNC_IN_LOOP``
+    is ``1`` (read at each call, so it can be set at any time). ``describe()`` names the
+    call for the error message (a callable, so the common case formats nothing).
+
+    Only the loop's own thread is refused: a blocking call from a worker thread
+    (``asyncio.to_thread``, a thread pool) blocks that thread alone and is fine. Like
+    Django's ``SynchronousOnlyOperation``, this also refuses blocking calls in a Jupyter
+    cell, whose code runs inside the kernel's loop.
+    """
+    if asyncio._get_running_loop() is None:  # the cheap common case: no loop in this thread
+        return
+    if os.environ.get(ALLOW_SYNC_IN_LOOP, "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    raise SyncInAsyncContext(describe())
+
+
 def run(op: Op[T], executor: SyncExecutor) -> T:
-    """Drive an operation to completion with a blocking executor."""
+    """Drive an operation to completion with a blocking executor (never from the thread
+    running an event loop: see :func:`forbid_blocking`)."""
+    forbid_blocking(lambda: f"a blocking call (operation {getattr(op, '__qualname__', op)!r})")
     try:
         plan = next(op)
         while True:

@@ -2,7 +2,8 @@
 
 The decorated function builds an operation factory (``backend -> Op``); the object it is
 called on provides ``_connection()``. The async method and the sync twin differ only in which
-driver runs the operation::
+driver runs the operation (and the twin refuses to run from the thread running an event
+loop, see :func:`~quantumorm.engine.drive.forbid_blocking`)::
 
     @operation
     def save(self):
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from types import MethodType
 from typing import Any, Generic, TypeVar
 
+from .drive import forbid_blocking
+
 T = TypeVar("T")
 
 
@@ -30,6 +33,8 @@ class operation(Generic[T]):  # noqa: N801 - used as a decorator
 
         @functools.wraps(build)
         def run_sync(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            # checked here too, before anything runs, to name the call in the error
+            forbid_blocking(lambda: f"{type(obj).__name__}.{build.__name__}_sync()")
             return obj._connection().run(build(obj, *args, **kwargs))
 
         run_sync.__name__ = run_sync.__qualname__ = build.__name__ + "_sync"

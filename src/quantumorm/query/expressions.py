@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
 
 class Q:
-    """A composable filter: ``Q(age__gte=18) & ~Q(status="banned") | Q(role="admin")``."""
+    """A composable filter: ``Q(age__gte=18) & ~Q(status="banned") | Q(role="admin")``.
+
+    An empty ``Q()`` is no condition at all, and is neutral in ``&`` and ``|`` (as in
+    Django): ``Q() | q`` and ``Q() & q`` are ``q``, and ``~Q()`` is ``Q()``. So a filter
+    can be built up in a loop, ``q = Q(); for x in xs: q |= Q(name=x)``, and is the OR of
+    its parts. On its own it adds nothing: ``filter(Q())`` (the loop ran zero times) keeps
+    every document and ``exclude(Q())`` drops none. To match nothing, ``Q(id__in=[])``.
+    """
 
     __slots__ = ("_op", "_children", "_model")
 
@@ -37,14 +44,26 @@ class Q:
         q._op, q._children, q._model = op, tuple(children), model
         return q
 
+    @property
+    def empty(self) -> bool:
+        """True for ``Q()`` (no condition), which ``&``, ``|`` and ``~`` leave out."""
+        return not self._children
+
     def __and__(self, other: Any) -> Q:
-        return Q._make("and", (self, _as_q(other)))
+        return self._combine("and", _as_q(other))
 
     def __or__(self, other: Any) -> Q:
-        return Q._make("or", (self, _as_q(other)))
+        return self._combine("or", _as_q(other))
+
+    def _combine(self, op: str, other: Q) -> Q:
+        if other.empty:
+            return self
+        if self.empty:
+            return other
+        return Q._make(op, (self, other))
 
     def __invert__(self) -> Q:
-        return Q._make("not", (self,))
+        return self if self.empty else Q._make("not", (self,))
 
     def __bool__(self) -> bool:
         raise TypeError("a Q is not a bool: combine with & | ~ instead of and/or/not")

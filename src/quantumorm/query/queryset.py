@@ -92,30 +92,57 @@ class QuerySet(Generic[D]):
     def __repr__(self) -> str:
         return f"<QuerySet {self.model.__name__} {self.spec}>"
 
+    # A queryset is a query, not its results: truth and length would have to run it (and
+    # ``if qs:`` cannot await), so both refuse rather than answer True / fail obscurely.
+    # ``list(qs)`` still works: it treats a TypeError from __len__ as "length unknown".
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            f"the truth of a QuerySet of {self.model.__name__} is not defined (it would need "
+            "to run the query): use `await qs.exists()` / `qs.exists_sync()`, or "
+            "`await qs.count()` / `qs.count_sync()`; compare with None (`qs is not None`) "
+            "to test that you have a queryset")
+
+    def __len__(self) -> int:
+        raise TypeError(
+            f"a QuerySet of {self.model.__name__} has no len() (it would need to run the "
+            "query): use `await qs.count()` / `qs.count_sync()`, or the length of "
+            "`await qs.all()` / `qs.all_sync()`")
+
     # -- building --------------------------------------------------------------------------
 
-    def _node(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Node:
+    def _node(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Node | None:
+        """The AND of the conditions, or None when there are none (no arguments, or only
+        empty ``Q()``s), which filter() and exclude() both ignore."""
         parts: list[Q] = []
         for arg in args:
-            if isinstance(arg, Q):
-                parts.append(arg)
-            elif isinstance(arg, dict):
-                parts.append(Q(**arg))
-            else:
+            if isinstance(arg, dict):
+                arg = Q(**arg)
+            elif not isinstance(arg, Q):
                 raise QueryError(f"filter() takes Q objects, field expressions or keywords "
                                  f"(got {arg!r})")
+            if not arg.empty:
+                parts.append(arg)
         if kwargs:
             parts.append(Q(**kwargs))
+        if not parts:
+            return None
         options = self.model._meta
         return conjoin(*(q.resolve(options) for q in parts))
 
     def filter(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
-        """Keep documents matching every condition: ``filter(User.age > 3, name="x")``."""
-        return self._clone(where=conjoin(self._where, self._node(conditions, lookups)))
+        """Keep documents matching every condition: ``filter(User.age > 3, name="x")``.
+        No condition (``filter()``, ``filter(Q())``) keeps every document."""
+        node = self._node(conditions, lookups)
+        return self._clone() if node is None else self._clone(where=conjoin(self._where, node))
 
     def exclude(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
-        """Drop documents matching all the given conditions (together)."""
-        return self._clone(where=conjoin(self._where, negate(self._node(conditions, lookups))))
+        """Drop documents matching all the given conditions (together). No condition
+        (``exclude()``, ``exclude(Q())``) drops nothing."""
+        node = self._node(conditions, lookups)
+        if node is None:
+            return self._clone()
+        return self._clone(where=conjoin(self._where, negate(node)))
 
     def order_by(self, *fields: str | FieldRef | Ordering) -> QuerySet[D]:
         """Order by fields, ``"-field"`` descending; ties are broken by id (in the direction of

@@ -7,6 +7,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, WatchError
 
+from ...engine.drive import forbid_blocking
 from ...errors import ConfigurationError, WatchConflict
 from . import options as known_options
 from . import topology
@@ -70,6 +71,7 @@ class RedisConnection:
 
     def watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
         _check_watch(keys, attempts)
+        forbid_blocking(lambda: "Connection.watch_sync()")
         client = self.sync_executor().client
         try:
             for _ in range(attempts):

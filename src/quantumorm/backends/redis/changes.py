@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ... import sortable
-from ...engine.drive import Op
+from ...engine.drive import Op, forbid_blocking
 from ...errors import CorruptDocumentError
 from ...events import ChangeEvent, IdleClock
 from ...options import ModelOptions
@@ -244,6 +244,7 @@ class Subscription:
     # -- blocking --------------------------------------------------------------------------
 
     def __enter__(self) -> Subscription:
+        forbid_blocking(lambda: f"with {self.model.__name__}.objects.subscribe()")
         pubsub = self._store.sync_executor().client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self._keys.channel)
@@ -261,6 +262,7 @@ class Subscription:
     def __iter__(self) -> Iterator[ChangeEvent[Any]]:
         if self._sync is None:
             raise RuntimeError("use the subscription inside `with Model.objects.subscribe()`")
+        forbid_blocking(lambda: f"for ... in {self.model.__name__}.objects.subscribe()")
         clock = IdleClock(self.wait)
         while not clock.expired:
             try:

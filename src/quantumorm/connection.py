@@ -230,13 +230,13 @@ def connection_for(model: type[Document], connection: Connection | None = None) 
             f"{options.model_name} uses backend {options.backend!r} but connection "
             f"{connection.name!r} is a {connection.kind!r} connection"
         )
-    if (id(options), connection.kind) not in _checked:
+    # (kept on the options, not in a set of id(options): an id is reused once a model made
+    # at runtime is freed, and a set here would grow with every such model)
+    checked: set[str] = options.__dict__.setdefault("_checked_kinds", set())
+    if connection.kind not in checked:
         _check_model(options, connection.kind, connection.backend.capabilities)
-        _checked.add((id(options), connection.kind))
+        checked.add(connection.kind)
     return connection
-
-
-_checked: set[tuple[int, str]] = set()
 
 
 def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -> None:

@@ -122,7 +122,9 @@ def _single(url: str, scheme: str) -> Topology:
     except ValueError:
         port = 0
     try:
-        query = tuple(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
+        # (Python 3.10's strict parse refuses an empty query string: no query, no parse)
+        query = tuple(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
+                      if parts.query else ())
     except ValueError:
         query = (("", ""),)
     # (raised outside the except blocks: the driver's message, which may quote the

@@ -73,7 +73,7 @@ class Schema:
     format: int = FORMAT
     #: fingerprints of the declarations this schema replaced, oldest first
     history: tuple[str, ...] = ()
-    #: reindex progress per partition: the last id key done (hex)
+    #: reindex progress per partition: "<layout>:<last id key done, hex>"
     checkpoints: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -96,9 +96,18 @@ class Schema:
                          if i.state is IndexState.READY)
 
     def with_states(self, states: dict[str, IndexState]) -> Schema:
+        """The schema with these index states, at the next layout. Checkpoints are dropped:
+        they belong to the build of the layout they were written under."""
         indexes = {name: replace(i, state=states.get(name, i.state))
                    for name, i in self.indexes.items()}
-        return replace(self, indexes=indexes, layout=self.layout + 1)
+        return replace(self, indexes=indexes, layout=self.layout + 1, checkpoints={})
+
+    def resume_at(self, partition: int) -> bytes | None:
+        """Where a build of this layout stopped in ``partition`` (an id key), or None: a
+        checkpoint written under another layout is not this build's and is ignored."""
+        found = self.checkpoints.get(partition, "")
+        layout, _, cursor = found.partition(":")
+        return bytes.fromhex(cursor) if cursor and layout == str(self.layout) else None
 
     # -- stored form -------------------------------------------------------------------
 

@@ -62,16 +62,19 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
         # adding the entries of what they write, and the build adds the rest)
         yield RedisPlan(tuple(Command(("UNLINK", keys.index(p, name))) for name in targets
                               for p in range(options.partitions)), idempotent=True)
+    # every partition refuses writers of an older layout before the walk starts (a stamp may
+    # have been lost), so none can write a document the walk has passed without its entries
+    yield from schemas.stamp(options, keys, schema)
     state.use(schema)
-    report = ReindexReport(options.model_name, targets, resumed=bool(schema.checkpoints))
+    report = ReindexReport(options.model_name, targets, resumed=any(
+        schema.resume_at(p) is not None for p in range(options.partitions)))
     by_name = options.indexes_by_name()
     indexes = [by_name[name] for name in targets]
     totals = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p)))
                                    for p in range(options.partitions)), read_only=True)
     total, done = sum(int(n) for n in totals), 0
     for partition in range(options.partitions):
-        cursor = bytes.fromhex(schema.checkpoints[partition]) \
-            if partition in schema.checkpoints else None
+        cursor = schema.resume_at(partition)
         while True:
             low = b"-" if cursor is None else b"(" + cursor
             (ids,) = yield RedisPlan((Command(("ZRANGE", keys.ids(partition), low, b"+",
@@ -82,7 +85,7 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
             yield from _batch(model, keys, str(schema.layout).encode(), partition, indexes,
                               id_keys, report)
             cursor = id_keys[-1]
-            yield from schemas.checkpoint(keys, partition, cursor)
+            yield from schemas.checkpoint(keys, schema, partition, cursor)
             done += len(id_keys)
             if progress is not None:
                 progress(done, max(done, total))  # (writers add documents meanwhile)
@@ -98,6 +101,10 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
         yield from schemas.clear_checkpoints(keys, options.partitions)
         state.use(schema)
         report.ready = True
+    else:
+        # (not an interruption: the walk ended, with conflicts or documents writers kept
+        # changing; the next run must walk everything again, not resume past them)
+        yield from schemas.clear_checkpoints(keys, options.partitions)
     report.seconds = time.monotonic() - started
     return report
 

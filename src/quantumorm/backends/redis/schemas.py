@@ -58,19 +58,30 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
     processes kept writing) would make every script refuse this layout, so the schema is
     stored again above it."""
     for _attempt in range(ATTEMPTS):
-        found = yield RedisPlan((Command(("HGETALL", keys.schema)), *(
+        found = yield RedisPlan((Command(("HGETALL", keys.schema)), Command(("TIME",)), *(
             step for p in range(options.partitions) for step in (
                 Command(("ZCARD", keys.ids(p))),
                 Command(("HGET", keys.state(p), "layout"))))), read_only=True)
         fields = _decode(found[0])
         stored = Schema.load(fields) if fields else None
-        has_data = any(int(n) for n in found[1::2])
-        stamped = max((int(s) for s in found[2::2] if s is not None), default=0)
+        has_data = any(int(n) for n in found[2::2])
+        stamps = [int(s) if s is not None else 0 for s in found[3::2]]
+        stamped = max(stamps, default=0)
         outcome = reconcile(options.model_name, stored, options, has_data)
         schema, changed = outcome.schema, outcome.changed
+        if stored is None:
+            # A schema stored anew (a new collection, or after FLUSHALL) starts at the
+            # server's time in microseconds, as versions do: above any layout a process may
+            # still hold from before, which its scripts must refuse.
+            seconds, micros = found[1]
+            schema = replace(schema, layout=int(seconds) * 1_000_000 + int(micros))
         if stamped > schema.layout or (changed and stamped == schema.layout):
             schema, changed = replace(schema, layout=stamped + 1), True
         if not changed:
+            if min(stamps, default=schema.layout) < schema.layout:
+                # (a stamp lost: its writer died before stamping, or a partition was
+                # restored) stamped again, so that older writers are refused there too
+                yield from _stamp(options, keys, schema)
             return schema
         if (yield from _replace(keys, stored, schema)):
             yield from _stamp(options, keys, schema)
@@ -123,15 +134,21 @@ def repartitioned(keys: KeySpace, partitions: int, partition_by: str) -> Op[None
     raise SchemaMismatchError("the stored schema kept changing during the repartition")
 
 
-def checkpoint(keys: KeySpace, partition: int, cursor: bytes) -> Op[None]:
-    """Record that reindexing of ``partition`` is done up to id key ``cursor``."""
-    yield RedisPlan((Command(("HSET", keys.schema, f"build:{partition}", cursor.hex())),),
-                    idempotent=True)
+def checkpoint(keys: KeySpace, schema: Schema, partition: int, cursor: bytes) -> Op[None]:
+    """Record that the build of ``schema``'s layout is done up to id key ``cursor`` in
+    ``partition`` (see :meth:`Schema.resume_at`: another layout's build ignores it)."""
+    yield RedisPlan((Command(("HSET", keys.schema, f"build:{partition}",
+                              f"{schema.layout}:{cursor.hex()}")),), idempotent=True)
 
 
 def clear_checkpoints(keys: KeySpace, partitions: int) -> Op[None]:
     yield RedisPlan((Command(("HDEL", keys.schema, *(f"build:{p}" for p in range(partitions)))),),
                     idempotent=True)
+
+
+def stamp(options: ModelOptions, keys: KeySpace, schema: Schema) -> Op[None]:
+    """Stamp every partition with ``schema``'s layout (see :func:`_stamp`)."""
+    yield from _stamp(options, keys, schema)
 
 
 def _stamp(options: ModelOptions, keys: KeySpace, schema: Schema) -> Op[None]:

@@ -193,21 +193,23 @@ def verify(options: ModelOptions, layout: Layout, batch: int,
     total, done, newest = int(reply.rows[0][0][0]), 0, 0
     cursor = b""
     while True:
-        (reply,) = yield SqlPlan.read(*[Statement(
-            f"SELECT id_key, version, doc{''.join(', ' + c for c in columns)} FROM "
-            f"{layout.table} WHERE id_key > ? ORDER BY id_key LIMIT ?", (cursor, batch))])
+        # the rows and their side rows in one read transaction: one snapshot, so a writer
+        # between two reads cannot make them disagree
+        page = f"SELECT id_key FROM {layout.table} WHERE id_key > ? ORDER BY id_key LIMIT ?"
+        (reply,) = yield SqlPlan.read(
+            Statement(f"SELECT id_key, version, doc{''.join(', ' + c for c in columns)} FROM "
+                      f"{layout.table} WHERE id_key > ? ORDER BY id_key LIMIT ?",
+                      (cursor, batch)),
+            *(Statement(f"SELECT id, k FROM {side} WHERE id IN ({page})", (cursor, batch))
+              for side in layout.arrays.values()))
         rows = reply.rows[0]
         if not rows:
             break
         cursor = bytes(rows[-1][0])
-        keys = [bytes(row[0]) for row in rows]
         sides = {}
-        for name, side in layout.arrays.items():
-            (found,) = yield SqlPlan.read(Statement(
-                f"SELECT id, k FROM {side} WHERE id IN ({', '.join('?' * len(keys))})",
-                tuple(keys)))
+        for name, found in zip(layout.arrays, reply.rows[1:], strict=True):
             held: dict[bytes, set[bytes]] = {}
-            for owner, k in found.rows[0]:
+            for owner, k in found:
                 held.setdefault(bytes(owner), set()).add(bytes(k))
             sides[name] = held
         for row in rows:

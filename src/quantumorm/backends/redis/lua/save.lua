@@ -66,7 +66,7 @@ local function identify()
     -- user-supplied ids share the id space: skip counter values a user already took
     local n
     for _ = 1, 1000 do
-      n = tostring(redis.call("INCR", KEYS[4]))
+      n = string.format("%.0f", redis.call("INCR", KEYS[4]))  -- (tostring: 1e+14)
       if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then break end
     end
     idkey = "\1" .. string.char(32 + #n) .. n

@@ -62,4 +62,5 @@ def test_scripts_declare_their_flags() -> None:
         "schema": "#!lua flags=allow-oom", "reindex": "#!lua", "stamp": "#!lua flags=allow-oom",
         # verify reads; repair mostly frees memory, and a full server needs it most
         "inspect": "#!lua flags=no-writes", "entries": "#!lua flags=no-writes",
-        "repair": "#!lua flags=allow-oom", "preflight": "#!lua flags=no-writes"}
+        "repair": "#!lua flags=allow-oom", "preflight": "#!lua flags=no-writes",
+        "now": "#!lua flags=no-writes"}

@@ -44,7 +44,7 @@ def script(name: str) -> Script:
 
 SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep",
                 "group", "tx", "restore", "schema", "reindex", "stamp", "inspect",
-                "entries", "repair", "preflight")
+                "entries", "repair", "preflight", "now")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
     processes kept writing) would make every script refuse this layout, so the schema is
     stored again above it."""
     for _attempt in range(ATTEMPTS):
-        found = yield RedisPlan((Command(("HGETALL", keys.schema)), Command(("TIME",)), *(
+        found = yield RedisPlan((Command(("HGETALL", keys.schema)),
+                                 Call("now", (keys.state(0),), ()), *(
             step for p in range(options.partitions) for step in (
                 Command(("ZCARD", keys.ids(p))),
                 Command(("HGET", keys.state(p), "layout"))))), read_only=True)
@@ -73,8 +74,7 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
             # A schema stored anew (a new collection, or after FLUSHALL) starts at the
             # server's time in microseconds, as versions do: above any layout a process may
             # still hold from before, which its scripts must refuse.
-            seconds, micros = found[1]
-            schema = replace(schema, layout=int(seconds) * 1_000_000 + int(micros))
+            schema = replace(schema, layout=int(found[1]))
         if stamped > schema.layout or (changed and stamped == schema.layout):
             schema, changed = replace(schema, layout=stamped + 1), True
         if not changed:

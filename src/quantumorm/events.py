@@ -42,8 +42,6 @@ DEFAULT_BATCH = 100
 #: longest single blocking read, in seconds (well inside the connection's socket timeout)
 MAX_BLOCK = 1.0
 
-OPS = ("create", "update", "delete", "expire")
-
 
 @dataclass(frozen=True)
 class ChangeEvent(Generic[D]):

@@ -66,9 +66,6 @@ class ModelOptions:
     #: as Redis Cluster hash tags: ids sharing a tag share a partition)
     partition_by: str = "id"
 
-    def field(self, name: str) -> Field:
-        return self.fields[name]
-
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
         layout, planner, stored schema. Kept here, weakly keyed by the owner, rather than by

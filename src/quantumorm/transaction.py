@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 D = TypeVar("D", bound="Document")
 T = TypeVar("T")
 
-#: how often run_transaction() runs the function when commits conflict
-DEFAULT_ATTEMPTS = 3
-
 
 class _Work:
     """What a transaction has read and queued; shared by the async and blocking kinds."""

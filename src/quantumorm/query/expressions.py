@@ -8,7 +8,7 @@ field name and lookup is checked and every value is cleaned by its field, so mis
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ..errors import QueryError
 from ..fields.base import Field, FieldValueError
@@ -157,8 +157,6 @@ class FieldRef:
     def __repr__(self) -> str:
         return f"{self.model.__name__}.{self.field.name}"
 
-
-Filter = Union[Q, dict[str, Any]]
 
 _ID_LOOKUPS = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN})
 

@@ -15,8 +15,6 @@ from .backend import CAPABILITIES, RedisBackend
 from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
-URL_SCHEMES = topology.SCHEMES
-
 
 class RedisConnection:
     """An open Redis store: the backend, a blocking executor and an asyncio executor.

@@ -99,6 +99,21 @@ class ModelOptions:
             return field.initial()
         return None if raw is None else field.from_storage(raw)
 
+    def with_defaults(self, data: dict[str, Any],
+                      values: dict[str, Any]) -> dict[str, Any] | None:
+        """Stored ``data`` with the defaults (as ``values``, read by :meth:`read_value`) of
+        the fields it lacks stored into it, or None if it lacks none: what index builds
+        write back, so that a later change of a default cannot change what a document says."""
+        missing = [name for name, field in self.fields.items()
+                   if field.db_name not in data and field.default is not MISSING]
+        if not missing:
+            return None
+        filled = dict(data)
+        for name in missing:
+            field, value = self.fields[name], values[name]
+            filled[field.db_name] = None if value is None else field.to_storage(value)
+        return filled
+
     @property
     def indexed_fields(self) -> tuple[str, ...]:
         """Fields whose values an index keeps (in declaration order)."""

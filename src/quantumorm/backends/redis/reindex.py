@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ... import sortable
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError
-from ...fields.base import MISSING
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
@@ -141,7 +140,8 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
             continue
         data = json.loads(bytes(raw))
         values = model.from_storage(id, int(version), data)._values()
-        backfill = _backfilled(options, data, values)
+        filled = options.with_defaults(data, values)
+        backfill = None if filled is None else encode_document(filled)
         pairs, lenient = _entries(options, indexes, values)
         key_list += [keys.doc(partition, id), keys.meta(partition, id)]
         args += [sortable.id_key(id), bytes(version), b"" if backfill is None else backfill,
@@ -188,18 +188,3 @@ def _entries(options: ModelOptions, indexes: list[IndexSpec],
                                                    for n in index.fields):
             lenient.append(b"%d" % (position + 1))
     return pairs, lenient
-
-
-def _backfilled(options: ModelOptions, data: dict[str, Any],
-                values: dict[str, Any]) -> bytes | None:
-    """The document with the defaults of fields it lacks, or None if it lacks none."""
-    missing = [name for name, field in options.fields.items()
-               if field.db_name not in data and field.default is not MISSING]
-    if not missing:
-        return None
-    filled = dict(data)
-    for name in missing:
-        field = options.fields[name]
-        value = values[name]
-        filled[field.db_name] = None if value is None else field.to_storage(value)
-    return encode_document(filled)

@@ -23,7 +23,6 @@ from typing import Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...fields.base import MISSING
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...schema import HISTORY, Schema, declared, reconcile
@@ -131,7 +130,7 @@ def _rewrite_batch(options: ModelOptions, layout: Layout, keys: list[bytes],
             values = _values(options, id, raw)
         except (ValueError, TypeError, ArithmeticError):
             continue  # a corrupt document: left as it is (verify() reports it)
-        backfilled = _backfilled(layout, data, values)
+        backfilled = options.with_defaults(data, values)
         statements = [Statement(
             f"UPDATE {table} SET doc = ?, "
             + ", ".join(f"{c} = ?" for c in layout.columns.values())
@@ -158,19 +157,6 @@ def _rewrite_batch(options: ModelOptions, layout: Layout, keys: list[bytes],
     present = {bytes(row[0]) for row in reply.rows[0]}
     report.gone += len(set(keys) - present)
     return again
-
-
-def _backfilled(layout: Layout, data: dict[str, Any],
-                values: dict[str, Any]) -> dict[str, Any] | None:
-    missing = [name for name, field in layout.options.fields.items()
-               if field.db_name not in data and field.default is not MISSING]
-    if not missing:
-        return None
-    filled = dict(data)
-    for name in missing:
-        field = layout.options.fields[name]
-        filled[field.db_name] = None if values[name] is None else field.to_storage(values[name])
-    return filled
 
 
 def reindex(options: ModelOptions, layout: Layout, batch: int,

@@ -62,6 +62,12 @@ local function entries(idkey, meta_key, pairs)
   if #pairs > 0 then redis.call("HSET", meta_key, unpack(pairs)) end
 end
 
+-- the document is alive and its meta hash at ``version`` (as it was judged)
+local function at_version(doc_key, meta_key, version)
+  return redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
+    and redis.call("HGET", meta_key, "v") == version
+end
+
 local results = {}
 for n = 1, (#ARGV - 4) / 5 do
   local base = 4 + 5 * (n - 1)
@@ -91,14 +97,12 @@ for n = 1, (#ARGV - 4) / 5 do
       done = 1
     end
   elseif what == "list" then
-    if redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
-        and redis.call("HGET", meta_key, "v") == version then
+    if at_version(doc_key, meta_key, version) then
       redis.call("ZADD", KEYS[1], 0, idkey)
       done = 1
     end
   elseif what == "reentry" then
-    if redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
-        and redis.call("HGET", meta_key, "v") == version then
+    if at_version(doc_key, meta_key, version) then
       entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
       done = 1
     end

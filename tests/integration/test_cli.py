@@ -1,5 +1,5 @@
-"""``python -m quantumorm verify|reindex|repair``: run as a separate process, as an operator
-would, against the test server; the exit codes are what scripts rely on."""
+"""``python -m quantumorm verify|reindex|repair|repartition``: run as a separate process, as
+an operator would, against the test server; the exit codes are what scripts rely on."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ MODELS = textwrap.dedent('''
 
         class Meta:
             collection = "cli_shops"
+
+    class Parcel(Document):
+        kind = StringField(indexed=True)
+
+        class Meta:
+            collection = "cli_parcels"
+            partitions = 4
 ''')
 
 
@@ -39,6 +46,13 @@ class Shop(Document):  # the same declaration as cli_models.Shop
 
     class Meta:
         collection = "cli_shops"
+
+
+def parcel_model(partitions: int) -> Any:
+    """``cli_models.Parcel`` as declared with ``partitions``."""
+    meta = type("Meta", (), {"collection": "cli_parcels", "partitions": partitions})
+    return type(f"Parcel{partitions}", (Document,), {
+        "__module__": __name__, "kind": StringField(indexed=True), "Meta": meta})
 
 
 @pytest.fixture
@@ -96,3 +110,27 @@ def test_usage_errors_exit_with_2(conn: Any, cli: Any) -> None:
     assert unknown.returncode == 2
     unreachable = cli("verify", "cli_models:Shop", url="redis://127.0.0.1:1/0")
     assert unreachable.returncode == 2 and "error:" in unreachable.stderr
+
+
+def test_repartition_moves_the_collection_and_reports_progress(conn: Any, cli: Any) -> None:
+    one, four = parcel_model(1), parcel_model(4)
+    one.objects.bulk_create_sync([one(kind=("box", "bag")[i % 2]) for i in range(90)])
+    ids = {doc.id for doc in one.objects.all_sync()}
+
+    moved = cli("repartition", "cli_models:Parcel", "--from", "1", "--batch", "20")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert moved.stdout.startswith("repartition: done; scanned 90"), moved.stdout
+    assert "partition 1/1" in moved.stderr  # the progress, one line per batch
+    assert {doc.id for doc in four.objects.all_sync()} == ids
+    assert four.objects.filter(kind="box").count_sync() == 45
+    again = cli("repartition", "cli_models:Parcel", "--from", "4", "--json", "--quiet")
+    assert again.returncode == 0 and json.loads(again.stdout)["moved"] == 0
+
+
+def test_repartition_usage_errors_exit_with_2(conn: Any, cli: Any) -> None:
+    no_from = cli("repartition", "cli_models:Parcel")
+    assert no_from.returncode == 2 and "--from" in no_from.stderr
+    misplaced = cli("verify", "cli_models:Shop", "--from", "2")
+    assert misplaced.returncode == 2 and "belong to repartition" in misplaced.stderr
+    bad = cli("repartition", "cli_models:Parcel", "--from", "0")
+    assert bad.returncode == 2 and "from_partitions" in bad.stderr

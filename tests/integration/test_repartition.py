@@ -10,7 +10,7 @@ from helpers import assert_indexes_consistent
 
 from quantumorm import Document, IntField, ListField, StringField
 from quantumorm.backends.redis.keys import KeySpace
-from quantumorm.backends.redis.repartition import Progress, RepartitionError, repartition
+from quantumorm.tools.repartition import Progress, RepartitionError, repartition
 
 
 def model(partitions: int, partition_by: str = "id") -> Any:

@@ -1,10 +1,10 @@
-"""``python -m quantumorm verify|reindex|repair module:Model --url URL``: the maintenance
-operations from a shell, with a progress bar and exit codes scripts can rely on.
+"""``python -m quantumorm verify|reindex|repair|repartition module:Model --url URL``: the
+maintenance operations from a shell, with a progress bar and exit codes scripts can rely on.
 
 Exit codes: 0 when the collection is clean (verify found nothing; reindex made every index
-ready; repair left nothing behind), 1 when problems remain (printed, or as JSON with
-``--json``), 2 when the command could not run (bad arguments, a model that cannot be
-imported, a server that cannot be reached).
+ready; repair left nothing behind; repartition moved everything), 1 when problems remain
+(printed, or as JSON with ``--json``), 2 when the command could not run (bad arguments, a
+model that cannot be imported, a server that cannot be reached, a repartition refused).
 
 The progress bar is rich's when rich is installed (``pip install 'quantumorm[cli]'``) and
 standard error is a terminal; otherwise a line per tenth of the way, so that logs stay
@@ -28,8 +28,10 @@ from typing import Any, TextIO
 from ..connection import create_connection
 from ..errors import QuantumORMError
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
+from .repartition import Progress as MoveProgress
+from .repartition import repartition
 
-COMMANDS = ("verify", "reindex", "repair")
+COMMANDS = ("verify", "reindex", "repair", "repartition")
 CONNECTION = "quantumorm-cli"
 
 
@@ -51,7 +53,8 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("command", choices=COMMANDS, help=(
         "verify: check documents, meta data and indexes (changes nothing); reindex: build "
         "the indexes that are building (or rebuild all), online; repair: fix what verify "
-        "finds, then verify again"))
+        "finds, then verify again; repartition: move a Redis collection's documents to the "
+        "partition count its model declares now (stop writes first)"))
     parser.add_argument("model", help="the model, as module:Class (the module is imported)")
     parser.add_argument("--url", default=os.environ.get("QUANTUMORM_URL")
                         or os.environ.get("REDIS_URL"),
@@ -64,9 +67,19 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--allow-eviction", action="store_true",
                         help="reindex on a server whose maxmemory-policy is allkeys-* "
                              "(verify and repair always run there, and report it)")
+    parser.add_argument("--from", dest="from_partitions", type=int, default=None,
+                        help="repartition: the partition count the data has now")
+    parser.add_argument("--from-partition-by", choices=("id", "tag"), default=None,
+                        help="repartition: the partition_by rule the data has now "
+                             "(default: the model's)")
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be positive")
+    moving = args.command == "repartition"
+    if moving and args.from_partitions is None:
+        parser.error("repartition needs --from (the partition count the data has now)")
+    if not moving and (args.from_partitions is not None or args.from_partition_by):
+        parser.error("--from and --from-partition-by belong to repartition")
     if not args.url:
         parser.error("--url (or QUANTUMORM_URL / REDIS_URL) is required")
     try:
@@ -76,19 +89,26 @@ def _main(argv: list[str] | None) -> int:
     backend = args.backend or model._meta.backend
     options: dict[str, Any] = {}
     if backend == "redis":
-        # verify must be able to see (and report) an unsafe eviction policy, not refuse
-        options["allow_eviction"] = args.allow_eviction or args.command != "reindex"
+        # verify and repair must be able to see (and report) an unsafe eviction policy;
+        # reindex and repartition write whole collections and refuse it like any write
+        options["allow_eviction"] = args.allow_eviction or args.command in ("verify", "repair")
     try:
         connection = create_connection(backend, args.url, name=CONNECTION, **options)
     except QuantumORMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        with progress_bar(f"{args.command} {model.__name__}",
-                          None if args.quiet else sys.stderr) as progress:
-            method = getattr(model.objects.using(CONNECTION), f"{args.command}_sync")
-            report = method(batch_size=args.batch, progress=progress)
-    except QuantumORMError as exc:
+        if moving:
+            report: Any = repartition(
+                model, args.from_partitions, from_partition_by=args.from_partition_by,
+                connection=connection, batch=args.batch,
+                progress=None if args.quiet else _moved)
+        else:
+            with progress_bar(f"{args.command} {model.__name__}",
+                              None if args.quiet else sys.stderr) as progress:
+                method = getattr(model.objects.using(CONNECTION), f"{args.command}_sync")
+                report = method(batch_size=args.batch, progress=progress)
+    except (QuantumORMError, ValueError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -110,9 +130,15 @@ def load_model(path: str) -> Any:
     return target
 
 
-def clean(report: VerifyReport | ReindexReport | RepairReport) -> bool:
+def _moved(progress: MoveProgress) -> None:
+    print(progress, file=sys.stderr, flush=True)
+
+
+def clean(report: VerifyReport | ReindexReport | RepairReport | MoveProgress) -> bool:
     if isinstance(report, ReindexReport):
         return report.ready
+    if isinstance(report, MoveProgress):
+        return report.done
     return report.ok
 
 

@@ -1,15 +1,9 @@
 """Change a collection's partition count: move every document to the partition its id maps
 to under the new count, with its version, index entries and expiry.
 
-::
-
-    from quantumorm.backends.redis.repartition import repartition
-
-    class Order(Document):           # the model as it will be: Meta.partitions = 16
-        ...
-    report = repartition(Order, from_partitions=4, progress=print)
-
-or ``python -m quantumorm.backends.redis.repartition myapp.models:Order --from 4 --url ...``.
+This module is the move itself, as one operation (:func:`moves`); the tool that runs it on
+a connection, and its command line, are :mod:`quantumorm.tools.repartition` and
+``python -m quantumorm repartition``.
 
 Every read goes to the master (a lagging replica must not hide a document from the move).
 The collection must not be written while it runs (readers may see a document missing for
@@ -25,19 +19,14 @@ another ``Meta.partition_by`` rule the same way.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
 import json
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from ... import sortable
-from ...connection import Connection, connection_for, create_connection, get_connection
-from ...engine.drive import Op, run
-from ...errors import ConfigurationError, QuantumORMError
+from ...engine.drive import Op
+from ...errors import QuantumORMError
 from ...options import ModelOptions
 from ..base import WriteRequest
 from . import schemas, wire
@@ -70,12 +59,13 @@ class Progress:
                 f"stayed {self.stayed}")
 
 
-def repartition(model: Any, from_partitions: int, *, from_partition_by: str | None = None,
-                using: str | None = None, batch: int = DEFAULT_BATCH,
-                progress: Callable[[Progress], Any] | None = None) -> Progress:
-    """Move ``model``'s documents from ``from_partitions`` partitions (and the
-    ``partition_by`` rule ``from_partition_by``, by default the model's) to the layout its
-    ``Meta`` declares now. Returns the final :class:`Progress`."""
+def moves(model: Any, from_partitions: int, *, from_partition_by: str | None = None,
+          batch: int = DEFAULT_BATCH,
+          progress: Callable[[Progress], Any] | None = None) -> Op[Progress]:
+    """The operation moving ``model``'s documents from ``from_partitions`` partitions (and
+    the ``partition_by`` rule ``from_partition_by``, by default the model's) to the layout
+    its ``Meta`` declares now; it returns the final :class:`Progress`. Arguments are checked
+    here, before anything is sent."""
     new = model._meta
     if from_partition_by not in (None, "id", "tag"):
         raise ValueError(f"from_partition_by must be 'id' or 'tag' (got {from_partition_by!r})")
@@ -84,12 +74,8 @@ def repartition(model: Any, from_partitions: int, *, from_partition_by: str | No
         raise ValueError(f"from_partitions must be an int in 1..4096 (got {from_partitions!r})")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive int (got {batch!r})")
-    connection = connection_for(model, get_connection(using) if using else None)
-    if connection.kind != "redis":
-        raise ConfigurationError("repartition moves Redis collections")
-    executor = connection.store.sync_executor()
-    return run(_repartition(model, new, from_partitions, from_partition_by or new.partition_by,
-                            batch, progress or (lambda _: None)), executor)
+    return _repartition(model, new, from_partitions, from_partition_by or new.partition_by,
+                        batch, progress or (lambda _: None))
 
 
 def _quiet(options: ModelOptions, partitions: int, partition_by: str) -> ModelOptions:
@@ -208,34 +194,3 @@ def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:
     for p in range(new.partitions, old.partitions):
         yield RedisPlan(tuple(Command(("UNLINK", key)) for key in
                               (old.ids(p), old.ttl(p), *old.indexes(p))), idempotent=True)
-
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m quantumorm.backends.redis.repartition",
-        description="Move a collection's documents to the partition count its model declares.")
-    parser.add_argument("model", help="module:Class of the model (with the new partitions)")
-    parser.add_argument("--from", dest="from_partitions", type=int, required=True,
-                        help="the partition count the data has now")
-    parser.add_argument("--url", default=os.environ.get("REDIS_URL"),
-                        help="the Redis URL (default: $REDIS_URL)")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
-    args = parser.parse_args(argv)
-    module, _, name = args.model.partition(":")
-    model = getattr(importlib.import_module(module), name)
-    if not args.url:
-        parser.error("--url (or REDIS_URL) is required")
-    connection: Connection = create_connection("redis", args.url, name="repartition",
-                                               make_default=True)
-    try:
-        final = repartition(model, args.from_partitions, using="repartition", batch=args.batch,
-                            progress=lambda p: print(p, file=sys.stderr))
-    finally:
-        connection.close()
-    print(final)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,6 +25,10 @@ class Lookup(enum.Enum):
     ENDSWITH = "endswith"
     ISNULL = "isnull"
 
+    # Members are singletons compared by identity, so the identity hash is exact; Enum's own
+    # __hash__ is a Python call, paid by every table dispatch and plan-cache key.
+    __hash__ = object.__hash__
+
 
 RANGE_LOOKUPS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE})
 LIST_LOOKUPS = frozenset({Lookup.IN, Lookup.NIN})

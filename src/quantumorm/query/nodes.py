@@ -25,6 +25,8 @@ class BoolOp(enum.Enum):
     OR = "or"
     NOT = "not"
 
+    __hash__ = object.__hash__  # as Lookup's: members are singletons, and tables key on them
+
 
 @dataclass(frozen=True)
 class Condition:

@@ -8,9 +8,9 @@ no ladder of its own (the id, a pseudo-field with its own id index, stays in the
   *scan residue*: the Python evaluator checks it on the rows the server returns;
 * ``ranges``: *equality and range use* of the field's single-field index: the lex ranges
   holding exactly the matching entries (None: the index cannot say);
-* ``point``: the one index value the condition selects, if it selects one: its entries are
-  in id order (an index walk in id order) and it can be an equality prefix of a compound
-  index (None: never one value);
+* ``one_value``: its ranges, when there are any, are the entries of one value, which are in
+  id order (an index walk in id order) and can be an equality prefix of a compound index
+  (None: when the condition's value is True, as for ``isnull``);
 * ``bounds``: its ranges are one interval, which may follow a compound index's prefix;
 * ``probes``: *membership*: the ``ZIN`` tokens testing whether ``value .. id`` is in the
   index (``ZSCORE``, no meta hash read), or None when that is not how to test it;
@@ -49,7 +49,7 @@ class RedisLookup:
     on_string: bool
     on_other: bool
     ranges: Callable[[Field, Any], Ranges | None]
-    point: Callable[[Field, Any], bytes | None] | None
+    one_value: bool | None
     bounds: bool
     #: (field, value, the index's KEYS position) -> tokens
     probes: Callable[[Field, Any, bytes], list[Token] | None]
@@ -59,11 +59,6 @@ class RedisLookup:
 
 def _key(field: Field, value: Any) -> bytes:
     return NULL if value is None else field.sort_key(value)
-
-
-def _zin(keypos: bytes, keys: list[bytes], negated: bool) -> list[Token]:
-    tokens = [b"ZIN", keypos, b"%d" % len(keys), *keys]
-    return [NOT, *tokens] if negated else tokens
 
 
 def _none(field: Field, value: Any) -> None:
@@ -81,15 +76,9 @@ def _residue(field: Field, name: bytes, value: Any) -> list[Token]:
 # -- exact / ne ---------------------------------------------------------------------------
 
 
-def _exact_point(field: Field, value: Any) -> bytes | None:
-    if isinstance(field, ArrayField):
-        return None  # whole-list equality is not one index entry
-    return field.sort_key(value)
-
-
 def _exact_ranges(field: Field, value: Any) -> Ranges | None:
     if isinstance(field, ArrayField):
-        return None
+        return None  # whole-list equality is not one index entry
     key = field.sort_key(value)
     return [(b"[" + key, b"(" + key + UP)]
 
@@ -97,13 +86,13 @@ def _exact_ranges(field: Field, value: Any) -> Ranges | None:
 def _equal_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
     if isinstance(field, ArrayField):
         return None
-    return _zin(keypos, [_key(field, value)], False)
+    return [b"ZIN", keypos, b"1", _key(field, value)]
 
 
 def _unequal_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
     if isinstance(field, ArrayField):
         return None
-    return _zin(keypos, [_key(field, value)], True)
+    return [NOT, b"ZIN", keypos, b"1", _key(field, value)]
 
 
 def _eq_test(field: Field, name: bytes, value: Any) -> list[Token]:
@@ -123,18 +112,16 @@ def _in_ranges(field: Field, value: Any) -> Ranges | None:
     return [(b"[" + key, b"(" + key + UP) for key in sorted({_key(field, v) for v in value})]
 
 
-def _listed_probes(field: Field, value: Any, keypos: bytes, negated: bool) -> list[Token] | None:
+def _in_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
     if isinstance(field, ArrayField) or len(value) > MAX_PROBES:
         return None  # a long list: one meta read and a set lookup beat many probes
-    return _zin(keypos, [_key(field, v) for v in value], negated)
-
-
-def _in_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
-    return _listed_probes(field, value, keypos, False)
+    return [b"ZIN", keypos, b"%d" % len(value), *[_key(field, v) for v in value]]
 
 
 def _nin_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
-    return _listed_probes(field, value, keypos, True)
+    if isinstance(field, ArrayField) or len(value) > MAX_PROBES:
+        return None
+    return [NOT, b"ZIN", keypos, b"%d" % len(value), *[_key(field, v) for v in value]]
 
 
 def _in_test(field: Field, name: bytes, value: Any) -> list[Token]:
@@ -176,10 +163,6 @@ def _compare_test(op: bytes) -> Callable[[Field, bytes, Any], list[Token]]:
 # -- contains / startswith ----------------------------------------------------------------
 
 
-def _element_point(field: Field, value: Any) -> bytes | None:
-    return field.field.sort_key(value) if isinstance(field, ArrayField) else None
-
-
 def _contains_ranges(field: Field, value: Any) -> Ranges | None:
     if not isinstance(field, ArrayField):
         return None  # a substring: no index holds it
@@ -190,7 +173,7 @@ def _contains_ranges(field: Field, value: Any) -> Ranges | None:
 def _contains_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
     if not isinstance(field, ArrayField):
         return None
-    return _zin(keypos, [field.field.sort_key(value)], False)
+    return [b"ZIN", keypos, b"1", field.field.sort_key(value)]
 
 
 def _has_test(field: Field, name: bytes, value: Any) -> list[Token]:
@@ -212,10 +195,6 @@ def _prefix_test(field: Field, name: bytes, value: Any) -> list[Token]:
 # -- isnull -------------------------------------------------------------------------------
 
 
-def _null_point(field: Field, value: Any) -> bytes | None:
-    return NULL if value else None
-
-
 def _null_ranges(field: Field, value: Any) -> Ranges | None:
     if value:
         return [(b"[" + NULL, b"(" + NULL + UP)]
@@ -223,7 +202,8 @@ def _null_ranges(field: Field, value: Any) -> Ranges | None:
 
 
 def _null_probes(field: Field, value: Any, keypos: bytes) -> list[Token] | None:
-    return _zin(keypos, [NULL], not value)
+    tokens = [b"ZIN", keypos, b"1", NULL]
+    return tokens if value else [NOT, *tokens]
 
 
 def _null_test(field: Field, name: bytes, value: Any) -> list[Token]:
@@ -232,8 +212,8 @@ def _null_test(field: Field, name: bytes, value: Any) -> list[Token]:
 
 #: how the planner serves every lookup it accepts; the key set is the ``lookups`` capability
 LOOKUPS: dict[Lookup, RedisLookup] = {
-    # lookup:        on_array, on_string, on_other, ranges, point, bounds, probes, test
-    Lookup.EXACT: RedisLookup(False, True, True, _exact_ranges, _exact_point, False,
+    # lookup:        on_array, on_string, on_other, ranges, one_value, bounds, probes, test
+    Lookup.EXACT: RedisLookup(False, True, True, _exact_ranges, True, False,
                               _equal_probes, _eq_test),
     Lookup.NE: RedisLookup(False, True, True, _none, None, False, _unequal_probes, _ne_test),
     Lookup.IN: RedisLookup(False, True, True, _in_ranges, None, False, _in_probes, _in_test),
@@ -246,13 +226,13 @@ LOOKUPS: dict[Lookup, RedisLookup] = {
                            _compare_test(b"LT")),
     Lookup.LTE: RedisLookup(False, True, True, _lte_ranges, None, True, _no_probes,
                             _compare_test(b"LE")),
-    Lookup.CONTAINS: RedisLookup(True, False, False, _contains_ranges, _element_point, False,
+    Lookup.CONTAINS: RedisLookup(True, False, False, _contains_ranges, True, False,
                                  _contains_probes, _has_test),
     Lookup.STARTSWITH: RedisLookup(False, True, False, _prefix_ranges, None, True, _no_probes,
                                    _prefix_test),
     # a suffix is in no index and query.lua has no test for it: always scan residue
     Lookup.ENDSWITH: RedisLookup(False, False, False, _none, None, False, _no_probes,
                                  _residue),
-    Lookup.ISNULL: RedisLookup(True, True, True, _null_ranges, _null_point, False,
+    Lookup.ISNULL: RedisLookup(True, True, True, _null_ranges, None, False,
                                _null_probes, _null_test),
 }

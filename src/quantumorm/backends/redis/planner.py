@@ -374,10 +374,14 @@ class Planner:
                 # the first condition on the field that selects one value extends the prefix
                 field = self.options.fields[name]
                 for i, c in conds:
-                    point = LOOKUPS[c.lookup].point if c.field == name else None
-                    key = None if point is None else point(field, c.value)
-                    if key is not None:
-                        prefix += key
+                    if c.field != name:
+                        continue
+                    one = LOOKUPS[c.lookup].one_value
+                    if not (one or (one is None and c.value is True)):
+                        continue
+                    point = self._leaf_ranges(field, c)
+                    if point is not None:  # [(b"[" + value, b"(" + value + UPPER)]
+                        prefix += point[0][0][1:]
                         used.append(i)
                         break
                 else:
@@ -421,16 +425,17 @@ class Planner:
                 # one value of a single-field index: its entries are in id order
                 if not isinstance(part, Condition) or part.field == ID:
                     continue
-                point = LOOKUPS[part.lookup].point
+                one = LOOKUPS[part.lookup].one_value
+                if not (one or (one is None and part.value is True)):
+                    continue
                 index = self.options.single_index(part.field)
-                if point is None or index is None:
+                ranges = self._leaf_ranges(self.options.fields[part.field], part)
+                if index is None or ranges is None:
                     continue
-                key = point(self.options.fields[part.field], part.value)
-                if key is None:
-                    continue
-                walk = self._walk(self.keypos[index.name], False, desc, b"[" + key,
-                                  b"(" + key + sortable.UPPER, part == where,
-                                  f"index {index.name!r} in id order", spec.after, key)
+                (low, high), = ranges
+                walk = self._walk(self.keypos[index.name], False, desc, low, high,
+                                  part == where, f"index {index.name!r} in id order",
+                                  spec.after, low[1:])
                 walks.append(walk.but(covers=(position,)) if conjunction else walk)
             return walks
         index = self.options.single_index(order_field)

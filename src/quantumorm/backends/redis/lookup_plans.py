@@ -45,6 +45,8 @@ NOT = BOOL_TOKENS[BoolOp.NOT]
 
 @dataclass(frozen=True, slots=True)
 class RedisLookup:
+    """How the planner serves one lookup (each attribute: see the module docstring)."""
+
     on_array: bool
     on_string: bool
     on_other: bool

@@ -12,6 +12,9 @@ Pure: no I/O, no redis import. The planner decides
   (``covers``), so they are not checked again; an *exact* driver needs no check at all;
 * whether the server orders and slices (everything it needs is indexed) or Python does.
 
+What each lookup contributes (its index ranges, membership probes, predicate tokens, and
+whether the server can test it at all) is read from one table, :mod:`.lookup_plans`.
+
 Token grammar (see ``lua/query.lua``)::
 
     DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS
@@ -481,8 +484,6 @@ def _types(node: Node) -> tuple[object, ...]:
 
 def _flag(value: bool) -> bytes:
     return b"1" if value else b"0"
-
-
 
 
 def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:

@@ -252,6 +252,10 @@ def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -
     if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
         raise UnsupportedOperation(kind, "unique indexes",
                                    f"{options.model_name} declares a unique index")
+    if (any(index.compound for index in options.indexes)
+            and "compound" not in capabilities.index_kinds):
+        raise UnsupportedOperation(kind, "compound indexes",
+                                   f"{options.model_name} declares a compound index")
 
 
 def _forget_all() -> list[Connection]:

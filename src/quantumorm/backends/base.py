@@ -33,18 +33,29 @@ def encode_document(data: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend supports, as data. Core code reads these flags, never backend names."""
+    """What a backend supports, as data. Core code reads these flags, never backend names;
+    each flag is read where using the feature is refused with UnsupportedOperation."""
 
+    #: lookups queries may use (QuerySet); built-in backends derive it from their compiler's
+    #: table, so it cannot drift from what they compile
     lookups: frozenset[Lookup]
+    #: kinds of secondary index (a compound index needs "compound": Meta check)
     index_kinds: frozenset[str]
+    #: order_by (QuerySet)
     ordering: bool = True
+    #: keyset positions, ``after()`` and cursors (QuerySet)
     keyset_pagination: bool = True
+    #: unique indexes (Meta check)
     unique_indexes: bool = True
+    #: document expiry (Meta.ttl check, expire / ttl operations)
     ttl: bool = False
+    #: Connection.transaction
     transactions: bool = False
+    #: Meta.changes / publish, change feeds
     change_events: bool = False
-    cluster: bool = False
+    #: Meta.partitions > 1 (Meta check)
     partitions: bool = False
+    #: anything else a backend wants to say about itself (read by no core code)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -20,7 +20,6 @@ _FEATURES: list[tuple[str, str]] = [
     ("TTL", "ttl"),
     ("transactions", "transactions"),
     ("change events", "change_events"),
-    ("cluster", "cluster"),
     ("partitions (Meta.partitions > 1)", "partitions"),
 ]
 

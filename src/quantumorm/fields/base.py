@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import sortable
 from ..errors import ConfigurationError
-from ..query.lookups import Lookup
+from ..query.lookups import KIND_LOOKUPS, FieldKind, Lookup
 
 if TYPE_CHECKING:
     from ..document import Document
@@ -37,8 +37,8 @@ MISSING: Any = _Missing()
 
 _DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-EQUALITY = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN, Lookup.ISNULL})
-ORDERED = EQUALITY | {Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE}
+EQUALITY = KIND_LOOKUPS[FieldKind.EQUALITY]
+ORDERED = KIND_LOOKUPS[FieldKind.ORDERED]
 
 
 class FieldValueError(ValueError):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import sortable
 from ..errors import ConfigurationError
-from ..query.lookups import Lookup
+from ..query.lookups import KIND_LOOKUPS, FieldKind
 from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound, is_size, show
 
 
@@ -23,7 +23,7 @@ class StringField(Field):
         regex: a pattern the whole value must match (``re.fullmatch``).
     """
 
-    lookups = ORDERED | {Lookup.CONTAINS, Lookup.STARTSWITH, Lookup.ENDSWITH}
+    lookups = KIND_LOOKUPS[FieldKind.TEXT]
     type_name = "string"
 
     def __init__(

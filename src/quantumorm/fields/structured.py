@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import sortable
 from ..errors import ConfigurationError
-from ..query.lookups import Lookup
+from ..query.lookups import KIND_LOOKUPS, FieldKind
 from .base import ORDERED, Field, FieldValueError, is_size, show
 from .scalar import MAX_INT_DIGITS
 
@@ -129,7 +129,7 @@ class JSONField(Field):
     Not indexable nor sortable; ``exact``/``ne`` compare whole values.
     """
 
-    lookups = frozenset({Lookup.EXACT, Lookup.NE, Lookup.ISNULL})
+    lookups = KIND_LOOKUPS[FieldKind.WHOLE]
     indexable = False
     sortable = False
     type_name = "json"
@@ -240,7 +240,7 @@ class ArrayField(Field):
     ``None``.
     """
 
-    lookups = frozenset({Lookup.EXACT, Lookup.NE, Lookup.CONTAINS, Lookup.ISNULL})
+    lookups = KIND_LOOKUPS[FieldKind.ARRAY]
     sortable = False
 
     def __init__(self, field: Field, *, min_items: int | None = None,

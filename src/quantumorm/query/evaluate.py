@@ -38,43 +38,98 @@ def matches(options: ModelOptions, node: Node, values: Values) -> bool:
 
 
 def _condition(options: ModelOptions, cond: Condition, values: Values) -> bool:
-    value = values.get(cond.field)
-    lookup = cond.lookup
-    if lookup is Lookup.ISNULL:
-        return (value is None) is cond.value
-    if cond.field == ID:
-        return _equality(lookup, value, cond.value, lambda v: v)
-    field = options.fields[cond.field]
+    field = None if cond.field == ID else options.fields[cond.field]
+    return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
+
+
+# One predicate per lookup: (field, or None for the id; the document's value; the
+# condition's value) -> bool. Fields compare by sort key (the order indexes use), the id as
+# the string it is. A value in an ``in`` list may be None (it asks for null).
+
+
+def _exact(field: Field | None, value: Any, wanted: Any) -> bool:
+    if field is None:
+        return bool(value == wanted)
+    if value is None or wanted is None:
+        return value is wanted
+    return field.sort_key(value) == field.sort_key(wanted)
+
+
+def _ne(field: Field | None, value: Any, wanted: Any) -> bool:
+    return not _exact(field, value, wanted)
+
+
+def _in(field: Field | None, value: Any, wanted: Any) -> bool:
+    if field is None:
+        return value in wanted
     key = field.sort_key
-    if lookup in (Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN):
-        return _equality(lookup, value, cond.value, lambda v: None if v is None else key(v))
+    mine = None if value is None else key(value)
+    return any(mine == (None if w is None else key(w)) for w in wanted)
+
+
+def _nin(field: Field | None, value: Any, wanted: Any) -> bool:
+    return not _in(field, value, wanted)
+
+
+def _gt(field: Field | None, value: Any, wanted: Any) -> bool:
+    assert field is not None  # the id has no ranges (KIND_LOOKUPS)
+    return value is not None and field.sort_key(value) > field.sort_key(wanted)
+
+
+def _gte(field: Field | None, value: Any, wanted: Any) -> bool:
+    assert field is not None
+    return value is not None and field.sort_key(value) >= field.sort_key(wanted)
+
+
+def _lt(field: Field | None, value: Any, wanted: Any) -> bool:
+    assert field is not None
+    return value is not None and field.sort_key(value) < field.sort_key(wanted)
+
+
+def _lte(field: Field | None, value: Any, wanted: Any) -> bool:
+    assert field is not None
+    return value is not None and field.sort_key(value) <= field.sort_key(wanted)
+
+
+def _contains(field: Field | None, value: Any, wanted: Any) -> bool:
     if value is None:
         return False
-    if lookup is Lookup.CONTAINS:
-        if isinstance(field, ArrayField):
-            wanted = field.field.sort_key(cond.value)
-            return any(field.field.sort_key(item) == wanted for item in value)
-        return cond.value in value
-    if lookup is Lookup.STARTSWITH:
-        return bool(value.startswith(cond.value))
-    if lookup is Lookup.ENDSWITH:
-        return bool(value.endswith(cond.value))
-    mine, bound = key(value), key(cond.value)
-    if lookup is Lookup.GT:
-        return mine > bound
-    if lookup is Lookup.GTE:
-        return mine >= bound
-    if lookup is Lookup.LT:
-        return mine < bound
-    return mine <= bound
+    if isinstance(field, ArrayField):  # one element equal to the value
+        key = field.field.sort_key
+        target = key(wanted)
+        return any(key(item) == target for item in value)
+    return wanted in value  # a substring
 
 
-def _equality(lookup: Lookup, value: Any, wanted: Any, key: Callable[[Any], Any]) -> bool:
-    mine = key(value)
-    if lookup in (Lookup.EXACT, Lookup.NE):
-        return (mine == key(wanted)) is (lookup is Lookup.EXACT)
-    hit = any(mine == key(w) for w in wanted)
-    return hit is (lookup is Lookup.IN)
+def _startswith(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and bool(value.startswith(wanted))
+
+
+def _endswith(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and bool(value.endswith(wanted))
+
+
+def _isnull(field: Field | None, value: Any, wanted: Any) -> bool:
+    return (value is None) is wanted
+
+
+Predicate = Callable[["Field | None", Any, Any], bool]
+
+#: the reference meaning of every lookup (a test checks that each Lookup is here)
+PREDICATES: dict[Lookup, Predicate] = {
+    Lookup.EXACT: _exact,
+    Lookup.NE: _ne,
+    Lookup.IN: _in,
+    Lookup.NIN: _nin,
+    Lookup.GT: _gt,
+    Lookup.GTE: _gte,
+    Lookup.LT: _lt,
+    Lookup.LTE: _lte,
+    Lookup.CONTAINS: _contains,
+    Lookup.STARTSWITH: _startswith,
+    Lookup.ENDSWITH: _endswith,
+    Lookup.ISNULL: _isnull,
+}
 
 
 # -- ordering -------------------------------------------------------------------------------

@@ -14,8 +14,19 @@ from ..errors import QueryError
 from ..fields.base import Field, FieldValueError
 from ..fields.scalar import StringField
 from ..fields.structured import ArrayField
-from .lookups import LIST_LOOKUPS, RANGE_LOOKUPS, Lookup, split_key
-from .nodes import FALSE, ID, TRUE, Condition, Node, Ordering, conjoin, disjoin, negate
+from .lookups import KIND_LOOKUPS, FieldKind, Lookup, split_key
+from .nodes import (
+    FALSE,
+    ID,
+    TRUE,
+    BoolOp,
+    Condition,
+    Node,
+    Ordering,
+    conjoin,
+    disjoin,
+    negate,
+)
 
 if TYPE_CHECKING:
     from ..options import ModelOptions
@@ -34,12 +45,12 @@ class Q:
     __slots__ = ("_op", "_children", "_model")
 
     def __init__(self, **lookups: Any) -> None:
-        self._op = "and"
+        self._op = BoolOp.AND
         self._children: tuple[Any, ...] = tuple(sorted(lookups.items()))
         self._model: type | None = None
 
     @classmethod
-    def _make(cls, op: str, children: Iterable[Any], model: type | None = None) -> Q:
+    def _make(cls, op: BoolOp, children: Iterable[Any], model: type | None = None) -> Q:
         q = cls.__new__(cls)
         q._op, q._children, q._model = op, tuple(children), model
         return q
@@ -50,12 +61,12 @@ class Q:
         return not self._children
 
     def __and__(self, other: Any) -> Q:
-        return self._combine("and", _as_q(other))
+        return self._combine(BoolOp.AND, _as_q(other))
 
     def __or__(self, other: Any) -> Q:
-        return self._combine("or", _as_q(other))
+        return self._combine(BoolOp.OR, _as_q(other))
 
-    def _combine(self, op: str, other: Q) -> Q:
+    def _combine(self, op: BoolOp, other: Q) -> Q:
         if other.empty:
             return self
         if self.empty:
@@ -63,17 +74,17 @@ class Q:
         return Q._make(op, (self, other))
 
     def __invert__(self) -> Q:
-        return self if self.empty else Q._make("not", (self,))
+        return self if self.empty else Q._make(BoolOp.NOT, (self,))
 
     def __bool__(self) -> bool:
         raise TypeError("a Q is not a bool: combine with & | ~ instead of and/or/not")
 
     def __repr__(self) -> str:
-        if self._op == "not":
+        if self._op is BoolOp.NOT:
             return f"~{self._children[0]!r}"
         parts = [f"{k}={v!r}" if isinstance(k, str) else repr(k)
                  for k, v in (c if isinstance(c, tuple) else (c, None) for c in self._children)]
-        return f"Q[{self._op}]({', '.join(parts)})"
+        return f"Q[{self._op.value}]({', '.join(parts)})"
 
     def resolve(self, options: ModelOptions) -> Node:
         """Check names, lookups and values against a model and build the IR node."""
@@ -85,9 +96,9 @@ class Q:
             child.resolve(options) if isinstance(child, Q) else resolve_lookup(options, *child)
             for child in self._children
         ]
-        if self._op == "not":
+        if self._op is BoolOp.NOT:
             return negate(nodes[0])
-        return conjoin(*nodes) if self._op == "and" else disjoin(*nodes)
+        return conjoin(*nodes) if self._op is BoolOp.AND else disjoin(*nodes)
 
 
 def _as_q(value: Any) -> Q:
@@ -105,7 +116,7 @@ class FieldRef:
         self.model, self.field = model, field
 
     def _q(self, lookup: Lookup, value: Any) -> Q:
-        return Q._make("and", ((f"{self.field.name}__{lookup.value}", value),), self.model)
+        return Q._make(BoolOp.AND, ((f"{self.field.name}__{lookup.value}", value),), self.model)
 
     def __eq__(self, value: Any) -> Q:  # type: ignore[override]
         return self._q(Lookup.EXACT, value)
@@ -158,7 +169,7 @@ class FieldRef:
         return f"{self.model.__name__}.{self.field.name}"
 
 
-_ID_LOOKUPS = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN})
+_ID_LOOKUPS = KIND_LOOKUPS[FieldKind.ID]
 
 
 def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
@@ -191,35 +202,71 @@ def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value
     where = f"{model}.{name}__{lookup.value}"
     if field is None:
         return _id_condition(where, lookup, value)
-    if lookup is Lookup.ISNULL:
-        if not isinstance(value, bool):
-            raise QueryError(f"{where}: expects True or False (got {value!r})")
-        return Condition(name, lookup, value)
-    if lookup in (Lookup.EXACT, Lookup.NE) and value is None:
+    return _BUILDERS[lookup](where, name, field, lookup, value)
+
+
+# How each lookup checks and cleans its value on a field (the id has _id_condition). Each
+# builder receives (where, name, field, lookup, value); ``where`` names the condition in errors.
+
+
+def _isnull(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if not isinstance(value, bool):
+        raise QueryError(f"{where}: expects True or False (got {value!r})")
+    return Condition(name, lookup, value)
+
+
+def _equal(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if value is None:  # ``field=None`` asks for null, as isnull does
         return Condition(name, Lookup.ISNULL, lookup is Lookup.EXACT)
-    if lookup in LIST_LOOKUPS:
-        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
-            raise QueryError(f"{where}: expects a list of values (got {value!r})")
-        items = list(value)
-        if not items:
-            return FALSE if lookup is Lookup.IN else TRUE
-        cleaned = tuple(dict.fromkeys(_clean(where, field, v, nullable=True) for v in items))
-        return Condition(name, lookup, cleaned)
-    if lookup in (Lookup.STARTSWITH, Lookup.ENDSWITH) or (
-        lookup is Lookup.CONTAINS and isinstance(field, StringField)
-    ):
-        if not isinstance(value, str):
-            raise QueryError(f"{where}: expects a string (got {value!r})")
-        return Condition(name, lookup, value)
-    if lookup is Lookup.CONTAINS:
-        assert isinstance(field, ArrayField)
-        try:
-            return Condition(name, lookup, field.clean_element(value))
-        except FieldValueError as exc:
-            raise QueryError(f"{where}: {exc}") from None
-    if lookup in RANGE_LOOKUPS and value is None:
+    return Condition(name, lookup, _clean(where, field, value, nullable=False))
+
+
+def _listed(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise QueryError(f"{where}: expects a list of values (got {value!r})")
+    items = list(value)
+    if not items:
+        return FALSE if lookup is Lookup.IN else TRUE
+    cleaned = tuple(dict.fromkeys(_clean(where, field, v, nullable=True) for v in items))
+    return Condition(name, lookup, cleaned)
+
+
+def _bound(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if value is None:
         raise QueryError(f"{where}: cannot compare with None (use isnull)")
     return Condition(name, lookup, _clean(where, field, value, nullable=False))
+
+
+def _text(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if not isinstance(value, str):
+        raise QueryError(f"{where}: expects a string (got {value!r})")
+    return Condition(name, lookup, value)
+
+
+def _contains(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if isinstance(field, StringField):
+        return _text(where, name, field, lookup, value)
+    assert isinstance(field, ArrayField)
+    try:
+        return Condition(name, lookup, field.clean_element(value))
+    except FieldValueError as exc:
+        raise QueryError(f"{where}: {exc}") from None
+
+
+_BUILDERS: dict[Lookup, Callable[[str, str, Field, Lookup, Any], Node]] = {
+    Lookup.EXACT: _equal,
+    Lookup.NE: _equal,
+    Lookup.IN: _listed,
+    Lookup.NIN: _listed,
+    Lookup.GT: _bound,
+    Lookup.GTE: _bound,
+    Lookup.LT: _bound,
+    Lookup.LTE: _bound,
+    Lookup.CONTAINS: _contains,
+    Lookup.STARTSWITH: _text,
+    Lookup.ENDSWITH: _text,
+    Lookup.ISNULL: _isnull,
+}
 
 
 def _id_condition(where: str, lookup: Lookup, value: Any) -> Node:

@@ -1,4 +1,10 @@
-"""The lookup vocabulary: an enum, and the parser for Django-style ``field__lookup`` keys."""
+"""The lookup vocabulary: an enum, the lookups each kind of field allows, and the parser for
+Django-style ``field__lookup`` keys.
+
+What a lookup *means* lives in one table per consumer, each keyed by :class:`Lookup`: the
+Python evaluator (:data:`quantumorm.query.evaluate.PREDICATES`), the SQLite compiler and the
+Redis planner. A backend's ``lookups`` capability is the key set of its table.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +25,39 @@ class Lookup(enum.Enum):
     ENDSWITH = "endswith"
     ISNULL = "isnull"
 
+    # Members are singletons compared by identity, so the identity hash is exact; Enum's own
+    # __hash__ is a Python call, paid by every table dispatch and plan-cache key.
+    __hash__ = object.__hash__
+
 
 RANGE_LOOKUPS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE})
 LIST_LOOKUPS = frozenset({Lookup.IN, Lookup.NIN})
 _BY_NAME = {lookup.value: lookup for lookup in Lookup}
+
+
+class FieldKind(enum.Enum):
+    """Families of fields that allow the same lookups."""
+
+    ID = "id"  # the document id: never null, compared as a string
+    EQUALITY = "equality"  # booleans, UUIDs: equal or not
+    ORDERED = "ordered"  # numbers, datetimes: ranges too
+    TEXT = "text"  # strings: ranges and substring lookups too
+    WHOLE = "whole"  # JSON values: compared whole
+    ARRAY = "array"  # lists: whole-list equality and element membership
+
+
+_EQUALITY = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN, Lookup.ISNULL})
+
+#: the lookups a query may use on each kind of field (``Field.lookups`` reads this)
+KIND_LOOKUPS: dict[FieldKind, frozenset[Lookup]] = {
+    FieldKind.ID: _EQUALITY - {Lookup.ISNULL},
+    FieldKind.EQUALITY: _EQUALITY,
+    FieldKind.ORDERED: _EQUALITY | RANGE_LOOKUPS,
+    FieldKind.TEXT: _EQUALITY | RANGE_LOOKUPS
+    | {Lookup.CONTAINS, Lookup.STARTSWITH, Lookup.ENDSWITH},
+    FieldKind.WHOLE: frozenset({Lookup.EXACT, Lookup.NE, Lookup.ISNULL}),
+    FieldKind.ARRAY: frozenset({Lookup.EXACT, Lookup.NE, Lookup.CONTAINS, Lookup.ISNULL}),
+}
 
 
 def split_key(key: str) -> tuple[str, Lookup | None, str]:

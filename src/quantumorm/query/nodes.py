@@ -7,12 +7,25 @@ aware, a ``Decimal`` is a ``Decimal``), so backends never see raw user input.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from .lookups import Lookup
 
 ID = "id"  # the pseudo-field naming the document id in conditions and orderings
+
+
+class BoolOp(enum.Enum):
+    """The boolean connectives: what an :class:`And`, :class:`Or` or :class:`Not` node is
+    (``node.op``), and how a :class:`~quantumorm.query.expressions.Q` combines its parts.
+    Backends map them to their own spelling with a table (SQL keywords, Lua tokens)."""
+
+    AND = "and"
+    OR = "or"
+    NOT = "not"
+
+    __hash__ = object.__hash__  # as Lookup's: members are singletons, and tables key on them
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,7 @@ class Condition:
 
 @dataclass(frozen=True)
 class And:
+    op: ClassVar[BoolOp] = BoolOp.AND
     children: tuple[Node, ...]
 
     def __repr__(self) -> str:
@@ -37,6 +51,7 @@ class And:
 
 @dataclass(frozen=True)
 class Or:
+    op: ClassVar[BoolOp] = BoolOp.OR
     children: tuple[Node, ...]
 
     def __repr__(self) -> str:
@@ -45,6 +60,7 @@ class Or:
 
 @dataclass(frozen=True)
 class Not:
+    op: ClassVar[BoolOp] = BoolOp.NOT
     child: Node
 
     def __repr__(self) -> str:

@@ -269,11 +269,15 @@ class QuerySet(Generic[D]):
             connection = connection_for(self.model)
         else:
             connection = connection_for(self.model, get_connection(self._using))
-        supported = connection.backend.capabilities.lookups
-        missing = _lookups(self._where) - supported
+        capabilities = connection.backend.capabilities
+        missing = _lookups(self._where) - capabilities.lookups
         if missing:
             raise UnsupportedOperation(connection.kind, "lookup " + ", ".join(
                 sorted(repr(lookup.value) for lookup in missing)))
+        if self._order and not capabilities.ordering:
+            raise UnsupportedOperation(connection.kind, "order_by")
+        if self._after is not None and not capabilities.keyset_pagination:
+            raise UnsupportedOperation(connection.kind, "keyset pagination")
         return connection
 
     # -- cursors ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import changes, schemas, wire, writes
 from .commands import Call, Command, RedisPlan
 from .keys import KeySpace
+from .lookup_plans import LOOKUPS
 from .planner import Plan, Planner
 
 if TYPE_CHECKING:
@@ -55,7 +56,9 @@ SETTLE_WINDOW = 1024
 LAYOUT_ATTEMPTS = 5
 
 CAPABILITIES = Capabilities(
-    lookups=frozenset(Lookup),
+    # what the planner serves (from an index, in query.lua or as Python residue), by
+    # construction
+    lookups=frozenset(LOOKUPS),
     index_kinds=frozenset({"equality", "range", "prefix", "array-membership", "null",
                            "compound", "unique"}),
     ordering=True,
@@ -65,7 +68,6 @@ CAPABILITIES = Capabilities(
     partitions=True,
     change_events=True,
     transactions=True,
-    cluster=True,
 )
 
 

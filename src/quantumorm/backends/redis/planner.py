@@ -12,6 +12,9 @@ Pure: no I/O, no redis import. The planner decides
   (``covers``), so they are not checked again; an *exact* driver needs no check at all;
 * whether the server orders and slices (everything it needs is indexed) or Python does.
 
+What each lookup contributes (its index ranges, membership probes, predicate tokens, and
+whether the server can test it at all) is read from one table, :mod:`.lookup_plans`.
+
 Token grammar (see ``lua/query.lua``)::
 
     DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
-from typing import Any
 
 from ... import sortable
 from ...fields.base import Field
@@ -40,12 +42,11 @@ from ...options import IndexSpec, ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 from . import wire
+from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
 
 Token = bytes
 PLAN_CACHE_SIZE = 512  # plans kept per model
 RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
-MAX_PROBES = 8  # index-membership probes per condition before reading the meta hash instead
-NULL_GT = b"[" + sortable.NULL + sortable.UPPER  # everything after the nulls
 
 
 @dataclass
@@ -163,11 +164,10 @@ class Planner:
         if node.field not in self.indexed:
             return False
         field = self.options.fields[node.field]
+        served = LOOKUPS[node.lookup]
         if isinstance(field, ArrayField):
-            return node.lookup in (Lookup.CONTAINS, Lookup.ISNULL)
-        if node.lookup in (Lookup.CONTAINS, Lookup.ENDSWITH):
-            return False
-        return node.lookup is not Lookup.STARTSWITH or isinstance(field, StringField)
+            return served.on_array
+        return served.on_string if isinstance(field, StringField) else served.on_other
 
     def plan(self, spec: QuerySpec, counting: bool = False) -> Plan:
         """The program for ``spec``. Plans are immutable and cached per query shape and
@@ -249,71 +249,34 @@ class Planner:
             return [b"T"]
         if node == FALSE:
             return [b"F"]
-        if isinstance(node, (And, Or)):
-            out = [b"AND" if isinstance(node, And) else b"OR", b"%d" % len(node.children)]
-            for child in node.children:
-                out += self._pred(child, need)
-            return out
+        if isinstance(node, Condition):
+            return self._leaf(node, need)
         if isinstance(node, Not):
-            return [b"NOT", *self._pred(node.child, need)]
-        return self._leaf(node, need)
+            return [BOOL_TOKENS[node.op], *self._pred(node.child, need)]
+        out = [BOOL_TOKENS[node.op], b"%d" % len(node.children)]
+        for child in node.children:
+            out += self._pred(child, need)
+        return out
 
     def _leaf(self, cond: Condition, need: list[str]) -> list[Token]:
         lookup = cond.lookup
         if cond.field == ID:
             ids = [cond.value] if lookup in (Lookup.EXACT, Lookup.NE) else list(cond.value)
             tokens = [b"ID", b"%d" % len(ids), *(sortable.id_key(i) for i in ids)]
-            return [b"NOT", *tokens] if lookup in (Lookup.NE, Lookup.NIN) else tokens
+            return [NOT, *tokens] if lookup in (Lookup.NE, Lookup.NIN) else tokens
         field = self.options.fields[cond.field]
-        member = self._membership(cond)
-        if member is not None:
-            return member
+        served = LOOKUPS[lookup]
+        # equality-type lookups on a single-field index are ZSCORE probes of value + id in
+        # that index: exact, O(1), and no meta hash read
+        index = self.options.single_index(cond.field)
+        if index is not None:
+            member = served.probes(field, cond.value, b"%d" % self.keypos[index.name])
+            if member is not None:
+                return member
         name = meta_field(field)
         if name not in need:
             need.append(name)
-        f = name.encode()
-        if lookup is Lookup.ISNULL:
-            tokens = [b"NULL", f]
-            return tokens if cond.value else [b"NOT", *tokens]
-        if lookup is Lookup.CONTAINS:
-            assert isinstance(field, ArrayField)
-            return [b"HAS", f, field.field.sort_key(cond.value)]
-        if lookup is Lookup.STARTSWITH:
-            return [b"PRE", f, sortable.encode_str_prefix(cond.value)]
-        if lookup in (Lookup.IN, Lookup.NIN):
-            keys = [_key(field, v) for v in cond.value]
-            tokens = [b"IN", f, b"%d" % len(keys), *keys]
-            return tokens if lookup is Lookup.IN else [b"NOT", *tokens]
-        op = {Lookup.EXACT: b"EQ", Lookup.NE: b"EQ", Lookup.GT: b"GT", Lookup.GTE: b"GE",
-              Lookup.LT: b"LT", Lookup.LTE: b"LE"}[lookup]
-        tokens = [op, f, _key(field, cond.value)]
-        return [b"NOT", *tokens] if lookup is Lookup.NE else tokens
-
-    def _membership(self, cond: Condition) -> list[Token] | None:
-        """Equality-type lookups on a single-field index, as ``ZSCORE`` probes of
-        ``value + id`` in that index: exact, O(1), and no meta hash read."""
-        index = self.options.single_index(cond.field)
-        if index is None:
-            return None
-        field = self.options.fields[cond.field]
-        lookup = cond.lookup
-        if lookup in (Lookup.EXACT, Lookup.NE):
-            keys = [_key(field, cond.value)]
-        elif lookup in (Lookup.IN, Lookup.NIN):
-            keys = [_key(field, v) for v in cond.value]
-        elif lookup is Lookup.ISNULL:
-            keys = [sortable.NULL]
-        elif lookup is Lookup.CONTAINS and isinstance(field, ArrayField):
-            keys = [field.field.sort_key(cond.value)]
-        else:
-            return None
-        if isinstance(field, ArrayField) and lookup in (Lookup.EXACT, Lookup.NE):
-            return None  # whole-list equality is not one index entry
-        if len(keys) > MAX_PROBES and not isinstance(field, ArrayField):
-            return None  # a long IN list: one meta read and a set lookup beat many probes
-        tokens = [b"ZIN", b"%d" % self.keypos[index.name], b"%d" % len(keys), *keys]
-        negated = lookup in (Lookup.NE, Lookup.NIN) or (lookup is Lookup.ISNULL and not cond.value)
-        return [b"NOT", *tokens] if negated else tokens
+        return served.test(field, name.encode(), cond.value)
 
     # -- drivers ---------------------------------------------------------------------------
 
@@ -411,19 +374,26 @@ class Planner:
             prefix = b""
             used: list[int] = []
             for name in index.fields:
-                eq = next(((i, c) for i, c in conds if c.field == name and (
-                    c.lookup is Lookup.EXACT or (c.lookup is Lookup.ISNULL and c.value))), None)
-                if eq is None:
-                    break
+                # the first condition on the field that selects one value extends the prefix
                 field = self.options.fields[name]
-                prefix += (sortable.NULL if eq[1].lookup is Lookup.ISNULL
-                           else field.sort_key(eq[1].value))
-                used.append(eq[0])
+                for i, c in conds:
+                    if c.field != name:
+                        continue
+                    one = LOOKUPS[c.lookup].one_value
+                    if not (one or (one is None and c.value is True)):
+                        continue
+                    point = self._leaf_ranges(field, c)
+                    if point is not None:  # [(b"[" + value, b"(" + value + UPPER)]
+                        prefix += point[0][0][1:]
+                        used.append(i)
+                        break
+                else:
+                    break
             ranges: list[tuple[bytes, bytes]] | None = None
             if len(used) < len(index.fields):
                 name = index.fields[len(used)]
                 rng = next(((i, c) for i, c in conds
-                            if c.field == name and c.lookup in _RANGE_DRIVERS), None)
+                            if c.field == name and LOOKUPS[c.lookup].bounds), None)
                 if rng is not None:
                     inner = self._leaf_ranges(self.options.fields[name], rng[1])
                     if inner is not None:
@@ -455,9 +425,11 @@ class Planner:
             walks.append(self._walk(1, True, desc, b"-", b"+", where == TRUE, "id order",
                                     spec.after))
             for position, part in enumerate(parts):
-                if not (isinstance(part, Condition) and part.field != ID and (
-                        part.lookup in (Lookup.EXACT, Lookup.CONTAINS)
-                        or (part.lookup is Lookup.ISNULL and part.value))):
+                # one value of a single-field index: its entries are in id order
+                if not isinstance(part, Condition) or part.field == ID:
+                    continue
+                one = LOOKUPS[part.lookup].one_value
+                if not (one or (one is None and part.value is True)):
                     continue
                 index = self.options.single_index(part.field)
                 ranges = self._leaf_ranges(self.options.fields[part.field], part)
@@ -498,9 +470,6 @@ class Planner:
         return Driver("WALK", body, label, indexes, exact)
 
 
-_RANGE_DRIVERS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE, Lookup.STARTSWITH})
-
-
 def _types(node: Node) -> tuple[object, ...]:
     """The types of every value in a condition tree, nested values included."""
     if isinstance(node, (And, Or)):
@@ -517,43 +486,8 @@ def _flag(value: bool) -> bytes:
     return b"1" if value else b"0"
 
 
-def _key(field: Field, value: Any) -> bytes:
-    return sortable.NULL if value is None else field.sort_key(value)
-
-
-
 def _compute_ranges(field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
-    lookup, value = cond.lookup, cond.value
-    up = sortable.UPPER
-    if isinstance(field, ArrayField):
-        if lookup is Lookup.CONTAINS:
-            key = field.field.sort_key(value)
-            return [(b"[" + key, b"(" + key + up)]
-        if lookup is Lookup.ISNULL and value:
-            return [(b"[" + sortable.NULL, b"(" + sortable.NULL + up)]
-        return None
-    if lookup is Lookup.EXACT:
-        key = field.sort_key(value)
-        return [(b"[" + key, b"(" + key + up)]
-    if lookup is Lookup.IN:
-        keys = sorted({_key(field, v) for v in value})
-        return [(b"[" + key, b"(" + key + up) for key in keys]
-    if lookup is Lookup.ISNULL:
-        if value:
-            return [(b"[" + sortable.NULL, b"(" + sortable.NULL + up)]
-        return [(NULL_GT, b"+")]
-    if lookup is Lookup.GT:
-        return [(b"[" + field.sort_key(value) + up, b"+")]
-    if lookup is Lookup.GTE:
-        return [(b"[" + field.sort_key(value), b"+")]
-    if lookup is Lookup.LT:
-        return [(NULL_GT, b"(" + field.sort_key(value))]
-    if lookup is Lookup.LTE:
-        return [(NULL_GT, b"(" + field.sort_key(value) + up)]
-    if lookup is Lookup.STARTSWITH and isinstance(field, StringField):
-        prefix = sortable.encode_str_prefix(value)
-        return [(b"[" + prefix, b"(" + prefix + up)]
-    return None
+    return LOOKUPS[cond.lookup].ranges(field, cond.value)
 
 
 def _prefixed(bound: bytes, prefix: bytes) -> bytes:

@@ -29,7 +29,6 @@ from ...errors import (
 )
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...query.lookups import Lookup
 from ...query.nodes import FALSE, QuerySpec
 from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import compiler, lifecycle
@@ -42,7 +41,7 @@ DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 AUTO_ID_ATTEMPTS = 5
 
 CAPABILITIES = Capabilities(
-    lookups=frozenset(Lookup),
+    lookups=frozenset(compiler.SQL),  # what the compiler has a fragment for, by construction
     index_kinds=frozenset({"equality", "range", "prefix", "array-membership", "null",
                            "compound", "unique"}),
     ordering=True,
@@ -51,7 +50,6 @@ CAPABILITIES = Capabilities(
     ttl=False,
     transactions=True,
     change_events=False,
-    cluster=False,
     partitions=False,
     extra={"embedded": True},
 )

@@ -17,13 +17,14 @@ Values only ever travel as parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ... import sortable
 from ...fields.structured import ArrayField
 from ...query import evaluate
 from ...query.lookups import Lookup
-from ...query.nodes import ID, And, Condition, Node, Not, Or, QuerySpec
+from ...query.nodes import ID, BoolOp, Condition, Node, Not, QuerySpec
 from .executor import MEMBER_FUNCTION
 from .schema import NULL_SQL, Layout
 
@@ -31,6 +32,8 @@ Sql = tuple[str, list[Any]]
 #: IN lists longer than this are one packed parameter tested by a registered function
 LONG_LIST = 500
 _RANGE = {Lookup.GT: ">", Lookup.GTE: ">=", Lookup.LT: "<", Lookup.LTE: "<="}
+#: how an AND / OR joins its children, and what it is without any
+_JOIN = {BoolOp.AND: (" AND ", "1"), BoolOp.OR: (" OR ", "0")}
 
 
 def where(layout: Layout, node: Node) -> Sql:
@@ -39,69 +42,111 @@ def where(layout: Layout, node: Node) -> Sql:
 
 
 def _node(layout: Layout, node: Node, params: list[Any]) -> str:
-    if isinstance(node, And):
-        if not node.children:
-            return "1"
-        return "(" + " AND ".join(_node(layout, c, params) for c in node.children) + ")"
-    if isinstance(node, Or):
-        if not node.children:
-            return "0"
-        return "(" + " OR ".join(_node(layout, c, params) for c in node.children) + ")"
+    if isinstance(node, Condition):
+        return SQL[node.lookup](layout, node, params)
     if isinstance(node, Not):
         return "(NOT " + _node(layout, node.child, params) + ")"
-    return _condition(layout, node, params)
+    joiner, empty = _JOIN[node.op]
+    if not node.children:
+        return empty
+    return "(" + joiner.join(_node(layout, c, params) for c in node.children) + ")"
 
 
-def _condition(layout: Layout, cond: Condition, params: list[Any]) -> str:
-    lookup = cond.lookup
+# One compiler per lookup: (layout, condition, params) -> an SQL fragment, its values
+# appended to params. ``id`` conditions compare the id key column.
+
+
+def _key(layout: Layout, cond: Condition, value: Any) -> bytes:
     if cond.field == ID:
-        if lookup is Lookup.ISNULL:
-            return "0" if cond.value else "1"  # an id is never null
-        return _equality("t.id_key", lookup, cond.value, sortable.id_key, params)
-    field = layout.options.fields[cond.field]
+        return sortable.id_key(value)
+    return sortable.NULL if value is None else layout.options.fields[cond.field].sort_key(value)
+
+
+def _equal(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    params.append(_key(layout, cond, cond.value))
+    op = "=" if cond.lookup is Lookup.EXACT else "!="
+    return f"({layout.column(cond.field)} {op} ?)"
+
+
+def _listed(layout: Layout, cond: Condition, params: list[Any]) -> str:
     column = layout.column(cond.field)
-    if lookup is Lookup.ISNULL:
-        return f"({column} {'=' if cond.value else '!='} {NULL_SQL})"
-    if lookup in (Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN):
-        return _equality(column, lookup, cond.value,
-                         lambda v: sortable.NULL if v is None else field.sort_key(v), params)
-    if lookup in _RANGE:
-        params.append(field.sort_key(cond.value))
-        return f"({column} {_RANGE[lookup]} ? AND {column} != {NULL_SQL})"
-    if lookup is Lookup.CONTAINS and isinstance(field, ArrayField):
-        params.append(field.field.sort_key(cond.value))
-        return (f"EXISTS (SELECT 1 FROM {layout.arrays[cond.field]} AS s "
-                "WHERE s.id = t.id_key AND s.k = ?)")
-    # string lookups, on the body of the encoding: tag byte, escaped UTF-8, \x00
-    body = sortable.encode_str_prefix(cond.value)[1:]
-    if lookup is Lookup.STARTSWITH:
-        params += [len(body) + 1, sortable.STRING_TAG + body]
-        return f"(substr({column}, 1, ?) = ?)"
-    if lookup is Lookup.ENDSWITH:
-        params += [len(body) + 1, body + sortable.END]
-        return f"({column} != {NULL_SQL} AND substr(substr({column}, 2), -?) = ?)"
-    if lookup is Lookup.CONTAINS:
-        if not body:
-            return f"({column} != {NULL_SQL})"  # instr() of an empty needle is unreliable
-        params.append(body)
-        return f"({column} != {NULL_SQL} AND instr(substr({column}, 2), ?) > 0)"
-    raise AssertionError(f"lookup {lookup} is not supported on {cond.field}")
-
-
-def _equality(column: str, lookup: Lookup, value: Any, key: Any, params: list[Any]) -> str:
-    if lookup in (Lookup.EXACT, Lookup.NE):
-        params.append(key(value))
-        return f"({column} {'=' if lookup is Lookup.EXACT else '!='} ?)"
-    keys = list(dict.fromkeys(key(v) for v in value))
+    if cond.field == ID:
+        keys = list(dict.fromkeys(map(sortable.id_key, cond.value)))
+    else:
+        key = layout.options.fields[cond.field].sort_key
+        keys = list(dict.fromkeys(sortable.NULL if v is None else key(v) for v in cond.value))
+    inside = cond.lookup is Lookup.IN
     if not keys:
-        return "0" if lookup is Lookup.IN else "1"
+        return "0" if inside else "1"
     if len(keys) > LONG_LIST:
         params.append(sortable.pack_list(keys))
         test = f"{MEMBER_FUNCTION}({column}, ?)"
-        return f"({test})" if lookup is Lookup.IN else f"(NOT {test})"
+        return f"({test})" if inside else f"(NOT {test})"
     params += keys
     marks = ", ".join("?" * len(keys))
-    return f"({column} {'IN' if lookup is Lookup.IN else 'NOT IN'} ({marks}))"
+    return f"({column} {'IN' if inside else 'NOT IN'} ({marks}))"
+
+
+def _range(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    column = layout.column(cond.field)
+    params.append(layout.options.fields[cond.field].sort_key(cond.value))
+    return f"({column} {_RANGE[cond.lookup]} ? AND {column} != {NULL_SQL})"
+
+
+def _isnull(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    if cond.field == ID:
+        return "0" if cond.value else "1"  # an id is never null
+    return f"({layout.column(cond.field)} {'=' if cond.value else '!='} {NULL_SQL})"
+
+
+def _body(value: str) -> bytes:
+    """A string's encoding without its tag byte and terminator (see the module docstring)."""
+    return sortable.encode_str_prefix(value)[1:]
+
+
+def _contains(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    field = layout.options.fields[cond.field]
+    if isinstance(field, ArrayField):
+        params.append(field.field.sort_key(cond.value))
+        return (f"EXISTS (SELECT 1 FROM {layout.arrays[cond.field]} AS s "
+                "WHERE s.id = t.id_key AND s.k = ?)")
+    column = layout.column(cond.field)
+    body = _body(cond.value)
+    if not body:
+        return f"({column} != {NULL_SQL})"  # instr() of an empty needle is unreliable
+    params.append(body)
+    return f"({column} != {NULL_SQL} AND instr(substr({column}, 2), ?) > 0)"
+
+
+def _startswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    body = _body(cond.value)
+    params += [len(body) + 1, sortable.STRING_TAG + body]
+    return f"(substr({layout.column(cond.field)}, 1, ?) = ?)"
+
+
+def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    column = layout.column(cond.field)
+    body = _body(cond.value)
+    params += [len(body) + 1, body + sortable.END]
+    return f"({column} != {NULL_SQL} AND substr(substr({column}, 2), -?) = ?)"
+
+
+#: the SQL of every lookup this backend serves; its key set is the backend's ``lookups``
+#: capability
+SQL: dict[Lookup, Callable[[Layout, Condition, list[Any]], str]] = {
+    Lookup.EXACT: _equal,
+    Lookup.NE: _equal,
+    Lookup.IN: _listed,
+    Lookup.NIN: _listed,
+    Lookup.GT: _range,
+    Lookup.GTE: _range,
+    Lookup.LT: _range,
+    Lookup.LTE: _range,
+    Lookup.CONTAINS: _contains,
+    Lookup.STARTSWITH: _startswith,
+    Lookup.ENDSWITH: _endswith,
+    Lookup.ISNULL: _isnull,
+}
 
 
 def order_by(layout: Layout, spec: QuerySpec) -> str:

@@ -107,80 +107,118 @@ end
 --       | ZIN keypos n v*  (index membership of v .. id: equality without reading meta)
 -- The predicate is compiled once into closures test(vals, idkey) -> boolean, where vals
 -- maps meta fields to their lists of value encodings. A top-level AND also returns its
--- children, so the conditions a driver covers can be left out.
+-- children, so the conditions a driver covers can be left out. One compiler per op, in a
+-- table keyed by the op's token (the planner's tables emit them: lookup_plans.py).
 local compile_pred
-compile_pred = function()
-  local op = nxt()
-  if op == "AND" or op == "OR" then
-    local cs = {}
-    for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
-    local n = #cs
-    if op == "OR" then
-      return function(vals, id)
-        for i = 1, n do if cs[i](vals, id) then return true end end
-        return false
-      end
-    end
-    return function(vals, id)
-      for i = 1, n do if not cs[i](vals, id) then return false end end
-      return true
-    end, cs
-  elseif op == "NOT" then
-    local c = compile_pred()
-    return function(vals, id) return not c(vals, id) end
-  elseif op == "T" then return function() return true end
-  elseif op == "F" then return function() return false end
-  elseif op == "ID" then
-    local set = {}
-    for _ = 1, tonumber(nxt()) do set[nxt()] = true end
-    return function(_, id) return set[id] == true end
-  elseif op == "ZIN" then
-    local key, values = KEYS[tonumber(nxt())], {}
-    for i = 1, tonumber(nxt()) do values[i] = nxt() end
-    local n = #values
-    return function(_, id)
-      for i = 1, n do
-        if redis.call("ZSCORE", key, values[i] .. id) then return true end
-      end
-      return false
-    end
-  elseif op == "IN" then
-    local field, set = nxt(), {}
-    for _ = 1, tonumber(nxt()) do set[nxt()] = true end
-    return function(vals) return set[vals[field][1] or NULL] == true end
-  elseif op == "NULL" then
-    local field = nxt()
-    return function(vals)
-      local list = vals[field]
-      -- a never-indexed field reads as null; an empty array ("" stored) is not null
-      return (list[1] or NULL) == NULL and not (list.missing == false and list[1] == nil)
-    end
+local compilers = {}
+
+compilers.AND = function()
+  local cs = {}
+  for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
+  local n = #cs
+  return function(vals, id)
+    for i = 1, n do if not cs[i](vals, id) then return false end end
+    return true
+  end, cs
+end
+
+compilers.OR = function()
+  local cs = {}
+  for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
+  local n = #cs
+  return function(vals, id)
+    for i = 1, n do if cs[i](vals, id) then return true end end
+    return false
   end
+end
+
+compilers.NOT = function()
+  local c = compile_pred()
+  return function(vals, id) return not c(vals, id) end
+end
+
+compilers.T = function() return function() return true end end
+compilers.F = function() return function() return false end end
+
+compilers.ID = function()
+  local set = {}
+  for _ = 1, tonumber(nxt()) do set[nxt()] = true end
+  return function(_, id) return set[id] == true end
+end
+
+compilers.ZIN = function()
+  local key, values = KEYS[tonumber(nxt())], {}
+  for i = 1, tonumber(nxt()) do values[i] = nxt() end
+  local n = #values
+  return function(_, id)
+    for i = 1, n do
+      if redis.call("ZSCORE", key, values[i] .. id) then return true end
+    end
+    return false
+  end
+end
+
+compilers.IN = function()
+  local field, set = nxt(), {}
+  for _ = 1, tonumber(nxt()) do set[nxt()] = true end
+  return function(vals) return set[vals[field][1] or NULL] == true end
+end
+
+compilers.NULL = function()
+  local field = nxt()
+  return function(vals)
+    local list = vals[field]
+    -- a never-indexed field reads as null; an empty array ("" stored) is not null
+    return (list[1] or NULL) == NULL and not (list.missing == false and list[1] == nil)
+  end
+end
+
+compilers.EQ = function()
   local field, value = nxt(), nxt()
-  if op == "EQ" then return function(vals) return (vals[field][1] or NULL) == value end
-  elseif op == "HAS" then
-    return function(vals)
-      for _, item in ipairs(vals[field]) do if item == value then return true end end
-      return false
-    end
-  elseif op == "PRE" then
-    local n = #value
-    return function(vals)
-      local v = vals[field][1] or NULL
-      return v ~= NULL and string.sub(v, 1, n) == value
-    end
+  return function(vals) return (vals[field][1] or NULL) == value end
+end
+
+compilers.HAS = function()
+  local field, value = nxt(), nxt()
+  return function(vals)
+    for _, item in ipairs(vals[field]) do if item == value then return true end end
+    return false
   end
-  local low, high, equal  -- GT: above; GE: above or equal; LT / LE: below (or equal)
-  if op == "GT" then low, equal = true, false elseif op == "GE" then low, equal = true, true
-  elseif op == "LT" then low, equal = false, false else low, equal = false, true end
-  high = not low
+end
+
+compilers.PRE = function()
+  local field, value = nxt(), nxt()
+  local n = #value
   return function(vals)
     local v = vals[field][1] or NULL
-    if v == NULL then return false end
-    local c = cmp(v, value)
-    if c == 0 then return equal end
-    return (c > 0 and low) or (c < 0 and high)
+    return v ~= NULL and string.sub(v, 1, n) == value
   end
+end
+
+-- GT: above; GE: above or equal; LT / LE: below (or equal). Nulls are never in a range.
+local function comparison(low, equal)
+  local high = not low
+  return function()
+    local field, value = nxt(), nxt()
+    return function(vals)
+      local v = vals[field][1] or NULL
+      if v == NULL then return false end
+      local c = cmp(v, value)
+      if c == 0 then return equal end
+      return (c > 0 and low) or (c < 0 and high)
+    end
+  end
+end
+compilers.GT = comparison(true, false)
+compilers.GE = comparison(true, true)
+compilers.LT = comparison(false, false)
+compilers.LE = comparison(false, true)
+
+compile_pred = function()
+  local op = nxt()
+  local compiler = compilers[op]
+  if not compiler then error("query.lua: unknown predicate op " .. tostring(op)) end
+  return compiler()
 end
 
 local driver = parse_driver()

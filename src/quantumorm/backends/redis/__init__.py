@@ -12,7 +12,9 @@ from ...errors import ConfigurationError, WatchConflict
 from . import options as known_options
 from . import topology
 from .backend import CAPABILITIES, RedisBackend
-from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
+from .executor import AsyncRedisExecutor, SyncRedisExecutor
+from .options import ClientOptions
+from .translation import translate
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
 

@@ -29,7 +29,7 @@ from ...events import ChangeEvent, IdleClock
 from ...options import ModelOptions
 from . import wire
 from .commands import Call, Command, RedisPlan
-from .executor import translate
+from .translation import translate
 from .keys import KeySpace
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ def backoff(attempt: int) -> float:
     """Seconds to wait after failed attempt ``attempt`` (0-based): equal jitter over the
     doubling step, between half of it and all of it, so that clients that lost the same
     server do not all come back at the same instant."""
-    step = min(MAX_BACKOFF, BACKOFF * 2**attempt)
+    step = min(MAX_BACKOFF, BACKOFF * (1 << min(attempt, 32)))
     return step / 2 + random.random() * step / 2
 
 

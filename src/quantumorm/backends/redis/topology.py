@@ -54,8 +54,11 @@ class Kind(str, Enum):
     CLUSTER = "cluster"
     SENTINEL = "sentinel"
 
-    __str__ = str.__str__
-    __format__ = str.__format__
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
 
 
 @dataclass(frozen=True)

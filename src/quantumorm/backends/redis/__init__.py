@@ -22,7 +22,8 @@ class RedisConnection:
     a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s),
     ``max_document_bytes`` (default 16 MiB; larger documents are refused before sending),
     ``retries`` (attempts of a read, or of a write that recognises its own earlier
-    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s),
+    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s,
+    each wait jittered between half and all of its step),
     ``allow_eviction`` (use a server whose ``maxmemory-policy`` is ``allkeys-*`` anyway,
     see :mod:`.eviction`; default False); the options redis-py's connections accept for
     the URL's kind (``ssl_ca_certs``, ``ssl_certfile``, ``username``, ``client_name``,

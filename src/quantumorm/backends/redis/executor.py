@@ -97,18 +97,11 @@ class SyncRedisExecutor:
         elif isinstance(request, ReadPolicies):
             return eviction.eviction_policies(self.client)
         elif isinstance(request, LoadScripts):
-            self.load_scripts()
+            # wherever scripts may run: the master (every node of a cluster), and the
+            # replica client of a Sentinel group
+            for client in dict.fromkeys((self.client, self.reader)):
+                load_all(client)
         return None
-
-    def load_scripts(self) -> None:
-        """Load every script where it may run: the master (all primaries and, for replica
-        reads, all nodes of a cluster; the replica client of a Sentinel group)."""
-        for client in dict.fromkeys((self.client, self.reader)):
-            load_all(client)
-
-    @property
-    def eviction_checked(self) -> bool:
-        return self.link.eviction_checked
 
     def close(self) -> None:
         for client in dict.fromkeys((self.client, self.reader)):
@@ -206,14 +199,6 @@ class AsyncRedisExecutor:
             for client in dict.fromkeys((writer, reader)):
                 await aload_all(client)
         return None
-
-    async def load_scripts(self) -> None:
-        for client in dict.fromkeys(self._pair()):
-            await aload_all(client)
-
-    @property
-    def eviction_checked(self) -> bool:
-        return self.link.eviction_checked
 
     async def aclose(self) -> None:
         """Close the clients of every event loop (see :meth:`.loops.LoopClients.close_all`)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -104,6 +104,30 @@ class IdleClock:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A request of the iteration loops (here and in the Pub/Sub subscription): let other
+    tasks run (asyncio: ``sleep(0)``, so a non-blocking read cannot starve the loop; a
+    blocking iteration has nothing to do). Result: None."""
+
+
+PAUSE = Pause()
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """Run this operation factory (the read of one batch). Result: the batch's events."""
+
+    op: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Deliver:
+    """Hand these events to the iterating code. Result: None."""
+
+    events: list[Any]
+
+
 def _check_wait(wait: float | None) -> None:
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
                              or wait < 0):
@@ -145,29 +169,52 @@ class _Reader(Generic[D]):
     def _next(self, block: float) -> Any:  # an operation factory reading one batch
         raise NotImplementedError
 
-    def _iterate_sync(self, wait: float | None) -> Iterator[ChangeEvent[D]]:
-        _check_wait(wait)
-        connection, clock = self._connection(), IdleClock(wait)
+    def _reads(self, wait: float | None) -> Generator[_Read | _Deliver | Pause, Any, None]:
+        """The iteration loop, for both drivers: read a batch (blocking up to the idle
+        clock's next wait), hand its events out, pause; end after ``wait`` seconds without
+        a new event."""
+        clock = IdleClock(wait)
         while True:
-            events = connection.run(self._next(clock.block()))
-            yield from events
+            events = yield _Read(self._next(clock.block()))
             if events:
+                yield _Deliver(events)
                 clock.restart()
             elif clock.expired:
+                return
+            yield PAUSE
+
+    def _iterate_sync(self, wait: float | None) -> Iterator[ChangeEvent[D]]:
+        _check_wait(wait)
+        connection, loop = self._connection(), self._reads(wait)
+        request = next(loop)
+        while True:
+            result = None
+            if isinstance(request, _Read):
+                result = connection.run(request.op)
+            elif isinstance(request, _Deliver):
+                yield from request.events
+            try:
+                request = loop.send(result)
+            except StopIteration:
                 return
 
     async def _iterate_async(self, wait: float | None) -> AsyncIterator[ChangeEvent[D]]:
         _check_wait(wait)
-        connection, clock = self._connection(), IdleClock(wait)
+        connection, loop = self._connection(), self._reads(wait)
+        request = next(loop)
         while True:
-            events = await connection.arun(self._next(clock.block()))
-            for event in events:
-                yield event
-            if events:
-                clock.restart()
-            elif clock.expired:
+            result = None
+            if isinstance(request, _Read):
+                result = await connection.arun(request.op)
+            elif isinstance(request, _Deliver):
+                for event in request.events:
+                    yield event
+            else:
+                await asyncio.sleep(0)  # a non-blocking read must not starve the loop
+            try:
+                request = loop.send(result)
+            except StopIteration:
                 return
-            await asyncio.sleep(0)  # a non-blocking read must not starve the loop
 
 
 class ChangeFeed(_Reader[D]):

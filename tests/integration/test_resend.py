@@ -131,9 +131,9 @@ def lose_first_reply(conn: Any, monkeypatch: pytest.MonkeyPatch,
     real = executor._send
     calls: list[int] = []
 
-    def lossy(steps: Any, read_only: bool) -> Any:
+    def lossy(send: Any) -> Any:  # (the executor's one round trip: see exchange.Send)
         calls.append(1)
-        replies = real(steps, read_only)
+        replies = real(send)
         if len(calls) == 1:
             meanwhile()
             raise redis.ConnectionError("injected: the reply was lost")

@@ -15,7 +15,7 @@ import pytest
 import quantumorm
 from quantumorm import ConfigurationError, create_connection
 from quantumorm.backends.redis import options as redis_options
-from quantumorm.backends.redis.executor import ClientOptions
+from quantumorm.backends.redis.options import ClientOptions
 from quantumorm.backends.redis.topology import parse
 from quantumorm.redaction import redact_url
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -501,30 +501,27 @@ class QuerySet(Generic[D]):
     async def __aiter__(self) -> AsyncIterator[D]:
         """Iterate in chunks of ``ITER_CHUNK`` documents (keyset pages), so a large result
         never sits in memory whole; sliced querysets are read at once."""
-        if self._limit is not None or self._offset or self._values is not None:
-            for doc in await self.all():
-                yield doc
-            return
-        page = self._clone(limit=ITER_CHUNK)
+        pages = _pages(self)
+        page = next(pages)
         while True:
             docs = await page.all()
             for doc in docs:
                 yield doc
-            if len(docs) < ITER_CHUNK:
+            try:
+                page = pages.send(docs)
+            except StopIteration:
                 return
-            page = page._clone(after=self._position(docs[-1]))
 
     def __iter__(self) -> Iterator[D]:
-        if self._limit is not None or self._offset or self._values is not None:
-            yield from self.all_sync()
-            return
-        page = self._clone(limit=ITER_CHUNK)
+        pages = _pages(self)
+        page = next(pages)
         while True:
             docs = page.all_sync()
             yield from docs
-            if len(docs) < ITER_CHUNK:
+            try:
+                page = pages.send(docs)
+            except StopIteration:
                 return
-            page = page._clone(after=self._position(docs[-1]))
 
     def _position(self, doc: D) -> tuple[bytes, ...]:
         return evaluate.sort_keys(self.model._meta, self._order, doc._values())
@@ -546,6 +543,22 @@ class QuerySet(Generic[D]):
         if not cleaned:
             raise QueryError("update() needs at least one field")
         return cleaned
+
+
+def _pages(qs: QuerySet[D]) -> Generator[QuerySet[D], list[D], None]:
+    """The chunked iteration of ``qs``, for ``for`` and ``async for`` alike: yields the
+    queryset of the next page to read and receives its documents. Pages are keyset pages of
+    ``ITER_CHUNK`` documents, so a large result never sits in memory whole; a sliced
+    queryset is read at once."""
+    if qs._limit is not None or qs._offset or qs._values is not None:
+        yield qs
+        return
+    page = qs._clone(limit=ITER_CHUNK)
+    while True:
+        docs = yield page
+        if len(docs) < ITER_CHUNK:
+            return
+        page = page._clone(after=qs._position(docs[-1]))
 
 
 def _lookups(node: Node) -> set[Lookup]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from redis.exceptions import RedisError, WatchError
-
 from ...engine.drive import forbid_blocking
-from ...errors import ConfigurationError, WatchConflict
+from ...errors import ConfigurationError
 from . import options as known_options
-from . import topology
+from . import topology, watch
 from .backend import CAPABILITIES, RedisBackend
-from .executor import AsyncRedisExecutor, ClientOptions, SyncRedisExecutor, translate
+from .executor import AsyncRedisExecutor, SyncRedisExecutor
+from .options import ClientOptions
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
 
 
@@ -23,7 +22,8 @@ class RedisConnection:
     a free connection, default 5), ``socket_timeout`` and ``connect_timeout`` (default 5 s),
     ``max_document_bytes`` (default 16 MiB; larger documents are refused before sending),
     ``retries`` (attempts of a read, or of a write that recognises its own earlier
-    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s),
+    application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s,
+    each wait jittered between half and all of its step),
     ``allow_eviction`` (use a server whose ``maxmemory-policy`` is ``allkeys-*`` anyway,
     see :mod:`.eviction`; default False); the options redis-py's connections accept for
     the URL's kind (``ssl_ca_certs``, ``ssl_certfile``, ``username``, ``client_name``,
@@ -68,37 +68,13 @@ class RedisConnection:
         return self._async.client.pipeline(transaction=transaction)
 
     def watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
-        _check_watch(keys, attempts)
+        watch.check(keys, attempts)
         forbid_blocking(lambda: "Connection.watch_sync()")
-        client = self.sync_executor().client
-        try:
-            for _ in range(attempts):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(*keys)
-                        fn(pipe)
-                        return pipe.execute()
-                    except WatchError:
-                        continue
-        except RedisError as exc:
-            raise translate(exc) from exc
-        raise WatchConflict(attempts, keys)
+        return watch.run(self.sync_executor().client, fn, watch.attempts(keys, attempts))
 
     async def async_watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
-        _check_watch(keys, attempts)
-        client = self._async.client
-        try:
-            for _ in range(attempts):
-                async with client.pipeline(transaction=True) as pipe:
-                    try:
-                        await pipe.watch(*keys)
-                        await fn(pipe)
-                        return await pipe.execute()
-                    except WatchError:
-                        continue
-        except RedisError as exc:
-            raise translate(exc) from exc
-        raise WatchConflict(attempts, keys)
+        watch.check(keys, attempts)
+        return await watch.arun(self._async.client, fn, watch.attempts(keys, attempts))
 
     def subscription(self, model: Any, wait: float | None) -> Any:
         """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""
@@ -114,13 +90,6 @@ class RedisConnection:
     async def aclose(self) -> None:
         self.close()
         await self._async.aclose()
-
-
-def _check_watch(keys: tuple[str, ...], attempts: int) -> None:
-    if not keys or not all(isinstance(key, (str, bytes)) for key in keys):
-        raise ValueError("watch() needs the keys to watch")
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ValueError(f"attempts must be a positive int (got {attempts!r})")
 
 
 def open_connection(url: str, **options: Any) -> RedisConnection:

@@ -17,20 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op, forbid_blocking
 from ...errors import CorruptDocumentError
-from ...events import ChangeEvent, IdleClock
+from ...events import PAUSE, ChangeEvent, IdleClock, Pause
 from ...options import ModelOptions
 from . import wire
 from .commands import Call, Command, RedisPlan
-from .executor import translate
 from .keys import KeySpace
+from .translation import translate
 
 if TYPE_CHECKING:
     from ...document import Document
@@ -228,6 +228,14 @@ def _summary_count(reply: Any) -> Any:
 
 
 
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """Read the next Pub/Sub message, waiting up to ``timeout`` seconds. Result: the
+    message, or None."""
+
+    timeout: float
+
+
 class Subscription:
     """Pub/Sub notifications of one model (``Meta.publish = True``), from the moment the
     subscription is entered: ``with Model.objects.subscribe() as sub: for event in sub``
@@ -263,15 +271,23 @@ class Subscription:
         if self._sync is None:
             raise RuntimeError("use the subscription inside `with Model.objects.subscribe()`")
         forbid_blocking(lambda: f"for ... in {self.model.__name__}.objects.subscribe()")
-        clock = IdleClock(self.wait)
-        while not clock.expired:
-            try:
-                message = self._sync.get_message(timeout=clock.block())
-            except Exception as exc:
-                raise translate(exc) from exc
-            if message is not None and message.get("type") == "message":
-                yield self._event(message["data"])
-                clock.restart()
+        pubsub, loop = self._sync, self._listen()
+        try:
+            request = next(loop)
+            while True:
+                if isinstance(request, Receive):
+                    try:
+                        message = pubsub.get_message(timeout=request.timeout)
+                    except Exception as exc:
+                        request = loop.throw(exc)
+                        continue
+                    request = loop.send(message)
+                    continue
+                if isinstance(request, ChangeEvent):
+                    yield request
+                request = loop.send(None)  # (a pause: the blocking side has no one to wait for)
+        except StopIteration:
+            return
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -294,18 +310,42 @@ class Subscription:
         if self._async is None:
             raise RuntimeError("use the subscription inside `async with "
                                "Model.objects.subscribe()`")
+        pubsub, loop = self._async, self._listen()
+        try:
+            request = next(loop)
+            while True:
+                if isinstance(request, Receive):
+                    try:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                           timeout=request.timeout)
+                    except Exception as exc:
+                        request = loop.throw(exc)
+                        continue
+                    request = loop.send(message)
+                    continue
+                if isinstance(request, ChangeEvent):
+                    yield request
+                else:
+                    await asyncio.sleep(0)  # (let other tasks run between empty reads)
+                request = loop.send(None)
+        except StopIteration:
+            return
+
+    def _listen(self) -> Generator[Receive | ChangeEvent[Any] | Pause, Any, None]:
+        """The listening loop, for both drivers: yields a :class:`Receive` (result: the
+        message, or None), each event to hand out, and a pause after a read without one;
+        ends after ``wait`` seconds without a message."""
         clock = IdleClock(self.wait)
         while not clock.expired:
             try:
-                message = await self._async.get_message(ignore_subscribe_messages=True,
-                                                        timeout=clock.block())
+                message = yield Receive(clock.block())
             except Exception as exc:
                 raise translate(exc) from exc
             if message is not None and message.get("type") == "message":
                 yield self._event(message["data"])
                 clock.restart()
             else:
-                await asyncio.sleep(0)
+                yield PAUSE
 
     def _event(self, payload: bytes) -> ChangeEvent[Any]:
         try:

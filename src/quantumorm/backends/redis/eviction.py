@@ -7,10 +7,11 @@ is safe (a write over the limit fails with ``OutOfMemoryError``), and so is ``vo
 keys with an expiry are evicted, and the only such keys QuantumORM writes are documents with a
 TTL (and soft-deleted documents), whose early disappearance is handled like their expiry.
 
-Each executor reads the policy of every master on its first request (:func:`eviction_policies`
-or :func:`async_eviction_policies`) and hands it to :func:`settle`, which raises
-:class:`UnsafeEvictionPolicy` unless the connection was opened with ``allow_eviction=True``.
-The executor keeps asking on every request until the check passes. ``INFO memory`` is read
+The exchange (``exchange.py``) asks for the policy of every master on an executor's first
+request; the executor reads it (:func:`eviction_policies` or :func:`async_eviction_policies`)
+and the exchange hands it to :func:`settle`, which raises :class:`UnsafeEvictionPolicy`
+unless the connection was opened with ``allow_eviction=True``. It keeps asking on every
+request until the check passes. ``INFO memory`` is read
 first (managed services often disable CONFIG); where an ACL refuses it, ``CONFIG GET``; where
 both are refused the policy is ``"unknown"``, a warning is logged and nothing is blocked.
 """

@@ -1,6 +1,7 @@
-"""Which keyword options a Redis connection accepts, checked at ``create_connection``.
+"""A Redis connection's keyword options: which names it accepts, and their checked values.
 
-QuantumORM's own options (:data:`OWN`) are read by :class:`.executor.ClientOptions`; every
+Both are checked at ``create_connection``. QuantumORM's own options (:data:`OWN`) are
+validated and kept by :class:`ClientOptions`, which the executors read; every
 other option is handed to redis-py, so a typo would otherwise surface as a raw
 ``TypeError`` at the first query. The options redis-py accepts are read from the
 signatures of the classes that will receive them, for the kind of URL given (a plain or
@@ -16,6 +17,7 @@ import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import redis.asyncio.cluster
@@ -24,9 +26,14 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
 import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ...errors import ConfigurationError
-from .topology import Topology
+from ...redaction import redacted_repr
+from .topology import Kind, Topology
+from .topology import parse as topology_of
 
 #: options QuantumORM reads itself (see :class:`.RedisConnection`)
 OWN = frozenset({
@@ -87,7 +94,7 @@ def _connection(module: Any, flavour: str) -> set[str]:
 def passthrough(kind: str, flavour: str) -> frozenset[str]:
     """The redis-py options a ``kind`` ("single" | "cluster" | "sentinel") connection of
     ``flavour`` ("plain" | "tls" | "unix") accepts, in the blocking and asyncio clients."""
-    if kind == "cluster":
+    if kind == Kind.CLUSTER:
         sync = _params(redis.cluster.RedisCluster.__init__) | set(
             redis.cluster.REDIS_ALLOWED_KEYS)
         both = sync & _params(redis.asyncio.cluster.RedisCluster.__init__)
@@ -96,7 +103,7 @@ def passthrough(kind: str, flavour: str) -> frozenset[str]:
     else:
         both = (_connection(redis.connection, flavour)
                 & _connection(redis.asyncio.connection, flavour))
-        if kind == "sentinel":
+        if kind == Kind.SENTINEL:
             both |= (_params(redis.sentinel.Sentinel.__init__)
                      & _params(redis.asyncio.sentinel.Sentinel.__init__))
     return frozenset(name for name in both
@@ -105,21 +112,22 @@ def passthrough(kind: str, flavour: str) -> frozenset[str]:
 
 
 def _flavour(topology: Topology) -> str:
-    if topology.kind == "single" and topology.url.startswith("unix:"):
+    if topology.kind == Kind.SINGLE and topology.url.startswith("unix:"):
         return "unix"
     return "tls" if topology.tls else "plain"
 
 
 def allowed(topology: Topology) -> frozenset[str]:
     """Every keyword option a connection to ``topology`` accepts."""
-    extra = SENTINEL_OWN if topology.kind == "sentinel" else frozenset()
+    extra = SENTINEL_OWN if topology.kind == Kind.SENTINEL else frozenset()
     return OWN | extra | passthrough(topology.kind, _flavour(topology))
 
 
-_KINDS = {("single", "plain"): "redis://", ("single", "tls"): "rediss://",
-          ("single", "unix"): "unix://", ("cluster", "plain"): "redis+cluster://",
-          ("cluster", "tls"): "rediss+cluster://", ("sentinel", "plain"): "redis+sentinel://",
-          ("sentinel", "tls"): "rediss+sentinel://"}
+_KINDS = {(Kind.SINGLE, "plain"): "redis://", (Kind.SINGLE, "tls"): "rediss://",
+          (Kind.SINGLE, "unix"): "unix://", (Kind.CLUSTER, "plain"): "redis+cluster://",
+          (Kind.CLUSTER, "tls"): "rediss+cluster://",
+          (Kind.SENTINEL, "plain"): "redis+sentinel://",
+          (Kind.SENTINEL, "tls"): "rediss+sentinel://"}
 
 
 def _elsewhere(name: str) -> list[str]:
@@ -168,4 +176,88 @@ def check(topology: Topology, options: Mapping[str, Any]) -> None:
         raise ConfigurationError("; ".join(found))
 
 
-__all__ = ["OWN", "RESERVED", "SENTINEL_OWN", "allowed", "check", "passthrough", "problems"]
+#: attempts of a retryable plan (connection option ``retries``); the waits between them
+#: (see ``exchange.backoff``) add up to at most 0.75 s by default (raise it to ride out
+#: failovers)
+RETRIES = 5
+
+
+def _seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and (
+        0 < value < float("inf"))
+
+
+def _count(value: Any, least: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= least
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """QuantumORM's own options of one connection, checked (ConfigurationError naming the
+    option), with the topology its URL names."""
+
+    url: str
+    max_connections: int = 50
+    pool_timeout: float = 5.0
+    socket_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    retries: int = RETRIES
+    read_from_replicas: bool = False
+    #: writes wait (Redis WAIT) until this many replicas have them, up to wait_timeout s
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
+    #: use a server whose maxmemory-policy is allkeys-* anyway (see ``eviction.py``)
+    allow_eviction: bool = False
+    extra: tuple[tuple[str, Any], ...] = ()
+    topology: Topology = field(init=False, compare=False)
+
+    def __repr__(self) -> str:  # never a password (see quantumorm.redaction)
+        return redacted_repr(self, ((f.name, getattr(self, f.name))
+                                    for f in fields(self) if f.name != "topology"))
+
+    def __post_init__(self) -> None:
+        if not _count(self.max_connections, 1):
+            raise ConfigurationError(f"max_connections must be a positive int (got "
+                                     f"{self.max_connections!r})")
+        for name in ("pool_timeout", "socket_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not _seconds(value):
+                raise ConfigurationError(f"{name} must be seconds > 0 (got {value!r})")
+        if not _count(self.retries, 1):
+            raise ConfigurationError(f"retries must be a positive int (got {self.retries!r})")
+        if not isinstance(self.read_from_replicas, bool):
+            raise ConfigurationError(f"read_from_replicas must be True or False (got "
+                                     f"{self.read_from_replicas!r})")
+        if not _count(self.wait_replicas, 0):
+            raise ConfigurationError(f"wait_replicas must be an int >= 0 (got "
+                                     f"{self.wait_replicas!r})")
+        if isinstance(self.wait_timeout, bool) or not isinstance(
+                self.wait_timeout, (int, float)) or not self.wait_timeout > 0:
+            raise ConfigurationError(f"wait_timeout must be seconds > 0 (got "
+                                     f"{self.wait_timeout!r})")
+        if not isinstance(self.allow_eviction, bool):
+            raise ConfigurationError(f"allow_eviction must be True or False (got "
+                                     f"{self.allow_eviction!r})")
+        object.__setattr__(self, "topology", topology_of(self.url))
+        if self.read_from_replicas and self.topology.kind == Kind.SINGLE:
+            raise ConfigurationError(
+                "read_from_replicas needs a redis+cluster:// or redis+sentinel:// URL")
+
+    def settings(self, asyncio: bool) -> dict[str, Any]:
+        """What every client and connection gets: timeouts, no retries of the driver's own
+        (they would resend writes whose outcome is unknown), and the pass-through options."""
+        retry = (AsyncRetry if asyncio else Retry)(NoBackoff(), 0)
+        return {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "retry": retry,
+            "retry_on_timeout": False,
+            **dict(self.extra),
+        }
+
+    def pool(self) -> dict[str, Any]:
+        return {"max_connections": self.max_connections, "timeout": self.pool_timeout}
+
+
+__all__ = ["OWN", "RESERVED", "RETRIES", "SENTINEL_OWN", "ClientOptions", "allowed", "check",
+           "passthrough", "problems"]

@@ -4,13 +4,14 @@ Scripts are called by SHA (EVALSHA, or EVALSHA_RO for reads that may go to repli
 server that lost them (restart, failover, SCRIPT FLUSH) answers NOSCRIPT without running
 anything, so those steps, and only those, are sent again after the scripts are loaded: up
 to :data:`SCRIPT_RELOADS` times, the last time with the script's source (EVAL), which no
-flush can refuse. :func:`reloads` is that policy, written once; :func:`run_reloads` and
-:func:`arun_reloads` drive it for the blocking and the asyncio executor.
+flush can refuse. :func:`reloads` is that policy, written once; the exchange
+(``exchange.py``) composes it. :func:`load_all` and :func:`aload_all` are the executors'
+I/O for loading the scripts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,55 +76,6 @@ def noscript(reply: Any) -> bool:
     return isinstance(reply, rx.NoScriptError)
 
 
-Send = Callable[[Sequence[Step], bool], list[Any]]
-AsyncSend = Callable[[Sequence[Step], bool], Awaitable[list[Any]]]
-
-
-def run_reloads(steps: Sequence[Step], send: Send, load: Callable[[], None]) -> list[Any]:
-    """Drive :func:`reloads` with blocking calls: ``send(steps, inline)`` returns one reply
-    (or error) per step; ``load()`` loads the scripts."""
-    policy = reloads(len(steps))
-    todo = next(policy)
-    while True:
-        if todo.load:
-            load()
-        replies = send([steps[i] for i in todo.positions], todo.inline)
-        try:
-            todo = policy.send(replies)
-        except StopIteration as done:
-            return list(done.value)
-
-
-async def arun_reloads(steps: Sequence[Step], send: AsyncSend,
-                        load: Callable[[], Awaitable[None]]) -> list[Any]:
-    """The asyncio twin of :func:`run_reloads`."""
-    policy = reloads(len(steps))
-    todo = next(policy)
-    while True:
-        if todo.load:
-            await load()
-        replies = await send([steps[i] for i in todo.positions], todo.inline)
-        try:
-            todo = policy.send(replies)
-        except StopIteration as done:
-            return list(done.value)
-
-
-def one(call: Callable[[], Any]) -> list[Any]:
-    """The reply of a step sent alone, NOSCRIPT as a reply (like a pipeline's)."""
-    try:
-        return [call()]
-    except rx.NoScriptError as exc:
-        return [exc]
-
-
-async def aone(call: Callable[[], Awaitable[Any]]) -> list[Any]:
-    try:
-        return [await call()]
-    except rx.NoScriptError as exc:
-        return [exc]
-
-
 def load_all(client: Any) -> None:
     """Every script, in one round trip per server (a SCRIPT FLUSH from elsewhere then has
     the least time to land between the load and the call); on a cluster, on every node
@@ -159,5 +111,5 @@ async def aload_all(client: Any) -> None:
     await pipe.execute()
 
 
-__all__ = ["SCRIPT_RELOADS", "Resend", "aload_all", "aone", "arun_reloads", "load_all",
-           "noscript", "one", "reloads", "run_reloads", "step_args"]
+__all__ = ["SCRIPT_RELOADS", "Resend", "aload_all", "load_all", "noscript", "reloads",
+           "step_args"]

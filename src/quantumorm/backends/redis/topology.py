@@ -14,11 +14,13 @@ their own take ``sentinel_username=`` / ``sentinel_password=`` keyword arguments
 master: a read can miss the latest writes).
 
 This module builds redis-py clients; the executors (``executor.py``) send plans through them.
+:class:`Kind` names the three kinds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -43,9 +45,25 @@ SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SCHEMES = SINGLE_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES
 
 
+class Kind(str, Enum):
+    """The kinds of deployment a URL names. Members are strings (``Kind.CLUSTER ==
+    "cluster"``, same hash, printed as the bare value), so code and users that read
+    ``topology.kind`` as a string keep working (Python 3.10 has no ``enum.StrEnum``)."""
+
+    SINGLE = "single"
+    CLUSTER = "cluster"
+    SENTINEL = "sentinel"
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+
 @dataclass(frozen=True)
 class Topology:
-    kind: str  # "single" | "cluster" | "sentinel"
+    kind: Kind
     url: str
     hosts: tuple[tuple[str, int], ...] = ()
     service: str | None = None
@@ -58,7 +76,7 @@ class Topology:
 
     @property
     def cluster(self) -> bool:
-        return self.kind == "cluster"
+        return self.kind is Kind.CLUSTER
 
     def __repr__(self) -> str:  # never the password (see quantumorm.redaction)
         return redacted_repr(self, ((name, getattr(self, name)) for name in (
@@ -100,13 +118,13 @@ def parse(url: str) -> Topology:
     if scheme in CLUSTER_SCHEMES:
         if path:
             raise _fail(url, "Redis Cluster has only database 0 (drop the /db)")
-        return Topology("cluster", url, hosts, tls=tls, username=username, password=password)
+        return Topology(Kind.CLUSTER, url, hosts, tls=tls, username=username, password=password)
     if not path or len(path) > 2:
         raise _fail(url, "a Sentinel URL ends with /service_name[/db]")
     db = 0
     if len(path) == 2:
         db = _db(url, path[1])
-    return Topology("sentinel", url, hosts, path[0], db, tls, username, password)
+    return Topology(Kind.SENTINEL, url, hosts, path[0], db, tls, username, password)
 
 
 def _single(url: str, scheme: str) -> Topology:
@@ -147,7 +165,7 @@ def _single(url: str, scheme: str) -> Topology:
             raise _fail(url, "the database is given twice (path and ?db=)")
         if path:
             db = _db(url, path)
-    return Topology("single", url, db=db, tls=scheme == "rediss",
+    return Topology(Kind.SINGLE, url, db=db, tls=scheme == "rediss",
                     username=unquote(parts.username or "") or None,
                     password=unquote(parts.password or "") or None,
                     query=tuple((k, v) for k, v in query if k != "db"))
@@ -218,11 +236,11 @@ def _clients(lib: Any, topology: Topology, settings: dict[str, Any], pool: dict[
     with Sentinel), from ``lib``: redis-py's blocking module or its asyncio one, which
     mirror each other. ``settings``: timeouts, retry, TLS and driver options; ``pool``: pool
     size and wait (single servers only)."""
-    if topology.kind == "single":
+    if topology.kind is Kind.SINGLE:
         connections = lib.BlockingConnectionPool.from_url(topology.url, **settings, **pool)
         client = lib.Redis(connection_pool=connections)
         return client, client
-    if topology.kind == "cluster":
+    if topology.kind is Kind.CLUSTER:
         client = lib.cluster.RedisCluster(
             startup_nodes=[lib.cluster.ClusterNode(h, p) for h, p in topology.hosts],
             max_connections=pool["max_connections"], **_auth(topology),

@@ -1,0 +1,319 @@
+"""The exchange of one plan with Redis, written once as a generator (no I/O here).
+
+:func:`exchange` owns every decision between a plan and its replies; the executors
+(``executor.py``) only carry its requests to the sockets and bring back the results
+(psycopg 3's ``generators.py`` / ``waiting.py`` split, one level below the operations):
+
+* One round trip per plan: a single step is sent as is, several are pipelined without
+  MULTI; on a cluster, one pipeline per node, grouped by the node serving each step's
+  first key (:func:`route`; a replica for read-only plans with ``read_from_replicas``).
+* A NOSCRIPT reply (restart, failover, SCRIPT FLUSH) loads the scripts and re-sends only
+  the steps that did not run (``reloads.reloads``, the last time with the source: EVAL).
+* With ``wait_replicas``, writes are followed by WAIT on the same connection (per node),
+  and every WAIT must be satisfied (:class:`NotReplicated`).
+* redis-py's own retries are off: it would resend writes whose outcome is unknown.
+  Read-only and idempotent plans (writes that recognise their own earlier application)
+  are retried on connection errors, and any plan of one step after a reply saying it did
+  not run (:data:`NOT_EXECUTED`), up to ``retries`` attempts, with bounded exponential
+  backoff and jitter (:func:`backoff`); other writes are not. The replies of a plan sent
+  again are marked ``resent``. On a cluster, the slot map is learnt again after the
+  errors that mean it changed (:data:`REMAP`).
+* The first request of an executor reads the servers' eviction policy (``eviction.py``)
+  and raises :class:`UnsafeEvictionPolicy` for ``allkeys-*``; once it passes, it is a flag.
+* Driver errors leave as QuantumORM's typed errors (``translation.translate``).
+
+The requests are small immutable records; :class:`Send` is a named tuple because it is
+built on every call (one constructor call, where a frozen dataclass makes one per field).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Union
+
+from redis import exceptions as rx
+
+from ... import errors
+from . import eviction
+from .commands import Call, Command, RedisPlan, Replies, Step
+from .reloads import noscript, reloads, step_args
+from .translation import NotReplicated, translate
+
+#: the first wait between attempts, doubled each time up to MAX_BACKOFF (seconds)
+BACKOFF = 0.05
+MAX_BACKOFF = 1.0
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (0-based): equal jitter over the
+    doubling step, between half of it and all of it, so that clients that lost the same
+    server do not all come back at the same instant."""
+    step = min(MAX_BACKOFF, BACKOFF * (1 << min(attempt, 32)))
+    return step / 2 + random.random() * step / 2
+
+
+# -- the requests (what a driver does for each, and what it sends back) ---------------------
+
+
+class Send(NamedTuple):
+    """Commands for one destination, in one round trip. Result: a reply per command, an
+    error reply as the exception (NOSCRIPT too, even for a command sent alone)."""
+
+    #: a redis-py client; on a cluster, always a node (``ClusterNode``) of the client
+    target: Any
+    commands: list[tuple[Any, ...]]
+    #: one command, sent without a pipeline
+    single: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """One round trip to several nodes of a cluster (one :class:`Send` each; the driver may
+    send them concurrently). Result: each Send's replies, in order."""
+
+    sends: tuple[Send, ...]
+    #: the positions, among the steps of the round, that each Send carries
+    positions: tuple[list[int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait this many seconds. Result: None."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Relearn:
+    """A cluster client learns the slot map again. Result: None."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadScripts:
+    """Load every script wherever it may run (``reloads.load_all``). Result: None."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPolicies:
+    """Read the eviction policy of every master (``eviction.eviction_policies``). Result:
+    ``{"host:port": policy}``."""
+
+
+Request = Union[Send, Fanout, Sleep, Relearn, LoadScripts, ReadPolicies]
+RELEARN, LOAD_SCRIPTS, READ_POLICIES = Relearn(), LoadScripts(), ReadPolicies()
+
+#: the generator type of :func:`exchange` (and of the rounds inside it)
+Exchange = Generator[Request, Any, list[Any]]
+
+
+@dataclass(slots=True)
+class Link:
+    """What the exchange knows of one executor's connection: its settings, and whether
+    the servers' eviction policy has passed (set once, by the exchange)."""
+
+    retries: int
+    #: WAIT for this many replicas after writes (0: no WAIT), up to wait_ms milliseconds
+    wait: int
+    wait_ms: int
+    cluster: bool
+    replica_reads: bool
+    allow_eviction: bool
+    eviction_checked: bool = False
+
+
+# -- which errors are retried ---------------------------------------------------------------
+
+#: replies meaning the command was not executed (failover or resharding under way): any
+#: plan of one step may be sent again, as may read-only and idempotent plans
+NOT_EXECUTED = (rx.ClusterDownError, rx.TryAgainError, rx.MasterDownError, rx.ReadOnlyError,
+                rx.BusyLoadingError, rx.MovedError, rx.AskError)
+
+#: errors after which a cluster client learns the slot map again before the next attempt:
+#: slots moved, or a node is unreachable or failing over (redis-py refreshes the map on its
+#: own paths, but not for the pipelines the executors send straight to a node)
+REMAP = (rx.ConnectionError, rx.ClusterError, rx.MovedError, rx.AskError, rx.TryAgainError)
+
+#: how the eviction check's reads are retried: like any read
+POLICY_READ = RedisPlan((Command(eviction.READS[0]),), read_only=True)
+
+
+def _final(exc: BaseException) -> bool:
+    """Connection errors that a retry cannot cure: bad credentials, and an exhausted pool
+    (the caller chose ``pool_timeout``; waiting longer is not ours to decide)."""
+    return isinstance(translate(exc), (errors.AuthenticationError, errors.PoolExhaustedError))
+
+
+def _not_executed(exc: BaseException) -> bool:
+    # redis-py gives up with "TTL exhausted" after a run of redirects and TRYAGAIN replies,
+    # each of which means the command did not run
+    return isinstance(exc, NOT_EXECUTED) or (
+        type(exc) is rx.ClusterError and "TTL exhausted" in str(exc))
+
+
+def retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
+    """May ``plan``, which failed with ``exc``, be sent again?"""
+    if _not_executed(exc):
+        return plan.retryable or len(plan.steps) == 1
+    if isinstance(exc, (rx.ConnectionError, NotReplicated)):
+        return plan.retryable and not _final(exc)
+    return False
+
+
+# -- cluster routing ------------------------------------------------------------------------
+
+
+def first_key(step: Step) -> Any:
+    """The key a step is routed by (every key of a step shares its slot)."""
+    if isinstance(step, Call):
+        return step.keys[0]
+    args = step.args
+    if "STREAMS" in args:  # XREAD / XREADGROUP: the keys follow STREAMS
+        return args[args.index("STREAMS") + 1]
+    return args[1]
+
+
+def route(client: Any, steps: Sequence[Step], replica: bool) -> list[tuple[Any, list[int]]]:
+    """A cluster's steps grouped by the node serving their slot: each node and the
+    positions of its steps. ``client.get_node_from_key`` is synchronous on both redis-py
+    cluster clients, so both drivers share this."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, step in enumerate(steps):
+        key = first_key(step)
+        # (a slot whose replicas the client does not know is read from its master)
+        node = (replica and client.get_node_from_key(key, replica=True)
+                or client.get_node_from_key(key))
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    return list(groups.values())
+
+
+# -- one round trip -------------------------------------------------------------------------
+
+
+def _request(steps: Sequence[Step], read_only: bool, inline: bool, link: Link, writer: Any,
+             reader: Any, durable: bool) -> Send | Fanout:
+    """What sends these steps in one round trip. Read-only plans call scripts with
+    EVALSHA_RO when replicas may answer; ``durable`` adds WAIT after the writes."""
+    ro = read_only and link.replica_reads
+    if not link.cluster:
+        commands = [step_args(step, ro, inline) for step in steps]
+        if durable:
+            commands.append(("WAIT", link.wait, link.wait_ms))
+            return Send(writer, commands, False)
+        return Send(reader if read_only else writer, commands, len(commands) == 1)
+    sends, positions = [], []
+    for node, at in route(writer, steps, ro):
+        commands = [step_args(steps[i], ro, inline) for i in at]
+        if durable:
+            commands.append(("WAIT", link.wait, link.wait_ms))
+        sends.append(Send(node, commands, False))
+        positions.append(at)
+    return Fanout(tuple(sends), tuple(positions))
+
+
+def _replies(request: Send | Fanout, got: Any, count: int, acks: list[Any] | None) -> list[Any]:
+    """Each step's reply, in the order of the round's steps; WAIT's replies go to ``acks``."""
+    if isinstance(request, Send):
+        if acks is None:
+            return list(got)
+        acks.append(got[-1])
+        return list(got[:-1])
+    out: list[Any] = [None] * count
+    for positions, replies in zip(request.positions, got, strict=True):
+        if acks is not None:
+            acks.append(replies[-1])
+        for i, reply in zip(positions, replies, strict=False):
+            out[i] = reply
+    return out
+
+
+def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
+    if isinstance(reply, BaseException):
+        raise reply
+    if int(reply) < wanted:
+        raise NotReplicated(f"applied on the master; {int(reply)} of {wanted} replica(s) "
+                            f"confirmed it within {timeout_ms} ms")
+
+
+def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Link,
+            writer: Any, reader: Any, acks: list[Any] | None) -> Exchange:
+    """After a first round with errors: while steps answer NOSCRIPT (they did not run),
+    load the scripts and send those steps again (``reloads.reloads``); every reply."""
+    if not any(noscript(reply) for reply in replies):
+        return replies
+    policy = reloads(len(steps))
+    next(policy)  # (all steps: the round already sent)
+    try:
+        todo = policy.send(replies)
+        while True:
+            if todo.load:
+                yield LOAD_SCRIPTS
+            part = [steps[i] for i in todo.positions]
+            request = _request(part, read_only, todo.inline, link, writer, reader,
+                               acks is not None)
+            todo = policy.send(_replies(request, (yield request), len(part), acks))
+    except StopIteration as done:
+        return list(done.value)
+
+
+# -- the exchange ---------------------------------------------------------------------------
+
+
+def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
+    """Send ``plan`` (through ``writer``, or ``reader`` for read-only plans; on a cluster
+    ``writer`` is the cluster client that routes) and return a reply per step, or raise the
+    translated error of the first step that failed."""
+    steps, read_only = plan.steps, plan.read_only
+    durable = bool(link.wait) and not read_only
+    attempts = link.retries
+    for attempt in range(attempts):
+        try:
+            if not link.eviction_checked:
+                eviction.settle((yield READ_POLICIES), link.allow_eviction)
+                link.eviction_checked = True
+            acks: list[Any] | None = [] if durable else None
+            request = _request(steps, read_only, False, link, writer, reader, durable)
+            replies = yield request
+            if acks is not None or not isinstance(request, Send):
+                replies = _replies(request, replies, len(steps), acks)
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    break
+            else:  # the common case: nothing failed
+                if acks:
+                    for ack in acks:
+                        _acked(ack, link.wait, link.wait_ms)
+                return _marked(replies) if attempt else replies
+            replies = yield from _reload(steps, replies, read_only, link, writer, reader, acks)
+            for ack in acks or ():
+                _acked(ack, link.wait, link.wait_ms)
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return _marked(replies) if attempt else replies
+        except rx.RedisError as exc:
+            sent = plan if link.eviction_checked else POLICY_READ
+            if attempt + 1 == attempts or not retry_allowed(exc, sent):
+                raise translate(exc) from exc
+            yield Sleep(backoff(attempt))
+            if link.cluster and isinstance(exc, REMAP):
+                try:
+                    yield RELEARN
+                except rx.RedisError:  # (it may fail mid-failover: the next attempt tells)
+                    pass
+    raise AssertionError("unreachable")
+
+
+def _marked(replies: list[Any]) -> list[Any]:
+    """The replies of a plan sent again after a failed attempt: a write refused then
+    (version moved, id taken) may have been applied by the first attempt."""
+    marked = Replies(replies)
+    marked.resent = True
+    return marked
+
+
+__all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
+           "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
+           "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_key",
+           "retry_allowed", "route"]

@@ -1,0 +1,60 @@
+"""Driver errors as QuantumORM's typed errors: :func:`translate`, and :class:`NotReplicated`.
+
+Every path that talks to Redis (the exchange of plans, WATCH, Pub/Sub) raises what
+:func:`translate` makes of redis-py's exception, with the driver's error as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from redis import exceptions as rx
+from redis.exceptions import RedisClusterException
+
+from ... import errors
+
+
+class NotReplicated(rx.RedisError):
+    """WAIT answered with fewer replicas than asked for (the write itself was applied)."""
+
+
+_SCRIPT_NOPERM = "The user executing the script can't run this command"
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a redis-py exception onto QuantumORM's hierarchy (others pass through)."""
+    if isinstance(exc, NotReplicated):
+        return errors.ReplicationError(str(exc))
+    if isinstance(exc, rx.TimeoutError):
+        return errors.BackendTimeoutError(f"Redis timed out: {exc}")
+    if isinstance(exc, rx.MaxConnectionsError):
+        return errors.PoolExhaustedError(f"Redis connection pool exhausted: {exc}")
+    if isinstance(exc, (rx.AuthenticationError, rx.AuthenticationWrongNumberOfArgsError)):
+        return errors.AuthenticationError(f"Redis rejected the credentials: {exc}")
+    if isinstance(exc, rx.ConnectionError):
+        if "No connection available" in str(exc) or "Too many connections" in str(exc):
+            # (the blocking pool's signal, and the plain pools' of Cluster and Sentinel)
+            return errors.PoolExhaustedError(f"Redis connection pool exhausted: {exc}")
+        return errors.BackendConnectionError(f"cannot reach Redis: {exc}")
+    if isinstance(exc, rx.NoPermissionError):
+        return errors.PermissionDeniedError(f"Redis ACL refused the command: {exc}")
+    if isinstance(exc, rx.OutOfMemoryError):
+        return errors.OutOfMemoryError(f"Redis is out of memory: {exc}")
+    if isinstance(exc, rx.ResponseError):
+        code = str(exc).split(" ", 1)[0]
+        if code == "WRONGTYPE":
+            return errors.WrongTypeError(f"a key holds the wrong kind of value: {exc}")
+        if code == "NOPERM" or _SCRIPT_NOPERM in str(exc):
+            # an ACL refusal of a command a script calls: NOPERM since Redis 7.2; Redis 7.0
+            # says ERR with this text (the one reply text that has no code of its own)
+            return errors.PermissionDeniedError(f"Redis ACL refused a command: {exc}")
+        return errors.BackendError(f"Redis error: {exc}")
+    if isinstance(exc, rx.RedisError):
+        return errors.BackendError(f"Redis error: {exc}")
+    if isinstance(exc, RedisClusterException):  # the cluster could not be discovered
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, rx.AuthenticationError) or "username-password" in str(exc):
+            return errors.AuthenticationError(f"Redis rejected the credentials: {exc}")
+        return errors.BackendConnectionError(f"cannot reach the Redis Cluster: {exc}")
+    return exc
+
+
+__all__ = ["NotReplicated", "translate"]

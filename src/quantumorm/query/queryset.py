@@ -380,7 +380,7 @@ class QuerySet(Generic[D]):
     exists_sync = exists.sync
 
     @operation
-    def update(self, **fields: Any) -> OpFactory[int]:
+    def update(self, /, **fields: Any) -> OpFactory[int]:
         """Set fields on every matching document (each a compare-and-set write, retried if
         another writer got there first). Returns how many documents match the new values."""
         changes = self._changes(fields)
@@ -459,7 +459,7 @@ class QuerySet(Generic[D]):
     bulk_create_sync = bulk_create.sync
 
     @operation
-    def create(self, **values: Any) -> OpFactory[D]:
+    def create(self, /, **values: Any) -> OpFactory[D]:
         """Build and insert one document."""
         doc = self.model(**values)
         return partial(ops.save, doc=doc)

@@ -139,7 +139,7 @@ class Document(metaclass=DocumentMeta):
     MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
     objects: ClassVar[Manager] = Manager()
     if TYPE_CHECKING:  # (at run time ``id`` is an instance attribute, set by __init__)
-        id: _Id = _id_field(kw_only=False)
+        id: _Id = _id_field(default=None, kw_only=False)
 
     def __init__(self, id: str | int | None = None, **values: Any) -> None:
         cls = type(self)

@@ -66,8 +66,11 @@ class SelfSyncTwin(Protocol[P]):
     def __get__(self, obj: T, owner: Any) -> Callable[P, T]: ...
 
 
-class operation(Generic[S, P, R]):  # noqa: N801 - used as a decorator
-    def __init__(self, build: Callable[Concatenate[S, P], OpFactory[R]]) -> None:
+class _Twins:
+    """The run-time part of both decorators: the async method and the blocking function
+    made from one builder."""
+
+    def __init__(self, build: Callable[..., OpFactory[Any]]) -> None:
         self.build = build
 
         @functools.wraps(build)
@@ -83,32 +86,43 @@ class operation(Generic[S, P, R]):  # noqa: N801 - used as a decorator
         run_sync.__name__ = run_sync.__qualname__ = build.__name__ + "_sync"
         run_sync.__doc__ = f"Blocking twin of ``{build.__name__}()``.\n\n{build.__doc__ or ''}"
         self.async_fn = run_async
-        #: the blocking twin, a plain function: ``save_sync = save.sync`` in the class body
-        self.sync = cast("SyncTwin[S, P, R]", run_sync)
+        self.blocking: Callable[..., Any] = run_sync
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
-
-    @overload
-    def __get__(self, obj: None, owner: Any
-                ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __get__(self, obj: S, owner: Any) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         return self.async_fn if obj is None else MethodType(self.async_fn, obj)
 
 
-class self_operation(operation[S, P, Any]):  # noqa: N801 - used as a decorator
+class operation(_Twins, Generic[S, P, R]):  # noqa: N801 - used as a decorator
+    def __init__(self, build: Callable[Concatenate[S, P], OpFactory[R]]) -> None:
+        super().__init__(build)
+        #: the blocking twin, a plain function: ``save_sync = save.sync`` in the class body
+        self.sync = cast("SyncTwin[S, P, R]", self.blocking)
+
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, obj: None, owner: Any = ...
+                    ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]: ...
+
+        @overload
+        def __get__(self, obj: S, owner: Any = ...) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+        def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+
+
+class self_operation(_Twins, Generic[S, P]):  # noqa: N801 - used as a decorator
     """An :class:`operation` whose result is the object it was called on, typed as the
     caller's own class (``await user.save()`` is a ``User``)."""
 
+    def __init__(self, build: Callable[Concatenate[S, P], OpFactory[Any]]) -> None:
+        super().__init__(build)
+        self.sync = cast("SelfSyncTwin[P]", self.blocking)
+
     if TYPE_CHECKING:
-        sync: SelfSyncTwin[P]
+        @overload
+        def __get__(self, obj: None, owner: Any = ...) -> Callable[..., Any]: ...
 
         @overload
-        def __get__(self, obj: None, owner: Any) -> Callable[..., Any]: ...
-
-        @overload
-        def __get__(self, obj: T, owner: Any) -> Callable[P, Coroutine[Any, Any, T]]: ...
+        def __get__(self, obj: T, owner: Any = ...) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
         def __get__(self, obj: Any, owner: Any = None) -> Any: ...

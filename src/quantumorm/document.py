@@ -66,7 +66,8 @@ if TYPE_CHECKING:
 class Manager:
     """``Model.objects``: a fresh, unfiltered QuerySet of the model on every access."""
 
-    def __get__(self, instance: Any, owner: type[D]) -> QuerySet[D]:
+    # (typed for the class only: on an instance it raises, and a type checker says so)
+    def __get__(self, instance: None, owner: type[D]) -> QuerySet[D]:
         if instance is not None:
             raise AttributeError("objects is reached through the class, not an instance")
         from .query.queryset import QuerySet
@@ -308,7 +309,7 @@ class Document(metaclass=DocumentMeta):
     ttl_sync = ttl.sync
 
     @self_operation
-    def update_with_retry(self, change: Callable[[Any], Any], attempts: int = 5
+    def update_with_retry(self, change: Callable[[Any], object], attempts: int = 5
                           ) -> OpFactory[Document]:
         """Apply ``change(doc)`` and save; if another writer saved first, reload the document
         and apply ``change`` again (at most ``attempts`` times, then VersionConflict).

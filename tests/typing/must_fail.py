@@ -46,6 +46,7 @@ age: int = user.age  # E: may be None
 name: str | None = user.age  # E: an int is not a str
 User.id  # E: no class attribute id (query with id=)
 Order(total=1.5)  # E: floats are refused by DecimalField
+user.objects  # E: objects is reached through the class
 
 # -- constructor ---------------------------------------------------------------------------
 User(nme="x")  # E: no such field

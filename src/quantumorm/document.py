@@ -128,10 +128,13 @@ class Document(metaclass=DocumentMeta):
     """Base class of models.
 
     >>> class User(Document):
-    ...     name = StringField(required=True, indexed=True)
-    ...     age = IntField(min_value=0, indexed=True)
+    ...     name: StringField = StringField(required=True, indexed=True)
+    ...     age: IntField = IntField(min_value=0, indexed=True)
     ...     class Meta:
     ...         collection = "users"
+
+    The annotations are for type checkers (they make ``name`` and ``age`` constructor
+    keywords of ``User``); at run time a field works the same with or without one.
     """
 
     _meta: ClassVar[ModelOptions]

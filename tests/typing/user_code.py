@@ -163,6 +163,8 @@ assert_type(user.push_sync("tags", "y", unique=True), list[Any])
 assert_type(user.set_if_absent_sync("name", "Ada"), bool)
 assert_type(user.update_with_retry_sync(lambda u: None), User)
 assert_type(Order(owner="u1", total=Decimal("9.99")).save_sync(), Order)
+assert_type(User.save_sync(user, ttl=None), User)
+assert_type(User.delete_sync(user), bool)
 
 
 # -- asyncio -------------------------------------------------------------------------------
@@ -170,6 +172,7 @@ assert_type(Order(owner="u1", total=Decimal("9.99")).save_sync(), Order)
 async def async_code() -> None:
     assert_type(await user.save(), User)
     assert_type(await user.reload(), User)
+    assert_type(await Order.save(Order()), Order)
     assert_type(await user.delete(soft=True, ttl=60), bool)
     assert_type(await user.dec("age", 2), int | float | Decimal)
     assert_type(await user.pull("tags", "x"), list[Any])

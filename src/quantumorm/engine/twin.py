@@ -60,7 +60,7 @@ class SelfSyncTwin(Protocol[P]):
     """``op.sync`` of a :class:`self_operation`: returns the object it is called on."""
 
     @overload
-    def __get__(self, obj: None, owner: Any) -> Callable[..., Any]: ...
+    def __get__(self, obj: None, owner: type[T]) -> Callable[Concatenate[T, P], T]: ...
 
     @overload
     def __get__(self, obj: T, owner: Any) -> Callable[P, T]: ...
@@ -111,8 +111,8 @@ class operation(_Twins, Generic[S, P, R]):  # noqa: N801 - used as a decorator
 
 
 class self_operation(_Twins, Generic[S, P]):  # noqa: N801 - used as a decorator
-    """An :class:`operation` whose result is the object it was called on, typed as the
-    caller's own class (``await user.save()`` is a ``User``)."""
+    """Like :class:`operation`, for an operation whose result is the object it was called
+    on, typed as the caller's own class (``await user.save()`` is a ``User``)."""
 
     def __init__(self, build: Callable[Concatenate[S, P], OpFactory[Any]]) -> None:
         super().__init__(build)
@@ -120,7 +120,8 @@ class self_operation(_Twins, Generic[S, P]):  # noqa: N801 - used as a decorator
 
     if TYPE_CHECKING:
         @overload
-        def __get__(self, obj: None, owner: Any = ...) -> Callable[..., Any]: ...
+        def __get__(self, obj: None, owner: type[T] = ...
+                    ) -> Callable[Concatenate[T, P], Coroutine[Any, Any, T]]: ...
 
         @overload
         def __get__(self, obj: T, owner: Any = ...) -> Callable[P, Coroutine[Any, Any, T]]: ...

@@ -108,17 +108,22 @@ class Connection:
         """The asyncio driver's pipeline (redis-py ``redis.asyncio`` ``Pipeline``)."""
         return self._primitive("async_pipeline")(transaction)
 
-    def watch_sync(self, fn: Callable[[Any], Any], *keys: str, attempts: int = 5) -> Any:
+    def watch_sync(self, fn: Callable[[Any], object], *keys: str,
+                   attempts: int = 5) -> list[Any]:
         """Optimistic WATCH/MULTI/EXEC: ``fn(pipe)`` reads (immediately), calls
         ``pipe.multi()`` and queues writes; EXEC applies them unless a watched key changed,
         in which case ``fn`` runs again, at most ``attempts`` times, then
-        :class:`~quantumorm.errors.WatchConflict`. Returns EXEC's replies."""
-        return self._primitive("watch")(fn, keys, attempts)
+        :class:`~quantumorm.errors.WatchConflict`. Returns EXEC's replies.
 
-    async def watch(self, fn: Callable[[Any], Awaitable[Any]], *keys: str,
-                    attempts: int = 5) -> Any:
+        ``pipe`` is the driver's own pipeline (redis-py's, untyped here)."""
+        replies: list[Any] = self._primitive("watch")(fn, keys, attempts)
+        return replies
+
+    async def watch(self, fn: Callable[[Any], Awaitable[object]], *keys: str,
+                    attempts: int = 5) -> list[Any]:
         """The asyncio twin of :meth:`watch_sync` (``fn`` is a coroutine function)."""
-        return await self._primitive("async_watch")(fn, keys, attempts)
+        replies: list[Any] = await self._primitive("async_watch")(fn, keys, attempts)
+        return replies
 
     @property
     def store(self) -> Any:

@@ -5,10 +5,18 @@ and the storage form of its values at that version, so :meth:`Document.save` wri
 something changed and compare-and-sets on the version. All I/O goes through the operations in
 :mod:`quantumorm.engine.ops`; each public method is a one-line call into one of them, run by
 the async or the sync driver.
+
+Typing: ``DocumentMeta`` is a ``dataclass_transform``, so type checkers build each model's
+constructor from its annotated fields (``age: IntField = IntField(min_value=0)``), all
+keyword-only and optional (a field's default is the field itself, as at run time, where a
+missing value gets the field's default): ``User(nme="x")`` or ``User(age="x")`` is an error.
+A field declared without an annotation (``age = IntField()``) is typed on instances and in
+expressions, but is not a constructor keyword to a type checker.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -17,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import errors
 from .engine import atomic, ops
 from .engine.drive import OpFactory
-from .engine.twin import operation
+from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
@@ -27,13 +35,39 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .query.queryset import QuerySet
 
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+elif TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:  # Python 3.10: only type checkers read the marker, so none is needed at run time
+    def dataclass_transform(**_: Any) -> Callable[[type], type]:
+        return lambda cls: cls
+
 D = TypeVar("D", bound="Document")
+
+
+def _id_field(*, default: None = None, kw_only: bool = False) -> Any:
+    """The field specifier of ``id`` (type checkers only): the one constructor argument that
+    may also be given by position, ``User("u1", name=...)``."""
+    return default
+
+
+if TYPE_CHECKING:
+    class _Id:
+        """How a type checker sees ``doc.id``: read as ``str | None``, set (and given to the
+        constructor) as a string or an int (which becomes its decimal string)."""
+
+        # (no overload for the class: ``User.id`` is an AttributeError; filter on ``id=``)
+        def __get__(self, instance: Document, owner: Any) -> str | None: ...
+
+        def __set__(self, instance: Document, value: str | int | None) -> None: ...
 
 
 class Manager:
     """``Model.objects``: a fresh, unfiltered QuerySet of the model on every access."""
 
-    def __get__(self, instance: Any, owner: type[D]) -> QuerySet[D]:
+    # (typed for the class only: on an instance it raises, and a type checker says so)
+    def __get__(self, instance: None, owner: type[D]) -> QuerySet[D]:
         if instance is not None:
             raise AttributeError("objects is reached through the class, not an instance")
         from .query.queryset import QuerySet
@@ -41,6 +75,7 @@ class Manager:
         return QuerySet(owner)
 
 
+@dataclass_transform(kw_only_default=True, field_specifiers=(_id_field,))
 class DocumentMeta(type):
     """Collects fields, checks ``Meta`` and builds the model's :class:`ModelOptions`."""
 
@@ -93,10 +128,13 @@ class Document(metaclass=DocumentMeta):
     """Base class of models.
 
     >>> class User(Document):
-    ...     name = StringField(required=True, indexed=True)
-    ...     age = IntField(min_value=0, indexed=True)
+    ...     name: StringField = StringField(required=True, indexed=True)
+    ...     age: IntField = IntField(min_value=0, indexed=True)
     ...     class Meta:
     ...         collection = "users"
+
+    The annotations are for type checkers (they make ``name`` and ``age`` constructor
+    keywords of ``User``); at run time a field works the same with or without one.
     """
 
     _meta: ClassVar[ModelOptions]
@@ -104,6 +142,8 @@ class Document(metaclass=DocumentMeta):
     DoesNotExist: ClassVar[type[errors.DoesNotExist]]
     MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
     objects: ClassVar[Manager] = Manager()
+    if TYPE_CHECKING:  # (at run time ``id`` is an instance attribute, set by __init__)
+        id: _Id = _id_field(default=None, kw_only=False)
 
     def __init__(self, id: str | int | None = None, **values: Any) -> None:
         cls = type(self)
@@ -112,7 +152,7 @@ class Document(metaclass=DocumentMeta):
         unknown = [k for k in values if k not in cls._fields]
         if unknown:
             raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
-        self.id: str | None = None if id is None else clean_id(id, _id_error)
+        self.id = None if id is None else clean_id(id, _id_error)
         self._version = 0
         self._stored: dict[str, Any] | None = None  # storage values at self._version
         self._partial: frozenset[str] | None = None  # fields loaded by only()
@@ -224,8 +264,8 @@ class Document(metaclass=DocumentMeta):
 
     # -- I/O: one operation each, async and sync ---------------------------------------------
 
-    @operation
-    def save(self: D, *, ttl: float | None = MISSING) -> OpFactory[D]:
+    @self_operation
+    def save(self, *, ttl: float | None = MISSING) -> OpFactory[Document]:
         """Insert the document, or compare-and-set its changed fields on its version.
 
         ``ttl``: seconds until the document expires (None: never). Without it, ``Meta.ttl``
@@ -271,9 +311,9 @@ class Document(metaclass=DocumentMeta):
 
     ttl_sync = ttl.sync
 
-    @operation
-    def update_with_retry(self: D, change: Callable[[D], Any], attempts: int = 5
-                          ) -> OpFactory[D]:
+    @self_operation
+    def update_with_retry(self, change: Callable[[Any], object], attempts: int = 5
+                          ) -> OpFactory[Document]:
         """Apply ``change(doc)`` and save; if another writer saved first, reload the document
         and apply ``change`` again (at most ``attempts`` times, then VersionConflict).
 
@@ -287,7 +327,8 @@ class Document(metaclass=DocumentMeta):
     # -- atomic field operations (see quantumorm.engine.atomic) -------------------------------
 
     @operation
-    def inc(self, field: str, by: int | float | Decimal = 1) -> OpFactory[Any]:
+    def inc(self, field: str, by: int | float | Decimal = 1
+            ) -> OpFactory[int | float | Decimal]:
         """Add ``by`` to a numeric field of the *stored* document, atomically (no concurrent
         operation is lost; a missing value counts as 0); returns the new value."""
         return partial(atomic.modify, doc=self, changes=[("inc", field, by)],
@@ -296,7 +337,8 @@ class Document(metaclass=DocumentMeta):
     inc_sync = inc.sync
 
     @operation
-    def dec(self, field: str, by: int | float | Decimal = 1) -> OpFactory[Any]:
+    def dec(self, field: str, by: int | float | Decimal = 1
+            ) -> OpFactory[int | float | Decimal]:
         """Subtract ``by`` from a numeric field, atomically; returns the new value."""
         if isinstance(by, bool) or not isinstance(by, (int, float, Decimal)):
             raise InvalidOperation(f"dec() takes a number (got {by!r})")
@@ -332,8 +374,8 @@ class Document(metaclass=DocumentMeta):
 
     set_if_absent_sync = set_if_absent.sync
 
-    @operation
-    def reload(self: D) -> OpFactory[D]:
+    @self_operation
+    def reload(self) -> OpFactory[Document]:
         """Replace the values with the stored ones; raises ``Model.DoesNotExist``."""
         return partial(ops.reload, doc=self)
 

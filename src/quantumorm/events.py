@@ -25,8 +25,9 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from .engine.drive import Op, OpFactory
 from .engine.twin import operation
 from .errors import BackendConnectionError, UnsupportedOperation
 
@@ -80,6 +81,23 @@ class ChangeEvent(Generic[D]):
     def __repr__(self) -> str:
         return (f"<ChangeEvent {self.op} {self.model.__name__} {self.id!r} v{self.version}"
                 f" at {self.partition}:{self.stream_id}>")
+
+
+class Subscription(Protocol[D]):
+    """What ``Model.objects.subscribe()`` returns (the backend's own class): Pub/Sub
+    notifications, read inside ``with`` / ``async with``."""
+
+    def __enter__(self) -> Subscription[D]: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def __iter__(self) -> Iterator[ChangeEvent[D]]: ...
+
+    async def __aenter__(self) -> Subscription[D]: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[ChangeEvent[D]]: ...
 
 
 class IdleClock:
@@ -166,7 +184,7 @@ class _Reader(Generic[D]):
                                        f"{self.model.__name__} sets Meta.changes = False")
         return connection
 
-    def _next(self, block: float) -> Any:  # an operation factory reading one batch
+    def _next(self, block: float) -> OpFactory[list[ChangeEvent[D]]]:  # reads one batch
         raise NotImplementedError
 
     def _reads(self, wait: float | None) -> Generator[_Read | _Deliver | Pause, Any, None]:
@@ -230,8 +248,8 @@ class ChangeFeed(_Reader[D]):
     one. :meth:`read` returns one batch.
     """
 
-    def __init__(self, model: type[D], using: str | None, since: Any, wait: float | None,
-                 batch: int) -> None:
+    def __init__(self, model: type[D], using: str | None, since: str | datetime | None,
+                 wait: float | None, batch: int) -> None:
         super().__init__(model, using)
         _check_wait(wait)
         _check_count("batch", batch)
@@ -243,10 +261,10 @@ class ChangeFeed(_Reader[D]):
         """Where the feed stands (give it as ``since=`` to resume); None before any read."""
         return None if self._positions is None else ",".join(self._positions)
 
-    def _next(self, block: float) -> Any:
+    def _next(self, block: float) -> OpFactory[list[ChangeEvent[D]]]:
         return partial(self._read_op, block=block)
 
-    def _read_op(self, backend: Backend, block: float) -> Any:
+    def _read_op(self, backend: Backend, block: float) -> Op[list[ChangeEvent[D]]]:
         options = self.model._meta
         if self._positions is None:
             self._positions = yield from backend.change_positions(options, self.since)
@@ -255,7 +273,7 @@ class ChangeFeed(_Reader[D]):
         return events
 
     @operation
-    def read(self, wait: float = 0.0) -> Any:
+    def read(self, wait: float = 0.0) -> OpFactory[list[ChangeEvent[D]]]:
         """The next batch of events (at most ``batch``); waits up to ``wait`` seconds for
         one when there is none (at most one second per call)."""
         _check_wait(wait)
@@ -291,13 +309,13 @@ class ConsumerGroup(Generic[D]):
         return _Reader(self.model, self._using)._connection()
 
     @operation
-    def pending(self) -> Any:
+    def pending(self) -> OpFactory[int]:
         """How many events were delivered to this group's consumers and not acknowledged."""
         return partial(_pending, group=self)
     pending_sync = pending.sync
 
 
-def _pending(backend: Backend, group: ConsumerGroup[Any]) -> Any:
+def _pending(backend: Backend, group: ConsumerGroup[Any]) -> Op[int]:
     yield from backend.create_group(group.model._meta, group.name, group.start)
     return (yield from backend.group_pending(group.model._meta, group.name))
 
@@ -322,10 +340,10 @@ class Consumer(_Reader[D]):
         #: where re-reading this consumer's own unacknowledged events stands (None: done)
         self._backlog: list[str] | None = ["0-0"] * group.model._meta.partitions
 
-    def _next(self, block: float) -> Any:
+    def _next(self, block: float) -> OpFactory[list[ChangeEvent[D]]]:
         return partial(self._read_op, block=block)
 
-    def _read_op(self, backend: Backend, block: float) -> Any:
+    def _read_op(self, backend: Backend, block: float) -> Op[list[ChangeEvent[D]]]:
         try:
             return (yield from self._read(backend, block))
         except BackendConnectionError:
@@ -337,7 +355,7 @@ class Consumer(_Reader[D]):
         unseen, so the next read starts again with this consumer's own pending events."""
         self._backlog = ["0-0"] * self.model._meta.partitions
 
-    def _read(self, backend: Backend, block: float) -> Any:
+    def _read(self, backend: Backend, block: float) -> Op[list[ChangeEvent[D]]]:
         group = self.group
         if not self._created:
             yield from backend.create_group(self.model._meta, group.name, group.start)
@@ -354,20 +372,21 @@ class Consumer(_Reader[D]):
         return events
 
     @operation
-    def read(self, wait: float = 0.0) -> Any:
+    def read(self, wait: float = 0.0) -> OpFactory[list[ChangeEvent[D]]]:
         """The next batch for this consumer (pending ones of its own first)."""
         _check_wait(wait)
         return self._next(min(wait, MAX_BLOCK))
     read_sync = read.sync
 
     @operation
-    def ack(self, *events: ChangeEvent[D]) -> Any:
+    def ack(self, *events: ChangeEvent[D]) -> OpFactory[int]:
         """Acknowledge handled events; returns how many were still pending."""
         return partial(_ack, model=self.model, group=self.group.name, events=events)
     ack_sync = ack.sync
 
     @operation
-    def claim(self, min_idle: float, count: int = DEFAULT_BATCH) -> Any:
+    def claim(self, min_idle: float, count: int = DEFAULT_BATCH
+              ) -> OpFactory[list[ChangeEvent[D]]]:
         """Take over events other consumers hold unacknowledged for at least ``min_idle``
         seconds (a crashed worker's); they are returned, now pending here. About ``count``
         at most: the partitions are asked in one round, so with several partitions a call
@@ -386,14 +405,15 @@ class Consumer(_Reader[D]):
 
 
 def _ack(backend: Backend, model: type[Any], group: str,
-         events: tuple[ChangeEvent[Any], ...]) -> Any:
+         events: tuple[ChangeEvent[Any], ...]) -> Op[int]:
     for event in events:
         if not isinstance(event, ChangeEvent) or event.model is not model or not event.stream_id:
             raise ValueError(f"ack() takes stream events of {model.__name__} (got {event!r})")
     return (yield from backend.ack_changes(model._meta, group, list(events)))
 
 
-def _claim(backend: Backend, consumer: Consumer[Any], min_idle: float, count: int) -> Any:
+def _claim(backend: Backend, consumer: Consumer[Any], min_idle: float, count: int
+           ) -> Op[list[ChangeEvent[Any]]]:
     group = consumer.group
     yield from backend.create_group(group.model._meta, group.name, group.start)
     try:

@@ -27,6 +27,7 @@ document of a model with ``partitions = 1``). Anything else raises
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import signals
@@ -151,11 +152,11 @@ class Transaction:
     def __init__(self, connection: Connection) -> None:
         self._work = _Work(connection)
 
-    async def get(self, model: type[D], id: Any) -> D | None:
+    async def get(self, model: type[D], id: str | int) -> D | None:
         """The document (or None), read now; its version is checked again at commit."""
         return await self._work.connection.arun(lambda b: self._work.get(b, model, id))
 
-    def save(self, doc: Document, *, ttl: Any = MISSING) -> None:
+    def save(self, doc: Document, *, ttl: float | None = MISSING) -> None:
         """Queue an insert or update of ``doc`` (validated now, written at commit)."""
         self._work.save(doc, ttl)
 
@@ -172,7 +173,8 @@ class Transaction:
     async def __aenter__(self) -> Transaction:
         return self
 
-    async def __aexit__(self, kind: Any, error: Any, trace: Any) -> None:
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
         if kind is not None:
             self.rollback()
         elif self._work.state == "open":
@@ -185,11 +187,11 @@ class SyncTransaction:
     def __init__(self, connection: Connection) -> None:
         self._work = _Work(connection)
 
-    def get(self, model: type[D], id: Any) -> D | None:
+    def get(self, model: type[D], id: str | int) -> D | None:
         """The document (or None), read now; its version is checked again at commit."""
         return self._work.connection.run(lambda b: self._work.get(b, model, id))
 
-    def save(self, doc: Document, *, ttl: Any = MISSING) -> None:
+    def save(self, doc: Document, *, ttl: float | None = MISSING) -> None:
         """Queue an insert or update of ``doc`` (validated now, written at commit)."""
         self._work.save(doc, ttl)
 
@@ -206,7 +208,8 @@ class SyncTransaction:
     def __enter__(self) -> SyncTransaction:
         return self
 
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         if kind is not None:
             self.rollback()
         elif self._work.state == "open":

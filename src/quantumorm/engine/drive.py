@@ -17,22 +17,30 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from ..errors import SyncInAsyncContext
 
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
 T = TypeVar("T")
 
+#: what an operation yields: a plan of the backend it runs on. Each backend has its own plan
+#: types, which only its executors read, so to the core a plan is opaque.
+Plan: TypeAlias = Any
+#: what the executor sends back for a plan (the backend's replies, likewise opaque)
+Reply: TypeAlias = Any
 #: an operation: yields plans, receives replies, returns its result
-Op = Generator[Any, Any, T]
+Op = Generator[Plan, Reply, T]
 
 
 class SyncExecutor(Protocol):
-    def execute(self, plan: Any) -> Any: ...
+    def execute(self, plan: Plan) -> Reply: ...
 
 
 class AsyncExecutor(Protocol):
-    def execute(self, plan: Any) -> Awaitable[Any]: ...
+    def execute(self, plan: Plan) -> Awaitable[Reply]: ...
 
 
 #: set to 1 to allow blocking calls from a thread running an event loop (see forbid_blocking)
@@ -89,4 +97,5 @@ async def arun(op: Op[T], executor: AsyncExecutor) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-OpFactory = Callable[[Any], Op[T]]
+#: what ``@operation`` builders return: the operation, once given the connection's backend
+OpFactory = Callable[["Backend"], Op[T]]

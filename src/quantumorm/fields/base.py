@@ -9,6 +9,10 @@ A field converts between three forms of a value:
 * the *sort key*, order-preserving bytes (:mod:`quantumorm.sortable`) that indexes, filters and
   sorting compare.
 
+``Field[T]`` is generic in its Python value type: to a type checker ``user.age`` is
+``int | None`` for an ``IntField``, ``user.age = "x"`` is an error, and ``User.age`` (on the
+class) is a ``FieldRef[int]`` whose comparisons build query expressions.
+
 Query values go through the same :meth:`clean` as stored values, so a query on a datetime,
 Decimal or UUID compares exactly what was stored.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
 
 from .. import sortable
 from ..errors import ConfigurationError
@@ -26,6 +30,17 @@ from ..query.lookups import KIND_LOOKUPS, FieldKind, Lookup
 
 if TYPE_CHECKING:
     from ..document import Document
+    from ..query.expressions import FieldRef
+
+if TYPE_CHECKING:
+    # a default (PEP 696), so that a bare ``Field`` in annotations means ``Field[Any]``
+    from typing_extensions import TypeVar
+
+    T = TypeVar("T", default=Any)
+else:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 class _Missing:
@@ -45,8 +60,8 @@ class FieldValueError(ValueError):
     """Raised by :meth:`Field.clean`; the message completes "'<field>' ..."."""
 
 
-class Field:
-    """Base class of all fields.
+class Field(Generic[T]):
+    """Base class of all fields; ``T`` is the Python type of its values.
 
     Args:
         required: ``None`` (or a missing value) is a validation error.
@@ -124,14 +139,22 @@ class Field:
 
     # -- descriptor -----------------------------------------------------------------------
 
-    def __get__(self, instance: Document | None, owner: type) -> Any:
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> FieldRef[T]: ...
+
+    @overload
+    def __get__(self, instance: Document, owner: type[Any]) -> T | None: ...
+
+    def __get__(self, instance: Document | None, owner: type[Any]) -> FieldRef[T] | T | None:
         if instance is None:
             from ..query.expressions import FieldRef
 
             return FieldRef(owner, self)
         return instance.__dict__.get(self.name)
 
-    def __set__(self, instance: Document, value: Any) -> None:
+    # (values are converted by clean() at save, so any value is kept as assigned until then;
+    # the type says what clean() accepts)
+    def __set__(self, instance: Document, value: T | None) -> None:
         instance.__dict__[self.name] = value
 
     def initial(self) -> Any:

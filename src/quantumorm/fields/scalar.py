@@ -1,4 +1,10 @@
-"""Scalar fields: strings, integers, floats, booleans, Decimals and UUIDs."""
+"""Scalar fields: strings, integers, floats, booleans, Decimals and UUIDs.
+
+Each is a ``Field[T]`` of its Python type. Decimal and UUID fields also accept the other
+forms their ``clean()`` converts (ints and numeric strings, UUID strings): their type-only
+``__get__``/``__set__`` say so, for assignments and for expressions such as
+``Order.total >= 100``.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,21 @@ import re
 import uuid
 from decimal import Decimal, InvalidOperation
 from numbers import Integral
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import sortable
 from ..errors import ConfigurationError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
 from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound, is_size, show
 
+if TYPE_CHECKING:
+    from ..document import Document
+    from ..query.expressions import FieldRef
 
-class StringField(Field):
+N = TypeVar("N", int, float, Decimal)
+
+
+class StringField(Field[str]):
     """Text. Comparisons and ordering follow Unicode code points (UTF-8 byte order).
 
     Args:
@@ -71,7 +83,7 @@ class StringField(Field):
         return sortable.encode_str(value)
 
 
-class _NumberField(Field):
+class _NumberField(Field[N]):
     lookups = ORDERED
     type_name = "number"
 
@@ -111,7 +123,7 @@ MAX_INT_DIGITS = 4300
 _INT_LIMIT = 10**MAX_INT_DIGITS
 
 
-class IntField(_NumberField):
+class IntField(_NumberField[int]):
     """An integer of up to 4300 digits; exact in storage, indexes and comparisons."""
 
     type_name = "integer"
@@ -125,7 +137,7 @@ class IntField(_NumberField):
         return number
 
 
-class FloatField(_NumberField):
+class FloatField(_NumberField[float]):
     """A finite float (NaN and infinities are rejected: they have no JSON form)."""
 
     type_name = "float"
@@ -142,7 +154,7 @@ class FloatField(_NumberField):
         return result
 
 
-class DecimalField(_NumberField):
+class DecimalField(_NumberField[Decimal]):
     """An exact decimal, stored as its string so no digit is lost.
 
     Accepts ``Decimal``, ``int`` and numeric strings. Floats are refused: they are not exact
@@ -150,6 +162,18 @@ class DecimalField(_NumberField):
     """
 
     type_name = "decimal"
+
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, instance: None, owner: type[Any]) -> FieldRef[Decimal | int | str]:
+            ...
+
+        @overload
+        def __get__(self, instance: Document, owner: type[Any]) -> Decimal | None: ...
+
+        def __get__(self, instance: Document | None, owner: type[Any]) -> Any: ...
+
+        def __set__(self, instance: Document, value: Decimal | int | str | None) -> None: ...
 
     def clean(self, value: Any) -> Decimal:
         if isinstance(value, bool) or isinstance(value, float):
@@ -176,7 +200,7 @@ class DecimalField(_NumberField):
         return None if raw is None else Decimal(raw)
 
 
-class BooleanField(Field):
+class BooleanField(Field[bool]):
     """``True`` or ``False`` (no truthy coercion)."""
 
     lookups = EQUALITY
@@ -191,11 +215,22 @@ class BooleanField(Field):
         return sortable.encode_bool(value)
 
 
-class UUIDField(Field):
+class UUIDField(Field[uuid.UUID]):
     """A UUID; accepts ``uuid.UUID`` or its string forms, stored as canonical lowercase hex."""
 
     lookups = EQUALITY
     type_name = "uuid"
+
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, instance: None, owner: type[Any]) -> FieldRef[uuid.UUID | str]: ...
+
+        @overload
+        def __get__(self, instance: Document, owner: type[Any]) -> uuid.UUID | None: ...
+
+        def __get__(self, instance: Document | None, owner: type[Any]) -> Any: ...
+
+        def __set__(self, instance: Document, value: uuid.UUID | str | None) -> None: ...
 
     def clean(self, value: Any) -> uuid.UUID:
         if isinstance(value, uuid.UUID):

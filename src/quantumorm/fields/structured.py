@@ -1,4 +1,9 @@
-"""Fields with structure: timezone-aware datetimes, free-form JSON, and typed arrays."""
+"""Fields with structure: timezone-aware datetimes, free-form JSON, and typed arrays.
+
+Typed as ``Field[datetime]`` (ISO strings accepted too), ``Field[Any]`` (JSON),
+``Field[dict[str, Any]]`` (``DictField``, to a type checker) and ``Field[list[E]]``
+(``ArrayField(StringField())`` is an ``ArrayField[str]``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,19 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import sortable
 from ..errors import ConfigurationError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
 from .base import ORDERED, Field, FieldValueError, is_size, show
 from .scalar import MAX_INT_DIGITS
+
+if TYPE_CHECKING:
+    from ..document import Document
+    from ..query.expressions import FieldRef
+
+E = TypeVar("E")
 
 #: How deep a JSON value may nest (each list or dict is one level; ``[[1]]`` is 2 deep).
 #: Python's json module encodes and decodes nested containers by recursion, one or more
@@ -63,7 +74,7 @@ def parse_datetime(text: str) -> dt.datetime:
                        int((part["fraction"] or "0").ljust(6, "0")), tzinfo=tz)
 
 
-class DateTimeField(Field):
+class DateTimeField(Field[dt.datetime]):
     """A point in time, kept timezone-aware.
 
     The rule for naive values: a naive ``datetime`` is taken to be in UTC and gets
@@ -87,6 +98,17 @@ class DateTimeField(Field):
 
     lookups = ORDERED
     type_name = "datetime"
+
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, instance: None, owner: type[Any]) -> FieldRef[dt.datetime | str]: ...
+
+        @overload
+        def __get__(self, instance: Document, owner: type[Any]) -> dt.datetime | None: ...
+
+        def __get__(self, instance: Document | None, owner: type[Any]) -> Any: ...
+
+        def __set__(self, instance: Document, value: dt.datetime | str | None) -> None: ...
 
     def clean(self, value: Any) -> dt.datetime:
         if isinstance(value, str):
@@ -117,7 +139,7 @@ class DateTimeField(Field):
         return sortable.encode_datetime(value)
 
 
-class JSONField(Field):
+class JSONField(Field[Any]):
     """Any JSON value (dict, list, string, finite number, bool); stored as is.
 
     Refused with a ValidationError naming the field: values nested deeper than
@@ -144,7 +166,22 @@ class JSONField(Field):
         return sortable.encode_str(canonical)
 
 
-DictField = JSONField
+if TYPE_CHECKING:
+    class DictField(JSONField):
+        """A JSON object: at run time the same class as :class:`JSONField` (which takes any
+        JSON value), typed for the usual case of a dict."""
+
+        @overload
+        def __get__(self, instance: None, owner: type[Any]) -> FieldRef[dict[str, Any]]: ...
+
+        @overload
+        def __get__(self, instance: Document, owner: type[Any]) -> dict[str, Any] | None: ...
+
+        def __get__(self, instance: Document | None, owner: type[Any]) -> Any: ...
+
+        def __set__(self, instance: Document, value: dict[str, Any] | None) -> None: ...
+else:
+    DictField = JSONField
 
 
 class _Refused(Exception):
@@ -232,7 +269,7 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-class ArrayField(Field):
+class ArrayField(Field[list[E]]):
     """A list of values of one field type: ``ArrayField(StringField(max_length=20))``.
 
     ``contains`` tests membership of one element and is served by the field's index (one
@@ -243,7 +280,7 @@ class ArrayField(Field):
     lookups = KIND_LOOKUPS[FieldKind.ARRAY]
     sortable = False
 
-    def __init__(self, field: Field, *, min_items: int | None = None,
+    def __init__(self, field: Field[E] | type[Field[E]], *, min_items: int | None = None,
                  max_items: int | None = None, **options: Any) -> None:
         if isinstance(field, type) and issubclass(field, Field):
             field = field()
@@ -258,7 +295,7 @@ class ArrayField(Field):
                 raise ConfigurationError(f"{name} must be a non-negative int (got {bound!r})")
         if min_items is not None and max_items is not None and min_items > max_items:
             raise ConfigurationError(f"min_items {min_items} > max_items {max_items}")
-        self.field = field
+        self.field: Field[E] = field
         self.min_items, self.max_items = min_items, max_items
         self.type_name = f"array of {field.type_name}"
         super().__init__(**options)

@@ -8,7 +8,7 @@ field name and lookup is checked and every value is cleaned by its field, so mis
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from ..errors import QueryError
 from ..fields.base import Field, FieldValueError
@@ -29,7 +29,16 @@ from .nodes import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
     from ..options import ModelOptions
+
+    #: the values a field's expressions take (its Python type); Any for a bare ``FieldRef``
+    V = TypeVar("V", contravariant=True, default=Any)
+else:
+    from typing import TypeVar
+
+    V = TypeVar("V", contravariant=True)
 
 
 class Q:
@@ -107,41 +116,44 @@ def _as_q(value: Any) -> Q:
     raise TypeError(f"cannot combine a Q with {value!r}")
 
 
-class FieldRef:
-    """What ``Model.field`` is on the class: a builder of conditions and orderings."""
+class FieldRef(Generic[V]):
+    """What ``Model.field`` is on the class: a builder of conditions and orderings.
+
+    ``V`` is the type of the values it compares with (``User.age > 30`` is a ``Q``;
+    ``User.age > "x"`` is a type error)."""
 
     __slots__ = ("model", "field")
 
-    def __init__(self, model: type, field: Field) -> None:
+    def __init__(self, model: type[Any], field: Field[Any]) -> None:
         self.model, self.field = model, field
 
     def _q(self, lookup: Lookup, value: Any) -> Q:
         return Q._make(BoolOp.AND, ((f"{self.field.name}__{lookup.value}", value),), self.model)
 
-    def __eq__(self, value: Any) -> Q:  # type: ignore[override]
+    def __eq__(self, value: V | None) -> Q:  # type: ignore[override]
         return self._q(Lookup.EXACT, value)
 
-    def __ne__(self, value: Any) -> Q:  # type: ignore[override]
+    def __ne__(self, value: V | None) -> Q:  # type: ignore[override]
         return self._q(Lookup.NE, value)
 
-    def __gt__(self, value: Any) -> Q:
+    def __gt__(self, value: V) -> Q:
         return self._q(Lookup.GT, value)
 
-    def __ge__(self, value: Any) -> Q:
+    def __ge__(self, value: V) -> Q:
         return self._q(Lookup.GTE, value)
 
-    def __lt__(self, value: Any) -> Q:
+    def __lt__(self, value: V) -> Q:
         return self._q(Lookup.LT, value)
 
-    def __le__(self, value: Any) -> Q:
+    def __le__(self, value: V) -> Q:
         return self._q(Lookup.LTE, value)
 
     __hash__ = None  # type: ignore[assignment]
 
-    def in_(self, values: Iterable[Any]) -> Q:
+    def in_(self, values: Iterable[V | None]) -> Q:
         return self._q(Lookup.IN, values)
 
-    def not_in(self, values: Iterable[Any]) -> Q:
+    def not_in(self, values: Iterable[V | None]) -> Q:
         return self._q(Lookup.NIN, values)
 
     def contains(self, value: Any) -> Q:

@@ -3,6 +3,10 @@
 Builder methods return a new QuerySet and never touch the store; names, lookups and values
 are checked when the query is built. Terminal methods are operations (see
 :mod:`quantumorm.engine.twin`): ``await qs.all()`` and ``qs.all_sync()`` run the same code.
+
+``QuerySet[D]`` is generic in its model: ``User.objects`` is a ``QuerySet[User]``, whose
+``all()`` is a ``list[User]``, ``first()`` a ``User | None``, and so on. ``values()`` turns
+documents into dicts, so it returns a ``QuerySet[Any]``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import base64
 import hashlib
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -30,9 +35,13 @@ if TYPE_CHECKING:
     from ..backends.base import Backend, Explanation, Row
     from ..connection import Connection
     from ..document import Document
-    from ..events import ChangeFeed, ConsumerGroup
+    from ..events import ChangeFeed, ConsumerGroup, Subscription
 
 D = TypeVar("D", bound="Document")
+
+#: what filter(), exclude() and get() take besides keywords: ``Q(...)``, a field expression
+#: (``User.age > 3``, also a Q), or a dict of lookups
+Where = Q | dict[str, Any]
 
 #: documents per round trip when iterating a queryset with ``for`` / ``async for``
 ITER_CHUNK = 1000
@@ -111,7 +120,7 @@ class QuerySet(Generic[D]):
 
     # -- building --------------------------------------------------------------------------
 
-    def _node(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Node | None:
+    def _node(self, args: Sequence[Where], kwargs: dict[str, Any]) -> Node | None:
         """The AND of the conditions, or None when there are none (no arguments, or only
         empty ``Q()``s), which filter() and exclude() both ignore."""
         parts: list[Q] = []
@@ -130,13 +139,13 @@ class QuerySet(Generic[D]):
         options = self.model._meta
         return conjoin(*(q.resolve(options) for q in parts))
 
-    def filter(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
+    def filter(self, *conditions: Where, **lookups: Any) -> QuerySet[D]:
         """Keep documents matching every condition: ``filter(User.age > 3, name="x")``.
         No condition (``filter()``, ``filter(Q())``) keeps every document."""
         node = self._node(conditions, lookups)
         return self._clone() if node is None else self._clone(where=conjoin(self._where, node))
 
-    def exclude(self, *conditions: Any, **lookups: Any) -> QuerySet[D]:
+    def exclude(self, *conditions: Where, **lookups: Any) -> QuerySet[D]:
         """Drop documents matching all the given conditions (together). No condition
         (``exclude()``, ``exclude(Q())``) drops nothing."""
         node = self._node(conditions, lookups)
@@ -144,7 +153,7 @@ class QuerySet(Generic[D]):
             return self._clone()
         return self._clone(where=conjoin(self._where, negate(node)))
 
-    def order_by(self, *fields: str | FieldRef | Ordering) -> QuerySet[D]:
+    def order_by(self, *fields: str | FieldRef[Any] | Ordering) -> QuerySet[D]:
         """Order by fields, ``"-field"`` descending; ties are broken by id (in the direction of
         the last field). Replaces any previous ordering; resets a keyset position."""
         orderings = []
@@ -209,7 +218,7 @@ class QuerySet(Generic[D]):
         self._check_names(fields)
         return self._clone(only=tuple(fields))
 
-    def values(self, *fields: str) -> QuerySet[D]:
+    def values(self, *fields: str) -> QuerySet[Any]:
         """Return dicts (of the given fields, or all, plus ``id``) instead of documents."""
         self._check_names(fields)
         return self._clone(values=tuple(fields) or tuple(self.model._meta.fields))
@@ -225,7 +234,7 @@ class QuerySet(Generic[D]):
             raise QueryError(f"{what}() follows the whole collection; filter the events "
                              "you receive instead")
 
-    def changes(self, since: Any = None, *, wait: float | None = None,
+    def changes(self, since: str | datetime | None = None, *, wait: float | None = None,
                 batch: int = 100) -> ChangeFeed[D]:
         """A tail of the model's change events (see :class:`quantumorm.events.ChangeFeed`):
         ``async for event in Model.objects.changes(since="0")`` or a plain ``for``."""
@@ -241,7 +250,7 @@ class QuerySet(Generic[D]):
         self._whole_collection("consumer_group")
         return ConsumerGroup(self.model, self._using, name, start)
 
-    def subscribe(self, *, wait: float | None = None) -> Any:
+    def subscribe(self, *, wait: float | None = None) -> Subscription[D]:
         """Pub/Sub change notifications (``Meta.publish = True``), from the moment the
         subscription is entered: ``with Model.objects.subscribe() as sub: for e in sub``."""
         from ..events import _check_wait
@@ -255,7 +264,8 @@ class QuerySet(Generic[D]):
         connection = self._connection()
         if not connection.backend.capabilities.change_events:
             raise UnsupportedOperation(connection.kind, "change events")
-        return connection.store.subscription(self.model, wait)
+        subscription: Subscription[D] = connection.store.subscription(self.model, wait)
+        return subscription
 
     def _check_names(self, fields: Iterable[str]) -> None:
         for name in fields:
@@ -361,7 +371,7 @@ class QuerySet(Generic[D]):
     first_sync = first.sync
 
     @operation
-    def get(self, *conditions: Any, **lookups: Any) -> OpFactory[D]:
+    def get(self, /, *conditions: Where, **lookups: Any) -> OpFactory[D]:
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
@@ -384,7 +394,7 @@ class QuerySet(Generic[D]):
     exists_sync = exists.sync
 
     @operation
-    def update(self, **fields: Any) -> OpFactory[int]:
+    def update(self, /, **fields: Any) -> OpFactory[int]:
         """Set fields on every matching document (each a compare-and-set write, retried if
         another writer got there first). Returns how many documents match the new values."""
         changes = self._changes(fields)
@@ -463,7 +473,7 @@ class QuerySet(Generic[D]):
     bulk_create_sync = bulk_create.sync
 
     @operation
-    def create(self, **values: Any) -> OpFactory[D]:
+    def create(self, /, **values: Any) -> OpFactory[D]:
         """Build and insert one document."""
         doc = self.model(**values)
         return partial(ops.save, doc=doc)
@@ -472,7 +482,7 @@ class QuerySet(Generic[D]):
 
     @operation
     def paginate(self, page: int | None = None, per_page: int = 20,
-                 after: Any = MISSING) -> OpFactory[Page[D]]:
+                 after: str | None = MISSING) -> OpFactory[Page[D]]:
         """A page of results.
 
         ``paginate(page=3, per_page=20)`` numbers pages (with ``total``; costs a count).
@@ -495,7 +505,7 @@ class QuerySet(Generic[D]):
 
     # -- iteration -------------------------------------------------------------------------
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, list[D]]:
         return self.all().__await__()
 
     async def __aiter__(self) -> AsyncIterator[D]:

@@ -1,0 +1,262 @@
+"""User-style code over the public API, checked by ``mypy --strict`` (tests/unit/test_typing.py).
+
+Never run: it only has to type-check, with ``assert_type`` pinning what every call returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    ChangeEvent,
+    Connection,
+    ConsumerGroup,
+    DateTimeField,
+    DecimalField,
+    DictField,
+    Document,
+    FloatField,
+    IntField,
+    JSONField,
+    ListField,
+    Page,
+    Q,
+    QuerySet,
+    StringField,
+    SyncTransaction,
+    Transaction,
+    UUIDField,
+    create_connection,
+    get_connection,
+)
+from quantumorm.events import ChangeFeed, Consumer, Subscription
+from quantumorm.query.expressions import FieldRef
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:
+    from typing_extensions import assert_type
+
+
+class User(Document):
+    email: StringField = StringField(required=True, unique=True)
+    name: StringField = StringField(required=True, max_length=80, indexed=True)
+    age: IntField = IntField(min_value=0, indexed=True)
+    score: FloatField = FloatField()
+    balance: DecimalField = DecimalField(default=Decimal("0"), indexed=True)
+    active: BooleanField = BooleanField(default=True)
+    token: UUIDField = UUIDField()
+    joined: DateTimeField = DateTimeField(indexed=True)
+    tags: ArrayField[str] = ArrayField(StringField(), default=list, indexed=True)
+    scores: ListField[int] = ListField(IntField())
+    profile: DictField = DictField()
+    extra: JSONField = JSONField()
+
+    class Meta:
+        collection = "users"
+
+
+class Order(Document):
+    owner: StringField = StringField(indexed=True)
+    total: DecimalField = DecimalField(indexed=True)
+
+    class Meta:
+        collection = "orders"
+        partitions = 1
+
+
+# -- connections ---------------------------------------------------------------------------
+
+conn = create_connection(backend="redis", url="redis://localhost:6379/0", make_default=True)
+assert_type(conn, Connection)
+assert_type(get_connection(), Connection)
+assert_type(create_connection(backend="sqlite", url="sqlite:///:memory:", name="lite"),
+            Connection)
+assert_type(conn.name, str)
+
+# -- documents: construction, fields, expressions ------------------------------------------
+
+user = User(email="a@example.com", name="Ada", age=36, tags=["x"], balance=Decimal("1.5"))
+assert_type(user, User)
+assert_type(User("u1", name="Ada"), User)
+assert_type(User(id=7, joined="2024-01-31T12:00:00Z", token=str(uuid.uuid4())), User)
+assert_type(user.id, str | None)
+assert_type(user.name, str | None)
+assert_type(user.age, int | None)
+assert_type(user.score, float | None)
+assert_type(user.balance, Decimal | None)
+assert_type(user.active, bool | None)
+assert_type(user.token, uuid.UUID | None)
+assert_type(user.joined, dt.datetime | None)
+assert_type(user.tags, list[str] | None)
+assert_type(user.scores, list[int] | None)
+assert_type(user.profile, dict[str, Any] | None)
+assert_type(user.version, int)
+assert_type(user.is_saved, bool)
+assert_type(user.to_dict(), dict[str, Any])
+assert_type(user.changed_fields(), list[str])
+user.age = 37
+user.age = None
+user.score = 3  # an int is a float to type checkers too
+user.balance = 10
+user.balance = "10.25"
+user.joined = dt.datetime.now(dt.timezone.utc)
+user.joined = "2024-01-31"
+user.tags = ["a", "b"]
+user.id = "u2"
+user.extra = {"anything": [1, 2]}
+
+assert_type(User.age, FieldRef[int])
+assert_type(User.age > 30, Q)
+assert_type(User.age == 30, Q)
+assert_type(User.age != None, Q)  # noqa: E711 - builds an isnull condition
+assert_type(User.name.in_(["Ada", "Bob"]), Q)
+assert_type(User.name.startswith("A"), Q)
+assert_type(User.tags.contains("x"), Q)
+assert_type(User.joined >= dt.datetime(2024, 1, 1), Q)
+assert_type(User.joined >= "2024-01-01", Q)
+assert_type(User.balance > 100, Q)
+assert_type((User.age > 30) & ~Q(name="Bob") | Q(active=True), Q)
+
+# -- queries, blocking ---------------------------------------------------------------------
+
+qs = User.objects.filter(User.age >= 18, name__startswith="A").exclude(active=False)
+assert_type(qs, QuerySet[User])
+assert_type(qs.order_by("-age", User.name).limit(10).offset(5)[0:3], QuerySet[User])
+assert_type(User.objects.only("name").using("default"), QuerySet[User])
+assert_type(qs.all_sync(), list[User])
+assert_type(qs.first_sync(), User | None)
+assert_type(qs.get_sync(User.email == "a@example.com"), User)
+assert_type(User.objects.get_sync(id="u1"), User)
+assert_type(qs.count_sync(), int)
+assert_type(qs.exists_sync(), bool)
+assert_type(qs.update_sync(active=False), int)
+assert_type(qs.delete_sync(), int)
+assert_type(User.objects.get_many_sync(["u1", 2]), list[User | None])
+assert_type(User.objects.create_sync(name="Cy", age=3), User)
+assert_type(User.objects.bulk_create_sync([User(name="D")]), list[User])
+assert_type(qs.values("name").all_sync(), list[Any])
+page = qs.paginate_sync(page=2, per_page=20)
+assert_type(page, Page[User])
+assert_type(page.items, list[User])
+assert_type(page.next_cursor, str | None)
+assert_type(qs.paginate_sync(per_page=20, after=page.next_cursor).has_next, bool)
+assert_type(qs.cursor_for(user), str)
+for each in qs:
+    assert_type(each, User)
+
+assert_type(user.save_sync(), User)
+assert_type(user.save_sync(ttl=60), User)
+assert_type(user.reload_sync(), User)
+assert_type(user.delete_sync(), bool)
+assert_type(user.touch_sync(30), bool)
+assert_type(user.persist_sync(), bool)
+assert_type(user.ttl_sync(), float | None)
+assert_type(user.inc_sync("age"), int | float | Decimal)
+assert_type(user.push_sync("tags", "y", unique=True), list[Any])
+assert_type(user.set_if_absent_sync("name", "Ada"), bool)
+assert_type(user.update_with_retry_sync(lambda u: None), User)
+assert_type(Order(owner="u1", total=Decimal("9.99")).save_sync(), Order)
+assert_type(User.save_sync(user, ttl=None), User)
+assert_type(User.delete_sync(user), bool)
+
+
+# -- asyncio -------------------------------------------------------------------------------
+
+async def async_code() -> None:
+    assert_type(await user.save(), User)
+    assert_type(await user.reload(), User)
+    assert_type(await Order.save(Order()), Order)
+    assert_type(await user.delete(soft=True, ttl=60), bool)
+    assert_type(await user.dec("age", 2), int | float | Decimal)
+    assert_type(await user.pull("tags", "x"), list[Any])
+    assert_type(await qs.all(), list[User])
+    assert_type(await qs, list[User])
+    assert_type(await qs.first(), User | None)
+    assert_type(await qs.get(), User)
+    assert_type(await User.objects.get(id="u1"), User)
+    assert_type(await qs.count(), int)
+    assert_type(await qs.exists(), bool)
+    assert_type(await qs.update(age=40), int)
+    assert_type(await qs.delete(), int)
+    assert_type(await Order.objects.filter(total__gte=100).all(), list[Order])
+    assert_type(await qs.paginate(per_page=5, after=None), Page[User])
+    async for found in qs:
+        assert_type(found, User)
+    await conn.aclose()
+
+
+# -- transactions --------------------------------------------------------------------------
+
+with conn.transaction_sync() as stx:
+    assert_type(stx, SyncTransaction)
+    got = stx.get(User, "u1")
+    assert_type(got, User | None)
+    if got is not None:
+        got.age = 1
+        stx.save(got)
+    stx.delete(user)
+
+
+def transfer(tx: SyncTransaction) -> int:
+    found = tx.get(User, "u1")
+    return 0 if found is None or found.age is None else found.age
+
+
+assert_type(conn.run_transaction_sync(transfer), int)
+
+
+async def async_transactions() -> None:
+    async with conn.transaction() as tx:
+        assert_type(tx, Transaction)
+        assert_type(await tx.get(Order, 1), Order | None)
+        tx.save(user, ttl=10)
+
+    async def work(tx: Transaction) -> str:
+        return "done"
+
+    assert_type(await conn.run_transaction(work, attempts=5), str)
+
+
+# -- change events -------------------------------------------------------------------------
+
+feed = User.objects.changes(since="0", wait=1.0)
+assert_type(feed, ChangeFeed[User])
+assert_type(feed.read_sync(), list[ChangeEvent[User]])
+for event in feed:
+    assert_type(event, ChangeEvent[User])
+    assert_type(event.document, User | None)
+    assert_type(event.op, str)
+    assert_type(event.time, dt.datetime | None)
+assert_type(feed.position, str | None)
+
+group = User.objects.consumer_group("mailer", start="0")
+assert_type(group, ConsumerGroup[User])
+assert_type(group.pending_sync(), int)
+worker = group.consumer("w1", batch=10)
+assert_type(worker, Consumer[User])
+events = worker.read_sync(wait=0.5)
+assert_type(events, list[ChangeEvent[User]])
+assert_type(worker.ack_sync(*events), int)
+assert_type(worker.claim_sync(60.0), list[ChangeEvent[User]])
+
+with User.objects.subscribe(wait=1.0) as subscription:
+    assert_type(subscription, Subscription[User])
+    for note in subscription:
+        assert_type(note, ChangeEvent[User])
+
+
+async def async_events() -> None:
+    async for event in User.objects.changes():
+        assert_type(event, ChangeEvent[User])
+    assert_type(await worker.read(), list[ChangeEvent[User]])
+    assert_type(await group.pending(), int)
+    async with User.objects.subscribe() as sub:
+        async for note in sub:
+            assert_type(note, ChangeEvent[User])

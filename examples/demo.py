@@ -74,15 +74,16 @@ class DemoDocument(Document):
 
 
 class Customer(DemoDocument):
-    email = StringField(required=True, unique=True, max_length=120,
-                        regex=r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
-    name = StringField(required=True, min_length=2, max_length=80, indexed=True)
-    country = StringField(required=True, min_length=2, max_length=2, indexed=True)
-    tier = StringField(choices=("free", "pro", "enterprise"), default="free", indexed=True)
-    signed_up = DateTimeField(required=True, indexed=True)
-    credit = DecimalField(min_value=0, indexed=True)  # None = no credit line
-    tags = ArrayField(StringField(max_length=20), indexed=True, default=list)
-    referrer = StringField()  # not indexed: queries on it are post-filtered
+    email: StringField = StringField(required=True, unique=True, max_length=120,
+                                     regex=r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+    name: StringField = StringField(required=True, min_length=2, max_length=80, indexed=True)
+    country: StringField = StringField(required=True, min_length=2, max_length=2, indexed=True)
+    tier: StringField = StringField(choices=("free", "pro", "enterprise"), default="free",
+                                    indexed=True)
+    signed_up: DateTimeField = DateTimeField(required=True, indexed=True)
+    credit: DecimalField = DecimalField(min_value=0, indexed=True)  # None = no credit line
+    tags: ArrayField[str] = ArrayField(StringField(max_length=20), indexed=True, default=list)
+    referrer: StringField = StringField()  # not indexed: queries on it are post-filtered
 
     class Meta:
         collection = "customers"
@@ -90,12 +91,12 @@ class Customer(DemoDocument):
 
 
 class Order(DemoDocument):
-    customer_id = StringField(required=True, indexed=True)
-    total = DecimalField(required=True, min_value=0)  # not indexed
-    status = StringField(choices=("pending", "paid", "shipped", "cancelled"), default="pending",
-                         indexed=True)
-    placed_at = DateTimeField(required=True)
-    items = JSONField(default=list)
+    customer_id: StringField = StringField(required=True, indexed=True)
+    total: DecimalField = DecimalField(required=True, min_value=0)  # not indexed
+    status: StringField = StringField(choices=("pending", "paid", "shipped", "cancelled"),
+                                      default="pending", indexed=True)
+    placed_at: DateTimeField = DateTimeField(required=True)
+    items: JSONField = JSONField(default=list)
 
     class Meta:
         collection = "orders"

@@ -1,4 +1,7 @@
-"""The only place where sync and async differ in the core.
+"""Where sync and async differ for an operation: the two drivers below.
+
+Every loop at the edge (the exchange with Redis, WATCH, subscriptions, change feeds, chunked
+iteration) is likewise one generator run by a blocking and an asyncio driver that only do I/O.
 
 An operation (:data:`Op`) is a generator that yields a backend plan whenever it needs the
 store, and receives the plan's replies. It never performs I/O itself, so the same body runs

@@ -46,6 +46,14 @@ class ValidationError(QuantumORMError, ValueError):
         super().__init__(prefix + " | ".join(parts))
 
 
+class FieldValueError(ValueError):
+    """Raised by a field's ``clean()`` for one value; the message completes "'<field>' ...".
+
+    Not a :class:`QuantumORMError`: it never leaves QuantumORM. A save collects these into a
+    :class:`ValidationError`, a query turns one into a :class:`QueryError`. A custom field
+    raises it from ``clean()``."""
+
+
 class UnknownFieldError(QuantumORMError, TypeError):
     """A field name that the model does not declare was used."""
 

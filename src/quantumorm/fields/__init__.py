@@ -1,6 +1,7 @@
 """Field types. See :mod:`quantumorm.fields.base` for the conversion contract."""
 
-from .base import MISSING, Field, FieldValueError
+from ..errors import FieldValueError
+from .base import MISSING, Field
 from .scalar import BooleanField, DecimalField, FloatField, IntField, StringField, UUIDField
 from .structured import (
     MAX_JSON_DEPTH,

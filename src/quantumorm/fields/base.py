@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
 
 from .. import sortable
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, FieldValueError
+from ..query.expressions import FieldRef
 from ..query.lookups import KIND_LOOKUPS, FieldKind, Lookup
 
 if TYPE_CHECKING:
     from ..document import Document
-    from ..query.expressions import FieldRef
 
 if TYPE_CHECKING:
     # a default (PEP 696), so that a bare ``Field`` in annotations means ``Field[Any]``
@@ -54,10 +54,6 @@ _DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 EQUALITY = KIND_LOOKUPS[FieldKind.EQUALITY]
 ORDERED = KIND_LOOKUPS[FieldKind.ORDERED]
-
-
-class FieldValueError(ValueError):
-    """Raised by :meth:`Field.clean`; the message completes "'<field>' ..."."""
 
 
 class Field(Generic[T]):
@@ -147,8 +143,6 @@ class Field(Generic[T]):
 
     def __get__(self, instance: Document | None, owner: type[Any]) -> FieldRef[T] | T | None:
         if instance is None:
-            from ..query.expressions import FieldRef
-
             return FieldRef(owner, self)
         return instance.__dict__.get(self.name)
 

@@ -16,9 +16,9 @@ from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import sortable
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, FieldValueError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
-from .base import EQUALITY, ORDERED, Field, FieldValueError, check_bound, is_size, show
+from .base import EQUALITY, ORDERED, Field, check_bound, is_size, show
 
 if TYPE_CHECKING:
     from ..document import Document

@@ -14,9 +14,9 @@ import re
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import sortable
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, FieldValueError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
-from .base import ORDERED, Field, FieldValueError, is_size, show
+from .base import ORDERED, Field, is_size, show
 from .scalar import MAX_INT_DIGITS
 
 if TYPE_CHECKING:

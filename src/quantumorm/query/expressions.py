@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
-from ..errors import QueryError
-from ..fields.base import Field, FieldValueError
-from ..fields.scalar import StringField
-from ..fields.structured import ArrayField
+from ..errors import FieldValueError, QueryError
 from .lookups import KIND_LOOKUPS, FieldKind, Lookup, split_key
 from .nodes import (
     FALSE,
@@ -31,6 +28,7 @@ from .nodes import (
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
 
+    from ..fields.base import Field
     from ..options import ModelOptions
 
     #: the values a field's expressions take (its Python type); Any for a bare ``FieldRef``
@@ -256,11 +254,11 @@ def _text(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> No
 
 
 def _contains(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
-    if isinstance(field, StringField):
+    clean_element = getattr(field, "clean_element", None)
+    if clean_element is None:  # a string: a substring
         return _text(where, name, field, lookup, value)
-    assert isinstance(field, ArrayField)
-    try:
-        return Condition(name, lookup, field.clean_element(value))
+    try:  # an array: an element
+        return Condition(name, lookup, clean_element(value))
     except FieldValueError as exc:
         raise QueryError(f"{where}: {exc}") from None
 

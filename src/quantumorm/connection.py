@@ -1,36 +1,29 @@
-"""Named connections, and the one place that runs operations on them.
+"""Connections: opening one, and the one place that runs operations on it.
 
 ``create_connection(backend="redis", url=..., name=..., make_default=True)`` opens a store
-through the backend registry and registers it by name. A model uses the connection named by
-``Meta.connection``, or else the default connection of its ``Meta.backend``. Each backend
-has its own default: the first connection opened for a backend becomes its default unless
-another is made default, and opening a connection of one backend never changes the default
-of another. Without ``url``, the URL comes from the environment (:data:`URL_VARIABLES`).
+through the backend registry and registers it by name (:mod:`quantumorm.registry`). A model
+uses the connection named by ``Meta.connection``, or else the default connection of its
+``Meta.backend``. Each backend has its own default: the first connection opened for a
+backend becomes its default unless another is made default, and opening a connection of
+one backend never changes the default of another. Without ``url``, the URL comes from the
+environment (:data:`URL_VARIABLES`).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from . import transaction
 from .backends import opener
 from .engine import drive
-from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
+from .errors import ConfigurationError, UnsupportedOperation
 from .redaction import redact_url
-
-if TYPE_CHECKING:
-    from .backends.base import Capabilities
-    from .document import Document
-    from .options import ModelOptions
-    from .transaction import SyncTransaction, Transaction
+from .registry import aclose_all, close_all, connection_for, get_connection, register
+from .transaction import SyncTransaction, Transaction
 
 T = TypeVar("T")
-
-_lock = threading.Lock()
-_connections: dict[str, Connection] = {}
-_defaults: dict[str, str] = {}
 
 #: where ``create_connection()`` without ``url`` finds one, in order: for every backend,
 #: then for one backend only
@@ -66,29 +59,21 @@ class Connection:
     def transaction(self) -> Transaction:
         """``async with conn.transaction() as tx``: reads checked and writes applied together
         at commit (see :mod:`quantumorm.transaction`)."""
-        from .transaction import Transaction
-
         return Transaction(self)
 
     def transaction_sync(self) -> SyncTransaction:
         """``with conn.transaction_sync() as tx``: the blocking twin of :meth:`transaction`."""
-        from .transaction import SyncTransaction
-
         return SyncTransaction(self)
 
     async def run_transaction(self, fn: Callable[[Transaction], Awaitable[T]], *,
                               attempts: int = 3) -> T:
         """Run ``await fn(tx)`` in a transaction and commit; on a version conflict run it
         again in a fresh one, up to ``attempts`` times (then the conflict is raised)."""
-        from . import transaction
-
         return await transaction.run(self, fn, attempts)
 
     def run_transaction_sync(self, fn: Callable[[SyncTransaction], T], *,
                              attempts: int = 3) -> T:
         """The blocking twin of :meth:`run_transaction`."""
-        from . import transaction
-
         return transaction.run_sync(self, fn, attempts)
 
     # -- the store's own primitives (Redis: pipelines, WATCH/MULTI/EXEC) ---------------------
@@ -181,14 +166,7 @@ def create_connection(
             raise
         raise ConfigurationError(f"{exc} (the URL is ${source})") from None
     connection = Connection(name, backend, url, store)
-    with _lock:
-        previous = _connections.get(name)
-        _connections[name] = connection
-        if previous is not None and previous.kind != backend and (
-                _defaults.get(previous.kind) == name):
-            del _defaults[previous.kind]  # that backend's default was the one replaced
-        if make_default or backend not in _defaults or _defaults[backend] == name:
-            _defaults[backend] = name
+    previous = register(connection, make_default)
     if previous is not None:
         previous.close()
     return connection
@@ -206,93 +184,5 @@ def _url_from_environment(backend: str) -> tuple[str, str]:
         f"{' or '.join('$' + n for n in names)}")
 
 
-def get_connection(name: str | None = None, backend: str = "redis") -> Connection:
-    """The connection called ``name``, or the default connection of ``backend``."""
-    with _lock:
-        if name is None:
-            name = _defaults.get(backend)
-            if name is None:
-                raise ConnectionNotFound(
-                    f"no {backend} connection: call create_connection(backend={backend!r}, "
-                    "url=..., make_default=True) first"
-                )
-        connection = _connections.get(name)
-    if connection is None:
-        raise ConnectionNotFound(
-            f"no connection named {name!r} (open: {', '.join(sorted(_connections)) or 'none'})"
-        )
-    return connection
-
-
-def connection_for(model: type[Document], connection: Connection | None = None) -> Connection:
-    """The connection a model runs on (``connection`` if given), checked against its backend:
-    the kind must match and the backend must support what the model declares."""
-    options = model._meta
-    if connection is None:
-        connection = get_connection(options.connection, options.backend)
-    if connection.kind != options.backend:
-        raise ConfigurationError(
-            f"{options.model_name} uses backend {options.backend!r} but connection "
-            f"{connection.name!r} is a {connection.kind!r} connection"
-        )
-    # (kept on the options, not in a set of id(options): an id is reused once a model made
-    # at runtime is freed, and a set here would grow with every such model)
-    checked: set[str] = options.__dict__.setdefault("_checked_kinds", set())
-    if connection.kind not in checked:
-        _check_model(options, connection.kind, connection.backend.capabilities)
-        checked.add(connection.kind)
-    return connection
-
-
-def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -> None:
-    if options.partitions > 1 and not capabilities.partitions:
-        raise UnsupportedOperation(kind, "partitions",
-                                   f"{options.model_name} declares partitions = "
-                                   f"{options.partitions}")
-    if options.ttl is not None and not capabilities.ttl:
-        raise UnsupportedOperation(kind, "ttl", f"{options.model_name} declares Meta.ttl")
-    if (options.changes or options.publish) and not capabilities.change_events:
-        raise UnsupportedOperation(kind, "change events",
-                                   f"{options.model_name} declares Meta.changes / publish")
-    if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
-        raise UnsupportedOperation(kind, "unique indexes",
-                                   f"{options.model_name} declares a unique index")
-    if (any(index.compound for index in options.indexes)
-            and "compound" not in capabilities.index_kinds):
-        raise UnsupportedOperation(kind, "compound indexes",
-                                   f"{options.model_name} declares a compound index")
-
-
-def _forget_all() -> list[Connection]:
-    with _lock:
-        connections = list(_connections.values())
-        _connections.clear()
-        _defaults.clear()
-    return connections
-
-
-def close_all() -> None:
-    """Close and forget every connection (their blocking pools; see :func:`aclose_all`).
-
-    Every connection is closed even if one fails; the first failure is raised at the end.
-    """
-    failure: BaseException | None = None
-    for connection in _forget_all():
-        try:
-            connection.close()
-        except Exception as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-
-
-async def aclose_all() -> None:
-    """Close and forget every connection, including the asyncio pools of the running loop."""
-    failure: BaseException | None = None
-    for connection in _forget_all():
-        try:
-            await connection.aclose()
-        except Exception as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
+__all__ = ["BACKEND_URL_VARIABLES", "DEFAULT_NAME", "URL_VARIABLES", "Connection", "aclose_all",
+           "close_all", "connection_for", "create_connection", "default_name", "get_connection"]

@@ -30,10 +30,11 @@ from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, Val
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
 from .query.expressions import clean_id
+from .query.queryset import QuerySet
+from .registry import connection_for
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .query.queryset import QuerySet
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -70,8 +71,6 @@ class Manager:
     def __get__(self, instance: None, owner: type[D]) -> QuerySet[D]:
         if instance is not None:
             raise AttributeError("objects is reached through the class, not an instance")
-        from .query.queryset import QuerySet
-
         return QuerySet(owner)
 
 
@@ -258,8 +257,6 @@ class Document(metaclass=DocumentMeta):
 
     @classmethod
     def _connection(cls) -> Connection:
-        from .connection import connection_for
-
         return connection_for(cls)
 
     # -- I/O: one operation each, async and sync ---------------------------------------------

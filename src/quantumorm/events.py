@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .engine.drive import Op, OpFactory
 from .engine.twin import operation
 from .errors import BackendConnectionError, UnsupportedOperation
+from .registry import connection_for, get_connection
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -146,7 +147,7 @@ class _Deliver:
     events: list[Any]
 
 
-def _check_wait(wait: float | None) -> None:
+def check_wait(wait: float | None) -> None:
     if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
                              or wait < 0):
         raise ValueError(f"wait must be a number of seconds >= 0, or None (got {wait!r})")
@@ -172,8 +173,6 @@ class _Reader(Generic[D]):
         self.model, self._using = model, using
 
     def _connection(self) -> Connection:
-        from .connection import connection_for, get_connection
-
         if self._using is None:
             connection = connection_for(self.model)
         else:
@@ -202,7 +201,7 @@ class _Reader(Generic[D]):
             yield PAUSE
 
     def _iterate_sync(self, wait: float | None) -> Iterator[ChangeEvent[D]]:
-        _check_wait(wait)
+        check_wait(wait)
         connection, loop = self._connection(), self._reads(wait)
         request = next(loop)
         while True:
@@ -217,7 +216,7 @@ class _Reader(Generic[D]):
                 return
 
     async def _iterate_async(self, wait: float | None) -> AsyncIterator[ChangeEvent[D]]:
-        _check_wait(wait)
+        check_wait(wait)
         connection, loop = self._connection(), self._reads(wait)
         request = next(loop)
         while True:
@@ -251,7 +250,7 @@ class ChangeFeed(_Reader[D]):
     def __init__(self, model: type[D], using: str | None, since: str | datetime | None,
                  wait: float | None, batch: int) -> None:
         super().__init__(model, using)
-        _check_wait(wait)
+        check_wait(wait)
         _check_count("batch", batch)
         self.since, self.wait, self.batch = since, wait, batch
         self._positions: list[str] | None = None
@@ -276,7 +275,7 @@ class ChangeFeed(_Reader[D]):
     def read(self, wait: float = 0.0) -> OpFactory[list[ChangeEvent[D]]]:
         """The next batch of events (at most ``batch``); waits up to ``wait`` seconds for
         one when there is none (at most one second per call)."""
-        _check_wait(wait)
+        check_wait(wait)
         return self._next(min(wait, MAX_BLOCK))
     read_sync = read.sync
 
@@ -334,7 +333,7 @@ class Consumer(_Reader[D]):
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ValueError(f"a consumer name is a non-empty string (got {name!r})")
         _check_count("batch", batch)
-        _check_wait(wait)
+        check_wait(wait)
         self.group, self.name, self.batch, self.wait = group, name, batch, wait
         self._created = False
         #: where re-reading this consumer's own unacknowledged events stands (None: done)
@@ -374,7 +373,7 @@ class Consumer(_Reader[D]):
     @operation
     def read(self, wait: float = 0.0) -> OpFactory[list[ChangeEvent[D]]]:
         """The next batch for this consumer (pending ones of its own first)."""
-        _check_wait(wait)
+        check_wait(wait)
         return self._next(min(wait, MAX_BLOCK))
     read_sync = read.sync
 

@@ -37,6 +37,7 @@ from .engine.drive import Op
 from .errors import TransactionError, UnsupportedOperation, VersionConflict
 from .fields.base import MISSING
 from .query.expressions import clean_id
+from .registry import connection_for
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -61,8 +62,6 @@ class _Work:
     def bind(self, model: type[Document]) -> None:
         if self.state != "open":
             raise TransactionError(f"this transaction is {self.state}")
-        from .connection import connection_for
-
         if self.model is None:
             connection_for(model, self.connection)  # checks the model against the backend
             self.model = model

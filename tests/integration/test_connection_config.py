@@ -132,7 +132,7 @@ def test_without_a_url_anywhere_the_error_says_where_to_put_one(
     monkeypatch.setenv("QUANTUMORM_URL", "")  # empty counts as unset
     with pytest.raises(ConfigurationError, match="needs a url"):
         create_connection(backend="sqlite")
-    assert not quantumorm.connection._connections
+    assert not quantumorm.registry._connections
 
 
 async def test_sqlite_reads_quantumorm_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

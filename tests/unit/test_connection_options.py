@@ -81,7 +81,7 @@ def test_a_malformed_url_never_shows_the_password(scheme: str, rest: str,
     with pytest.raises(ConfigurationError) as caught:
         create_connection(url=url, name="leak")
     _assert_secret_kept(caught.value)
-    assert quantumorm.connection._connections.get("leak") is None
+    assert quantumorm.registry._connections.get("leak") is None
 
 
 @pytest.mark.parametrize("credentials", CREDENTIALS)
@@ -126,7 +126,7 @@ def test_reprs_never_show_a_password(url: str) -> None:
         assert not _leaks(*texts), texts
     finally:
         connection.close()
-        quantumorm.connection._forget_all()
+        quantumorm.registry._forget_all()
 
 
 def test_sentinel_and_keyword_passwords_are_redacted_in_reprs() -> None:
@@ -139,7 +139,7 @@ def test_sentinel_and_keyword_passwords_are_redacted_in_reprs() -> None:
         assert "'sentinel_username', 'watch'" in shown  # what is not secret stays visible
     finally:
         connection.close()
-        quantumorm.connection._forget_all()
+        quantumorm.registry._forget_all()
 
 
 def test_redact_url_keeps_what_is_not_secret() -> None:
@@ -159,7 +159,7 @@ def test_redact_url_keeps_what_is_not_secret() -> None:
 def _refused(url: str, **options: Any) -> str:
     with pytest.raises(ConfigurationError) as caught:
         create_connection(url=url, name="bad", **options)
-    assert quantumorm.connection._connections.get("bad") is None
+    assert quantumorm.registry._connections.get("bad") is None
     return str(caught.value)
 
 
@@ -250,7 +250,7 @@ def test_redis_py_options_users_pass_through_are_accepted() -> None:
             assert dict(connection.store.options.extra) == options
         finally:
             connection.close()
-            quantumorm.connection._forget_all()
+            quantumorm.registry._forget_all()
     # every redis-py option of a plain connection is one of a TLS connection too
     assert redis_options.passthrough("single", "plain") < redis_options.passthrough(
         "single", "tls")
@@ -264,7 +264,7 @@ def test_sqlite_options_are_checked_with_a_hint() -> None:
     with pytest.raises(ConfigurationError, match="sqlite://") as caught:
         create_connection(backend="sqlite", url=f"redis://:{SECRET}@127.0.0.1:6379/0")
     _assert_secret_kept(caught.value)
-    assert not quantumorm.connection._connections
+    assert not quantumorm.registry._connections
 
 
 def test_noscript_reloads_are_bounded_and_end_with_the_source() -> None:

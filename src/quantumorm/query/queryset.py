@@ -24,8 +24,10 @@ from ..engine import ops
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
 from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
+from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
+from ..registry import connection_for, get_connection
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id
 from .lookups import Lookup
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend, Explanation, Row
     from ..connection import Connection
     from ..document import Document
-    from ..events import ChangeFeed, ConsumerGroup, Subscription
+    from ..events import Subscription
 
 D = TypeVar("D", bound="Document")
 
@@ -238,25 +240,19 @@ class QuerySet(Generic[D]):
                 batch: int = 100) -> ChangeFeed[D]:
         """A tail of the model's change events (see :class:`quantumorm.events.ChangeFeed`):
         ``async for event in Model.objects.changes(since="0")`` or a plain ``for``."""
-        from ..events import ChangeFeed
-
         self._whole_collection("changes")
         return ChangeFeed(self.model, self._using, since, wait, batch)
 
     def consumer_group(self, name: str, *, start: str = "$") -> ConsumerGroup[D]:
         """A consumer group over the model's change events (created on first use)."""
-        from ..events import ConsumerGroup
-
         self._whole_collection("consumer_group")
         return ConsumerGroup(self.model, self._using, name, start)
 
     def subscribe(self, *, wait: float | None = None) -> Subscription[D]:
         """Pub/Sub change notifications (``Meta.publish = True``), from the moment the
         subscription is entered: ``with Model.objects.subscribe() as sub: for e in sub``."""
-        from ..events import _check_wait
-
         self._whole_collection("subscribe")
-        _check_wait(wait)
+        check_wait(wait)
         options = self.model._meta
         if not options.publish:
             raise QueryError(f"{self.model.__name__} does not publish its changes; "
@@ -273,8 +269,6 @@ class QuerySet(Generic[D]):
                 raise UnknownFieldError(self.model.__name__, name, list(self.model._meta.fields))
 
     def _connection(self) -> Connection:
-        from ..connection import connection_for, get_connection
-
         if self._using is None:
             connection = connection_for(self.model)
         else:

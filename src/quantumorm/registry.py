@@ -1,0 +1,135 @@
+r"""The registry of named connections: which connection a model runs on.
+
+``create_connection()`` (:mod:`quantumorm.connection`) opens a store and :func:`register`\ s
+it here by name. A model uses the connection named by ``Meta.connection``, or else the
+default connection of its ``Meta.backend``; :func:`connection_for` also checks, once per
+model and backend, that the backend supports what the model declares. The rest of the
+library (documents, querysets, change feeds, transactions) finds connections through this
+module, which imports none of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
+
+if TYPE_CHECKING:
+    from .backends.base import Capabilities
+    from .connection import Connection
+    from .document import Document
+    from .options import ModelOptions
+
+_lock = threading.Lock()
+_connections: dict[str, Connection] = {}
+_defaults: dict[str, str] = {}
+
+
+def register(connection: Connection, make_default: bool) -> Connection | None:
+    """Register ``connection`` under its name; returns the connection it replaced (to be
+    closed by the caller, outside the lock). The first connection of a backend becomes its
+    default, as does one made default or one replacing the default; replacing a
+    connection of another backend drops that backend's default if it was the one."""
+    name, backend = connection.name, connection.kind
+    with _lock:
+        previous = _connections.get(name)
+        _connections[name] = connection
+        if previous is not None and previous.kind != backend and (
+                _defaults.get(previous.kind) == name):
+            del _defaults[previous.kind]  # that backend's default was the one replaced
+        if make_default or backend not in _defaults or _defaults[backend] == name:
+            _defaults[backend] = name
+    return previous
+
+
+def get_connection(name: str | None = None, backend: str = "redis") -> Connection:
+    """The connection called ``name``, or the default connection of ``backend``."""
+    with _lock:
+        if name is None:
+            name = _defaults.get(backend)
+            if name is None:
+                raise ConnectionNotFound(
+                    f"no {backend} connection: call create_connection(backend={backend!r}, "
+                    "url=..., make_default=True) first"
+                )
+        connection = _connections.get(name)
+    if connection is None:
+        raise ConnectionNotFound(
+            f"no connection named {name!r} (open: {', '.join(sorted(_connections)) or 'none'})"
+        )
+    return connection
+
+
+def connection_for(model: type[Document], connection: Connection | None = None) -> Connection:
+    """The connection a model runs on (``connection`` if given), checked against its backend:
+    the kind must match and the backend must support what the model declares."""
+    options = model._meta
+    if connection is None:
+        connection = get_connection(options.connection, options.backend)
+    if connection.kind != options.backend:
+        raise ConfigurationError(
+            f"{options.model_name} uses backend {options.backend!r} but connection "
+            f"{connection.name!r} is a {connection.kind!r} connection"
+        )
+    # (kept on the options, not in a set of id(options): an id is reused once a model made
+    # at runtime is freed, and a set here would grow with every such model)
+    checked: set[str] = options.__dict__.setdefault("_checked_kinds", set())
+    if connection.kind not in checked:
+        _check_model(options, connection.kind, connection.backend.capabilities)
+        checked.add(connection.kind)
+    return connection
+
+
+def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -> None:
+    if options.partitions > 1 and not capabilities.partitions:
+        raise UnsupportedOperation(kind, "partitions",
+                                   f"{options.model_name} declares partitions = "
+                                   f"{options.partitions}")
+    if options.ttl is not None and not capabilities.ttl:
+        raise UnsupportedOperation(kind, "ttl", f"{options.model_name} declares Meta.ttl")
+    if (options.changes or options.publish) and not capabilities.change_events:
+        raise UnsupportedOperation(kind, "change events",
+                                   f"{options.model_name} declares Meta.changes / publish")
+    if any(index.unique for index in options.indexes) and not capabilities.unique_indexes:
+        raise UnsupportedOperation(kind, "unique indexes",
+                                   f"{options.model_name} declares a unique index")
+    if (any(index.compound for index in options.indexes)
+            and "compound" not in capabilities.index_kinds):
+        raise UnsupportedOperation(kind, "compound indexes",
+                                   f"{options.model_name} declares a compound index")
+
+
+def _forget_all() -> list[Connection]:
+    with _lock:
+        connections = list(_connections.values())
+        _connections.clear()
+        _defaults.clear()
+    return connections
+
+
+def close_all() -> None:
+    """Close and forget every connection (their blocking pools; see :func:`aclose_all`).
+
+    Every connection is closed even if one fails; the first failure is raised at the end.
+    """
+    failure: BaseException | None = None
+    for connection in _forget_all():
+        try:
+            connection.close()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+async def aclose_all() -> None:
+    """Close and forget every connection, including the asyncio pools of the running loop."""
+    failure: BaseException | None = None
+    for connection in _forget_all():
+        try:
+            await connection.aclose()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure

@@ -31,8 +31,7 @@ from ...schema import IndexState
 from ..base import encode_document
 from . import schemas, wire
 from .commands import Call, Command, RedisPlan
-from .keys import KeySpace
-from .planner import manifest_field, meta_field
+from .keys import KeySpace, manifest_field, meta_field
 from .writes import index_members, layout_refused
 
 if TYPE_CHECKING:

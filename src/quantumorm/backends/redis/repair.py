@@ -21,7 +21,7 @@ from ...errors import SchemaMismatchError
 from ...maintenance import Progress, RepairReport
 from . import wire
 from .commands import Call, RedisPlan
-from .planner import manifest_field
+from .keys import manifest_field
 from .verify import BATCH, Checker, Damage, Finding, verify
 from .writes import layout_refused
 

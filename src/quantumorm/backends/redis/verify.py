@@ -31,8 +31,7 @@ from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
 from . import eviction, wire
 from .commands import Call, Command, RedisPlan
-from .keys import KeySpace
-from .planner import manifest_field, meta_field
+from .keys import KeySpace, manifest_field, meta_field
 from .writes import index_members
 
 if TYPE_CHECKING:

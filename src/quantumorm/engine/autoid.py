@@ -18,9 +18,9 @@ from .drive import Op
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken
 AUTO_ID_ATTEMPTS = 5
 
-#: sends the requests at the given positions; per position, its result, or None to send
-#: it again in the next round
-Send = Callable[[list[WriteRequest], list[int]], Op[list[WriteResult | None]]]
+#: sends the requests at the given positions; returns (position, its result), in any
+#: order, with None for a request to send again as it is in the next round
+Send = Callable[[list[WriteRequest], list[int]], Op[list[tuple[int, WriteResult | None]]]]
 
 
 def write(model_name: str, requests: Sequence[WriteRequest],
@@ -43,7 +43,7 @@ def write(model_name: str, requests: Sequence[WriteRequest],
                     requests[position] = requests[position].with_id(new_id)
         outcomes = yield from send(requests, pending)
         again = []
-        for i, outcome in zip(pending, outcomes, strict=True):
+        for i, outcome in outcomes:
             if outcome is None:
                 again.append(i)  # the backend sends it again as it is
             elif i in auto and isinstance(outcome.error, DuplicateIdError):

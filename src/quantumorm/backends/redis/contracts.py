@@ -524,7 +524,8 @@ class WriteReply:
 
 def write_reply(reply: list[Any]) -> WriteReply:
     """Parse one write reply, by its status."""
-    status = _text(reply[0])
+    status = reply[0]
+    status = status.decode() if type(status) is bytes else str(status)  # (_text, inlined)
     if status == "OK":
         return WriteReply(status, int(reply[1]) if len(reply) > 1 else None,
                           bytes(reply[2]) if len(reply) > 2 else None)

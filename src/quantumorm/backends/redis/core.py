@@ -70,10 +70,10 @@ class ModelState:
         verify, program, layout = "1" if self.options.ttl else "0", plan.program, \
             self.writes.layout
         first, last = str(offset), str(-1 if limit is None else limit)
-        return RedisPlan(tuple(
+        return RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
             QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
                       layout).call()
-            for keys, doc_prefix, meta_prefix in self.query_layout()), read_only=True)
+            for keys, doc_prefix, meta_prefix in self.query_layout()]), read_only=True)
 
 
 class BackendCore:
@@ -132,7 +132,10 @@ class BackendCore:
         for _attempt in range(LAYOUT_ATTEMPTS):
             made, plan = make(state)
             replies = yield plan
-            if not any(layout_refused(reply) for reply in replies):
+            for reply in replies:  # (a loop, not any(generator): no call per reply)
+                if layout_refused(reply):
+                    break
+            else:
                 return made, replies
             state = yield from self.prepare(options, refresh=True)
         raise unsettled(options)

@@ -111,11 +111,13 @@ class Reader(BackendCore):
             # (count.lua answers -1 if some can, and query.lua then checks each one)
             keys, layout = state.keys, state.writes.layout
             bounds = tuple(bound for pair in driver.ranges for bound in pair)
+            shared = [keys.partition(p) for p in range(options.partitions)]
+            # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
             calls = tuple(
-                CountCall(keys.ttl(p), keys.ids(p) if driver.kind == "ALL"
-                          else keys.index(p, driver.indexes[0]), keys.state(p), layout,
-                          bounds).call()
-                for p in range(options.partitions))
+                CountCall(p.ttl, p.ids if driver.kind == "ALL"
+                          else p.indexes[state.planner.keypos[driver.indexes[0]] - 2],
+                          p.state, layout, bounds).call()
+                for p in shared)
             counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
             if COUNT_OUTDATED in counts:  # planned with an outdated schema: plan again
                 yield from self.prepare(options, refresh=True)

@@ -47,20 +47,22 @@ Record = SaveCall | DeleteCall | InsertManyCall
 
 class Writer(BackendCore):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
-        keys = self._state(options).keys
+        # (first use: the schema and the ACL preflight come before anything is written)
+        keys = (yield from self.prepare(options)).keys
         (last,) = yield RedisPlan((Command(("INCRBY", keys.sequence, count)),), idempotent=True)
         return [str(n) for n in range(int(last) - count + 1, int(last) + 1)]
 
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         # One insert with P == 1 allocates its id inside the script (one round trip);
-        # otherwise ids come first, in one INCRBY (engine/autoid.py)
-        yield from self.prepare(options)
+        # otherwise ids come first, in one INCRBY (engine/autoid.py). (Not a generator
+        # itself: the loop is the operation, one frame less on every step.)
         stale_layouts = 0
 
         def send(requests: list[WriteRequest],
-                 pending: list[int]) -> Op[list[WriteResult | None]]:
+                 pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
             nonlocal stale_layouts
+            yield from self.prepare(options)
             batches = self._batches(options, [requests[i] for i in pending], pending)
             calls = [record.call() for record, _ in batches]
             # saves may be resent after a broken connection (each recognises its own earlier
@@ -77,38 +79,36 @@ class Writer(BackendCore):
                 assert isinstance(first, SaveCall)
                 sent = yield from self._settle_allocating(options, first)
             resent = getattr(sent, "resent", False)
-            outcomes: dict[int, WriteResult | None] = {}
+            outcomes: list[tuple[int, WriteResult | None]] = []
             stale = False
             for (_, members), raw in zip(batches, sent, strict=True):
-                if layout_refused(raw):  # nothing written: sent again with the new schema
-                    stale = True
-                    for i in members:
-                        outcomes[i] = None
-                    continue
-                parsed = [write_reply(raw)] if len(members) == 1 else \
-                    [write_reply(each) for each in raw]
+                if len(members) == 1:
+                    parsed = [write_reply(raw)]
+                elif layout_refused(raw):  # a batch refused whole
+                    parsed = [WriteReply("LAYOUT")] * len(members)
+                else:
+                    parsed = [write_reply(each) for each in raw]
                 for i, reply in zip(members, parsed, strict=True):
-                    outcomes[i] = self._outcome(options, requests[i], reply, resent)
+                    if reply.status == "LAYOUT":  # nothing written: sent again, new schema
+                        stale = True
+                        outcomes.append((i, None))
+                        continue
+                    result = writes.result(options, requests[i], reply)
+                    if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
+                        # refused when sent again: the first attempt may have been applied
+                        result = WriteResult(result.id, None, WriteOutcomeUnknown(
+                            options.model_name, requests[i].id, result.error))
+                    outcomes.append((i, result))
             if stale:
                 stale_layouts += 1
                 if stale_layouts > LAYOUT_ATTEMPTS:
                     raise unsettled(options)
                 yield from self.prepare(options, refresh=True)
-            return [outcomes[i] for i in pending]
+            return outcomes
 
-        return (yield from autoid.write(
-            options.model_name, requests, lambda n: self.allocate_ids(options, n), send,
-            allocate_here=options.partitions > 1, extra_rounds=LAYOUT_ATTEMPTS))
-
-    @staticmethod
-    def _outcome(options: ModelOptions, request: WriteRequest, reply: WriteReply,
-                 resent: bool) -> WriteResult:
-        result = writes.result(options, request, reply)
-        if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
-            # refused when sent again: the first attempt may have been applied
-            return WriteResult(result.id, None, WriteOutcomeUnknown(
-                options.model_name, request.id, result.error))
-        return result
+        return autoid.write(options.model_name, requests,
+                            lambda n: self.allocate_ids(options, n), send,
+                            allocate_here=options.partitions > 1, extra_rounds=LAYOUT_ATTEMPTS)
 
     def _settle_allocating(self, options: ModelOptions, call: SaveCall) -> Op[list[Any]]:
         """The connection broke around an insert that allocates its own id: find out

@@ -121,11 +121,11 @@ class SqliteBackend:
         layout = yield from self._prepare(options)
 
         def send(requests: list[WriteRequest],
-                 pending: list[int]) -> Op[list[WriteResult | None]]:
+                 pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
             groups = tuple(_statements(layout, requests[i], self.max_document_bytes)
                            for i in pending)
             replies = yield SqlPlan(groups, write=True)
-            return [_result(options, requests[i], reply)
+            return [(i, _result(options, requests[i], reply))
                     for i, reply in zip(pending, replies, strict=True)]
 
         # auto ids come from the sequence first (engine/autoid.py retries taken ones)

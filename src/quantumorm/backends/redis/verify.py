@@ -30,7 +30,8 @@ from ...engine.drive import Op
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
 from . import eviction, wire
-from .commands import Call, Command, RedisPlan
+from .commands import Command, RedisPlan
+from .contracts import EntriesCall, InspectCall
 from .keys import KeySpace, manifest_field, meta_field
 from .writes import index_members
 
@@ -71,14 +72,12 @@ class Checker:
 
     def inspect(self, partition: int, ids: list[str]) -> Op[list[Finding]]:
         keys = self.keys
-        key_list = [keys.ttl(partition), keys.ids(partition),
-                    *(keys.index(partition, index.name) for index in self.indexes)]
-        for id in ids:
-            key_list += [keys.doc(partition, id), keys.meta(partition, id)]
-        args = [wire.pack([m.encode() for m in self.manifests]),
-                *(sortable.id_key(id) for id in ids)]
-        (replies,) = yield RedisPlan((Call("inspect", tuple(key_list), tuple(args)),),
-                                     read_only=True)
+        call = InspectCall(
+            keys.ttl(partition), keys.ids(partition),
+            [keys.index(partition, index.name) for index in self.indexes],
+            [(keys.doc(partition, id), keys.meta(partition, id)) for id in ids],
+            wire.pack([m.encode() for m in self.manifests]), [sortable.id_key(id) for id in ids])
+        (replies,) = yield RedisPlan((call.call(),), read_only=True)
         return [self._judge(id, reply) for id, reply in zip(ids, replies, strict=True)]
 
     def _judge(self, id: str, reply: list[Any]) -> Finding:
@@ -255,9 +254,9 @@ def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: 
             return
         members = [bytes(m) for m in members]
         cursor = members[-1]
-        (judged,) = yield RedisPlan((Call("entries", (key, keys.ttl(partition)), (
-            manifest, keys.doc_prefix(partition), keys.meta_prefix(partition), *members)),),
-            read_only=True)
+        (judged,) = yield RedisPlan((EntriesCall(
+            key, keys.ttl(partition), manifest, keys.doc_prefix(partition),
+            keys.meta_prefix(partition), members).call(),), read_only=True)
         flagged = {int(judged[i]) - 1: wire.text(judged[i + 1]) for i in range(0, len(judged), 2)}
         report.entries += len(members)
         for position, member in enumerate(members):

@@ -24,7 +24,7 @@ from ...errors import (
     WriteOutcomeUnknown,
 )
 from ...options import ModelOptions
-from ..base import WriteRequest, WriteResult
+from ..base import Expiry, WriteRequest, WriteResult
 from . import writes
 from .commands import Call, Command, RedisPlan
 from .contracts import (
@@ -202,7 +202,7 @@ class Writer(BackendCore):
         """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone."""
         keys = self._state(options).keys
         p = keys.partition_of(id)
-        how = "persist" if ttl is None else str(max(1, round(ttl * 1000)))
+        how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
         call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), sortable.id_key(id), how).call()
         (done,) = yield RedisPlan((call,), idempotent=True)
         return bool(done)

@@ -21,7 +21,7 @@ from ...errors import (
     WrongTypeError,
 )
 from ...options import IndexSpec, ModelOptions
-from ..base import WriteRequest, WriteResult
+from ..base import Expiry, WriteRequest, WriteResult
 from . import wire
 from .commands import Call
 from .contracts import (
@@ -144,7 +144,9 @@ class WriteLayout:
             (p.changes,) if events else (),
             request.kind, str(request.expected_version), id_key, self.document(request),
             os.urandom(8).hex(), wire.pack(pairs), wire.pack(index_args), self.manifests,
-            request.expire, p.doc_prefix, p.meta_prefix, events,
+            # (an Expiry is a str: its wire string)
+            expire if type(expire := request.expire) is Expiry else str(expire),
+            p.doc_prefix, p.meta_prefix, events,
             self.changed_names(request.changed) if events else b"", self.layout)
 
     def save_call(self, request: WriteRequest) -> Call:
@@ -167,7 +169,9 @@ class WriteLayout:
             p.ids, p.ttl, p.state, p.indexes,
             [self.new_document(partition, request) for request in requests],
             self.event_keys(partition), self.described,
-            "keep" if expiry == "persist" else expiry, p.doc_prefix, p.meta_prefix,
+            # a new document has no expiry to keep or drop
+            Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
+            p.doc_prefix, p.meta_prefix,
             self.events, self.layout)
 
     def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
@@ -204,7 +208,8 @@ class WriteLayout:
             else:
                 rows.append(TxWrite(request.kind.encode(), request.expected_version,
                                     self.new_document(partition, request),
-                                    self.changed_names(request.changed), request.expire))
+                                    self.changed_names(request.changed),
+                                    wire_expiry(request.expire)))
         return TxCall(p.ids, p.ttl, p.state, p.indexes, rows, self.event_keys(partition),
                       self.described, p.doc_prefix, p.meta_prefix, self.events, self.layout)
 
@@ -223,14 +228,15 @@ class WriteLayout:
             keys.doc(partition, id), keys.meta(partition, id), p.ids, p.ttl, p.state,
             p.indexes, sortable.id_key(id), raw, str(version), os.urandom(8).hex(),
             wire.pack(pairs), self.described, wire.pack(lenient),
-            "keep" if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
+            Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
 
     def delete(self, request: WriteRequest) -> DeleteCall:
         assert request.id is not None
         keys, partition = self.keys, self.keys.partition_of(request.id)
         p = keys.partition(partition)
         expected = str(request.expected_version) if request.expected_version else ""
-        soft = "" if request.expire in ("keep", "persist") else request.expire
+        expire = request.expire
+        soft = "" if type(expire) is Expiry else str(expire)  # milliseconds: a soft delete
         return DeleteCall(
             keys.doc(partition, request.id), keys.meta(partition, request.id), p.ids, p.ttl,
             keys.trash(partition, request.id), p.state, p.indexes,
@@ -245,6 +251,11 @@ class WriteLayout:
         return SweepCall(p.ids, p.ttl, p.state, p.indexes, self.event_keys(partition),
                          str(limit), self.manifests, p.doc_prefix, p.meta_prefix, self.events,
                          self.layout).call()
+
+
+def wire_expiry(expire: Expiry | int) -> str:
+    """What the scripts read for an expiry: "keep", "persist" or milliseconds."""
+    return expire if type(expire) is Expiry else str(expire)  # (an Expiry is a str)
 
 
 def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:

@@ -583,6 +583,78 @@ def query_plan_reply(reply: list[Any]) -> QueryPlanReply:
                           tuple(int(n) for n in reply[3:]))
 
 
+@dataclass(slots=True)
+class SweepReply:
+    """``sweep.lua``: how many expired documents it purged, how many due ones remain."""
+
+    purged: int
+    due: int
+
+
+def sweep_reply(reply: list[Any]) -> SweepReply:
+    return SweepReply(int(reply[0]), int(reply[1]))
+
+
+@dataclass(slots=True)
+class ReindexReply:
+    """One document of a ``reindex.lua`` call: its entries written ("OK"), left because it
+    was written meanwhile ("SKIPPED"), or written though a live document holds its unique
+    value ("UNIQUE": ``index``, ``holder`` id key)."""
+
+    status: str
+    index: str | None = None
+    holder: bytes | None = None
+
+
+def reindex_reply(reply: Any) -> ReindexReply:
+    if isinstance(reply, list):  # {"UNIQUE", index name, holder id key}
+        return ReindexReply(_text(reply[0]), _text(reply[1]), bytes(reply[2]))
+    return ReindexReply(_text(reply))
+
+
+@dataclass(slots=True)
+class InspectReply:
+    """What ``inspect.lua`` read of one id."""
+
+    document: bytes | None  # the JSON, None if there is none
+    meta: dict[str, bytes]  # the meta hash
+    scheduled: bool  # in the TTL schedule
+    listed: bool  # in the id index
+    missing: list[int]  # per index checked: how many entries it lacks
+
+
+def inspect_reply(reply: list[Any]) -> InspectReply:
+    raw, flat, scheduled, listed, missing = reply
+    return InspectReply(
+        None if raw is None or raw is False else bytes(raw),
+        {_text(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
+        scheduled not in (None, False), bool(listed), [int(n) for n in missing])
+
+
+def entries_reply(reply: list[Any]) -> dict[int, str]:
+    """``entries.lua``: the verdict on each entry that is not right, by its 0-based position
+    among the entries sent ("stale" | "orphan" | "expired")."""
+    return {int(reply[i]) - 1: _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+@dataclass(slots=True)
+class SchemaReply:
+    """``schema.lua``: whether the schema was stored, else the layout stored now."""
+
+    stored: bool
+    layout: str  # when not stored: the layout found ("" if none)
+
+
+def schema_reply(reply: Any) -> SchemaReply:
+    text = _text(reply)
+    return SchemaReply(True, "") if text == "OK" else SchemaReply(False, text)
+
+
+def preflight_refusal(reply: Any) -> str:
+    """``preflight.lua``: "COMMAND key" of the first command the user may not run, or ""."""
+    return _text(reply)
+
+
 #: what ``count.lua`` answers instead of a count when documents of the partition may expire
 #: (count with query.lua, which checks each one) -- a bare integer, not a record: a count
 #: is on the hot path and its reply is one number
@@ -598,4 +670,6 @@ __all__ = [
     "ReindexDocument", "RepairCall", "RepairFix", "RestoreCall", "SaveCall", "SchemaCall",
     "StampCall", "SweepCall", "TxCall", "TxCheck", "TxDelete", "TxReply", "TxRow", "TxWrite",
     "WriteReply", "layout_refused", "query_plan_reply", "tx_reply", "write_reply",
+    "SweepReply", "sweep_reply", "ReindexReply", "reindex_reply", "InspectReply",
+    "inspect_reply", "entries_reply", "SchemaReply", "schema_reply", "preflight_refusal",
 ]

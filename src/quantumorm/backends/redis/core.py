@@ -15,9 +15,9 @@ from ...engine.drive import Op
 from ...errors import PermissionDeniedError, SchemaMismatchError
 from ...options import ModelOptions
 from ...schema import Schema
-from . import schemas, wire, writes
+from . import schemas, writes
 from .commands import RedisPlan
-from .contracts import PreflightCall, QueryCall, layout_refused
+from .contracts import PreflightCall, QueryCall, layout_refused, preflight_refusal
 from .keys import KeySpace
 from .planner import Plan, Planner
 
@@ -115,10 +115,11 @@ class BackendCore:
             keys.trash(0, "_"), keys.sequence if options.partitions == 1 else keys.ids(0),
             index, streams, "1" if streams else "0",
             keys.channel if options.publish else "").call()
-        (refused,) = yield RedisPlan((call,), read_only=True)
-        if wire.text(refused):
+        (reply,) = yield RedisPlan((call,), read_only=True)
+        refused = preflight_refusal(reply)
+        if refused:
             raise PermissionDeniedError(
-                f"{options.model_name}: the Redis user may not run {wire.text(refused)}; "
+                f"{options.model_name}: the Redis user may not run {refused}; "
                 "grant it QuantumORM's rule: quantumorm.backends.redis.acl.acl_rule("
                 f"{options.namespace!r}) (see the README, Connections)")
 

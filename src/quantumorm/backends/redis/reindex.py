@@ -31,7 +31,7 @@ from ...schema import IndexState
 from ..base import encode_document
 from . import schemas, wire
 from .commands import Command, RedisPlan
-from .contracts import FetchCall, ReindexCall, ReindexDocument, layout_refused
+from .contracts import FetchCall, ReindexCall, ReindexDocument, layout_refused, reindex_reply
 from .keys import KeySpace, manifest_field, meta_field
 from .writes import index_members
 
@@ -157,11 +157,13 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
                                   "indexes were being built; run reindex() again")
     again = []
     backfills = [d.backfill for d in call.documents]
-    for id, reply, backfill in zip(sent, replies, backfills, strict=True):
-        if isinstance(reply, list):
-            report.conflicts.append(UniqueConflict(wire.text(reply[1]), id,
-                                                   sortable.id_from_key(bytes(reply[2]))))
-        elif wire.text(reply) != "OK":
+    for id, raw, backfill in zip(sent, replies, backfills, strict=True):
+        reply = reindex_reply(raw)
+        if reply.status == "UNIQUE":
+            assert reply.index is not None and reply.holder is not None
+            report.conflicts.append(UniqueConflict(reply.index, id,
+                                                   sortable.id_from_key(reply.holder)))
+        elif reply.status != "OK":
             again.append(id)  # written meanwhile: read it again
             continue
         report.documents += 1

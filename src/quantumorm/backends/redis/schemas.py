@@ -19,7 +19,7 @@ from ...options import ModelOptions
 from ...schema import IndexState, Schema, adopt, declared, reconcile
 from . import wire
 from .commands import Command, RedisPlan
-from .contracts import NowCall, SchemaCall, StampCall
+from .contracts import NowCall, SchemaCall, StampCall, schema_reply
 from .keys import KeySpace
 
 #: compare-and-set attempts before giving up (each loses only to another process's change)
@@ -47,7 +47,7 @@ def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool
     layout = "" if expected is None else str(expected.layout)
     (reply,) = yield RedisPlan((SchemaCall(keys.schema, layout, tuple(pairs)).call(),),
                                idempotent=True)
-    return wire.text(reply) == "OK"
+    return schema_reply(reply).stored
 
 
 def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:

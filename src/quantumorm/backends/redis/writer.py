@@ -34,6 +34,7 @@ from .contracts import (
     SaveCall,
     WriteReply,
     layout_refused,
+    sweep_reply,
     tx_reply,
     write_reply,
 )
@@ -212,4 +213,4 @@ class Writer(BackendCore):
         _, replies = yield from self._ask(options, lambda state: (None, RedisPlan(
             tuple(state.writes.sweep_call(p, limit) for p in range(options.partitions)),
             idempotent=True)))
-        return sum(int(reply[0]) for reply in replies)
+        return sum(sweep_reply(reply).purged for reply in replies)

@@ -41,9 +41,9 @@ from quantumorm import (
 )
 from quantumorm.backends.base import WriteRequest, encode_document
 from quantumorm.backends.redis import wire, writes
-from quantumorm.backends.redis.contracts import write_reply
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.planner import Planner
+from quantumorm.backends.redis.replies import write_reply
 from quantumorm.query import evaluate
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import And, Condition, Or, QuerySpec

@@ -1,5 +1,5 @@
-"""The named contracts of the Lua scripts (backends/redis/contracts.py) and the auto-id loop
-every backend shares (engine/autoid.py).
+"""The named contracts of the Lua scripts (backends/redis/calls.py and replies.py) and the
+auto-id loop every backend shares (engine/autoid.py).
 
 A call record lays its fields out in declaration order, which must be the order of its
 script's header (KEYS, then ARGV): checked here against the headers themselves. Replies are
@@ -17,26 +17,26 @@ from typing import Any
 import pytest
 
 from quantumorm.backends.base import Expiry, WriteRequest, WriteResult
-from quantumorm.backends.redis import contracts
+from quantumorm.backends.redis import calls, replies
 from quantumorm.engine import autoid
 from quantumorm.errors import DuplicateIdError
 
 #: records whose every field is one KEYS or ARGV entry, or a tuple/list of them, in order;
 #: with the script and the KEYS fields before the first ARGV field
 FLAT = {
-    contracts.SaveCall: ("save", "op"),
-    contracts.DeleteCall: ("delete", "expected_version"),
-    contracts.RestoreCall: ("restore", "id_key"),
-    contracts.ExpireCall: ("expire", "id_key"),
-    contracts.SweepCall: ("sweep", "limit"),
-    contracts.QueryCall: ("query", "doc_prefix"),
-    contracts.CountCall: ("count", "layout"),
-    contracts.SchemaCall: ("schema", "layout_read"),
-    contracts.StampCall: ("stamp", "layout"),
-    contracts.NowCall: ("now", None),
-    contracts.GroupCall: ("group", "group"),
-    contracts.PreflightCall: ("preflight", "has_stream"),
-    contracts.EntriesCall: ("entries", "manifest"),
+    calls.SaveCall: ("save", "op"),
+    calls.DeleteCall: ("delete", "expected_version"),
+    calls.RestoreCall: ("restore", "id_key"),
+    calls.ExpireCall: ("expire", "id_key"),
+    calls.SweepCall: ("sweep", "limit"),
+    calls.QueryCall: ("query", "doc_prefix"),
+    calls.CountCall: ("count", "layout"),
+    calls.SchemaCall: ("schema", "layout_read"),
+    calls.StampCall: ("stamp", "layout"),
+    calls.NowCall: ("now", None),
+    calls.GroupCall: ("group", "group"),
+    calls.PreflightCall: ("preflight", "has_stream"),
+    calls.EntriesCall: ("entries", "manifest"),
 }
 
 SEQUENCES = {"index_keys", "event_keys", "query_keys", "bounds", "pairs", "entries"}
@@ -77,19 +77,19 @@ def test_a_call_record_lays_its_fields_out_in_declaration_order(record: Any) -> 
 
 
 def test_the_save_record_matches_its_header_keys() -> None:
-    fields = [f.name for f in dataclasses.fields(contracts.SaveCall)]
+    fields = [f.name for f in dataclasses.fields(calls.SaveCall)]
     # KEYS[1..6] fixed, then every index key, then the stream
     assert fields.index("index_keys") == numbered("save", "KEYS") == 6
     assert fields.index("op") - fields.index("event_keys") == 1
 
 
 def test_transaction_rows_are_named_and_keep_the_wire_format() -> None:
-    new = contracts.NewDocument("d", "m", b"\x02a", b"{}", "w" * 16, b"V", b"L")
-    call = contracts.TxCall(
+    new = calls.NewDocument("d", "m", b"\x02a", b"{}", "w" * 16, b"V", b"L")
+    call = calls.TxCall(
         "ids", "ttl", "state", ["i1"],
-        [contracts.TxCheck("dc", "mc", b"\x02c", 7),
-         contracts.TxDelete("dd", "md", b"\x02d", 3),
-         contracts.TxWrite(b"update", 5, new, b"C", Expiry.KEEP)],
+        [calls.TxCheck("dc", "mc", b"\x02c", 7),
+         calls.TxDelete("dd", "md", b"\x02d", 3),
+         calls.TxWrite(b"update", 5, new, b"C", Expiry.KEEP)],
         ("stream",), b"DESC", "dp", "mp", b"E", b"9").call()
     assert call.script == "tx"
     assert call.keys == ("ids", "ttl", "state", "i1", "dc", "mc", "dd", "md", "d", "m", "stream")
@@ -102,9 +102,9 @@ def test_transaction_rows_are_named_and_keep_the_wire_format() -> None:
 
 
 def test_insert_many_and_reindex_records_group_each_document() -> None:
-    docs = [contracts.NewDocument(f"d{n}", f"m{n}", b"k%d" % n, b"{}", "w", b"V", b"L")
+    docs = [calls.NewDocument(f"d{n}", f"m{n}", b"k%d" % n, b"{}", "w", b"V", b"L")
             for n in range(2)]
-    call = contracts.InsertManyCall("ids", "ttl", "state", ["i"], docs, (), b"D", "keep",
+    call = calls.InsertManyCall("ids", "ttl", "state", ["i"], docs, (), b"D", "keep",
                                     "dp", "mp", b"", b"3").call()
     assert call.keys == ("ids", "ttl", "state", "i", "d0", "m0", "d1", "m1")
     assert call.args == (b"D", "keep", "dp", "mp", b"", b"3",
@@ -112,42 +112,42 @@ def test_insert_many_and_reindex_records_group_each_document() -> None:
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ([b"OK", 12, b"\x02a"], contracts.WriteReply("OK", 12, b"\x02a")),
-    ([b"OK", 12], contracts.WriteReply("OK", 12)),
-    ([b"VERSION", b"5"], contracts.WriteReply("VERSION", 5)),
-    ([b"MISSING"], contracts.WriteReply("MISSING")),
-    ([b"EXISTS"], contracts.WriteReply("EXISTS")),
-    ([b"UNIQUE", b"mail", b"\x02b"], contracts.WriteReply("UNIQUE", None, b"\x02b", "mail")),
-    ([b"WRONGTYPE", b"{k}:d:a"], contracts.WriteReply("WRONGTYPE", None, None, "{k}:d:a")),
-    ([b"LAYOUT", b"4"], contracts.WriteReply("LAYOUT", None, None, "4")),
+    ([b"OK", 12, b"\x02a"], replies.WriteReply("OK", 12, b"\x02a")),
+    ([b"OK", 12], replies.WriteReply("OK", 12)),
+    ([b"VERSION", b"5"], replies.WriteReply("VERSION", 5)),
+    ([b"MISSING"], replies.WriteReply("MISSING")),
+    ([b"EXISTS"], replies.WriteReply("EXISTS")),
+    ([b"UNIQUE", b"mail", b"\x02b"], replies.WriteReply("UNIQUE", None, b"\x02b", "mail")),
+    ([b"WRONGTYPE", b"{k}:d:a"], replies.WriteReply("WRONGTYPE", None, None, "{k}:d:a")),
+    ([b"LAYOUT", b"4"], replies.WriteReply("LAYOUT", None, None, "4")),
 ])
 def test_write_replies_are_parsed_by_status(raw: list[Any],
-                                            expected: contracts.WriteReply) -> None:
-    assert contracts.write_reply(raw) == expected
+                                            expected: replies.WriteReply) -> None:
+    assert replies.write_reply(raw) == expected
 
 
 def test_transaction_replies_are_parsed_by_status() -> None:
-    assert contracts.tx_reply([b"OK", [1, 2]]).versions == [1, 2]
-    version = contracts.tx_reply([b"VERSION", 2, b"9"])
-    assert (version.position, version.refusal) == (2, contracts.WriteReply("VERSION", 9))
-    absent = contracts.tx_reply([b"VERSION", 1, b""])  # the document is gone
-    assert absent.refusal == contracts.WriteReply("MISSING")
-    unique = contracts.tx_reply([b"UNIQUE", 3, b"mail", b"\x02b"])
-    assert unique.position == 3 and unique.refusal == contracts.WriteReply(
+    assert replies.tx_reply([b"OK", [1, 2]]).versions == [1, 2]
+    version = replies.tx_reply([b"VERSION", 2, b"9"])
+    assert (version.position, version.refusal) == (2, replies.WriteReply("VERSION", 9))
+    absent = replies.tx_reply([b"VERSION", 1, b""])  # the document is gone
+    assert absent.refusal == replies.WriteReply("MISSING")
+    unique = replies.tx_reply([b"UNIQUE", 3, b"mail", b"\x02b"])
+    assert unique.position == 3 and unique.refusal == replies.WriteReply(
         "UNIQUE", None, b"\x02b", "mail")
-    assert contracts.tx_reply([b"APPLIED"]).status == "APPLIED"
+    assert replies.tx_reply([b"APPLIED"]).status == "APPLIED"
 
 
 def test_the_query_plan_reply_names_drivers_by_position() -> None:
-    reply = contracts.query_plan_reply([42, 1, 3, 4, 5])
-    assert reply == contracts.QueryPlanReply(42, True, 3, (4, 5))
+    reply = replies.query_plan_reply([42, 1, 3, 4, 5])
+    assert reply == replies.QueryPlanReply(42, True, 3, (4, 5))
 
 
 def test_layout_refusals() -> None:
-    assert contracts.layout_refused([b"LAYOUT", b"3"])
-    assert contracts.layout_refused(-2)
-    assert not contracts.layout_refused([b"OK", 3])
-    assert not contracts.layout_refused([[b"OK", 1], [b"OK", 2]])
+    assert replies.layout_refused([b"LAYOUT", b"3"])
+    assert replies.layout_refused(-2)
+    assert not replies.layout_refused([b"OK", 3])
+    assert not replies.layout_refused([[b"OK", 1], [b"OK", 2]])
 
 
 # -- engine/autoid.py -------------------------------------------------------------------------

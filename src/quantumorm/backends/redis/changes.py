@@ -28,8 +28,8 @@ from ...errors import CorruptDocumentError
 from ...events import ChangeEvent, IdleClock
 from ...options import ModelOptions
 from . import wire
+from .calls import GroupCall
 from .commands import Command, RedisPlan
-from .contracts import GroupCall
 from .executor import translate
 from .keys import KeySpace
 

@@ -16,10 +16,11 @@ from ...errors import PermissionDeniedError, SchemaMismatchError
 from ...options import ModelOptions
 from ...schema import Schema
 from . import schemas, writes
+from .calls import PreflightCall, QueryCall
 from .commands import RedisPlan
-from .contracts import PreflightCall, QueryCall, layout_refused, preflight_refusal
 from .keys import KeySpace
 from .planner import Plan, Planner
+from .replies import layout_refused, preflight_refusal
 
 T = TypeVar("T")
 

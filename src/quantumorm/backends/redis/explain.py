@@ -1,5 +1,5 @@
 """``explain()`` on Redis: the planner's plan, and which of its drivers ``query.lua`` chose
-(named by position in the program: :class:`.contracts.QueryPlanReply`), as an
+(named by position in the program: :class:`.replies.QueryPlanReply`), as an
 :class:`~quantumorm.backends.base.Explanation`. Nothing is parsed from text."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 from ...options import ModelOptions
 from ..base import Explanation
-from .contracts import query_plan_reply
 from .core import ModelState
 from .planner import Plan
+from .replies import query_plan_reply
 
 #: what a driver kind is called in explain()'s "strategy"
 STRATEGIES = {"WALK": "index walk (in order)", "RANGE": "index range", "IDS": "id lookup",

@@ -17,10 +17,11 @@ from ...query.nodes import FALSE, ID, Condition, QuerySpec
 from ...sortable import escape_id
 from ..base import Row
 from . import results
+from .calls import CountCall, FetchCall
 from .commands import Command, RedisPlan
-from .contracts import COUNT_EXPIRING, COUNT_OUTDATED, CountCall, FetchCall
 from .core import BackendCore, ModelState
 from .planner import Plan
+from .replies import COUNT_EXPIRING, COUNT_OUTDATED
 
 
 class Reader(BackendCore):

@@ -30,9 +30,10 @@ from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
 from ..base import encode_document
 from . import schemas, wire
+from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan
-from .contracts import FetchCall, ReindexCall, ReindexDocument, layout_refused, reindex_reply
 from .keys import KeySpace, manifest_field, meta_field
+from .replies import layout_refused, reindex_reply
 from .writes import index_members
 
 if TYPE_CHECKING:

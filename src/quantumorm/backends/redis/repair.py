@@ -20,9 +20,10 @@ from ...engine.drive import Op
 from ...errors import SchemaMismatchError
 from ...maintenance import Progress, RepairReport
 from . import wire
+from .calls import RepairCall, RepairFix
 from .commands import RedisPlan
-from .contracts import RepairCall, RepairFix, layout_refused
 from .keys import manifest_field
+from .replies import layout_refused
 from .verify import BATCH, Checker, Damage, Finding, verify
 
 if TYPE_CHECKING:

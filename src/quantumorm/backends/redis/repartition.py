@@ -41,8 +41,8 @@ from ...errors import ConfigurationError, QuantumORMError
 from ...options import ModelOptions
 from ..base import WriteRequest
 from . import schemas, wire
+from .calls import FetchCall
 from .commands import Command, RedisPlan
-from .contracts import FetchCall
 from .keys import KeySpace
 from .writes import WriteLayout
 

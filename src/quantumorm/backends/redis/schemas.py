@@ -18,9 +18,10 @@ from ...errors import SchemaMismatchError
 from ...options import ModelOptions
 from ...schema import IndexState, Schema, adopt, declared, reconcile
 from . import wire
+from .calls import NowCall, SchemaCall, StampCall
 from .commands import Command, RedisPlan
-from .contracts import NowCall, SchemaCall, StampCall, schema_reply
 from .keys import KeySpace
+from .replies import schema_reply
 
 #: compare-and-set attempts before giving up (each loses only to another process's change)
 ATTEMPTS = 10

@@ -30,9 +30,10 @@ from ...engine.drive import Op
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
 from . import eviction, wire
+from .calls import EntriesCall, InspectCall
 from .commands import Command, RedisPlan
-from .contracts import EntriesCall, InspectCall, InspectReply, entries_reply, inspect_reply
 from .keys import KeySpace, manifest_field, meta_field
+from .replies import InspectReply, entries_reply, inspect_reply
 from .writes import index_members
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ insert that allocates its own id, transactions, expiry and sweeps.
 :func:`quantumorm.engine.autoid.write` (the auto-id retry loop every backend shares): inserts
 with known ids go together, one ``insert_many`` call per partition; every other write is
 its own ``save``/``delete`` call. The call records come from the model's
-:class:`~.writes.WriteLayout`; their replies are parsed once (:mod:`.contracts`).
+:class:`~.writes.WriteLayout`; their replies are parsed once (:mod:`.replies`).
 """
 
 from __future__ import annotations
@@ -26,19 +26,10 @@ from ...errors import (
 from ...options import ModelOptions
 from ..base import Expiry, WriteRequest, WriteResult
 from . import writes
+from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
-from .contracts import (
-    DeleteCall,
-    ExpireCall,
-    InsertManyCall,
-    SaveCall,
-    WriteReply,
-    layout_refused,
-    sweep_reply,
-    tx_reply,
-    write_reply,
-)
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
+from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024

@@ -23,8 +23,7 @@ from ...errors import (
 from ...options import IndexSpec, ModelOptions
 from ..base import Expiry, WriteRequest, WriteResult
 from . import wire
-from .commands import Call
-from .contracts import (
+from .calls import (
     DeleteCall,
     InsertManyCall,
     NewDocument,
@@ -34,13 +33,13 @@ from .contracts import (
     TxCall,
     TxCheck,
     TxDelete,
-    TxReply,
     TxRow,
     TxWrite,
-    WriteReply,
 )
-from .contracts import layout_refused as layout_refused
+from .commands import Call
 from .keys import KeySpace, manifest_field, meta_field
+from .replies import TxReply, WriteReply
+from .replies import layout_refused as layout_refused
 
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
@@ -277,7 +276,7 @@ def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) ->
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> WriteResult:
-    """A write script's reply (parsed: :func:`.contracts.write_reply`) as a result, with a
+    """A write script's reply (parsed: :func:`.replies.write_reply`) as a result, with a
     typed error on refusal."""
     status = reply.status
     model, id = options.model_name, request.id

@@ -1,9 +1,13 @@
-"""Turn write requests into ``save.lua`` / ``delete.lua`` calls, and their replies into results.
+"""The write layout of a model: write requests as the call records of the write scripts
+(``save``, ``delete``, ``insert_many``, ``tx``, ``restore``, ``sweep``: :mod:`.calls`), and
+their parsed replies (:mod:`.replies`) as results.
 
 Pure. The index maths lives here: for each index a write touches, the list of value
 encodings the document must have in it (one per element for arrays, the concatenation of
 the fields' encodings for compound indexes). ``save.lua`` diffs that list against the one it
-stored last time, so only entries that changed are removed and added.
+stored last time, so only entries that changed are removed and added. Key names come from
+:mod:`.keys` (a partition's shared keys, cached; a document's are its prefixes + its
+escaped id).
 """
 
 from __future__ import annotations

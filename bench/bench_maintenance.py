@@ -49,8 +49,7 @@ import redis
 from bench_redis import dumps, make_docs, start_server, stop_server  # (this folder)
 
 from quantumorm import Document, FloatField, IntField, StringField, create_connection, sortable
-from quantumorm.backends.redis.keys import KeySpace
-from quantumorm.backends.redis.planner import meta_field
+from quantumorm.backends.redis.keys import KeySpace, meta_field
 
 NAMESPACE = "qmaint"
 ADDED = ("city", "plan")  # the indexes the second declaration adds (plan: a new field)

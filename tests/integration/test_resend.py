@@ -97,15 +97,15 @@ def test_a_resent_batch_and_transaction_apply_once(conn: Any) -> None:
 def test_an_insert_that_allocates_its_id_is_looked_up_before_being_resent(conn: Any) -> None:
     backend = conn.backend
     executor = conn.store.sync_executor()
-    lost = layout(conn).save_call(request(Note(title="lost reply"), "insert"))
-    send(conn, lost)  # applied, but suppose the reply never came back
+    lost = layout(conn).save(request(Note(title="lost reply"), "insert"))
+    send(conn, lost.call())  # applied, but suppose the reply never came back
     Note(title="someone else").save_sync()  # the counter moves on meanwhile
     settled = run(backend._settle_allocating(Note._meta, lost), executor)
     # found: the version it wrote, and the id it was given
     first = Note.objects.get_sync(id="1")
     assert first.title == "lost reply" and first.version > 0
     assert settled[0][:2] == [b"OK", first.version] and settled[0][2] == sortable.id_key("1")
-    never_sent = layout(conn).save_call(request(Note(title="never arrived"), "insert"))
+    never_sent = layout(conn).save(request(Note(title="never arrived"), "insert"))
     settled = run(backend._settle_allocating(Note._meta, never_sent), executor)
     assert settled[0][0] == b"OK"
     titles = sorted(n.title for n in Note.objects.all_sync())

@@ -43,6 +43,7 @@ from quantumorm.backends.base import WriteRequest, encode_document
 from quantumorm.backends.redis import wire, writes
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.planner import Planner
+from quantumorm.backends.redis.replies import write_reply
 from quantumorm.query import evaluate
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import And, Condition, Or, QuerySpec
@@ -1079,12 +1080,12 @@ def test_encode_document() -> None:
 ])
 def test_script_replies_become_results(request_: WriteRequest, reply: list[Any],
                                        check: Any) -> None:
-    assert check(writes.result(Account._meta, request_, reply))
+    assert check(writes.result(Account._meta, request_, write_reply(reply)))
 
 
 def test_unexpected_script_reply() -> None:
     with pytest.raises(AssertionError):
-        writes.result(Account._meta, WriteRequest("insert", "a", 0), [b"WHAT"])
+        writes.result(Account._meta, WriteRequest("insert", "a", 0), write_reply([b"WHAT"]))
 
 
 def test_index_members() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal, Protocol
 
 from ..engine.drive import Op
@@ -68,6 +69,14 @@ class Row:
     data: dict[str, Any]
 
 
+class Expiry(str, Enum):
+    """What a write does to its document's expiry, when not "expire in n milliseconds" (an
+    int). A ``str`` enum: each member is its wire string, which the Redis scripts read."""
+
+    KEEP = "keep"  # as it is
+    PERSIST = "persist"  # none
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     """One document write. ``values`` are the cleaned Python values by attribute name."""
@@ -79,8 +88,8 @@ class WriteRequest:
     values: dict[str, Any] | None = None
     #: attribute names whose value changed (updates); None means all
     changed: frozenset[str] | None = None
-    #: the document's expiry after the write: "keep", "persist", or milliseconds from now
-    expire: str = "keep"
+    #: the document's expiry after the write: kept, none, or milliseconds from now
+    expire: Expiry | int = Expiry.KEEP
     #: ``encode_document(data)``, when the engine has encoded it already (backends encode
     #: ``data`` themselves when this is None)
     raw: bytes | None = None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
-from ..backends.base import Backend, Row, WriteRequest, WriteResult, encode_document
+from ..backends.base import Backend, Expiry, Row, WriteRequest, WriteResult, encode_document
 from ..errors import (
     BulkWriteError,
     DocumentTooLargeError,
@@ -34,7 +34,8 @@ D = TypeVar("D", bound="Document")
 WHERE_RETRIES = 10
 
 
-def _request(doc: Document, data: dict[str, Any], expire: str = "keep") -> WriteRequest | None:
+def _request(doc: Document, data: dict[str, Any],
+             expire: Expiry | int = Expiry.KEEP) -> WriteRequest | None:
     """The write that brings the store to ``doc``'s state, or None if nothing changed (and
     the expiry is left as it is). The document is encoded here, once; the backend stores
     those bytes."""
@@ -46,7 +47,7 @@ def _request(doc: Document, data: dict[str, Any], expire: str = "keep") -> Write
         name for name, field in doc._fields.items()
         if stored.get(field.db_name) != data.get(field.db_name)
     )
-    if not changed and expire == "keep":
+    if not changed and expire is Expiry.KEEP:
         return None
     return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire,
                         _encode(doc, data))
@@ -88,19 +89,19 @@ def _check_whole(doc: Document) -> None:
 # -- one document -------------------------------------------------------------------------
 
 
-def expiry(backend: Backend, options: Any, ttl: Any = MISSING) -> str:
+def expiry(backend: Backend, options: Any, ttl: Any = MISSING) -> Expiry | int:
     """What a write does to the document's expiry: ``ttl=`` seconds if given (None: none),
     else the model's ``Meta.ttl`` (refreshed by every write), else it stays as it is."""
     if ttl is MISSING:
         if options.ttl is None:
-            return "keep"
+            return Expiry.KEEP
         ttl = options.ttl
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
                             or not ttl > 0):
         raise ValueError(f"ttl must be a positive number of seconds or None (got {ttl!r})")
     if not backend.capabilities.ttl:
         raise UnsupportedOperation(backend.name, "ttl")
-    return "persist" if ttl is None else str(max(1, round(ttl * 1000)))
+    return Expiry.PERSIST if ttl is None else max(1, round(ttl * 1000))
 
 
 def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
@@ -125,7 +126,7 @@ def delete(backend: Backend, doc: Document, soft: bool = False,
         raise ValueError("delete(soft=True) needs ttl=: how long the document is kept")
     if not soft and ttl is not None:
         raise ValueError("ttl= is for delete(soft=True)")
-    keep = expiry(backend, doc._meta, ttl) if soft else "keep"
+    keep = expiry(backend, doc._meta, ttl) if soft else Expiry.KEEP
     signals.pre_delete.send(type(doc), document=doc)
     request = WriteRequest("delete", doc.id, doc._version, expire=keep)
     (result,) = yield from backend.write(doc._meta, [request])

@@ -28,7 +28,8 @@ from ...errors import CorruptDocumentError
 from ...events import PAUSE, ChangeEvent, IdleClock, Pause
 from ...options import ModelOptions
 from . import wire
-from .commands import Call, Command, RedisPlan
+from .calls import GroupCall
+from .commands import Command, RedisPlan
 from .keys import KeySpace
 from .translation import translate
 
@@ -117,7 +118,7 @@ def _unwrapped(entries: list[Any]) -> list[Any]:
 
 
 def create_group(keys: KeySpace, group: str, start: str) -> Op[None]:
-    yield RedisPlan(tuple(Call("group", (keys.changes(p),), (group, start))
+    yield RedisPlan(tuple(GroupCall(keys.changes(p), group, start).call()
                           for p in range(keys.partitions)), idempotent=True)
 
 

@@ -32,9 +32,11 @@ collection and partition, which are restricted to ``[A-Za-z0-9_.-]``; ids are pe
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from functools import cached_property
 
-from ...options import ModelOptions
+from ...fields.base import Field
+from ...options import IndexSpec, ModelOptions
 from ...sortable import escape_id
 
 
@@ -48,6 +50,32 @@ def partition_key(id: str) -> str:
     return id
 
 
+def meta_field(field: Field) -> str:
+    """The meta hash field holding ``field``'s value encodings (``{ns:coll:pN}:m:<id>``)."""
+    return f"f:{field.db_name}"
+
+
+def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
+    """The meta hash field that lists the entries a document has in ``index``."""
+    if index.compound:
+        return f"x:{index.name}"
+    return meta_field(options.fields[index.fields[0]])
+
+
+@dataclass(slots=True)
+class PartitionKeys:
+    """The keys of one partition that every script call names, built once (hot paths build
+    a document's keys as ``doc_prefix + escape_id(id)``: one concatenation)."""
+
+    ids: str
+    ttl: str
+    state: str
+    doc_prefix: str
+    meta_prefix: str
+    indexes: list[str]  # every index key, in the model's index order
+    changes: str
+
+
 class KeySpace:
     def __init__(self, options: ModelOptions) -> None:
         self.namespace = options.namespace
@@ -55,6 +83,17 @@ class KeySpace:
         self.partitions = options.partitions
         self.by_tag = options.partition_by == "tag"
         self.index_names = tuple(index.name for index in options.indexes)
+        self._partitions: dict[int, PartitionKeys] = {}
+
+    def partition(self, partition: int) -> PartitionKeys:
+        """The partition's shared keys (cached)."""
+        found = self._partitions.get(partition)
+        if found is None:
+            found = self._partitions[partition] = PartitionKeys(
+                self.ids(partition), self.ttl(partition), self.state(partition),
+                self.doc_prefix(partition), self.meta_prefix(partition),
+                self.indexes(partition), self.changes(partition))
+        return found
 
     def partition_of(self, id: str) -> int:
         if self.partitions == 1:

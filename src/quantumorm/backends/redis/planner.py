@@ -42,6 +42,7 @@ from ...options import IndexSpec, ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 from . import wire
+from .keys import meta_field
 from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
 
 Token = bytes
@@ -73,6 +74,14 @@ class Driver:
                 return [kind, b"%d" % len(self.children), *nested]
             return [kind, _flag(self.exact), *covered, b"%d" % len(self.children), *nested]
         return [kind, *self.body, _flag(self.exact), *covered]
+
+    def preorder(self) -> list[Driver]:
+        """This driver and every driver inside it, depth first: the order of the program
+        (query.lua names the drivers it chose by their position in it, from 1)."""
+        out = [self]
+        for child in self.children:
+            out += child.preorder()
+        return out
 
     def within(self, position: int) -> Driver:
         """This driver, for the condition at ``position`` of a conjunction: a superset of
@@ -113,17 +122,6 @@ class Plan:
         out.extend(self.order)
         out.extend(self.after)
         return out
-
-
-def meta_field(field: Field) -> str:
-    return f"f:{field.db_name}"
-
-
-def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
-    """The meta hash field that lists the entries a document has in ``index``."""
-    if index.compound:
-        return f"x:{index.name}"
-    return meta_field(options.fields[index.fields[0]])
 
 
 class Planner:
@@ -438,7 +436,7 @@ class Planner:
                 (low, high), = ranges
                 walk = self._walk(self.keypos[index.name], False, desc, low, high,
                                   part == where, f"index {index.name!r} in id order",
-                                  spec.after, low[1:])
+                                  spec.after, low[1:], index=index.name)
                 walks.append(walk.but(covers=(position,)) if conjunction else walk)
             return walks
         index = self.options.single_index(order_field)
@@ -452,13 +450,15 @@ class Planner:
             exact = len(used) == len(parts)
         after = spec.after
         walk = self._walk(self.keypos[index.name], False, desc, low, high, exact,
-                          f"index {index.name!r} order", after, after[0] if after else b"")
+                          f"index {index.name!r} order", after, after[0] if after else b"",
+                          index=index.name)
         return [walk.but(covers=used) if conjunction and not exact else walk]
 
     def _walk(self, keypos: int, is_ids: bool, desc: bool, low: bytes, high: bytes,
               exact: bool, label: str, after: tuple[bytes, ...] | None,
-              value: bytes = b"") -> Driver:
-        """A WALK driver; a keyset position moves its starting bound past that row."""
+              value: bytes = b"", index: str = "") -> Driver:
+        """A WALK driver (over ``index``, or the id index when ``is_ids``); a keyset
+        position moves its starting bound past that row."""
         if after is not None:
             member = b"(" + value + after[-1]
             if desc:
@@ -466,7 +466,7 @@ class Planner:
             else:
                 low = _tighter(low, member, upper=False)
         body = [b"%d" % keypos, _flag(is_ids), _flag(desc), low, high]
-        indexes = () if is_ids else (label.split("'")[1],)
+        indexes = () if is_ids else (index,)
         return Driver("WALK", body, label, indexes, exact)
 
 

@@ -30,10 +30,11 @@ from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
 from ..base import encode_document
 from . import schemas, wire
-from .commands import Call, Command, RedisPlan
-from .keys import KeySpace
-from .planner import manifest_field, meta_field
-from .writes import index_members, layout_refused
+from .calls import FetchCall, ReindexCall, ReindexDocument
+from .commands import Command, RedisPlan
+from .keys import KeySpace, manifest_field, meta_field
+from .replies import layout_refused, reindex_reply
+from .writes import index_members
 
 if TYPE_CHECKING:
     from ...document import Document
@@ -126,12 +127,13 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
     """One round of :func:`_batch`; returns the ids that changed under it."""
     options = model._meta
     doc_keys = [k for id in ids for k in (keys.doc(partition, id), keys.meta(partition, id))]
-    (found,) = yield RedisPlan((Call("fetch", tuple(doc_keys), ()),), read_only=True)
-    key_list = [keys.state(partition), *(keys.index(partition, index.name) for index in indexes)]
+    (found,) = yield RedisPlan((FetchCall(doc_keys).call(),), read_only=True)
     described = wire.pack([item for index in indexes for item in (
         manifest_field(options, index).encode(), b"1" if index.unique else b"0",
         index.name.encode())])
-    args: list[Any] = [described, keys.doc_prefix(partition), layout]
+    call = ReindexCall(keys.state(partition),
+                       [keys.index(partition, index.name) for index in indexes], [],
+                       described, keys.doc_prefix(partition), layout)
     sent: list[str] = []
     for n, id in enumerate(ids):
         raw, version = found[2 * n], found[2 * n + 1]
@@ -143,23 +145,26 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
         filled = options.with_defaults(data, values)
         backfill = None if filled is None else encode_document(filled)
         pairs, lenient = _entries(options, indexes, values)
-        key_list += [keys.doc(partition, id), keys.meta(partition, id)]
-        args += [sortable.id_key(id), bytes(version), b"" if backfill is None else backfill,
-                 wire.pack(pairs), wire.pack(lenient)]
+        call.documents.append(ReindexDocument(
+            keys.doc(partition, id), keys.meta(partition, id), sortable.id_key(id),
+            bytes(version), b"" if backfill is None else backfill, wire.pack(pairs),
+            wire.pack(lenient)))
         sent.append(id)
     if not sent:
         return []
-    (replies,) = yield RedisPlan((Call("reindex", tuple(key_list), tuple(args)),),
-                                 idempotent=True)
+    (replies,) = yield RedisPlan((call.call(),), idempotent=True)
     if layout_refused(replies):
         raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while its "
                                   "indexes were being built; run reindex() again")
     again = []
-    for id, reply, backfill in zip(sent, replies, args[5::5], strict=True):
-        if isinstance(reply, list):
-            report.conflicts.append(UniqueConflict(wire.text(reply[1]), id,
-                                                   sortable.id_from_key(bytes(reply[2]))))
-        elif wire.text(reply) != "OK":
+    backfills = [d.backfill for d in call.documents]
+    for id, raw, backfill in zip(sent, replies, backfills, strict=True):
+        reply = reindex_reply(raw)
+        if reply.status == "UNIQUE":
+            assert reply.index is not None and reply.holder is not None
+            report.conflicts.append(UniqueConflict(reply.index, id,
+                                                   sortable.id_from_key(reply.holder)))
+        elif reply.status != "OK":
             again.append(id)  # written meanwhile: read it again
             continue
         report.documents += 1

@@ -20,10 +20,11 @@ from ...engine.drive import Op
 from ...errors import SchemaMismatchError
 from ...maintenance import Progress, RepairReport
 from . import wire
-from .commands import Call, RedisPlan
-from .planner import manifest_field
+from .calls import RepairCall, RepairFix
+from .commands import RedisPlan
+from .keys import manifest_field
+from .replies import layout_refused
 from .verify import BATCH, Checker, Damage, Finding, verify
-from .writes import layout_refused
 
 if TYPE_CHECKING:
     from ...document import Document
@@ -75,16 +76,13 @@ class _Sender:
         if not fixes:
             return
         keys = self.checker.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
-                    *keys.indexes(partition)]
-        args: list[Any] = [self.manifests, self.layout, keys.doc_prefix(partition),
-                           keys.meta_prefix(partition)]
-        for _kind, id, values in fixes:
-            anchor = id or "_"
-            key_list += [keys.doc(partition, anchor), keys.meta(partition, anchor)]
-            args += values
-        (replies,) = yield RedisPlan((Call("repair", tuple(key_list), tuple(args)),),
-                                     idempotent=True)
+        call = RepairCall(
+            keys.ids(partition), keys.ttl(partition), keys.state(partition),
+            keys.indexes(partition),
+            [RepairFix(keys.doc(partition, id or "_"), keys.meta(partition, id or "_"), *values)
+             for _kind, id, values in fixes],
+            self.manifests, self.layout, keys.doc_prefix(partition), keys.meta_prefix(partition))
+        (replies,) = yield RedisPlan((call.call(),), idempotent=True)
         if layout_refused(replies):
             raise SchemaMismatchError(f"{self.checker.options.model_name}: the stored schema "
                                       "changed during repair(); run it again")

@@ -30,7 +30,8 @@ from ...errors import QuantumORMError
 from ...options import ModelOptions
 from ..base import WriteRequest
 from . import schemas, wire
-from .commands import Call, Command, RedisPlan
+from .calls import FetchCall
+from .commands import Command, RedisPlan
 from .keys import KeySpace
 from .writes import WriteLayout
 
@@ -142,7 +143,7 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     key_list: list[str] = []
     for id in moving:
         key_list += [old_keys.doc(p, id), old_keys.meta(p, id)]
-    replies = yield RedisPlan((Call("fetch", tuple(key_list), ()),
+    replies = yield RedisPlan((FetchCall(key_list).call(),
                                *(Command(("PTTL", old_keys.doc(p, id))) for id in moving)),
                               idempotent=True)
     found, ttls = replies[0], replies[1:]

@@ -18,8 +18,10 @@ from ...errors import SchemaMismatchError
 from ...options import ModelOptions
 from ...schema import IndexState, Schema, adopt, declared, reconcile
 from . import wire
-from .commands import Call, Command, RedisPlan
+from .calls import NowCall, SchemaCall, StampCall
+from .commands import Command, RedisPlan
 from .keys import KeySpace
+from .replies import schema_reply
 
 #: compare-and-set attempts before giving up (each loses only to another process's change)
 ATTEMPTS = 10
@@ -44,9 +46,9 @@ def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool
     """Store ``schema`` if the stored layout is still ``expected``'s; whether it was."""
     pairs = [item for pair in schema.dump().items() for item in pair]
     layout = "" if expected is None else str(expected.layout)
-    (reply,) = yield RedisPlan((Call("schema", (keys.schema,), (layout, *pairs)),),
+    (reply,) = yield RedisPlan((SchemaCall(keys.schema, layout, tuple(pairs)).call(),),
                                idempotent=True)
-    return wire.text(reply) == "OK"
+    return schema_reply(reply).stored
 
 
 def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
@@ -59,7 +61,7 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
     stored again above it."""
     for _attempt in range(ATTEMPTS):
         found = yield RedisPlan((Command(("HGETALL", keys.schema)),
-                                 Call("now", (keys.state(0),), ()), *(
+                                 NowCall(keys.state(0)).call(), *(
             step for p in range(options.partitions) for step in (
                 Command(("ZCARD", keys.ids(p))),
                 Command(("HGET", keys.state(p), "layout"))))), read_only=True)
@@ -128,7 +130,7 @@ def repartitioned(keys: KeySpace, partitions: int, partition_by: str) -> Op[None
         moved = replace(stored, partitions=partitions, partition_by=partition_by,
                         layout=stored.layout + 1, checkpoints={})
         if (yield from _replace(keys, stored, moved)):
-            yield RedisPlan(tuple(Call("stamp", (keys.state(p),), (str(moved.layout),))
+            yield RedisPlan(tuple(StampCall(keys.state(p), str(moved.layout)).call()
                                   for p in range(partitions)), idempotent=True)
             return
     raise SchemaMismatchError("the stored schema kept changing during the repartition")
@@ -155,7 +157,7 @@ def _stamp(options: ModelOptions, keys: KeySpace, schema: Schema) -> Op[None]:
     """Tell every partition that the schema is at ``schema.layout`` now: scripts called
     with an older layout refuse from then on, so every connection reads the schema again
     at its next operation (and a process still running an older declaration stops)."""
-    yield RedisPlan(tuple(Call("stamp", (keys.state(p),), (str(schema.layout),))
+    yield RedisPlan(tuple(StampCall(keys.state(p), str(schema.layout)).call()
                           for p in range(options.partitions)), idempotent=True)
 
 

@@ -30,9 +30,10 @@ from ...engine.drive import Op
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
 from . import eviction, wire
-from .commands import Call, Command, RedisPlan
-from .keys import KeySpace
-from .planner import manifest_field, meta_field
+from .calls import EntriesCall, InspectCall
+from .commands import Command, RedisPlan
+from .keys import KeySpace, manifest_field, meta_field
+from .replies import InspectReply, entries_reply, inspect_reply
 from .writes import index_members
 
 if TYPE_CHECKING:
@@ -72,27 +73,23 @@ class Checker:
 
     def inspect(self, partition: int, ids: list[str]) -> Op[list[Finding]]:
         keys = self.keys
-        key_list = [keys.ttl(partition), keys.ids(partition),
-                    *(keys.index(partition, index.name) for index in self.indexes)]
-        for id in ids:
-            key_list += [keys.doc(partition, id), keys.meta(partition, id)]
-        args = [wire.pack([m.encode() for m in self.manifests]),
-                *(sortable.id_key(id) for id in ids)]
-        (replies,) = yield RedisPlan((Call("inspect", tuple(key_list), tuple(args)),),
-                                     read_only=True)
-        return [self._judge(id, reply) for id, reply in zip(ids, replies, strict=True)]
+        call = InspectCall(
+            keys.ttl(partition), keys.ids(partition),
+            [keys.index(partition, index.name) for index in self.indexes],
+            [(keys.doc(partition, id), keys.meta(partition, id)) for id in ids],
+            wire.pack([m.encode() for m in self.manifests]), [sortable.id_key(id) for id in ids])
+        (replies,) = yield RedisPlan((call.call(),), read_only=True)
+        return [self._judge(id, inspect_reply(reply))
+                for id, reply in zip(ids, replies, strict=True)]
 
-    def _judge(self, id: str, reply: list[Any]) -> Finding:
-        raw, flat, scheduled, listed, missing = reply
-        meta = {wire.text(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
-        listed = bool(listed)
-        if raw is None or raw is False:
+    def _judge(self, id: str, reply: InspectReply) -> Finding:
+        meta, listed, missing, raw = reply.meta, reply.listed, reply.missing, reply.document
+        if raw is None:
             if meta:
-                kind = "expired" if scheduled not in (None, False) else "orphan_meta"
+                kind = "expired" if reply.scheduled else "orphan_meta"
             else:
                 kind = "dangling_ids" if listed else "gone"
             return Finding(id, kind, listed=listed)
-        raw = bytes(raw)
         try:
             version = int(meta.get("v", b"0"))
         except ValueError:
@@ -256,10 +253,10 @@ def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: 
             return
         members = [bytes(m) for m in members]
         cursor = members[-1]
-        (judged,) = yield RedisPlan((Call("entries", (key, keys.ttl(partition)), (
-            manifest, keys.doc_prefix(partition), keys.meta_prefix(partition), *members)),),
-            read_only=True)
-        flagged = {int(judged[i]) - 1: wire.text(judged[i + 1]) for i in range(0, len(judged), 2)}
+        (judged,) = yield RedisPlan((EntriesCall(
+            key, keys.ttl(partition), manifest, keys.doc_prefix(partition),
+            keys.meta_prefix(partition), members).call(),), read_only=True)
+        flagged = entries_reply(judged)
         report.entries += len(members)
         for position, member in enumerate(members):
             verdict = flagged.get(position)

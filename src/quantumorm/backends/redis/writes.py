@@ -1,9 +1,13 @@
-"""Turn write requests into ``save.lua`` / ``delete.lua`` calls, and their replies into results.
+"""The write layout of a model: write requests as the call records of the write scripts
+(``save``, ``delete``, ``insert_many``, ``tx``, ``restore``, ``sweep``: :mod:`.calls`), and
+their parsed replies (:mod:`.replies`) as results.
 
 Pure. The index maths lives here: for each index a write touches, the list of value
 encodings the document must have in it (one per element for arrays, the concatenation of
 the fields' encodings for compound indexes). ``save.lua`` diffs that list against the one it
-stored last time, so only entries that changed are removed and added.
+stored last time, so only entries that changed are removed and added. Key names come from
+:mod:`.keys` (a partition's shared keys, cached; a document's are its prefixes + its
+escaped id).
 """
 
 from __future__ import annotations
@@ -21,11 +25,25 @@ from ...errors import (
     WrongTypeError,
 )
 from ...options import IndexSpec, ModelOptions
-from ..base import WriteRequest, WriteResult
+from ..base import Expiry, WriteRequest, WriteResult
 from . import wire
+from .calls import (
+    DeleteCall,
+    InsertManyCall,
+    NewDocument,
+    RestoreCall,
+    SaveCall,
+    SweepCall,
+    TxCall,
+    TxCheck,
+    TxDelete,
+    TxRow,
+    TxWrite,
+)
 from .commands import Call
-from .keys import KeySpace
-from .planner import manifest_field, meta_field
+from .keys import KeySpace, manifest_field, meta_field
+from .replies import TxReply, WriteReply
+from .replies import layout_refused as layout_refused
 
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
@@ -44,7 +62,7 @@ def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any
 
 class WriteLayout:
     """What every write of one model sends, worked out once: the meta fields that hold index
-    values, the indexes and their manifests, and per partition the index key names."""
+    values, the indexes and their manifests; and the script call records of its writes."""
 
     def __init__(self, options: ModelOptions, keys: KeySpace,
                  max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
@@ -55,8 +73,6 @@ class WriteLayout:
             for name in options.indexed_fields]
         self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
-        self._index_keys: dict[int, list[str]] = {}
-        self._partition_keys: dict[int, tuple[str, str, str, str, str, str]] = {}
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
@@ -86,22 +102,6 @@ class WriteLayout:
                 [name.encode() for name in self.options.fields if name in changed])
         return packed
 
-    def index_keys(self, partition: int) -> list[str]:
-        keys = self._index_keys.get(partition)
-        if keys is None:
-            keys = self._index_keys[partition] = self.keys.indexes(partition)
-        return keys
-
-    def partition_keys(self, partition: int) -> tuple[str, str, str, str, str, str]:
-        """The partition's ids, TTL schedule, document and meta prefixes, sequence, state."""
-        found = self._partition_keys.get(partition)
-        if found is None:
-            k = self.keys
-            found = self._partition_keys[partition] = (
-                k.ids(partition), k.ttl(partition), k.doc_prefix(partition),
-                k.meta_prefix(partition), k.sequence, k.state(partition))
-        return found
-
     def document(self, request: WriteRequest) -> bytes:
         """The stored bytes of the request's document, within the size limit."""
         raw = request.encoded()
@@ -110,7 +110,8 @@ class WriteLayout:
                                         self.max_document_bytes)
         return raw
 
-    def save_call(self, request: WriteRequest) -> Call:
+    def save(self, request: WriteRequest) -> SaveCall:
+        """The ``save.lua`` call of an insert or update."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
         pairs: list[bytes] = []
@@ -125,59 +126,59 @@ class WriteLayout:
                           sortable.pack_list(index_members(self.options, index, values))]
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
-            partition, id_key = 0, b""
-            ids, ttl, doc_prefix, meta_prefix, sequence, state = self.partition_keys(0)
-            doc_key, meta_key = doc_prefix, meta_prefix
+            p = keys.partition(0)
+            id_key, doc_key, meta_key, sequence = b"", p.doc_prefix, p.meta_prefix, keys.sequence
+            partition = 0
         else:
-            partition, id_key = keys.partition_of(request.id), sortable.id_key(request.id)
-            ids, ttl, doc_prefix, meta_prefix, _, state = self.partition_keys(partition)
-            escaped = sortable.escape_id(request.id)
-            doc_key, meta_key = doc_prefix + escaped, meta_prefix + escaped
-            sequence = ids  # unused; any key of the partition keeps one slot
-        key_list = [doc_key, meta_key, ids, sequence, ttl, state, *self.index_keys(partition),
-                    *self.event_keys(partition)]
+            partition = keys.partition_of(request.id)
+            p = keys.partition(partition)
+            id_key, escaped = sortable.id_key(request.id), sortable.escape_id(request.id)
+            doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
+            sequence = p.ids  # unused; any key of the partition keeps one slot
         index_args: list[bytes] = []
         for position, (index, manifest, _names) in touched:
             unique = index.unique and not (
                 index.compound and any(values.get(n) is None for n in index.fields))
             index_args += [b"%d" % (7 + position), manifest, b"1" if unique else b"0",
                            index.name.encode()]
-        args = (
-            request.kind,
-            str(request.expected_version),
-            id_key,
-            self.document(request),
-            os.urandom(8).hex(),
-            wire.pack(pairs),
-            wire.pack(index_args),
-            self.manifests,
-            request.expire,
-            doc_prefix,
-            meta_prefix,
-            self.events,
-            self.changed_names(request.changed),
-            self.layout,
-        )
-        return Call("save", tuple(key_list), args)
+        events = self.events
+        return SaveCall(
+            doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
+            (p.changes,) if events else (),
+            request.kind, str(request.expected_version), id_key, self.document(request),
+            os.urandom(8).hex(), wire.pack(pairs), wire.pack(index_args), self.manifests,
+            # (an Expiry is a str: its wire string)
+            expire if type(expire := request.expire) is Expiry else str(expire),
+            p.doc_prefix, p.meta_prefix, events,
+            self.changed_names(request.changed) if events else b"", self.layout)
 
+    def save_call(self, request: WriteRequest) -> Call:
+        return self.save(request).call()
+
+    def new_document(self, partition: int, request: WriteRequest) -> NewDocument:
+        """A document with every meta field and index entry (insert_many, tx, restore)."""
+        assert request.id is not None and request.values is not None
+        p, escaped = self.keys.partition(partition), sortable.escape_id(request.id)
+        pairs, lenient = self.all_entries(request.values)
+        return NewDocument(p.doc_prefix + escaped, p.meta_prefix + escaped,
+                           sortable.id_key(request.id), self.document(request),
+                           os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient))
+
+    def insert_many(self, partition: int, requests: list[WriteRequest]) -> InsertManyCall:
+        """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
+        p = self.keys.partition(partition)
+        expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
+        return InsertManyCall(
+            p.ids, p.ttl, p.state, p.indexes,
+            [self.new_document(partition, request) for request in requests],
+            self.event_keys(partition), self.described,
+            # a new document has no expiry to keep or drop
+            Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
+            p.doc_prefix, p.meta_prefix,
+            self.events, self.layout)
 
     def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
-        """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
-        keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
-                    *self.index_keys(partition)]
-        expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
-        args: list[Any] = [self.described, "keep" if expiry == "persist" else expiry,
-                           keys.doc_prefix(partition), keys.meta_prefix(partition), self.events,
-                           self.layout]
-        for request in requests:
-            assert request.id is not None and request.values is not None
-            key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
-            pairs, lenient = self.all_entries(request.values)
-            args += [sortable.id_key(request.id), self.document(request),
-                     os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient)]
-        key_list += self.event_keys(partition)
-        return Call("insert_many", tuple(key_list), tuple(args))
+        return self.insert_many(partition, requests).call()
 
     def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
         """Every meta field pair (field or compound index, its value encodings) of a
@@ -194,67 +195,70 @@ class WriteLayout:
                     lenient.append(b"%d" % (position + 1))
         return pairs, lenient
 
-    def tx_call(self, partition: int, checks: list[tuple[str, int]],
-                requests: list[WriteRequest]) -> Call:
+    def tx(self, partition: int, checks: list[tuple[str, int]],
+           requests: list[WriteRequest]) -> TxCall:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
         the writes, all in ``partition``; applied all together or not at all."""
-        keys = self.keys
-        key_list = [keys.ids(partition), keys.ttl(partition), keys.state(partition),
-                    *self.index_keys(partition)]
-        args: list[Any] = [self.described, keys.doc_prefix(partition),
-                           keys.meta_prefix(partition), self.events, self.layout]
-        for id, version in checks:
-            key_list += [keys.doc(partition, id), keys.meta(partition, id)]
-            args += [b"check", b"%d" % version, sortable.id_key(id), b"", b"", b"", b"", b"",
-                     b"keep"]
+        keys, p = self.keys, self.keys.partition(partition)
+        rows: list[TxRow] = [TxCheck(keys.doc(partition, id), keys.meta(partition, id),
+                                     sortable.id_key(id), version) for id, version in checks]
         for request in requests:
             assert request.id is not None
-            key_list += [keys.doc(partition, request.id), keys.meta(partition, request.id)]
             if request.kind == "delete":
-                args += [b"delete", b"%d" % request.expected_version,
-                         sortable.id_key(request.id), b"", b"", b"", b"", b"", b"keep"]
-                continue
-            assert request.values is not None
-            pairs, lenient = self.all_entries(request.values)
-            args += [request.kind.encode(), b"%d" % request.expected_version,
-                     sortable.id_key(request.id), self.document(request), os.urandom(8).hex(),
-                     wire.pack(pairs), wire.pack(lenient), self.changed_names(request.changed),
-                     request.expire]
-        key_list += self.event_keys(partition)
-        return Call("tx", tuple(key_list), tuple(args))
+                rows.append(TxDelete(keys.doc(partition, request.id),
+                                     keys.meta(partition, request.id),
+                                     sortable.id_key(request.id), request.expected_version))
+            else:
+                rows.append(TxWrite(request.kind.encode(), request.expected_version,
+                                    self.new_document(partition, request),
+                                    self.changed_names(request.changed),
+                                    wire_expiry(request.expire)))
+        return TxCall(p.ids, p.ttl, p.state, p.indexes, rows, self.event_keys(partition),
+                      self.described, p.doc_prefix, p.meta_prefix, self.events, self.layout)
+
+    def tx_call(self, partition: int, checks: list[tuple[str, int]],
+                requests: list[WriteRequest]) -> Call:
+        return self.tx(partition, checks, requests).call()
 
     def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],
                      ttl_ms: int | None) -> Call:
         """One ``restore.lua`` call: the stored document ``raw`` put back as it was (its
         version, index entries and remaining ``ttl_ms``) into its partition here."""
         keys, partition = self.keys, self.keys.partition_of(id)
+        p = keys.partition(partition)
         pairs, lenient = self.all_entries(values)
-        return Call("restore", (
-            keys.doc(partition, id), keys.meta(partition, id), keys.ids(partition),
-            keys.ttl(partition), keys.state(partition), *self.index_keys(partition)), (
-            sortable.id_key(id), raw, str(version), os.urandom(8).hex(), wire.pack(pairs),
-            self.described, wire.pack(lenient), "keep" if ttl_ms is None else str(ttl_ms),
-            keys.doc_prefix(partition)))
+        return RestoreCall(
+            keys.doc(partition, id), keys.meta(partition, id), p.ids, p.ttl, p.state,
+            p.indexes, sortable.id_key(id), raw, str(version), os.urandom(8).hex(),
+            wire.pack(pairs), self.described, wire.pack(lenient),
+            Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
 
-    def delete_call(self, request: WriteRequest) -> Call:
+    def delete(self, request: WriteRequest) -> DeleteCall:
         assert request.id is not None
         keys, partition = self.keys, self.keys.partition_of(request.id)
-        key_list = [keys.doc(partition, request.id), keys.meta(partition, request.id),
-                    keys.ids(partition), keys.ttl(partition), keys.trash(partition, request.id),
-                    keys.state(partition), *self.index_keys(partition),
-                    *self.event_keys(partition)]
+        p = keys.partition(partition)
         expected = str(request.expected_version) if request.expected_version else ""
-        soft = "" if request.expire in ("keep", "persist") else request.expire
-        return Call("delete", tuple(key_list),
-                    (expected, sortable.id_key(request.id), self.manifests, soft, self.events,
-                     self.layout))
+        expire = request.expire
+        soft = "" if type(expire) is Expiry else str(expire)  # milliseconds: a soft delete
+        return DeleteCall(
+            keys.doc(partition, request.id), keys.meta(partition, request.id), p.ids, p.ttl,
+            keys.trash(partition, request.id), p.state, p.indexes,
+            (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
+            self.manifests, soft, self.events, self.layout)
+
+    def delete_call(self, request: WriteRequest) -> Call:
+        return self.delete(request).call()
 
     def sweep_call(self, partition: int, limit: int) -> Call:
-        keys = self.keys
-        return Call("sweep", (keys.ids(partition), keys.ttl(partition), keys.state(partition),
-                              *self.index_keys(partition), *self.event_keys(partition)),
-                    (str(limit), self.manifests, keys.doc_prefix(partition),
-                     keys.meta_prefix(partition), self.events, self.layout))
+        p = self.keys.partition(partition)
+        return SweepCall(p.ids, p.ttl, p.state, p.indexes, self.event_keys(partition),
+                         str(limit), self.manifests, p.doc_prefix, p.meta_prefix, self.events,
+                         self.layout).call()
+
+
+def wire_expiry(expire: Expiry | int) -> str:
+    """What the scripts read for an expiry: "keep", "persist" or milliseconds."""
+    return expire if type(expire) is Expiry else str(expire)  # (an Expiry is a str)
 
 
 def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
@@ -275,39 +279,32 @@ def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) ->
     return WriteLayout(options, keys).delete_call(request)
 
 
-def layout_refused(reply: Any) -> bool:
-    """Whether a script refused because its partition has seen a newer schema layout than
-    the caller's (``{"LAYOUT", n}``; ``-2`` from count.lua): nothing was done."""
-    if isinstance(reply, list):
-        return len(reply) == 2 and isinstance(reply[0], (bytes, str)) and \
-            wire.text(reply[0]) == "LAYOUT"
-    return isinstance(reply, int) and reply == -2
-
-
-def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> WriteResult:
-    """Decode a script's status reply into a result with a typed error on refusal."""
-    status = wire.text(reply[0])
+def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> WriteResult:
+    """A write script's reply (parsed: :func:`.replies.write_reply`) as a result, with a
+    typed error on refusal."""
+    status = reply.status
     model, id = options.model_name, request.id
     if status == "OK":
         if request.kind == "delete":
             return WriteResult(id, 0)
-        new_id = id if id is not None else sortable.id_from_key(bytes(reply[2]))
-        return WriteResult(new_id, int(reply[1]))
+        assert reply.version is not None
+        new_id = id if id is not None else sortable.id_from_key(reply.id_key or b"")
+        return WriteResult(new_id, reply.version)
     if status == "MISSING" and request.kind == "delete":
         return WriteResult(id, None)  # already gone: nothing to do, nothing refused
     shown = id if id is not None else "<new>"
     error: Exception
     if status == "VERSION":
-        error = VersionConflict(model, shown, request.expected_version, int(reply[1]))
+        error = VersionConflict(model, shown, request.expected_version, reply.version)
     elif status == "MISSING":
         error = VersionConflict(model, shown, request.expected_version, None)
     elif status == "EXISTS":
         error = DuplicateIdError(model, shown)
     elif status == "UNIQUE":
-        error = UniqueViolation(model, wire.text(reply[1]), shown,
-                                sortable.id_from_key(bytes(reply[2])))
+        assert reply.name is not None and reply.id_key is not None
+        error = UniqueViolation(model, reply.name, shown, sortable.id_from_key(reply.id_key))
     elif status == "WRONGTYPE":
-        key = wire.text(reply[1])
+        key = reply.name or ""
         error = WrongTypeError(f"{model} {shown!r}: key {key!r} holds another type", key)
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
@@ -315,28 +312,28 @@ def result(options: ModelOptions, request: WriteRequest, reply: list[Any]) -> Wr
 
 
 def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
-               requests: list[WriteRequest], reply: list[Any]) -> list[WriteResult]:
+               requests: list[WriteRequest], reply: TxReply) -> list[WriteResult]:
     """The results of a ``tx.lua`` call, one per request; a refusal raises its typed error
     (nothing was written)."""
-    status = wire.text(reply[0])
+    status = reply.status
     if status == "OK":
-        versions = [int(v) for v in reply[1]][len(checks):]
+        versions = reply.versions[len(checks):]
         return [WriteResult(r.id, v) for r, v in zip(requests, versions, strict=True)]
     if status == "WRONGTYPE":
-        key = wire.text(reply[1])
+        key = reply.refusal.name or "" if reply.refusal is not None else ""
         raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
     if status == "APPLIED":  # (a resent transaction: applied, new versions unknown)
         raise WriteOutcomeUnknown(options.model_name, requests[0].id if requests else None,
                                   VersionConflict(options.model_name, "<several>", 0, None))
-    position = int(reply[1]) - 1
+    position = reply.position - 1
+    refusal = reply.refusal
+    assert refusal is not None
     if position < len(checks):  # a document read in the transaction changed since
         id, expected = checks[position]
-        actual = wire.text(reply[2]) if len(reply) > 2 else ""
-        raise VersionConflict(options.model_name, id, expected, int(actual) if actual else None)
+        raise VersionConflict(options.model_name, id, expected, refusal.version)
     request = requests[position - len(checks)]
-    refused = result(options, request, [reply[0], *reply[2:]])
+    refused = result(options, request, refusal)
     if refused.error is None:  # (a delete of a document that is gone: the read was stale)
         raise VersionConflict(options.model_name, request.id or "<new>",
                               request.expected_version, None)
     raise refused.error
-

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ... import sortable
+from ...engine import autoid
 from ...engine.drive import Op
 from ...errors import (
     BackendError,
@@ -37,8 +38,6 @@ from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, quote
 
 #: documents above this size are refused before anything is written (as with Redis)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-#: rounds of fresh auto ids for inserts whose allocated id a user had already taken
-AUTO_ID_ATTEMPTS = 5
 
 CAPABILITIES = Capabilities(
     lookups=frozenset(compiler.SQL),  # what the compiler has a fragment for, by construction
@@ -118,33 +117,18 @@ class SqliteBackend:
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         layout = yield from self._prepare(options)
-        requests = list(requests)
-        results: list[WriteResult | None] = [None] * len(requests)
-        auto = {i for i, r in enumerate(requests) if r.kind == "insert" and r.id is None}
-        pending = list(range(len(requests)))
-        # Auto ids come from the sequence first; a value a user already took as an id makes
-        # that insert fail with "exists": it gets the next free value and retries.
-        for _attempt in range(AUTO_ID_ATTEMPTS):
-            missing = [i for i in pending if i in auto]
-            if missing:
-                ids = yield from self.allocate_ids(options, len(missing))
-                for position, new_id in zip(missing, ids, strict=True):
-                    requests[position] = requests[position].with_id(new_id)
+
+        def send(requests: list[WriteRequest],
+                 pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
             groups = tuple(_statements(layout, requests[i], self.max_document_bytes)
                            for i in pending)
             replies = yield SqlPlan(groups, write=True)
-            retry = []
-            for i, reply in zip(pending, replies, strict=True):
-                result = _result(options, requests[i], reply)
-                if i in auto and isinstance(result.error, DuplicateIdError):
-                    retry.append(i)
-                else:
-                    results[i] = result
-            if not retry:
-                break
-            pending = retry
-        return [r if r is not None else WriteResult(None, None, DuplicateIdError(
-            options.model_name, "<new>")) for r in results]
+            return [(i, _result(options, requests[i], reply))
+                    for i, reply in zip(pending, replies, strict=True)]
+
+        # auto ids come from the sequence first (engine/autoid.py retries taken ones)
+        return (yield from autoid.write(options.model_name, requests,
+                                        lambda n: self.allocate_ids(options, n), send))
 
     def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
                  requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:

@@ -14,15 +14,20 @@
 -- KEYS[2..] index keys of the model, then the partition's state hash (schema layout, see
 --           _prelude.lua), then its TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
--- ARGV[3]   "rows" | "count" | "exists" | "plan"
+-- ARGV[3]   "rows" | "keyed" (rows with their sort keys, to merge partitions) | "count"
+--           | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" to check that each candidate's document exists (also done whenever the TTL
 --           schedule is not empty)
 -- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
 --           (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
--- Returns   rows: flat {id key, version, json, ...}; count: integer; exists: 0|1;
---           plan: {chosen driver, estimated candidates, 1 if it is exact};
+-- Returns   rows: flat {id key, version, json, ...}; keyed: flat {id key, version, json,
+--           then per ORDER entry the encoding the rows are ordered by, ...} (the id key
+--           breaks ties); count: integer; exists: 0|1;
+--           plan: {estimated candidates, 1 if exact, the chosen driver, the drivers it
+--           reads...}, each driver named by its position in the program's DRIVER (depth
+--           first, from 1);
 --           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
@@ -32,6 +37,9 @@ do
   if refused then return redis.error_reply("WRONGTYPE " .. KEYS[#KEYS - 1] .. " is not a hash") end
 end
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
+-- keyed: rows, each followed by its sort keys (the caller merges partitions with them)
+local keyed = mode == "keyed"
+if keyed then mode = "rows" end
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
 -- is not empty, index entries may outlive their document, so every candidate is checked
@@ -78,9 +86,11 @@ local function parse_covers(d)
   end
 end
 
+local ndrivers = 0  -- each driver's position in the program (depth first): plan mode
 local function parse_driver()
   local kind = nxt()
-  local d = {kind = kind}
+  ndrivers = ndrivers + 1
+  local d = {kind = kind, n = ndrivers}
   if kind == "RANGE" then
     d.key = KEYS[tonumber(nxt())]
     d.ranges = {}
@@ -256,15 +266,15 @@ local function estimate(d)
   return n
 end
 
-local function describe(d)
-  if d.kind == "BEST" then estimate(d); return describe(d.choice) end
+-- the positions of the drivers d reads: itself, or a union's parts (choices settled)
+local function used(d, out)
+  if d.kind == "BEST" then estimate(d); return used(d.choice, out) end
   if d.kind == "UNION" then
-    local parts = {}
-    for i, c in ipairs(d.children) do parts[i] = describe(c) end
-    return "UNION(" .. table.concat(parts, ", ") .. ")"
+    for _, c in ipairs(d.children) do used(c, out) end
+    return out
   end
-  if d.key then return d.kind .. " " .. d.key end
-  return d.kind
+  out[#out + 1] = d.n
+  return out
 end
 
 -- candidates ---------------------------------------------------------------------------
@@ -344,6 +354,17 @@ local function emit(rows)
       out[#out + 1] = row.id
       out[#out + 1] = redis.call("HGET", meta_prefix .. eid, "v") or "0"
       out[#out + 1] = json
+      if keyed then
+        local keys = row.keys  -- (a walk's rows have none yet)
+        if not keys then
+          local vals = load_values(row.id)
+          keys = {}
+          for i, o in ipairs(order) do
+            if o.field == "@id" then keys[i] = row.id else keys[i] = vals[o.field][1] or NULL end
+          end
+        end
+        for i = 1, #order do out[#out + 1] = keys[i] end
+      end
     end
   end
   return out
@@ -460,7 +481,9 @@ end
 
 while chosen.kind == "BEST" do estimate(chosen); chosen = chosen.choice end
 if mode == "plan" then
-  return {describe(chosen), estimate(chosen), chosen.exact and 1 or 0}
+  local out = {estimate(chosen), chosen.exact and 1 or 0, chosen.n}
+  for _, n in ipairs(used(chosen, {})) do out[#out + 1] = n end
+  return out
 end
 if chosen.kind == "WALK" then return walk(chosen) end
 return gather(chosen)

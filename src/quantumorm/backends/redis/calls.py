@@ -1,0 +1,493 @@
+"""The named contract of every Lua script Python calls: one record per call.
+
+A call record's fields are the script's parameters in the order of its header comment (KEYS,
+then ARGV), named; ``call()`` lays them out as the :class:`~.commands.Call` the executors
+send. Nothing else in Python knows a script's argument positions (the replies are read back
+by name too: :mod:`.replies`). Variable parts (every index key, per-document groups, the
+change stream) are fields of their own, tuples or lists.
+
+The records are ``__slots__`` dataclasses but not frozen: a frozen dataclass's ``__init__``
+sets each field through ``object.__setattr__`` (about four times slower), and the save and
+query records are built once per operation on the hot path. Treat them as immutable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .commands import Call
+
+# -- the write scripts ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SaveCall:
+    """``save.lua``: insert, or compare-and-set update, of one document."""
+
+    document_key: str  # when allocating (id_key == b""): the document key prefix
+    meta_key: str  # when allocating: the meta key prefix
+    ids_key: str
+    sequence_key: str  # the id counter when allocating; otherwise a key of the same slot
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]  # every index of the model, in index order
+    event_keys: tuple[str, ...]  # the change stream, when the model emits events
+    op: str  # "insert" | "update"
+    expected_version: str
+    id_key: bytes  # b"": allocate the next id from sequence_key
+    document: bytes
+    write_id: str  # 16 hex digits: a resent write recognises its first attempt
+    values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
+    touched: bytes  # MessagePack quadruples: KEYS position, meta field, unique flag, name
+    manifests: bytes  # MessagePack: every index's meta field, in index order
+    expiry: bytes | str  # "keep" | "persist" | milliseconds
+    doc_prefix: str
+    meta_prefix: str
+    events: bytes  # the spec events_on() reads; b"" for none
+    changed: bytes  # MessagePack changed field names; b"" for all
+    layout: bytes  # the caller's schema layout
+
+    def call(self) -> Call:
+        return Call("save", (
+            self.document_key, self.meta_key, self.ids_key, self.sequence_key, self.ttl_key,
+            self.state_key, *self.index_keys, *self.event_keys), (
+            self.op, self.expected_version, self.id_key, self.document, self.write_id,
+            self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
+            self.meta_prefix, self.events, self.changed, self.layout))
+
+
+@dataclass(slots=True)
+class DeleteCall:
+    """``delete.lua``: delete (or soft-delete) one document and its index entries."""
+
+    document_key: str
+    meta_key: str
+    ids_key: str
+    ttl_key: str
+    trash_key: str  # where a soft delete keeps the JSON until it expires
+    state_key: str
+    index_keys: list[str]
+    event_keys: tuple[str, ...]
+    expected_version: str  # "": whatever version is stored
+    id_key: bytes
+    manifests: bytes
+    soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
+    events: bytes
+    layout: bytes
+
+    def call(self) -> Call:
+        return Call("delete", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
+            self.state_key, *self.index_keys, *self.event_keys), (
+            self.expected_version, self.id_key, self.manifests, self.soft_ms, self.events,
+            self.layout))
+
+
+@dataclass(slots=True)
+class NewDocument:
+    """One document of an ``insert_many.lua`` (or ``tx.lua`` write) call."""
+
+    document_key: str
+    meta_key: str
+    id_key: bytes
+    document: bytes
+    write_id: str
+    values: bytes  # MessagePack pairs of every meta field
+    lenient: bytes  # MessagePack positions of unique indexes not enforced for it
+
+
+@dataclass(slots=True)
+class InsertManyCall:
+    """``insert_many.lua``: new documents (ids known) of one partition, each checked alone."""
+
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]
+    documents: list[NewDocument]  # KEYS: document key, meta key; ARGV: the other five
+    event_keys: tuple[str, ...]
+    described: bytes  # MessagePack, per index: meta field, "1" if unique, name
+    expiry: bytes | str  # "keep" | milliseconds
+    doc_prefix: str
+    meta_prefix: str
+    events: bytes
+    layout: bytes
+
+    def call(self) -> Call:
+        keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
+        args: list[Any] = [self.described, self.expiry, self.doc_prefix, self.meta_prefix,
+                           self.events, self.layout]
+        for d in self.documents:
+            keys += (d.document_key, d.meta_key)
+            args += (d.id_key, d.document, d.write_id, d.values, d.lenient)
+        keys += self.event_keys
+        return Call("insert_many", tuple(keys), tuple(args))
+
+
+@dataclass(slots=True)
+class TxCheck:
+    """A transaction row: the document read must still be at ``version`` (0: absent)."""
+
+    document_key: str
+    meta_key: str
+    id_key: bytes
+    version: int
+
+    def argv(self) -> tuple[Any, ...]:
+        # tx.lua reads 9 values per row; a check uses three of them
+        return (b"check", b"%d" % self.version, self.id_key, b"", b"", b"", b"", b"", b"keep")
+
+
+@dataclass(slots=True)
+class TxDelete:
+    """A transaction row: delete the document, which must be at ``expected_version``."""
+
+    document_key: str
+    meta_key: str
+    id_key: bytes
+    expected_version: int
+
+    def argv(self) -> tuple[Any, ...]:
+        return (b"delete", b"%d" % self.expected_version, self.id_key, b"", b"", b"", b"", b"",
+                b"keep")
+
+
+@dataclass(slots=True)
+class TxWrite:
+    """A transaction row: insert (expected version 0) or update one document."""
+
+    op: bytes  # b"insert" | b"update"
+    expected_version: int
+    document: NewDocument
+    changed: bytes
+    expiry: bytes | str
+
+    @property
+    def document_key(self) -> str:
+        return self.document.document_key
+
+    @property
+    def meta_key(self) -> str:
+        return self.document.meta_key
+
+    def argv(self) -> tuple[Any, ...]:
+        d = self.document
+        return (self.op, b"%d" % self.expected_version, d.id_key, d.document, d.write_id,
+                d.values, d.lenient, self.changed, self.expiry)
+
+
+TxRow = TxCheck | TxDelete | TxWrite
+
+
+@dataclass(slots=True)
+class TxCall:
+    """``tx.lua``: version checks and writes of one partition, all applied or none."""
+
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]
+    rows: list[TxRow]  # KEYS: document key, meta key; ARGV: 9 values (see TxCheck...)
+    event_keys: tuple[str, ...]
+    described: bytes
+    doc_prefix: str
+    meta_prefix: str
+    events: bytes
+    layout: bytes
+
+    def call(self) -> Call:
+        keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
+        args: list[Any] = [self.described, self.doc_prefix, self.meta_prefix, self.events,
+                           self.layout]
+        for row in self.rows:
+            keys += (row.document_key, row.meta_key)
+            args += row.argv()
+        keys += self.event_keys
+        return Call("tx", tuple(keys), tuple(args))
+
+
+@dataclass(slots=True)
+class RestoreCall:
+    """``restore.lua``: a stored document put back as it was (a partition move)."""
+
+    document_key: str
+    meta_key: str
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]
+    id_key: bytes
+    document: bytes
+    version: str
+    write_id: str
+    values: bytes
+    described: bytes
+    lenient: bytes
+    expiry: str  # "keep" | milliseconds
+    doc_prefix: str
+
+    def call(self) -> Call:
+        return Call("restore", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
+            *self.index_keys), (
+            self.id_key, self.document, self.version, self.write_id, self.values,
+            self.described, self.lenient, self.expiry, self.doc_prefix))
+
+
+@dataclass(slots=True)
+class ExpireCall:
+    """``expire.lua``: give a document an expiry, or none."""
+
+    document_key: str
+    ttl_key: str
+    id_key: bytes
+    expiry: str  # "persist" | milliseconds
+
+    def call(self) -> Call:
+        return Call("expire", (self.document_key, self.ttl_key), (self.id_key, self.expiry))
+
+
+@dataclass(slots=True)
+class SweepCall:
+    """``sweep.lua``: purge the leftovers of up to ``limit`` expired documents."""
+
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]
+    event_keys: tuple[str, ...]
+    limit: str
+    manifests: bytes
+    doc_prefix: str
+    meta_prefix: str
+    events: bytes
+    layout: bytes
+
+    def call(self) -> Call:
+        return Call("sweep", (self.ids_key, self.ttl_key, self.state_key, *self.index_keys,
+                              *self.event_keys),
+                    (self.limit, self.manifests, self.doc_prefix, self.meta_prefix,
+                     self.events, self.layout))
+
+
+# -- the read scripts ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FetchCall:
+    """``fetch.lua``: documents by id, with their versions (all of one partition)."""
+
+    keys: list[str]  # pairs: document key, meta key
+
+    def call(self) -> Call:
+        return Call("fetch", tuple(self.keys), ())
+
+
+@dataclass(slots=True)
+class QueryCall:
+    """``query.lua``: one query on one partition."""
+
+    query_keys: tuple[str, ...]  # the id index, every index key, the state hash, the TTL set
+    doc_prefix: str
+    meta_prefix: str
+    mode: str  # "rows" | "keyed" (rows with their sort keys) | "count" | "exists" | "plan"
+    offset: str
+    limit: str  # "-1": none
+    verify: str  # "1": check that each candidate's document exists
+    program: bytes  # the planner's tokens (grammar in planner.py)
+    layout: bytes
+
+    def call(self) -> Call:
+        return Call("query", self.query_keys, (
+            self.doc_prefix, self.meta_prefix, self.mode, self.offset, self.limit, self.verify,
+            self.program, self.layout))
+
+
+@dataclass(slots=True)
+class CountCall:
+    """``count.lua``: the entries of exact index ranges, unless documents can expire."""
+
+    ttl_key: str
+    index_key: str  # or the id index
+    state_key: str
+    layout: bytes
+    bounds: tuple[bytes, ...]  # pairs of lex bounds; none: the whole key
+
+    def call(self) -> Call:
+        return Call("count", (self.ttl_key, self.index_key, self.state_key),
+                    (self.layout, *self.bounds))
+
+
+# -- schema, maintenance and events ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SchemaCall:
+    """``schema.lua``: store a schema if the stored layout is still the one read."""
+
+    schema_key: str
+    layout_read: str  # "": none was stored
+    pairs: tuple[str, ...]  # hash field, value, field, value...
+
+    def call(self) -> Call:
+        return Call("schema", (self.schema_key,), (self.layout_read, *self.pairs))
+
+
+@dataclass(slots=True)
+class StampCall:
+    """``stamp.lua``: raise a partition's layout stamp."""
+
+    state_key: str
+    layout: str
+
+    def call(self) -> Call:
+        return Call("stamp", (self.state_key,), (self.layout,))
+
+
+@dataclass(slots=True)
+class NowCall:
+    """``now.lua``: the server's time in microseconds, on the node of ``anchor_key``."""
+
+    anchor_key: str
+
+    def call(self) -> Call:
+        return Call("now", (self.anchor_key,), ())
+
+
+@dataclass(slots=True)
+class GroupCall:
+    """``group.lua``: create a consumer group on one change stream."""
+
+    stream_key: str
+    group: str
+    start: str  # "$" | "0"
+
+    def call(self) -> Call:
+        return Call("group", (self.stream_key,), (self.group, self.start))
+
+
+@dataclass(slots=True)
+class PreflightCall:
+    """``preflight.lua``: the first command the user's ACL refuses, before any write."""
+
+    document_key: str
+    meta_key: str
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    trash_key: str
+    sequence_key: str
+    index_key: str
+    event_keys: tuple[str, ...]
+    has_stream: str  # "1" | "0"
+    channel: str  # "": no Pub/Sub
+
+    def call(self) -> Call:
+        return Call("preflight", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
+            self.trash_key, self.sequence_key, self.index_key, *self.event_keys),
+            (self.has_stream, self.channel))
+
+
+@dataclass(slots=True)
+class ReindexDocument:
+    """One document of a ``reindex.lua`` call."""
+
+    document_key: str
+    meta_key: str
+    id_key: bytes
+    version: bytes  # as read
+    backfill: bytes  # b"": keep the stored JSON
+    values: bytes
+    lenient: bytes
+
+
+@dataclass(slots=True)
+class ReindexCall:
+    """``reindex.lua``: entries of the indexes being built, for a batch of documents."""
+
+    state_key: str
+    index_keys: list[str]  # the indexes being built
+    documents: list[ReindexDocument]
+    described: bytes
+    doc_prefix: str
+    layout: bytes
+
+    def call(self) -> Call:
+        keys: list[str] = [self.state_key, *self.index_keys]
+        args: list[Any] = [self.described, self.doc_prefix, self.layout]
+        for d in self.documents:
+            keys += (d.document_key, d.meta_key)
+            args += (d.id_key, d.version, d.backfill, d.values, d.lenient)
+        return Call("reindex", tuple(keys), tuple(args))
+
+
+@dataclass(slots=True)
+class InspectCall:
+    """``inspect.lua``: what verify() reads of each id, in one call."""
+
+    ttl_key: str
+    ids_key: str
+    index_keys: list[str]
+    documents: list[tuple[str, str]]  # per id: document key, meta key
+    manifests: bytes
+    id_keys: list[bytes]
+
+    def call(self) -> Call:
+        keys: list[str] = [self.ttl_key, self.ids_key, *self.index_keys]
+        for pair in self.documents:
+            keys += pair
+        return Call("inspect", tuple(keys), (self.manifests, *self.id_keys))
+
+
+@dataclass(slots=True)
+class EntriesCall:
+    """``entries.lua``: judge index entries against the documents that should hold them."""
+
+    index_key: str
+    ttl_key: str
+    manifest: str
+    doc_prefix: str
+    meta_prefix: str
+    entries: list[bytes]
+
+    def call(self) -> Call:
+        return Call("entries", (self.index_key, self.ttl_key), (
+            self.manifest, self.doc_prefix, self.meta_prefix, *self.entries))
+
+
+@dataclass(slots=True)
+class RepairFix:
+    """One fix of a ``repair.lua`` call (see its header for ``what``)."""
+
+    document_key: str
+    meta_key: str
+    what: bytes | str
+    id_key: bytes | str
+    version: bytes | str
+    document: bytes | str
+    values: bytes | str
+
+
+@dataclass(slots=True)
+class RepairCall:
+    """``repair.lua``: fixes of one partition, each checked again before it is applied."""
+
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]
+    fixes: list[RepairFix]
+    manifests: bytes
+    layout: bytes
+    doc_prefix: str
+    meta_prefix: str
+
+    def call(self) -> Call:
+        keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
+        args: list[Any] = [self.manifests, self.layout, self.doc_prefix, self.meta_prefix]
+        for f in self.fixes:
+            keys += (f.document_key, f.meta_key)
+            args += (f.what, f.id_key, f.version, f.document, f.values)
+        return Call("repair", tuple(keys), tuple(args))

@@ -1,0 +1,149 @@
+"""What every part of the Redis backend stands on: a model's state on a connection (its
+keys, write layout, stored schema and planner), reading the schema at first use, and the
+resend of a plan that a script refused because the schema changed under it.
+
+:class:`BackendCore` is the base of the reading and writing halves of
+:class:`~.backend.RedisBackend` (``reader.py``, ``writer.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ...engine.drive import Op
+from ...errors import PermissionDeniedError, SchemaMismatchError
+from ...options import ModelOptions
+from ...schema import Schema
+from . import schemas, writes
+from .calls import PreflightCall, QueryCall
+from .commands import RedisPlan
+from .keys import KeySpace
+from .planner import Plan, Planner
+from .replies import layout_refused, preflight_refusal
+
+T = TypeVar("T")
+
+#: how often an operation reads the schema again and retries when a script says its
+#: partition has seen a newer layout (each time, another process changed the schema)
+LAYOUT_ATTEMPTS = 5
+
+
+class ModelState:
+    """What one connection knows of one model: its keys, write layout, stored schema (read
+    at first use) and the planner for the indexes that schema says are ready."""
+
+    __slots__ = ("options", "keys", "planner", "planned_with", "writes", "schema",
+                 "_query_layout")
+
+    def __init__(self, options: ModelOptions, max_document_bytes: int) -> None:
+        self.options = options
+        self.keys = KeySpace(options)
+        self.planner = Planner(options)
+        self.writes = writes.WriteLayout(options, self.keys, max_document_bytes)
+        self.schema: Schema | None = None
+        self.planned_with: frozenset[str] | None = None
+        self._query_layout: list[tuple[tuple[str, ...], str, str]] | None = None
+
+    def use(self, schema: Schema) -> None:
+        """Plan with the indexes ``schema`` says are ready; send its layout with every call
+        (a script refuses one older than its partition has seen: see ``_prelude.lua``)."""
+        if self.planned_with is None or schema.ready() != self.planned_with:
+            ready = schema.ready()
+            every = frozenset(i.name for i in self.options.indexes)
+            self.planner = Planner(self.options, None if ready >= every else ready)
+            self.planned_with = ready
+        self.schema = schema
+        self.writes.layout = str(schema.layout).encode()
+
+    def query_layout(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """Per partition: the KEYS of a query.lua call and its document and meta prefixes."""
+        if self._query_layout is None:
+            keys = self.keys
+            self._query_layout = [
+                ((keys.ids(p), *keys.indexes(p), keys.state(p), keys.ttl(p)),
+                 keys.doc_prefix(p), keys.meta_prefix(p))
+                for p in range(keys.partitions)]
+        return self._query_layout
+
+    def query_plan(self, plan: Plan, mode: str, offset: int, limit: int | None) -> RedisPlan:
+        """One ``query.lua`` call per partition, in one round trip."""
+        verify, program, layout = "1" if self.options.ttl else "0", plan.program, \
+            self.writes.layout
+        first, last = str(offset), str(-1 if limit is None else limit)
+        return RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
+            QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
+                      layout).call()
+            for keys, doc_prefix, meta_prefix in self.query_layout()]), read_only=True)
+
+
+class BackendCore:
+    """The Redis backend's state per model, and the schema checks every operation shares."""
+
+    name = "redis"
+
+    def __init__(self, max_document_bytes: int = writes.DEFAULT_MAX_DOCUMENT_BYTES,
+                 max_block: float = 1.0, cluster: bool = False) -> None:
+        self.max_document_bytes = max_document_bytes
+        #: on Redis Cluster a command may name keys of one slot only (stream reads split)
+        self.cluster = cluster
+        #: longest blocking stream read, in seconds (half the socket timeout)
+        self.max_block = max_block
+
+    def _state(self, options: ModelOptions) -> ModelState:
+        return options.state_for(self, lambda: ModelState(options, self.max_document_bytes))
+
+    def prepare(self, options: ModelOptions, refresh: bool = False) -> Op[ModelState]:
+        """The model's state, its stored schema reconciled with the declaration at first use
+        (one round trip; then none). ``refresh``: read the schema again, because a script
+        found that its partition has seen a newer layout (an index was added, built or
+        dropped since this connection read it)."""
+        state = self._state(options)
+        if state.schema is None:
+            yield from self._preflight(state)
+        if state.schema is None or refresh:
+            state.use((yield from schemas.register(options, state.keys)))
+        return state
+
+    def _preflight(self, state: ModelState) -> Op[None]:
+        """Refuse, before anything is written, a user whose ACL would stop a script
+        half-way through a write (``preflight.lua``; the rule to grant: ``acl.acl_rule``)."""
+        keys, options = state.keys, state.options
+        index = keys.index(0, options.indexes[0].name) if options.indexes else keys.ids(0)
+        streams = state.writes.event_keys(0)
+        call = PreflightCall(
+            keys.doc(0, "_"), keys.meta(0, "_"), keys.ids(0), keys.ttl(0), keys.state(0),
+            keys.trash(0, "_"), keys.sequence if options.partitions == 1 else keys.ids(0),
+            index, streams, "1" if streams else "0",
+            keys.channel if options.publish else "").call()
+        (reply,) = yield RedisPlan((call,), read_only=True)
+        refused = preflight_refusal(reply)
+        if refused:
+            raise PermissionDeniedError(
+                f"{options.model_name}: the Redis user may not run {refused}; "
+                "grant it QuantumORM's rule: quantumorm.backends.redis.acl.acl_rule("
+                f"{options.namespace!r}) (see the README, Connections)")
+
+    def _ask(self, options: ModelOptions,
+             make: Callable[[ModelState], tuple[T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:
+        """Send the plan that ``make`` builds from the model's state. When a partition has
+        seen a newer schema layout than the one it was planned with (an index added, built
+        or dropped since), its script refused before doing anything: read the schema
+        again, plan again and send it again."""
+        state = yield from self.prepare(options)
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            made, plan = make(state)
+            replies = yield plan
+            for reply in replies:  # (a loop, not any(generator): no call per reply)
+                if layout_refused(reply):
+                    break
+            else:
+                return made, replies
+            state = yield from self.prepare(options, refresh=True)
+        raise unsettled(options)
+
+
+def unsettled(options: ModelOptions) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"{options.model_name}: the collection's schema kept changing under this operation "
+        f"({LAYOUT_ATTEMPTS} times); another process is changing the model's declaration")

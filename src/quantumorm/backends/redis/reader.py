@@ -1,0 +1,140 @@
+"""The reading half of the Redis backend: documents by id (``fetch.lua``), queries, counts
+and existence (``query.lua``, ``count.lua``), and a document's remaining time to live.
+
+A query is one ``query.lua`` call per partition, pipelined in one round trip; with several
+partitions each returns its window in order, with its rows' sort keys, and
+:func:`.results.merge` merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...engine.drive import Op
+from ...options import ModelOptions
+from ...query.lookups import Lookup
+from ...query.nodes import FALSE, ID, Condition, QuerySpec
+from ...sortable import escape_id
+from ..base import Row
+from . import results
+from .calls import CountCall, FetchCall
+from .commands import Command, RedisPlan
+from .core import BackendCore, ModelState
+from .planner import Plan
+from .replies import COUNT_EXPIRING, COUNT_OUTDATED
+
+
+class Reader(BackendCore):
+    def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        """One ``fetch.lua`` call per partition involved, in one round trip."""
+        keys = (yield from self.prepare(options)).keys
+        by_partition: dict[int, list[str]] = {}
+        for id in dict.fromkeys(ids):
+            by_partition.setdefault(keys.partition_of(id), []).append(id)
+        if not by_partition:
+            return []
+        calls = []
+        for partition, members in by_partition.items():
+            shared, key_list = keys.partition(partition), []
+            for id in members:
+                escaped = escape_id(id)
+                key_list += [shared.doc_prefix + escaped, shared.meta_prefix + escaped]
+            calls.append(FetchCall(key_list).call())
+        replies = yield RedisPlan(tuple(calls), read_only=True)
+        found: dict[str, Row | None] = {}
+        row = results.row
+        for members, reply in zip(by_partition.values(), replies, strict=True):
+            for position, id in enumerate(members):  # flat pairs: JSON or nil, version
+                raw = reply[2 * position]
+                found[id] = None if raw is None else row(options, id, reply[2 * position + 1],
+                                                          raw)
+        return [found[id] for id in ids]
+
+    def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
+        if spec.where == FALSE or spec.limit == 0:
+            return []
+        where = spec.where
+        if isinstance(where, Condition) and where.field == ID and where.lookup in (
+                Lookup.EXACT, Lookup.IN):
+            # by id: GETs (one round trip), no script; ordering and slicing in Python
+            ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
+            found = yield from self.get_many(options, ids)
+            return results.arrange(options, spec, [row for row in found if row is not None])
+        single = options.partitions == 1
+
+        def make(state: ModelState) -> tuple[Plan, RedisPlan]:
+            plan = state.planner.plan(spec)
+            if not plan.server_order:
+                return plan, state.query_plan(plan, "rows", 0, None)
+            if single:
+                return plan, state.query_plan(plan, "rows", spec.offset, spec.limit)
+            # each partition's window, in order and with its sort keys, to merge
+            return plan, state.query_plan(plan, "keyed", 0, spec.window)
+
+        plan, replies = yield from self._ask(options, make)
+        if plan.server_order and single:
+            return results.rows(options, replies[0])
+        if not plan.server_order:
+            return results.arrange(options, spec, [row for reply in replies
+                                                   for row in results.rows(options, reply)],
+                                   plan.residual)
+        return results.merge(options, spec, replies)
+
+    def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
+        if spec.where == FALSE or spec.limit == 0:
+            return 0
+        total = yield from self._matches(options, spec, "count")
+        total = max(0, total - spec.offset)
+        return total if spec.limit is None else min(total, spec.limit)
+
+    def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
+        if spec.where == FALSE or spec.limit == 0:
+            return False
+        if spec.offset or spec.limit is not None:
+            n = yield from self.count(options, spec)
+            return n > 0
+        found = yield from self._matches(options, spec, "exists")
+        return found > 0
+
+    def _matches(self, options: ModelOptions, spec: QuerySpec, mode: str) -> Op[int]:
+        """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
+        if spec.after is None:
+            spec = QuerySpec(spec.where)  # order is irrelevant to a count
+        state = yield from self.prepare(options)
+        plan = state.planner.plan(spec, counting=True)
+        if plan.residual is not None or not plan.server_order:  # (query() checks the layout)
+            rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
+                                                            spec.after))
+            return min(len(rows), 1) if mode == "exists" else len(rows)
+        driver = plan.driver
+        if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
+            # while no document can expire the index is the truth: count its entries
+            # (count.lua answers -1 if some can, and query.lua then checks each one)
+            keys, layout = state.keys, state.writes.layout
+            bounds = tuple(bound for pair in driver.ranges for bound in pair)
+            shared = [keys.partition(p) for p in range(options.partitions)]
+            # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
+            calls = tuple(
+                CountCall(p.ttl, p.ids if driver.kind == "ALL"
+                          else p.indexes[state.planner.keypos[driver.indexes[0]] - 2],
+                          p.state, layout, bounds).call()
+                for p in shared)
+            counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
+            if COUNT_OUTDATED in counts:  # planned with an outdated schema: plan again
+                yield from self.prepare(options, refresh=True)
+                return (yield from self._matches(options, spec, mode))
+            if COUNT_EXPIRING not in counts:
+                total = sum(counts)
+                return min(total, 1) if mode == "exists" else total
+        _, replies = yield from self._ask(options, lambda state: (None, state.query_plan(
+            state.planner.plan(spec, counting=True), mode, 0, None)))
+        total = sum(int(r) for r in replies)
+        return min(total, 1) if mode == "exists" else total
+
+    def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
+        """Seconds until the document expires (0.0 once it is gone); None if it never does."""
+        keys = self._state(options).keys
+        (ms,) = yield RedisPlan((Command(("PTTL", keys.doc(keys.partition_of(id), id))),),
+                                read_only=True)
+        ms = int(ms)
+        return None if ms == -1 else max(ms, 0) / 1000

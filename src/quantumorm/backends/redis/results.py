@@ -1,0 +1,93 @@
+"""Query and fetch replies as rows: JSON decoding, the merge of several partitions' ordered
+windows, and the Python-side filter, order and slice of rows the server could not order.
+
+Pure: no I/O. A "keyed" ``query.lua`` reply carries each row's sort keys (the encodings
+the script ordered by, then the id key), so a merge never decodes a row it does not keep.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator
+from functools import cmp_to_key
+from itertools import islice
+from operator import itemgetter
+from typing import Any
+
+from ... import sortable
+from ...errors import CorruptDocumentError
+from ...options import ModelOptions
+from ...query import evaluate
+from ...query.nodes import Node, QuerySpec
+from ..base import Row
+
+_DECODER = json.JSONDecoder()
+
+
+def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
+    try:
+        data = _DECODER.decode(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptDocumentError(options.model_name, id, "not a JSON object")
+    return Row(id, int(version or 0), data)
+
+
+def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
+    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}."""
+    return [
+        row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
+        for i in range(0, len(reply), 3)
+    ]
+
+
+def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:
+    """Merge the partitions' "keyed" windows (each already in order) and slice. Lazily: the
+    merge stops at offset + limit, and only the rows it reaches are decoded (with P windows
+    of n rows it looks at about P + n of them, not P x n)."""
+    descending = evaluate.directions(spec.order)
+    key: Any
+    reverse = False
+    if not any(descending) or all(descending):
+        key, reverse = tuple, all(descending)  # byte tuples compare as the positions do
+    else:
+        key = cmp_to_key(lambda a, b: evaluate.compare_keys(a, b, descending))
+    stride = 3 + len(spec.order)  # id key, version, JSON, then a sort key per ordering
+
+    def placed(reply: list[Any]) -> Iterator[tuple[Any, int, list[Any]]]:
+        for i in range(0, len(reply), stride):
+            yield key((*reply[i + 3:i + stride], reply[i])), i, reply
+
+    end = None if spec.limit is None else spec.offset + spec.limit
+    merged = heapq.merge(*(placed(reply) for reply in replies), key=itemgetter(0),
+                         reverse=reverse)
+    return [row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
+            for _, i, reply in islice(merged, spec.offset, end)]
+
+
+def arrange(options: ModelOptions, spec: QuerySpec, found: list[Row],
+            residual: Node | None = None) -> list[Row]:
+    """Filter (``residual``), order, apply the keyset position and slice, in Python."""
+    if len(found) <= 1 and residual is None and spec.after is None:
+        return found[spec.offset:][:spec.limit]  # nothing to order
+    descending = evaluate.directions(spec.order)
+    keyed = []
+    for item in found:
+        values = _values(options, item)
+        if residual is not None and not evaluate.matches(options, residual, values):
+            continue
+        keyed.append((evaluate.sort_keys(options, spec.order, values), item))
+    if spec.after is not None:
+        keyed = [(k, r) for k, r in keyed if evaluate.compare_keys(k, spec.after, descending) > 0]
+    ordered = [item for _, item in evaluate.sort_rows(keyed, lambda pair: pair[0], descending)]
+    end = None if spec.limit is None else spec.offset + spec.limit
+    return ordered[spec.offset:end]
+
+
+def _values(options: ModelOptions, found: Row) -> dict[str, Any]:
+    values: dict[str, Any] = {"id": found.id}
+    for name in options.fields:
+        values[name] = options.read_value(name, found.data)
+    return values

@@ -1,0 +1,207 @@
+"""The writing half of the Redis backend: write batching, the lost-reply settling of an
+insert that allocates its own id, transactions, expiry and sweeps.
+
+:meth:`Writer.write` sends one round of script calls per round of
+:func:`quantumorm.engine.autoid.write` (the auto-id retry loop every backend shares): inserts
+with known ids go together, one ``insert_many`` call per partition; every other write is
+its own ``save``/``delete`` call. The call records come from the model's
+:class:`~.writes.WriteLayout`; their replies are parsed once (:mod:`.replies`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ... import sortable
+from ...engine import autoid
+from ...engine.drive import Op
+from ...errors import (
+    BackendConnectionError,
+    DuplicateIdError,
+    TransactionError,
+    VersionConflict,
+    WriteOutcomeUnknown,
+)
+from ...options import ModelOptions
+from ..base import Expiry, WriteRequest, WriteResult
+from . import writes
+from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
+from .commands import Call, Command, RedisPlan
+from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
+from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
+
+#: how many of the last allocated ids are searched for an insert whose reply was lost
+SETTLE_WINDOW = 1024
+
+Record = SaveCall | DeleteCall | InsertManyCall
+
+
+class Writer(BackendCore):
+    def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
+        # (first use: the schema and the ACL preflight come before anything is written)
+        keys = (yield from self.prepare(options)).keys
+        (last,) = yield RedisPlan((Command(("INCRBY", keys.sequence, count)),), idempotent=True)
+        return [str(n) for n in range(int(last) - count + 1, int(last) + 1)]
+
+    def write(self, options: ModelOptions,
+              requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        # One insert with P == 1 allocates its id inside the script (one round trip);
+        # otherwise ids come first, in one INCRBY (engine/autoid.py). (Not a generator
+        # itself: the loop is the operation, one frame less on every step.)
+        stale_layouts = 0
+
+        def send(requests: list[WriteRequest],
+                 pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
+            nonlocal stale_layouts
+            yield from self.prepare(options)
+            batches = self._batches(options, [requests[i] for i in pending], pending)
+            calls = [record.call() for record, _ in batches]
+            # saves may be resent after a broken connection (each recognises its own earlier
+            # application by its write id); not deletes (no write id survives them) nor an
+            # insert that allocates its id (it is looked up instead)
+            first = batches[0][0]
+            allocating = len(batches) == 1 and isinstance(first, SaveCall) and not first.id_key
+            resendable = not allocating and all(c.script != "delete" for c in calls)
+            try:
+                sent = yield RedisPlan(tuple(calls), idempotent=resendable)
+            except BackendConnectionError:
+                if not allocating:
+                    raise
+                assert isinstance(first, SaveCall)
+                sent = yield from self._settle_allocating(options, first)
+            resent = getattr(sent, "resent", False)
+            outcomes: list[tuple[int, WriteResult | None]] = []
+            stale = False
+            for (_, members), raw in zip(batches, sent, strict=True):
+                if len(members) == 1:
+                    parsed = [write_reply(raw)]
+                elif layout_refused(raw):  # a batch refused whole
+                    parsed = [WriteReply("LAYOUT")] * len(members)
+                else:
+                    parsed = [write_reply(each) for each in raw]
+                for i, reply in zip(members, parsed, strict=True):
+                    if reply.status == "LAYOUT":  # nothing written: sent again, new schema
+                        stale = True
+                        outcomes.append((i, None))
+                        continue
+                    result = writes.result(options, requests[i], reply)
+                    if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
+                        # refused when sent again: the first attempt may have been applied
+                        result = WriteResult(result.id, None, WriteOutcomeUnknown(
+                            options.model_name, requests[i].id, result.error))
+                    outcomes.append((i, result))
+            if stale:
+                stale_layouts += 1
+                if stale_layouts > LAYOUT_ATTEMPTS:
+                    raise unsettled(options)
+                yield from self.prepare(options, refresh=True)
+            return outcomes
+
+        return autoid.write(options.model_name, requests,
+                            lambda n: self.allocate_ids(options, n), send,
+                            allocate_here=options.partitions > 1, extra_rounds=LAYOUT_ATTEMPTS)
+
+    def _settle_allocating(self, options: ModelOptions, call: SaveCall) -> Op[list[Any]]:
+        """The connection broke around an insert that allocates its own id: find out
+        whether it was applied (its write id in the meta hash of one of the ids allocated
+        last) before sending it again, so that it is never stored twice."""
+        keys = self._state(options).keys
+        write_id = call.write_id.encode()
+        # (asked of the master, never a replica that may lag: hence not read_only)
+        (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
+        newest = int(last or 0)
+        candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
+        seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
+                                     for id in candidates), idempotent=True)
+        for id, recent in zip(candidates, seen, strict=True):
+            for i in range(0, len(recent or b""), 32):  # (write id, version): see _write.lua
+                if bytes(recent[i:i + 16]) == write_id:
+                    return [[b"OK", int(recent[i + 16:i + 32]), sortable.id_key(id)]]
+        # not among the ids allocated last: not applied, so sending it again is safe
+        again = yield RedisPlan((call.call(),))
+        return list(again)
+
+    def _batches(self, options: ModelOptions, requests: list[WriteRequest],
+                 positions: list[int]) -> list[tuple[Record, list[int]]]:
+        """Script call records for the requests, and which request positions each one
+        serves: inserts with known ids go together, one ``insert_many`` call per partition;
+        every other write is its own call."""
+        state = self._state(options)
+        if len(requests) == 1:  # (the common case: one save or delete)
+            request = requests[0]
+            return [(state.writes.delete(request) if request.kind == "delete"
+                     else state.writes.save(request), positions)]
+        calls: list[tuple[Record, list[int]]] = []
+        grouped: dict[tuple[int, Any], list[tuple[int, WriteRequest]]] = {}
+        for position, request in zip(positions, requests, strict=True):
+            if request.kind == "insert" and request.id is not None:
+                group = (state.keys.partition_of(request.id), request.expire)
+                grouped.setdefault(group, []).append((position, request))
+            elif request.kind == "delete":
+                calls.append((state.writes.delete(request), [position]))
+            else:
+                calls.append((state.writes.save(request), [position]))
+        for (partition, _expire), members in grouped.items():
+            if len(members) == 1:
+                position, request = members[0]
+                calls.append((state.writes.save(request), [position]))
+            else:
+                record = state.writes.insert_many(partition, [r for _, r in members])
+                calls.append((record, [p for p, _ in members]))
+        return calls
+
+    def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """Version checks and writes in one atomic ``tx.lua`` call: all applied or none.
+        Every document must be in one partition (one script, one slot)."""
+        state = yield from self.prepare(options)
+        requests = list(requests)
+        missing = [i for i, r in enumerate(requests) if r.id is None]
+        if missing:
+            if options.partitions > 1:
+                raise TransactionError(
+                    f"{options.model_name} has {options.partitions} partitions: a new "
+                    "document in a transaction needs an id, so that its partition is known")
+            ids = yield from self.allocate_ids(options, len(missing))
+            for i, new_id in zip(missing, ids, strict=True):
+                requests[i] = requests[i].with_id(new_id)
+        every_id = [id for id, _ in checks] + [r.id for r in requests if r.id is not None]
+        partitions = {state.keys.partition_of(id) for id in every_id}
+        if len(partitions) > 1:
+            raise TransactionError(
+                f"a transaction's documents must share one partition; these {options.model_name}"
+                f" ids are spread over partitions {sorted(partitions)} (Meta.partitions = "
+                f"{options.partitions}): {', '.join(map(repr, every_id[:10]))}")
+        if not every_id:
+            return []
+        partition = partitions.pop()
+        # resendable when it writes a document: tx.lua then recognises an earlier attempt
+        resendable = any(r.kind != "delete" for r in requests)
+        _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
+            (state.writes.tx(partition, list(checks), requests).call(),),
+            idempotent=resendable)))
+        try:
+            return writes.tx_results(options, list(checks), requests, tx_reply(sent[0]))
+        except (VersionConflict, DuplicateIdError) as refusal:
+            if getattr(sent, "resent", False):
+                raise WriteOutcomeUnknown(options.model_name, requests[0].id, refusal) from None
+            raise
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def expire(self, options: ModelOptions, id: str, ttl: float | None) -> Op[bool]:
+        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone."""
+        keys = self._state(options).keys
+        p = keys.partition_of(id)
+        how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
+        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), sortable.id_key(id), how).call()
+        (done,) = yield RedisPlan((call,), idempotent=True)
+        return bool(done)
+
+    def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
+        """Purge the leftovers of up to ``limit`` expired documents per partition."""
+        _, replies = yield from self._ask(options, lambda state: (None, RedisPlan(
+            tuple(state.writes.sweep_call(p, limit) for p in range(options.partitions)),
+            idempotent=True)))
+        return sum(sweep_reply(reply).purged for reply in replies)

@@ -10,6 +10,7 @@ from ...errors import ConfigurationError
 from . import options as known_options
 from . import topology, watch
 from .backend import CAPABILITIES, RedisBackend
+from .changes import Subscription
 from .executor import AsyncRedisExecutor, SyncRedisExecutor
 from .options import ClientOptions
 from .writes import DEFAULT_MAX_DOCUMENT_BYTES
@@ -78,8 +79,6 @@ class RedisConnection:
 
     def subscription(self, model: Any, wait: float | None) -> Any:
         """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""
-        from .changes import Subscription
-
         return Subscription(model, model._meta, self, wait)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import QuerySpec
 from ..base import Capabilities, Explanation
-from . import changes
+from . import changes, reindex, repair, verify
 from .commands import Command, RedisPlan
 from .core import ModelState
 from .explain import explanation
@@ -98,22 +98,16 @@ class RedisBackend(Writer, Reader):
     def reindex(self, model: type[Document], batch: int,
                 progress: Progress | None) -> Op[ReindexReport]:
         """Build the indexes that are building (or rebuild all), online: see reindex.py."""
-        from . import reindex
-
         return (yield from reindex.reindex(self, model, batch, progress))
 
     def verify(self, model: type[Document], batch: int,
                progress: Progress | None) -> Op[VerifyReport]:
         """Check documents, meta hashes and index entries against each other: verify.py."""
-        from . import verify
-
         return (yield from verify.verify(self, model, batch, progress))
 
     def repair(self, model: type[Document], batch: int,
                progress: Progress | None) -> Op[RepairReport]:
         """Fix what verify() finds (each fix checked again atomically): repair.py."""
-        from . import repair
-
         return (yield from repair.repair(self, model, batch, progress))
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:

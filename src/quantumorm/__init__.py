@@ -4,10 +4,10 @@ Public API; everything not listed in ``__all__`` is private and may change.
 """
 
 from .backends import available_backends, backend_capabilities, register_backend
-from .backends.base import Capabilities
 from .backends.matrix import CapabilityMatrix, capabilities
 from .connection import Connection, aclose_all, close_all, create_connection, get_connection
 from .document import Document
+from .engine.contract import Capabilities
 from .errors import (
     AuthenticationError,
     BackendConnectionError,

@@ -33,9 +33,9 @@ from .errors import BackendConnectionError, UnsupportedOperation
 from .registry import connection_for, get_connection
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
     from .connection import Connection
     from .document import Document
+    from .engine.contract import Backend
 
 D = TypeVar("D", bound="Document")
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
 
 if TYPE_CHECKING:
-    from .backends.base import Capabilities
     from .connection import Connection
     from .document import Document
+    from .engine.contract import Capabilities
     from .options import ModelOptions
 
 _lock = threading.Lock()

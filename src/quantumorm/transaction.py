@@ -31,8 +31,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import signals
-from .backends.base import Backend, WriteRequest
 from .engine import ops
+from .engine.contract import Backend, WriteRequest
 from .engine.drive import Op
 from .errors import TransactionError, UnsupportedOperation, VersionConflict
 from .fields.base import MISSING

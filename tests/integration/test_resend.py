@@ -18,8 +18,8 @@ from quantumorm import (
     WriteOutcomeUnknown,
     sortable,
 )
-from quantumorm.backends.base import WriteRequest
 from quantumorm.backends.redis.commands import RedisPlan
+from quantumorm.engine.contract import WriteRequest
 from quantumorm.engine.drive import run
 
 

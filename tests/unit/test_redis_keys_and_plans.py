@@ -39,11 +39,11 @@ from quantumorm import (
     WrongTypeError,
     sortable,
 )
-from quantumorm.backends.base import WriteRequest, encode_document
 from quantumorm.backends.redis import wire, writes
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.planner import Planner
 from quantumorm.backends.redis.replies import write_reply
+from quantumorm.engine.contract import WriteRequest, encode_document
 from quantumorm.query import evaluate
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import And, Condition, Or, QuerySpec

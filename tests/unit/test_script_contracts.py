@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from quantumorm.backends.base import Expiry, WriteRequest, WriteResult
 from quantumorm.backends.redis import calls, replies
 from quantumorm.engine import autoid
+from quantumorm.engine.contract import Expiry, WriteRequest, WriteResult
 from quantumorm.errors import DuplicateIdError
 
 #: records whose every field is one KEYS or ARGV entry, or a tuple/list of them, in order;

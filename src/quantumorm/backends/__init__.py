@@ -7,8 +7,8 @@ Third parties register their own::
 
 The target is ``"module:callable"`` (imported lazily) or a callable; it receives the URL and
 the connection options and returns an object with ``backend``, ``sync_executor()``,
-``async_executor()``, ``close()`` and ``aclose()`` (see :mod:`quantumorm.backends.base`).
-What a backend supports is data: a :class:`~quantumorm.backends.base.Capabilities`, given
+``async_executor()``, ``close()`` and ``aclose()`` (see :mod:`quantumorm.engine.contract`).
+What a backend supports is data: a :class:`~quantumorm.engine.contract.Capabilities`, given
 to ``register_backend(..., capabilities=...)`` or exported as ``CAPABILITIES`` by the
 target's module. :func:`backend_capabilities` reads it without opening a connection.
 """
@@ -19,8 +19,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from ..engine.contract import Capabilities
 from ..errors import ConfigurationError
-from .base import Capabilities
 
 Opener = Callable[..., Any]
 _registry: dict[str, str | Opener] = {

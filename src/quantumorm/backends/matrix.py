@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.contract import Capabilities
 from ..query.lookups import Lookup
 from . import available_backends, backend_capabilities
-from .base import Capabilities
 
 #: (row label, how to read it from Capabilities), in display order
 _FEATURES: list[tuple[str, str]] = [

@@ -33,8 +33,8 @@ from . import ops
 from .drive import Op
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend
     from ..document import Document
+    from .contract import Backend
 
 #: how often an operation is recomputed when other writers keep winning the race
 ATTEMPTS = 100

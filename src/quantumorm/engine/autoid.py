@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..backends.base import WriteRequest, WriteResult
 from ..errors import DuplicateIdError
+from .contract import WriteRequest, WriteResult
 from .drive import Op
 
 #: rounds of fresh auto ids for inserts whose allocated id a user had already taken

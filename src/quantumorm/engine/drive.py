@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 from ..errors import SyncInAsyncContext
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend
+    from .contract import Backend
 
 T = TypeVar("T")
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
-from ..backends.base import Backend, Expiry, Row, WriteRequest, WriteResult, encode_document
 from ..errors import (
     BulkWriteError,
     DocumentTooLargeError,
@@ -23,6 +22,7 @@ from ..errors import (
 from ..fields.base import MISSING
 from ..query import evaluate
 from ..query.nodes import QuerySpec
+from .contract import Backend, Expiry, Row, WriteRequest, WriteResult, encode_document
 from .drive import Op
 
 if TYPE_CHECKING:

@@ -34,9 +34,9 @@ from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend, Explanation, Row
     from ..connection import Connection
     from ..document import Document
+    from ..engine.contract import Backend, Explanation, Row
     from ..events import Subscription
 
 D = TypeVar("D", bound="Document")

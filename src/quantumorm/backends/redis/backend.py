@@ -1,4 +1,4 @@
-"""The Redis backend: the contract of :mod:`quantumorm.backends.base` as Redis operations.
+"""The Redis backend: the contract of :mod:`quantumorm.engine.contract` as Redis operations.
 
 Each method is an operation (a generator yielding :class:`RedisPlan` objects); it never
 performs I/O. The class is assembled from its halves, one job each: ``core.py`` (a model's
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...engine.contract import Capabilities, Explanation
 from ...engine.drive import Op
 from ...errors import UnsupportedOperation
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import QuerySpec
-from ..base import Capabilities, Explanation
 from . import changes, reindex, repair, verify
 from .commands import Command, RedisPlan
 from .core import ModelState

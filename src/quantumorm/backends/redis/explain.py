@@ -1,13 +1,13 @@
 """``explain()`` on Redis: the planner's plan, and which of its drivers ``query.lua`` chose
 (named by position in the program: :class:`.replies.QueryPlanReply`), as an
-:class:`~quantumorm.backends.base.Explanation`. Nothing is parsed from text."""
+:class:`~quantumorm.engine.contract.Explanation`. Nothing is parsed from text."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...engine.contract import Explanation
 from ...options import ModelOptions
-from ..base import Explanation
 from .core import ModelState
 from .planner import Plan
 from .replies import query_plan_reply

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ...engine.contract import Row
 from ...engine.drive import Op
 from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, QuerySpec
 from ...sortable import escape_id
-from ..base import Row
 from . import results
 from .calls import CountCall, FetchCall
 from .commands import Command, RedisPlan

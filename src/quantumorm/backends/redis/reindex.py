@@ -23,12 +23,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ... import sortable
+from ...engine.contract import encode_document
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
-from ..base import encode_document
 from . import schemas, wire
 from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import sortable
+from ...engine.contract import WriteRequest
 from ...engine.drive import Op
 from ...errors import QuantumORMError
 from ...options import ModelOptions
-from ..base import WriteRequest
 from . import schemas, wire
 from .calls import FetchCall
 from .commands import Command, RedisPlan

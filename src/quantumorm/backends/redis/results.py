@@ -16,11 +16,11 @@ from operator import itemgetter
 from typing import Any
 
 from ... import sortable
+from ...engine.contract import Row
 from ...errors import CorruptDocumentError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
-from ..base import Row
 
 _DECODER = json.JSONDecoder()
 

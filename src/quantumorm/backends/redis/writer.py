@@ -15,6 +15,7 @@ from typing import Any
 
 from ... import sortable
 from ...engine import autoid
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     BackendConnectionError,
@@ -24,7 +25,6 @@ from ...errors import (
     WriteOutcomeUnknown,
 )
 from ...options import ModelOptions
-from ..base import Expiry, WriteRequest, WriteResult
 from . import writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from ... import sortable
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...errors import (
     DocumentTooLargeError,
     DuplicateIdError,
@@ -25,7 +26,6 @@ from ...errors import (
     WrongTypeError,
 )
 from ...options import IndexSpec, ModelOptions
-from ..base import Expiry, WriteRequest, WriteResult
 from . import wire
 from .calls import (
     DeleteCall,

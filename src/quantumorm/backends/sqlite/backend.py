@@ -1,4 +1,4 @@
-"""The SQLite backend: the contract of :mod:`quantumorm.backends.base` as SQL plans.
+"""The SQLite backend: the contract of :mod:`quantumorm.engine.contract` as SQL plans.
 
 Each method is an operation (a generator yielding :class:`~.plans.SqlPlan` objects); it never
 performs I/O. Queries are compiled whole to SQL (:mod:`.compiler`), so filtering, ordering,
@@ -18,6 +18,7 @@ from typing import Any
 
 from ... import sortable
 from ...engine import autoid
+from ...engine.contract import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     BackendError,
@@ -31,7 +32,6 @@ from ...errors import (
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import FALSE, QuerySpec
-from ..base import Capabilities, Explanation, Row, WriteRequest, WriteResult
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
 from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, quote

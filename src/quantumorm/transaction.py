@@ -38,6 +38,7 @@ from .errors import TransactionError, UnsupportedOperation, VersionConflict
 from .fields.base import MISSING
 from .query.expressions import clean_id
 from .registry import connection_for
+from .vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -45,6 +46,17 @@ if TYPE_CHECKING:
 
 D = TypeVar("D", bound="Document")
 T = TypeVar("T")
+
+
+class TxState(Vocabulary):
+    """Where a transaction is: open, then committing and committed (or failed), or rolled
+    back. Printed as the bare word ("this transaction is committed")."""
+
+    OPEN = "open"
+    COMMITTING = "committing"  # (a second commit meanwhile is refused)
+    COMMITTED = "committed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled back"
 
 
 class _Work:
@@ -57,10 +69,10 @@ class _Work:
         self.model: type[Document] | None = None
         self.reads: dict[str, int] = {}  # id -> version read (0: absent)
         self.writes: dict[int, tuple[Document, dict[str, Any] | None, WriteRequest]] = {}
-        self.state = "open"  # -> "committed" | "rolled back"
+        self.state = TxState.OPEN
 
     def bind(self, model: type[Document]) -> None:
-        if self.state != "open":
+        if self.state is not TxState.OPEN:
             raise TransactionError(f"this transaction is {self.state}")
         if self.model is None:
             connection_for(model, self.connection)  # checks the model against the backend
@@ -110,15 +122,15 @@ class _Work:
         self.writes[id(doc)] = (doc, data, request)
 
     def commit(self, backend: Backend) -> Op[None]:
-        if self.state != "open":
+        if self.state is not TxState.OPEN:
             raise TransactionError(f"this transaction is {self.state}")
-        self.state = "committing"  # (a second commit meanwhile is refused)
+        self.state = TxState.COMMITTING
         try:
             yield from self._commit(backend)
         except BaseException:
-            self.state = "failed"
+            self.state = TxState.FAILED
             raise
-        self.state = "committed"
+        self.state = TxState.COMMITTED
 
     def _commit(self, backend: Backend) -> Op[None]:
         if self.model is None:
@@ -139,8 +151,8 @@ class _Work:
                                        created=request.kind == "insert")
 
     def rollback(self) -> None:
-        if self.state == "open":
-            self.state = "rolled back"
+        if self.state is TxState.OPEN:
+            self.state = TxState.ROLLED_BACK
         self.writes.clear()
 
 
@@ -176,7 +188,7 @@ class Transaction:
                         trace: TracebackType | None) -> None:
         if kind is not None:
             self.rollback()
-        elif self._work.state == "open":
+        elif self._work.state is TxState.OPEN:
             await self.commit()
 
 
@@ -211,7 +223,7 @@ class SyncTransaction:
                  trace: TracebackType | None) -> None:
         if kind is not None:
             self.rollback()
-        elif self._work.state == "open":
+        elif self._work.state is TxState.OPEN:
             self.commit()
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Literal, Protocol
 
 from ..options import ModelOptions
 from ..query.lookups import Lookup
 from ..query.nodes import QuerySpec
+from ..vocabulary import Vocabulary
 from .drive import Op
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -73,9 +73,9 @@ class Row:
     data: dict[str, Any]
 
 
-class Expiry(str, Enum):
+class Expiry(Vocabulary):
     """What a write does to its document's expiry, when not "expire in n milliseconds" (an
-    int). A ``str`` enum: each member is its wire string, which the Redis scripts read."""
+    int). Each member is its wire string, which the Redis scripts read."""
 
     KEEP = "keep"  # as it is
     PERSIST = "persist"  # none

@@ -20,6 +20,7 @@ from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import QuerySpec
 from . import changes, reindex, repair, verify
+from .calls import QueryMode
 from .commands import Command, RedisPlan
 from .core import ModelState
 from .explain import explanation
@@ -55,7 +56,7 @@ class RedisBackend(Writer, Reader):
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         def make(state: ModelState) -> tuple[tuple[ModelState, Plan], RedisPlan]:
             plan = state.planner.plan(spec)
-            return (state, plan), state.query_plan(plan, "plan", 0, None)
+            return (state, plan), state.query_plan(plan, QueryMode.PLAN, 0, None)
 
         (state, plan), replies = yield from self._ask(options, make)
         return explanation(options, state, plan, replies)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ...vocabulary import Vocabulary
 from .commands import Call
 
 # -- the write scripts ---------------------------------------------------------------------
@@ -284,6 +285,16 @@ class FetchCall:
         return Call("fetch", tuple(self.keys), ())
 
 
+class QueryMode(Vocabulary):
+    """What ``query.lua`` returns (its ARGV[3]; each member is the wire string)."""
+
+    ROWS = "rows"  # the documents
+    KEYED = "keyed"  # the documents with their sort keys (merged across partitions)
+    COUNT = "count"
+    EXISTS = "exists"  # a count that stops at the first match
+    PLAN = "plan"  # the plan the script chose (explain)
+
+
 @dataclass(slots=True)
 class QueryCall:
     """``query.lua``: one query on one partition."""
@@ -291,7 +302,7 @@ class QueryCall:
     query_keys: tuple[str, ...]  # the id index, every index key, the state hash, the TTL set
     doc_prefix: str
     meta_prefix: str
-    mode: str  # "rows" | "keyed" (rows with their sort keys) | "count" | "exists" | "plan"
+    mode: QueryMode
     offset: str
     limit: str  # "-1": none
     verify: str  # "1": check that each candidate's document exists

@@ -16,7 +16,7 @@ from ...errors import PermissionDeniedError, SchemaMismatchError
 from ...options import ModelOptions
 from ...schema import Schema
 from . import schemas, writes
-from .calls import PreflightCall, QueryCall
+from .calls import PreflightCall, QueryCall, QueryMode
 from .commands import RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
@@ -66,7 +66,7 @@ class ModelState:
                 for p in range(keys.partitions)]
         return self._query_layout
 
-    def query_plan(self, plan: Plan, mode: str, offset: int, limit: int | None) -> RedisPlan:
+    def query_plan(self, plan: Plan, mode: QueryMode, offset: int, limit: int | None) -> RedisPlan:
         """One ``query.lua`` call per partition, in one round trip."""
         verify, program, layout = "1" if self.options.ttl else "0", plan.program, \
             self.writes.layout

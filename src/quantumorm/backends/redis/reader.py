@@ -17,7 +17,7 @@ from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, QuerySpec
 from ...sortable import escape_id
 from . import results
-from .calls import CountCall, FetchCall
+from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
 from .core import BackendCore, ModelState
 from .planner import Plan
@@ -65,11 +65,11 @@ class Reader(BackendCore):
         def make(state: ModelState) -> tuple[Plan, RedisPlan]:
             plan = state.planner.plan(spec)
             if not plan.server_order:
-                return plan, state.query_plan(plan, "rows", 0, None)
+                return plan, state.query_plan(plan, QueryMode.ROWS, 0, None)
             if single:
-                return plan, state.query_plan(plan, "rows", spec.offset, spec.limit)
+                return plan, state.query_plan(plan, QueryMode.ROWS, spec.offset, spec.limit)
             # each partition's window, in order and with its sort keys, to merge
-            return plan, state.query_plan(plan, "keyed", 0, spec.window)
+            return plan, state.query_plan(plan, QueryMode.KEYED, 0, spec.window)
 
         plan, replies = yield from self._ask(options, make)
         if plan.server_order and single:
@@ -83,7 +83,7 @@ class Reader(BackendCore):
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
-        total = yield from self._matches(options, spec, "count")
+        total = yield from self._matches(options, spec, QueryMode.COUNT)
         total = max(0, total - spec.offset)
         return total if spec.limit is None else min(total, spec.limit)
 
@@ -93,10 +93,10 @@ class Reader(BackendCore):
         if spec.offset or spec.limit is not None:
             n = yield from self.count(options, spec)
             return n > 0
-        found = yield from self._matches(options, spec, "exists")
+        found = yield from self._matches(options, spec, QueryMode.EXISTS)
         return found > 0
 
-    def _matches(self, options: ModelOptions, spec: QuerySpec, mode: str) -> Op[int]:
+    def _matches(self, options: ModelOptions, spec: QuerySpec, mode: QueryMode) -> Op[int]:
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
         if spec.after is None:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
@@ -105,7 +105,7 @@ class Reader(BackendCore):
         if plan.residual is not None or not plan.server_order:  # (query() checks the layout)
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
-            return min(len(rows), 1) if mode == "exists" else len(rows)
+            return min(len(rows), 1) if mode is QueryMode.EXISTS else len(rows)
         driver = plan.driver
         if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
             # while no document can expire the index is the truth: count its entries
@@ -125,11 +125,11 @@ class Reader(BackendCore):
                 return (yield from self._matches(options, spec, mode))
             if COUNT_EXPIRING not in counts:
                 total = sum(counts)
-                return min(total, 1) if mode == "exists" else total
+                return min(total, 1) if mode is QueryMode.EXISTS else total
         _, replies = yield from self._ask(options, lambda state: (None, state.query_plan(
             state.planner.plan(spec, counting=True), mode, 0, None)))
         total = sum(int(r) for r in replies)
-        return min(total, 1) if mode == "exists" else total
+        return min(total, 1) if mode is QueryMode.EXISTS else total
 
     def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
         """Seconds until the document expires (0.0 once it is gone); None if it never does."""

@@ -20,7 +20,6 @@ This module builds redis-py clients; the executors (``executor.py``) send plans 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -34,6 +33,7 @@ from redis.backoff import NoBackoff
 
 from ...errors import ConfigurationError
 from ...redaction import redact_url, redacted_repr
+from ...vocabulary import Vocabulary
 
 # redis-py's cluster and Sentinel classes are partly untyped: reach them through Any
 _sync: Any = redis
@@ -45,20 +45,13 @@ SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SCHEMES = SINGLE_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES
 
 
-class Kind(str, Enum):
+class Kind(Vocabulary):
     """The kinds of deployment a URL names. Members are strings (``Kind.CLUSTER ==
-    "cluster"``, same hash, printed as the bare value), so code and users that read
-    ``topology.kind`` as a string keep working (Python 3.10 has no ``enum.StrEnum``)."""
+    "cluster"``), so code and users that read ``topology.kind`` as a string keep working."""
 
     SINGLE = "single"
     CLUSTER = "cluster"
     SENTINEL = "sentinel"
-
-    def __str__(self) -> str:
-        return str.__str__(self)
-
-    def __format__(self, spec: str) -> str:
-        return str.__format__(self, spec)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from . import schemas, wire
 from .calls import FetchCall
 from .commands import Command, RedisPlan
 from .keys import KeySpace
+from .replies import restore_reply, write_reply
 from .writes import WriteLayout
 
 DEFAULT_BATCH = 500
@@ -160,18 +161,18 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     if not restores:
         return
     replies = yield RedisPlan(tuple(restores), idempotent=True)
-    for (id, version), reply in zip(deletes, replies, strict=True):
-        status_text = wire.text(reply[0])
-        if status_text == "EXISTS" and int(reply[1]) != version:
+    for (id, version), raw_reply in zip(deletes, replies, strict=True):
+        restored = restore_reply(raw_reply)
+        if restored.status == "EXISTS" and restored.version != version:
             raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
-                                   f"version {int(reply[1])}, not {version}: was the "
+                                   f"version {restored.version}, not {version}: was the "
                                    "collection written during the move?")
-        if status_text not in ("OK", "EXISTS"):
-            raise RepartitionError(f"{model.__name__} {id!r} could not move: {reply!r}")
+        if restored.status not in ("OK", "EXISTS"):
+            raise RepartitionError(f"{model.__name__} {id!r} could not move: {raw_reply!r}")
     replies = yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
                                     for id, version in deletes), idempotent=True)
     for (id, version), reply in zip(deletes, replies, strict=True):
-        if wire.text(reply[0]) not in ("OK", "MISSING"):  # MISSING: a resumed run took it
+        if write_reply(reply).status not in ("OK", "MISSING"):  # MISSING: a resumed run took it
             raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"
                                    f" could not be removed: {reply!r}; was the collection "
                                    "written during the move?")

@@ -52,6 +52,14 @@ def write_reply(reply: list[Any]) -> WriteReply:
     return WriteReply(status)
 
 
+def restore_reply(reply: list[Any]) -> WriteReply:
+    """``restore.lua``'s outcome: as a write's, and ``EXISTS`` carries the version found
+    (a resumed move finds its own earlier restore)."""
+    if _text(reply[0]) == "EXISTS":
+        return WriteReply("EXISTS", int(reply[1]))
+    return write_reply(reply)
+
+
 @dataclass(slots=True)
 class TxReply:
     """``tx.lua``'s outcome."""

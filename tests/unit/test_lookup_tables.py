@@ -244,3 +244,12 @@ def test_what_a_backend_lacks_is_refused_naming_it(lacking: None) -> None:
         qs.after(cursor).all_sync()
     with pytest.raises(UnsupportedOperation, match="compound indexes"):
         Paired(name="x", age=1).save_sync()
+
+
+def test_iteration_without_keyset_pagination_reads_the_whole_result(lacking: None) -> None:
+    """Plain iteration pages with keyset cursors of its own; a backend without them is read
+    at once instead of failing after the first page."""
+    from quantumorm.query.queryset import ITER_CHUNK
+
+    Plain.objects.bulk_create_sync([Plain(name=f"n{i}") for i in range(ITER_CHUNK + 5)])
+    assert len({doc.id for doc in Plain.objects}) == ITER_CHUNK + 5

@@ -553,8 +553,9 @@ def _pages(qs: QuerySet[D]) -> Generator[QuerySet[D], list[D], None]:
     """The chunked iteration of ``qs``, for ``for`` and ``async for`` alike: yields the
     queryset of the next page to read and receives its documents. Pages are keyset pages of
     ``ITER_CHUNK`` documents, so a large result never sits in memory whole; a sliced
-    queryset is read at once."""
-    if qs._limit is not None or qs._offset or qs._values is not None:
+    queryset, and any queryset on a backend without keyset pagination, is read at once."""
+    if qs._limit is not None or qs._offset or qs._values is not None or (
+            not qs._connection().backend.capabilities.keyset_pagination):
         yield qs
         return
     page = qs._clone(limit=ITER_CHUNK)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from . import transaction
 from .backends import opener
 from .engine import drive
+from .engine.contract import BackendConnection
 from .errors import ConfigurationError, UnsupportedOperation
 from .redaction import redact_url
 from .registry import aclose_all, close_all, connection_for, get_connection, register
@@ -43,7 +44,7 @@ def default_name(backend: str) -> str:
 class Connection:
     """An open, named store. Runs operations with its sync or async executor."""
 
-    def __init__(self, name: str, kind: str, url: str, store: Any) -> None:
+    def __init__(self, name: str, kind: str, url: str, store: BackendConnection) -> None:
         self.name, self.kind, self.url = name, kind, url
         self._store = store
         self.backend = store.backend

@@ -50,11 +50,11 @@ def events(conn: Any) -> list[tuple[str, str, int]]:
 
 
 def test_a_resent_insert_or_update_is_reported_once_applied_once(conn: Any) -> None:
-    insert = layout(conn).save_call(request(Note(id="a", title="t"), "insert"))
+    insert = layout(conn).save(request(Note(id="a", title="t"), "insert")).call()
     reply = send(conn, insert)
     created = reply[0][1]
     assert reply == send(conn, insert) == [[b"OK", created, b"\x02a"]] and created > 0
-    update = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", created))
+    update = layout(conn).save(request(Note(id="a", title="t", n=5), "update", created)).call()
     first, again = send(conn, update), send(conn, update)
     updated = first[0][1]
     # the resend reports the version its first attempt wrote
@@ -70,20 +70,20 @@ def test_a_resent_insert_or_update_is_reported_once_applied_once(conn: Any) -> N
     assert events(conn) == [("create", "a", created), ("update", "a", updated),
                             ("update", "a", other.version)]
     # the same change under a new write id is a different write: refused by the version
-    fresh = layout(conn).save_call(request(Note(id="a", title="t", n=5), "update", created))
+    fresh = layout(conn).save(request(Note(id="a", title="t", n=5), "update", created)).call()
     assert send(conn, fresh)[0][:2] == [b"VERSION", str(other.version).encode()]
 
 
 def test_a_resent_batch_and_transaction_apply_once(conn: Any) -> None:
-    batch = layout(conn).insert_many_call(0, [request(Note(id=f"b{i}", title="t"), "insert")
-                                              for i in range(3)])
+    batch = layout(conn).insert_many(0, [request(Note(id=f"b{i}", title="t"), "insert")
+                                              for i in range(3)]).call()
     reply = send(conn, batch)
     created = [version for _, version in reply[0]]
     assert reply == send(conn, batch) == [[[b"OK", v] for v in created]]
     assert 0 < created[0] < created[1] < created[2]  # written in turn
-    tx = layout(conn).tx_call(0, [("b0", created[0])],
+    tx = layout(conn).tx(0, [("b0", created[0])],
                               [request(Note(id="b1", title="t", n=1), "update", created[1]),
-                               request(Note(id="c", title="t"), "insert")])
+                               request(Note(id="c", title="t"), "insert")]).call()
     reply = send(conn, tx)
     assert reply == send(conn, tx)
     # the version read (b0), then the versions written (b1, c)
@@ -119,7 +119,7 @@ def test_the_retry_budget_is_a_checked_connection_option(conn: Any, redis_url: s
         with pytest.raises(quantumorm.ConfigurationError, match="retries"):
             quantumorm.create_connection(url=redis_url, name="bad-retries", retries=bad)
     good = quantumorm.create_connection(url=redis_url, name="patient", retries=9)
-    assert good.store.sync_executor().retries == 9
+    assert good.store.sync_executor().link.retries == 9
 
 
 def lose_first_reply(conn: Any, monkeypatch: pytest.MonkeyPatch,

@@ -888,7 +888,16 @@ def test_exact_single_field_ranges(kwargs: dict[str, Any]) -> None:
         run_program(PLANNER.plan(ordered_spec), ordered_spec, counting=False)
 
 
-# -- writes.save_call ---------------------------------------------------------------------------
+# -- the save.lua call ---------------------------------------------------------------------------
+
+
+def save_call(options: Any, keys: KeySpace, request: WriteRequest) -> Any:
+    return writes.WriteLayout(options, keys).save(request).call()
+
+
+def delete_call(options: Any, keys: KeySpace, request: WriteRequest) -> Any:
+    return writes.WriteLayout(options, keys).delete(request).call()
+
 
 
 def account_request(kind: str = "insert", id: str | None = "a1", changed: frozenset[str] | None
@@ -931,7 +940,7 @@ def parse_save(call: Any) -> SaveArgs:
 @example(some_id="x}:i:age")
 def test_save_call_keys_share_one_slot(some_id: str) -> None:
     keys = KeySpace(Account._meta)
-    call = writes.save_call(Account._meta, keys, account_request(id=some_id))
+    call = save_call(Account._meta, keys, account_request(id=some_id))
     assert call.script == "save"
     assert len({key_slot(k) for k in call.keys}) == 1
     assert call.keys[:3] == (keys.doc(0, some_id), keys.meta(0, some_id), keys.ids(0))
@@ -947,14 +956,14 @@ def test_save_call_keys_share_one_slot_with_partitions() -> None:
     keys = KeySpace(Sharded._meta)
     doc = Sharded(id="u1", name="x", age=1)
     request = WriteRequest("insert", "u1", 0, doc.clean(), doc._values(), None)
-    call = writes.save_call(Sharded._meta, keys, request)
+    call = save_call(Sharded._meta, keys, request)
     slots = {k: key_slot(k) for k in call.keys}
     assert len(set(slots.values())) == 1, slots
 
 
 def test_save_call_insert_arguments() -> None:
     keys = KeySpace(Account._meta)
-    call = writes.save_call(Account._meta, keys, account_request())
+    call = save_call(Account._meta, keys, account_request())
     args = parse_save(call)
     assert args.kind == "insert" and args.version == "0"
     assert json.loads(args.document) == {"mail": "a@x", "name": "Ann", "age": 30,
@@ -984,14 +993,14 @@ def test_save_call_insert_arguments() -> None:
 
 
 def test_save_call_names_the_changed_fields_for_the_event() -> None:
-    call = writes.save_call(Account._meta, KeySpace(Account._meta), account_request(
+    call = save_call(Account._meta, KeySpace(Account._meta), account_request(
         "update", changed=frozenset({"bio", "age"}), expected_version=3))
     assert wire.unpack(call.args[12]) == [b"age", b"bio"]  # in declaration order
 
 
 def test_save_call_unique_flags_with_nulls() -> None:
     # a compound unique index does not hold a value with a null part unique
-    args = parse_save(writes.save_call(Account._meta, KeySpace(Account._meta),
+    args = parse_save(save_call(Account._meta, KeySpace(Account._meta),
                                        account_request(age=None, email=None)))
     flags = {name: unique for _, _, unique, name in args.indexes}
     assert flags["name__age"] == "0"
@@ -1003,13 +1012,13 @@ def test_save_call_unique_flags_with_nulls() -> None:
 
 def test_save_call_update_touches_only_changed_indexes() -> None:
     keys = KeySpace(Account._meta)
-    call = writes.save_call(Account._meta, keys, account_request(
+    call = save_call(Account._meta, keys, account_request(
         "update", changed=frozenset({"bio"}), expected_version=3))
     args = parse_save(call)
     assert args.kind == "update" and args.version == "3"
     assert args.pairs == {} and args.indexes == []  # (every index key is still declared)
 
-    call = writes.save_call(Account._meta, keys, account_request(
+    call = save_call(Account._meta, keys, account_request(
         "update", changed=frozenset({"age", "bio"}), expected_version=3))
     args = parse_save(call)
     assert set(args.pairs) == {"f:age", "x:name__age"}
@@ -1017,7 +1026,7 @@ def test_save_call_update_touches_only_changed_indexes() -> None:
     assert [call.keys[pos - 1] for pos, _, _, _ in args.indexes] == [
         keys.index(0, "age"), keys.index(0, "name__age")]
 
-    call = writes.save_call(Account._meta, keys, account_request(
+    call = save_call(Account._meta, keys, account_request(
         "update", changed=frozenset({"tags"}), expected_version=1))
     args = parse_save(call)
     assert set(args.pairs) == {"f:tags"}
@@ -1026,7 +1035,7 @@ def test_save_call_update_touches_only_changed_indexes() -> None:
 
 def test_save_call_with_an_id_to_allocate() -> None:
     keys = KeySpace(Account._meta)
-    call = writes.save_call(Account._meta, keys, account_request(id=None))
+    call = save_call(Account._meta, keys, account_request(id=None))
     args = parse_save(call)
     assert args.id_key == b""
     assert call.keys[:4] == (keys.doc_prefix(0), keys.meta_prefix(0), keys.ids(0),
@@ -1036,7 +1045,7 @@ def test_save_call_with_an_id_to_allocate() -> None:
 
 def test_delete_call() -> None:
     keys = KeySpace(Account._meta)
-    call = writes.delete_call(Account._meta, keys, WriteRequest("delete", "x}{", 5))
+    call = delete_call(Account._meta, keys, WriteRequest("delete", "x}{", 5))
     assert call.script == "delete"
     assert len({key_slot(k) for k in call.keys}) == 1
     assert call.keys[:6] == (keys.doc(0, "x}{"), keys.meta(0, "x}{"), keys.ids(0),
@@ -1046,7 +1055,7 @@ def test_delete_call() -> None:
     assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
                                          b"x:name__age"]  # aligned with KEYS[7..]
     sharded = KeySpace(Sharded._meta)
-    call = writes.delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))
+    call = delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))
     assert len({key_slot(k) for k in call.keys}) == 1
     assert call.args[0] == ""
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
 
-from ..engine.contract import Capabilities
+from ..engine.contract import BackendConnection, Capabilities
 from ..errors import ConfigurationError
 
-Opener = Callable[..., Any]
+#: what a backend registers: called with the URL and the connection options, it opens the
+#: store (the contract's :class:`~quantumorm.engine.contract.BackendConnection`)
+Opener = Callable[..., BackendConnection]
 _registry: dict[str, str | Opener] = {
     "redis": "quantumorm.backends.redis:open_connection",
     "sqlite": "quantumorm.backends.sqlite:open_connection",

@@ -1,2 +1,3 @@
-"""Tools that operate on a store from outside an application: the command line
-(``python -m quantumorm``). They use the library's public API and a connection of their own."""
+"""Tools that operate on a whole collection rather than on documents: repartitioning
+(:mod:`.repartition`, on a connection the caller passes or the model's) and the command line
+(``python -m quantumorm``, :mod:`.cli`, which opens a connection of its own)."""

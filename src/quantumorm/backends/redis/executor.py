@@ -47,7 +47,6 @@ def _link(options: ClientOptions) -> Link:
 
 class SyncRedisExecutor:
     def __init__(self, options: ClientOptions) -> None:
-        self.retries = options.retries
         try:  # (a cluster client discovers the cluster here)
             self.client, self.reader = topologies.sync_clients(
                 options.topology, options.settings(asyncio=False), options.pool(),

@@ -169,7 +169,7 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
                                    "collection written during the move?")
         if restored.status not in ("OK", "EXISTS"):
             raise RepartitionError(f"{model.__name__} {id!r} could not move: {raw_reply!r}")
-    replies = yield RedisPlan(tuple(old_layout.delete_call(WriteRequest("delete", id, version))
+    replies = yield RedisPlan(tuple(old_layout.delete(WriteRequest("delete", id, version)).call()
                                     for id, version in deletes), idempotent=True)
     for (id, version), reply in zip(deletes, replies, strict=True):
         if write_reply(reply).status not in ("OK", "MISSING"):  # MISSING: a resumed run took it

@@ -1,6 +1,6 @@
 """The stored schema of a collection on Redis: reading it, reconciling it with the model at
 first use, and changing index states (operations; see :mod:`quantumorm.schema` for what a
-schema is and :mod:`quantumorm.tools.reindex` for the builder that uses these).
+schema is and :mod:`.reindex` for the builder that uses these).
 
 The schema is the hash ``{ns:coll}:schema``; every change goes through ``schema.lua``, a
 compare-and-set on its ``layout`` number, so processes reconciling at once never undo each

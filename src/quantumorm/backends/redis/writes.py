@@ -152,9 +152,6 @@ class WriteLayout:
             p.doc_prefix, p.meta_prefix, events,
             self.changed_names(request.changed) if events else b"", self.layout)
 
-    def save_call(self, request: WriteRequest) -> Call:
-        return self.save(request).call()
-
     def new_document(self, partition: int, request: WriteRequest) -> NewDocument:
         """A document with every meta field and index entry (insert_many, tx, restore)."""
         assert request.id is not None and request.values is not None
@@ -176,9 +173,6 @@ class WriteLayout:
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
             p.doc_prefix, p.meta_prefix,
             self.events, self.layout)
-
-    def insert_many_call(self, partition: int, requests: list[WriteRequest]) -> Call:
-        return self.insert_many(partition, requests).call()
 
     def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
         """Every meta field pair (field or compound index, its value encodings) of a
@@ -216,10 +210,6 @@ class WriteLayout:
         return TxCall(p.ids, p.ttl, p.state, p.indexes, rows, self.event_keys(partition),
                       self.described, p.doc_prefix, p.meta_prefix, self.events, self.layout)
 
-    def tx_call(self, partition: int, checks: list[tuple[str, int]],
-                requests: list[WriteRequest]) -> Call:
-        return self.tx(partition, checks, requests).call()
-
     def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],
                      ttl_ms: int | None) -> Call:
         """One ``restore.lua`` call: the stored document ``raw`` put back as it was (its
@@ -239,15 +229,12 @@ class WriteLayout:
         p = keys.partition(partition)
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
-        soft = "" if type(expire) is Expiry else str(expire)  # milliseconds: a soft delete
+        soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
         return DeleteCall(
             keys.doc(partition, request.id), keys.meta(partition, request.id), p.ids, p.ttl,
             keys.trash(partition, request.id), p.state, p.indexes,
             (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
             self.manifests, soft, self.events, self.layout)
-
-    def delete_call(self, request: WriteRequest) -> Call:
-        return self.delete(request).call()
 
     def sweep_call(self, partition: int, limit: int) -> Call:
         p = self.keys.partition(partition)
@@ -269,14 +256,6 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
     return wire.pack([str(options.changes_maxlen).encode() if stream else b"",
                       b"1" if options.changes_document else b"0",
                       keys.channel.encode() if options.publish else b""])
-
-
-def save_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
-    return WriteLayout(options, keys).save_call(request)
-
-
-def delete_call(options: ModelOptions, keys: KeySpace, request: WriteRequest) -> Call:
-    return WriteLayout(options, keys).delete_call(request)
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> WriteResult:

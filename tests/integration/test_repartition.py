@@ -111,3 +111,12 @@ def test_switching_to_tag_partitioning_at_the_same_count(conn: Any, redis_client
     keys = KeySpace(by_tag._meta)
     assert len({keys.partition_of(id) for id in versions}) <= 3  # one per tag
     assert_indexes_consistent(redis_client, by_tag)
+
+
+def test_the_connection_is_chosen_by_object_or_by_name(conn: Any) -> None:
+    one, two = model(1), model(2)
+    seed(one, 20)
+    assert repartition(two, from_partitions=1, connection=conn).scanned == 20
+    assert repartition(one, from_partitions=2, using=conn.name).scanned == 20
+    with pytest.raises(ValueError, match="not both"):
+        repartition(two, from_partitions=1, connection=conn, using=conn.name)

@@ -24,12 +24,18 @@ from ..errors import ConfigurationError
 
 def repartition(model: Any, from_partitions: int, *, from_partition_by: str | None = None,
                 connection: Connection | str | None = None, batch: int = DEFAULT_BATCH,
-                progress: Callable[[Progress], Any] | None = None) -> Progress:
+                progress: Callable[[Progress], Any] | None = None,
+                using: str | None = None) -> Progress:
     """Move ``model``'s documents from ``from_partitions`` partitions (and the
     ``partition_by`` rule ``from_partition_by``, by default the model's) to the layout its
     ``Meta`` declares now, on ``connection`` (a :class:`~quantumorm.Connection`, or a
     connection's name; by default the model's). Returns the final :class:`Progress`; the
-    collection must not be written meanwhile."""
+    collection must not be written meanwhile. ``using`` (a connection's name) is the
+    keyword this function had before it took ``connection``."""
+    if using is not None:
+        if connection is not None:
+            raise ValueError("pass connection or using, not both")
+        connection = using
     op = moves(model, from_partitions, from_partition_by=from_partition_by, batch=batch,
                progress=progress)
     chosen = get_connection(connection) if isinstance(connection, str) else connection

@@ -121,51 +121,95 @@ end
 -- table keyed by the op's token (the planner's tables emit them: lookup_plans.py).
 local compile_pred
 local compilers = {}
+-- what the compiler knows of a compiled test: probe_of[test] = {key, values, neg} when it is
+-- an index membership test (ZIN, or NOT ZIN), which query.lua runs in batches (ZMSCORE);
+-- cheap[test] when it reads no meta hash
+local probe_of, cheap = {}, {}
+
+-- the tests in ``cs``, those that read no meta hash first (only = true: only those)
+local function cheap_first(cs, only)
+  local out = {}
+  for _, c in ipairs(cs) do if cheap[c] or probe_of[c] then out[#out + 1] = c end end
+  if not only then
+    for _, c in ipairs(cs) do if not (cheap[c] or probe_of[c]) then out[#out + 1] = c end end
+  end
+  return out
+end
+
+-- the tests of a conjunction, those that read no meta hash first (the others read it only
+-- for the candidates that pass them)
+local function all_of(cs)
+  local order = cheap_first(cs)
+  local n = #order
+  if n == 1 then return order[1] end
+  local f = function(vals, id)
+    for i = 1, n do if not order[i](vals, id) then return false end end
+    return true
+  end
+  if #order == #cheap_first(cs, true) then cheap[f] = true end
+  return f
+end
 
 compilers.AND = function()
   local cs = {}
   for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
-  local n = #cs
-  return function(vals, id)
-    for i = 1, n do if not cs[i](vals, id) then return false end end
-    return true
-  end, cs
+  if #cs == 0 then return compilers.T(), cs end
+  return all_of(cs), cs
 end
 
 compilers.OR = function()
   local cs = {}
   for i = 1, tonumber(nxt()) do cs[i] = compile_pred() end
-  local n = #cs
-  return function(vals, id)
-    for i = 1, n do if cs[i](vals, id) then return true end end
+  local order = cheap_first(cs)
+  local n = #order
+  local f = function(vals, id)
+    for i = 1, n do if order[i](vals, id) then return true end end
     return false
   end
+  if #order == #cheap_first(cs, true) then cheap[f] = true end
+  return f
 end
 
 compilers.NOT = function()
   local c = compile_pred()
-  return function(vals, id) return not c(vals, id) end
+  local f = function(vals, id) return not c(vals, id) end
+  local p = probe_of[c]
+  if p then probe_of[f] = {key = p.key, values = p.values, neg = not p.neg} end
+  if cheap[c] then cheap[f] = true end
+  return f
 end
 
-compilers.T = function() return function() return true end end
-compilers.F = function() return function() return false end end
+compilers.T = function()
+  local f = function() return true end
+  cheap[f] = true
+  return f
+end
+compilers.F = function()
+  local f = function() return false end
+  cheap[f] = true
+  return f
+end
 
 compilers.ID = function()
   local set = {}
   for _ = 1, tonumber(nxt()) do set[nxt()] = true end
-  return function(_, id) return set[id] == true end
+  local f = function(_, id) return set[id] == true end
+  cheap[f] = true
+  return f
 end
 
 compilers.ZIN = function()
   local key, values = KEYS[tonumber(nxt())], {}
   for i = 1, tonumber(nxt()) do values[i] = nxt() end
   local n = #values
-  return function(_, id)
+  local f = function(_, id)
     for i = 1, n do
       if redis.call("ZSCORE", key, values[i] .. id) then return true end
     end
     return false
   end
+  probe_of[f] = {key = key, values = values, neg = false}
+  return f
 end
 
 compilers.IN = function()
@@ -303,34 +347,83 @@ local function collect(d, out, seen)
   end
 end
 
-local EMPTY = {}
-local function load_values(idkey)
-  if #need == 0 then return EMPTY end
-  local vals = {}
-  local raw = redis.call("HMGET", meta_prefix .. escaped_id(idkey), unpack(need))
+-- meta values, read lazily ------------------------------------------------------------------
+-- A candidate's values table reads its meta hash (one HMGET of the NEED fields) the first
+-- time a test or the ordering asks for a field, so a candidate that a membership test
+-- rejects costs no meta read. When rows are returned, the same HMGET reads the version.
+local ID, VERSION, LOADED = {}, {}, {}  -- keys of a values table that no meta field can be
+local with_version = mode == "rows"
+local fields = {}
+for i, f in ipairs(need) do fields[i] = f end
+if with_version then fields[#fields + 1] = "v" end
+
+local lazy = {__index = function(vals, field)
+  if rawget(vals, LOADED) or #fields == 0 then return nil end
+  rawset(vals, LOADED, true)
+  local raw = redis.call("HMGET", meta_prefix .. escaped_id(rawget(vals, ID)), unpack(fields))
   for i, f in ipairs(need) do
-    vals[f] = unpack_list(raw[i])
-    vals[f].missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
+    local list = unpack_list(raw[i])
+    list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
+    rawset(vals, f, list)
   end
-  return vals
+  if with_version then rawset(vals, VERSION, raw[#fields] or "0") end
+  return rawget(vals, field)
+end}
+
+local function values_of(idkey)
+  return setmetatable({[ID] = idkey}, lazy)
 end
 
--- the test a candidate of driver d must pass: nil when d yields only matches; the
--- conditions of a top-level AND that d covers are left out
+-- the tests a candidate of driver d must pass, as {probes, test}: the membership tests of
+-- the top-level AND (run in batches, before anything else) and the test of the rest (nil:
+-- none); the conditions of a top-level AND that d covers are left out, and an exact driver
+-- yields only matches
 local function make_test(d)
-  if d.exact then return nil end
-  if not (d.skip and pred_children) then return pred end
-  local rest = {}
-  for i, c in ipairs(pred_children) do
-    if not d.skip[i] then rest[#rest + 1] = c end
+  if d.exact then return {}, nil end
+  local rest = {pred}
+  if pred_children then
+    rest = {}
+    for i, c in ipairs(pred_children) do
+      if not (d.skip and d.skip[i]) then rest[#rest + 1] = c end
+    end
   end
-  local n = #rest
-  if n == 0 then return nil end
-  if n == 1 then return rest[1] end
-  return function(vals, id)
-    for i = 1, n do if not rest[i](vals, id) then return false end end
-    return true
+  local probes, others = {}, {}
+  for _, c in ipairs(rest) do
+    if probe_of[c] then probes[#probes + 1] = probe_of[c] else others[#others + 1] = c end
   end
+  -- (fewest values first: each probe is one ZMSCORE per value and batch)
+  table.sort(probes, function(a, b) return #a.values < #b.values end)
+  if #others == 0 then return probes, nil end
+  return probes, all_of(others)
+end
+
+-- The ids of ``ids`` (a list, in order) that pass the membership test p: one ZMSCORE per
+-- value and batch, instead of one ZSCORE per candidate.
+local BATCH = 512
+local function probe_filter(ids, p)
+  local out = {}
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local hit = {}
+    for _, value in ipairs(p.values) do
+      local members = {}
+      for i = first, last do members[#members + 1] = value .. ids[i] end
+      local scores = redis.call("ZMSCORE", p.key, unpack(members))
+      for i = 1, #members do if scores[i] then hit[first + i - 1] = true end end
+    end
+    for i = first, last do
+      if (hit[i] == true) ~= p.neg then out[#out + 1] = ids[i] end
+    end
+  end
+  return out
+end
+
+local function filter(ids, probes)
+  for _, p in ipairs(probes) do
+    if #ids == 0 then break end
+    ids = probe_filter(ids, p)
+  end
+  return ids
 end
 
 local function compare_rows(a, b)
@@ -343,27 +436,42 @@ local function compare_rows(a, b)
   return c
 end
 
+local function sort_keys(vals, idkey)
+  local keys = {}
+  for i, o in ipairs(order) do
+    if o.field == "@id" then keys[i] = idkey else keys[i] = vals[o.field][1] or NULL end
+  end
+  return keys
+end
+
+-- The rows' documents, one MGET per batch; a document gone (expired) since its index entry
+-- was read is left out. Versions come from the meta read of the tests when there was one.
 local function emit(rows)
   if mode == "count" then return #rows end
   if mode == "exists" then return #rows > 0 and 1 or 0 end
   local out = {}
-  for _, row in ipairs(rows) do
-    local eid = escaped_id(row.id)
-    local json = redis.call("GET", doc_prefix .. eid)
-    if json then
-      out[#out + 1] = row.id
-      out[#out + 1] = redis.call("HGET", meta_prefix .. eid, "v") or "0"
-      out[#out + 1] = json
-      if keyed then
-        local keys = row.keys  -- (a walk's rows have none yet)
-        if not keys then
-          local vals = load_values(row.id)
-          keys = {}
-          for i, o in ipairs(order) do
-            if o.field == "@id" then keys[i] = row.id else keys[i] = vals[o.field][1] or NULL end
-          end
+  for first = 1, #rows, BATCH do
+    local last = math.min(first + BATCH - 1, #rows)
+    local keys = {}
+    for i = first, last do keys[#keys + 1] = doc_prefix .. escaped_id(rows[i].id) end
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local json = docs[i - first + 1]
+      if json then
+        local row = rows[i]
+        local vals = row.vals or values_of(row.id)
+        -- (a walk's rows have no sort keys yet: reading them reads the version too)
+        local keys_of = keyed and (row.keys or sort_keys(vals, row.id))
+        local version = rawget(vals, VERSION)
+        if not version then
+          version = redis.call("HGET", meta_prefix .. escaped_id(row.id), "v") or "0"
         end
-        for i = 1, #order do out[#out + 1] = keys[i] end
+        out[#out + 1] = row.id
+        out[#out + 1] = version
+        out[#out + 1] = json
+        if keyed then
+          for k = 1, #order do out[#out + 1] = keys_of[k] end
+        end
       end
     end
   end
@@ -383,7 +491,7 @@ local function walk(d)
   local chunk = 256
   if target then chunk = d.exact and target or math.min(math.max(2 * target, 32), 1024) end
   local rows, skipped, pos = {}, 0, 0
-  local test = make_test(d)
+  local probes, test = make_test(d)
   while true do
     local members
     if d.desc then
@@ -391,13 +499,18 @@ local function walk(d)
     else
       members = redis.call("ZRANGEBYLEX", d.key, d.min, d.max, "LIMIT", pos, chunk)
     end
-    for _, m in ipairs(members) do
-      local idkey = d.is_ids and m or id_of_member(m)
-      if (not test or test(load_values(idkey), idkey)) and (not verify or alive(idkey)) then
+    local ids = members
+    if not d.is_ids then
+      ids = {}
+      for i, m in ipairs(members) do ids[i] = id_of_member(m) end
+    end
+    for _, idkey in ipairs(filter(ids, probes)) do
+      local vals = values_of(idkey)
+      if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         else
-          rows[#rows + 1] = {id = idkey}
+          rows[#rows + 1] = {id = idkey, vals = vals}
           if target and #rows + skipped >= target then return emit(rows) end
         end
       end
@@ -421,21 +534,15 @@ local function gather(d)
   end
   local ids = {}
   collect(d, ids, {})
+  local probes, test = make_test(d)
+  ids = filter(ids, probes)
   local rows = {}
-  local test = make_test(d)
+  local pos_row = after and {id = after[#after], keys = after}
   for _, idkey in ipairs(ids) do
-    local vals = (not test and #order == 0) and EMPTY or load_values(idkey)
+    local vals = values_of(idkey)
     if not test or test(vals, idkey) then
-      local row = {id = idkey, keys = {}}
-      for i, o in ipairs(order) do
-        if o.field == "@id" then row.keys[i] = idkey else row.keys[i] = vals[o.field][1] or NULL end
-      end
-      local keep = true
-      if after then
-        local pos_row = {id = after[#after], keys = after}
-        keep = compare_rows(row, pos_row) > 0
-      end
-      if keep and (not verify or alive(idkey)) then
+      local row = {id = idkey, keys = sort_keys(vals, idkey), vals = vals}
+      if (not pos_row or compare_rows(row, pos_row) > 0) and (not verify or alive(idkey)) then
         if mode == "exists" then return 1 end
         rows[#rows + 1] = row
       end

@@ -1,8 +1,9 @@
 """Server commands and latency per query of issue 12's workload, for comparing two trees.
 
 Counts are deterministic: the delta of ``INFO commandstats`` (commands run inside scripts
-included) over a number of calls of one query, divided by the calls. Latency is the median of
-the calls' wall times, so run the trees interleaved on the same server to compare them.
+included) over a number of calls of one query, divided by the calls. ``script_us`` is the server's
+time in scripts per query (``usec`` of the EVAL family). Latency is the median of the calls'
+wall times, so run the trees interleaved on the same server to compare them.
 
 Workload: ``--n`` documents (``name`` about 10 documents per value, ``age`` 0-99, ``active``
 bool, ``tags`` 5 of 20, indexes on all four). Queries: an equality on name, a range ordered
@@ -78,10 +79,13 @@ def queries(n: int) -> dict[str, Callable[[int], Any]]:
     }
 
 
-def commands(client: redis.Redis) -> int:
+def commands(client: redis.Redis) -> tuple[int, int]:
+    """Commands run so far, and the microseconds spent in scripts (EVALSHA and its kin)."""
     stats = client.info("commandstats")
     # the INFO call itself is counted too: the caller subtracts it
-    return sum(int(v["calls"]) for v in stats.values())
+    calls = sum(int(v["calls"]) for v in stats.values())
+    script_us = sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+    return calls, script_us
 
 
 def run(url: str, n: int, iterations: int) -> list[dict[str, Any]]:
@@ -95,9 +99,10 @@ def run(url: str, n: int, iterations: int) -> list[dict[str, Any]]:
             start = time.perf_counter()
             query(i)
             times.append(time.perf_counter() - start)
-        per_query = (commands(client) - before - 1) / iterations
+        after = commands(client)
         out.append({"query": name, "rows": rows if isinstance(rows, int) else len(rows),
-                    "commands": round(per_query, 1),
+                    "commands": round((after[0] - before[0] - 1) / iterations, 1),
+                    "script_us": round((after[1] - before[1]) / iterations),
                     "median_us": round(statistics.median(times) * 1e6)})
     client.close()
     return out
@@ -121,7 +126,7 @@ def main() -> None:
     for result in results:
         print(json.dumps(result) if args.json else
               f"{result['query']:<20} rows {result['rows']:>6}  commands {result['commands']:>9}"
-              f"  median {result['median_us']:>8} µs")
+              f"  script {result['script_us']:>7} µs  median {result['median_us']:>8} µs")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ Token grammar (see ``lua/query.lua``)::
     PRED   := T | F | AND n PRED* | OR n PRED* | NOT PRED | EQ f v | IN f n v*
             | GT|GE|LT|LE f v | PRE f prefix | HAS f v | NULL f | ID n idkey*
             | ZIN keypos n v*   (some ``v .. id`` is a member of that index)
+            | ZRNG keypos n (min max)* PRED   (PRED holds exactly for the ids of the entries
+              in those lex ranges of that index: query.lua may test either)
     ORDER  := n (metafield desc)*
     AFTER  := n key*
 """
@@ -267,14 +269,23 @@ class Planner:
         # equality-type lookups on a single-field index are ZSCORE probes of value + id in
         # that index: exact, O(1), and no meta hash read
         index = self.options.single_index(cond.field)
+        ranges = None
         if index is not None:
-            member = served.probes(field, cond.value, b"%d" % self.keypos[index.name])
+            keypos = b"%d" % self.keypos[index.name]
+            member = served.probes(field, cond.value, keypos)
             if member is not None:
                 return member
+            ranges = self._leaf_ranges(field, cond)
         name = meta_field(field)
         if name not in need:
             need.append(name)
-        return served.test(field, name.encode(), cond.value)
+        test = served.test(field, name.encode(), cond.value)
+        if ranges is None:
+            return test
+        # the index ranges hold exactly the matches: query.lua may read them as a set of ids
+        # instead of each candidate's meta hash (it chooses by their size)
+        return [b"ZRNG", keypos, b"%d" % len(ranges), *(b for pair in ranges for b in pair),
+                *test]
 
     # -- drivers ---------------------------------------------------------------------------
 

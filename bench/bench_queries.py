@@ -88,10 +88,12 @@ def commands(client: redis.Redis) -> tuple[int, int]:
     return calls, script_us
 
 
-def run(url: str, n: int, iterations: int) -> list[dict[str, Any]]:
+def run(url: str, n: int, iterations: int, only: str | None = None) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url)
     out = []
     for name, query in queries(n).items():
+        if only and only not in name:
+            continue
         rows = query(0)  # warm: scripts loaded, schema read
         before = commands(client)
         times = []
@@ -115,12 +117,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--load", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", help="run only the queries whose name contains this")
     args = parser.parse_args()
     conn = create_connection(url=args.url, name="default")
     try:
         if args.load:
             load(args.url, args.n)
-        results = run(args.url, args.n, args.iterations)
+        results = run(args.url, args.n, args.iterations, args.only)
     finally:
         conn.close()
     for result in results:

@@ -563,7 +563,8 @@ local function walk(d)
   -- a walk that reads its whole range may test range conditions on sets; one that stops at
   -- a window reads about that many entries (at least)
   local probes, ranges, others = make_test(d)
-  local sets, test = range_sets(ranges, others, target or estimate(d))
+  local sets, test = range_sets(ranges, others, (target or #ranges == 0) and target
+                                 or estimate(d))
   while true do
     local members
     if d.desc then

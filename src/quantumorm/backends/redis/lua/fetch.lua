@@ -2,12 +2,21 @@
 -- fetch.lua: read documents by id, with their versions, in one call (read only).
 --
 -- KEYS      pairs: document key, meta hash key (all of one partition)
--- Returns   flat pairs: document JSON (or false), version (or false)
+-- Returns   flat pairs: document JSON (or false), version (or false: also when the document
+--           is gone, whose version is of no use)
 -- luacheck: globals redis KEYS
 
-local out = {}
-for i = 1, #KEYS, 2 do
-  out[#out + 1] = redis.call("GET", KEYS[i]) or false
-  out[#out + 1] = redis.call("HGET", KEYS[i + 1], "v") or false
+local out, BATCH = {}, 512
+for first = 1, #KEYS, 2 * BATCH do
+  local last = math.min(first + 2 * BATCH - 1, #KEYS)
+  -- the documents of a batch with one MGET, then each found one's version
+  local docs = {}
+  for i = first, last, 2 do docs[#docs + 1] = KEYS[i] end
+  docs = redis.call("MGET", unpack(docs))
+  for i = first, last, 2 do
+    local json = docs[(i - first) / 2 + 1]
+    out[#out + 1] = json or false
+    out[#out + 1] = json and (redis.call("HGET", KEYS[i + 1], "v") or false) or false
+  end
 end
 return out

@@ -148,7 +148,8 @@ def test_query_lua_compiles_every_token_the_planner_emits() -> None:
     lua = (Path(lookup_plans.__file__).parent / "lua" / "query.lua").read_text()
     compiled = set(re.findall(r"^compilers\.([A-Z]+) =", lua, re.M))
     emitted = {token.decode() for token in lookup_plans.BOOL_TOKENS.values()}
-    emitted |= {"T", "F", "ID", "ZIN", "ZRNG", "EQ", "IN", "GT", "GE", "LT", "LE", "PRE", "HAS", "NULL"}
+    emitted |= {"T", "F", "ID", "ZIN", "ZRNG", "EQ", "IN", "GT", "GE", "LT", "LE", "PRE", "HAS",
+                "NULL"}
     assert compiled == emitted
     assert lookup_plans.BOOL_TOKENS == {BoolOp.AND: b"AND", BoolOp.OR: b"OR", BoolOp.NOT: b"NOT"}
 

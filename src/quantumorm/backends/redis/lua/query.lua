@@ -559,7 +559,10 @@ local function walk(d)
   -- an exact walk needs exactly the window; a filtered one reads ahead
   local chunk = 256
   if target then chunk = d.exact and target or math.min(math.max(2 * target, 32), 1024) end
-  local rows, skipped, pos = {}, 0, 0
+  local rows, skipped = {}, 0
+  -- each chunk starts after the last member read (an exclusive bound: members are unique),
+  -- not at an offset, which Redis would walk from the start of the range every time
+  local low, high = d.min, d.max
   -- a walk that reads its whole range may test range conditions on sets; one that stops at
   -- a window reads about that many entries (at least)
   local probes, ranges, others = make_test(d)
@@ -568,9 +571,9 @@ local function walk(d)
   while true do
     local members
     if d.desc then
-      members = redis.call("ZREVRANGEBYLEX", d.key, d.max, d.min, "LIMIT", pos, chunk)
+      members = redis.call("ZREVRANGEBYLEX", d.key, high, low, "LIMIT", 0, chunk)
     else
-      members = redis.call("ZRANGEBYLEX", d.key, d.min, d.max, "LIMIT", pos, chunk)
+      members = redis.call("ZRANGEBYLEX", d.key, low, high, "LIMIT", 0, chunk)
     end
     local ids = members
     if not d.is_ids then
@@ -589,7 +592,7 @@ local function walk(d)
       end
     end
     if #members < chunk then break end
-    pos = pos + chunk
+    if d.desc then high = "(" .. members[#members] else low = "(" .. members[#members] end
     chunk = math.min(chunk * 2, 4096)
   end
   if mode == "count" then return #rows end

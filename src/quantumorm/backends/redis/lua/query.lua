@@ -7,6 +7,11 @@
 -- ZLEXCOUNT/ZCARD, takes the cheapest, and returns the documents in order. Ids whose document
 -- is gone are dropped, so a dangling index entry is never returned nor counted.
 --
+-- The cheap tests run first: index membership (ZMSCORE, one call per batch of candidates),
+-- then range conditions read as sets of ids when their ranges are small enough (set
+-- algebra), and only then the meta hash of the candidates left (one HMGET each, which also
+-- reads the version of a row returned). Rows are read with one MGET per batch.
+--
 -- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
 -- partition's hash tag with KEYS, so they are in the same slot.
 --
@@ -124,7 +129,8 @@ end
 --       | ZRNG keypos n (min max)* PRED  (PRED, which holds exactly for the ids in those
 --         lex ranges of that index)
 -- The predicate is compiled once into closures test(vals, idkey) -> boolean, where vals
--- maps meta fields to their lists of value encodings. A top-level AND also returns its
+-- maps meta fields to their lists of value encodings (read from the meta hash on first use:
+-- values_of). A top-level AND also returns its
 -- children, so the conditions a driver covers can be left out. One compiler per op, in a
 -- table keyed by the op's token (the planner's tables emit them: lookup_plans.py).
 local compile_pred

@@ -469,7 +469,9 @@ local function range_sets(ranges, others, candidates)
   local sized = {}
   for _, c in ipairs(ranges) do
     local r, n = ranged[c], 0
-    for _, b in ipairs(r.ranges) do n = n + redis.call("ZLEXCOUNT", r.key, b[1], b[2]) end
+    if candidates > 0 then  -- (no candidate: nothing to size)
+      for _, b in ipairs(r.ranges) do n = n + redis.call("ZLEXCOUNT", r.key, b[1], b[2]) end
+    end
     sized[#sized + 1] = {test = c, n = n}
   end
   table.sort(sized, function(a, b) return a.n < b.n end)

@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
-from .fields.structured import ArrayField
+from .fields.scalar import (
+    BooleanField,
+    DecimalField,
+    FloatField,
+    IntField,
+    StringField,
+    UUIDField,
+)
+from .fields.structured import ArrayField, DateTimeField, JSONField
 
 T = TypeVar("T")
 
@@ -82,12 +90,18 @@ class ModelOptions:
 
     @cached_property
     def loaders(self) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
-        """(attribute, storage name, converter or None when storage form is the value)."""
-        return tuple(
-            (name, field.db_name,
-             None if type(field).from_storage is Field.from_storage else field.from_storage)
-            for name, field in self.fields.items()
-        )
+        """What loading a stored document does per field, computed once: (attribute,
+        storage name, converter of a value that is not None, or None when the storage form
+        is the value, see :meth:`Field.loader`)."""
+        return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items())
+
+    @cached_property
+    def plain_storage(self) -> bool:
+        """Whether the validated storage form of every field is plain JSON (str, int,
+        finite float, bool, None, lists, str-keyed dicts): true when each field is one of
+        the built-in field classes themselves (a subclass may store anything), which lets
+        the encoder take its fast path (:func:`quantumorm.jsoncodec.encode_plain`)."""
+        return all(_plain(field) for field in self.fields.values())
 
     def read_value(self, name: str, data: dict[str, Any]) -> Any:
         """The Python value of field ``name`` in stored ``data``. A field the stored
@@ -128,6 +142,18 @@ class ModelOptions:
             if index.fields == (field,):
                 return index
         return None
+
+
+#: the field classes whose validated storage values are plain JSON (see plain_storage)
+_PLAIN_FIELDS: frozenset[type[Field]] = frozenset({
+    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField,
+    JSONField})
+
+
+def _plain(field: Field) -> bool:
+    if type(field) is ArrayField:
+        return _plain(field.field)
+    return type(field) in _PLAIN_FIELDS
 
 
 def build_options(

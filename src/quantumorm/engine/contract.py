@@ -11,29 +11,33 @@ a backend's name; what differs between stores is data in :class:`Capabilities`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from .. import jsoncodec
 from ..options import ModelOptions
 from ..query.lookups import Lookup
 from ..query.nodes import QuerySpec
 from ..vocabulary import Vocabulary
 from .drive import Op
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
-
-def encode_document(data: dict[str, Any]) -> bytes:
+def encode_document(data: dict[str, Any], plain: bool = False) -> bytes:
     """The stored form of a document in every backend: compact JSON, UTF-8, no NaN.
 
     The engine encodes each document once, when it builds the write (so that bulk_create can
     size-check every document before the first batch is sent), and the backends store those
     bytes (:attr:`WriteRequest.raw`). Field validation makes this infallible for field
     values; it raises TypeError or ValueError (UnicodeEncodeError) for anything else.
+
+    ``plain``: every value is known to be plain JSON (the validated storage form of a model
+    whose :attr:`~quantumorm.options.ModelOptions.plain_storage` is true), which lets orjson
+    write it when installed (:mod:`quantumorm.jsoncodec`: the same bytes either way).
     """
-    return _ENCODER.encode(data).encode()
+    if plain:
+        return jsoncodec.encode_plain(data)
+    return jsoncodec.encode(data)
 
 
 @dataclass(frozen=True)

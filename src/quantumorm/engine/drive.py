@@ -71,7 +71,9 @@ def forbid_blocking(describe: Callable[[], str]) -> None:
 def run(op: Op[T], executor: SyncExecutor) -> T:
     """Drive an operation to completion with a blocking executor (never from the thread
     running an event loop: see :func:`forbid_blocking`)."""
-    forbid_blocking(lambda: f"a blocking call (operation {getattr(op, '__qualname__', op)!r})")
+    if asyncio._get_running_loop() is not None:  # (no closure to build in the common case)
+        forbid_blocking(lambda: f"a blocking call (operation "
+                                f"{getattr(op, '__qualname__', op)!r})")
     try:
         plan = next(op)
         while True:

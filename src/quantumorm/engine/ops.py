@@ -58,7 +58,7 @@ def _encode(doc: Document, data: dict[str, Any]) -> bytes:
     not (a custom field's storage form) is a ValidationError naming its field, raised
     before anything is written."""
     try:
-        return encode_document(data)
+        return encode_document(data, doc._meta.plain_storage)
     except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         pass
     problems: dict[str, list[str]] = {}

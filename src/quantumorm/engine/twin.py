@@ -21,6 +21,7 @@ CPython like any method); only the type checker sees it through :class:`SyncTwin
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from types import MethodType
@@ -79,8 +80,10 @@ class _Twins:
 
         @functools.wraps(build)
         def run_sync(obj: Any, *args: Any, **kwargs: Any) -> Any:
-            # checked here too, before anything runs, to name the call in the error
-            forbid_blocking(lambda: f"{type(obj).__name__}.{build.__name__}_sync()")
+            # checked here too, before anything runs, to name the call in the error (no
+            # closure to build in the common case: no event loop in this thread)
+            if asyncio._get_running_loop() is not None:
+                forbid_blocking(lambda: f"{type(obj).__name__}.{build.__name__}_sync()")
             return obj._connection().run(build(obj, *args, **kwargs))
 
         run_sync.__name__ = run_sync.__qualname__ = build.__name__ + "_sync"

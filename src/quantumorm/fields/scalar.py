@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -199,6 +200,11 @@ class DecimalField(_NumberField[Decimal]):
     def from_storage(self, raw: Any) -> Decimal | None:
         return None if raw is None else Decimal(raw)
 
+    def loader(self) -> Callable[[Any], Any] | None:
+        if type(self).from_storage is DecimalField.from_storage:
+            return Decimal
+        return super().loader()
+
 
 class BooleanField(Field[bool]):
     """``True`` or ``False`` (no truthy coercion)."""
@@ -247,6 +253,11 @@ class UUIDField(Field[uuid.UUID]):
 
     def from_storage(self, raw: Any) -> uuid.UUID | None:
         return None if raw is None else uuid.UUID(raw)
+
+    def loader(self) -> Callable[[Any], Any] | None:
+        if type(self).from_storage is UUIDField.from_storage:
+            return uuid.UUID
+        return super().loader()
 
     def sort_key(self, value: uuid.UUID) -> bytes:
         return sortable.encode_str(str(value))

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import sortable
@@ -135,6 +136,11 @@ class DateTimeField(Field[dt.datetime]):
     def from_storage(self, raw: Any) -> dt.datetime | None:
         return None if raw is None else dt.datetime.fromisoformat(raw)
 
+    def loader(self) -> Callable[[Any], Any] | None:
+        if type(self).from_storage is DateTimeField.from_storage:
+            return dt.datetime.fromisoformat
+        return super().loader()
+
     def sort_key(self, value: dt.datetime) -> bytes:
         return sortable.encode_datetime(value)
 
@@ -159,6 +165,22 @@ class JSONField(Field[Any]):
     def clean(self, value: Any) -> Any:
         _check_json(value)
         return value
+
+    # The document's value and the stored form it is compared with at save (and the
+    # stored form of a loaded document) are copies, never one object: a dict or list
+    # changed in place would otherwise equal its "stored" self, and the change never be
+    # saved.
+
+    def to_storage(self, value: Any) -> Any:
+        return copy_json(value)
+
+    def from_storage(self, raw: Any) -> Any:
+        return copy_json(raw)
+
+    def loader(self) -> Callable[[Any], Any] | None:
+        if type(self).from_storage is JSONField.from_storage:
+            return copy_json
+        return super().loader()
 
     def sort_key(self, value: Any) -> bytes:
         # Equality only: canonical JSON text, so {"a": 1, "b": 2} == {"b": 2, "a": 1}.
@@ -261,6 +283,16 @@ def _walk(value: Any, depth: int, open_ids: set[int]) -> None:
         raise _Refused(f"{{where}} is not a JSON value (got {show(value)})")
 
 
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON value: its dicts and lists are new, its scalars shared."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    return value
+
+
 def _is_unicode(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -331,6 +363,17 @@ class ArrayField(Field[list[E]]):
 
     def from_storage(self, raw: Any) -> list[Any] | None:
         return None if raw is None else [self.field.from_storage(v) for v in raw]
+
+    def loader(self) -> Callable[[Any], Any] | None:
+        if type(self).from_storage is not ArrayField.from_storage:
+            return super().loader()
+        element = self.field.loader()
+        if element is None:
+            return list  # a list of its own: appending to it must not change the stored one
+
+        def load(raw: Any) -> list[Any]:
+            return [None if v is None else element(v) for v in raw]
+        return load
 
     def sort_key(self, value: list[Any]) -> bytes:
         # Whole-list equality: the element keys in order (no terminator ambiguity, each ends

@@ -29,7 +29,7 @@ from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ..registry import connection_for, get_connection
 from . import evaluate
-from .expressions import FieldRef, Q, clean_id
+from .expressions import FieldRef, Q, clean_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
 
@@ -368,6 +368,12 @@ class QuerySet(Generic[D]):
     def get(self, /, *conditions: Where, **lookups: Any) -> OpFactory[D]:
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
+        if (not conditions and len(lookups) == 1 and ID in lookups and self._offset == 0
+                and self._limit is None):
+            # get(id=x), the common case: the same queryset as filter(id=x)[:2], built
+            # without the general path's Q objects and two intermediate clones
+            where = conjoin(self._where, resolve_lookup(self.model._meta, ID, lookups[ID]))
+            return partial(_get_op, self._clone(where=where, limit=2))
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
         return partial(_get_op, qs[:2])  # two are enough to tell "more than one"
 

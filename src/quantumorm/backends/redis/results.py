@@ -8,26 +8,23 @@ the script ordered by, then the id key), so a merge never decodes a row it does 
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Iterator
 from functools import cmp_to_key
 from itertools import islice
 from operator import itemgetter
 from typing import Any
 
-from ... import sortable
+from ... import jsoncodec, sortable
 from ...engine.contract import Row
 from ...errors import CorruptDocumentError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
 
-_DECODER = json.JSONDecoder()
-
 
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     try:
-        data = _DECODER.decode(raw.decode("utf-8"))
+        data = jsoncodec.decode(raw)
     except ValueError as exc:
         raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
     if not isinstance(data, dict):

@@ -1,0 +1,79 @@
+"""The JSON codec of stored documents: orjson when it is installed (the ``orjson`` extra),
+the standard library's ``json`` otherwise, with exactly the same results either way.
+
+Stored bytes are compared by other processes and by the scripts, so orjson is used only
+where its answer is provably the one ``json`` gives, and ``json`` answers everything else:
+
+* **Decoding** (:func:`decode`): orjson reads integers beyond 64 bits as floats, where
+  ``json`` keeps them exact. Such an integer has at least 19 digits in a row, so text with
+  a run of 19 digits (a cheap byte scan; a string or a long fraction can trigger it too)
+  is decoded by ``json``. Anything orjson refuses (lone surrogate escapes, ``NaN``,
+  ``1e400``, invalid UTF-8) is handed to ``json`` as well, which decodes it or raises the
+  error it always raised.
+* **Encoding** (:func:`encode_plain`): only for a document whose values are plain JSON
+  (:attr:`quantumorm.options.ModelOptions.plain_storage`: fields whose validated storage
+  forms are str, int, finite float, bool, None, lists and str-keyed dicts), since orjson
+  also writes values ``json`` refuses (UUIDs, enums, NaN as ``null``). orjson refuses
+  integers beyond 64 bits, non-str keys and subclasses of str/int/float/dict/list (with
+  ``OPT_PASSTHROUGH_SUBCLASS``): ``json`` writes those. Floats are written alike (the
+  shortest repr) except below 1e-4 in magnitude, where ``json`` writes ``1e-05`` and orjson
+  ``0.00001`` or ``1.5e-7``: such a float puts ``0.0000`` or ``e-`` in orjson's output,
+  and a document with either byte string is written by ``json`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+orjson: ModuleType | None
+try:
+    import orjson
+except ImportError:  # the optional extra is not installed: the standard library does it all
+    orjson = None
+
+#: the module used when it is installed; tests set it to None to check both paths
+ORJSON: ModuleType | None = orjson
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_DECODER = json.JSONDecoder()
+#: ASCII digits to ``0``, every other byte to ``x``: a run of 19 digits is then one ``in``
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
+_ORJSON_OPTIONS = 0 if orjson is None else (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def encode(data: Any) -> bytes:
+    """Compact JSON, UTF-8, no NaN (``json``): raises TypeError or ValueError
+    (UnicodeEncodeError included) for what has no such form."""
+    return _ENCODER.encode(data).encode()
+
+
+def encode_plain(data: Any) -> bytes:
+    """:func:`encode` of a value made of plain JSON types only (see the module docstring),
+    through orjson when it gives the same bytes."""
+    fast = ORJSON
+    if fast is not None:
+        try:
+            out: bytes = fast.dumps(data, option=_ORJSON_OPTIONS)
+        except TypeError:  # (orjson.JSONEncodeError) json writes it, or raises its own error
+            pass
+        else:
+            if b"0.0000" not in out and b"e-" not in out:
+                return out
+    return _ENCODER.encode(data).encode()
+
+
+def decode(raw: bytes) -> Any:
+    """The value of JSON text in UTF-8; raises ValueError (UnicodeDecodeError or
+    JSONDecodeError, as ``json`` does) if it is not JSON."""
+    fast = ORJSON
+    if fast is not None and _LONG_NUMBER not in raw.translate(_DIGITS):
+        try:
+            return fast.loads(raw)
+        except ValueError:  # (orjson.JSONDecodeError) json answers, or raises its own error
+            pass
+    return _DECODER.decode(raw.decode("utf-8"))

@@ -23,17 +23,53 @@ end
 -- attempt was applied (it must not apply twice) and tells the version it wrote.
 local RECENT = 4
 
--- The version the write ``write_id`` gave the document of ``meta_key``, or nil if it was
--- not among its last RECENT writes.
-local function applied(meta_key, write_id)
-  if not write_id or #write_id ~= 16 then return nil end
-  local seen = redis.call("HGET", meta_key, "r")
-  if not seen then return nil end
+-- The version the write ``write_id`` gave a document whose "r" is ``seen``, or nil if it
+-- was not among its last RECENT writes.
+local function applied_in(seen, write_id)
+  if not seen or not write_id or #write_id ~= 16 then return nil end
   for i = 1, #seen, 32 do
     if string.sub(seen, i, i + 15) == write_id then
       return tonumber(string.sub(seen, i + 16, i + 31))
     end
   end
+  return nil
+end
+
+-- The version the write ``write_id`` gave the document of ``meta_key``, or nil.
+local function applied(meta_key, write_id)
+  if not write_id or #write_id ~= 16 then return nil end
+  return applied_in(redis.call("HGET", meta_key, "r"), write_id)
+end
+
+-- Commands per write are the server's main cost, so a read that a write needs anyway also
+-- proves its key's type: ``redis.pcall`` turns a WRONGTYPE error into the refusal
+-- {"WRONGTYPE", key} (nothing written yet) instead of a TYPE command before it. Returns the
+-- reply, or nil and the refusal; any other error is raised as it is.
+local function typed(key, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == "table" and reply.err then
+    if string.find(reply.err, "WRONGTYPE", 1, true) then return nil, {"WRONGTYPE", key} end
+    error(reply)
+  end
+  return reply
+end
+
+-- The state hash's clock as read by state_check() (nil: not read yet; next_version reads
+-- it), and the caller's layout when it must be recorded (written with the clock).
+local CLOCK, NEW_LAYOUT = nil, nil
+
+-- layout_refusal() (see _prelude.lua) for a writer, in one HMGET that also reads the clock
+-- and proves the state hash's type; a newer layout of the caller is recorded by the
+-- write's clock update (so in the same HSET), not by a command of its own.
+local function state_check(state_key, layout, writer)
+  local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
+  if refused then return refused end
+  CLOCK = tonumber(got[2] or "0") or 0
+  if layout == nil or layout == "" then return nil end
+  local stored = tonumber(got[1] or "0")
+  local mine = tonumber(layout)
+  if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
+  if writer and stored < mine then NEW_LAYOUT = layout end
   return nil
 end
 
@@ -47,17 +83,24 @@ end
 local function next_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   local version = math.max(last + 1, now)
-  redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+  CLOCK = version
+  if NEW_LAYOUT then
+    redis.call("HSET", state_key, "clock", string.format("%.0f", version), "layout", NEW_LAYOUT)
+    NEW_LAYOUT = nil
+  else
+    redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+  end
   return version
 end
 
 -- Make the clock at least ``version`` (a document moved in keeps its version).
 local function clock_at_least(state_key, version)
-  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   if version > last then
     redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+    CLOCK = version
   end
 end
 
@@ -130,7 +173,9 @@ end
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
--- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil).
+-- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil),
+-- seen (optional: the meta hash's "r" as read before; false when absent), listed (true:
+-- the caller has already added the id to the id index).
 -- Returns the version written.
 local function store(w, ids_key, ttl_key, state_key)
   if w.expiry == "keep" and w.mode == "update" then
@@ -150,11 +195,12 @@ local function store(w, ids_key, ttl_key, state_key)
   local shown = string.format("%.0f", version)
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then
-    recent = recent .. string.sub(redis.call("HGET", w.meta_key, "r") or "", 1,
-                                  32 * (RECENT - 1))
+    local seen = w.seen  -- (the caller's read of "r", when it made one)
+    if seen == nil then seen = redis.call("HGET", w.meta_key, "r") end
+    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
   end
   redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
-  if w.mode == "insert" then redis.call("ZADD", ids_key, 0, w.idkey) end
+  if w.mode == "insert" and not w.listed then redis.call("ZADD", ids_key, 0, w.idkey) end
   emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
        w.changed, w.json)
   return version

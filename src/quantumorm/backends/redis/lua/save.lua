@@ -49,43 +49,21 @@ local all_indexes = {}
 for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
   all_indexes[i] = {key = KEYS[6 + i], field = field}
 end
+-- What each command serves (commands per write are the server's main cost; see typed()):
+-- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
+-- the TTL schedule: its type, and whether a sweep can have anything to do; TYPE of the
+-- stream: before the first write, as XADD comes last.
+local scheduled
 do
-  local refused = layout_refusal(KEYS[6], ARGV[14], true)
+  local refused = state_check(KEYS[6], ARGV[14], true)
+  if refused then return refused end
+  scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
   if refused then return refused end
   local bad = events_on(ARGV[12], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
 
--- 1. identity and version (an id to allocate is taken only after every other check) ---
-local function identify()
-  for _, key in ipairs({KEYS[3], KEYS[5]}) do
-    if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
-  end
-  if idkey == "" then
-    if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
-    -- user-supplied ids share the id space: skip counter values a user already took
-    local n
-    for _ = 1, 1000 do
-      n = string.format("%.0f", redis.call("INCR", KEYS[4]))  -- (tostring: 1e+14)
-      if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then break end
-    end
-    idkey = "\1" .. string.char(32 + #n) .. n
-    doc_key, meta_key = doc_key .. n, meta_key .. n
-  end
-  local refused = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                all_indexes, ARGV[5])
-  if refused and refused[1] == "APPLIED" then  -- a resent write that was applied before
-    return {"OK", refused[2], idkey}
-  end
-  return refused
-end
-local allocating = idkey == ""
-if not allocating then
-  local refused = identify()
-  if refused then return refused end
-end
-
--- 2. new values, index keys and unique claims ----------------------------------------
+-- the indexes this write touches, with their new entries
 local fields = cmsgpack.unpack(ARGV[6])
 local values = {}
 for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
@@ -93,8 +71,78 @@ local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
   local base = 4 * (i - 1)
-  local index = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
-                 unique = described[base + 3] == "1", name = described[base + 4]}
+  indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
+                unique = described[base + 3] == "1", name = described[base + 4]}
+end
+
+-- What an expired document left behind is purged before its id is reused or refused:
+-- the purge writes the id index, the schedule and every index, so their types come first.
+local function purge_checked()
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+  local bad = bad_index(all_indexes)
+  if bad then return {"WRONGTYPE", bad} end
+  purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+  return nil
+end
+
+-- 1. identity and version --------------------------------------------------------------
+-- An update reads, in one HMGET, the version, the recent write ids and the entries the
+-- touched indexes hold now; the TYPE of the document key tells both its type and whether
+-- it is alive (an expired document's meta hash stays until a purge).
+local seen  -- the meta hash's "r" (update)
+local function check_update()
+  local t = redis.call("TYPE", doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  local wanted = {"v", "r"}
+  for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
+  local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  if refused then return refused end
+  local stored = got[1] or nil
+  seen = got[2]
+  local alive = t == "string"
+  if alive and stored ~= ARGV[2] then
+    local version = applied_in(seen or nil, ARGV[5])
+    if version then return {"OK", version, idkey} end  -- a resent write applied before
+  end
+  if not alive then
+    if stored then
+      refused = purge_checked()
+      if refused then return refused end
+    end
+    return {"MISSING"}
+  end
+  if not stored then return {"MISSING"} end
+  if stored ~= ARGV[2] then return {"VERSION", stored} end
+  for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
+  return nil
+end
+
+-- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
+-- write is refused, recognised as applied before, or finds an expired one's leftovers.
+local function check_insert()
+  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
+                                all_indexes, ARGV[5])
+  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
+  return refused
+end
+
+local allocating = idkey == ""
+if mode == "update" then
+  local refused = check_update()
+  if refused then return refused end
+else
+  -- an insert adds its id to the id index: a ZSET (an update never writes it, but for
+  -- a purge, checked then)
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+  if not allocating then
+    local refused = check_insert()
+    if refused then return refused end
+  end
+end
+
+-- 2. index key types and unique claims --------------------------------------------------
+for _, index in ipairs(indexes) do
   if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
   index.new = unpack_list(values[index.field])
   if index.unique then
@@ -103,25 +151,39 @@ for i = 1, #described / 4 do
       if holder then return {"UNIQUE", index.name, holder} end
     end
   end
-  indexes[i] = index
 end
 
-if allocating then  -- a new id: no holder of a unique value can be this document
-  local refused = identify()
-  if refused then return refused end
+-- a new id: taken only after every other check (no holder of a unique value can be this
+-- document); user-supplied ids share the id space, so counter values a user took are
+-- skipped. INCR is the first write: its WRONGTYPE error is the refusal.
+if allocating then
+  local free = false
+  local n
+  for _ = 1, 1000 do
+    local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
+    if refused then return refused end
+    n = string.format("%.0f", counted)  -- (tostring: 1e+14)
+    if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
+  end
+  idkey = "\1" .. string.char(32 + #n) .. n
+  doc_key, meta_key = doc_key .. n, meta_key .. n
+  if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
+    local refused = check_insert()
+    if refused then return refused end
+  end
 end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------
 for _, index in ipairs(indexes) do
-  local old = {}  -- an insert has no entries yet
-  if mode ~= "insert" then old = unpack_list(redis.call("HGET", meta_key, index.field)) end
-  rewrite_entries(index.key, idkey, old, index.new)
+  rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
 end
 local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                        json = ARGV[4], expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                       changed = ARGV[13] ~= "" and ARGV[13] or nil}, KEYS[3], KEYS[5], KEYS[6])
--- bounded housekeeping: purge a few documents whose expiry is due
-if redis.call("ZCARD", KEYS[5]) > 0 then
+                       changed = ARGV[13] ~= "" and ARGV[13] or nil, seen = seen or false},
+                      KEYS[3], KEYS[5], KEYS[6])
+-- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
+-- had entries; the purges write the id index, so its type is checked first then)
+if scheduled > 0 and type_ok(KEYS[3], "zset") then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
 end
 return {"OK", version, idkey}

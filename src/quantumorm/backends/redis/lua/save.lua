@@ -76,9 +76,9 @@ for i = 1, #described / 4 do
 end
 
 -- What an expired document left behind is purged before its id is reused or refused:
--- the purge writes the id index, the schedule and every index, so their types come first.
+-- the purge writes the id index, the schedule and every index, so their types come first
+-- (the id index's and the schedule's are checked for every write).
 local function purge_checked()
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   local bad = bad_index(all_indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
@@ -127,18 +127,16 @@ local function check_insert()
   return refused
 end
 
+-- the id index: an insert adds its id, a purge or sweep removes ids; an update refuses it
+-- too (a model whose keys hold foreign data is refused whole, whichever write it is)
+if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
 local allocating = idkey == ""
 if mode == "update" then
   local refused = check_update()
   if refused then return refused end
-else
-  -- an insert adds its id to the id index: a ZSET (an update never writes it, but for
-  -- a purge, checked then)
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
-  if not allocating then
-    local refused = check_insert()
-    if refused then return refused end
-  end
+elseif not allocating then
+  local refused = check_insert()
+  if refused then return refused end
 end
 
 -- 2. index key types and unique claims --------------------------------------------------
@@ -182,8 +180,8 @@ local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key =
                        changed = ARGV[13] ~= "" and ARGV[13] or nil, seen = seen or false},
                       KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
--- had entries; the purges write the id index, so its type is checked first then)
-if scheduled > 0 and type_ok(KEYS[3], "zset") then
+-- had entries)
+if scheduled > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
 end
 return {"OK", version, idkey}

@@ -205,3 +205,107 @@ local function store(w, ids_key, ttl_key, state_key)
        w.changed, w.json)
   return version
 end
+
+-- JSON, top level only (a "patch" write): the scripts never decode a document, but they
+-- can find the text of each of its top-level values and replace some of them, leaving every
+-- other byte as it was (see patch_json).
+local json_skip
+
+-- the position of the first non-blank character of ``s`` at or after ``i``
+local function json_ws(s, i)
+  return string.find(s, "[^ \t\r\n]", i)
+end
+
+-- The position just after the JSON value that starts at ``i`` (strings skip escapes;
+-- objects and arrays count their nesting, skipping strings).
+json_skip = function(s, i)
+  local b = string.byte(s, i)
+  if b == 34 then  -- a string
+    local j = i + 1
+    while true do
+      local q = string.find(s, '["\\]', j)
+      if not q then error("unterminated string") end
+      if string.byte(s, q) == 92 then j = q + 2 else return q + 1 end
+    end
+  elseif b == 123 or b == 91 then  -- an object or an array
+    local depth, j = 0, i
+    while true do
+      local q = string.find(s, '[%[%]{}"]', j)
+      if not q then error("unterminated value") end
+      local c = string.byte(s, q)
+      if c == 34 then
+        j = json_skip(s, q)
+      else
+        depth = depth + ((c == 123 or c == 91) and 1 or -1)
+        j = q + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  local q = string.find(s, "[,}%] \t\r\n]", i)  -- a number, true, false or null
+  if not q or q == i then error("bad value") end
+  return q
+end
+
+-- The members of the JSON object ``s``: a list of {key text (quoted, as stored), first
+-- position of the value, position after it}, and the position of the closing brace.
+local function json_members(s)
+  local out = {}
+  local i = json_ws(s, 1)
+  if not i or string.byte(s, i) ~= 123 then error("not an object") end
+  i = json_ws(s, i + 1)
+  if i and string.byte(s, i) == 125 then return out, i end
+  while true do
+    if not i or string.byte(s, i) ~= 34 then error("bad key") end
+    local key_end = json_skip(s, i)
+    local colon = json_ws(s, key_end)
+    if not colon or string.byte(s, colon) ~= 58 then error("no colon") end
+    local first = json_ws(s, colon + 1)
+    if not first then error("no value") end
+    local after = json_skip(s, first)
+    out[#out + 1] = {string.sub(s, i, key_end - 1), first, after}
+    i = json_ws(s, after)
+    local c = i and string.byte(s, i)
+    if c == 125 then return out, i end
+    if c ~= 44 then error("no comma") end
+    i = json_ws(s, i + 1)
+  end
+end
+
+-- The stored document ``old`` with the top-level values of the JSON object ``fragment``
+-- (encoded by the same encoder) put in place of its own, in place (a member it lacks is
+-- added at the end); and the names (``names``: one per fragment member, in its order) of
+-- the members whose text changed. nil if ``old`` is not a JSON object.
+local function patch_json(old, fragment, names)
+  local ok, members, close = pcall(json_members, old)
+  if not ok then return nil end
+  local at = {}
+  for _, m in ipairs(members) do at[m[1]] = m end
+  local replaced, appended, differing = {}, {}, {}
+  for k, m in ipairs(json_members(fragment)) do
+    local value = string.sub(fragment, m[2], m[3] - 1)
+    local mine = at[m[1]]
+    if not mine then
+      appended[#appended + 1] = m[1] .. ":" .. value
+      differing[#differing + 1] = names[k]
+    elseif string.sub(old, mine[2], mine[3] - 1) ~= value then
+      replaced[#replaced + 1] = {mine[2], mine[3], value}
+      differing[#differing + 1] = names[k]
+    end
+  end
+  if #differing == 0 then return old, differing end
+  table.sort(replaced, function(a, b) return a[1] < b[1] end)
+  local pieces, pos = {}, 1
+  for _, r in ipairs(replaced) do
+    pieces[#pieces + 1] = string.sub(old, pos, r[1] - 1)
+    pieces[#pieces + 1] = r[3]
+    pos = r[2]
+  end
+  if #appended > 0 then
+    pieces[#pieces + 1] = string.sub(old, pos, close - 1)
+    pieces[#pieces + 1] = (#members > 0 and "," or "") .. table.concat(appended, ",")
+    pos = close
+  end
+  pieces[#pieces + 1] = string.sub(old, pos)
+  return table.concat(pieces), differing
+end

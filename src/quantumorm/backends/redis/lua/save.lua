@@ -16,10 +16,12 @@
 -- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[6]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[7..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
--- ARGV[1]   "insert" | "update"
--- ARGV[2]   expected version (update)
+-- ARGV[1]   "insert" | "update" | "patch" (an update of some fields of whatever version is
+--           stored, without a read before: ARGV[4] holds their values, see below)
+-- ARGV[2]   expected version (update); the largest document allowed, in bytes (patch)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
--- ARGV[4]   document JSON
+-- ARGV[4]   document JSON; a patch: a JSON object of the fields to set (top level, stored
+--           names, encoded as documents are), put in place of the stored values
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
@@ -30,13 +32,17 @@
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
 -- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
--- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
+-- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all; a
+--           patch: the name of each member of ARGV[4], in order (those whose value changes
+--           make the "f")
 -- ARGV[14]  the caller's schema layout ("" for none)
 --
 -- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
--- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+-- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and
+--           nothing written) | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+--           | {"TOOLARGE", size} (patch) | {"CORRUPT"} (patch: not a stored JSON object)
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -89,7 +95,8 @@ end
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
 -- touched indexes hold now; the TYPE of the document key tells both its type and whether
 -- it is alive (an expired document's meta hash stays until a purge).
-local seen  -- the meta hash's "r" (update)
+local seen, current  -- the meta hash's "r" and "v" (update, patch)
+local patching = mode == "patch"
 local function check_update()
   local t = redis.call("TYPE", doc_key).ok
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
@@ -98,9 +105,9 @@ local function check_update()
   local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
   if refused then return refused end
   local stored = got[1] or nil
-  seen = got[2]
+  seen, current = got[2], stored
   local alive = t == "string"
-  if alive and stored ~= ARGV[2] then
+  if alive and (patching or stored ~= ARGV[2]) then
     local version = applied_in(seen or nil, ARGV[5])
     if version then return {"OK", version, idkey} end  -- a resent write applied before
   end
@@ -112,7 +119,7 @@ local function check_update()
     return {"MISSING"}
   end
   if not stored then return {"MISSING"} end
-  if stored ~= ARGV[2] then return {"VERSION", stored} end
+  if not patching and stored ~= ARGV[2] then return {"VERSION", stored} end
   for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
   return nil
 end
@@ -131,9 +138,19 @@ end
 -- too (a model whose keys hold foreign data is refused whole, whichever write it is)
 if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
 local allocating = idkey == ""
-if mode == "update" then
+local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
+if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
+  if patching then  -- the stored JSON with the new values in place; unchanged: no write
+    local names
+    json, names = patch_json(redis.call("GET", doc_key), ARGV[4], cmsgpack.unpack(ARGV[13]))
+    if not json then return {"CORRUPT"} end
+    if #names == 0 and ARGV[9] == "keep" then return {"OK", tonumber(current), idkey} end
+    if #json > tonumber(ARGV[2]) then return {"TOOLARGE", #json} end
+    changed = cmsgpack.pack(names)
+    mode = "update"
+  end
 elseif not allocating then
   local refused = check_insert()
   if refused then return refused end
@@ -176,8 +193,8 @@ for _, index in ipairs(indexes) do
   rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
 end
 local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-                       json = ARGV[4], expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                       changed = ARGV[13] ~= "" and ARGV[13] or nil, seen = seen or false},
+                       json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
+                       changed = changed, seen = seen or false},
                       KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)

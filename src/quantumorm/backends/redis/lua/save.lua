@@ -128,15 +128,17 @@ end
 -- write is refused, recognised as applied before, or finds an expired one's leftovers.
 local function check_insert()
   if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
   local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
                                 all_indexes, ARGV[5])
   if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
   return refused
 end
 
--- the id index: an insert adds its id, a purge or sweep removes ids; an update refuses it
--- too (a model whose keys hold foreign data is refused whole, whichever write it is)
-if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+-- the id index: an update refuses it when it holds another type too (a model whose keys
+-- hold foreign data is refused whole, whichever write it is); an insert's first write is
+-- its id's ZADD, whose WRONGTYPE error is the refusal (see 3.)
+if mode ~= "insert" and not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
 local allocating = idkey == ""
 local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
 if mode ~= "insert" then
@@ -189,12 +191,16 @@ if allocating then
 end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------
+if mode == "insert" then
+  local _, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+  if refused then return refused end
+end
 for _, index in ipairs(indexes) do
   rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
 end
 local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                        json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                       changed = changed, seen = seen or false},
+                       changed = changed, seen = seen or false, listed = true},
                       KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)

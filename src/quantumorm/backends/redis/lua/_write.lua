@@ -80,19 +80,37 @@ end
 -- new server), the time still puts new versions above the old ones, which were at most the
 -- time of their write (plus one per write made in the same microsecond, which one server
 -- cannot sustain). Versions stay below 2^53 (exact as Lua numbers) until the year 2255.
+-- A script writing many documents (insert_many) sets DEFERRED: the clock is then written
+-- once, by flush_clock() at its end, instead of once per document.
+local DEFERRED, DIRTY = false, false
+
 local function next_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   local version = math.max(last + 1, now)
   CLOCK = version
-  if NEW_LAYOUT then
+  if DEFERRED then
+    DIRTY = true
+  elseif NEW_LAYOUT then
     redis.call("HSET", state_key, "clock", string.format("%.0f", version), "layout", NEW_LAYOUT)
     NEW_LAYOUT = nil
   else
     redis.call("HSET", state_key, "clock", string.format("%.0f", version))
   end
   return version
+end
+
+-- Write the clock the versions of a DEFERRED script took (and a newer layout with it).
+local function flush_clock(state_key)
+  if not DIRTY then return end
+  if NEW_LAYOUT then
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
+    NEW_LAYOUT = nil
+  else
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
+  end
+  DIRTY = false
 end
 
 -- Make the clock at least ``version`` (a document moved in keeps its version).

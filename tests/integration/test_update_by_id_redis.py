@@ -114,3 +114,30 @@ async def test_refusals_write_nothing(conn: Any, redis_client: Any, mode: str) -
                    name="x" * 300)
     assert snapshot(redis_client) == before
     del small
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_foreign_key_at_the_stream_refuses_updates_and_deletes_untouched(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """An update's first write is its change event: the XADD's WRONGTYPE error is the
+    refusal, before anything is written (also when an expired document waits for a purge)."""
+    ks = KeySpace(Person._meta)
+    p = await call(person("p"), "save", mode)
+    await call(person("gone"), "save", mode)
+    stale = await call(Person.objects, "get", mode, id="gone")
+    redis_client.delete(ks.doc(0, "gone"))  # as if it expired: its leftovers stay
+    stream = ks.changes(0)
+    redis_client.delete(stream)
+    redis_client.set(stream, "not a stream")
+    before = snapshot(redis_client)
+    p.age = 77
+    with pytest.raises(WrongTypeError):
+        await call(p, "save", mode)
+    with pytest.raises(BulkWriteError):
+        await call(Person.objects.filter(id="p"), "update", mode, age=78)
+    stale.age = 5
+    with pytest.raises(WrongTypeError):  # the purge of its leftovers would emit an event
+        await call(stale, "save", mode)
+    with pytest.raises(WrongTypeError):
+        await call(p, "delete", mode)
+    assert snapshot(redis_client) == before

@@ -84,21 +84,60 @@ end
 -- once, by flush_clock() at its end, instead of once per document.
 local DEFERRED, DIRTY = false, false
 
-local function next_version(state_key)
+-- The next version, taken from the clock (CLOCK) but not yet written: write_clock() does
+-- that (a script may need the version before its first write: see emit_first).
+local function take_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
-  local version = math.max(last + 1, now)
-  CLOCK = version
+  CLOCK = math.max(last + 1, now)
+  return CLOCK
+end
+
+-- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
+-- flush_clock() in a DEFERRED script.
+local function write_clock(state_key)
   if DEFERRED then
     DIRTY = true
   elseif NEW_LAYOUT then
-    redis.call("HSET", state_key, "clock", string.format("%.0f", version), "layout", NEW_LAYOUT)
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
     NEW_LAYOUT = nil
   else
-    redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
   end
+end
+
+local function next_version(state_key)
+  local version = take_version(state_key)
+  write_clock(state_key)
   return version
+end
+
+-- events_on() (see _prelude.lua) without its TYPE check of the stream, for a write whose
+-- first write is its event (emit_first): the XADD's WRONGTYPE error is then the refusal.
+-- A purge before it must check the stream itself (stream_refusal).
+local function events_unchecked(spec, key)
+  if spec == nil or spec == "" then return end
+  local s = cmsgpack.unpack(spec)
+  EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
+end
+
+-- {"WRONGTYPE", stream} if change events go to a stream that holds another type, else nil
+local function stream_refusal()
+  if EVENTS and EVENTS.maxlen ~= "" and not type_ok(EVENTS.key, "stream") then
+    return {"WRONGTYPE", EVENTS.key}
+  end
+  return nil
+end
+
+-- emit() as the first write of a script: its XADD is the first command that can write, so
+-- a WRONGTYPE error of it is a refusal with nothing written (any other error is raised).
+local function emit_first(op, idkey, version, write_id, changed, doc)
+  local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
+  if ok then return nil end
+  local text = type(failure) == "table" and failure.err or tostring(failure)
+  if string.find(text, "WRONGTYPE", 1, true) then return {"WRONGTYPE", EVENTS.key} end
+  error(failure)
 end
 
 -- Write the clock the versions of a DEFERRED script took (and a newer layout with it).
@@ -193,7 +232,8 @@ end
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
 -- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil),
 -- seen (optional: the meta hash's "r" as read before; false when absent), listed (true:
--- the caller has already added the id to the id index).
+-- the caller has already added the id to the id index), emitted (true: the caller has
+-- sent the change event, emit_first).
 -- Returns the version written.
 local function store(w, ids_key, ttl_key, state_key)
   if w.expiry == "keep" and w.mode == "update" then
@@ -219,8 +259,10 @@ local function store(w, ids_key, ttl_key, state_key)
   end
   redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
   if w.mode == "insert" and not w.listed then redis.call("ZADD", ids_key, 0, w.idkey) end
-  emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
-       w.changed, w.json)
+  if not w.emitted then
+    emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
+         w.changed, w.json)
+  end
   return version
 end
 

@@ -57,16 +57,21 @@ for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
 end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
--- the TTL schedule: its type, and whether a sweep can have anything to do; TYPE of the
--- stream: before the first write, as XADD comes last.
+-- the TTL schedule: its type, and whether a sweep can have anything to do; an insert's TYPE
+-- of the stream: before the first write (the id's ZADD), as its XADD comes last. An
+-- update's first write is its XADD (emit_first), which proves the stream's type.
 local scheduled
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
   if refused then return refused end
   scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
   if refused then return refused end
-  local bad = events_on(ARGV[12], KEYS[#KEYS])
-  if bad then return {"WRONGTYPE", bad} end
+  if mode == "insert" then
+    local bad = events_on(ARGV[12], KEYS[#KEYS])
+    if bad then return {"WRONGTYPE", bad} end
+  else
+    events_unchecked(ARGV[12], KEYS[#KEYS])
+  end
 end
 
 -- the indexes this write touches, with their new entries
@@ -85,6 +90,8 @@ end
 -- the purge writes the id index, the schedule and every index, so their types come first
 -- (the id index's and the schedule's are checked for every write).
 local function purge_checked()
+  local refused = stream_refusal()  -- (its "expire" event: before the update's own)
+  if refused then return refused end
   local bad = bad_index(all_indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
@@ -191,17 +198,25 @@ if allocating then
 end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------
+local version, emitted = nil, false
 if mode == "insert" then
   local _, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then return refused end
+elseif EVENTS then  -- the event first (the version it names is taken, then written)
+  version = take_version(KEYS[6])
+  local refused = emit_first("update", idkey, string.format("%.0f", version), ARGV[5],
+                             changed, json)
+  if refused then return refused end
+  write_clock(KEYS[6])
+  emitted = true
 end
 for _, index in ipairs(indexes) do
   rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
 end
-local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-                       json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                       changed = changed, seen = seen or false, listed = true},
-                      KEYS[3], KEYS[5], KEYS[6])
+version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
+                 json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
+                 changed = changed, seen = seen or false, listed = true, version = version,
+                 emitted = emitted}, KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

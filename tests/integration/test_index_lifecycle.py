@@ -346,6 +346,8 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
         lambda: call(here.filter(id="b2"), "delete", mode),
         lambda: call(here.filter(city="oslo"), "update", mode, name="renamed"),
         lambda: call(here, "sweep", mode),
+        lambda: call(here.filter(id="1"), "update", mode, n=5),  # one script, no read
+        lambda: call(here.filter(id="2"), "delete", mode),  # one script, no read
     ]
     def layout_seen() -> int:  # the schema layout "other" plans with
         return other.backend._state(New._meta).schema.layout  # type: ignore[no-any-return]
@@ -362,7 +364,7 @@ async def test_a_connection_with_an_outdated_layout_retries_every_operation(
         assert layout_seen() == stored  # refused once, read the schema, went on
     assert results[0] == 10 and len(results[1]) == 10
     assert [d.id for d in results[2]] == ["b1", "b2"] and results[3] == 1
-    assert results[4] == 11 and results[5] == 0
+    assert results[4] == 11 and results[5] == 0 and results[6] == 1 and results[7] == 1
     assert (await asyncio.to_thread(New.objects.reindex_sync)).ready
     connection = quantumorm.get_connection("other")
     if mode == "async":

@@ -170,3 +170,20 @@ def test_a_lost_delete_reply_is_not_resent(conn: Any, monkeypatch: pytest.Monkey
     with pytest.raises(BackendConnectionError):
         doc.delete_sync()
     assert len(calls) == 1 and Note.objects.count_sync() == 0
+
+
+def test_a_resent_patch_is_reported_once_applied_once(conn: Any) -> None:
+    """An update by id (save.lua "patch": no expected version) recognises its first attempt
+    by its write id too, even after another writer's change on top."""
+    created = Note(id="p", title="t").save_sync().version
+    patch = layout(conn).patch("p", {"n": 5}, {"n": 5}, "keep").call()
+    first = send(conn, patch)
+    updated = first[0][1]
+    assert first[0][0] == b"OK" and updated > created
+    other = Note.objects.get_sync(id="p")
+    other.n = 6
+    other.save_sync()
+    assert send(conn, patch) == first  # not applied again over the other writer's value
+    assert Note.objects.get_sync(id="p").n == 6
+    assert events(conn) == [("create", "p", created), ("update", "p", updated),
+                            ("update", "p", other.version)]

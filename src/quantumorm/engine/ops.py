@@ -20,8 +20,18 @@ from ..errors import (
     VersionConflict,
 )
 from ..fields.base import MISSING
+from ..fields.scalar import (
+    BooleanField,
+    DecimalField,
+    FloatField,
+    IntField,
+    StringField,
+    UUIDField,
+)
+from ..fields.structured import ArrayField, DateTimeField
 from ..query import evaluate
-from ..query.nodes import QuerySpec
+from ..query.lookups import Lookup
+from ..query.nodes import ID, Condition, QuerySpec
 from .contract import Backend, Expiry, Row, WriteRequest, WriteResult, encode_document
 from .drive import Op
 
@@ -270,8 +280,24 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     A document another writer changed meanwhile is re-read and updated again if it still
     matches (at most ``WHERE_RETRIES`` times). All new values are validated first. Each
     document written fires ``pre_save``/``post_save`` (again for a document retried).
+
+    ``filter(id=x).update(...)`` on a backend that can set fields in place
+    (``update_fields``: Redis), with no ``pre_save``/``post_save`` receiver connected for
+    the model and fields that :func:`patchable` allows: one round trip, no read; the store
+    puts the new values in place of the stored ones (whatever the version), with the same
+    checks, index moves and change event as a save. With a receiver connected, the
+    document is read first, as the receivers get it.
     """
     expire = expiry(backend, model._meta)
+    ids = named_ids(spec)
+    in_place = getattr(backend, "update_fields", None)
+    if (in_place is not None and ids is not None and len(ids) == 1
+            and not _heard(model, signals.pre_save, signals.post_save)
+            and patchable(model, changes)):
+        fields = model._meta.fields
+        storage = {fields[name].db_name: fields[name].to_storage(value)
+                   for name, value in changes.items()}
+        return int((yield from in_place(model._meta, ids[0], changes, storage, expire)))
     rows = yield from backend.query(model._meta, spec)
     updated = 0
     written: list[D] = []
@@ -304,9 +330,78 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     raise VersionConflict(model.__name__, ", ".join(r.id for r in rows), 0, None)
 
 
+def named_ids(spec: QuerySpec) -> list[str] | None:
+    """The ids a query names when it is nothing but ``id=x`` or ``id__in=[...]`` (no other
+    condition, slice or cursor; an order changes nothing then), else None."""
+    where = spec.where
+    if (not isinstance(where, Condition) or where.field != ID or spec.offset
+            or spec.limit is not None or spec.after is not None):
+        return None
+    if where.lookup is Lookup.EXACT:
+        return [where.value]
+    if where.lookup is Lookup.IN:
+        return list(dict.fromkeys(where.value))  # (an id named twice is deleted once)
+    return None
+
+
+#: fields whose stored JSON is one text per value, so that the store can tell a changed value
+#: by its text (not a dict: its keys may come in any order); arrays of these too
+_CANONICAL = (StringField, IntField, FloatField, DecimalField, BooleanField, UUIDField,
+              DateTimeField)
+
+
+def patchable(model: type[Any], changes: dict[str, Any]) -> bool:
+    """Whether ``changes`` (cleaned values by attribute name) can be put in place of the
+    stored values without reading the document: the model keeps Document's own ``clean``
+    (no whole-document rule), and no field changed is part of a compound index or stores
+    a JSON value of several possible texts."""
+    from ..document import Document  # (the document module imports this one)
+
+    for cls in model.__mro__:
+        if cls is Document:
+            break
+        if "clean" in vars(cls) or "validate" in vars(cls):
+            return False
+    options = model._meta
+    for index in options.indexes:
+        if index.compound and any(name in changes for name in index.fields):
+            return False
+    for name in changes:
+        field = options.fields[name]
+        if isinstance(field, ArrayField):
+            field = field.field
+        if type(field) not in _CANONICAL:
+            return False
+    return True
+
+
+def _heard(model: type[Any], *hooks: signals.Signal) -> bool:
+    """Whether any receiver of these signals listens to ``model``."""
+    return any(wanted is None or wanted is model
+               for hook in hooks for _, wanted in hook.receivers)
+
+
 def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
     """Delete every matching document (compare-and-set on each version, retried like
-    :func:`update_where`); each fires ``pre_delete``/``post_delete``."""
+    :func:`update_where`); each fires ``pre_delete``/``post_delete``.
+
+    ``filter(id=x)`` or ``filter(id__in=[...])`` and nothing else, with no ``pre_delete``
+    or ``post_delete`` receiver connected for the model: one round trip, no read. Each id
+    is deleted whatever its version (the backend's delete without an expected version:
+    on Redis ``delete.lua`` with its checks, index removals and change event, the same as
+    a delete of a loaded document); the count is of the documents that existed. With a
+    receiver connected, the documents are read first, as the receivers get them.
+    """
+    ids = named_ids(spec)
+    if ids is not None and not _heard(model, signals.pre_delete, signals.post_delete):
+        if not ids:
+            return 0
+        results = yield from backend.write(model._meta,
+                                           [WriteRequest("delete", id, 0) for id in ids])
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return sum(result.version is not None for result in results)
     rows = yield from backend.query(model._meta, spec)
     deleted = 0
     for _attempt in range(WHERE_RETRIES):

@@ -396,7 +396,12 @@ class QuerySet(Generic[D]):
     @operation
     def update(self, /, **fields: Any) -> OpFactory[int]:
         """Set fields on every matching document (each a compare-and-set write, retried if
-        another writer got there first). Returns how many documents match the new values."""
+        another writer got there first). Returns how many documents match the new values.
+
+        ``filter(id=x).update(...)`` with no ``pre_save``/``post_save`` receiver connected
+        for the model is one round trip with no read on Redis: the script puts the new
+        values in place of the stored ones (see :func:`quantumorm.engine.ops.update_where`
+        for the fields it can)."""
         changes = self._changes(fields)
         return partial(ops.update_where, model=self.model, spec=self.spec, changes=changes)
 
@@ -404,7 +409,11 @@ class QuerySet(Generic[D]):
 
     @operation
     def delete(self) -> OpFactory[int]:
-        """Delete every matching document; returns how many were deleted."""
+        """Delete every matching document; returns how many were deleted.
+
+        ``filter(id=x)``/``filter(id__in=[...])`` with no ``pre_delete``/``post_delete``
+        receiver connected for the model deletes without reading first (one round trip);
+        with one connected, the documents are read first, as the receivers get them."""
         return partial(ops.delete_where, model=self.model, spec=self.spec)
 
     delete_sync = delete.sync

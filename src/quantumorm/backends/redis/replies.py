@@ -30,8 +30,11 @@ def layout_refused(reply: Any) -> bool:
 class WriteReply:
     """One document's outcome from ``save.lua``, ``delete.lua`` or ``insert_many.lua``."""
 
-    status: str  # OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT
-    version: int | None = None  # OK: the version written (deleted); VERSION: the actual one
+    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT; a patch (save.lua):
+    #: TOOLARGE | CORRUPT too
+    status: str
+    #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size
+    version: int | None = None
     id_key: bytes | None = None  # OK (save): the id key written; UNIQUE: the holder's
     name: str | None = None  # UNIQUE: the index; WRONGTYPE: the key
 
@@ -43,7 +46,7 @@ def write_reply(reply: list[Any]) -> WriteReply:
     if status == "OK":
         return WriteReply(status, int(reply[1]) if len(reply) > 1 else None,
                           bytes(reply[2]) if len(reply) > 2 else None)
-    if status == "VERSION":
+    if status in ("VERSION", "TOOLARGE"):
         return WriteReply(status, int(reply[1]))
     if status == "UNIQUE":
         return WriteReply(status, None, bytes(reply[2]), _text(reply[1]))

@@ -19,6 +19,9 @@ from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     BackendConnectionError,
+    BulkWriteError,
+    CorruptDocumentError,
+    DocumentTooLargeError,
     DuplicateIdError,
     TransactionError,
     VersionConflict,
@@ -187,6 +190,32 @@ class Writer(BackendCore):
             if getattr(sent, "resent", False):
                 raise WriteOutcomeUnknown(options.model_name, requests[0].id, refusal) from None
             raise
+
+    def update_fields(self, options: ModelOptions, id: str, values: dict[str, Any],
+                      storage: dict[str, Any], expire: Expiry | int) -> Op[int]:
+        """Set fields of the stored document ``id`` (whatever its version) in one
+        ``save.lua`` "patch" call, without reading it first: 1 if it exists (written, or
+        already holding those values: nothing written), 0 if not. ``values``: cleaned
+        values by attribute name; ``storage``: their stored forms by stored name; no field
+        of a compound index. A refusal raises as ``QuerySet.update()`` does: a
+        BulkWriteError around the typed error (nothing written)."""
+        model = options.model_name
+        _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
+            (state.writes.patch(id, values, storage, expire).call(),), idempotent=True)))
+        reply = write_reply(sent[0])
+        status = reply.status
+        if status == "OK":
+            return 1
+        if status == "MISSING":
+            return 0
+        if status == "TOOLARGE":
+            raise DocumentTooLargeError(model, id, reply.version or 0,
+                                        self._state(options).writes.max_document_bytes)
+        if status == "CORRUPT":
+            raise CorruptDocumentError(model, id, "not a JSON object")
+        error = writes.result(options, WriteRequest("update", id), reply).error
+        assert error is not None
+        raise BulkWriteError([(0, error)], [])
 
     # -- expiry ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from ... import sortable
-from ...engine.contract import Expiry, WriteRequest, WriteResult
+from ...engine.contract import Expiry, WriteRequest, WriteResult, encode_document
 from ...errors import (
     DocumentTooLargeError,
     DuplicateIdError,
@@ -151,6 +151,38 @@ class WriteLayout:
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
             self.changed_names(request.changed) if events else b"", self.layout)
+
+    def patch(self, id: str, values: dict[str, Any], storage: dict[str, Any],
+              expire: Expiry | int) -> SaveCall:
+        """The ``save.lua`` call (mode "patch") that sets fields of the stored document
+        ``id``, whatever its version, without reading it first: ``values`` are the cleaned
+        values by attribute name, ``storage`` their stored forms by stored name. No field
+        may be part of a compound index (its entries need the other fields' values)."""
+        changed = frozenset(values)
+        pairs: list[bytes] = []
+        for name, field, meta_name in self.value_fields:
+            if name in changed:
+                pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
+        index_args: list[bytes] = []
+        for position, (index, manifest, names) in enumerate(self.indexes):
+            if names & changed:
+                assert not index.compound
+                index_args += [b"%d" % (7 + position), manifest,
+                               b"1" if index.unique else b"0", index.name.encode()]
+        fields = self.options.fields
+        ordered = [name for name in fields if name in changed]  # (as an event's "f")
+        fragment = encode_document({fields[name].db_name: storage[fields[name].db_name]
+                                    for name in ordered})
+        keys = self.keys
+        partition = keys.partition_of(id)
+        p, escaped = keys.partition(partition), sortable.escape_id(id)
+        return SaveCall(
+            p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
+            p.indexes, (p.changes,) if self.events else (), "patch",
+            str(self.max_document_bytes), sortable.id_key(id), fragment, os.urandom(8).hex(),
+            wire.pack(pairs), wire.pack(index_args), self.manifests, wire_expiry(expire),
+            p.doc_prefix, p.meta_prefix, self.events,
+            wire.pack([name.encode() for name in ordered]), self.layout)
 
     def new_document(self, partition: int, request: WriteRequest) -> NewDocument:
         """A document with every meta field and index entry (insert_many, tx, restore)."""

@@ -23,17 +23,53 @@ end
 -- attempt was applied (it must not apply twice) and tells the version it wrote.
 local RECENT = 4
 
--- The version the write ``write_id`` gave the document of ``meta_key``, or nil if it was
--- not among its last RECENT writes.
-local function applied(meta_key, write_id)
-  if not write_id or #write_id ~= 16 then return nil end
-  local seen = redis.call("HGET", meta_key, "r")
-  if not seen then return nil end
+-- The version the write ``write_id`` gave a document whose "r" is ``seen``, or nil if it
+-- was not among its last RECENT writes.
+local function applied_in(seen, write_id)
+  if not seen or not write_id or #write_id ~= 16 then return nil end
   for i = 1, #seen, 32 do
     if string.sub(seen, i, i + 15) == write_id then
       return tonumber(string.sub(seen, i + 16, i + 31))
     end
   end
+  return nil
+end
+
+-- The version the write ``write_id`` gave the document of ``meta_key``, or nil.
+local function applied(meta_key, write_id)
+  if not write_id or #write_id ~= 16 then return nil end
+  return applied_in(redis.call("HGET", meta_key, "r"), write_id)
+end
+
+-- Commands per write are the server's main cost, so a read that a write needs anyway also
+-- proves its key's type: ``redis.pcall`` turns a WRONGTYPE error into the refusal
+-- {"WRONGTYPE", key} (nothing written yet) instead of a TYPE command before it. Returns the
+-- reply, or nil and the refusal; any other error is raised as it is.
+local function typed(key, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == "table" and reply.err then
+    if string.find(reply.err, "WRONGTYPE", 1, true) then return nil, {"WRONGTYPE", key} end
+    error(reply)
+  end
+  return reply
+end
+
+-- The state hash's clock as read by state_check() (nil: not read yet; next_version reads
+-- it), and the caller's layout when it must be recorded (written with the clock).
+local CLOCK, NEW_LAYOUT = nil, nil
+
+-- layout_refusal() (see _prelude.lua) for a writer, in one HMGET that also reads the clock
+-- and proves the state hash's type; a newer layout of the caller is recorded by the
+-- write's clock update (so in the same HSET), not by a command of its own.
+local function state_check(state_key, layout, writer)
+  local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
+  if refused then return refused end
+  CLOCK = tonumber(got[2] or "0") or 0
+  if layout == nil or layout == "" then return nil end
+  local stored = tonumber(got[1] or "0")
+  local mine = tonumber(layout)
+  if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
+  if writer and stored < mine then NEW_LAYOUT = layout end
   return nil
 end
 
@@ -44,20 +80,84 @@ end
 -- new server), the time still puts new versions above the old ones, which were at most the
 -- time of their write (plus one per write made in the same microsecond, which one server
 -- cannot sustain). Versions stay below 2^53 (exact as Lua numbers) until the year 2255.
-local function next_version(state_key)
+-- A script writing many documents (insert_many) sets DEFERRED: the clock is then written
+-- once, by flush_clock() at its end, instead of once per document.
+local DEFERRED, DIRTY = false, false
+
+-- The next version, taken from the clock (CLOCK) but not yet written: write_clock() does
+-- that (a script may need the version before its first write: see emit_first).
+local function take_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
-  local version = math.max(last + 1, now)
-  redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  CLOCK = math.max(last + 1, now)
+  return CLOCK
+end
+
+-- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
+-- flush_clock() in a DEFERRED script.
+local function write_clock(state_key)
+  if DEFERRED then
+    DIRTY = true
+  elseif NEW_LAYOUT then
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
+    NEW_LAYOUT = nil
+  else
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
+  end
+end
+
+local function next_version(state_key)
+  local version = take_version(state_key)
+  write_clock(state_key)
   return version
+end
+
+-- events_on() (see _prelude.lua) without its TYPE check of the stream, for a write whose
+-- first write is its event (emit_first): the XADD's WRONGTYPE error is then the refusal.
+-- A purge before it must check the stream itself (stream_refusal).
+local function events_unchecked(spec, key)
+  if spec == nil or spec == "" then return end
+  local s = cmsgpack.unpack(spec)
+  EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
+end
+
+-- {"WRONGTYPE", stream} if change events go to a stream that holds another type, else nil
+local function stream_refusal()
+  if EVENTS and EVENTS.maxlen ~= "" and not type_ok(EVENTS.key, "stream") then
+    return {"WRONGTYPE", EVENTS.key}
+  end
+  return nil
+end
+
+-- emit() as the first write of a script: its XADD is the first command that can write, so
+-- a WRONGTYPE error of it is a refusal with nothing written (any other error is raised).
+local function emit_first(op, idkey, version, write_id, changed, doc)
+  local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
+  if ok then return nil end
+  local text = type(failure) == "table" and failure.err or tostring(failure)
+  if string.find(text, "WRONGTYPE", 1, true) then return {"WRONGTYPE", EVENTS.key} end
+  error(failure)
+end
+
+-- Write the clock the versions of a DEFERRED script took (and a newer layout with it).
+local function flush_clock(state_key)
+  if not DIRTY then return end
+  if NEW_LAYOUT then
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
+    NEW_LAYOUT = nil
+  else
+    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
+  end
+  DIRTY = false
 end
 
 -- Make the clock at least ``version`` (a document moved in keeps its version).
 local function clock_at_least(state_key, version)
-  local last = tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   if version > last then
     redis.call("HSET", state_key, "clock", string.format("%.0f", version))
+    CLOCK = version
   end
 end
 
@@ -130,7 +230,10 @@ end
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
--- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil).
+-- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil),
+-- seen (optional: the meta hash's "r" as read before; false when absent), listed (true:
+-- the caller has already added the id to the id index), emitted (true: the caller has
+-- sent the change event, emit_first).
 -- Returns the version written.
 local function store(w, ids_key, ttl_key, state_key)
   if w.expiry == "keep" and w.mode == "update" then
@@ -150,12 +253,119 @@ local function store(w, ids_key, ttl_key, state_key)
   local shown = string.format("%.0f", version)
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then
-    recent = recent .. string.sub(redis.call("HGET", w.meta_key, "r") or "", 1,
-                                  32 * (RECENT - 1))
+    local seen = w.seen  -- (the caller's read of "r", when it made one)
+    if seen == nil then seen = redis.call("HGET", w.meta_key, "r") end
+    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
   end
   redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
-  if w.mode == "insert" then redis.call("ZADD", ids_key, 0, w.idkey) end
-  emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
-       w.changed, w.json)
+  if w.mode == "insert" and not w.listed then redis.call("ZADD", ids_key, 0, w.idkey) end
+  if not w.emitted then
+    emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
+         w.changed, w.json)
+  end
   return version
+end
+
+-- JSON, top level only (a "patch" write): the scripts never decode a document, but they
+-- can find the text of each of its top-level values and replace some of them, leaving every
+-- other byte as it was (see patch_json).
+local json_skip
+
+-- the position of the first non-blank character of ``s`` at or after ``i``
+local function json_ws(s, i)
+  return string.find(s, "[^ \t\r\n]", i)
+end
+
+-- The position just after the JSON value that starts at ``i`` (strings skip escapes;
+-- objects and arrays count their nesting, skipping strings).
+json_skip = function(s, i)
+  local b = string.byte(s, i)
+  if b == 34 then  -- a string
+    local j = i + 1
+    while true do
+      local q = string.find(s, '["\\]', j)
+      if not q then error("unterminated string") end
+      if string.byte(s, q) == 92 then j = q + 2 else return q + 1 end
+    end
+  elseif b == 123 or b == 91 then  -- an object or an array
+    local depth, j = 0, i
+    while true do
+      local q = string.find(s, '[%[%]{}"]', j)
+      if not q then error("unterminated value") end
+      local c = string.byte(s, q)
+      if c == 34 then
+        j = json_skip(s, q)
+      else
+        depth = depth + ((c == 123 or c == 91) and 1 or -1)
+        j = q + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  local q = string.find(s, "[,}%] \t\r\n]", i)  -- a number, true, false or null
+  if not q or q == i then error("bad value") end
+  return q
+end
+
+-- The members of the JSON object ``s``: a list of {key text (quoted, as stored), first
+-- position of the value, position after it}, and the position of the closing brace.
+local function json_members(s)
+  local out = {}
+  local i = json_ws(s, 1)
+  if not i or string.byte(s, i) ~= 123 then error("not an object") end
+  i = json_ws(s, i + 1)
+  if i and string.byte(s, i) == 125 then return out, i end
+  while true do
+    if not i or string.byte(s, i) ~= 34 then error("bad key") end
+    local key_end = json_skip(s, i)
+    local colon = json_ws(s, key_end)
+    if not colon or string.byte(s, colon) ~= 58 then error("no colon") end
+    local first = json_ws(s, colon + 1)
+    if not first then error("no value") end
+    local after = json_skip(s, first)
+    out[#out + 1] = {string.sub(s, i, key_end - 1), first, after}
+    i = json_ws(s, after)
+    local c = i and string.byte(s, i)
+    if c == 125 then return out, i end
+    if c ~= 44 then error("no comma") end
+    i = json_ws(s, i + 1)
+  end
+end
+
+-- The stored document ``old`` with the top-level values of the JSON object ``fragment``
+-- (encoded by the same encoder) put in place of its own, in place (a member it lacks is
+-- added at the end); and the names (``names``: one per fragment member, in its order) of
+-- the members whose text changed. nil if ``old`` is not a JSON object.
+local function patch_json(old, fragment, names)
+  local ok, members, close = pcall(json_members, old)
+  if not ok then return nil end
+  local at = {}
+  for _, m in ipairs(members) do at[m[1]] = m end
+  local replaced, appended, differing = {}, {}, {}
+  for k, m in ipairs(json_members(fragment)) do
+    local value = string.sub(fragment, m[2], m[3] - 1)
+    local mine = at[m[1]]
+    if not mine then
+      appended[#appended + 1] = m[1] .. ":" .. value
+      differing[#differing + 1] = names[k]
+    elseif string.sub(old, mine[2], mine[3] - 1) ~= value then
+      replaced[#replaced + 1] = {mine[2], mine[3], value}
+      differing[#differing + 1] = names[k]
+    end
+  end
+  if #differing == 0 then return old, differing end
+  table.sort(replaced, function(a, b) return a[1] < b[1] end)
+  local pieces, pos = {}, 1
+  for _, r in ipairs(replaced) do
+    pieces[#pieces + 1] = string.sub(old, pos, r[1] - 1)
+    pieces[#pieces + 1] = r[3]
+    pos = r[2]
+  end
+  if #appended > 0 then
+    pieces[#pieces + 1] = string.sub(old, pos, close - 1)
+    pieces[#pieces + 1] = (#members > 0 and "," or "") .. table.concat(appended, ",")
+    pos = close
+  end
+  pieces[#pieces + 1] = string.sub(old, pos)
+  return table.concat(pieces), differing
 end

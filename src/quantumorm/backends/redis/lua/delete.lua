@@ -23,37 +23,66 @@
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
 
+-- What each command serves (commands per write are the server's main cost; see typed() in
+-- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the stream
+-- (XADD comes after other writes); TYPE of the document: its type and whether it is alive;
+-- HMGET of the meta hash: the version and every index's entries, and its type; ZCARD of the
+-- schedule: its type, and whether the id can be in it at all; TYPE of each index the
+-- document has entries in; then the writes, the first of them (ZREM of the id) proving the
+-- id index's type.
 do
-  local refused = layout_refusal(KEYS[6], ARGV[6], false)
+  local refused = state_check(KEYS[6], ARGV[6], false)
   if refused then return refused end
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
 end
-local wanted = {"string", "hash", "zset", "zset", "string"}
-for i = 1, 5 do
-  if not type_ok(KEYS[i], wanted[i]) then return {"WRONGTYPE", KEYS[i]} end
+local idkey, soft = ARGV[2], ARGV[4] ~= ""
+local doc_type = redis.call("TYPE", KEYS[1]).ok
+if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
+if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
+local indexes, wanted = {}, {"v"}
+for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do
+  indexes[i] = {key = KEYS[6 + i], field = field}
+  wanted[i + 1] = field
 end
-local idkey = ARGV[2]
-local indexes = {}
-for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do indexes[i] = {key = KEYS[6 + i], field = field} end
-do
+local got, refused = typed(KEYS[2], "HMGET", KEYS[2], unpack(wanted))
+if refused then return refused end
+local scheduled
+scheduled, refused = typed(KEYS[4], "ZCARD", KEYS[4])
+if refused then return refused end
+local stored = got[1] or nil
+if not stored then return {"MISSING"} end
+if doc_type == "none" then  -- it expired: clean up what it left
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
-end
-local stored = redis.call("HGET", KEYS[2], "v")
-if not stored then return {"MISSING"} end
-if redis.call("EXISTS", KEYS[1]) == 0 then  -- it expired: clean up what it left
   purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
   return {"MISSING"}
 end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
-purge(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
+for i, index in ipairs(indexes) do
+  index.old = unpack_list(got[i + 1] or nil)
+  if #index.old > 0 and not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
+end
+
+-- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet)
+do
+  local _, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
+  if bad then return bad end
+end
+for _, index in ipairs(indexes) do
+  for i, member in ipairs(index.old) do index.old[i] = member .. idkey end
+  bulk("ZREM", index.key, index.old, false)
+end
+if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
 emit("delete", idkey, stored, nil, nil, EVENTS and EVENTS.doc and redis.call("GET", KEYS[1]))
-if ARGV[4] ~= "" then
+if soft then
+  redis.call("DEL", KEYS[2])
   redis.call("RENAME", KEYS[1], KEYS[5])
   redis.call("PEXPIRE", KEYS[5], ARGV[4])
 else
-  redis.call("DEL", KEYS[1])
+  redis.call("DEL", KEYS[1], KEYS[2])
 end
 return {"OK", stored}

@@ -42,7 +42,7 @@ local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
 -- shared keys: checked once for the whole batch
 local shared_error = nil
 do
-  local refused = layout_refusal(KEYS[3], ARGV[6], true)
+  local refused = state_check(KEYS[3], ARGV[6], true)  -- (and the clock, in the same HMGET)
   if refused and refused[1] == "LAYOUT" then return refused end
   shared_error = refused
   local bad = events_on(ARGV[5], KEYS[#KEYS])
@@ -58,6 +58,8 @@ end
 
 local results = {}
 local ndocs = (#ARGV - 6) / 5
+-- the state hash's clock is written once, after the last document (it is a hash: checked)
+DEFERRED = not shared_error
 for d = 1, ndocs do
   local base = 6 + 5 * (d - 1)
   local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -95,7 +97,8 @@ for d = 1, ndocs do
     results[d] = {"OK", version}
   end
 end
-if redis.call("ZCARD", KEYS[2]) > 0 then
+flush_clock(KEYS[3])
+if not shared_error and redis.call("ZCARD", KEYS[2]) > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
 end
 return results

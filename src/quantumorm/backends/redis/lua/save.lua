@@ -16,10 +16,12 @@
 -- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[6]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[7..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
--- ARGV[1]   "insert" | "update"
--- ARGV[2]   expected version (update)
+-- ARGV[1]   "insert" | "update" | "patch" (an update of some fields of whatever version is
+--           stored, without a read before: ARGV[4] holds their values, see below)
+-- ARGV[2]   expected version (update); the largest document allowed, in bytes (patch)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
--- ARGV[4]   document JSON
+-- ARGV[4]   document JSON; a patch: a JSON object of the fields to set (top level, stored
+--           names, encoded as documents are), put in place of the stored values
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
@@ -30,13 +32,17 @@
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
 -- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
--- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
+-- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all; a
+--           patch: the name of each member of ARGV[4], in order (those whose value changes
+--           make the "f")
 -- ARGV[14]  the caller's schema layout ("" for none)
 --
 -- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
--- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+-- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and
+--           nothing written) | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
+--           | {"TOOLARGE", size} (patch) | {"CORRUPT"} (patch: not a stored JSON object)
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -49,43 +55,26 @@ local all_indexes = {}
 for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
   all_indexes[i] = {key = KEYS[6 + i], field = field}
 end
+-- What each command serves (commands per write are the server's main cost; see typed()):
+-- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
+-- the TTL schedule: its type, and whether a sweep can have anything to do; an insert's TYPE
+-- of the stream: before the first write (the id's ZADD), as its XADD comes last. An
+-- update's first write is its XADD (emit_first), which proves the stream's type.
+local scheduled
 do
-  local refused = layout_refusal(KEYS[6], ARGV[14], true)
+  local refused = state_check(KEYS[6], ARGV[14], true)
   if refused then return refused end
-  local bad = events_on(ARGV[12], KEYS[#KEYS])
-  if bad then return {"WRONGTYPE", bad} end
+  scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
+  if refused then return refused end
+  if mode == "insert" then
+    local bad = events_on(ARGV[12], KEYS[#KEYS])
+    if bad then return {"WRONGTYPE", bad} end
+  else
+    events_unchecked(ARGV[12], KEYS[#KEYS])
+  end
 end
 
--- 1. identity and version (an id to allocate is taken only after every other check) ---
-local function identify()
-  for _, key in ipairs({KEYS[3], KEYS[5]}) do
-    if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
-  end
-  if idkey == "" then
-    if not type_ok(KEYS[4], "string") then return {"WRONGTYPE", KEYS[4]} end
-    -- user-supplied ids share the id space: skip counter values a user already took
-    local n
-    for _ = 1, 1000 do
-      n = string.format("%.0f", redis.call("INCR", KEYS[4]))  -- (tostring: 1e+14)
-      if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then break end
-    end
-    idkey = "\1" .. string.char(32 + #n) .. n
-    doc_key, meta_key = doc_key .. n, meta_key .. n
-  end
-  local refused = check_version(mode, ARGV[2], idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                all_indexes, ARGV[5])
-  if refused and refused[1] == "APPLIED" then  -- a resent write that was applied before
-    return {"OK", refused[2], idkey}
-  end
-  return refused
-end
-local allocating = idkey == ""
-if not allocating then
-  local refused = identify()
-  if refused then return refused end
-end
-
--- 2. new values, index keys and unique claims ----------------------------------------
+-- the indexes this write touches, with their new entries
 local fields = cmsgpack.unpack(ARGV[6])
 local values = {}
 for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
@@ -93,8 +82,91 @@ local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
   local base = 4 * (i - 1)
-  local index = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
-                 unique = described[base + 3] == "1", name = described[base + 4]}
+  indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
+                unique = described[base + 3] == "1", name = described[base + 4]}
+end
+
+-- What an expired document left behind is purged before its id is reused or refused:
+-- the purge writes the id index, the schedule and every index, so their types come first
+-- (the id index's and the schedule's are checked for every write).
+local function purge_checked()
+  local refused = stream_refusal()  -- (its "expire" event: before the update's own)
+  if refused then return refused end
+  local bad = bad_index(all_indexes)
+  if bad then return {"WRONGTYPE", bad} end
+  purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+  return nil
+end
+
+-- 1. identity and version --------------------------------------------------------------
+-- An update reads, in one HMGET, the version, the recent write ids and the entries the
+-- touched indexes hold now; the TYPE of the document key tells both its type and whether
+-- it is alive (an expired document's meta hash stays until a purge).
+local seen, current  -- the meta hash's "r" and "v" (update, patch)
+local patching = mode == "patch"
+local function check_update()
+  local t = redis.call("TYPE", doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  local wanted = {"v", "r"}
+  for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
+  local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  if refused then return refused end
+  local stored = got[1] or nil
+  seen, current = got[2], stored
+  local alive = t == "string"
+  if alive and (patching or stored ~= ARGV[2]) then
+    local version = applied_in(seen or nil, ARGV[5])
+    if version then return {"OK", version, idkey} end  -- a resent write applied before
+  end
+  if not alive then
+    if stored then
+      refused = purge_checked()
+      if refused then return refused end
+    end
+    return {"MISSING"}
+  end
+  if not stored then return {"MISSING"} end
+  if not patching and stored ~= ARGV[2] then return {"VERSION", stored} end
+  for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
+  return nil
+end
+
+-- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
+-- write is refused, recognised as applied before, or finds an expired one's leftovers.
+local function check_insert()
+  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
+  local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
+                                all_indexes, ARGV[5])
+  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
+  return refused
+end
+
+-- the id index: an update refuses it when it holds another type too (a model whose keys
+-- hold foreign data is refused whole, whichever write it is); an insert's first write is
+-- its id's ZADD, whose WRONGTYPE error is the refusal (see 3.)
+if mode ~= "insert" and not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+local allocating = idkey == ""
+local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
+if mode ~= "insert" then
+  local refused = check_update()
+  if refused then return refused end
+  if patching then  -- the stored JSON with the new values in place; unchanged: no write
+    local names
+    json, names = patch_json(redis.call("GET", doc_key), ARGV[4], cmsgpack.unpack(ARGV[13]))
+    if not json then return {"CORRUPT"} end
+    if #names == 0 and ARGV[9] == "keep" then return {"OK", tonumber(current), idkey} end
+    if #json > tonumber(ARGV[2]) then return {"TOOLARGE", #json} end
+    changed = cmsgpack.pack(names)
+    mode = "update"
+  end
+elseif not allocating then
+  local refused = check_insert()
+  if refused then return refused end
+end
+
+-- 2. index key types and unique claims --------------------------------------------------
+for _, index in ipairs(indexes) do
   if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
   index.new = unpack_list(values[index.field])
   if index.unique then
@@ -103,25 +175,51 @@ for i = 1, #described / 4 do
       if holder then return {"UNIQUE", index.name, holder} end
     end
   end
-  indexes[i] = index
 end
 
-if allocating then  -- a new id: no holder of a unique value can be this document
-  local refused = identify()
-  if refused then return refused end
+-- a new id: taken only after every other check (no holder of a unique value can be this
+-- document); user-supplied ids share the id space, so counter values a user took are
+-- skipped. INCR is the first write: its WRONGTYPE error is the refusal.
+if allocating then
+  local free = false
+  local n
+  for _ = 1, 1000 do
+    local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
+    if refused then return refused end
+    n = string.format("%.0f", counted)  -- (tostring: 1e+14)
+    if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
+  end
+  idkey = "\1" .. string.char(32 + #n) .. n
+  doc_key, meta_key = doc_key .. n, meta_key .. n
+  if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
+    local refused = check_insert()
+    if refused then return refused end
+  end
 end
 
 -- 3. writes (nothing above has written, except the id allocation) ---------------------
-for _, index in ipairs(indexes) do
-  local old = {}  -- an insert has no entries yet
-  if mode ~= "insert" then old = unpack_list(redis.call("HGET", meta_key, index.field)) end
-  rewrite_entries(index.key, idkey, old, index.new)
+local version, emitted = nil, false
+if mode == "insert" then
+  local _, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+  if refused then return refused end
+elseif EVENTS then  -- the event first (the version it names is taken, then written)
+  version = take_version(KEYS[6])
+  local refused = emit_first("update", idkey, string.format("%.0f", version), ARGV[5],
+                             changed, json)
+  if refused then return refused end
+  write_clock(KEYS[6])
+  emitted = true
 end
-local version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-                       json = ARGV[4], expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                       changed = ARGV[13] ~= "" and ARGV[13] or nil}, KEYS[3], KEYS[5], KEYS[6])
--- bounded housekeeping: purge a few documents whose expiry is due
-if redis.call("ZCARD", KEYS[5]) > 0 then
+for _, index in ipairs(indexes) do
+  rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
+end
+version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
+                 json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
+                 changed = changed, seen = seen or false, listed = true, version = version,
+                 emitted = emitted}, KEYS[3], KEYS[5], KEYS[6])
+-- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
+-- had entries)
+if scheduled > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
 end
 return {"OK", version, idkey}

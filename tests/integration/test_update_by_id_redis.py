@@ -1,0 +1,143 @@
+"""``filter(id=...)``.update() on Redis, with no save receiver: one ``save.lua`` call in mode
+"patch" and no read, leaving the stored bytes, the indexes and the change events exactly as
+a load-set-save would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from helpers import MODES, assert_indexes_consistent, call, snapshot
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    BulkWriteError,
+    CorruptDocumentError,
+    DateTimeField,
+    Document,
+    DocumentTooLargeError,
+    IntField,
+    JSONField,
+    StringField,
+    WrongTypeError,
+    create_connection,
+)
+from quantumorm.backends.redis.keys import KeySpace
+
+
+class Person(Document):
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+    active = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    born = DateTimeField()
+    extra = JSONField()
+    email = StringField(unique=True)
+
+    class Meta:
+        collection = "ubi_people"
+
+
+def scripts_called(redis_client: Any) -> int:
+    stats = redis_client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+               for name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+
+
+def person(id: str) -> Person:
+    return Person(id=id, name="Ann \"é\" {x}", age=3, active=True, tags=["a", "b,c"],
+                  born=datetime(2020, 1, 2, tzinfo=timezone.utc), extra={"z": [1, {"y": "]"}]},
+                  email=f"{id}@x")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_round_trip_and_the_bytes_a_save_would_store(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    ks = KeySpace(Person._meta)
+    await call(Person.objects, "bulk_create", mode, [person("p"), person("q")])
+    feed = Person.objects.changes(wait=0)
+    await call(feed, "read", mode)
+    before = scripts_called(redis_client)
+    assert await call(Person.objects.filter(id="p"), "update", mode,
+                      age=40, tags=["b,c", "d"], name="Bo", email=None) == 1
+    assert scripts_called(redis_client) - before == 1  # no query first
+    q = await call(Person.objects, "get", mode, id="q")
+    q.age, q.tags, q.name, q.email = 40, ["b,c", "d"], "Bo", None
+    await call(q, "save", mode)
+    assert redis_client.get(ks.doc(0, "p")) == redis_client.get(ks.doc(0, "q"))
+    assert_indexes_consistent(redis_client, Person)
+    p = await call(Person.objects, "get", mode, id="p")
+    events = await call(feed, "read", mode)
+    assert [(e.op, e.id, e.version, e.changed) for e in events] == [
+        ("update", "p", p.version, ("name", "age", "tags", "email")),
+        ("update", "q", q.version, ("name", "age", "tags", "email"))]
+    # only what differs is "changed"; nothing different: no write, no event
+    assert await call(Person.objects.filter(id="p"), "update", mode, age=41, name="Bo") == 1
+    assert await call(Person.objects.filter(id="p"), "update", mode, age=41) == 1
+    assert [(e.id, e.changed) for e in await call(feed, "read", mode)] == [("p", ("age",))]
+    # a field the stored document lacks (written before the field existed) is added
+    raw = redis_client.get(ks.doc(0, "p")).decode()
+    lacking = raw.replace(',"born":"2020-01-02T00:00:00+00:00"', "")
+    assert lacking != raw
+    redis_client.set(ks.doc(0, "p"), lacking, keepttl=True)
+    when = datetime(2021, 5, 6, tzinfo=timezone.utc)
+    assert await call(Person.objects.filter(id="p"), "update", mode, born=when) == 1
+    assert (await call(Person.objects, "get", mode, id="p")).born == when
+    assert_indexes_consistent(redis_client, Person)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_refusals_write_nothing(conn: Any, redis_client: Any, mode: str) -> None:
+    ks = KeySpace(Person._meta)
+    await call(person("p"), "save", mode)
+    await call(person("other"), "save", mode)
+    key = ks.index(0, "age")
+    saved = redis_client.dump(key)
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    with pytest.raises(BulkWriteError) as error:
+        await call(Person.objects.filter(id="p"), "update", mode, age=9)
+    assert isinstance(error.value.errors[0][1], WrongTypeError)
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+    redis_client.restore(key, 0, saved)
+    redis_client.set(ks.doc(0, "other"), b"[1, 2]", keepttl=True)
+    with pytest.raises(CorruptDocumentError):
+        await call(Person.objects.filter(id="other"), "update", mode, age=9)
+    small = create_connection(url=conn.url, name="small", max_document_bytes=200)
+    before = snapshot(redis_client)
+    with pytest.raises(DocumentTooLargeError):
+        await call(Person.objects.using("small").filter(id="p"), "update", mode,
+                   name="x" * 300)
+    assert snapshot(redis_client) == before
+    del small
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_foreign_key_at_the_stream_refuses_updates_and_deletes_untouched(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """An update's first write is its change event: the XADD's WRONGTYPE error is the
+    refusal, before anything is written (also when an expired document waits for a purge)."""
+    ks = KeySpace(Person._meta)
+    p = await call(person("p"), "save", mode)
+    await call(person("gone"), "save", mode)
+    stale = await call(Person.objects, "get", mode, id="gone")
+    redis_client.delete(ks.doc(0, "gone"))  # as if it expired: its leftovers stay
+    stream = ks.changes(0)
+    redis_client.delete(stream)
+    redis_client.set(stream, "not a stream")
+    before = snapshot(redis_client)
+    p.age = 77
+    with pytest.raises(WrongTypeError):
+        await call(p, "save", mode)
+    with pytest.raises(BulkWriteError):
+        await call(Person.objects.filter(id="p"), "update", mode, age=78)
+    stale.age = 5
+    with pytest.raises(WrongTypeError):  # the purge of its leftovers would emit an event
+        await call(stale, "save", mode)
+    with pytest.raises(WrongTypeError):
+        await call(p, "delete", mode)
+    assert snapshot(redis_client) == before

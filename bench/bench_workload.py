@@ -1,0 +1,684 @@
+"""Issue 12's workload: QuantumORM vs hand-written redis-py + Lua, side by side in one run.
+
+The model (``Person``): ``name`` (about 10 documents per value), ``age`` (int 0-99),
+``active`` (bool), ``tags`` (5 of 20), ``created_at`` (datetime); indexes on name, age,
+active and tags; change events ON (the default ``Meta.changes``), as the issue asks.
+
+The ORM side is the blocking public API as a user writes it (``bulk_create_sync`` for the
+load, ``get_many_sync([id])`` and ``get_sync(id=...)``, load-set-``save_sync()`` for an
+update, load-``delete_sync()`` for a delete, ``save_sync()`` of a new document, and
+``filter(...).all_sync()`` / ``count_sync()`` for the queries).
+
+The hand-written side is redis-py with ONE Lua script per operation over a plain layout: the
+document's JSON in a string key; a SET of ids per (field, value) for name, active and each
+tag; one ZSET of ids scored by age; an id counter. Each write is one EVALSHA that keeps the
+indexes (an update or delete script reads the old JSON with cjson to move the entries); each
+query is one EVALSHA (SMEMBERS; ZRANGEBYSCORE; SINTER of two sets, then ZMSCORE of the
+candidates' ages; then MGET); a count is ZCOUNT; a get is GET and ``json.loads``; the load
+is pipelined EVALSHA of a multi-document insert script. It keeps no versions, no unique
+checks, no TTLs, no change events and no schema: what it skips is what the ORM's guarantees
+cost. Scripts build key names from a prefix (standalone Redis; the prefix is one hash tag,
+as the ORM's keys are). Documents come back as ``json.loads`` gives them (``created_at`` an
+ISO string; the ORM's is a ``datetime``).
+
+What is measured, per operation and side:
+
+* **median µs**: wall time per call in a pass where the two sides take turns call by call
+  (alternating who goes first), after a warm-up, so a busy machine slows both alike;
+* **round trips**: calls of redis-py's ``Connection.send_packed_command`` (one per command
+  sent alone, one per pipeline), counted by wrapping it during a separate counting pass;
+* **server commands**: the delta of ``INFO commandstats`` calls summed over all commands (the
+  commands a script runs count too), less the INFO call itself, per operation;
+* **client CPU**: ``time.process_time()`` of this process per operation, and **server CPU**:
+  the delta of ``used_cpu_sys + used_cpu_user`` of the redis-server process (``INFO cpu``),
+  both in the counting pass, where each side runs its block of calls alone;
+* **Python calls**: every function call per operation (``cProfile``), in a third pass;
+* **memory per document**: the ``used_memory`` delta after loading the N documents into each
+  side alone (separate key prefixes; everything the ORM writes counts, its change stream
+  included), and the number of keys of each side (SCAN of its prefix).
+
+The query results are cross-checked: on the first iterations both sides must return the same
+documents (get, equality and compound queries), the same ages in the same order and the same
+ids below the last age (range + order by + limit, where ties at the cut may differ), and the
+same counts.
+
+Usage: bench/bench_workload.py [--n 50000] [--iterations 500] [--warmup 50] [--json]. It
+starts a private redis-server on a free 127.0.0.1 port (no persistence; stopped at exit)
+unless REDIS_URL is set; only the benchmark's own keys are ever deleted (never FLUSHDB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import pstats
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import redis.connection
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    Document,
+    IntField,
+    StringField,
+    create_connection,
+)
+
+NAMESPACE = "qbenchwl"
+ORM_PATTERN = "{" + NAMESPACE + ":people*"  # every key of the collection, its schema included
+HAND = "{qbenchwl-hand}:"  # the hand-written side's key prefix
+TAGS = [f"t{i}" for i in range(20)]
+BATCH = 500  # documents per bulk call on both sides (the ORM's default batch_size)
+HAND_DOCS_PER_SCRIPT = 100  # documents per EVALSHA in the hand-written side's bulk pipeline
+CHECKED = 20  # iterations whose results are cross-checked
+PROFILED = 200  # most iterations per operation under cProfile (calls per op are exact)
+PROFILED_COMPOUND = 20
+RANGE_WIDTH = 10  # the range query and the count: age in [a, a + 10)
+COMPOUND = {"active": True, "age__gt": 60, "tags__contains": "t7"}
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+class Person(Document):
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+    active = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    created_at = DateTimeField()
+
+    class Meta:
+        collection = "people"
+        namespace = NAMESPACE  # change events: the default (on)
+
+
+def make_docs(n: int, names: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [{"name": f"name{rng.randrange(names):06d}", "age": rng.randrange(100),
+             "active": rng.random() < 0.5, "tags": rng.sample(TAGS, 5),
+             "created_at": EPOCH + dt.timedelta(seconds=rng.randrange(10**8))}
+            for _ in range(n)]
+
+
+# -- the hand-written side ----------------------------------------------------------------
+
+FETCH = """
+local function fetch(ids)  -- {id, json, id, json, ...}: one MGET per 1,000 rows
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local keys = {}
+    for j = i, math.min(i + 999, #ids) do keys[#keys + 1] = KEYS[1] .. "d:" .. ids[j] end
+    local docs = redis.call("MGET", unpack(keys))
+    for j = 1, #keys do out[#out + 1] = ids[i + j - 1]; out[#out + 1] = docs[j] end
+  end
+  return out
+end
+"""
+
+SCRIPTS = {
+    "insert": """
+-- KEYS[1]: prefix; ARGV[1]: how many documents, then per document: JSON, name, age,
+-- active ("true"/"false"), number of tags, the tags. Returns the new ids, in order.
+local p, n = KEYS[1], tonumber(ARGV[1])
+local id, i, ids = redis.call("INCRBY", p .. "seq", n) - n, 2, {}
+while i <= #ARGV do
+  id = id + 1
+  redis.call("SET", p .. "d:" .. id, ARGV[i])
+  redis.call("SADD", p .. "name:" .. ARGV[i + 1], id)
+  redis.call("ZADD", p .. "age", ARGV[i + 2], id)
+  redis.call("SADD", p .. "active:" .. ARGV[i + 3], id)
+  for t = i + 5, i + 4 + tonumber(ARGV[i + 4]) do redis.call("SADD", p .. "tag:" .. ARGV[t], id) end
+  ids[#ids + 1] = id
+  i = i + 5 + tonumber(ARGV[i + 4])
+end
+return ids
+""",
+    "update": """
+-- KEYS[1]: prefix; ARGV: id, field, new value as JSON. 0 if there is no such document.
+local p, id, field = KEYS[1], ARGV[1], ARGV[2]
+local raw = redis.call("GET", p .. "d:" .. id)
+if not raw then return 0 end
+local doc, new = cjson.decode(raw), cjson.decode(ARGV[3])
+if field == "age" then redis.call("ZADD", p .. "age", new, id)
+elseif field == "name" or field == "active" then
+  redis.call("SMOVE", p .. field .. ":" .. tostring(doc[field]),
+             p .. field .. ":" .. tostring(new), id)
+end
+doc[field] = new
+redis.call("SET", p .. "d:" .. id, cjson.encode(doc))
+return 1
+""",
+    "delete": """
+-- KEYS[1]: prefix; ARGV[1]: id. 0 if there is no such document.
+local p, id = KEYS[1], ARGV[1]
+local raw = redis.call("GET", p .. "d:" .. id)
+if not raw then return 0 end
+local doc = cjson.decode(raw)
+redis.call("SREM", p .. "name:" .. doc.name, id)
+redis.call("ZREM", p .. "age", id)
+redis.call("SREM", p .. "active:" .. tostring(doc.active), id)
+for _, t in ipairs(doc.tags) do redis.call("SREM", p .. "tag:" .. t, id) end
+redis.call("DEL", p .. "d:" .. id)
+return 1
+""",
+    "eq": FETCH + """
+-- KEYS[1]: prefix; ARGV[1]: the name
+return fetch(redis.call("SMEMBERS", KEYS[1] .. "name:" .. ARGV[1]))
+""",
+    "range": FETCH + """
+-- KEYS[1]: prefix; ARGV: min age, max age (exclusive), limit; by age (then id)
+return fetch(redis.call("ZRANGEBYSCORE", KEYS[1] .. "age", ARGV[1], "(" .. ARGV[2],
+                        "LIMIT", 0, ARGV[3]))
+""",
+    "compound": FETCH + """
+-- KEYS[1]: prefix; ARGV: active ("true"/"false"), tag, age above which. The two sets'
+-- intersection, then the candidates' ages by ZMSCORE, 1,000 at a time (measured faster
+-- than ZINTER of the sets and the age ZSET, or ZRANGEBYSCORE then SMISMEMBER of the sets)
+local p = KEYS[1]
+local cand = redis.call("SINTER", p .. "active:" .. ARGV[1], p .. "tag:" .. ARGV[2])
+local ids, above = {}, tonumber(ARGV[3])
+for i = 1, #cand, 1000 do
+  local chunk = {}
+  for j = i, math.min(i + 999, #cand) do chunk[#chunk + 1] = cand[j] end
+  local ages = redis.call("ZMSCORE", p .. "age", unpack(chunk))
+  for j = 1, #chunk do
+    if tonumber(ages[j]) > above then ids[#ids + 1] = chunk[j] end
+  end
+end
+return fetch(ids)
+""",
+}
+
+dumps = lambda doc: json.dumps(doc, separators=(",", ":"))
+
+
+class HandWritten:
+    """The baseline: one redis-py call per operation (a pipeline for the load)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.sha = {name: client.script_load(source) for name, source in SCRIPTS.items()}
+
+    @staticmethod
+    def _insert_args(docs: list[dict[str, Any]]) -> list[Any]:
+        args: list[Any] = [len(docs)]
+        for doc in docs:
+            stored = {**doc, "created_at": doc["created_at"].isoformat()}
+            args += [dumps(stored), doc["name"], doc["age"],
+                     "true" if doc["active"] else "false", len(doc["tags"]), *doc["tags"]]
+        return args
+
+    @staticmethod
+    def _rows(reply: list[bytes]) -> list[dict[str, Any]]:
+        return [{"id": reply[i].decode(), **json.loads(reply[i + 1])}
+                for i in range(0, len(reply), 2)]
+
+    def bulk(self, docs: list[dict[str, Any]]) -> list[str]:
+        pipe = self.r.pipeline(transaction=False)
+        for i in range(0, len(docs), HAND_DOCS_PER_SCRIPT):
+            chunk = docs[i:i + HAND_DOCS_PER_SCRIPT]
+            pipe.evalsha(self.sha["insert"], 1, HAND, *self._insert_args(chunk))
+        return [str(id) for ids in pipe.execute() for id in ids]
+
+    def insert(self, doc: dict[str, Any]) -> str:
+        return str(self.r.evalsha(self.sha["insert"], 1, HAND, *self._insert_args([doc]))[0])
+
+    def get(self, id: str) -> dict[str, Any] | None:
+        raw = self.r.get(HAND + "d:" + id)
+        return None if raw is None else {"id": id, **json.loads(raw)}
+
+    def update(self, id: str, age: int) -> bool:
+        return self.r.evalsha(self.sha["update"], 1, HAND, id, "age", age) == 1
+
+    def delete(self, id: str) -> bool:
+        return self.r.evalsha(self.sha["delete"], 1, HAND, id) == 1
+
+    def eq(self, name: str) -> list[dict[str, Any]]:
+        return self._rows(self.r.evalsha(self.sha["eq"], 1, HAND, name))
+
+    def range(self, age: int) -> list[dict[str, Any]]:
+        return self._rows(self.r.evalsha(self.sha["range"], 1, HAND, age, age + RANGE_WIDTH,
+                                         100))
+
+    def compound(self, _: object) -> list[dict[str, Any]]:
+        return self._rows(self.r.evalsha(self.sha["compound"], 1, HAND, "true", "t7", 60))
+
+    def count(self, age: int) -> int:
+        return int(self.r.zcount(HAND + "age", age, f"({age + RANGE_WIDTH}"))
+
+
+# -- the operations, as functions of one parameter ----------------------------------------
+
+Ops = dict[str, Callable[[Any], Any]]
+
+
+def orm_ops() -> Ops:
+    objects = Person.objects
+
+    def update(arg: tuple[str, int]) -> Any:  # load, set one (indexed) field, save
+        person = objects.get_many_sync([arg[0]])[0]
+        person.age = arg[1]
+        return person.save_sync()
+
+    def delete(id: str) -> Any:  # load, delete
+        return objects.get_many_sync([id])[0].delete_sync()
+
+    return {
+        "bulk": lambda docs: objects.bulk_create_sync([Person(**d) for d in docs]),
+        "get": lambda id: objects.get_many_sync([id])[0],
+        "get_q": lambda id: objects.get_sync(id=id),
+        "eq": lambda name: objects.filter(name=name).all_sync(),
+        "range": lambda age: objects.filter(age__gte=age, age__lt=age + RANGE_WIDTH)
+        .order_by("age").limit(100).all_sync(),
+        "compound": lambda _: objects.filter(**COMPOUND).all_sync(),
+        "count": lambda age: objects.filter(age__gte=age, age__lt=age + RANGE_WIDTH).count_sync(),
+        "update": update,
+        "insert": lambda doc: Person(**doc).save_sync().id,
+        "delete": delete,
+    }
+
+
+def hand_ops(hand: HandWritten) -> Ops:
+    return {"bulk": hand.bulk, "get": hand.get, "get_q": hand.get, "eq": hand.eq,
+            "range": hand.range, "compound": hand.compound, "count": hand.count,
+            "update": lambda arg: hand.update(*arg), "insert": hand.insert,
+            "delete": hand.delete}
+
+
+OPS = [("get", "get by id: get_many([id])"), ("get_q", "get by id: get(id=)"),
+       ("eq", "equality query (~10 rows)"), ("range", "range + order by + limit 100"),
+       ("compound", "active & age > 60 & \"t7\" in tags"), ("count", "count of a range"),
+       ("update", "update one field by id"), ("insert", "single insert"),
+       ("delete", "delete by id")]  # run in this order: delete removes what insert made
+LABELS = {"bulk": f"bulk insert, per document (round trips: per call of {BATCH})", **dict(OPS)}
+SIDES = ("orm", "hand")
+
+
+def params(n: int, count: int, seed: int, ages: dict[str, int]) -> dict[str, list[Any]]:
+    """The same parameters, in the same order, for both sides (delete: filled in as the
+    inserts return ids). ``ages`` is every loaded document's age as the updates planned so
+    far leave it: each update sets a new value (the ORM saves nothing for an unchanged
+    document, which would make its update look cheaper than it is)."""
+    rng = random.Random(seed)
+    ids = lambda: [str(rng.randint(1, n)) for _ in range(count)]
+    names = max(1, n // 10)
+    plan = {"get": ids(), "get_q": ids(),
+            "eq": [f"name{rng.randrange(names):06d}" for _ in range(count)],
+            "range": [rng.randrange(100 - RANGE_WIDTH) for _ in range(count)],
+            "compound": [None] * count,
+            "count": [rng.randrange(100 - RANGE_WIDTH) for _ in range(count)],
+            "update": [], "insert": make_docs(count, names, seed + 1),
+            "delete": [None] * count}
+    for id in ids():
+        ages[id] = (ages[id] + rng.randrange(1, 100)) % 100
+        plan["update"].append((id, ages[id]))
+    return plan
+
+
+# -- cross-check --------------------------------------------------------------------------
+
+def as_rows(result: Any) -> Any:
+    """Either side's result as plain stored data: a dict per document (the ORM's as stored)."""
+    if isinstance(result, Document):
+        return result.to_dict(storage=True)
+    if isinstance(result, list):
+        return [as_rows(r) for r in result]
+    return result
+
+
+def same(key: str, orm: Any, hand: Any) -> bool:
+    orm, hand = as_rows(orm), as_rows(hand)
+    if key in ("eq", "compound"):
+        by_id = lambda rows: sorted(rows, key=lambda row: int(row["id"]))
+        return bool(by_id(orm) == by_id(hand))
+    if key == "range":  # same ages in order; ties at the limit's cut may pick other ids
+        if [r["age"] for r in orm] != [r["age"] for r in hand]:
+            return False
+        last = orm[-1]["age"] if orm else None
+        below = lambda rows: sorted(int(r["id"]) for r in rows if r["age"] != last)
+        return below(orm) == below(hand)
+    return bool(orm == hand)
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+class RoundTrips:
+    """Counts redis-py's ``send_packed_command`` calls (one per command sent alone, one per
+    pipeline) while installed; both sides' clients are redis-py, so one wrapper counts both."""
+
+    count = 0
+
+    @classmethod
+    @contextmanager
+    def counting(cls) -> Iterator[None]:
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            cls.count += 1
+            return original(self, *args, **kwargs)
+
+        redis.connection.AbstractConnection.send_packed_command = send  # type: ignore
+        try:
+            yield
+        finally:
+            redis.connection.AbstractConnection.send_packed_command = original  # type: ignore
+
+
+def server_stats(admin: redis.Redis) -> tuple[int, float]:
+    """(commands executed so far, less INFO's own; server CPU seconds so far)."""
+    info = admin.info("commandstats", "cpu")
+    calls = sum(v["calls"] for k, v in info.items()
+                if k.startswith("cmdstat_") and k != "cmdstat_info")
+    return calls, float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def measure(admin: redis.Redis, fn: Callable[[Any], Any], args: list[Any],
+            per: int) -> dict[str, float]:
+    """Round trips, server commands, client and server CPU of ``fn`` over ``args``, divided
+    by ``per`` (the number of operations: calls, or documents for the load)."""
+    gc.collect()
+    with RoundTrips.counting():
+        calls0, cpu0 = server_stats(admin)
+        trips0, client0 = RoundTrips.count, time.process_time()
+        for arg in args:
+            fn(arg)
+        client1, trips1 = time.process_time(), RoundTrips.count
+    calls1, cpu1 = server_stats(admin)
+    return {"round_trips": (trips1 - trips0) / per, "commands": (calls1 - calls0) / per,
+            "client_cpu_us": (client1 - client0) * 1e6 / per,
+            "server_cpu_us": (cpu1 - cpu0) * 1e6 / per}
+
+
+def python_calls(fn: Callable[[Any], Any], args: list[Any], per: int) -> float:
+    profile = cProfile.Profile()
+    profile.enable()
+    for arg in args:
+        fn(arg)
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / per  # type: ignore[attr-defined]
+
+
+def keys_of(admin: redis.Redis, pattern: str) -> list[bytes]:
+    return list(admin.scan_iter(match=pattern, count=1000))
+
+
+def wipe(admin: redis.Redis, side: str, keep_schema: bool = True) -> None:
+    """Delete one side's keys (the ORM's stored schema stays, as in any application, unless
+    ``keep_schema`` is false)."""
+    keys = [k for k in keys_of(admin, ORM_PATTERN if side == "orm" else HAND + "*")
+            if not (keep_schema and k.endswith(b"}:schema"))]
+    for i in range(0, len(keys), 1000):
+        admin.delete(*keys[i:i + 1000])
+
+
+def batches(docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [docs[i:i + BATCH] for i in range(0, len(docs), BATCH)]
+
+
+def load_alone(admin: redis.Redis, sides: dict[str, Ops], data: list[dict[str, Any]],
+               out: dict[str, Any]) -> None:
+    """Each side loads the data set alone: memory per document, keys, and the load's round
+    trips, commands and CPU; then its keys are deleted again."""
+    for side, ops in sides.items():
+        wipe(admin, side)
+        gc.collect()
+        before = int(admin.info("memory")["used_memory"])
+        calls = batches(data)
+        counts = out["counts"][side]["bulk"] = measure(admin, ops["bulk"], calls, len(data))
+        counts["round_trips"] *= len(data) / len(calls)  # per bulk call, not per document
+        used = int(admin.info("memory")["used_memory"]) - before
+        keys = keys_of(admin, ORM_PATTERN if side == "orm" else HAND + "*")
+        out["memory"][side] = {"bytes_per_doc": used / len(data), "keys": len(keys)}
+        wipe(admin, side)
+
+
+def timed_load(sides: dict[str, Ops], data: list[dict[str, Any]],
+               out: dict[str, Any]) -> None:
+    """Both sides load the data set batch by batch, taking turns (alternating who goes
+    first); the median µs per document over the batches."""
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    ids: dict[str, list[str]] = {side: [] for side in sides}
+    for i, chunk in enumerate(batches(data)):
+        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            t = time.perf_counter_ns()
+            got = sides[side]["bulk"](chunk)
+            samples[side].append((time.perf_counter_ns() - t) / 1e3 / len(chunk))
+            ids[side] += [doc.id if isinstance(doc, Document) else doc for doc in got]
+    for side in sides:
+        out["median_us"][side]["bulk"] = statistics.median(samples[side])
+    # the parameters name documents by id: both sides must have given the same ones
+    out["cross_check"]["load ids"] = ids["orm"] == ids["hand"] == [
+        str(i) for i in range(1, len(data) + 1)]
+
+
+def timed_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], warmup: int,
+              out: dict[str, Any]) -> None:
+    """Every operation, the two sides taking turns call by call; the first timed results
+    are cross-checked."""
+    created: dict[str, list[str]] = {side: [] for side in sides}
+    for key, _ in OPS:
+        gc.collect()
+        samples: dict[str, list[int]] = {side: [] for side in sides}
+        results: dict[str, list[Any]] = {side: [] for side in sides}
+        for i, arg in enumerate(plan[key]):
+            for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+                this = created[side][i] if key == "delete" else arg
+                t = time.perf_counter_ns()
+                got = sides[side][key](this)
+                ns = time.perf_counter_ns() - t
+                if key == "insert":
+                    created[side].append(got)
+                if i >= warmup:
+                    samples[side].append(ns)
+                    if len(results[side]) < CHECKED:
+                        results[side].append(got)
+        for side in sides:
+            out["median_us"][side][key] = statistics.median(samples[side]) / 1e3
+        checked = key not in ("update", "insert", "delete")
+        if checked:
+            ok = all(same(key, o, h) for o, h in zip(results["orm"], results["hand"],
+                                                    strict=True))
+            out["cross_check"][key] = ok
+        if key == "compound":
+            out["compound_rows"] = len(results["orm"][0]) if results["orm"] else 0
+        if key == "eq":
+            out["eq_rows"] = [len(r) for r in results["orm"]]
+        if key == "insert":
+            out["cross_check"]["insert ids"] = created["orm"] == created["hand"]
+        if key == "update":  # the updated documents read back alike
+            ids = [id for id, _ in plan[key][:CHECKED]]
+            out["cross_check"]["update"] = all(
+                same("get", sides["orm"]["get"](id), sides["hand"]["get"](id)) for id in ids)
+
+
+def counted_ops(admin: redis.Redis, sides: dict[str, Ops], plan: dict[str, list[Any]],
+                out: dict[str, Any]) -> None:
+    """Each side runs each operation's calls in one block, alone: round trips, server
+    commands, client and server CPU per call."""
+    for side, ops in sides.items():
+        created: list[str] = []
+        record = lambda arg: created.append(ops["insert"](arg))  # noqa: B023
+        for key, _ in OPS:
+            fn = record if key == "insert" else ops[key]
+            args = created if key == "delete" else plan[key]
+            out["counts"][side][key] = measure(admin, fn, list(args), len(args))
+
+
+def profiled_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], bulk: list[Any],
+                 out: dict[str, Any]) -> None:
+    """Python function calls per operation under cProfile (a pass of its own: the profiler
+    slows the calls it counts)."""
+    for side, ops in sides.items():
+        created: list[str] = []
+        record = lambda arg: created.append(ops["insert"](arg))  # noqa: B023
+        for key, _ in OPS:
+            fn = record if key == "insert" else ops[key]
+            args = list(created if key == "delete" else plan[key])
+            if key == "compound":  # the same query each time (and the slowest): a few do
+                args = args[:PROFILED_COMPOUND]
+            out["python_calls"][side][key] = python_calls(fn, args, len(args))
+        out["python_calls"][side]["bulk"] = python_calls(ops["bulk"], [bulk], len(bulk))
+
+
+def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    admin = redis.Redis.from_url(url)
+    names = max(1, args.n // 10)
+    data = make_docs(args.n, names, seed=1)
+    out: dict[str, Any] = {
+        "n": args.n, "iterations": args.iterations, "warmup": args.warmup,
+        "redis": admin.info("server")["redis_version"], "python": platform.python_version(),
+        "redis_py": redis.__version__, "hiredis": redis.utils.HIREDIS_AVAILABLE,
+        "median_us": {s: {} for s in SIDES}, "counts": {s: {} for s in SIDES},
+        "python_calls": {s: {} for s in SIDES}, "memory": {}, "cross_check": {}}
+    conn = create_connection("redis", url, name="bench-workload", make_default=True)
+    client = redis.Redis.from_url(url)
+    try:
+        for side in SIDES:
+            wipe(admin, side, keep_schema=False)
+        hand = HandWritten(client)
+        sides = {"orm": orm_ops(), "hand": hand_ops(hand)}
+        for side in SIDES:  # warm-up: connections, scripts, the ORM's schema
+            sides[side]["bulk"](data[:10])
+            wipe(admin, side)
+        load_alone(admin, sides, data, out)
+        timed_load(sides, data, out)
+        ages = {str(i): doc["age"] for i, doc in enumerate(data, 1)}  # ids: 1, 2, ...
+        count = args.warmup + args.iterations
+        timed_ops(sides, params(args.n, count, 7, ages), args.warmup, out)
+        counted_ops(admin, sides, params(args.n, args.iterations, 8, ages), out)
+        profiled = min(args.iterations, PROFILED)
+        profiled_ops(sides, params(args.n, profiled, 9, ages),
+                     make_docs(min(BATCH, args.n), names, seed=10), out)
+    finally:
+        for side in SIDES:
+            wipe(admin, side, keep_schema=False)
+        conn.close()
+        client.close()
+        admin.close()
+    return out
+
+
+# -- the report ---------------------------------------------------------------------------
+
+def pair(values: dict[str, Any], fmt: str) -> str:
+    return f"{fmt.format(values['orm'])} / {fmt.format(values['hand'])}"
+
+
+def table(out: dict[str, Any]) -> str:
+    lines = [
+        "| operation | ORM ÷ hand-written | median µs (ORM / hand) | round trips (ORM / hand) "
+        "| server commands per op (ORM / hand) | client CPU µs (ORM / hand) "
+        "| server CPU µs (ORM / hand) | Python calls per op (ORM / hand) |",
+        "|---|---:|---|---|---|---|---|---|"]
+    for key in ["bulk", *(k for k, _ in OPS)]:
+        med = {s: out["median_us"][s][key] for s in SIDES}
+        count = {s: out["counts"][s][key] for s in SIDES}
+        field = lambda name: {s: count[s][name] for s in SIDES}  # noqa: B023
+        label = LABELS[key]
+        if key == "compound":
+            label += f" ({out['compound_rows']} rows)"
+        lines.append(
+            f"| {label} | {med['orm'] / med['hand']:.2f}x | {pair(med, '{:,.1f}')} "
+            f"| {pair(field('round_trips'), '{:.3g}')} | {pair(field('commands'), '{:,.2f}')} "
+            f"| {pair(field('client_cpu_us'), '{:,.0f}')} "
+            f"| {pair(field('server_cpu_us'), '{:,.0f}')} "
+            f"| {pair({s: out['python_calls'][s][key] for s in SIDES}, '{:,.0f}')} |")
+    mem = out["memory"]
+    ratio = mem["orm"]["bytes_per_doc"] / mem["hand"]["bytes_per_doc"]
+    lines.append(f"| memory per document | {ratio:.2f}x | {mem['orm']['bytes_per_doc']:,.0f} B"
+                 f" / {mem['hand']['bytes_per_doc']:,.0f} B | keys {mem['orm']['keys']:,} / "
+                 f"{mem['hand']['keys']:,} | | | | |")
+    return "\n".join(lines)
+
+
+def report(out: dict[str, Any]) -> None:
+    print(f"redis-server {out['redis']} | Python {out['python']} | redis-py {out['redis_py']}"
+          f" (hiredis {'yes' if out['hiredis'] else 'no'}) | documents: {out['n']:,} | "
+          f"iterations: {out['iterations']} (+{out['warmup']} warm-up) | change events on\n")
+    print(table(out))
+    bad = [key for key, ok in out["cross_check"].items() if not ok]
+    eq = out["eq_rows"]
+    print(f"\nequality query rows: {min(eq, default=0)}-{max(eq, default=0)}; compound query "
+          f"rows: {out['compound_rows']}")
+    print("cross-check: " + ("passed (" + ", ".join(out["cross_check"]) + ")" if not bad
+                             else "FAILED: " + ", ".join(bad)))
+
+
+# -- the server ---------------------------------------------------------------------------
+
+def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH (or set REDIS_URL)")
+    for _ in range(3):  # a free port can be taken before the server binds it: retry
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", workdir],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        url, deadline = f"redis://127.0.0.1:{port}/0", time.monotonic() + 10
+        with redis.Redis.from_url(url, socket_connect_timeout=0.5) as probe:
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    if probe.ping():
+                        return proc, url
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        stop_server(proc)
+    sys.exit("redis-server did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()  # SIGTERM to this pid only (a no-op if it already exited)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--n", type=int, default=50000, help="documents loaded (default 50000)")
+    parser.add_argument("--iterations", type=int, default=500,
+                        help="measured calls per operation (default 500)")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed calls per operation")
+    parser.add_argument("--json", action="store_true", help="one JSON object, not a table")
+    args = parser.parse_args()
+    if args.n < 20 or args.iterations < 1 or args.warmup < 0:
+        parser.error("need --n >= 20, --iterations >= 1, --warmup >= 0")
+    url = os.environ.get("REDIS_URL")
+    if url:
+        out = run(url, args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="qbench-workload-") as workdir:
+            proc, url = start_server(workdir)
+            try:
+                out = run(url, args)
+            finally:
+                stop_server(proc)
+    if args.json:
+        print(json.dumps(out, indent=1, sort_keys=True))
+    else:
+        report(out)
+    if not all(out["cross_check"].values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

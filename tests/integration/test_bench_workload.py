@@ -15,7 +15,8 @@ SCRIPT = ROOT / "bench" / "bench_workload.py"
 ROWS = ["bulk insert, per document", "get by id: get_many([id])", "get by id: get(id=)",
         "equality query (~10 rows)", "range + order by + limit 100",
         'active & age > 60 & "t7" in tags', "count of a range", "update one field by id",
-        "single insert", "delete by id", "memory per document"]
+        "update one field by id: filter(id=).update()", "single insert", "delete by id",
+        "memory per document"]
 
 
 def run_bench(redis_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +42,7 @@ def test_the_json_output_has_every_operation_on_both_sides(redis_url: str) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
     operations = {"bulk", "get", "get_q", "eq", "range", "compound", "count", "update",
-                  "insert", "delete"}
+                  "update_q", "insert", "delete"}
     for side in ("orm", "hand"):
         assert set(out["median_us"][side]) == operations
         assert set(out["counts"][side]) == operations

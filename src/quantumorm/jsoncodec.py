@@ -18,7 +18,9 @@ where its answer is provably the one ``json`` gives, and ``json`` answers everyt
   ``OPT_PASSTHROUGH_SUBCLASS``): ``json`` writes those. Floats are written alike (the
   shortest repr) except below 1e-4 in magnitude, where ``json`` writes ``1e-05`` and orjson
   ``0.00001`` or ``1.5e-7``: such a float puts ``0.0000`` or ``e-`` in orjson's output,
-  and a document with either byte string is written by ``json`` instead.
+  and a document with either byte string is written by ``json`` instead. orjson before
+  3.11.7 also wrote large exponents without their ``+`` (``1e16``, where ``json`` writes
+  ``1e+16``): an orjson that does is never used for encoding (:data:`ENCODER`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ except ImportError:  # the optional extra is not installed: the standard library
 
 #: the module used when it is installed; tests set it to None to check both paths
 ORJSON: ModuleType | None = orjson
+#: the orjson that may encode: one that writes floats as ``json`` does (checked once here)
+ENCODER: ModuleType | None = orjson if orjson is not None and (
+    orjson.dumps([1e16, 1.5e300, 0.1]) == b"[1e+16,1.5e+300,0.1]") else None
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _DECODER = json.JSONDecoder()
@@ -56,7 +61,7 @@ def encode_plain(data: Any) -> bytes:
     """:func:`encode` of a value made of plain JSON types only (see the module docstring),
     through orjson when it gives the same bytes."""
     fast = ORJSON
-    if fast is not None:
+    if fast is not None and fast is ENCODER:
         try:
             out: bytes = fast.dumps(data, option=_ORJSON_OPTIONS)
         except TypeError:  # (orjson.JSONEncodeError) json writes it, or raises its own error

@@ -551,6 +551,10 @@ async def test_wrong_type_key_refuses_the_write(conn: Any, redis_client: Any, mo
         await call(Account(id="new", email="n@x", name="Neo", age=2), "save", mode)
     assert error.value.key == key
     assert snapshot(redis_client) == before
+    if target in ("index", "unique index", "ids"):  # nor does an insert that takes an id
+        with pytest.raises(WrongTypeError):
+            await call(Account(email="a@x", name="Al", age=3), "save", mode)
+        assert snapshot(redis_client) == before
 
     if target in ("index", "unique index", "ids"):
         existing.name = "changed"

@@ -285,8 +285,12 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     (``update_fields``: Redis), with no ``pre_save``/``post_save`` receiver connected for
     the model and fields that :func:`patchable` allows: one round trip, no read; the store
     puts the new values in place of the stored ones (whatever the version), with the same
-    checks, index moves and change event as a save. With a receiver connected, the
-    document is read first, as the receivers get it.
+    store checks (types, unique values, layout, size), index moves and change event as a
+    save. Only the new values are validated there: the other stored fields are not read, so
+    a stored value that a newer declaration would refuse (a field made required, a tighter
+    ``max_length``) does not stop the update, where the read-then-save path raises
+    ``ValidationError``. With a receiver connected, the document is read first, as the
+    receivers get it.
     """
     expire = expiry(backend, model._meta)
     ids = named_ids(spec)

@@ -198,7 +198,9 @@ class Writer(BackendCore):
         already holding those values: nothing written), 0 if not. ``values``: cleaned
         values by attribute name; ``storage``: their stored forms by stored name; no field
         of a compound index. A refusal raises as ``QuerySet.update()`` does: a
-        BulkWriteError around the typed error (nothing written)."""
+        BulkWriteError around the typed error (nothing written); a document too large or a
+        stored document that is not a JSON object raises DocumentTooLargeError or
+        CorruptDocumentError itself."""
         model = options.model_name
         _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
             (state.writes.patch(id, values, storage, expire).call(),), idempotent=True)))

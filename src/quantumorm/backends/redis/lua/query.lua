@@ -130,8 +130,8 @@ end
 --         lex ranges of that index)
 -- The predicate is compiled once into closures test(vals, idkey) -> boolean, where vals
 -- maps meta fields to their lists of value encodings (read from the meta hash on first use:
--- values_of). A top-level AND also returns its
--- children, so the conditions a driver covers can be left out. One compiler per op, in a
+-- values_of). A top-level AND also returns its children, so the conditions a driver covers
+-- can be left out. One compiler per op, in a
 -- table keyed by the op's token (the planner's tables emit them: lookup_plans.py).
 local compile_pred
 local compilers = {}
@@ -574,8 +574,9 @@ local function walk(d)
   -- a walk that reads its whole range may test range conditions on sets; one that stops at
   -- a window reads about that many entries (at least)
   local probes, ranges, others = make_test(d)
-  local sets, test = range_sets(ranges, others, (target or #ranges == 0) and target
-                                 or estimate(d))
+  local expected = target  -- (sized only when there are range conditions to size it for)
+  if not expected and #ranges > 0 then expected = estimate(d) end
+  local sets, test = range_sets(ranges, others, expected)
   while true do
     local members
     if d.desc then

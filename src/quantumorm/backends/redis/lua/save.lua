@@ -179,8 +179,10 @@ end
 
 -- a new id: taken only after every other check (no holder of a unique value can be this
 -- document); user-supplied ids share the id space, so counter values a user took are
--- skipped. INCR is the first write: its WRONGTYPE error is the refusal.
+-- skipped. INCR is the first write: its WRONGTYPE error is the refusal; the id index is
+-- written after it, so its type is checked before (a refusal then takes no id).
 if allocating then
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   local free = false
   local n
   for _ = 1, 1000 do
@@ -197,7 +199,8 @@ if allocating then
   end
 end
 
--- 3. writes (nothing above has written, except the id allocation) ---------------------
+-- 3. writes (nothing above has written but the id allocation, and the purge of an expired
+-- document's leftovers, which keeps the indexes exact whatever follows) -----------------
 local version, emitted = nil, false
 if mode == "insert" then
   local _, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)

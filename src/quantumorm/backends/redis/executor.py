@@ -46,7 +46,6 @@ from .options import ClientOptions
 from .reloads import aload_all, load_all
 from .translation import translate
 
-
 #: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
 #: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
 RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT"})

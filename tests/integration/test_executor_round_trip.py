@@ -13,7 +13,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from quantumorm.backends.redis.executor import RAW, _around_trip, _direct, _round_trip
+from quantumorm.backends.redis.executor import RAW, _around_trip, _direct, _pack, _round_trip
 
 BAD_SHA = "0" * 40
 #: a reply of each kind: integer, error (a script's), NOSCRIPT, bulk, nested array, nil
@@ -146,3 +146,15 @@ def test_a_refused_connection_is_a_connection_error(redis_url: str) -> None:
         client.close()
 
 
+
+
+def test_packing_is_redis_py_s_byte_for_byte() -> None:
+    conn = redis.connection.Connection()
+    args: list[Any] = [b"\x00\xff", "é", 0, -5, 2**70, 1 / 3, 1e-7, 1e20, float("inf"), -0.0,
+                       memoryview(b"mv"), bytearray(b"ba"), "x" * 10_000]
+    for commands in ([("EVALSHA", BAD_SHA, 1, *args)], [("EVAL", "return 1", 0), ("WAIT", 1, 5)],
+                     [("EVALSHA", BAD_SHA, 0, b"y" * 100_000)] * 3):
+        assert b"".join(map(bytes, conn.pack_commands(commands))) == b"".join(
+            map(bytes, _pack(conn, commands)))
+    with pytest.raises(redis.exceptions.DataError):  # (as redis-py refuses it)
+        _pack(conn, [("EVALSHA", BAD_SHA, 0, True)])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -45,6 +46,12 @@ from .loops import LoopClients
 from .options import ClientOptions
 from .reloads import aload_all, load_all
 from .translation import translate
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # (redis-py packs in Python then, and so do the executors)
+    _hiredis_pack = None
 
 #: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
 #: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
@@ -63,6 +70,24 @@ def _direct(client: Any, commands: list[tuple[Any, ...]]) -> bool:
     return True
 
 
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The commands in the wire protocol. With hiredis (what redis-py packs with when it is
+    installed) one ``pack_command`` per command, without redis-py's per-argument
+    re-encoding pass (hiredis encodes str, int, float and bytes as it would); any other
+    argument (bytearray, memoryview, or a bad type such as bool) is left to redis-py's
+    packer, which converts it or raises its DataError."""
+    if _hiredis_pack is not None:
+        try:
+            # (a list of chunks: the blocking connection writes each item of what it gets)
+            if len(commands) == 1:
+                return [_hiredis_pack(commands[0])]
+            return [b"".join([_hiredis_pack(command) for command in commands])]
+        except TypeError:
+            pass
+    packed: list[bytes] = conn.pack_commands(commands)
+    return packed
+
+
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
@@ -72,8 +97,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     drops a connection marked for reconnect as it takes it back."""
     conn = pool.get_connection()
     try:
-        conn.send_packed_command(conn.pack_command(*commands[0]) if len(commands) == 1
-                                 else conn.pack_commands(commands))
+        conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -93,8 +117,7 @@ async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     disconnected: the reply would otherwise be read by the next caller)."""
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(conn.pack_command(*commands[0]) if len(commands) == 1
-                                       else conn.pack_commands(commands))
+        await conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []
         for _ in commands:
             try:

@@ -5,10 +5,17 @@ reloads, WAIT, resend marking, eviction check, cluster routing) is the exchange'
 request it yields, an executor does the I/O, blocking or asyncio, and sends the result
 back (an I/O error is thrown back in, for the exchange to judge):
 
-* :class:`~.exchange.Send`: ``execute_command`` for one command alone, else a
-  ``pipeline(transaction=False)``; on a cluster, through the target node's own connection
-  (blocking: ``get_redis_connection(node)``; asyncio: the node's ``execute_pipeline``, the
-  per-node pipeline of redis-py's asyncio cluster client), so both address nodes alike.
+* :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
+  script call or WAIT (:data:`RAW`), one connection from the pool: the commands packed and
+  written at once, a reply read per command (an error reply kept as the reply), the
+  connection released (:func:`_round_trip`). This is what ``execute_command`` and
+  ``pipeline(transaction=False).execute(raise_on_error=False)`` do for these commands,
+  without their per-call layers (retry wrapper, metrics hooks, pipeline object, HIMPORT
+  checks), which were most of the client's Python calls per operation. Any other command
+  goes through ``execute_command`` (one alone) or a pipeline, which apply redis-py's reply
+  callbacks. On a cluster, through the target node's own connection (blocking:
+  ``get_redis_connection(node)``; asyncio: the node's ``execute_pipeline``, the per-node
+  pipeline of redis-py's asyncio cluster client), so both address nodes alike.
 * :class:`~.exchange.Fanout`: the nodes' sends one after the other (blocking) or at once
   (asyncio); :class:`~.exchange.Sleep`: ``time.sleep`` / ``asyncio.sleep``;
   :class:`~.exchange.Relearn`: ``nodes_manager.initialize()``; scripts and eviction
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -38,6 +46,90 @@ from .loops import LoopClients
 from .options import ClientOptions
 from .reloads import aload_all, load_all
 from .translation import translate
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # (redis-py packs in Python then, and so do the executors)
+    _hiredis_pack = None
+
+#: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
+#: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
+RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT"})
+
+
+def _direct(client: Any, commands: list[tuple[Any, ...]]) -> bool:
+    """May these commands go straight to a connection of ``client``'s pool? Not for a
+    client pinned to one connection (``single_connection_client``: its lock and
+    reconnects are redis-py's), nor for a command whose reply redis-py would convert."""
+    if client.connection is not None:
+        return False
+    for command in commands:
+        if command[0] not in RAW:
+            return False
+    return True
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The commands in the wire protocol. With hiredis (what redis-py packs with when it is
+    installed) one ``pack_command`` per command, without redis-py's per-argument
+    re-encoding pass (hiredis encodes str, int, float and bytes as it would); any other
+    argument (bytearray, memoryview, or a bad type such as bool) is left to redis-py's
+    packer, which converts it or raises its DataError."""
+    if _hiredis_pack is not None:
+        try:
+            # (a list of chunks: the blocking connection writes each item of what it gets)
+            if len(commands) == 1:
+                return [_hiredis_pack(commands[0])]
+            return [b"".join([_hiredis_pack(command) for command in commands])]
+        except TypeError:
+            pass
+    packed: list[bytes] = conn.pack_commands(commands)
+    return packed
+
+
+def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """One round trip on a connection of ``pool``: every command written at once, then a
+    reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
+    ``raise_on_error=False`` gives it. A connection error or timeout has disconnected the
+    connection (redis-py's connection does it) before it goes back to the pool; any other
+    interruption disconnects it here, since replies may be left unread on it. The pool
+    drops a connection marked for reconnect as it takes it back."""
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(_pack(conn, commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except rx.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+
+
+async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
+    disconnected: the reply would otherwise be read by the next caller)."""
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(_pack(conn, commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response())
+            except rx.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
 
 
 def _link(options: ClientOptions) -> Link:
@@ -76,6 +168,8 @@ class SyncRedisExecutor:
         target, commands, single = send
         if self.cluster:
             target = self.client.get_redis_connection(target)
+        elif _direct(target, commands):
+            return _round_trip(target.connection_pool, commands)
         if single:
             try:
                 return [target.execute_command(*commands[0])]
@@ -173,6 +267,8 @@ class AsyncRedisExecutor:
             queued = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
             await target.execute_pipeline(queued)
             return [command.result for command in queued]
+        if not target.single_connection_client and _direct(target, commands):
+            return await _around_trip(target.connection_pool, commands)
         if single:
             try:
                 return [await target.execute_command(*commands[0])]

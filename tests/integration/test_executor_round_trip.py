@@ -154,7 +154,12 @@ def test_packing_is_redis_py_s_byte_for_byte() -> None:
                        memoryview(b"mv"), bytearray(b"ba"), "x" * 10_000]
     for commands in ([("EVALSHA", BAD_SHA, 1, *args)], [("EVAL", "return 1", 0), ("WAIT", 1, 5)],
                      [("EVALSHA", BAD_SHA, 0, b"y" * 100_000)] * 3):
-        assert b"".join(map(bytes, conn.pack_commands(commands))) == b"".join(
-            map(bytes, _pack(conn, commands)))
+        try:  # (an older redis-py, 5.0, refuses a bytearray: then so must _pack)
+            expected = b"".join(map(bytes, conn.pack_commands(commands)))
+        except redis.exceptions.DataError:
+            with pytest.raises(redis.exceptions.DataError):
+                _pack(conn, commands)
+            continue
+        assert expected == b"".join(map(bytes, _pack(conn, commands)))
     with pytest.raises(redis.exceptions.DataError):  # (as redis-py refuses it)
         _pack(conn, [("EVALSHA", BAD_SHA, 0, True)])

@@ -29,10 +29,13 @@ bound to the event loop that created them, so there is one pair per loop (``loop
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+import redis.asyncio
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import RedisClusterException
@@ -88,6 +91,18 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     return packed
 
 
+def _get_args(method: Callable[..., Any]) -> tuple[str, ...]:
+    """What ``get_connection`` takes: nothing since redis-py 5.3 (its arguments are
+    deprecated, with a warning per call), a command name before (it was required)."""
+    parameter = inspect.signature(method).parameters.get("command_name")
+    required = parameter is not None and parameter.default is inspect.Parameter.empty
+    return ("EVALSHA",) if required else ()
+
+
+_SYNC_GET = _get_args(redis.ConnectionPool.get_connection)
+_ASYNC_GET = _get_args(redis.asyncio.ConnectionPool.get_connection)
+
+
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
@@ -95,7 +110,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     connection (redis-py's connection does it) before it goes back to the pool; any other
     interruption disconnects it here, since replies may be left unread on it. The pool
     drops a connection marked for reconnect as it takes it back."""
-    conn = pool.get_connection()
+    conn = pool.get_connection(*_SYNC_GET)
     try:
         conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []
@@ -115,7 +130,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
 async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
     disconnected: the reply would otherwise be read by the next caller)."""
-    conn = await pool.get_connection()
+    conn = await pool.get_connection(*_ASYNC_GET)
     try:
         await conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []

@@ -60,7 +60,7 @@ from quantumorm import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_workload import SCRIPTS, dumps, make_docs, start_server, stop_server  # noqa: E402
+from bench_workload import SCRIPTS, make_docs, start_server, stop_server  # noqa: E402
 
 NAMESPACE = "qbenchasync"
 ORM_PATTERN = "{" + NAMESPACE + ":people*"  # every key of the collection, its schema included
@@ -120,6 +120,7 @@ def orm_ops() -> dict[str, Op]:
 
     async def update(arg: tuple[str, int]) -> Any:
         person = (await objects.get_many([arg[0]]))[0]
+        assert person is not None  # every planned id exists
         person.age = arg[1]
         return await person.save()
 
@@ -140,7 +141,7 @@ class Hand:
         args: list[Any] = [len(docs)]
         for doc in docs:
             stored = {**doc, "created_at": doc["created_at"].isoformat()}
-            args += [dumps(stored), doc["name"], doc["age"],
+            args += [json.dumps(stored, separators=(",", ":")), doc["name"], doc["age"],
                      "true" if doc["active"] else "false", len(doc["tags"]), *doc["tags"]]
         return args
 
@@ -149,16 +150,16 @@ class Hand:
         return None if raw is None else {"id": id, **json.loads(raw)}
 
     async def eq(self, name: str) -> Any:
-        reply = await self.r.evalsha(self.sha["eq"], 1, HAND, name)  # type: ignore[misc]
+        reply = await self.r.evalsha(self.sha["eq"], 1, HAND, name)
         return [{"id": reply[i].decode(), **json.loads(reply[i + 1])}
                 for i in range(0, len(reply), 2)]
 
     async def update(self, arg: tuple[str, int]) -> Any:
-        return await self.r.evalsha(  # type: ignore[misc]
+        return await self.r.evalsha(
             self.sha["update"], 1, HAND, arg[0], "age", arg[1]) == 1
 
     async def insert(self, doc: dict[str, Any]) -> Any:
-        return await self.r.evalsha(  # type: ignore[misc]
+        return await self.r.evalsha(
             self.sha["insert"], 1, HAND, *self.insert_args([doc]))
 
     def ops(self) -> dict[str, Op]:

@@ -18,15 +18,17 @@ The same grid runs against redis-py's own asyncio client by hand (one
 ``BlockingConnectionPool`` of the same size and timeout; bench_workload.py's Lua scripts over
 its plain layout; a get is GET and ``json.loads``) as the reference.
 
-Every cell runs the same number of operations (``--ops``); concurrent updates never touch
+Every cell runs the same number of operations (``--ops``), ORM and hand-written taking turns
+cell by cell; the whole grid runs ``--rounds`` times (pool order reversed each round) and each
+cell reports the median over the rounds (errors: the sum). Concurrent updates never touch
 the same document at once (each call takes the next id of a shuffled permutation), so no
 compare-and-set conflict is counted as throughput. A last section ("waits") shows what a pool
 smaller than the tasks does with a short ``pool_timeout`` (``--short-timeout``): calls wait,
 then fail with ``PoolExhaustedError``.
 
-Usage: bench/bench_async.py [--n 20000] [--ops 2000] [--quick] [--json]. It starts a private
-redis-server on a free 127.0.0.1 port (stopped at exit) unless REDIS_URL is set; only the
-benchmark's own keys are ever deleted (never FLUSHDB).
+Usage: bench/bench_async.py [--n 20000] [--ops 2000] [--rounds 2] [--quick] [--json]. It
+starts a private redis-server on a free 127.0.0.1 port (stopped at exit) unless REDIS_URL is
+set; only the benchmark's own keys are ever deleted (never FLUSHDB).
 """
 
 from __future__ import annotations
@@ -273,6 +275,19 @@ async def grid_for_pool(url: str, pool: int, timeout: float, tasks_list: list[in
         await connections.disconnect()
 
 
+def merge(cells: list[Cell]) -> list[Cell]:
+    """One cell per (side, operation, tasks, pool) over the rounds: the median of each
+    measure (a busy machine slows one round, not the median of several), errors summed."""
+    rounds: dict[tuple[str, str, int, int], list[Cell]] = {}
+    for c in cells:
+        rounds.setdefault((c.side, c.op, c.tasks, c.pool), []).append(c)
+    return [Cell(side, op, tasks, pool, sum(c.ops for c in cs),
+                 statistics.median(c.ops_per_s for c in cs),
+                 statistics.median(c.p50_us for c in cs), statistics.median(c.p99_us for c in cs),
+                 sum(c.pool_exhausted for c in cs), sum(c.errors for c in cs))
+            for (side, op, tasks, pool), cs in rounds.items()]
+
+
 def wipe(admin: redis.Redis, pattern: str) -> None:
     keys = list(admin.scan_iter(match=pattern, count=1000))
     for i in range(0, len(keys), 1000):
@@ -309,9 +324,10 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
         orm_ids, hand_ids = asyncio.run(prepare())
         plans = {"orm": Plan(orm_ids, names, 100), "hand": Plan(hand_ids, names, 100)}
-        for pool in pools:
-            asyncio.run(grid_for_pool(url, pool, POOL_TIMEOUT, tasks_list, args.ops, plans,
-                                      sha, cells))
+        for round in range(args.rounds):  # pool sizes in turn, the order reversed each round
+            for pool in pools if round % 2 == 0 else pools[::-1]:
+                asyncio.run(grid_for_pool(url, pool, POOL_TIMEOUT, tasks_list, args.ops,
+                                          plans, sha, cells))
         # a pool much smaller than the tasks, with a short pool_timeout: waits, then errors
         small, many = min(pools), max(tasks_list)
         asyncio.run(waits_demo(url, small, many, args.short_timeout, args.ops, plans, sha,
@@ -320,7 +336,8 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         wipe(admin, ORM_PATTERN)
         wipe(admin, HAND + "*")
         admin.close()
-    out["cells"] = [asdict(c) for c in cells]
+    out["rounds"] = args.rounds
+    out["cells"] = [asdict(c) for c in merge(cells)]
     out["waits"] = {"pool": min(pools), "tasks": max(tasks_list),
                     "pool_timeout": args.short_timeout, "cells": [asdict(c) for c in waits]}
     return out
@@ -352,6 +369,7 @@ async def waits_demo(url: str, pool: int, tasks: int, timeout: float, count: int
 
 def report(out: dict[str, Any]) -> None:
     print(f"bench_async: {out['n']:,} documents, {out['ops_per_cell']:,} calls per cell, "
+          f"median of {out['rounds']} rounds, "
           f"Redis {out['redis']}, Python {out['python']}, redis-py {out['redis_py']} "
           f"(hiredis: {out['hiredis']}), {out['cpus']} CPUs, pool_timeout "
           f"{out['pool_timeout']} s")
@@ -392,14 +410,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000, help="documents loaded (default 20000)")
     parser.add_argument("--ops", type=int, default=2000,
                         help="calls per cell (default 2000)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of the whole grid, pool order reversed each round; "
+                             "the median per cell (default 2)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smaller grid: tasks {QUICK_TASKS}, pools {QUICK_POOLS}")
     parser.add_argument("--short-timeout", type=float, default=0.002,
                         help="the pool_timeout of the waits section (default 0.002 s)")
     parser.add_argument("--json", action="store_true", help="one JSON object, not a table")
     args = parser.parse_args()
-    if args.n < 20 or args.ops < 1 or args.short_timeout <= 0:
-        parser.error("need --n >= 20, --ops >= 1, --short-timeout > 0")
+    if args.n < 20 or args.ops < 1 or args.rounds < 1 or args.short_timeout <= 0:
+        parser.error("need --n >= 20, --ops >= 1, --rounds >= 1, --short-timeout > 0")
     url = os.environ.get("REDIS_URL")
     if url:
         out = run(url, args)

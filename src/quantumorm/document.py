@@ -256,6 +256,18 @@ class Document(metaclass=DocumentMeta):
         return hash((type(self).__name__, self.id)) if self.id is not None else id(self)
 
     @classmethod
+    def _has_own_rules(cls) -> bool:
+        """Whether the model (or a base between it and Document) overrides ``clean`` or
+        ``validate``: a rule over the whole document, which an update that does not read
+        the document cannot apply (see :func:`quantumorm.engine.ops.patchable`)."""
+        for base in cls.__mro__:
+            if base is Document:
+                return False
+            if "clean" in vars(base) or "validate" in vars(base):
+                return True
+        return False
+
+    @classmethod
     def _connection(cls) -> Connection:
         return connection_for(cls)
 

@@ -103,6 +103,14 @@ class ModelOptions:
         the encoder take its fast path (:func:`quantumorm.jsoncodec.encode_plain`)."""
         return all(_plain(field) for field in self.fields.values())
 
+    def canonical_text(self, name: str) -> bool:
+        """Whether field ``name`` stores one JSON text per value (a built-in scalar field, or
+        an array of one), so that a store can tell a changed value by its text."""
+        field = self.fields[name]
+        if isinstance(field, ArrayField):
+            field = field.field
+        return type(field) in _CANONICAL_FIELDS
+
     def read_value(self, name: str, data: dict[str, Any]) -> Any:
         """The Python value of field ``name`` in stored ``data``. A field the stored
         document lacks (it was added to the model since the document was written) reads as
@@ -144,10 +152,12 @@ class ModelOptions:
         return None
 
 
+#: the field classes whose stored JSON is one text per value, so that a changed value shows
+#: in its text (see canonical_text; not JSON values: a dict's keys may come in any order)
+_CANONICAL_FIELDS: frozenset[type[Field]] = frozenset({
+    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField})
 #: the field classes whose validated storage values are plain JSON (see plain_storage)
-_PLAIN_FIELDS: frozenset[type[Field]] = frozenset({
-    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField,
-    JSONField})
+_PLAIN_FIELDS = _CANONICAL_FIELDS | {JSONField}
 
 
 def _plain(field: Field) -> bool:

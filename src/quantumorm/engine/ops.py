@@ -20,15 +20,6 @@ from ..errors import (
     VersionConflict,
 )
 from ..fields.base import MISSING
-from ..fields.scalar import (
-    BooleanField,
-    DecimalField,
-    FloatField,
-    IntField,
-    StringField,
-    UUIDField,
-)
-from ..fields.structured import ArrayField, DateTimeField
 from ..query import evaluate
 from ..query.lookups import Lookup
 from ..query.nodes import ID, Condition, QuerySpec
@@ -348,35 +339,18 @@ def named_ids(spec: QuerySpec) -> list[str] | None:
     return None
 
 
-#: fields whose stored JSON is one text per value, so that the store can tell a changed value
-#: by its text (not a dict: its keys may come in any order); arrays of these too
-_CANONICAL = (StringField, IntField, FloatField, DecimalField, BooleanField, UUIDField,
-              DateTimeField)
-
-
 def patchable(model: type[Any], changes: dict[str, Any]) -> bool:
     """Whether ``changes`` (cleaned values by attribute name) can be put in place of the
     stored values without reading the document: the model keeps Document's own ``clean``
     (no whole-document rule), and no field changed is part of a compound index or stores
     a JSON value of several possible texts."""
-    from ..document import Document  # (the document module imports this one)
-
-    for cls in model.__mro__:
-        if cls is Document:
-            break
-        if "clean" in vars(cls) or "validate" in vars(cls):
-            return False
+    if model._has_own_rules():
+        return False
     options = model._meta
     for index in options.indexes:
         if index.compound and any(name in changes for name in index.fields):
             return False
-    for name in changes:
-        field = options.fields[name]
-        if isinstance(field, ArrayField):
-            field = field.field
-        if type(field) not in _CANONICAL:
-            return False
-    return True
+    return all(options.canonical_text(name) for name in changes)
 
 
 def _heard(model: type[Any], *hooks: signals.Signal) -> bool:

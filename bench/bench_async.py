@@ -41,7 +41,6 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -62,7 +61,8 @@ from quantumorm import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_workload import SCRIPTS, make_docs, start_server, stop_server  # noqa: E402
+from bench_redis import redis_server  # noqa: E402
+from bench_workload import SCRIPTS, make_docs  # noqa: E402
 
 NAMESPACE = "qbenchasync"
 ORM_PATTERN = "{" + NAMESPACE + ":people*"  # every key of the collection, its schema included
@@ -421,16 +421,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.n < 20 or args.ops < 1 or args.rounds < 1 or args.short_timeout <= 0:
         parser.error("need --n >= 20, --ops >= 1, --rounds >= 1, --short-timeout > 0")
-    url = os.environ.get("REDIS_URL")
-    if url:
+    with redis_server("qbench-async-") as url:
         out = run(url, args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="qbench-async-") as workdir:
-            proc, url = start_server(workdir)
-            try:
-                out = run(url, args)
-            finally:
-                stop_server(proc)
     if args.json:
         print(json.dumps(out, indent=1, sort_keys=True))
     else:

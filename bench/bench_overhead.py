@@ -23,19 +23,14 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
+from bench_redis import redis_server  # (this folder)
 
 from quantumorm import Document, FloatField, IntField, StringField, create_connection
 
@@ -184,28 +179,6 @@ def bench(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         conn.close()
 
 
-def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH (or set REDIS_URL)")
-    for _ in range(3):  # a free port can be taken before the server binds it: retry
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", workdir],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        url, deadline = f"redis://127.0.0.1:{port}/0", time.monotonic() + 10
-        with redis.Redis.from_url(url, socket_connect_timeout=0.5) as probe:
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if probe.ping():
-                        return proc, url
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        proc.terminate()
-        proc.wait(10)
-    sys.exit("redis-server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="documents loaded (default 2000)")
@@ -213,16 +186,8 @@ def main() -> None:
     parser.add_argument("--async", dest="async_", action="store_true", help="the async API")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
-    url, proc = os.environ.get("REDIS_URL"), None
-    with tempfile.TemporaryDirectory() as workdir:
-        if not url:
-            proc, url = start_server(workdir)
-        try:
-            results = bench(url, args)
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+    with redis_server("qbench-overhead-") as url:
+        results = bench(url, args)
     if args.json:
         for row in results:
             print(json.dumps(row))

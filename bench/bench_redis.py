@@ -48,6 +48,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis.asyncio  # also binds redis
 
@@ -414,6 +416,22 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+@contextmanager
+def redis_server(prefix: str) -> Iterator[str]:
+    """The URL in $REDIS_URL, or that of a private redis-server started for the block (the
+    benchmarks' shared way to find a server; ``prefix`` names its temporary directory)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        proc, url = start_server(workdir)
+        try:
+            yield url
+        finally:
+            stop_server(proc)
+
+
 def report(orm, base):
     p95 = lambda xs: statistics.quantiles(xs, n=20, method="inclusive")[-1]
     head = (f"{'operation':<24} | {'orm med µs':>10} | {'base med µs':>11} | {'ratio':>6} | "
@@ -486,14 +504,8 @@ def main() -> None:
         # the sync run times blocking calls made from the one coroutine on a loop where
         # nothing else runs: allowed knowingly (a worker thread would time the thread hop)
         os.environ["QUANTUMORM_ALLOW_SYNC_IN_LOOP"] = "1"
-    if os.environ.get("REDIS_URL"):
-        return asyncio.run(bench(os.environ["REDIS_URL"], args))
-    with tempfile.TemporaryDirectory(prefix="qbench-redis-") as workdir:
-        proc, url = start_server(workdir)
-        try:
-            asyncio.run(bench(url, args))
-        finally:
-            stop_server(proc)
+    with redis_server("qbench-redis-") as url:
+        asyncio.run(bench(url, args))
 
 
 if __name__ == "__main__":

@@ -54,16 +54,11 @@ import cProfile
 import datetime as dt
 import gc
 import json
-import os
 import platform
 import pstats
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +66,7 @@ from typing import Any
 
 import redis
 import redis.connection
+from bench_redis import redis_server  # (this folder)
 
 from quantumorm import (
     ArrayField,
@@ -626,38 +622,6 @@ def report(out: dict[str, Any]) -> None:
                              else "FAILED: " + ", ".join(bad)))
 
 
-# -- the server ---------------------------------------------------------------------------
-
-def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH (or set REDIS_URL)")
-    for _ in range(3):  # a free port can be taken before the server binds it: retry
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", workdir],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        url, deadline = f"redis://127.0.0.1:{port}/0", time.monotonic() + 10
-        with redis.Redis.from_url(url, socket_connect_timeout=0.5) as probe:
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if probe.ping():
-                        return proc, url
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        stop_server(proc)
-    sys.exit("redis-server did not start")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()  # SIGTERM to this pid only (a no-op if it already exited)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=50000, help="documents loaded (default 50000)")
@@ -668,16 +632,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.n < 20 or args.iterations < 1 or args.warmup < 0:
         parser.error("need --n >= 20, --iterations >= 1, --warmup >= 0")
-    url = os.environ.get("REDIS_URL")
-    if url:
+    with redis_server("qbench-workload-") as url:
         out = run(url, args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="qbench-workload-") as workdir:
-            proc, url = start_server(workdir)
-            try:
-                out = run(url, args)
-            finally:
-                stop_server(proc)
     if args.json:
         print(json.dumps(out, indent=1, sort_keys=True))
     else:

@@ -21,14 +21,12 @@ import datetime as dt
 import pstats
 import random
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from bench_redis import start_server, stop_server  # (this folder)
 
 from quantumorm import (
     ArrayField,
@@ -64,12 +62,6 @@ def person() -> Person:
                   created_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def commands(client: redis.Redis) -> dict[str, int]:
     stats: dict[str, Any] = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
@@ -99,19 +91,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     n = args.n
-    port, workdir = free_port(), tempfile.mkdtemp()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no", "--dir", workdir],
-                              stdout=subprocess.DEVNULL)
+    workdir = tempfile.mkdtemp(prefix="qbench-writes-")
+    server, url = start_server(workdir)  # (always private: it reads the server's counters)
     try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        create_connection("redis", f"redis://127.0.0.1:{port}/0", make_default=True)
+        client = redis.Redis.from_url(url)
+        create_connection("redis", url, make_default=True)
         person().save_sync()  # (the schema and scripts are loaded by the first write)
         docs: list[Person] = []
         ids = [p.id for p in Person.objects.bulk_create_sync([person() for _ in range(n)])]
@@ -156,8 +140,7 @@ def main() -> None:
                 print(f"python calls/op {name:28} {python_calls(run, count):8.1f}")
         close_all()
     finally:
-        server.terminate()
-        server.wait()
+        stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

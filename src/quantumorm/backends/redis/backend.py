@@ -59,7 +59,7 @@ class RedisBackend(Writer, Reader):
             return (state, plan), state.query_plan(plan, QueryMode.PLAN, 0, None)
 
         (state, plan), replies = yield from self._ask(options, make)
-        return explanation(options, state, plan, replies)
+        return explanation(options, state, spec, plan, replies)
 
     # -- change events (reading; the write scripts append them) -----------------------------
 

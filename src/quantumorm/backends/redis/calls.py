@@ -290,6 +290,7 @@ class QueryMode(Vocabulary):
 
     ROWS = "rows"  # the documents
     KEYED = "keyed"  # the documents with their sort keys (merged across partitions)
+    SORTKEYS = "sortkeys"  # ids, versions and sort keys only (a two-phase merge's first)
     COUNT = "count"
     EXISTS = "exists"  # a count that stops at the first match
     PLAN = "plan"  # the plan the script chose (explain)

@@ -8,8 +8,10 @@ from typing import Any
 
 from ...engine.contract import Explanation
 from ...options import ModelOptions
+from ...query.nodes import QuerySpec
 from .core import ModelState
 from .planner import Plan
+from .reader import two_phase_pays
 from .replies import query_plan_reply
 
 #: what a driver kind is called in explain()'s "strategy"
@@ -17,7 +19,7 @@ STRATEGIES = {"WALK": "index walk (in order)", "RANGE": "index range", "IDS": "i
               "ALL": "scan", "UNION": "union of index ranges"}
 
 
-def explanation(options: ModelOptions, state: ModelState, plan: Plan,
+def explanation(options: ModelOptions, state: ModelState, spec: QuerySpec, plan: Plan,
                 replies: list[Any]) -> Explanation:
     """``replies``: the "plan" replies of every partition (the first one's choice is shown;
     the estimates are summed)."""
@@ -46,8 +48,19 @@ def explanation(options: ModelOptions, state: ModelState, plan: Plan,
         details={"candidates considered": plan.driver.label,
                  "estimated candidates": estimate,
                  "partitions": options.partitions,
+                 **_merging(options, spec, plan),
                  **_building(state)},
     )
+
+
+def _merging(options: ModelOptions, spec: QuerySpec, plan: Plan) -> dict[str, str]:
+    """explain()'s note on how the partitions' ordered windows are merged."""
+    if options.partitions == 1 or not plan.server_order:
+        return {}
+    if two_phase_pays(options.partitions, spec.window):
+        return {"merge": f"two phases: each partition's first {spec.window} ids and sort "
+                         f"keys, then the documents of the {spec.limit} kept"}
+    return {"merge": "one phase: each partition's first rows with their sort keys"}
 
 
 def _building(state: ModelState) -> dict[str, str]:

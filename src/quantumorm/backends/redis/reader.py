@@ -3,7 +3,9 @@ and existence (``query.lua``, ``count.lua``), and a document's remaining time to
 
 A query is one ``query.lua`` call per partition, pipelined in one round trip; with several
 partitions each returns its window in order, with its rows' sort keys, and
-:func:`.results.merge` merges them.
+:func:`.results.merge` merges them. When the windows would bring many more documents than
+the query returns (many partitions, a large limit), the partitions send only ids, versions
+and sort keys, and a second round trip fetches the documents the merge kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,20 @@ from .commands import Command, RedisPlan
 from .core import BackendCore, ModelState
 from .planner import Plan
 from .replies import COUNT_EXPIRING, COUNT_OUTDATED
+
+#: rounds of a two-phase query (see Reader.query) whose fetched rows changed after they were
+#: ranked, before the one-phase merge is used instead
+TWO_PHASE_ATTEMPTS = 2
+#: the rows a one-phase merge would read, send and throw away, from which two phases pay
+#: (measured with bench/bench_partitions.py)
+TWO_PHASE_SPARED = 512
+
+
+def two_phase_pays(partitions: int, window: int | None) -> bool:
+    """Whether an ordered query of ``window`` rows over ``partitions`` partitions should rank
+    first and then fetch only the winners' documents: one more round trip, against the
+    (P - 1) x window documents a one-phase merge reads, sends and throws away."""
+    return window is not None and (partitions - 1) * window >= TWO_PHASE_SPARED
 
 
 class Reader(BackendCore):
@@ -61,6 +77,7 @@ class Reader(BackendCore):
             found = yield from self.get_many(options, ids)
             return results.arrange(options, spec, [row for row in found if row is not None])
         single = options.partitions == 1
+        two_phase = not single and two_phase_pays(options.partitions, spec.window)
 
         def make(state: ModelState) -> tuple[Plan, RedisPlan]:
             plan = state.planner.plan(spec)
@@ -68,17 +85,43 @@ class Reader(BackendCore):
                 return plan, state.query_plan(plan, QueryMode.ROWS, 0, None)
             if single:
                 return plan, state.query_plan(plan, QueryMode.ROWS, spec.offset, spec.limit)
-            # each partition's window, in order and with its sort keys, to merge
-            return plan, state.query_plan(plan, QueryMode.KEYED, 0, spec.window)
+            # each partition's window, in order and with its sort keys, to merge (without
+            # the documents when only the winners' are to be fetched)
+            mode = QueryMode.SORTKEYS if two_phase else QueryMode.KEYED
+            return plan, state.query_plan(plan, mode, 0, spec.window)
 
-        plan, replies = yield from self._ask(options, make)
-        if plan.server_order and single:
-            return results.rows(options, replies[0])
-        if not plan.server_order:
-            return results.arrange(options, spec, [row for reply in replies
-                                                   for row in results.rows(options, reply)],
-                                   plan.residual)
-        return results.merge(options, spec, replies)
+        rounds = 0
+        while True:
+            # after TWO_PHASE_ATTEMPTS rounds whose rows changed between the phases, the
+            # one-phase merge: its rows are each partition's own snapshot
+            two_phase = two_phase and rounds < TWO_PHASE_ATTEMPTS
+            rounds += 1
+            plan, replies = yield from self._ask(options, make)
+            if not plan.server_order:
+                return results.arrange(options, spec, [row for reply in replies
+                                                       for row in results.rows(options, reply)],
+                                       plan.residual)
+            if single:
+                return results.rows(options, replies[0])
+            if not two_phase:
+                return results.merge(options, spec, replies)
+            winners = yield from self._winners(options, results.merge_keys(spec, replies))
+            if winners is not None:
+                return winners
+
+    def _winners(self, options: ModelOptions,
+                 ranked: list[tuple[str, int]]) -> Op[list[Row] | None]:
+        """The second phase of a two-phase query: the documents of the rows the merge of the
+        partitions' sort keys kept. None when one of them is no longer at the version that
+        was ranked (written, deleted or expired in between): its place could be wrong, and
+        the query runs again."""
+        found = yield from self.get_many(options, [id for id, _ in ranked])
+        rows = []
+        for row, (_, version) in zip(found, ranked, strict=True):
+            if row is None or row.version != version:
+                return None
+            rows.append(row)
+        return rows
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:

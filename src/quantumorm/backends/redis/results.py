@@ -44,6 +44,21 @@ def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Ro
     """Merge the partitions' "keyed" windows (each already in order) and slice. Lazily: the
     merge stops at offset + limit, and only the rows it reaches are decoded (with P windows
     of n rows it looks at about P + n of them, not P x n)."""
+    return [row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
+            for i, reply in _merged(spec, replies, 3)]
+
+
+def merge_keys(spec: QuerySpec, replies: list[Any]) -> list[tuple[str, int]]:
+    """Merge the partitions' "sortkeys" windows (rows without documents) and slice: the ids
+    and versions of the rows the query returns, in order."""
+    return [(sortable.id_from_key(bytes(reply[i])), int(reply[i + 1] or 0))
+            for i, reply in _merged(spec, replies, 2)]
+
+
+def _merged(spec: QuerySpec, replies: list[Any], fields: int) -> Iterator[tuple[int, list[Any]]]:
+    """Where each row of the merged, sliced windows starts: (position, reply). A row is
+    ``fields`` values (id key, version and, in "keyed" windows, the JSON), then a sort key
+    per ordering."""
     descending = evaluate.directions(spec.order)
     key: Any
     reverse = False
@@ -51,17 +66,17 @@ def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Ro
         key, reverse = tuple, all(descending)  # byte tuples compare as the positions do
     else:
         key = cmp_to_key(lambda a, b: evaluate.compare_keys(a, b, descending))
-    stride = 3 + len(spec.order)  # id key, version, JSON, then a sort key per ordering
+    stride = fields + len(spec.order)
 
     def placed(reply: list[Any]) -> Iterator[tuple[Any, int, list[Any]]]:
         for i in range(0, len(reply), stride):
-            yield key((*reply[i + 3:i + stride], reply[i])), i, reply
+            yield key((*reply[i + fields:i + stride], reply[i])), i, reply
 
     end = None if spec.limit is None else spec.offset + spec.limit
     merged = heapq.merge(*(placed(reply) for reply in replies), key=itemgetter(0),
                          reverse=reverse)
-    return [row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
-            for _, i, reply in islice(merged, spec.offset, end)]
+    for _, i, reply in islice(merged, spec.offset, end):
+        yield i, reply
 
 
 def arrange(options: ModelOptions, spec: QuerySpec, found: list[Row],

@@ -19,7 +19,8 @@
 -- KEYS[2..] index keys of the model, then the partition's state hash (schema layout, see
 --           _prelude.lua), then its TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
--- ARGV[3]   "rows" | "keyed" (rows with their sort keys, to merge partitions) | "count"
+-- ARGV[3]   "rows" | "keyed" (rows with their sort keys, to merge partitions) | "sortkeys"
+--           (keyed without the documents: the first phase over many partitions) | "count"
 --           | "exists" | "plan"
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" to check that each candidate's document exists (also done whenever the TTL
@@ -29,7 +30,7 @@
 -- ARGV[8]   the caller's schema layout
 -- Returns   rows: flat {id key, version, json, ...}; keyed: flat {id key, version, json,
 --           then per ORDER entry the encoding the rows are ordered by, ...} (the id key
---           breaks ties); count: integer; exists: 0|1;
+--           breaks ties); sortkeys: the same without the json; count: integer; exists: 0|1;
 --           plan: {estimated candidates, 1 if exact, the chosen driver, the drivers it
 --           reads...}, each driver named by its position in the program's DRIVER (depth
 --           first, from 1);
@@ -42,8 +43,10 @@ do
   if refused then return redis.error_reply("WRONGTYPE " .. KEYS[#KEYS - 1] .. " is not a hash") end
 end
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
--- keyed: rows, each followed by its sort keys (the caller merges partitions with them)
-local keyed = mode == "keyed"
+-- keyed: rows, each followed by its sort keys (the caller merges partitions with them);
+-- bare: without their documents (the caller fetches only the rows the merge keeps)
+local bare = mode == "sortkeys"
+local keyed = bare or mode == "keyed"
 if keyed then mode = "rows" end
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
@@ -521,12 +524,27 @@ local function sort_keys(vals, idkey)
   return keys
 end
 
+-- A row's version when no meta read of its tests brought it.
+local function version_of(idkey)
+  return redis.call("HGET", meta_prefix .. escaped_id(idkey), "v") or "0"
+end
+
 -- The rows' documents, one MGET per batch; a document gone (expired) since its index entry
 -- was read is left out. Versions come from the meta read of the tests when there was one.
 local function emit(rows)
   if mode == "count" then return #rows end
   if mode == "exists" then return #rows > 0 and 1 or 0 end
   local out = {}
+  if bare then  -- (rows whose document may have expired were checked alive: see verify)
+    for _, row in ipairs(rows) do
+      local vals = row.vals or values_of(row.id)
+      local keys_of = row.keys or sort_keys(vals, row.id)
+      out[#out + 1] = row.id
+      out[#out + 1] = rawget(vals, VERSION) or version_of(row.id)
+      for k = 1, #order do out[#out + 1] = keys_of[k] end
+    end
+    return out
+  end
   for first = 1, #rows, BATCH do
     local last = math.min(first + BATCH - 1, #rows)
     local keys = {}
@@ -539,10 +557,7 @@ local function emit(rows)
         local vals = row.vals or values_of(row.id)
         -- (a walk's rows have no sort keys yet: reading them reads the version too)
         local keys_of = keyed and (row.keys or sort_keys(vals, row.id))
-        local version = rawget(vals, VERSION)
-        if not version then
-          version = redis.call("HGET", meta_prefix .. escaped_id(row.id), "v") or "0"
-        end
+        local version = rawget(vals, VERSION) or version_of(row.id)
         out[#out + 1] = row.id
         out[#out + 1] = version
         out[#out + 1] = json

@@ -8,14 +8,18 @@ back (an I/O error is thrown back in, for the exchange to judge):
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
   script call or WAIT (:data:`RAW`), one connection from the pool: the commands packed and
   written at once, a reply read per command (an error reply kept as the reply), the
-  connection released (:func:`_round_trip`). This is what ``execute_command`` and
+  connection released (:func:`_round_trip`); on a blocking cluster client likewise, with
+  the target node's own client and pool. This is what ``execute_command`` and
   ``pipeline(transaction=False).execute(raise_on_error=False)`` do for these commands,
   without their per-call layers (retry wrapper, metrics hooks, pipeline object, HIMPORT
   checks), which were most of the client's Python calls per operation. Any other command
   goes through ``execute_command`` (one alone) or a pipeline, which apply redis-py's reply
-  callbacks. On a cluster, through the target node's own connection (blocking:
-  ``get_redis_connection(node)``; asyncio: the node's ``execute_pipeline``, the per-node
-  pipeline of redis-py's asyncio cluster client), so both address nodes alike.
+  callbacks. On a cluster, through the target node's own client (blocking:
+  ``get_redis_connection(node)``, then as above; asyncio: the node's ``execute_pipeline``,
+  the per-node pipeline of redis-py's asyncio cluster client), so both address nodes alike.
+  Cluster errors (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) are replies like any other error
+  there: redis-py's node connections parse them into ``ResponseError`` subclasses, and the
+  exchange judges them.
 * :class:`~.exchange.Fanout`: the nodes' sends one after the other (blocking) or at once
   (asyncio); :class:`~.exchange.Sleep`: ``time.sleep`` / ``asyncio.sleep``;
   :class:`~.exchange.Relearn`: ``nodes_manager.initialize()``; scripts and eviction
@@ -183,7 +187,7 @@ class SyncRedisExecutor:
         target, commands, single = send
         if self.cluster:
             target = self.client.get_redis_connection(target)
-        elif _direct(target, commands):
+        if _direct(target, commands):
             return _round_trip(target.connection_pool, commands)
         if single:
             try:

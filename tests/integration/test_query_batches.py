@@ -146,3 +146,15 @@ async def test_rejected_candidates_cost_no_meta_read(conn: Any, redis_client: An
     assert delta.get("get", 0) == 0
     assert 1 <= delta.get("mget", 0) <= len(rows) // 512 + 1
     assert delta.get("zscore", 0) == 0 and delta.get("zmscore", 0) >= 1
+
+
+async def test_explain_says_how_each_condition_is_tested(conn: Any) -> None:
+    await _load(Member)
+    query = Member.objects.filter(active=True, age__gt=60, name__startswith="n1")
+    tests = (await query.explain()).details["condition tests"]
+    assert isinstance(tests, str)
+    assert "active__exact=True: membership in index 'active' (no meta read)" in tests
+    assert ("age__gt=60: the ranges of index 'age' read as a set, or each candidate's meta "
+            "hash") in tests
+    # an exact driver checks nothing
+    assert "condition tests" not in (await Member.objects.filter(age__gt=60).explain()).details

@@ -48,9 +48,19 @@ def explanation(options: ModelOptions, state: ModelState, spec: QuerySpec, plan:
         details={"candidates considered": plan.driver.label,
                  "estimated candidates": estimate,
                  "partitions": options.partitions,
+                 **({} if chosen_by.exact else _tests(plan)),
                  **_merging(options, spec, plan),
                  **_building(state)},
     )
+
+
+def _tests(plan: Plan) -> dict[str, str]:
+    """explain()'s note on how each condition the script checks is tested (when the chosen
+    driver does not yield exactly the matches; a condition it already satisfies is skipped
+    at run time)."""
+    if not plan.tests:
+        return {}
+    return {"condition tests": "; ".join(f"{cond}: {how}" for cond, how in plan.tests)}
 
 
 def _merging(options: ModelOptions, spec: QuerySpec, plan: Plan) -> dict[str, str]:

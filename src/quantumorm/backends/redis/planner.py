@@ -48,6 +48,13 @@ from .keys import meta_field
 from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
 
 Token = bytes
+
+#: how a condition is tested, as explain() says it
+TEST_ID = "by id"
+TEST_MEMBERSHIP = "membership in index {!r} (no meta read)"
+TEST_META = "on each candidate's meta hash"
+TEST_RANGES = ("the ranges of index {!r} read as a set, or each candidate's meta hash "
+               "(chosen at run time by their sizes)")
 PLAN_CACHE_SIZE = 512  # plans kept per model
 RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
 
@@ -109,6 +116,8 @@ class Plan:
     after: list[Token]
     residual: Node | None
     server_filter: str
+    #: how the script tests each condition it checks (for explain()): (condition, how)
+    tests: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def program(self) -> bytes:
@@ -212,7 +221,8 @@ class Planner:
             driver = Driver("ALL", [], "all ids (scan)", exact=exact)
 
         need: list[str] = []
-        pred = [b"T"] if driver.exact else self._pred(server_where, need)
+        tests: list[tuple[str, str]] = []
+        pred = [b"T"] if driver.exact else self._pred(server_where, need, tests)
         order_tokens = [b"0"]
         after = [b"0"]
         if server_order:
@@ -236,6 +246,7 @@ class Planner:
             after=after,
             residual=residual,
             server_filter=repr(server_where),
+            tests=tuple(tests),
         )
 
     def _sortable_on_server(self, name: str) -> bool:
@@ -244,25 +255,27 @@ class Planner:
 
     # -- predicate tokens ------------------------------------------------------------------
 
-    def _pred(self, node: Node, need: list[str]) -> list[Token]:
+    def _pred(self, node: Node, need: list[str], tests: list[tuple[str, str]]) -> list[Token]:
         if node == TRUE:
             return [b"T"]
         if node == FALSE:
             return [b"F"]
         if isinstance(node, Condition):
-            return self._leaf(node, need)
+            return self._leaf(node, need, tests)
         if isinstance(node, Not):
-            return [BOOL_TOKENS[node.op], *self._pred(node.child, need)]
+            return [BOOL_TOKENS[node.op], *self._pred(node.child, need, tests)]
         out = [BOOL_TOKENS[node.op], b"%d" % len(node.children)]
         for child in node.children:
-            out += self._pred(child, need)
+            out += self._pred(child, need, tests)
         return out
 
-    def _leaf(self, cond: Condition, need: list[str]) -> list[Token]:
+    def _leaf(self, cond: Condition, need: list[str],
+              tests: list[tuple[str, str]]) -> list[Token]:
         lookup = cond.lookup
         if cond.field == ID:
             ids = [cond.value] if lookup in (Lookup.EXACT, Lookup.NE) else list(cond.value)
             tokens = [b"ID", b"%d" % len(ids), *(sortable.id_key(i) for i in ids)]
+            tests.append((repr(cond), TEST_ID))
             return [NOT, *tokens] if lookup in (Lookup.NE, Lookup.NIN) else tokens
         field = self.options.fields[cond.field]
         served = LOOKUPS[lookup]
@@ -274,6 +287,7 @@ class Planner:
             keypos = b"%d" % self.keypos[index.name]
             member = served.probes(field, cond.value, keypos)
             if member is not None:
+                tests.append((repr(cond), TEST_MEMBERSHIP.format(index.name)))
                 return member
             ranges = self._leaf_ranges(field, cond)
         name = meta_field(field)
@@ -281,7 +295,10 @@ class Planner:
             need.append(name)
         test = served.test(field, name.encode(), cond.value)
         if ranges is None:
+            tests.append((repr(cond), TEST_META))
             return test
+        assert index is not None  # (ranges come from an index)
+        tests.append((repr(cond), TEST_RANGES.format(index.name)))
         # the index ranges hold exactly the matches: query.lua may read them as a set of ids
         # instead of each candidate's meta hash (it chooses by their size)
         return [b"ZRNG", keypos, b"%d" % len(ranges), *(b for pair in ranges for b in pair),

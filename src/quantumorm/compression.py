@@ -59,19 +59,21 @@ class Codec(Vocabulary):
 @dataclass(frozen=True)
 class CodecInfo:
     """How a codec is stored and found: its id byte (after :data:`MARKER`), the module
-    that implements it (None: the standard library's zlib) and the extra installing it."""
+    that implements it (None: the standard library's zlib), the package that provides it
+    and the extra that installs that."""
 
     id: bytes
     module: str | None
+    package: str | None
     extra: str | None
 
 
 #: the codecs' stored ids and packages; tests point ``module`` at an absent module to check
 #: the error a reader without the package gets (the table is read at each first use)
 CODECS: dict[Codec, CodecInfo] = {
-    Codec.ZSTD: CodecInfo(b"z", "zstandard", "zstd"),
-    Codec.LZ4: CodecInfo(b"4", "lz4.block", "lz4"),
-    Codec.ZLIB: CodecInfo(b"d", None, None),
+    Codec.ZSTD: CodecInfo(b"z", "zstandard", "zstandard", "zstd"),
+    Codec.LZ4: CodecInfo(b"4", "lz4.block", "lz4", "lz4"),
+    Codec.ZLIB: CodecInfo(b"d", None, None, None),
 }
 _BY_ID = {info.id[0]: codec for codec, info in CODECS.items()}
 
@@ -134,13 +136,12 @@ def functions(codec: Codec, model: str | None = None, id: str | None = None) -> 
     found = _loaded.get(info.module)
     if found is not None:
         return found
-    assert info.extra is not None
+    assert info.package is not None and info.extra is not None
     with _loading:
         try:
             module = importlib.import_module(info.module)
         except ImportError:
-            raise CodecUnavailableError(codec, info.module.partition(".")[0], info.extra,
-                                        model, id) from None
+            raise CodecUnavailableError(codec, info.package, info.extra, model, id) from None
         found = _loaded[info.module] = _MAKERS[codec](module)
     return found
 
@@ -261,9 +262,8 @@ def from_meta(where: str, value: Any) -> Compression | None:
     codec = Codec(name)
     if not installed(codec):
         info = CODECS[codec]
-        assert info.module is not None
         raise ConfigurationError(
-            f"{where}: compress codec '{codec}' needs the package "
-            f"{info.module.partition('.')[0]}, which is not installed: "
+            f"{where}: compress codec '{codec}' needs the package {info.package}, which is "
+            "not installed: "
             f"pip install 'quantumorm[{info.extra}]'")
     return Compression(codec, min_size)

@@ -192,7 +192,7 @@ def bench_size(raw: redis.Redis, size: int, args: argparse.Namespace) -> None:
             if it >= args.warmup:
                 gets[label].append((t1 - t0) / 1e3)
                 saves[label].append((t2 - t1) / 1e3)
-    for label, model in models.items():  # every setting read back the same documents
+    for model in models.values():  # every setting reads back the same documents
         assert model.objects.get_sync(id="7").body == posts[7]["body"]
     off = memory["off"]
     print(f"\n## {size} B documents (JSON: mean {statistics.fmean(json_sizes):.0f} B), "

@@ -371,6 +371,8 @@ def test_a_reader_without_the_codec_package_gets_a_precise_error(
     assert "pip install 'quantumorm[zstd]'" in str(error)
     with pytest.raises(CodecUnavailableError):
         Zstd.objects.all_sync()
+    with pytest.raises(CodecUnavailableError):  # not reported as a corrupt document
+        Zstd.objects.verify_sync()
     assert Zstd.objects.get_sync(id="a2").views == article(Zstd, 2).views  # not compressed
     assert Zstd.objects.count_sync() == 2  # (counts read no document)
     assert Other.objects.get_sync(id="a1").body == body(1, 2000)

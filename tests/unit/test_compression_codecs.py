@@ -116,6 +116,18 @@ def test_a_damaged_payload_is_corrupt(codec: Codec) -> None:
     assert caught.value.model == "Order" and caught.value.id == "7"
 
 
+@pytest.mark.parametrize("codec", [Codec.ZSTD, Codec.LZ4])
+def test_a_damaged_size_is_refused_before_anything_is_allocated(codec: Codec) -> None:
+    stored = bytearray(Compression(codec, min_size=1).encode(text_document(4000)))
+    if codec is Codec.LZ4:
+        stored[2:6] = (1 << 31).to_bytes(4, "little")
+    else:  # frame: magic (4 bytes), descriptor (size field: 4 bytes, flag 0b10), size
+        stored[6] = (stored[6] & 0x3F) | 0x80
+        stored[7:11] = (3 << 30).to_bytes(4, "little")
+    with pytest.raises(CorruptDocumentError, match="states a size above 1 GiB"):
+        c.decompress(bytes(stored), "Order", "7")
+
+
 def test_an_unknown_codec_id_is_corrupt() -> None:
     with pytest.raises(CorruptDocumentError, match="unknown compression codec id"):
         c.decompress(c.MARKER + b"?payload", "Order", "7")

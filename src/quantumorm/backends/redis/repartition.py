@@ -153,7 +153,7 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         raw, version = found[2 * n], found[2 * n + 1]
         if raw is None or version is None:
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
-        # (moved as stored: compressed or not, the bytes stay as they are)
+        # decoded for its index values; moved as stored (compressed or not, the same bytes)
         data = json.loads(compression.decompress(bytes(raw), model.__name__, id))
         doc = model.from_storage(id, int(version), data)
         ttl = int(ttls[n])

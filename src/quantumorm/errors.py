@@ -253,6 +253,25 @@ class CorruptDocumentError(BackendError):
         super().__init__(f"{model} {id!r}: stored document is corrupt: {detail}")
 
 
+class CodecUnavailableError(BackendError):
+    """A stored document is compressed with a codec whose package is not installed in this
+    process (see ``Meta.compress``), so it cannot be read here.
+
+    ``codec`` is the codec ("zstd" or "lz4"), ``package`` the module it needs and ``extra``
+    the extra that installs it (``pip install 'quantumorm[zstd]'``); ``model`` and ``id``
+    name the document when known. Nothing is wrong with the stored bytes.
+    """
+
+    def __init__(self, codec: str, package: str, extra: str, model: str | None = None,
+                 id: str | None = None) -> None:
+        self.codec, self.package, self.extra = codec, package, extra
+        self.model, self.id = model, id
+        where = f"{model} {id!r}: stored document" if model is not None else "a stored document"
+        super().__init__(
+            f"{where} is compressed with {codec}, whose package ({package}) is not installed: "
+            f"pip install 'quantumorm[{extra}]'")
+
+
 class UnsafeEvictionPolicy(BackendError):
     """The Redis server's ``maxmemory-policy`` may evict any key (``allkeys-*``).
 

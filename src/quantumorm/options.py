@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from .compression import Compression, from_meta
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
 from .fields.scalar import (
@@ -32,7 +33,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
     {"abstract", "backend", "changes", "changes_document", "changes_maxlen", "collection",
-     "connection", "indexes", "namespace", "partition_by", "partitions", "publish", "ttl"}
+     "compress", "connection", "indexes", "namespace", "partition_by", "partitions",
+     "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
 #: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
@@ -73,6 +75,11 @@ class ModelOptions:
     #: what picks a document's partition: "id" (the whole id) or "tag" (its ``{...}`` part,
     #: as Redis Cluster hash tags: ids sharing a tag share a partition)
     partition_by: str = "id"
+    #: ``Meta.compress``: documents whose JSON reaches ``min_size`` bytes are stored
+    #: compressed (:mod:`quantumorm.compression`); None: off. Redis only: compression is
+    #: for Redis memory, and SQLite ignores the option (it stores the JSON as it is).
+    #: Reads never depend on it: a compressed document is known by its first byte.
+    compress: Compression | None = None
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -223,6 +230,8 @@ def build_options(
         raise ConfigurationError(f"{where}: partition_by must be 'id' or 'tag' "
                                  f"(got {partition_by!r})")
 
+    compress = from_meta(where, raw.get("compress"))
+
     _check_db_names(model_name, fields)
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
     for index in indexes:
@@ -246,6 +255,7 @@ def build_options(
         changes_document=flags["changes_document"],
         publish=flags["publish"],
         partition_by=partition_by,
+        compress=compress,
     )
     return options, abstract
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from quantumorm import sortable
+from quantumorm import compression, sortable
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.writes import index_members
 
@@ -68,7 +68,7 @@ def stored_documents(redis_client: redis.Redis,
             assert raw is not None, f"id {id!r} is in the id index but has no document"
             version = client.hget(keys.meta(partition, id), "v")
             assert version is not None, f"document {id!r} has no version in its meta hash"
-            out[id] = (int(version), json.loads(raw))
+            out[id] = (int(version), json.loads(compression.decompress(raw)))
     return out
 
 

@@ -281,7 +281,9 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     a stored value that a newer declaration would refuse (a field made required, a tighter
     ``max_length``) does not stop the update, where the read-then-save path raises
     ``ValidationError``. With a receiver connected, the document is read first, as the
-    receivers get it.
+    receivers get it. The store may also decline (``update_fields`` returns None, nothing
+    written: on Redis a model with ``Meta.compress``, or a stored document that is
+    compressed), and the update then takes the read-then-save path.
     """
     expire = expiry(backend, model._meta)
     ids = named_ids(spec)
@@ -292,7 +294,9 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
         fields = model._meta.fields
         storage = {fields[name].db_name: fields[name].to_storage(value)
                    for name, value in changes.items()}
-        return int((yield from in_place(model._meta, ids[0], changes, storage, expire)))
+        done = yield from in_place(model._meta, ids[0], changes, storage, expire)
+        if done is not None:
+            return int(done)
     rows = yield from backend.query(model._meta, spec)
     updated = 0
     written: list[D] = []

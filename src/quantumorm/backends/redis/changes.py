@@ -7,6 +7,9 @@ reads them. A stream entry's fields::
     v   version written (delete/expire: last)    w   write id (create/update)
     f   MessagePack array of changed fields      d   document JSON (Meta.changes_document)
 
+``d`` holds the document's stored bytes (compressed when the document is, see
+:mod:`quantumorm.compression`): an event carries the decoded document all the same.
+
 A Pub/Sub message is the same pairs as one MessagePack array, plus ``x``: the stream id.
 Stream reads go to every partition in one command (one round trip); on Redis Cluster, where
 one command cannot name several slots, that is for the cluster work to split per node.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ... import sortable
+from ... import compression, sortable
 from ...engine.drive import Op, forbid_blocking
 from ...errors import CorruptDocumentError
 from ...events import PAUSE, ChangeEvent, IdleClock, Pause
@@ -192,7 +195,8 @@ def decode(model: type[Document], partition: int, stream_id: str,
         version = int(fields[b"v"])
         changed = (tuple(name.decode() for name in wire.unpack(fields[b"f"]))
                    if b"f" in fields else None)
-        data = json.loads(fields[b"d"]) if b"d" in fields else None
+        data = (json.loads(compression.decompress(fields[b"d"], model.__name__, id))
+                if b"d" in fields else None)
         write_id = fields[b"w"].decode() if b"w" in fields else None
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise CorruptDocumentError(model.__name__, stream_id,

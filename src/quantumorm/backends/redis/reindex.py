@@ -22,7 +22,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ... import sortable
+from ... import compression, sortable
 from ...engine.contract import encode_document
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError
@@ -140,10 +140,11 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
         if raw is None or version is None:
             report.gone += 1  # expired or deleted since the ids were read
             continue
-        data = json.loads(bytes(raw))
+        data = json.loads(compression.decompress(bytes(raw), options.model_name, id))
         values = model.from_storage(id, int(version), data)._values()
         filled = options.with_defaults(data, values)
-        backfill = None if filled is None else encode_document(filled)
+        backfill = None if filled is None else compression.stored(
+            options.compress, encode_document(filled))
         pairs, lenient = _entries(options, indexes, values)
         call.documents.append(ReindexDocument(
             keys.doc(partition, id), keys.meta(partition, id), sortable.id_key(id),

@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ... import sortable
+from ... import compression, sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
 from ...errors import QuantumORMError
@@ -153,7 +153,9 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         raw, version = found[2 * n], found[2 * n + 1]
         if raw is None or version is None:
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
-        doc = model.from_storage(id, int(version), json.loads(bytes(raw)))
+        # decoded for its index values; moved as stored (compressed or not, the same bytes)
+        data = json.loads(compression.decompress(bytes(raw), model.__name__, id))
+        doc = model.from_storage(id, int(version), data)
         ttl = int(ttls[n])
         restores.append(new_layout.restore_call(id, bytes(raw), int(version), doc._values(),
                                                 ttl if ttl > 0 else None))

@@ -31,7 +31,7 @@ class WriteReply:
     """One document's outcome from ``save.lua``, ``delete.lua`` or ``insert_many.lua``."""
 
     #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT; a patch (save.lua):
-    #: TOOLARGE | CORRUPT too
+    #: TOOLARGE | CORRUPT | COMPRESSED too
     status: str
     #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size
     version: int | None = None

@@ -1,4 +1,5 @@
-"""Query and fetch replies as rows: JSON decoding, the merge of several partitions' ordered
+"""Query and fetch replies as rows: decoding (decompressed first when a document is stored
+compressed: :mod:`quantumorm.compression`), the merge of several partitions' ordered
 windows, and the Python-side filter, order and slice of rows the server could not order.
 
 Pure: no I/O. A "keyed" ``query.lua`` reply carries each row's sort keys (the encodings
@@ -14,7 +15,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
-from ... import jsoncodec, sortable
+from ... import compression, jsoncodec, sortable
 from ...engine.contract import Row
 from ...errors import CorruptDocumentError
 from ...options import ModelOptions
@@ -23,6 +24,8 @@ from ...query.nodes import Node, QuerySpec
 
 
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
+    if raw[:1] == compression.MARKER:  # (whatever the model says now: see compression.py)
+        raw = compression.decompress(raw, options.model_name, id)
     try:
         data = jsoncodec.decode(raw)
     except ValueError as exc:

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ... import sortable
+from ... import compression, sortable
 from ...engine.drive import Op
+from ...errors import CorruptDocumentError
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
 from . import eviction, wire
@@ -95,12 +96,12 @@ class Checker:
         except ValueError:
             version = 0
         try:
-            data = json.loads(raw)
+            data = json.loads(compression.decompress(raw, self.options.model_name, id))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             values = {name: self.options.read_value(name, data) for name in self.options.fields}
             expected = self.expected(values)
-        except (ValueError, TypeError, ArithmeticError):
+        except (ValueError, TypeError, ArithmeticError, CorruptDocumentError):
             return Finding(id, "corrupt_documents", version, raw, listed=listed)
         if not meta:
             return Finding(id, "missing_meta", 0, raw, values, listed)

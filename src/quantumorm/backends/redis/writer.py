@@ -192,7 +192,7 @@ class Writer(BackendCore):
             raise
 
     def update_fields(self, options: ModelOptions, id: str, values: dict[str, Any],
-                      storage: dict[str, Any], expire: Expiry | int) -> Op[int]:
+                      storage: dict[str, Any], expire: Expiry | int) -> Op[int | None]:
         """Set fields of the stored document ``id`` (whatever its version) in one
         ``save.lua`` "patch" call, without reading it first: 1 if it exists (written, or
         already holding those values: nothing written), 0 if not. ``values``: cleaned
@@ -200,7 +200,14 @@ class Writer(BackendCore):
         of a compound index. A refusal raises as ``QuerySet.update()`` does: a
         BulkWriteError around the typed error (nothing written); a document too large or a
         stored document that is not a JSON object raises DocumentTooLargeError or
-        CorruptDocumentError itself."""
+        CorruptDocumentError itself.
+
+        None (nothing written) when the update must read the document and write it whole
+        instead: the model compresses its documents (Meta.compress: the script cannot
+        compress what it patches, nor look inside a compressed one), or the stored
+        document is compressed (written while the model said so)."""
+        if options.compress is not None:
+            return None
         model = options.model_name
         _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
             (state.writes.patch(id, values, storage, expire).call(),), idempotent=True)))
@@ -215,6 +222,8 @@ class Writer(BackendCore):
                                         self._state(options).writes.max_document_bytes)
         if status == "CORRUPT":
             raise CorruptDocumentError(model, id, "not a JSON object")
+        if status == "COMPRESSED":
+            return None
         error = writes.result(options, WriteRequest("update", id), reply).error
         assert error is not None
         raise BulkWriteError([(0, error)], [])

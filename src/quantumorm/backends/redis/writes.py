@@ -68,6 +68,8 @@ class WriteLayout:
                  max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.options, self.keys = options, keys
         self.max_document_bytes = max_document_bytes
+        #: Meta.compress (None: off): applied to every document this layout sends
+        self.compress = options.compress
         self.value_fields = [
             (name, options.fields[name], meta_field(options.fields[name]).encode())
             for name in options.indexed_fields]
@@ -103,12 +105,15 @@ class WriteLayout:
         return packed
 
     def document(self, request: WriteRequest) -> bytes:
-        """The stored bytes of the request's document, within the size limit."""
+        """The stored bytes of the request's document, within the size limit (of its JSON,
+        as the engine checks it before a bulk write: compressed or not), compressed if the
+        model says so (Meta.compress)."""
         raw = request.encoded()
         if len(raw) > self.max_document_bytes:
             raise DocumentTooLargeError(self.options.model_name, request.id, len(raw),
                                         self.max_document_bytes)
-        return raw
+        compress = self.compress
+        return raw if compress is None else compress.encode(raw)
 
     def save(self, request: WriteRequest) -> SaveCall:
         """The ``save.lua`` call of an insert or update."""

@@ -43,6 +43,8 @@
 -- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and
 --           nothing written) | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"TOOLARGE", size} (patch) | {"CORRUPT"} (patch: not a stored JSON object)
+--           | {"COMPRESSED"} (patch: the stored document is compressed, which a script
+--             cannot look inside: nothing written, the caller reads and rewrites it)
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -152,8 +154,11 @@ if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
   if patching then  -- the stored JSON with the new values in place; unchanged: no write
-    local names
-    json, names = patch_json(redis.call("GET", doc_key), ARGV[4], cmsgpack.unpack(ARGV[13]))
+    local names, stored = nil, redis.call("GET", doc_key)
+    -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
+    -- no JSON text does
+    if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
+    json, names = patch_json(stored, ARGV[4], cmsgpack.unpack(ARGV[13]))
     if not json then return {"CORRUPT"} end
     if #names == 0 and ARGV[9] == "keep" then return {"OK", tonumber(current), idkey} end
     if #json > tonumber(ARGV[2]) then return {"TOOLARGE", #json} end

@@ -97,8 +97,19 @@ class _Functions:
     errors: tuple[type[BaseException], ...]
 
 
-_ZLIB = _Functions(lambda data: zlib.compress(data, ZLIB_LEVEL), zlib.decompress,
-                   (zlib.error,))
+def _zlib_decompress(data: memoryview) -> bytes:
+    # (zlib states no size up front: inflate at most MAX_DOCUMENT bytes, then refuse)
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_DOCUMENT)
+    if inflater.unconsumed_tail:
+        raise ValueError("the payload inflates above 1 GiB")
+    if not inflater.eof:
+        raise zlib.error("the payload is truncated")
+    return out
+
+
+_ZLIB = _Functions(lambda data: zlib.compress(data, ZLIB_LEVEL), _zlib_decompress,
+                   (zlib.error, ValueError))
 #: the functions of each codec module loaded so far, by module name
 _loaded: dict[str, _Functions] = {}
 _loading = threading.Lock()

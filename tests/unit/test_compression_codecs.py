@@ -128,6 +128,21 @@ def test_a_damaged_size_is_refused_before_anything_is_allocated(codec: Codec) ->
         c.decompress(bytes(stored), "Order", "7")
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_truncated_payload_is_corrupt(codec: Codec) -> None:
+    stored = Compression(codec, min_size=1).encode(text_document(4000))
+    with pytest.raises(CorruptDocumentError):
+        c.decompress(stored[:len(stored) // 2], "Order", "7")
+
+
+def test_a_zlib_payload_inflating_past_the_cap_is_refused(monkeypatch: Any) -> None:
+    # zlib states no size up front: the cap is checked while inflating
+    monkeypatch.setattr(c, "MAX_DOCUMENT", 1000)
+    stored = Compression(Codec.ZLIB, min_size=1).encode(text_document(4000))
+    with pytest.raises(CorruptDocumentError, match="inflates above"):
+        c.decompress(stored, "Order", "7")
+
+
 def test_an_unknown_codec_id_is_corrupt() -> None:
     with pytest.raises(CorruptDocumentError, match="unknown compression codec id"):
         c.decompress(c.MARKER + b"?payload", "Order", "7")

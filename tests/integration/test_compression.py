@@ -268,10 +268,10 @@ def test_a_patch_script_refuses_a_compressed_document_and_writes_nothing(
     assert compression.compressed(stored(redis_client, On, doc.id))
     before = snapshot(redis_client)
     values = {"views": 5}
-    declined = drive.run(conn.backend.update_fields(Off._meta, doc.id, values,
-                                                    {"views": 5}, Expiry.KEEP),
-                         conn.store.sync_executor())
-    assert declined is None
+    outcome = drive.run(conn.backend.update_fields(Off._meta, [doc.id], values,
+                                                   {"views": 5}, Expiry.KEEP),
+                        conn.store.sync_executor())
+    assert (outcome.count, outcome.declined, outcome.failures) == (0, [doc.id], [])
     assert snapshot(redis_client) == before  # nothing written, no event
     # through the QuerySet: the fallback reads and saves (as JSON, the model says off)
     feed = Off.objects.changes(since="0", wait=0)

@@ -141,3 +141,43 @@ async def test_a_foreign_key_at_the_stream_refuses_updates_and_deletes_untouched
     with pytest.raises(WrongTypeError):
         await call(p, "delete", mode)
     assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_several_ids_in_one_round_trip(conn: Any, redis_client: Any, mode: str) -> None:
+    ks = KeySpace(Person._meta)
+    await call(Person.objects, "bulk_create", mode,
+               [person(id) for id in ("a", "b", "c", "twin")])
+    feed = Person.objects.changes(wait=0)
+    await call(feed, "read", mode)
+    before = scripts_called(redis_client)
+    # "gone" does not exist: it is not counted; each of the others is patched in place
+    assert await call(Person.objects.filter(id__in=["a", "gone", "b", "c"]), "update", mode,
+                      age=50, tags=["x"]) == 3
+    assert scripts_called(redis_client) - before == 4  # one patch call per id, no query
+    twin = await call(Person.objects, "get", mode, id="twin")
+    twin.age, twin.tags = 50, ["x"]
+    await call(twin, "save", mode)
+    for id in ("a", "b", "c"):  # the bytes a load-set-save stores
+        assert redis_client.get(ks.doc(0, id)).replace(id.encode() + b"@x", b"") == \
+            redis_client.get(ks.doc(0, "twin")).replace(b"twin@x", b"")
+    assert [(e.op, e.id) for e in await call(feed, "read", mode)] == [
+        ("update", "a"), ("update", "b"), ("update", "c"), ("update", "twin")]
+    assert_indexes_consistent(redis_client, Person)
+    assert sorted(d.id for d in await call(Person.objects.filter(age=50), "all", mode)) == [
+        "a", "b", "c", "twin"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_several_ids_one_refused(conn: Any, redis_client: Any, mode: str) -> None:
+    await call(Person.objects, "bulk_create", mode, [person(id) for id in ("a", "b", "c")])
+    # a unique value can be given to one document only: the first id gets it, the others
+    # are refused, and the error carries the documents written (as stored after the update)
+    with pytest.raises(BulkWriteError) as error:
+        await call(Person.objects.filter(id__in=["a", "b", "c"]), "update", mode,
+                   email="same@x", age=7)
+    assert [position for position, _ in error.value.errors] == [1, 2]
+    assert [(d.id, d.email, d.age) for d in error.value.written] == [("a", "same@x", 7)]
+    stored = {d.id: (d.email, d.age) for d in await call(Person.objects, "all", mode)}
+    assert stored == {"a": ("same@x", 7), "b": ("b@x", 3), "c": ("c@x", 3)}
+    assert_indexes_consistent(redis_client, Person)

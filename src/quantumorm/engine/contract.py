@@ -123,6 +123,17 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class Patched:
+    """What a backend's in-place update of documents by id (``update_fields``) did: how many
+    of the ids exist and now hold the new values; the ids it declined, written nothing to
+    (to be read and written whole); and its refusals, ``(position in the ids, error)``."""
+
+    count: int
+    declined: list[str]
+    failures: list[tuple[int, Exception]]
+
+
+@dataclass(frozen=True)
 class Explanation:
     """What :meth:`QuerySet.explain` returns: how the backend will answer a query."""
 

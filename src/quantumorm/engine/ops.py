@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import signals
 from ..errors import (
     BulkWriteError,
+    CorruptDocumentError,
     DocumentTooLargeError,
     InvalidOperation,
     UnsupportedOperation,
@@ -23,7 +24,15 @@ from ..fields.base import MISSING
 from ..query import evaluate
 from ..query.lookups import Lookup
 from ..query.nodes import ID, Condition, QuerySpec
-from .contract import Backend, Expiry, Row, WriteRequest, WriteResult, encode_document
+from .contract import (
+    Backend,
+    Expiry,
+    Patched,
+    Row,
+    WriteRequest,
+    WriteResult,
+    encode_document,
+)
 from .drive import Op
 
 if TYPE_CHECKING:
@@ -272,33 +281,47 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     matches (at most ``WHERE_RETRIES`` times). All new values are validated first. Each
     document written fires ``pre_save``/``post_save`` (again for a document retried).
 
-    ``filter(id=x).update(...)`` on a backend that can set fields in place
-    (``update_fields``: Redis), with no ``pre_save``/``post_save`` receiver connected for
-    the model and fields that :func:`patchable` allows: one round trip, no read; the store
-    puts the new values in place of the stored ones (whatever the version), with the same
-    store checks (types, unique values, layout, size), index moves and change event as a
-    save. Only the new values are validated there: the other stored fields are not read, so
-    a stored value that a newer declaration would refuse (a field made required, a tighter
-    ``max_length``) does not stop the update, where the read-then-save path raises
-    ``ValidationError``. With a receiver connected, the document is read first, as the
-    receivers get it. The store may also decline (``update_fields`` returns None, nothing
-    written: on Redis a model with ``Meta.compress``, or a stored document that is
-    compressed), and the update then takes the read-then-save path.
+    ``filter(id=x).update(...)`` and ``filter(id__in=[...]).update(...)`` on a backend
+    that can set fields in place (``update_fields``: Redis), with no
+    ``pre_save``/``post_save`` receiver connected for the model and fields that
+    :func:`patchable` allows: one round trip, no read; the store puts the new values in
+    place of the stored ones (whatever the version), with the same store checks (types,
+    unique values, layout, size), index moves and change event as a save, each document
+    atomic on its own. Only the new values are validated there: the other stored fields are
+    not read, so a stored value that a newer declaration would refuse (a field made
+    required, a tighter ``max_length``) does not stop the update, where the read-then-save
+    path raises ``ValidationError``. A refusal of some ids raises ``BulkWriteError`` with
+    the documents written for the others (read after the update; a single id's document
+    too large or corrupt raises its own error). With a receiver connected, the documents are
+    read first, as the receivers get them. The store may also decline ids (nothing written
+    to them: on Redis a model with ``Meta.compress``, or a stored document that is
+    compressed), which then take the read-then-save path.
     """
     expire = expiry(backend, model._meta)
     ids = named_ids(spec)
     in_place = getattr(backend, "update_fields", None)
-    if (in_place is not None and ids is not None and len(ids) == 1
+    patched = 0
+    if (in_place is not None and ids
             and not _heard(model, signals.pre_save, signals.post_save)
             and patchable(model, changes)):
         fields = model._meta.fields
         storage = {fields[name].db_name: fields[name].to_storage(value)
                    for name, value in changes.items()}
-        done = yield from in_place(model._meta, ids[0], changes, storage, expire)
-        if done is not None:
-            return int(done)
+        outcome: Patched = yield from in_place(model._meta, ids, changes, storage, expire)
+        if outcome.failures:
+            if len(ids) == 1 and isinstance(outcome.failures[0][1], (
+                    DocumentTooLargeError, CorruptDocumentError)):
+                raise outcome.failures[0][1]
+            failed = {ids[position] for position, _ in outcome.failures}
+            stored = yield from get_many(backend, model, [
+                id for id in ids if id not in failed and id not in outcome.declined])
+            raise BulkWriteError(outcome.failures, [doc for doc in stored if doc is not None])
+        if not outcome.declined:
+            return outcome.count
+        patched = outcome.count
+        spec = QuerySpec(Condition(ID, Lookup.IN, tuple(outcome.declined)))
     rows = yield from backend.query(model._meta, spec)
-    updated = 0
+    updated = patched
     written: list[D] = []
     for _attempt in range(WHERE_RETRIES):
         requests, states = [], []

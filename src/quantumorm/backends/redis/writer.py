@@ -15,11 +15,10 @@ from typing import Any
 
 from ... import sortable
 from ...engine import autoid
-from ...engine.contract import Expiry, WriteRequest, WriteResult
+from ...engine.contract import Expiry, Patched, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     BackendConnectionError,
-    BulkWriteError,
     CorruptDocumentError,
     DocumentTooLargeError,
     DuplicateIdError,
@@ -191,42 +190,47 @@ class Writer(BackendCore):
                 raise WriteOutcomeUnknown(options.model_name, requests[0].id, refusal) from None
             raise
 
-    def update_fields(self, options: ModelOptions, id: str, values: dict[str, Any],
-                      storage: dict[str, Any], expire: Expiry | int) -> Op[int | None]:
-        """Set fields of the stored document ``id`` (whatever its version) in one
-        ``save.lua`` "patch" call, without reading it first: 1 if it exists (written, or
-        already holding those values: nothing written), 0 if not. ``values``: cleaned
-        values by attribute name; ``storage``: their stored forms by stored name; no field
-        of a compound index. A refusal raises as ``QuerySet.update()`` does: a
-        BulkWriteError around the typed error (nothing written); a document too large or a
-        stored document that is not a JSON object raises DocumentTooLargeError or
-        CorruptDocumentError itself.
+    def update_fields(self, options: ModelOptions, ids: Sequence[str], values: dict[str, Any],
+                      storage: dict[str, Any], expire: Expiry | int) -> Op[Patched]:
+        """Set fields of the stored documents ``ids`` (whatever their versions) without
+        reading them first: one ``save.lua`` "patch" call per id, all in one round trip,
+        each atomic on its own. ``values``: cleaned values by attribute name; ``storage``:
+        their stored forms by stored name; no field of a compound index. An id that exists
+        counts (written, or already holding those values: nothing written); a refusal of one
+        id (a unique value taken, a key of the wrong type, a document too large or not a
+        JSON object) writes nothing to it and is reported with its position.
 
-        None (nothing written) when the update must read the document and write it whole
-        instead: the model compresses its documents (Meta.compress: the script cannot
-        compress what it patches, nor look inside a compressed one), or the stored
-        document is compressed (written while the model said so)."""
+        Declined, nothing written, to be read and written whole: every id when the model
+        compresses its documents (Meta.compress: a script cannot compress what it patches,
+        nor look inside a compressed document), and any id whose stored document is
+        compressed (written while the model said so)."""
         if options.compress is not None:
-            return None
+            return Patched(0, list(ids), [])
         model = options.model_name
         _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
-            (state.writes.patch(id, values, storage, expire).call(),), idempotent=True)))
-        reply = write_reply(sent[0])
-        status = reply.status
-        if status == "OK":
-            return 1
-        if status == "MISSING":
-            return 0
-        if status == "TOOLARGE":
-            raise DocumentTooLargeError(model, id, reply.version or 0,
-                                        self._state(options).writes.max_document_bytes)
-        if status == "CORRUPT":
-            raise CorruptDocumentError(model, id, "not a JSON object")
-        if status == "COMPRESSED":
-            return None
-        error = writes.result(options, WriteRequest("update", id), reply).error
-        assert error is not None
-        raise BulkWriteError([(0, error)], [])
+            tuple(call.call() for call in state.writes.patches(ids, values, storage, expire)),
+            idempotent=True)))
+        count, declined = 0, []
+        failures: list[tuple[int, Exception]] = []
+        for position, (id, raw) in enumerate(zip(ids, sent, strict=True)):
+            reply = write_reply(raw)
+            status = reply.status
+            if status == "OK":
+                count += 1
+            elif status == "COMPRESSED":
+                declined.append(id)
+            elif status == "TOOLARGE":
+                failures.append((position, DocumentTooLargeError(
+                    model, id, reply.version or 0,
+                    self._state(options).writes.max_document_bytes)))
+            elif status == "CORRUPT":
+                failures.append((position, CorruptDocumentError(model, id,
+                                                                "not a JSON object")))
+            elif status != "MISSING":
+                error = writes.result(options, WriteRequest("update", id), reply).error
+                assert error is not None
+                failures.append((position, error))
+        return Patched(count, declined, failures)
 
     # -- expiry ----------------------------------------------------------------------------
 

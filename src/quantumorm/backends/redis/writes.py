@@ -13,6 +13,7 @@ escaped id).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ... import sortable
@@ -163,6 +164,12 @@ class WriteLayout:
         ``id``, whatever its version, without reading it first: ``values`` are the cleaned
         values by attribute name, ``storage`` their stored forms by stored name. No field
         may be part of a compound index (its entries need the other fields' values)."""
+        (call,) = self.patches((id,), values, storage, expire)
+        return call
+
+    def patches(self, ids: Sequence[str], values: dict[str, Any], storage: dict[str, Any],
+                expire: Expiry | int) -> list[SaveCall]:
+        """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
         changed = frozenset(values)
         pairs: list[bytes] = []
         for name, field, meta_name in self.value_fields:
@@ -178,16 +185,18 @@ class WriteLayout:
         ordered = [name for name in fields if name in changed]  # (as an event's "f")
         fragment = encode_document({fields[name].db_name: storage[fields[name].db_name]
                                     for name in ordered})
-        keys = self.keys
-        partition = keys.partition_of(id)
-        p, escaped = keys.partition(partition), sortable.escape_id(id)
-        return SaveCall(
-            p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
-            p.indexes, (p.changes,) if self.events else (), "patch",
-            str(self.max_document_bytes), sortable.id_key(id), fragment, os.urandom(8).hex(),
-            wire.pack(pairs), wire.pack(index_args), self.manifests, wire_expiry(expire),
-            p.doc_prefix, p.meta_prefix, self.events,
-            wire.pack([name.encode() for name in ordered]), self.layout)
+        packed_pairs, packed_indexes = wire.pack(pairs), wire.pack(index_args)
+        named, expiry = wire.pack([name.encode() for name in ordered]), wire_expiry(expire)
+        limit, keys, calls = str(self.max_document_bytes), self.keys, []
+        for id in ids:
+            p, escaped = keys.partition(keys.partition_of(id)), sortable.escape_id(id)
+            calls.append(SaveCall(
+                p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
+                p.indexes, (p.changes,) if self.events else (), "patch", limit,
+                sortable.id_key(id), fragment, os.urandom(8).hex(), packed_pairs,
+                packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix,
+                self.events, named, self.layout))
+        return calls
 
     def new_document(self, partition: int, request: WriteRequest) -> NewDocument:
         """A document with every meta field and index entry (insert_many, tx, restore)."""

@@ -53,9 +53,10 @@ Guarantees and how each is kept at the least cost:
 
 What it leaves out, as the ORM's guarantees go beyond this workload: unique indexes (none in
 the model), write ids that make a resent write recognisable, schema layout checks, user ids
-(ids are always allocated, so an insert needs no existence check), partitions (one), and
-general encodings (ages are doubles, exact below 2^53; names and tags may not contain
-``\\0``: refused by the client).
+(ids are always allocated, so an insert needs no existence check), partitions (one), a
+clock that survives the loss of its key (the ORM's versions are also at least the server's
+time in µs: a TIME per write), and general encodings (ages are doubles, exact below 2^53;
+names and tags may not contain ``\\0``: refused by the client).
 """
 
 from __future__ import annotations

@@ -746,10 +746,15 @@ def report(out: dict[str, Any]) -> None:
     print()
     print(memory_table(out))
     if "floor" in out["sides"]:
+        by_kind = out["memory_by_kind"]
+        extra = ""
+        if "hand" in by_kind:  # the same JSON in both: the difference is the version prefix
+            extra = (f": {by_kind['floor']['documents'] - by_kind['hand']['documents']:,.1f} B"
+                     " per document, the floor's documents less the plain side's")
         print("\n(versions: the ORM's are in its meta hashes, beside each index's value "
-              "encodings and the recent write ids; the floor's are the first 16 bytes of "
-              "each document string, counted in its documents, and the clock of its state "
-              "hash)")
+              "encodings and the recent write ids; the floor's are the first 17 bytes of "
+              f"each document string (version and expiry flag){extra}, and the clock of its "
+              "state hash)")
     bad = [key for key, ok in out["cross_check"].items() if not ok]
     eq = out["eq_rows"]
     print(f"\nequality query rows: {min(eq, default=0)}-{max(eq, default=0)}; compound query "

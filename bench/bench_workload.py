@@ -9,17 +9,27 @@ load, ``get_many_sync([id])`` and ``get_sync(id=...)``, load-set-``save_sync()``
 update, load-``delete_sync()`` for a delete, ``save_sync()`` of a new document, and
 ``filter(...).all_sync()`` / ``count_sync()`` for the queries).
 
-The hand-written side is redis-py with ONE Lua script per operation over a plain layout: the
-document's JSON in a string key; a SET of ids per (field, value) for name, active and each
-tag; one ZSET of ids scored by age; an id counter. Each write is one EVALSHA that keeps the
-indexes (an update or delete script reads the old JSON with cjson to move the entries); each
-query is one EVALSHA (SMEMBERS; ZRANGEBYSCORE; SINTER of two sets, then ZMSCORE of the
-candidates' ages; then MGET); a count is ZCOUNT; a get is GET and ``json.loads``; the load
-is pipelined EVALSHA of a multi-document insert script. It keeps no versions, no unique
-checks, no TTLs, no change events and no schema: what it skips is what the ORM's guarantees
-cost. Scripts build key names from a prefix (standalone Redis; the prefix is one hash tag,
-as the ORM's keys are). Documents come back as ``json.loads`` gives them (``created_at`` an
-ISO string; the ORM's is a ``datetime``).
+The hand-written side (``workload_hand.py``) is redis-py with ONE Lua script per operation
+over a plain layout: the document's JSON in a string key; a SET of ids per (field, value)
+for name, active and each tag; one ZSET of ids scored by age; an id counter. Each write is
+one EVALSHA that keeps the indexes (an update or delete script reads the old JSON with cjson
+to move the entries); each query is one EVALSHA (SMEMBERS; ZRANGEBYSCORE; SINTER of two
+sets, then ZMSCORE of the candidates' ages; then MGET); a count is ZCOUNT; a get is GET and
+``json.loads``; the load is pipelined EVALSHA of a multi-document insert script. It keeps no
+versions, no unique checks, no TTLs, no change events and no schema: what it skips is what
+the ORM's guarantees cost. Scripts build key names from a prefix (standalone Redis; the
+prefix is one hash tag, as the ORM's keys are). Documents come back as ``json.loads`` gives
+them (``created_at`` an ISO string; the ORM's is a ``datetime``).
+
+The third side, the **floor** (``workload_floor.py``, whose docstring gives its design), is
+hand-written redis-py with one Lua script per operation too, but it keeps the guarantees
+the plain side skips and the ORM gives: a version per document from a per-partition clock,
+compare-and-set on update and delete, TTL consistency (an expiry schedule swept by writes;
+queries and counts skip expired documents), a change event per write (XADD, capped),
+indexes that serve equality, ranges and order on every indexed field (lex-ordered ZSETs for
+strings, score ZSETs for numbers), an id ZSET, and key type checks before a script's first
+write; its reads return the version with the document. Where the ORM cannot come within
+1.3x of the plain side, issue 12 asks it to come within 1.1x of the floor.
 
 What is measured, per operation and side:
 
@@ -35,16 +45,21 @@ What is measured, per operation and side:
 * **Python calls**: every function call per operation (``cProfile``), in a third pass;
 * **memory per document**: the ``used_memory`` delta after loading the N documents into each
   side alone (separate key prefixes; everything the ORM writes counts, its change stream
-  included), and the number of keys of each side (SCAN of its prefix).
+  included), and the number of keys of each side (SCAN of its prefix); and the same load
+  broken down by kind of key (documents, meta hashes, each index, ids, schedule, stream...):
+  ``MEMORY USAGE key SAMPLES 0`` summed per kind over a SCAN, per document.
 
-The query results are cross-checked: on the first iterations both sides must return the same
-documents (get, equality and compound queries), the same ages in the same order and the same
-ids below the last age (range + order by + limit, where ties at the cut may differ), and the
-same counts.
+The query results are cross-checked: on the first iterations every side must return the
+same documents as the ORM (get, equality and compound queries), the same ages in the same
+order and the same ids below the last age (range + order by + limit, where ties at the cut
+may differ), and the same counts (the floor against the ORM, or the plain side when the ORM
+does not run); each floor row must carry a positive integer version.
 
-Usage: bench/bench_workload.py [--n 50000] [--iterations 500] [--warmup 50] [--json]. It
-starts a private redis-server on a free 127.0.0.1 port (no persistence; stopped at exit)
-unless REDIS_URL is set; only the benchmark's own keys are ever deleted (never FLUSHDB).
+Usage: bench/bench_workload.py [--n 50000] [--iterations 500] [--warmup 50]
+[--sides orm,hand,floor] [--json]. The sides take turns call by call, in an order that
+rotates. It starts a private redis-server on a free 127.0.0.1 port (no persistence; stopped
+at exit) unless REDIS_URL is set; only the benchmark's own keys are ever deleted (never
+FLUSHDB).
 """
 
 from __future__ import annotations
@@ -67,6 +82,8 @@ from typing import Any
 import redis
 import redis.connection
 from bench_redis import redis_server  # (this folder)
+from workload_floor import FLOOR, VERSION, Floor, key_kind
+from workload_hand import HAND, HandWritten
 
 from quantumorm import (
     ArrayField,
@@ -80,10 +97,8 @@ from quantumorm import (
 
 NAMESPACE = "qbenchwl"
 ORM_PATTERN = "{" + NAMESPACE + ":people*"  # every key of the collection, its schema included
-HAND = "{qbenchwl-hand}:"  # the hand-written side's key prefix
 TAGS = [f"t{i}" for i in range(20)]
 BATCH = 500  # documents per bulk call on both sides (the ORM's default batch_size)
-HAND_DOCS_PER_SCRIPT = 100  # documents per EVALSHA in the hand-written side's bulk pipeline
 CHECKED = 20  # iterations whose results are cross-checked
 PROFILED = 200  # most iterations per operation under cProfile (calls per op are exact)
 PROFILED_COMPOUND = 20
@@ -110,153 +125,6 @@ def make_docs(n: int, names: int, seed: int) -> list[dict[str, Any]]:
              "active": rng.random() < 0.5, "tags": rng.sample(TAGS, 5),
              "created_at": EPOCH + dt.timedelta(seconds=rng.randrange(10**8))}
             for _ in range(n)]
-
-
-# -- the hand-written side ----------------------------------------------------------------
-
-FETCH = """
-local function fetch(ids)  -- {id, json, id, json, ...}: one MGET per 1,000 rows
-  local out = {}
-  for i = 1, #ids, 1000 do
-    local keys = {}
-    for j = i, math.min(i + 999, #ids) do keys[#keys + 1] = KEYS[1] .. "d:" .. ids[j] end
-    local docs = redis.call("MGET", unpack(keys))
-    for j = 1, #keys do out[#out + 1] = ids[i + j - 1]; out[#out + 1] = docs[j] end
-  end
-  return out
-end
-"""
-
-SCRIPTS = {
-    "insert": """
--- KEYS[1]: prefix; ARGV[1]: how many documents, then per document: JSON, name, age,
--- active ("true"/"false"), number of tags, the tags. Returns the new ids, in order.
-local p, n = KEYS[1], tonumber(ARGV[1])
-local id, i, ids = redis.call("INCRBY", p .. "seq", n) - n, 2, {}
-while i <= #ARGV do
-  id = id + 1
-  redis.call("SET", p .. "d:" .. id, ARGV[i])
-  redis.call("SADD", p .. "name:" .. ARGV[i + 1], id)
-  redis.call("ZADD", p .. "age", ARGV[i + 2], id)
-  redis.call("SADD", p .. "active:" .. ARGV[i + 3], id)
-  for t = i + 5, i + 4 + tonumber(ARGV[i + 4]) do redis.call("SADD", p .. "tag:" .. ARGV[t], id) end
-  ids[#ids + 1] = id
-  i = i + 5 + tonumber(ARGV[i + 4])
-end
-return ids
-""",
-    "update": """
--- KEYS[1]: prefix; ARGV: id, field, new value as JSON. 0 if there is no such document.
-local p, id, field = KEYS[1], ARGV[1], ARGV[2]
-local raw = redis.call("GET", p .. "d:" .. id)
-if not raw then return 0 end
-local doc, new = cjson.decode(raw), cjson.decode(ARGV[3])
-if field == "age" then redis.call("ZADD", p .. "age", new, id)
-elseif field == "name" or field == "active" then
-  redis.call("SMOVE", p .. field .. ":" .. tostring(doc[field]),
-             p .. field .. ":" .. tostring(new), id)
-end
-doc[field] = new
-redis.call("SET", p .. "d:" .. id, cjson.encode(doc))
-return 1
-""",
-    "delete": """
--- KEYS[1]: prefix; ARGV[1]: id. 0 if there is no such document.
-local p, id = KEYS[1], ARGV[1]
-local raw = redis.call("GET", p .. "d:" .. id)
-if not raw then return 0 end
-local doc = cjson.decode(raw)
-redis.call("SREM", p .. "name:" .. doc.name, id)
-redis.call("ZREM", p .. "age", id)
-redis.call("SREM", p .. "active:" .. tostring(doc.active), id)
-for _, t in ipairs(doc.tags) do redis.call("SREM", p .. "tag:" .. t, id) end
-redis.call("DEL", p .. "d:" .. id)
-return 1
-""",
-    "eq": FETCH + """
--- KEYS[1]: prefix; ARGV[1]: the name
-return fetch(redis.call("SMEMBERS", KEYS[1] .. "name:" .. ARGV[1]))
-""",
-    "range": FETCH + """
--- KEYS[1]: prefix; ARGV: min age, max age (exclusive), limit; by age (then id)
-return fetch(redis.call("ZRANGEBYSCORE", KEYS[1] .. "age", ARGV[1], "(" .. ARGV[2],
-                        "LIMIT", 0, ARGV[3]))
-""",
-    "compound": FETCH + """
--- KEYS[1]: prefix; ARGV: active ("true"/"false"), tag, age above which. The two sets'
--- intersection, then the candidates' ages by ZMSCORE, 1,000 at a time (measured faster
--- than ZINTER of the sets and the age ZSET, or ZRANGEBYSCORE then SMISMEMBER of the sets)
-local p = KEYS[1]
-local cand = redis.call("SINTER", p .. "active:" .. ARGV[1], p .. "tag:" .. ARGV[2])
-local ids, above = {}, tonumber(ARGV[3])
-for i = 1, #cand, 1000 do
-  local chunk = {}
-  for j = i, math.min(i + 999, #cand) do chunk[#chunk + 1] = cand[j] end
-  local ages = redis.call("ZMSCORE", p .. "age", unpack(chunk))
-  for j = 1, #chunk do
-    if tonumber(ages[j]) > above then ids[#ids + 1] = chunk[j] end
-  end
-end
-return fetch(ids)
-""",
-}
-
-dumps = lambda doc: json.dumps(doc, separators=(",", ":"))
-
-
-class HandWritten:
-    """The baseline: one redis-py call per operation (a pipeline for the load)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.r = client
-        self.sha = {name: client.script_load(source) for name, source in SCRIPTS.items()}
-
-    @staticmethod
-    def _insert_args(docs: list[dict[str, Any]]) -> list[Any]:
-        args: list[Any] = [len(docs)]
-        for doc in docs:
-            stored = {**doc, "created_at": doc["created_at"].isoformat()}
-            args += [dumps(stored), doc["name"], doc["age"],
-                     "true" if doc["active"] else "false", len(doc["tags"]), *doc["tags"]]
-        return args
-
-    @staticmethod
-    def _rows(reply: list[bytes]) -> list[dict[str, Any]]:
-        return [{"id": reply[i].decode(), **json.loads(reply[i + 1])}
-                for i in range(0, len(reply), 2)]
-
-    def bulk(self, docs: list[dict[str, Any]]) -> list[str]:
-        pipe = self.r.pipeline(transaction=False)
-        for i in range(0, len(docs), HAND_DOCS_PER_SCRIPT):
-            chunk = docs[i:i + HAND_DOCS_PER_SCRIPT]
-            pipe.evalsha(self.sha["insert"], 1, HAND, *self._insert_args(chunk))
-        return [str(id) for ids in pipe.execute() for id in ids]
-
-    def insert(self, doc: dict[str, Any]) -> str:
-        return str(self.r.evalsha(self.sha["insert"], 1, HAND, *self._insert_args([doc]))[0])
-
-    def get(self, id: str) -> dict[str, Any] | None:
-        raw = self.r.get(HAND + "d:" + id)
-        return None if raw is None else {"id": id, **json.loads(raw)}
-
-    def update(self, id: str, age: int) -> bool:
-        return self.r.evalsha(self.sha["update"], 1, HAND, id, "age", age) == 1
-
-    def delete(self, id: str) -> bool:
-        return self.r.evalsha(self.sha["delete"], 1, HAND, id) == 1
-
-    def eq(self, name: str) -> list[dict[str, Any]]:
-        return self._rows(self.r.evalsha(self.sha["eq"], 1, HAND, name))
-
-    def range(self, age: int) -> list[dict[str, Any]]:
-        return self._rows(self.r.evalsha(self.sha["range"], 1, HAND, age, age + RANGE_WIDTH,
-                                         100))
-
-    def compound(self, _: object) -> list[dict[str, Any]]:
-        return self._rows(self.r.evalsha(self.sha["compound"], 1, HAND, "true", "t7", 60))
-
-    def count(self, age: int) -> int:
-        return int(self.r.zcount(HAND + "age", age, f"({age + RANGE_WIDTH}"))
 
 
 # -- the operations, as functions of one parameter ----------------------------------------
@@ -294,10 +162,22 @@ def orm_ops() -> Ops:
 
 def hand_ops(hand: HandWritten) -> Ops:
     return {"bulk": hand.bulk, "get": hand.get, "get_q": hand.get, "eq": hand.eq,
-            "range": hand.range, "compound": hand.compound, "count": hand.count,
+            "range": lambda age: hand.range(age, age + RANGE_WIDTH, 100),
+            "compound": hand.compound,
+            "count": lambda age: hand.count(age, age + RANGE_WIDTH),
             "update": lambda arg: hand.update(*arg),
             "update_q": lambda arg: hand.update(*arg), "insert": hand.insert,
             "delete": hand.delete}
+
+
+def floor_ops(floor: Floor) -> Ops:
+    return {"bulk": floor.bulk, "get": floor.get, "get_q": floor.get, "eq": floor.eq,
+            "range": lambda age: floor.range(age, age + RANGE_WIDTH, 100),
+            "compound": lambda _: floor.compound(True, "t7", 60),
+            "count": lambda age: floor.count(age, age + RANGE_WIDTH),
+            "update": lambda arg: floor.update(*arg),  # load, CAS save
+            "update_q": lambda arg: floor.update_q(*arg), "insert": floor.insert,
+            "delete": floor.delete}  # load, CAS delete
 
 
 OPS = [("get", "get by id: get_many([id])"), ("get_q", "get by id: get(id=)"),
@@ -308,7 +188,8 @@ OPS = [("get", "get by id: get_many([id])"), ("get_q", "get by id: get(id=)"),
        ("insert", "single insert"),
        ("delete", "delete by id")]  # run in this order: delete removes what insert made
 LABELS = {"bulk": f"bulk insert, per document (round trips: per call of {BATCH})", **dict(OPS)}
-SIDES = ("orm", "hand")
+SIDES = ("orm", "hand", "floor")
+PREFIXES = {"orm": ORM_PATTERN, "hand": HAND + "*", "floor": FLOOR + "*"}
 
 
 def params(n: int, count: int, seed: int, ages: dict[str, int]) -> dict[str, list[Any]]:
@@ -336,15 +217,21 @@ def params(n: int, count: int, seed: int, ages: dict[str, int]) -> dict[str, lis
 # -- cross-check --------------------------------------------------------------------------
 
 def as_rows(result: Any) -> Any:
-    """Either side's result as plain stored data: a dict per document (the ORM's as stored)."""
+    """Any side's result as plain stored data: a dict per document (the ORM's as stored; the
+    floor's without its version, which must be a positive int: else the row cannot match)."""
     if isinstance(result, Document):
         return result.to_dict(storage=True)
     if isinstance(result, list):
         return [as_rows(r) for r in result]
+    if isinstance(result, dict) and VERSION in result:
+        row = {k: v for k, v in result.items() if k != VERSION}
+        version = result[VERSION]
+        return row if isinstance(version, int) and version > 0 else {"bad version": version}
     return result
 
 
 def same(key: str, orm: Any, hand: Any) -> bool:
+    """Whether two sides' results of ``key`` agree (``orm``, ``hand``: any two sides)."""
     orm, hand = as_rows(orm), as_rows(hand)
     if key in ("eq", "compound"):
         by_id = lambda rows: sorted(rows, key=lambda row: int(row["id"]))
@@ -423,20 +310,77 @@ def keys_of(admin: redis.Redis, pattern: str) -> list[bytes]:
 def wipe(admin: redis.Redis, side: str, keep_schema: bool = True) -> None:
     """Delete one side's keys (the ORM's stored schema stays, as in any application, unless
     ``keep_schema`` is false)."""
-    keys = [k for k in keys_of(admin, ORM_PATTERN if side == "orm" else HAND + "*")
+    keys = [k for k in keys_of(admin, PREFIXES[side])
             if not (keep_schema and k.endswith(b"}:schema"))]
     for i in range(0, len(keys), 1000):
         admin.delete(*keys[i:i + 1000])
+
+
+def kind_of(side: str, key: bytes) -> str:
+    """A key's kind, for the memory breakdown (one name per kind across the sides where the
+    kinds are alike: documents, index <field>, ids, ttl, stream)."""
+    if side == "floor":
+        return key_kind(key)
+    rest = key.decode(errors="replace").split("}:", 1)[1]
+    if side == "orm":
+        if rest.startswith(("d:", "m:", "z:")):
+            return {"d": "documents", "m": "meta hashes", "z": "soft-deleted"}[rest[0]]
+        if rest.startswith("i:"):
+            return "index " + rest[2:]
+        return {"ids": "ids", "ttl": "ttl", "x": "stream"}.get(
+            rest, "other (state, seq, schema)")
+    if rest.startswith("d:"):
+        return "documents"
+    field = rest.split(":", 1)[0]
+    return {"name": "index name", "age": "index age", "active": "index active",
+            "tag": "index tags"}.get(field, "other (seq)")
+
+
+def memory_by_kind(admin: redis.Redis, side: str, n: int) -> dict[str, float]:
+    """Bytes per document by kind of key: ``MEMORY USAGE key SAMPLES 0`` (every element
+    counted) of each of the side's keys, summed per kind."""
+    totals: dict[str, float] = {}
+    keys = keys_of(admin, PREFIXES[side])
+    for i in range(0, len(keys), 1000):
+        pipe = admin.pipeline(transaction=False)
+        for key in keys[i:i + 1000]:
+            pipe.memory_usage(key, samples=0)
+        for key, used in zip(keys[i:i + 1000], pipe.execute(), strict=True):
+            kind = kind_of(side, key)
+            totals[kind] = totals.get(kind, 0.0) + (used or 0) / n
+    return dict(sorted(totals.items()))
 
 
 def batches(docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [docs[i:i + BATCH] for i in range(0, len(docs), BATCH)]
 
 
+def turns(sides: dict[str, Ops], i: int) -> list[str]:
+    """The sides in the order they take turn ``i``: rotated every call, so that each goes
+    first, second... alike (two sides: alternating)."""
+    names = list(sides)
+    k = i % len(names)
+    return names[k:] + names[:k]
+
+
+def reference(sides: dict[str, Ops]) -> str | None:
+    """The side the floor's results are checked against: the ORM, else the plain side."""
+    return next((s for s in ("orm", "hand") if s in sides), None)
+
+
+def pairs(sides: dict[str, Ops]) -> list[tuple[str, str, str]]:
+    """The cross-checks to run: (suffix of the check's name, side, side)."""
+    out = [("", "orm", "hand")] if "orm" in sides and "hand" in sides else []
+    ref = reference(sides)
+    if "floor" in sides and ref:
+        out.append((" (floor)", ref, "floor"))
+    return out
+
+
 def load_alone(admin: redis.Redis, sides: dict[str, Ops], data: list[dict[str, Any]],
                out: dict[str, Any]) -> None:
-    """Each side loads the data set alone: memory per document, keys, and the load's round
-    trips, commands and CPU; then its keys are deleted again."""
+    """Each side loads the data set alone: memory per document (in all, and by kind of key),
+    keys, and the load's round trips, commands and CPU; then its keys are deleted again."""
     for side, ops in sides.items():
         wipe(admin, side)
         gc.collect()
@@ -445,41 +389,42 @@ def load_alone(admin: redis.Redis, sides: dict[str, Ops], data: list[dict[str, A
         counts = out["counts"][side]["bulk"] = measure(admin, ops["bulk"], calls, len(data))
         counts["round_trips"] *= len(data) / len(calls)  # per bulk call, not per document
         used = int(admin.info("memory")["used_memory"]) - before
-        keys = keys_of(admin, ORM_PATTERN if side == "orm" else HAND + "*")
+        keys = keys_of(admin, PREFIXES[side])
         out["memory"][side] = {"bytes_per_doc": used / len(data), "keys": len(keys)}
+        out["memory_by_kind"][side] = memory_by_kind(admin, side, len(data))
         wipe(admin, side)
 
 
 def timed_load(sides: dict[str, Ops], data: list[dict[str, Any]],
                out: dict[str, Any]) -> None:
-    """Both sides load the data set batch by batch, taking turns (alternating who goes
-    first); the median µs per document over the batches."""
+    """The sides load the data set batch by batch, taking turns (rotating who goes first);
+    the median µs per document over the batches."""
     samples: dict[str, list[float]] = {side: [] for side in sides}
     ids: dict[str, list[str]] = {side: [] for side in sides}
     for i, chunk in enumerate(batches(data)):
-        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+        for side in turns(sides, i):
             t = time.perf_counter_ns()
             got = sides[side]["bulk"](chunk)
             samples[side].append((time.perf_counter_ns() - t) / 1e3 / len(chunk))
             ids[side] += [doc.id if isinstance(doc, Document) else doc for doc in got]
     for side in sides:
         out["median_us"][side]["bulk"] = statistics.median(samples[side])
-    # the parameters name documents by id: both sides must have given the same ones
-    out["cross_check"]["load ids"] = ids["orm"] == ids["hand"] == [
-        str(i) for i in range(1, len(data) + 1)]
+    # the parameters name documents by id: every side must have given the same ones
+    expected = [str(i) for i in range(1, len(data) + 1)]
+    out["cross_check"]["load ids"] = all(ids[side] == expected for side in sides)
 
 
 def timed_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], warmup: int,
               out: dict[str, Any]) -> None:
-    """Every operation, the two sides taking turns call by call; the first timed results
-    are cross-checked."""
+    """Every operation, the sides taking turns call by call; the first timed results are
+    cross-checked."""
     created: dict[str, list[str]] = {side: [] for side in sides}
     for key, _ in OPS:
         gc.collect()
         samples: dict[str, list[int]] = {side: [] for side in sides}
         results: dict[str, list[Any]] = {side: [] for side in sides}
         for i, arg in enumerate(plan[key]):
-            for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            for side in turns(sides, i):
                 this = created[side][i] if key == "delete" else arg
                 t = time.perf_counter_ns()
                 got = sides[side][key](this)
@@ -492,21 +437,21 @@ def timed_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], warmup: int,
                         results[side].append(got)
         for side in sides:
             out["median_us"][side][key] = statistics.median(samples[side]) / 1e3
-        checked = key not in ("update", "update_q", "insert", "delete")
-        if checked:
-            ok = all(same(key, o, h) for o, h in zip(results["orm"], results["hand"],
-                                                    strict=True))
-            out["cross_check"][key] = ok
+        first = next(iter(sides))
         if key == "compound":
-            out["compound_rows"] = len(results["orm"][0]) if results["orm"] else 0
+            out["compound_rows"] = len(results[first][0]) if results[first] else 0
         if key == "eq":
-            out["eq_rows"] = [len(r) for r in results["orm"]]
-        if key == "insert":
-            out["cross_check"]["insert ids"] = created["orm"] == created["hand"]
-        if key in ("update", "update_q"):  # the updated documents read back alike
-            ids = [id for id, _ in plan[key][:CHECKED]]
-            out["cross_check"][key] = all(
-                same("get", sides["orm"]["get"](id), sides["hand"]["get"](id)) for id in ids)
+            out["eq_rows"] = [len(r) for r in results[first]]
+        for suffix, a, b in pairs(sides):
+            if key not in ("update", "update_q", "insert", "delete"):
+                out["cross_check"][key + suffix] = all(
+                    same(key, x, y) for x, y in zip(results[a], results[b], strict=True))
+            if key == "insert":
+                out["cross_check"]["insert ids" + suffix] = created[a] == created[b]
+            if key in ("update", "update_q"):  # the updated documents read back alike
+                ids = [id for id, _ in plan[key][:CHECKED]]
+                out["cross_check"][key + suffix] = all(
+                    same("get", sides[a]["get"](id), sides[b]["get"](id)) for id in ids)
 
 
 def counted_ops(admin: redis.Redis, sides: dict[str, Ops], plan: dict[str, list[Any]],
@@ -542,20 +487,23 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     admin = redis.Redis.from_url(url)
     names = max(1, args.n // 10)
     data = make_docs(args.n, names, seed=1)
+    chosen = [side for side in SIDES if side in args.sides]
     out: dict[str, Any] = {
-        "n": args.n, "iterations": args.iterations, "warmup": args.warmup,
+        "n": args.n, "iterations": args.iterations, "warmup": args.warmup, "sides": chosen,
         "redis": admin.info("server")["redis_version"], "python": platform.python_version(),
         "redis_py": redis.__version__, "hiredis": redis.utils.HIREDIS_AVAILABLE,
-        "median_us": {s: {} for s in SIDES}, "counts": {s: {} for s in SIDES},
-        "python_calls": {s: {} for s in SIDES}, "memory": {}, "cross_check": {}}
+        "median_us": {s: {} for s in chosen}, "counts": {s: {} for s in chosen},
+        "python_calls": {s: {} for s in chosen}, "memory": {}, "memory_by_kind": {},
+        "cross_check": {}}
     conn = create_connection("redis", url, name="bench-workload", make_default=True)
     client = redis.Redis.from_url(url)
     try:
         for side in SIDES:
             wipe(admin, side, keep_schema=False)
-        hand = HandWritten(client)
-        sides = {"orm": orm_ops(), "hand": hand_ops(hand)}
-        for side in SIDES:  # warm-up: connections, scripts, the ORM's schema
+        make = {"orm": orm_ops, "hand": lambda: hand_ops(HandWritten(client)),
+                "floor": lambda: floor_ops(Floor(client))}
+        sides = {side: make[side]() for side in chosen}
+        for side in chosen:  # warm-up: connections, scripts, the ORM's schema
             sides[side]["bulk"](data[:10])
             wipe(admin, side)
         load_alone(admin, sides, data, out)
@@ -579,41 +527,88 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
 # -- the report ---------------------------------------------------------------------------
 
 def pair(values: dict[str, Any], fmt: str) -> str:
-    return f"{fmt.format(values['orm'])} / {fmt.format(values['hand'])}"
+    """``ORM / hand``, a side that did not run shown as "–"."""
+    return " / ".join(fmt.format(values[s]) if s in values else "–" for s in ("orm", "hand"))
+
+
+def ratio(values: dict[str, Any], top: str, bottom: str) -> str:
+    if top not in values or bottom not in values:
+        return "–"
+    return f"{values[top] / values[bottom]:.2f}x"
 
 
 def table(out: dict[str, Any]) -> str:
+    sides = out["sides"]
     lines = [
-        "| operation | ORM ÷ hand-written | median µs (ORM / hand) | round trips (ORM / hand) "
-        "| server commands per op (ORM / hand) | client CPU µs (ORM / hand) "
-        "| server CPU µs (ORM / hand) | Python calls per op (ORM / hand) |",
-        "|---|---:|---|---|---|---|---|---|"]
+        "| operation | ORM ÷ hand-written | ORM ÷ floor | median µs (ORM / hand) "
+        "| round trips (ORM / hand) | server commands per op (ORM / hand) "
+        "| client CPU µs (ORM / hand) | server CPU µs (ORM / hand) "
+        "| Python calls per op (ORM / hand) | floor µs | floor commands per op |",
+        "|---|---:|---:|---|---|---|---|---|---|---:|---:|"]
     for key in ["bulk", *(k for k, _ in OPS)]:
-        med = {s: out["median_us"][s][key] for s in SIDES}
-        count = {s: out["counts"][s][key] for s in SIDES}
-        field = lambda name: {s: count[s][name] for s in SIDES}  # noqa: B023
+        med = {s: out["median_us"][s][key] for s in sides}
+        count = {s: out["counts"][s][key] for s in sides}
+        field = lambda name: {s: count[s][name] for s in sides}  # noqa: B023
         label = LABELS[key]
         if key == "compound":
             label += f" ({out['compound_rows']} rows)"
+        floor_us = f"{med['floor']:,.1f}" if "floor" in med else "–"
+        floor_commands = f"{count['floor']['commands']:,.2f}" if "floor" in count else "–"
         lines.append(
-            f"| {label} | {med['orm'] / med['hand']:.2f}x | {pair(med, '{:,.1f}')} "
+            f"| {label} | {ratio(med, 'orm', 'hand')} | {ratio(med, 'orm', 'floor')} "
+            f"| {pair(med, '{:,.1f}')} "
             f"| {pair(field('round_trips'), '{:.3g}')} | {pair(field('commands'), '{:,.2f}')} "
             f"| {pair(field('client_cpu_us'), '{:,.0f}')} "
             f"| {pair(field('server_cpu_us'), '{:,.0f}')} "
-            f"| {pair({s: out['python_calls'][s][key] for s in SIDES}, '{:,.0f}')} |")
+            f"| {pair({s: out['python_calls'][s][key] for s in sides}, '{:,.0f}')} "
+            f"| {floor_us} | {floor_commands} |")
     mem = out["memory"]
-    ratio = mem["orm"]["bytes_per_doc"] / mem["hand"]["bytes_per_doc"]
-    lines.append(f"| memory per document | {ratio:.2f}x | {mem['orm']['bytes_per_doc']:,.0f} B"
-                 f" / {mem['hand']['bytes_per_doc']:,.0f} B | keys {mem['orm']['keys']:,} / "
-                 f"{mem['hand']['keys']:,} | | | | |")
+    per_doc = {s: mem[s]["bytes_per_doc"] for s in sides}
+    keys = {s: mem[s]["keys"] for s in sides}
+    floor_mem = (f"{per_doc['floor']:,.0f} B | keys {keys['floor']:,}" if "floor" in mem
+                 else "– | –")
+    lines.append(f"| memory per document | {ratio(per_doc, 'orm', 'hand')} "
+                 f"| {ratio(per_doc, 'orm', 'floor')} | {pair(per_doc, '{:,.0f} B')} "
+                 f"| keys {pair(keys, '{:,}')} | | | | | {floor_mem} |")
+    return "\n".join(lines)
+
+
+def memory_table(out: dict[str, Any]) -> str:
+    """Bytes per document by kind of key, per side (MEMORY USAGE, SAMPLES 0)."""
+    sides, by_kind = out["sides"], out["memory_by_kind"]
+    kinds = sorted({kind for s in sides for kind in by_kind[s]},
+                   key=lambda k: (not k.startswith("documents"), k))
+    names = {"orm": "ORM", "hand": "hand", "floor": "floor"}
+    lines = ["| bytes per document, by kind of key | " + " | ".join(names[s] for s in sides)
+             + " |", "|---|" + "---:|" * len(sides)]
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(
+            f"{by_kind[s][kind]:,.1f}" if kind in by_kind[s] else "" for s in sides) + " |")
+    lines.append("| sum of MEMORY USAGE | " + " | ".join(
+        f"{sum(by_kind[s].values()):,.1f}" for s in sides) + " |")
+    lines.append("| used_memory delta | " + " | ".join(
+        f"{out['memory'][s]['bytes_per_doc']:,.1f}" for s in sides) + " |")
     return "\n".join(lines)
 
 
 def report(out: dict[str, Any]) -> None:
     print(f"redis-server {out['redis']} | Python {out['python']} | redis-py {out['redis_py']}"
           f" (hiredis {'yes' if out['hiredis'] else 'no'}) | documents: {out['n']:,} | "
-          f"iterations: {out['iterations']} (+{out['warmup']} warm-up) | change events on\n")
+          f"iterations: {out['iterations']} (+{out['warmup']} warm-up) | change events on | "
+          f"sides: {', '.join(out['sides'])}\n")
     print(table(out))
+    print()
+    print(memory_table(out))
+    if "floor" in out["sides"]:
+        by_kind = out["memory_by_kind"]
+        extra = ""
+        if "hand" in by_kind:  # the same JSON in both: the difference is the version prefix
+            extra = (f": {by_kind['floor']['documents'] - by_kind['hand']['documents']:,.1f} B"
+                     " per document, the floor's documents less the plain side's")
+        print("\n(versions: the ORM's are in its meta hashes, beside each index's value "
+              "encodings and the recent write ids; the floor's are the first 17 bytes of "
+              f"each document string (version and expiry flag){extra}, and the clock of its "
+              "state hash)")
     bad = [key for key, ok in out["cross_check"].items() if not ok]
     eq = out["eq_rows"]
     print(f"\nequality query rows: {min(eq, default=0)}-{max(eq, default=0)}; compound query "
@@ -628,10 +623,15 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=500,
                         help="measured calls per operation (default 500)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls per operation")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="comma-separated sides to run: orm, hand, floor (default all)")
     parser.add_argument("--json", action="store_true", help="one JSON object, not a table")
     args = parser.parse_args()
     if args.n < 20 or args.iterations < 1 or args.warmup < 0:
         parser.error("need --n >= 20, --iterations >= 1, --warmup >= 0")
+    args.sides = {side.strip() for side in args.sides.split(",") if side.strip()}
+    if not args.sides or not args.sides <= set(SIDES):
+        parser.error(f"--sides: one or more of {', '.join(SIDES)}")
     with redis_server("qbench-workload-") as url:
         out = run(url, args)
     if args.json:

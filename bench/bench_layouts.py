@@ -38,7 +38,8 @@ from typing import Any
 
 import redis
 from bench_redis import redis_server  # (this folder)
-from bench_workload import HAND, ORM_PATTERN, HandWritten, Person, make_docs
+from bench_workload import ORM_PATTERN, Person, make_docs
+from workload_hand import HAND, HandWritten
 
 from quantumorm import create_connection
 

@@ -100,9 +100,14 @@ end
 -- have reached every partition). ``layout`` "" (a tool with no schema): no check.
 -- Returns {"LAYOUT", the newer stored layout}, {"WRONGTYPE", key}, or nil (go on).
 local function layout_refusal(state_key, layout, writer)
-  if not type_ok(state_key, "hash") then return {"WRONGTYPE", state_key} end
+  -- (one HGET, which also proves the key's type: a pcall'd error is no write)
+  local got = redis.pcall("HGET", state_key, "layout")
+  if type(got) == "table" and got.err then
+    if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
+    error(got)
+  end
   if layout == nil or layout == "" then return nil end
-  local stored = tonumber(redis.call("HGET", state_key, "layout") or "0")
+  local stored = tonumber(got or "0")
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
   if writer and stored < mine then redis.call("HSET", state_key, "layout", layout) end

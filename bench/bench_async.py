@@ -62,7 +62,8 @@ from quantumorm import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_redis import redis_server  # noqa: E402
-from bench_workload import SCRIPTS, make_docs  # noqa: E402
+from bench_workload import make_docs  # noqa: E402
+from workload_hand import SCRIPTS  # noqa: E402
 
 NAMESPACE = "qbenchasync"
 ORM_PATTERN = "{" + NAMESPACE + ":people*"  # every key of the collection, its schema included

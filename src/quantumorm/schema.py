@@ -29,8 +29,12 @@ from .fields.base import Field
 from .fields.structured import ArrayField
 from .options import IndexSpec, ModelOptions
 
-#: the version of the stored layout (keys, meta hash, encodings) this code writes
-FORMAT = 1
+#: the version of the stored layout (keys, meta hash, encodings) this code writes. 2: a
+#: Redis document key carries its version before the document (backends/redis/stored.py),
+#: which code of format 1 would read as a corrupt document; it refuses the collection
+#: instead, once a process of format 2 has stored its schema (with a new layout, which
+#: stops the older processes already running at their next operation)
+FORMAT = 2
 #: how many earlier declarations a schema remembers, to refuse one that comes back
 HISTORY = 32
 
@@ -170,6 +174,9 @@ class Reconciled:
     changed: bool = False
     #: indexes the declaration no longer has: their keys are to be deleted
     dropped: tuple[str, ...] = ()
+    #: True when only the storage format changed (an upgrade of QuantumORM): the schema
+    #: is written with a new layout, the data needs nothing
+    upgraded: bool = False
 
 
 def reconcile(model: str, stored: Schema | None, options: ModelOptions,
@@ -201,6 +208,12 @@ def reconcile(model: str, stored: Schema | None, options: ModelOptions,
             f"(by {mine.partition_by}); run the repartition tool to move it")
     if stored.fingerprint == mine.fingerprint:
         return Reconciled(stored)
+    if stored.format < FORMAT and replace(stored, format=FORMAT).fingerprint == mine.fingerprint:
+        # the same declaration, stored by an older QuantumORM: the new format and layout
+        # are stored (the layout stops the older processes still running)
+        history = (*stored.history, stored.fingerprint)[-HISTORY:]
+        return Reconciled(replace(stored, format=FORMAT, layout=stored.layout + 1,
+                                  history=history), changed=True, upgraded=True)
     if mine.fingerprint in stored.history:
         raise SchemaMismatchError(
             f"{model}: this declaration of the model is older than the stored schema "

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from quantumorm import compression, sortable
+from quantumorm.backends.redis import stored
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.writes import index_members
 
@@ -54,6 +55,13 @@ def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)
 
 
+def stored_payload(redis_client: redis.Redis, key: str) -> bytes | None:
+    """What the document key ``key`` holds after its version: the JSON (or compressed
+    bytes) exactly as stored (None: no such key)."""
+    raw = _raw(redis_client).get(key)
+    return None if raw is None else stored.split(bytes(raw))[1]
+
+
 def stored_documents(redis_client: redis.Redis,
                      model: Any) -> dict[str, tuple[int, dict[str, Any]]]:
     """``{id: (version, storage data)}`` of every document of ``model``'s collection."""
@@ -68,7 +76,10 @@ def stored_documents(redis_client: redis.Redis,
             assert raw is not None, f"id {id!r} is in the id index but has no document"
             version = client.hget(keys.meta(partition, id), "v")
             assert version is not None, f"document {id!r} has no version in its meta hash"
-            out[id] = (int(version), json.loads(compression.decompress(raw)))
+            carried, payload = stored.split(raw, version)
+            assert carried == int(version), (
+                f"document {id!r} carries version {carried}, its meta hash {int(version)}")
+            out[id] = (carried, json.loads(compression.decompress(payload)))
     return out
 
 

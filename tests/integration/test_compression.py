@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import MODES, assert_indexes_consistent, call, snapshot
+from helpers import MODES, assert_indexes_consistent, call, snapshot, stored_payload
 
 import quantumorm
 from quantumorm import (
@@ -76,10 +76,11 @@ def json_of(doc: Any) -> bytes:
 
 
 def stored(redis_client: Any, Model: Any, id: str) -> bytes:
+    """The document as stored after its version: compressed or JSON."""
     keys = KeySpace(Model._meta)
-    raw = redis_client.get(keys.doc(keys.partition_of(id), id))
+    raw = stored_payload(redis_client, keys.doc(keys.partition_of(id), id))
     assert raw is not None
-    return bytes(raw)
+    return raw
 
 
 def sized(Model: Any, n: int, size: int) -> Any:
@@ -307,7 +308,7 @@ async def test_transactions_bulk_inserts_and_soft_deletes(conn: Any,
     await feed.read()
     await victim.delete(soft=True, ttl=60)
     keys = KeySpace(Model._meta)
-    assert redis_client.get(keys.trash(0, "a5")) == raw  # kept as stored
+    assert stored_payload(redis_client, keys.trash(0, "a5")) == raw  # kept as stored
     (event,) = await feed.read()
     assert event.op == "delete" and event.data == json.loads(json_of(victim))
     assert await Model.objects.count() == 38

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import MODES, call
+from helpers import MODES, call, stored_payload
 
 from quantumorm import (
     ArrayField,
@@ -67,7 +67,7 @@ async def test_saved_bytes_and_reads_are_the_same_with_and_without_orjson(
     space = KeySpace(Note._meta)
     for position, values in enumerate(TRICKY):
         doc = await call(Note(id=f"n{position}", **values), "save", mode)
-        assert redis_client.get(space.doc(0, doc.id)) == _expected(doc)
+        assert stored_payload(redis_client, space.doc(0, doc.id)) == _expected(doc)
         loaded = await call(Note.objects, "get", mode, id=doc.id)
         for name in Note._fields:
             assert loaded.__dict__[name] == doc.__dict__[name], name

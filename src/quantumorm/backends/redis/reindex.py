@@ -29,7 +29,7 @@ from ...errors import SchemaMismatchError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
-from . import schemas, wire
+from . import schemas, stored, wire
 from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
@@ -136,19 +136,20 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
                        described, keys.doc_prefix(partition), layout)
     sent: list[str] = []
     for n, id in enumerate(ids):
-        raw, version = found[2 * n], found[2 * n + 1]
-        if raw is None or version is None:
-            report.gone += 1  # expired or deleted since the ids were read
+        raw = found[2 * n]
+        if raw is None or (found[2 * n + 1] is None and raw[:1] != stored.VERSIONED):
+            report.gone += 1  # expired or deleted since the ids were read (or no version)
             continue
-        data = json.loads(compression.decompress(bytes(raw), options.model_name, id))
-        values = model.from_storage(id, int(version), data)._values()
+        version, payload = stored.split(bytes(raw), found[2 * n + 1])
+        data = json.loads(compression.decompress(payload, options.model_name, id))
+        values = model.from_storage(id, version, data)._values()
         filled = options.with_defaults(data, values)
         backfill = None if filled is None else compression.stored(
             options.compress, encode_document(filled))
         pairs, lenient = _entries(options, indexes, values)
         call.documents.append(ReindexDocument(
             keys.doc(partition, id), keys.meta(partition, id), sortable.id_key(id),
-            bytes(version), b"" if backfill is None else backfill, wire.pack(pairs),
+            b"%d" % version, b"" if backfill is None else backfill, wire.pack(pairs),
             wire.pack(lenient)))
         sent.append(id)
     if not sent:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 #: what each verify() kind is fixed with
 FIXES = {"dangling_ids": "unlist", "orphan_meta": "purge", "missing_meta": "adopt",
          "bad_meta": "adopt", "unlisted_documents": "list", "stale_meta": "reentry",
+         "version_mismatch": "restamp",
          "missing_entries": "reentry"}
 
 
@@ -106,6 +107,9 @@ class _Sender:
             if f.kind == "unlisted_documents" and (f.stale_meta or f.missing_entries):
                 fixes.append(("stale_meta", f.id, ["reentry", sortable.id_key(f.id),
                                                    str(f.version), b"", pairs]))
+            if f.mismatch and f.kind != "version_mismatch" and f.raw is not None:
+                fixes.append(("version_mismatch", f.id, ["restamp", sortable.id_key(f.id),
+                                                         str(f.version), f.raw, b""]))
         yield from self._call(partition, fixes)
 
     def drop(self, partition: int, position: int, entries: list[tuple[str, bytes]]) -> Op[None]:

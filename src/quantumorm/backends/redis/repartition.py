@@ -29,7 +29,7 @@ from ...engine.contract import WriteRequest
 from ...engine.drive import Op
 from ...errors import QuantumORMError
 from ...options import ModelOptions
-from . import schemas, wire
+from . import schemas, stored, wire
 from .calls import FetchCall
 from .commands import Command, RedisPlan
 from .keys import KeySpace
@@ -150,16 +150,19 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     found, ttls = replies[0], replies[1:]
     restores, deletes = [], []
     for n, id in enumerate(moving):
-        raw, version = found[2 * n], found[2 * n + 1]
-        if raw is None or version is None:
-            continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
-        # decoded for its index values; moved as stored (compressed or not, the same bytes)
-        data = json.loads(compression.decompress(bytes(raw), model.__name__, id))
-        doc = model.from_storage(id, int(version), data)
+        raw = found[2 * n]
+        if raw is None or (found[2 * n + 1] is None and raw[:1] != stored.VERSIONED):
+            continue  # expired meanwhile (or no version): nothing to move (the sweep takes
+            # its leftovers; verify reports a document without version)
+        version, payload = stored.split(bytes(raw), found[2 * n + 1])
+        # decoded for its index values; moved as stored (compressed or not, the same bytes;
+        # restore.lua stores its version with it)
+        data = json.loads(compression.decompress(payload, model.__name__, id))
+        doc = model.from_storage(id, version, data)
         ttl = int(ttls[n])
-        restores.append(new_layout.restore_call(id, bytes(raw), int(version), doc._values(),
+        restores.append(new_layout.restore_call(id, payload, version, doc._values(),
                                                 ttl if ttl > 0 else None))
-        deletes.append((id, int(version)))
+        deletes.append((id, version))
     if not restores:
         return
     replies = yield RedisPlan(tuple(restores), idempotent=True)

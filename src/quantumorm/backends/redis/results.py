@@ -21,9 +21,17 @@ from ...errors import CorruptDocumentError
 from ...options import ModelOptions
 from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
+from . import stored
 
 
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
+    """A document key's value (``version``: the meta hash's, read beside it when the value
+    carries none) as a row."""
+    try:
+        number, raw = stored.split(raw, version)
+    except ValueError as exc:
+        raise CorruptDocumentError(options.model_name, id, "a version that does not end "
+                                   f"({exc})") from exc
     if raw[:1] == compression.MARKER:  # (whatever the model says now: see compression.py)
         raw = compression.decompress(raw, options.model_name, id)
     try:
@@ -32,7 +40,7 @@ def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
         raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise CorruptDocumentError(options.model_name, id, "not a JSON object")
-    return Row(id, int(version or 0), data)
+    return Row(id, number, data)
 
 
 def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:

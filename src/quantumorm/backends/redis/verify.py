@@ -30,7 +30,7 @@ from ...engine.drive import Op
 from ...errors import CorruptDocumentError
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
-from . import eviction, wire
+from . import eviction, stored, wire
 from .calls import EntriesCall, InspectCall
 from .commands import Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
@@ -57,6 +57,8 @@ class Finding:
     #: meta fields whose recorded encodings differ from what the document implies
     stale_meta: tuple[str, ...] = ()
     missing_entries: int = 0
+    #: the document carries another version than its meta hash's (see stored.py)
+    mismatch: bool = False
 
 
 class Checker:
@@ -96,7 +98,8 @@ class Checker:
         except ValueError:
             version = 0
         try:
-            data = json.loads(compression.decompress(raw, self.options.model_name, id))
+            carried, payload = stored.split(raw)
+            data = json.loads(compression.decompress(payload, self.options.model_name, id))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             values = {name: self.options.read_value(name, data) for name in self.options.fields}
@@ -109,13 +112,16 @@ class Checker:
             return Finding(id, "bad_meta", 0, raw, values, listed)
         stale = tuple(name for name, want in expected.items()
                       if sorted(sortable.unpack_list(meta.get(name, b""))) != sorted(want))
-        finding = Finding(id, None, version, raw, values, listed, stale, sum(missing))
+        finding = Finding(id, None, version, raw, values, listed, stale, sum(missing),
+                          raw[:1] == stored.VERSIONED and carried != version)
         if not listed:
             finding.kind = "unlisted_documents"
         elif stale:
             finding.kind = "stale_meta"
         elif finding.missing_entries:
             finding.kind = "missing_entries"
+        elif finding.mismatch:
+            finding.kind = "version_mismatch"
         return finding
 
     def expected(self, values: dict[str, Any]) -> dict[str, list[bytes]]:
@@ -209,6 +215,8 @@ def _count(report: VerifyReport, finding: Finding) -> None:
         return
     if finding.stale_meta and finding.kind != "stale_meta":
         report.add("stale_meta", finding.id)
+    if finding.mismatch and finding.kind != "version_mismatch":
+        report.add("version_mismatch", finding.id)
     if finding.missing_entries:
         report.add("missing_entries", finding.id, finding.missing_entries)
     if finding.kind != "missing_entries":

@@ -73,6 +73,9 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
     outcome = reconcile(options.model_name, stored, options, has_data)
     if not outcome.changed:
         return outcome.schema
+    if outcome.upgraded:  # a newer storage format only: the rows need nothing
+        yield from _store_schema(layout, outcome.schema)
+        return outcome.schema
     # SQLite builds its indexes at once: the rows are rewritten now, and every index is
     # ready when the model is first used
     if has_data:

@@ -4,6 +4,21 @@
 -- the encoding of a null value (quantumorm.sortable.NULL)
 local NULL = "\1\0"
 
+-- A document key holds the document's version between two NUL bytes, then the document as
+-- Python stored it (its JSON, or compressed: quantumorm/compression.py), so that a read of
+-- the key (a query's MGET, a get) brings the version with it, with no read of the meta
+-- hash per row. The meta hash keeps the version too ("v"): compare-and-set reads it there.
+-- A document stored before versions were kept in it starts with its JSON ("{") or 0xFF.
+local function versioned(version, payload)
+  return "\0" .. version .. "\0" .. payload
+end
+
+-- what a document key holds, without its version (nil stays nil)
+local function payload_of(stored)
+  if not stored or string.byte(stored, 1) ~= 0 then return stored end
+  return string.sub(stored, string.find(stored, "\0", 2, true) + 1)
+end
+
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings; nil -> {}
 local function unpack_list(s)
   local out, pos = {}, 1

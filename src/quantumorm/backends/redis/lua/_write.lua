@@ -236,10 +236,13 @@ end
 -- sent the change event, emit_first).
 -- Returns the version written.
 local function store(w, ids_key, ttl_key, state_key)
+  local version = w.version or next_version(state_key)
+  local shown = string.format("%.0f", version)
   if w.expiry == "keep" and w.mode == "update" then
-    redis.call("SET", w.doc_key, w.json, "KEEPTTL")
+    redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
   else
-    redis.call("SET", w.doc_key, w.json)  -- (a plain SET also drops any expiry)
+    -- (a plain SET also drops any expiry)
+    redis.call("SET", w.doc_key, versioned(shown, w.json))
     if w.expiry == "keep" or w.expiry == "persist" then
       -- (a new document has no schedule entry: any leftover one went with its purge)
       if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
@@ -249,8 +252,6 @@ local function store(w, ids_key, ttl_key, state_key)
       redis.call("ZADD", ttl_key, at, w.idkey)
     end
   end
-  local version = w.version or next_version(state_key)
-  local shown = string.format("%.0f", version)
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then
     local seen = w.seen  -- (the caller's read of "r", when it made one)

@@ -77,7 +77,8 @@ for _, index in ipairs(indexes) do
   bulk("ZREM", index.key, index.old, false)
 end
 if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
-emit("delete", idkey, stored, nil, nil, EVENTS and EVENTS.doc and redis.call("GET", KEYS[1]))
+emit("delete", idkey, stored, nil, nil,
+     EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1])))
 if soft then
   redis.call("DEL", KEYS[2])
   redis.call("RENAME", KEYS[1], KEYS[5])

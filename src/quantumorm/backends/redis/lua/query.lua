@@ -28,7 +28,9 @@
 -- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
 --           (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
--- Returns   rows: flat {id key, version, json, ...}; keyed: flat {id key, version, json,
+-- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
+--           false when it carries its own, see versioned() in _prelude.lua); keyed: flat
+--           {id key, version, json,
 --           then per ORDER entry the encoding the rows are ordered by, ...} (the id key
 --           breaks ties); sortkeys: the same without the json; count: integer; exists: 0|1;
 --           plan: {estimated candidates, 1 if exact, the chosen driver, the drivers it
@@ -557,7 +559,9 @@ local function emit(rows)
         local vals = row.vals or values_of(row.id)
         -- (a walk's rows have no sort keys yet: reading them reads the version too)
         local keys_of = keyed and (row.keys or sort_keys(vals, row.id))
-        local version = rawget(vals, VERSION) or version_of(row.id)
+        -- (false: the document carries its version, which the caller reads there)
+        local version = false
+        if string.byte(json, 1) ~= 0 then version = rawget(vals, VERSION) or version_of(row.id) end
         out[#out + 1] = row.id
         out[#out + 1] = version
         out[#out + 1] = json

@@ -73,7 +73,7 @@ for d = 1, (#ARGV - 3) / 5 do
       bulk("ZADD", index.key, all, true)
     end
     if #fields > 0 then redis.call("HSET", meta_key, unpack(fields)) end
-    if json ~= "" then redis.call("SET", doc_key, json, "KEEPTTL") end
+    if json ~= "" then redis.call("SET", doc_key, versioned(version, json), "KEEPTTL") end
   end
 end
 return results

@@ -12,7 +12,7 @@
 -- ARGV[1]     MessagePack array: the meta field of every index, in KEYS order
 -- ARGV[2]     the caller's schema layout
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
--- ARGV[5..]   per fix, 5 values: what, id key, version ("" if none), JSON the document had
+-- ARGV[5..]   per fix, 5 values: what, id key, version ("" if none), the document as stored
 --             when judged ("" if none), MessagePack pairs (meta field, netstring list of
 --             value encodings) for "adopt"/"reentry"; for "drop": the index position
 --             (1-based) in the version slot and the entry in the JSON slot
@@ -21,6 +21,8 @@
 --          "adopt"    a document without (valid) meta hash: a new version, its entries, listed
 --          "list"     a document at this version missing from the id index: listed
 --          "reentry"  a document at this version whose entries are wrong: rewritten
+--          "restamp"  a document carrying another version than its meta hash at this one:
+--                     stored again with the meta hash's
 --          "drop"     an index entry that no live document records: removed
 --          "clock"    the clock raised to the version
 -- Returns     {"LAYOUT", stored} or, per fix, 1 if it was applied, 0 if no longer needed
@@ -92,13 +94,23 @@ for n = 1, (#ARGV - 4) / 5 do
         and not (stored and tonumber(stored)) then
       if not type_ok(meta_key, "hash") then redis.call("DEL", meta_key) end
       entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
-      redis.call("HSET", meta_key, "v", string.format("%.0f", next_version(KEYS[3])))
+      local shown = string.format("%.0f", next_version(KEYS[3]))
+      redis.call("HSET", meta_key, "v", shown)
+      -- (the document key carries the version too: the new one, as any write stores it)
+      redis.call("SET", doc_key, versioned(shown, payload_of(json)), "KEEPTTL")
       redis.call("ZADD", KEYS[1], 0, idkey)
       done = 1
     end
   elseif what == "list" then
     if at_version(doc_key, meta_key, version) then
       redis.call("ZADD", KEYS[1], 0, idkey)
+      done = 1
+    end
+  elseif what == "restamp" then
+    -- the document carries another version than its meta hash's: the meta hash's, which
+    -- compare-and-set reads, is written into the document (as judged: unchanged since)
+    if at_version(doc_key, meta_key, version) and redis.call("GET", doc_key) == json then
+      redis.call("SET", doc_key, versioned(version, payload_of(json)), "KEEPTTL")
       done = 1
     end
   elseif what == "reentry" then

@@ -154,7 +154,7 @@ if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
   if patching then  -- the stored JSON with the new values in place; unchanged: no write
-    local names, stored = nil, redis.call("GET", doc_key)
+    local names, stored = nil, payload_of(redis.call("GET", doc_key))
     -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
     -- no JSON text does
     if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end

@@ -157,7 +157,7 @@ end
 local versions = {}
 for n, op in ipairs(ops) do
   if op.kind == "delete" then
-    local last = EVENTS and EVENTS.doc and redis.call("GET", op.doc_key)
+    local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", op.doc_key))
     purge(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
     redis.call("DEL", op.doc_key)
     emit("delete", op.idkey, op.expected, nil, nil, last)

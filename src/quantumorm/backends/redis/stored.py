@@ -1,0 +1,34 @@
+"""What a document key holds: the document's version between two NUL bytes, then the
+document as Python stored it (its JSON, byte-exact, or compressed: ``compression.py``).
+
+The write scripts store it so (``versioned()`` in ``lua/_prelude.lua``), so that a read of
+the key (a query's MGET, a get) brings the version with the document and no meta hash is
+read per row. The meta hash keeps the version too (``v``): compare-and-set reads it there,
+and :mod:`.verify` reports a document whose two versions differ. A document stored before
+versions were kept in it starts with its JSON (``{``) or the compression marker (0xFF);
+its version is the meta hash's, which the scripts then return beside it.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the first byte of a document key that carries its version
+VERSIONED = b"\x00"
+
+
+def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
+    """The version and the document (JSON or compressed) of a document key's value;
+    ``version`` is the one read beside it (from the meta hash), used when the value
+    carries none. ValueError if the value starts a version it does not end."""
+    if stored[:1] != VERSIONED:
+        return int(version or 0), stored
+    end = stored.index(b"\x00", 1)
+    return int(stored[1:end]), stored[end + 1:]
+
+
+def versioned(version: int, payload: bytes) -> bytes:
+    """What the scripts store for ``payload`` at ``version`` (for tools and tests)."""
+    return b"\x00%d\x00%s" % (version, payload)

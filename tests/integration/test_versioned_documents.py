@@ -62,7 +62,7 @@ async def test_reads_take_the_version_from_the_document(conn: Any, redis_client:
     # no meta hash read for any of the 13 rows: one MGET in each script, and the query's
     # layout check (an order by a field still reads each row's sort key there)
     assert used.get("hmget", 0) == 0 and used.get("hget", 0) == 1
-    assert used["mget"] == 2
+    assert used["mget"] == 2 and used["evalsha"] == 1  # (get_many: one MGET, no script)
     # a stale instance is still refused: compare-and-set reads the meta hash's version
     stale = got[0]
     fresh = await call(Note.objects, "get", mode, id="7")
@@ -87,6 +87,12 @@ async def test_documents_stored_without_their_version(conn: Any, redis_client: A
         redis_client.set(key, payload, keepttl=True)
     got = await call(Note.objects, "get", mode, id="2")
     assert (got.rank, got.version) == (2, versions["2"])
+    # read again with the meta hash's version (fetch.lua), beside one that carries its own
+    await call(Note(id="new", title="new", rank=9), "save", mode)
+    both = await call(Note.objects, "get_many", mode, ["new", "1", "nope"])
+    assert [(d.id, d.version) for d in both if d is not None] == [
+        ("new", stored.split(redis_client.get(KEYS.doc(0, "new")))[0]), ("1", versions["1"])]
+    assert both[2] is None
     ordered = await call(Note.objects.filter(title="old").order_by("-rank"), "all", mode)
     assert [(d.id, d.version) for d in ordered] == [
         (str(i), versions[str(i)]) for i in (4, 3, 2, 1, 0)]

@@ -6,7 +6,7 @@ request it yields, an executor does the I/O, blocking or asyncio, and sends the 
 back (an I/O error is thrown back in, for the exchange to judge):
 
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
-  script call or WAIT (:data:`RAW`), one connection from the pool: the commands packed and
+  script call, WAIT or MGET (:data:`RAW`), one connection from the pool: the commands packed and
   written at once, a reply read per command (an error reply kept as the reply), the
   connection released (:func:`_round_trip`); on a blocking cluster client likewise, with
   the target node's own client and pool. This is what ``execute_command`` and
@@ -62,7 +62,7 @@ except ImportError:  # (redis-py packs in Python then, and so do the executors)
 
 #: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
 #: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
-RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT"})
+RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT", "MGET"})
 
 
 def _direct(client: Any, commands: list[tuple[Any, ...]]) -> bool:

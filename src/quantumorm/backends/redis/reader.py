@@ -1,5 +1,6 @@
-"""The reading half of the Redis backend: documents by id (``fetch.lua``), queries, counts
-and existence (``query.lua``, ``count.lua``), and a document's remaining time to live.
+"""The reading half of the Redis backend: documents by id (MGET: a document key carries its
+version; ``fetch.lua`` for documents stored before it did), queries, counts and existence
+(``query.lua``, ``count.lua``), and a document's remaining time to live.
 
 A query is one ``query.lua`` call per partition, pipelined in one round trip; with several
 partitions each returns its window in order, with its rows' sort keys, and
@@ -18,7 +19,7 @@ from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, QuerySpec
 from ...sortable import escape_id
-from . import results
+from . import results, stored
 from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
 from .core import BackendCore, ModelState
@@ -42,13 +43,40 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
 
 class Reader(BackendCore):
     def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
-        """One ``fetch.lua`` call per partition involved, in one round trip."""
+        """One MGET per partition involved, in one round trip: a document key carries its
+        version (see :mod:`.stored`). Documents stored before it did are read again with
+        their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
         keys = (yield from self.prepare(options)).keys
         by_partition: dict[int, list[str]] = {}
         for id in dict.fromkeys(ids):
             by_partition.setdefault(keys.partition_of(id), []).append(id)
         if not by_partition:
             return []
+        commands = []
+        for partition, members in by_partition.items():
+            prefix = keys.partition(partition).doc_prefix
+            commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
+        replies = yield RedisPlan(tuple(commands), read_only=True)
+        found: dict[str, Row | None] = {}
+        older: dict[int, list[str]] = {}
+        row = results.row
+        for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
+            for id, raw in zip(members, reply, strict=True):
+                if raw is None:
+                    found[id] = None
+                elif raw[:1] == stored.VERSIONED:
+                    found[id] = row(options, id, None, raw)
+                else:
+                    older.setdefault(partition, []).append(id)
+        if older:
+            found.update((yield from self._fetch(options, older)))
+        return [found[id] for id in ids]
+
+    def _fetch(self, options: ModelOptions,
+               by_partition: dict[int, list[str]]) -> Op[dict[str, Row | None]]:
+        """Documents with their meta hashes' versions, one ``fetch.lua`` call per
+        partition (each an atomic read of both), in one round trip."""
+        keys = self._state(options).keys
         calls = []
         for partition, members in by_partition.items():
             shared, key_list = keys.partition(partition), []
@@ -58,13 +86,12 @@ class Reader(BackendCore):
             calls.append(FetchCall(key_list).call())
         replies = yield RedisPlan(tuple(calls), read_only=True)
         found: dict[str, Row | None] = {}
-        row = results.row
         for members, reply in zip(by_partition.values(), replies, strict=True):
             for position, id in enumerate(members):  # flat pairs: JSON or nil, version
                 raw = reply[2 * position]
-                found[id] = None if raw is None else row(options, id, reply[2 * position + 1],
-                                                          raw)
-        return [found[id] for id in ids]
+                found[id] = None if raw is None else results.row(
+                    options, id, reply[2 * position + 1], raw)
+        return found
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         if spec.where == FALSE or spec.limit == 0:

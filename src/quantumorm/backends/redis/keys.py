@@ -2,13 +2,14 @@
 
 Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
 
-    {ns:coll:pN}:d:<id>      STRING  the document JSON, byte-exact as Python encoded it
+    {ns:coll:pN}:d:<id>      STRING  \0<version>\0, then the document JSON, byte-exact as
+                                     Python encoded it, or compressed (stored.py)
     {ns:coll:pN}:m:<id>      HASH    v = version, r = recent writes, f:<field> / x:<index> = the
                                      value encodings the indexes hold for this document
     {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
-    {ns:coll:pN}:z:<id>      STRING  a soft-deleted document's JSON, until it expires
+    {ns:coll:pN}:z:<id>      STRING  a soft-deleted document (as stored), until it expires
     {ns:coll:pN}:x           STREAM  the partition's change events (see ``events.py``)
     {ns:coll:pN}:state       HASH    clock = the last version given (versions never repeat),
                                      layout = the newest schema layout seen (see schema.py)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from .cache.settings import CacheSettings, parse_cache
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
 from .fields.scalar import (
@@ -31,7 +32,7 @@ T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
-    {"abstract", "backend", "changes", "changes_document", "changes_maxlen", "collection",
+    {"abstract", "backend", "cache", "changes", "changes_document", "changes_maxlen", "collection",
      "connection", "indexes", "namespace", "partition_by", "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
@@ -73,6 +74,8 @@ class ModelOptions:
     #: what picks a document's partition: "id" (the whole id) or "tag" (its ``{...}`` part,
     #: as Redis Cluster hash tags: ids sharing a tag share a partition)
     partition_by: str = "id"
+    #: Redis in front of the primary store (``Meta.cache``; see :mod:`quantumorm.cache`)
+    cache: CacheSettings | None = None
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -223,6 +226,11 @@ def build_options(
         raise ConfigurationError(f"{where}: partition_by must be 'id' or 'tag' "
                                  f"(got {partition_by!r})")
 
+    cache = parse_cache(where, raw.get("cache"))
+    if cache is not None and ttl is not None:
+        raise ConfigurationError(f"{where}: cache and ttl cannot be combined (a cached copy "
+                                 "would outlive the document's expiry)")
+
     _check_db_names(model_name, fields)
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
     for index in indexes:
@@ -246,6 +254,7 @@ def build_options(
         changes_document=flags["changes_document"],
         publish=flags["publish"],
         partition_by=partition_by,
+        cache=cache,
     )
     return options, abstract
 

@@ -130,6 +130,8 @@ class CachedBackend:
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
         id = _one_id(spec)
         if id is None or not self.reading:
+            if id is not None:
+                counters(options).add(bypassed=1)
             return (yield from self.primary.query(options, spec))
         if spec.limit == 0:
             return []

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 import redis
+from models import MODELS
 
 import quantumorm
 from quantumorm.cache import state
 from quantumorm.cache.stats import counters
-
-from models import MODELS
 
 #: options of every cache connection in these tests
 CACHE_OPTIONS: dict[str, Any] = {"retries": 1, "connect_timeout": 1, "socket_timeout": 2}

@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from models import Account, Profile
+from stepping import Stepper
 
 import quantumorm
 from quantumorm import Document, IntField, StringField
 from quantumorm.cache.entries import CacheKeys
 from quantumorm.engine import ops
 from quantumorm.errors import ConfigurationError, QueryError
-
-from models import Account, Profile
-from stepping import Stepper
 
 
 def slot(cached: dict[str, Any], model: Any, id: str) -> bytes | None:

@@ -27,4 +27,22 @@ class Profile(Document):
                  "negative_ttl": 60, "partitions": 4}
 
 
-MODELS = (Account, Profile)
+class Counter(Document):
+    n = IntField(default=0)
+
+    class Meta:
+        backend = "sqlite"
+        collection = "counters"
+        cache = {"connection": "cache", "ttl": 300, "negative_ttl": 30}
+
+
+class ThroughCounter(Document):
+    n = IntField(default=0)
+
+    class Meta:
+        backend = "sqlite"
+        collection = "through_counters"
+        cache = {"connection": "cache", "ttl": 300, "mode": "write-through", "partitions": 3}
+
+
+MODELS = (Account, Profile, Counter, ThroughCounter)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
+from models import Account, Profile
 
 from quantumorm.cache import queries, state
 from quantumorm.cache.entries import CacheKeys, decode_entry, entry_value
@@ -17,8 +18,6 @@ from quantumorm.cache.settings import CacheMode, parse_cache
 from quantumorm.errors import CorruptDocumentError
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import Condition, QuerySpec
-
-from models import Account, Profile
 
 
 def test_settings_defaults_and_modes() -> None:

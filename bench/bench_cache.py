@@ -28,11 +28,12 @@ import random
 import statistics
 import tempfile
 import time
+from functools import partial
 from typing import Any
 
 import redis
-
 from bench_redis import redis_server
+
 from quantumorm import Document, IntField, StringField, close_all, create_connection
 from quantumorm.cache.entries import CacheKeys
 from quantumorm.cache.stats import counters
@@ -75,9 +76,9 @@ def latency(plain: Any, cached: Any, raw: redis.Redis, ids: list[str], iteration
     for i in range(warmup + iterations):
         id = rng.choice(ids)
         raw.delete(keys.entry(id))
-        order = [("none", lambda: plain.objects.get_sync(id=id)),
-                 ("miss", lambda: cached.objects.get_sync(id=id)),
-                 ("hit", lambda: cached.objects.get_sync(id=hot))]
+        order = [("none", partial(plain.objects.get_sync, id=id)),
+                 ("miss", partial(cached.objects.get_sync, id=id)),
+                 ("hit", partial(cached.objects.get_sync, id=hot))]
         if i % 2:
             order.reverse()  # (miss still runs after its delete: nothing else touches id)
         for name, call in order:
@@ -143,8 +144,9 @@ def main() -> None:
         raw = redis.Redis.from_url(url)
         plain, cached = models(args.primary_backend, args.ttl)
         where = "given URL" if args.primary_url else "temporary file"
-        print(f"primary: {args.primary_backend} ({where}) | cache: redis-server {raw.info('server')['redis_version']} | documents: {args.n}"
-              f" | iterations: {args.iterations} (+{args.warmup} warm-up)\n")
+        version = raw.info("server")["redis_version"]
+        print(f"primary: {args.primary_backend} ({where}) | cache: redis-server {version} | "
+              f"documents: {args.n} | iterations: {args.iterations} (+{args.warmup} warm-up)\n")
         try:
             plain.objects.delete_sync()
             docs = plain.objects.bulk_create_sync(

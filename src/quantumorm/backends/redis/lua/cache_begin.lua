@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- cache_begin.lua: before a write commits on the primary, mark its documents' cache slots
 -- as written: the entry, a cached absence or a reader's lease is replaced (that reader's
 -- fill will be refused), and readers go to the primary until cache_finish.

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- cache_finish.lua: after a write committed (or failed) on the primary, settle its
 -- documents' cache slots. Where the slot still holds this writer's mark (nothing else
 -- began or finished since cache_begin) and the write put a document there

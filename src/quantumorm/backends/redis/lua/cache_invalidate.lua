@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- cache_invalidate.lua: tombstone documents' cache slots whatever they hold (the
 -- invalidations a process owes after the cache was unreachable during its writes).
 --

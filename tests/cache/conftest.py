@@ -17,18 +17,12 @@ from typing import Any
 
 import pytest
 import redis
-from models import MODELS
+from cache_models import MODELS
+from cache_support import open_cache
 
 import quantumorm
 from quantumorm.cache import state
 from quantumorm.cache.stats import counters
-
-#: options of every cache connection in these tests
-CACHE_OPTIONS: dict[str, Any] = {"retries": 1, "connect_timeout": 1, "socket_timeout": 2}
-
-
-def open_cache(url: str, name: str = "cache") -> quantumorm.Connection:
-    return quantumorm.create_connection(backend="redis", url=url, name=name, **CACHE_OPTIONS)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from models import Account, Profile
-from stepping import Stepper
+from cache_models import Account, Profile
+from cache_stepping import Stepper
 
 import quantumorm
 from quantumorm import Document, IntField, StringField
@@ -66,6 +66,12 @@ def test_every_write_path_invalidates(cached: dict[str, Any]) -> None:
         doc.balance = 11
         tx.save(doc)
     assert Account.objects.get_sync(id=b.id).balance == 11
+    warm()
+    with cached["primary"].transaction_sync() as tx:  # opened on the primary itself
+        doc = tx.get(Account, b.id)
+        doc.balance = 12
+        tx.save(doc)
+    assert Account.objects.get_sync(id=b.id).balance == 12
     warm()
     assert Account.objects.filter(id__in=[a.id, b.id]).delete_sync() == 2
     assert Account.objects.get_many_sync([a.id, b.id]) == [None, None]

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from models import MODELS, Profile
-from stepping import Stepper
+from cache_models import MODELS, Profile
+from cache_stepping import Stepper
+from cache_support import CACHE_OPTIONS
 
 import quantumorm
 from cluster_support import Cluster
-from conftest import CACHE_OPTIONS
 from quantumorm.cache import state
 from quantumorm.cache.stats import counters
 

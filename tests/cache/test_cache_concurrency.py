@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import redis
-from models import MODELS, Counter, ThroughCounter
-from servers import RestartableRedis
+from cache_models import MODELS, Counter, ThroughCounter
+from cache_servers import RestartableRedis
+from cache_support import open_cache
 
 import quantumorm
-from conftest import open_cache
 from quantumorm.cache import state
 from quantumorm.cache.dispatch import Pause
 from quantumorm.cache.entries import CacheKeys

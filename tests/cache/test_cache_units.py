@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
-from models import Account, Profile
+from cache_models import Account, Profile
 
 from quantumorm.cache import queries, state
 from quantumorm.cache.entries import CacheKeys, decode_entry, entry_value

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..connection import Connection
 from ..registry import connection_for as plain_connection_for
 from ..registry import get_connection
 from .backend import CachedBackend
@@ -24,6 +23,7 @@ from .state import server_state
 from .store import store_for
 
 if TYPE_CHECKING:
+    from ..connection import Connection
     from ..document import Document
 
 _lock = threading.Lock()
@@ -36,6 +36,12 @@ def connection_for(model: type[Document], using: str | None = None,
     still keep it true."""
     primary = plain_connection_for(
         model, None if using is None else get_connection(using))
+    return around(model, primary, reading)
+
+
+def around(model: type[Document], primary: Connection, reading: bool = True) -> Connection:
+    """``primary`` as ``model`` should use it: itself if the model is not cached, else the
+    connection that composes it with the model's cache."""
     settings = model._meta.cache
     if settings is None:
         return primary
@@ -58,4 +64,6 @@ def _cached_connection(primary: Connection, cache: Connection, reading: bool) ->
     backend = CachedBackend(primary.backend, store_for(cache.kind), server_state(cache.url),
                             reading)
     store: Any = CachedStore(backend, primary, cache)
-    return Connection(primary.name, primary.kind, primary.url, store)
+    # (a connection of the primary's own class: this module does not import the connection
+    # module, which imports transactions, which route through here)
+    return type(primary)(primary.name, primary.kind, primary.url, store)

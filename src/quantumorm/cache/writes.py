@@ -86,9 +86,13 @@ def _finish(cached: CachedBackend, options: ModelOptions,
     assert settings is not None
     keys = cached.keys(options)
     groups = keys.by_partition(list(outcomes))
-    stored = yield from cached.guarded(options, cached.store.finish(
-        [[(keys.entry(id), *outcomes[id]) for id in group] for group in groups], mark,
-        settings.ttl_ms, settings.ttl_ms, keys.generation, new_token()))
+    try:
+        stored = yield from cached.guarded(options, cached.store.finish(
+            [[(keys.entry(id), *outcomes[id]) for id in group] for group in groups], mark,
+            settings.ttl_ms, settings.ttl_ms, keys.generation, new_token()))
+    except BaseException:  # cancelled while finishing: the generation may be the old one
+        cached.state.owe(keys.generation, list(outcomes))
+        raise
     if stored is FAILED:
         cached.state.owe(keys.generation, list(outcomes))
         return

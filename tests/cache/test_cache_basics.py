@@ -239,3 +239,13 @@ def test_cache_needs_a_cached_model_and_a_redis_connection(cached: dict[str, Any
     with pytest.raises(ConfigurationError, match="cannot be a cache"):
         Misplaced.objects.get_many_sync(["1"])
     quantumorm.close_all()
+
+
+def test_drop_collection_drops_the_cache_too(cached: dict[str, Any]) -> None:
+    docs = Profile.objects.bulk_create_sync([Profile(name=f"p{i}") for i in range(5)])
+    Profile.objects.filter(name="p1").cache(ttl=60).all_sync()
+    connection = Profile._connection()
+    assert connection.run(lambda backend: backend.drop_collection(Profile._meta)) == 5
+    assert list(cached["raw"].scan_iter(match=CacheKeys(Profile._meta).pattern)) == []
+    assert Profile.objects.get_many_sync([d.id for d in docs]) == [None] * 5
+    assert Profile.objects.filter(name="p1").cache(ttl=60).all_sync() == []

@@ -16,6 +16,7 @@ import quantumorm
 from cluster_support import Cluster
 from quantumorm.cache import state
 from quantumorm.cache.stats import counters
+from quantumorm.errors import UnsupportedOperation
 
 
 @pytest.fixture
@@ -67,3 +68,11 @@ def test_a_stale_fill_is_refused_on_a_cluster(on_cluster: Cluster) -> None:
     assert row.data["name"] == "v1"
     assert Profile.objects.get_sync(id=p.id).name == "v2"
     assert Profile.objects.cache_stats().refused_fills == 1
+
+
+def test_dropping_a_cache_on_a_cluster_is_refused_first(on_cluster: Cluster) -> None:
+    Profile(name="kept").save_sync()
+    connection = Profile._connection()
+    with pytest.raises(UnsupportedOperation, match="Redis Cluster"):
+        connection.run(lambda backend: backend.drop_collection(Profile._meta))
+    assert Profile.objects.cached(False).count_sync() == 1  # nothing was dropped

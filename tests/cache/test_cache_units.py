@@ -110,6 +110,9 @@ def test_too_many_owed_ids_drop_the_collection(monkeypatch: pytest.MonkeyPatch) 
     assert snapshot is not None and snapshot.everything and not snapshot.ids
     server.paid("c", snapshot)
     assert server.owed("c") is None
+    server.owe("d", ["1", "2", "3", "4"], can_drop=False)  # (a cluster: no SCAN to drop)
+    kept = server.owed("d")
+    assert kept is not None and not kept.everything and set(kept.ids) == {"1", "2", "3", "4"}
 
 
 def test_importing_the_cache_imports_no_driver() -> None:

@@ -26,6 +26,7 @@ from ..errors import (
     CorruptDocumentError,
     PermissionDeniedError,
     UnsafeEvictionPolicy,
+    UnsupportedOperation,
     WrongTypeError,
 )
 from ..options import ModelOptions
@@ -89,6 +90,10 @@ class CachedBackend:
         breaker.success()
         return result
 
+    def owe(self, options: ModelOptions, ids: list[str]) -> None:
+        """Record that ``ids`` (and the query generation) could not be invalidated."""
+        self.state.owe(self.keys(options).generation, ids, can_drop=self.store.can_drop)
+
     def settled(self, options: ModelOptions) -> Op[bool]:
         """Pay what this process owes the model's cache (see :mod:`.state`) before reading
         it; False if that failed (then the cache must not be read)."""
@@ -146,7 +151,11 @@ class CachedBackend:
 
     def drop_collection(self, options: ModelOptions) -> Op[int]:
         """The primary's, then every key of the model's cache (on a standalone or Sentinel
-        cache: the keys are found with SCAN)."""
+        cache: the keys are found with SCAN; refused before anything is dropped on a
+        cluster)."""
+        if not self.store.can_drop:
+            raise UnsupportedOperation(self.name, "drop_collection of a model cached on a "
+                                       "Redis Cluster")
         dropped = yield from self.primary.drop_collection(options)
         keys = self.keys(options)
         done = yield from self.guarded(

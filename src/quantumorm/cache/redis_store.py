@@ -25,6 +25,10 @@ def _flat(replies: list[Any]) -> list[Any]:
 
 
 class RedisCacheStore:
+    def __init__(self, connection_store: Any) -> None:
+        options = getattr(connection_store, "options", None)
+        self.can_drop = not (options is not None and options.topology.cluster)
+
     def read(self, groups: Sequence[Sequence[str]], token: str,
              lease_ms: int) -> Op[list[Any]]:
         replies = yield _plan([Call("cache_read", tuple(keys), (token, lease_ms))

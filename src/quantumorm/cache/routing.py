@@ -61,8 +61,8 @@ def around(model: type[Document], primary: Connection, reading: bool = True) -> 
 
 
 def _cached_connection(primary: Connection, cache: Connection, reading: bool) -> Connection:
-    backend = CachedBackend(primary.backend, store_for(cache.kind), server_state(cache.url),
-                            reading)
+    backend = CachedBackend(primary.backend, store_for(cache.kind, cache.store),
+                            server_state(cache.url), reading)
     store: Any = CachedStore(backend, primary, cache)
     # (a connection of the primary's own class: this module does not import the connection
     # module, which imports transactions, which route through here)

@@ -95,7 +95,10 @@ class ServerState:
         self._owed: dict[str, Owed] = {}
 
     def owe(self, collection: str, ids: list[str], generation: bool = True,
-            everything: bool = False) -> None:
+            everything: bool = False, can_drop: bool = True) -> None:
+        """Record invalidations owed; ``can_drop`` False (the server cannot drop a whole
+        collection's keys, see :attr:`CacheStore.can_drop`): every id is kept, however
+        many."""
         with self._lock:
             owed = self._owed.setdefault(collection, Owed())
             owed.seq += 1
@@ -106,7 +109,7 @@ class ServerState:
                 return
             for id in ids:
                 owed.ids[id] = owed.seq
-            if len(owed.ids) > MAX_OWED_IDS:
+            if can_drop and len(owed.ids) > MAX_OWED_IDS:
                 owed.everything, owed.ids = owed.seq, {}
 
     def owed(self, collection: str) -> OwedSnapshot | None:

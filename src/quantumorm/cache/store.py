@@ -23,6 +23,10 @@ STORES: dict[str, str] = {"redis": "quantumorm.cache.redis_store:RedisCacheStore
 
 
 class CacheStore(Protocol):
+    #: whether :meth:`drop` can find every key of a pattern (not on a Redis Cluster, where
+    #: SCAN reaches one node)
+    can_drop: bool
+
     def read(self, groups: Sequence[Sequence[str]], token: str,
              lease_ms: int) -> Op[list[Any]]:
         """Per key: the entry, ``b"N"``, or ``b"G"`` / ``b"W"`` / ``b"P"`` (``cache_read``)."""
@@ -60,12 +64,14 @@ class CacheStore(Protocol):
         ...
 
 
-def store_for(kind: str) -> CacheStore:
-    """The cache store for a connection of backend ``kind``."""
+def store_for(kind: str, connection_store: Any) -> CacheStore:
+    """The cache store for a connection of backend ``kind`` (``connection_store``: that
+    connection's own store object)."""
     target = STORES.get(kind)
     if target is None:
         raise ConfigurationError(f"a {kind!r} connection cannot be a cache (cache stores: "
                                  f"{', '.join(sorted(STORES))})")
     module_name, _, attribute = target.partition(":")
-    store: CacheStore = getattr(importlib.import_module(module_name), attribute)()
+    store: CacheStore = getattr(importlib.import_module(module_name), attribute)(
+        connection_store)
     return store

@@ -64,7 +64,7 @@ def written(cached: CachedBackend, options: ModelOptions, requests: Sequence[Wri
         yield from _finish(cached, options, {id: (0, b"") for id in ids}, mark)
         raise
     except BaseException:  # cancelled, interrupted: no more I/O; owe it
-        cached.state.owe(keys.generation, ids)
+        cached.owe(options, ids)
         raise
     outcomes: dict[str, tuple[int, bytes]] = {id: (0, b"") for id in ids}
     through = settings.mode is CacheMode.WRITE_THROUGH
@@ -91,10 +91,10 @@ def _finish(cached: CachedBackend, options: ModelOptions,
             [[(keys.entry(id), *outcomes[id]) for id in group] for group in groups], mark,
             settings.ttl_ms, settings.ttl_ms, keys.generation, new_token()))
     except BaseException:  # cancelled while finishing: the generation may be the old one
-        cached.state.owe(keys.generation, list(outcomes))
+        cached.owe(options, list(outcomes))
         raise
     if stored is FAILED:
-        cached.state.owe(keys.generation, list(outcomes))
+        cached.owe(options, list(outcomes))
         return
     through = sum(stored)
     counters(options).add(write_through=through, invalidations=len(stored) - through)

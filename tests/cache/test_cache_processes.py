@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from quantumorm.cache.dispatch import Pause
-
 from cache_models import Counter
+
+from quantumorm.cache.dispatch import Pause
 
 WRITER = Path(__file__).with_name("cache_writer.py")
 IDS = ["a", "b", "c"]

@@ -82,5 +82,6 @@ def test_reads_here_see_every_write_completed_in_other_processes(
     assert sum(completed.values()) > 0
     final = Counter.objects.cached(False).get_many_sync(IDS)
     assert sum(d.n for d in final if d is not None) == 2 * WRITES
-    stats = Counter.objects.cache_stats()
-    assert stats.hits > 0 and stats.refused_fills > 0  # the race happened, and was lost
+    # (whether the race happened in a run depends on timing, so it is not asserted: with a
+    # fill script that ignores leases, this test sees stale reads in most runs)
+    assert Counter.objects.cache_stats().hits > 0

@@ -9,8 +9,9 @@ write. The pieces, one job each:
 * :mod:`.entries`: key names (the only place) and the values a cache key holds.
 * :mod:`.dispatch`: one operation, two stores: plans tagged for the cache, the drivers'
   executors that route them, and the store object of a cached model's connection.
-* :mod:`.redis_store`: the cache's own operations on Redis (loaded lazily: it imports
-  redis-py), one Lua script per step.
+* :mod:`.store`: what the cache layer asks of a cache server, and which implementation
+  serves each backend kind; :mod:`.redis_store`: the one for Redis (loaded lazily: it
+  imports redis-py), one Lua script per step.
 * :mod:`.state`: per cache server, the circuit breaker and the invalidations still owed.
 * :mod:`.stats`: per model counters (``Model.objects.cache_stats()``).
 * :mod:`.reads`, :mod:`.writes`, :mod:`.queries`: the cached reads (leases, stampede

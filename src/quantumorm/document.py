@@ -23,6 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import errors
+from .cache import routing as cache_routing
 from .engine import atomic, ops
 from .engine.drive import OpFactory
 from .engine.twin import operation, self_operation
@@ -31,7 +32,6 @@ from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
 from .query.expressions import clean_id
 from .query.queryset import QuerySet
-from .registry import connection_for
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -269,7 +269,7 @@ class Document(metaclass=DocumentMeta):
 
     @classmethod
     def _connection(cls) -> Connection:
-        return connection_for(cls)
+        return cache_routing.connection_for(cls)
 
     # -- I/O: one operation each, async and sync ---------------------------------------------
 

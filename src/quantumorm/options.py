@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from .cache.settings import CacheSettings, parse_cache
 from .compression import Compression, from_meta
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
@@ -32,9 +33,9 @@ T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
-    {"abstract", "backend", "changes", "changes_document", "changes_maxlen", "collection",
-     "compress", "connection", "indexes", "namespace", "partition_by", "partitions",
-     "publish", "ttl"}
+    {"abstract", "backend", "cache", "changes", "changes_document", "changes_maxlen",
+     "collection", "compress", "connection", "indexes", "namespace", "partition_by",
+     "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
 #: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
@@ -80,6 +81,8 @@ class ModelOptions:
     #: for Redis memory, and SQLite ignores the option (it stores the JSON as it is).
     #: Reads never depend on it: a compressed document is known by its first byte.
     compress: Compression | None = None
+    #: Redis in front of the primary store (``Meta.cache``; see :mod:`quantumorm.cache`)
+    cache: CacheSettings | None = None
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -231,6 +234,10 @@ def build_options(
                                  f"(got {partition_by!r})")
 
     compress = from_meta(where, raw.get("compress"))
+    cache = parse_cache(where, raw.get("cache"))
+    if cache is not None and ttl is not None:
+        raise ConfigurationError(f"{where}: cache and ttl cannot be combined (a cached copy "
+                                 "would outlive the document's expiry)")
 
     _check_db_names(model_name, fields)
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
@@ -256,6 +263,7 @@ def build_options(
         publish=flags["publish"],
         partition_by=partition_by,
         compress=compress,
+        cache=cache,
     )
     return options, abstract
 

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import signals
+from .cache import routing as cache_routing
 from .engine import ops
 from .engine.contract import Backend, WriteRequest
 from .engine.drive import Op
@@ -76,6 +77,8 @@ class _Work:
             raise TransactionError(f"this transaction is {self.state}")
         if self.model is None:
             connection_for(model, self.connection)  # checks the model against the backend
+            # a cached model's commit goes through its cache (reads stay on the primary)
+            self.connection = cache_routing.around(model, self.connection, reading=False)
             self.model = model
         elif model is not self.model:
             raise TransactionError(

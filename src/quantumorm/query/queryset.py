@@ -20,6 +20,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import sortable
+from ..cache import queries as cache_queries
+from ..cache import routing as cache_routing
+from ..cache.stats import CacheStats, counters
 from ..engine import ops
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
@@ -27,7 +30,6 @@ from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, Valida
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from ..registry import connection_for, get_connection
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id, resolve_lookup
 from .lookups import Lookup
@@ -89,6 +91,8 @@ class QuerySet(Generic[D]):
         self._only: tuple[str, ...] | None = None
         self._values: tuple[str, ...] | None = None
         self._using: str | None = None
+        self._cached = True  # read through the model's cache (Meta.cache), if it has one
+        self._cache_ttl: float | None = None  # cache this query's results (.cache(ttl=))
 
     def _clone(self, **changes: Any) -> QuerySet[D]:
         clone = object.__new__(QuerySet)
@@ -229,6 +233,29 @@ class QuerySet(Generic[D]):
         """Run on the named connection instead of the model's."""
         return self._clone(using=connection)
 
+    # -- the cache (Meta.cache, see quantumorm.cache) --------------------------------------
+
+    def cached(self, enabled: bool = True) -> QuerySet[D]:
+        """``cached(False)``: read from the primary store, not the model's cache (writes
+        keep the cache true either way)."""
+        if not isinstance(enabled, bool):
+            raise QueryError(f"cached() takes True or False (got {enabled!r})")
+        return self._clone(cached=enabled)
+
+    def cache(self, ttl: float) -> QuerySet[D]:
+        """Cache this query's results for ``ttl`` seconds in the model's cache: a result is
+        used only while no write through the ORM has finished since it was computed."""
+        if self.model._meta.cache is None:
+            raise QueryError(f"{self.model.__name__} has no Meta.cache: cache() needs a "
+                             "cache connection")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise QueryError(f"ttl must be a positive number of seconds (got {ttl!r})")
+        return self._clone(cache_ttl=float(ttl))
+
+    def cache_stats(self) -> CacheStats:
+        """What the model's cache did in this process (see :class:`CacheStats`)."""
+        return counters(self.model._meta).snapshot()
+
     # -- change events ---------------------------------------------------------------------
 
     def _whole_collection(self, what: str) -> None:
@@ -269,10 +296,7 @@ class QuerySet(Generic[D]):
                 raise UnknownFieldError(self.model.__name__, name, list(self.model._meta.fields))
 
     def _connection(self) -> Connection:
-        if self._using is None:
-            connection = connection_for(self.model)
-        else:
-            connection = connection_for(self.model, get_connection(self._using))
+        connection = cache_routing.connection_for(self.model, self._using, self._cached)
         capabilities = connection.backend.capabilities
         missing = _lookups(self._where) - capabilities.lookups
         if missing:
@@ -336,13 +360,19 @@ class QuerySet(Generic[D]):
             docs.append(doc)
         return docs
 
+    def _fetch(self, backend: Backend, spec: QuerySpec) -> Op[list[Row]]:
+        if self._cache_ttl is None:
+            return (yield from ops.fetch(backend, self.model, spec))
+        return (yield from cache_queries.fetch(backend, self.model._meta, spec,
+                                               self._cache_ttl))
+
     def _all_op(self, backend: Backend) -> Op[list[Any]]:
-        rows = yield from ops.fetch(backend, self.model, self.spec)
+        rows = yield from self._fetch(backend, self.spec)
         return self._convert(rows)
 
     def _page_op(self, backend: Backend, size: int) -> Op[tuple[list[Any], str | None]]:
         """Up to ``size`` results, and the cursor after the last one if more follow."""
-        rows = yield from ops.fetch(backend, self.model, self[:size + 1].spec)
+        rows = yield from self._fetch(backend, self[:size + 1].spec)
         more = len(rows) > size
         rows = rows[:size]
         cursor = self._encode_cursor(self._row_position(rows[-1])) if more else None
@@ -382,6 +412,9 @@ class QuerySet(Generic[D]):
     @operation
     def count(self) -> OpFactory[int]:
         """How many documents match (after offset/limit); documents are not fetched."""
+        if self._cache_ttl is not None:
+            return partial(cache_queries.count, options=self.model._meta, spec=self.spec,
+                           ttl=self._cache_ttl)
         return partial(ops.count, model=self.model, spec=self.spec)
 
     count_sync = count.sync
@@ -389,6 +422,9 @@ class QuerySet(Generic[D]):
     @operation
     def exists(self) -> OpFactory[bool]:
         """Whether any document matches; stops at the first one."""
+        if self._cache_ttl is not None:
+            return partial(cache_queries.exists, options=self.model._meta, spec=self.spec,
+                           ttl=self._cache_ttl)
         return partial(ops.exists, model=self.model, spec=self.spec)
 
     exists_sync = exists.sync

@@ -42,9 +42,12 @@ def script(name: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 
-SCRIPT_NAMES = ("save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep",
-                "group", "tx", "restore", "schema", "reindex", "stamp", "inspect",
-                "entries", "repair", "preflight", "now")
+SCRIPT_NAMES: tuple[str, ...] = (
+    "save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep", "group", "tx",
+    "restore", "schema", "reindex", "stamp", "inspect", "entries", "repair", "preflight", "now")
+#: the scripts of the cache in front of a primary database (quantumorm.cache)
+SCRIPT_NAMES += ("cache_read", "cache_fill", "cache_begin", "cache_finish", "cache_invalidate",
+                 "cache_query_get", "cache_query_put")
 
 
 @dataclass(frozen=True)

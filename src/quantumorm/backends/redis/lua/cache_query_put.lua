@@ -1,0 +1,15 @@
+#!lua
+-- cache_query_put.lua: store a query result computed at generation ARGV[1], only if that
+-- is still the collection's generation (no write through the ORM finished meanwhile).
+--
+-- KEYS[1]   the collection's query generation
+-- KEYS[2]   the result's key
+-- ARGV[1]   the generation read before the query ran
+-- ARGV[2]   time to live, milliseconds
+-- ARGV[3]   the payload
+-- Returns   1 if stored, 0 if refused
+-- luacheck: globals redis KEYS ARGV
+
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("SET", KEYS[2], ARGV[1] .. ":" .. ARGV[3], "PX", ARGV[2])
+return 1

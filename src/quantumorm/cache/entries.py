@@ -1,0 +1,128 @@
+"""Cache key names (built here and nowhere else) and the values a cache key holds.
+
+Keys of a model in namespace ``ns``, collection ``coll``, with ``P`` cache partitions::
+
+    {ns:cache:coll:N}:e:<id>    STRING  one document's cache slot (values below)
+    {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token)
+    {ns:cache:coll:q}:r:<hash>  STRING  a cached query result: "<generation>:<payload>"
+
+``N = crc32(utf-8 id) % P``. Every key one script call names shares one hash tag: a cached
+``get_many`` is one script call per partition, all pipelined in one round trip; the query
+keys of a collection share the ``:q`` tag, so a result is stored only if the generation it
+was computed at is still current, checked in the same script. Ids are percent-encoded
+(:func:`quantumorm.sortable.escape_id`), so no id can change a key's slot or name another
+key.
+
+A document's slot holds one of (the Lua scripts ``cache_*.lua`` read the first byte and the
+header; a document's JSON is never decoded in Lua)::
+
+    E<version>:<json>   an entry: the document at that version, its JSON as stored
+    N                   a cached "does not exist" (negative caching)
+    T<floor>            a tombstone: a write finished here; fills below ``floor`` are refused
+    L<floor>:<token>    a lease: the reader holding ``token`` loads from the primary, and
+                        its fill is accepted only while this lease is still here
+    P:<token>           a write in progress (begun before the primary commit)
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+
+from .. import jsoncodec
+from ..engine.contract import Row
+from ..errors import CorruptDocumentError
+from ..options import ModelOptions
+from ..sortable import escape_id
+
+
+def new_token() -> str:
+    """A lease or write token: unique across processes (64 random bits)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """The key names of one model's cache."""
+
+    options: ModelOptions
+
+    @cached_property
+    def _base(self) -> str:
+        return f"{self.options.namespace}:cache:{self.options.collection}"
+
+    @cached_property
+    def _prefixes(self) -> tuple[str, ...]:
+        assert self.options.cache is not None
+        return tuple(f"{{{self._base}:{n}}}:e:"
+                     for n in range(self.options.cache.partitions))
+
+    def partition(self, id: str) -> int:
+        prefixes = self._prefixes
+        if len(prefixes) == 1:
+            return 0
+        return zlib.crc32(id.encode("utf-8")) % len(prefixes)
+
+    def entry(self, id: str) -> str:
+        return self._prefixes[self.partition(id)] + escape_id(id)
+
+    def by_partition(self, ids: list[str]) -> list[list[str]]:
+        """``ids`` grouped by partition (each group one script call), in first-seen order."""
+        groups: dict[int, list[str]] = {}
+        for id in ids:
+            groups.setdefault(self.partition(id), []).append(id)
+        return list(groups.values())
+
+    @cached_property
+    def generation(self) -> str:
+        return f"{{{self._base}:q}}:g"
+
+    def result(self, digest: str) -> str:
+        return f"{{{self._base}:q}}:r:{digest}"
+
+    @cached_property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the model's cache (no glob characters can
+        come from the namespace or collection: both are ``[A-Za-z0-9_.-]``)."""
+        return f"{{{self._base}:*"
+
+
+# -- slots: what a read finds in a document's key ----------------------------------------------
+
+
+class Slot:
+    """What ``cache_read`` answered for one id (besides an entry)."""
+
+    GRANTED = "G"  # this reader holds the lease: load from the primary and fill
+    WAIT = "W"  # another reader holds the lease: wait, then read again
+    PENDING = "P"  # a write is in progress: read the primary, fill nothing
+
+
+#: a cached "does not exist" (negative caching)
+NEGATIVE = b"N"
+
+
+def entry_value(version: int, raw: bytes) -> bytes:
+    return b"E%d:" % version + raw
+
+
+def decode_entry(options: ModelOptions, id: str, value: bytes) -> Row:
+    """A cached entry as the row the primary returned (decoded like any stored document,
+    not validated again)."""
+    colon = value.index(b":")
+    try:
+        data = jsoncodec.decode(value[colon + 1:])
+    except ValueError as exc:
+        raise CorruptDocumentError(options.model_name, id, f"invalid cached JSON ({exc})") \
+            from exc
+    if not isinstance(data, dict):
+        raise CorruptDocumentError(options.model_name, id, "cached value is not a JSON object")
+    return Row(id, int(value[1:colon]), data)
+
+
+def row_bytes(row: Row) -> bytes:
+    """A row's JSON as the cache stores it: the primary's decoded document encoded again
+    with the codec every backend stores with, so decoding it gives the same values."""
+    return jsoncodec.encode(row.data)

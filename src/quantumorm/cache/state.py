@@ -1,0 +1,151 @@
+"""What this process knows about each cache server: its circuit breaker, and the
+invalidations it owes.
+
+**The breaker.** After ``THRESHOLD`` consecutive failed cache operations the breaker opens:
+for ``COOLDOWN`` seconds nothing is sent to that server (reads go to the primary and fill
+nothing, writes commit on the primary and owe their invalidations). Then one operation is
+let through (half-open): its success closes the breaker, its failure opens it again.
+
+**What is owed.** A write whose cache step failed (or was skipped) records its ids here
+before it returns; before this process reads the model's cache again, those slots are
+made tombstones and the query generation is renewed (:meth:`ServerState.owed`). So this
+process never reads an entry older than a write it completed. Past ``MAX_OWED_IDS`` ids
+for one collection, every key of its cache is dropped instead. The state is kept per
+cache server URL, so it outlives a connection re-created with the same URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+#: consecutive failures that open the breaker
+THRESHOLD = 2
+#: seconds the breaker stays open before one operation may try again
+COOLDOWN = 1.0
+#: ids owed per collection before the whole collection's cache is dropped instead
+MAX_OWED_IDS = 10_000
+
+
+class Breaker:
+    def __init__(self, threshold: int = THRESHOLD, cooldown: float = COOLDOWN) -> None:
+        self.threshold, self.cooldown = threshold, cooldown
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._failures >= self.threshold
+
+    def allow(self) -> bool:
+        """May an operation go to the server now? (At most one while half-open.)"""
+        if self._failures < self.threshold:
+            return True
+        with self._lock:
+            if self._failures < self.threshold:
+                return True
+            if self._probing or time.monotonic() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        if self._failures or self._probing:
+            with self._lock:
+                self._failures, self._probing = 0, False
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures = max(self._failures + 1, self.threshold if self._probing else 0)
+            self._probing = False
+            if self._failures >= self.threshold:
+                self._open_until = time.monotonic() + self.cooldown
+
+
+@dataclass
+class Owed:
+    """Invalidations one collection's cache is owed. Each ``owe`` takes the next number of
+    ``seq``; an id, the generation and the drop remember the number of their latest
+    ``owe``, so paying a snapshot never clears what was owed again after it was taken."""
+
+    seq: int = 0
+    ids: dict[str, int] = field(default_factory=dict)
+    generation: int = 0  # 0: not owed
+    everything: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.ids and not self.generation and not self.everything
+
+
+@dataclass(frozen=True)
+class OwedSnapshot:
+    ids: dict[str, int]
+    generation: int
+    everything: int
+
+
+class ServerState:
+    def __init__(self) -> None:
+        self.breaker = Breaker()
+        self._lock = threading.Lock()
+        self._owed: dict[str, Owed] = {}
+
+    def owe(self, collection: str, ids: list[str], generation: bool = True,
+            everything: bool = False, can_drop: bool = True) -> None:
+        """Record invalidations owed; ``can_drop`` False (the server cannot drop a whole
+        collection's keys, see :attr:`CacheStore.can_drop`): every id is kept, however
+        many."""
+        with self._lock:
+            owed = self._owed.setdefault(collection, Owed())
+            owed.seq += 1
+            if generation:
+                owed.generation = owed.seq
+            if owed.everything or everything:
+                owed.everything, owed.ids = owed.seq, {}
+                return
+            for id in ids:
+                owed.ids[id] = owed.seq
+            if can_drop and len(owed.ids) > MAX_OWED_IDS:
+                owed.everything, owed.ids = owed.seq, {}
+
+    def owed(self, collection: str) -> OwedSnapshot | None:
+        if not self._owed:  # (the common case, without the lock)
+            return None
+        with self._lock:
+            owed = self._owed.get(collection)
+            if owed is None:
+                return None
+            return OwedSnapshot(dict(owed.ids), owed.generation, owed.everything)
+
+    def paid(self, collection: str, snapshot: OwedSnapshot) -> None:
+        """``snapshot``'s invalidations were applied (what was owed since stays owed)."""
+        with self._lock:
+            owed = self._owed.get(collection)
+            if owed is None:
+                return
+            for id, seq in snapshot.ids.items():
+                if owed.ids.get(id) == seq:
+                    del owed.ids[id]
+            if owed.generation == snapshot.generation:
+                owed.generation = 0
+            if owed.everything == snapshot.everything:
+                owed.everything = 0
+            if owed.empty:
+                del self._owed[collection]
+
+
+_servers: dict[str, ServerState] = {}
+_servers_lock = threading.Lock()
+
+
+def server_state(url: str) -> ServerState:
+    """The state of the cache server at ``url`` (one per URL in this process)."""
+    found = _servers.get(url)
+    if found is None:
+        with _servers_lock:
+            found = _servers.setdefault(url, ServerState())
+    return found

@@ -1,0 +1,294 @@
+"""Run :class:`~.plans.SqlPlan` objects on PostgreSQL through psycopg 3, blocking or asyncio.
+
+The only module of the backend that imports psycopg. What a plan sends is decided once, by
+the generator :func:`steps` (statements out, rows in); :class:`SyncPostgresExecutor` and
+:class:`AsyncPostgresExecutor` only drive it on a pooled ``psycopg.Connection`` or
+``psycopg.AsyncConnection`` (``psycopg_pool``).
+
+Transactions: connections are in autocommit mode and every plan of more than one statement
+opens its own transaction: ``BEGIN ISOLATION LEVEL SERIALIZABLE`` for writes (guards read,
+then write: SERIALIZABLE makes that a compare-and-set against every concurrent writer), a
+read-only REPEATABLE READ snapshot for multi-statement reads; a one-statement read runs alone.
+A write plan that fails with a serialization failure or a deadlock was rolled back whole,
+so it is run again (a bounded number of times, with jittered backoff): that is how a
+PostgreSQL transaction's retry semantics meet the project's.
+
+asyncio: psycopg's async pool belongs to the event loop that opened it, so there is one per
+loop, opened on first use in that loop and closed by ``aclose()`` from it (a pool of a loop
+that has since closed is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import psycopg
+import psycopg.conninfo
+import psycopg.errors
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from ...errors import (
+    AuthenticationError,
+    BackendConnectionError,
+    BackendError,
+    BackendTimeoutError,
+    ConfigurationError,
+    PermissionDeniedError,
+    PoolExhaustedError,
+)
+from .plans import GroupReply, SqlPlan, Statement
+
+#: runs of a write plan that keeps meeting serialization failures before giving up
+ATTEMPTS = 12
+#: backoff before the n-th retry: up to BACKOFF * 2**n seconds, jittered
+BACKOFF = 0.002
+#: what the executor sends, and receives for it
+Step = tuple[str, tuple[Any, ...]]
+Rows = list[tuple[Any, ...]]
+_RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+def parse_conninfo(url: str) -> dict[str, Any]:
+    """The URL's connection parameters (ConfigurationError if libpq cannot read it)."""
+    try:
+        return dict(psycopg.conninfo.conninfo_to_dict(url))
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"not a valid PostgreSQL URL: {exc}") from None
+
+
+def steps(plan: SqlPlan) -> Generator[Step, Rows, list[GroupReply]]:
+    """The statements of one plan, in order, given the rows of each; returns the replies."""
+    if not plan.write and len(plan.groups) == 1 and len(plan.groups[0]) == 1:
+        (statement,) = plan.groups[0]
+        rows = yield statement.sql, statement.params
+        return [GroupReply((rows,))]
+    yield ("BEGIN ISOLATION LEVEL SERIALIZABLE" if plan.write
+           else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), ()
+    # one group alone needs no savepoint: a refusal rolls the whole transaction back
+    savepoints = plan.write and len(plan.groups) > 1
+    replies = []
+    for group in plan.groups:
+        reply = yield from _group(group, savepoints)
+        replies.append(reply)
+        if reply.refused is not None and (plan.atomic or not savepoints):
+            yield "ROLLBACK", ()
+            return replies
+    yield "COMMIT", ()
+    return replies
+
+
+def _group(group: tuple[Statement, ...],
+           savepoint: bool) -> Generator[Step, Rows, GroupReply]:
+    if savepoint:
+        yield "SAVEPOINT qorm_request", ()
+    rows: list[Rows] = []
+    for statement in group:
+        found = yield statement.sql, statement.params
+        rows.append(found)
+        if statement.guard is not None and bool(found) is (statement.guard == "absent"):
+            if savepoint:
+                yield "ROLLBACK TO SAVEPOINT qorm_request", ()
+                yield "RELEASE SAVEPOINT qorm_request", ()
+            return GroupReply(tuple(rows), statement.label)
+    if savepoint:
+        yield "RELEASE SAVEPOINT qorm_request", ()
+    return GroupReply(tuple(rows))
+
+
+def _translate(exc: Exception) -> Exception:
+    """The project's error for a driver error (the driver's error becomes its cause)."""
+    if isinstance(exc, PoolTimeout):
+        return PoolExhaustedError(f"PostgreSQL: no pooled connection free in time ({exc})")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return BackendTimeoutError(f"PostgreSQL: {exc}")
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return PermissionDeniedError(f"PostgreSQL: {exc}")
+    if isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification | 
+                  psycopg.errors.InvalidPassword):
+        return AuthenticationError(f"PostgreSQL: {exc}")
+    if isinstance(exc, _RETRIED):
+        return BackendError(f"PostgreSQL: the transaction met serialization failures "
+                            f"{ATTEMPTS} times in a row; nothing was written ({exc})")
+    if isinstance(exc, psycopg.OperationalError):
+        return BackendConnectionError(f"PostgreSQL: {exc}")
+    return BackendError(f"PostgreSQL: {exc}")
+
+
+def _delay(attempt: int) -> float:
+    return random.uniform(0, BACKOFF * 2 ** min(attempt, 6))
+
+
+class PoolSettings:
+    """What both pools are made from: the URL, connection keywords and pool limits."""
+
+    def __init__(self, url: str, connect: dict[str, Any], min_size: int, max_size: int,
+                 pool_timeout: float, connect_timeout: float) -> None:
+        self.url, self.connect = url, {"autocommit": True, **connect}
+        self.min_size, self.max_size = min_size, max_size
+        self.pool_timeout, self.connect_timeout = pool_timeout, connect_timeout
+
+    def why_not(self) -> Exception:
+        """After a pool failed to open in time: connect once directly, for the real error."""
+        try:
+            psycopg.connect(self.url, **self.connect).close()
+        except psycopg.Error as exc:
+            return _translate(exc)
+        return BackendConnectionError("PostgreSQL: the pool could not connect in time")
+
+
+class SyncPostgresExecutor:
+    def __init__(self, settings: PoolSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._closed = False
+
+    def _get_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        with self._lock:
+            if self._closed:
+                raise BackendError("the PostgreSQL connection is closed")
+            if self._pool is None:
+                s = self._settings
+                pool = ConnectionPool(s.url, kwargs=s.connect, min_size=s.min_size,
+                                      max_size=s.max_size, timeout=s.pool_timeout,
+                                      open=False, name="quantumorm")
+                try:
+                    pool.open(wait=True, timeout=s.connect_timeout)
+                except PoolTimeout:
+                    pool.close()
+                    raise s.why_not() from None
+                self._pool = pool
+            return self._pool
+
+    def execute(self, plan: SqlPlan) -> list[GroupReply]:
+        pool = self._get_pool()
+        for attempt in range(ATTEMPTS):
+            try:
+                with pool.connection() as conn:
+                    return _drive(conn, plan)
+            except _RETRIED as exc:
+                if attempt + 1 == ATTEMPTS:
+                    raise _translate(exc) from exc
+                time.sleep(_delay(attempt))
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
+    run = steps(plan)
+    try:
+        with conn.cursor() as cur:
+            sql, params = next(run)
+            while True:
+                cur.execute(sql, params)
+                sql, params = run.send(cur.fetchall() if cur.description is not None else [])
+    except StopIteration as stop:
+        replies: list[GroupReply] = stop.value
+        return replies
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.rollback()
+        raise
+
+
+class AsyncPostgresExecutor:
+    """The asyncio twin: one psycopg ``AsyncConnectionPool`` per event loop."""
+
+    def __init__(self, settings: PoolSettings) -> None:
+        self._settings = settings
+        #: loop -> (its pool, the task opening it)
+        self._pools: dict[asyncio.AbstractEventLoop, tuple[AsyncConnectionPool,
+                                                           asyncio.Future[None]]] = {}
+        self._closed = False
+
+    async def _get_pool(self) -> AsyncConnectionPool:
+        if self._closed:
+            raise BackendError("the PostgreSQL connection is closed")
+        loop = asyncio.get_running_loop()
+        entry = self._pools.get(loop)
+        if entry is None:
+            for other in [other for other in self._pools if other.is_closed()]:
+                del self._pools[other]
+            s = self._settings
+            pool: AsyncConnectionPool = AsyncConnectionPool(
+                s.url, kwargs=s.connect, min_size=s.min_size, max_size=s.max_size,
+                timeout=s.pool_timeout, open=False, name="quantumorm")
+            # every caller of this loop awaits the one opening
+            entry = self._pools[loop] = (pool, asyncio.ensure_future(
+                pool.open(wait=True, timeout=s.connect_timeout)))
+        pool, opening = entry
+        try:
+            await asyncio.shield(opening)
+        except PoolTimeout:
+            if self._pools.get(loop) is entry:
+                del self._pools[loop]
+                await pool.close()
+            error = await asyncio.to_thread(self._settings.why_not)
+            raise error from None
+        return pool
+
+    async def execute(self, plan: SqlPlan) -> list[GroupReply]:
+        pool = await self._get_pool()
+        for attempt in range(ATTEMPTS):
+            try:
+                async with pool.connection() as conn:
+                    return await _adrive(conn, plan)
+            except _RETRIED as exc:
+                if attempt + 1 == ATTEMPTS:
+                    raise _translate(exc) from exc
+                await asyncio.sleep(_delay(attempt))
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Close this loop's pool (and forget those of closed loops)."""
+        loop = asyncio.get_running_loop()
+        entry = self._pools.pop(loop, None)
+        for other in [other for other in self._pools if other.is_closed()]:
+            del self._pools[other]
+        if entry is not None:
+            pool, opening = entry
+            try:
+                await opening
+            except Exception:  # noqa: BLE001 (closing: how it failed to open is moot)
+                pass
+            await pool.close()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+async def _adrive(conn: psycopg.AsyncConnection[Any], plan: SqlPlan) -> list[GroupReply]:
+    run = steps(plan)
+    try:
+        async with conn.cursor() as cur:
+            sql, params = next(run)
+            while True:
+                await cur.execute(sql, params)
+                sql, params = run.send(await cur.fetchall()
+                                       if cur.description is not None else [])
+    except StopIteration as stop:
+        replies: list[GroupReply] = stop.value
+        return replies
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            await conn.rollback()
+        raise

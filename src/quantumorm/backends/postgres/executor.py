@@ -109,7 +109,7 @@ def _translate(exc: Exception) -> Exception:
         return BackendTimeoutError(f"PostgreSQL: {exc}")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return PermissionDeniedError(f"PostgreSQL: {exc}")
-    if isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification | 
+    if isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification |
                   psycopg.errors.InvalidPassword):
         return AuthenticationError(f"PostgreSQL: {exc}")
     if isinstance(exc, _RETRIED):

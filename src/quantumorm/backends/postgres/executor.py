@@ -14,17 +14,18 @@ so it is run again (a bounded number of times, with jittered backoff): that is h
 PostgreSQL transaction's retry semantics meet the project's.
 
 asyncio: psycopg's async pool belongs to the event loop that opened it, so there is one per
-loop, opened on first use in that loop and closed by ``aclose()`` from it (a pool of a loop
-that has since closed is dropped).
+loop, opened on first use in that loop and closed by ``aclose()`` from it or when the loop
+shuts down (see :class:`AsyncPostgresExecutor`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import psycopg
@@ -209,13 +210,19 @@ def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
 
 
 class AsyncPostgresExecutor:
-    """The asyncio twin: one psycopg ``AsyncConnectionPool`` per event loop."""
+    """The asyncio twin: one psycopg ``AsyncConnectionPool`` per event loop.
+
+    A pool must be closed on its own loop. asyncio has no "loop closed" callback, but a loop
+    run by ``asyncio.run()`` (or ``asyncio.Runner``) closes every async generator it started
+    before it closes: so each pool comes with a small async generator, started on its loop
+    and left waiting, whose ``finally`` closes the pool when the loop shuts down (the
+    technique of the Redis backend's ``loops.py``)."""
 
     def __init__(self, settings: PoolSettings) -> None:
         self._settings = settings
-        #: loop -> (its pool, the task opening it)
-        self._pools: dict[asyncio.AbstractEventLoop, tuple[AsyncConnectionPool,
-                                                           asyncio.Future[None]]] = {}
+        #: loop -> (its pool, the future of its opening, the generator that closes it)
+        self._pools: dict[asyncio.AbstractEventLoop, tuple[
+            AsyncConnectionPool, asyncio.Future[None], Any]] = {}
         self._closed = False
 
     async def _get_pool(self) -> AsyncConnectionPool:
@@ -230,19 +237,32 @@ class AsyncPostgresExecutor:
             pool: AsyncConnectionPool = AsyncConnectionPool(
                 s.url, kwargs=s.connect, min_size=s.min_size, max_size=s.max_size,
                 timeout=s.pool_timeout, open=False, name="quantumorm")
+            closer: Any = self._closer(loop, pool)
+            step: Any = closer.__anext__()  # started on this loop, waiting at its yield
+            with contextlib.suppress(StopIteration):
+                step.send(None)
             # every caller of this loop awaits the one opening
-            entry = self._pools[loop] = (pool, asyncio.ensure_future(
-                pool.open(wait=True, timeout=s.connect_timeout)))
-        pool, opening = entry
+            started: asyncio.Future[None] = asyncio.ensure_future(
+                pool.open(wait=True, timeout=s.connect_timeout))
+            entry = self._pools[loop] = (pool, started, closer)
+        pool, opening, closer = entry
         try:
             await asyncio.shield(opening)
         except PoolTimeout:
             if self._pools.get(loop) is entry:
-                del self._pools[loop]
-                await pool.close()
+                await closer.aclose()
             error = await asyncio.to_thread(self._settings.why_not)
             raise error from None
         return pool
+
+    async def _closer(self, loop: asyncio.AbstractEventLoop,
+                      pool: AsyncConnectionPool) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if self._pools.get(loop, (None,))[0] is pool:
+                del self._pools[loop]
+            await pool.close()
 
     async def execute(self, plan: SqlPlan) -> list[GroupReply]:
         pool = await self._get_pool()
@@ -259,18 +279,13 @@ class AsyncPostgresExecutor:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        """Close this loop's pool (and forget those of closed loops)."""
-        loop = asyncio.get_running_loop()
-        entry = self._pools.pop(loop, None)
-        for other in [other for other in self._pools if other.is_closed()]:
-            del self._pools[other]
+        """Close this loop's pool (the pools of other loops close when their loop ends)."""
+        entry = self._pools.get(asyncio.get_running_loop())
         if entry is not None:
-            pool, opening = entry
-            try:
+            pool, opening, closer = entry
+            with contextlib.suppress(Exception):  # closing: how opening failed is moot
                 await opening
-            except Exception:  # noqa: BLE001 (closing: how it failed to open is moot)
-                pass
-            await pool.close()
+            await closer.aclose()
 
     def close(self) -> None:
         self._closed = True

@@ -80,7 +80,7 @@ class PostgresBackend:
             present = {row[0] for row in info.rows[0]}
             # under an advisory lock, so that processes starting together do not race on
             # the catalog (CREATE ... IF NOT EXISTS alone is not safe against that)
-            ddl = [Statement("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,)),
+            ddl = [Statement("SELECT pg_advisory_xact_lock(%b)", (DDL_LOCK,)),
                    *lifecycle.create_statements()]
             if present:
                 ddl += layout.missing_columns(present)
@@ -96,7 +96,7 @@ class PostgresBackend:
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         layout = yield from self._prepare(options)
         (reply,) = yield SqlPlan.read(Statement(
-            f"SELECT nextval({regclass(layout.ids)}) FROM generate_series(1, %s::int)",
+            f"SELECT nextval({regclass(layout.ids)}) FROM generate_series(1, %b::int)",
             (count,)))
         return [str(n) for n in sorted(int(row[0]) for row in reply.rows[0])]
 
@@ -155,7 +155,7 @@ class PostgresBackend:
         keys = list(dict.fromkeys(sortable.id_key(i) for i in ids))
         (reply,) = yield SqlPlan.read(Statement(
             f"SELECT id_key, version, doc FROM {layout.table} "
-            "WHERE id_key = ANY(%s::bytea[])", (keys,)))
+            "WHERE id_key = ANY(%b::bytea[])", (keys,)))
         found = {r.id: r for r in _rows(options, reply.rows[0])}
         return [found.get(i) for i in ids]
 
@@ -269,24 +269,24 @@ def _statements(layout: Layout, request: WriteRequest,
     table, key = layout.table, sortable.id_key(request.id)
     out: list[Statement] = []
     if request.kind == "delete":
-        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = %s", (key,),
+        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = %b", (key,),
                              "present", "GONE"))
         if request.expected_version:
             out.append(Statement(
-                f"SELECT version FROM {table} WHERE id_key = %s AND version <> %s",
+                f"SELECT version FROM {table} WHERE id_key = %b AND version <> %b",
                 (key, request.expected_version), "absent", "VERSION"))
-        out.append(Statement(f"DELETE FROM {table} WHERE id_key = %s", (key,)))
+        out.append(Statement(f"DELETE FROM {table} WHERE id_key = %b", (key,)))
         return tuple(out)
     assert request.values is not None and request.data is not None
     values = request.values
     if request.kind == "insert":
-        out.append(Statement(f"SELECT 1 FROM {table} WHERE id_key = %s", (key,),
+        out.append(Statement(f"SELECT 1 FROM {table} WHERE id_key = %b", (key,),
                              "absent", "EXISTS"))
     else:
-        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = %s", (key,),
+        out.append(Statement(f"SELECT version FROM {table} WHERE id_key = %b", (key,),
                              "present", "MISSING"))
         out.append(Statement(
-            f"SELECT version FROM {table} WHERE id_key = %s AND version <> %s",
+            f"SELECT version FROM {table} WHERE id_key = %b AND version <> %b",
             (key, request.expected_version), "absent", "VERSION"))
     out += _unique_guards(layout, key, values)
     raw = request.encoded()
@@ -298,14 +298,14 @@ def _statements(layout: Layout, request: WriteRequest,
     version = layout.next_version()
     if request.kind == "insert":
         names = ", ".join(["id_key", "version", "doc", "body", *columns])
-        marks = ", ".join(["%s", version, "%s", "%s::jsonb", *("%s" for _ in columns)])
+        marks = ", ".join(["%b", version, "%b", "%b::jsonb", *("%b" for _ in columns)])
         out.append(Statement(f"INSERT INTO {table} ({names}) VALUES ({marks}) "
                              "RETURNING version",
                              (key, raw.decode(), jsonb_text(raw), *column_values)))
     else:
-        sets = ", ".join([f"version = {version}", "doc = %s", "body = %s::jsonb",
-                          *(f"{c} = %s" for c in columns)])
-        out.append(Statement(f"UPDATE {table} SET {sets} WHERE id_key = %s RETURNING version",
+        sets = ", ".join([f"version = {version}", "doc = %b", "body = %b::jsonb",
+                          *(f"{c} = %b" for c in columns)])
+        out.append(Statement(f"UPDATE {table} SET {sets} WHERE id_key = %b RETURNING version",
                              (raw.decode(), jsonb_text(raw), *column_values, key)))
     return tuple(out)
 
@@ -314,11 +314,11 @@ def _check_statements(layout: Layout, id: str, version: int) -> tuple[Statement,
     """A transaction's read check: the document is still at ``version`` (0: still absent)."""
     table, key = layout.table, sortable.id_key(id)
     if not version:
-        return (Statement(f"SELECT version FROM {table} WHERE id_key = %s", (key,),
+        return (Statement(f"SELECT version FROM {table} WHERE id_key = %b", (key,),
                           "absent", "VERSION"),)
-    return (Statement(f"SELECT 1 FROM {table} WHERE id_key = %s", (key,),
+    return (Statement(f"SELECT 1 FROM {table} WHERE id_key = %b", (key,),
                       "present", "MISSING"),
-            Statement(f"SELECT version FROM {table} WHERE id_key = %s AND version <> %s",
+            Statement(f"SELECT version FROM {table} WHERE id_key = %b AND version <> %b",
                       (key, version), "absent", "VERSION"))
 
 
@@ -336,14 +336,14 @@ def _unique_guards(layout: Layout, key: bytes, values: dict[str, Any]) -> list[S
             if elements:
                 out.append(Statement(
                     f"SELECT id_key FROM {layout.table} WHERE {layout.arrays[first]} "
-                    "&& %s::bytea[] AND id_key <> %s LIMIT 1",
+                    "&& %b::bytea[] AND id_key <> %b LIMIT 1",
                     (elements, key), "absent", label))
             continue
-        parts = [f"{layout.columns[n]} = %s" for n in index.fields]
+        parts = [f"{layout.columns[n]} = %b" for n in index.fields]
         params = [options.fields[n].sort_key(values[n]) for n in index.fields]
         out.append(Statement(
             f"SELECT id_key FROM {layout.table} WHERE {' AND '.join(parts)} "
-            f"AND {layout.columns[first]} <> {NULL_SQL} AND id_key <> %s LIMIT 1",
+            f"AND {layout.columns[first]} <> {NULL_SQL} AND id_key <> %b LIMIT 1",
             (*params, key), "absent", label))
     return out
 

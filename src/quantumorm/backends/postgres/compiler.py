@@ -14,7 +14,7 @@ with :mod:`quantumorm.query.evaluate` exactly:
 * ordering: the ``k_`` columns, then the id key in the direction of the last ordering field;
   the keyset position is the row-value comparison expanded for mixed directions.
 
-Values only ever travel as parameters (``%s``, bound by the server).
+Values only ever travel as parameters (``%b``: bound by the server, in binary).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _key(layout: Layout, cond: Condition, value: Any) -> bytes:
 def _equal(layout: Layout, cond: Condition, params: list[Any]) -> str:
     params.append(_key(layout, cond, cond.value))
     op = "=" if cond.lookup is Lookup.EXACT else "<>"
-    return f"({layout.column(cond.field)} {op} %s)"
+    return f"({layout.column(cond.field)} {op} %b)"
 
 
 def _listed(layout: Layout, cond: Condition, params: list[Any]) -> str:
@@ -79,14 +79,14 @@ def _listed(layout: Layout, cond: Condition, params: list[Any]) -> str:
         return "FALSE" if inside else "TRUE"
     params.append(keys)
     # (neither the column nor the list holds SQL NULL, so NOT (= ANY) is exact)
-    test = f"{column} = ANY(%s::bytea[])"
+    test = f"{column} = ANY(%b::bytea[])"
     return f"({test})" if inside else f"(NOT ({test}))"
 
 
 def _range(layout: Layout, cond: Condition, params: list[Any]) -> str:
     column = layout.column(cond.field)
     params.append(layout.options.fields[cond.field].sort_key(cond.value))
-    return f"({column} {_RANGE[cond.lookup]} %s AND {column} <> {NULL_SQL})"
+    return f"({column} {_RANGE[cond.lookup]} %b AND {column} <> {NULL_SQL})"
 
 
 def _isnull(layout: Layout, cond: Condition, params: list[Any]) -> str:
@@ -104,19 +104,19 @@ def _contains(layout: Layout, cond: Condition, params: list[Any]) -> str:
     field = layout.options.fields[cond.field]
     if isinstance(field, ArrayField):
         params.append([field.field.sort_key(cond.value)])
-        return f"(t.{layout.arrays[cond.field]} @> %s::bytea[])"
+        return f"(t.{layout.arrays[cond.field]} @> %b::bytea[])"
     column = layout.column(cond.field)
     body = _body(cond.value)
     if not body:
         return f"({column} <> {NULL_SQL})"
     params.append(body)
-    return f"({column} <> {NULL_SQL} AND position(%s::bytea in substring({column} from 2)) > 0)"
+    return f"({column} <> {NULL_SQL} AND position(%b::bytea in substring({column} from 2)) > 0)"
 
 
 def _startswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
     body = _body(cond.value)
     params += [len(body) + 1, sortable.STRING_TAG + body]
-    return f"(substring({layout.column(cond.field)} from 1 for %s::int) = %s)"
+    return f"(substring({layout.column(cond.field)} from 1 for %b::int) = %b)"
 
 
 def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
@@ -127,7 +127,7 @@ def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
     # itself whole, which is shorter than the needle and so never equal
     params += [len(needle), needle]
     return (f"({column} <> {NULL_SQL} AND substring(substring({column} from 2) "
-            f"from octet_length({column}) - %s::int) = %s)")
+            f"from octet_length({column}) - %b::int) = %b)")
 
 
 #: the SQL of every lookup this backend serves; its key set is the backend's ``lookups``
@@ -166,9 +166,9 @@ def after(layout: Layout, spec: QuerySpec, params: list[Any]) -> str:
     for i, (column, desc) in enumerate(zip(columns, descending, strict=True)):
         parts = []
         for j in range(i):
-            parts.append(f"{columns[j]} = %s")
+            parts.append(f"{columns[j]} = %b")
             params.append(spec.after[j])
-        parts.append(f"{column} {'<' if desc else '>'} %s")
+        parts.append(f"{column} {'<' if desc else '>'} %b")
         params.append(spec.after[i])
         branches.append("(" + " AND ".join(parts) + ")")
     return "(" + " OR ".join(branches) + ")"
@@ -184,7 +184,7 @@ def select(layout: Layout, spec: QuerySpec, what: str = "t.id_key, t.version, t.
     if ordered:
         sql += f" ORDER BY {order_by(layout, spec)}"
     if window and (spec.limit is not None or spec.offset):
-        sql += " LIMIT %s::bigint OFFSET %s::bigint"  # (LIMIT NULL: no limit)
+        sql += " LIMIT %b::bigint OFFSET %b::bigint"  # (LIMIT NULL: no limit)
         params += [spec.limit, spec.offset]
     return sql, params
 

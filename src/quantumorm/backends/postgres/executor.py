@@ -195,7 +195,7 @@ class SyncPostgresExecutor:
 def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
     run = steps(plan)
     try:
-        with conn.cursor() as cur:
+        with conn.cursor(binary=True) as cur:
             sql, params = next(run)
             while True:
                 cur.execute(sql, params)
@@ -294,7 +294,7 @@ class AsyncPostgresExecutor:
 async def _adrive(conn: psycopg.AsyncConnection[Any], plan: SqlPlan) -> list[GroupReply]:
     run = steps(plan)
     try:
-        async with conn.cursor() as cur:
+        async with conn.cursor(binary=True) as cur:
             sql, params = next(run)
             while True:
                 await cur.execute(sql, params)

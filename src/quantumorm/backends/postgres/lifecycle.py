@@ -42,14 +42,14 @@ def create_statements() -> list[Statement]:
 
 def read_schema(layout: Layout) -> Op[Schema | None]:
     (reply,) = yield SqlPlan.read(Statement(
-        f"SELECT body FROM {quote(SCHEMAS)} WHERE name = %s", (layout.table_name,)))
+        f"SELECT body FROM {quote(SCHEMAS)} WHERE name = %b", (layout.table_name,)))
     rows = reply.rows[0]
     return Schema.load(json.loads(rows[0][0])) if rows else None
 
 
 def _store_schema(layout: Layout, schema: Schema) -> Op[None]:
     yield SqlPlan(((Statement(
-        f"INSERT INTO {quote(SCHEMAS)} (name, body) VALUES (%s, %s) "
+        f"INSERT INTO {quote(SCHEMAS)} (name, body) VALUES (%b, %b) "
         "ON CONFLICT (name) DO UPDATE SET body = EXCLUDED.body",
         (layout.table_name, json.dumps(schema.dump()))),),), write=True)
 
@@ -95,8 +95,8 @@ def rewrite(options: ModelOptions, layout: Layout, report: ReindexReport,
     cursor = b""
     while True:
         (reply,) = yield SqlPlan.read(Statement(
-            f"SELECT id_key FROM {layout.table} WHERE id_key > %s ORDER BY id_key "
-            "LIMIT %s::bigint", (cursor, batch)))
+            f"SELECT id_key FROM {layout.table} WHERE id_key > %b ORDER BY id_key "
+            "LIMIT %b::bigint", (cursor, batch)))
         keys = [bytes(row[0]) for row in reply.rows[0]]
         if not keys:
             break
@@ -118,11 +118,11 @@ def _rewrite_batch(options: ModelOptions, layout: Layout, keys: list[bytes],
     keys of those written meanwhile (to read again)."""
     table = layout.table
     (reply,) = yield SqlPlan.read(Statement(
-        f"SELECT id_key, version, doc FROM {table} WHERE id_key = ANY(%s::bytea[])", (keys,)))
+        f"SELECT id_key, version, doc FROM {table} WHERE id_key = ANY(%b::bytea[])", (keys,)))
     groups = []
     sent: list[tuple[bytes, bool]] = []
-    sets = ", ".join(["doc = %s", "body = %s::jsonb",
-                      *(f"{c} = %s" for c in layout.assignments())])
+    sets = ", ".join(["doc = %b", "body = %b::jsonb",
+                      *(f"{c} = %b" for c in layout.assignments())])
     for key, version, raw in reply.rows[0]:
         key = bytes(key)
         id = sortable.id_from_key(key)
@@ -135,7 +135,7 @@ def _rewrite_batch(options: ModelOptions, layout: Layout, keys: list[bytes],
         text = base.encode_document(backfilled) if backfilled is not None else raw.encode()
         # (no row returned: another writer moved it past the version read; read it again)
         groups.append((Statement(
-            f"UPDATE {table} SET {sets} WHERE id_key = %s AND version = %s RETURNING 1",
+            f"UPDATE {table} SET {sets} WHERE id_key = %b AND version = %b RETURNING 1",
             (text.decode(), jsonb_text(text), *layout.keys(values), *layout.elements(values),
              key, version), "present", "MOVED"),))
         sent.append((key, backfilled is not None))
@@ -182,7 +182,7 @@ def verify(options: ModelOptions, layout: Layout, batch: int,
     while True:
         (reply,) = yield SqlPlan.read(Statement(
             f"SELECT id_key, version, doc{''.join(', ' + c for c in columns)} FROM "
-            f"{layout.table} WHERE id_key > %s ORDER BY id_key LIMIT %s::bigint",
+            f"{layout.table} WHERE id_key > %b ORDER BY id_key LIMIT %b::bigint",
             (cursor, batch)))
         rows = reply.rows[0]
         if not rows:

@@ -8,8 +8,8 @@ SAVEPOINT, and a :class:`Statement` may carry a *guard* (a condition on the rows
 returns). A failed guard rolls back that group only and reports which guard failed, so one
 refused request never undoes the others.
 
-Statements hold SQL text and parameters separately (``%s`` placeholders, bound by the
-server). Values are always parameters; the SQL text is built only from identifiers derived
+Statements hold SQL text and parameters separately (``%b`` placeholders: bound by the
+server, sent in binary, which for ``bytea`` arrays is several times cheaper than text). Values are always parameters; the SQL text is built only from identifiers derived
 from validated model names (see ``schema``).
 """
 

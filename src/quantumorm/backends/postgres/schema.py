@@ -163,7 +163,7 @@ class Layout:
 
     def table_info(self) -> Statement:
         return Statement("SELECT column_name FROM information_schema.columns "
-                         "WHERE table_schema = current_schema() AND table_name = %s",
+                         "WHERE table_schema = current_schema() AND table_name = %b",
                          (self.table_name,))
 
     def missing_columns(self, present: set[str]) -> list[Statement]:

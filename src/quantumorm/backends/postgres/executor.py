@@ -53,6 +53,8 @@ BACKOFF = 0.002
 Step = tuple[str, tuple[Any, ...]]
 Rows = list[tuple[Any, ...]]
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+#: SQLSTATEs of a refused login: invalid_authorization_specification, invalid_password
+_AUTHENTICATION = ("28000", "28P01")
 
 
 def parse_conninfo(url: str) -> dict[str, Any]:
@@ -110,8 +112,9 @@ def _translate(exc: Exception) -> Exception:
         return BackendTimeoutError(f"PostgreSQL: {exc}")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return PermissionDeniedError(f"PostgreSQL: {exc}")
-    if isinstance(exc, psycopg.errors.InvalidAuthorizationSpecification |
-                  psycopg.errors.InvalidPassword):
+    # (a refused login fails the connection: psycopg raises a bare OperationalError then,
+    # carrying the server's SQLSTATE)
+    if getattr(exc, "sqlstate", None) in _AUTHENTICATION:
         return AuthenticationError(f"PostgreSQL: {exc}")
     if isinstance(exc, _RETRIED):
         return BackendError(f"PostgreSQL: the transaction met serialization failures "
@@ -134,13 +137,20 @@ class PoolSettings:
         self.min_size, self.max_size = min_size, max_size
         self.pool_timeout, self.connect_timeout = pool_timeout, connect_timeout
 
-    def why_not(self) -> Exception:
-        """After a pool failed to open in time: connect once directly, for the real error."""
+    def probe(self) -> None:
+        """Connect once before a pool is opened: a pool retries a refused connection
+        until its timeout and then only says "timed out"; this raises the real reason at
+        once (no such database, authentication failed, server down)."""
         try:
             psycopg.connect(self.url, **self.connect).close()
         except psycopg.Error as exc:
-            return _translate(exc)
-        return BackendConnectionError("PostgreSQL: the pool could not connect in time")
+            raise _translate(exc) from exc
+
+    async def aprobe(self) -> None:
+        try:
+            await (await psycopg.AsyncConnection.connect(self.url, **self.connect)).close()
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
 
 
 class SyncPostgresExecutor:
@@ -159,14 +169,15 @@ class SyncPostgresExecutor:
                 raise BackendError("the PostgreSQL connection is closed")
             if self._pool is None:
                 s = self._settings
+                s.probe()
                 pool = ConnectionPool(s.url, kwargs=s.connect, min_size=s.min_size,
                                       max_size=s.max_size, timeout=s.pool_timeout,
                                       open=False, name="quantumorm")
                 try:
                     pool.open(wait=True, timeout=s.connect_timeout)
-                except PoolTimeout:
+                except PoolTimeout as exc:
                     pool.close()
-                    raise s.why_not() from None
+                    raise _translate(exc) from exc
                 self._pool = pool
             return self._pool
 
@@ -234,6 +245,9 @@ class AsyncPostgresExecutor:
             for other in [other for other in self._pools if other.is_closed()]:
                 del self._pools[other]
             s = self._settings
+            await s.aprobe()
+            if loop in self._pools:  # another task of this loop made it meanwhile
+                return await self._get_pool()
             pool: AsyncConnectionPool = AsyncConnectionPool(
                 s.url, kwargs=s.connect, min_size=s.min_size, max_size=s.max_size,
                 timeout=s.pool_timeout, open=False, name="quantumorm")
@@ -248,11 +262,10 @@ class AsyncPostgresExecutor:
         pool, opening, closer = entry
         try:
             await asyncio.shield(opening)
-        except PoolTimeout:
+        except PoolTimeout as exc:
             if self._pools.get(loop) is entry:
                 await closer.aclose()
-            error = await asyncio.to_thread(self._settings.why_not)
-            raise error from None
+            raise _translate(exc) from exc
         return pool
 
     async def _closer(self, loop: asyncio.AbstractEventLoop,

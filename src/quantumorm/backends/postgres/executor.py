@@ -45,13 +45,18 @@ from ...errors import (
 )
 from .plans import GroupReply, SqlPlan, Statement
 
-#: runs of a write plan that keeps meeting serialization failures before giving up
-ATTEMPTS = 12
-#: backoff before the n-th retry: up to BACKOFF * 2**n seconds, jittered
-BACKOFF = 0.002
-#: what the executor sends, and receives for it
-Step = tuple[str, tuple[Any, ...]]
+#: runs of a write plan that keeps meeting serialization failures before giving up. Writers
+#: of one row fail each other: of N at once, one commits per round, so the last of them
+#: needs N rounds (the engine's atomic operations allow 100 conflicts likewise)
+ATTEMPTS = 100
+#: backoff before the n-th retry: up to BACKOFF * 2**min(n, 5) seconds, jittered
+BACKOFF = 0.001
+#: what the executor sends in one round trip: statements (SQL, parameters)
+Batch = list[tuple[str, tuple[Any, ...]]]
 Rows = list[tuple[Any, ...]]
+#: what it gets back: the rows of each statement that ran, and the error that stopped the
+#: batch (the statements after a failed one do not run)
+Outcome = tuple[list[Rows], "psycopg.Error | None"]
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 #: SQLSTATEs of a refused login: invalid_authorization_specification, invalid_password
 _AUTHENTICATION = ("28000", "28P01")
@@ -65,43 +70,104 @@ def parse_conninfo(url: str) -> dict[str, Any]:
         raise ConfigurationError(f"not a valid PostgreSQL URL: {exc}") from None
 
 
-def steps(plan: SqlPlan) -> Generator[Step, Rows, list[GroupReply]]:
-    """The statements of one plan, in order, given the rows of each; returns the replies."""
+def steps(plan: SqlPlan) -> Generator[Batch, Outcome, list[GroupReply]]:
+    """The batches of statements of one plan, given the outcome of each; returns the replies.
+
+    Each batch goes in one round trip (psycopg's pipeline mode). Statements are sent
+    together, guards included: the statements after a guard that fails run too, and are
+    then undone by rolling back (the whole transaction, or the group's savepoint), so a
+    write costs two round trips (the statements, then COMMIT) however many guards and
+    requests it has. A statement that fails after a failed guard is part of that refusal,
+    not an error."""
+    if not plan.groups:
+        return []
+    guarded = any(s.guard is not None for group in plan.groups for s in group)
     if not plan.write and len(plan.groups) == 1 and len(plan.groups[0]) == 1:
         (statement,) = plan.groups[0]
-        rows = yield statement.sql, statement.params
-        return [GroupReply((rows,))]
-    yield ("BEGIN ISOLATION LEVEL SERIALIZABLE" if plan.write
-           else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), ()
-    # one group alone needs no savepoint: a refusal rolls the whole transaction back
-    savepoints = plan.write and len(plan.groups) > 1
+        results, error = yield [(statement.sql, statement.params)]
+        if error is not None:
+            raise error
+        return [GroupReply((results[0],))]
+    begin = ("BEGIN ISOLATION LEVEL SERIALIZABLE" if plan.write
+             else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ())
+    if not guarded:
+        # nothing to decide on the way: the whole transaction in one round trip
+        statements = [(s.sql, s.params) for group in plan.groups for s in group]
+        results, error = yield [begin, *statements, ("COMMIT", ())]
+        if error is not None:
+            raise error
+        done, start = [], 1
+        for group in plan.groups:
+            done.append(GroupReply(tuple(results[start:start + len(group)])))
+            start += len(group)
+        return done
+    # First, optimistically, every group at once: when no guard refuses (the common case,
+    # a bulk write included) that is two round trips in all, and every statement ran as it
+    # would have one by one.
+    everything = [begin, *((s.sql, s.params) for group in plan.groups for s in group)]
+    results, error = yield everything
+    if error is not None and (isinstance(error, _RETRIED) or not results):
+        raise error
+    replies: list[GroupReply] = []
+    start = 1
+    for group in plan.groups:
+        reply = _reply(group, results[start:start + len(group)])
+        if reply is None:
+            assert error is not None
+            raise error
+        replies.append(reply)
+        start += len(group)
+        if reply.refused is not None:
+            break
+    if replies[-1].refused is None:
+        _, error = yield [("COMMIT", ())]
+        if error is not None:
+            raise error
+        return replies
+    _, error = yield [("ROLLBACK", ())]
+    if plan.atomic or len(plan.groups) == 1:
+        return replies  # (the first refusal: what ran before it ran as it would alone)
+    # A group was refused: its statements after the failing guard ran, and the groups
+    # after it saw them. Again, each group in its own savepoint, a refused one undone alone.
+    return (yield from _one_by_one(plan, begin))
+
+
+def _one_by_one(plan: SqlPlan, begin: tuple[str, tuple[Any, ...]]) -> Generator[
+        Batch, Outcome, list[GroupReply]]:
+    head: Batch = [begin]
     replies = []
     for group in plan.groups:
-        reply = yield from _group(group, savepoints)
+        opening = [*head, (_SAVEPOINT, ())]
+        results, error = yield [*opening, *((s.sql, s.params) for s in group)]
+        if error is not None and (isinstance(error, _RETRIED) or len(results) < len(opening)):
+            raise error
+        reply = _reply(group, results[len(opening):])
+        if reply is None:
+            assert error is not None  # (every statement ran: the guards decided)
+            raise error
         replies.append(reply)
-        if reply.refused is not None and (plan.atomic or not savepoints):
-            yield "ROLLBACK", ()
-            return replies
-    yield "COMMIT", ()
+        head = [(_ROLLBACK_TO, ()), (_RELEASE, ())] if reply.refused is not None else [
+            (_RELEASE, ())]
+    _, error = yield [*head, ("COMMIT", ())]
+    if error is not None:
+        raise error
     return replies
 
 
-def _group(group: tuple[Statement, ...],
-           savepoint: bool) -> Generator[Step, Rows, GroupReply]:
-    if savepoint:
-        yield "SAVEPOINT qorm_request", ()
-    rows: list[Rows] = []
-    for statement in group:
-        found = yield statement.sql, statement.params
-        rows.append(found)
+_SAVEPOINT = "SAVEPOINT qorm_request"
+_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT qorm_request"
+_RELEASE = "RELEASE SAVEPOINT qorm_request"
+
+
+def _reply(group: tuple[Statement, ...], results: list[Rows]) -> GroupReply | None:
+    """The group's outcome from the rows of the statements that ran: refused at the first
+    failing guard, or done; None if a statement failed before any guard refused."""
+    for i, (statement, found) in enumerate(zip(group, results, strict=False)):
         if statement.guard is not None and bool(found) is (statement.guard == "absent"):
-            if savepoint:
-                yield "ROLLBACK TO SAVEPOINT qorm_request", ()
-                yield "RELEASE SAVEPOINT qorm_request", ()
-            return GroupReply(tuple(rows), statement.label)
-    if savepoint:
-        yield "RELEASE SAVEPOINT qorm_request", ()
-    return GroupReply(tuple(rows))
+            return GroupReply(tuple(results[:i + 1]), statement.label)
+    if len(results) < len(group):
+        return None
+    return GroupReply(tuple(results))
 
 
 def _translate(exc: Exception) -> Exception:
@@ -125,7 +191,7 @@ def _translate(exc: Exception) -> Exception:
 
 
 def _delay(attempt: int) -> float:
-    return random.uniform(0, BACKOFF * 2 ** min(attempt, 6))
+    return random.uniform(0, BACKOFF * 2 ** min(attempt, 5))
 
 
 class PoolSettings:
@@ -206,11 +272,9 @@ class SyncPostgresExecutor:
 def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
     run = steps(plan)
     try:
-        with conn.cursor(binary=True) as cur:
-            sql, params = next(run)
-            while True:
-                cur.execute(sql, params)
-                sql, params = run.send(cur.fetchall() if cur.description is not None else [])
+        batch = next(run)
+        while True:
+            batch = run.send(_send(conn, batch))
     except StopIteration as stop:
         replies: list[GroupReply] = stop.value
         return replies
@@ -218,6 +282,39 @@ def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
         if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
         raise
+
+
+def _send(conn: psycopg.Connection[Any], batch: Batch) -> Outcome:
+    if len(batch) == 1:  # (no pipeline needed)
+        try:
+            with conn.cursor(binary=True) as cur:
+                cur.execute(*batch[0])
+                return [cur.fetchall() if cur.description is not None else []], None
+        except psycopg.Error as exc:
+            return [], exc
+    cursors = []
+    error: psycopg.Error | None = None
+    try:
+        with conn.pipeline():
+            for sql, params in batch:
+                cur = conn.cursor(binary=True)
+                # (never prepared: psycopg's prepared-statement cache loses track of a
+                # PREPARE that a failed statement of the same pipeline aborted)
+                cur.execute(sql, params, prepare=False)
+                cursors.append(cur)
+    except psycopg.Error as exc:
+        error = exc
+    return _results(cursors), error
+
+
+def _results(cursors: list[Any]) -> list[Rows]:
+    """The rows of each cursor whose statement ran (up to the first that did not)."""
+    out = []
+    for cur in cursors:
+        if cur.pgresult is None:
+            break
+        out.append(cur.fetchall() if cur.description is not None else [])
+    return out
 
 
 class AsyncPostgresExecutor:
@@ -307,12 +404,9 @@ class AsyncPostgresExecutor:
 async def _adrive(conn: psycopg.AsyncConnection[Any], plan: SqlPlan) -> list[GroupReply]:
     run = steps(plan)
     try:
-        async with conn.cursor(binary=True) as cur:
-            sql, params = next(run)
-            while True:
-                await cur.execute(sql, params)
-                sql, params = run.send(await cur.fetchall()
-                                       if cur.description is not None else [])
+        batch = next(run)
+        while True:
+            batch = run.send(await _asend(conn, batch))
     except StopIteration as stop:
         replies: list[GroupReply] = stop.value
         return replies
@@ -320,3 +414,29 @@ async def _adrive(conn: psycopg.AsyncConnection[Any], plan: SqlPlan) -> list[Gro
         if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
             await conn.rollback()
         raise
+
+
+async def _asend(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Outcome:
+    if len(batch) == 1:
+        try:
+            async with conn.cursor(binary=True) as cur:
+                await cur.execute(*batch[0])
+                return [await cur.fetchall() if cur.description is not None else []], None
+        except psycopg.Error as exc:
+            return [], exc
+    cursors = []
+    error: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            for sql, params in batch:
+                cur = conn.cursor(binary=True)
+                await cur.execute(sql, params, prepare=False)  # (see _send)
+                cursors.append(cur)
+    except psycopg.Error as exc:
+        error = exc
+    out = []
+    for cur in cursors:  # (as _results; the rows are here already, fetchall only awaits)
+        if cur.pgresult is None:
+            break
+        out.append(await cur.fetchall() if cur.description is not None else [])
+    return out, error

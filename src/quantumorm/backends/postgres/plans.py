@@ -9,8 +9,9 @@ returns). A failed guard rolls back that group only and reports which guard fail
 refused request never undoes the others.
 
 Statements hold SQL text and parameters separately (``%b`` placeholders: bound by the
-server, sent in binary, which for ``bytea`` arrays is several times cheaper than text). Values are always parameters; the SQL text is built only from identifiers derived
-from validated model names (see ``schema``).
+server, sent in binary, which for ``bytea`` arrays is several times cheaper than text).
+Values are always parameters; the SQL text is built only from identifiers derived from
+validated model names (see ``schema``).
 """
 
 from __future__ import annotations

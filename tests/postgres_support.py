@@ -11,12 +11,14 @@ runs them as themselves. Nothing listens but 127.0.0.1 (no Unix socket is made).
 With ``QORM_TEST_POSTGRES_URL`` set, that server is used instead; its ``public`` schema is
 dropped and recreated before each test that uses it, so point it at a scratch database.
 Without the server binaries (Debian: ``apt-get install postgresql``; ``./run-tests`` installs
-them) or psycopg, the PostgreSQL tests are skipped, saying which is missing.
+them) or psycopg, the PostgreSQL tests are skipped, saying which is missing; with
+``QORM_REQUIRE_POSTGRES=1`` (``.ci/run`` sets it) they fail instead.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import pwd
 import shutil
@@ -30,9 +32,18 @@ from typing import Any
 import pytest
 
 URL_VARIABLE = "QORM_TEST_POSTGRES_URL"
+#: set (to 1) in CI: what would skip the PostgreSQL tests fails them instead
+REQUIRE_VARIABLE = "QORM_REQUIRE_POSTGRES"
 START_TIMEOUT = 30.0  # seconds for the server to accept connections
 START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 UNPRIVILEGED = "nobody"
+
+
+def skip(reason: str) -> None:
+    """Skip the test, or fail it where PostgreSQL is required (CI)."""
+    if os.environ.get(REQUIRE_VARIABLE, "").strip() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} ({REQUIRE_VARIABLE} is set)", pytrace=False)
+    pytest.skip(reason)
 
 
 def binaries() -> Path | None:
@@ -64,7 +75,7 @@ class Server:
     def start(self) -> str:
         bindir = binaries()
         if bindir is None:
-            pytest.skip("PostgreSQL server binaries (initdb, postgres) are not installed: "
+            skip("PostgreSQL server binaries (initdb, postgres) are not installed: "
                         "apt-get install postgresql (./run-tests does), or set "
                         f"{URL_VARIABLE}")
         self.workdir = tempfile.mkdtemp(prefix="qorm-postgres-")
@@ -137,10 +148,11 @@ _server = Server()
 
 def acquire() -> str:
     """The test server's URL (started on first use)."""
-    pytest.importorskip("psycopg", reason="psycopg is not installed "
-                                          "(pip install 'quantumorm[postgres]')")
-    pytest.importorskip("psycopg_pool", reason="psycopg_pool is not installed "
-                                               "(pip install 'quantumorm[postgres]')")
+    for module in ("psycopg", "psycopg_pool"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            skip(f"{module} is not installed (pip install 'quantumorm[postgres]')")
     url = os.environ.get(URL_VARIABLE)
     if url:
         return url

@@ -52,7 +52,7 @@ ATTEMPTS = 100
 #: backoff before the n-th retry: up to BACKOFF * 2**min(n, 5) seconds, jittered
 BACKOFF = 0.001
 #: what the executor sends in one round trip: statements (SQL, parameters)
-Batch = list[tuple[str, tuple[Any, ...]]]
+Batch = list[Statement]
 Rows = list[tuple[Any, ...]]
 #: what it gets back: the rows of each statement that ran, and the error that stopped the
 #: batch (the statements after a failed one do not run)
@@ -84,16 +84,15 @@ def steps(plan: SqlPlan) -> Generator[Batch, Outcome, list[GroupReply]]:
     guarded = any(s.guard is not None for group in plan.groups for s in group)
     if not plan.write and len(plan.groups) == 1 and len(plan.groups[0]) == 1:
         (statement,) = plan.groups[0]
-        results, error = yield [(statement.sql, statement.params)]
+        results, error = yield [statement]
         if error is not None:
             raise error
         return [GroupReply((results[0],))]
-    begin = ("BEGIN ISOLATION LEVEL SERIALIZABLE" if plan.write
-             else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ())
+    begin = _BEGIN_WRITE if plan.write else _BEGIN_READ
     if not guarded:
         # nothing to decide on the way: the whole transaction in one round trip
-        statements = [(s.sql, s.params) for group in plan.groups for s in group]
-        results, error = yield [begin, *statements, ("COMMIT", ())]
+        statements = [s for group in plan.groups for s in group]
+        results, error = yield [begin, *statements, _COMMIT]
         if error is not None:
             raise error
         done, start = [], 1
@@ -104,7 +103,7 @@ def steps(plan: SqlPlan) -> Generator[Batch, Outcome, list[GroupReply]]:
     # First, optimistically, every group at once: when no guard refuses (the common case,
     # a bulk write included) that is two round trips in all, and every statement ran as it
     # would have one by one.
-    everything = [begin, *((s.sql, s.params) for group in plan.groups for s in group)]
+    everything = [begin, *(s for group in plan.groups for s in group)]
     results, error = yield everything
     if error is not None and (isinstance(error, _RETRIED) or not results):
         raise error
@@ -120,11 +119,11 @@ def steps(plan: SqlPlan) -> Generator[Batch, Outcome, list[GroupReply]]:
         if reply.refused is not None:
             break
     if replies[-1].refused is None:
-        _, error = yield [("COMMIT", ())]
+        _, error = yield [_COMMIT]
         if error is not None:
             raise error
         return replies
-    _, error = yield [("ROLLBACK", ())]
+    _, error = yield [_ROLLBACK]
     if plan.atomic or len(plan.groups) == 1:
         return replies  # (the first refusal: what ran before it ran as it would alone)
     # A group was refused: its statements after the failing guard ran, and the groups
@@ -132,13 +131,13 @@ def steps(plan: SqlPlan) -> Generator[Batch, Outcome, list[GroupReply]]:
     return (yield from _one_by_one(plan, begin))
 
 
-def _one_by_one(plan: SqlPlan, begin: tuple[str, tuple[Any, ...]]) -> Generator[
+def _one_by_one(plan: SqlPlan, begin: Statement) -> Generator[
         Batch, Outcome, list[GroupReply]]:
     head: Batch = [begin]
     replies = []
     for group in plan.groups:
-        opening = [*head, (_SAVEPOINT, ())]
-        results, error = yield [*opening, *((s.sql, s.params) for s in group)]
+        opening = [*head, _SAVEPOINT]
+        results, error = yield [*opening, *group]
         if error is not None and (isinstance(error, _RETRIED) or len(results) < len(opening)):
             raise error
         reply = _reply(group, results[len(opening):])
@@ -146,24 +145,30 @@ def _one_by_one(plan: SqlPlan, begin: tuple[str, tuple[Any, ...]]) -> Generator[
             assert error is not None  # (every statement ran: the guards decided)
             raise error
         replies.append(reply)
-        head = [(_ROLLBACK_TO, ()), (_RELEASE, ())] if reply.refused is not None else [
-            (_RELEASE, ())]
-    _, error = yield [*head, ("COMMIT", ())]
+        head = [_ROLLBACK_TO, _RELEASE] if reply.refused is not None else [_RELEASE]
+    _, error = yield [*head, _COMMIT]
     if error is not None:
         raise error
     return replies
 
 
-_SAVEPOINT = "SAVEPOINT qorm_request"
-_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT qorm_request"
-_RELEASE = "RELEASE SAVEPOINT qorm_request"
+_BEGIN_WRITE = Statement("BEGIN ISOLATION LEVEL SERIALIZABLE")
+_BEGIN_READ = Statement("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+_COMMIT, _ROLLBACK = Statement("COMMIT"), Statement("ROLLBACK")
+_SAVEPOINT = Statement("SAVEPOINT qorm_request")
+_ROLLBACK_TO = Statement("ROLLBACK TO SAVEPOINT qorm_request")
+_RELEASE = Statement("RELEASE SAVEPOINT qorm_request")
+#: a batch this long or longer goes in one round trip (psycopg's pipeline mode); a shorter
+#: one statement by statement, stopping at a failing guard (entering and leaving pipeline
+#: mode costs about what a few round trips on a local server do)
+PIPELINE_FROM = 3
 
 
 def _reply(group: tuple[Statement, ...], results: list[Rows]) -> GroupReply | None:
     """The group's outcome from the rows of the statements that ran: refused at the first
     failing guard, or done; None if a statement failed before any guard refused."""
     for i, (statement, found) in enumerate(zip(group, results, strict=False)):
-        if statement.guard is not None and bool(found) is (statement.guard == "absent"):
+        if _refuses(statement, found):
             return GroupReply(tuple(results[:i + 1]), statement.label)
     if len(results) < len(group):
         return None
@@ -285,26 +290,36 @@ def _drive(conn: psycopg.Connection[Any], plan: SqlPlan) -> list[GroupReply]:
 
 
 def _send(conn: psycopg.Connection[Any], batch: Batch) -> Outcome:
-    if len(batch) == 1:  # (no pipeline needed)
+    if len(batch) < PIPELINE_FROM:
+        out: list[Rows] = []
         try:
             with conn.cursor(binary=True) as cur:
-                cur.execute(*batch[0])
-                return [cur.fetchall() if cur.description is not None else []], None
+                for statement in batch:
+                    cur.execute(statement.sql, statement.params)
+                    found = cur.fetchall() if cur.description is not None else []
+                    out.append(found)
+                    if _refuses(statement, found):
+                        break  # (what would follow is rolled back anyway)
         except psycopg.Error as exc:
-            return [], exc
+            return out, exc
+        return out, None
     cursors = []
     error: psycopg.Error | None = None
     try:
         with conn.pipeline():
-            for sql, params in batch:
+            for statement in batch:
                 cur = conn.cursor(binary=True)
                 # (never prepared: psycopg's prepared-statement cache loses track of a
                 # PREPARE that a failed statement of the same pipeline aborted)
-                cur.execute(sql, params, prepare=False)
+                cur.execute(statement.sql, statement.params, prepare=False)
                 cursors.append(cur)
     except psycopg.Error as exc:
         error = exc
     return _results(cursors), error
+
+
+def _refuses(statement: Statement, found: Rows) -> bool:
+    return statement.guard is not None and bool(found) is (statement.guard == "absent")
 
 
 def _results(cursors: list[Any]) -> list[Rows]:
@@ -417,20 +432,26 @@ async def _adrive(conn: psycopg.AsyncConnection[Any], plan: SqlPlan) -> list[Gro
 
 
 async def _asend(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Outcome:
-    if len(batch) == 1:
+    if len(batch) < PIPELINE_FROM:
+        out: list[Rows] = []
         try:
             async with conn.cursor(binary=True) as cur:
-                await cur.execute(*batch[0])
-                return [await cur.fetchall() if cur.description is not None else []], None
+                for statement in batch:
+                    await cur.execute(statement.sql, statement.params)
+                    found = await cur.fetchall() if cur.description is not None else []
+                    out.append(found)
+                    if _refuses(statement, found):
+                        break
         except psycopg.Error as exc:
-            return [], exc
+            return out, exc
+        return out, None
     cursors = []
     error: psycopg.Error | None = None
     try:
         async with conn.pipeline():
-            for sql, params in batch:
+            for statement in batch:
                 cur = conn.cursor(binary=True)
-                await cur.execute(sql, params, prepare=False)  # (see _send)
+                await cur.execute(statement.sql, statement.params, prepare=False)  # (_send)
                 cursors.append(cur)
     except psycopg.Error as exc:
         error = exc

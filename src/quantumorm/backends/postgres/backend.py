@@ -153,9 +153,9 @@ class PostgresBackend:
             return []
         layout = yield from self._prepare(options)
         keys = list(dict.fromkeys(sortable.id_key(i) for i in ids))
+        test, params = compiler.among("id_key", keys)
         (reply,) = yield SqlPlan.read(Statement(
-            f"SELECT id_key, version, doc FROM {layout.table} "
-            "WHERE id_key = ANY(%b::bytea[])", (keys,)))
+            f"SELECT id_key, version, doc FROM {layout.table} WHERE {test}", params))
         found = {r.id: r for r in _rows(options, reply.rows[0])}
         return [found.get(i) for i in ids]
 

@@ -9,7 +9,7 @@ with :mod:`quantumorm.query.evaluate` exactly:
 * ranges and string lookups exclude the NULL encoding explicitly;
 * string lookups work on the escaped UTF-8 body of the encoding (NUL is ``\\x00\\xff`` there,
   and ``\\xff`` never occurs in UTF-8), so substring/prefix/suffix tests on bytes are exact;
-* ``in`` lists are one ``bytea[]`` parameter (``= ANY``), of any length;
+* ``in`` lists are a few parameters, or one ``bytea[]`` parameter (``= ANY``) of any length;
 * array membership is ``e_col @> ARRAY[key]``, which the GIN index serves;
 * ordering: the ``k_`` columns, then the id key in the direction of the last ordering field;
   the keyset position is the row-value comparison expanded for mixed directions.
@@ -30,6 +30,8 @@ from ...query.nodes import ID, BoolOp, Condition, Node, Not, QuerySpec
 from .schema import NULL_SQL, Layout
 
 Sql = tuple[str, list[Any]]
+#: IN lists up to this long send each value as a parameter; longer ones one bytea[]
+SHORT_LIST = 16
 _RANGE = {Lookup.GT: ">", Lookup.GTE: ">=", Lookup.LT: "<", Lookup.LTE: "<="}
 #: how an AND / OR joins its children, and what it is without any
 _JOIN = {BoolOp.AND: (" AND ", "TRUE"), BoolOp.OR: (" OR ", "FALSE")}
@@ -77,10 +79,20 @@ def _listed(layout: Layout, cond: Condition, params: list[Any]) -> str:
     inside = cond.lookup is Lookup.IN
     if not keys:
         return "FALSE" if inside else "TRUE"
-    params.append(keys)
-    # (neither the column nor the list holds SQL NULL, so NOT (= ANY) is exact)
-    test = f"{column} = ANY(%b::bytea[])"
+    test, values = among(column, keys)
+    params += values
+    # (neither the column nor the list holds SQL NULL, so NOT is exact)
     return f"({test})" if inside else f"(NOT ({test}))"
+
+
+def among(column: str, keys: list[bytes]) -> tuple[str, tuple[Any, ...]]:
+    """``column`` is one of ``keys`` (not empty): a few as parameters of their own, more as
+    one ``bytea[]`` parameter (of any length; an array costs more to send than a few)."""
+    if len(keys) == 1:
+        return f"{column} = %b", (keys[0],)
+    if len(keys) <= SHORT_LIST:
+        return f"{column} IN ({', '.join(['%b'] * len(keys))})", tuple(keys)
+    return f"{column} = ANY(%b::bytea[])", (keys,)
 
 
 def _range(layout: Layout, cond: Condition, params: list[Any]) -> str:

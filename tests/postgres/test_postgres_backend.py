@@ -27,6 +27,7 @@ from quantumorm.backends import backend_capabilities
 from quantumorm.engine.contract import encode_document
 from quantumorm.errors import (
     BackendConnectionError,
+    BackendError,
     ConfigurationError,
     UniqueViolation,
     UnsupportedOperation,
@@ -120,6 +121,21 @@ async def test_connection_errors_are_typed_and_immediate(postgres_url: str, mode
     finally:
         await quantumorm.aclose_all()
         quantumorm.close_all()
+
+
+def test_a_database_not_in_utf8_is_refused(pg: Any, postgres_url: str) -> None:
+    sql(postgres_url, "DROP DATABASE IF EXISTS latin")
+    sql(postgres_url, "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                      "TEMPLATE template0")
+    try:
+        base = postgres_url.rsplit("/", 1)[0]
+        quantumorm.create_connection(backend="postgres", url=f"{base}/latin", name="latin",
+                                     make_default=True)
+        with pytest.raises(BackendError, match="UTF8"):
+            Note.objects.count_sync()
+    finally:
+        quantumorm.close_all()
+        sql(postgres_url, "DROP DATABASE IF EXISTS latin")
 
 
 def test_explain_reports_postgres_own_plan(postgres_url: str) -> None:

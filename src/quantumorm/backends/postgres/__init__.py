@@ -13,6 +13,7 @@ Importing this package imports psycopg (through :mod:`.executor`, its only user)
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import numbers
 from typing import Any
@@ -66,7 +67,8 @@ class PostgresConnection:
 
     async def aclose(self) -> None:
         await self._async.aclose()
-        self.close()
+        # (closing the blocking pool joins its worker threads: not on the event loop)
+        await asyncio.to_thread(self.close)
 
 
 def open_connection(url: str, **options: Any) -> PostgresConnection:

@@ -213,15 +213,32 @@ class PoolSettings:
         until its timeout and then only says "timed out"; this raises the real reason at
         once (no such database, authentication failed, server down)."""
         try:
-            psycopg.connect(self.url, **self.connect).close()
+            conn = psycopg.connect(self.url, **self.connect)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+        try:
+            _check_encoding(conn.info.parameter_status("server_encoding"))
+        finally:
+            conn.close()
 
     async def aprobe(self) -> None:
         try:
-            await (await psycopg.AsyncConnection.connect(self.url, **self.connect)).close()
+            conn = await psycopg.AsyncConnection.connect(self.url, **self.connect)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+        try:
+            _check_encoding(conn.info.parameter_status("server_encoding"))
+        finally:
+            await conn.close()
+
+
+def _check_encoding(encoding: str | None) -> None:
+    """The database must hold UTF-8 text: the ``doc`` column keeps the document's exact
+    text, and any other encoding would refuse characters or store other bytes."""
+    if encoding != "UTF8":  # (found at the first call: a BackendError, not configuration)
+        raise BackendError(f"PostgreSQL: the database's encoding is {encoding}; "
+                                 "QuantumORM needs a UTF8 database (CREATE DATABASE ... "
+                                 "ENCODING 'UTF8')")
 
 
 class SyncPostgresExecutor:

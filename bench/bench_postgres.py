@@ -18,7 +18,12 @@ order and equality for every type), a SERIALIZABLE transaction per write with gu
 statements (existence, version, unique indexes) that report typed errors, and the auto-id
 sequence read before an insert.
 
-Usage: bench/bench_postgres.py [--n 10000] [--iterations 2000] [--warmup 200] [--async].
+``--arrays`` measures the array-membership choice instead (``tags__contains`` through the
+GIN index over the element keys, against the same model without it, which scans): query,
+count and insert latency, QuantumORM only.
+
+Usage: bench/bench_postgres.py [--n 10000] [--iterations 2000] [--warmup 200] [--async]
+[--arrays].
 Starts a private PostgreSQL server (initdb into a temp dir as an unprivileged user when run
 as root, a free 127.0.0.1 port, stopped at exit) unless POSTGRES_URL is set; only the
 benchmark's own tables are dropped.
@@ -32,8 +37,10 @@ import glob
 import os
 import platform
 import pwd
+import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +53,7 @@ from typing import Any
 import psycopg
 from bench_redis import BATCH, CHECKED, OPS, UserFields, bump, make_docs, orm_ops, report, run_both
 
-from quantumorm import create_connection
+from quantumorm import ArrayField, Document, StringField, create_connection
 
 TABLE = "pgbench_users"  # the baseline's table
 ORM_TABLE = '"qbench_users"'  # the ORM's (namespace qbench, collection users)
@@ -291,6 +298,72 @@ async def bench(url: str, args) -> None:
         sys.exit(1)
 
 
+class Tagged(Document):
+    tags = ArrayField(StringField(), indexed=True)  # GIN over the element keys
+    name = StringField()
+
+    class Meta:
+        backend = "postgres"
+        namespace = "qbench"
+        collection = "tagged"
+
+
+class TaggedScan(Document):
+    tags = ArrayField(StringField())  # no index: membership is a scan
+    name = StringField()
+
+    class Meta:
+        backend = "postgres"
+        namespace = "qbench"
+        collection = "tagged_scan"
+
+
+def _array_op(model: type[Document], key: str, tag: str) -> object:
+    if key == "query":
+        return model.objects.filter(tags__contains=tag).all_sync()
+    if key == "count":
+        return model.objects.filter(tags__contains=tag).count_sync()
+    return model(tags=[tag, "new"], name="x").save_sync()
+
+
+def arrays(url: str, args) -> None:
+    """tags__contains with and without the GIN index, and what the index costs a write."""
+    rng = random.Random(3)
+    vocabulary = [f"tag{i:04d}" for i in range(2000)]
+    docs = [{"tags": rng.sample(vocabulary, 3), "name": f"n{i}"} for i in range(args.n)]
+    conn = create_connection("postgres", url, name="arrays", make_default=True)
+    try:
+        print(f"arrays: {args.n} documents, 3 of 2000 tags each (~{3 * args.n // 2000} per tag) "
+              f"| iterations: {args.iterations}\n")
+        print(f"{'operation':<34} | {'GIN med µs':>10} | {'scan med µs':>11} | {'ratio':>6}")
+        print("-" * 70)
+        rows = {}
+        for model in (Tagged, TaggedScan):
+            model.objects.delete_sync()
+            model.objects.bulk_create_sync([model(**d) for d in docs], batch_size=BATCH)
+            with psycopg.connect(url, autocommit=True) as raw:
+                raw.execute(f'ANALYZE "qbench_{model._meta.collection}"')
+            times: dict[str, list[float]] = {"query": [], "count": [], "insert": []}
+            for i in range(args.warmup + args.iterations):
+                tag = vocabulary[i % len(vocabulary)]
+                for key in times:
+                    t = time.perf_counter_ns()
+                    _array_op(model, key, tag)
+                    if i >= args.warmup:
+                        times[key].append((time.perf_counter_ns() - t) / 1e3)
+            rows[model] = {k: statistics.median(v) for k, v in times.items()}
+            plan = model.objects.filter(tags__contains="tag0007").explain_sync()
+            print(f"  {model.__name__}: {plan.details['postgres plan']}")
+        for label, key in (("tags__contains (all matches)", "query"),
+                           ("count(tags__contains)", "count"), ("insert (single)", "insert")):
+            gin, scan = rows[Tagged][key], rows[TaggedScan][key]
+            print(f"{label:<34} | {gin:>10.1f} | {scan:>11.1f} | {gin / scan:>5.2f}x")
+        for model in (Tagged, TaggedScan):
+            model.objects.delete_sync()
+    finally:
+        conn.close()
+
+
 def data_for(args) -> list[dict]:
     return make_docs(args.n, 1, max(1, args.n // 10))
 
@@ -302,6 +375,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls per operation")
     parser.add_argument("--async", dest="async_", action="store_true",
                         help="QuantumORM's async API against psycopg's AsyncConnection")
+    parser.add_argument("--arrays", action="store_true",
+                        help="measure array membership: the GIN index against a scan")
     args = parser.parse_args()
     if args.n < BATCH or args.iterations < 1 or args.warmup < 0:
         parser.error(f"need --n >= {BATCH}, --iterations >= 1, --warmup >= 0")
@@ -310,7 +385,10 @@ def main() -> None:
         # nothing else runs: allowed knowingly (a worker thread would time the thread hop)
         os.environ["QUANTUMORM_ALLOW_SYNC_IN_LOOP"] = "1"
     with postgres_server() as url:
-        asyncio.run(bench(url, args))
+        if args.arrays:
+            arrays(url, args)
+        else:
+            asyncio.run(bench(url, args))
 
 
 if __name__ == "__main__":

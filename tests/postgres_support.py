@@ -39,6 +39,21 @@ START_ATTEMPTS = 3  # a free port can be taken by someone else before the server
 UNPRIVILEGED = "nobody"
 
 
+MARKER = "postgres: needs a real PostgreSQL server (started by the test session)"
+
+
+def mark(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``postgres`` marker on every test that needs the server (``-m 'not postgres'``
+    leaves them out): those using ``postgres_url`` and the postgres cases of the
+    parametrized contract suite."""
+    config.addinivalue_line("markers", MARKER)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if "postgres_url" in getattr(item, "fixturenames", ()) or "postgres" in params:
+            item.add_marker(pytest.mark.postgres)
+
+
 def skip(reason: str) -> None:
     """Skip the test, or fail it where PostgreSQL is required (CI)."""
     if os.environ.get(REQUIRE_VARIABLE, "").strip() in ("1", "true", "yes"):

@@ -26,6 +26,14 @@ BACKENDS = ("redis", "redis-resp3", "redis-acl", "sqlite", "postgres")
 ACL_USER, ACL_PASSWORD = "qorm-contract", "contract-secret"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", postgres_support.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    postgres_support.mark(config, items)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """The URL of the session's PostgreSQL server (started on first use)."""

@@ -17,6 +17,14 @@ import postgres_support
 import quantumorm
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", postgres_support.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    postgres_support.mark(config, items)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     url = postgres_support.acquire()

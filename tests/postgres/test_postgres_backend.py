@@ -69,14 +69,19 @@ async def test_the_exact_json_text_is_stored_beside_jsonb(pg: Any, postgres_url:
     assert json.loads(doc)["extra"] == extra
     # jsonb holds the same values (big numbers exact: jsonb numbers are numeric)
     assert body["extra"]["a"][0] == 10**30 and body["score"] == 2**70
+    assert sql(postgres_url, 'SELECT id FROM "qorm_notes"') == [("n",)]  # for ad-hoc SQL
     got = await call(Note.objects, "get", mode, id="n")
     assert got.extra == extra and got.score == 2**70 and got.price == Decimal("1.10")
 
 
 def test_a_document_with_nul_keeps_its_text_and_has_no_jsonb(pg: Any, postgres_url: str) -> None:
     Note(id="nul", title="a\x00b", extra={"k": "\x00"}).save_sync()
+    Note(id="n\x00l", title="t").save_sync()
     _, doc, body = _row(postgres_url, "nul")
     assert body is None  # jsonb cannot hold U+0000
+    assert sql(postgres_url, 'SELECT id FROM "qorm_notes" ORDER BY id NULLS FIRST') == [
+        (None,), ("nul",)]  # (nor can text: that id is read by its key only)
+    assert Note.objects.get_sync(id="n\x00l").title == "t"
     assert json.loads(doc)["title"] == "a\x00b"
     assert Note.objects.get_sync(title="a\x00b").extra == {"k": "\x00"}
 

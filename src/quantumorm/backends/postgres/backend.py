@@ -37,7 +37,7 @@ from ...options import ModelOptions
 from ...query.nodes import FALSE, QuerySpec
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
-from .schema import DDL_LOCK, NULL_SQL, Layout, jsonb_text, regclass
+from .schema import DDL_LOCK, NULL_SQL, Layout, id_text, jsonb_text, regclass
 
 #: documents above this size are refused before anything is written (as with Redis)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -297,11 +297,12 @@ def _statements(layout: Layout, request: WriteRequest,
     column_values = [*layout.keys(values), *layout.elements(values)]
     version = layout.next_version()
     if request.kind == "insert":
-        names = ", ".join(["id_key", "version", "doc", "body", *columns])
-        marks = ", ".join(["%b", version, "%b", "%b::jsonb", *("%b" for _ in columns)])
+        names = ", ".join(["id_key", "id", "version", "doc", "body", *columns])
+        marks = ", ".join(["%b", "%b", version, "%b", "%b::jsonb", *("%b" for _ in columns)])
         out.append(Statement(f"INSERT INTO {table} ({names}) VALUES ({marks}) "
                              "RETURNING version",
-                             (key, raw.decode(), jsonb_text(raw), *column_values)))
+                             (key, id_text(request.id), raw.decode(), jsonb_text(raw),
+                              *column_values)))
     else:
         sets = ", ".join([f"version = {version}", "doc = %b", "body = %b::jsonb",
                           *(f"{c} = %b" for c in columns)])

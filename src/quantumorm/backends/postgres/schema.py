@@ -3,6 +3,8 @@
 One table per collection, named ``<namespace>_<collection>``::
 
     id_key  bytea PRIMARY KEY  -- sortable.id_key(id): unique, and natural id order
+    id      text               -- the id as given, for ad-hoc SQL (NULL for an id holding
+                               -- NUL, which text cannot; rows are read by id_key)
     version bigint NOT NULL    -- from the collection's version sequence: never repeats
     doc     text NOT NULL      -- the document JSON, the exact bytes the Redis backend stores
     body    jsonb              -- the same document as jsonb, for ad-hoc SQL (NULL when the
@@ -92,6 +94,11 @@ def bytea_literal(value: bytes) -> str:
     return f"'\\x{value.hex()}'::bytea"
 
 
+def id_text(id: str) -> str | None:
+    """The ``id`` column's value: the id, or None when it holds NUL (text cannot)."""
+    return None if "\x00" in id else id
+
+
 def jsonb_text(raw: bytes) -> str | None:
     """The text to cast to ``jsonb`` for the ``body`` column, or None when the document
     holds a ``\\u0000`` escape (which jsonb refuses; the exact text in ``doc`` keeps it)."""
@@ -134,7 +141,7 @@ class Layout:
         start = time.time_ns() // 1000
         out = [
             Statement(f"CREATE TABLE IF NOT EXISTS {self.table} (id_key bytea PRIMARY KEY, "
-                      "version bigint NOT NULL, doc text NOT NULL, body jsonb"
+                      "id text, version bigint NOT NULL, doc text NOT NULL, body jsonb"
                       + "".join(", " + c for c in columns) + ")"),
             Statement(f"CREATE SEQUENCE IF NOT EXISTS {self.versions} START WITH {start}"),
             Statement(f"CREATE SEQUENCE IF NOT EXISTS {self.ids}"),

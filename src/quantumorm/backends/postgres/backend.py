@@ -4,11 +4,11 @@ Each method is an operation (a generator yielding :class:`~.plans.SqlPlan` objec
 performs I/O. Queries are compiled whole to SQL (:mod:`.compiler`), so filtering, ordering,
 keyset positions, offset and limit all happen in PostgreSQL, with no client-side residual.
 
-Writes: every request of a ``write()`` call runs in one SERIALIZABLE transaction, each in its
-own SAVEPOINT with guard statements (id taken, version, unique indexes) before the write, so
-a refused request is rolled back alone and reported with the same typed errors as Redis; a
-serialization failure re-runs the whole plan (see :mod:`.executor`). ``transact()`` is one
-such transaction, all or nothing.
+Writes: every request of a ``write()`` call runs in one SERIALIZABLE transaction, its guard
+statements (id taken, version, unique indexes) before its write, each request in its own
+SAVEPOINT when one is refused (see :mod:`.executor`), so a refused request is rolled back
+alone and reported with the same typed errors as Redis; a serialization failure re-runs the
+whole plan. ``transact()`` is one such transaction, all or nothing.
 
 Not supported, and refused through the capability matrix: TTL (``Meta.ttl``) and change
 events (an outbox table with ``LISTEN/NOTIFY`` could keep issue 4's contract; not built yet).

@@ -1,9 +1,12 @@
 """Run :class:`~.plans.SqlPlan` objects on PostgreSQL through psycopg 3, blocking or asyncio.
 
 The only module of the backend that imports psycopg. What a plan sends is decided once, by
-the generator :func:`steps` (statements out, rows in); :class:`SyncPostgresExecutor` and
-:class:`AsyncPostgresExecutor` only drive it on a pooled ``psycopg.Connection`` or
-``psycopg.AsyncConnection`` (``psycopg_pool``).
+the generator :func:`steps` (batches of statements out, their rows in; a batch is one round
+trip, pipelined); :class:`SyncPostgresExecutor` and :class:`AsyncPostgresExecutor` only drive
+it on a pooled ``psycopg.Connection`` or ``psycopg.AsyncConnection`` (``psycopg_pool``).
+A write costs two round trips however many requests and guards it holds (the statements,
+then COMMIT); only after a refused request of a several-request write are the requests run
+again one by one, each in its own savepoint.
 
 Transactions: connections are in autocommit mode and every plan of more than one statement
 opens its own transaction: ``BEGIN ISOLATION LEVEL SERIALIZABLE`` for writes (guards read,

@@ -24,11 +24,14 @@ from quantumorm import (
     StringField,
 )
 from quantumorm.backends import backend_capabilities
+from quantumorm.backends.postgres.plans import SqlPlan, Statement
 from quantumorm.engine.contract import encode_document
 from quantumorm.errors import (
     BackendConnectionError,
     BackendError,
+    BackendTimeoutError,
     ConfigurationError,
+    PoolExhaustedError,
     UniqueViolation,
     UnsupportedOperation,
     VersionConflict,
@@ -316,3 +319,28 @@ def test_what_postgres_refuses(pg: Any) -> None:
 
     with pytest.raises(UnsupportedOperation, match="change events"):
         Feed(id="1").save_sync()
+
+
+def test_timeouts_and_an_exhausted_pool_are_typed(pg: Any, postgres_url: str) -> None:
+    """statement_timeout cancels a statement (BackendTimeoutError); a pool whose only
+    connection is busy past pool_timeout says so (PoolExhaustedError)."""
+    slow = SqlPlan.read(Statement("SELECT pg_sleep(2)"))
+    short = quantumorm.create_connection(backend="postgres", url=postgres_url, name="short",
+                                         statement_timeout=0.05)
+    with pytest.raises(BackendTimeoutError):
+        short.store.sync_executor().execute(slow)
+    # the connection is still good for the next call
+    assert short.store.sync_executor().execute(SqlPlan.read(Statement("SELECT 1")))
+    one = quantumorm.create_connection(backend="postgres", url=postgres_url, name="one",
+                                       min_connections=0, max_connections=1,
+                                       pool_timeout=0.2)
+    executor = one.store.sync_executor()
+    executor.execute(SqlPlan.read(Statement("SELECT 1")))  # (the pool is open)
+    pool = executor._get_pool()
+    held = pool.getconn()  # the only connection, taken from under the executor
+    try:
+        with pytest.raises(PoolExhaustedError):
+            executor.execute(SqlPlan.read(Statement("SELECT 1")))
+    finally:
+        pool.putconn(held)
+    assert executor.execute(SqlPlan.read(Statement("SELECT 1")))

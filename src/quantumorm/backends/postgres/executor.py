@@ -61,6 +61,12 @@ Rows = list[tuple[Any, ...]]
 #: batch (the statements after a failed one do not run)
 Outcome = tuple[list[Rows], "psycopg.Error | None"]
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+#: what re-runs a plan: the above, and a unique index violation no guard foresaw, which only
+#: a concurrent writer can cause (PostgreSQL usually reports that as a serialization
+#: failure; the next run's guards see the other row and refuse with the typed error). It
+#: is raised only when no guard of the request refused (a statement after a refusing guard
+#: may well fail: that is the refusal, not an error).
+_RERUN = (*_RETRIED, psycopg.errors.UniqueViolation)
 #: SQLSTATEs of a refused login: invalid_authorization_specification, invalid_password
 _AUTHENTICATION = ("28000", "28P01")
 
@@ -190,8 +196,8 @@ def _translate(exc: Exception) -> Exception:
     # carrying the server's SQLSTATE)
     if getattr(exc, "sqlstate", None) in _AUTHENTICATION:
         return AuthenticationError(f"PostgreSQL: {exc}")
-    if isinstance(exc, _RETRIED):
-        return BackendError(f"PostgreSQL: the transaction met serialization failures "
+    if isinstance(exc, _RERUN):
+        return BackendError(f"PostgreSQL: the transaction met concurrent writers "
                             f"{ATTEMPTS} times in a row; nothing was written ({exc})")
     if isinstance(exc, psycopg.OperationalError):
         return BackendConnectionError(f"PostgreSQL: {exc}")
@@ -278,7 +284,7 @@ class SyncPostgresExecutor:
             try:
                 with pool.connection() as conn:
                     return _drive(conn, plan)
-            except _RETRIED as exc:
+            except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
                 time.sleep(_delay(attempt))
@@ -415,7 +421,7 @@ class AsyncPostgresExecutor:
             try:
                 async with pool.connection() as conn:
                     return await _adrive(conn, plan)
-            except _RETRIED as exc:
+            except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
                 await asyncio.sleep(_delay(attempt))

@@ -106,6 +106,16 @@ class PostgresBackend:
 
         def send(requests: list[WriteRequest],
                  pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
+            batch = [requests[i] for i in pending]
+            bulk = _bulk_insert(layout, batch, self.max_document_bytes)
+            if bulk is not None:
+                (reply,) = yield bulk
+                if reply.refused is None:  # every insert done, in one statement
+                    versions = {bytes(key): int(v) for key, v in reply.rows[-1]}
+                    return [(i, WriteResult(r.id, versions[sortable.id_key(r.id or "")]))
+                            for i, r in zip(pending, batch, strict=True)]
+                # an id or a unique value is taken: nothing was written; request by
+                # request, so that each refusal names its own document
             groups = tuple(_statements(layout, requests[i], self.max_document_bytes)
                            for i in pending)
             replies = yield SqlPlan(groups, write=True)
@@ -309,6 +319,67 @@ def _statements(layout: Layout, request: WriteRequest,
         out.append(Statement(f"UPDATE {table} SET {sets} WHERE id_key = %b RETURNING version",
                              (raw.decode(), jsonb_text(raw), *column_values, key)))
     return tuple(out)
+
+
+#: inserts at least this many go in one set-based INSERT when they can (see _bulk_insert)
+BULK_FROM = 4
+
+
+def _bulk_insert(layout: Layout, requests: list[WriteRequest],
+                 max_document_bytes: int) -> SqlPlan | None:
+    """Many inserts as ONE statement (``INSERT ... SELECT FROM unnest(arrays)``) after one
+    guard per kind (no id taken, no unique value taken), or None when they must go request
+    by request: too few, not all inserts, a model with array fields (their element arrays
+    do not fit one rectangular array parameter), an id holding NUL, a document over the
+    size limit, or two of them claiming one id or one unique value (the per-request path
+    then refuses the later one, naming the earlier). When a guard refuses, nothing was
+    written and the caller goes request by request."""
+    if len(requests) < BULK_FROM or layout.arrays or any(
+            r.kind != "insert" or r.id is None or "\x00" in r.id for r in requests):
+        return None
+    raws = [r.encoded() for r in requests]
+    if any(len(raw) > max_document_bytes for raw in raws):
+        return None
+    keys = [sortable.id_key(r.id or "") for r in requests]
+    if len(set(keys)) != len(keys):
+        return None
+    columns = [layout.keys(r.values or {}) for r in requests]
+    names = list(layout.options.fields)
+    guards = [Statement(f"SELECT id_key FROM {layout.table} WHERE id_key = ANY(%b::bytea[]) "
+                        "LIMIT 1", (keys,), "absent", "EXISTS")]
+    for index in layout.options.indexes:
+        if not index.unique:
+            continue
+        positions = [names.index(f) for f in index.fields]
+        claimed = [tuple(row[p] for p in positions) for row in columns]
+        claimed = [c for c in claimed if sortable.NULL not in c]  # nulls never conflict
+        if len(set(claimed)) != len(claimed):
+            return None
+        if not claimed:
+            continue
+        cols = [layout.columns[f] for f in index.fields]
+        arrays = ", ".join(["%b::bytea[]"] * len(cols))
+        guards.append(Statement(
+            f"SELECT id_key FROM {layout.table} WHERE ({', '.join(cols)}) IN "
+            f"(SELECT * FROM unnest({arrays})) LIMIT 1",
+            tuple([c[j] for c in claimed] for j in range(len(cols))), "absent",
+            "UNIQUE:" + index.name))
+    key_columns = list(layout.columns.values())
+    aliases = [f"c{j}" for j in range(len(key_columns))]
+    source = ", ".join(["%b::bytea[]", "%b::text[]", "%b::text[]",
+                        *(["%b::bytea[]"] * len(key_columns))])
+    # (the jsonb copy is NULL for a document holding a \u0000 escape, as jsonb_text says)
+    targets = ", ".join(["id_key", "id", "version", "doc", "body", *key_columns])
+    insert = Statement(
+        f"INSERT INTO {layout.table} ({targets}) "
+        f"SELECT u.k, u.i, {layout.next_version()}, u.d, "
+        "CASE WHEN strpos(u.d, '\\u0000') = 0 THEN u.d::jsonb END"
+        + "".join(f", u.{a}" for a in aliases)
+        + f" FROM unnest({source}) AS u(k, i, d{''.join(', ' + a for a in aliases)}) "
+        "RETURNING id_key, version",
+        (keys, [r.id for r in requests], [raw.decode() for raw in raws],
+         *([row[j] for row in columns] for j in range(len(key_columns)))))
+    return SqlPlan(((*guards, insert),), write=True)
 
 
 def _check_statements(layout: Layout, id: str, version: int) -> tuple[Statement, ...]:

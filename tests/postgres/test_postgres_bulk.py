@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from postgres_helpers import MODES, call, ids_of, sql
 
 from quantumorm import (
+    ArrayField,
     DateTimeField,
     DecimalField,
     Document,
@@ -137,7 +138,8 @@ def _plain(collection: str) -> Any:
     return type(f"Plain_{collection}", (Document,), {
         "s": StringField(indexed=True), "n": IntField(indexed=True),
         "d": DecimalField(indexed=True), "t": DateTimeField(indexed=True),
-        "f": FloatField(), "j": JSONField(), "Meta": meta})
+        "f": FloatField(), "j": JSONField(),
+        "tags": ArrayField(StringField(), indexed=True), "Meta": meta})
 
 
 BULK, ONE = _plain("via_bulk"), _plain("one_by_one")
@@ -148,6 +150,7 @@ values = st.fixed_dictionaries({
     "t": st.one_of(st.none(), st.datetimes(timezones=st.just(dt.timezone.utc))),
     "f": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
     "j": st.one_of(st.none(), st.dictionaries(st.text(max_size=3), st.integers(), max_size=3)),
+    "tags": st.one_of(st.none(), st.lists(st.text(max_size=3), max_size=4)),
 })
 
 
@@ -155,7 +158,8 @@ def test_the_set_based_insert_stores_the_same_rows_as_one_by_one(pg: Any,
                                                                  postgres_url: str) -> None:
     """Random documents stored by one bulk statement and by single saves: the same exact
     JSON text, jsonb copy and sort-key columns, byte for byte."""
-    columns = ", ".join(f"k_{name}" for name in ("s", "n", "d", "t", "f", "j"))
+    columns = ", ".join([*(f"k_{name}" for name in ("s", "n", "d", "t", "f", "j", "tags")),
+                         "e_tags"])
 
     @settings(max_examples=40, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -332,9 +332,13 @@ def _bulk_insert(layout: Layout, requests: list[WriteRequest],
     by request: too few, not all inserts, a model with array fields (their element arrays
     do not fit one rectangular array parameter), an id holding NUL, a document over the
     size limit, or two of them claiming one id or one unique value (the per-request path
-    then refuses the later one, naming the earlier). When a guard refuses, nothing was
-    written and the caller goes request by request."""
-    if len(requests) < BULK_FROM or layout.arrays or any(
+    then refuses the later one, naming the earlier), a unique index on an array field.
+    When a guard refuses, nothing was written and the caller goes request by request.
+
+    Element arrays (``e_`` columns) differ in length from row to row, which one
+    rectangular array parameter cannot hold: each row's travels as the text of an array
+    literal (hex digits only) and is cast back, ``u.e0::bytea[]``."""
+    if len(requests) < BULK_FROM or any(
             r.kind != "insert" or r.id is None or "\x00" in r.id for r in requests):
         return None
     raws = [r.encoded() for r in requests]
@@ -350,6 +354,8 @@ def _bulk_insert(layout: Layout, requests: list[WriteRequest],
     for index in layout.options.indexes:
         if not index.unique:
             continue
+        if index.fields[0] in layout.arrays:
+            return None
         positions = [names.index(f) for f in index.fields]
         claimed = [tuple(row[p] for p in positions) for row in columns]
         claimed = [c for c in claimed if sortable.NULL not in c]  # nulls never conflict
@@ -365,21 +371,34 @@ def _bulk_insert(layout: Layout, requests: list[WriteRequest],
             tuple([c[j] for c in claimed] for j in range(len(cols))), "absent",
             "UNIQUE:" + index.name))
     key_columns = list(layout.columns.values())
+    element_columns = list(layout.arrays.values())
     aliases = [f"c{j}" for j in range(len(key_columns))]
+    selected = aliases + [f"e{j}::bytea[]" for j in range(len(element_columns))]
+    aliases += [f"e{j}" for j in range(len(element_columns))]
     source = ", ".join(["%b::bytea[]", "%b::text[]", "%b::text[]",
-                        *(["%b::bytea[]"] * len(key_columns))])
+                        *(["%b::bytea[]"] * len(key_columns)),
+                        *(["%b::text[]"] * len(element_columns))])
+    elements = [[_array_literal(keys) for keys in layout.elements(r.values or {})]
+                for r in requests]
     # (the jsonb copy is NULL for a document holding a \u0000 escape, as jsonb_text says)
-    targets = ", ".join(["id_key", "id", "version", "doc", "body", *key_columns])
+    targets = ", ".join(["id_key", "id", "version", "doc", "body", *key_columns,
+                         *element_columns])
     insert = Statement(
         f"INSERT INTO {layout.table} ({targets}) "
         f"SELECT u.k, u.i, {layout.next_version()}, u.d, "
         "CASE WHEN strpos(u.d, '\\u0000') = 0 THEN u.d::jsonb END"
-        + "".join(f", u.{a}" for a in aliases)
+        + "".join(f", u.{a}" for a in selected)
         + f" FROM unnest({source}) AS u(k, i, d{''.join(', ' + a for a in aliases)}) "
         "RETURNING id_key, version",
         (keys, [r.id for r in requests], [raw.decode() for raw in raws],
-         *([row[j] for row in columns] for j in range(len(key_columns)))))
+         *([row[j] for row in columns] for j in range(len(key_columns))),
+         *([row[j] for row in elements] for j in range(len(element_columns)))))
     return SqlPlan(((*guards, insert),), write=True)
+
+
+def _array_literal(keys: list[bytes]) -> str:
+    """``{"\\x..",...}``: the text of a ``bytea[]`` (a parameter, never SQL text)."""
+    return "{" + ",".join(f'"\\\\x{key.hex()}"' for key in keys) + "}"
 
 
 def _check_statements(layout: Layout, id: str, version: int) -> tuple[Statement, ...]:

@@ -56,7 +56,7 @@ from bench_redis import BATCH, CHECKED, OPS, UserFields, bump, make_docs, orm_op
 from quantumorm import ArrayField, Document, StringField, create_connection
 
 TABLE = "pgbench_users"  # the baseline's table
-ORM_TABLE = '"qbench_users"'  # the ORM's (namespace qbench, collection users)
+ORM_TABLE = '"qbench:users"'  # the ORM's (namespace qbench, collection users)
 COLUMNS = ("name", "age", "city", "score", "bio")
 SELECT = f"SELECT id, version, {', '.join(COLUMNS)} FROM {TABLE}"
 
@@ -268,7 +268,7 @@ async def bench(url: str, args) -> None:
         exists = raw.execute("SELECT to_regclass(%s)", (ORM_TABLE,)).fetchone()
         if exists and exists[0] is not None:
             raw.execute(f"TRUNCATE {ORM_TABLE}")
-            raw.execute('ALTER SEQUENCE "qbench_users!ids" RESTART')
+            raw.execute('ALTER SEQUENCE "qbench:users!ids" RESTART')
 
     conn = create_connection("postgres", url, name="bench", make_default=True)
     client: Any = (await psycopg.AsyncConnection.connect(url, autocommit=True) if args.async_
@@ -283,10 +283,10 @@ async def bench(url: str, args) -> None:
         conn.close()
         await conn.aclose()
         (await client.close()) if args.async_ else client.close()
-        for table in (TABLE, ORM_TABLE, '"qbench_users!ids"', '"qbench_users!versions"'):
+        for table in (TABLE, ORM_TABLE, '"qbench:users!ids"', '"qbench:users!versions"'):
             raw.execute(f"DROP TABLE IF EXISTS {table}" if "!" not in table
                         else f"DROP SEQUENCE IF EXISTS {table}")
-        raw.execute('DELETE FROM "qorm#schemas" WHERE name = %s', ("qbench_users",))
+        raw.execute('DELETE FROM "qorm#schemas" WHERE name = %s', ("qbench:users",))
         raw.close()
     report(orm_s, base_s)
     bad = [label for label, key in OPS if orm_r[key] != base_r[key]]
@@ -342,7 +342,7 @@ def arrays(url: str, args) -> None:
             model.objects.delete_sync()
             model.objects.bulk_create_sync([model(**d) for d in docs], batch_size=BATCH)
             with psycopg.connect(url, autocommit=True) as raw:
-                raw.execute(f'ANALYZE "qbench_{model._meta.collection}"')
+                raw.execute(f'ANALYZE "qbench:{model._meta.collection}"')
             times: dict[str, list[float]] = {"query": [], "count": [], "insert": []}
             for i in range(args.warmup + args.iterations):
                 tag = vocabulary[i % len(vocabulary)]

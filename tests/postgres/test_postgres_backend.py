@@ -53,7 +53,7 @@ class Note(Document):
 def _row(url: str, id: str) -> tuple[Any, ...]:
     from quantumorm import sortable
 
-    (row,) = sql(url, 'SELECT version, doc, body FROM "qorm_notes" WHERE id_key = %s',
+    (row,) = sql(url, 'SELECT version, doc, body FROM "qorm:notes" WHERE id_key = %s',
                  sortable.id_key(id))
     return row
 
@@ -72,7 +72,7 @@ async def test_the_exact_json_text_is_stored_beside_jsonb(pg: Any, postgres_url:
     assert json.loads(doc)["extra"] == extra
     # jsonb holds the same values (big numbers exact: jsonb numbers are numeric)
     assert body["extra"]["a"][0] == 10**30 and body["score"] == 2**70
-    assert sql(postgres_url, 'SELECT id FROM "qorm_notes"') == [("n",)]  # for ad-hoc SQL
+    assert sql(postgres_url, 'SELECT id FROM "qorm:notes"') == [("n",)]  # for ad-hoc SQL
     got = await call(Note.objects, "get", mode, id="n")
     assert got.extra == extra and got.score == 2**70 and got.price == Decimal("1.10")
 
@@ -82,7 +82,7 @@ def test_a_document_with_nul_keeps_its_text_and_has_no_jsonb(pg: Any, postgres_u
     Note(id="n\x00l", title="t").save_sync()
     _, doc, body = _row(postgres_url, "nul")
     assert body is None  # jsonb cannot hold U+0000
-    assert sql(postgres_url, 'SELECT id FROM "qorm_notes" ORDER BY id NULLS FIRST') == [
+    assert sql(postgres_url, 'SELECT id FROM "qorm:notes" ORDER BY id NULLS FIRST') == [
         (None,), ("nul",)]  # (nor can text: that id is read by its key only)
     assert Note.objects.get_sync(id="n\x00l").title == "t"
     assert json.loads(doc)["title"] == "a\x00b"
@@ -157,7 +157,7 @@ def test_explain_reports_postgres_own_plan(postgres_url: str) -> None:
         by_index = Note.objects.filter(score=3).explain_sync()
         assert by_index.backend == "postgres" and not by_index.scanned
         assert by_index.indexes == ("score",) and by_index.strategy == "index"
-        assert "qorm_notes!score" in by_index.details["postgres plan"]
+        assert "qorm:notes!score" in by_index.details["postgres plan"]
         members = Note.objects.filter(tags__contains="1").explain_sync()
         assert members.indexes == ("tags",) and not members.scanned
         scan = Note.objects.filter(extra={"a": 1}).explain_sync()
@@ -187,7 +187,7 @@ def test_a_serialization_failure_is_retried(pg: Any, postgres_url: str) -> None:
     with psycopg.connect(postgres_url) as other:
         other.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         # touches the row without changing its version: our save must still succeed
-        other.execute('UPDATE "qorm_notes" SET body = body WHERE id_key = %s', (key,))
+        other.execute('UPDATE "qorm:notes" SET body = body WHERE id_key = %s', (key,))
         done: list[Any] = []
         saver = threading.Thread(target=lambda: done.append(_save(note, 2)))
         saver.start()
@@ -294,8 +294,22 @@ def test_long_names_stay_apart(pg: Any, postgres_url: str) -> None:
     assert b.objects.filter(**{"v" * 70 + "2": 2}).count_sync() == 0
     tables = {row[0] for row in sql(postgres_url, "SELECT tablename FROM pg_tables "
                                                   "WHERE schemaname = 'public'")}
-    assert sum(name.startswith("qorm_ccc") for name in tables) == 2
+    assert sum(name.startswith("qorm:ccc") for name in tables) == 2
     assert all(len(name.encode()) <= 63 for name in tables)
+
+
+def test_namespace_and_collection_never_fold_into_one_table(pg: Any) -> None:
+    def model(namespace: str, collection: str) -> Any:
+        return type(f"M_{namespace}_{collection}", (Document,), {
+            "n": IntField(indexed=True),
+            "Meta": type("Meta", (), {"backend": "postgres", "namespace": namespace,
+                                      "collection": collection})})
+
+    one, other = model("a_b", "c"), model("a", "b_c")
+    one(id="1", n=1).save_sync()
+    other(id="1", n=2).save_sync()
+    assert [d.n for d in one.objects.all_sync()] == [1]
+    assert [d.n for d in other.objects.all_sync()] == [2]
 
 
 def test_what_postgres_refuses(pg: Any) -> None:

@@ -58,7 +58,7 @@ def test_what_goes_in_one_statement() -> None:
     assert plan is not None and len(plan.groups) == 1
     *guards, insert = plan.groups[0]
     assert [g.label for g in guards] == ["EXISTS", "UNIQUE:email"]  # (team_rank: all null)
-    assert insert.sql.startswith('INSERT INTO "qorm_members"') and "unnest(" in insert.sql
+    assert insert.sql.startswith('INSERT INTO "qorm:members"') and "unnest(" in insert.sql
     assert pg_backend._bulk_insert(layout, fresh[:3], 1 << 20) is None  # too few
     assert pg_backend._bulk_insert(layout, [*fresh, request("a0")], 1 << 20) is None  # same id
     same_email = [*fresh, request("z", email="0@x")]
@@ -87,9 +87,9 @@ async def test_a_bulk_insert_stores_what_single_saves_store(
     got = await call(Member.objects, "get", mode, id="m7")
     assert (got.email, got.team, got.rank, got.extra) == ("e7@x", "t1", 7, {"i": 7, "big": 10**30})
     assert (await call(Member.objects, "get", mode, id="nul")).team == "a\x00b"
-    rows = dict(sql(postgres_url, 'SELECT id, body FROM "qorm_members" WHERE id IS NOT NULL'))
+    rows = dict(sql(postgres_url, 'SELECT id, body FROM "qorm:members" WHERE id IS NOT NULL'))
     assert rows["m7"]["extra"]["big"] == 10**30 and rows["nul"] is None  # (jsonb: no U+0000)
-    text = dict(sql(postgres_url, 'SELECT id, doc FROM "qorm_members"'))["m7"]
+    text = dict(sql(postgres_url, 'SELECT id, doc FROM "qorm:members"'))["m7"]
     assert text.encode() == encode_document(json.loads(text))  # the exact stored bytes
     assert json.loads(text)["email"] == "e7@x"
     # versions are those stored
@@ -170,7 +170,7 @@ def test_the_set_based_insert_stores_the_same_rows_as_one_by_one(pg: Any,
         BULK.objects.bulk_create_sync([BULK(id=str(i), **d) for i, d in enumerate(docs)])
         for i, d in enumerate(docs):
             ONE(id=str(i), **d).save_sync()
-        query = f'SELECT id, doc, body, {columns} FROM "qorm_%s" ORDER BY id_key'
+        query = f'SELECT id, doc, body, {columns} FROM "qorm:%s" ORDER BY id_key'
         assert sql(postgres_url, query % "via_bulk") == sql(postgres_url, query % "one_by_one")
 
     check()

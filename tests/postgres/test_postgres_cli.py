@@ -52,7 +52,7 @@ def test_verify_reindex_repair_on_postgres(pg: Any, postgres_url: str, tmp_path:
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "Shop: OK: 300 documents" in clean.stdout
     # damage one row's sort key behind the library's back
-    sql(postgres_url, "UPDATE \"qorm_cli_shops\" SET k_city = '\\x0100'::bytea "
+    sql(postgres_url, "UPDATE \"qorm:cli_shops\" SET k_city = '\\x0100'::bytea "
                       "WHERE id_key = %s", sortable.id_key("7"))
     assert Shop.objects.filter(city="rome").count_sync() == 149
     damaged = _cli(tmp_path, postgres_url, "verify", "cli_models:Shop")

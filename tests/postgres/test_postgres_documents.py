@@ -405,6 +405,10 @@ def test_collections_named_like_internal_tables(pg: Any) -> None:
     owner = model("box", tags=ArrayField(StringField(), indexed=True))
     side_like = model("box_tags", n=IntField(indexed=True))
     sequences = model("schemas", n=IntField())
+    # PostgreSQL would name box's primary key index "<table>_pkey" on its own
+    pkey_like = model("box_pkey", n=IntField(indexed=True))
+    pkey_like(n=5).save_sync()
+    assert [d.n for d in pkey_like.objects.all_sync()] == [5]
     owner(tags=["a"]).save_sync()
     side_like(n=1).save_sync()
     sequences(n=2).save_sync()

@@ -54,7 +54,7 @@ def test_added_indexes_apply_to_an_existing_database(pg: Any, postgres_url: str)
     finally:
         quantumorm.close_all()
     indexed = {row[0] for row in sql(url, "SELECT indexdef FROM pg_indexes "
-                                          "WHERE tablename = 'qorm_evolve_idx'")}
+                                          "WHERE tablename = 'qorm:evolve_idx'")}
     assert any("(k_rank)" in text for text in indexed)
     assert any("(k_team, k_rank)" in text for text in indexed)
 
@@ -183,13 +183,13 @@ def test_verify_finds_and_repair_fixes_wrong_sort_keys_elements_and_clock(
         assert report.ready and report.documents == 20
     finally:
         quantumorm.close_all()
-    table = '"qorm_evolve_damage"'
+    table = '"qorm:evolve_damage"'
     sql(url, f"UPDATE {table} SET k_n = '\\x0100'::bytea WHERE id_key = %s",
         sortable.id_key("3"))
     sql(url, f"UPDATE {table} SET e_tags = '{{}}' WHERE id_key = %s", sortable.id_key("5"))
     sql(url, f"UPDATE {table} SET e_tags = e_tags || '\\x00'::bytea WHERE id_key = %s",
         sortable.id_key("7"))
-    sql(url, "SELECT setval('\"qorm_evolve_damage!versions\"', 1)")
+    sql(url, "SELECT setval('\"qorm:evolve_damage!versions\"', 1)")
     _session(url, "v2")
     try:
         assert model.objects.filter(n=2).count_sync() == 0  # "3" (n=2) lost its sort key
@@ -217,15 +217,15 @@ def test_an_index_dropped_from_the_model_is_dropped_from_the_database(
 
     def indexes() -> set[str]:
         return {row[0] for row in sql(url, "SELECT indexname FROM pg_indexes "
-                                           "WHERE tablename = 'qorm_evolve_drop'")} - {
-            "qorm_evolve_drop_pkey"}
+                                           "WHERE tablename = 'qorm:evolve_drop'")} - {
+            "qorm:evolve_drop!pkey"}
 
-    assert indexes() == {"qorm_evolve_drop!name", "qorm_evolve_drop!n"}
+    assert indexes() == {"qorm:evolve_drop!name", "qorm:evolve_drop!n"}
     second = _declare("evolve_drop", name=StringField(), n=IntField(indexed=True))
     _session(url, "b")
     try:
         assert second.objects.filter(name="x").count_sync() == 1
-        assert indexes() == {"qorm_evolve_drop!n"}
+        assert indexes() == {"qorm:evolve_drop!n"}
         assert second.objects.verify_sync().ok
     finally:
         quantumorm.close_all()

@@ -1,6 +1,7 @@
 """The SQL layout of one model on PostgreSQL: names, DDL, and the column values of a write.
 
-One table per collection, named ``<namespace>_<collection>``::
+One table per collection, named ``<namespace>:<collection>`` (quoted; ``:`` occurs in
+neither name, so no two collections share a table)::
 
     id_key  bytea PRIMARY KEY  -- sortable.id_key(id): unique, and natural id order
     id      text               -- the id as given, for ad-hoc SQL (NULL for an id holding
@@ -60,7 +61,7 @@ from .plans import Statement
 NULL_SQL = "'\\x0100'::bytea"
 assert NULL_SQL == "'\\x" + sortable.NULL.hex() + "'::bytea"
 #: the stored schemas, one row per collection table (see quantumorm.schema). Collection
-#: tables are named ``<namespace>_<collection>``, so a name with "#" never collides.
+#: tables are named ``<namespace>:<collection>``, so a name with "#" never collides.
 SCHEMAS = "qorm#schemas"
 #: the advisory lock key under which DDL runs (any constant; "qorm" in ASCII)
 DDL_LOCK = 0x71_6F_72_6D
@@ -111,15 +112,17 @@ class Layout:
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
         self.ready = False  # set by the backend once the tables exist
-        self.table_name = ident(f"{options.namespace}_{options.collection}")
+        # ":" cannot occur in a namespace or a collection name: no two collections share a
+        # table ("a_b" + "c" and "a" + "b_c" would, joined by "_")
+        self.table_name = ident(f"{options.namespace}:{options.collection}")
         self.table = quote(self.table_name)
         self.columns = {name: quote("k_" + field.db_name)
                         for name, field in options.fields.items()}
         self.arrays = {name: quote("e_" + field.db_name)
                        for name, field in options.fields.items()
                        if isinstance(field, ArrayField)}
-        # "<table>!<index>", "<table>!versions", "<table>!ids": "!" cannot occur in a
-        # table name, so no collection's table or index can take these names
+        # "<table>!<index>", "<table>!versions", "<table>!ids", "<table>!pkey": "!" cannot
+        # occur in a table name, so no collection's table or index can take these names
         self.index_names = {index.name: quote(f"{self.table_name}!{index.name}")
                             for index in options.indexes}
         self.versions = quote(f"{self.table_name}!versions")
@@ -140,7 +143,10 @@ class Layout:
         columns += [f"{c} bytea[] NOT NULL DEFAULT '{{}}'" for c in self.arrays.values()]
         start = time.time_ns() // 1000
         out = [
-            Statement(f"CREATE TABLE IF NOT EXISTS {self.table} (id_key bytea PRIMARY KEY, "
+            # (the key's index named with "!", which no table name holds: PostgreSQL's own
+            # "<table>_pkey" could be another collection's table)
+            Statement(f"CREATE TABLE IF NOT EXISTS {self.table} (id_key bytea CONSTRAINT "
+                      f"{quote(self.table_name + '!pkey')} PRIMARY KEY, "
                       "id text, version bigint NOT NULL, doc text NOT NULL, body jsonb"
                       + "".join(", " + c for c in columns) + ")"),
             Statement(f"CREATE SEQUENCE IF NOT EXISTS {self.versions} START WITH {start}"),

@@ -358,3 +358,40 @@ def test_timeouts_and_an_exhausted_pool_are_typed(pg: Any, postgres_url: str) ->
     finally:
         pool.putconn(held)
     assert executor.execute(SqlPlan.read(Statement("SELECT 1")))
+
+
+def test_first_use_from_many_connections_at_once(pg: Any, postgres_url: str) -> None:
+    """Six connections (as six processes would) create the same collection at the same
+    moment, then an evolved model: the DDL runs under an advisory lock, no catalog race."""
+    def declare(with_rank: bool) -> Any:
+        fields: dict[str, Any] = {"name": StringField(indexed=True, unique=True)}
+        if with_rank:
+            fields["rank"] = IntField(indexed=True, default=7)
+        return type("Racer", (Document,), {
+            **fields, "Meta": type("Meta", (), {"backend": "postgres", "collection": "race"})})
+
+    for step, model in enumerate((declare(False), declare(True))):
+        names = [f"r{step}-{i}" for i in range(6)]
+        for name in names:
+            quantumorm.create_connection(backend="postgres", url=postgres_url, name=name)
+        start = threading.Barrier(len(names))
+        outcomes: list[Any] = []
+
+        def first_use(name: str, model: Any = model, start: Any = start,
+                      outcomes: list[Any] = outcomes) -> None:
+            start.wait()
+            try:
+                model.objects.using(name).count_sync()
+                outcomes.append("ok")
+            except Exception as exc:  # noqa: BLE001 (reported to the test)
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=first_use, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes == ["ok"] * len(names)
+        model(id=f"doc{step}", name=f"n{step}").save_sync()
+    evolved = declare(True)
+    assert [d.rank for d in evolved.objects.order_by("id").all_sync()] == [7, 7]

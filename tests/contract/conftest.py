@@ -1,6 +1,7 @@
 """Fixtures of the contract suite: every test runs on every backend, in sync and async mode.
 
-``store`` (parametrized over ``redis``, ``redis-resp3`` (RESP3 replies) and ``sqlite``) opens
+``store`` (parametrized over ``redis``, ``redis-resp3`` (RESP3 replies), ``redis-acl``,
+``sqlite`` and ``postgres`` (a private server, see ``postgres_support``)) opens
 an empty store of that kind, makes it the default connection of its backend and gives the
 backend's name; ``models`` are the suite's model classes
 declared for that backend (the same declarations, ``Meta.backend`` aside); ``mode`` is
@@ -9,19 +10,38 @@ declared for that backend (the same declarations, ``Meta.backend`` aside); ``mod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from contract_models import MODELS
+from contract_models import MODELS, open_store
 
+import postgres_support
 import quantumorm
 from quantumorm.backends.redis.acl import acl_rule
 
 #: "redis-resp3": the Redis backend with RESP3 replies (``protocol=3``); "redis-acl": as a
 #: user holding only quantumorm's published least-privilege ACL rule (acl.acl_rule)
-BACKENDS = ("redis", "redis-resp3", "redis-acl", "sqlite")
+BACKENDS = ("redis", "redis-resp3", "redis-acl", "sqlite", "postgres")
 ACL_USER, ACL_PASSWORD = "qorm-contract", "contract-secret"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", postgres_support.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    postgres_support.mark(config, items)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of the session's PostgreSQL server (started on first use)."""
+    url = postgres_support.acquire()
+    try:
+        yield url
+    finally:
+        postgres_support.release()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,8 +61,9 @@ async def store(request: Any) -> AsyncIterator[str]:
         quantumorm.create_connection(backend="redis", url=redis_url, name="contract-redis",
                                      make_default=True, **extra)
     else:
-        quantumorm.create_connection(backend="sqlite", url="sqlite://", name="contract-sqlite",
-                                     make_default=True)
+        if backend == "postgres":
+            postgres_support.reset(request.getfixturevalue("postgres_url"))
+        open_store(backend, request)
     try:
         yield backend
     finally:

@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import quantumorm
 from quantumorm import (
     ArrayField,
     BooleanField,
@@ -45,7 +46,9 @@ def _declare(backend: str) -> SimpleNamespace:
     return SimpleNamespace(Item=Item, Account=Account)
 
 
-MODELS = {backend: _declare(backend) for backend in ("redis", "sqlite")}
+#: the backends the contract suite runs on
+STORES = ("redis", "sqlite", "postgres")
+MODELS = {backend: _declare(backend) for backend in STORES}
 
 
 async def run(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -54,3 +57,18 @@ async def run(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> A
     if mode == "sync":
         return await asyncio.to_thread(getattr(obj, f"{name}_sync"), *args, **kwargs)
     return await getattr(obj, name)(*args, **kwargs)
+
+
+def open_store(backend: str, request: Any, **extra: Any) -> None:
+    """Open the default connection of ``backend`` for the contract tests (the store is not
+    emptied: the ``store`` fixture did that)."""
+    if backend == "redis":
+        quantumorm.create_connection(backend="redis", url=request.getfixturevalue("redis_url"),
+                                     name="contract-redis", make_default=True, **extra)
+    elif backend == "postgres":
+        quantumorm.create_connection(backend="postgres",
+                                     url=request.getfixturevalue("postgres_url"),
+                                     name="contract-postgres", make_default=True, **extra)
+    else:
+        quantumorm.create_connection(backend="sqlite", url="sqlite://", name="contract-sqlite",
+                                     make_default=True, **extra)

@@ -12,9 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from contract_models import run
+from contract_models import STORES, open_store, run
 
-import quantumorm
 from quantumorm import (
     DateTimeField,
     DictField,
@@ -48,7 +47,7 @@ def _models(backend: str) -> SimpleNamespace:
     return SimpleNamespace(Blob=type(Document)("Blob", (Document,), namespace))
 
 
-MODELS = {backend: _models(backend) for backend in ("redis", "sqlite")}
+MODELS = {backend: _models(backend) for backend in STORES}
 
 
 @pytest.fixture
@@ -159,13 +158,7 @@ async def test_the_largest_int_json_can_hold_is_stored_exactly(blob: Any, mode: 
 @pytest.fixture
 async def small_limit(store: str, request: Any) -> Any:
     """The store's default connection again, with max_document_bytes=2000."""
-    if store == "redis":
-        url = request.getfixturevalue("redis_url")
-        quantumorm.create_connection(backend="redis", url=url, name="contract-redis",
-                                     make_default=True, max_document_bytes=2000)
-    else:
-        quantumorm.create_connection(backend="sqlite", url="sqlite://", name="contract-sqlite",
-                                     make_default=True, max_document_bytes=2000)
+    open_store(store, request, max_document_bytes=2000)
     return MODELS[store].Blob
 
 

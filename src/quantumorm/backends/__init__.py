@@ -27,7 +27,10 @@ Opener = Callable[..., BackendConnection]
 _registry: dict[str, str | Opener] = {
     "redis": "quantumorm.backends.redis:open_connection",
     "sqlite": "quantumorm.backends.sqlite:open_connection",
+    "postgres": "quantumorm.backends.postgres:open_connection",
 }
+#: the extra that installs a built-in backend's driver (named in the error when it is missing)
+_EXTRAS = {"redis": "redis", "postgres": "postgres"}
 
 
 _capabilities: dict[str, Capabilities] = {}
@@ -80,7 +83,8 @@ def opener(name: str) -> Opener:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = " (pip install 'quantumorm[redis]')" if name == "redis" else ""
+        extra = _EXTRAS.get(name)
+        hint = f" (pip install 'quantumorm[{extra}]')" if extra else ""
         raise ConfigurationError(f"backend {name!r} cannot be loaded: {exc}{hint}") from exc
     loaded: Opener = getattr(module, attr)
     _registry[name] = loaded

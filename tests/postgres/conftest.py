@@ -1,0 +1,48 @@
+"""Fixtures of the PostgreSQL backend tests (a private server; no Redis needed).
+
+* ``postgres_url`` (session): the URL of a PostgreSQL server this session starts on a free
+  loopback port (see ``postgres_support``; ``QORM_TEST_POSTGRES_URL`` points elsewhere).
+* ``pg``: an emptied database and the ``"postgres"`` QuantumORM connection on it, made the
+  default of the ``postgres`` backend; every connection is closed afterwards (async
+  teardown, so it runs in the test's event loop like the Redis ``conn`` fixture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import postgres_support
+import quantumorm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", postgres_support.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    postgres_support.mark(config, items)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = postgres_support.acquire()
+    try:
+        yield url
+    finally:
+        postgres_support.release()
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[quantumorm.Connection]:
+    postgres_support.reset(postgres_url)
+    connection = quantumorm.create_connection(
+        backend="postgres", url=postgres_url, name="postgres", make_default=True)
+    try:
+        yield connection
+    finally:
+        try:
+            await quantumorm.aclose_all()
+        finally:
+            quantumorm.close_all()

@@ -1,0 +1,30 @@
+"""Helpers of the PostgreSQL tests: run an operation sync or async, read the raw tables."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+
+MODES = ("sync", "async")
+
+
+async def call(obj: Any, name: str, mode: str, /, *args: Any, **kwargs: Any) -> Any:
+    """``await obj.name(...)`` in async mode, ``obj.name_sync(...)`` in sync mode, run in a
+    worker thread: a blocking call is refused on the thread running the test's event loop."""
+    if mode == "sync":
+        return await asyncio.to_thread(getattr(obj, f"{name}_sync"), *args, **kwargs)
+    assert mode == "async", mode
+    return await getattr(obj, name)(*args, **kwargs)
+
+
+def ids_of(docs: Any) -> list[str]:
+    return [doc.id for doc in docs]
+
+
+def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one statement run on a connection of its own (autocommit)."""
+    with psycopg.connect(url, autocommit=True) as db:
+        cur = db.execute(query, params or None)
+        return cur.fetchall() if cur.description is not None else []

@@ -229,7 +229,7 @@ def test_readme_table_is_the_generated_one() -> None:
                       readme, re.S)
     assert found is not None, "README lost its capability table markers"
     builtin = quantumorm.CapabilityMatrix(
-        {name: backend_capabilities(name) for name in ("redis", "sqlite")})
+        {name: backend_capabilities(name) for name in ("redis", "sqlite", "postgres")})
     assert found.group(1) == builtin.markdown()
 
 

@@ -15,9 +15,12 @@
   ``"default"`` connection. ``start_cluster`` / ``start_sentinel`` start private deployments
   for tests that kill or move things (stopped after the test).
 
+* ``postgres_url`` (session): a PostgreSQL server this session starts (``postgres_support``).
+
 Every test that needs ``redis_url`` (directly or through another fixture) gets the ``redis``
-marker, and every test on a cluster or Sentinel group the ``cluster`` marker, so
-``pytest -m 'not redis and not cluster'`` runs the tests that need no server.
+marker, every test on PostgreSQL the ``postgres`` marker, and every test on a cluster or
+Sentinel group the ``cluster`` marker, so ``pytest -m 'not redis and not cluster and not
+postgres'`` runs the tests that need no server.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import pytest
 import redis
 
+import postgres_support
 import quantumorm
 from cluster_support import Cluster, SentinelGroup
 
@@ -49,13 +53,29 @@ START_ATTEMPTS = 3  # a free port can be taken by someone else before the server
 CLUSTER_FIXTURES = {"redis_cluster", "cluster_conn", "start_cluster", "start_sentinel"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", postgres_support.MARKER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if "redis_url" in names:
             item.add_marker(pytest.mark.redis)
         if names & CLUSTER_FIXTURES:
             item.add_marker(pytest.mark.cluster)
+    postgres_support.mark(config, items)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of the session's PostgreSQL server (started on first use; see
+    ``postgres_support``: ``QORM_TEST_POSTGRES_URL`` points elsewhere)."""
+    url = postgres_support.acquire()
+    try:
+        yield url
+    finally:
+        postgres_support.release()
 
 
 def _free_port() -> int:

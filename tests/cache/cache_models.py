@@ -1,4 +1,5 @@
-"""Models of the cache tests: SQLite primaries cached on the ``"cache"`` connection."""
+"""Models of the cache tests: SQLite primaries (and two PostgreSQL ones) cached on the
+``"cache"`` connection."""
 
 from __future__ import annotations
 
@@ -45,4 +46,26 @@ class ThroughCounter(Document):
         cache = {"connection": "cache", "ttl": 300, "mode": "write-through", "partitions": 3}
 
 
-MODELS = (Account, Profile, Counter, ThroughCounter)
+class PgCounter(Document):
+    """:class:`Counter` on a PostgreSQL primary."""
+
+    n = IntField(default=0)
+
+    class Meta:
+        backend = "postgres"
+        collection = "pg_counters"
+        cache = {"connection": "cache", "ttl": 300, "negative_ttl": 30}
+
+
+class PgThroughCounter(Document):
+    """:class:`ThroughCounter` on a PostgreSQL primary."""
+
+    n = IntField(default=0)
+
+    class Meta:
+        backend = "postgres"
+        collection = "pg_through_counters"
+        cache = {"connection": "cache", "ttl": 300, "mode": "write-through", "partitions": 3}
+
+
+MODELS = (Account, Profile, Counter, ThroughCounter, PgCounter, PgThroughCounter)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from cache_models import MODELS, Counter, ThroughCounter
+from cache_models import MODELS, Counter, PgCounter, PgThroughCounter, ThroughCounter
 from cache_servers import RestartableRedis
 from cache_support import open_cache
 
@@ -151,6 +151,17 @@ def _run_workload(model: Any, cache: quantumorm.Connection,
 
 @pytest.mark.parametrize("model", [Counter, ThroughCounter], ids=["aside", "write-through"])
 def test_no_read_is_older_than_a_completed_write(cached: dict[str, Any], model: Any) -> None:
+    _never_stale(model, cached)
+
+
+@pytest.mark.parametrize("model", [PgCounter, PgThroughCounter],
+                         ids=["aside", "write-through"])
+def test_no_read_is_older_than_a_completed_write_on_postgres(pg_cached: dict[str, Any],
+                                                             model: Any) -> None:
+    _never_stale(model, pg_cached)
+
+
+def _never_stale(model: Any, cached: dict[str, Any]) -> None:
     checker = _run_workload(model, cached["cache"])
     assert checker.stale == []
     assert checker.writes == 3 * WRITES_PER_WORKER + WRITES_PER_WORKER

@@ -10,7 +10,7 @@ declared for that backend (the same declarations, ``Meta.backend`` aside); ``mod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,22 +26,7 @@ BACKENDS = ("redis", "redis-resp3", "redis-acl", "sqlite", "postgres")
 ACL_USER, ACL_PASSWORD = "qorm-contract", "contract-secret"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", postgres_support.MARKER)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    postgres_support.mark(config, items)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """The URL of the session's PostgreSQL server (started on first use)."""
-    url = postgres_support.acquire()
-    try:
-        yield url
-    finally:
-        postgres_support.release()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,7 +1,8 @@
 """Fixtures of the PostgreSQL backend tests (a private server; no Redis needed).
 
-* ``postgres_url`` (session): the URL of a PostgreSQL server this session starts on a free
-  loopback port (see ``postgres_support``; ``QORM_TEST_POSTGRES_URL`` points elsewhere).
+* ``postgres_url`` (session, from the root conftest): the URL of a PostgreSQL server this
+  session starts on a free loopback port (see ``postgres_support``; ``QORM_TEST_POSTGRES_URL``
+  points elsewhere).
 * ``pg``: an emptied database and the ``"postgres"`` QuantumORM connection on it, made the
   default of the ``postgres`` backend; every connection is closed afterwards (async
   teardown, so it runs in the test's event loop like the Redis ``conn`` fixture).
@@ -9,29 +10,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 import postgres_support
 import quantumorm
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", postgres_support.MARKER)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    postgres_support.mark(config, items)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    url = postgres_support.acquire()
-    try:
-        yield url
-    finally:
-        postgres_support.release()
 
 
 @pytest.fixture

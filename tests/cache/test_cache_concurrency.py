@@ -20,6 +20,7 @@ from cache_models import MODELS, Counter, PgCounter, PgThroughCounter, ThroughCo
 from cache_servers import RestartableRedis
 from cache_support import open_cache
 
+import postgres_support
 import quantumorm
 from quantumorm.cache import state
 from quantumorm.cache.dispatch import Pause
@@ -174,12 +175,22 @@ def _never_stale(model: Any, cached: dict[str, Any]) -> None:
 
 @pytest.fixture
 def restartable(primary_url: str) -> Iterator[dict[str, Any]]:
+    yield from _restartable("sqlite", primary_url)
+
+
+@pytest.fixture
+def pg_restartable(postgres_url: str) -> Iterator[dict[str, Any]]:
+    postgres_support.reset(postgres_url)
+    yield from _restartable("postgres", postgres_url)
+
+
+def _restartable(backend: str, primary_url: str) -> Iterator[dict[str, Any]]:
     server = RestartableRedis()
     server.start()
     state._servers.clear()
     for model in MODELS:
         counters(model._meta).reset()
-    quantumorm.create_connection(backend="sqlite", url=primary_url, name="sqlite",
+    quantumorm.create_connection(backend=backend, url=primary_url, name=backend,
                                  make_default=True)
     cache = open_cache(server.url)
     try:
@@ -193,6 +204,17 @@ def restartable(primary_url: str) -> Iterator[dict[str, Any]]:
 @pytest.mark.parametrize("model", [Counter, ThroughCounter], ids=["aside", "write-through"])
 def test_no_stale_read_while_the_cache_server_restarts(restartable: dict[str, Any],
                                                        model: Any) -> None:
+    _restarts_never_stale(model, restartable)
+
+
+@pytest.mark.parametrize("model", [PgCounter, PgThroughCounter],
+                         ids=["aside", "write-through"])
+def test_no_stale_read_while_the_cache_server_restarts_on_postgres(
+        pg_restartable: dict[str, Any], model: Any) -> None:
+    _restarts_never_stale(model, pg_restartable)
+
+
+def _restarts_never_stale(model: Any, restartable: dict[str, Any]) -> None:
     server = restartable["server"]
 
     def restart_twice() -> None:

@@ -342,3 +342,21 @@ async def test_concurrent_misses_from_tasks_load_it_once(slow_primary: SlowPrima
     assert slow_primary.loads == [["hot"]]
     stats = Counter.objects.cache_stats()
     assert (stats.misses, stats.hits) == (1, 15) and stats.waits >= 1
+
+
+def test_a_process_that_only_writes_pays_what_it_owes(cached: dict[str, Any]) -> None:
+    """Owed invalidations are paid before this process's next write too, not only its next
+    read: another process must not read the stale entry until its ttl."""
+    doc = Counter(id="x", n=1).save_sync()
+    Counter.objects.get_sync(id="x")  # cached: n=1
+    breaker = state.server_state(cached["url"]).breaker
+    for _ in range(state.THRESHOLD):
+        breaker.failure()
+    doc.n = 2
+    doc.save_sync()  # skipped the cache: x is owed
+    entry = CacheKeys(Counter._meta).entry("x")
+    assert cached["raw"].get(entry).endswith(b'{"n":1}')
+    breaker.success()
+    Counter(id="y", n=5).save_sync()  # a write of another id, no read
+    assert not cached["raw"].get(entry).startswith(b"E")  # x's stale entry is gone
+    assert state.server_state(cached["url"]).owed(CacheKeys(Counter._meta).generation) is None

@@ -89,6 +89,21 @@ def test_the_breaker_opens_half_opens_and_closes(monkeypatch: pytest.MonkeyPatch
     assert not breaker.is_open and breaker.allow() and breaker.allow()
 
 
+def test_a_probe_that_ends_without_a_verdict_lets_the_next_one_probe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: now[0])
+    breaker = state.Breaker(threshold=2, cooldown=1.0)
+    breaker.failure()
+    breaker.failure()
+    now[0] += 1.5
+    assert breaker.allow() and not breaker.allow()  # one probe at a time
+    breaker.abandon()  # the probe was cancelled: no success, no failure
+    assert breaker.allow()  # never stuck half-open
+    breaker.success()
+    assert not breaker.is_open and breaker.allow()
+
+
 def test_paying_a_snapshot_keeps_what_was_owed_since() -> None:
     server = state.ServerState()
     server.owe("c", ["a", "b"])

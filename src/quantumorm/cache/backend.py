@@ -81,12 +81,16 @@ class CachedBackend:
             return FAILED  # type: ignore[no-any-return]
         try:
             result = yield from on_cache(op)
-        except RAISED:
-            raise
-        except BackendError:
+        except BackendError as error:
+            if isinstance(error, RAISED):
+                breaker.abandon()
+                raise
             breaker.failure()
             counters(options).add(errors=1)
             return FAILED  # type: ignore[no-any-return]
+        except BaseException:  # cancelled, closed, or not the server's doing: no verdict
+            breaker.abandon()
+            raise
         breaker.success()
         return result
 

@@ -57,6 +57,14 @@ class Breaker:
             with self._lock:
                 self._failures, self._probing = 0, False
 
+    def abandon(self) -> None:
+        """The operation ``allow()`` let through ended neither in success nor in failure
+        (cancelled, or an error that says nothing of the server's health): a half-open
+        probe is over, and the next operation may probe again."""
+        if self._probing:
+            with self._lock:
+                self._probing = False
+
     def failure(self) -> None:
         with self._lock:
             self._failures = max(self._failures + 1, self.threshold if self._probing else 0)

@@ -14,7 +14,7 @@
 New documents get their ids from the primary first (``allocate_ids``), so that their slots
 (which may hold a cached absence) are named in step 1. If step 1 or 3 cannot reach the cache,
 the write still succeeds; its ids (and the generation) are owed to the cache
-(:mod:`.state`) before this process reads it again. If the process dies between 1 and 3,
+(:mod:`.state`), paid before this process's next read or write of the model's cache. If the process dies between 1 and 3,
 the marks expire after ``write_guard_ms`` and readers fill from the primary, which holds
 the committed write: nothing stale is left either way.
 """
@@ -51,6 +51,10 @@ def written(cached: CachedBackend, options: ModelOptions, requests: Sequence[Wri
     ids = list(dict.fromkeys(r.id for r in requests if r.id is not None))
     if not ids:
         return (yield from commit(requests))
+    # what this process owes the cache from earlier writes is paid first: a process that
+    # only writes would otherwise never pay it (reads pay it too), and other processes would
+    # read those entries until their ttl
+    yield from cached.settled(options)
     keys = cached.keys(options)
     token = new_token()
     begun = yield from cached.guarded(options, cached.store.begin(

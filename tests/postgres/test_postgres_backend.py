@@ -157,7 +157,7 @@ def test_explain_reports_postgres_own_plan(postgres_url: str) -> None:
         by_index = Note.objects.filter(score=3).explain_sync()
         assert by_index.backend == "postgres" and not by_index.scanned
         assert by_index.indexes == ("score",) and by_index.strategy == "index"
-        assert "qorm:notes!score" in by_index.details["postgres plan"]
+        assert "qorm:notes!i!score" in by_index.details["postgres plan"]
         members = Note.objects.filter(tags__contains="1").explain_sync()
         assert members.indexes == ("tags",) and not members.scanned
         scan = Note.objects.filter(extra={"a": 1}).explain_sync()
@@ -296,6 +296,35 @@ def test_long_names_stay_apart(pg: Any, postgres_url: str) -> None:
                                                   "WHERE schemaname = 'public'")}
     assert sum(name.startswith("qorm:ccc") for name in tables) == 2
     assert all(len(name.encode()) <= 63 for name in tables)
+
+
+def test_indexes_named_like_the_sequences_and_the_key_are_built_and_dropped(
+        pg: Any, postgres_url: str) -> None:
+    """Fields named "versions", "ids" and "pkey" name their indexes so; those live apart
+    from the table's sequences and primary key, so each is built (and dropped)."""
+    def model(indexed: bool) -> Any:
+        return type("Clash", (Document,), {
+            "versions": IntField(indexed=indexed), "ids": StringField(unique=True),
+            "pkey": IntField(indexed=True),
+            "Meta": type("Meta", (), {"backend": "postgres", "collection": "clash"})})
+
+    first = model(True)
+    first(id="1", versions=1, ids="a", pkey=2).save_sync()
+    kinds = dict(sql(postgres_url, "SELECT relname, relkind::text FROM pg_class "
+                                   "WHERE relname LIKE 'qorm:clash!%'"))
+    assert {name: kinds.get(f"qorm:clash!i!{name}") for name in ("versions", "ids", "pkey")} \
+        == {"versions": "i", "ids": "i", "pkey": "i"}
+    assert kinds["qorm:clash!versions"] == "S" and kinds["qorm:clash!pkey"] == "i"
+    with pytest.raises(quantumorm.UniqueViolation):  # the unique value is refused
+        first(id="2", versions=1, ids="a", pkey=2).save_sync()
+    quantumorm.close_all()
+    quantumorm.create_connection(backend="postgres", url=postgres_url, name="postgres",
+                                 make_default=True)
+    second = model(False)  # "versions" no longer indexed: its index goes, the sequence stays
+    assert second.objects.get_sync(id="1").versions == 1
+    kinds = dict(sql(postgres_url, "SELECT relname, relkind::text FROM pg_class "
+                                   "WHERE relname LIKE 'qorm:clash!%'"))
+    assert "qorm:clash!i!versions" not in kinds and kinds["qorm:clash!versions"] == "S"
 
 
 def test_namespace_and_collection_never_fold_into_one_table(pg: Any) -> None:

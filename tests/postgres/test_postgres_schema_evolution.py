@@ -220,12 +220,12 @@ def test_an_index_dropped_from_the_model_is_dropped_from_the_database(
                                            "WHERE tablename = 'qorm:evolve_drop'")} - {
             "qorm:evolve_drop!pkey"}
 
-    assert indexes() == {"qorm:evolve_drop!name", "qorm:evolve_drop!n"}
+    assert indexes() == {"qorm:evolve_drop!i!name", "qorm:evolve_drop!i!n"}
     second = _declare("evolve_drop", name=StringField(), n=IntField(indexed=True))
     _session(url, "b")
     try:
         assert second.objects.filter(name="x").count_sync() == 1
-        assert indexes() == {"qorm:evolve_drop!n"}
+        assert indexes() == {"qorm:evolve_drop!i!n"}
         assert second.objects.verify_sync().ok
     finally:
         quantumorm.close_all()

@@ -80,6 +80,11 @@ def ident(name: str) -> str:
     return raw[:MAX_IDENTIFIER - 13].decode(errors="ignore") + "~" + digest
 
 
+def index_name(table: str, index: str) -> str:
+    """The name of a model's index ``index`` on ``table``."""
+    return f"{table}!i!{index}"
+
+
 def quote(name: str) -> str:
     """A quoted SQL identifier (shortened by :func:`ident`, embedded quotes doubled)."""
     return '"' + ident(name).replace('"', '""') + '"'
@@ -121,9 +126,11 @@ class Layout:
         self.arrays = {name: quote("e_" + field.db_name)
                        for name, field in options.fields.items()
                        if isinstance(field, ArrayField)}
-        # "<table>!<index>", "<table>!versions", "<table>!ids", "<table>!pkey": "!" cannot
-        # occur in a table name, so no collection's table or index can take these names
-        self.index_names = {index.name: quote(f"{self.table_name}!{index.name}")
+        # "<table>!i!<index>", "<table>!versions", "<table>!ids", "<table>!pkey": "!" cannot
+        # occur in a table name, so no collection's table or index can take these names,
+        # and an index (named after its field: "versions", "ids"...) has a namespace of its
+        # own, apart from the sequences and the key
+        self.index_names = {index.name: quote(index_name(self.table_name, index.name))
                             for index in options.indexes}
         self.versions = quote(f"{self.table_name}!versions")
         self.ids = quote(f"{self.table_name}!ids")
@@ -172,7 +179,7 @@ class Layout:
 
     def drop_index(self, name: str) -> Statement:
         """DROP INDEX of an index the model no longer declares (by its stored name)."""
-        return Statement(f"DROP INDEX IF EXISTS {quote(f'{self.table_name}!{name}')}")
+        return Statement(f"DROP INDEX IF EXISTS {quote(index_name(self.table_name, name))}")
 
     def table_info(self) -> Statement:
         return Statement("SELECT column_name FROM information_schema.columns "

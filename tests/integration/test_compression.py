@@ -16,7 +16,9 @@ from helpers import MODES, assert_indexes_consistent, call, snapshot, stored_pay
 import quantumorm
 from quantumorm import (
     ArrayField,
+    BulkWriteError,
     CodecUnavailableError,
+    CorruptDocumentError,
     Document,
     FloatField,
     IntField,
@@ -391,3 +393,22 @@ def test_sqlite_ignores_the_option(tmp_path: Any) -> None:
         quantumorm.close_all()
     raw = (tmp_path / "c.db").read_bytes()
     assert body(1, 5000)[:200].encode() in raw  # stored as plain JSON
+
+
+def test_update_of_several_ids_with_a_compressed_one_and_a_refused_one(
+        conn: Any, redis_client: Any) -> None:
+    """filter(id__in=...).update(): one id patched in place, one stored compressed (read and
+    written whole) and one refused: the refusal is raised with both others written."""
+    On = declare("cz_mixed", {"codec": "zlib", "min_size": 100}, name="On")
+    Off = declare("cz_mixed", False, name="Off")
+    Off.objects.bulk_create_sync([article(Off, 1), article(Off, 3)])
+    article(On, 2).save_sync()  # stored compressed
+    keys = KeySpace(Off._meta)
+    key = keys.doc(keys.partition_of("a1"), "a1")
+    redis_client.set(key, b"[1]", keepttl=True)  # a1 is not a JSON object
+    with pytest.raises(BulkWriteError) as refused:
+        Off.objects.filter(id__in=["a1", "a2", "a3"]).update_sync(views=49)
+    assert [(position, type(error)) for position, error in refused.value.errors] == [
+        (0, CorruptDocumentError)]
+    assert sorted((d.id, d.views) for d in refused.value.written) == [("a2", 49), ("a3", 49)]
+    assert Off.objects.get_sync(id="a2").views == 49 and Off.objects.get_sync(id="a3").views == 49

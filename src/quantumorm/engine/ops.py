@@ -312,10 +312,21 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
             if len(ids) == 1 and isinstance(outcome.failures[0][1], (
                     DocumentTooLargeError, CorruptDocumentError)):
                 raise outcome.failures[0][1]
-            failed = {ids[position] for position, _ in outcome.failures}
-            stored = yield from get_many(backend, model, [
-                id for id in ids if id not in failed and id not in outcome.declined])
-            raise BulkWriteError(outcome.failures, [doc for doc in stored if doc is not None])
+            failures = list(outcome.failures)
+            if outcome.declined:  # (read and written whole, before the refusals are raised)
+                try:
+                    yield from update_where(backend, model, QuerySpec(
+                        Condition(ID, Lookup.IN, tuple(outcome.declined))), changes)
+                except BulkWriteError as refused:
+                    # (their positions: those of the ids the refused documents have)
+                    at = {id: position for position, id in enumerate(ids)}
+                    failures += [(at.get(str(getattr(error, "id", "")),
+                                         at[outcome.declined[0]]), error)
+                                 for _, error in refused.errors]
+            failed = {ids[position] for position, _ in failures}
+            stored = yield from get_many(backend, model, [id for id in ids if id not in failed])
+            raise BulkWriteError(sorted(failures, key=lambda pair: pair[0]),
+                                 [doc for doc in stored if doc is not None])
         if not outcome.declined:
             return outcome.count
         patched = outcome.count

@@ -14,8 +14,9 @@
 New documents get their ids from the primary first (``allocate_ids``), so that their slots
 (which may hold a cached absence) are named in step 1. If step 1 or 3 cannot reach the
 cache, the write still succeeds; its ids (and the generation) are owed to the cache
-(:mod:`.state`), paid before this process's next read or write of the model's cache. If the process dies between 1 and 3,
-the marks expire after ``write_guard_ms`` and readers fill from the primary, which holds
+(:mod:`.state`), paid before this process's next read or write of the model's cache. If
+the process dies between 1 and 3, the marks expire after ``write_guard_ms`` and readers fill
+from the primary, which holds
 the committed write: nothing stale is left either way.
 """
 

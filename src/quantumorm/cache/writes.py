@@ -16,8 +16,7 @@ New documents get their ids from the primary first (``allocate_ids``), so that t
 cache, the write still succeeds; its ids (and the generation) are owed to the cache
 (:mod:`.state`), paid before this process's next read or write of the model's cache. If
 the process dies between 1 and 3, the marks expire after ``write_guard_ms`` and readers fill
-from the primary, which holds
-the committed write: nothing stale is left either way.
+from the primary, which holds the committed write: nothing stale is left either way.
 """
 
 from __future__ import annotations

@@ -137,10 +137,11 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
     sent: list[str] = []
     for n, id in enumerate(ids):
         raw = found[2 * n]
-        if raw is None or (found[2 * n + 1] is None and raw[:1] != stored.VERSIONED):
-            report.gone += 1  # expired or deleted since the ids were read (or no version)
+        if raw is None or found[2 * n + 1] is None:
+            report.gone += 1  # expired or deleted since the ids were read
             continue
-        version, payload = stored.split(bytes(raw), found[2 * n + 1])
+        # (the meta hash's version, which reindex.lua checks: fetch.lua returns it)
+        version, payload = int(found[2 * n + 1]), stored.split(bytes(raw))[1]
         data = json.loads(compression.decompress(payload, options.model_name, id))
         values = model.from_storage(id, version, data)._values()
         filled = options.with_defaults(data, values)

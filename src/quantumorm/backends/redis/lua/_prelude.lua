@@ -16,7 +16,9 @@ end
 -- what a document key holds, without its version (nil stays nil)
 local function payload_of(stored)
   if not stored or string.byte(stored, 1) ~= 0 then return stored end
-  return string.sub(stored, string.find(stored, "\0", 2, true) + 1)
+  local ends = string.find(stored, "\0", 2, true)
+  if not ends then return stored end  -- (damaged: verify() reports it; never an error here)
+  return string.sub(stored, ends + 1)
 end
 
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings; nil -> {}

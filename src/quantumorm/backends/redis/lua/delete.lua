@@ -67,6 +67,8 @@ for i, index in ipairs(indexes) do
   if #index.old > 0 and not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
 end
 
+-- the deleted document for its event, read before anything is written
+local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
 -- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet)
 do
   local _, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
@@ -77,8 +79,7 @@ for _, index in ipairs(indexes) do
   bulk("ZREM", index.key, index.old, false)
 end
 if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
-emit("delete", idkey, stored, nil, nil,
-     EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1])))
+emit("delete", idkey, stored, nil, nil, last)
 if soft then
   redis.call("DEL", KEYS[2])
   redis.call("RENAME", KEYS[1], KEYS[5])

@@ -2,9 +2,11 @@
 -- fetch.lua: read documents by id, with their versions, in one call (read only).
 --
 -- KEYS      pairs: document key, meta hash key (all of one partition)
--- Returns   flat pairs: the document as stored (or false), its version from the meta hash,
---           or false: when the stored document carries its version (see versioned() in
---           _prelude.lua), and when it is gone
+-- Returns   flat pairs: the document as stored (or false), the version of its meta hash,
+--           which compare-and-set reads (or false: also when the document is gone). Reads
+--           by id are a plain MGET (a document carries its version, see versioned() in
+--           _prelude.lua); this is for documents stored before, and for the tools, which
+--           act on the meta hash's version.
 -- luacheck: globals redis KEYS
 
 local out, BATCH = {}, 512
@@ -17,12 +19,7 @@ for first = 1, #KEYS, 2 * BATCH do
   for i = first, last, 2 do
     local json = docs[(i - first) / 2 + 1]
     out[#out + 1] = json or false
-    -- (a document that carries its version: false, the caller reads it there)
-    if json and string.byte(json, 1) ~= 0 then
-      out[#out + 1] = redis.call("HGET", KEYS[i + 1], "v") or false
-    else
-      out[#out + 1] = false
-    end
+    out[#out + 1] = json and (redis.call("HGET", KEYS[i + 1], "v") or false) or false
   end
 end
 return out

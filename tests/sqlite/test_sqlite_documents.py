@@ -122,7 +122,7 @@ def test_file_database_persists_and_uses_wal(tmp_path: Path) -> None:
         version = Person(id="x", name="kept").save_sync().version
     finally:
         quantumorm.close_all()
-    rows = raw_rows(str(path), "qorm_people")
+    rows = raw_rows(str(path), "qorm:people")
     assert version > 0
     assert rows == {"x": (version, {"name": "kept", "email": None, "age": None, "balance": None,
                                     "born": None, "active": None, "tags": None, "extra": None})}

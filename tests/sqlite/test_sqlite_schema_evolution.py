@@ -182,10 +182,10 @@ def test_verify_finds_and_repair_fixes_wrong_sort_keys_and_side_rows(tmp_path: P
     finally:
         quantumorm.close_all()
     db = sqlite3.connect(tmp_path / "damaged.db")
-    db.execute('UPDATE "qorm_evolve_damage" SET "k_n" = x\'0100\' WHERE id = \'3\'')
-    db.execute('DELETE FROM "qorm_evolve_damage#tags" WHERE id = '
-               '(SELECT id_key FROM "qorm_evolve_damage" WHERE id = \'5\')')
-    db.execute('INSERT INTO "qorm_evolve_damage#tags" (id, k) VALUES (x\'02676f6e65\', x\'00\')')
+    db.execute('UPDATE "qorm:evolve_damage" SET "k_n" = x\'0100\' WHERE id = \'3\'')
+    db.execute('DELETE FROM "qorm:evolve_damage#tags" WHERE id = '
+               '(SELECT id_key FROM "qorm:evolve_damage" WHERE id = \'5\')')
+    db.execute('INSERT INTO "qorm:evolve_damage#tags" (id, k) VALUES (x\'02676f6e65\', x\'00\')')
     db.commit()
     db.close()
     _session(url, "v2")
@@ -220,12 +220,12 @@ def test_an_index_dropped_from_the_model_is_dropped_from_the_file(tmp_path: Path
         finally:
             db.close()
 
-    assert indexes() == {"qorm_evolve_drop!name", "qorm_evolve_drop!n"}
+    assert indexes() == {"qorm:evolve_drop!name", "qorm:evolve_drop!n"}
     second = _declare("evolve_drop", name=StringField(), n=IntField(indexed=True))
     _session(url, "b")
     try:
         assert second.objects.filter(name="x").count_sync() == 1
-        assert indexes() == {"qorm_evolve_drop!n"}
+        assert indexes() == {"qorm:evolve_drop!n"}
         assert second.objects.verify_sync().ok
     finally:
         quantumorm.close_all()

@@ -75,6 +75,9 @@ class SqliteBackend:
                                            f"{options.model_name}.Meta.ttl is set")
             (info,) = yield SqlPlan.read(layout.table_info())
             present = {row[0] for row in info.rows[0]}
+            if not present and (yield from lifecycle.adopt_legacy(layout)):
+                (info,) = yield SqlPlan.read(layout.table_info())
+                present = {row[0] for row in info.rows[0]}
             ddl: list[Statement] = [Statement(
                 f"CREATE TABLE IF NOT EXISTS {quote(table)} "
                 "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)") for table in (SEQUENCES, CLOCKS)]

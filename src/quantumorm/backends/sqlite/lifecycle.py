@@ -23,11 +23,12 @@ from typing import Any
 
 from ... import sortable
 from ...engine.drive import Op
+from ...errors import BackendError
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...schema import HISTORY, Schema, declared, reconcile
 from .plans import SqlPlan, Statement
-from .schema import CLOCKS, Layout, encode_document, quote
+from .schema import CLOCKS, SEQUENCES, Layout, encode_document, quote
 
 #: the stored schemas, one row per collection table (see quantumorm.schema)
 SCHEMAS = "qorm#schemas"
@@ -39,6 +40,43 @@ RETRIES = 50
 def create_statements() -> list[Statement]:
     return [Statement(f"CREATE TABLE IF NOT EXISTS {quote(SCHEMAS)} "
                       "(name TEXT PRIMARY KEY, body TEXT NOT NULL)")]
+
+
+def adopt_legacy(layout: Layout) -> Op[bool]:
+    """Rename a collection's tables from their legacy name (see
+    :func:`.schema.legacy_table_name`) when its table does not exist yet: the table, its
+    array side tables and its rows in the sequence, clock and schema tables move in one
+    transaction; the indexes are dropped, for :meth:`Layout.create` to build them again
+    under their new names (SQLite cannot rename an index). True if it renamed anything.
+
+    Two collections whose legacy names were equal shared one table: the first to be used
+    takes it, rows of both, as it read them before."""
+    old, new = layout.legacy_name, layout.table_name
+    (reply,) = yield SqlPlan.read(Statement(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+    objects = [(kind, name, table) for kind, name, table in reply.rows[0]
+               if table == old or table.startswith(old + "#")]
+    if not any(kind == "table" and name == old for kind, name, _ in objects):
+        return False
+    names = (SEQUENCES, CLOCKS)
+    statements = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(table)} "
+                            "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)") for table in names]
+    statements += create_statements()
+    statements += [Statement(f"DROP INDEX {quote(name)}") for kind, name, _ in objects
+                   if kind == "index" and name.startswith(old + "!")]
+    statements += [Statement(f"ALTER TABLE {quote(name)} RENAME TO {quote(new + name[len(old):])}")
+                   for kind, name, _ in objects if kind == "table"]
+    statements += [Statement(f"UPDATE {quote(table)} SET name = ? WHERE name = ?", (new, old))
+                   for table in (*names, SCHEMAS)]
+    try:
+        yield SqlPlan((tuple(statements),), write=True)
+    except BackendError as exc:
+        # another connection renamed them between our look and our write (the whole
+        # transaction rolled back): the tables now have their new names
+        if "no such table" not in str(exc) and "no such index" not in str(exc):
+            raise
+        return False
+    return True
 
 
 def read_schema(layout: Layout) -> Op[Schema | None]:

@@ -1,7 +1,7 @@
 """The SQL layout of one model: table and column names, DDL, and the column values of a write.
 
-One table per collection, named ``<namespace>_<collection>`` (see :func:`fold` for names
-with capitals)::
+One table per collection, named ``<namespace>:<collection>`` (see :func:`fold` for names
+with capitals, :func:`legacy_table_name` for files written before)::
 
     id_key BLOB PRIMARY KEY   -- sortable.id_key(id): unique, and natural id order
     id     TEXT NOT NULL      -- the id as given (informative; rows are read by id_key)
@@ -47,7 +47,7 @@ from .plans import Statement
 NULL_SQL = "x'0100'"  # sortable.NULL as an SQL literal (a constant, not a value)
 assert bytes.fromhex(NULL_SQL[2:-1]) == sortable.NULL
 #: the auto-id counters, one row per collection. Collection tables are named from
-#: [A-Za-z0-9_.^-] only, so a name with "#" or "!" never collides with one of them.
+#: [A-Za-z0-9_.^:-] only, so a name with "#" or "!" never collides with one of them.
 SEQUENCES = "qorm#sequences"
 #: the version clocks, one row per collection: every write takes max(last + 1, the time in
 #: microseconds), so no id is ever given a version it had before, even after its document
@@ -65,6 +65,20 @@ def fold(name: str) -> str:
     """
     return "".join("^" + c.lower() if "A" <= c <= "Z" else "^^" if c == "^" else c
                    for c in name)
+
+
+def table_name(namespace: str, collection: str) -> str:
+    """The table of a collection: ``<namespace>:<collection>``, each part folded. Neither
+    part can hold ``:`` (names are ``[A-Za-z0-9_.-]``), so distinct pairs get distinct
+    tables."""
+    return f"{fold(namespace)}:{fold(collection)}"
+
+
+def legacy_table_name(namespace: str, collection: str) -> str:
+    """The table name of earlier versions: ``<namespace>_<collection>`` folded, which gave namespace
+    ``a_b`` with collection ``c`` and namespace ``a`` with collection ``b_c`` one table. A
+    table of that name is renamed at first use (:meth:`Layout.adopt_legacy`)."""
+    return fold(f"{namespace}_{collection}")
 
 
 def quote(name: str) -> str:
@@ -86,8 +100,9 @@ class Layout:
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
         self.ready = False  # set by the backend once the tables exist
-        self.table_name = fold(f"{options.namespace}_{options.collection}")
+        self.table_name = table_name(options.namespace, options.collection)
         self.table = quote(self.table_name)
+        self.legacy_name = legacy_table_name(options.namespace, options.collection)
         self.columns = {name: quote("k_" + fold(field.db_name))
                         for name, field in options.fields.items()}
         # side tables "<table>#<field>" and indexes "<table>!<index>": the separators cannot

@@ -57,14 +57,18 @@ def summary(plan: Any) -> str:
         texts = [" ".join(statement.sql.split())[:SQL_CHARS]
                  for group in groups for statement in group]
         return "; ".join(texts) or "(no statement)"
-    names = commands(plan)
-    counted: dict[str, int] = {}
-    for name in names:
-        counted[name] = counted.get(name, 0) + 1
-    line = ", ".join(name if n == 1 else f"{name} x{n}" for name, n in counted.items())
+    line = counted(commands(plan))
     if getattr(plan, "read_only", False):
         line += " (read-only)"
     return line
 
 
-__all__ = ["SQL_CHARS", "commands", "summary"]
+def counted(names: list[str]) -> str:
+    """``["EVALSHA query", "EVALSHA query"]`` as ``"EVALSHA query x2"``."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return ", ".join(name if n == 1 else f"{name} x{n}" for name, n in seen.items())
+
+
+__all__ = ["SQL_CHARS", "commands", "counted", "summary"]

@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 from ...engine.drive import forbid_blocking
+from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
 from . import options as known_options
-from ...engine.observe import PoolStats
 from . import pools, topology, watch
 from .backend import CAPABILITIES, RedisBackend
 from .changes import Subscription

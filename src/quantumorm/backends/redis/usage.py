@@ -28,6 +28,13 @@ def _group(entry: Any) -> dict[str, Any]:
     return {_text(key): value for key, value in entry.items()}
 
 
+def escaped_id(idkey: bytes) -> bytes:
+    """The escaped id (what key names hold) of an id set's member: the member is the id's
+    order-preserving encoding, one type byte (and a second for numbers) before the escaped
+    id (``escaped_id`` in ``lua/_prelude.lua``)."""
+    return idkey[2:] if idkey[:1] == b"\x01" else idkey[1:]
+
+
 def stream_stats(keys: KeySpace) -> Op[list[tuple[str, int, list[dict[str, Any]]]]]:
     """Per partition: the change stream's key, its length (XLEN) and its consumer groups
     (XINFO GROUPS: ``name``, ``consumers``, ``pending``, ``lag``: None when the server
@@ -66,13 +73,14 @@ def memory_usage(keys: KeySpace, samples: int) -> Op[dict[str, Any]]:
     picks = [(p, n) for p, n in zip(partitions, share, strict=True) if n > 0]
     chosen = (yield RedisPlan(tuple(Command(("ZRANDMEMBER", keys.ids(p), n)) for p, n in picks),
                               read_only=True)) if picks else []
-    measured = [(p, _text(idkey)) for (p, _), ids in zip(picks, chosen, strict=True)
+    measured = [(p, escaped_id(idkey)) for (p, _), ids in zip(picks, chosen, strict=True)
                 for idkey in ids or ()][:samples]
     structures = [key for p in partitions for key in (
         keys.ids(p), keys.ttl(p), keys.state(p), keys.changes(p), *keys.indexes(p))]
-    commands = [Command(("MEMORY USAGE", keys.doc_prefix(p) + idkey)) for p, idkey in measured]
-    commands += [Command(("MEMORY USAGE", keys.meta_prefix(p) + idkey))
-                 for p, idkey in measured]
+    commands = [Command(("MEMORY USAGE", keys.doc_prefix(p).encode() + escaped))
+                for p, escaped in measured]
+    commands += [Command(("MEMORY USAGE", keys.meta_prefix(p).encode() + escaped))
+                 for p, escaped in measured]
     commands += [Command(("MEMORY USAGE", key)) for key in structures]
     sizes = yield RedisPlan(tuple(commands), read_only=True)
     n = len(measured)

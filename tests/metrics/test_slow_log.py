@@ -72,3 +72,17 @@ def test_threshold_from_the_environment(tmp_path: Path) -> None:
                           text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "quantumorm.slow WARNING slow operation: Note.save on sqlite" in done.stderr
+
+
+async def test_change_feed_reads_are_counted_never_slow(
+        conn: quantumorm.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    await RedisUser(name="a", age=1).save()
+    metrics.enable()
+    metrics.slow_log(0)
+    feed = RedisUser.objects.changes(since="0")
+    with caplog.at_level(logging.WARNING, logger="quantumorm.slow"):
+        assert [e.op for e in await feed.read()] == ["create"]
+        assert [e.op async for e in RedisUser.objects.changes(since="0", wait=0)] == ["create"]
+    assert not [r for r in caplog.records if r.name == "quantumorm.slow"]
+    read = metrics.snapshot().operation("RedisUser", "read")
+    assert read is not None and read.count >= 2 and read.errors == {}

@@ -2,7 +2,7 @@
 
 Installed as :data:`quantumorm.engine.observe.watcher` only while one of the three is on
 (:func:`sync`), so an unwatched operation pays one attribute check. A watched operation is
-timed, runs with an executor that counts its plans (:class:`Counting`), and is the current
+timed, runs with an executor that counts its plans (:class:`Running`), and is the current
 operation of its context (a ``ContextVar``: a thread, or an asyncio task) so that what the
 executors report from inside a round trip (:func:`quantumorm.engine.observe.note`) is
 charged to it. Traces are a pluggable :class:`Tracer` (:mod:`.otel` provides one), so this
@@ -12,8 +12,9 @@ module imports no optional package.
 from __future__ import annotations
 
 import logging
-import time
 from contextvars import ContextVar
+from functools import partial
+from time import perf_counter
 from typing import Any, Protocol, TypeVar
 
 from ..engine import drive, observe
@@ -30,23 +31,39 @@ SLOW_PLANS = 10
 
 
 class Running:
-    """One watched operation while it runs."""
+    """One watched operation while it runs, and the executor it runs with: it counts the
+    plans it passes on to the connection's executor (and, when asked, keeps them for the
+    slow-operation log and traces them), for blocking and asyncio executors alike (it
+    returns what the inner one returns). One object per operation, made in one call: on a
+    busy process every call and object of the hot path shows."""
 
-    __slots__ = ("model", "collection", "operation", "connection", "round_trips", "plans",
-                 "tracer", "trace")
+    __slots__ = ("inner", "model", "collection", "operation", "connection", "backend",
+                 "round_trips", "plans", "tracer", "trace")
 
-    def __init__(self, model: str, collection: str, operation: str, connection: Any) -> None:
-        self.model, self.collection, self.operation = model, collection, operation
-        self.connection = connection
+    def __init__(self, inner: Any, connection: Any, factory: Any, subject: Any,
+                 name: str) -> None:
+        self.inner, self.connection, self.backend = inner, connection, connection.kind
+        self.operation = name or _name_of(factory)
+        if subject is None:  # (run directly: a bound method's object stands for it)
+            subject = getattr(_unwrapped(factory), "__self__", None)
+        options = _options_of(subject)
+        if options is None:
+            self.model = self.collection = ""
+        else:
+            self.model, self.collection = options.model_name, options.collection
         self.round_trips = 0
         #: the plans sent, kept only for the slow-operation log
         self.plans: list[Any] | None = None
         self.tracer: Tracer | None = None
         self.trace: Any = None
 
-    @property
-    def backend(self) -> str:
-        return str(self.connection.kind)
+    def execute(self, plan: Any) -> Any:
+        self.round_trips += 1
+        if self.plans is not None:
+            self.plans.append(plan)
+        if self.tracer is not None:
+            self.tracer.round_trip(self.trace, plan)
+        return self.inner.execute(plan)
 
 
 class Tracer(Protocol):
@@ -64,40 +81,42 @@ class Tracer(Protocol):
 
 
 _current: ContextVar[Running | None] = ContextVar("quantumorm_operation", default=None)
+_set, _reset = _current.set, _current.reset
 
-
-class Counting:
-    """An executor that counts (and, when asked, keeps and traces) the plans it passes on;
-    for blocking and asyncio executors alike (it returns what the inner one returns)."""
-
-    __slots__ = ("inner", "op")
-
-    def __init__(self, inner: Any, op: Running) -> None:
-        self.inner, self.op = inner, op
-
-    def execute(self, plan: Any) -> Any:
-        op = self.op
-        op.round_trips += 1
-        if op.plans is not None:
-            op.plans.append(plan)
-        if op.tracer is not None:
-            op.tracer.round_trip(op.trace, plan)
-        return self.inner.execute(plan)
+#: classes of subjects that are not documents (querysets, change feeds): few, and fixed
+_not_documents: set[type] = set()
 
 
 def _options_of(subject: Any) -> Any:
-    """A document's or a queryset's model options (None for an operation run directly)."""
+    """A document's, a queryset's or a change feed's model options, or None."""
     if subject is None:
         return None
-    found = getattr(type(subject), "_meta", None)
-    if found is None:
-        found = getattr(getattr(subject, "model", None), "_meta", None)
-    return found
+    kind = type(subject)
+    if kind not in _not_documents:
+        found = getattr(kind, "_meta", None)  # (a document: its class's)
+        if found is not None:
+            return found
+        _not_documents.add(kind)
+    return getattr(getattr(subject, "model", None), "_meta", None)
+
+
+def _unwrapped(factory: Any) -> Any:
+    """The function behind a factory made with ``functools.partial``."""
+    while isinstance(factory, partial):
+        factory = factory.func
+    return factory
 
 
 def _name_of(factory: Any) -> str:
-    name = getattr(factory, "__name__", "")
+    """What an operation run without a name is called: its factory's function name
+    (``commit``; ``_read_op`` as ``read``), or ``run`` (a lambda)."""
+    name = getattr(_unwrapped(factory), "__name__", "").strip("_").removesuffix("_op")
     return name if name.isidentifier() else "run"
+
+
+#: operations that wait for something to happen by design (change feeds' and consumers'
+#: reads, up to their ``wait``): never reported by the slow-operation log
+WAITING = frozenset({"read"})
 
 
 class Watch:
@@ -112,12 +131,9 @@ class Watch:
 
     # -- running an operation ------------------------------------------------------------
 
-    def _begin(self, connection: Any, factory: Any, subject: Any, name: str) -> Running:
-        options = _options_of(subject)
-        op = Running(options.model_name if options is not None else "",
-                     options.collection if options is not None else "",
-                     name or _name_of(factory), connection)
-        if self.slow is not None:
+    def _watched(self, op: Running) -> Running:
+        """Ask for what is on besides counting: the plans kept, the span started."""
+        if self.slow is not None and op.operation not in WAITING:
             op.plans = []
         tracer = self.tracer
         if tracer is not None:
@@ -137,37 +153,41 @@ class Watch:
             _log_slow(op, seconds, slow)
 
     def run(self, connection: Any, factory: OpFactory[T], subject: Any, name: str) -> T:
-        op = self._begin(connection, factory, subject, name)
-        token = _current.set(op)
-        error: BaseException | None = None
-        start = time.perf_counter()
+        op = Running(connection.store.sync_executor(), connection, factory, subject, name)
+        if self.tracer is not None or self.slow is not None:
+            self._watched(op)
+        token = _set(op)
+        start = perf_counter()
         try:
-            return drive.run(factory(connection.backend),
-                             Counting(connection.store.sync_executor(), op))
+            result = drive.run(factory(connection.backend), op)
         except BaseException as exc:
-            error = exc
+            seconds = perf_counter() - start
+            _reset(token)
+            self._end(op, seconds, exc)
             raise
-        finally:
-            seconds = time.perf_counter() - start
-            _current.reset(token)
-            self._end(op, seconds, error)
+        seconds = perf_counter() - start
+        _reset(token)
+        self._end(op, seconds, None)
+        return result
 
     async def arun(self, connection: Any, factory: OpFactory[T], subject: Any,
                    name: str) -> T:
-        op = self._begin(connection, factory, subject, name)
-        token = _current.set(op)
-        error: BaseException | None = None
-        start = time.perf_counter()
+        op = Running(connection.store.async_executor(), connection, factory, subject, name)
+        if self.tracer is not None or self.slow is not None:
+            self._watched(op)
+        token = _set(op)
+        start = perf_counter()
         try:
-            return await drive.arun(factory(connection.backend),
-                                    Counting(connection.store.async_executor(), op))
+            result = await drive.arun(factory(connection.backend), op)
         except BaseException as exc:
-            error = exc
+            seconds = perf_counter() - start
+            _reset(token)
+            self._end(op, seconds, exc)
             raise
-        finally:
-            seconds = time.perf_counter() - start
-            _current.reset(token)
-            self._end(op, seconds, error)
+        seconds = perf_counter() - start
+        _reset(token)
+        self._end(op, seconds, None)
+        return result
 
     def note(self, kind: str, reason: str) -> None:
         op = _current.get()
@@ -213,5 +233,5 @@ def _log_slow(op: Running, seconds: float, threshold: float) -> None:
                "qorm_round_trips": op.round_trips, "qorm_plans": shown})
 
 
-__all__ = ["SLOW_LOGGER", "SLOW_PLANS", "WATCH", "Counting", "Running", "Tracer", "Watch",
+__all__ = ["SLOW_LOGGER", "SLOW_PLANS", "WAITING", "WATCH", "Running", "Tracer", "Watch",
            "sync"]

@@ -6,7 +6,8 @@ open ones, a plain pool's free list and set of lent connections (cluster nodes a
 pools), and the callers waiting on a blocking pool's queue or condition. Each read is a
 snapshot without the pool's lock (a count may be off by one while a connection changes
 hands); an attribute a redis-py version lacks reads as nothing, never as an error.
-A cluster client's node pools are summed into one row per client.
+A cluster client's node pools (and a Sentinel setup's master and replica pools) are summed
+into one row: ``size`` is then the sum of their limits.
 """
 
 from __future__ import annotations
@@ -63,23 +64,25 @@ def _node_counts(node: Any) -> tuple[int, int, int]:
 
 
 def stats(name: str, clients: Iterable[Any], size: int) -> PoolStats | None:
-    """One row for the pools of ``clients`` (each client once), or None if none is open."""
-    opened = in_use = idle = 0
+    """One row for the pools of ``clients`` (each client once), or None if none is open;
+    ``size``: each pool's limit where the pool does not say it (the sizes are summed)."""
+    opened = in_use = idle = limit = 0
     waiting: int | None = None
     seen = False
     for client in dict.fromkeys(clients):
         for pool in _pools_of(client):
-            counts = _counts(pool) if hasattr(pool, "connection_kwargs") else _node_counts(pool)
+            counts = _node_counts(pool) if hasattr(pool, "_free") else _counts(pool)
             if counts is None:
                 continue
             seen = True
             opened, in_use, idle = opened + counts[0], in_use + counts[1], idle + counts[2]
+            limit += getattr(pool, "max_connections", size)
             now = _waiting(pool)
             if now is not None:
                 waiting = (waiting or 0) + now
     if not seen:
         return None
-    return PoolStats(name, size, opened, in_use, idle, waiting)
+    return PoolStats(name, limit, opened, in_use, idle, waiting)
 
 
 __all__ = ["stats"]

@@ -1,5 +1,5 @@
 """What :func:`quantumorm.metrics.snapshot` and the on-demand readers return: frozen,
-typed records with ``to_dict()`` (plain values, ready for JSON)."""
+typed records with ``to_dict()`` (plain values, ready for ``json.dumps``)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,13 @@ class MetricsSnapshot:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values, ready for ``json.dumps`` (the last bucket's bound is ``"+Inf"``)."""
+        out = asdict(self)
+        for stats in out["operations"]:
+            stats["duration"]["buckets"] = [
+                ["+Inf" if bound == float("inf") else bound, n]
+                for bound, n in stats["duration"]["buckets"]]
+        return out
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 Public API; everything not listed in ``__all__`` is private and may change.
 """
 
+# (metrics is imported with the package, so that $QUANTUMORM_SLOW_MS takes effect)
+from . import metrics as metrics
 from .backends import available_backends, backend_capabilities, register_backend
 from .backends.matrix import CapabilityMatrix, capabilities
 from .connection import Connection, aclose_all, close_all, create_connection, get_connection

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from . import transaction
 from .backends import opener
-from .engine import drive
+from .engine import drive, observe
 from .engine.contract import BackendConnection
 from .errors import ConfigurationError, UnsupportedOperation
 from .redaction import redact_url
@@ -49,10 +49,19 @@ class Connection:
         self._store = store
         self.backend = store.backend
 
-    def run(self, factory: drive.OpFactory[T]) -> T:
+    def run(self, factory: drive.OpFactory[T], subject: Any = None, name: str = "") -> T:
+        """Run an operation (``subject``: the document or queryset it was called on, and
+        ``name`` its method, for whoever watches: :mod:`quantumorm.engine.observe`)."""
+        watcher = observe.watcher
+        if watcher is not None:
+            return watcher.run(self, factory, subject, name)
         return drive.run(factory(self.backend), self._store.sync_executor())
 
-    async def arun(self, factory: drive.OpFactory[T]) -> T:
+    async def arun(self, factory: drive.OpFactory[T], subject: Any = None,
+                   name: str = "") -> T:
+        watcher = observe.watcher
+        if watcher is not None:
+            return await watcher.arun(self, factory, subject, name)
         return await drive.arun(factory(self.backend), self._store.async_executor())
 
     # -- transactions ------------------------------------------------------------------------

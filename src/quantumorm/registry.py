@@ -100,6 +100,12 @@ def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -
                                    f"{options.model_name} declares a compound index")
 
 
+def connections() -> list[Connection]:
+    """Every registered connection (a copy), in the order they were registered."""
+    with _lock:
+        return list(_connections.values())
+
+
 def _forget_all() -> list[Connection]:
     with _lock:
         connections = list(_connections.values())

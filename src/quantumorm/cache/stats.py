@@ -7,6 +7,7 @@ updated under a lock: readers and writers of one model run on many threads.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -70,11 +71,34 @@ class Counters:
             self._values = dict.fromkeys(_NAMES, 0)
 
 
+#: every model's counters, for metrics, by id of the options (held weakly: a model made at
+#: run time goes with its counters; the options, a dataclass holding dicts, are unhashable)
+_every: dict[int, tuple[weakref.ref[ModelOptions], Counters]] = {}
+
+
 def counters(options: ModelOptions) -> Counters:
     """The model's counters (made on first use; kept on its options, like the registry's
     per-model checks, so a model made at run time takes them with it)."""
     found: Any = options.__dict__.get("_cache_counters")
     if found is None:
-        found = options.__dict__.setdefault("_cache_counters", Counters())
+        with _every_lock:
+            found = options.__dict__.setdefault("_cache_counters", Counters())
+            _every[id(options)] = (weakref.ref(options), found)
     assert isinstance(found, Counters)
     return found
+
+
+_every_lock = threading.Lock()
+
+
+def every() -> list[tuple[ModelOptions, CacheStats]]:
+    """Each model's cache statistics, for the models whose counters exist."""
+    out = []
+    with _every_lock:
+        for key, (ref, counter) in list(_every.items()):
+            options = ref()
+            if options is None or options.__dict__.get("_cache_counters") is not counter:
+                del _every[key]  # (gone: its id may be another model's now)
+            else:
+                out.append((options, counter))
+    return [(options, counter.snapshot()) for options, counter in out]

@@ -73,10 +73,11 @@ class _Twins:
 
     def __init__(self, build: Callable[..., OpFactory[Any]]) -> None:
         self.build = build
+        name = build.__name__  # (what the connection's watcher, if any, calls it)
 
         @functools.wraps(build)
         async def run_async(obj: Any, *args: Any, **kwargs: Any) -> Any:
-            return await obj._connection().arun(build(obj, *args, **kwargs))
+            return await obj._connection().arun(build(obj, *args, **kwargs), obj, name)
 
         @functools.wraps(build)
         def run_sync(obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -84,7 +85,7 @@ class _Twins:
             # closure to build in the common case: no event loop in this thread)
             if asyncio._get_running_loop() is not None:
                 forbid_blocking(lambda: f"{type(obj).__name__}.{build.__name__}_sync()")
-            return obj._connection().run(build(obj, *args, **kwargs))
+            return obj._connection().run(build(obj, *args, **kwargs), obj, name)
 
         run_sync.__name__ = run_sync.__qualname__ = build.__name__ + "_sync"
         run_sync.__doc__ = f"Blocking twin of ``{build.__name__}()``.\n\n{build.__doc__ or ''}"

@@ -18,6 +18,7 @@ import difflib
 import numbers
 from typing import Any
 
+from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
 from ...redaction import redact_url
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, PostgresBackend
@@ -60,6 +61,25 @@ class PostgresConnection:
 
     def async_executor(self) -> AsyncPostgresExecutor:
         return self._async
+
+    def pool_stats(self) -> list[PoolStats]:
+        """``psycopg_pool``'s own statistics: the blocking pool, and the pools of every
+        event loop summed (``waits``: requests that had to queue for a connection)."""
+        rows = []
+        for name, found in (("sync", self._sync.pools()), ("async", self._async.pools())):
+            if not found:
+                continue
+            size = opened = idle = waiting = waits = 0
+            for pool in found:
+                got = pool.get_stats()
+                size += got.get("pool_max", 0)
+                opened += got.get("pool_size", 0)
+                idle += got.get("pool_available", 0)
+                waiting += got.get("requests_waiting", 0)
+                waits += got.get("requests_queued", 0)
+            rows.append(PoolStats(name, size, opened, max(0, opened - idle), idle, waiting,
+                                  waits))
+        return rows
 
     def close(self) -> None:
         self._sync.close()

@@ -37,6 +37,7 @@ import psycopg.errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from ...engine import observe
 from ...errors import (
     AuthenticationError,
     BackendConnectionError,
@@ -278,6 +279,10 @@ class SyncPostgresExecutor:
                 self._pool = pool
             return self._pool
 
+    def pools(self) -> list[ConnectionPool]:
+        """The pool, once opened (for pool statistics)."""
+        return [] if self._pool is None else [self._pool]
+
     def execute(self, plan: SqlPlan) -> list[GroupReply]:
         pool = self._get_pool()
         for attempt in range(ATTEMPTS):
@@ -287,6 +292,7 @@ class SyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
+                observe.note(observe.RETRY, type(exc).__name__)
                 time.sleep(_delay(attempt))
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc
@@ -415,6 +421,10 @@ class AsyncPostgresExecutor:
                 del self._pools[loop]
             await pool.close()
 
+    def pools(self) -> list[AsyncConnectionPool]:
+        """The pool of every event loop (for pool statistics)."""
+        return [pool for pool, _opening, _closer in list(self._pools.values())]
+
     async def execute(self, plan: SqlPlan) -> list[GroupReply]:
         pool = await self._get_pool()
         for attempt in range(ATTEMPTS):
@@ -424,6 +434,7 @@ class AsyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
+                observe.note(observe.RETRY, type(exc).__name__)
                 await asyncio.sleep(_delay(attempt))
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc

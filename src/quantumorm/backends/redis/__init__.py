@@ -6,9 +6,10 @@ import threading
 from typing import Any
 
 from ...engine.drive import forbid_blocking
+from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
 from . import options as known_options
-from . import topology, watch
+from . import pools, topology, watch
 from .backend import CAPABILITIES, RedisBackend
 from .changes import Subscription
 from .executor import AsyncRedisExecutor, SyncRedisExecutor
@@ -80,6 +81,16 @@ class RedisConnection:
     def subscription(self, model: Any, wait: float | None) -> Any:
         """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""
         return Subscription(model, model._meta, self, wait)
+
+    def pool_stats(self) -> list[PoolStats]:
+        """The blocking pool and the asyncio pools of every event loop (see ``pools.py``)."""
+        size = self.options.max_connections
+        executor = self._sync
+        rows = [] if executor is None else [
+            pools.stats("sync", (executor.client, executor.reader), size)]
+        rows.append(pools.stats("async", (client for pair in self._async.pairs()
+                                          for client in pair), size))
+        return [row for row in rows if row is not None]
 
     def close(self) -> None:
         if self._sync is not None:

@@ -19,7 +19,7 @@ from ...errors import UnsupportedOperation
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import QuerySpec
-from . import changes, reindex, repair, verify
+from . import changes, reindex, repair, usage, verify
 from .calls import QueryMode
 from .commands import Command, RedisPlan
 from .core import ModelState
@@ -128,3 +128,11 @@ class RedisBackend(Writer, Reader):
                 if int(cursor) == 0:
                     break
         return sum(int(c) for c in counts)
+
+    # -- on-demand usage (quantumorm.metrics: stream_stats, memory_usage) ---------------------
+
+    def stream_stats(self, options: ModelOptions) -> Op[list[tuple[str, int, list[Any]]]]:
+        return (yield from usage.stream_stats(self._state(options).keys))
+
+    def memory_usage(self, options: ModelOptions, samples: int) -> Op[dict[str, Any]]:
+        return (yield from usage.memory_usage(self._state(options).keys, samples))

@@ -80,9 +80,11 @@ class Fanout:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait this many seconds. Result: None."""
+    """Wait this many seconds before the next attempt. Result: None."""
 
     seconds: float
+    #: why the plan is sent again: the error's class name (for metrics and logs)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +298,7 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
             sent = plan if link.eviction_checked else POLICY_READ
             if attempt + 1 == attempts or not retry_allowed(exc, sent):
                 raise translate(exc) from exc
-            yield Sleep(backoff(attempt))
+            yield Sleep(backoff(attempt), type(exc).__name__)
             if link.cluster and isinstance(exc, REMAP):
                 try:
                     yield RELEARN

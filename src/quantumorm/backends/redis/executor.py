@@ -44,6 +44,7 @@ from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import RedisClusterException
 
+from ...engine import observe
 from . import eviction
 from . import topology as topologies
 from .commands import Call, RedisPlan
@@ -203,12 +204,15 @@ class SyncRedisExecutor:
         if isinstance(request, Fanout):
             return [self._send(send) for send in request.sends]
         if isinstance(request, Sleep):
+            observe.note(observe.RETRY, request.reason)
             time.sleep(request.seconds)
         elif isinstance(request, Relearn):
+            observe.note(observe.SLOT_RELEARN)
             self.client.nodes_manager.initialize()
         elif isinstance(request, ReadPolicies):
             return eviction.eviction_policies(self.client)
         elif isinstance(request, LoadScripts):
+            observe.note(observe.SCRIPT_RELOAD)
             # wherever scripts may run: the master (every node of a cluster), and the
             # replica client of a Sentinel group
             for client in dict.fromkeys((self.client, self.reader)):
@@ -241,6 +245,10 @@ class AsyncRedisExecutor:
         if options.topology.cluster:
             pair[0]._qorm_settled = False
         return pair
+
+    def pairs(self) -> list[tuple[Any, Any]]:
+        """The client pairs of every event loop (for pool statistics)."""
+        return self._loops.sets()
 
     def _pair(self) -> tuple[Any, Any]:
         pair: tuple[Any, Any] = self._loops.get()
@@ -304,12 +312,15 @@ class AsyncRedisExecutor:
                 return [await self._send(request.sends[0])]
             return list(await asyncio.gather(*(self._send(send) for send in request.sends)))
         if isinstance(request, Sleep):
+            observe.note(observe.RETRY, request.reason)
             await asyncio.sleep(request.seconds)
         elif isinstance(request, Relearn):
+            observe.note(observe.SLOT_RELEARN)
             await writer.nodes_manager.initialize()
         elif isinstance(request, ReadPolicies):
             return await eviction.async_eviction_policies(writer)
         elif isinstance(request, LoadScripts):
+            observe.note(observe.SCRIPT_RELOAD)
             for client in dict.fromkeys((writer, reader)):
                 await aload_all(client)
         return None

@@ -83,5 +83,9 @@ class LoopClients:
                                          RuntimeError):
                     await asyncio.wait_for(asyncio.wrap_future(future), OTHER_LOOP_TIMEOUT)
 
+    def sets(self) -> list[Any]:
+        """Every loop's client set (a copy: loops may come and go meanwhile)."""
+        return [clients for clients, _closer in list(self._sets.values())]
+
     def __len__(self) -> int:
         return len(self._sets)

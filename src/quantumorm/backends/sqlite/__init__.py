@@ -18,6 +18,7 @@ import difflib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
 from ...redaction import redact_url
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
@@ -43,6 +44,13 @@ class SqliteConnection:
 
     def async_executor(self) -> AsyncSqliteExecutor:
         return self._async
+
+    def pool_stats(self) -> list[PoolStats]:
+        """One connection, lent to one plan at a time (the executor's lock)."""
+        if self._closed:
+            return [PoolStats("sqlite", 1, 0, 0, 0)]
+        busy = int(self._sync._lock.locked())
+        return [PoolStats("sqlite", 1, 1, busy, 1 - busy)]
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,74 @@
+"""What a plan says about itself without its values: the names of the commands and scripts
+of a Redis plan, the SQL text of a SQL plan (whose values are always parameters, never in
+the text), the cache's plans as what they wrap.
+
+Plans are opaque to the core, and this package imports no backend (``import quantumorm``
+needs no driver), so plans are read by their shape: a Redis plan has ``steps`` (a script
+call has ``script``, a command ``args``), a SQL plan ``groups`` of statements with ``sql``,
+the cache's ``ToCache`` a ``plan`` and its ``Pause`` ``seconds``. Nothing here ever reads a
+command's arguments past its name, nor a statement's parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: at most this many characters of SQL text per statement in a summary
+SQL_CHARS = 200
+
+
+def _name(step: Any) -> str:
+    script = getattr(step, "script", None)
+    if script is not None:
+        return f"EVALSHA {script}"
+    args = getattr(step, "args", None)
+    if not args:
+        return type(step).__name__
+    first = args[0]
+    return (first.decode("ascii", "replace") if isinstance(first, bytes) else str(first)).upper()
+
+
+def commands(plan: Any) -> list[str]:
+    """A name per command or statement of ``plan``: ``EVALSHA save``, ``XLEN``, ``SELECT``;
+    a cache plan's prefixed ``cache:``."""
+    inner = getattr(plan, "plan", None)
+    if inner is not None:
+        return [f"cache:{name}" for name in commands(inner)]
+    steps = getattr(plan, "steps", None)
+    if steps is not None:
+        return [_name(step) for step in steps]
+    groups = getattr(plan, "groups", None)
+    if groups is not None:
+        return [statement.sql.split(None, 1)[0].upper() if statement.sql.strip() else "SQL"
+                for group in groups for statement in group]
+    if hasattr(plan, "seconds"):
+        return ["pause"]
+    return [type(plan).__name__]
+
+
+def summary(plan: Any) -> str:
+    """One line for ``plan``, explain-style: repeated names counted (``EVALSHA query x4``),
+    a read-only Redis plan marked, a SQL plan's statements as their text (clipped)."""
+    inner = getattr(plan, "plan", None)
+    if inner is not None:
+        return f"cache: {summary(inner)}"
+    groups = getattr(plan, "groups", None)
+    if groups is not None:
+        texts = [" ".join(statement.sql.split())[:SQL_CHARS]
+                 for group in groups for statement in group]
+        return "; ".join(texts) or "(no statement)"
+    line = counted(commands(plan))
+    if getattr(plan, "read_only", False):
+        line += " (read-only)"
+    return line
+
+
+def counted(names: list[str]) -> str:
+    """``["EVALSHA query", "EVALSHA query"]`` as ``"EVALSHA query x2"``."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return ", ".join(name if n == 1 else f"{name} x{n}" for name, n in seen.items())
+
+
+__all__ = ["SQL_CHARS", "commands", "counted", "summary"]

@@ -18,8 +18,11 @@ import difflib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...engine import drive
 from ...errors import ConfigurationError
+from ...health import HealthReport, report
 from ...redaction import redact_url
+from . import health
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
 from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
 
@@ -43,6 +46,22 @@ class SqliteConnection:
 
     def async_executor(self) -> AsyncSqliteExecutor:
         return self._async
+
+    # -- health (Connection.ping / health) -------------------------------------------------
+
+    def ping_sync(self) -> float:
+        return drive.run(health.ping(), self._sync)
+
+    async def ping(self) -> float:
+        return await drive.arun(health.ping(), self._async)
+
+    def health_sync(self) -> HealthReport:
+        return report("sqlite", f"{URL_PREFIX}/{self.path}",
+                      [drive.run(health.probe(self.path), self._sync)])
+
+    async def health(self) -> HealthReport:
+        return report("sqlite", f"{URL_PREFIX}/{self.path}",
+                      [await drive.arun(health.probe(self.path), self._async)])
 
     def close(self) -> None:
         self._closed = True

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from types import FrameType
 from typing import Any
 
-from ..events import ChangeEvent
+from ..events import DEFAULT_BATCH, ChangeEvent
 from .common import CONNECTION, Exit, UsageError, jsonable, note
 from .targets import resolve
 
@@ -72,19 +71,23 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be positive")
     model, label, _ = resolve(args, allow_eviction=True)
-    feed = model.objects.using(CONNECTION).changes(since=args.since)
+    # (with --count, small batches: the position printed at the end is then past the last
+    # event shown, or close to it on a partitioned collection)
+    batch = min(args.count, DEFAULT_BATCH) if args.count else DEFAULT_BATCH
+    feed = model.objects.using(CONNECTION).changes(since=args.since, batch=batch)
     previous = signal.signal(signal.SIGTERM, _stop)
-    seen = 0
+    seen = unshown = 0
     try:
-        # the first read fixes where "$" is: events after it are all seen
+        # the first read fixes where "$" is: every event after it is seen
         pending = feed.read_sync()
-        note(args, f"following {label} from {feed.position} (Ctrl-C to stop)")
+        note(args, f"following {label} from {args.since} (Ctrl-C to stop)")
         while args.count is None or seen < args.count:
-            for event in pending:
+            for i, event in enumerate(pending):
                 print(json.dumps(event_dict(event, label)) if args.json
                       else event_line(event, label), flush=True)
                 seen += 1
                 if args.count is not None and seen >= args.count:
+                    unshown = len(pending) - i - 1
                     break
             else:
                 pending = feed.read_sync(wait=1.0)
@@ -92,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    note(args, f"stopped after {seen} event(s); resume with --from {feed.position}")
+    if unshown:
+        note(args, f"stopped after {seen} event(s) ({unshown} more read, not shown)")
+    else:
+        note(args, f"stopped after {seen} event(s); resume with --from {feed.position}")
     return Exit.OK
 
 

@@ -84,8 +84,8 @@ def _size(count: float) -> str:
 def text(stats: CollectionStats) -> str:
     """The human description of one collection."""
     lines = [f"{stats.namespace}:{stats.collection}: {stats.documents} documents "
-             f"({stats.partitions} partition(s) by {stats.partition_by}; schema layout "
-             f"{stats.layout}, format {stats.format})",
+             f"({stats.partitions} partition(s) by {stats.partition_by}; storage format "
+             f"{stats.format})",
              "  fields: " + (", ".join(f"{name} ({kind})" for name, kind in
                                        sorted(stats.fields.items())) or "none")]
     if stats.indexes:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TextIO
 
-Bar: Any
 try:  # (optional: the ``cli`` extra)
-    from rich.progress import Progress as Bar
+    import rich.progress as rich_progress
 except ImportError:
-    Bar = None
+    rich_progress = None  # type: ignore[assignment]
 
 #: ``progress(done, total)``: what the maintenance operations call
 Progress = Callable[[int, int], None]
@@ -28,10 +27,10 @@ def progress_bar(label: str, stream: TextIO | None, unit: str = "documents"
     if stream is None:
         yield None
         return
-    if Bar is None or not stream.isatty():
+    if rich_progress is None or not stream.isatty():
         yield lines(label, stream, unit)
         return
-    with Bar(transient=False) as bar:
+    with rich_progress.Progress(transient=False) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -82,12 +82,14 @@ class RedisConnection:
     # -- health (Connection.ping / health; see health.py) -----------------------------------
 
     def ping_sync(self) -> float:
+        forbid_blocking(lambda: "Connection.ping_sync()")
         return probes.ping(self.sync_executor().client)
 
     async def ping(self) -> float:
         return await probes.aping(await self._settled_client())
 
     def health_sync(self) -> HealthReport:
+        forbid_blocking(lambda: "Connection.health_sync()")
         return report("redis", self.options.url, probes.probe(self.sync_executor().client))
 
     async def health(self) -> HealthReport:

@@ -4,7 +4,7 @@ Every server the connection uses is asked, directly through redis-py (not throug
 exchange of plans, which routes by key and refuses an unsafe eviction policy that a health
 check must report instead): ``PING`` (timed), ``INFO`` (version, role, memory, policy,
 replication, loading) and, on a cluster, ``CLUSTER INFO``. A cluster's nodes are every
-master and replica of the client's slot map; a Sentinel URL's node is the master Sentinel
+master and replica ``CLUSTER NODES`` lists; a Sentinel URL's node is the master Sentinel
 names now. Where an ACL refuses INFO, the policy is read with ``CONFIG GET`` as the
 eviction check does (:mod:`.eviction`), and what cannot be read stays None.
 
@@ -36,6 +36,8 @@ _CLUSTER: Any = redis.cluster.RedisCluster
 _ACLUSTER: Any = redis.asyncio.cluster.RedisCluster
 _SENTINEL_POOL: Any = redis.sentinel.SentinelConnectionPool
 _ASENTINEL_POOL: Any = redis.asyncio.sentinel.SentinelConnectionPool
+_SyncNode: Any = redis.cluster.ClusterNode
+_AsyncNode: Any = redis.asyncio.cluster.ClusterNode
 
 #: what a failed probe of one node may raise (anything else is a bug and propagates)
 FAILURES = (rx.RedisError, RedisClusterException, OSError)
@@ -93,8 +95,23 @@ def failed(address: str, discovered: str, role: str, exc: BaseException) -> Node
                       error=str(translate(exc)) or type(exc).__name__)
 
 
-def _cluster_role(node: Any) -> str:
-    return "replica" if getattr(node, "server_type", None) == "replica" else "master"
+def cluster_listing(reply: Any) -> list[tuple[str, int, str]]:
+    """``CLUSTER NODES`` (redis-py's dict, or the raw text) as (host, port, role) of every
+    node with an address. The listing is the cluster's own view: redis-py knows replicas
+    only when it reads from them."""
+    if isinstance(reply, Mapping):
+        rows = [(text(address), text(about.get("flags", ""))) for address, about in
+                reply.items()]
+    else:
+        rows = [(parts[1], parts[2]) for parts in
+                (line.split() for line in text(reply or b"").splitlines()) if len(parts) > 2]
+    found = []
+    for address, flags in rows:
+        host, _, port = address.split("@")[0].split(",")[0].rpartition(":")
+        if host and port.isdigit() and int(port) and "noaddr" not in flags:
+            role = "replica" if "slave" in flags.split(",") else "master"
+            found.append((host, int(port), role))
+    return sorted(found, key=lambda row: (row[2], row[0], row[1]))
 
 
 def _single_name(client: Any) -> str:
@@ -135,12 +152,11 @@ def _probe(client: Any, address: str, discovered: str, cluster: bool) -> NodeHea
 
 def probe(client: Any) -> list[NodeHealth]:
     """Every node behind a blocking redis-py client (see the module docstring)."""
+    if isinstance(client, _CLUSTER):
+        return _probe_cluster(client)
     targets: list[tuple[Any, str, str, str]] = []
     try:
-        if isinstance(client, _CLUSTER):
-            targets = [(client.get_redis_connection(node), node.name, "cluster",
-                        _cluster_role(node)) for node in client.get_nodes()]
-        elif isinstance(client.connection_pool, _SENTINEL_POOL):
+        if isinstance(client.connection_pool, _SENTINEL_POOL):
             host, port = client.connection_pool.get_master_address()
             targets = [(client, f"{host}:{port}", "sentinel", "master")]
         else:
@@ -154,6 +170,38 @@ def probe(client: Any) -> list[NodeHealth]:
         except FAILURES as exc:
             first = first or exc
             nodes.append(failed(address, discovered, role, exc))
+    return _settle(nodes, first)
+
+
+def _probe_cluster(client: Any) -> list[NodeHealth]:
+    """Every node the cluster lists, through the client's own connection to it, or a
+    connection made for the probe (with the client's settings) and closed after it."""
+    listing, first = None, None
+    for known_node in client.get_nodes():  # (the first that answers: some may be down)
+        try:
+            listing = cluster_listing(
+                client.get_redis_connection(known_node).execute_command("CLUSTER NODES"))
+            break
+        except FAILURES as exc:
+            first = first or exc
+    if listing is None:
+        raise translate(first or rx.ConnectionError("no cluster node")) from first
+    nodes, first = [], None
+    for host, port, role in listing:
+        address = f"{host}:{port}"
+        known = client.get_node(host=host, port=port)
+        node = known or _SyncNode(host, port, "replica" if role == "replica" else "primary")
+        try:
+            if known is None:
+                client.nodes_manager.create_redis_connections([node])
+            nodes.append(_probe(client.get_redis_connection(node) if known
+                                else node.redis_connection, address, "cluster", True))
+        except FAILURES as exc:
+            first = first or exc
+            nodes.append(failed(address, "cluster", role, exc))
+        finally:
+            if known is None and node.redis_connection is not None:
+                node.redis_connection.close()
     return _settle(nodes, first)
 
 
@@ -191,12 +239,11 @@ async def _aprobe(client: Any, address: str, discovered: str, cluster: bool) -> 
 
 async def aprobe(client: Any) -> list[NodeHealth]:
     """The asyncio twin of :func:`probe` (a cluster client must be initialized)."""
+    if isinstance(client, _ACLUSTER):
+        return await _aprobe_cluster(client)
     targets: list[tuple[Any, str, str, str]] = []
     try:
-        if isinstance(client, _ACLUSTER):
-            targets = [(node, node.name, "cluster", _cluster_role(node))
-                       for node in client.get_nodes()]
-        elif isinstance(client.connection_pool, _ASENTINEL_POOL):
+        if isinstance(client.connection_pool, _ASENTINEL_POOL):
             host, port = await client.connection_pool.get_master_address()
             targets = [(client, f"{host}:{port}", "sentinel", "master")]
         else:
@@ -210,6 +257,34 @@ async def aprobe(client: Any) -> list[NodeHealth]:
         except FAILURES as exc:
             first = first or exc
             nodes.append(failed(address, discovered, role, exc))
+    return _settle(nodes, first)
+
+
+async def _aprobe_cluster(client: Any) -> list[NodeHealth]:
+    """The asyncio twin of :func:`_probe_cluster`."""
+    listing, first = None, None
+    for known_node in client.get_nodes():  # (the first that answers: some may be down)
+        try:
+            listing = cluster_listing(await known_node.execute_command("CLUSTER NODES"))
+            break
+        except FAILURES as exc:
+            first = first or exc
+    if listing is None:
+        raise translate(first or rx.ConnectionError("no cluster node")) from first
+    nodes, first = [], None
+    for host, port, role in listing:
+        address = f"{host}:{port}"
+        known = client.get_node(host=host, port=port)
+        node = known or _AsyncNode(host, port, "replica" if role == "replica" else "primary",
+                                   **client.connection_kwargs)
+        try:
+            nodes.append(await _aprobe(node, address, "cluster", True))
+        except FAILURES as exc:
+            first = first or exc
+            nodes.append(failed(address, "cluster", role, exc))
+        finally:
+            if known is None:
+                await node.disconnect()
     return _settle(nodes, first)
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cli_support import runner

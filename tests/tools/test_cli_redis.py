@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import command, environment
+from cli_support import command, environment, runner
 
 from quantumorm import ArrayField, Document, IntField, StringField
 
@@ -206,3 +206,31 @@ def test_capabilities_as_a_table_and_as_json(cli: Any) -> None:
     matrix = json.loads(found.stdout)
     assert matrix["backends"] == ["postgres", "redis", "sqlite"]
     assert matrix["features"]["TTL"] == {"postgres": False, "redis": True, "sqlite": False}
+
+
+class Order(Document):
+    customer = StringField(indexed=True)
+
+    class Meta:
+        collection = "cli_orders"
+        partitions = 4
+
+
+def test_inspect_and_verify_by_name_on_a_cluster(cluster_conn: Any, redis_cluster: Any) -> None:
+    Order.objects.bulk_create_sync([Order(id=str(i), customer=f"c{i % 3}") for i in range(40)])
+    run = runner(None, redis_cluster.url)
+    shown = run("inspect", "--json", "--quiet")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    (orders,) = json.loads(shown.stdout)["collections"]  # found on every master
+    assert (orders["collection"], orders["partitions"], orders["documents"]) == (
+        "cli_orders", 4, 40)
+    assert orders["indexes"] == [{"name": "customer", "fields": ["customer"],
+                                  "unique": False, "state": "ready", "entries": 40}]
+    checked = run("verify", "--collection", "cli_orders", "--json", "--quiet")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["documents"] == 40
+    followed = run("tail", "--collection", "cli_orders", "--from", "0", "--count", "40",
+                   "--json", "--quiet")
+    assert followed.returncode == 0, followed.stderr
+    assert {json.loads(line)["id"] for line in followed.stdout.splitlines()} == {
+        str(i) for i in range(40)}

@@ -86,6 +86,7 @@ def test_inspect_describes_collections_from_the_server_alone(conn: Any, bare_cli
     assert items["stream_length"] == 30
     assert items["groups"] == [{"name": "workers", "consumers": 1, "pending": 7, "lag": 23}]
     assert items["sampled"] == 20 and items["estimated_bytes"] > 0
+    assert all(i["bytes"] > 0 for i in items["indexes"] if i["name"] != "color")
 
     other = bare_cli("inspect", "--namespace", "other", "--json", "--quiet")
     assert [c["collection"] for c in json.loads(other.stdout)["collections"]] == ["cli_notes"]
@@ -93,7 +94,7 @@ def test_inspect_describes_collections_from_the_server_alone(conn: Any, bare_cli
     text = bare_cli("inspect", "--collection", "cli_items", "--sample", "0")
     assert text.returncode == 0, text.stderr
     assert "qorm:cli_items: 30 documents" in text.stdout
-    assert "color (color): building, 0 entries" in text.stdout
+    assert "color (color): building, 0 entries, 0 B" in text.stdout
     assert "expiry: 4 document(s) scheduled" in text.stdout
     assert "workers (1 consumer(s), 7 pending, lag 23)" in text.stdout
     assert "memory:" not in text.stdout  # --sample 0
@@ -224,8 +225,11 @@ def test_inspect_and_verify_by_name_on_a_cluster(cluster_conn: Any, redis_cluste
     (orders,) = json.loads(shown.stdout)["collections"]  # found on every master
     assert (orders["collection"], orders["partitions"], orders["documents"]) == (
         "cli_orders", 4, 40)
-    assert orders["indexes"] == [{"name": "customer", "fields": ["customer"],
-                                  "unique": False, "state": "ready", "entries": 40}]
+    (index,) = orders["indexes"]
+    assert index["bytes"] > 0 and {k: v for k, v in index.items() if k != "bytes"} == {
+        "name": "customer", "fields": ["customer"], "unique": False, "state": "ready",
+        "entries": 40}
+    assert orders["sampled"] == 40  # 20 asked per partition: all 40 (about 10 in each)
     checked = run("verify", "--collection", "cli_orders", "--json", "--quiet")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert json.loads(checked.stdout)["documents"] == 40

@@ -78,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         chosen.print_usage(sys.stderr)
         print(f"{chosen.prog}: error: {exc}", file=sys.stderr)
         return Exit.FAILED
-    except (CommandError, QuantumORMError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}" if isinstance(exc, QuantumORMError)
-              else f"error: {exc}", file=sys.stderr)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return Exit.FAILED
+    except (QuantumORMError, ValueError) as exc:  # (ValueError: an argument refused)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return Exit.FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

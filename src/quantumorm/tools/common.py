@@ -47,6 +47,10 @@ class CommandError(Exception):
     """A command cannot run (exit 2); the message is printed as ``error: ...``."""
 
 
+class UsageError(CommandError):
+    """A usage mistake: printed with the command's usage line (exit 2)."""
+
+
 def common_options() -> argparse.ArgumentParser:
     """The options every command takes (an argparse parent parser)."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -87,10 +91,6 @@ def need_url(args: argparse.Namespace) -> str:
         raise UsageError("--url (or QUANTUMORM_URL / REDIS_URL) is required")
     url: str = args.url
     return url
-
-
-class UsageError(CommandError):
-    """A usage mistake: printed with the command's usage line (exit 2)."""
 
 
 def open_connection(args: argparse.Namespace, backend: str | None = None,

@@ -93,7 +93,7 @@ def text(stats: CollectionStats) -> str:
         for index in stats.indexes:
             unique = " unique" if index.unique else ""
             lines.append(f"    {index.name} ({', '.join(index.fields)}){unique}: "
-                         f"{index.state}, {index.entries} entries")
+                         f"{index.state}, {index.entries} entries, {_size(index.bytes)}")
     else:
         lines.append("  indexes: none")
     if stats.expiring:

@@ -40,6 +40,8 @@ class IndexStats:
     #: "ready" (queries use it) or "building" (``reindex`` has not filled it yet)
     state: str
     entries: int
+    #: MEMORY USAGE of its keys (Redis samples 5 members of a large sorted set and scales)
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,39 +129,63 @@ def _describe(client: Any, namespace: str, collection: str, schema: Schema, samp
               progress: Callable[[int, int], None] | None) -> CollectionStats:
     keys = keys_of(namespace, collection, schema)
     documents = expiring = stream = sampled = sampled_bytes = 0
-    entries = dict.fromkeys(schema.indexes, 0)
+    names = list(schema.indexes)
+    entries, index_bytes = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     next_expiry: float | None = None
     groups: dict[str, list[Any]] = {}
     for p in range(schema.partitions):
-        documents += int(client.zcard(keys.ids(p)))
-        for name in schema.indexes:
-            entries[name] += int(client.zcard(keys.index(p, name)))
-        expiring += int(client.zcard(keys.ttl(p)))
-        first = client.zrange(keys.ttl(p), 0, 0, withscores=True)
+        # two round trips per partition, each to the one node serving its hash tag: the
+        # counts, the next expiry and a sample of ids; then the sample's memory, each
+        # index's memory and the stream's groups
+        pipe = client.pipeline(transaction=False)
+        pipe.zcard(keys.ids(p))
+        for name in names:
+            pipe.zcard(keys.index(p, name))
+        pipe.zcard(keys.ttl(p))
+        pipe.zrange(keys.ttl(p), 0, 0, withscores=True)
+        pipe.xlen(keys.changes(p))  # (0 for a stream that does not exist)
+        pipe.exists(keys.changes(p))
+        if sample > 0:
+            pipe.zrandmember(keys.ids(p), sample)
+        found = pipe.execute()
+        if sample <= 0:
+            found.append(())
+        documents += int(found[0])
+        for name, count in zip(names, found[1:1 + len(names)], strict=True):
+            entries[name] += int(count)
+        scheduled, first, length, has_stream, members = found[1 + len(names):]
+        expiring += int(scheduled)
         if first:
             at = float(first[0][1]) / 1000
             next_expiry = at if next_expiry is None else min(next_expiry, at)
-        stream += int(client.xlen(keys.changes(p)))  # (0 for a stream that does not exist)
-        if client.exists(keys.changes(p)):
-            for group in client.xinfo_groups(keys.changes(p)):
-                info = {text(k): v for k, v in group.items()}
-                name = text(info["name"])
-                lag = info.get("lag")
-                total = groups.setdefault(name, [0, 0, 0])
-                total[0] += int(info.get("consumers", 0))
-                total[1] += int(info.get("pending", 0))
-                total[2] = None if lag is None or total[2] is None else total[2] + int(lag)
-        if sample > 0:
-            for member in client.zrandmember(keys.ids(p), sample) or ():
-                id = sortable.id_from_key(member if isinstance(member, bytes)
-                                          else str(member).encode())
-                used = [client.memory_usage(keys.doc(p, id)),
-                        client.memory_usage(keys.meta(p, id))]
-                sampled += 1
-                sampled_bytes += sum(int(u) for u in used if u is not None)
+        stream += int(length)
+        ids = [sortable.id_from_key(m if isinstance(m, bytes) else str(m).encode())
+               for m in members or ()]
+        pipe = client.pipeline(transaction=False)
+        for id in ids:
+            pipe.memory_usage(keys.doc(p, id))
+            pipe.memory_usage(keys.meta(p, id))
+        for name in names:
+            pipe.memory_usage(keys.index(p, name))
+        if has_stream:
+            pipe.xinfo_groups(keys.changes(p))
+        more = pipe.execute() if ids or names or has_stream else []
+        used = more[:2 * len(ids)]
+        sampled += len(ids)
+        sampled_bytes += sum(int(u) for u in used if u is not None)
+        for name, size in zip(names, more[2 * len(ids):2 * len(ids) + len(names)], strict=True):
+            index_bytes[name] += int(size or 0)
+        for group in more[-1] if has_stream else ():
+            info = {text(k): v for k, v in group.items()}
+            lag = info.get("lag")
+            total = groups.setdefault(text(info["name"]), [0, 0, 0])
+            total[0] += int(info.get("consumers", 0))
+            total[1] += int(info.get("pending", 0))
+            total[2] = None if lag is None or total[2] is None else total[2] + int(lag)
         if progress is not None:
             progress(p + 1, schema.partitions)
-    indexes = tuple(IndexStats(name, info.fields, info.unique, info.state.value, entries[name])
+    indexes = tuple(IndexStats(name, info.fields, info.unique, info.state.value, entries[name],
+                               index_bytes[name])
                     for name, info in schema.indexes.items())
     return CollectionStats(
         namespace=namespace, collection=collection, partitions=schema.partitions,

@@ -3,6 +3,7 @@ from a stored schema (no server)."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -26,6 +27,7 @@ from quantumorm.schema import Schema, declared
 from quantumorm.tools import follow, inspection, maintain, status
 from quantumorm.tools.cli import COMMANDS, main, parser
 from quantumorm.tools.common import CommandError, backend_of_url, jsonable
+from quantumorm.tools.progress import progress_bar
 from quantumorm.tools.stored import field_of, model_from_schema
 
 
@@ -233,3 +235,33 @@ def test_the_cluster_listing() -> None:
                                      ("127.0.0.1", 30004, "replica")]
     parsed = {"127.0.0.1:30004": {"flags": "slave"}, "127.0.0.1:30001": {"flags": "master"}}
     assert cluster_listing(parsed) == cluster_listing(text)
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_its_stream_never_on_standard_output(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    plain = io.StringIO()  # not a terminal: a line per tenth
+    with progress_bar("verify Shop", plain) as update:
+        assert update is not None
+        for done in range(0, 101, 5):
+            update(done, 100)
+    shown = plain.getvalue().splitlines()
+    assert len(shown) == 11 and shown[-1].startswith("verify Shop: 100/100 documents")
+
+    terminal = Terminal()  # a terminal: rich's bar, on that stream
+    with progress_bar("verify Shop", terminal) as update:
+        assert update is not None
+        update(50, 100)
+        update(100, 100)
+    assert "verify Shop" in terminal.getvalue()
+    assert capsys.readouterr().out == ""
+
+    with progress_bar("quiet", None) as update:
+        assert update is None

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from typing import TextIO
 
 try:  # (optional: the ``cli`` extra)
+    import rich.console as rich_console
     import rich.progress as rich_progress
 except ImportError:
-    rich_progress = None  # type: ignore[assignment]
+    rich_console = rich_progress = None  # type: ignore[assignment]
 
 #: ``progress(done, total)``: what the maintenance operations call
 Progress = Callable[[int, int], None]
@@ -30,7 +31,9 @@ def progress_bar(label: str, stream: TextIO | None, unit: str = "documents"
     if rich_progress is None or not stream.isatty():
         yield lines(label, stream, unit)
         return
-    with rich_progress.Progress(transient=False) as bar:
+    # (on ``stream``: rich's default console is standard output, where --json goes)
+    console = rich_console.Console(file=stream)
+    with rich_progress.Progress(console=console, transient=False) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -21,7 +21,15 @@ import traceback
 from ..errors import QuantumORMError
 from ..registry import close_all
 from . import follow, inspection, maintain, status
-from .common import EXIT_CODES, CommandError, Exit, UsageError, common_options, load_model
+from .common import (
+    EXIT_CODES,
+    CommandError,
+    Exit,
+    Formatter,
+    UsageError,
+    common_options,
+    load_model,
+)
 from .maintain import as_dict, clean
 from .progress import progress_bar
 
@@ -53,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
         prog="quantumorm",
         description="Inspect, check, repair and follow QuantumORM collections, and probe the "
                     "store's health.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=Formatter)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parents = [common_options()]
     inspection.register(commands, parents)

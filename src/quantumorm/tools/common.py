@@ -51,6 +51,16 @@ class UsageError(CommandError):
     """A usage mistake: printed with the command's usage line (exit 2)."""
 
 
+class Formatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal's width; text of several lines (examples, exit
+    codes) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def common_options() -> argparse.ArgumentParser:
     """The options every command takes (an argparse parent parser)."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -155,6 +165,6 @@ def note(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-__all__ = ["CONNECTION", "EXIT_CODES", "CommandError", "Exit", "UsageError", "backend_of_url",
-           "common_options", "emit", "import_model", "jsonable", "load_model", "need_url",
-           "note", "open_connection"]
+__all__ = ["CONNECTION", "EXIT_CODES", "CommandError", "Exit", "Formatter", "UsageError",
+           "backend_of_url", "common_options", "emit", "import_model", "jsonable", "load_model",
+           "need_url", "note", "open_connection"]

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any
 
 from ..events import DEFAULT_BATCH, ChangeEvent
-from .common import CONNECTION, Exit, UsageError, jsonable, note
+from .common import CONNECTION, Exit, Formatter, UsageError, jsonable, note
 from .targets import resolve
 
 
@@ -29,7 +29,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         epilog="examples:\n  quantumorm tail myapp.models:Order\n"
                "  quantumorm tail --collection orders --from 0 --json | jq .id\n"
                "  quantumorm tail myapp.models:Order --count 10 --from 0",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     tail.add_argument("model", nargs="?", metavar="MODULE:CLASS",
                       help="the model (its module is imported); or give --collection")
     tail.add_argument("--collection", metavar="NAME",

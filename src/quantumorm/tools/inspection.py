@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..backends.redis.inspection import DEFAULT_SAMPLE, CollectionStats, collections, describe
-from .common import Exit, UsageError, emit, import_model, open_connection
+from .common import Exit, Formatter, UsageError, emit, import_model, open_connection
 from .progress import progress_bar
 from .targets import redis_client, stored_schema
 
@@ -31,7 +31,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         epilog="examples:\n  quantumorm inspect --url redis://localhost:6379/0\n"
                "  quantumorm inspect --collection orders --json\n"
                "  quantumorm inspect myapp.models:Order",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     inspect.add_argument("model", nargs="?", metavar="MODULE:CLASS",
                          help="a model: describe its collection (the module is imported "
                               "only to read its Meta)")

@@ -19,6 +19,7 @@ from .common import (
     CONNECTION,
     CommandError,
     Exit,
+    Formatter,
     UsageError,
     emit,
     import_model,
@@ -80,7 +81,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                     "found (listed; as JSON with --json).",
         epilog="examples:\n  quantumorm verify myapp.models:Order --url redis://localhost\n"
                "  quantumorm verify --collection orders --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     _model_arguments(verify, stored=True)
     verify.set_defaults(run=run_maintenance)
 
@@ -91,7 +92,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                     "resumed where an interrupted run stopped. The model's declaration "
                     "becomes the stored schema. Exit 1 when an index is not ready after.",
         epilog="example:\n  quantumorm reindex myapp.models:Order --batch 1000",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     _model_arguments(reindex, stored=False)
     reindex.add_argument("--allow-eviction", action="store_true",
                          help="run on a server whose maxmemory-policy is allkeys-*")
@@ -103,7 +104,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                     "then verify again. Exit 1 when problems remain (those it cannot fix "
                     "alone: corrupt documents, unique duplicates, an unsafe eviction policy).",
         epilog="example:\n  quantumorm repair myapp.models:Order",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     _model_arguments(repair, stored=False)
     repair.set_defaults(run=run_maintenance)
 
@@ -112,7 +113,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="Move a Redis collection's documents to the partition count its "
                     "model declares now. Stop writes to the collection first.",
         epilog="example:\n  quantumorm repartition myapp.models:Order --from 4",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     _model_arguments(move, stored=False)
     move.add_argument("--from", dest="from_partitions", type=int, required=True,
                       metavar="N", help="the partition count the data has now")
@@ -126,7 +127,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                     "documents left behind (writes also sweep a few each time), in passes "
                     "of --limit per partition until a pass finds nothing.",
         epilog="example (cron):\n  quantumorm sweep myapp.models:Session --quiet",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     sweep.add_argument("model", metavar="MODULE:CLASS",
                        help="the model (its module is imported)")
     sweep.add_argument("--limit", type=int, default=1000, metavar="N",

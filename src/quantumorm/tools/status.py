@@ -10,7 +10,15 @@ from typing import Any
 from ..backends.matrix import capabilities
 from ..errors import QuantumORMError
 from ..health import unreachable
-from .common import Exit, UsageError, backend_of_url, emit, need_url, open_connection
+from .common import (
+    Exit,
+    Formatter,
+    UsageError,
+    backend_of_url,
+    emit,
+    need_url,
+    open_connection,
+)
 
 
 def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,7 +32,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                     "store cannot be reached.",
         epilog="examples:\n  quantumorm health --url redis+cluster://10.0.0.1:7000\n"
                "  quantumorm health --url postgresql://app@db/app --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="connect and socket timeout (default 5)")
     health.set_defaults(run=run_health)
@@ -34,7 +42,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="The capability matrix of every registered backend: features, lookups "
                     "and index kinds (no connection is opened).",
         epilog="example:\n  quantumorm capabilities --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=Formatter)
     matrix.set_defaults(run=run_capabilities)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from cli_support import runner
 
 import quantumorm
@@ -152,3 +153,40 @@ async def test_a_dead_cluster_replica_is_a_warning_and_a_dead_master_a_problem(
     finally:
         await conn.aclose()
         conn.close()
+
+
+async def test_readiness_answers_within_its_timeout_when_the_server_hangs(
+        start_redis: Any) -> None:
+    url, _ = start_redis("--enable-debug-command", "yes")
+    conn = quantumorm.create_connection("redis", url, name="hung")
+    sleeper = redis.Redis.from_url(url)
+    try:
+        assert (await readiness(conn))[0]
+        hang = asyncio.create_task(asyncio.to_thread(sleeper.execute_command, "DEBUG", "SLEEP",
+                                                     "3"))
+        while not (await asyncio.to_thread(_sleeping, url)):
+            await asyncio.sleep(0.01)
+        for ok, report in (await readiness(conn, timeout=0.2),
+                           await asyncio.to_thread(readiness_sync, conn, 0.2)):
+            assert ok is False and report.reachable is False
+            assert report.problems == ("cannot reach the store: no answer within 0.2 s",)
+        await hang
+        # the probes cut short left no broken connection behind
+        assert (await readiness(conn, timeout=5))[0]
+        assert (await asyncio.to_thread(readiness_sync, conn, 5))[0]
+    finally:
+        sleeper.close()
+        await conn.aclose()
+        conn.close()
+
+
+def _sleeping(url: str) -> bool:
+    """Whether the server is busy in DEBUG SLEEP (a fresh connection's PING times out)."""
+    probe = redis.Redis.from_url(url, socket_timeout=0.1)
+    try:
+        probe.ping()
+        return False
+    except redis.TimeoutError:
+        return True
+    finally:
+        probe.close()

@@ -15,7 +15,7 @@ try:  # (optional: the ``cli`` extra)
     import rich.console as rich_console
     import rich.progress as rich_progress
 except ImportError:
-    rich_console = rich_progress = None  # type: ignore[assignment]
+    rich_console = rich_progress = None  # type: ignore[assignment, unused-ignore]
 
 #: ``progress(done, total)``: what the maintenance operations call
 Progress = Callable[[int, int], None]

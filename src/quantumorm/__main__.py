@@ -1,4 +1,4 @@
-"""``python -m quantumorm``: see :mod:`quantumorm.tools.cli`."""
+"""``python -m quantumorm``: the ``quantumorm`` command (see :mod:`quantumorm.tools.cli`)."""
 
 import sys
 

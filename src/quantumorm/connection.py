@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import transaction
@@ -20,6 +21,7 @@ from .backends import opener
 from .engine import drive, observe
 from .engine.contract import BackendConnection
 from .errors import ConfigurationError, UnsupportedOperation
+from .health import HealthReport
 from .redaction import redact_url
 from .registry import aclose_all, close_all, connection_for, get_connection, register
 from .transaction import SyncTransaction, Transaction
@@ -85,6 +87,33 @@ class Connection:
                              attempts: int = 3) -> T:
         """The blocking twin of :meth:`run_transaction`."""
         return transaction.run_sync(self, fn, attempts)
+
+    # -- health (see quantumorm.health) ------------------------------------------------------
+
+    async def ping(self) -> float:
+        """Seconds of one round trip to the store (Redis ``PING``, SQL ``SELECT 1``);
+        raises the typed connection error (:class:`~quantumorm.errors.BackendConnectionError`
+        and its kinds) when the store does not answer."""
+        latency: float = await self._primitive("ping")()
+        return latency
+
+    def ping_sync(self) -> float:
+        """The blocking twin of :meth:`ping`."""
+        latency: float = self._primitive("ping_sync")()
+        return latency
+
+    async def health(self) -> HealthReport:
+        """Every server this connection uses, probed: a :class:`~quantumorm.health.HealthReport`
+        (role, version, latency, eviction policy, replication, memory per node, and the
+        problems found). Raises the typed connection error when no server answers; for a
+        check that never raises, see :func:`quantumorm.health.readiness`."""
+        found: HealthReport = await self._primitive("health")()
+        return replace(found, url=redact_url(self.url))
+
+    def health_sync(self) -> HealthReport:
+        """The blocking twin of :meth:`health`."""
+        found: HealthReport = self._primitive("health_sync")()
+        return replace(found, url=redact_url(self.url))
 
     # -- the store's own primitives (Redis: pipelines, WATCH/MULTI/EXEC) ---------------------
 

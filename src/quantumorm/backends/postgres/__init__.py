@@ -18,9 +18,12 @@ import difflib
 import numbers
 from typing import Any
 
+from ...engine import drive
 from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
+from ...health import HealthReport, report
 from ...redaction import redact_url
+from . import health
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, PostgresBackend
 from .executor import (
     AsyncPostgresExecutor,
@@ -53,6 +56,7 @@ class PostgresConnection:
     def __init__(self, settings: PoolSettings,
                  max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> None:
         self.backend = PostgresBackend(max_document_bytes)
+        self.url = settings.url
         self._sync = SyncPostgresExecutor(settings)
         self._async = AsyncPostgresExecutor(settings)
 
@@ -80,6 +84,20 @@ class PostgresConnection:
             rows.append(PoolStats(name, size, opened, max(0, opened - idle), idle, waiting,
                                   waits))
         return rows
+
+    # -- health (Connection.ping / health) -------------------------------------------------
+
+    def ping_sync(self) -> float:
+        return drive.run(health.ping(), self._sync)
+
+    async def ping(self) -> float:
+        return await drive.arun(health.ping(), self._async)
+
+    def health_sync(self) -> HealthReport:
+        return report("postgres", self.url, [drive.run(health.probe(), self._sync)])
+
+    async def health(self) -> HealthReport:
+        return report("postgres", self.url, [await drive.arun(health.probe(), self._async)])
 
     def close(self) -> None:
         self._sync.close()

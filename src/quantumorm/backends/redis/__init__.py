@@ -8,6 +8,8 @@ from typing import Any
 from ...engine.drive import forbid_blocking
 from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
+from ...health import HealthReport, report
+from . import health as probes
 from . import options as known_options
 from . import pools, topology, watch
 from .backend import CAPABILITIES, RedisBackend
@@ -77,6 +79,30 @@ class RedisConnection:
     async def async_watch(self, fn: Any, keys: tuple[str, ...], attempts: int) -> Any:
         watch.check(keys, attempts)
         return await watch.arun(self._async.client, fn, watch.attempts(keys, attempts))
+
+    # -- health (Connection.ping / health; see health.py) -----------------------------------
+
+    def ping_sync(self) -> float:
+        forbid_blocking(lambda: "Connection.ping_sync()")
+        return probes.ping(self.sync_executor().client)
+
+    async def ping(self) -> float:
+        return await probes.aping(await self._settled_client())
+
+    def health_sync(self) -> HealthReport:
+        forbid_blocking(lambda: "Connection.health_sync()")
+        return report("redis", self.options.url, probes.probe(self.sync_executor().client))
+
+    async def health(self) -> HealthReport:
+        return report("redis", self.options.url,
+                      await probes.aprobe(await self._settled_client()))
+
+    async def _settled_client(self) -> Any:
+        """The running loop's client; a cluster client has discovered the cluster."""
+        client = self._async.client
+        if self._async.cluster and not client._qorm_settled:
+            await self._async._settle(client)
+        return client
 
     def subscription(self, model: Any, wait: float | None) -> Any:
         """Pub/Sub notifications of ``model`` (see :class:`.changes.Subscription`)."""

@@ -86,6 +86,17 @@ class KeySpace:
         self.index_names = tuple(index.name for index in options.indexes)
         self._partitions: dict[int, PartitionKeys] = {}
 
+    @classmethod
+    def stored(cls, namespace: str, collection: str, partitions: int, partition_by: str,
+               index_names: tuple[str, ...]) -> KeySpace:
+        """The keys of a collection known by its stored schema only (the command line's
+        ``inspect``, which imports no model)."""
+        keys = cls.__new__(cls)
+        keys.namespace, keys.collection, keys.partitions = namespace, collection, partitions
+        keys.by_tag, keys.index_names = partition_by == "tag", index_names
+        keys._partitions = {}
+        return keys
+
     def partition(self, partition: int) -> PartitionKeys:
         """The partition's shared keys (cached)."""
         found = self._partitions.get(partition)

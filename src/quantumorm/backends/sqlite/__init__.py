@@ -18,9 +18,12 @@ import difflib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...engine import drive
 from ...engine.observe import PoolStats
 from ...errors import ConfigurationError
+from ...health import HealthReport, report
 from ...redaction import redact_url
+from . import health
 from .backend import CAPABILITIES, DEFAULT_MAX_DOCUMENT_BYTES, SqliteBackend
 from .executor import AsyncSqliteExecutor, SyncSqliteExecutor
 
@@ -51,6 +54,22 @@ class SqliteConnection:
             return [PoolStats("sqlite", 1, 0, 0, 0)]
         busy = int(self._sync._lock.locked())
         return [PoolStats("sqlite", 1, 1, busy, 1 - busy)]
+
+    # -- health (Connection.ping / health) -------------------------------------------------
+
+    def ping_sync(self) -> float:
+        return drive.run(health.ping(), self._sync)
+
+    async def ping(self) -> float:
+        return await drive.arun(health.ping(), self._async)
+
+    def health_sync(self) -> HealthReport:
+        return report("sqlite", f"{URL_PREFIX}/{self.path}",
+                      [drive.run(health.probe(self.path), self._sync)])
+
+    async def health(self) -> HealthReport:
+        return report("sqlite", f"{URL_PREFIX}/{self.path}",
+                      [await drive.arun(health.probe(self.path), self._async)])
 
     def close(self) -> None:
         self._closed = True

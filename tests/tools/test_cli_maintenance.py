@@ -1,13 +1,11 @@
-"""``python -m quantumorm verify|reindex|repair|repartition``: run as a separate process, as
-an operator would, against the test server; the exit codes are what scripts rely on."""
+"""``quantumorm verify|reindex|repair|repartition|sweep``: run as a separate process, as an
+operator would, against the test server; the exit codes are what scripts rely on."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +54,9 @@ def parcel_model(partitions: int) -> Any:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, redis_url: str) -> Any:
-    (tmp_path / "cli_models.py").write_text(MODELS)
-
-    def run(*args: str, url: str | None = redis_url) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-        env.pop("REDIS_URL", None)
-        env.pop("QUANTUMORM_URL", None)
-        command = [sys.executable, "-m", "quantumorm", *args]
-        if url is not None:
-            command += ["--url", url]
-        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    return run
+def cli(models_dir: Path, run_cli: Any) -> Any:
+    (models_dir / "cli_models.py").write_text(MODELS)
+    return run_cli
 
 
 def test_verify_reindex_repair_and_their_exit_codes(conn: Any, redis_client: Any,
@@ -99,6 +88,50 @@ def test_verify_reindex_repair_and_their_exit_codes(conn: Any, redis_client: Any
     assert cli("verify", "cli_models:NewShop", "--quiet").returncode == 0
 
 
+def test_an_index_entry_deleted_by_hand_is_found_and_repaired(
+        conn: Any, redis_client: Any, cli: Any, bare_cli: Any) -> None:
+    Shop.objects.bulk_create_sync([Shop(id=str(i), city=("paris", "rome")[i % 2])
+                                   for i in range(50)])
+    index = KeySpace(Shop._meta).index(0, "city")
+    (victim,) = redis_client.zrange(index, 0, 0)
+    assert redis_client.zrem(index, victim) == 1
+
+    found = cli("verify", "cli_models:Shop", "--json", "--quiet")
+    assert found.returncode == 1, found.stdout + found.stderr
+    report = json.loads(found.stdout)
+    assert report["ok"] is False and sum(report["problems"].values()) == 1
+    # the same, by the stored schema: no model module on the path at all
+    by_name = bare_cli("verify", "--collection", "cli_shops", "--json", "--quiet")
+    assert by_name.returncode == 1, by_name.stdout + by_name.stderr
+    assert json.loads(by_name.stdout)["problems"] == report["problems"]
+
+    fixed = cli("repair", "cli_models:Shop", "--json", "--quiet")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert json.loads(fixed.stdout)["after"]["problems"] == {}
+    assert redis_client.zscore(index, victim) is not None
+    assert cli("verify", "cli_models:Shop", "--quiet").returncode == 0
+    assert bare_cli("verify", "--collection", "cli_shops", "--quiet").returncode == 0
+
+
+def test_sweep_purges_what_expired_documents_left(conn: Any, redis_client: Any,
+                                                 cli: Any) -> None:
+    docs = Shop.objects.bulk_create_sync([Shop(id=str(i), city="oslo") for i in range(12)])
+    for doc in docs[:5]:
+        assert doc.touch_sync(0.001)
+    keys = KeySpace(Shop._meta)
+    while redis_client.exists(*(keys.doc(0, str(i)) for i in range(5))):
+        time.sleep(0.01)  # (Redis expires them within milliseconds)
+    assert redis_client.zcard(keys.ids(0)) == 12  # their ids wait for the sweep
+
+    swept = cli("sweep", "cli_models:Shop", "--json", "--quiet")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert json.loads(swept.stdout)["purged"] == 5
+    assert redis_client.zcard(keys.ids(0)) == 7
+    assert redis_client.zcard(keys.index(0, "city")) == 7
+    again = cli("sweep", "cli_models:Shop")
+    assert again.returncode == 0 and "purged 0" in again.stdout
+
+
 def test_usage_errors_exit_with_2(conn: Any, cli: Any) -> None:
     missing = cli("verify", "cli_models:Nothing")
     assert missing.returncode == 2 and "cannot load the model" in missing.stderr
@@ -110,6 +143,10 @@ def test_usage_errors_exit_with_2(conn: Any, cli: Any) -> None:
     assert unknown.returncode == 2
     unreachable = cli("verify", "cli_models:Shop", url="redis://127.0.0.1:1/0")
     assert unreachable.returncode == 2 and "error:" in unreachable.stderr
+    nothing = cli("verify")
+    assert nothing.returncode == 2 and "--collection" in nothing.stderr
+    no_such = cli("verify", "--collection", "no_such_collection")
+    assert no_such.returncode == 2 and "no collection qorm:no_such_collection" in no_such.stderr
 
 
 def test_repartition_moves_the_collection_and_reports_progress(conn: Any, cli: Any) -> None:
@@ -131,6 +168,6 @@ def test_repartition_usage_errors_exit_with_2(conn: Any, cli: Any) -> None:
     no_from = cli("repartition", "cli_models:Parcel")
     assert no_from.returncode == 2 and "--from" in no_from.stderr
     misplaced = cli("verify", "cli_models:Shop", "--from", "2")
-    assert misplaced.returncode == 2 and "belong to repartition" in misplaced.stderr
+    assert misplaced.returncode == 2 and "unrecognized arguments: --from" in misplaced.stderr
     bad = cli("repartition", "cli_models:Parcel", "--from", "0")
     assert bad.returncode == 2 and "from_partitions" in bad.stderr

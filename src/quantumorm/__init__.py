@@ -60,6 +60,7 @@ from .fields import (
     StringField,
     UUIDField,
 )
+from .health import HealthReport, NodeHealth, readiness, readiness_sync
 from .query.expressions import Q
 from .query.queryset import Page, QuerySet
 from .transaction import SyncTransaction, Transaction
@@ -94,11 +95,13 @@ __all__ = [
     "DuplicateIdError",
     "Field",
     "FloatField",
+    "HealthReport",
     "IntField",
     "InvalidOperation",
     "JSONField",
     "ListField",
     "MultipleObjectsReturned",
+    "NodeHealth",
     "OutOfMemoryError",
     "Page",
     "PermissionDeniedError",
@@ -129,6 +132,8 @@ __all__ = [
     "close_all",
     "create_connection",
     "get_connection",
+    "readiness",
+    "readiness_sync",
     "register_backend",
     "UnsafeEvictionPolicy",
     "SchemaMismatchError",

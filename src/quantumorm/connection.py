@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from logging import DEBUG
 from typing import Any, TypeVar
 
-from . import transaction
+from . import logs, transaction
 from .backends import opener
 from .engine import drive
 from .engine.contract import BackendConnection
@@ -48,12 +49,22 @@ class Connection:
         self.name, self.kind, self.url = name, kind, url
         self._store = store
         self.backend = store.backend
+        #: the backend's logger (``quantumorm.redis``...), which logs plans at DEBUG, and
+        #: its remembered levels (read without a call: see ``logs.plans_on``)
+        self._log = logs.area(kind)
+        self._levels = logs.levels(self._log)
 
     def run(self, factory: drive.OpFactory[T]) -> T:
-        return drive.run(factory(self.backend), self._store.sync_executor())
+        op, executor, known = factory(self.backend), self._store.sync_executor(), self._levels
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log, known):
+            executor = logs.PlanLog(executor, self._log, getattr(op, "__name__", "?"))
+        return drive.run(op, executor)
 
     async def arun(self, factory: drive.OpFactory[T]) -> T:
-        return await drive.arun(factory(self.backend), self._store.async_executor())
+        op, executor, known = factory(self.backend), self._store.async_executor(), self._levels
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log, known):
+            executor = logs.PlanLog(executor, self._log, getattr(op, "__name__", "?"))
+        return await drive.arun(op, executor)
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -119,9 +130,13 @@ class Connection:
     def close(self) -> None:
         """Close the blocking pool (the asyncio pool is closed by :meth:`aclose`)."""
         self._store.close()
+        logs.root.info("connection closed name=%s backend=%s url=%s", self.name, self.kind,
+                       redact_url(self.url))
 
     async def aclose(self) -> None:
         await self._store.aclose()
+        logs.root.info("connection closed name=%s backend=%s url=%s async=True", self.name,
+                       self.kind, redact_url(self.url))
 
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} {self.kind} {redact_url(self.url)}>"
@@ -167,6 +182,7 @@ def create_connection(
             raise
         raise ConfigurationError(f"{exc} (the URL is ${source})") from None
     connection = Connection(name, backend, url, store)
+    logs.root.info("connection opened name=%s backend=%s url=%s", name, backend, redact_url(url))
     previous = register(connection, make_default)
     if previous is not None:
         previous.close()

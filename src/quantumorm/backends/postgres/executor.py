@@ -37,6 +37,7 @@ import psycopg.errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from ... import logs
 from ...errors import (
     AuthenticationError,
     BackendConnectionError,
@@ -208,6 +209,11 @@ def _delay(attempt: int) -> float:
     return random.uniform(0, BACKOFF * 2 ** min(attempt, 5))
 
 
+def _retrying(exc: BaseException, attempt: int, wait: float) -> None:
+    logs.postgres.warning("retrying transaction after %s attempt=%d/%d wait_ms=%d",
+                          type(exc).__name__, attempt + 2, ATTEMPTS, wait * 1000)
+
+
 class PoolSettings:
     """What both pools are made from: the URL, connection keywords and pool limits."""
 
@@ -287,7 +293,9 @@ class SyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
-                time.sleep(_delay(attempt))
+                wait = _delay(attempt)
+                _retrying(exc, attempt, wait)
+                time.sleep(wait)
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")
@@ -424,7 +432,9 @@ class AsyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
-                await asyncio.sleep(_delay(attempt))
+                wait = _delay(attempt)
+                _retrying(exc, attempt, wait)
+                await asyncio.sleep(wait)
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")

@@ -87,7 +87,9 @@ class PlanLog:
     __slots__ = ("executor", "log", "op")
 
     def __init__(self, executor: Any, log: logging.Logger, op: str) -> None:
-        self.executor, self.log, self.op = executor, log, op
+        # (``_get_op`` -> ``get``: the generator's name, without its private spelling)
+        self.executor, self.log = executor, log
+        self.op = op.strip("_").removesuffix("_op") or op
 
     def execute(self, plan: Any) -> Any:
         self.log.debug("plan op=%s %s", self.op, describe(plan))

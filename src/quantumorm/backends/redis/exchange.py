@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from logging import INFO, WARNING
 from typing import Any, NamedTuple, Union
 
 from redis import exceptions as rx
@@ -123,6 +124,8 @@ class Link:
     replica_reads: bool
     allow_eviction: bool
     eviction_checked: bool = False
+    #: whether this executor has loaded the scripts (a later NOSCRIPT: the server lost them)
+    scripts_loaded: bool = False
 
 
 # -- which errors are retried ---------------------------------------------------------------
@@ -250,9 +253,12 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
         todo = policy.send(replies)
         while True:
             if todo.load:
-                log.warning("NOSCRIPT: loading the scripts and resending steps=%d of=%d "
-                            "inline=%s", len(todo.positions), len(steps), todo.inline)
+                # (INFO the first time: scripts are loaded at their first NOSCRIPT)
+                log.log(WARNING if link.scripts_loaded else INFO, "NOSCRIPT: loading the "
+                        "scripts and resending steps=%d of=%d inline=%s first=%s",
+                        len(todo.positions), len(steps), todo.inline, not link.scripts_loaded)
                 yield LOAD_SCRIPTS
+                link.scripts_loaded = True
             part = [steps[i] for i in todo.positions]
             request = _request(part, read_only, todo.inline, link, writer, reader,
                                acks is not None)

@@ -133,7 +133,7 @@ def hash_tag(key: Any) -> str | None:
         return None
     start = key.find("{")
     end = key.find("}", start + 1)
-    return key[start:end + 1] if 0 <= start < end else None
+    return key[start:end + 1] if 0 <= start and end > start + 1 else None
 
 
 # -- small helpers for the warnings ---------------------------------------------------------

@@ -4,8 +4,9 @@ One logger per area, children of ``quantumorm`` (which has a ``NullHandler``, as
 root logger should: the application decides where records go)::
 
     quantumorm            connections opened and closed; schema changes
-    quantumorm.redis      retries, NOSCRIPT reloads, slot-map relearns, refused layouts,
-                          eviction policy; the plans of Redis connections (DEBUG)
+    quantumorm.redis      retries, Sentinel master changes, slot-map relearns, NOSCRIPT
+                          reloads, refused layouts, eviction policy; the plans of Redis
+                          connections (DEBUG)
     quantumorm.sqlite     the plans of SQLite connections (DEBUG)
     quantumorm.postgres   serialization retries; the plans of PostgreSQL connections (DEBUG)
     quantumorm.cache      refused cache fills, the circuit breaker opening and closing

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
-from log_support import debug_everywhere, everything, lines
+from log_support import debug_everywhere, everything, lines, wait_for
 
 import postgres_support
 import quantumorm
@@ -38,6 +40,7 @@ class Plant(Document):
 
     class Meta:
         backend = "postgres"
+        namespace = "qlogs"
         collection = "log_plants"
 
 
@@ -178,3 +181,44 @@ def _plain(backend: str) -> Any:
     meta = type("Meta", (), {"backend": backend, "collection": "log_plain"})
     return type("Plain", (Document,), {"__module__": __name__,
                                        "name": StringField(indexed=True), "Meta": meta})
+
+
+def test_a_postgres_serialization_retry_logs_a_warning_with_the_attempt(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Another transaction updates the row while QuantumORM's write waits for its lock:
+    the write's SERIALIZABLE transaction fails to serialize, and runs again."""
+    postgres_support.reset(postgres_url)
+    quantumorm.create_connection(backend="postgres", url=postgres_url, name="postgres",
+                                 make_default=True)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    watcher = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        plant = Plant(name="a").save_sync()
+        other.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        other.execute('UPDATE "qlogs:log_plants" SET id_key = id_key')  # (a new row version)
+        caplog.set_level(logging.WARNING, logger="quantumorm")
+        plant.name = "b"
+        errors: list[BaseException] = []
+
+        def save() -> None:
+            try:
+                plant.save_sync()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        writer = threading.Thread(target=save)
+        writer.start()
+        wait_for(lambda: watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).fetchone()[0], "the write to wait for the row lock")
+        other.execute("COMMIT")
+        writer.join(30)
+        assert errors == []
+        assert Plant.objects.get_sync(id=plant.id).name == "b"
+    finally:
+        other.close()
+        watcher.close()
+        quantumorm.close_all()
+    (line,) = lines(caplog, "quantumorm.postgres", logging.WARNING)
+    assert line.startswith("retrying transaction after SerializationFailure attempt=2/100 "
+                           "wait_ms=")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Mapping
+from types import GeneratorType
 from typing import Any, TypeVar
 
 from .maintenance import RepairReport, VerifyReport
@@ -199,7 +200,15 @@ def counts(result: Any) -> str:
 
 def tool(name: str, model: str, op: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
     """Run a tool's operation ``op`` and log its start and end (INFO, ``quantumorm.tools``),
-    or its failure (WARNING, with the error's type)."""
+    or its failure (WARNING, with the error's type). The generator is named after the tool
+    (what the DEBUG plan lines show as ``op=``)."""
+    logged = _tool(name, model, op)
+    assert isinstance(logged, GeneratorType)  # (a generator function's: its name is writable)
+    logged.__name__ = name
+    return logged
+
+
+def _tool(name: str, model: str, op: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
     tools.info("%s started model=%s", name, model)
     try:
         result = yield from op

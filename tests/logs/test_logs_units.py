@@ -114,6 +114,7 @@ def test_tool_logs_start_end_and_failure(caplog: pytest.LogCaptureFixture) -> No
 
     caplog.set_level(logging.INFO, logger="quantumorm.tools")
     op = logs.tool("sweep", "M", works())
+    assert op.__name__ == "sweep"  # (what DEBUG plan lines show as op=)
     assert next(op) == "a plan"
     with pytest.raises(StopIteration) as done:
         op.send(2)

@@ -60,9 +60,10 @@ class Breaker:
     def success(self) -> None:
         if self._failures or self._probing:
             with self._lock:
-                if self._failures >= self.threshold:
-                    logs.cache.warning("cache circuit breaker closed server=%s", self.server)
+                closed = self._failures >= self.threshold
                 self._failures, self._probing = 0, False
+            if closed:  # (logged outside the lock: a handler may be slow)
+                logs.cache.warning("cache circuit breaker closed server=%s", self.server)
 
     def abandon(self) -> None:
         """The operation ``allow()`` let through ended neither in success nor in failure
@@ -75,13 +76,13 @@ class Breaker:
     def failure(self) -> None:
         with self._lock:
             self._failures = max(self._failures + 1, self.threshold if self._probing else 0)
-            probed, self._probing = self._probing, False
-            if self._failures >= self.threshold:
+            failures, probed, self._probing = self._failures, self._probing, False
+            if failures >= self.threshold:
                 self._open_until = time.monotonic() + self.cooldown
-                if probed or self._failures == self.threshold:
-                    logs.cache.warning("cache circuit breaker opened server=%s failures=%d "
-                                       "cooldown_s=%s probe_failed=%s", self.server,
-                                       self._failures, self.cooldown, probed)
+        if probed or failures == self.threshold:  # it opened (again) just now
+            logs.cache.warning("cache circuit breaker opened server=%s failures=%d "
+                               "cooldown_s=%s probe_failed=%s", self.server, failures,
+                               self.cooldown, probed)
 
 
 @dataclass

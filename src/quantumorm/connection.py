@@ -56,13 +56,13 @@ class Connection:
 
     def run(self, factory: drive.OpFactory[T]) -> T:
         op, executor, known = factory(self.backend), self._store.sync_executor(), self._levels
-        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log, known):
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log):
             executor = logs.PlanLog(executor, self._log, getattr(op, "__name__", "?"))
         return drive.run(op, executor)
 
     async def arun(self, factory: drive.OpFactory[T]) -> T:
         op, executor, known = factory(self.backend), self._store.async_executor(), self._levels
-        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log, known):
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log):
             executor = logs.PlanLog(executor, self._log, getattr(op, "__name__", "?"))
         return await drive.arun(op, executor)
 

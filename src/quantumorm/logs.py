@@ -70,11 +70,11 @@ def levels(logger: logging.Logger) -> Mapping[int, bool]:
     return found if isinstance(found, dict) else {}
 
 
-def plans_on(logger: logging.Logger, known: Mapping[int, bool]) -> bool:
-    """Whether ``logger`` logs DEBUG. Callers on the hot path read ``known`` (its
-    :func:`levels`) first and call this only when it has no answer yet::
+def plans_on(logger: logging.Logger) -> bool:
+    """Whether ``logger`` logs DEBUG. Callers on the hot path read ``known``, its
+    :func:`levels`, first and call this only when it has no answer yet::
 
-        if known[DEBUG] if DEBUG in known else logs.plans_on(log, known):
+        if known[DEBUG] if DEBUG in known else logs.plans_on(log):
 
     so an operation with DEBUG off costs a dict lookup, not a call (the benchmark counts
     Python calls per operation; ``isEnabledFor`` would add one)."""

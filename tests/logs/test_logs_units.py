@@ -89,7 +89,7 @@ def test_the_debug_switch_follows_level_changes(caplog: pytest.LogCaptureFixture
     known = logs.levels(log)
 
     def on() -> bool:
-        return known[logging.DEBUG] if logging.DEBUG in known else logs.plans_on(log, known)
+        return known[logging.DEBUG] if logging.DEBUG in known else logs.plans_on(log)
 
     caplog.set_level(logging.WARNING)
     assert not on() and known == {logging.DEBUG: False}

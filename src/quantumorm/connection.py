@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from logging import DEBUG
 from typing import Any, TypeVar
 
-from . import transaction
+from . import logs, transaction
 from .backends import opener
 from .engine import drive, observe
 from .engine.contract import BackendConnection
@@ -50,21 +51,31 @@ class Connection:
         self.name, self.kind, self.url = name, kind, url
         self._store = store
         self.backend = store.backend
+        #: the backend's logger (``quantumorm.redis``...), which logs plans at DEBUG, and
+        #: its remembered levels (read without a call: see ``logs.plans_on``)
+        self._log = logs.area(kind)
+        self._levels = logs.levels(self._log)
 
     def run(self, factory: drive.OpFactory[T], subject: Any = None, name: str = "") -> T:
         """Run an operation (``subject``: the document or queryset it was called on, and
         ``name`` its method, for whoever watches: :mod:`quantumorm.engine.observe`)."""
+        executor, known = self._store.sync_executor(), self._levels
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log):
+            executor = logs.PlanLog(executor, self._log, name or _name_of(factory))
         watcher = observe.watcher
         if watcher is not None:
-            return watcher.run(self, factory, subject, name)
-        return drive.run(factory(self.backend), self._store.sync_executor())
+            return watcher.run(self, factory, subject, name, executor)
+        return drive.run(factory(self.backend), executor)
 
     async def arun(self, factory: drive.OpFactory[T], subject: Any = None,
                    name: str = "") -> T:
+        executor, known = self._store.async_executor(), self._levels
+        if known[DEBUG] if DEBUG in known else logs.plans_on(self._log):
+            executor = logs.PlanLog(executor, self._log, name or _name_of(factory))
         watcher = observe.watcher
         if watcher is not None:
-            return await watcher.arun(self, factory, subject, name)
-        return await drive.arun(factory(self.backend), self._store.async_executor())
+            return await watcher.arun(self, factory, subject, name, executor)
+        return await drive.arun(factory(self.backend), executor)
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -157,12 +168,22 @@ class Connection:
     def close(self) -> None:
         """Close the blocking pool (the asyncio pool is closed by :meth:`aclose`)."""
         self._store.close()
+        logs.root.info("connection closed name=%s backend=%s url=%s", self.name, self.kind,
+                       redact_url(self.url))
 
     async def aclose(self) -> None:
         await self._store.aclose()
+        logs.root.info("connection closed name=%s backend=%s url=%s async=True", self.name,
+                       self.kind, redact_url(self.url))
 
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} {self.kind} {redact_url(self.url)}>"
+
+
+def _name_of(factory: Any) -> str:
+    """An operation's name for the DEBUG plan log: its builder's (``partial(ops.get, ...)``
+    -> ``get``)."""
+    return str(getattr(getattr(factory, "func", factory), "__name__", "?"))
 
 
 def create_connection(
@@ -205,6 +226,7 @@ def create_connection(
             raise
         raise ConfigurationError(f"{exc} (the URL is ${source})") from None
     connection = Connection(name, backend, url, store)
+    logs.root.info("connection opened name=%s backend=%s url=%s", name, backend, redact_url(url))
     previous = register(connection, make_default)
     if previous is not None:
         previous.close()

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from . import logs
 from .engine.drive import Op, OpFactory
 from .engine.twin import operation
 from .errors import BackendConnectionError, UnsupportedOperation
@@ -352,6 +353,9 @@ class Consumer(_Reader[D]):
     def _lost(self) -> None:
         """The connection broke during a read or claim: what it delivered is pending here
         unseen, so the next read starts again with this consumer's own pending events."""
+        logs.events.warning("change consumer lost its connection; its pending events are "
+                            "read again model=%s group=%s consumer=%s", self.model.__name__,
+                            self.group.name, self.name)
         self._backlog = ["0-0"] * self.model._meta.partitions
 
     def _read(self, backend: Backend, block: float) -> Op[list[ChangeEvent[D]]]:
@@ -416,8 +420,12 @@ def _claim(backend: Backend, consumer: Consumer[Any], min_idle: float, count: in
     group = consumer.group
     yield from backend.create_group(group.model._meta, group.name, group.start)
     try:
-        return (yield from backend.claim_changes(group.model, group.name, consumer.name,
-                                                 min_idle, count))
+        claimed = yield from backend.claim_changes(group.model, group.name, consumer.name,
+                                                   min_idle, count)
     except BackendConnectionError:
         consumer._lost()
         raise
+    if claimed:
+        logs.events.info("claimed idle change events model=%s group=%s consumer=%s count=%d",
+                         group.model.__name__, group.name, consumer.name, len(claimed))
+    return claimed

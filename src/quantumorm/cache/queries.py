@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-from .. import jsoncodec
+from .. import jsoncodec, logs
 from ..engine.contract import Backend, Row
 from ..engine.drive import Op
 from ..options import ModelOptions
@@ -111,6 +111,9 @@ def cached_result(backend: Backend, options: ModelOptions, spec: QuerySpec, ttl:
         keys.generation, result_key, generation, max(1, round(ttl * 1000)), out))
     if stored is not FAILED:
         stats.add(query_fills=1) if stored else stats.add(query_refused=1)
+        if not stored:
+            logs.cache.warning("cache query fill refused: the collection changed meanwhile "
+                               "model=%s", options.model_name)
     return value  # type: ignore[no-any-return]
 
 

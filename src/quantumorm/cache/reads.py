@@ -23,6 +23,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import logs
 from ..engine.contract import Row
 from ..engine.drive import Op
 from ..options import ModelOptions
@@ -143,3 +144,6 @@ def _load(cached: CachedBackend, options: ModelOptions, granted: list[str],
     done = sum(filled)
     refused = sum(1 for want, ok in zip(wanted, filled, strict=True) if want and not ok)
     stats.add(fills=done, refused_fills=refused)
+    if refused:
+        logs.cache.warning("cache fill refused: a write began or finished meanwhile "
+                           "model=%s refused=%d filled=%d", options.model_name, refused, done)

@@ -20,6 +20,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import logs
+from ..redaction import redact_url
+
 #: consecutive failures that open the breaker
 THRESHOLD = 2
 #: seconds the breaker stays open before one operation may try again
@@ -29,8 +32,10 @@ MAX_OWED_IDS = 10_000
 
 
 class Breaker:
-    def __init__(self, threshold: int = THRESHOLD, cooldown: float = COOLDOWN) -> None:
+    def __init__(self, threshold: int = THRESHOLD, cooldown: float = COOLDOWN,
+                 server: str = "-") -> None:
         self.threshold, self.cooldown = threshold, cooldown
+        self.server = server  # (its URL redacted: what the log lines name)
         self._lock = threading.Lock()
         self._failures = 0
         self._open_until = 0.0
@@ -55,7 +60,10 @@ class Breaker:
     def success(self) -> None:
         if self._failures or self._probing:
             with self._lock:
+                closed = self._failures >= self.threshold
                 self._failures, self._probing = 0, False
+            if closed:  # (logged outside the lock: a handler may be slow)
+                logs.cache.warning("cache circuit breaker closed server=%s", self.server)
 
     def abandon(self) -> None:
         """The operation ``allow()`` let through ended neither in success nor in failure
@@ -68,9 +76,13 @@ class Breaker:
     def failure(self) -> None:
         with self._lock:
             self._failures = max(self._failures + 1, self.threshold if self._probing else 0)
-            self._probing = False
-            if self._failures >= self.threshold:
+            failures, probed, self._probing = self._failures, self._probing, False
+            if failures >= self.threshold:
                 self._open_until = time.monotonic() + self.cooldown
+        if probed or failures == self.threshold:  # it opened (again) just now
+            logs.cache.warning("cache circuit breaker opened server=%s failures=%d "
+                               "cooldown_s=%s probe_failed=%s", self.server, failures,
+                               self.cooldown, probed)
 
 
 @dataclass
@@ -97,8 +109,8 @@ class OwedSnapshot:
 
 
 class ServerState:
-    def __init__(self) -> None:
-        self.breaker = Breaker()
+    def __init__(self, url: str = "") -> None:
+        self.breaker = Breaker(server=redact_url(url) if url else "-")
         self._lock = threading.Lock()
         self._owed: dict[str, Owed] = {}
 
@@ -155,5 +167,5 @@ def server_state(url: str) -> ServerState:
     found = _servers.get(url)
     if found is None:
         with _servers_lock:
-            found = _servers.setdefault(url, ServerState())
+            found = _servers.setdefault(url, ServerState(url))
     return found

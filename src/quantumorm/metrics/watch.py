@@ -152,8 +152,9 @@ class Watch:
         if slow is not None and seconds >= slow and op.plans is not None:
             _log_slow(op, seconds, slow)
 
-    def run(self, connection: Any, factory: OpFactory[T], subject: Any, name: str) -> T:
-        op = Running(connection.store.sync_executor(), connection, factory, subject, name)
+    def run(self, connection: Any, factory: OpFactory[T], subject: Any, name: str,
+            executor: Any) -> T:
+        op = Running(executor, connection, factory, subject, name)
         if self.tracer is not None or self.slow is not None:
             self._watched(op)
         token = _set(op)
@@ -171,8 +172,8 @@ class Watch:
         return result
 
     async def arun(self, connection: Any, factory: OpFactory[T], subject: Any,
-                   name: str) -> T:
-        op = Running(connection.store.async_executor(), connection, factory, subject, name)
+                   name: str, executor: Any) -> T:
+        op = Running(executor, connection, factory, subject, name)
         if self.tracer is not None or self.slow is not None:
             self._watched(op)
         token = _set(op)

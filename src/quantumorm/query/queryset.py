@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import sortable
+from .. import logs, sortable
 from ..cache import queries as cache_queries
 from ..cache import routing as cache_routing
 from ..cache.stats import CacheStats, counters
@@ -458,7 +458,9 @@ class QuerySet(Generic[D]):
     def sweep(self, limit: int = 1000) -> OpFactory[int]:
         """Purge what expired documents left behind (index entries, ids), up to ``limit`` per
         partition; returns how many were purged. Writes already sweep a few each time."""
-        return partial(ops.sweep, model=self.model, limit=limit)
+        model = self.model
+        return lambda backend: logs.tool("sweep", model.__name__,
+                                         ops.sweep(backend, model, limit))
 
     sweep_sync = sweep.sync
 
@@ -664,5 +666,5 @@ def _maintenance(model: type[Any], name: str, batch_size: int,
         if method is None:
             raise UnsupportedOperation(backend.name, name)
         op: Op[Any] = method(model, batch_size, progress)
-        return op
+        return logs.tool(name, model.__name__, op)
     return build

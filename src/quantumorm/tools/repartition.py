@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import logs
 from ..backends.redis.repartition import DEFAULT_BATCH, Progress, RepartitionError, moves
 from ..connection import Connection, connection_for, get_connection
 from ..errors import ConfigurationError
@@ -43,7 +44,8 @@ def repartition(model: Any, from_partitions: int, *, from_partition_by: str | No
     if target.kind != "redis":
         op.close()
         raise ConfigurationError("repartition moves Redis collections")
-    return target.run(lambda backend: op)
+    return target.run(lambda backend: logs.tool("repartition", getattr(model, "__name__", "?"),
+                                                op))
 
 
 __all__ = ["DEFAULT_BATCH", "Progress", "RepartitionError", "repartition"]

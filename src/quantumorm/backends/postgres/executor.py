@@ -37,6 +37,7 @@ import psycopg.errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from ... import logs
 from ...engine import observe
 from ...errors import (
     AuthenticationError,
@@ -209,6 +210,11 @@ def _delay(attempt: int) -> float:
     return random.uniform(0, BACKOFF * 2 ** min(attempt, 5))
 
 
+def _retrying(exc: BaseException, attempt: int, wait: float) -> None:
+    logs.postgres.warning("retrying transaction after %s attempt=%d/%d wait_ms=%d",
+                          type(exc).__name__, attempt + 2, ATTEMPTS, wait * 1000)
+
+
 class PoolSettings:
     """What both pools are made from: the URL, connection keywords and pool limits."""
 
@@ -292,8 +298,10 @@ class SyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
+                wait = _delay(attempt)
+                _retrying(exc, attempt, wait)
                 observe.note(observe.RETRY, type(exc).__name__)
-                time.sleep(_delay(attempt))
+                time.sleep(wait)
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")
@@ -434,8 +442,10 @@ class AsyncPostgresExecutor:
             except _RERUN as exc:
                 if attempt + 1 == ATTEMPTS:
                     raise _translate(exc) from exc
+                wait = _delay(attempt)
+                _retrying(exc, attempt, wait)
                 observe.note(observe.RETRY, type(exc).__name__)
-                await asyncio.sleep(_delay(attempt))
+                await asyncio.sleep(wait)
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ... import sortable
+from ... import logs, sortable
 from ...engine.drive import Op
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
@@ -84,6 +84,9 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
         schema = replace(schema, layout=stored.layout + 1,
                          history=(*stored.history, stored.fingerprint)[-HISTORY:])
     yield from _store_schema(layout, schema)
+    logs.root.info("schema %s model=%s backend=postgres layout=%d rows_rewritten=%s",
+                   logs.schema_change(stored, outcome.upgraded), options.model_name,
+                   schema.layout, has_data)
     return schema
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ... import compression, sortable
+from ... import compression, logs, sortable
 from ...engine.drive import Op, forbid_blocking
 from ...errors import CorruptDocumentError
 from ...events import PAUSE, ChangeEvent, IdleClock, Pause
@@ -139,6 +139,9 @@ def read_group(model: type[Document], keys: KeySpace, group: str, consumer: str,
     gone: dict[int, list[str]] = {}
     events, moved = _decode_reply(model, streams, reply, gone)
     if gone:  # pending entries the stream trimmed away: nothing left to deliver
+        logs.events.warning("pending change events were trimmed from the stream before "
+                            "delivery; acknowledged as lost model=%s group=%s count=%d",
+                            model.__name__, group, sum(map(len, gone.values())))
         yield RedisPlan(tuple(Command(("XACK", streams[p], group, *ids))
                               for p, ids in gone.items()), idempotent=True)
     if after is None:

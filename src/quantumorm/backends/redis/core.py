@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ... import logs
 from ...engine.drive import Op
 from ...errors import PermissionDeniedError, SchemaMismatchError
 from ...options import ModelOptions
@@ -101,6 +102,10 @@ class BackendCore:
         state = self._state(options)
         if state.schema is None:
             yield from self._preflight(state)
+        if refresh:
+            logs.redis.warning("layout refused: the schema changed in another process; "
+                               "reading it again model=%s layout=%s", options.model_name,
+                               state.schema and state.schema.layout)
         if state.schema is None or refresh:
             state.use((yield from schemas.register(options, state.keys)))
         return state

@@ -31,15 +31,18 @@ from __future__ import annotations
 import random
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from logging import INFO, WARNING
 from typing import Any, NamedTuple, Union
 
 from redis import exceptions as rx
 
-from ... import errors
+from ... import errors, logs
 from . import eviction
 from .commands import Call, Command, RedisPlan, Replies, Step
 from .reloads import noscript, reloads, step_args
 from .translation import NotReplicated, translate
+
+log = logs.redis
 
 #: the first wait between attempts, doubled each time up to MAX_BACKOFF (seconds)
 BACKOFF = 0.05
@@ -123,6 +126,8 @@ class Link:
     replica_reads: bool
     allow_eviction: bool
     eviction_checked: bool = False
+    #: whether this executor has loaded the scripts (a later NOSCRIPT: the server lost them)
+    scripts_loaded: bool = False
 
 
 # -- which errors are retried ---------------------------------------------------------------
@@ -250,7 +255,12 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
         todo = policy.send(replies)
         while True:
             if todo.load:
+                # (INFO the first time: scripts are loaded at their first NOSCRIPT)
+                log.log(WARNING if link.scripts_loaded else INFO, "NOSCRIPT: loading the "
+                        "scripts and resending steps=%d of=%d inline=%s first=%s",
+                        len(todo.positions), len(steps), todo.inline, not link.scripts_loaded)
                 yield LOAD_SCRIPTS
+                link.scripts_loaded = True
             part = [steps[i] for i in todo.positions]
             request = _request(part, read_only, todo.inline, link, writer, reader,
                                acks is not None)
@@ -269,6 +279,7 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     steps, read_only = plan.steps, plan.read_only
     durable = bool(link.wait) and not read_only
     attempts = link.retries
+    request: Send | Fanout | None = None  # (the retry warning names where it went)
     for attempt in range(attempts):
         try:
             if not link.eviction_checked:
@@ -298,8 +309,13 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
             sent = plan if link.eviction_checked else POLICY_READ
             if attempt + 1 == attempts or not retry_allowed(exc, sent):
                 raise translate(exc) from exc
-            yield Sleep(backoff(attempt), type(exc).__name__)
+            wait = backoff(attempt)
+            log.warning("retrying plan after %s attempt=%d/%d wait_ms=%d node=%s",
+                        type(exc).__name__, attempt + 2, attempts, wait * 1000,
+                        logs.nodes(request))
+            yield Sleep(wait, type(exc).__name__)
             if link.cluster and isinstance(exc, REMAP):
+                log.warning("relearning the cluster slot map after %s", type(exc).__name__)
                 try:
                     yield RELEARN
                 except rx.RedisError:  # (it may fail mid-failover: the next attempt tells)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ... import logs
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError
 from ...options import ModelOptions
@@ -86,6 +87,9 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
                 yield from _stamp(options, keys, schema)
             return schema
         if (yield from _replace(keys, stored, schema)):
+            logs.root.info("schema %s model=%s backend=redis layout=%d dropped=%s",
+                           logs.schema_change(stored, outcome.upgraded), options.model_name,
+                           schema.layout, ",".join(outcome.dropped) or "-")
             yield from _stamp(options, keys, schema)
             yield from _drop(options, keys, outcome.dropped)
             return schema
@@ -102,6 +106,8 @@ def take_over(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
             return (yield from register(options, keys))
         outcome = adopt(stored, options)
         if (yield from _replace(keys, stored, outcome.schema)):
+            logs.root.info("schema taken over model=%s backend=redis layout=%d",
+                           options.model_name, outcome.schema.layout)
             yield from _stamp(options, keys, outcome.schema)
             yield from _drop(options, keys, outcome.dropped)
             return outcome.schema

@@ -31,6 +31,7 @@ import redis.cluster
 import redis.sentinel
 from redis.backoff import NoBackoff
 
+from ... import logs
 from ...errors import ConfigurationError
 from ...redaction import redact_url, redacted_repr
 from ...vocabulary import Vocabulary
@@ -240,7 +241,7 @@ def _clients(lib: Any, topology: Topology, settings: dict[str, Any], pool: dict[
             **_cluster_options(settings, replicas))
         return client, client
     settings, sentinel_auth = _split_sentinel(dict(settings))
-    sentinel = lib.sentinel.Sentinel(
+    sentinel = (_Sentinel if lib is _sync else _AsyncSentinel)(
         list(topology.hosts), sentinel_kwargs=_sentinel_kwargs(topology, settings,
                                                                sentinel_auth),
         **_auth(topology), db=topology.db, max_connections=pool["max_connections"],
@@ -250,6 +251,30 @@ def _clients(lib: Any, topology: Topology, settings: dict[str, Any], pool: dict[
     reader = sentinel.slave_for(topology.service) if replicas else master
     master._qorm_sentinel = sentinel  # its own clients are closed with the master's
     return master, reader
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel client, which says when a service's master changed (it is
+    asked on every new connection to the master, never per command)."""
+
+    def discover_master(self, service_name: str) -> Any:
+        return _watched(self, service_name, super().discover_master(service_name))
+
+
+class _AsyncSentinel(redis.asyncio.sentinel.Sentinel):
+    async def discover_master(self, service_name: str) -> Any:
+        return _watched(self, service_name, await super().discover_master(service_name))
+
+
+def _watched(sentinel: Any, service: str, address: Any) -> Any:
+    """``address``, the master Sentinel named for ``service``; a WARNING if it is not the
+    one named before (a failover)."""
+    known: dict[str, Any] = sentinel.__dict__.setdefault("_qorm_masters", {})
+    before, known[service] = known.get(service), address
+    if before is not None and tuple(before) != tuple(address):
+        logs.redis.warning("sentinel master changed service=%s from=%s:%s to=%s:%s", service,
+                           *before, *address)
+    return address
 
 
 def sync_clients(topology: Topology, settings: dict[str, Any], pool: dict[str, Any],

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ... import sortable
+from ... import logs, sortable
 from ...engine.drive import Op
 from ...errors import BackendError
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
@@ -113,6 +113,8 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
         return outcome.schema
     if outcome.upgraded:  # a newer storage format only: the rows need nothing
         yield from _store_schema(layout, outcome.schema)
+        logs.root.info("schema upgraded model=%s backend=sqlite layout=%d",
+                       options.model_name, outcome.schema.layout)
         return outcome.schema
     # SQLite builds its indexes at once: the rows are rewritten now, and every index is
     # ready when the model is first used
@@ -125,6 +127,9 @@ def settle(options: ModelOptions, layout: Layout) -> Op[Schema]:
         schema = replace(schema, layout=stored.layout + 1,
                          history=(*stored.history, stored.fingerprint)[-HISTORY:])
     yield from _store_schema(layout, schema)
+    logs.root.info("schema %s model=%s backend=sqlite layout=%d rows_rewritten=%s",
+                   logs.schema_change(stored, outcome.upgraded), options.model_name,
+                   schema.layout, has_data)
     return schema
 
 

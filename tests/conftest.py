@@ -40,10 +40,16 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import settings
 
 import postgres_support
 import quantumorm
 from cluster_support import Cluster, SentinelGroup
+
+# No wall-clock limit per example (Hypothesis' default is 200 ms): a test must not fail
+# because the machine is busy. Profiles of single tests (test_differential.py) set their own.
+settings.register_profile("quantumorm", deadline=None)
+settings.load_profile("quantumorm")
 
 URL_VARIABLE = "QORM_TEST_REDIS_URL"
 START_TIMEOUT = 10.0  # seconds for redis-server to answer PING

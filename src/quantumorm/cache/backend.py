@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from .. import logs
 from ..engine.contract import Backend, Row, WriteRequest, WriteResult
 from ..engine.drive import Op
 from ..errors import (
@@ -85,6 +86,10 @@ class CachedBackend:
             if isinstance(error, RAISED):
                 breaker.abandon()
                 raise
+            # (the class only: a server's message can quote keys, which hold ids)
+            logs.cache.warning("cache operation failed model=%s error=%s server=%s",
+                               options.model_name, type(error).__name__,
+                               self.state.breaker.server)
             breaker.failure()
             counters(options).add(errors=1)
             return FAILED  # type: ignore[no-any-return]

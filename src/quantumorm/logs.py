@@ -9,9 +9,11 @@ root logger should: the application decides where records go)::
                           connections (DEBUG)
     quantumorm.sqlite     the plans of SQLite connections (DEBUG)
     quantumorm.postgres   serialization retries; the plans of PostgreSQL connections (DEBUG)
-    quantumorm.cache      refused cache fills, the circuit breaker opening and closing
+    quantumorm.cache      refused cache fills, failed cache operations, the circuit breaker
+                          opening and closing
     quantumorm.events     change consumers that lost their connection, claims, trimmed events
     quantumorm.tools      verify / reindex / repair / repartition / sweep: start and end
+    quantumorm.slow       operations slower than a threshold (owned by quantumorm.metrics)
 
 Every message is a fixed text followed by ``key=value`` pairs, so that it can be grepped and
 parsed; what each line means is in the monitoring guide (``docs/monitoring.md``).

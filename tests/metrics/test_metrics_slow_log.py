@@ -33,8 +33,9 @@ async def test_every_operation_above_zero_is_logged(lite: quantumorm.Connection,
             for r in records] == [(logging.WARNING, "LiteUser", "save", 2),
                                   (logging.WARNING, "LiteUser", "count", 1)]
     count = records[1]
-    assert count.getMessage().startswith("slow operation: LiteUser.count on sqlite took ")
-    assert "1 round trip(s): SELECT COUNT(*) FROM" in count.getMessage()
+    assert count.getMessage().startswith(
+        "slow operation model=LiteUser operation=count backend=sqlite ms=")
+    assert "round_trips=1 plans=SELECT COUNT(*) FROM" in count.getMessage()
     for record in records:
         assert SECRET not in record.getMessage() and SECRET not in repr(record.__dict__)
     assert metrics.snapshot().operations == ()  # (metrics stay off)
@@ -71,7 +72,8 @@ def test_threshold_from_the_environment(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "quantumorm.slow WARNING slow operation: Note.save on sqlite" in done.stderr
+    assert ("quantumorm.slow WARNING slow operation model=Note operation=save "
+            "backend=sqlite") in done.stderr
 
 
 async def test_change_feed_reads_are_counted_never_slow(

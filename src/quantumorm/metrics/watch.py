@@ -226,7 +226,8 @@ def _log_slow(op: Running, seconds: float, threshold: float) -> None:
     if len(sent) > SLOW_PLANS:
         shown.append(f"... {len(sent) - SLOW_PLANS} more")
     SLOW_LOGGER.warning(
-        "slow operation: %s.%s on %s took %.1f ms (threshold %.1f ms), %d round trip(s): %s",
+        "slow operation model=%s operation=%s backend=%s ms=%.1f threshold_ms=%.1f "
+        "round_trips=%d plans=%s",
         op.model or "-", op.operation, op.backend, seconds * 1000, threshold * 1000,
         op.round_trips, " | ".join(shown) or "(no plan)",
         extra={"qorm_model": op.model, "qorm_operation": op.operation,

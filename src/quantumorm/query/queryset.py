@@ -402,7 +402,12 @@ class QuerySet(Generic[D]):
                 and self._limit is None):
             # get(id=x), the common case: the same queryset as filter(id=x)[:2], built
             # without the general path's Q objects and two intermediate clones
-            where = conjoin(self._where, resolve_lookup(self.model._meta, ID, lookups[ID]))
+            node = resolve_lookup(self.model._meta, ID, lookups[ID])
+            if (self._where is TRUE and self._after is None and self._cache_ttl is None
+                    and isinstance(node, Condition)):
+                # on an unfiltered queryset: the document by id, without a query
+                return partial(_get_by_id_op, self, node)
+            where = conjoin(self._where, node)
             return partial(_get_op, self._clone(where=where, limit=2))
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
         return partial(_get_op, qs[:2])  # two are enough to tell "more than one"
@@ -638,6 +643,16 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
     if len(items) > 1:
         raise qs.model.MultipleObjectsReturned(f"more than one {name} matches {qs._where!r}")
     return items[0]  # type: ignore[no-any-return]
+
+
+def _get_by_id_op(qs: QuerySet[D], condition: Condition, backend: Backend) -> Op[D]:
+    """``get(id=x)`` on an unfiltered queryset: ``_get_op`` of ``filter(id=x)[:2]`` without
+    the layers between it and the backend's query (one id: one row or none)."""
+    rows = yield from backend.query(qs.model._meta, QuerySpec(condition, qs._order, 0, 2))
+    if not rows:
+        name = qs.model.__name__
+        raise qs.model.DoesNotExist(f"{name} matching {condition!r} does not exist")
+    return qs._convert(rows)[0]  # type: ignore[no-any-return]
 
 
 def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,

@@ -19,7 +19,7 @@ from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, QuerySpec
 from ...sortable import escape_id
-from . import results, stored
+from . import results
 from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
 from .core import BackendCore, ModelState
@@ -46,28 +46,39 @@ class Reader(BackendCore):
         """One MGET per partition involved, in one round trip: a document key carries its
         version (see :mod:`.stored`). Documents stored before it did are read again with
         their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
-        keys = (yield from self.prepare(options)).keys
-        by_partition: dict[int, list[str]] = {}
-        for id in dict.fromkeys(ids):
-            by_partition.setdefault(keys.partition_of(id), []).append(id)
-        if not by_partition:
-            return []
-        commands = []
-        for partition, members in by_partition.items():
-            prefix = keys.partition(partition).doc_prefix
-            commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
-        replies = yield RedisPlan(tuple(commands), read_only=True)
+        state = self._state(options)
+        if state.schema is None:  # (first use; after it, no generator to run)
+            state = yield from self.prepare(options)
+        keys = state.keys
         found: dict[str, Row | None] = {}
         older: dict[int, list[str]] = {}
-        row = results.row
-        for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
-            for id, raw in zip(members, reply, strict=True):
-                if raw is None:
-                    found[id] = None
-                elif raw[:1] == stored.VERSIONED:
-                    found[id] = row(options, id, None, raw)
-                else:
-                    older.setdefault(partition, []).append(id)
+        if keys.partitions == 1:  # the common case: one MGET, nothing to group
+            if not ids:
+                return []
+            members = list(dict.fromkeys(ids)) if len(ids) > 1 else list(ids)
+            prefix = keys.partition(0).doc_prefix
+            (reply,) = yield RedisPlan((Command(("MGET", *[
+                prefix + escape_id(id) for id in members])),), read_only=True)
+            stale: list[str] = []
+            results.documents(options, members, reply, found, stale)
+            if stale:
+                older[0] = stale
+        else:
+            by_partition: dict[int, list[str]] = {}
+            for id in dict.fromkeys(ids):
+                by_partition.setdefault(keys.partition_of(id), []).append(id)
+            if not by_partition:
+                return []
+            commands = []
+            for partition, members in by_partition.items():
+                prefix = keys.partition(partition).doc_prefix
+                commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
+            replies = yield RedisPlan(tuple(commands), read_only=True)
+            for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
+                stale = []
+                results.documents(options, members, reply, found, stale)
+                if stale:
+                    older[partition] = stale
         if older:
             found.update((yield from self._fetch(options, older)))
         return [found[id] for id in ids]

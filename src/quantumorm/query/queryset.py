@@ -348,8 +348,10 @@ class QuerySet(Generic[D]):
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
             return out
-        only = None if self._only is None else frozenset(
-            self._only + tuple(o.field for o in self._order if o.field != ID))
+        if self._only is None:
+            load = model.from_storage
+            return [load(row.id, row.version, row.data) for row in rows]
+        only = frozenset(self._only + tuple(o.field for o in self._order if o.field != ID))
         docs = []
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)

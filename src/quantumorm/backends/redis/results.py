@@ -81,7 +81,7 @@ def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
     document key that carries its version, JSON that is not compressed) is decoded inline
     here, without the three calls of :func:`row`; any other row, and any row that does not
     decode, goes through :func:`row`, which raises the precise error."""
-    out = []
+    out: list[Row] = []
     append, decode = out.append, jsoncodec.decode
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]

@@ -209,7 +209,7 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
 
 
 def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value: Any) -> Node:
-    where = f"{model}.{name}__{lookup.value}"
+    where = f"{model}.{name}__{lookup._value_}"  # (_value_: no enum descriptor call)
     if field is None:
         return _id_condition(where, lookup, value)
     return _BUILDERS[lookup](where, name, field, lookup, value)

@@ -602,7 +602,7 @@ def _rebind(driver: Driver, tokens: dict[Token, Token]) -> Driver:
 def _types(node: Node) -> tuple[object, ...]:
     """The types of every value in a condition tree, nested values included."""
     if isinstance(node, (And, Or)):
-        return tuple(_types(child) for child in node.children)
+        return tuple([_types(child) for child in node.children])
     if isinstance(node, Not):
         return (_types(node.child),)
     value = node.value

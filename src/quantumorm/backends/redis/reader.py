@@ -17,7 +17,7 @@ from ...engine.contract import Row
 from ...engine.drive import Op
 from ...options import ModelOptions
 from ...query.lookups import Lookup
-from ...query.nodes import FALSE, ID, Condition, QuerySpec
+from ...query.nodes import FALSE, ID, Condition, Or, QuerySpec
 from ...sortable import escape_id
 from . import results
 from .calls import CountCall, FetchCall, QueryMode
@@ -105,9 +105,9 @@ class Reader(BackendCore):
         return found
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
-        if spec.where == FALSE or spec.limit == 0:
-            return []
         where = spec.where
+        if (type(where) is Or and not where.children) or spec.limit == 0:  # (FALSE, no call)
+            return []
         if isinstance(where, Condition) and where.field == ID and where.lookup in (
                 Lookup.EXACT, Lookup.IN):
             # by id: GETs (one round trip), no script; ordering and slicing in Python
@@ -162,7 +162,8 @@ class Reader(BackendCore):
         return rows
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
-        if spec.where == FALSE or spec.limit == 0:
+        where = spec.where
+        if (type(where) is Or and not where.children) or spec.limit == 0:  # (FALSE, no call)
             return 0
         total = yield from self._matches(options, spec, QueryMode.COUNT)
         total = max(0, total - spec.offset)
@@ -181,7 +182,9 @@ class Reader(BackendCore):
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
         if spec.after is None:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
-        state = yield from self.prepare(options)
+        state = self._state(options)
+        if state.schema is None:  # (first use; after it, no generator to run)
+            state = yield from self.prepare(options)
         plan = state.planner.plan(spec, counting=True)
         if plan.residual is not None or not plan.server_order:  # (query() checks the layout)
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
@@ -192,15 +195,16 @@ class Reader(BackendCore):
             # while no document can expire the index is the truth: count its entries
             # (count.lua answers -1 if some can, and query.lua then checks each one)
             keys, layout = state.keys, state.writes.layout
-            bounds = tuple(bound for pair in driver.ranges for bound in pair)
-            shared = [keys.partition(p) for p in range(options.partitions)]
+            bounds = tuple([bound for pair in driver.ranges for bound in pair])
             # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
-            calls = tuple(
-                CountCall(p.ttl, p.ids if driver.kind == "ALL"
-                          else p.indexes[state.planner.keypos[driver.indexes[0]] - 2],
-                          p.state, layout, bounds).call()
-                for p in shared)
-            counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
+            index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
+            calls = []
+            for partition in range(options.partitions):
+                shared = keys.partition(partition)
+                calls.append(CountCall(shared.ttl, shared.ids if index < 0
+                                       else shared.indexes[index], shared.state, layout,
+                                       bounds).call())
+            counts = [int(c) for c in (yield RedisPlan(tuple(calls), read_only=True))]
             if COUNT_OUTDATED in counts:  # planned with an outdated schema: plan again
                 yield from self.prepare(options, refresh=True)
                 return (yield from self._matches(options, spec, mode))

@@ -226,21 +226,9 @@ class Document(metaclass=DocumentMeta):
         """Build an instance from a stored row (used by backends' results)."""
         doc = cls.__new__(cls)
         values = doc.__dict__
-        meta = cls._meta
-        if data.keys() == meta.stored_names:
-            # every field stored under its own name and nothing else (the common row): the
-            # values at once, then the few that convert (what loaders does, field by field)
-            values.update(data)
-            for name, converter in meta.converters:
-                raw = values[name]
-                if raw is not None:
-                    values[name] = converter(raw)
-            values["id"], values["_version"], values["_partial"] = id, version, only
-            values["_stored"] = dict(data)
-            return doc
         values["id"], values["_version"], values["_partial"] = id, version, only
         values["_stored"] = dict(data)
-        for name, db_name, convert in meta.loaders:
+        for name, db_name, convert in cls._meta.loaders:
             raw = data.get(db_name, MISSING)
             if raw is MISSING:  # a field added since it was written: its default
                 values[name] = cls._fields[name].initial()

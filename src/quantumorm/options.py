@@ -106,20 +106,6 @@ class ModelOptions:
         return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items())
 
     @cached_property
-    def stored_names(self) -> frozenset[str] | None:
-        """The storage names of the fields when each is its attribute name (a stored
-        document with exactly these keys loads by one dict update, then :attr:`converters`),
-        else None."""
-        if any(name != field.db_name for name, field in self.fields.items()):
-            return None
-        return frozenset(self.fields)
-
-    @cached_property
-    def converters(self) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-        """The :attr:`loaders` that convert a stored value: (attribute, converter)."""
-        return tuple((name, convert) for name, _, convert in self.loaders if convert is not None)
-
-    @cached_property
     def plain_storage(self) -> bool:
         """Whether the validated storage form of every field is plain JSON (str, int,
         finite float, bool, None, lists, str-keyed dicts): true when each field is one of

@@ -31,7 +31,7 @@ from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from . import evaluate
-from .expressions import FieldRef, Q, clean_id, resolve_lookup
+from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
 
@@ -415,7 +415,7 @@ class QuerySet(Generic[D]):
                 and self._limit is None):
             # get(id=x), the common case: the same queryset as filter(id=x)[:2], built
             # without the general path's Q objects and two intermediate clones
-            node = resolve_lookup(self.model._meta, ID, lookups[ID])
+            node = resolve_id(self.model._meta, lookups[ID])
             if (self._where is TRUE and self._after is None and self._cache_ttl is None
                     and isinstance(node, Condition)):
                 # on an unfiltered queryset: the document by id, without a query
@@ -665,6 +665,9 @@ def _get_by_id_op(qs: QuerySet[D], condition: Condition, backend: Backend) -> Op
     if not rows:
         name = qs.model.__name__
         raise qs.model.DoesNotExist(f"{name} matching {condition!r} does not exist")
+    if qs._values is None and qs._only is None:
+        row = rows[0]
+        return qs.model.from_storage(row.id, row.version, row.data)
     return qs._convert(rows)[0]  # type: ignore[no-any-return]
 
 

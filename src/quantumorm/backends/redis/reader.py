@@ -113,7 +113,10 @@ class Reader(BackendCore):
             # by id: GETs (one round trip), no script; ordering and slicing in Python
             ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
             found = yield from self.get_many(options, ids)
-            return results.arrange(options, spec, [row for row in found if row is not None])
+            rows = [row for row in found if row is not None]
+            if len(rows) <= 1 and spec.after is None:  # (arrange's own shortcut, inline)
+                return rows[spec.offset:][:spec.limit]
+            return results.arrange(options, spec, rows)
         single = options.partitions == 1
         two_phase = not single and two_phase_pays(options.partitions, spec.window)
 

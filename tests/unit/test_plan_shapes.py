@@ -22,6 +22,7 @@ from quantumorm import (
     Document,
     FloatField,
     IntField,
+    JSONField,
     Q,
     StringField,
 )
@@ -40,6 +41,7 @@ class Stall(Document):
     tags = ArrayField(StringField(), indexed=True)
     u = StringField()
     c = IntField()
+    j = JSONField()  # (no index: checked in Python, on the plan's residual)
 
     class Meta:
         collection = "stall"
@@ -158,3 +160,16 @@ def test_decimal_and_time_values_bind() -> None:
                    objects.filter(t__lt=dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC))):
             _check_same(planner.plan(qs.spec), reference._plan(qs.spec, False))
     assert planner.counts["bound"] == 6
+
+
+def test_equal_values_of_other_types_get_their_own_plans() -> None:
+    # 0, 0.0 and False are equal in Python (and hash alike) but are other JSON values: a
+    # plan cached for one must not serve another (here: its residual, checked in Python)
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for _ in range(2):
+        for value in (0, False, 0.0, 1, True, 1.0, "0"):
+            spec = objects.filter(j=value).spec
+            plan = planner.plan(spec)
+            _check_same(plan, reference._plan(spec, False))
+            assert plan.residual is not None
+            assert type(plan.residual.value) is type(value)  # type: ignore[union-attr]

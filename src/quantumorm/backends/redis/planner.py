@@ -167,7 +167,8 @@ class Planner:
             options = replace(options, indexes=tuple(i for i in options.indexes
                                                      if i.name in ready))
         self.options = options
-        self._cached = lru_cache(maxsize=PLAN_CACHE_SIZE)(self._shared)
+        #: plans by query values (see plan()), oldest first
+        self._by_values: dict[Hashable, Plan] = {}
         #: per query shape: its first plan (and the spec it planned), its template and
         #: the plan the template binds, or None when the shape has no template
         self._shapes: dict[Hashable, tuple[QuerySpec, Plan] | tuple[Template, Plan] | None] \
@@ -208,14 +209,26 @@ class Planner:
         prepared statements: :mod:`.plan_shapes`), so a query whose shape was seen is not
         planned again, its values are bound; and per values, so a repeated query does
         not even bind them."""
+        order = spec.order
+        # (plain tuples, hashed and compared in C, rather than the spec's dataclasses)
+        key = (_values_key(spec.where), counting, spec.after,
+               tuple([(o.field, o.descending) for o in order]) if order else ())
+        by_values = self._by_values
         try:
-            # value types are part of the key: 0, 0.0 and False are equal (and hash alike)
-            # but are different JSON values
-            return self._cached(spec, counting, _types(spec.where))
+            plan = by_values.get(key)
         except TypeError:  # a value that cannot be hashed: plan without the cache
             return self._plan(spec, counting)
+        if plan is None:
+            plan = self._shared(spec, counting)
+            if len(by_values) >= PLAN_CACHE_SIZE:
+                try:
+                    del by_values[next(iter(by_values))]  # the oldest
+                except (KeyError, RuntimeError, StopIteration):
+                    pass  # (another thread changed the cache meanwhile)
+            by_values[key] = plan
+        return plan
 
-    def _shared(self, spec: QuerySpec, counting: bool, value_types: object = None) -> Plan:
+    def _shared(self, spec: QuerySpec, counting: bool) -> Plan:
         """A plan not cached with its values: bound from its shape's template, else
         planned (and, the second time a shape is planned, its template learnt)."""
         try:
@@ -599,16 +612,20 @@ def _rebind(driver: Driver, tokens: dict[Token, Token]) -> Driver:
                   driver.covers)
 
 
-def _types(node: Node) -> tuple[object, ...]:
-    """The types of every value in a condition tree, nested values included."""
+def _values_key(node: Node) -> tuple[object, ...]:
+    """A condition tree as plain tuples, with the type of every value: 0, 0.0 and False
+    are equal (and hash alike) but are different JSON values, so different plans."""
     if isinstance(node, (And, Or)):
-        return tuple([_types(child) for child in node.children])
+        return (node.op, tuple([
+            (child.field, child.lookup, child.value, type(child.value))
+            if type(child) is Condition and type(child.value) is not tuple
+            else _values_key(child) for child in node.children]))
     if isinstance(node, Not):
-        return (_types(node.child),)
+        return (node.op, _values_key(node.child))
     value = node.value
     if isinstance(value, tuple):
-        return tuple(type(v) for v in value)
-    return (type(value),)
+        return (node.field, node.lookup, value, tuple(map(type, value)))
+    return (node.field, node.lookup, value, type(value))
 
 
 def _flag(value: bool) -> bytes:

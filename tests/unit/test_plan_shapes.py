@@ -113,8 +113,9 @@ def test_a_hot_shape_is_planned_twice_then_bound() -> None:
     for i in range(50):
         planner.plan(objects.filter(s=f"name{i}").spec)
         planner.plan(objects.filter(n__gte=i, n__lt=i + 10).order_by("n").limit(100).spec)
+        planner.plan(objects.filter(n=i, u=f"x{i}").spec)  # u: checked in Python
     # two plans of each shape teach its template; the other 48 are bound
-    assert planner.counts == {"planned": 4, "bound": 96}
+    assert planner.counts == {"planned": 6, "bound": 144}
 
 
 def test_shapes_without_a_template_are_planned_per_value() -> None:

@@ -101,10 +101,15 @@ class Template:
 
 def apart(first_conds: list[Condition], second_conds: list[Condition],
           derive: Derive) -> bool:
-    """Whether two queries of one shape differ in every value the shape does not fix, so
-    that :func:`learn` can tell every value token from the constants."""
-    return all(_fixed(a) or derive(a) != derive(b)
-               for a, b in zip(first_conds, second_conds, strict=True))
+    """Whether two queries of one shape differ in every value the shape does not fix and
+    the plan holds (a condition checked in Python has no tokens), so that :func:`learn`
+    can tell every value token from the constants."""
+    for a, b in zip(first_conds, second_conds, strict=True):
+        if not _fixed(a):
+            tokens = derive(a)
+            if tokens and tokens == derive(b):
+                return False
+    return True
 
 
 def learn(first: list[Token], first_conds: list[Condition], second: list[Token],

@@ -374,10 +374,10 @@ class QuerySet(Generic[D]):
         return docs
 
     def _fetch(self, backend: Backend, spec: QuerySpec) -> Op[list[Row]]:
+        # (returns the operation rather than wrapping it: one generator frame less)
         if self._cache_ttl is None:
-            return (yield from ops.fetch(backend, self.model, spec))
-        return (yield from cache_queries.fetch(backend, self.model._meta, spec,
-                                               self._cache_ttl))
+            return ops.fetch(backend, self.model, spec)
+        return cache_queries.fetch(backend, self.model._meta, spec, self._cache_ttl)
 
     def _all_op(self, backend: Backend) -> Op[list[Any]]:
         rows = yield from self._fetch(backend, self.spec)

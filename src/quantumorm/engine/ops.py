@@ -270,7 +270,8 @@ def get_many(backend: Backend, model: type[D], ids: Iterable[str]) -> Op[list[D 
 
 
 def fetch(backend: Backend, model: type[D], spec: QuerySpec) -> Op[list[Row]]:
-    return (yield from backend.query(model._meta, spec))
+    # (the backend's own operation, not a generator around it: one frame less per step)
+    return backend.query(model._meta, spec)
 
 
 def update_where(backend: Backend, model: type[D], spec: QuerySpec,
@@ -477,8 +478,8 @@ def _still_matching(backend: Backend, model: type[D], spec: QuerySpec,
 
 
 def count(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
-    return (yield from backend.count(model._meta, spec))
+    return backend.count(model._meta, spec)  # (as fetch: the backend's operation itself)
 
 
 def exists(backend: Backend, model: type[D], spec: QuerySpec) -> Op[bool]:
-    return (yield from backend.exists(model._meta, spec))
+    return backend.exists(model._meta, spec)

@@ -208,8 +208,13 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     return _condition(model, name, field, lookup, value)
 
 
+def resolve_id(options: ModelOptions, value: Any) -> Node:
+    """``id=value``: what :func:`resolve_lookup` gives for it, without parsing the key."""
+    return _id_condition(f"{options.model_name}.id__exact", Lookup.EXACT, value)
+
+
 def _condition(model: str, name: str, field: Field | None, lookup: Lookup, value: Any) -> Node:
-    where = f"{model}.{name}__{lookup.value}"
+    where = f"{model}.{name}__{lookup._value_}"  # (_value_: no enum descriptor call)
     if field is None:
         return _id_condition(where, lookup, value)
     return _BUILDERS[lookup](where, name, field, lookup, value)

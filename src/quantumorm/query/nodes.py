@@ -80,8 +80,9 @@ def conjoin(*nodes: Node) -> Node:
             parts.extend(node.children)
         else:
             parts.append(node)
-    if any(part == FALSE for part in parts):
-        return FALSE
+    for part in parts:  # (a FALSE part: an empty Or; tested without a call per part)
+        if type(part) is Or and not part.children:
+            return FALSE
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 

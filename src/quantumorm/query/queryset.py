@@ -31,7 +31,7 @@ from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from . import evaluate
-from .expressions import FieldRef, Q, clean_id, resolve_lookup
+from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
 
@@ -49,6 +49,7 @@ Where = Q | dict[str, Any]
 
 #: documents per round trip when iterating a queryset with ``for`` / ``async for``
 ITER_CHUNK = 1000
+EVERY_LOOKUP = frozenset(Lookup)
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class QuerySet(Generic[D]):
 
     def _clone(self, **changes: Any) -> QuerySet[D]:
         clone = object.__new__(QuerySet)
-        clone.__dict__.update(self.__dict__)
-        clone.__dict__.update({f"_{k}": v for k, v in changes.items()})
+        values = clone.__dict__
+        values.update(self.__dict__)
+        for name, value in changes.items():
+            values["_" + name] = value
         return clone
 
     @property
@@ -148,6 +151,12 @@ class QuerySet(Generic[D]):
     def filter(self, *conditions: Where, **lookups: Any) -> QuerySet[D]:
         """Keep documents matching every condition: ``filter(User.age > 3, name="x")``.
         No condition (``filter()``, ``filter(Q())``) keeps every document."""
+        if not conditions and lookups:
+            # keywords only, the common case: the conditions Q(**lookups) resolves to (in
+            # its order: sorted by key), without the Q
+            options = self.model._meta
+            return self._clone(where=conjoin(self._where, *[
+                resolve_lookup(options, key, value) for key, value in sorted(lookups.items())]))
         node = self._node(conditions, lookups)
         return self._clone() if node is None else self._clone(where=conjoin(self._where, node))
 
@@ -298,7 +307,9 @@ class QuerySet(Generic[D]):
     def _connection(self) -> Connection:
         connection = cache_routing.connection_for(self.model, self._using, self._cached)
         capabilities = connection.backend.capabilities
-        missing = _lookups(self._where) - capabilities.lookups
+        # (a backend that serves every lookup needs no look at the conditions)
+        missing = () if capabilities.lookups >= EVERY_LOOKUP else (
+            _lookups(self._where) - capabilities.lookups)
         if missing:
             raise UnsupportedOperation(connection.kind, "lookup " + ", ".join(
                 sorted(repr(lookup.value) for lookup in missing)))
@@ -348,8 +359,10 @@ class QuerySet(Generic[D]):
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
             return out
-        only = None if self._only is None else frozenset(
-            self._only + tuple(o.field for o in self._order if o.field != ID))
+        if self._only is None:
+            load = model.from_storage
+            return [load(row.id, row.version, row.data) for row in rows]
+        only = frozenset(self._only + tuple(o.field for o in self._order if o.field != ID))
         docs = []
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)
@@ -361,10 +374,10 @@ class QuerySet(Generic[D]):
         return docs
 
     def _fetch(self, backend: Backend, spec: QuerySpec) -> Op[list[Row]]:
+        # (returns the operation rather than wrapping it: one generator frame less)
         if self._cache_ttl is None:
-            return (yield from ops.fetch(backend, self.model, spec))
-        return (yield from cache_queries.fetch(backend, self.model._meta, spec,
-                                               self._cache_ttl))
+            return ops.fetch(backend, self.model, spec)
+        return cache_queries.fetch(backend, self.model._meta, spec, self._cache_ttl)
 
     def _all_op(self, backend: Backend) -> Op[list[Any]]:
         rows = yield from self._fetch(backend, self.spec)
@@ -402,7 +415,12 @@ class QuerySet(Generic[D]):
                 and self._limit is None):
             # get(id=x), the common case: the same queryset as filter(id=x)[:2], built
             # without the general path's Q objects and two intermediate clones
-            where = conjoin(self._where, resolve_lookup(self.model._meta, ID, lookups[ID]))
+            node = resolve_id(self.model._meta, lookups[ID])
+            if (self._where is TRUE and self._after is None and self._cache_ttl is None
+                    and isinstance(node, Condition)):
+                # on an unfiltered queryset: the document by id, without a query
+                return partial(_get_by_id_op, self, node)
+            where = conjoin(self._where, node)
             return partial(_get_op, self._clone(where=where, limit=2))
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
         return partial(_get_op, qs[:2])  # two are enough to tell "more than one"
@@ -640,6 +658,19 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
     if len(items) > 1:
         raise qs.model.MultipleObjectsReturned(f"more than one {name} matches {qs._where!r}")
     return items[0]  # type: ignore[no-any-return]
+
+
+def _get_by_id_op(qs: QuerySet[D], condition: Condition, backend: Backend) -> Op[D]:
+    """``get(id=x)`` on an unfiltered queryset: ``_get_op`` of ``filter(id=x)[:2]`` without
+    the layers between it and the backend's query (one id: one row or none)."""
+    rows = yield from backend.query(qs.model._meta, QuerySpec(condition, qs._order, 0, 2))
+    if not rows:
+        name = qs.model.__name__
+        raise qs.model.DoesNotExist(f"{name} matching {condition!r} does not exist")
+    if qs._values is None and qs._only is None:
+        row = rows[0]
+        return qs.model.from_storage(row.id, row.version, row.data)
+    return qs._convert(rows)[0]  # type: ignore[no-any-return]
 
 
 def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,

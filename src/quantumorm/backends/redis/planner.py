@@ -33,8 +33,9 @@ Token grammar (see ``lua/query.lua``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 
 from ... import sortable
 from ...fields.base import Field
@@ -43,9 +44,10 @@ from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
-from . import wire
+from . import plan_shapes, wire
 from .keys import meta_field
 from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
+from .plan_shapes import Template
 
 Token = bytes
 
@@ -104,6 +106,11 @@ class Driver:
                       self.covers if covers is None else covers)
 
 
+#: what explain() says of a plan: the filter the server applies, and how the script tests
+#: each condition it checks: (condition, how)
+Described = tuple[str, tuple[tuple[str, str], ...]]
+
+
 @dataclass
 class Plan:
     """The program for one query, identical for every partition."""
@@ -115,9 +122,21 @@ class Plan:
     order: list[Token]
     after: list[Token]
     residual: Node | None
-    server_filter: str
-    #: how the script tests each condition it checks (for explain()): (condition, how)
-    tests: tuple[tuple[str, str], ...] = ()
+    #: explain()'s text, made when it is asked for (a plan bound from its shape's template
+    #: has none until then: see plan())
+    describe: Callable[[], Described]
+
+    @cached_property
+    def described(self) -> Described:
+        return self.describe()
+
+    @property
+    def server_filter(self) -> str:
+        return self.described[0]
+
+    @property
+    def tests(self) -> tuple[tuple[str, str], ...]:
+        return self.described[1]
 
     @cached_property
     def program(self) -> bytes:
@@ -148,7 +167,14 @@ class Planner:
             options = replace(options, indexes=tuple(i for i in options.indexes
                                                      if i.name in ready))
         self.options = options
-        self._cached = lru_cache(maxsize=PLAN_CACHE_SIZE)(self._plan)
+        #: plans by query values (see plan()), oldest first
+        self._by_values: dict[Hashable, Plan] = {}
+        #: per query shape: its first plan (and the spec it planned), its template and
+        #: the plan the template binds, or None when the shape has no template
+        self._shapes: dict[Hashable, tuple[QuerySpec, Plan] | tuple[Template, Plan] | None] \
+            = {}
+        #: plans made by the planner, and plans bound from a shape's template
+        self.counts = {"planned": 0, "bound": 0}
         # (per planner, not per module: a module-level cache would keep every model whose
         # fields it met alive, and models made at runtime could never be freed)
         self._ranges = lru_cache(maxsize=RANGES_CACHE_SIZE)(_compute_ranges)
@@ -179,17 +205,93 @@ class Planner:
         return served.on_string if isinstance(field, StringField) else served.on_other
 
     def plan(self, spec: QuerySpec, counting: bool = False) -> Plan:
-        """The program for ``spec``. Plans are immutable and cached per query shape and
-        values (like prepared statements), so a repeated query is not planned again."""
+        """The program for ``spec``. Plans are immutable and cached per query shape (like
+        prepared statements: :mod:`.plan_shapes`), so a query whose shape was seen is not
+        planned again, its values are bound; and per values, so a repeated query does
+        not even bind them."""
+        order = spec.order
+        # (plain tuples, hashed and compared in C, rather than the spec's dataclasses)
+        key = (_values_key(spec.where), counting, spec.after,
+               tuple([(o.field, o.descending) for o in order]) if order else ())
+        by_values = self._by_values
         try:
-            # value types are part of the key: 0, 0.0 and False are equal (and hash alike)
-            # but are different JSON values
-            return self._cached(spec, counting, _types(spec.where))
+            plan = by_values.get(key)
         except TypeError:  # a value that cannot be hashed: plan without the cache
             return self._plan(spec, counting)
+        if plan is None:
+            plan = self._shared(spec, counting)
+            if len(by_values) >= PLAN_CACHE_SIZE:
+                try:
+                    del by_values[next(iter(by_values))]  # the oldest
+                except (KeyError, RuntimeError, StopIteration):
+                    pass  # (another thread changed the cache meanwhile)
+            by_values[key] = plan
+        return plan
 
-    def _plan(self, spec: QuerySpec, counting: bool, value_types: object = None) -> Plan:
-        # value_types only distinguishes cache entries (see plan())
+    def _shared(self, spec: QuerySpec, counting: bool) -> Plan:
+        """A plan not cached with its values: bound from its shape's template, else
+        planned (and, the second time a shape is planned, its template learnt)."""
+        try:
+            key = plan_shapes.shape(spec, counting)
+        except plan_shapes.Shapeless:
+            return self._plan(spec, counting)
+        known = self._shapes.get(key, ())
+        if known is None:  # a shape without a template
+            return self._plan(spec, counting)
+        if known and isinstance(known[0], Template):
+            self.counts["bound"] += 1
+            return self._bound(known[1], known[0].bind(
+                plan_shapes.conditions(spec.where), self._derived), spec, counting)
+        plan = self._plan(spec, counting)
+        if not known:
+            if len(self._shapes) >= PLAN_CACHE_SIZE:
+                self._shapes.clear()  # (a workload of that many shapes: start again)
+            self._shapes[key] = (spec, plan)
+            return plan
+        first_spec, first = known
+        assert isinstance(first_spec, QuerySpec)
+        conds, first_conds = (plan_shapes.conditions(s.where) for s in (spec, first_spec))
+        if plan_shapes.apart(first_conds, conds, self._derived):
+            template = plan_shapes.learn(first.tokens, first_conds, plan.tokens, conds,
+                                         self._derived)
+            self._shapes[key] = None if template is None else (template, first)
+        return plan
+
+    def _bound(self, base: Plan, tokens: dict[Token, Token], spec: QuerySpec,
+               counting: bool) -> Plan:
+        """``base`` (a plan of the shape) with its value tokens replaced by ``tokens``."""
+        plan = Plan(
+            driver=_rebind(base.driver, tokens),
+            need=base.need,
+            pred=[tokens.get(token, token) for token in base.pred],
+            server_order=base.server_order,
+            order=base.order,
+            after=base.after,
+            residual=None if base.residual is None else spec.where,
+            describe=lambda: self._plan(spec, counting, counted=False).described,
+        )
+        plan.__dict__["tokens"] = [tokens.get(token, token) for token in base.tokens]
+        return plan
+
+    def _derived(self, cond: Condition) -> list[Token]:
+        """The tokens the planner may make of a condition's value (see
+        :mod:`.plan_shapes`): its id key; or its index ranges, probes and test."""
+        if cond.field == ID:
+            return [sortable.id_key(cond.value)]
+        if not self.evaluable(cond):
+            return []  # (checked in Python: its value is in no token)
+        field, served = self.options.fields[cond.field], LOOKUPS[cond.lookup]
+        out = []
+        if self.options.single_index(cond.field) is not None:
+            for low, high in self._leaf_ranges(field, cond) or ():
+                out += [low, high]
+        out += served.probes(field, cond.value, b"") or ()
+        out += served.test(field, b"", cond.value)
+        return out
+
+    def _plan(self, spec: QuerySpec, counting: bool, counted: bool = True) -> Plan:
+        if counted:
+            self.counts["planned"] += 1
         where = spec.where
         if self.evaluable(where):
             server_where, residual = where, None
@@ -245,8 +347,7 @@ class Planner:
             order=order_tokens,
             after=after,
             residual=residual,
-            server_filter=repr(server_where),
-            tests=tuple(tests),
+            describe=partial(_describe, server_where, tuple(tests)),
         )
 
     def _sortable_on_server(self, name: str) -> bool:
@@ -498,16 +599,33 @@ class Planner:
         return Driver("WALK", body, label, indexes, exact)
 
 
-def _types(node: Node) -> tuple[object, ...]:
-    """The types of every value in a condition tree, nested values included."""
+def _describe(server_where: Node, tests: tuple[tuple[str, str], ...]) -> Described:
+    return repr(server_where), tests
+
+
+def _rebind(driver: Driver, tokens: dict[Token, Token]) -> Driver:
+    """``driver`` (and the drivers in it) with its value tokens replaced by ``tokens``."""
+    sub = tokens.get
+    return Driver(driver.kind, [sub(token, token) for token in driver.body], driver.label,
+                  driver.indexes, driver.exact, [_rebind(d, tokens) for d in driver.children],
+                  [(sub(low, low), sub(high, high)) for low, high in driver.ranges],
+                  driver.covers)
+
+
+def _values_key(node: Node) -> tuple[object, ...]:
+    """A condition tree as plain tuples, with the type of every value: 0, 0.0 and False
+    are equal (and hash alike) but are different JSON values, so different plans."""
     if isinstance(node, (And, Or)):
-        return tuple(_types(child) for child in node.children)
+        return (node.op, tuple([
+            (child.field, child.lookup, child.value, type(child.value))
+            if type(child) is Condition and type(child.value) is not tuple
+            else _values_key(child) for child in node.children]))
     if isinstance(node, Not):
-        return (_types(node.child),)
+        return (node.op, _values_key(node.child))
     value = node.value
     if isinstance(value, tuple):
-        return tuple(type(v) for v in value)
-    return (type(value),)
+        return (node.field, node.lookup, value, tuple(map(type, value)))
+    return (node.field, node.lookup, value, type(value))
 
 
 def _flag(value: bool) -> bytes:

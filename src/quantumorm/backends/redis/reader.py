@@ -17,9 +17,9 @@ from ...engine.contract import Row
 from ...engine.drive import Op
 from ...options import ModelOptions
 from ...query.lookups import Lookup
-from ...query.nodes import FALSE, ID, Condition, QuerySpec
+from ...query.nodes import FALSE, ID, Condition, Or, QuerySpec
 from ...sortable import escape_id
-from . import results, stored
+from . import results
 from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
 from .core import BackendCore, ModelState
@@ -46,28 +46,39 @@ class Reader(BackendCore):
         """One MGET per partition involved, in one round trip: a document key carries its
         version (see :mod:`.stored`). Documents stored before it did are read again with
         their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
-        keys = (yield from self.prepare(options)).keys
-        by_partition: dict[int, list[str]] = {}
-        for id in dict.fromkeys(ids):
-            by_partition.setdefault(keys.partition_of(id), []).append(id)
-        if not by_partition:
-            return []
-        commands = []
-        for partition, members in by_partition.items():
-            prefix = keys.partition(partition).doc_prefix
-            commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
-        replies = yield RedisPlan(tuple(commands), read_only=True)
+        state = self._state(options)
+        if state.schema is None:  # (first use; after it, no generator to run)
+            state = yield from self.prepare(options)
+        keys = state.keys
         found: dict[str, Row | None] = {}
         older: dict[int, list[str]] = {}
-        row = results.row
-        for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
-            for id, raw in zip(members, reply, strict=True):
-                if raw is None:
-                    found[id] = None
-                elif raw[:1] == stored.VERSIONED:
-                    found[id] = row(options, id, None, raw)
-                else:
-                    older.setdefault(partition, []).append(id)
+        if keys.partitions == 1:  # the common case: one MGET, nothing to group
+            if not ids:
+                return []
+            members = list(dict.fromkeys(ids)) if len(ids) > 1 else list(ids)
+            prefix = keys.partition(0).doc_prefix
+            (reply,) = yield RedisPlan((Command(("MGET", *[
+                prefix + escape_id(id) for id in members])),), read_only=True)
+            stale: list[str] = []
+            results.documents(options, members, reply, found, stale)
+            if stale:
+                older[0] = stale
+        else:
+            by_partition: dict[int, list[str]] = {}
+            for id in dict.fromkeys(ids):
+                by_partition.setdefault(keys.partition_of(id), []).append(id)
+            if not by_partition:
+                return []
+            commands = []
+            for partition, members in by_partition.items():
+                prefix = keys.partition(partition).doc_prefix
+                commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
+            replies = yield RedisPlan(tuple(commands), read_only=True)
+            for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
+                stale = []
+                results.documents(options, members, reply, found, stale)
+                if stale:
+                    older[partition] = stale
         if older:
             found.update((yield from self._fetch(options, older)))
         return [found[id] for id in ids]
@@ -94,15 +105,18 @@ class Reader(BackendCore):
         return found
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
-        if spec.where == FALSE or spec.limit == 0:
-            return []
         where = spec.where
+        if (type(where) is Or and not where.children) or spec.limit == 0:  # (FALSE, no call)
+            return []
         if isinstance(where, Condition) and where.field == ID and where.lookup in (
                 Lookup.EXACT, Lookup.IN):
             # by id: GETs (one round trip), no script; ordering and slicing in Python
             ids = [where.value] if where.lookup is Lookup.EXACT else list(where.value)
             found = yield from self.get_many(options, ids)
-            return results.arrange(options, spec, [row for row in found if row is not None])
+            rows = [row for row in found if row is not None]
+            if len(rows) <= 1 and spec.after is None:  # (arrange's own shortcut, inline)
+                return rows[spec.offset:][:spec.limit]
+            return results.arrange(options, spec, rows)
         single = options.partitions == 1
         two_phase = not single and two_phase_pays(options.partitions, spec.window)
 
@@ -151,7 +165,8 @@ class Reader(BackendCore):
         return rows
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
-        if spec.where == FALSE or spec.limit == 0:
+        where = spec.where
+        if (type(where) is Or and not where.children) or spec.limit == 0:  # (FALSE, no call)
             return 0
         total = yield from self._matches(options, spec, QueryMode.COUNT)
         total = max(0, total - spec.offset)
@@ -170,7 +185,9 @@ class Reader(BackendCore):
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
         if spec.after is None:
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
-        state = yield from self.prepare(options)
+        state = self._state(options)
+        if state.schema is None:  # (first use; after it, no generator to run)
+            state = yield from self.prepare(options)
         plan = state.planner.plan(spec, counting=True)
         if plan.residual is not None or not plan.server_order:  # (query() checks the layout)
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
@@ -181,15 +198,16 @@ class Reader(BackendCore):
             # while no document can expire the index is the truth: count its entries
             # (count.lua answers -1 if some can, and query.lua then checks each one)
             keys, layout = state.keys, state.writes.layout
-            bounds = tuple(bound for pair in driver.ranges for bound in pair)
-            shared = [keys.partition(p) for p in range(options.partitions)]
+            bounds = tuple([bound for pair in driver.ranges for bound in pair])
             # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
-            calls = tuple(
-                CountCall(p.ttl, p.ids if driver.kind == "ALL"
-                          else p.indexes[state.planner.keypos[driver.indexes[0]] - 2],
-                          p.state, layout, bounds).call()
-                for p in shared)
-            counts = [int(c) for c in (yield RedisPlan(calls, read_only=True))]
+            index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
+            calls = []
+            for partition in range(options.partitions):
+                shared = keys.partition(partition)
+                calls.append(CountCall(shared.ttl, shared.ids if index < 0
+                                       else shared.indexes[index], shared.state, layout,
+                                       bounds).call())
+            counts = [int(c) for c in (yield RedisPlan(tuple(calls), read_only=True))]
             if COUNT_OUTDATED in counts:  # planned with an outdated schema: plan again
                 yield from self.prepare(options, refresh=True)
                 return (yield from self._matches(options, spec, mode))

@@ -23,6 +23,9 @@ from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
 from . import stored
 
+#: the first byte of the id key of a numeric id (see :func:`quantumorm.sortable.id_key`)
+NUMERIC_ID = b"\x01"
+
 
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     """A document key's value (``version``: the meta hash's, read beside it when the value
@@ -43,12 +46,60 @@ def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     return Row(id, number, data)
 
 
+def documents(options: ModelOptions, ids: list[str], reply: list[Any],
+              found: dict[str, Row | None], older: list[str]) -> None:
+    """An MGET of document keys (``ids``' keys, in order): each id's row in ``found`` (None
+    where there is no document), and in ``older`` the ids whose document was stored
+    without its version (read again with their meta hashes). Common rows decode inline,
+    as in :func:`rows`."""
+    decode = jsoncodec.decode
+    for id, raw in zip(ids, reply, strict=True):
+        if raw is None:
+            found[id] = None
+            continue
+        if raw[:1] != stored.VERSIONED:
+            older.append(id)
+            continue
+        end = raw.find(b"\x00", 1)
+        if end > 1 and raw[end + 1:end + 2] == b"{":
+            try:
+                data = decode(raw[end + 1:])
+                number = int(raw[1:end])
+            except ValueError:
+                pass
+            else:
+                if type(data) is dict:
+                    found[id] = Row(id, number, data)
+                    continue
+        found[id] = row(options, id, None, raw)
+
+
 def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
-    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}."""
-    return [
-        row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
-        for i in range(0, len(reply), 3)
-    ]
+    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}.
+
+    The loop runs once per row of every query, so the common row (a numeric id key, a
+    document key that carries its version, JSON that is not compressed) is decoded inline
+    here, without the three calls of :func:`row`; any other row, and any row that does not
+    decode, goes through :func:`row`, which raises the precise error."""
+    out: list[Row] = []
+    append, decode = out.append, jsoncodec.decode
+    for i in range(0, len(reply), 3):
+        key, raw = reply[i], reply[i + 2]
+        id = key[2:].decode() if key[:1] == NUMERIC_ID else sortable.id_from_key(bytes(key))
+        # (stored.py's format: NUL, the version's digits, NUL, the document)
+        end = raw.find(b"\x00", 1) if raw[:1] == stored.VERSIONED else -1
+        if end > 1 and raw[end + 1:end + 2] == b"{":
+            try:
+                data = decode(raw[end + 1:])
+                number = int(raw[1:end])
+            except ValueError:
+                pass
+            else:
+                if type(data) is dict:
+                    append(Row(id, number, data))
+                    continue
+        append(row(options, id, reply[i + 1], raw))
+    return out
 
 
 def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:

@@ -556,12 +556,17 @@ local function emit(rows)
       local json = docs[i - first + 1]
       if json then
         local row = rows[i]
-        local vals = row.vals or values_of(row.id)
+        -- (a row's values table, made here only when its sort keys or version need it)
+        local vals = row.vals
+        if keyed and not row.keys then vals = vals or values_of(row.id) end
         -- (a walk's rows have no sort keys yet: reading them reads the version too)
         local keys_of = keyed and (row.keys or sort_keys(vals, row.id))
         -- (false: the document carries its version, which the caller reads there)
         local version = false
-        if string.byte(json, 1) ~= 0 then version = rawget(vals, VERSION) or version_of(row.id) end
+        if string.byte(json, 1) ~= 0 then
+          vals = vals or values_of(row.id)
+          version = rawget(vals, VERSION) or version_of(row.id)
+        end
         out[#out + 1] = row.id
         out[#out + 1] = version
         out[#out + 1] = json
@@ -609,7 +614,8 @@ local function walk(d)
       for i, m in ipairs(members) do ids[i] = id_of_member(m) end
     end
     for _, idkey in ipairs(within(filter(ids, probes), sets)) do
-      local vals = values_of(idkey)
+      -- (no test: no values table; emit makes one only if a row needs its meta hash)
+      local vals = test and values_of(idkey)
       if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1

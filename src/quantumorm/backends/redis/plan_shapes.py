@@ -1,0 +1,162 @@
+"""Plans per query *shape*: ``filter(name="x")`` and ``filter(name="y")`` share one plan,
+planned once, whose value tokens are bound for each query (a prepared statement's idea).
+
+The planner (:mod:`.planner`) plans with values: its tokens hold the values' index
+encodings, and a few of its choices look at values. A shape is what a query is without its
+values: the tree of (field, lookup) conditions, the ordering, whether it counts; a bool or
+None value stays in the shape (the planner branches on them), and a list value (``in``,
+``nin``) or a keyset position makes the query shapeless (its length changes the plan).
+
+A template is learnt from two plans of one shape whose every value differs
+(:func:`learn`): the positions where their tokens differ are the value positions, each
+traced to the token it is among its condition's *derived tokens* (the index ranges, probes
+and tests the lookup makes of the value, :data:`.lookup_plans.LOOKUPS`) for both values.
+The template is refused (the shape is then planned per value, as before) when:
+
+* a value position traces to no derived token, or to several conditions' (a compound
+  index's prefix mixes values, for example);
+* a token at an unchanged position is also a value token (it could not be told apart);
+* a field has two conditions that bound it on the same side, or an equality and a bound:
+  the planner keeps the tighter of the two, a choice that depends on the values, where a
+  template would keep the same condition's bound.
+
+Every other choice of the planner depends on fields, lookups, the ordering and the kinds
+of values only (an encoding of a value sorts after the null entries, which is the one
+comparison of a value with a constant), so a learnt template gives, for any values of the
+shape, the plan the planner would make. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from ...query.lookups import Lookup
+from ...query.nodes import Condition, Node, Not, QuerySpec
+
+Token = bytes
+#: a condition's derived tokens: what its lookup makes of its value (see the docstring)
+Derive = Callable[[Condition], list[Token]]
+
+LOWER = frozenset({Lookup.GT, Lookup.GTE})
+UPPER = frozenset({Lookup.LT, Lookup.LTE})
+
+
+class Shapeless(Exception):
+    """The query has no shape to share: a list value or a keyset position."""
+
+
+def shape(spec: QuerySpec, counting: bool) -> tuple[Hashable, ...]:
+    """The query without its values (raises :class:`Shapeless`)."""
+    if spec.after is not None:
+        raise Shapeless
+    return (_shape(spec.where), spec.order, counting)
+
+
+def _shape(node: Node) -> Hashable:
+    if isinstance(node, Condition):
+        value = node.value
+        if value is None or isinstance(value, bool):
+            return (node.field, node.lookup, value)  # the planner branches on these
+        if isinstance(value, tuple):
+            raise Shapeless
+        return (node.field, node.lookup, type(value))
+    if isinstance(node, Not):
+        return ("NOT", _shape(node.child))
+    return (node.op, tuple(_shape(child) for child in node.children))
+
+
+def conditions(node: Node) -> list[Condition]:
+    """The conditions of a tree, in the order :func:`shape` visits them."""
+    if isinstance(node, Condition):
+        return [node]
+    if isinstance(node, Not):
+        return conditions(node.child)
+    return [cond for child in node.children for cond in conditions(child)]
+
+
+def _fixed(cond: Condition) -> bool:
+    """Whether the condition's value is part of the shape (its tokens are constants)."""
+    return cond.value is None or isinstance(cond.value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """How to make a plan's tokens for other values of its shape: ``slots`` maps each
+    value token of the learnt plan to (condition position, derived token position)."""
+
+    slots: dict[Token, tuple[int, int]]
+
+    def bind(self, conds: list[Condition], derive: Derive) -> dict[Token, Token]:
+        """The learnt plan's value tokens -> this query's (``conds``: its conditions)."""
+        derived: dict[int, list[Token]] = {}
+        out = {}
+        for token, (position, index) in self.slots.items():
+            tokens = derived.get(position)
+            if tokens is None:
+                tokens = derived[position] = derive(conds[position])
+            out[token] = tokens[index]
+        return out
+
+
+def apart(first_conds: list[Condition], second_conds: list[Condition],
+          derive: Derive) -> bool:
+    """Whether two queries of one shape differ in every value the shape does not fix and
+    the plan holds (a condition checked in Python has no tokens), so that :func:`learn`
+    can tell every value token from the constants."""
+    for a, b in zip(first_conds, second_conds, strict=True):
+        if not _fixed(a):
+            tokens = derive(a)
+            if tokens and tokens == derive(b):
+                return False
+    return True
+
+
+def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
+          second_conds: list[Condition], derive: Derive) -> Template | None:
+    """The template of a shape from two of its plans' tokens (and their conditions, in
+    :func:`conditions` order), or None when the shape has none (see the module
+    docstring). The two must be :func:`apart`."""
+    if len(first) != len(second) or not _separable(first_conds):
+        return None
+    before = [derive(cond) for cond in first_conds]
+    after = [derive(cond) for cond in second_conds]
+    if any(len(old) != len(new) for old, new in zip(before, after, strict=True)):
+        return None
+    slots: dict[Token, tuple[int, int]] = {}
+    constants = set()
+    for old, new in zip(first, second, strict=True):
+        if old == new:
+            constants.add(old)
+            continue
+        found = None
+        for position, (olds, news) in enumerate(zip(before, after, strict=True)):
+            if _fixed(first_conds[position]):
+                continue
+            for index, (a, b) in enumerate(zip(olds, news, strict=True)):
+                if a == old and b == new:
+                    if found is not None and found[0] != position:
+                        return None  # two conditions' values could have made it
+                    found = found or (position, index)
+        if found is None or slots.setdefault(old, found) != found:
+            return None
+    if constants & slots.keys():
+        return None
+    return Template(slots)
+
+
+def _separable(conds: list[Condition]) -> bool:
+    """No field whose conditions the planner would merge by comparing their values: at
+    most one condition per field, or a lower and an upper bound."""
+    by_field: dict[str, list[Lookup]] = {}
+    for cond in conds:
+        by_field.setdefault(cond.field, []).append(cond.lookup)
+    for lookups in by_field.values():
+        if len(lookups) == 1:
+            continue
+        if len(lookups) != 2 or {lookups[0] in LOWER, lookups[1] in LOWER} != {True, False}:
+            return False
+        if not all(lookup in LOWER or lookup in UPPER for lookup in lookups):
+            return False
+    return True
+

@@ -1,0 +1,176 @@
+"""Plans shared per query shape (``backends/redis/plan_shapes.py``): a plan bound from its
+shape's template must be, field for field, the plan the planner makes for those values;
+shapes whose plan depends on how their values compare get no template; hot shapes plan once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    Document,
+    FloatField,
+    IntField,
+    JSONField,
+    Q,
+    StringField,
+)
+from quantumorm.backends.redis import plan_shapes, wire
+from quantumorm.backends.redis.planner import Plan, Planner
+from quantumorm.query.nodes import QuerySpec
+
+
+class Stall(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    f = FloatField(indexed=True)
+    d = DecimalField(indexed=True)
+    t = DateTimeField(indexed=True)
+    b = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    u = StringField()
+    c = IntField()
+    j = JSONField()  # (no index: checked in Python, on the plan's residual)
+
+    class Meta:
+        collection = "stall"
+        indexes = [("s", "n"), ("c", "b")]
+
+
+objects = Stall.objects
+text = st.text(max_size=6)
+ints = st.integers(-10**20, 10**20)
+floats = st.floats(allow_nan=False, allow_infinity=False)
+decimals = st.decimals(allow_nan=False, allow_infinity=False, places=3)
+times = st.datetimes(timezones=st.just(dt.UTC))
+
+#: query shapes, each a function of two values, and the strategy of those values
+SHAPES: dict[str, tuple[Callable[[Any, Any], Any], st.SearchStrategy[Any]]] = {
+    "eq": (lambda a, b: objects.filter(s=a), text),
+    "ne": (lambda a, b: objects.filter(n__ne=a), ints),
+    "range": (lambda a, b: objects.filter(n__gte=a, n__lt=b).order_by("n").limit(100), ints),
+    "range desc": (lambda a, b: objects.filter(f__gt=a, f__lte=b).order_by("-f"), floats),
+    "decimal": (lambda a, b: objects.filter(d__lte=a), decimals),
+    "time": (lambda a, b: objects.filter(t__gt=a).order_by("t"), times),
+    "prefix": (lambda a, b: objects.filter(s__startswith=a), text),
+    "element": (lambda a, b: objects.filter(tags__contains=a, b=True), text),
+    "or": (lambda a, b: objects.filter(Q(n=a) | Q(n__gt=b)), ints),
+    "not": (lambda a, b: objects.exclude(n=a).filter(b=False), ints),
+    "residual": (lambda a, b: objects.filter(s=a, u=b), text),
+    "id": (lambda a, b: objects.filter(id=a or "x", s=b), text),
+    "ordered by another": (lambda a, b: objects.filter(n=a).order_by("s"), ints),
+    # a compound index's prefix mixes two values in one token: no template
+    "compound": (lambda a, b: objects.filter(s=a, n=b), st.integers(0, 9).map(str)),
+    # the planner keeps the tighter bound: which one depends on the values
+    "same side": (lambda a, b: objects.filter(n__gt=a, n__gte=b), ints),
+    "equal and bound": (lambda a, b: objects.filter(s=a, s__startswith=b), text),
+}
+
+
+def _check_same(shared: Plan, fresh: Plan) -> None:
+    assert shared.tokens == fresh.tokens
+    assert shared.program == fresh.program == wire.pack(fresh.tokens)
+    assert shared.driver == fresh.driver  # (kinds, bodies, ranges, covers, children)
+    assert shared.pred == fresh.pred and shared.need == fresh.need
+    assert shared.order == fresh.order and shared.after == fresh.after
+    assert shared.server_order == fresh.server_order
+    assert shared.residual == fresh.residual
+    assert shared.server_filter == fresh.server_filter and shared.tests == fresh.tests
+
+
+def _values(name: str, a: Any, b: Any) -> tuple[Any, Any]:
+    if name == "compound":
+        return a, int(a)
+    return a, b
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_bound_plan_is_the_plan_of_its_values(name: str, data: st.DataObject) -> None:
+    build, values = SHAPES[name]
+    shared, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for counting in (False, True):
+        for _ in range(6):
+            a, b = _values(name, data.draw(values), data.draw(values))
+            spec = build(a, b).spec
+            _check_same(shared.plan(spec, counting), reference._plan(spec, counting))
+
+
+def test_a_hot_shape_is_planned_twice_then_bound() -> None:
+    planner = Planner(Stall._meta)
+    for i in range(50):
+        planner.plan(objects.filter(s=f"name{i}").spec)
+        planner.plan(objects.filter(n__gte=i, n__lt=i + 10).order_by("n").limit(100).spec)
+        planner.plan(objects.filter(n=i, u=f"x{i}").spec)  # u: checked in Python
+    # two plans of each shape teach its template; the other 48 are bound
+    assert planner.counts == {"planned": 6, "bound": 144}
+
+
+def test_shapes_without_a_template_are_planned_per_value() -> None:
+    planner = Planner(Stall._meta)
+    for i in range(10):
+        planner.plan(objects.filter(n__gt=i, n__gte=20 - i).spec)  # the tighter one flips
+        planner.plan(objects.filter(s=str(i), n=i).spec)  # a compound prefix
+        planner.plan(objects.filter(n__in=[i, i + 1]).spec)  # a list: shapeless
+    assert planner.counts == {"planned": 30, "bound": 0}
+
+
+def test_values_fixed_by_the_shape_and_repeats() -> None:
+    planner = Planner(Stall._meta)
+    # True and False are two shapes (the planner branches on them); 0 and False too
+    for flag in (True, False, True, False):
+        planner.plan(objects.filter(b=flag).spec)
+    assert planner.counts == {"planned": 2, "bound": 0}
+    # a shape seen twice with the same value learns nothing yet (repeats hit the cache)
+    planner.plan(objects.filter(n=1).spec)
+    planner.plan(objects.filter(n=1).spec)  # (the same plan, cached with its values)
+    planner.plan(objects.filter(n=2).spec)
+    planner.plan(objects.filter(n=3).spec)
+    assert planner.counts == {"planned": 4, "bound": 1}
+
+
+def test_shape_keys() -> None:
+    spec = objects.filter(s="x", n__gt=3, b=True).order_by("n").spec
+    same = objects.filter(s="y", n__gt=-1, b=True).order_by("n").spec
+    assert plan_shapes.shape(spec, False) == plan_shapes.shape(same, False)
+    assert plan_shapes.shape(spec, False) != plan_shapes.shape(same, True)
+    flipped = objects.filter(s="y", n__gt=-1, b=False).order_by("n").spec
+    assert plan_shapes.shape(spec, False) != plan_shapes.shape(flipped, False)
+    with pytest.raises(plan_shapes.Shapeless):
+        plan_shapes.shape(objects.filter(n__in=[1, 2]).spec, False)
+    with pytest.raises(plan_shapes.Shapeless):
+        plan_shapes.shape(QuerySpec(spec.where, spec.order, after=(b"x", b"y")), False)
+
+
+def test_decimal_and_time_values_bind() -> None:
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for i in range(5):
+        for qs in (objects.filter(d__gte=Decimal(i) / 3),
+                   objects.filter(t__lt=dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC))):
+            _check_same(planner.plan(qs.spec), reference._plan(qs.spec, False))
+    assert planner.counts["bound"] == 6
+
+
+def test_equal_values_of_other_types_get_their_own_plans() -> None:
+    # 0, 0.0 and False are equal in Python (and hash alike) but are other JSON values: a
+    # plan cached for one must not serve another (here: its residual, checked in Python)
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for _ in range(2):
+        for value in (0, False, 0.0, 1, True, 1.0, "0"):
+            spec = objects.filter(j=value).spec
+            plan = planner.plan(spec)
+            _check_same(plan, reference._plan(spec, False))
+            assert plan.residual is not None
+            assert type(plan.residual.value) is type(value)  # type: ignore[union-attr]

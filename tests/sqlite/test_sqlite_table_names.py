@@ -3,12 +3,16 @@ legacy names (``<namespace>_<collection>`` folded) adopted at first use."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import quantumorm
 from quantumorm import ArrayField, Document, IntField, StringField
+from quantumorm.errors import SchemaMismatchError
 
 
 def _declare(namespace: str, collection: str, **fields: Any) -> Any:
@@ -103,3 +107,57 @@ def test_a_file_with_legacy_table_names_is_adopted(tmp_path: Path) -> None:
     names = {name for _, name in _objects(path)}
     assert not any(name.startswith("qorm_old_items") for name in names)
     assert {"qorm:old_items", "qorm:old_items#tags", "qorm:old_items!name"} <= names
+
+
+def test_a_legacy_table_another_pair_may_own_is_refused(tmp_path: Path) -> None:
+    # (a, b_c) wrote "a_b_c"; a newcomer (a_b, c) folds to the same legacy name
+    path = tmp_path / "shared.db"
+    url = f"sqlite:///{path}"
+    owner = _declare("a", "b_c", name=StringField(indexed=True))
+    newcomer = _declare("a_b", "c", title=StringField())
+    quantumorm.create_connection(backend="sqlite", url=url, name="v1", make_default=True)
+    try:
+        owner(id="1", name="mine").save_sync()
+    finally:
+        quantumorm.close_all()
+    _to_legacy(path, "a:b_c", "a_b_c")
+
+    quantumorm.create_connection(backend="sqlite", url=url, name="v2", make_default=True)
+    try:
+        with pytest.raises(SchemaMismatchError, match="'a_b_c'"):
+            newcomer.objects.count_sync()
+        assert ("table", "a_b_c") in _objects(path)  # nothing renamed, nothing rewritten
+        assert owner.objects.get_sync(id="1").name == "mine"  # the owner takes it
+    finally:
+        quantumorm.close_all()
+    quantumorm.create_connection(backend="sqlite", url=url, name="v3", make_default=True)
+    try:
+        assert newcomer.objects.count_sync() == 0  # a table of its own now
+        assert owner.objects.count_sync() == 1
+    finally:
+        quantumorm.close_all()
+
+
+def test_an_unambiguous_legacy_table_is_adopted_and_evolved(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "plain.db"
+    url = f"sqlite:///{path}"
+    before = _declare("qorm", "things", name=StringField(indexed=True))
+    after = _declare("qorm", "things", name=StringField(indexed=True),
+                     n=IntField(default=7, indexed=True))
+    quantumorm.create_connection(backend="sqlite", url=url, name="v1", make_default=True)
+    try:
+        before(id="1", name="x").save_sync()
+    finally:
+        quantumorm.close_all()
+    _to_legacy(path, "qorm:things", "qorm_things")
+
+    caplog.set_level(logging.INFO, logger="quantumorm")
+    quantumorm.create_connection(backend="sqlite", url=url, name="v2", make_default=True)
+    try:
+        assert after.objects.filter(n=7).count_sync() == 1
+        assert after.objects.verify_sync().ok
+    finally:
+        quantumorm.close_all()
+    assert ("sqlite tables renamed from their legacy name model=Item from=qorm_things "
+            "to=qorm:things tables=1 indexes_rebuilt=1") in caplog.messages

@@ -75,7 +75,7 @@ class SqliteBackend:
                                            f"{options.model_name}.Meta.ttl is set")
             (info,) = yield SqlPlan.read(layout.table_info())
             present = {row[0] for row in info.rows[0]}
-            if not present and (yield from lifecycle.adopt_legacy(layout)):
+            if not present and (yield from lifecycle.adopt_legacy(options, layout)):
                 (info,) = yield SqlPlan.read(layout.table_info())
                 present = {row[0] for row in info.rows[0]}
             ddl: list[Statement] = [Statement(

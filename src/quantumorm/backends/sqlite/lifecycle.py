@@ -23,10 +23,10 @@ from typing import Any
 
 from ... import logs, sortable
 from ...engine.drive import Op
-from ...errors import BackendError
+from ...errors import BackendError, SchemaMismatchError
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...schema import HISTORY, Schema, declared, reconcile
+from ...schema import FORMAT, HISTORY, Schema, declared, reconcile
 from .plans import SqlPlan, Statement
 from .schema import CLOCKS, SEQUENCES, Layout, encode_document, quote
 
@@ -42,30 +42,47 @@ def create_statements() -> list[Statement]:
                       "(name TEXT PRIMARY KEY, body TEXT NOT NULL)")]
 
 
-def adopt_legacy(layout: Layout) -> Op[bool]:
+def adopt_legacy(options: ModelOptions, layout: Layout) -> Op[bool]:
     """Rename a collection's tables from their legacy name (see
     :func:`.schema.legacy_table_name`) when its table does not exist yet: the table, its
     array side tables and its rows in the sequence, clock and schema tables move in one
     transaction; the indexes are dropped, for :meth:`Layout.create` to build them again
-    under their new names (SQLite cannot rename an index). True if it renamed anything.
+    under their new names (SQLite cannot rename an index). True if the legacy tables
+    existed (renamed now, or by another connection meanwhile): look at the table again.
 
-    Two collections whose legacy names were equal shared one table: the first to be used
-    takes it, rows of both, as it read them before."""
+    A legacy name can belong to more than one (namespace, collection) pair when either holds
+    ``_`` (``a_b`` + ``c`` and ``a`` + ``b_c``). Such a table is taken only by a model whose
+    declaration is the one stored with it; otherwise :class:`SchemaMismatchError`, so that
+    a newcomer never takes (and rewrites) another collection's rows."""
     old, new = layout.legacy_name, layout.table_name
     (reply,) = yield SqlPlan.read(Statement(
         "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
-    objects = [(kind, name, table) for kind, name, table in reply.rows[0]
+    found = reply.rows[0]
+    objects = [(kind, name, table) for kind, name, table in found
                if table == old or table.startswith(old + "#")]
     if not any(kind == "table" and name == old for kind, name, _ in objects):
         return False
+    if "_" in options.namespace or "_" in options.collection:
+        stored = None
+        if any(kind == "table" and name == SCHEMAS for kind, name, _ in found):
+            stored = yield from read_schema(layout, old)
+        if not _declares(options, stored):
+            raise SchemaMismatchError(
+                f"{options.model_name}: the SQLite table {old!r} was named by an earlier "
+                f"version from namespace and collection joined by '_', so it may belong to "
+                f"another pair than ({options.namespace!r}, {options.collection!r}), and its "
+                f"stored schema is not this model's declaration. Use it first with the "
+                f"declaration that wrote it (it is then renamed to {new!r}), or rename it by "
+                f"hand (ALTER TABLE, and the name in {SEQUENCES!r}, {CLOCKS!r}, {SCHEMAS!r})")
     names = (SEQUENCES, CLOCKS)
     statements = [Statement(f"CREATE TABLE IF NOT EXISTS {quote(table)} "
                             "(name TEXT PRIMARY KEY, value INTEGER NOT NULL)") for table in names]
     statements += create_statements()
-    statements += [Statement(f"DROP INDEX {quote(name)}") for kind, name, _ in objects
-                   if kind == "index" and name.startswith(old + "!")]
+    dropped = [name for kind, name, _ in objects if kind == "index" and name.startswith(old + "!")]
+    statements += [Statement(f"DROP INDEX {quote(name)}") for name in dropped]
+    tables = [name for kind, name, _ in objects if kind == "table"]
     statements += [Statement(f"ALTER TABLE {quote(name)} RENAME TO {quote(new + name[len(old):])}")
-                   for kind, name, _ in objects if kind == "table"]
+                   for name in tables]
     statements += [Statement(f"UPDATE {quote(table)} SET name = ? WHERE name = ?", (new, old))
                    for table in (*names, SCHEMAS)]
     try:
@@ -75,13 +92,26 @@ def adopt_legacy(layout: Layout) -> Op[bool]:
         # transaction rolled back): the tables now have their new names
         if "no such table" not in str(exc) and "no such index" not in str(exc):
             raise
-        return False
+        return True
+    logs.root.info("sqlite tables renamed from their legacy name model=%s from=%s to=%s "
+                   "tables=%d indexes_rebuilt=%d", options.model_name, old, new, len(tables),
+                   len(dropped))
     return True
 
 
-def read_schema(layout: Layout) -> Op[Schema | None]:
+def _declares(options: ModelOptions, stored: Schema | None) -> bool:
+    """Whether ``stored`` is this model's declaration (or one it replaced)."""
+    if stored is None:
+        return False
+    mine = declared(options).fingerprint
+    return mine in (stored.fingerprint, replace(stored, format=FORMAT).fingerprint) \
+        or mine in stored.history
+
+
+def read_schema(layout: Layout, name: str | None = None) -> Op[Schema | None]:
+    """The schema stored for the layout's table (or for the table ``name``)."""
     (reply,) = yield SqlPlan.read(Statement(
-        f"SELECT body FROM {quote(SCHEMAS)} WHERE name = ?", (layout.table_name,)))
+        f"SELECT body FROM {quote(SCHEMAS)} WHERE name = ?", (name or layout.table_name,)))
     rows = reply.rows[0]
     return Schema.load(json.loads(rows[0][0])) if rows else None
 

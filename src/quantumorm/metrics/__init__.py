@@ -162,13 +162,14 @@ def _streams(rows: list[tuple[str, int, list[dict[str, Any]]]]) -> list[StreamSt
 async def stream_stats(model: type[Any]) -> list[StreamStats]:
     """Each partition's change stream of ``model``: its length and every consumer group's
     pending entries and lag (Redis; two round trips)."""
-    rows = await model._connection().arun(_usage(model, "stream_stats"), None, "stream_stats")
+    rows = await model._connection().arun(_usage(model, "stream_stats"), model.objects,
+                                          "stream_stats")
     return _streams(rows)
 
 
 def stream_stats_sync(model: type[Any]) -> list[StreamStats]:
     """The blocking twin of :func:`stream_stats`."""
-    rows = model._connection().run(_usage(model, "stream_stats"), None, "stream_stats")
+    rows = model._connection().run(_usage(model, "stream_stats"), model.objects, "stream_stats")
     return _streams(rows)
 
 
@@ -189,7 +190,8 @@ async def memory_usage(model: type[Any], samples: int = 100) -> MemoryUsage:
     measured with ``MEMORY USAGE``, scaled by the document count, plus the collection's
     shared keys (see :class:`~.records.MemoryUsage`; three round trips)."""
     _check_samples(samples)
-    found = await model._connection().arun(_usage(model, "memory_usage", samples), None,
+    found = await model._connection().arun(_usage(model, "memory_usage", samples),
+                                           model.objects,
                                            "memory_usage")
     return _memory(model, found)
 
@@ -197,7 +199,7 @@ async def memory_usage(model: type[Any], samples: int = 100) -> MemoryUsage:
 def memory_usage_sync(model: type[Any], samples: int = 100) -> MemoryUsage:
     """The blocking twin of :func:`memory_usage`."""
     _check_samples(samples)
-    found = model._connection().run(_usage(model, "memory_usage", samples), None,
+    found = model._connection().run(_usage(model, "memory_usage", samples), model.objects,
                                     "memory_usage")
     return _memory(model, found)
 

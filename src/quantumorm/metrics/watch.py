@@ -142,6 +142,17 @@ class Watch:
         return op
 
     def _end(self, op: Running, seconds: float, error: BaseException | None) -> None:
+        """Record a finished operation. Never raises: a failure to record (a tracer's, a log
+        handler's) must not turn a committed write into an error, nor replace the
+        operation's own exception."""
+        try:
+            self._record(op, seconds, error)
+        except Exception:
+            SLOW_LOGGER.getChild("errors").exception(
+                "recording an operation failed model=%s operation=%s", op.model or "-",
+                op.operation)
+
+    def _record(self, op: Running, seconds: float, error: BaseException | None) -> None:
         if op.tracer is not None:
             op.tracer.end(op.trace, error)
         if self.recording:

@@ -58,6 +58,21 @@ def stream_stats(keys: KeySpace) -> Op[list[tuple[str, int, list[dict[str, Any]]
     return out
 
 
+def _shares(samples: int, counts: list[int]) -> list[int]:
+    """``samples`` spread over partitions in proportion to their ``counts`` (largest
+    remainders; never more than a partition holds), so that no partition is left out by
+    rounding."""
+    total = sum(counts)
+    if not total:
+        return [0] * len(counts)
+    wanted = min(samples, total)
+    share = [wanted * n // total for n in counts]
+    order = sorted(range(len(counts)), key=lambda p: (wanted * counts[p]) % total, reverse=True)
+    for p in order[:wanted - sum(share)]:
+        share[p] += 1
+    return share
+
+
 def memory_usage(keys: KeySpace, samples: int) -> Op[dict[str, Any]]:
     """The collection's memory: ``documents`` (ZCARD of every partition's id set),
     ``sampled`` (documents measured: up to ``samples``, spread over the partitions by
@@ -69,12 +84,12 @@ def memory_usage(keys: KeySpace, samples: int) -> Op[dict[str, Any]]:
     counts = yield RedisPlan(tuple(Command(("ZCARD", keys.ids(p))) for p in partitions),
                              read_only=True)
     total = sum(int(n) for n in counts)
-    share = [0 if not total else -(-samples * int(n) // total) for n in counts]
+    share = _shares(samples, [int(n) for n in counts])
     picks = [(p, n) for p, n in zip(partitions, share, strict=True) if n > 0]
     chosen = (yield RedisPlan(tuple(Command(("ZRANDMEMBER", keys.ids(p), n)) for p, n in picks),
                               read_only=True)) if picks else []
     measured = [(p, escaped_id(idkey)) for (p, _), ids in zip(picks, chosen, strict=True)
-                for idkey in ids or ()][:samples]
+                for idkey in ids or ()]
     structures = [key for p in partitions for key in (
         keys.ids(p), keys.ttl(p), keys.state(p), keys.changes(p), *keys.indexes(p))]
     commands = [Command(("MEMORY USAGE", keys.doc_prefix(p).encode() + escaped))

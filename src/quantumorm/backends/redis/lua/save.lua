@@ -97,13 +97,23 @@ end
 
 -- 1. identity and version --------------------------------------------------------------
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
--- touched indexes hold now; the TYPE of the document key tells both its type and whether
--- it is alive (an expired document's meta hash stays until a purge).
+-- touched indexes hold now; the TYPE of the document key (a patch: the GET of it) tells
+-- both its type and whether it is alive (an expired document's meta hash stays until a
+-- purge).
 local seen, current  -- the meta hash's "r" and "v" (update, patch)
 local patching = mode == "patch"
+local patched  -- what a patch reads: the stored document (false: none)
 local function check_update()
-  local t = redis.call("TYPE", doc_key).ok
-  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  local t
+  if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
+    local refused
+    patched, refused = typed(doc_key, "GET", doc_key)
+    if refused then return refused end
+    t = patched and "string" or "none"
+  else
+    t = redis.call("TYPE", doc_key).ok
+    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  end
   local wanted = {"v", "r"}
   for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
   local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
@@ -151,7 +161,7 @@ if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
   if patching then  -- the stored JSON with the new values in place; unchanged: no write
-    local names, stored = nil, payload_of(redis.call("GET", doc_key))
+    local names, stored = nil, payload_of(patched)
     -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
     -- no JSON text does
     if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import MODES, assert_indexes_consistent, call, snapshot
 
-from quantumorm import Document, IntField, StringField, WrongTypeError
+from quantumorm import Document, IntField, StringField, VersionConflict, WrongTypeError
 from quantumorm.backends.redis.keys import KeySpace
 
 
@@ -54,4 +54,35 @@ async def test_a_foreign_stream_refuses_inserts_and_deletes_untouched(
     await call(Entry(id="gone", title="again", n=6), "save", mode)  # (its leftovers purged)
     assert {d.id for d in await call(Entry.objects, "all", mode)} == {auto.id, "gone"} | (
         {"1"} if sequence == "present" else set())
+    assert_indexes_consistent(redis_client, Entry)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_update_at_the_expected_version_finds_a_foreign_or_expired_document(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """An update that keeps the expiry learns whether its document is alive, and of the
+    right type, from its own SET (no TYPE before it): a foreign value is refused with
+    nothing written, an expired document is missing and its leftovers are purged."""
+    ks = KeySpace(Entry._meta)
+    foreign = await call(Entry(id="foreign", title="f", n=1), "save", mode)
+    expired = await call(Entry(id="expired", title="e", n=2), "save", mode)
+    redis_client.delete(ks.doc(0, "foreign"))
+    redis_client.hset(ks.doc(0, "foreign"), "someone", "else")
+    before = snapshot(redis_client)
+    foreign.n = 10
+    with pytest.raises(WrongTypeError) as error:
+        await call(foreign, "save", mode)
+    assert error.value.key == ks.doc(0, "foreign")
+    assert snapshot(redis_client) == before
+    feed = Entry.objects.changes(wait=0)
+    await call(feed, "read", mode)
+    redis_client.delete(ks.doc(0, "expired"))  # as if it expired: its leftovers stay
+    expired.n = 20
+    with pytest.raises(VersionConflict):
+        await call(expired, "save", mode)
+    assert not redis_client.exists(ks.doc(0, "expired"), ks.meta(0, "expired"))
+    assert [(e.op, e.id) for e in await call(feed, "read", mode)] == [("expire", "expired")]
+    redis_client.delete(ks.doc(0, "foreign"))
+    await call(Entry(id="foreign", title="f", n=1), "save", mode)  # (its leftovers purged)
+    assert {d.id for d in await call(Entry.objects, "all", mode)} == {"foreign"}
     assert_indexes_consistent(redis_client, Entry)

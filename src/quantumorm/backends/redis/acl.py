@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     # scripts: EVALSHA (EVALSHA_RO for reads on replicas), loaded with SCRIPT LOAD; EVAL
     # (EVAL_RO) when scripts keep vanishing (reloads.py: the last resend carries the source)
     "scripts": ("evalsha", "evalsha_ro", "script|load", "eval", "eval_ro"),
-    "documents": ("get", "mget", "set", "mset", "del", "exists", "type", "rename", "incr", "incrby",
+    "documents": ("get", "mget", "set", "del", "exists", "type", "rename", "incr", "incrby",
                   "pexpire", "pexpireat", "pexpiretime", "persist", "pttl", "time"),
     "meta and state hashes": ("hget", "hmget", "hset", "hdel", "hgetall"),
     "ids, indexes, schedules": ("zadd", "zrem", "zcard", "zcount", "zlexcount", "zscore",

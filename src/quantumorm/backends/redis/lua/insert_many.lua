@@ -5,10 +5,11 @@
 -- Each document is checked (id free, unique values) before anything of it is written; a
 -- refused document is skipped and reported, the others are written. Every check of every
 -- document runs first, then the writes of the accepted ones go out batched: one ZADD per
--- index (and for the id index and the schedule), one MSET of the documents without an
--- expiry, per document only its meta hash and its change event. The checks judge the batch
--- as if it were written in turn: a value (or an id) an earlier document of the batch takes
--- is taken for a later one. As in save.lua, the JSON is stored verbatim and the shebang
+-- index (and for the id index and the schedule), per document only its SET, its meta hash
+-- and its change event. (One MSET for the documents would save a command per document,
+-- but MSET is not among the commands of the published ACL rule: see acl.py.) The checks
+-- judge the batch as if it were written in turn: a value (or an id) an earlier document of
+-- the batch takes is taken for a later one. As in save.lua, the JSON is stored verbatim and the shebang
 -- makes the server refuse the script above maxmemory before it starts.
 --
 -- KEYS[1]     the partition's id index
@@ -143,7 +144,7 @@ end
 if #accepted > 0 then
   local version = take_version(KEYS[3]) - 1
   local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
-  local strings, listed, scheduled_now = {}, {}, {}
+  local listed, scheduled_now = {}, {}
   local entries = {}
   for i = 1, nindexes do entries[i] = {} end
   for _, doc in ipairs(accepted) do
@@ -154,8 +155,7 @@ if #accepted > 0 then
       scheduled_now[#scheduled_now + 1] = at
       scheduled_now[#scheduled_now + 1] = doc.idkey
     else
-      strings[#strings + 1] = doc.doc_key
-      strings[#strings + 1] = versioned(shown, doc.json)
+      redis.call("SET", doc.doc_key, versioned(shown, doc.json))
     end
     redis.call("HSET", doc.meta_key, "v", shown,
                "r", doc.write_id .. string.rep("0", 16 - #shown) .. shown, unpack(doc.fields))
@@ -169,9 +169,6 @@ if #accepted > 0 then
   end
   CLOCK = version
   DIRTY = true
-  for i = 1, #strings, 1000 do
-    redis.call("MSET", unpack(strings, i, math.min(i + 999, #strings)))
-  end
   for i = 1, #scheduled_now, 1000 do
     redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, #scheduled_now)))
   end

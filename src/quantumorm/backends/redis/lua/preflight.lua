@@ -13,8 +13,8 @@
 -- luacheck: globals redis KEYS ARGV
 
 local checks = {
-  {"GET", KEYS[1]}, {"SET", KEYS[1], "x"}, {"MSET", KEYS[1], "x"}, {"DEL", KEYS[1]},
-  {"EXISTS", KEYS[1]}, {"TYPE", KEYS[1]}, {"PEXPIRE", KEYS[1], "1"}, {"PEXPIREAT", KEYS[1], "1"},
+  {"GET", KEYS[1]}, {"SET", KEYS[1], "x"}, {"DEL", KEYS[1]}, {"EXISTS", KEYS[1]},
+  {"TYPE", KEYS[1]}, {"PEXPIRE", KEYS[1], "1"}, {"PEXPIREAT", KEYS[1], "1"},
   {"PEXPIRETIME", KEYS[1]}, {"PERSIST", KEYS[1]}, {"RENAME", KEYS[1], KEYS[6]},
   {"HGET", KEYS[2], "v"}, {"HMGET", KEYS[2], "v"}, {"HSET", KEYS[2], "v", "1"},
   {"HGETALL", KEYS[2]}, {"HGET", KEYS[5], "clock"}, {"HSET", KEYS[5], "clock", "1"},

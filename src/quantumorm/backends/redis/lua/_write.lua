@@ -233,15 +233,12 @@ end
 -- write_id, fields (flat name/value list for the meta hash), changed (event "f" or nil),
 -- seen (optional: the meta hash's "r" as read before; false when absent), listed (true:
 -- the caller has already added the id to the id index), emitted (true: the caller has
--- sent the change event, emit_first), written (true: the caller has stored the document
--- itself, an update keeping its expiry).
+-- sent the change event, emit_first).
 -- Returns the version written.
 local function store(w, ids_key, ttl_key, state_key)
   local version = w.version or next_version(state_key)
   local shown = string.format("%.0f", version)
-  if w.written then
-    assert(w.expiry == "keep" and w.mode == "update")
-  elseif w.expiry == "keep" and w.mode == "update" then
+  if w.expiry == "keep" and w.mode == "update" then
     redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
   else
     -- (a plain SET also drops any expiry)

@@ -99,26 +99,14 @@ end
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
 -- touched indexes hold now; the TYPE of the document key (a patch: the GET of it) tells
 -- both its type and whether it is alive (an expired document's meta hash stays until a
--- purge). An update that keeps the expiry and finds the version it expects (the common
--- case) needs neither: its SET ... XX GET, its first write, tells both (see 3.).
+-- purge).
 local seen, current  -- the meta hash's "r" and "v" (update, patch)
 local patching = mode == "patch"
 local patched  -- what a patch reads: the stored document (false: none)
-local swapping = false  -- the document's SET is the update's first write
 local function check_update()
-  local wanted = {"v", "r"}
-  for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
-  local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
-  if refused then return refused end
-  local stored = got[1] or nil
-  seen, current = got[2], stored
-  swapping = mode == "update" and ARGV[9] == "keep" and stored == ARGV[2]
-  if swapping then
-    for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
-    return nil
-  end
   local t
   if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
+    local refused
     patched, refused = typed(doc_key, "GET", doc_key)
     if refused then return refused end
     t = patched and "string" or "none"
@@ -126,6 +114,12 @@ local function check_update()
     t = redis.call("TYPE", doc_key).ok
     if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
   end
+  local wanted = {"v", "r"}
+  for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
+  local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  if refused then return refused end
+  local stored = got[1] or nil
+  seen, current = got[2], stored
   local alive = t == "string"
   if alive and (patching or stored ~= ARGV[2]) then
     local version = applied_in(seen or nil, ARGV[5])
@@ -228,29 +222,8 @@ end
 
 -- 3. writes (nothing above has written but the id allocation, and the purge of an expired
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
-local version, emitted, written = nil, false, false
-if swapping then
-  -- SET ... XX KEEPTTL GET: the document's type (a WRONGTYPE error: a refusal, nothing
-  -- written) and whether it is alive (nil: it expired; nothing set) with its write; then
-  -- the event, whose refusal puts the document back as it was (its expiry was kept)
-  version = take_version(KEYS[6])
-  local shown = string.format("%.0f", version)
-  local old, refused = typed(doc_key, "SET", doc_key, versioned(shown, json), "XX", "KEEPTTL",
-                             "GET")
-  if refused then return refused end
-  if not old then  -- expired: its meta hash waits for a purge
-    refused = purge_checked()
-    if refused then return refused end
-    return {"MISSING"}
-  end
-  refused = emit_first("update", idkey, shown, ARGV[5], changed, json)
-  if refused then
-    redis.call("SET", doc_key, old, "KEEPTTL")
-    return refused
-  end
-  write_clock(KEYS[6])
-  emitted, written = EVENTS ~= nil, true
-elseif mode == "insert" then
+local version, emitted = nil, false
+if mode == "insert" then
   -- the id's ZADD, then the event (the version it names is taken, then written): a
   -- WRONGTYPE error of either is a refusal, and what was written before it is taken back
   local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
@@ -281,7 +254,7 @@ end
 version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                  json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
                  changed = changed, seen = seen or false, listed = true, version = version,
-                 emitted = emitted, written = written}, KEYS[3], KEYS[5], KEYS[6])
+                 emitted = emitted}, KEYS[3], KEYS[5], KEYS[6])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

@@ -60,9 +60,9 @@ async def test_a_foreign_stream_refuses_inserts_and_deletes_untouched(
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_update_at_the_expected_version_finds_a_foreign_or_expired_document(
         conn: Any, redis_client: Any, mode: str) -> None:
-    """An update that keeps the expiry learns whether its document is alive, and of the
-    right type, from its own SET (no TYPE before it): a foreign value is refused with
-    nothing written, an expired document is missing and its leftovers are purged."""
+    """An update whose meta hash holds the expected version still finds out whether its
+    document is alive and of the right type: a foreign value is refused with nothing
+    written, an expired document is missing and its leftovers are purged."""
     ks = KeySpace(Entry._meta)
     foreign = await call(Entry(id="foreign", title="f", n=1), "save", mode)
     expired = await call(Entry(id="expired", title="e", n=2), "save", mode)

@@ -4,7 +4,8 @@ What a write costs the server is mostly the commands its script runs; this scrip
 them with ``INFO commandstats`` deltas (the commands a script calls are counted as well as
 the EVALSHA itself) on a private server, for the model of issue 12's benchmark (indexes on
 ``name``, ``age``, ``active`` and ``tags``, an array of 5; change events on, the default):
-an insert, an update by load-set-save, a delete of a loaded document, a bulk insert, and
+an insert, an update by load-set-save, a transaction updating two documents it read, a
+delete of a loaded document, a bulk insert, and
 ``filter(id=x).update(...)`` / ``filter(id=x).delete()``. Deterministic for a given tree,
 so two trees compare exactly (``PYTHONPATH=<tree>/src``). ``--profile`` adds Python calls
 per operation (cProfile).
@@ -37,6 +38,7 @@ from quantumorm import (
     StringField,
     close_all,
     create_connection,
+    get_connection,
 )
 
 
@@ -105,9 +107,19 @@ def main() -> None:
                 doc.age = (doc.age or 0) + 1
                 doc.save_sync()
 
+        def transact() -> None:  # two documents read and written in one transaction
+            connection = get_connection()
+            for first, second in zip(ids[0::2], ids[1::2], strict=False):
+                with connection.transaction_sync() as tx:
+                    a, b = tx.get(Person, first), tx.get(Person, second)
+                    a.age, b.age = (a.age or 0) + 1, (b.age or 0) + 1
+                    tx.save(a)
+                    tx.save(b)
+
         rows: list[tuple[str, Callable[[], Any], int]] = [
             ("insert (save)", lambda: docs.extend(person().save_sync() for _ in range(n)), n),
             ("update (load-set-save)", update, n),
+            ("transaction, per document", transact, 2 * (n // 2)),
             ("delete (loaded document)", lambda: [d.delete_sync() for d in docs], n),
             ("bulk insert, per document",
              lambda: Person.objects.bulk_create_sync([person() for _ in range(1000)]), 1000),

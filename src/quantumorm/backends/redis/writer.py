@@ -207,9 +207,7 @@ class Writer(BackendCore):
         if options.compress is not None:
             return Patched(0, list(ids), [])
         model = options.model_name
-        _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
-            tuple(call.call() for call in state.writes.patches(ids, values, storage, expire)),
-            idempotent=True)))
+        sent = yield from self._patch_all(options, ids, values, storage, expire)
         count, declined = 0, []
         failures: list[tuple[int, Exception]] = []
         for position, (id, raw) in enumerate(zip(ids, sent, strict=True)):
@@ -231,6 +229,30 @@ class Writer(BackendCore):
                 assert error is not None
                 failures.append((position, error))
         return Patched(count, declined, failures)
+
+    def _patch_all(self, options: ModelOptions, ids: Sequence[str], values: dict[str, Any],
+                   storage: dict[str, Any], expire: Expiry | int) -> Op[list[Any]]:
+        """The replies of the patch calls of ``ids``, in one round trip. A partition that has
+        seen a newer schema layout refuses its patches before writing anything: the schema
+        is read again and only those patches are sent again (the others were applied: sent
+        twice, a patch that refreshes an expiry would write a second version and event)."""
+        state = yield from self.prepare(options)
+        replies: list[Any] = [None] * len(ids)
+        pending = list(range(len(ids)))
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
+            sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
+            refused = []
+            for position, raw in zip(pending, sent, strict=True):
+                if layout_refused(raw):
+                    refused.append(position)
+                else:
+                    replies[position] = raw
+            if not refused:
+                return replies
+            pending = refused
+            state = yield from self.prepare(options, refresh=True)
+        raise unsettled(options)
 
     # -- expiry ----------------------------------------------------------------------------
 

@@ -46,6 +46,8 @@ from .keys import KeySpace, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
 
+_NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
+
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -76,6 +78,9 @@ class WriteLayout:
             for name in options.indexed_fields]
         self.indexes = [(index, manifest_field(options, index).encode(), frozenset(index.fields))
                         for index in options.indexes]
+        #: the compound indexes: (position, index, meta field of its entries)
+        self.compound = [(position, index, manifest) for position, (index, manifest, _) in
+                         enumerate(self.indexes) if index.compound]
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
@@ -198,22 +203,27 @@ class WriteLayout:
                 self.events, named, self.layout))
         return calls
 
-    def new_document(self, partition: int, request: WriteRequest) -> NewDocument:
+    def new_document(self, partition: int, request: WriteRequest,
+                     write_id: str | None = None) -> NewDocument:
         """A document with every meta field and index entry (insert_many, tx, restore)."""
         assert request.id is not None and request.values is not None
         p, escaped = self.keys.partition(partition), sortable.escape_id(request.id)
         pairs, lenient = self.all_entries(request.values)
         return NewDocument(p.doc_prefix + escaped, p.meta_prefix + escaped,
                            sortable.id_key(request.id), self.document(request),
-                           os.urandom(8).hex(), wire.pack(pairs), wire.pack(lenient))
+                           write_id or os.urandom(8).hex(), wire.pack(pairs),
+                           wire.pack(lenient) if lenient else _NONE)
 
     def insert_many(self, partition: int, requests: list[WriteRequest]) -> InsertManyCall:
         """One ``insert_many.lua`` call inserting new documents (ids known) of a partition."""
         p = self.keys.partition(partition)
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
+        # (the write ids of the batch from one read of the system's random source)
+        ids = os.urandom(8 * len(requests)).hex()
         return InsertManyCall(
             p.ids, p.ttl, p.state, p.indexes,
-            [self.new_document(partition, request) for request in requests],
+            [self.new_document(partition, request, ids[16 * n:16 * n + 16])
+             for n, request in enumerate(requests)],
             self.event_keys(partition), self.described,
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
@@ -224,15 +234,15 @@ class WriteLayout:
         """Every meta field pair (field or compound index, its value encodings) of a
         document, and the 1-based positions of the unique indexes its values do not hold
         unique (a compound value with a null part never conflicts)."""
+        pack_list = sortable.pack_list
         pairs: list[bytes] = []
         for name, field, meta_name in self.value_fields:
-            pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
+            pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
         lenient: list[bytes] = []
-        for position, (index, manifest, _names) in enumerate(self.indexes):
-            if index.compound:
-                pairs += [manifest, sortable.pack_list(index_members(self.options, index, values))]
-                if index.unique and any(values.get(n) is None for n in index.fields):
-                    lenient.append(b"%d" % (position + 1))
+        for position, index, manifest in self.compound:
+            pairs += [manifest, pack_list(index_members(self.options, index, values))]
+            if index.unique and any(values.get(n) is None for n in index.fields):
+                lenient.append(b"%d" % (position + 1))
         return pairs, lenient
 
     def tx(self, partition: int, checks: list[tuple[str, int]],

@@ -272,8 +272,11 @@ end
 -- other byte as it was (see patch_json).
 local json_skip
 
--- the position of the first non-blank character of ``s`` at or after ``i``
+-- the position of the first non-blank character of ``s`` at or after ``i`` (documents
+-- are stored compact: the byte at ``i`` is looked at first, a pattern search only if blank)
 local function json_ws(s, i)
+  local b = string.byte(s, i)
+  if b and b ~= 32 and b ~= 9 and b ~= 10 and b ~= 13 then return i end
   return string.find(s, "[^ \t\r\n]", i)
 end
 
@@ -309,8 +312,11 @@ json_skip = function(s, i)
 end
 
 -- The members of the JSON object ``s``: a list of {key text (quoted, as stored), first
--- position of the value, position after it}, and the position of the closing brace.
-local function json_members(s)
+-- position of the value, position after it}, and the position of the closing brace. With
+-- ``wanted`` (a set of key texts, and ``count`` of them), the scan stops at the member
+-- that completes them (the closing brace is then nil): a patch of the first fields of a
+-- large document reads only as far as they go.
+local function json_members(s, wanted, count)
   local out = {}
   local i = json_ws(s, 1)
   if not i or string.byte(s, i) ~= 123 then error("not an object") end
@@ -324,7 +330,12 @@ local function json_members(s)
     local first = json_ws(s, colon + 1)
     if not first then error("no value") end
     local after = json_skip(s, first)
-    out[#out + 1] = {string.sub(s, i, key_end - 1), first, after}
+    local key = string.sub(s, i, key_end - 1)
+    out[#out + 1] = {key, first, after}
+    if wanted and wanted[key] then
+      count = count - 1
+      if count == 0 then return out, nil end
+    end
     i = json_ws(s, after)
     local c = i and string.byte(s, i)
     if c == 125 then return out, i end
@@ -338,12 +349,14 @@ end
 -- added at the end); and the names (``names``: one per fragment member, in its order) of
 -- the members whose text changed. nil if ``old`` is not a JSON object.
 local function patch_json(old, fragment, names)
-  local ok, members, close = pcall(json_members, old)
+  local given, wanted = json_members(fragment), {}
+  for _, m in ipairs(given) do wanted[m[1]] = true end
+  local ok, members, close = pcall(json_members, old, wanted, #given)
   if not ok then return nil end
   local at = {}
   for _, m in ipairs(members) do at[m[1]] = m end
   local replaced, appended, differing = {}, {}, {}
-  for k, m in ipairs(json_members(fragment)) do
+  for k, m in ipairs(given) do
     local value = string.sub(fragment, m[2], m[3] - 1)
     local mine = at[m[1]]
     if not mine then

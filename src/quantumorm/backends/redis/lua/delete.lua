@@ -26,17 +26,16 @@
 -- uses: _write
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
--- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the stream
--- (XADD comes after other writes); TYPE of the document: its type and whether it is alive;
--- HMGET of the meta hash: the version and every index's entries, and its type; ZCARD of the
--- schedule: its type, and whether the id can be in it at all; TYPE of each index the
--- document has entries in; then the writes, the first of them (ZREM of the id) proving the
--- id index's type.
+-- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the
+-- document: its type and whether it is alive; HMGET of the meta hash: the version and every
+-- index's entries, and its type; ZCARD of the schedule: its type, and whether the id can be
+-- in it at all; TYPE of each index the document has entries in; then the writes, the first
+-- of them (ZREM of the id) proving the id index's type, the second (the XADD of the event)
+-- the stream's: a refusal of it puts the id back.
 do
   local refused = state_check(KEYS[6], ARGV[6], false)
   if refused then return refused end
-  local bad = events_on(ARGV[5], KEYS[#KEYS])
-  if bad then return {"WRONGTYPE", bad} end
+  events_unchecked(ARGV[5], KEYS[#KEYS])
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
 local doc_type = redis.call("TYPE", KEYS[1]).ok
@@ -56,6 +55,8 @@ local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if doc_type == "none" then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+  refused = stream_refusal()  -- (the purge emits an "expire" event)
+  if refused then return refused end
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
@@ -69,17 +70,22 @@ end
 
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
--- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet)
+-- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet), then the
+-- event (a refusal of it puts the id back: nothing written either)
 do
-  local _, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
+  local removed, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
   if bad then return bad end
+  bad = emit_first("delete", idkey, stored, nil, nil, last)
+  if bad then
+    if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
+    return bad
+  end
 end
 for _, index in ipairs(indexes) do
   for i, member in ipairs(index.old) do index.old[i] = member .. idkey end
   bulk("ZREM", index.key, index.old, false)
 end
 if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
-emit("delete", idkey, stored, nil, nil, last)
 if soft then
   redis.call("DEL", KEYS[2])
   redis.call("RENAME", KEYS[1], KEYS[5])

@@ -2,11 +2,15 @@
 -- insert_many.lua: insert a batch of new documents of one partition, each with its index
 -- entries, in one call (what bulk_create sends).
 --
--- Each document is checked (id free, key types, unique values) before anything of it is
--- written; a refused document is skipped and reported, the others are written. The batch
--- runs atomically, so a later document sees the index entries of an earlier one. As in
--- save.lua, the JSON is stored verbatim and the shebang makes the server refuse the script
--- above maxmemory before it starts.
+-- Each document is checked (id free, unique values) before anything of it is written; a
+-- refused document is skipped and reported, the others are written. Every check of every
+-- document runs first, then the writes of the accepted ones go out batched: one ZADD per
+-- index (and for the id index and the schedule), per document only its SET, its meta hash
+-- and its change event. (One MSET for the documents would save a command per document,
+-- but MSET is not among the commands of the published ACL rule: see acl.py.) The checks
+-- judge the batch as if it were written in turn: a value (or an id) an earlier document of
+-- the batch takes is taken for a later one. As in save.lua, the JSON is stored verbatim and the shebang
+-- makes the server refuse the script above maxmemory before it starts.
 --
 -- KEYS[1]     the partition's id index
 -- KEYS[2]     the partition's TTL schedule
@@ -38,9 +42,12 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
+local ndocs = (#ARGV - 6) / 5
+local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
--- shared keys: checked once for the whole batch
-local shared_error = nil
+-- shared keys: checked once for the whole batch (a wrong type refuses every document);
+-- ZCARD of the schedule proves its type and tells whether a sweep can have work
+local shared_error, scheduled = nil, 0
 do
   local refused = state_check(KEYS[3], ARGV[6], true)  -- (and the clock, in the same HMGET)
   if refused and refused[1] == "LAYOUT" then return refused end
@@ -48,57 +55,128 @@ do
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then shared_error = {"WRONGTYPE", bad} end
 end
-if not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
-if not type_ok(KEYS[2], "zset") then shared_error = {"WRONGTYPE", KEYS[2]} end
-for i = 1, nindexes do
-  if not shared_error and not type_ok(indexes[i].key, "zset") then
-    shared_error = {"WRONGTYPE", indexes[i].key}
-  end
+if not shared_error and not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
+if not shared_error then
+  local counted, refused = typed(KEYS[2], "ZCARD", KEYS[2])
+  if refused then shared_error = refused else scheduled = counted end
+end
+if not shared_error then
+  local bad = bad_index(indexes)
+  if bad then shared_error = {"WRONGTYPE", bad} end
 end
 
-local results = {}
-local ndocs = (#ARGV - 6) / 5
--- the state hash's clock is written once, after the last document (it is a hash: checked)
-DEFERRED = not shared_error
+-- One EXISTS over every document and meta key of the batch: none there (the common case,
+-- fresh ids) spares a check per document; otherwise each is checked alone (a taken id, a
+-- resent batch recognised by its write ids, an expired document's leftovers to purge).
+local all_free = false
+if not shared_error and ndocs > 0 then
+  local found, last = 0, first_doc_key + 2 * ndocs - 1
+  for at = first_doc_key, last, 1000 do
+    found = found + redis.call("EXISTS", unpack(KEYS, at, math.min(at + 999, last)))
+  end
+  all_free = found == 0
+end
+
+-- 1. checks, in batch order ---------------------------------------------------------------
+local results, accepted = {}, {}
+local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
+local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
+for i = 1, nindexes do claimed[i] = {} end
 for d = 1, ndocs do
   local base = 6 + 5 * (d - 1)
-  local idkey, json, write_id = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local doc_key, meta_key = KEYS[nindexes + 2 + 2 * d], KEYS[nindexes + 3 + 2 * d]
+  local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
+  local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
-  if not refused then  -- (an expired document's leftovers are purged: its id is free)
+  if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
+  if not refused and not all_free then  -- (an expired document's leftovers are purged)
     refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,
                             write_id)
-    if refused and refused[1] == "APPLIED" then refused = {"OK", refused[2]} end  -- (resent)
-  end
-  local fields = cmsgpack.unpack(ARGV[base + 4])
-  local values = {}
-  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-  local lenient = {}
-  for _, position in ipairs(cmsgpack.unpack(ARGV[base + 5])) do lenient[tonumber(position)] = true end
-  local members = {}
-  for i = 1, nindexes do
-    if refused then break end
-    local index = indexes[i]
-    members[i] = unpack_list(values[index.field])
-    if index.unique and not lenient[i] then
-      for _, member in ipairs(members[i]) do
-        local holder = not refused and unique_holder(index.key, member, idkey, doc_prefix)
-        if holder then refused = {"UNIQUE", index.name, holder} end
-      end
+    if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
+      taken[idkey] = true
+      refused = {"OK", refused[2]}
     end
   end
-  if refused then
-    results[d] = refused
-  else
-    for i = 1, nindexes do rewrite_entries(indexes[i].key, idkey, {}, members[i]) end
-    local version = store({mode = "insert", idkey = idkey, doc_key = doc_key,
-                           meta_key = meta_key, json = json, expiry = expiry,
-                           write_id = write_id, fields = fields}, KEYS[1], KEYS[2], KEYS[3])
-    results[d] = {"OK", version}
+  local doc = nil
+  if not refused then
+    local fields = cmsgpack.unpack(ARGV[base + 4])
+    local values = {}
+    for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+    local lenient = {}
+    for _, position in ipairs(cmsgpack.unpack(ARGV[base + 5])) do
+      lenient[tonumber(position)] = true
+    end
+    local members = {}
+    for i = 1, nindexes do
+      local index = indexes[i]
+      members[i] = unpack_list(values[index.field])
+      if index.unique and not lenient[i] then
+        for _, member in ipairs(members[i]) do
+          if member ~= NULL then
+            local other = claimed[i][member]
+            if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
+            local holder = unique_holder(index.key, member, idkey, doc_prefix)
+            if holder then refused = {"UNIQUE", index.name, holder}; break end
+          end
+        end
+        if refused then break end
+      end
+    end
+    if not refused then
+      for i = 1, nindexes do
+        if indexes[i].unique and not lenient[i] then
+          for _, member in ipairs(members[i]) do
+            if member ~= NULL then claimed[i][member] = idkey end
+          end
+        end
+      end
+      taken[idkey] = true
+      doc = {d = d, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
+             json = ARGV[base + 2], write_id = write_id, fields = fields, members = members}
+      accepted[#accepted + 1] = doc
+    end
   end
+  results[d] = refused
 end
-flush_clock(KEYS[3])
-if not shared_error and redis.call("ZCARD", KEYS[2]) > 0 then
+
+-- 2. writes of the accepted documents, batched per key ---------------------------------
+-- (the versions: the clock's next ones, one per document in batch order; one TIME, one
+-- clock write for the batch)
+if #accepted > 0 then
+  local version = take_version(KEYS[3]) - 1
+  local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
+  local listed, scheduled_now = {}, {}
+  local entries = {}
+  for i = 1, nindexes do entries[i] = {} end
+  for _, doc in ipairs(accepted) do
+    version = version + 1
+    local shown = string.format("%.0f", version)
+    if at then
+      redis.call("SET", doc.doc_key, versioned(shown, doc.json), "PXAT", at)
+      scheduled_now[#scheduled_now + 1] = at
+      scheduled_now[#scheduled_now + 1] = doc.idkey
+    else
+      redis.call("SET", doc.doc_key, versioned(shown, doc.json))
+    end
+    redis.call("HSET", doc.meta_key, "v", shown,
+               "r", doc.write_id .. string.rep("0", 16 - #shown) .. shown, unpack(doc.fields))
+    listed[#listed + 1] = doc.idkey
+    for i = 1, nindexes do
+      local into = entries[i]
+      for _, member in ipairs(doc.members[i]) do into[#into + 1] = member .. doc.idkey end
+    end
+    emit("create", doc.idkey, shown, doc.write_id, nil, doc.json)
+    results[doc.d] = {"OK", version}
+  end
+  CLOCK = version
+  DIRTY = true
+  for i = 1, #scheduled_now, 1000 do
+    redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, #scheduled_now)))
+  end
+  bulk("ZADD", KEYS[1], listed, true)
+  for i = 1, nindexes do bulk("ZADD", indexes[i].key, entries[i], true) end
+  flush_clock(KEYS[3])
+end
+if not shared_error and scheduled > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
 end
 return results

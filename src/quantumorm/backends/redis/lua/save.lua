@@ -59,21 +59,16 @@ for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
 end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
--- the TTL schedule: its type, and whether a sweep can have anything to do; an insert's TYPE
--- of the stream: before the first write (the id's ZADD), as its XADD comes last. An
--- update's first write is its XADD (emit_first), which proves the stream's type.
+-- the TTL schedule: its type, and whether a sweep can have anything to do. The stream's
+-- type is proven by the XADD itself (emit_first): an update's first write; an insert's
+-- second, after the id's ZADD (and an allocation's INCR), which a refusal takes back.
 local scheduled
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
   if refused then return refused end
   scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
   if refused then return refused end
-  if mode == "insert" then
-    local bad = events_on(ARGV[12], KEYS[#KEYS])
-    if bad then return {"WRONGTYPE", bad} end
-  else
-    events_unchecked(ARGV[12], KEYS[#KEYS])
-  end
+  events_unchecked(ARGV[12], KEYS[#KEYS])
 end
 
 -- the indexes this write touches, with their new entries
@@ -102,13 +97,23 @@ end
 
 -- 1. identity and version --------------------------------------------------------------
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
--- touched indexes hold now; the TYPE of the document key tells both its type and whether
--- it is alive (an expired document's meta hash stays until a purge).
+-- touched indexes hold now; the TYPE of the document key (a patch: the GET of it) tells
+-- both its type and whether it is alive (an expired document's meta hash stays until a
+-- purge).
 local seen, current  -- the meta hash's "r" and "v" (update, patch)
 local patching = mode == "patch"
+local patched  -- what a patch reads: the stored document (false: none)
 local function check_update()
-  local t = redis.call("TYPE", doc_key).ok
-  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  local t
+  if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
+    local refused
+    patched, refused = typed(doc_key, "GET", doc_key)
+    if refused then return refused end
+    t = patched and "string" or "none"
+  else
+    t = redis.call("TYPE", doc_key).ok
+    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  end
   local wanted = {"v", "r"}
   for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
   local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
@@ -138,6 +143,8 @@ end
 local function check_insert()
   if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
+  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
+  if bad then return bad end
   local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
                                 all_indexes, ARGV[5])
   if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
@@ -154,7 +161,7 @@ if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
   if patching then  -- the stored JSON with the new values in place; unchanged: no write
-    local names, stored = nil, payload_of(redis.call("GET", doc_key))
+    local names, stored = nil, payload_of(patched)
     -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
     -- no JSON text does
     if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
@@ -184,15 +191,24 @@ end
 
 -- a new id: taken only after every other check (no holder of a unique value can be this
 -- document); user-supplied ids share the id space, so counter values a user took are
--- skipped. INCR is the first write: its WRONGTYPE error is the refusal; the id index is
--- written after it, so its type is checked before (a refusal then takes no id).
+-- skipped. INCR is the first write: its WRONGTYPE error is the refusal; a refusal after it
+-- gives the ids back (give_back), so that a refused insert takes no id.
+local increments, counter = 0, nil
+local function give_back()
+  if increments == 0 then return end
+  if counter == increments then  -- (the counter did not exist: it goes again)
+    redis.call("DEL", KEYS[4])
+  else
+    redis.call("INCRBY", KEYS[4], -increments)
+  end
+end
 if allocating then
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   local free = false
   local n
   for _ = 1, 1000 do
     local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
     if refused then return refused end
+    increments, counter = increments + 1, counted
     n = string.format("%.0f", counted)  -- (tostring: 1e+14)
     if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
   end
@@ -200,7 +216,7 @@ if allocating then
   doc_key, meta_key = doc_key .. n, meta_key .. n
   if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
     local refused = check_insert()
-    if refused then return refused end
+    if refused then give_back(); return refused end
   end
 end
 
@@ -208,8 +224,22 @@ end
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
 local version, emitted = nil, false
 if mode == "insert" then
-  local _, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
-  if refused then return refused end
+  -- the id's ZADD, then the event (the version it names is taken, then written): a
+  -- WRONGTYPE error of either is a refusal, and what was written before it is taken back
+  local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+  if refused then give_back(); return refused end
+  if EVENTS then
+    version = take_version(KEYS[6])
+    refused = emit_first("create", idkey, string.format("%.0f", version), ARGV[5], changed,
+                         json)
+    if refused then
+      if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
+      give_back()
+      return refused
+    end
+    write_clock(KEYS[6])
+    emitted = true
+  end
 elseif EVENTS then  -- the event first (the version it names is taken, then written)
   version = take_version(KEYS[6])
   local refused = emit_first("update", idkey, string.format("%.0f", version), ARGV[5],

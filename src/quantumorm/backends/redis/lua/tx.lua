@@ -40,14 +40,18 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+-- (commands per write are the server's main cost: the state hash's HMGET is the layout
+-- refusal, the clock and the hash's type; the schedule's ZCARD its type and whether a sweep
+-- can have work; see typed() in _write.lua)
+local scheduled
 do
-  local refused = layout_refusal(state_key, ARGV[5], true)
+  local refused = state_check(state_key, ARGV[5], true)
   if refused then return refused end
   local bad = events_on(ARGV[4], KEYS[#KEYS])
   if bad then return {"WRONGTYPE", bad} end
-end
-for _, key in ipairs({ids_key, ttl_key}) do
-  if not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+  if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end
+  scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
+  if refused then return refused end
 end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
@@ -77,6 +81,23 @@ for n = 1, (#ARGV - 5) / 9 do
 end
 
 -- 1. versions ------------------------------------------------------------------------
+-- An update's check: TYPE of the document tells its type and whether it is alive, the
+-- HGET of the version proves the meta hash's type; an expired document's leftovers are
+-- purged (every key a purge writes was checked above). A refusal, or nil.
+local function check_update(op)
+  local t = redis.call("TYPE", op.doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+  local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
+  if refused then return refused end
+  if t == "none" and stored then
+    purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+    stored = nil
+  end
+  if not stored then return {"MISSING"} end
+  if stored ~= op.expected then return {"VERSION", stored} end
+  return nil
+end
+
 local ops = {}
 for n = 1, (#ARGV - 5) / 9 do
   local base = 5 + 9 * (n - 1)
@@ -84,8 +105,13 @@ for n = 1, (#ARGV - 5) / 9 do
               json = ARGV[base + 4], write_id = ARGV[base + 5],
               doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
   if op.kind == "insert" or op.kind == "update" then
-    local refused = check_version(op.kind, op.expected, op.idkey, op.doc_key, op.meta_key,
-                                  ids_key, ttl_key, indexes)
+    local refused
+    if op.kind == "insert" then
+      refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
+                              ids_key, ttl_key, indexes)
+    else
+      refused = check_update(op)
+    end
     -- (no write id given: a transaction recognises its earlier attempt in step 0)
     if refused then
       if refused[1] == "WRONGTYPE" then return refused end
@@ -99,13 +125,13 @@ for n = 1, (#ARGV - 5) / 9 do
     if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end
     op.expiry = ARGV[base + 9]
   else  -- "check" or "delete": the version read earlier must still be the one stored
-    for _, pair in ipairs({{op.doc_key, "string"}, {op.meta_key, "hash"}}) do
-      if not type_ok(pair[1], pair[2]) then return {"WRONGTYPE", pair[1]} end
-    end
-    local actual = false
-    if redis.call("EXISTS", op.doc_key) == 1 then
-      actual = redis.call("HGET", op.meta_key, "v") or false
-    end
+    -- (TYPE of the document: its type and whether it is alive; the HGET proves the meta
+    -- hash's type)
+    local t = redis.call("TYPE", op.doc_key).ok
+    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+    local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
+    if refused then return refused end
+    local actual = t == "string" and stored or false
     if op.kind == "delete" and not actual then return {"MISSING", n} end
     if (actual or "0") ~= op.expected then return {"VERSION", n, actual or ""} end
     op.version = tonumber(op.expected)
@@ -154,27 +180,45 @@ for n, op in ipairs(ops) do
 end
 
 -- 3. writes (nothing above has written, except purges of expired documents' leftovers) ---
-local versions = {}
+-- An update or delete reads what its meta hash lists (every index's entries, and an
+-- update's recent write ids) in one HMGET. The versions: the clock's next ones, one TIME
+-- for the transaction and one clock write at its end.
+local wanted = {"r"}
+for i, index in ipairs(indexes) do wanted[i + 1] = index.field end
+local versions, version = {}, nil
 for n, op in ipairs(ops) do
+  local listed = nil
+  if op.kind == "delete" or op.kind == "update" then
+    listed = redis.call("HMGET", op.meta_key, unpack(wanted))
+  end
   if op.kind == "delete" then
     local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", op.doc_key))
-    purge(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
-    redis.call("DEL", op.doc_key)
+    for i, index in ipairs(indexes) do
+      rewrite_entries(index.key, op.idkey, unpack_list(listed[i + 1] or nil), {})
+    end
+    redis.call("ZREM", ids_key, op.idkey)
+    if scheduled > 0 then redis.call("ZREM", ttl_key, op.idkey) end
+    redis.call("DEL", op.doc_key, op.meta_key)
     emit("delete", op.idkey, op.expected, nil, nil, last)
     versions[n] = 0
   elseif op.kind ~= "check" then
     for i, index in ipairs(indexes) do
-      local old = {}
-      if op.kind == "update" then old = unpack_list(redis.call("HGET", op.meta_key, index.field)) end
+      local old = listed and unpack_list(listed[i + 1] or nil) or {}
       rewrite_entries(index.key, op.idkey, old, op.members[i])
     end
-    op.mode = op.kind
+    -- (a delete later in the transaction must find this write's schedule entry)
+    if op.expiry ~= "keep" and op.expiry ~= "persist" then scheduled = scheduled + 1 end
+    if version then version = version + 1 else version = take_version(state_key) end
+    CLOCK, DIRTY = version, true
+    op.mode, op.version, op.seen = op.kind, version, listed and (listed[1] or false)
     versions[n] = store(op, ids_key, ttl_key, state_key)
   else
     versions[n] = op.version
   end
 end
-if redis.call("ZCARD", ttl_key) > 0 then
+flush_clock(state_key)
+if NEW_LAYOUT then redis.call("HSET", state_key, "layout", NEW_LAYOUT) end  -- (no write)
+if scheduled > 0 then
   sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
 end
 return {"OK", versions}

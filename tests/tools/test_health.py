@@ -19,9 +19,10 @@ import redis
 from cli_support import runner
 
 import quantumorm
+from quantumorm.backends.postgres import health as postgres_health
 from quantumorm.backends.redis.health import cluster_listing
 from quantumorm.errors import BackendConnectionError
-from quantumorm.health import HealthReport, NodeHealth, readiness, readiness_sync
+from quantumorm.health import PROBE_TIMEOUT, HealthReport, NodeHealth, readiness, readiness_sync
 from quantumorm.health import report as health_report
 
 DEAD = "redis://127.0.0.1:1/0"
@@ -101,6 +102,22 @@ async def test_health_of_the_master_sentinel_names(start_sentinel: Any) -> None:
         conn.close()
 
 
+async def test_an_unreachable_sentinel_is_said_shortly() -> None:
+    dead = quantumorm.create_connection("redis", "redis+sentinel://127.0.0.1:1/mymaster/0",
+                                        name="dead-sentinel", connect_timeout=2)
+    try:
+        for ok, report in (await readiness(dead, timeout=10),
+                           await asyncio.to_thread(readiness_sync, dead, 10)):
+            assert ok is False and report.reachable is False
+            (problem,) = report.problems
+            assert "MasterNotFoundError: No master found for 'mymaster'" in problem, problem
+            assert "<redis." not in problem and "ConnectionPool" not in problem
+            assert len(problem) < 300, problem
+    finally:
+        await dead.aclose()
+        dead.close()
+
+
 async def test_health_of_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'h.db'}"
     conn = quantumorm.create_connection("sqlite", url, name="lite")
@@ -129,6 +146,12 @@ async def test_health_of_postgres(postgres_url: str) -> None:
             assert node.database and node.version
             password = urlsplit(postgres_url).password
             assert not password or password not in report.url
+        # within a readiness check the probe runs under a statement_timeout (SET LOCAL):
+        # the check's own, and only in the probe's transaction
+        for ok, report in (await readiness(conn, timeout=5),
+                           await asyncio.to_thread(readiness_sync, conn, 5)):
+            assert ok and report.nodes[0].role == "primary", report
+        assert _statement_timeout(conn) == "0"
     finally:
         await conn.aclose()
     shown = runner(None, postgres_url)("health", "--json")
@@ -264,3 +287,28 @@ def _hang(pid: int) -> None:
                 return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} did not stop")
+
+
+def _statement_timeout(conn: quantumorm.Connection) -> str:
+    """The session's statement_timeout on a pooled connection of ``conn`` (after a probe:
+    SET LOCAL must not have outlived its transaction)."""
+    pool = conn.store.sync_executor().pools()[0]
+    with pool.connection() as raw:
+        row = raw.execute("SHOW statement_timeout").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_postgres_probe_of_a_readiness_check_sets_a_statement_timeout() -> None:
+    plain = postgres_health.probe()
+    assert [s.sql for s in next(plain).groups[0]][0].startswith("SELECT")
+    plain.close()
+    token = PROBE_TIMEOUT.set(0.25)
+    try:
+        bounded = postgres_health.probe()
+        (statements,) = next(bounded).groups
+        assert statements[0].sql == "SET LOCAL statement_timeout = 250"
+        assert statements[1].sql.startswith("SELECT") and len(statements) == 2
+        bounded.close()
+    finally:
+        PROBE_TIMEOUT.reset(token)

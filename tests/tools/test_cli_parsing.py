@@ -231,9 +231,10 @@ def test_the_cluster_listing() -> None:
     text = ("07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected\n"
             "e7d1 127.0.0.1:30001@40001,host myself,master - 0 0 1 connected 0-5460\n"
             "aaaa :0@0 master,noaddr - 0 0 0 disconnected\n")
-    assert cluster_listing(text) == [("127.0.0.1", 30001, "master"),
-                                     ("127.0.0.1", 30004, "replica")]
-    parsed = {"127.0.0.1:30004": {"flags": "slave"}, "127.0.0.1:30001": {"flags": "master"}}
+    assert cluster_listing(text) == [("127.0.0.1", 30001, "master", ("master",), 5461),
+                                     ("127.0.0.1", 30004, "replica", ("slave",), 0)]
+    parsed = {"127.0.0.1:30004": {"flags": "slave", "slots": []},
+              "127.0.0.1:30001": {"flags": "myself,master", "slots": [["0", "5460"]]}}
     assert cluster_listing(parsed) == cluster_listing(text)
 
 

@@ -13,6 +13,8 @@ import pytest
 from cli_support import command, environment, runner
 
 from quantumorm import ArrayField, Document, IntField, StringField
+from quantumorm.events import ChangeEvent
+from quantumorm.tools.follow import before, start_of
 
 MODELS = textwrap.dedent('''
     from quantumorm import ArrayField, Document, IntField, StringField
@@ -24,6 +26,20 @@ MODELS = textwrap.dedent('''
 
         class Meta:
             collection = "cli_items"
+
+    class Spread(Document):
+        name = StringField()
+
+        class Meta:
+            collection = "cli_spread"
+            partitions = 3
+            changes = True
+
+    class Unstored(Document):
+        name = StringField()
+
+        class Meta:
+            collection = "cli_unstored"
 ''')
 
 
@@ -44,6 +60,15 @@ class NewItem(Document):  # a new release adds an index to the collection
 
     class Meta:
         collection = "cli_items"
+
+
+class Spread(Document):  # the same declaration as cli_models.Spread
+    name = StringField()
+
+    class Meta:
+        collection = "cli_spread"
+        partitions = 3
+        changes = True
 
 
 class Note(Document):
@@ -153,6 +178,7 @@ def test_tail_from_the_oldest_event_by_collection_name(conn: Any, bare_cli: Any)
 
 def test_tail_stops_cleanly_on_sigterm(conn: Any, models_dir: Path, redis_url: str) -> None:
     (models_dir / "cli_models.py").write_text(MODELS)
+    Item(id="stored", name="s", size=0, tags=[]).save_sync()  # (the collection exists)
     tail = subprocess.Popen(command("tail", "cli_models:Item", "--url", redis_url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=environment(models_dir))
@@ -238,3 +264,84 @@ def test_inspect_and_verify_by_name_on_a_cluster(cluster_conn: Any, redis_cluste
     assert followed.returncode == 0, followed.stderr
     assert {json.loads(line)["id"] for line in followed.stdout.splitlines()} == {
         str(i) for i in range(40)}
+
+
+def test_tail_resumes_at_the_first_event_not_shown(conn: Any, cli: Any) -> None:
+    # three partitions: a read returns up to --count events from each, more than are shown
+    for i in range(12):
+        Spread(id=f"s{i}", name=str(i)).save_sync()
+    seen: list[str] = []
+    since = "0"
+    for _ in range(12):  # (bounded: each run shows at least one event)
+        if len(seen) >= 12:
+            break
+        shown = cli("tail", "cli_models:Spread", "--json", "--from", since, "--count", "2")
+        assert shown.returncode == 0, shown.stderr
+        seen += [json.loads(line)["id"] for line in shown.stdout.splitlines()]
+        last = shown.stderr.splitlines()[-1]
+        assert "resume with --from " in last, last
+        since = last.rpartition("--from ")[2]
+        assert since != "None" and len(since.split(",")) == 3
+    # every event exactly once: none skipped though read, none shown twice
+    assert sorted(seen) == sorted(f"s{i}" for i in range(12)) and len(seen) == 12
+
+
+def test_the_resume_position_before_each_partitions_first_unshown_event() -> None:
+    assert before("1700000000000-3") == "1700000000000-2"
+    assert before("1700000000000-0") == "1699999999999-18446744073709551615"
+    events = [ChangeEvent(model=Item, op="create", id=str(i), version=1, changed=None,
+                          data=None, write_id=None, partition=p, stream_id=sid)
+              for i, (p, sid) in enumerate([(0, "5-0"), (2, "7-1"), (0, "6-0")])]
+    assert start_of("6-0,3-0,7-1", events) == ["4-18446744073709551615", "3-0", "7-0"]
+    assert start_of(None, []) is None
+
+
+def test_read_only_commands_refuse_a_model_that_is_not_the_stored_schema(
+        conn: Any, cli: Any, redis_client: Any, models_dir: Path) -> None:
+    Item(id="a", name="x", size=1, tags=[]).save_sync()
+    before_keys = sorted(redis_client.keys("*"))
+    (models_dir / "cli_models.py").write_text(MODELS.replace(
+        "tags = ArrayField(StringField(), indexed=True)",
+        "tags = ArrayField(StringField(), indexed=True)\n    color = StringField("
+        "indexed=True)", 1))
+    for args in (("verify", "cli_models:Item"), ("tail", "cli_models:Item", "--count", "1")):
+        refused = cli(*args, "--json")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        said = "the stored schema differs from cli_models:Item; run reindex to apply the " \
+               "declaration, or pass --collection to read the stored one"
+        assert said in refused.stderr
+        assert json.loads(refused.stdout) == {"error": said, "exit": 2}
+    for args in (("verify", "cli_models:Unstored"), ("tail", "cli_models:Unstored")):
+        missing = cli(*args)
+        assert missing.returncode == 2
+        assert "no collection qorm:cli_unstored (no stored schema)" in missing.stderr
+    # nothing was written: no schema evolved, no collection created
+    assert sorted(redis_client.keys("*")) == before_keys
+
+
+def test_a_closed_pipe_ends_the_command_quietly(conn: Any, models_dir: Path,
+                                                redis_url: str) -> None:
+    (models_dir / "cli_models.py").write_text(MODELS)
+    for i in range(300):
+        Item(id=f"p{i}", name="x", size=i, tags=[]).save_sync()
+    for args in (("capabilities",), ("tail", "cli_models:Item", "--from", "0", "--json")):
+        writer = subprocess.Popen(command(*args, "--url", redis_url), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=environment(models_dir))
+        assert writer.stdout is not None
+        try:
+            first = writer.stdout.readline()  # the reader takes one line, then leaves
+            assert first
+            writer.stdout.close()
+            _, err = writer.communicate(timeout=60)
+        finally:
+            writer.kill()
+            writer.wait()
+        assert writer.returncode == 0, err
+        assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
+
+
+def test_json_gets_the_error_of_a_store_that_cannot_be_opened(bare_cli: Any) -> None:
+    shown = bare_cli("verify", "--collection", "x", "--json", url="unknown://nowhere")
+    assert shown.returncode == 2 and shown.stderr.startswith("error: ")
+    found = json.loads(shown.stdout)
+    assert found["exit"] == 2 and found["error"] in shown.stderr

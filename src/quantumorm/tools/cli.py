@@ -8,13 +8,17 @@ Each command lives in its own module and registers its subcommand here: ``inspec
 
 Exit codes: 0 ok, 1 problems found (printed, or as JSON with ``--json``), 2 the command
 could not run (bad arguments, a model that cannot be imported, a store that cannot be
-reached, a refused operation). A crash is 2 as well, never 1: a script must not read a bug
-as "problems found".
+reached, a refused operation; with ``--json``, ``{"error": ..., "exit": 2}`` on standard
+output as well). A crash is 2 as well, never 1: a script must not read a bug as "problems
+found". A reader that closes the output early (``| head``) ends the command with 0 and no
+traceback: it chose to stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import traceback
 
@@ -81,17 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)  # (argparse exits with 2 on a usage error)
     chosen: argparse.ArgumentParser = args.subparser
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # (a closed pipe shows here, not at exit)
+        return code
+    except BrokenPipeError:
+        return _reader_left()
     except UsageError as exc:
         chosen.print_usage(sys.stderr)
-        print(f"{chosen.prog}: error: {exc}", file=sys.stderr)
-        return Exit.FAILED
+        return _failed(args, f"{chosen.prog}: error: {exc}", str(exc))
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return Exit.FAILED
+        return _failed(args, f"error: {exc}", str(exc))
     except (QuantumORMError, ValueError) as exc:  # (ValueError: an argument refused)
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return Exit.FAILED
+        return _failed(args, f"error: {type(exc).__name__}: {exc}",
+                       f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return Exit.FAILED
@@ -100,6 +106,36 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.FAILED
     finally:
         close_all()
+
+
+def _failed(args: argparse.Namespace, line: str, error: str) -> int:
+    """The command could not run: ``line`` on standard error and, with ``--json``, the
+    error as a JSON object on standard output (a script reading it gets JSON either way)."""
+    try:
+        print(line, file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": error, "exit": int(Exit.FAILED)}), flush=True)
+    except BrokenPipeError:
+        _reader_left()
+    return Exit.FAILED
+
+
+def _reader_left() -> int:
+    """The reader of the output closed it (``quantumorm ... | head -1``): it chose to stop,
+    so exit 0 quietly. Python's own recipe: the rest of the output goes to os.devnull, so
+    the flush at exit raises no second BrokenPipeError (on standard error too, when that
+    pipe is closed as well)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):  # (a stream with no file: nothing to redirect)
+                pass
+    return Exit.OK
 
 
 # (kept importable from here: earlier versions of this module defined them)

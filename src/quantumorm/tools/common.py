@@ -37,10 +37,11 @@ class Exit(IntEnum):
 
 EXIT_CODES = """\
 exit codes:
-  0  ok
+  0  ok (also when the reader closes the output early, as `| head` does)
   1  problems found: verify found some, repair or reindex left some, health is not ok
   2  could not run: bad arguments, a model that cannot be imported, a store that
-     cannot be reached, a refused operation (or a crash)"""
+     cannot be reached, a refused operation (or a crash); with --json, standard
+     output has {"error": "...", "exit": 2}"""
 
 
 class CommandError(Exception):

@@ -145,7 +145,8 @@ def run_maintenance(args: argparse.Namespace) -> int:
     # verify and repair must be able to see (and report) an unsafe eviction policy;
     # reindex writes whole collections and refuses it like any write
     allow = args.command != "reindex" or args.allow_eviction
-    model, label, _ = resolve(args, allow_eviction=allow)
+    # (verify reads only: it must not register a declaration the store does not have)
+    model, label, _ = resolve(args, read_only=args.command == "verify", allow_eviction=allow)
     with progress_bar(f"{args.command} {label}",
                       None if args.quiet else sys.stderr) as progress:
         method = getattr(model.objects.using(CONNECTION), f"{args.command}_sync")

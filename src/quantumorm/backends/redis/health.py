@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
@@ -67,8 +67,20 @@ def _role(value: Any) -> str:
     return "replica" if role in ("slave", "replica") else role
 
 
+class Listed(NamedTuple):
+    """One node of ``CLUSTER NODES``: its address, role, flags (without ``myself``: which
+    node answered does not matter) and how many slots it serves."""
+
+    host: str
+    port: int
+    role: str
+    flags: tuple[str, ...]
+    slots: int
+
+
 def node_health(address: str, discovered: str, latency: float, info: Mapping[str, Any],
-                policy: str | None, cluster_info: Mapping[str, Any] | None) -> NodeHealth:
+                policy: str | None, cluster_info: Mapping[str, Any] | None,
+                listed: Listed | None = None) -> NodeHealth:
     """A node's health from its replies (pure)."""
     policy = policy or (text(info["maxmemory_policy"]) if "maxmemory_policy" in info else None)
     role = _role(info.get("role"))
@@ -87,31 +99,80 @@ def node_health(address: str, discovered: str, latency: float, info: Mapping[str
         connected_replicas=_int(info.get("connected_slaves")),
         master_link_status=text(link) if link is not None and role == "replica" else None,
         loading=None if loading is None else bool(_int(loading)),
-        cluster_state=text(state) if state is not None else None)
+        cluster_state=text(state) if state is not None else None,
+        flags=listed.flags if listed else None, slots=listed.slots if listed else None)
 
 
-def failed(address: str, discovered: str, role: str, exc: BaseException) -> NodeHealth:
+def failed(address: str, discovered: str, role: str, exc: BaseException,
+           listed: Listed | None = None) -> NodeHealth:
     return NodeHealth(address=address, role=role, discovered=discovered,
-                      error=str(translate(exc)) or type(exc).__name__)
+                      error=str(typed(exc)) or type(exc).__name__,
+                      flags=listed.flags if listed else None,
+                      slots=listed.slots if listed else None)
 
 
-def cluster_listing(reply: Any) -> list[tuple[str, int, str]]:
-    """``CLUSTER NODES`` (redis-py's dict, or the raw text) as (host, port, role) of every
-    node with an address. The listing is the cluster's own view: redis-py knows replicas
-    only when it reads from them."""
+#: the longest redis-py message a report keeps
+SHORT = 160
+
+
+def typed(exc: BaseException) -> BaseException:
+    """The typed error of a failed probe, its message made short: redis-py's class and
+    message with the reprs it embeds (a Sentinel's "No master found" names the whole
+    connection pool of each Sentinel) left out, and cut to :data:`SHORT` characters."""
+    said = " ".join(_without_reprs(str(exc)).split())
+    if len(said) > SHORT:
+        said = said[:SHORT - 3].rstrip() + "..."
+    try:
+        plain = type(exc)(f"{type(exc).__name__}: {said}" if said else type(exc).__name__)
+    except Exception:  # (an exception class that takes other arguments: left as it is)
+        plain = exc
+    return translate(plain)
+
+
+def _without_reprs(message: str) -> str:
+    """``message`` without its ``<module.Class(...)>`` parts (nested brackets included)."""
+    out, depth = [], 0
+    for i, char in enumerate(message):
+        opens = char == "<" and message[i + 1:i + 2].isalpha()
+        if opens or depth:
+            depth += opens - (char == ">")
+            continue
+        out.append(char)
+    if depth:  # (brackets that do not close: not a repr, kept as said)
+        return message
+    return "".join(out).replace(" :  - ", ": ").replace(" : ", ": ")
+
+
+def _slot_count(ranges: Any) -> int:
+    """How many slots ``CLUSTER NODES``' ranges cover (``0-5460``, ``42``, or redis-py's
+    ``["0", "5460"]``); migration marks (``[42->-id]``) are not owned slots."""
+    count = 0
+    for item in ranges:
+        bounds = item.split("-") if isinstance(item, str) else [text(b) for b in item]
+        if not all(b.isdigit() for b in bounds) or not 1 <= len(bounds) <= 2:
+            continue
+        count += int(bounds[-1]) - int(bounds[0]) + 1
+    return count
+
+
+def cluster_listing(reply: Any) -> list[Listed]:
+    """``CLUSTER NODES`` (redis-py's dict, or the raw text) as every node with an address.
+    The listing is the cluster's own view: redis-py knows replicas only when it reads from
+    them, and a node that died stays listed (flagged ``fail``) after its failover."""
     if isinstance(reply, Mapping):
-        rows = [(text(address), text(about.get("flags", ""))) for address, about in
-                reply.items()]
+        rows = [(text(address), text(about.get("flags", "")), about.get("slots") or [])
+                for address, about in reply.items()]
     else:
-        rows = [(parts[1], parts[2]) for parts in
+        rows = [(parts[1], parts[2], parts[8:]) for parts in
                 (line.split() for line in text(reply or b"").splitlines()) if len(parts) > 2]
     found = []
-    for address, flags in rows:
+    for address, flags, ranges in rows:
         host, _, port = address.split("@")[0].split(",")[0].rpartition(":")
-        if host and port.isdigit() and int(port) and "noaddr" not in flags:
-            role = "replica" if "slave" in flags.split(",") else "master"
-            found.append((host, int(port), role))
-    return sorted(found, key=lambda row: (row[2], row[0], row[1]))
+        named = tuple(flag for flag in flags.split(",") if flag and flag != "myself")
+        if host and port.isdigit() and int(port) and "noaddr" not in named:
+            role = "replica" if "slave" in named else "master"
+            found.append(Listed(host, int(port), role, named, _slot_count(ranges)))
+    return sorted(found, key=lambda row: (row.role, row.host, row.port))
 
 
 def _single_name(client: Any) -> str:
@@ -124,7 +185,7 @@ def _single_name(client: Any) -> str:
 def _settle(nodes: list[NodeHealth], first_error: BaseException | None) -> list[NodeHealth]:
     """The nodes, or the error if none answered (the store cannot be reached)."""
     if first_error is not None and all(node.error is not None for node in nodes):
-        raise translate(first_error) from first_error
+        raise typed(first_error) from first_error
     return nodes
 
 
@@ -138,7 +199,8 @@ def _ask(client: Any, *command: str) -> Any:
         return None
 
 
-def _probe(client: Any, address: str, discovered: str, cluster: bool) -> NodeHealth:
+def _probe(client: Any, address: str, discovered: str, cluster: bool,
+           listed: Listed | None = None) -> NodeHealth:
     started = time.perf_counter()
     client.execute_command("PING")
     latency = time.perf_counter() - started
@@ -147,7 +209,7 @@ def _probe(client: Any, address: str, discovered: str, cluster: bool) -> NodeHea
     if "maxmemory_policy" not in info:
         policy = eviction.policy_of(_ask(client, "CONFIG GET", "maxmemory-policy"))
     cluster_info = _info_text(_ask(client, "CLUSTER INFO")) if cluster else None
-    return node_health(address, discovered, latency, info, policy, cluster_info)
+    return node_health(address, discovered, latency, info, policy, cluster_info, listed)
 
 
 def probe(client: Any) -> list[NodeHealth]:
@@ -162,7 +224,7 @@ def probe(client: Any) -> list[NodeHealth]:
         else:
             targets = [(client, _single_name(client), "url", "master")]
     except FAILURES as exc:
-        raise translate(exc) from exc
+        raise typed(exc) from exc
     nodes, first = [], None
     for target, address, discovered, role in targets:
         try:
@@ -187,7 +249,8 @@ def _probe_cluster(client: Any) -> list[NodeHealth]:
     if listing is None:
         raise translate(first or rx.ConnectionError("no cluster node")) from first
     nodes, first = [], None
-    for host, port, role in listing:
+    for listed in listing:
+        host, port, role = listed.host, listed.port, listed.role
         address = f"{host}:{port}"
         known = client.get_node(host=host, port=port)
         node = known or _SyncNode(host, port, "replica" if role == "replica" else "primary")
@@ -195,10 +258,10 @@ def _probe_cluster(client: Any) -> list[NodeHealth]:
             if known is None:
                 client.nodes_manager.create_redis_connections([node])
             nodes.append(_probe(client.get_redis_connection(node) if known
-                                else node.redis_connection, address, "cluster", True))
+                                else node.redis_connection, address, "cluster", True, listed))
         except FAILURES as exc:
             first = first or exc
-            nodes.append(failed(address, "cluster", role, exc))
+            nodes.append(failed(address, "cluster", role, exc, listed))
         finally:
             if known is None and node.redis_connection is not None:
                 node.redis_connection.close()
@@ -225,7 +288,8 @@ async def _aask(client: Any, *command: str) -> Any:
         return None
 
 
-async def _aprobe(client: Any, address: str, discovered: str, cluster: bool) -> NodeHealth:
+async def _aprobe(client: Any, address: str, discovered: str, cluster: bool,
+                  listed: Listed | None = None) -> NodeHealth:
     started = time.perf_counter()
     await client.execute_command("PING")
     latency = time.perf_counter() - started
@@ -234,7 +298,7 @@ async def _aprobe(client: Any, address: str, discovered: str, cluster: bool) -> 
     if "maxmemory_policy" not in info:
         policy = eviction.policy_of(await _aask(client, "CONFIG GET", "maxmemory-policy"))
     cluster_info = _info_text(await _aask(client, "CLUSTER INFO")) if cluster else None
-    return node_health(address, discovered, latency, info, policy, cluster_info)
+    return node_health(address, discovered, latency, info, policy, cluster_info, listed)
 
 
 async def aprobe(client: Any) -> list[NodeHealth]:
@@ -249,7 +313,7 @@ async def aprobe(client: Any) -> list[NodeHealth]:
         else:
             targets = [(client, _single_name(client), "url", "master")]
     except FAILURES as exc:
-        raise translate(exc) from exc
+        raise typed(exc) from exc
     nodes, first = [], None
     for target, address, discovered, role in targets:
         try:
@@ -272,16 +336,17 @@ async def _aprobe_cluster(client: Any) -> list[NodeHealth]:
     if listing is None:
         raise translate(first or rx.ConnectionError("no cluster node")) from first
     nodes, first = [], None
-    for host, port, role in listing:
+    for listed in listing:
+        host, port, role = listed.host, listed.port, listed.role
         address = f"{host}:{port}"
         known = client.get_node(host=host, port=port)
         node = known or _AsyncNode(host, port, "replica" if role == "replica" else "primary",
                                    **client.connection_kwargs)
         try:
-            nodes.append(await _aprobe(node, address, "cluster", True))
+            nodes.append(await _aprobe(node, address, "cluster", True, listed))
         except FAILURES as exc:
             first = first or exc
-            nodes.append(failed(address, "cluster", role, exc))
+            nodes.append(failed(address, "cluster", role, exc, listed))
         finally:
             if known is None:
                 await node.disconnect()

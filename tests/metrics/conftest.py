@@ -9,6 +9,7 @@ import pytest
 
 import postgres_support
 import quantumorm
+from default_connections import default_connection
 from quantumorm import metrics
 from quantumorm.engine import observe
 from quantumorm.metrics import watch
@@ -35,26 +36,12 @@ def quiet_metrics() -> Iterator[None]:
 @pytest.fixture
 async def lite() -> AsyncIterator[quantumorm.Connection]:
     """An in-memory SQLite connection, the default of its backend."""
-    connection = quantumorm.create_connection(backend="sqlite", url="sqlite://",
-                                              name="sqlite", make_default=True)
-    try:
+    async for connection in default_connection("sqlite", "sqlite://"):
         yield connection
-    finally:
-        try:
-            await quantumorm.aclose_all()
-        finally:
-            quantumorm.close_all()
 
 
 @pytest.fixture
 async def pg(postgres_url: str) -> AsyncIterator[quantumorm.Connection]:
     postgres_support.reset(postgres_url)
-    connection = quantumorm.create_connection(
-        backend="postgres", url=postgres_url, name="postgres", make_default=True)
-    try:
+    async for connection in default_connection("postgres", postgres_url):
         yield connection
-    finally:
-        try:
-            await quantumorm.aclose_all()
-        finally:
-            quantumorm.close_all()

@@ -16,17 +16,11 @@ import pytest
 
 import postgres_support
 import quantumorm
+from default_connections import default_connection
 
 
 @pytest.fixture
 async def pg(postgres_url: str) -> AsyncIterator[quantumorm.Connection]:
     postgres_support.reset(postgres_url)
-    connection = quantumorm.create_connection(
-        backend="postgres", url=postgres_url, name="postgres", make_default=True)
-    try:
+    async for connection in default_connection("postgres", postgres_url):
         yield connection
-    finally:
-        try:
-            await quantumorm.aclose_all()
-        finally:
-            quantumorm.close_all()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import quantumorm
+from default_connections import default_connection
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -25,12 +26,5 @@ def sqlite_url(request: Any, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def sdb(sqlite_url: str) -> AsyncIterator[quantumorm.Connection]:
-    connection = quantumorm.create_connection(
-        backend="sqlite", url=sqlite_url, name="sqlite", make_default=True)
-    try:
+    async for connection in default_connection("sqlite", sqlite_url):
         yield connection
-    finally:
-        try:
-            await quantumorm.aclose_all()
-        finally:
-            quantumorm.close_all()

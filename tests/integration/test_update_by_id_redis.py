@@ -118,6 +118,29 @@ async def test_refusals_write_nothing(conn: Any, redis_client: Any, mode: str) -
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_patch_reads_the_whole_stored_document(conn: Any, redis_client: Any,
+                                                       mode: str) -> None:
+    """Damage after the patched member refuses the patch as a read would (nothing written);
+    of a member stored twice, the patch replaces the last, the one reads see."""
+    ks = KeySpace(Person._meta)
+    await call(person("cut"), "save", mode)
+    await call(person("twice"), "save", mode)
+    key = ks.doc(0, "cut")
+    redis_client.set(key, redis_client.get(key)[:-1], keepttl=True)  # no closing brace
+    before = snapshot(redis_client)
+    with pytest.raises(CorruptDocumentError):
+        await call(Person.objects.filter(id="cut"), "update", mode, name="first member")
+    assert snapshot(redis_client) == before
+    key = ks.doc(0, "twice")
+    redis_client.set(key, redis_client.get(key)[:-1] + b',"name":"again"}', keepttl=True)
+    assert (await call(Person.objects, "get", mode, id="twice")).name == "again"
+    await call(Person.objects.filter(id="twice"), "update", mode, name="patched")
+    assert (await call(Person.objects, "get", mode, id="twice")).name == "patched"
+    found = await call(Person.objects.filter(name="patched"), "all", mode)
+    assert [d.id for d in found] == ["twice"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_foreign_key_at_the_stream_refuses_updates_and_deletes_untouched(
         conn: Any, redis_client: Any, mode: str) -> None:
     """An update's first write is its change event: the XADD's WRONGTYPE error is the

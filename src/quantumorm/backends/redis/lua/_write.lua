@@ -312,11 +312,11 @@ json_skip = function(s, i)
 end
 
 -- The members of the JSON object ``s``: a list of {key text (quoted, as stored), first
--- position of the value, position after it}, and the position of the closing brace. With
--- ``wanted`` (a set of key texts, and ``count`` of them), the scan stops at the member
--- that completes them (the closing brace is then nil): a patch of the first fields of a
--- large document reads only as far as they go.
-local function json_members(s, wanted, count)
+-- position of the value, position after it}, and the position of the closing brace. The
+-- whole object is always scanned, even for a patch of its first members: damage after
+-- them must refuse the patch (CORRUPT) as reads would, and of a key stored twice the last
+-- is the one reads see (and the one a patch replaces).
+local function json_members(s)
   local out = {}
   local i = json_ws(s, 1)
   if not i or string.byte(s, i) ~= 123 then error("not an object") end
@@ -330,12 +330,7 @@ local function json_members(s, wanted, count)
     local first = json_ws(s, colon + 1)
     if not first then error("no value") end
     local after = json_skip(s, first)
-    local key = string.sub(s, i, key_end - 1)
-    out[#out + 1] = {key, first, after}
-    if wanted and wanted[key] then
-      count = count - 1
-      if count == 0 then return out, nil end
-    end
+    out[#out + 1] = {string.sub(s, i, key_end - 1), first, after}
     i = json_ws(s, after)
     local c = i and string.byte(s, i)
     if c == 125 then return out, i end
@@ -349,9 +344,8 @@ end
 -- added at the end); and the names (``names``: one per fragment member, in its order) of
 -- the members whose text changed. nil if ``old`` is not a JSON object.
 local function patch_json(old, fragment, names)
-  local given, wanted = json_members(fragment), {}
-  for _, m in ipairs(given) do wanted[m[1]] = true end
-  local ok, members, close = pcall(json_members, old, wanted, #given)
+  local given = json_members(fragment)
+  local ok, members, close = pcall(json_members, old)
   if not ok then return nil end
   local at = {}
   for _, m in ipairs(members) do at[m[1]] = m end

@@ -127,6 +127,15 @@ def test_shapes_without_a_template_are_planned_per_value() -> None:
     assert planner.counts == {"planned": 30, "bound": 0}
 
 
+def test_a_first_example_with_equal_values_is_not_the_shapes_last_chance() -> None:
+    planner = Planner(Stall._meta)
+    # n=1 and d=1 sort as the same bytes: which condition made that token cannot be told
+    planner.plan(objects.filter(n=1, d=Decimal(1)).spec)
+    for i in range(2, 50):
+        planner.plan(objects.filter(n=i, d=Decimal(i + 100)).spec)
+    assert planner.counts == {"planned": 3, "bound": 46}  # learnt from the next pair
+
+
 def test_values_fixed_by_the_shape_and_repeats() -> None:
     planner = Planner(Stall._meta)
     # True and False are two shapes (the planner branches on them); 0 and False too

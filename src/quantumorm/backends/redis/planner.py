@@ -58,6 +58,9 @@ TEST_META = "on each candidate's meta hash"
 TEST_RANGES = ("the ranges of index {!r} read as a set, or each candidate's meta hash "
                "(chosen at run time by their sizes)")
 PLAN_CACHE_SIZE = 512  # plans kept per model
+#: pairs of examples a shape is given to learn its template from before it is planned per
+#: value for good (a pair can fail by its values alone: equal values of two conditions)
+LEARN_ATTEMPTS = 3
 RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
 
 
@@ -173,6 +176,8 @@ class Planner:
         #: the plan the template binds, or None when the shape has no template
         self._shapes: dict[Hashable, tuple[QuerySpec, Plan] | tuple[Template, Plan] | None] \
             = {}
+        #: per query shape: the pairs of examples it failed to learn a template from
+        self._failed: dict[Hashable, int] = {}
         #: plans made by the planner, and plans bound from a shape's template
         self.counts = {"planned": 0, "bound": 0}
         # (per planner, not per module: a module-level cache would keep every model whose
@@ -246,6 +251,7 @@ class Planner:
         if not known:
             if len(self._shapes) >= PLAN_CACHE_SIZE:
                 self._shapes.clear()  # (a workload of that many shapes: start again)
+                self._failed.clear()
             self._shapes[key] = (spec, plan)
             return plan
         first_spec, first = known
@@ -254,7 +260,15 @@ class Planner:
         if plan_shapes.apart(first_conds, conds, self._derived):
             template = plan_shapes.learn(first.tokens, first_conds, plan.tokens, conds,
                                          self._derived)
-            self._shapes[key] = None if template is None else (template, first)
+            if template is not None:
+                self._shapes[key] = (template, first)
+            elif self._failed.get(key, 0) + 1 < LEARN_ATTEMPTS:
+                # (values of one example can clash, a >= 0 and b >= 0: learn from this
+                # query and the next instead)
+                self._failed[key] = self._failed.get(key, 0) + 1
+                self._shapes[key] = (spec, plan)
+            else:
+                self._shapes[key] = None
         return plan
 
     def _bound(self, base: Plan, tokens: dict[Token, Token], spec: QuerySpec,

@@ -53,7 +53,7 @@ text = st.text(max_size=6)
 ints = st.integers(-10**20, 10**20)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=3)
-times = st.datetimes(timezones=st.just(dt.UTC))
+times = st.datetimes(timezones=st.just(dt.timezone.utc))
 
 #: query shapes, each a function of two values, and the strategy of those values
 SHAPES: dict[str, tuple[Callable[[Any, Any], Any], st.SearchStrategy[Any]]] = {
@@ -167,7 +167,7 @@ def test_decimal_and_time_values_bind() -> None:
     planner, reference = Planner(Stall._meta), Planner(Stall._meta)
     for i in range(5):
         for qs in (objects.filter(d__gte=Decimal(i) / 3),
-                   objects.filter(t__lt=dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC))):
+                   objects.filter(t__lt=dt.datetime(2024, 1, 1 + i, tzinfo=dt.timezone.utc))):
             _check_same(planner.plan(qs.spec), reference._plan(qs.spec, False))
     assert planner.counts["bound"] == 6
 

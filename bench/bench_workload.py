@@ -104,7 +104,7 @@ PROFILED = 200  # most iterations per operation under cProfile (calls per op are
 PROFILED_COMPOUND = 20
 RANGE_WIDTH = 10  # the range query and the count: age in [a, a + 10)
 COMPOUND = {"active": True, "age__gt": 60, "tags__contains": "t7"}
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
 
 class Person(Document):

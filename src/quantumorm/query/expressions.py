@@ -51,10 +51,19 @@ class Q:
 
     __slots__ = ("_op", "_children", "_model")
 
-    def __init__(self, **lookups: Any) -> None:
+    def __init__(self, *conditions: Q, **lookups: Any) -> None:
+        # ``Q(Q(a=1), Q(b=2), c=3)``: the AND of its parts (empty ``Q()``s left out)
+        for condition in conditions:
+            if not isinstance(condition, Q):
+                raise QueryError(f"Q() takes Q objects and keyword lookups "
+                                 f"(got {condition!r})")
+        parts = [c for c in conditions if not c.empty]
         self._op = BoolOp.AND
-        self._children: tuple[Any, ...] = tuple(sorted(lookups.items()))
+        self._children: tuple[Any, ...] = (*parts, *sorted(lookups.items()))
         self._model: type | None = None
+        if len(parts) == 1 and not lookups:  # Q(q) is q
+            self._op, self._children, self._model = parts[0]._op, parts[0]._children, (
+                parts[0]._model)
 
     @classmethod
     def _make(cls, op: BoolOp, children: Iterable[Any], model: type | None = None) -> Q:
@@ -85,6 +94,18 @@ class Q:
 
     def __bool__(self) -> bool:
         raise TypeError("a Q is not a bool: combine with & | ~ instead of and/or/not")
+
+    def __eq__(self, other: object) -> bool:
+        """Same connective, same parts in the same order, same model: ``Q(a=1) == Q(a=1)``
+        (keywords are sorted, so ``Q(a=1, b=2) == Q(b=2, a=1)``)."""
+        if not isinstance(other, Q):
+            return NotImplemented
+        return (self._op, self._children, self._model) == (
+            other._op, other._children, other._model)
+
+    def __hash__(self) -> int:
+        # (values may be unhashable, e.g. lists of ``__in``: hash the shape only)
+        return hash((self._op, len(self._children), self._model))
 
     def __repr__(self) -> str:
         if self._op is BoolOp.NOT:

@@ -26,14 +26,34 @@ from ..cache.stats import CacheStats, counters
 from ..engine import ops
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
-from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
+from ..errors import (
+    DuplicateIdError,
+    QueryError,
+    UniqueViolation,
+    UnknownFieldError,
+    UnsupportedOperation,
+    ValidationError,
+    VersionConflict,
+)
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from . import evaluate
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
-from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
+from .nodes import (
+    FALSE,
+    ID,
+    TRUE,
+    Condition,
+    Node,
+    Not,
+    Ordering,
+    QuerySpec,
+    conjoin,
+    disjoin,
+    negate,
+)
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -49,6 +69,8 @@ Where = Q | dict[str, Any]
 
 #: documents per round trip when iterating a queryset with ``for`` / ``async for``
 ITER_CHUNK = 1000
+#: how often update_or_create reads again when other writers keep winning the race
+UPSERT_ATTEMPTS = 10
 EVERY_LOOKUP = frozenset(Lookup)
 
 
@@ -205,8 +227,9 @@ class QuerySet(Generic[D]):
 
     def __getitem__(self, item: slice) -> QuerySet[D]:
         if not isinstance(item, slice):
-            raise TypeError("index a QuerySet with a slice (qs[10:20]); use first() or "
-                            "offset(n).first() for one document")
+            raise TypeError(
+                "index a QuerySet with a slice (qs[10:20]); one document is read by an "
+                "operation: `await qs.at(0)` / `qs.at_sync(-1)` (or first() / last())")
         if item.step not in (None, 1):
             raise QueryError("QuerySet slices cannot have a step")
         start, stop = item.start or 0, item.stop
@@ -241,6 +264,54 @@ class QuerySet(Generic[D]):
     def using(self, connection: str) -> QuerySet[D]:
         """Run on the named connection instead of the model's."""
         return self._clone(using=connection)
+
+    def __call__(self, *conditions: Where, **lookups: Any) -> QuerySet[D]:
+        """``Model.objects(age__gt=3)``, ``Model.objects(Q(...))``: the same as filter()."""
+        return self.filter(*conditions, **lookups)
+
+    def none(self) -> QuerySet[D]:
+        """A queryset that matches nothing: its terminals answer empty (``[]``, 0, None)
+        without a round trip, and it stays empty whatever is filtered onto it."""
+        return self._clone(where=FALSE)
+
+    def reverse(self) -> QuerySet[D]:
+        """The same documents in the opposite order: the reverse of ``order_by()``, or by
+        id descending when there is none. Refused on a sliced queryset (the slice is a
+        window of the forward order)."""
+        if self._offset or self._limit is not None:
+            raise QueryError("a sliced QuerySet cannot be reversed (reverse, last() and "
+                             "at(-n) need the whole ordered result): reverse before slicing")
+        order = self._order or (Ordering(ID),)
+        return self._clone(order=tuple(Ordering(o.field, not o.descending) for o in order),
+                           after=None)
+
+    def _combinable(self, other: object, operator: str) -> QuerySet[D]:
+        if not isinstance(other, QuerySet):
+            raise TypeError(f"a QuerySet combines with a QuerySet with {operator} "
+                            f"(got {other!r})")
+        if other.model is not self.model:
+            raise QueryError(f"a QuerySet of {self.model.__name__} cannot be combined with "
+                             f"one of {other.model.__name__}")
+        for name in ("_order", "_offset", "_limit", "_after", "_only", "_values", "_using",
+                     "_cached", "_cache_ttl"):
+            if getattr(self, name) != getattr(other, name):
+                raise QueryError(f"querysets combined with {operator} must differ only in "
+                                 f"their filters (their {name[1:]} differ); slice or order "
+                                 "the combined queryset instead")
+        if self._offset or self._limit is not None or self._after is not None:
+            raise QueryError(f"sliced or positioned querysets cannot be combined with "
+                             f"{operator}: combine first, then slice")
+        return other
+
+    def __or__(self, other: QuerySet[D]) -> QuerySet[D]:
+        """Documents matching either queryset's filters (same model, same options)."""
+        right = self._combinable(other, "|")
+        return self._clone(where=disjoin(self._where, right._where))
+
+    def __and__(self, other: QuerySet[D]) -> QuerySet[D]:
+        """Documents matching both querysets' filters (same model, same options)."""
+        right = self._combinable(other, "&")
+        return self._clone(where=conjoin(self._where, right._where))
 
     # -- the cache (Meta.cache, see quantumorm.cache) --------------------------------------
 
@@ -408,6 +479,72 @@ class QuerySet(Generic[D]):
     first_sync = first.sync
 
     @operation
+    def last(self) -> OpFactory[D | None]:
+        """The last matching document, or None: the first of the reversed order (of
+        ``order_by()``, else ``Meta.ordering``, else by id descending)."""
+        return partial(_first_op, self.reverse()[:1])
+
+    last_sync = last.sync
+
+    @operation
+    def at(self, index: int) -> OpFactory[D]:
+        """The document at ``index`` of the ordered result, like ``list[index]`` (a negative
+        index counts from the end: it reads the reversed order); raises IndexError when the
+        result is shorter. ``qs[0]`` cannot do this: an index must be awaited (async) or
+        run (``at_sync``), so a QuerySet is indexed only by slices."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"at() takes an int (got {index!r})")
+        qs = self[index:index + 1] if index >= 0 else self.reverse()[-index - 1:-index]
+        return partial(_at_op, qs, index)
+
+    at_sync = at.sync
+
+    @operation
+    def in_bulk(self, ids: Iterable[str | int]) -> OpFactory[dict[str, D]]:
+        """``{id: document}`` of the given ids that exist (and match the filters): one
+        round trip per partition; an empty list sends nothing."""
+        clean = list(dict.fromkeys(clean_id(i, QueryError, "in_bulk") for i in ids))
+        return partial(_in_bulk_op, self, clean)
+
+    in_bulk_sync = in_bulk.sync
+
+    @operation
+    def get_or_create(self, defaults: dict[str, Any] | None = None, /, **lookups: Any
+                      ) -> OpFactory[tuple[D, bool]]:
+        """``(document, created)``: the one document matching ``lookups``, or a new one made
+        of the exact lookups and ``defaults``.
+
+        Race-safe when the lookups name the id or a unique field: the store refuses a second
+        insert (``DuplicateIdError`` / ``UniqueViolation``), and the document another caller
+        created is read and returned. On other fields two concurrent callers can both
+        create (as in Django: give such lookups a unique index)."""
+        values = _creation_values(self.model, lookups, defaults)
+        return partial(_get_or_create_op, self.filter(**lookups)[:2], values)
+
+    get_or_create_sync = get_or_create.sync
+
+    @operation
+    def update_or_create(self, defaults: dict[str, Any] | None = None, /, **lookups: Any
+                         ) -> OpFactory[tuple[D, bool]]:
+        """``(document, created)``: set ``defaults`` on the one document matching
+        ``lookups`` (a compare-and-set save, read again and reapplied if another writer
+        saved first), or create it from the exact lookups and ``defaults``. Race-safe as
+        :meth:`get_or_create` (a lost insert race turns into an update)."""
+        values = _creation_values(self.model, lookups, defaults)
+        changes = self._changes(defaults) if defaults else {}
+        return partial(_update_or_create_op, self.filter(**lookups)[:2], values, changes)
+
+    update_or_create_sync = update_or_create.sync
+
+    def iterator(self, chunk_size: int = ITER_CHUNK) -> Chunks[D]:
+        """Iterate in keyset chunks of ``chunk_size`` documents, one round trip each:
+        ``async for doc in qs.iterator(500)`` or ``for doc in qs.iterator(500)``. A sliced
+        queryset (and a backend without keyset pagination) is read at once."""
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise QueryError(f"chunk_size must be a positive int (got {chunk_size!r})")
+        return Chunks(self, chunk_size)
+
+    @operation
     def get(self, /, *conditions: Where, **lookups: Any) -> OpFactory[D]:
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
@@ -573,30 +710,13 @@ class QuerySet(Generic[D]):
     def __await__(self) -> Generator[Any, None, list[D]]:
         return self.all().__await__()
 
-    async def __aiter__(self) -> AsyncIterator[D]:
+    def __aiter__(self) -> AsyncIterator[D]:
         """Iterate in chunks of ``ITER_CHUNK`` documents (keyset pages), so a large result
         never sits in memory whole; sliced querysets are read at once."""
-        pages = _pages(self)
-        page = next(pages)
-        while True:
-            docs = await page.all()
-            for doc in docs:
-                yield doc
-            try:
-                page = pages.send(docs)
-            except StopIteration:
-                return
+        return Chunks(self, ITER_CHUNK).__aiter__()
 
     def __iter__(self) -> Iterator[D]:
-        pages = _pages(self)
-        page = next(pages)
-        while True:
-            docs = page.all_sync()
-            yield from docs
-            try:
-                page = pages.send(docs)
-            except StopIteration:
-                return
+        return iter(Chunks(self, ITER_CHUNK))
 
     def _position(self, doc: D) -> tuple[bytes, ...]:
         return evaluate.sort_keys(self.model._meta, self._order, doc._values())
@@ -620,19 +740,50 @@ class QuerySet(Generic[D]):
         return cleaned
 
 
-def _pages(qs: QuerySet[D]) -> Generator[QuerySet[D], list[D], None]:
+class Chunks(Generic[D]):
+    """What ``qs.iterator(chunk_size)`` is: iterable with ``for`` and ``async for``, each
+    chunk one keyset page (see :func:`_pages`)."""
+
+    def __init__(self, qs: QuerySet[D], chunk_size: int) -> None:
+        self.qs, self.chunk_size = qs, chunk_size
+
+    async def __aiter__(self) -> AsyncIterator[D]:
+        pages = _pages(self.qs, self.chunk_size)
+        page = next(pages)
+        while True:
+            docs = await page.all()
+            for doc in docs:
+                yield doc
+            try:
+                page = pages.send(docs)
+            except StopIteration:
+                return
+
+    def __iter__(self) -> Iterator[D]:
+        pages = _pages(self.qs, self.chunk_size)
+        page = next(pages)
+        while True:
+            docs = page.all_sync()
+            yield from docs
+            try:
+                page = pages.send(docs)
+            except StopIteration:
+                return
+
+
+def _pages(qs: QuerySet[D], chunk: int = ITER_CHUNK) -> Generator[QuerySet[D], list[D], None]:
     """The chunked iteration of ``qs``, for ``for`` and ``async for`` alike: yields the
     queryset of the next page to read and receives its documents. Pages are keyset pages of
-    ``ITER_CHUNK`` documents, so a large result never sits in memory whole; a sliced
+    ``chunk`` documents, so a large result never sits in memory whole; a sliced
     queryset, and any queryset on a backend without keyset pagination, is read at once."""
     if qs._limit is not None or qs._offset or qs._values is not None or (
             not qs._connection().backend.capabilities.keyset_pagination):
         yield qs
         return
-    page = qs._clone(limit=ITER_CHUNK)
+    page = qs._clone(limit=chunk)
     while True:
         docs = yield page
-        if len(docs) < ITER_CHUNK:
+        if len(docs) < chunk:
             return
         page = page._clone(after=qs._position(docs[-1]))
 
@@ -648,6 +799,91 @@ def _lookups(node: Node) -> set[Lookup]:
 def _first_op(qs: QuerySet[D], backend: Backend) -> Op[D | None]:
     items = yield from qs._all_op(backend)
     return items[0] if items else None
+
+
+def _at_op(qs: QuerySet[D], index: int, backend: Backend) -> Op[D]:
+    items = yield from qs._all_op(backend)
+    if not items:
+        raise IndexError(f"QuerySet of {qs.model.__name__}: index {index} is out of range")
+    return items[0]  # type: ignore[no-any-return]
+
+
+def _in_bulk_op(qs: QuerySet[D], ids: list[str], backend: Backend) -> Op[dict[str, D]]:
+    if not ids or qs._where == FALSE:
+        return {}
+    if qs._where is TRUE and qs._values is None and qs._only is None and (
+            qs._cache_ttl is None):
+        # the documents by id (one read per partition), without a query
+        docs = yield from ops.get_many(backend, qs.model, ids)
+        return {i: doc for i, doc in zip(ids, docs, strict=True) if doc is not None}
+    items = yield from qs.filter(id__in=ids)._all_op(backend)
+    return {item["id"] if isinstance(item, dict) else item.id: item for item in items}
+
+
+def _creation_values(model: type[Any], lookups: dict[str, Any],
+                     defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """The values a document created by get_or_create / update_or_create gets: the exact
+    lookups (``name=`` or ``name__exact=``), then ``defaults``; other lookups only find."""
+    if defaults is not None and not isinstance(defaults, dict):
+        raise QueryError(f"defaults must be a dict of field values (got {defaults!r})")
+    values = {}
+    for key, value in lookups.items():
+        name = key.removesuffix("__exact")
+        if "__" not in name:
+            values[name] = value
+    for name in defaults or {}:
+        if name != ID and name not in model._meta.fields:
+            raise UnknownFieldError(model.__name__, name, list(model._meta.fields))
+    return {**values, **(defaults or {})}
+
+
+def _one(qs: QuerySet[D], items: list[D]) -> D | None:
+    if len(items) > 1:
+        raise qs.model.MultipleObjectsReturned(
+            f"more than one {qs.model.__name__} matches {qs._where!r}")
+    return items[0] if items else None
+
+
+def _get_or_create_op(qs: QuerySet[D], values: dict[str, Any],
+                      backend: Backend) -> Op[tuple[D, bool]]:
+    found = _one(qs, (yield from qs._all_op(backend)))
+    if found is not None:
+        return found, False
+    doc = qs.model(**values)
+    try:
+        yield from ops.save(backend, doc)
+    except (DuplicateIdError, UniqueViolation):
+        # another caller created it first: theirs is the one (if it matches)
+        found = _one(qs, (yield from qs._all_op(backend)))
+        if found is None:
+            raise
+        return found, False
+    return doc, True
+
+
+def _update_or_create_op(qs: QuerySet[D], values: dict[str, Any], changes: dict[str, Any],
+                         backend: Backend) -> Op[tuple[D, bool]]:
+    for attempt in range(UPSERT_ATTEMPTS):
+        last = attempt + 1 == UPSERT_ATTEMPTS
+        found = _one(qs, (yield from qs._all_op(backend)))
+        if found is not None:
+            found.__dict__.update(changes)
+            try:
+                yield from ops.save(backend, found)
+            except VersionConflict:
+                if last:
+                    raise
+                continue  # another writer saved first: read again, apply again
+            return found, False
+        doc = qs.model(**values)
+        try:
+            yield from ops.save(backend, doc)
+        except (DuplicateIdError, UniqueViolation):
+            if last:
+                raise
+            continue  # another caller created it first: update theirs
+        return doc, True
+    raise AssertionError("unreachable")
 
 
 def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:

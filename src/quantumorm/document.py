@@ -384,6 +384,22 @@ class Document(metaclass=DocumentMeta):
     set_if_absent_sync = set_if_absent.sync
 
     @self_operation
+    def update(self, /, **fields: Any) -> OpFactory[Document]:
+        """Set these fields on the *stored* document and write only them, atomically (a
+        compare-and-set on the stored version, recomputed if another writer got there
+        first, so their changes to other fields are kept); returns the document, which
+        shows the stored state and keeps its own unsaved changes to other fields."""
+        if not fields:
+            raise InvalidOperation(f"{type(self).__name__}.update() needs at least one field")
+        # the values are checked and converted as filter().update() does them, before I/O
+        values = QuerySet(type(self))._changes(fields)
+        return partial(atomic.modify, doc=self,
+                       changes=[("set", name, value) for name, value in values.items()],
+                       answer=lambda _, __: self)
+
+    update_sync = update.sync
+
+    @self_operation
     def reload(self) -> OpFactory[Document]:
         """Replace the values with the stored ones; raises ``Model.DoesNotExist``."""
         return partial(ops.reload, doc=self)

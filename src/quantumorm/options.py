@@ -27,6 +27,7 @@ from .fields.scalar import (
     UUIDField,
 )
 from .fields.structured import ArrayField, DateTimeField, JSONField
+from .query.nodes import ID, Ordering
 
 T = TypeVar("T")
 
@@ -34,8 +35,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KNOWN_OPTIONS = frozenset(
     {"abstract", "backend", "cache", "changes", "changes_document", "changes_maxlen",
-     "collection", "compress", "connection", "indexes", "namespace", "partition_by",
-     "partitions", "publish", "ttl"}
+     "collection", "compress", "connection", "indexes", "namespace", "ordering",
+     "partition_by", "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
 #: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
@@ -83,6 +84,9 @@ class ModelOptions:
     compress: Compression | None = None
     #: Redis in front of the primary store (``Meta.cache``; see :mod:`quantumorm.cache`)
     cache: CacheSettings | None = None
+    #: ``Meta.ordering``: the order of every query that has no ``order_by()`` (ties
+    #: broken by id, as in ``order_by``); empty: by id
+    ordering: tuple[Ordering, ...] = ()
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -247,6 +251,7 @@ def build_options(
                 f"{where}: unique index {index.name!r} needs partitions = 1; with several "
                 "partitions uniqueness cannot be checked in one atomic write"
             )
+    ordering = _build_ordering(where, fields, raw.get("ordering", ()))
     options = ModelOptions(
         model_name=model_name,
         collection=collection,
@@ -264,8 +269,34 @@ def build_options(
         partition_by=partition_by,
         compress=compress,
         cache=cache,
+        ordering=ordering,
     )
     return options, abstract
+
+
+def _build_ordering(where: str, fields: dict[str, Field], declared: Any
+                    ) -> tuple[Ordering, ...]:
+    """``ordering = ("-created", "name")``: field names, ``-`` for descending."""
+    if isinstance(declared, str) or not isinstance(declared, (tuple, list)):
+        raise ConfigurationError(f"{where}: ordering must be a tuple of field names, "
+                                 f"'-name' for descending (got {declared!r})")
+    orderings = []
+    for item in declared:
+        if not isinstance(item, str) or not item.lstrip("-"):
+            raise ConfigurationError(f"{where}: ordering takes field names (got {item!r})")
+        name = item.removeprefix("-")
+        if name != ID:
+            field = fields.get(name)
+            if field is None:
+                raise ConfigurationError(f"{where}: ordering names an unknown field {name!r} "
+                                         f"(fields: id, {', '.join(fields)})")
+            if not field.sortable:
+                raise ConfigurationError(f"{where}: ordering by {name!r}: a "
+                                         f"{field.type_name} field cannot be ordered by")
+        orderings.append(Ordering(name, item.startswith("-")))
+    if len({o.field for o in orderings}) < len(orderings):
+        raise ConfigurationError(f"{where}: ordering names a field twice ({declared!r})")
+    return tuple(orderings)
 
 
 def _check_name(where: str, what: str, value: Any) -> None:

@@ -10,7 +10,18 @@ from typing import Any
 import pytest
 from contract_models import run
 
-from quantumorm import DuplicateIdError, Q, QueryError, UniqueViolation
+from quantumorm import (
+    Document,
+    DuplicateIdError,
+    IntField,
+    InvalidOperation,
+    Q,
+    QueryError,
+    StringField,
+    UniqueViolation,
+    UnknownFieldError,
+    ValidationError,
+)
 
 
 async def _items(models: Any, mode: str, count: int = 5) -> None:
@@ -188,3 +199,66 @@ async def test_querysets_combine_with_or_and_and(models: Any, mode: str) -> None
         Item.objects[:2] | Item.objects[:2]
     with pytest.raises(QueryError, match="cannot be combined"):
         Item.objects | models.Account.objects
+
+
+ORDERED = {
+    backend: type(Document)("Post", (Document,), {
+        "__module__": __name__,
+        "title": StringField(indexed=True),
+        "rank": IntField(indexed=True),
+        "Meta": type("Meta", (), {"backend": backend, "namespace": "contract",
+                                  "collection": "posts", "ordering": ("-rank", "title")}),
+    })
+    for backend in ("redis", "sqlite", "postgres")
+}
+
+
+async def test_meta_ordering_is_the_default_order(store: str, mode: str) -> None:
+    Post = ORDERED[store]
+    for i, (title, rank) in enumerate([("b", 1), ("a", 2), ("c", 1), ("d", None)]):
+        await run(Post(id=f"p{i}", title=title, rank=rank), "save", mode)
+    default = ["p1", "p0", "p2", "p3"]  # -rank (nulls as descending puts them), then title
+    assert _ids(await run(Post.objects, "all", mode)) == _ids(
+        await run(Post.objects.order_by("-rank", "title"), "all", mode))
+    got = _ids(await run(Post.objects, "all", mode))
+    assert got[:3] == default[:3] and set(got) == set(default)
+    assert _ids(await run(Post.objects.filter(rank=1), "all", mode)) == ["p0", "p2"]
+    assert _ids(await run(Post.objects.order_by("title"), "all", mode)) == [
+        "p1", "p0", "p2", "p3"]
+    assert _ids(await run(Post.objects.order_by(), "all", mode)) == ["p0", "p1", "p2", "p3"]
+    assert (await run(Post.objects, "first", mode)).id == "p1"
+    assert (await run(Post.objects, "last", mode)).id == got[-1]
+    assert (await run(Post.objects, "at", mode, 1)).id == "p0"
+    page = await run(Post.objects, "paginate", mode, per_page=2, after=None)
+    assert _ids(page.items) == got[:2]
+
+
+async def test_doc_update_writes_only_the_given_fields(models: Any, mode: str) -> None:
+    Item = models.Item
+    mine = await run(Item(id="i", n=1, s="a", note="x"), "save", mode)
+    other = await run(Item.objects, "get", mode, id="i")
+    other.note = "theirs"
+    await run(other, "save", mode)
+    mine.s = "unsaved"
+    assert await run(mine, "update", mode, n=5, tags=["t"]) is mine
+    stored = await run(Item.objects, "get", mode, id="i")
+    # their note is kept (not overwritten by the stale copy), mine stays unsaved
+    assert (stored.n, stored.tags, stored.note, stored.s) == (5, ["t"], "theirs", "a")
+    assert (mine.n, mine.note, mine.s, mine.version) == (5, "theirs", "unsaved", stored.version)
+    assert _ids(await run(Item.objects.filter(n=5), "all", mode)) == ["i"]  # index moved
+    assert await run(Item.objects.filter(tags__contains="t"), "count", mode) == 1
+
+
+async def test_doc_update_refuses_bad_values_before_writing(models: Any, mode: str) -> None:
+    account = await run(models.Account(id="a", email="a@x", age=1), "save", mode)
+    version = account.version
+    with pytest.raises(ValidationError):
+        await run(account, "update", mode, age=-1)
+    with pytest.raises(UnknownFieldError):
+        await run(account, "update", mode, nope=1)
+    with pytest.raises(InvalidOperation):
+        await run(account, "update", mode)
+    with pytest.raises(InvalidOperation, match="never saved"):
+        await run(models.Account(email="b@x"), "update", mode, age=2)
+    stored = await run(models.Account.objects, "get", mode, id="a")
+    assert (stored.age, stored.version) == (1, version)

@@ -78,3 +78,7 @@ async def misuse() -> None:
     await user.touch()  # E: touch needs a ttl
     total: Decimal = await Order(total=1).reload()  # E: reload returns the Order
     conn.run_transaction_sync(lambda tx: tx.get(User, 1.5))  # E: ids are str or int
+    first: User = User.objects[0]  # E: one document is read by at() / at_sync(), not qs[0]
+    last: User = await User.objects.last()  # E: last() may be None
+    pair: User = await User.objects.get_or_create(name="x")  # E: a (document, created) pair
+    User.objects.iterator(chunk_size="big")  # E: chunk_size is an int

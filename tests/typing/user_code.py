@@ -151,6 +151,22 @@ assert_type(qs.cursor_for(user), str)
 for each in qs:
     assert_type(each, User)
 
+# the familiar shortcuts
+assert_type(User.objects(age__gt=3), QuerySet[User])
+assert_type(User.objects(Q(name="Ada")).none(), QuerySet[User])
+assert_type(qs | User.objects.filter(active=True), QuerySet[User])
+assert_type(qs & User.objects.filter(active=True), QuerySet[User])
+assert_type(qs.reverse(), QuerySet[User])
+assert_type(qs.last_sync(), User | None)
+assert_type(qs.at_sync(-1), User)
+assert_type(User.objects.in_bulk_sync(["u1", 2]), dict[str, User])
+assert_type(User.objects.get_or_create_sync({"age": 3}, email="a@x"), tuple[User, bool])
+assert_type(User.objects.update_or_create_sync({"age": 4}, email="a@x"), tuple[User, bool])
+for chunked in qs.iterator(chunk_size=100):
+    assert_type(chunked, User)
+assert_type(user.update_sync(age=4), User)
+assert_type(Q(Q(age=1), name="x") == Q(age=1), bool)
+
 assert_type(user.save_sync(), User)
 assert_type(user.save_sync(ttl=60), User)
 assert_type(user.reload_sync(), User)
@@ -189,6 +205,15 @@ async def async_code() -> None:
     assert_type(await qs.paginate(per_page=5, after=None), Page[User])
     async for found in qs:
         assert_type(found, User)
+    assert_type(await qs.last(), User | None)
+    assert_type(await qs.at(0), User)
+    assert_type(await User.objects.in_bulk(["u1"]), dict[str, User])
+    assert_type(await User.objects.get_or_create(email="a@x"), tuple[User, bool])
+    assert_type(await User.objects.update_or_create({"age": 1}, email="a@x"),
+                tuple[User, bool])
+    assert_type(await user.update(name="Ada"), User)
+    async for chunk_doc in qs.iterator(chunk_size=10):
+        assert_type(chunk_doc, User)
     await conn.aclose()
 
 

@@ -91,7 +91,7 @@ def test_default_collection_is_the_lowercased_model_name() -> None:
 @pytest.mark.parametrize("meta", [
     {"colection": "typo"},
     {"index": ["x"]},
-    {"ordering": ["x"]},
+    {"order": ["x"]},  # (Meta.ordering is the option)
 ])
 def test_unknown_meta_option(meta: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError) as info:

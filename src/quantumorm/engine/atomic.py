@@ -1,4 +1,5 @@
-"""Atomic field operations: ``inc``/``dec``, ``push``/``pull`` on arrays, ``set_if_absent``.
+"""Atomic field operations: ``inc``/``dec``, ``push``/``pull`` on arrays, ``set_if_absent``,
+and ``set`` (``doc.update(**fields)``).
 
 Each applies to the *stored* document, never to a stale copy: the new value is computed from
 the stored one and written by the ordinary write (one atomic script on Redis) as a
@@ -62,7 +63,7 @@ def check(model: type[Document], changes: Sequence[Change]) -> None:
                                        f"is a {type(field).__name__}")
             if not arg:
                 raise InvalidOperation(f"{kind}({name!r}) needs at least one value")
-        elif kind != "set_if_absent":
+        elif kind not in ("set_if_absent", "set"):
             raise AssertionError(kind)
 
 
@@ -80,6 +81,8 @@ def _apply(doc: Document, changes: Sequence[Change], unique: bool) -> bool:
                     new.append(value)
         elif kind == "pull":
             new = [value for value in (current or []) if value not in arg]
+        elif kind == "set":
+            new = arg
         else:  # set_if_absent
             new = arg if current is None else current
         if new != current:

@@ -107,7 +107,7 @@ class QuerySet(Generic[D]):
     def __init__(self, model: type[D]) -> None:
         self.model = model
         self._where: Node = TRUE
-        self._order: tuple[Ordering, ...] = ()
+        self._order: tuple[Ordering, ...] = model._meta.ordering  # order_by() replaces it
         self._offset = 0
         self._limit: int | None = None
         self._after: tuple[bytes, ...] | None = None
@@ -192,7 +192,8 @@ class QuerySet(Generic[D]):
 
     def order_by(self, *fields: str | FieldRef[Any] | Ordering) -> QuerySet[D]:
         """Order by fields, ``"-field"`` descending; ties are broken by id (in the direction of
-        the last field). Replaces any previous ordering; resets a keyset position."""
+        the last field). Replaces any previous ordering (and ``Meta.ordering``: ``order_by()``
+        with no field clears it, leaving the order by id); resets a keyset position."""
         orderings = []
         for item in fields:
             if isinstance(item, FieldRef):
@@ -339,7 +340,8 @@ class QuerySet(Generic[D]):
     # -- change events ---------------------------------------------------------------------
 
     def _whole_collection(self, what: str) -> None:
-        if self._where != TRUE or self._order or self._offset or self._limit is not None:
+        if self._where != TRUE or self._order not in ((), self.model._meta.ordering) or (
+                self._offset or self._limit is not None):
             raise QueryError(f"{what}() follows the whole collection; filter the events "
                              "you receive instead")
 

@@ -21,6 +21,7 @@ from quantumorm import (
     UniqueViolation,
     UnknownFieldError,
     ValidationError,
+    metrics,
 )
 
 
@@ -84,6 +85,27 @@ async def test_none_matches_nothing_and_sends_nothing(models: Any, mode: str) ->
     assert await run(empty, "delete", mode) == 0
     assert await run(Item.objects, "count", mode) == 5  # delete of none() deleted nothing
     assert await run(empty | Item.objects.filter(n=1), "count", mode) == 2
+
+
+
+async def test_none_sends_no_round_trip(models: Any, mode: str) -> None:
+    await _items(models, mode, 2)
+    empty = models.Item.objects.none()
+    metrics.enable()
+    try:
+        metrics.reset()
+        for name, args in (("all", ()), ("count", ()), ("exists", ()), ("first", ()),
+                           ("last", ()), ("in_bulk", (["i1"],)), ("delete", ()),
+                           ("update", ())):
+            kwargs = {"n": 3} if name == "update" else {}
+            await run(empty, name, mode, *args, **kwargs)
+        stats = metrics.snapshot().operations
+    finally:
+        metrics.disable()
+        metrics.reset()
+    assert sorted(s.operation for s in stats) == sorted(
+        ["all", "count", "exists", "first", "last", "in_bulk", "delete", "update"])
+    assert [s.round_trips for s in stats] == [0] * len(stats)
 
 
 async def test_in_bulk_maps_ids_to_documents(models: Any, mode: str) -> None:

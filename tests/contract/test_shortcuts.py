@@ -138,6 +138,11 @@ async def test_get_or_create(models: Any, mode: str) -> None:
     await run(Account(email="d@x", age=3), "save", mode)
     with pytest.raises(Account.MultipleObjectsReturned):
         await run(Account.objects, "get_or_create", mode, age=3)
+    for refused in (Account.objects[:1], Account.objects.only("age"),
+                    Account.objects.values("age")):
+        for name in ("get_or_create", "update_or_create"):
+            with pytest.raises(QueryError, match="whole documents"):
+                await run(refused, name, mode, email="a@x")
 
 
 async def test_get_or_create_under_a_race_returns_one_document(models: Any, mode: str) -> None:

@@ -82,3 +82,13 @@ def test_none_and_what_indexing_and_len_refuse() -> None:
         Ordering("n"), Ordering("name", True))
     with pytest.raises(QueryError, match="sliced"):
         Thing.objects[2:].reverse()
+
+
+def test_a_keyset_positioned_queryset_is_not_reversed() -> None:
+    Thing = _model()
+    qs = Thing.objects.order_by("n")
+    positioned = qs.after(qs.cursor_for(Thing(id="x", n=1)))
+    with pytest.raises(QueryError, match="positioned"):
+        positioned.reverse()
+    with pytest.raises(QueryError):
+        positioned | positioned

@@ -279,9 +279,10 @@ class QuerySet(Generic[D]):
         """The same documents in the opposite order: the reverse of ``order_by()``, or by
         id descending when there is none. Refused on a sliced queryset (the slice is a
         window of the forward order)."""
-        if self._offset or self._limit is not None:
-            raise QueryError("a sliced QuerySet cannot be reversed (reverse, last() and "
-                             "at(-n) need the whole ordered result): reverse before slicing")
+        if self._offset or self._limit is not None or self._after is not None:
+            raise QueryError("a sliced or keyset-positioned QuerySet cannot be reversed "
+                             "(reverse, last() and at(-n) need the whole ordered result): "
+                             "reverse before slicing")
         order = self._order or (Ordering(ID),)
         return self._clone(order=tuple(Ordering(o.field, not o.descending) for o in order),
                            after=None)
@@ -520,6 +521,7 @@ class QuerySet(Generic[D]):
         insert (``DuplicateIdError`` / ``UniqueViolation``), and the document another caller
         created is read and returned. On other fields two concurrent callers can both
         create (as in Django: give such lookups a unique index)."""
+        self._check_plain("get_or_create")
         values = _creation_values(self.model, lookups, defaults)
         return partial(_get_or_create_op, self.filter(**lookups)[:2], values)
 
@@ -532,11 +534,20 @@ class QuerySet(Generic[D]):
         ``lookups`` (a compare-and-set save, read again and reapplied if another writer
         saved first), or create it from the exact lookups and ``defaults``. Race-safe as
         :meth:`get_or_create` (a lost insert race turns into an update)."""
+        self._check_plain("update_or_create")
         values = _creation_values(self.model, lookups, defaults)
         changes = self._changes(defaults) if defaults else {}
         return partial(_update_or_create_op, self.filter(**lookups)[:2], values, changes)
 
     update_or_create_sync = update_or_create.sync
+
+    def _check_plain(self, what: str) -> None:
+        """get_or_create / update_or_create answer whole documents of the whole filtered
+        collection: refused on a sliced, positioned, ``only()`` or ``values()`` queryset."""
+        if (self._offset or self._limit is not None or self._after is not None
+                or self._only is not None or self._values is not None):
+            raise QueryError(f"{what}() needs a queryset of whole documents, not sliced "
+                             "nor positioned (no [a:b], after(), only() or values())")
 
     def iterator(self, chunk_size: int = ITER_CHUNK) -> Chunks[D]:
         """Iterate in keyset chunks of ``chunk_size`` documents, one round trip each:

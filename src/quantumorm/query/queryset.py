@@ -26,19 +26,11 @@ from ..cache.stats import CacheStats, counters
 from ..engine import ops
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
-from ..errors import (
-    DuplicateIdError,
-    QueryError,
-    UniqueViolation,
-    UnknownFieldError,
-    UnsupportedOperation,
-    ValidationError,
-    VersionConflict,
-)
+from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import evaluate
+from . import evaluate, shortcuts
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import (
@@ -69,8 +61,6 @@ Where = Q | dict[str, Any]
 
 #: documents per round trip when iterating a queryset with ``for`` / ``async for``
 ITER_CHUNK = 1000
-#: how often update_or_create reads again when other writers keep winning the race
-UPSERT_ATTEMPTS = 10
 EVERY_LOOKUP = frozenset(Lookup)
 
 
@@ -498,7 +488,7 @@ class QuerySet(Generic[D]):
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"at() takes an int (got {index!r})")
         qs = self[index:index + 1] if index >= 0 else self.reverse()[-index - 1:-index]
-        return partial(_at_op, qs, index)
+        return partial(shortcuts.at_op, qs, index)
 
     at_sync = at.sync
 
@@ -507,7 +497,7 @@ class QuerySet(Generic[D]):
         """``{id: document}`` of the given ids that exist (and match the filters): one
         round trip per partition; an empty list sends nothing."""
         clean = list(dict.fromkeys(clean_id(i, QueryError, "in_bulk") for i in ids))
-        return partial(_in_bulk_op, self, clean)
+        return partial(shortcuts.in_bulk_op, self, clean)
 
     in_bulk_sync = in_bulk.sync
 
@@ -522,8 +512,8 @@ class QuerySet(Generic[D]):
         created is read and returned. On other fields two concurrent callers can both
         create (as in Django: give such lookups a unique index)."""
         self._check_plain("get_or_create")
-        values = _creation_values(self.model, lookups, defaults)
-        return partial(_get_or_create_op, self.filter(**lookups)[:2], values)
+        values = shortcuts.creation_values(self.model, lookups, defaults)
+        return partial(shortcuts.get_or_create_op, self.filter(**lookups)[:2], values)
 
     get_or_create_sync = get_or_create.sync
 
@@ -535,9 +525,9 @@ class QuerySet(Generic[D]):
         saved first), or create it from the exact lookups and ``defaults``. Race-safe as
         :meth:`get_or_create` (a lost insert race turns into an update)."""
         self._check_plain("update_or_create")
-        values = _creation_values(self.model, lookups, defaults)
+        values = shortcuts.creation_values(self.model, lookups, defaults)
         changes = self._changes(defaults) if defaults else {}
-        return partial(_update_or_create_op, self.filter(**lookups)[:2], values, changes)
+        return partial(shortcuts.update_or_create_op, self.filter(**lookups)[:2], values, changes)
 
     update_or_create_sync = update_or_create.sync
 
@@ -812,91 +802,6 @@ def _lookups(node: Node) -> set[Lookup]:
 def _first_op(qs: QuerySet[D], backend: Backend) -> Op[D | None]:
     items = yield from qs._all_op(backend)
     return items[0] if items else None
-
-
-def _at_op(qs: QuerySet[D], index: int, backend: Backend) -> Op[D]:
-    items = yield from qs._all_op(backend)
-    if not items:
-        raise IndexError(f"QuerySet of {qs.model.__name__}: index {index} is out of range")
-    return items[0]  # type: ignore[no-any-return]
-
-
-def _in_bulk_op(qs: QuerySet[D], ids: list[str], backend: Backend) -> Op[dict[str, D]]:
-    if not ids or qs._where == FALSE:
-        return {}
-    if qs._where is TRUE and qs._values is None and qs._only is None and (
-            qs._cache_ttl is None):
-        # the documents by id (one read per partition), without a query
-        docs = yield from ops.get_many(backend, qs.model, ids)
-        return {i: doc for i, doc in zip(ids, docs, strict=True) if doc is not None}
-    items = yield from qs.filter(id__in=ids)._all_op(backend)
-    return {item["id"] if isinstance(item, dict) else item.id: item for item in items}
-
-
-def _creation_values(model: type[Any], lookups: dict[str, Any],
-                     defaults: dict[str, Any] | None) -> dict[str, Any]:
-    """The values a document created by get_or_create / update_or_create gets: the exact
-    lookups (``name=`` or ``name__exact=``), then ``defaults``; other lookups only find."""
-    if defaults is not None and not isinstance(defaults, dict):
-        raise QueryError(f"defaults must be a dict of field values (got {defaults!r})")
-    values = {}
-    for key, value in lookups.items():
-        name = key.removesuffix("__exact")
-        if "__" not in name:
-            values[name] = value
-    for name in defaults or {}:
-        if name != ID and name not in model._meta.fields:
-            raise UnknownFieldError(model.__name__, name, list(model._meta.fields))
-    return {**values, **(defaults or {})}
-
-
-def _one(qs: QuerySet[D], items: list[D]) -> D | None:
-    if len(items) > 1:
-        raise qs.model.MultipleObjectsReturned(
-            f"more than one {qs.model.__name__} matches {qs._where!r}")
-    return items[0] if items else None
-
-
-def _get_or_create_op(qs: QuerySet[D], values: dict[str, Any],
-                      backend: Backend) -> Op[tuple[D, bool]]:
-    found = _one(qs, (yield from qs._all_op(backend)))
-    if found is not None:
-        return found, False
-    doc = qs.model(**values)
-    try:
-        yield from ops.save(backend, doc)
-    except (DuplicateIdError, UniqueViolation):
-        # another caller created it first: theirs is the one (if it matches)
-        found = _one(qs, (yield from qs._all_op(backend)))
-        if found is None:
-            raise
-        return found, False
-    return doc, True
-
-
-def _update_or_create_op(qs: QuerySet[D], values: dict[str, Any], changes: dict[str, Any],
-                         backend: Backend) -> Op[tuple[D, bool]]:
-    for attempt in range(UPSERT_ATTEMPTS):
-        last = attempt + 1 == UPSERT_ATTEMPTS
-        found = _one(qs, (yield from qs._all_op(backend)))
-        if found is not None:
-            found.__dict__.update(changes)
-            try:
-                yield from ops.save(backend, found)
-            except VersionConflict:
-                if last:
-                    raise
-                continue  # another writer saved first: read again, apply again
-            return found, False
-        doc = qs.model(**values)
-        try:
-            yield from ops.save(backend, doc)
-        except (DuplicateIdError, UniqueViolation):
-            if last:
-                raise
-            continue  # another caller created it first: update theirs
-        return doc, True
-    raise AssertionError("unreachable")
 
 
 def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:

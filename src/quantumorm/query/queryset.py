@@ -267,8 +267,8 @@ class QuerySet(Generic[D]):
 
     def reverse(self) -> QuerySet[D]:
         """The same documents in the opposite order: the reverse of ``order_by()``, or by
-        id descending when there is none. Refused on a sliced queryset (the slice is a
-        window of the forward order)."""
+        id descending when there is none. Refused on a sliced or keyset-positioned
+        queryset (the slice is a window of the forward order)."""
         if self._offset or self._limit is not None or self._after is not None:
             raise QueryError("a sliced or keyset-positioned QuerySet cannot be reversed "
                              "(reverse, last() and at(-n) need the whole ordered result): "

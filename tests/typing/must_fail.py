@@ -78,3 +78,5 @@ async def misuse() -> None:
     await user.touch()  # E: touch needs a ttl
     total: Decimal = await Order(total=1).reload()  # E: reload returns the Order
     conn.run_transaction_sync(lambda tx: tx.get(User, 1.5))  # E: ids are str or int
+    found_one: User = User.objects.modify_sync(new=True, inc__age=1)  # E: may be None
+    User.objects.update_one_sync(upsert="yes", inc__age=1)  # E: upsert is a bool

@@ -169,3 +169,12 @@ async def test_bad_operators_are_refused_before_any_write(models: Any, mode: str
         await run(models.Item.objects, "update", mode, push_all__tags="abc")
     stored = await run(Account.objects, "get", mode, id="a")
     assert (stored.age, stored.version) == (1, account.version)
+
+
+async def test_concurrent_modifies_each_see_their_own_result(models: Any, mode: str) -> None:
+    await run(models.Item(id="m", n=0, s="m"), "save", mode)
+    qs = models.Item.objects.filter(s="m")
+    found = await asyncio.gather(*(run(qs, "modify", mode, new=True, inc__n=1)
+                                   for _ in range(6)))
+    assert sorted(doc.n for doc in found) == [1, 2, 3, 4, 5, 6]  # no two saw the same state
+    assert len({doc.version for doc in found}) == 6

@@ -231,7 +231,9 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
         for position, (result, (doc, data, before)) in enumerate(
                 zip(results, states, strict=True)):
             if isinstance(result.error, VersionConflict):
-                if result.error.actual is not None:
+                # changed meanwhile: computed again; deleted meanwhile: no longer a match,
+                # but update_one/modify then look for the (new) first match
+                if result.error.actual is not None or one:
                     retry.append(before.id or "")
                 continue
             if result.error is not None:  # a store refusal, e.g. a unique value taken
@@ -251,7 +253,6 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
         if one:
             # the first match changed meanwhile: the first match is asked for again
             rows = yield from backend.query(options, spec)
-            start = None  # (it existed: an upsert inserts nothing now)
         else:
             rows = yield from _still_matching(backend, model, spec, retry)
     raise VersionConflict(model.__name__, ", ".join(row.id for row in rows), 0, None)

@@ -7,12 +7,14 @@ from decimal import Decimal
 
 import pytest
 
+import quantumorm
 from quantumorm import (
     ArrayField,
     DecimalField,
     Document,
     FloatField,
     IntField,
+    InvalidOperation,
     Q,
     QueryError,
     StringField,
@@ -30,6 +32,7 @@ class Post(Document):
 
     class Meta:
         collection = "updops_unit"
+        backend = "sqlite"
 
 
 def test_keywords_parse_to_normalised_operations() -> None:
@@ -68,3 +71,20 @@ def test_an_upsert_seeds_from_equality_conditions_only() -> None:
                   Q(tags__contains="a")):
         with pytest.raises(QueryError, match="equality"):
             seed(Post, query.resolve(options))
+
+
+def test_refusals_come_before_any_io() -> None:
+    quantumorm.create_connection(backend="sqlite", url="sqlite://", name="updops-unit")
+    try:
+        _refusals()
+    finally:
+        quantumorm.close_all()
+
+
+def _refusals() -> None:
+    with pytest.raises(QueryError, match="equality"):
+        Post.objects.filter(views__gt=3).update_sync(upsert=True, inc__views=1)
+    with pytest.raises(QueryError, match="True or False"):
+        Post.objects.filter(id="x").modify_sync(new=1, inc__views=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOperation, match="numeric"):
+        Post.objects.update_one_sync(inc__title=1)

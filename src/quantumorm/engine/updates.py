@@ -190,12 +190,12 @@ class Outcome:
 
 def update(backend: Backend, model: type[D], spec: QuerySpec,
            operations: Sequence[Operation], one: bool = False,
-           upsert: bool = False) -> Op[Outcome]:
+           start: dict[str, Any] | None = None) -> Op[Outcome]:
     """Apply ``operations`` to every document ``spec`` matches (the first one only if
-    ``one``), or insert one when none matches and ``upsert``; see the module docstring."""
+    ``one``), or, when none matches and ``start`` (an upsert's :func:`seed`) is given,
+    insert the document ``start`` with the operations applied; see the module docstring."""
     options = model._meta
     expire = ops.expiry(backend, options)
-    start: dict[str, Any] | None = seed(model, spec.where) if upsert else None
     outcome = Outcome(0, [], [])
     rows: list[Row] = yield from backend.query(options, spec)
     for _attempt in range(ATTEMPTS):

@@ -465,7 +465,8 @@ class QuerySet(Generic[D]):
         changes = updates.plain_sets(operations)
         if changes is not None and not _flag(upsert, "upsert"):
             return partial(ops.update_where, model=self.model, spec=self.spec, changes=changes)
-        return partial(_update_count_op, self.model, self.spec, operations, False, upsert)
+        return partial(_update_count_op, self.model, self.spec, operations, False,
+                       self._upsert(upsert))
 
     update_sync = update.sync
 
@@ -474,8 +475,8 @@ class QuerySet(Generic[D]):
         """As :meth:`update`, on the first matching document only (by the queryset's order,
         else by id); returns 0 or 1."""
         operations = updates.parse(self.model, fields)
-        _flag(upsert, "upsert")
-        return partial(_update_count_op, self.model, self[:1].spec, operations, True, upsert)
+        return partial(_update_count_op, self.model, self[:1].spec, operations, True,
+                       self._upsert(upsert))
 
     update_one_sync = update_one.sync
 
@@ -486,9 +487,8 @@ class QuerySet(Generic[D]):
         it was before (``new=False``) or after (``new=True``) this update, or None if none
         matched (and, with ``upsert=True`` and ``new=False``, when it was inserted)."""
         operations = updates.parse(self.model, fields)
-        _flag(upsert, "upsert")
         return partial(_modify_op, self.model, self[:1].spec, operations, _flag(new, "new"),
-                       upsert)
+                       self._upsert(upsert))
 
     modify_sync = modify.sync
 
@@ -632,6 +632,11 @@ class QuerySet(Generic[D]):
     def _position(self, doc: D) -> tuple[bytes, ...]:
         return evaluate.sort_keys(self.model._meta, self._order, doc._values())
 
+    def _upsert(self, upsert: bool) -> dict[str, Any] | None:
+        """What an upsert inserts before its operators apply (the equality conditions), or
+        None without ``upsert``; QueryError now if the query is not equalities only."""
+        return updates.seed(self.model, self._where) if _flag(upsert, "upsert") else None
+
     def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
         known = self.model._meta.fields
         problems: dict[str, list[str]] = {}
@@ -683,14 +688,14 @@ def _flag(value: bool, name: str) -> bool:
 
 
 def _update_count_op(model: type[D], spec: QuerySpec, operations: tuple[updates.Operation, ...],
-                     one: bool, upsert: bool, backend: Backend) -> Op[int]:
-    outcome = yield from updates.update(backend, model, spec, operations, one, upsert)
+                     one: bool, start: dict[str, Any] | None, backend: Backend) -> Op[int]:
+    outcome = yield from updates.update(backend, model, spec, operations, one, start)
     return outcome.matched
 
 
 def _modify_op(model: type[D], spec: QuerySpec, operations: tuple[updates.Operation, ...],
-               new: bool, upsert: bool, backend: Backend) -> Op[D | None]:
-    outcome = yield from updates.update(backend, model, spec, operations, True, upsert)
+               new: bool, start: dict[str, Any] | None, backend: Backend) -> Op[D | None]:
+    outcome = yield from updates.update(backend, model, spec, operations, True, start)
     if not outcome.matched:
         return None
     found: D | None = (outcome.after if new else outcome.before)[0]

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from contract_models import run
 
-from quantumorm import InvalidOperation, QueryError, UnknownFieldError, ValidationError
+from quantumorm import (
+    InvalidOperation,
+    QueryError,
+    UniqueViolation,
+    UnknownFieldError,
+    ValidationError,
+)
 
 
 async def _ids(qs: Any, mode: str) -> list[str]:
@@ -178,3 +184,13 @@ async def test_concurrent_modifies_each_see_their_own_result(models: Any, mode: 
                                    for _ in range(6)))
     assert sorted(doc.n for doc in found) == [1, 2, 3, 4, 5, 6]  # no two saw the same state
     assert len({doc.version for doc in found}) == 6
+
+
+async def test_an_upsert_refused_by_another_documents_unique_value(models: Any,
+                                                                   mode: str) -> None:
+    Account = models.Account
+    await run(Account(id="a", email="a@x", age=1), "save", mode)
+    with pytest.raises(UniqueViolation):
+        await run(Account.objects.filter(id="b"), "update", mode, upsert=True,
+                  email="a@x", inc__age=1)
+    assert await run(Account.objects, "count", mode) == 1

@@ -37,6 +37,7 @@ from ..errors import (
     UnknownFieldError,
     ValidationError,
     VersionConflict,
+    WriteError,
 )
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
@@ -201,12 +202,14 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
     for _attempt in range(ATTEMPTS):
         if not rows and start is not None and not outcome.matched:
             inserted = yield from _insert(backend, model, start, operations, expire)
-            if inserted is not None:
+            if not isinstance(inserted, Exception):
                 outcome.matched, outcome.after = 1, [inserted]
                 outcome.before = [None]
                 return outcome
             # another writer inserted it first (its id or a unique value): update that one
             rows = yield from backend.query(options, spec)
+            if not rows and not isinstance(inserted, DuplicateIdError):
+                raise inserted  # the unique value is another document's, which does not match
             continue
         requests, states = [], []
         for row in rows:
@@ -259,9 +262,9 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
 
 
 def _insert(backend: Backend, model: type[D], start: dict[str, Any],
-            operations: Sequence[Operation], expire: Any) -> Op[D | None]:
-    """Insert the upserted document, or None if its id or a unique value was taken
-    meanwhile (another upsert won the race)."""
+            operations: Sequence[Operation], expire: Any) -> Op[D | WriteError]:
+    """Insert the upserted document; the refusal if its id or a unique value is taken
+    (by another upsert that won the race, or by a document that does not match)."""
     values = dict(start)
     doc = model(**values)
     apply(doc, operations)
@@ -271,7 +274,7 @@ def _insert(backend: Backend, model: type[D], start: dict[str, Any],
     assert request is not None
     (result,) = yield from backend.write(model._meta, [request])
     if isinstance(result.error, (DuplicateIdError, UniqueViolation)):
-        return None
+        return result.error
     ops._applied(doc, data, result)
     signals.post_save.send(model, document=doc, created=True)
     return doc

@@ -82,3 +82,5 @@ async def misuse() -> None:
     last: User = await User.objects.last()  # E: last() may be None
     pair: User = await User.objects.get_or_create(name="x")  # E: a (document, created) pair
     User.objects.iterator(chunk_size="big")  # E: chunk_size is an int
+    found_one: User = User.objects.modify_sync(new=True, inc__age=1)  # E: may be None
+    User.objects.update_one_sync(upsert="yes", inc__age=1)  # E: upsert is a bool

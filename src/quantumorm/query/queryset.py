@@ -23,7 +23,7 @@ from .. import logs, sortable
 from ..cache import queries as cache_queries
 from ..cache import routing as cache_routing
 from ..cache.stats import CacheStats, counters
-from ..engine import ops
+from ..engine import ops, updates
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
 from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
@@ -588,18 +588,49 @@ class QuerySet(Generic[D]):
     exists_sync = exists.sync
 
     @operation
-    def update(self, /, **fields: Any) -> OpFactory[int]:
+    def update(self, /, *, upsert: bool = False, **fields: Any) -> OpFactory[int]:
         """Set fields on every matching document (each a compare-and-set write, retried if
         another writer got there first). Returns how many documents match the new values.
 
-        ``filter(id=x).update(...)`` with no ``pre_save``/``post_save`` receiver connected
-        for the model is one round trip with no read on Redis: the script puts the new
-        values in place of the stored ones (see :func:`quantumorm.engine.ops.update_where`
-        for the fields it can)."""
-        changes = self._changes(fields)
-        return partial(ops.update_where, model=self.model, spec=self.spec, changes=changes)
+        Keywords may name operators (see :mod:`quantumorm.engine.updates`):
+        ``update(inc__views=1, push__tags="x", pull__tags="y", unset__note=True)``; each
+        document is updated atomically on its own. ``upsert=True`` (a query of equality
+        conditions only) inserts the document they describe when none matches.
+
+        ``filter(id=x).update(...)`` of plain values with no ``pre_save``/``post_save``
+        receiver connected for the model is one round trip with no read on Redis: the
+        script puts the new values in place of the stored ones (see
+        :func:`quantumorm.engine.ops.update_where` for the fields it can)."""
+        operations = updates.parse(self.model, fields)
+        changes = updates.plain_sets(operations)
+        if changes is not None and not _flag(upsert, "upsert"):
+            return partial(ops.update_where, model=self.model, spec=self.spec, changes=changes)
+        return partial(_update_count_op, self.model, self.spec, operations, False,
+                       self._upsert(upsert))
 
     update_sync = update.sync
+
+    @operation
+    def update_one(self, /, *, upsert: bool = False, **fields: Any) -> OpFactory[int]:
+        """As :meth:`update`, on the first matching document only (by the queryset's order,
+        else by id); returns 0 or 1."""
+        operations = updates.parse(self.model, fields)
+        return partial(_update_count_op, self.model, self[:1].spec, operations, True,
+                       self._upsert(upsert))
+
+    update_one_sync = update_one.sync
+
+    @operation
+    def modify(self, /, *, new: bool = False, upsert: bool = False,
+               **fields: Any) -> OpFactory[D | None]:
+        """Update the first matching document as :meth:`update_one` does and return it as
+        it was before (``new=False``) or after (``new=True``) this update, or None if none
+        matched (and, with ``upsert=True`` and ``new=False``, when it was inserted)."""
+        operations = updates.parse(self.model, fields)
+        return partial(_modify_op, self.model, self[:1].spec, operations, _flag(new, "new"),
+                       self._upsert(upsert))
+
+    modify_sync = modify.sync
 
     @operation
     def delete(self) -> OpFactory[int]:
@@ -724,6 +755,11 @@ class QuerySet(Generic[D]):
     def _position(self, doc: D) -> tuple[bytes, ...]:
         return evaluate.sort_keys(self.model._meta, self._order, doc._values())
 
+    def _upsert(self, upsert: bool) -> dict[str, Any] | None:
+        """What an upsert inserts before its operators apply (the equality conditions), or
+        None without ``upsert``; QueryError now if the query is not equalities only."""
+        return updates.seed(self.model, self._where) if _flag(upsert, "upsert") else None
+
     def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
         known = self.model._meta.fields
         problems: dict[str, list[str]] = {}
@@ -797,6 +833,27 @@ def _lookups(node: Node) -> set[Lookup]:
     if isinstance(node, Not):
         return _lookups(node.child)
     return set().union(*(_lookups(child) for child in node.children))
+
+
+def _flag(value: bool, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise QueryError(f"{name} must be True or False (got {value!r})")
+    return value
+
+
+def _update_count_op(model: type[D], spec: QuerySpec, operations: tuple[updates.Operation, ...],
+                     one: bool, start: dict[str, Any] | None, backend: Backend) -> Op[int]:
+    outcome = yield from updates.update(backend, model, spec, operations, one, start)
+    return outcome.matched
+
+
+def _modify_op(model: type[D], spec: QuerySpec, operations: tuple[updates.Operation, ...],
+               new: bool, start: dict[str, Any] | None, backend: Backend) -> Op[D | None]:
+    outcome = yield from updates.update(backend, model, spec, operations, True, start)
+    if not outcome.matched:
+        return None
+    found: D | None = (outcome.after if new else outcome.before)[0]
+    return found
 
 
 def _first_op(qs: QuerySet[D], backend: Backend) -> Op[D | None]:

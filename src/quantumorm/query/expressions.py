@@ -7,6 +7,7 @@ field name and lookup is checked and every value is cleaned by its field, so mis
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -163,6 +164,24 @@ class FieldRef(Generic[V]):
     def endswith(self, value: str) -> Q:
         return self._q(Lookup.ENDSWITH, value)
 
+    def iexact(self, value: str) -> Q:
+        return self._q(Lookup.IEXACT, value)
+
+    def icontains(self, value: str) -> Q:
+        return self._q(Lookup.ICONTAINS, value)
+
+    def istartswith(self, value: str) -> Q:
+        return self._q(Lookup.ISTARTSWITH, value)
+
+    def iendswith(self, value: str) -> Q:
+        return self._q(Lookup.IENDSWITH, value)
+
+    def regex(self, pattern: str) -> Q:
+        return self._q(Lookup.REGEX, pattern)
+
+    def iregex(self, pattern: str) -> Q:
+        return self._q(Lookup.IREGEX, pattern)
+
     def isnull(self, value: bool = True) -> Q:
         return self._q(Lookup.ISNULL, value)
 
@@ -258,6 +277,22 @@ def _text(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> No
     return Condition(name, lookup, value)
 
 
+def _folded(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if value is None and lookup is Lookup.IEXACT:  # as ``exact``: asks for null
+        return Condition(name, Lookup.ISNULL, True)
+    return _text(where, name, field, lookup, value)
+
+
+def _pattern(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if not isinstance(value, str):
+        raise QueryError(f"{where}: expects a regular expression as a string (got {value!r})")
+    try:  # a bad pattern fails here, not half-way through a query
+        re.compile(value, re.IGNORECASE if lookup is Lookup.IREGEX else 0)
+    except re.error as exc:
+        raise QueryError(f"{where}: invalid regular expression {value!r}: {exc}") from None
+    return Condition(name, lookup, value)
+
+
 def _contains(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
     clean_element = getattr(field, "clean_element", None)
     if clean_element is None:  # a string: a substring
@@ -281,6 +316,12 @@ _BUILDERS: dict[Lookup, Callable[[str, str, Field, Lookup, Any], Node]] = {
     Lookup.STARTSWITH: _text,
     Lookup.ENDSWITH: _text,
     Lookup.ISNULL: _isnull,
+    Lookup.IEXACT: _folded,
+    Lookup.ICONTAINS: _folded,
+    Lookup.ISTARTSWITH: _folded,
+    Lookup.IENDSWITH: _folded,
+    Lookup.REGEX: _pattern,
+    Lookup.IREGEX: _pattern,
 }
 
 

@@ -47,7 +47,8 @@ WORDS = ["", "a", "ab", "abc", "b", "ba", "é", "a\x00b", "\x00", "zz", " a", " 
 # a decomposed accent (never normalised)
 FOLD_WORDS = ["ß", "SS", "Straße", "İ", "i", "ΣΑΣ", "σας", "É", "E\u0301", "ÿ", "Ÿ", "A"]
 #: patterns of regex/iregex: Python re syntax
-PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "\\w", "(?i)^s", "σ", "b{2,}"]
+PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "\\w", "(?i)^s", "σ", "b{2,}",
+            "a\\Z", "^ab\\Z", "a\x00"]  # (the last three: literal, served as plain lookups)
 TZ = dt.timezone(dt.timedelta(hours=5, minutes=30))
 TIMES = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 1, 5, 30, tzinfo=TZ),
          dt.datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),

@@ -53,6 +53,11 @@ CASES: list[tuple[str, str, Any]] = [
     ("regex", r"s{2}|ß", lambda v, w: re.search(w, v) is not None),
     ("regex", r"\x00", lambda v, w: re.search(w, v) is not None),
     ("regex", r"^\w+$", lambda v, w: re.search(w, v) is not None),
+    # literal patterns: served as startswith / endswith / exact / contains
+    ("regex", r"^Str", lambda v, w: re.search(w, v) is not None),
+    ("regex", r"SSE\Z", lambda v, w: re.search(w, v) is not None),
+    ("regex", r"^strasse\Z", lambda v, w: re.search(w, v) is not None),
+    ("regex", "a\x00", lambda v, w: re.search(w, v) is not None),
     ("iregex", r"^é", lambda v, w: re.search(w, v, re.IGNORECASE) is not None),
     ("iregex", r"σ$", lambda v, w: re.search(w, v, re.IGNORECASE) is not None),
     ("iregex", r"STRASSE", lambda v, w: re.search(w, v, re.IGNORECASE) is not None),
@@ -106,8 +111,13 @@ async def test_explain_says_where_it_is_checked(models: Any, mode: str, store: s
         assert plan.client_filter is None and "qorm_text" in (plan.server_filter or "")
     else:  # Redis and PostgreSQL: in Python, over the rows the other conditions select
         assert plan.client_filter is not None and "icontains" in plan.client_filter
-    alone = await run(models.Item.objects.filter(note__regex="x"), "explain", mode)
+    alone = await run(models.Item.objects.filter(note__regex="x+"), "explain", mode)
     assert alone.scanned
+    # a literal prefix pattern is a startswith: the server filters it (Redis: by index)
+    prefix = await run(models.Item.objects.filter(s__regex="^Str"), "explain", mode)
+    assert prefix.client_filter is None
+    if store == "redis":
+        assert not prefix.scanned and "s" in prefix.indexes
 
 
 @pytest.mark.parametrize("lookup, value", [("regex", "("), ("iregex", "[a-"),

@@ -81,7 +81,7 @@ def test_sqlite_function_is_the_evaluator(value: str, wanted: str, lookup: Looku
 
 def test_postgres_keeps_only_a_superset_in_sql() -> None:
     where = Word.objects.filter(Q(n__gte=3), Q(w__icontains="a") | Q(n=1),
-                                ~Q(w__regex="x")).spec.where
+                                ~Q(w__regex="x+")).spec.where
     server, residue = pg_compiler.client_residue(QuerySpec(where, limit=5, offset=2))
     assert residue == where  # Python checks the whole condition
     assert server.where == Condition("n", Lookup.GTE, 3)  # only the AND's free part in SQL
@@ -95,7 +95,7 @@ def test_postgres_keeps_only_a_superset_in_sql() -> None:
 @pytest.mark.parametrize("lookup", sorted(FOLDED_LOOKUPS | PATTERN_LOOKUPS,
                                           key=lambda lk: lk.value))
 def test_redis_checks_them_in_python(lookup: Lookup) -> None:
-    node = Word.objects.filter(n__gte=3, **{f"w__{lookup.value}": "a"}).spec.where
+    node = Word.objects.filter(n__gte=3, **{f"w__{lookup.value}": "a+"}).spec.where
     plan = Planner(Word._meta).plan(QuerySpec(node))
     assert plan.residual is not None and lookup.value in repr(plan.residual)
     # n's index narrows the candidates, the server tests n, Python the rest
@@ -105,3 +105,30 @@ def test_redis_checks_them_in_python(lookup: Lookup) -> None:
 def test_bad_pattern_names_field_and_pattern() -> None:
     with pytest.raises(QueryError, match=re.escape("Word.w__regex")):
         Word.objects.filter(w__regex="(")
+
+
+@pytest.mark.parametrize(("pattern", "lookup", "value"), [
+    ("abc", Lookup.CONTAINS, "abc"),
+    ("", Lookup.CONTAINS, ""),
+    ("^ab", Lookup.STARTSWITH, "ab"),
+    ("^", Lookup.STARTSWITH, ""),
+    ("ab\\Z", Lookup.ENDSWITH, "ab"),
+    ("^ab\\Z", Lookup.EXACT, "ab"),
+    ("Straße σ", Lookup.CONTAINS, "Straße σ"),
+    ("ab$", Lookup.REGEX, "ab$"),  # $ also matches before a final newline: stays a regex
+    ("a.b", Lookup.REGEX, "a.b"),
+    ("a\\\\Z", Lookup.REGEX, "a\\\\Z"),
+    ("(?i)ab", Lookup.REGEX, "(?i)ab"),
+    ("a|b", Lookup.REGEX, "a|b"),
+    ("\ud800", Lookup.REGEX, "\ud800"),
+])
+def test_a_literal_regex_is_the_plain_lookup(pattern: str, lookup: Lookup, value: str) -> None:
+    where = Word.objects.filter(w__regex=pattern).spec.where
+    assert where == Condition("w", lookup, value)
+    for text in ["", "ab", "abc", "xab", "ab\n", "a.b", "Straße σ!", "a\\Z"]:
+        assert evaluate.matches(Word._meta, where, {"w": text}) is (
+            re.search(pattern, text) is not None), (pattern, text)
+
+
+def test_iregex_is_never_rewritten() -> None:  # re's case folding is not casefold()
+    assert Word.objects.filter(w__iregex="ab").spec.where == Condition("w", Lookup.IREGEX, "ab")

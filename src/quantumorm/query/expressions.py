@@ -290,7 +290,45 @@ def _pattern(where: str, name: str, field: Field, lookup: Lookup, value: Any) ->
         re.compile(value, re.IGNORECASE if lookup is Lookup.IREGEX else 0)
     except re.error as exc:
         raise QueryError(f"{where}: invalid regular expression {value!r}: {exc}") from None
+    if lookup is Lookup.REGEX:
+        literal = _literal_pattern(value)
+        if literal is not None:
+            return Condition(name, *literal)
     return Condition(name, lookup, value)
+
+
+#: the characters with a meaning in a Python regular expression outside a class (``#`` and
+#: whitespace only under the verbose flag, which takes ``(?x)``, so a "(")
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate: no string lookup value can hold one)
+        return False
+    return True
+
+
+def _literal_pattern(pattern: str) -> tuple[Lookup, str] | None:
+    """The plain lookup a literal pattern means, exactly (so that backends serve it as they
+    serve that lookup: a prefix from an index, a substring in SQL), or None.
+
+    ``re.search`` of a literal is a substring test; ``^literal`` a prefix; ``literal\\Z`` a
+    suffix and ``^literal\\Z`` equality. (Not ``literal$``: ``$`` also matches before a
+    final newline.)"""
+    body, start, end = pattern, False, False
+    if body.startswith("^"):
+        body, start = body[1:], True
+    if body.endswith("\\Z") and not body.endswith("\\\\Z"):
+        body, end = body[:-2], True
+    if any(char in _REGEX_SPECIAL for char in body) or not _utf8(body):
+        return None
+    if start and end:
+        return Lookup.EXACT, body
+    if start:
+        return Lookup.STARTSWITH, body
+    return (Lookup.ENDSWITH if end else Lookup.CONTAINS), body
 
 
 def _contains(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:

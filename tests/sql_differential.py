@@ -42,6 +42,13 @@ from reference_queries import assert_query_agrees, expected_ids
 # encoding), a leading space (0x20 is also the string tag byte), U+00FF and U+FFFF, prefixes
 WORDS = ["", "a", "ab", "abc", "b", "ba", "é", "a\x00b", "\x00", "zz", " a", "  ", "ÿ",
          "\uffff", "a\x00", "日本"]
+# against case folding that is ASCII-only (SQLite's LOWER/LIKE) or collation-dependent
+# (PostgreSQL's lower/ILIKE): full folding ("ß" -> "ss"), "İ", final sigma, accents, and
+# a decomposed accent (never normalised)
+FOLD_WORDS = ["ß", "SS", "Straße", "İ", "i", "ΣΑΣ", "σας", "É", "E\u0301", "ÿ", "Ÿ", "A"]
+#: patterns of regex/iregex: Python re syntax
+PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "\\w", "(?i)^s", "σ", "b{2,}",
+            "a\\Z", "^ab\\Z", "a\x00"]  # (the last three: literal, served as plain lookups)
 TZ = dt.timezone(dt.timedelta(hours=5, minutes=30))
 TIMES = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 1, 5, 30, tzinfo=TZ),
          dt.datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),
@@ -83,7 +90,8 @@ def make_model(name: str, indexed: bool, backend: str) -> type[Document]:
 
 
 PICK: dict[str, list[Any]] = {
-    "s": WORDS, "s2": WORDS, "n": INTS, "d": DECIMALS, "t": TIMES, "b": [True, False],
+    "s": WORDS + FOLD_WORDS, "s2": WORDS + FOLD_WORDS, "n": INTS, "d": DECIMALS, "t": TIMES,
+    "b": [True, False],
     "f": FLOATS, "u": UUIDS, "j": JSONS,
 }
 
@@ -103,9 +111,11 @@ def dataset(model: type[Document], size: int = 120) -> list[Document]:
 
 
 ALL = ["exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull"]
+FOLDED = ["iexact", "icontains", "istartswith", "iendswith"]
+TEXT = [*FOLDED, "regex", "iregex"]
 LOOKUPS: dict[str, list[str]] = {
-    "s": [*ALL, "contains", "startswith", "endswith"],
-    "s2": [*ALL, "contains", "startswith", "endswith"],
+    "s": [*ALL, "contains", "startswith", "endswith", *TEXT],
+    "s2": [*ALL, "contains", "startswith", "endswith", *TEXT],
     "n": ALL, "d": ALL, "t": ALL, "f": ALL,
     "b": ["exact", "ne", "in", "nin", "isnull"],
     "u": ["exact", "ne", "in", "nin", "isnull"],
@@ -133,6 +143,10 @@ def leaves(draw: st.DrawFn) -> Q:
         value = draw(st.sampled_from(NUMS))
     elif lookup in ("contains", "startswith", "endswith"):
         value = draw(st.sampled_from(WORDS))
+    elif lookup in FOLDED:
+        value = draw(st.sampled_from(WORDS + FOLD_WORDS))
+    elif lookup in ("regex", "iregex"):
+        value = draw(st.sampled_from(PATTERNS))
     else:
         value = draw(st.sampled_from(PICK[field]))
     if lookup in ("in", "nin"):
@@ -201,6 +215,10 @@ def check_every_single_lookup(model: type[Document]) -> None:
                 values = NUMS
             elif lookup in ("contains", "startswith", "endswith"):
                 values = WORDS
+            elif lookup in FOLDED:
+                values = WORDS + FOLD_WORDS
+            elif lookup in ("regex", "iregex"):
+                values = PATTERNS
             else:
                 values = PICK[field]
             for value in values:

@@ -92,6 +92,13 @@ def encode_str(value: str) -> bytes:
     return STRING_TAG + value.encode("utf-8").replace(b"\x00", b"\x00\xff") + END
 
 
+def decode_str(key: bytes) -> str:
+    """The string whose :func:`encode_str` is ``key``."""
+    if key[:1] != STRING_TAG or key[-1:] != END:
+        raise ValueError(f"not a string sort key: {key!r}")
+    return key[1:-1].replace(b"\x00\xff", b"\x00").decode("utf-8")
+
+
 def encode_str_prefix(prefix: str) -> bytes:
     """The encoding shared by every string that starts with ``prefix`` (no terminator)."""
     return STRING_TAG + prefix.encode("utf-8").replace(b"\x00", b"\x00\xff")

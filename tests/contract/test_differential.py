@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +43,9 @@ settings.register_profile("long", max_examples=2000, deadline=None,
                                                  HealthCheck.too_slow])
 PROFILE = os.environ.get("QORM_HYPOTHESIS", "ci")
 
-WORDS = ["", "a", "ab", "b", "é", "a\x00", "zz"]
+WORDS = ["", "a", "ab", "b", "é", "a\x00", "zz", "ß", "SS", "İ", "i", "Σ", "ς", "É", "E\u0301"]
+#: patterns of regex/iregex: Python re syntax (classes, alternation, anchors, escapes)
+PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "\\w", "(?i)^s", "σ"]
 INTS = [-(2**60), -2, 0, 1, 2**53 + 1, 10**25]
 FLOATS = [-1.5, 0.0, 0.25, 3.5]
 DECIMALS = [Decimal("-1"), Decimal("0.1"), Decimal("0.10"), Decimal("7.25")]
@@ -79,6 +82,10 @@ def _key(value: Any) -> Any:
     return value
 
 
+FOLDED = {"iexact": str.__eq__, "icontains": lambda v, w: w in v,
+          "istartswith": str.startswith, "iendswith": str.endswith}
+
+
 def holds(doc: dict[str, Any], field: str, lookup: str, wanted: Any) -> bool:
     value = doc["id"] if field == "id" else doc[field]
     if lookup == "isnull":
@@ -96,6 +103,12 @@ def holds(doc: dict[str, Any], field: str, lookup: str, wanted: Any) -> bool:
         return not holds(doc, field, "in", wanted)
     if value is None:
         return False
+    if lookup in FOLDED:  # the documented folding: str.casefold() of both sides
+        return FOLDED[lookup](value.casefold(), wanted.casefold())
+    if lookup == "regex":
+        return re.search(wanted, value) is not None
+    if lookup == "iregex":
+        return re.search(wanted, value, re.IGNORECASE) is not None
     if lookup == "startswith":
         return bool(value.startswith(wanted))
     if lookup == "endswith":
@@ -127,11 +140,13 @@ def reference(docs: list[dict[str, Any]], where: Any, order: list[str]) -> list[
 # -- strategies ----------------------------------------------------------------------------
 
 LOOKUPS = {"s": ["exact", "ne", "in", "nin", "gt", "lte", "startswith", "endswith",
-                 "contains", "isnull"],
+                 "contains", "isnull", "iexact", "icontains", "istartswith", "iendswith",
+                 "regex", "iregex"],
            "n": ["exact", "ne", "in", "gt", "gte", "lt", "isnull"],
            "f": ["exact", "gt", "lte"], "d": ["exact", "ne", "gte", "lt", "in"],
            "t": ["exact", "gt", "lt", "isnull"], "b": ["exact", "ne", "isnull"],
-           "tags": ["contains", "isnull"], "w": ["exact", "startswith", "gt", "isnull"],
+           "tags": ["contains", "isnull"], "w": ["exact", "startswith", "gt", "isnull",
+                                                         "iexact", "iendswith", "iregex"],
            "id": ["exact", "in", "ne"]}
 
 
@@ -145,7 +160,10 @@ def leaf(draw: st.DrawFn) -> tuple[Any, Any]:
         value = draw(st.sampled_from(["1", "5", "k:0", "nope"]))
     elif field == "tags":
         value = draw(st.sampled_from(TAGS))
-    elif lookup in ("startswith", "endswith", "contains"):
+    elif lookup in ("regex", "iregex"):
+        value = draw(st.sampled_from(PATTERNS))
+    elif lookup in ("startswith", "endswith", "contains", "iexact", "icontains", "istartswith",
+                    "iendswith"):
         value = draw(st.sampled_from(WORDS))
     else:
         value = draw(st.sampled_from(POOLS[field]))

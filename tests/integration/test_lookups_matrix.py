@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -78,7 +79,8 @@ BIG = 123456789012345678901234567890
 # value pools: COMMON values fill most rows (duplicates), RARE ones appear exactly once
 COMMON: dict[str, list[Any]] = {
     "s": [None, "", "a", "A", "ab", "abc", "abd", "b", "ba", "a\x00", "a\x00b", "\x00", "é",
-          "e\u0301", "日本", "😀", "a😀b", "zz", "a b", "%41", "a:b", "Z", "a\u2028"],
+          "e\u0301", "日本", "😀", "a😀b", "zz", "a b", "%41", "a:b", "Z", "a\u2028",
+          "Straße", "STRASSE", "İ", "σας", "ΣΑΣ", "É", "ǅ"],
     "i": [None, 0, 1, -1, 2, 42, -42, 2**53, 2**53 + 1, 2**53 - 1, -(2**53) - 1, 2**63,
           -(2**63), 2**64 + 7, 10**30, -(10**30)],
     "f": [None, 0.0, -0.0, 0.1, 0.2, 0.1 + 0.2, 0.3, 1.0, -1.5, -1e300, 5e-324, -5e-324,
@@ -189,7 +191,17 @@ def expected_match(field: str, lookup: str, stored: Any, query: Any) -> bool:
         return mine.startswith(query)
     if lookup == "endswith":
         return mine.endswith(query)
+    if lookup in FOLDED:  # both sides case-folded (str.casefold), as the README says
+        return FOLDED[lookup](mine.casefold(), query.casefold())
+    if lookup == "regex":
+        return re.search(query, mine) is not None
+    if lookup == "iregex":
+        return re.search(query, mine, re.IGNORECASE) is not None
     raise AssertionError(lookup)
+
+
+FOLDED = {"iexact": str.__eq__, "icontains": lambda v, w: w in v,
+          "istartswith": str.startswith, "iendswith": str.endswith}
 
 
 def expected_ids(field: str, lookup: str, query: Any) -> set[str]:
@@ -234,11 +246,18 @@ STRING_VALUES = {
     "contains": ["a", "", "\x00", "日", "b", "😀", "zzz", "a\x00b", "\u0301"],
     "startswith": ["", "a", "a\x00", "ab", "日", "é", "A", "e", "%"],
     "endswith": ["", "b", "\x00", "本", "a", "\u0301", "😀b"],
+    "iexact": ["a", "", "A", "ABC", "É", "a\x00B", "STRASSE", "ß", "i\u0307", "σς"],
+    "icontains": ["A", "", "\x00", "SS", "ß", "Σ", "\u0301", "B"],
+    "istartswith": ["", "A", "a\x00", "İ", "i", "STR", "É", "Σ"],
+    "iendswith": ["", "B", "\x00", "SSE", "ẞE", "ς", "Ǆ"],
+    "regex": ["^a", "b$", "\\x00", "^$", "ß|ss", "^[a-z]+$", "(?s)a.b", "\\w+\\s"],
+    "iregex": ["^A", "B$", "^É", "σ", "STRASSE", "^[A-Z]+$"],
 }
 
 LOOKUPS: dict[str, tuple[str, ...]] = {
     "s": ("exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "contains", "startswith",
-          "endswith", "isnull"),
+          "endswith", "isnull", "iexact", "icontains", "istartswith", "iendswith", "regex",
+          "iregex"),
     "i": ("exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull"),
     "f": ("exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull"),
     "d": ("exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull"),
@@ -276,6 +295,9 @@ def expression(model: Any, field: str, lookup: str, value: Any) -> Q:
         "in": lambda: ref.in_(value), "nin": lambda: ref.not_in(value),
         "contains": lambda: ref.contains(value), "startswith": lambda: ref.startswith(value),
         "endswith": lambda: ref.endswith(value), "isnull": lambda: ref.isnull(value),
+        "iexact": lambda: ref.iexact(value), "icontains": lambda: ref.icontains(value),
+        "istartswith": lambda: ref.istartswith(value), "iendswith": lambda: ref.iendswith(value),
+        "regex": lambda: ref.regex(value), "iregex": lambda: ref.iregex(value),
     }
     return build[lookup]()
 

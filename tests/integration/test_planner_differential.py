@@ -33,6 +33,10 @@ from quantumorm.query.nodes import ID
 from reference_queries import assert_query_agrees, expected_ids
 
 WORDS = ["", "a", "ab", "abc", "b", "ba", "é", "a\x00b", "zz"]
+# against folding that is not full Unicode case folding ("ß" -> "ss"), "İ", final sigma
+FOLD_WORDS = ["ß", "SS", "İ", "i", "ΣΑΣ", "σας", "É"]
+PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "(?i)^s", "σ"]
+FOLDED = ["iexact", "icontains", "istartswith", "iendswith"]
 TZ = dt.timezone(dt.timedelta(hours=5, minutes=30))
 TIMES = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 1, 5, 30, tzinfo=TZ),
          dt.datetime(2023, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),
@@ -69,7 +73,8 @@ Single = make_model("diff_single", 1)
 Multi = make_model("diff_multi", 3)
 
 PICK = {
-    "s": WORDS, "s2": WORDS, "n": INTS, "n2": INTS, "d": DECIMALS, "t": TIMES,
+    "s": WORDS + FOLD_WORDS, "s2": WORDS + FOLD_WORDS, "n": INTS, "n2": INTS, "d": DECIMALS,
+    "t": TIMES,
     "b": [True, False], "f": FLOATS,
 }
 
@@ -89,14 +94,14 @@ def dataset(model: type[Document], size: int = 120) -> list[Document]:
 
 LOOKUPS: dict[str, list[str]] = {
     "s": ["exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "contains", "startswith",
-          "endswith", "isnull"],
+          "endswith", "isnull", *FOLDED, "regex", "iregex"],
     "n": ["exact", "ne", "in", "nin", "gt", "gte", "lt", "lte", "isnull"],
     "d": ["exact", "ne", "in", "gt", "lte", "isnull"],
     "t": ["exact", "gt", "lt", "gte", "isnull"],
     "b": ["exact", "ne", "in", "isnull"],
     "f": ["exact", "ne", "gt", "lte", "isnull"],
     "tags": ["contains", "isnull"],
-    "s2": ["exact", "startswith", "gt", "isnull", "in"],
+    "s2": ["exact", "startswith", "gt", "isnull", "in", "iexact", "iregex"],
     "n2": ["exact", "lt", "gte", "nin"],
     "id": ["exact", "in", "ne", "nin"],
 }
@@ -115,6 +120,10 @@ def leaves(draw: st.DrawFn) -> Q:
         value = draw(st.sampled_from(TAGS))
     elif lookup in ("contains", "startswith", "endswith"):
         value = draw(st.sampled_from(WORDS))
+    elif lookup in FOLDED:
+        value = draw(st.sampled_from(WORDS + FOLD_WORDS))
+    elif lookup in ("regex", "iregex"):
+        value = draw(st.sampled_from(PATTERNS))
     else:
         value = draw(st.sampled_from(PICK[field]))
     if lookup in ("in", "nin"):

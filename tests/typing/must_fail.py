@@ -58,6 +58,8 @@ Order(name="Ada")  # E: a User field on an Order
 User.age > "x"  # E: compares an int field with a str
 User.age >= dt.datetime(2024, 1, 1)  # E: compares an int field with a datetime
 User.name.in_([1, 2])  # E: ints for a string field
+User.name.icontains(3)  # E: an int as a case-insensitive substring
+User.name.regex(None)  # E: None as a pattern
 User.objects.filter(User.age)  # E: a field is not a condition
 User.objects.filter(True)  # E: a bool is not a condition
 

@@ -6,10 +6,17 @@ it. Comparisons use the fields' sort keys, so this agrees with index ranges to t
 
 Null semantics (Python's): ``None`` equals only ``None``; ``ne``/``nin``/``exclude`` match
 documents whose value is null; ordered comparisons and string lookups never match null.
+
+Case-insensitive lookups (``iexact``, ``icontains``, ``istartswith``, ``iendswith``) compare
+both sides after :func:`fold`, Python's full Unicode case folding (``str.casefold``): "ß"
+matches "SS", "Σ"/"σ"/"ς" match each other, "İ" folds to "i" + U+0307 (so it does not
+match a plain "i"). No normalisation is applied: "é" (U+00E9) and "e" + U+0301 differ.
+``regex``/``iregex`` are ``re.search(pattern, value)`` (``re.IGNORECASE`` for ``iregex``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import cmp_to_key
 from typing import TYPE_CHECKING, Any
@@ -113,6 +120,36 @@ def _isnull(field: Field | None, value: Any, wanted: Any) -> bool:
     return (value is None) is wanted
 
 
+def fold(text: str) -> str:
+    """The case-insensitive form of a string: every backend compares exactly this."""
+    return text.casefold()
+
+
+def _iexact(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and fold(value) == fold(wanted)
+
+
+def _icontains(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and fold(wanted) in fold(value)
+
+
+def _istartswith(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and fold(value).startswith(fold(wanted))
+
+
+def _iendswith(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and fold(value).endswith(fold(wanted))
+
+
+def _regex(field: Field | None, value: Any, wanted: Any) -> bool:
+    # (re caches compiled patterns; the pattern was compiled once when the query was built)
+    return value is not None and re.search(wanted, value) is not None
+
+
+def _iregex(field: Field | None, value: Any, wanted: Any) -> bool:
+    return value is not None and re.search(wanted, value, re.IGNORECASE) is not None
+
+
 Predicate = Callable[["Field | None", Any, Any], bool]
 
 #: the reference meaning of every lookup (a test checks that each Lookup is here)
@@ -129,6 +166,12 @@ PREDICATES: dict[Lookup, Predicate] = {
     Lookup.STARTSWITH: _startswith,
     Lookup.ENDSWITH: _endswith,
     Lookup.ISNULL: _isnull,
+    Lookup.IEXACT: _iexact,
+    Lookup.ICONTAINS: _icontains,
+    Lookup.ISTARTSWITH: _istartswith,
+    Lookup.IENDSWITH: _iendswith,
+    Lookup.REGEX: _regex,
+    Lookup.IREGEX: _iregex,
 }
 
 

@@ -7,6 +7,7 @@ field name and lookup is checked and every value is cleaned by its field, so mis
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -184,6 +185,24 @@ class FieldRef(Generic[V]):
     def endswith(self, value: str) -> Q:
         return self._q(Lookup.ENDSWITH, value)
 
+    def iexact(self, value: str) -> Q:
+        return self._q(Lookup.IEXACT, value)
+
+    def icontains(self, value: str) -> Q:
+        return self._q(Lookup.ICONTAINS, value)
+
+    def istartswith(self, value: str) -> Q:
+        return self._q(Lookup.ISTARTSWITH, value)
+
+    def iendswith(self, value: str) -> Q:
+        return self._q(Lookup.IENDSWITH, value)
+
+    def regex(self, pattern: str) -> Q:
+        return self._q(Lookup.REGEX, pattern)
+
+    def iregex(self, pattern: str) -> Q:
+        return self._q(Lookup.IREGEX, pattern)
+
     def isnull(self, value: bool = True) -> Q:
         return self._q(Lookup.ISNULL, value)
 
@@ -279,6 +298,60 @@ def _text(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> No
     return Condition(name, lookup, value)
 
 
+def _folded(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if value is None and lookup is Lookup.IEXACT:  # as ``exact``: asks for null
+        return Condition(name, Lookup.ISNULL, True)
+    return _text(where, name, field, lookup, value)
+
+
+def _pattern(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    if not isinstance(value, str):
+        raise QueryError(f"{where}: expects a regular expression as a string (got {value!r})")
+    try:  # a bad pattern fails here, not half-way through a query
+        re.compile(value, re.IGNORECASE if lookup is Lookup.IREGEX else 0)
+    except re.error as exc:
+        raise QueryError(f"{where}: invalid regular expression {value!r}: {exc}") from None
+    if lookup is Lookup.REGEX:
+        literal = _literal_pattern(value)
+        if literal is not None:
+            return Condition(name, *literal)
+    return Condition(name, lookup, value)
+
+
+#: the characters with a meaning in a Python regular expression outside a class (``#`` and
+#: whitespace only under the verbose flag, which takes ``(?x)``, so a "(")
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate: no string lookup value can hold one)
+        return False
+    return True
+
+
+def _literal_pattern(pattern: str) -> tuple[Lookup, str] | None:
+    """The plain lookup a literal pattern means, exactly (so that backends serve it as they
+    serve that lookup: a prefix from an index, a substring in SQL), or None.
+
+    ``re.search`` of a literal is a substring test; ``^literal`` a prefix; ``literal\\Z`` a
+    suffix and ``^literal\\Z`` equality. (Not ``literal$``: ``$`` also matches before a
+    final newline.)"""
+    body, start, end = pattern, False, False
+    if body.startswith("^"):
+        body, start = body[1:], True
+    if body.endswith("\\Z") and not body.endswith("\\\\Z"):
+        body, end = body[:-2], True
+    if any(char in _REGEX_SPECIAL for char in body) or not _utf8(body):
+        return None
+    if start and end:
+        return Lookup.EXACT, body
+    if start:
+        return Lookup.STARTSWITH, body
+    return (Lookup.ENDSWITH if end else Lookup.CONTAINS), body
+
+
 def _contains(where: str, name: str, field: Field, lookup: Lookup, value: Any) -> Node:
     clean_element = getattr(field, "clean_element", None)
     if clean_element is None:  # a string: a substring
@@ -302,6 +375,12 @@ _BUILDERS: dict[Lookup, Callable[[str, str, Field, Lookup, Any], Node]] = {
     Lookup.STARTSWITH: _text,
     Lookup.ENDSWITH: _text,
     Lookup.ISNULL: _isnull,
+    Lookup.IEXACT: _folded,
+    Lookup.ICONTAINS: _folded,
+    Lookup.ISTARTSWITH: _folded,
+    Lookup.IENDSWITH: _folded,
+    Lookup.REGEX: _pattern,
+    Lookup.IREGEX: _pattern,
 }
 
 

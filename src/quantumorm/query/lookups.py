@@ -24,6 +24,14 @@ class Lookup(enum.Enum):
     STARTSWITH = "startswith"
     ENDSWITH = "endswith"
     ISNULL = "isnull"
+    # case-insensitive: both sides compared after str.casefold() (see evaluate.fold)
+    IEXACT = "iexact"
+    ICONTAINS = "icontains"
+    ISTARTSWITH = "istartswith"
+    IENDSWITH = "iendswith"
+    # patterns: Python ``re.search`` semantics, the value is the pattern
+    REGEX = "regex"
+    IREGEX = "iregex"
 
     # Members are singletons compared by identity, so the identity hash is exact; Enum's own
     # __hash__ is a Python call, paid by every table dispatch and plan-cache key.
@@ -32,6 +40,11 @@ class Lookup(enum.Enum):
 
 RANGE_LOOKUPS = frozenset({Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE})
 LIST_LOOKUPS = frozenset({Lookup.IN, Lookup.NIN})
+#: lookups that compare case-folded strings
+FOLDED_LOOKUPS = frozenset({Lookup.IEXACT, Lookup.ICONTAINS, Lookup.ISTARTSWITH,
+                            Lookup.IENDSWITH})
+#: lookups whose value is a regular expression
+PATTERN_LOOKUPS = frozenset({Lookup.REGEX, Lookup.IREGEX})
 _BY_NAME = {lookup.value: lookup for lookup in Lookup}
 
 
@@ -54,7 +67,7 @@ KIND_LOOKUPS: dict[FieldKind, frozenset[Lookup]] = {
     FieldKind.EQUALITY: _EQUALITY,
     FieldKind.ORDERED: _EQUALITY | RANGE_LOOKUPS,
     FieldKind.TEXT: _EQUALITY | RANGE_LOOKUPS
-    | {Lookup.CONTAINS, Lookup.STARTSWITH, Lookup.ENDSWITH},
+    | {Lookup.CONTAINS, Lookup.STARTSWITH, Lookup.ENDSWITH} | FOLDED_LOOKUPS | PATTERN_LOOKUPS,
     FieldKind.WHOLE: frozenset({Lookup.EXACT, Lookup.NE, Lookup.ISNULL}),
     FieldKind.ARRAY: frozenset({Lookup.EXACT, Lookup.NE, Lookup.CONTAINS, Lookup.ISNULL}),
 }

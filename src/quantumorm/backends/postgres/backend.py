@@ -2,7 +2,10 @@
 
 Each method is an operation (a generator yielding :class:`~.plans.SqlPlan` objects); it never
 performs I/O. Queries are compiled whole to SQL (:mod:`.compiler`), so filtering, ordering,
-keyset positions, offset and limit all happen in PostgreSQL, with no client-side residual.
+keyset positions, offset and limit all happen in PostgreSQL, with no client-side residual,
+except for the lookups PostgreSQL cannot answer as the reference does (case-folded and
+pattern lookups: :data:`.compiler.CLIENT_LOOKUPS`), which Python checks on the rows the rest
+of the query selects, before the offset and limit (explain() names them as the client filter).
 
 Writes: every request of a ``write()`` call runs in one SERIALIZABLE transaction, its guard
 statements (id taken, version, unique indexes) before its write, each request in its own
@@ -34,7 +37,8 @@ from ...errors import (
 )
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...query.nodes import FALSE, QuerySpec
+from ...query import evaluate
+from ...query.nodes import FALSE, ID, Node, QuerySpec
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
 from .schema import DDL_LOCK, NULL_SQL, Layout, id_text, jsonb_text, regclass
@@ -173,13 +177,17 @@ class PostgresBackend:
         if spec.where == FALSE or spec.limit == 0:
             return []
         layout = yield from self._prepare(options)
-        sql, params = compiler.select(layout, spec)
+        server, residue = compiler.client_residue(spec)
+        sql, params = compiler.select(layout, server)
         (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
-        return _rows(options, reply.rows[0])
+        found = _rows(options, reply.rows[0])
+        return found if residue is None else _checked(options, spec, residue, found)
 
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
+        if compiler.client_residue(spec)[1] is not None:
+            return len((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.count(layout, spec)
         (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
@@ -188,6 +196,8 @@ class PostgresBackend:
     def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
         if spec.where == FALSE or spec.limit == 0:
             return False
+        if compiler.client_residue(spec)[1] is not None:
+            return bool((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.exists(layout, spec)
         (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
@@ -196,6 +206,7 @@ class PostgresBackend:
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         """PostgreSQL's own plan of the query (``EXPLAIN (FORMAT JSON)``, not run)."""
         layout = yield from self._prepare(options)
+        spec, residue = compiler.client_residue(spec)
         sql, params = compiler.select(layout, spec)
         (reply,) = yield SqlPlan.read(Statement("EXPLAIN (FORMAT JSON) " + sql,
                                                 tuple(params)))
@@ -220,7 +231,7 @@ class PostgresBackend:
             indexes=used,
             scanned=scanned,
             server_filter=compiler.where(layout, spec.where)[0],
-            client_filter=None,
+            client_filter=None if residue is None else repr(residue),
             ordering="server, sorted" if sorted_by_node else "server, by index walk",
             details={"postgres plan": "; ".join(_describe(node) for node in nodes)},
         )
@@ -466,6 +477,20 @@ def _result(options: ModelOptions, request: WriteRequest, reply: GroupReply) -> 
 
 
 _DECODER = json.JSONDecoder()
+
+
+def _checked(options: ModelOptions, spec: QuerySpec, residue: Node, found: list[Row]) -> list[Row]:
+    """The rows (already in the query's order) that match ``residue``, then the window."""
+    matched = [row for row in found if evaluate.matches(options, residue, _values(options, row))]
+    end = None if spec.limit is None else spec.offset + spec.limit
+    return matched[spec.offset:end]
+
+
+def _values(options: ModelOptions, found: Row) -> dict[str, Any]:
+    values: dict[str, Any] = {ID: found.id}
+    for name in options.fields:
+        values[name] = options.read_value(name, found.data)
+    return values
 
 
 def _rows(options: ModelOptions, rows: list[tuple[Any, ...]]) -> list[Row]:

@@ -9,6 +9,7 @@ with :mod:`quantumorm.query.evaluate` exactly:
 * ranges and string lookups exclude the NULL encoding explicitly;
 * string lookups work on the escaped UTF-8 body of the encoding (NUL is ``\\x00\\xff`` there,
   and ``\\xff`` never occurs in UTF-8), so substring/prefix/suffix tests on bytes are exact;
+* case-folded and pattern lookups are checked in Python (see :data:`CLIENT_LOOKUPS`);
 * ``in`` lists are a few parameters, or one ``bytea[]`` parameter (``= ANY``) of any length;
 * array membership is ``e_col @> ARRAY[key]``, which the GIN index serves;
 * ordering: the ``k_`` columns, then the id key in the direction of the last ordering field;
@@ -25,8 +26,8 @@ from typing import Any
 from ... import sortable
 from ...fields.structured import ArrayField
 from ...query import evaluate
-from ...query.lookups import Lookup
-from ...query.nodes import ID, BoolOp, Condition, Node, Not, QuerySpec
+from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
+from ...query.nodes import ID, And, BoolOp, Condition, Node, Not, QuerySpec, conjoin
 from .schema import NULL_SQL, Layout
 
 Sql = tuple[str, list[Any]]
@@ -142,6 +143,40 @@ def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
             f"from octet_length({column}) - %b::int) = %b)")
 
 
+def _client_side(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    raise AssertionError("checked in Python: the backend leaves it out of the SQL (see "
+                         "client_residue)")
+
+
+#: lookups PostgreSQL cannot answer exactly as the reference does: its lower()/ILIKE fold
+#: case by the database's collation and ctype (not Unicode full case folding), and ``~`` is
+#: POSIX ERE, not Python ``re``. The backend checks them in Python on the rows the rest of
+#: the query selects (see :func:`client_residue`), never by an approximate SQL test.
+CLIENT_LOOKUPS = FOLDED_LOOKUPS | PATTERN_LOOKUPS
+
+
+def client_residue(spec: QuerySpec) -> tuple[QuerySpec, Node | None]:
+    """``(what PostgreSQL runs, what Python checks on its rows)``.
+
+    With no client-side lookup in the query: the query itself and None. Otherwise the server
+    keeps the top-level AND's conditions free of them (a superset of the matches) in the
+    query's order and keyset position, without offset or limit, and Python checks the whole
+    condition, then slices."""
+    if not _has_client_lookup(spec.where):
+        return spec, None
+    parts = spec.where.children if isinstance(spec.where, And) else (spec.where,)
+    server = conjoin(*(part for part in parts if not _has_client_lookup(part)))
+    return QuerySpec(where=server, order=spec.order, after=spec.after), spec.where
+
+
+def _has_client_lookup(node: Node) -> bool:
+    if isinstance(node, Condition):
+        return node.lookup in CLIENT_LOOKUPS
+    if isinstance(node, Not):
+        return _has_client_lookup(node.child)
+    return any(_has_client_lookup(child) for child in node.children)
+
+
 #: the SQL of every lookup this backend serves; its key set is the backend's ``lookups``
 #: capability
 SQL: dict[Lookup, Callable[[Layout, Condition, list[Any]], str]] = {
@@ -157,6 +192,7 @@ SQL: dict[Lookup, Callable[[Layout, Condition, list[Any]], str]] = {
     Lookup.STARTSWITH: _startswith,
     Lookup.ENDSWITH: _endswith,
     Lookup.ISNULL: _isnull,
+    **{lookup: _client_side for lookup in CLIENT_LOOKUPS},
 }
 
 

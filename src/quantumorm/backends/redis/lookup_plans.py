@@ -29,7 +29,7 @@ from ... import sortable
 from ...fields.base import Field
 from ...fields.scalar import StringField
 from ...fields.structured import ArrayField
-from ...query.lookups import Lookup
+from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
 from ...query.nodes import BoolOp
 
 Token = bytes
@@ -237,4 +237,10 @@ LOOKUPS: dict[Lookup, RedisLookup] = {
                                  _residue),
     Lookup.ISNULL: RedisLookup(True, True, True, _null_ranges, None, False,
                                _null_probes, _null_test),
+    # case-folded and pattern lookups: Python's casefold() and re are the reference, which
+    # Lua can reproduce for neither (its string.lower is byte-wise ASCII, its patterns are
+    # not regexes): scan residue, checked by the evaluator on the candidates the other
+    # conditions leave (explain() lists them as checked in Python)
+    **{lookup: RedisLookup(False, False, False, _none, False, False, _no_probes, _residue)
+       for lookup in FOLDED_LOOKUPS | PATTERN_LOOKUPS},
 }

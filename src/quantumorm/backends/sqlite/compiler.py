@@ -23,9 +23,9 @@ from typing import Any
 from ... import sortable
 from ...fields.structured import ArrayField
 from ...query import evaluate
-from ...query.lookups import Lookup
+from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
 from ...query.nodes import ID, BoolOp, Condition, Node, Not, QuerySpec
-from .executor import MEMBER_FUNCTION
+from .executor import MEMBER_FUNCTION, TEXT_FUNCTION
 from .schema import NULL_SQL, Layout
 
 Sql = tuple[str, list[Any]]
@@ -131,6 +131,13 @@ def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
     return f"({column} != {NULL_SQL} AND substr(substr({column}, 2), -?) = ?)"
 
 
+def _text_function(layout: Layout, cond: Condition, params: list[Any]) -> str:
+    """Case-folded and pattern lookups: the evaluator, registered on the connection (SQLite
+    cannot fold Unicode case nor match Python regexes itself); a scan, as explain() shows."""
+    params += [cond.lookup.value, cond.value]
+    return f"({TEXT_FUNCTION}(?, {layout.column(cond.field)}, ?) = 1)"
+
+
 #: the SQL of every lookup this backend serves; its key set is the backend's ``lookups``
 #: capability
 SQL: dict[Lookup, Callable[[Layout, Condition, list[Any]], str]] = {
@@ -146,6 +153,7 @@ SQL: dict[Lookup, Callable[[Layout, Condition, list[Any]], str]] = {
     Lookup.STARTSWITH: _startswith,
     Lookup.ENDSWITH: _endswith,
     Lookup.ISNULL: _isnull,
+    **{lookup: _text_function for lookup in FOLDED_LOOKUPS | PATTERN_LOOKUPS},
 }
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from ... import sortable
 from ...errors import BackendError, BackendTimeoutError
+from ...query import evaluate
+from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS
 from .plans import GroupReply, SqlPlan, Statement
 
 #: milliseconds a writer waits for another process's lock on a file database
@@ -36,6 +38,7 @@ def connect(path: str) -> sqlite3.Connection:
                          timeout=BUSY_TIMEOUT_MS / 1000)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.create_function(MEMBER_FUNCTION, 2, _member, deterministic=True)
+    db.create_function(TEXT_FUNCTION, 3, _text_test, deterministic=True)
     if not memory:
         # WAL: readers in other processes do not block the writer, nor it them
         db.execute("PRAGMA journal_mode = WAL")
@@ -56,6 +59,23 @@ def _members(packed: bytes) -> frozenset[bytes]:
 
 def _member(key: bytes | None, packed: bytes) -> int:
     return int(key is not None and bytes(key) in _members(bytes(packed)))
+
+
+#: ``qorm_text(lookup, k, value)``: the reference evaluator's answer for a string lookup
+#: SQLite cannot compute exactly itself (case folding: its LOWER and LIKE fold ASCII only;
+#: regular expressions: it has no REGEXP of its own), on the string whose sort key is BLOB
+#: ``k``. The evaluator itself runs, so SQLite and the reference cannot disagree.
+TEXT_FUNCTION = "qorm_text"
+#: the lookups TEXT_FUNCTION answers, by the name SQL passes
+TEXT_LOOKUPS = {lookup.value: evaluate.PREDICATES[lookup]
+                for lookup in FOLDED_LOOKUPS | PATTERN_LOOKUPS}
+
+
+def _text_test(lookup: str, key: bytes | None, value: str) -> int:
+    if key is None or bytes(key) == sortable.NULL:
+        return 0
+    text = sortable.decode_str(bytes(key))
+    return int(TEXT_LOOKUPS[lookup](None, text, value))
 
 
 class SyncSqliteExecutor:

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from quantumorm import (
     ArrayField,
+    Avg,
     DateTimeField,
     DecimalField,
     Document,
@@ -78,3 +79,5 @@ async def misuse() -> None:
     await user.touch()  # E: touch needs a ttl
     total: Decimal = await Order(total=1).reload()  # E: reload returns the Order
     conn.run_transaction_sync(lambda tx: tx.get(User, 1.5))  # E: ids are str or int
+    User.objects.aggregate_sync(n="age")  # E: aggregate takes Count, Sum, Avg, Min or Max
+    mean: float = User.objects.aggregate_sync(m=Avg("age"))["m"]  # E: may be None or other

@@ -184,3 +184,22 @@ async def test_item_frequencies(models: Any, mode: str) -> None:
     assert await run(Item.objects.filter(note="nothing"), "item_frequencies", mode, "s") == {}
     with pytest.raises(QueryError):
         await run(Item.objects, "item_frequencies", mode, "j")
+
+
+@pytest.mark.parametrize("where", WHERES, ids=[str(w) for w in WHERES])
+async def test_counts_and_extremes_asked_of_the_store(models: Any, mode: str,
+                                                      where: dict[str, Any]) -> None:
+    """Only Count/Min/Max on an unsliced queryset: answered by counts and one-document
+    ordered queries (the store's indexes), with the same results as Python's."""
+    docs = await load(models, mode)
+    matching = [d for d in docs.values() if all(getattr(d, k) == v for k, v in where.items())]
+    want = {key: value for key, value in expected(matching).items()
+            if key == "n" or key.startswith(("count_", "min_", "max_"))}
+    wanted = {key: value for key, value in asked().items() if key in want}
+    wanted["count_id"], want["count_id"] = Count("id"), len(matching)
+    wanted["min_id"], want["min_id"] = Min("id"), min((d.id for d in matching), default=None)
+    wanted["max_id"], want["max_id"] = Max("id"), max((d.id for d in matching), default=None)
+    got = await run(models.Item.objects.filter(**where), "aggregate", mode, **wanted)
+    assert got == want
+    for key, value in want.items():
+        assert type(got[key]) is type(value), key

@@ -31,7 +31,7 @@ from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from . import aggregates, evaluate
-from .aggregates import Aggregate, Value
+from .aggregates import Aggregate, Count, Max, Min, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
@@ -721,9 +721,39 @@ def _documents(qs: QuerySet[Any], backend: Backend) -> Op[list[dict[str, Any]]]:
 
 def _aggregate_op(qs: QuerySet[Any], wanted: dict[str, Aggregate],
                   backend: Backend) -> Op[dict[str, Value]]:
-    docs = yield from _documents(qs, backend)
+    """Counts, minima and maxima of a whole (unsliced) queryset are asked of the store
+    one by one (a count, or the first document in the field's order: served by an index
+    where there is one), never shipping every document; anything else (Sum, Avg, a slice,
+    a cached query) is computed over the matching documents, read in one query."""
     options = qs.model._meta
+    if (qs._cache_ttl is None and qs._offset == 0 and qs._limit is None
+            and qs._after is None
+            and all(isinstance(a, (Count, Min, Max)) for a in wanted.values())):
+        out: dict[str, Value] = {}
+        for key, aggregate in wanted.items():
+            out[key] = yield from _one_aggregate(qs, aggregate, backend)
+        return out
+    docs = yield from _documents(qs, backend)
     return {key: aggregate.compute(options, docs) for key, aggregate in wanted.items()}
+
+
+def _one_aggregate(qs: QuerySet[Any], aggregate: Aggregate, backend: Backend) -> Op[Value]:
+    """A ``Count``, ``Min`` or ``Max`` of an unsliced queryset, by the store: a count of
+    the documents with a value, or the value of the first of them in the field's order."""
+    name = aggregate.field
+    where = qs._where
+    if name is not None and name != ID:
+        where = conjoin(where, Condition(name, Lookup.ISNULL, False))
+    if isinstance(aggregate, Count):
+        return (yield from ops.count(backend, qs.model, QuerySpec(where)))
+    assert name is not None
+    order = (Ordering(name, isinstance(aggregate, Max)),)
+    rows = yield from backend.query(qs.model._meta, QuerySpec(where, order, 0, 1))
+    if not rows:
+        return None
+    row = rows[0]
+    value: Value = qs.model.from_storage(row.id, row.version, row.data)._values()[name]
+    return value
 
 
 R = TypeVar("R")

@@ -18,7 +18,16 @@ import pytest
 from contract_models import run
 from test_contract import load
 
-from quantumorm import Avg, Count, Max, Min, QueryError, Sum, UnknownFieldError
+from quantumorm import (
+    Avg,
+    Count,
+    Max,
+    Min,
+    QueryError,
+    Sum,
+    UnknownFieldError,
+)
+from quantumorm.query.nodes import Ordering, QuerySpec
 
 # conditions whose document sets differ: all, some, one, none
 WHERES: list[dict[str, Any]] = [{}, {"b": True}, {"s": "ab"}, {"note": "nothing"}]
@@ -203,3 +212,27 @@ async def test_counts_and_extremes_asked_of_the_store(models: Any, mode: str,
     assert got == want
     for key, value in want.items():
         assert type(got[key]) is type(value), key
+
+
+async def test_sql_backends_read_only_the_fields_aggregated(models: Any, mode: str,
+                                                            store: str) -> None:
+    """On SQLite and PostgreSQL the documents' other fields never leave the server: the
+    rows an aggregate reads hold the aggregated fields only, exact (10**20, 1e30, NULs)."""
+    docs = await load(models, mode)
+    connection = models.Item.objects._connection()
+    backend = connection.backend
+    project = getattr(backend, "project", None)
+    if store == "redis":
+        assert project is None  # (Redis reads whole documents: see the README)
+        return
+    assert project is not None
+    options = models.Item._meta
+    spec = QuerySpec(order=(Ordering("id"),))
+    rows = await connection.arun(lambda b: project(options, spec, ["n", "s"]))
+    assert [row.id for row in rows] == sorted(docs)
+    for row in rows:
+        doc = docs[row.id]
+        assert set(row.data) == {"n", "s"}
+        assert row.data == {"n": doc.n, "s": doc.s}
+    whole = await connection.arun(lambda b: project(options, spec, []))
+    assert all(row.data == {} for row in whole) and len(whole) == len(docs)

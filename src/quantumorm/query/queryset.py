@@ -609,7 +609,8 @@ class QuerySet(Generic[D]):
         field's order (an array field: its distinct elements)."""
         aggregates.check_spread(self.model.__name__, self.model._meta, field, "distinct")
         options = self.model._meta
-        return partial(_spread_op, self, lambda docs: aggregates.distinct(options, field, docs))
+        return partial(_spread_op, self, field,
+                       lambda docs: aggregates.distinct(options, field, docs))
 
     distinct_sync = distinct.sync
 
@@ -631,7 +632,7 @@ class QuerySet(Generic[D]):
                 return counts
             total = sum(counts.values())
             return {value: n / total for value, n in counts.items()}
-        return partial(_spread_op, self, count)
+        return partial(_spread_op, self, field, count)
 
     item_frequencies_sync = item_frequencies.sync
 
@@ -712,11 +713,21 @@ def _reshape(dicts: list[dict[str, Any]], names: tuple[str, ...], flat: bool) ->
     return [tuple(values[name] for name in names) for values in dicts]
 
 
-def _documents(qs: QuerySet[Any], backend: Backend) -> Op[list[dict[str, Any]]]:
-    """The cleaned values (and id) of every matching document, for the aggregates."""
-    rows = yield from qs._fetch(backend, qs.spec)
+def _documents(qs: QuerySet[Any], backend: Backend,
+               names: Iterable[str | None]) -> Op[list[dict[str, Any]]]:
+    """The cleaned values of the named fields (and the id) of every matching document, for
+    the aggregates: only those fields are read where the backend can cut them out of the
+    stored documents (``project``: the SQL backends), else whole documents."""
+    project = getattr(backend, "project", None)
     load = qs.model.from_storage
-    return [load(row.id, row.version, row.data)._values() for row in rows]
+    if project is None or qs._cache_ttl is not None:
+        rows = yield from qs._fetch(backend, qs.spec)
+        return [load(row.id, row.version, row.data)._values() for row in rows]
+    fields = qs.model._meta.fields
+    wanted = sorted({name for name in names if name is not None and name != ID})
+    rows = yield from project(qs.model._meta, qs.spec, [fields[n].db_name for n in wanted])
+    only = frozenset(wanted)
+    return [load(row.id, row.version, row.data, only)._values() for row in rows]
 
 
 def _aggregate_op(qs: QuerySet[Any], wanted: dict[str, Aggregate],
@@ -733,7 +744,7 @@ def _aggregate_op(qs: QuerySet[Any], wanted: dict[str, Aggregate],
         for key, aggregate in wanted.items():
             out[key] = yield from _one_aggregate(qs, aggregate, backend)
         return out
-    docs = yield from _documents(qs, backend)
+    docs = yield from _documents(qs, backend, (a.field for a in wanted.values()))
     return {key: aggregate.compute(options, docs) for key, aggregate in wanted.items()}
 
 
@@ -759,9 +770,9 @@ def _one_aggregate(qs: QuerySet[Any], aggregate: Aggregate, backend: Backend) ->
 R = TypeVar("R")
 
 
-def _spread_op(qs: QuerySet[Any], reduce: Callable[[list[dict[str, Any]]], R],
+def _spread_op(qs: QuerySet[Any], field: str, reduce: Callable[[list[dict[str, Any]]], R],
                backend: Backend) -> Op[R]:
-    docs = yield from _documents(qs, backend)
+    docs = yield from _documents(qs, backend, (field,))
     return reduce(docs)
 
 

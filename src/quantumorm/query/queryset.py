@@ -723,11 +723,24 @@ def _documents(qs: QuerySet[Any], backend: Backend,
     if project is None or qs._cache_ttl is not None:
         rows = yield from qs._fetch(backend, qs.spec)
         return [load(row.id, row.version, row.data)._values() for row in rows]
-    fields = qs.model._meta.fields
-    wanted = sorted({name for name in names if name is not None and name != ID})
-    rows = yield from project(qs.model._meta, qs.spec, [fields[n].db_name for n in wanted])
-    only = frozenset(wanted)
-    return [load(row.id, row.version, row.data, only)._values() for row in rows]
+    options = qs.model._meta
+    wanted = {name for name in names if name is not None and name != ID}
+    # (each value converted as Document.from_storage does, without building documents)
+    loaders = [(name, db_name, convert, options.fields[name])
+               for name, db_name, convert in options.loaders if name in wanted]
+    rows = yield from project(options, qs.spec, [db_name for _, db_name, _, _ in loaders])
+    out = []
+    for row in rows:
+        values: dict[str, Any] = {ID: row.id}
+        data = row.data
+        for name, db_name, convert, field in loaders:
+            raw = data.get(db_name, MISSING)
+            if raw is MISSING:  # a field added since the document was written: its default
+                values[name] = field.initial()
+            else:
+                values[name] = raw if raw is None or convert is None else convert(raw)
+        out.append(values)
+    return out
 
 
 def _aggregate_op(qs: QuerySet[Any], wanted: dict[str, Aggregate],

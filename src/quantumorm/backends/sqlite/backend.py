@@ -199,8 +199,14 @@ class SqliteBackend:
         if any('"' in name or "\\" in name for name in names):
             return (yield from self.query(options, spec))  # (no JSON path for such a name)
         layout = yield from self._prepare(options)
-        parts = ", t.doc -> ?" * len(names)
-        sql, params = compiler.select(layout, spec, "t.id_key, t.version" + parts)
+        # (a document that is not a JSON object is reported, as query() does, rather than
+        # read as one without the fields: ``ok`` says which, and guards the paths)
+        inner, params = compiler.select(
+            layout, spec, "t.id_key, t.version, t.doc, CASE WHEN json_valid(t.doc) THEN "
+            "json_type(t.doc) = 'object' ELSE 0 END AS ok")
+        parts = ", CASE WHEN ok THEN doc -> ? END" * len(names)
+        sql = (f"SELECT id_key, version, ok, CASE WHEN ok THEN NULL ELSE doc END{parts} "
+               f"FROM ({inner})")
         paths = [f'$."{name}"' for name in names]
         (reply,) = yield SqlPlan.read(Statement(sql, (*paths, *params)))
         return _projected(options, names, reply.rows[0])
@@ -415,12 +421,18 @@ def _rows(options: ModelOptions, rows: list[tuple[Any, ...]]) -> list[Row]:
 
 def _projected(options: ModelOptions, names: Sequence[str],
                rows: list[tuple[Any, ...]]) -> list[Row]:
-    """The rows of :meth:`SqliteBackend.project`: id key, version, then each value's JSON
-    text (SQL NULL where the document lacks the field). The texts of all rows are decoded
+    """The rows of :meth:`SqliteBackend.project`: id key, version, whether the document is
+    a JSON object (and if not, the document), then each value's JSON text (SQL NULL where
+    the document lacks the field). The texts of all rows are decoded
     as one JSON array (one decoder call, not one per value); if that fails, value by
     value, to name the document whose JSON is damaged."""
+    for key, _, ok, doc, *_ in rows:
+        if not ok:  # (the error query() reports for the same document)
+            _rows(options, [(key, 0, doc)])
+            raise CorruptDocumentError(options.model_name, sortable.id_from_key(bytes(key)),
+                                       "not a JSON object")
     width = len(names)
-    texts = [text for row in rows for text in row[2:]]
+    texts = [text for row in rows for text in row[4:]]
     try:
         values = _DECODER.decode(
             "[" + ",".join("0" if text is None else text for text in texts) + "]")

@@ -30,8 +30,8 @@ from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, Valida
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import aggregates, evaluate
-from .aggregates import Aggregate, Count, Max, Min, Value
+from . import aggregates, aggregation, evaluate
+from .aggregates import Aggregate, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import ID, TRUE, Condition, Node, Not, Ordering, QuerySpec, conjoin, negate
@@ -373,7 +373,7 @@ class QuerySet(Generic[D]):
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
             if self._shape != "dict":
-                return _reshape(out, wanted, self._shape == "flat")
+                return aggregation.reshape(out, wanted, self._shape == "flat")
             return out
         if self._only is None:
             load = model.from_storage
@@ -587,19 +587,19 @@ class QuerySet(Generic[D]):
     # -- aggregation -----------------------------------------------------------------------
 
     @operation
-    def aggregate(self, /, **aggregates: Aggregate) -> OpFactory[dict[str, Value]]:
+    def aggregate(self, /, **named: Aggregate) -> OpFactory[dict[str, Value]]:
         """Aggregates over the matching documents (after offset/limit), by the names given:
         ``aggregate(n=Count(), total=Sum("price"), lo=Min("age"))`` -> ``{"n": 3, ...}``.
         See :mod:`quantumorm.query.aggregates` for each one's type and null rules."""
-        if not aggregates:
+        if not named:
             raise QueryError("aggregate() needs at least one aggregate, e.g. n=Count()")
         name, options = self.model.__name__, self.model._meta
-        for key, wanted in aggregates.items():
+        for key, wanted in named.items():
             if not isinstance(wanted, Aggregate):
                 raise QueryError(f"aggregate({key}=...) takes Count, Sum, Avg, Min or Max "
                                  f"(got {wanted!r})")
             wanted.check(name, options)
-        return partial(_aggregate_op, self, dict(aggregates))
+        return partial(aggregation.aggregate, self, dict(named))
 
     aggregate_sync = aggregate.sync
 
@@ -609,7 +609,7 @@ class QuerySet(Generic[D]):
         field's order (an array field: its distinct elements)."""
         aggregates.check_spread(self.model.__name__, self.model._meta, field, "distinct")
         options = self.model._meta
-        return partial(_spread_op, self, field,
+        return partial(aggregation.spread, self, field,
                        lambda docs: aggregates.distinct(options, field, docs))
 
     distinct_sync = distinct.sync
@@ -632,7 +632,7 @@ class QuerySet(Generic[D]):
                 return counts
             total = sum(counts.values())
             return {value: n / total for value, n in counts.items()}
-        return partial(_spread_op, self, field, count)
+        return partial(aggregation.spread, self, field, count)
 
     item_frequencies_sync = item_frequencies.sync
 
@@ -703,90 +703,6 @@ def _pages(qs: QuerySet[D]) -> Generator[QuerySet[D], list[D], None]:
         if len(docs) < ITER_CHUNK:
             return
         page = page._clone(after=qs._position(docs[-1]))
-
-
-def _reshape(dicts: list[dict[str, Any]], names: tuple[str, ...], flat: bool) -> list[Any]:
-    """``values()`` dicts as ``values_list()`` tuples, or bare values with ``flat``."""
-    if flat:
-        (name,) = names
-        return [values[name] for values in dicts]
-    return [tuple(values[name] for name in names) for values in dicts]
-
-
-def _documents(qs: QuerySet[Any], backend: Backend,
-               names: Iterable[str | None]) -> Op[list[dict[str, Any]]]:
-    """The cleaned values of the named fields (and the id) of every matching document, for
-    the aggregates: only those fields are read where the backend can cut them out of the
-    stored documents (``project``: the SQL backends), else whole documents."""
-    project = getattr(backend, "project", None)
-    load = qs.model.from_storage
-    if project is None or qs._cache_ttl is not None:
-        rows = yield from qs._fetch(backend, qs.spec)
-        return [load(row.id, row.version, row.data)._values() for row in rows]
-    options = qs.model._meta
-    wanted = {name for name in names if name is not None and name != ID}
-    # (each value converted as Document.from_storage does, without building documents)
-    loaders = [(name, db_name, convert, options.fields[name])
-               for name, db_name, convert in options.loaders if name in wanted]
-    rows = yield from project(options, qs.spec, [db_name for _, db_name, _, _ in loaders])
-    out = []
-    for row in rows:
-        values: dict[str, Any] = {ID: row.id}
-        data = row.data
-        for name, db_name, convert, field in loaders:
-            raw = data.get(db_name, MISSING)
-            if raw is MISSING:  # a field added since the document was written: its default
-                values[name] = field.initial()
-            else:
-                values[name] = raw if raw is None or convert is None else convert(raw)
-        out.append(values)
-    return out
-
-
-def _aggregate_op(qs: QuerySet[Any], wanted: dict[str, Aggregate],
-                  backend: Backend) -> Op[dict[str, Value]]:
-    """Counts, minima and maxima of a whole (unsliced) queryset are asked of the store
-    one by one (a count, or the first document in the field's order: served by an index
-    where there is one), never shipping every document; anything else (Sum, Avg, a slice,
-    a cached query) is computed over the matching documents, read in one query."""
-    options = qs.model._meta
-    if (qs._cache_ttl is None and qs._offset == 0 and qs._limit is None
-            and qs._after is None
-            and all(isinstance(a, (Count, Min, Max)) for a in wanted.values())):
-        out: dict[str, Value] = {}
-        for key, aggregate in wanted.items():
-            out[key] = yield from _one_aggregate(qs, aggregate, backend)
-        return out
-    docs = yield from _documents(qs, backend, (a.field for a in wanted.values()))
-    return {key: aggregate.compute(options, docs) for key, aggregate in wanted.items()}
-
-
-def _one_aggregate(qs: QuerySet[Any], aggregate: Aggregate, backend: Backend) -> Op[Value]:
-    """A ``Count``, ``Min`` or ``Max`` of an unsliced queryset, by the store: a count of
-    the documents with a value, or the value of the first of them in the field's order."""
-    name = aggregate.field
-    where = qs._where
-    if name is not None and name != ID:
-        where = conjoin(where, Condition(name, Lookup.ISNULL, False))
-    if isinstance(aggregate, Count):
-        return (yield from ops.count(backend, qs.model, QuerySpec(where)))
-    assert name is not None
-    order = (Ordering(name, isinstance(aggregate, Max)),)
-    rows = yield from backend.query(qs.model._meta, QuerySpec(where, order, 0, 1))
-    if not rows:
-        return None
-    row = rows[0]
-    value: Value = qs.model.from_storage(row.id, row.version, row.data)._values()[name]
-    return value
-
-
-R = TypeVar("R")
-
-
-def _spread_op(qs: QuerySet[Any], field: str, reduce: Callable[[list[dict[str, Any]]], R],
-               backend: Backend) -> Op[R]:
-    docs = yield from _documents(qs, backend, (field,))
-    return reduce(docs)
 
 
 def _lookups(node: Node) -> set[Lookup]:

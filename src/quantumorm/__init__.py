@@ -61,6 +61,7 @@ from .fields import (
     UUIDField,
 )
 from .health import HealthReport, NodeHealth, readiness, readiness_sync
+from .query.aggregates import Avg, Count, Max, Min, Sum
 from .query.expressions import Q
 from .query.queryset import Page, QuerySet
 from .transaction import SyncTransaction, Transaction
@@ -70,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArrayField",
     "AuthenticationError",
+    "Avg",
     "BackendConnectionError",
     "BackendError",
     "BackendTimeoutError",
@@ -86,6 +88,7 @@ __all__ = [
     "Consumer",
     "ConsumerGroup",
     "CorruptDocumentError",
+    "Count",
     "DateTimeField",
     "DecimalField",
     "DictField",
@@ -100,6 +103,8 @@ __all__ = [
     "InvalidOperation",
     "JSONField",
     "ListField",
+    "Max",
+    "Min",
     "MultipleObjectsReturned",
     "NodeHealth",
     "OutOfMemoryError",
@@ -112,6 +117,7 @@ __all__ = [
     "QuerySet",
     "ReplicationError",
     "StringField",
+    "Sum",
     "SyncTransaction",
     "Transaction",
     "TransactionError",

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from quantumorm import (
     ArrayField,
+    Avg,
     DateTimeField,
     DecimalField,
     Document,
@@ -86,3 +87,5 @@ async def misuse() -> None:
     User.objects.iterator(chunk_size="big")  # E: chunk_size is an int
     found_one: User = User.objects.modify_sync(new=True, inc__age=1)  # E: may be None
     User.objects.update_one_sync(upsert="yes", inc__age=1)  # E: upsert is a bool
+    User.objects.aggregate_sync(n="age")  # E: aggregate takes Count, Sum, Avg, Min or Max
+    mean: float = User.objects.aggregate_sync(m=Avg("age"))["m"]  # E: may be None or other

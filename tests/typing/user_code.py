@@ -13,10 +13,12 @@ from typing import Any
 
 from quantumorm import (
     ArrayField,
+    Avg,
     BooleanField,
     ChangeEvent,
     Connection,
     ConsumerGroup,
+    Count,
     DateTimeField,
     DecimalField,
     DictField,
@@ -25,10 +27,13 @@ from quantumorm import (
     IntField,
     JSONField,
     ListField,
+    Max,
+    Min,
     Page,
     Q,
     QuerySet,
     StringField,
+    Sum,
     SyncTransaction,
     Transaction,
     UUIDField,
@@ -36,6 +41,7 @@ from quantumorm import (
     get_connection,
 )
 from quantumorm.events import ChangeFeed, Consumer, Subscription
+from quantumorm.query.aggregates import Value as AggregateValue
 from quantumorm.query.expressions import FieldRef
 
 if sys.version_info >= (3, 11):
@@ -294,3 +300,19 @@ async def async_events() -> None:
     async with User.objects.subscribe() as sub:
         async for note in sub:
             assert_type(note, ChangeEvent[User])
+
+
+# -- aggregation -------------------------------------------------------------------------------
+
+totals = User.objects.filter(age__gte=18).aggregate_sync(
+    n=Count(), total=Sum("age"), mean=Avg("age"), lo=Min("name"), hi=Max("age"))
+assert_type(totals, dict[str, AggregateValue])
+assert_type(User.objects.distinct_sync("name"), list[AggregateValue])
+assert_type(User.objects.item_frequencies_sync("name"),
+            dict[AggregateValue, int] | dict[AggregateValue, float])
+assert_type(User.objects.values_list("name", flat=True).all_sync(), list[Any])
+
+
+async def async_aggregates() -> None:
+    assert_type(await User.objects.aggregate(n=Count("age")), dict[str, AggregateValue])
+    assert_type(await User.objects.distinct("age"), list[AggregateValue])

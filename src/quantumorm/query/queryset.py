@@ -30,7 +30,8 @@ from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, Valida
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import evaluate, shortcuts
+from . import aggregates, aggregation, evaluate, shortcuts
+from .aggregates import Aggregate, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
 from .nodes import (
@@ -103,6 +104,8 @@ class QuerySet(Generic[D]):
         self._after: tuple[bytes, ...] | None = None
         self._only: tuple[str, ...] | None = None
         self._values: tuple[str, ...] | None = None
+        #: with ``_values``: results as dicts ("dict"), tuples ("tuple") or bare values ("flat")
+        self._shape = "dict"
         self._using: str | None = None
         self._cached = True  # read through the model's cache (Meta.cache), if it has one
         self._cache_ttl: float | None = None  # cache this query's results (.cache(ttl=))
@@ -250,7 +253,18 @@ class QuerySet(Generic[D]):
     def values(self, *fields: str) -> QuerySet[Any]:
         """Return dicts (of the given fields, or all, plus ``id``) instead of documents."""
         self._check_names(fields)
-        return self._clone(values=tuple(fields) or tuple(self.model._meta.fields))
+        return self._clone(values=tuple(fields) or tuple(self.model._meta.fields),
+                           shape="dict")
+
+    def values_list(self, *fields: str, flat: bool = False) -> QuerySet[Any]:
+        """Return tuples of the given fields' values (all fields, after ``id``, if none
+        are named) instead of documents; ``flat=True`` with one field: the bare values."""
+        self._check_names(fields)
+        if flat and len(fields) != 1:
+            raise QueryError(f"values_list(flat=True) takes exactly one field (got "
+                             f"{len(fields)})")
+        names = tuple(fields) or (ID, *self.model._meta.fields)
+        return self._clone(values=names, shape="flat" if flat else "tuple")
 
     def using(self, connection: str) -> QuerySet[D]:
         """Run on the named connection instead of the model's."""
@@ -422,6 +436,8 @@ class QuerySet(Generic[D]):
             for row in rows:
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
+            if self._shape != "dict":
+                return aggregation.reshape(out, wanted, self._shape == "flat")
             return out
         if self._only is None:
             load = model.from_storage
@@ -738,6 +754,58 @@ class QuerySet(Generic[D]):
         return partial(_numbered_page_op, self, number, per_page)
 
     paginate_sync = paginate.sync
+
+    # -- aggregation -----------------------------------------------------------------------
+
+    @operation
+    def aggregate(self, /, **named: Aggregate) -> OpFactory[dict[str, Value]]:
+        """Aggregates over the matching documents (after offset/limit), by the names given:
+        ``aggregate(n=Count(), total=Sum("price"), lo=Min("age"))`` -> ``{"n": 3, ...}``.
+        See :mod:`quantumorm.query.aggregates` for each one's type and null rules."""
+        if not named:
+            raise QueryError("aggregate() needs at least one aggregate, e.g. n=Count()")
+        name, options = self.model.__name__, self.model._meta
+        for key, wanted in named.items():
+            if not isinstance(wanted, Aggregate):
+                raise QueryError(f"aggregate({key}=...) takes Count, Sum, Avg, Min or Max "
+                                 f"(got {wanted!r})")
+            wanted.check(name, options)
+        return partial(aggregation.aggregate, self, dict(named))
+
+    aggregate_sync = aggregate.sync
+
+    @operation
+    def distinct(self, field: str) -> OpFactory[list[Value]]:
+        """The distinct non-null values of a field over the matching documents, in the
+        field's order (an array field: its distinct elements)."""
+        aggregates.check_spread(self.model.__name__, self.model._meta, field, "distinct")
+        options = self.model._meta
+        return partial(aggregation.spread, self, field,
+                       lambda docs: aggregates.distinct(options, field, docs))
+
+    distinct_sync = distinct.sync
+
+    @operation
+    def item_frequencies(self, field: str, normalize: bool = False
+                         ) -> OpFactory[dict[Value, int] | dict[Value, float]]:
+        """How often each value of a field occurs over the matching documents (an array
+        field: each element; null counts under None), in the field's order with None first;
+        ``normalize=True``: as fractions of all occurrences (MongoEngine's semantics)."""
+        aggregates.check_spread(self.model.__name__, self.model._meta, field,
+                                "item_frequencies")
+        if not isinstance(normalize, bool):
+            raise QueryError(f"normalize must be True or False (got {normalize!r})")
+        options = self.model._meta
+
+        def count(docs: list[dict[str, Any]]) -> dict[Value, int] | dict[Value, float]:
+            counts = aggregates.frequencies(options, field, docs)
+            if not normalize:
+                return counts
+            total = sum(counts.values())
+            return {value: n / total for value, n in counts.items()}
+        return partial(aggregation.spread, self, field, count)
+
+    item_frequencies_sync = item_frequencies.sync
 
     # -- iteration -------------------------------------------------------------------------
 

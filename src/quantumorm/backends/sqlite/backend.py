@@ -188,6 +188,29 @@ class SqliteBackend:
         (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
         return _rows(options, reply.rows[0])
 
+    def project(self, options: ModelOptions, spec: QuerySpec,
+                names: Sequence[str]) -> Op[list[Row]]:
+        """As :meth:`query`, with only the named stored fields (by storage name) in each
+        row's data (a field missing from a document is missing from its row): the JSON
+        text of each value is cut out of the document by the server, exactly as stored,
+        so the aggregates read what they need and nothing more."""
+        if spec.where == FALSE or spec.limit == 0:
+            return []
+        if any('"' in name or "\\" in name for name in names):
+            return (yield from self.query(options, spec))  # (no JSON path for such a name)
+        layout = yield from self._prepare(options)
+        # (a document that is not a JSON object is reported, as query() does, rather than
+        # read as one without the fields: ``ok`` says which, and guards the paths)
+        inner, params = compiler.select(
+            layout, spec, "t.id_key, t.version, t.doc, CASE WHEN json_valid(t.doc) THEN "
+            "json_type(t.doc) = 'object' ELSE 0 END AS ok")
+        parts = ", CASE WHEN ok THEN doc -> ? END" * len(names)
+        sql = (f"SELECT id_key, version, ok, CASE WHEN ok THEN NULL ELSE doc END{parts} "
+               f"FROM ({inner})")
+        paths = [f'$."{name}"' for name in names]
+        (reply,) = yield SqlPlan.read(Statement(sql, (*paths, *params)))
+        return _projected(options, names, reply.rows[0])
+
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
@@ -393,4 +416,41 @@ def _rows(options: ModelOptions, rows: list[tuple[Any, ...]]) -> list[Row]:
         if not isinstance(data, dict):
             raise CorruptDocumentError(options.model_name, id, "not a JSON object")
         out.append(Row(id, int(version), data))
+    return out
+
+
+def _projected(options: ModelOptions, names: Sequence[str],
+               rows: list[tuple[Any, ...]]) -> list[Row]:
+    """The rows of :meth:`SqliteBackend.project`: id key, version, whether the document is
+    a JSON object (and if not, the document), then each value's JSON text (SQL NULL where
+    the document lacks the field). The texts of all rows are decoded
+    as one JSON array (one decoder call, not one per value); if that fails, value by
+    value, to name the document whose JSON is damaged."""
+    for key, _, ok, doc, *_ in rows:
+        if not ok:  # (the error query() reports for the same document)
+            _rows(options, [(key, 0, doc)])
+            raise CorruptDocumentError(options.model_name, sortable.id_from_key(bytes(key)),
+                                       "not a JSON object")
+    width = len(names)
+    texts = [text for row in rows for text in row[4:]]
+    try:
+        values = _DECODER.decode(
+            "[" + ",".join("0" if text is None else text for text in texts) + "]")
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or len(values) != len(texts):
+        values = []
+        for position, text in enumerate(texts):
+            try:
+                values.append(None if text is None else _DECODER.decode(text))
+            except ValueError as exc:
+                id = sortable.id_from_key(bytes(rows[position // width][0]))
+                raise CorruptDocumentError(options.model_name, id,
+                                           f"invalid JSON ({exc})") from exc
+    out = []
+    for index, (key, version, *_) in enumerate(rows):
+        start = index * width
+        data = {name: values[start + offset] for offset, name in enumerate(names)
+                if texts[start + offset] is not None}
+        out.append(Row(sortable.id_from_key(bytes(key)), int(version), data))
     return out

@@ -80,6 +80,8 @@ class DocumentMeta(type):
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
         meta = namespace.pop("Meta", None)
+        if isinstance(namespace.get("meta"), dict):
+            raise ConfigurationError(_meta_dict_message(name, namespace["meta"]))
         cls = super().__new__(mcs, name, bases, namespace)
         if not any(isinstance(base, DocumentMeta) for base in bases):
             return cls  # Document itself
@@ -389,6 +391,17 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.reload, doc=self)
 
     reload_sync = reload.sync
+
+
+def _meta_dict_message(model: str, options: dict[Any, Any]) -> str:
+    """Why a MongoEngine/QuantumEngine style ``meta = {...}`` dict is refused, with the
+    ``class Meta:`` that says the same (its options are then checked as any Meta's)."""
+    lines = "".join(
+        f"\n            {key} = {value!r}" if isinstance(key, str) and key.isidentifier()
+        else f"\n            # {key!r}: {value!r}" for key, value in options.items())
+    return (f"{model}: options are declared in an inner 'class Meta:', not in a 'meta' dict "
+            f"(which would be ignored). Write:\n    class {model}(Document):\n        ...\n"
+            f"        class Meta:{lines or chr(10) + '            pass'}")
 
 
 def _id_error(message: str) -> ValidationError:

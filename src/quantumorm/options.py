@@ -26,6 +26,7 @@ from .fields.scalar import (
     StringField,
     UUIDField,
 )
+from .fields.special import DateField, EmailField, EnumField, URLField
 from .fields.structured import ArrayField, DateTimeField, JSONField
 
 T = TypeVar("T")
@@ -165,7 +166,8 @@ class ModelOptions:
 #: the field classes whose stored JSON is one text per value, so that a changed value shows
 #: in its text (see canonical_text; not JSON values: a dict's keys may come in any order)
 _CANONICAL_FIELDS: frozenset[type[Field]] = frozenset({
-    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField})
+    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField,
+    DateField, EnumField, EmailField, URLField})
 #: the field classes whose validated storage values are plain JSON (see plain_storage)
 _PLAIN_FIELDS = _CANONICAL_FIELDS | {JSONField}
 

@@ -8,13 +8,16 @@ one. Never run.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from decimal import Decimal
 
 from quantumorm import (
     ArrayField,
+    DateField,
     DateTimeField,
     DecimalField,
     Document,
+    EnumField,
     IntField,
     StringField,
     create_connection,
@@ -32,6 +35,15 @@ class Order(Document):
     total: DecimalField = DecimalField()
 
 
+class Size(enum.Enum):
+    S = "s"
+
+
+class Shirt(Document):
+    made: DateField = DateField()
+    size: EnumField[Size] = EnumField(Size)
+
+
 conn = create_connection(url="redis://localhost:6379/0")
 user = User(name="Ada")
 
@@ -47,6 +59,9 @@ name: str | None = user.age  # E: an int is not a str
 User.id  # E: no class attribute id (query with id=)
 Order(total=1.5)  # E: floats are refused by DecimalField
 user.objects  # E: objects is reached through the class
+Shirt(made=1700000000)  # E: a timestamp is not a date
+shirt_size: Size = Shirt().size  # E: may be None
+Shirt().size = 3  # E: an int is not a Size
 
 # -- constructor ---------------------------------------------------------------------------
 User(nme="x")  # E: no such field

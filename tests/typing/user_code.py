@@ -6,6 +6,7 @@ Never run: it only has to type-check, with ``assert_type`` pinning what every ca
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import sys
 import uuid
 from decimal import Decimal
@@ -17,10 +18,13 @@ from quantumorm import (
     ChangeEvent,
     Connection,
     ConsumerGroup,
+    DateField,
     DateTimeField,
     DecimalField,
     DictField,
     Document,
+    EmailField,
+    EnumField,
     FloatField,
     IntField,
     JSONField,
@@ -31,6 +35,7 @@ from quantumorm import (
     StringField,
     SyncTransaction,
     Transaction,
+    URLField,
     UUIDField,
     create_connection,
     get_connection,
@@ -260,3 +265,28 @@ async def async_events() -> None:
     async with User.objects.subscribe() as sub:
         async for note in sub:
             assert_type(note, ChangeEvent[User])
+
+
+class Status(enum.Enum):
+    OPEN = "open"
+    SHUT = "shut"
+
+
+class Ticket(Document):
+    due: DateField = DateField(indexed=True)
+    status: EnumField[Status] = EnumField(Status)
+    contact: EmailField = EmailField()
+    link: URLField = URLField()
+    anything: ArrayField[Any] = ListField()
+
+
+ticket = Ticket(due=dt.date(2024, 1, 31), status=Status.OPEN, contact="a@b", link="https://x")
+assert_type(ticket.due, dt.date | None)
+assert_type(ticket.status, Status | None)
+assert_type(ticket.contact, str | None)
+assert_type(ticket.link, str | None)
+assert_type(ticket.anything, list[Any] | None)
+assert_type(Ticket.due, FieldRef[dt.date | str])
+assert_type(Ticket.status, FieldRef[Status])
+assert_type(Ticket.objects.filter(Ticket.due >= "2024-01-01", Ticket.status == Status.SHUT),
+            QuerySet[Ticket])

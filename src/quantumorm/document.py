@@ -31,7 +31,7 @@ from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, Val
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
 from .query.expressions import clean_id
-from .query.queryset import QuerySet
+from .query.queryset import QuerySet, Where
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -391,6 +391,42 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.reload, doc=self)
 
     reload_sync = reload.sync
+
+    #: upstream QuantumEngine's name of :meth:`reload`
+    refresh = reload
+    refresh_sync = reload_sync
+
+    # -- class shortcuts (upstream QuantumEngine's names) ------------------------------------
+
+    @classmethod
+    async def get(cls: type[D], *conditions: Where, **lookups: Any) -> D:
+        """``Model.objects.get(...)``: the one matching document (``User.get(id="u1")``)."""
+        return await cls.objects.get(*conditions, **lookups)
+
+    @classmethod
+    def get_sync(cls: type[D], *conditions: Where, **lookups: Any) -> D:
+        """The blocking twin of :meth:`get`."""
+        return cls.objects.get_sync(*conditions, **lookups)
+
+    @classmethod
+    async def create_table(cls) -> None:
+        """``Model.objects.create_collection()``: create the storage now (idempotent)."""
+        await cls.objects.create_collection()
+
+    @classmethod
+    def create_table_sync(cls) -> None:
+        """The blocking twin of :meth:`create_table`."""
+        cls.objects.create_collection_sync()
+
+    @classmethod
+    async def drop_table(cls, *, confirm: bool = False) -> int:
+        """``Model.objects.drop_collection(confirm=...)``: delete every document."""
+        return await cls.objects.drop_collection(confirm=confirm)
+
+    @classmethod
+    def drop_table_sync(cls, *, confirm: bool = False) -> int:
+        """The blocking twin of :meth:`drop_table`."""
+        return cls.objects.drop_collection_sync(confirm=confirm)
 
 
 def _meta_dict_message(model: str, options: dict[Any, Any]) -> str:

@@ -93,3 +93,5 @@ async def misuse() -> None:
     await user.touch()  # E: touch needs a ttl
     total: Decimal = await Order(total=1).reload()  # E: reload returns the Order
     conn.run_transaction_sync(lambda tx: tx.get(User, 1.5))  # E: ids are str or int
+Shirt.drop_table_sync(True)  # E: confirm is keyword-only
+wrong_shirt: Order = Shirt.get_sync(id="s1")  # E: get returns a Shirt

@@ -290,3 +290,19 @@ assert_type(Ticket.due, FieldRef[dt.date | str])
 assert_type(Ticket.status, FieldRef[Status])
 assert_type(Ticket.objects.filter(Ticket.due >= "2024-01-01", Ticket.status == Status.SHUT),
             QuerySet[Ticket])
+assert_type(Ticket.get_sync(id="t1"), Ticket)
+assert_type(ticket.refresh_sync(), Ticket)
+assert_type(Ticket.drop_table_sync(confirm=True), int)
+assert_type(Ticket.objects.drop_collection_sync(confirm=True), int)
+assert_type(Ticket.objects.order_by("due", "DESC"), QuerySet[Ticket])
+with create_connection(url="redis://localhost:6379/0") as ctx_conn:
+    assert_type(ctx_conn, Connection)
+
+
+async def upstream_idioms() -> None:
+    assert_type(await Ticket.get(id="t1"), Ticket)
+    assert_type(await ticket.refresh(), Ticket)
+    assert_type(await Ticket.create_table(), None)
+    assert_type(await Ticket.drop_table(confirm=True), int)
+    async with create_connection(url="redis://localhost:6379/0") as conn_async:
+        assert_type(conn_async, Connection)

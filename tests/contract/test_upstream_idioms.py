@@ -117,3 +117,31 @@ def test_with_sqlite_connection_closes_it() -> None:
         assert executor._db is None
     finally:
         quantumorm.close_all()
+
+
+@pytest.mark.parametrize(("lookup", "want"), [
+    ({"id__gte": 10}, ["10", "11", "100", "a", "b9"]),
+    ({"id__gt": "10"}, ["11", "100", "a", "b9"]),
+    ({"id__lt": 11}, ["2", "9", "10"]),
+    ({"id__lte": "a"}, ["2", "9", "10", "11", "100", "a"]),
+    ({"id__gt": "a"}, ["b9"]),
+    ({"id__gte": 9, "id__lt": 100}, ["9", "10", "11"]),
+])
+async def test_range_lookups_on_the_id(models: Any, mode: str, lookup: dict[str, Any],
+                                       want: list[str]) -> None:
+    # the id order: canonical decimal ids numerically, then the others (as order_by("id"))
+    Account = models.Account
+    for i, id in enumerate(["100", "9", "a", "10", "2", "b9", "11"]):
+        await run(Account(id=id, email=f"r{i}@x", age=i), "save", mode)
+    qs = Account.objects.filter(**lookup).order_by("id")
+    assert [d.id for d in await run(qs, "all", mode)] == want
+    assert await run(Account.objects.filter(**lookup), "count", mode) == len(want)
+    rest = Account.objects.exclude(**lookup).order_by("id")
+    everything = [d.id for d in await run(Account.objects.order_by("id"), "all", mode)]
+    assert [d.id for d in await run(rest, "all", mode)] == [i for i in everything
+                                                              if i not in want]
+    both = Account.objects.filter(**lookup).filter(age__gte=3).order_by("-id")
+    assert [d.id for d in await run(both, "all", mode)] == [
+        d.id for d in reversed(await run(qs, "all", mode)) if d.age >= 3]
+    with pytest.raises(QueryError):
+        Account.objects.filter(id__gt=None)

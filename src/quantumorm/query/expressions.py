@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..errors import FieldValueError, QueryError
-from .lookups import KIND_LOOKUPS, FieldKind, Lookup, split_key
+from .lookups import KIND_LOOKUPS, RANGE_LOOKUPS, FieldKind, Lookup, split_key
 from .nodes import (
     FALSE,
     ID,
@@ -285,7 +285,13 @@ _BUILDERS: dict[Lookup, Callable[[str, str, Field, Lookup, Any], Node]] = {
 
 
 def _id_condition(where: str, lookup: Lookup, value: Any) -> Node:
-    """Conditions on the id, which is never null: ``id=None`` matches nothing."""
+    """Conditions on the id, which is never null: ``id=None`` matches nothing. Ranges
+    (``id__gte=10``) follow the id order: canonical decimal ids numerically, then the
+    others (:func:`quantumorm.sortable.id_key`)."""
+    if lookup in RANGE_LOOKUPS:
+        if value is None:
+            raise QueryError(f"{where}: expects an id (got None)")
+        return Condition(ID, lookup, clean_id(value, QueryError, where))
     if lookup in (Lookup.EXACT, Lookup.NE):
         if value is None:
             return FALSE if lookup is Lookup.EXACT else TRUE

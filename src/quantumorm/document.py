@@ -30,7 +30,7 @@ from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
-from .query.expressions import clean_id
+from .query.expressions import FieldRef, clean_id
 from .query.queryset import QuerySet, Where
 
 if TYPE_CHECKING:
@@ -105,7 +105,8 @@ class DocumentMeta(type):
                         f"{value.model.__name__}.{value.name}"
                     )
                 fields[attr] = value
-        options, abstract = build_options(name, meta, fields, inherited)
+        primary_key = _primary_key(name, cls, fields)
+        options, abstract = build_options(name, meta, fields, inherited, primary_key)
         for field in fields.values():
             if field.model is None or field.name in namespace:
                 field.model = cls  # type: ignore[assignment]
@@ -150,6 +151,11 @@ class Document(metaclass=DocumentMeta):
         cls = type(self)
         if not hasattr(cls, "_meta"):
             raise ConfigurationError(f"{cls.__name__} is abstract and has no collection")
+        key = cls._meta.primary_key()
+        if key is not None and key.name in values:
+            if id is not None:
+                raise ValidationError({"id": [f"give id or {key.name}, not both"]})
+            id = values.pop(key.name)
         unknown = [k for k in values if k not in cls._fields]
         if unknown:
             raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
@@ -181,6 +187,12 @@ class Document(metaclass=DocumentMeta):
                 self.id = clean_id(self.id, ValueError)
             except ValueError as exc:
                 problems["id"] = [str(exc)]
+            else:
+                key = self._meta.primary_key()
+                if key is not None:
+                    message = _primary_key_error(key, self.id)
+                    if message:
+                        problems[key.name] = [f"'{key.name}' {message}"]
         for name, field in self._fields.items():
             cleaned, messages = field.validate(self.__dict__.get(name))
             if messages:
@@ -427,6 +439,51 @@ class Document(metaclass=DocumentMeta):
     def drop_table_sync(cls, *, confirm: bool = False) -> int:
         """The blocking twin of :meth:`drop_table`."""
         return cls.objects.drop_collection_sync(confirm=confirm)
+
+
+class PrimaryKey:
+    """What a field declared ``primary_key=True`` is on its model: the id under the field's
+    name, as the field's type (``order.number`` is ``int(order.id)``). The field itself is
+    not stored, queried or indexed apart from the id: ``filter(number__gte=10)`` is
+    ``filter(id__gte=10)``, ``order_by("number")`` is ``order_by("id")``. (At run time only:
+    type checkers see the field's own types.)"""
+
+    def __init__(self, field: Field) -> None:
+        self.field = field
+
+    def __get__(self, instance: Document | None, owner: type[Any]) -> Any:
+        if instance is None:
+            return FieldRef(owner, self.field)
+        id = instance.id
+        return None if id is None else int(id)
+
+    def __set__(self, instance: Document, value: Any) -> None:
+        instance.id = value  # (checked at save, as the id)
+
+
+def _primary_key(model: str, cls: type, fields: dict[str, Field]) -> Field | None:
+    """The field declared ``primary_key=True``, taken out of ``fields`` (it is the id)."""
+    keys = [name for name, field in fields.items() if field.primary_key]
+    if not keys:
+        return None
+    if len(keys) > 1:
+        raise ConfigurationError(f"{model}: one primary key at most (got {', '.join(keys)})")
+    if keys[0] == "id":
+        raise ConfigurationError(f"{model}.id: the id is the primary key already; give the "
+                                 "int key another name (number = IntField(primary_key=True))")
+    field = fields.pop(keys[0])
+    if field.model is None:
+        field.model = cls
+    setattr(cls, keys[0], PrimaryKey(field))
+    return field
+
+
+def _primary_key_error(field: Field, id: str) -> str | None:
+    """Why ``id`` is not a value of the primary key ``field`` (an int's decimal form)."""
+    if not (id.isascii() and id.isdigit() and (id == "0" or not id.startswith("0"))):
+        return f"must be an integer id (got {id!r})"
+    errors = field.validate(int(id))[1]
+    return errors[0] if errors else None
 
 
 def _meta_dict_message(model: str, options: dict[Any, Any]) -> str:

@@ -84,6 +84,13 @@ class ModelOptions:
     compress: Compression | None = None
     #: Redis in front of the primary store (``Meta.cache``; see :mod:`quantumorm.cache`)
     cache: CacheSettings | None = None
+    #: the field declared ``primary_key=True``, if any (another name and type of the id;
+    #: it is not in ``fields`` and is not stored): see :meth:`primary_key`
+    key_fields: tuple[Field, ...] = ()
+
+    def primary_key(self) -> Field | None:
+        # (a tuple in the dataclass: a Field attribute would be taken for a descriptor)
+        return self.key_fields[0] if self.key_fields else None
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -179,7 +186,8 @@ def _plain(field: Field) -> bool:
 
 
 def build_options(
-    model_name: str, meta: type | None, fields: dict[str, Field], inherited: dict[str, Any]
+    model_name: str, meta: type | None, fields: dict[str, Field], inherited: dict[str, Any],
+    primary_key: Field | None = None,
 ) -> tuple[ModelOptions, bool]:
     """Check ``Meta`` and the fields; return the options and whether the model is abstract."""
     raw = dict(inherited)
@@ -266,6 +274,7 @@ def build_options(
         partition_by=partition_by,
         compress=compress,
         cache=cache,
+        key_fields=() if primary_key is None else (primary_key,),
     )
     return options, abstract
 

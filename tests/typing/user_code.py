@@ -306,3 +306,12 @@ async def upstream_idioms() -> None:
     assert_type(await Ticket.drop_table(confirm=True), int)
     async with create_connection(url="redis://localhost:6379/0") as conn_async:
         assert_type(conn_async, Connection)
+
+
+class Invoice(Document):
+    number: IntField = IntField(primary_key=True)
+
+
+invoice = Invoice(number=5)
+assert_type(invoice.number, int | None)
+assert_type(Invoice.objects.filter(Invoice.number >= 10, number__lt=100), QuerySet[Invoice])

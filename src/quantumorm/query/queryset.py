@@ -182,6 +182,7 @@ class QuerySet(Generic[D]):
         ``"ASC"`` or ``"DESC"`` (any case) that is not a field's name is the direction of the
         first."""
         fields = _direction_word(self.model._meta.fields, fields)
+        key = self.model._meta.primary_key()
         orderings = []
         for item in fields:
             if isinstance(item, FieldRef):
@@ -191,6 +192,8 @@ class QuerySet(Generic[D]):
                 item = Ordering(item.lstrip("-+"), desc)
             if not isinstance(item, Ordering):
                 raise QueryError(f"order_by() takes field names or expressions (got {item!r})")
+            if key is not None and item.field == key.name:  # the id under another name
+                item = Ordering(ID, item.descending)
             if item.field != ID:
                 field = self.model._meta.fields.get(item.field)
                 if field is None:

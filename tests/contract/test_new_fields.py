@@ -166,3 +166,12 @@ def test_mixed_enum_is_equality_only() -> None:
         Event.objects.order_by("flag")
     with pytest.raises(QueryError):
         Event.objects.order_by("bag")
+
+
+async def test_push_and_pull_on_an_untyped_list(event: Any, mode: str) -> None:
+    doc = await run(event(id="p", bag=[1]), "save", mode)
+    assert await run(doc, "push", mode, "bag", "a", {"k": [1]}) == [1, "a", {"k": [1]}]
+    assert await run(doc, "pull", mode, "bag", 1) == ["a", {"k": [1]}]
+    again = await run(event.objects, "get", mode, id="p")
+    assert again.bag == ["a", {"k": [1]}]
+    assert await ids(event.objects.filter(bag__contains="a"), mode) == ["p"]

@@ -454,8 +454,10 @@ class PrimaryKey:
     def __get__(self, instance: Document | None, owner: type[Any]) -> Any:
         if instance is None:
             return FieldRef(owner, self.field)
-        id = instance.id
-        return None if id is None else int(id)
+        id: Any = instance.id
+        if isinstance(id, str) and id.isascii() and id.isdigit():
+            return int(id)
+        return id  # (as assigned, like any field's value until save checks it)
 
     def __set__(self, instance: Document, value: Any) -> None:
         instance.id = value  # (checked at save, as the id)

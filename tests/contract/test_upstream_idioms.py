@@ -10,7 +10,7 @@ import pytest
 from contract_models import run
 
 import quantumorm
-from quantumorm import InvalidOperation, QueryError
+from quantumorm import InvalidOperation, Q, QueryError
 
 
 async def saved(models: Any, mode: str) -> list[Any]:
@@ -145,3 +145,19 @@ async def test_range_lookups_on_the_id(models: Any, mode: str, lookup: dict[str,
         d.id for d in reversed(await run(qs, "all", mode)) if d.age >= 3]
     with pytest.raises(QueryError):
         Account.objects.filter(id__gt=None)
+
+
+async def test_id_ranges_on_one_id_combined(models: Any, mode: str) -> None:
+    # two bounds on one value: inclusive only if both are (the Redis id walk's bounds)
+    Account = models.Account
+    for i, id in enumerate(["4", "5", "6", "x"]):
+        await run(Account(id=id, email=f"c{i}@x", age=i), "save", mode)
+    cases = [(Q(id__lte=5) & Q(id__lte=5), ["4", "5"]), (Q(id__lte=5) & Q(id__lt=5), ["4"]),
+             (Q(id__gte=5) & Q(id__gte=5) & Q(id__lte=5), ["5"]),
+             (Q(id__gt=5) & Q(id__gte=5), ["6", "x"]), (Q(id__gt=4) & Q(id__lt=6), ["5"]),
+             (Q(id__gt=6) | Q(id__lt=5), ["4", "x"])]
+    for where, want in cases:
+        for qs in (Account.objects.filter(where), Account.objects.filter(where).order_by("-id")):
+            got = [d.id for d in await run(qs, "all", mode)]
+            assert sorted(got) == want, where
+            assert await run(qs, "count", mode) == len(want)

@@ -122,7 +122,7 @@ LOOKUPS: dict[str, list[str]] = {
     "j": ["exact", "ne", "isnull"],
     "tags": ["contains", "isnull", "exact", "ne"],
     "nums": ["contains", "isnull"],
-    "id": ["exact", "in", "ne", "nin"],
+    "id": ["exact", "in", "ne", "nin", "gt", "gte", "lt", "lte"],
 }
 IDS = ["1", "2", "k:0{x}", "17", "999", "k:8{x}"]
 

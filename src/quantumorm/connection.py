@@ -176,6 +176,24 @@ class Connection:
         logs.root.info("connection closed name=%s backend=%s url=%s async=True", self.name,
                        self.kind, redact_url(self.url))
 
+    # ``with connection:`` / ``async with connection:`` close it at the end of the block
+    # (both pools on leaving ``async with``: the blocking one may have been used too)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.aclose()
+        finally:
+            self.close()
+
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} {self.kind} {redact_url(self.url)}>"
 

@@ -30,8 +30,8 @@ from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
 from .options import ModelOptions, build_options
-from .query.expressions import clean_id
-from .query.queryset import QuerySet
+from .query.expressions import FieldRef, clean_id
+from .query.queryset import QuerySet, Where
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -80,6 +80,8 @@ class DocumentMeta(type):
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
         meta = namespace.pop("Meta", None)
+        if isinstance(namespace.get("meta"), dict):
+            raise ConfigurationError(_meta_dict_message(name, namespace["meta"]))
         cls = super().__new__(mcs, name, bases, namespace)
         if not any(isinstance(base, DocumentMeta) for base in bases):
             return cls  # Document itself
@@ -103,7 +105,8 @@ class DocumentMeta(type):
                         f"{value.model.__name__}.{value.name}"
                     )
                 fields[attr] = value
-        options, abstract = build_options(name, meta, fields, inherited)
+        primary_key = _primary_key(name, cls, fields)
+        options, abstract = build_options(name, meta, fields, inherited, primary_key)
         for field in fields.values():
             if field.model is None or field.name in namespace:
                 field.model = cls  # type: ignore[assignment]
@@ -148,6 +151,11 @@ class Document(metaclass=DocumentMeta):
         cls = type(self)
         if not hasattr(cls, "_meta"):
             raise ConfigurationError(f"{cls.__name__} is abstract and has no collection")
+        key = cls._meta.primary_key()
+        if key is not None and key.name in values:
+            if id is not None:
+                raise ValidationError({"id": [f"give id or {key.name}, not both"]})
+            id = values.pop(key.name)
         unknown = [k for k in values if k not in cls._fields]
         if unknown:
             raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
@@ -179,6 +187,12 @@ class Document(metaclass=DocumentMeta):
                 self.id = clean_id(self.id, ValueError)
             except ValueError as exc:
                 problems["id"] = [str(exc)]
+            else:
+                key = self._meta.primary_key()
+                if key is not None:
+                    message = _primary_key_error(key, self.id)
+                    if message:
+                        problems[key.name] = [f"'{key.name}' {message}"]
         for name, field in self._fields.items():
             cleaned, messages = field.validate(self.__dict__.get(name))
             if messages:
@@ -405,6 +419,100 @@ class Document(metaclass=DocumentMeta):
         return partial(ops.reload, doc=self)
 
     reload_sync = reload.sync
+
+    #: upstream QuantumEngine's name of :meth:`reload`
+    refresh = reload
+    refresh_sync = reload_sync
+
+    # -- class shortcuts (upstream QuantumEngine's names) ------------------------------------
+
+    @classmethod
+    async def get(cls: type[D], *conditions: Where, **lookups: Any) -> D:
+        """``Model.objects.get(...)``: the one matching document (``User.get(id="u1")``)."""
+        return await cls.objects.get(*conditions, **lookups)
+
+    @classmethod
+    def get_sync(cls: type[D], *conditions: Where, **lookups: Any) -> D:
+        """The blocking twin of :meth:`get`."""
+        return cls.objects.get_sync(*conditions, **lookups)
+
+    @classmethod
+    async def create_table(cls) -> None:
+        """``Model.objects.create_collection()``: create the storage now (idempotent)."""
+        await cls.objects.create_collection()
+
+    @classmethod
+    def create_table_sync(cls) -> None:
+        """The blocking twin of :meth:`create_table`."""
+        cls.objects.create_collection_sync()
+
+    @classmethod
+    async def drop_table(cls, *, confirm: bool = False) -> int:
+        """``Model.objects.drop_collection(confirm=...)``: delete every document."""
+        return await cls.objects.drop_collection(confirm=confirm)
+
+    @classmethod
+    def drop_table_sync(cls, *, confirm: bool = False) -> int:
+        """The blocking twin of :meth:`drop_table`."""
+        return cls.objects.drop_collection_sync(confirm=confirm)
+
+
+class PrimaryKey:
+    """What a field declared ``primary_key=True`` is on its model: the id under the field's
+    name, as the field's type (``order.number`` is ``int(order.id)``). The field itself is
+    not stored, queried or indexed apart from the id: ``filter(number__gte=10)`` is
+    ``filter(id__gte=10)``, ``order_by("number")`` is ``order_by("id")``. (At run time only:
+    type checkers see the field's own types.)"""
+
+    def __init__(self, field: Field) -> None:
+        self.field = field
+
+    def __get__(self, instance: Document | None, owner: type[Any]) -> Any:
+        if instance is None:
+            return FieldRef(owner, self.field)
+        id: Any = instance.id
+        if isinstance(id, str) and id.isascii() and id.isdigit():
+            return int(id)
+        return id  # (as assigned, like any field's value until save checks it)
+
+    def __set__(self, instance: Document, value: Any) -> None:
+        instance.id = value  # (checked at save, as the id)
+
+
+def _primary_key(model: str, cls: type, fields: dict[str, Field]) -> Field | None:
+    """The field declared ``primary_key=True``, taken out of ``fields`` (it is the id)."""
+    keys = [name for name, field in fields.items() if field.primary_key]
+    if not keys:
+        return None
+    if len(keys) > 1:
+        raise ConfigurationError(f"{model}: one primary key at most (got {', '.join(keys)})")
+    if keys[0] == "id":
+        raise ConfigurationError(f"{model}.id: the id is the primary key already; give the "
+                                 "int key another name (number = IntField(primary_key=True))")
+    field = fields.pop(keys[0])
+    if field.model is None:
+        field.model = cls
+    setattr(cls, keys[0], PrimaryKey(field))
+    return field
+
+
+def _primary_key_error(field: Field, id: str) -> str | None:
+    """Why ``id`` is not a value of the primary key ``field`` (an int's decimal form)."""
+    if not (id.isascii() and id.isdigit() and (id == "0" or not id.startswith("0"))):
+        return f"must be an integer id (got {id!r})"
+    errors = field.validate(int(id))[1]
+    return errors[0] if errors else None
+
+
+def _meta_dict_message(model: str, options: dict[Any, Any]) -> str:
+    """Why a MongoEngine/QuantumEngine style ``meta = {...}`` dict is refused, with the
+    ``class Meta:`` that says the same (its options are then checked as any Meta's)."""
+    lines = "".join(
+        f"\n            {key} = {value!r}" if isinstance(key, str) and key.isidentifier()
+        else f"\n            # {key!r}: {value!r}" for key, value in options.items())
+    return (f"{model}: options are declared in an inner 'class Meta:', not in a 'meta' dict "
+            f"(which would be ignored). Write:\n    class {model}(Document):\n        ...\n"
+            f"        class Meta:{lines or chr(10) + '            pass'}")
 
 
 def _id_error(message: str) -> ValidationError:

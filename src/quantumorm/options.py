@@ -26,6 +26,7 @@ from .fields.scalar import (
     StringField,
     UUIDField,
 )
+from .fields.special import DateField, EmailField, EnumField, URLField
 from .fields.structured import ArrayField, DateTimeField, JSONField
 from .query.nodes import ID, Ordering
 
@@ -87,6 +88,14 @@ class ModelOptions:
     #: ``Meta.ordering``: the order of every query that has no ``order_by()`` (ties
     #: broken by id, as in ``order_by``); empty: by id
     ordering: tuple[Ordering, ...] = ()
+
+    #: the field declared ``primary_key=True``, if any (another name and type of the id;
+    #: it is not in ``fields`` and is not stored): see :meth:`primary_key`
+    key_fields: tuple[Field, ...] = ()
+
+    def primary_key(self) -> Field | None:
+        # (a tuple in the dataclass: a Field attribute would be taken for a descriptor)
+        return self.key_fields[0] if self.key_fields else None
 
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
@@ -169,7 +178,8 @@ class ModelOptions:
 #: the field classes whose stored JSON is one text per value, so that a changed value shows
 #: in its text (see canonical_text; not JSON values: a dict's keys may come in any order)
 _CANONICAL_FIELDS: frozenset[type[Field]] = frozenset({
-    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField})
+    StringField, IntField, FloatField, BooleanField, DecimalField, UUIDField, DateTimeField,
+    DateField, EnumField, EmailField, URLField})
 #: the field classes whose validated storage values are plain JSON (see plain_storage)
 _PLAIN_FIELDS = _CANONICAL_FIELDS | {JSONField}
 
@@ -181,7 +191,8 @@ def _plain(field: Field) -> bool:
 
 
 def build_options(
-    model_name: str, meta: type | None, fields: dict[str, Field], inherited: dict[str, Any]
+    model_name: str, meta: type | None, fields: dict[str, Field], inherited: dict[str, Any],
+    primary_key: Field | None = None,
 ) -> tuple[ModelOptions, bool]:
     """Check ``Meta`` and the fields; return the options and whether the model is abstract."""
     raw = dict(inherited)
@@ -270,6 +281,7 @@ def build_options(
         compress=compress,
         cache=cache,
         ordering=ordering,
+        key_fields=() if primary_key is None else (primary_key,),
     )
     return options, abstract
 

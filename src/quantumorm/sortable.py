@@ -27,6 +27,7 @@ TRUE = b"\x03\x00"
 _NEG, _ZERO, _POS = b"\x10", b"\x14\x00", b"\x18"
 STRING_TAG = b"\x20"
 DATETIME_TAG = b"\x30"
+DATE_TAG = b"\x31"
 END = b"\x00"
 UPPER = b"\xff"  # exclusive upper bound suffix: "everything that starts with this prefix"
 
@@ -113,6 +114,11 @@ def encode_datetime(value: _dt.datetime) -> bytes:
         utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond
     )
     return DATETIME_TAG + stamp.encode() + END
+
+
+def encode_date(value: _dt.date) -> bytes:
+    """A calendar date (not a datetime), fixed width: ``YYYYMMDD``."""
+    return DATE_TAG + b"%04d%02d%02d" % (value.year, value.month, value.day) + END
 
 
 # -- ids ----------------------------------------------------------------------------------

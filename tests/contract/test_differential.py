@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import os
 import re
 from decimal import Decimal
@@ -26,9 +27,11 @@ import quantumorm
 from quantumorm import (
     ArrayField,
     BooleanField,
+    DateField,
     DateTimeField,
     DecimalField,
     Document,
+    EnumField,
     FloatField,
     IntField,
     Q,
@@ -53,8 +56,17 @@ TIMES = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
          dt.datetime(2024, 1, 1, 3, tzinfo=dt.timezone(dt.timedelta(hours=3))),
          dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)]
 TAGS = ["x", "y", "z"]
+
+
+class Level(enum.Enum):
+    HIGH = 10
+    LOW = -1
+    MID = 2
+
+
+DAYS = [dt.date(1999, 12, 31), dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
 POOLS: dict[str, list[Any]] = {"s": WORDS, "n": INTS, "f": FLOATS, "d": DECIMALS, "t": TIMES,
-                               "b": [True, False], "w": WORDS}
+                               "b": [True, False], "w": WORDS, "day": DAYS, "lvl": list(Level)}
 
 
 def declare(backend: str) -> type[Document]:
@@ -65,6 +77,7 @@ def declare(backend: str) -> type[Document]:
         "t": DateTimeField(indexed=True), "b": BooleanField(indexed=True),
         "tags": ArrayField(StringField(), indexed=True),
         "w": StringField(),  # unindexed
+        "day": DateField(indexed=True), "lvl": EnumField(Level, indexed=True),
         "Meta": meta,
     })
 
@@ -79,11 +92,17 @@ def _key(value: Any) -> Any:
         return value.astimezone(dt.timezone.utc)
     if isinstance(value, str):
         return value.encode("utf-8")  # code point order
+    if isinstance(value, Level):
+        return value.value  # an enum of numbers: ordered by value
     return value
 
 
 FOLDED = {"iexact": str.__eq__, "icontains": lambda v, w: w in v,
           "istartswith": str.startswith, "iendswith": str.endswith}
+
+
+def _id_key(i: str) -> tuple[int, Any]:  # numeric ids numerically, before the others
+    return (0, int(i)) if i.isdigit() and (i == "0" or not i.startswith("0")) else (1, i)
 
 
 def holds(doc: dict[str, Any], field: str, lookup: str, wanted: Any) -> bool:
@@ -103,6 +122,9 @@ def holds(doc: dict[str, Any], field: str, lookup: str, wanted: Any) -> bool:
         return not holds(doc, field, "in", wanted)
     if value is None:
         return False
+    if field == "id":  # ranges on the id: the id order
+        a, b = _id_key(value), _id_key(wanted)
+        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[lookup]
     if lookup in FOLDED:  # the documented folding: str.casefold() of both sides
         return FOLDED[lookup](value.casefold(), wanted.casefold())
     if lookup == "regex":
@@ -121,9 +143,7 @@ def holds(doc: dict[str, Any], field: str, lookup: str, wanted: Any) -> bool:
 
 def reference(docs: list[dict[str, Any]], where: Any, order: list[str]) -> list[str]:
     hits = [d for d in docs if where(d)]
-
-    def id_key(i: str) -> tuple[int, Any]:  # numeric ids numerically, before the others
-        return (0, int(i)) if i.isdigit() and (i == "0" or not i.startswith("0")) else (1, i)
+    id_key = _id_key
 
     last_desc = order[-1].startswith("-") if order else False
     hits.sort(key=lambda d: id_key(d["id"]), reverse=last_desc)
@@ -147,7 +167,8 @@ LOOKUPS = {"s": ["exact", "ne", "in", "nin", "gt", "lte", "startswith", "endswit
            "t": ["exact", "gt", "lt", "isnull"], "b": ["exact", "ne", "isnull"],
            "tags": ["contains", "isnull"], "w": ["exact", "startswith", "gt", "isnull",
                                                          "iexact", "iendswith", "iregex"],
-           "id": ["exact", "in", "ne"]}
+           "id": ["exact", "in", "ne", "gt", "lte"],
+           "day": ["exact", "gt", "lte", "in", "isnull"], "lvl": ["exact", "ne", "gte", "lt"]}
 
 
 @st.composite
@@ -188,7 +209,8 @@ documents = st.lists(st.fixed_dictionaries({
     **{name: st.one_of(st.none(), st.sampled_from(pool)) for name, pool in POOLS.items()},
     "tags": st.one_of(st.none(), st.lists(st.sampled_from(TAGS), max_size=3, unique=True)),
 }), min_size=0, max_size=25)
-orderings = st.lists(st.tuples(st.sampled_from(["s", "n", "d", "t", "b", "w", "id"]),
+orderings = st.lists(st.tuples(st.sampled_from(["s", "n", "d", "t", "b", "w", "id", "day",
+                                                "lvl"]),
                                st.booleans()), max_size=2, unique_by=lambda x: x[0]).map(
     lambda items: [("-" if desc else "") + name for name, desc in items])
 

@@ -103,7 +103,7 @@ LOOKUPS: dict[str, list[str]] = {
     "tags": ["contains", "isnull"],
     "s2": ["exact", "startswith", "gt", "isnull", "in", "iexact", "iregex"],
     "n2": ["exact", "lt", "gte", "nin"],
-    "id": ["exact", "in", "ne", "nin"],
+    "id": ["exact", "in", "ne", "nin", "gt", "lte"],
 }
 IDS = ["1", "2", "k:0{x}", "17", "999", "k:8{x}"]
 

@@ -8,14 +8,17 @@ one. Never run.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from decimal import Decimal
 
 from quantumorm import (
     ArrayField,
     Avg,
+    DateField,
     DateTimeField,
     DecimalField,
     Document,
+    EnumField,
     IntField,
     StringField,
     create_connection,
@@ -33,6 +36,15 @@ class Order(Document):
     total: DecimalField = DecimalField()
 
 
+class Size(enum.Enum):
+    S = "s"
+
+
+class Shirt(Document):
+    made: DateField = DateField()
+    size: EnumField[Size] = EnumField(Size)
+
+
 conn = create_connection(url="redis://localhost:6379/0")
 user = User(name="Ada")
 
@@ -48,6 +60,9 @@ name: str | None = user.age  # E: an int is not a str
 User.id  # E: no class attribute id (query with id=)
 Order(total=1.5)  # E: floats are refused by DecimalField
 user.objects  # E: objects is reached through the class
+Shirt(made=1700000000)  # E: a timestamp is not a date
+shirt_size: Size = Shirt().size  # E: may be None
+Shirt().size = 3  # E: an int is not a Size
 
 # -- constructor ---------------------------------------------------------------------------
 User(nme="x")  # E: no such field
@@ -89,3 +104,5 @@ async def misuse() -> None:
     User.objects.update_one_sync(upsert="yes", inc__age=1)  # E: upsert is a bool
     User.objects.aggregate_sync(n="age")  # E: aggregate takes Count, Sum, Avg, Min or Max
     mean: float = User.objects.aggregate_sync(m=Avg("age"))["m"]  # E: may be None or other
+Shirt.drop_table_sync(True)  # E: confirm is keyword-only
+wrong_shirt: Order = Shirt.get_sync(id="s1")  # E: get returns a Shirt

@@ -6,6 +6,7 @@ Never run: it only has to type-check, with ``assert_type`` pinning what every ca
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import sys
 import uuid
 from decimal import Decimal
@@ -19,10 +20,13 @@ from quantumorm import (
     Connection,
     ConsumerGroup,
     Count,
+    DateField,
     DateTimeField,
     DecimalField,
     DictField,
     Document,
+    EmailField,
+    EnumField,
     FloatField,
     IntField,
     JSONField,
@@ -36,6 +40,7 @@ from quantumorm import (
     Sum,
     SyncTransaction,
     Transaction,
+    URLField,
     UUIDField,
     create_connection,
     get_connection,
@@ -316,3 +321,51 @@ assert_type(User.objects.values_list("name", flat=True).all_sync(), list[Any])
 async def async_aggregates() -> None:
     assert_type(await User.objects.aggregate(n=Count("age")), dict[str, AggregateValue])
     assert_type(await User.objects.distinct("age"), list[AggregateValue])
+class Status(enum.Enum):
+    OPEN = "open"
+    SHUT = "shut"
+
+
+class Ticket(Document):
+    due: DateField = DateField(indexed=True)
+    status: EnumField[Status] = EnumField(Status)
+    contact: EmailField = EmailField()
+    link: URLField = URLField()
+    anything: ArrayField[Any] = ListField()
+
+
+ticket = Ticket(due=dt.date(2024, 1, 31), status=Status.OPEN, contact="a@b", link="https://x")
+assert_type(ticket.due, dt.date | None)
+assert_type(ticket.status, Status | None)
+assert_type(ticket.contact, str | None)
+assert_type(ticket.link, str | None)
+assert_type(ticket.anything, list[Any] | None)
+assert_type(Ticket.due, FieldRef[dt.date | str])
+assert_type(Ticket.status, FieldRef[Status])
+assert_type(Ticket.objects.filter(Ticket.due >= "2024-01-01", Ticket.status == Status.SHUT),
+            QuerySet[Ticket])
+assert_type(Ticket.get_sync(id="t1"), Ticket)
+assert_type(ticket.refresh_sync(), Ticket)
+assert_type(Ticket.drop_table_sync(confirm=True), int)
+assert_type(Ticket.objects.drop_collection_sync(confirm=True), int)
+assert_type(Ticket.objects.order_by("due", "DESC"), QuerySet[Ticket])
+with create_connection(url="redis://localhost:6379/0") as ctx_conn:
+    assert_type(ctx_conn, Connection)
+
+
+async def upstream_idioms() -> None:
+    assert_type(await Ticket.get(id="t1"), Ticket)
+    assert_type(await ticket.refresh(), Ticket)
+    assert_type(await Ticket.create_table(), None)
+    assert_type(await Ticket.drop_table(confirm=True), int)
+    async with create_connection(url="redis://localhost:6379/0") as conn_async:
+        assert_type(conn_async, Connection)
+
+
+class Invoice(Document):
+    number: IntField = IntField(primary_key=True)
+
+
+invoice = Invoice(number=5)
+assert_type(invoice.number, int | None)
+assert_type(Invoice.objects.filter(Invoice.number >= 10, number__lt=100), QuerySet[Invoice])

@@ -20,6 +20,7 @@ from quantumorm.sortable import (
     TRUE,
     UPPER,
     encode_bool,
+    encode_date,
     encode_datetime,
     encode_number,
     encode_str,
@@ -107,6 +108,7 @@ TYPES: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], bytes]]] = [
     ("int+decimal", st.one_of(ints, decimals), encode_number),
     ("str", texts, encode_str),
     ("datetime", aware_datetimes(), encode_datetime),
+    ("date", st.dates(), encode_date),
     ("bool", st.booleans(), encode_bool),
 ]
 TYPE_IDS = [t[0] for t in TYPES]

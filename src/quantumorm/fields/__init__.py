@@ -3,6 +3,7 @@
 from ..errors import FieldValueError
 from .base import MISSING, Field
 from .scalar import BooleanField, DecimalField, FloatField, IntField, StringField, UUIDField
+from .special import DateField, EmailField, EnumField, URLField
 from .structured import (
     MAX_JSON_DEPTH,
     ArrayField,
@@ -17,9 +18,12 @@ __all__ = [
     "MISSING",
     "ArrayField",
     "BooleanField",
+    "DateField",
     "DateTimeField",
     "DecimalField",
     "DictField",
+    "EmailField",
+    "EnumField",
     "Field",
     "FieldValueError",
     "FloatField",
@@ -27,5 +31,6 @@ __all__ = [
     "JSONField",
     "ListField",
     "StringField",
+    "URLField",
     "UUIDField",
 ]

@@ -67,6 +67,8 @@ class Field(Generic[T]):
         unique: at most one document per value (implies ``indexed``).
         db_field: the name in storage, if not the attribute name.
         help_text: free text for documentation.
+        primary_key: the field is the document's id under its own name and type (fields
+            whose class allows it: ``IntField``). See :class:`quantumorm.document.Document`.
     """
 
     #: the lookups a query may use on this field
@@ -76,6 +78,8 @@ class Field(Generic[T]):
     sortable: bool = True
     #: the type name in messages and capability tables
     type_name: str = "value"
+    #: whether ``primary_key=True`` is allowed (the value must have a canonical id form)
+    can_be_primary_key: bool = False
 
     def __init__(
         self,
@@ -87,8 +91,16 @@ class Field(Generic[T]):
         unique: bool = False,
         db_field: str | None = None,
         help_text: str | None = None,
+        primary_key: bool = False,
     ) -> None:
         self.name = ""
+        self.primary_key = _flag("primary_key", primary_key)
+        if primary_key and not self.can_be_primary_key:
+            raise ConfigurationError(f"{type(self).__name__} cannot be a primary key "
+                                     "(IntField can)")
+        if primary_key and (indexed or unique or default is not MISSING or db_field):
+            raise ConfigurationError("a primary key is the id: it takes no indexed, unique, "
+                                     "default or db_field")
         self.model: type[Document] | None = None
         self.required = _flag("required", required)
         self.unique = _flag("unique", unique)

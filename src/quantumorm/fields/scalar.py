@@ -122,12 +122,26 @@ class _NumberField(Field[N]):
 #: could not store them
 MAX_INT_DIGITS = 4300
 _INT_LIMIT = 10**MAX_INT_DIGITS
+#: the ints an ``IntField(primary_key=True)`` takes: the ids ordered numerically
+#: (:func:`quantumorm.sortable.id_key`)
+MAX_INT_ID = 10**39
 
 
 class IntField(_NumberField[int]):
-    """An integer of up to 4300 digits; exact in storage, indexes and comparisons."""
+    """An integer of up to 4300 digits; exact in storage, indexes and comparisons.
+
+    ``IntField(primary_key=True)``: the document's id, as an int from 0 to 10**39 - 1 (the
+    ids that sort numerically)."""
 
     type_name = "integer"
+    can_be_primary_key = True
+
+    def _check(self, value: Any) -> Any:
+        value = super()._check(value)
+        if self.primary_key and not 0 <= value < MAX_INT_ID:
+            raise FieldValueError(f"must be from 0 to 10**39 - 1 as a primary key "
+                                  f"(got {show(value)})")
+        return value
 
     def clean(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, Integral):

@@ -307,13 +307,29 @@ class ArrayField(Field[list[E]]):
     ``contains`` tests membership of one element and is served by the field's index (one
     entry per distinct element). ``exact``/``ne`` compare whole lists. Elements may not be
     ``None``.
+
+    Without a field (``ListField()``), the elements are any JSON values (each checked as a
+    :class:`JSONField` value); ``contains`` then matches an element equal to the value as JSON
+    (``1`` and ``1.0``, or ``1`` and ``True``, are different elements). Such a list cannot be
+    indexed: its ``contains`` is answered by a scan.
     """
 
     lookups = KIND_LOOKUPS[FieldKind.ARRAY]
     sortable = False
 
+    @overload
+    def __init__(self: ArrayField[Any], field: None = None, *, min_items: int | None = None,
+                 max_items: int | None = None, **options: Any) -> None: ...
+
+    @overload
     def __init__(self, field: Field[E] | type[Field[E]], *, min_items: int | None = None,
-                 max_items: int | None = None, **options: Any) -> None:
+                 max_items: int | None = None, **options: Any) -> None: ...
+
+    def __init__(self, field: Field[E] | type[Field[E]] | None = None, *,
+                 min_items: int | None = None, max_items: int | None = None,
+                 **options: Any) -> None:
+        if field is None:  # untyped: ``ListField()`` holds any JSON values
+            field = JSONField()
         if isinstance(field, type) and issubclass(field, Field):
             field = field()
         if not isinstance(field, Field):

@@ -78,24 +78,25 @@ def _nin(field: Field | None, value: Any, wanted: Any) -> bool:
     return not _in(field, value, wanted)
 
 
+def _ranged(field: Field | None, value: Any) -> bytes:
+    # the id (field None) in the id order: numeric ids numerically, then the others
+    return sortable.id_key(value) if field is None else field.sort_key(value)
+
+
 def _gt(field: Field | None, value: Any, wanted: Any) -> bool:
-    assert field is not None  # the id has no ranges (KIND_LOOKUPS)
-    return value is not None and field.sort_key(value) > field.sort_key(wanted)
+    return value is not None and _ranged(field, value) > _ranged(field, wanted)
 
 
 def _gte(field: Field | None, value: Any, wanted: Any) -> bool:
-    assert field is not None
-    return value is not None and field.sort_key(value) >= field.sort_key(wanted)
+    return value is not None and _ranged(field, value) >= _ranged(field, wanted)
 
 
 def _lt(field: Field | None, value: Any, wanted: Any) -> bool:
-    assert field is not None
-    return value is not None and field.sort_key(value) < field.sort_key(wanted)
+    return value is not None and _ranged(field, value) < _ranged(field, wanted)
 
 
 def _lte(field: Field | None, value: Any, wanted: Any) -> bool:
-    assert field is not None
-    return value is not None and field.sort_key(value) <= field.sort_key(wanted)
+    return value is not None and _ranged(field, value) <= _ranged(field, wanted)
 
 
 def _contains(field: Field | None, value: Any, wanted: Any) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..errors import FieldValueError, QueryError
-from .lookups import KIND_LOOKUPS, FieldKind, Lookup, split_key
+from .lookups import KIND_LOOKUPS, RANGE_LOOKUPS, FieldKind, Lookup, split_key
 from .nodes import (
     FALSE,
     ID,
@@ -226,6 +226,9 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     """Resolve one ``field__lookup=value`` against a model."""
     name, lookup, suffix = split_key(key)
     model = options.model_name
+    key_field = options.primary_key()
+    if key_field is not None and name == key_field.name and lookup is not None:
+        return _primary_key_condition(model, key_field, lookup, value)
     field = options.fields.get(name)
     if lookup is None:
         if name in options.fields or name == ID:
@@ -385,7 +388,13 @@ _BUILDERS: dict[Lookup, Callable[[str, str, Field, Lookup, Any], Node]] = {
 
 
 def _id_condition(where: str, lookup: Lookup, value: Any) -> Node:
-    """Conditions on the id, which is never null: ``id=None`` matches nothing."""
+    """Conditions on the id, which is never null: ``id=None`` matches nothing. Ranges
+    (``id__gte=10``) follow the id order: canonical decimal ids numerically, then the
+    others (:func:`quantumorm.sortable.id_key`)."""
+    if lookup in RANGE_LOOKUPS:
+        if value is None:
+            raise QueryError(f"{where}: expects an id (got None)")
+        return Condition(ID, lookup, clean_id(value, QueryError, where))
     if lookup in (Lookup.EXACT, Lookup.NE):
         if value is None:
             return FALSE if lookup is Lookup.EXACT else TRUE
@@ -396,6 +405,28 @@ def _id_condition(where: str, lookup: Lookup, value: Any) -> Node:
     if not ids:
         return FALSE if lookup is Lookup.IN else TRUE
     return Condition(ID, lookup, ids)
+
+
+def _primary_key_condition(model: str, field: Field, lookup: Lookup, value: Any) -> Node:
+    """``number__gte=10`` on ``number = IntField(primary_key=True)``: the id condition,
+    each value checked by the field (so ``number="10"`` or ``number=-1`` is refused)."""
+    where = f"{model}.{field.name}__{lookup.value}"
+    if lookup not in _ID_LOOKUPS:
+        raise QueryError(f"{where}: lookup {lookup.value!r} is not supported on the primary "
+                         f"key (supported: {', '.join(sorted(lk.value for lk in _ID_LOOKUPS))})")
+
+    def check(one: Any) -> Any:
+        if one is None:
+            return None
+        try:
+            return field._check(field.clean(one))
+        except FieldValueError as exc:
+            raise QueryError(f"{where}: value {exc}") from None
+    if lookup in (Lookup.IN, Lookup.NIN):
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+            raise QueryError(f"{where}: expects a list of values (got {value!r})")
+        return _id_condition(where, lookup, [check(v) for v in value])
+    return _id_condition(where, lookup, check(value))
 
 
 def _clean(where: str, field: Field | None, value: Any, nullable: bool) -> Any:

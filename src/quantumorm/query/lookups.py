@@ -51,7 +51,7 @@ _BY_NAME = {lookup.value: lookup for lookup in Lookup}
 class FieldKind(enum.Enum):
     """Families of fields that allow the same lookups."""
 
-    ID = "id"  # the document id: never null, compared as a string
+    ID = "id"  # the document id: never null; ranges follow the id order (sortable.id_key)
     EQUALITY = "equality"  # booleans, UUIDs: equal or not
     ORDERED = "ordered"  # numbers, datetimes: ranges too
     TEXT = "text"  # strings: ranges and substring lookups too
@@ -63,7 +63,7 @@ _EQUALITY = frozenset({Lookup.EXACT, Lookup.NE, Lookup.IN, Lookup.NIN, Lookup.IS
 
 #: the lookups a query may use on each kind of field (``Field.lookups`` reads this)
 KIND_LOOKUPS: dict[FieldKind, frozenset[Lookup]] = {
-    FieldKind.ID: _EQUALITY - {Lookup.ISNULL},
+    FieldKind.ID: (_EQUALITY - {Lookup.ISNULL}) | RANGE_LOOKUPS,
     FieldKind.EQUALITY: _EQUALITY,
     FieldKind.ORDERED: _EQUALITY | RANGE_LOOKUPS,
     FieldKind.TEXT: _EQUALITY | RANGE_LOOKUPS

@@ -26,7 +26,13 @@ from ..cache.stats import CacheStats, counters
 from ..engine import ops, updates
 from ..engine.drive import Op, OpFactory
 from ..engine.twin import operation
-from ..errors import QueryError, UnknownFieldError, UnsupportedOperation, ValidationError
+from ..errors import (
+    InvalidOperation,
+    QueryError,
+    UnknownFieldError,
+    UnsupportedOperation,
+    ValidationError,
+)
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
@@ -186,7 +192,13 @@ class QuerySet(Generic[D]):
     def order_by(self, *fields: str | FieldRef[Any] | Ordering) -> QuerySet[D]:
         """Order by fields, ``"-field"`` descending; ties are broken by id (in the direction of
         the last field). Replaces any previous ordering (and ``Meta.ordering``: ``order_by()``
-        with no field clears it, leaving the order by id); resets a keyset position."""
+        with no field clears it, leaving the order by id); resets a keyset position.
+
+        ``order_by("field", "DESC")`` (upstream QuantumEngine's form): a second argument
+        ``"ASC"`` or ``"DESC"`` (any case) that is not a field's name is the direction of the
+        first."""
+        fields = _direction_word(self.model._meta.fields, fields)
+        key = self.model._meta.primary_key()
         orderings = []
         for item in fields:
             if isinstance(item, FieldRef):
@@ -196,6 +208,8 @@ class QuerySet(Generic[D]):
                 item = Ordering(item.lstrip("-+"), desc)
             if not isinstance(item, Ordering):
                 raise QueryError(f"order_by() takes field names or expressions (got {item!r})")
+            if key is not None and item.field == key.name:  # the id under another name
+                item = Ordering(ID, item.descending)
             if item.field != ID:
                 field = self.model._meta.fields.get(item.field)
                 if field is None:
@@ -807,6 +821,39 @@ class QuerySet(Generic[D]):
 
     item_frequencies_sync = item_frequencies.sync
 
+    # -- the collection's storage ----------------------------------------------------------
+
+    @operation
+    def create_collection(self) -> OpFactory[None]:
+        """Create the collection's storage now rather than at its first use: SQL tables and
+        indexes, the Redis schema record (the declaration checked against the stored one).
+        Idempotent; never touches stored documents or id sequences."""
+        self._whole("create_collection")
+        return partial(_create_collection_op, self.model)
+
+    create_collection_sync = create_collection.sync
+
+    @operation
+    def drop_collection(self, *, confirm: bool = False) -> OpFactory[int]:
+        """Delete every document of the collection with its index entries; returns how many
+        there were. ``confirm=True`` is required (nothing else asks). On the whole
+        collection only (``delete()`` deletes what a filter matches). Refused
+        (:class:`UnsupportedOperation`) on a Redis Cluster: a SCAN reaches one node."""
+        if confirm is not True:
+            raise InvalidOperation(f"{self.model.__name__}.objects.drop_collection() deletes "
+                                   "every document: pass confirm=True")
+        self._whole("drop_collection")
+        return partial(_drop_collection_op, self.model)
+
+    drop_collection_sync = drop_collection.sync
+
+    def _whole(self, name: str) -> None:
+        if (self._where is not TRUE or self._limit is not None or self._offset
+                or self._after is not None):
+            raise QueryError(f"{name}() acts on the whole collection: call it on "
+                             f"{self.model.__name__}.objects, not on a filtered or sliced "
+                             "queryset")
+
     # -- iteration -------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, list[D]]:
@@ -963,6 +1010,28 @@ def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,
 def _keyset_page_op(qs: QuerySet[D], per_page: int, backend: Backend) -> Op[Page[D]]:
     items, cursor = yield from qs._page_op(backend, per_page)
     return Page(items, per_page, next_cursor=cursor)
+
+
+def _direction_word(known: dict[str, Any], fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``("age", "DESC")`` as ``("-age",)``; anything else as it is."""
+    if (len(fields) == 2 and isinstance(fields[0], str) and isinstance(fields[1], str)
+            and fields[1].upper() in ("ASC", "DESC") and fields[1] not in known):
+        name = fields[0].lstrip("-+")
+        if name != fields[0]:
+            raise QueryError(f"order_by({fields[0]!r}, {fields[1]!r}): give the direction "
+                             "once, as a sign or as a word")
+        return (("-" if fields[1].upper() == "DESC" else "") + name,)
+    return fields
+
+
+def _create_collection_op(model: type[Any], backend: Backend) -> Op[None]:
+    # every backend prepares a collection's storage at its first operation: an unfiltered
+    # count is that first operation at its cheapest (the storage is created, nothing read)
+    yield from backend.count(model._meta, QuerySpec(TRUE, (), 0, None))
+
+
+def _drop_collection_op(model: type[Any], backend: Backend) -> Op[int]:
+    return (yield from backend.drop_collection(model._meta))
 
 
 def _maintenance(model: type[Any], name: str, batch_size: int,

@@ -33,14 +33,15 @@ from ..fields.scalar import (
     StringField,
     UUIDField,
 )
+from ..fields.special import DateField, EmailField, URLField
 from ..fields.structured import ArrayField, DateTimeField, JSONField
 from ..schema import Schema, declared
 from .common import CONNECTION, CommandError
 
 #: field kinds as the schema names them (:func:`quantumorm.schema.field_kind`)
 KINDS: dict[str, type[Field[Any]]] = {cls.__name__: cls for cls in (
-    BooleanField, DateTimeField, DecimalField, FloatField, IntField, JSONField, StringField,
-    UUIDField)}
+    BooleanField, DateField, DateTimeField, DecimalField, EmailField, FloatField, IntField,
+    JSONField, StringField, URLField, UUIDField)}
 
 
 def field_of(kind: str, db_field: str | None = None) -> Field[Any]:

@@ -190,9 +190,12 @@ class PostgresBackend:
         row's data (a field missing from a document is missing from its row). The values
         are cut out of the ``body`` jsonb by the server (numbers stay exact: jsonb keeps
         them as ``numeric``); a document without a ``body`` (it holds a NUL character)
-        comes whole, from ``doc``."""
+        comes whole, from ``doc``. A query with lookups checked in Python (see
+        :func:`.compiler.client_residue`) reads whole documents, as :meth:`query` does."""
         if spec.where == FALSE or spec.limit == 0:
             return []
+        if compiler.client_residue(spec)[1] is not None:
+            return (yield from self.query(options, spec))
         layout = yield from self._prepare(options)
         parts = ", (t.body -> %t)::text" * len(names)
         sql, params = compiler.select(

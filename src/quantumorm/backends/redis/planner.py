@@ -42,7 +42,7 @@ from ...fields.base import Field
 from ...fields.scalar import StringField
 from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
-from ...query.lookups import Lookup
+from ...query.lookups import RANGE_LOOKUPS, Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 from . import plan_shapes, wire
 from .keys import meta_field
@@ -199,8 +199,8 @@ class Planner:
             return all(self.evaluable(child) for child in node.children)
         if isinstance(node, Not):
             return self.evaluable(node.child)
-        if node.field == ID:
-            return True
+        if node.field == ID:  # ranges on the id: checked in Python (the scripts have none)
+            return node.lookup not in RANGE_LOOKUPS
         if node.field not in self.indexed:
             return False
         field = self.options.fields[node.field]

@@ -89,7 +89,7 @@ def _listed(layout: Layout, cond: Condition, params: list[Any]) -> str:
 
 def _range(layout: Layout, cond: Condition, params: list[Any]) -> str:
     column = layout.column(cond.field)
-    params.append(layout.options.fields[cond.field].sort_key(cond.value))
+    params.append(_key(layout, cond, cond.value))  # (the id too: its id key's order)
     return f"({column} {_RANGE[cond.lookup]} ? AND {column} != {NULL_SQL})"
 
 

@@ -26,6 +26,7 @@ where its answer is provably the one ``json`` gives, and ``json`` answers everyt
 from __future__ import annotations
 
 import json
+import math
 from types import ModuleType
 from typing import Any
 
@@ -82,3 +83,23 @@ def decode(raw: bytes) -> Any:
         except ValueError:  # (orjson.JSONDecodeError) json answers, or raises its own error
             pass
     return _DECODER.decode(raw.decode("utf-8"))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two values are the same JSON: ``==``, except that ``1``, ``1.0`` and ``True``
+    (equal to Python) differ, and ``0.0`` and ``-0.0`` too, at every depth, as their
+    encodings do. Used wherever "did it change" or "is it in the list" decides a write."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(value, b[key]) for key, value in a.items())
+    return bool(a == b)
+
+
+def among(value: Any, values: Any) -> bool:
+    """``value in values`` by :func:`same`."""
+    return any(same(value, item) for item in values)

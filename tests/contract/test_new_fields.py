@@ -175,3 +175,21 @@ async def test_push_and_pull_on_an_untyped_list(event: Any, mode: str) -> None:
     again = await run(event.objects, "get", mode, id="p")
     assert again.bag == ["a", {"k": [1]}]
     assert await ids(event.objects.filter(bag__contains="a"), mode) == ["p"]
+
+
+async def test_json_values_are_compared_as_json(event: Any, mode: str) -> None:
+    """1, 1.0 and True are equal to Python, not as JSON: pull, add_to_set and "did it
+    change" tell them apart (and {"k": 1} from {"k": True}, 0.0 from -0.0)."""
+    mixed = [1, True, 1.0, 0, False, {"k": 1}, {"k": True}, 0.0]
+    doc = await run(event(id="j", bag=mixed), "save", mode)
+    qs = event.objects.filter(id="j")
+    assert await run(qs, "update", mode, pull__bag=True) == 1
+    assert (await run(qs, "get", mode)).bag == [1, 1.0, 0, False, {"k": 1}, {"k": True}, 0.0]
+    await run(qs, "update", mode, add_to_set__bag=-0.0)
+    await run(qs, "update", mode, pull_all__bag=[{"k": True}, 0])
+    assert (await run(qs, "get", mode)).bag == [1, 1.0, False, {"k": 1}, 0.0, -0.0]
+    assert await run(doc, "pull", mode, "bag", 1.0) == [1, False, {"k": 1}, 0.0, -0.0]
+    doc = await run(event.objects, "get", mode, id="j")
+    doc.bag = [True, False, {"k": True}, 0.0, -0.0]  # == the stored list to Python
+    await run(doc, "save", mode)
+    assert (await run(qs, "get", mode)).bag == [True, False, {"k": True}, 0.0, -0.0]

@@ -30,6 +30,7 @@ from ..errors import InvalidOperation, VersionConflict
 from ..fields.base import MISSING
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
+from ..jsoncodec import among, same
 from . import ops
 from .drive import Op
 
@@ -77,15 +78,15 @@ def _apply(doc: Document, changes: Sequence[Change], unique: bool) -> bool:
         elif kind == "push":
             new = list(current or [])
             for value in arg:
-                if not (unique and value in new):
+                if not (unique and among(value, new)):
                     new.append(value)
-        elif kind == "pull":
-            new = [value for value in (current or []) if value not in arg]
+        elif kind == "pull":  # (membership as JSON: 1, 1.0 and True are three values)
+            new = [value for value in (current or []) if not among(value, arg)]
         elif kind == "set":
             new = arg
         else:  # set_if_absent
             new = arg if current is None else current
-        if new != current:
+        if not same(new, current):
             doc.__dict__[name] = new
             changed = True
     return changed

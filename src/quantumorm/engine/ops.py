@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import signals
+from .. import jsoncodec, signals
 from ..errors import (
     BulkWriteError,
     CorruptDocumentError,
@@ -55,12 +55,26 @@ def _request(doc: Document, data: dict[str, Any],
     stored = doc._stored or {}
     changed = frozenset(
         name for name, field in doc._fields.items()
-        if stored.get(field.db_name) != data.get(field.db_name)
+        if not _same(stored.get(field.db_name), data.get(field.db_name))
     )
     if not changed and expire is Expiry.KEEP:
         return None
     return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire,
                         _encode(doc, data))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether a field's stored form is unchanged: ``==`` for the common values, and for
+    containers and floats :func:`~quantumorm.jsoncodec.same` (``[1]`` and ``[True]`` are
+    equal to Python, not as stored JSON)."""
+    if a != b:
+        return False
+    kind = type(a)
+    return kind is type(b) and (kind not in _STRICT or jsoncodec.same(a, b))
+
+
+#: storage forms whose ``==`` is looser than their JSON (see _same)
+_STRICT = (list, dict, float)
 
 
 def _encode(doc: Document, data: dict[str, Any]) -> bytes:

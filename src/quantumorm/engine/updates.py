@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
+from ..jsoncodec import among, same
 from ..query import evaluate
 from ..query.lookups import Lookup
 from ..query.nodes import And, Condition, Node, QuerySpec
@@ -153,14 +154,14 @@ def apply(doc: Document, operations: Sequence[Operation]) -> bool:
             new = op.value
         elif op.kind == "inc":
             new = (current or 0) + op.value  # a stored null counts as 0 (MongoDB's $inc)
-        elif op.kind == "pull":
-            new = [item for item in (current or []) if item not in op.value]
+        elif op.kind == "pull":  # (membership as JSON: 1, 1.0 and True are three values)
+            new = [item for item in (current or []) if not among(item, op.value)]
         else:  # push, add_to_set
             new = list(current or [])
             for item in op.value:
-                if op.kind == "push" or item not in new:
+                if op.kind == "push" or not among(item, new):
                     new.append(item)
-        if new != current:
+        if not same(new, current):
             doc.__dict__[op.name] = new
             changed = True
     return changed

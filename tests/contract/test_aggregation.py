@@ -48,7 +48,7 @@ def expected(docs: list[Any]) -> dict[str, Any]:
                 out[f"avg_{name}"] = float(exact / len(values))
             elif name == "f":
                 out[f"sum_{name}"] = float(exact)
-                out[f"avg_{name}"] = float(exact) / len(values)
+                out[f"avg_{name}"] = float(exact / len(values))  # (rounded once)
             else:
                 with decimal.localcontext() as wide:
                     wide.prec = 200  # (enough for every sum the data makes: exact)

@@ -50,7 +50,7 @@ WORDS = ["", "a", "ab", "b", "é", "a\x00", "zz", "ß", "SS", "İ", "i", "Σ", "
 #: patterns of regex/iregex: Python re syntax (classes, alternation, anchors, escapes)
 PATTERNS = ["^a", "ß|ss", "é$", "^$", "\\x00", "^[a-z]+$", "\\w", "(?i)^s", "σ"]
 INTS = [-(2**60), -2, 0, 1, 2**53 + 1, 10**25]
-FLOATS = [-1.5, 0.0, 0.25, 3.5]
+FLOATS = [-1.5, 0.0, 0.25, 3.5, 0.1, 1e30, -0.0]
 DECIMALS = [Decimal("-1"), Decimal("0.1"), Decimal("0.10"), Decimal("7.25")]
 TIMES = [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
          dt.datetime(2024, 1, 1, 3, tzinfo=dt.timezone(dt.timedelta(hours=3))),

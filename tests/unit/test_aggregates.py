@@ -4,6 +4,7 @@ order, and the checks made when ``aggregate()`` is called."""
 from __future__ import annotations
 
 import decimal
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -73,6 +74,18 @@ def test_sum_of_floats_is_correctly_rounded() -> None:
     rows = docs(f=[1e16, 1.0, -1e16, 0.1])
     assert Sum("f").compute(OPTIONS, rows) == 1.1
     assert Avg("f").compute(OPTIONS, rows) == 1.1 / 4
+
+
+def test_float_sums_and_means_never_overflow_midway_and_round_once() -> None:
+    # a partial sum beyond the largest float: math.fsum raises, the exact sum does not
+    assert Sum("f").compute(OPTIONS, docs(f=[1e308, 1e308, -1e308])) == 1e308
+    assert Sum("f").compute(OPTIONS, docs(f=[1e308, 1e308])) == math.inf
+    assert Sum("f").compute(OPTIONS, docs(f=[-1e308, -1e308])) == -math.inf
+    assert Avg("f").compute(OPTIONS, docs(f=[1e308, 1e308])) == 1e308
+    # the exact mean rounded once (fsum then / n rounds twice: -4000000000000000.0)
+    rows = docs(f=[0.6666666666666666, -3e16, -1e-05, 1e16, 1.0])
+    assert Avg("f").compute(OPTIONS, rows) == -3999999999999999.5
+    assert Avg("i").compute(OPTIONS, docs(i=[10**400, 10**400])) == math.inf
 
 
 def test_nulls_and_empty_sets() -> None:

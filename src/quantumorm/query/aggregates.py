@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import sortable
@@ -105,7 +106,7 @@ class Count(Aggregate):
 class Sum(Aggregate):
     """The sum of a numeric field's non-null values (None if there are none): an int for an
     int field, an exact Decimal for a Decimal field, a correctly rounded float for a float
-    field."""
+    field (an infinity when the exact sum is beyond the largest float)."""
 
     name: ClassVar[str] = "Sum"
     numeric: ClassVar[bool] = True
@@ -119,8 +120,9 @@ class Sum(Aggregate):
 
 @dataclass(frozen=True)
 class Avg(Aggregate):
-    """The mean of a numeric field's non-null values (None if there are none): a float, or a
-    Decimal for a Decimal field (rounded in the current decimal context)."""
+    """The mean of a numeric field's non-null values (None if there are none): a float (the
+    exact mean, rounded once), or a Decimal for a Decimal field (rounded in the current
+    decimal context)."""
 
     name: ClassVar[str] = "Avg"
     numeric: ClassVar[bool] = True
@@ -134,9 +136,9 @@ class Avg(Aggregate):
         if isinstance(field, DecimalField):
             assert isinstance(total, Decimal)
             return total / len(values)  # (rounded once, in the caller's decimal context)
-        if isinstance(field, IntField):
-            return int(total) / len(values)  # (int / int: the correctly rounded quotient)
-        return float(total) / len(values)
+        if isinstance(field, FloatField):  # (the exact mean, rounded once)
+            return _to_float(_exact_fraction(values) / len(values))
+        return _to_float(Fraction(int(total), len(values)))
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,26 @@ def exact_sum(field: Field[Any], values: Sequence[Any]) -> int | float | Decimal
     if isinstance(field, DecimalField):
         return _decimal_sum(values)
     if isinstance(field, FloatField):
-        return math.fsum(values)
+        try:
+            return math.fsum(values)  # (correctly rounded, unless a partial sum overflows)
+        except OverflowError:
+            return _to_float(_exact_fraction(values))
     total: int = sum(values)
     return total
+
+
+def _exact_fraction(values: Sequence[float]) -> Fraction:
+    """The exact sum of floats (each one a dyadic rational)."""
+    return sum((Fraction(value) for value in values), Fraction(0))
+
+
+def _to_float(value: Fraction) -> float:
+    """``value`` correctly rounded to a float; beyond the largest float, an infinity of its
+    sign, as IEEE rounding gives."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _decimal_sum(values: Sequence[Decimal]) -> Decimal:

@@ -36,6 +36,7 @@ from ...errors import (
     VersionConflict,
 )
 from ...fields.scalar import FloatField
+from ...fields.structured import ArrayField, JSONField
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query import evaluate
@@ -190,11 +191,12 @@ class PostgresBackend:
         row's data (a field missing from a document is missing from its row). The values
         are cut out of the ``body`` jsonb by the server (numbers stay exact: jsonb keeps
         them as ``numeric``); a document without a ``body`` (it holds a NUL character)
-        comes whole, from ``doc``. A query with lookups checked in Python (see
-        :func:`.compiler.client_residue`) reads whole documents, as :meth:`query` does."""
+        comes whole, from ``doc``. Whole documents are read, as :meth:`query` does, for a
+        query with lookups checked in Python (see :func:`.compiler.client_residue`) and for
+        fields whose JSON jsonb does not keep (see :func:`_jsonb_exact`)."""
         if spec.where == FALSE or spec.limit == 0:
             return []
-        if compiler.client_residue(spec)[1] is not None:
+        if compiler.client_residue(spec)[1] is not None or not _jsonb_exact(options, names):
             return (yield from self.query(options, spec))
         layout = yield from self._prepare(options)
         parts = ", (t.body -> %t)::text" * len(names)
@@ -525,6 +527,21 @@ def _rows(options: ModelOptions, rows: list[tuple[Any, ...]]) -> list[Row]:
             raise CorruptDocumentError(options.model_name, id, "not a JSON object")
         out.append(Row(id, int(version), data))
     return out
+
+
+def _jsonb_exact(options: ModelOptions, names: Sequence[str]) -> bool:
+    """Whether jsonb gives back the stored JSON of these fields (by storage name) exactly:
+    not for floats, which it keeps as numeric (``-0.0`` becomes ``0``, ``1e+30`` an
+    integer), whether they are a float field's values, an array's elements or anywhere in
+    a JSON value."""
+    by_name = {field.db_name: field for field in options.fields.values()}
+    for name in names:
+        field = by_name.get(name)
+        while isinstance(field, ArrayField):
+            field = field.field
+        if field is None or isinstance(field, FloatField | JSONField):
+            return False
+    return True
 
 
 def _projected(options: ModelOptions, names: Sequence[str],

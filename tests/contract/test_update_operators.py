@@ -13,6 +13,7 @@ import pytest
 from contract_models import run
 
 from quantumorm import (
+    DuplicateIdError,
     InvalidOperation,
     QueryError,
     UniqueViolation,
@@ -194,3 +195,13 @@ async def test_an_upsert_refused_by_another_documents_unique_value(models: Any,
         await run(Account.objects.filter(id="b"), "update", mode, upsert=True,
                   email="a@x", inc__age=1)
     assert await run(Account.objects, "count", mode) == 1
+
+
+async def test_an_upsert_whose_id_is_a_document_that_does_not_match(models: Any,
+                                                                     mode: str) -> None:
+    Item = models.Item
+    await run(Item(id="a", s="y", n=1), "save", mode)
+    with pytest.raises(DuplicateIdError):  # (not a VersionConflict after 100 tries)
+        await run(Item.objects.filter(id="a", s="x"), "update", mode, upsert=True,
+                  inc__n=1)
+    assert (await run(Item.objects, "get", mode, id="a")).n == 1

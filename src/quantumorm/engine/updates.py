@@ -211,7 +211,10 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
             rows = yield from backend.query(options, spec)
             if not rows and not isinstance(inserted, DuplicateIdError):
                 raise inserted  # the unique value is another document's, which does not match
-            continue
+            if not rows and isinstance(inserted, DuplicateIdError) and (
+                    yield from backend.get_many(options, [inserted.id]))[0] is not None:
+                raise inserted  # the id is another document's, which does not match
+            continue  # (the one that took the id was deleted meanwhile: insert again)
         requests, states = [], []
         for row in rows:
             before = model.from_storage(row.id, row.version, row.data)

@@ -127,6 +127,15 @@ def test_shapes_without_a_template_are_planned_per_value() -> None:
     assert planner.counts == {"planned": 30, "bound": 0}
 
 
+def test_zero_and_negative_zero_keep_their_own_plan_text() -> None:
+    # 0.0 == -0.0 (and they hash alike): the per-values cache must not answer one for the
+    # other, whose explain() text would show the other's value
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for a, b in [(0.0, 0.0), (0.0, 0.0), (0.0, -0.0), (-0.0, 0.0), (1.5, -0.0)]:
+        spec = objects.filter(f__gt=a, f__lte=b).order_by("-f").spec
+        _check_same(planner.plan(spec), reference._plan(spec, False))
+
+
 def test_a_first_example_with_equal_values_is_not_the_shapes_last_chance() -> None:
     planner = Planner(Stall._meta)
     # n=1 and d=1 sort as the same bytes: which condition made that token cannot be told

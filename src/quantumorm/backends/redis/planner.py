@@ -628,18 +628,22 @@ def _rebind(driver: Driver, tokens: dict[Token, Token]) -> Driver:
 
 def _values_key(node: Node) -> tuple[object, ...]:
     """A condition tree as plain tuples, with the type of every value: 0, 0.0 and False
-    are equal (and hash alike) but are different JSON values, so different plans."""
+    are equal (and hash alike) but are different JSON values, so different plans; and a
+    float's repr, since 0.0 and -0.0 are equal too (the plan is the same, not its text)."""
     if isinstance(node, (And, Or)):
         return (node.op, tuple([
-            (child.field, child.lookup, child.value, type(child.value))
+            (child.field, child.lookup, child.value,
+             type(child.value) if type(child.value) is not float else repr(child.value))
             if type(child) is Condition and type(child.value) is not tuple
             else _values_key(child) for child in node.children]))
     if isinstance(node, Not):
         return (node.op, _values_key(node.child))
     value = node.value
     if isinstance(value, tuple):
-        return (node.field, node.lookup, value, tuple(map(type, value)))
-    return (node.field, node.lookup, value, type(value))
+        return (node.field, node.lookup, value,
+                tuple(type(v) if type(v) is not float else repr(v) for v in value))
+    return (node.field, node.lookup, value, type(value) if type(value) is not float
+            else repr(value))
 
 
 def _flag(value: bool) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 
 import quantumorm
 from quantumorm import CorruptDocumentError, Document, IntField, Sum
+from quantumorm.backends.sqlite import backend as sqlite_backend
 
 
 class Tally(Document):
@@ -44,5 +45,19 @@ def test_a_damaged_document_is_reported(tmp_path: Path, damage: str, message: st
             with pytest.raises(CorruptDocumentError, match=message) as caught:
                 call()
             assert caught.value.id == "b"
+    finally:
+        quantumorm.close_all()
+
+
+def test_an_sqlite_without_the_json_arrow_reads_whole_documents(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    quantumorm.create_connection(backend="sqlite", url="sqlite://", name="agg-old",
+                                 make_default=True)
+    try:
+        Tally.objects.bulk_create_sync([Tally(id="a", n=1), Tally(id="b", n=2)])
+        with_arrow = Tally.objects.aggregate_sync(s=Sum("n"))
+        monkeypatch.setattr(sqlite_backend, "JSON_ARROWS", False)  # (SQLite before 3.38)
+        assert Tally.objects.aggregate_sync(s=Sum("n")) == with_arrow == {"s": 3}
+        assert Tally.objects.distinct_sync("n") == [1, 2]
     finally:
         quantumorm.close_all()

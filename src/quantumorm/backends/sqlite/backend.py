@@ -12,6 +12,7 @@ refused request is rolled back alone and reported with the same typed errors as 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,10 @@ CAPABILITIES = Capabilities(
     partitions=False,
     extra={"embedded": True},
 )
+
+
+#: whether this SQLite has the JSON ``->`` operator (3.38 and later), which project() uses
+JSON_ARROWS = sqlite3.sqlite_version_info >= (3, 38)
 
 
 class SqliteBackend:
@@ -196,8 +201,9 @@ class SqliteBackend:
         so the aggregates read what they need and nothing more."""
         if spec.where == FALSE or spec.limit == 0:
             return []
-        if any('"' in name or "\\" in name for name in names):
-            return (yield from self.query(options, spec))  # (no JSON path for such a name)
+        if any('"' in name or "\\" in name for name in names) or not JSON_ARROWS:
+            # (no JSON path for such a name; no ``->`` operator before SQLite 3.38)
+            return (yield from self.query(options, spec))
         layout = yield from self._prepare(options)
         # (a document that is not a JSON object is reported, as query() does, rather than
         # read as one without the fields: ``ok`` says which, and guards the paths)

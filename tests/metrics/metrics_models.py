@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quantumorm import Document, IntField, StringField
 
 
-class RedisUser(Document):
-    name = StringField(indexed=True)
-    age = IntField(indexed=True)
-
-    class Meta:
-        backend = "redis"
-        collection = "m_users"
+def _user(name: str, backend: str) -> Any:
+    meta = type("Meta", (), {"backend": backend, "collection": "m_users"})
+    return type(name, (Document,), {"name": StringField(indexed=True),
+                                    "age": IntField(indexed=True), "Meta": meta})
 
 
-class LiteUser(Document):
-    name = StringField(indexed=True)
-    age = IntField(indexed=True)
-
-    class Meta:
-        backend = "sqlite"
-        collection = "m_users"
-
-
-class PgUser(Document):
-    name = StringField(indexed=True)
-    age = IntField(indexed=True)
-
-    class Meta:
-        backend = "postgres"
-        collection = "m_users"
+RedisUser = _user("RedisUser", "redis")
+LiteUser = _user("LiteUser", "sqlite")
+PgUser = _user("PgUser", "postgres")

@@ -134,6 +134,14 @@ async def test_get_or_create(models: Any, mode: str) -> None:
     other, created = await run(Account.objects, "get_or_create", mode,
                                {"email": "c@x", "age": 50}, age__gte=40)
     assert created and other.age == 50
+    # Django's form: defaults= by keyword (not a lookup on a field named "defaults")
+    keyword, created = await run(Account.objects, "get_or_create", mode,
+                                 email="k@x", defaults={"age": 7})
+    assert created and (keyword.email, keyword.age) == ("k@x", 7)
+    again, created = await run(Account.objects, "update_or_create", mode,
+                               email="k@x", defaults={"age": 8})
+    assert not created and again.id == keyword.id and again.age == 8
+    await run(again, "delete", mode)
     assert await run(Account.objects, "count", mode) == 3
     await run(Account(email="d@x", age=3), "save", mode)
     with pytest.raises(Account.MultipleObjectsReturned):

@@ -47,6 +47,10 @@ def test_q_equality_and_q_of_q() -> None:
     with pytest.raises(QueryError, match="Q objects"):
         Q({"a": 1})  # type: ignore[arg-type]
     assert Q(a=1) != {"a": 1}
+    # values compare with their types: these select different documents
+    assert Q(a=1) != Q(a=True) and Q(a=0) != Q(a=False) and Q(a=1) != Q(a=1.0)
+    assert Q(a=[1, 2]) != Q(a=[True, 2]) and Q(a={"k": 1}) != Q(a={"k": True})
+    assert (Q(a=1) | Q(b=[1])) == (Q(a=1) | Q(b=[1])) != (Q(a=1) | Q(b=[True]))
 
 
 def test_querysets_combine_only_when_they_differ_in_filters() -> None:

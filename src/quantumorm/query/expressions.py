@@ -98,11 +98,13 @@ class Q:
 
     def __eq__(self, other: object) -> bool:
         """Same connective, same parts in the same order, same model: ``Q(a=1) == Q(a=1)``
-        (keywords are sorted, so ``Q(a=1, b=2) == Q(b=2, a=1)``)."""
+        (keywords are sorted, so ``Q(a=1, b=2) == Q(b=2, a=1)``). Values are compared with
+        their types: ``Q(a=1) != Q(a=True)`` and ``Q(a=1) != Q(a=1.0)``, which select
+        different documents."""
         if not isinstance(other, Q):
             return NotImplemented
-        return (self._op, self._children, self._model) == (
-            other._op, other._children, other._model)
+        return (self._op, self._model) == (other._op, other._model) and _typed(
+            self._children) == _typed(other._children)
 
     def __hash__(self) -> int:
         # (values may be unhashable, e.g. lists of ``__in``: hash the shape only)
@@ -451,3 +453,16 @@ def clean_id(value: Any, error: Callable[[str], Exception], where: str = "id") -
     except UnicodeEncodeError:
         raise error(f"{where}: an id must be valid Unicode (got {value!r})") from None
     return value
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of every scalar in it next to it, for :meth:`Q.__eq__`:
+    Python has ``1 == True == 1.0``, which would make conditions that match different
+    documents equal (a field stores ``true`` or ``1``, never both)."""
+    if isinstance(value, Q):
+        return value  # (compared by its own __eq__, which recurses)
+    if isinstance(value, (list, tuple)):
+        return type(value), tuple(_typed(item) for item in value)
+    if isinstance(value, dict):
+        return dict, {key: _typed(item) for key, item in value.items()}
+    return type(value), value

@@ -532,10 +532,11 @@ class QuerySet(Generic[D]):
     in_bulk_sync = in_bulk.sync
 
     @operation
-    def get_or_create(self, defaults: dict[str, Any] | None = None, /, **lookups: Any
+    def get_or_create(self, /, defaults: dict[str, Any] | None = None, **lookups: Any
                       ) -> OpFactory[tuple[D, bool]]:
         """``(document, created)``: the one document matching ``lookups``, or a new one made
-        of the exact lookups and ``defaults``.
+        of the exact lookups and ``defaults`` (``get_or_create(email=e, defaults={...})``,
+        as in Django; a field named ``defaults`` is looked up as ``defaults__exact=``).
 
         Race-safe when the lookups name the id or a unique field: the store refuses a second
         insert (``DuplicateIdError`` / ``UniqueViolation``), and the document another caller
@@ -548,7 +549,7 @@ class QuerySet(Generic[D]):
     get_or_create_sync = get_or_create.sync
 
     @operation
-    def update_or_create(self, defaults: dict[str, Any] | None = None, /, **lookups: Any
+    def update_or_create(self, /, defaults: dict[str, Any] | None = None, **lookups: Any
                          ) -> OpFactory[tuple[D, bool]]:
         """``(document, created)``: set ``defaults`` on the one document matching
         ``lookups`` (a compare-and-set save, read again and reapplied if another writer

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ... import sortable
@@ -180,10 +181,28 @@ class PostgresBackend:
             return []
         layout = yield from self._prepare(options)
         server, residue = compiler.client_residue(spec)
-        sql, params = compiler.select(layout, server)
-        (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
-        found = _rows(options, reply.rows[0])
-        return found if residue is None else _checked(options, spec, residue, found)
+        if residue is None or spec.limit is None:
+            sql, params = compiler.select(layout, server)
+            (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
+            found = _rows(options, reply.rows[0])
+            return found if residue is None else _checked(options, spec, residue, found)
+        # A window over a condition checked in Python: read the candidates in keyset
+        # batches (growing) until the window is full, rather than every candidate each time
+        # (iterator() and paginate() would otherwise read the rest of the table per page).
+        wanted = spec.offset + spec.limit
+        batch = max(2 * wanted, RESIDUE_BATCH)
+        matched: list[Row] = []
+        while True:
+            sql, params = compiler.select(layout, replace(server, limit=batch))
+            (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
+            found = _rows(options, reply.rows[0])
+            matched += [row for row in found
+                        if evaluate.matches(options, residue, _values(options, row))]
+            if len(matched) >= wanted or len(found) < batch:
+                return matched[spec.offset:wanted]
+            server = replace(server, after=evaluate.sort_keys(
+                options, spec.order, _values(options, found[-1])))
+            batch = min(batch * 2, MAX_RESIDUE_BATCH)
 
     def project(self, options: ModelOptions, spec: QuerySpec,
                 names: Sequence[str]) -> Op[list[Row]]:
@@ -497,6 +516,11 @@ def _result(options: ModelOptions, request: WriteRequest, reply: GroupReply) -> 
         raise AssertionError(f"unexpected guard {status!r}")
     return WriteResult(id, None, error)
 
+
+#: rows per read of a limited query with a condition checked in Python (the first read
+#: takes at least twice the window; each next one doubles, up to the maximum)
+RESIDUE_BATCH = 100
+MAX_RESIDUE_BATCH = 10_000
 
 _DECODER = json.JSONDecoder()
 

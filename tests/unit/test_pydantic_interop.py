@@ -382,3 +382,22 @@ def test_importing_quantumorm_does_not_import_pydantic() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+class Invoice(Document):
+    number = IntField(primary_key=True)
+    total = DecimalField()
+
+    class Meta:
+        collection = "pyd_invoices"
+
+
+def test_a_primary_key_model_takes_its_key_by_name_or_as_the_id() -> None:
+    assert Invoice.from_pydantic({"number": 12, "total": "1.5"}).id == "12"
+    assert Invoice.from_pydantic({"id": "13"}).number == 13  # type: ignore[attr-defined]
+    assert set(Invoice.pydantic_model().model_fields) == {"id", "total"}
+    assert Invoice(number=14).to_dict(json=True) == {"id": "14", "total": None}
+    with pytest.raises(ValidationError):
+        Invoice.from_pydantic({"number": -1})
+    with pytest.raises(ValidationError):
+        Invoice.from_pydantic({"number": 1, "id": "1"})

@@ -281,7 +281,9 @@ def from_pydantic(model: type[Document], obj: BaseModel | Mapping[str, Any]) -> 
     else:
         raise TypeError(f"{model.__name__}.from_pydantic() takes a pydantic model or a "
                         f"mapping (got {type(obj).__name__})")
-    unknown = [k for k in values if k != ID and k not in model._fields]
+    key = model._meta.primary_key()  # (an ``IntField(primary_key=True)`` names the id)
+    unknown = [k for k in values
+               if k != ID and k not in model._fields and (key is None or k != key.name)]
     if unknown:
         raise ValidationError({k: [f"'{k}' is not a field of {model.__name__}"]
                                for k in unknown}, model=model.__name__)

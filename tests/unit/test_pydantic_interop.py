@@ -401,3 +401,60 @@ def test_a_primary_key_model_takes_its_key_by_name_or_as_the_id() -> None:
         Invoice.from_pydantic({"number": -1})
     with pytest.raises(ValidationError):
         Invoice.from_pydantic({"number": 1, "id": "1"})
+
+
+class Point:
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+
+class PointField(Field[Point]):
+    """Like an embedded document: a dict in, an object out, a dict stored."""
+
+    def clean(self, value: Any) -> Point:
+        if isinstance(value, Point):
+            return value
+        if isinstance(value, dict) and set(value) == {"x", "y"}:
+            return Point(value["x"], value["y"])
+        raise FieldValueError("must be a point")
+
+    def to_storage(self, value: Point | None) -> Any:
+        return None if value is None else {"x": value.x, "y": value.y}
+
+
+class PointModel(pydantic.BaseModel):
+    x: int
+    y: int
+
+
+class Shape(Document):
+    centre = PointField()
+    corners = ArrayField(PointField(), max_items=4)
+
+    class Meta:
+        collection = "pyd_shapes"
+
+
+def test_a_mapping_to_a_nested_model_skips_the_fields_check() -> None:
+    """The recipe for a field whose pydantic form is a nested model (embedded documents):
+    ``Mapped(NestedModel, check=False)``; arrays of such fields follow."""
+    interop.register_field_type(PointField, lambda field: interop.Mapped(PointModel,
+                                                                         check=False))
+    try:
+        schema = Shape.pydantic_model()
+        parsed: Any = schema.model_validate_json(
+            '{"centre": {"x": 1, "y": 2}, "corners": [{"x": 0, "y": 0}]}')
+        assert isinstance(parsed.centre, PointModel)
+        assert isinstance(parsed.corners[0], PointModel)
+        doc = Shape.from_pydantic(parsed)
+        assert isinstance(doc.centre, Point) and (doc.centre.x, doc.centre.y) == (1, 2)
+        assert doc.to_dict(json=True) == {"id": None, "centre": {"x": 1, "y": 2},
+                                          "corners": [{"x": 0, "y": 0}]}
+        with pytest.raises(pydantic.ValidationError):
+            schema.model_validate({"centre": {"x": "a", "y": 2}})
+        with pytest.raises(pydantic.ValidationError):
+            schema.model_validate({"corners": [{"x": 0, "y": 0}] * 5})
+        assert schema.model_json_schema()["$defs"]["PointModel"]["required"] == ["x", "y"]
+    finally:
+        del interop.FIELD_TYPES[PointField]
+        interop._cache.clear()

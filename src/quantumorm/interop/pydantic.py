@@ -68,11 +68,17 @@ _DECIMAL_TEXT = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"
 @dataclass(frozen=True)
 class Mapped:
     """A field's pydantic form: the Python type, the pydantic constraints on it (keywords
-    of ``pydantic.Field``: ``max_length``, ``ge``...), and JSON schema keys to add."""
+    of ``pydantic.Field``: ``max_length``, ``ge``...), and JSON schema keys to add.
+
+    ``check``: run the field's own ``validate()`` on the input, before pydantic, and hand
+    pydantic its cleaned value. False for a type that validates the value itself and would
+    not take the field's cleaned form (a nested generated model, whose own fields check
+    their values, where the field's ``validate()`` would make a document instance)."""
 
     annotation: Any
     constraints: dict[str, Any] = dataclass_field(default_factory=dict)
     schema: dict[str, Any] = dataclass_field(default_factory=dict)
+    check: bool = True
 
 
 #: how a field maps to pydantic: the field instance -> its :class:`Mapped` form
@@ -118,7 +124,8 @@ def _array(field: Field) -> Mapped:
     assert isinstance(field, ArrayField)
     element = annotation_of(field.field, required=True)
     return Mapped(list[element],  # type: ignore[valid-type]
-                  {"min_length": field.min_items, "max_length": field.max_items})
+                  {"min_length": field.min_items, "max_length": field.max_items},
+                  check=mapped(field.field).check)
 
 
 def _plain(kind: Any) -> Mapper:
@@ -153,8 +160,8 @@ def register_field_type(field_class: type[Field], mapper: Mapper) -> None:
     _cache.clear()
 
 
-def _with_schema(mapped: Mapped, extra: dict[str, Any]) -> Mapped:
-    return Mapped(mapped.annotation, mapped.constraints, {**mapped.schema, **extra})
+def _with_schema(form: Mapped, extra: dict[str, Any]) -> Mapped:
+    return Mapped(form.annotation, form.constraints, {**form.schema, **extra}, form.check)
 
 
 def mapped(field: Field) -> Mapped:
@@ -168,8 +175,8 @@ def mapped(field: Field) -> Mapped:
 
 
 def annotation_of(field: Field, *, required: bool) -> Any:
-    """``Annotated[type, constraints, schema, the field's own check]``, ``| None`` unless
-    ``required``."""
+    """``Annotated[type, constraints, schema]``, ``| None`` unless ``required``, with the
+    field's own check before it (unless its :class:`Mapped` form says otherwise)."""
     form = mapped(field)
     metadata: list[Any] = []
     constraints = {k: v for k, v in form.constraints.items() if v is not None}
@@ -183,7 +190,7 @@ def annotation_of(field: Field, *, required: bool) -> Any:
         metadata.append(pydantic.Field(json_schema_extra=schema))
     inner: Any = Annotated[(form.annotation, *metadata)] if metadata else form.annotation
     outer: Any = inner if required else Optional[inner]  # noqa: UP045 (a run-time value)
-    return Annotated[outer, BeforeValidator(_check(field))]
+    return Annotated[outer, BeforeValidator(_check(field))] if form.check else outer
 
 
 def _check(field: Field) -> Callable[[Any], Any]:

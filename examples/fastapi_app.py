@@ -9,7 +9,7 @@ decimal strings, never as floats.
 
 Run it (needs ``pip install 'quantumorm[redis,pydantic]' fastapi uvicorn``)::
 
-    QUANTUMORM_URL=redis://127.0.0.1:6379/0 uvicorn examples.fastapi_app:app
+    QUANTUMORM_URL=redis://127.0.0.1:6379/0 uvicorn fastapi_app:app --app-dir examples
 
 The URL comes from ``$QUANTUMORM_URL``, else ``$REDIS_URL``, else ``redis://localhost:6379/0``.
 Every key the app writes lives under the ``fastapi_example`` namespace.

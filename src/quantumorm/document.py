@@ -17,7 +17,7 @@ expressions, but is not a constructor keyword to a type checker.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -29,11 +29,14 @@ from .engine.drive import OpFactory
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
+from .interop import pydantic_support
 from .options import ModelOptions, build_options
 from .query.expressions import FieldRef, clean_id
 from .query.queryset import QuerySet, Where
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .connection import Connection
 
 if sys.version_info >= (3, 11):
@@ -208,9 +211,20 @@ class Document(metaclass=DocumentMeta):
         """Raise :class:`ValidationError` if any field is invalid."""
         self.clean()
 
-    def to_dict(self, *, storage: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, storage: bool = False, json: bool = False) -> dict[str, Any]:
         """The document as a dict: Python values by attribute name (``storage=False``) or the
-        JSON-compatible stored form by storage name (``storage=True``). Includes ``id``."""
+        JSON-compatible stored form by storage name (``storage=True``). Includes ``id``.
+
+        ``json=True``: JSON-safe values by attribute name, for ``json.dumps`` or an API
+        response: each field's stored form of its validated value (a Decimal as its string,
+        a datetime in ISO 8601 with its offset, a date in ISO, a UUID as its string, an
+        enum member as its value, nested in lists and JSON values alike; an int of any size
+        stays an int, which ``json`` writes exactly). Raises :class:`ValidationError` if a
+        value is invalid (it has no such form); the document is not changed."""
+        if json:
+            if storage:
+                raise InvalidOperation("to_dict() takes storage=True or json=True, not both")
+            return self._json_dict()
         out: dict[str, Any] = {"id": self.id}
         for name, field in self._fields.items():
             value = self.__dict__.get(name)
@@ -219,6 +233,42 @@ class Document(metaclass=DocumentMeta):
             else:
                 out[name] = value
         return out
+
+    def _json_dict(self) -> dict[str, Any]:
+        problems: dict[str, list[str]] = {}
+        out: dict[str, Any] = {"id": None if self.id is None else clean_id(self.id, _id_error)}
+        for name, field in self._fields.items():
+            cleaned, messages = field.validate(self.__dict__.get(name))
+            if messages:
+                problems[name] = [f"'{name}' {m}" for m in messages]
+            else:
+                out[name] = field.to_storage(cleaned)
+        if problems:
+            raise ValidationError(problems, model=type(self).__name__)
+        return out
+
+    # -- pydantic (quantumorm.interop.pydantic, loaded on first use) --------------------------
+
+    @classmethod
+    def pydantic_model(cls, include: Iterable[str] | None = None,
+                       exclude: Iterable[str] | None = None,
+                       name: str | None = None) -> type[BaseModel]:
+        """A pydantic v2 model of this model's fields (and ``id``), made once per arguments:
+        each field's type and constraints carried over, and the field's own checks run on
+        input. ``include``/``exclude``: field names (``"id"`` too); ``name``: the class name
+        (default: the model's). Needs the ``pydantic`` extra. See
+        :mod:`quantumorm.interop.pydantic`."""
+        generated: type[BaseModel] = pydantic_support().pydantic_model(
+            cls, include, exclude, name)
+        return generated
+
+    @classmethod
+    def from_pydantic(cls: type[D], obj: BaseModel | Mapping[str, Any]) -> D:
+        """A new, unsaved document from a pydantic model instance or a mapping of field
+        values (Python or JSON forms); with an ``id``, ``save()`` inserts it under that id.
+        Raises :class:`ValidationError` for every invalid or unknown field at once."""
+        doc: D = pydantic_support().from_pydantic(cls, obj)
+        return doc
 
     def changed_fields(self) -> list[str]:
         """Attribute names whose value differs from the stored version (all, if unsaved)."""

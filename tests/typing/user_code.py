@@ -12,6 +12,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from quantumorm import (
     ArrayField,
     Avg,
@@ -369,3 +371,12 @@ class Invoice(Document):
 invoice = Invoice(number=5)
 assert_type(invoice.number, int | None)
 assert_type(Invoice.objects.filter(Invoice.number >= 10, number__lt=100), QuerySet[Invoice])
+
+
+# -- pydantic interop ------------------------------------------------------------------------
+
+UserSchema = User.pydantic_model(exclude=["id"], name="UserIn")
+assert_type(UserSchema, type[BaseModel])
+assert_type(User.from_pydantic(UserSchema(name="Ada", email="a@example.com")), User)
+assert_type(User.from_pydantic({"name": "Ada"}), User)
+assert_type(user.to_dict(json=True), dict[str, Any])

@@ -7,6 +7,7 @@ server's URL and ``redis+cluster://localhost:7000`` the test cluster's. A block 
 
 from __future__ import annotations
 
+import linecache
 import re
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ def test_guide_examples_run(page: str, request: pytest.FixtureRequest, conn: Any
             block = block.replace(EXAMPLE_URL, redis_url)
             if cluster_url is not None:
                 block = block.replace(CLUSTER_URL, cluster_url)
-            exec(compile(block, f"docs/{page}:block{position}", "exec"), namespace)
+            name = f"docs/{page}:block{position}"
+            # (registered so that a failing example's traceback shows its line)
+            linecache.cache[name] = (len(block), None, block.splitlines(True), name)
+            exec(compile(block, name, "exec"), namespace)
     finally:
         quantumorm.close_all()

@@ -50,8 +50,10 @@ class Block:
 
 def page_blocks(path: Path) -> list[Block]:
     """The ``python`` blocks of one page, each with the reason it is not run, if any."""
-    text = path.read_text(encoding="utf-8")
-    page = path.relative_to(DOCS).as_posix()
+    return blocks_of(path.read_text(encoding="utf-8"), path.relative_to(DOCS).as_posix())
+
+
+def blocks_of(text: str, page: str) -> list[Block]:
     blocks = []
     markers_used = set()
     for match in FENCE.finditer(text):
@@ -91,19 +93,17 @@ def test_site_has_examples() -> None:
 
 
 def test_fence_parsing() -> None:
-    page = DOCS / "_fence_probe.md"
-    try:
-        page.write_text(
-            '```python title="a.py"\nx = 1\n```\n\n<!-- not run: needs a cluster -->\n'
+    text = ('```python title="a.py"\nx = 1\n```\n\n<!-- not run: needs a cluster -->\n'
             "```python\ny = 2\n```\n\n!!! note\n    ```python\n    z = 3\n    ```\n"
-            "```bash\nls\n```\n",
-            encoding="utf-8",
-        )
-        blocks = page_blocks(page)
-    finally:
-        page.unlink()
-    assert [(b.code, b.skip_reason) for b in blocks] == [
-        ("x = 1\n", None), ("y = 2\n", "needs a cluster"), ("z = 3\n", None)]
+            "```bash\nls\n```\n")
+    blocks = blocks_of(text, "probe.md")
+    assert [(b.line, b.code, b.skip_reason) for b in blocks] == [
+        (1, "x = 1\n", None), (6, "y = 2\n", "needs a cluster"), (11, "z = 3\n", None)]
+    # a marker must say why, and must sit right before a python block
+    with pytest.raises(AssertionError, match="needs a reason"):
+        blocks_of("<!-- not run: -->\n```python\nx = 1\n```\n", "probe.md")
+    with pytest.raises(AssertionError, match="the line before a python block"):
+        blocks_of("<!-- not run: later -->\n\ntext\n\n```python\nx = 1\n```\n", "probe.md")
 
 
 class _LoggingState:

@@ -1,0 +1,72 @@
+"""A griffe extension for the API reference: the library's docstrings use a few
+reStructuredText forms (Sphinx roles, ``::`` literal blocks, ``>>>`` examples) that
+Markdown would render as text or nested quotes; they are rewritten as Markdown when
+mkdocstrings loads them. The source docstrings stay as they are (read in editors and
+``help()``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|data|attr|exc|obj):`(~?)([^`]+)`")
+LITERAL = re.compile(r"::[ \t]*$")
+
+
+def _role(match: re.Match[str]) -> str:
+    target = match[2]
+    if match[1]:  # ~a.b.c shows as c
+        target = target.rsplit(".", 1)[-1]
+    return f"`{target}`"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def to_markdown(text: str) -> str:
+    lines = ROLE.sub(_role, text).split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.lstrip()
+        if stripped.startswith(">>>"):
+            pad = line[: _indent(line)]
+            out.append(f"{pad}```pycon")
+            while i < len(lines) and lines[i].lstrip().startswith((">>>", "...")):
+                out.append(lines[i])
+                i += 1
+            out.append(f"{pad}```")
+            continue
+        if LITERAL.search(line) and i + 1 < len(lines):
+            # "text::" then a blank line and an indented block: a code block
+            base = _indent(line)
+            out.append(LITERAL.sub(":", line) if stripped != "::" else "")
+            j = i + 1
+            block: list[str] = []
+            while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > base):
+                block.append(lines[j])
+                j += 1
+            while block and not block[-1].strip():
+                block.pop()
+            body = block
+            while body and not body[0].strip():
+                body.pop(0)
+            if body:
+                cut = min(_indent(b) for b in body if b.strip())
+                pad = " " * base
+                out += ["", f"{pad}```"] + [pad + b[cut:] for b in body] + [f"{pad}```", ""]
+                i = j
+                continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+class RstToMarkdown(griffe.Extension):
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = to_markdown(obj.docstring.value)

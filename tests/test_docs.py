@@ -2,10 +2,12 @@
 
 The blocks of one page run in order in one namespace, so a page builds on its earlier blocks,
 on a flushed database, with the examples' ``redis://localhost:6379/0`` replaced by the test
-server's URL (as :mod:`tests.test_readme` does). A block may ``await`` at top level, as in
-``python -m asyncio``: it runs on the page's event loop (so a block that awaits cannot call a
-``_sync`` method, exactly as in an application). A block that must not run is preceded by the
-line ``<!-- not run: REASON -->``; the reason is required and such blocks stay few.
+server's URL (as :mod:`tests.test_readme` does) and ``redis+cluster://localhost:7000`` by the
+test cluster's (started, and flushed, only for a page that names it). A block may ``await``
+at top level, as in ``python -m asyncio``: it runs on the page's event loop (so a block that
+awaits cannot call a ``_sync`` method, exactly as in an application). A block that must not
+run is preceded by the line ``<!-- not run: REASON -->``; the reason is required and such
+blocks stay few.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import quantumorm
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLE_URL = "redis://localhost:6379/0"
+CLUSTER_URL = "redis+cluster://localhost:7000"
 #: how many blocks of the whole site may be marked ``not run`` (each with its reason)
 MAX_SKIPPED = 8
 
@@ -82,6 +85,13 @@ def blocks_of(text: str, page: str) -> list[Block]:
 PAGES = sorted(DOCS.rglob("*.md"))
 
 
+def _page_param(page: Path) -> Any:
+    uses_cluster = any(CLUSTER_URL in block.code for block in page_blocks(page)
+                       if block.skip_reason is None)
+    return pytest.param(page, id=page.relative_to(DOCS).as_posix(),
+                        marks=[pytest.mark.cluster] if uses_cluster else [])
+
+
 def test_site_has_examples() -> None:
     blocks = [block for page in PAGES for block in page_blocks(page)]
     skipped = [block for block in blocks if block.skip_reason is not None]
@@ -128,18 +138,27 @@ class _LoggingState:
                 logger.setLevel(self.levels.get(name, logging.NOTSET))
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
-def test_page_examples_run(page: Path, conn: Any, redis_url: str) -> None:
+@pytest.mark.parametrize("page", [_page_param(page) for page in PAGES])
+def test_page_examples_run(page: Path, conn: Any, redis_url: str,
+                           request: pytest.FixtureRequest) -> None:
     blocks = [block for block in page_blocks(page) if block.skip_reason is None]
     if not blocks:
         pytest.skip("no python block to run")
+    urls = {EXAMPLE_URL: redis_url}
+    if any(CLUSTER_URL in block.code for block in blocks):
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        urls[CLUSTER_URL] = cluster.url
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     loop = asyncio.new_event_loop()
     logs = _LoggingState()
     try:
         for block in blocks:
             # compiled at its line of the page, so that a traceback shows the page's line
-            source = "\n" * block.line + block.code.replace(EXAMPLE_URL, redis_url)
+            source = block.code
+            for example, real in urls.items():
+                source = source.replace(example, real)
+            source = "\n" * block.line + source
             code = compile(source, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
             result = eval(code, namespace)  # noqa: S307 (the documentation's own examples)
             if code.co_flags & inspect.CO_COROUTINE:

@@ -1,8 +1,14 @@
-"""A griffe extension for the API reference: the library's docstrings use a few
-reStructuredText forms (Sphinx roles, ``::`` literal blocks, ``>>>`` examples) that
-Markdown would render as text or nested quotes; they are rewritten as Markdown when
-mkdocstrings loads them. The source docstrings stay as they are (read in editors and
-``help()``)."""
+"""Griffe extensions for the API reference.
+
+:class:`RstToMarkdown`: the library's docstrings use a few reStructuredText forms (Sphinx
+roles, ``::`` literal blocks, ``>>>`` examples) that Markdown would render as text or nested
+quotes; they are rewritten as Markdown when mkdocstrings loads them. The source docstrings
+stay as they are (read in editors and ``help()``).
+
+:class:`Operations`: a method decorated with ``@operation`` / ``@self_operation`` is written
+as a builder returning ``OpFactory[T]``; what a user calls is an async method returning
+``T`` and its blocking twin ``name_sync``. The reference shows that.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +70,26 @@ def to_markdown(text: str) -> str:
         out.append(line)
         i += 1
     return "\n".join(out)
+
+
+OPERATION_DECORATORS = ("operation", "self_operation")
+OP_FACTORY = re.compile(r"OpFactory\[(.*)\]\Z", re.S)
+
+
+class Operations(griffe.Extension):
+    def on_function_instance(self, *, func: griffe.Function, **kwargs: Any) -> None:
+        names = {str(decorator.value).rsplit(".", 1)[-1] for decorator in func.decorators}
+        if not names & set(OPERATION_DECORATORS):
+            return
+        func.labels.add("async")
+        found = OP_FACTORY.match(str(func.returns or ""))
+        if found:
+            func.returns = found[1]
+        twin = f"Blocking twin: `{func.name}_sync(...)`, the same arguments, returns the result."
+        if func.docstring is None:
+            func.docstring = griffe.Docstring(twin, parent=func)
+        else:
+            func.docstring.value = f"{func.docstring.value}\n\n{twin}"
 
 
 class RstToMarkdown(griffe.Extension):

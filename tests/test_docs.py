@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib.util
 import inspect
 import logging
 import re
@@ -168,3 +169,19 @@ def test_page_examples_run(page: Path, conn: Any, redis_url: str,
         loop.run_until_complete(quantumorm.aclose_all())
         loop.close()
         quantumorm.close_all()
+
+
+def test_reference_docstrings_become_markdown() -> None:
+    """The API reference's griffe extension (docs/hooks/griffe_rst.py) turns the docstrings'
+    reStructuredText into Markdown: roles into code, ``::`` blocks and ``>>>`` examples into
+    fenced blocks."""
+    pytest.importorskip("griffe")  # the docs extra
+    spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "hooks" / "griffe_rst.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = ("See :class:`~quantumorm.errors.VersionConflict` and :meth:`save`. For example::\n"
+            "\n    a = 1\n    if a:\n        b = 2\n\nThen:\n\n>>> 1 + 1\n2\n")
+    assert module.to_markdown(text) == (
+        "See `VersionConflict` and `save`. For example:\n\n```\na = 1\nif a:\n    b = 2\n```\n"
+        "\nThen:\n\n```pycon\n>>> 1 + 1\n2\n```\n")

@@ -42,7 +42,8 @@ def to_markdown(text: str) -> str:
         if stripped.startswith(">>>"):
             pad = line[: _indent(line)]
             out.append(f"{pad}```pycon")
-            while i < len(lines) and lines[i].lstrip().startswith((">>>", "...")):
+            # prompts, continuation lines and the output shown, up to a blank line
+            while i < len(lines) and lines[i].strip():
                 out.append(lines[i])
                 i += 1
             out.append(f"{pad}```")

@@ -279,14 +279,16 @@ def probe_timeout() -> float | None:
 async def readiness(conn: Probed, timeout: float = 2.0) -> tuple[bool, HealthReport]:
     """``(ready, report)`` within about ``timeout`` seconds; never raises for a store that
     is down or slow (the report says what happened). For a web framework's readiness
-    endpoint, for example with Starlette or FastAPI::
+    endpoint, for example with Starlette or FastAPI:
 
-        from quantumorm.health import readiness
+    ```python
+    from quantumorm.health import readiness
 
-        @app.get("/ready")
-        async def ready():
-            ok, report = await readiness(get_connection(), timeout=1.0)
-            return JSONResponse(report.to_dict(), status_code=200 if ok else 503)
+    @app.get("/ready")
+    async def ready():
+        ok, report = await readiness(get_connection(), timeout=1.0)
+        return JSONResponse(report.to_dict(), status_code=200 if ok else 503)
+    ```
 
     ``ready`` is ``report.ok``: every master answers and nothing stops QuantumORM from
     working correctly; warnings (a replica down) do not make it false. A probe that takes

@@ -32,7 +32,8 @@ class StringField(Field[str]):
     """Text. Comparisons and ordering follow Unicode code points (UTF-8 byte order).
 
     Args:
-        min_length, max_length: bounds on the number of characters.
+        min_length: the least number of characters.
+        max_length: the most characters.
         regex: a pattern the whole value must match (``re.fullmatch``).
     """
 

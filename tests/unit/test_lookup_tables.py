@@ -174,6 +174,10 @@ def test_the_id_allows_equality_and_range_lookups() -> None:
                                           Lookup.GT, Lookup.GTE, Lookup.LT, Lookup.LTE}
     with pytest.raises(quantumorm.QueryError, match="not supported on the id"):
         Every.objects.filter(id__startswith="3")
+    with pytest.raises(quantumorm.QueryError, match="not supported on an integer field"):
+        Every.objects.filter(n__startswith="3")
+    with pytest.raises(quantumorm.QueryError, match="not supported on a boolean field"):
+        Every.objects.filter(b__gt=True)
 
 
 def test_nodes_carry_their_connective() -> None:

@@ -245,7 +245,8 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
         )
     allowed = _ID_LOOKUPS if field is None else field.lookups
     if lookup not in allowed:
-        kind = "the id" if field is None else f"a {field.type_name} field"
+        kind = "the id" if field is None else (
+            f"{'an' if field.type_name[:1] in 'aeiou' else 'a'} {field.type_name} field")
         raise QueryError(
             f"{model}.{name}: lookup {lookup.value!r} is not supported on {kind} "
             f"(supported: {', '.join(sorted(lk.value for lk in allowed))})"

@@ -6,7 +6,8 @@ Every concrete model is :func:`register`\\ ed here when its class is made
 * which model a named reference (``ReferenceField("Author")``) points at: the model being
   declared if it has that name, else the one model of that name declared so far, else the
   first declared later (two models of one name already declared: the name is ambiguous,
-  and the reference must give the class);
+  and the reference must give the class, or the dotted path ``"app.models.Author"``,
+  module and qualified name);
 * which references point at a model (:func:`inbound`), for delete rules;
 * which reference a reverse name (``related_name``) stands for (:func:`reverse`), for
   ``prefetch_related``; it also puts the reverse accessor on the referenced model.
@@ -49,22 +50,32 @@ def register(model: type[Document]) -> None:
         _by_name.setdefault(model.__name__, weakref.WeakSet()).add(model)
         if fields:
             _references[model] = fields
-        for field in [f for f in _pending if f.target_name == model.__name__]:
+        for field in [f for f in _pending if _named(f, model)]:
             _pending.remove(field)
             _bind(field, model)
 
 
+def _path(model: type[Document]) -> str:
+    return f"{model.__module__}.{model.__qualname__}"
+
+
+def _named(field: ReferenceField[Any], model: type[Document]) -> bool:
+    """Whether ``model`` is the one ``field`` names (by class name, or by dotted path)."""
+    return model.__name__ == field.target_name and (
+        field.target_path is None or _path(model) == field.target_path)
+
+
 def _resolve(field: ReferenceField[Any], owner: type[Document]) -> None:
     name = field.target_name
-    if owner.__name__ == name:
+    if _named(field, owner):
         _bind(field, owner)
         return
-    found = list(_by_name.get(name, ()))
+    found = [model for model in _by_name.get(name, ()) if _named(field, model)]
     if len(found) > 1:
         raise ConfigurationError(
             f"{owner.__name__}.{field.name}: several models are named {name!r} "
-            f"({', '.join(sorted(m.__module__ + '.' + m.__qualname__ for m in found))}); "
-            "give the class itself: ReferenceField(Model)")
+            f"({', '.join(sorted(_path(m) for m in found))}); give the class itself, "
+            "ReferenceField(Model), or its dotted path")
     if found:
         _bind(field, found[0])
     elif field not in _pending:

@@ -5,6 +5,7 @@ backends (posts on SQLite referring to authors on Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +29,7 @@ from quantumorm import (
     StringField,
     ValidationError,
     metrics,
+    signals,
 )
 
 
@@ -225,6 +227,26 @@ async def test_select_related_reads_each_referenced_field_once(refs: Any, mode: 
     assert posts[0].author.value is posts[3].author.value  # one instance per document
 
 
+async def test_iteration_loads_each_chunk(refs: Any, mode: str) -> None:
+    authors = await _authors(refs, mode)
+    await _posts(refs, mode, authors, count=10)
+    chunks = refs.Post.objects.select_related("author").order_by("n").iterator(4)
+    metrics.enable()
+    try:
+        metrics.reset()
+        if mode == "sync":
+            posts = await asyncio.to_thread(list, chunks)
+        else:
+            posts = [post async for post in chunks]
+        counted = _counted(metrics.snapshot().operations)
+    finally:
+        metrics.disable()
+        metrics.reset()
+    assert [p.n for p in posts] == list(range(10))
+    assert all(p.author.value.id == p.author.id for p in posts)
+    assert counted[("Post", "all")][0] == counted[("Author", "get_many")][0] == 3  # 4+4+2
+
+
 async def test_select_related_on_first_get_and_a_dangling_id(refs: Any, mode: str) -> None:
     a0, a1 = await _authors(refs, mode, 2)
     await run(refs.Tag(id="t0", author=a0), "save", mode)
@@ -302,6 +324,30 @@ async def test_cascade_is_recursive_and_nullify_clears(refs: Any, mode: str) -> 
     p05 = await run(refs.Post.objects, "get", mode, id="p05")
     assert p05.editor is None
     assert await run(refs.Post.objects.filter(editor="a0"), "count", mode) == 0
+
+
+async def test_children_go_first_and_the_parent_last(refs: Any, mode: str) -> None:
+    """The order that makes an interrupted delete leave no dangling reference: nullify,
+    then the deepest cascade, then the document asked for."""
+    (a0,) = await _authors(refs, mode, 1)
+    await run(refs.Post(id="p", author=a0, editor=a0), "save", mode)
+    await run(refs.Comment(id="c", post="p"), "save", mode)
+    seen: list[str] = []
+
+    def saved(sender: Any, document: Any, **_: Any) -> None:
+        seen.append(f"save {sender.__name__} {document.id}")
+
+    def deleted(sender: Any, document: Any, **_: Any) -> None:
+        seen.append(f"delete {sender.__name__} {document.id}")
+
+    signals.post_save.connect(saved)
+    signals.post_delete.connect(deleted)
+    try:
+        assert await run(a0, "delete", mode) is True
+    finally:
+        signals.post_save.disconnect(saved)
+        signals.post_delete.disconnect(deleted)
+    assert seen == ["save Post p", "delete Comment c", "delete Post p", "delete Author a0"]
 
 
 async def test_deny_refuses_before_anything_is_deleted(refs: Any, mode: str) -> None:

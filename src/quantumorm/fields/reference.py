@@ -20,6 +20,7 @@ being declared or to one declared later; :mod:`quantumorm.relations` resolves th
 
 from __future__ import annotations
 
+import copy
 import enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -106,6 +107,13 @@ class Ref(Generic[D]):
         self._value = doc
         return doc
 
+    def __copy__(self) -> Ref[D]:
+        return Ref(self._field, self.id, self._value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Ref[D]:
+        value = self._value if self._value is MISSING else copy.deepcopy(self._value, memo)
+        return Ref(self._field, self.id, value)
+
     def _load(self, doc: D | None) -> None:
         self._value = doc
 
@@ -126,8 +134,9 @@ class ReferenceField(Field[Ref[D]]):
     """A reference to a document of ``to`` (a model, or its class name as a string).
 
     Args:
-        to: the referenced model, or its name (``"Author"``; the model being declared
-            may name itself).
+        to: the referenced model, or its name (``"Author"``, or ``"app.models.Author"``
+            when several models share the name; the model being declared may name
+            itself).
         on_delete: what deleting a referenced document through the ORM does to the
             documents referring to it (:class:`OnDelete`); ``DENY`` by default, so that a
             reference never dangles unless the model says it may.
@@ -169,12 +178,15 @@ class ReferenceField(Field[Ref[D]]):
             raise ConfigurationError(f"related_name must be an identifier "
                                      f"(got {related_name!r})")
         if isinstance(to, str):
-            if not to.isidentifier():
-                raise ConfigurationError(f"a model name is an identifier (got {to!r})")
+            if not all(part.isidentifier() for part in to.split(".")):
+                raise ConfigurationError(f"a model name is an identifier, or a dotted path "
+                                         f"module.Name (got {to!r})")
             self._target: type[D] | None = None
-            self.target_name = to
+            #: the class name (a dotted name's last part); ``target_path``: the whole
+            self.target_name = to.rpartition(".")[2]
+            self.target_path: str | None = to if "." in to else None
         elif isinstance(to, type) and hasattr(to, "_fields"):
-            self._target, self.target_name = to, to.__name__
+            self._target, self.target_name, self.target_path = to, to.__name__, None
         else:
             raise ConfigurationError(f"ReferenceField takes a Document class or a model "
                                      f"name (got {to!r})")

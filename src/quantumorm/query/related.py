@@ -15,9 +15,10 @@ connection or backend), so both load after the query, as a staged run
   (in the referencing model's default order), and kept as ``author.posts.value``; each one's
   reference is loaded with its parent.
 
-``all()``, ``first()``, ``get()`` and awaiting the queryset load them; other terminals
-(iteration, pages, ``values()``) do not, and reading an unloaded reference raises
-:class:`~quantumorm.errors.NotLoaded`, never a query.
+``all()``, ``first()``, ``get()``, awaiting the queryset and iterating it (``for``,
+``async for``, ``iterator()``: each chunk loads its own) load them; other terminals
+(``paginate()``, ``last()``, ``at()``, ``in_bulk()``, ``values()``) do not, and reading an
+unloaded reference raises :class:`~quantumorm.errors.NotLoaded`, never a query.
 """
 
 from __future__ import annotations

@@ -316,7 +316,20 @@ async def test_cascade_is_recursive_and_nullify_clears(refs: Any, mode: str) -> 
     await _posts(refs, mode, [a0, a1, a2])
     for post_id in ("p00", "p03", "p01"):
         await run(refs.Comment(id=f"c-{post_id}", post=post_id), "save", mode)
-    assert await run(a0, "delete", mode) is True
+    metrics.enable()
+    try:
+        metrics.reset()
+        assert await run(a0, "delete", mode) is True
+        counted = _counted(metrics.snapshot().operations)
+    finally:
+        metrics.disable()
+        metrics.reset()
+    # each step is an operation of its own, named for what it does
+    assert {key: count for key, (count, _) in counted.items()} == {
+        ("Post", "delete_read"): 1, ("Comment", "delete_read"): 1,
+        ("Pin", "delete_check"): 1, ("Post", "delete_nullify"): 1,
+        ("Comment", "delete_cascade"): 1, ("Post", "delete_cascade"): 1,
+        ("Author", "delete"): 1}
     assert _ids(await run(refs.Post.objects, "all", mode)) == [
         "p01", "p02", "p04", "p05", "p07", "p08"]
     assert _ids(await run(refs.Comment.objects, "all", mode)) == ["c-p01"]

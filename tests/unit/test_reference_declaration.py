@@ -91,6 +91,9 @@ def test_a_ref_is_its_id_in_storage_and_in_comparisons() -> None:
         Pet().owner = ""
     with pytest.raises(ValidationError, match="non-empty id"):
         Pet(owner="").validate()
+    SubPerson = type("SubPersonRefUnit", (Person,), {})  # its own collection
+    with pytest.raises(ValidationError, match=r"instance of PersonRefUnit \(got a SubPerson"):
+        Pet().owner = SubPerson(id="s")
     pet = Pet(id="x", owner="p1")
     twin = copy.deepcopy(pet)
     assert twin.owner == pet.owner and twin.owner is not pet.owner

@@ -14,6 +14,11 @@ connections and backends. In two phases:
 2. **Write, children first.** Set the ``NULLIFY`` fields to None, delete the ``CASCADE``
    documents (the deepest first), and delete the documents asked for last.
 
+Each step is an operation of its own, named in metrics and logs ``delete_check`` (a DENY
+count), ``delete_read`` (ids read), ``delete_nullify`` and ``delete_cascade``; the last
+delete keeps the name ``delete``. A model that nothing refers to with a rule (every
+reference to it ``DO_NOTHING``, or none) deletes exactly as before, in one operation.
+
 This is not one transaction: there is none across models and backends. The order is
 chosen so that an interruption (a crash, a lost connection, a version conflict on the
 last delete) leaves at worst referencing documents nullified or deleted while their parent
@@ -75,7 +80,8 @@ def _delete_matching(qs: QuerySet[Any]) -> Stages[int]:
     connection = qs._connection()
     ids = ops.named_ids(spec)
     if ids is None:
-        rows = yield Call(connection, partial(ops.fetch, model=model, spec=spec), qs, "delete")
+        rows = yield Call(connection, partial(ops.fetch, model=model, spec=spec), qs,
+                          "delete_read")
         ids = [row.id for row in rows]
         # the documents looked at, if they still match: one written since is not deleted
         # without its rules checked
@@ -108,13 +114,13 @@ def _apply(model: type[Document], ids: tuple[str, ...]) -> Stages[None]:
             if known:
                 qs = qs.exclude(id__in=sorted(known))
             if rule is OnDelete.DENY:
-                count: int = yield Call(qs._connection(), partial(ops.count, model=child,
-                                                                  spec=qs.spec), qs, "count")
+                count: int = yield Call(qs._connection(), partial(
+                    ops.count, model=child, spec=qs.spec), qs, "delete_check")
                 if count:
                     raise DeleteDenied(parent.__name__, child.__name__, name, count)
                 continue
             rows = yield Call(qs._connection(), partial(ops.fetch, model=child, spec=qs.spec),
-                              qs, "delete")
+                              qs, "delete_read")
             found = tuple(row.id for row in rows)
             if found:
                 doomed.setdefault(child, set()).update(found)
@@ -123,10 +129,10 @@ def _apply(model: type[Document], ids: tuple[str, ...]) -> Stages[None]:
     for child, name, parent_ids in nullify:
         qs = child.objects.filter(**{f"{name}__in": parent_ids})
         yield Call(qs._connection(), partial(ops.update_where, model=child, spec=qs.spec,
-                                             changes={name: None}), qs, "update")
+                                             changes={name: None}), qs, "delete_nullify")
     for child, found in reversed(cascades):
         qs = child.objects.filter(id__in=found)
-        yield Call(qs._connection(), _delete_where(child, qs.spec), qs, "delete")
+        yield Call(qs._connection(), _delete_where(child, qs.spec), qs, "delete_cascade")
 
 
 def _delete_where(model: type[Document], spec: QuerySpec) -> Callable[[Any], Any]:

@@ -91,7 +91,7 @@ class Ref(Generic[D]):
             raise NotLoaded(
                 f"{owner}.{field.name} -> {field.target_name} {self.id!r} is not loaded: "
                 f"query with select_related({field.name!r}), or await "
-                f"{field.name}.fetch() ({field.name}.fetch_sync())")
+                f"{owner.lower()}.{field.name}.fetch() (or fetch_sync())")
         value: D | None = self._value
         return value
 
@@ -119,7 +119,10 @@ class Ref(Generic[D]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Ref):
-            return self.id == other.id and self._field.target_name == other._field.target_name
+            mine, theirs = self._field._target, other._field._target
+            return self.id == other.id and (
+                mine is theirs if mine is not None and theirs is not None
+                else self._field.target_name == other._field.target_name)
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -255,7 +258,9 @@ class ReferenceField(Field[Ref[D]]):
             return Ref(self, value)
         if hasattr(type(value), "_fields"):  # a document
             target = self.target
-            if not isinstance(value, target):
+            # (exactly the model: a subclass model has its own collection, where this
+            # reference would not look)
+            if type(value) is not target:
                 raise FieldValueError(f"must be an instance of {target.__name__} (got a "
                                       f"{type(value).__name__})")
             if value.id is None or not value.is_saved:

@@ -7,9 +7,8 @@ Never run.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
-
-from typing_extensions import assert_type
 
 from quantumorm import (
     CASCADE,
@@ -22,6 +21,11 @@ from quantumorm import (
     StringField,
 )
 from quantumorm.query.expressions import FieldRef
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:
+    from typing_extensions import assert_type
 
 
 class Author(Document):

@@ -247,6 +247,29 @@ async def test_iteration_loads_each_chunk(refs: Any, mode: str) -> None:
     assert counted[("Post", "all")][0] == counted[("Author", "get_many")][0] == 3  # 4+4+2
 
 
+async def test_select_related_follows_a_path(refs: Any, mode: str) -> None:
+    authors = await _authors(refs, mode)
+    await _posts(refs, mode, authors, count=6)
+    for i in range(6):
+        await run(refs.Comment(id=f"c{i}", post=f"p{i % 4:02}"), "save", mode)
+    await run(refs.Comment(id="orphan", post="p99"), "save", mode)  # dangling
+    qs = refs.Comment.objects.select_related("post", "post__author").order_by("id")
+    metrics.enable()
+    try:
+        metrics.reset()
+        comments = await run(qs, "all", mode)
+        counted = _counted(metrics.snapshot().operations)
+    finally:
+        metrics.disable()
+        metrics.reset()
+    assert counted[("Post", "get_many")][0] == counted[("Author", "get_many")][0] == 1
+    assert [c.post.value.author.value.name for c in comments[:6]] == [
+        "author 0", "author 1", "author 2", "author 0", "author 0", "author 1"]
+    assert comments[6].id == "orphan" and comments[6].post.value is None
+    with pytest.raises(QueryError, match="Author.nope is not a reference field"):
+        refs.Comment.objects.select_related("post__author__nope")
+
+
 async def test_select_related_on_first_get_and_a_dangling_id(refs: Any, mode: str) -> None:
     a0, a1 = await _authors(refs, mode, 2)
     await run(refs.Tag(id="t0", author=a0), "save", mode)

@@ -7,7 +7,9 @@ connection or backend), so both load after the query, as a staged run
 * ``select_related("author", "editor")``: the ids the results' references hold, distinct,
   are read with **one** ``get_many`` per referenced field, whatever the number of results,
   and each :class:`~quantumorm.fields.reference.Ref` gets its document (the same instance
-  for results that refer to the same document). An id whose document is gone loads as
+  for results that refer to the same document). A path follows references further:
+  ``select_related("post__author")`` loads the posts, then their authors (one ``get_many``
+  per step). An id whose document is gone loads as
   None: ``post.author.value is None`` (``post.author.id`` still says which it was); a page
   never fails half-way over a dangling reference.
 * ``prefetch_related("posts")`` (a ``related_name``): the documents referring to any result
@@ -43,7 +45,9 @@ T = TypeVar("T")
 def check(qs: QuerySet[Any], related: tuple[str, ...], prefetch: tuple[str, ...]) -> None:
     """Check the names when the query is built (unknown names fail there)."""
     for name in related:
-        relations.reference(qs.model, name)
+        model = qs.model
+        for step in name.split("__"):
+            model = relations.reference(model, step).target
     for name in prefetch:
         relations.reverse(qs.model, name)
 
@@ -80,20 +84,26 @@ def _load(qs: QuerySet[Any], factory: OpFactory[T], name: str) -> Stages[T]:
     return result
 
 
-def _select(model: type[Document], docs: list[Any], name: str) -> Stages[None]:
+def _select(model: type[Document], docs: list[Any], path: str) -> Stages[None]:
+    name, _, rest = path.partition("__")
     field = relations.reference(model, name)
     refs: list[Ref[Any]] = [ref for ref in (getattr(doc, name) for doc in docs)
                             if ref is not None]
-    ids = list(dict.fromkeys(ref.id for ref in refs))
-    if not ids:
-        return
+    # (a reference loaded already, by an earlier path such as "post" before "post__author",
+    # or by assignment, is not read again)
+    ids = list(dict.fromkeys(ref.id for ref in refs if not ref.loaded))
     target = field.target
-    objects = target.objects
-    found = yield Call(objects._connection(), partial(ops.get_many, model=target, ids=ids),
-                       objects, "get_many")
-    by_id = dict(zip(ids, found, strict=True))
-    for ref in refs:
-        ref._load(by_id[ref.id])
+    if ids:
+        objects = target.objects
+        found = yield Call(objects._connection(), partial(ops.get_many, model=target,
+                                                          ids=ids), objects, "get_many")
+        by_id = dict(zip(ids, found, strict=True))
+        for ref in refs:
+            if not ref.loaded:
+                ref._load(by_id[ref.id])
+    if rest:
+        loaded = {ref.id: ref.value for ref in refs if ref.value is not None}
+        yield from _select(target, list(loaded.values()), rest)
 
 
 def _prefetch(model: type[Document], docs: list[Any], related_name: str) -> Stages[None]:

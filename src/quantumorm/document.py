@@ -30,7 +30,7 @@ from .engine.stages import Staged, staged
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
-from .fields.reference import Ref
+from .fields.reference import ReferenceField
 from .options import ModelOptions, build_options
 from .query.expressions import FieldRef, clean_id
 from .query.queryset import QuerySet, Where
@@ -219,8 +219,11 @@ class Document(metaclass=DocumentMeta):
             value = self.__dict__.get(name)
             if storage:
                 out[field.db_name] = field.to_storage(value)
+            elif isinstance(field, ReferenceField):  # the id (the Ref made on first read)
+                ref = getattr(self, name)
+                out[name] = None if ref is None else ref.id
             else:
-                out[name] = value.id if isinstance(value, Ref) else value
+                out[name] = value
         return out
 
     def changed_fields(self) -> list[str]:

@@ -99,6 +99,9 @@ def test_a_ref_is_its_id_in_storage_and_in_comparisons() -> None:
     assert twin.owner == pet.owner and twin.owner is not pet.owner
     assert not twin.owner.loaded
     assert pet.to_dict() == {"id": "x", "owner": "p1"}
+    someone = Person(id="p2")
+    someone._version = 1  # (as if saved)
+    assert Pet(owner=someone).to_dict() == {"id": None, "owner": "p2"}  # given as a document
     with pytest.raises(NotLoaded, match=r"prefetch_related\('pets'\)"):
         _model("PetRefUnit2", owner=ReferenceField(Person, related_name="pets"))
         _ = Person(id="p").pets.value

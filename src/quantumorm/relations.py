@@ -38,19 +38,29 @@ _pending: list[ReferenceField[Any]] = []
 
 
 def register(model: type[Document]) -> None:
-    """Record a concrete model: resolve its named references and those waiting for it."""
+    """Record a concrete model: resolve its named references and those waiting for it.
+
+    Everything is checked before anything is recorded, so a model refused here (an
+    ambiguous name, a ``related_name`` taken) leaves nothing behind."""
     fields = {name: field for name, field in model._fields.items()
               if isinstance(field, ReferenceField)}
     with _lock:
-        for field in fields.values():  # (a refused model leaves nothing behind)
-            if field._target is None:
-                _resolve(field, model)
+        targets = [(field, field._target or _find(field, model)) for field in fields.values()]
+        claimed: set[tuple[type[Document], str]] = set()
+        for field, target in targets:
+            if target is not None and field.related_name is not None:
+                _check_free(field, target, claimed)
+        for field, target in targets:
+            if target is None:
+                if field not in _pending:
+                    _pending.append(field)
             else:
-                _bind(field, field._target)
+                _bind(field, target)
         _by_name.setdefault(model.__name__, weakref.WeakSet()).add(model)
         if fields:
             _references[model] = fields
         for field in [f for f in _pending if _named(f, model)]:
+            _check_free(field, model, set())
             _pending.remove(field)
             _bind(field, model)
 
@@ -65,34 +75,48 @@ def _named(field: ReferenceField[Any], model: type[Document]) -> bool:
         field.target_path is None or _path(model) == field.target_path)
 
 
-def _resolve(field: ReferenceField[Any], owner: type[Document]) -> None:
-    name = field.target_name
+def _find(field: ReferenceField[Any], owner: type[Document]) -> type[Document] | None:
+    """The model a named reference of ``owner`` points at (None: not declared yet)."""
     if _named(field, owner):
-        _bind(field, owner)
-        return
-    found = [model for model in _by_name.get(name, ()) if _named(field, model)]
+        return owner
+    found = [model for model in _by_name.get(field.target_name, ()) if _named(field, model)]
     if len(found) > 1:
         raise ConfigurationError(
-            f"{owner.__name__}.{field.name}: several models are named {name!r} "
+            f"{owner.__name__}.{field.name}: several models are named {field.target_name!r} "
             f"({', '.join(sorted(_path(m) for m in found))}); give the class itself, "
             "ReferenceField(Model), or its dotted path")
-    if found:
-        _bind(field, found[0])
-    elif field not in _pending:
-        _pending.append(field)
+    return found[0] if found else None
+
+
+def _check_free(field: ReferenceField[Any], target: type[Document],
+                claimed: set[tuple[type[Document], str]]) -> None:
+    """Refuse a ``related_name`` that ``target`` already has (a field, an attribute, the
+    reverse side of another reference)."""
+    name = field.related_name
+    if name is None:
+        return
+    existing = target.__dict__.get(name)
+    if isinstance(existing, ReverseAccessor) and existing.field is field:
+        return
+    if (existing is not None or name in target._fields or hasattr(target, name)
+            or (target, name) in claimed):
+        raise ConfigurationError(f"{field.name}: related_name {name!r} is taken on "
+                                 f"{target.__name__}; choose another")
+    claimed.add((target, name))
 
 
 def _bind(field: ReferenceField[Any], target: type[Document]) -> None:
-    name = field.related_name
-    if name is not None:
-        existing = target.__dict__.get(name)
-        if not (isinstance(existing, ReverseAccessor) and existing.field is field):
-            if existing is not None or name in target._fields or hasattr(target, name):
-                raise ConfigurationError(
-                    f"{field.name}: related_name {name!r} is taken on {target.__name__}; "
-                    "choose another")
-            setattr(target, name, ReverseAccessor(field))
+    if field.related_name is not None and field.related_name not in target.__dict__:
+        setattr(target, field.related_name, ReverseAccessor(field))
     field._target = target
+    if field.on_delete is not OnDelete.DO_NOTHING:
+        # (read by has_delete_rules on every delete: a flag in the class's own namespace
+        # costs nothing there, where scanning the references would)
+        setattr(target, RULED, True)
+
+
+#: the class attribute marking a model that some reference's delete rule points at
+RULED = "_qorm_delete_rules"
 
 
 def references(model: type[Document]) -> dict[str, ReferenceField[Any]]:
@@ -120,8 +144,10 @@ def inbound(model: type[Document]) -> list[tuple[type[Document], str, ReferenceF
 
 
 def has_delete_rules(model: type[Document]) -> bool:
-    """Whether deleting a ``model`` document must look at referencing documents first."""
-    return any(field.on_delete is not OnDelete.DO_NOTHING for _, _, field in inbound(model))
+    """Whether deleting a ``model`` document must look at referencing documents first (a
+    referencing model dropped since leaves the mark: its delete then looks, finds no
+    reference, and deletes as before)."""
+    return RULED in model.__dict__
 
 
 def reverse(model: type[Document], related_name: str

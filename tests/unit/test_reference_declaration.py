@@ -56,6 +56,11 @@ def test_a_refused_related_name_leaves_no_rule_behind() -> None:
         _model("ClashRefUnit", to=ReferenceField(Target, related_name="name"))
     with pytest.raises(ConfigurationError, match="related_name 'delete' is taken"):
         _model("ClashRefUnit2", to=ReferenceField(Target, related_name="delete"))
+    with pytest.raises(ConfigurationError, match="related_name 'refs' is taken"):
+        _model("DoubleRefUnit", a=ReferenceField(Target, related_name="ok"),
+               b=ReferenceField(Target, related_name="refs"),
+               c=ReferenceField(Target, related_name="refs"))
+    assert "ok" not in Target.__dict__ and "refs" not in Target.__dict__  # none was set
     assert relations.inbound(Target) == []
     assert not relations.has_delete_rules(Target)
     _model("LooseRefUnit", to=ReferenceField(Target, on_delete=DO_NOTHING))

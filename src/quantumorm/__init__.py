@@ -20,11 +20,13 @@ from .errors import (
     ConfigurationError,
     ConnectionNotFound,
     CorruptDocumentError,
+    DeleteDenied,
     DocumentTooLargeError,
     DoesNotExist,
     DuplicateIdError,
     InvalidOperation,
     MultipleObjectsReturned,
+    NotLoaded,
     OutOfMemoryError,
     PermissionDeniedError,
     PoolExhaustedError,
@@ -63,6 +65,16 @@ from .fields import (
     StringField,
     URLField,
     UUIDField,
+)
+from .fields.reference import (
+    CASCADE,
+    DENY,
+    DO_NOTHING,
+    NULLIFY,
+    OnDelete,
+    Ref,
+    ReferenceField,
+    Reverse,
 )
 from .health import HealthReport, NodeHealth, readiness, readiness_sync
 from .query.aggregates import Avg, Count, Max, Min, Sum
@@ -152,4 +164,15 @@ __all__ = [
     "UnsafeEvictionPolicy",
     "SchemaMismatchError",
     "SyncInAsyncContext",
+    # references (fields/reference.py)
+    "CASCADE",
+    "DENY",
+    "DO_NOTHING",
+    "NULLIFY",
+    "DeleteDenied",
+    "NotLoaded",
+    "OnDelete",
+    "Ref",
+    "ReferenceField",
+    "Reverse",
 ]

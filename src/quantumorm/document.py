@@ -22,13 +22,15 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import errors
+from . import errors, relations
 from .cache import routing as cache_routing
-from .engine import atomic, ops
+from .engine import atomic, delete_rules, ops
 from .engine.drive import OpFactory
+from .engine.stages import Staged, staged
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
+from .fields.reference import ReferenceField
 from .interop import pydantic_support
 from .options import ModelOptions, build_options
 from .query.expressions import FieldRef, clean_id
@@ -126,6 +128,7 @@ class DocumentMeta(type):
         cls.MultipleObjectsReturned = type(  # type: ignore[attr-defined]
             "MultipleObjectsReturned", (errors.MultipleObjectsReturned,),
             {"__module__": cls.__module__, "__qualname__": f"{name}.MultipleObjectsReturned"})
+        relations.register(cls)  # type: ignore[arg-type]  # (named references, delete rules)
         return cls
 
 
@@ -230,6 +233,9 @@ class Document(metaclass=DocumentMeta):
             value = self.__dict__.get(name)
             if storage:
                 out[field.db_name] = field.to_storage(value)
+            elif isinstance(field, ReferenceField):  # the id (the Ref made on first read)
+                ref = getattr(self, name)
+                out[name] = None if ref is None else ref.id
             else:
                 out[name] = value
         return out
@@ -351,15 +357,19 @@ class Document(metaclass=DocumentMeta):
 
     save_sync = save.sync
 
-    @operation
-    def delete(self, *, soft: bool = False, ttl: float | None = None) -> OpFactory[bool]:
+    @staged
+    def delete(self, *, soft: bool = False, ttl: float | None = None
+               ) -> OpFactory[bool] | Staged[bool]:
         """Delete the document if it is still at the version this instance holds.
 
         ``soft=True, ttl=seconds`` (backends with TTL): the document leaves every index and
         read at once, and its data is physically removed ``ttl`` seconds later.
         Returns False if it was already gone; raises :class:`VersionConflict` if it changed.
+        References to the model apply their ``on_delete`` rules first (see
+        :mod:`quantumorm.engine.delete_rules`).
         """
-        return partial(ops.delete, doc=self, soft=soft, ttl=ttl)
+        factory = partial(ops.delete, doc=self, soft=soft, ttl=ttl)
+        return delete_rules.guard_document(self, factory) or factory
 
     delete_sync = delete.sync
 

@@ -318,3 +318,26 @@ class SyncInAsyncContext(InvalidOperation):
             "async method instead (e.g. `await doc.save()` for `doc.save_sync()`, `async for` "
             "/ `async with` for `for` / `with`), or run the blocking call in a thread (`await "
             "asyncio.to_thread(...)`). To allow it anyway, set QUANTUMORM_ALLOW_SYNC_IN_LOOP=1.")
+
+
+# -- references (see quantumorm.fields.reference) -------------------------------------------
+
+
+class NotLoaded(InvalidOperation):
+    """A reference's document (``post.author.value``) or a reverse side (``author.posts``)
+    was read before it was loaded: reading a reference never does I/O. Load it with the
+    query (``select_related("author")`` / ``prefetch_related("posts")``) or on its own
+    (``await post.author.fetch()``)."""
+
+
+class DeleteDenied(InvalidOperation):
+    """A delete was refused, before anything was deleted, because documents still refer to
+    the document(s) through a reference declared ``on_delete=DENY``. ``model`` is the
+    referenced model, ``referencing`` the referencing model and ``field`` its field,
+    ``count`` how many referencing documents were found."""
+
+    def __init__(self, model: str, referencing: str, field: str, count: int) -> None:
+        self.model, self.referencing, self.field, self.count = model, referencing, field, count
+        super().__init__(
+            f"cannot delete {model}: {count} {referencing} document(s) refer to it through "
+            f"{referencing}.{field} (on_delete=DENY); delete or re-point them first")

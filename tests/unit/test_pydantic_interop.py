@@ -16,6 +16,7 @@ import pydantic
 import pytest
 
 from quantumorm import (
+    DO_NOTHING,
     ArrayField,
     BooleanField,
     ConfigurationError,
@@ -31,6 +32,7 @@ from quantumorm import (
     IntField,
     InvalidOperation,
     JSONField,
+    ReferenceField,
     StringField,
     URLField,
     UUIDField,
@@ -458,3 +460,34 @@ def test_a_mapping_to_a_nested_model_skips_the_fields_check() -> None:
     finally:
         del interop.FIELD_TYPES[PointField]
         interop._cache.clear()
+
+
+class Writer(Document):
+    name = StringField()
+
+    class Meta:
+        collection = "pyd_writers"
+
+
+class Article(Document):
+    title = StringField()
+    writer = ReferenceField(Writer, on_delete=DO_NOTHING)
+
+    class Meta:
+        collection = "pyd_articles"
+
+
+def test_a_reference_is_its_id_in_json_and_in_the_generated_model() -> None:
+    article = Article(id="a1", title="t", writer="w1")
+    assert json.dumps(article.to_dict(json=True)) == '{"id": "a1", "title": "t", "writer": "w1"}'
+    schema = Article.pydantic_model()
+    parsed = schema.model_validate_json('{"title": "t", "writer": "w1"}')
+    assert parsed.model_dump() == {"id": None, "title": "t", "writer": "w1"}
+    with pytest.raises(pydantic.ValidationError):
+        schema.model_validate({"title": "t", "writer": 5})  # an id is a string
+    with pytest.raises(pydantic.ValidationError):
+        schema.model_validate({"title": "t", "writer": ""})
+    back = Article.from_pydantic(parsed)
+    assert back.writer is not None and back.writer.id == "w1" and back.to_dict()["writer"] == "w1"
+    assert "Writer" in schema.model_json_schema()["properties"]["writer"]["anyOf"][0][
+        "description"]

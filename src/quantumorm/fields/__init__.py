@@ -2,6 +2,7 @@
 
 from ..errors import FieldValueError
 from .base import MISSING, Field
+from .reference import ReferenceField
 from .scalar import BooleanField, DecimalField, FloatField, IntField, StringField, UUIDField
 from .special import DateField, EmailField, EnumField, URLField
 from .structured import (
@@ -16,6 +17,7 @@ from .structured import (
 __all__ = [
     "MAX_JSON_DEPTH",
     "MISSING",
+    "ReferenceField",
     "ArrayField",
     "BooleanField",
     "DateField",

@@ -54,6 +54,7 @@ from ..fields import (
     UUIDField,
 )
 from ..fields.base import MISSING, Field
+from ..fields.reference import ReferenceField
 from ..query.expressions import clean_id
 
 if TYPE_CHECKING:
@@ -128,6 +129,14 @@ def _array(field: Field) -> Mapped:
                   check=mapped(field.field).check)
 
 
+def _reference(field: Field) -> Mapped:
+    # the referenced document's id, as the API sends and receives it; the field's own check
+    # would make a Ref, which is not a str: the document checks the id when it is built
+    target = getattr(field, "target_name", None) or "document"
+    return Mapped(str, {"min_length": 1}, {"description": f"the id of the {target} referred to"},
+                  check=False)
+
+
 def _plain(kind: Any) -> Mapper:
     return lambda field: Mapped(kind)
 
@@ -148,6 +157,7 @@ FIELD_TYPES: dict[type[Field], Mapper] = {
     EnumField: _enum,
     JSONField: _plain(JsonValue),
     ArrayField: _array,
+    ReferenceField: _reference,
 }
 
 

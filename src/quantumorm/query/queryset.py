@@ -23,8 +23,9 @@ from .. import logs, sortable
 from ..cache import queries as cache_queries
 from ..cache import routing as cache_routing
 from ..cache.stats import CacheStats, counters
-from ..engine import ops, updates
+from ..engine import delete_rules, ops, updates
 from ..engine.drive import Op, OpFactory
+from ..engine.stages import Staged, staged
 from ..engine.twin import operation
 from ..errors import (
     InvalidOperation,
@@ -36,7 +37,7 @@ from ..errors import (
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import aggregates, aggregation, evaluate, shortcuts
+from . import aggregates, aggregation, evaluate, related, shortcuts
 from .aggregates import Aggregate, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
@@ -115,6 +116,8 @@ class QuerySet(Generic[D]):
         self._using: str | None = None
         self._cached = True  # read through the model's cache (Meta.cache), if it has one
         self._cache_ttl: float | None = None  # cache this query's results (.cache(ttl=))
+        self._related: tuple[str, ...] = ()  # select_related() (see query.related)
+        self._prefetch: tuple[str, ...] = ()  # prefetch_related()
 
     def _clone(self, **changes: Any) -> QuerySet[D]:
         clone = object.__new__(QuerySet)
@@ -288,6 +291,21 @@ class QuerySet(Generic[D]):
         """``Model.objects(age__gt=3)``, ``Model.objects(Q(...))``: the same as filter()."""
         return self.filter(*conditions, **lookups)
 
+    def select_related(self, *fields: str) -> QuerySet[D]:
+        """Load the documents these reference fields point at with the results: one
+        ``get_many`` per field, on the referenced model's connection (see
+        :mod:`quantumorm.query.related`); ``doc.field.value`` is then the document."""
+        names = tuple(dict.fromkeys(self._related + fields))
+        related.check(self, names, ())
+        return self._clone(related=names)
+
+    def prefetch_related(self, *related_names: str) -> QuerySet[D]:
+        """Load the documents referring to the results through these reverse names
+        (``related_name``) with one query each; ``doc.name.value`` is then their list."""
+        names = tuple(dict.fromkeys(self._prefetch + related_names))
+        related.check(self, (), names)
+        return self._clone(prefetch=names)
+
     def none(self) -> QuerySet[D]:
         """A queryset that matches nothing: its terminals answer empty (``[]``, 0, None)
         without a round trip, and it stays empty whatever is filtered onto it."""
@@ -450,6 +468,7 @@ class QuerySet(Generic[D]):
             for row in rows:
                 doc = model.from_storage(row.id, row.version, row.data)
                 out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
+            related.ids_for_refs(model, wanted, out)
             if self._shape != "dict":
                 return aggregation.reshape(out, wanted, self._shape == "flat")
             return out
@@ -487,17 +506,17 @@ class QuerySet(Generic[D]):
 
     # -- terminals -------------------------------------------------------------------------
 
-    @operation
-    def all(self) -> OpFactory[list[D]]:
+    @staged
+    def all(self) -> OpFactory[list[D]] | Staged[list[D]]:
         """Every matching document, in order."""
-        return self._all_op
+        return related.around(self, self._all_op, "all")
 
     all_sync = all.sync
 
-    @operation
-    def first(self) -> OpFactory[D | None]:
+    @staged
+    def first(self) -> OpFactory[D | None] | Staged[D | None]:
         """The first matching document (by the ordering, else by id), or None."""
-        return partial(_first_op, self[:1])
+        return related.around(self, partial(_first_op, self[:1]), "first")
 
     first_sync = first.sync
 
@@ -578,8 +597,8 @@ class QuerySet(Generic[D]):
             raise QueryError(f"chunk_size must be a positive int (got {chunk_size!r})")
         return Chunks(self, chunk_size)
 
-    @operation
-    def get(self, /, *conditions: Where, **lookups: Any) -> OpFactory[D]:
+    @staged
+    def get(self, /, *conditions: Where, **lookups: Any) -> OpFactory[D] | Staged[D]:
         """The one document matching; raises ``Model.DoesNotExist`` or
         ``Model.MultipleObjectsReturned``."""
         if (not conditions and len(lookups) == 1 and ID in lookups and self._offset == 0
@@ -590,11 +609,13 @@ class QuerySet(Generic[D]):
             if (self._where is TRUE and self._after is None and self._cache_ttl is None
                     and isinstance(node, Condition)):
                 # on an unfiltered queryset: the document by id, without a query
-                return partial(_get_by_id_op, self, node)
+                return related.around(self, partial(_get_by_id_op, self, node), "get")
             where = conjoin(self._where, node)
-            return partial(_get_op, self._clone(where=where, limit=2))
+            return related.around(self, partial(_get_op, self._clone(where=where, limit=2)),
+                                  "get")
         qs = self.filter(*conditions, **lookups) if conditions or lookups else self
-        return partial(_get_op, qs[:2])  # two are enough to tell "more than one"
+        # (two are enough to tell "more than one")
+        return related.around(self, partial(_get_op, qs[:2]), "get")
 
     get_sync = get.sync
 
@@ -663,14 +684,17 @@ class QuerySet(Generic[D]):
 
     modify_sync = modify.sync
 
-    @operation
-    def delete(self) -> OpFactory[int]:
+    @staged
+    def delete(self) -> OpFactory[int] | Staged[int]:
         """Delete every matching document; returns how many were deleted.
 
         ``filter(id=x)``/``filter(id__in=[...])`` with no ``pre_delete``/``post_delete``
         receiver connected for the model deletes without reading first (one round trip);
-        with one connected, the documents are read first, as the receivers get them."""
-        return partial(ops.delete_where, model=self.model, spec=self.spec)
+        with one connected, the documents are read first, as the receivers get them.
+        References to the model apply their ``on_delete`` rules first (see
+        :mod:`quantumorm.engine.delete_rules`)."""
+        return (delete_rules.guard_queryset(self)
+                or partial(ops.delete_where, model=self.model, spec=self.spec))
 
     delete_sync = delete.sync
 

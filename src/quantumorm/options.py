@@ -18,6 +18,7 @@ from .cache.settings import CacheSettings, parse_cache
 from .compression import Compression, from_meta
 from .errors import ConfigurationError
 from .fields.base import MISSING, Field
+from .fields.reference import ReferenceField
 from .fields.scalar import (
     BooleanField,
     DecimalField,
@@ -182,6 +183,9 @@ _CANONICAL_FIELDS: frozenset[type[Field]] = frozenset({
     DateField, EnumField, EmailField, URLField})
 #: the field classes whose validated storage values are plain JSON (see plain_storage)
 _PLAIN_FIELDS = _CANONICAL_FIELDS | {JSONField}
+# (a reference stores the id text, one per value; it is read back as a Ref, so it is not
+# among the plain fields, which are read as stored)
+_CANONICAL_FIELDS |= {ReferenceField}
 
 
 def _plain(field: Field) -> bool:

@@ -156,6 +156,13 @@ async def test_values_give_ids_and_updates_take_documents(refs: Any, mode: str) 
     post = await run(Post.objects, "get", mode, id="p00")
     await run(post, "update", mode, author=a0)
     assert _ids(await run(Post.objects.filter(author="a0"), "all", mode)) == ["p00"]
+    # by id: in place with no read on Redis (a reference is one text per value)
+    assert await run(Post.objects.filter(id__in=["p01", "p02"]), "update", mode,
+                     author=a0, editor=a1) == 2
+    assert _ids(await run(Post.objects.filter(author=a0), "all", mode)) == ["p00", "p01", "p02"]
+    assert _ids(await run(Post.objects.filter(editor="a1"), "all", mode)) == ["p01", "p02"]
+    moved = await run(Post.objects, "get", mode, id="p02")
+    assert moved.author is not None and (moved.author.id, moved.editor.id) == ("a0", "a1")
 
 
 async def test_an_unsaved_or_foreign_document_is_refused(refs: Any, mode: str) -> None:

@@ -76,10 +76,11 @@ def test_a_refusal_inside_a_script_is_a_permission_error(
         Mine(name="b").save_sync()
 
 
-def test_the_readme_publishes_the_rule_the_code_gives() -> None:
+def test_the_docs_publish_the_rule_the_code_gives() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("ACL SETUSER app on >secret ")
-    published = readme[start:readme.index("```", start)].split()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "connections.md").read_text(
+        encoding="utf-8")
+    start = page.index("ACL SETUSER app on >secret ")
+    published = page[start:page.index("```", start)].split()
     assert published[5:] == acl_rule("qorm").split()

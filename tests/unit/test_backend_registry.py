@@ -223,11 +223,12 @@ def test_registration_is_checked() -> None:
     assert "bad" not in _registry
 
 
-def test_readme_table_is_the_generated_one() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+def test_docs_table_is_the_generated_one() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "backends.md").read_text(
+        encoding="utf-8")
     found = re.search(r"<!-- capabilities:start[^>]*-->\n(.*?)\n<!-- capabilities:end -->",
-                      readme, re.S)
-    assert found is not None, "README lost its capability table markers"
+                      page, re.S)
+    assert found is not None, "docs/backends.md lost its capability table markers"
     builtin = quantumorm.CapabilityMatrix(
         {name: backend_capabilities(name) for name in ("redis", "sqlite", "postgres")})
     assert found.group(1) == builtin.markdown()

@@ -75,8 +75,40 @@ if result.returncode != 0 or "Done" not in result.stdout:
     problems.append(f"the demo exited {result.returncode}:\n{result.stdout[-1500:]}\n"
                     f"{result.stderr[-1500:]}")
 
+# the pytest plugin, as a user's suite meets it: loaded by its entry point (and named again
+# by a conftest, which must not register it twice), its fixtures on a private redis-server
+suite = Path(sys.argv[2]).parent / "user-suite"
+suite.mkdir()
+(suite / "conftest.py").write_text('pytest_plugins = ["quantumorm.testing.plugin"]\n')
+(suite / "test_user.py").write_text('''
+from quantumorm import Document, EmailField, StringField
+
+
+class Account(Document):
+    email = EmailField(required=True, unique=True)
+    name = StringField(indexed=True)
+
+
+def test_one(qorm):
+    qorm.make_many(Account, 3)
+    assert Account.objects.count_sync() == 3
+
+
+def test_two(qorm):
+    qorm.make(Account, email="same@example.org", name="x")
+    assert Account.objects.filter(name="x").count_sync() == 1
+''')
+env = {k: v for k, v in os.environ.items()
+       if not k.startswith(("QUANTUMORM_", "QORM_", "PYTEST_")) and k != "PYTHONPATH"}
+result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         str(suite)], env={**env, "QUANTUMORM_TESTING_REQUIRE": "1"},
+                        capture_output=True, text=True, timeout=300, cwd=suite)
+if result.returncode != 0 or "2 passed" not in result.stdout:
+    problems.append(f"a user's tests with the plugin: exit {result.returncode}\n"
+                    f"{result.stdout[-2000:]}\n{result.stderr[-1000:]}")
+
 if problems:
     print("wheel check FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
     sys.exit(1)
 print(f"wheel check: {wheel.name} holds all {len(wanted)} package files; version {version}; "
-      f"plugin entry point, console script and demo OK")
+      f"plugin entry point, console script, demo and a user's tests with the plugin OK")

@@ -18,7 +18,7 @@ import datetime as dt
 import itertools
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -145,6 +145,7 @@ class Factory:
         return doc
 
     def build_many(self, model: type[D], n: int, **overrides: Any) -> list[D]:
+        """``n`` unsaved documents, each with its own sequence number."""
         return [self.build(model, **overrides) for _ in range(n)]
 
     def make_many(self, model: type[D], n: int, **overrides: Any) -> list[D]:
@@ -163,7 +164,5 @@ amake = factory.amake
 amake_many = factory.amake_many
 build = factory.build
 
-Sequence = Callable[[int], Any]
-
-__all__ = ["EPOCH", "Factory", "Sequence", "amake", "amake_many", "build", "factory", "make",
+__all__ = ["EPOCH", "Factory", "amake", "amake_many", "build", "factory", "make",
            "make_many", "value_for"]

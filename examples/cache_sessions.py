@@ -5,13 +5,13 @@ their primary store), users live in SQLite (or PostgreSQL) and are cached in Red
 Run it::
 
     .venv/bin/python examples/cache_sessions.py                       # private redis-server
-    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/cache_sessions.py
+    QUANTUMORM_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/cache_sessions.py
 
-Without ``REDIS_URL`` it starts its own redis-server on a free loopback port and stops it at
-exit. With ``REDIS_URL`` it writes only keys under the ``example`` namespace and deletes
-them at the end. The users' primary is a SQLite file in a temporary directory, or
-``--primary-backend postgres --primary-url postgresql://...`` once that backend exists.
-"""
+``QUANTUMORM_URL`` (or else ``REDIS_URL``) names the server. Without either, it starts its own
+redis-server on a free loopback port and stops it at exit. With a URL given, it writes only
+keys under the ``example`` namespace and deletes them at the end. The users' primary is a
+SQLite file in a temporary directory, or ``--primary-backend postgres --primary-url
+postgresql://...`` once that backend exists. """
 
 from __future__ import annotations
 
@@ -109,11 +109,12 @@ def main() -> int:
     parser.add_argument("--primary-url", default=None)
     args = parser.parse_args()
     server = None
-    url = os.environ.get("REDIS_URL")
+    url = os.environ.get("QUANTUMORM_URL") or os.environ.get("REDIS_URL")
     if not url:
         executable = shutil.which("redis-server")
         if executable is None:
-            print("redis-server is not on PATH: install it or set REDIS_URL", file=sys.stderr)
+            print("redis-server is not on PATH: install it or set QUANTUMORM_URL",
+                  file=sys.stderr)
             return 1
         server = PrivateRedis(executable)
         server.start()

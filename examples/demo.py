@@ -4,13 +4,14 @@
 Run it with ``./run-demo`` (which installs redis-server if needed), or directly::
 
     .venv/bin/python examples/demo.py                            # starts a private redis-server
-    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/demo.py   # uses your server
+    QUANTUMORM_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/demo.py   # your server
 
-Without ``REDIS_URL`` the demo starts its own ``redis-server`` on a free loopback port, with
-persistence off and a temporary working directory, and stops it when it exits (normally, on an
-exception or on Ctrl-C). With ``REDIS_URL`` every key the demo writes lives under the ``demo``
-namespace (``{demo:customers:p0}:...``, ``{demo:orders:p0}:...``); those two collections are
-dropped at start, and nothing else on the server is touched.
+``QUANTUMORM_URL`` (or else ``REDIS_URL``) names the server. Without either, the demo starts
+its own ``redis-server`` on a free loopback port, with persistence off and a temporary working
+directory, and stops it when it exits (normally, on an exception or on Ctrl-C). With a URL
+given, every key the demo writes lives under the ``demo`` namespace
+(``{demo:customers:p0}:...``, ``{demo:orders:p0}:...``); those two collections are dropped at
+start, and nothing else on the server is touched.
 
 The main part uses the async API (``await``, ``async for``); the last section shows the
 blocking twins (``save_sync()``, ``all_sync()``, plain ``for``).
@@ -32,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from functools import partial
 from typing import Any, TypeVar
 
 from quantumorm import (
@@ -333,17 +333,12 @@ def make_orders(rng: random.Random, n: int, customers: list[Customer]) -> list[O
 
 
 async def drop_demo_collections(connection: Connection) -> int:
-    """Drop every key of the demo collections (and only those)."""
+    """Drop every document of the demo collections (and nothing else): the demo runs any
+    number of times on one server."""
     dropped = 0
     for model in MODELS:
-        dropped += await connection.arun(partial(_drop, model._meta))
+        dropped += await model.objects.drop_collection(confirm=True)
     return dropped
-
-
-def _drop(options: Any, backend: Any) -> Any:
-    # No public "drop collection" call yet: the backend contract's drop_collection() is run
-    # as an operation on the connection. It deletes exactly the collection's keys.
-    return backend.drop_collection(options)
 
 
 async def async_tour(connection: Connection) -> None:
@@ -681,7 +676,8 @@ async def run_async(url: str) -> None:
 
 def main() -> int:
     started = time.perf_counter()
-    url = os.environ.get("REDIS_URL")
+    url_variable = "QUANTUMORM_URL" if os.environ.get("QUANTUMORM_URL") else "REDIS_URL"
+    url = os.environ.get(url_variable)
     server: PrivateRedis | None = None
     # Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt where the program is, so the finally
     # below stops the server. For SIGINT this replaces asyncio.run()'s own handler, which only
@@ -693,16 +689,16 @@ def main() -> int:
             signal.signal(sig, _raise_interrupt)
     executable = shutil.which("redis-server")
     if not url and executable is None:
-        print("redis-server is not installed and REDIS_URL is not set.\n"
+        print("redis-server is not installed and QUANTUMORM_URL (or REDIS_URL) is not set.\n"
               "Run ./run-demo (it installs redis-server), or point the demo at a server:\n"
-              "  REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/demo.py",
+              "  QUANTUMORM_URL=redis://127.0.0.1:6379/0 .venv/bin/python examples/demo.py",
               file=sys.stderr)
         return 1
     try:
         print("QuantumORM demo: typed documents in Redis with always-correct secondary indexes")
         print("-" * WIDTH)
         if url:
-            print(f"Using REDIS_URL (server {_server_version(url)}); demo data lives in the "
+            print(f"Using {url_variable} (server {_server_version(url)}); demo data lives in the "
                   f"{NAMESPACE!r} namespace only.")
         else:
             assert executable is not None

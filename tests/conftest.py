@@ -25,15 +25,9 @@ postgres'`` runs the tests that need no server.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +39,12 @@ from hypothesis import settings
 import postgres_support
 import quantumorm
 from cluster_support import Cluster, SentinelGroup
+from quantumorm.testing import servers
+
+# The plugin (also loaded by its entry point when the package is installed): its fixtures
+# are tested by tests/testing (with pytester), and its server-starting code serves the
+# fixtures below.
+pytest_plugins = ["quantumorm.testing.plugin", "pytester"]
 
 # No wall-clock limit per example (Hypothesis' default is 200 ms): a test must not fail
 # because the machine is busy. Profiles of single tests (test_differential.py) set their own.
@@ -52,8 +52,6 @@ settings.register_profile("quantumorm", deadline=None)
 settings.load_profile("quantumorm")
 
 URL_VARIABLE = "QORM_TEST_REDIS_URL"
-START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
-START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 
 
 CLUSTER_FIXTURES = {"redis_cluster", "cluster_conn", "start_cluster", "start_sentinel"}
@@ -84,60 +82,13 @@ def postgres_url() -> Iterator[str]:
         postgres_support.release()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if pytest dies without running its teardown (Linux only)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _start(executable: str, workdir: Path, extra: tuple[str, ...] = (),
            password: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start redis-server and wait for PING; return the process and its URL, or fail."""
-    log = workdir / "redis.log"
-    for _ in range(START_ATTEMPTS):
-        port = _free_port()
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no", *extra],
-                cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1,
-                                      password=password)
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            while process.poll() is None and time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return process, url
-                except (redis.ConnectionError, redis.TimeoutError):
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        _stop(process)  # exited (port taken?) or never answered: try another port
-    details = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-    pytest.fail(f"redis-server did not start on 127.0.0.1 after {START_ATTEMPTS} attempts; "
-                f"its log:\n{details}", pytrace=False)
+    try:
+        return servers.start_redis_server(workdir, extra, password, program=executable)
+    except servers.ServerFailed as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -147,18 +98,15 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail(f"redis-server is not on PATH and {URL_VARIABLE} is not set: install it "
-                    "(apt-get install redis-server, or use ./run-tests, which does) or point "
-                    f"{URL_VARIABLE} at a server whose database may be flushed",
-                    pytrace=False)
-    with tempfile.TemporaryDirectory(prefix="qorm-redis-") as workdir:
-        process, url = _start(executable, Path(workdir))
-        try:
-            yield url
-        finally:
-            _stop(process)
+    try:
+        url = servers.session.acquire(environment=False)  # the plugin's private server
+    except (servers.ServerUnavailable, servers.ServerFailed) as error:
+        pytest.fail(f"{error} (or set {URL_VARIABLE} to a server whose database may be "
+                    "flushed; ./run-tests installs redis-server)", pytrace=False)
+    try:
+        yield url
+    finally:
+        servers.session.release(environment=False)
 
 
 @pytest.fixture
@@ -168,9 +116,10 @@ def start_redis(redis_url: str) -> Iterator[Any]:
     ``start_redis("--requirepass", "s3cret", password="s3cret")`` returns the URL (without
     credentials) and the server's work directory.
     """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail("redis-server is not on PATH", pytrace=False)
+    try:
+        executable = servers.executable()
+    except servers.ServerUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
     started: list[tuple[subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]] = []
 
     def start(*extra: str, password: str | None = None) -> tuple[str, Path]:
@@ -184,7 +133,7 @@ def start_redis(redis_url: str) -> Iterator[Any]:
         yield start
     finally:
         for process, workdir in started:
-            _stop(process)
+            servers.stop(process)
             workdir.cleanup()
 
 

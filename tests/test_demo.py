@@ -35,7 +35,8 @@ def test_demo_runs_with_its_own_server() -> None:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not on PATH: install it (./run-tests does) to run the demo",
                     pytrace=False)
-    env = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("REDIS_URL", "QUANTUMORM_URL")}
     result = subprocess.run(
         [sys.executable, str(DEMO)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=TIMEOUT,

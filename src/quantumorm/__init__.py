@@ -82,7 +82,7 @@ from .query.expressions import Q
 from .query.queryset import Page, QuerySet
 from .transaction import SyncTransaction, Transaction
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ArrayField",

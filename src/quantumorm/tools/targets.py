@@ -11,13 +11,10 @@ collection given by name whose stored schema cannot be declared exactly (:mod:`.
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
-from ..backends.postgres import lifecycle as postgres_lifecycle
-from ..backends.postgres.schema import Layout as PostgresLayout
 from ..backends.redis.inspection import read_schema
-from ..backends.sqlite import lifecycle as sqlite_lifecycle
-from ..backends.sqlite.schema import Layout as SqliteLayout
 from ..connection import Connection
 from ..engine import drive
 from ..errors import BackendError
@@ -51,10 +48,15 @@ def schema_of(connection: Connection, model: Any) -> Schema | None:
         return read_schema(redis_client(connection), options.namespace, options.collection)
     executor = connection.store.sync_executor()
     try:
-        if connection.kind == "sqlite":
-            return drive.run(sqlite_lifecycle.read_schema(SqliteLayout(options)), executor)
-        if connection.kind == "postgres":
-            return drive.run(postgres_lifecycle.read_schema(PostgresLayout(options)), executor)
+        if connection.kind in ("sqlite", "postgres"):
+            # The backend's modules, by name: its package is loaded already (this connection
+            # is open on it), and naming it at the top would make every command, even
+            # --help, need the PostgreSQL driver.
+            lifecycle = importlib.import_module(f"quantumorm.backends.{connection.kind}.lifecycle")
+            layout = importlib.import_module(f"quantumorm.backends.{connection.kind}.schema")
+            found: Schema | None = drive.run(
+                lifecycle.read_schema(layout.Layout(options)), executor)
+            return found
     except BackendError as exc:
         said = str(exc)
         if "no such table" in said or "does not exist" in said:  # (SQLite, PostgreSQL)

@@ -466,6 +466,48 @@ def test_nullify_on_a_required_field_is_refused_at_declaration() -> None:
                 collection = "bad"
 
 
+# -- a document not stored, a Ref to a same-named model ------------------------------------
+
+
+async def test_a_deleted_document_as_a_reference_value(refs: Any, mode: str) -> None:
+    (a0,) = await _authors(refs, mode, 1)
+    await run(a0, "delete", mode)
+    with pytest.raises(QueryError, match="id 'a0' that is not stored: deleted, or never saved"):
+        refs.Post.objects.filter(author=a0)
+    with pytest.raises(ValidationError, match="not stored: deleted"):
+        refs.Post(id="p").author = a0
+    assert a0.id is not None
+    assert await run(refs.Post.objects.filter(author=a0.id), "count", mode) == 0
+
+
+def _other_author() -> type[Document]:
+    class Author(Document):  # another model of the class name Author
+        name = StringField()
+
+        class Meta:
+            backend = "sqlite"
+            collection = "ref_other_authors"
+
+    return Author
+
+
+_TO_OTHER: ReferenceField[Any] = ReferenceField(_other_author())
+
+
+async def test_a_ref_to_a_same_named_model_is_refused(refs: Any) -> None:
+    post = refs.Post(id="p")
+    with pytest.raises(ValidationError, match=r"must refer to a .*_declare.*Author .got a "
+                                              r"reference to a .*_other_author.*Author"):
+        post.author = Ref(_TO_OTHER, "a0")
+    with pytest.raises(QueryError, match="must refer to a"):
+        refs.Post.objects.filter(author=Ref(_TO_OTHER, "a0"))
+    with pytest.raises(ValidationError, match="must refer to a"):
+        _ = refs.Post(id="q", author=Ref(_TO_OTHER, "a0")).author
+    assert Ref(_TO_OTHER, "a0") != Ref(refs.Post._fields["author"], "a0")
+    post.author = Ref(refs.Tag._fields["author"], "a0")  # the same model, another field
+    assert post.author is not None and post.author.id == "a0"
+
+
 # -- across backends: posts on SQLite, authors on Redis -----------------------------------------
 
 CROSS = _declare("sqlite", author_backend="redis")

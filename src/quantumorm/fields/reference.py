@@ -119,10 +119,7 @@ class Ref(Generic[D]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Ref):
-            mine, theirs = self._field._target, other._field._target
-            return self.id == other.id and (
-                mine is theirs if mine is not None and theirs is not None
-                else self._field.target_name == other._field.target_name)
+            return self.id == other.id and self._field._same_target(other._field)
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -141,13 +138,15 @@ class ReferenceField(Field[Ref[D]]):
             when several models share the name; the model being declared may name
             itself).
         on_delete: what deleting a referenced document through the ORM does to the
-            documents referring to it (:class:`OnDelete`); ``DENY`` by default, so that a
-            reference never dangles unless the model says it may.
+            documents referring to it (:class:`OnDelete`); ``DENY`` by default. The rule
+            guards deletes made through the ORM only: a write is not checked (any id is
+            accepted, existing or not), nor is a TTL expiry, so a reference may dangle.
         related_name: the name of the reverse accessor put on the referenced model
             (``author.posts``), loaded by ``prefetch_related``.
         indexed: True by default (delete rules and ``prefetch_related`` query by it).
 
-    Assign a saved document, a :class:`Ref` or an id; an unsaved document is refused.
+    Assign a saved document, a :class:`Ref` to the same model or an id (not looked up);
+    a document not stored (never saved, or deleted) is refused.
     Queries take the same: ``filter(author=some_author)``, ``filter(author="a1")``,
     ``author__in=[...]``, ``author__isnull=True``.
     """
@@ -223,7 +222,7 @@ class ReferenceField(Field[Ref[D]]):
             if instance is None:
                 return super().__get__(instance, owner)
             value = instance.__dict__.get(self.name)
-            if value is None or isinstance(value, Ref):
+            if value is None or (isinstance(value, Ref) and value._field is self):
                 return value
             # (given to the constructor: made a Ref on first read, as an assignment is)
             ref = self._ref_or_refuse(instance, value)
@@ -231,7 +230,8 @@ class ReferenceField(Field[Ref[D]]):
             return ref
 
         def __set__(self, instance, value):
-            if value is not None and not isinstance(value, Ref):
+            # (a Ref too: it must point at this field's model)
+            if value is not None and not (isinstance(value, Ref) and value._field is self):
                 value = self._ref_or_refuse(instance, value)
             instance.__dict__[self.name] = value
 
@@ -246,9 +246,11 @@ class ReferenceField(Field[Ref[D]]):
 
     def clean(self, value: Any) -> Ref[D]:
         if isinstance(value, Ref):
-            if value._field.target_name != self.target_name:
-                raise FieldValueError(f"must refer to a {self.target_name} (got a reference "
-                                      f"to a {value._field.target_name})")
+            if not self._same_target(value._field):
+                same_name = value._field.target_name == self.target_name
+                raise FieldValueError(
+                    f"must refer to a {self._describe(same_name)} (got a reference to a "
+                    f"{value._field._describe(same_name)})")
             return value if value._field is self else Ref(self, value.id, value._value)
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             if isinstance(value, int):
@@ -263,12 +265,37 @@ class ReferenceField(Field[Ref[D]]):
             if type(value) is not target:
                 raise FieldValueError(f"must be an instance of {target.__name__} (got a "
                                       f"{type(value).__name__})")
-            if value.id is None or not value.is_saved:
+            if value.id is None:
                 raise FieldValueError(f"must be a saved {target.__name__} (got an unsaved "
                                       f"one: save it first, it has no stored id)")
+            if not value.is_saved:
+                # (a document deleted keeps its id but no stored version, as one never saved)
+                raise FieldValueError(
+                    f"must be a saved {target.__name__} (got one with id {value.id!r} that "
+                    f"is not stored: deleted, or never saved; give its id to refer to it "
+                    f"anyway)")
             return Ref(self, value.id, value)
         raise FieldValueError(f"must be an instance of {self.target_name}, a Ref or an id "
                               f"(got {show(value)})")
+
+    def _same_target(self, other: ReferenceField[Any]) -> bool:
+        """Whether ``other`` refers to the same model: the resolved models when both are
+        resolved (two models may share a class name), else the names given."""
+        mine, theirs = self._target, other._target
+        if mine is not None and theirs is not None:
+            return mine is theirs
+        return (self.target_name == other.target_name
+                and (self.target_path is None or other.target_path is None
+                     or self.target_path == other.target_path))
+
+    def _describe(self, qualified: bool) -> str:
+        """The target's name; ``qualified``: with its module (to tell same-named apart)."""
+        target = self._target
+        if not qualified:
+            return self.target_name
+        if target is None:
+            return self.target_path or self.target_name
+        return f"{target.__module__}.{target.__qualname__}"
 
     def to_storage(self, value: Ref[D] | None) -> str | None:
         return None if value is None else value.id

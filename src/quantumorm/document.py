@@ -369,7 +369,7 @@ class Document(metaclass=DocumentMeta):
         :mod:`quantumorm.engine.delete_rules`).
         """
         factory = partial(ops.delete, doc=self, soft=soft, ttl=ttl)
-        return delete_rules.guard_document(self, factory) or factory
+        return delete_rules.guard_document(self, factory, soft) or factory
 
     delete_sync = delete.sync
 

@@ -22,12 +22,14 @@ from quantumorm import (
     DeleteDenied,
     Document,
     IntField,
+    InvalidOperation,
     NotLoaded,
     QueryError,
     Ref,
     ReferenceField,
     StringField,
     ValidationError,
+    VersionConflict,
     metrics,
     signals,
 )
@@ -359,7 +361,7 @@ async def test_cascade_is_recursive_and_nullify_clears(refs: Any, mode: str) -> 
         ("Post", "delete_read"): 1, ("Comment", "delete_read"): 1,
         ("Pin", "delete_check"): 1, ("Post", "delete_nullify"): 1,
         ("Comment", "delete_cascade"): 1, ("Post", "delete_cascade"): 1,
-        ("Author", "delete"): 1}
+        ("Author", "delete_read"): 1, ("Author", "delete"): 1}
     assert _ids(await run(refs.Post.objects, "all", mode)) == [
         "p01", "p02", "p04", "p05", "p07", "p08"]
     assert _ids(await run(refs.Comment.objects, "all", mode)) == ["c-p01"]
@@ -372,8 +374,9 @@ async def test_cascade_is_recursive_and_nullify_clears(refs: Any, mode: str) -> 
 async def test_children_go_first_and_the_parent_last(refs: Any, mode: str) -> None:
     """The order that makes an interrupted delete leave no dangling reference: nullify,
     then the deepest cascade, then the document asked for."""
-    (a0,) = await _authors(refs, mode, 1)
-    await run(refs.Post(id="p", author=a0, editor=a0), "save", mode)
+    a0, a1 = await _authors(refs, mode, 2)
+    await run(refs.Post(id="p", author=a0, editor=a0), "save", mode)  # (deleted, not saved)
+    await run(refs.Post(id="q", author=a1, editor=a0), "save", mode)
     await run(refs.Comment(id="c", post="p"), "save", mode)
     seen: list[str] = []
 
@@ -390,7 +393,7 @@ async def test_children_go_first_and_the_parent_last(refs: Any, mode: str) -> No
     finally:
         signals.post_save.disconnect(saved)
         signals.post_delete.disconnect(deleted)
-    assert seen == ["save Post p", "delete Comment c", "delete Post p", "delete Author a0"]
+    assert seen == ["save Post q", "delete Comment c", "delete Post p", "delete Author a0"]
 
 
 async def test_deny_refuses_before_anything_is_deleted(refs: Any, mode: str) -> None:
@@ -464,6 +467,130 @@ def test_nullify_on_a_required_field_is_refused_at_declaration() -> None:
             class Meta:
                 backend = "sqlite"
                 collection = "bad"
+
+
+# -- delete rules: cycles through NULLIFY, stale instances, soft deletes, DENY after cascades --
+
+
+def _declare_cycles(backend: str) -> SimpleNamespace:
+    def meta(collection: str) -> type:
+        return type("Meta", (), {"backend": backend, "namespace": "contract",
+                                 "collection": "ref_" + collection})
+
+    suffix = backend.capitalize()  # (a name of its own per backend: named references)
+
+    class Writer(Document):  # the pinned article CASCADEs from the writer: a cycle
+        name = StringField()
+        pinned = ReferenceField(f"Article{suffix}", on_delete=NULLIFY)
+        Meta = meta("writers")
+
+    article_model: Any = type(f"Article{suffix}", (Document,), {
+        "__module__": __name__, "title": StringField(),
+        "writer": ReferenceField(Writer, on_delete=CASCADE), "Meta": meta("articles")})
+
+    class Review(Document):  # by a writer (DENY), of an article (CASCADE)
+        writer = ReferenceField(Writer, on_delete=DENY)
+        article = ReferenceField(article_model, on_delete=CASCADE)
+        Meta = meta("reviews")
+
+    class Person(Document):  # a NULLIFY reference to the model itself
+        name = StringField()
+        manager = ReferenceField("Person", on_delete=NULLIFY)
+        Meta = meta("people")
+
+    return SimpleNamespace(Writer=Writer, Article=article_model, Review=Review, Person=Person)
+
+
+CYCLES = {backend: _declare_cycles(backend) for backend in ("redis", "sqlite", "postgres")}
+
+
+@pytest.fixture
+def cycles(store: str) -> SimpleNamespace:
+    return CYCLES[store]
+
+
+async def test_a_nullify_leading_back_to_the_deleted_document(cycles: Any, mode: str) -> None:
+    """The writer's pinned article is deleted by the cascade from the writer: neither the
+    writer nor the article is nullified first (which would bump the writer's version under
+    its compare-and-set delete)."""
+    Writer, Article = cycles.Writer, cycles.Article
+    writer = await run(Writer(id="w", name="w"), "save", mode)
+    other = await run(Writer(id="o", name="o"), "save", mode)
+    await run(Article(id="a1", title="pinned", writer=writer), "save", mode)
+    await run(Article(id="a2", title="other", writer=writer), "save", mode)
+    await run(Article(id="a3", title="theirs", writer=other), "save", mode)
+    writer.pinned = "a1"
+    await run(writer, "save", mode)
+    other.pinned = "a2"  # another writer pinning an article that goes: nullified
+    await run(other, "save", mode)
+    assert await run(writer, "delete", mode) is True
+    assert _ids(await run(Writer.objects, "all", mode)) == ["o"]
+    assert _ids(await run(Article.objects, "all", mode)) == ["a3"]
+    assert (await run(Writer.objects, "get", mode, id="o")).pinned is None
+
+
+async def test_a_document_referring_to_itself_with_nullify(cycles: Any, mode: str) -> None:
+    Person = cycles.Person
+    ceo = await run(Person(id="ceo", name="ceo"), "save", mode)
+    ceo.manager = ceo
+    await run(ceo, "save", mode)
+    await run(Person(id="w", name="w", manager="ceo"), "save", mode)
+    assert await run(ceo, "delete", mode) is True
+    (left,) = await run(Person.objects, "all", mode)
+    assert (left.id, left.manager) == ("w", None)
+    boss = await run(Person(id="boss", name="boss"), "save", mode)
+    boss.manager = boss
+    await run(boss, "save", mode)
+    assert await run(Person.objects.filter(name="boss"), "delete", mode) == 1
+    assert _ids(await run(Person.objects, "all", mode)) == ["w"]
+
+
+async def test_a_stale_instance_is_refused_before_anything_is_written(
+        refs: Any, mode: str) -> None:
+    a0, a1 = await _authors(refs, mode, 2)
+    await _posts(refs, mode, [a0, a1], count=4)
+    stale = await run(refs.Author.objects, "get", mode, id="a0")
+    a0.name = "renamed"
+    await run(a0, "save", mode)  # another writer
+    before = await _everything(refs, mode)
+    with pytest.raises(VersionConflict, match="'a0'"):
+        await run(stale, "delete", mode)
+    assert await _everything(refs, mode) == before  # no cascade, no nullify
+    assert await run(a0, "delete", mode) is True  # the current version deletes
+    assert _ids(await run(refs.Post.objects, "all", mode)) == ["p01", "p03"]
+    assert await run(stale, "delete", mode) is False  # gone: nothing to apply rules for
+
+
+async def test_a_soft_delete_is_refused_where_rules_would_write(refs: Any, mode: str) -> None:
+    (a0,) = await _authors(refs, mode, 1)
+    await _posts(refs, mode, [a0], count=2)
+    before = await _everything(refs, mode)
+    with pytest.raises(InvalidOperation, match=r"Author.delete\(soft=True\) is refused.*"
+                                               r"Post.author \(CASCADE\), Post.editor"):
+        await run(a0, "delete", mode, soft=True, ttl=60)
+    assert await _everything(refs, mode) == before
+
+
+async def test_deny_counts_only_what_the_cascade_leaves(cycles: Any, mode: str) -> None:
+    """A review of the writer's own article goes with the article (CASCADE) even though its
+    ``writer`` says DENY; a review of someone else's article refuses the delete."""
+    Writer, Article, Review = cycles.Writer, cycles.Article, cycles.Review
+    writer = await run(Writer(id="w", name="w"), "save", mode)
+    other = await run(Writer(id="o", name="o"), "save", mode)
+    await run(Article(id="mine", title="m", writer=writer), "save", mode)
+    await run(Article(id="theirs", title="t", writer=other), "save", mode)
+    await run(Review(id="r1", writer=writer, article="mine"), "save", mode)
+    await run(Review(id="r2", writer=writer, article="mine"), "save", mode)
+    await run(Review(id="r3", writer=writer, article="theirs"), "save", mode)
+    with pytest.raises(DeleteDenied, match="1 Review document") as denied:
+        await run(writer, "delete", mode)
+    assert (denied.value.model, denied.value.field, denied.value.count) == (
+        "Writer", "writer", 1)
+    assert await run(Review.objects, "count", mode) == 3
+    await run(Review.objects.filter(id="r3"), "delete", mode)
+    assert await run(writer, "delete", mode) is True
+    assert _ids(await run(Article.objects, "all", mode)) == ["theirs"]
+    assert await run(Review.objects, "count", mode) == 0
 
 
 # -- a document not stored, a Ref to a same-named model ------------------------------------

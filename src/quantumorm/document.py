@@ -29,6 +29,7 @@ from .engine.drive import OpFactory
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
+from .fields.embedded import NestedMessage, plain
 from .options import ModelOptions, build_options
 from .query.expressions import FieldRef, clean_id
 from .query.queryset import QuerySet, Where
@@ -196,7 +197,11 @@ class Document(metaclass=DocumentMeta):
         for name, field in self._fields.items():
             cleaned, messages = field.validate(self.__dict__.get(name))
             if messages:
-                problems[name] = [f"'{name}' {m}" for m in messages]
+                for m in messages:  # (inside an embedded document: under its path)
+                    if isinstance(m, NestedMessage):
+                        problems.setdefault(m.path, []).append(str(m))
+                    else:
+                        problems.setdefault(name, []).append(f"'{name}' {m}")
                 continue
             self.__dict__[name] = cleaned
             storage[field.db_name] = field.to_storage(cleaned)
@@ -217,7 +222,7 @@ class Document(metaclass=DocumentMeta):
             if storage:
                 out[field.db_name] = field.to_storage(value)
             else:
-                out[name] = value
+                out[name] = plain(value)  # (embedded documents as dicts)
         return out
 
     def changed_fields(self) -> list[str]:

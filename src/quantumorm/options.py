@@ -28,6 +28,8 @@ from .fields.scalar import (
 )
 from .fields.special import DateField, EmailField, EnumField, URLField
 from .fields.structured import ArrayField, DateTimeField, JSONField
+from .query import paths
+from .query.lookups import Lookup
 from .query.nodes import ID, Ordering
 
 T = TypeVar("T")
@@ -133,6 +135,11 @@ class ModelOptions:
         if isinstance(field, ArrayField):
             field = field.field
         return type(field) in _CANONICAL_FIELDS
+
+    def nested(self, key: str) -> tuple[paths.Path, Lookup] | None:
+        """A query key that goes inside an embedded field (``address__city__in``) as its
+        path and lookup, or None (see :mod:`quantumorm.query.paths`)."""
+        return paths.nested(self, key)
 
     def read_value(self, name: str, data: dict[str, Any]) -> Any:
         """The Python value of field ``name`` in stored ``data``. A field the stored

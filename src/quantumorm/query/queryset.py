@@ -36,7 +36,7 @@ from ..errors import (
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import aggregates, aggregation, evaluate, shortcuts
+from . import aggregates, aggregation, evaluate, paths, shortcuts
 from .aggregates import Aggregate, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
@@ -212,6 +212,12 @@ class QuerySet(Generic[D]):
                 item = Ordering(ID, item.descending)
             if item.field != ID:
                 field = self.model._meta.fields.get(item.field)
+                if field is None and paths.is_path(item.field):  # inside an embedded doc
+                    path = paths.resolve(self.model._meta, item.field)
+                    if path.many:
+                        raise QueryError(f"{self.model.__name__}.{item.field}: a path "
+                                         "through a list cannot be ordered by")
+                    field = path.field
                 if field is None:
                     raise QueryError(f"{self.model.__name__} has no field {item.field!r} to "
                                      "order by")

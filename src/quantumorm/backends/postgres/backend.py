@@ -39,7 +39,7 @@ from ...fields.scalar import FloatField
 from ...fields.structured import ArrayField, JSONField
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...query import evaluate
+from ...query import evaluate, paths
 from ...query.nodes import FALSE, ID, Node, QuerySpec
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
@@ -504,6 +504,15 @@ _DECODER = json.JSONDecoder()
 def _checked(options: ModelOptions, spec: QuerySpec, residue: Node, found: list[Row]) -> list[Row]:
     """The rows (already in the query's order) that match ``residue``, then the window."""
     matched = [row for row in found if evaluate.matches(options, residue, _values(options, row))]
+    if any(paths.is_path(o.field) for o in spec.order):  # (the server did not order them)
+        descending = evaluate.directions(spec.order)
+        keyed = [(evaluate.sort_keys(options, spec.order, _values(options, row)), row)
+                 for row in matched]
+        if spec.after is not None:
+            keyed = [(k, row) for k, row in keyed
+                     if evaluate.compare_keys(k, spec.after, descending) > 0]
+        matched = [row for _, row in evaluate.sort_rows(keyed, lambda pair: pair[0],
+                                                         descending)]
     end = None if spec.limit is None else spec.offset + spec.limit
     return matched[spec.offset:end]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ... import sortable
 from ...fields.structured import ArrayField
-from ...query import evaluate
+from ...query import evaluate, paths
 from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
 from ...query.nodes import ID, And, BoolOp, Condition, Node, Not, QuerySpec, conjoin
 from .schema import NULL_SQL, Layout
@@ -162,16 +162,20 @@ def client_residue(spec: QuerySpec) -> tuple[QuerySpec, Node | None]:
     keeps the top-level AND's conditions free of them (a superset of the matches) in the
     query's order and keyset position, without offset or limit, and Python checks the whole
     condition, then slices."""
-    if not _has_client_lookup(spec.where):
+    client_order = any(paths.is_path(o.field) for o in spec.order)
+    if not client_order and not _has_client_lookup(spec.where):
         return spec, None
     parts = spec.where.children if isinstance(spec.where, And) else (spec.where,)
     server = conjoin(*(part for part in parts if not _has_client_lookup(part)))
+    if client_order:  # ordered by a path into an embedded document: in Python too
+        return QuerySpec(where=server), spec.where
     return QuerySpec(where=server, order=spec.order, after=spec.after), spec.where
 
 
 def _has_client_lookup(node: Node) -> bool:
     if isinstance(node, Condition):
-        return node.lookup in CLIENT_LOOKUPS
+        # (and paths into embedded documents: checked by the reference evaluator)
+        return node.lookup in CLIENT_LOOKUPS or paths.is_path(node.field)
     if isinstance(node, Not):
         return _has_client_lookup(node.child)
     return any(_has_client_lookup(child) for child in node.children)

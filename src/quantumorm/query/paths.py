@@ -1,0 +1,176 @@
+"""Paths into embedded documents: ``address__city`` resolved to its leaf field.
+
+A path names a field of a model's embedded document (``address__city``), at any depth
+(``a__b__c``), or through a list of embedded documents (``addresses__city``: "any
+element's city", as MongoDB does). Conditions and orderings keep the path as written (with
+``__``) in their ``field``; the backends resolve it here and read the leaf value:
+
+* in Python (:mod:`quantumorm.query.evaluate`) by walking the document's values;
+* from stored JSON by walking the storage names (a ``db_field`` inside the embedded
+  document applies).
+
+Null semantics: a path under a null (or absent) embedded document reads as null, so
+``address__city__isnull=True`` matches a document without an address. Through a list, a
+positive lookup (``exact``, ``in``, ranges, string lookups) matches when any element's
+value matches; ``ne``/``nin`` when no element's value is excluded by them, that is when
+the positive lookup matches no element; ``isnull=True`` when no element has a value
+(an empty or null list included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UnknownFieldError
+from ..fields.base import Field
+from ..fields.embedded import EmbeddedDocument, EmbeddedDocumentField, embedded_class
+from ..fields.structured import ArrayField
+from .lookups import Lookup, split_key
+
+if TYPE_CHECKING:
+    from ..options import ModelOptions
+
+SEP = "__"
+
+
+@dataclass(frozen=True)
+class Path:
+    """A resolved path: its name as written, the attribute and storage names of each step,
+    the leaf field, and whether it passes through a list of embedded documents (``many``:
+    then at most one list, the first step)."""
+
+    name: str
+    steps: tuple[str, ...]
+    db_steps: tuple[str, ...]
+    field: Field
+    many: bool
+
+    def read(self, values: dict[str, Any]) -> Any:
+        """The leaf's Python value in a document's values by attribute name (a list of the
+        elements' values when ``many``)."""
+        top = values.get(self.steps[0])
+        if self.many:
+            return [_walk(item, self.steps[1:]) for item in top or ()]
+        return _walk(top, self.steps[1:])
+
+    def read_stored(self, data: dict[str, Any]) -> Any:
+        """The leaf's storage value in a stored document (a list when ``many``)."""
+        top = data.get(self.db_steps[0])
+        if self.many:
+            return [_walk_stored(item, self.db_steps[1:]) for item in top or ()]
+        return _walk_stored(top, self.db_steps[1:])
+
+
+def _walk(value: Any, steps: tuple[str, ...]) -> Any:
+    for step in steps:
+        if value is None:
+            return None
+        if isinstance(value, EmbeddedDocument):
+            value = value.__dict__.get(step)
+        elif isinstance(value, dict):  # (assigned as a dict and not cleaned yet)
+            value = value.get(step)
+        else:
+            return None
+    return value
+
+
+def _walk_stored(value: Any, steps: tuple[str, ...]) -> Any:
+    for step in steps:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
+
+
+def is_path(name: str) -> bool:
+    """Whether a condition's or ordering's field is a path (field names have no ``__``)."""
+    return SEP in name
+
+
+def resolve(options: ModelOptions, name: str) -> Path:
+    """The path ``name`` of a model; UnknownFieldError naming the path if a step is not a
+    field, or goes into a field that is not an embedded document."""
+    return _resolve(options.model_name, options.fields, name)
+
+
+@lru_cache(maxsize=1024)
+def _cached(model: str, fields: Any, name: str) -> Path:
+    return _resolve_uncached(model, fields, name)
+
+
+def _resolve(model: str, fields: dict[str, Field], name: str) -> Path:
+    try:
+        return _cached(model, _Fields(fields), name)
+    except TypeError:  # pragma: no cover (fields are hashable by identity)
+        return _resolve_uncached(model, fields, name)
+
+
+class _Fields:
+    """A model's fields dict, hashed by identity (for the resolution cache)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Field]) -> None:
+        self.fields = fields
+
+    def __hash__(self) -> int:
+        return id(self.fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Fields) and other.fields is self.fields
+
+
+def _resolve_uncached(model: str, wrapped: Any, name: str) -> Path:
+    fields: dict[str, Field] = wrapped.fields if isinstance(wrapped, _Fields) else wrapped
+    steps = tuple(name.split(SEP))
+    known: dict[str, Field] = fields
+    db_steps: list[str] = []
+    many = False
+    field: Field | None = None
+    for depth, step in enumerate(steps):
+        field = known.get(step) if step else None
+        if field is None:
+            where = SEP.join(steps[:depth + 1])
+            raise UnknownFieldError(model, where, [SEP.join((*steps[:depth], k))
+                                                   for k in known])
+        db_steps.append(field.db_name)
+        if depth == len(steps) - 1:
+            break
+        inner = embedded_class(field)
+        if inner is None:
+            raise UnknownFieldError(model, SEP.join(steps[:depth + 2]),
+                                    [f"{SEP.join(steps[:depth + 1])} is a {field.type_name} "
+                                     "field, not an embedded document"])
+        if isinstance(field, ArrayField):
+            if depth:
+                raise UnknownFieldError(model, name, ["(one list of embedded documents per "
+                                                      "path, as its first step)"])
+            many = True
+        known = inner._fields
+    assert field is not None
+    if many and isinstance(field, ArrayField):
+        raise UnknownFieldError(model, name, ["(a path through a list of embedded documents "
+                                              "ends at a field that is not a list)"])
+    return Path(name, steps, tuple(db_steps), field, many)
+
+
+def nested(options: ModelOptions, key: str) -> tuple[Path, Lookup] | None:
+    """``key`` (``address__city__startswith``) as a path and a lookup, or None when ``key``
+    does not go inside an embedded field (the plain parser then reads it). A last step
+    that is a lookup's name is the lookup (``address__city__in``)."""
+    head = key.partition(SEP)[0]
+    field = options.fields.get(head)
+    if field is None or embedded_class(field) is None or SEP not in key:
+        return None
+    name, lookup, _ = split_key(key)
+    if lookup is None:
+        name, lookup = key, Lookup.EXACT
+    if not is_path(name):
+        return None  # a lookup on the embedded field itself: ``address__isnull``
+    return resolve(options, name), lookup
+
+
+def is_embedded(field: Field) -> bool:
+    return isinstance(field, EmbeddedDocumentField)

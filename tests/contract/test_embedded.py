@@ -1,0 +1,196 @@
+"""Embedded documents on every backend, sync and async: stored as nested JSON objects,
+validated with nested paths, queried and ordered by paths (``address__city``), lists of
+them with any-element lookups, change detection of nested changes, whole-value updates."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from contract_models import run
+
+from quantumorm import (
+    Document,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
+    FloatField,
+    IntField,
+    ListField,
+    Q,
+    QueryError,
+    StringField,
+    UnknownFieldError,
+    ValidationError,
+)
+
+
+class Geo(EmbeddedDocument):
+    lat = FloatField()
+    lon = FloatField()
+
+
+class Address(EmbeddedDocument):
+    city = StringField(required=True)
+    zip = StringField(max_length=5, db_field="z")
+    geo = EmbeddedDocumentField(Geo)
+
+
+def _declare(backend: str) -> SimpleNamespace:
+    class Person(Document):
+        name = StringField(indexed=True)
+        age = IntField()
+        address = EmbeddedDocumentField(Address)
+        addresses = ListField(EmbeddedDocumentField(Address))
+        Meta = type("Meta", (), {"backend": backend, "namespace": "contract",
+                                 "collection": "embedded_people"})
+
+    return SimpleNamespace(Person=Person)
+
+
+_MODELS: dict[str, SimpleNamespace] = {}
+
+
+@pytest.fixture
+def people(store: str) -> Any:
+    if store not in _MODELS:
+        _MODELS[store] = _declare(store)
+    return _MODELS[store].Person
+
+
+PEOPLE = [
+    ("p1", "Ann", Address(city="Portland", zip="97201", geo=Geo(lat=45.5, lon=-122.6)),
+     [Address(city="Portland", zip="97201"), Address(city="Salem", zip="97301")]),
+    ("p2", "Bob", Address(city="Seattle", zip="98101"), [Address(city="Seattle")]),
+    ("p3", "Cid", Address(city="Portland", zip="04101"), []),
+    ("p4", "Dee", None, None),
+]
+
+
+async def _people(Person: Any, mode: str) -> None:
+    for id, name, address, addresses in PEOPLE:
+        await run(Person(id=id, name=name, address=address, addresses=addresses), "save", mode)
+
+
+async def _ids(qs: Any, mode: str) -> list[str]:
+    return [doc.id for doc in await run(qs, "all", mode)]
+
+
+async def test_round_trip_nested_json(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    ann = await run(people.objects, "get", mode, id="p1")
+    assert isinstance(ann.address, Address)
+    assert ann.address == Address(city="Portland", zip="97201", geo=Geo(lat=45.5, lon=-122.6))
+    assert ann.address.geo.lat == 45.5
+    assert ann.addresses == [Address(city="Portland", zip="97201"),
+                             Address(city="Salem", zip="97301")]
+    # stored as a nested object, db_field applied inside
+    assert ann.to_dict(storage=True)["address"] == {
+        "city": "Portland", "z": "97201", "geo": {"lat": 45.5, "lon": -122.6}}
+    assert ann.to_dict()["address"]["zip"] == "97201"
+    dee = await run(people.objects, "get", mode, id="p4")
+    assert dee.address is None and dee.addresses is None
+
+
+async def test_dict_is_converted_and_validated(people: Any, mode: str) -> None:
+    doc = people(id="d", address={"city": "Bend", "zip": "97701"})
+    await run(doc, "save", mode)
+    assert isinstance(doc.address, Address)
+    assert (await run(people.objects, "get", mode, id="d")).address.city == "Bend"
+    bad = people(id="e", address={"zip": "123456"})
+    with pytest.raises(ValidationError) as info:
+        await run(bad, "save", mode)
+    assert set(info.value.errors) == {"address.city", "address.zip"}
+    assert "address.zip: 'address.zip' must be at most 5" in str(info.value)
+    with pytest.raises(ValidationError, match="has no field 'town'"):
+        await run(people(id="f", address={"town": "X"}), "save", mode)
+    assert await run(people.objects, "count", mode) == 1
+
+
+async def test_nested_change_is_detected_and_saved(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    ann = await run(people.objects, "get", mode, id="p1")
+    assert ann.changed_fields() == []
+    ann.address.city = "Eugene"
+    ann.addresses[1].zip = "97302"
+    assert ann.changed_fields() == ["address", "addresses"]
+    await run(ann, "save", mode)
+    again = await run(people.objects, "get", mode, id="p1")
+    assert again.address.city == "Eugene" and again.addresses[1].zip == "97302"
+    assert await _ids(people.objects.filter(address__city="Eugene"), mode) == ["p1"]
+
+
+async def test_nested_lookups(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    P = people.objects
+    assert await _ids(P.filter(address__city="Portland").order_by("id"), mode) == ["p1", "p3"]
+    assert await _ids(P.filter(address__zip__gte="97").order_by("id"), mode) == ["p1", "p2"]
+    assert await _ids(P.filter(address__city__in=["Seattle", "Bend"]), mode) == ["p2"]
+    assert await _ids(P.filter(address__city__startswith="Sea"), mode) == ["p2"]
+    assert await _ids(P.filter(address__isnull=True), mode) == ["p4"]
+    # a path under a null embedded document is null
+    assert await _ids(P.filter(address__city__isnull=True), mode) == ["p4"]
+    assert await _ids(P.filter(address__city__ne="Portland").order_by("id"), mode) == [
+        "p2", "p4"]
+    assert await _ids(P.filter(address__geo__lat__gt=40), mode) == ["p1"]
+    assert await _ids(P.filter(Q(address__city="Seattle") | Q(name="Cid")).order_by("id"),
+                      mode) == ["p2", "p3"]
+    assert await _ids(P.filter(name="Ann", address__city="Portland"), mode) == ["p1"]
+    assert await _ids(P.exclude(address__city="Portland").order_by("id"), mode) == [
+        "p2", "p4"]
+    assert await run(P.filter(address__city="Portland"), "count", mode) == 2
+    assert await run(P.filter(address__city="Nowhere"), "exists", mode) is False
+    # whole-value equality on the field itself
+    assert await _ids(P.filter(address=Address(city="Seattle", zip="98101")), mode) == ["p2"]
+
+
+async def test_nested_ordering(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    P = people.objects
+    assert await _ids(P.order_by("address__zip"), mode) == ["p4", "p3", "p1", "p2"]
+    assert await _ids(P.order_by("-address__zip"), mode) == ["p2", "p1", "p3", "p4"]
+    assert await _ids(P.filter(address__city="Portland").order_by("-address__zip")[:1],
+                      mode) == ["p1"]
+    assert await _ids(P.order_by("address__city", "-name")[1:3], mode) == ["p3", "p1"]
+
+
+async def test_list_element_paths(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    P = people.objects
+    assert await _ids(P.filter(addresses__city="Salem"), mode) == ["p1"]
+    assert await _ids(P.filter(addresses__city__in=["Salem", "Seattle"]).order_by("id"),
+                      mode) == ["p1", "p2"]
+    assert await _ids(P.filter(addresses__zip__startswith="97").order_by("id"), mode) == ["p1"]
+    # ne: no element has the value
+    assert await _ids(P.filter(addresses__city__ne="Salem").order_by("id"), mode) == [
+        "p2", "p3", "p4"]
+    # isnull: no element has a value
+    assert await _ids(P.filter(addresses__zip__isnull=True).order_by("id"), mode) == [
+        "p2", "p3", "p4"]
+    assert await _ids(P.filter(addresses__contains=Address(city="Seattle")), mode) == ["p2"]
+
+
+async def test_update_whole_embedded_value(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    n = await run(people.objects.filter(address__city="Portland"), "update", mode,
+                  address=Address(city="Bend", zip="97701"))
+    assert n == 2
+    assert await _ids(people.objects.filter(address__city="Bend").order_by("id"), mode) == [
+        "p1", "p3"]
+    await run(people.objects.filter(id="p2"), "update", mode, address={"city": "Tacoma"})
+    assert (await run(people.objects, "get", mode, id="p2")).address == Address(city="Tacoma")
+
+
+async def test_unknown_paths_are_refused(people: Any, mode: str) -> None:
+    with pytest.raises(UnknownFieldError, match="address__town"):
+        people.objects.filter(address__town="X")
+    with pytest.raises(UnknownFieldError, match="address__geo__alt"):
+        people.objects.filter(address__geo__alt__gt=1)
+    with pytest.raises(UnknownFieldError, match="address__city__first"):
+        people.objects.filter(address__city__first="X")
+    with pytest.raises(QueryError, match="not supported"):
+        people.objects.filter(address__geo__lat__startswith="4")
+    with pytest.raises(QueryError, match="cannot be ordered"):
+        people.objects.order_by("addresses__city")
+    with pytest.raises(QueryError, match="expects"):
+        people.objects.filter(address__zip__in="97")

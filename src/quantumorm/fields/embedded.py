@@ -26,8 +26,8 @@ from .base import MISSING, Field, show
 from .structured import ArrayField
 
 if TYPE_CHECKING:
-    from ..document import Document
     from ..query.expressions import FieldRef
+    from .base import Holder
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -198,8 +198,7 @@ class EmbeddedDocumentField(Field[E]):
         def __get__(self, instance: None, owner: type[Any]) -> FieldRef[E]: ...
 
         @overload
-        def __get__(self, instance: Document | EmbeddedDocument, owner: type[Any]
-                    ) -> E | None: ...
+        def __get__(self, instance: Holder, owner: type[Any]) -> E | None: ...
 
         def __get__(self, instance: Any, owner: type[Any]) -> Any: ...
 

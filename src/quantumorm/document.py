@@ -258,6 +258,8 @@ class Document(metaclass=DocumentMeta):
     def _values(self) -> dict[str, Any]:
         values = {name: self.__dict__.get(name) for name in self._fields}
         values["id"] = self.id
+        for name, path in self._meta.derived:  # indexed paths into embedded documents
+            values[name] = path.read(values)
         return values
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from .cache.settings import CacheSettings, parse_cache
 from .compression import Compression, from_meta
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnknownFieldError
 from .fields.base import MISSING, Field
 from .fields.scalar import (
     BooleanField,
@@ -118,7 +118,15 @@ class ModelOptions:
         """What loading a stored document does per field, computed once: (attribute,
         storage name, converter of a value that is not None, or None when the storage form
         is the value, see :meth:`Field.loader`)."""
-        return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items())
+        return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items()
+                     if paths.derived(field) is None)
+
+    @cached_property
+    def derived(self) -> tuple[tuple[str, paths.Path], ...]:
+        """The derived fields (indexed paths into embedded documents) and their paths: the
+        documents' values of these are computed, never stored."""
+        return tuple((name, path) for name, field in self.fields.items()
+                     if (path := paths.derived(field)) is not None)
 
     @cached_property
     def plain_storage(self) -> bool:
@@ -126,7 +134,8 @@ class ModelOptions:
         finite float, bool, None, lists, str-keyed dicts): true when each field is one of
         the built-in field classes themselves (a subclass may store anything), which lets
         the encoder take its fast path (:func:`quantumorm.jsoncodec.encode_plain`)."""
-        return all(_plain(field) for field in self.fields.values())
+        return all(_plain(field) for field in self.fields.values()
+                   if paths.derived(field) is None)
 
     def canonical_text(self, name: str) -> bool:
         """Whether field ``name`` stores one JSON text per value (a built-in scalar field, or
@@ -146,6 +155,9 @@ class ModelOptions:
         document lacks (it was added to the model since the document was written) reads as
         its default, so reads, Python-side filters and index builds all see one value."""
         field = self.fields[name]
+        path = paths.derived(field)
+        if path is not None:  # a derived field: the value at its path
+            return path.read({path.steps[0]: self.read_value(path.steps[0], data)})
         raw = data.get(field.db_name, MISSING)
         if raw is MISSING:
             return field.initial()
@@ -262,6 +274,8 @@ def build_options(
                                  "would outlive the document's expiry)")
 
     _check_db_names(model_name, fields)
+    stored_fields = fields
+    fields = {**fields, **_path_fields(model_name, where, fields, raw.get("indexes", ()))}
     indexes = _build_indexes(where, fields, raw.get("indexes", ()))
     for index in indexes:
         if index.unique and partitions > 1:
@@ -269,7 +283,7 @@ def build_options(
                 f"{where}: unique index {index.name!r} needs partitions = 1; with several "
                 "partitions uniqueness cannot be checked in one atomic write"
             )
-    ordering = _build_ordering(where, fields, raw.get("ordering", ()))
+    ordering = _build_ordering(where, stored_fields, raw.get("ordering", ()))
     options = ModelOptions(
         model_name=model_name,
         collection=collection,
@@ -316,6 +330,34 @@ def _build_ordering(where: str, fields: dict[str, Field], declared: Any
     if len({o.field for o in orderings}) < len(orderings):
         raise ConfigurationError(f"{where}: ordering names a field twice ({declared!r})")
     return tuple(orderings)
+
+
+def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared: Any
+                 ) -> dict[str, Field]:
+    """The derived fields (:func:`quantumorm.query.paths.derived_field`) of the paths into
+    embedded documents that ``Meta.indexes`` names, in the order named."""
+    out: dict[str, Field] = {}
+    for entry in declared if isinstance(declared, (list, tuple)) else ():
+        if isinstance(entry, str):
+            names: Any = (entry,)
+        elif isinstance(entry, dict):
+            names = entry.get("fields", ())
+        else:
+            names = entry
+        for name in names if isinstance(names, (list, tuple)) else ():
+            if not isinstance(name, str) or not paths.is_path(name) or name in out:
+                continue
+            try:
+                path = paths.resolve_in(model_name, fields, name)
+            except UnknownFieldError as exc:
+                raise ConfigurationError(f"{where}: index {entry!r} names an unknown path "
+                                         f"({exc})") from None
+            if path.many:
+                raise ConfigurationError(
+                    f"{where}: index {entry!r}: a path through a list of embedded documents "
+                    f"({name!r}) cannot be indexed (its queries are answered by a scan)")
+            out[name] = paths.derived_field(path)
+    return out
 
 
 def _check_name(where: str, what: str, value: Any) -> None:

@@ -1,7 +1,8 @@
 """Differential test of paths into embedded documents: Redis, SQLite, PostgreSQL and a
 plain-Python reference must give the same ids in the same order for random queries on
 nested paths (``address__city``, ``address__geo__lat``, ``addresses__city`` through a
-list), combined with AND/OR/NOT and top-level conditions, ordered by nested paths.
+list), combined with AND/OR/NOT and top-level conditions, ordered by nested paths; with
+and without indexes on the paths.
 
 The reference is written here from the documented rules (quantumorm.query.paths): a path
 under a null embedded document is null; through a list, a positive lookup matches when any
@@ -47,9 +48,13 @@ class Address(EmbeddedDocument):
     geo = EmbeddedDocumentField(Geo)
 
 
-def declare(backend: str) -> type[Document]:
-    meta = type("Meta", (), {"backend": backend, "collection": "embdiff", "namespace": "ed"})
-    return type(f"EmbDiff{backend.title()}", (Document,), {
+def declare(backend: str, indexed: bool) -> type[Document]:
+    # indexed: the paths' queries and orderings are served by indexes on the paths;
+    # otherwise by a scan (Redis, PostgreSQL: checked in Python; SQLite: in a function)
+    indexes = ["address__city", "address__zip", ("name", "address__geo__lat")] if indexed else []
+    meta = type("Meta", (), {"backend": backend, "collection": f"embdiff{int(indexed)}",
+                             "namespace": "ed", "indexes": indexes})
+    return type(f"EmbDiff{backend.title()}{int(indexed)}", (Document,), {
         "name": StringField(indexed=True),
         "address": EmbeddedDocumentField(Address),
         "addresses": ListField(EmbeddedDocumentField(Address)),
@@ -57,7 +62,8 @@ def declare(backend: str) -> type[Document]:
     })
 
 
-MODELS = {backend: declare(backend) for backend in ("redis", "sqlite", "postgres")}
+MODELS = {f"{backend}{' indexed' if indexed else ''}": declare(backend, indexed)
+          for backend in ("redis", "sqlite", "postgres") for indexed in (False, True)}
 
 # -- the reference ------------------------------------------------------------------------
 
@@ -118,6 +124,9 @@ def reference(docs: list[dict[str, Any]], where: Any, order: list[str]) -> list[
     hits.sort(key=lambda d: _id_key(d["id"]), reverse=last_desc)
     for name in reversed(order):
         path, desc = name.lstrip("-"), name.startswith("-")
+        if path == "id":
+            hits.sort(key=lambda d: _id_key(d["id"]), reverse=desc)
+            continue
         hits.sort(key=lambda d: (_read(d, path) is not None,
                                  _key(_read(d, path)) if _read(d, path) is not None else 0),
                   reverse=desc)

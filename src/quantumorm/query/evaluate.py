@@ -49,7 +49,7 @@ def _condition(options: ModelOptions, cond: Condition, values: Values) -> bool:
     if cond.field == ID:
         return PREDICATES[cond.lookup](None, values.get(ID), cond.value)
     field = options.fields.get(cond.field)
-    if field is not None:
+    if field is not None and not paths.is_path(cond.field):
         return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
     path = paths.resolve(options, cond.field)  # a path into embedded documents
     test, leaf = PREDICATES[cond.lookup], path.field
@@ -207,7 +207,7 @@ def sort_keys(
             keys.append(sortable.id_key(values[ID]))
             continue
         found = options.fields.get(ordering.field)
-        if found is None:  # a path into an embedded document (never through a list)
+        if found is None or paths.is_path(ordering.field):  # inside an embedded document
             path = paths.resolve(options, ordering.field)
             field, value = path.field, path.read(values)
         else:

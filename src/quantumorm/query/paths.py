@@ -19,12 +19,13 @@ the positive lookup matches no element; ``isnull=True`` when no element has a va
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownFieldError
-from ..fields.base import Field
+from ..fields.base import MISSING, Field
 from ..fields.embedded import EmbeddedDocument, EmbeddedDocumentField, embedded_class
 from ..fields.structured import ArrayField
 from .lookups import Lookup, split_key
@@ -93,6 +94,36 @@ def resolve(options: ModelOptions, name: str) -> Path:
     """The path ``name`` of a model; UnknownFieldError naming the path if a step is not a
     field, or goes into a field that is not an embedded document."""
     return _resolve(options.model_name, options.fields, name)
+
+
+def resolve_in(model: str, fields: dict[str, Field], name: str) -> Path:
+    """:func:`resolve` on a model's fields before its options exist."""
+    return _resolve_uncached(model, fields, name)
+
+
+#: the attribute that marks a derived field (see :func:`derived_field`)
+_DERIVED = "derived_path"
+
+
+def derived_field(path: Path) -> Field:
+    """The field an index on ``path`` keeps (``Meta.indexes = ["address__city"]``): a copy
+    of the leaf field named by the path, whose storage name is the storage names joined by
+    ``__``. The model's options list it with the fields (backends index and query it as
+    a field, its values computed from the document: :meth:`Path.read`); the document
+    never stores it (no default, not required)."""
+    field = copy.copy(path.field)
+    field.name = path.name
+    field.db_field = SEP.join(path.db_steps)
+    field.default, field.required, field.choices = MISSING, False, None
+    field.unique, field.indexed = False, True
+    setattr(field, _DERIVED, path)
+    return field
+
+
+def derived(field: Field) -> Path | None:
+    """The path of a derived field, or None for a field the document stores."""
+    path: Path | None = getattr(field, _DERIVED, None)
+    return path
 
 
 @lru_cache(maxsize=1024)

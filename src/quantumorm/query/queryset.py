@@ -882,7 +882,7 @@ class QuerySet(Generic[D]):
         return updates.seed(self.model, self._where) if _flag(upsert, "upsert") else None
 
     def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
-        known = self.model._meta.fields
+        known = self.model._fields  # (the stored fields: not the indexed paths)
         problems: dict[str, list[str]] = {}
         cleaned = {}
         for name, value in fields.items():

@@ -179,7 +179,7 @@ class PostgresBackend:
         if spec.where == FALSE or spec.limit == 0:
             return []
         layout = yield from self._prepare(options)
-        server, residue = compiler.client_residue(spec)
+        server, residue = compiler.client_residue(spec, options.fields)
         sql, params = compiler.select(layout, server)
         (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
         found = _rows(options, reply.rows[0])
@@ -196,7 +196,8 @@ class PostgresBackend:
         fields whose JSON jsonb does not keep (see :func:`_jsonb_exact`)."""
         if spec.where == FALSE or spec.limit == 0:
             return []
-        if compiler.client_residue(spec)[1] is not None or not _jsonb_exact(options, names):
+        if (compiler.client_residue(spec, options.fields)[1] is not None
+                or not _jsonb_exact(options, names)):
             return (yield from self.query(options, spec))
         layout = yield from self._prepare(options)
         parts = ", (t.body -> %t)::text" * len(names)
@@ -208,7 +209,7 @@ class PostgresBackend:
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
-        if compiler.client_residue(spec)[1] is not None:
+        if compiler.client_residue(spec, options.fields)[1] is not None:
             return len((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.count(layout, spec)
@@ -218,7 +219,7 @@ class PostgresBackend:
     def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
         if spec.where == FALSE or spec.limit == 0:
             return False
-        if compiler.client_residue(spec)[1] is not None:
+        if compiler.client_residue(spec, options.fields)[1] is not None:
             return bool((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.exists(layout, spec)
@@ -228,7 +229,7 @@ class PostgresBackend:
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         """PostgreSQL's own plan of the query (``EXPLAIN (FORMAT JSON)``, not run)."""
         layout = yield from self._prepare(options)
-        spec, residue = compiler.client_residue(spec)
+        spec, residue = compiler.client_residue(spec, options.fields)
         sql, params = compiler.select(layout, spec)
         (reply,) = yield SqlPlan.read(Statement("EXPLAIN (FORMAT JSON) " + sql,
                                                 tuple(params)))
@@ -504,7 +505,8 @@ _DECODER = json.JSONDecoder()
 def _checked(options: ModelOptions, spec: QuerySpec, residue: Node, found: list[Row]) -> list[Row]:
     """The rows (already in the query's order) that match ``residue``, then the window."""
     matched = [row for row in found if evaluate.matches(options, residue, _values(options, row))]
-    if any(paths.is_path(o.field) for o in spec.order):  # (the server did not order them)
+    if any(paths.is_path(o.field) and o.field not in options.fields for o in spec.order):
+        # (ordered by a path that has no column: the server did not order them)
         descending = evaluate.directions(spec.order)
         keyed = [(evaluate.sort_keys(options, spec.order, _values(options, row)), row)
                  for row in matched]

@@ -44,7 +44,8 @@ def where(layout: Layout, node: Node) -> Sql:
 
 def _node(layout: Layout, node: Node, params: list[Any]) -> str:
     if isinstance(node, Condition):
-        if paths.is_path(node.field):  # inside an embedded document: see .paths
+        if paths.is_path(node.field) and node.field not in layout.columns:
+            # inside an embedded document, not indexed: see .paths
             params.append(path_sql.condition_token(layout.options, node))
             return f"({path_sql.MATCH_FUNCTION}(t.doc, ?) = 1)"
         return SQL[node.lookup](layout, node, params)

@@ -299,3 +299,31 @@ async def test_an_index_on_a_path_added_to_existing_data(people: Any, mode: str,
         assert not plan.scanned and "address__city" in plan.indexes
     assert await _ids(query, mode) == ["p1", "p3"]
     assert await _ids(later.objects.filter(address__city__isnull=True), mode) == ["p4"]
+
+
+async def test_values_of_paths(people: Any, indexed: Any, mode: str) -> None:
+    for model in (people, indexed):
+        await _people(model, mode)
+        qs = model.objects.order_by("id")
+        assert await run(qs.values_list("address__city", flat=True), "all", mode) == [
+            "Portland", "Seattle", "Portland", None]
+        assert await run(qs.filter(id="p1").values("name", "address__geo__lat"), "all",
+                         mode) == [{"id": "p1", "name": "Ann", "address__geo__lat": 45.5}]
+        assert (await run(qs.values(), "all", mode))[1]["address"] == Address(
+            city="Seattle", zip="98101")
+        with pytest.raises(UnknownFieldError, match="address__town"):
+            qs.values_list("address__town")
+        with pytest.raises(UnknownFieldError):
+            qs.only("address__city")
+
+
+async def test_atomic_list_operations_on_embedded_lists(people: Any, mode: str) -> None:
+    await _people(people, mode)
+    bob = await run(people.objects, "get", mode, id="p2")
+    after = await run(bob, "push", mode, "addresses", Address(city="Tacoma"))
+    assert after == [Address(city="Seattle"), Address(city="Tacoma")]
+    assert await _ids(people.objects.filter(addresses__city="Tacoma"), mode) == ["p2"]
+    assert await run(bob, "pull", mode, "addresses", Address(city="Seattle")) == [
+        Address(city="Tacoma")]
+    with pytest.raises(ValidationError, match="city"):
+        await run(bob, "push", mode, "addresses", {"zip": "1"})

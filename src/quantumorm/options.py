@@ -356,7 +356,12 @@ def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared
                 raise ConfigurationError(
                     f"{where}: index {entry!r}: a path through a list of embedded documents "
                     f"({name!r}) cannot be indexed (its queries are answered by a scan)")
-            out[name] = paths.derived_field(path)
+            field = out[name] = paths.derived_field(path)
+            taken = [n for n, f in fields.items() if f.db_name == field.db_name]
+            if taken:
+                raise ConfigurationError(f"{where}: the index on {name!r} needs the storage "
+                                         f"name {field.db_name!r}, which field {taken[0]!r} "
+                                         "has")
     return out
 
 

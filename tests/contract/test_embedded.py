@@ -327,3 +327,28 @@ async def test_atomic_list_operations_on_embedded_lists(people: Any, mode: str) 
         Address(city="Tacoma")]
     with pytest.raises(ValidationError, match="city"):
         await run(bob, "push", mode, "addresses", {"zip": "1"})
+
+
+async def test_redis_events_and_verify_with_indexed_paths(indexed: Any, mode: str,
+                                                          store: str) -> None:
+    if store != "redis":
+        pytest.skip("change events and verify() are Redis features")
+    feed = indexed.objects.changes(wait=0)
+    assert await run(feed, "read", mode) == []  # (its position: now)
+    await _people(indexed, mode)
+    ann = await run(indexed.objects, "get", mode, id="p1")
+    ann.address.city = "Eugene"
+    await run(ann, "save", mode)
+    events = await run(feed, "read", mode)
+    # the stored fields that changed: not the indexed path computed from them
+    assert [e.changed for e in events if e.op == "update"] == [("address",)]
+    report = await run(indexed.objects, "verify", mode)
+    assert report.ok and report.entries > 0, report
+
+
+def test_an_indexed_path_cannot_take_a_fields_storage_name() -> None:
+    with pytest.raises(ConfigurationError, match="storage name 'address__city'"):
+        type("Clash", (Document,), {
+            "address": EmbeddedDocumentField(Address),
+            "other": StringField(db_field="address__city"),
+            "Meta": type("Meta", (), {"collection": "clash", "indexes": ["address__city"]})})

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownFieldError
 from ..fields.base import MISSING, Field
-from ..fields.embedded import EmbeddedDocument, EmbeddedDocumentField, embedded_class
+from ..fields.embedded import EmbeddedDocument, embedded_class
 from ..fields.structured import ArrayField
 from .lookups import Lookup, split_key
 
@@ -127,19 +127,16 @@ def derived(field: Field) -> Path | None:
 
 
 @lru_cache(maxsize=1024)
-def _cached(model: str, fields: Any, name: str) -> Path:
-    return _resolve_uncached(model, fields, name)
+def _cached(model: str, fields: _Fields, name: str) -> Path:
+    return _resolve_uncached(model, fields.fields, name)
 
 
 def _resolve(model: str, fields: dict[str, Field], name: str) -> Path:
-    try:
-        return _cached(model, _Fields(fields), name)
-    except TypeError:  # pragma: no cover (fields are hashable by identity)
-        return _resolve_uncached(model, fields, name)
+    return _cached(model, _Fields(fields), name)
 
 
 class _Fields:
-    """A model's fields dict, hashed by identity (for the resolution cache)."""
+    """A model's fields dict, hashed by identity (the key of the resolution cache)."""
 
     __slots__ = ("fields",)
 
@@ -153,8 +150,7 @@ class _Fields:
         return isinstance(other, _Fields) and other.fields is self.fields
 
 
-def _resolve_uncached(model: str, wrapped: Any, name: str) -> Path:
-    fields: dict[str, Field] = wrapped.fields if isinstance(wrapped, _Fields) else wrapped
+def _resolve_uncached(model: str, fields: dict[str, Field], name: str) -> Path:
     steps = tuple(name.split(SEP))
     known: dict[str, Field] = fields
     db_steps: list[str] = []
@@ -202,6 +198,3 @@ def nested(options: ModelOptions, key: str) -> tuple[Path, Lookup] | None:
         return None  # a lookup on the embedded field itself: ``address__isnull``
     return resolve(options, name), lookup
 
-
-def is_embedded(field: Field) -> bool:
-    return isinstance(field, EmbeddedDocumentField)

@@ -158,6 +158,10 @@ async def test_nested_lookups(people: Any, mode: str) -> None:
         "p2", "p4"]
     assert await run(P.filter(address__city="Portland"), "count", mode) == 2
     assert await run(P.filter(address__city="Nowhere"), "exists", mode) is False
+    # the same with expressions
+    assert await _ids(P.filter(people.address.geo.lat > 40), mode) == ["p1"]
+    assert await _ids(P.filter(people.address.city == "Portland").order_by(
+        -people.address.zip), mode) == ["p1", "p3"]
     # no index on the path: a scan, which explain() reports
     assert (await run(P.filter(address__city="Portland"), "explain", mode)).scanned
     # whole-value equality on the field itself

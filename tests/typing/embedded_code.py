@@ -54,4 +54,6 @@ assert_type(person.addresses, list[Address] | None)
 assert_type(Person.objects.filter(address__city="Portland").order_by("-address__zip").first_sync(),
             Person | None)
 assert_type(Person.address == Address(city="x"), Q)
+assert_type(Person.address.city == "Portland", Q)
+assert_type(Person.address.geo.lat > 1.5, Q)
 assert_type(Address(city="x").to_dict(), dict[str, Any])

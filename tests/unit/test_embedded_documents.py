@@ -216,3 +216,21 @@ def test_updates_of_embedded_values_are_not_patched_in_place() -> None:
     assert not ops.patchable(Person, {"address": Address(city="P")})
     assert not ops.patchable(Person, {"addresses": []})
     assert ops.patchable(Person, {"name": "x"})
+
+
+def test_field_expressions_reach_inside() -> None:
+    assert _where(Person.address.city == "P") == _cond(address__city="P")
+    assert _where(Person.address.inner.n >= 2) == _cond(address__inner__n__gte=2)
+    assert _where(Person.address.city.startswith("P")) == _cond(address__city__startswith="P")
+    assert _where(Person.address.isnull()) == _cond(address__isnull=True)
+    assert Person.address.zip.desc() == Ordering("address__zip", True)
+    assert Person.objects.order_by(-Person.address.zip)._order == (
+        Ordering("address__zip", True),)
+    with pytest.raises(AttributeError, match="no field 'town'"):
+        Person.address.town  # noqa: B018
+    with pytest.raises(AttributeError):
+        Person.address.city.town  # noqa: B018
+
+
+def _where(q: Any) -> Any:
+    return Person.objects.filter(q)._where

@@ -14,6 +14,7 @@ Validation errors name the nested path: ``address.zip: 'address.zip' must be ...
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Callable
@@ -21,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from .. import sortable
 from ..errors import ConfigurationError, FieldValueError, UnknownFieldError, ValidationError
+from ..query.expressions import FieldRef
 from ..query.lookups import KIND_LOOKUPS, FieldKind
 from .base import MISSING, Field, show
 from .structured import ArrayField
 
 if TYPE_CHECKING:
-    from ..query.expressions import FieldRef
     from .base import Holder
 
 if sys.version_info >= (3, 11):
@@ -193,14 +194,17 @@ class EmbeddedDocumentField(Field[E]):
         self.type_name = f"embedded {document.__name__}"
         super().__init__(**options)
 
-    if TYPE_CHECKING:
-        @overload
-        def __get__(self, instance: None, owner: type[Any]) -> FieldRef[E]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> EmbeddedRef[E]: ...
 
-        @overload
-        def __get__(self, instance: Holder, owner: type[Any]) -> E | None: ...
+    @overload
+    def __get__(self, instance: Holder, owner: type[Any]) -> E | None: ...
 
-        def __get__(self, instance: Any, owner: type[Any]) -> Any: ...
+    def __get__(self, instance: Holder | None, owner: type[Any]) -> EmbeddedRef[E] | E | None:
+        if instance is None:  # ``Person.address``: its fields are expressions too
+            return EmbeddedRef(owner, self)
+        value: E | None = instance.__dict__.get(self.name)
+        return value
 
     def __set__(self, instance: Any, value: E | dict[str, Any] | None) -> None:
         # a dict becomes the embedded class at once, so ``doc.address.city`` works after it
@@ -262,6 +266,27 @@ class EmbeddedDocumentField(Field[E]):
         text = json.dumps(self.to_storage(value), sort_keys=True, separators=(",", ":"),
                           allow_nan=False)
         return sortable.encode_str(text)
+
+
+class EmbeddedRef(FieldRef[E]):
+    """``Person.address``: conditions on the whole value (``Person.address == Address(...)``,
+    ``.isnull()``), and its fields as expressions on their paths: ``Person.address.city ==
+    "Portland"`` is ``Q(address__city="Portland")``, ``Person.address.zip.desc()`` orders by
+    ``address__zip``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> EmbeddedRef[Any]:
+        # (a ref of any field inside, typed as one that may have fields: a field that is not
+        # an embedded document raises AttributeError for them at run time)
+        field = self.field
+        inner = field.document._fields.get(name) if isinstance(
+            field, EmbeddedDocumentField) and not name.startswith("_") else None
+        if inner is None:
+            raise AttributeError(f"{self!r} has no field {name!r}")
+        step = copy.copy(inner)  # (a stand-in named by the path: a ref needs only its name)
+        step.name = f"{field.name}__{name}"
+        return EmbeddedRef(self.model, step)
 
 
 def embedded_class(field: Field) -> type[EmbeddedDocument] | None:

@@ -259,7 +259,7 @@ class Document(metaclass=DocumentMeta):
         values = {name: self.__dict__.get(name) for name in self._fields}
         values["id"] = self.id
         for name, path in self._meta.derived:  # indexed paths into embedded documents
-            values[name] = path.read(values)
+            values[name] = path.indexed_value(values)
         return values
 
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ from .fields.special import DateField, EmailField, EnumField, URLField
 from .fields.structured import ArrayField, DateTimeField, JSONField
 from .query import paths
 from .query.lookups import Lookup
-from .query.nodes import ID, Ordering
+from .query.nodes import ID, Node, Ordering
 
 T = TypeVar("T")
 
@@ -150,6 +150,11 @@ class ModelOptions:
         path and lookup, or None (see :mod:`quantumorm.query.paths`)."""
         return paths.nested(self, key)
 
+    def served(self, node: Node) -> Node:
+        """A condition on a path through a list, as its index's membership test when the
+        model declares one (see :func:`quantumorm.query.paths.served`)."""
+        return paths.served(self, node)
+
     def read_value(self, name: str, data: dict[str, Any]) -> Any:
         """The Python value of field ``name`` in stored ``data``. A field the stored
         document lacks (it was added to the model since the document was written) reads as
@@ -157,7 +162,7 @@ class ModelOptions:
         field = self.fields[name]
         path = paths.derived(field)
         if path is not None:  # a derived field: the value at its path
-            return path.read({path.steps[0]: self.read_value(path.steps[0], data)})
+            return path.indexed_value({path.steps[0]: self.read_value(path.steps[0], data)})
         raw = data.get(field.db_name, MISSING)
         if raw is MISSING:
             return field.initial()
@@ -276,7 +281,7 @@ def build_options(
     _check_db_names(model_name, fields)
     stored_fields = fields
     fields = {**fields, **_path_fields(model_name, where, fields, raw.get("indexes", ()))}
-    indexes = _build_indexes(where, fields, raw.get("indexes", ()))
+    indexes = _build_indexes(where, fields, _each(fields, raw.get("indexes", ())))
     for index in indexes:
         if index.unique and partitions > 1:
             raise ConfigurationError(
@@ -345,23 +350,43 @@ def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared
         else:
             names = entry
         for name in names if isinstance(names, (list, tuple)) else ():
-            if not isinstance(name, str) or not paths.is_path(name) or name in out:
+            if not isinstance(name, str) or not paths.is_path(name) or name in out or (
+                    name + paths.EACH in out):
                 continue
             try:
                 path = paths.resolve_in(model_name, fields, name)
             except UnknownFieldError as exc:
                 raise ConfigurationError(f"{where}: index {entry!r} names an unknown path "
                                          f"({exc})") from None
-            if path.many:
-                raise ConfigurationError(
-                    f"{where}: index {entry!r}: a path through a list of embedded documents "
-                    f"({name!r}) cannot be indexed (its queries are answered by a scan)")
-            field = out[name] = paths.derived_field(path)
+            field = paths.derived_field(path)
+            out[field.name] = field
             taken = [n for n, f in fields.items() if f.db_name == field.db_name]
             if taken:
                 raise ConfigurationError(f"{where}: the index on {name!r} needs the storage "
                                          f"name {field.db_name!r}, which field {taken[0]!r} "
                                          "has")
+    return out
+
+
+def _each(fields: dict[str, Field], declared: Any) -> Any:
+    """``Meta.indexes`` with each path through a list named by its derived field
+    (``addresses__city`` -> ``addresses__city__each``, see :mod:`quantumorm.query.paths`)."""
+    if not isinstance(declared, (list, tuple)):
+        return declared
+
+    def rename(names: Any) -> Any:
+        if not isinstance(names, (list, tuple)):
+            return names
+        return tuple(n + paths.EACH if isinstance(n, str) and n + paths.EACH in fields
+                     else n for n in names)
+    out: list[Any] = []
+    for entry in declared:
+        if isinstance(entry, str):
+            out.append(rename((entry,))[0])
+        elif isinstance(entry, dict):
+            out.append({**entry, "fields": rename(entry.get("fields", ()))})
+        else:
+            out.append(rename(entry))
     return out
 
 

@@ -54,7 +54,7 @@ def _declare(backend: str) -> SimpleNamespace:
         Meta = type("Meta", (), {
             "backend": backend, "namespace": "contract", "collection": "embedded_indexed",
             "indexes": ["address__city", ("name", "address__geo__lat"),
-                        {"fields": ["address__zip"], "unique": True}]})
+                        {"fields": ["address__zip"], "unique": True}, "addresses__city"]})
 
     return SimpleNamespace(Person=Person, Indexed=Indexed)
 
@@ -236,8 +236,39 @@ async def test_indexed_paths_are_served_by_their_index(indexed: Any, mode: str,
     compound = await run(P.filter(name="Ann", address__geo__lat__gt=40), "explain", mode)
     assert not compound.scanned, compound
     assert await _ids(P.filter(name="Ann", address__geo__lat__gt=40), mode) == ["p1"]
-    # a path not indexed is still answered (a scan on Redis)
+    # a path not indexed is still answered (a scan)
+    assert await _ids(P.filter(addresses__zip__startswith="973"), mode) == ["p1"]
+
+
+async def test_indexed_list_paths_are_served_by_membership(indexed: Any, mode: str,
+                                                           store: str) -> None:
+    await _people(indexed, mode)
+    P = indexed.objects
+    plan = await run(P.filter(addresses__city="Salem"), "explain", mode)
+    if store == "redis":
+        assert not plan.scanned and "addresses__city" in plan.indexes, plan
+    else:  # membership of the elements' keys (as for an array field's ``contains``)
+        assert plan.client_filter is None and "qorm_path" not in (plan.server_filter or "")
     assert await _ids(P.filter(addresses__city="Salem"), mode) == ["p1"]
+    assert await _ids(P.filter(addresses__city__in=["Salem", "Seattle"]).order_by("id"),
+                      mode) == ["p1", "p2"]
+    assert await _ids(P.filter(addresses__city__ne="Salem").order_by("id"), mode) == [
+        "p2", "p3", "p4"]
+    assert await _ids(P.filter(addresses__city__nin=["Salem", "Seattle"]).order_by("id"),
+                      mode) == ["p3", "p4"]
+    assert await _ids(P.filter(addresses__city__isnull=True).order_by("id"), mode) == [
+        "p3", "p4"]
+    assert await _ids(P.filter(addresses__city__in=["Salem", None]).order_by("id"),
+                      mode) == ["p1"]
+    # the index follows writes
+    bob = await run(P, "get", mode, id="p2")
+    bob.addresses.append(Address(city="Tacoma"))
+    await run(bob, "save", mode)
+    assert await _ids(P.filter(addresses__city="Tacoma"), mode) == ["p2"]
+    await run(P.filter(id="p2"), "update", mode, addresses=[])
+    assert await _ids(P.filter(addresses__city__in=["Tacoma", "Seattle"]), mode) == []
+    assert await _ids(P.filter(addresses__city__isnull=True).order_by("id"), mode) == [
+        "p2", "p3", "p4"]
 
 
 async def test_indexed_paths_follow_writes(indexed: Any, mode: str) -> None:
@@ -275,8 +306,14 @@ def test_index_declarations_on_paths_are_checked() -> None:
 
     with pytest.raises(ConfigurationError, match="address__town"):
         declare(["address__town"])
-    with pytest.raises(ConfigurationError, match="through a list"):
-        declare(["addresses__city"])
+    with pytest.raises(ConfigurationError, match="cannot be part of a compound index"):
+        declare([("addresses__city", "address__city")])
+    with pytest.raises(UnknownFieldError, match="addresses__city__each"):
+        # (a derived field's name is no path a query can name)
+        type("Each", (Document,), {
+            "addresses": ListField(EmbeddedDocumentField(Address)),
+            "Meta": type("Meta", (), {"collection": "each", "indexes": ["addresses__city"]}),
+        }).objects.filter(addresses__city__each="x")
     with pytest.raises(ConfigurationError, match="cannot be indexed"):
         declare(["address__geo"])
 

@@ -51,7 +51,8 @@ class Address(EmbeddedDocument):
 def declare(backend: str, indexed: bool) -> type[Document]:
     # indexed: the paths' queries and orderings are served by indexes on the paths;
     # otherwise by a scan (Redis, PostgreSQL: checked in Python; SQLite: in a function)
-    indexes = ["address__city", "address__zip", ("name", "address__geo__lat")] if indexed else []
+    indexes = ["address__city", "address__zip", ("name", "address__geo__lat"),
+               "addresses__city", "addresses__zip"] if indexed else []
     meta = type("Meta", (), {"backend": backend, "collection": f"embdiff{int(indexed)}",
                              "namespace": "ed", "indexes": indexes})
     return type(f"EmbDiff{backend.title()}{int(indexed)}", (Document,), {

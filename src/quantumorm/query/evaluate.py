@@ -49,7 +49,8 @@ def _condition(options: ModelOptions, cond: Condition, values: Values) -> bool:
     if cond.field == ID:
         return PREDICATES[cond.lookup](None, values.get(ID), cond.value)
     field = options.fields.get(cond.field)
-    if field is not None and paths.SEP not in cond.field:  # (not a path: hot, no call)
+    if field is not None and (paths.SEP not in cond.field  # (not a path: hot, no call)
+                              or cond.field.endswith(paths.EACH)):  # (an index's array)
         return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
     path = paths.resolve(options, cond.field)  # a path into embedded documents
     test, leaf = PREDICATES[cond.lookup], path.field

@@ -229,7 +229,8 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     inside = options.nested(key) if "__" in key else None
     if inside is not None:  # a path into an embedded document: its leaf field's lookups
         path, lookup = inside
-        return _checked_condition(model, path.name, path.field, lookup, value)
+        node = _checked_condition(model, path.name, path.field, lookup, value)
+        return options.served(node) if path.many else node
     key_field = options.primary_key()
     if key_field is not None and name == key_field.name and lookup is not None:
         return _primary_key_condition(model, key_field, lookup, value)

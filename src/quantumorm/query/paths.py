@@ -29,6 +29,7 @@ from ..fields.base import MISSING, Field
 from ..fields.embedded import EmbeddedDocument, embedded_class
 from ..fields.structured import ArrayField
 from .lookups import Lookup, split_key
+from .nodes import Condition, Node, disjoin, negate
 
 if TYPE_CHECKING:
     from ..options import ModelOptions
@@ -55,6 +56,13 @@ class Path:
         if self.many:
             return [_walk(item, self.steps[1:]) for item in top or ()]
         return _walk(top, self.steps[1:])
+
+    def indexed_value(self, values: dict[str, Any]) -> Any:
+        """The value an index on the path keeps: the leaf's value; through a list, the
+        elements' values that are not null (None when there are none)."""
+        if not self.many:
+            return self.read(values)
+        return [item for item in self.read(values) if item is not None] or None
 
     def read_stored(self, data: dict[str, Any]) -> Any:
         """The leaf's storage value in a stored document (a list when ``many``)."""
@@ -105,19 +113,51 @@ def resolve_in(model: str, fields: dict[str, Field], name: str) -> Path:
 _DERIVED = "derived_path"
 
 
+#: how the derived field of a path through a list is named among the model's fields (not
+#: a path a query can name: its last step is a field that is not an embedded document)
+EACH = "__each"
+
+
 def derived_field(path: Path) -> Field:
     """The field an index on ``path`` keeps (``Meta.indexes = ["address__city"]``): a copy
     of the leaf field named by the path, whose storage name is the storage names joined by
     ``__``. The model's options list it with the fields (backends index and query it as
-    a field, its values computed from the document: :meth:`Path.read`); the document
-    never stores it (no default, not required)."""
-    field = copy.copy(path.field)
-    field.name = path.name
+    a field, its values computed from the document: :meth:`Path.indexed_value`); the
+    document never stores it (no default, not required).
+
+    Through a list (``addresses__city``), an array of the elements' values, named
+    ``addresses__city__each``: conditions on the path that membership answers are
+    rewritten to it (:func:`served`), the others stay conditions on the path."""
+    leaf = copy.copy(path.field)
+    leaf.default, leaf.required, leaf.choices = MISSING, False, None
+    leaf.unique, leaf.indexed = False, False
+    field = ArrayField(leaf) if path.many else leaf
+    field.name = path.name + EACH if path.many else path.name
     field.db_field = SEP.join(path.db_steps)
     field.default, field.required, field.choices = MISSING, False, None
     field.unique, field.indexed = False, True
     setattr(field, _DERIVED, path)
     return field
+
+
+def served(options: ModelOptions, node: Node) -> Node:
+    """A condition on a path through a list, as the membership test of its index when the
+    model has one (``addresses__city="x"``: the list of cities contains "x"); else
+    unchanged. Same meaning (see the module docstring): ``ne`` is "contains not",
+    ``isnull`` "holds no value"; ``in`` is one test per value, and keeps to the path
+    when it asks for null (an element without a value is in no index)."""
+    if not isinstance(node, Condition) or node.field + EACH not in options.fields:
+        return node
+    each, lookup, value = node.field + EACH, node.lookup, node.value
+    if lookup is Lookup.ISNULL:
+        return Condition(each, Lookup.ISNULL, value)
+    if lookup in (Lookup.EXACT, Lookup.NE):
+        member = Condition(each, Lookup.CONTAINS, value)
+        return member if lookup is Lookup.EXACT else negate(member)
+    if lookup in (Lookup.IN, Lookup.NIN) and None not in value:
+        members = disjoin(*(Condition(each, Lookup.CONTAINS, one) for one in value))
+        return members if lookup is Lookup.IN else negate(members)
+    return node
 
 
 def derived(field: Field) -> Path | None:

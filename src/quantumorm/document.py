@@ -30,6 +30,7 @@ from .engine.stages import Staged, staged
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
+from .fields.embedded import NestedMessage, plain
 from .fields.reference import ReferenceField
 from .interop import pydantic_support
 from .options import ModelOptions, build_options
@@ -202,7 +203,11 @@ class Document(metaclass=DocumentMeta):
         for name, field in self._fields.items():
             cleaned, messages = field.validate(self.__dict__.get(name))
             if messages:
-                problems[name] = [f"'{name}' {m}" for m in messages]
+                for m in messages:  # (inside an embedded document: under its path)
+                    if isinstance(m, NestedMessage):
+                        problems.setdefault(m.path, []).append(str(m))
+                    else:
+                        problems.setdefault(name, []).append(f"'{name}' {m}")
                 continue
             self.__dict__[name] = cleaned
             storage[field.db_name] = field.to_storage(cleaned)
@@ -237,7 +242,7 @@ class Document(metaclass=DocumentMeta):
                 ref = getattr(self, name)
                 out[name] = None if ref is None else ref.id
             else:
-                out[name] = value
+                out[name] = plain(value)  # (embedded documents as dicts)
         return out
 
     def _json_dict(self) -> dict[str, Any]:
@@ -309,6 +314,8 @@ class Document(metaclass=DocumentMeta):
     def _values(self) -> dict[str, Any]:
         values = {name: self.__dict__.get(name) for name in self._fields}
         values["id"] = self.id
+        for name, path in self._meta.derived:  # indexed paths into embedded documents
+            values[name] = path.indexed_value(values)
         return values
 
     def __repr__(self) -> str:

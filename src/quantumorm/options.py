@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from .cache.settings import CacheSettings, parse_cache
 from .compression import Compression, from_meta
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnknownFieldError
 from .fields.base import MISSING, Field
 from .fields.reference import ReferenceField
 from .fields.scalar import (
@@ -29,7 +29,9 @@ from .fields.scalar import (
 )
 from .fields.special import DateField, EmailField, EnumField, URLField
 from .fields.structured import ArrayField, DateTimeField, JSONField
-from .query.nodes import ID, Ordering
+from .query import paths
+from .query.lookups import Lookup
+from .query.nodes import ID, Node, Ordering
 
 T = TypeVar("T")
 
@@ -117,7 +119,15 @@ class ModelOptions:
         """What loading a stored document does per field, computed once: (attribute,
         storage name, converter of a value that is not None, or None when the storage form
         is the value, see :meth:`Field.loader`)."""
-        return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items())
+        return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items()
+                     if paths.derived(field) is None)
+
+    @cached_property
+    def derived(self) -> tuple[tuple[str, paths.Path], ...]:
+        """The derived fields (indexed paths into embedded documents) and their paths: the
+        documents' values of these are computed, never stored."""
+        return tuple((name, path) for name, field in self.fields.items()
+                     if (path := paths.derived(field)) is not None)
 
     @cached_property
     def plain_storage(self) -> bool:
@@ -125,7 +135,8 @@ class ModelOptions:
         finite float, bool, None, lists, str-keyed dicts): true when each field is one of
         the built-in field classes themselves (a subclass may store anything), which lets
         the encoder take its fast path (:func:`quantumorm.jsoncodec.encode_plain`)."""
-        return all(_plain(field) for field in self.fields.values())
+        return all(_plain(field) for field in self.fields.values()
+                   if paths.derived(field) is None)
 
     def canonical_text(self, name: str) -> bool:
         """Whether field ``name`` stores one JSON text per value (a built-in scalar field, or
@@ -135,11 +146,24 @@ class ModelOptions:
             field = field.field
         return type(field) in _CANONICAL_FIELDS
 
+    def nested(self, key: str) -> tuple[paths.Path, Lookup] | None:
+        """A query key that goes inside an embedded field (``address__city__in``) as its
+        path and lookup, or None (see :mod:`quantumorm.query.paths`)."""
+        return paths.nested(self, key)
+
+    def served(self, node: Node) -> Node:
+        """A condition on a path through a list, as its index's membership test when the
+        model declares one (see :func:`quantumorm.query.paths.served`)."""
+        return paths.served(self, node)
+
     def read_value(self, name: str, data: dict[str, Any]) -> Any:
         """The Python value of field ``name`` in stored ``data``. A field the stored
         document lacks (it was added to the model since the document was written) reads as
         its default, so reads, Python-side filters and index builds all see one value."""
         field = self.fields[name]
+        path = paths.derived(field)
+        if path is not None:  # a derived field: the value at its path
+            return path.indexed_value({path.steps[0]: self.read_value(path.steps[0], data)})
         raw = data.get(field.db_name, MISSING)
         if raw is MISSING:
             return field.initial()
@@ -259,14 +283,16 @@ def build_options(
                                  "would outlive the document's expiry)")
 
     _check_db_names(model_name, fields)
-    indexes = _build_indexes(where, fields, raw.get("indexes", ()))
+    stored_fields = fields
+    fields = {**fields, **_path_fields(model_name, where, fields, raw.get("indexes", ()))}
+    indexes = _build_indexes(where, fields, _each(fields, raw.get("indexes", ())))
     for index in indexes:
         if index.unique and partitions > 1:
             raise ConfigurationError(
                 f"{where}: unique index {index.name!r} needs partitions = 1; with several "
                 "partitions uniqueness cannot be checked in one atomic write"
             )
-    ordering = _build_ordering(where, fields, raw.get("ordering", ()))
+    ordering = _build_ordering(where, stored_fields, raw.get("ordering", ()))
     options = ModelOptions(
         model_name=model_name,
         collection=collection,
@@ -313,6 +339,59 @@ def _build_ordering(where: str, fields: dict[str, Field], declared: Any
     if len({o.field for o in orderings}) < len(orderings):
         raise ConfigurationError(f"{where}: ordering names a field twice ({declared!r})")
     return tuple(orderings)
+
+
+def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared: Any
+                 ) -> dict[str, Field]:
+    """The derived fields (:func:`quantumorm.query.paths.derived_field`) of the paths into
+    embedded documents that ``Meta.indexes`` names, in the order named."""
+    out: dict[str, Field] = {}
+    for entry in declared if isinstance(declared, (list, tuple)) else ():
+        if isinstance(entry, str):
+            names: Any = (entry,)
+        elif isinstance(entry, dict):
+            names = entry.get("fields", ())
+        else:
+            names = entry
+        for name in names if isinstance(names, (list, tuple)) else ():
+            if not isinstance(name, str) or not paths.is_path(name) or name in out or (
+                    name + paths.EACH in out):
+                continue
+            try:
+                path = paths.resolve_in(model_name, fields, name)
+            except UnknownFieldError as exc:
+                raise ConfigurationError(f"{where}: index {entry!r} names an unknown path "
+                                         f"({exc})") from None
+            field = paths.derived_field(path)
+            out[field.name] = field
+            taken = [n for n, f in fields.items() if f.db_name == field.db_name]
+            if taken:
+                raise ConfigurationError(f"{where}: the index on {name!r} needs the storage "
+                                         f"name {field.db_name!r}, which field {taken[0]!r} "
+                                         "has")
+    return out
+
+
+def _each(fields: dict[str, Field], declared: Any) -> Any:
+    """``Meta.indexes`` with each path through a list named by its derived field
+    (``addresses__city`` -> ``addresses__city__each``, see :mod:`quantumorm.query.paths`)."""
+    if not isinstance(declared, (list, tuple)):
+        return declared
+
+    def rename(names: Any) -> Any:
+        if not isinstance(names, (list, tuple)):
+            return names
+        return tuple(n + paths.EACH if isinstance(n, str) and n + paths.EACH in fields
+                     else n for n in names)
+    out: list[Any] = []
+    for entry in declared:
+        if isinstance(entry, str):
+            out.append(rename((entry,))[0])
+        elif isinstance(entry, dict):
+            out.append({**entry, "fields": rename(entry.get("fields", ()))})
+        else:
+            out.append(rename(entry))
+    return out
 
 
 def _check_name(where: str, what: str, value: Any) -> None:

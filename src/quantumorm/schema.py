@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import SchemaMismatchError
 from .fields.base import Field
+from .fields.embedded import EmbeddedDocumentField
 from .fields.structured import ArrayField
 from .options import IndexSpec, ModelOptions
 
@@ -48,6 +49,9 @@ def field_kind(field: Field) -> str:
     """What decides how a field's values are encoded: its type (and an array's element's)."""
     if isinstance(field, ArrayField):
         return f"{type(field).__name__}[{field_kind(field.field)}]"
+    if isinstance(field, EmbeddedDocumentField):  # its fields' storage names and kinds
+        inner = sorted((f.db_name, field_kind(f)) for f in field.document._fields.values())
+        return f"{type(field).__name__}{{{','.join(f'{n}:{k}' for n, k in inner)}}}"
     return type(field).__name__
 
 

@@ -57,6 +57,8 @@ def _request(doc: Document, data: dict[str, Any],
         name for name, field in doc._fields.items()
         if not _same(stored.get(field.db_name), data.get(field.db_name))
     )
+    if changed and doc._meta.derived:  # an indexed path changes with its embedded field
+        changed |= {name for name, path in doc._meta.derived if path.steps[0] in changed}
     if not changed and expire is Expiry.KEEP:
         return None
     return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire,

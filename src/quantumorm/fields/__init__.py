@@ -2,6 +2,7 @@
 
 from ..errors import FieldValueError
 from .base import MISSING, Field
+from .embedded import EmbeddedDocument, EmbeddedDocumentField
 from .reference import ReferenceField
 from .scalar import BooleanField, DecimalField, FloatField, IntField, StringField, UUIDField
 from .special import DateField, EmailField, EnumField, URLField
@@ -24,6 +25,8 @@ __all__ = [
     "DateTimeField",
     "DecimalField",
     "DictField",
+    "EmbeddedDocument",
+    "EmbeddedDocumentField",
     "EmailField",
     "EnumField",
     "Field",

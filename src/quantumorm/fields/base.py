@@ -30,7 +30,13 @@ from ..query.expressions import FieldRef
 from ..query.lookups import KIND_LOOKUPS, FieldKind, Lookup
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from ..document import Document
+    from .embedded import EmbeddedDocument
+
+    #: what holds fields' values, to a type checker: a document or an embedded document
+    Holder: TypeAlias = "Document | EmbeddedDocument"
 
 if TYPE_CHECKING:
     # a default (PEP 696), so that a bare ``Field`` in annotations means ``Field[Any]``
@@ -151,16 +157,16 @@ class Field(Generic[T]):
     def __get__(self, instance: None, owner: type[Any]) -> FieldRef[T]: ...
 
     @overload
-    def __get__(self, instance: Document, owner: type[Any]) -> T | None: ...
+    def __get__(self, instance: Holder, owner: type[Any]) -> T | None: ...
 
-    def __get__(self, instance: Document | None, owner: type[Any]) -> FieldRef[T] | T | None:
+    def __get__(self, instance: Holder | None, owner: type[Any]) -> FieldRef[T] | T | None:
         if instance is None:
             return FieldRef(owner, self)
         return instance.__dict__.get(self.name)
 
     # (values are converted by clean() at save, so any value is kept as assigned until then;
     # the type says what clean() accepts)
-    def __set__(self, instance: Document, value: T | None) -> None:
+    def __set__(self, instance: Holder, value: T | None) -> None:
         instance.__dict__[self.name] = value
 
     def initial(self) -> Any:

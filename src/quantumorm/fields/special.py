@@ -23,8 +23,8 @@ from .base import EQUALITY, ORDERED, Field, show
 from .scalar import StringField
 
 if TYPE_CHECKING:
-    from ..document import Document
     from ..query.expressions import FieldRef
+    from .base import Holder
 
 En = TypeVar("En", bound=enum.Enum)
 
@@ -47,11 +47,11 @@ class DateField(Field[dt.date]):
         def __get__(self, instance: None, owner: type[Any]) -> FieldRef[dt.date | str]: ...
 
         @overload
-        def __get__(self, instance: Document, owner: type[Any]) -> dt.date | None: ...
+        def __get__(self, instance: Holder, owner: type[Any]) -> dt.date | None: ...
 
-        def __get__(self, instance: Document | None, owner: type[Any]) -> Any: ...
+        def __get__(self, instance: Holder | None, owner: type[Any]) -> Any: ...
 
-        def __set__(self, instance: Document, value: dt.date | str | None) -> None: ...
+        def __set__(self, instance: Holder, value: dt.date | str | None) -> None: ...
 
     def clean(self, value: Any) -> dt.date:
         if isinstance(value, str):

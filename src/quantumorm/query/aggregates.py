@@ -32,6 +32,7 @@ from .. import sortable
 from ..errors import QueryError, UnknownFieldError
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
+from . import paths
 from .nodes import ID
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Aggregate:
                 raise QueryError(f"{model}: {self.name}() of the id is not defined")
             return
         field = options.fields.get(self.field)
-        if field is None:
+        if field is None or paths.is_path(self.field):  # (not into embedded documents)
             raise UnknownFieldError(model, self.field, list(options.fields))
         if self.numeric and not isinstance(field, _NUMERIC):
             raise QueryError(f"{model}.{self.field}: {self.name}() needs an integer, float or "
@@ -224,7 +225,7 @@ def check_spread(model: str, options: ModelOptions, name: str, what: str) -> Non
     if name == ID:
         return
     field = options.fields.get(name)
-    if field is None:
+    if field is None or paths.is_path(name):  # (not into embedded documents)
         raise UnknownFieldError(model, name, list(options.fields))
     element = field.field if isinstance(field, ArrayField) else field
     if not element.sortable:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import sortable
 from ..fields.base import Field
 from ..fields.structured import ArrayField
+from . import paths
 from .lookups import Lookup
 from .nodes import ID, And, Condition, Node, Not, Or, Ordering
 
@@ -45,8 +46,26 @@ def matches(options: ModelOptions, node: Node, values: Values) -> bool:
 
 
 def _condition(options: ModelOptions, cond: Condition, values: Values) -> bool:
-    field = None if cond.field == ID else options.fields[cond.field]
-    return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
+    if cond.field == ID:
+        return PREDICATES[cond.lookup](None, values.get(ID), cond.value)
+    field = options.fields.get(cond.field)
+    if field is not None and (paths.SEP not in cond.field  # (not a path: hot, no call)
+                              or cond.field.endswith(paths.EACH)):  # (an index's array)
+        return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
+    path = paths.resolve(options, cond.field)  # a path into embedded documents
+    test, leaf = PREDICATES[cond.lookup], path.field
+    if not path.many:
+        return test(leaf, path.read(values), cond.value)
+    items = path.read(values)  # any element (see quantumorm.query.paths)
+    if cond.lookup is Lookup.ISNULL:
+        return all(item is None for item in items) is cond.value
+    if cond.lookup in _NEGATED:
+        positive = PREDICATES[_NEGATED[cond.lookup]]
+        return not any(positive(leaf, item, cond.value) for item in items)
+    return any(test(leaf, item, cond.value) for item in items)
+
+
+_NEGATED = {Lookup.NE: Lookup.EXACT, Lookup.NIN: Lookup.IN}
 
 
 # One predicate per lookup: (field, or None for the id; the document's value; the
@@ -188,8 +207,12 @@ def sort_keys(
         if ordering.field == ID:
             keys.append(sortable.id_key(values[ID]))
             continue
-        field: Field = options.fields[ordering.field]
-        value = values.get(ordering.field)
+        found = options.fields.get(ordering.field)
+        if found is None or paths.is_path(ordering.field):  # inside an embedded document
+            path = paths.resolve(options, ordering.field)
+            field, value = path.field, path.read(values)
+        else:
+            field, value = found, values.get(ordering.field)
         keys.append(sortable.NULL if value is None else field.sort_key(value))
     keys.append(sortable.id_key(values[ID]))
     return tuple(keys)

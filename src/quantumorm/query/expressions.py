@@ -228,6 +228,11 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     """Resolve one ``field__lookup=value`` against a model."""
     name, lookup, suffix = split_key(key)
     model = options.model_name
+    inside = options.nested(key) if "__" in key else None
+    if inside is not None:  # a path into an embedded document: its leaf field's lookups
+        path, lookup = inside
+        node = _checked_condition(model, path.name, path.field, lookup, value)
+        return options.served(node) if path.many else node
     key_field = options.primary_key()
     if key_field is not None and name == key_field.name and lookup is not None:
         return _primary_key_condition(model, key_field, lookup, value)
@@ -243,6 +248,11 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
         raise QueryError(
             f"{model} has no field {name!r} (fields: id, {', '.join(options.fields)})"
         )
+    return _checked_condition(model, name, field, lookup, value)
+
+
+def _checked_condition(model: str, name: str, field: Field | None, lookup: Lookup,
+                       value: Any) -> Node:
     allowed = _ID_LOOKUPS if field is None else field.lookups
     if lookup not in allowed:
         kind = "the id" if field is None else (

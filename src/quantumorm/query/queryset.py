@@ -37,7 +37,7 @@ from ..errors import (
 from ..events import ChangeFeed, ConsumerGroup, check_wait
 from ..fields.base import MISSING
 from ..maintenance import Progress, ReindexReport, RepairReport, VerifyReport
-from . import aggregates, aggregation, evaluate, related, shortcuts
+from . import aggregates, aggregation, evaluate, paths, related, shortcuts
 from .aggregates import Aggregate, Value
 from .expressions import FieldRef, Q, clean_id, resolve_id, resolve_lookup
 from .lookups import Lookup
@@ -215,6 +215,12 @@ class QuerySet(Generic[D]):
                 item = Ordering(ID, item.descending)
             if item.field != ID:
                 field = self.model._meta.fields.get(item.field)
+                if field is None and paths.is_path(item.field):  # inside an embedded doc
+                    path = paths.resolve(self.model._meta, item.field)
+                    if path.many:
+                        raise QueryError(f"{self.model.__name__}.{item.field}: a path "
+                                         "through a list cannot be ordered by")
+                    field = path.field
                 if field is None:
                     raise QueryError(f"{self.model.__name__} has no field {item.field!r} to "
                                      "order by")
@@ -264,13 +270,13 @@ class QuerySet(Generic[D]):
     def only(self, *fields: str) -> QuerySet[D]:
         """Load only these fields (and the ordering fields, which keyset positions need);
         the documents cannot be saved until reloaded."""
-        self._check_names(fields)
+        self._check_names(fields, paths_too=False)
         return self._clone(only=tuple(fields))
 
     def values(self, *fields: str) -> QuerySet[Any]:
         """Return dicts (of the given fields, or all, plus ``id``) instead of documents."""
         self._check_names(fields)
-        return self._clone(values=tuple(fields) or tuple(self.model._meta.fields),
+        return self._clone(values=tuple(fields) or tuple(self.model._fields),
                            shape="dict")
 
     def values_list(self, *fields: str, flat: bool = False) -> QuerySet[Any]:
@@ -280,7 +286,7 @@ class QuerySet(Generic[D]):
         if flat and len(fields) != 1:
             raise QueryError(f"values_list(flat=True) takes exactly one field (got "
                              f"{len(fields)})")
-        names = tuple(fields) or (ID, *self.model._meta.fields)
+        names = tuple(fields) or (ID, *self.model._fields)
         return self._clone(values=names, shape="flat" if flat else "tuple")
 
     def using(self, connection: str) -> QuerySet[D]:
@@ -409,10 +415,13 @@ class QuerySet(Generic[D]):
         subscription: Subscription[D] = connection.store.subscription(self.model, wait)
         return subscription
 
-    def _check_names(self, fields: Iterable[str]) -> None:
+    def _check_names(self, fields: Iterable[str], paths_too: bool = True) -> None:
+        known = self.model._fields
         for name in fields:
-            if name != ID and name not in self.model._meta.fields:
-                raise UnknownFieldError(self.model.__name__, name, list(self.model._meta.fields))
+            if paths_too and paths.is_path(name):  # values("address__city")
+                paths.resolve(self.model._meta, name)
+            elif name != ID and name not in known:
+                raise UnknownFieldError(self.model.__name__, name, list(known))
 
     def _connection(self) -> Connection:
         connection = cache_routing.connection_for(self.model, self._using, self._cached)
@@ -467,7 +476,7 @@ class QuerySet(Generic[D]):
             out = []
             for row in rows:
                 doc = model.from_storage(row.id, row.version, row.data)
-                out.append({"id": row.id, **{n: doc.__dict__[n] for n in wanted if n != ID}})
+                out.append({"id": row.id, **{n: _value(doc, n) for n in wanted if n != ID}})
             related.ids_for_refs(model, wanted, out)
             if self._shape != "dict":
                 return aggregation.reshape(out, wanted, self._shape == "flat")
@@ -480,7 +489,7 @@ class QuerySet(Generic[D]):
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)
             if only is not None:
-                for name in model._meta.fields:
+                for name in model._fields:
                     if name not in only:
                         doc.__dict__[name] = None
             docs.append(doc)
@@ -901,7 +910,7 @@ class QuerySet(Generic[D]):
         return updates.seed(self.model, self._where) if _flag(upsert, "upsert") else None
 
     def _changes(self, fields: dict[str, Any]) -> dict[str, Any]:
-        known = self.model._meta.fields
+        known = self.model._fields  # (the stored fields: not the indexed paths)
         problems: dict[str, list[str]] = {}
         cleaned = {}
         for name, value in fields.items():
@@ -1072,3 +1081,10 @@ def _maintenance(model: type[Any], name: str, batch_size: int,
         op: Op[Any] = method(model, batch_size, progress)
         return logs.tool(name, model.__name__, op)
     return build
+
+
+def _value(doc: Any, name: str) -> Any:
+    """A field's value, or a path's into embedded documents (``address__city``)."""
+    if paths.is_path(name):
+        return paths.resolve(doc._meta, name).read(doc.__dict__)
+    return doc.__dict__[name]

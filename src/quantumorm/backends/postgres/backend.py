@@ -40,7 +40,7 @@ from ...fields.scalar import FloatField
 from ...fields.structured import ArrayField, JSONField
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
-from ...query import evaluate
+from ...query import evaluate, paths
 from ...query.nodes import FALSE, ID, Node, QuerySpec
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
@@ -180,8 +180,9 @@ class PostgresBackend:
         if spec.where == FALSE or spec.limit == 0:
             return []
         layout = yield from self._prepare(options)
-        server, residue = compiler.client_residue(spec)
-        if residue is None or spec.limit is None:
+        server, residue = compiler.client_residue(spec, options.fields)
+        if residue is None or spec.limit is None or server.order != spec.order:
+            # (ordered in Python, by a path with no column: every candidate is needed)
             sql, params = compiler.select(layout, server)
             (reply,) = yield SqlPlan.read(Statement(sql, tuple(params)))
             found = _rows(options, reply.rows[0])
@@ -215,7 +216,8 @@ class PostgresBackend:
         fields whose JSON jsonb does not keep (see :func:`_jsonb_exact`)."""
         if spec.where == FALSE or spec.limit == 0:
             return []
-        if compiler.client_residue(spec)[1] is not None or not _jsonb_exact(options, names):
+        if (compiler.client_residue(spec, options.fields)[1] is not None
+                or not _jsonb_exact(options, names)):
             return (yield from self.query(options, spec))
         layout = yield from self._prepare(options)
         parts = ", (t.body -> %t)::text" * len(names)
@@ -227,7 +229,7 @@ class PostgresBackend:
     def count(self, options: ModelOptions, spec: QuerySpec) -> Op[int]:
         if spec.where == FALSE or spec.limit == 0:
             return 0
-        if compiler.client_residue(spec)[1] is not None:
+        if compiler.client_residue(spec, options.fields)[1] is not None:
             return len((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.count(layout, spec)
@@ -237,7 +239,7 @@ class PostgresBackend:
     def exists(self, options: ModelOptions, spec: QuerySpec) -> Op[bool]:
         if spec.where == FALSE or spec.limit == 0:
             return False
-        if compiler.client_residue(spec)[1] is not None:
+        if compiler.client_residue(spec, options.fields)[1] is not None:
             return bool((yield from self.query(options, spec)))
         layout = yield from self._prepare(options)
         sql, params = compiler.exists(layout, spec)
@@ -247,7 +249,7 @@ class PostgresBackend:
     def explain(self, options: ModelOptions, spec: QuerySpec) -> Op[Explanation]:
         """PostgreSQL's own plan of the query (``EXPLAIN (FORMAT JSON)``, not run)."""
         layout = yield from self._prepare(options)
-        spec, residue = compiler.client_residue(spec)
+        spec, residue = compiler.client_residue(spec, options.fields)
         sql, params = compiler.select(layout, spec)
         (reply,) = yield SqlPlan.read(Statement("EXPLAIN (FORMAT JSON) " + sql,
                                                 tuple(params)))
@@ -528,6 +530,16 @@ _DECODER = json.JSONDecoder()
 def _checked(options: ModelOptions, spec: QuerySpec, residue: Node, found: list[Row]) -> list[Row]:
     """The rows (already in the query's order) that match ``residue``, then the window."""
     matched = [row for row in found if evaluate.matches(options, residue, _values(options, row))]
+    if any(paths.is_path(o.field) and o.field not in options.fields for o in spec.order):
+        # (ordered by a path that has no column: the server did not order them)
+        descending = evaluate.directions(spec.order)
+        keyed = [(evaluate.sort_keys(options, spec.order, _values(options, row)), row)
+                 for row in matched]
+        if spec.after is not None:
+            keyed = [(k, row) for k, row in keyed
+                     if evaluate.compare_keys(k, spec.after, descending) > 0]
+        matched = [row for _, row in evaluate.sort_rows(keyed, lambda pair: pair[0],
+                                                         descending)]
     end = None if spec.limit is None else spec.offset + spec.limit
     return matched[spec.offset:end]
 

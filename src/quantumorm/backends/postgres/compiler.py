@@ -20,12 +20,12 @@ Values only ever travel as parameters (``%b``: bound by the server, in binary).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ... import sortable
 from ...fields.structured import ArrayField
-from ...query import evaluate
+from ...query import evaluate, paths
 from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
 from ...query.nodes import ID, And, BoolOp, Condition, Node, Not, QuerySpec, conjoin
 from .schema import NULL_SQL, Layout
@@ -155,26 +155,32 @@ def _client_side(layout: Layout, cond: Condition, params: list[Any]) -> str:
 CLIENT_LOOKUPS = FOLDED_LOOKUPS | PATTERN_LOOKUPS
 
 
-def client_residue(spec: QuerySpec) -> tuple[QuerySpec, Node | None]:
+def client_residue(spec: QuerySpec, columns: Collection[str] = ()
+                   ) -> tuple[QuerySpec, Node | None]:
     """``(what PostgreSQL runs, what Python checks on its rows)``.
 
     With no client-side lookup in the query: the query itself and None. Otherwise the server
     keeps the top-level AND's conditions free of them (a superset of the matches) in the
     query's order and keyset position, without offset or limit, and Python checks the whole
     condition, then slices."""
-    if not _has_client_lookup(spec.where):
+    client_order = any(paths.is_path(o.field) and o.field not in columns for o in spec.order)
+    if not client_order and not _has_client_lookup(spec.where, columns):
         return spec, None
     parts = spec.where.children if isinstance(spec.where, And) else (spec.where,)
-    server = conjoin(*(part for part in parts if not _has_client_lookup(part)))
+    server = conjoin(*(part for part in parts if not _has_client_lookup(part, columns)))
+    if client_order:  # ordered by a path into an embedded document: in Python too
+        return QuerySpec(where=server), spec.where
     return QuerySpec(where=server, order=spec.order, after=spec.after), spec.where
 
 
-def _has_client_lookup(node: Node) -> bool:
+def _has_client_lookup(node: Node, columns: Collection[str]) -> bool:
     if isinstance(node, Condition):
-        return node.lookup in CLIENT_LOOKUPS
+        # (and paths into embedded documents that have no column: no index declared)
+        return node.lookup in CLIENT_LOOKUPS or (paths.is_path(node.field)
+                                                 and node.field not in columns)
     if isinstance(node, Not):
-        return _has_client_lookup(node.child)
-    return any(_has_client_lookup(child) for child in node.children)
+        return _has_client_lookup(node.child, columns)
+    return any(_has_client_lookup(child, columns) for child in node.children)
 
 
 #: the SQL of every lookup this backend serves; its key set is the backend's ``lookups``

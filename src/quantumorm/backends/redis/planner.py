@@ -365,8 +365,7 @@ class Planner:
         )
 
     def _sortable_on_server(self, name: str) -> bool:
-        field = self.options.fields[name]
-        return name in self.indexed and field.sortable
+        return name in self.indexed and self.options.fields[name].sortable
 
     # -- predicate tokens ------------------------------------------------------------------
 

@@ -99,7 +99,8 @@ class WriteLayout:
         return (self.keys.changes(partition),) if self.events else ()
 
     def changed_names(self, changed: frozenset[str] | None) -> bytes:
-        """An event's "f": the changed attribute names, MessagePack; b"" for all of them."""
+        """An event's "f": the changed attribute names, MessagePack; b"" for all of them.
+        (The stored fields only: not the indexed paths into embedded documents.)"""
         if changed is None or not self.events:
             return b""
         packed = self._changed.get(changed)
@@ -107,7 +108,7 @@ class WriteLayout:
             if len(self._changed) > 1024:
                 self._changed.clear()
             packed = self._changed[changed] = wire.pack(
-                [name.encode() for name in self.options.fields if name in changed])
+                [name.encode() for name, _, _ in self.options.loaders if name in changed])
         return packed
 
     def document(self, request: WriteRequest) -> bytes:

@@ -22,9 +22,10 @@ from typing import Any
 
 from ... import sortable
 from ...fields.structured import ArrayField
-from ...query import evaluate
+from ...query import evaluate, paths
 from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS, Lookup
 from ...query.nodes import ID, BoolOp, Condition, Node, Not, QuerySpec
+from . import paths as path_sql
 from .executor import MEMBER_FUNCTION, TEXT_FUNCTION
 from .schema import NULL_SQL, Layout
 
@@ -43,6 +44,10 @@ def where(layout: Layout, node: Node) -> Sql:
 
 def _node(layout: Layout, node: Node, params: list[Any]) -> str:
     if isinstance(node, Condition):
+        if paths.is_path(node.field) and node.field not in layout.columns:
+            # inside an embedded document, not indexed: see .paths
+            params.append(path_sql.condition_token(layout.options, node))
+            return f"({path_sql.MATCH_FUNCTION}(t.doc, ?) = 1)"
         return SQL[node.lookup](layout, node, params)
     if isinstance(node, Not):
         return "(NOT " + _node(layout, node.child, params) + ")"

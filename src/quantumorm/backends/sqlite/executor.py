@@ -25,6 +25,7 @@ from ... import sortable
 from ...errors import BackendError, BackendTimeoutError
 from ...query import evaluate
 from ...query.lookups import FOLDED_LOOKUPS, PATTERN_LOOKUPS
+from . import paths
 from .plans import GroupReply, SqlPlan, Statement
 
 #: milliseconds a writer waits for another process's lock on a file database
@@ -39,6 +40,8 @@ def connect(path: str) -> sqlite3.Connection:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.create_function(MEMBER_FUNCTION, 2, _member, deterministic=True)
     db.create_function(TEXT_FUNCTION, 3, _text_test, deterministic=True)
+    db.create_function(paths.MATCH_FUNCTION, 2, paths.match, deterministic=True)
+    db.create_function(paths.KEY_FUNCTION, 2, paths.key, deterministic=True)
     if not memory:
         # WAL: readers in other processes do not block the writer, nor it them
         db.execute("PRAGMA journal_mode = WAL")

@@ -41,7 +41,9 @@ from ...errors import ConfigurationError
 from ...fields.base import MISSING
 from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
+from ...query import paths
 from .. import base
+from . import paths as path_sql
 from .plans import Statement
 
 NULL_SQL = "x'0100'"  # sortable.NULL as an SQL literal (a constant, not a value)
@@ -114,7 +116,10 @@ class Layout:
                             for index in options.indexes}
 
     def column(self, name: str) -> str:
-        """The qualified sort-key column of an attribute (``id`` -> the id key)."""
+        """The qualified sort-key column of an attribute (``id`` -> the id key; a path into
+        an embedded document -> its key computed from the document, see .paths)."""
+        if name not in self.columns and paths.is_path(name):
+            return f"{path_sql.KEY_FUNCTION}(t.doc, {path_sql.path_token(self.options, name)})"
         return "t.id_key" if name == "id" else "t." + self.columns[name]
 
     # -- DDL ---------------------------------------------------------------------------

@@ -95,9 +95,10 @@ def qorm(quantumorm_redis_url: str) -> Iterator[QuantumORMTest]:
 
 
 def put_back(before: registry.RegistryState, displaced: Connection | None) -> None:
-    """The registry as it was in ``before``, less the connections closed since (by the test:
-    ``close_all()``...), plus ``displaced``; the connections opened since are closed (every
-    one even if one fails; the first failure is raised at the end)."""
+    """The registry as it was in ``before``, less the connections the test closed or
+    replaced since (``close_all()``, a ``create_connection`` of the same name), plus
+    ``displaced``; the connections opened since are closed (every one even if one fails; the
+    first failure is raised at the end)."""
     now = registry.snapshot().connections
     kept = {name: connection for name, connection in before.connections.items()
             if connection is displaced or now.get(name) is connection}

@@ -22,9 +22,16 @@ package = Path(spec.origin).resolve().parent
 if root in package.parents:
     problems.append(f"quantumorm was imported from the source tree ({package})")
 
+# the package's files as git tracks them, as .ci/wheel copies them to build: a module that
+# is only in the working tree would be missing from a release built from a commit, so it is
+# not expected here either (and .ci/wheel does not build it in)
 source = root / "src" / "quantumorm"
-wanted = {p.relative_to(source).as_posix() for p in source.rglob("*")
-          if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+tracked = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--",
+                          "src/quantumorm"], capture_output=True, text=True, check=True)
+wanted = {name.removeprefix("src/quantumorm/") for name in tracked.stdout.split("\0")
+          if name and (root / name).is_file()}
+if not wanted:
+    problems.append("git ls-files lists no file under src/quantumorm")
 wheel = next(dist.glob("*.whl"))
 with zipfile.ZipFile(wheel) as archive:
     in_wheel = {name.removeprefix("quantumorm/") for name in archive.namelist()
@@ -81,7 +88,11 @@ suite = Path(sys.argv[2]).parent / "user-suite"
 suite.mkdir()
 (suite / "conftest.py").write_text('pytest_plugins = ["quantumorm.testing.plugin"]\n')
 (suite / "test_user.py").write_text('''
+import redis
+
 from quantumorm import Document, EmailField, StringField
+
+seen = []  # the namespaces of the tests run so far: none may hold a key any more
 
 
 class Account(Document):
@@ -89,12 +100,25 @@ class Account(Document):
     name = StringField(indexed=True)
 
 
+def check_isolated(qorm):
+    assert Account.objects.count_sync() == 0
+    client = redis.Redis.from_url(qorm.url)
+    assert qorm.namespace not in seen
+    for namespace in seen:
+        assert list(client.scan_iter(match=f"*{namespace}:*")) == [], namespace
+    seen.append(qorm.namespace)
+
+
 def test_one(qorm):
-    qorm.make_many(Account, 3)
+    check_isolated(qorm)
+    qorm.make(Account, email="same@example.org", name="x")
+    qorm.make_many(Account, 2)
     assert Account.objects.count_sync() == 3
 
 
 def test_two(qorm):
+    check_isolated(qorm)
+    # the same unique email as the other test's: no UniqueViolation in a namespace of its own
     qorm.make(Account, email="same@example.org", name="x")
     assert Account.objects.filter(name="x").count_sync() == 1
 ''')

@@ -11,7 +11,7 @@ module, which imports none of them.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigurationError, ConnectionNotFound, UnsupportedOperation
 
@@ -139,3 +139,42 @@ async def aclose_all() -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
+
+
+class RegistryState(NamedTuple):
+    """A copy of the registry: the connections by name, the default's name by backend."""
+
+    connections: dict[str, Connection]
+    defaults: dict[str, str]
+
+
+def snapshot() -> RegistryState:
+    """A copy of the registry (for a test fixture that puts it back with :func:`restore`)."""
+    with _lock:
+        return RegistryState(dict(_connections), dict(_defaults))
+
+
+def detach(name: str) -> Connection | None:
+    """Forget the connection called ``name`` without closing it (and the default that named
+    it); returns it. A test fixture sets a user's connection aside this way and puts it
+    back with :func:`restore` afterwards."""
+    with _lock:
+        connection = _connections.pop(name, None)
+        for backend, default in list(_defaults.items()):
+            if default == name:
+                del _defaults[backend]
+    return connection
+
+
+def restore(state: RegistryState) -> list[Connection]:
+    """Make the registry hold exactly ``state``; returns the connections it held that
+    ``state`` does not (forgotten, to be closed by the caller, outside the lock)."""
+    kept = {id(connection) for connection in state.connections.values()}
+    with _lock:
+        dropped = [c for c in _connections.values() if id(c) not in kept]
+        _connections.clear()
+        _connections.update(state.connections)
+        _defaults.clear()
+        _defaults.update({backend: name for backend, name in state.defaults.items()
+                          if name in state.connections})
+    return dropped

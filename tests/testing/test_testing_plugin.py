@@ -4,20 +4,28 @@ is missing."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from quantumorm import registry
 from quantumorm.testing import servers
+from quantumorm.testing.plugin import put_back
 
 PLUGIN = ("-p", "quantumorm.testing.plugin")
 
 
 @pytest.fixture(autouse=True)
-def _user_ini(pytester: pytest.Pytester) -> None:
-    """The user's project: pytest-asyncio's loop scope set, as its warning asks."""
+def _user_ini(pytester: pytest.Pytester) -> Iterator[None]:
+    """The user's project: pytest-asyncio's loop scope set, as its warning asks. (The user's
+    tests run in this process: the connections they open at module level are closed after.)"""
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    before = registry.snapshot()
+    yield
+    put_back(before, None)
 
 USER_TESTS = '''
 import pytest
@@ -59,7 +67,7 @@ def test_same_unique_value_in_another_test(qorm):
 async def test_async(qorm):
     user = await qorm.amake(User)
     assert (await User.objects.get(id=user.id)).email == user.email
-    await quantumorm.aclose_all()
+    await qorm.connection.aclose()
 
 
 def test_model_defined_in_the_test(qorm):
@@ -118,7 +126,9 @@ def test_the_plugin_starts_and_stops_its_own_server(pytester: pytest.Pytester,
     monkeypatch.setattr(servers, "session", servers.SessionRedis())  # not the outer one
     where = tmp_path / "url.txt"
     pytester.makepyfile(test_own=f'''
+from quantumorm import registry
 from quantumorm.testing import servers
+from quantumorm.testing.plugin import put_back
 
 
 def test_server(quantumorm_redis_url):
@@ -180,3 +190,104 @@ def test_row(quantumorm_postgres_url, qorm):
     Row.objects.drop_collection_sync(confirm=True)
 ''')
     pytester.runpytest(*PLUGIN).assert_outcomes(passed=1)
+
+
+def test_connections_of_the_user_survive_the_fixture(pytester: pytest.Pytester, redis_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    # a "default" connection and another one opened at module level: the fixture sets the
+    # first aside during each test and closes neither; what a test opens, it closes
+    monkeypatch.setenv(servers.URL_VARIABLE, redis_url)
+    pytester.makepyfile(test_kept=f"""
+import quantumorm
+from quantumorm import Document, StringField
+
+mine = quantumorm.create_connection(backend="redis", url={redis_url!r}, name="default",
+                                    make_default=True)
+side = quantumorm.create_connection(backend="sqlite", url="sqlite:///{tmp_path}/side.db",
+                                    name="side")
+opened = []
+
+
+class Note(Document):
+    text = StringField()
+
+    class Meta:
+        backend = "sqlite"
+        connection = "side"
+
+
+def test_first(qorm):
+    assert quantumorm.get_connection("default") is qorm.connection is not mine
+    assert quantumorm.get_connection() is qorm.connection
+    opened.append(quantumorm.create_connection(backend="sqlite", url="sqlite://",
+                                               name="in-test"))
+    Note(text="one").save_sync()
+
+
+def test_second(qorm):
+    assert "in-test" not in [c.name for c in quantumorm.registry.connections()]
+    Note(text="two").save_sync()
+    assert Note.objects.count_sync() == 2
+
+
+def test_after():
+    assert quantumorm.get_connection("default") is mine
+    assert quantumorm.get_connection() is mine
+    assert quantumorm.get_connection("side", backend="sqlite") is side
+    assert mine.ping_sync() >= 0
+    assert Note.objects.count_sync() == 2
+    assert opened and "in-test" not in [c.name for c in quantumorm.registry.connections()]
+""")
+    pytester.runpytest(*PLUGIN, "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_sql_models_keep_their_tables(pytester: pytest.Pytester, redis_url: str,
+                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # only Redis models get a test namespace: a SQLite model's would be a table left in the
+    # user's database after every test
+    monkeypatch.setenv(servers.URL_VARIABLE, redis_url)
+    database = tmp_path / "app.db"
+    pytester.makepyfile(test_sql=f"""
+import pytest
+import quantumorm
+from quantumorm import Document, StringField
+from quantumorm.errors import UnsupportedOperation
+
+quantumorm.create_connection(backend="sqlite", url="sqlite:///{database}", make_default=True)
+
+
+class Note(Document):
+    text = StringField()
+
+    class Meta:
+        backend = "sqlite"
+        collection = "notes"
+
+
+class Tag(Document):
+    name = StringField()
+
+
+def test_write(qorm):
+    assert Note._meta.namespace == "qorm" and Tag._meta.namespace == qorm.namespace
+    Note(text="x").save_sync()
+    Tag(name="t").save_sync()
+
+
+def test_isolate_refuses_a_sql_model(qorm):
+    class Row(Document):
+        class Meta:
+            backend = "sqlite"
+
+    with pytest.raises(UnsupportedOperation, match="Row keeps its table"):
+        qorm.isolate(Row)
+""")
+    pytester.runpytest(*PLUGIN).assert_outcomes(passed=2)
+    with sqlite3.connect(database) as db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master "
+                                                 "WHERE type = 'table'")]
+        assert not [name for name in tables if "qorm.t" in name], tables
+        (count,) = db.execute(f"SELECT COUNT(*) FROM {next(t for t in tables if 'notes' in t)!r}"
+                              ).fetchone()
+    assert count == 1

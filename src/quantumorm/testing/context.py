@@ -30,8 +30,9 @@ class QuantumORMTest:
         return self.isolation.namespace
 
     def isolate(self, *models: type[Document]) -> None:
-        """Move models defined during the test into its namespaces (those defined before it
-        started were moved already)."""
+        """Move Redis models defined during the test into its namespaces (those defined
+        before it started were moved already; a SQLite or PostgreSQL model raises
+        :class:`~quantumorm.errors.UnsupportedOperation`: its table would be left behind)."""
         self.isolation.isolate(*models)
 
     def build(self, model: type[D], **overrides: Any) -> D:

@@ -6,7 +6,9 @@ namespace of its own for one test, ``<its namespace>.t<random hex>``, by replaci
 options with a copy that differs only by the namespace (the state a connection keeps about a
 model hangs off the options, so the copy starts with none), and puts the original options back
 afterwards. :meth:`IsolatedNamespace.delete_keys` then deletes the keys of those namespaces,
-and nothing else: tests can share a server (and run side by side) without FLUSHDB.
+and nothing else: tests can share a server (and run side by side) without FLUSHDB. Only
+Redis models are moved: on SQLite and PostgreSQL a namespace names a table, which would be
+left behind in the user's database after every test.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import secrets
 from typing import Any
 
 from ..document import Document
+from ..errors import UnsupportedOperation
 from ..options import ModelOptions
 
 SCAN_COUNT = 1000
+REDIS = "redis"  # the backend whose keys delete_keys deletes
 
 
 def concrete_models(root: type[Document] = Document) -> list[type[Document]]:
@@ -59,10 +63,18 @@ class IsolatedNamespace:
         return set(self._used)
 
     def isolate(self, *models: type[Document]) -> None:
-        """Move ``models`` into the test's namespaces (a model already moved stays)."""
+        """Move ``models`` into the test's namespaces (a model already moved stays). Redis
+        models only: on SQLite and PostgreSQL the namespace names a table, which
+        :meth:`delete_keys` would leave behind in the user's database, so a model of those
+        backends raises :class:`~quantumorm.errors.UnsupportedOperation`."""
         for model in models:
             if model in self._saved or "_meta" not in vars(model):
                 continue
+            if model._meta.backend != REDIS:
+                raise UnsupportedOperation(
+                    model._meta.backend, "test namespaces",
+                    f"{model.__name__} keeps its table: give the test a database of its own "
+                    "(an in-memory SQLite database, or drop its documents after the test)")
             options = model._meta
             self._saved[model] = options
             namespace = self.name_for(options.namespace)
@@ -70,8 +82,9 @@ class IsolatedNamespace:
             model._meta = dataclasses.replace(options, namespace=namespace)
 
     def isolate_all(self) -> None:
-        """Move every model defined so far."""
-        self.isolate(*concrete_models())
+        """Move every Redis model defined so far (the others keep their namespaces: see
+        :meth:`isolate`)."""
+        self.isolate(*(model for model in concrete_models() if model._meta.backend == REDIS))
 
     def restore(self) -> None:
         """Give every moved model its own options back (the test's keys stay until

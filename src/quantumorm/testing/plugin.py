@@ -10,7 +10,8 @@ Fixtures:
 * ``quantumorm_postgres_url`` (session): the same for PostgreSQL where its server binaries
   and psycopg are installed (``$QUANTUMORM_TEST_POSTGRES_URL`` points elsewhere).
 * ``qorm`` (function): a :class:`~quantumorm.testing.QuantumORMTest`: the ``"default"``
-  connection on that Redis server, with every model moved into a namespace of the test's own
+  connection on that Redis server (a ``"default"`` of the user's is set aside for the test,
+  and put back after it), with every Redis model moved into a namespace of the test's own
   (so tests can share a server without FLUSHDB), whose keys are deleted after the test; and a
   :class:`~quantumorm.testing.Factory` (``qorm.make(User)``, ``qorm.make_many(User, 10)``).
 
@@ -27,7 +28,8 @@ from typing import NoReturn
 
 import pytest
 
-from ..connection import close_all, create_connection
+from .. import registry
+from ..connection import DEFAULT_NAME, Connection, create_connection
 from . import postgres, servers
 from .context import QuantumORMTest
 from .namespace import IsolatedNamespace
@@ -71,20 +73,43 @@ def quantumorm_postgres_url() -> Iterator[str]:
 @pytest.fixture
 def qorm(quantumorm_redis_url: str) -> Iterator[QuantumORMTest]:
     """The ``"default"`` connection in a namespace of the test's own; after the test, that
-    namespace's keys are deleted, the models get their namespaces back and every connection
-    is closed (blocking pools; an async test may ``await quantumorm.aclose_all()``)."""
+    namespace's keys are deleted, the models get their namespaces back, the connections
+    opened during the test (this one included) are closed (blocking pools; an async test
+    may ``await qorm.connection.aclose()``) and the registry is as it was before: a
+    ``"default"`` connection opened at module or session level is set aside during the
+    test and comes back, open, after it."""
+    before = registry.snapshot()
+    displaced = registry.detach(DEFAULT_NAME)  # not closed: it is put back after the test
     isolation = IsolatedNamespace()
-    isolation.isolate_all()
-    connection = create_connection(backend="redis", url=quantumorm_redis_url, name="default",
-                                   make_default=True)
     try:
-        yield QuantumORMTest(connection, quantumorm_redis_url, isolation)
-    finally:
+        isolation.isolate_all()
+        connection = create_connection(backend="redis", url=quantumorm_redis_url,
+                                       name=DEFAULT_NAME, make_default=True)
         try:
-            isolation.delete_keys(connection.store.sync_executor().client)
+            yield QuantumORMTest(connection, quantumorm_redis_url, isolation)
         finally:
-            isolation.restore()
-            close_all()
+            isolation.delete_keys(connection.store.sync_executor().client)
+    finally:
+        isolation.restore()
+        put_back(before, displaced)
 
 
-__all__ = ["qorm", "quantumorm_postgres_url", "quantumorm_redis_url", "unavailable"]
+def put_back(before: registry.RegistryState, displaced: Connection | None) -> None:
+    """The registry as it was in ``before``, less the connections the test closed or
+    replaced since (``close_all()``, a ``create_connection`` of the same name), plus
+    ``displaced``; the connections opened since are closed (every one even if one fails; the
+    first failure is raised at the end)."""
+    now = registry.snapshot().connections
+    kept = {name: connection for name, connection in before.connections.items()
+            if connection is displaced or now.get(name) is connection}
+    failure: BaseException | None = None
+    for connection in registry.restore(registry.RegistryState(kept, before.defaults)):
+        try:
+            connection.close()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+__all__ = ["put_back", "qorm", "quantumorm_postgres_url", "quantumorm_redis_url", "unavailable"]

@@ -21,13 +21,14 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .servers import ServerFailed, ServerUnavailable, free_port
+from .servers import ServerFailed, ServerUnavailable, die_with_parent, free_port
 
 #: the URL of a server to use instead of starting one (its ``public`` schema is dropped
 #: and recreated before each test that resets it: point it at a scratch database)
@@ -68,32 +69,56 @@ class PostgresServer:
     """One private server: :meth:`start` returns its URL, :meth:`stop` stops it by its pid
     and removes its files."""
 
-    def __init__(self) -> None:
+    def __init__(self, initdb_options: tuple[str, ...] = ()) -> None:
         self.url: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.workdir: str | None = None
+        #: more initdb arguments (``"--data-checksums"``...)
+        self.initdb_options = initdb_options
 
     def start(self) -> str:
+        """Start the server; returns its URL. :class:`ServerUnavailable` when the binaries or
+        psycopg are missing; :class:`ServerFailed` (with initdb's or the server's output)
+        when they are there but initdb or the server fails. Nothing is left behind on
+        failure: no process, no directory."""
         bindir = binaries()
         if bindir is None:
             raise ServerUnavailable("PostgreSQL server binaries (initdb, postgres) are not "
                                     f"installed: {INSTALL_HINT}")
         psycopg = driver()
         self.workdir = tempfile.mkdtemp(prefix="quantumorm-postgres-")
-        data = Path(self.workdir, "data")
+        try:
+            return self._start(bindir, psycopg, self.workdir)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, bindir: Path, psycopg: ModuleType, workdir: str) -> str:
+        data = Path(workdir, "data")
         data.mkdir()
-        run_as: dict[str, Any] = {}
+        # the server gets SIGTERM if this process dies without stopping it (a killed pytest)
+        run_as: dict[str, Any] = {
+            "preexec_fn": die_with_parent if sys.platform == "linux" else None}
         if os.geteuid() == 0:
             user = pwd.getpwnam(UNPRIVILEGED)
-            for path in (self.workdir, data):
+            for path in (workdir, data):
                 os.chown(path, user.pw_uid, user.pw_gid)
-            run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-        env = {**os.environ, "HOME": self.workdir, "LC_ALL": "C"}
-        log = Path(self.workdir, "postgres.log")
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A",
-                        "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                       check=True, env=env, cwd=self.workdir, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, **run_as)
+            # (the child sets its user before preexec_fn runs, and a change of user would
+            # clear the parent-death signal: it is set as the unprivileged user)
+            run_as.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        env = {**os.environ, "HOME": workdir, "LC_ALL": "C"}
+        log = Path(workdir, "postgres.log")
+        try:
+            subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A",
+                            "trust", "-E", "UTF8", "--locale=C", "--no-sync",
+                            *self.initdb_options],
+                           check=True, env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **run_as)
+        except subprocess.CalledProcessError as error:
+            output = (error.stderr or b"").decode(errors="replace")[-2000:]
+            raise ServerFailed(f"initdb exited {error.returncode}:\n{output}") from None
+        except OSError as error:
+            raise ServerFailed(f"initdb could not be run: {error}") from None
         for _ in range(START_ATTEMPTS):
             port = free_port()
             with log.open("ab") as output:
@@ -102,7 +127,7 @@ class PostgresServer:
                      "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                      "-c", "fsync=off", "-c", "synchronous_commit=off",
                      "-c", "full_page_writes=off", "-c", "max_connections=300"],
-                    env=env, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=output,
+                    env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output,
                     stderr=subprocess.STDOUT, **run_as)
             url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
             if self._wait(psycopg, url):
@@ -110,7 +135,6 @@ class PostgresServer:
                 return url
             self._stop_process()
         details = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-        self.stop()
         raise ServerFailed(f"postgres did not start on 127.0.0.1; its log:\n{details}")
 
     def _wait(self, psycopg: ModuleType, url: str) -> bool:

@@ -30,7 +30,7 @@ from .engine.stages import Staged, staged
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
 from .fields.base import MISSING, Field
-from .fields.embedded import NestedMessage, plain
+from .fields.embedded import NestedMessage, json_form, plain
 from .fields.reference import ReferenceField
 from .interop import pydantic_support
 from .options import ModelOptions, build_options
@@ -253,7 +253,7 @@ class Document(metaclass=DocumentMeta):
             if messages:
                 problems[name] = [f"'{name}' {m}" for m in messages]
             else:
-                out[name] = field.to_storage(cleaned)
+                out[name] = json_form(field, cleaned)
         if problems:
             raise ValidationError(problems, model=type(self).__name__)
         return out

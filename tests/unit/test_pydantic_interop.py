@@ -26,12 +26,15 @@ from quantumorm import (
     DictField,
     Document,
     EmailField,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
     EnumField,
     Field,
     FloatField,
     IntField,
     InvalidOperation,
     JSONField,
+    ListField,
     ReferenceField,
     StringField,
     URLField,
@@ -491,3 +494,45 @@ def test_a_reference_is_its_id_in_json_and_in_the_generated_model() -> None:
     assert back.writer is not None and back.writer.id == "w1" and back.to_dict()["writer"] == "w1"
     assert "Writer" in schema.model_json_schema()["properties"]["writer"]["anyOf"][0][
         "description"]
+
+
+class Spot(EmbeddedDocument):
+    lat = IntField(db_field="la")
+
+
+class Place(EmbeddedDocument):
+    city = StringField(required=True, db_field="c")
+    zip = StringField(max_length=5)
+    spot = EmbeddedDocumentField(Spot)
+
+
+class Resident(Document):
+    name = StringField()
+    home = EmbeddedDocumentField(Place)
+    past = ListField(EmbeddedDocumentField(Place))
+
+    class Meta:
+        collection = "pyd_residents"
+
+
+def test_embedded_documents_are_nested_models_keyed_by_attribute_names() -> None:
+    resident = Resident(id="r", name="a", home=Place(city="P", zip="97", spot=Spot(lat=3)),
+                        past=[{"city": "S"}])
+    data = resident.to_dict(json=True)
+    # attribute names inside too (the storage names "c" and "la" stay in storage)
+    assert data == {"id": "r", "name": "a", "home": {"city": "P", "zip": "97",
+                                                      "spot": {"lat": 3}},
+                    "past": [{"city": "S", "zip": None, "spot": None}]}
+    schema = Resident.pydantic_model()
+    parsed = schema.model_validate_json(json.dumps(data))
+    back = Resident.from_pydantic(parsed)
+    assert back.home == resident.home and back.past == [Place(city="S")]
+    assert back.to_dict(json=True) == data
+    with pytest.raises(pydantic.ValidationError, match="at most 5"):
+        schema.model_validate({"home": {"city": "P", "zip": "123456"}})
+    with pytest.raises(pydantic.ValidationError):
+        schema.model_validate({"home": {"zip": "1"}})  # city is required
+    with pytest.raises(pydantic.ValidationError):
+        schema.model_validate({"home": {"city": "P", "town": "x"}})  # unknown key
+    definitions = schema.model_json_schema()["$defs"]
+    assert definitions["Place"]["required"] == ["city"] and "Spot" in definitions

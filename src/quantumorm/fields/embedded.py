@@ -296,3 +296,18 @@ def embedded_class(field: Field) -> type[EmbeddedDocument] | None:
     if isinstance(field, EmbeddedDocumentField):
         return field.document
     return None
+
+
+def json_form(field: Field, value: Any) -> Any:
+    """A cleaned value of ``field`` as JSON-safe data keyed by attribute names (what
+    ``to_dict(json=True)`` gives): the stored form, except that an embedded document (also
+    in a list) is keyed by its fields' attribute names, as the document's own fields are,
+    not by their storage names."""
+    if value is None:
+        return None
+    if isinstance(field, EmbeddedDocumentField):
+        return {name: json_form(inner, value.__dict__.get(name))
+                for name, inner in value._fields.items()}
+    if isinstance(field, ArrayField) and isinstance(field.field, EmbeddedDocumentField):
+        return [json_form(field.field, item) for item in value]
+    return field.to_storage(value)

@@ -54,6 +54,7 @@ from ..fields import (
     UUIDField,
 )
 from ..fields.base import MISSING, Field
+from ..fields.embedded import EmbeddedDocument, EmbeddedDocumentField
 from ..fields.reference import ReferenceField
 from ..query.expressions import clean_id
 
@@ -137,6 +138,13 @@ def _reference(field: Field) -> Mapped:
                   check=False)
 
 
+def _embedded(field: Field) -> Mapped:
+    # the nested model checks its own fields; the field's check would make an
+    # EmbeddedDocument, which pydantic would not take
+    assert isinstance(field, EmbeddedDocumentField)
+    return Mapped(embedded_model(field.document), check=False)
+
+
 def _plain(kind: Any) -> Mapper:
     return lambda field: Mapped(kind)
 
@@ -158,6 +166,7 @@ FIELD_TYPES: dict[type[Field], Mapper] = {
     JSONField: _plain(JsonValue),
     ArrayField: _array,
     ReferenceField: _reference,
+    EmbeddedDocumentField: _embedded,
 }
 
 
@@ -253,6 +262,23 @@ def pydantic_model(model: type[Document], include: Iterable[str] | None = None,
     )
     _cache[key] = generated
     return generated
+
+
+def embedded_model(document: type[EmbeddedDocument]) -> type[BaseModel]:
+    """The pydantic model of an embedded document class (its fields, no id), made once."""
+    key = (document,)
+    found = _cache.get(key)
+    if found is None:
+        definitions: dict[str, Any] = {name: _definition(field)
+                                       for name, field in document._fields.items()}
+        found = _cache[key] = pydantic.create_model(
+            document.__name__,
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=document.__doc__,
+            __module__=document.__module__,
+            **definitions,
+        )
+    return found
 
 
 def _definition(field: Field) -> tuple[Any, Any]:

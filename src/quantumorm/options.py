@@ -100,6 +100,15 @@ class ModelOptions:
         # (a tuple in the dataclass: a Field attribute would be taken for a descriptor)
         return self.key_fields[0] if self.key_fields else None
 
+    def key_value(self, id: str) -> Any:
+        """The primary-key field's value of a stored id (``IntField(primary_key=True)``:
+        the id as a number), as ``doc.<key field>`` gives it."""
+        return int(id) if id.isascii() and id.isdigit() else id
+
+    def is_key_name(self, name: str) -> bool:
+        """Whether ``name`` is the field declared ``primary_key=True`` (the id's other name)."""
+        return bool(self.key_fields) and self.key_fields[0].name == name
+
     def state_for(self, owner: object, make: Callable[[], T]) -> T:
         """What ``owner`` (a connection's backend) keeps about this model: its keys,
         layout, planner, stored schema. Kept here, weakly keyed by the owner, rather than by
@@ -292,7 +301,8 @@ def build_options(
                 f"{where}: unique index {index.name!r} needs partitions = 1; with several "
                 "partitions uniqueness cannot be checked in one atomic write"
             )
-    ordering = _build_ordering(where, stored_fields, raw.get("ordering", ()))
+    ordering = _build_ordering(where, stored_fields, raw.get("ordering", ()),
+                               None if primary_key is None else primary_key.name)
     options = ModelOptions(
         model_name=model_name,
         collection=collection,
@@ -316,9 +326,10 @@ def build_options(
     return options, abstract
 
 
-def _build_ordering(where: str, fields: dict[str, Field], declared: Any
-                    ) -> tuple[Ordering, ...]:
-    """``ordering = ("-created", "name")``: field names, ``-`` for descending."""
+def _build_ordering(where: str, fields: dict[str, Field], declared: Any,
+                    key_name: str | None = None) -> tuple[Ordering, ...]:
+    """``ordering = ("-created", "name")``: field names, ``-`` for descending (the name of
+    an int primary key orders by the id, as ``order_by`` does)."""
     if isinstance(declared, str) or not isinstance(declared, (tuple, list)):
         raise ConfigurationError(f"{where}: ordering must be a tuple of field names, "
                                  f"'-name' for descending (got {declared!r})")
@@ -327,6 +338,8 @@ def _build_ordering(where: str, fields: dict[str, Field], declared: Any
         if not isinstance(item, str) or not item.lstrip("-"):
             raise ConfigurationError(f"{where}: ordering takes field names (got {item!r})")
         name = item.removeprefix("-")
+        if name == key_name:
+            name = ID
         if name != ID:
             field = fields.get(name)
             if field is None:

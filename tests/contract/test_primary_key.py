@@ -10,13 +10,19 @@ import pytest
 from contract_models import STORES, run
 
 from quantumorm import (
+    Avg,
     ConfigurationError,
+    Count,
     Document,
     IntField,
+    Max,
+    Min,
     QueryError,
     StringField,
+    Sum,
     ValidationError,
 )
+from quantumorm.query.nodes import ID, Ordering
 
 
 def _declare(backend: str) -> SimpleNamespace:
@@ -63,6 +69,31 @@ async def test_the_key_is_the_id_as_an_int(invoice: Any, mode: str) -> None:
     assert stored.number == 9
 
 
+async def test_the_key_by_its_name_in_projections_and_aggregates(invoice: Any,
+                                                                   mode: str) -> None:
+    for n in (100, 9, 10, 2, 11):
+        await run(invoice(number=n, label=f"n{n % 2}"), "save", mode)
+    ordered = invoice.objects.order_by("number")
+    assert await run(ordered.values_list("number", flat=True), "all", mode) == [
+        2, 9, 10, 11, 100]
+    assert await run(ordered.values("number", "label")[:2], "all", mode) == [
+        {"id": "2", "number": 2, "label": "n0"}, {"id": "9", "number": 9, "label": "n1"}]
+    only = await run(ordered.only("number"), "all", mode)
+    assert [d.number for d in only] == [2, 9, 10, 11, 100] and only[0].label is None
+    # numbers in number order, not the ids' text order ("100" < "9")
+    assert await run(invoice.objects, "aggregate", mode, lo=Min("number"), hi=Max("number"),
+                     n=Count("number"), total=Sum("number"), mean=Avg("number")) == {
+        "lo": 2, "hi": 100, "n": 5, "total": 132, "mean": 26.4}
+    odd = invoice.objects.filter(label="n1")
+    assert await run(odd, "aggregate", mode, hi=Max("number")) == {"hi": 11}
+    assert await run(odd[:1], "aggregate", mode, total=Sum("number")) == {"total": 9}
+    assert await run(invoice.objects, "distinct", mode, "number") == [2, 9, 10, 11, 100]
+    assert await run(odd, "item_frequencies", mode, "number") == {9: 1, 11: 1}
+    for update in ({"number": 5}, {"inc__number": 1}):
+        with pytest.raises(QueryError, match="is the primary key"):
+            await run(invoice.objects.filter(number=2), "update", mode, **update)
+
+
 async def test_invalid_keys_are_refused(invoice: Any, mode: str) -> None:
     assert invoice(number="abc").number == "abc"  # kept as assigned until save checks it
     for bad in (-1, 10**39, "abc"):
@@ -93,3 +124,14 @@ def test_declaration_rules() -> None:
         class Two(Document):
             a = IntField(primary_key=True)
             b = IntField(primary_key=True)
+
+    class Latest(Document):  # Meta.ordering by the key's name is by the id, as order_by
+        number = IntField(primary_key=True)
+        Meta = type("Meta", (), {"ordering": ["-number"], "backend": "sqlite"})
+
+    assert Latest._meta.ordering == (Ordering(ID, True),)
+    assert Latest.objects.spec.order == invoice_order("-number")
+
+
+def invoice_order(*names: str) -> tuple[Ordering, ...]:
+    return MODELS["sqlite"].Invoice.objects.order_by(*names).spec.order

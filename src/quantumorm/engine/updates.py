@@ -87,6 +87,9 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
             raise QueryError(f"{label}.update(): unknown operator {kind!r} in {key!r} "
                              f"(known: {', '.join(sorted(OPERATORS))})")
         field = known.get(name)
+        if field is None and model._meta.is_key_name(name):
+            raise QueryError(f"{label}.{name} is the primary key (the id): it cannot be "
+                             "updated; create a document with the new id")
         if field is None:
             raise UnknownFieldError(label, name, list(known))
         if name in seen:

@@ -73,6 +73,8 @@ class Aggregate:
             if self.numeric:
                 raise QueryError(f"{model}: {self.name}() of the id is not defined")
             return
+        if options.is_key_name(self.field):  # an int primary key: the ids as numbers
+            return
         field = options.fields.get(self.field)
         if field is None or paths.is_path(self.field):  # (not into embedded documents)
             raise UnknownFieldError(model, self.field, list(options.fields))
@@ -170,6 +172,9 @@ class Max(Aggregate):
 
 def _field(options: ModelOptions, name: str | None) -> Field[Any]:
     assert name is not None and name != ID
+    key = options.primary_key()
+    if key is not None and name == key.name:
+        return key
     return options.fields[name]
 
 
@@ -211,6 +216,9 @@ def sort_key(options: ModelOptions, name: str | None) -> Any:
     assert name is not None
     if name == ID:
         return sortable.id_key
+    key = options.primary_key()
+    if key is not None and name == key.name:
+        return key.sort_key
     field = options.fields[name]
     if isinstance(field, ArrayField):
         return field.field.sort_key
@@ -222,7 +230,7 @@ def check_spread(model: str, options: ModelOptions, name: str, what: str) -> Non
     an array of arrays): their values could not be grouped by key."""
     if not isinstance(name, str):
         raise QueryError(f"{what}() takes a field name (got {name!r})")
-    if name == ID:
+    if name == ID or options.is_key_name(name):
         return
     field = options.fields.get(name)
     if field is None or paths.is_path(name):  # (not into embedded documents)
@@ -236,7 +244,7 @@ def check_spread(model: str, options: ModelOptions, name: str, what: str) -> Non
 def _spread(options: ModelOptions, name: str, documents: Iterable[Mapping[str, Any]]
             ) -> Iterable[Any]:
     """The field's values, one per document (None for null), an array's elements each."""
-    array = name != ID and isinstance(options.fields[name], ArrayField)
+    array = isinstance(options.fields.get(name), ArrayField)
     for doc in documents:
         value = doc.get(name)
         if array and value is not None:

@@ -39,12 +39,20 @@ def _documents(qs: QuerySet[Any], backend: Backend,
     """The cleaned values of the named fields (and the id) of every matching document, for
     the aggregates: only those fields are read where the backend can cut them out of the
     stored documents (``project``: the SQL backends), else whole documents."""
+    names = list(names)
     project = getattr(backend, "project", None)
     load = qs.model.from_storage
+    options = qs.model._meta
+    key = options.primary_key()
+    # (an int primary key's values are the ids as numbers: added under its name)
+    key_name = key.name if key is not None and key.name in set(names) else None
     if project is None or qs._cache_ttl is not None:
         rows = yield from qs._fetch(backend, qs.spec)
-        return [load(row.id, row.version, row.data)._values() for row in rows]
-    options = qs.model._meta
+        docs = [load(row.id, row.version, row.data)._values() for row in rows]
+        if key_name is not None:
+            for doc in docs:
+                doc[key_name] = options.key_value(doc[ID])
+        return docs
     wanted = {name for name in names if name is not None and name != ID}
     # (each value converted as Document.from_storage does, without building documents)
     loaders = [(name, db_name, convert, options.fields[name])
@@ -60,6 +68,8 @@ def _documents(qs: QuerySet[Any], backend: Backend,
                 values[name] = field.initial()
             else:
                 values[name] = raw if raw is None or convert is None else convert(raw)
+        if key_name is not None:
+            values[key_name] = options.key_value(row.id)
         out.append(values)
     return out
 
@@ -87,16 +97,21 @@ def _one_aggregate(qs: QuerySet[Any], aggregate: Aggregate, backend: Backend) ->
     the documents with a value, or the value of the first of them in the field's order."""
     name = aggregate.field
     where = qs._where
-    if name is not None and name != ID:
+    options = qs.model._meta
+    key = name is not None and options.is_key_name(name)  # (the id under another name)
+    if name is not None and name != ID and not key:
         where = conjoin(where, Condition(name, Lookup.ISNULL, False))
     if isinstance(aggregate, Count):
         return (yield from ops.count(backend, qs.model, QuerySpec(where)))
     assert name is not None
-    order = (Ordering(name, isinstance(aggregate, Max)),)
-    rows = yield from backend.query(qs.model._meta, QuerySpec(where, order, 0, 1))
+    order = (Ordering(ID if key else name, isinstance(aggregate, Max)),)
+    rows = yield from backend.query(options, QuerySpec(where, order, 0, 1))
     if not rows:
         return None
     row = rows[0]
+    if key:
+        id_value: Value = options.key_value(row.id)
+        return id_value
     value: Value = qs.model.from_storage(row.id, row.version, row.data)._values()[name]
     return value
 

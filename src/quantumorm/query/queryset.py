@@ -271,7 +271,8 @@ class QuerySet(Generic[D]):
         """Load only these fields (and the ordering fields, which keyset positions need);
         the documents cannot be saved until reloaded."""
         self._check_names(fields, paths_too=False)
-        return self._clone(only=tuple(fields))
+        # (an int primary key is the id, which every document has)
+        return self._clone(only=tuple(f for f in fields if not self.model._meta.is_key_name(f)))
 
     def values(self, *fields: str) -> QuerySet[Any]:
         """Return dicts (of the given fields, or all, plus ``id``) instead of documents."""
@@ -417,10 +418,11 @@ class QuerySet(Generic[D]):
 
     def _check_names(self, fields: Iterable[str], paths_too: bool = True) -> None:
         known = self.model._fields
+        options = self.model._meta
         for name in fields:
             if paths_too and paths.is_path(name):  # values("address__city")
-                paths.resolve(self.model._meta, name)
-            elif name != ID and name not in known:
+                paths.resolve(options, name)
+            elif name != ID and name not in known and not options.is_key_name(name):
                 raise UnknownFieldError(self.model.__name__, name, list(known))
 
     def _connection(self) -> Connection:
@@ -915,6 +917,9 @@ class QuerySet(Generic[D]):
         cleaned = {}
         for name, value in fields.items():
             field = known.get(name)
+            if field is None and self.model._meta.is_key_name(name):
+                raise QueryError(f"{self.model.__name__}.{name} is the primary key (the id): "
+                                 "it cannot be updated; create a document with the new id")
             if field is None:
                 raise UnknownFieldError(self.model.__name__, name, list(known))
             value, messages = field.validate(value)
@@ -1087,4 +1092,7 @@ def _value(doc: Any, name: str) -> Any:
     """A field's value, or a path's into embedded documents (``address__city``)."""
     if paths.is_path(name):
         return paths.resolve(doc._meta, name).read(doc.__dict__)
-    return doc.__dict__[name]
+    try:
+        return doc.__dict__[name]
+    except KeyError:  # an int primary key: the id as a number
+        return getattr(doc, name)

@@ -167,3 +167,20 @@ def test_a_leading_prefix_is_an_exact_index_range(store: Any, query: dict[str, A
     want = reference(saved, lambda d: all(c(d) for c in checks), [])
     assert [d.id for d in qs.all_sync()] == want and qs.count_sync() == len(want)
     assert want  # (every query matches some of these documents)
+
+
+@pytest.mark.parametrize("ids", [
+    ["3", "10", "2", "999999999999999", "100000000000000"],  # numbers of up to 15 digits
+    ["3", "10", "1000000000000000", "99", "10000000000000000000"],  # and longer ones
+    ["3", "b", "10", "a", "0"],  # and not numbers
+])
+def test_rows_gathered_from_an_index_range_come_in_id_order(store: Any, ids: list[str]) -> None:
+    Pair.objects.bulk_create_sync([Pair(id=id, s="x", n=len(ids) - i) for i, id in
+                                   enumerate(ids)])
+    Pair.objects.bulk_create_sync([Pair(id=f"y{i}", s="y") for i in range(40)])  # (others)
+    want = sorted(ids, key=lambda i: (0, int(i)) if i.isdigit() else (1, i))
+    for order, expected in (((), want), (("-id",), want[::-1])):
+        qs = Pair.objects.filter(s="x").order_by(*order)
+        assert qs.explain_sync().strategy == "index range"  # (rows sorted by the script)
+        assert [d.id for d in qs.all_sync()] == expected
+        assert [d.id for d in qs[1:3].all_sync()] == expected[1:3]

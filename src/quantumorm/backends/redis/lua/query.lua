@@ -613,6 +613,38 @@ local function emit(rows)
   return out
 end
 
+-- emit() of rows given as plain id keys (a walk's rows when no test reads their meta hash:
+-- no table per row); rows mode without sort keys reads just the documents
+local function emit_ids(ids)
+  if mode ~= "rows" or keyed then
+    local rows = {}
+    for i, idkey in ipairs(ids) do rows[i] = {id = idkey} end
+    return emit(rows)
+  end
+  local out, n = {}, 0
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = {}
+    for i = first, last do
+      local idkey = ids[i]  -- (escaped_id, inline)
+      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local json = docs[i - first + 1]
+      if json then
+        local idkey = ids[i]
+        -- (false: the document carries its version, which the caller reads there)
+        local version = false
+        if byte(json, 1) ~= 0 then version = version_of(idkey) end
+        out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
+        n = n + 3
+      end
+    end
+  end
+  return out
+end
+
 local function want()
   if mode == "exists" then return 1 end
   if mode == "count" or limit < 0 then return nil end
@@ -653,9 +685,12 @@ local function walk(d)
       if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
-        else
+        elseif test then
           rows[#rows + 1] = {id = idkey, vals = vals}
           if target and #rows + skipped >= target then return emit(rows) end
+        else
+          rows[#rows + 1] = idkey
+          if target and #rows + skipped >= target then return emit_ids(rows) end
         end
       end
     end
@@ -664,7 +699,8 @@ local function walk(d)
     chunk = math.min(chunk * 2, 4096)
   end
   if mode == "count" then return #rows end
-  return emit(rows)
+  if test then return emit(rows) end
+  return emit_ids(rows)
 end
 
 -- strategy 2: gather candidates from the cheapest driver, filter, sort, slice ----------

@@ -360,6 +360,34 @@ def test_compound_index_is_offered_for_its_prefix() -> None:
     assert high == b"(" + prefix + sortable.UPPER
 
 
+def test_leading_field_of_a_compound_index_alone_is_an_exact_range_of_it() -> None:
+    # c has no index of its own: an equality or a bound on it is a prefix of c__b's entries
+    key = sortable.encode_number(3)
+    for qs, ranges in [
+        (Shop.objects.filter(c=3), [b"[" + key, b"(" + key + sortable.UPPER]),
+        (Shop.objects.filter(c__gte=3), [b"[" + key, b"(" + sortable.UPPER]),
+        (Shop.objects.filter(c=3, b=True),
+         [b"[" + key + sortable.TRUE, b"(" + key + sortable.TRUE + sortable.UPPER]),
+    ]:
+        plan = PLANNER.plan(qs.spec, counting=True)
+        assert plan.driver.kind == "RANGE" and plan.driver.exact, qs
+        assert plan.driver.indexes == ("c__b",) and plan.pred == [b"T"]
+        assert plan.driver.body == [b"%d" % KEYPOS["c__b"], b"1", *ranges]
+    # with another condition: one candidate among others, covering the one it serves
+    plan = PLANNER.plan(Shop.objects.filter(c=3, n=1).spec, counting=True)
+    compound = next(d for d in leaves(plan.driver) if d.indexes == ("c__b",))
+    assert not compound.exact and compound.covers == (0,)
+    assert sum(d.indexes == ("c__b",) for d in leaves(plan.driver)) == 1
+
+
+def test_a_compound_prefix_plan_is_bound_per_value_from_its_shape() -> None:
+    planner = Planner(SHOP)
+    plans = [planner.plan(Shop.objects.filter(c=i).spec) for i in range(4)]
+    assert planner.counts == {"planned": 2, "bound": 2}
+    for i, plan in enumerate(plans):
+        assert plan.tokens == Planner(SHOP).plan(Shop.objects.filter(c=i).spec).tokens
+
+
 def test_or_of_indexed_conditions_is_a_union() -> None:
     plan = PLANNER.plan(Shop.objects.filter(Q(n=3) | Q(s="x") | Q(tags__contains="t")).spec,
                         counting=True)

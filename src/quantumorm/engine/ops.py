@@ -20,8 +20,10 @@ from ..errors import (
     ValidationError,
     VersionConflict,
 )
-from ..fields.base import MISSING
+from ..fields.base import MISSING, Field
+from ..fields.embedded import NestedMessage
 from ..query import evaluate
+from ..query.expressions import clean_id
 from ..query.lookups import Lookup
 from ..query.nodes import ID, Condition, QuerySpec
 from .contract import (
@@ -45,24 +47,95 @@ WHERE_RETRIES = 10
 
 
 def _request(doc: Document, data: dict[str, Any],
-             expire: Expiry | int = Expiry.KEEP) -> WriteRequest | None:
+             expire: Expiry | int = Expiry.KEEP,
+             candidates: list[tuple[str, str]] | None = None) -> WriteRequest | None:
     """The write that brings the store to ``doc``'s state, or None if nothing changed (and
     the expiry is left as it is). The document is encoded here, once; the backend stores
-    those bytes."""
+    those bytes. ``candidates``: the (attribute, storage name) of the fields that may have
+    changed (None: any field, see :func:`_clean`)."""
     if doc._version == 0:
         return WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire,
                             _encode(doc, data))
     stored = doc._stored or {}
-    changed = frozenset(
-        name for name, field in doc._fields.items()
-        if not _same(stored.get(field.db_name), data.get(field.db_name))
-    )
+    if candidates is None:
+        candidates = [(name, field.db_name) for name, field in doc._fields.items()]
+    changed = frozenset([name for name, db_name in candidates
+                         if not _same(stored.get(db_name), data.get(db_name))])
     if changed and doc._meta.derived:  # an indexed path changes with its embedded field
         changed |= {name for name, path in doc._meta.derived if path.steps[0] in changed}
     if not changed and expire is Expiry.KEEP:
         return None
     return WriteRequest("update", doc.id, doc._version, data, doc._values(), changed, expire,
                         _encode(doc, data))
+
+
+#: values that are their own storage form and cannot change in place
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+#: the key under which a model's options keep its fields' trust (see _trusted)
+_TRUST = type("_Trust", (), {})()
+#: per field of a model: (attribute, storage name, field, whether its value is its own
+#: storage form), or None when a save validates the whole document
+Trusted = tuple[tuple[str, str, Field, bool], ...] | None
+
+
+def _trusted(model: type[Document]) -> Trusted:
+    """How :func:`_clean` treats the fields of ``model`` (worked out once per model). A
+    model with its own ``clean()`` or ``validate()`` (a rule over the whole document) or a
+    primary-key field is validated whole on every save."""
+    options = model._meta
+
+    def make() -> Trusted:
+        if model._has_own_rules() or options.primary_key() is not None:
+            return None
+        # (the stored fields: not the derived ones, indexed paths computed from them)
+        return tuple((name, field.db_name, field, field.loader() is None
+                      and type(field).to_storage is Field.to_storage)
+                     for name, field in model._fields.items())
+
+    trusted: Trusted = options.state_for(_TRUST, make)
+    return trusted
+
+
+def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    """``doc.clean()`` for a save, and the fields that may have changed since ``doc`` was
+    loaded or last saved (None: any). A field that still holds the very object it was
+    loaded with (an immutable value that is its own storage form) is unchanged, and was
+    valid when it was stored: it is neither validated again nor compared. Every other
+    field is validated as ``clean()`` does, with the same errors."""
+    stored = doc._stored
+    if stored is None or doc._version == 0 or type(doc.id) is not str:
+        return doc.clean(), None
+    fields = _trusted(type(doc))
+    if fields is None:
+        return doc.clean(), None
+    try:
+        clean_id(doc.id, ValueError)
+    except ValueError:
+        return doc.clean(), None  # (which says what is wrong with it)
+    values = doc.__dict__
+    data: dict[str, Any] = {}
+    candidates: list[tuple[str, str]] = []
+    problems: dict[str, list[str]] = {}
+    missing = MISSING
+    for name, db_name, field, plain in fields:
+        value = values.get(name)
+        if plain and stored.get(db_name, missing) is value and type(value) in _IMMUTABLE:
+            data[db_name] = value
+            continue
+        candidates.append((name, db_name))
+        cleaned, messages = field.validate(value)
+        if messages:
+            for m in messages:  # (as clean() files them: inside an embedded document, by path)
+                if isinstance(m, NestedMessage):
+                    problems.setdefault(m.path, []).append(str(m))
+                else:
+                    problems.setdefault(name, []).append(f"'{name}' {m}")
+            continue
+        values[name] = cleaned
+        data[db_name] = field.to_storage(cleaned)
+    if problems:
+        raise ValidationError(problems, model=type(doc).__name__)
+    return data, candidates
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -134,8 +207,8 @@ def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
     _check_whole(doc)
     expire = expiry(backend, doc._meta, ttl)
     signals.pre_save.send(type(doc), document=doc)
-    data = doc.clean()
-    request = _request(doc, data, expire)
+    data, candidates = _clean(doc)
+    request = _request(doc, data, expire, candidates)
     if request is None:
         return doc
     (result,) = yield from backend.write(doc._meta, [request])

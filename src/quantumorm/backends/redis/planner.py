@@ -184,6 +184,9 @@ class Planner:
         # fields it met alive, and models made at runtime could never be freed)
         self._ranges = lru_cache(maxsize=RANGES_CACHE_SIZE)(_compute_ranges)
         self.indexed = set(options.indexed_fields)
+        #: fields whose conditions may be index ranges of their own: those with a
+        #: single-field index, and the leading fields of compound indexes
+        self._ranged = {index.fields[0] for index in options.indexes}
 
     def _leaf_ranges(self, field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
         """The lex ranges of a single-field index holding exactly the matching documents."""
@@ -296,7 +299,7 @@ class Planner:
             return []  # (checked in Python: its value is in no token)
         field, served = self.options.fields[cond.field], LOOKUPS[cond.lookup]
         out = []
-        if self.options.single_index(cond.field) is not None:
+        if cond.field in self._ranged:
             for low, high in self._leaf_ranges(field, cond) or ():
                 out += [low, high]
         out += served.probes(field, cond.value, b"") or ()
@@ -441,6 +444,15 @@ class Planner:
             candidates += self._compound_drivers(node)
             if not candidates:
                 return None
+            # (a child's compound prefix range can be the AND's own: one ZLEXCOUNT for both)
+            seen: set[tuple[Token, ...]] = set()
+            unique = []
+            for d in candidates:
+                body = (d.kind.encode(), *d.body, *(b"%d" % i for i in d.covers))
+                if d.kind != "RANGE" or body not in seen:
+                    seen.add(body)
+                    unique.append(d)
+            candidates = unique
             # an exact driver yields only matches; any other yields at least as many
             exact = next((d for d in candidates if d.exact), None)
             if exact is not None:
@@ -457,7 +469,10 @@ class Planner:
                           "id lookup", exact=True)
         index = self.options.single_index(cond.field)
         if index is None:
-            return None
+            # a condition on the leading field of a compound index: a range of that index
+            # (exact: an encoding is never a prefix of another but before b"\xff")
+            compound = self._compound_drivers(And((cond,)))
+            return compound[0] if compound else None
         ranges = self._leaf_ranges(self.options.fields[cond.field], cond)
         if ranges is None:
             return None
@@ -544,7 +559,12 @@ class Planner:
                 continue
             if ranges is None:
                 ranges = [(b"[" + prefix, b"(" + prefix + sortable.UPPER)]
-            out.append(self._range(index, ranges).but(covers=tuple(used)))
+            # the conditions it serves are exact prefixes and ranges of the index's entries
+            # (each field's encoding ends before the next field's starts): exact when
+            # they are the whole conjunction
+            exact = len(used) == len(node.children)
+            driver = self._range(index, ranges, exact=exact)
+            out.append(driver if exact else driver.but(covers=tuple(used)))
         return out
 
     def _walks(self, spec: QuerySpec, where: Node) -> list[Driver]:

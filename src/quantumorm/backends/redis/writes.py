@@ -26,6 +26,7 @@ from ...errors import (
     WriteOutcomeUnknown,
     WrongTypeError,
 )
+from ...fields.base import Field
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
@@ -63,6 +64,24 @@ def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any
     return [b"".join(parts)]
 
 
+#: what a save of some changed fields writes (see WriteLayout._touched)
+Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
+                list[tuple[int, IndexSpec, bytes]], bytes | None]
+
+
+def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
+                values: dict[str, Any]) -> list[bytes]:
+    """``save.lua``'s quadruples of the indexes a save touches: KEYS position, meta field,
+    unique flag (a compound value with a null part is not held unique), name."""
+    out: list[bytes] = []
+    for position, index, manifest in touched:
+        unique = index.unique and not (
+            index.compound and any(values.get(n) is None for n in index.fields))
+        out += [b"%d" % (7 + position), manifest, b"1" if unique else b"0",
+                index.name.encode()]
+    return out
+
+
 class WriteLayout:
     """What every write of one model sends, worked out once: the meta fields that hold index
     values, the indexes and their manifests; and the script call records of its writes."""
@@ -90,6 +109,7 @@ class WriteLayout:
         #: what the scripts' events_on() reads: b"" when the model emits no change events
         self.events = events_spec(options, keys)
         self._changed: dict[frozenset[str], bytes] = {}
+        self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -126,16 +146,13 @@ class WriteLayout:
         """The ``save.lua`` call of an insert or update."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
+        fields, compound, touched, packed_indexes = self._touched(changed)
+        pack_list = sortable.pack_list
         pairs: list[bytes] = []
-        for name, field, meta_name in self.value_fields:
-            if changed is None or name in changed:
-                pairs += [meta_name, sortable.pack_list(field.index_keys(values.get(name)))]
-        touched = [(position, entry) for position, entry in enumerate(self.indexes)
-                   if changed is None or entry[2] & changed]
-        for _, (index, manifest, _names) in touched:
-            if index.compound:
-                pairs += [manifest,
-                          sortable.pack_list(index_members(self.options, index, values))]
+        for name, field, meta_name in fields:
+            pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
+        for index, manifest in compound:
+            pairs += [manifest, pack_list(index_members(self.options, index, values))]
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             p = keys.partition(0)
@@ -147,22 +164,37 @@ class WriteLayout:
             id_key, escaped = sortable.id_key(request.id), sortable.escape_id(request.id)
             doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
             sequence = p.ids  # unused; any key of the partition keeps one slot
-        index_args: list[bytes] = []
-        for position, (index, manifest, _names) in touched:
-            unique = index.unique and not (
-                index.compound and any(values.get(n) is None for n in index.fields))
-            index_args += [b"%d" % (7 + position), manifest, b"1" if unique else b"0",
-                           index.name.encode()]
+        if packed_indexes is None:  # (a unique compound index: its flag depends on values)
+            packed_indexes = wire.pack(_index_args(touched, values))
         events = self.events
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
             request.kind, str(request.expected_version), id_key, self.document(request),
-            os.urandom(8).hex(), wire.pack(pairs), wire.pack(index_args), self.manifests,
+            os.urandom(8).hex(), wire.pack(pairs), packed_indexes, self.manifests,
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
             self.changed_names(request.changed) if events else b"", self.layout)
+
+    def _touched(self, changed: frozenset[str] | None) -> Touched:
+        """What a save of the fields ``changed`` (None: all) writes, worked out once per
+        set of changed fields: the value fields and compound indexes whose entries it
+        sends, the indexes it touches, and their packed arguments (None when a unique
+        compound index among them makes them depend on the values)."""
+        touched = self._touched_by.get(changed)
+        if touched is None:
+            fields = [entry for entry in self.value_fields
+                      if changed is None or entry[0] in changed]
+            indexes = [(position, index, manifest) for position, (index, manifest, names)
+                       in enumerate(self.indexes) if changed is None or names & changed]
+            compound = [(index, manifest) for _, index, manifest in indexes if index.compound]
+            lenient = any(index.compound and index.unique for _, index, _ in indexes)
+            packed = None if lenient else wire.pack(_index_args(indexes, {}))
+            if len(self._touched_by) > 1024:
+                self._touched_by.clear()
+            touched = self._touched_by[changed] = (fields, compound, indexes, packed)
+        return touched
 
     def patch(self, id: str, values: dict[str, Any], storage: dict[str, Any],
               expire: Expiry | int) -> SaveCall:

@@ -78,7 +78,7 @@ end
 
 -- the id key follows the last \0 (it has none); a value encoding usually has one \0, at its
 -- end: a plain find (in C) from the front beats a byte loop from the back
-local find, sub = string.find, string.sub
+local find, sub, byte = string.find, string.sub, string.byte
 local function id_of_member(member)
   local i = find(member, "\0", 1, true)
   while true do
@@ -518,6 +518,37 @@ local function compare_rows(a, b)
   return c
 end
 
+-- whether the rows are ordered by id alone (the default order: no ORDER entry); sort_keys
+-- then reads no meta hash
+local function by_id_only()
+  return #order == 0 or (#order == 1 and order[1].field == "@id")
+end
+
+-- Sort rows in place. By id alone, when every id is numeric and short enough to be a Lua
+-- number exactly (an id key is \1, a length byte, the digits: see sortable.id_key), by
+-- number, with table.sort's own comparison of numbers (in C): compare_rows' byte loop per
+-- comparison costs far more.
+local function sort_rows(rows, by_id)
+  if by_id and #rows > 1 then
+    local nums, row_of = {}, {}
+    for i, row in ipairs(rows) do
+      local idkey = row.id
+      local n = byte(idkey, 1) == 1 and #idkey <= 17 and tonumber(sub(idkey, 3))
+      if not n then nums = nil; break end
+      nums[i], row_of[n] = n, row
+    end
+    if nums then
+      table.sort(nums)
+      local count = #nums
+      for i = 1, count do
+        rows[i] = row_of[nums[tie_desc and count + 1 - i or i]]
+      end
+      return
+    end
+  end
+  table.sort(rows, function(a, b) return compare_rows(a, b) < 0 end)
+end
+
 local function sort_keys(vals, idkey)
   local keys = {}
   for i, o in ipairs(order) do
@@ -550,7 +581,10 @@ local function emit(rows)
   for first = 1, #rows, BATCH do
     local last = math.min(first + BATCH - 1, #rows)
     local keys = {}
-    for i = first, last do keys[#keys + 1] = doc_prefix .. escaped_id(rows[i].id) end
+    for i = first, last do
+      local idkey = rows[i].id  -- (escaped_id, inline)
+      keys[#keys + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
     local docs = redis.call("MGET", unpack(keys))
     for i = first, last do
       local json = docs[i - first + 1]
@@ -573,6 +607,38 @@ local function emit(rows)
         if keyed then
           for k = 1, #order do out[#out + 1] = keys_of[k] end
         end
+      end
+    end
+  end
+  return out
+end
+
+-- emit() of rows given as plain id keys (a walk's rows when no test reads their meta hash:
+-- no table per row); rows mode without sort keys reads just the documents
+local function emit_ids(ids)
+  if mode ~= "rows" or keyed then
+    local rows = {}
+    for i, idkey in ipairs(ids) do rows[i] = {id = idkey} end
+    return emit(rows)
+  end
+  local out, n = {}, 0
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = {}
+    for i = first, last do
+      local idkey = ids[i]  -- (escaped_id, inline)
+      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local json = docs[i - first + 1]
+      if json then
+        local idkey = ids[i]
+        -- (false: the document carries its version, which the caller reads there)
+        local version = false
+        if byte(json, 1) ~= 0 then version = version_of(idkey) end
+        out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
+        n = n + 3
       end
     end
   end
@@ -619,9 +685,12 @@ local function walk(d)
       if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
-        else
+        elseif test then
           rows[#rows + 1] = {id = idkey, vals = vals}
           if target and #rows + skipped >= target then return emit(rows) end
+        else
+          rows[#rows + 1] = idkey
+          if target and #rows + skipped >= target then return emit_ids(rows) end
         end
       end
     end
@@ -630,7 +699,8 @@ local function walk(d)
     chunk = math.min(chunk * 2, 4096)
   end
   if mode == "count" then return #rows end
-  return emit(rows)
+  if test then return emit(rows) end
+  return emit_ids(rows)
 end
 
 -- strategy 2: gather candidates from the cheapest driver, filter, sort, slice ----------
@@ -650,8 +720,11 @@ local function gather(d)
   ids = within(ids, sets)
   local rows = {}
   local pos_row = after and {id = after[#after], keys = after}
+  -- (a values table only when a test or the ordering reads the meta hash: emit makes one
+  -- for a row that needs its version)
+  local by_id = by_id_only()
   for _, idkey in ipairs(ids) do
-    local vals = values_of(idkey)
+    local vals = (test or not by_id) and values_of(idkey) or nil
     if not test or test(vals, idkey) then
       local row = {id = idkey, keys = sort_keys(vals, idkey), vals = vals}
       if (not pos_row or compare_rows(row, pos_row) > 0) and (not verify or alive(idkey)) then
@@ -662,7 +735,7 @@ local function gather(d)
   end
   if mode == "count" then return #rows end
   if mode == "exists" then return #rows > 0 and 1 or 0 end
-  table.sort(rows, function(a, b) return compare_rows(a, b) < 0 end)
+  sort_rows(rows, by_id)
   local first, last = offset + 1, #rows
   if limit >= 0 then last = math.min(last, offset + limit) end
   local page = {}

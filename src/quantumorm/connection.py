@@ -25,6 +25,7 @@ from .errors import ConfigurationError, UnsupportedOperation
 from .health import HealthReport
 from .redaction import redact_url
 from .registry import aclose_all, close_all, connection_for, get_connection, register
+from .transaction import TIMEOUT as TX_TIMEOUT
 from .transaction import SyncTransaction, Transaction
 
 T = TypeVar("T")
@@ -79,14 +80,15 @@ class Connection:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def transaction(self) -> Transaction:
+    def transaction(self, *, timeout: float = TX_TIMEOUT) -> Transaction:
         """``async with conn.transaction() as tx``: reads checked and writes applied together
-        at commit (see :mod:`quantumorm.transaction`)."""
-        return Transaction(self)
+        at commit (see :mod:`quantumorm.transaction`); ``timeout``: seconds a commit across
+        partitions may stay undecided, its documents locked."""
+        return Transaction(self, timeout)
 
-    def transaction_sync(self) -> SyncTransaction:
+    def transaction_sync(self, *, timeout: float = TX_TIMEOUT) -> SyncTransaction:
         """``with conn.transaction_sync() as tx``: the blocking twin of :meth:`transaction`."""
-        return SyncTransaction(self)
+        return SyncTransaction(self, timeout)
 
     async def run_transaction(self, fn: Callable[[Transaction], Awaitable[T]], *,
                               attempts: int = 3) -> T:

@@ -316,14 +316,24 @@ class TwoPhase(BackendCore):
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has
-        passed (by the registry); how many were settled."""
-        registry = registry_key(self._state(options).keys.namespace)
-        (due,) = yield RedisPlan((Command(
-            ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),),
-            idempotent=True)
+        passed (by the registry), and those holding locks in the model's partitions whose
+        record is gone or past its deadline (a record lost with a failed master, a registry
+        entry lost likewise); how many were settled."""
+        keys = self._state(options).keys
+        registry = registry_key(keys.namespace)
+        locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
+        due, *held = yield RedisPlan((Command(
+            ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),
+            *(Command(("HGETALL", key)) for key in locks)), idempotent=True)
+        found: dict[str, str | None] = {wire.text(record): None for record in due}
+        for key, pairs in zip(locks, held, strict=True):
+            items = list(pairs.items()) if isinstance(pairs, dict) else [
+                (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+            for _, holder in items[:limit]:
+                found.setdefault(wire.text(holder), key)
         settled = 0
-        for record in due:
-            if (yield from self.settle(wire.text(record), None)):
+        for record, met in found.items():
+            if (yield from self.settle(record, met)):
                 settled += 1
         return settled
 

@@ -289,8 +289,10 @@ class Writer(TwoPhase):
         return bool(done)
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
-        """Purge the leftovers of up to ``limit`` expired documents per partition."""
+        """Purge the leftovers of up to ``limit`` expired documents per partition; and
+        settle the namespace's transactions past their deadline (twophase.py)."""
         _, replies = yield from self._ask(options, lambda state: (None, RedisPlan(
             tuple(state.writes.sweep_call(p, limit) for p in range(options.partitions)),
             idempotent=True)))
+        yield from self.sweep_transactions(options)
         return sum(sweep_reply(reply).purged for reply in replies)

@@ -91,15 +91,15 @@ class Connection:
         return SyncTransaction(self, timeout)
 
     async def run_transaction(self, fn: Callable[[Transaction], Awaitable[T]], *,
-                              attempts: int = 3) -> T:
+                              attempts: int = 3, timeout: float = TX_TIMEOUT) -> T:
         """Run ``await fn(tx)`` in a transaction and commit; on a version conflict run it
         again in a fresh one, up to ``attempts`` times (then the conflict is raised)."""
-        return await transaction.run(self, fn, attempts)
+        return await transaction.run(self, fn, attempts, timeout)
 
     def run_transaction_sync(self, fn: Callable[[SyncTransaction], T], *,
-                             attempts: int = 3) -> T:
+                             attempts: int = 3, timeout: float = TX_TIMEOUT) -> T:
         """The blocking twin of :meth:`run_transaction`."""
-        return transaction.run_sync(self, fn, attempts)
+        return transaction.run_sync(self, fn, attempts, timeout)
 
     # -- health (see quantumorm.health) ------------------------------------------------------
 

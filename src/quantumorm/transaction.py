@@ -276,11 +276,11 @@ def _check_attempts(attempts: int) -> None:
 
 
 async def run(connection: Connection, fn: Callable[[Transaction], Awaitable[T]],
-              attempts: int) -> T:
+              attempts: int, timeout: float = TIMEOUT) -> T:
     _check_attempts(attempts)
     for attempt in range(attempts):
         try:
-            async with Transaction(connection) as tx:
+            async with Transaction(connection, timeout) as tx:
                 result = await fn(tx)
             return result
         except VersionConflict as conflict:
@@ -297,11 +297,12 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0.001, 0.005 * 2 ** min(attempt, 6))
 
 
-def run_sync(connection: Connection, fn: Callable[[SyncTransaction], T], attempts: int) -> T:
+def run_sync(connection: Connection, fn: Callable[[SyncTransaction], T], attempts: int,
+             timeout: float = TIMEOUT) -> T:
     _check_attempts(attempts)
     for attempt in range(attempts):
         try:
-            with SyncTransaction(connection) as tx:
+            with SyncTransaction(connection, timeout) as tx:
                 result = fn(tx)
             return result
         except VersionConflict as conflict:

@@ -239,12 +239,36 @@ def test_a_writer_meeting_a_pending_lock(conn: Any, purses: list[str],
     assert leftovers(redis_client) == {}
 
 
+def test_a_reader_meeting_a_committed_unapplied_transaction_sees_it(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    flags = [k for k in redis_client.scan_iter(match="*:locked")]
+    assert len(flags) == 4  # (three purse partitions and the entries')
+    # a read by id meets a lock flag: the transaction is applied first, the read sees it
+    assert Purse.objects.get_sync(id=ids[1]).balance == 110
+    assert balances(ids) == {ids[0]: 80, ids[1]: 110, ids[2]: 110}  # every partition
+    assert Entry.objects.get_sync(id=f"e-{ids[0]}-10").amount == 10
+    assert leftovers(redis_client) == {}
+    assert list(redis_client.scan_iter(match="*:locked")) == []  # (flags go with locks)
+
+
+def test_a_reader_meeting_an_undecided_transaction_sees_the_old_values(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared, undecided
+    assert balances(ids) == dict.fromkeys(ids, 100)
+    assert Purse.objects.get_sync(id=ids[0]).balance == 100
+    assert Purse.objects.filter(balance=100).count_sync() == len(purses)  # (indexes too)
+    assert leftovers(redis_client)  # nothing settled: its client may still commit it
+
+
 def test_a_writer_meeting_a_committed_unapplied_transaction_rolls_it_forward(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     ids = [purses[0], purses[2], purses[4]]
     stale = Purse.objects.get_sync(id=ids[1])
     die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
-    stale.balance = 0
+    stale.balance = 0  # (no read in between: the writer is the first to meet it)
     with pytest.raises(VersionConflict) as refused:  # applied first: the write was stale
         stale.save_sync()
     assert not isinstance(refused.value, DocumentLocked)

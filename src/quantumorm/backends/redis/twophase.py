@@ -77,6 +77,12 @@ def locks_key(tag: str) -> str:
     return f"{tag}:locks"
 
 
+def flag_key(tag: str) -> str:
+    """The readers' flag of a partition: set while its lock hash is not empty (see
+    _write.lua's lock_flag), read in the MGET of every read by id."""
+    return f"{tag}:locked"
+
+
 def intent_key(locks: str, record: str) -> str:
     """A transaction's intent in the partition of lock hash ``locks``."""
     txid = record.rsplit(":", 2)[-2].rstrip("}")
@@ -313,6 +319,28 @@ class TwoPhase(BackendCore):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
                     f"({reply.status}); its intents stay for the next attempt")
+
+    def settle_for_readers(self, options: ModelOptions,
+                           by_partition: dict[int, list[str]]) -> Op[bool]:
+        """A read by id met locked partitions (their flags): settle the transactions that
+        lock the documents read, when they can be. True when one was settled (committed:
+        applied; the read is sent again to see it); False when every one is undecided
+        (what the read found is right: prepare changes no document)."""
+        keys = self._state(options).keys
+        tags = [keys.tag(p) for p in by_partition]
+        held = yield RedisPlan(tuple(
+            Command(("HMGET", locks_key(tag), *[sortable.id_key(id) for id in members]))
+            for tag, members in zip(tags, by_partition.values(), strict=True)),
+            read_only=True)
+        holders: dict[str, str] = {}
+        for tag, found in zip(tags, held, strict=True):
+            for holder in found:
+                if holder is not None:
+                    holders.setdefault(wire.text(holder), locks_key(tag))
+        settled = False
+        for record, locks in holders.items():
+            settled = (yield from self.settle(record, locks)) or settled
+        return settled
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has

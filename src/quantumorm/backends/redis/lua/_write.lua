@@ -388,6 +388,12 @@ local function locks_key(state_key)
   return string.sub(state_key, 1, -6) .. "locks"
 end
 
+-- Readers learn whether a partition has locks from a string flag, "<partition tag>:locked",
+-- set while its lock hash is not empty: one more key in the MGET they send anyway.
+local function lock_flag(state_key)
+  return string.sub(state_key, 1, -6) .. "locked"
+end
+
 -- The record key of the transaction that locks ``idkey`` (nil: none).
 local function lock_holder(state_key, idkey)
   local key = locks_key(state_key)

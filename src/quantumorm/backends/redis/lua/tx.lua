@@ -222,6 +222,7 @@ if phase == "prepare" then  -- lock every document, keep the call as the intent 
     held[2 * n - 1], held[2 * n] = ARGV[6 + 9 * (n - 1) + 3], record
   end
   redis.call("HSET", locks, unpack(held))
+  redis.call("SET", lock_flag(state_key), "1")
   -- the intent: this very call in apply mode (a flat MessagePack array of strings: "call",
   -- the number of keys, the keys, the arguments), which anyone settling the transaction
   -- sends once it is committed
@@ -277,6 +278,7 @@ if phase == "apply" then
   local held = {}
   for n = 1, nrows do held[n] = ARGV[6 + 9 * (n - 1) + 3] end
   redis.call("HDEL", locks, unpack(held))
+  if redis.call("HLEN", locks) == 0 then redis.call("DEL", lock_flag(state_key)) end
   -- the intent becomes the versions written, for a while: a client whose apply comes
   -- second (someone settled its transaction first) learns them from its {"DONE", ...}
   local done = {"applied"}

@@ -16,4 +16,8 @@ for i = 1, #mine, 1000 do
   redis.call("HDEL", KEYS[1], unpack(mine, i, math.min(i + 999, #mine)))
 end
 redis.call("DEL", KEYS[2])
+-- (the readers' flag of the partition, "<tag>:locked", goes with its last lock)
+if redis.call("HLEN", KEYS[1]) == 0 then
+  redis.call("DEL", string.sub(KEYS[1], 1, -6) .. "locked")
+end
 return #mine

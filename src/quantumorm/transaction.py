@@ -173,11 +173,11 @@ class _Work:
         if not parts:
             return
         many = getattr(backend, "transact_many", None)
-        if many is not None:
+        if len(parts) == 1 and (many is None or parts[0][0].partitions == 1):
+            results = yield from backend.transact(*parts[0])  # (one model, one partition)
+        elif many is not None:
             done: list[list[WriteResult]] = yield from many(parts, self.timeout)
             results = [result for share in done for result in share]
-        elif len(parts) == 1:
-            results = yield from backend.transact(*parts[0])
         else:
             raise TransactionError(
                 f"the {backend.name} backend commits a transaction on one model; this one "

@@ -399,3 +399,19 @@ async def test_async_transactions_across_partitions(conn: Any, purses: list[str]
         tx.save(Entry(id="async", note="async"))
     got = {p.id: p.balance for p in await Purse.objects.filter(id__in=purses[1:4:2]).all()}
     assert got == {purses[1]: 99, purses[3]: 101}
+
+
+def test_field_updates_meeting_locks(conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    # a field update without a read first rolls it forward, then applies on top
+    assert Purse.objects.filter(id=ids[1]).update_sync(owner="zed") == 1
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 2)  # prepared, undecided
+    with pytest.raises(BulkWriteError) as refused:
+        Purse.objects.filter(id=ids[1]).update_sync(owner="amy")
+    assert isinstance(refused.value.errors[0][1], DocumentLocked)
+    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client)

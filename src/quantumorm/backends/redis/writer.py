@@ -28,7 +28,7 @@ from ...errors import (
     WriteOutcomeUnknown,
 )
 from ...options import ModelOptions
-from . import writes
+from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, unsettled
@@ -103,9 +103,8 @@ class Writer(TwoPhase):
                 # a prepared transaction holds the document: settled by its record if it
                 # can be (committed: applied; aborted or past its deadline: released)
                 assert isinstance(result.error, DocumentLocked) and requests[i].id is not None
-                keys = self._state(options).keys
-                locks = locks_key(keys.tag(keys.partition_of(requests[i].id or "")))
-                settled = yield from self.settle(result.error.holder, locks)
+                settled = yield from self.settle(result.error.holder,
+                                                 self._locks_of(options, requests[i].id or ""))
                 outcomes.append((i, None if settled else result))
             if stale:
                 stale_layouts += 1
@@ -265,17 +264,27 @@ class Writer(TwoPhase):
         for _attempt in range(LAYOUT_ATTEMPTS):
             calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
             sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
-            refused = []
+            refused, stale = [], False
             for position, raw in zip(pending, sent, strict=True):
                 if layout_refused(raw):
                     refused.append(position)
+                    stale = True
+                elif wire.text(raw[0]) == "LOCKED" and (yield from self.settle(
+                        wire.text(raw[1]), self._locks_of(options, ids[position]))):
+                    refused.append(position)  # (its holder settled: sent again)
                 else:
                     replies[position] = raw
             if not refused:
                 return replies
             pending = refused
-            state = yield from self.prepare(options, refresh=True)
+            if stale:
+                state = yield from self.prepare(options, refresh=True)
         raise unsettled(options)
+
+    def _locks_of(self, options: ModelOptions, id: str) -> str:
+        """The lock hash of the partition of document ``id`` (twophase.py)."""
+        keys = self._state(options).keys
+        return locks_key(keys.tag(keys.partition_of(id)))
 
     # -- expiry ----------------------------------------------------------------------------
 

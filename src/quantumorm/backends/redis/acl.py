@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "scripts": ("evalsha", "evalsha_ro", "script|load", "eval", "eval_ro"),
     "documents": ("get", "mget", "set", "del", "exists", "type", "rename", "incr", "incrby",
                   "pexpire", "pexpireat", "pexpiretime", "persist", "pttl", "time"),
-    "meta and state hashes": ("hget", "hmget", "hset", "hdel", "hgetall", "hlen"),
+    "meta and state hashes": ("hget", "hmget", "hset", "hdel", "hgetall"),
     "ids, indexes, schedules": ("zadd", "zrem", "zcard", "zcount", "zlexcount", "zscore",
                                 "zmscore", "zrange", "zrangebylex", "zrevrangebylex",
                                 "zrangebyscore", "unlink"),

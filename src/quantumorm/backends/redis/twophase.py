@@ -118,7 +118,7 @@ class TwoPhase(BackendCore):
         """Version checks and writes of documents of several models: all applied or none.
         One partition in all: one ``tx.lua`` call; more: a two-phase commit whose
         undecided state lasts at most ``timeout`` seconds."""
-        shares: dict[tuple[str, int], Share] = {}
+        shares: dict[str, Share] = {}  # by partition tag (one per model and partition)
         results: list[list[WriteResult | None]] = []
         for number, (options, checks, requests) in enumerate(parts):
             state = yield from self.prepare(options)
@@ -133,14 +133,14 @@ class TwoPhase(BackendCore):
                 for i, new_id in zip(missing, ids, strict=True):
                     requests[i] = requests[i].with_id(new_id)
             results.append([None] * len(requests))
+            keys = state.keys
             for id, version in checks:
-                p = state.keys.partition_of(id)
-                shares.setdefault((options.model_name, p), Share(options, p)).checks.append(
-                    (id, version))
+                p = keys.partition_of(id)
+                shares.setdefault(keys.tag(p), Share(options, p)).checks.append((id, version))
             for position, request in enumerate(requests):
                 assert request.id is not None
-                p = state.keys.partition_of(request.id)
-                share = shares.setdefault((options.model_name, p), Share(options, p))
+                p = keys.partition_of(request.id)
+                share = shares.setdefault(keys.tag(p), Share(options, p))
                 share.requests.append(request)
                 share.origins.append((number, position))
         if len(shares) == 1:  # the fast path: one script
@@ -156,7 +156,7 @@ class TwoPhase(BackendCore):
                     "when that model has none (a unique value cannot be reserved between "
                     "prepare and apply)")
         # a fixed order of partitions: two transactions meet each other's locks less often
-        ordered = sorted(shares.values(), key=lambda s: (s.options.model_name, s.partition))
+        ordered = [shares[tag] for tag in sorted(shares)]
         for _attempt in range(LAYOUT_ATTEMPTS):
             applied = yield from self._two_phase(ordered, timeout)
             if applied is not None:

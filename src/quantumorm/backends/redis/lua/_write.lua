@@ -383,7 +383,8 @@ end
 -- key of the transaction's record), until its intents are applied or released. The hash is
 -- named after the state hash (same tag, so the same slot): every writer has that key already.
 -- A writer that meets a lock refuses with {"LOCKED", record key}; the client settles the
--- transaction by its record and sends the write again. Costs the common path one HLEN.
+-- transaction by its record and sends the write again. Costs the common path one EXISTS (a
+-- hash whose last field is deleted is deleted: no key, no lock).
 local function locks_key(state_key)
   return string.sub(state_key, 1, -6) .. "locks"
 end
@@ -397,6 +398,6 @@ end
 -- The record key of the transaction that locks ``idkey`` (nil: none).
 local function lock_holder(state_key, idkey)
   local key = locks_key(state_key)
-  if redis.call("HLEN", key) == 0 then return nil end
+  if redis.call("EXISTS", key) == 0 then return nil end
   return redis.call("HGET", key, idkey) or nil
 end

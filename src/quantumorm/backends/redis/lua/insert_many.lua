@@ -77,9 +77,9 @@ if not shared_error and ndocs > 0 then
   all_free = found == 0
 end
 
--- documents of prepared transactions are refused (see lock_holder()): one HLEN per batch
+-- documents of prepared transactions are refused (see lock_holder()): one EXISTS per batch
 local locks = locks_key(KEYS[3])
-local locked = not shared_error and redis.call("HLEN", locks) > 0
+local locked = not shared_error and redis.call("EXISTS", locks) == 1
 
 -- 1. checks, in batch order ---------------------------------------------------------------
 local results, accepted = {}, {}

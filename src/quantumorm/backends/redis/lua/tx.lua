@@ -73,14 +73,14 @@ end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 
--- locks of prepared transactions (see lock_holder() in _write.lua): one HLEN when none
+-- locks of prepared transactions (see lock_holder() in _write.lua): one EXISTS when none
 if phase == "apply" then  -- applied once: a second apply (or one after a release) is a no-op
   for n = 1, nrows do
     if redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3]) ~= record then
       return {"DONE", redis.call("GET", intent_key) or ""}
     end
   end
-elseif redis.call("HLEN", locks) > 0 then
+elseif redis.call("EXISTS", locks) == 1 then
   local mine = 0
   for n = 1, nrows do
     local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
@@ -278,7 +278,7 @@ if phase == "apply" then
   local held = {}
   for n = 1, nrows do held[n] = ARGV[6 + 9 * (n - 1) + 3] end
   redis.call("HDEL", locks, unpack(held))
-  if redis.call("HLEN", locks) == 0 then redis.call("DEL", lock_flag(state_key)) end
+  if redis.call("EXISTS", locks) == 0 then redis.call("DEL", lock_flag(state_key)) end
   -- the intent becomes the versions written, for a while: a client whose apply comes
   -- second (someone settled its transaction first) learns them from its {"DONE", ...}
   local done = {"applied"}

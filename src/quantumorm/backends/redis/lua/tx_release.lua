@@ -17,7 +17,7 @@ for i = 1, #mine, 1000 do
 end
 redis.call("DEL", KEYS[2])
 -- (the readers' flag of the partition, "<tag>:locked", goes with its last lock)
-if redis.call("HLEN", KEYS[1]) == 0 then
+if redis.call("EXISTS", KEYS[1]) == 0 then  -- (a hash without fields is deleted)
   redis.call("DEL", string.sub(KEYS[1], 1, -6) .. "locked")
 end
 return #mine

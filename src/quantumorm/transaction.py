@@ -14,9 +14,11 @@
 Reads go to the store at once and remember each document's version (or its absence).
 Writes are queued, validated when queued, and sent together at commit with a check that
 every document read is still at the version read: a transaction commits only if it saw the
-latest state of everything it read (serializable for its read set). Nothing is locked, so a
-conflict is reported at commit; :meth:`Connection.run_transaction` re-runs a function on
-conflicts, a bounded number of times.
+latest state of everything it read (serializable for its read set). Nothing is locked
+while the block runs, so a conflict is reported at commit (a document locked by another
+transaction's commit in progress: :class:`~quantumorm.errors.DocumentLocked`, a conflict
+too); :meth:`Connection.run_transaction` re-runs a function on conflicts, a bounded number
+of times, pausing a little after a lock.
 
 A transaction may hold documents of several models. On SQLite and PostgreSQL it is one SQL
 transaction. On Redis, documents of one partition of one model are committed by one script

@@ -11,9 +11,9 @@ round trip (its calls go to every node concerned at once):
 2. **prepare**, per partition: ``tx.lua`` in prepare mode runs every check of the one-script
    transaction (versions read, versions written, ids, unique values, key types), refuses a
    document locked by another transaction (naming its record), then locks every document
-   in the partition's lock hash ``<tag>:locks`` (id key -> record key) and stores the call
-   itself, in apply mode, as the intent ``<tag>:2pc:<txid>``. Documents and indexes are
-   not touched.
+   in the partition's lock hash ``<tag>:locks`` (id key -> record key), sets the readers'
+   flag ``<tag>:locked`` and stores the call itself, in apply mode, as the intent
+   ``<tag>:2pc:<txid>``. Documents and indexes are not touched.
 3. **commit**: ``tx_decide.lua`` on the record: ``pending`` becomes ``committed`` if the
    server's time is before the deadline, else ``aborted``. This flip is the decision.
 4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
@@ -33,6 +33,11 @@ committed: apply every intent (roll forward); aborted or missing: release every 
 (:class:`~quantumorm.errors.DocumentLocked`). So no document stays locked past the deadline
 plus the sweeper's period, and a client dying at any point loses or applies all of its
 transaction, never part.
+
+Writers check the lock hash (one EXISTS when the partition has no lock: a hash without
+fields does not exist); reads by id read the flag in their MGET (no command more) and, when
+it is set, settle the holders of the documents read first: a committed transaction is seen
+whole, an undecided one not at all (prepare changed no document, no index entry).
 
 Models with enforced unique indexes take part only through the fast path: a unique value
 is checked at prepare but cannot be reserved until apply, so a write in between could take

@@ -182,6 +182,14 @@ def test_models_with_unique_indexes_stay_on_the_fast_path(conn: Any,
     with conn.transaction_sync() as alone:  # one partition of one model: one script
         alone.save(Tagged(id="t", email="t@x"))
     assert Tagged.objects.get_sync(id="t").email == "t@x"
+    with conn.transaction_sync() as both:  # read and deleted, not written: two phases
+        tagged = both.get(Tagged, "t")
+        a = both.get(Purse, purses[0])
+        a.balance = 4
+        both.save(a)
+        both.delete(tagged)
+    assert Purse.objects.get_sync(id=purses[0]).balance == 4
+    assert not Tagged.objects.filter(id="t").exists_sync()
 
 
 def test_abort_releases_everything(conn: Any, purses: list[str], redis_client: Any) -> None:

@@ -39,9 +39,9 @@ fields does not exist); reads by id read the flag in their MGET (no command more
 it is set, settle the holders of the documents read first: a committed transaction is seen
 whole, an undecided one not at all (prepare changed no document, no index entry).
 
-Models with enforced unique indexes take part only through the fast path: a unique value
-is checked at prepare but cannot be reserved until apply, so a write in between could take
-it and a committed transaction could not be applied.
+Documents of models with unique indexes are read (checked) and deleted, not written, by a
+two-phase commit: a unique value is checked at prepare but cannot be reserved until apply,
+so a write in between could take it and a committed transaction could not be applied.
 """
 
 from __future__ import annotations
@@ -154,11 +154,11 @@ class TwoPhase(BackendCore):
             return self._place(results, [(share, done)])
         for share in shares.values():
             unique = [i.name for i in share.options.indexes if i.unique]
-            if unique:
+            if unique and any(r.kind != "delete" for r in share.requests):
                 raise TransactionError(
                     f"{share.options.model_name} has unique indexes ({', '.join(unique)}): "
-                    "its documents can be in a transaction across partitions or models only "
-                    "when that model has none (a unique value cannot be reserved between "
+                    "a transaction across partitions or models can read and delete its "
+                    "documents, not write them (a unique value cannot be reserved between "
                     "prepare and apply)")
         # a fixed order of partitions: two transactions meet each other's locks less often
         ordered = [shares[tag] for tag in sorted(shares)]

@@ -327,10 +327,10 @@ class TwoPhase(BackendCore):
 
     def settle_for_readers(self, options: ModelOptions,
                            by_partition: dict[int, list[str]]) -> Op[bool]:
-        """A read by id met locked partitions (their flags): settle the transactions that
-        lock the documents read, when they can be. True when one was settled (committed:
-        applied; the read is sent again to see it); False when every one is undecided
-        (what the read found is right: prepare changes no document)."""
+        """A read by id met locked partitions (their flags): apply the committed
+        transactions that lock the documents read. True when one was (the read is sent
+        again to see it); False when none is committed (what the read found is right:
+        prepare changes no document)."""
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
         held = yield RedisPlan(tuple(
@@ -342,9 +342,17 @@ class TwoPhase(BackendCore):
             for holder in found:
                 if holder is not None:
                     holders.setdefault(wire.text(holder), locks_key(tag))
+        if not holders:
+            return False
+        # only a committed one changes what the read should see (an undecided, aborted or
+        # missing one left the documents as they were): the others are left to writers and
+        # the sweeper, so that a read writes nothing it need not
+        states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                       for record in holders), read_only=True)
         settled = False
-        for record, locks in holders.items():
-            settled = (yield from self.settle(record, locks)) or settled
+        for (record, locks), state in zip(holders.items(), states, strict=True):
+            if state is not None and wire.text(state) == "committed":
+                settled = (yield from self.settle(record, locks)) or settled
         return settled
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:

@@ -180,7 +180,7 @@ def test_a_master_killed_under_transfers(start_cluster: Any) -> None:
         for thread in threads:
             thread.join()
         cluster.wait_healthy()
-        time.sleep(2.5)  # past every deadline
+        time.sleep(3.5)  # past every deadline (and an abandoned record's expiry)
         Account.objects.sweep_sync()
         assert stored_total(ids) == total, failures
         assert leftovers(cluster.live()) == {}

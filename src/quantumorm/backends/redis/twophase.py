@@ -25,8 +25,8 @@ round trip (its calls go to every node concerned at once):
 Invariants: a document is changed only by the apply of a committed transaction that locks
 it, or by a write that found it unlocked; an intent of a committed transaction exists only
 while its record does (finish comes after every apply); a missing record means aborted (a
-pending record expires an hour after its deadline, and pending past the deadline is aborted
-anyway). Whoever meets a lock (a writer, another transaction's prepare) or reads the
+pending record expires a second after its deadline, and pending past the deadline is
+aborted anyway). Whoever meets a lock (a writer, another transaction's prepare) or reads the
 registry (the sweeper) settles the transaction by its record alone (:meth:`settle`):
 committed: apply every intent (roll forward); aborted or missing: release every lock
 (roll back); pending past its deadline: flip it to aborted first; pending before it: wait
@@ -62,9 +62,11 @@ from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
 from .replies import TxReply, tx_reply
 
-#: how long a pending record outlives its deadline before it expires (ms): by then it has
-#: been aborted by whoever met its locks or swept; if not, expiring is aborting
-RECORD_GRACE_MS = 3_600_000
+#: how long a pending (or aborted) record outlives its deadline before it expires (ms): past
+#: its deadline a pending record can only be aborted, and a missing record counts as
+#: aborted, so expiring is aborting (the same server's clock decides both); a record whose
+#: client died before its prepare (no lock leads anyone to it) is gone soon after
+RECORD_GRACE_MS = 1000
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
 

@@ -423,3 +423,16 @@ def test_field_updates_meeting_locks(conn: Any, purses: list[str], redis_client:
     assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
     assert leftovers(redis_client)
+
+
+def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared in three partitions
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    redis_client.delete(record)  # lost; its registry entry is still there
+    time.sleep(0.4)  # (the registry entry is due)
+    Purse.objects.sweep_sync()  # every lock of this model's partitions
+    Entry.objects.sweep_sync()  # and of the other model's
+    assert leftovers(redis_client) == {}
+    assert balances(ids) == dict.fromkeys(ids, 100)

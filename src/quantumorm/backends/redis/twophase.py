@@ -271,21 +271,23 @@ class TwoPhase(BackendCore):
 
     # -- recovery -----------------------------------------------------------------------
 
-    def settle(self, record: str, locks: str | None) -> Op[bool]:
+    def settle(self, record: str, locks: str | Sequence[str] | None) -> Op[bool]:
         """Finish (committed: apply every intent) or roll back (aborted, missing, pending
-        past its deadline: release every lock) the transaction of ``record``, met holding a
-        lock of the lock hash ``locks`` (None: found in the registry). False when it is
-        pending before its deadline (nothing done: its client may still commit it)."""
+        past its deadline: release every lock) the transaction of ``record``, met holding
+        locks of the lock hash(es) ``locks`` (None: found in the registry; a missing
+        record's other partitions are released by whoever meets them, or the sweeper).
+        False when it is pending before its deadline (nothing done: its client may still
+        commit it)."""
         namespace = record[1:].split(":2pc:", 1)[0]
         registry = registry_key(namespace)
         (got,) = yield RedisPlan((Command(("HMGET", record, "state", "parts")),),
                                  idempotent=True)
         state, parts = got
         if state is None:  # missing: aborted, and forgotten (or never begun)
-            if locks is not None:
-                yield RedisPlan((Call("tx_release", (locks, intent_key(locks, record)),
-                                      (record,)),), idempotent=True)
-            yield RedisPlan((Command(("ZREM", registry, record)),), idempotent=True)
+            met = [locks] if isinstance(locks, str) else list(locks or ())
+            yield RedisPlan((*(Call("tx_release", (key, intent_key(key, record)), (record,))
+                               for key in met),
+                             Command(("ZREM", registry, record))), idempotent=True)
             return True
         if wire.text(state) == "pending":
             (decided,) = yield RedisPlan((Call("tx_decide", (record,), ("expire",)),),
@@ -368,12 +370,15 @@ class TwoPhase(BackendCore):
         due, *held = yield RedisPlan((Command(
             ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),
             *(Command(("HGETALL", key)) for key in locks)), idempotent=True)
-        found: dict[str, str | None] = {wire.text(record): None for record in due}
+        # each transaction, with the lock hashes of this model it holds locks in
+        found: dict[str, list[str]] = {wire.text(record): [] for record in due}
         for key, pairs in zip(locks, held, strict=True):
             items = list(pairs.items()) if isinstance(pairs, dict) else [
                 (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
             for _, holder in items[:limit]:
-                found.setdefault(wire.text(holder), key)
+                met = found.setdefault(wire.text(holder), [])
+                if key not in met:
+                    met.append(key)
         settled = 0
         for record, met in found.items():
             if (yield from self.settle(record, met)):

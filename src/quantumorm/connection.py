@@ -25,6 +25,7 @@ from .errors import ConfigurationError, UnsupportedOperation
 from .health import HealthReport
 from .redaction import redact_url
 from .registry import aclose_all, close_all, connection_for, get_connection, register
+from .transaction import TIMEOUT as TX_TIMEOUT
 from .transaction import SyncTransaction, Transaction
 
 T = TypeVar("T")
@@ -79,25 +80,26 @@ class Connection:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def transaction(self) -> Transaction:
+    def transaction(self, *, timeout: float = TX_TIMEOUT) -> Transaction:
         """``async with conn.transaction() as tx``: reads checked and writes applied together
-        at commit (see :mod:`quantumorm.transaction`)."""
-        return Transaction(self)
+        at commit (see :mod:`quantumorm.transaction`); ``timeout``: seconds a commit across
+        partitions may stay undecided, its documents locked."""
+        return Transaction(self, timeout)
 
-    def transaction_sync(self) -> SyncTransaction:
+    def transaction_sync(self, *, timeout: float = TX_TIMEOUT) -> SyncTransaction:
         """``with conn.transaction_sync() as tx``: the blocking twin of :meth:`transaction`."""
-        return SyncTransaction(self)
+        return SyncTransaction(self, timeout)
 
     async def run_transaction(self, fn: Callable[[Transaction], Awaitable[T]], *,
-                              attempts: int = 3) -> T:
+                              attempts: int = 3, timeout: float = TX_TIMEOUT) -> T:
         """Run ``await fn(tx)`` in a transaction and commit; on a version conflict run it
         again in a fresh one, up to ``attempts`` times (then the conflict is raised)."""
-        return await transaction.run(self, fn, attempts)
+        return await transaction.run(self, fn, attempts, timeout)
 
     def run_transaction_sync(self, fn: Callable[[SyncTransaction], T], *,
-                             attempts: int = 3) -> T:
+                             attempts: int = 3, timeout: float = TX_TIMEOUT) -> T:
         """The blocking twin of :meth:`run_transaction`."""
-        return transaction.run_sync(self, fn, attempts)
+        return transaction.run_sync(self, fn, attempts, timeout)
 
     # -- health (see quantumorm.health) ------------------------------------------------------
 

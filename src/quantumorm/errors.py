@@ -122,6 +122,20 @@ class VersionConflict(WriteError):
         super().__init__(f"{model} {id!r}: expected version {expected}, but {now}")
 
 
+class DocumentLocked(VersionConflict):
+    """A write (or a transaction's prepare) met a document locked by another transaction
+    that is prepared and still undecided (a two-phase commit across partitions, before its
+    deadline). A conflict like any other: retried by ``run_transaction`` and
+    ``update_with_retry``; the lock is gone once that transaction commits or aborts (by its
+    deadline at the latest). ``holder``: the key of that transaction's record."""
+
+    def __init__(self, model: str, id: str, expected: int, holder: str) -> None:
+        VersionConflict.__init__(self, model, id, expected, None)
+        self.holder = holder
+        self.args = (f"{model} {id!r} is locked by the undecided transaction {holder!r}; "
+                     "try again once it has committed or aborted",)
+
+
 class WatchConflict(WriteError):
     """A WATCH/MULTI/EXEC block saw its watched keys change on every attempt."""
 

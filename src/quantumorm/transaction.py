@@ -14,18 +14,27 @@
 Reads go to the store at once and remember each document's version (or its absence).
 Writes are queued, validated when queued, and sent together at commit with a check that
 every document read is still at the version read: a transaction commits only if it saw the
-latest state of everything it read (serializable for its read set). Nothing is locked, so a
-conflict is reported at commit; :meth:`Connection.run_transaction` re-runs a function on
-conflicts, a bounded number of times.
+latest state of everything it read (serializable for its read set). Nothing is locked
+while the block runs, so a conflict is reported at commit (a document locked by another
+transaction's commit in progress: :class:`~quantumorm.errors.DocumentLocked`, a conflict
+too); :meth:`Connection.run_transaction` re-runs a function on conflicts, a bounded number
+of times, pausing a little after a lock.
 
-One transaction is one atomic operation of the backend; on Redis that is one script, which
-reaches one hash slot: all documents must belong to one model and one partition (every
-document of a model with ``partitions = 1``). Anything else raises
-:class:`~quantumorm.errors.TransactionError` rather than committing part of the work.
+A transaction may hold documents of several models. On SQLite and PostgreSQL it is one SQL
+transaction. On Redis, documents of one partition of one model are committed by one script
+(the fast path); documents of several partitions or models (several slots, or nodes of a
+cluster) by a two-phase commit with recovery (see :mod:`quantumorm.backends.redis.twophase`):
+all or nothing, even when the client dies half-way; its documents stay locked against other
+writers from prepare to apply, at most ``timeout`` seconds (then it is aborted). Documents
+whose models live on different connections (or behind a cache) cannot share a transaction:
+:class:`~quantumorm.errors.TransactionError`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,9 +42,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import signals
 from .cache import routing as cache_routing
 from .engine import ops
-from .engine.contract import Backend, WriteRequest
+from .engine.contract import Backend, WriteRequest, WriteResult
 from .engine.drive import Op
-from .errors import TransactionError, UnsupportedOperation, VersionConflict
+from .errors import DocumentLocked, TransactionError, UnsupportedOperation, VersionConflict
 from .fields.base import MISSING
 from .query.expressions import clean_id
 from .registry import connection_for
@@ -47,6 +56,10 @@ if TYPE_CHECKING:
 
 D = TypeVar("D", bound="Document")
 T = TypeVar("T")
+
+#: how long a transaction across partitions may stay undecided (seconds): its documents are
+#: locked from its prepare until it is applied, and past this it is aborted
+TIMEOUT = 5.0
 
 
 class TxState(Vocabulary):
@@ -63,12 +76,17 @@ class TxState(Vocabulary):
 class _Work:
     """What a transaction has read and queued; shared by the async and blocking kinds."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, timeout: float = TIMEOUT) -> None:
         if not connection.backend.capabilities.transactions:
             raise UnsupportedOperation(connection.kind, "transactions")
-        self.connection = connection
-        self.model: type[Document] | None = None
-        self.reads: dict[str, int] = {}  # id -> version read (0: absent)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds (got {timeout!r})")
+        self.base = self.connection = connection
+        self.timeout = float(timeout)
+        self.model: type[Document] | None = None  # the first model
+        self.models: list[type[Document]] = []
+        # (model, id) -> version read (0: absent)
+        self.reads: dict[tuple[type[Document], str], int] = {}
         self.writes: dict[int, tuple[Document, dict[str, Any] | None, WriteRequest]] = {}
         self.state = TxState.OPEN
 
@@ -80,17 +98,22 @@ class _Work:
             # a cached model's commit goes through its cache (reads stay on the primary)
             self.connection = cache_routing.around(model, self.connection, reading=False)
             self.model = model
-        elif model is not self.model:
-            raise TransactionError(
-                f"a transaction covers documents of one model (one atomic write); it holds "
-                f"{self.model.__name__} and was given {model.__name__}")
+            self.models.append(model)
+        elif model not in self.models:
+            connection_for(model, self.base)
+            if cache_routing.around(model, self.base, reading=False) is not self.connection:
+                raise TransactionError(
+                    f"{model.__name__} is written through another store than "
+                    f"{self.model.__name__} (a cache in front of one of them): one transaction "
+                    "commits on one store")
+            self.models.append(model)
 
     def get(self, backend: Backend, model: type[D], id: Any) -> Op[D | None]:
         self.bind(model)
         id = clean_id(id, ValueError, f"{model.__name__} id")
         (row,) = yield from backend.get_many(model._meta, [id])
         version = 0 if row is None else row.version
-        seen = self.reads.setdefault(id, version)
+        seen = self.reads.setdefault((model, id), version)
         if seen != version:  # it changed between two reads of this transaction
             raise VersionConflict(model.__name__, id, seen, version or None)
         return None if row is None else model.from_storage(row.id, row.version, row.data)
@@ -118,7 +141,8 @@ class _Work:
                 f"{type(doc).__name__} has {doc._meta.partitions} partitions: a new document "
                 "in a transaction needs an id, so that its partition is known")
         for other, _, _ in self.writes.values():
-            if other is not doc and doc.id is not None and other.id == doc.id:
+            if (other is not doc and doc.id is not None and other.id == doc.id
+                    and type(other) is type(doc)):
                 raise TransactionError(
                     f"{type(doc).__name__} {doc.id!r} is queued twice, as two different "
                     "objects; queue one object per document")
@@ -138,12 +162,29 @@ class _Work:
     def _commit(self, backend: Backend) -> Op[None]:
         if self.model is None:
             return
-        written = {request.id for _, _, request in self.writes.values()}
-        checks = [(id, version) for id, version in self.reads.items() if id not in written]
-        entries = list(self.writes.values())
-        results = yield from backend.transact(self.model._meta, checks,
-                                              [request for _, _, request in entries])
-        for (doc, data, request), result in zip(entries, results, strict=True):
+        written = {(type(doc), request.id) for doc, _, request in self.writes.values()}
+        parts = []
+        every: list[tuple[Document, dict[str, Any] | None, WriteRequest]] = []
+        for model in self.models:
+            checks = [(id, version) for (m, id), version in self.reads.items()
+                      if m is model and (m, id) not in written]
+            entries = [e for e in self.writes.values() if type(e[0]) is model]
+            if checks or entries:
+                parts.append((model._meta, checks, [request for _, _, request in entries]))
+                every += entries
+        if not parts:
+            return
+        many = getattr(backend, "transact_many", None)
+        if len(parts) == 1 and (many is None or parts[0][0].partitions == 1):
+            results = yield from backend.transact(*parts[0])  # (one model, one partition)
+        elif many is not None:
+            done: list[list[WriteResult]] = yield from many(parts, self.timeout)
+            results = [result for share in done for result in share]
+        else:
+            raise TransactionError(
+                f"the {backend.name} backend commits a transaction on one model; this one "
+                f"holds {', '.join(m.__name__ for m in self.models)}")
+        for (doc, data, request), result in zip(every, results, strict=True):
             if request.kind == "delete":
                 doc._version, doc._stored = 0, None
                 signals.post_delete.send(type(doc), document=doc, deleted=True)
@@ -161,10 +202,11 @@ class _Work:
 
 class Transaction:
     """An asyncio transaction: ``async with conn.transaction() as tx``. Commits when the
-    block ends normally, discards its queued writes when it raises."""
+    block ends normally, discards its queued writes when it raises. ``timeout``: how long
+    a commit across partitions may stay undecided (its documents locked), in seconds."""
 
-    def __init__(self, connection: Connection) -> None:
-        self._work = _Work(connection)
+    def __init__(self, connection: Connection, timeout: float = TIMEOUT) -> None:
+        self._work = _Work(connection, timeout)
 
     async def get(self, model: type[D], id: str | int) -> D | None:
         """The document (or None), read now; its version is checked again at commit."""
@@ -198,8 +240,8 @@ class Transaction:
 class SyncTransaction:
     """The blocking twin: ``with conn.transaction_sync() as tx``."""
 
-    def __init__(self, connection: Connection) -> None:
-        self._work = _Work(connection)
+    def __init__(self, connection: Connection, timeout: float = TIMEOUT) -> None:
+        self._work = _Work(connection, timeout)
 
     def get(self, model: type[D], id: str | int) -> D | None:
         """The document (or None), read now; its version is checked again at commit."""
@@ -236,27 +278,38 @@ def _check_attempts(attempts: int) -> None:
 
 
 async def run(connection: Connection, fn: Callable[[Transaction], Awaitable[T]],
-              attempts: int) -> T:
+              attempts: int, timeout: float = TIMEOUT) -> T:
     _check_attempts(attempts)
     for attempt in range(attempts):
         try:
-            async with Transaction(connection) as tx:
+            async with Transaction(connection, timeout) as tx:
                 result = await fn(tx)
             return result
-        except VersionConflict:
+        except VersionConflict as conflict:
             if attempt + 1 == attempts:
                 raise
+            if isinstance(conflict, DocumentLocked):  # (another transaction is deciding)
+                await asyncio.sleep(_backoff(attempt))
     raise AssertionError("unreachable")
 
 
-def run_sync(connection: Connection, fn: Callable[[SyncTransaction], T], attempts: int) -> T:
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before trying again after meeting another transaction's lock: a
+    random part, so that two transactions locking each other out do not meet again."""
+    return random.uniform(0.001, 0.005 * 2 ** min(attempt, 6))
+
+
+def run_sync(connection: Connection, fn: Callable[[SyncTransaction], T], attempts: int,
+             timeout: float = TIMEOUT) -> T:
     _check_attempts(attempts)
     for attempt in range(attempts):
         try:
-            with SyncTransaction(connection) as tx:
+            with SyncTransaction(connection, timeout) as tx:
                 result = fn(tx)
             return result
-        except VersionConflict:
+        except VersionConflict as conflict:
             if attempt + 1 == attempts:
                 raise
+            if isinstance(conflict, DocumentLocked):  # (another transaction is deciding)
+                time.sleep(_backoff(attempt))
     raise AssertionError("unreachable")

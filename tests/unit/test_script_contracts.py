@@ -93,8 +93,8 @@ def test_transaction_rows_are_named_and_keep_the_wire_format() -> None:
         ("stream",), b"DESC", "dp", "mp", b"E", b"9").call()
     assert call.script == "tx"
     assert call.keys == ("ids", "ttl", "state", "i1", "dc", "mc", "dd", "md", "d", "m", "stream")
-    head, rows = call.args[:5], call.args[5:]
-    assert head == (b"DESC", "dp", "mp", b"E", b"9")
+    head, rows = call.args[:6], call.args[6:]
+    assert head == (b"DESC", "dp", "mp", b"E", b"9", b"")  # (b"": no two-phase commit)
     assert len(rows) == 27  # 9 values per row, as tx.lua reads them
     assert rows[:9] == (b"check", b"7", b"\x02c", b"", b"", b"", b"", b"", b"keep")
     assert rows[9:18] == (b"delete", b"3", b"\x02d", b"", b"", b"", b"", b"", b"keep")

@@ -196,14 +196,20 @@ class TxCall:
     meta_prefix: str
     events: bytes
     layout: bytes
+    #: a phase of a two-phase commit (twophase.py): MessagePack {"prepare" | "apply", record
+    #: key}, with the partition's intent key; b"" for one atomic transaction
+    phase: bytes = b""
+    intent_key: str | None = None
 
     def call(self) -> Call:
         keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
         args: list[Any] = [self.described, self.doc_prefix, self.meta_prefix, self.events,
-                           self.layout]
+                           self.layout, self.phase]
         for row in self.rows:
             keys += (row.document_key, row.meta_key)
             args += row.argv()
+        if self.intent_key is not None:
+            keys.append(self.intent_key)
         keys += self.event_keys
         return Call("tx", tuple(keys), tuple(args))
 

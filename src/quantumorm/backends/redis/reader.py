@@ -22,9 +22,10 @@ from ...sortable import escape_id
 from . import results
 from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
-from .core import BackendCore, ModelState
+from .core import ModelState
 from .planner import Plan
 from .replies import COUNT_EXPIRING, COUNT_OUTDATED
+from .twophase import TwoPhase, flag_key
 
 #: rounds of a two-phase query (see Reader.query) whose fetched rows changed after they were
 #: ranked, before the one-phase merge is used instead
@@ -41,8 +42,9 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
     return window is not None and (partitions - 1) * window >= TWO_PHASE_SPARED
 
 
-class Reader(BackendCore):
-    def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+class Reader(TwoPhase):
+    def get_many(self, options: ModelOptions, ids: Sequence[str],
+                 settling: int = 3) -> Op[list[Row | None]]:
         """One MGET per partition involved, in one round trip: a document key carries its
         version (see :mod:`.stored`). Documents stored before it did are read again with
         their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
@@ -52,13 +54,19 @@ class Reader(BackendCore):
         keys = state.keys
         found: dict[str, Row | None] = {}
         older: dict[int, list[str]] = {}
+        # each MGET also reads its partition's lock flag (twophase.py): a document locked
+        # by a transaction that is committed but not yet applied is read after applying it
+        locked: dict[int, list[str]] = {}
         if keys.partitions == 1:  # the common case: one MGET, nothing to group
             if not ids:
                 return []
             members = list(dict.fromkeys(ids)) if len(ids) > 1 else list(ids)
             prefix = keys.partition(0).doc_prefix
             (reply,) = yield RedisPlan((Command(("MGET", *[
-                prefix + escape_id(id) for id in members])),), read_only=True)
+                prefix + escape_id(id) for id in members], flag_key(keys.tag(0)))),),
+                read_only=True)
+            if reply.pop() is not None:
+                locked[0] = members
             stale: list[str] = []
             results.documents(options, members, reply, found, stale)
             if stale:
@@ -72,13 +80,18 @@ class Reader(BackendCore):
             commands = []
             for partition, members in by_partition.items():
                 prefix = keys.partition(partition).doc_prefix
-                commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members])))
+                commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members],
+                                         flag_key(keys.tag(partition)))))
             replies = yield RedisPlan(tuple(commands), read_only=True)
             for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
+                if reply.pop() is not None:
+                    locked[partition] = members
                 stale = []
                 results.documents(options, members, reply, found, stale)
                 if stale:
                     older[partition] = stale
+        if locked and settling and (yield from self.settle_for_readers(options, locked)):
+            return (yield from self.get_many(options, ids, settling - 1))
         if older:
             found.update((yield from self._fetch(options, older)))
         return [found[id] for id in ids]

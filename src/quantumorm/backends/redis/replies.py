@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import wire
+
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -50,7 +52,7 @@ def write_reply(reply: list[Any]) -> WriteReply:
         return WriteReply(status, int(reply[1]))
     if status == "UNIQUE":
         return WriteReply(status, None, bytes(reply[2]), _text(reply[1]))
-    if status in ("WRONGTYPE", "LAYOUT"):
+    if status in ("WRONGTYPE", "LAYOUT", "LOCKED"):  # (LOCKED: the holder's record key)
         return WriteReply(status, None, None, _text(reply[1]))
     return WriteReply(status)
 
@@ -71,6 +73,8 @@ class TxReply:
     versions: list[int]  # OK: one per row (checks included)
     position: int = 0  # a refusal: the 1-based row it concerns
     refusal: WriteReply | None = None  # a refusal, as a save would have reported it
+    #: DONE (a two-phase commit's second apply): the versions the first one wrote, if known
+    applied: list[int] | None = None
 
 
 def tx_reply(reply: list[Any]) -> TxReply:
@@ -79,8 +83,12 @@ def tx_reply(reply: list[Any]) -> TxReply:
         return TxReply(status, [int(v) for v in reply[1]])
     if status in ("WRONGTYPE", "LAYOUT"):
         return TxReply(status, [], 0, WriteReply(status, None, None, _text(reply[1])))
-    if status == "APPLIED":
+    if status in ("APPLIED", "PREPARED"):  # (PREPARED: a two-phase commit's prepare)
         return TxReply(status, [])
+    if status == "DONE":  # (a two-phase commit's apply, applied before: twophase.py)
+        flat = wire.unpack(bytes(reply[1])) if len(reply) > 1 and reply[1] else []
+        applied = [int(v) for v in flat[1:]] if flat and flat[0] == b"applied" else None
+        return TxReply(status, [], applied=applied)
     # {status, position, ...}: the rest as save.lua would have put it
     rest = reply[2:]
     if status == "VERSION":  # (actual is "" when the document is absent)

@@ -20,6 +20,7 @@ from ...engine.drive import Op
 from ...errors import (
     BackendConnectionError,
     CorruptDocumentError,
+    DocumentLocked,
     DocumentTooLargeError,
     DuplicateIdError,
     TransactionError,
@@ -27,11 +28,12 @@ from ...errors import (
     WriteOutcomeUnknown,
 )
 from ...options import ModelOptions
-from . import writes
+from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
-from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
+from .core import LAYOUT_ATTEMPTS, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
+from .twophase import TwoPhase, locks_key
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
@@ -39,7 +41,7 @@ SETTLE_WINDOW = 1024
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
-class Writer(BackendCore):
+class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
         keys = (yield from self.prepare(options)).keys
@@ -75,6 +77,7 @@ class Writer(BackendCore):
             resent = getattr(sent, "resent", False)
             outcomes: list[tuple[int, WriteResult | None]] = []
             stale = False
+            locked: list[tuple[int, WriteResult]] = []
             for (_, members), raw in zip(batches, sent, strict=True):
                 if len(members) == 1:
                     parsed = [write_reply(raw)]
@@ -88,11 +91,21 @@ class Writer(BackendCore):
                         outcomes.append((i, None))
                         continue
                     result = writes.result(options, requests[i], reply)
+                    if isinstance(result.error, DocumentLocked):
+                        locked.append((i, result))  # (settled below, then sent again)
+                        continue
                     if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
                         # refused when sent again: the first attempt may have been applied
                         result = WriteResult(result.id, None, WriteOutcomeUnknown(
                             options.model_name, requests[i].id, result.error))
                     outcomes.append((i, result))
+            for i, result in locked:
+                # a prepared transaction holds the document: settled by its record if it
+                # can be (committed: applied; aborted or past its deadline: released)
+                assert isinstance(result.error, DocumentLocked) and requests[i].id is not None
+                settled = yield from self.settle(result.error.holder,
+                                                 self._locks_of(options, requests[i].id or ""))
+                outcomes.append((i, None if settled else result))
             if stale:
                 stale_layouts += 1
                 if stale_layouts > LAYOUT_ATTEMPTS:
@@ -180,15 +193,24 @@ class Writer(BackendCore):
         partition = partitions.pop()
         # resendable when it writes a document: tx.lua then recognises an earlier attempt
         resendable = any(r.kind != "delete" for r in requests)
-        _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
-            (state.writes.tx(partition, list(checks), requests).call(),),
-            idempotent=resendable)))
-        try:
-            return writes.tx_results(options, list(checks), requests, tx_reply(sent[0]))
-        except (VersionConflict, DuplicateIdError) as refusal:
-            if getattr(sent, "resent", False):
-                raise WriteOutcomeUnknown(options.model_name, requests[0].id, refusal) from None
-            raise
+        for _attempt in range(2):
+            _, sent = yield from self._ask(options, lambda state: (None, RedisPlan(
+                (state.writes.tx(partition, list(checks), requests).call(),),
+                idempotent=resendable)))
+            try:
+                return writes.tx_results(options, list(checks), requests, tx_reply(sent[0]))
+            except DocumentLocked as locked:
+                # a prepared transaction holds a document: settled by its record if it can
+                # be, then this one is sent again (once)
+                if _attempt or not (yield from self.settle(
+                        locked.holder, locks_key(state.keys.tag(partition)))):
+                    raise
+            except (VersionConflict, DuplicateIdError) as refusal:
+                if getattr(sent, "resent", False):
+                    raise WriteOutcomeUnknown(options.model_name, requests[0].id,
+                                              refusal) from None
+                raise
+        raise AssertionError("unreachable")
 
     def update_fields(self, options: ModelOptions, ids: Sequence[str], values: dict[str, Any],
                       storage: dict[str, Any], expire: Expiry | int) -> Op[Patched]:
@@ -242,17 +264,27 @@ class Writer(BackendCore):
         for _attempt in range(LAYOUT_ATTEMPTS):
             calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
             sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
-            refused = []
+            refused, stale = [], False
             for position, raw in zip(pending, sent, strict=True):
                 if layout_refused(raw):
                     refused.append(position)
+                    stale = True
+                elif wire.text(raw[0]) == "LOCKED" and (yield from self.settle(
+                        wire.text(raw[1]), self._locks_of(options, ids[position]))):
+                    refused.append(position)  # (its holder settled: sent again)
                 else:
                     replies[position] = raw
             if not refused:
                 return replies
             pending = refused
-            state = yield from self.prepare(options, refresh=True)
+            if stale:
+                state = yield from self.prepare(options, refresh=True)
         raise unsettled(options)
+
+    def _locks_of(self, options: ModelOptions, id: str) -> str:
+        """The lock hash of the partition of document ``id`` (twophase.py)."""
+        keys = self._state(options).keys
+        return locks_key(keys.tag(keys.partition_of(id)))
 
     # -- expiry ----------------------------------------------------------------------------
 
@@ -266,8 +298,10 @@ class Writer(BackendCore):
         return bool(done)
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
-        """Purge the leftovers of up to ``limit`` expired documents per partition."""
+        """Purge the leftovers of up to ``limit`` expired documents per partition; and
+        settle the namespace's transactions past their deadline (twophase.py)."""
         _, replies = yield from self._ask(options, lambda state: (None, RedisPlan(
             tuple(state.writes.sweep_call(p, limit) for p in range(options.partitions)),
             idempotent=True)))
+        yield from self.sweep_transactions(options)
         return sum(sweep_reply(reply).purged for reply in replies)

@@ -19,6 +19,7 @@ from typing import Any
 from ... import sortable
 from ...engine.contract import Expiry, WriteRequest, WriteResult, encode_document
 from ...errors import (
+    DocumentLocked,
     DocumentTooLargeError,
     DuplicateIdError,
     UniqueViolation,
@@ -374,6 +375,8 @@ def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> W
     elif status == "WRONGTYPE":
         key = reply.name or ""
         error = WrongTypeError(f"{model} {shown!r}: key {key!r} holds another type", key)
+    elif status == "LOCKED":  # (a prepared transaction holds it: twophase.py)
+        error = DocumentLocked(model, shown, request.expected_version, reply.name or "")
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
     return WriteResult(id, None, error)
@@ -396,6 +399,11 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
     position = reply.position - 1
     refusal = reply.refusal
     assert refusal is not None
+    if refusal.status == "LOCKED":  # (a prepared transaction holds it: twophase.py)
+        id, expected = (checks[position] if position < len(checks) else
+                        (requests[position - len(checks)].id or "<new>",
+                         requests[position - len(checks)].expected_version))
+        raise DocumentLocked(options.model_name, id, expected, refusal.name or "")
     if position < len(checks):  # a document read in the transaction changed since
         id, expected = checks[position]
         raise VersionConflict(options.model_name, id, expected, refusal.version)

@@ -142,31 +142,55 @@ class SqliteBackend:
                  requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         """Version checks and writes in one SQLite transaction, rolled back whole at the
         first refusal (which is raised)."""
-        layout = yield from self._prepare(options)
-        requests = list(requests)
-        missing = [i for i, r in enumerate(requests) if r.id is None]
-        if missing:
-            ids = yield from self.allocate_ids(options, len(missing))
-            for i, new_id in zip(missing, ids, strict=True):
-                requests[i] = requests[i].with_id(new_id)
-        groups = [_check_statements(layout, id, version) for id, version in checks]
-        groups += [_statements(layout, r, self.max_document_bytes) for r in requests]
+        (done,) = yield from self.transact_many([(options, checks, requests)], 0.0)
+        return done
+
+    def transact_many(self, parts: Sequence[tuple[ModelOptions, Sequence[tuple[str, int]],
+                                                  Sequence[WriteRequest]]],
+                      timeout: float) -> Op[list[list[WriteResult]]]:
+        """:meth:`transact` for documents of several models (tables), all in one SQLite
+        transaction (``timeout`` is for stores that commit in phases: nothing here stays
+        undecided longer than the transaction itself)."""
+        groups: list[Any] = []
+        # per group: the model, and (id, version read) for a check or the write request
+        rows: list[tuple[ModelOptions, tuple[str, int] | WriteRequest]] = []
+        prepared: list[list[WriteRequest]] = []
+        for options, checks, requests in parts:
+            layout = yield from self._prepare(options)
+            requests = list(requests)
+            missing = [i for i, r in enumerate(requests) if r.id is None]
+            if missing:
+                ids = yield from self.allocate_ids(options, len(missing))
+                for i, new_id in zip(missing, ids, strict=True):
+                    requests[i] = requests[i].with_id(new_id)
+            for id, version in checks:
+                groups.append(_check_statements(layout, id, version))
+                rows.append((options, (id, version)))
+            for request in requests:
+                groups.append(_statements(layout, request, self.max_document_bytes))
+                rows.append((options, request))
+            prepared.append(requests)
         if not groups:
-            return []
+            return [[] for _ in parts]
         replies = yield SqlPlan(tuple(groups), write=True, atomic=True)
         refused = replies[-1] if replies[-1].refused is not None else None
         if refused is not None:
-            position = len(replies) - 1
-            if position < len(checks):
-                id, expected = checks[position]
+            options, row = rows[len(replies) - 1]
+            if not isinstance(row, WriteRequest):
+                id, expected = row
                 actual = int(refused.rows[-1][0][0]) if refused.rows[-1] else None
                 raise VersionConflict(options.model_name, id, expected, actual)
-            request = requests[position - len(checks)]
-            error = _result(options, request, refused).error
-            raise error or VersionConflict(options.model_name, request.id or "<new>",
-                                           request.expected_version, None)
-        return [_result(options, r, reply)
-                for r, reply in zip(requests, replies[len(checks):], strict=True)]
+            error = _result(options, row, refused).error
+            raise error or VersionConflict(options.model_name, row.id or "<new>",
+                                           row.expected_version, None)
+        results: list[list[WriteResult]] = []
+        at = 0
+        for (options, checks, _), requests in zip(parts, prepared, strict=True):
+            at += len(checks)
+            results.append([_result(options, r, reply) for r, reply in
+                            zip(requests, replies[at:at + len(requests)], strict=True)])
+            at += len(requests)
+        return results
 
     # -- reads -----------------------------------------------------------------------------
 

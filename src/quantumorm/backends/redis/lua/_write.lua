@@ -377,3 +377,27 @@ local function patch_json(old, fragment, names)
   pieces[#pieces + 1] = string.sub(old, pos)
   return table.concat(pieces), differing
 end
+
+-- Two-phase commit (transaction.py, twophase.py): a prepared transaction locks every document
+-- it read or writes in its partition's lock hash, "<partition tag>:locks" (id key -> the
+-- key of the transaction's record), until its intents are applied or released. The hash is
+-- named after the state hash (same tag, so the same slot): every writer has that key already.
+-- A writer that meets a lock refuses with {"LOCKED", record key}; the client settles the
+-- transaction by its record and sends the write again. Costs the common path one EXISTS (a
+-- hash whose last field is deleted is deleted: no key, no lock).
+local function locks_key(state_key)
+  return string.sub(state_key, 1, -6) .. "locks"
+end
+
+-- Readers learn whether a partition has locks from a string flag, "<partition tag>:locked",
+-- set while its lock hash is not empty: one more key in the MGET they send anyway.
+local function lock_flag(state_key)
+  return string.sub(state_key, 1, -6) .. "locked"
+end
+
+-- The record key of the transaction that locks ``idkey`` (nil: none).
+local function lock_holder(state_key, idkey)
+  local key = locks_key(state_key)
+  if redis.call("EXISTS", key) == 0 then return nil end
+  return redis.call("HGET", key, idkey) or nil
+end

@@ -21,6 +21,7 @@
 -- ARGV[6]   the caller's schema layout ("" for none)
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
+--           | {"LOCKED", record key} (a prepared transaction holds the document)
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -38,6 +39,10 @@ do
   events_unchecked(ARGV[5], KEYS[#KEYS])
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
+do  -- (a document of a prepared transaction: see lock_holder())
+  local holder = lock_holder(KEYS[6], idkey)
+  if holder then return {"LOCKED", holder} end
+end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
 if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
 if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end

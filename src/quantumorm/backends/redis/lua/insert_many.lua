@@ -29,7 +29,7 @@
 --             null part)
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
 --             or per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
---             | {"WRONGTYPE", key}
+--             | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -77,6 +77,10 @@ if not shared_error and ndocs > 0 then
   all_free = found == 0
 end
 
+-- documents of prepared transactions are refused (see lock_holder()): one EXISTS per batch
+local locks = locks_key(KEYS[3])
+local locked = not shared_error and redis.call("EXISTS", locks) == 1
+
 -- 1. checks, in batch order ---------------------------------------------------------------
 local results, accepted = {}, {}
 local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
@@ -88,6 +92,10 @@ for d = 1, ndocs do
   local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
   if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
+  if not refused and locked then
+    local holder = redis.call("HGET", locks, idkey)
+    if holder then refused = {"LOCKED", holder} end
+  end
   if not refused and not all_free then  -- (an expired document's leftovers are purged)
     refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,
                             write_id)

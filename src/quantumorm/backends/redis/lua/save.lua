@@ -47,6 +47,7 @@
 --             cannot look inside: nothing written, the caller reads and rewrites it)
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
+--           | {"LOCKED", record key} (a prepared transaction holds the document)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -69,6 +70,10 @@ do
   scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
   if refused then return refused end
   events_unchecked(ARGV[12], KEYS[#KEYS])
+end
+if idkey ~= "" then  -- (a document of a prepared transaction: see lock_holder())
+  local holder = lock_holder(KEYS[6], idkey)
+  if holder then return {"LOCKED", holder} end
 end
 
 -- the indexes this write touches, with their new entries

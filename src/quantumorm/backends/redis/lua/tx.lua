@@ -18,7 +18,10 @@
 -- ARGV[2]       document key prefix    ARGV[3]  meta key prefix
 -- ARGV[4]       change events: "" (none) or the spec events_on() reads
 -- ARGV[5]       the caller's schema layout ("" for none)
--- ARGV[6..]     per operation, 9 values: kind ("check" | "insert" | "update" | "delete"),
+-- ARGV[6]       "" (one atomic transaction), or a phase of a two-phase commit (twophase.py):
+--               MessagePack {"prepare" | "apply", the transaction's record key}; then
+--               the key after the operations' keys (before the stream) is its intent key
+-- ARGV[7..]     per operation, 9 values: kind ("check" | "insert" | "update" | "delete"),
 --               expected version ("0": must not exist), id key, document JSON, write id,
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
@@ -29,6 +32,10 @@
 --               | {"LAYOUT", stored layout} (the caller's schema is outdated)
 --               | {"APPLIED"} (a resent transaction that was applied, but a document it
 --               wrote has been written again since: the version it wrote is unknown)
+--               | {"LOCKED", position, record key} (a prepared transaction holds it)
+--               prepare: {"PREPARED"} (checked, locked, the intent stored; nothing else
+--               written); apply: as above, or {"DONE", what the intent key holds: after
+--               an apply, MessagePack {"applied", version per operation...}; or ""}
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -40,6 +47,16 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+local nrows = (#ARGV - 6) / 9
+-- two-phase commit: prepare checks and locks (writing only the lock hash and the intent),
+-- apply writes what prepare checked (nothing can have changed: the documents are locked)
+local phase, record, intent_key = nil, nil, nil
+if ARGV[6] ~= "" then
+  local spec = cmsgpack.unpack(ARGV[6])
+  phase, record = spec[1], spec[2]
+  intent_key = KEYS[nindexes + 4 + 2 * nrows]
+end
+local locks = locks_key(state_key)
 -- (commands per write are the server's main cost: the state hash's HMGET is the layout
 -- refusal, the clock and the hash's type; the schedule's ZCARD its type and whether a sweep
 -- can have work; see typed() in _write.lua)
@@ -56,16 +73,36 @@ end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 
+-- locks of prepared transactions (see lock_holder() in _write.lua): one EXISTS when none
+if phase == "apply" then  -- applied once: a second apply (or one after a release) is a no-op
+  for n = 1, nrows do
+    if redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3]) ~= record then
+      return {"DONE", redis.call("GET", intent_key) or ""}
+    end
+  end
+elseif redis.call("EXISTS", locks) == 1 then
+  local mine = 0
+  for n = 1, nrows do
+    local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
+    if holder == record and holder then
+      mine = mine + 1
+    elseif holder then
+      return {"LOCKED", n, holder}
+    end
+  end
+  if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
+end
+
 -- 0. a resent transaction whose first attempt was applied: its first write says so, and
 -- each write's meta hash the version it wrote ({"APPLIED"} if one has moved on since) ----
-for n = 1, (#ARGV - 5) / 9 do
-  local base = 5 + 9 * (n - 1)
+for n = 1, phase and 0 or nrows do
+  local base = 6 + 9 * (n - 1)
   local kind = ARGV[base + 1]
   if kind == "insert" or kind == "update" then
     if not applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5]) then break end
     local versions = {}
-    for m = 1, (#ARGV - 5) / 9 do
-      local at = 5 + 9 * (m - 1)
+    for m = 1, nrows do
+      local at = 6 + 9 * (m - 1)
       local what = ARGV[at + 1]
       if what == "check" then
         versions[m] = tonumber(ARGV[at + 2])
@@ -99,8 +136,8 @@ local function check_update(op)
 end
 
 local ops = {}
-for n = 1, (#ARGV - 5) / 9 do
-  local base = 5 + 9 * (n - 1)
+for n = 1, nrows do
+  local base = 6 + 9 * (n - 1)
   local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
               json = ARGV[base + 4], write_id = ARGV[base + 5],
               doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
@@ -179,6 +216,25 @@ for n, op in ipairs(ops) do
   end
 end
 
+if phase == "prepare" then  -- lock every document, keep the call as the intent for apply
+  local held = {}
+  for n = 1, nrows do
+    held[2 * n - 1], held[2 * n] = ARGV[6 + 9 * (n - 1) + 3], record
+  end
+  redis.call("HSET", locks, unpack(held))
+  redis.call("SET", lock_flag(state_key), "1")
+  -- the intent: this very call in apply mode (a flat MessagePack array of strings: "call",
+  -- the number of keys, the keys, the arguments), which anyone settling the transaction
+  -- sends once it is committed
+  local flat = {"call", tostring(#KEYS)}
+  for _, key in ipairs(KEYS) do flat[#flat + 1] = key end
+  for i, arg in ipairs(ARGV) do
+    flat[#flat + 1] = i == 6 and cmsgpack.pack({"apply", record}) or arg
+  end
+  redis.call("SET", intent_key, cmsgpack.pack(flat))
+  return {"PREPARED"}
+end
+
 -- 3. writes (nothing above has written, except purges of expired documents' leftovers) ---
 -- An update or delete reads what its meta hash lists (every index's entries, and an
 -- update's recent write ids) in one HMGET. The versions: the clock's next ones, one TIME
@@ -218,6 +274,17 @@ for n, op in ipairs(ops) do
 end
 flush_clock(state_key)
 if NEW_LAYOUT then redis.call("HSET", state_key, "layout", NEW_LAYOUT) end  -- (no write)
+if phase == "apply" then
+  local held = {}
+  for n = 1, nrows do held[n] = ARGV[6 + 9 * (n - 1) + 3] end
+  redis.call("HDEL", locks, unpack(held))
+  if redis.call("EXISTS", locks) == 0 then redis.call("DEL", lock_flag(state_key)) end
+  -- the intent becomes the versions written, for a while: a client whose apply comes
+  -- second (someone settled its transaction first) learns them from its {"DONE", ...}
+  local done = {"applied"}
+  for n = 1, nrows do done[n + 1] = string.format("%.0f", versions[n]) end
+  redis.call("SET", intent_key, cmsgpack.pack(done), "PX", 600000)
+end
 if scheduled > 0 then
   sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
 end

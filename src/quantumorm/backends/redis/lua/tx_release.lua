@@ -1,0 +1,23 @@
+#!lua flags=allow-oom
+-- tx_release.lua: what an aborted (or missing) two-phase commit holds in one partition is
+-- released: its locks in the partition's lock hash and its intent (twophase.py). Nothing
+-- else was written by its prepare. Releasing twice does nothing.
+--
+-- KEYS[1]   the partition's lock hash      KEYS[2]  the transaction's intent key there
+-- ARGV[1]   the transaction's record key (the value of its locks)
+-- Returns   how many locks were released
+-- luacheck: globals redis KEYS ARGV
+
+local held, mine = redis.call("HGETALL", KEYS[1]), {}
+for i = 1, #held, 2 do
+  if held[i + 1] == ARGV[1] then mine[#mine + 1] = held[i] end
+end
+for i = 1, #mine, 1000 do
+  redis.call("HDEL", KEYS[1], unpack(mine, i, math.min(i + 999, #mine)))
+end
+redis.call("DEL", KEYS[2])
+-- (the readers' flag of the partition, "<tag>:locked", goes with its last lock)
+if redis.call("EXISTS", KEYS[1]) == 0 then  -- (a hash without fields is deleted)
+  redis.call("DEL", string.sub(KEYS[1], 1, -6) .. "locked")
+end
+return #mine

@@ -1,0 +1,395 @@
+"""Transactions across partitions and models on Redis: a two-phase commit with recovery.
+
+A transaction whose documents are in one partition of one model is one ``tx.lua`` call (the
+fast path, :meth:`.writer.Writer.transact`). Any other is committed in phases, each phase one
+round trip (its calls go to every node concerned at once):
+
+1. **begin**: the record ``{<ns>:2pc:<txid>}:r`` (a slot of its own): state ``pending``, the
+   deadline (the record server's time plus the timeout), the participants (per partition:
+   its lock hash and intent key); and the txid in the registry ``{<ns>:2pc}:open`` (by
+   deadline) that :meth:`TwoPhase.sweep_transactions` reads.
+2. **prepare**, per partition: ``tx.lua`` in prepare mode runs every check of the one-script
+   transaction (versions read, versions written, ids, unique values, key types), refuses a
+   document locked by another transaction (naming its record), then locks every document
+   in the partition's lock hash ``<tag>:locks`` (id key -> record key), sets the readers'
+   flag ``<tag>:locked`` and stores the call itself, in apply mode, as the intent
+   ``<tag>:2pc:<txid>``. Documents and indexes are not touched.
+3. **commit**: ``tx_decide.lua`` on the record: ``pending`` becomes ``committed`` if the
+   server's time is before the deadline, else ``aborted``. This flip is the decision.
+4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
+   exactly as the one-script transaction does it (documents, versions, indexes, expiry,
+   change events); locks released; once only (an apply that finds the locks gone is a
+   no-op and reports the versions the first one wrote).
+5. **finish**: the record and its registry entry are deleted.
+
+Invariants: a document is changed only by the apply of a committed transaction that locks
+it, or by a write that found it unlocked; an intent of a committed transaction exists only
+while its record does (finish comes after every apply); a missing record means aborted (a
+pending record expires a second after its deadline, and pending past the deadline is
+aborted anyway). Whoever meets a lock (a writer, another transaction's prepare) or reads the
+registry (the sweeper) settles the transaction by its record alone (:meth:`settle`):
+committed: apply every intent (roll forward); aborted or missing: release every lock
+(roll back); pending past its deadline: flip it to aborted first; pending before it: wait
+(:class:`~quantumorm.errors.DocumentLocked`). So no document stays locked past the deadline
+plus the sweeper's period, and a client dying at any point loses or applies all of its
+transaction, never part.
+
+Writers check the lock hash (one EXISTS when the partition has no lock: a hash without
+fields does not exist); reads by id read the flag in their MGET (no command more) and, when
+it is set, settle the holders of the documents read first: a committed transaction is seen
+whole, an undecided one not at all (prepare changed no document, no index entry).
+
+Documents of models with unique indexes are read (checked) and deleted, not written, by a
+two-phase commit: a unique value is checked at prepare but cannot be reserved until apply,
+so a write in between could take it and a committed transaction could not be applied.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ... import sortable
+from ...engine.contract import WriteRequest, WriteResult
+from ...engine.drive import Op
+from ...errors import TransactionError
+from ...options import ModelOptions
+from . import wire, writes
+from .calls import TxCall
+from .commands import Call, Command, RedisPlan, Step
+from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
+from .replies import TxReply, tx_reply
+
+#: how long a pending (or aborted) record outlives its deadline before it expires (ms): past
+#: its deadline a pending record can only be aborted, and a missing record counts as
+#: aborted, so expiring is aborting (the same server's clock decides both); a record whose
+#: client died before its prepare (no lock leads anyone to it) is gone soon after
+RECORD_GRACE_MS = 1000
+#: how many transactions one sweep settles per namespace
+SWEEP_BATCH = 100
+
+
+def record_key(namespace: str, txid: str) -> str:
+    return f"{{{namespace}:2pc:{txid}}}:r"
+
+
+def registry_key(namespace: str) -> str:
+    return f"{{{namespace}:2pc}}:open"
+
+
+def locks_key(tag: str) -> str:
+    """The lock hash of a partition (``tag``: its hash tag; see _write.lua's locks_key)."""
+    return f"{tag}:locks"
+
+
+def flag_key(tag: str) -> str:
+    """The readers' flag of a partition: set while its lock hash is not empty (see
+    _write.lua's lock_flag), read in the MGET of every read by id."""
+    return f"{tag}:locked"
+
+
+def intent_key(locks: str, record: str) -> str:
+    """A transaction's intent in the partition of lock hash ``locks``."""
+    txid = record.rsplit(":", 2)[-2].rstrip("}")
+    return f"{locks.removesuffix(':locks')}:2pc:{txid}"
+
+
+@dataclass
+class Share:
+    """What one partition of one model does in a transaction."""
+
+    options: ModelOptions
+    partition: int
+    checks: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[WriteRequest] = field(default_factory=list)
+    #: (part, position) of each request in the caller's lists
+    origins: list[tuple[int, int]] = field(default_factory=list)
+
+
+class TwoPhase(BackendCore):
+    """The two-phase commit of transactions across partitions and models (module doc); the
+    base of :class:`~.writer.Writer`, which has the one-script path and id allocation."""
+
+    def transact(self, options: ModelOptions, checks: Sequence[tuple[str, int]],
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        raise NotImplementedError  # (Writer's)
+
+    def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
+        raise NotImplementedError  # (Writer's)
+
+    def transact_many(self, parts: Sequence[tuple[ModelOptions, Sequence[tuple[str, int]],
+                                                  Sequence[WriteRequest]]],
+                      timeout: float) -> Op[list[list[WriteResult]]]:
+        """Version checks and writes of documents of several models: all applied or none.
+        One partition in all: one ``tx.lua`` call; more: a two-phase commit whose
+        undecided state lasts at most ``timeout`` seconds."""
+        shares: dict[str, Share] = {}  # by partition tag (one per model and partition)
+        results: list[list[WriteResult | None]] = []
+        for number, (options, checks, requests) in enumerate(parts):
+            state = yield from self.prepare(options)
+            requests = list(requests)
+            missing = [i for i, r in enumerate(requests) if r.id is None]
+            if missing:
+                if options.partitions > 1:
+                    raise TransactionError(
+                        f"{options.model_name} has {options.partitions} partitions: a new "
+                        "document in a transaction needs an id, so that its partition is known")
+                ids = yield from self.allocate_ids(options, len(missing))
+                for i, new_id in zip(missing, ids, strict=True):
+                    requests[i] = requests[i].with_id(new_id)
+            results.append([None] * len(requests))
+            keys = state.keys
+            for id, version in checks:
+                p = keys.partition_of(id)
+                shares.setdefault(keys.tag(p), Share(options, p)).checks.append((id, version))
+            for position, request in enumerate(requests):
+                assert request.id is not None
+                p = keys.partition_of(request.id)
+                share = shares.setdefault(keys.tag(p), Share(options, p))
+                share.requests.append(request)
+                share.origins.append((number, position))
+        if len(shares) == 1:  # the fast path: one script
+            (share,) = shares.values()
+            done = yield from self.transact(share.options, share.checks, share.requests)
+            return self._place(results, [(share, done)])
+        for share in shares.values():
+            unique = [i.name for i in share.options.indexes if i.unique]
+            if unique and any(r.kind != "delete" for r in share.requests):
+                raise TransactionError(
+                    f"{share.options.model_name} has unique indexes ({', '.join(unique)}): "
+                    "a transaction across partitions or models can read and delete its "
+                    "documents, not write them (a unique value cannot be reserved between "
+                    "prepare and apply)")
+        # a fixed order of partitions: two transactions meet each other's locks less often
+        ordered = [shares[tag] for tag in sorted(shares)]
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            applied = yield from self._two_phase(ordered, timeout)
+            if applied is not None:
+                return self._place(results, list(zip(ordered, applied, strict=True)))
+        raise unsettled(ordered[0].options)
+
+    @staticmethod
+    def _place(results: list[list[WriteResult | None]],
+               done: list[tuple[Share, list[WriteResult]]]) -> list[list[WriteResult]]:
+        for share, outcomes in done:
+            for (part, position), outcome in zip(share.origins, outcomes, strict=True):
+                results[part][position] = outcome
+        placed: list[list[WriteResult]] = []
+        for row in results:
+            assert all(r is not None for r in row)
+            placed.append([r for r in row if r is not None])
+        return placed
+
+    def _call(self, share: Share, phase: bytes, record: str) -> TxCall:
+        state = self._state(share.options)
+        call = state.writes.tx(share.partition, share.checks, share.requests)
+        call.phase = wire.pack([phase, record.encode()])
+        call.intent_key = intent_key(locks_key(state.keys.tag(share.partition)), record)
+        return call
+
+    def _two_phase(self, shares: list[Share],
+                   timeout: float) -> Op[list[list[WriteResult]] | None]:
+        """One attempt; None when a partition's schema layout moved on (nothing written,
+        the schema read again: the caller tries again)."""
+        namespace = self._state(shares[0].options).keys.namespace
+        record = record_key(namespace, os.urandom(12).hex())
+        registry = registry_key(namespace)
+        timeout_ms = max(1, round(timeout * 1000))
+        calls = [self._call(share, b"prepare", record) for share in shares]
+        participants = wire.pack([k.encode() for call in calls
+                                  for k in (locks_key(call.ids_key.removesuffix(":ids")),
+                                            call.intent_key or "")])
+        # 1. begin (the registry's score is this client's clock: only the sweeper's hint)
+        yield RedisPlan((
+            Call("tx_begin", (record,), (timeout_ms, RECORD_GRACE_MS, participants)),
+            Command(("ZADD", registry, int(time.time() * 1000) + timeout_ms, record))),
+            idempotent=True)
+        # 2. prepare (resent, a prepare finds its own locks and reports PREPARED)
+        sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
+        replies = [tx_reply(raw) for raw in sent]
+        refused = [(share, reply) for share, reply in zip(shares, replies, strict=True)
+                   if reply.status != "PREPARED"]
+        if refused:
+            yield from self._finish(record, registry, participants, "abort")
+            stale = [s for s, r in refused if r.status == "LAYOUT"]
+            for share in stale:
+                yield from self.prepare(share.options, refresh=True)
+            if stale and len(stale) == len(refused):
+                return None
+            share, reply = next((s, r) for s, r in refused if r.status != "LAYOUT")
+            if reply.status == "LOCKED" and reply.refusal is not None:
+                # settle the holder now if it can be: the caller's next attempt may pass
+                holder = reply.refusal.name or ""
+                yield from self.settle(holder, locks_key(
+                    self._state(share.options).keys.tag(share.partition)))
+            writes.tx_results(share.options, share.checks, share.requests, reply)  # raises
+            raise AssertionError(f"unexpected prepare reply {reply!r}")
+        # 3. commit: the decision
+        (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
+                                   idempotent=True)
+        if wire.text(state) != "committed":
+            yield from self._finish(record, registry, participants, "abort")
+            raise TransactionError(
+                f"the transaction passed its deadline ({timeout} s after it began) before "
+                "its commit: it was aborted, nothing was written")
+        # 4. apply (resent, an apply finds its locks gone and reports the versions written)
+        sent = yield RedisPlan(tuple(self._call(share, b"apply", record).call()
+                                     for share in shares), idempotent=True)
+        done = [self._applied(share, tx_reply(raw)) for share, raw in zip(shares, sent,
+                                                                           strict=True)]
+        # 5. finish
+        yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
+                        idempotent=True)
+        return done
+
+    def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:
+        versions: list[int] | None = None
+        if reply.status == "OK":
+            versions = reply.versions
+        elif reply.status == "DONE" and reply.applied:
+            versions = reply.applied
+        if versions is None:
+            raise TransactionError(
+                f"a committed transaction could not be applied to {share.options.model_name} "
+                f"partition {share.partition} ({reply.status}); its intent stays for recovery")
+        return [WriteResult(r.id, v if r.kind != "delete" else 0) for r, v in
+                zip(share.requests, versions[len(share.checks):], strict=True)]
+
+    def _finish(self, record: str, registry: str, participants: bytes,
+                decision: str) -> Op[None]:
+        """Abort (decision "abort") and release every partition, then forget the record."""
+        if decision == "abort":
+            yield RedisPlan((Call("tx_decide", (record,), ("abort",)),), idempotent=True)
+        pairs = wire.unpack(participants)
+        releases: list[Step] = [Call("tx_release", (pairs[i].decode(), pairs[i + 1].decode()),
+                                     (record,)) for i in range(0, len(pairs), 2)]
+        yield RedisPlan(tuple(releases), idempotent=True)
+        yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
+                        idempotent=True)
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def settle(self, record: str, locks: str | Sequence[str] | None) -> Op[bool]:
+        """Finish (committed: apply every intent) or roll back (aborted, missing, pending
+        past its deadline: release every lock) the transaction of ``record``, met holding
+        locks of the lock hash(es) ``locks`` (None: found in the registry; a missing
+        record's other partitions are released by whoever meets them, or the sweeper).
+        False when it is pending before its deadline (nothing done: its client may still
+        commit it)."""
+        namespace = record[1:].split(":2pc:", 1)[0]
+        registry = registry_key(namespace)
+        (got,) = yield RedisPlan((Command(("HMGET", record, "state", "parts")),),
+                                 idempotent=True)
+        state, parts = got
+        if state is None:  # missing: aborted, and forgotten (or never begun)
+            met = [locks] if isinstance(locks, str) else list(locks or ())
+            yield RedisPlan((*(Call("tx_release", (key, intent_key(key, record)), (record,))
+                               for key in met),
+                             Command(("ZREM", registry, record))), idempotent=True)
+            return True
+        if wire.text(state) == "pending":
+            (decided,) = yield RedisPlan((Call("tx_decide", (record,), ("expire",)),),
+                                         idempotent=True)
+            if wire.text(decided) == "pending":
+                return False
+            state = decided
+        if wire.text(state) == "committed":
+            yield from self._roll_forward(record, bytes(parts))
+            yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
+                            idempotent=True)
+            return True
+        yield from self._finish(record, registry, bytes(parts), "released")
+        return True
+
+    def _roll_forward(self, record: str, participants: bytes) -> Op[None]:
+        """Send every intent of a committed transaction still waiting to be applied."""
+        pairs = wire.unpack(participants)
+        intents = [pairs[i].decode() for i in range(1, len(pairs), 2)]
+        stored = yield RedisPlan(tuple(Command(("GET", key)) for key in intents),
+                                 idempotent=True)
+        calls: list[Step] = []
+        for blob in stored:
+            if not blob:
+                continue
+            flat = wire.unpack(bytes(blob))
+            if flat[0] != b"call":
+                continue  # applied already: what it wrote
+            count = int(flat[1])
+            keys = tuple(k.decode() for k in flat[2:2 + count])
+            calls.append(Call("tx", keys, tuple(flat[2 + count:])))
+        if not calls:
+            return
+        sent = yield RedisPlan(tuple(calls), idempotent=True)
+        for raw in sent:
+            reply = tx_reply(raw)
+            if reply.status not in ("OK", "DONE"):
+                raise TransactionError(
+                    f"the committed transaction {record!r} could not be applied "
+                    f"({reply.status}); its intents stay for the next attempt")
+
+    def settle_for_readers(self, options: ModelOptions,
+                           by_partition: dict[int, list[str]]) -> Op[bool]:
+        """A read by id met locked partitions (their flags): apply the committed
+        transactions that lock the documents read. True when one was (the read is sent
+        again to see it); False when none is committed (what the read found is right:
+        prepare changes no document)."""
+        keys = self._state(options).keys
+        tags = [keys.tag(p) for p in by_partition]
+        held = yield RedisPlan(tuple(
+            Command(("HMGET", locks_key(tag), *[sortable.id_key(id) for id in members]))
+            for tag, members in zip(tags, by_partition.values(), strict=True)),
+            read_only=True)
+        holders: dict[str, str] = {}
+        for tag, found in zip(tags, held, strict=True):
+            for holder in found:
+                if holder is not None:
+                    holders.setdefault(wire.text(holder), locks_key(tag))
+        if not holders:
+            return False
+        # only a committed one changes what the read should see (an undecided, aborted or
+        # missing one left the documents as they were): the others are left to writers and
+        # the sweeper, so that a read writes nothing it need not
+        states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                       for record in holders), read_only=True)
+        settled = False
+        for (record, locks), state in zip(holders.items(), states, strict=True):
+            if state is not None and wire.text(state) == "committed":
+                settled = (yield from self.settle(record, locks)) or settled
+        return settled
+
+    def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
+        """Settle the transactions of the namespace of ``options`` whose deadline has
+        passed (by the registry), and those holding locks in the model's partitions whose
+        record is gone or past its deadline (a record lost with a failed master, a registry
+        entry lost likewise); how many were settled."""
+        keys = self._state(options).keys
+        registry = registry_key(keys.namespace)
+        locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
+        due, *held = yield RedisPlan((Command(
+            ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),
+            *(Command(("HGETALL", key)) for key in locks)), idempotent=True)
+        # each transaction, with the lock hashes of this model it holds locks in
+        found: dict[str, list[str]] = {wire.text(record): [] for record in due}
+        for key, pairs in zip(locks, held, strict=True):
+            items = list(pairs.items()) if isinstance(pairs, dict) else [
+                (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+            for _, holder in items[:limit]:
+                met = found.setdefault(wire.text(holder), [])
+                if key not in met:
+                    met.append(key)
+        settled = 0
+        for record, met in found.items():
+            if (yield from self.settle(record, met)):
+                settled += 1
+        return settled
+
+    def locked(self, options: ModelOptions, id: str) -> Op[str | None]:
+        """The record key of the transaction locking document ``id`` (None: unlocked)."""
+        keys = self._state(options).keys
+        (holder,) = yield RedisPlan((Command(
+            ("HGET", locks_key(keys.tag(keys.partition_of(id))), sortable.id_key(id))),),
+            read_only=True)
+        return None if holder is None else wire.text(holder)
+

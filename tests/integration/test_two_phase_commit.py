@@ -1,0 +1,438 @@
+"""Transactions across partitions and models on Redis: the two-phase commit
+(``backends/redis/twophase.py``), and its recovery when the client stops at any phase.
+
+A client "dies" here by abandoning the commit operation after its k-th round trip (the
+phases: begin, prepare, commit, apply, finish): what it left is then met by writers,
+readers, other transactions and the sweeper, which settle it by its record alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from helpers import assert_indexes_consistent
+
+import quantumorm
+from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
+from quantumorm.backends.redis import replies, twophase, wire
+from quantumorm.backends.redis.commands import Call, RedisPlan
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.errors import BulkWriteError, DocumentLocked
+from quantumorm.transaction import SyncTransaction
+
+PHASES = ("begin", "prepare", "commit", "apply", "finish")
+
+
+class Purse(Document):
+    owner = StringField(indexed=True)
+    balance = IntField(indexed=True, default=0)
+
+    class Meta:
+        collection = "tpc_purses"
+        partitions = 4
+
+
+class Entry(Document):
+    note = StringField(indexed=True)
+    amount = IntField(default=0)
+
+    class Meta:
+        collection = "tpc_entries"
+
+
+class Tagged(Document):
+    email = StringField(unique=True)
+
+    class Meta:
+        collection = "tpc_tagged"
+
+
+def spread_ids(count: int) -> list[str]:
+    """``count`` ids per partition of Purse, in partition order."""
+    keys = KeySpace(Purse._meta)
+    found: dict[int, list[str]] = {p: [] for p in range(Purse._meta.partitions)}
+    n = 0
+    while min(len(v) for v in found.values()) < count:
+        id = f"p{n}"
+        if len(found[keys.partition_of(id)]) < count:
+            found[keys.partition_of(id)].append(id)
+        n += 1
+    return [id for p in sorted(found) for id in found[p]]
+
+
+def leftovers(client: Any) -> dict[str, Any]:
+    """Locks, intents, records and registry entries of two-phase commits still stored."""
+    out: dict[str, Any] = {}
+    for key in client.scan_iter(match="*"):
+        name = key.decode()
+        if name.endswith(":locks") or ":2pc" in name:
+            kind = client.type(key).decode()
+            out[name] = (client.hgetall(key) if kind == "hash" else
+                         client.zrange(key, 0, -1) if kind == "zset" else client.get(key))
+    # an intent that was applied stays a while, holding the versions it wrote
+    return {k: v for k, v in out.items()
+            if not (isinstance(v, bytes) and b"\xa7applied" in v[:12])}
+
+
+def balances(ids: list[str]) -> dict[str, int]:
+    return {p.id: p.balance for p in Purse.objects.filter(id__in=ids).all_sync()}
+
+
+def transfer_tx(conn: Any, ids: list[str], amount: int, timeout: float) -> SyncTransaction:
+    """A transaction (not committed) moving ``amount`` from ids[0] to each other id."""
+    tx = conn.transaction_sync(timeout=timeout)
+    first = tx.get(Purse, ids[0])
+    first.balance -= amount * (len(ids) - 1)
+    tx.save(first)
+    for id in ids[1:]:
+        other = tx.get(Purse, id)
+        other.balance += amount
+        tx.save(other)
+    tx.save(Entry(id=f"e-{ids[0]}-{amount}", note="transfer", amount=amount))
+    return tx
+
+
+def die_after(conn: Any, tx: SyncTransaction, round_trips: int) -> None:
+    """Commit ``tx`` but stop after ``round_trips`` round trips of its commit, as a client
+    killed there would (nothing after it is sent)."""
+    work = tx._work
+    op = work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(round_trips):
+        plan = op.send(executor.execute(plan))
+    op.close()
+
+
+@pytest.fixture
+def purses(conn: Any) -> list[str]:
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()  # (schemas read: no extra round trips later)
+    return ids
+
+
+def test_commit_across_partitions_and_models(conn: Any, purses: list[str],
+                                             redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4], purses[6]]  # one per partition
+    assert len({KeySpace(Purse._meta).partition_of(i) for i in ids}) == 4
+    transfer_tx(conn, ids, 10, 5.0).commit()
+    assert balances(ids) == {ids[0]: 70, ids[1]: 110, ids[2]: 110, ids[3]: 110}
+    assert Entry.objects.get_sync(id=f"e-{ids[0]}-10").amount == 10
+    assert Purse.objects.filter(balance=110).count_sync() == 3  # indexes follow
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Purse)
+    assert Purse.objects.verify_sync().ok and Entry.objects.verify_sync().ok
+
+
+def test_versions_after_commit_are_the_stored_ones(conn: Any, purses: list[str]) -> None:
+    tx = conn.transaction_sync()
+    a, b = tx.get(Purse, purses[0]), tx.get(Purse, purses[2])
+    a.balance, b.balance = 1, 2
+    tx.save(a)
+    tx.save(b)
+    tx.commit()
+    assert a.version == Purse.objects.get_sync(id=purses[0]).version
+    a.balance = 5
+    a.save_sync()  # (compare-and-set on the version the commit reported)
+    assert Purse.objects.get_sync(id=purses[0]).balance == 5
+
+
+def test_a_conflict_aborts_every_partition(conn: Any, purses: list[str],
+                                           redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    tx = transfer_tx(conn, ids, 10, 5.0)
+    other = Purse.objects.get_sync(id=ids[2])
+    other.balance = 1
+    other.save_sync()  # a document the transaction read changes before its commit
+    with pytest.raises(VersionConflict):
+        tx.commit()
+    assert balances(ids) == {ids[0]: 100, ids[1]: 100, ids[2]: 1}
+    assert not Entry.objects.filter(note="transfer").exists_sync()
+    assert leftovers(redis_client) == {}
+
+
+def test_a_document_read_only_is_checked_and_locked(conn: Any, purses: list[str]) -> None:
+    tx = conn.transaction_sync()
+    tx.get(Purse, purses[0])  # read, not written: its version is checked at commit
+    b = tx.get(Purse, purses[2])
+    b.balance = 0
+    tx.save(b)
+    moved = Purse.objects.get_sync(id=purses[0])
+    moved.balance = 7
+    moved.save_sync()
+    with pytest.raises(VersionConflict):
+        tx.commit()
+    assert balances([purses[2]]) == {purses[2]: 100}
+
+
+def test_models_with_unique_indexes_stay_on_the_fast_path(conn: Any,
+                                                          purses: list[str]) -> None:
+    tx = conn.transaction_sync()
+    tx.save(Tagged(id="t", email="t@x"))
+    a = tx.get(Purse, purses[0])
+    a.balance = 3
+    tx.save(a)
+    with pytest.raises(TransactionError, match="unique"):
+        tx.commit()
+    assert Purse.objects.get_sync(id=purses[0]).balance == 100
+    with conn.transaction_sync() as alone:  # one partition of one model: one script
+        alone.save(Tagged(id="t", email="t@x"))
+    assert Tagged.objects.get_sync(id="t").email == "t@x"
+    with conn.transaction_sync() as both:  # read and deleted, not written: two phases
+        tagged = both.get(Tagged, "t")
+        a = both.get(Purse, purses[0])
+        a.balance = 4
+        both.save(a)
+        both.delete(tagged)
+    assert Purse.objects.get_sync(id=purses[0]).balance == 4
+    assert not Tagged.objects.filter(id="t").exists_sync()
+
+
+def test_abort_releases_everything(conn: Any, purses: list[str], redis_client: Any) -> None:
+    tx = transfer_tx(conn, [purses[0], purses[2]], 10, 5.0)
+    tx.rollback()
+    assert balances([purses[0], purses[2]]) == {purses[0]: 100, purses[2]: 100}
+    die_after(conn, transfer_tx(conn, [purses[0], purses[2]], 10, 5.0), 2)  # prepared
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    backend = conn.backend
+    op = backend._finish(record, twophase.registry_key("qorm"),
+                         redis_client.hget(record, "parts"), "abort")
+    conn.run(lambda b: op)
+    assert leftovers(redis_client) == {}
+    assert balances([purses[0], purses[2]]) == {purses[0]: 100, purses[2]: 100}
+
+
+@pytest.mark.parametrize("round_trips", [1, 2, 3, 4])
+def test_a_client_dying_at_each_phase_is_settled_by_the_sweeper(
+        conn: Any, purses: list[str], redis_client: Any, round_trips: int) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), round_trips)
+    committed = round_trips >= 3  # the commit round trip is the decision
+    assert leftovers(redis_client)  # something is left: a record, locks or intents
+    time.sleep(0.4)  # past the deadline
+    Purse.objects.sweep_sync()
+    assert leftovers(redis_client) == {}
+    expected = {ids[0]: 80, ids[1]: 110, ids[2]: 110} if committed else dict.fromkeys(ids, 100)
+    assert balances(ids) == expected
+    assert Entry.objects.filter(note="transfer").exists_sync() is committed
+    assert_indexes_consistent(redis_client, Purse)
+    assert Purse.objects.verify_sync().ok
+
+
+def test_a_writer_meeting_a_pending_lock(conn: Any, purses: list[str],
+                                         redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.5), 2)  # prepared, undecided
+    doc = Purse.objects.get_sync(id=ids[1])
+    assert doc.balance == 100  # a reader sees the value from before: nothing decided
+    doc.balance = 1
+    with pytest.raises(DocumentLocked) as locked:
+        doc.save_sync()
+    assert isinstance(locked.value, VersionConflict)  # (retried like any conflict)
+    with pytest.raises(DocumentLocked):
+        doc.delete_sync()
+    with pytest.raises(DocumentLocked):  # a new document the transaction inserts
+        Entry(id=f"e-{ids[0]}-10", note="mine").save_sync()
+    with pytest.raises(BulkWriteError) as bulk:
+        Entry.objects.bulk_create_sync([Entry(id=f"e-{ids[0]}-10", note="mine")])
+    assert isinstance(bulk.value.errors[0][1], DocumentLocked)
+    # past the deadline, the writer aborts it (by its record) and goes ahead
+    time.sleep(0.6)
+    doc.save_sync()
+    assert balances(ids) == {ids[0]: 100, ids[1]: 1}  # nothing of the transaction
+    assert leftovers(redis_client) == {}
+
+
+def test_a_reader_meeting_a_committed_unapplied_transaction_sees_it(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    flags = [k for k in redis_client.scan_iter(match="*:locked")]
+    assert len(flags) == 4  # (three purse partitions and the entries')
+    # a read by id meets a lock flag: the transaction is applied first, the read sees it
+    assert Purse.objects.get_sync(id=ids[1]).balance == 110
+    assert balances(ids) == {ids[0]: 80, ids[1]: 110, ids[2]: 110}  # every partition
+    assert Entry.objects.get_sync(id=f"e-{ids[0]}-10").amount == 10
+    assert leftovers(redis_client) == {}
+    assert list(redis_client.scan_iter(match="*:locked")) == []  # (flags go with locks)
+
+
+def test_a_reader_meeting_an_undecided_transaction_sees_the_old_values(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared, undecided
+    assert balances(ids) == dict.fromkeys(ids, 100)
+    assert Purse.objects.get_sync(id=ids[0]).balance == 100
+    assert Purse.objects.filter(balance=100).count_sync() == len(purses)  # (indexes too)
+    assert leftovers(redis_client)  # nothing settled: its client may still commit it
+
+
+def test_a_writer_meeting_a_committed_unapplied_transaction_rolls_it_forward(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    stale = Purse.objects.get_sync(id=ids[1])
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    stale.balance = 0  # (no read in between: the writer is the first to meet it)
+    with pytest.raises(VersionConflict) as refused:  # applied first: the write was stale
+        stale.save_sync()
+    assert not isinstance(refused.value, DocumentLocked)
+    assert balances(ids) == {ids[0]: 80, ids[1]: 110, ids[2]: 110}  # every partition
+    assert Entry.objects.get_sync(id=f"e-{ids[0]}-10") is not None
+    assert leftovers(redis_client) == {}
+
+
+def test_a_writer_meeting_an_aborted_or_forgotten_transaction_releases_it(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    redis_client.hset(record, "state", "aborted")  # decided, not released
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance = 5
+    doc.save_sync()
+    assert leftovers(redis_client) == {}
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared again
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    redis_client.delete(record)  # lost (a failover without replication): counts as aborted
+    doc = Purse.objects.get_sync(id=ids[1])
+    doc.balance = 6
+    doc.save_sync()
+    assert balances(ids) == {ids[0]: 5, ids[1]: 6}
+    # the other partition's lock is released by whoever meets it, or by the sweeper
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance = 7
+    doc.save_sync()
+    # the entry's partition: nobody meets its lock; the sweeper finds it (its record gone)
+    Entry.objects.sweep_sync()
+    assert leftovers(redis_client) == {k: v for k, v in leftovers(redis_client).items()
+                                       if k.endswith(":open")}  # (its deadline is not due)
+    assert not Entry.objects.filter(id=f"e-{ids[0]}-10").exists_sync()
+
+
+def test_a_transaction_meeting_another_s_lock(conn: Any, purses: list[str],
+                                              redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared, undecided
+    with pytest.raises(DocumentLocked):
+        transfer_tx(conn, ids, 5, 5.0).commit()
+    with pytest.raises(DocumentLocked):  # the one-script path meets it too
+        with conn.transaction_sync() as tx:
+            doc = tx.get(Purse, ids[0])
+            doc.balance = 0
+            tx.save(doc)
+    time.sleep(0.4)
+    # run_transaction retries; the expired holder is aborted by the first retry's prepare
+    conn.run_transaction_sync(lambda tx: transfer_tx_body(tx, ids, 5), attempts=5)
+    assert balances(ids) == {ids[0]: 95, ids[1]: 105}
+    assert leftovers(redis_client) == {}
+
+
+def transfer_tx_body(tx: Any, ids: list[str], amount: int) -> None:
+    a, b = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
+    a.balance -= amount
+    b.balance += amount
+    tx.save(a)
+    tx.save(b)
+
+
+def test_apply_is_idempotent(conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    intents = {k: v for k, v in leftovers(redis_client).items() if ":2pc:" in k
+               and not k.endswith(":r") and not k.endswith(":open")}
+    assert len(intents) == 3  # (two purses and the entry)
+    backend = conn.backend
+    assert conn.run(lambda b: backend.settle(record, None)) is True  # applied
+    after = balances(ids)
+    versions = {i: Purse.objects.get_sync(id=i).version for i in ids}
+    assert conn.run(lambda b: backend.settle(record, None)) is True  # (the record is gone)
+    for blob in intents.values():  # each intent sent again: nothing applied twice
+        flat = wire.unpack(blob)
+        count = int(flat[1])
+        call = Call("tx", tuple(k.decode() for k in flat[2:2 + count]),
+                    tuple(flat[2 + count:]))
+        (raw,) = conn.run(lambda b, call=call: _send(call))
+        reply = replies.tx_reply(raw)
+        assert reply.status == "DONE" and reply.applied  # (the versions it wrote)
+    assert balances(ids) == after == {ids[0]: 90, ids[1]: 110}
+    assert {i: Purse.objects.get_sync(id=i).version for i in ids} == versions
+
+
+def _send(call: Call) -> Any:
+    return (yield RedisPlan((call,), idempotent=True))
+
+
+def test_a_transaction_past_its_deadline_at_commit_writes_nothing(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 0.05)
+    real = conn.backend._two_phase
+
+    def slow(shares: Any, timeout: float) -> Any:
+        op = real(shares, timeout)
+        plan = next(op)
+        reply = yield plan  # begin
+        plan = op.send(reply)
+        reply = yield plan  # prepare
+        time.sleep(0.1)  # the client stalls past its deadline before the commit
+        plan = op.send(reply)
+        while True:
+            reply = yield plan
+            try:
+                plan = op.send(reply)
+            except StopIteration as stop:
+                return stop.value
+
+    monkeypatch.setattr(conn.backend, "_two_phase", slow)
+    with pytest.raises(TransactionError, match="deadline"):
+        tx.commit()
+    assert balances(ids) == dict.fromkeys(ids, 100)
+    assert leftovers(redis_client) == {}
+
+
+async def test_async_transactions_across_partitions(conn: Any, purses: list[str]) -> None:
+    async with quantumorm.get_connection().transaction() as tx:
+        a = await tx.get(Purse, purses[1])
+        b = await tx.get(Purse, purses[3])
+        assert a is not None and b is not None
+        a.balance -= 1
+        b.balance += 1
+        tx.save(a)
+        tx.save(b)
+        tx.save(Entry(id="async", note="async"))
+    got = {p.id: p.balance for p in await Purse.objects.filter(id__in=purses[1:4:2]).all()}
+    assert got == {purses[1]: 99, purses[3]: 101}
+
+
+def test_field_updates_meeting_locks(conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    # a field update without a read first rolls it forward, then applies on top
+    assert Purse.objects.filter(id=ids[1]).update_sync(owner="zed") == 1
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 2)  # prepared, undecided
+    with pytest.raises(BulkWriteError) as refused:
+        Purse.objects.filter(id=ids[1]).update_sync(owner="amy")
+    assert isinstance(refused.value.errors[0][1], DocumentLocked)
+    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client)
+
+
+def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    ids = [purses[0], purses[2], purses[4]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared in three partitions
+    (record,) = [k for k in leftovers(redis_client) if k.endswith(":r")]
+    redis_client.delete(record)  # lost; its registry entry is still there
+    time.sleep(0.4)  # (the registry entry is due)
+    Purse.objects.sweep_sync()  # every lock of this model's partitions
+    Entry.objects.sweep_sync()  # and of the other model's
+    assert leftovers(redis_client) == {}
+    assert balances(ids) == dict.fromkeys(ids, 100)

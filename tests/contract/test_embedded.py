@@ -372,10 +372,9 @@ async def test_atomic_list_operations_on_embedded_lists(people: Any, mode: str) 
         await run(bob, "push", mode, "addresses", {"zip": "1"})
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # (Redis features)
 async def test_redis_events_and_verify_with_indexed_paths(indexed: Any, mode: str,
                                                           store: str) -> None:
-    if store != "redis":
-        pytest.skip("change events and verify() are Redis features")
     feed = indexed.objects.changes(wait=0)
     assert await run(feed, "read", mode) == []  # (its position: now)
     await _people(indexed, mode)

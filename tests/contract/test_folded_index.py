@@ -24,8 +24,10 @@ from quantumorm import (
     EmbeddedDocumentField,
     IntField,
     ListField,
+    QueryError,
     StringField,
     UniqueViolation,
+    UnknownFieldError,
 )
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import Condition
@@ -164,6 +166,24 @@ async def test_the_index_follows_writes(folded: SimpleNamespace, mode: str) -> N
     assert await _ids(W.filter(s__istartswith="S"), mode) == []
     assert await _ids(W.filter(s__istartswith="σ"), mode) == ["w07", "w08"]
     assert await run(W, "count", mode) == len(WORDS) - 1
+    # update operators move the folded value too (by id, and by a query)
+    await run(W.filter(id="w04"), "update", mode, set__s="Ärger")
+    assert await _ids(W.filter(s__iexact="äRGER"), mode) == ["w04"]
+    await run(W.filter(s__iexact="istanbul"), "update", mode, set__s="Köln")
+    assert await _ids(W.filter(s__iexact="KÖLN"), mode) == ["w05", "w06"]
+    await run(W.filter(id__in=["w05", "w07"]), "update", mode, unset__s=True)
+    assert await _ids(W.filter(s__istartswith="K"), mode) == ["w06"]
+    assert await _ids(W.filter(s__istartswith="σ"), mode) == ["w08"]
+
+
+async def test_the_folded_value_cannot_be_set(folded: SimpleNamespace, mode: str) -> None:
+    await _words(folded.Word, mode)
+    with pytest.raises(UnknownFieldError):
+        await run(folded.Word.objects.filter(id="w01"), "update", mode, set__s__casefold="x")
+    with pytest.raises(QueryError):
+        folded.Word.objects.filter(s__casefold="x")
+    assert await _ids(folded.Word.objects.filter(s__iexact="STRASSE"), mode) == [
+        "w01", "w02", "w03"]
 
 
 async def test_unique_regardless_of_case(folded: SimpleNamespace, mode: str) -> None:

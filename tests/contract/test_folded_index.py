@@ -296,3 +296,22 @@ def test_folded_index_declarations_are_checked() -> None:
     # casefold=False is an ordinary index
     plain = declare([{"fields": ["name"], "casefold": False}])
     assert [i.fields for i in plain._meta.indexes] == [("name",)]
+
+
+async def test_redis_verify_and_events_with_a_folded_index(folded: SimpleNamespace, mode: str,
+                                                           store: str) -> None:
+    if store != "redis":
+        pytest.skip("change events and verify() are Redis features")
+    W = folded.Word.objects
+    feed = W.changes(wait=0)
+    assert await run(feed, "read", mode) == []  # (its position: now)
+    await _words(folded.Word, mode)
+    doc = await run(W, "get", mode, id="w01")
+    doc.s = "GROSS"
+    await run(doc, "save", mode)
+    events = await run(feed, "read", mode)
+    # the stored field that changed, not the folded value computed from it
+    assert [e.changed for e in events if e.op == "update"] == [("s",)]
+    report = await run(W, "verify", mode)
+    assert report.ok and report.entries > 0, report
+    assert await _ids(W.filter(s__iexact="gross"), mode) == ["w01"]

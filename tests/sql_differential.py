@@ -70,7 +70,8 @@ def make_model(name: str, indexed: bool, backend: str) -> type[Document]:
     class Meta:
         backend = store
         collection = name
-        indexes = [("s", "n")] if indexed else []
+        # (indexed: s has a case-folded index too, which the folded lookups then use)
+        indexes = [("s", "n"), {"fields": ["s"], "casefold": True}] if indexed else []
 
     attrs: dict[str, Any] = {
         "s": StringField(indexed=indexed),

@@ -294,7 +294,8 @@ def build_options(
     _check_db_names(model_name, fields)
     stored_fields = fields
     fields = {**fields, **_path_fields(model_name, where, fields, raw.get("indexes", ()))}
-    indexes = _build_indexes(where, fields, _each(fields, raw.get("indexes", ())))
+    fields = {**fields, **_folded_fields(model_name, where, fields, raw.get("indexes", ()))}
+    indexes = _build_indexes(where, fields, _each(fields, _folded(raw.get("indexes", ()))))
     for index in indexes:
         if index.unique and partitions > 1:
             raise ConfigurationError(
@@ -363,6 +364,8 @@ def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared
         if isinstance(entry, str):
             names: Any = (entry,)
         elif isinstance(entry, dict):
+            if entry.get("casefold"):  # (its own derived field: see _folded_fields)
+                continue
             names = entry.get("fields", ())
         else:
             names = entry
@@ -382,6 +385,65 @@ def _path_fields(model_name: str, where: str, fields: dict[str, Field], declared
                 raise ConfigurationError(f"{where}: the index on {name!r} needs the storage "
                                          f"name {field.db_name!r}, which field {taken[0]!r} "
                                          "has")
+    return out
+
+
+def _folded_fields(model_name: str, where: str, fields: dict[str, Field], declared: Any
+                   ) -> dict[str, Field]:
+    """The derived fields of the case-folded indexes ``Meta.indexes`` declares
+    (``{"fields": ["email"], "casefold": True}``: see
+    :func:`quantumorm.query.paths.folded_field`), in the order declared. Each folds one
+    string field, or one path to a string field inside embedded documents (not through a
+    list)."""
+    out: dict[str, Field] = {}
+    for entry in declared if isinstance(declared, (list, tuple)) else ():
+        if not isinstance(entry, dict) or "casefold" not in entry:
+            continue
+        flag, names = entry["casefold"], entry.get("fields", ())
+        if not isinstance(flag, bool):
+            raise ConfigurationError(f"{where}: casefold must be True or False "
+                                     f"(got {flag!r})")
+        if not flag:
+            continue
+        if not isinstance(names, (list, tuple)) or len(names) != 1 or not isinstance(
+                names[0], str):
+            raise ConfigurationError(f"{where}: a case-folded index names one string field "
+                                     f"(got {entry!r})")
+        try:
+            path = paths.resolve_in(model_name, fields, names[0])
+        except UnknownFieldError as exc:
+            raise ConfigurationError(f"{where}: index {entry!r} names an unknown field "
+                                     f"({exc})") from None
+        if path.many or Lookup.IEXACT not in path.field.lookups or isinstance(
+                path.field, ArrayField):
+            raise ConfigurationError(
+                f"{where}: a case-folded index needs a string field, not through a list "
+                f"({names[0]!r} is {'in a list' if path.many else path.field.type_name})")
+        field = paths.folded_field(path)
+        if field.name in out or field.name in fields:
+            raise ConfigurationError(f"{where}: two case-folded indexes on {names[0]!r}")
+        taken = [n for n, f in fields.items() if f.db_name == field.db_name]
+        if taken:
+            raise ConfigurationError(f"{where}: the case-folded index on {names[0]!r} needs "
+                                     f"the storage name {field.db_name!r}, which field "
+                                     f"{taken[0]!r} has")
+        out[field.name] = field
+    return out
+
+
+def _folded(declared: Any) -> Any:
+    """``Meta.indexes`` with each case-folded index naming its derived field
+    (``{"fields": ["email"], "casefold": True}`` -> ``{"fields": ("email__casefold",)}``)."""
+    if not isinstance(declared, (list, tuple)):
+        return declared
+    out: list[Any] = []
+    for entry in declared:
+        if isinstance(entry, dict) and "casefold" in entry:
+            folded = entry["casefold"] is True
+            entry = {k: v for k, v in entry.items() if k != "casefold"}
+            if folded:  # (checked by _folded_fields: one field name)
+                entry["fields"] = (entry["fields"][0] + paths.FOLDED,)
+        out.append(entry)
     return out
 
 

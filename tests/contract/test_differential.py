@@ -70,7 +70,9 @@ POOLS: dict[str, list[Any]] = {"s": WORDS, "n": INTS, "f": FLOATS, "d": DECIMALS
 
 
 def declare(backend: str) -> type[Document]:
-    meta = type("Meta", (), {"backend": backend, "collection": "diff3", "namespace": "d3"})
+    # (s has a case-folded index too, w none: the folded lookups are drawn on both)
+    meta = type("Meta", (), {"backend": backend, "collection": "diff3", "namespace": "d3",
+                             "indexes": [{"fields": ["s"], "casefold": True}]})
     return type(f"Diff3{backend.title()}", (Document,), {
         "s": StringField(indexed=True), "n": IntField(indexed=True),
         "f": FloatField(indexed=True), "d": DecimalField(indexed=True),
@@ -166,7 +168,8 @@ LOOKUPS = {"s": ["exact", "ne", "in", "nin", "gt", "lte", "startswith", "endswit
            "f": ["exact", "gt", "lte"], "d": ["exact", "ne", "gte", "lt", "in"],
            "t": ["exact", "gt", "lt", "isnull"], "b": ["exact", "ne", "isnull"],
            "tags": ["contains", "isnull"], "w": ["exact", "startswith", "gt", "isnull",
-                                                         "iexact", "iendswith", "iregex"],
+                                                         "iexact", "iendswith", "iregex",
+                                                         "istartswith", "icontains"],
            "id": ["exact", "in", "ne", "gt", "lte"],
            "day": ["exact", "gt", "lte", "in", "isnull"], "lvl": ["exact", "ne", "gte", "lt"]}
 

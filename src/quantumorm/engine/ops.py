@@ -470,14 +470,17 @@ def named_ids(spec: QuerySpec) -> list[str] | None:
 def patchable(model: type[Any], changes: dict[str, Any]) -> bool:
     """Whether ``changes`` (cleaned values by attribute name) can be put in place of the
     stored values without reading the document: the model keeps Document's own ``clean``
-    (no whole-document rule), and no field changed is part of a compound index or stores
-    a JSON value of several possible texts."""
+    (no whole-document rule), and no field changed is part of a compound index, stores
+    a JSON value of several possible texts, or is what an index's derived value (an
+    indexed path, a case-folded index) is computed from."""
     if model._has_own_rules():
         return False
     options = model._meta
     for index in options.indexes:
         if index.compound and any(name in changes for name in index.fields):
             return False
+    if any(path.steps[0] in changes for _, path in options.derived):
+        return False  # (an index keeps a value computed from it: see query.paths)
     return all(options.canonical_text(name) for name in changes)
 
 

@@ -42,7 +42,7 @@ from ..errors import (
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
 from ..jsoncodec import among, same
-from ..query import evaluate
+from ..query import evaluate, paths
 from ..query.lookups import Lookup
 from ..query.nodes import And, Condition, Node, QuerySpec
 from . import ops
@@ -87,6 +87,8 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
             raise QueryError(f"{label}.update(): unknown operator {kind!r} in {key!r} "
                              f"(known: {', '.join(sorted(OPERATORS))})")
         field = known.get(name)
+        if field is not None and paths.derived(field) is not None:
+            field = None  # an index's value computed from the document: not a field to set
         if field is None and model._meta.is_key_name(name):
             raise QueryError(f"{label}.{name} is the primary key (the id): it cannot be "
                              "updated; create a document with the new id")

@@ -52,6 +52,10 @@ def _condition(options: ModelOptions, cond: Condition, values: Values) -> bool:
     if field is not None and (paths.SEP not in cond.field  # (not a path: hot, no call)
                               or cond.field.endswith(paths.EACH)):  # (an index's array)
         return PREDICATES[cond.lookup](field, values.get(cond.field), cond.value)
+    if field is not None and cond.field.endswith(paths.FOLDED):  # a case-folded index's
+        folded = paths.derived(field)  # value, from the field it folds
+        assert folded is not None
+        return PREDICATES[cond.lookup](field, folded.indexed_value(values), cond.value)
     path = paths.resolve(options, cond.field)  # a path into embedded documents
     test, leaf = PREDICATES[cond.lookup], path.field
     if not path.many:

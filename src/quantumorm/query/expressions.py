@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..errors import FieldValueError, QueryError
-from .lookups import KIND_LOOKUPS, RANGE_LOOKUPS, FieldKind, Lookup, split_key
+from .lookups import FOLDED_LOOKUPS, KIND_LOOKUPS, RANGE_LOOKUPS, FieldKind, Lookup, split_key
 from .nodes import (
     FALSE,
     ID,
@@ -232,7 +232,7 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     if inside is not None:  # a path into an embedded document: its leaf field's lookups
         path, lookup = inside
         node = _checked_condition(model, path.name, path.field, lookup, value)
-        return options.served(node) if path.many else node
+        return options.served(node) if path.many or lookup in FOLDED_LOOKUPS else node
     key_field = options.primary_key()
     if key_field is not None and name == key_field.name and lookup is not None:
         return _primary_key_condition(model, key_field, lookup, value)
@@ -248,7 +248,9 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
         raise QueryError(
             f"{model} has no field {name!r} (fields: id, {', '.join(options.fields)})"
         )
-    return _checked_condition(model, name, field, lookup, value)
+    node = _checked_condition(model, name, field, lookup, value)
+    # (a case-folded index serves it: see quantumorm.query.paths.served)
+    return options.served(node) if lookup in FOLDED_LOOKUPS else node
 
 
 def _checked_condition(model: str, name: str, field: Field | None, lookup: Lookup,

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UnknownFieldError
 from ..fields.base import MISSING, Field
 from ..fields.embedded import EmbeddedDocument, embedded_class
+from ..fields.scalar import StringField
 from ..fields.structured import ArrayField
-from .lookups import Lookup, split_key
+from .lookups import FOLDED_LOOKUPS, Lookup, split_key
 from .nodes import Condition, Node, disjoin, negate
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class Path:
     db_steps: tuple[str, ...]
     field: Field
     many: bool
+    #: an index's path whose value is the leaf's case-folded form (see :func:`folded_field`)
+    folded: bool = False
 
     def read(self, values: dict[str, Any]) -> Any:
         """The leaf's Python value in a document's values by attribute name (a list of the
@@ -59,7 +62,11 @@ class Path:
 
     def indexed_value(self, values: dict[str, Any]) -> Any:
         """The value an index on the path keeps: the leaf's value; through a list, the
-        elements' values that are not null (None when there are none)."""
+        elements' values that are not null (None when there are none). A folded path:
+        the leaf's ``str.casefold()`` (what :func:`quantumorm.query.evaluate.fold` does)."""
+        if self.folded:
+            value = self.read(values)
+            return value.casefold() if isinstance(value, str) else None
         if not self.many:
             return self.read(values)
         return [item for item in self.read(values) if item is not None] or None
@@ -140,7 +147,50 @@ def derived_field(path: Path) -> Field:
     return field
 
 
+#: how the derived field of a case-folded index is named among the model's fields: the
+#: field's (or path's) name + ``__casefold``, which no query key can name (``casefold`` is
+#: not a lookup, and a string field has no fields inside)
+FOLDED = "__casefold"
+
+
+def folded_field(path: Path) -> Field:
+    """The field a case-folded index on ``path`` (``Meta.indexes = [{"fields": ["email"],
+    "casefold": True}]``) keeps: a plain string field whose value is the leaf's
+    ``casefold()`` (None for null), computed at every write, reindex and row rewrite, never
+    stored. Named ``<path>__casefold``, storage name ``<storage names>__casefold``. The
+    case-insensitive lookups on the path are rewritten to it (:func:`served`)."""
+    field = StringField(indexed=True)
+    field.name = path.name + FOLDED
+    field.db_field = SEP.join(path.db_steps) + FOLDED
+    setattr(field, _DERIVED, Path(path.name, path.steps, path.db_steps, path.field,
+                                  path.many, folded=True))
+    return field
+
+
+#: a case-insensitive lookup as the lookup on the folded value that means the same
+_UNFOLDED = {Lookup.IEXACT: Lookup.EXACT, Lookup.ICONTAINS: Lookup.CONTAINS,
+             Lookup.ISTARTSWITH: Lookup.STARTSWITH, Lookup.IENDSWITH: Lookup.ENDSWITH}
+
+
 def served(options: ModelOptions, node: Node) -> Node:
+    """A condition as the condition on an index's derived field that means the same, when
+    the model declares that index; else unchanged.
+
+    A case-insensitive lookup on a field (or path) with a case-folded index: the plain
+    lookup on the folded value, with the value folded (``email__iexact="A@x"`` is
+    ``email__casefold == "a@x"``). The same meaning (see
+    :mod:`quantumorm.query.evaluate`): a null never matches either, and ``fold(v) ==
+    fold(w)``, ``fold(w) in fold(v)``, ``startswith``, ``endswith`` are the folded value's
+    plain tests. A condition on a path through a list: see :func:`_served_each`."""
+    if isinstance(node, Condition) and node.lookup in FOLDED_LOOKUPS:
+        folded = node.field + FOLDED
+        if folded in options.fields and isinstance(node.value, str):
+            return Condition(folded, _UNFOLDED[node.lookup], node.value.casefold())
+        return node
+    return _served_each(options, node)
+
+
+def _served_each(options: ModelOptions, node: Node) -> Node:
     """A condition on a path through a list, as the membership test of its index when the
     model has one (``addresses__city="x"``: the list of cities contains "x"); else
     unchanged. Same meaning (see the module docstring): ``ne`` is "contains not",

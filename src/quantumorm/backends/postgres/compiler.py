@@ -67,6 +67,9 @@ def _key(layout: Layout, cond: Condition, value: Any) -> bytes:
 def _equal(layout: Layout, cond: Condition, params: list[Any]) -> str:
     params.append(_key(layout, cond, cond.value))
     op = "=" if cond.lookup is Lookup.EXACT else "<>"
+    if op == "=" and cond.value is not None and cond.field != ID:
+        # (said outright, it lets PostgreSQL use a unique index, which is partial: not null)
+        return f"({layout.column(cond.field)} = %b AND {layout.column(cond.field)} <> {NULL_SQL})"
     return f"({layout.column(cond.field)} {op} %b)"
 
 
@@ -127,9 +130,13 @@ def _contains(layout: Layout, cond: Condition, params: list[Any]) -> str:
 
 
 def _startswith(layout: Layout, cond: Condition, params: list[Any]) -> str:
-    body = _body(cond.value)
-    params += [len(body) + 1, sortable.STRING_TAG + body]
-    return f"(substring({layout.column(cond.field)} from 1 for %b::int) = %b)"
+    # the keys of the strings with this prefix are exactly those from the prefix's encoding
+    # up to it + 0xff (no key byte after it can be 0xff: UTF-8 has none, an escaped NUL is
+    # 00 ff, the terminator 00): a range, which an index on the column serves
+    low = sortable.encode_str_prefix(cond.value)
+    params += [low, low + b"\xff"]
+    column = layout.column(cond.field)
+    return f"({column} >= %b AND {column} < %b AND {column} <> {NULL_SQL})"
 
 
 def _endswith(layout: Layout, cond: Condition, params: list[Any]) -> str:

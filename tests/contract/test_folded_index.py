@@ -298,10 +298,9 @@ def test_folded_index_declarations_are_checked() -> None:
     assert [i.fields for i in plain._meta.indexes] == [("name",)]
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # (Redis features)
 async def test_redis_verify_and_events_with_a_folded_index(folded: SimpleNamespace, mode: str,
                                                            store: str) -> None:
-    if store != "redis":
-        pytest.skip("change events and verify() are Redis features")
     W = folded.Word.objects
     feed = W.changes(wait=0)
     assert await run(feed, "read", mode) == []  # (its position: now)

@@ -486,7 +486,10 @@ class QuerySet(Generic[D]):
         if self._only is None:
             load = model.from_storage
             return [load(row.id, row.version, row.data) for row in rows]
-        only = frozenset(self._only + tuple(o.field for o in self._order if o.field != ID))
+        # (with the top field of each ordering path: a page's last document gives the next
+        # page's position, which reads ``address__city`` in ``address``)
+        only = frozenset(self._only + tuple(o.field.partition("__")[0] for o in self._order
+                                            if o.field != ID))
         docs = []
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)

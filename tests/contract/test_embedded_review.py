@@ -171,3 +171,46 @@ async def test_conditions_equal_in_python_are_told_apart(model: Any, mode: str) 
                           mode) == ["f", "i"]
         assert await _ids(model.objects.filter(address__extra__ne=1).order_by("id"),
                           mode) == ["b", "f"]
+
+
+async def test_none_in_an_in_list_through_a_list_asks_as_exact_none(model: Any,
+                                                                     mode: str) -> None:
+    for id, addresses in (("n0", None), ("n1", []), ("n2", [Place(city=None)]),
+                          ("n3", [Place(city=None), Place(city="b")]),
+                          ("n4", [Place(city="a")])):
+        await run(model(id=id, addresses=addresses), "save", mode)
+    P = model.objects.order_by("id")
+    no_value = ["n0", "n1", "n2"]  # no element has a city
+    assert await _ids(P.filter(addresses__city=None), mode) == no_value
+    assert await _ids(P.filter(addresses__city__in=[None]), mode) == no_value
+    assert await _ids(P.filter(addresses__city__in=["a", None]), mode) == [*no_value, "n4"]
+    assert await _ids(P.filter(addresses__city__nin=["a", None]), mode) == ["n3"]
+    assert await _ids(P.filter(addresses__city__nin=[None]), mode) == ["n3", "n4"]
+    assert await _ids(P.filter(addresses__city__nin=["a"]), mode) == [*no_value, "n3"]
+    # a long list (more values than are served as membership tests): the same answers
+    many = [f"c{i}" for i in range(300)]
+    assert await _ids(P.filter(addresses__city__in=[*many, "a"]), mode) == ["n4"]
+    assert await _ids(P.filter(addresses__city__in=[*many, "b", None]), mode) == [
+        *no_value, "n3"]
+    assert await _ids(P.filter(addresses__city__nin=[*many, "b"]), mode) == [
+        *no_value, "n4"]
+
+
+async def test_messages_name_the_path_not_the_derived_field(model: Any, mode: str) -> None:
+    await _five(model, mode)
+    await run(model(id="x", addresses=[Place(zip=1)]), "save", mode)
+    with pytest.raises(model.MultipleObjectsReturned) as many:
+        await run(model.objects, "get", mode, addresses__zip=1)
+    with pytest.raises(model.DoesNotExist) as none:
+        await run(model.objects, "get", mode, addresses__zip__in=[8, 9])
+    with pytest.raises(model.DoesNotExist) as ne:
+        await run(model.objects, "get", mode, addresses__zip__ne=4, name="n4")
+    for info in (many, none, ne):
+        assert "__each" not in str(info.value) and "addresses__zip" in str(info.value)
+    with pytest.raises(UnknownFieldError) as info:
+        model.objects.order_by("addresses__zip__each")
+    with pytest.raises(QueryError) as other:
+        model.objects.filter(nothing=1)
+    for message in (str(info.value), str(other.value)):
+        assert "__each" not in message.replace("'addresses__zip__each'", "")
+        assert "address__city" not in message

@@ -214,8 +214,10 @@ class QuerySet(Generic[D]):
             if key is not None and item.field == key.name:  # the id under another name
                 item = Ordering(ID, item.descending)
             if item.field != ID:
-                field = self.model._meta.fields.get(item.field)
-                if field is None and paths.is_path(item.field):  # inside an embedded doc
+                # (a stored field, or a path: never an indexed path's derived field by its
+                # internal name, ``addresses__zip__each``)
+                field = self.model._fields.get(item.field)
+                if paths.is_path(item.field):  # inside an embedded document
                     path = paths.resolve(self.model._meta, item.field)
                     if path.many:
                         raise QueryError(f"{self.model.__name__}.{item.field}: a path "
@@ -1022,9 +1024,11 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
     items = yield from qs._all_op(backend)
     name = qs.model.__name__
     if not items:
-        raise qs.model.DoesNotExist(f"{name} matching {qs._where!r} does not exist")
+        raise qs.model.DoesNotExist(f"{name} matching {paths.shown(qs._where)!r} does not "
+                                    "exist")
     if len(items) > 1:
-        raise qs.model.MultipleObjectsReturned(f"more than one {name} matches {qs._where!r}")
+        raise qs.model.MultipleObjectsReturned(
+            f"more than one {name} matches {paths.shown(qs._where)!r}")
     return items[0]  # type: ignore[no-any-return]
 
 

@@ -20,6 +20,7 @@ from ..errors import (
     UnknownFieldError,
     VersionConflict,
 )
+from . import paths
 from .lookups import split_key
 from .nodes import FALSE, ID, TRUE
 
@@ -83,7 +84,7 @@ def creation_values(model: type[Any], lookups: dict[str, Any],
 def one(qs: QuerySet[D], items: list[D]) -> D | None:
     if len(items) > 1:
         raise qs.model.MultipleObjectsReturned(
-            f"more than one {qs.model.__name__} matches {qs._where!r}")
+            f"more than one {qs.model.__name__} matches {paths.shown(qs._where)!r}")
     return items[0] if items else None
 
 

@@ -214,3 +214,18 @@ async def test_messages_name_the_path_not_the_derived_field(model: Any, mode: st
     for message in (str(info.value), str(other.value)):
         assert "__each" not in message.replace("'addresses__zip__each'", "")
         assert "address__city" not in message
+
+
+async def test_cursor_for_a_document_loaded_without_the_ordering(model: Any,
+                                                                  mode: str) -> None:
+    await _five(model, mode)
+    bare = (await run(model.objects.only("name").order_by("name"), "all", mode))[0]
+    with pytest.raises(QueryError, match="address__city"):
+        model.objects.order_by("address__city").cursor_for(bare)
+    with pytest.raises(QueryError, match="name"):
+        model.objects.order_by("name").cursor_for(
+            (await run(model.objects.only("address").order_by("address__city"), "all",
+                       mode))[0])
+    full = await run(model.objects, "get", mode, id="d1")
+    qs = model.objects.order_by("address__city")
+    assert await _ids(qs.after(qs.cursor_for(full)), mode) == ["d3", "d0", "d4"]

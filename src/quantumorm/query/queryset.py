@@ -450,6 +450,13 @@ class QuerySet(Generic[D]):
 
     def cursor_for(self, doc: D) -> str:
         """The keyset cursor pointing at ``doc`` in this queryset's ordering."""
+        loaded: frozenset[str] | None = getattr(doc, "_partial", None)
+        missing = [] if loaded is None else [
+            o.field for o in self._order
+            if o.field != ID and o.field.partition("__")[0] not in loaded]
+        if missing:  # (its position would read them as null: a wrong cursor)
+            raise QueryError(f"cursor_for(): the document was loaded by only() without "
+                             f"{', '.join(missing)}, which this ordering reads")
         return self._encode_cursor(self._position(doc))
 
     def _encode_cursor(self, keys: tuple[bytes, ...]) -> str:

@@ -122,6 +122,10 @@ async def test_update_files_nested_messages_by_path(model: Any, mode: str) -> No
         await run(model.objects.filter(name="n0"), "update", mode,
                   push__addresses={"zip": "x"})
     assert "'addresses' 'addresses" not in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        await run(model.objects, "update_or_create", mode, name="n0",
+                  defaults={"address": {"city": 5}})
+    assert list(info.value.errors) == ["address.city"]
 
 
 async def test_get_or_create_refuses_to_create_from_a_path(model: Any, mode: str) -> None:

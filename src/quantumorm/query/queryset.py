@@ -935,8 +935,7 @@ class QuerySet(Generic[D]):
             if field is None:
                 raise UnknownFieldError(self.model.__name__, name, list(known))
             value, messages = field.validate(value)
-            if messages:
-                problems[name] = [f"'{name}' {m}" for m in messages]
+            updates.file_messages(problems, name, messages)  # (nested: under their path)
             cleaned[name] = value
         if problems:
             raise ValidationError(problems, model=self.model.__name__)

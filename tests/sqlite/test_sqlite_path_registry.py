@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import quantumorm
 from quantumorm import Document, EmbeddedDocument, EmbeddedDocumentField, JSONField, StringField
 from quantumorm.backends.sqlite import paths as path_sql
 from quantumorm.query import paths as query_paths
@@ -30,9 +29,8 @@ def _model(i: int) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _sqlite() -> None:
-    quantumorm.create_connection(backend="sqlite", url="sqlite://", name="path-registry",
-                                 make_default=True)
+def _sqlite(sdb: Any) -> None:
+    """The default SQLite connection (closed afterwards), on a file and in memory."""
 
 
 def test_equal_conditions_of_different_types_get_their_own_tokens() -> None:

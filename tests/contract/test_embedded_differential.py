@@ -109,6 +109,10 @@ def holds(doc: dict[str, Any], path: str, lookup: str, wanted: Any) -> bool:
     values = [_read(item, path.partition("__")[2]) for item in doc["addresses"] or ()]
     if lookup == "isnull":
         return all(v is None for v in values) is wanted
+    if lookup in ("in", "nin") and None in wanted:  # None asks as exact None: no value
+        rest = [w for w in wanted if w is not None]
+        found = holds(doc, path, "isnull", True) or bool(rest) and holds(doc, path, "in", rest)
+        return found if lookup == "in" else not found
     if lookup in ("ne", "nin"):
         positive = {"ne": "exact", "nin": "in"}[lookup]
         return not any(_holds(v, positive, wanted) for v in values)

@@ -39,6 +39,8 @@ from ..errors import (
     VersionConflict,
     WriteError,
 )
+from ..fields.base import Field
+from ..fields.embedded import EmbeddedDocumentField, NestedMessage
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
 from ..jsoncodec import among, same
@@ -74,7 +76,7 @@ class Operation:
 
 def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
     """Check ``update()``'s keywords against the model, before any I/O."""
-    known = model._meta.fields
+    known = model._fields  # (the stored fields: an indexed path's derived field is not one)
     label = model.__name__
     result: list[Operation] = []
     problems: dict[str, list[str]] = {}
@@ -84,6 +86,8 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
         if not name:
             kind, name = "set", key
         elif kind not in OPERATORS:
+            if _embeds(known.get(kind)):  # a path without an operator: ``address__city=``
+                raise _path_error(label, key, kind)
             raise QueryError(f"{label}.update(): unknown operator {kind!r} in {key!r} "
                              f"(known: {', '.join(sorted(OPERATORS))})")
         field = known.get(name)
@@ -92,6 +96,8 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
         if field is None and model._meta.is_key_name(name):
             raise QueryError(f"{label}.{name} is the primary key (the id): it cannot be "
                              "updated; create a document with the new id")
+        if field is None and _embeds(known.get(name.partition("__")[0])):
+            raise _path_error(label, key, name.partition("__")[0])
         if field is None:
             raise UnknownFieldError(label, name, list(known))
         if name in seen:
@@ -106,8 +112,7 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
             kind, value = "set", None
         if kind == "set":
             value, messages = field.validate(value)
-            if messages:
-                problems[name] = [f"'{name}' {m}" for m in messages]
+            file_messages(problems, name, messages)
         elif kind in ("inc", "dec"):
             allowed = _NUMERIC.get(type(field))
             if allowed is None:
@@ -131,8 +136,7 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
             if kind != "pull":
                 # the elements pushed must be valid elements: checked here, not per document
                 _, messages = field.validate(list(values))
-                if messages:
-                    problems[name] = [f"'{name}' {m}" for m in messages]
+                file_messages(problems, name, messages)
             value = values
         result.append(Operation(kind, name, value))
     if problems:
@@ -140,6 +144,29 @@ def parse(model: type[Any], fields: dict[str, Any]) -> tuple[Operation, ...]:
     if not result:
         raise QueryError("update() needs at least one field or operator")
     return tuple(result)
+
+
+def _embeds(field: Field | None) -> bool:
+    """Whether ``field`` holds embedded documents (one, or a list of them)."""
+    if isinstance(field, ArrayField):
+        field = field.field
+    return isinstance(field, EmbeddedDocumentField)
+
+
+def _path_error(label: str, key: str, top: str) -> QueryError:
+    return QueryError(f"{label}.update(): {key!r} names a path inside the embedded field "
+                      f"{top!r}: update() sets whole fields; set the whole embedded value "
+                      f"({top}=...)")
+
+
+def file_messages(problems: dict[str, list[str]], name: str, messages: list[str]) -> None:
+    """File a field's messages as ``Document.clean()`` does: those from inside an embedded
+    document under their own path (they already name it), the others under the field."""
+    for m in messages:
+        if isinstance(m, NestedMessage):
+            problems.setdefault(m.path, []).append(str(m))
+        else:
+            problems.setdefault(name, []).append(f"'{name}' {m}")
 
 
 def plain_sets(operations: Sequence[Operation]) -> dict[str, Any] | None:

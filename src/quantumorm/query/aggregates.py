@@ -77,7 +77,7 @@ class Aggregate:
             return
         field = options.fields.get(self.field)
         if field is None or paths.is_path(self.field):  # (not into embedded documents)
-            raise UnknownFieldError(model, self.field, list(options.fields))
+            raise UnknownFieldError(model, self.field, paths.stored_names(options))
         if self.numeric and not isinstance(field, _NUMERIC):
             raise QueryError(f"{model}.{self.field}: {self.name}() needs an integer, float or "
                              f"decimal field (got a {field.type_name} field)")
@@ -234,7 +234,7 @@ def check_spread(model: str, options: ModelOptions, name: str, what: str) -> Non
         return
     field = options.fields.get(name)
     if field is None or paths.is_path(name):  # (not into embedded documents)
-        raise UnknownFieldError(model, name, list(options.fields))
+        raise UnknownFieldError(model, name, paths.stored_names(options))
     element = field.field if isinstance(field, ArrayField) else field
     if not element.sortable:
         raise QueryError(f"{model}.{name}: {what}() needs a field whose values have an order "

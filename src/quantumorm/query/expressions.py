@@ -246,7 +246,8 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
         name, lookup, field = key, Lookup.EXACT, options.fields.get(key)
     if field is None and name != ID:
         raise QueryError(
-            f"{model} has no field {name!r} (fields: id, {', '.join(options.fields)})"
+            f"{model} has no field {name!r} (fields: id, "
+            f"{', '.join(n for n in options.fields if n not in dict(options.derived))})"
         )
     node = _checked_condition(model, name, field, lookup, value)
     # (a case-folded index serves it: see quantumorm.query.paths.served)

@@ -13,8 +13,10 @@ Null semantics: a path under a null (or absent) embedded document reads as null,
 ``address__city__isnull=True`` matches a document without an address. Through a list, a
 positive lookup (``exact``, ``in``, ranges, string lookups) matches when any element's
 value matches; ``ne``/``nin`` when no element's value is excluded by them, that is when
-the positive lookup matches no element; ``isnull=True`` when no element has a value
-(an empty or null list included).
+the positive lookup matches no element; ``isnull=True`` (``exact None``) when no element
+has a value (an empty or null list included). None in an ``in`` list asks the same as
+``exact None``: ``addresses__city__in=["a", None]`` is ``addresses__city="a"`` or "no
+element has a city"; ``nin`` is its negation (see :func:`served`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..fields.embedded import EmbeddedDocument, embedded_class
 from ..fields.scalar import StringField
 from ..fields.structured import ArrayField
 from .lookups import FOLDED_LOOKUPS, Lookup, split_key
-from .nodes import Condition, Node, disjoin, negate
+from .nodes import Condition, Node, Not, Or, disjoin, negate
 
 if TYPE_CHECKING:
     from ..options import ModelOptions
@@ -172,6 +174,11 @@ _UNFOLDED = {Lookup.IEXACT: Lookup.EXACT, Lookup.ICONTAINS: Lookup.CONTAINS,
              Lookup.ISTARTSWITH: Lookup.STARTSWITH, Lookup.IENDSWITH: Lookup.ENDSWITH}
 
 
+#: the longest ``in`` list served as membership tests (one test per value: a longer list
+#: would make an SQL expression deeper than SQLite parses), longer ones stay on the path
+SERVED_IN = 64
+
+
 def served(options: ModelOptions, node: Node) -> Node:
     """A condition as the condition on an index's derived field that means the same, when
     the model declares that index; else unchanged.
@@ -195,8 +202,20 @@ def _served_each(options: ModelOptions, node: Node) -> Node:
     model has one (``addresses__city="x"``: the list of cities contains "x"); else
     unchanged. Same meaning (see the module docstring): ``ne`` is "contains not",
     ``isnull`` "holds no value"; ``in`` is one test per value, and keeps to the path
-    when it asks for null (an element without a value is in no index)."""
-    if not isinstance(node, Condition) or node.field + EACH not in options.fields:
+    when it has more than :data:`SERVED_IN` values. Through a list, every backend and the
+    evaluator alike, ``in``/``nin`` with None are rewritten (with or without an index): None
+    in ``in`` asks "no element has a value", as ``exact None`` (``isnull``) does."""
+    if not isinstance(node, Condition):
+        return node
+    if node.lookup in (Lookup.IN, Lookup.NIN) and None in node.value:
+        # ``in`` asks for null as ``exact`` does: "no element has a value" (not "an element
+        # is null"), so ``in [a, None]`` is ``exact a | exact None``; ``nin`` its negation
+        rest = tuple(v for v in node.value if v is not None)
+        nulls = served(options, Condition(node.field, Lookup.ISNULL, True))
+        found = disjoin(served(options, Condition(node.field, Lookup.IN, rest)),
+                        nulls) if rest else nulls
+        return found if node.lookup is Lookup.IN else negate(found)
+    if node.field + EACH not in options.fields:
         return node
     each, lookup, value = node.field + EACH, node.lookup, node.value
     if lookup is Lookup.ISNULL:
@@ -204,10 +223,43 @@ def _served_each(options: ModelOptions, node: Node) -> Node:
     if lookup in (Lookup.EXACT, Lookup.NE):
         member = Condition(each, Lookup.CONTAINS, value)
         return member if lookup is Lookup.EXACT else negate(member)
-    if lookup in (Lookup.IN, Lookup.NIN) and None not in value:
+    if lookup in (Lookup.IN, Lookup.NIN) and len(value) <= SERVED_IN:
         members = disjoin(*(Condition(each, Lookup.CONTAINS, one) for one in value))
         return members if lookup is Lookup.IN else negate(members)
     return node
+
+
+def shown(node: Node) -> Node:
+    """``node`` as the user wrote it, for a message: the conditions :func:`served` rewrote
+    to an indexed path's derived field (``addresses__city__each__contains``) back on the
+    path (``addresses__city``; ``ne``, ``in``, ``nin`` from their rewritten forms)."""
+    if isinstance(node, Condition):
+        if not node.field.endswith(EACH):
+            return node
+        lookup = Lookup.EXACT if node.lookup is Lookup.CONTAINS else node.lookup
+        return Condition(node.field.removesuffix(EACH), lookup, node.value)
+    if isinstance(node, Not):
+        inner = shown(node.child)
+        if isinstance(inner, Condition) and inner is not node.child and (
+                inner.lookup in (Lookup.EXACT, Lookup.IN)):
+            return Condition(inner.field, Lookup.NE if inner.lookup is Lookup.EXACT
+                             else Lookup.NIN, inner.value)
+        return Not(inner)
+    children = tuple(shown(child) for child in node.children)
+    members = [c for c in node.children
+               if isinstance(c, Condition) and c.field.endswith(EACH)
+               and c.lookup is Lookup.CONTAINS]
+    if isinstance(node, Or) and members and len(members) == len(children) and (
+            len({c.field for c in members}) == 1):
+        return Condition(members[0].field.removesuffix(EACH), Lookup.IN,
+                         [c.value for c in members])
+    return type(node)(children)
+
+
+def stored_names(options: ModelOptions) -> list[str]:
+    """The names of the fields a document stores (not the derived fields of indexed paths):
+    what an error listing a model's fields names."""
+    return [name for name, field in options.fields.items() if derived(field) is None]
 
 
 def derived(field: Field) -> Path | None:

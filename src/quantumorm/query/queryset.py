@@ -214,8 +214,10 @@ class QuerySet(Generic[D]):
             if key is not None and item.field == key.name:  # the id under another name
                 item = Ordering(ID, item.descending)
             if item.field != ID:
-                field = self.model._meta.fields.get(item.field)
-                if field is None and paths.is_path(item.field):  # inside an embedded doc
+                # (a stored field, or a path: never an indexed path's derived field by its
+                # internal name, ``addresses__zip__each``)
+                field = self.model._fields.get(item.field)
+                if paths.is_path(item.field):  # inside an embedded document
                     path = paths.resolve(self.model._meta, item.field)
                     if path.many:
                         raise QueryError(f"{self.model.__name__}.{item.field}: a path "
@@ -448,6 +450,13 @@ class QuerySet(Generic[D]):
 
     def cursor_for(self, doc: D) -> str:
         """The keyset cursor pointing at ``doc`` in this queryset's ordering."""
+        loaded: frozenset[str] | None = getattr(doc, "_partial", None)
+        missing = [] if loaded is None else [
+            o.field for o in self._order
+            if o.field != ID and o.field.partition("__")[0] not in loaded]
+        if missing:  # (its position would read them as null: a wrong cursor)
+            raise QueryError(f"cursor_for(): the document was loaded by only() without "
+                             f"{', '.join(missing)}, which this ordering reads")
         return self._encode_cursor(self._position(doc))
 
     def _encode_cursor(self, keys: tuple[bytes, ...]) -> str:
@@ -486,7 +495,10 @@ class QuerySet(Generic[D]):
         if self._only is None:
             load = model.from_storage
             return [load(row.id, row.version, row.data) for row in rows]
-        only = frozenset(self._only + tuple(o.field for o in self._order if o.field != ID))
+        # (with the top field of each ordering path: a page's last document gives the next
+        # page's position, which reads ``address__city`` in ``address``)
+        only = frozenset(self._only + tuple(o.field.partition("__")[0] for o in self._order
+                                            if o.field != ID))
         docs = []
         for row in rows:
             doc = model.from_storage(row.id, row.version, row.data, only)
@@ -923,8 +935,7 @@ class QuerySet(Generic[D]):
             if field is None:
                 raise UnknownFieldError(self.model.__name__, name, list(known))
             value, messages = field.validate(value)
-            if messages:
-                problems[name] = [f"'{name}' {m}" for m in messages]
+            updates.file_messages(problems, name, messages)  # (nested: under their path)
             cleaned[name] = value
         if problems:
             raise ValidationError(problems, model=self.model.__name__)
@@ -1019,9 +1030,11 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
     items = yield from qs._all_op(backend)
     name = qs.model.__name__
     if not items:
-        raise qs.model.DoesNotExist(f"{name} matching {qs._where!r} does not exist")
+        raise qs.model.DoesNotExist(f"{name} matching {paths.shown(qs._where)!r} does not "
+                                    "exist")
     if len(items) > 1:
-        raise qs.model.MultipleObjectsReturned(f"more than one {name} matches {qs._where!r}")
+        raise qs.model.MultipleObjectsReturned(
+            f"more than one {name} matches {paths.shown(qs._where)!r}")
     return items[0]  # type: ignore[no-any-return]
 
 

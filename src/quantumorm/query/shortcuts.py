@@ -20,6 +20,8 @@ from ..errors import (
     UnknownFieldError,
     VersionConflict,
 )
+from . import paths
+from .lookups import split_key
 from .nodes import FALSE, ID, TRUE
 
 if TYPE_CHECKING:
@@ -59,20 +61,30 @@ def creation_values(model: type[Any], lookups: dict[str, Any],
     if defaults is not None and not isinstance(defaults, dict):
         raise QueryError(f"defaults must be a dict of field values (got {defaults!r})")
     values = {}
+    known = model._fields  # (the stored fields: an indexed path's derived field is not one)
     for key, value in lookups.items():
         name = key.removesuffix("__exact")
         if "__" not in name:
             values[name] = value
+        elif (split_key(name)[1] is None and (top := name.partition("__")[0]) in known
+              and top not in (defaults or {})):
+            # an exact lookup on a path (``address__city=``): the document created would
+            # not have it (the embedded value is not built from its parts), so each call
+            # would create another
+            raise QueryError(f"{model.__name__}: get_or_create()/update_or_create() cannot "
+                             f"create from the path {key!r}: give the whole embedded value "
+                             f"({top}=... or defaults={{{top!r}: ...}}) and find by the path "
+                             "with filter()")
     for name in defaults or {}:
-        if name != ID and name not in model._meta.fields:
-            raise UnknownFieldError(model.__name__, name, list(model._meta.fields))
+        if name != ID and name not in known:
+            raise UnknownFieldError(model.__name__, name, list(known))
     return {**values, **(defaults or {})}
 
 
 def one(qs: QuerySet[D], items: list[D]) -> D | None:
     if len(items) > 1:
         raise qs.model.MultipleObjectsReturned(
-            f"more than one {qs.model.__name__} matches {qs._where!r}")
+            f"more than one {qs.model.__name__} matches {paths.shown(qs._where)!r}")
     return items[0] if items else None
 
 

@@ -10,7 +10,8 @@ position compare as they compare the ``k_`` columns.
 Tokens are small ints handed out here and passed as parameters (conditions) or written into
 the SQL (paths: digits only). The registry of conditions is bounded: a statement uses its
 tokens right after it is compiled; a token evicted meanwhile fails the statement loudly
-(``unknown path token``), it never answers for another condition.
+(``unknown path token``), it never answers for another condition. The paths are kept while
+their model's options live.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -36,44 +38,45 @@ CONDITIONS = 4096
 _lock = threading.Lock()
 _tokens = itertools.count(1)
 _conditions: OrderedDict[int, tuple[ModelOptions, Condition]] = OrderedDict()
-_condition_tokens: dict[tuple[int, Condition], int] = {}
-_paths: dict[int, tuple[ModelOptions, paths.Path]] = {}
-_path_tokens: dict[tuple[int, str], int] = {}
+#: the registered paths by token, and each live model's tokens by path (by ``id`` of its
+#: options: dropped with the options, see :func:`_forget`)
+_paths: dict[int, tuple[weakref.ref[ModelOptions], paths.Path]] = {}
+_path_tokens: dict[int, dict[str, int]] = {}
 
 
 def condition_token(options: ModelOptions, cond: Condition) -> int:
-    """The token of a path condition (the same token for an equal condition)."""
+    """A fresh token for a path condition, each time one is compiled: tokens are not shared
+    between equal conditions, since Python's equality is not the condition's meaning
+    (``1 == True == 1.0``: ``address__extra=True`` would answer with the token of
+    ``address__extra=1``). The registry keeps the last :data:`CONDITIONS`."""
     with _lock:
-        try:
-            key = (id(options), cond)
-            token = _condition_tokens.get(key)
-        except TypeError:  # an unhashable value: a token of its own
-            key, token = None, None
-        if token is not None and token in _conditions:
-            _conditions.move_to_end(token)
-            return token
         token = next(_tokens)
         _conditions[token] = (options, cond)
-        if key is not None:
-            _condition_tokens[key] = token
         while len(_conditions) > CONDITIONS:
-            old, (old_options, old_cond) = _conditions.popitem(last=False)
-            try:
-                _condition_tokens.pop((id(old_options), old_cond), None)
-            except TypeError:
-                pass
+            _conditions.popitem(last=False)
         return token
 
 
 def path_token(options: ModelOptions, name: str) -> int:
-    """The token of a path (one per model and path, kept for the model's lifetime)."""
+    """The token of a path (one per model and path, kept while the model's options live)."""
     with _lock:
-        token = _path_tokens.get((id(options), name))
-        if token is None or _paths[token][0] is not options:
-            token = next(_tokens)
-            _paths[token] = (options, paths.resolve(options, name))
-            _path_tokens[(id(options), name)] = token
+        tokens = _path_tokens.get(id(options))
+        if tokens is None:
+            tokens = _path_tokens[id(options)] = {}
+            weakref.finalize(options, _forget, id(options), tokens)
+        token = tokens.get(name)
+        if token is None or _paths[token][0]() is not options:
+            token = tokens[name] = next(_tokens)
+            _paths[token] = (weakref.ref(options), paths.resolve(options, name))
         return token
+
+
+def _forget(key: int, tokens: dict[str, int]) -> None:
+    with _lock:
+        if _path_tokens.get(key) is tokens:
+            del _path_tokens[key]
+        for token in tokens.values():
+            _paths.pop(token, None)
 
 
 def _values(options: ModelOptions, top: str, doc: str) -> dict[str, Any]:
@@ -94,8 +97,9 @@ def match(doc: str | None, token: int) -> int:
 
 def key(doc: str | None, token: int) -> bytes:
     found = _paths.get(token)
-    if found is None:
+    options = None if found is None else found[0]()
+    if found is None or options is None:
         raise ValueError(f"unknown path token {token}")
-    options, path = found
+    path = found[1]
     value = None if doc is None else path.read(_values(options, path.steps[0], doc))
     return sortable.NULL if value is None else path.field.sort_key(value)

@@ -7,8 +7,11 @@ from typing import Any
 
 import quantumorm
 
-#: options of every cache connection in these tests
-CACHE_OPTIONS: dict[str, Any] = {"retries": 1, "connect_timeout": 1, "socket_timeout": 2}
+#: options of every cache connection in these tests. The timeouts are long: no test hangs a
+#: cache server (a stopped one refuses connections at once), and on a busy machine a reply
+#: slower than a short timeout was counted as a cache error, which the concurrency tests
+#: assert never happens (they failed about once in ten runs under load).
+CACHE_OPTIONS: dict[str, Any] = {"retries": 1, "connect_timeout": 10, "socket_timeout": 30}
 
 
 def open_cache(url: str, name: str = "cache") -> quantumorm.Connection:

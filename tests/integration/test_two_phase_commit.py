@@ -416,13 +416,37 @@ def test_field_updates_meeting_locks(conn: Any, purses: list[str], redis_client:
     assert Purse.objects.filter(id=ids[1]).update_sync(owner="zed") == 1
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
     assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
-    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 2)  # prepared, undecided
-    with pytest.raises(BulkWriteError) as refused:
-        Purse.objects.filter(id=ids[1]).update_sync(owner="amy")
-    assert isinstance(refused.value.errors[0][1], DocumentLocked)
-    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    die_after(conn, transfer_tx(conn, ids, 5, 0.3), 2)  # prepared, undecided
+    # waits for the holder's deadline, aborts it, then writes
+    assert Purse.objects.filter(id=ids[1]).update_sync(owner="amy") == 1
+    assert Purse.objects.get_sync(id=ids[1]).owner == "amy"
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
-    assert leftovers(redis_client)
+
+
+@pytest.mark.parametrize("undecided", [True, False])
+def test_updates_and_deletes_where_wait_for_locks(conn: Any, purses: list[str],
+                                                  redis_client: Any, undecided: bool) -> None:
+    """A document locked by another transaction is neither skipped nor counted as deleted:
+    the bulk write waits for its holder (an undecided one until its deadline, then
+    aborted; a committed one rolled forward) and writes it."""
+    ids = [purses[0], purses[2], purses[4]]
+    rounds = 2 if undecided else 3  # prepared (undecided) or committed, not applied
+    after = {ids[0]: 100, ids[1]: 100} if undecided else {ids[0]: 90, ids[1]: 110}
+    die_after(conn, transfer_tx(conn, ids[:2], 10, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids).update_sync(inc__balance=1) == 3
+    assert balances(ids) == {**{k: v + 1 for k, v in after.items()}, ids[2]: 101}
+    die_after(conn, transfer_tx(conn, ids[:2], 10, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids, balance__gte=0).update_sync(balance=7) == 3
+    assert balances(ids) == dict.fromkeys(ids, 7)
+    die_after(conn, transfer_tx(conn, ids[:2], 1, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids, balance__gte=0).delete_sync() == 3
+    assert balances(ids) == {}
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    die_after(conn, transfer_tx(conn, ids[:2], 1, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids).delete_sync() == 3
+    assert balances(ids) == {}
+    assert leftovers(redis_client) == {}
 
 
 def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(

@@ -69,6 +69,11 @@ from .replies import TxReply, tx_reply
 RECORD_GRACE_MS = 1000
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
+#: the longest pause between two attempts to settle an undecided holder (seconds)
+WAIT_PAUSE_MAX = 0.1
+#: how long past the holder's deadline (as this client's clock sees it) a writer keeps
+#: trying to settle it before giving up (ms): room for clock skew between client and server
+WAIT_SKEW_MS = 2000
 
 
 def record_key(namespace: str, txid: str) -> str:
@@ -328,6 +333,37 @@ class TwoPhase(BackendCore):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
                     f"({reply.status}); its intents stay for the next attempt")
+
+    def wait_unlocked(self, options: ModelOptions,
+                      locked: Sequence[tuple[str, str]]) -> Op[list[str]]:
+        """Wait until the transactions holding documents of ``options`` are settled:
+        ``locked`` pairs each document id with the record key of its holder. An undecided
+        holder is settled (rolled back) once its deadline has passed; until then this pauses
+        between attempts with a growing backoff (the pause is a server-side ``BLPOP`` on a
+        key nobody pushes to, so that the same body runs under both drivers). The ids whose
+        holder could not be settled (its record says pending past the deadline as this
+        client's clock sees it, plus a margin): an empty list when every one was."""
+        keys = self._state(options).keys
+        by_holder: dict[str, list[str]] = {}
+        for id, holder in locked:
+            by_holder.setdefault(holder, []).append(id)
+        stuck: list[str] = []
+        for holder, ids in by_holder.items():
+            hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
+            (deadline,) = yield RedisPlan((Command(("HGET", holder, "deadline")),),
+                                          idempotent=True)
+            give_up = int(deadline or 0) + WAIT_SKEW_MS
+            attempt = 0
+            while not (yield from self.settle(holder, hashes)):
+                if time.time() * 1000 > give_up:
+                    stuck += ids
+                    break
+                pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
+                attempt += 1
+                # (a key of the record's slot that is never pushed to: a pure wait)
+                yield RedisPlan((Command(("BLPOP", holder[:-1] + "wait", pause)),),
+                                idempotent=True)
+        return stuck
 
     def settle_for_readers(self, options: ModelOptions,
                            by_partition: dict[int, list[str]]) -> Op[bool]:

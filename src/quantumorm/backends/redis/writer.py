@@ -265,15 +265,18 @@ class Writer(TwoPhase):
             calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
             sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
             refused, stale = [], False
+            locked: list[tuple[int, str]] = []
             for position, raw in zip(pending, sent, strict=True):
                 if layout_refused(raw):
                     refused.append(position)
                     stale = True
-                elif wire.text(raw[0]) == "LOCKED" and (yield from self.settle(
-                        wire.text(raw[1]), self._locks_of(options, ids[position]))):
-                    refused.append(position)  # (its holder settled: sent again)
-                else:
-                    replies[position] = raw
+                elif wire.text(raw[0]) == "LOCKED":
+                    locked.append((position, wire.text(raw[1])))
+                replies[position] = raw
+            if locked:  # (its holder settled, or waited for until it is: sent again)
+                stuck = yield from self.wait_unlocked(
+                    options, [(ids[position], holder) for position, holder in locked])
+                refused += [position for position, _ in locked if ids[position] not in stuck]
             if not refused:
                 return replies
             pending = refused

@@ -460,3 +460,67 @@ def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
     Entry.objects.sweep_sync()  # and of the other model's
     assert leftovers(redis_client) == {}
     assert balances(ids) == dict.fromkeys(ids, 100)
+
+
+def test_a_committed_transaction_is_applied_over_a_document_that_expired(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """After the decision, the apply refuses nothing: a document that expired between the
+    commit and the apply is written as an insert, a delete of one that expired does
+    nothing; the sweeper settles it."""
+    ids = [purses[0], purses[2], purses[4]]
+    for id in ids[1:]:
+        assert Purse.objects.get_sync(id=id).touch_sync(0.2)
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, ids[0])
+    first.balance -= 10
+    tx.save(first)
+    other = tx.get(Purse, ids[1])
+    other.balance += 10
+    tx.save(other)
+    tx.delete(tx.get(Purse, ids[2]))
+    die_after(conn, tx, 3)  # committed, not applied
+    time.sleep(0.3)  # (both expired, locked)
+    assert Purse.objects.sweep_sync() >= 0  # purges nothing locked; settles the transaction
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Purse)
+
+
+def test_expire_waits_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A locked document's expiry is not changed until its transaction is settled: here
+    committed, so touch applies it first; the document then expires as asked."""
+    ids = [purses[0], purses[2]]
+    doc = Purse.objects.get_sync(id=ids[1])
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    assert doc.touch_sync(0.1)
+    assert leftovers(redis_client) == {}  # (applied)
+    time.sleep(0.2)
+    assert balances(ids) == {ids[0]: 90}
+    Purse.objects.sweep_sync()
+    assert_indexes_consistent(redis_client, Purse)
+
+
+def test_a_committed_transaction_is_applied_after_a_schema_change(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """An index added between the commit and the apply: the intent is made again with the
+    schema of now (its entries too) by a client that knows the model."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+
+    class Wider(Document):
+        owner = StringField(indexed=True)
+        balance = IntField(indexed=True, default=0)
+        note = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_purses"
+            partitions = 4
+
+    Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
+    Wider.objects.reindex_sync()
+    assert Wider.objects.sweep_sync() >= 0
+    assert {d.id: d.balance for d in Wider.objects.filter(id__in=ids).all_sync()} == {
+        ids[0]: 90, ids[1]: 110}
+    assert Wider.objects.filter(balance=110).count_sync() == 1
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Wider)

@@ -19,7 +19,11 @@ round trip (its calls go to every node concerned at once):
 4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
    exactly as the one-script transaction does it (documents, versions, indexes, expiry,
    change events); locks released; once only (an apply that finds the locks gone is a
-   no-op and reports the versions the first one wrote).
+   no-op and reports the versions the first one wrote). After the decision an apply
+   refuses nothing: a document that expired meanwhile is written as an insert, a delete
+   of one does nothing; an intent made with an older schema layout is made again from
+   its rows with the schema of now (:meth:`TwoPhase._rebuilt`). Expiry changes and
+   sweeps leave a locked document alone until its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks
@@ -46,15 +50,18 @@ so a write in between could take it and a committed transaction could not be app
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ... import sortable
-from ...engine.contract import WriteRequest, WriteResult
+from ...compression import decode_document, decompress
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
-from ...errors import TransactionError
+from ...errors import QuantumORMError, TransactionError
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import TxCall
@@ -67,6 +74,8 @@ from .replies import TxReply, tx_reply
 #: aborted, so expiring is aborting (the same server's clock decides both); a record whose
 #: client died before its prepare (no lock leads anyone to it) is gone soon after
 RECORD_GRACE_MS = 1000
+log = logging.getLogger("quantumorm.redis")
+
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
 #: the longest pause between two attempts to settle an undecided holder (seconds)
@@ -187,7 +196,15 @@ class TwoPhase(BackendCore):
             placed.append([r for r in row if r is not None])
         return placed
 
+    def _know(self, options: ModelOptions) -> None:
+        """Remember the model of ``options`` by its partitions' key prefix: an intent of
+        it refused for its schema layout can then be made again here (:meth:`_rebuilt`)."""
+        known: dict[str, ModelOptions] = self.__dict__.setdefault("_known_models", {})
+        # (the last model used for a collection: the newest declaration, when two share it)
+        known[self._state(options).keys.tag(0).rsplit(":p", 1)[0]] = options
+
     def _call(self, share: Share, phase: bytes, record: str) -> TxCall:
+        self._know(share.options)
         state = self._state(share.options)
         call = state.writes.tx(share.partition, share.checks, share.requests)
         call.phase = wire.pack([phase, record.encode()])
@@ -240,10 +257,9 @@ class TwoPhase(BackendCore):
                 f"the transaction passed its deadline ({timeout} s after it began) before "
                 "its commit: it was aborted, nothing was written")
         # 4. apply (resent, an apply finds its locks gone and reports the versions written)
-        sent = yield RedisPlan(tuple(self._call(share, b"apply", record).call()
-                                     for share in shares), idempotent=True)
-        done = [self._applied(share, tx_reply(raw)) for share, raw in zip(shares, sent,
-                                                                           strict=True)]
+        intents = [self._call(share, b"apply", record).call() for share in shares]
+        sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
+        done = [self._applied(share, reply) for share, reply in zip(shares, sent, strict=True)]
         # 5. finish
         yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
                         idempotent=True)
@@ -314,7 +330,7 @@ class TwoPhase(BackendCore):
         intents = [pairs[i].decode() for i in range(1, len(pairs), 2)]
         stored = yield RedisPlan(tuple(Command(("GET", key)) for key in intents),
                                  idempotent=True)
-        calls: list[Step] = []
+        calls: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
         for blob in stored:
             if not blob:
                 continue
@@ -323,12 +339,11 @@ class TwoPhase(BackendCore):
                 continue  # applied already: what it wrote
             count = int(flat[1])
             keys = tuple(k.decode() for k in flat[2:2 + count])
-            calls.append(Call("tx", keys, tuple(flat[2 + count:])))
+            calls.append((keys, tuple(flat[2 + count:])))
         if not calls:
             return
-        sent = yield RedisPlan(tuple(calls), idempotent=True)
-        for raw in sent:
-            reply = tx_reply(raw)
+        sent = yield from self._send_intents(calls)
+        for reply in sent:
             if reply.status not in ("OK", "DONE"):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
@@ -343,6 +358,7 @@ class TwoPhase(BackendCore):
         key nobody pushes to, so that the same body runs under both drivers). The ids whose
         holder could not be settled (its record says pending past the deadline as this
         client's clock sees it, plus a margin): an empty list when every one was."""
+        self._know(options)
         keys = self._state(options).keys
         by_holder: dict[str, list[str]] = {}
         for id, holder in locked:
@@ -365,12 +381,83 @@ class TwoPhase(BackendCore):
                                 idempotent=True)
         return stuck
 
+    def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
+                      ) -> Op[list[TxReply]]:
+        """Send intents (the keys and arguments of ``tx.lua`` calls in apply mode), all in
+        one round trip. An apply refuses nothing but an outdated schema layout (an index
+        added, dropped or rebuilt since the prepare): such an intent is made again from
+        the rows it stores with its model's current schema, when this client knows the
+        model (:meth:`_know`), and sent again; else its refusal is returned."""
+        replies: list[TxReply | None] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            sent = yield RedisPlan(tuple(Call("tx", *calls[i]) for i in pending),
+                                   idempotent=True)
+            again: list[int] = []
+            for i, raw in zip(pending, sent, strict=True):
+                reply = replies[i] = tx_reply(raw)
+                if reply.status == "LAYOUT":
+                    rebuilt = yield from self._rebuilt(*calls[i])
+                    if rebuilt is not None:
+                        calls[i] = rebuilt
+                        again.append(i)
+            if not again:
+                break
+            pending = again
+        return [reply for reply in replies if reply is not None]
+
+    def _rebuilt(self, keys: tuple[str, ...], args: tuple[Any, ...]
+                 ) -> Op[tuple[tuple[str, ...], tuple[Any, ...]] | None]:
+        """The intent ``keys``/``args`` made again with the current schema of its model
+        (read again): the same rows (checks, deletes, and each write's stored bytes, its
+        index entries computed anew from them); None when this client does not know the
+        model."""
+        state_key = keys[2]
+        cut = state_key.rindex(":p")
+        known: dict[str, ModelOptions] = self.__dict__.get("_known_models", {})
+        options = known.get(state_key[:cut])
+        if options is None:
+            return None
+        partition = int(state_key[cut + 2:state_key.index("}", cut)])
+        state = yield from self.prepare(options, refresh=True)
+        nindexes = len(wire.unpack(bytes(args[0]))) // 3
+        rows = args[6:]
+        nrows = len(rows) // 9
+        checks: list[tuple[str, int]] = []
+        requests: list[WriteRequest] = []
+        for n in range(nrows):
+            kind, expected, _, stored, _, _, _, changed, expiry = (
+                bytes(v) for v in rows[9 * n:9 * n + 9])
+            doc_key = keys[3 + nindexes + 2 * n]
+            id = sortable.unescape_id(doc_key.split("}:d:", 1)[1])
+            if kind == b"check":
+                checks.append((id, int(expected)))
+            elif kind == b"delete":
+                requests.append(WriteRequest("delete", id, int(expected)))
+            else:
+                raw = decompress(stored, options.model_name, id)
+                data = decode_document(raw, options.model_name, id)
+                values = {name: options.read_value(name, data) for name in options.fields}
+                values["id"] = id
+                names = frozenset(n.decode() for n in wire.unpack(changed)) if changed else None
+                text = expiry.decode()
+                requests.append(WriteRequest(
+                    "insert" if kind == b"insert" else "update", id, int(expected), data,
+                    values, names, Expiry(text) if text in ("keep", "persist") else int(text),
+                    raw))
+        call = state.writes.tx(partition, checks, requests)
+        call.phase = bytes(args[5])
+        call.intent_key = keys[3 + nindexes + 2 * nrows]
+        made = call.call()
+        return made.keys, made.args
+
     def settle_for_readers(self, options: ModelOptions,
                            by_partition: dict[int, list[str]]) -> Op[bool]:
         """A read by id met locked partitions (their flags): apply the committed
         transactions that lock the documents read. True when one was (the read is sent
         again to see it); False when none is committed (what the read found is right:
         prepare changes no document)."""
+        self._know(options)
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
         held = yield RedisPlan(tuple(
@@ -400,6 +487,7 @@ class TwoPhase(BackendCore):
         passed (by the registry), and those holding locks in the model's partitions whose
         record is gone or past its deadline (a record lost with a failed master, a registry
         entry lost likewise); how many were settled."""
+        self._know(options)
         keys = self._state(options).keys
         registry = registry_key(keys.namespace)
         locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
@@ -417,8 +505,12 @@ class TwoPhase(BackendCore):
                     met.append(key)
         settled = 0
         for record, met in found.items():
-            if (yield from self.settle(record, met)):
-                settled += 1
+            try:
+                if (yield from self.settle(record, met)):
+                    settled += 1
+            except QuantumORMError as failed:  # (one transaction stops none of the others)
+                log.warning("the sweeper could not settle the transaction %s: %s", record,
+                            failed)
         return settled
 
     def locked(self, options: ModelOptions, id: str) -> Op[str | None]:

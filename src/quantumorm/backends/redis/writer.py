@@ -286,6 +286,7 @@ class Writer(TwoPhase):
 
     def _locks_of(self, options: ModelOptions, id: str) -> str:
         """The lock hash of the partition of document ``id`` (twophase.py)."""
+        self._know(options)
         keys = self._state(options).keys
         return locks_key(keys.tag(keys.partition_of(id)))
 
@@ -296,9 +297,17 @@ class Writer(TwoPhase):
         keys = self._state(options).keys
         p = keys.partition_of(id)
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
-        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), sortable.id_key(id), how).call()
-        (done,) = yield RedisPlan((call,), idempotent=True)
-        return bool(done)
+        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), self._locks_of(options, id),
+                                sortable.id_key(id), how).call()
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            (done,) = yield RedisPlan((call,), idempotent=True)
+            if not isinstance(done, list):
+                return bool(done)
+            # locked by a prepared transaction: its holder settled (or waited for), then again
+            holder = wire.text(done[1])
+            if (yield from self.wait_unlocked(options, [(id, holder)])):
+                raise DocumentLocked(options.model_name, id, 0, holder)
+        raise DocumentLocked(options.model_name, id, 0, holder)
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition; and

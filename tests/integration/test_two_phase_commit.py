@@ -17,9 +17,10 @@ from helpers import assert_indexes_consistent
 import quantumorm
 from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
 from quantumorm.backends.redis import replies, twophase, wire
-from quantumorm.backends.redis.commands import Call, RedisPlan
+from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
 from quantumorm.backends.redis.keys import KeySpace
-from quantumorm.errors import BulkWriteError, DocumentLocked
+from quantumorm.engine import ops
+from quantumorm.errors import BulkWriteError, DocumentLocked, WriteOutcomeUnknown
 from quantumorm.transaction import SyncTransaction
 
 PHASES = ("begin", "prepare", "commit", "apply", "finish")
@@ -524,3 +525,43 @@ def test_a_committed_transaction_is_applied_after_a_schema_change(
     assert Wider.objects.filter(balance=110).count_sync() == 1
     assert leftovers(redis_client) == {}
     assert_indexes_consistent(redis_client, Wider)
+
+
+def test_a_resent_save_applied_the_first_time_is_not_reported_locked(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A save applied whose reply was lost, then a transaction locks the document, then
+    the save is resent: it is recognised by its write id (its version), not refused."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance += 5
+    write = ops.save(conn.backend, doc)
+    plan = next(write)
+    while not any(getattr(step, "script", "") == "save" for step in plan.steps):
+        plan = write.send(executor.execute(plan))
+    first = executor.execute(plan)  # applied; its reply "lost"
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 2)  # prepared: locks the document
+    again = Replies(executor.execute(plan))  # what the executor's resend gets back
+    again.resent = True
+    with pytest.raises(StopIteration) as done:
+        write.send(again)
+    assert done.value.value is doc
+    at = [getattr(step, "script", "") for step in plan.steps].index("save")
+    assert doc._version == replies.write_reply(first[at]).version
+
+
+def test_a_resent_save_met_by_a_lock_is_an_unknown_outcome(conn: Any, purses: list[str],
+                                                           redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance += 5
+    write = ops.save(conn.backend, doc)
+    plan = next(write)
+    while not any(getattr(step, "script", "") == "save" for step in plan.steps):
+        plan = write.send(executor.execute(plan))
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 2)  # prepared: locks the document
+    again = Replies(executor.execute(plan))  # (the first attempt was lost unsent)
+    again.resent = True
+    with pytest.raises(WriteOutcomeUnknown):
+        write.send(again)

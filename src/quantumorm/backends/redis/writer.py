@@ -91,7 +91,7 @@ class Writer(TwoPhase):
                         outcomes.append((i, None))
                         continue
                     result = writes.result(options, requests[i], reply)
-                    if isinstance(result.error, DocumentLocked):
+                    if isinstance(result.error, DocumentLocked) and not resent:
                         locked.append((i, result))  # (settled below, then sent again)
                         continue
                     if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
@@ -200,6 +200,9 @@ class Writer(TwoPhase):
             try:
                 return writes.tx_results(options, list(checks), requests, tx_reply(sent[0]))
             except DocumentLocked as locked:
+                if getattr(sent, "resent", False):  # (see VersionConflict below)
+                    raise WriteOutcomeUnknown(options.model_name, requests[0].id,
+                                              locked) from None
                 # a prepared transaction holds a document: settled by its record if it can
                 # be, then this one is sent again (once)
                 if _attempt or not (yield from self.settle(

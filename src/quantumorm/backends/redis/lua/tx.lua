@@ -83,17 +83,6 @@ if phase == "apply" then  -- applied once: a second apply (or one after a releas
       return {"DONE", redis.call("GET", intent_key) or ""}
     end
   end
-elseif redis.call("EXISTS", locks) == 1 then
-  local mine = 0
-  for n = 1, nrows do
-    local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
-    if holder == record and holder then
-      mine = mine + 1
-    elseif holder then
-      return {"LOCKED", n, holder}
-    end
-  end
-  if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
 end
 
 -- 0. a resent transaction whose first attempt was applied: its first write says so, and
@@ -118,6 +107,21 @@ for n = 1, phase and 0 or nrows do
     end
     return {"OK", versions}
   end
+end
+
+-- (after step 0: a resent transaction applied the first time is recognised as such even
+-- if a prepared transaction has locked one of its documents since)
+if phase ~= "apply" and redis.call("EXISTS", locks) == 1 then
+  local mine = 0
+  for n = 1, nrows do
+    local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
+    if holder == record and holder then
+      mine = mine + 1
+    elseif holder then
+      return {"LOCKED", n, holder}
+    end
+  end
+  if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
 end
 
 -- 1. versions ------------------------------------------------------------------------

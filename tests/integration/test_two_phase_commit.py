@@ -20,7 +20,13 @@ from quantumorm.backends.redis import replies, twophase, wire
 from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine import ops
-from quantumorm.errors import BulkWriteError, DocumentLocked, WriteOutcomeUnknown
+from quantumorm.errors import (
+    BackendConnectionError,
+    BulkWriteError,
+    DocumentLocked,
+    TransactionCommitted,
+    WriteOutcomeUnknown,
+)
 from quantumorm.transaction import SyncTransaction
 
 PHASES = ("begin", "prepare", "commit", "apply", "finish")
@@ -565,3 +571,30 @@ def test_a_resent_save_met_by_a_lock_is_an_unknown_outcome(conn: Any, purses: li
     again.resent = True
     with pytest.raises(WriteOutcomeUnknown):
         write.send(again)
+
+
+@pytest.mark.parametrize("round_trips", [2, 3, 4])
+def test_a_failure_after_the_decision_is_never_nothing_written(
+        conn: Any, purses: list[str], redis_client: Any, round_trips: int) -> None:
+    """The connection breaks at the decision (2: its outcome unknown), at the apply (3)
+    or at the finish (4): TransactionCommitted, never a conflict or a TransactionError
+    that a caller would retry; the transaction is then settled whole by recovery."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(round_trips):
+        plan = op.send(executor.execute(plan))
+    if round_trips > 2:
+        executor.execute(plan)  # (sent, its reply lost)
+    with pytest.raises(TransactionCommitted) as failed:
+        op.throw(BackendConnectionError("the connection broke"))
+    assert not isinstance(failed.value, (VersionConflict, TransactionError))
+    assert failed.value.decided is (round_trips > 2)
+    if round_trips == 2:  # (the decision was lost unsent: taken here, as if it was not)
+        executor.execute(RedisPlan((Call("tx_decide", (failed.value.record,), ("commit",)),)))
+    Purse.objects.sweep_sync()
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    # (what is left is at most its record, gone once the sweeper finds it due)
+    assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]

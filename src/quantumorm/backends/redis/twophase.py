@@ -61,7 +61,7 @@ from ... import sortable
 from ...compression import decode_document, decompress
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
-from ...errors import QuantumORMError, TransactionError
+from ...errors import QuantumORMError, TransactionCommitted, TransactionError
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import TxCall
@@ -248,21 +248,28 @@ class TwoPhase(BackendCore):
                     self._state(share.options).keys.tag(share.partition)))
             writes.tx_results(share.options, share.checks, share.requests, reply)  # raises
             raise AssertionError(f"unexpected prepare reply {reply!r}")
-        # 3. commit: the decision
-        (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
-                                   idempotent=True)
+        # 3. commit: the decision (from here on, a failure is never "nothing written")
+        try:
+            (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
+                                       idempotent=True)
+        except QuantumORMError as lost:
+            raise TransactionCommitted(record, lost, decided=False) from lost
         if wire.text(state) != "committed":
             yield from self._finish(record, registry, participants, "abort")
             raise TransactionError(
                 f"the transaction passed its deadline ({timeout} s after it began) before "
                 "its commit: it was aborted, nothing was written")
-        # 4. apply (resent, an apply finds its locks gone and reports the versions written)
-        intents = [self._call(share, b"apply", record).call() for share in shares]
-        sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
-        done = [self._applied(share, reply) for share, reply in zip(shares, sent, strict=True)]
-        # 5. finish
-        yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
-                        idempotent=True)
+        try:
+            # 4. apply (resent, an apply finds its locks gone and reports the versions)
+            intents = [self._call(share, b"apply", record).call() for share in shares]
+            sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
+            done = [self._applied(share, reply)
+                    for share, reply in zip(shares, sent, strict=True)]
+            # 5. finish
+            yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
+                            idempotent=True)
+        except QuantumORMError as failed:  # (committed: recovery applies the rest)
+            raise TransactionCommitted(record, failed) from failed
         return done
 
     def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:

@@ -598,3 +598,42 @@ def test_a_failure_after_the_decision_is_never_nothing_written(
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
     # (what is left is at most its record, gone once the sweeper finds it due)
     assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]
+
+
+def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A read's MGET sees one partition applied and the other still locked; that one is
+    applied (by its client) before the read looks at the locks: the read must not return
+    the old value of one document beside the new value of the other."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    tx = conn.transaction_sync(timeout=30.0)
+    first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
+    first.balance -= 10
+    second.balance += 10
+    tx.save(first)
+    tx.save(second)
+    op = tx._work.commit(conn.backend)
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    # the apply of the second document's partition lands first
+    keys = KeySpace(Purse._meta)
+    record = next(k.decode() for k in redis_client.scan_iter("{*:2pc:*}:r"))
+    intent = redis_client.get(twophase.intent_key(
+        twophase.locks_key(keys.tag(keys.partition_of(ids[1]))), record))
+    flat = wire.unpack(intent)
+    count = int(flat[1])
+    executor.execute(RedisPlan((Call("tx", tuple(k.decode() for k in flat[2:2 + count]),
+                                     tuple(flat[2 + count:])),), idempotent=True))
+    reader = conn.backend.get_many(Purse._meta, ids)
+    read = executor.execute(next(reader))  # the MGET: the first still locked, old
+    plan = op.send(executor.execute(plan))  # the client's apply lands now
+    with pytest.raises(StopIteration):
+        op.send(executor.execute(plan))  # (its finish)
+    with pytest.raises(StopIteration) as done:
+        step = reader.send(read)
+        while True:
+            step = reader.send(executor.execute(step))
+    assert {row.id: row.data["balance"] for row in done.value.value} == {
+        ids[0]: 90, ids[1]: 110}

@@ -12,6 +12,7 @@ and sort keys, and a second round trip fetches the documents the merge kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ...engine.contract import Row
 from ...engine.drive import Op
@@ -57,6 +58,7 @@ class Reader(TwoPhase):
         # each MGET also reads its partition's lock flag (twophase.py): a document locked
         # by a transaction that is committed but not yet applied is read after applying it
         locked: dict[int, list[str]] = {}
+        seen: dict[int, list[Any]] = {}  # (what the MGET read of those partitions)
         if keys.partitions == 1:  # the common case: one MGET, nothing to group
             if not ids:
                 return []
@@ -67,6 +69,7 @@ class Reader(TwoPhase):
                 read_only=True)
             if reply.pop() is not None:
                 locked[0] = members
+                seen[0] = list(reply)
             stale: list[str] = []
             results.documents(options, members, reply, found, stale)
             if stale:
@@ -86,11 +89,12 @@ class Reader(TwoPhase):
             for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
                 if reply.pop() is not None:
                     locked[partition] = members
+                    seen[partition] = list(reply)
                 stale = []
                 results.documents(options, members, reply, found, stale)
                 if stale:
                     older[partition] = stale
-        if locked and settling and (yield from self.settle_for_readers(options, locked)):
+        if locked and settling and (yield from self.settle_for_readers(options, locked, seen)):
             return (yield from self.get_many(options, ids, settling - 1))
         if older:
             found.update((yield from self._fetch(options, older)))

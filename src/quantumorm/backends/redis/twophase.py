@@ -458,12 +458,15 @@ class TwoPhase(BackendCore):
         made = call.call()
         return made.keys, made.args
 
-    def settle_for_readers(self, options: ModelOptions,
-                           by_partition: dict[int, list[str]]) -> Op[bool]:
+    def settle_for_readers(self, options: ModelOptions, by_partition: dict[int, list[str]],
+                           seen: dict[int, list[Any]] | None = None) -> Op[bool]:
         """A read by id met locked partitions (their flags): apply the committed
-        transactions that lock the documents read. True when one was (the read is sent
-        again to see it); False when none is committed (what the read found is right:
-        prepare changes no document)."""
+        transactions that lock the documents read. True when the read must be sent again:
+        one was applied here, or (``seen``: what the read's MGET returned per partition) a
+        document read without a lock now is no longer what was read (a transaction's apply
+        released it between the read and this look at the locks: the read may hold half
+        of it). False when what the read found is right (an undecided holder changed no
+        document: prepare writes none)."""
         self._know(options)
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
@@ -472,22 +475,36 @@ class TwoPhase(BackendCore):
             for tag, members in zip(tags, by_partition.values(), strict=True)),
             read_only=True)
         holders: dict[str, str] = {}
-        for tag, found in zip(tags, held, strict=True):
-            for holder in found:
+        unheld: dict[int, list[str]] = {}
+        for (partition, members), tag, found in zip(by_partition.items(), tags, held,
+                                                    strict=True):
+            for id, holder in zip(members, found, strict=True):
                 if holder is not None:
                     holders.setdefault(wire.text(holder), locks_key(tag))
-        if not holders:
-            return False
-        # only a committed one changes what the read should see (an undecided, aborted or
-        # missing one left the documents as they were): the others are left to writers and
-        # the sweeper, so that a read writes nothing it need not
-        states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
-                                       for record in holders), read_only=True)
+                else:
+                    unheld.setdefault(partition, []).append(id)
         settled = False
-        for (record, locks), state in zip(holders.items(), states, strict=True):
-            if state is not None and wire.text(state) == "committed":
-                settled = (yield from self.settle(record, locks)) or settled
-        return settled
+        if holders:
+            # only a committed one changes what the read should see (an undecided, aborted
+            # or missing one left the documents as they were): the others are left to
+            # writers and the sweeper, so that a read writes nothing it need not
+            states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                           for record in holders), read_only=True)
+            for (record, locks), state in zip(holders.items(), states, strict=True):
+                if state is not None and wire.text(state) == "committed":
+                    settled = (yield from self.settle(record, locks)) or settled
+        if settled or not unheld or seen is None:
+            return settled
+        # unlocked now, perhaps not when read: read again (the same bytes: nothing applied
+        # to them in between, as every write gives a new version)
+        again = yield RedisPlan(tuple(Command(("MGET", *[
+            keys.doc(partition, id) for id in members])) for partition, members in
+            unheld.items()), read_only=True)
+        for (partition, members), now in zip(unheld.items(), again, strict=True):
+            before = dict(zip(by_partition[partition], seen[partition], strict=True))
+            if [before[id] for id in members] != list(now):
+                return True
+        return False
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has

@@ -600,6 +600,41 @@ def test_a_failure_after_the_decision_is_never_nothing_written(
     assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]
 
 
+def apply_one(conn: Any, client: Any, id: str) -> None:
+    """Apply the intent of the (one) committed transaction in the partition of Purse
+    ``id``, alone, as its client's apply to that partition would."""
+    keys = KeySpace(Purse._meta)
+    (record,) = [k.decode() for k in client.scan_iter("{*:2pc:*}:r")]
+    flat = wire.unpack(client.get(twophase.intent_key(
+        twophase.locks_key(keys.tag(keys.partition_of(id))), record)))
+    count = int(flat[1])
+    conn._store.sync_executor().execute(RedisPlan((Call(
+        "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
+        idempotent=True))
+
+
+def test_queries_and_counts_see_a_committed_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction applied in one partition only (its client died between
+    its applies): a query or a count meeting the other partition's locks applies it
+    first, and sees it whole."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    apply_one(conn, redis_client, ids[1])
+    assert {p.id: p.balance for p in Purse.objects.filter(owner__in=ids).all_sync()} == {
+        ids[0]: 90, ids[1]: 110}
+    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 3)
+    apply_one(conn, redis_client, ids[1])
+    assert Purse.objects.filter(balance=85).count_sync() == 1
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 3)
+    apply_one(conn, redis_client, ids[1])
+    assert Purse.objects.filter(balance__lt=100).count_sync() == 1
+    assert Purse.objects.filter(balance=84).exists_sync()
+    assert [p.balance for p in Purse.objects.filter(owner__in=ids).order_by(
+        "balance").limit(1).all_sync()] == [84]
+    assert leftovers(redis_client) == {}
+
+
 def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     """A read's MGET sees one partition applied and the other still locked; that one is
@@ -617,15 +652,7 @@ def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
     plan = next(op)
     for _ in range(3):  # begin, prepare, commit
         plan = op.send(executor.execute(plan))
-    # the apply of the second document's partition lands first
-    keys = KeySpace(Purse._meta)
-    record = next(k.decode() for k in redis_client.scan_iter("{*:2pc:*}:r"))
-    intent = redis_client.get(twophase.intent_key(
-        twophase.locks_key(keys.tag(keys.partition_of(ids[1]))), record))
-    flat = wire.unpack(intent)
-    count = int(flat[1])
-    executor.execute(RedisPlan((Call("tx", tuple(k.decode() for k in flat[2:2 + count]),
-                                     tuple(flat[2 + count:])),), idempotent=True))
+    apply_one(conn, redis_client, ids[1])  # the apply of one partition lands first
     reader = conn.backend.get_many(Purse._meta, ids)
     read = executor.execute(next(reader))  # the MGET: the first still locked, old
     plan = op.send(executor.execute(plan))  # the client's apply lands now

@@ -506,6 +506,35 @@ class TwoPhase(BackendCore):
                 return True
         return False
 
+    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int]) -> Op[bool]:
+        """A query met locks in these partitions of ``options`` (query.lua's {"LOCKED",
+        ...}): apply the committed transactions holding them. True when the query must be
+        asked again: one was applied here, or a partition has no lock left (a
+        transaction's apply may have landed between the query and this look). False when
+        every holder is undecided, aborted or gone: their prepares changed no document, so
+        the answer stands."""
+        self._know(options)
+        keys = self._state(options).keys
+        hashes = [locks_key(keys.tag(p)) for p in partitions]
+        held = yield RedisPlan(tuple(Command(("HVALS", key)) for key in hashes),
+                               read_only=True)
+        holders: dict[str, list[str]] = {}
+        emptied = False
+        for key, values in zip(hashes, held, strict=True):
+            emptied = emptied or not values
+            for value in values:
+                met = holders.setdefault(wire.text(value), [])
+                if key not in met:
+                    met.append(key)
+        settled = False
+        if holders:
+            states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                           for record in holders), read_only=True)
+            for (record, met), state in zip(holders.items(), states, strict=True):
+                if state is not None and wire.text(state) == "committed":
+                    settled = (yield from self.settle(record, met)) or settled
+        return settled or emptied
+
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has
         passed (by the registry), and those holding locks in the model's partitions whose

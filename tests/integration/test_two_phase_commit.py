@@ -664,3 +664,22 @@ def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
             step = reader.send(executor.execute(step))
     assert {row.id: row.data["balance"] for row in done.value.value} == {
         ids[0]: 90, ids[1]: 110}
+
+
+def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:
+    """update_with_retry, the atomic operations and update_or_create wait for another
+    transaction's lock to be settled (here: its deadline passes, it is aborted) instead
+    of spending their attempts on it at once."""
+    ids = [purses[0], purses[2]]
+    doc = Purse.objects.get_sync(id=ids[1])
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared, undecided
+    doc.update_with_retry_sync(lambda d: setattr(d, "balance", d.balance + 1), attempts=2)
+    assert balances(ids) == {ids[0]: 100, ids[1]: 101}
+    die_after(conn, transfer_tx(conn, ids, 5, 0.3), 2)
+    doc.inc_sync("balance", 1)
+    assert balances(ids) == {ids[0]: 100, ids[1]: 102}
+    die_after(conn, transfer_tx(conn, ids, 1, 0.3), 2)
+    _, created = Purse.objects.update_or_create_sync(owner=ids[1], defaults={"balance": 7})
+    assert not created
+    assert balances(ids) == {ids[0]: 100, ids[1]: 7}
+    assert leftovers(redis_client) == {}

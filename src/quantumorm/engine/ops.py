@@ -270,9 +270,10 @@ def update_with_retry(backend: Backend, doc: D, change: Callable[[D], Any],
         change(doc)
         try:
             return (yield from save(backend, doc))
-        except VersionConflict:
+        except VersionConflict as conflict:
             if attempt + 1 == attempts:
                 raise
+            yield from wait_for(backend, type(doc), conflict)
             yield from reload(backend, doc)  # DoesNotExist if it was deleted meanwhile
     raise AssertionError("unreachable")
 
@@ -574,6 +575,15 @@ def wait_locked(backend: Backend, model: type[Any],
         return [error.id for error in locked]
     stuck: list[str] = yield from wait(model._meta, [(e.id, e.holder) for e in locked])
     return stuck
+
+
+def wait_for(backend: Backend, model: type[Any], conflict: Exception | None) -> Op[None]:
+    """Before a retry loop tries again after ``conflict``: when it is another
+    transaction's lock (:class:`~quantumorm.errors.DocumentLocked`), wait until its holder
+    is settled (or its deadline passed: then aborted), as trying again at once would meet
+    it again; any other conflict is retried at once."""
+    if isinstance(conflict, DocumentLocked):
+        yield from wait_locked(backend, model, [WriteResult(conflict.id, None, conflict)])
 
 
 def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]

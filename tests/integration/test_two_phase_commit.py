@@ -683,3 +683,32 @@ def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client:
     assert not created
     assert balances(ids) == {ids[0]: 100, ids[1]: 7}
     assert leftovers(redis_client) == {}
+
+
+def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
+                                               redis_client: Any) -> None:
+    """The apply's reply is lost and its resend comes after what the apply left behind
+    (the versions it wrote, kept a while) has expired: committed, applied, the versions
+    read from the documents' recent write ids."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
+        redis_client.delete(key)
+    plan = op.send(executor.execute(plan))  # the resend finds its locks gone
+    with pytest.raises(StopIteration) as done:
+        while True:  # (what it reads, then the finish)
+            plan = op.send(executor.execute(plan))
+    assert done.value.value is None
+    # (each document of the transaction now holds the version stored)
+    held = sorted(doc._version for doc, _, _ in tx._work.writes.values())
+    stored = sorted([Purse.objects.get_sync(id=id)._version for id in ids] + [
+        Entry.objects.get_sync(id=f"e-{ids[0]}-10")._version])
+    assert held == stored
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client) == {}

@@ -110,6 +110,11 @@ def intent_key(locks: str, record: str) -> str:
     return f"{locks.removesuffix(':locks')}:2pc:{txid}"
 
 
+def _bytes(value: Any) -> bytes:
+    """An argument of a script call as bytes (a call built here has some as str)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @dataclass
 class Share:
     """What one partition of one model does in a transaction."""
@@ -263,14 +268,49 @@ class TwoPhase(BackendCore):
             # 4. apply (resent, an apply finds its locks gone and reports the versions)
             intents = [self._call(share, b"apply", record).call() for share in shares]
             sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
-            done = [self._applied(share, reply)
-                    for share, reply in zip(shares, sent, strict=True)]
+            done = []
+            for share, intent, reply in zip(shares, intents, sent, strict=True):
+                if reply.status == "DONE" and reply.applied is None:
+                    # applied long ago (the versions it left have expired): read them
+                    reply.applied = yield from self._late_versions(intent.keys, intent.args)
+                done.append(self._applied(share, reply))
             # 5. finish
             yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
                             idempotent=True)
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
         return done
+
+    def _late_versions(self, keys: tuple[str, ...], args: tuple[Any, ...]
+                       ) -> Op[list[int] | None]:
+        """The versions an intent (keys and arguments of its ``tx.lua`` call) wrote, from
+        the recent write ids of its documents' meta hashes, when what the apply left
+        behind has expired (a resend that came very late); None when a document has been
+        written too often since to tell."""
+        nindexes = len(wire.unpack(_bytes(args[0]))) // 3
+        rows = args[6:]
+        written = [n for n in range(len(rows) // 9) if _bytes(rows[9 * n]) in (b"insert",
+                                                                              b"update")]
+        seen = yield RedisPlan(tuple(Command(("HGET", keys[4 + nindexes + 2 * n], "r"))
+                                     for n in written), idempotent=True)
+        recent = dict(zip(written, seen, strict=True))
+        versions: list[int] = []
+        for n in range(len(rows) // 9):
+            kind, expected, write_id = (_bytes(rows[9 * n]), _bytes(rows[9 * n + 1]),
+                                        _bytes(rows[9 * n + 4]))
+            if kind == b"check":
+                versions.append(int(expected))
+                continue
+            if kind == b"delete":
+                versions.append(0)
+                continue
+            held = bytes(recent[n] or b"")
+            at = next((i for i in range(0, len(held), 32)
+                       if held[i:i + 16] == write_id), None)  # (see _write.lua's applied)
+            if at is None:
+                return None
+            versions.append(int(held[at + 16:at + 32]))
+        return versions
 
     def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:
         versions: list[int] | None = None
@@ -427,14 +467,14 @@ class TwoPhase(BackendCore):
             return None
         partition = int(state_key[cut + 2:state_key.index("}", cut)])
         state = yield from self.prepare(options, refresh=True)
-        nindexes = len(wire.unpack(bytes(args[0]))) // 3
+        nindexes = len(wire.unpack(_bytes(args[0]))) // 3
         rows = args[6:]
         nrows = len(rows) // 9
         checks: list[tuple[str, int]] = []
         requests: list[WriteRequest] = []
         for n in range(nrows):
             kind, expected, _, stored, _, _, _, changed, expiry = (
-                bytes(v) for v in rows[9 * n:9 * n + 9])
+                _bytes(v) for v in rows[9 * n:9 * n + 9])
             doc_key = keys[3 + nindexes + 2 * n]
             id = sortable.unescape_id(doc_key.split("}:d:", 1)[1])
             if kind == b"check":
@@ -453,7 +493,7 @@ class TwoPhase(BackendCore):
                     values, names, Expiry(text) if text in ("keep", "persist") else int(text),
                     raw))
         call = state.writes.tx(partition, checks, requests)
-        call.phase = bytes(args[5])
+        call.phase = _bytes(args[5])
         call.intent_key = keys[3 + nindexes + 2 * nrows]
         made = call.call()
         return made.keys, made.args

@@ -17,6 +17,7 @@ from helpers import assert_indexes_consistent
 import quantumorm
 from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
 from quantumorm.backends.redis import replies, twophase, wire
+from quantumorm.backends.redis.acl import acl_rule
 from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine import ops
@@ -711,4 +712,24 @@ def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
         Entry.objects.get_sync(id=f"e-{ids[0]}-10")._version])
     assert held == stored
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client) == {}
+
+
+def test_waits_and_settles_under_the_least_privilege_rule(
+        conn: Any, purses: list[str], redis_client: Any, redis_url: str) -> None:
+    """What a writer's wait, a query's settling and the TTL sweep send is allowed by
+    acl_rule() (the contract suite runs under it)."""
+    ids = [purses[0], purses[2]]
+    redis_client.execute_command("ACL", "SETUSER", "tpc-app", "reset", "on", ">pw",
+                                 *acl_rule("qorm").split())
+    quantumorm.create_connection(url=redis_url, name="tpc-app", username="tpc-app",
+                                 password="pw")
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared, undecided
+    assert Purse.objects.using("tpc-app").filter(owner__in=ids).update_sync(balance=5) == 2
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 3)  # committed, not applied
+    assert Purse.objects.using("tpc-app").get_sync(id=ids[0]).touch_sync(0.05)
+    time.sleep(0.1)
+    assert Purse.objects.using("tpc-app").sweep_sync() == 1
+    assert {p.id: p.balance for p in Purse.objects.using("tpc-app").filter(
+        owner__in=ids).all_sync()} == {ids[1]: 6}
     assert leftovers(redis_client) == {}

@@ -401,8 +401,9 @@ class TwoPhase(BackendCore):
         """Wait until the transactions holding documents of ``options`` are settled:
         ``locked`` pairs each document id with the record key of its holder. An undecided
         holder is settled (rolled back) once its deadline has passed; until then this pauses
-        between attempts with a growing backoff (the pause is a server-side ``BLPOP`` on a
-        key nobody pushes to, so that the same body runs under both drivers). The ids whose
+        between attempts with a growing backoff (the pause is a server-side blocking
+        ``XREAD`` of a stream nobody writes, so that the same body runs under both
+        drivers). The ids whose
         holder could not be settled (its record says pending past the deadline as this
         client's clock sees it, plus a margin): an empty list when every one was."""
         self._know(options)
@@ -423,8 +424,10 @@ class TwoPhase(BackendCore):
                     break
                 pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
                 attempt += 1
-                # (a key of the record's slot that is never pushed to: a pure wait)
-                yield RedisPlan((Command(("BLPOP", holder[:-1] + "wait", pause)),),
+                # (a stream of the record's slot that is never written: a pure wait, with a
+                # command the least-privilege ACL rule already allows)
+                yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(pause * 1000)),
+                                          "STREAMS", holder[:-1] + "wait", "$")),),
                                 idempotent=True)
         return stuck
 
@@ -556,12 +559,13 @@ class TwoPhase(BackendCore):
         self._know(options)
         keys = self._state(options).keys
         hashes = [locks_key(keys.tag(p)) for p in partitions]
-        held = yield RedisPlan(tuple(Command(("HVALS", key)) for key in hashes),
+        held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
                                read_only=True)
         holders: dict[str, list[str]] = {}
         emptied = False
-        for key, values in zip(hashes, held, strict=True):
-            emptied = emptied or not values
+        for key, pairs in zip(hashes, held, strict=True):
+            emptied = emptied or not pairs
+            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
             for value in values:
                 met = holders.setdefault(wire.text(value), [])
                 if key not in met:

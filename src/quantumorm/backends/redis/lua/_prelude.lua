@@ -152,7 +152,7 @@ local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
       locks = string.sub(ttl_key, 1, -4) .. "locks"
       locked = redis.call("EXISTS", locks) == 1
     end
-    if at == -2 and locked and redis.call("HEXISTS", locks, idkey) == 1 then  -- luacheck: ignore 542
+    if at == -2 and locked and redis.call("HGET", locks, idkey) then  -- luacheck: ignore 542
       -- a document locked by a prepared transaction keeps its leftovers until released:
       -- its apply writes it again (tx.lua); it stays due for the next sweep
     elseif at == -2 then

@@ -8,6 +8,7 @@ readers, other transactions and the sweeper, which settle it by its record alone
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -732,4 +733,16 @@ def test_waits_and_settles_under_the_least_privilege_rule(
     assert Purse.objects.using("tpc-app").sweep_sync() == 1
     assert {p.id: p.balance for p in Purse.objects.using("tpc-app").filter(
         owner__in=ids).all_sync()} == {ids[1]: 6}
+    assert leftovers(redis_client) == {}
+
+
+async def test_async_updates_wait_for_locks(conn: Any, purses: list[str],
+                                            redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    await asyncio.to_thread(lambda: die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2))
+    assert await Purse.objects.filter(owner__in=ids).update(inc__balance=1) == 2
+    await asyncio.to_thread(lambda: die_after(conn, transfer_tx(conn, ids, 5, 30.0), 3))
+    assert await Purse.objects.filter(balance__gte=0, owner__in=ids).count() == 2
+    assert {p.id: p.balance for p in await Purse.objects.filter(owner__in=ids).all()} == {
+        ids[0]: 96, ids[1]: 106}
     assert leftovers(redis_client) == {}

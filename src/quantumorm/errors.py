@@ -247,6 +247,23 @@ class ReplicationError(BackendError):
     means the replicas still did not confirm, or the write was a delete."""
 
 
+class TransactionCommitted(BackendError):
+    """A transaction across partitions or models was decided committed (its record says
+    so), then applying it failed here (a connection broke, a replica did not acknowledge,
+    a partition refused): it is NOT to be retried, it will be applied whole by whoever
+    meets its locks next (a reader, a writer) or by the sweeper. ``record``: the key of its
+    record; ``cause``: what failed. Also raised when the connection broke while the
+    decision itself was being taken (``decided`` False): it may then be committed or
+    aborted, never partly, and either way settles by its record alone."""
+
+    def __init__(self, record: str, cause: BaseException, decided: bool = True) -> None:
+        self.record, self.cause, self.decided = record, cause, decided
+        what = ("was committed; applying it did not finish here" if decided else
+                "was being decided when the connection broke: it is committed or aborted")
+        super().__init__(f"the transaction {record!r} {what} ({cause}); do not retry it: "
+                         "readers, writers and the sweeper settle it by its record")
+
+
 class OutOfMemoryError(BackendError):
     """The store is above its memory limit and refused the write."""
 

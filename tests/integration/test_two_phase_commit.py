@@ -8,6 +8,7 @@ readers, other transactions and the sweeper, which settle it by its record alone
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,9 +18,17 @@ from helpers import assert_indexes_consistent
 import quantumorm
 from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
 from quantumorm.backends.redis import replies, twophase, wire
-from quantumorm.backends.redis.commands import Call, RedisPlan
+from quantumorm.backends.redis.acl import acl_rule
+from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
 from quantumorm.backends.redis.keys import KeySpace
-from quantumorm.errors import BulkWriteError, DocumentLocked
+from quantumorm.engine import ops
+from quantumorm.errors import (
+    BackendConnectionError,
+    BulkWriteError,
+    DocumentLocked,
+    TransactionCommitted,
+    WriteOutcomeUnknown,
+)
 from quantumorm.transaction import SyncTransaction
 
 PHASES = ("begin", "prepare", "commit", "apply", "finish")
@@ -416,13 +425,37 @@ def test_field_updates_meeting_locks(conn: Any, purses: list[str], redis_client:
     assert Purse.objects.filter(id=ids[1]).update_sync(owner="zed") == 1
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
     assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
-    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 2)  # prepared, undecided
-    with pytest.raises(BulkWriteError) as refused:
-        Purse.objects.filter(id=ids[1]).update_sync(owner="amy")
-    assert isinstance(refused.value.errors[0][1], DocumentLocked)
-    assert Purse.objects.get_sync(id=ids[1]).owner == "zed"
+    die_after(conn, transfer_tx(conn, ids, 5, 0.3), 2)  # prepared, undecided
+    # waits for the holder's deadline, aborts it, then writes
+    assert Purse.objects.filter(id=ids[1]).update_sync(owner="amy") == 1
+    assert Purse.objects.get_sync(id=ids[1]).owner == "amy"
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
-    assert leftovers(redis_client)
+
+
+@pytest.mark.parametrize("undecided", [True, False])
+def test_updates_and_deletes_where_wait_for_locks(conn: Any, purses: list[str],
+                                                  redis_client: Any, undecided: bool) -> None:
+    """A document locked by another transaction is neither skipped nor counted as deleted:
+    the bulk write waits for its holder (an undecided one until its deadline, then
+    aborted; a committed one rolled forward) and writes it."""
+    ids = [purses[0], purses[2], purses[4]]
+    rounds = 2 if undecided else 3  # prepared (undecided) or committed, not applied
+    after = {ids[0]: 100, ids[1]: 100} if undecided else {ids[0]: 90, ids[1]: 110}
+    die_after(conn, transfer_tx(conn, ids[:2], 10, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids).update_sync(inc__balance=1) == 3
+    assert balances(ids) == {**{k: v + 1 for k, v in after.items()}, ids[2]: 101}
+    die_after(conn, transfer_tx(conn, ids[:2], 10, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids, balance__gte=0).update_sync(balance=7) == 3
+    assert balances(ids) == dict.fromkeys(ids, 7)
+    die_after(conn, transfer_tx(conn, ids[:2], 1, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids, balance__gte=0).delete_sync() == 3
+    assert balances(ids) == {}
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    die_after(conn, transfer_tx(conn, ids[:2], 1, 0.3), rounds)
+    assert Purse.objects.filter(id__in=ids).delete_sync() == 3
+    assert balances(ids) == {}
+    assert leftovers(redis_client) == {}
 
 
 def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
@@ -436,3 +469,280 @@ def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
     Entry.objects.sweep_sync()  # and of the other model's
     assert leftovers(redis_client) == {}
     assert balances(ids) == dict.fromkeys(ids, 100)
+
+
+def test_a_committed_transaction_is_applied_over_a_document_that_expired(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """After the decision, the apply refuses nothing: a document that expired between the
+    commit and the apply is written as an insert, a delete of one that expired does
+    nothing; the sweeper settles it."""
+    ids = [purses[0], purses[2], purses[4]]
+    for id in ids[1:]:
+        assert Purse.objects.get_sync(id=id).touch_sync(0.2)
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, ids[0])
+    first.balance -= 10
+    tx.save(first)
+    other = tx.get(Purse, ids[1])
+    other.balance += 10
+    tx.save(other)
+    tx.delete(tx.get(Purse, ids[2]))
+    die_after(conn, tx, 3)  # committed, not applied
+    time.sleep(0.3)  # (both expired, locked)
+    assert Purse.objects.sweep_sync() >= 0  # purges nothing locked; settles the transaction
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Purse)
+
+
+def test_expire_waits_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A locked document's expiry is not changed until its transaction is settled: here
+    committed, so touch applies it first; the document then expires as asked."""
+    ids = [purses[0], purses[2]]
+    doc = Purse.objects.get_sync(id=ids[1])
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    assert doc.touch_sync(0.1)
+    assert leftovers(redis_client) == {}  # (applied)
+    time.sleep(0.2)
+    assert balances(ids) == {ids[0]: 90}
+    Purse.objects.sweep_sync()
+    assert_indexes_consistent(redis_client, Purse)
+
+
+def test_a_committed_transaction_is_applied_after_a_schema_change(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """An index added between the commit and the apply: the intent is made again with the
+    schema of now (its entries too) by a client that knows the model."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+
+    class Wider(Document):
+        owner = StringField(indexed=True)
+        balance = IntField(indexed=True, default=0)
+        note = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_purses"
+            partitions = 4
+
+    Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
+    Wider.objects.reindex_sync()
+    assert Wider.objects.sweep_sync() >= 0
+    assert {d.id: d.balance for d in Wider.objects.filter(id__in=ids).all_sync()} == {
+        ids[0]: 90, ids[1]: 110}
+    assert Wider.objects.filter(balance=110).count_sync() == 1
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Wider)
+
+
+def test_a_resent_save_applied_the_first_time_is_not_reported_locked(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A save applied whose reply was lost, then a transaction locks the document, then
+    the save is resent: it is recognised by its write id (its version), not refused."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance += 5
+    write = ops.save(conn.backend, doc)
+    plan = next(write)
+    while not any(getattr(step, "script", "") == "save" for step in plan.steps):
+        plan = write.send(executor.execute(plan))
+    first = executor.execute(plan)  # applied; its reply "lost"
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 2)  # prepared: locks the document
+    again = Replies(executor.execute(plan))  # what the executor's resend gets back
+    again.resent = True
+    with pytest.raises(StopIteration) as done:
+        write.send(again)
+    assert done.value.value is doc
+    at = [getattr(step, "script", "") for step in plan.steps].index("save")
+    assert doc._version == replies.write_reply(first[at]).version
+
+
+def test_a_resent_save_met_by_a_lock_is_an_unknown_outcome(conn: Any, purses: list[str],
+                                                           redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    doc = Purse.objects.get_sync(id=ids[0])
+    doc.balance += 5
+    write = ops.save(conn.backend, doc)
+    plan = next(write)
+    while not any(getattr(step, "script", "") == "save" for step in plan.steps):
+        plan = write.send(executor.execute(plan))
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 2)  # prepared: locks the document
+    again = Replies(executor.execute(plan))  # (the first attempt was lost unsent)
+    again.resent = True
+    with pytest.raises(WriteOutcomeUnknown):
+        write.send(again)
+
+
+@pytest.mark.parametrize("round_trips", [2, 3, 4])
+def test_a_failure_after_the_decision_is_never_nothing_written(
+        conn: Any, purses: list[str], redis_client: Any, round_trips: int) -> None:
+    """The connection breaks at the decision (2: its outcome unknown), at the apply (3)
+    or at the finish (4): TransactionCommitted, never a conflict or a TransactionError
+    that a caller would retry; the transaction is then settled whole by recovery."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(round_trips):
+        plan = op.send(executor.execute(plan))
+    if round_trips > 2:
+        executor.execute(plan)  # (sent, its reply lost)
+    with pytest.raises(TransactionCommitted) as failed:
+        op.throw(BackendConnectionError("the connection broke"))
+    assert not isinstance(failed.value, (VersionConflict, TransactionError))
+    assert failed.value.decided is (round_trips > 2)
+    if round_trips == 2:  # (the decision was lost unsent: taken here, as if it was not)
+        executor.execute(RedisPlan((Call("tx_decide", (failed.value.record,), ("commit",)),)))
+    Purse.objects.sweep_sync()
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    # (what is left is at most its record, gone once the sweeper finds it due)
+    assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]
+
+
+def apply_one(conn: Any, client: Any, id: str) -> None:
+    """Apply the intent of the (one) committed transaction in the partition of Purse
+    ``id``, alone, as its client's apply to that partition would."""
+    keys = KeySpace(Purse._meta)
+    (record,) = [k.decode() for k in client.scan_iter("{*:2pc:*}:r")]
+    flat = wire.unpack(client.get(twophase.intent_key(
+        twophase.locks_key(keys.tag(keys.partition_of(id))), record)))
+    count = int(flat[1])
+    conn._store.sync_executor().execute(RedisPlan((Call(
+        "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
+        idempotent=True))
+
+
+def test_queries_and_counts_see_a_committed_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction applied in one partition only (its client died between
+    its applies): a query or a count meeting the other partition's locks applies it
+    first, and sees it whole."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    apply_one(conn, redis_client, ids[1])
+    assert {p.id: p.balance for p in Purse.objects.filter(owner__in=ids).all_sync()} == {
+        ids[0]: 90, ids[1]: 110}
+    die_after(conn, transfer_tx(conn, ids, 5, 30.0), 3)
+    apply_one(conn, redis_client, ids[1])
+    assert Purse.objects.filter(balance=85).count_sync() == 1
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 3)
+    apply_one(conn, redis_client, ids[1])
+    assert Purse.objects.filter(balance__lt=100).count_sync() == 1
+    assert Purse.objects.filter(balance=84).exists_sync()
+    assert [p.balance for p in Purse.objects.filter(owner__in=ids).order_by(
+        "balance").limit(1).all_sync()] == [84]
+    assert leftovers(redis_client) == {}
+
+
+def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A read's MGET sees one partition applied and the other still locked; that one is
+    applied (by its client) before the read looks at the locks: the read must not return
+    the old value of one document beside the new value of the other."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    tx = conn.transaction_sync(timeout=30.0)
+    first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
+    first.balance -= 10
+    second.balance += 10
+    tx.save(first)
+    tx.save(second)
+    op = tx._work.commit(conn.backend)
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    apply_one(conn, redis_client, ids[1])  # the apply of one partition lands first
+    reader = conn.backend.get_many(Purse._meta, ids)
+    read = executor.execute(next(reader))  # the MGET: the first still locked, old
+    plan = op.send(executor.execute(plan))  # the client's apply lands now
+    with pytest.raises(StopIteration):
+        op.send(executor.execute(plan))  # (its finish)
+    with pytest.raises(StopIteration) as done:
+        step = reader.send(read)
+        while True:
+            step = reader.send(executor.execute(step))
+    assert {row.id: row.data["balance"] for row in done.value.value} == {
+        ids[0]: 90, ids[1]: 110}
+
+
+def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:
+    """update_with_retry, the atomic operations and update_or_create wait for another
+    transaction's lock to be settled (here: its deadline passes, it is aborted) instead
+    of spending their attempts on it at once."""
+    ids = [purses[0], purses[2]]
+    doc = Purse.objects.get_sync(id=ids[1])
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared, undecided
+    doc.update_with_retry_sync(lambda d: setattr(d, "balance", d.balance + 1), attempts=2)
+    assert balances(ids) == {ids[0]: 100, ids[1]: 101}
+    die_after(conn, transfer_tx(conn, ids, 5, 0.3), 2)
+    doc.inc_sync("balance", 1)
+    assert balances(ids) == {ids[0]: 100, ids[1]: 102}
+    die_after(conn, transfer_tx(conn, ids, 1, 0.3), 2)
+    _, created = Purse.objects.update_or_create_sync(owner=ids[1], defaults={"balance": 7})
+    assert not created
+    assert balances(ids) == {ids[0]: 100, ids[1]: 7}
+    assert leftovers(redis_client) == {}
+
+
+def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
+                                               redis_client: Any) -> None:
+    """The apply's reply is lost and its resend comes after what the apply left behind
+    (the versions it wrote, kept a while) has expired: committed, applied, the versions
+    read from the documents' recent write ids."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
+        redis_client.delete(key)
+    plan = op.send(executor.execute(plan))  # the resend finds its locks gone
+    with pytest.raises(StopIteration) as done:
+        while True:  # (what it reads, then the finish)
+            plan = op.send(executor.execute(plan))
+    assert done.value.value is None
+    # (each document of the transaction now holds the version stored)
+    held = sorted(doc._version for doc, _, _ in tx._work.writes.values())
+    stored = sorted([Purse.objects.get_sync(id=id)._version for id in ids] + [
+        Entry.objects.get_sync(id=f"e-{ids[0]}-10")._version])
+    assert held == stored
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert leftovers(redis_client) == {}
+
+
+def test_waits_and_settles_under_the_least_privilege_rule(
+        conn: Any, purses: list[str], redis_client: Any, redis_url: str) -> None:
+    """What a writer's wait, a query's settling and the TTL sweep send is allowed by
+    acl_rule() (the contract suite runs under it)."""
+    ids = [purses[0], purses[2]]
+    redis_client.execute_command("ACL", "SETUSER", "tpc-app", "reset", "on", ">pw",
+                                 *acl_rule("qorm").split())
+    quantumorm.create_connection(url=redis_url, name="tpc-app", username="tpc-app",
+                                 password="pw")
+    die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2)  # prepared, undecided
+    assert Purse.objects.using("tpc-app").filter(owner__in=ids).update_sync(balance=5) == 2
+    die_after(conn, transfer_tx(conn, ids, 1, 30.0), 3)  # committed, not applied
+    assert Purse.objects.using("tpc-app").get_sync(id=ids[0]).touch_sync(0.05)
+    time.sleep(0.1)
+    assert Purse.objects.using("tpc-app").sweep_sync() == 1
+    assert {p.id: p.balance for p in Purse.objects.using("tpc-app").filter(
+        owner__in=ids).all_sync()} == {ids[1]: 6}
+    assert leftovers(redis_client) == {}
+
+
+async def test_async_updates_wait_for_locks(conn: Any, purses: list[str],
+                                            redis_client: Any) -> None:
+    ids = [purses[0], purses[2]]
+    await asyncio.to_thread(lambda: die_after(conn, transfer_tx(conn, ids, 10, 0.3), 2))
+    assert await Purse.objects.filter(owner__in=ids).update(inc__balance=1) == 2
+    await asyncio.to_thread(lambda: die_after(conn, transfer_tx(conn, ids, 5, 30.0), 3))
+    assert await Purse.objects.filter(balance__gte=0, owner__in=ids).count() == 2
+    assert {p.id: p.balance for p in await Purse.objects.filter(owner__in=ids).all()} == {
+        ids[0]: 96, ids[1]: 106}
+    assert leftovers(redis_client) == {}

@@ -137,7 +137,8 @@ def modify(backend: Backend, doc: Document, changes: Sequence[Change],
             return answer(fresh, False)
         (result,) = yield from backend.write(options, [request])
         if isinstance(result.error, VersionConflict):
-            stored = None  # another writer won: read again and recompute
+            stored = None  # another writer won (or holds it: waited for): read again
+            yield from ops.wait_for(backend, model, result.error)
             continue
         ops._applied(fresh, data, result)
         _adopt(doc, fresh, names)

@@ -14,6 +14,7 @@ from .. import jsoncodec, signals
 from ..errors import (
     BulkWriteError,
     CorruptDocumentError,
+    DocumentLocked,
     DocumentTooLargeError,
     InvalidOperation,
     UnsupportedOperation,
@@ -269,9 +270,10 @@ def update_with_retry(backend: Backend, doc: D, change: Callable[[D], Any],
         change(doc)
         try:
             return (yield from save(backend, doc))
-        except VersionConflict:
+        except VersionConflict as conflict:
             if attempt + 1 == attempts:
                 raise
+            yield from wait_for(backend, type(doc), conflict)
             yield from reload(backend, doc)  # DoesNotExist if it was deleted meanwhile
     raise AssertionError("unreachable")
 
@@ -445,8 +447,13 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
         written += done
         for doc in done:
             signals.post_save.send(model, document=doc, created=False)
+        stuck = yield from wait_locked(backend, model, results)
+        retry_ids += [id for id in (r.error.id for r in results if isinstance(
+            r.error, DocumentLocked)) if id not in stuck]
+        failures += [(position, r.error) for position, r in enumerate(results)
+                     if isinstance(r.error, DocumentLocked) and r.error.id in stuck]
         if failures:
-            raise BulkWriteError(failures, written)
+            raise BulkWriteError(sorted(failures, key=lambda pair: pair[0]), written)
         if not retry_ids:
             return updated
         rows = yield from _still_matching(backend, model, spec, retry_ids)
@@ -505,12 +512,24 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
     if ids is not None and not _heard(model, signals.pre_delete, signals.post_delete):
         if not ids:
             return 0
-        results = yield from backend.write(model._meta,
-                                           [WriteRequest("delete", id, 0) for id in ids])
-        for result in results:
-            if result.error is not None:
-                raise result.error
-        return sum(result.version is not None for result in results)
+        deleted, pending = 0, ids
+        for _attempt in range(WHERE_RETRIES):
+            results = yield from backend.write(
+                model._meta, [WriteRequest("delete", id, 0) for id in pending])
+            for result in results:
+                if result.error is not None and not isinstance(result.error, DocumentLocked):
+                    raise result.error
+            deleted += sum(result.version is not None for result in results
+                           if result.error is None)
+            stuck = yield from wait_locked(backend, model, results)
+            pending = [r.error.id for r in results if isinstance(r.error, DocumentLocked)]
+            if stuck:
+                raise BulkWriteError(
+                    [(ids.index(r.id), r.error) for r in results
+                     if r.error is not None and r.id in stuck], [])
+            if not pending:
+                return deleted
+        raise VersionConflict(model.__name__, ", ".join(pending), 0, None)
     rows = yield from backend.query(model._meta, spec)
     deleted = 0
     for _attempt in range(WHERE_RETRIES):
@@ -521,9 +540,14 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
             signals.pre_delete.send(model, document=doc)
         requests = [WriteRequest("delete", row.id, row.version) for row in rows]
         results = yield from backend.write(model._meta, requests)
+        stuck = yield from wait_locked(backend, model, results)
+        if stuck:
+            raise BulkWriteError([(position, r.error) for position, r in enumerate(results)
+                                  if r.error is not None and r.id in stuck], [])
         retry_ids = []
         for row, doc, result in zip(rows, docs, results, strict=True):
-            if isinstance(result.error, VersionConflict) and result.error.actual is not None:
+            if isinstance(result.error, DocumentLocked) or (isinstance(
+                    result.error, VersionConflict) and result.error.actual is not None):
                 retry_ids.append(row.id)
             elif result.error is not None:
                 raise result.error
@@ -538,12 +562,41 @@ def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:
     raise VersionConflict(model.__name__, ", ".join(r.id for r in rows), 0, None)
 
 
+def wait_locked(backend: Backend, model: type[Any],
+                results: Sequence[WriteResult]) -> Op[list[str]]:
+    """Wait for the transactions holding the documents whose writes met their locks
+    (:class:`~quantumorm.errors.DocumentLocked`: a two-phase commit, prepared and
+    undecided) to be settled, so that the caller writes those documents again (a lock is
+    neither a change nor a deletion: never skipped, never counted). The ids whose holder
+    could not be settled (still pending past its deadline as seen here): the caller raises
+    for them."""
+    locked = [r.error for r in results if isinstance(r.error, DocumentLocked)]
+    if not locked:
+        return []
+    wait = getattr(backend, "wait_unlocked", None)
+    if wait is None:  # (only a backend with such locks reports them)
+        return [error.id for error in locked]
+    stuck: list[str] = yield from wait(model._meta, [(e.id, e.holder) for e in locked])
+    return stuck
+
+
+def wait_for(backend: Backend, model: type[Any], conflict: Exception | None) -> Op[None]:
+    """Before a retry loop tries again after ``conflict``: when it is another
+    transaction's lock (:class:`~quantumorm.errors.DocumentLocked`), wait until its holder
+    is settled (or its deadline passed: then aborted), as trying again at once would meet
+    it again; any other conflict is retried at once."""
+    if isinstance(conflict, DocumentLocked):
+        yield from wait_locked(backend, model, [WriteResult(conflict.id, None, conflict)])
+
+
 def _sort_results(results: list[WriteResult], states: list[tuple[Any, Any]]
                   ) -> tuple[list[str], list[tuple[int, Exception]], list[Any]]:
     """Split write results into ids to retry, refusals, and the documents written."""
     retry, failures, done = [], [], []
     for position, (result, (doc, data)) in enumerate(zip(results, states, strict=True)):
         error = result.error
+        if isinstance(error, DocumentLocked):
+            continue  # (waited for by the caller: see wait_locked)
         if isinstance(error, VersionConflict):
             if error.actual is not None:
                 retry.append(doc.id)

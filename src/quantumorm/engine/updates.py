@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import signals
 from ..errors import (
     BulkWriteError,
+    DocumentLocked,
     DuplicateIdError,
     InvalidOperation,
     QueryError,
@@ -265,11 +266,16 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
         if not requests:
             return outcome
         results = yield from backend.write(options, requests)
+        stuck = yield from ops.wait_locked(backend, model, results)
         retry: list[str] = []
         failures: list[tuple[int, Exception]] = []
         for position, (result, (doc, data, before)) in enumerate(
                 zip(results, states, strict=True)):
-            if isinstance(result.error, VersionConflict):
+            if isinstance(result.error, DocumentLocked) and result.error.id not in stuck:
+                retry.append(before.id or "")  # (its holder settled: computed again)
+                continue
+            if isinstance(result.error, VersionConflict) and not isinstance(
+                    result.error, DocumentLocked):
                 # changed meanwhile: computed again; deleted meanwhile: no longer a match,
                 # but update_one/modify then look for the (new) first match
                 if result.error.actual is not None or one:

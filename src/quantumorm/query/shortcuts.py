@@ -114,10 +114,12 @@ def update_or_create_op(qs: QuerySet[D], values: dict[str, Any], changes: dict[s
             found.__dict__.update(changes)
             try:
                 yield from ops.save(backend, found)
-            except VersionConflict:
+            except VersionConflict as conflict:
                 if last:
                     raise
-                continue  # another writer saved first: read again, apply again
+                # another writer saved first (or holds it: waited for): read again, apply again
+                yield from ops.wait_for(backend, qs.model, conflict)
+                continue
             return found, False
         doc = qs.model(**values)
         try:

@@ -248,11 +248,13 @@ class ExpireCall:
 
     document_key: str
     ttl_key: str
+    locks_key: str  # the partition's lock hash (twophase.py)
     id_key: bytes
     expiry: str  # "persist" | milliseconds
 
     def call(self) -> Call:
-        return Call("expire", (self.document_key, self.ttl_key), (self.id_key, self.expiry))
+        return Call("expire", (self.document_key, self.ttl_key, self.locks_key),
+                    (self.id_key, self.expiry))
 
 
 @dataclass(slots=True)

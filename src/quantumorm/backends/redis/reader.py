@@ -11,7 +11,8 @@ and sort keys, and a second round trip fetches the documents the merge kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ...engine.contract import Row
 from ...engine.drive import Op
@@ -30,9 +31,20 @@ from .twophase import TwoPhase, flag_key
 #: rounds of a two-phase query (see Reader.query) whose fetched rows changed after they were
 #: ranked, before the one-phase merge is used instead
 TWO_PHASE_ATTEMPTS = 2
+#: how many times a query that met committed transactions' locks is asked again after
+#: settling them (twophase.py); then its last answer is returned
+QUERY_SETTLE_ROUNDS = 2
+
+T = TypeVar("T")
 #: the rows a one-phase merge would read, send and throw away, from which two phases pay
 #: (measured with bench/bench_partitions.py)
 TWO_PHASE_SPARED = 512
+
+
+def locked_reply(reply: Any) -> bool:
+    """Whether a query.lua reply is wrapped as {"LOCKED", answer}: its partition has locks
+    of two-phase commits (an id key never is "LOCKED": see sortable.id_key)."""
+    return isinstance(reply, list) and len(reply) == 2 and reply[0] in (b"LOCKED", "LOCKED")
 
 
 def two_phase_pays(partitions: int, window: int | None) -> bool:
@@ -57,6 +69,7 @@ class Reader(TwoPhase):
         # each MGET also reads its partition's lock flag (twophase.py): a document locked
         # by a transaction that is committed but not yet applied is read after applying it
         locked: dict[int, list[str]] = {}
+        seen: dict[int, list[Any]] = {}  # (what the MGET read of those partitions)
         if keys.partitions == 1:  # the common case: one MGET, nothing to group
             if not ids:
                 return []
@@ -67,6 +80,7 @@ class Reader(TwoPhase):
                 read_only=True)
             if reply.pop() is not None:
                 locked[0] = members
+                seen[0] = list(reply)
             stale: list[str] = []
             results.documents(options, members, reply, found, stale)
             if stale:
@@ -86,11 +100,12 @@ class Reader(TwoPhase):
             for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
                 if reply.pop() is not None:
                     locked[partition] = members
+                    seen[partition] = list(reply)
                 stale = []
                 results.documents(options, members, reply, found, stale)
                 if stale:
                     older[partition] = stale
-        if locked and settling and (yield from self.settle_for_readers(options, locked)):
+        if locked and settling and (yield from self.settle_for_readers(options, locked, seen)):
             return (yield from self.get_many(options, ids, settling - 1))
         if older:
             found.update((yield from self._fetch(options, older)))
@@ -150,7 +165,7 @@ class Reader(TwoPhase):
             # one-phase merge: its rows are each partition's own snapshot
             two_phase = two_phase and rounds < TWO_PHASE_ATTEMPTS
             rounds += 1
-            plan, replies = yield from self._ask(options, make)
+            plan, replies = yield from self._ask_settled(options, make)
             if not plan.server_order:
                 return results.arrange(options, spec, [row for reply in replies
                                                        for row in results.rows(options, reply)],
@@ -162,6 +177,24 @@ class Reader(TwoPhase):
             winners = yield from self._winners(options, results.merge_keys(spec, replies))
             if winners is not None:
                 return winners
+
+    def _ask_settled(self, options: ModelOptions, make: Callable[[ModelState], tuple[
+            T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:
+        """:meth:`_ask` for query.lua calls (one per partition, in partition order). A
+        partition with locks of two-phase commits answers {"LOCKED", answer}: the
+        committed transactions holding them are applied (:meth:`settle_partitions`) and
+        the query is asked again, at most ``QUERY_SETTLE_ROUNDS`` times; an undecided one
+        changed nothing, and the answer stands."""
+        for round in range(QUERY_SETTLE_ROUNDS + 1):
+            made, replies = yield from self._ask(options, make)
+            flagged = [p for p, reply in enumerate(replies) if locked_reply(reply)]
+            if not flagged:
+                return made, replies
+            replies = [reply[1] if locked_reply(reply) else reply for reply in replies]
+            if round == QUERY_SETTLE_ROUNDS or not (
+                    yield from self.settle_partitions(options, flagged)):
+                return made, replies
+        raise AssertionError("unreachable")
 
     def _winners(self, options: ModelOptions,
                  ranked: list[tuple[str, int]]) -> Op[list[Row] | None]:
@@ -227,7 +260,7 @@ class Reader(TwoPhase):
             if COUNT_EXPIRING not in counts:
                 total = sum(counts)
                 return min(total, 1) if mode is QueryMode.EXISTS else total
-        _, replies = yield from self._ask(options, lambda state: (None, state.query_plan(
+        _, replies = yield from self._ask_settled(options, lambda state: (None, state.query_plan(
             state.planner.plan(spec, counting=True), mode, 0, None)))
         total = sum(int(r) for r in replies)
         return min(total, 1) if mode is QueryMode.EXISTS else total

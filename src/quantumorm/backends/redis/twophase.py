@@ -19,7 +19,11 @@ round trip (its calls go to every node concerned at once):
 4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
    exactly as the one-script transaction does it (documents, versions, indexes, expiry,
    change events); locks released; once only (an apply that finds the locks gone is a
-   no-op and reports the versions the first one wrote).
+   no-op and reports the versions the first one wrote). After the decision an apply
+   refuses nothing: a document that expired meanwhile is written as an insert, a delete
+   of one does nothing; an intent made with an older schema layout is made again from
+   its rows with the schema of now (:meth:`TwoPhase._rebuilt`). Expiry changes and
+   sweeps leave a locked document alone until its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks
@@ -46,15 +50,18 @@ so a write in between could take it and a committed transaction could not be app
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ... import sortable
-from ...engine.contract import WriteRequest, WriteResult
+from ...compression import decode_document, decompress
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
-from ...errors import TransactionError
+from ...errors import QuantumORMError, TransactionCommitted, TransactionError
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import TxCall
@@ -67,8 +74,15 @@ from .replies import TxReply, tx_reply
 #: aborted, so expiring is aborting (the same server's clock decides both); a record whose
 #: client died before its prepare (no lock leads anyone to it) is gone soon after
 RECORD_GRACE_MS = 1000
+log = logging.getLogger("quantumorm.redis")
+
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
+#: the longest pause between two attempts to settle an undecided holder (seconds)
+WAIT_PAUSE_MAX = 0.1
+#: how long past the holder's deadline (as this client's clock sees it) a writer keeps
+#: trying to settle it before giving up (ms): room for clock skew between client and server
+WAIT_SKEW_MS = 2000
 
 
 def record_key(namespace: str, txid: str) -> str:
@@ -94,6 +108,11 @@ def intent_key(locks: str, record: str) -> str:
     """A transaction's intent in the partition of lock hash ``locks``."""
     txid = record.rsplit(":", 2)[-2].rstrip("}")
     return f"{locks.removesuffix(':locks')}:2pc:{txid}"
+
+
+def _bytes(value: Any) -> bytes:
+    """An argument of a script call as bytes (a call built here has some as str)."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @dataclass
@@ -182,7 +201,15 @@ class TwoPhase(BackendCore):
             placed.append([r for r in row if r is not None])
         return placed
 
+    def _know(self, options: ModelOptions) -> None:
+        """Remember the model of ``options`` by its partitions' key prefix: an intent of
+        it refused for its schema layout can then be made again here (:meth:`_rebuilt`)."""
+        known: dict[str, ModelOptions] = self.__dict__.setdefault("_known_models", {})
+        # (the last model used for a collection: the newest declaration, when two share it)
+        known[self._state(options).keys.tag(0).rsplit(":p", 1)[0]] = options
+
     def _call(self, share: Share, phase: bytes, record: str) -> TxCall:
+        self._know(share.options)
         state = self._state(share.options)
         call = state.writes.tx(share.partition, share.checks, share.requests)
         call.phase = wire.pack([phase, record.encode()])
@@ -226,23 +253,64 @@ class TwoPhase(BackendCore):
                     self._state(share.options).keys.tag(share.partition)))
             writes.tx_results(share.options, share.checks, share.requests, reply)  # raises
             raise AssertionError(f"unexpected prepare reply {reply!r}")
-        # 3. commit: the decision
-        (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
-                                   idempotent=True)
+        # 3. commit: the decision (from here on, a failure is never "nothing written")
+        try:
+            (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
+                                       idempotent=True)
+        except QuantumORMError as lost:
+            raise TransactionCommitted(record, lost, decided=False) from lost
         if wire.text(state) != "committed":
             yield from self._finish(record, registry, participants, "abort")
             raise TransactionError(
                 f"the transaction passed its deadline ({timeout} s after it began) before "
                 "its commit: it was aborted, nothing was written")
-        # 4. apply (resent, an apply finds its locks gone and reports the versions written)
-        sent = yield RedisPlan(tuple(self._call(share, b"apply", record).call()
-                                     for share in shares), idempotent=True)
-        done = [self._applied(share, tx_reply(raw)) for share, raw in zip(shares, sent,
-                                                                           strict=True)]
-        # 5. finish
-        yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
-                        idempotent=True)
+        try:
+            # 4. apply (resent, an apply finds its locks gone and reports the versions)
+            intents = [self._call(share, b"apply", record).call() for share in shares]
+            sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
+            done = []
+            for share, intent, reply in zip(shares, intents, sent, strict=True):
+                if reply.status == "DONE" and reply.applied is None:
+                    # applied long ago (the versions it left have expired): read them
+                    reply.applied = yield from self._late_versions(intent.keys, intent.args)
+                done.append(self._applied(share, reply))
+            # 5. finish
+            yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
+                            idempotent=True)
+        except QuantumORMError as failed:  # (committed: recovery applies the rest)
+            raise TransactionCommitted(record, failed) from failed
         return done
+
+    def _late_versions(self, keys: tuple[str, ...], args: tuple[Any, ...]
+                       ) -> Op[list[int] | None]:
+        """The versions an intent (keys and arguments of its ``tx.lua`` call) wrote, from
+        the recent write ids of its documents' meta hashes, when what the apply left
+        behind has expired (a resend that came very late); None when a document has been
+        written too often since to tell."""
+        nindexes = len(wire.unpack(_bytes(args[0]))) // 3
+        rows = args[6:]
+        written = [n for n in range(len(rows) // 9) if _bytes(rows[9 * n]) in (b"insert",
+                                                                              b"update")]
+        seen = yield RedisPlan(tuple(Command(("HGET", keys[4 + nindexes + 2 * n], "r"))
+                                     for n in written), idempotent=True)
+        recent = dict(zip(written, seen, strict=True))
+        versions: list[int] = []
+        for n in range(len(rows) // 9):
+            kind, expected, write_id = (_bytes(rows[9 * n]), _bytes(rows[9 * n + 1]),
+                                        _bytes(rows[9 * n + 4]))
+            if kind == b"check":
+                versions.append(int(expected))
+                continue
+            if kind == b"delete":
+                versions.append(0)
+                continue
+            held = bytes(recent[n] or b"")
+            at = next((i for i in range(0, len(held), 32)
+                       if held[i:i + 16] == write_id), None)  # (see _write.lua's applied)
+            if at is None:
+                return None
+            versions.append(int(held[at + 16:at + 32]))
+        return versions
 
     def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:
         versions: list[int] | None = None
@@ -309,7 +377,7 @@ class TwoPhase(BackendCore):
         intents = [pairs[i].decode() for i in range(1, len(pairs), 2)]
         stored = yield RedisPlan(tuple(Command(("GET", key)) for key in intents),
                                  idempotent=True)
-        calls: list[Step] = []
+        calls: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
         for blob in stored:
             if not blob:
                 continue
@@ -318,23 +386,131 @@ class TwoPhase(BackendCore):
                 continue  # applied already: what it wrote
             count = int(flat[1])
             keys = tuple(k.decode() for k in flat[2:2 + count])
-            calls.append(Call("tx", keys, tuple(flat[2 + count:])))
+            calls.append((keys, tuple(flat[2 + count:])))
         if not calls:
             return
-        sent = yield RedisPlan(tuple(calls), idempotent=True)
-        for raw in sent:
-            reply = tx_reply(raw)
+        sent = yield from self._send_intents(calls)
+        for reply in sent:
             if reply.status not in ("OK", "DONE"):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
                     f"({reply.status}); its intents stay for the next attempt")
 
-    def settle_for_readers(self, options: ModelOptions,
-                           by_partition: dict[int, list[str]]) -> Op[bool]:
+    def wait_unlocked(self, options: ModelOptions,
+                      locked: Sequence[tuple[str, str]]) -> Op[list[str]]:
+        """Wait until the transactions holding documents of ``options`` are settled:
+        ``locked`` pairs each document id with the record key of its holder. An undecided
+        holder is settled (rolled back) once its deadline has passed; until then this pauses
+        between attempts with a growing backoff (the pause is a server-side blocking
+        ``XREAD`` of a stream nobody writes, so that the same body runs under both
+        drivers). The ids whose
+        holder could not be settled (its record says pending past the deadline as this
+        client's clock sees it, plus a margin): an empty list when every one was."""
+        self._know(options)
+        keys = self._state(options).keys
+        by_holder: dict[str, list[str]] = {}
+        for id, holder in locked:
+            by_holder.setdefault(holder, []).append(id)
+        stuck: list[str] = []
+        for holder, ids in by_holder.items():
+            hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
+            (deadline,) = yield RedisPlan((Command(("HGET", holder, "deadline")),),
+                                          idempotent=True)
+            give_up = int(deadline or 0) + WAIT_SKEW_MS
+            attempt = 0
+            while not (yield from self.settle(holder, hashes)):
+                if time.time() * 1000 > give_up:
+                    stuck += ids
+                    break
+                pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
+                attempt += 1
+                # (a stream of the record's slot that is never written: a pure wait, with a
+                # command the least-privilege ACL rule already allows)
+                yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(pause * 1000)),
+                                          "STREAMS", holder[:-1] + "wait", "$")),),
+                                idempotent=True)
+        return stuck
+
+    def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
+                      ) -> Op[list[TxReply]]:
+        """Send intents (the keys and arguments of ``tx.lua`` calls in apply mode), all in
+        one round trip. An apply refuses nothing but an outdated schema layout (an index
+        added, dropped or rebuilt since the prepare): such an intent is made again from
+        the rows it stores with its model's current schema, when this client knows the
+        model (:meth:`_know`), and sent again; else its refusal is returned."""
+        replies: list[TxReply | None] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            sent = yield RedisPlan(tuple(Call("tx", *calls[i]) for i in pending),
+                                   idempotent=True)
+            again: list[int] = []
+            for i, raw in zip(pending, sent, strict=True):
+                reply = replies[i] = tx_reply(raw)
+                if reply.status == "LAYOUT":
+                    rebuilt = yield from self._rebuilt(*calls[i])
+                    if rebuilt is not None:
+                        calls[i] = rebuilt
+                        again.append(i)
+            if not again:
+                break
+            pending = again
+        return [reply for reply in replies if reply is not None]
+
+    def _rebuilt(self, keys: tuple[str, ...], args: tuple[Any, ...]
+                 ) -> Op[tuple[tuple[str, ...], tuple[Any, ...]] | None]:
+        """The intent ``keys``/``args`` made again with the current schema of its model
+        (read again): the same rows (checks, deletes, and each write's stored bytes, its
+        index entries computed anew from them); None when this client does not know the
+        model."""
+        state_key = keys[2]
+        cut = state_key.rindex(":p")
+        known: dict[str, ModelOptions] = self.__dict__.get("_known_models", {})
+        options = known.get(state_key[:cut])
+        if options is None:
+            return None
+        partition = int(state_key[cut + 2:state_key.index("}", cut)])
+        state = yield from self.prepare(options, refresh=True)
+        nindexes = len(wire.unpack(_bytes(args[0]))) // 3
+        rows = args[6:]
+        nrows = len(rows) // 9
+        checks: list[tuple[str, int]] = []
+        requests: list[WriteRequest] = []
+        for n in range(nrows):
+            kind, expected, _, stored, _, _, _, changed, expiry = (
+                _bytes(v) for v in rows[9 * n:9 * n + 9])
+            doc_key = keys[3 + nindexes + 2 * n]
+            id = sortable.unescape_id(doc_key.split("}:d:", 1)[1])
+            if kind == b"check":
+                checks.append((id, int(expected)))
+            elif kind == b"delete":
+                requests.append(WriteRequest("delete", id, int(expected)))
+            else:
+                raw = decompress(stored, options.model_name, id)
+                data = decode_document(raw, options.model_name, id)
+                values = {name: options.read_value(name, data) for name in options.fields}
+                values["id"] = id
+                names = frozenset(n.decode() for n in wire.unpack(changed)) if changed else None
+                text = expiry.decode()
+                requests.append(WriteRequest(
+                    "insert" if kind == b"insert" else "update", id, int(expected), data,
+                    values, names, Expiry(text) if text in ("keep", "persist") else int(text),
+                    raw))
+        call = state.writes.tx(partition, checks, requests)
+        call.phase = _bytes(args[5])
+        call.intent_key = keys[3 + nindexes + 2 * nrows]
+        made = call.call()
+        return made.keys, made.args
+
+    def settle_for_readers(self, options: ModelOptions, by_partition: dict[int, list[str]],
+                           seen: dict[int, list[Any]] | None = None) -> Op[bool]:
         """A read by id met locked partitions (their flags): apply the committed
-        transactions that lock the documents read. True when one was (the read is sent
-        again to see it); False when none is committed (what the read found is right:
-        prepare changes no document)."""
+        transactions that lock the documents read. True when the read must be sent again:
+        one was applied here, or (``seen``: what the read's MGET returned per partition) a
+        document read without a lock now is no longer what was read (a transaction's apply
+        released it between the read and this look at the locks: the read may hold half
+        of it). False when what the read found is right (an undecided holder changed no
+        document: prepare writes none)."""
+        self._know(options)
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
         held = yield RedisPlan(tuple(
@@ -342,28 +518,73 @@ class TwoPhase(BackendCore):
             for tag, members in zip(tags, by_partition.values(), strict=True)),
             read_only=True)
         holders: dict[str, str] = {}
-        for tag, found in zip(tags, held, strict=True):
-            for holder in found:
+        unheld: dict[int, list[str]] = {}
+        for (partition, members), tag, found in zip(by_partition.items(), tags, held,
+                                                    strict=True):
+            for id, holder in zip(members, found, strict=True):
                 if holder is not None:
                     holders.setdefault(wire.text(holder), locks_key(tag))
-        if not holders:
-            return False
-        # only a committed one changes what the read should see (an undecided, aborted or
-        # missing one left the documents as they were): the others are left to writers and
-        # the sweeper, so that a read writes nothing it need not
-        states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
-                                       for record in holders), read_only=True)
+                else:
+                    unheld.setdefault(partition, []).append(id)
         settled = False
-        for (record, locks), state in zip(holders.items(), states, strict=True):
-            if state is not None and wire.text(state) == "committed":
-                settled = (yield from self.settle(record, locks)) or settled
-        return settled
+        if holders:
+            # only a committed one changes what the read should see (an undecided, aborted
+            # or missing one left the documents as they were): the others are left to
+            # writers and the sweeper, so that a read writes nothing it need not
+            states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                           for record in holders), read_only=True)
+            for (record, locks), state in zip(holders.items(), states, strict=True):
+                if state is not None and wire.text(state) == "committed":
+                    settled = (yield from self.settle(record, locks)) or settled
+        if settled or not unheld or seen is None:
+            return settled
+        # unlocked now, perhaps not when read: read again (the same bytes: nothing applied
+        # to them in between, as every write gives a new version)
+        again = yield RedisPlan(tuple(Command(("MGET", *[
+            keys.doc(partition, id) for id in members])) for partition, members in
+            unheld.items()), read_only=True)
+        for (partition, members), now in zip(unheld.items(), again, strict=True):
+            before = dict(zip(by_partition[partition], seen[partition], strict=True))
+            if [before[id] for id in members] != list(now):
+                return True
+        return False
+
+    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int]) -> Op[bool]:
+        """A query met locks in these partitions of ``options`` (query.lua's {"LOCKED",
+        ...}): apply the committed transactions holding them. True when the query must be
+        asked again: one was applied here, or a partition has no lock left (a
+        transaction's apply may have landed between the query and this look). False when
+        every holder is undecided, aborted or gone: their prepares changed no document, so
+        the answer stands."""
+        self._know(options)
+        keys = self._state(options).keys
+        hashes = [locks_key(keys.tag(p)) for p in partitions]
+        held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
+                               read_only=True)
+        holders: dict[str, list[str]] = {}
+        emptied = False
+        for key, pairs in zip(hashes, held, strict=True):
+            emptied = emptied or not pairs
+            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
+            for value in values:
+                met = holders.setdefault(wire.text(value), [])
+                if key not in met:
+                    met.append(key)
+        settled = False
+        if holders:
+            states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
+                                           for record in holders), read_only=True)
+            for (record, met), state in zip(holders.items(), states, strict=True):
+                if state is not None and wire.text(state) == "committed":
+                    settled = (yield from self.settle(record, met)) or settled
+        return settled or emptied
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has
         passed (by the registry), and those holding locks in the model's partitions whose
         record is gone or past its deadline (a record lost with a failed master, a registry
         entry lost likewise); how many were settled."""
+        self._know(options)
         keys = self._state(options).keys
         registry = registry_key(keys.namespace)
         locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
@@ -381,8 +602,12 @@ class TwoPhase(BackendCore):
                     met.append(key)
         settled = 0
         for record, met in found.items():
-            if (yield from self.settle(record, met)):
-                settled += 1
+            try:
+                if (yield from self.settle(record, met)):
+                    settled += 1
+            except QuantumORMError as failed:  # (one transaction stops none of the others)
+                log.warning("the sweeper could not settle the transaction %s: %s", record,
+                            failed)
         return settled
 
     def locked(self, options: ModelOptions, id: str) -> Op[str | None]:

@@ -91,7 +91,7 @@ class Writer(TwoPhase):
                         outcomes.append((i, None))
                         continue
                     result = writes.result(options, requests[i], reply)
-                    if isinstance(result.error, DocumentLocked):
+                    if isinstance(result.error, DocumentLocked) and not resent:
                         locked.append((i, result))  # (settled below, then sent again)
                         continue
                     if resent and isinstance(result.error, (VersionConflict, DuplicateIdError)):
@@ -200,6 +200,9 @@ class Writer(TwoPhase):
             try:
                 return writes.tx_results(options, list(checks), requests, tx_reply(sent[0]))
             except DocumentLocked as locked:
+                if getattr(sent, "resent", False):  # (see VersionConflict below)
+                    raise WriteOutcomeUnknown(options.model_name, requests[0].id,
+                                              locked) from None
                 # a prepared transaction holds a document: settled by its record if it can
                 # be, then this one is sent again (once)
                 if _attempt or not (yield from self.settle(
@@ -265,15 +268,18 @@ class Writer(TwoPhase):
             calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
             sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
             refused, stale = [], False
+            locked: list[tuple[int, str]] = []
             for position, raw in zip(pending, sent, strict=True):
                 if layout_refused(raw):
                     refused.append(position)
                     stale = True
-                elif wire.text(raw[0]) == "LOCKED" and (yield from self.settle(
-                        wire.text(raw[1]), self._locks_of(options, ids[position]))):
-                    refused.append(position)  # (its holder settled: sent again)
-                else:
-                    replies[position] = raw
+                elif wire.text(raw[0]) == "LOCKED":
+                    locked.append((position, wire.text(raw[1])))
+                replies[position] = raw
+            if locked:  # (its holder settled, or waited for until it is: sent again)
+                stuck = yield from self.wait_unlocked(
+                    options, [(ids[position], holder) for position, holder in locked])
+                refused += [position for position, _ in locked if ids[position] not in stuck]
             if not refused:
                 return replies
             pending = refused
@@ -283,6 +289,7 @@ class Writer(TwoPhase):
 
     def _locks_of(self, options: ModelOptions, id: str) -> str:
         """The lock hash of the partition of document ``id`` (twophase.py)."""
+        self._know(options)
         keys = self._state(options).keys
         return locks_key(keys.tag(keys.partition_of(id)))
 
@@ -293,9 +300,17 @@ class Writer(TwoPhase):
         keys = self._state(options).keys
         p = keys.partition_of(id)
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
-        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), sortable.id_key(id), how).call()
-        (done,) = yield RedisPlan((call,), idempotent=True)
-        return bool(done)
+        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), self._locks_of(options, id),
+                                sortable.id_key(id), how).call()
+        for _attempt in range(LAYOUT_ATTEMPTS):
+            (done,) = yield RedisPlan((call,), idempotent=True)
+            if not isinstance(done, list):
+                return bool(done)
+            # locked by a prepared transaction: its holder settled (or waited for), then again
+            holder = wire.text(done[1])
+            if (yield from self.wait_unlocked(options, [(id, holder)])):
+                raise DocumentLocked(options.model_name, id, 0, holder)
+        raise DocumentLocked(options.model_name, id, 0, holder)
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition; and

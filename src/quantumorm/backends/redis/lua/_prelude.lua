@@ -138,15 +138,24 @@ local function now_ms()
 end
 
 -- Sweep up to ``limit`` documents whose expiry is due: purge those whose key is gone,
--- reschedule those still alive (their expiry moved). Returns how many were purged.
+-- reschedule those still alive (their expiry moved), leave those a prepared transaction
+-- locks. Returns how many were purged.
 local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
-  local purged = 0
+  local purged, locks, locked = 0, nil, nil
   local due = redis.call("ZRANGEBYSCORE", ttl_key, "-inf", now_ms(), "LIMIT", 0, limit)
   if #due > 0 and bad_index(indexes) then return 0 end  -- never fail half-way: leave them
   for _, idkey in ipairs(due) do
     local eid = escaped_id(idkey)
     local at = redis.call("PEXPIRETIME", doc_prefix .. eid)
-    if at == -2 then
+    if at == -2 and locked == nil then
+      -- (the partition's lock hash, "<tag>:locks" beside "<tag>:ttl": one EXISTS per sweep)
+      locks = string.sub(ttl_key, 1, -4) .. "locks"
+      locked = redis.call("EXISTS", locks) == 1
+    end
+    if at == -2 and locked and redis.call("HGET", locks, idkey) then  -- luacheck: ignore 542
+      -- a document locked by a prepared transaction keeps its leftovers until released:
+      -- its apply writes it again (tx.lua); it stays due for the next sweep
+    elseif at == -2 then
       purge_expired(idkey, meta_prefix .. eid, ids_key, ttl_key, indexes)
       purged = purged + 1
     elseif at == -1 then

@@ -8,7 +8,8 @@
 -- KEYS[3]   the partition's state hash (schema layout, see _prelude.lua)
 -- ARGV[1]   the caller's schema layout
 -- ARGV[2..] pairs of lex range bounds; none: count the whole key (ZCARD)
--- Returns   the count, -1 when the TTL schedule is not empty, -2 when the caller's schema
+-- Returns   the count, -1 when the TTL schedule is not empty or the partition has locks of
+--           two-phase commits (its flag, see lock_flag() in _write.lua), -2 when the caller's schema
 --           is outdated (it must read it again)
 -- luacheck: globals redis KEYS ARGV
 
@@ -18,6 +19,8 @@ do
   if refused then return redis.error_reply("WRONGTYPE " .. KEYS[3] .. " is not a hash") end
 end
 if redis.call("ZCARD", KEYS[1]) > 0 then return -1 end
+-- (two-phase commits: while the partition has locks, query.lua counts, and says so)
+if redis.call("EXISTS", string.sub(KEYS[3], 1, -6) .. "locked") == 1 then return -1 end
 if #ARGV == 1 then return redis.call("ZCARD", KEYS[2]) end
 local n = 0
 for i = 2, #ARGV, 2 do n = n + redis.call("ZLEXCOUNT", KEYS[2], ARGV[i], ARGV[i + 1]) end

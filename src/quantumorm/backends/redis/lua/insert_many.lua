@@ -94,7 +94,10 @@ for d = 1, ndocs do
   if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
   if not refused and locked then
     local holder = redis.call("HGET", locks, idkey)
-    if holder then refused = {"LOCKED", holder} end
+    -- (a resent insert applied the first time is recognised by its write id below)
+    if holder and not (type_ok(meta_key, "hash") and applied(meta_key, write_id)) then
+      refused = {"LOCKED", holder}
+    end
   end
   if not refused and not all_free then  -- (an expired document's leftovers are purged)
     refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,

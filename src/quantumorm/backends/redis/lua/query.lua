@@ -36,7 +36,8 @@
 --           plan: {estimated candidates, 1 if exact, the chosen driver, the drivers it
 --           reads...}, each driver named by its position in the program's DRIVER (depth
 --           first, from 1);
---           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated
+--           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated;
+--           but plan, {"LOCKED", the answer} while the partition's lock flag is set
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 do
@@ -777,5 +778,12 @@ if mode == "plan" then
   for _, n in ipairs(used(chosen, {})) do out[#out + 1] = n end
   return out
 end
-if chosen.kind == "WALK" then return walk(chosen) end
-return gather(chosen)
+local answer
+if chosen.kind == "WALK" then answer = walk(chosen) else answer = gather(chosen) end
+-- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
+-- hash), the answer comes wrapped, {"LOCKED", answer}: the caller settles the committed
+-- transactions holding them and asks again, so that it sees a committed transaction whole
+if redis.call("EXISTS", string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked") == 1 then
+  return {"LOCKED", answer}
+end
+return answer

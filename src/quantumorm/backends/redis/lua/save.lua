@@ -73,7 +73,11 @@ do
 end
 if idkey ~= "" then  -- (a document of a prepared transaction: see lock_holder())
   local holder = lock_holder(KEYS[6], idkey)
-  if holder then return {"LOCKED", holder} end
+  -- (a resent write applied the first time, before the lock was taken, is recognised by its
+  -- write id below: it is not refused)
+  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, ARGV[5])) then
+    return {"LOCKED", holder}
+  end
 end
 
 -- the indexes this write touches, with their new entries

@@ -34,8 +34,11 @@
 --               wrote has been written again since: the version it wrote is unknown)
 --               | {"LOCKED", position, record key} (a prepared transaction holds it)
 --               prepare: {"PREPARED"} (checked, locked, the intent stored; nothing else
---               written); apply: as above, or {"DONE", what the intent key holds: after
---               an apply, MessagePack {"applied", version per operation...}; or ""}
+--               written); apply: {"OK", ...}, {"LAYOUT", ...} (the client makes the call
+--               again with the schema of now), {"WRONGTYPE", key}, or {"DONE", what the
+--               intent key holds: after an apply, MessagePack {"applied", version per
+--               operation...}; or ""}: after the decision no version, existence or unique
+--               check refuses (see check_apply)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -80,17 +83,6 @@ if phase == "apply" then  -- applied once: a second apply (or one after a releas
       return {"DONE", redis.call("GET", intent_key) or ""}
     end
   end
-elseif redis.call("EXISTS", locks) == 1 then
-  local mine = 0
-  for n = 1, nrows do
-    local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
-    if holder == record and holder then
-      mine = mine + 1
-    elseif holder then
-      return {"LOCKED", n, holder}
-    end
-  end
-  if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
 end
 
 -- 0. a resent transaction whose first attempt was applied: its first write says so, and
@@ -117,6 +109,21 @@ for n = 1, phase and 0 or nrows do
   end
 end
 
+-- (after step 0: a resent transaction applied the first time is recognised as such even
+-- if a prepared transaction has locked one of its documents since)
+if phase ~= "apply" and redis.call("EXISTS", locks) == 1 then
+  local mine = 0
+  for n = 1, nrows do
+    local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
+    if holder == record and holder then
+      mine = mine + 1
+    elseif holder then
+      return {"LOCKED", n, holder}
+    end
+  end
+  if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
+end
+
 -- 1. versions ------------------------------------------------------------------------
 -- An update's check: TYPE of the document tells its type and whether it is alive, the
 -- HGET of the version proves the meta hash's type; an expired document's leftovers are
@@ -135,13 +142,40 @@ local function check_update(op)
   return nil
 end
 
+-- The apply of a committed transaction refuses nothing its prepare checked: the decision
+-- is taken. Its documents were locked since, so only the server can have changed them: a
+-- document that expired meanwhile (its key gone; its leftovers purged here) is written as
+-- an insert, a delete of it does nothing, a check is done.
+local function check_apply(op)
+  local t = redis.call("TYPE", op.doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+  if not type_ok(op.meta_key, "hash") then return {"WRONGTYPE", op.meta_key} end
+  if t == "none" and redis.call("EXISTS", op.meta_key) == 1 then
+    purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+  end
+  if op.kind == "check" then
+    op.version = tonumber(op.expected)
+  elseif op.kind == "delete" then
+    if t == "none" then op.kind, op.version = "gone", 0 end
+  else
+    op.kind = t == "none" and "insert" or "update"
+  end
+  return nil
+end
+
 local ops = {}
 for n = 1, nrows do
   local base = 6 + 9 * (n - 1)
   local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
               json = ARGV[base + 4], write_id = ARGV[base + 5],
               doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
-  if op.kind == "insert" or op.kind == "update" then
+  if phase == "apply" then
+    local refused = check_apply(op)
+    if refused then return refused end
+  end
+  if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then  -- luacheck: ignore 542
+    -- (checked above)
+  elseif op.kind == "insert" or op.kind == "update" then
     local refused
     if op.kind == "insert" then
       refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
@@ -150,6 +184,7 @@ for n = 1, nrows do
       refused = check_update(op)
     end
     -- (no write id given: a transaction recognises its earlier attempt in step 0)
+    if phase == "apply" then refused = nil end  -- (see check_apply)
     if refused then
       if refused[1] == "WRONGTYPE" then return refused end
       return {refused[1], n, refused[2]}
@@ -188,7 +223,7 @@ for n, op in ipairs(ops) do
     for i, index in ipairs(indexes) do
       op.members[i] = unpack_list(values[index.field])
       claims[i] = claims[i] or {}
-      if index.unique and not op.lenient[i] then
+      if index.unique and not op.lenient[i] and phase ~= "apply" then
         for _, member in ipairs(op.members[i]) do
           if member ~= NULL then
             local other = claims[i][member]
@@ -257,7 +292,7 @@ for n, op in ipairs(ops) do
     redis.call("DEL", op.doc_key, op.meta_key)
     emit("delete", op.idkey, op.expected, nil, nil, last)
     versions[n] = 0
-  elseif op.kind ~= "check" then
+  elseif op.kind == "insert" or op.kind == "update" then
     for i, index in ipairs(indexes) do
       local old = listed and unpack_list(listed[i + 1] or nil) or {}
       rewrite_entries(index.key, op.idkey, old, op.members[i])

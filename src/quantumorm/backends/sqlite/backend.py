@@ -33,6 +33,7 @@ from ...errors import (
 from ...maintenance import Progress, ReindexReport, RepairReport, VerifyReport
 from ...options import ModelOptions
 from ...query.nodes import FALSE, QuerySpec
+from .. import sql_transactions
 from . import compiler, lifecycle
 from .plans import GroupReply, SqlPlan, Statement
 from .schema import CLOCKS, NULL_SQL, SEQUENCES, Layout, quote
@@ -145,52 +146,14 @@ class SqliteBackend:
         (done,) = yield from self.transact_many([(options, checks, requests)], 0.0)
         return done
 
-    def transact_many(self, parts: Sequence[tuple[ModelOptions, Sequence[tuple[str, int]],
-                                                  Sequence[WriteRequest]]],
+    def transact_many(self, parts: Sequence[sql_transactions.Part],
                       timeout: float) -> Op[list[list[WriteResult]]]:
         """:meth:`transact` for documents of several models (tables), all in one SQLite
         transaction (``timeout`` is for stores that commit in phases: nothing here stays
         undecided longer than the transaction itself)."""
-        groups: list[Any] = []
-        # per group: the model, and (id, version read) for a check or the write request
-        rows: list[tuple[ModelOptions, tuple[str, int] | WriteRequest]] = []
-        prepared: list[list[WriteRequest]] = []
-        for options, checks, requests in parts:
-            layout = yield from self._prepare(options)
-            requests = list(requests)
-            missing = [i for i, r in enumerate(requests) if r.id is None]
-            if missing:
-                ids = yield from self.allocate_ids(options, len(missing))
-                for i, new_id in zip(missing, ids, strict=True):
-                    requests[i] = requests[i].with_id(new_id)
-            for id, version in checks:
-                groups.append(_check_statements(layout, id, version))
-                rows.append((options, (id, version)))
-            for request in requests:
-                groups.append(_statements(layout, request, self.max_document_bytes))
-                rows.append((options, request))
-            prepared.append(requests)
-        if not groups:
-            return [[] for _ in parts]
-        replies = yield SqlPlan(tuple(groups), write=True, atomic=True)
-        refused = replies[-1] if replies[-1].refused is not None else None
-        if refused is not None:
-            options, row = rows[len(replies) - 1]
-            if not isinstance(row, WriteRequest):
-                id, expected = row
-                actual = int(refused.rows[-1][0][0]) if refused.rows[-1] else None
-                raise VersionConflict(options.model_name, id, expected, actual)
-            error = _result(options, row, refused).error
-            raise error or VersionConflict(options.model_name, row.id or "<new>",
-                                           row.expected_version, None)
-        results: list[list[WriteResult]] = []
-        at = 0
-        for (options, checks, _), requests in zip(parts, prepared, strict=True):
-            at += len(checks)
-            results.append([_result(options, r, reply) for r, reply in
-                            zip(requests, replies[at:at + len(requests)], strict=True)])
-            at += len(requests)
-        return results
+        return sql_transactions.transact_many(
+            self, parts, lambda groups: SqlPlan(groups, write=True, atomic=True),
+            _check_statements, _statements, _result)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -138,6 +138,23 @@ class TwoPhase(BackendCore):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         raise NotImplementedError  # (Writer's)
 
+    def with_ids(self, options: ModelOptions,
+                 requests: Sequence[WriteRequest]) -> Op[list[WriteRequest]]:
+        """A transaction's writes, each new document given an id first (one INCRBY); refused
+        on a model of several partitions, where a new document's partition must be known
+        before the transaction is sent."""
+        requests = list(requests)
+        missing = [i for i, r in enumerate(requests) if r.id is None]
+        if missing:
+            if options.partitions > 1:
+                raise TransactionError(
+                    f"{options.model_name} has {options.partitions} partitions: a new "
+                    "document in a transaction needs an id, so that its partition is known")
+            ids = yield from self.allocate_ids(options, len(missing))
+            for i, new_id in zip(missing, ids, strict=True):
+                requests[i] = requests[i].with_id(new_id)
+        return requests
+
     def transact_many(self, parts: Sequence[tuple[ModelOptions, Sequence[tuple[str, int]],
                                                   Sequence[WriteRequest]]],
                       timeout: float) -> Op[list[list[WriteResult]]]:
@@ -148,16 +165,7 @@ class TwoPhase(BackendCore):
         results: list[list[WriteResult | None]] = []
         for number, (options, checks, requests) in enumerate(parts):
             state = yield from self.prepare(options)
-            requests = list(requests)
-            missing = [i for i, r in enumerate(requests) if r.id is None]
-            if missing:
-                if options.partitions > 1:
-                    raise TransactionError(
-                        f"{options.model_name} has {options.partitions} partitions: a new "
-                        "document in a transaction needs an id, so that its partition is known")
-                ids = yield from self.allocate_ids(options, len(missing))
-                for i, new_id in zip(missing, ids, strict=True):
-                    requests[i] = requests[i].with_id(new_id)
+            requests = yield from self.with_ids(options, requests)
             results.append([None] * len(requests))
             keys = state.keys
             for id, version in checks:

@@ -171,16 +171,7 @@ class Writer(TwoPhase):
         """Version checks and writes in one atomic ``tx.lua`` call: all applied or none.
         Every document must be in one partition (one script, one slot)."""
         state = yield from self.prepare(options)
-        requests = list(requests)
-        missing = [i for i, r in enumerate(requests) if r.id is None]
-        if missing:
-            if options.partitions > 1:
-                raise TransactionError(
-                    f"{options.model_name} has {options.partitions} partitions: a new "
-                    "document in a transaction needs an id, so that its partition is known")
-            ids = yield from self.allocate_ids(options, len(missing))
-            for i, new_id in zip(missing, ids, strict=True):
-                requests[i] = requests[i].with_id(new_id)
+        requests = yield from self.with_ids(options, requests)
         every_id = [id for id, _ in checks] + [r.id for r in requests if r.id is not None]
         partitions = {state.keys.partition_of(id) for id in every_id}
         if len(partitions) > 1:

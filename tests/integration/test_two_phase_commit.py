@@ -16,7 +16,14 @@ import pytest
 from helpers import assert_indexes_consistent
 
 import quantumorm
-from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
+from quantumorm import (
+    Document,
+    IntField,
+    StringField,
+    TransactionError,
+    VersionConflict,
+    sortable,
+)
 from quantumorm.backends.redis import replies, twophase, wire
 from quantumorm.backends.redis.acl import acl_rule
 from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
@@ -666,6 +673,77 @@ def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
             step = reader.send(executor.execute(step))
     assert {row.id: row.data["balance"] for row in done.value.value} == {
         ids[0]: 90, ids[1]: 110}
+
+
+def apply_holder(conn: Any, client: Any, id: str, into: str) -> None:
+    """Apply, in the partition of Purse ``into``, the intent of the transaction that
+    locks Purse ``id`` (as its client's apply to that partition would)."""
+    keys = KeySpace(Purse._meta)
+    record = client.hget(twophase.locks_key(keys.tag(keys.partition_of(id))),
+                         sortable.id_key(id)).decode()
+    flat = wire.unpack(client.get(twophase.intent_key(
+        twophase.locks_key(keys.tag(keys.partition_of(into))), record)))
+    count = int(flat[1])
+    conn._store.sync_executor().execute(RedisPlan((Call(
+        "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
+        idempotent=True))
+
+
+def test_a_read_by_id_racing_an_apply_then_a_new_lock_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """As above, and a second transaction locks the first document again (undecided)
+    before the read looks at the locks: the document is held, by a holder that changed
+    nothing, but it is not what the read saw, and the read is sent again."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    tx = conn.transaction_sync(timeout=30.0)
+    first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
+    first.balance -= 10
+    second.balance += 10
+    tx.save(first)
+    tx.save(second)
+    op = tx._work.commit(conn.backend)
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    apply_one(conn, redis_client, ids[1])
+    reader = conn.backend.get_many(Purse._meta, ids)
+    read = executor.execute(next(reader))  # the first still locked, old; the second new
+    plan = op.send(executor.execute(plan))  # the client's apply lands now
+    with pytest.raises(StopIteration):
+        op.send(executor.execute(plan))
+    die_after(conn, transfer_tx(conn, [ids[0], purses[4]], 1, 30.0), 2)  # prepared only
+    with pytest.raises(StopIteration) as done:
+        step = reader.send(read)
+        while True:
+            step = reader.send(executor.execute(step))
+    assert {row.id: row.data["balance"] for row in done.value.value} == {
+        ids[0]: 90, ids[1]: 110}
+
+
+def test_a_query_racing_an_apply_beside_an_undecided_lock_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query meets a partition locked by a committed transaction and by an undecided
+    one; the committed one's apply there lands before the query looks at the locks: an
+    undecided holder is left, but a holder the query met is gone, and it asks again."""
+    a, z, b = purses[0], purses[1], purses[2]
+    die_after(conn, transfer_tx(conn, [z, purses[4]], 0, 30.0), 2)  # undecided, over z
+    die_after(conn, transfer_tx(conn, [a, b], 10, 30.0), 3)  # committed, not applied
+    apply_holder(conn, redis_client, a, b)
+    settle = twophase.TwoPhase.settle_partitions
+    landed: list[bool] = []
+
+    def late(self: Any, *args: Any) -> Any:
+        if not landed:
+            landed.append(True)
+            apply_holder(conn, redis_client, a, a)  # its client's apply lands now
+        return (yield from settle(self, *args))
+
+    monkeypatch.setattr(twophase.TwoPhase, "settle_partitions", late)
+    found = {p.id: p.balance for p in Purse.objects.filter(balance__gte=0).all_sync()}
+    assert landed and (found[a], found[b]) == (90, 110)
+    assert sum(found.values()) == 100 * len(purses)
 
 
 def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:

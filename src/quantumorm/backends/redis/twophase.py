@@ -514,10 +514,11 @@ class TwoPhase(BackendCore):
         """A read by id met locked partitions (their flags): apply the committed
         transactions that lock the documents read. True when the read must be sent again:
         one was applied here, or (``seen``: what the read's MGET returned per partition) a
-        document read without a lock now is no longer what was read (a transaction's apply
-        released it between the read and this look at the locks: the read may hold half
-        of it). False when what the read found is right (an undecided holder changed no
-        document: prepare writes none)."""
+        document of those partitions, locked now or not, is no longer what was read (a
+        transaction's apply landed between the read and this look: the read may hold half
+        of it, whoever locks the document now). False when what the read found is right:
+        every member is as read, and each holder left is undecided or aborted (prepare
+        writes no document)."""
         self._know(options)
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
@@ -526,14 +527,10 @@ class TwoPhase(BackendCore):
             for tag, members in zip(tags, by_partition.values(), strict=True)),
             read_only=True)
         holders: dict[str, str] = {}
-        unheld: dict[int, list[str]] = {}
-        for (partition, members), tag, found in zip(by_partition.items(), tags, held,
-                                                    strict=True):
-            for id, holder in zip(members, found, strict=True):
+        for tag, found in zip(tags, held, strict=True):
+            for holder in found:
                 if holder is not None:
                     holders.setdefault(wire.text(holder), locks_key(tag))
-                else:
-                    unheld.setdefault(partition, []).append(id)
         settled = False
         if holders:
             # only a committed one changes what the read should see (an undecided, aborted
@@ -544,26 +541,26 @@ class TwoPhase(BackendCore):
             for (record, locks), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
                     settled = (yield from self.settle(record, locks)) or settled
-        if settled or not unheld or seen is None:
+        if settled or seen is None:
             return settled
-        # unlocked now, perhaps not when read: read again (the same bytes: nothing applied
-        # to them in between, as every write gives a new version)
+        # every member read again, held or not (a holder seen now may have locked its
+        # document after another transaction's apply changed it): the same bytes mean
+        # nothing was applied to them in between, as every write gives a new version
         again = yield RedisPlan(tuple(Command(("MGET", *[
             keys.doc(partition, id) for id in members])) for partition, members in
-            unheld.items()), read_only=True)
-        for (partition, members), now in zip(unheld.items(), again, strict=True):
-            before = dict(zip(by_partition[partition], seen[partition], strict=True))
-            if [before[id] for id in members] != list(now):
-                return True
-        return False
+            by_partition.items()), read_only=True)
+        return any(list(now) != seen[partition] for partition, now in zip(
+            by_partition, again, strict=True))
 
-    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int]) -> Op[bool]:
+    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int],
+                          then: Sequence[Sequence[Any]] | None = None) -> Op[bool]:
         """A query met locks in these partitions of ``options`` (query.lua's {"LOCKED",
-        ...}): apply the committed transactions holding them. True when the query must be
-        asked again: one was applied here, or a partition has no lock left (a
-        transaction's apply may have landed between the query and this look). False when
-        every holder is undecided, aborted or gone: their prepares changed no document, so
-        the answer stands."""
+        answer, holders...}; ``then``: those holders, per partition): apply the committed
+        transactions holding them now. True when the query must be asked again: one was
+        applied here, or a holder present when the query ran is gone from its partition
+        (its apply may have landed between the query and this look), or a partition has no
+        lock left. False when every holder the query met is still there, undecided or
+        aborted: their prepares changed no document, so the answer stands."""
         self._know(options)
         keys = self._state(options).keys
         hashes = [locks_key(keys.tag(p)) for p in partitions]
@@ -571,11 +568,14 @@ class TwoPhase(BackendCore):
                                read_only=True)
         holders: dict[str, list[str]] = {}
         emptied = False
-        for key, pairs in zip(hashes, held, strict=True):
+        for n, (key, pairs) in enumerate(zip(hashes, held, strict=True)):
             emptied = emptied or not pairs
-            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
+            values = {wire.text(v) for v in (
+                pairs.values() if isinstance(pairs, dict) else pairs[1::2])}
+            if then is not None and not {wire.text(v) for v in then[n]} <= values:
+                emptied = True  # (a holder of the query's time is gone: ask again)
             for value in values:
-                met = holders.setdefault(wire.text(value), [])
+                met = holders.setdefault(value, [])
                 if key not in met:
                     met.append(key)
         settled = False

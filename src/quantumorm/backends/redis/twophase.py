@@ -20,10 +20,11 @@ round trip (its calls go to every node concerned at once):
    exactly as the one-script transaction does it (documents, versions, indexes, expiry,
    change events); locks released; once only (an apply that finds the locks gone is a
    no-op and reports the versions the first one wrote). After the decision an apply
-   refuses nothing: a document that expired meanwhile is written as an insert, a delete
-   of one does nothing; an intent made with an older schema layout is made again from
-   its rows with the schema of now (:meth:`TwoPhase._rebuilt`). Expiry changes and
-   sweeps leave a locked document alone until its transaction is settled.
+   refuses nothing: a document that expired meanwhile stays gone (an update or a delete
+   of it does nothing, as a plain save of it would fail); an intent made with an older
+   schema layout is made again from its rows with the schema of now
+   (:meth:`TwoPhase._rebuilt`). Expiry changes and sweeps leave a locked document alone
+   until its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks

@@ -144,8 +144,8 @@ end
 
 -- The apply of a committed transaction refuses nothing its prepare checked: the decision
 -- is taken. Its documents were locked since, so only the server can have changed them: a
--- document that expired meanwhile (its key gone; its leftovers purged here) is written as
--- an insert, a delete of it does nothing, a check is done.
+-- document that expired meanwhile (its key gone; its leftovers purged here, with its
+-- expire event) stays gone: an update or a delete of it does nothing, a check is done.
 local function check_apply(op)
   local t = redis.call("TYPE", op.doc_key).ok
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
@@ -155,7 +155,9 @@ local function check_apply(op)
   end
   if op.kind == "check" then
     op.version = tonumber(op.expected)
-  elseif op.kind == "delete" then
+  elseif op.kind == "delete" or op.kind == "update" then
+    -- (an update of one that expired stays gone, as a plain save of it would fail: its
+    -- expire event was emitted by the purge above; written, it would live on unexpiring)
     if t == "none" then op.kind, op.version = "gone", 0 end
   else
     op.kind = t == "none" and "insert" or "update"

@@ -465,6 +465,22 @@ def test_updates_and_deletes_where_wait_for_locks(conn: Any, purses: list[str],
     assert leftovers(redis_client) == {}
 
 
+def test_a_writer_with_a_clock_ahead_waits_for_the_server_s_deadline(
+        conn: Any, purses: list[str], redis_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait for an undecided holder gives up by the server's time, which its deadline
+    is in: a client whose clock is ahead of the server's still waits for the deadline
+    (then the holder is aborted, and the update written), instead of giving up at once."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.5), 2)  # prepared, undecided
+    real = time.time
+    monkeypatch.setattr(twophase, "time", type("Clock", (), {
+        "time": staticmethod(lambda: real() + 5.0)}))  # (this client 5 s ahead)
+    assert Purse.objects.filter(id__in=ids).update_sync(inc__balance=1) == 2
+    assert balances(ids) == dict.fromkeys(ids, 101)
+    assert leftovers(redis_client) == {}
+
+
 def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     ids = [purses[0], purses[2], purses[4]]

@@ -65,7 +65,7 @@ from ...engine.drive import Op
 from ...errors import QuantumORMError, TransactionCommitted, TransactionError
 from ...options import ModelOptions
 from . import wire, writes
-from .calls import TxCall
+from .calls import NowCall, TxCall
 from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
 from .replies import TxReply, tx_reply
@@ -81,8 +81,9 @@ log = logging.getLogger("quantumorm.redis")
 SWEEP_BATCH = 100
 #: the longest pause between two attempts to settle an undecided holder (seconds)
 WAIT_PAUSE_MAX = 0.1
-#: how long past the holder's deadline (as this client's clock sees it) a writer keeps
-#: trying to settle it before giving up (ms): room for clock skew between client and server
+#: how long past the holder's deadline (by the server's clock, which the deadline is in) a
+#: writer keeps trying to settle it before giving up (ms): settling decides by that clock,
+#: so this is only a margin for a record's node whose clock differs from the other's
 WAIT_SKEW_MS = 2000
 
 
@@ -413,8 +414,8 @@ class TwoPhase(BackendCore):
         between attempts with a growing backoff (the pause is a server-side blocking
         ``XREAD`` of a stream nobody writes, so that the same body runs under both
         drivers). The ids whose
-        holder could not be settled (its record says pending past the deadline as this
-        client's clock sees it, plus a margin): an empty list when every one was."""
+        holder could not be settled (its record says pending past the deadline, plus a
+        margin, by the record server's clock): an empty list when every one was."""
         self._know(options)
         keys = self._state(options).keys
         by_holder: dict[str, list[str]] = {}
@@ -423,21 +424,23 @@ class TwoPhase(BackendCore):
         stuck: list[str] = []
         for holder, ids in by_holder.items():
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
-            (deadline,) = yield RedisPlan((Command(("HGET", holder, "deadline")),),
-                                          idempotent=True)
+            # (the deadline is in the record server's time, and so is the give-up: this
+            # client's clock may be off by any amount)
+            deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
+                                             NowCall(holder).call()), idempotent=True)
             give_up = int(deadline or 0) + WAIT_SKEW_MS
             attempt = 0
             while not (yield from self.settle(holder, hashes)):
-                if time.time() * 1000 > give_up:
+                if int(now) // 1000 > give_up:
                     stuck += ids
                     break
                 pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
                 attempt += 1
                 # (a stream of the record's slot that is never written: a pure wait, with a
-                # command the least-privilege ACL rule already allows)
-                yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(pause * 1000)),
-                                          "STREAMS", holder[:-1] + "wait", "$")),),
-                                idempotent=True)
+                # command the least-privilege ACL rule already allows; then the time there)
+                _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
+                    pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
+                    NowCall(holder).call()), idempotent=True)
         return stuck
 
     def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]

@@ -561,6 +561,37 @@ def test_a_committed_transaction_is_applied_after_a_schema_change(
     assert_indexes_consistent(redis_client, Wider)
 
 
+def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction over Purse and Entry, Entry's schema changed before the
+    apply: a client that has not used Entry cannot make its intent again. Its reads of
+    Purse neither raise nor apply Purse's part alone (nothing of the transaction is
+    seen); a process that uses Entry settles it whole."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+
+    class WiderEntry(Document):
+        note = StringField(indexed=True)
+        amount = IntField(default=0)
+        memo = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_entries"
+
+    WiderEntry(id="w1", note="w", memo="m").save_sync()  # (the layout moves on)
+    WiderEntry.objects.reindex_sync()
+    known = conn.backend.__dict__.setdefault("_known_models", {})
+    known.pop(KeySpace(Entry._meta).tag(0).rsplit(":p", 1)[0], None)  # (never used here)
+    assert Purse.objects.get_sync(id=ids[0]).balance == 100
+    assert {p.id: p.balance for p in Purse.objects.filter(owner__in=ids).all_sync()} == {
+        ids[0]: 100, ids[1]: 100}
+    assert balances(ids) == {ids[0]: 100, ids[1]: 100}
+    assert WiderEntry.objects.sweep_sync() >= 0  # (a process that knows the model)
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert WiderEntry.objects.get_sync(id=f"e-{ids[0]}-10").amount == 10
+    assert leftovers(redis_client) == {}
+
+
 def test_a_resent_save_applied_the_first_time_is_not_reported_locked(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     """A save applied whose reply was lost, then a transaction locks the document, then

@@ -399,6 +399,23 @@ class TwoPhase(BackendCore):
             calls.append((keys, tuple(flat[2 + count:])))
         if not calls:
             return
+        # an intent of an older layout (its model's schema changed since the prepare) is
+        # made again before any intent is sent; one this client cannot make again (a
+        # model it has not used) stops the roll forward before anything is applied, so
+        # that this client never leaves the transaction half applied
+        stamps = yield RedisPlan(tuple(Command(("HGET", keys[2], "layout"))
+                                       for keys, _ in calls), read_only=True)
+        for n, ((keys, args), stamp) in enumerate(zip(calls, stamps, strict=True)):
+            layout = wire.text(args[4])
+            if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
+                continue
+            rebuilt = yield from self._rebuilt(keys, args)
+            if rebuilt is None:
+                raise TransactionError(
+                    f"the committed transaction {record!r} writes a model this client has "
+                    f"not used, whose schema changed since ({keys[2]}): a process using it "
+                    "applies it (its sweep, or any read or write of it)")
+            calls[n] = rebuilt
         sent = yield from self._send_intents(calls)
         for reply in sent:
             if reply.status not in ("OK", "DONE"):
@@ -544,7 +561,7 @@ class TwoPhase(BackendCore):
                                            for record in holders), read_only=True)
             for (record, locks), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
-                    settled = (yield from self.settle(record, locks)) or settled
+                    settled = (yield from self._settle_for_reader(record, locks)) or settled
         if settled or seen is None:
             return settled
         # every member read again, held or not (a holder seen now may have locked its
@@ -588,8 +605,20 @@ class TwoPhase(BackendCore):
                                            for record in holders), read_only=True)
             for (record, met), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
-                    settled = (yield from self.settle(record, met)) or settled
+                    settled = (yield from self._settle_for_reader(record, met)) or settled
         return settled or emptied
+
+    def _settle_for_reader(self, record: str, locks: str | Sequence[str]) -> Op[bool]:
+        """:meth:`settle` for a read: best effort. A committed transaction this client
+        cannot apply (a model it has not used changed its schema: see _roll_forward) is
+        logged and left, applied by none of its partitions here, and the read goes on
+        with what it read (before the transaction, as long as nobody applied part of it);
+        a read never raises for another's transaction."""
+        try:
+            return (yield from self.settle(record, locks))
+        except TransactionError as failed:
+            log.warning("a read could not settle the transaction %s: %s", record, failed)
+            return False
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has

@@ -592,6 +592,52 @@ def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
     assert leftovers(redis_client) == {}
 
 
+def test_a_unique_index_added_before_the_apply_is_checked_by_it(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction writes a value of a field that gains a unique index before
+    the apply, and a plain save takes that value meanwhile: the apply of the intent made
+    again refuses it (never two holders), and applies nothing of the transaction, which
+    stays committed until the value is free, then is applied whole."""
+
+    class Plain(Document):
+        email = StringField()
+
+        class Meta:
+            collection = "tpc_late_unique"
+
+    Plain(id="a", email="a@x").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, purses[0])
+    first.balance -= 10
+    tx.save(first)
+    mine = tx.get(Plain, "a")
+    mine.email = "dup@x"
+    tx.save(mine)
+    die_after(conn, tx, 3)  # committed, not applied
+
+    class Later(Document):
+        email = StringField(unique=True)
+
+        class Meta:
+            collection = "tpc_late_unique"
+
+    Later.objects.reindex_sync()
+    Later(id="c", email="dup@x").save_sync()  # (a is still a@x: the value is free)
+    assert Later.objects.sweep_sync() >= 0  # (settles nothing: logged)
+    assert sorted((d.id, d.email) for d in Later.objects.all_sync()) == [
+        ("a", "a@x"), ("c", "dup@x")]
+    assert balances([purses[0]]) == {purses[0]: 100}  # (none of it, not half)
+    other = Later.objects.get_sync(id="c")
+    other.email = "c@x"
+    other.save_sync()
+    assert Later.objects.sweep_sync() >= 0
+    assert sorted((d.id, d.email) for d in Later.objects.all_sync()) == [
+        ("a", "dup@x"), ("c", "c@x")]
+    assert balances([purses[0]]) == {purses[0]: 90}
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Later)
+
+
 def test_a_resent_save_applied_the_first_time_is_not_reported_locked(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     """A save applied whose reply was lost, then a transaction locks the document, then

@@ -405,6 +405,7 @@ class TwoPhase(BackendCore):
         # that this client never leaves the transaction half applied
         stamps = yield RedisPlan(tuple(Command(("HGET", keys[2], "layout"))
                                        for keys, _ in calls), read_only=True)
+        remade: list[int] = []
         for n, ((keys, args), stamp) in enumerate(zip(calls, stamps, strict=True)):
             layout = wire.text(args[4])
             if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
@@ -416,6 +417,16 @@ class TwoPhase(BackendCore):
                     f"not used, whose schema changed since ({keys[2]}): a process using it "
                     "applies it (its sweep, or any read or write of it)")
             calls[n] = rebuilt
+            remade.append(n)
+        if remade:
+            # (those made again first, alone: one a unique index refuses stops the roll
+            # forward before any other partition is applied)
+            for reply in (yield from self._send_intents([calls[n] for n in remade])):
+                if reply.status not in ("OK", "DONE"):
+                    raise TransactionError(
+                        f"the committed transaction {record!r} could not be applied "
+                        f"({reply.status}); its intents stay for the next attempt")
+            calls = [call for n, call in enumerate(calls) if n not in remade]
         sent = yield from self._send_intents(calls)
         for reply in sent:
             if reply.status not in ("OK", "DONE"):
@@ -525,7 +536,14 @@ class TwoPhase(BackendCore):
                     values, names, Expiry(text) if text in ("keep", "persist") else int(text),
                     raw))
         call = state.writes.tx(partition, checks, requests)
-        call.phase = _bytes(args[5])
+        spec = wire.unpack(_bytes(args[5]))[:2]
+        if requests and state.schema is not None and any(
+                index.unique for index in state.schema.indexes.values()):
+            # a unique index appeared since the prepare, which could not check it: this
+            # apply checks it, and is refused (its intent kept, for a settle once the value
+            # is free) rather than write a value another document holds
+            spec.append(b"unique")
+        call.phase = wire.pack(spec)
         call.intent_key = keys[3 + nindexes + 2 * nrows]
         made = call.call()
         return made.keys, made.args

@@ -53,10 +53,13 @@ local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[
 local nrows = (#ARGV - 6) / 9
 -- two-phase commit: prepare checks and locks (writing only the lock hash and the intent),
 -- apply writes what prepare checked (nothing can have changed: the documents are locked)
-local phase, record, intent_key = nil, nil, nil
+local phase, record, intent_key, checked = nil, nil, nil, false
 if ARGV[6] ~= "" then
   local spec = cmsgpack.unpack(ARGV[6])
   phase, record = spec[1], spec[2]
+  -- (an intent made again with a schema that has a unique index its prepare could not
+  -- check: its apply checks unique values, and a refusal keeps it; see twophase.py)
+  checked = spec[3] == "unique"
   intent_key = KEYS[nindexes + 4 + 2 * nrows]
 end
 local locks = locks_key(state_key)
@@ -225,7 +228,7 @@ for n, op in ipairs(ops) do
     for i, index in ipairs(indexes) do
       op.members[i] = unpack_list(values[index.field])
       claims[i] = claims[i] or {}
-      if index.unique and not op.lenient[i] and phase ~= "apply" then
+      if index.unique and not op.lenient[i] and (phase ~= "apply" or checked) then
         for _, member in ipairs(op.members[i]) do
           if member ~= NULL then
             local other = claims[i][member]

@@ -34,6 +34,7 @@ from quantumorm.errors import (
     BulkWriteError,
     DocumentLocked,
     TransactionCommitted,
+    TransactionsUnsettled,
     WriteOutcomeUnknown,
 )
 from quantumorm.transaction import SyncTransaction
@@ -840,6 +841,26 @@ def test_a_query_racing_an_apply_beside_an_undecided_lock_sees_the_transaction_w
     found = {p.id: p.balance for p in Purse.objects.filter(balance__gte=0).all_sync()}
     assert landed and (found[a], found[b]) == (90, 110)
     assert sum(found.values()) == 100 * len(purses)
+
+
+def test_reads_that_keep_meeting_applies_raise_rather_than_answer(
+        conn: Any, purses: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read whose every round met a transaction applied while it ran (here: told so
+    each time) raises TransactionsUnsettled after its bounded rounds, instead of returning
+    an answer it could not check."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared: the flags are set
+
+    def again(self: Any, *args: Any) -> Any:
+        yield from ()
+        return True
+
+    monkeypatch.setattr(twophase.TwoPhase, "settle_partitions", again)
+    monkeypatch.setattr(twophase.TwoPhase, "settle_for_readers", again)
+    with pytest.raises(TransactionsUnsettled):
+        Purse.objects.filter(owner__in=ids).all_sync()
+    with pytest.raises(TransactionsUnsettled):
+        Purse.objects.get_sync(id=ids[0])
 
 
 def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:

@@ -264,6 +264,18 @@ class TransactionCommitted(BackendError):
                          "readers, writers and the sweeper settle it by its record")
 
 
+class TransactionsUnsettled(BackendError):
+    """A read met locks of two-phase commits (transactions across partitions or models)
+    and, each of ``rounds`` times it was sent again, another transaction's apply landed
+    while it ran: rather than an answer that could hold half a transaction, this error.
+    Reading again later is safe."""
+
+    def __init__(self, model: str, rounds: int) -> None:
+        self.model, self.rounds = model, rounds
+        super().__init__(f"a read of {model} met two-phase commits being applied {rounds} "
+                         "times in a row; read again")
+
+
 class OutOfMemoryError(BackendError):
     """The store is above its memory limit and refused the write."""
 

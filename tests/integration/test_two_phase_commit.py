@@ -16,7 +16,14 @@ import pytest
 from helpers import assert_indexes_consistent
 
 import quantumorm
-from quantumorm import Document, IntField, StringField, TransactionError, VersionConflict
+from quantumorm import (
+    Document,
+    IntField,
+    StringField,
+    TransactionError,
+    VersionConflict,
+    sortable,
+)
 from quantumorm.backends.redis import replies, twophase, wire
 from quantumorm.backends.redis.acl import acl_rule
 from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
@@ -27,6 +34,7 @@ from quantumorm.errors import (
     BulkWriteError,
     DocumentLocked,
     TransactionCommitted,
+    TransactionsUnsettled,
     WriteOutcomeUnknown,
 )
 from quantumorm.transaction import SyncTransaction
@@ -458,6 +466,22 @@ def test_updates_and_deletes_where_wait_for_locks(conn: Any, purses: list[str],
     assert leftovers(redis_client) == {}
 
 
+def test_a_writer_with_a_clock_ahead_waits_for_the_server_s_deadline(
+        conn: Any, purses: list[str], redis_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait for an undecided holder gives up by the server's time, which its deadline
+    is in: a client whose clock is ahead of the server's still waits for the deadline
+    (then the holder is aborted, and the update written), instead of giving up at once."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 0.5), 2)  # prepared, undecided
+    real = time.time
+    monkeypatch.setattr(twophase, "time", type("Clock", (), {
+        "time": staticmethod(lambda: real() + 5.0)}))  # (this client 5 s ahead)
+    assert Purse.objects.filter(id__in=ids).update_sync(inc__balance=1) == 2
+    assert balances(ids) == dict.fromkeys(ids, 101)
+    assert leftovers(redis_client) == {}
+
+
 def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     ids = [purses[0], purses[2], purses[4]]
@@ -474,8 +498,9 @@ def test_the_sweeper_releases_every_partition_of_a_forgotten_transaction(
 def test_a_committed_transaction_is_applied_over_a_document_that_expired(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     """After the decision, the apply refuses nothing: a document that expired between the
-    commit and the apply is written as an insert, a delete of one that expired does
-    nothing; the sweeper settles it."""
+    commit and the apply stays gone (an update of it does nothing, as a plain save would
+    fail; it does not come back without an expiry), a
+    delete of one that expired does nothing; the sweeper settles it."""
     ids = [purses[0], purses[2], purses[4]]
     for id in ids[1:]:
         assert Purse.objects.get_sync(id=id).touch_sync(0.2)
@@ -490,8 +515,10 @@ def test_a_committed_transaction_is_applied_over_a_document_that_expired(
     die_after(conn, tx, 3)  # committed, not applied
     time.sleep(0.3)  # (both expired, locked)
     assert Purse.objects.sweep_sync() >= 0  # purges nothing locked; settles the transaction
-    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert balances(ids) == {ids[0]: 90}
     assert leftovers(redis_client) == {}
+    assert not redis_client.exists(KeySpace(Purse._meta).doc(
+        KeySpace(Purse._meta).partition_of(ids[1]), ids[1]))
     assert_indexes_consistent(redis_client, Purse)
 
 
@@ -533,6 +560,83 @@ def test_a_committed_transaction_is_applied_after_a_schema_change(
     assert Wider.objects.filter(balance=110).count_sync() == 1
     assert leftovers(redis_client) == {}
     assert_indexes_consistent(redis_client, Wider)
+
+
+def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction over Purse and Entry, Entry's schema changed before the
+    apply: a client that has not used Entry cannot make its intent again. Its reads of
+    Purse neither raise nor apply Purse's part alone (nothing of the transaction is
+    seen); a process that uses Entry settles it whole."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+
+    class WiderEntry(Document):
+        note = StringField(indexed=True)
+        amount = IntField(default=0)
+        memo = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_entries"
+
+    WiderEntry(id="w1", note="w", memo="m").save_sync()  # (the layout moves on)
+    WiderEntry.objects.reindex_sync()
+    known = conn.backend.__dict__.setdefault("_known_models", {})
+    known.pop(KeySpace(Entry._meta).tag(0).rsplit(":p", 1)[0], None)  # (never used here)
+    assert Purse.objects.get_sync(id=ids[0]).balance == 100
+    assert {p.id: p.balance for p in Purse.objects.filter(owner__in=ids).all_sync()} == {
+        ids[0]: 100, ids[1]: 100}
+    assert balances(ids) == {ids[0]: 100, ids[1]: 100}
+    assert WiderEntry.objects.sweep_sync() >= 0  # (a process that knows the model)
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}
+    assert WiderEntry.objects.get_sync(id=f"e-{ids[0]}-10").amount == 10
+    assert leftovers(redis_client) == {}
+
+
+def test_a_unique_index_added_before_the_apply_is_checked_by_it(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed transaction writes a value of a field that gains a unique index before
+    the apply, and a plain save takes that value meanwhile: the apply of the intent made
+    again refuses it (never two holders), and applies nothing of the transaction, which
+    stays committed until the value is free, then is applied whole."""
+
+    class Plain(Document):
+        email = StringField()
+
+        class Meta:
+            collection = "tpc_late_unique"
+
+    Plain(id="a", email="a@x").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, purses[0])
+    first.balance -= 10
+    tx.save(first)
+    mine = tx.get(Plain, "a")
+    mine.email = "dup@x"
+    tx.save(mine)
+    die_after(conn, tx, 3)  # committed, not applied
+
+    class Later(Document):
+        email = StringField(unique=True)
+
+        class Meta:
+            collection = "tpc_late_unique"
+
+    Later.objects.reindex_sync()
+    Later(id="c", email="dup@x").save_sync()  # (a is still a@x: the value is free)
+    assert Later.objects.sweep_sync() >= 0  # (settles nothing: logged)
+    assert sorted((d.id, d.email) for d in Later.objects.all_sync()) == [
+        ("a", "a@x"), ("c", "dup@x")]
+    assert balances([purses[0]]) == {purses[0]: 100}  # (none of it, not half)
+    other = Later.objects.get_sync(id="c")
+    other.email = "c@x"
+    other.save_sync()
+    assert Later.objects.sweep_sync() >= 0
+    assert sorted((d.id, d.email) for d in Later.objects.all_sync()) == [
+        ("a", "dup@x"), ("c", "c@x")]
+    assert balances([purses[0]]) == {purses[0]: 90}
+    assert leftovers(redis_client) == {}
+    assert_indexes_consistent(redis_client, Later)
 
 
 def test_a_resent_save_applied_the_first_time_is_not_reported_locked(
@@ -666,6 +770,97 @@ def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
             step = reader.send(executor.execute(step))
     assert {row.id: row.data["balance"] for row in done.value.value} == {
         ids[0]: 90, ids[1]: 110}
+
+
+def apply_holder(conn: Any, client: Any, id: str, into: str) -> None:
+    """Apply, in the partition of Purse ``into``, the intent of the transaction that
+    locks Purse ``id`` (as its client's apply to that partition would)."""
+    keys = KeySpace(Purse._meta)
+    record = client.hget(twophase.locks_key(keys.tag(keys.partition_of(id))),
+                         sortable.id_key(id)).decode()
+    flat = wire.unpack(client.get(twophase.intent_key(
+        twophase.locks_key(keys.tag(keys.partition_of(into))), record)))
+    count = int(flat[1])
+    conn._store.sync_executor().execute(RedisPlan((Call(
+        "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
+        idempotent=True))
+
+
+def test_a_read_by_id_racing_an_apply_then_a_new_lock_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """As above, and a second transaction locks the first document again (undecided)
+    before the read looks at the locks: the document is held, by a holder that changed
+    nothing, but it is not what the read saw, and the read is sent again."""
+    ids = [purses[0], purses[2]]
+    executor = conn._store.sync_executor()
+    tx = conn.transaction_sync(timeout=30.0)
+    first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
+    first.balance -= 10
+    second.balance += 10
+    tx.save(first)
+    tx.save(second)
+    op = tx._work.commit(conn.backend)
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    apply_one(conn, redis_client, ids[1])
+    reader = conn.backend.get_many(Purse._meta, ids)
+    read = executor.execute(next(reader))  # the first still locked, old; the second new
+    plan = op.send(executor.execute(plan))  # the client's apply lands now
+    with pytest.raises(StopIteration):
+        op.send(executor.execute(plan))
+    die_after(conn, transfer_tx(conn, [ids[0], purses[4]], 1, 30.0), 2)  # prepared only
+    with pytest.raises(StopIteration) as done:
+        step = reader.send(read)
+        while True:
+            step = reader.send(executor.execute(step))
+    assert {row.id: row.data["balance"] for row in done.value.value} == {
+        ids[0]: 90, ids[1]: 110}
+
+
+def test_a_query_racing_an_apply_beside_an_undecided_lock_sees_the_transaction_whole(
+        conn: Any, purses: list[str], redis_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query meets a partition locked by a committed transaction and by an undecided
+    one; the committed one's apply there lands before the query looks at the locks: an
+    undecided holder is left, but a holder the query met is gone, and it asks again."""
+    a, z, b = purses[0], purses[1], purses[2]
+    die_after(conn, transfer_tx(conn, [z, purses[4]], 0, 30.0), 2)  # undecided, over z
+    die_after(conn, transfer_tx(conn, [a, b], 10, 30.0), 3)  # committed, not applied
+    apply_holder(conn, redis_client, a, b)
+    settle = twophase.TwoPhase.settle_partitions
+    landed: list[bool] = []
+
+    def late(self: Any, *args: Any) -> Any:
+        if not landed:
+            landed.append(True)
+            apply_holder(conn, redis_client, a, a)  # its client's apply lands now
+        return (yield from settle(self, *args))
+
+    monkeypatch.setattr(twophase.TwoPhase, "settle_partitions", late)
+    found = {p.id: p.balance for p in Purse.objects.filter(balance__gte=0).all_sync()}
+    assert landed and (found[a], found[b]) == (90, 110)
+    assert sum(found.values()) == 100 * len(purses)
+
+
+def test_reads_that_keep_meeting_applies_raise_rather_than_answer(
+        conn: Any, purses: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read whose every round met a transaction applied while it ran (here: told so
+    each time) raises TransactionsUnsettled after its bounded rounds, instead of returning
+    an answer it could not check."""
+    ids = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared: the flags are set
+
+    def again(self: Any, *args: Any) -> Any:
+        yield from ()
+        return True
+
+    monkeypatch.setattr(twophase.TwoPhase, "settle_partitions", again)
+    monkeypatch.setattr(twophase.TwoPhase, "settle_for_readers", again)
+    with pytest.raises(TransactionsUnsettled):
+        Purse.objects.filter(owner__in=ids).all_sync()
+    with pytest.raises(TransactionsUnsettled):
+        Purse.objects.get_sync(id=ids[0])
 
 
 def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client: Any) -> None:

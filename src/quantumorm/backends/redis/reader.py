@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from ...engine.contract import Row
 from ...engine.drive import Op
+from ...errors import TransactionsUnsettled
 from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, Or, QuerySpec
@@ -31,9 +32,9 @@ from .twophase import TwoPhase, flag_key
 #: rounds of a two-phase query (see Reader.query) whose fetched rows changed after they were
 #: ranked, before the one-phase merge is used instead
 TWO_PHASE_ATTEMPTS = 2
-#: how many times a query that met committed transactions' locks is asked again after
-#: settling them (twophase.py); then its last answer is returned
-QUERY_SETTLE_ROUNDS = 2
+#: how many times a read that met two-phase commits' locks is sent again after settling
+#: them or seeing one applied in between (twophase.py); then TransactionsUnsettled
+SETTLE_ROUNDS = 5
 
 T = TypeVar("T")
 #: the rows a one-phase merge would read, send and throw away, from which two phases pay
@@ -42,9 +43,10 @@ TWO_PHASE_SPARED = 512
 
 
 def locked_reply(reply: Any) -> bool:
-    """Whether a query.lua reply is wrapped as {"LOCKED", answer}: its partition has locks
-    of two-phase commits (an id key never is "LOCKED": see sortable.id_key)."""
-    return isinstance(reply, list) and len(reply) == 2 and reply[0] in (b"LOCKED", "LOCKED")
+    """Whether a query.lua reply is wrapped as {"LOCKED", answer, holders}: its partition
+    has locks of two-phase commits, held by those transactions (an id key never is
+    "LOCKED": see sortable.id_key)."""
+    return isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"LOCKED", "LOCKED")
 
 
 def two_phase_pays(partitions: int, window: int | None) -> bool:
@@ -56,7 +58,7 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
 
 class Reader(TwoPhase):
     def get_many(self, options: ModelOptions, ids: Sequence[str],
-                 settling: int = 3) -> Op[list[Row | None]]:
+                 settling: int = SETTLE_ROUNDS) -> Op[list[Row | None]]:
         """One MGET per partition involved, in one round trip: a document key carries its
         version (see :mod:`.stored`). Documents stored before it did are read again with
         their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
@@ -105,7 +107,9 @@ class Reader(TwoPhase):
                 results.documents(options, members, reply, found, stale)
                 if stale:
                     older[partition] = stale
-        if locked and settling and (yield from self.settle_for_readers(options, locked, seen)):
+        if locked and (yield from self.settle_for_readers(options, locked, seen)):
+            if not settling:
+                raise TransactionsUnsettled(options.model_name, SETTLE_ROUNDS)
             return (yield from self.get_many(options, ids, settling - 1))
         if older:
             found.update((yield from self._fetch(options, older)))
@@ -181,20 +185,22 @@ class Reader(TwoPhase):
     def _ask_settled(self, options: ModelOptions, make: Callable[[ModelState], tuple[
             T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:
         """:meth:`_ask` for query.lua calls (one per partition, in partition order). A
-        partition with locks of two-phase commits answers {"LOCKED", answer}: the
+        partition with locks of two-phase commits answers {"LOCKED", answer, holders}: the
         committed transactions holding them are applied (:meth:`settle_partitions`) and
-        the query is asked again, at most ``QUERY_SETTLE_ROUNDS`` times; an undecided one
-        changed nothing, and the answer stands."""
-        for round in range(QUERY_SETTLE_ROUNDS + 1):
+        the query is asked again, also when one of those holders is gone by then (applied
+        in between); an undecided one changed nothing, and the answer stands. After
+        ``SETTLE_ROUNDS`` rounds that each had to be asked again: TransactionsUnsettled
+        (never an answer that could hold half a transaction)."""
+        for _ in range(SETTLE_ROUNDS + 1):
             made, replies = yield from self._ask(options, make)
             flagged = [p for p, reply in enumerate(replies) if locked_reply(reply)]
             if not flagged:
                 return made, replies
+            then = [replies[p][2] for p in flagged]
             replies = [reply[1] if locked_reply(reply) else reply for reply in replies]
-            if round == QUERY_SETTLE_ROUNDS or not (
-                    yield from self.settle_partitions(options, flagged)):
+            if not (yield from self.settle_partitions(options, flagged, then)):
                 return made, replies
-        raise AssertionError("unreachable")
+        raise TransactionsUnsettled(options.model_name, SETTLE_ROUNDS)
 
     def _winners(self, options: ModelOptions,
                  ranked: list[tuple[str, int]]) -> Op[list[Row] | None]:

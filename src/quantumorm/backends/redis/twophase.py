@@ -20,10 +20,11 @@ round trip (its calls go to every node concerned at once):
    exactly as the one-script transaction does it (documents, versions, indexes, expiry,
    change events); locks released; once only (an apply that finds the locks gone is a
    no-op and reports the versions the first one wrote). After the decision an apply
-   refuses nothing: a document that expired meanwhile is written as an insert, a delete
-   of one does nothing; an intent made with an older schema layout is made again from
-   its rows with the schema of now (:meth:`TwoPhase._rebuilt`). Expiry changes and
-   sweeps leave a locked document alone until its transaction is settled.
+   refuses nothing: a document that expired meanwhile stays gone (an update or a delete
+   of it does nothing, as a plain save of it would fail); an intent made with an older
+   schema layout is made again from its rows with the schema of now
+   (:meth:`TwoPhase._rebuilt`). Expiry changes and sweeps leave a locked document alone
+   until its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks
@@ -64,7 +65,7 @@ from ...engine.drive import Op
 from ...errors import QuantumORMError, TransactionCommitted, TransactionError
 from ...options import ModelOptions
 from . import wire, writes
-from .calls import TxCall
+from .calls import NowCall, TxCall
 from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
 from .replies import TxReply, tx_reply
@@ -80,8 +81,9 @@ log = logging.getLogger("quantumorm.redis")
 SWEEP_BATCH = 100
 #: the longest pause between two attempts to settle an undecided holder (seconds)
 WAIT_PAUSE_MAX = 0.1
-#: how long past the holder's deadline (as this client's clock sees it) a writer keeps
-#: trying to settle it before giving up (ms): room for clock skew between client and server
+#: how long past the holder's deadline (by the server's clock, which the deadline is in) a
+#: writer keeps trying to settle it before giving up (ms): settling decides by that clock,
+#: so this is only a margin for a record's node whose clock differs from the other's
 WAIT_SKEW_MS = 2000
 
 
@@ -397,6 +399,34 @@ class TwoPhase(BackendCore):
             calls.append((keys, tuple(flat[2 + count:])))
         if not calls:
             return
+        # an intent of an older layout (its model's schema changed since the prepare) is
+        # made again before any intent is sent; one this client cannot make again (a
+        # model it has not used) stops the roll forward before anything is applied, so
+        # that this client never leaves the transaction half applied
+        stamps = yield RedisPlan(tuple(Command(("HGET", keys[2], "layout"))
+                                       for keys, _ in calls), read_only=True)
+        remade: list[int] = []
+        for n, ((keys, args), stamp) in enumerate(zip(calls, stamps, strict=True)):
+            layout = wire.text(args[4])
+            if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
+                continue
+            rebuilt = yield from self._rebuilt(keys, args)
+            if rebuilt is None:
+                raise TransactionError(
+                    f"the committed transaction {record!r} writes a model this client has "
+                    f"not used, whose schema changed since ({keys[2]}): a process using it "
+                    "applies it (its sweep, or any read or write of it)")
+            calls[n] = rebuilt
+            remade.append(n)
+        if remade:
+            # (those made again first, alone: one a unique index refuses stops the roll
+            # forward before any other partition is applied)
+            for reply in (yield from self._send_intents([calls[n] for n in remade])):
+                if reply.status not in ("OK", "DONE"):
+                    raise TransactionError(
+                        f"the committed transaction {record!r} could not be applied "
+                        f"({reply.status}); its intents stay for the next attempt")
+            calls = [call for n, call in enumerate(calls) if n not in remade]
         sent = yield from self._send_intents(calls)
         for reply in sent:
             if reply.status not in ("OK", "DONE"):
@@ -412,8 +442,8 @@ class TwoPhase(BackendCore):
         between attempts with a growing backoff (the pause is a server-side blocking
         ``XREAD`` of a stream nobody writes, so that the same body runs under both
         drivers). The ids whose
-        holder could not be settled (its record says pending past the deadline as this
-        client's clock sees it, plus a margin): an empty list when every one was."""
+        holder could not be settled (its record says pending past the deadline, plus a
+        margin, by the record server's clock): an empty list when every one was."""
         self._know(options)
         keys = self._state(options).keys
         by_holder: dict[str, list[str]] = {}
@@ -422,21 +452,23 @@ class TwoPhase(BackendCore):
         stuck: list[str] = []
         for holder, ids in by_holder.items():
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
-            (deadline,) = yield RedisPlan((Command(("HGET", holder, "deadline")),),
-                                          idempotent=True)
+            # (the deadline is in the record server's time, and so is the give-up: this
+            # client's clock may be off by any amount)
+            deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
+                                             NowCall(holder).call()), idempotent=True)
             give_up = int(deadline or 0) + WAIT_SKEW_MS
             attempt = 0
             while not (yield from self.settle(holder, hashes)):
-                if time.time() * 1000 > give_up:
+                if int(now) // 1000 > give_up:
                     stuck += ids
                     break
                 pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
                 attempt += 1
                 # (a stream of the record's slot that is never written: a pure wait, with a
-                # command the least-privilege ACL rule already allows)
-                yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(pause * 1000)),
-                                          "STREAMS", holder[:-1] + "wait", "$")),),
-                                idempotent=True)
+                # command the least-privilege ACL rule already allows; then the time there)
+                _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
+                    pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
+                    NowCall(holder).call()), idempotent=True)
         return stuck
 
     def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
@@ -504,7 +536,14 @@ class TwoPhase(BackendCore):
                     values, names, Expiry(text) if text in ("keep", "persist") else int(text),
                     raw))
         call = state.writes.tx(partition, checks, requests)
-        call.phase = _bytes(args[5])
+        spec = wire.unpack(_bytes(args[5]))[:2]
+        if requests and state.schema is not None and any(
+                index.unique for index in state.schema.indexes.values()):
+            # a unique index appeared since the prepare, which could not check it: this
+            # apply checks it, and is refused (its intent kept, for a settle once the value
+            # is free) rather than write a value another document holds
+            spec.append(b"unique")
+        call.phase = wire.pack(spec)
         call.intent_key = keys[3 + nindexes + 2 * nrows]
         made = call.call()
         return made.keys, made.args
@@ -514,10 +553,11 @@ class TwoPhase(BackendCore):
         """A read by id met locked partitions (their flags): apply the committed
         transactions that lock the documents read. True when the read must be sent again:
         one was applied here, or (``seen``: what the read's MGET returned per partition) a
-        document read without a lock now is no longer what was read (a transaction's apply
-        released it between the read and this look at the locks: the read may hold half
-        of it). False when what the read found is right (an undecided holder changed no
-        document: prepare writes none)."""
+        document of those partitions, locked now or not, is no longer what was read (a
+        transaction's apply landed between the read and this look: the read may hold half
+        of it, whoever locks the document now). False when what the read found is right:
+        every member is as read, and each holder left is undecided or aborted (prepare
+        writes no document)."""
         self._know(options)
         keys = self._state(options).keys
         tags = [keys.tag(p) for p in by_partition]
@@ -526,14 +566,10 @@ class TwoPhase(BackendCore):
             for tag, members in zip(tags, by_partition.values(), strict=True)),
             read_only=True)
         holders: dict[str, str] = {}
-        unheld: dict[int, list[str]] = {}
-        for (partition, members), tag, found in zip(by_partition.items(), tags, held,
-                                                    strict=True):
-            for id, holder in zip(members, found, strict=True):
+        for tag, found in zip(tags, held, strict=True):
+            for holder in found:
                 if holder is not None:
                     holders.setdefault(wire.text(holder), locks_key(tag))
-                else:
-                    unheld.setdefault(partition, []).append(id)
         settled = False
         if holders:
             # only a committed one changes what the read should see (an undecided, aborted
@@ -543,27 +579,27 @@ class TwoPhase(BackendCore):
                                            for record in holders), read_only=True)
             for (record, locks), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
-                    settled = (yield from self.settle(record, locks)) or settled
-        if settled or not unheld or seen is None:
+                    settled = (yield from self._settle_for_reader(record, locks)) or settled
+        if settled or seen is None:
             return settled
-        # unlocked now, perhaps not when read: read again (the same bytes: nothing applied
-        # to them in between, as every write gives a new version)
+        # every member read again, held or not (a holder seen now may have locked its
+        # document after another transaction's apply changed it): the same bytes mean
+        # nothing was applied to them in between, as every write gives a new version
         again = yield RedisPlan(tuple(Command(("MGET", *[
             keys.doc(partition, id) for id in members])) for partition, members in
-            unheld.items()), read_only=True)
-        for (partition, members), now in zip(unheld.items(), again, strict=True):
-            before = dict(zip(by_partition[partition], seen[partition], strict=True))
-            if [before[id] for id in members] != list(now):
-                return True
-        return False
+            by_partition.items()), read_only=True)
+        return any(list(now) != seen[partition] for partition, now in zip(
+            by_partition, again, strict=True))
 
-    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int]) -> Op[bool]:
+    def settle_partitions(self, options: ModelOptions, partitions: Sequence[int],
+                          then: Sequence[Sequence[Any]] | None = None) -> Op[bool]:
         """A query met locks in these partitions of ``options`` (query.lua's {"LOCKED",
-        ...}): apply the committed transactions holding them. True when the query must be
-        asked again: one was applied here, or a partition has no lock left (a
-        transaction's apply may have landed between the query and this look). False when
-        every holder is undecided, aborted or gone: their prepares changed no document, so
-        the answer stands."""
+        answer, holders...}; ``then``: those holders, per partition): apply the committed
+        transactions holding them now. True when the query must be asked again: one was
+        applied here, or a holder present when the query ran is gone from its partition
+        (its apply may have landed between the query and this look), or a partition has no
+        lock left. False when every holder the query met is still there, undecided or
+        aborted: their prepares changed no document, so the answer stands."""
         self._know(options)
         keys = self._state(options).keys
         hashes = [locks_key(keys.tag(p)) for p in partitions]
@@ -571,11 +607,14 @@ class TwoPhase(BackendCore):
                                read_only=True)
         holders: dict[str, list[str]] = {}
         emptied = False
-        for key, pairs in zip(hashes, held, strict=True):
+        for n, (key, pairs) in enumerate(zip(hashes, held, strict=True)):
             emptied = emptied or not pairs
-            values = list(pairs.values()) if isinstance(pairs, dict) else pairs[1::2]
+            values = {wire.text(v) for v in (
+                pairs.values() if isinstance(pairs, dict) else pairs[1::2])}
+            if then is not None and not {wire.text(v) for v in then[n]} <= values:
+                emptied = True  # (a holder of the query's time is gone: ask again)
             for value in values:
-                met = holders.setdefault(wire.text(value), [])
+                met = holders.setdefault(value, [])
                 if key not in met:
                     met.append(key)
         settled = False
@@ -584,8 +623,20 @@ class TwoPhase(BackendCore):
                                            for record in holders), read_only=True)
             for (record, met), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
-                    settled = (yield from self.settle(record, met)) or settled
+                    settled = (yield from self._settle_for_reader(record, met)) or settled
         return settled or emptied
+
+    def _settle_for_reader(self, record: str, locks: str | Sequence[str]) -> Op[bool]:
+        """:meth:`settle` for a read: best effort. A committed transaction this client
+        cannot apply (a model it has not used changed its schema: see _roll_forward) is
+        logged and left, applied by none of its partitions here, and the read goes on
+        with what it read (before the transaction, as long as nobody applied part of it);
+        a read never raises for another's transaction."""
+        try:
+            return (yield from self.settle(record, locks))
+        except TransactionError as failed:
+            log.warning("a read could not settle the transaction %s: %s", record, failed)
+            return False
 
     def sweep_transactions(self, options: ModelOptions, limit: int = SWEEP_BATCH) -> Op[int]:
         """Settle the transactions of the namespace of ``options`` whose deadline has

@@ -37,7 +37,7 @@
 --           reads...}, each driver named by its position in the program's DRIVER (depth
 --           first, from 1);
 --           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated;
---           but plan, {"LOCKED", the answer} while the partition's lock flag is set
+--           but plan, {"LOCKED", the answer, its lock holders} while the partition's lock flag is set
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 do
@@ -781,9 +781,18 @@ end
 local answer
 if chosen.kind == "WALK" then answer = walk(chosen) else answer = gather(chosen) end
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
--- hash), the answer comes wrapped, {"LOCKED", answer}: the caller settles the committed
--- transactions holding them and asks again, so that it sees a committed transaction whole
-if redis.call("EXISTS", string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked") == 1 then
-  return {"LOCKED", answer}
+-- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
+-- committed transactions holding them and asks again (also when a holder met here is gone
+-- by then: its apply may have landed in between), so that it sees a committed transaction
+-- whole
+local lock_prefix = string.sub(KEYS[#KEYS - 1], 1, -6)
+if redis.call("EXISTS", lock_prefix .. "locked") == 1 then
+  local holders, met = {}, {}
+  local pairs_ = redis.call("HGETALL", lock_prefix .. "locks")  -- (HGETALL: in the ACL rule)
+  for i = 2, #pairs_, 2 do
+    local holder = pairs_[i]
+    if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+  end
+  return {"LOCKED", answer, holders}
 end
 return answer

@@ -53,10 +53,13 @@ local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[
 local nrows = (#ARGV - 6) / 9
 -- two-phase commit: prepare checks and locks (writing only the lock hash and the intent),
 -- apply writes what prepare checked (nothing can have changed: the documents are locked)
-local phase, record, intent_key = nil, nil, nil
+local phase, record, intent_key, checked = nil, nil, nil, false
 if ARGV[6] ~= "" then
   local spec = cmsgpack.unpack(ARGV[6])
   phase, record = spec[1], spec[2]
+  -- (an intent made again with a schema that has a unique index its prepare could not
+  -- check: its apply checks unique values, and a refusal keeps it; see twophase.py)
+  checked = spec[3] == "unique"
   intent_key = KEYS[nindexes + 4 + 2 * nrows]
 end
 local locks = locks_key(state_key)
@@ -144,8 +147,8 @@ end
 
 -- The apply of a committed transaction refuses nothing its prepare checked: the decision
 -- is taken. Its documents were locked since, so only the server can have changed them: a
--- document that expired meanwhile (its key gone; its leftovers purged here) is written as
--- an insert, a delete of it does nothing, a check is done.
+-- document that expired meanwhile (its key gone; its leftovers purged here, with its
+-- expire event) stays gone: an update or a delete of it does nothing, a check is done.
 local function check_apply(op)
   local t = redis.call("TYPE", op.doc_key).ok
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
@@ -155,7 +158,9 @@ local function check_apply(op)
   end
   if op.kind == "check" then
     op.version = tonumber(op.expected)
-  elseif op.kind == "delete" then
+  elseif op.kind == "delete" or op.kind == "update" then
+    -- (an update of one that expired stays gone, as a plain save of it would fail: its
+    -- expire event was emitted by the purge above; written, it would live on unexpiring)
     if t == "none" then op.kind, op.version = "gone", 0 end
   else
     op.kind = t == "none" and "insert" or "update"
@@ -223,7 +228,7 @@ for n, op in ipairs(ops) do
     for i, index in ipairs(indexes) do
       op.members[i] = unpack_list(values[index.field])
       claims[i] = claims[i] or {}
-      if index.unique and not op.lenient[i] and phase ~= "apply" then
+      if index.unique and not op.lenient[i] and (phase ~= "apply" or checked) then
         for _, member in ipairs(op.members[i]) do
           if member ~= NULL then
             local other = claims[i][member]

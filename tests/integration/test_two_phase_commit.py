@@ -911,6 +911,47 @@ def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
     assert leftovers(redis_client) == {}
 
 
+def test_a_release_after_an_apply_keeps_the_applied_versions(conn: Any, purses: list[str],
+                                                             redis_client: Any) -> None:
+    """A settler that met the locks before the apply, then found the record gone (a reader
+    applied and finished the transaction), releases what is left: the versions the apply
+    left stay, so the committing client's own late apply learns them (it was reported
+    "could not be applied" with stale versions under load)."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    (record,) = [key.decode() for key in redis_client.scan_iter("*2pc*:r")]
+    executor.execute(plan)  # the apply: applied, its reply lost
+    redis_client.delete(record)  # (finished by someone else)
+    state = conn.backend._state(Purse._meta)
+    locks = [twophase.locks_key(state.keys.tag(p)) for p in range(Purse._meta.partitions)]
+    settle = conn.backend.settle(record, locks)  # the late settler: record gone, release
+    step = next(settle)
+    with pytest.raises(StopIteration):
+        while True:
+            step = settle.send(executor.execute(step))
+    applied = sorted([Purse.objects.get_sync(id=id)._version for id in ids] + [
+        Entry.objects.get_sync(id=f"e-{ids[0]}-10")._version])
+    for _ in range(5):  # other writers: the documents' recent write ids move on
+        for id in ids:
+            purse = Purse.objects.get_sync(id=id)
+            purse.balance += 1
+            purse.save_sync()
+    plan = op.send(executor.execute(plan))  # the client's resend: DONE, with the versions
+    with pytest.raises(StopIteration) as done:
+        while True:
+            plan = op.send(executor.execute(plan))
+    assert done.value.value is None
+    # (the transaction's documents hold the versions its apply wrote)
+    assert sorted(doc._version for doc, _, _ in tx._work.writes.values()) == applied
+    assert balances(ids) == {ids[0]: 95, ids[1]: 115}
+    assert leftovers(redis_client) == {}
+
+
 def test_waits_and_settles_under_the_least_privilege_rule(
         conn: Any, purses: list[str], redis_client: Any, redis_url: str) -> None:
     """What a writer's wait, a query's settling and the TTL sweep send is allowed by

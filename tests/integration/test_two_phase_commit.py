@@ -111,6 +111,17 @@ def transfer_tx(conn: Any, ids: list[str], amount: int, timeout: float) -> SyncT
     return tx
 
 
+def up_to_apply(conn: Any, tx: SyncTransaction) -> tuple[Any, Any, Any]:
+    """Step ``tx``'s commit through begin, prepare and the decision: ``(op, the apply's
+    plan, not sent yet, the executor)``, to run the rest by hand."""
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(3):  # begin, prepare, commit
+        plan = op.send(executor.execute(plan))
+    return op, plan, executor
+
+
 def die_after(conn: Any, tx: SyncTransaction, round_trips: int) -> None:
     """Commit ``tx`` but stop after ``round_trips`` round trips of its commit, as a client
     killed there would (nothing after it is sent)."""
@@ -747,17 +758,13 @@ def test_a_read_by_id_racing_an_apply_sees_the_transaction_whole(
     applied (by its client) before the read looks at the locks: the read must not return
     the old value of one document beside the new value of the other."""
     ids = [purses[0], purses[2]]
-    executor = conn._store.sync_executor()
-    tx = conn.transaction_sync(timeout=30.0)
+    tx = conn.transaction_sync(timeout=30.0)  # (purses only: one intent per partition)
     first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
     first.balance -= 10
     second.balance += 10
     tx.save(first)
     tx.save(second)
-    op = tx._work.commit(conn.backend)
-    plan = next(op)
-    for _ in range(3):  # begin, prepare, commit
-        plan = op.send(executor.execute(plan))
+    op, plan, executor = up_to_apply(conn, tx)
     apply_one(conn, redis_client, ids[1])  # the apply of one partition lands first
     reader = conn.backend.get_many(Purse._meta, ids)
     read = executor.execute(next(reader))  # the MGET: the first still locked, old
@@ -792,17 +799,13 @@ def test_a_read_by_id_racing_an_apply_then_a_new_lock_sees_the_transaction_whole
     before the read looks at the locks: the document is held, by a holder that changed
     nothing, but it is not what the read saw, and the read is sent again."""
     ids = [purses[0], purses[2]]
-    executor = conn._store.sync_executor()
-    tx = conn.transaction_sync(timeout=30.0)
+    tx = conn.transaction_sync(timeout=30.0)  # (purses only: one intent per partition)
     first, second = tx.get(Purse, ids[0]), tx.get(Purse, ids[1])
     first.balance -= 10
     second.balance += 10
     tx.save(first)
     tx.save(second)
-    op = tx._work.commit(conn.backend)
-    plan = next(op)
-    for _ in range(3):  # begin, prepare, commit
-        plan = op.send(executor.execute(plan))
+    op, plan, executor = up_to_apply(conn, tx)
     apply_one(conn, redis_client, ids[1])
     reader = conn.backend.get_many(Purse._meta, ids)
     read = executor.execute(next(reader))  # the first still locked, old; the second new
@@ -889,11 +892,7 @@ def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
     read from the documents' recent write ids."""
     ids = [purses[0], purses[2]]
     tx = transfer_tx(conn, ids, 10, 30.0)
-    op = tx._work.commit(conn.backend)
-    executor = conn._store.sync_executor()
-    plan = next(op)
-    for _ in range(3):  # begin, prepare, commit
-        plan = op.send(executor.execute(plan))
+    op, plan, executor = up_to_apply(conn, tx)
     executor.execute(plan)  # the apply: applied, its reply lost
     for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
         redis_client.delete(key)
@@ -919,11 +918,7 @@ def test_a_release_after_an_apply_keeps_the_applied_versions(conn: Any, purses: 
     "could not be applied" with stale versions under load)."""
     ids = [purses[0], purses[2]]
     tx = transfer_tx(conn, ids, 10, 30.0)
-    op = tx._work.commit(conn.backend)
-    executor = conn._store.sync_executor()
-    plan = next(op)
-    for _ in range(3):  # begin, prepare, commit
-        plan = op.send(executor.execute(plan))
+    op, plan, executor = up_to_apply(conn, tx)
     (record,) = [key.decode() for key in redis_client.scan_iter("*2pc*:r")]
     executor.execute(plan)  # the apply: applied, its reply lost
     redis_client.delete(record)  # (finished by someone else)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import postgres_support
 from quantumorm.testing import ServerFailed, ServerUnavailable, postgres
 
 GONE_WITHIN = 120.0  # seconds: a liveness bound for a slow, shared machine, not a timing
@@ -34,12 +35,13 @@ def temp_root() -> Iterator[Path]:
 
 @pytest.fixture
 def installed() -> None:
+    """Skip without PostgreSQL, or fail where it is required (CI: see postgres_support)."""
     try:
         postgres.driver()
     except ServerUnavailable as error:
-        pytest.skip(str(error))
+        postgres_support.skip(str(error))
     if postgres.binaries() is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
+        postgres_support.skip("PostgreSQL server binaries are not installed")
 
 
 @pytest.mark.usefixtures("installed")

@@ -1,0 +1,222 @@
+"""Reads that meet two-phase commits (``backends/redis/twophase.py``) when reads go to
+replicas: what a read checks against the transactions (their locks and records) and the
+read sent again after settling them are answered by the master, as a replica may lag; and
+the rounds of a read that keeps meeting transactions are bounded by the server's time.
+
+A replica made to lag on purpose: ``CLIENT PAUSE ... WRITE`` on it holds back the
+replication stream while it still answers reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+import quantumorm
+from quantumorm import Document, IntField, StringField
+from quantumorm.backends.redis import twophase
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.transaction import SyncTransaction
+
+
+class Slip(Document):
+    amount = IntField(default=0)
+
+    class Meta:
+        collection = "tpr_slips"
+        partitions = 2
+
+
+class Wallet(Document):
+    owner = StringField(indexed=True)
+    balance = IntField(indexed=True, default=0)
+
+    class Meta:
+        collection = "tpr_wallets"
+        partitions = 4
+
+
+def spread_ids(count: int) -> list[str]:
+    """``count`` ids per partition of Wallet, in partition order."""
+    keys = KeySpace(Wallet._meta)
+    found: dict[int, list[str]] = {p: [] for p in range(Wallet._meta.partitions)}
+    n = 0
+    while min(len(v) for v in found.values()) < count:
+        id = f"w{n}"
+        if len(found[keys.partition_of(id)]) < count:
+            found[keys.partition_of(id)].append(id)
+        n += 1
+    return [id for p in sorted(found) for id in found[p]]
+
+
+def transfer_tx(conn: Any, source: str, target: str, amount: int) -> SyncTransaction:
+    tx = conn.transaction_sync(timeout=30.0)
+    first, second = tx.get(Wallet, source), tx.get(Wallet, target)
+    first.balance -= amount
+    second.balance += amount
+    tx.save(first)
+    tx.save(second)
+    return tx
+
+
+def die_after(conn: Any, tx: SyncTransaction, round_trips: int) -> None:
+    """Commit ``tx`` but stop after ``round_trips`` round trips (begin, prepare, commit)."""
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(round_trips):
+        plan = op.send(executor.execute(plan))
+    op.close()
+
+
+def committed_not_applied(conn: Any, tx: SyncTransaction) -> None:
+    """Commit ``tx`` but stop after its decision, as a client killed there would: the
+    record says committed, the documents are locked, nothing is applied."""
+    die_after(conn, tx, 3)
+
+
+def commandstat(node: Any, command: str) -> int:
+    client = node.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def pause_replication(replica: Any) -> None:
+    """Hold back the replica's replication stream; it still answers reads."""
+    client: redis.Redis = replica.client()
+    try:
+        client.execute_command("CLIENT", "PAUSE", 60000, "WRITE")
+    finally:
+        client.close()
+
+
+@contextmanager
+def watching(node: Any) -> Iterator[list[str]]:
+    """The commands clients send ``node`` meanwhile (MONITOR; not those scripts run)."""
+    served: list[str] = []
+    client = redis.Redis(port=node.port)
+    ready = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for seen in monitor.listen():
+                if seen["command"] == "ECHO watching-stop":
+                    return
+                if seen["client_type"] != "lua":
+                    served.append(seen["command"])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    ready.wait(5)
+    try:
+        yield served
+    finally:
+        stopper = node.client()
+        try:
+            stopper.echo("watching-stop")
+        finally:
+            stopper.close()
+        thread.join(10)
+        client.close()
+
+
+@pytest.fixture
+def group(start_sentinel: Any) -> Iterator[Any]:
+    """A Sentinel group of a master and one replica, its replica's pause (if any) lifted
+    and the connections closed after the test."""
+    started = start_sentinel(replicas=1)
+    try:
+        yield started
+    finally:
+        for node in started.nodes:
+            client = node.client()
+            try:
+                client.execute_command("CLIENT", "UNPAUSE")
+            finally:
+                client.close()
+        quantumorm.close_all()
+
+
+def test_a_read_from_a_lagging_replica_checks_locks_and_reads_again_on_the_master(
+        group: Any) -> None:
+    """The replica still shows a committed transaction's locks (their release on the
+    master, by its apply, is held back from it): a read by id and a query from the replica
+    meet them, check them on the master (none left there) and read again from it: the whole
+    transaction, in the first answer. Before, the lock checks went to the replica too: they
+    found the locks still there, settled a transaction already finished, and read the
+    replica again, round after round, until TransactionsUnsettled."""
+    master = group.master()
+    replica = next(n for n in group.nodes if n is not master)
+    conn = quantumorm.create_connection(url=group.url, name="default", make_default=True,
+                                        read_from_replicas=True, wait_replicas=1)
+    ids = spread_ids(1)
+    Wallet.objects.bulk_create_sync([Wallet(id=id, owner=id, balance=100) for id in ids])
+    a, b = ids[0], ids[2]  # (two partitions)
+    committed_not_applied(conn, transfer_tx(conn, a, b, 10))  # (the replica has it: WAIT)
+    pause_replication(replica)
+    # the master applies it (a reader there settles it), the replica does not see that
+    quantumorm.create_connection(url=f"redis://127.0.0.1:{master.port}/0", name="direct")
+    assert {w.id: w.balance for w in Wallet.objects.using("direct").get_many_sync(
+        [a, b])} == {a: 90, b: 110}
+    lagged = replica.client()
+    try:
+        assert lagged.keys("*:locked")  # (the replica still shows the locks)
+    finally:
+        lagged.close()
+    checks = commandstat(master, "hmget"), commandstat(master, "hgetall")
+    with watching(replica) as served:
+        assert {w.id: w.balance for w in Wallet.objects.get_many_sync([a, b])} == {
+            a: 90, b: 110}
+        assert {w.id: w.balance for w in Wallet.objects.filter(
+            balance__gte=0).all_sync()} == {id: {a: 90, b: 110}.get(id, 100) for id in ids}
+        assert Wallet.objects.filter(balance__gte=0).count_sync() == len(ids)
+    # the replica served the first round of each read (and met the locks there), but the
+    # locks and records were checked on the master, and the reads sent again there
+    assert any(c.startswith("MGET") for c in served)
+    assert any(c.startswith("EVALSHA_RO") for c in served)
+    assert [c for c in served if ":locks" in c or ":2pc:" in c] == []
+    assert commandstat(master, "hmget") > checks[0]
+    assert commandstat(master, "hgetall") > checks[1]
+
+
+
+@pytest.mark.parametrize("reading", ["by id", "query"])
+def test_a_read_that_keeps_meeting_applies_waits_rather_than_raise(
+        conn: Any, monkeypatch: pytest.MonkeyPatch, reading: str) -> None:
+    """A read told for twelve rounds in a row that a transaction was applied while it ran
+    (here: by a stand-in for the settling) keeps reading, with a pause between rounds, and
+    answers: its rounds are bounded by time (the server's), not by a count. Before, it
+    raised TransactionsUnsettled after five."""
+    ids = spread_ids(1)
+    Wallet.objects.bulk_create_sync([Wallet(id=id, owner=id, balance=100) for id in ids])
+    die_after(conn, transfer_tx(conn, ids[0], ids[2], 10), 2)  # prepared: flags set
+    told: list[int] = []
+    real = {name: getattr(twophase.TwoPhase, name)
+            for name in ("settle_partitions", "settle_for_readers")}
+
+    def disturbed(name: str) -> Any:
+        def settle(self: Any, *args: Any) -> Any:
+            if len(told) < 12:
+                told.append(1)
+                yield from ()
+                return True
+            return (yield from real[name](self, *args))
+        return settle
+
+    for name in real:
+        monkeypatch.setattr(twophase.TwoPhase, name, disturbed(name))
+    if reading == "by id":
+        found = Wallet.objects.get_many_sync([ids[0], ids[2]])
+    else:
+        found = Wallet.objects.filter(owner__in=[ids[0], ids[2]]).all_sync()
+    assert len(told) == 12
+    assert {w.id: w.balance for w in found} == {ids[0]: 100, ids[2]: 100}  # (undecided)

@@ -1,7 +1,8 @@
 """Reads that meet two-phase commits (``backends/redis/twophase.py``) when reads go to
 replicas: what a read checks against the transactions (their locks and records) and the
 read sent again after settling them are answered by the master, as a replica may lag; and
-the rounds of a read that keeps meeting transactions are bounded by the server's time.
+the rounds of a read that keeps meeting transactions are bounded by the server's time. And
+the sweeper's registry of open transactions, scored and read by the server's clock.
 
 A replica made to lag on purpose: ``CLIENT PAUSE ... WRITE`` on it holds back the
 replication stream while it still answers reads.
@@ -10,6 +11,7 @@ replication stream while it still answers reads.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -220,3 +222,40 @@ def test_a_read_that_keeps_meeting_applies_waits_rather_than_raise(
         found = Wallet.objects.filter(owner__in=[ids[0], ids[2]]).all_sync()
     assert len(told) == 12
     assert {w.id: w.balance for w in found} == {ids[0]: 100, ids[2]: 100}  # (undecided)
+
+
+@pytest.mark.parametrize("skew", [3600.0, -3600.0])
+def test_the_sweeper_finds_due_transactions_by_the_servers_clock(
+        conn: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
+    """A client whose clock is an hour off begins a transaction (of Slip only) and dies
+    after its prepare: the registry entry is scored by the server's clock, so the sweep of
+    another model of the namespace (Wallet: it meets none of Slip's locks) settles it once
+    its deadline has passed, not an hour late (nor before the deadline: the record decides).
+    Before, the score was the client's clock: an hour ahead, the sweeper never saw it due."""
+    Slip.objects.bulk_create_sync([Slip(id=f"s{n}", amount=1) for n in range(8)])
+    keys = KeySpace(Slip._meta)
+    apart = [f"s{n}" for n in range(8)]
+    first = apart[0]
+    second = next(id for id in apart if keys.partition_of(id) != keys.partition_of(first))
+    tx = conn.transaction_sync(timeout=0.3)
+    for id in (first, second):
+        slip = tx.get(Slip, id)
+        slip.amount += 1
+        tx.save(slip)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + skew)  # (this client's clock)
+    die_after(conn, tx, 2)  # begun and prepared: pending, the documents locked
+    monkeypatch.setattr(time, "time", real)
+    (registry,) = redis_client.keys("{*:2pc}:open")
+    ((record, score),) = redis_client.zrange(registry, 0, -1, withscores=True)
+    seconds, micros = redis_client.time()
+    server_ms = seconds * 1000 + micros // 1000
+    assert server_ms < score <= server_ms + 300  # (the server's time plus the timeout)
+    Wallet.objects.sweep_sync()  # (before its deadline: nothing due)
+    assert redis_client.keys("*:locks") and redis_client.zcard(registry) == 1
+    time.sleep(0.4)
+    Wallet.objects.sweep_sync()  # due: aborted by its record, released
+    assert redis_client.keys("*:locks") == []
+    assert redis_client.zcard(registry) == 0
+    assert {s.id: s.amount for s in Slip.objects.get_many_sync([first, second])} == {
+        first: 1, second: 1}

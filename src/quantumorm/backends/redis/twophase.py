@@ -7,7 +7,8 @@ round trip (its calls go to every node concerned at once):
 1. **begin**: the record ``{<ns>:2pc:<txid>}:r`` (a slot of its own): state ``pending``, the
    deadline (the record server's time plus the timeout), the participants (per partition:
    its lock hash and intent key); and the txid in the registry ``{<ns>:2pc}:open`` (by
-   deadline) that :meth:`TwoPhase.sweep_transactions` reads.
+   deadline, on the registry server's clock: ``tx_open.lua``) that
+   :meth:`TwoPhase.sweep_transactions` reads (``tx_due.lua``, by that same clock).
 2. **prepare**, per partition: ``tx.lua`` in prepare mode runs every check of the one-script
    transaction (versions read, versions written, ids, unique values, key types), refuses a
    document locked by another transaction (naming its record), then locks every document
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,11 +263,10 @@ class TwoPhase(BackendCore):
         participants = wire.pack([k.encode() for call in calls
                                   for k in (locks_key(call.ids_key.removesuffix(":ids")),
                                             call.intent_key or "")])
-        # 1. begin (the registry's score is this client's clock: only the sweeper's hint)
+        # 1. begin (the registry in its own slot: a call of its own, scored by its server)
         yield RedisPlan((
             Call("tx_begin", (record,), (timeout_ms, RECORD_GRACE_MS, participants)),
-            Command(("ZADD", registry, int(time.time() * 1000) + timeout_ms, record))),
-            idempotent=True)
+            Call("tx_open", (registry,), (record, timeout_ms))), idempotent=True)
         # 2. prepare (resent, a prepare finds its own locks and reports PREPARED)
         sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
         replies = [tx_reply(raw) for raw in sent]
@@ -695,9 +694,11 @@ class TwoPhase(BackendCore):
         keys = self._state(options).keys
         registry = registry_key(keys.namespace)
         locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
-        due, *held = yield RedisPlan((Command(
-            ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),
-            *(Command(("HGETALL", key)) for key in locks)), idempotent=True)
+        # (the registry's due entries by its own server's clock, which scored them: the
+        # client's clock plays no part)
+        due, *held = yield RedisPlan((Call("tx_due", (registry,), (limit,)),
+                                      *(Command(("HGETALL", key)) for key in locks)),
+                                     idempotent=True)
         # each transaction, with the lock hashes of this model it holds locks in
         found: dict[str, list[str]] = {wire.text(record): [] for record in due}
         for key, pairs in zip(locks, held, strict=True):

@@ -478,8 +478,10 @@ class TwoPhase(BackendCore):
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
             # (the deadline is in the record server's time, and so is the give-up: this
             # client's clock may be off by any amount)
+            # (reads, from the master, where the record is decided: no WAIT after them)
             deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
-                                             NowCall(holder).call()), idempotent=True)
+                                             NowCall(holder).call()),
+                                            read_only=True, primary=True)
             give_up = int(deadline or 0) + WAIT_SKEW_MS
             attempt = 0
             while not (yield from self.settle(holder, hashes)):
@@ -492,7 +494,7 @@ class TwoPhase(BackendCore):
                 # command the least-privilege ACL rule already allows; then the time there)
                 _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
                     pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
-                    NowCall(holder).call()), idempotent=True)
+                    NowCall(holder).call()), read_only=True, primary=True)
         return stuck
 
     def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
@@ -698,7 +700,7 @@ class TwoPhase(BackendCore):
         # client's clock plays no part)
         due, *held = yield RedisPlan((Call("tx_due", (registry,), (limit,)),
                                       *(Command(("HGETALL", key)) for key in locks)),
-                                     idempotent=True)
+                                     read_only=True, primary=True)
         # each transaction, with the lock hashes of this model it holds locks in
         found: dict[str, list[str]] = {wire.text(record): [] for record in due}
         for key, pairs in zip(locks, held, strict=True):

@@ -43,7 +43,9 @@ transaction, never part.
 Writers check the lock hash (one EXISTS when the partition has no lock: a hash without
 fields does not exist); reads by id read the flag in their MGET (no command more) and, when
 it is set, settle the holders of the documents read first: a committed transaction is seen
-whole, an undecided one not at all (prepare changed no document, no index entry).
+whole, an undecided one not at all (prepare changed no document, no index entry). Those
+checks, and a read sent again after them, go to the master even with ``read_from_replicas``
+(``RedisPlan.primary``): a replica may still show locks its master has released.
 
 Documents of models with unique indexes are read (checked) and deleted, not written, by a
 two-phase commit: a unique value is checked at prepare but cannot be reserved until apply,

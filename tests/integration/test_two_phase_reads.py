@@ -25,6 +25,7 @@ import quantumorm
 from cluster_support import wait_until
 from quantumorm import Document, IntField, StringField
 from quantumorm.backends.redis import twophase
+from quantumorm.backends.redis.acl import acl_rule
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.transaction import SyncTransaction
 
@@ -231,11 +232,18 @@ async def test_a_read_from_a_lagging_replica_checks_locks_and_reads_again_on_the
 
 @pytest.mark.parametrize("reading", ["by id", "query"])
 def test_a_read_that_keeps_meeting_applies_waits_rather_than_raise(
-        conn: Any, monkeypatch: pytest.MonkeyPatch, reading: str) -> None:
+        conn: Any, monkeypatch: pytest.MonkeyPatch, reading: str, redis_client: Any,
+        redis_url: str) -> None:
     """A read told for twelve rounds in a row that a transaction was applied while it ran
     (here: by a stand-in for the settling) keeps reading, with a pause between rounds, and
     answers: its rounds are bounded by time (the server's), not by a count. Before, it
-    raised TransactionsUnsettled after five."""
+    raised TransactionsUnsettled after five. (Read as a user of the least-privilege ACL
+    rule: the pauses and the server's time are allowed.)"""
+    redis_client.execute_command("ACL", "SETUSER", "tpr-app", "reset", "on", ">pw",
+                                 *acl_rule("qorm").split())
+    quantumorm.create_connection(url=redis_url, name="tpr-app", username="tpr-app",
+                                 password="pw")
+    reads = Wallet.objects.using("tpr-app")
     ids = spread_ids(1)
     Wallet.objects.bulk_create_sync([Wallet(id=id, owner=id, balance=100) for id in ids])
     die_after(conn, transfer_tx(conn, ids[0], ids[2], 10), 2)  # prepared: flags set
@@ -255,9 +263,9 @@ def test_a_read_that_keeps_meeting_applies_waits_rather_than_raise(
     for name in real:
         monkeypatch.setattr(twophase.TwoPhase, name, disturbed(name))
     if reading == "by id":
-        found = Wallet.objects.get_many_sync([ids[0], ids[2]])
+        found = reads.get_many_sync([ids[0], ids[2]])
     else:
-        found = Wallet.objects.filter(owner__in=[ids[0], ids[2]]).all_sync()
+        found = reads.filter(owner__in=[ids[0], ids[2]]).all_sync()
     assert len(told) == 12
     assert {w.id: w.balance for w in found} == {ids[0]: 100, ids[2]: 100}  # (undecided)
 

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -125,19 +126,25 @@ def test_a_client_killed_at_random_points_loses_or_applies_whole_transfers(
     rng = random.Random(7)
     interrupted = 0  # kills that left a transaction half-way (a record, locks, intents)
     for round in range(6):
+        # (its stderr kept: a client that ends by itself failed, and says why there)
+        errors = tempfile.TemporaryFile()
         client = subprocess.Popen(
             [sys.executable, str(HERE / "twopc_bank.py"), redis_cluster.url, str(round),
-             str(ACCOUNTS)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             str(ACCOUNTS)], env=env, stdout=subprocess.PIPE, stderr=errors)
         try:
             assert client.stdout is not None
             for _ in range(rng.randint(1, 4)):  # some transfers committed first
-                assert client.stdout.readline()
+                if not client.stdout.readline():
+                    client.wait()
+                    errors.seek(0)
+                    raise AssertionError(f"the client failed: {errors.read().decode()}")
             time.sleep(rng.uniform(0, 0.05))  # then killed anywhere in the next ones
         finally:
             os.kill(client.pid, signal.SIGKILL)
             client.wait()
             if client.stdout is not None:
                 client.stdout.close()
+            errors.close()
         interrupted += bool(leftovers(redis_cluster.nodes))
         # other writers meet what it left (and settle it once past its deadline) ...
         rng_writer = random.Random(round)

@@ -486,8 +486,7 @@ def test_a_writer_with_a_clock_ahead_waits_for_the_server_s_deadline(
     ids = [purses[0], purses[2]]
     die_after(conn, transfer_tx(conn, ids, 10, 0.5), 2)  # prepared, undecided
     real = time.time
-    monkeypatch.setattr(twophase, "time", type("Clock", (), {
-        "time": staticmethod(lambda: real() + 5.0)}))  # (this client 5 s ahead)
+    monkeypatch.setattr(time, "time", lambda: real() + 5.0)  # (this client 5 s ahead)
     assert Purse.objects.filter(id__in=ids).update_sync(inc__balance=1) == 2
     assert balances(ids) == dict.fromkeys(ids, 101)
     assert leftovers(redis_client) == {}
@@ -850,7 +849,7 @@ def test_reads_that_keep_meeting_applies_raise_rather_than_answer(
         conn: Any, purses: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A read whose every round met a transaction applied while it ran (here: told so
     each time) raises TransactionsUnsettled after its bounded rounds, instead of returning
-    an answer it could not check."""
+    an answer it could not check (after its rounds' time, by the server's clock)."""
     ids = [purses[0], purses[2]]
     die_after(conn, transfer_tx(conn, ids, 10, 30.0), 2)  # prepared: the flags are set
 
@@ -860,6 +859,7 @@ def test_reads_that_keep_meeting_applies_raise_rather_than_answer(
 
     monkeypatch.setattr(twophase.TwoPhase, "settle_partitions", again)
     monkeypatch.setattr(twophase.TwoPhase, "settle_for_readers", again)
+    monkeypatch.setattr(twophase, "READ_SETTLE_MS", 200)  # (its rounds' time, shortened)
     with pytest.raises(TransactionsUnsettled):
         Purse.objects.filter(owner__in=ids).all_sync()
     with pytest.raises(TransactionsUnsettled):

@@ -88,6 +88,10 @@ class RedisPlan:
     #: recognises its own earlier application (write ids, see ``lua/_write.lua``) or does
     #: the same thing twice (TTL, sweep, acknowledgements, id allocation: gaps only)
     idempotent: bool = False
+    #: True for read-only steps that the master must answer even with
+    #: ``read_from_replicas``: what a read checks against two-phase commits (their locks and
+    #: records, and the read sent again after settling them), as a replica may lag behind
+    primary: bool = False
 
     @property
     def retryable(self) -> bool:

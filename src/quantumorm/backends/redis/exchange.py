@@ -278,6 +278,8 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     translated error of the first step that failed."""
     steps, read_only = plan.steps, plan.read_only
     durable = bool(link.wait) and not read_only
+    # (a read the master must answer is routed as a write is, without WAIT)
+    read_only = read_only and not plan.primary
     attempts = link.retries
     request: Send | Fanout | None = None  # (the retry warning names where it went)
     for attempt in range(attempts):

@@ -12,11 +12,11 @@ and sort keys, and a second round trip fetches the documents the merge kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ...engine.contract import Row
 from ...engine.drive import Op
-from ...errors import TransactionsUnsettled
 from ...options import ModelOptions
 from ...query.lookups import Lookup
 from ...query.nodes import FALSE, ID, Condition, Or, QuerySpec
@@ -27,15 +27,11 @@ from .commands import Command, RedisPlan
 from .core import ModelState
 from .planner import Plan
 from .replies import COUNT_EXPIRING, COUNT_OUTDATED
-from .twophase import TwoPhase, flag_key
+from .twophase import Settling, TwoPhase, flag_key
 
 #: rounds of a two-phase query (see Reader.query) whose fetched rows changed after they were
 #: ranked, before the one-phase merge is used instead
 TWO_PHASE_ATTEMPTS = 2
-#: how many times a read that met two-phase commits' locks is sent again after settling
-#: them or seeing one applied in between (twophase.py); then TransactionsUnsettled
-SETTLE_ROUNDS = 5
-
 T = TypeVar("T")
 #: the rows a one-phase merge would read, send and throw away, from which two phases pay
 #: (measured with bench/bench_partitions.py)
@@ -49,6 +45,16 @@ def locked_reply(reply: Any) -> bool:
     return isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"LOCKED", "LOCKED")
 
 
+def on_primary(make: Callable[[ModelState], tuple[T, RedisPlan]]
+               ) -> Callable[[ModelState], tuple[T, RedisPlan]]:
+    """``make``, its plans answered by the master (a query asked again after settling
+    two-phase commits: a replica may not have what was settled)."""
+    def made(state: ModelState) -> tuple[T, RedisPlan]:
+        result, plan = make(state)
+        return result, replace(plan, primary=True)
+    return made
+
+
 def two_phase_pays(partitions: int, window: int | None) -> bool:
     """Whether an ordered query of ``window`` rows over ``partitions`` partitions should rank
     first and then fetch only the winners' documents: one more round trip, against the
@@ -58,10 +64,12 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
 
 class Reader(TwoPhase):
     def get_many(self, options: ModelOptions, ids: Sequence[str],
-                 settling: int = SETTLE_ROUNDS) -> Op[list[Row | None]]:
+                 settling: Settling | None = None) -> Op[list[Row | None]]:
         """One MGET per partition involved, in one round trip: a document key carries its
         version (see :mod:`.stored`). Documents stored before it did are read again with
-        their meta hashes' versions, atomically (``fetch.lua``), in a second round trip."""
+        their meta hashes' versions, atomically (``fetch.lua``), in a second round trip.
+        ``settling``: the rounds of a read sent again after settling two-phase commits
+        (:meth:`settle_round`), from the master (a replica may not have what was settled)."""
         state = self._state(options)
         if state.schema is None:  # (first use; after it, no generator to run)
             state = yield from self.prepare(options)
@@ -79,7 +87,7 @@ class Reader(TwoPhase):
             prefix = keys.partition(0).doc_prefix
             (reply,) = yield RedisPlan((Command(("MGET", *[
                 prefix + escape_id(id) for id in members], flag_key(keys.tag(0)))),),
-                read_only=True)
+                read_only=True, primary=settling is not None)
             if reply.pop() is not None:
                 locked[0] = members
                 seen[0] = list(reply)
@@ -98,7 +106,8 @@ class Reader(TwoPhase):
                 prefix = keys.partition(partition).doc_prefix
                 commands.append(Command(("MGET", *[prefix + escape_id(id) for id in members],
                                          flag_key(keys.tag(partition)))))
-            replies = yield RedisPlan(tuple(commands), read_only=True)
+            replies = yield RedisPlan(tuple(commands), read_only=True,
+                                      primary=settling is not None)
             for (partition, members), reply in zip(by_partition.items(), replies, strict=True):
                 if reply.pop() is not None:
                     locked[partition] = members
@@ -108,15 +117,14 @@ class Reader(TwoPhase):
                 if stale:
                     older[partition] = stale
         if locked and (yield from self.settle_for_readers(options, locked, seen)):
-            if not settling:
-                raise TransactionsUnsettled(options.model_name, SETTLE_ROUNDS)
-            return (yield from self.get_many(options, ids, settling - 1))
+            settling = yield from self.settle_round(options, settling)
+            return (yield from self.get_many(options, ids, settling))
         if older:
-            found.update((yield from self._fetch(options, older)))
+            found.update((yield from self._fetch(options, older, settling is not None)))
         return [found[id] for id in ids]
 
-    def _fetch(self, options: ModelOptions,
-               by_partition: dict[int, list[str]]) -> Op[dict[str, Row | None]]:
+    def _fetch(self, options: ModelOptions, by_partition: dict[int, list[str]],
+               primary: bool = False) -> Op[dict[str, Row | None]]:
         """Documents with their meta hashes' versions, one ``fetch.lua`` call per
         partition (each an atomic read of both), in one round trip."""
         keys = self._state(options).keys
@@ -127,7 +135,7 @@ class Reader(TwoPhase):
                 escaped = escape_id(id)
                 key_list += [shared.doc_prefix + escaped, shared.meta_prefix + escaped]
             calls.append(FetchCall(key_list).call())
-        replies = yield RedisPlan(tuple(calls), read_only=True)
+        replies = yield RedisPlan(tuple(calls), read_only=True, primary=primary)
         found: dict[str, Row | None] = {}
         for members, reply in zip(by_partition.values(), replies, strict=True):
             for position, id in enumerate(members):  # flat pairs: JSON or nil, version
@@ -188,11 +196,14 @@ class Reader(TwoPhase):
         partition with locks of two-phase commits answers {"LOCKED", answer, holders}: the
         committed transactions holding them are applied (:meth:`settle_partitions`) and
         the query is asked again, also when one of those holders is gone by then (applied
-        in between); an undecided one changed nothing, and the answer stands. After
-        ``SETTLE_ROUNDS`` rounds that each had to be asked again: TransactionsUnsettled
-        (never an answer that could hold half a transaction)."""
-        for _ in range(SETTLE_ROUNDS + 1):
-            made, replies = yield from self._ask(options, make)
+        in between); an undecided one changed nothing, and the answer stands. Asked again
+        from the master, after a growing pause, until the time :meth:`settle_round` allows
+        has passed: then TransactionsUnsettled (never an answer that could hold half a
+        transaction)."""
+        settling: Settling | None = None
+        ask = make
+        while True:
+            made, replies = yield from self._ask(options, ask)
             flagged = [p for p, reply in enumerate(replies) if locked_reply(reply)]
             if not flagged:
                 return made, replies
@@ -200,7 +211,8 @@ class Reader(TwoPhase):
             replies = [reply[1] if locked_reply(reply) else reply for reply in replies]
             if not (yield from self.settle_partitions(options, flagged, then)):
                 return made, replies
-        raise TransactionsUnsettled(options.model_name, SETTLE_ROUNDS)
+            settling = yield from self.settle_round(options, settling)
+            ask = on_primary(make)
 
     def _winners(self, options: ModelOptions,
                  ranked: list[tuple[str, int]]) -> Op[list[Row] | None]:

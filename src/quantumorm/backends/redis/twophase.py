@@ -7,7 +7,8 @@ round trip (its calls go to every node concerned at once):
 1. **begin**: the record ``{<ns>:2pc:<txid>}:r`` (a slot of its own): state ``pending``, the
    deadline (the record server's time plus the timeout), the participants (per partition:
    its lock hash and intent key); and the txid in the registry ``{<ns>:2pc}:open`` (by
-   deadline) that :meth:`TwoPhase.sweep_transactions` reads.
+   deadline, on the registry server's clock: ``tx_open.lua``) that
+   :meth:`TwoPhase.sweep_transactions` reads (``tx_due.lua``, by that same clock).
 2. **prepare**, per partition: ``tx.lua`` in prepare mode runs every check of the one-script
    transaction (versions read, versions written, ids, unique values, key types), refuses a
    document locked by another transaction (naming its record), then locks every document
@@ -42,7 +43,9 @@ transaction, never part.
 Writers check the lock hash (one EXISTS when the partition has no lock: a hash without
 fields does not exist); reads by id read the flag in their MGET (no command more) and, when
 it is set, settle the holders of the documents read first: a committed transaction is seen
-whole, an undecided one not at all (prepare changed no document, no index entry).
+whole, an undecided one not at all (prepare changed no document, no index entry). Those
+checks, and a read sent again after them, go to the master even with ``read_from_replicas``
+(``RedisPlan.primary``): a replica may still show locks its master has released.
 
 Documents of models with unique indexes are read (checked) and deleted, not written, by a
 two-phase commit: a unique value is checked at prepare but cannot be reserved until apply,
@@ -53,7 +56,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +64,12 @@ from ... import sortable
 from ...compression import decode_document, decompress
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
-from ...errors import QuantumORMError, TransactionCommitted, TransactionError
+from ...errors import (
+    QuantumORMError,
+    TransactionCommitted,
+    TransactionError,
+    TransactionsUnsettled,
+)
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import NowCall, TxCall
@@ -79,12 +86,32 @@ log = logging.getLogger("quantumorm.redis")
 
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
+#: the longest pause between two rounds of a read (seconds): shorter than a writer's, as
+#: a read is disturbed only by what lands during its own round trip, not held up by a lock
+READ_PAUSE_MAX = 0.02
+#: how long a read that keeps meeting transactions applied while it runs keeps settling and
+#: reading again, from its second round, by the master's clock (that of the model's first
+#: partition), in ms: the default transaction timeout (``transaction.TIMEOUT``) plus
+#: :data:`WAIT_SKEW_MS`. A lock is gone by its holder's deadline (then any reader or writer
+#: settles it), so a read meets a new transaction at every round for that long only under a
+#: stream of transactions over the documents it reads; then TransactionsUnsettled
+READ_SETTLE_MS = 7000
 #: the longest pause between two attempts to settle an undecided holder (seconds)
 WAIT_PAUSE_MAX = 0.1
 #: how long past the holder's deadline (by the server's clock, which the deadline is in) a
 #: writer keeps trying to settle it before giving up (ms): settling decides by that clock,
 #: so this is only a margin for a record's node whose clock differs from the other's
 WAIT_SKEW_MS = 2000
+
+
+@dataclass(slots=True)
+class Settling:
+    """The rounds of a read sent again after settling the transactions it met
+    (:meth:`TwoPhase.settle_round`): how many, and the server's time (ms) past which it
+    raises (0: not read yet, the first round goes at once)."""
+
+    rounds: int = 0
+    until: int = 0
 
 
 def record_key(namespace: str, txid: str) -> str:
@@ -238,11 +265,10 @@ class TwoPhase(BackendCore):
         participants = wire.pack([k.encode() for call in calls
                                   for k in (locks_key(call.ids_key.removesuffix(":ids")),
                                             call.intent_key or "")])
-        # 1. begin (the registry's score is this client's clock: only the sweeper's hint)
+        # 1. begin (the registry in its own slot: a call of its own, scored by its server)
         yield RedisPlan((
             Call("tx_begin", (record,), (timeout_ms, RECORD_GRACE_MS, participants)),
-            Command(("ZADD", registry, int(time.time() * 1000) + timeout_ms, record))),
-            idempotent=True)
+            Call("tx_open", (registry,), (record, timeout_ms))), idempotent=True)
         # 2. prepare (resent, a prepare finds its own locks and reports PREPARED)
         sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
         replies = [tx_reply(raw) for raw in sent]
@@ -454,8 +480,10 @@ class TwoPhase(BackendCore):
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
             # (the deadline is in the record server's time, and so is the give-up: this
             # client's clock may be off by any amount)
+            # (reads, from the master, where the record is decided: no WAIT after them)
             deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
-                                             NowCall(holder).call()), idempotent=True)
+                                             NowCall(holder).call()),
+                                            read_only=True, primary=True)
             give_up = int(deadline or 0) + WAIT_SKEW_MS
             attempt = 0
             while not (yield from self.settle(holder, hashes)):
@@ -468,7 +496,7 @@ class TwoPhase(BackendCore):
                 # command the least-privilege ACL rule already allows; then the time there)
                 _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
                     pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
-                    NowCall(holder).call()), idempotent=True)
+                    NowCall(holder).call()), read_only=True, primary=True)
         return stuck
 
     def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
@@ -564,7 +592,7 @@ class TwoPhase(BackendCore):
         held = yield RedisPlan(tuple(
             Command(("HMGET", locks_key(tag), *[sortable.id_key(id) for id in members]))
             for tag, members in zip(tags, by_partition.values(), strict=True)),
-            read_only=True)
+            read_only=True, primary=True)
         holders: dict[str, str] = {}
         for tag, found in zip(tags, held, strict=True):
             for holder in found:
@@ -576,7 +604,7 @@ class TwoPhase(BackendCore):
             # or missing one left the documents as they were): the others are left to
             # writers and the sweeper, so that a read writes nothing it need not
             states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
-                                           for record in holders), read_only=True)
+                                           for record in holders), read_only=True, primary=True)
             for (record, locks), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
                     settled = (yield from self._settle_for_reader(record, locks)) or settled
@@ -587,7 +615,7 @@ class TwoPhase(BackendCore):
         # nothing was applied to them in between, as every write gives a new version
         again = yield RedisPlan(tuple(Command(("MGET", *[
             keys.doc(partition, id) for id in members])) for partition, members in
-            by_partition.items()), read_only=True)
+            by_partition.items()), read_only=True, primary=True)
         return any(list(now) != seen[partition] for partition, now in zip(
             by_partition, again, strict=True))
 
@@ -604,7 +632,7 @@ class TwoPhase(BackendCore):
         keys = self._state(options).keys
         hashes = [locks_key(keys.tag(p)) for p in partitions]
         held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
-                               read_only=True)
+                               read_only=True, primary=True)
         holders: dict[str, list[str]] = {}
         emptied = False
         for n, (key, pairs) in enumerate(zip(hashes, held, strict=True)):
@@ -620,11 +648,34 @@ class TwoPhase(BackendCore):
         settled = False
         if holders:
             states = yield RedisPlan(tuple(Command(("HGET", record, "state"))
-                                           for record in holders), read_only=True)
+                                           for record in holders), read_only=True, primary=True)
             for (record, met), state in zip(holders.items(), states, strict=True):
                 if state is not None and wire.text(state) == "committed":
                     settled = (yield from self._settle_for_reader(record, met)) or settled
         return settled or emptied
+
+    def settle_round(self, options: ModelOptions, settling: Settling | None) -> Op[Settling]:
+        """Before a read of ``options`` is sent again because it met transactions applied
+        while it ran (:meth:`settle_for_readers`, :meth:`settle_partitions` said so): the
+        first time at once (what it met is applied by now); then after a pause that grows
+        (as :meth:`wait_unlocked`'s, a blocking ``XREAD`` of a stream nobody writes, with the
+        master's time read in the same round trip), until :data:`READ_SETTLE_MS` have
+        passed by that clock since the second round: then TransactionsUnsettled (never an
+        answer that could hold half a transaction)."""
+        if settling is None:
+            return Settling(1)
+        pause = min(READ_PAUSE_MAX, 0.001 * 2 ** min(settling.rounds - 1, 6))
+        anchor = self._state(options).keys.tag(0) + ":2pc:wait"
+        _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(pause * 1000)),
+                                           "STREAMS", anchor, "$")),
+                                  NowCall(anchor).call()), read_only=True, primary=True)
+        now_ms = int(now) // 1000
+        if not settling.until:
+            settling.until = now_ms + READ_SETTLE_MS
+        elif now_ms > settling.until:
+            raise TransactionsUnsettled(options.model_name, settling.rounds)
+        settling.rounds += 1
+        return settling
 
     def _settle_for_reader(self, record: str, locks: str | Sequence[str]) -> Op[bool]:
         """:meth:`settle` for a read: best effort. A committed transaction this client
@@ -647,9 +698,11 @@ class TwoPhase(BackendCore):
         keys = self._state(options).keys
         registry = registry_key(keys.namespace)
         locks = [locks_key(keys.tag(p)) for p in range(options.partitions)]
-        due, *held = yield RedisPlan((Command(
-            ("ZRANGEBYSCORE", registry, "-inf", int(time.time() * 1000), "LIMIT", 0, limit)),
-            *(Command(("HGETALL", key)) for key in locks)), idempotent=True)
+        # (the registry's due entries by its own server's clock, which scored them: the
+        # client's clock plays no part)
+        due, *held = yield RedisPlan((Call("tx_due", (registry,), (limit,)),
+                                      *(Command(("HGETALL", key)) for key in locks)),
+                                     read_only=True, primary=True)
         # each transaction, with the lock hashes of this model it holds locks in
         found: dict[str, list[str]] = {wire.text(record): [] for record in due}
         for key, pairs in zip(locks, held, strict=True):

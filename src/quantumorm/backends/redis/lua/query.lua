@@ -59,6 +59,42 @@ verify = verify or redis.call("ZCARD", KEYS[#KEYS]) > 0
 local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end
 
+local find, sub, byte = string.find, string.sub, string.byte
+
+-- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
+-- encoding (it ends with \0): such members are v, then the id key, unless more encodings
+-- follow (a compound index), which the caller sees as a \0 after it. nil: no such start.
+local function lead_of(low, high)
+  local v = sub(low, 2)
+  if byte(low, 1) == 91 and byte(v, -1) == 0 and high == "(" .. v .. "\255" then
+    return #v + 1
+  end
+  return nil
+end
+
+-- The id keys of index members, in order: an id key follows a member's last \0 (it has
+-- none); a value encoding usually has one \0, at its end, so a plain find (in C) from the
+-- front beats a byte loop from the back. ``lead``: see lead_of, or nil. (One call per list:
+-- a call per member costs as much as its finds.)
+local function ids_of(members, lead)
+  local out = {}
+  for i = 1, #members do
+    local m = members[i]
+    if lead and not find(m, "\0", lead, true) then
+      out[i] = sub(m, lead)
+    else
+      local at = find(m, "\0", 1, true)
+      while true do
+        local j = find(m, "\0", at + 1, true)
+        if not j then break end
+        at = j
+      end
+      out[i] = sub(m, at + 1)
+    end
+  end
+  return out
+end
+
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
 -- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
 -- committed transactions holding them and asks again (also when a holder met here is gone
@@ -95,28 +131,19 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   else
     members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", offset, count)
   end
-  local find, sub, byte = string.find, string.sub, string.byte
+  local ids = members
+  if not is_ids then ids = ids_of(members, lead_of(low, high)) end
   local out, n, BATCH = {}, 0, 512
-  for first = 1, #members, BATCH do
-    local last = math.min(first + BATCH - 1, #members)
-    local ids, keys = {}, {}
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = {}
     for i = first, last do
-      local idkey = members[i]
-      if not is_ids then  -- the id key follows the member's last \0 (it has none)
-        local at = find(idkey, "\0", 1, true)
-        while true do
-          local j = find(idkey, "\0", at + 1, true)
-          if not j then break end
-          at = j
-        end
-        idkey = sub(idkey, at + 1)
-      end
-      ids[#ids + 1] = idkey
-      keys[#keys + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)  -- escaped_id
+      local idkey = ids[i]  -- (escaped_id, inline)
+      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
     end
     local docs = redis.call("MGET", unpack(keys))
-    for i = 1, #ids do
-      local json = docs[i]
+    for i = first, last do
+      local json = docs[i - first + 1]
       if json then  -- (false: the document carries its version, which the caller reads there)
         local idkey, version = ids[i], false
         if byte(json, 1) ~= 0 then
@@ -146,42 +173,6 @@ local function cmp(a, b)
     i = j + 1
   end
   return #a < #b and -1 or 1
-end
-
-local find, sub, byte = string.find, string.sub, string.byte
-
--- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
--- encoding (it ends with \0): such members are v, then the id key, unless more encodings
--- follow (a compound index), which the caller sees as a \0 after it. nil: no such start.
-local function lead_of(low, high)
-  local v = sub(low, 2)
-  if byte(low, 1) == 91 and byte(v, -1) == 0 and high == "(" .. v .. "\255" then
-    return #v + 1
-  end
-  return nil
-end
-
--- The id keys of index members, in order: an id key follows a member's last \0 (it has
--- none); a value encoding usually has one \0, at its end, so a plain find (in C) from the
--- front beats a byte loop from the back. ``lead``: see lead_of, or nil. (One call per list:
--- a call per member costs as much as its finds.)
-local function ids_of(members, lead)
-  local out = {}
-  for i = 1, #members do
-    local m = members[i]
-    if lead and not find(m, "\0", lead, true) then
-      out[i] = sub(m, lead)
-    else
-      local at = find(m, "\0", 1, true)
-      while true do
-        local j = find(m, "\0", at + 1, true)
-        if not j then break end
-        at = j
-      end
-      out[i] = sub(m, at + 1)
-    end
-  end
-  return out
 end
 
 -- DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS

@@ -45,6 +45,7 @@ from ...options import IndexSpec, ModelOptions
 from ...query.lookups import RANGE_LOOKUPS, Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 from . import plan_shapes, wire
+from .commands import RedisPlan
 from .keys import meta_field
 from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
 from .plan_shapes import Template
@@ -128,6 +129,10 @@ class Plan:
     #: explain()'s text, made when it is asked for (a plan bound from its shape's template
     #: has none until then: see plan())
     describe: Callable[[], Described]
+    #: the reader's count of this plan (count.lua calls) for a schema layout, made at its
+    #: first count (see reader.Reader._matches): a cached plan is counted without building
+    #: them again
+    counting: tuple[bytes, RedisPlan] | None = None
 
     @cached_property
     def described(self) -> Described:

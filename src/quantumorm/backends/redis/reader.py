@@ -247,7 +247,7 @@ class Reader(TwoPhase):
 
     def _matches(self, options: ModelOptions, spec: QuerySpec, mode: QueryMode) -> Op[int]:
         """How many documents match (``exists``: 0 or 1), ignoring offset and limit."""
-        if spec.after is None:
+        if spec.after is None and (spec.order or spec.offset or spec.limit is not None):
             spec = QuerySpec(spec.where)  # order is irrelevant to a count
         state = self._state(options)
         if state.schema is None:  # (first use; after it, no generator to run)
@@ -261,17 +261,11 @@ class Reader(TwoPhase):
         if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
             # while no document can expire the index is the truth: count its entries
             # (count.lua answers -1 if some can, and query.lua then checks each one)
-            keys, layout = state.keys, state.writes.layout
-            bounds = tuple([bound for pair in driver.ranges for bound in pair])
-            # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
-            index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
-            calls = []
-            for partition in range(options.partitions):
-                shared = keys.partition(partition)
-                calls.append(CountCall(shared.ttl, shared.ids if index < 0
-                                       else shared.indexes[index], shared.state, layout,
-                                       bounds).call())
-            counts = [int(c) for c in (yield RedisPlan(tuple(calls), read_only=True))]
+            layout = state.writes.layout
+            counting = plan.counting
+            if counting is None or counting[0] != layout:  # (made once per plan and layout)
+                counting = plan.counting = (layout, self._count_plan(state, plan))
+            counts = [int(c) for c in (yield counting[1])]
             if COUNT_OUTDATED in counts:  # planned with an outdated schema: plan again
                 yield from self.prepare(options, refresh=True)
                 return (yield from self._matches(options, spec, mode))
@@ -282,6 +276,21 @@ class Reader(TwoPhase):
             state.planner.plan(spec, counting=True), mode, 0, None)))
         total = sum(int(r) for r in replies)
         return min(total, 1) if mode is QueryMode.EXISTS else total
+
+    @staticmethod
+    def _count_plan(state: ModelState, plan: Plan) -> RedisPlan:
+        """The ``count.lua`` calls of an exact RANGE or ALL plan, one per partition."""
+        driver, keys, layout = plan.driver, state.keys, state.writes.layout
+        bounds = tuple([bound for pair in driver.ranges for bound in pair])
+        # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
+        index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
+        calls = []
+        for partition in range(state.options.partitions):
+            shared = keys.partition(partition)
+            calls.append(CountCall(shared.ttl, shared.ids if index < 0
+                                   else shared.indexes[index], shared.state, layout,
+                                   bounds).call())
+        return RedisPlan(tuple(calls), read_only=True)
 
     def time_to_live(self, options: ModelOptions, id: str) -> Op[float | None]:
         """Seconds until the document expires (0.0 once it is gone); None if it never does."""

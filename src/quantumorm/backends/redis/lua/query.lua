@@ -59,6 +59,104 @@ verify = verify or redis.call("ZCARD", KEYS[#KEYS]) > 0
 local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end
 
+local find, sub, byte = string.find, string.sub, string.byte
+
+-- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
+-- encoding (it ends with \0): such members are v, then the id key, unless more encodings
+-- follow (a compound index), which the caller sees as a \0 after it. nil: no such start.
+local function lead_of(low, high)
+  local v = sub(low, 2)
+  if byte(low, 1) == 91 and byte(v, -1) == 0 and high == "(" .. v .. "\255" then
+    return #v + 1
+  end
+  return nil
+end
+
+-- The id keys of index members, in order: an id key follows a member's last \0 (it has
+-- none); a value encoding usually has one \0, at its end, so a plain find (in C) from the
+-- front beats a byte loop from the back. ``lead``: see lead_of, or nil. (One call per list:
+-- a call per member costs as much as its finds.)
+local function ids_of(members, lead)
+  local out = {}
+  for i = 1, #members do
+    local m = members[i]
+    if lead and not find(m, "\0", lead, true) then
+      out[i] = sub(m, lead)
+    else
+      local at = find(m, "\0", 1, true)
+      while true do
+        local j = find(m, "\0", at + 1, true)
+        if not j then break end
+        at = j
+      end
+      out[i] = sub(m, at + 1)
+    end
+  end
+  return out
+end
+
+-- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
+-- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
+-- committed transactions holding them and asks again (also when a holder met here is gone
+-- by then: its apply may have landed in between), so that it sees a committed transaction
+-- whole
+local function answered(answer)
+  local lock_prefix = string.sub(KEYS[#KEYS - 1], 1, -6)
+  if redis.call("EXISTS", lock_prefix .. "locked") == 1 then
+    local holders, met = {}, {}
+    local pairs_ = redis.call("HGETALL", lock_prefix .. "locks")  -- (HGETALL: in the ACL rule)
+    for i = 2, #pairs_, 2 do
+      local holder = pairs_[i]
+      if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+    end
+    return {"LOCKED", answer, holders}
+  end
+  return answer
+end
+
+-- The common query first: an exact walk whose rows are returned (an equality or a range on
+-- one index, or every document, in index order; nothing to test) while no document can
+-- expire. Its rows are exactly the index entries at offset .. offset + limit of its range,
+-- read with one command, then their documents with one MGET per batch: none of the
+-- compiler, planner and filters below (building their closures costs more than such a
+-- query). The program is WALK keypos is_id_index desc min max exact ... (grammar below).
+if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
+    and not verify then
+  local key, is_ids, low, high = KEYS[tonumber(program[2])], program[3] == "1", program[5],
+    program[6]
+  local count = limit < 0 and -1 or limit
+  local members
+  if program[4] == "1" then
+    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", offset, count)
+  else
+    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", offset, count)
+  end
+  local ids = members
+  if not is_ids then ids = ids_of(members, lead_of(low, high)) end
+  local out, n, BATCH = {}, 0, 512
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = {}
+    for i = first, last do
+      local idkey = ids[i]  -- (escaped_id, inline)
+      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local json = docs[i - first + 1]
+      if json then  -- (false: the document carries its version, which the caller reads there)
+        local idkey, version = ids[i], false
+        if byte(json, 1) ~= 0 then
+          version = redis.call("HGET", ARGV[2] .. escaped_id(idkey), "v") or "0"
+        end
+        out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
+        n = n + 3
+      end
+    end
+  end
+  return answered(out)
+end
+
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).
 local function cmp(a, b)
   if a == b then return 0 end
@@ -75,18 +173,6 @@ local function cmp(a, b)
     i = j + 1
   end
   return #a < #b and -1 or 1
-end
-
--- the id key follows the last \0 (it has none); a value encoding usually has one \0, at its
--- end: a plain find (in C) from the front beats a byte loop from the back
-local find, sub, byte = string.find, string.sub, string.byte
-local function id_of_member(member)
-  local i = find(member, "\0", 1, true)
-  while true do
-    local j = find(member, "\0", i + 1, true)
-    if not j then return sub(member, i + 1) end
-    i = j
-  end
 end
 
 -- DRIVER := ALL exact COVERS | RANGE keypos n (min max)* exact COVERS
@@ -367,7 +453,8 @@ local function collect(d, out, seen)
     for _, idkey in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do add(idkey) end
   elseif d.kind == "RANGE" then
     for _, r in ipairs(d.ranges) do
-      for _, m in ipairs(redis.call("ZRANGEBYLEX", d.key, r[1], r[2])) do add(id_of_member(m)) end
+      local members = redis.call("ZRANGEBYLEX", d.key, r[1], r[2])
+      for _, idkey in ipairs(ids_of(members, lead_of(r[1], r[2]))) do add(idkey) end
     end
   elseif d.kind == "IDS" then
     for _, idkey in ipairs(d.ids) do
@@ -441,7 +528,20 @@ end
 -- value and batch, instead of one ZSCORE per candidate.
 local BATCH = 512
 local function probe_filter(ids, p)
-  local out = {}
+  local out, n = {}, 0
+  if #p.values == 1 then  -- (the common probe, one value: no table of hits)
+    local value, neg = p.values[1], p.neg
+    for first = 1, #ids, BATCH do
+      local last = math.min(first + BATCH - 1, #ids)
+      local members, k = {}, 0
+      for i = first, last do k = k + 1; members[k] = value .. ids[i] end
+      local scores = redis.call("ZMSCORE", p.key, unpack(members))
+      for i = 1, k do
+        if (not scores[i]) == neg then n = n + 1; out[n] = ids[first + i - 1] end
+      end
+    end
+    return out
+  end
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
     local hit = {}
@@ -486,9 +586,8 @@ local function range_sets(ranges, others, candidates)
     if candidates > 0 and s.n <= RANGE_READ * candidates then
       local r, set = ranged[s.test], {}
       for _, b in ipairs(r.ranges) do
-        for _, m in ipairs(redis.call("ZRANGEBYLEX", r.key, b[1], b[2])) do
-          set[id_of_member(m)] = true
-        end
+        local members = redis.call("ZRANGEBYLEX", r.key, b[1], b[2])
+        for _, idkey in ipairs(ids_of(members, lead_of(b[1], b[2]))) do set[idkey] = true end
       end
       sets[#sets + 1] = set
     else
@@ -662,6 +761,7 @@ local function walk(d)
   -- each chunk starts after the last member read (an exclusive bound: members are unique),
   -- not at an offset, which Redis would walk from the start of the range every time
   local low, high = d.min, d.max
+  local lead = lead_of(low, high)  -- (the chunks' bounds after the first: the same members)
   -- a walk that reads its whole range may test range conditions on sets; one that stops at
   -- a window reads about that many entries (at least)
   local probes, ranges, others = make_test(d)
@@ -676,10 +776,7 @@ local function walk(d)
       members = redis.call("ZRANGEBYLEX", d.key, low, high, "LIMIT", 0, chunk)
     end
     local ids = members
-    if not d.is_ids then
-      ids = {}
-      for i, m in ipairs(members) do ids[i] = id_of_member(m) end
-    end
+    if not d.is_ids then ids = ids_of(members, lead) end
     for _, idkey in ipairs(within(filter(ids, probes), sets)) do
       -- (no test: no values table; emit makes one only if a row needs its meta hash)
       local vals = test and values_of(idkey)
@@ -780,19 +877,4 @@ if mode == "plan" then
 end
 local answer
 if chosen.kind == "WALK" then answer = walk(chosen) else answer = gather(chosen) end
--- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
--- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
--- committed transactions holding them and asks again (also when a holder met here is gone
--- by then: its apply may have landed in between), so that it sees a committed transaction
--- whole
-local lock_prefix = string.sub(KEYS[#KEYS - 1], 1, -6)
-if redis.call("EXISTS", lock_prefix .. "locked") == 1 then
-  local holders, met = {}, {}
-  local pairs_ = redis.call("HGETALL", lock_prefix .. "locks")  -- (HGETALL: in the ACL rule)
-  for i = 2, #pairs_, 2 do
-    local holder = pairs_[i]
-    if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
-  end
-  return {"LOCKED", answer, holders}
-end
-return answer
+return answered(answer)

@@ -311,8 +311,7 @@ class TwoPhase(BackendCore):
                     reply.applied = yield from self._late_versions(intent.keys, intent.args)
                 done.append(self._applied(share, reply))
             # 5. finish
-            yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
-                            idempotent=True)
+            yield from self._forget(record, registry)
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
         return done
@@ -370,8 +369,21 @@ class TwoPhase(BackendCore):
         releases: list[Step] = [Call("tx_release", (pairs[i].decode(), pairs[i + 1].decode()),
                                      (record,)) for i in range(0, len(pairs), 2)]
         yield RedisPlan(tuple(releases), idempotent=True)
-        yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
-                        idempotent=True)
+        yield from self._forget(record, registry)
+
+    def _forget(self, record: str, registry: str) -> Op[None]:
+        """Delete a settled record, then its registry entry, in that order: an entry whose
+        record is gone is harmless (the sweeper reads a missing record as aborted and drops
+        the entry), while a committed record left without its entry would be found by no
+        one and kept forever. One server runs a pipeline in order; a cluster's nodes each
+        run their part of it on their own, so there the entry waits for a second round
+        trip."""
+        delete, drop = Command(("DEL", record)), Command(("ZREM", registry, record))
+        if self.cluster:
+            yield RedisPlan((delete,), idempotent=True)
+            yield RedisPlan((drop,), idempotent=True)
+        else:
+            yield RedisPlan((delete, drop), idempotent=True)
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -401,8 +413,7 @@ class TwoPhase(BackendCore):
             state = decided
         if wire.text(state) == "committed":
             yield from self._roll_forward(record, bytes(parts))
-            yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
-                            idempotent=True)
+            yield from self._forget(record, registry)
             return True
         yield from self._finish(record, registry, bytes(parts), "released")
         return True

@@ -28,6 +28,7 @@ from ...errors import (
     WrongTypeError,
 )
 from ...fields.base import Field
+from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
@@ -53,6 +54,13 @@ _NONE = wire.pack([])  # (an empty list: what most documents send for their leni
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+#: the value types whose index encodings a bulk insert remembers per field (and per element
+#: of an array): hashable, and two equal values of one of these types encode alike (not
+#: float: 0.0 == -0.0). Exact types only: a subclass (an IntEnum member) is encoded afresh.
+_MEMO_TYPES = frozenset({str, int, bool, type(None)})
+#: values remembered per field before its memo starts again
+_MEMO_LIMIT = 4096
 
 
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
@@ -111,6 +119,14 @@ class WriteLayout:
         self.events = events_spec(options, keys)
         self._changed: dict[frozenset[str], bytes] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
+        #: per value field of a bulk insert: (attribute, field, meta field, memo, element
+        #: memo or None); see bulk_pairs
+        self._memos: list[tuple[str, Field, bytes, dict[Any, bytes], _Elements | None]] = [
+            (name, field, meta_name, {}, _Elements.of(field))
+            for name, field, meta_name in self.value_fields]
+        #: the MessagePack array header of every meta field pair of a document
+        count = 2 * (len(self.value_fields) + len(self.compound))
+        self._bulk_header = _array_header(count)
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -254,10 +270,17 @@ class WriteLayout:
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
         # (the write ids of the batch from one read of the system's random source)
         ids = os.urandom(8 * len(requests)).hex()
+        doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
+        documents = []
+        for n, request in enumerate(requests):  # (new_document's, with bulk_pairs)
+            assert request.id is not None and request.values is not None
+            escaped = sortable.escape_id(request.id)
+            packed, lenient = self.bulk_values(request.values)
+            documents.append(NewDocument(
+                doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
+                self.document(request), ids[16 * n:16 * n + 16], packed, lenient))
         return InsertManyCall(
-            p.ids, p.ttl, p.state, p.indexes,
-            [self.new_document(partition, request, ids[16 * n:16 * n + 16])
-             for n, request in enumerate(requests)],
+            p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
@@ -272,12 +295,46 @@ class WriteLayout:
         pairs: list[bytes] = []
         for name, field, meta_name in self.value_fields:
             pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
+        return pairs, self.compound_entries(values, pairs)
+
+    def compound_entries(self, values: dict[str, Any], pairs: list[bytes]) -> list[bytes]:
+        """Append the meta field pair of each compound index to ``pairs``; return the
+        1-based positions of the unique ones the document's values do not hold unique (a
+        compound value with a null part never conflicts)."""
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
-            pairs += [manifest, pack_list(index_members(self.options, index, values))]
+            pairs += [manifest, sortable.pack_list(index_members(self.options, index, values))]
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
-        return pairs, lenient
+        return lenient
+
+    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes]:
+        """A new document's ``NewDocument.values`` and ``lenient`` (:meth:`all_entries`,
+        packed), as a bulk insert builds them by the thousand: the packed pair of a value
+        already seen in a field (the sort key of an element already seen, in an array) is
+        remembered, not computed again."""
+        pieces = [self._bulk_header]
+        for name, field, meta_name, memo, elements in self._memos:
+            value = values.get(name)
+            kind = type(value)
+            if kind in _MEMO_TYPES:
+                piece = memo.get((kind, value))
+                if piece is None:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    piece = memo[kind, value] = wire.pack(
+                        (meta_name, sortable.pack_list(field.index_keys(value))))[1:]
+            elif elements is not None and isinstance(value, list):
+                piece = wire.pack((meta_name, elements.packed(value)))[1:]
+            else:
+                piece = wire.pack((meta_name, sortable.pack_list(field.index_keys(value))))[1:]
+            pieces.append(piece)
+        if not self.compound:
+            return b"".join(pieces), _NONE
+        pairs: list[bytes] = []
+        lenient = self.compound_entries(values, pairs)
+        pieces.append(wire.pack(pairs)[len(_array_header(len(pairs))):])
+        return b"".join(pieces), wire.pack(lenient) if lenient else _NONE
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
@@ -331,6 +388,47 @@ class WriteLayout:
         return SweepCall(p.ids, p.ttl, p.state, p.indexes, self.event_keys(partition),
                          str(limit), self.manifests, p.doc_prefix, p.meta_prefix, self.events,
                          self.layout).call()
+
+
+def _array_header(count: int) -> bytes:
+    """The header :func:`wire.pack` gives an array of ``count`` items."""
+    return wire.pack([b""] * count)[:-count] if count else wire.pack(())  # (b"": one byte)
+
+
+class _Elements:
+    """The remembered index encodings of the elements of one array field, for
+    :meth:`WriteLayout.bulk_pairs`: the field's entries are its elements' sort keys, each
+    once, sorted (``ArrayField.index_keys``), packed as ``sortable.pack_list`` does."""
+
+    __slots__ = ("element", "memo")
+
+    def __init__(self, element: Field) -> None:
+        self.element = element
+        #: (type, element) -> (sort key, its netstring)
+        self.memo: dict[Any, tuple[bytes, bytes]] = {}
+
+    @staticmethod
+    def of(field: Field) -> _Elements | None:
+        """For an array field whose entries are ``ArrayField``'s own, else None."""
+        if isinstance(field, ArrayField) and type(field).index_keys is ArrayField.index_keys:
+            return _Elements(field.field)
+        return None
+
+    def packed(self, value: list[Any]) -> bytes:
+        memo, keyed = self.memo, set()
+        for item in value:
+            kind = type(item)
+            if kind not in _MEMO_TYPES:
+                return sortable.pack_list(sorted({self.element.sort_key(v) for v in value}))
+            entry = memo.get((kind, item))
+            if entry is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                key = self.element.sort_key(item)
+                entry = memo[kind, item] = (key, b"%d:%s" % (len(key), key))
+            keyed.add(entry)
+        # (one entry per sort key: equal keys come with equal netstrings)
+        return b"".join([piece for _, piece in sorted(keyed)])
 
 
 def wire_expiry(expire: Expiry | int) -> str:

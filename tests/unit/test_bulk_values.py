@@ -78,9 +78,15 @@ def _cleaned(row: dict[str, Any]) -> dict[str, Any]:
     return doc._values()
 
 
-def _expected(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, bytes]:
+def _expected(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, ...]:
+    """What bulk_values gives: the pairs and lenient positions of all_entries, and per index
+    its entries (those the pairs hold for it), each a packed array, in one array."""
     pairs, lenient = layout.all_entries(values)
-    return wire.pack(pairs), wire.pack(lenient)
+    indexes = layout.options.indexes
+    assert len(indexes) < 16  # (a one-byte array header)
+    members = bytes([0x90 | len(indexes)]) + b"".join(
+        wire.pack(writes.index_members(layout.options, index, values)) for index in indexes)
+    return wire.pack(pairs), members, wire.pack(lenient)
 
 
 @pytest.mark.parametrize("limit", [writes._MEMO_LIMIT, 1, 3])
@@ -93,7 +99,7 @@ def test_bulk_values_are_all_entries_packed(limit: int, monkeypatch: pytest.Monk
         for values in rows:
             got, expected = layout.bulk_values(values), _expected(layout, values)
             assert got == expected
-            lenient_seen.add(got[1])
+            lenient_seen.add(got[2])
     assert len(lenient_seen) == 2  # (the unique compound index: held unique, and not)
     assert all(len(memo) <= limit for _, _, _, memo, _ in layout._memos)
 
@@ -102,6 +108,7 @@ def test_bulk_values_without_compound_indexes() -> None:
     class Plain(Document):
         tags = ArrayField(StringField(), indexed=True)
         n = IntField(indexed=True)
+        floats = ArrayField(FloatField(), indexed=True)  # (not remembered: floats)
 
         class Meta:
             collection = "bulk_values_plain"
@@ -109,7 +116,8 @@ def test_bulk_values_without_compound_indexes() -> None:
 
     layout = writes.WriteLayout(Plain._meta, KeySpace(Plain._meta))
     for row in ({"tags": ["b", "a"], "n": 1}, {"tags": ["a", "b"], "n": 1}, {"n": 2},
-                {"tags": ["a"] * 40, "n": None}):
+                {"tags": ["a"] * 40, "n": None}, {"floats": [1.5, -0.0, 0.0, 1.5]},
+                {"tags": [f"a rather long tag {i}" for i in range(40)], "floats": []}):
         doc = Plain(**row)
         doc.clean()
         assert layout.bulk_values(doc._values()) == _expected(layout, doc._values())

@@ -12,8 +12,9 @@ escaped id).
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ... import sortable
@@ -32,6 +33,7 @@ from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
+    BulkDocument,
     DeleteCall,
     InsertManyCall,
     NewDocument,
@@ -121,12 +123,22 @@ class WriteLayout:
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_pairs
-        self._memos: list[tuple[str, Field, bytes, dict[Any, bytes], _Elements | None]] = [
-            (name, field, meta_name, {}, _Elements.of(field))
+        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes]],
+                                _Elements | None]] = [
+            (name, field, meta_name, {}, _Elements.of(field, meta_name))
             for name, field, meta_name in self.value_fields]
         #: the MessagePack array header of every meta field pair of a document
-        count = 2 * (len(self.value_fields) + len(self.compound))
-        self._bulk_header = _array_header(count)
+        self._bulk_header = _array_header(2 * (len(self.value_fields) + len(self.compound)))
+        #: per index: which meta field pair holds its entries (bulk_values' order), or none
+        held = [meta_name for _, _, meta_name in self.value_fields] + [
+            manifest for _, _, manifest in self.compound]
+        sources = [held.index(manifest) if manifest in held else len(held)
+                   for _, manifest, _ in self.indexes]
+        # (the per-index items of a document's entries in one C call; a tuple even of one)
+        self._sources: Callable[[list[bytes]], tuple[bytes, ...]] = (
+            operator.itemgetter(*sources) if len(sources) > 1 else
+            lambda entries: tuple(entries[i] for i in sources))
+        self._index_header = _array_header(len(self.indexes))
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -272,13 +284,13 @@ class WriteLayout:
         ids = os.urandom(8 * len(requests)).hex()
         doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
         documents = []
-        for n, request in enumerate(requests):  # (new_document's, with bulk_pairs)
+        for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             assert request.id is not None and request.values is not None
             escaped = sortable.escape_id(request.id)
-            packed, lenient = self.bulk_values(request.values)
-            documents.append(NewDocument(
+            pairs, members, lenient = self.bulk_values(request.values)
+            documents.append(BulkDocument(
                 doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
-                self.document(request), ids[16 * n:16 * n + 16], packed, lenient))
+                self.document(request), ids[16 * n:16 * n + 16], pairs, members, lenient))
         return InsertManyCall(
             p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
@@ -295,46 +307,44 @@ class WriteLayout:
         pairs: list[bytes] = []
         for name, field, meta_name in self.value_fields:
             pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
-        return pairs, self.compound_entries(values, pairs)
-
-    def compound_entries(self, values: dict[str, Any], pairs: list[bytes]) -> list[bytes]:
-        """Append the meta field pair of each compound index to ``pairs``; return the
-        1-based positions of the unique ones the document's values do not hold unique (a
-        compound value with a null part never conflicts)."""
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
-            pairs += [manifest, sortable.pack_list(index_members(self.options, index, values))]
+            pairs += [manifest, pack_list(index_members(self.options, index, values))]
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
-        return lenient
+        return pairs, lenient
 
-    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes]:
-        """A new document's ``NewDocument.values`` and ``lenient`` (:meth:`all_entries`,
-        packed), as a bulk insert builds them by the thousand: the packed pair of a value
-        already seen in a field (the sort key of an element already seen, in an array) is
-        remembered, not computed again."""
-        pieces = [self._bulk_header]
+    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        """A new document's meta field pairs and lenient positions (:meth:`all_entries`,
+        packed) and its value encodings per index (``BulkDocument``), as a bulk insert
+        builds them by the thousand: what a value already seen in a field packs to (an
+        element already seen, in an array) is remembered, not computed again."""
+        pairs, entries = [self._bulk_header], []
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
             kind = type(value)
             if kind in _MEMO_TYPES:
-                piece = memo.get((kind, value))
-                if piece is None:
+                known = memo.get((kind, value))
+                if known is None:
                     if len(memo) >= _MEMO_LIMIT:
                         memo.clear()
-                    piece = memo[kind, value] = wire.pack(
-                        (meta_name, sortable.pack_list(field.index_keys(value))))[1:]
+                    known = memo[kind, value] = _packed(meta_name, field.index_keys(value))
             elif elements is not None and isinstance(value, list):
-                piece = wire.pack((meta_name, elements.packed(value)))[1:]
+                known = elements.packed(value)
             else:
-                piece = wire.pack((meta_name, sortable.pack_list(field.index_keys(value))))[1:]
-            pieces.append(piece)
-        if not self.compound:
-            return b"".join(pieces), _NONE
-        pairs: list[bytes] = []
-        lenient = self.compound_entries(values, pairs)
-        pieces.append(wire.pack(pairs)[len(_array_header(len(pairs))):])
-        return b"".join(pieces), wire.pack(lenient) if lenient else _NONE
+                known = _packed(meta_name, field.index_keys(value))
+            pairs.append(known[0])
+            entries.append(known[1])
+        lenient: list[bytes] = []
+        for position, index, manifest in self.compound:
+            known = _packed(manifest, index_members(self.options, index, values))
+            pairs.append(known[0])
+            entries.append(known[1])
+            if index.unique and any(values.get(n) is None for n in index.fields):
+                lenient.append(b"%d" % (position + 1))
+        entries.append(_NONE)  # (what an index no pair holds entries for finds: none)
+        members = self._index_header + b"".join(self._sources(entries))
+        return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
@@ -392,43 +402,66 @@ class WriteLayout:
 
 def _array_header(count: int) -> bytes:
     """The header :func:`wire.pack` gives an array of ``count`` items."""
-    return wire.pack([b""] * count)[:-count] if count else wire.pack(())  # (b"": one byte)
+    if count < 16:
+        return _SHORT_HEADERS[count]
+    return wire.pack([b""] * count)[:-count]  # (b"" packs as one byte)
+
+
+#: the header of a packed string of fewer than 32 bytes, by length
+_FIXSTR = [wire.pack((b"x" * size,))[1:-size] if size else wire.pack((b"",))[1:]
+           for size in range(32)]
+_SHORT_HEADERS = [wire.pack([b""] * count)[:-count] if count else wire.pack(())
+                  for count in range(16)]
+
+
+def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes]:
+    """A meta field pair (the field's name, its value encodings as a netstring list) as
+    items of a :func:`wire.pack` array, and the encodings as a packed array of their own."""
+    return wire.pack((meta_name, sortable.pack_list(keys)))[1:], wire.pack(keys)
 
 
 class _Elements:
-    """The remembered index encodings of the elements of one array field, for
-    :meth:`WriteLayout.bulk_pairs`: the field's entries are its elements' sort keys, each
-    once, sorted (``ArrayField.index_keys``), packed as ``sortable.pack_list`` does."""
+    """The remembered sort keys of the elements of one array field, for
+    :meth:`WriteLayout.bulk_values`: the field's entries are its elements' sort keys, each
+    once, sorted (``ArrayField.index_keys``)."""
 
-    __slots__ = ("element", "memo")
+    __slots__ = ("element", "memo", "meta_name", "packed_name")
 
-    def __init__(self, element: Field) -> None:
-        self.element = element
-        #: (type, element) -> (sort key, its netstring)
-        self.memo: dict[Any, tuple[bytes, bytes]] = {}
+    def __init__(self, element: Field, meta_name: bytes) -> None:
+        self.element, self.meta_name = element, meta_name
+        #: the field's meta field name as an item of a packed array
+        self.packed_name = wire.pack((meta_name,))[1:]
+        #: (type, element) -> (sort key, as a netstring, as an item of a packed array)
+        self.memo: dict[Any, tuple[bytes, bytes, bytes]] = {}
 
     @staticmethod
-    def of(field: Field) -> _Elements | None:
+    def of(field: Field, meta_name: bytes) -> _Elements | None:
         """For an array field whose entries are ``ArrayField``'s own, else None."""
         if isinstance(field, ArrayField) and type(field).index_keys is ArrayField.index_keys:
-            return _Elements(field.field)
+            return _Elements(field.field, meta_name)
         return None
 
-    def packed(self, value: list[Any]) -> bytes:
+    def packed(self, value: list[Any]) -> tuple[bytes, bytes]:
+        """:func:`_packed` of the array ``value``'s entries."""
         memo, keyed = self.memo, set()
         for item in value:
             kind = type(item)
             if kind not in _MEMO_TYPES:
-                return sortable.pack_list(sorted({self.element.sort_key(v) for v in value}))
+                return _packed(self.meta_name, sorted({self.element.sort_key(v) for v in value}))
             entry = memo.get((kind, item))
             if entry is None:
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 key = self.element.sort_key(item)
-                entry = memo[kind, item] = (key, b"%d:%s" % (len(key), key))
+                entry = memo[kind, item] = (key, b"%d:%s" % (len(key), key),
+                                            wire.pack((key,))[1:])
             keyed.add(entry)
-        # (one entry per sort key: equal keys come with equal netstrings)
-        return b"".join([piece for _, piece in sorted(keyed)])
+        # (one entry per sort key: equal keys come with equal netstrings and items)
+        ordered = sorted(keyed)
+        listed = b"".join([e[1] for e in ordered])
+        return (self.packed_name + (_FIXSTR[len(listed)] + listed if len(listed) < 32
+                                    else wire.pack((listed,))[1:]),
+                _array_header(len(ordered)) + b"".join([e[2] for e in ordered]))
 
 
 def wire_expiry(expire: Expiry | int) -> str:

@@ -41,6 +41,16 @@ SETTLE_WINDOW = 1024
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
+def insert_many_replies(raw: list[Any], count: int) -> list[WriteReply]:
+    """``insert_many.lua``'s reply for ``count`` documents, one per document: either one
+    ``{"ALL", version}`` (every document written, with that version and the next ones in
+    turn) or one reply per document."""
+    if len(raw) == 2 and raw[0] in (b"ALL", "ALL"):
+        first = int(raw[1])
+        return [WriteReply("OK", version) for version in range(first, first + count)]
+    return [write_reply(each) for each in raw]
+
+
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
@@ -84,7 +94,7 @@ class Writer(TwoPhase):
                 elif layout_refused(raw):  # a batch refused whole
                     parsed = [WriteReply("LAYOUT")] * len(members)
                 else:
-                    parsed = [write_reply(each) for each in raw]
+                    parsed = insert_many_replies(raw, len(members))
                 for i, reply in zip(members, parsed, strict=True):
                     if reply.status == "LAYOUT":  # nothing written: sent again, new schema
                         stale = True

@@ -30,6 +30,8 @@
 --             array of the positions of unique indexes not enforced for it (a compound
 --             value with a null part)
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
+--             or {"ALL", version} when every document was written now, the first with that
+--             version and each next one with the next (one reply, not one per document),
 --             or per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -153,8 +155,11 @@ end
 -- 2. writes of the accepted documents, batched per key ---------------------------------
 -- (the versions: the clock's next ones, one per document in batch order; one TIME, one
 -- clock write for the batch)
+local first_version = nil
 if #accepted > 0 then
   local version = take_version(KEYS[3]) - 1
+  first_version = version + 1
+  local every = #accepted == ndocs  -- (then one reply for all: see Returns)
   local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
   local listed, scheduled_now = {}, {}
   -- (the common events, a stream alone: emit()'s XADD without building its entry table)
@@ -184,7 +189,7 @@ if #accepted > 0 then
     else
       emit("create", doc.idkey, shown, doc.write_id, nil, doc.json)
     end
-    results[doc.d] = {"OK", version}
+    if not every then results[doc.d] = {"OK", version} end
   end
   CLOCK = version
   DIRTY = true
@@ -198,4 +203,5 @@ end
 if not shared_error and scheduled > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
 end
+if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

@@ -41,14 +41,13 @@ SETTLE_WINDOW = 1024
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
-def insert_many_replies(raw: list[Any], count: int) -> list[WriteReply]:
-    """``insert_many.lua``'s reply for ``count`` documents, one per document: either one
-    ``{"ALL", version}`` (every document written, with that version and the next ones in
-    turn) or one reply per document."""
+def written_whole(raw: list[Any]) -> int | None:
+    """The version of the first document of an ``insert_many.lua`` batch that was written
+    whole (its reply ``{"ALL", version}``: each next document has the next version), or
+    None when the reply has one entry per document."""
     if len(raw) == 2 and raw[0] in (b"ALL", "ALL"):
-        first = int(raw[1])
-        return [WriteReply("OK", version) for version in range(first, first + count)]
-    return [write_reply(each) for each in raw]
+        return int(raw[1])
+    return None
 
 
 class Writer(TwoPhase):
@@ -93,8 +92,12 @@ class Writer(TwoPhase):
                     parsed = [write_reply(raw)]
                 elif layout_refused(raw):  # a batch refused whole
                     parsed = [WriteReply("LAYOUT")] * len(members)
+                elif (version := written_whole(raw)) is not None:  # (the common batch)
+                    outcomes += [(i, WriteResult(requests[i].id, version + n))
+                                 for n, i in enumerate(members)]
+                    continue
                 else:
-                    parsed = insert_many_replies(raw, len(members))
+                    parsed = [write_reply(each) for each in raw]
                 for i, reply in zip(members, parsed, strict=True):
                     if reply.status == "LAYOUT":  # nothing written: sent again, new schema
                         stale = True

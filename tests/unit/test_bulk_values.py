@@ -69,6 +69,7 @@ ROWS: list[dict[str, Any]] = [
     {"s": "a\x00b", "n": -(10**30), "f": 1e300, "d": Decimal("-2.5"), "b": True, "t": T,
      "tags": ["é", "a\x00", ""], "numbers": [2**70]},
     {"s": "", "n": 0, "f": 2.5, "tags": ["y"], "numbers": [1, 1]},
+    {"s": "long " * 100, "n": 0, "f": 2.5, "tags": ["long " * 100, "y"], "numbers": [1]},
 ]
 
 
@@ -102,6 +103,9 @@ def test_bulk_values_are_all_entries_packed(limit: int, monkeypatch: pytest.Monk
             lenient_seen.add(got[2])
     assert len(lenient_seen) == 2  # (the unique compound index: held unique, and not)
     assert all(len(memo) <= limit for _, _, _, memo, _ in layout._memos)
+    # a long value is not remembered (its encodings would make the memo hold megabytes)
+    assert all(len(piece) <= writes._MEMO_BYTES for _, _, _, memo, _ in layout._memos
+               for piece, _ in memo.values())
 
 
 def test_bulk_values_without_compound_indexes() -> None:

@@ -63,6 +63,9 @@ DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _MEMO_TYPES = frozenset({str, int, bool, type(None)})
 #: values remembered per field before its memo starts again
 _MEMO_LIMIT = 4096
+#: the longest packed encodings remembered (a long value is rarely seen twice, and a memo
+#: of them would hold megabytes)
+_MEMO_BYTES = 256
 
 
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
@@ -122,7 +125,7 @@ class WriteLayout:
         self._changed: dict[frozenset[str], bytes] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
-        #: memo or None); see bulk_pairs
+        #: memo or None); see bulk_values
         self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes]],
                                 _Elements | None]] = [
             (name, field, meta_name, {}, _Elements.of(field, meta_name))
@@ -326,9 +329,11 @@ class WriteLayout:
             if kind in _MEMO_TYPES:
                 known = memo.get((kind, value))
                 if known is None:
-                    if len(memo) >= _MEMO_LIMIT:
-                        memo.clear()
-                    known = memo[kind, value] = _packed(meta_name, field.index_keys(value))
+                    known = _packed(meta_name, field.index_keys(value))
+                    if len(known[0]) <= _MEMO_BYTES:
+                        if len(memo) >= _MEMO_LIMIT:
+                            memo.clear()
+                        memo[kind, value] = known
             elif elements is not None and isinstance(value, list):
                 known = elements.packed(value)
             else:
@@ -450,11 +455,12 @@ class _Elements:
                 return _packed(self.meta_name, sorted({self.element.sort_key(v) for v in value}))
             entry = memo.get((kind, item))
             if entry is None:
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
                 key = self.element.sort_key(item)
-                entry = memo[kind, item] = (key, b"%d:%s" % (len(key), key),
-                                            wire.pack((key,))[1:])
+                entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
+                if len(key) <= _MEMO_BYTES:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[kind, item] = entry
             keyed.add(entry)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(keyed)

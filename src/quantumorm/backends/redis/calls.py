@@ -99,6 +99,20 @@ class NewDocument:
 
 
 @dataclass(slots=True)
+class BulkDocument:
+    """One document of an ``insert_many.lua`` call."""
+
+    document_key: str
+    meta_key: str
+    id_key: bytes
+    document: bytes
+    write_id: str
+    values: bytes  # MessagePack pairs of every meta field
+    members: bytes  # MessagePack, per index of the model: its value encodings (an array)
+    lenient: bytes  # MessagePack positions of unique indexes not enforced for it
+
+
+@dataclass(slots=True)
 class InsertManyCall:
     """``insert_many.lua``: new documents (ids known) of one partition, each checked alone."""
 
@@ -106,7 +120,7 @@ class InsertManyCall:
     ttl_key: str
     state_key: str
     index_keys: list[str]
-    documents: list[NewDocument]  # KEYS: document key, meta key; ARGV: the other five
+    documents: list[BulkDocument]  # KEYS: document key, meta key; ARGV: the other six
     event_keys: tuple[str, ...]
     described: bytes  # MessagePack, per index: meta field, "1" if unique, name
     expiry: bytes | str  # "keep" | milliseconds
@@ -121,7 +135,7 @@ class InsertManyCall:
                            self.events, self.layout]
         for d in self.documents:
             keys += (d.document_key, d.meta_key)
-            args += (d.id_key, d.document, d.write_id, d.values, d.lenient)
+            args += (d.id_key, d.document, d.write_id, d.values, d.members, d.lenient)
         keys += self.event_keys
         return Call("insert_many", tuple(keys), tuple(args))
 

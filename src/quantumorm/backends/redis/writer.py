@@ -41,6 +41,15 @@ SETTLE_WINDOW = 1024
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
+def written_whole(raw: list[Any]) -> int | None:
+    """The version of the first document of an ``insert_many.lua`` batch that was written
+    whole (its reply ``{"ALL", version}``: each next document has the next version), or
+    None when the reply has one entry per document."""
+    if len(raw) == 2 and raw[0] in (b"ALL", "ALL"):
+        return int(raw[1])
+    return None
+
+
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
@@ -83,6 +92,10 @@ class Writer(TwoPhase):
                     parsed = [write_reply(raw)]
                 elif layout_refused(raw):  # a batch refused whole
                     parsed = [WriteReply("LAYOUT")] * len(members)
+                elif (version := written_whole(raw)) is not None:  # (the common batch)
+                    outcomes += [(i, WriteResult(requests[i].id, version + n))
+                                 for n, i in enumerate(members)]
+                    continue
                 else:
                     parsed = [write_reply(each) for each in raw]
                 for i, reply in zip(members, parsed, strict=True):

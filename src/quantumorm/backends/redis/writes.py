@@ -12,8 +12,9 @@ escaped id).
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ... import sortable
@@ -28,9 +29,11 @@ from ...errors import (
     WrongTypeError,
 )
 from ...fields.base import Field
+from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
+    BulkDocument,
     DeleteCall,
     InsertManyCall,
     NewDocument,
@@ -53,6 +56,16 @@ _NONE = wire.pack([])  # (an empty list: what most documents send for their leni
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
 DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+#: the value types whose index encodings a bulk insert remembers per field (and per element
+#: of an array): hashable, and two equal values of one of these types encode alike (not
+#: float: 0.0 == -0.0). Exact types only: a subclass (an IntEnum member) is encoded afresh.
+_MEMO_TYPES = frozenset({str, int, bool, type(None)})
+#: values remembered per field before its memo starts again
+_MEMO_LIMIT = 4096
+#: the longest packed encodings remembered (a long value is rarely seen twice, and a memo
+#: of them would hold megabytes)
+_MEMO_BYTES = 256
 
 
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
@@ -111,6 +124,24 @@ class WriteLayout:
         self.events = events_spec(options, keys)
         self._changed: dict[frozenset[str], bytes] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
+        #: per value field of a bulk insert: (attribute, field, meta field, memo, element
+        #: memo or None); see bulk_values
+        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes]],
+                                _Elements | None]] = [
+            (name, field, meta_name, {}, _Elements.of(field, meta_name))
+            for name, field, meta_name in self.value_fields]
+        #: the MessagePack array header of every meta field pair of a document
+        self._bulk_header = _array_header(2 * (len(self.value_fields) + len(self.compound)))
+        #: per index: which meta field pair holds its entries (bulk_values' order), or none
+        held = [meta_name for _, _, meta_name in self.value_fields] + [
+            manifest for _, _, manifest in self.compound]
+        sources = [held.index(manifest) if manifest in held else len(held)
+                   for _, manifest, _ in self.indexes]
+        # (the per-index items of a document's entries in one C call; a tuple even of one)
+        self._sources: Callable[[list[bytes]], tuple[bytes, ...]] = (
+            operator.itemgetter(*sources) if len(sources) > 1 else
+            lambda entries: tuple(entries[i] for i in sources))
+        self._index_header = _array_header(len(self.indexes))
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -254,10 +285,17 @@ class WriteLayout:
         expiry = requests[0].expire  # one batch, one expiry (bulk_create sends Meta.ttl)
         # (the write ids of the batch from one read of the system's random source)
         ids = os.urandom(8 * len(requests)).hex()
+        doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
+        documents = []
+        for n, request in enumerate(requests):  # (new_document's, with bulk_values)
+            assert request.id is not None and request.values is not None
+            escaped = sortable.escape_id(request.id)
+            pairs, members, lenient = self.bulk_values(request.values)
+            documents.append(BulkDocument(
+                doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
+                self.document(request), ids[16 * n:16 * n + 16], pairs, members, lenient))
         return InsertManyCall(
-            p.ids, p.ttl, p.state, p.indexes,
-            [self.new_document(partition, request, ids[16 * n:16 * n + 16])
-             for n, request in enumerate(requests)],
+            p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
@@ -278,6 +316,40 @@ class WriteLayout:
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
         return pairs, lenient
+
+    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        """A new document's meta field pairs and lenient positions (:meth:`all_entries`,
+        packed) and its value encodings per index (``BulkDocument``), as a bulk insert
+        builds them by the thousand: what a value already seen in a field packs to (an
+        element already seen, in an array) is remembered, not computed again."""
+        pairs, entries = [self._bulk_header], []
+        for name, field, meta_name, memo, elements in self._memos:
+            value = values.get(name)
+            kind = type(value)
+            if kind in _MEMO_TYPES:
+                known = memo.get((kind, value))
+                if known is None:
+                    known = _packed(meta_name, field.index_keys(value))
+                    if len(known[0]) <= _MEMO_BYTES:
+                        if len(memo) >= _MEMO_LIMIT:
+                            memo.clear()
+                        memo[kind, value] = known
+            elif elements is not None and isinstance(value, list):
+                known = elements.packed(value)
+            else:
+                known = _packed(meta_name, field.index_keys(value))
+            pairs.append(known[0])
+            entries.append(known[1])
+        lenient: list[bytes] = []
+        for position, index, manifest in self.compound:
+            known = _packed(manifest, index_members(self.options, index, values))
+            pairs.append(known[0])
+            entries.append(known[1])
+            if index.unique and any(values.get(n) is None for n in index.fields):
+                lenient.append(b"%d" % (position + 1))
+        entries.append(_NONE)  # (what an index no pair holds entries for finds: none)
+        members = self._index_header + b"".join(self._sources(entries))
+        return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
@@ -331,6 +403,71 @@ class WriteLayout:
         return SweepCall(p.ids, p.ttl, p.state, p.indexes, self.event_keys(partition),
                          str(limit), self.manifests, p.doc_prefix, p.meta_prefix, self.events,
                          self.layout).call()
+
+
+def _array_header(count: int) -> bytes:
+    """The header :func:`wire.pack` gives an array of ``count`` items."""
+    if count < 16:
+        return _SHORT_HEADERS[count]
+    return wire.pack([b""] * count)[:-count]  # (b"" packs as one byte)
+
+
+#: the header of a packed string of fewer than 32 bytes, by length
+_FIXSTR = [wire.pack((b"x" * size,))[1:-size] if size else wire.pack((b"",))[1:]
+           for size in range(32)]
+_SHORT_HEADERS = [wire.pack([b""] * count)[:-count] if count else wire.pack(())
+                  for count in range(16)]
+
+
+def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes]:
+    """A meta field pair (the field's name, its value encodings as a netstring list) as
+    items of a :func:`wire.pack` array, and the encodings as a packed array of their own."""
+    return wire.pack((meta_name, sortable.pack_list(keys)))[1:], wire.pack(keys)
+
+
+class _Elements:
+    """The remembered sort keys of the elements of one array field, for
+    :meth:`WriteLayout.bulk_values`: the field's entries are its elements' sort keys, each
+    once, sorted (``ArrayField.index_keys``)."""
+
+    __slots__ = ("element", "memo", "meta_name", "packed_name")
+
+    def __init__(self, element: Field, meta_name: bytes) -> None:
+        self.element, self.meta_name = element, meta_name
+        #: the field's meta field name as an item of a packed array
+        self.packed_name = wire.pack((meta_name,))[1:]
+        #: (type, element) -> (sort key, as a netstring, as an item of a packed array)
+        self.memo: dict[Any, tuple[bytes, bytes, bytes]] = {}
+
+    @staticmethod
+    def of(field: Field, meta_name: bytes) -> _Elements | None:
+        """For an array field whose entries are ``ArrayField``'s own, else None."""
+        if isinstance(field, ArrayField) and type(field).index_keys is ArrayField.index_keys:
+            return _Elements(field.field, meta_name)
+        return None
+
+    def packed(self, value: list[Any]) -> tuple[bytes, bytes]:
+        """:func:`_packed` of the array ``value``'s entries."""
+        memo, keyed = self.memo, set()
+        for item in value:
+            kind = type(item)
+            if kind not in _MEMO_TYPES:
+                return _packed(self.meta_name, sorted({self.element.sort_key(v) for v in value}))
+            entry = memo.get((kind, item))
+            if entry is None:
+                key = self.element.sort_key(item)
+                entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
+                if len(key) <= _MEMO_BYTES:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[kind, item] = entry
+            keyed.add(entry)
+        # (one entry per sort key: equal keys come with equal netstrings and items)
+        ordered = sorted(keyed)
+        listed = b"".join([e[1] for e in ordered])
+        return (self.packed_name + (_FIXSTR[len(listed)] + listed if len(listed) < 32
+                                    else wire.pack((listed,))[1:]),
+                _array_header(len(ordered)) + b"".join([e[2] for e in ordered]))
 
 
 def wire_expiry(expire: Expiry | int) -> str:

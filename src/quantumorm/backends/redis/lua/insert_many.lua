@@ -24,10 +24,14 @@
 -- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- ARGV[6]     the caller's schema layout ("" for none)
 -- ARGV[7..]   per document: id key, document JSON, write id, MessagePack array of pairs
---             (meta field name, netstring list of value encodings), MessagePack array of
---             the positions of unique indexes not enforced for it (a compound value with a
---             null part)
+--             (meta field name, netstring list of value encodings: what its meta hash
+--             keeps), MessagePack array per index (in the model's index order) of its
+--             value encodings (the same encodings: decoded in C, not parsed here), MessagePack
+--             array of the positions of unique indexes not enforced for it (a compound
+--             value with a null part)
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
+--             or {"ALL", version} when every document was written now, the first with that
+--             version and each next one with the next (one reply, not one per document),
 --             or per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -42,7 +46,7 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
-local ndocs = (#ARGV - 6) / 5
+local ndocs = (#ARGV - 6) / 6
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
 -- shared keys: checked once for the whole batch (a wrong type refuses every document);
@@ -87,7 +91,7 @@ local taken = {}  -- id keys this batch inserts (or found inserted by its earlie
 local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
 for i = 1, nindexes do claimed[i] = {} end
 for d = 1, ndocs do
-  local base = 6 + 5 * (d - 1)
+  local base = 6 + 6 * (d - 1)
   local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
   local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
@@ -110,16 +114,15 @@ for d = 1, ndocs do
   local doc = nil
   if not refused then
     local fields = cmsgpack.unpack(ARGV[base + 4])
-    local values = {}
-    for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
     local lenient = {}
-    for _, position in ipairs(cmsgpack.unpack(ARGV[base + 5])) do
-      lenient[tonumber(position)] = true
+    if ARGV[base + 6] ~= "\144" then  -- (not the empty array most documents send)
+      for _, position in ipairs(cmsgpack.unpack(ARGV[base + 6])) do
+        lenient[tonumber(position)] = true
+      end
     end
-    local members = {}
+    local members = cmsgpack.unpack(ARGV[base + 5])
     for i = 1, nindexes do
       local index = indexes[i]
-      members[i] = unpack_list(values[index.field])
       if index.unique and not lenient[i] then
         for _, member in ipairs(members[i]) do
           if member ~= NULL then
@@ -152,10 +155,15 @@ end
 -- 2. writes of the accepted documents, batched per key ---------------------------------
 -- (the versions: the clock's next ones, one per document in batch order; one TIME, one
 -- clock write for the batch)
+local first_version = nil
 if #accepted > 0 then
   local version = take_version(KEYS[3]) - 1
+  first_version = version + 1
+  local every = #accepted == ndocs  -- (then one reply for all: see Returns)
   local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
   local listed, scheduled_now = {}, {}
+  -- (the common events, a stream alone: emit()'s XADD without building its entry table)
+  local stream_only = EVENTS and EVENTS.maxlen ~= "" and not EVENTS.doc and EVENTS.channel == ""
   local entries = {}
   for i = 1, nindexes do entries[i] = {} end
   for _, doc in ipairs(accepted) do
@@ -175,8 +183,13 @@ if #accepted > 0 then
       local into = entries[i]
       for _, member in ipairs(doc.members[i]) do into[#into + 1] = member .. doc.idkey end
     end
-    emit("create", doc.idkey, shown, doc.write_id, nil, doc.json)
-    results[doc.d] = {"OK", version}
+    if stream_only then
+      redis.call("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op", "create",
+                 "id", doc.idkey, "v", shown, "w", doc.write_id)
+    else
+      emit("create", doc.idkey, shown, doc.write_id, nil, doc.json)
+    end
+    if not every then results[doc.d] = {"OK", version} end
   end
   CLOCK = version
   DIRTY = true
@@ -190,4 +203,5 @@ end
 if not shared_error and scheduled > 0 then
   sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
 end
+if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

@@ -264,6 +264,23 @@ class TransactionCommitted(BackendError):
                          "readers, writers and the sweeper settle it by its record")
 
 
+class TransactionVersionsUnknown(TransactionCommitted):
+    """A transaction across partitions or models was committed and applied (by this client,
+    or by a reader, writer or the sweeper that met its locks first), but the versions it
+    wrote are no longer known here: its apply's reply was lost, and what the apply left
+    behind (kept ten times the transaction's timeout, at least a minute) and the documents'
+    recent write ids have moved on since. Its writes are in the store; the documents this
+    client holds keep their old versions, so read them again before saving them. Not to be
+    retried."""
+
+    def __init__(self, record: str) -> None:
+        super().__init__(record, TransactionError(
+            "it was applied, but the versions it wrote are no longer known"))
+        self.args = (f"the transaction {record!r} was committed and applied, but the "
+                     "versions it wrote are no longer known: read its documents again before "
+                     "saving them; do not retry it",)
+
+
 class TransactionsUnsettled(BackendError):
     """A read met locks of two-phase commits (transactions across partitions or models)
     and, each of ``rounds`` times it was sent again, another transaction's apply landed

@@ -16,10 +16,13 @@ round trip (its calls go to every node concerned at once):
    ``<tag>:2pc:<txid>``. Documents and indexes are not touched.
 3. **commit**: ``tx_decide.lua`` on the record: ``pending`` becomes ``committed`` if the
    server's time is before the deadline, else ``aborted``. This flip is the decision.
-4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
-   exactly as the one-script transaction does it (documents, versions, indexes, expiry,
-   change events); locks released; once only (an apply that finds the locks gone is a
-   no-op and reports the versions the first one wrote). After the decision an apply
+4. **apply**, per partition: ``tx_apply.lua`` is sent the intent's key, and runs the
+   intent stored there (``tx.lua``'s body in apply mode): every write exactly as the
+   one-script transaction does it (documents, versions, indexes, expiry, change events);
+   locks released; once only (an apply that finds the intent applied is a no-op and reports
+   the versions the first one wrote, kept a while: APPLIED_KEEP_TIMEOUTS). It runs above
+   maxmemory too (allow-oom: it replaces what the intents hold), where a begin or a
+   prepare, new writes, are refused. After the decision an apply
    refuses nothing: a document that expired meanwhile stays gone (an update or a delete
    of it does nothing, as a plain save of it would fail); an intent made with an older
    schema layout is made again from its rows with the schema of now
@@ -62,7 +65,12 @@ from ... import sortable
 from ...compression import decode_document, decompress
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
-from ...errors import QuantumORMError, TransactionCommitted, TransactionError
+from ...errors import (
+    QuantumORMError,
+    TransactionCommitted,
+    TransactionError,
+    TransactionVersionsUnknown,
+)
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import NowCall, TxCall
@@ -77,6 +85,15 @@ from .replies import TxReply, tx_reply
 RECORD_GRACE_MS = 1000
 log = logging.getLogger("quantumorm.redis")
 
+#: how long a partition's "applied" marker (the versions its apply wrote, which replace its
+#: intent) is kept, in timeouts of its transaction, and at least APPLIED_KEEP_MIN_MS: the
+#: committing client reads it when its own apply comes second (a settler met its locks
+#: first) or is a resend after a lost reply; both follow its decision by no more than its
+#: executor's retries (each up to the socket timeout, 5 s by default), which ten timeouts
+#: and the floor cover with margin. Past it, the versions are read from the documents'
+#: recent write ids, or the client is told they are unknown (TransactionVersionsUnknown)
+APPLIED_KEEP_TIMEOUTS = 10
+APPLIED_KEEP_MIN_MS = 60_000
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
 #: the longest pause between two attempts to settle an undecided holder (seconds)
@@ -127,6 +144,35 @@ class Share:
     requests: list[WriteRequest] = field(default_factory=list)
     #: (part, position) of each request in the caller's lists
     origins: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Intent:
+    """A partition's intent of a committed transaction, to apply (``tx_apply.lua``): its key,
+    and the ``tx.lua`` call it holds (keys, arguments) when this client knows it."""
+
+    key: str
+    call: tuple[tuple[str, ...], tuple[Any, ...]] | None = None
+    #: ``call`` was made again with the schema of now: sent to replace the stored one
+    rebuilt: bool = False
+
+    def step(self) -> Call:
+        packed = b""
+        if self.rebuilt:
+            assert self.call is not None
+            keys, args = self.call
+            packed = wire.pack([b"call", str(len(keys)).encode(),
+                                *(_bytes(k) for k in keys), *(_bytes(a) for a in args)])
+        return Call("tx_apply", (self.key,), (packed,))
+
+
+def _stored_call(blob: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """The ``tx.lua`` call an intent key holds (None: it holds the applied marker)."""
+    flat = wire.unpack(bytes(blob))
+    if flat[0] != b"call":
+        return None
+    count = int(flat[1])
+    return tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])
 
 
 class TwoPhase(BackendCore):
@@ -218,11 +264,13 @@ class TwoPhase(BackendCore):
         # (the last model used for a collection: the newest declaration, when two share it)
         known[self._state(options).keys.tag(0).rsplit(":p", 1)[0]] = options
 
-    def _call(self, share: Share, phase: bytes, record: str) -> TxCall:
+    def _call(self, share: Share, phase: bytes, record: str, keep_ms: int) -> TxCall:
+        """The ``tx.lua`` call of ``share`` in ``phase``; its apply keeps the applied
+        marker ``keep_ms`` (write ids are new at each call)."""
         self._know(share.options)
         state = self._state(share.options)
         call = state.writes.tx(share.partition, share.checks, share.requests)
-        call.phase = wire.pack([phase, record.encode()])
+        call.phase = wire.pack([phase, record.encode(), b"", str(keep_ms).encode()])
         call.intent_key = intent_key(locks_key(state.keys.tag(share.partition)), record)
         return call
 
@@ -234,7 +282,8 @@ class TwoPhase(BackendCore):
         record = record_key(namespace, os.urandom(12).hex())
         registry = registry_key(namespace)
         timeout_ms = max(1, round(timeout * 1000))
-        calls = [self._call(share, b"prepare", record) for share in shares]
+        keep_ms = max(APPLIED_KEEP_MIN_MS, APPLIED_KEEP_TIMEOUTS * timeout_ms)
+        calls = [self._call(share, b"prepare", record, keep_ms) for share in shares]
         participants = wire.pack([k.encode() for call in calls
                                   for k in (locks_key(call.ids_key.removesuffix(":ids")),
                                             call.intent_key or "")])
@@ -275,21 +324,32 @@ class TwoPhase(BackendCore):
                 f"the transaction passed its deadline ({timeout} s after it began) before "
                 "its commit: it was aborted, nothing was written")
         try:
-            # 4. apply (resent, an apply finds its locks gone and reports the versions)
-            intents = [self._call(share, b"apply", record).call() for share in shares]
-            sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
-            done = []
+            # 4. apply: each partition's intent, read by the server where the prepare
+            # stored it (resent, an apply finds it applied and reports the versions)
+            # (the prepare's calls, in apply mode: the rows and write ids the intents hold,
+            # which a late resend finds its versions by)
+            intents: list[Intent] = []
+            for call in calls:
+                call.phase = wire.pack([b"apply", record.encode(), b"", str(keep_ms).encode()])
+                made = call.call()
+                intents.append(Intent(call.intent_key or "", (made.keys, made.args)))
+            sent = yield from self._send_intents(intents)
+            done: list[list[WriteResult] | None] = []
             for share, intent, reply in zip(shares, intents, sent, strict=True):
-                if reply.status == "DONE" and reply.applied is None:
+                if reply.status == "DONE" and reply.applied is None and intent.call:
                     # applied long ago (the versions it left have expired): read them
-                    reply.applied = yield from self._late_versions(intent.keys, intent.args)
+                    reply.applied = yield from self._late_versions(*intent.call)
                 done.append(self._applied(share, reply))
             # 5. finish
             yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
                             idempotent=True)
+        except TransactionCommitted:
+            raise
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
-        return done
+        if any(outcome is None for outcome in done):
+            raise TransactionVersionsUnknown(record)
+        return [outcome for outcome in done if outcome is not None]
 
     def _late_versions(self, keys: tuple[str, ...], args: tuple[Any, ...]
                        ) -> Op[list[int] | None]:
@@ -322,11 +382,16 @@ class TwoPhase(BackendCore):
             versions.append(int(held[at + 16:at + 32]))
         return versions
 
-    def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:
+    def _applied(self, share: Share, reply: TxReply) -> list[WriteResult] | None:
+        """What the apply of ``share`` wrote; None when it was applied (by this client
+        earlier, or a settler) but the versions it wrote are no longer known (module doc:
+        APPLIED_KEEP_TIMEOUTS)."""
         versions: list[int] | None = None
         if reply.status == "OK":
             versions = reply.versions
-        elif reply.status == "DONE" and reply.applied:
+        elif reply.status == "DONE":
+            if not reply.applied:
+                return None
             versions = reply.applied
         if versions is None:
             raise TransactionError(
@@ -382,52 +447,46 @@ class TwoPhase(BackendCore):
         return True
 
     def _roll_forward(self, record: str, participants: bytes) -> Op[None]:
-        """Send every intent of a committed transaction still waiting to be applied."""
+        """Apply every intent of a committed transaction still waiting to be applied: each
+        is run by ``tx_apply.lua`` where it is stored (it works above maxmemory too)."""
         pairs = wire.unpack(participants)
-        intents = [pairs[i].decode() for i in range(1, len(pairs), 2)]
-        stored = yield RedisPlan(tuple(Command(("GET", key)) for key in intents),
+        keys = [pairs[i].decode() for i in range(1, len(pairs), 2)]
+        stored = yield RedisPlan(tuple(Command(("GET", key)) for key in keys),
                                  idempotent=True)
-        calls: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
-        for blob in stored:
-            if not blob:
-                continue
-            flat = wire.unpack(bytes(blob))
-            if flat[0] != b"call":
-                continue  # applied already: what it wrote
-            count = int(flat[1])
-            keys = tuple(k.decode() for k in flat[2:2 + count])
-            calls.append((keys, tuple(flat[2 + count:])))
-        if not calls:
-            return
+        intents = [Intent(key, call) for key, blob in zip(keys, stored, strict=True)
+                   if blob and (call := _stored_call(blob)) is not None]
+        if not intents:
+            return  # (each applied already, or released)
         # an intent of an older layout (its model's schema changed since the prepare) is
         # made again before any intent is sent; one this client cannot make again (a
         # model it has not used) stops the roll forward before anything is applied, so
         # that this client never leaves the transaction half applied
-        stamps = yield RedisPlan(tuple(Command(("HGET", keys[2], "layout"))
-                                       for keys, _ in calls), read_only=True)
-        remade: list[int] = []
-        for n, ((keys, args), stamp) in enumerate(zip(calls, stamps, strict=True)):
+        stamps = yield RedisPlan(tuple(Command(("HGET", intent.call[0][2], "layout"))
+                                       for intent in intents if intent.call), read_only=True)
+        remade: list[Intent] = []
+        for n, (intent, stamp) in enumerate(zip(intents, stamps, strict=True)):
+            assert intent.call is not None
+            call_keys, args = intent.call
             layout = wire.text(args[4])
             if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
                 continue
-            rebuilt = yield from self._rebuilt(keys, args)
+            rebuilt = yield from self._rebuilt(call_keys, args)
             if rebuilt is None:
                 raise TransactionError(
                     f"the committed transaction {record!r} writes a model this client has "
-                    f"not used, whose schema changed since ({keys[2]}): a process using it "
-                    "applies it (its sweep, or any read or write of it)")
-            calls[n] = rebuilt
-            remade.append(n)
+                    f"not used, whose schema changed since ({call_keys[2]}): a process using "
+                    "it applies it (its sweep, or any read or write of it)")
+            intents[n] = Intent(intent.key, rebuilt, rebuilt=True)
+            remade.append(intents[n])
         if remade:
             # (those made again first, alone: one a unique index refuses stops the roll
             # forward before any other partition is applied)
-            for reply in (yield from self._send_intents([calls[n] for n in remade])):
+            for reply in (yield from self._send_intents(remade)):
                 if reply.status not in ("OK", "DONE"):
                     raise TransactionError(
                         f"the committed transaction {record!r} could not be applied "
                         f"({reply.status}); its intents stay for the next attempt")
-            calls = [call for n, call in enumerate(calls) if n not in remade]
-        sent = yield from self._send_intents(calls)
+        sent = yield from self._send_intents([i for i in intents if not i.rebuilt])
         for reply in sent:
             if reply.status not in ("OK", "DONE"):
                 raise TransactionError(
@@ -471,28 +530,37 @@ class TwoPhase(BackendCore):
                     NowCall(holder).call()), idempotent=True)
         return stuck
 
-    def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
-                      ) -> Op[list[TxReply]]:
-        """Send intents (the keys and arguments of ``tx.lua`` calls in apply mode), all in
-        one round trip. An apply refuses nothing but an outdated schema layout (an index
-        added, dropped or rebuilt since the prepare): such an intent is made again from
-        the rows it stores with its model's current schema, when this client knows the
-        model (:meth:`_know`), and sent again; else its refusal is returned."""
-        replies: list[TxReply | None] = [None] * len(calls)
-        pending = list(range(len(calls)))
+    def _send_intents(self, intents: list[Intent]) -> Op[list[TxReply]]:
+        """Apply intents (``tx_apply.lua``: each run where its prepare stored it), all in one
+        round trip. An apply refuses nothing but an outdated schema layout (an index added,
+        dropped or rebuilt since the prepare): such an intent is made again from the rows
+        it stores with its model's current schema, when this client knows the model
+        (:meth:`_know`), and sent again in place of the stored one; else its refusal is
+        returned."""
+        replies: list[TxReply | None] = [None] * len(intents)
+        pending = list(range(len(intents)))
         for _attempt in range(LAYOUT_ATTEMPTS):
-            sent = yield RedisPlan(tuple(Call("tx", *calls[i]) for i in pending),
+            if not pending:
+                break
+            sent = yield RedisPlan(tuple(intents[i].step() for i in pending),
                                    idempotent=True)
             again: list[int] = []
             for i, raw in zip(pending, sent, strict=True):
                 reply = replies[i] = tx_reply(raw)
-                if reply.status == "LAYOUT":
-                    rebuilt = yield from self._rebuilt(*calls[i])
-                    if rebuilt is not None:
-                        calls[i] = rebuilt
+                if reply.status != "LAYOUT":
+                    continue
+                call = intents[i].call
+                if call is None:  # (a settler's intent not read yet: read it)
+                    (blob,) = yield RedisPlan((Command(("GET", intents[i].key)),),
+                                              read_only=True)
+                    call = _stored_call(blob) if blob else None
+                    if call is None:  # (applied or released meanwhile: sent again, DONE)
                         again.append(i)
-            if not again:
-                break
+                        continue
+                rebuilt = yield from self._rebuilt(*call)
+                if rebuilt is not None:
+                    intents[i] = Intent(intents[i].key, rebuilt, rebuilt=True)
+                    again.append(i)
             pending = again
         return [reply for reply in replies if reply is not None]
 
@@ -536,14 +604,15 @@ class TwoPhase(BackendCore):
                     values, names, Expiry(text) if text in ("keep", "persist") else int(text),
                     raw))
         call = state.writes.tx(partition, checks, requests)
-        spec = wire.unpack(_bytes(args[5]))[:2]
+        spec = wire.unpack(_bytes(args[5]))
+        checked = b""
         if requests and state.schema is not None and any(
                 index.unique for index in state.schema.indexes.values()):
             # a unique index appeared since the prepare, which could not check it: this
             # apply checks it, and is refused (its intent kept, for a settle once the value
             # is free) rather than write a value another document holds
-            spec.append(b"unique")
-        call.phase = wire.pack(spec)
+            checked = b"unique"
+        call.phase = wire.pack([*spec[:2], checked, *spec[3:4]])
         call.intent_key = keys[3 + nindexes + 2 * nrows]
         made = call.call()
         return made.keys, made.args

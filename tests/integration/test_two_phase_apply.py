@@ -1,0 +1,202 @@
+"""The apply of a two-phase commit (``backends/redis/twophase.py``, ``lua/tx_apply.lua``): run
+by the server from the intent its prepare stored, above maxmemory too; what it leaves behind
+(the "applied" marker) and how long; what the committing client is told when that is gone.
+
+The servers whose memory limit a test sets are its own (``start_redis``): the session's
+server keeps its settings, which other tests rely on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from helpers import assert_indexes_consistent
+from test_two_phase_commit import (
+    Entry,
+    Purse,
+    balances,
+    die_after,
+    leftovers,
+    spread_ids,
+    transfer_tx,
+    up_to_apply,
+)
+
+import quantumorm
+from quantumorm import OutOfMemoryError
+from quantumorm.backends.redis import twophase
+from quantumorm.errors import TransactionCommitted, TransactionVersionsUnknown
+
+
+@pytest.fixture
+def full(start_redis: Any) -> Any:
+    """A redis-server of its own (``noeviction``), the ``"default"`` connection on it with
+    Purse's documents (two per partition, balance 100), and an admin client: ``(conn, ids,
+    admin, fill)``, ``fill()`` setting maxmemory below the memory used (every write is then
+    refused, until the test sets it back)."""
+    url, _ = start_redis("--maxmemory-policy", "noeviction")
+    conn = quantumorm.create_connection(url=url, name="default", make_default=True)
+    admin = redis.Redis.from_url(url)
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()  # (schemas read: no extra round trips later)
+
+    def fill() -> None:
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", max(1, used // 2))
+        with pytest.raises(OutOfMemoryError):  # (the server refuses writes now)
+            Entry(id="probe", note="probe").save_sync()
+
+    try:
+        yield conn, ids, admin, fill
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+        quantumorm.close_all()
+
+
+def test_a_reader_settles_a_committed_transaction_on_a_full_server(full: Any) -> None:
+    """Committed, its client dead before the apply, then the server fills up: a read that
+    meets its locks applies it (the apply only replaces what the intents hold), sees it
+    whole, raises nothing, and leaves no lock."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    fill()
+    assert Purse.objects.get_sync(id=pair[1]).balance == 110
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+    assert Entry.objects.get_sync(id=f"e-{pair[0]}-10").amount == 10
+    assert leftovers(admin) == {}
+    admin.config_set("maxmemory", 0)
+    assert_indexes_consistent(admin, Purse)
+    assert Purse.objects.verify_sync().ok and Entry.objects.verify_sync().ok
+
+
+def test_a_query_settles_a_committed_transaction_on_a_full_server(full: Any) -> None:
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    fill()
+    assert {p.id: p.balance for p in Purse.objects.filter(owner__in=pair).all_sync()} == {
+        pair[0]: 90, pair[1]: 110}
+    assert Purse.objects.filter(balance=110).count_sync() == 1
+    assert leftovers(admin) == {}
+
+
+def test_the_sweeper_settles_a_committed_transaction_on_a_full_server(full: Any) -> None:
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 0.2), 3)  # committed, not applied
+    fill()
+    records = [key.decode() for key in admin.scan_iter("*2pc*:r")]
+    assert len(records) == 1
+    assert conn.run(lambda b: conn.backend.settle(records[0], None)) is True
+    assert leftovers(admin) == {}
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+
+
+def test_the_committing_client_applies_on_a_full_server(full: Any) -> None:
+    """The server fills up between the decision and the apply: the committing client's
+    own apply goes through, with the versions it wrote."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    tx = transfer_tx(conn, pair, 10, 30.0)
+    op, plan, executor = up_to_apply(conn, tx)
+    fill()
+    with pytest.raises(StopIteration) as done:
+        while True:
+            plan = op.send(executor.execute(plan))
+    assert done.value.value is None
+    held = sorted(doc._version for doc, _, _ in tx._work.writes.values())
+    stored = sorted([Purse.objects.get_sync(id=id)._version for id in pair] + [
+        Entry.objects.get_sync(id=f"e-{pair[0]}-10")._version])
+    assert held == stored
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+    assert leftovers(admin) == {}
+
+
+def test_a_transaction_is_not_begun_on_a_full_server(full: Any) -> None:
+    """Its begin and prepare are new writes: refused above maxmemory, nothing written."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    fill()
+    with pytest.raises(OutOfMemoryError):
+        transfer_tx(conn, pair, 10, 30.0).commit()
+    assert balances(pair) == {pair[0]: 100, pair[1]: 100}
+    assert leftovers(admin) == {}
+
+
+def test_prepare_is_refused_on_a_full_server(full: Any) -> None:
+    """The server fills up after the begin: the prepares are refused (tx.lua has no
+    allow-oom), the transaction is aborted and released, nothing written."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    tx = transfer_tx(conn, pair, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = op.send(executor.execute(next(op)))  # begun; the prepares not sent yet
+    fill()
+    with pytest.raises(OutOfMemoryError):
+        while True:
+            plan = op.send(executor.execute(plan))
+    admin.config_set("maxmemory", 0)
+    Purse.objects.sweep_sync()  # (the record expires after its deadline; locks: none)
+    assert balances(pair) == {pair[0]: 100, pair[1]: 100}
+    assert not [key for key in leftovers(admin) if not key.endswith((":r", ":open"))]
+
+
+def test_the_applied_marker_lives_a_multiple_of_the_timeout(conn: Any,
+                                                             redis_client: Any) -> None:
+    ids = spread_ids(1)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    for amount, (timeout, keep) in enumerate(((30.0, 300_000),
+                                              (1.0, twophase.APPLIED_KEEP_MIN_MS)), 1):
+        transfer_tx(conn, [ids[0], ids[1]], amount, timeout).commit()
+        markers = [key for key in redis_client.scan_iter("{*}:2pc:*")
+                   if not key.endswith(b":r") and not key.endswith(b":open")]
+        assert len(markers) == 3  # (two purses, the entry)
+        for key in markers:
+            assert keep - 5_000 < redis_client.pttl(key) <= keep
+            assert redis_client.get(key)[:12].find(b"\xa7applied") in (1, 3)
+            redis_client.delete(key)
+    assert twophase.APPLIED_KEEP_TIMEOUTS * 30_000 == 300_000
+
+
+def test_versions_unknown_after_the_marker_expired_is_said_so(conn: Any,
+                                                              redis_client: Any) -> None:
+    """The apply's reply is lost, and its resend comes after the marker expired and the
+    documents were written again (their recent write ids moved on): the client is told
+    the transaction was committed and applied, the versions unknown (not that it could not
+    be applied); it is finished all the same."""
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()  # (schemas read: the phases are the plans)
+    pair = [ids[0], ids[2]]
+    tx = transfer_tx(conn, pair, 10, 30.0)
+    op, plan, executor = up_to_apply(conn, tx)
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the markers expire)
+        if not key.endswith((b":r", b":open")):
+            redis_client.delete(key)
+    for _ in range(5):  # other writers: the documents' recent write ids move on
+        for id in pair:
+            purse = Purse.objects.get_sync(id=id)
+            purse.balance += 1
+            purse.save_sync()
+        entry = Entry.objects.get_sync(id=f"e-{pair[0]}-10")
+        entry.amount += 1
+        entry.save_sync()
+    with pytest.raises(TransactionVersionsUnknown) as failed:
+        while True:
+            plan = op.send(executor.execute(plan))
+    assert isinstance(failed.value, TransactionCommitted) and failed.value.decided
+    message = str(failed.value)
+    assert "committed and applied" in message and "versions" in message
+    assert "could not be applied" not in message
+    assert balances(pair) == {pair[0]: 95, pair[1]: 115}
+    assert leftovers(redis_client) == {}  # (finished: record and registry entry gone)

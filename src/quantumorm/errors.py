@@ -7,6 +7,7 @@ attributes, not only in the message, and backend errors keep the driver's except
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -357,6 +358,22 @@ class SchemaMismatchError(QuantumORMError):
     :mod:`quantumorm.schema`): an older declaration than the one stored, another partition
     count, or a storage format this version does not know. Raised at the model's first use
     on a connection, before anything is written."""
+
+
+class SchemaChangeBlocked(SchemaMismatchError):
+    """A change of a collection's stored schema (an index added, dropped, built or rebuilt:
+    a new declaration's first use, ``reindex()``) was refused because transactions across
+    partitions or models kept holding locks in its partitions: those met were settled (a
+    committed one applied, an undecided one waited for until its deadline), and new ones
+    came each time. ``transactions``: the record keys of those met last. Nothing was
+    changed; run it again when the model's two-phase commits pause."""
+
+    def __init__(self, model: str, transactions: Sequence[str]) -> None:
+        self.model, self.transactions = model, tuple(transactions)
+        super().__init__(
+            f"{model}: its stored schema was not changed: transactions across partitions "
+            f"kept locking its documents ({', '.join(self.transactions)}); run it again "
+            "when they pause (a schema change waits for those in flight)")
 
 
 class SyncInAsyncContext(InvalidOperation):

@@ -8,6 +8,7 @@ server keeps its settings, which other tests rely on.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -25,9 +26,22 @@ from test_two_phase_commit import (
 )
 
 import quantumorm
-from quantumorm import OutOfMemoryError
+from quantumorm import (
+    Document,
+    IntField,
+    OutOfMemoryError,
+    QuantumORMError,
+    StringField,
+    UniqueViolation,
+)
 from quantumorm.backends.redis import twophase
-from quantumorm.errors import TransactionCommitted, TransactionVersionsUnknown
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.errors import (
+    SchemaChangeBlocked,
+    SchemaMismatchError,
+    TransactionCommitted,
+    TransactionVersionsUnknown,
+)
 
 
 @pytest.fixture
@@ -200,3 +214,129 @@ def test_versions_unknown_after_the_marker_expired_is_said_so(conn: Any,
     assert "could not be applied" not in message
     assert balances(pair) == {pair[0]: 95, pair[1]: 115}
     assert leftovers(redis_client) == {}  # (finished: record and registry entry gone)
+
+
+# -- a schema change settles the transactions in flight first ---------------------------
+
+
+@pytest.fixture
+def purses(conn: Any) -> list[str]:
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()  # (schemas read: no extra round trips later)
+    return ids
+
+
+def test_a_new_declaration_applies_a_committed_transaction_before_its_change(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A committed, unapplied transaction writes a value; a new declaration adds a unique
+    index on that field: the transaction is applied first, with the schema it was prepared
+    with (never made again), then the index is built over it; a later save of the same
+    value is refused by the index, not the committed transaction."""
+
+    class Plain(Document):
+        email = StringField()
+
+        class Meta:
+            collection = "tpa_late_unique"
+
+    Plain(id="a", email="a@x").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, purses[0])
+    first.balance -= 10
+    tx.save(first)
+    mine = tx.get(Plain, "a")
+    mine.email = "dup@x"
+    tx.save(mine)
+    die_after(conn, tx, 3)  # committed, not applied
+    layout = Plain._meta.state_for(conn.backend, lambda: None).schema.layout
+
+    class Later(Document):
+        email = StringField(unique=True)
+
+        class Meta:
+            collection = "tpa_late_unique"
+
+    report = Later.objects.reindex_sync()
+    assert report.ready and not report.conflicts
+    assert leftovers(redis_client) == {}
+    assert balances([purses[0]]) == {purses[0]: 90}
+    assert Later.objects.get_sync(id="a").email == "dup@x"
+    with pytest.raises(UniqueViolation):
+        Later(id="c", email="dup@x").save_sync()
+    assert Later._meta.state_for(conn.backend, lambda: None).schema.layout > layout
+    assert_indexes_consistent(redis_client, Later)
+
+
+def test_a_schema_change_waits_for_an_undecided_transaction(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """A transaction prepared, its client dead before the decision: the schema change of
+    its model waits until its deadline, aborts it, releases it, then changes."""
+    pair = [purses[0], purses[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 0.3), 2)  # prepared, undecided
+    assert any(key.endswith(":locks") for key in leftovers(redis_client))
+
+    class Wider(Document):
+        owner = StringField(indexed=True)
+        balance = IntField(indexed=True, default=0)
+        note = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_purses"
+            partitions = 4
+
+    Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the schema changes)
+    assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]
+    assert {d.id: d.balance for d in Wider.objects.filter(id__in=pair).all_sync()} == {
+        pair[0]: 100, pair[1]: 100}
+    assert Wider.objects.reindex_sync().ready
+    assert_indexes_consistent(redis_client, Wider)
+
+
+def test_a_schema_change_under_unceasing_transactions_is_refused(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    """Transactions keep locking the model's documents: each met is settled, new ones come
+    each round, and the change is refused with SchemaChangeBlocked naming those met last;
+    nothing changed."""
+    monkeypatch.setattr(twophase, "SCHEMA_SETTLE_ROUNDS", 2)
+    stop = threading.Event()
+    started = threading.Event()
+
+    def keep_locking() -> None:  # (prepared, then abandoned: each pending 0.2 s)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            pair = [purses[n % 2], purses[2 + n % 2]]
+            try:
+                die_after(conn, transfer_tx(conn, pair, n, 0.2), 2)
+            except QuantumORMError:  # (met the lock of another: that one stays)
+                pass
+            started.set()
+            stop.wait(0.02)
+
+    worker = threading.Thread(target=keep_locking)
+    worker.start()
+    try:
+        assert started.wait(10)
+        layout = Purse._meta.state_for(conn.backend, lambda: None).schema.layout
+
+        class Wider(Document):
+            owner = StringField(indexed=True)
+            balance = IntField(indexed=True, default=0)
+            note = StringField(indexed=True)
+
+            class Meta:
+                collection = "tpc_purses"
+                partitions = 4
+
+        with pytest.raises(SchemaChangeBlocked) as refused:
+            Wider.objects.count_sync()
+    finally:
+        stop.set()
+        worker.join()
+    assert isinstance(refused.value, SchemaMismatchError)
+    assert refused.value.model == "Wider" and refused.value.transactions
+    assert all(":2pc:" in record for record in refused.value.transactions)
+    assert refused.value.transactions[0] in str(refused.value)
+    assert int(redis_client.hget(KeySpace(Purse._meta).schema, "layout")) == layout

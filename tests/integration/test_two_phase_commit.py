@@ -547,12 +547,23 @@ def test_expire_waits_for_a_lock(conn: Any, purses: list[str], redis_client: Any
     assert_indexes_consistent(redis_client, Purse)
 
 
+def older_client(conn: Any, monkeypatch: Any) -> None:
+    """``conn``'s schema changes no longer settle the transactions in flight first, as those
+    of a client of an older version (or one racing a prepare) do not."""
+
+    def nothing(options: Any) -> Any:
+        yield from ()
+
+    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+
+
 def test_a_committed_transaction_is_applied_after_a_schema_change(
-        conn: Any, purses: list[str], redis_client: Any) -> None:
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
     """An index added between the commit and the apply: the intent is made again with the
     schema of now (its entries too) by a client that knows the model."""
     ids = [purses[0], purses[2]]
     die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    older_client(conn, monkeypatch)
 
     class Wider(Document):
         owner = StringField(indexed=True)
@@ -574,13 +585,14 @@ def test_a_committed_transaction_is_applied_after_a_schema_change(
 
 
 def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
-        conn: Any, purses: list[str], redis_client: Any) -> None:
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
     """A committed transaction over Purse and Entry, Entry's schema changed before the
     apply: a client that has not used Entry cannot make its intent again. Its reads of
     Purse neither raise nor apply Purse's part alone (nothing of the transaction is
     seen); a process that uses Entry settles it whole."""
     ids = [purses[0], purses[2]]
     die_after(conn, transfer_tx(conn, ids, 10, 30.0), 3)  # committed, not applied
+    older_client(conn, monkeypatch)
 
     class WiderEntry(Document):
         note = StringField(indexed=True)
@@ -605,7 +617,7 @@ def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
 
 
 def test_a_unique_index_added_before_the_apply_is_checked_by_it(
-        conn: Any, purses: list[str], redis_client: Any) -> None:
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
     """A committed transaction writes a value of a field that gains a unique index before
     the apply, and a plain save takes that value meanwhile: the apply of the intent made
     again refuses it (never two holders), and applies nothing of the transaction, which
@@ -626,6 +638,7 @@ def test_a_unique_index_added_before_the_apply_is_checked_by_it(
     mine.email = "dup@x"
     tx.save(mine)
     die_after(conn, tx, 3)  # committed, not applied
+    older_client(conn, monkeypatch)
 
     class Later(Document):
         email = StringField(unique=True)

@@ -67,6 +67,7 @@ from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     QuantumORMError,
+    SchemaChangeBlocked,
     TransactionCommitted,
     TransactionError,
     TransactionVersionsUnknown,
@@ -94,6 +95,9 @@ log = logging.getLogger("quantumorm.redis")
 #: recent write ids, or the client is told they are unknown (TransactionVersionsUnknown)
 APPLIED_KEEP_TIMEOUTS = 10
 APPLIED_KEEP_MIN_MS = 60_000
+#: rounds of settling the transactions that hold locks in a model's partitions before its
+#: schema changes; new ones met in each of them refuse the change (SchemaChangeBlocked)
+SCHEMA_SETTLE_ROUNDS = 5
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
 #: the longest pause between two attempts to settle an undecided holder (seconds)
@@ -511,24 +515,68 @@ class TwoPhase(BackendCore):
         stuck: list[str] = []
         for holder, ids in by_holder.items():
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
-            # (the deadline is in the record server's time, and so is the give-up: this
-            # client's clock may be off by any amount)
-            deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
-                                             NowCall(holder).call()), idempotent=True)
-            give_up = int(deadline or 0) + WAIT_SKEW_MS
-            attempt = 0
-            while not (yield from self.settle(holder, hashes)):
-                if int(now) // 1000 > give_up:
-                    stuck += ids
-                    break
-                pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
-                attempt += 1
-                # (a stream of the record's slot that is never written: a pure wait, with a
-                # command the least-privilege ACL rule already allows; then the time there)
-                _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
-                    pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
-                    NowCall(holder).call()), idempotent=True)
+            if not (yield from self._wait_settled(holder, hashes)):
+                stuck += ids
         return stuck
+
+    def _wait_settled(self, holder: str, hashes: list[str]) -> Op[bool]:
+        """Settle the transaction of record ``holder`` (met in the lock hashes ``hashes``),
+        waiting while it is undecided before its deadline (see :meth:`wait_unlocked`); False
+        when it is still pending past its deadline plus a margin."""
+        # (the deadline is in the record server's time, and so is the give-up: this
+        # client's clock may be off by any amount)
+        deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
+                                         NowCall(holder).call()), idempotent=True)
+        give_up = int(deadline or 0) + WAIT_SKEW_MS
+        attempt = 0
+        while not (yield from self.settle(holder, hashes)):
+            if int(now) // 1000 > give_up:
+                return False
+            pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
+            attempt += 1
+            # (a stream of the record's slot that is never written: a pure wait, with a
+            # command the least-privilege ACL rule already allows; then the time there)
+            _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
+                pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
+                NowCall(holder).call()), idempotent=True)
+        return True
+
+    def before_schema_change(self, options: ModelOptions) -> Op[None]:
+        """Settle every transaction holding locks in the partitions of ``options`` before
+        its stored schema changes (an index added, dropped, built or rebuilt): a committed
+        one is applied with the schema it was prepared with, an aborted or forgotten one
+        released, an undecided one waited for (until its deadline, then aborted). So the
+        apply of a transaction in flight does not meet a changed schema (its intent would
+        have to be made again, and could then meet a unique index its prepare did not
+        check). Transactions that keep coming for SCHEMA_SETTLE_ROUNDS rounds refuse the
+        change (:class:`~quantumorm.errors.SchemaChangeBlocked`, naming them); one
+        prepared between the last look and the change is still made again at its apply
+        (:meth:`_rebuilt`)."""
+        changing: set[str] = self.__dict__.setdefault("_schemas_changing", set())
+        keys = self._state(options).keys
+        if keys.schema in changing:  # (a settle below made a schema change of its own)
+            return
+        changing.add(keys.schema)
+        try:
+            hashes = [locks_key(keys.tag(p)) for p in range(options.partitions)]
+            holders: dict[str, list[str]] = {}
+            for _round in range(SCHEMA_SETTLE_ROUNDS):
+                held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
+                                       read_only=True)
+                holders = {}
+                for key, pairs in zip(hashes, held, strict=True):
+                    for holder in (pairs.values() if isinstance(pairs, dict) else
+                                   pairs[1::2]):
+                        met = holders.setdefault(wire.text(holder), [])
+                        if key not in met:
+                            met.append(key)
+                if not holders:
+                    return
+                for holder, met in holders.items():
+                    yield from self._wait_settled(holder, met)
+            raise SchemaChangeBlocked(options.model_name, sorted(holders))
+        finally:
+            changing.discard(keys.schema)
 
     def _send_intents(self, intents: list[Intent]) -> Op[list[TxReply]]:
         """Apply intents (``tx_apply.lua``: each run where its prepare stored it), all in one

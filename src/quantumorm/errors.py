@@ -282,6 +282,25 @@ class TransactionVersionsUnknown(TransactionCommitted):
                      "saving them; do not retry it",)
 
 
+class TransactionUniqueConflict(TransactionCommitted):
+    """A transaction across partitions or models was committed and applied, except some of
+    its writes: a unique index added to their model between its prepare and its apply (a
+    deploy while it was in flight) found their value taken by a write outside it. Those
+    documents kept what they held (never two holders of a unique value); everything else
+    was written and no lock is left. Each left-out write is recorded where
+    ``Model.objects.verify()`` reports it (``transaction_conflicts``). ``conflicts``: (model,
+    id, index name, holder id) per write left out. Not to be retried."""
+
+    def __init__(self, record: str, conflicts: Sequence[tuple[str, str, str, str]]) -> None:
+        self.conflicts = list(conflicts)
+        shown = "; ".join(f"{model} {id!r}: {index} held by {holder!r}"
+                          for model, id, index, holder in self.conflicts)
+        super().__init__(record, TransactionError(f"unique values taken meanwhile: {shown}"))
+        self.args = (f"the transaction {record!r} was committed and applied except writes "
+                     f"whose unique value was taken meanwhile ({shown}): those documents "
+                     "kept what they held (recorded for verify()); do not retry it",)
+
+
 class TransactionsUnsettled(BackendError):
     """A read met locks of two-phase commits (transactions across partitions or models)
     and, each of ``rounds`` times it was sent again, another transaction's apply landed

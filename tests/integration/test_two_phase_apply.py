@@ -40,6 +40,7 @@ from quantumorm.errors import (
     SchemaChangeBlocked,
     SchemaMismatchError,
     TransactionCommitted,
+    TransactionUniqueConflict,
     TransactionVersionsUnknown,
 )
 
@@ -340,3 +341,57 @@ def test_a_schema_change_under_unceasing_transactions_is_refused(
     assert all(":2pc:" in record for record in refused.value.transactions)
     assert refused.value.transactions[0] in str(refused.value)
     assert int(redis_client.hget(KeySpace(Purse._meta).schema, "layout")) == layout
+
+
+def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    """Between the decision and the committing client's own apply, another (older) client
+    adds a unique index and a plain save takes a value the transaction writes: the apply,
+    made again, writes everything else and leaves that write out, no lock outlives it,
+    and the client gets TransactionUniqueConflict (committed: not to be retried) naming
+    the document, the index and the holder; verify() reports the write left out."""
+
+    class Plain(Document):
+        email = StringField()
+
+        class Meta:
+            collection = "tpa_racing_unique"
+
+    Plain(id="a", email="a@x").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, purses[0])
+    first.balance -= 10
+    tx.save(first)
+    mine = tx.get(Plain, "a")
+    mine.email = "dup@x"
+    tx.save(mine)
+    op, plan, executor = up_to_apply(conn, tx)
+
+    def nothing(options: Any) -> Any:  # (a client that does not settle them first)
+        yield from ()
+
+    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+
+    class Later(Document):
+        email = StringField(unique=True)
+
+        class Meta:
+            collection = "tpa_racing_unique"
+
+    Later.objects.reindex_sync()
+    Later(id="c", email="dup@x").save_sync()
+    conn.backend._know(Later._meta)  # (this process runs the new declaration now)
+    with pytest.raises(TransactionUniqueConflict) as refused:
+        while True:
+            plan = op.send(executor.execute(plan))
+    assert isinstance(refused.value, TransactionCommitted)
+    assert refused.value.conflicts == [("Plain", "a", "email", "c")]
+    assert "do not retry" in str(refused.value)
+    assert balances([purses[0]]) == {purses[0]: 90}
+    assert sorted((d.id, d.email) for d in Later.objects.all_sync()) == [
+        ("a", "a@x"), ("c", "dup@x")]
+    assert leftovers(redis_client) == {}
+    report = Later.objects.verify_sync()
+    assert report.problems == {"transaction_conflicts": 1}
+    assert report.samples["transaction_conflicts"] == ["a"]
+    assert_indexes_consistent(redis_client, Later)

@@ -70,6 +70,7 @@ from ...errors import (
     SchemaChangeBlocked,
     TransactionCommitted,
     TransactionError,
+    TransactionUniqueConflict,
     TransactionVersionsUnknown,
 )
 from ...options import ModelOptions
@@ -125,6 +126,14 @@ def flag_key(tag: str) -> str:
     """The readers' flag of a partition: set while its lock hash is not empty (see
     _write.lua's lock_flag), read in the MGET of every read by id."""
     return f"{tag}:locked"
+
+
+def conflicts_key(tag: str) -> str:
+    """Where a partition records the writes of committed transactions left out because a
+    unique index added since their prepare found the value taken (see _tx.lua): id key ->
+    MessagePack {record, index name, holder id key, the JSON not written}; verify()
+    reports them."""
+    return f"{tag}:conflicts"
 
 
 def intent_key(locks: str, record: str) -> str:
@@ -339,11 +348,13 @@ class TwoPhase(BackendCore):
                 intents.append(Intent(call.intent_key or "", (made.keys, made.args)))
             sent = yield from self._send_intents(intents)
             done: list[list[WriteResult] | None] = []
+            conflicts: list[tuple[str, str, str, str]] = []
             for share, intent, reply in zip(shares, intents, sent, strict=True):
                 if reply.status == "DONE" and reply.applied is None and intent.call:
                     # applied long ago (the versions it left have expired): read them
                     reply.applied = yield from self._late_versions(*intent.call)
                 done.append(self._applied(share, reply))
+                conflicts += self._left_out(share, reply)
             # 5. finish
             yield RedisPlan((Command(("DEL", record)), Command(("ZREM", registry, record))),
                             idempotent=True)
@@ -351,6 +362,8 @@ class TwoPhase(BackendCore):
             raise
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
+        if conflicts:
+            raise TransactionUniqueConflict(record, conflicts)
         if any(outcome is None for outcome in done):
             raise TransactionVersionsUnknown(record)
         return [outcome for outcome in done if outcome is not None]
@@ -403,6 +416,18 @@ class TwoPhase(BackendCore):
                 f"partition {share.partition} ({reply.status}); its intent stays for recovery")
         return [WriteResult(r.id, v if r.kind != "delete" else 0) for r, v in
                 zip(share.requests, versions[len(share.checks):], strict=True)]
+
+    @staticmethod
+    def _left_out(share: Share, reply: TxReply) -> list[tuple[str, str, str, str]]:
+        """The writes of ``share`` its apply left out, their unique value taken (module
+        doc): (model, id, index name, holder id); "?" where only the versions tell."""
+        rows = [*(id for id, _ in share.checks), *(r.id or "" for r in share.requests)]
+        model = share.options.model_name
+        if reply.conflicts:
+            return [(model, rows[n - 1], index, sortable.id_from_key(holder))
+                    for n, index, holder in reply.conflicts]
+        versions = reply.versions if reply.status == "OK" else reply.applied or []
+        return [(model, rows[n], "?", "?") for n, v in enumerate(versions) if v == -1]
 
     def _finish(self, record: str, registry: str, participants: bytes,
                 decision: str) -> Op[None]:
@@ -482,10 +507,12 @@ class TwoPhase(BackendCore):
                     "it applies it (its sweep, or any read or write of it)")
             intents[n] = Intent(intent.key, rebuilt, rebuilt=True)
             remade.append(intents[n])
+        remade_replies: list[TxReply] = []
         if remade:
-            # (those made again first, alone: one a unique index refuses stops the roll
-            # forward before any other partition is applied)
-            for reply in (yield from self._send_intents(remade)):
+            # (those made again first, alone: one refused stops the roll forward before
+            # any other partition is applied)
+            remade_replies = yield from self._send_intents(remade)
+            for reply in remade_replies:
                 if reply.status not in ("OK", "DONE"):
                     raise TransactionError(
                         f"the committed transaction {record!r} could not be applied "
@@ -496,6 +523,13 @@ class TwoPhase(BackendCore):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
                     f"({reply.status}); its intents stay for the next attempt")
+        for intent, reply in zip([*remade, *(i for i in intents if not i.rebuilt)],
+                                 [*remade_replies, *sent], strict=True):
+            for _, index, holder in reply.conflicts or ():
+                log.warning("the committed transaction %s was applied without a write its "
+                            "unique index %s refused (the value is held by %r; recorded "
+                            "in %s for verify())", record, index, holder,
+                            conflicts_key(intent.key.rsplit(":2pc:", 1)[0]))
 
     def wait_unlocked(self, options: ModelOptions,
                       locked: Sequence[tuple[str, str]]) -> Op[list[str]]:

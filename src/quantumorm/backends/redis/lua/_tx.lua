@@ -181,7 +181,12 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   -- 2. unique values, as if the operations ran one after the other: a value is free for
   -- operation n if no live document holds it, or its holder was rewritten or deleted by an
   -- operation before n (then that operation's own claims count instead) ---------------------
-  local claims, written = {}, {}
+  -- An apply (of an intent made again with a unique index its prepare could not check:
+  -- "checked") refuses nothing: a write whose value is taken is left out instead (its
+  -- document stays as it was, its version reported as -1), and recorded in the partition's
+  -- "<tag>:conflicts" hash (id key -> MessagePack {record, index name, holder id key, the
+  -- JSON not written}) that verify() reports; the rest is applied, the locks released.
+  local claims, written, conflicts = {}, {}, {}
   for n, op in ipairs(ops) do
     if op.fields then
       local values = {}
@@ -190,19 +195,30 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
       for i, index in ipairs(indexes) do
         op.members[i] = unpack_list(values[index.field])
         claims[i] = claims[i] or {}
-        if index.unique and not op.lenient[i] and (phase ~= "apply" or checked) then
+        if index.unique and not op.lenient[i] and (phase ~= "apply" or checked)
+            and not op.clash then
           for _, member in ipairs(op.members[i]) do
             if member ~= NULL then
               local other = claims[i][member]
-              if other and other ~= op.idkey then return {"UNIQUE", n, index.name, other} end
-              local holder = unique_holder(index.key, member, op.idkey, doc_prefix, written)
-              if holder then return {"UNIQUE", n, index.name, holder} end
+              if not (other and other ~= op.idkey) then
+                other = unique_holder(index.key, member, op.idkey, doc_prefix, written)
+              end
+              if other then
+                if phase ~= "apply" then return {"UNIQUE", n, index.name, other} end
+                op.clash = {index.name, other}
+                break
+              end
             end
           end
         end
       end
     end
-    if op.kind ~= "check" then
+    if op.clash then
+      op.kind, op.version = "kept", -1
+      conflicts[#conflicts + 1] = n
+      conflicts[#conflicts + 1] = op.clash[1]
+      conflicts[#conflicts + 1] = op.clash[2]
+    elseif op.kind ~= "check" then
       -- what this operation's document held before is released; what it holds now is claimed
       written[op.idkey] = true
       for i, index in ipairs(indexes) do
@@ -288,9 +304,15 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
     -- (kept as long as the committing client may still ask: see APPLIED_KEEP_TIMEOUTS in
     -- twophase.py; ten minutes for an intent of a client that did not say)
     redis.call("SET", intent_key, cmsgpack.pack(done), "PX", tonumber(keep) or 600000)
+    for n, op in ipairs(ops) do
+      if op.clash then
+        redis.call("HSET", string.sub(state_key, 1, -6) .. "conflicts", op.idkey,
+                   cmsgpack.pack({record, op.clash[1], op.clash[2], op.json}))
+      end
+    end
   end
   if scheduled > 0 then
     sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
   end
-  return {"OK", versions}
+  return {"OK", versions, conflicts}
 end

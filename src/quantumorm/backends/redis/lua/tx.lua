@@ -29,7 +29,7 @@
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
 --               changed field names ("" for all), expiry ("keep" | "persist" | ms)
--- Returns       {"OK", version per operation} | {"VERSION", position, actual or ""}
+-- Returns       {"OK", version per operation, conflicts} | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}
 --               | {"UNIQUE", position, index name, holder id key} | {"WRONGTYPE", key}
 --               | {"LAYOUT", stored layout} (the caller's schema is outdated)
@@ -41,7 +41,9 @@
 --               again with the schema of now), {"WRONGTYPE", key}, or {"DONE", what the
 --               intent key holds: after an apply, MessagePack {"applied", version per
 --               operation...}; or ""}: after the decision no version, existence or unique
---               check refuses (see check_apply)
+--               check refuses (see check_apply; a write whose unique value is taken is
+--               left out: its version -1, and "conflicts" lists position, index name,
+--               holder id key for each; see _tx.lua)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _tx
 

@@ -22,12 +22,16 @@ round trip (its calls go to every node concerned at once):
    locks released; once only (an apply that finds the intent applied is a no-op and reports
    the versions the first one wrote, kept a while: APPLIED_KEEP_TIMEOUTS). It runs above
    maxmemory too (allow-oom: it replaces what the intents hold), where a begin or a
-   prepare, new writes, are refused. After the decision an apply
-   refuses nothing: a document that expired meanwhile stays gone (an update or a delete
-   of it does nothing, as a plain save of it would fail); an intent made with an older
-   schema layout is made again from its rows with the schema of now
-   (:meth:`TwoPhase._rebuilt`). Expiry changes and sweeps leave a locked document alone
-   until its transaction is settled.
+   prepare, new writes, are refused. After the decision an apply refuses nothing: a
+   document that expired meanwhile stays gone (an update or a delete of it does nothing,
+   as a plain save of it would fail). A schema change of a model settles the transactions
+   locking its partitions first (:meth:`TwoPhase.before_schema_change`); an intent that
+   still meets a newer schema layout (a race, an older client) is made again from its rows
+   with the schema of now (:meth:`TwoPhase._rebuilt`, sent as ``tx_apply.lua``'s argument),
+   and a write of it whose value a unique index added since finds taken is left out,
+   recorded in :func:`conflicts_key` for verify() (:class:`TransactionUniqueConflict` to
+   the committing client). Expiry changes and sweeps leave a locked document alone until
+   its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks

@@ -133,6 +133,49 @@ def test_the_committing_client_applies_on_a_full_server(full: Any) -> None:
     assert leftovers(admin) == {}
 
 
+def test_an_intent_made_again_is_applied_on_a_full_server(full: Any,
+                                                          monkeypatch: Any) -> None:
+    """Committed, then an index added to Purse by a client that does not settle first,
+    then the server fills up: a read that meets the locks makes the intent again with the
+    schema of now and has the server apply it (sent as tx_apply's argument, not stored)."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+
+    def nothing(options: Any) -> Any:
+        yield from ()
+
+    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+
+    class Wider(Document):
+        owner = StringField(indexed=True)
+        balance = IntField(indexed=True, default=0)
+        note = StringField(indexed=True)
+
+        class Meta:
+            collection = "tpc_purses"
+            partitions = 4
+
+    Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
+    Wider.objects.reindex_sync()
+    made: list[str] = []
+    rebuilt = conn.backend._rebuilt
+
+    def counted(keys: Any, args: Any) -> Any:
+        made.append(keys[2])
+        return rebuilt(keys, args)
+
+    monkeypatch.setattr(conn.backend, "_rebuilt", counted)
+    fill()
+    assert {d.id: d.balance for d in Wider.objects.filter(id__in=pair).all_sync()} == {
+        pair[0]: 90, pair[1]: 110}
+    assert len(made) == 2  # (the two purses' intents: Entry's schema did not change)
+    assert Wider.objects.filter(balance=110).count_sync() == 1
+    assert leftovers(admin) == {}
+    admin.config_set("maxmemory", 0)
+    assert_indexes_consistent(admin, Wider)
+
+
 def test_a_transaction_is_not_begun_on_a_full_server(full: Any) -> None:
     """Its begin and prepare are new writes: refused above maxmemory, nothing written."""
     conn, ids, admin, fill = full

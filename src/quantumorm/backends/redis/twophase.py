@@ -62,6 +62,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,14 @@ WAIT_PAUSE_MAX = 0.1
 #: writer keeps trying to settle it before giving up (ms): settling decides by that clock,
 #: so this is only a margin for a record's node whose clock differs from the other's
 WAIT_SKEW_MS = 2000
+
+
+#: the schema keys whose change this thread or task is settling transactions for: a settle
+#: that makes an intent again may reconcile the same model's schema, which must not settle
+#: (and so make again, and reconcile...) in turn; per context, as other threads' and tasks'
+#: schema changes must settle all the same
+_SCHEMAS_CHANGING: ContextVar[frozenset[str]] = ContextVar("schemas_changing",
+                                                           default=frozenset())
 
 
 def record_key(namespace: str, txid: str) -> str:
@@ -590,14 +599,15 @@ class TwoPhase(BackendCore):
         change (:class:`~quantumorm.errors.SchemaChangeBlocked`, naming them); one
         prepared between the last look and the change is still made again at its apply
         (:meth:`_rebuilt`)."""
-        changing: set[str] = self.__dict__.setdefault("_schemas_changing", set())
         keys = self._state(options).keys
+        changing = _SCHEMAS_CHANGING.get()
         if keys.schema in changing:  # (a settle below made a schema change of its own)
             return
-        changing.add(keys.schema)
+        _SCHEMAS_CHANGING.set(changing | {keys.schema})
         try:
             hashes = [locks_key(keys.tag(p)) for p in range(options.partitions)]
             holders: dict[str, list[str]] = {}
+            failed: set[str] = set()
             for _round in range(SCHEMA_SETTLE_ROUNDS):
                 held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
                                        read_only=True)
@@ -608,13 +618,25 @@ class TwoPhase(BackendCore):
                         met = holders.setdefault(wire.text(holder), [])
                         if key not in met:
                             met.append(key)
+                for holder in failed:
+                    holders.pop(holder, None)
                 if not holders:
                     return
                 for holder, met in holders.items():
-                    yield from self._wait_settled(holder, met)
+                    try:
+                        yield from self._wait_settled(holder, met)
+                    except QuantumORMError as error:
+                        # (one this client cannot settle: its intent met a schema changed
+                        # by another process already, which this change makes no worse;
+                        # a process that knows that schema settles it)
+                        log.warning("a schema change of %s could not settle the "
+                                    "transaction %s first: %s", options.model_name, holder,
+                                    error)
+                        failed.add(holder)
             raise SchemaChangeBlocked(options.model_name, sorted(holders))
         finally:
-            changing.discard(keys.schema)
+            # (set back, not reset by token: a generator may be closed from elsewhere)
+            _SCHEMAS_CHANGING.set(changing)
 
     def _send_intents(self, intents: list[Intent]) -> Op[list[TxReply]]:
         """Apply intents (``tx_apply.lua``: each run where its prepare stored it), all in one

@@ -528,3 +528,50 @@ def test_a_schema_change_that_settles_by_its_own_declaration(
         pair[0]: 90, pair[1]: 110}
     assert Widest.objects.reindex_sync().ready
     assert_indexes_consistent(redis_client, Widest)
+
+
+def test_a_write_left_out_by_a_settler_is_told_to_the_committing_client(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    """As above, but a settler applies the transaction first: the committing client's own
+    apply finds it applied, and learns from the versions it left that a write was left
+    out (which index and holder, verify() says)."""
+
+    class Plain(Document):
+        email = StringField()
+
+        class Meta:
+            collection = "tpa_settled_unique"
+
+    Plain(id="a", email="a@x").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    first = tx.get(Purse, purses[0])
+    first.balance -= 10
+    tx.save(first)
+    mine = tx.get(Plain, "a")
+    mine.email = "dup@x"
+    tx.save(mine)
+    op, plan, executor = up_to_apply(conn, tx)
+    (record,) = [key.decode() for key in redis_client.scan_iter("*2pc*:r")]
+
+    def nothing(options: Any) -> Any:
+        yield from ()
+
+    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+
+    class Later(Document):
+        email = StringField(unique=True)
+
+        class Meta:
+            collection = "tpa_settled_unique"
+
+    Later.objects.reindex_sync()
+    Later(id="c", email="dup@x").save_sync()
+    conn.backend._know(Later._meta)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True  # (a settler)
+    with pytest.raises(TransactionUniqueConflict) as refused:
+        while True:
+            plan = op.send(executor.execute(plan))
+    assert refused.value.conflicts == [("Plain", "a", "?", "?")]
+    assert balances([purses[0]]) == {purses[0]: 90}
+    assert leftovers(redis_client) == {}
+    assert Later.objects.verify_sync().samples["transaction_conflicts"] == ["a"]

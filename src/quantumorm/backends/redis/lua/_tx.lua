@@ -314,5 +314,6 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   if scheduled > 0 then
     sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
   end
-  return {"OK", versions, conflicts}
+  if #conflicts > 0 then return {"OK", versions, conflicts} end
+  return {"OK", versions}
 end

@@ -29,7 +29,8 @@
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
 --               changed field names ("" for all), expiry ("keep" | "persist" | ms)
--- Returns       {"OK", version per operation, conflicts} | {"VERSION", position, actual or ""}
+-- Returns       {"OK", version per operation[, conflicts: see below]}
+--               | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}
 --               | {"UNIQUE", position, index name, holder id key} | {"WRONGTYPE", key}
 --               | {"LAYOUT", stored layout} (the caller's schema is outdated)

@@ -7,6 +7,7 @@ attributes, not only in the message, and backend errors keep the driver's except
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -264,6 +265,42 @@ class TransactionCommitted(BackendError):
                          "readers, writers and the sweeper settle it by its record")
 
 
+class TransactionVersionsUnknown(TransactionCommitted):
+    """A transaction across partitions or models was committed and applied (by this client,
+    or by a reader, writer or the sweeper that met its locks first), but the versions it
+    wrote are no longer known here: its apply's reply was lost, and what the apply left
+    behind (kept ten times the transaction's timeout, at least a minute) and the documents'
+    recent write ids have moved on since. Its writes are in the store; the documents this
+    client holds keep their old versions, so read them again before saving them. Not to be
+    retried."""
+
+    def __init__(self, record: str) -> None:
+        super().__init__(record, TransactionError(
+            "it was applied, but the versions it wrote are no longer known"))
+        self.args = (f"the transaction {record!r} was committed and applied, but the "
+                     "versions it wrote are no longer known: read its documents again before "
+                     "saving them; do not retry it",)
+
+
+class TransactionUniqueConflict(TransactionCommitted):
+    """A transaction across partitions or models was committed and applied, except some of
+    its writes: a unique index added to their model between its prepare and its apply (a
+    deploy while it was in flight) found their value taken by a write outside it. Those
+    documents kept what they held (never two holders of a unique value); everything else
+    was written and no lock is left. Each left-out write is recorded where
+    ``Model.objects.verify()`` reports it (``transaction_conflicts``). ``conflicts``: (model,
+    id, index name, holder id) per write left out. Not to be retried."""
+
+    def __init__(self, record: str, conflicts: Sequence[tuple[str, str, str, str]]) -> None:
+        self.conflicts = list(conflicts)
+        shown = "; ".join(f"{model} {id!r}: {index} held by {holder!r}"
+                          for model, id, index, holder in self.conflicts)
+        super().__init__(record, TransactionError(f"unique values taken meanwhile: {shown}"))
+        self.args = (f"the transaction {record!r} was committed and applied except writes "
+                     f"whose unique value was taken meanwhile ({shown}): those documents "
+                     "kept what they held (recorded for verify()); do not retry it",)
+
+
 class TransactionsUnsettled(BackendError):
     """A read met locks of two-phase commits (transactions across partitions or models)
     and, each of ``rounds`` times it was sent again, another transaction's apply landed
@@ -340,6 +377,22 @@ class SchemaMismatchError(QuantumORMError):
     :mod:`quantumorm.schema`): an older declaration than the one stored, another partition
     count, or a storage format this version does not know. Raised at the model's first use
     on a connection, before anything is written."""
+
+
+class SchemaChangeBlocked(SchemaMismatchError):
+    """A change of a collection's stored schema (an index added, dropped, built or rebuilt:
+    a new declaration's first use, ``reindex()``) was refused because transactions across
+    partitions or models kept holding locks in its partitions: those met were settled (a
+    committed one applied, an undecided one waited for until its deadline), and new ones
+    came each time. ``transactions``: the record keys of those met last. Nothing was
+    changed; run it again when the model's two-phase commits pause."""
+
+    def __init__(self, model: str, transactions: Sequence[str]) -> None:
+        self.model, self.transactions = model, tuple(transactions)
+        super().__init__(
+            f"{model}: its stored schema was not changed: transactions across partitions "
+            f"kept locking its documents ({', '.join(self.transactions)}); run it again "
+            "when they pause (a schema change waits for those in flight)")
 
 
 class SyncInAsyncContext(InvalidOperation):

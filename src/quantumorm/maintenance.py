@@ -78,6 +78,8 @@ PROBLEMS: dict[str, str] = {
     "unique_duplicates": "two live documents hold one value of a unique index",
     "clock_behind": "a partition's version clock is below a version it gave",
     "unsafe_eviction_policy": "the server may evict any key (maxmemory-policy allkeys-*)",
+    "transaction_conflicts": "a committed transaction across partitions left a write out: a "
+                             "unique index added before its apply found the value taken",
 }
 
 

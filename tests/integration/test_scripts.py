@@ -56,6 +56,9 @@ def test_scripts_declare_their_flags() -> None:
         "save": "#!lua", "insert_many": "#!lua", "delete": "#!lua flags=allow-oom",
         "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes",
         "group": "#!lua", "tx": "#!lua", "restore": "#!lua",
+        # a committed two-phase commit's apply replaces what its intents hold: it must not
+        # stay half applied on a full server (its prepare, tx.lua, is refused there)
+        "tx_apply": "#!lua flags=allow-oom",
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes",
         # the stored schema is reconciled at a model's first use, even above maxmemory (a
         # few bytes), so that reads keep working on a full server

@@ -107,8 +107,15 @@ class BackendCore:
                                "reading it again model=%s layout=%s", options.model_name,
                                state.schema and state.schema.layout)
         if state.schema is None or refresh:
-            state.use((yield from schemas.register(options, state.keys)))
+            state.use((yield from schemas.register(
+                options, state.keys, lambda: self.before_schema_change(options))))
         return state
+
+    def before_schema_change(self, options: ModelOptions) -> Op[None]:
+        """What runs before a change of the model's stored schema is stored (see
+        schemas.py): the two-phase commit's (:class:`~.twophase.TwoPhase`) settles the
+        transactions holding locks in the model's partitions."""
+        yield from ()
 
     def _preflight(self, state: ModelState) -> Op[None]:
         """Refuse, before anything is written, a user whose ACL would stop a script

@@ -52,12 +52,16 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     state = backend._state(options)
     keys = state.keys
     started = time.monotonic()
-    schema = yield from schemas.take_over(options, keys)
+    # (each change settles the model's transactions in flight first: see schemas.py)
+    def settle() -> Op[None]:
+        return backend.before_schema_change(options)
+
+    schema = yield from schemas.take_over(options, keys, settle)
     targets = schema.building()
     if not targets:  # nothing being built: rebuild every index from empty, unused meanwhile
         targets = tuple(schema.indexes)
         schema = yield from schemas.set_states(options, keys, schema, dict.fromkeys(
-            targets, IndexState.BUILDING))
+            targets, IndexState.BUILDING), settle)
         # (after the stamps: no connection reads these indexes any more; writers go on
         # adding the entries of what they write, and the build adds the rest)
         yield RedisPlan(tuple(Command(("UNLINK", keys.index(p, name))) for name in targets
@@ -97,7 +101,7 @@ def reindex(backend: RedisBackend, model: type[Document], batch: int = BATCH,
             raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while "
                                       "its indexes were being built; run reindex() again")
         schema = yield from schemas.set_states(options, keys, stored, dict.fromkeys(
-            targets, IndexState.READY))
+            targets, IndexState.READY), settle)
         yield from schemas.clear_checkpoints(keys, options.partitions)
         state.use(schema)
         report.ready = True

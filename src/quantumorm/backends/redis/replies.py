@@ -75,12 +75,19 @@ class TxReply:
     refusal: WriteReply | None = None  # a refusal, as a save would have reported it
     #: DONE (a two-phase commit's second apply): the versions the first one wrote, if known
     applied: list[int] | None = None
+    #: OK of a two-phase commit's apply: the writes left out because a unique index (added
+    #: since the prepare) found their value taken: (row, index name, holder id key); each
+    #: has version -1 in ``versions``
+    conflicts: list[tuple[int, str, bytes]] | None = None
 
 
 def tx_reply(reply: list[Any]) -> TxReply:
     status = _text(reply[0])
     if status == "OK":
-        return TxReply(status, [int(v) for v in reply[1]])
+        flat = reply[2] if len(reply) > 2 else []
+        return TxReply(status, [int(v) for v in reply[1]], conflicts=[
+            (int(flat[i]), _text(flat[i + 1]), bytes(flat[i + 2]))
+            for i in range(0, len(flat), 3)] or None)
     if status in ("WRONGTYPE", "LAYOUT"):
         return TxReply(status, [], 0, WriteReply(status, None, None, _text(reply[1])))
     if status in ("APPLIED", "PREPARED"):  # (PREPARED: a two-phase commit's prepare)

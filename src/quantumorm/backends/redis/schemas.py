@@ -4,12 +4,15 @@ schema is and :mod:`.reindex` for the builder that uses these).
 
 The schema is the hash ``{ns:coll}:schema``; every change goes through ``schema.lua``, a
 compare-and-set on its ``layout`` number, so processes reconciling at once never undo each
-other's change: the loser reads again and reconciles with what won.
+other's change: the loser reads again and reconciles with what won. Before a change is
+stored, the caller's ``settle`` (the backend's ``before_schema_change``) settles the
+transactions across partitions holding locks in the collection's partitions, so that their
+applies do not meet a changed schema (see twophase.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +29,8 @@ from .replies import schema_reply
 
 #: compare-and-set attempts before giving up (each loses only to another process's change)
 ATTEMPTS = 10
+#: what runs before a change is stored (see the module doc); None: nothing
+Settle = Callable[[], Op[None]] | None
 
 
 def _decode(reply: Any) -> dict[str, str]:
@@ -43,8 +48,12 @@ def read(keys: KeySpace) -> Op[Schema | None]:
     return Schema.load(fields) if fields else None
 
 
-def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool]:
-    """Store ``schema`` if the stored layout is still ``expected``'s; whether it was."""
+def _replace(keys: KeySpace, expected: Schema | None, schema: Schema,
+             settle: Settle = None) -> Op[bool]:
+    """Store ``schema`` if the stored layout is still ``expected``'s; whether it was.
+    ``settle`` runs first (a schema that changed meanwhile then refuses: read it again)."""
+    if settle is not None and expected is not None:  # (none stored: nothing can be locked)
+        yield from settle()
     pairs = [item for pair in schema.dump().items() for item in pair]
     layout = "" if expected is None else str(expected.layout)
     (reply,) = yield RedisPlan((SchemaCall(keys.schema, layout, tuple(pairs)).call(),),
@@ -52,7 +61,7 @@ def _replace(keys: KeySpace, expected: Schema | None, schema: Schema) -> Op[bool
     return schema_reply(reply).stored
 
 
-def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
+def register(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op[Schema]:
     """First use of a model on a connection: the schema to work with, stored if it changed
     (indexes the declaration dropped lose their keys). See :func:`quantumorm.schema.reconcile`.
 
@@ -86,7 +95,7 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
                 # restored) stamped again, so that older writers are refused there too
                 yield from _stamp(options, keys, schema)
             return schema
-        if (yield from _replace(keys, stored, schema)):
+        if (yield from _replace(keys, stored, schema, settle)):
             logs.root.info("schema %s model=%s backend=redis layout=%d dropped=%s",
                            logs.schema_change(stored, outcome.upgraded), options.model_name,
                            schema.layout, ",".join(outcome.dropped) or "-")
@@ -97,15 +106,15 @@ def register(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
                               f"it was being reconciled ({ATTEMPTS} attempts)")
 
 
-def take_over(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
+def take_over(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op[Schema]:
     """Make the model's declaration the stored schema even if the stored one is newer (an
     explicit decision: ``reindex()`` does it), with the same index states rules."""
     for _attempt in range(ATTEMPTS):
         stored = yield from read(keys)
         if stored is None or stored.fingerprint == declared(options).fingerprint:
-            return (yield from register(options, keys))
+            return (yield from register(options, keys, settle))
         outcome = adopt(stored, options)
-        if (yield from _replace(keys, stored, outcome.schema)):
+        if (yield from _replace(keys, stored, outcome.schema, settle)):
             logs.root.info("schema taken over model=%s backend=redis layout=%d",
                            options.model_name, outcome.schema.layout)
             yield from _stamp(options, keys, outcome.schema)
@@ -115,11 +124,11 @@ def take_over(options: ModelOptions, keys: KeySpace) -> Op[Schema]:
 
 
 def set_states(options: ModelOptions, keys: KeySpace, schema: Schema,
-               states: dict[str, IndexState]) -> Op[Schema]:
+               states: dict[str, IndexState], settle: Settle = None) -> Op[Schema]:
     """Store ``schema`` with some index states changed; SchemaMismatchError if the stored
     schema moved on meanwhile (another process changed the declaration)."""
     new = schema.with_states(states)
-    if not (yield from _replace(keys, schema, new)):
+    if not (yield from _replace(keys, schema, new, settle)):
         raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while the "
                                   "index states were being updated; run it again")
     yield from _stamp(options, keys, new)

@@ -17,15 +17,22 @@ round trip (its calls go to every node concerned at once):
    ``<tag>:2pc:<txid>``. Documents and indexes are not touched.
 3. **commit**: ``tx_decide.lua`` on the record: ``pending`` becomes ``committed`` if the
    server's time is before the deadline, else ``aborted``. This flip is the decision.
-4. **apply**, per partition: the intent is sent (``tx.lua`` in apply mode): every write
-   exactly as the one-script transaction does it (documents, versions, indexes, expiry,
-   change events); locks released; once only (an apply that finds the locks gone is a
-   no-op and reports the versions the first one wrote). After the decision an apply
-   refuses nothing: a document that expired meanwhile stays gone (an update or a delete
-   of it does nothing, as a plain save of it would fail); an intent made with an older
-   schema layout is made again from its rows with the schema of now
-   (:meth:`TwoPhase._rebuilt`). Expiry changes and sweeps leave a locked document alone
-   until its transaction is settled.
+4. **apply**, per partition: ``tx_apply.lua`` is sent the intent's key, and runs the
+   intent stored there (``tx.lua``'s body in apply mode): every write exactly as the
+   one-script transaction does it (documents, versions, indexes, expiry, change events);
+   locks released; once only (an apply that finds the intent applied is a no-op and reports
+   the versions the first one wrote, kept a while: APPLIED_KEEP_TIMEOUTS). It runs above
+   maxmemory too (allow-oom: it replaces what the intents hold), where a begin or a
+   prepare, new writes, are refused. After the decision an apply refuses nothing: a
+   document that expired meanwhile stays gone (an update or a delete of it does nothing,
+   as a plain save of it would fail). A schema change of a model settles the transactions
+   locking its partitions first (:meth:`TwoPhase.before_schema_change`); an intent that
+   still meets a newer schema layout (a race, an older client) is made again from its rows
+   with the schema of now (:meth:`TwoPhase._rebuilt`, sent as ``tx_apply.lua``'s argument),
+   and a write of it whose value a unique index added since finds taken is left out,
+   recorded in :func:`conflicts_key` for verify() (:class:`TransactionUniqueConflict` to
+   the committing client). Expiry changes and sweeps leave a locked document alone until
+   its transaction is settled.
 5. **finish**: the record and its registry entry are deleted.
 
 Invariants: a document is changed only by the apply of a committed transaction that locks
@@ -57,6 +64,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,9 +74,12 @@ from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
     QuantumORMError,
+    SchemaChangeBlocked,
     TransactionCommitted,
     TransactionError,
     TransactionsUnsettled,
+    TransactionUniqueConflict,
+    TransactionVersionsUnknown,
 )
 from ...options import ModelOptions
 from . import wire, writes
@@ -84,6 +95,18 @@ from .replies import TxReply, tx_reply
 RECORD_GRACE_MS = 1000
 log = logging.getLogger("quantumorm.redis")
 
+#: how long a partition's "applied" marker (the versions its apply wrote, which replace its
+#: intent) is kept, in timeouts of its transaction, and at least APPLIED_KEEP_MIN_MS: the
+#: committing client reads it when its own apply comes second (a settler met its locks
+#: first) or is a resend after a lost reply; both follow its decision by no more than its
+#: executor's retries (each up to the socket timeout, 5 s by default), which ten timeouts
+#: and the floor cover with margin. Past it, the versions are read from the documents'
+#: recent write ids, or the client is told they are unknown (TransactionVersionsUnknown)
+APPLIED_KEEP_TIMEOUTS = 10
+APPLIED_KEEP_MIN_MS = 60_000
+#: rounds of settling the transactions that hold locks in a model's partitions before its
+#: schema changes; new ones met in each of them refuse the change (SchemaChangeBlocked)
+SCHEMA_SETTLE_ROUNDS = 5
 #: how many transactions one sweep settles per namespace
 SWEEP_BATCH = 100
 #: the longest pause between two rounds of a read (seconds): shorter than a writer's, as
@@ -114,6 +137,14 @@ class Settling:
     until: int = 0
 
 
+#: the schema keys whose change this thread or task is settling transactions for: a settle
+#: that makes an intent again may reconcile the same model's schema, which must not settle
+#: (and so make again, and reconcile...) in turn; per context, as other threads' and tasks'
+#: schema changes must settle all the same
+_SCHEMAS_CHANGING: ContextVar[frozenset[str]] = ContextVar("schemas_changing",
+                                                           default=frozenset())
+
+
 def record_key(namespace: str, txid: str) -> str:
     return f"{{{namespace}:2pc:{txid}}}:r"
 
@@ -131,6 +162,14 @@ def flag_key(tag: str) -> str:
     """The readers' flag of a partition: set while its lock hash is not empty (see
     _write.lua's lock_flag), read in the MGET of every read by id."""
     return f"{tag}:locked"
+
+
+def conflicts_key(tag: str) -> str:
+    """Where a partition records the writes of committed transactions left out because a
+    unique index added since their prepare found the value taken (see _tx.lua): id key ->
+    MessagePack {record, index name, holder id key, the JSON not written}; verify()
+    reports them."""
+    return f"{tag}:conflicts"
 
 
 def intent_key(locks: str, record: str) -> str:
@@ -154,6 +193,35 @@ class Share:
     requests: list[WriteRequest] = field(default_factory=list)
     #: (part, position) of each request in the caller's lists
     origins: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Intent:
+    """A partition's intent of a committed transaction, to apply (``tx_apply.lua``): its key,
+    and the ``tx.lua`` call it holds (keys, arguments) when this client knows it."""
+
+    key: str
+    call: tuple[tuple[str, ...], tuple[Any, ...]] | None = None
+    #: ``call`` was made again with the schema of now: sent to replace the stored one
+    rebuilt: bool = False
+
+    def step(self) -> Call:
+        packed = b""
+        if self.rebuilt:
+            assert self.call is not None
+            keys, args = self.call
+            packed = wire.pack([b"call", str(len(keys)).encode(),
+                                *(_bytes(k) for k in keys), *(_bytes(a) for a in args)])
+        return Call("tx_apply", (self.key,), (packed,))
+
+
+def _stored_call(blob: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """The ``tx.lua`` call an intent key holds (None: it holds the applied marker)."""
+    flat = wire.unpack(bytes(blob))
+    if flat[0] != b"call":
+        return None
+    count = int(flat[1])
+    return tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])
 
 
 class TwoPhase(BackendCore):
@@ -245,11 +313,13 @@ class TwoPhase(BackendCore):
         # (the last model used for a collection: the newest declaration, when two share it)
         known[self._state(options).keys.tag(0).rsplit(":p", 1)[0]] = options
 
-    def _call(self, share: Share, phase: bytes, record: str) -> TxCall:
+    def _call(self, share: Share, phase: bytes, record: str, keep_ms: int) -> TxCall:
+        """The ``tx.lua`` call of ``share`` in ``phase``; its apply keeps the applied
+        marker ``keep_ms`` (write ids are new at each call)."""
         self._know(share.options)
         state = self._state(share.options)
         call = state.writes.tx(share.partition, share.checks, share.requests)
-        call.phase = wire.pack([phase, record.encode()])
+        call.phase = wire.pack([phase, record.encode(), b"", str(keep_ms).encode()])
         call.intent_key = intent_key(locks_key(state.keys.tag(share.partition)), record)
         return call
 
@@ -261,7 +331,8 @@ class TwoPhase(BackendCore):
         record = record_key(namespace, os.urandom(12).hex())
         registry = registry_key(namespace)
         timeout_ms = max(1, round(timeout * 1000))
-        calls = [self._call(share, b"prepare", record) for share in shares]
+        keep_ms = max(APPLIED_KEEP_MIN_MS, APPLIED_KEEP_TIMEOUTS * timeout_ms)
+        calls = [self._call(share, b"prepare", record, keep_ms) for share in shares]
         participants = wire.pack([k.encode() for call in calls
                                   for k in (locks_key(call.ids_key.removesuffix(":ids")),
                                             call.intent_key or "")])
@@ -301,20 +372,35 @@ class TwoPhase(BackendCore):
                 f"the transaction passed its deadline ({timeout} s after it began) before "
                 "its commit: it was aborted, nothing was written")
         try:
-            # 4. apply (resent, an apply finds its locks gone and reports the versions)
-            intents = [self._call(share, b"apply", record).call() for share in shares]
-            sent = yield from self._send_intents([(c.keys, c.args) for c in intents])
-            done = []
+            # 4. apply: each partition's intent, read by the server where the prepare
+            # stored it (resent, an apply finds it applied and reports the versions)
+            # (the prepare's calls, in apply mode: the rows and write ids the intents hold,
+            # which a late resend finds its versions by)
+            intents: list[Intent] = []
+            for call in calls:
+                call.phase = wire.pack([b"apply", record.encode(), b"", str(keep_ms).encode()])
+                made = call.call()
+                intents.append(Intent(call.intent_key or "", (made.keys, made.args)))
+            sent = yield from self._send_intents(intents)
+            done: list[list[WriteResult] | None] = []
+            conflicts: list[tuple[str, str, str, str]] = []
             for share, intent, reply in zip(shares, intents, sent, strict=True):
-                if reply.status == "DONE" and reply.applied is None:
+                if reply.status == "DONE" and reply.applied is None and intent.call:
                     # applied long ago (the versions it left have expired): read them
-                    reply.applied = yield from self._late_versions(intent.keys, intent.args)
+                    reply.applied = yield from self._late_versions(*intent.call)
                 done.append(self._applied(share, reply))
+                conflicts += self._left_out(share, reply)
             # 5. finish
             yield from self._forget(record, registry)
+        except TransactionCommitted:
+            raise
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
-        return done
+        if conflicts:
+            raise TransactionUniqueConflict(record, conflicts)
+        if any(outcome is None for outcome in done):
+            raise TransactionVersionsUnknown(record)
+        return [outcome for outcome in done if outcome is not None]
 
     def _late_versions(self, keys: tuple[str, ...], args: tuple[Any, ...]
                        ) -> Op[list[int] | None]:
@@ -347,11 +433,16 @@ class TwoPhase(BackendCore):
             versions.append(int(held[at + 16:at + 32]))
         return versions
 
-    def _applied(self, share: Share, reply: TxReply) -> list[WriteResult]:
+    def _applied(self, share: Share, reply: TxReply) -> list[WriteResult] | None:
+        """What the apply of ``share`` wrote; None when it was applied (by this client
+        earlier, or a settler) but the versions it wrote are no longer known (module doc:
+        APPLIED_KEEP_TIMEOUTS)."""
         versions: list[int] | None = None
         if reply.status == "OK":
             versions = reply.versions
-        elif reply.status == "DONE" and reply.applied:
+        elif reply.status == "DONE":
+            if not reply.applied:
+                return None
             versions = reply.applied
         if versions is None:
             raise TransactionError(
@@ -359,6 +450,18 @@ class TwoPhase(BackendCore):
                 f"partition {share.partition} ({reply.status}); its intent stays for recovery")
         return [WriteResult(r.id, v if r.kind != "delete" else 0) for r, v in
                 zip(share.requests, versions[len(share.checks):], strict=True)]
+
+    @staticmethod
+    def _left_out(share: Share, reply: TxReply) -> list[tuple[str, str, str, str]]:
+        """The writes of ``share`` its apply left out, their unique value taken (module
+        doc): (model, id, index name, holder id); "?" where only the versions tell."""
+        rows = [*(id for id, _ in share.checks), *(r.id or "" for r in share.requests)]
+        model = share.options.model_name
+        if reply.conflicts:
+            return [(model, rows[n - 1], index, sortable.id_from_key(holder))
+                    for n, index, holder in reply.conflicts]
+        versions = reply.versions if reply.status == "OK" else reply.applied or []
+        return [(model, rows[n], "?", "?") for n, v in enumerate(versions) if v == -1]
 
     def _finish(self, record: str, registry: str, participants: bytes,
                 decision: str) -> Op[None]:
@@ -419,57 +522,60 @@ class TwoPhase(BackendCore):
         return True
 
     def _roll_forward(self, record: str, participants: bytes) -> Op[None]:
-        """Send every intent of a committed transaction still waiting to be applied."""
+        """Apply every intent of a committed transaction still waiting to be applied: each
+        is run by ``tx_apply.lua`` where it is stored (it works above maxmemory too)."""
         pairs = wire.unpack(participants)
-        intents = [pairs[i].decode() for i in range(1, len(pairs), 2)]
-        stored = yield RedisPlan(tuple(Command(("GET", key)) for key in intents),
+        keys = [pairs[i].decode() for i in range(1, len(pairs), 2)]
+        stored = yield RedisPlan(tuple(Command(("GET", key)) for key in keys),
                                  idempotent=True)
-        calls: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []
-        for blob in stored:
-            if not blob:
-                continue
-            flat = wire.unpack(bytes(blob))
-            if flat[0] != b"call":
-                continue  # applied already: what it wrote
-            count = int(flat[1])
-            keys = tuple(k.decode() for k in flat[2:2 + count])
-            calls.append((keys, tuple(flat[2 + count:])))
-        if not calls:
-            return
+        intents = [Intent(key, call) for key, blob in zip(keys, stored, strict=True)
+                   if blob and (call := _stored_call(blob)) is not None]
+        if not intents:
+            return  # (each applied already, or released)
         # an intent of an older layout (its model's schema changed since the prepare) is
         # made again before any intent is sent; one this client cannot make again (a
         # model it has not used) stops the roll forward before anything is applied, so
         # that this client never leaves the transaction half applied
-        stamps = yield RedisPlan(tuple(Command(("HGET", keys[2], "layout"))
-                                       for keys, _ in calls), read_only=True)
-        remade: list[int] = []
-        for n, ((keys, args), stamp) in enumerate(zip(calls, stamps, strict=True)):
+        stamps = yield RedisPlan(tuple(Command(("HGET", intent.call[0][2], "layout"))
+                                       for intent in intents if intent.call), read_only=True)
+        remade: list[Intent] = []
+        for n, (intent, stamp) in enumerate(zip(intents, stamps, strict=True)):
+            assert intent.call is not None
+            call_keys, args = intent.call
             layout = wire.text(args[4])
             if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
                 continue
-            rebuilt = yield from self._rebuilt(keys, args)
+            rebuilt = yield from self._rebuilt(call_keys, args)
             if rebuilt is None:
                 raise TransactionError(
                     f"the committed transaction {record!r} writes a model this client has "
-                    f"not used, whose schema changed since ({keys[2]}): a process using it "
-                    "applies it (its sweep, or any read or write of it)")
-            calls[n] = rebuilt
-            remade.append(n)
+                    f"not used, whose schema changed since ({call_keys[2]}): a process using "
+                    "it applies it (its sweep, or any read or write of it)")
+            intents[n] = Intent(intent.key, rebuilt, rebuilt=True)
+            remade.append(intents[n])
+        remade_replies: list[TxReply] = []
         if remade:
-            # (those made again first, alone: one a unique index refuses stops the roll
-            # forward before any other partition is applied)
-            for reply in (yield from self._send_intents([calls[n] for n in remade])):
+            # (those made again first, alone: one refused stops the roll forward before
+            # any other partition is applied)
+            remade_replies = yield from self._send_intents(remade)
+            for reply in remade_replies:
                 if reply.status not in ("OK", "DONE"):
                     raise TransactionError(
                         f"the committed transaction {record!r} could not be applied "
                         f"({reply.status}); its intents stay for the next attempt")
-            calls = [call for n, call in enumerate(calls) if n not in remade]
-        sent = yield from self._send_intents(calls)
+        sent = yield from self._send_intents([i for i in intents if not i.rebuilt])
         for reply in sent:
             if reply.status not in ("OK", "DONE"):
                 raise TransactionError(
                     f"the committed transaction {record!r} could not be applied "
                     f"({reply.status}); its intents stay for the next attempt")
+        for intent, reply in zip([*remade, *(i for i in intents if not i.rebuilt)],
+                                 [*remade_replies, *sent], strict=True):
+            for _, index, holder in reply.conflicts or ():
+                log.warning("the committed transaction %s was applied without a write its "
+                            "unique index %s refused (the value is held by %r; recorded "
+                            "in %s for verify())", record, index, holder,
+                            conflicts_key(intent.key.rsplit(":2pc:", 1)[0]))
 
     def wait_unlocked(self, options: ModelOptions,
                       locked: Sequence[tuple[str, str]]) -> Op[list[str]]:
@@ -489,49 +595,115 @@ class TwoPhase(BackendCore):
         stuck: list[str] = []
         for holder, ids in by_holder.items():
             hashes = sorted({locks_key(keys.tag(keys.partition_of(id))) for id in ids})
-            # (the deadline is in the record server's time, and so is the give-up: this
-            # client's clock may be off by any amount)
-            # (reads, from the master, where the record is decided: no WAIT after them)
-            deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
-                                             NowCall(holder).call()),
-                                            read_only=True, primary=True)
-            give_up = int(deadline or 0) + WAIT_SKEW_MS
-            attempt = 0
-            while not (yield from self.settle(holder, hashes)):
-                if int(now) // 1000 > give_up:
-                    stuck += ids
-                    break
-                pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
-                attempt += 1
-                # (a stream of the record's slot that is never written: a pure wait, with a
-                # command the least-privilege ACL rule already allows; then the time there)
-                _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
-                    pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
-                    NowCall(holder).call()), read_only=True, primary=True)
+            if not (yield from self._wait_settled(holder, hashes)):
+                stuck += ids
         return stuck
 
-    def _send_intents(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]
-                      ) -> Op[list[TxReply]]:
-        """Send intents (the keys and arguments of ``tx.lua`` calls in apply mode), all in
-        one round trip. An apply refuses nothing but an outdated schema layout (an index
-        added, dropped or rebuilt since the prepare): such an intent is made again from
-        the rows it stores with its model's current schema, when this client knows the
-        model (:meth:`_know`), and sent again; else its refusal is returned."""
-        replies: list[TxReply | None] = [None] * len(calls)
-        pending = list(range(len(calls)))
+    def _wait_settled(self, holder: str, hashes: list[str]) -> Op[bool]:
+        """Settle the transaction of record ``holder`` (met in the lock hashes ``hashes``),
+        waiting while it is undecided before its deadline (see :meth:`wait_unlocked`); False
+        when it is still pending past its deadline plus a margin."""
+        # (the deadline is in the record server's time, and so is the give-up: this
+        # client's clock may be off by any amount)
+        # (reads, from the master, where the record is decided: no WAIT after them)
+        deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
+                                         NowCall(holder).call()),
+                                        read_only=True, primary=True)
+        give_up = int(deadline or 0) + WAIT_SKEW_MS
+        attempt = 0
+        while not (yield from self.settle(holder, hashes)):
+            if int(now) // 1000 > give_up:
+                return False
+            pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
+            attempt += 1
+            # (a stream of the record's slot that is never written: a pure wait, with a
+            # command the least-privilege ACL rule already allows; then the time there)
+            _, now = yield RedisPlan((Command(("XREAD", "BLOCK", max(1, round(
+                pause * 1000)), "STREAMS", holder[:-1] + "wait", "$")),
+                NowCall(holder).call()), read_only=True, primary=True)
+        return True
+
+    def before_schema_change(self, options: ModelOptions) -> Op[None]:
+        """Settle every transaction holding locks in the partitions of ``options`` before
+        its stored schema changes (an index added, dropped, built or rebuilt): a committed
+        one is applied with the schema it was prepared with, an aborted or forgotten one
+        released, an undecided one waited for (until its deadline, then aborted). So the
+        apply of a transaction in flight does not meet a changed schema (its intent would
+        have to be made again, and could then meet a unique index its prepare did not
+        check). Transactions that keep coming for SCHEMA_SETTLE_ROUNDS rounds refuse the
+        change (:class:`~quantumorm.errors.SchemaChangeBlocked`, naming them); one
+        prepared between the last look and the change is still made again at its apply
+        (:meth:`_rebuilt`)."""
+        keys = self._state(options).keys
+        changing = _SCHEMAS_CHANGING.get()
+        if keys.schema in changing:  # (a settle below made a schema change of its own)
+            return
+        _SCHEMAS_CHANGING.set(changing | {keys.schema})
+        try:
+            hashes = [locks_key(keys.tag(p)) for p in range(options.partitions)]
+            holders: dict[str, list[str]] = {}
+            failed: set[str] = set()
+            for _round in range(SCHEMA_SETTLE_ROUNDS):
+                held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
+                                       read_only=True)
+                holders = {}
+                for key, pairs in zip(hashes, held, strict=True):
+                    for holder in (pairs.values() if isinstance(pairs, dict) else
+                                   pairs[1::2]):
+                        met = holders.setdefault(wire.text(holder), [])
+                        if key not in met:
+                            met.append(key)
+                for holder in failed:
+                    holders.pop(holder, None)
+                if not holders:
+                    return
+                for holder, met in holders.items():
+                    try:
+                        yield from self._wait_settled(holder, met)
+                    except QuantumORMError as error:
+                        # (one this client cannot settle: its intent met a schema changed
+                        # by another process already, which this change makes no worse;
+                        # a process that knows that schema settles it)
+                        log.warning("a schema change of %s could not settle the "
+                                    "transaction %s first: %s", options.model_name, holder,
+                                    error)
+                        failed.add(holder)
+            raise SchemaChangeBlocked(options.model_name, sorted(holders))
+        finally:
+            # (set back, not reset by token: a generator may be closed from elsewhere)
+            _SCHEMAS_CHANGING.set(changing)
+
+    def _send_intents(self, intents: list[Intent]) -> Op[list[TxReply]]:
+        """Apply intents (``tx_apply.lua``: each run where its prepare stored it), all in one
+        round trip. An apply refuses nothing but an outdated schema layout (an index added,
+        dropped or rebuilt since the prepare): such an intent is made again from the rows
+        it stores with its model's current schema, when this client knows the model
+        (:meth:`_know`), and sent again in place of the stored one; else its refusal is
+        returned."""
+        replies: list[TxReply | None] = [None] * len(intents)
+        pending = list(range(len(intents)))
         for _attempt in range(LAYOUT_ATTEMPTS):
-            sent = yield RedisPlan(tuple(Call("tx", *calls[i]) for i in pending),
+            if not pending:
+                break
+            sent = yield RedisPlan(tuple(intents[i].step() for i in pending),
                                    idempotent=True)
             again: list[int] = []
             for i, raw in zip(pending, sent, strict=True):
                 reply = replies[i] = tx_reply(raw)
-                if reply.status == "LAYOUT":
-                    rebuilt = yield from self._rebuilt(*calls[i])
-                    if rebuilt is not None:
-                        calls[i] = rebuilt
+                if reply.status != "LAYOUT":
+                    continue
+                call = intents[i].call
+                if call is None:  # (a settler's intent not read yet: read it)
+                    (blob,) = yield RedisPlan((Command(("GET", intents[i].key)),),
+                                              read_only=True)
+                    call = _stored_call(blob) if blob else None
+                    if call is None:  # (applied or released meanwhile: sent again, DONE)
                         again.append(i)
-            if not again:
-                break
+                        continue
+                rebuilt = yield from self._rebuilt(*call)
+                if rebuilt is not None:
+                    intents[i] = Intent(intents[i].key, rebuilt, rebuilt=True)
+                    again.append(i)
             pending = again
         return [reply for reply in replies if reply is not None]
 
@@ -575,14 +747,15 @@ class TwoPhase(BackendCore):
                     values, names, Expiry(text) if text in ("keep", "persist") else int(text),
                     raw))
         call = state.writes.tx(partition, checks, requests)
-        spec = wire.unpack(_bytes(args[5]))[:2]
+        spec = wire.unpack(_bytes(args[5]))
+        checked = b""
         if requests and state.schema is not None and any(
                 index.unique for index in state.schema.indexes.values()):
             # a unique index appeared since the prepare, which could not check it: this
             # apply checks it, and is refused (its intent kept, for a settle once the value
             # is free) rather than write a value another document holds
-            spec.append(b"unique")
-        call.phase = wire.pack(spec)
+            checked = b"unique"
+        call.phase = wire.pack([*spec[:2], checked, *spec[3:4]])
         call.intent_key = keys[3 + nindexes + 2 * nrows]
         made = call.call()
         return made.keys, made.args

@@ -19,11 +19,11 @@ for i = 1, #mine, 1000 do
   redis.call("HDEL", KEYS[1], unpack(mine, i, math.min(i + 999, #mine)))
 end
 -- (the marker is MessagePack {"applied", ...}: its first element, the 7-byte string
--- "applied", comes right after the array's header of 1 or 3 bytes; an intent's is "call")
+-- "applied", comes right after the array's header of 1, 3 or 5 bytes; an intent's is "call")
 local intent = redis.call("GET", KEYS[2])
 if intent then
-  local at = string.find(string.sub(intent, 1, 12), "\167applied", 1, true)
-  if at ~= 2 and at ~= 4 then redis.call("DEL", KEYS[2]) end
+  local at = string.find(string.sub(intent, 1, 14), "\167applied", 1, true)
+  if at ~= 2 and at ~= 4 and at ~= 6 then redis.call("DEL", KEYS[2]) end
 end
 -- (the readers' flag of the partition, "<tag>:locked", goes with its last lock)
 if redis.call("EXISTS", KEYS[1]) == 0 then  -- (a hash without fields is deleted)

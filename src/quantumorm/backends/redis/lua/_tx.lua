@@ -1,0 +1,319 @@
+-- _tx.lua: the body of tx.lua (its header says what it takes and returns), as a function
+-- of the call's keys and arguments: tx.lua passes its own, tx_apply.lua those of the intent
+-- a prepare stored (the same call, in apply mode).
+-- luacheck: globals redis cmsgpack
+
+local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a script)
+  local described = cmsgpack.unpack(ARGV[1])
+  local indexes = {}
+  for i = 1, #described / 3 do
+    indexes[i] = {key = KEYS[i + 3], field = described[3 * i - 2],
+                  unique = described[3 * i - 1] == "1", name = described[3 * i]}
+  end
+  local nindexes = #indexes
+  local ids_key, ttl_key, state_key, doc_prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+  local nrows = (#ARGV - 6) / 9
+  -- two-phase commit: prepare checks and locks (writing only the lock hash and the intent),
+  -- apply writes what prepare checked (nothing can have changed: the documents are locked)
+  local phase, record, intent_key, checked, keep = nil, nil, nil, false, nil
+  if ARGV[6] ~= "" then
+    local spec = cmsgpack.unpack(ARGV[6])
+    phase, record, keep = spec[1], spec[2], spec[4]
+    -- (an intent made again with a schema that has a unique index its prepare could not
+    -- check: its apply checks unique values, and a refusal keeps it; see twophase.py)
+    checked = spec[3] == "unique"
+    intent_key = KEYS[nindexes + 4 + 2 * nrows]
+  end
+  local locks = locks_key(state_key)
+  -- (commands per write are the server's main cost: the state hash's HMGET is the layout
+  -- refusal, the clock and the hash's type; the schedule's ZCARD its type and whether a sweep
+  -- can have work; see typed() in _write.lua)
+  local scheduled
+  do
+    local refused = state_check(state_key, ARGV[5], true)
+    if refused then return refused end
+    local bad = events_on(ARGV[4], KEYS[#KEYS])
+    if bad then return {"WRONGTYPE", bad} end
+    if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end
+    scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
+    if refused then return refused end
+  end
+  local bad = bad_index(indexes)
+  if bad then return {"WRONGTYPE", bad} end
+
+  -- locks of prepared transactions (see lock_holder() in _write.lua): one EXISTS when none
+  if phase == "apply" then  -- applied once: a second apply (or one after a release) is a no-op
+    for n = 1, nrows do
+      if redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3]) ~= record then
+        return {"DONE", redis.call("GET", intent_key) or ""}
+      end
+    end
+  end
+
+  -- 0. a resent transaction whose first attempt was applied: its first write says so, and
+  -- each write's meta hash the version it wrote ({"APPLIED"} if one has moved on since) ----
+  for n = 1, phase and 0 or nrows do
+    local base = 6 + 9 * (n - 1)
+    local kind = ARGV[base + 1]
+    if kind == "insert" or kind == "update" then
+      if not applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5]) then break end
+      local versions = {}
+      for m = 1, nrows do
+        local at = 6 + 9 * (m - 1)
+        local what = ARGV[at + 1]
+        if what == "check" then
+          versions[m] = tonumber(ARGV[at + 2])
+        elseif what == "delete" then
+          versions[m] = 0
+        else
+          versions[m] = applied(KEYS[nindexes + 3 + 2 * m], ARGV[at + 5])
+          if not versions[m] then return {"APPLIED"} end
+        end
+      end
+      return {"OK", versions}
+    end
+  end
+
+  -- (after step 0: a resent transaction applied the first time is recognised as such even
+  -- if a prepared transaction has locked one of its documents since)
+  if phase ~= "apply" and redis.call("EXISTS", locks) == 1 then
+    local mine = 0
+    for n = 1, nrows do
+      local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
+      if holder == record and holder then
+        mine = mine + 1
+      elseif holder then
+        return {"LOCKED", n, holder}
+      end
+    end
+    if phase == "prepare" and mine == nrows then return {"PREPARED"} end  -- (resent)
+  end
+
+  -- 1. versions ------------------------------------------------------------------------
+  -- An update's check: TYPE of the document tells its type and whether it is alive, the
+  -- HGET of the version proves the meta hash's type; an expired document's leftovers are
+  -- purged (every key a purge writes was checked above). A refusal, or nil.
+  local function check_update(op)
+    local t = redis.call("TYPE", op.doc_key).ok
+    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+    local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
+    if refused then return refused end
+    if t == "none" and stored then
+      purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+      stored = nil
+    end
+    if not stored then return {"MISSING"} end
+    if stored ~= op.expected then return {"VERSION", stored} end
+    return nil
+  end
+
+  -- The apply of a committed transaction refuses nothing its prepare checked: the decision
+  -- is taken. Its documents were locked since, so only the server can have changed them: a
+  -- document that expired meanwhile (its key gone; its leftovers purged here, with its
+  -- expire event) stays gone: an update or a delete of it does nothing, a check is done.
+  local function check_apply(op)
+    local t = redis.call("TYPE", op.doc_key).ok
+    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+    if not type_ok(op.meta_key, "hash") then return {"WRONGTYPE", op.meta_key} end
+    if t == "none" and redis.call("EXISTS", op.meta_key) == 1 then
+      purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+    end
+    if op.kind == "check" then
+      op.version = tonumber(op.expected)
+    elseif op.kind == "delete" or op.kind == "update" then
+      -- (an update of one that expired stays gone, as a plain save of it would fail: its
+      -- expire event was emitted by the purge above; written, it would live on unexpiring)
+      if t == "none" then op.kind, op.version = "gone", 0 end
+    else
+      op.kind = t == "none" and "insert" or "update"
+    end
+    return nil
+  end
+
+  local ops = {}
+  for n = 1, nrows do
+    local base = 6 + 9 * (n - 1)
+    local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
+                json = ARGV[base + 4], write_id = ARGV[base + 5],
+                doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
+    if phase == "apply" then
+      local refused = check_apply(op)
+      if refused then return refused end
+    end
+    if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then  -- luacheck: ignore 542
+      -- (checked above)
+    elseif op.kind == "insert" or op.kind == "update" then
+      local refused
+      if op.kind == "insert" then
+        refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
+                                ids_key, ttl_key, indexes)
+      else
+        refused = check_update(op)
+      end
+      -- (no write id given: a transaction recognises its earlier attempt in step 0)
+      if phase == "apply" then refused = nil end  -- (see check_apply)
+      if refused then
+        if refused[1] == "WRONGTYPE" then return refused end
+        return {refused[1], n, refused[2]}
+      end
+      op.fields = cmsgpack.unpack(ARGV[base + 6])
+      op.lenient = {}
+      for _, position in ipairs(cmsgpack.unpack(ARGV[base + 7])) do
+        op.lenient[tonumber(position)] = true
+      end
+      if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end
+      op.expiry = ARGV[base + 9]
+    else  -- "check" or "delete": the version read earlier must still be the one stored
+      -- (TYPE of the document: its type and whether it is alive; the HGET proves the meta
+      -- hash's type)
+      local t = redis.call("TYPE", op.doc_key).ok
+      if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
+      local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
+      if refused then return refused end
+      local actual = t == "string" and stored or false
+      if op.kind == "delete" and not actual then return {"MISSING", n} end
+      if (actual or "0") ~= op.expected then return {"VERSION", n, actual or ""} end
+      op.version = tonumber(op.expected)
+    end
+    ops[n] = op
+  end
+
+  -- 2. unique values, as if the operations ran one after the other: a value is free for
+  -- operation n if no live document holds it, or its holder was rewritten or deleted by an
+  -- operation before n (then that operation's own claims count instead) ---------------------
+  -- An apply (of an intent made again with a unique index its prepare could not check:
+  -- "checked") refuses nothing: a write whose value is taken is left out instead (its
+  -- document stays as it was, its version reported as -1), and recorded in the partition's
+  -- "<tag>:conflicts" hash (id key -> MessagePack {record, index name, holder id key, the
+  -- JSON not written}) that verify() reports; the rest is applied, the locks released.
+  local claims, written, conflicts = {}, {}, {}
+  for n, op in ipairs(ops) do
+    if op.fields then
+      local values = {}
+      for i = 1, #op.fields, 2 do values[op.fields[i]] = op.fields[i + 1] end
+      op.members = {}
+      for i, index in ipairs(indexes) do
+        op.members[i] = unpack_list(values[index.field])
+        claims[i] = claims[i] or {}
+        if index.unique and not op.lenient[i] and (phase ~= "apply" or checked)
+            and not op.clash then
+          for _, member in ipairs(op.members[i]) do
+            if member ~= NULL then
+              local other = claims[i][member]
+              if not (other and other ~= op.idkey) then
+                other = unique_holder(index.key, member, op.idkey, doc_prefix, written)
+              end
+              if other then
+                if phase ~= "apply" then return {"UNIQUE", n, index.name, other} end
+                op.clash = {index.name, other}
+                break
+              end
+            end
+          end
+        end
+      end
+    end
+    if op.clash then
+      op.kind, op.version = "kept", -1
+      conflicts[#conflicts + 1] = n
+      conflicts[#conflicts + 1] = op.clash[1]
+      conflicts[#conflicts + 1] = op.clash[2]
+    elseif op.kind ~= "check" then
+      -- what this operation's document held before is released; what it holds now is claimed
+      written[op.idkey] = true
+      for i, index in ipairs(indexes) do
+        if claims[i] then
+          for member, holder in pairs(claims[i]) do
+            if holder == op.idkey then claims[i][member] = nil end
+          end
+          if op.members and index.unique and not op.lenient[i] then
+            for _, member in ipairs(op.members[i]) do claims[i][member] = op.idkey end
+          end
+        end
+      end
+    end
+  end
+
+  if phase == "prepare" then  -- lock every document, keep the call as the intent for apply
+    local held = {}
+    for n = 1, nrows do
+      held[2 * n - 1], held[2 * n] = ARGV[6 + 9 * (n - 1) + 3], record
+    end
+    redis.call("HSET", locks, unpack(held))
+    redis.call("SET", lock_flag(state_key), "1")
+    -- the intent: this very call in apply mode (a flat MessagePack array of strings: "call",
+    -- the number of keys, the keys, the arguments), which anyone settling the transaction
+    -- sends once it is committed
+    local flat = {"call", tostring(#KEYS)}
+    for _, key in ipairs(KEYS) do flat[#flat + 1] = key end
+    for i, arg in ipairs(ARGV) do
+      flat[#flat + 1] = i == 6 and cmsgpack.pack({"apply", record, "", keep or ""}) or arg
+    end
+    redis.call("SET", intent_key, cmsgpack.pack(flat))
+    return {"PREPARED"}
+  end
+
+  -- 3. writes (nothing above has written, except purges of expired documents' leftovers) ---
+  -- An update or delete reads what its meta hash lists (every index's entries, and an
+  -- update's recent write ids) in one HMGET. The versions: the clock's next ones, one TIME
+  -- for the transaction and one clock write at its end.
+  local wanted = {"r"}
+  for i, index in ipairs(indexes) do wanted[i + 1] = index.field end
+  local versions, version = {}, nil
+  for n, op in ipairs(ops) do
+    local listed = nil
+    if op.kind == "delete" or op.kind == "update" then
+      listed = redis.call("HMGET", op.meta_key, unpack(wanted))
+    end
+    if op.kind == "delete" then
+      local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", op.doc_key))
+      for i, index in ipairs(indexes) do
+        rewrite_entries(index.key, op.idkey, unpack_list(listed[i + 1] or nil), {})
+      end
+      redis.call("ZREM", ids_key, op.idkey)
+      if scheduled > 0 then redis.call("ZREM", ttl_key, op.idkey) end
+      redis.call("DEL", op.doc_key, op.meta_key)
+      emit("delete", op.idkey, op.expected, nil, nil, last)
+      versions[n] = 0
+    elseif op.kind == "insert" or op.kind == "update" then
+      for i, index in ipairs(indexes) do
+        local old = listed and unpack_list(listed[i + 1] or nil) or {}
+        rewrite_entries(index.key, op.idkey, old, op.members[i])
+      end
+      -- (a delete later in the transaction must find this write's schedule entry)
+      if op.expiry ~= "keep" and op.expiry ~= "persist" then scheduled = scheduled + 1 end
+      if version then version = version + 1 else version = take_version(state_key) end
+      CLOCK, DIRTY = version, true
+      op.mode, op.version, op.seen = op.kind, version, listed and (listed[1] or false)
+      versions[n] = store(op, ids_key, ttl_key, state_key)
+    else
+      versions[n] = op.version
+    end
+  end
+  flush_clock(state_key)
+  if NEW_LAYOUT then redis.call("HSET", state_key, "layout", NEW_LAYOUT) end  -- (no write)
+  if phase == "apply" then
+    local held = {}
+    for n = 1, nrows do held[n] = ARGV[6 + 9 * (n - 1) + 3] end
+    redis.call("HDEL", locks, unpack(held))
+    if redis.call("EXISTS", locks) == 0 then redis.call("DEL", lock_flag(state_key)) end
+    -- the intent becomes the versions written, for a while: a client whose apply comes
+    -- second (someone settled its transaction first) learns them from its {"DONE", ...}
+    local done = {"applied"}
+    for n = 1, nrows do done[n + 1] = string.format("%.0f", versions[n]) end
+    -- (kept as long as the committing client may still ask: see APPLIED_KEEP_TIMEOUTS in
+    -- twophase.py; ten minutes for an intent of a client that did not say)
+    redis.call("SET", intent_key, cmsgpack.pack(done), "PX", tonumber(keep) or 600000)
+    for n, op in ipairs(ops) do
+      if op.clash then
+        redis.call("HSET", string.sub(state_key, 1, -6) .. "conflicts", op.idkey,
+                   cmsgpack.pack({record, op.clash[1], op.clash[2], op.json}))
+      end
+    end
+  end
+  if scheduled > 0 then
+    sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
+  end
+  if #conflicts > 0 then return {"OK", versions, conflicts} end
+  return {"OK", versions}
+end

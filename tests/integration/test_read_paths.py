@@ -4,6 +4,7 @@ checked against what the long path answers, and against a schema that moves unde
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -66,3 +67,17 @@ def test_exact_walks_return_the_windows_of_the_long_path(conn: Any, desc: bool) 
         want = by_age[offset:None if limit is None else offset + limit]
         assert [(d.id, d.age, d.version) for d in got] == [
             (d.id, d.age, d.version) for d in want]
+
+
+def test_bounds_past_what_a_lua_number_holds_exactly(conn: Any) -> None:
+    """Offsets and limits beyond 2**53 (``[:sys.maxsize]``) reach query.lua as numbers it
+    can pass on: a limit that large means all rows, an offset that large none."""
+    Walked.objects.bulk_create_sync([Walked(name=f"n{i % 3}", age=i) for i in range(30)])
+    huge = sys.maxsize
+    assert len(Walked.objects.filter(name="n1")[:huge].all_sync()) == 10
+    assert [w.age for w in Walked.objects.order_by("age")[2:huge].all_sync()] == list(
+        range(2, 30))
+    assert len(Walked.objects.filter(name="n1", age__gt=3)[:huge].all_sync()) == 9
+    assert Walked.objects.order_by("age")[huge:].all_sync() == []
+    assert Walked.objects.filter(name="n1")[2**60:2**61].all_sync() == []
+    assert len(Walked.objects.filter(name="n1")[5:2**60].all_sync()) == 5

@@ -219,11 +219,13 @@ class Field(Generic[T]):
         return self.from_storage
 
     def sort_key(self, value: Any) -> bytes:
-        """Order-preserving bytes of a cleaned value; ``None`` sorts first."""
+        """Order-preserving bytes of a cleaned value; ``None`` sorts first. A pure function
+        of the value: a bulk insert computes it once per distinct value of a batch."""
         raise NotImplementedError
 
     def index_keys(self, value: Any) -> list[bytes]:
-        """The index entries of a cleaned value (one per element for arrays)."""
+        """The index entries of a cleaned value (one per element for arrays); a pure function
+        of the value, as :meth:`sort_key` is."""
         return [sortable.NULL if value is None else self.sort_key(value)]
 
 

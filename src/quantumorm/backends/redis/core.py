@@ -30,6 +30,10 @@ T = TypeVar("T")
 LAYOUT_ATTEMPTS = 5
 
 
+#: the largest offset or limit a query script is given as is (see query_plan)
+MAX_BOUND = 2**53
+
+
 class ModelState:
     """What one connection knows of one model: its keys, write layout, stored schema (read
     at first use) and the planner for the indexes that schema says are ready."""
@@ -71,7 +75,10 @@ class ModelState:
         """One ``query.lua`` call per partition, in one round trip."""
         verify, program, layout = "1" if self.options.ttl else "0", plan.program, \
             self.writes.layout
-        first, last = str(offset), str(-1 if limit is None else limit)
+        # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
+        # refused; no partition holds that many documents, so larger bounds mean "all")
+        first = str(min(offset, MAX_BOUND))
+        last = str(-1 if limit is None or limit > MAX_BOUND else limit)
         return RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
             QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
                       layout).call()

@@ -59,6 +59,10 @@ def test_scripts_declare_their_flags() -> None:
         # a committed two-phase commit's apply replaces what its intents hold: it must not
         # stay half applied on a full server (its prepare, tx.lua, is refused there)
         "tx_apply": "#!lua flags=allow-oom",
+        # a record and a registry entry are new memory; deciding and releasing free it,
+        # and finding the due ones only reads
+        "tx_begin": "#!lua", "tx_open": "#!lua", "tx_decide": "#!lua flags=allow-oom",
+        "tx_release": "#!lua flags=allow-oom", "tx_due": "#!lua flags=no-writes",
         "expire": "#!lua", "sweep": "#!lua flags=allow-oom", "count": "#!lua flags=no-writes",
         # the stored schema is reconciled at a model's first use, even above maxmemory (a
         # few bytes), so that reads keep working on a full server

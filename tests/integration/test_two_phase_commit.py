@@ -143,6 +143,20 @@ def purses(conn: Any) -> list[str]:
     return ids
 
 
+def test_a_first_commit_on_a_flushed_script_cache_loads_every_script_once(
+        conn: Any, purses: list[str], redis_client: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The record's and registry's scripts are loaded with the others at the first NOSCRIPT
+    (they were not: each of them met its own NOSCRIPT, loaded every script again, and ran
+    inline)."""
+    redis_client.script_flush()
+    with caplog.at_level("INFO", logger="quantumorm.redis"):
+        transfer_tx(conn, purses[:4], 1, 5.0).commit()
+    loads = [r for r in caplog.records if "NOSCRIPT" in r.getMessage()]
+    assert len(loads) == 1, [r.getMessage() for r in loads]
+    assert balances(purses[:4])[purses[0]] == 97
+
+
 def test_commit_across_partitions_and_models(conn: Any, purses: list[str],
                                              redis_client: Any) -> None:
     ids = [purses[0], purses[2], purses[4], purses[6]]  # one per partition

@@ -46,6 +46,8 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep", "group", "tx",
     "restore", "schema", "reindex", "stamp", "inspect", "entries", "repair", "preflight", "now",
     "tx_apply")
+#: the scripts of a two-phase commit's record and registry (twophase.py)
+SCRIPT_NAMES += ("tx_begin", "tx_decide", "tx_release", "tx_open", "tx_due")
 #: the scripts of the cache in front of a primary database (quantumorm.cache)
 SCRIPT_NAMES += ("cache_read", "cache_fill", "cache_begin", "cache_finish", "cache_invalidate",
                  "cache_query_get", "cache_query_put")

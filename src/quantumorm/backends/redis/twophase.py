@@ -500,7 +500,7 @@ class TwoPhase(BackendCore):
         namespace = record[1:].split(":2pc:", 1)[0]
         registry = registry_key(namespace)
         (got,) = yield RedisPlan((Command(("HMGET", record, "state", "parts")),),
-                                 idempotent=True)
+                                 read_only=True, primary=True)  # (no WAIT after a read)
         state, parts = got
         if state is None:  # missing: aborted, and forgotten (or never begun)
             met = [locks] if isinstance(locks, str) else list(locks or ())
@@ -905,12 +905,4 @@ class TwoPhase(BackendCore):
                 log.warning("the sweeper could not settle the transaction %s: %s", record,
                             failed)
         return settled
-
-    def locked(self, options: ModelOptions, id: str) -> Op[str | None]:
-        """The record key of the transaction locking document ``id`` (None: unlocked)."""
-        keys = self._state(options).keys
-        (holder,) = yield RedisPlan((Command(
-            ("HGET", locks_key(keys.tag(keys.partition_of(id))), sortable.id_key(id))),),
-            read_only=True)
-        return None if holder is None else wire.text(holder)
 

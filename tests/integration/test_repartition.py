@@ -3,6 +3,7 @@ count, with versions, index entries and expiry; an interrupted run resumes."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -120,3 +121,32 @@ def test_the_connection_is_chosen_by_object_or_by_name(conn: Any) -> None:
     assert repartition(one, from_partitions=2, using=conn.name).scanned == 20
     with pytest.raises(ValueError, match="not both"):
         repartition(two, from_partitions=1, connection=conn, using=conn.name)
+
+
+def test_a_move_is_refused_while_transactions_lock_documents(conn: Any, redis_client: Any) -> None:
+    """A committed transaction's intents would be applied to the partition a document left:
+    the move refuses, nothing moved, until the locks are settled (here by the sweeper, past
+    the deadline of a client that died after its prepare)."""
+    two, four = model(2), model(4)
+    versions = seed(two)
+    keys = KeySpace(two._meta)
+    pair = ["1", next(str(i) for i in range(2, 50)
+                      if keys.partition_of(str(i)) != keys.partition_of("1"))]
+    tx = conn.transaction_sync(timeout=0.3)
+    for id in pair:
+        doc = tx.get(two, id)
+        doc.n += 1
+        tx.save(doc)
+    op = tx._work.commit(conn.backend)  # begin and prepare, then the client dies
+    executor = conn._store.sync_executor()
+    plan = op.send(executor.execute(next(op)))
+    op.send(executor.execute(plan))
+    op.close()
+    with pytest.raises(RepartitionError, match="hold locks"):
+        repartition(four, from_partitions=2)
+    assert not redis_client.exists("{qorm:rp_items}:repartition")
+    assert all(redis_client.exists(keys.doc(keys.partition_of(id), id)) for id in versions)
+    time.sleep(0.4)
+    two.objects.sweep_sync()
+    assert repartition(four, from_partitions=2).done
+    check(four, redis_client, versions)

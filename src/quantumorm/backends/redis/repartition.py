@@ -34,6 +34,7 @@ from .calls import FetchCall
 from .commands import Command, RedisPlan
 from .keys import KeySpace
 from .replies import restore_reply, write_reply
+from .twophase import locks_key
 from .writes import WriteLayout
 
 DEFAULT_BATCH = 500
@@ -87,6 +88,21 @@ def _quiet(options: ModelOptions, partitions: int, partition_by: str) -> ModelOp
                                changes=False, publish=False)
 
 
+def _refuse_locked(options: ModelOptions, keys: KeySpace, count: int) -> Op[None]:
+    """Refuse to move documents that transactions across partitions still lock: a
+    committed transaction's intent would then be applied to the partition a document left
+    (and an undecided one's prepare checked against it)."""
+    held = yield RedisPlan(tuple(Command(("HVALS", locks_key(keys.tag(p))))
+                                 for p in range(count)), read_only=True, primary=True)
+    holders = sorted({wire.text(h) for values in held for h in values or ()})
+    if holders:
+        raise RepartitionError(
+            f"{options.collection}: transactions across partitions hold locks on its "
+            f"documents ({', '.join(holders[:5])}{', ...' if len(holders) > 5 else ''}); "
+            "let them finish, or settle those of dead clients with sweep(), then run the "
+            "move again (nothing was moved)")
+
+
 def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule: str,
                  batch: int, report: Callable[[Progress], Any]) -> Op[Progress]:
     old = _quiet(new_options, old_count, old_rule)
@@ -105,6 +121,7 @@ def _repartition(model: Any, new_options: ModelOptions, old_count: int, old_rule
         raise RepartitionError(
             f"{state} records a move from {saved.get('from')} to {saved.get('to')} "
             f"partitions; finish that one (or delete the key) first")
+    yield from _refuse_locked(new_options, old_keys, old_count)
     yield RedisPlan((Command(("HSET", state, *[x for kv in plan.items() for x in kv])),),
                     idempotent=True)
     yield from _carry_sequence(old_keys, new_keys)

@@ -362,3 +362,32 @@ def test_on_a_cluster_reads_from_lagging_replicas_see_whole_transactions(
             finally:
                 client.close()
     assert served(replicas) > before  # (replicas answered some of the reads)
+
+
+def test_a_roll_forward_and_schema_reads_go_to_the_master(group: Any) -> None:
+    """A reader on replicas that meets a committed, unapplied transaction rolls it forward
+    from what the master holds: the layout stamps it checks the intents against, and the
+    schema it would make an intent again from (a lagging replica's older stamp let it apply
+    one partition and find the other refused: half a transaction left in storage)."""
+    master = group.master()
+    replica = next(n for n in group.nodes if n is not master)
+    ids = spread_ids(1)
+    a, b = ids[0], ids[2]
+    quantumorm.create_connection(url=group.url, name="default", make_default=True,
+                                 read_from_replicas=True)
+    waited = quantumorm.create_connection(url=group.url, name="waited", wait_replicas=1)
+    Wallet.objects.using("waited").bulk_create_sync(
+        [Wallet(id=id, owner=id, balance=100) for id in ids])
+    committed_not_applied(waited, transfer_tx(waited, a, b, 10))
+    pause_replication(replica)
+    with watching(replica) as served:
+        found = Wallet.objects.get_many_sync([a, b])  # (its first use: the schema read too)
+    assert {w.id: w.balance for w in found} == {a: 90, b: 110}
+    assert any(c.startswith("MGET") for c in served)  # (the replica served the first round)
+    assert [c for c in served if (c.endswith(" layout") or ":schema" in c)
+            and not c.startswith("SCRIPT LOAD")] == []  # (the scripts' text names them)
+    direct = redis.Redis(port=master.port)
+    try:
+        assert not direct.keys("*:locked") and not direct.keys("*:locks")
+    finally:
+        direct.close()

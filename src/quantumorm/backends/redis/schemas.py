@@ -43,7 +43,10 @@ def _decode(reply: Any) -> dict[str, str]:
 
 def read(keys: KeySpace) -> Op[Schema | None]:
     """The stored schema, or None."""
-    (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True)
+    # (every schema read is the master's: a replica's older schema would be written
+    # against and refused, or an intent made again from it refused, until it caught up)
+    (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True,
+                                primary=True)
     fields = _decode(stored)
     return Schema.load(fields) if fields else None
 
@@ -74,7 +77,7 @@ def register(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op
                                  NowCall(keys.state(0)).call(), *(
             step for p in range(options.partitions) for step in (
                 Command(("ZCARD", keys.ids(p))),
-                Command(("HGET", keys.state(p), "layout"))))), read_only=True)
+                Command(("HGET", keys.state(p), "layout"))))), read_only=True, primary=True)
         fields = _decode(found[0])
         stored = Schema.load(fields) if fields else None
         has_data = any(int(n) for n in found[2::2])

@@ -537,7 +537,8 @@ class TwoPhase(BackendCore):
         # model it has not used) stops the roll forward before anything is applied, so
         # that this client never leaves the transaction half applied
         stamps = yield RedisPlan(tuple(Command(("HGET", intent.call[0][2], "layout"))
-                                       for intent in intents if intent.call), read_only=True)
+                                       for intent in intents if intent.call),
+                                 read_only=True, primary=True)
         remade: list[Intent] = []
         for n, (intent, stamp) in enumerate(zip(intents, stamps, strict=True)):
             assert intent.call is not None
@@ -645,7 +646,7 @@ class TwoPhase(BackendCore):
             failed: set[str] = set()
             for _round in range(SCHEMA_SETTLE_ROUNDS):
                 held = yield RedisPlan(tuple(Command(("HGETALL", key)) for key in hashes),
-                                       read_only=True)
+                                       read_only=True, primary=True)
                 holders = {}
                 for key, pairs in zip(hashes, held, strict=True):
                     for holder in (pairs.values() if isinstance(pairs, dict) else
@@ -695,7 +696,7 @@ class TwoPhase(BackendCore):
                 call = intents[i].call
                 if call is None:  # (a settler's intent not read yet: read it)
                     (blob,) = yield RedisPlan((Command(("GET", intents[i].key)),),
-                                              read_only=True)
+                                              read_only=True, primary=True)
                     call = _stored_call(blob) if blob else None
                     if call is None:  # (applied or released meanwhile: sent again, DONE)
                         again.append(i)

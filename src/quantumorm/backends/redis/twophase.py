@@ -355,8 +355,10 @@ class TwoPhase(BackendCore):
             share, reply = next((s, r) for s, r in refused if r.status != "LAYOUT")
             if reply.status == "LOCKED" and reply.refusal is not None:
                 # settle the holder now if it can be: the caller's next attempt may pass
+                # (best effort, as a read's: this transaction is refused for the lock
+                # either way, and DocumentLocked is what tells the caller to try again)
                 holder = reply.refusal.name or ""
-                yield from self.settle(holder, locks_key(
+                yield from self._settle_for_reader(holder, locks_key(
                     self._state(share.options).keys.tag(share.partition)))
             writes.tx_results(share.options, share.checks, share.requests, reply)  # raises
             raise AssertionError(f"unexpected prepare reply {reply!r}")

@@ -215,6 +215,15 @@ end
 -- Bring a document's entries in one index from ``old`` to ``new`` (lists of value
 -- encodings): only the entries that differ are removed and added.
 local function rewrite_entries(index_key, idkey, old, new)
+  if #old == 0 then  -- (a new document: every entry is added, in one ZADD per 1000)
+    local args, n = {}, 0
+    for _, member in ipairs(new) do
+      args[n + 1], args[n + 2], n = "0", member .. idkey, n + 2
+      if n >= 2000 then redis.call("ZADD", index_key, unpack(args)); args, n = {}, 0 end
+    end
+    if n > 0 then redis.call("ZADD", index_key, unpack(args)) end
+    return
+  end
   local keep, drop, add = {}, {}, {}
   for _, member in ipairs(new) do keep[member] = true end
   for _, member in ipairs(old) do

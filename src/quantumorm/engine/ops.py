@@ -74,6 +74,8 @@ def _request(doc: Document, data: dict[str, Any],
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 #: the key under which a model's options keep its fields' trust (see _trusted)
 _TRUST = type("_Trust", (), {})()
+#: the key under which a model's options keep patchable()'s answers by set of fields
+_PATCHABLE = type("_Patchable", (), {})()
 #: per field of a model: (attribute, storage name, field, whether its value is its own
 #: storage form), or None when a save validates the whole document
 Trusted = tuple[tuple[str, str, Field, bool], ...] | None
@@ -474,12 +476,25 @@ def named_ids(spec: QuerySpec) -> list[str] | None:
     return None
 
 
-def patchable(model: type[Any], changes: dict[str, Any]) -> bool:
+def patchable(model: type[Any], changes: Iterable[str]) -> bool:
     """Whether ``changes`` (cleaned values by attribute name) can be put in place of the
     stored values without reading the document: the model keeps Document's own ``clean``
     (no whole-document rule), and no field changed is part of a compound index, stores
     a JSON value of several possible texts, or is what an index's derived value (an
-    indexed path, a case-folded index) is computed from."""
+    indexed path, a case-folded index) is computed from. Worked out once per model and
+    set of fields."""
+    options = model._meta
+    known: dict[frozenset[str], bool] = options.state_for(_PATCHABLE, dict)
+    names = frozenset(changes)
+    answer = known.get(names)
+    if answer is None:
+        if len(known) > 1024:
+            known.clear()
+        answer = known[names] = _patchable(model, names)
+    return answer
+
+
+def _patchable(model: type[Any], changes: frozenset[str]) -> bool:
     if model._has_own_rules():
         return False
     options = model._meta

@@ -332,12 +332,12 @@ class WriteLayout:
     def delete(self, request: WriteRequest) -> DeleteCall:
         assert request.id is not None
         keys, partition = self.keys, self.keys.partition_of(request.id)
-        p = keys.partition(partition)
+        p, escaped = keys.partition(partition), sortable.escape_id(request.id)
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
         soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
         return DeleteCall(
-            keys.doc(partition, request.id), keys.meta(partition, request.id), p.ids, p.ttl,
+            p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl,
             keys.trash(partition, request.id), p.state, p.indexes,
             (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
             self.manifests, soft, self.events, self.layout)

@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..fields.base import MISSING, Field
 from ..fields.embedded import NestedMessage
+from ..fields.structured import ArrayField
 from ..query import evaluate
 from ..query.expressions import clean_id
 from ..query.lookups import Lookup
@@ -74,9 +75,29 @@ def _request(doc: Document, data: dict[str, Any],
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 #: the key under which a model's options keep its fields' trust (see _trusted)
 _TRUST = type("_Trust", (), {})()
-#: per field of a model: (attribute, storage name, field, whether its value is its own
-#: storage form), or None when a save validates the whole document
-Trusted = tuple[tuple[str, str, Field, bool], ...] | None
+#: the key under which a model's options keep patchable()'s answers by set of fields
+_PATCHABLE = type("_Patchable", (), {})()
+#: per field of a model: (attribute, storage name, field, how _clean may trust its value:
+#: _OWN_FORM, _OWN_FORM_LIST or 0), or None when a save validates the whole document
+Trusted = tuple[tuple[str, str, Field, int], ...] | None
+#: the field's value is its own storage form (a scalar)
+_OWN_FORM = 1
+#: the field's value is a list of elements that are their own storage form
+_OWN_FORM_LIST = 2
+
+
+def _trust(field: Field) -> int:
+    """How :func:`_clean` may trust a field's value (see Trusted)."""
+    if _own_form(field):
+        return _OWN_FORM
+    if type(field) is ArrayField and _own_form(field.field):
+        return _OWN_FORM_LIST
+    return 0
+
+
+def _own_form(field: Field) -> bool:
+    """Whether a field's values are their own storage form (loaded and stored as they are)."""
+    return field.loader() is None and type(field).to_storage is Field.to_storage
 
 
 def _trusted(model: type[Document]) -> Trusted:
@@ -89,8 +110,7 @@ def _trusted(model: type[Document]) -> Trusted:
         if model._has_own_rules() or options.primary_key() is not None:
             return None
         # (the stored fields: not the derived ones, indexed paths computed from them)
-        return tuple((name, field.db_name, field, field.loader() is None
-                      and type(field).to_storage is Field.to_storage)
+        return tuple((name, field.db_name, field, _trust(field))
                      for name, field in model._fields.items())
 
     trusted: Trusted = options.state_for(_TRUST, make)
@@ -101,8 +121,10 @@ def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]
     """``doc.clean()`` for a save, and the fields that may have changed since ``doc`` was
     loaded or last saved (None: any). A field that still holds the very object it was
     loaded with (an immutable value that is its own storage form) is unchanged, and was
-    valid when it was stored: it is neither validated again nor compared. Every other
-    field is validated as ``clean()`` does, with the same errors."""
+    valid when it was stored: it is neither validated again nor compared; so is a list of
+    such values that is the same JSON as the stored one (compared here, as it may have
+    been changed in place). Every other field is validated as ``clean()`` does, with the
+    same errors."""
     stored = doc._stored
     if stored is None or doc._version == 0 or type(doc.id) is not str:
         return doc.clean(), None
@@ -118,11 +140,17 @@ def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]
     candidates: list[tuple[str, str]] = []
     problems: dict[str, list[str]] = {}
     missing = MISSING
-    for name, db_name, field, plain in fields:
+    for name, db_name, field, trust in fields:
         value = values.get(name)
-        if plain and stored.get(db_name, missing) is value and type(value) in _IMMUTABLE:
-            data[db_name] = value
-            continue
+        if trust:
+            before = stored.get(db_name, missing)
+            if trust == _OWN_FORM:
+                if before is value and type(value) in _IMMUTABLE:
+                    data[db_name] = value
+                    continue
+            elif type(value) is list and type(before) is list and jsoncodec.same(value, before):
+                data[db_name] = before  # (the stored list: never the one the document holds)
+                continue
         candidates.append((name, db_name))
         cleaned, messages = field.validate(value)
         if messages:
@@ -474,12 +502,25 @@ def named_ids(spec: QuerySpec) -> list[str] | None:
     return None
 
 
-def patchable(model: type[Any], changes: dict[str, Any]) -> bool:
+def patchable(model: type[Any], changes: Iterable[str]) -> bool:
     """Whether ``changes`` (cleaned values by attribute name) can be put in place of the
     stored values without reading the document: the model keeps Document's own ``clean``
     (no whole-document rule), and no field changed is part of a compound index, stores
     a JSON value of several possible texts, or is what an index's derived value (an
-    indexed path, a case-folded index) is computed from."""
+    indexed path, a case-folded index) is computed from. Worked out once per model and
+    set of fields."""
+    options = model._meta
+    known: dict[frozenset[str], bool] = options.state_for(_PATCHABLE, dict)
+    names = frozenset(changes)
+    answer = known.get(names)
+    if answer is None:
+        if len(known) > 1024:
+            known.clear()
+        answer = known[names] = _patchable(model, names)
+    return answer
+
+
+def _patchable(model: type[Any], changes: frozenset[str]) -> bool:
     if model._has_own_rules():
         return False
     options = model._meta

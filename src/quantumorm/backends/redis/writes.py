@@ -82,6 +82,9 @@ def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any
 Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
+#: what every patch of some fields sends alike (see WriteLayout._patched)
+Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[str], bytes]
+
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
                 values: dict[str, Any]) -> list[bytes]:
@@ -142,6 +145,7 @@ class WriteLayout:
             operator.itemgetter(*sources) if len(sources) > 1 else
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = _array_header(len(self.indexes))
+        self._patch_by: dict[frozenset[str], Patch] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -240,33 +244,45 @@ class WriteLayout:
     def patches(self, ids: Sequence[str], values: dict[str, Any], storage: dict[str, Any],
                 expire: Expiry | int) -> list[SaveCall]:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
-        changed = frozenset(values)
+        fields, packed_indexes, ordered, named = self._patched(frozenset(values))
         pairs: list[bytes] = []
-        for name, field, meta_name in self.value_fields:
-            if name in changed:
-                pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
-        index_args: list[bytes] = []
-        for position, (index, manifest, names) in enumerate(self.indexes):
-            if names & changed:
-                assert not index.compound
-                index_args += [b"%d" % (7 + position), manifest,
-                               b"1" if index.unique else b"0", index.name.encode()]
-        fields = self.options.fields
-        ordered = [name for name in fields if name in changed]  # (as an event's "f")
-        fragment = encode_document({fields[name].db_name: storage[fields[name].db_name]
-                                    for name in ordered})
-        packed_pairs, packed_indexes = wire.pack(pairs), wire.pack(index_args)
-        named, expiry = wire.pack([name.encode() for name in ordered]), wire_expiry(expire)
-        limit, keys, calls = str(self.max_document_bytes), self.keys, []
+        for name, field, meta_name in fields:
+            pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
+        fragment = encode_document({db_name: storage[db_name] for db_name in ordered})
+        packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
+        limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
         for id in ids:
             p, escaped = keys.partition(keys.partition_of(id)), sortable.escape_id(id)
             calls.append(SaveCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
-                p.indexes, (p.changes,) if self.events else (), "patch", limit,
+                p.indexes, (p.changes,) if events else (), "patch", limit,
                 sortable.id_key(id), fragment, os.urandom(8).hex(), packed_pairs,
                 packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix,
-                self.events, named, self.layout))
+                events, named, self.layout))
         return calls
+
+    def _patched(self, changed: frozenset[str]) -> Patch:
+        """What every patch of the fields ``changed`` sends alike, worked out once per set
+        of fields: the value fields whose entries it sends, the packed quadruples of the
+        indexes it touches, the stored names in field order (as an event's "f") and the
+        packed attribute names."""
+        patch = self._patch_by.get(changed)
+        if patch is None:
+            index_args: list[bytes] = []
+            for position, (index, manifest, names) in enumerate(self.indexes):
+                if names & changed:
+                    assert not index.compound
+                    index_args += [b"%d" % (7 + position), manifest,
+                                   b"1" if index.unique else b"0", index.name.encode()]
+            fields = self.options.fields
+            ordered = [name for name in fields if name in changed]
+            if len(self._patch_by) > 1024:
+                self._patch_by.clear()
+            patch = self._patch_by[changed] = (
+                [entry for entry in self.value_fields if entry[0] in changed],
+                wire.pack(index_args), [fields[name].db_name for name in ordered],
+                wire.pack([name.encode() for name in ordered]))
+        return patch
 
     def new_document(self, partition: int, request: WriteRequest,
                      write_id: str | None = None) -> NewDocument:
@@ -388,12 +404,12 @@ class WriteLayout:
     def delete(self, request: WriteRequest) -> DeleteCall:
         assert request.id is not None
         keys, partition = self.keys, self.keys.partition_of(request.id)
-        p = keys.partition(partition)
+        p, escaped = keys.partition(partition), sortable.escape_id(request.id)
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
         soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
         return DeleteCall(
-            keys.doc(partition, request.id), keys.meta(partition, request.id), p.ids, p.ttl,
+            p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl,
             keys.trash(partition, request.id), p.state, p.indexes,
             (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
             self.manifests, soft, self.events, self.layout)

@@ -2,7 +2,7 @@
 -- document) and tx.lua (several, all or nothing). A script includes it with "-- uses: _write".
 -- Callers run every check of every document before the first write: Redis does not roll a
 -- script back, so a refusal must come before anything is changed.
--- luacheck: globals redis
+-- luacheck: globals redis cjson
 
 -- ZADD (score 0) or ZREM members in chunks (unpack() has a stack limit)
 local function bulk(command, key, members, with_score)
@@ -215,6 +215,15 @@ end
 -- Bring a document's entries in one index from ``old`` to ``new`` (lists of value
 -- encodings): only the entries that differ are removed and added.
 local function rewrite_entries(index_key, idkey, old, new)
+  if #old == 0 then  -- (a new document: every entry is added, in one ZADD per 1000)
+    local args, n = {}, 0
+    for _, member in ipairs(new) do
+      args[n + 1], args[n + 2], n = "0", member .. idkey, n + 2
+      if n >= 2000 then redis.call("ZADD", index_key, unpack(args)); args, n = {}, 0 end
+    end
+    if n > 0 then redis.call("ZADD", index_key, unpack(args)) end
+    return
+  end
   local keep, drop, add = {}, {}, {}
   for _, member in ipairs(new) do keep[member] = true end
   for _, member in ipairs(old) do
@@ -339,16 +348,79 @@ local function json_members(s)
   end
 end
 
+-- What patch_json needs of the stored document ``s``, found without scanning it member by
+-- member in Lua, where that provably finds what json_members finds: the members named in
+-- ``given`` (json_members of the fragment) by key text, as json_members gives them; the
+-- position of the closing brace; whether the object has members. nil where it cannot
+-- prove it (the caller scans the document, which also decides what is damaged).
+-- Proof: ``s`` is valid JSON (cjson reads it whole, as a read would; so nothing but
+-- blanks follows the object) and has no backslash (so each string ends at the next quote,
+-- and a key's text is its name between quotes). Then a quoted name followed by ':' is
+-- always a key of some object (a quote that closes a string is never followed by a name,
+-- and a value is never followed by ':'). When the top-level object has that name (cjson
+-- says) and the text holds only one such key, that key is the top-level member, its value
+-- where json_members finds it: a string to the next quote, an array or object to its
+-- balanced bracket (%b) when that text is one JSON value (cjson checks: a bracket inside
+-- a string that ended the count early or late leaves text that is not), a scalar up to
+-- the next delimiter. A name the object lacks is appended; a name held by two keys (a
+-- nested one too, or stored twice) is left to the scan.
+local function json_plain_spans(s, given)
+  if string.find(s, "\\", 1, true) then return nil end
+  local ok, doc = pcall(cjson.decode, s)
+  if not ok or type(doc) ~= "table" or string.byte(s, json_ws(s, 1)) ~= 123 then
+    return nil
+  end
+  local at = {}
+  for _, m in ipairs(given) do
+    local key = m[1]
+    if doc[string.sub(key, 2, -2)] ~= nil then
+      local span, from = nil, 1
+      while true do
+        local k, k_end = string.find(s, key, from, true)
+        if not k then break end
+        local colon = json_ws(s, k_end + 1)
+        if string.byte(s, colon) == 58 then
+          if span then return nil end  -- (two keys of that name)
+          local first = json_ws(s, colon + 1)
+          local b, after = string.byte(s, first), nil
+          if b == 34 then
+            after = string.find(s, '"', first + 1, true) + 1
+          elseif b == 91 or b == 123 then
+            local _, last = string.find(s, b == 91 and "^%b[]" or "^%b{}", first)
+            if not last or not pcall(cjson.decode, string.sub(s, first, last)) then
+              return nil
+            end
+            after = last + 1
+          else
+            after = string.find(s, "[,}%] \t\r\n]", first)
+          end
+          span = {key, first, after}
+        end
+        from = k_end + 1
+      end
+      if not span then return nil end
+      at[key] = span
+    end
+  end
+  local close = #s
+  while string.byte(s, close) ~= 125 do close = close - 1 end
+  return at, close, next(doc) ~= nil
+end
+
 -- The stored document ``old`` with the top-level values of the JSON object ``fragment``
 -- (encoded by the same encoder) put in place of its own, in place (a member it lacks is
 -- added at the end); and the names (``names``: one per fragment member, in its order) of
 -- the members whose text changed. nil if ``old`` is not a JSON object.
 local function patch_json(old, fragment, names)
   local given = json_members(fragment)
-  local ok, members, close = pcall(json_members, old)
-  if not ok then return nil end
-  local at = {}
-  for _, m in ipairs(members) do at[m[1]] = m end
+  local at, close, filled = json_plain_spans(old, given)
+  if not at then  -- (see json_plain_spans: the whole document is scanned)
+    local ok, members
+    ok, members, close = pcall(json_members, old)
+    if not ok then return nil end
+    at, filled = {}, #members > 0
+    for _, m in ipairs(members) do at[m[1]] = m end
+  end
   local replaced, appended, differing = {}, {}, {}
   for k, m in ipairs(given) do
     local value = string.sub(fragment, m[2], m[3] - 1)
@@ -371,7 +443,7 @@ local function patch_json(old, fragment, names)
   end
   if #appended > 0 then
     pieces[#pieces + 1] = string.sub(old, pos, close - 1)
-    pieces[#pieces + 1] = (#members > 0 and "," or "") .. table.concat(appended, ",")
+    pieces[#pieces + 1] = (filled and "," or "") .. table.concat(appended, ",")
     pos = close
   end
   pieces[#pieces + 1] = string.sub(old, pos)

@@ -54,9 +54,14 @@
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
-local all_indexes = {}
-for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
-  all_indexes[i] = {key = KEYS[6 + i], field = field}
+-- every index of the model, {key =, field =}, in KEYS[7..] order: what a purge or a sweep
+-- writes (built when one is needed: most writes do neither)
+local function every_index()
+  local all = {}
+  for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
+    all[i] = {key = KEYS[6 + i], field = field}
+  end
+  return all
 end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
@@ -98,6 +103,7 @@ end
 local function purge_checked()
   local refused = stream_refusal()  -- (its "expire" event: before the update's own)
   if refused then return refused end
+  local all_indexes = every_index()
   local bad = bad_index(all_indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
@@ -155,7 +161,7 @@ local function check_insert()
   local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
   if bad then return bad end
   local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                all_indexes, ARGV[5])
+                                every_index(), ARGV[5])
   if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
   return refused
 end
@@ -267,6 +273,6 @@ version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], all_indexes)
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index())
 end
 return {"OK", version, idkey}

@@ -32,17 +32,26 @@ class ConnectionNotFound(ConfigurationError):
 # -- values ---------------------------------------------------------------------------------
 
 
+#: the key of :attr:`ValidationError.errors` for a message about no one field
+NON_FIELD_ERRORS = "__all__"
+
+
 class ValidationError(QuantumORMError, ValueError):
     """One or more field values are invalid.
 
     ``errors`` maps each field name to the list of messages for that field, so a form or an
-    API can report every problem at once.
+    API can report every problem at once. A message alone (``ValidationError("...")``, as a
+    model's ``clean()`` raises for a rule over several fields) is kept under
+    :data:`NON_FIELD_ERRORS`.
     """
 
-    def __init__(self, errors: dict[str, list[str]], model: str | None = None) -> None:
+    def __init__(self, errors: dict[str, list[str]] | str, model: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = {NON_FIELD_ERRORS: [errors]}
         self.errors = {name: list(msgs) for name, msgs in errors.items()}
         self.model = model
-        parts = [f"{name}: {'; '.join(msgs)}" for name, msgs in self.errors.items()]
+        parts = ["; ".join(msgs) if name == NON_FIELD_ERRORS else f"{name}: {'; '.join(msgs)}"
+                 for name, msgs in self.errors.items()]
         prefix = f"{model}: " if model else ""
         super().__init__(prefix + " | ".join(parts))
 

@@ -94,8 +94,23 @@ def test_what_the_shortcut_declines(redis_client: Any) -> None:
             '{"age":1} x',  # text after the object
             '{"age":1,"x":{"age":2},"age":3}',  # a key stored twice
             '{"age":1,"x":{"age":2}}',  # a nested key of the same name
-            '[{"age":1}]']  # not an object
+            '[{"age":1}]',  # not an object
+            '{"age":1}\0,"x":2}', '{"x":1}\0 "age":7}']  # a NUL (cjson reads up to it)
     assert _run(redis_client, docs) == ["-"] * len(docs)
+
+
+_PATCH = _lua("_prelude") + _lua("_write") + r"""
+local out = patch_json(ARGV[1], ARGV[2], {"age"})
+return out or "refused"
+"""
+
+
+def test_a_patch_refuses_a_document_with_anything_after_its_object(redis_client: Any) -> None:
+    """Text after the object is damage (a read refuses the document): the patch refuses
+    it too, by the shortcut's path (declined) and the general scanner's alike."""
+    for doc in ['{"age":1} x', '{"age":1}\0,"zz":2}', '{"x":"a\\"b","age":1}}']:
+        assert redis_client.eval(_PATCH, 0, doc, '{"age":2}') == b"refused", doc
+    assert redis_client.eval(_PATCH, 0, '{"age":1} ', '{"age":2}') == b'{"age":2} '
 
 
 def test_nested_keys_names_as_values_and_blanks(redis_client: Any) -> None:

@@ -114,7 +114,8 @@ def _trusted(model: type[Document]) -> Trusted:
                      for name, field in model._fields.items())
 
     trusted: Trusted = options.state_for(_TRUST, make)
-    return trusted
+    # (a rule set on the class after its first save: validated whole from then on)
+    return None if trusted is not None and model._has_own_rules() else trusted
 
 
 def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -508,7 +509,9 @@ def patchable(model: type[Any], changes: Iterable[str]) -> bool:
     (no whole-document rule), and no field changed is part of a compound index, stores
     a JSON value of several possible texts, or is what an index's derived value (an
     indexed path, a case-folded index) is computed from. Worked out once per model and
-    set of fields."""
+    set of fields, but for the rule, looked for every time."""
+    if model._has_own_rules():  # (asked each time: a rule may be set on the class later)
+        return False
     options = model._meta
     known: dict[frozenset[str], bool] = options.state_for(_PATCHABLE, dict)
     names = frozenset(changes)

@@ -354,7 +354,7 @@ end
 -- position of the closing brace; whether the object has members. nil where it cannot
 -- prove it (the caller scans the document, which also decides what is damaged).
 -- Proof: ``s`` is valid JSON (cjson reads it whole, as a read would; so nothing but
--- blanks follows the object) and has no backslash (so each string ends at the next quote,
+-- blanks follows the object) and has no backslash and no NUL (so each string ends at the next quote,
 -- and a key's text is its name between quotes). Then a quoted name followed by ':' is
 -- always a key of some object (a quote that closes a string is never followed by a name,
 -- and a value is never followed by ':'). When the top-level object has that name (cjson
@@ -365,7 +365,8 @@ end
 -- the next delimiter. A name the object lacks is appended; a name held by two keys (a
 -- nested one too, or stored twice) is left to the scan.
 local function json_plain_spans(s, given)
-  if string.find(s, "\\", 1, true) then return nil end
+  -- (a NUL too: cjson stops reading at one, so "reads it whole" would not hold)
+  if string.find(s, "[\\%z]") then return nil end
   local ok, doc = pcall(cjson.decode, s)
   if not ok or type(doc) ~= "table" or string.byte(s, json_ws(s, 1)) ~= 123 then
     return nil
@@ -417,7 +418,8 @@ local function patch_json(old, fragment, names)
   if not at then  -- (see json_plain_spans: the whole document is scanned)
     local ok, members
     ok, members, close = pcall(json_members, old)
-    if not ok then return nil end
+    -- (anything but blanks after the object: damaged, as a read finds it)
+    if not ok or json_ws(old, close + 1) then return nil end
     at, filled = {}, #members > 0
     for _, m in ipairs(members) do at[m[1]] = m end
   end

@@ -440,15 +440,11 @@ def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
     assert_indexes_consistent(redis_client, Later)
 
 
-def test_a_schema_change_meeting_a_transaction_made_for_an_older_schema(
-        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any,
-        caplog: Any) -> None:
-    """A committed transaction's intents already met a schema changed by another client
-    (one that did not settle first); this client, still knowing only the older model,
-    cannot make them again: its own schema change does not wait on it (it is no worse for
-    it), and a process that knows the schema of now applies the transaction whole."""
-    pair = [purses[0], purses[2]]
-    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+def moved_on_by_an_older_client(conn: Any, pair: list[str], monkeypatch: Any) -> Any:
+    """A committed transfer over ``pair``, not applied; then a client that does not settle
+    first moves the schema of its model on (a new indexed field). The declaration after
+    that one (another indexed field), not used yet."""
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)
 
     def nothing(options: Any) -> Any:
         yield from ()
@@ -477,6 +473,18 @@ def test_a_schema_change_meeting_a_transaction_made_for_an_older_schema(
             collection = "tpc_purses"
             partitions = 4
 
+    return Widest
+
+
+def test_a_schema_change_meeting_a_transaction_made_for_an_older_schema(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any,
+        caplog: Any) -> None:
+    """A committed transaction's intents already met a schema changed by another client
+    (one that did not settle first); this client, still knowing only the older model,
+    cannot make them again: its own schema change does not wait on it (it is no worse for
+    it), and a process that knows the schema of now applies the transaction whole."""
+    pair = [purses[0], purses[2]]
+    Widest = moved_on_by_an_older_client(conn, pair, monkeypatch)
     Widest(id="w2", owner="w", balance=2, note="n", memo="m").save_sync()  # (not refused)
     assert any("could not settle the transaction" in r.getMessage() for r in caplog.records)
     assert Widest.objects.reindex_sync().ready  # (settles it: this process knows Widest)
@@ -492,35 +500,7 @@ def test_a_schema_change_that_settles_by_its_own_declaration(
     transaction first makes its intents again with that declaration, which reconciles the
     schema inside the settle (it does not settle again: no recursion) and applies it."""
     pair = [purses[0], purses[2]]
-    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
-
-    def nothing(options: Any) -> Any:
-        yield from ()
-
-    with monkeypatch.context() as patched:
-        patched.setattr(conn.backend, "before_schema_change", nothing)
-
-        class Wider(Document):
-            owner = StringField(indexed=True)
-            balance = IntField(indexed=True, default=0)
-            note = StringField(indexed=True)
-
-            class Meta:
-                collection = "tpc_purses"
-                partitions = 4
-
-        Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
-
-    class Widest(Document):
-        owner = StringField(indexed=True)
-        balance = IntField(indexed=True, default=0)
-        note = StringField(indexed=True)
-        memo = StringField(indexed=True)
-
-        class Meta:
-            collection = "tpc_purses"
-            partitions = 4
-
+    Widest = moved_on_by_an_older_client(conn, pair, monkeypatch)
     conn.backend._know(Widest._meta)  # (this process runs the new declaration)
     Widest(id="w2", owner="w", balance=2, note="n", memo="m").save_sync()
     assert leftovers(redis_client) == {}  # (applied before the save's schema change)

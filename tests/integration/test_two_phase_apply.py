@@ -386,20 +386,14 @@ def test_a_schema_change_under_unceasing_transactions_is_refused(
     assert int(redis_client.hget(KeySpace(Purse._meta).schema, "layout")) == layout
 
 
-def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
-        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
-    """Between the decision and the committing client's own apply, another (older) client
-    adds a unique index and a plain save takes a value the transaction writes: the apply,
-    made again, writes everything else and leaves that write out, no lock outlives it,
-    and the client gets TransactionUniqueConflict (committed: not to be retried) naming
-    the document, the index and the holder; verify() reports the write left out."""
-
-    class Plain(Document):
-        email = StringField()
-
-        class Meta:
-            collection = "tpa_racing_unique"
-
+def email_and_purse_up_to_apply(conn: Any, purses: list[str], collection: str
+                                ) -> tuple[Any, tuple[Any, Any, Any]]:
+    """A model ``Plain`` (an email, not indexed yet) of ``collection`` with document "a";
+    a transaction moving 10 out of ``purses[0]`` and setting a's email to "dup@x", stepped
+    up to its apply (see up_to_apply). The model, and what up_to_apply returns."""
+    Plain: Any = type("Plain", (Document,), {
+        "__module__": __name__, "email": StringField(),
+        "Meta": type("Meta", (), {"collection": collection})})
     Plain(id="a", email="a@x").save_sync()
     tx = conn.transaction_sync(timeout=30.0)
     first = tx.get(Purse, purses[0])
@@ -408,7 +402,19 @@ def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
     mine = tx.get(Plain, "a")
     mine.email = "dup@x"
     tx.save(mine)
-    op, plan, executor = up_to_apply(conn, tx)
+    return Plain, up_to_apply(conn, tx)
+
+
+def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    """Between the decision and the committing client's own apply, another (older) client
+    adds a unique index and a plain save takes a value the transaction writes: the apply,
+    made again, writes everything else and leaves that write out, no lock outlives it,
+    and the client gets TransactionUniqueConflict (committed: not to be retried) naming
+    the document, the index and the holder; verify() reports the write left out."""
+
+    Plain, (op, plan, executor) = email_and_purse_up_to_apply(conn, purses,
+                                                              "tpa_racing_unique")
 
     def nothing(options: Any) -> Any:  # (a client that does not settle them first)
         yield from ()
@@ -516,21 +522,8 @@ def test_a_write_left_out_by_a_settler_is_told_to_the_committing_client(
     apply finds it applied, and learns from the versions it left that a write was left
     out (which index and holder, verify() says)."""
 
-    class Plain(Document):
-        email = StringField()
-
-        class Meta:
-            collection = "tpa_settled_unique"
-
-    Plain(id="a", email="a@x").save_sync()
-    tx = conn.transaction_sync(timeout=30.0)
-    first = tx.get(Purse, purses[0])
-    first.balance -= 10
-    tx.save(first)
-    mine = tx.get(Plain, "a")
-    mine.email = "dup@x"
-    tx.save(mine)
-    op, plan, executor = up_to_apply(conn, tx)
+    Plain, (op, plan, executor) = email_and_purse_up_to_apply(conn, purses,
+                                                              "tpa_settled_unique")
     (record,) = [key.decode() for key in redis_client.scan_iter("*2pc*:r")]
 
     def nothing(options: Any) -> Any:

@@ -332,22 +332,13 @@ def first_send(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Send | 
 
     Most plans succeed at their first round trip, and for them the executors send this
     request themselves and start :func:`exchange` only when a reply is an error or the
-    send raised (:func:`failed`), feeding it that first round's outcome: every decision is
+    send raised, feeding it that first round's outcome: every decision is
     still the exchange's, and the plans that succeed at once pay no generator."""
     if link.cluster or not link.eviction_checked or (link.wait and not plan.read_only):
         return None
     request = _request(plan.steps, plan.read_only and not plan.primary, False, link, writer,
                        reader, False)
     return request if type(request) is Send else None
-
-
-def failed(replies: list[Any]) -> bool:
-    """Whether a reply of the round sent by :func:`first_send` is an error (the exchange
-    decides what follows: reload the scripts, retry, or raise)."""
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            return True
-    return False
 
 
 def _marked(replies: list[Any]) -> list[Any]:
@@ -360,5 +351,5 @@ def _marked(replies: list[Any]) -> list[Any]:
 
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
-           "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "failed", "first_key",
+           "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_key",
            "first_send", "retry_allowed", "route"]

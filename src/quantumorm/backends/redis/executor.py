@@ -60,7 +60,6 @@ from .exchange import (
     Request,
     Send,
     Sleep,
-    failed,
     first_send,
 )
 from .exchange import exchange as exchange_of
@@ -194,8 +193,9 @@ class SyncRedisExecutor:
             replies = self._send(send)
         except BaseException as exc:
             return self._exchange(plan, exc)
-        if failed(replies):
-            return self._exchange(plan, replies)
+        for reply in replies:  # (an error reply: the exchange decides what follows)
+            if isinstance(reply, BaseException):
+                return self._exchange(plan, replies)
         return replies
 
     def _exchange(self, plan: RedisPlan, sent: Any = UNSENT) -> list[Any]:
@@ -313,8 +313,9 @@ class AsyncRedisExecutor:
             replies = await self._send(send)
         except BaseException as exc:
             return await self._exchange(plan, writer, reader, exc)
-        if failed(replies):
-            return await self._exchange(plan, writer, reader, replies)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                return await self._exchange(plan, writer, reader, replies)
         return replies
 
     async def _exchange(self, plan: RedisPlan, writer: Any, reader: Any,

@@ -53,6 +53,9 @@ class And:
     op: ClassVar[BoolOp] = BoolOp.AND
     children: tuple[Node, ...]
 
+    def __init__(self, children: tuple[Node, ...]) -> None:
+        self.__dict__["children"] = children  # (as Condition's)
+
     def __repr__(self) -> str:
         return "(" + " & ".join(map(repr, self.children)) + ")" if self.children else "TRUE"
 
@@ -62,6 +65,9 @@ class Or:
     op: ClassVar[BoolOp] = BoolOp.OR
     children: tuple[Node, ...]
 
+    def __init__(self, children: tuple[Node, ...]) -> None:
+        self.__dict__["children"] = children  # (as Condition's)
+
     def __repr__(self) -> str:
         return "(" + " | ".join(map(repr, self.children)) + ")" if self.children else "FALSE"
 
@@ -70,6 +76,9 @@ class Or:
 class Not:
     op: ClassVar[BoolOp] = BoolOp.NOT
     child: Node
+
+    def __init__(self, child: Node) -> None:
+        self.__dict__["child"] = child  # (as Condition's)
 
     def __repr__(self) -> str:
         return f"~{self.child!r}"

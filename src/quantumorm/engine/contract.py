@@ -76,6 +76,14 @@ class Row:
     version: int
     data: dict[str, Any]
 
+    def __init__(self, id: str, version: int, data: dict[str, Any]) -> None:
+        # (still frozen and hashable: the instance dict written directly, at half the cost
+        # of the frozen dataclass's own __init__; one row is made per document read)
+        fields = self.__dict__
+        fields["id"] = id
+        fields["version"] = version
+        fields["data"] = data
+
 
 class Expiry(Vocabulary):
     """What a write does to its document's expiry, when not "expire in n milliseconds" (an

@@ -25,6 +25,7 @@ from quantumorm.backends.redis.exchange import (
     Sleep,
     backoff,
     exchange,
+    first_send,
     route,
 )
 from quantumorm.backends.redis.reloads import SCRIPT_RELOADS
@@ -267,3 +268,46 @@ def test_a_moved_slot_is_relearnt_before_the_next_attempt_even_if_that_fails() -
     assert isinstance(steps.send([[rx.MovedError("1 127.0.0.1:7001")]]), Sleep)
     assert steps.send(None) is RELEARN
     assert isinstance(steps.throw(rx.ConnectionError("mid-failover")), Fanout)
+
+
+# -- first_send: the first round the executors send before starting the exchange ------------
+
+
+@pytest.mark.parametrize("plan, on", [
+    (READ, link()), (WRITE, link()), (TWO_WRITES, link()),
+    (RedisPlan((call("a"), get("b")), read_only=True), link(replica_reads=True)),
+    (RedisPlan((get("a"),), read_only=True, primary=True), link(replica_reads=True)),
+    (READ, link(wait=1)),  # (reads are never followed by WAIT)
+])
+def test_first_send_is_the_exchanges_first_request(plan: RedisPlan, on: Link) -> None:
+    """Where first_send gives a request, it is the one the exchange starts with, and
+    replies without an error are the exchange's result as they are."""
+    send = first_send(plan, on, WRITER, READER)
+    steps, request = start(plan, on)
+    assert send == request
+    replies = [b"r%d" % i for i in range(len(plan.steps))]
+    assert finish(steps, list(replies)) == replies
+
+
+@pytest.mark.parametrize("plan, on", [
+    (WRITE, link(wait=1)),  # WAIT after the writes: the acks are the exchange's to judge
+    (READ, link(eviction_checked=False)),  # the eviction policy is read first
+    (READ, link(cluster=True)),  # routed per node
+])
+def test_first_send_leaves_other_plans_to_the_exchange(plan: RedisPlan, on: Link) -> None:
+    assert first_send(plan, on, WRITER, READER) is None
+
+
+def test_an_exchange_fed_a_failed_first_round_reloads_as_if_it_had_sent_it() -> None:
+    """What the executors do when the round first_send gave fails: start the exchange,
+    and answer its first request with that round's outcome (here NOSCRIPT)."""
+    plan = RedisPlan((call("a"),), read_only=True)
+    on = link()
+    send = first_send(plan, on, WRITER, READER)
+    assert send is not None
+    steps, request = start(plan, on)
+    assert request == send
+    assert steps.send([rx.NoScriptError("NOSCRIPT")]) == LOAD_SCRIPTS
+    again = steps.send(None)
+    assert isinstance(again, Send) and again.commands[0][0] == "EVALSHA"
+    assert finish(steps, [7]) == [7]

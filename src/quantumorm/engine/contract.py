@@ -76,6 +76,14 @@ class Row:
     version: int
     data: dict[str, Any]
 
+    def __init__(self, id: str, version: int, data: dict[str, Any]) -> None:
+        # (still frozen and hashable: the instance dict written directly, at half the cost
+        # of the frozen dataclass's own __init__; one row is made per document read)
+        fields = self.__dict__
+        fields["id"] = id
+        fields["version"] = version
+        fields["data"] = data
+
 
 class Expiry(Vocabulary):
     """What a write does to its document's expiry, when not "expire in n milliseconds" (an
@@ -101,6 +109,23 @@ class WriteRequest:
     #: ``encode_document(data)``, when the engine has encoded it already (backends encode
     #: ``data`` themselves when this is None)
     raw: bytes | None = None
+
+    def __init__(self, kind: Literal["insert", "update", "delete"], id: str | None,
+                 expected_version: int = 0, data: dict[str, Any] | None = None,
+                 values: dict[str, Any] | None = None, changed: frozenset[str] | None = None,
+                 expire: Expiry | int = Expiry.KEEP, raw: bytes | None = None) -> None:
+        # (still frozen and hashable; written into the instance dict, where the frozen
+        # dataclass's own __init__ makes one object.__setattr__ call per field: a third of
+        # the cost, and a bulk insert makes two requests per document)
+        fields = self.__dict__
+        fields["kind"] = kind
+        fields["id"] = id
+        fields["expected_version"] = expected_version
+        fields["data"] = data
+        fields["values"] = values
+        fields["changed"] = changed
+        fields["expire"] = expire
+        fields["raw"] = raw
 
     def with_id(self, id: str | None) -> WriteRequest:
         """The same write for another id (auto ids are filled in by the backend)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple
 
 from ..errors import FieldValueError, QueryError
 from .lookups import FOLDED_LOOKUPS, KIND_LOOKUPS, RANGE_LOOKUPS, FieldKind, Lookup, split_key
@@ -226,6 +226,15 @@ _ID_LOOKUPS = KIND_LOOKUPS[FieldKind.ID]
 
 def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
     """Resolve one ``field__lookup=value`` against a model."""
+    # a key of a plain field (or the id) resolved before: what the key says depends on the
+    # model alone, so only the value is checked and cleaned again (see _KeyUse)
+    known = options.__dict__.get(_KEYS)
+    use = None if known is None else known.get(key)
+    if use is not None:
+        name, field, lookup, where, folded = use
+        node = (_id_condition(where, lookup, value) if field is None
+                else _BUILDERS[lookup](where, name, field, lookup, value))
+        return options.served(node) if folded else node
     name, lookup, suffix = split_key(key)
     model = options.model_name
     inside = options.nested(key) if "__" in key else None
@@ -249,13 +258,36 @@ def resolve_lookup(options: ModelOptions, key: str, value: Any) -> Node:
             f"{model} has no field {name!r} (fields: id, "
             f"{', '.join(n for n in options.fields if n not in dict(options.derived))})"
         )
-    node = _checked_condition(model, name, field, lookup, value)
+    _check_lookup(model, name, field, lookup)
+    # (kept on the options, as registry.connection_for keeps its checks: a model made at
+    # run time takes its keys with it; only keys that resolved are kept, so the table
+    # holds at most the model's fields times their lookups)
+    table = known if known is not None else options.__dict__.setdefault(_KEYS, {})
+    table[key] = use = _KeyUse(name, field, lookup, f"{model}.{name}__{lookup._value_}",
+                               lookup in FOLDED_LOOKUPS)
+    node = (_id_condition(use.where, lookup, value) if field is None
+            else _BUILDERS[lookup](use.where, name, field, lookup, value))
     # (a case-folded index serves it: see quantumorm.query.paths.served)
-    return options.served(node) if lookup in FOLDED_LOOKUPS else node
+    return options.served(node) if use.folded else node
 
 
-def _checked_condition(model: str, name: str, field: Field | None, lookup: Lookup,
-                       value: Any) -> Node:
+#: where a model's options keep the keys :func:`resolve_lookup` has resolved
+_KEYS = "_lookup_keys"
+
+
+class _KeyUse(NamedTuple):
+    """What a query key of a plain field (or the id) says, checked: the field (None for the
+    id), its lookup, the name of the condition in errors, and whether a case-folded index
+    may serve it (``options.served``)."""
+
+    name: str
+    field: Field | None
+    lookup: Lookup
+    where: str
+    folded: bool
+
+
+def _check_lookup(model: str, name: str, field: Field | None, lookup: Lookup) -> None:
     allowed = _ID_LOOKUPS if field is None else field.lookups
     if lookup not in allowed:
         kind = "the id" if field is None else (
@@ -264,6 +296,11 @@ def _checked_condition(model: str, name: str, field: Field | None, lookup: Looku
             f"{model}.{name}: lookup {lookup.value!r} is not supported on {kind} "
             f"(supported: {', '.join(sorted(lk.value for lk in allowed))})"
         )
+
+
+def _checked_condition(model: str, name: str, field: Field | None, lookup: Lookup,
+                       value: Any) -> Node:
+    _check_lookup(model, name, field, lookup)
     return _condition(model, name, field, lookup, value)
 
 

@@ -36,6 +36,14 @@ class Condition:
     lookup: Lookup
     value: Any
 
+    def __init__(self, field: str, lookup: Lookup, value: Any) -> None:
+        # (what the frozen dataclass's own __init__ does, one object.__setattr__ call per
+        # field, at half the cost: a condition is built per lookup of every query)
+        values = self.__dict__
+        values["field"] = field
+        values["lookup"] = lookup
+        values["value"] = value
+
     def __repr__(self) -> str:
         return f"{self.field}__{self.lookup.value}={self.value!r}"
 
@@ -44,6 +52,9 @@ class Condition:
 class And:
     op: ClassVar[BoolOp] = BoolOp.AND
     children: tuple[Node, ...]
+
+    def __init__(self, children: tuple[Node, ...]) -> None:
+        self.__dict__["children"] = children  # (as Condition's)
 
     def __repr__(self) -> str:
         return "(" + " & ".join(map(repr, self.children)) + ")" if self.children else "TRUE"
@@ -54,6 +65,9 @@ class Or:
     op: ClassVar[BoolOp] = BoolOp.OR
     children: tuple[Node, ...]
 
+    def __init__(self, children: tuple[Node, ...]) -> None:
+        self.__dict__["children"] = children  # (as Condition's)
+
     def __repr__(self) -> str:
         return "(" + " | ".join(map(repr, self.children)) + ")" if self.children else "FALSE"
 
@@ -62,6 +76,9 @@ class Or:
 class Not:
     op: ClassVar[BoolOp] = BoolOp.NOT
     child: Node
+
+    def __init__(self, child: Node) -> None:
+        self.__dict__["child"] = child  # (as Condition's)
 
     def __repr__(self) -> str:
         return f"~{self.child!r}"
@@ -127,6 +144,16 @@ class QuerySpec:
     limit: int | None = None
     #: keyset position: the sort keys (``order`` fields, then the id key) of the last row seen
     after: tuple[bytes, ...] | None = None
+
+    def __init__(self, where: Node = TRUE, order: tuple[Ordering, ...] = (), offset: int = 0,
+                 limit: int | None = None, after: tuple[bytes, ...] | None = None) -> None:
+        # (as Condition's: one per operation on a queryset)
+        values = self.__dict__
+        values["where"] = where
+        values["order"] = order
+        values["offset"] = offset
+        values["limit"] = limit
+        values["after"] = after
 
     @property
     def window(self) -> int | None:

@@ -149,7 +149,9 @@ class BackendCore:
         seen a newer schema layout than the one it was planned with (an index added, built
         or dropped since), its script refused before doing anything: read the schema
         again, plan again and send it again."""
-        state = yield from self.prepare(options)
+        state = self._state(options)
+        if state.schema is None:  # (first use; after it, no generator to run)
+            state = yield from self.prepare(options)
         for _attempt in range(LAYOUT_ATTEMPTS):
             made, plan = make(state)
             replies = yield plan

@@ -325,6 +325,22 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     raise AssertionError("unreachable")
 
 
+def first_send(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Send | None:
+    """The request :func:`exchange` starts with when it is one :class:`Send` whose replies,
+    if none is an error, are the plan's result as they are: on a standalone or Sentinel
+    client whose eviction policy has passed, for a plan without WAIT. None otherwise.
+
+    Most plans succeed at their first round trip, and for them the executors send this
+    request themselves and start :func:`exchange` only when a reply is an error or the
+    send raised, feeding it that first round's outcome: every decision is
+    still the exchange's, and the plans that succeed at once pay no generator."""
+    if link.cluster or not link.eviction_checked or (link.wait and not plan.read_only):
+        return None
+    request = _request(plan.steps, plan.read_only and not plan.primary, False, link, writer,
+                       reader, False)
+    return request if type(request) is Send else None
+
+
 def _marked(replies: list[Any]) -> list[Any]:
     """The replies of a plan sent again after a failed attempt: a write refused then
     (version moved, id taken) may have been applied by the first attempt."""
@@ -336,4 +352,4 @@ def _marked(replies: list[Any]) -> list[Any]:
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
            "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_key",
-           "retry_allowed", "route"]
+           "first_send", "retry_allowed", "route"]

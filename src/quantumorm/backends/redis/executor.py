@@ -3,7 +3,10 @@
 They own the sockets and nothing else: every decision (retries and backoff, NOSCRIPT
 reloads, WAIT, resend marking, eviction check, cluster routing) is the exchange's. For each
 request it yields, an executor does the I/O, blocking or asyncio, and sends the result
-back (an I/O error is thrown back in, for the exchange to judge):
+back (an I/O error is thrown back in, for the exchange to judge). The request a plan starts
+with, when the exchange says it is its whole result on success (``exchange.first_send``),
+the executor sends before starting the exchange, which it then starts only if that round
+failed, with its outcome: most plans pay no generator.
 
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
   script call, WAIT or MGET (:data:`RAW`), one connection from the pool: the commands packed and
@@ -48,7 +51,17 @@ from ...engine import observe
 from . import eviction
 from . import topology as topologies
 from .commands import Call, RedisPlan
-from .exchange import Fanout, Link, LoadScripts, ReadPolicies, Relearn, Request, Send, Sleep
+from .exchange import (
+    Fanout,
+    Link,
+    LoadScripts,
+    ReadPolicies,
+    Relearn,
+    Request,
+    Send,
+    Sleep,
+    first_send,
+)
 from .exchange import exchange as exchange_of
 from .loops import LoopClients
 from .options import ClientOptions
@@ -64,6 +77,10 @@ except ImportError:  # (redis-py packs in Python then, and so do the executors)
 #: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
 #: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
 RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT", "MGET"})
+
+
+#: what :meth:`SyncRedisExecutor._exchange` is given when no request was sent before it ran
+UNSENT: Any = object()
 
 
 def _direct(client: Any, commands: list[tuple[Any, ...]]) -> bool:
@@ -169,9 +186,27 @@ class SyncRedisExecutor:
         self.link = _link(options)
 
     def execute(self, plan: RedisPlan) -> list[Any]:
+        send = first_send(plan, self.link, self.client, self.reader)
+        if send is None:
+            return self._exchange(plan)
+        try:
+            replies = self._send(send)
+        except BaseException as exc:
+            return self._exchange(plan, exc)
+        for reply in replies:  # (an error reply: the exchange decides what follows)
+            if isinstance(reply, BaseException):
+                return self._exchange(plan, replies)
+        return replies
+
+    def _exchange(self, plan: RedisPlan, sent: Any = UNSENT) -> list[Any]:
+        """Carry the exchange of ``plan`` (``sent``: what its first request, sent by
+        :meth:`execute`, gave: the replies or the exception it raised)."""
         steps = exchange_of(plan, self.link, self.client, self.reader)
         request = next(steps)
         try:
+            if sent is not UNSENT:
+                request = (steps.throw(sent) if isinstance(sent, BaseException)
+                           else steps.send(sent))
             while True:
                 try:
                     result = (self._send(request) if type(request) is Send
@@ -271,11 +306,29 @@ class AsyncRedisExecutor:
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
         writer, reader = self._pair()
+        send = first_send(plan, self.link, writer, reader)  # (never on a cluster)
+        if send is None:
+            return await self._exchange(plan, writer, reader)
+        try:
+            replies = await self._send(send)
+        except BaseException as exc:
+            return await self._exchange(plan, writer, reader, exc)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                return await self._exchange(plan, writer, reader, replies)
+        return replies
+
+    async def _exchange(self, plan: RedisPlan, writer: Any, reader: Any,
+                        sent: Any = UNSENT) -> list[Any]:
+        """As :meth:`SyncRedisExecutor._exchange`."""
         if self.cluster and not writer._qorm_settled:
             await self._settle(writer)
         steps = exchange_of(plan, self.link, writer, reader)
         request = next(steps)
         try:
+            if sent is not UNSENT:
+                request = (steps.throw(sent) if isinstance(sent, BaseException)
+                           else steps.send(sent))
             while True:
                 try:
                     result = await (self._send(request) if type(request) is Send

@@ -47,7 +47,7 @@ from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, Query
 from . import plan_shapes, wire
 from .commands import RedisPlan
 from .keys import meta_field
-from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT
+from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT, RedisLookup
 from .plan_shapes import Template
 
 Token = bytes
@@ -192,6 +192,10 @@ class Planner:
         #: fields whose conditions may be index ranges of their own: those with a
         #: single-field index, and the leading fields of compound indexes
         self._ranged = {index.fields[0] for index in options.indexes}
+        #: per (field, lookup) of a condition: its field, how it is served and whether it
+        #: may be a range of its own, or () when query.lua cannot test it (see _derived)
+        self._leaves: dict[tuple[str, Lookup], tuple[Field, RedisLookup, bool] | tuple[()]] \
+            = {}
 
     def _leaf_ranges(self, field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
         """The lex ranges of a single-field index holding exactly the matching documents."""
@@ -300,11 +304,18 @@ class Planner:
         :mod:`.plan_shapes`): its id key; or its index ranges, probes and test."""
         if cond.field == ID:
             return [sortable.id_key(cond.value)]
-        if not self.evaluable(cond):
+        # (what the field and lookup say, once per pair: this runs per condition of every
+        # query bound from a template)
+        leaf = self._leaves.get((cond.field, cond.lookup))
+        if leaf is None:
+            leaf = self._leaves[(cond.field, cond.lookup)] = (
+                (self.options.fields[cond.field], LOOKUPS[cond.lookup],
+                 cond.field in self._ranged) if self.evaluable(cond) else ())
+        if not leaf:
             return []  # (checked in Python: its value is in no token)
-        field, served = self.options.fields[cond.field], LOOKUPS[cond.lookup]
+        field, served, ranged = leaf
         out = []
-        if cond.field in self._ranged:
+        if ranged:
             for low, high in self._leaf_ranges(field, cond) or ():
                 out += [low, high]
         out += served.probes(field, cond.value, b"") or ()

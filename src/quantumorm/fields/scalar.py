@@ -145,9 +145,12 @@ class IntField(_NumberField[int]):
         return value
 
     def clean(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, Integral):
+        if type(value) is int:  # (the common case, without the abstract class check)
+            number = value
+        elif isinstance(value, bool) or not isinstance(value, Integral):
             raise FieldValueError(f"must be an integer (got {show(value)})")
-        number = int(value)
+        else:
+            number = int(value)
         if abs(number) >= _INT_LIMIT:
             raise FieldValueError(f"must have at most {MAX_INT_DIGITS} digits")
         return number

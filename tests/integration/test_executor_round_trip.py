@@ -13,6 +13,9 @@ import pytest
 import redis
 import redis.asyncio
 
+import quantumorm
+from quantumorm import Document, StringField
+from quantumorm.backends.redis import executor
 from quantumorm.backends.redis.executor import RAW, _around_trip, _direct, _pack, _round_trip
 
 BAD_SHA = "0" * 40
@@ -163,3 +166,48 @@ def test_packing_is_redis_py_s_byte_for_byte() -> None:
         assert expected == b"".join(map(bytes, _pack(conn, commands)))
     with pytest.raises(redis.exceptions.DataError):  # (as redis-py refuses it)
         _pack(conn, [("EVALSHA", BAD_SHA, 0, True)])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_retried_failure_carries_only_its_own_error(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Every round trip is sent, then its reply lost: after the retries the error raised
+    chains only the last loss, not the first round's (which the executor's own first send
+    met before the exchange took over, outside that handler)."""
+    class Lost(Document):
+        name = StringField(indexed=True)
+
+        class Meta:
+            collection = "rt_lost_replies"
+
+    conn = quantumorm.create_connection(url=redis_url, name="rt_lost", retries=3)
+    query = Lost.objects.using("rt_lost").filter(name="x")
+    assert await query.count() == 0  # (the schema read first)
+    losses = iter(range(1, 100))
+    real, areal = executor._round_trip, executor._around_trip
+
+    def lost(pool: Any, commands: Any) -> Any:
+        real(pool, commands)
+        raise redis.ConnectionError(f"lost reply #{next(losses)}")
+
+    async def alost(pool: Any, commands: Any) -> Any:
+        await areal(pool, commands)
+        raise redis.ConnectionError(f"lost reply #{next(losses)}")
+
+    monkeypatch.setattr(executor, "_round_trip", lost)
+    monkeypatch.setattr(executor, "_around_trip", alost)
+    try:
+        with pytest.raises(quantumorm.BackendConnectionError) as raised:
+            if mode == "sync":
+                await asyncio.to_thread(query.count_sync)
+            else:
+                await query.count()
+        chain, error = [], raised.value.__cause__ or raised.value.__context__
+        while error is not None:
+            chain.append(str(error))
+            error = error.__cause__ or error.__context__
+        assert len(chain) == 1 and chain[0].startswith("lost reply #"), chain
+    finally:
+        monkeypatch.undo()
+        await conn.aclose()
+        conn.close()

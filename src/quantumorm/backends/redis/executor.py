@@ -192,11 +192,17 @@ class SyncRedisExecutor:
         try:
             replies = self._send(send)
         except BaseException as exc:
-            return self._exchange(plan, exc)
-        for reply in replies:  # (an error reply: the exchange decides what follows)
-            if isinstance(reply, BaseException):
-                return self._exchange(plan, replies)
-        return replies
+            # (the exchange runs outside this handler: its retries' errors must not carry
+            # this one as their context, nor keep it alive through the backoff)
+            failed: BaseException | list[Any] = exc
+        else:
+            for reply in replies:  # (an error reply: the exchange decides what follows)
+                if isinstance(reply, BaseException):
+                    break
+            else:
+                return replies
+            failed = replies
+        return self._exchange(plan, failed)
 
     def _exchange(self, plan: RedisPlan, sent: Any = UNSENT) -> list[Any]:
         """Carry the exchange of ``plan`` (``sent``: what its first request, sent by
@@ -312,11 +318,15 @@ class AsyncRedisExecutor:
         try:
             replies = await self._send(send)
         except BaseException as exc:
-            return await self._exchange(plan, writer, reader, exc)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                return await self._exchange(plan, writer, reader, replies)
-        return replies
+            failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
+        else:
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    break
+            else:
+                return replies
+            failed = replies
+        return await self._exchange(plan, writer, reader, failed)
 
     async def _exchange(self, plan: RedisPlan, writer: Any, reader: Any,
                         sent: Any = UNSENT) -> list[Any]:

@@ -28,8 +28,6 @@ T = TypeVar("T")
 #: how often an operation reads the schema again and retries when a script says its
 #: partition has seen a newer layout (each time, another process changed the schema)
 LAYOUT_ATTEMPTS = 5
-
-
 #: the largest offset or limit a query script is given as is (see query_plan)
 MAX_BOUND = 2**53
 

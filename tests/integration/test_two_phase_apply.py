@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 import redis
+import test_two_phase_commit
 from helpers import assert_indexes_consistent
 from test_two_phase_commit import (
     Entry,
     Purse,
     balances,
     die_after,
+    email_and_purse_tx,
     leftovers,
+    older_client,
     spread_ids,
     transfer_tx,
     up_to_apply,
@@ -133,19 +136,9 @@ def test_the_committing_client_applies_on_a_full_server(full: Any) -> None:
     assert leftovers(admin) == {}
 
 
-def test_an_intent_made_again_is_applied_on_a_full_server(full: Any,
-                                                          monkeypatch: Any) -> None:
-    """Committed, then an index added to Purse by a client that does not settle first,
-    then the server fills up: a read that meets the locks makes the intent again with the
-    schema of now and has the server apply it (sent as tx_apply's argument, not stored)."""
-    conn, ids, admin, fill = full
-    pair = [ids[0], ids[2]]
-    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
-
-    def nothing(options: Any) -> Any:
-        yield from ()
-
-    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+def widened() -> Any:
+    """Purse declared again with one more indexed field, its first use (a save) moving the
+    stored schema's layout on; the new declaration."""
 
     class Wider(Document):
         owner = StringField(indexed=True)
@@ -156,7 +149,20 @@ def test_an_intent_made_again_is_applied_on_a_full_server(full: Any,
             collection = "tpc_purses"
             partitions = 4
 
-    Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
+    Wider(id="w1", owner="w", balance=1, note="n").save_sync()
+    return Wider
+
+
+def test_an_intent_made_again_is_applied_on_a_full_server(full: Any,
+                                                          monkeypatch: Any) -> None:
+    """Committed, then an index added to Purse by a client that does not settle first,
+    then the server fills up: a read that meets the locks makes the intent again with the
+    schema of now and has the server apply it (sent as tx_apply's argument, not stored)."""
+    conn, ids, admin, fill = full
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    older_client(conn, monkeypatch)
+    Wider = widened()  # (the layout moves on)
     Wider.objects.reindex_sync()
     made: list[str] = []
     rebuilt = conn.backend._rebuilt
@@ -262,14 +268,8 @@ def test_versions_unknown_after_the_marker_expired_is_said_so(conn: Any,
 
 # -- a schema change settles the transactions in flight first ---------------------------
 
-
-@pytest.fixture
-def purses(conn: Any) -> list[str]:
-    ids = spread_ids(2)
-    for id in ids:
-        Purse(id=id, owner=id, balance=100).save_sync()
-    Entry(id="warm", note="warm").save_sync()  # (schemas read: no extra round trips later)
-    return ids
+#: the Purse documents over every partition (the fixture of test_two_phase_commit)
+purses = test_two_phase_commit.purses
 
 
 def test_a_new_declaration_applies_a_committed_transaction_before_its_change(
@@ -279,20 +279,7 @@ def test_a_new_declaration_applies_a_committed_transaction_before_its_change(
     with (never made again), then the index is built over it; a later save of the same
     value is refused by the index, not the committed transaction."""
 
-    class Plain(Document):
-        email = StringField()
-
-        class Meta:
-            collection = "tpa_late_unique"
-
-    Plain(id="a", email="a@x").save_sync()
-    tx = conn.transaction_sync(timeout=30.0)
-    first = tx.get(Purse, purses[0])
-    first.balance -= 10
-    tx.save(first)
-    mine = tx.get(Plain, "a")
-    mine.email = "dup@x"
-    tx.save(mine)
+    Plain, tx = email_and_purse_tx(conn, purses, "tpa_late_unique")
     die_after(conn, tx, 3)  # committed, not applied
     layout = Plain._meta.state_for(conn.backend, lambda: None).schema.layout
 
@@ -388,20 +375,9 @@ def test_a_schema_change_under_unceasing_transactions_is_refused(
 
 def email_and_purse_up_to_apply(conn: Any, purses: list[str], collection: str
                                 ) -> tuple[Any, tuple[Any, Any, Any]]:
-    """A model ``Plain`` (an email, not indexed yet) of ``collection`` with document "a";
-    a transaction moving 10 out of ``purses[0]`` and setting a's email to "dup@x", stepped
-    up to its apply (see up_to_apply). The model, and what up_to_apply returns."""
-    Plain: Any = type("Plain", (Document,), {
-        "__module__": __name__, "email": StringField(),
-        "Meta": type("Meta", (), {"collection": collection})})
-    Plain(id="a", email="a@x").save_sync()
-    tx = conn.transaction_sync(timeout=30.0)
-    first = tx.get(Purse, purses[0])
-    first.balance -= 10
-    tx.save(first)
-    mine = tx.get(Plain, "a")
-    mine.email = "dup@x"
-    tx.save(mine)
+    """:func:`email_and_purse_tx`'s model, and its transaction stepped up to its apply
+    (what up_to_apply returns)."""
+    Plain, tx = email_and_purse_tx(conn, purses, collection)
     return Plain, up_to_apply(conn, tx)
 
 
@@ -416,10 +392,7 @@ def test_the_committing_client_is_told_of_a_write_left_out_for_a_unique_value(
     Plain, (op, plan, executor) = email_and_purse_up_to_apply(conn, purses,
                                                               "tpa_racing_unique")
 
-    def nothing(options: Any) -> Any:  # (a client that does not settle them first)
-        yield from ()
-
-    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+    older_client(conn, monkeypatch)
 
     class Later(Document):
         email = StringField(unique=True)
@@ -452,22 +425,9 @@ def moved_on_by_an_older_client(conn: Any, pair: list[str], monkeypatch: Any) ->
     that one (another indexed field), not used yet."""
     die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)
 
-    def nothing(options: Any) -> Any:
-        yield from ()
-
     with monkeypatch.context() as patched:
-        patched.setattr(conn.backend, "before_schema_change", nothing)
-
-        class Wider(Document):
-            owner = StringField(indexed=True)
-            balance = IntField(indexed=True, default=0)
-            note = StringField(indexed=True)
-
-            class Meta:
-                collection = "tpc_purses"
-                partitions = 4
-
-        Wider(id="w1", owner="w", balance=1, note="n").save_sync()  # (the layout moves on)
+        older_client(conn, patched)
+        widened()
 
     class Widest(Document):
         owner = StringField(indexed=True)
@@ -526,10 +486,7 @@ def test_a_write_left_out_by_a_settler_is_told_to_the_committing_client(
                                                               "tpa_settled_unique")
     (record,) = [key.decode() for key in redis_client.scan_iter("*2pc*:r")]
 
-    def nothing(options: Any) -> Any:
-        yield from ()
-
-    monkeypatch.setattr(conn.backend, "before_schema_change", nothing)
+    older_client(conn, monkeypatch)
 
     class Later(Document):
         email = StringField(unique=True)

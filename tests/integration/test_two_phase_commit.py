@@ -629,20 +629,14 @@ def test_a_client_not_knowing_a_changed_model_applies_none_and_reads_on(
     assert leftovers(redis_client) == {}
 
 
-def test_a_unique_index_added_before_the_apply_is_checked_by_it(
-        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
-    """A committed transaction writes a value of a field that gains a unique index before
-    the apply (by a client that does not settle transactions first), and a plain save
-    takes that value meanwhile: the apply of the intent made again leaves that write out
-    (never two holders; the document keeps what it held), applies the rest, releases every
-    lock, and records the write left out where verify() reports it."""
-
-    class Plain(Document):
-        email = StringField()
-
-        class Meta:
-            collection = "tpc_late_unique"
-
+def email_and_purse_tx(conn: Any, purses: list[str], collection: str
+                       ) -> tuple[Any, SyncTransaction]:
+    """A model ``Plain`` (an email, not indexed yet) of ``collection`` with document "a",
+    and a transaction (not committed) moving 10 out of ``purses[0]`` and setting a's email
+    to "dup@x"."""
+    Plain: Any = type("Plain", (Document,), {
+        "__module__": __name__, "email": StringField(),
+        "Meta": type("Meta", (), {"collection": collection})})
     Plain(id="a", email="a@x").save_sync()
     tx = conn.transaction_sync(timeout=30.0)
     first = tx.get(Purse, purses[0])
@@ -651,6 +645,18 @@ def test_a_unique_index_added_before_the_apply_is_checked_by_it(
     mine = tx.get(Plain, "a")
     mine.email = "dup@x"
     tx.save(mine)
+    return Plain, tx
+
+
+def test_a_unique_index_added_before_the_apply_is_checked_by_it(
+        conn: Any, purses: list[str], redis_client: Any, monkeypatch: Any) -> None:
+    """A committed transaction writes a value of a field that gains a unique index before
+    the apply (by a client that does not settle transactions first), and a plain save
+    takes that value meanwhile: the apply of the intent made again leaves that write out
+    (never two holders; the document keeps what it held), applies the rest, releases every
+    lock, and records the write left out where verify() reports it."""
+
+    Plain, tx = email_and_purse_tx(conn, purses, "tpc_late_unique")
     die_after(conn, tx, 3)  # committed, not applied
     older_client(conn, monkeypatch)
 
@@ -740,17 +746,23 @@ def test_a_failure_after_the_decision_is_never_nothing_written(
     assert not [key for key in leftovers(redis_client) if not key.endswith((":r", ":open"))]
 
 
-def apply_one(conn: Any, client: Any, id: str) -> None:
-    """Apply the intent of the (one) committed transaction in the partition of Purse
-    ``id``, alone, as its client's apply to that partition would."""
+def apply_intent(conn: Any, client: Any, record: str, into: str) -> None:
+    """Apply, alone, the intent of transaction ``record`` in the partition of Purse
+    ``into``, as its client's apply to that partition would."""
     keys = KeySpace(Purse._meta)
-    (record,) = [k.decode() for k in client.scan_iter("{*:2pc:*}:r")]
     flat = wire.unpack(client.get(twophase.intent_key(
-        twophase.locks_key(keys.tag(keys.partition_of(id))), record)))
+        twophase.locks_key(keys.tag(keys.partition_of(into))), record)))
     count = int(flat[1])
     conn._store.sync_executor().execute(RedisPlan((Call(
         "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
         idempotent=True))
+
+
+def apply_one(conn: Any, client: Any, id: str) -> None:
+    """Apply the intent of the (one) committed transaction in the partition of Purse
+    ``id``, alone."""
+    (record,) = [k.decode() for k in client.scan_iter("{*:2pc:*}:r")]
+    apply_intent(conn, client, record, id)
 
 
 def test_queries_and_counts_see_a_committed_transaction_whole(
@@ -808,12 +820,7 @@ def apply_holder(conn: Any, client: Any, id: str, into: str) -> None:
     keys = KeySpace(Purse._meta)
     record = client.hget(twophase.locks_key(keys.tag(keys.partition_of(id))),
                          sortable.id_key(id)).decode()
-    flat = wire.unpack(client.get(twophase.intent_key(
-        twophase.locks_key(keys.tag(keys.partition_of(into))), record)))
-    count = int(flat[1])
-    conn._store.sync_executor().execute(RedisPlan((Call(
-        "tx", tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])),),
-        idempotent=True))
+    apply_intent(conn, client, record, into)
 
 
 def test_a_read_by_id_racing_an_apply_then_a_new_lock_sees_the_transaction_whole(

@@ -529,7 +529,7 @@ class TwoPhase(BackendCore):
         pairs = wire.unpack(participants)
         keys = [pairs[i].decode() for i in range(1, len(pairs), 2)]
         stored = yield RedisPlan(tuple(Command(("GET", key)) for key in keys),
-                                 idempotent=True)
+                                 read_only=True, primary=True)  # (no WAIT after a read)
         intents = [Intent(key, call) for key, blob in zip(keys, stored, strict=True)
                    if blob and (call := _stored_call(blob)) is not None]
         if not intents:

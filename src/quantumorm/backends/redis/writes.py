@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ... import sortable
-from ...engine.contract import Expiry, WriteRequest, WriteResult, encode_document
+from ... import jsoncodec, sortable
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...errors import (
     DocumentLocked,
     DocumentTooLargeError,
@@ -83,7 +83,7 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
-Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[str], bytes]
+Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[tuple[str, bytes]], bytes]
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -248,7 +248,13 @@ class WriteLayout:
         pairs: list[bytes] = []
         for name, field, meta_name in fields:
             pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
-        fragment = encode_document({db_name: storage[db_name] for db_name in ordered})
+        # each member apart, as the key and value texts an encoded document holds (the
+        # encoder writes a value alike at the top level and inside an object): the script
+        # has no fragment to parse
+        given: list[bytes] = []
+        for db_name, quoted in ordered:
+            given += [quoted, jsoncodec.encode(storage[db_name])]
+        fragment = wire.pack(given)
         packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
         limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
         for id in ids:
@@ -264,8 +270,8 @@ class WriteLayout:
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
         of fields: the value fields whose entries it sends, the packed quadruples of the
-        indexes it touches, the stored names in field order (as an event's "f") and the
-        packed attribute names."""
+        indexes it touches, the stored names in field order (as an event's "f") with their
+        JSON key texts, and the packed attribute names."""
         patch = self._patch_by.get(changed)
         if patch is None:
             index_args: list[bytes] = []
@@ -280,7 +286,9 @@ class WriteLayout:
                 self._patch_by.clear()
             patch = self._patch_by[changed] = (
                 [entry for entry in self.value_fields if entry[0] in changed],
-                wire.pack(index_args), [fields[name].db_name for name in ordered],
+                wire.pack(index_args),
+                [(fields[name].db_name, jsoncodec.encode(fields[name].db_name))
+                 for name in ordered],
                 wire.pack([name.encode() for name in ordered]))
         return patch
 

@@ -214,7 +214,7 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
                                                        mode: str) -> None:
     """Each patched value travels as its own JSON text (no fragment for the script to
     parse): setting the values a document already holds (escapes, non-ASCII, nested JSON,
-    a datetime) finds them equal byte for byte, so nothing is written and no event sent;
+    a datetime, an int, a bool) finds them equal byte for byte, so nothing is written and no event sent;
     one value that differs among them is the only one replaced, and the only "changed"."""
     ks = KeySpace(Person._meta)
     await call(person("p"), "save", mode)
@@ -222,7 +222,7 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
     await call(feed, "read", mode)
     stored = redis_client.get(ks.doc(0, "p"))
     same = {"name": "Ann \"é\" {x}", "tags": ["a", "b,c"], "extra": {"z": [1, {"y": "]"}]},
-            "born": datetime(2020, 1, 2, tzinfo=timezone.utc)}
+            "born": datetime(2020, 1, 2, tzinfo=timezone.utc), "age": 3, "active": True}
     assert await call(Person.objects.filter(id="p"), "update", mode, **same) == 1
     assert redis_client.get(ks.doc(0, "p")) == stored  # (the version too: nothing written)
     assert await call(feed, "read", mode) == []

@@ -253,7 +253,10 @@ class WriteLayout:
         # has no fragment to parse
         given: list[bytes] = []
         for db_name, quoted in ordered:
-            given += [quoted, jsoncodec.encode(storage[db_name])]
+            value = storage[db_name]
+            # (an int, the most common value set by id: its text without the encoder's setup,
+            # the digits json writes)
+            given += [quoted, b"%d" % value if type(value) is int else jsoncodec.encode(value)]
         fragment = wire.pack(given)
         packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
         limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []

@@ -214,8 +214,9 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
                                                        mode: str) -> None:
     """Each patched value travels as its own JSON text (no fragment for the script to
     parse): setting the values a document already holds (escapes, non-ASCII, nested JSON,
-    a datetime, an int, a bool) finds them equal byte for byte, so nothing is written and no event sent;
-    one value that differs among them is the only one replaced, and the only "changed"."""
+    a datetime, an int, a bool) finds them equal byte for byte, so nothing is written and
+    no event sent; one value that differs among them is the only one replaced, and the
+    only "changed"."""
     ks = KeySpace(Person._meta)
     await call(person("p"), "save", mode)
     feed = Person.objects.changes(wait=0)
@@ -234,3 +235,4 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
     assert payload.replace(b'"extra":{"z":[2]}', b"") == stored.split(b"\0", 2)[2].replace(
         b'"extra":{"z":[1,{"y":"]"}]}', b"")
     assert_indexes_consistent(redis_client, Person)
+

@@ -257,7 +257,7 @@ class WriteLayout:
             # (an int, the most common value set by id: its text without the encoder's setup,
             # the digits json writes)
             given += [quoted, b"%d" % value if type(value) is int else jsoncodec.encode(value)]
-        fragment = wire.pack(given)
+        members = wire.pack(given)
         packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
         limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
         for id in ids:
@@ -265,7 +265,7 @@ class WriteLayout:
             calls.append(SaveCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
                 p.indexes, (p.changes,) if events else (), "patch", limit,
-                sortable.id_key(id), fragment, os.urandom(8).hex(), packed_pairs,
+                sortable.id_key(id), members, os.urandom(8).hex(), packed_pairs,
                 packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix,
                 events, named, self.layout))
         return calls

@@ -79,3 +79,40 @@ def test_each_value_is_the_text_a_document_holds() -> None:
 def test_members_go_in_field_order_with_their_stored_names() -> None:
     keys = [key for key, _ in sent({"title": "t", "n": 1, "flag": True})]
     assert keys == [b'"count"', b'"flag"', b'"title"']
+
+
+class Indexed(Document):
+    n = IntField(indexed=True)
+    title = StringField(indexed=True)
+    flag = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "unit_patch_entries"
+
+
+def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> bytes:
+    fields = Indexed._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
+    return call.values
+
+
+def test_a_one_field_patch_remembers_its_entries_as_computed() -> None:
+    """The packed index entries a one-field patch remembers by value are those a layout
+    that has seen nothing computes: for values seen again, for equal values of other types
+    (True and 1, in a field of each), for nulls and arrays (not remembered)."""
+    keys = KeySpace(Indexed._meta)
+    memo = writes.WriteLayout(Indexed._meta, keys)
+    seq: list[dict[str, Any]] = [
+        {"n": 1}, {"flag": True}, {"n": 1}, {"flag": True}, {"n": None}, {"title": "1"},
+        {"title": "é" * 300}, {"title": "é" * 300}, {"n": -(2**70)}, {"n": 2**53 + 1},
+        {"tags": ["a", "b"]}, {"tags": ["a", "b"]}, {"n": 1, "title": "t"}, {"n": 1},
+        {"flag": False}, {"title": None}, {"title": ""}]
+    for values in seq * 2:
+        fresh = writes.WriteLayout(Indexed._meta, keys)
+        assert entries(memo, values) == entries(fresh, values), values
+    assert (("n", int, 1) in memo._patch_entries
+            and ("flag", bool, True) in memo._patch_entries)
+    assert not any(len(packed) > 256 for packed in memo._patch_entries.values())

@@ -146,6 +146,8 @@ class WriteLayout:
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = _array_header(len(self.indexes))
         self._patch_by: dict[frozenset[str], Patch] = {}
+        #: a one-field patch's packed entries, by (attribute name, type, value)
+        self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -245,9 +247,24 @@ class WriteLayout:
                 expire: Expiry | int) -> list[SaveCall]:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
         fields, packed_indexes, ordered, named = self._patched(frozenset(values))
-        pairs: list[bytes] = []
-        for name, field, meta_name in fields:
-            pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
+        if len(fields) == 1 and type(value := values[fields[0][0]]) in _MEMO_TYPES:
+            # (the common patch: one indexed field; its packed entries remembered by value,
+            # as a bulk insert remembers them)
+            memo = self._patch_entries
+            packed_pairs = memo.get((fields[0][0], type(value), value))
+            if packed_pairs is None:
+                name, field, meta_name = fields[0]
+                packed_pairs = wire.pack([meta_name, sortable.pack_list(
+                    field.index_keys(value))])
+                if len(packed_pairs) <= _MEMO_BYTES:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[name, type(value), value] = packed_pairs
+        else:
+            pairs: list[bytes] = []
+            for name, field, meta_name in fields:
+                pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
+            packed_pairs = wire.pack(pairs)
         # each member apart, as the key and value texts an encoded document holds (the
         # encoder writes a value alike at the top level and inside an object): the script
         # has no fragment to parse
@@ -257,8 +274,7 @@ class WriteLayout:
             # (an int, the most common value set by id: its text without the encoder's setup,
             # the digits json writes)
             given += [quoted, b"%d" % value if type(value) is int else jsoncodec.encode(value)]
-        members = wire.pack(given)
-        packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
+        members, expiry = wire.pack(given), wire_expiry(expire)
         limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
         for id in ids:
             p, escaped = keys.partition(keys.partition_of(id)), sortable.escape_id(id)

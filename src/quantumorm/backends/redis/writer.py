@@ -235,8 +235,15 @@ class Writer(TwoPhase):
         compressed (written while the model said so)."""
         if options.compress is not None:
             return Patched(0, list(ids), [])
+        state = self._state(options)
+        if state.schema is None:  # (first use: the schema and the ACL preflight)
+            state = yield from self.prepare(options)
+        sent = yield RedisPlan(tuple([call.call() for call in state.writes.patches(
+            ids, values, storage, expire)]), idempotent=True)
+        if len(sent) == 1 and type(first := sent[0]) is list and first[0] == b"OK":
+            return Patched(1, [], [])  # (the common call: one id, written or unchanged)
+        sent = yield from self._patch_all(options, ids, values, storage, expire, sent)
         model = options.model_name
-        sent = yield from self._patch_all(options, ids, values, storage, expire)
         count, declined = 0, []
         failures: list[tuple[int, Exception]] = []
         for position, (id, raw) in enumerate(zip(ids, sent, strict=True)):
@@ -260,17 +267,16 @@ class Writer(TwoPhase):
         return Patched(count, declined, failures)
 
     def _patch_all(self, options: ModelOptions, ids: Sequence[str], values: dict[str, Any],
-                   storage: dict[str, Any], expire: Expiry | int) -> Op[list[Any]]:
-        """The replies of the patch calls of ``ids``, in one round trip. A partition that has
-        seen a newer schema layout refuses its patches before writing anything: the schema
-        is read again and only those patches are sent again (the others were applied: sent
-        twice, a patch that refreshes an expiry would write a second version and event)."""
-        state = yield from self.prepare(options)
+                   storage: dict[str, Any], expire: Expiry | int,
+                   sent: list[Any]) -> Op[list[Any]]:
+        """The replies of the patch calls of ``ids``, given ``sent``, the replies of their
+        first round. A partition that has seen a newer schema layout refuses its patches
+        before writing anything: the schema is read again and only those patches are sent
+        again (the others were applied: sent twice, a patch that refreshes an expiry would
+        write a second version and event)."""
         replies: list[Any] = [None] * len(ids)
         pending = list(range(len(ids)))
-        for _attempt in range(LAYOUT_ATTEMPTS):
-            calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
-            sent = yield RedisPlan(tuple(call.call() for call in calls), idempotent=True)
+        for attempt in range(1, LAYOUT_ATTEMPTS + 1):
             refused, stale = [], False
             locked: list[tuple[int, str]] = []
             for position, raw in zip(pending, sent, strict=True):
@@ -286,9 +292,13 @@ class Writer(TwoPhase):
                 refused += [position for position, _ in locked if ids[position] not in stuck]
             if not refused:
                 return replies
+            if attempt == LAYOUT_ATTEMPTS:
+                break
             pending = refused
-            if stale:
-                state = yield from self.prepare(options, refresh=True)
+            state = (yield from self.prepare(options, refresh=True)) if stale else (
+                self._state(options))
+            calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
+            sent = yield RedisPlan(tuple([call.call() for call in calls]), idempotent=True)
         raise unsettled(options)
 
     def _locks_of(self, options: ModelOptions, id: str) -> str:

@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ... import sortable
-from ...engine.contract import Expiry, WriteRequest, WriteResult, encode_document
+from ... import jsoncodec, sortable
+from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...errors import (
     DocumentLocked,
     DocumentTooLargeError,
@@ -83,7 +83,7 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
-Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[str], bytes]
+Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[tuple[str, bytes]], bytes]
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -146,6 +146,8 @@ class WriteLayout:
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = _array_header(len(self.indexes))
         self._patch_by: dict[frozenset[str], Patch] = {}
+        #: a one-field patch's packed entries, by (attribute name, type, value)
+        self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -245,18 +247,41 @@ class WriteLayout:
                 expire: Expiry | int) -> list[SaveCall]:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
         fields, packed_indexes, ordered, named = self._patched(frozenset(values))
-        pairs: list[bytes] = []
-        for name, field, meta_name in fields:
-            pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
-        fragment = encode_document({db_name: storage[db_name] for db_name in ordered})
-        packed_pairs, expiry = wire.pack(pairs), wire_expiry(expire)
+        if len(fields) == 1 and type(value := values[fields[0][0]]) in _MEMO_TYPES:
+            # (the common patch: one indexed field; its packed entries remembered by value,
+            # as a bulk insert remembers them)
+            memo = self._patch_entries
+            packed_pairs = memo.get((fields[0][0], type(value), value))
+            if packed_pairs is None:
+                name, field, meta_name = fields[0]
+                packed_pairs = wire.pack([meta_name, sortable.pack_list(
+                    field.index_keys(value))])
+                if len(packed_pairs) <= _MEMO_BYTES:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[name, type(value), value] = packed_pairs
+        else:
+            pairs: list[bytes] = []
+            for name, field, meta_name in fields:
+                pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
+            packed_pairs = wire.pack(pairs)
+        # each member apart, as the key and value texts an encoded document holds (the
+        # encoder writes a value alike at the top level and inside an object): the script
+        # has no fragment to parse
+        given: list[bytes] = []
+        for db_name, quoted in ordered:
+            value = storage[db_name]
+            # (an int, the most common value set by id: its text without the encoder's setup,
+            # the digits json writes)
+            given += [quoted, b"%d" % value if type(value) is int else jsoncodec.encode(value)]
+        members, expiry = wire.pack(given), wire_expiry(expire)
         limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
         for id in ids:
             p, escaped = keys.partition(keys.partition_of(id)), sortable.escape_id(id)
             calls.append(SaveCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
                 p.indexes, (p.changes,) if events else (), "patch", limit,
-                sortable.id_key(id), fragment, os.urandom(8).hex(), packed_pairs,
+                sortable.id_key(id), members, os.urandom(8).hex(), packed_pairs,
                 packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix,
                 events, named, self.layout))
         return calls
@@ -264,8 +289,8 @@ class WriteLayout:
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
         of fields: the value fields whose entries it sends, the packed quadruples of the
-        indexes it touches, the stored names in field order (as an event's "f") and the
-        packed attribute names."""
+        indexes it touches, the stored names in field order (as an event's "f") with their
+        JSON key texts, and the packed attribute names."""
         patch = self._patch_by.get(changed)
         if patch is None:
             index_args: list[bytes] = []
@@ -280,7 +305,9 @@ class WriteLayout:
                 self._patch_by.clear()
             patch = self._patch_by[changed] = (
                 [entry for entry in self.value_fields if entry[0] in changed],
-                wire.pack(index_args), [fields[name].db_name for name in ordered],
+                wire.pack(index_args),
+                [(fields[name].db_name, jsoncodec.encode(fields[name].db_name))
+                 for name in ordered],
                 wire.pack([name.encode() for name in ordered]))
         return patch
 

@@ -350,8 +350,8 @@ end
 
 -- What patch_json needs of the stored document ``s``, found without scanning it member by
 -- member in Lua, where that provably finds what json_members finds: the members named in
--- ``given`` (json_members of the fragment) by key text, as json_members gives them; the
--- position of the closing brace; whether the object has members. nil where it cannot
+-- ``given`` (lists whose first item is a quoted key text) by key text, as json_members
+-- gives them; the position of the closing brace; whether the object has members. nil where it cannot
 -- prove it (the caller scans the document, which also decides what is damaged).
 -- Proof: ``s`` is valid JSON (cjson reads it whole, as a read would; so nothing but
 -- blanks follows the object) and has no backslash and no NUL (so each string ends at the next quote,
@@ -365,8 +365,9 @@ end
 -- the next delimiter. A name the object lacks is appended; a name held by two keys (a
 -- nested one too, or stored twice) is left to the scan.
 local function json_plain_spans(s, given)
-  -- (a NUL too: cjson stops reading at one, so "reads it whole" would not hold)
-  if string.find(s, "[\\%z]") then return nil end
+  -- (a NUL too: cjson stops reading at one, so "reads it whole" would not hold; two plain
+  -- searches, which scan bytes, cost a fraction of one search for a class of two)
+  if string.find(s, "\\", 1, true) or string.find(s, "\0", 1, true) then return nil end
   local ok, doc = pcall(cjson.decode, s)
   if not ok or type(doc) ~= "table" or string.byte(s, json_ws(s, 1)) ~= 123 then
     return nil
@@ -408,12 +409,13 @@ local function json_plain_spans(s, given)
   return at, close, next(doc) ~= nil
 end
 
--- The stored document ``old`` with the top-level values of the JSON object ``fragment``
--- (encoded by the same encoder) put in place of its own, in place (a member it lacks is
--- added at the end); and the names (``names``: one per fragment member, in its order) of
--- the members whose text changed. nil if ``old`` is not a JSON object.
-local function patch_json(old, fragment, names)
-  local given = json_members(fragment)
+-- The stored document ``old`` with the top-level values ``given`` put in place of its own,
+-- in place (a member it lacks is added at the end); and the names (``names``: one per
+-- member of ``given``, in its order) of the members whose text changed. ``given`` is a
+-- list of {key text (quoted, as stored), value text}, encoded by the documents' encoder
+-- (the client sends them apart: no fragment to parse here). nil if ``old`` is not a JSON
+-- object.
+local function patch_json(old, given, names)
   local at, close, filled = json_plain_spans(old, given)
   if not at then  -- (see json_plain_spans: the whole document is scanned)
     local ok, members
@@ -425,7 +427,7 @@ local function patch_json(old, fragment, names)
   end
   local replaced, appended, differing = {}, {}, {}
   for k, m in ipairs(given) do
-    local value = string.sub(fragment, m[2], m[3] - 1)
+    local value = m[2]
     local mine = at[m[1]]
     if not mine then
       appended[#appended + 1] = m[1] .. ":" .. value
@@ -436,6 +438,10 @@ local function patch_json(old, fragment, names)
     end
   end
   if #differing == 0 then return old, differing end
+  if #appended == 0 and #replaced == 1 then  -- (the common patch: one value replaced)
+    local r = replaced[1]
+    return string.sub(old, 1, r[1] - 1) .. r[3] .. string.sub(old, r[2]), differing
+  end
   table.sort(replaced, function(a, b) return a[1] < b[1] end)
   local pieces, pos = {}, 1
   for _, r in ipairs(replaced) do

@@ -20,8 +20,9 @@
 --           stored, without a read before: ARGV[4] holds their values, see below)
 -- ARGV[2]   expected version (update); the largest document allowed, in bytes (patch)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
--- ARGV[4]   document JSON; a patch: a JSON object of the fields to set (top level, stored
---           names, encoded as documents are), put in place of the stored values
+-- ARGV[4]   document JSON; a patch: MessagePack array of pairs, one per field to set (top
+--           level): its key text (the stored name as JSON, quoted), its value as JSON, both
+--           encoded as documents are, put in place of the stored values
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
@@ -180,7 +181,9 @@ if mode ~= "insert" then
     -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
     -- no JSON text does
     if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
-    json, names = patch_json(stored, ARGV[4], cmsgpack.unpack(ARGV[13]))
+    local flat, given = cmsgpack.unpack(ARGV[4]), {}
+    for i = 1, #flat, 2 do given[#given + 1] = {flat[i], flat[i + 1]} end
+    json, names = patch_json(stored, given, cmsgpack.unpack(ARGV[13]))
     if not json then return {"CORRUPT"} end
     if #names == 0 and ARGV[9] == "keep" then return {"OK", tonumber(current), idkey} end
     if #json > tonumber(ARGV[2]) then return {"TOOLARGE", #json} end

@@ -1,0 +1,118 @@
+"""An update by id's ``save.lua`` "patch" call (``WriteLayout.patches``) sends each field
+apart: its key text and its value text, as the document encoder writes them inside a
+document, so that the script compares and splices text without parsing a fragment."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    Document,
+    EnumField,
+    FloatField,
+    IntField,
+    JSONField,
+    StringField,
+)
+from quantumorm.backends.redis import wire, writes
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.engine.contract import Expiry, encode_document
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Patched(Document):
+    n = IntField(indexed=True, db_field="count")
+    ratio = FloatField()
+    flag = BooleanField(indexed=True)
+    title = StringField()
+    tags = ArrayField(StringField())
+    level = EnumField(Level)
+    extra = JSONField()
+
+    class Meta:
+        collection = "unit_patch_values"
+
+
+def sent(values: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    fields = Patched._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    layout = writes.WriteLayout(Patched._meta, KeySpace(Patched._meta))
+    (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
+    flat = wire.unpack(call.document)
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def in_document(values: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Each member's key and value text in the document the encoder writes."""
+    fields = Patched._meta.fields
+    out = []
+    for name in (name for name in fields if name in values):  # (field order)
+        db_name = fields[name].db_name
+        text = encode_document({db_name: fields[name].to_storage(values[name])})
+        key = json.dumps(db_name).encode()
+        assert text.startswith(b"{" + key + b":") and text.endswith(b"}")
+        out.append((key, text[len(key) + 2:-1]))
+    return out
+
+
+def test_each_value_is_the_text_a_document_holds() -> None:
+    for n in (0, -7, 2**53 + 1, -(2**70), 10**30):
+        assert sent({"n": n}) == in_document({"n": n}) == [(b'"count"', str(n).encode())]
+    cases: list[dict[str, Any]] = [
+        {"ratio": 0.1}, {"ratio": 1e-05}, {"ratio": 1e16}, {"ratio": -0.0},
+        {"flag": True}, {"flag": False}, {"title": 'é "q" \\ \n {x}'}, {"title": None},
+        {"tags": ["a", "b,c", ""]}, {"level": Level.HIGH}, {"extra": {"z": [1, {"y": "]"}]}},
+        {"n": 3, "title": "t", "flag": False, "extra": None}]
+    for values in cases:
+        assert sent(values) == in_document(values), values
+
+
+def test_members_go_in_field_order_with_their_stored_names() -> None:
+    keys = [key for key, _ in sent({"title": "t", "n": 1, "flag": True})]
+    assert keys == [b'"count"', b'"flag"', b'"title"']
+
+
+class Indexed(Document):
+    n = IntField(indexed=True)
+    title = StringField(indexed=True)
+    flag = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "unit_patch_entries"
+
+
+def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> bytes:
+    fields = Indexed._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
+    return call.values
+
+
+def test_a_one_field_patch_remembers_its_entries_as_computed() -> None:
+    """The packed index entries a one-field patch remembers by value are those a layout
+    that has seen nothing computes: for values seen again, for equal values of other types
+    (True and 1, in a field of each), for nulls and arrays (not remembered)."""
+    keys = KeySpace(Indexed._meta)
+    memo = writes.WriteLayout(Indexed._meta, keys)
+    seq: list[dict[str, Any]] = [
+        {"n": 1}, {"flag": True}, {"n": 1}, {"flag": True}, {"n": None}, {"title": "1"},
+        {"title": "é" * 300}, {"title": "é" * 300}, {"n": -(2**70)}, {"n": 2**53 + 1},
+        {"tags": ["a", "b"]}, {"tags": ["a", "b"]}, {"n": 1, "title": "t"}, {"n": 1},
+        {"flag": False}, {"title": None}, {"title": ""}]
+    for values in seq * 2:
+        fresh = writes.WriteLayout(Indexed._meta, keys)
+        assert entries(memo, values) == entries(fresh, values), values
+    assert (("n", int, 1) in memo._patch_entries
+            and ("flag", bool, True) in memo._patch_entries)
+    assert not any(len(packed) > 256 for packed in memo._patch_entries.values())

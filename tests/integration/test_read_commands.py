@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantumorm import Document, IntField, StringField
+from quantumorm import ArrayField, BooleanField, Document, IntField, StringField
 
 
 class Reader(Document):
@@ -16,6 +16,15 @@ class Reader(Document):
 
     class Meta:
         collection = "rc_readers"
+
+
+class Walker(Document):
+    age = IntField(indexed=True)
+    active = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "rc_walkers"
 
 
 PREFIX = "{qorm:rc_readers:p0}:"
@@ -69,3 +78,22 @@ def test_with_a_ttl_schedule_every_candidate_is_checked_and_counted_alive(
     count, delta = _delta(redis_client, counted.count_sync)
     assert count == 4  # 3, 5, 6 and 10 (4 is gone)
     assert delta.get("zcard", 0) >= 1
+
+
+def test_a_walk_tests_its_candidates_on_the_range_sets_before_probing_them(
+        conn: Any, redis_client: Any) -> None:
+    # ids 1-600 carry "t1" (the cheapest walk, in id order: chunks of 256, then the other
+    # 344); ages 10 (ids 1-500) and 60 (501-1200): age >= 50 is 700 entries, read as a set
+    # (a walk is chosen over it); every document is active (a membership probe)
+    Walker.objects.bulk_create_sync([
+        Walker(id=str(i), age=10 if i <= 500 else 60, active=True,
+               tags=["t1"] if i <= 600 else ["t2"]) for i in range(1, 1201)])
+    query = Walker.objects.filter(tags__contains="t1", age__gte=50, active=True)
+    assert "index walk" in query.explain_sync().strategy
+    query.all_sync()
+    rows, delta = _delta(redis_client, query.all_sync)
+    assert [r.id for r in rows] == [str(i) for i in range(501, 601)]
+    # the first chunk has no candidate in the set: no probe of it (one ZMSCORE, for the
+    # second chunk's 100 candidates, not one per chunk)
+    assert delta["zmscore"] == 1 and delta["zrangebylex"] == 3
+    assert Walker.objects.filter(tags__contains="t1", age__gte=50, active=False).count_sync() == 0

@@ -7,10 +7,12 @@
 -- ZLEXCOUNT/ZCARD, takes the cheapest, and returns the documents in order. Ids whose document
 -- is gone are dropped, so a dangling index entry is never returned nor counted.
 --
--- The cheap tests run first: index membership (ZMSCORE, one call per batch of candidates),
--- then range conditions read as sets of ids when their ranges are small enough (set
--- algebra), and only then the meta hash of the candidates left (one HMGET each, which also
--- reads the version of a row returned). Rows are read with one MGET per batch.
+-- The cheap tests run first: index membership (ZMSCORE, one call per batch of candidates)
+-- and range conditions read as sets of ids when their ranges are small enough (set
+-- algebra; a walk reads them before its first chunk, so they filter its candidates before
+-- the membership tests do), and only then the meta hash of the candidates left (one HMGET
+-- each, which also reads the version of a row returned). Rows are read with one MGET per
+-- batch.
 --
 -- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
 -- partition's hash tag with KEYS, so they are in the same slot.
@@ -800,7 +802,8 @@ local function walk(d)
     end
     local ids = members
     if not d.is_ids then ids = ids_of(members, lead) end
-    for _, idkey in ipairs(within(filter(ids, probes), sets)) do
+    -- (the sets, read already, first: a lookup per candidate costs less than a probe's)
+    for _, idkey in ipairs(filter(within(ids, sets), probes)) do
       -- (no test: no values table; emit makes one only if a row needs its meta hash)
       local vals = test and values_of(idkey)
       if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then

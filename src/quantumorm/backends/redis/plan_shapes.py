@@ -93,8 +93,8 @@ class Template:
     packed again for each new value."""
 
     slots: dict[Token, tuple[int, int]]
-    pieces: tuple[bytes, ...] = ()
-    cuts: tuple[Token, ...] = ()
+    pieces: tuple[bytes, ...]
+    cuts: tuple[Token, ...]
 
     def bind(self, conds: list[Condition], derive: Derive) -> dict[Token, Token]:
         """The learnt plan's value tokens -> this query's (``conds``: its conditions)."""

@@ -192,3 +192,16 @@ def test_equal_values_of_other_types_get_their_own_plans() -> None:
             _check_same(plan, reference._plan(spec, False))
             assert plan.residual is not None
             assert type(plan.residual.value) is type(value)  # type: ignore[union-attr]
+
+
+def test_a_template_packs_its_plans_program_from_pieces() -> None:
+    # the program of a bound plan is the learnt plan's packed constants with the new values
+    # packed between them: long values (other string headers) and values repeated in
+    # several tokens included
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for value in ["a", "b", "c" * 40, "", "d" * 300, "a"]:
+        spec = objects.filter(s=value, tags__contains=value + "x").order_by("s").spec
+        shared = planner.plan(spec)
+        assert shared.program == wire.pack(reference._plan(spec, False).tokens)
+    # (two plans teach the template; the last "a" is the plan cached for its values)
+    assert planner.counts == {"planned": 2, "bound": 3}

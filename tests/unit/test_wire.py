@@ -30,3 +30,10 @@ def test_string_headers_at_their_limits(size: int) -> None:
 def test_malformed_data_is_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
         wire.unpack(data)
+
+
+@pytest.mark.parametrize("size", [0, 31, 32, 255, 256, 65535, 65536])
+def test_an_item_is_packed_as_in_an_array(size: int) -> None:
+    item = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert wire.pack([b"a", item, b"b"]) == b"\x93" + b"".join(
+        wire.item(token) for token in (b"a", item, b"b"))

@@ -28,11 +28,12 @@ shape, the plan the planner would make. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 
 from ...query.lookups import Lookup
 from ...query.nodes import Condition, Node, Not, QuerySpec
+from . import wire
 
 Token = bytes
 #: a condition's derived tokens: what its lookup makes of its value (see the docstring)
@@ -83,9 +84,17 @@ def _fixed(cond: Condition) -> bool:
 @dataclass(frozen=True, slots=True)
 class Template:
     """How to make a plan's tokens for other values of its shape: ``slots`` maps each
-    value token of the learnt plan to (condition position, derived token position)."""
+    value token of the learnt plan to (condition position, derived token position).
+
+    ``pieces`` and ``cuts``: the learnt plan's program (:func:`.wire.pack` of its tokens)
+    cut at its value tokens: the packed runs of constant tokens around them, and the
+    value token at each cut, in order. A bound plan's program is then those runs with
+    its own values packed in between (see :meth:`program`), rather than every token
+    packed again for each new value."""
 
     slots: dict[Token, tuple[int, int]]
+    pieces: tuple[bytes, ...]
+    cuts: tuple[Token, ...]
 
     def bind(self, conds: list[Condition], derive: Derive) -> dict[Token, Token]:
         """The learnt plan's value tokens -> this query's (``conds``: its conditions)."""
@@ -97,6 +106,16 @@ class Template:
                 tokens = derived[position] = derive(conds[position])
             out[token] = tokens[index]
         return out
+
+    def program(self, bound: dict[Token, Token]) -> bytes:
+        """``wire.pack`` of the learnt plan's tokens with ``bound`` (:meth:`bind`'s) in
+        place of its value tokens."""
+        pieces, item = self.pieces, wire.item
+        out = [pieces[0]]
+        for i, cut in enumerate(self.cuts, 1):
+            out.append(item(bound[cut]))
+            out.append(pieces[i])
+        return b"".join(out)
 
 
 def apart(first_conds: list[Condition], second_conds: list[Condition],
@@ -142,7 +161,25 @@ def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
             return None
     if constants & slots.keys():
         return None
-    return Template(slots)
+    return Template(slots, *_cut(first, slots.keys()))
+
+
+def _cut(tokens: list[Token], values: Collection[Token]) -> tuple[tuple[bytes, ...],
+                                                                  tuple[Token, ...]]:
+    """:attr:`Template.pieces` and :attr:`Template.cuts` of a plan's tokens."""
+    packed = wire.pack(tokens)
+    # (the array's header starts the first piece: what precedes the items)
+    header = len(packed) - sum(len(wire.item(token)) for token in tokens)
+    pieces, cuts, run = [], [], [packed[:header]]
+    for token in tokens:
+        if token in values:
+            pieces.append(b"".join(run))
+            cuts.append(token)
+            run = []
+        else:
+            run.append(wire.item(token))
+    pieces.append(b"".join(run))
+    return tuple(pieces), tuple(cuts)
 
 
 def _separable(conds: list[Condition]) -> bool:

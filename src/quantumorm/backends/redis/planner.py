@@ -257,8 +257,9 @@ class Planner:
             return self._plan(spec, counting)
         if known and isinstance(known[0], Template):
             self.counts["bound"] += 1
-            return self._bound(known[1], known[0].bind(
-                plan_shapes.conditions(spec.where), self._derived), spec, counting)
+            shared = known[0]
+            bound = shared.bind(plan_shapes.conditions(spec.where), self._derived)
+            return self._bound(known[1], bound, shared.program(bound), spec, counting)
         plan = self._plan(spec, counting)
         if not known:
             if len(self._shapes) >= PLAN_CACHE_SIZE:
@@ -283,9 +284,10 @@ class Planner:
                 self._shapes[key] = None
         return plan
 
-    def _bound(self, base: Plan, tokens: dict[Token, Token], spec: QuerySpec,
+    def _bound(self, base: Plan, tokens: dict[Token, Token], program: bytes, spec: QuerySpec,
                counting: bool) -> Plan:
-        """``base`` (a plan of the shape) with its value tokens replaced by ``tokens``."""
+        """``base`` (a plan of the shape) with its value tokens replaced by ``tokens``
+        (``program``: its tokens packed, from the template's pieces)."""
         plan = Plan(
             driver=_rebind(base.driver, tokens),
             need=base.need,
@@ -296,7 +298,8 @@ class Planner:
             residual=None if base.residual is None else spec.where,
             describe=lambda: self._plan(spec, counting, counted=False).described,
         )
-        plan.__dict__["tokens"] = [tokens.get(token, token) for token in base.tokens]
+        # (the program the template made; the tokens are made from the parts if asked for)
+        plan.__dict__["program"] = program
         return plan
 
     def _derived(self, cond: Condition) -> list[Token]:

@@ -28,6 +28,13 @@ def pack(items: Sequence[bytes]) -> bytes:
     return b"".join(out)
 
 
+def item(token: bytes) -> bytes:
+    """One string of a :func:`pack` array, as it is packed there (a plan's template packs
+    its value tokens alone, between runs of packed constants)."""
+    size = len(token)
+    return _FIXSTR[size] + token if size < 32 else _header(size) + token
+
+
 def _header(size: int) -> bytes:
     if size < 256:
         return b"\xd9" + bytes([size])

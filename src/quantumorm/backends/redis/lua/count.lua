@@ -18,9 +18,14 @@ do
   if refused and refused[1] == "LAYOUT" then return -2 end
   if refused then return redis.error_reply("WRONGTYPE " .. KEYS[3] .. " is not a hash") end
 end
-if redis.call("ZCARD", KEYS[1]) > 0 then return -1 end
--- (two-phase commits: while the partition has locks, query.lua counts, and says so)
-if redis.call("EXISTS", string.sub(KEYS[3], 1, -6) .. "locked") == 1 then return -1 end
+-- The TTL schedule and the lock flag (two-phase commits: while the partition has locks,
+-- query.lua counts, and says so) are usually both absent (an empty sorted set is no key):
+-- one EXISTS of the two says so; only when one is there does each get its own read.
+local lock_flag = string.sub(KEYS[3], 1, -6) .. "locked"
+if redis.call("EXISTS", KEYS[1], lock_flag) > 0 then
+  if redis.call("ZCARD", KEYS[1]) > 0 then return -1 end
+  if redis.call("EXISTS", lock_flag) == 1 then return -1 end
+end
 if #ARGV == 1 then return redis.call("ZCARD", KEYS[2]) end
 local n = 0
 for i = 2, #ARGV, 2 do n = n + redis.call("ZLEXCOUNT", KEYS[2], ARGV[i], ARGV[i + 1]) end

@@ -7,10 +7,12 @@
 -- ZLEXCOUNT/ZCARD, takes the cheapest, and returns the documents in order. Ids whose document
 -- is gone are dropped, so a dangling index entry is never returned nor counted.
 --
--- The cheap tests run first: index membership (ZMSCORE, one call per batch of candidates),
--- then range conditions read as sets of ids when their ranges are small enough (set
--- algebra), and only then the meta hash of the candidates left (one HMGET each, which also
--- reads the version of a row returned). Rows are read with one MGET per batch.
+-- The cheap tests run first: index membership (ZMSCORE, one call per batch of candidates)
+-- and range conditions read as sets of ids when their ranges are small enough (set
+-- algebra; a walk reads them before its first chunk, so they filter its candidates before
+-- the membership tests do), and only then the meta hash of the candidates left (one HMGET
+-- each, which also reads the version of a row returned). Rows are read with one MGET per
+-- batch.
 --
 -- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
 -- partition's hash tag with KEYS, so they are in the same slot.
@@ -53,8 +55,13 @@ local keyed = bare or mode == "keyed"
 if keyed then mode = "rows" end
 local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
--- is not empty, index entries may outlive their document, so every candidate is checked
-verify = verify or redis.call("ZCARD", KEYS[#KEYS]) > 0
+-- is not empty, index entries may outlive their document, so every candidate is checked.
+-- The schedule and the partition's lock flag (two-phase commits: see answered()) are
+-- usually both absent (an empty sorted set is no key): one EXISTS of the two says so, and
+-- only when one of them is there does each get its own read.
+local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
+local flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
+verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 
 local program, argi = cmsgpack.unpack(ARGV[7]), 0
 local function nxt() argi = argi + 1; return program[argi] end
@@ -95,16 +102,35 @@ local function ids_of(members, lead)
   return out
 end
 
+-- ids_of() into a set (set[id key] = true), without the list: a range condition read as
+-- a set costs a loop over every entry of its ranges, often thousands
+local function add_ids(set, members, lead)
+  for i = 1, #members do
+    local m = members[i]
+    if lead and not find(m, "\0", lead, true) then
+      set[sub(m, lead)] = true
+    else
+      local at = find(m, "\0", 1, true)
+      while true do
+        local j = find(m, "\0", at + 1, true)
+        if not j then break end
+        at = j
+      end
+      set[sub(m, at + 1)] = true
+    end
+  end
+end
+
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
 -- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
 -- committed transactions holding them and asks again (also when a holder met here is gone
 -- by then: its apply may have landed in between), so that it sees a committed transaction
 -- whole
 local function answered(answer)
-  local lock_prefix = string.sub(KEYS[#KEYS - 1], 1, -6)
-  if redis.call("EXISTS", lock_prefix .. "locked") == 1 then
+  if flagged and redis.call("EXISTS", lock_flag) == 1 then
     local holders, met = {}, {}
-    local pairs_ = redis.call("HGETALL", lock_prefix .. "locks")  -- (HGETALL: in the ACL rule)
+    -- (HGETALL: in the ACL rule)
+    local pairs_ = redis.call("HGETALL", string.sub(lock_flag, 1, -7) .. "locks")
     for i = 2, #pairs_, 2 do
       local holder = pairs_[i]
       if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
@@ -586,8 +612,7 @@ local function range_sets(ranges, others, candidates)
     if candidates > 0 and s.n <= RANGE_READ * candidates then
       local r, set = ranged[s.test], {}
       for _, b in ipairs(r.ranges) do
-        local members = redis.call("ZRANGEBYLEX", r.key, b[1], b[2])
-        for _, idkey in ipairs(ids_of(members, lead_of(b[1], b[2]))) do set[idkey] = true end
+        add_ids(set, redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2]))
       end
       sets[#sets + 1] = set
     else
@@ -777,7 +802,8 @@ local function walk(d)
     end
     local ids = members
     if not d.is_ids then ids = ids_of(members, lead) end
-    for _, idkey in ipairs(within(filter(ids, probes), sets)) do
+    -- (the sets, read already, first: a lookup per candidate costs less than a probe's)
+    for _, idkey in ipairs(filter(within(ids, sets), probes)) do
       -- (no test: no values table; emit makes one only if a row needs its meta hash)
       local vals = test and values_of(idkey)
       if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then

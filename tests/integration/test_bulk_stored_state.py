@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from helpers import assert_indexes_consistent
-from modes import MODES, call
 
+from modes import MODES, call
 from quantumorm import ArrayField, BooleanField, Document, IntField, StringField, sortable
 from quantumorm.backends.redis.keys import KeySpace
 

@@ -334,21 +334,23 @@ class WriteLayout:
     def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         """A new document's meta field pairs (:meth:`all_entries`' items, packed one after
         another: not an array) and lenient positions (packed), and its value encodings per
-        index (``BulkDocument``), as a bulk insert
-        builds them by the thousand: what a value already seen in a field packs to (an
-        element already seen, in an array) is remembered, not computed again."""
+        index (``BulkDocument``), as a bulk insert builds them by the thousand: what a value
+        already seen in a field packs to (an element already seen, in an array) is
+        remembered, not computed again. (A str is remembered under itself, other values
+        under their type and value: no str equals a tuple.)"""
         pairs, entries = [], []
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
             kind = type(value)
             if kind in _MEMO_TYPES:
-                known = memo.get((kind, value))
+                key = value if kind is str else (kind, value)
+                known = memo.get(key)
                 if known is None:
                     known = _packed(meta_name, field.index_keys(value))
                     if len(known[0]) <= _MEMO_BYTES:
                         if len(memo) >= _MEMO_LIMIT:
                             memo.clear()
-                        memo[kind, value] = known
+                        memo[key] = known
             elif elements is not None and isinstance(value, list):
                 known = elements.packed(value)
             else:

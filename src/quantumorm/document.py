@@ -120,6 +120,7 @@ class DocumentMeta(type):
         cls._cleaners = _cleaners(fields)  # type: ignore[attr-defined]
         cls._blank = {name: None for name, field in fields.items()  # type: ignore[attr-defined]
                       if field.default is MISSING or field.default is None}
+        cls._key_name = primary_key.name if primary_key else None  # type: ignore[attr-defined]
         if abstract:
             declared = {k: v for k, v in vars(meta).items()
                         if not k.startswith("__") and k not in ("abstract", "collection")}
@@ -155,6 +156,8 @@ class Document(metaclass=DocumentMeta):
     _cleaners: ClassVar[tuple[Cleaner, ...]]
     #: the fields whose value in a new document is None unless given (no default)
     _blank: ClassVar[dict[str, None]]
+    #: the name of the field declared ``primary_key=True``, if any
+    _key_name: ClassVar[str | None]
     DoesNotExist: ClassVar[type[errors.DoesNotExist]]
     MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
     objects: ClassVar[Manager] = Manager()
@@ -165,11 +168,11 @@ class Document(metaclass=DocumentMeta):
         cls = type(self)
         if not hasattr(cls, "_meta"):
             raise ConfigurationError(f"{cls.__name__} is abstract and has no collection")
-        key = cls._meta.primary_key()
-        if key is not None and key.name in values:
+        key = cls._key_name
+        if key is not None and key in values:
             if id is not None:
-                raise ValidationError({"id": [f"give id or {key.name}, not both"]})
-            id = values.pop(key.name)
+                raise ValidationError({"id": [f"give id or {key}, not both"]})
+            id = values.pop(key)
         fields = cls._fields
         if not values.keys() <= fields.keys():
             unknown = [k for k in values if k not in fields]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import operator
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -114,6 +115,11 @@ class DateTimeField(Field[dt.datetime]):
     def quick_clean(self) -> Callable[[Any], Any] | None:
         return _utc_datetime if plain_checks(self, DateTimeField) else None
 
+    def storer(self) -> Callable[[Any], Any] | None:
+        if type(self).to_storage is DateTimeField.to_storage:
+            return _isoformat  # (value.isoformat(), in C)
+        return super().storer()
+
     def clean(self, value: Any) -> dt.datetime:
         if isinstance(value, str):
             try:
@@ -146,6 +152,9 @@ class DateTimeField(Field[dt.datetime]):
 
     def sort_key(self, value: dt.datetime) -> bytes:
         return sortable.encode_datetime(value)
+
+
+_isoformat = operator.methodcaller("isoformat")
 
 
 def _utc_datetime(value: Any) -> Any:

@@ -117,6 +117,10 @@ class DocumentMeta(type):
             if field.model is None or field.name in namespace:
                 field.model = cls  # type: ignore[assignment]
         cls._fields = fields  # type: ignore[attr-defined]
+        cls._cleaners = _cleaners(fields)  # type: ignore[attr-defined]
+        cls._blank = {name: None for name, field in fields.items()  # type: ignore[attr-defined]
+                      if field.default is MISSING or field.default is None}
+        cls._key_name = primary_key.name if primary_key else None  # type: ignore[attr-defined]
         if abstract:
             declared = {k: v for k, v in vars(meta).items()
                         if not k.startswith("__") and k not in ("abstract", "collection")}
@@ -148,6 +152,12 @@ class Document(metaclass=DocumentMeta):
 
     _meta: ClassVar[ModelOptions]
     _fields: ClassVar[dict[str, Field]]
+    #: per field, what clean() needs: see _cleaners
+    _cleaners: ClassVar[tuple[Cleaner, ...]]
+    #: the fields whose value in a new document is None unless given (no default)
+    _blank: ClassVar[dict[str, None]]
+    #: the name of the field declared ``primary_key=True``, if any
+    _key_name: ClassVar[str | None]
     DoesNotExist: ClassVar[type[errors.DoesNotExist]]
     MultipleObjectsReturned: ClassVar[type[errors.MultipleObjectsReturned]]
     objects: ClassVar[Manager] = Manager()
@@ -158,20 +168,29 @@ class Document(metaclass=DocumentMeta):
         cls = type(self)
         if not hasattr(cls, "_meta"):
             raise ConfigurationError(f"{cls.__name__} is abstract and has no collection")
-        key = cls._meta.primary_key()
-        if key is not None and key.name in values:
+        key = cls._key_name
+        if key is not None and key in values:
             if id is not None:
-                raise ValidationError({"id": [f"give id or {key.name}, not both"]})
-            id = values.pop(key.name)
-        unknown = [k for k in values if k not in cls._fields]
-        if unknown:
-            raise UnknownFieldError(cls.__name__, unknown[0], list(cls._fields))
+                raise ValidationError({"id": [f"give id or {key}, not both"]})
+            id = values.pop(key)
+        fields = cls._fields
+        if not values.keys() <= fields.keys():
+            unknown = [k for k in values if k not in fields]
+            raise UnknownFieldError(cls.__name__, unknown[0], list(fields))
         self.id = None if id is None else clean_id(id, _id_error)
         self._version = 0
         self._stored: dict[str, Any] | None = None  # storage values at self._version
         self._partial: frozenset[str] | None = None  # fields loaded by only()
-        for name, field in cls._fields.items():
-            self.__dict__[name] = values[name] if name in values else field.initial()
+        state, blank = self.__dict__, cls._blank
+        if len(values) == len(fields):  # (every field given: in the fields' order)
+            for name in fields:
+                state[name] = values[name]
+            return
+        for name, field in fields.items():
+            if name in values:
+                state[name] = values[name]
+            else:
+                state[name] = None if name in blank else field.initial()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -200,8 +219,16 @@ class Document(metaclass=DocumentMeta):
                     message = _primary_key_error(key, self.id)
                     if message:
                         problems[key.name] = [f"'{key.name}' {message}"]
-        for name, field in self._fields.items():
-            cleaned, messages = field.validate(self.__dict__.get(name))
+        state = self.__dict__
+        for name, db_name, field, quick, store in self._cleaners:
+            value = state.get(name)
+            if quick is not None:  # (the common values, without validate's work)
+                cleaned = quick(value)
+                if cleaned is not MISSING:
+                    state[name] = cleaned
+                    storage[db_name] = cleaned if store is None else store(cleaned)
+                    continue
+            cleaned, messages = field.validate(value)
             if messages:
                 for m in messages:  # (inside an embedded document: under its path)
                     if isinstance(m, NestedMessage):
@@ -209,8 +236,8 @@ class Document(metaclass=DocumentMeta):
                     else:
                         problems.setdefault(name, []).append(f"'{name}' {m}")
                 continue
-            self.__dict__[name] = cleaned
-            storage[field.db_name] = field.to_storage(cleaned)
+            state[name] = cleaned
+            storage[db_name] = field.to_storage(cleaned)
         if problems:
             raise ValidationError(problems, model=type(self).__name__)
         return storage
@@ -544,6 +571,18 @@ class PrimaryKey:
 
     def __set__(self, instance: Document, value: Any) -> None:
         instance.id = value  # (checked at save, as the id)
+
+
+#: what Document.clean needs of a field: attribute name, stored name, the field, its
+#: quick_clean (or None) and storer (None: a cleaned value is its own storage form)
+Cleaner = tuple[str, str, Field, Callable[[Any], Any] | None, Callable[[Any], Any] | None]
+
+
+def _cleaners(fields: dict[str, Field]) -> tuple[Cleaner, ...]:
+    """Per field of a model, in order, what :meth:`Document.clean` needs (worked out once,
+    when the class is made: a field's options do not change after its declaration)."""
+    return tuple((name, field.db_name, field, field.quick_clean(), field.storer())
+                 for name, field in fields.items())
 
 
 def _primary_key(model: str, cls: type, fields: dict[str, Field]) -> Field | None:

@@ -80,14 +80,17 @@ def _cleaned(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _expected(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, ...]:
-    """What bulk_values gives: the pairs and lenient positions of all_entries, and per index
-    its entries (those the pairs hold for it), each a packed array, in one array."""
+    """What bulk_values gives: the pairs of all_entries packed one after another (the items
+    of a packed array, without its header: insert_many.lua unpacks them straight into
+    HSET's arguments), its lenient positions, and per index its entries (those the pairs
+    hold for it), each a packed array, in one array."""
     pairs, lenient = layout.all_entries(values)
     indexes = layout.options.indexes
     assert len(indexes) < 16  # (a one-byte array header)
     members = bytes([0x90 | len(indexes)]) + b"".join(
         wire.pack(writes.index_members(layout.options, index, values)) for index in indexes)
-    return wire.pack(pairs), members, wire.pack(lenient)
+    packed = wire.pack(pairs)
+    return packed[len(writes._array_header(len(pairs))):], members, wire.pack(lenient)
 
 
 @pytest.mark.parametrize("limit", [writes._MEMO_LIMIT, 1, 3])

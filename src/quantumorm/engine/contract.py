@@ -146,6 +146,14 @@ class WriteResult:
     version: int | None  # the new version; 0 after a delete; None if refused
     error: Exception | None = None
 
+    def __init__(self, id: str | None, version: int | None,
+                 error: Exception | None = None) -> None:
+        # (still frozen and hashable, as Row: a bulk insert makes one result per document)
+        fields = self.__dict__
+        fields["id"] = id
+        fields["version"] = version
+        fields["error"] = error
+
 
 @dataclass(frozen=True)
 class Patched:

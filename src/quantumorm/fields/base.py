@@ -201,6 +201,25 @@ class Field(Generic[T]):
             return value, [f"must be one of {allowed} (got {show(value)})"]
         return cleaned, []
 
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        """A cheaper :meth:`validate` for the values most documents hold, or None (the field
+        has none). The function returns the cleaned value of a value of the plain type the
+        field keeps (an exact ``str`` of ASCII text for a ``StringField``, an exact ``int``
+        within the bounds for an ``IntField``), the value ``validate`` would return with no
+        error; for any other value (None included) it returns ``MISSING`` and changes
+        nothing, and ``validate`` then judges it (its answer or its errors, as always).
+        ``Document.clean`` calls it for every field of every document it validates. A field
+        with ``choices``, or of a subclass with checks of its own, has none (see
+        :func:`plain_checks`)."""
+        return None
+
+    def storer(self) -> Callable[[Any], Any] | None:
+        """:meth:`to_storage` of a cleaned value that is not None, or None when the storage
+        form of such a value is the value itself."""
+        if type(self).to_storage is Field.to_storage:
+            return None
+        return self.to_storage
+
     def to_storage(self, value: Any) -> Any:
         """The JSON-compatible form of a cleaned value (``None`` stays ``None``)."""
         return value
@@ -227,6 +246,15 @@ class Field(Generic[T]):
         """The index entries of a cleaned value (one per element for arrays); a pure function
         of the value, as :meth:`sort_key` is."""
         return [sortable.NULL if value is None else self.sort_key(value)]
+
+
+def plain_checks(field: Field, owner: type[Field]) -> bool:
+    """Whether ``field`` has no choices and checks values as the class ``owner`` does (a
+    subclass that overrides ``validate``, ``clean`` or ``_check`` has rules of its own):
+    what a :meth:`Field.quick_clean` of ``owner`` assumes."""
+    kind = type(field)
+    return (field.choices is None and kind.validate is Field.validate
+            and kind.clean is owner.clean and kind._check is owner._check)
 
 
 def _flag(name: str, value: Any) -> bool:

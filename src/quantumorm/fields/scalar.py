@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .. import sortable
 from ..errors import ConfigurationError, FieldValueError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
-from .base import EQUALITY, ORDERED, Field, check_bound, is_size, show
+from .base import EQUALITY, MISSING, ORDERED, Field, check_bound, is_size, plain_checks, show
 
 if TYPE_CHECKING:
     from ..query.expressions import FieldRef
@@ -81,8 +82,32 @@ class StringField(Field[str]):
             raise FieldValueError(f"must match {self.regex.pattern!r} (got {show(value)})")
         return value
 
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        if self.regex is not None or not plain_checks(self, StringField):
+            return None
+        if self.min_length is None and self.max_length is None:
+            return ascii_text
+        low = self.min_length or 0
+        high = sys.maxsize if self.max_length is None else self.max_length
+
+        def quick(value: Any) -> Any:
+            if type(value) is str and value.isascii() and low <= len(value) <= high:
+                return value
+            return MISSING
+        return quick
+
     def sort_key(self, value: str) -> bytes:
         return sortable.encode_str(value)
+
+
+def ascii_text(value: Any) -> Any:
+    """``StringField.quick_clean`` of a field without constraints: ASCII text is valid
+    Unicode (no lone surrogates), so it is its own cleaned value."""
+    return value if type(value) is str and value.isascii() else MISSING
+
+
+def _bool(value: Any) -> Any:
+    return value if type(value) is bool else MISSING
 
 
 class _NumberField(Field[N]):
@@ -118,6 +143,18 @@ class _NumberField(Field[N]):
     def sort_key(self, value: Any) -> bytes:
         return sortable.encode_number(value)
 
+    def _quick_range(self, kind: type, low: Any, high: Any) -> Callable[[Any], Any]:
+        """A quick_clean taking values of exactly the type ``kind`` from ``low`` to ``high``
+        (the field's bounds where it has them)."""
+        if self.min_value is not None:
+            low = self.min_value
+        if self.max_value is not None:
+            high = self.max_value
+
+        def quick(value: Any) -> Any:
+            return value if type(value) is kind and low <= value <= high else MISSING
+        return quick
+
 
 #: Python refuses to turn longer integers into text (sys.get_int_max_str_digits), so JSON
 #: could not store them
@@ -144,6 +181,12 @@ class IntField(_NumberField[int]):
                                   f"(got {show(value)})")
         return value
 
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        if self.primary_key or not plain_checks(self, IntField):
+            return None
+        # (the bounds are ints within the digit limit: clean() made them)
+        return self._quick_range(int, 1 - _INT_LIMIT, _INT_LIMIT - 1)
+
     def clean(self, value: Any) -> int:
         if type(value) is int:  # (the common case, without the abstract class check)
             number = value
@@ -160,6 +203,12 @@ class FloatField(_NumberField[float]):
     """A finite float (NaN and infinities are rejected: they have no JSON form)."""
 
     type_name = "float"
+
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        if not plain_checks(self, FloatField):
+            return None
+        # (a finite float is its own float(); NaN fails every comparison)
+        return self._quick_range(float, -sys.float_info.max, sys.float_info.max)
 
     def clean(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -229,6 +278,9 @@ class BooleanField(Field[bool]):
 
     lookups = EQUALITY
     type_name = "boolean"
+
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        return _bool if plain_checks(self, BooleanField) else None
 
     def clean(self, value: Any) -> bool:
         if not isinstance(value, bool):

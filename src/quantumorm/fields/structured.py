@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import operator
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .. import sortable
 from ..errors import ConfigurationError, FieldValueError
 from ..query.lookups import KIND_LOOKUPS, FieldKind
-from .base import ORDERED, Field, is_size, show
-from .scalar import MAX_INT_DIGITS
+from .base import MISSING, ORDERED, Field, is_size, plain_checks, show
+from .scalar import MAX_INT_DIGITS, ascii_text
 
 if TYPE_CHECKING:
     from ..query.expressions import FieldRef
@@ -111,6 +112,14 @@ class DateTimeField(Field[dt.datetime]):
 
         def __set__(self, instance: Holder, value: dt.datetime | str | None) -> None: ...
 
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        return _utc_datetime if plain_checks(self, DateTimeField) else None
+
+    def storer(self) -> Callable[[Any], Any] | None:
+        if type(self).to_storage is DateTimeField.to_storage:
+            return _isoformat  # (value.isoformat(), in C)
+        return super().storer()
+
     def clean(self, value: Any) -> dt.datetime:
         if isinstance(value, str):
             try:
@@ -143,6 +152,21 @@ class DateTimeField(Field[dt.datetime]):
 
     def sort_key(self, value: dt.datetime) -> bytes:
         return sortable.encode_datetime(value)
+
+
+_isoformat = operator.methodcaller("isoformat")
+
+
+def _utc_datetime(value: Any) -> Any:
+    """``DateTimeField.quick_clean``: a datetime in UTC is its own cleaned value, a naive
+    one gets UTC (as clean() does them); any other offset is left to clean()."""
+    if type(value) is dt.datetime:
+        zone = value.tzinfo
+        if zone is dt.timezone.utc:
+            return value
+        if zone is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+    return MISSING
 
 
 class JSONField(Field[Any]):
@@ -361,6 +385,31 @@ class ArrayField(Field[list[E]]):
             items.append(cleaned)
         return items
 
+    def quick_clean(self) -> Callable[[Any], Any] | None:
+        element = self.field.quick_clean()
+        if (element is None or self.min_items is not None or self.max_items is not None
+                or not plain_checks(self, ArrayField)):
+            return None
+        if element is ascii_text:
+            return _ascii_texts
+
+        def quick(value: Any) -> Any:  # (a new list, as clean() makes one)
+            if type(value) is not list:
+                return MISSING
+            items = []
+            for item in value:
+                cleaned = element(item)
+                if cleaned is MISSING:  # (None too)
+                    return MISSING
+                items.append(cleaned)
+            return items
+        return quick
+
+    def storer(self) -> Callable[[Any], Any] | None:
+        if type(self).to_storage is ArrayField.to_storage and self.field.storer() is None:
+            return list  # (a list of its own: the stored form must not share the value's)
+        return super().storer()
+
     def _check(self, value: list[Any]) -> list[Any]:
         if self.min_items is not None and len(value) < self.min_items:
             raise FieldValueError(f"must have at least {self.min_items} items (got {len(value)})")
@@ -400,6 +449,16 @@ class ArrayField(Field[list[E]]):
         if value is None:
             return [sortable.NULL]
         return sorted({self.field.sort_key(v) for v in value})
+
+
+def _ascii_texts(value: Any) -> Any:
+    """``ArrayField(StringField()).quick_clean``: a list of ASCII strings, as a new list."""
+    if type(value) is not list:
+        return MISSING
+    for item in value:
+        if type(item) is not str or not item.isascii():
+            return MISSING
+    return value.copy()
 
 
 ListField = ArrayField

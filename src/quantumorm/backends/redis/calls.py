@@ -107,7 +107,7 @@ class BulkDocument:
     id_key: bytes
     document: bytes
     write_id: str
-    values: bytes  # MessagePack pairs of every meta field
+    values: bytes  # MessagePack pairs of every meta field, one string after another
     members: bytes  # MessagePack, per index of the model: its value encodings (an array)
     lenient: bytes  # MessagePack positions of unique indexes not enforced for it
 

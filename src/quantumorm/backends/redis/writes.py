@@ -133,8 +133,6 @@ class WriteLayout:
                                 _Elements | None]] = [
             (name, field, meta_name, {}, _Elements.of(field, meta_name))
             for name, field, meta_name in self.value_fields]
-        #: the MessagePack array header of every meta field pair of a document
-        self._bulk_header = _array_header(2 * (len(self.value_fields) + len(self.compound)))
         #: per index: which meta field pair holds its entries (bulk_values' order), or none
         held = [meta_name for _, _, meta_name in self.value_fields] + [
             manifest for _, _, manifest in self.compound]
@@ -361,22 +359,25 @@ class WriteLayout:
         return pairs, lenient
 
     def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
-        """A new document's meta field pairs and lenient positions (:meth:`all_entries`,
-        packed) and its value encodings per index (``BulkDocument``), as a bulk insert
-        builds them by the thousand: what a value already seen in a field packs to (an
-        element already seen, in an array) is remembered, not computed again."""
-        pairs, entries = [self._bulk_header], []
+        """A new document's meta field pairs (:meth:`all_entries`' items, packed one after
+        another: not an array) and lenient positions (packed), and its value encodings per
+        index (``BulkDocument``), as a bulk insert builds them by the thousand: what a value
+        already seen in a field packs to (an element already seen, in an array) is
+        remembered, not computed again. (A str is remembered under itself, other values
+        under their type and value: no str equals a tuple.)"""
+        pairs, entries = [], []
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
             kind = type(value)
             if kind in _MEMO_TYPES:
-                known = memo.get((kind, value))
+                key = value if kind is str else (kind, value)
+                known = memo.get(key)
                 if known is None:
                     known = _packed(meta_name, field.index_keys(value))
                     if len(known[0]) <= _MEMO_BYTES:
                         if len(memo) >= _MEMO_LIMIT:
                             memo.clear()
-                        memo[kind, value] = known
+                        memo[key] = known
             elif elements is not None and isinstance(value, list):
                 known = elements.packed(value)
             else:
@@ -479,7 +480,8 @@ class _Elements:
         self.element, self.meta_name = element, meta_name
         #: the field's meta field name as an item of a packed array
         self.packed_name = wire.pack((meta_name,))[1:]
-        #: (type, element) -> (sort key, as a netstring, as an item of a packed array)
+        #: element (a str) or (type, element) -> (sort key, as a netstring, as an item of a
+        #: packed array)
         self.memo: dict[Any, tuple[bytes, bytes, bytes]] = {}
 
     @staticmethod
@@ -491,26 +493,46 @@ class _Elements:
 
     def packed(self, value: list[Any]) -> tuple[bytes, bytes]:
         """:func:`_packed` of the array ``value``'s entries."""
-        memo, keyed = self.memo, set()
+        memo, found = self.memo, []
         for item in value:
             kind = type(item)
-            if kind not in _MEMO_TYPES:
+            if kind is str:  # (the common element: keyed by itself, no str equals a tuple)
+                entry = memo.get(item)
+            elif kind in _MEMO_TYPES:
+                entry = memo.get((kind, item))
+            else:
                 return _packed(self.meta_name, sorted({self.element.sort_key(v) for v in value}))
-            entry = memo.get((kind, item))
             if entry is None:
-                key = self.element.sort_key(item)
-                entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
-                if len(key) <= _MEMO_BYTES:
-                    if len(memo) >= _MEMO_LIMIT:
-                        memo.clear()
-                    memo[kind, item] = entry
-            keyed.add(entry)
+                entry = self._remember(kind, item)
+            found.append(entry)
+        if not found:
+            return self.packed_name + _FIXSTR[0], _array_header(0)
         # (one entry per sort key: equal keys come with equal netstrings and items)
-        ordered = sorted(keyed)
-        listed = b"".join([e[1] for e in ordered])
+        ordered = sorted(set(found)) if len(found) > 1 else found
+        _, netstrings, items = zip(*ordered, strict=True)
+        listed = b"".join(netstrings)
         return (self.packed_name + (_FIXSTR[len(listed)] + listed if len(listed) < 32
-                                    else wire.pack((listed,))[1:]),
-                _array_header(len(ordered)) + b"".join([e[2] for e in ordered]))
+                                    else _str_header(len(listed)) + listed),
+                _array_header(len(ordered)) + b"".join(items))
+
+    def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
+        """The entry of an element not in the memo, remembered if it is short."""
+        key = self.element.sort_key(item)
+        entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
+        if len(key) <= _MEMO_BYTES:
+            if len(self.memo) >= _MEMO_LIMIT:
+                self.memo.clear()
+            self.memo[item if kind is str else (kind, item)] = entry
+        return entry
+
+
+def _str_header(size: int) -> bytes:
+    """The header :func:`wire.pack` gives a string of ``size`` bytes (32 or more)."""
+    return wire.pack((b"x" * size,))[1:-size] if size >= 256 else _STR8[size]
+
+
+#: the str8 headers of strings of 32 to 255 bytes, by size
+_STR8 = [b"\xd9" + bytes([size]) for size in range(256)]
 
 
 def wire_expiry(expire: Expiry | int) -> str:

@@ -23,9 +23,10 @@
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
 -- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- ARGV[6]     the caller's schema layout ("" for none)
--- ARGV[7..]   per document: id key, document JSON, write id, MessagePack array of pairs
---             (meta field name, netstring list of value encodings: what its meta hash
---             keeps), MessagePack array per index (in the model's index order) of its
+-- ARGV[7..]   per document: id key, document JSON, write id, MessagePack pairs, one string
+--             after another (not an array: unpacked straight into HSET's arguments; meta
+--             field name, netstring list of value encodings: what its meta hash keeps),
+--             MessagePack array per index (in the model's index order) of its
 --             value encodings (the same encodings: decoded in C, not parsed here), MessagePack
 --             array of the positions of unique indexes not enforced for it (a compound
 --             value with a null part)
@@ -86,14 +87,17 @@ local locks = locks_key(KEYS[3])
 local locked = not shared_error and redis.call("EXISTS", locks) == 1
 
 -- 1. checks, in batch order ---------------------------------------------------------------
-local results, accepted = {}, {}
+local any_unique = false
+for i = 1, nindexes do any_unique = any_unique or indexes[i].unique end
+local results, accepted = {}, {}  -- (accepted: positions of the documents to write)
+local members_of = {}  -- per accepted position: its entries per index, if unpacked here
 local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
 local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
 for i = 1, nindexes do claimed[i] = {} end
 for d = 1, ndocs do
   local base = 6 + 6 * (d - 1)
   local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
-  local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
+  local meta_key = KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
   if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
   if not refused and locked then
@@ -104,16 +108,14 @@ for d = 1, ndocs do
     end
   end
   if not refused and not all_free then  -- (an expired document's leftovers are purged)
-    refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[1], KEYS[2], indexes,
-                            write_id)
+    refused = check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d], meta_key,
+                            KEYS[1], KEYS[2], indexes, write_id)
     if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
       taken[idkey] = true
       refused = {"OK", refused[2]}
     end
   end
-  local doc = nil
-  if not refused then
-    local fields = cmsgpack.unpack(ARGV[base + 4])
+  if not refused and any_unique then
     local lenient = {}
     if ARGV[base + 6] ~= "\144" then  -- (not the empty array most documents send)
       for _, position in ipairs(cmsgpack.unpack(ARGV[base + 6])) do
@@ -121,6 +123,7 @@ for d = 1, ndocs do
       end
     end
     local members = cmsgpack.unpack(ARGV[base + 5])
+    members_of[d] = members
     for i = 1, nindexes do
       local index = indexes[i]
       if index.unique and not lenient[i] then
@@ -143,11 +146,11 @@ for d = 1, ndocs do
           end
         end
       end
-      taken[idkey] = true
-      doc = {d = d, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-             json = ARGV[base + 2], write_id = write_id, fields = fields, members = members}
-      accepted[#accepted + 1] = doc
     end
+  end
+  if not refused then
+    taken[idkey] = true
+    accepted[#accepted + 1] = d
   end
   results[d] = refused
 end
@@ -161,43 +164,64 @@ if #accepted > 0 then
   first_version = version + 1
   local every = #accepted == ndocs  -- (then one reply for all: see Returns)
   local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
-  local listed, scheduled_now = {}, {}
+  local scheduled_now = {}
   -- (the common events, a stream alone: emit()'s XADD without building its entry table)
   local stream_only = EVENTS and EVENTS.maxlen ~= "" and not EVENTS.doc and EVENTS.channel == ""
-  local entries = {}
-  for i = 1, nindexes do entries[i] = {} end
-  for _, doc in ipairs(accepted) do
+  -- per index, then the id index: ZADD arguments (score "0", member), filled as we go
+  local entries, counts = {}, {}
+  for i = 1, nindexes + 1 do entries[i] = {}; counts[i] = 0 end
+  local listed = entries[nindexes + 1]
+  for _, d in ipairs(accepted) do
+    local base = 6 + 6 * (d - 1)
+    local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
+    local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
     version = version + 1
     local shown = string.format("%.0f", version)
     if at then
-      redis.call("SET", doc.doc_key, versioned(shown, doc.json), "PXAT", at)
+      redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]), "PXAT", at)
       scheduled_now[#scheduled_now + 1] = at
-      scheduled_now[#scheduled_now + 1] = doc.idkey
+      scheduled_now[#scheduled_now + 1] = idkey
     else
-      redis.call("SET", doc.doc_key, versioned(shown, doc.json))
+      redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]))
     end
-    redis.call("HSET", doc.meta_key, "v", shown,
-               "r", doc.write_id .. string.rep("0", 16 - #shown) .. shown, unpack(doc.fields))
-    listed[#listed + 1] = doc.idkey
+    -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
+    redis.call("HSET", meta_key, "v", shown, "r", write_id .. string.rep("0", 16 - #shown)
+               .. shown, cmsgpack.unpack(ARGV[base + 4]))
+    local n = counts[nindexes + 1]
+    listed[n + 1] = "0"; listed[n + 2] = idkey
+    counts[nindexes + 1] = n + 2
+    local members = members_of[d] or cmsgpack.unpack(ARGV[base + 5])
     for i = 1, nindexes do
-      local into = entries[i]
-      for _, member in ipairs(doc.members[i]) do into[#into + 1] = member .. doc.idkey end
+      local into, these = entries[i], members[i]
+      n = counts[i]
+      for m = 1, #these do
+        into[n + 1] = "0"; into[n + 2] = these[m] .. idkey
+        n = n + 2
+      end
+      counts[i] = n
     end
     if stream_only then
       redis.call("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op", "create",
-                 "id", doc.idkey, "v", shown, "w", doc.write_id)
+                 "id", idkey, "v", shown, "w", write_id)
     else
-      emit("create", doc.idkey, shown, doc.write_id, nil, doc.json)
+      emit("create", idkey, shown, write_id, nil, ARGV[base + 2])
     end
-    if not every then results[doc.d] = {"OK", version} end
+    if not every then results[d] = {"OK", version} end
   end
   CLOCK = version
   DIRTY = true
   for i = 1, #scheduled_now, 1000 do
     redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, #scheduled_now)))
   end
-  bulk("ZADD", KEYS[1], listed, true)
-  for i = 1, nindexes do bulk("ZADD", indexes[i].key, entries[i], true) end
+  -- (the id index, then each index; ZADD in chunks of 500 entries: unpack() has a stack
+  -- limit)
+  for k = 0, nindexes do
+    local i = k == 0 and nindexes + 1 or k
+    local key, args, count = k == 0 and KEYS[1] or indexes[i].key, entries[i], counts[i]
+    for from = 1, count, 1000 do
+      redis.call("ZADD", key, unpack(args, from, math.min(from + 999, count)))
+    end
+  end
   flush_clock(KEYS[3])
 end
 if not shared_error and scheduled > 0 then

@@ -1,0 +1,103 @@
+"""``save.lua``'s shortcuts give what its general paths give: an insert that sends its index
+entries as one MessagePack array (``SaveCall.members``) writes exactly the entries, meta hash
+and refusals of one whose script parses them from the meta field pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from helpers import MODES, assert_indexes_consistent, call
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    Document,
+    IntField,
+    StringField,
+    UniqueViolation,
+)
+from quantumorm.backends.redis import writes
+from quantumorm.backends.redis.keys import KeySpace
+
+
+class Gadget(Document):
+    name = StringField(indexed=True)
+    n = IntField(indexed=True)
+    on = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    code = StringField(unique=True)
+
+    class Meta:
+        collection = "ssp_gadgets"
+        indexes = [("name", "n")]
+
+
+ROWS: list[dict[str, Any]] = [
+    {"name": "a", "n": 1, "on": True, "tags": ["x", "y", "x"], "code": "c1"},
+    {"name": None, "n": None, "on": None, "tags": [], "code": None},
+    {"name": "é\x00", "n": -(10**20), "on": False, "tags": ["", "long " * 50]},
+]
+
+
+def _entries(redis_client: Any, id: str) -> dict[bytes, list[bytes]]:
+    """Every index's entries of document ``id`` (its id key cut off), and its meta hash
+    without the version and recent writes."""
+    ks = KeySpace(Gadget._meta)
+    id_key = writes.sortable.id_key(id)
+    out: dict[bytes, list[bytes]] = {}
+    for index in Gadget._meta.indexes:
+        key = ks.index(0, index.name)
+        out[key.encode()] = sorted(m[:-len(id_key)] for m in redis_client.zrange(key, 0, -1)
+                                   if m.endswith(id_key))
+    meta = redis_client.hgetall(ks.meta(0, id))
+    out[b"meta"] = sorted(f + b"=" + v for f, v in meta.items() if f not in (b"v", b"r"))
+    return out
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make every save call leave its entries to the script's parse of the pairs."""
+    save = writes.WriteLayout.save
+
+    def without_members(self: writes.WriteLayout, request: Any) -> Any:
+        return dataclasses.replace(save(self, request), members=b"")
+
+    def use(on: bool) -> None:
+        if on:
+            monkeypatch.setattr(writes.WriteLayout, "save", without_members)
+        else:
+            monkeypatch.setattr(writes.WriteLayout, "save", save)
+    return use
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_insert_writes_the_same_entries_either_way(conn: Any, redis_client: Any,
+                                                           parsed: Any, mode: str) -> None:
+    for i, row in enumerate(ROWS):
+        shortcut = await call(Gadget(**{**row, "code": None}), "save", mode)  # (auto id)
+        known = await call(Gadget(id=f"k{i}", **{**row, "code": None}), "save", mode)
+        parsed(True)
+        general = await call(Gadget(**{**row, "code": None}), "save", mode)
+        known_general = await call(Gadget(id=f"g{i}", **{**row, "code": None}), "save", mode)
+        parsed(False)
+        assert _entries(redis_client, shortcut.id) == _entries(redis_client, general.id)
+        assert _entries(redis_client, known.id) == _entries(redis_client, known_general.id)
+        assert _entries(redis_client, shortcut.id)[b"meta"]  # (it has entries to compare)
+    assert_indexes_consistent(redis_client, Gadget)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("general", [False, True])
+async def test_a_unique_value_is_refused_either_way(conn: Any, redis_client: Any, parsed: Any,
+                                                     mode: str, general: bool) -> None:
+    holder = await call(Gadget(name="h", code="same"), "save", mode)
+    parsed(general)
+    for doc in (Gadget(name="x", code="same"), Gadget(id="mine", name="y", code="same")):
+        with pytest.raises(UniqueViolation) as refused:
+            await call(doc, "save", mode)
+        assert refused.value.other_id == holder.id
+    other = await call(Gadget(name="z", code="other"), "save", mode)
+    assert (await call(Gadget.objects.filter(code="other"), "all", mode))[0].id == other.id
+    assert_indexes_consistent(redis_client, Gadget)

@@ -1,6 +1,8 @@
 """``save.lua``'s shortcuts give what its general paths give: an insert that sends its index
 entries as one MessagePack array (``SaveCall.members``) writes exactly the entries, meta hash
-and refusals of one whose script parses them from the meta field pairs."""
+and refusals of one whose script parses them from the meta field pairs; and an insert whose
+index writes prove their keys' types (no TYPE command before) refuses a foreign key with
+nothing written, as a check before would."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from helpers import MODES, assert_indexes_consistent, call
+from helpers import MODES, assert_indexes_consistent, call, snapshot
 
 from quantumorm import (
     ArrayField,
@@ -17,6 +19,7 @@ from quantumorm import (
     IntField,
     StringField,
     UniqueViolation,
+    WrongTypeError,
 )
 from quantumorm.backends.redis import writes
 from quantumorm.backends.redis.keys import KeySpace
@@ -101,3 +104,72 @@ async def test_a_unique_value_is_refused_either_way(conn: Any, redis_client: Any
     other = await call(Gadget(name="z", code="other"), "save", mode)
     assert (await call(Gadget.objects.filter(code="other"), "all", mode))[0].id == other.id
     assert_indexes_consistent(redis_client, Gadget)
+
+
+# -- an insert's index writes prove their keys' types -------------------------------------
+# An insert checks the type of an index key only where it makes a unique claim or has no
+# entry to write; elsewhere its first ZADD there proves it, and a refusal then takes back
+# every write before it (the id's ZADD, the entries of the indexes before, an allocated id).
+
+FOREIGN = [index.name for index in Gadget._meta.indexes] + ["stream"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("target", FOREIGN)
+async def test_a_foreign_key_refuses_an_insert_with_nothing_written(
+        conn: Any, redis_client: Any, mode: str, target: str) -> None:
+    ks = KeySpace(Gadget._meta)
+    first = await call(Gadget(name="f", n=1, on=True, tags=["a", "b"], code="c0"), "save", mode)
+    key = ks.changes(0) if target == "stream" else ks.index(0, target)
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    row = {"name": "x", "n": 2, "on": False, "tags": ["b", "c"], "code": "c1"}
+    for doc in (Gadget(**row), Gadget(id="known", **row)):
+        with pytest.raises(WrongTypeError) as refused:
+            await call(doc, "save", mode)
+        assert refused.value.key == key
+        assert snapshot(redis_client) == before
+    redis_client.delete(key)  # (and with it the first document's entries there)
+    again = await call(Gadget(**row), "save", mode)
+    assert int(again.id) == int(first.id) + 1  # (the refused inserts took no id)
+    assert [d.id for d in await call(Gadget.objects.filter(code="c1"), "all", mode)] == [
+        again.id]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_foreign_index_refuses_an_insert_with_no_entry_in_it(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    await call(Gadget(name="w", tags=["a"]), "save", mode)  # (the stored schema first)
+    key = KeySpace(Gadget._meta).index(0, "tags")
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError) as refused:
+        await call(Gadget(name="x", tags=[]), "save", mode)  # (no tag: nothing to add)
+    assert refused.value.key == key
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_insert_with_many_entries_takes_them_all_back(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """Entries are added 1,000 per ZADD: a refusal after them removes every chunk."""
+    ks = KeySpace(Gadget._meta)
+    await call(Gadget(name="w"), "save", mode)  # (the stored schema first)
+    key = ks.index(0, "code")  # (after the tags index: its 2,500 entries come first)
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    tags = [f"t{i}" for i in range(2500)]
+    with pytest.raises(WrongTypeError):
+        await call(Gadget(name="many", tags=tags, code=None), "save", mode)
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+    held = redis_client.zcard(ks.index(0, "tags"))  # (the first document's null entry)
+    doc = await call(Gadget(name="many", tags=tags), "save", mode)
+    assert redis_client.zcard(ks.index(0, "tags")) == held + 2500
+    assert await call(Gadget.objects.filter(tags__contains="t2499"), "count", mode) == 1
+    assert await call(doc, "delete", mode)
+    assert redis_client.zcard(ks.index(0, "tags")) == held

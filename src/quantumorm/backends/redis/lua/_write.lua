@@ -236,6 +236,37 @@ local function rewrite_entries(index_key, idkey, old, new)
   bulk("ZADD", index_key, add, true)
 end
 
+-- A new document's entries in one index (ZADD, score 0, 1000 at a time) whose key's type
+-- no check proved: the first ZADD proves it, so that a WRONGTYPE error is the refusal
+-- {"WRONGTYPE", key} with nothing written there (nil: written). (An insert saves a TYPE
+-- command per index so; what it wrote before a refusal it takes back: remove_entries.)
+local function add_entries(index_key, idkey, new)
+  local args, n, proven = {}, 0, false
+  for i, member in ipairs(new) do
+    args[n + 1], args[n + 2], n = "0", member .. idkey, n + 2
+    if n >= 2000 or i == #new then
+      if proven then
+        redis.call("ZADD", index_key, unpack(args))
+      else
+        local _, refused = typed(index_key, "ZADD", index_key, unpack(args))
+        if refused then return refused end
+        proven = true
+      end
+      args, n = {}, 0
+    end
+  end
+  return nil
+end
+
+-- Take back add_entries() of a refused insert. Its id is new (no document, no meta hash),
+-- so no entry of it was there before, but as a leftover that no document owns (which
+-- verify() reports and repair() removes): removing it too leaves the index right.
+local function remove_entries(index_key, idkey, new)
+  local members = {}
+  for i, member in ipairs(new) do members[i] = member .. idkey end
+  bulk("ZREM", index_key, members, false)
+end
+
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),

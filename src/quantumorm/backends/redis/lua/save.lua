@@ -70,7 +70,9 @@ end
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
 -- the TTL schedule: its type, and whether a sweep can have anything to do. The stream's
 -- type is proven by the XADD itself (emit_first): an update's first write; an insert's
--- second, after the id's ZADD (and an allocation's INCR), which a refusal takes back.
+-- last but the document's own, after the id's ZADD (and an allocation's INCR) and its
+-- entries' ZADDs (which prove the types of the indexes it makes no unique claim in), all
+-- of which a refusal takes back.
 local scheduled
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
@@ -200,8 +202,13 @@ end
 
 -- 2. index key types and unique claims --------------------------------------------------
 for i, index in ipairs(indexes) do
-  if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
   index.new = listed and listed[i] or unpack_list(values[index.field])
+  -- (an insert proves the type of an index by its first ZADD there, see 3., unless it
+  -- makes a unique claim in it first or has no entry to write there)
+  if (mode ~= "insert" or index.unique or #index.new == 0)
+      and not type_ok(index.key, "zset") then
+    return {"WRONGTYPE", index.key}
+  end
   if index.unique then
     for _, member in ipairs(index.new) do
       local holder = unique_holder(index.key, member, idkey, doc_prefix)
@@ -245,19 +252,27 @@ end
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
 local version, emitted = nil, false
 if mode == "insert" then
-  -- the id's ZADD, then the event (the version it names is taken, then written): a
-  -- WRONGTYPE error of either is a refusal, and what was written before it is taken back
+  -- the id's ZADD, the entries of each index, then the event (the version it names is
+  -- taken, then written): a WRONGTYPE error of any is a refusal, and what was written
+  -- before it is taken back (the event, which cannot be, comes last)
   local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
+  local written = 0  -- (the indexes whose entries are written)
+  local function take_back()
+    for i = 1, written do remove_entries(indexes[i].key, idkey, indexes[i].new) end
+    if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
+    give_back()
+  end
+  for i, index in ipairs(indexes) do
+    refused = add_entries(index.key, idkey, index.new)
+    if refused then take_back(); return refused end
+    written = i
+  end
   if EVENTS then
     version = take_version(KEYS[6])
     refused = emit_first("create", idkey, string.format("%.0f", version), ARGV[5], changed,
                          json)
-    if refused then
-      if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-      give_back()
-      return refused
-    end
+    if refused then take_back(); return refused end
     write_clock(KEYS[6])
     emitted = true
   end
@@ -269,8 +284,8 @@ elseif EVENTS then  -- the event first (the version it names is taken, then writ
   write_clock(KEYS[6])
   emitted = true
 end
-for _, index in ipairs(indexes) do
-  rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
+if mode ~= "insert" then  -- (an insert's entries are written)
+  for _, index in ipairs(indexes) do rewrite_entries(index.key, idkey, index.old, index.new) end
 end
 version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                  json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,

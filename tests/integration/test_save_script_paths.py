@@ -173,3 +173,54 @@ async def test_an_insert_with_many_entries_takes_them_all_back(
     assert await call(Gadget.objects.filter(tags__contains="t2499"), "count", mode) == 1
     assert await call(doc, "delete", mode)
     assert redis_client.zcard(ks.index(0, "tags")) == held
+
+
+# -- a delete's index writes prove their keys' types (delete.lua) -------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("target", FOREIGN)
+async def test_a_foreign_key_refuses_a_delete_with_nothing_removed(
+        conn: Any, redis_client: Any, mode: str, target: str) -> None:
+    ks = KeySpace(Gadget._meta)
+    doc = await call(Gadget(name="d", n=1, on=True, tags=["a", "b"], code="c0"), "save", mode)
+    other = await call(Gadget(name="e", n=2, on=False, tags=["b"], code="c1"), "save", mode)
+    key = ks.changes(0) if target == "stream" else ks.index(0, target)
+    held = redis_client.zrange(key, 0, -1) if target != "stream" else []
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError) as refused:
+        await call(doc, "delete", mode)
+    assert refused.value.key == key
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+    if held:
+        redis_client.zadd(key, dict.fromkeys(held, 0))
+    assert await call(doc, "delete", mode)
+    assert [d.id for d in await call(Gadget.objects, "all", mode)] == [other.id]
+    if target != "stream":
+        assert_indexes_consistent(redis_client, Gadget)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_delete_with_many_entries_puts_them_all_back(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """Entries are removed 1,000 per ZREM: a refusal after them puts every chunk back."""
+    ks = KeySpace(Gadget._meta)
+    doc = await call(Gadget(name="many", tags=[f"t{i}" for i in range(2500)], code="c"),
+                     "save", mode)
+    key = ks.index(0, "code")  # (after the tags index)
+    held = redis_client.zrange(key, 0, -1)
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError):
+        await call(doc, "delete", mode)
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+    redis_client.zadd(key, dict.fromkeys(held, 0))
+    assert_indexes_consistent(redis_client, Gadget)
+    assert await call(doc, "delete", mode)
+    assert redis_client.zcard(ks.index(0, "tags")) == 0
+    assert_indexes_consistent(redis_client, Gadget)

@@ -267,6 +267,23 @@ local function remove_entries(index_key, idkey, new)
   bulk("ZREM", index_key, members, false)
 end
 
+-- A deleted document's entries (``members``: value encodings .. id key) out of one index
+-- whose key's type no check proved: ZREM, 1000 at a time, the first proving the type, so
+-- that a WRONGTYPE error is the refusal {"WRONGTYPE", key} with nothing removed there (nil:
+-- removed). What a delete removed before a refusal it puts back (ZADD, score 0): the
+-- entries its meta hash lists, which are the document's (one that was missing is so
+-- restored, as repair() would).
+local function drop_entries(index_key, members)
+  local n = #members
+  if n == 0 then return nil end
+  local _, refused = typed(index_key, "ZREM", index_key, unpack(members, 1, math.min(1000, n)))
+  if refused then return refused end
+  for i = 1001, n, 1000 do
+    redis.call("ZREM", index_key, unpack(members, i, math.min(i + 999, n)))
+  end
+  return nil
+end
+
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),

@@ -1,8 +1,8 @@
 """``save.lua``'s shortcuts give what its general paths give: an insert that sends its index
 entries as one MessagePack array (``SaveCall.members``) writes exactly the entries, meta hash
-and refusals of one whose script parses them from the meta field pairs; and an insert whose
-index writes prove their keys' types (no TYPE command before) refuses a foreign key with
-nothing written, as a check before would."""
+and refusals of one whose script parses them from the meta field pairs; and an insert, an
+update or a delete whose index writes prove their keys' types (no TYPE command before)
+refuses a foreign key with nothing written, as a check before would."""
 
 from __future__ import annotations
 
@@ -223,4 +223,74 @@ async def test_a_delete_with_many_entries_puts_them_all_back(
     assert_indexes_consistent(redis_client, Gadget)
     assert await call(doc, "delete", mode)
     assert redis_client.zcard(ks.index(0, "tags")) == 0
+    assert_indexes_consistent(redis_client, Gadget)
+
+
+# -- an update's index writes prove their keys' types (save.lua) --------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("target", FOREIGN)
+async def test_a_foreign_key_refuses_an_update_with_nothing_written(
+        conn: Any, redis_client: Any, mode: str, target: str) -> None:
+    ks = KeySpace(Gadget._meta)
+    doc = await call(Gadget(name="u", n=1, on=True, tags=["a", "b"], code="c0"), "save", mode)
+    version = doc.version
+    key = ks.changes(0) if target == "stream" else ks.index(0, target)
+    held = redis_client.zrange(key, 0, -1) if target != "stream" else []
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    # (every index changes: entries removed and added in each; the unique one is checked)
+    doc.name, doc.n, doc.on, doc.tags, doc.code = "v", 2, False, ["b", "c"], "c1"
+    with pytest.raises(WrongTypeError) as refused:
+        await call(doc, "save", mode)
+    assert refused.value.key == key
+    assert snapshot(redis_client) == before
+    assert doc.version == version
+    redis_client.delete(key)
+    if held:
+        redis_client.zadd(key, dict.fromkeys(held, 0))
+    await call(doc, "save", mode)
+    assert [d.id for d in await call(Gadget.objects.filter(name="v", tags__contains="c"),
+                                     "all", mode)] == [doc.id]
+    if target != "stream":
+        assert_indexes_consistent(redis_client, Gadget)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_foreign_index_refuses_an_update_that_changes_no_entry_in_it(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    doc = await call(Gadget(name="r", tags=["a", "b"]), "save", mode)
+    key = KeySpace(Gadget._meta).index(0, "tags")
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    before = snapshot(redis_client)
+    doc.tags = ["b", "a"]  # (the same entries: nothing to write in the index)
+    with pytest.raises(WrongTypeError) as refused:
+        await call(doc, "save", mode)
+    assert refused.value.key == key
+    assert snapshot(redis_client) == before
+    redis_client.delete(key)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_update_with_many_entries_takes_them_all_back(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """2,500 entries removed and 2,500 added, 1,000 per command, then a refusal (the
+    stream): every one is put back as it was."""
+    ks = KeySpace(Gadget._meta)
+    doc = await call(Gadget(name="m", tags=[f"a{i}" for i in range(2500)]), "save", mode)
+    stream = ks.changes(0)
+    redis_client.delete(stream)
+    redis_client.set(stream, "written by someone else")
+    before = snapshot(redis_client)
+    doc.tags = [f"b{i}" for i in range(2500)]
+    with pytest.raises(WrongTypeError):
+        await call(doc, "save", mode)
+    assert snapshot(redis_client) == before
+    redis_client.delete(stream)
+    await call(doc, "save", mode)
+    assert await call(Gadget.objects.filter(tags__contains="b2499"), "count", mode) == 1
+    assert await call(Gadget.objects.filter(tags__contains="a0"), "count", mode) == 0
     assert_indexes_consistent(redis_client, Gadget)

@@ -76,7 +76,7 @@ end
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
 -- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet), then its
--- entries, index by index (the first ZREM in each proves its key's type: drop_entries),
+-- entries, index by index (the first ZREM in each proves its key's type: proving()),
 -- then the event: a refusal of any puts back what was removed before it
 do
   local removed, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
@@ -87,7 +87,7 @@ do
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
   end
   for i, index in ipairs(indexes) do
-    bad = drop_entries(index.key, index.old)
+    bad = proving("ZREM", index.key, index.old)
     if bad then put_back(); return bad end
     dropped = i
   end

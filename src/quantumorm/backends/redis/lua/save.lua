@@ -69,10 +69,10 @@ end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
 -- the TTL schedule: its type, and whether a sweep can have anything to do. The stream's
--- type is proven by the XADD itself (emit_first): an update's first write; an insert's
--- last but the document's own, after the id's ZADD (and an allocation's INCR) and its
--- entries' ZADDs (which prove the types of the indexes it makes no unique claim in), all
--- of which a refusal takes back.
+-- type is proven by the XADD itself (emit_first), which comes after the id's ZADD of an
+-- insert (and an allocation's INCR) and the writes of the entries that change (which prove
+-- the types of the indexes where no unique claim is made), all of which a refusal takes
+-- back.
 local scheduled
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
@@ -203,10 +203,14 @@ end
 -- 2. index key types and unique claims --------------------------------------------------
 for i, index in ipairs(indexes) do
   index.new = listed and listed[i] or unpack_list(values[index.field])
-  -- (an insert proves the type of an index by its first ZADD there, see 3., unless it
-  -- makes a unique claim in it first or has no entry to write there)
-  if (mode ~= "insert" or index.unique or #index.new == 0)
-      and not type_ok(index.key, "zset") then
+  local writes = #index.new
+  if mode ~= "insert" then  -- (an insert's: see 3., once its id is known)
+    index.drop, index.add = entries_diff(idkey, index.old, index.new)
+    writes = #index.drop + #index.add
+  end
+  -- (a write proves the type of an index by its first write there, see 3., unless it
+  -- makes a unique claim in it first or has nothing to write there)
+  if (index.unique or writes == 0) and not type_ok(index.key, "zset") then
     return {"WRONGTYPE", index.key}
   end
   if index.unique then
@@ -251,41 +255,39 @@ end
 -- 3. writes (nothing above has written but the id allocation, and the purge of an expired
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
 local version, emitted = nil, false
+-- An insert's first write is its id's ZADD; then, insert or update, the changed entries of
+-- each index (the first write in each proves its key's type: change_entries), then the
+-- event (the version it names is taken, then written): a WRONGTYPE error of any is a
+-- refusal, and what was written before it is taken back (the event, which cannot be, comes
+-- last of them)
+local added, refused = 0, nil
 if mode == "insert" then
-  -- the id's ZADD, the entries of each index, then the event (the version it names is
-  -- taken, then written): a WRONGTYPE error of any is a refusal, and what was written
-  -- before it is taken back (the event, which cannot be, comes last)
-  local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+  added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
-  local written = 0  -- (the indexes whose entries are written)
-  local function take_back()
-    for i = 1, written do remove_entries(indexes[i].key, idkey, indexes[i].new) end
-    if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-    give_back()
+  for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
+    local add = {}
+    for j, member in ipairs(index.new) do add[j] = member .. idkey end
+    index.drop, index.add = {}, add
   end
-  for i, index in ipairs(indexes) do
-    refused = add_entries(index.key, idkey, index.new)
-    if refused then take_back(); return refused end
-    written = i
-  end
-  if EVENTS then
-    version = take_version(KEYS[6])
-    refused = emit_first("create", idkey, string.format("%.0f", version), ARGV[5], changed,
-                         json)
-    if refused then take_back(); return refused end
-    write_clock(KEYS[6])
-    emitted = true
-  end
-elseif EVENTS then  -- the event first (the version it names is taken, then written)
+end
+local written = 0  -- (the indexes whose entries are written)
+local function take_back()
+  take_back_entries(indexes, written)
+  if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
+  give_back()
+end
+for i, index in ipairs(indexes) do
+  refused = change_entries(index.key, index.drop, index.add)
+  if refused then take_back(); return refused end
+  written = i
+end
+if EVENTS then
   version = take_version(KEYS[6])
-  local refused = emit_first("update", idkey, string.format("%.0f", version), ARGV[5],
-                             changed, json)
-  if refused then return refused end
+  refused = emit_first(mode == "insert" and "create" or "update", idkey,
+                       string.format("%.0f", version), ARGV[5], changed, json)
+  if refused then take_back(); return refused end
   write_clock(KEYS[6])
   emitted = true
-end
-if mode ~= "insert" then  -- (an insert's entries are written)
-  for _, index in ipairs(indexes) do rewrite_entries(index.key, idkey, index.old, index.new) end
 end
 version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                  json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,

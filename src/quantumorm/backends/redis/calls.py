@@ -48,6 +48,9 @@ class SaveCall:
     events: bytes  # the spec events_on() reads; b"" for none
     changed: bytes  # MessagePack changed field names; b"" for all
     layout: bytes  # the caller's schema layout
+    #: MessagePack, per index of ``touched`` (every index, in index order): its value
+    #: encodings; b"": the script reads them from ``values``
+    members: bytes = b""
 
     def call(self) -> Call:
         return Call("save", (
@@ -55,7 +58,7 @@ class SaveCall:
             self.state_key, *self.index_keys, *self.event_keys), (
             self.op, self.expected_version, self.id_key, self.document, self.write_id,
             self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
-            self.meta_prefix, self.events, self.changed, self.layout))
+            self.meta_prefix, self.events, self.changed, self.layout, self.members))
 
 
 @dataclass(slots=True)

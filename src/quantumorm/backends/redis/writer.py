@@ -31,7 +31,7 @@ from ...options import ModelOptions
 from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
-from .core import LAYOUT_ATTEMPTS, unsettled
+from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
 
@@ -67,8 +67,10 @@ class Writer(TwoPhase):
         def send(requests: list[WriteRequest],
                  pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
             nonlocal stale_layouts
-            yield from self.prepare(options)
-            batches = self._batches(options, [requests[i] for i in pending], pending)
+            state = self._state(options)
+            if state.schema is None:  # (first use: prepare() reads it; then nothing to do)
+                state = yield from self.prepare(options)
+            batches = self._batches(state, [requests[i] for i in pending], pending)
             calls = [record.call() for record, _ in batches]
             # saves may be resent after a broken connection (each recognises its own earlier
             # application by its write id); not deletes (no write id survives them) nor an
@@ -150,12 +152,12 @@ class Writer(TwoPhase):
         again = yield RedisPlan((call.call(),))
         return list(again)
 
-    def _batches(self, options: ModelOptions, requests: list[WriteRequest],
+    @staticmethod
+    def _batches(state: ModelState, requests: list[WriteRequest],
                  positions: list[int]) -> list[tuple[Record, list[int]]]:
         """Script call records for the requests, and which request positions each one
         serves: inserts with known ids go together, one ``insert_many`` call per partition;
         every other write is its own call."""
-        state = self._state(options)
         if len(requests) == 1:  # (the common case: one save or delete)
             request = requests[0]
             return [(state.writes.delete(request) if request.kind == "delete"

@@ -183,12 +183,19 @@ class WriteLayout:
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
         fields, compound, touched, packed_indexes = self._touched(changed)
-        pack_list = sortable.pack_list
-        pairs: list[bytes] = []
-        for name, field, meta_name in fields:
-            pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
-        for index, manifest in compound:
-            pairs += [manifest, pack_list(index_members(self.options, index, values))]
+        if changed is None:
+            # every field (an insert): its entries as a bulk insert packs them, remembered
+            # per value, and per index in index order, which the script reads whole
+            # (one MessagePack decode) instead of parsing the netstrings index by index
+            packed_pairs, members, _ = self.bulk_values(values)
+        else:
+            pack_list = sortable.pack_list
+            pairs: list[bytes] = []
+            for name, field, meta_name in fields:
+                pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
+            for index, manifest in compound:
+                pairs += [manifest, pack_list(index_members(self.options, index, values))]
+            packed_pairs, members = wire.pack(pairs), b""
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             p = keys.partition(0)
@@ -207,11 +214,11 @@ class WriteLayout:
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
             request.kind, str(request.expected_version), id_key, self.document(request),
-            os.urandom(8).hex(), wire.pack(pairs), packed_indexes, self.manifests,
+            os.urandom(8).hex(), packed_pairs, packed_indexes, self.manifests,
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
-            self.changed_names(request.changed) if events else b"", self.layout)
+            self.changed_names(request.changed) if events else b"", self.layout, members)
 
     def _touched(self, changed: frozenset[str] | None) -> Touched:
         """What a save of the fields ``changed`` (None: all) writes, worked out once per

@@ -212,6 +212,20 @@ local function unique_holder(index_key, member, idkey, doc_prefix, ignore)
   end
 end
 
+-- The entries of a document that change in one index from ``old`` to ``new`` (lists of
+-- value encodings), as members: those to remove and those to add.
+local function entries_diff(idkey, old, new)
+  local keep, drop, add = {}, {}, {}
+  for _, member in ipairs(new) do keep[member] = true end
+  for _, member in ipairs(old) do
+    if keep[member] then keep[member] = nil else drop[#drop + 1] = member .. idkey end
+  end
+  for _, member in ipairs(new) do
+    if keep[member] then add[#add + 1] = member .. idkey; keep[member] = nil end
+  end
+  return drop, add
+end
+
 -- Bring a document's entries in one index from ``old`` to ``new`` (lists of value
 -- encodings): only the entries that differ are removed and added.
 local function rewrite_entries(index_key, idkey, old, new)
@@ -224,16 +238,57 @@ local function rewrite_entries(index_key, idkey, old, new)
     if n > 0 then redis.call("ZADD", index_key, unpack(args)) end
     return
   end
-  local keep, drop, add = {}, {}, {}
-  for _, member in ipairs(new) do keep[member] = true end
-  for _, member in ipairs(old) do
-    if keep[member] then keep[member] = nil else drop[#drop + 1] = member .. idkey end
-  end
-  for _, member in ipairs(new) do
-    if keep[member] then add[#add + 1] = member .. idkey; keep[member] = nil end
-  end
+  local drop, add = entries_diff(idkey, old, new)
   bulk("ZREM", index_key, drop, false)
   bulk("ZADD", index_key, add, true)
+end
+
+-- Writes of index entries whose key's type no check proved (a TYPE command per index
+-- saved): the first command in the key proves it, so that its WRONGTYPE error is the refusal
+-- {"WRONGTYPE", key} with nothing written there, and nil means written. The caller takes
+-- back what it wrote before a refusal (take_back_entries), and makes its change event, which
+-- cannot be taken back, its last refusable write.
+
+-- ZADD (score 0) or ZREM ``members`` (value encodings .. id key) in one index, 1000 at a
+-- time, the first proving the key's type.
+local function proving(command, index_key, members)
+  local n = #members
+  for i = 1, n, 1000 do
+    local args, k = {}, 0
+    for j = i, math.min(i + 999, n) do
+      if command == "ZADD" then k = k + 1; args[k] = "0" end
+      k = k + 1; args[k] = members[j]
+    end
+    if i == 1 then
+      local _, refused = typed(index_key, command, index_key, unpack(args))
+      if refused then return refused end
+    else
+      redis.call(command, index_key, unpack(args))
+    end
+  end
+  return nil
+end
+
+-- Remove ``drop`` and add ``add`` (members) in one index, the first command proving the
+-- key's type; nothing to do proves nothing (the caller checks such a key itself).
+local function change_entries(index_key, drop, add)
+  if #drop == 0 then return proving("ZADD", index_key, add) end
+  local refused = proving("ZREM", index_key, drop)
+  if refused then return refused end
+  bulk("ZADD", index_key, add, true)
+  return nil
+end
+
+-- Take back change_entries() of the first ``count`` of ``indexes`` (each with its ``drop``
+-- and ``add``) after a refusal: the added entries go, the removed ones come back. Exact
+-- for a document whose meta hash lists its entries: an entry it removed was listed (its
+-- document's), and an entry it added that was there already was one that no meta hash
+-- lists (a leftover, which verify() reports and repair() removes).
+local function take_back_entries(indexes, count)
+  for i = 1, count do
+    bulk("ZREM", indexes[i].key, indexes[i].add, false)
+    bulk("ZADD", indexes[i].key, indexes[i].drop, true)
+  end
 end
 
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry

@@ -30,9 +30,9 @@
 -- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the
 -- document: its type and whether it is alive; HMGET of the meta hash: the version and every
 -- index's entries, and its type; ZCARD of the schedule: its type, and whether the id can be
--- in it at all; TYPE of each index the document has entries in; then the writes, the first
--- of them (ZREM of the id) proving the id index's type, the second (the XADD of the event)
--- the stream's: a refusal of it puts the id back.
+-- in it at all; then the writes, the first of them (ZREM of the id) proving the id index's
+-- type, the first ZREM in each index that index's, the XADD of the event the stream's: a
+-- refusal of any puts back what was removed before it.
 do
   local refused = state_check(KEYS[6], ARGV[6], false)
   if refused then return refused end
@@ -70,25 +70,29 @@ end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
 for i, index in ipairs(indexes) do
   index.old = unpack_list(got[i + 1] or nil)
-  if #index.old > 0 and not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
+  for j, member in ipairs(index.old) do index.old[j] = member .. idkey end
 end
 
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
--- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet), then the
--- event (a refusal of it puts the id back: nothing written either)
+-- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet), then its
+-- entries, index by index (the first ZREM in each proves its key's type: proving()),
+-- then the event: a refusal of any puts back what was removed before it
 do
   local removed, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
   if bad then return bad end
-  bad = emit_first("delete", idkey, stored, nil, nil, last)
-  if bad then
+  local dropped = 0  -- (the indexes whose entries are removed)
+  local function put_back()
+    for i = 1, dropped do bulk("ZADD", indexes[i].key, indexes[i].old, true) end
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
-    return bad
   end
-end
-for _, index in ipairs(indexes) do
-  for i, member in ipairs(index.old) do index.old[i] = member .. idkey end
-  bulk("ZREM", index.key, index.old, false)
+  for i, index in ipairs(indexes) do
+    bad = proving("ZREM", index.key, index.old)
+    if bad then put_back(); return bad end
+    dropped = i
+  end
+  bad = emit_first("delete", idkey, stored, nil, nil, last)
+  if bad then put_back(); return bad end
 end
 if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
 if soft then

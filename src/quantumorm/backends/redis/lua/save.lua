@@ -37,6 +37,9 @@
 --           patch: the name of each member of ARGV[4], in order (those whose value changes
 --           make the "f")
 -- ARGV[14]  the caller's schema layout ("" for none)
+-- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
+--           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
+--           when the write touches every index: one decode instead of a parse per index)
 --
 -- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
@@ -67,8 +70,10 @@ end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
 -- the TTL schedule: its type, and whether a sweep can have anything to do. The stream's
--- type is proven by the XADD itself (emit_first): an update's first write; an insert's
--- second, after the id's ZADD (and an allocation's INCR), which a refusal takes back.
+-- type is proven by the XADD itself (emit_first), which comes after the id's ZADD of an
+-- insert (and an allocation's INCR) and the writes of the entries that change (which prove
+-- the types of the indexes where no unique claim is made), all of which a refusal takes
+-- back.
 local scheduled
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
@@ -86,10 +91,13 @@ if idkey ~= "" then  -- (a document of a prepared transaction: see lock_holder()
   end
 end
 
--- the indexes this write touches, with their new entries
+-- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
 local fields = cmsgpack.unpack(ARGV[6])
+local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
 local values = {}
-for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+if not listed then
+  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+end
 local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
@@ -196,9 +204,18 @@ elseif not allocating then
 end
 
 -- 2. index key types and unique claims --------------------------------------------------
-for _, index in ipairs(indexes) do
-  if not type_ok(index.key, "zset") then return {"WRONGTYPE", index.key} end
-  index.new = unpack_list(values[index.field])
+for i, index in ipairs(indexes) do
+  index.new = listed and listed[i] or unpack_list(values[index.field])
+  local writes = #index.new
+  if mode ~= "insert" then  -- (an insert's: see 3., once its id is known)
+    index.drop, index.add = entries_diff(idkey, index.old, index.new)
+    writes = #index.drop + #index.add
+  end
+  -- (a write proves the type of an index by its first write there, see 3., unless it
+  -- makes a unique claim in it first or has nothing to write there)
+  if (index.unique or writes == 0) and not type_ok(index.key, "zset") then
+    return {"WRONGTYPE", index.key}
+  end
   if index.unique then
     for _, member in ipairs(index.new) do
       local holder = unique_holder(index.key, member, idkey, doc_prefix)
@@ -241,33 +258,39 @@ end
 -- 3. writes (nothing above has written but the id allocation, and the purge of an expired
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
 local version, emitted = nil, false
+-- An insert's first write is its id's ZADD; then, insert or update, the changed entries of
+-- each index (the first write in each proves its key's type: change_entries), then the
+-- event (the version it names is taken, then written): a WRONGTYPE error of any is a
+-- refusal, and what was written before it is taken back (the event, which cannot be, comes
+-- last of them)
+local added, refused = 0, nil
 if mode == "insert" then
-  -- the id's ZADD, then the event (the version it names is taken, then written): a
-  -- WRONGTYPE error of either is a refusal, and what was written before it is taken back
-  local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+  added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
-  if EVENTS then
-    version = take_version(KEYS[6])
-    refused = emit_first("create", idkey, string.format("%.0f", version), ARGV[5], changed,
-                         json)
-    if refused then
-      if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-      give_back()
-      return refused
-    end
-    write_clock(KEYS[6])
-    emitted = true
+  for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
+    local add = {}
+    for j, member in ipairs(index.new) do add[j] = member .. idkey end
+    index.drop, index.add = {}, add
   end
-elseif EVENTS then  -- the event first (the version it names is taken, then written)
+end
+local written = 0  -- (the indexes whose entries are written)
+local function take_back()
+  take_back_entries(indexes, written)
+  if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
+  give_back()
+end
+for i, index in ipairs(indexes) do
+  refused = change_entries(index.key, index.drop, index.add)
+  if refused then take_back(); return refused end
+  written = i
+end
+if EVENTS then
   version = take_version(KEYS[6])
-  local refused = emit_first("update", idkey, string.format("%.0f", version), ARGV[5],
-                             changed, json)
-  if refused then return refused end
+  refused = emit_first(mode == "insert" and "create" or "update", idkey,
+                       string.format("%.0f", version), ARGV[5], changed, json)
+  if refused then take_back(); return refused end
   write_clock(KEYS[6])
   emitted = true
-end
-for _, index in ipairs(indexes) do
-  rewrite_entries(index.key, idkey, index.old or {}, index.new)  -- (an insert has none)
 end
 version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
                  json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,

@@ -1,0 +1,128 @@
+"""The arguments of a single write's ``save.lua`` call (``WriteLayout.save``): an insert sends
+every meta field pair as the bulk insert packs them (its memo) and, per index, its value
+encodings as one MessagePack array the script decodes at once; an update sends the pairs of
+the fields it changed and no such array (the script parses the pairs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    Document,
+    IntField,
+    StringField,
+    sortable,
+)
+from quantumorm.backends.redis import wire, writes
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.engine.contract import Expiry, WriteRequest
+
+
+class Item(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    d = DecimalField(indexed=True)
+    b = BooleanField(indexed=True)
+    t = DateTimeField()
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "save_arguments_items"
+        namespace = "unit"
+        indexes = [{"fields": ["s", "n"], "unique": True}, ("b", "s")]
+
+
+T = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+ROWS: list[dict[str, Any]] = [
+    {"s": "a", "n": 1, "d": Decimal("1.5"), "b": True, "t": T, "tags": ["x", "y", "x"]},
+    {"s": None, "n": 2, "b": None, "tags": []},  # (a null part: not held unique)
+    {"s": "a", "n": -(10**30), "d": Decimal("0"), "b": False, "tags": ["é", "a\x00", ""]},
+    {"s": "long " * 60, "n": 0, "tags": ["long " * 60, "y"]},
+]
+
+
+def _request(kind: str, row: dict[str, Any], changed: frozenset[str] | None,
+             id: str | None = None) -> WriteRequest:
+    doc = Item(**row)
+    data = doc.clean()
+    return WriteRequest(kind, id, 0 if kind == "insert" else 5, data, doc._values(), changed,
+                        Expiry.KEEP, b"{}")
+
+
+def _unpack(packed: bytes) -> list[Any]:
+    """A MessagePack array of strings or of arrays of strings (what wire.pack makes)."""
+    out, pos = _item(packed, 0)
+    assert pos == len(packed)
+    return out
+
+
+def _item(data: bytes, pos: int) -> tuple[Any, int]:
+    head = data[pos]
+    if head & 0xF0 == 0x90 or head == 0xDC:
+        count, pos = ((head & 0x0F, pos + 1) if head != 0xDC
+                      else (int.from_bytes(data[pos + 1:pos + 3], "big"), pos + 3))
+        items = []
+        for _ in range(count):
+            item, pos = _item(data, pos)
+            items.append(item)
+        return items, pos
+    if head & 0xE0 == 0xA0:
+        size, pos = head & 0x1F, pos + 1
+    elif head == 0xD9:
+        size, pos = data[pos + 1], pos + 2
+    elif head == 0xDA:
+        size, pos = int.from_bytes(data[pos + 1:pos + 3], "big"), pos + 3
+    else:
+        raise AssertionError(f"unexpected MessagePack byte {head:#x}")
+    return data[pos:pos + size], pos + size
+
+
+@pytest.mark.parametrize("id", [None, "7"])
+def test_an_insert_sends_every_pair_and_the_entries_of_every_index(id: str | None) -> None:
+    layout = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
+    for _pass in range(2):  # (the second pass: from the bulk memo)
+        for row in ROWS:
+            request = _request("insert", row, None, id)
+            call = layout.save(request)
+            values = request.values
+            assert values is not None
+            pairs, _ = layout.all_entries(values)
+            assert call.values == wire.pack(pairs)
+            # per index, in the order of the touched indexes (every index: index order),
+            # the encodings that its pair holds as netstrings
+            members = _unpack(call.members)
+            described = _unpack(call.touched)
+            assert len(members) == len(described) // 4 == len(Item._meta.indexes)
+            by_field = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            for i, index in enumerate(Item._meta.indexes):
+                assert described[4 * i] == b"%d" % (7 + i)
+                expected = writes.index_members(Item._meta, index, values)
+                assert members[i] == expected
+                assert sortable.unpack_list(by_field[described[4 * i + 1]]) == expected
+            # the unique compound index (s, n) is held unique only without a null part
+            position = [index.name for index in Item._meta.indexes].index("s__n")
+            assert described[4 * position + 2] == (b"1" if values.get("s") is not None
+                                                   else b"0")
+
+
+def test_an_update_sends_the_changed_pairs_only_and_no_entry_array() -> None:
+    layout = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
+    request = _request("update", ROWS[0], frozenset({"n"}), "7")
+    call = layout.save(request)
+    assert call.members == b""
+    assert request.values is not None
+    s_n = Item._meta.indexes[5]
+    assert call.values == wire.pack([
+        b"f:n", sortable.pack_list(Item._meta.fields["n"].index_keys(request.values["n"])),
+        b"x:s__n", sortable.pack_list(writes.index_members(Item._meta, s_n, request.values))])
+    # the indexes of "n": the field's own and the unique compound one
+    described = _unpack(call.touched)
+    assert described[1::4] == [b"f:n", b"x:s__n"]

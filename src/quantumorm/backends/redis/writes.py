@@ -143,6 +143,8 @@ class WriteLayout:
             operator.itemgetter(*sources) if len(sources) > 1 else
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = _array_header(len(self.indexes))
+        #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
+        self._pairs_header = _array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: a one-field patch's packed entries, by (attribute name, type, value)
         self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
@@ -188,6 +190,7 @@ class WriteLayout:
             # per value, and per index in index order, which the script reads whole
             # (one MessagePack decode) instead of parsing the netstrings index by index
             packed_pairs, members, _ = self.bulk_values(values)
+            packed_pairs = self._pairs_header + packed_pairs
         else:
             pack_list = sortable.pack_list
             pairs: list[bytes] = []

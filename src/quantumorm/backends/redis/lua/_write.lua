@@ -406,11 +406,11 @@ end
 -- What patch_json needs of the stored document ``s``, found without scanning it member by
 -- member in Lua, where that provably finds what json_members finds: the members named in
 -- ``given`` (lists whose first item is a quoted key text) by key text, as json_members
--- gives them; the position of the closing brace; whether the object has members. nil where it cannot
--- prove it (the caller scans the document, which also decides what is damaged).
+-- gives them; the position of the closing brace; whether the object has members. nil
+-- where it cannot prove it (the caller scans the document, which also decides what is damaged).
 -- Proof: ``s`` is valid JSON (cjson reads it whole, as a read would; so nothing but
--- blanks follows the object) and has no backslash and no NUL (so each string ends at the next quote,
--- and a key's text is its name between quotes). Then a quoted name followed by ':' is
+-- blanks follows the object) and has no backslash and no NUL (so each string ends at the
+-- next quote, and a key's text is its name between quotes). Then a quoted name followed by ':' is
 -- always a key of some object (a quote that closes a string is never followed by a name,
 -- and a value is never followed by ':'). When the top-level object has that name (cjson
 -- says) and the text holds only one such key, that key is the top-level member, its value

@@ -9,8 +9,8 @@
 -- ARGV[1]   the caller's schema layout
 -- ARGV[2..] pairs of lex range bounds; none: count the whole key (ZCARD)
 -- Returns   the count, -1 when the TTL schedule is not empty or the partition has locks of
---           two-phase commits (its flag, see lock_flag() in _write.lua), -2 when the caller's schema
---           is outdated (it must read it again)
+--           two-phase commits (its flag, see lock_flag() in _write.lua), -2 when the
+--           caller's schema is outdated (it must read it again)
 -- luacheck: globals redis KEYS ARGV
 
 do
@@ -20,11 +20,12 @@ do
 end
 -- The TTL schedule and the lock flag (two-phase commits: while the partition has locks,
 -- query.lua counts, and says so) are usually both absent (an empty sorted set is no key):
--- one EXISTS of the two says so; only when one is there does each get its own read.
+-- one EXISTS of the two says so. When either is there the answer is -1 either way (a
+-- schedule that exists is not empty); its ZCARD only proves the schedule's type.
 local lock_flag = string.sub(KEYS[3], 1, -6) .. "locked"
 if redis.call("EXISTS", KEYS[1], lock_flag) > 0 then
-  if redis.call("ZCARD", KEYS[1]) > 0 then return -1 end
-  if redis.call("EXISTS", lock_flag) == 1 then return -1 end
+  redis.call("ZCARD", KEYS[1])
+  return -1
 end
 if #ARGV == 1 then return redis.call("ZCARD", KEYS[2]) end
 local n = 0

@@ -9,8 +9,8 @@
 -- and its change event. (One MSET for the documents would save a command per document,
 -- but MSET is not among the commands of the published ACL rule: see acl.py.) The checks
 -- judge the batch as if it were written in turn: a value (or an id) an earlier document of
--- the batch takes is taken for a later one. As in save.lua, the JSON is stored verbatim and the shebang
--- makes the server refuse the script above maxmemory before it starts.
+-- the batch takes is taken for a later one. As in save.lua, the JSON is stored verbatim
+-- and the shebang makes the server refuse the script above maxmemory before it starts.
 --
 -- KEYS[1]     the partition's id index
 -- KEYS[2]     the partition's TTL schedule

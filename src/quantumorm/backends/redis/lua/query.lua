@@ -39,7 +39,8 @@
 --           reads...}, each driver named by its position in the program's DRIVER (depth
 --           first, from 1);
 --           in every mode {"LAYOUT", stored layout} when the caller's schema is outdated;
---           but plan, {"LOCKED", the answer, its lock holders} while the partition's lock flag is set
+--           but plan, {"LOCKED", the answer, its lock holders} while the partition's lock
+--           flag is set
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 do

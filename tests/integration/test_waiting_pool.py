@@ -1,0 +1,206 @@
+"""QuantumORM's pool of a single-server connection (``backends/redis/pooling.py``) against a
+real server: it lends at most ``max_connections``, waits up to ``timeout`` for one to come
+back (woken by the release, across threads), then raises the error the ORM reports as
+PoolExhaustedError; a child process after a fork starts with fresh connections; a lent
+connection is checked (closed or with unread data: reconnected); pool statistics read it.
+Every test runs twice: on the pool's own checkout, and with redis-py's methods lending and
+taking back (what it does when redis-py's metrics, a client cache or a credential
+provider are on)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import quantumorm
+from quantumorm import PoolExhaustedError, create_connection
+from quantumorm.backends.redis import pools
+from quantumorm.backends.redis.executor import _round_trip
+from quantumorm.backends.redis.pooling import WaitingConnectionPool
+from quantumorm.backends.redis.translation import translate
+
+
+@pytest.fixture(params=["quick", "by-redis"])
+def make_pool(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Any]:
+    made: list[WaitingConnectionPool] = []
+
+    def make(max_connections: int = 2, timeout: float | None = 5.0) -> WaitingConnectionPool:
+        pool = WaitingConnectionPool.from_url(redis_url, max_connections=max_connections,
+                                              timeout=timeout)
+        pool._quick = request.param == "quick"  # (the two ways of lending: see the module)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.disconnect()
+
+
+def _ping(conn: Any) -> Any:
+    conn.send_command("PING")
+    return conn.read_response()
+
+
+def test_lends_up_to_max_connections_then_waits_and_raises(make_pool: Any) -> None:
+    pool = make_pool(max_connections=2, timeout=0.2)
+    first, second = pool.get_connection(), pool.get_connection()
+    assert first is not second and _ping(first) == b"PONG" and _ping(second) == b"PONG"
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.MaxConnectionsError) as raised:
+        pool.get_connection()
+    assert time.monotonic() - started >= 0.2  # it waited for the timeout first
+    assert "No connection available" in str(raised.value)
+    assert isinstance(translate(raised.value), PoolExhaustedError)
+    assert pool.waiting() == 0
+    pool.release(first)
+    again = pool.get_connection()  # the free one, not a third
+    assert again is first and pool._created_connections == 2
+    pool.release(again)
+    pool.release(second)
+
+
+def test_a_release_wakes_a_waiting_thread(make_pool: Any) -> None:
+    pool = make_pool(max_connections=1, timeout=30)
+    held = pool.get_connection()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get_connection()))
+    waiter.start()
+    for _ in range(2000):  # (until the waiter is seen waiting; no time limit asserted)
+        if pool.waiting() == 1:
+            break
+        time.sleep(0.005)
+    assert pool.waiting() == 1 and not got
+    row = pools.stats("small", [redis.Redis(connection_pool=pool)], 1)
+    assert row is not None and (row.size, row.open, row.in_use, row.idle, row.waiting) == (
+        1, 1, 1, 0, 1)
+    pool.release(held)
+    waiter.join(timeout=30)
+    assert got == [held] and pool.waiting() == 0
+    assert _ping(got[0]) == b"PONG"
+    pool.release(got[0])
+
+
+def test_no_timeout_waits_until_a_release(make_pool: Any) -> None:
+    pool = make_pool(max_connections=1, timeout=None)
+    held = pool.get_connection()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.get_connection()))
+    waiter.start()
+    while pool.waiting() == 0:
+        time.sleep(0.005)
+    pool.release(held)
+    waiter.join(timeout=30)
+    assert got == [held]
+    pool.release(held)
+
+
+def test_max_connections_holds_under_many_threads(make_pool: Any) -> None:
+    pool = make_pool(max_connections=3, timeout=30)
+    lock = threading.Lock()
+    lent: set[int] = set()
+    most = [0]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(150):
+                conn = pool.get_connection()
+                with lock:
+                    assert id(conn) not in lent  # never lent to two callers at once
+                    lent.add(id(conn))
+                    most[0] = max(most[0], len(lent))
+                assert _ping(conn) == b"PONG"
+                with lock:
+                    lent.discard(id(conn))
+                pool.release(conn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert 1 <= most[0] <= 3 and pool._created_connections <= 3
+    assert len(pool._available_connections) == pool._created_connections
+    assert not pool._in_use_connections and pool.waiting() == 0
+
+
+def test_a_closed_or_dirty_connection_is_reconnected_when_lent(
+        make_pool: Any, redis_client: Any) -> None:
+    pool = make_pool(max_connections=1)
+    conn = pool.get_connection()
+    conn.send_command("CLIENT", "ID")
+    first_id = conn.read_response()
+    pool.release(conn)
+    redis_client.execute_command("CLIENT", "KILL", "ID", first_id)
+    conn = pool.get_connection()  # the server closed it: reconnected before it is lent
+    conn.send_command("CLIENT", "ID")
+    second_id = conn.read_response()
+    assert second_id != first_id
+    conn.send_command("PING")  # a reply left unread: never read as the next caller's
+    pool.release(conn)
+    conn = pool.get_connection()
+    assert _ping(conn) == b"PONG"
+    conn.send_command("CLIENT", "ID")
+    assert conn.read_response() not in (first_id, second_id)
+    pool.release(conn)
+
+
+def test_disconnect_and_reuse(make_pool: Any) -> None:
+    pool = make_pool(max_connections=2)
+    conn = pool.get_connection()
+    assert _round_trip(pool, [("EVAL", "return 7", 0)]) == [7]
+    pool.disconnect()
+    assert conn._sock is None
+    pool.release(conn)
+    assert _round_trip(pool, [("EVAL", "return 8", 0)]) == [8]
+    assert pool._created_connections <= 2 and not pool._in_use_connections
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_its_own_connections(make_pool: Any) -> None:
+    pool = make_pool(max_connections=1)
+    conn = pool.get_connection()
+    assert _ping(conn) == b"PONG"  # (lent in the parent while the child forks)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        status = b"fail"
+        try:
+            mine = pool.get_connection()  # the parent's is lent, but not to this process
+            if mine is not conn and _ping(mine) == b"PONG" and mine.pid == os.getpid():
+                pool.release(mine)
+                status = b"ok"
+        finally:
+            os.write(write, status)
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.close(read)
+    os.waitpid(child, 0)
+    assert answer == b"ok"
+    assert _ping(conn) == b"PONG"  # the parent's connection is untouched
+    pool.release(conn)
+
+
+def test_a_single_server_connection_uses_it(redis_url: str) -> None:
+    connection = create_connection(url=redis_url, name="pooled", max_connections=3,
+                                   pool_timeout=0.25)
+    try:
+        pool = connection.store.sync_executor().client.connection_pool
+        assert type(pool) is WaitingConnectionPool
+        assert (pool.max_connections, pool.timeout, pool._quick) == (3, 0.25, True)
+        assert connection.ping_sync() >= 0
+        row = pools.stats("pooled", [connection.store.sync_executor().client], 3)
+        assert row is not None and (row.size, row.in_use, row.waiting) == (3, 0, 0)
+        assert row.open == row.idle >= 1
+    finally:
+        quantumorm.close_all()

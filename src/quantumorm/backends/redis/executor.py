@@ -6,7 +6,10 @@ request it yields, an executor does the I/O, blocking or asyncio, and sends the 
 back (an I/O error is thrown back in, for the exchange to judge). The request a plan starts
 with, when the exchange says it is its whole result on success (``exchange.first_send``),
 the executor sends before starting the exchange, which it then starts only if that round
-failed, with its outcome: most plans pay no generator.
+failed, with its outcome: most plans pay no generator. A blocking executor with one client
+(a single server, or Sentinel without replica reads) takes only that request's commands
+(``exchange.first_commands``) and, when they are all :data:`RAW`, sends them to its pool
+itself: a read by id builds no request.
 
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
   script call, WAIT or MGET (:data:`RAW`), one connection from the pool: the commands packed and
@@ -60,6 +63,7 @@ from .exchange import (
     Request,
     Send,
     Sleep,
+    first_commands,
     first_send,
 )
 from .exchange import exchange as exchange_of
@@ -184,13 +188,28 @@ class SyncRedisExecutor:
             raise translate(exc) from exc
         self.cluster = options.topology.cluster
         self.link = _link(options)
+        #: the pool a first round goes to straight from :meth:`execute`: the one client's
+        #: (writes and reads alike), unless it is pinned to one connection
+        self._pool: Any = None
+        if not self.cluster and self.client is self.reader and self.client.connection is None:
+            self._pool = self.client.connection_pool
 
     def execute(self, plan: RedisPlan) -> list[Any]:
-        send = first_send(plan, self.link, self.client, self.reader)
-        if send is None:
-            return self._exchange(plan)
+        pool = self._pool
+        commands: Any = None if pool is None else first_commands(plan, self.link)
+        if commands is not None:
+            for command in commands:
+                if command[0] not in RAW:
+                    commands = None
+                    break
+        send = None
+        if commands is None:
+            send = first_send(plan, self.link, self.client, self.reader)
+            if send is None:
+                return self._exchange(plan)
         try:
-            replies = self._send(send)
+            # (the same round either way: first_commands' commands are first_send's)
+            replies = _round_trip(pool, commands) if send is None else self._send(send)
         except BaseException as exc:
             # (the exchange runs outside this handler: its retries' errors must not carry
             # this one as their context, nor keep it alive through the backoff)

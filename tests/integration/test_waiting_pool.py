@@ -3,12 +3,13 @@ real server: it lends at most ``max_connections``, waits up to ``timeout`` for o
 back (woken by the release, across threads), then raises the error the ORM reports as
 PoolExhaustedError; a child process after a fork starts with fresh connections; a lent
 connection is checked (closed or with unread data: reconnected); pool statistics read it.
-Every test runs twice: on the pool's own checkout, and with redis-py's methods lending and
-taking back (what it does when redis-py's metrics, a client cache or a credential
-provider are on)."""
+The blocking tests run twice: on the pool's own checkout, and with redis-py's methods
+lending and taking back (what it does when redis-py's metrics, a client cache or a
+credential provider are on). The asyncio pool likewise, across tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 import quantumorm
 from quantumorm import PoolExhaustedError, create_connection
 from quantumorm.backends.redis import pools
 from quantumorm.backends.redis.executor import _round_trip
-from quantumorm.backends.redis.pooling import WaitingConnectionPool
+from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
 from quantumorm.backends.redis.translation import translate
 
 
@@ -204,3 +206,115 @@ def test_a_single_server_connection_uses_it(redis_url: str) -> None:
         assert row.open == row.idle >= 1
     finally:
         quantumorm.close_all()
+
+
+# -- the asyncio pool -----------------------------------------------------------------------
+
+
+async def _aping(conn: Any) -> Any:
+    await conn.send_command("PING")
+    return await conn.read_response()
+
+
+async def _until_waiting(pool: AsyncWaitingConnectionPool, count: int) -> None:
+    for _ in range(2000):  # (no time limit asserted)
+        if pool.waiting() == count:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def test_async_waits_up_to_the_timeout_then_raises(redis_url: str) -> None:
+    pool = AsyncWaitingConnectionPool.from_url(redis_url, max_connections=1, timeout=0.2)
+    try:
+        held = await pool.get_connection()
+        assert await _aping(held) == b"PONG"
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(redis.exceptions.MaxConnectionsError) as raised:
+            await pool.get_connection()
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        assert isinstance(translate(raised.value), PoolExhaustedError)
+        assert pool.waiting() == 0
+        await pool.release(held)
+        assert await pool.get_connection() is held
+        await pool.release(held)
+    finally:
+        await pool.disconnect()
+
+
+async def test_async_a_release_wakes_a_waiting_task(redis_url: str) -> None:
+    pool = AsyncWaitingConnectionPool.from_url(redis_url, max_connections=1, timeout=30)
+    try:
+        held = await pool.get_connection()
+        waiter = asyncio.ensure_future(pool.get_connection())
+        await _until_waiting(pool, 1)
+        assert pool.waiting() == 1 and not waiter.done()
+        row = pools.stats("small", [redis.asyncio.Redis(connection_pool=pool)], 1)
+        assert row is not None and (row.open, row.in_use, row.idle, row.waiting) == (
+            1, 1, 0, 1)
+        await pool.release(held)
+        got = await asyncio.wait_for(waiter, 30)
+        assert got is held and pool.waiting() == 0
+        assert await _aping(got) == b"PONG"
+        await pool.release(got)
+    finally:
+        await pool.disconnect()
+
+
+async def test_async_a_cancelled_waiter_passes_its_turn_on(redis_url: str) -> None:
+    """Two tasks wait; a release wakes the first, which is cancelled before it runs: the
+    second still gets the connection (a wake-up is never lost)."""
+    pool = AsyncWaitingConnectionPool.from_url(redis_url, max_connections=1, timeout=30)
+    try:
+        held = await pool.get_connection()
+        first = asyncio.ensure_future(pool.get_connection())
+        await _until_waiting(pool, 1)
+        second = asyncio.ensure_future(pool.get_connection())
+        await _until_waiting(pool, 2)
+        await pool.release(held)
+        first.cancel()
+        await asyncio.wait([first], timeout=30)
+        if not first.cancelled():  # (it ran before the cancel: it holds the connection)
+            await pool.release(first.result())
+        got = await asyncio.wait_for(second, 30)
+        assert got is held and pool.waiting() == 0
+        await pool.release(got)
+    finally:
+        await pool.disconnect()
+
+
+async def test_async_max_connections_holds_under_many_tasks(redis_url: str) -> None:
+    pool = AsyncWaitingConnectionPool.from_url(redis_url, max_connections=2, timeout=30)
+    lent: set[int] = set()
+    most = 0
+
+    async def worker() -> None:
+        nonlocal most
+        for _ in range(40):
+            conn = await pool.get_connection()
+            assert id(conn) not in lent
+            lent.add(id(conn))
+            most = max(most, len(lent))
+            assert await _aping(conn) == b"PONG"
+            lent.discard(id(conn))
+            await pool.release(conn)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(10)))
+        assert most == 2  # ten tasks that yield while holding one: both were in use
+        assert len(pool._available_connections) == 2 and not pool._in_use_connections
+        assert pool.waiting() == 0
+    finally:
+        await pool.disconnect()
+
+
+async def test_an_async_single_server_connection_uses_it(redis_url: str) -> None:
+    connection = create_connection(url=redis_url, name="apooled", max_connections=3,
+                                   pool_timeout=0.25)
+    try:
+        assert await connection.ping() >= 0
+        client = connection.store.async_executor().client
+        assert type(client.connection_pool) is AsyncWaitingConnectionPool
+        assert (client.connection_pool.max_connections, client.connection_pool.timeout) == (
+            3, 0.25)
+    finally:
+        await quantumorm.aclose_all()

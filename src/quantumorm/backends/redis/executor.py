@@ -39,13 +39,10 @@ bound to the event loop that created them, so there is one pair per loop (``loop
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-import redis.asyncio
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import RedisClusterException
@@ -69,6 +66,7 @@ from .exchange import (
 from .exchange import exchange as exchange_of
 from .loops import LoopClients
 from .options import ClientOptions
+from .pooling import ASYNC_GET, SYNC_GET
 from .reloads import aload_all, load_all
 from .translation import translate
 
@@ -117,16 +115,8 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     return packed
 
 
-def _get_args(method: Callable[..., Any]) -> tuple[str, ...]:
-    """What ``get_connection`` takes: nothing since redis-py 5.3 (its arguments are
-    deprecated, with a warning per call), a command name before (it was required)."""
-    parameter = inspect.signature(method).parameters.get("command_name")
-    required = parameter is not None and parameter.default is inspect.Parameter.empty
-    return ("EVALSHA",) if required else ()
-
-
-_SYNC_GET = _get_args(redis.ConnectionPool.get_connection)
-_ASYNC_GET = _get_args(redis.asyncio.ConnectionPool.get_connection)
+# (what get_connection takes: a command name before redis-py 5.3, nothing since)
+_SYNC_GET, _ASYNC_GET = SYNC_GET, ASYNC_GET
 
 
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:

@@ -19,17 +19,27 @@ of the plain pool as they are. When redis-py's OpenTelemetry metrics are on as t
 made, or the pool keeps a client-side cache, or the connections have a credential provider
 (re-authentication on release), connections are lent and taken back by redis-py's own
 ``ConnectionPool`` methods, which do those things; the pool only adds the wait.
+
+:class:`AsyncWaitingConnectionPool` is the same for ``redis.asyncio`` (one per event loop):
+redis-py's plain asyncio pool lends and takes back every connection (its lock, its
+cancellation handling and metrics as they are), and a caller that finds it exhausted
+waits on a future of its own until a release, up to ``timeout``; redis-py's blocking
+asyncio pool takes a condition, a timeout scope and a ``wait_for`` on every checkout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis import exceptions as rx
 
 try:  # (redis-py 7.x and later: OpenTelemetry metrics of its own)
@@ -43,6 +53,19 @@ _monotonic = time.monotonic
 #: what redis-py's plain pool raises when all its connections are lent (5.0 raises a plain
 #: ConnectionError with this text, later versions MaxConnectionsError)
 _TOO_MANY = "Too many connections"
+
+
+def _get_args(method: Callable[..., Any]) -> tuple[str, ...]:
+    """What redis-py's ``get_connection`` takes: nothing since redis-py 5.3 (its arguments
+    are deprecated, with a warning per call), a command name before (it was required)."""
+    parameter = inspect.signature(method).parameters.get("command_name")
+    required = parameter is not None and parameter.default is inspect.Parameter.empty
+    return ("EVALSHA",) if required else ()
+
+
+#: the arguments to give redis-py's blocking and asyncio ``get_connection``
+SYNC_GET = _get_args(redis.ConnectionPool.get_connection)
+ASYNC_GET = _get_args(redis.asyncio.ConnectionPool.get_connection)
 
 
 def _exhausted(exc: BaseException) -> bool:
@@ -128,7 +151,7 @@ class WaitingConnectionPool(redis.ConnectionPool):
 
     def _take_by_redis(self) -> Any:
         try:
-            return super().get_connection()
+            return super().get_connection(*SYNC_GET)
         except rx.ConnectionError as exc:
             if _exhausted(exc):
                 return None
@@ -192,4 +215,85 @@ class WaitingConnectionPool(redis.ConnectionPool):
         return self._waiting
 
 
-__all__ = ["WaitingConnectionPool"]
+def _no_connection(pool: Any) -> rx.MaxConnectionsError:
+    return rx.MaxConnectionsError(f"No connection available: all {pool.max_connections} "
+                                  f"connections stayed in use for {pool.timeout} s")
+
+
+class AsyncWaitingConnectionPool(redis.asyncio.ConnectionPool):
+    """redis-py's plain asyncio pool, which waits up to ``timeout`` seconds (None: without
+    end) for a connection when all ``max_connections`` are lent."""
+
+    def __init__(self, max_connections: int = 50, timeout: float | None = 5.0,
+                 **connection_kwargs: Any) -> None:
+        self.timeout = timeout
+        #: the futures of callers waiting for a connection, oldest first
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        #: releases so far: a caller that saw the pool exhausted waits only if none came
+        #: since it looked
+        self._released = 0
+        super().__init__(max_connections=max_connections, **connection_kwargs)
+
+    async def get_connection(self, command_name: Any = None, *keys: Any,
+                             **options: Any) -> Any:
+        """A connection from redis-py's pool, or the first to come back within
+        ``timeout`` seconds, or ``MaxConnectionsError``."""
+        seen = self._released
+        try:
+            return await super().get_connection(*ASYNC_GET)  # type: ignore[no-untyped-call]
+        except rx.ConnectionError as exc:
+            if not _exhausted(exc):
+                raise
+        return await self._wait(seen)
+
+    async def _wait(self, seen: int) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout is None else loop.time() + self.timeout
+        while True:
+            if self._released == seen:
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise _no_connection(self)
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append(waiter)
+                try:
+                    await asyncio.wait_for(waiter, left)
+                except asyncio.TimeoutError:
+                    pass  # (one more look, then the error)
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake()  # (woken, then cancelled: the next waiter's turn)
+                    raise
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+            seen = self._released
+            try:
+                return await super().get_connection(*ASYNC_GET)  # type: ignore[no-untyped-call]
+            except rx.ConnectionError as exc:
+                if not _exhausted(exc):
+                    raise
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def release(self, connection: Any) -> None:
+        """redis-py's release, then the oldest waiting caller (if any) is woken."""
+        try:
+            await super().release(connection)
+        finally:
+            self._released += 1
+            if self._waiters:
+                self._wake()
+
+    def waiting(self) -> int:
+        """Callers waiting for a connection right now (for pool statistics)."""
+        return sum(1 for waiter in list(self._waiters) if not waiter.done())
+
+
+__all__ = ["ASYNC_GET", "SYNC_GET", "AsyncWaitingConnectionPool", "WaitingConnectionPool"]

@@ -17,14 +17,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...engine.observe import PoolStats
-from .pooling import WaitingConnectionPool
+from .pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
 
 
 def _waiting(pool: Any) -> int | None:
     """Callers blocked for a free connection: QuantumORM's own pool counts them
     (``pooling.py``); redis-py's blocking pools, on their queue (threads) or condition
     (asyncio); None for a pool that never blocks."""
-    if isinstance(pool, WaitingConnectionPool):
+    if isinstance(pool, (WaitingConnectionPool, AsyncWaitingConnectionPool)):
         return pool.waiting()
     queue = getattr(pool, "pool", None)
     condition = getattr(queue, "not_empty", None) or getattr(pool, "_condition", None)

@@ -12,13 +12,15 @@ the pool's own lock as the plain pool takes it; the pool waits on a condition on
 is exhausted, and a release notifies only when someone waits.
 
 What it keeps of redis-py's pools (5.0 to 8.x): ``max_connections``; fork safety (a child
-process starts with an empty pool: ``_checkpid``); the check of a lent connection (a
-connection that is closed, or has data waiting, goes through redis-py's own check, which
-reconnects it or reads its push notifications); ``disconnect()``, ``close()`` and the rest
-of the plain pool as they are. When redis-py's OpenTelemetry metrics are on as the pool is
-made, or the pool keeps a client-side cache, or the connections have a credential provider
-(re-authentication on release), connections are lent and taken back by redis-py's own
-``ConnectionPool`` methods, which do those things; the pool only adds the wait.
+process starts with an empty pool: ``_checkpid``, called once ``os.register_at_fork`` has
+seen a fork, rather than after a ``getpid`` system call per checkout and per release); the
+check of a lent connection (a connection that is closed, or has data waiting, goes through
+redis-py's own check, which reconnects it or reads its push notifications);
+``disconnect()``, ``close()`` and the rest of the plain pool as they are. When redis-py's
+OpenTelemetry metrics are on as the pool is made, or the pool keeps a client-side cache,
+or the connections have a credential provider (re-authentication on release),
+connections are lent and taken back by redis-py's own ``ConnectionPool`` methods, which
+do those things; the pool only adds the wait.
 
 :class:`AsyncWaitingConnectionPool` is the same for ``redis.asyncio`` (one per event loop):
 redis-py's plain asyncio pool lends and takes back every connection (its lock, its
@@ -48,8 +50,21 @@ except ImportError:  # pragma: no cover - older redis-py
     def _observing() -> bool:
         return False
 
-_getpid = os.getpid
 _monotonic = time.monotonic
+
+#: forks of this process so far, counted in each child (``os.register_at_fork``): a pool
+#: compares its pid (``_checkpid``) only when it was set up before the last fork, where
+#: redis-py's pools ask the system for the pid (a system call) twice per checkout
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, and no hook, on Windows)
+    os.register_at_fork(after_in_child=_forked)
 #: what redis-py's plain pool raises when all its connections are lent (5.0 raises a plain
 #: ConnectionError with this text, later versions MaxConnectionsError)
 _TOO_MANY = "Too many connections"
@@ -112,13 +127,16 @@ class WaitingConnectionPool(redis.ConnectionPool):
         #: lend and take back here, not through redis-py's methods (see the docstring)
         self._quick = (getattr(self, "cache", None) is None and not _observing()
                        and kwargs.get("credential_provider") is None)
-        super().reset()  # (last: it sets ``pid``, which _checkpid compares without a lock)
+        super().reset()  # (it sets ``pid``, which _checkpid compares without a lock, last)
+        #: the forks before this pool was set up (see _forks): after super().reset(), so
+        #: that another thread of a child process skips _checkpid only once it is done
+        self._forks = _forks
 
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """A free connection, checked; else one made (below ``max_connections``); else the
         first to come back within ``timeout`` seconds, or ``MaxConnectionsError``. (The
         arguments are redis-py 5.0's, which its later versions deprecate: ignored.)"""
-        if self.pid != _getpid():
+        if self._forks != _forks:
             self._checkpid()
         take = self._take if self._quick else self._take_by_redis
         connection = take()
@@ -191,7 +209,7 @@ class WaitingConnectionPool(redis.ConnectionPool):
         if not self._quick:
             super().release(connection)
         else:
-            if self.pid != _getpid():
+            if self._forks != _forks:
                 self._checkpid()
             with self._lock:
                 try:

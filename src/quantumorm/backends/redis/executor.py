@@ -9,7 +9,7 @@ the executor sends before starting the exchange, which it then starts only if th
 failed, with its outcome: most plans pay no generator. A blocking executor with one client
 (a single server, or Sentinel without replica reads) takes only that request's commands
 (``exchange.first_commands``) and, when they are all :data:`RAW`, sends them to its pool
-itself: a read by id builds no request.
+itself: a read by id builds no request (an asyncio executor likewise, per event loop).
 
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
   script call, WAIT or MGET (:data:`RAW`), one connection from the pool: the commands packed and
@@ -321,11 +321,24 @@ class AsyncRedisExecutor:
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
         writer, reader = self._pair()
-        send = first_send(plan, self.link, writer, reader)  # (never on a cluster)
-        if send is None:
-            return await self._exchange(plan, writer, reader)
+        # (as the sync twin: one client, not pinned to a connection, takes the commands
+        # alone)
+        commands: Any = None
+        if not self.cluster and writer is reader and not writer.single_connection_client:
+            commands = first_commands(plan, self.link)
+            if commands is not None:
+                for command in commands:
+                    if command[0] not in RAW:
+                        commands = None
+                        break
+        send = None
+        if commands is None:
+            send = first_send(plan, self.link, writer, reader)
+            if send is None:
+                return await self._exchange(plan, writer, reader)
         try:
-            replies = await self._send(send)
+            replies = await (_around_trip(writer.connection_pool, commands) if send is None
+                             else self._send(send))
         except BaseException as exc:
             failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
         else:

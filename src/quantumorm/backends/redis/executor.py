@@ -128,7 +128,14 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     drops a connection marked for reconnect as it takes it back."""
     conn = pool.get_connection(*_SYNC_GET)
     try:
-        conn.send_packed_command(_pack(conn, commands))
+        if _hiredis_pack is not None and len(commands) == 1:  # (_pack's first case, inline)
+            try:
+                packed = [_hiredis_pack(commands[0])]
+            except TypeError:
+                packed = _pack(conn, commands)
+        else:
+            packed = _pack(conn, commands)
+        conn.send_packed_command(packed)
         replies: list[Any] = []
         for _ in commands:
             try:

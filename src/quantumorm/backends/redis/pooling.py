@@ -155,12 +155,13 @@ class WaitingConnectionPool(redis.ConnectionPool):
             self._in_use_connections.add(connection)
         try:
             try:
-                # the common case, a connected connection with nothing to read, is what
-                # redis-py's check concludes after its own calls
-                if connection._sock is not None and not connection.can_read():
+                # the common case, a connected connection with nothing to read (its
+                # parser's poll of the socket), is what redis-py's check concludes after
+                # its own calls
+                if connection._sock is not None and not connection._parser.can_read(0):
                     return connection
             except (rx.ConnectionError, rx.TimeoutError, OSError):
-                pass  # (it disconnected the connection: redis-py's check reconnects it)
+                pass  # (a closed socket: redis-py's check below reconnects it)
             _ensure(self, connection)
         except BaseException:
             self.release(connection)

@@ -65,6 +65,7 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):  # (no fork, and no hook, on Windows)
     os.register_at_fork(after_in_child=_forked)
+
 #: what redis-py's plain pool raises when all its connections are lent (5.0 raises a plain
 #: ConnectionError with this text, later versions MaxConnectionsError)
 _TOO_MANY = "Too many connections"
@@ -104,7 +105,7 @@ def _ensure_v5(pool: Any, connection: Any) -> None:
 
 _ensure: Callable[[Any, Any], None] = getattr(redis.ConnectionPool, "ensure_connection",
                                               _ensure_v5)
-_RECONNECT = hasattr(redis.Connection, "should_reconnect")  # (redis-py 6 and later)
+_RECONNECT = hasattr(redis.Connection, "should_reconnect")  # (not in redis-py 5.0)
 
 
 class WaitingConnectionPool(redis.ConnectionPool):

@@ -23,7 +23,9 @@ import redis.asyncio
 import quantumorm
 from quantumorm import PoolExhaustedError, create_connection
 from quantumorm.backends.redis import pools
-from quantumorm.backends.redis.executor import _round_trip
+from quantumorm.backends.redis.commands import Call, Command, RedisPlan
+from quantumorm.backends.redis.executor import AsyncRedisExecutor, SyncRedisExecutor, _round_trip
+from quantumorm.backends.redis.options import ClientOptions
 from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
 from quantumorm.backends.redis.translation import translate
 
@@ -318,3 +320,58 @@ async def test_an_async_single_server_connection_uses_it(redis_url: str) -> None
             3, 0.25)
     finally:
         await quantumorm.aclose_all()
+
+
+# -- the executors' first round straight to the pool ----------------------------------------
+
+#: a plain command redis-py converts (HGETALL: a dict), one it does not (MGET), a script
+PLANS = [
+    (RedisPlan((Command(("HGETALL", "qpool:h")),), read_only=True), {b"f": b"v"}),
+    (RedisPlan((Command(("MGET", "qpool:s", "qpool:none")),), read_only=True),
+     [b"x", None]),
+    (RedisPlan((Call("now", ("qpool:s",), ()),), read_only=True), None),
+]
+
+
+def _check(got: list[Any], wanted: Any) -> None:
+    (reply,) = got
+    if wanted is None:  # (the script: the server's time, a number in a string)
+        assert isinstance(reply, bytes) and reply.isdigit()
+    else:
+        assert reply == wanted
+
+
+def test_the_executor_sends_raw_commands_itself_and_leaves_others_to_redis_py(
+        redis_url: str, redis_client: Any) -> None:
+    """A first round of MGET or script calls goes straight to the pool; one with a command
+    whose reply redis-py converts declines that path and gets the converted reply; a
+    NOSCRIPT on the straight path is the exchange's (scripts loaded, the step sent again)."""
+    redis_client.hset("qpool:h", "f", "v")
+    redis_client.set("qpool:s", "x")
+    executor = SyncRedisExecutor(ClientOptions(url=redis_url))
+    try:
+        assert executor._pool is executor.client.connection_pool
+        for _ in range(2):  # (the first one reads the eviction policy through the exchange)
+            for plan, wanted in PLANS:
+                _check(executor.execute(plan), wanted)
+        redis_client.script_flush()
+        _check(executor.execute(PLANS[2][0]), None)
+        assert not executor.client.connection_pool._in_use_connections
+    finally:
+        executor.close()
+        redis_client.delete("qpool:h", "qpool:s")
+
+
+async def test_the_async_executor_likewise(redis_url: str, redis_client: Any) -> None:
+    redis_client.hset("qpool:h", "f", "v")
+    redis_client.set("qpool:s", "x")
+    executor = AsyncRedisExecutor(ClientOptions(url=redis_url))
+    try:
+        for _ in range(2):
+            for plan, wanted in PLANS:
+                _check(await executor.execute(plan), wanted)
+        redis_client.script_flush()
+        _check(await executor.execute(PLANS[2][0]), None)
+    finally:
+        await executor.aclose()
+        redis_client.delete("qpool:h", "qpool:s")

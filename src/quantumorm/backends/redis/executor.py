@@ -115,10 +115,6 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     return packed
 
 
-# (what get_connection takes: a command name before redis-py 5.3, nothing since)
-_SYNC_GET, _ASYNC_GET = SYNC_GET, ASYNC_GET
-
-
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
@@ -126,7 +122,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     connection (redis-py's connection does it) before it goes back to the pool; any other
     interruption disconnects it here, since replies may be left unread on it. The pool
     drops a connection marked for reconnect as it takes it back."""
-    conn = pool.get_connection(*_SYNC_GET)
+    conn = pool.get_connection(*SYNC_GET)
     try:
         if _hiredis_pack is not None and len(commands) == 1:  # (_pack's first case, inline)
             try:
@@ -153,7 +149,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
 async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
     disconnected: the reply would otherwise be read by the next caller)."""
-    conn = await pool.get_connection(*_ASYNC_GET)
+    conn = await pool.get_connection(*ASYNC_GET)
     try:
         await conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []

@@ -25,6 +25,7 @@ from quantumorm.backends.redis.exchange import (
     Sleep,
     backoff,
     exchange,
+    first_commands,
     first_send,
     route,
 )
@@ -287,6 +288,22 @@ def test_first_send_is_the_exchanges_first_request(plan: RedisPlan, on: Link) ->
     assert send == request
     replies = [b"r%d" % i for i in range(len(plan.steps))]
     assert finish(steps, list(replies)) == replies
+
+
+@pytest.mark.parametrize("plan, on", [
+    (READ, link()), (WRITE, link()), (TWO_WRITES, link()), (READ, link(wait=1)),
+    (RedisPlan((call("a"), get("b")), read_only=True), link(replica_reads=True)),
+    (RedisPlan((get("a"),), read_only=True, primary=True), link(replica_reads=True)),
+    (WRITE, link(wait=1)), (READ, link(eviction_checked=False)), (READ, link(cluster=True)),
+])
+def test_first_commands_are_first_sends_commands(plan: RedisPlan, on: Link) -> None:
+    """What an executor with one client sends without building the request: the
+    commands of first_send's request, and None where first_send gives none."""
+    send = first_send(plan, on, WRITER, WRITER)
+    commands = first_commands(plan, on)
+    assert (commands is None) is (send is None)
+    if send is not None:
+        assert commands == send.commands
 
 
 @pytest.mark.parametrize("plan, on", [

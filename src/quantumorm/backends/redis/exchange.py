@@ -341,6 +341,20 @@ def first_send(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Send | 
     return request if type(request) is Send else None
 
 
+def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
+    """The commands of :func:`first_send`'s request, for an executor whose writer and
+    reader are one client (so the request's target is known): the same decision and
+    the same commands, without building the request (a read by id pays one call here
+    instead of seven). None where :func:`first_send` gives None."""
+    if link.cluster or not link.eviction_checked or (link.wait and not plan.read_only):
+        return None
+    ro = plan.read_only and not plan.primary and link.replica_reads
+    commands = []
+    for step in plan.steps:  # (a plain command's arguments without a call)
+        commands.append(step.args if type(step) is Command else step_args(step, ro))
+    return commands
+
+
 def _marked(replies: list[Any]) -> list[Any]:
     """The replies of a plan sent again after a failed attempt: a write refused then
     (version moved, id taken) may have been applied by the first attempt."""
@@ -351,5 +365,5 @@ def _marked(replies: list[Any]) -> list[Any]:
 
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
-           "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_key",
-           "first_send", "retry_allowed", "route"]
+           "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_commands",
+           "first_key", "first_send", "retry_allowed", "route"]

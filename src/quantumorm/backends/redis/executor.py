@@ -6,7 +6,10 @@ request it yields, an executor does the I/O, blocking or asyncio, and sends the 
 back (an I/O error is thrown back in, for the exchange to judge). The request a plan starts
 with, when the exchange says it is its whole result on success (``exchange.first_send``),
 the executor sends before starting the exchange, which it then starts only if that round
-failed, with its outcome: most plans pay no generator.
+failed, with its outcome: most plans pay no generator. A blocking executor with one client
+(a single server, or Sentinel without replica reads) takes only that request's commands
+(``exchange.first_commands``) and, when they are all :data:`RAW`, sends them to its pool
+itself: a read by id builds no request (an asyncio executor likewise, per event loop).
 
 * :class:`~.exchange.Send`: on a standalone or Sentinel client, when every command is a
   script call, WAIT or MGET (:data:`RAW`), one connection from the pool: the commands packed and
@@ -36,13 +39,10 @@ bound to the event loop that created them, so there is one pair per loop (``loop
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-import redis.asyncio
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import RedisClusterException
@@ -60,11 +60,13 @@ from .exchange import (
     Request,
     Send,
     Sleep,
+    first_commands,
     first_send,
 )
 from .exchange import exchange as exchange_of
 from .loops import LoopClients
 from .options import ClientOptions
+from .pooling import ASYNC_GET, SYNC_GET
 from .reloads import aload_all, load_all
 from .translation import translate
 
@@ -113,18 +115,6 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     return packed
 
 
-def _get_args(method: Callable[..., Any]) -> tuple[str, ...]:
-    """What ``get_connection`` takes: nothing since redis-py 5.3 (its arguments are
-    deprecated, with a warning per call), a command name before (it was required)."""
-    parameter = inspect.signature(method).parameters.get("command_name")
-    required = parameter is not None and parameter.default is inspect.Parameter.empty
-    return ("EVALSHA",) if required else ()
-
-
-_SYNC_GET = _get_args(redis.ConnectionPool.get_connection)
-_ASYNC_GET = _get_args(redis.asyncio.ConnectionPool.get_connection)
-
-
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
@@ -132,9 +122,16 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     connection (redis-py's connection does it) before it goes back to the pool; any other
     interruption disconnects it here, since replies may be left unread on it. The pool
     drops a connection marked for reconnect as it takes it back."""
-    conn = pool.get_connection(*_SYNC_GET)
+    conn = pool.get_connection(*SYNC_GET)
     try:
-        conn.send_packed_command(_pack(conn, commands))
+        if _hiredis_pack is not None and len(commands) == 1:  # (_pack's first case, inline)
+            try:
+                packed = [_hiredis_pack(commands[0])]
+            except TypeError:
+                packed = _pack(conn, commands)
+        else:
+            packed = _pack(conn, commands)
+        conn.send_packed_command(packed)
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -152,7 +149,7 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
 async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
     disconnected: the reply would otherwise be read by the next caller)."""
-    conn = await pool.get_connection(*_ASYNC_GET)
+    conn = await pool.get_connection(*ASYNC_GET)
     try:
         await conn.send_packed_command(_pack(conn, commands))
         replies: list[Any] = []
@@ -184,13 +181,28 @@ class SyncRedisExecutor:
             raise translate(exc) from exc
         self.cluster = options.topology.cluster
         self.link = _link(options)
+        #: the pool a first round goes to straight from :meth:`execute`: the one client's
+        #: (writes and reads alike), unless it is pinned to one connection
+        self._pool: Any = None
+        if not self.cluster and self.client is self.reader and self.client.connection is None:
+            self._pool = self.client.connection_pool
 
     def execute(self, plan: RedisPlan) -> list[Any]:
-        send = first_send(plan, self.link, self.client, self.reader)
-        if send is None:
-            return self._exchange(plan)
+        pool = self._pool
+        commands: Any = None if pool is None else first_commands(plan, self.link)
+        if commands is not None:
+            for command in commands:
+                if command[0] not in RAW:
+                    commands = None
+                    break
+        send = None
+        if commands is None:
+            send = first_send(plan, self.link, self.client, self.reader)
+            if send is None:
+                return self._exchange(plan)
         try:
-            replies = self._send(send)
+            # (the same round either way: first_commands' commands are first_send's)
+            replies = _round_trip(pool, commands) if send is None else self._send(send)
         except BaseException as exc:
             # (the exchange runs outside this handler: its retries' errors must not carry
             # this one as their context, nor keep it alive through the backoff)
@@ -312,11 +324,24 @@ class AsyncRedisExecutor:
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
         writer, reader = self._pair()
-        send = first_send(plan, self.link, writer, reader)  # (never on a cluster)
-        if send is None:
-            return await self._exchange(plan, writer, reader)
+        # (as the sync twin: one client, not pinned to a connection, takes the commands
+        # alone)
+        commands: Any = None
+        if not self.cluster and writer is reader and not writer.single_connection_client:
+            commands = first_commands(plan, self.link)
+            if commands is not None:
+                for command in commands:
+                    if command[0] not in RAW:
+                        commands = None
+                        break
+        send = None
+        if commands is None:
+            send = first_send(plan, self.link, writer, reader)
+            if send is None:
+                return await self._exchange(plan, writer, reader)
         try:
-            replies = await self._send(send)
+            replies = await (_around_trip(writer.connection_pool, commands) if send is None
+                             else self._send(send))
         except BaseException as exc:
             failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
         else:

@@ -2,8 +2,9 @@
 
 redis-py keeps no statistics of its own across its versions (5 to 8), so this reads the
 pools' state as they keep it: a blocking pool's queue of free connections and its list of
-open ones, a plain pool's free list and set of lent connections (cluster nodes and Sentinel
-pools), and the callers waiting on a blocking pool's queue or condition. Each read is a
+open ones, a plain pool's free list and set of lent connections (QuantumORM's own pool of a
+single server, ``pooling.py``, cluster nodes and Sentinel pools), and the callers waiting
+on QuantumORM's pool or on a blocking pool's queue or condition. Each read is a
 snapshot without the pool's lock (a count may be off by one while a connection changes
 hands); an attribute a redis-py version lacks reads as nothing, never as an error.
 A cluster client's node pools (and a Sentinel setup's master and replica pools) are summed
@@ -16,11 +17,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...engine.observe import PoolStats
+from .pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
 
 
 def _waiting(pool: Any) -> int | None:
-    """Callers blocked for a free connection: on a blocking pool's queue (threads) or its
-    condition (asyncio); None for a pool that never blocks."""
+    """Callers blocked for a free connection: QuantumORM's own pool counts them
+    (``pooling.py``); redis-py's blocking pools, on their queue (threads) or condition
+    (asyncio); None for a pool that never blocks."""
+    if isinstance(pool, (WaitingConnectionPool, AsyncWaitingConnectionPool)):
+        return pool.waiting()
     queue = getattr(pool, "pool", None)
     condition = getattr(queue, "not_empty", None) or getattr(pool, "_condition", None)
     waiters = getattr(condition, "_waiters", None)

@@ -35,6 +35,7 @@ from ... import logs
 from ...errors import ConfigurationError
 from ...redaction import redact_url, redacted_repr
 from ...vocabulary import Vocabulary
+from .pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
 
 # redis-py's cluster and Sentinel classes are partly untyped: reach them through Any
 _sync: Any = redis
@@ -231,7 +232,10 @@ def _clients(lib: Any, topology: Topology, settings: dict[str, Any], pool: dict[
     mirror each other. ``settings``: timeouts, retry, TLS and driver options; ``pool``: pool
     size and wait (single servers only)."""
     if topology.kind is Kind.SINGLE:
-        connections = lib.BlockingConnectionPool.from_url(topology.url, **settings, **pool)
+        # (pools that wait for a connection without paying for the wait when one is free:
+        # see pooling.py)
+        factory = WaitingConnectionPool if lib is _sync else AsyncWaitingConnectionPool
+        connections = factory.from_url(topology.url, **settings, **pool)
         client = lib.Redis(connection_pool=connections)
         return client, client
     if topology.kind is Kind.CLUSTER:

@@ -29,7 +29,7 @@ from .engine.drive import OpFactory
 from .engine.stages import Staged, staged
 from .engine.twin import operation, self_operation
 from .errors import ConfigurationError, InvalidOperation, UnknownFieldError, ValidationError
-from .fields.base import MISSING, Field
+from .fields.base import MISSING, OPTION_CHANGES, Field
 from .fields.embedded import NestedMessage, json_form, plain
 from .fields.reference import ReferenceField
 from .interop import pydantic_support
@@ -117,7 +117,7 @@ class DocumentMeta(type):
             if field.model is None or field.name in namespace:
                 field.model = cls  # type: ignore[assignment]
         cls._fields = fields  # type: ignore[attr-defined]
-        cls._cleaners = _cleaners(fields)  # type: ignore[attr-defined]
+        _plan_cleaning(cls)  # type: ignore[arg-type]
         cls._blank = {name: None for name, field in fields.items()  # type: ignore[attr-defined]
                       if field.default is MISSING or field.default is None}
         cls._key_name = primary_key.name if primary_key else None  # type: ignore[attr-defined]
@@ -152,8 +152,9 @@ class Document(metaclass=DocumentMeta):
 
     _meta: ClassVar[ModelOptions]
     _fields: ClassVar[dict[str, Field]]
-    #: per field, what clean() needs: see _cleaners
+    #: per field, what clean() needs: see _cleaners; made when OPTION_CHANGES was this
     _cleaners: ClassVar[tuple[Cleaner, ...]]
+    _cleaners_at: ClassVar[int]
     #: the fields whose value in a new document is None unless given (no default)
     _blank: ClassVar[dict[str, None]]
     #: the name of the field declared ``primary_key=True``, if any
@@ -220,7 +221,10 @@ class Document(metaclass=DocumentMeta):
                     if message:
                         problems[key.name] = [f"'{key.name}' {message}"]
         state = self.__dict__
-        for name, db_name, field, quick, store in self._cleaners:
+        cleaners = self._cleaners
+        if self._cleaners_at != OPTION_CHANGES[0]:  # (a field option changed since)
+            cleaners = _plan_cleaning(type(self))
+        for name, db_name, field, quick, store in cleaners:
             value = state.get(name)
             if quick is not None:  # (the common values, without validate's work)
                 cleaned = quick(value)
@@ -579,10 +583,19 @@ Cleaner = tuple[str, str, Field, Callable[[Any], Any] | None, Callable[[Any], An
 
 
 def _cleaners(fields: dict[str, Field]) -> tuple[Cleaner, ...]:
-    """Per field of a model, in order, what :meth:`Document.clean` needs (worked out once,
-    when the class is made: a field's options do not change after its declaration)."""
+    """Per field of a model, in order, what :meth:`Document.clean` needs."""
     return tuple((name, field.db_name, field, field.quick_clean(), field.storer())
                  for name, field in fields.items())
+
+
+def _plan_cleaning(cls: type[Document]) -> tuple[Cleaner, ...]:
+    """Make (again) ``cls``'s plan for :meth:`Document.clean`: when the class is made, and
+    whenever a field's option that the plan is made from changed since (rare: a declared
+    field's options are normally left alone, but a changed one must be checked as set)."""
+    at = OPTION_CHANGES[0]
+    cls._cleaners = cleaners = _cleaners(cls._fields)
+    cls._cleaners_at = at
+    return cleaners
 
 
 def _primary_key(model: str, cls: type, fields: dict[str, Field]) -> Field | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -228,3 +229,36 @@ def test_construction_sets_every_field_in_order_with_defaults() -> None:
         None, 2, None, None, None, None, "a"]
     with pytest.raises(Exception, match="nme"):
         Person(nme="x")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("option, value, given, refused", [
+    ("max_length", 3, {"name": "abcdef"}, "at most 3 characters"),
+    ("min_length", 8, {"name": "abcdef"}, "at least 8 characters"),
+    ("regex", r"^x", {"name": "abcdef"}, "must match"),
+    ("choices", ("x",), {"name": "abcdef"}, "must be one of"),
+    ("min_value", 5, {"n": 1}, "must be >= 5"),
+    ("max_value", 0, {"n": 1}, "must be <= 0"),
+    ("max_items", 1, {"tags": ["a", "b"]}, "at most 1"),
+])
+def test_an_option_changed_after_the_declaration_is_checked(option: str, value: Any,
+                                                            given: dict[str, Any],
+                                                            refused: str) -> None:
+    """Document.clean's quick checks are made from the fields' options when the class is
+    made; an option set later is checked as set (the plan is made again), as validate()
+    checks it, never by the old rule."""
+
+    class Changed(Document):
+        name = StringField(max_length=10)
+        n = IntField(min_value=0)
+        tags = ArrayField(StringField())
+
+        class Meta:
+            collection = "quick_changed"
+
+    Changed(**given).clean()  # (the old rule takes it, and made the plan)
+    field = Changed._fields[next(iter(given))]
+    if option == "regex":
+        value = re.compile(value)
+    setattr(field, option, value)
+    with pytest.raises(ValidationError, match=refused):
+        Changed(**given).clean()

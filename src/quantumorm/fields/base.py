@@ -62,6 +62,15 @@ EQUALITY = KIND_LOOKUPS[FieldKind.EQUALITY]
 ORDERED = KIND_LOOKUPS[FieldKind.ORDERED]
 
 
+#: the options a field's :meth:`~Field.quick_clean` and :meth:`~Field.storer` are made from
+QUICK_OPTIONS = frozenset({"min_length", "max_length", "regex", "choices", "min_value",
+                           "max_value", "min_items", "max_items", "primary_key", "field"})
+#: how many times one of QUICK_OPTIONS was set on any field: a model's plan for
+#: ``Document.clean`` (its fields' quick checks) is made again when this moved since it was
+#: made, so an option changed after the class was declared is never checked by an old rule
+OPTION_CHANGES = [0]
+
+
 class Field(Generic[T]):
     """Base class of all fields; ``T`` is the Python type of its values.
 
@@ -136,6 +145,11 @@ class Field(Generic[T]):
                 raise ConfigurationError(f"default {default!r} is not one of the choices")
 
     # -- declaration ----------------------------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in QUICK_OPTIONS:
+            OPTION_CHANGES[0] += 1
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name

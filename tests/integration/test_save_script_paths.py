@@ -294,3 +294,47 @@ async def test_an_update_with_many_entries_takes_them_all_back(
     assert await call(Gadget.objects.filter(tags__contains="b2499"), "count", mode) == 1
     assert await call(Gadget.objects.filter(tags__contains="a0"), "count", mode) == 0
     assert_indexes_consistent(redis_client, Gadget)
+
+
+# -- what a refusal leaves when the indexes had drifted from the meta hash -----------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_refused_write_leaves_its_entries_as_the_meta_hash_lists_them(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """The documented limit of proving types by the first write: where a document's index
+    entries had drifted from its meta hash, a refused write leaves the entries it touched
+    as the (unchanged) meta hash lists them — a leftover entry it added is gone, a missing
+    entry it removed is back — and changes nothing else: no document, meta hash, id, event
+    or other entry (docs/redis.md, "A refused write")."""
+    ks = KeySpace(Gadget._meta)
+    doc = await call(Gadget(name="a", tags=["t"], code="c9"), "save", mode)
+    stream = ks.changes(0)
+    names, tags = ks.index(0, "name"), ks.index(0, "tags")
+    names_key, tags_key = names.encode(), tags.encode()  # (as snapshot() names keys)
+    leftover = [m for m in redis_client.zrange(names, 0, -1) if m.startswith(b" a\x00")][0]
+    leftover = b" b" + leftover[2:]  # (the entry the update to "b" adds, there already)
+    redis_client.zadd(names, {leftover: 0})
+    redis_client.delete(stream)
+    redis_client.set(stream, "written by someone else")
+    before = snapshot(redis_client)
+    doc.name = "b"
+    with pytest.raises(WrongTypeError):
+        await call(doc, "save", mode)
+    after = snapshot(redis_client)
+    assert {k: v for k, v in after.items() if k != names_key} == {
+        k: v for k, v in before.items() if k != names_key}
+    assert leftover not in redis_client.zrange(names, 0, -1)  # (as the meta hash says)
+    # a delete: an entry the meta hash lists but the index lost comes back
+    fresh = await call(Gadget.objects, "get", mode, id=doc.id)
+    (entry,) = [m for m in redis_client.zrange(tags, 0, -1) if m.startswith(b" t\x00")]
+    redis_client.zrem(tags, entry)
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError):
+        await call(fresh, "delete", mode)
+    after = snapshot(redis_client)
+    assert {k: v for k, v in after.items() if k != tags_key} == {
+        k: v for k, v in before.items() if k != tags_key}
+    assert entry in redis_client.zrange(tags, 0, -1)
+    redis_client.delete(stream)
+    assert_indexes_consistent(redis_client, Gadget)

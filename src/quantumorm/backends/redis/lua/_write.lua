@@ -130,8 +130,9 @@ local function stream_refusal()
   return nil
 end
 
--- emit() as the first write of a script: its XADD is the first command that can write, so
--- a WRONGTYPE error of it is a refusal with nothing written (any other error is raised).
+-- emit() as a refusable write: a WRONGTYPE error of its XADD is a refusal, {"WRONGTYPE",
+-- stream} (any other error is raised). Where it is not the script's first write (save.lua and
+-- delete.lua make it their last refusable one), the caller takes back what it wrote before.
 local function emit_first(op, idkey, version, write_id, changed, doc)
   local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
   if ok then return nil end
@@ -283,7 +284,9 @@ end
 -- and ``add``) after a refusal: the added entries go, the removed ones come back. Exact
 -- for a document whose meta hash lists its entries: an entry it removed was listed (its
 -- document's), and an entry it added that was there already was one that no meta hash
--- lists (a leftover, which verify() reports and repair() removes).
+-- lists (a leftover, which verify() reports and repair() removes). Where the entries had
+-- drifted, the touched ones end as the unchanged meta hash lists them: a leftover it added
+-- goes, a lost one it removed comes back (docs/redis.md; test_save_script_paths.py).
 local function take_back_entries(indexes, count)
   for i = 1, count do
     bulk("ZREM", indexes[i].key, indexes[i].add, false)

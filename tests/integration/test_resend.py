@@ -18,6 +18,7 @@ from quantumorm import (
     WriteOutcomeUnknown,
     sortable,
 )
+from quantumorm.backends.redis import executor as executor_module
 from quantumorm.backends.redis.commands import RedisPlan
 from quantumorm.engine.contract import WriteRequest
 from quantumorm.engine.drive import run
@@ -130,18 +131,29 @@ def lose_first_reply(conn: Any, monkeypatch: pytest.MonkeyPatch,
     connection "breaks" before the reply arrives (``meanwhile`` runs in between: other
     writers). The executor's own retry logic takes it from there."""
     executor = conn.store.sync_executor()
-    real = executor._send
     calls: list[int] = []
+    inside: list[bool] = []  # (a round trip of _send that goes through _round_trip: once)
 
-    def lossy(send: Any) -> Any:  # (the executor's one round trip: see exchange.Send)
-        calls.append(1)
-        replies = real(send)
-        if len(calls) == 1:
-            meanwhile()
-            raise redis.ConnectionError("injected: the reply was lost")
-        return replies
+    def losing(real: Any) -> Any:
+        def lossy(*args: Any) -> Any:  # (one round trip: see exchange.Send, _round_trip)
+            if inside:
+                return real(*args)
+            calls.append(1)
+            inside.append(True)
+            try:
+                replies = real(*args)
+            finally:
+                inside.clear()
+            if len(calls) == 1:
+                meanwhile()
+                raise redis.ConnectionError("injected: the reply was lost")
+            return replies
+        return lossy
 
-    monkeypatch.setattr(executor, "_send", lossy)
+    # both ways a round trip goes: a first round straight to the pool (execute()), and
+    # every round of the exchange (_send)
+    monkeypatch.setattr(executor, "_send", losing(executor._send))
+    monkeypatch.setattr(executor_module, "_round_trip", losing(executor_module._round_trip))
     return calls
 
 

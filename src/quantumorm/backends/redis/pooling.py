@@ -277,12 +277,16 @@ class AsyncWaitingConnectionPool(redis.asyncio.ConnectionPool):
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._waiters.append(waiter)
                 try:
-                    await asyncio.wait_for(waiter, left)
-                except asyncio.TimeoutError:
-                    pass  # (one more look, then the error)
+                    # (not wait_for: on Python 3.10 and 3.11 it returns a waiter's result
+                    # that came with the caller's cancellation, swallowing the cancel;
+                    # wait() leaves the waiter alone and raises the cancellation. Past
+                    # the deadline: one more look, then the error)
+                    await asyncio.wait((waiter,), timeout=left)
                 except BaseException:
                     if waiter.done() and not waiter.cancelled():
                         self._wake()  # (woken, then cancelled: the next waiter's turn)
+                    else:
+                        waiter.cancel()
                     raise
                 finally:
                     if waiter in self._waiters:

@@ -533,9 +533,28 @@ local function lock_flag(state_key)
   return string.sub(state_key, 1, -6) .. "locked"
 end
 
--- The record key of the transaction that locks ``idkey`` (nil: none).
-local function lock_holder(state_key, idkey)
+-- The record key of the transaction that locks ``idkey`` (nil: none). ``present``: whether
+-- the lock hash exists, when the caller knows (schedule_and_locks); nil: one EXISTS says.
+local function lock_holder(state_key, idkey, present)
   local key = locks_key(state_key)
-  if redis.call("EXISTS", key) == 0 then return nil end
+  if present == false or (present == nil and redis.call("EXISTS", key) == 0) then
+    return nil
+  end
   return redis.call("HGET", key, idkey) or nil
+end
+
+-- A write reads the TTL schedule (ZCARD: its type, and whether a sweep can have work) and
+-- whether its partition has locks (the lock hash's EXISTS). Both are usually absent (an
+-- empty sorted set, an empty hash is no key): one EXISTS of both (and of ``...``, keys the
+-- caller wants to know absent too) says so. When it counts any, the ZCARD follows, and
+-- the count less the schedule's own key is what remains of the others. Returns the
+-- schedule's count (0 when refused), how many of the lock hash and ``...`` exist, and the
+-- ZCARD's refusal ({"WRONGTYPE", ttl_key}, nil) for the caller to return where its checks'
+-- order puts it (a read: nothing is written either way).
+local function schedule_and_locks(ttl_key, state_key, ...)
+  local found = redis.call("EXISTS", ttl_key, locks_key(state_key), ...)
+  if found == 0 then return 0, 0, nil end
+  local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
+  if refused then return 0, found - 1, refused end  -- (the key is there, of another type)
+  return scheduled, found - (scheduled > 0 and 1 or 0), nil
 end

@@ -34,6 +34,14 @@ class Lamp(Document):
         collection = "wsl_lamps"
 
 
+class Timer(Document):
+    name = StringField(indexed=True)
+
+    class Meta:
+        collection = "wsl_timers"
+        ttl = 30  # seconds; every write sets it
+
+
 def _calls(redis_client: Any, command: str) -> int:
     return int(redis_client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
@@ -168,3 +176,28 @@ async def test_a_lock_refuses_every_write_of_its_document_with_or_without_a_sche
     free.n = 2  # (another document of the partition is not held)
     await call(free, "save", mode)
     assert (await call(Lamp.objects, "get", mode, id="free")).n == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_expiry_counts_from_the_time_the_version_was_taken_at(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """A write that sets an expiry reads the server's TIME once, for its version and its
+    expiry (the first write of a partition has no sweep to do, which reads it too)."""
+    ks = KeySpace(Timer._meta)
+    await call(Timer(id="warm", name="w"), "save", mode)  # (scripts loaded)
+    redis_client.delete(ks.ttl(0))
+    cases = [(lambda: call(Timer(id="a", name="a"), "save", mode), "a"),
+             (lambda: call(Timer.objects, "bulk_create", mode, [Timer(id="b", name="b")]), "b")]
+    for write, id in cases:
+        before = redis_client.time()
+        redis_client.config_resetstat()
+        await write()
+        assert _calls(redis_client, "time") == 1
+        after = redis_client.time()
+        at = redis_client.pexpiretime(ks.doc(0, id))
+        low, high = (s * 1000 + us // 1000 + 30_000 for s, us in (before, after))
+        assert low <= at <= high
+        assert redis_client.zscore(ks.ttl(0), writes.sortable.id_key(id)) == at
+        redis_client.delete(ks.ttl(0))  # (no sweep for the next write)
+    doc = await call(Timer.objects, "get", mode, id="a")
+    assert 0 < await call(doc, "ttl", mode) <= 30

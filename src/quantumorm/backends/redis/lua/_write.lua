@@ -84,11 +84,22 @@ end
 -- once, by flush_clock() at its end, instead of once per document.
 local DEFERRED, DIRTY = false, false
 
+-- The server's time in milliseconds as the last take_version() read it (nil: not read): an
+-- expiry the same write sets counts from it (see write_time_ms), with no TIME of its own.
+local NOW_MS = nil
+
+-- the server's time in milliseconds for an expiry this write sets: the time its version
+-- was taken at (microseconds before, in the same script), else a TIME
+local function write_time_ms()
+  return NOW_MS or now_ms()
+end
+
 -- The next version, taken from the clock (CLOCK) but not yet written: write_clock() does
 -- that (a script may need the version before its first write: see emit_first).
 local function take_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW_MS = math.floor(now / 1000)
   local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   CLOCK = math.max(last + 1, now)
   return CLOCK
@@ -314,7 +325,7 @@ local function store(w, ids_key, ttl_key, state_key)
       -- (a new document has no schedule entry: any leftover one went with its purge)
       if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
     else
-      local at = now_ms() + tonumber(w.expiry)
+      local at = write_time_ms() + tonumber(w.expiry)
       redis.call("PEXPIREAT", w.doc_key, at)
       redis.call("ZADD", ttl_key, at, w.idkey)
     end

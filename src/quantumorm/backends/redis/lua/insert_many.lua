@@ -166,7 +166,7 @@ if #accepted > 0 then
   local version = take_version(KEYS[3]) - 1
   first_version = version + 1
   local every = #accepted == ndocs  -- (then one reply for all: see Returns)
-  local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
+  local at = expiry ~= "keep" and write_time_ms() + tonumber(expiry) or nil
   local scheduled_now = {}
   -- (the common events, a stream alone: emit()'s XADD without building its entry table)
   local stream_only = EVENTS and EVENTS.maxlen ~= "" and not EVENTS.doc and EVENTS.channel == ""

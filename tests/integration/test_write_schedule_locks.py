@@ -3,7 +3,8 @@
 and meta hash): all absent, the usual case, spares the schedule's ZCARD, the lock hash's
 EXISTS and the insert's EXISTS. Wherever one of them is there, the write gives the answers
 and refusals of the checks made one by one: a schedule of another type, a taken id, an
-expired document's leftovers, a lock, with and without a schedule beside it."""
+expired document's leftovers, a lock, with and without a schedule beside it. And a write
+that sets an expiry counts it from the TIME its version was taken at (``write_time_ms``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from helpers import MODES, assert_indexes_consistent, call, snapshot
 from quantumorm import (
     BulkWriteError,
     Document,
-    DuplicateIdError,
     DocumentLocked,
+    DuplicateIdError,
     IntField,
     StringField,
     VersionConflict,

@@ -182,8 +182,8 @@ async def test_a_lock_refuses_every_write_of_its_document_with_or_without_a_sche
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_expiry_counts_from_the_time_the_version_was_taken_at(
         conn: Any, redis_client: Any, mode: str) -> None:
-    """A write that sets an expiry reads the server's TIME once, for its version and its
-    expiry (the first write of a partition has no sweep to do, which reads it too)."""
+    """A write that sets an expiry reads the server's TIME once, for its version, its
+    expiry (set with the value: SET ... PXAT) and its sweep of due documents."""
     ks = KeySpace(Timer._meta)
     await call(Timer(id="warm", name="w"), "save", mode)  # (scripts loaded)
     redis_client.delete(ks.ttl(0))
@@ -194,6 +194,7 @@ async def test_an_expiry_counts_from_the_time_the_version_was_taken_at(
         redis_client.config_resetstat()
         await write()
         assert _calls(redis_client, "time") == 1
+        assert _calls(redis_client, "pexpireat") == 0  # (SET ... PXAT)
         after = redis_client.time()
         at = redis_client.pexpiretime(ks.doc(0, id))
         low, high = (s * 1000 + us // 1000 + 30_000 for s, us in (before, after))
@@ -202,3 +203,16 @@ async def test_an_expiry_counts_from_the_time_the_version_was_taken_at(
         redis_client.delete(ks.ttl(0))  # (no sweep for the next write)
     doc = await call(Timer.objects, "get", mode, id="a")
     assert 0 < await call(doc, "ttl", mode) <= 30
+    # with a schedule, a write sweeps what is due by that same time: here a document whose
+    # key is gone (as an expired one's) is purged, one still alive stays scheduled
+    await call(Timer(id="due", name="due"), "save", mode)
+    redis_client.delete(ks.doc(0, "due"))
+    redis_client.zadd(ks.ttl(0), {writes.sortable.id_key("due"): 1})
+    redis_client.config_resetstat()
+    await call(doc, "save", mode)
+    assert _calls(redis_client, "time") == 1
+    assert redis_client.zscore(ks.ttl(0), writes.sortable.id_key("due")) is None
+    assert not redis_client.exists(ks.meta(0, "due"))
+    assert [d.id for d in await call(Timer.objects.filter(name="due"), "all", mode)] == []
+    assert redis_client.zcard(ks.ttl(0)) == 1  # ("a", rescheduled by its save)
+    assert_indexes_consistent(redis_client, Timer)

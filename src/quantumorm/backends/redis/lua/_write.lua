@@ -318,17 +318,15 @@ local function store(w, ids_key, ttl_key, state_key)
   local shown = string.format("%.0f", version)
   if w.expiry == "keep" and w.mode == "update" then
     redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
-  else
+  elseif w.expiry == "keep" or w.expiry == "persist" then
     -- (a plain SET also drops any expiry)
     redis.call("SET", w.doc_key, versioned(shown, w.json))
-    if w.expiry == "keep" or w.expiry == "persist" then
-      -- (a new document has no schedule entry: any leftover one went with its purge)
-      if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
-    else
-      local at = write_time_ms() + tonumber(w.expiry)
-      redis.call("PEXPIREAT", w.doc_key, at)
-      redis.call("ZADD", ttl_key, at, w.idkey)
-    end
+    -- (a new document has no schedule entry: any leftover one went with its purge)
+    if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
+  else  -- (the expiry set with the value: one command, as insert_many.lua does)
+    local at = write_time_ms() + tonumber(w.expiry)
+    redis.call("SET", w.doc_key, versioned(shown, w.json), "PXAT", at)
+    redis.call("ZADD", ttl_key, at, w.idkey)
   end
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then

@@ -228,7 +228,7 @@ if #accepted > 0 then
   flush_clock(KEYS[3])
 end
 if not shared_error and scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
+  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes, write_time_ms())
 end
 if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

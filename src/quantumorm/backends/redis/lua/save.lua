@@ -311,6 +311,6 @@ version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index())
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index(), write_time_ms())
 end
 return {"OK", version, idkey}

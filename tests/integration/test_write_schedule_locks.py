@@ -8,6 +8,7 @@ that sets an expiry counts it from the TIME its version was taken at (``write_ti
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -216,3 +217,42 @@ async def test_an_expiry_counts_from_the_time_the_version_was_taken_at(
     assert [d.id for d in await call(Timer.objects.filter(name="due"), "all", mode)] == []
     assert redis_client.zcard(ks.ttl(0)) == 1  # ("a", rescheduled by its save)
     assert_indexes_consistent(redis_client, Timer)
+
+
+def _transfer(conn: Any) -> None:
+    """Two documents read and written in one transaction (tx.lua)."""
+    with conn.transaction_sync() as tx:
+        a, b = tx.get(Lamp, "x"), tx.get(Lamp, "y")
+        a.n, b.n = a.n + 1, b.n - 1
+        tx.save(a)
+        tx.save(b)
+
+
+async def test_a_transaction_reads_the_schedule_and_the_locks_with_one_exists(
+        conn: Any, redis_client: Any) -> None:
+    ks = KeySpace(Lamp._meta)
+    await call(Lamp(id="x", name="x", n=10), "save", "async")
+    await call(Lamp(id="y", name="y", n=10), "save", "async")
+    await asyncio.to_thread(_transfer, conn)  # (scripts loaded)
+    redis_client.config_resetstat()
+    await asyncio.to_thread(_transfer, conn)
+    assert _calls(redis_client, "zcard") == 0
+    assert {d.id: d.n for d in await call(Lamp.objects, "all", "async")} == {"x": 12, "y": 8}
+    # a schedule of another type: refused, nothing written
+    redis_client.set(ks.ttl(0), "written by someone else")
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError) as refused:
+        await asyncio.to_thread(_transfer, conn)
+    assert refused.value.key == ks.ttl(0) and snapshot(redis_client) == before
+    redis_client.delete(ks.ttl(0))
+    # a lock on one of them (with a schedule beside it: the EXISTS counts both)
+    await call(Lamp(id="t", name="t", n=0), "save", "async", ttl=60)
+    record = twophase.record_key("qorm", "wsl-tx")
+    (seconds, micros) = redis_client.time()
+    redis_client.hset(record, mapping={"state": "pending", "parts": b"\x90",
+                                       "deadline": seconds * 1000 + micros // 1000 + 600_000})
+    redis_client.hset(twophase.locks_key(ks.tag(0)), writes.sortable.id_key("y"), record)
+    before = snapshot(redis_client)
+    with pytest.raises(DocumentLocked):
+        await asyncio.to_thread(_transfer, conn)
+    assert snapshot(redis_client) == before

@@ -245,8 +245,14 @@ async def test_a_transaction_reads_the_schedule_and_the_locks_with_one_exists(
         await asyncio.to_thread(_transfer, conn)
     assert refused.value.key == ks.ttl(0) and snapshot(redis_client) == before
     redis_client.delete(ks.ttl(0))
-    # a lock on one of them (with a schedule beside it: the EXISTS counts both)
+    # with a schedule: one TIME for the versions, the expiry and the sweep
     await call(Lamp(id="t", name="t", n=0), "save", "async", ttl=60)
+    redis_client.config_resetstat()
+    await asyncio.to_thread(_transfer, conn)
+    assert _calls(redis_client, "time") == 1 and _calls(redis_client, "zrangebyscore") == 1
+    assert {d.id: d.n for d in await call(Lamp.objects.filter(id__in=["x", "y"]), "all",
+                                          "async")} == {"x": 13, "y": 7}
+    # a lock on one of them (with a schedule beside it: the EXISTS counts both)
     record = twophase.record_key("qorm", "wsl-tx")
     (seconds, micros) = redis_client.time()
     redis_client.hset(record, mapping={"state": "pending", "parts": b"\x90",

@@ -314,7 +314,7 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
     end
   end
   if scheduled > 0 then
-    sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
+    sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes, write_time_ms())
   end
   if #conflicts > 0 then return {"OK", versions, conflicts} end
   return {"OK", versions}

@@ -41,7 +41,7 @@
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
 --           when the write touches every index: one decode instead of a parse per index)
 --
--- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
+-- Expiry: the document key expires (SET ... PXAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
 -- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and

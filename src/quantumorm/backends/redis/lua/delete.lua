@@ -32,9 +32,10 @@
 -- index's entries, and its type; one EXISTS of the schedule and the lock hash, usually
 -- both absent: no lock, and the id is in no schedule; else the schedule's ZCARD (its type,
 -- and whether the id can be in it at all: its refusal is returned where it always was, after
--- the meta hash's) and the lock hash's HGET (schedule_and_locks); then the writes, the first of them (ZREM of the id) proving the id index's
--- type, the first ZREM in each index that index's, the XADD of the event the stream's: a
--- refusal of any puts back what was removed before it.
+-- the meta hash's) and the lock hash's HGET (schedule_and_locks); then the writes, the
+-- first of them (ZREM of the id) proving the id index's type, the first ZREM in each index
+-- that index's, the XADD of the event the stream's: a refusal of any puts back what was
+-- removed before it.
 do
   local refused = state_check(KEYS[6], ARGV[6], false)
   if refused then return refused end

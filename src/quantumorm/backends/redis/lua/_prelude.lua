@@ -139,10 +139,11 @@ end
 
 -- Sweep up to ``limit`` documents whose expiry is due: purge those whose key is gone,
 -- reschedule those still alive (their expiry moved), leave those a prepared transaction
--- locks. Returns how many were purged.
-local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes)
+-- locks. Returns how many were purged. ``now``: the server's time in milliseconds, when the
+-- caller has read it (a write: its version's); nil: a TIME reads it.
+local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes, now)
   local purged, locks, locked = 0, nil, nil
-  local due = redis.call("ZRANGEBYSCORE", ttl_key, "-inf", now_ms(), "LIMIT", 0, limit)
+  local due = redis.call("ZRANGEBYSCORE", ttl_key, "-inf", now or now_ms(), "LIMIT", 0, limit)
   if #due > 0 and bad_index(indexes) then return 0 end  -- never fail half-way: leave them
   for _, idkey in ipairs(due) do
     local eid = escaped_id(idkey)

@@ -26,22 +26,23 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   end
   local locks = locks_key(state_key)
   -- (commands per write are the server's main cost: the state hash's HMGET is the layout
-  -- refusal, the clock and the hash's type; the schedule's ZCARD its type and whether a sweep
-  -- can have work; see typed() in _write.lua)
-  local scheduled
+  -- refusal, the clock and the hash's type; one EXISTS of the schedule and the lock hash,
+  -- usually both absent, else the schedule's ZCARD, its type and whether a sweep can have
+  -- work: schedule_and_locks() and typed() in _write.lua)
+  local scheduled, locks_there
   do
     local refused = state_check(state_key, ARGV[5], true)
     if refused then return refused end
     local bad = events_on(ARGV[4], KEYS[#KEYS])
     if bad then return {"WRONGTYPE", bad} end
     if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end
-    scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
+    scheduled, locks_there, refused = schedule_and_locks(ttl_key, state_key)
     if refused then return refused end
   end
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
 
-  -- locks of prepared transactions (see lock_holder() in _write.lua): one EXISTS when none
+  -- locks of prepared transactions (see lock_holder() in _write.lua): the EXISTS above
   if phase == "apply" then  -- applied once: a second apply (or one after a release) is a no-op
     for n = 1, nrows do
       if redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3]) ~= record then
@@ -76,7 +77,8 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
 
   -- (after step 0: a resent transaction applied the first time is recognised as such even
   -- if a prepared transaction has locked one of its documents since)
-  if phase ~= "apply" and redis.call("EXISTS", locks) == 1 then
+  -- (nothing before has written: the lock hash is as that EXISTS found it)
+  if phase ~= "apply" and locks_there > 0 then
     local mine = 0
     for n = 1, nrows do
       local holder = redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3])
@@ -312,7 +314,7 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
     end
   end
   if scheduled > 0 then
-    sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes)
+    sweep(8, doc_prefix, ARGV[3], ids_key, ttl_key, indexes, write_time_ms())
   end
   if #conflicts > 0 then return {"OK", versions, conflicts} end
   return {"OK", versions}

@@ -84,11 +84,22 @@ end
 -- once, by flush_clock() at its end, instead of once per document.
 local DEFERRED, DIRTY = false, false
 
+-- The server's time in milliseconds as the last take_version() read it (nil: not read): an
+-- expiry the same write sets counts from it (see write_time_ms), with no TIME of its own.
+local NOW_MS = nil
+
+-- the server's time in milliseconds for an expiry this write sets: the time its version
+-- was taken at (microseconds before, in the same script), else a TIME
+local function write_time_ms()
+  return NOW_MS or now_ms()
+end
+
 -- The next version, taken from the clock (CLOCK) but not yet written: write_clock() does
 -- that (a script may need the version before its first write: see emit_first).
 local function take_version(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW_MS = math.floor(now / 1000)
   local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   CLOCK = math.max(last + 1, now)
   return CLOCK
@@ -307,17 +318,15 @@ local function store(w, ids_key, ttl_key, state_key)
   local shown = string.format("%.0f", version)
   if w.expiry == "keep" and w.mode == "update" then
     redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
-  else
+  elseif w.expiry == "keep" or w.expiry == "persist" then
     -- (a plain SET also drops any expiry)
     redis.call("SET", w.doc_key, versioned(shown, w.json))
-    if w.expiry == "keep" or w.expiry == "persist" then
-      -- (a new document has no schedule entry: any leftover one went with its purge)
-      if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
-    else
-      local at = now_ms() + tonumber(w.expiry)
-      redis.call("PEXPIREAT", w.doc_key, at)
-      redis.call("ZADD", ttl_key, at, w.idkey)
-    end
+    -- (a new document has no schedule entry: any leftover one went with its purge)
+    if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
+  else  -- (the expiry set with the value: one command, as insert_many.lua does)
+    local at = write_time_ms() + tonumber(w.expiry)
+    redis.call("SET", w.doc_key, versioned(shown, w.json), "PXAT", at)
+    redis.call("ZADD", ttl_key, at, w.idkey)
   end
   local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
   if w.mode ~= "insert" then
@@ -533,9 +542,28 @@ local function lock_flag(state_key)
   return string.sub(state_key, 1, -6) .. "locked"
 end
 
--- The record key of the transaction that locks ``idkey`` (nil: none).
-local function lock_holder(state_key, idkey)
+-- The record key of the transaction that locks ``idkey`` (nil: none). ``present``: whether
+-- the lock hash exists, when the caller knows (schedule_and_locks); nil: one EXISTS says.
+local function lock_holder(state_key, idkey, present)
   local key = locks_key(state_key)
-  if redis.call("EXISTS", key) == 0 then return nil end
+  if present == false or (present == nil and redis.call("EXISTS", key) == 0) then
+    return nil
+  end
   return redis.call("HGET", key, idkey) or nil
+end
+
+-- A write reads the TTL schedule (ZCARD: its type, and whether a sweep can have work) and
+-- whether its partition has locks (the lock hash's EXISTS). Both are usually absent (an
+-- empty sorted set, an empty hash is no key): one EXISTS of both (and of ``...``, keys the
+-- caller wants to know absent too) says so. When it counts any, the ZCARD follows, and
+-- the count less the schedule's own key is what remains of the others. Returns the
+-- schedule's count (0 when refused), how many of the lock hash and ``...`` exist, and the
+-- ZCARD's refusal ({"WRONGTYPE", ttl_key}, nil) for the caller to return where its checks'
+-- order puts it (a read: nothing is written either way).
+local function schedule_and_locks(ttl_key, state_key, ...)
+  local found = redis.call("EXISTS", ttl_key, locks_key(state_key), ...)
+  if found == 0 then return 0, 0, nil end
+  local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
+  if refused then return 0, found - 1, refused end  -- (the key is there, of another type)
+  return scheduled, found - (scheduled > 0 and 1 or 0), nil
 end

@@ -29,18 +29,22 @@
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the
 -- document: its type and whether it is alive; HMGET of the meta hash: the version and every
--- index's entries, and its type; ZCARD of the schedule: its type, and whether the id can be
--- in it at all; then the writes, the first of them (ZREM of the id) proving the id index's
--- type, the first ZREM in each index that index's, the XADD of the event the stream's: a
--- refusal of any puts back what was removed before it.
+-- index's entries, and its type; one EXISTS of the schedule and the lock hash, usually
+-- both absent: no lock, and the id is in no schedule; else the schedule's ZCARD (its type,
+-- and whether the id can be in it at all: its refusal is returned where it always was, after
+-- the meta hash's) and the lock hash's HGET (schedule_and_locks); then the writes, the
+-- first of them (ZREM of the id) proving the id index's type, the first ZREM in each index
+-- that index's, the XADD of the event the stream's: a refusal of any puts back what was
+-- removed before it.
 do
   local refused = state_check(KEYS[6], ARGV[6], false)
   if refused then return refused end
   events_unchecked(ARGV[5], KEYS[#KEYS])
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
+local scheduled, locked, ttl_refused = schedule_and_locks(KEYS[4], KEYS[6])
 do  -- (a document of a prepared transaction: see lock_holder())
-  local holder = lock_holder(KEYS[6], idkey)
+  local holder = lock_holder(KEYS[6], idkey, locked > 0)
   if holder then return {"LOCKED", holder} end
 end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
@@ -53,9 +57,7 @@ for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do
 end
 local got, refused = typed(KEYS[2], "HMGET", KEYS[2], unpack(wanted))
 if refused then return refused end
-local scheduled
-scheduled, refused = typed(KEYS[4], "ZCARD", KEYS[4])
-if refused then return refused end
+if ttl_refused then return ttl_refused end
 local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if doc_type == "none" then  -- it expired: clean up what it left

@@ -51,8 +51,10 @@ local ndocs = (#ARGV - 6) / 6
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
 -- shared keys: checked once for the whole batch (a wrong type refuses every document);
--- ZCARD of the schedule proves its type and tells whether a sweep can have work
-local shared_error, scheduled = nil, 0
+-- ZCARD of the schedule proves its type and tells whether a sweep can have work; it follows
+-- one EXISTS of the schedule and the lock hash only when that counts either
+-- (schedule_and_locks: both are usually absent)
+local shared_error, scheduled, locks_there = nil, 0, 0
 do
   local refused = state_check(KEYS[3], ARGV[6], true)  -- (and the clock, in the same HMGET)
   if refused and refused[1] == "LAYOUT" then return refused end
@@ -62,8 +64,8 @@ do
 end
 if not shared_error and not type_ok(KEYS[1], "zset") then shared_error = {"WRONGTYPE", KEYS[1]} end
 if not shared_error then
-  local counted, refused = typed(KEYS[2], "ZCARD", KEYS[2])
-  if refused then shared_error = refused else scheduled = counted end
+  local counted, others, refused = schedule_and_locks(KEYS[2], KEYS[3])
+  if refused then shared_error = refused else scheduled, locks_there = counted, others end
 end
 if not shared_error then
   local bad = bad_index(indexes)
@@ -82,9 +84,10 @@ if not shared_error and ndocs > 0 then
   all_free = found == 0
 end
 
--- documents of prepared transactions are refused (see lock_holder()): one EXISTS per batch
+-- documents of prepared transactions are refused (see lock_holder()): the lock hash's
+-- EXISTS is the one above
 local locks = locks_key(KEYS[3])
-local locked = not shared_error and redis.call("EXISTS", locks) == 1
+local locked = not shared_error and locks_there > 0
 
 -- 1. checks, in batch order ---------------------------------------------------------------
 local any_unique = false
@@ -163,7 +166,7 @@ if #accepted > 0 then
   local version = take_version(KEYS[3]) - 1
   first_version = version + 1
   local every = #accepted == ndocs  -- (then one reply for all: see Returns)
-  local at = expiry ~= "keep" and now_ms() + tonumber(expiry) or nil
+  local at = expiry ~= "keep" and write_time_ms() + tonumber(expiry) or nil
   local scheduled_now = {}
   -- (the common events, a stream alone: emit()'s XADD without building its entry table)
   local stream_only = EVENTS and EVENTS.maxlen ~= "" and not EVENTS.doc and EVENTS.channel == ""
@@ -225,7 +228,7 @@ if #accepted > 0 then
   flush_clock(KEYS[3])
 end
 if not shared_error and scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes)
+  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes, write_time_ms())
 end
 if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

@@ -41,7 +41,7 @@
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
 --           when the write touches every index: one decode instead of a parse per index)
 --
--- Expiry: the document key expires (PEXPIREAT) and is scheduled in KEYS[5]; its meta hash
+-- Expiry: the document key expires (SET ... PXAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
 -- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and
@@ -68,22 +68,34 @@ local function every_index()
   return all
 end
 -- What each command serves (commands per write are the server's main cost; see typed()):
--- the state hash's HMGET: the layout refusal, the version clock, the hash's type; ZCARD of
--- the TTL schedule: its type, and whether a sweep can have anything to do. The stream's
--- type is proven by the XADD itself (emit_first), which comes after the id's ZADD of an
--- insert (and an allocation's INCR) and the writes of the entries that change (which prove
--- the types of the indexes where no unique claim is made), all of which a refusal takes
--- back.
-local scheduled
+-- the state hash's HMGET: the layout refusal, the version clock, the hash's type; one
+-- EXISTS of the TTL schedule and the lock hash (and, for an insert of a known id, of its
+-- document key and meta hash): all absent, the usual case, says there is no sweep to do,
+-- no lock, and (an insert) no document there; else the schedule's ZCARD (its type, and
+-- whether a sweep can have anything to do) and the checks of whatever else is there, each
+-- on its own (schedule_and_locks). An allocation, which checks no lock, sends the ZCARD
+-- alone. The stream's type is proven by the XADD itself (emit_first), which comes after
+-- the id's ZADD of an insert (and an allocation's INCR) and the writes of the entries that
+-- change (which prove the types of the indexes where no unique claim is made), all of
+-- which a refusal takes back.
+local scheduled, others  -- (others: how many of the lock hash, and an insert's keys, exist)
 do
   local refused = state_check(KEYS[6], ARGV[14], true)
   if refused then return refused end
-  scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
+  if idkey == "" then
+    scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
+    others = 0
+  elseif mode == "insert" then
+    scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6], doc_key, meta_key)
+  else
+    scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6])
+  end
   if refused then return refused end
   events_unchecked(ARGV[12], KEYS[#KEYS])
 end
-if idkey ~= "" then  -- (a document of a prepared transaction: see lock_holder())
-  local holder = lock_holder(KEYS[6], idkey)
+if idkey ~= "" and others > 0 then  -- (a document of a prepared transaction: lock_holder())
+  -- (an update's "others" is the lock hash alone; an insert's may be its own keys)
+  local holder = lock_holder(KEYS[6], idkey, mode ~= "insert" or nil)
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
   if holder and not (type_ok(meta_key, "hash") and applied(meta_key, ARGV[5])) then
@@ -198,7 +210,7 @@ if mode ~= "insert" then
     changed = cmsgpack.pack(names)
     mode = "update"
   end
-elseif not allocating then
+elseif not allocating and others > 0 then  -- (none: its keys are absent, EXISTS above)
   local refused = check_insert()
   if refused then return refused end
 end
@@ -299,6 +311,6 @@ version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index())
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index(), write_time_ms())
 end
 return {"OK", version, idkey}

@@ -26,6 +26,7 @@ from quantumorm.backends.redis.commands import (
 )
 from quantumorm.backends.redis.luachunks import (
     LuaSyntaxError,
+    free_names,
     identifiers,
     needed,
     prune,
@@ -161,14 +162,15 @@ def test_a_cut_script_is_the_whole_one_less_unused_definitions(name: str) -> Non
     # no definition left out is named in what is kept (checked apart from needed())
     chunks = [c for part in parts for c in _part(part)]
     kept_text = "".join(c.text for c in chunks if c.text in cut) + body
-    in_use = identifiers(tokens(kept_text))
+    in_use = identifiers(tokens(kept_text.removesuffix(body))) | free_names(body)
     dropped = [c for c in chunks if c.text not in cut]
     assert all(c.defines and not c.defines & in_use for c in dropped)
 
 
 def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
-    def defined(name: str) -> set[str]:
-        return set(re.findall(r"^local function (\w+)", script(name).source, re.M))
+    def defined(name: str) -> set[str]:  # (by the shared parts)
+        shared = script(name).source.removesuffix(_assemble(name)[2])
+        return set(re.findall(r"^local function (\w+)", shared, re.M))
 
     assert defined("fetch") == set()
     assert defined("count") == {"layout_refusal"}
@@ -176,6 +178,14 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
     assert "patch_json" not in defined("delete") and "store" not in defined("delete")
     assert "transact" in defined("tx") and "transact" in defined("tx_apply")
+    # (query.lua has an emit() of its own, declared before its first use of the name)
+    assert "emit" not in defined("query") and "unpack_list" in defined("query")
+
+
+def test_a_body_hides_a_shared_name_from_its_own_local_on() -> None:
+    assert free_names("local x = f(y)\nlocal function y() return x, y, z end\nw = y") == {
+        "f", "y", "z", "w"}
+    assert free_names("local function g() return h end\nlocal h = 1") == {"h"}
 
 
 def globals_read(source: str, tmp_path: Path) -> set[str]:

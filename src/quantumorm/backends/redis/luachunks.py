@@ -11,9 +11,11 @@ The choice is conservative: a definition (``local function f``, ``local a, b = .
 call in its values, ``f = function ... end`` for a local declared before) is kept when one of
 its names appears as an identifier in kept code (the script's body, or a kept statement,
 transitively; strings and comments are not code; a name after ``.`` or ``:`` is a field, not
-an identifier). Every other statement (one that calls something, a ``do`` block...) is kept
-as it is. Kept statements stay in their order, so each identifier resolves to the same local
-as in the full text: every definition of a name in use is kept, and none moves.
+an identifier; the body's names count up to its own top-level ``local`` of that name, which
+hides the shared one from all code after it). Every other statement (one that calls
+something, a ``do`` block...) is kept as it is. Kept statements stay in their order, so each
+identifier resolves to the same local as in the full text: every definition of a name in
+use is kept, and none moves.
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ class Chunk:
 
     text: str
     defines: frozenset[str]
+    #: the identifiers it uses (not the names it declares, nor a local function's own name
+    #: in its body, which is that function)
     uses: frozenset[str]
+    #: the names a ``local`` statement declares: after it, no code sees an earlier one
+    declares: frozenset[str] = frozenset()
 
 
 class _Parser:
@@ -110,6 +116,7 @@ class _Parser:
         self.toks = toks
         self.pos = 0
         self.calls = 0  # calls met outside function bodies
+        self.declared: list[int] = []  # positions of the names a local statement declares
 
     def peek(self, ahead: int = 0) -> str:
         at = self.pos + ahead
@@ -234,9 +241,11 @@ class _Parser:
             self.exp()
 
     def namelist(self) -> list[str]:
+        self.declared.append(self.pos)
         names = [self.take("<name>").text]
         while self.peek() == ",":
             self.take()
+            self.declared.append(self.pos)
             names.append(self.take("<name>").text)
         return names
 
@@ -244,11 +253,13 @@ class _Parser:
         """Parse one statement; returns the names it only defines (empty: keep it)."""
         text = self.peek()
         self.calls = 0
+        self.declared = []
         if text == ";":
             self.take()
             return frozenset()
         if text == "local" and self.peek(1) == "function":
             self.pos += 2
+            self.declared.append(self.pos)
             name = self.take("<name>").text
             locals_.add(name)  # (before its body, which may call it)
             self.funcbody()
@@ -344,8 +355,12 @@ def split(source: str) -> list[Chunk]:
         end = newline + 1 if newline >= 0 else last.end
         if parser.pos == len(toks):
             end = len(source)
-        chunks.append(Chunk(source[cut:end], defines,
-                            frozenset(identifiers(toks[first:parser.pos]))))
+        declared = [toks[i] for i in parser.declared] if toks[first].text == "local" else []
+        uses = identifiers(t for t in toks[first:parser.pos] if t not in declared)
+        if declared and toks[first + 1].text == "function":
+            uses.discard(declared[0].text)
+        chunks.append(Chunk(source[cut:end], defines, frozenset(uses),
+                            frozenset(t.text for t in declared)))
         cut = end
     if cut < len(source):
         chunks.append(Chunk(source[cut:], frozenset(), frozenset()))
@@ -372,11 +387,23 @@ def needed(chunks: Sequence[Chunk], used: set[str]) -> list[bool]:
     return keep
 
 
+def free_names(source: str) -> set[str]:
+    """The identifiers ``source`` uses before declaring them at its top level: after a
+    top-level ``local x``, no code of the chunk (at any depth) sees an ``x`` defined before
+    it, such as one of the shared parts."""
+    out: set[str] = set()
+    shadowed: set[str] = set()
+    for chunk in split(source):
+        out |= chunk.uses - shadowed
+        shadowed |= chunk.declares
+    return out
+
+
 def prune(parts: Sequence[Sequence[Chunk]], body: str) -> str:
     """The shared parts (in order) reduced to what ``body`` needs, followed by nothing: the
     caller appends the body."""
     flat = [chunk for part in parts for chunk in part]
-    keep = needed(flat, identifiers(tokens(body)))
+    keep = needed(flat, free_names(body))
     out: list[str] = []
     for chunk, kept in zip(flat, keep, strict=True):
         if not kept:

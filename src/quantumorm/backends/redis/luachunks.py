@@ -68,7 +68,7 @@ def tokens(source: str) -> list[Token]:
             line = source.count("\n", 0, pos) + 1
             raise LuaSyntaxError(f"unexpected {source[pos]!r} on line {line}")
         kind = m.lastgroup
-        # (lastgroup is the innermost named group for long brackets: the outer one decides)
+        # (tested by group: a long bracket's level is a named group of its own)
         if m.group("comment") is not None or m.group("space") is not None:
             pass
         elif m.group("string") is not None:

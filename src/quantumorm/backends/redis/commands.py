@@ -3,8 +3,8 @@
 Pure data; the executors (``executor.py``) are the only code that sends them. Scripts are
 ``.lua`` files next to this module, loaded by name, each with ``lua/_prelude.lua`` (helpers
 they share) placed after its shebang line, and the libraries a ``-- uses: _name`` line names
-after that; their SHA1 is computed here so a plan can say
-``EVALSHA`` without asking the server.
+after that, of which only the definitions the script uses are kept (``luachunks.py``); their
+SHA1 is computed here so a plan can say ``EVALSHA`` without asking the server.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Union
+
+from .luachunks import Chunk, prune, split
 
 
 @dataclass(frozen=True)
@@ -28,18 +30,36 @@ def _lua(name: str) -> str:
 
 
 @cache
-def script(name: str) -> Script:
-    """A script's full text: its shebang line (flags), the shared prelude, the libraries its
-    ``-- uses:`` line names, then its body."""
+def _part(name: str) -> tuple[Chunk, ...]:
+    return tuple(split(_lua(name)))
+
+
+def _assemble(name: str) -> tuple[str, list[str], str]:
+    """A script's shebang line (or ""), the shared parts it includes, and its body."""
     text = _lua(name)
     shebang, body = ("", text)
     if text.startswith("#!"):
         first, _, body = text.partition("\n")
         shebang = first + "\n"
-    libraries = [_lua(lib) for line in body.splitlines() if line.startswith("-- uses:")
+    libraries = [lib for line in body.splitlines() if line.startswith("-- uses:")
                  for lib in line.removeprefix("-- uses:").split()]
-    source = shebang + _lua("_prelude") + "".join(libraries) + body
+    return shebang, ["_prelude", *libraries], body
+
+
+@cache
+def script(name: str) -> Script:
+    """A script's text: its shebang line (flags), of the shared prelude and the libraries
+    its ``-- uses:`` line names only the definitions it uses (see ``luachunks.py``: Redis
+    runs the whole text on every call), then its body."""
+    shebang, parts, body = _assemble(name)
+    source = shebang + prune([_part(part) for part in parts], body) + body
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+
+
+def full_source(name: str) -> str:
+    """A script's text with the shared parts whole (for tests and measurements)."""
+    shebang, parts, body = _assemble(name)
+    return shebang + "".join(_lua(part) for part in parts) + body
 
 
 SCRIPT_NAMES: tuple[str, ...] = (

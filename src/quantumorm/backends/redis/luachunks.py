@@ -1,0 +1,418 @@
+"""The top-level statements of a shared Lua part, and which of them a script needs.
+
+Redis 7.0 runs a script's whole text on every EVALSHA, so each ``local function`` of the
+shared parts (``lua/_prelude.lua``, ``lua/_write.lua``...) is made again per call even where
+the script never calls it. ``commands.script()`` keeps, of the shared parts, only what the
+script uses: this module splits a part into its top-level statements (a small Lua 5.1
+tokenizer and a parser of statements and expressions, exact about long strings and
+comments, nested blocks and expressions) and chooses among them.
+
+The choice is conservative: a definition (``local function f``, ``local a, b = ...`` with no
+call in its values, ``f = function ... end`` for a local declared before) is kept when one of
+its names appears as an identifier in kept code (the script's body, or a kept statement,
+transitively; strings and comments are not code; a name after ``.`` or ``:`` is a field, not
+an identifier; the body's names count up to its own top-level ``local`` of that name, which
+hides the shared one from all code after it). Every other statement (one that calls
+something, a ``do`` block...) is kept as it is. Kept statements stay in their order, so each
+identifier resolves to the same local as in the full text: every definition of a name in
+use is kept, and none moves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+KEYWORDS = frozenset((
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while"))
+_UNARY = frozenset(("not", "-", "#"))
+_BINARY = frozenset(("+", "-", "*", "/", "%", "^", "..", "==", "~=", "<", "<=", ">", ">=",
+                     "and", "or"))
+#: keywords that open a block closed by ``end`` (``while``/``for`` open with their ``do``,
+#: ``if`` once for all its branches) or by ``until`` (``repeat``)
+_OPENS = frozenset(("function", "do", "if", "repeat"))
+_CLOSES = frozenset(("end", "until"))
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<comment>--\[(?P<ceq>=*)\[.*?\](?P=ceq)\]|--[^\n]*)
+  | (?P<string>\[(?P<seq>=*)\[.*?\](?P=seq)\]|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\.\.\.|\.\.|==|~=|<=|>=|[-+*/%^\#<>=(){}\[\];:,.])
+""", re.VERBOSE | re.DOTALL)
+
+
+class LuaSyntaxError(ValueError):
+    """A shared Lua part this module cannot split (a bug in the part, or Lua it does not
+    know): commands.py then fails loudly rather than guessing."""
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "name", "keyword", "string", "number" or "op"
+    text: str
+    start: int
+    end: int
+
+
+def tokens(source: str) -> list[Token]:
+    """The tokens of Lua 5.1 source, without blanks and comments."""
+    out: list[Token] = []
+    pos = 0
+    while pos < len(source):
+        m = _TOKEN.match(source, pos)
+        if not m:
+            line = source.count("\n", 0, pos) + 1
+            raise LuaSyntaxError(f"unexpected {source[pos]!r} on line {line}")
+        kind = m.lastgroup
+        # (tested by group: a long bracket's level is a named group of its own)
+        if m.group("comment") is not None or m.group("space") is not None:
+            pass
+        elif m.group("string") is not None:
+            out.append(Token("string", m.group(), pos, m.end()))
+        else:
+            text = m.group()
+            if kind == "name" and text in KEYWORDS:
+                kind = "keyword"
+            out.append(Token(str(kind), text, pos, m.end()))
+        pos = m.end()
+    return out
+
+
+def identifiers(toks: Iterable[Token]) -> set[str]:
+    """The names used as identifiers (not as a field after ``.`` or ``:``)."""
+    out: set[str] = set()
+    previous = ""
+    for tok in toks:
+        if tok.kind == "name" and previous not in (".", ":"):
+            out.add(tok.text)
+        previous = tok.text if tok.kind == "op" else ""
+    return out
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One top-level statement, with the text before it since the previous one (its
+    comments). ``defines``: the names it defines when it does nothing else (may be left
+    out when none of them is used); empty for a statement that must be kept."""
+
+    text: str
+    defines: frozenset[str]
+    #: the identifiers it uses (not the names it declares, nor a local function's own name
+    #: in its body, which is that function)
+    uses: frozenset[str]
+    #: the names a ``local`` statement declares: after it, no code sees an earlier one
+    declares: frozenset[str] = frozenset()
+
+
+class _Parser:
+    """Finds where each top-level statement ends (Lua 5.1 grammar; function bodies are
+    skipped by counting their blocks, as any call in them runs only when called)."""
+
+    def __init__(self, toks: list[Token]) -> None:
+        self.toks = toks
+        self.pos = 0
+        self.calls = 0  # calls met outside function bodies
+        self.declared: list[int] = []  # positions of the names a local statement declares
+
+    def peek(self, ahead: int = 0) -> str:
+        at = self.pos + ahead
+        if at >= len(self.toks):
+            return "<eof>"
+        tok = self.toks[at]
+        return tok.text if tok.kind in ("op", "keyword") else f"<{tok.kind}>"
+
+    def take(self, wanted: str | None = None) -> Token:
+        if self.pos >= len(self.toks):
+            raise LuaSyntaxError(f"unexpected end, {wanted or 'more'} expected")
+        tok = self.toks[self.pos]
+        if wanted is not None and self.peek() != wanted:
+            raise LuaSyntaxError(f"{wanted} expected, got {tok.text!r} at offset {tok.start}")
+        self.pos += 1
+        return tok
+
+    def block_to_end(self) -> None:
+        """Skip to just after the ``end``/``until`` closing the block already opened."""
+        depth = 1
+        while depth:
+            text = self.peek()
+            if text == "<eof>":
+                raise LuaSyntaxError("unclosed block")
+            self.pos += 1
+            if text in _OPENS:
+                depth += 1
+            elif text in _CLOSES:
+                depth -= 1
+                if depth == 0 and text == "until":
+                    self.exp()
+
+    def funcbody(self) -> None:
+        self.take("(")
+        while self.peek() != ")":
+            self.take()
+        self.take(")")
+        self.block_to_end()
+
+    def table(self) -> None:
+        self.take("{")
+        while self.peek() != "}":
+            if self.peek() == "[":
+                self.take("[")
+                self.exp()
+                self.take("]")
+                self.take("=")
+            elif self.peek() == "<name>" and self.peek(1) == "=":
+                self.pos += 2
+            self.exp()
+            if self.peek() in (",", ";"):
+                self.take()
+            elif self.peek() != "}":
+                raise LuaSyntaxError(f"bad table constructor at offset {self.toks[self.pos].start}")
+        self.take("}")
+
+    def args(self) -> None:
+        self.calls += 1
+        if self.peek() == "<string>":
+            self.take()
+        elif self.peek() == "{":
+            self.table()
+        else:
+            self.take("(")
+            if self.peek() != ")":
+                self.explist()
+            self.take(")")
+
+    def prefixexp(self) -> bool:
+        """Returns True for a plain name (no suffix: an assignable local)."""
+        if self.peek() == "(":
+            self.take("(")
+            self.exp()
+            self.take(")")
+            plain = False
+        else:
+            self.take("<name>")
+            plain = True
+        while True:
+            text = self.peek()
+            if text in (".", ":"):
+                self.take()
+                self.take("<name>")
+                if text == ":":
+                    self.args()
+            elif text == "[":
+                self.take("[")
+                self.exp()
+                self.take("]")
+            elif text in ("(", "<string>", "{"):
+                self.args()
+            else:
+                return plain
+            plain = False
+
+    def simple(self) -> None:
+        text = self.peek()
+        if text in ("nil", "true", "false", "<number>", "<string>", "..."):
+            self.take()
+        elif text == "function":
+            self.take()
+            self.funcbody()
+        elif text == "{":
+            self.table()
+        else:
+            self.prefixexp()
+
+    def exp(self) -> None:
+        while self.peek() in _UNARY:
+            self.take()
+        self.simple()
+        while self.peek() in _BINARY:
+            self.take()
+            while self.peek() in _UNARY:
+                self.take()
+            self.simple()
+
+    def explist(self) -> None:
+        self.exp()
+        while self.peek() == ",":
+            self.take()
+            self.exp()
+
+    def namelist(self) -> list[str]:
+        self.declared.append(self.pos)
+        names = [self.take("<name>").text]
+        while self.peek() == ",":
+            self.take()
+            self.declared.append(self.pos)
+            names.append(self.take("<name>").text)
+        return names
+
+    def statement(self, locals_: set[str]) -> frozenset[str]:
+        """Parse one statement; returns the names it only defines (empty: keep it)."""
+        text = self.peek()
+        self.calls = 0
+        self.declared = []
+        if text == ";":
+            self.take()
+            return frozenset()
+        if text == "local" and self.peek(1) == "function":
+            self.pos += 2
+            self.declared.append(self.pos)
+            name = self.take("<name>").text
+            locals_.add(name)  # (before its body, which may call it)
+            self.funcbody()
+            return frozenset((name,))
+        if text == "local":
+            self.take()
+            names = self.namelist()
+            if self.peek() == "=":
+                self.take()
+                self.explist()
+            locals_.update(names)  # (after the values, which cannot see them)
+            return frozenset(names) if self.calls == 0 else frozenset()
+        if text in ("do", "if", "repeat"):
+            self.take()
+            self.block_to_end()
+            return frozenset()
+        if text == "while":
+            self.take()
+            self.exp()
+            self.take("do")
+            self.block_to_end()
+            return frozenset()
+        if text == "for":
+            self.take()
+            if self.peek(1) == "=":
+                self.take("<name>")
+                self.take("=")
+            else:
+                self.namelist()
+                self.take("in")
+            self.explist()
+            self.take("do")
+            self.block_to_end()
+            return frozenset()
+        if text == "function":
+            self.take()
+            self.take("<name>")
+            while self.peek() in (".", ":"):
+                self.take()
+                self.take("<name>")
+            self.funcbody()
+            return frozenset()
+        if text == "return":
+            self.take()
+            if self.peek() not in ("<eof>", ";", "end"):
+                self.explist()
+            return frozenset()
+        if text == "break":
+            self.take()
+            return frozenset()
+        # an assignment or a call
+        start = self.pos
+        targets = [self.toks[start].text] if self.prefixexp() else []
+        if self.peek() not in ("=", ","):
+            return frozenset()  # a call
+        while self.peek() == ",":
+            self.take()
+            at = self.pos
+            if self.prefixexp():
+                targets.append(self.toks[at].text)
+            else:
+                targets.append("")
+        before = self.calls
+        self.take("=")
+        self.explist()
+        # (a local's value given later, as a function: part of its definition)
+        if self.calls == before and targets and all(t in locals_ for t in targets):
+            return frozenset(targets)
+        return frozenset()
+
+
+def split(source: str) -> list[Chunk]:
+    """The top-level statements of ``source`` in order; their texts put together give
+    ``source`` back. A first chunk of the leading comments (up to the last blank line
+    before the first statement) defines nothing, so it is always kept."""
+    toks = tokens(source)
+    parser = _Parser(toks)
+    chunks: list[Chunk] = []
+    locals_: set[str] = set()
+    cut = 0
+    if toks:
+        head = source.rfind("\n\n", 0, toks[0].start)
+        if head >= 0:
+            cut = head + 2
+            chunks.append(Chunk(source[:cut], frozenset(), frozenset()))
+    while parser.pos < len(toks):
+        first = parser.pos
+        defines = parser.statement(locals_)
+        last = toks[parser.pos - 1]
+        # (a comment after the statement on its line goes with it)
+        following = toks[parser.pos].start if parser.pos < len(toks) else len(source)
+        newline = source.find("\n", last.end, following)
+        end = newline + 1 if newline >= 0 else last.end
+        if parser.pos == len(toks):
+            end = len(source)
+        declared = [toks[i] for i in parser.declared] if toks[first].text == "local" else []
+        uses = identifiers(t for t in toks[first:parser.pos] if t not in declared)
+        if declared and toks[first + 1].text == "function":
+            uses.discard(declared[0].text)
+        chunks.append(Chunk(source[cut:end], defines, frozenset(uses),
+                            frozenset(t.text for t in declared)))
+        cut = end
+    if cut < len(source):
+        chunks.append(Chunk(source[cut:], frozenset(), frozenset()))
+    return chunks
+
+
+def needed(chunks: Sequence[Chunk], used: set[str]) -> list[bool]:
+    """Which chunks to keep for code that uses the identifiers ``used``: every statement
+    that is not only a definition, and every definition of a name kept code uses."""
+    names = set(used)
+    for chunk in chunks:
+        if not chunk.defines:
+            names |= chunk.uses
+    keep = [False] * len(chunks)
+    grown = True
+    while grown:
+        grown = False
+        for i, chunk in enumerate(chunks):
+            if not keep[i] and (not chunk.defines or chunk.defines & names):
+                keep[i] = True
+                if not chunk.uses <= names:
+                    names |= chunk.uses
+                    grown = True
+    return keep
+
+
+def free_names(source: str) -> set[str]:
+    """The identifiers ``source`` uses before declaring them at its top level: after a
+    top-level ``local x``, no code of the chunk (at any depth) sees an ``x`` defined before
+    it, such as one of the shared parts."""
+    out: set[str] = set()
+    shadowed: set[str] = set()
+    for chunk in split(source):
+        out |= chunk.uses - shadowed
+        shadowed |= chunk.declares
+    return out
+
+
+def prune(parts: Sequence[Sequence[Chunk]], body: str) -> str:
+    """The shared parts (in order) reduced to what ``body`` needs, followed by nothing: the
+    caller appends the body."""
+    flat = [chunk for part in parts for chunk in part]
+    keep = needed(flat, free_names(body))
+    out: list[str] = []
+    for chunk, kept in zip(flat, keep, strict=True):
+        if not kept:
+            continue
+        # (two statements of one line with the one between them left out: "local F" and
+        # "local H" must not run together)
+        if out and not out[-1][-1:].isspace() and not chunk.text[:1].isspace():
+            out.append("\n")
+        out.append(chunk.text)
+    if out and not out[-1][-1:].isspace():
+        out.append("\n")
+    return "".join(out)

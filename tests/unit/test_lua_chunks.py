@@ -1,0 +1,206 @@
+"""The shared Lua parts cut to what each script uses (backends/redis/luachunks.py).
+
+The splitter must find every top-level statement exactly (long strings and comments, nested
+blocks, expressions across lines), keep every statement that does more than define, and
+keep each definition that kept code names, transitively and in order. The proof for the
+real scripts: compiled with ``luac5.1 -l`` (Redis runs Lua 5.1), a cut script reads no
+global that the whole one does not (a dropped definition still in use would be one).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from quantumorm.backends.redis.commands import (
+    SCRIPT_NAMES,
+    _assemble,
+    _lua,
+    _part,
+    full_source,
+    script,
+)
+from quantumorm.backends.redis.luachunks import (
+    LuaSyntaxError,
+    free_names,
+    identifiers,
+    needed,
+    prune,
+    split,
+    tokens,
+)
+
+LUAC = shutil.which("luac5.1")
+
+TRICKY = r'''-- a header
+-- luacheck: globals redis
+
+local A = 1  -- a trailing comment: goes with A
+local B, C = "end", [[
+function inside a long string: end end ]]
+--[==[ a long comment: local function D() end ]] still in it ]==]
+local function E(x)
+  if x then
+    for i = 1, 2 do x = x + i end
+    while false do end
+    repeat x = x - 1 until x < 0 or function() end
+  elseif x == 0 then
+    do return A end
+  else
+    return {y = B, [C] = function() return "}" end}
+  end
+  return x
+end
+local F local G = 2  -- two statements on one line
+local H
+local function I() return H(1) end
+H = function(n) return n .. '\'end\'' end
+local J = redis.call("GET", "k")  -- runs: kept
+local K = {}
+K.x = A  -- not a definition: kept, and A with it
+local L = {nested = {1, 2, {3}}, "s"; 4}
+do local M = G end
+local function N(t) return t.E, t:I() end  -- fields, not identifiers
+if G then K.y = 1 end
+local O = E
+'''
+
+
+def kept_names(source: str, used: set[str]) -> set[str]:
+    chunks = split(source)
+    keep = needed(chunks, used)
+    return set().union(*(c.defines for c, k in zip(chunks, keep, strict=True) if k))
+
+
+def test_split_gives_the_text_back_statement_by_statement() -> None:
+    chunks = split(TRICKY)
+    assert "".join(c.text for c in chunks) == TRICKY
+    assert [sorted(c.defines) for c in chunks] == [
+        [], ["A"], ["B", "C"], ["E"], ["F"], ["G"], ["H"], ["I"], ["H"], [], ["K"], [],
+        ["L"], [], ["N"], [], ["O"]]
+    assert chunks[0].text == "-- a header\n-- luacheck: globals redis\n\n"
+    assert chunks[1].text == "local A = 1  -- a trailing comment: goes with A\n"
+    assert chunks[3].text.startswith("--[==[ a long comment")
+    assert chunks[3].text.endswith("  return x\nend\n")
+    assert chunks[4].text == "local F"
+    assert chunks[9].text.startswith("local J = redis.call")  # (a call: always kept)
+
+
+def test_statements_that_do_more_than_define_are_kept_with_what_they_use() -> None:
+    # nothing used: the call, the field assignment (with A and K), the do block (with G)
+    # and the if statement
+    assert kept_names(TRICKY, set()) == {"A", "G", "K"}
+    out = prune([split(TRICKY)], "")
+    assert 'local J = redis.call("GET", "k")' in out
+    assert "K.x = A" in out and "do local M = G end" in out and "if G then" in out
+    assert "local function E" not in out and "local O" not in out
+    # (statements of one line with one left out between them stay apart)
+    one_line = "local x = a local y = (2)local z = 3"
+    assert prune([split(one_line)], "return x, z") == "local x = a\nlocal z = 3\n"
+
+
+def test_definitions_are_kept_transitively_and_in_order() -> None:
+    assert kept_names(TRICKY, {"O"}) == {"A", "B", "C", "E", "G", "K", "O"}
+    # a forward declaration and its later assignment go together
+    assert kept_names(TRICKY, {"I"}) == {"A", "G", "K", "H", "I"}
+    assert prune([split(TRICKY)], "return I()").split("\n")[3:] == [
+        "local A = 1  -- a trailing comment: goes with A",
+        " local G = 2  -- two statements on one line",
+        "local H",
+        "local function I() return H(1) end",
+        "H = function(n) return n .. '\\'end\\'' end",
+        'local J = redis.call("GET", "k")  -- runs: kept',
+        "local K = {}",
+        "K.x = A  -- not a definition: kept, and A with it",
+        "do local M = G end",
+        "if G then K.y = 1 end",
+        ""]
+
+
+def test_fields_strings_and_comments_are_not_uses() -> None:
+    assert kept_names(TRICKY, {"N"}) == {"A", "G", "K", "N"}
+    assert identifiers(tokens('x.E = y:I() .. "F" -- G\n')) == {"x", "y"}
+    assert identifiers(tokens("a..b ... c[d]")) == {"a", "b", "c", "d"}
+
+
+def test_what_it_cannot_split_is_an_error() -> None:
+    with pytest.raises(LuaSyntaxError):
+        split("local function f(\n")
+    with pytest.raises(LuaSyntaxError):
+        split("local x = 1 $")
+    with pytest.raises(LuaSyntaxError):
+        split("do local x = 1\n")
+
+
+@pytest.mark.skipif(LUAC is None, reason="luac5.1 not installed")
+def test_the_tricky_text_cut_still_compiles(tmp_path: Path) -> None:
+    for used in (set(), {"O"}, {"I"}, {"N"}):
+        chunks = split(TRICKY)
+        keep = needed(chunks, used)
+        path = tmp_path / "cut.lua"
+        path.write_text("".join(c.text for c, k in zip(chunks, keep, strict=True) if k))
+        subprocess.run([str(LUAC), "-p", str(path)], check=True)
+
+
+@pytest.mark.parametrize("part", ["_prelude", "_write", "_tx"])
+def test_every_shared_part_splits_back_to_its_text(part: str) -> None:
+    assert "".join(c.text for c in _part(part)) == _lua(part)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_a_cut_script_is_the_whole_one_less_unused_definitions(name: str) -> None:
+    shebang, parts, body = _assemble(name)
+    cut, whole = script(name).source, full_source(name)
+    assert cut.startswith(shebang) and cut.endswith(body)
+    # its lines are the whole script's, in their order
+    lines = iter(whole.splitlines())
+    assert all(any(line == other for other in lines) for line in cut.splitlines())
+    # no definition left out is named in what is kept (checked apart from needed())
+    chunks = [c for part in parts for c in _part(part)]
+    kept_text = "".join(c.text for c in chunks if c.text in cut) + body
+    in_use = identifiers(tokens(kept_text.removesuffix(body))) | free_names(body)
+    dropped = [c for c in chunks if c.text not in cut]
+    assert all(c.defines and not c.defines & in_use for c in dropped)
+
+
+def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
+    def defined(name: str) -> set[str]:  # (by the shared parts)
+        shared = script(name).source.removesuffix(_assemble(name)[2])
+        return set(re.findall(r"^local function (\w+)", shared, re.M))
+
+    assert defined("fetch") == set()
+    assert defined("count") == {"layout_refusal"}
+    assert {"patch_json", "store", "check_version", "state_check"} <= defined("save")
+    assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
+    assert "patch_json" not in defined("delete") and "store" not in defined("delete")
+    assert "transact" in defined("tx") and "transact" in defined("tx_apply")
+    # (query.lua has an emit() of its own, declared before its first use of the name)
+    assert "emit" not in defined("query") and "unpack_list" in defined("query")
+
+
+def test_a_body_hides_a_shared_name_from_its_own_local_on() -> None:
+    assert free_names("local x = f(y)\nlocal function y() return x, y, z end\nw = y") == {
+        "f", "y", "z", "w"}
+    assert free_names("local function g() return h end\nlocal h = 1") == {"h"}
+
+
+def globals_read(source: str, tmp_path: Path) -> set[str]:
+    path = tmp_path / "script.lua"
+    path.write_text(source)
+    listing = subprocess.run([str(LUAC), "-l", "-p", str(path)], check=True,
+                             capture_output=True, text=True).stdout
+    return set(re.findall(r"[GS]ETGLOBAL\s.*; (\S+)", listing))
+
+
+@pytest.mark.skipif(LUAC is None, reason="luac5.1 not installed")
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_a_cut_script_reads_no_global_the_whole_one_does_not(
+        name: str, tmp_path: Path) -> None:
+    whole = globals_read(full_source(name), tmp_path)
+    cut = globals_read(script(name).source, tmp_path)
+    assert "redis" in whole | cut or name == "now"
+    assert cut <= whole, sorted(cut - whole)

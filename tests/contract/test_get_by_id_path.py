@@ -15,7 +15,6 @@ from contract_models import run
 
 from quantumorm import Q, QueryError
 
-
 WHEN = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -83,6 +84,19 @@ def decode(raw: bytes) -> Any:
         except ValueError:  # (orjson.JSONDecodeError) json answers, or raises its own error
             pass
     return _DECODER.decode(raw.decode("utf-8"))
+
+
+def batch_decoder(raws: Sequence[bytes]) -> Callable[[bytes], Any]:
+    """A decoder of the texts ``raws`` (bytes that hold them, read together: a query's
+    rows), for a loop that decodes each: orjson's own ``loads`` when no text of the batch
+    has a run of 19 digits (one scan of them all, a third of the cost of one scan per
+    text), else :func:`decode`. Either raises ValueError for a text orjson refuses, which
+    :func:`decode` may still read (``NaN``, lone surrogates): the caller then asks it."""
+    fast = ORJSON
+    if fast is None or _LONG_NUMBER in b"".join(raws).translate(_DIGITS):
+        return decode
+    loads: Callable[[bytes], Any] = fast.loads
+    return loads
 
 
 def same(a: Any, b: Any) -> bool:

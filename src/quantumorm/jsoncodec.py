@@ -48,6 +48,8 @@ _DECODER = json.JSONDecoder()
 #: ASCII digits to ``0``, every other byte to ``x``: a run of 19 digits is then one ``in``
 _DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
 _LONG_NUMBER = b"0" * 19
+#: texts scanned together by batch_decoder (a text is never split: no run is missed)
+_BATCH = 256
 _ORJSON_OPTIONS = 0 if orjson is None else (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS)
@@ -93,8 +95,11 @@ def batch_decoder(raws: Sequence[bytes]) -> Callable[[bytes], Any]:
     text), else :func:`decode`. Either raises ValueError for a text orjson refuses, which
     :func:`decode` may still read (``NaN``, lone surrogates): the caller then asks it."""
     fast = ORJSON
-    if fast is None or _LONG_NUMBER in b"".join(raws).translate(_DIGITS):
+    if fast is None:
         return decode
+    for start in range(0, len(raws), _BATCH):  # (a bounded copy at a time: big replies)
+        if _LONG_NUMBER in b"".join(raws[start:start + _BATCH]).translate(_DIGITS):
+            return decode
     loads: Callable[[bytes], Any] = fast.loads
     return loads
 

@@ -160,3 +160,12 @@ def test_rows_decode_as_decode_does(codec: str) -> None:
 def test_a_corrupt_row_is_an_error(codec: str, bad: bytes) -> None:
     with pytest.raises(CorruptDocumentError, match="invalid JSON"):
         results.rows(Loaded._meta, _reply(b'{"a":1}', bad))
+
+
+def test_the_batch_decoder_scans_a_big_batch_in_parts(codec: str) -> None:
+    texts = [b'{"n":%d}' % i for i in range(600)]
+    assert (jsoncodec.batch_decoder(texts) is jsoncodec.decode) == (codec == "json")
+    for at in (0, 255, 256, 599):  # a long number in any part is seen
+        marked = list(texts)
+        marked[at] = b'{"big":18446744073709551616}'
+        assert jsoncodec.batch_decoder(marked) is jsoncodec.decode

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -47,6 +48,8 @@ _DECODER = json.JSONDecoder()
 #: ASCII digits to ``0``, every other byte to ``x``: a run of 19 digits is then one ``in``
 _DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
 _LONG_NUMBER = b"0" * 19
+#: texts scanned together by batch_decoder (a text is never split: no run is missed)
+_BATCH = 256
 _ORJSON_OPTIONS = 0 if orjson is None else (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS)
@@ -83,6 +86,22 @@ def decode(raw: bytes) -> Any:
         except ValueError:  # (orjson.JSONDecodeError) json answers, or raises its own error
             pass
     return _DECODER.decode(raw.decode("utf-8"))
+
+
+def batch_decoder(raws: Sequence[bytes]) -> Callable[[bytes], Any]:
+    """A decoder of the texts ``raws`` (bytes that hold them, read together: a query's
+    rows), for a loop that decodes each: orjson's own ``loads`` when no text of the batch
+    has a run of 19 digits (one scan of them all, a third of the cost of one scan per
+    text), else :func:`decode`. Either raises ValueError for a text orjson refuses, which
+    :func:`decode` may still read (``NaN``, lone surrogates): the caller then asks it."""
+    fast = ORJSON
+    if fast is None:
+        return decode
+    for start in range(0, len(raws), _BATCH):  # (a bounded copy at a time: big replies)
+        if _LONG_NUMBER in b"".join(raws[start:start + _BATCH]).translate(_DIGITS):
+            return decode
+    loads: Callable[[bytes], Any] = fast.loads
+    return loads
 
 
 def same(a: Any, b: Any) -> bool:

@@ -1040,15 +1040,16 @@ def _get_op(qs: QuerySet[D], backend: Backend) -> Op[D]:
 
 def _get_by_id_op(qs: QuerySet[D], condition: Condition, backend: Backend) -> Op[D]:
     """``get(id=x)`` on an unfiltered queryset: ``_get_op`` of ``filter(id=x)[:2]`` without
-    the layers between it and the backend's query (one id: one row or none)."""
-    rows = yield from backend.query(qs.model._meta, QuerySpec(condition, qs._order, 0, 2))
-    if not rows:
+    the layers between it and the backend. One id is one row or none, in any order: the
+    backend's read by id (every backend's query of ``id=x`` answers what its ``get_many``
+    does, which on Redis and behind the cache it is; more than one cannot happen)."""
+    (row,) = yield from backend.get_many(qs.model._meta, (condition.value,))
+    if row is None:
         name = qs.model.__name__
         raise qs.model.DoesNotExist(f"{name} matching {condition!r} does not exist")
     if qs._values is None and qs._only is None:
-        row = rows[0]
         return qs.model.from_storage(row.id, row.version, row.data)
-    return qs._convert(rows)[0]  # type: ignore[no-any-return]
+    return qs._convert([row])[0]  # type: ignore[no-any-return]
 
 
 def _numbered_page_op(qs: QuerySet[D], number: int, per_page: int,

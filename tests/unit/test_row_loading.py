@@ -1,0 +1,171 @@
+"""The per-row read path: a model's loading function made once (``ModelOptions.fill``)
+gives the instance the field-by-field loop gives, and a query reply's rows are decoded by
+orjson itself only when the batch has no text ``json`` would read differently
+(``jsoncodec.batch_decoder``), with the same values and errors as :func:`jsoncodec.decode`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    Document,
+    IntField,
+    JSONField,
+    StringField,
+    UUIDField,
+    jsoncodec,
+)
+from quantumorm.backends.redis import results
+from quantumorm.errors import CorruptDocumentError
+from quantumorm.fields.base import MISSING
+
+
+class Loaded(Document):
+    s = StringField()
+    n = IntField(default=7)
+    quoted = StringField(db_field="stored_q")
+    when = DateTimeField()
+    d = DecimalField()
+    u = UUIDField()
+    tags = ArrayField(StringField())
+    stamps = ArrayField(DateTimeField())
+    blob = JSONField()
+    b = BooleanField()
+
+    class Meta:
+        collection = "loaded"
+
+
+def _by_loop(cls: Any, id: str, version: int, data: dict[str, Any],
+             only: frozenset[str] | None = None) -> dict[str, Any]:
+    """The instance dict the field-by-field loop of ``loaders`` gives (the reference)."""
+    values: dict[str, Any] = {"id": id, "_version": version, "_partial": only,
+                              "_stored": dict(data)}
+    for name, db_name, convert in cls._meta.loaders:
+        raw = data.get(db_name, MISSING)
+        if raw is MISSING:
+            values[name] = cls._fields[name].initial()
+        else:
+            values[name] = raw if raw is None or convert is None else convert(raw)
+    return values
+
+
+STORED = {"s": "x", "n": 3, "stored_q": "q", "when": "2024-01-02T03:04:05+00:00",
+          "d": "1.50", "u": str(uuid.UUID(int=9)), "tags": ["a"],
+          "stamps": ["2024-01-02T03:04:05+05:30"], "blob": {"k": [1, {"z": None}]}, "b": False}
+
+
+def test_fill_gives_what_the_loop_gives() -> None:
+    loaded = Loaded.from_storage("r1", 4, STORED)
+    assert list(loaded.__dict__.items()) == list(_by_loop(Loaded, "r1", 4, STORED).items())
+    assert loaded.when == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert loaded.d == Decimal("1.50") and loaded.quoted == "q" and loaded.n == 3
+    assert loaded.changed_fields() == []
+    nulls = dict.fromkeys(STORED)
+    assert Loaded.from_storage("r2", 1, nulls).__dict__ == _by_loop(Loaded, "r2", 1, nulls)
+
+
+def test_fill_keeps_loaded_values_apart_from_the_stored_ones() -> None:
+    loaded = Loaded.from_storage("r1", 4, STORED)
+    assert loaded.tags is not STORED["tags"] and loaded.blob is not STORED["blob"]
+    assert loaded._stored is not STORED
+    loaded.tags.append("b")
+    loaded.blob["k"][1]["z"] = 1
+    assert loaded.changed_fields() == ["tags", "blob"]
+    assert STORED["tags"] == ["a"] and STORED["blob"] == {"k": [1, {"z": None}]}
+
+
+@pytest.mark.parametrize("gone", ["s", "n", "stored_q", "d", "stamps", "b"])
+def test_a_missing_field_reads_as_its_default(gone: str) -> None:
+    data = {k: v for k, v in STORED.items() if k != gone}
+    loaded = Loaded.from_storage("r3", 2, data, frozenset({"s"}))
+    assert list(loaded.__dict__.items()) == list(
+        _by_loop(Loaded, "r3", 2, data, frozenset({"s"})).items())
+    assert loaded.n == (7 if gone == "n" else 3)
+
+
+def test_a_converter_error_is_raised_as_it_was() -> None:
+    class Picky(StringField):
+        def from_storage(self, raw: Any) -> Any:
+            return {"ok": "fine"}[raw]  # a KeyError of the converter, not of the document
+
+    class Keyed(Document):
+        a = StringField()
+        p = Picky()
+
+        class Meta:
+            collection = "keyed"
+
+    assert Keyed.from_storage("k1", 1, {"a": "x", "p": "ok"}).p == "fine"
+    with pytest.raises(KeyError, match="bad"):
+        Keyed.from_storage("k1", 1, {"a": "x", "p": "bad"})
+
+
+@pytest.fixture(params=["orjson", "json"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "orjson":
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setattr(jsoncodec, "ORJSON", None)
+    yield request.param
+
+
+def test_the_batch_decoder_is_orjson_only_for_a_batch_without_long_numbers(codec: str) -> None:
+    plain = [b'{"a":1}', b'{"b":"1234"}']
+    decoder = jsoncodec.batch_decoder(plain)
+    assert (decoder is not jsoncodec.decode) == (codec == "orjson")
+    assert [decoder(raw) for raw in plain] == [json.loads(raw) for raw in plain]
+    long = plain + [b'{"big":18446744073709551616}']
+    assert jsoncodec.batch_decoder(long) is jsoncodec.decode
+    # (a run split between two texts is no long number: a false alarm costs only speed)
+    split = [b'{"a":1234567890}', b'{"b":1234567890}']
+    assert jsoncodec.batch_decoder(split)(split[1]) == {"b": 1234567890}
+
+
+def _reply(*docs: bytes) -> list[Any]:
+    """A ``query.lua`` "rows" reply of documents with numeric ids 1, 2, ... (version 5)."""
+    reply: list[Any] = []
+    for i, doc in enumerate(docs, 1):
+        reply += [b"\x01" + bytes([0x20 + len(str(i))]) + str(i).encode(), b"5",
+                  b"\x005\x00" + doc]
+    return reply
+
+
+def test_rows_decode_as_decode_does(codec: str) -> None:
+    docs = [b'{"a":[1,2.5,null]}', b'{"big":18446744073709551616}', b'{"nan":NaN}',
+            b'{"s":"\\ud800"}', b'{"e":"\\u00e9"}']
+    rows = results.rows(Loaded._meta, _reply(*docs))
+    assert [(r.id, r.version) for r in rows] == [(str(i), 5) for i in range(1, 6)]
+    for row, doc in zip(rows, docs, strict=True):
+        expected = jsoncodec.decode(doc)
+        assert json.dumps(row.data) == json.dumps(expected)  # ints stay ints, NaN read
+    assert type(rows[1].data["big"]) is int
+    without_long = results.rows(Loaded._meta, _reply(docs[0], docs[2], docs[3]))
+    assert json.dumps([r.data for r in without_long]) == json.dumps(
+        [jsoncodec.decode(d) for d in (docs[0], docs[2], docs[3])])
+
+
+@pytest.mark.parametrize("bad", [b"{not json", b'{"a":"\xff"}', b"{}x", b'{"a":1'])
+def test_a_corrupt_row_is_an_error(codec: str, bad: bytes) -> None:
+    with pytest.raises(CorruptDocumentError, match="invalid JSON"):
+        results.rows(Loaded._meta, _reply(b'{"a":1}', bad))
+
+
+def test_the_batch_decoder_scans_a_big_batch_in_parts(codec: str) -> None:
+    texts = [b'{"n":%d}' % i for i in range(600)]
+    assert (jsoncodec.batch_decoder(texts) is jsoncodec.decode) == (codec == "json")
+    for at in (0, 255, 256, 599):  # a long number in any part is seen
+        marked = list(texts)
+        marked[at] = b'{"big":18446744073709551616}'
+        assert jsoncodec.batch_decoder(marked) is jsoncodec.decode

@@ -115,6 +115,17 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     return packed
 
 
+def _straight(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
+    """The commands of ``plan``'s first round when it can go straight to the pool (every
+    one of them in :data:`RAW`: redis-py has no reply callback for them), else None."""
+    commands = first_commands(plan, link)
+    if commands is not None:
+        for command in commands:
+            if command[0] not in RAW:
+                return None
+    return commands
+
+
 def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
@@ -189,12 +200,7 @@ class SyncRedisExecutor:
 
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
-        commands: Any = None if pool is None else first_commands(plan, self.link)
-        if commands is not None:
-            for command in commands:
-                if command[0] not in RAW:
-                    commands = None
-                    break
+        commands: Any = None if pool is None else _straight(plan, self.link)
         send = None
         if commands is None:
             send = first_send(plan, self.link, self.client, self.reader)
@@ -328,12 +334,7 @@ class AsyncRedisExecutor:
         # alone)
         commands: Any = None
         if not self.cluster and writer is reader and not writer.single_connection_client:
-            commands = first_commands(plan, self.link)
-            if commands is not None:
-                for command in commands:
-                    if command[0] not in RAW:
-                        commands = None
-                        break
+            commands = _straight(plan, self.link)
         send = None
         if commands is None:
             send = first_send(plan, self.link, writer, reader)

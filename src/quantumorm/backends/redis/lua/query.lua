@@ -83,13 +83,15 @@ end
 -- The id keys of index members, in order: an id key follows a member's last \0 (it has
 -- none); a value encoding usually has one \0, at its end, so a plain find (in C) from the
 -- front beats a byte loop from the back. ``lead``: see lead_of, or nil. (One call per list:
--- a call per member costs as much as its finds.)
-local function ids_of(members, lead)
-  local out = {}
+-- a call per member costs as much as its finds.) With ``set``, each goes into it (set[id
+-- key] = true) instead of a new list: a range condition read as a set, often thousands.
+local function ids_of(members, lead, set)
+  local out = set or {}
   for i = 1, #members do
     local m = members[i]
+    local id
     if lead and not find(m, "\0", lead, true) then
-      out[i] = sub(m, lead)
+      id = sub(m, lead)
     else
       local at = find(m, "\0", 1, true)
       while true do
@@ -97,29 +99,11 @@ local function ids_of(members, lead)
         if not j then break end
         at = j
       end
-      out[i] = sub(m, at + 1)
+      id = sub(m, at + 1)
     end
+    if set then out[id] = true else out[i] = id end
   end
   return out
-end
-
--- ids_of() into a set (set[id key] = true), without the list: a range condition read as
--- a set costs a loop over every entry of its ranges, often thousands
-local function add_ids(set, members, lead)
-  for i = 1, #members do
-    local m = members[i]
-    if lead and not find(m, "\0", lead, true) then
-      set[sub(m, lead)] = true
-    else
-      local at = find(m, "\0", 1, true)
-      while true do
-        local j = find(m, "\0", at + 1, true)
-        if not j then break end
-        at = j
-      end
-      set[sub(m, at + 1)] = true
-    end
-  end
 end
 
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
@@ -613,7 +597,7 @@ local function range_sets(ranges, others, candidates)
     if candidates > 0 and s.n <= RANGE_READ * candidates then
       local r, set = ranged[s.test], {}
       for _, b in ipairs(r.ranges) do
-        add_ids(set, redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2]))
+        ids_of(redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2]), set)
       end
       sets[#sets + 1] = set
     else

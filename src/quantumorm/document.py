@@ -334,17 +334,7 @@ class Document(metaclass=DocumentMeta):
         values = doc.__dict__
         values["id"], values["_version"], values["_partial"] = id, version, only
         values["_stored"] = dict(data)
-        try:  # (every field stored: the common case, in one call)
-            cls._meta.fill(values, data)
-            return doc
-        except KeyError:
-            pass
-        for name, db_name, convert in cls._meta.loaders:
-            raw = data.get(db_name, MISSING)
-            if raw is MISSING:  # a field added since it was written: its default
-                values[name] = cls._fields[name].initial()
-            else:
-                values[name] = raw if raw is None or convert is None else convert(raw)
+        cls._meta.fill(values, data)  # (a field added since it was written: its default)
         return doc
 
     def _values(self) -> dict[str, Any]:

@@ -135,18 +135,23 @@ class ModelOptions:
     def fill(self) -> Callable[[dict[str, Any], dict[str, Any]], None]:
         """What :attr:`loaders` do, as one function made once (no loop, no lookup of a
         converter per field): ``fill(values, data)`` puts each loaded field of the stored
-        ``data`` in ``values`` (an instance's dict). Raises KeyError when a field is missing
-        from ``data`` (a document written before the field was added), whose default the
-        caller gives (see :meth:`quantumorm.document.Document.from_storage`)."""
+        ``data`` in ``values`` (an instance's dict); a field missing from ``data`` (a
+        document written before the field was added) gets its default. Each converter runs
+        once per value, and an error of one (a KeyError too) is raised as it is."""
         lines = ["def fill(values, data):"]
-        scope: dict[str, Any] = {}
+        scope: dict[str, Any] = {"MISSING": MISSING}
         for position, (name, db_name, convert) in enumerate(self.loaders):
+            scope[f"initial{position}"] = self.fields[name].initial
+            lines.append(f"    raw = data.get({db_name!r}, MISSING)")
+            lines.append("    if raw is MISSING:")
+            lines.append(f"        values[{name!r}] = initial{position}()")
             if convert is None:
-                lines.append(f"    values[{name!r}] = data[{db_name!r}]")
+                lines.append("    else:")
+                lines.append(f"        values[{name!r}] = raw")
             else:
                 scope[f"convert{position}"] = convert
-                lines.append(f"    raw = data[{db_name!r}]")
-                lines.append(f"    values[{name!r}] = None if raw is None else "
+                lines.append("    else:")
+                lines.append(f"        values[{name!r}] = None if raw is None else "
                              f"convert{position}(raw)")
         lines.append("    return None")
         # (generated as dataclasses generates its methods: the names are quoted by repr)

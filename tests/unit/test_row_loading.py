@@ -169,3 +169,24 @@ def test_the_batch_decoder_scans_a_big_batch_in_parts(codec: str) -> None:
         marked = list(texts)
         marked[at] = b'{"big":18446744073709551616}'
         assert jsoncodec.batch_decoder(marked) is jsoncodec.decode
+
+
+def test_each_converter_runs_once_when_a_field_is_missing() -> None:
+    """A document written before a field was added loads in one pass: the converters of
+    the fields it has run once each (no second pass after the missing one)."""
+    calls: list[Any] = []
+
+    class Counted(StringField):
+        def from_storage(self, raw: Any) -> Any:
+            calls.append(raw)
+            return raw
+
+    class Older(Document):
+        a = Counted()
+        later = IntField(default=7)
+
+        class Meta:
+            collection = "older_rows"
+
+    loaded = Older.from_storage("o1", 1, {"a": "x"})
+    assert (loaded.a, loaded.later, calls) == ("x", 7, ["x"])

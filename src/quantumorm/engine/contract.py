@@ -220,6 +220,8 @@ class Backend(Protocol):
         ...
 
     def get_many(self, options: ModelOptions, ids: Sequence[str]) -> Op[list[Row | None]]:
+        """The rows of ``ids``: one entry per id, in their order, None for an id that has
+        no document (``get(id=)`` relies on it)."""
         ...
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:

@@ -151,6 +151,35 @@ def test_the_tricky_text_cut_still_compiles(tmp_path: Path) -> None:
         subprocess.run([str(LUAC), "-p", str(path)], check=True)
 
 
+#: shared parts whose cut must not break Lua: a long comment that starts after a statement
+#: and spans lines (or sits in the leading comments, with a blank line inside), and ";"
+#: after statements that are left out
+EDGES = [
+    "--[[ a header\n\nwith a blank line ]]\nlocal function unused0() return 0 end\n"
+    "local function used() return 1 end\nlocal function other() return 3 end\n",
+    "-- head\n\nlocal function used() return 1 end\n"
+    "local function unused() return 2 end --[[ a note that\n  runs on ]]\n"
+    "local function other() return 3 end\n",
+    "local function used() return 1 end; local function unused() return 2 end;\n"
+    "local function unused2() return 3 end;\nlocal function other() return 4 end;\n",
+]
+
+
+@pytest.mark.parametrize("part", EDGES)
+def test_a_cut_never_splits_a_comment_nor_leaves_a_lone_semicolon(part: str,
+                                                                  tmp_path: Path) -> None:
+    chunks = split(part)
+    assert "".join(c.text for c in chunks) == part
+    cut = prune([chunks], "return used() + other()\n")
+    names = {t.text for t in tokens(cut) if t.kind == "name"}  # (code, not comments)
+    assert {"used", "other"} <= names and not names & {"unused0", "unused", "unused2"}
+    assert ";;" not in cut.replace(" ", "").replace("\n", "")
+    if LUAC is not None or os.environ.get("QORM_REQUIRE_LUAC") == "1":
+        path = tmp_path / "cut.lua"
+        path.write_text(cut + "return used() + other()\n")
+        subprocess.run([str(LUAC), "-p", str(path)], check=True)
+
+
 @pytest.mark.parametrize("part", ["_prelude", "_write", "_tx"])
 def test_every_shared_part_splits_back_to_its_text(part: str) -> None:
     assert "".join(c.text for c in _part(part)) == _lua(part)

@@ -15,7 +15,11 @@ an identifier; the body's names count up to its own top-level ``local`` of that 
 hides the shared one from all code after it). Every other statement (one that calls
 something, a ``do`` block...) is kept as it is. Kept statements stay in their order, so each
 identifier resolves to the same local as in the full text: every definition of a name in
-use is kept, and none moves.
+use is kept, and none moves. A chunk ends at a newline outside comments (a long comment is
+never cut in two) and takes the ``;`` that ends its statement.
+
+The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
+``commands.script(name).source``, not of the ``.lua`` file.
 """
 
 from __future__ import annotations
@@ -331,6 +335,20 @@ class _Parser:
         return frozenset()
 
 
+def _breaks(source: str, start: int, stop: int) -> list[int]:
+    """The newlines of ``source[start:stop]`` (blanks and comments between two tokens) that
+    are in no comment: where a chunk may end (a long comment is never cut in two)."""
+    out: list[int] = []
+    pos = start
+    while pos < stop:
+        m = _TOKEN.match(source, pos)
+        assert m is not None  # (tokens() read the same text)
+        if m.group("space") is not None:
+            out += [i for i in range(pos, m.end()) if source[i] == "\n"]
+        pos = m.end()
+    return out
+
+
 def split(source: str) -> list[Chunk]:
     """The top-level statements of ``source`` in order; their texts put together give
     ``source`` back. A first chunk of the leading comments (up to the last blank line
@@ -341,18 +359,21 @@ def split(source: str) -> list[Chunk]:
     locals_: set[str] = set()
     cut = 0
     if toks:
-        head = source.rfind("\n\n", 0, toks[0].start)
-        if head >= 0:
-            cut = head + 2
+        breaks = _breaks(source, 0, toks[0].start)
+        blank = [i for i, j in zip(breaks, breaks[1:]) if j == i + 1]
+        if blank:
+            cut = blank[-1] + 2
             chunks.append(Chunk(source[:cut], frozenset(), frozenset()))
     while parser.pos < len(toks):
         first = parser.pos
         defines = parser.statement(locals_)
+        while parser.pos < len(toks) and toks[parser.pos].text == ";":
+            parser.pos += 1  # (a ";" ends its statement: left out with it, never alone)
         last = toks[parser.pos - 1]
         # (a comment after the statement on its line goes with it)
         following = toks[parser.pos].start if parser.pos < len(toks) else len(source)
-        newline = source.find("\n", last.end, following)
-        end = newline + 1 if newline >= 0 else last.end
+        breaks = _breaks(source, last.end, following)
+        end = breaks[0] + 1 if breaks else last.end
         if parser.pos == len(toks):
             end = len(source)
         declared = [toks[i] for i in parser.declared] if toks[first].text == "local" else []

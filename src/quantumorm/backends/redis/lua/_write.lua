@@ -530,7 +530,8 @@ end
 -- key of the transaction's record), until its intents are applied or released. The hash is
 -- named after the state hash (same tag, so the same slot): every writer has that key already.
 -- A writer that meets a lock refuses with {"LOCKED", record key}; the client settles the
--- transaction by its record and sends the write again. Costs the common path one EXISTS (a
+-- transaction by its record and sends the write again. Costs the common path nothing of
+-- its own: the one EXISTS of schedule_and_locks() counts the hash with the TTL schedule (a
 -- hash whose last field is deleted is deleted: no key, no lock).
 local function locks_key(state_key)
   return string.sub(state_key, 1, -6) .. "locks"

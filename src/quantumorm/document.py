@@ -118,8 +118,6 @@ class DocumentMeta(type):
                 field.model = cls  # type: ignore[assignment]
         cls._fields = fields  # type: ignore[attr-defined]
         _plan_cleaning(cls)  # type: ignore[arg-type]
-        cls._blank = {name: None for name, field in fields.items()  # type: ignore[attr-defined]
-                      if field.default is MISSING or field.default is None}
         cls._key_name = primary_key.name if primary_key else None  # type: ignore[attr-defined]
         if abstract:
             declared = {k: v for k, v in vars(meta).items()
@@ -152,11 +150,11 @@ class Document(metaclass=DocumentMeta):
 
     _meta: ClassVar[ModelOptions]
     _fields: ClassVar[dict[str, Field]]
-    #: per field, what clean() needs: see _cleaners; made when OPTION_CHANGES was this
+    #: per field, what clean() needs (see _cleaners), and the fields whose value in a new
+    #: document is None unless given (no default); made when OPTION_CHANGES was _cleaners_at
     _cleaners: ClassVar[tuple[Cleaner, ...]]
-    _cleaners_at: ClassVar[int]
-    #: the fields whose value in a new document is None unless given (no default)
     _blank: ClassVar[dict[str, None]]
+    _cleaners_at: ClassVar[int]
     #: the name of the field declared ``primary_key=True``, if any
     _key_name: ClassVar[str | None]
     DoesNotExist: ClassVar[type[errors.DoesNotExist]]
@@ -182,11 +180,14 @@ class Document(metaclass=DocumentMeta):
         self._version = 0
         self._stored: dict[str, Any] | None = None  # storage values at self._version
         self._partial: frozenset[str] | None = None  # fields loaded by only()
-        state, blank = self.__dict__, cls._blank
+        state = self.__dict__
         if len(values) == len(fields):  # (every field given: in the fields' order)
             for name in fields:
                 state[name] = values[name]
             return
+        if cls._cleaners_at != OPTION_CHANGES[0]:  # (a field option changed since)
+            _plan_cleaning(cls)
+        blank = cls._blank
         for name, field in fields.items():
             if name in values:
                 state[name] = values[name]
@@ -589,6 +590,9 @@ def _plan_cleaning(cls: type[Document]) -> tuple[Cleaner, ...]:
     field's options are normally left alone, but a changed one must be checked as set)."""
     at = OPTION_CHANGES[0]
     cls._cleaners = cleaners = _cleaners(cls._fields)
+    cls._blank = {name: None for name, field in cls._fields.items()
+                  if type(field).initial is Field.initial
+                  and (field.default is MISSING or field.default is None)}
     cls._cleaners_at = at
     return cleaners
 

@@ -262,3 +262,25 @@ def test_an_option_changed_after_the_declaration_is_checked(option: str, value: 
     setattr(field, option, value)
     with pytest.raises(ValidationError, match=refused):
         Changed(**given).clean()
+
+
+def test_a_new_document_takes_each_fields_initial_value_as_declared_or_changed() -> None:
+    """A field left out of a new document holds its initial value: a field class's own
+    initial() is called (never skipped as "no default"), and a default set after the
+    declaration is used."""
+
+    class Stamped(StringField):
+        def initial(self) -> Any:
+            return "from initial()"
+
+    class Fresh(Document):
+        a = StringField()
+        b = Stamped()
+        c = IntField()
+
+        class Meta:
+            collection = "quick_fresh"
+
+    assert (Fresh(a="x").b, Fresh(a="x").c) == ("from initial()", None)
+    Fresh._fields["c"].default = 5
+    assert Fresh(a="x").c == 5

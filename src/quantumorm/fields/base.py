@@ -62,9 +62,11 @@ EQUALITY = KIND_LOOKUPS[FieldKind.EQUALITY]
 ORDERED = KIND_LOOKUPS[FieldKind.ORDERED]
 
 
-#: the options a field's :meth:`~Field.quick_clean` and :meth:`~Field.storer` are made from
+#: the options a field's :meth:`~Field.quick_clean` and :meth:`~Field.storer` are made from,
+#: and its default (which a model's plan for new documents reads)
 QUICK_OPTIONS = frozenset({"min_length", "max_length", "regex", "choices", "min_value",
-                           "max_value", "min_items", "max_items", "primary_key", "field"})
+                           "max_value", "min_items", "max_items", "primary_key", "field",
+                           "default"})
 #: how many times one of QUICK_OPTIONS was set on any field: a model's plan for
 #: ``Document.clean`` (its fields' quick checks) is made again when this moved since it was
 #: made, so an option changed after the class was declared is never checked by an old rule

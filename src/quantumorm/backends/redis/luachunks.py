@@ -360,7 +360,7 @@ def split(source: str) -> list[Chunk]:
     cut = 0
     if toks:
         breaks = _breaks(source, 0, toks[0].start)
-        blank = [i for i, j in zip(breaks, breaks[1:]) if j == i + 1]
+        blank = [i for i, j in zip(breaks, breaks[1:], strict=False) if j == i + 1]
         if blank:
             cut = blank[-1] + 2
             chunks.append(Chunk(source[:cut], frozenset(), frozenset()))

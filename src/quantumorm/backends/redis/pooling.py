@@ -197,9 +197,7 @@ class WaitingConnectionPool(redis.ConnectionPool):
                         continue
                     left = None if deadline is None else deadline - _monotonic()
                     if left is not None and left <= 0:
-                        raise rx.MaxConnectionsError(
-                            f"No connection available: all {self.max_connections} "
-                            f"connections stayed in use for {self.timeout} s")
+                        raise _no_connection(self)
                     freed.wait(left)
         finally:
             with freed:
@@ -257,46 +255,45 @@ class AsyncWaitingConnectionPool(redis.asyncio.ConnectionPool):
     async def get_connection(self, command_name: Any = None, *keys: Any,
                              **options: Any) -> Any:
         """A connection from redis-py's pool, or the first to come back within
-        ``timeout`` seconds, or ``MaxConnectionsError``."""
-        seen = self._released
-        try:
-            return await super().get_connection(*ASYNC_GET)  # type: ignore[no-untyped-call]
-        except rx.ConnectionError as exc:
-            if not _exhausted(exc):
-                raise
-        return await self._wait(seen)
-
-    async def _wait(self, seen: int) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = None if self.timeout is None else loop.time() + self.timeout
+        ``timeout`` seconds, or ``MaxConnectionsError``. A caller that saw the pool
+        exhausted waits only if no release came since it looked (``_released``), so no
+        wake-up is lost between its attempt and its wait."""
+        seen, deadline = self._released, None
         while True:
-            if self._released == seen:
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    raise _no_connection(self)
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._waiters.append(waiter)
-                try:
-                    # (not wait_for: on Python 3.10 and 3.11 it returns a waiter's result
-                    # that came with the caller's cancellation, swallowing the cancel;
-                    # wait() leaves the waiter alone and raises the cancellation. Past
-                    # the deadline: one more look, then the error)
-                    await asyncio.wait((waiter,), timeout=left)
-                except BaseException:
-                    if waiter.done() and not waiter.cancelled():
-                        self._wake()  # (woken, then cancelled: the next waiter's turn)
-                    else:
-                        waiter.cancel()
-                    raise
-                finally:
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
-            seen = self._released
             try:
                 return await super().get_connection(*ASYNC_GET)  # type: ignore[no-untyped-call]
             except rx.ConnectionError as exc:
                 if not _exhausted(exc):
                     raise
+            if self._released == seen:
+                loop = asyncio.get_running_loop()
+                if deadline is None and self.timeout is not None:
+                    deadline = loop.time() + self.timeout
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise _no_connection(self)
+                await self._released_within(left)
+            seen = self._released
+
+    async def _released_within(self, left: float | None) -> None:
+        """Wait for a release's wake-up, or ``left`` seconds (None: without end)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            # (not wait_for: on Python 3.10 and 3.11 it returns a waiter's result that came
+            # with the caller's cancellation, swallowing the cancel; wait() leaves the
+            # waiter alone and raises the cancellation. Past the deadline: one more look,
+            # then the error)
+            await asyncio.wait((waiter,), timeout=left)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # (woken, then cancelled: the next waiter's turn)
+            else:
+                waiter.cancel()
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     def _wake(self) -> None:
         waiters = self._waiters

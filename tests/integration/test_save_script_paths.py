@@ -44,6 +44,14 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
+def made_foreign(redis_client: Any, key: str) -> dict[bytes, Any]:
+    """``key`` replaced by a string (a key of another type, as another program could write
+    it); returns the snapshot a refused write must leave as it is."""
+    redis_client.delete(key)
+    redis_client.set(key, "written by someone else")
+    return snapshot(redis_client)
+
+
 def _entries(redis_client: Any, id: str) -> dict[bytes, list[bytes]]:
     """Every index's entries of document ``id`` (its id key cut off), and its meta hash
     without the version and recent writes."""
@@ -121,9 +129,7 @@ async def test_a_foreign_key_refuses_an_insert_with_nothing_written(
     ks = KeySpace(Gadget._meta)
     first = await call(Gadget(name="f", n=1, on=True, tags=["a", "b"], code="c0"), "save", mode)
     key = ks.changes(0) if target == "stream" else ks.index(0, target)
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     row = {"name": "x", "n": 2, "on": False, "tags": ["b", "c"], "code": "c1"}
     for doc in (Gadget(**row), Gadget(id="known", **row)):
         with pytest.raises(WrongTypeError) as refused:
@@ -142,9 +148,7 @@ async def test_a_foreign_index_refuses_an_insert_with_no_entry_in_it(
         conn: Any, redis_client: Any, mode: str) -> None:
     await call(Gadget(name="w", tags=["a"]), "save", mode)  # (the stored schema first)
     key = KeySpace(Gadget._meta).index(0, "tags")
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     with pytest.raises(WrongTypeError) as refused:
         await call(Gadget(name="x", tags=[]), "save", mode)  # (no tag: nothing to add)
     assert refused.value.key == key
@@ -159,9 +163,7 @@ async def test_an_insert_with_many_entries_takes_them_all_back(
     ks = KeySpace(Gadget._meta)
     await call(Gadget(name="w"), "save", mode)  # (the stored schema first)
     key = ks.index(0, "code")  # (after the tags index: its 2,500 entries come first)
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     tags = [f"t{i}" for i in range(2500)]
     with pytest.raises(WrongTypeError):
         await call(Gadget(name="many", tags=tags, code=None), "save", mode)
@@ -187,9 +189,7 @@ async def test_a_foreign_key_refuses_a_delete_with_nothing_removed(
     other = await call(Gadget(name="e", n=2, on=False, tags=["b"], code="c1"), "save", mode)
     key = ks.changes(0) if target == "stream" else ks.index(0, target)
     held = redis_client.zrange(key, 0, -1) if target != "stream" else []
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     with pytest.raises(WrongTypeError) as refused:
         await call(doc, "delete", mode)
     assert refused.value.key == key
@@ -212,9 +212,7 @@ async def test_a_delete_with_many_entries_puts_them_all_back(
                      "save", mode)
     key = ks.index(0, "code")  # (after the tags index)
     held = redis_client.zrange(key, 0, -1)
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     with pytest.raises(WrongTypeError):
         await call(doc, "delete", mode)
     assert snapshot(redis_client) == before
@@ -238,9 +236,7 @@ async def test_a_foreign_key_refuses_an_update_with_nothing_written(
     version = doc.version
     key = ks.changes(0) if target == "stream" else ks.index(0, target)
     held = redis_client.zrange(key, 0, -1) if target != "stream" else []
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     # (every index changes: entries removed and added in each; the unique one is checked)
     doc.name, doc.n, doc.on, doc.tags, doc.code = "v", 2, False, ["b", "c"], "c1"
     with pytest.raises(WrongTypeError) as refused:
@@ -263,9 +259,7 @@ async def test_a_foreign_index_refuses_an_update_that_changes_no_entry_in_it(
         conn: Any, redis_client: Any, mode: str) -> None:
     doc = await call(Gadget(name="r", tags=["a", "b"]), "save", mode)
     key = KeySpace(Gadget._meta).index(0, "tags")
-    redis_client.delete(key)
-    redis_client.set(key, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, key)
     doc.tags = ["b", "a"]  # (the same entries: nothing to write in the index)
     with pytest.raises(WrongTypeError) as refused:
         await call(doc, "save", mode)
@@ -282,9 +276,7 @@ async def test_an_update_with_many_entries_takes_them_all_back(
     ks = KeySpace(Gadget._meta)
     doc = await call(Gadget(name="m", tags=[f"a{i}" for i in range(2500)]), "save", mode)
     stream = ks.changes(0)
-    redis_client.delete(stream)
-    redis_client.set(stream, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, stream)
     doc.tags = [f"b{i}" for i in range(2500)]
     with pytest.raises(WrongTypeError):
         await call(doc, "save", mode)
@@ -315,9 +307,7 @@ async def test_a_refused_write_leaves_its_entries_as_the_meta_hash_lists_them(
     leftover = [m for m in redis_client.zrange(names, 0, -1) if m.startswith(b" a\x00")][0]
     leftover = b" b" + leftover[2:]  # (the entry the update to "b" adds, there already)
     redis_client.zadd(names, {leftover: 0})
-    redis_client.delete(stream)
-    redis_client.set(stream, "written by someone else")
-    before = snapshot(redis_client)
+    before = made_foreign(redis_client, stream)
     doc.name = "b"
     with pytest.raises(WrongTypeError):
         await call(doc, "save", mode)

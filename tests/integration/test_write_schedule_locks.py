@@ -48,6 +48,16 @@ def _calls(redis_client: Any, command: str) -> int:
     return int(redis_client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+def pending_lock(redis_client: Any, ks: KeySpace, name: str, id: str) -> None:
+    """Document ``id`` locked by hand as a prepared transaction ``name`` would lock it: its
+    record pending, ten minutes before its deadline."""
+    record = twophase.record_key("qorm", name)
+    (seconds, micros) = redis_client.time()
+    redis_client.hset(record, mapping={"state": "pending", "parts": b"\x90",
+                                       "deadline": seconds * 1000 + micros // 1000 + 600_000})
+    redis_client.hset(twophase.locks_key(ks.tag(0)), writes.sortable.id_key(id), record)
+
+
 async def _counted(redis_client: Any, write: Any) -> dict[str, int]:
     """The EXISTS and ZCARD commands the server ran for ``write()`` (scripts' commands
     are counted one by one)."""
@@ -159,11 +169,7 @@ async def test_a_lock_refuses_every_write_of_its_document_with_or_without_a_sche
         await call(Lamp(id="t", name="t", n=0), "save", mode, ttl=60)
     doc = await call(Lamp(id="held", name="h", n=1), "save", mode)
     free = await call(Lamp(id="free", name="f", n=1), "save", mode)
-    record = twophase.record_key("qorm", "wsl-pending")
-    (seconds, micros) = redis_client.time()
-    redis_client.hset(record, mapping={"state": "pending", "parts": b"\x90",
-                                       "deadline": seconds * 1000 + micros // 1000 + 600_000})
-    redis_client.hset(twophase.locks_key(ks.tag(0)), writes.sortable.id_key("held"), record)
+    pending_lock(redis_client, ks, "wsl-pending", "held")
     before = snapshot(redis_client)
     doc.n = 2
     for write in (lambda: call(doc, "save", mode), lambda: call(doc, "delete", mode),
@@ -253,11 +259,7 @@ async def test_a_transaction_reads_the_schedule_and_the_locks_with_one_exists(
     assert {d.id: d.n for d in await call(Lamp.objects.filter(id__in=["x", "y"]), "all",
                                           "async")} == {"x": 13, "y": 7}
     # a lock on one of them (with a schedule beside it: the EXISTS counts both)
-    record = twophase.record_key("qorm", "wsl-tx")
-    (seconds, micros) = redis_client.time()
-    redis_client.hset(record, mapping={"state": "pending", "parts": b"\x90",
-                                       "deadline": seconds * 1000 + micros // 1000 + 600_000})
-    redis_client.hset(twophase.locks_key(ks.tag(0)), writes.sortable.id_key("y"), record)
+    pending_lock(redis_client, ks, "wsl-tx", "y")
     before = snapshot(redis_client)
     with pytest.raises(DocumentLocked):
         await asyncio.to_thread(_transfer, conn)

@@ -68,6 +68,15 @@ _MEMO_LIMIT = 4096
 _MEMO_BYTES = 256
 
 
+def _keep(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
+    """Keep ``entry`` (of ``size`` packed bytes) under ``key`` in a memo of encodings, if it
+    is short; a full memo starts again."""
+    if size <= _MEMO_BYTES:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = entry
+
+
 def index_members(options: ModelOptions, index: IndexSpec, values: dict[str, Any]) -> list[bytes]:
     if not index.compound:
         return options.fields[index.fields[0]].index_keys(values.get(index.fields[0]))
@@ -264,10 +273,7 @@ class WriteLayout:
                 name, field, meta_name = fields[0]
                 packed_pairs = wire.pack([meta_name, sortable.pack_list(
                     field.index_keys(value))])
-                if len(packed_pairs) <= _MEMO_BYTES:
-                    if len(memo) >= _MEMO_LIMIT:
-                        memo.clear()
-                    memo[name, type(value), value] = packed_pairs
+                _keep(memo, (name, type(value), value), packed_pairs, len(packed_pairs))
         else:
             pairs: list[bytes] = []
             for name, field, meta_name in fields:
@@ -384,10 +390,7 @@ class WriteLayout:
                 known = memo.get(key)
                 if known is None:
                     known = _packed(meta_name, field.index_keys(value))
-                    if len(known[0]) <= _MEMO_BYTES:
-                        if len(memo) >= _MEMO_LIMIT:
-                            memo.clear()
-                        memo[key] = known
+                    _keep(memo, key, known, len(known[0]))
             elif elements is not None and isinstance(value, list):
                 known = elements.packed(value)
             else:
@@ -529,10 +532,7 @@ class _Elements:
         """The entry of an element not in the memo, remembered if it is short."""
         key = self.element.sort_key(item)
         entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
-        if len(key) <= _MEMO_BYTES:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            self.memo[item if kind is str else (kind, item)] = entry
+        _keep(self.memo, item if kind is str else (kind, item), entry, len(key))
         return entry
 
 

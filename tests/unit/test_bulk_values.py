@@ -90,7 +90,7 @@ def _expected(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes
     members = bytes([0x90 | len(indexes)]) + b"".join(
         wire.pack(writes.index_members(layout.options, index, values)) for index in indexes)
     packed = wire.pack(pairs)
-    return packed[len(writes._array_header(len(pairs))):], members, wire.pack(lenient)
+    return packed[len(wire.array_header(len(pairs))):], members, wire.pack(lenient)
 
 
 @pytest.mark.parametrize("limit", [writes._MEMO_LIMIT, 1, 3])

@@ -12,16 +12,12 @@ import struct
 from collections.abc import Sequence
 
 _FIXSTR = [bytes([0xA0 | size]) for size in range(32)]
+_STR8 = [b"\xd9" + bytes([size]) for size in range(256)]
+_FIXARRAY = [bytes([0x90 | count]) for count in range(16)]
 
 
 def pack(items: Sequence[bytes]) -> bytes:
-    count = len(items)
-    if count < 16:
-        out = [bytes([0x90 | count])]
-    elif count < 65536:
-        out = [b"\xdc" + struct.pack(">H", count)]
-    else:
-        out = [b"\xdd" + struct.pack(">I", count)]
+    out = [array_header(len(items))]
     fixstr = _FIXSTR
     out += [fixstr[len(item)] + item if len(item) < 32 else _header(len(item)) + item
             for item in items]
@@ -31,13 +27,27 @@ def pack(items: Sequence[bytes]) -> bytes:
 def item(token: bytes) -> bytes:
     """One string of a :func:`pack` array, as it is packed there (a plan's template packs
     its value tokens alone, between runs of packed constants)."""
-    size = len(token)
-    return _FIXSTR[size] + token if size < 32 else _header(size) + token
+    return str_header(len(token)) + token
 
 
-def _header(size: int) -> bytes:
+def array_header(count: int) -> bytes:
+    """The header :func:`pack` gives an array of ``count`` items (what writers that pack
+    items one by one put first)."""
+    if count < 16:
+        return _FIXARRAY[count]
+    if count < 65536:
+        return b"\xdc" + struct.pack(">H", count)
+    return b"\xdd" + struct.pack(">I", count)
+
+
+def str_header(size: int) -> bytes:
+    """The header :func:`pack` gives a string of ``size`` bytes."""
+    return _FIXSTR[size] if size < 32 else _header(size)
+
+
+def _header(size: int) -> bytes:  # (of a string of 32 bytes or more)
     if size < 256:
-        return b"\xd9" + bytes([size])
+        return _STR8[size]
     if size < 65536:
         return b"\xda" + struct.pack(">H", size)
     return b"\xdb" + struct.pack(">I", size)

@@ -151,9 +151,9 @@ class WriteLayout:
         self._sources: Callable[[list[bytes]], tuple[bytes, ...]] = (
             operator.itemgetter(*sources) if len(sources) > 1 else
             lambda entries: tuple(entries[i] for i in sources))
-        self._index_header = _array_header(len(self.indexes))
+        self._index_header = wire.array_header(len(self.indexes))
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
-        self._pairs_header = _array_header(2 * len(held))
+        self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: a one-field patch's packed entries, by (attribute name, type, value)
         self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
@@ -462,24 +462,10 @@ class WriteLayout:
                          self.layout).call()
 
 
-def _array_header(count: int) -> bytes:
-    """The header :func:`wire.pack` gives an array of ``count`` items."""
-    if count < 16:
-        return _SHORT_HEADERS[count]
-    return wire.pack([b""] * count)[:-count]  # (b"" packs as one byte)
-
-
-#: the header of a packed string of fewer than 32 bytes, by length
-_FIXSTR = [wire.pack((b"x" * size,))[1:-size] if size else wire.pack((b"",))[1:]
-           for size in range(32)]
-_SHORT_HEADERS = [wire.pack([b""] * count)[:-count] if count else wire.pack(())
-                  for count in range(16)]
-
-
 def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes]:
     """A meta field pair (the field's name, its value encodings as a netstring list) as
     items of a :func:`wire.pack` array, and the encodings as a packed array of their own."""
-    return wire.pack((meta_name, sortable.pack_list(keys)))[1:], wire.pack(keys)
+    return wire.item(meta_name) + wire.item(sortable.pack_list(keys)), wire.pack(keys)
 
 
 class _Elements:
@@ -492,7 +478,7 @@ class _Elements:
     def __init__(self, element: Field, meta_name: bytes) -> None:
         self.element, self.meta_name = element, meta_name
         #: the field's meta field name as an item of a packed array
-        self.packed_name = wire.pack((meta_name,))[1:]
+        self.packed_name = wire.item(meta_name)
         #: element (a str) or (type, element) -> (sort key, as a netstring, as an item of a
         #: packed array)
         self.memo: dict[Any, tuple[bytes, bytes, bytes]] = {}
@@ -519,30 +505,20 @@ class _Elements:
                 entry = self._remember(kind, item)
             found.append(entry)
         if not found:
-            return self.packed_name + _FIXSTR[0], _array_header(0)
+            return self.packed_name + wire.str_header(0), wire.array_header(0)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(set(found)) if len(found) > 1 else found
         _, netstrings, items = zip(*ordered, strict=True)
         listed = b"".join(netstrings)
-        return (self.packed_name + (_FIXSTR[len(listed)] + listed if len(listed) < 32
-                                    else _str_header(len(listed)) + listed),
-                _array_header(len(ordered)) + b"".join(items))
+        return (self.packed_name + wire.str_header(len(listed)) + listed,
+                wire.array_header(len(ordered)) + b"".join(items))
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
         """The entry of an element not in the memo, remembered if it is short."""
         key = self.element.sort_key(item)
-        entry = (key, b"%d:%s" % (len(key), key), wire.pack((key,))[1:])
+        entry = (key, b"%d:%s" % (len(key), key), wire.item(key))
         _keep(self.memo, item if kind is str else (kind, item), entry, len(key))
         return entry
-
-
-def _str_header(size: int) -> bytes:
-    """The header :func:`wire.pack` gives a string of ``size`` bytes (32 or more)."""
-    return wire.pack((b"x" * size,))[1:-size] if size >= 256 else _STR8[size]
-
-
-#: the str8 headers of strings of 32 to 255 bytes, by size
-_STR8 = [b"\xd9" + bytes([size]) for size in range(256)]
 
 
 def wire_expiry(expire: Expiry | int) -> str:

@@ -106,15 +106,17 @@ local function take_version(state_key)
 end
 
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
--- flush_clock() in a DEFERRED script.
-local function write_clock(state_key)
+-- flush_clock() in a DEFERRED script. ``shown``: the clock's decimal text, when the caller
+-- has made it (a string.format per call costs as much as a command's own work).
+local function write_clock(state_key, shown)
   if DEFERRED then
     DIRTY = true
   elseif NEW_LAYOUT then
-    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
+    redis.call("HSET", state_key, "clock", shown or string.format("%.0f", CLOCK),
+               "layout", NEW_LAYOUT)
     NEW_LAYOUT = nil
   else
-    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
+    redis.call("HSET", state_key, "clock", shown or string.format("%.0f", CLOCK))
   end
 end
 
@@ -305,6 +307,34 @@ local function take_back_entries(indexes, count)
   end
 end
 
+-- Store a checked write whose version is taken (``shown``: its decimal text) and whose
+-- index entries are rewritten: the JSON with its expiry (``expiry``: "keep", "persist" or
+-- milliseconds) and the meta hash (``fields``: its flat name/value list of index values;
+-- ``seen``: its "r" as read before, false when absent, nil when not read). The arguments
+-- in place of store()'s record: save.lua calls this once per call, where a record of a
+-- dozen fields would be built for it each time.
+local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
+                           seen, shown, ttl_key)
+  if expiry == "keep" and mode == "update" then
+    redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
+  elseif expiry == "keep" or expiry == "persist" then
+    -- (a plain SET also drops any expiry)
+    redis.call("SET", doc_key, versioned(shown, json))
+    -- (a new document has no schedule entry: any leftover one went with its purge)
+    if mode ~= "insert" then redis.call("ZREM", ttl_key, idkey) end
+  else  -- (the expiry set with the value: one command, as insert_many.lua does)
+    local at = write_time_ms() + tonumber(expiry)
+    redis.call("SET", doc_key, versioned(shown, json), "PXAT", at)
+    redis.call("ZADD", ttl_key, at, idkey)
+  end
+  local recent = write_id .. string.rep("0", 16 - #shown) .. shown
+  if mode ~= "insert" then
+    if seen == nil then seen = redis.call("HGET", meta_key, "r") end
+    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
+  end
+  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+end
+
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
@@ -316,25 +346,8 @@ end
 local function store(w, ids_key, ttl_key, state_key)
   local version = w.version or next_version(state_key)
   local shown = string.format("%.0f", version)
-  if w.expiry == "keep" and w.mode == "update" then
-    redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
-  elseif w.expiry == "keep" or w.expiry == "persist" then
-    -- (a plain SET also drops any expiry)
-    redis.call("SET", w.doc_key, versioned(shown, w.json))
-    -- (a new document has no schedule entry: any leftover one went with its purge)
-    if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
-  else  -- (the expiry set with the value: one command, as insert_many.lua does)
-    local at = write_time_ms() + tonumber(w.expiry)
-    redis.call("SET", w.doc_key, versioned(shown, w.json), "PXAT", at)
-    redis.call("ZADD", ttl_key, at, w.idkey)
-  end
-  local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
-  if w.mode ~= "insert" then
-    local seen = w.seen  -- (the caller's read of "r", when it made one)
-    if seen == nil then seen = redis.call("HGET", w.meta_key, "r") end
-    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
-  end
-  redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
+  store_taken(w.mode, w.idkey, w.doc_key, w.meta_key, w.json, w.expiry, w.write_id, w.fields,
+              w.seen, shown, ttl_key)
   if w.mode == "insert" and not w.listed then redis.call("ZADD", ids_key, 0, w.idkey) end
   if not w.emitted then
     emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,

@@ -52,7 +52,8 @@ if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]
 if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
 local indexes, wanted = {}, {"v"}
 for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do
-  indexes[i] = {key = KEYS[6 + i], field = field}
+  -- (``old`` named, nil for now: the constructor sizes the record for it)
+  indexes[i] = {key = KEYS[6 + i], field = field, old = nil}
   wanted[i + 1] = field
 end
 local got, refused = typed(KEYS[2], "HMGET", KEYS[2], unpack(wanted))
@@ -70,10 +71,7 @@ if doc_type == "none" then  -- it expired: clean up what it left
   return {"MISSING"}
 end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
-for i, index in ipairs(indexes) do
-  index.old = unpack_list(got[i + 1] or nil)
-  for j, member in ipairs(index.old) do index.old[j] = member .. idkey end
-end
+for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 1], idkey) end
 
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))

@@ -114,8 +114,11 @@ local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
   local base = 4 * (i - 1)
+  -- (every field a record gets is named here, nil for now: the constructor sizes the
+  -- table for all of them, where each one added later could make it grow again)
   indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
-                unique = described[base + 3] == "1", name = described[base + 4]}
+                unique = described[base + 3] == "1", name = described[base + 4],
+                old = nil, new = nil, drop = nil, add = nil}
 end
 
 -- What an expired document left behind is purged before its id is reused or refused:
@@ -269,7 +272,7 @@ end
 
 -- 3. writes (nothing above has written but the id allocation, and the purge of an expired
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
-local version, emitted = nil, false
+local version
 -- An insert's first write is its id's ZADD; then, insert or update, the changed entries of
 -- each index (the first write in each proves its key's type: change_entries), then the
 -- event (the version it names is taken, then written): a WRONGTYPE error of any is a
@@ -279,10 +282,11 @@ local added, refused = 0, nil
 if mode == "insert" then
   added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
+  local none = {}  -- (nothing to drop: one empty list for every index, never changed)
   for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
     local add = {}
     for j, member in ipairs(index.new) do add[j] = member .. idkey end
-    index.drop, index.add = {}, add
+    index.drop, index.add = none, add
   end
 end
 local written = 0  -- (the indexes whose entries are written)
@@ -296,18 +300,16 @@ for i, index in ipairs(indexes) do
   if refused then take_back(); return refused end
   written = i
 end
+version = take_version(KEYS[6])
+local shown = string.format("%.0f", version)  -- (its text, made once: event, clock, meta)
 if EVENTS then
-  version = take_version(KEYS[6])
-  refused = emit_first(mode == "insert" and "create" or "update", idkey,
-                       string.format("%.0f", version), ARGV[5], changed, json)
+  refused = emit_first(mode == "insert" and "create" or "update", idkey, shown, ARGV[5],
+                       changed, json)
   if refused then take_back(); return refused end
-  write_clock(KEYS[6])
-  emitted = true
 end
-version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-                 json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                 changed = changed, seen = seen or false, listed = true, version = version,
-                 emitted = emitted}, KEYS[3], KEYS[5], KEYS[6])
+write_clock(KEYS[6], shown)
+store_taken(mode, idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen or false,
+            shown, KEYS[5])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

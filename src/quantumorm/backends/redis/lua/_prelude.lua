@@ -23,19 +23,26 @@ end
 
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings, each followed by
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
--- made in the same pass); nil or false -> {}
+-- made in the same pass); nil or false -> {}. Each length is read byte by byte: no string
+-- is made of its digits (that, with tonumber, cost about a third of the parse).
 local function unpack_list(s, suffix)
   local out, n, pos = {}, 0, 1
   if not s then return out end
-  local length = #s
+  local byte, sub, length = string.byte, string.sub, #s
   while pos <= length do
-    local colon = string.find(s, ":", pos, true)
-    local size = tonumber(string.sub(s, pos, colon - 1))
+    local size, colon = 0, pos
+    local b = byte(s, colon)
+    while b ~= 58 do  -- (":")
+      if not b or b < 48 or b > 57 then error("damaged list of value encodings") end
+      size, colon = size * 10 + b - 48, colon + 1
+      b = byte(s, colon)
+    end
+    if colon == pos then error("damaged list of value encodings") end
     n = n + 1
     if suffix then
-      out[n] = string.sub(s, colon + 1, colon + size) .. suffix
+      out[n] = sub(s, colon + 1, colon + size) .. suffix
     else
-      out[n] = string.sub(s, colon + 1, colon + size)
+      out[n] = sub(s, colon + 1, colon + size)
     end
     pos = colon + size + 1
   end

@@ -65,7 +65,8 @@ local function state_check(state_key, layout, writer)
   local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
   if refused then return refused end
   CLOCK = tonumber(got[2] or "0") or 0
-  if layout == nil or layout == "" then return nil end
+  -- (the same text is the same layout: the usual case, with no number read)
+  if layout == nil or layout == "" or got[1] == layout then return nil end
   local stored = tonumber(got[1] or "0")
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
@@ -559,10 +560,9 @@ end
 -- The record key of the transaction that locks ``idkey`` (nil: none). ``present``: whether
 -- the lock hash exists, when the caller knows (schedule_and_locks); nil: one EXISTS says.
 local function lock_holder(state_key, idkey, present)
+  if present == false then return nil end  -- (the usual case: no key name made for it)
   local key = locks_key(state_key)
-  if present == false or (present == nil and redis.call("EXISTS", key) == 0) then
-    return nil
-  end
+  if present == nil and redis.call("EXISTS", key) == 0 then return nil end
   return redis.call("HGET", key, idkey) or nil
 end
 

@@ -124,7 +124,9 @@ end
 -- What an expired document left behind is purged before its id is reused or refused:
 -- the purge writes the id index, the schedule and every index, so their types come first
 -- (the id index's and the schedule's are checked for every write).
-local function purge_checked()
+-- (The functions of one mode are made for that mode only, "mode ... and function": a
+-- closure is made each time its definition runs, on every call, used or not.)
+local purge_checked = mode ~= "insert" and function()
   local refused = stream_refusal()  -- (its "expire" event: before the update's own)
   if refused then return refused end
   local all_indexes = every_index()
@@ -142,7 +144,7 @@ end
 local seen, current  -- the meta hash's "r" and "v" (update, patch)
 local patching = mode == "patch"
 local patched  -- what a patch reads: the stored document (false: none)
-local function check_update()
+local check_update = mode ~= "insert" and function()
   local t
   if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
     local refused
@@ -179,7 +181,7 @@ end
 
 -- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
 -- write is refused, recognised as applied before, or finds an expired one's leftovers.
-local function check_insert()
+local check_insert = mode == "insert" and function()
   if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
   local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)

@@ -6,6 +6,11 @@
 
 -- ZADD (score 0) or ZREM members in chunks (unpack() has a stack limit)
 local function bulk(command, key, members, with_score)
+  local count = #members
+  if not with_score and count <= 1000 then  -- (the members are the arguments: no copy)
+    if count > 0 then redis.call(command, key, unpack(members)) end
+    return
+  end
   local args, n = {}, 0
   for _, member in ipairs(members) do
     if with_score then n = n + 1; args[n] = "0" end
@@ -268,6 +273,10 @@ end
 -- time, the first proving the key's type.
 local function proving(command, index_key, members)
   local n = #members
+  if command == "ZREM" and n > 0 and n <= 1000 then  -- (the members are the arguments)
+    local _, refused = typed(index_key, "ZREM", index_key, unpack(members))
+    return refused
+  end
   for i = 1, n, 1000 do
     local args, k = {}, 0
     for j = i, math.min(i + 999, n) do

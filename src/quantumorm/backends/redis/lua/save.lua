@@ -106,8 +106,9 @@ end
 -- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
 local fields = cmsgpack.unpack(ARGV[6])
 local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
-local values = {}
+local values = nil  -- (ARGV[6]'s pairs by meta field, read when ARGV[15] is not sent)
 if not listed then
+  values = {}
   for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
 end
 local described = cmsgpack.unpack(ARGV[7])
@@ -291,23 +292,25 @@ if mode == "insert" then
     index.drop, index.add = none, add
   end
 end
-local written = 0  -- (the indexes whose entries are written)
-local function take_back()
+local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
+for i, index in ipairs(indexes) do
+  refused = change_entries(index.key, index.drop, index.add)
+  if refused then break end
+  written = i
+end
+if not refused then
+  version = take_version(KEYS[6])
+  shown = string.format("%.0f", version)  -- (its text, made once: event, clock, meta)
+  if EVENTS then
+    refused = emit_first(mode == "insert" and "create" or "update", idkey, shown, ARGV[5],
+                         changed, json)
+  end
+end
+if refused then  -- (one place that takes back: no function made for it on every call)
   take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
   give_back()
-end
-for i, index in ipairs(indexes) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then take_back(); return refused end
-  written = i
-end
-version = take_version(KEYS[6])
-local shown = string.format("%.0f", version)  -- (its text, made once: event, clock, meta)
-if EVENTS then
-  refused = emit_first(mode == "insert" and "create" or "update", idkey, shown, ARGV[5],
-                       changed, json)
-  if refused then take_back(); return refused end
+  return refused
 end
 write_clock(KEYS[6], shown)
 store_taken(mode, idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen or false,

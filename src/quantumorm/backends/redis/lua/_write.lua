@@ -6,6 +6,11 @@
 
 -- ZADD (score 0) or ZREM members in chunks (unpack() has a stack limit)
 local function bulk(command, key, members, with_score)
+  local count = #members
+  if not with_score and count <= 1000 then  -- (the members are the arguments: no copy)
+    if count > 0 then redis.call(command, key, unpack(members)) end
+    return
+  end
   local args, n = {}, 0
   for _, member in ipairs(members) do
     if with_score then n = n + 1; args[n] = "0" end
@@ -65,7 +70,8 @@ local function state_check(state_key, layout, writer)
   local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
   if refused then return refused end
   CLOCK = tonumber(got[2] or "0") or 0
-  if layout == nil or layout == "" then return nil end
+  -- (the same text is the same layout: the usual case, with no number read)
+  if layout == nil or layout == "" or got[1] == layout then return nil end
   local stored = tonumber(got[1] or "0")
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
@@ -106,15 +112,17 @@ local function take_version(state_key)
 end
 
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
--- flush_clock() in a DEFERRED script.
-local function write_clock(state_key)
+-- flush_clock() in a DEFERRED script. ``shown``: the clock's decimal text, when the caller
+-- has made it (a string.format per call costs as much as a command's own work).
+local function write_clock(state_key, shown)
   if DEFERRED then
     DIRTY = true
   elseif NEW_LAYOUT then
-    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK), "layout", NEW_LAYOUT)
+    redis.call("HSET", state_key, "clock", shown or string.format("%.0f", CLOCK),
+               "layout", NEW_LAYOUT)
     NEW_LAYOUT = nil
   else
-    redis.call("HSET", state_key, "clock", string.format("%.0f", CLOCK))
+    redis.call("HSET", state_key, "clock", shown or string.format("%.0f", CLOCK))
   end
 end
 
@@ -265,6 +273,10 @@ end
 -- time, the first proving the key's type.
 local function proving(command, index_key, members)
   local n = #members
+  if command == "ZREM" and n > 0 and n <= 1000 then  -- (the members are the arguments)
+    local _, refused = typed(index_key, "ZREM", index_key, unpack(members))
+    return refused
+  end
   for i = 1, n, 1000 do
     local args, k = {}, 0
     for j = i, math.min(i + 999, n) do
@@ -305,6 +317,34 @@ local function take_back_entries(indexes, count)
   end
 end
 
+-- Store a checked write whose version is taken (``shown``: its decimal text) and whose
+-- index entries are rewritten: the JSON with its expiry (``expiry``: "keep", "persist" or
+-- milliseconds) and the meta hash (``fields``: its flat name/value list of index values;
+-- ``seen``: its "r" as read before, false when absent, nil when not read). The arguments
+-- in place of store()'s record: save.lua calls this once per call, where a record of a
+-- dozen fields would be built for it each time.
+local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
+                           seen, shown, ttl_key)
+  if expiry == "keep" and mode == "update" then
+    redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
+  elseif expiry == "keep" or expiry == "persist" then
+    -- (a plain SET also drops any expiry)
+    redis.call("SET", doc_key, versioned(shown, json))
+    -- (a new document has no schedule entry: any leftover one went with its purge)
+    if mode ~= "insert" then redis.call("ZREM", ttl_key, idkey) end
+  else  -- (the expiry set with the value: one command, as insert_many.lua does)
+    local at = write_time_ms() + tonumber(expiry)
+    redis.call("SET", doc_key, versioned(shown, json), "PXAT", at)
+    redis.call("ZADD", ttl_key, at, idkey)
+  end
+  local recent = write_id .. string.rep("0", 16 - #shown) .. shown
+  if mode ~= "insert" then
+    if seen == nil then seen = redis.call("HGET", meta_key, "r") end
+    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
+  end
+  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+end
+
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry
 -- ("keep", "persist" or milliseconds), the meta hash, the id, and the change event.
 -- ``w``: mode, idkey, doc_key, meta_key, json, expiry, version (nil: the clock's next),
@@ -316,25 +356,8 @@ end
 local function store(w, ids_key, ttl_key, state_key)
   local version = w.version or next_version(state_key)
   local shown = string.format("%.0f", version)
-  if w.expiry == "keep" and w.mode == "update" then
-    redis.call("SET", w.doc_key, versioned(shown, w.json), "KEEPTTL")
-  elseif w.expiry == "keep" or w.expiry == "persist" then
-    -- (a plain SET also drops any expiry)
-    redis.call("SET", w.doc_key, versioned(shown, w.json))
-    -- (a new document has no schedule entry: any leftover one went with its purge)
-    if w.mode ~= "insert" then redis.call("ZREM", ttl_key, w.idkey) end
-  else  -- (the expiry set with the value: one command, as insert_many.lua does)
-    local at = write_time_ms() + tonumber(w.expiry)
-    redis.call("SET", w.doc_key, versioned(shown, w.json), "PXAT", at)
-    redis.call("ZADD", ttl_key, at, w.idkey)
-  end
-  local recent = w.write_id .. string.rep("0", 16 - #shown) .. shown
-  if w.mode ~= "insert" then
-    local seen = w.seen  -- (the caller's read of "r", when it made one)
-    if seen == nil then seen = redis.call("HGET", w.meta_key, "r") end
-    recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
-  end
-  redis.call("HSET", w.meta_key, "v", shown, "r", recent, unpack(w.fields))
+  store_taken(w.mode, w.idkey, w.doc_key, w.meta_key, w.json, w.expiry, w.write_id, w.fields,
+              w.seen, shown, ttl_key)
   if w.mode == "insert" and not w.listed then redis.call("ZADD", ids_key, 0, w.idkey) end
   if not w.emitted then
     emit(w.mode == "insert" and "create" or "update", w.idkey, shown, w.write_id,
@@ -546,10 +569,9 @@ end
 -- The record key of the transaction that locks ``idkey`` (nil: none). ``present``: whether
 -- the lock hash exists, when the caller knows (schedule_and_locks); nil: one EXISTS says.
 local function lock_holder(state_key, idkey, present)
+  if present == false then return nil end  -- (the usual case: no key name made for it)
   local key = locks_key(state_key)
-  if present == false or (present == nil and redis.call("EXISTS", key) == 0) then
-    return nil
-  end
+  if present == nil and redis.call("EXISTS", key) == 0 then return nil end
   return redis.call("HGET", key, idkey) or nil
 end
 

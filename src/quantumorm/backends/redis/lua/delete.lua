@@ -50,12 +50,10 @@ end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
 if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
 if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
-local indexes, wanted = {}, {"v"}
-for i, field in ipairs(cmsgpack.unpack(ARGV[3])) do
-  indexes[i] = {key = KEYS[6 + i], field = field}
-  wanted[i + 1] = field
-end
-local got, refused = typed(KEYS[2], "HMGET", KEYS[2], unpack(wanted))
+-- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
+-- is built on the common path, only for a purge)
+local manifests = cmsgpack.unpack(ARGV[3])
+local got, refused = typed(KEYS[2], "HMGET", KEYS[2], "v", unpack(manifests))
 if refused then return refused end
 if ttl_refused then return ttl_refused end
 local stored = got[1] or nil
@@ -64,16 +62,17 @@ if doc_type == "none" then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   refused = stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
+  local indexes = {}  -- (as bad_index() and purge_expired() take them)
+  for i, field in ipairs(manifests) do indexes[i] = {key = KEYS[6 + i], field = field} end
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
   return {"MISSING"}
 end
 if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
-for i, index in ipairs(indexes) do
-  index.old = unpack_list(got[i + 1] or nil)
-  for j, member in ipairs(index.old) do index.old[j] = member .. idkey end
-end
+-- each index's entries of the document, as members (value encodings .. id key)
+local old = {}
+for i = 1, #manifests do old[i] = unpack_list(got[i + 1], idkey) end
 
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
@@ -85,11 +84,11 @@ do
   if bad then return bad end
   local dropped = 0  -- (the indexes whose entries are removed)
   local function put_back()
-    for i = 1, dropped do bulk("ZADD", indexes[i].key, indexes[i].old, true) end
+    for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
   end
-  for i, index in ipairs(indexes) do
-    bad = proving("ZREM", index.key, index.old)
+  for i = 1, #old do
+    bad = proving("ZREM", KEYS[6 + i], old[i])
     if bad then put_back(); return bad end
     dropped = i
   end

@@ -106,22 +106,28 @@ end
 -- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
 local fields = cmsgpack.unpack(ARGV[6])
 local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
-local values = {}
+local values = nil  -- (ARGV[6]'s pairs by meta field, read when ARGV[15] is not sent)
 if not listed then
+  values = {}
   for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
 end
 local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
   local base = 4 * (i - 1)
+  -- (every field a record gets is named here, nil for now: the constructor sizes the
+  -- table for all of them, where each one added later could make it grow again)
   indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
-                unique = described[base + 3] == "1", name = described[base + 4]}
+                unique = described[base + 3] == "1", name = described[base + 4],
+                old = nil, new = nil, drop = nil, add = nil}
 end
 
 -- What an expired document left behind is purged before its id is reused or refused:
 -- the purge writes the id index, the schedule and every index, so their types come first
 -- (the id index's and the schedule's are checked for every write).
-local function purge_checked()
+-- (The functions of one mode are made for that mode only, "mode ... and function": a
+-- closure is made each time its definition runs, on every call, used or not.)
+local purge_checked = mode ~= "insert" and function()
   local refused = stream_refusal()  -- (its "expire" event: before the update's own)
   if refused then return refused end
   local all_indexes = every_index()
@@ -139,7 +145,7 @@ end
 local seen, current  -- the meta hash's "r" and "v" (update, patch)
 local patching = mode == "patch"
 local patched  -- what a patch reads: the stored document (false: none)
-local function check_update()
+local check_update = mode ~= "insert" and function()
   local t
   if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
     local refused
@@ -176,7 +182,7 @@ end
 
 -- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
 -- write is refused, recognised as applied before, or finds an expired one's leftovers.
-local function check_insert()
+local check_insert = mode == "insert" and function()
   if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
   local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
@@ -269,7 +275,7 @@ end
 
 -- 3. writes (nothing above has written but the id allocation, and the purge of an expired
 -- document's leftovers, which keeps the indexes exact whatever follows) -----------------
-local version, emitted = nil, false
+local version
 -- An insert's first write is its id's ZADD; then, insert or update, the changed entries of
 -- each index (the first write in each proves its key's type: change_entries), then the
 -- event (the version it names is taken, then written): a WRONGTYPE error of any is a
@@ -279,35 +285,36 @@ local added, refused = 0, nil
 if mode == "insert" then
   added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
+  local none = {}  -- (nothing to drop: one empty list for every index, never changed)
   for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
     local add = {}
     for j, member in ipairs(index.new) do add[j] = member .. idkey end
-    index.drop, index.add = {}, add
+    index.drop, index.add = none, add
   end
 end
-local written = 0  -- (the indexes whose entries are written)
-local function take_back()
+local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
+for i, index in ipairs(indexes) do
+  refused = change_entries(index.key, index.drop, index.add)
+  if refused then break end
+  written = i
+end
+if not refused then
+  version = take_version(KEYS[6])
+  shown = string.format("%.0f", version)  -- (its text, made once: event, clock, meta)
+  if EVENTS then
+    refused = emit_first(mode == "insert" and "create" or "update", idkey, shown, ARGV[5],
+                         changed, json)
+  end
+end
+if refused then  -- (one place that takes back: no function made for it on every call)
   take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
   give_back()
+  return refused
 end
-for i, index in ipairs(indexes) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then take_back(); return refused end
-  written = i
-end
-if EVENTS then
-  version = take_version(KEYS[6])
-  refused = emit_first(mode == "insert" and "create" or "update", idkey,
-                       string.format("%.0f", version), ARGV[5], changed, json)
-  if refused then take_back(); return refused end
-  write_clock(KEYS[6])
-  emitted = true
-end
-version = store({mode = mode, idkey = idkey, doc_key = doc_key, meta_key = meta_key,
-                 json = json, expiry = ARGV[9], write_id = ARGV[5], fields = fields,
-                 changed = changed, seen = seen or false, listed = true, version = version,
-                 emitted = emitted}, KEYS[3], KEYS[5], KEYS[6])
+write_clock(KEYS[6], shown)
+store_taken(mode, idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen or false,
+            shown, KEYS[5])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

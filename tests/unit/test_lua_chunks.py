@@ -208,7 +208,8 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
 
     assert defined("fetch") == set()
     assert defined("count") == {"layout_refusal"}
-    assert {"patch_json", "store", "check_version", "state_check"} <= defined("save")
+    assert {"store", "check_version", "state_check"} <= defined("save")
+    assert {"patch_json", "state_check"} <= defined("patch")
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
     assert "patch_json" not in defined("delete") and "store" not in defined("delete")
     assert "transact" in defined("tx") and "transact" in defined("tx_apply")

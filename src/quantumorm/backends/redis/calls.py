@@ -62,6 +62,40 @@ class SaveCall:
 
 
 @dataclass(slots=True)
+class PatchCall:
+    """``patch.lua``: set some top-level fields of one stored document, whatever its
+    version, without a read before (an update by id)."""
+
+    document_key: str
+    meta_key: str
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]  # every index of the model, in index order
+    event_keys: tuple[str, ...]  # the change stream, when the model emits events
+    id_key: bytes
+    write_id: str  # 16 hex digits: a resent patch recognises its first attempt
+    expiry: bytes | str  # "keep" | "persist" | milliseconds
+    limit: str  # the largest document allowed, in bytes
+    layout: bytes  # the caller's schema layout
+    events: tuple[bytes, bytes, bytes]  # the stream's MAXLEN, "1" with the document, channel
+    doc_prefix: str
+    meta_prefix: str
+    manifests: bytes  # MessagePack: every index's meta field, in index order
+    #: what the patch sets, as patch.lua reads it from ARGV[12] on (the event's "f" when
+    #: every value changes; the counts; the members' key, value texts and names; the meta
+    #: field pairs; the touched indexes' quadruples)
+    members: tuple[bytes, ...]
+
+    def call(self) -> Call:
+        return Call("patch", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
+            *self.index_keys, *self.event_keys), (
+            self.id_key, self.write_id, self.expiry, self.limit, self.layout, *self.events,
+            self.doc_prefix, self.meta_prefix, self.manifests, *self.members))
+
+
+@dataclass(slots=True)
 class DeleteCall:
     """``delete.lua``: delete (or soft-delete) one document and its index entries."""
 

@@ -122,36 +122,41 @@ class Indexed(Document):
     title = StringField(indexed=True)
     flag = BooleanField(indexed=True)
     tags = ArrayField(StringField(), indexed=True)
+    extra = JSONField()
 
     class Meta:
         collection = "unit_patch_entries"
 
 
-def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> bytes:
+def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, ...]:
     fields = Indexed._meta.fields
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
-    return b"".join(meta + netstring for meta, netstring in parts(call)["pairs"])
+    return call.members
 
 
-def test_a_one_field_patch_remembers_its_entries_as_computed() -> None:
-    """The packed index entries a one-field patch remembers by value are those a layout
-    that has seen nothing computes: for values seen again, for equal values of other types
-    (True and 1, in a field of each), for nulls and arrays (not remembered)."""
+def test_a_one_field_patch_remembers_what_it_sends_as_computed() -> None:
+    """What a one-field patch remembers by value (its value text and index entries) is what
+    a layout that has seen nothing computes: for values seen again, for equal values of
+    other types (1, True and "1" in one field, True and 1 in a field of each), for nulls
+    and arrays (not remembered)."""
     keys = KeySpace(Indexed._meta)
     memo = writes.WriteLayout(Indexed._meta, keys)
     seq: list[dict[str, Any]] = [
         {"n": 1}, {"flag": True}, {"n": 1}, {"flag": True}, {"n": None}, {"title": "1"},
         {"title": "é" * 300}, {"title": "é" * 300}, {"n": -(2**70)}, {"n": 2**53 + 1},
         {"tags": ["a", "b"]}, {"tags": ["a", "b"]}, {"n": 1, "title": "t"}, {"n": 1},
-        {"flag": False}, {"title": None}, {"title": ""}]
+        {"flag": False}, {"title": None}, {"title": ""}, {"extra": 1}, {"extra": True},
+        {"extra": "1"}, {"extra": 1.0}, {"extra": None}]
     for values in seq * 2:
         fresh = writes.WriteLayout(Indexed._meta, keys)
         assert entries(memo, values) == entries(fresh, values), values
-    assert (("n", int, 1) in memo._patch_entries
-            and ("flag", bool, True) in memo._patch_entries)
-    assert not any(len(packed) > 256 for packed in memo._patch_entries.values())
+    remembered = {name: memo._patch_by[frozenset({name})][5] for name in ("n", "flag", "extra")}
+    assert (int, 1) in remembered["n"] and (bool, True) in remembered["flag"]
+    assert {(int, 1), (bool, True), "1"} <= set(remembered["extra"])
+    assert not any(sum(map(len, members)) > 256 for memo_of in remembered.values()
+                   for members in memo_of.values())
 
 
 def test_the_event_items_are_the_specs_apart() -> None:

@@ -94,7 +94,7 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
 Patch = tuple[tuple[bytes, ...], list[tuple[str, Field, bytes]], list[str], tuple[bytes, ...],
-              tuple[bytes, ...]]
+              tuple[bytes, ...], dict[Any, tuple[bytes, ...]]]
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -157,8 +157,6 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
-        #: a patched field's entries (a netstring list), by (attribute name, type, value)
-        self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
         #: what patch.lua reads for change events (the spec's items, sent apart)
         self._events_flat = events_flat(options, keys)
         #: the stored schema's layout the calls carry (b"": none); set by the backend
@@ -269,29 +267,18 @@ class WriteLayout:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
-        head, fields, stored_names, middle, quads = shape
-        # each member apart, as the key and value texts an encoded document holds (the
-        # encoder writes a value alike at the top level and inside an object): the script
-        # has no fragment to parse. (An int, the most common value set by id: its text
-        # without the encoder's setup, the digits json writes.)
-        texts = tuple([b"%d" % value if type(value := storage[db_name]) is int
-                       else jsoncodec.encode(value) for db_name in stored_names])
-        pairs: tuple[bytes, ...] = ()
-        memo = self._patch_entries
-        for name, field, meta_name in fields:
-            value = values[name]
-            kind = type(value)
-            if kind in _MEMO_TYPES:
-                # (an indexed field's entries remembered by value, as a bulk insert
-                # remembers them)
-                netstring = memo.get((name, kind, value))
-                if netstring is None:
-                    netstring = sortable.pack_list(field.index_keys(value))
-                    _keep(memo, (name, kind, value), netstring, len(netstring))
-            else:
-                netstring = sortable.pack_list(field.index_keys(value))
-            pairs += (meta_name, netstring)
-        members = head + texts + middle + pairs + quads
+        known = shape[5]
+        if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
+            # (the common patch: one field; what it sends remembered by value, as a bulk
+            # insert remembers a value's entries: a str under itself, others under their
+            # type and value, as 1 and True differ)
+            key = value if type(value) is str else (type(value), value)
+            members = known.get(key)
+            if members is None:
+                members = self._members(shape, values, storage)
+                _keep(known, key, members, sum(map(len, members)))
+        else:
+            members = self._members(shape, values, storage)
         expiry, limit, layout = wire_expiry(expire), str(self.max_document_bytes), self.layout
         keys, events, flat, manifests = self.keys, self.events, self._events_flat, self.manifests
         urandom, escape_id, id_key = os.urandom, sortable.escape_id, sortable.id_key
@@ -305,13 +292,31 @@ class WriteLayout:
                 members))
         return calls
 
+    @staticmethod
+    def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
+                 ) -> tuple[bytes, ...]:
+        """``patch.lua``'s arguments from ARGV[12] on for these values (see
+        :meth:`_patched`)."""
+        head, fields, stored_names, middle, quads, _ = shape
+        # each member apart, as the key and value texts an encoded document holds (the
+        # encoder writes a value alike at the top level and inside an object): the script
+        # has no fragment to parse. (An int, the most common value set by id: its text
+        # without the encoder's setup, the digits json writes.)
+        texts = tuple([b"%d" % value if type(value := storage[db_name]) is int
+                       else jsoncodec.encode(value) for db_name in stored_names])
+        pairs: tuple[bytes, ...] = ()
+        for name, field, meta_name in fields:
+            pairs += (meta_name, sortable.pack_list(field.index_keys(values[name])))
+        return head + texts + middle + pairs + quads
+
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
         of fields: ``patch.lua``'s arguments before the value texts (the event's "f" when
         every value changes, the counts, the key texts), the value fields whose entries
         it sends (its meta field pairs), the stored names in field order, the arguments
-        between the value texts and the pairs (the names), and the touched indexes'
-        quadruples."""
+        between the value texts and the pairs (the names), the touched indexes'
+        quadruples; and, for a patch of one field, what it sends by value (filled by
+        :meth:`patches`)."""
         fields = self.options.fields
         ordered = [name for name in fields if name in changed]
         entries = [entry for entry in self.value_fields if entry[0] in changed]
@@ -330,7 +335,7 @@ class WriteLayout:
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
         patch = self._patch_by[changed] = (
-            head, entries, [fields[name].db_name for name in ordered], names, tuple(quads))
+            head, entries, [fields[name].db_name for name in ordered], names, tuple(quads), {})
         return patch
 
     def new_document(self, partition: int, request: WriteRequest,

@@ -209,6 +209,7 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
     assert defined("fetch") == set()
     assert defined("count") == {"layout_refusal"}
     assert {"store", "check_version", "state_check"} <= defined("save")
+    assert "patch_json" not in defined("save")  # (an update by id is patch.lua's)
     assert {"patch_json", "state_check"} <= defined("patch")
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
     assert "patch_json" not in defined("delete") and "store" not in defined("delete")

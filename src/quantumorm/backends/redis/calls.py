@@ -37,7 +37,7 @@ class SaveCall:
     op: str  # "insert" | "update"
     expected_version: str
     id_key: bytes  # b"": allocate the next id from sequence_key
-    document: bytes  # the JSON; a patch: MessagePack pairs, key text and value text per field
+    document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
     values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
     touched: bytes  # MessagePack quadruples: KEYS position, meta field, unique flag, name

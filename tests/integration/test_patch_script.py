@@ -162,6 +162,14 @@ def test_a_unique_value_held_by_another_is_refused(conn: Any, redis_client: Any)
         b"UNIQUE", b"label", sortable.id_key("h")]
     assert snapshot(redis_client) == before
     assert send(conn, patch(conn, Gauge, "g", label="one"))[0] == b"OK"  # (its own value)
+    # (a numeric id: its key prefix is found from its keys as well)
+    Gauge(id="12", name="c", n=3, label="three").save_sync()
+    assert send(conn, patch(conn, Gauge, "12", label="two")) == [
+        b"UNIQUE", b"label", sortable.id_key("h")]
+    assert send(conn, patch(conn, Gauge, "g", label="three")) == [
+        b"UNIQUE", b"label", sortable.id_key("12")]
+    redis_client.delete(KeySpace(Gauge._meta).doc(0, "12"))  # (expired: the value is free)
+    assert send(conn, patch(conn, Gauge, "g", label="three"))[0] == b"OK"
 
 
 def test_a_lock_and_a_resend(conn: Any, redis_client: Any) -> None:
@@ -207,13 +215,15 @@ def test_expiry_keep_persist_and_milliseconds(conn: Any, redis_client: Any) -> N
     assert_indexes_consistent(redis_client, Timed)
 
 
-def test_a_patch_sweeps_due_documents(conn: Any, redis_client: Any) -> None:
+@pytest.mark.parametrize("gone", ["gone", "77"])
+def test_a_patch_sweeps_due_documents(conn: Any, redis_client: Any, gone: str) -> None:
     Timed(id="t", n=1).save_sync()
-    Timed(id="gone", n=5).save_sync()
+    Timed(id=gone, n=5).save_sync()
     ks = KeySpace(Timed._meta)
-    redis_client.delete(ks.doc(0, "gone"))  # (expired: its schedule entry made due)
-    redis_client.zadd(ks.ttl(0), {sortable.id_key("gone"): 1})
+    redis_client.delete(ks.doc(0, gone))  # (expired: its schedule entry made due)
+    redis_client.zadd(ks.ttl(0), {sortable.id_key(gone): 1})
     assert send(conn, patch(conn, Timed, "t", n=2))[0] == b"OK"
-    assert not redis_client.exists(ks.meta(0, "gone"))
-    assert redis_client.zscore(ks.ttl(0), sortable.id_key("gone")) is None
+    assert not redis_client.exists(ks.meta(0, gone))
+    assert redis_client.zscore(ks.ttl(0), sortable.id_key(gone)) is None
+    assert events(Timed)[-1][:2] == ("expire", gone)
     assert_indexes_consistent(redis_client, Timed)

@@ -79,10 +79,8 @@ class PatchCall:
     limit: str  # the largest document allowed, in bytes
     layout: bytes  # the caller's schema layout
     events: tuple[bytes, bytes, bytes]  # the stream's MAXLEN, "1" with the document, channel
-    doc_prefix: str
-    meta_prefix: str
     manifests: bytes  # MessagePack: every index's meta field, in index order
-    #: what the patch sets, as patch.lua reads it from ARGV[12] on (the event's "f" when
+    #: what the patch sets, as patch.lua reads it from ARGV[10] on (the event's "f" when
     #: every value changes; the counts; the members' key, value texts and names; the meta
     #: field pairs; the touched indexes' quadruples)
     members: tuple[bytes, ...]
@@ -92,7 +90,7 @@ class PatchCall:
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
             *self.index_keys, *self.event_keys), (
             self.id_key, self.write_id, self.expiry, self.limit, self.layout, *self.events,
-            self.doc_prefix, self.meta_prefix, self.manifests, *self.members))
+            self.manifests, *self.members))
 
 
 @dataclass(slots=True)

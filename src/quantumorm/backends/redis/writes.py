@@ -288,14 +288,13 @@ class WriteLayout:
             calls.append(PatchCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
                 p.indexes, (p.changes,) if events else (), id_key(id), urandom(8).hex(),
-                expiry, limit, layout, flat, p.doc_prefix, p.meta_prefix, manifests,
-                members))
+                expiry, limit, layout, flat, manifests, members))
         return calls
 
     @staticmethod
     def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
                  ) -> tuple[bytes, ...]:
-        """``patch.lua``'s arguments from ARGV[12] on for these values (see
+        """``patch.lua``'s arguments from ARGV[10] on for these values (see
         :meth:`_patched`)."""
         head, fields, stored_names, middle, quads, _ = shape
         # each member apart, as the key and value texts an encoded document holds (the

@@ -21,12 +21,11 @@
 -- ARGV[6]   change events: the stream's MAXLEN ("" for no stream)
 -- ARGV[7]   "1" when an event carries the document    ARGV[8]   Pub/Sub channel ("" none)
 --           (neither a stream nor a channel: no events)
--- ARGV[9]   document key prefix     ARGV[10]  meta key prefix
--- ARGV[11]  MessagePack array: the meta field of every index, in KEYS[6..] order (read only
+-- ARGV[9]   MessagePack array: the meta field of every index, in KEYS[6..] order (read only
 --           by a purge or a sweep)
--- ARGV[12]  the event's "f" (MessagePack array of names) when every member's value changes
--- ARGV[13]  n, the members to set      ARGV[14]  k, the meta field pairs
--- ARGV[15]  j, the indexes the patch touches
+-- ARGV[10]  the event's "f" (MessagePack array of names) when every member's value changes
+-- ARGV[11]  n, the members to set      ARGV[12]  k, the meta field pairs
+-- ARGV[13]  j, the indexes the patch touches
 -- then n key texts (the stored names as JSON, quoted), n value texts (JSON, as documents
 -- are encoded), n names (each member's, for the event's "f"); then k pairs: meta field,
 -- netstring list of value encodings; then j quadruples: KEYS position, the number of the
@@ -43,16 +42,22 @@
 -- uses: _write
 
 local doc_key, meta_key, idkey, write_id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local n, k = tonumber(ARGV[13]), tonumber(ARGV[14])
-local at_values, at_names = 15 + n, 15 + 2 * n  -- (the key texts start at 16)
-local at_pairs = 15 + 3 * n
+local n, k = tonumber(ARGV[11]), tonumber(ARGV[12])
+local at_values, at_names = 13 + n, 13 + 2 * n  -- (the key texts start at 14)
+local at_pairs = 13 + 3 * n
 local at_indexes = at_pairs + 2 * k
+
+-- the document and meta key prefixes (a sweep's, a unique claim's), from this document's
+local function prefixes()
+  local size = #escaped_id(idkey)
+  return string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1)
+end
 
 -- every index of the model, {key =, field =}: what a purge or a sweep writes (built when
 -- one is needed)
 local function every_index()
   local all = {}
-  for i, field in ipairs(cmsgpack.unpack(ARGV[11])) do
+  for i, field in ipairs(cmsgpack.unpack(ARGV[9])) do
     all[i] = {key = KEYS[5 + i], field = field}
   end
   return all
@@ -84,7 +89,7 @@ if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
 local stored
 stored, refused = typed(doc_key, "GET", doc_key)
 if refused then return refused end
-local j = tonumber(ARGV[15])
+local j = tonumber(ARGV[13])
 local got
 if j == 1 then  -- (the common patch: one index)
   got, refused = typed(meta_key, "HMGET", meta_key, "v", "r",
@@ -119,7 +124,7 @@ stored = payload_of(stored)
 if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
 local given, names = {}, {}
 for i = 1, n do
-  given[i] = {ARGV[15 + i], ARGV[at_values + i]}
+  given[i] = {ARGV[13 + i], ARGV[at_values + i]}
   names[i] = ARGV[at_names + i]
 end
 local json, differing = patch_json(stored, given, names)
@@ -127,7 +132,7 @@ if not json then return {"CORRUPT"} end
 local expiry = ARGV[3]
 if #differing == 0 and expiry == "keep" then return {"OK", tonumber(current), idkey} end
 if #json > tonumber(ARGV[4]) then return {"TOOLARGE", #json} end
-local changed = #differing == n and ARGV[12] or cmsgpack.pack(differing)
+local changed = #differing == n and ARGV[10] or cmsgpack.pack(differing)
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims.
 local moved = {}  -- {key, drop, add} of each index whose entries change
@@ -145,8 +150,9 @@ for i = 1, j do
     return {"WRONGTYPE", index_key}
   end
   if unique then
+    local doc_prefix = prefixes()
     for _, member in ipairs(unpack_list(new)) do
-      local holder = unique_holder(index_key, member, idkey, ARGV[9])
+      local holder = unique_holder(index_key, member, idkey, doc_prefix)
       if holder then return {"UNIQUE", ARGV[base + 4], holder} end
     end
   end
@@ -189,6 +195,7 @@ redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(ARGV, at_pairs + 1,
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, ARGV[9], ARGV[10], KEYS[3], KEYS[4], every_index(), write_time_ms())
+  local doc_prefix, meta_prefix = prefixes()
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[4], every_index(), write_time_ms())
 end
 return {"OK", version, idkey}

@@ -262,7 +262,7 @@ async def test_update_by_id_of_a_compressed_model_reads_and_rewrites(
 
 def test_a_patch_script_refuses_a_compressed_document_and_writes_nothing(
         conn: Any, redis_client: Any) -> None:
-    """A model that says "off" meets a document stored compressed: save.lua's "patch"
+    """A model that says "off" meets a document stored compressed: patch.lua
     replies COMPRESSED before writing anything, and the update reads and rewrites it."""
     On = declare("cz_refuse", {"codec": "zlib", "min_size": 100}, name="On",
                  changes_document=True)

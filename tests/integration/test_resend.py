@@ -187,7 +187,7 @@ def test_a_lost_delete_reply_is_not_resent(conn: Any, monkeypatch: pytest.Monkey
 
 
 def test_a_resent_patch_is_reported_once_applied_once(conn: Any) -> None:
-    """An update by id (save.lua "patch": no expected version) recognises its first attempt
+    """An update by id (patch.lua: no expected version) recognises its first attempt
     by its write id too, even after another writer's change on top."""
     created = Note(id="p", title="t").save_sync().version
     patch = layout(conn).patch("p", {"n": 5}, {"n": 5}, "keep").call()

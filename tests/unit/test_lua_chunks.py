@@ -208,7 +208,9 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
 
     assert defined("fetch") == set()
     assert defined("count") == {"layout_refusal"}
-    assert {"patch_json", "store_taken", "check_version", "state_check"} <= defined("save")
+    assert {"store_taken", "check_version", "state_check"} <= defined("save")
+    assert "patch_json" not in defined("save")  # (an update by id is patch.lua's)
+    assert {"patch_json", "state_check"} <= defined("patch")
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
     # (save.lua calls store_taken() itself: store()'s record is not built per call)
     assert "store" not in defined("save") and "next_version" not in defined("save")

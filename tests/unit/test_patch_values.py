@@ -1,4 +1,4 @@
-"""An update by id's ``save.lua`` "patch" call (``WriteLayout.patches``) sends each field
+"""An update by id's ``patch.lua`` call (``WriteLayout.patches``) sends each field
 apart: its key text and its value text, as the document encoder writes them inside a
 document, so that the script compares and splices text without parsing a fragment."""
 
@@ -19,6 +19,7 @@ from quantumorm import (
     StringField,
 )
 from quantumorm.backends.redis import wire, writes
+from quantumorm.backends.redis.calls import PatchCall
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import Expiry, encode_document
 
@@ -41,14 +42,27 @@ class Patched(Document):
         collection = "unit_patch_values"
 
 
+def parts(call: PatchCall) -> dict[str, Any]:
+    """A patch call's arguments after its constant head, as patch.lua reads them: the
+    event's "f" when every value changes, the members (key text, value text, name), the
+    meta field pairs and the touched indexes' quadruples."""
+    f, n, k, j, *rest = call.members
+    n, k, j = int(n), int(k), int(j)
+    assert len(rest) == 3 * n + 2 * k + 4 * j
+    keys, texts, names = rest[:n], rest[n:2 * n], rest[2 * n:3 * n]
+    pairs, quads = rest[3 * n:3 * n + 2 * k], rest[3 * n + 2 * k:]
+    return {"f": f, "members": list(zip(keys, texts, names, strict=True)),
+            "pairs": [(pairs[i], pairs[i + 1]) for i in range(0, 2 * k, 2)],
+            "indexes": [tuple(quads[i:i + 4]) for i in range(0, 4 * j, 4)]}
+
+
 def sent(values: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     fields = Patched._meta.fields
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     layout = writes.WriteLayout(Patched._meta, KeySpace(Patched._meta))
     (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
-    flat = wire.unpack(call.document)
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+    return [(key, text) for key, text, _ in parts(call)["members"]]
 
 
 def in_document(values: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -81,38 +95,100 @@ def test_members_go_in_field_order_with_their_stored_names() -> None:
     assert keys == [b'"count"', b'"flag"', b'"title"']
 
 
+def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
+    """Each member's attribute name (an event's "f"), the indexed fields' meta field pairs
+    and the touched indexes, each naming its KEYS position and its pair."""
+    values = {"title": "t", "n": 1, "flag": True}
+    fields = Patched._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    layout = writes.WriteLayout(Patched._meta, KeySpace(Patched._meta))
+    (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
+    got = parts(call)
+    assert [name for _, _, name in got["members"]] == [b"n", b"flag", b"title"]
+    assert wire.unpack(got["f"]) == [b"n", b"flag", b"title"]
+    assert [meta for meta, _ in got["pairs"]] == [b"f:count", b"f:flag"]
+    positions = {index.name: 6 + i for i, index in enumerate(Patched._meta.indexes)}
+    assert [(int(position), int(pair)) for position, pair, _, _ in got["indexes"]] == [
+        (positions[name.decode()], number) for number, (_, _, _, name) in
+        enumerate(got["indexes"], start=1)]
+    assert call.call().script == "patch"
+    keys = call.call().keys
+    assert keys[5:] == (*call.index_keys, *call.event_keys) and call.event_keys  # (events on)
+
+
 class Indexed(Document):
     n = IntField(indexed=True)
     title = StringField(indexed=True)
     flag = BooleanField(indexed=True)
     tags = ArrayField(StringField(), indexed=True)
+    extra = JSONField()
 
     class Meta:
         collection = "unit_patch_entries"
 
 
-def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> bytes:
+def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, ...]:
     fields = Indexed._meta.fields
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
-    return call.values
+    return call.members
 
 
-def test_a_one_field_patch_remembers_its_entries_as_computed() -> None:
-    """The packed index entries a one-field patch remembers by value are those a layout
-    that has seen nothing computes: for values seen again, for equal values of other types
-    (True and 1, in a field of each), for nulls and arrays (not remembered)."""
+def test_a_one_field_patch_remembers_what_it_sends_as_computed() -> None:
+    """What a one-field patch remembers by value (its value text and index entries) is what
+    a layout that has seen nothing computes: for values seen again, for equal values of
+    other types (1, True and "1" in one field, True and 1 in a field of each), for nulls
+    and arrays (not remembered)."""
     keys = KeySpace(Indexed._meta)
     memo = writes.WriteLayout(Indexed._meta, keys)
     seq: list[dict[str, Any]] = [
         {"n": 1}, {"flag": True}, {"n": 1}, {"flag": True}, {"n": None}, {"title": "1"},
         {"title": "é" * 300}, {"title": "é" * 300}, {"n": -(2**70)}, {"n": 2**53 + 1},
         {"tags": ["a", "b"]}, {"tags": ["a", "b"]}, {"n": 1, "title": "t"}, {"n": 1},
-        {"flag": False}, {"title": None}, {"title": ""}]
+        {"flag": False}, {"title": None}, {"title": ""}, {"extra": 1}, {"extra": True},
+        {"extra": "1"}, {"extra": 1.0}, {"extra": None}]
     for values in seq * 2:
         fresh = writes.WriteLayout(Indexed._meta, keys)
         assert entries(memo, values) == entries(fresh, values), values
-    assert (("n", int, 1) in memo._patch_entries
-            and ("flag", bool, True) in memo._patch_entries)
-    assert not any(len(packed) > 256 for packed in memo._patch_entries.values())
+    remembered = {name: memo._patch_by[frozenset({name})][5] for name in ("n", "flag", "extra")}
+    assert (int, 1) in remembered["n"] and (bool, True) in remembered["flag"]
+    assert {(int, 1), (bool, True), "1"} <= set(remembered["extra"])
+    assert not any(sum(map(len, members)) > 256 for memo_of in remembered.values()
+                   for members in memo_of.values())
+
+
+def test_the_event_items_are_the_specs_apart() -> None:
+    """patch.lua reads the change-event spec's items apart (``events_flat``): the same items
+    ``events_spec`` packs, and three empty ones for a model without events."""
+
+    class Streamed(Document):
+        n = IntField()
+
+        class Meta:
+            collection = "unit_patch_streamed"
+            changes_document = True
+
+    class Published(Document):
+        n = IntField()
+
+        class Meta:
+            collection = "unit_patch_published"
+            changes = False
+            publish = True
+
+    class Silent(Document):
+        n = IntField()
+
+        class Meta:
+            collection = "unit_patch_silent"
+            changes = False
+
+    for model in (Patched, Streamed, Published):
+        keys = KeySpace(model._meta)
+        assert list(writes.events_flat(model._meta, keys)) == wire.unpack(
+            writes.events_spec(model._meta, keys)), model
+    keys = KeySpace(Silent._meta)
+    assert writes.events_spec(Silent._meta, keys) == b""
+    assert writes.events_flat(Silent._meta, keys) == (b"", b"", b"")

@@ -537,8 +537,11 @@ def _patchable(model: type[Any], changes: frozenset[str]) -> bool:
 
 def _heard(model: type[Any], *hooks: signals.Signal) -> bool:
     """Whether any receiver of these signals listens to ``model``."""
-    return any(wanted is None or wanted is model
-               for hook in hooks for _, wanted in hook.receivers)
+    for hook in hooks:  # (loops, not any() of a generator: asked by every update by id)
+        for _, wanted in hook.receivers:
+            if wanted is None or wanted is model:
+                return True
+    return False
 
 
 def delete_where(backend: Backend, model: type[D], spec: QuerySpec) -> Op[int]:

@@ -170,6 +170,47 @@ def file_messages(problems: dict[str, list[str]], name: str, messages: list[str]
             problems.setdefault(name, []).append(f"'{name}' {m}")
 
 
+#: the key under which a model's options keep, by keyword, the field a bare keyword sets
+_PLAIN = type("_Plain", (), {})()  # (weakly referable: see ModelOptions.state_for)
+
+
+def plain_values(model: type[Any], fields: dict[str, Any]) -> dict[str, Any] | None:
+    """``plain_sets(parse(model, fields))`` where every keyword is a stored field's own name
+    (no operator, no path, no derived index value) and every value is valid: the cleaned
+    values by field, without the operations made and looked at; else None, and the caller
+    parses them (which raises what is wrong). The fields such keywords name are remembered
+    per model (the model's fields do not change after its class is made)."""
+    if not fields:
+        return None
+    settable: dict[str, Field | None] = model._meta.state_for(_PLAIN, dict)
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in settable:
+            field = settable[key]
+        else:
+            if len(settable) > 1024:
+                settable.clear()
+            field = settable[key] = _settable(model, key)
+        if field is None:
+            return None
+        value, messages = field.validate(value)
+        if messages:
+            return None
+        out[key] = value
+    return out
+
+
+def _settable(model: type[Any], key: str) -> Field | None:
+    """The stored field a bare keyword ``key`` sets, as :func:`parse` finds it, or None
+    (an operator, a path, an index's derived value, an unknown name: parse() says)."""
+    if "__" in key:
+        return None
+    field = model._fields.get(key)
+    if field is None or paths.derived(field) is not None:
+        return None
+    return field  # type: ignore[no-any-return]
+
+
 def plain_sets(operations: Sequence[Operation]) -> dict[str, Any] | None:
     """The values by field when every operation is a ``set``, else None."""
     if all(op.kind == "set" for op in operations):

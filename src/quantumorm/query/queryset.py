@@ -676,6 +676,11 @@ class QuerySet(Generic[D]):
         receiver connected for the model is one round trip with no read on Redis: the
         script puts the new values in place of the stored ones (see
         :func:`quantumorm.engine.ops.update_where` for the fields it can)."""
+        if upsert is False:  # (the common call: fields set to values, checked as parse() does)
+            changes = updates.plain_values(self.model, fields)
+            if changes is not None:
+                return partial(ops.update_where, model=self.model, spec=self.spec,
+                               changes=changes)
         operations = updates.parse(self.model, fields)
         changes = updates.plain_sets(operations)
         if changes is not None and not _flag(upsert, "upsert"):

@@ -37,7 +37,7 @@ class SaveCall:
     op: str  # "insert" | "update"
     expected_version: str
     id_key: bytes  # b"": allocate the next id from sequence_key
-    document: bytes  # the JSON; a patch: MessagePack pairs, key text and value text per field
+    document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
     values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
     touched: bytes  # MessagePack quadruples: KEYS position, meta field, unique flag, name
@@ -59,6 +59,38 @@ class SaveCall:
             self.op, self.expected_version, self.id_key, self.document, self.write_id,
             self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
             self.meta_prefix, self.events, self.changed, self.layout, self.members))
+
+
+@dataclass(slots=True)
+class PatchCall:
+    """``patch.lua``: set some top-level fields of one stored document, whatever its
+    version, without a read before (an update by id)."""
+
+    document_key: str
+    meta_key: str
+    ids_key: str
+    ttl_key: str
+    state_key: str
+    index_keys: list[str]  # every index of the model, in index order
+    event_keys: tuple[str, ...]  # the change stream, when the model emits events
+    id_key: bytes
+    write_id: str  # 16 hex digits: a resent patch recognises its first attempt
+    expiry: bytes | str  # "keep" | "persist" | milliseconds
+    limit: str  # the largest document allowed, in bytes
+    layout: bytes  # the caller's schema layout
+    events: tuple[bytes, bytes, bytes]  # the stream's MAXLEN, "1" with the document, channel
+    manifests: bytes  # MessagePack: every index's meta field, in index order
+    #: what the patch sets, as patch.lua reads it from ARGV[10] on (the event's "f" when
+    #: every value changes; the counts; the members' key, value texts and names; the meta
+    #: field pairs; the touched indexes' quadruples)
+    members: tuple[bytes, ...]
+
+    def call(self) -> Call:
+        return Call("patch", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
+            *self.index_keys, *self.event_keys), (
+            self.id_key, self.write_id, self.expiry, self.limit, self.layout, *self.events,
+            self.manifests, *self.members))
 
 
 @dataclass(slots=True)

@@ -66,6 +66,8 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "save", "insert_many", "delete", "query", "fetch", "count", "expire", "sweep", "group", "tx",
     "restore", "schema", "reindex", "stamp", "inspect", "entries", "repair", "preflight", "now",
     "tx_apply")
+#: an update by id (writer.py's update_fields)
+SCRIPT_NAMES += ("patch",)
 #: the scripts of a two-phase commit's record and registry (twophase.py)
 SCRIPT_NAMES += ("tx_begin", "tx_decide", "tx_release", "tx_open", "tx_due")
 #: the scripts of the cache in front of a primary database (quantumorm.cache)

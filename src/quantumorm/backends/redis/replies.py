@@ -32,7 +32,7 @@ def layout_refused(reply: Any) -> bool:
 class WriteReply:
     """One document's outcome from ``save.lua``, ``delete.lua`` or ``insert_many.lua``."""
 
-    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT; a patch (save.lua):
+    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT; a patch (patch.lua):
     #: TOOLARGE | CORRUPT | COMPRESSED too
     status: str
     #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size

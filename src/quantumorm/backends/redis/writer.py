@@ -224,7 +224,7 @@ class Writer(TwoPhase):
     def update_fields(self, options: ModelOptions, ids: Sequence[str], values: dict[str, Any],
                       storage: dict[str, Any], expire: Expiry | int) -> Op[Patched]:
         """Set fields of the stored documents ``ids`` (whatever their versions) without
-        reading them first: one ``save.lua`` "patch" call per id, all in one round trip,
+        reading them first: one ``patch.lua`` call per id, all in one round trip,
         each atomic on its own. ``values``: cleaned values by attribute name; ``storage``:
         their stored forms by stored name; no field of a compound index. An id that exists
         counts (written, or already holding those values: nothing written); a refusal of one

@@ -37,6 +37,7 @@ from .calls import (
     DeleteCall,
     InsertManyCall,
     NewDocument,
+    PatchCall,
     RestoreCall,
     SaveCall,
     SweepCall,
@@ -92,7 +93,8 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
-Patch = tuple[list[tuple[str, Field, bytes]], bytes, list[tuple[str, bytes]], bytes]
+Patch = tuple[tuple[bytes, ...], list[tuple[str, Field, bytes]], list[str], tuple[bytes, ...],
+              tuple[bytes, ...], dict[Any, tuple[bytes, ...]]]
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -155,8 +157,8 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
-        #: a one-field patch's packed entries, by (attribute name, type, value)
-        self._patch_entries: dict[tuple[str, type, Any], bytes] = {}
+        #: what patch.lua reads for change events (the spec's items, sent apart)
+        self._events_flat = events_flat(options, keys)
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -252,77 +254,87 @@ class WriteLayout:
         return touched
 
     def patch(self, id: str, values: dict[str, Any], storage: dict[str, Any],
-              expire: Expiry | int) -> SaveCall:
-        """The ``save.lua`` call (mode "patch") that sets fields of the stored document
-        ``id``, whatever its version, without reading it first: ``values`` are the cleaned
-        values by attribute name, ``storage`` their stored forms by stored name. No field
-        may be part of a compound index (its entries need the other fields' values)."""
+              expire: Expiry | int) -> PatchCall:
+        """The ``patch.lua`` call that sets fields of the stored document ``id``, whatever
+        its version, without reading it first: ``values`` are the cleaned values by
+        attribute name, ``storage`` their stored forms by stored name. No field may be part
+        of a compound index (its entries need the other fields' values)."""
         (call,) = self.patches((id,), values, storage, expire)
         return call
 
     def patches(self, ids: Sequence[str], values: dict[str, Any], storage: dict[str, Any],
-                expire: Expiry | int) -> list[SaveCall]:
+                expire: Expiry | int) -> list[PatchCall]:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
-        fields, packed_indexes, ordered, named = self._patched(frozenset(values))
-        if len(fields) == 1 and type(value := values[fields[0][0]]) in _MEMO_TYPES:
-            # (the common patch: one indexed field; its packed entries remembered by value,
-            # as a bulk insert remembers them)
-            memo = self._patch_entries
-            packed_pairs = memo.get((fields[0][0], type(value), value))
-            if packed_pairs is None:
-                name, field, meta_name = fields[0]
-                packed_pairs = wire.pack([meta_name, sortable.pack_list(
-                    field.index_keys(value))])
-                _keep(memo, (name, type(value), value), packed_pairs, len(packed_pairs))
+        changed = frozenset(values)
+        shape = self._patch_by.get(changed) or self._patched(changed)
+        known = shape[5]
+        if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
+            # (the common patch: one field; what it sends remembered by value, as a bulk
+            # insert remembers a value's entries: a str under itself, others under their
+            # type and value, as 1 and True differ)
+            key = value if type(value) is str else (type(value), value)
+            members = known.get(key)
+            if members is None:
+                members = self._members(shape, values, storage)
+                _keep(known, key, members, sum(map(len, members)))
         else:
-            pairs: list[bytes] = []
-            for name, field, meta_name in fields:
-                pairs += [meta_name, sortable.pack_list(field.index_keys(values[name]))]
-            packed_pairs = wire.pack(pairs)
+            members = self._members(shape, values, storage)
+        expiry, limit, layout = wire_expiry(expire), str(self.max_document_bytes), self.layout
+        keys, events, flat, manifests = self.keys, self.events, self._events_flat, self.manifests
+        urandom, escape_id, id_key = os.urandom, sortable.escape_id, sortable.id_key
+        calls = []
+        for id in ids:
+            p, escaped = keys.partition(keys.partition_of(id)), escape_id(id)
+            calls.append(PatchCall(
+                p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
+                p.indexes, (p.changes,) if events else (), id_key(id), urandom(8).hex(),
+                expiry, limit, layout, flat, manifests, members))
+        return calls
+
+    @staticmethod
+    def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
+                 ) -> tuple[bytes, ...]:
+        """``patch.lua``'s arguments from ARGV[10] on for these values (see
+        :meth:`_patched`)."""
+        head, fields, stored_names, middle, quads, _ = shape
         # each member apart, as the key and value texts an encoded document holds (the
         # encoder writes a value alike at the top level and inside an object): the script
-        # has no fragment to parse
-        given: list[bytes] = []
-        for db_name, quoted in ordered:
-            value = storage[db_name]
-            # (an int, the most common value set by id: its text without the encoder's setup,
-            # the digits json writes)
-            given += [quoted, b"%d" % value if type(value) is int else jsoncodec.encode(value)]
-        members, expiry = wire.pack(given), wire_expiry(expire)
-        limit, keys, events, calls = str(self.max_document_bytes), self.keys, self.events, []
-        for id in ids:
-            p, escaped = keys.partition(keys.partition_of(id)), sortable.escape_id(id)
-            calls.append(SaveCall(
-                p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ids, p.ttl, p.state,
-                p.indexes, (p.changes,) if events else (), "patch", limit,
-                sortable.id_key(id), members, os.urandom(8).hex(), packed_pairs,
-                packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix,
-                events, named, self.layout))
-        return calls
+        # has no fragment to parse. (An int, the most common value set by id: its text
+        # without the encoder's setup, the digits json writes.)
+        texts = tuple([b"%d" % value if type(value := storage[db_name]) is int
+                       else jsoncodec.encode(value) for db_name in stored_names])
+        pairs: tuple[bytes, ...] = ()
+        for name, field, meta_name in fields:
+            pairs += (meta_name, sortable.pack_list(field.index_keys(values[name])))
+        return head + texts + middle + pairs + quads
 
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
-        of fields: the value fields whose entries it sends, the packed quadruples of the
-        indexes it touches, the stored names in field order (as an event's "f") with their
-        JSON key texts, and the packed attribute names."""
-        patch = self._patch_by.get(changed)
-        if patch is None:
-            index_args: list[bytes] = []
-            for position, (index, manifest, names) in enumerate(self.indexes):
-                if names & changed:
-                    assert not index.compound
-                    index_args += [b"%d" % (7 + position), manifest,
-                                   b"1" if index.unique else b"0", index.name.encode()]
-            fields = self.options.fields
-            ordered = [name for name in fields if name in changed]
-            if len(self._patch_by) > 1024:
-                self._patch_by.clear()
-            patch = self._patch_by[changed] = (
-                [entry for entry in self.value_fields if entry[0] in changed],
-                wire.pack(index_args),
-                [(fields[name].db_name, jsoncodec.encode(fields[name].db_name))
-                 for name in ordered],
-                wire.pack([name.encode() for name in ordered]))
+        of fields: ``patch.lua``'s arguments before the value texts (the event's "f" when
+        every value changes, the counts, the key texts), the value fields whose entries
+        it sends (its meta field pairs), the stored names in field order, the arguments
+        between the value texts and the pairs (the names), the touched indexes'
+        quadruples; and, for a patch of one field, what it sends by value (filled by
+        :meth:`patches`)."""
+        fields = self.options.fields
+        ordered = [name for name in fields if name in changed]
+        entries = [entry for entry in self.value_fields if entry[0] in changed]
+        pair_of = {meta_name: number for number, (_, _, meta_name) in
+                   enumerate(entries, start=1)}
+        quads: list[bytes] = []
+        for position, (index, manifest, of) in enumerate(self.indexes):
+            if of & changed:
+                assert not index.compound
+                quads += [b"%d" % (6 + position), b"%d" % pair_of[manifest],
+                          b"1" if index.unique else b"0", index.name.encode()]
+        names = tuple(name.encode() for name in ordered)
+        head = (wire.pack(list(names)), b"%d" % len(ordered), b"%d" % len(entries),
+                b"%d" % (len(quads) // 4),
+                *[jsoncodec.encode(fields[name].db_name) for name in ordered])
+        if len(self._patch_by) > 1024:
+            self._patch_by.clear()
+        patch = self._patch_by[changed] = (
+            head, entries, [fields[name].db_name for name in ordered], names, tuple(quads), {})
         return patch
 
     def new_document(self, partition: int, request: WriteRequest,
@@ -534,6 +546,18 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
     return wire.pack([str(options.changes_maxlen).encode() if stream else b"",
                       b"1" if options.changes_document else b"0",
                       keys.channel.encode() if options.publish else b""])
+
+
+def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
+    """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (no MessagePack
+    to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
+    channel (b"": none); all three b"" when the model emits no change events."""
+    stream = options.changes is not False
+    if not stream and not options.publish:
+        return b"", b"", b""
+    return (str(options.changes_maxlen).encode() if stream else b"",
+            b"1" if options.changes_document else b"0",
+            keys.channel.encode() if options.publish else b"")
 
 
 def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> WriteResult:

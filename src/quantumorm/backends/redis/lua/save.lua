@@ -16,13 +16,11 @@
 -- KEYS[5]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[6]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[7..] every index key of the model (ZSET, score 0, member = value encodings .. id key)
--- ARGV[1]   "insert" | "update" | "patch" (an update of some fields of whatever version is
---           stored, without a read before: ARGV[4] holds their values, see below)
--- ARGV[2]   expected version (update); the largest document allowed, in bytes (patch)
+-- ARGV[1]   "insert" | "update" (an update of some fields whatever the stored version, with
+--           no read before, is patch.lua's)
+-- ARGV[2]   expected version (update)
 -- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
--- ARGV[4]   document JSON; a patch: MessagePack array of pairs, one per field to set (top
---           level): its key text (the stored name as JSON, quoted), its value as JSON, both
---           encoded as documents are, put in place of the stored values
+-- ARGV[4]   document JSON
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
@@ -33,9 +31,7 @@
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
 -- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
--- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all; a
---           patch: the name of each member of ARGV[4], in order (those whose value changes
---           make the "f")
+-- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 -- ARGV[14]  the caller's schema layout ("" for none)
 -- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
@@ -44,11 +40,7 @@
 -- Expiry: the document key expires (SET ... PXAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
 -- write) or a write that meets them purges them. Readers check that documents exist.
--- Returns   {"OK", version, id key} (a patch that changes nothing: the stored version, and
---           nothing written) | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
---           | {"TOOLARGE", size} (patch) | {"CORRUPT"} (patch: not a stored JSON object)
---           | {"COMPRESSED"} (patch: the stored document is compressed, which a script
---             cannot look inside: nothing written, the caller reads and rewrites it)
+-- Returns   {"OK", version, id key} | {"VERSION", actual} | {"MISSING"} | {"EXISTS"}
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 --           | {"LOCKED", record key} (a prepared transaction holds the document)
@@ -139,31 +131,20 @@ end
 
 -- 1. identity and version --------------------------------------------------------------
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
--- touched indexes hold now; the TYPE of the document key (a patch: the GET of it) tells
--- both its type and whether it is alive (an expired document's meta hash stays until a
--- purge).
-local seen, current  -- the meta hash's "r" and "v" (update, patch)
-local patching = mode == "patch"
-local patched  -- what a patch reads: the stored document (false: none)
+-- touched indexes hold now; the TYPE of the document key tells both its type and whether
+-- it is alive (an expired document's meta hash stays until a purge).
+local seen  -- the meta hash's "r" (update)
 local check_update = mode ~= "insert" and function()
-  local t
-  if patching then  -- (its GET, which it needs anyway, tells the type and whether alive)
-    local refused
-    patched, refused = typed(doc_key, "GET", doc_key)
-    if refused then return refused end
-    t = patched and "string" or "none"
-  else
-    t = redis.call("TYPE", doc_key).ok
-    if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
-  end
+  local t = redis.call("TYPE", doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
   local wanted = {"v", "r"}
   for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
   local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
   if refused then return refused end
   local stored = got[1] or nil
-  seen, current = got[2], stored
+  seen = got[2]
   local alive = t == "string"
-  if alive and (patching or stored ~= ARGV[2]) then
+  if alive and stored ~= ARGV[2] then
     local version = applied_in(seen or nil, ARGV[5])
     if version then return {"OK", version, idkey} end  -- a resent write applied before
   end
@@ -175,7 +156,7 @@ local check_update = mode ~= "insert" and function()
     return {"MISSING"}
   end
   if not stored then return {"MISSING"} end
-  if not patching and stored ~= ARGV[2] then return {"VERSION", stored} end
+  if stored ~= ARGV[2] then return {"VERSION", stored} end
   for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
   return nil
 end
@@ -202,20 +183,6 @@ local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
 if mode ~= "insert" then
   local refused = check_update()
   if refused then return refused end
-  if patching then  -- the stored JSON with the new values in place; unchanged: no write
-    local names, stored = nil, payload_of(patched)
-    -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which
-    -- no JSON text does
-    if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
-    local flat, given = cmsgpack.unpack(ARGV[4]), {}
-    for i = 1, #flat, 2 do given[#given + 1] = {flat[i], flat[i + 1]} end
-    json, names = patch_json(stored, given, cmsgpack.unpack(ARGV[13]))
-    if not json then return {"CORRUPT"} end
-    if #names == 0 and ARGV[9] == "keep" then return {"OK", tonumber(current), idkey} end
-    if #json > tonumber(ARGV[2]) then return {"TOOLARGE", #json} end
-    changed = cmsgpack.pack(names)
-    mode = "update"
-  end
 elseif not allocating and others > 0 then  -- (none: its keys are absent, EXISTS above)
   local refused = check_insert()
   if refused then return refused end

@@ -1,0 +1,229 @@
+"""``patch.lua`` (an update by id: ``filter(id=x).update(...)``) on a real server: each of
+its replies and refusals, called directly through the call record the writer sends. A
+refusal writes nothing; an expired document's leftovers are purged on the way; a resent
+patch is recognised by its write id; events on and off; the three kinds of expiry; the
+bounded sweep after a write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import assert_indexes_consistent, snapshot
+
+from quantumorm import Document, IntField, StringField, sortable
+from quantumorm.backends.redis import twophase
+from quantumorm.backends.redis.commands import RedisPlan
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.engine.contract import Expiry
+
+
+class Gauge(Document):
+    name = StringField(indexed=True)
+    n = IntField(indexed=True)
+    label = StringField(unique=True)
+    note = StringField()
+
+    class Meta:
+        collection = "ps_gauges"
+
+
+class Quiet(Document):
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "ps_quiet"
+        changes = False
+
+
+class Timed(Document):
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "ps_timed"
+        ttl = 30
+
+
+def patch(conn: Any, model: type[Document], id: str, expire: Expiry | int = Expiry.KEEP,
+          limit: int | None = None, **values: Any) -> Any:
+    """The patch.lua call record of setting ``values`` on document ``id``."""
+    fields = model._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    layout = conn.backend._state(model._meta).writes
+    if limit is not None:
+        layout.max_document_bytes = limit
+    try:
+        return layout.patch(id, values, storage, expire).call()
+    finally:
+        layout.max_document_bytes = 16 * 1024 * 1024
+
+
+def send(conn: Any, call: Any) -> list[Any]:
+    (reply,) = conn.store.sync_executor().execute(RedisPlan((call,)))
+    return list(reply)
+
+
+def gauges(conn: Any) -> KeySpace:
+    Gauge(id="g", name="a", n=1, label="one").save_sync()
+    Gauge(id="h", name="b", n=2, label="two").save_sync()
+    return KeySpace(Gauge._meta)
+
+
+def events(model: type[Document]) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    return [(e.op, e.id, e.changed) for e in model.objects.changes(since="0").read_sync()]
+
+
+def test_a_patch_writes_what_a_save_writes(conn: Any, redis_client: Any) -> None:
+    gauges(conn)
+    reply = send(conn, patch(conn, Gauge, "g", n=5, note="x"))
+    assert reply[0] == b"OK" and reply[2] == sortable.id_key("g")
+    doc = Gauge.objects.get_sync(id="g")
+    assert (doc.n, doc.note, doc.version) == (5, "x", reply[1])
+    assert Gauge.objects.filter(n=5).count_sync() == 1
+    assert Gauge.objects.filter(n=1).count_sync() == 0
+    assert events(Gauge)[-1] == ("update", "g", ("n", "note"))
+    assert_indexes_consistent(redis_client, Gauge)
+    # nothing different: the stored version, nothing written (no event)
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", n=5)) == [b"OK", reply[1], reply[2]]
+    assert snapshot(redis_client) == before
+    # of several members, only those whose value changes are the event's "f"
+    send(conn, patch(conn, Gauge, "g", n=5, note="y"))
+    assert events(Gauge)[-1] == ("update", "g", ("note",))
+
+
+@pytest.mark.parametrize("where", ["state", "ttl", "ids", "doc", "meta", "moved index",
+                                   "unmoved index", "unique index", "stream"])
+def test_a_key_of_another_type_is_refused_with_nothing_written(
+        conn: Any, redis_client: Any, where: str) -> None:
+    ks = gauges(conn)
+    key = {"state": ks.state(0), "ttl": ks.ttl(0), "ids": ks.ids(0), "doc": ks.doc(0, "g"),
+           "meta": ks.meta(0, "g"), "moved index": ks.index(0, "n"),
+           "unmoved index": ks.index(0, "name"), "unique index": ks.index(0, "label"),
+           "stream": ks.changes(0)}[where]
+    call = patch(conn, Gauge, "g", n=7, name="a", label="uno")
+    redis_client.delete(key)
+    redis_client.hset(key, "x", "foreign") if where == "doc" else redis_client.set(key, "x")
+    before = snapshot(redis_client)
+    assert send(conn, call) == [b"WRONGTYPE", key.encode()]
+    assert snapshot(redis_client) == before
+
+
+def test_a_newer_layout_is_refused_with_nothing_written(conn: Any, redis_client: Any) -> None:
+    ks = gauges(conn)
+    layout = conn.backend._state(Gauge._meta).writes
+    layout.layout = b"5"  # (the caller's, as the backend sets it from the stored schema)
+    redis_client.hset(ks.state(0), "layout", 6)
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", n=7)) == [b"LAYOUT", b"6"]
+    assert snapshot(redis_client) == before
+    layout.layout = b"7"  # (a newer layout of the caller: recorded with the clock)
+    assert send(conn, patch(conn, Gauge, "g", n=7))[0] == b"OK"
+    assert redis_client.hget(ks.state(0), "layout") == b"7"
+    layout.layout = b""
+
+
+def test_missing_and_expired(conn: Any, redis_client: Any) -> None:
+    ks = gauges(conn)
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "nope", n=7)) == [b"MISSING"]
+    assert snapshot(redis_client) == before
+    # an expired document (its key gone, its meta hash and entries left): purged, MISSING
+    redis_client.delete(ks.doc(0, "g"))
+    assert send(conn, patch(conn, Gauge, "g", n=7)) == [b"MISSING"]
+    assert not redis_client.exists(ks.meta(0, "g"))
+    assert redis_client.zscore(ks.ids(0), sortable.id_key("g")) is None
+    assert_indexes_consistent(redis_client, Gauge)
+    assert events(Gauge)[-1][:2] == ("expire", "g")
+
+
+def test_stored_text_a_patch_cannot_splice(conn: Any, redis_client: Any) -> None:
+    ks = gauges(conn)
+    stored = redis_client.get(ks.doc(0, "g"))
+    version_part = stored[:stored.index(b"\0", 1) + 1]
+    for payload, reply in [(b"[1, 2]", [b"CORRUPT"]), (b'{"n": 1', [b"CORRUPT"]),
+                           (b'{"n": 1} x', [b"CORRUPT"]), (b"\xff\x00zz", [b"COMPRESSED"])]:
+        redis_client.set(ks.doc(0, "g"), version_part + payload)
+        before = snapshot(redis_client)
+        assert send(conn, patch(conn, Gauge, "g", n=7)) == reply, payload
+        assert snapshot(redis_client) == before
+    redis_client.set(ks.doc(0, "g"), stored)
+    before = snapshot(redis_client)
+    (status, size) = send(conn, patch(conn, Gauge, "g", limit=80, note="x" * 100))
+    assert status == b"TOOLARGE" and size > 100
+    assert snapshot(redis_client) == before
+
+
+def test_a_unique_value_held_by_another_is_refused(conn: Any, redis_client: Any) -> None:
+    gauges(conn)
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", n=9, label="two")) == [
+        b"UNIQUE", b"label", sortable.id_key("h")]
+    assert snapshot(redis_client) == before
+    assert send(conn, patch(conn, Gauge, "g", label="one"))[0] == b"OK"  # (its own value)
+    # (a numeric id: its key prefix is found from its keys as well)
+    Gauge(id="12", name="c", n=3, label="three").save_sync()
+    assert send(conn, patch(conn, Gauge, "12", label="two")) == [
+        b"UNIQUE", b"label", sortable.id_key("h")]
+    assert send(conn, patch(conn, Gauge, "g", label="three")) == [
+        b"UNIQUE", b"label", sortable.id_key("12")]
+    redis_client.delete(KeySpace(Gauge._meta).doc(0, "12"))  # (expired: the value is free)
+    assert send(conn, patch(conn, Gauge, "g", label="three"))[0] == b"OK"
+
+
+def test_a_lock_and_a_resend(conn: Any, redis_client: Any) -> None:
+    ks = gauges(conn)
+    applied = patch(conn, Gauge, "g", n=8)
+    first = send(conn, applied)
+    assert send(conn, applied) == first  # a resent patch: applied once
+    assert [op for op, id, _ in events(Gauge) if id == "g"] == ["create", "update"]
+    record = twophase.record_key("qorm", "t1")
+    redis_client.hset(twophase.locks_key(ks.tag(0)), sortable.id_key("g"), record)
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", n=9)) == [b"LOCKED", record.encode()]
+    assert snapshot(redis_client) == before
+    # (applied before the lock was taken: recognised, not refused)
+    assert send(conn, applied) == first
+
+
+def test_events_off(conn: Any, redis_client: Any) -> None:
+    Quiet(id="q", n=1).save_sync()
+    call = patch(conn, Quiet, "q", n=2)
+    assert call.keys[-1] != KeySpace(Quiet._meta).changes(0)
+    assert send(conn, call)[0] == b"OK"
+    assert Quiet.objects.get_sync(id="q").n == 2
+    assert not redis_client.exists(KeySpace(Quiet._meta).changes(0))
+    assert_indexes_consistent(redis_client, Quiet)
+
+
+def test_expiry_keep_persist_and_milliseconds(conn: Any, redis_client: Any) -> None:
+    Timed(id="t", n=1).save_sync()
+    ks, id_key = KeySpace(Timed._meta), sortable.id_key("t")
+    assert send(conn, patch(conn, Timed, "t", n=2))[0] == b"OK"  # keep
+    assert 0 < redis_client.pttl(ks.doc(0, "t")) <= 30_000
+    at = redis_client.zscore(ks.ttl(0), id_key)
+    assert send(conn, patch(conn, Timed, "t", expire=90_000, n=3))[0] == b"OK"
+    assert 30_000 < redis_client.pttl(ks.doc(0, "t")) <= 90_000
+    assert redis_client.zscore(ks.ttl(0), id_key) > at
+    # nothing different but the expiry: written (a new version), not "unchanged"
+    version = Timed.objects.get_sync(id="t").version
+    assert send(conn, patch(conn, Timed, "t", expire=Expiry.PERSIST, n=3))[1] > version
+    assert redis_client.pttl(ks.doc(0, "t")) == -1
+    assert redis_client.zscore(ks.ttl(0), id_key) is None
+    assert Timed.objects.get_sync(id="t").n == 3
+    assert_indexes_consistent(redis_client, Timed)
+
+
+@pytest.mark.parametrize("gone", ["gone", "77"])
+def test_a_patch_sweeps_due_documents(conn: Any, redis_client: Any, gone: str) -> None:
+    Timed(id="t", n=1).save_sync()
+    Timed(id=gone, n=5).save_sync()
+    ks = KeySpace(Timed._meta)
+    redis_client.delete(ks.doc(0, gone))  # (expired: its schedule entry made due)
+    redis_client.zadd(ks.ttl(0), {sortable.id_key(gone): 1})
+    assert send(conn, patch(conn, Timed, "t", n=2))[0] == b"OK"
+    assert not redis_client.exists(ks.meta(0, gone))
+    assert redis_client.zscore(ks.ttl(0), sortable.id_key(gone)) is None
+    assert events(Timed)[-1][:2] == ("expire", gone)
+    assert_indexes_consistent(redis_client, Timed)

@@ -319,12 +319,13 @@ end
 
 -- Store a checked write whose version is taken (``shown``: its decimal text) and whose
 -- index entries are rewritten: the JSON with its expiry (``expiry``: "keep", "persist" or
--- milliseconds) and the meta hash (``fields``: its flat name/value list of index values;
--- ``seen``: its "r" as read before, false when absent, nil when not read). The arguments
--- in place of store()'s record: save.lua calls this once per call, where a record of a
--- dozen fields would be built for it each time.
+-- milliseconds) and the meta hash (``fields``: its flat name/value list of index values,
+-- or items ``first`` to ``last`` of it, as patch.lua passes ARGV; ``seen``: its "r" as read
+-- before, false when absent, nil when not read). The arguments in place of store()'s
+-- record: save.lua and patch.lua call this once per call, where a record of a dozen fields
+-- would be built for it each time.
 local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
-                           seen, shown, ttl_key)
+                           seen, shown, ttl_key, first, last)
   if expiry == "keep" and mode == "update" then
     redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
   elseif expiry == "keep" or expiry == "persist" then
@@ -342,7 +343,7 @@ local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_i
     if seen == nil then seen = redis.call("HGET", meta_key, "r") end
     recent = recent .. string.sub(seen or "", 1, 32 * (RECENT - 1))
   end
-  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields, first or 1, last))
 end
 
 -- Store a checked write (its index entries are already rewritten): the JSON with its expiry

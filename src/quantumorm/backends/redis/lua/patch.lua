@@ -174,24 +174,10 @@ if EVENTS then
   refused = emit_first("update", idkey, shown, write_id, changed, json)
   if refused then take_back_entries(moved, #moved); return refused end
 end
-if NEW_LAYOUT then  -- (write_clock's, with the version already formatted)
-  redis.call("HSET", KEYS[5], "clock", shown, "layout", NEW_LAYOUT)
-else
-  redis.call("HSET", KEYS[5], "clock", shown)
-end
-if expiry == "keep" then
-  redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
-elseif expiry == "persist" then  -- (a plain SET drops any expiry)
-  redis.call("SET", doc_key, versioned(shown, json))
-  redis.call("ZREM", KEYS[4], idkey)
-else
-  local at = write_time_ms() + tonumber(expiry)
-  redis.call("SET", doc_key, versioned(shown, json), "PXAT", at)
-  redis.call("ZADD", KEYS[4], at, idkey)
-end
-local recent = write_id .. string.rep("0", 16 - #shown) .. shown
-  .. string.sub(seen or "", 1, 32 * (RECENT - 1))
-redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(ARGV, at_pairs + 1, at_indexes))
+write_clock(KEYS[5], shown)
+-- (the meta pairs straight from ARGV: no table of them)
+store_taken("update", idkey, doc_key, meta_key, json, expiry, write_id, ARGV, seen or false,
+            shown, KEYS[4], at_pairs + 1, at_indexes)
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

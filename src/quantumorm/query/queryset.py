@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .. import logs, sortable
+from .. import gcpause, logs, sortable
 from ..cache import queries as cache_queries
 from ..cache import routing as cache_routing
 from ..cache.stats import CacheStats, counters
@@ -494,7 +494,10 @@ class QuerySet(Generic[D]):
             return out
         if self._only is None:
             load = model.from_storage
-            return [load(row.id, row.version, row.data) for row in rows]
+            if len(rows) < gcpause.PAUSE_FROM:
+                return [load(row.id, row.version, row.data) for row in rows]
+            with gcpause.paused():  # (many documents at once: see quantumorm.gcpause)
+                return [load(row.id, row.version, row.data) for row in rows]
         # (with the top field of each ordering path: a page's last document gives the next
         # page's position, which reads ``address__city`` in ``address``)
         only = frozenset(self._only + tuple(o.field.partition("__")[0] for o in self._order

@@ -30,6 +30,8 @@ T = TypeVar("T")
 LAYOUT_ATTEMPTS = 5
 #: the largest offset or limit a query script is given as is (see query_plan)
 MAX_BOUND = 2**53
+#: the query.lua calls a plan keeps (see query_plan): its windows of one layout
+SENT_PER_PLAN = 8
 
 
 class ModelState:
@@ -70,17 +72,30 @@ class ModelState:
         return self._query_layout
 
     def query_plan(self, plan: Plan, mode: QueryMode, offset: int, limit: int | None) -> RedisPlan:
-        """One ``query.lua`` call per partition, in one round trip."""
-        verify, program, layout = "1" if self.options.ttl else "0", plan.program, \
-            self.writes.layout
+        """One ``query.lua`` call per partition, in one round trip (kept on ``plan``, which
+        the planner caches: a query asked again with the same window and layout is sent as
+        it was; a plan keeps a few windows, not every page of an offset pagination)."""
+        layout = self.writes.layout
+        key = (mode, offset, limit, layout)
+        sent = plan.sent
+        if sent is not None:
+            made = sent.get(key)
+            if made is not None:
+                return made
+        elif offset == 0:  # (a first page: the window most often asked again)
+            sent = plan.sent = {}
+        verify, program = "1" if self.options.ttl else "0", plan.program
         # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
         # refused; no partition holds that many documents, so larger bounds mean "all")
         first = str(min(offset, MAX_BOUND))
         last = str(-1 if limit is None or limit > MAX_BOUND else limit)
-        return RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
+        made = RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
             QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
                       layout).call()
             for keys, doc_prefix, meta_prefix in self.query_layout()]), read_only=True)
+        if sent is not None and len(sent) < SENT_PER_PLAN:
+            sent[key] = made
+        return made
 
 
 class BackendCore:

@@ -15,7 +15,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
-from ... import compression, jsoncodec, sortable
+from ... import compression, gcpause, jsoncodec, sortable
 from ...engine.contract import Row
 from ...errors import CorruptDocumentError
 from ...options import ModelOptions
@@ -51,7 +51,15 @@ def documents(options: ModelOptions, ids: list[str], reply: list[Any],
     """An MGET of document keys (``ids``' keys, in order): each id's row in ``found`` (None
     where there is no document), and in ``older`` the ids whose document was stored
     without its version (read again with their meta hashes). Common rows decode inline,
-    as in :func:`rows`."""
+    as in :func:`rows` (many: with the cyclic garbage collector paused, as there)."""
+    if len(ids) < gcpause.PAUSE_FROM:
+        return _documents(options, ids, reply, found, older)
+    with gcpause.paused():
+        return _documents(options, ids, reply, found, older)
+
+
+def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
+               found: dict[str, Row | None], older: list[str]) -> None:
     decode = jsoncodec.decode
     for id, raw in zip(ids, reply, strict=True):
         if raw is None:
@@ -82,7 +90,15 @@ def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
     here, without the three calls of :func:`row` (by orjson itself when the batch allows,
     see :func:`~quantumorm.jsoncodec.batch_decoder`); any other row, and any row that
     does not decode, goes through :func:`row`, which decodes it as
-    :func:`~quantumorm.jsoncodec.decode` does or raises the precise error."""
+    :func:`~quantumorm.jsoncodec.decode` does or raises the precise error. A large reply
+    is decoded with the cyclic garbage collector paused (see :mod:`quantumorm.gcpause`)."""
+    if len(reply) < 3 * gcpause.PAUSE_FROM:
+        return _rows(options, reply)
+    with gcpause.paused():
+        return _rows(options, reply)
+
+
+def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
     out: list[Row] = []
     append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
     for i in range(0, len(reply), 3):
@@ -107,7 +123,15 @@ def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
 def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:
     """Merge the partitions' "keyed" windows (each already in order) and slice. Lazily: the
     merge stops at offset + limit, and only the rows it reaches are decoded (with P windows
-    of n rows it looks at about P + n of them, not P x n)."""
+    of n rows it looks at about P + n of them, not P x n). Many rows: decoded with the
+    cyclic garbage collector paused, as :func:`rows` does."""
+    if spec.limit is not None and spec.offset + spec.limit < gcpause.PAUSE_FROM:
+        return _merge(options, spec, replies)
+    with gcpause.paused():
+        return _merge(options, spec, replies)
+
+
+def _merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:
     return [row(options, sortable.id_from_key(bytes(reply[i])), reply[i + 1], reply[i + 2])
             for i, reply in _merged(spec, replies, 3)]
 

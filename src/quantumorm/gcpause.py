@@ -1,0 +1,45 @@
+"""Pauses of Python's cyclic garbage collector around the loops that turn a large reply into
+rows and documents.
+
+Such a loop allocates several tracked containers per row (the decoded dict, its lists, the
+row, the document and its dicts), and every one of them stays alive until the caller lets
+the result go. The collector counts those allocations: every 700 it traverses the young
+objects, finds them all alive and moves them to an older generation; enough of them
+arriving there makes it run full collections, which traverse every object of the process.
+In a process that holds many objects, that costs more than the loop itself (a query of
+2,343 rows in a process of about 150,000 tracked objects: 12.4 ms of client CPU, 7.4 ms
+with the collector paused). Paused, the loop's objects are counted and nothing else: when
+the caller drops the result they are freed by their reference counts as always, without
+having been traversed or promoted.
+
+A pause changes no result: the objects made hold no reference cycles, and any cycle made
+meanwhile (by another thread too: the collector's switch is the process's) is found by the
+first collection after it. Small batches are not paused (:data:`PAUSE_FROM`): at most one
+collection can happen during them, and the pause's calls would cost more than they save.
+"""
+
+from __future__ import annotations
+
+import gc
+from types import TracebackType
+
+#: the number of rows from which a loop pauses the collector (a few allocations per row,
+#: so below this at most one young collection falls inside the loop)
+PAUSE_FROM = 64
+
+
+class paused:
+    """``with paused(): ...``: the collector off for the block, then on again, unless it was
+    off when the block began (the caller's choice, kept)."""
+
+    __slots__ = ("_was",)
+
+    def __enter__(self) -> None:
+        self._was = gc.isenabled()
+        if self._was:
+            gc.disable()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._was:
+            gc.enable()

@@ -1,0 +1,157 @@
+"""Large replies are read with the cyclic garbage collector paused (:mod:`quantumorm.gcpause`):
+no collection runs inside the loops that make their rows and documents, the collector is
+left as the caller had it (also after an error), small replies are read as before, and the
+rows and documents are those of the unpaused path."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from quantumorm import ArrayField, DateTimeField, Document, IntField, StringField, gcpause
+from quantumorm.backends.redis import results
+from quantumorm.engine.contract import Row
+from quantumorm.errors import CorruptDocumentError
+from quantumorm.query.queryset import QuerySet
+
+T = TypeVar("T")
+
+
+class Paused(Document):
+    name = StringField()
+    age = IntField()
+    tags = ArrayField(StringField())
+    at = DateTimeField()
+
+    class Meta:
+        collection = "paused"
+
+
+def _doc(i: int) -> bytes:
+    return (b'{"name":"n%d","age":%d,"tags":["t%d","u"],"at":"2024-01-02T03:04:05+00:00"}'
+            % (i, i, i))
+
+
+def _reply(count: int, bad: int | None = None) -> list[Any]:
+    """A ``query.lua`` "rows" reply of ``count`` documents (ids 1.., version 5); the row
+    ``bad`` (if any) holds text that is not JSON."""
+    reply: list[Any] = []
+    for i in range(1, count + 1):
+        doc = b"{not json" if i == bad else _doc(i)
+        reply += [b"\x01" + bytes([0x20 + len(str(i))]) + str(i).encode(), False,
+                  b"\x005\x00" + doc]
+    return reply
+
+
+@pytest.fixture(autouse=True)
+def collector() -> Iterator[None]:
+    """The collector on (as the tests expect to find it), and on again after each test."""
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if was:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+#: the collections that may start once a pause ends, before ``_collections`` stops counting
+#: (the allocations counted during the pause are then past the threshold: one collection,
+#: which may take an older generation with it); a loop that is not paused starts about one
+#: per row here
+AFTER_PAUSE = 4
+
+
+def _collections(work: Callable[[], T]) -> tuple[T, int]:
+    """``work()``'s result and how many collections started while it ran, with the
+    collector set to collect at nearly every allocation."""
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    gc.set_threshold(1)
+    try:
+        result = work()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    return result, len(started)
+
+
+def _plain(rows: list[Row]) -> list[tuple[str, int, dict[str, Any]]]:
+    return [(row.id, row.version, row.data) for row in rows]
+
+
+def test_a_pause_leaves_the_collector_as_it_found_it() -> None:
+    with gcpause.paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    with gcpause.paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # (the caller turned it off: it stays off)
+    gc.enable()
+    with pytest.raises(KeyError), gcpause.paused():
+        raise KeyError("x")
+    assert gc.isenabled()
+
+
+def test_a_large_reply_is_read_without_collections() -> None:
+    count = gcpause.PAUSE_FROM + 36
+    reply = _reply(count)
+    rows, collections = _collections(lambda: results.rows(Paused._meta, reply))
+    assert collections <= AFTER_PAUSE and gc.isenabled()
+    # the same rows as the reply read in small parts (not paused), row by row
+    parts = [row for start in range(0, len(reply), 30)
+             for row in results.rows(Paused._meta, reply[start:start + 30])]
+    assert _plain(rows) == _plain(parts)
+    assert [row.id for row in rows] == [str(i) for i in range(1, count + 1)]
+    assert rows[4].data == {"name": "n5", "age": 5, "tags": ["t5", "u"],
+                            "at": "2024-01-02T03:04:05+00:00"}
+
+
+def test_a_small_reply_is_read_as_before() -> None:
+    reply = _reply(gcpause.PAUSE_FROM - 1)
+    rows, collections = _collections(lambda: results.rows(Paused._meta, reply))
+    assert collections > AFTER_PAUSE  # (not paused: the collector ran as it always did)
+    assert len(rows) == gcpause.PAUSE_FROM - 1
+
+
+def test_a_corrupt_row_of_a_large_reply_is_an_error_and_the_collector_runs_again() -> None:
+    with pytest.raises(CorruptDocumentError, match="invalid JSON"):
+        results.rows(Paused._meta, _reply(gcpause.PAUSE_FROM + 10, bad=70))
+    assert gc.isenabled()
+
+
+def test_many_documents_are_made_without_collections() -> None:
+    rows = results.rows(Paused._meta, _reply(gcpause.PAUSE_FROM * 2))
+    queryset = QuerySet(Paused)
+    docs, collections = _collections(lambda: queryset._convert(rows))
+    assert collections <= AFTER_PAUSE and gc.isenabled()
+    few = [doc for start in range(0, len(rows), 10)
+           for doc in queryset._convert(rows[start:start + 10])]
+    assert [doc.__dict__ for doc in docs] == [doc.__dict__ for doc in few]
+    assert docs[0].tags == ["t1", "u"] and docs[0].at.year == 2024
+
+
+def test_many_documents_by_id_are_read_without_collections() -> None:
+    count = gcpause.PAUSE_FROM + 5
+    ids = [str(i) for i in range(1, count + 1)]
+    reply = [b"\x005\x00" + _doc(i) for i in range(1, count + 1)]
+    found: dict[str, Row | None] = {}
+    older: list[str] = []
+    _, collections = _collections(
+        lambda: results.documents(Paused._meta, ids, reply, found, older))
+    assert collections <= AFTER_PAUSE and gc.isenabled() and not older
+    few: dict[str, Row | None] = {}
+    results.documents(Paused._meta, ids[:10], reply[:10], few, older)
+    assert [found[id] for id in ids[:10]] == [few[id] for id in ids[:10]]
+    assert found["7"] == Row("7", 5, {"name": "n7", "age": 7, "tags": ["t7", "u"],
+                                      "at": "2024-01-02T03:04:05+00:00"})

@@ -1,0 +1,81 @@
+"""The ``query.lua`` calls of a plan (``ModelState.query_plan``) are kept on the plan: a
+plan asked again with the same mode, window and schema layout is sent with the calls made
+the first time, which equal the calls made afresh; another window or layout has its own,
+and an offset pagination does not make a plan keep every page."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from quantumorm import Document, IntField, StringField
+from quantumorm.backends.redis.calls import QueryMode
+from quantumorm.backends.redis.commands import Call, RedisPlan
+from quantumorm.backends.redis.core import SENT_PER_PLAN, ModelState
+from quantumorm.backends.redis.planner import Plan
+from quantumorm.query.lookups import Lookup
+from quantumorm.query.nodes import Condition, QuerySpec
+
+
+class Called(Document):
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+
+    class Meta:
+        collection = "called"
+        partitions = 3
+
+
+def _state() -> tuple[ModelState, Plan]:
+    state = ModelState(Called._meta, 1 << 20)
+    state.writes.layout = b"3"
+    return state, state.planner.plan(QuerySpec(Condition("name", Lookup.EXACT, "x")))
+
+
+def _fresh(state: ModelState, plan: Plan, mode: QueryMode, offset: int,
+           limit: int | None) -> RedisPlan:
+    """The calls made without any kept on the plan."""
+    return state.query_plan(dataclasses.replace(plan, sent=None), mode, offset, limit)
+
+
+def _args(made: RedisPlan) -> list[tuple[object, ...]]:
+    calls = [step for step in made.steps if isinstance(step, Call)]
+    assert len(calls) == len(made.steps) == 3  # (one call per partition)
+    return [call.args for call in calls]
+
+
+def test_a_plan_asked_again_is_sent_with_the_same_calls() -> None:
+    state, plan = _state()
+    first = state.query_plan(plan, QueryMode.ROWS, 0, None)
+    assert state.query_plan(plan, QueryMode.ROWS, 0, None) is first
+    assert first == _fresh(state, plan, QueryMode.ROWS, 0, None)
+    assert {args[3:5] for args in _args(first)} == {("0", "-1")}
+    assert first.read_only
+
+
+def test_another_window_mode_or_layout_has_its_own_calls() -> None:
+    state, plan = _state()
+    rows = state.query_plan(plan, QueryMode.ROWS, 0, None)
+    limited = state.query_plan(plan, QueryMode.ROWS, 0, 10)
+    keyed = state.query_plan(plan, QueryMode.KEYED, 0, 10)
+    assert len({id(rows), id(limited), id(keyed)}) == 3
+    assert {args[2:5] for args in _args(limited)} == {("rows", "0", "10")}
+    assert {args[2:5] for args in _args(keyed)} == {("keyed", "0", "10")}
+    assert keyed == _fresh(state, plan, QueryMode.KEYED, 0, 10)
+    state.writes.layout = b"4"  # (the schema read again: calls carry the new layout)
+    again = state.query_plan(plan, QueryMode.ROWS, 0, None)
+    assert {args[-1] for args in _args(again)} == {b"4"}
+    assert {args[-1] for args in _args(rows)} == {b"3"}
+    assert again == _fresh(state, plan, QueryMode.ROWS, 0, None)
+
+
+def test_an_offset_pagination_keeps_a_few_windows() -> None:
+    state, plan = _state()
+    for offset in range(0, 1000, 10):
+        made = state.query_plan(plan, QueryMode.ROWS, offset, 10)
+        assert {args[3:5] for args in _args(made)} == {(str(offset), "10")}
+    assert plan.sent is not None and len(plan.sent) <= SENT_PER_PLAN
+    state, plan = _state()
+    state.query_plan(plan, QueryMode.ROWS, 20, 10)  # (no first page yet: nothing kept)
+    assert plan.sent is None
+    huge = state.query_plan(plan, QueryMode.ROWS, 0, 2**60)
+    assert {args[3:5] for args in _args(huge)} == {("0", "-1")}  # (past 2**53: all)

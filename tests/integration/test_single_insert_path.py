@@ -21,6 +21,7 @@ from quantumorm import (
     UniqueViolation,
 )
 from quantumorm.backends.redis import executor as executor_module
+from quantumorm.backends.redis import writer as writer_module
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import WriteRequest, WriteResult
 from quantumorm.engine.drive import run
@@ -235,3 +236,47 @@ def test_an_insert_with_an_outdated_layout_is_refused_once_then_written(
             "1", "2", "g", "k"]
     finally:
         other.close()
+
+
+def _shape(batches: list[Any]) -> list[Any]:
+    """A write batching's calls and positions, write ids left out (random per call)."""
+    out = []
+    for record, positions in batches:
+        documents = getattr(record, "documents", None)
+        if documents is not None:
+            shown = [(d.document_key, d.id_key, d.document, d.values, d.members, d.lenient)
+                     for d in documents]
+            out.append(("insert_many", record.ids_key, record.expiry, shown, positions))
+        else:
+            out.append((record.op, record.document_key, record.expiry, positions))
+    return out
+
+
+@pytest.mark.parametrize("batch", ["uniform", "two expiries", "an update", "no id"])
+def test_a_batch_of_inserts_is_one_call_as_grouping_makes_it(
+        conn: Any, monkeypatch: pytest.MonkeyPatch, batch: str) -> None:
+    """A batch of inserts with their ids and one expiry (a bulk insert's) is one
+    ``insert_many`` call, without grouping; any other batch is grouped as before, and
+    either way the calls are the ones grouping makes."""
+    Entry(id="warm", title="w", code="w").save_sync()
+    state = conn.backend._state(Entry._meta)
+    requests = [request(Entry(id=f"e{i}", title="t", code=f"c{i}")) for i in range(4)]
+    if batch == "two expiries":
+        requests[2] = WriteRequest("insert", "e2", 0, requests[2].data, requests[2].values,
+                                   None, 60_000, requests[2].raw)
+    elif batch == "an update":
+        requests[1] = WriteRequest("update", "warm", 1, requests[1].data, requests[1].values,
+                                   frozenset({"n"}), raw=requests[1].raw)
+    elif batch == "no id":
+        requests[3] = requests[3].with_id(None)
+    positions = [3, 5, 8, 9]
+    taken = writer_module._uniform(requests)
+    assert taken is (batch == "uniform")
+    quick = _shape(writer_module.Writer._batches(state, requests, positions))
+    monkeypatch.setattr(writer_module, "_uniform", lambda requests: False)
+    grouped = _shape(writer_module.Writer._batches(state, requests, positions))
+    assert quick == grouped
+    if batch == "uniform":
+        assert len(quick) == 1 and quick[0][0] == "insert_many" and quick[0][-1] == positions
+    else:
+        assert len(quick) > 1

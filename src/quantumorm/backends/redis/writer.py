@@ -50,6 +50,16 @@ def written_whole(raw: list[Any]) -> int | None:
     return None
 
 
+def _uniform(requests: list[WriteRequest]) -> bool:
+    """Whether every request is an insert with its id, all with one expiry: what
+    :meth:`Writer._batches` sends as one ``insert_many`` call per partition."""
+    expire = requests[0].expire
+    for request in requests:
+        if request.kind != "insert" or request.id is None or request.expire != expire:
+            return False
+    return True
+
+
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
@@ -203,6 +213,10 @@ class Writer(TwoPhase):
             request = requests[0]
             return [(state.writes.delete(request) if request.kind == "delete"
                      else state.writes.save(request), positions)]
+        if state.keys.partitions == 1 and _uniform(requests):
+            # (a bulk insert's batch, the other common case: one group, as grouping gives
+            # it, without a key and a pair per document)
+            return [(state.writes.insert_many(0, requests), list(positions))]
         calls: list[tuple[Record, list[int]]] = []
         grouped: dict[tuple[int, Any], list[tuple[int, WriteRequest]]] = {}
         for position, request in zip(positions, requests, strict=True):

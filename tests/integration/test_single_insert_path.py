@@ -280,3 +280,24 @@ def test_a_batch_of_inserts_is_one_call_as_grouping_makes_it(
         assert len(quick) == 1 and quick[0][0] == "insert_many" and quick[0][-1] == positions
     else:
         assert len(quick) > 1
+
+
+@pytest.mark.parametrize("id", ["k", None])
+def test_an_insert_on_a_connection_that_stays_down_raises_the_connection_error(
+        conn: Any, monkeypatch: pytest.MonkeyPatch, id: str | None) -> None:
+    """Every round trip fails: the error the general path raises (after its retries, or
+    the lookup of an allocating insert), nothing written, the document still new."""
+    Entry(id="warm", title="w", code="w").save_sync()
+    executor = conn.store.sync_executor()
+
+    def down(*args: Any) -> Any:
+        raise redis.ConnectionError("injected: the server is gone")
+
+    monkeypatch.setattr(executor, "_send", down)
+    monkeypatch.setattr(executor_module, "_round_trip", down)
+    doc = Entry(id=id, title="t", code="c")
+    with pytest.raises(quantumorm.BackendConnectionError):
+        doc.save_sync()
+    monkeypatch.undo()
+    assert doc.version == 0 and doc.id == id
+    assert Entry.objects.count_sync() == 1

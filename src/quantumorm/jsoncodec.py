@@ -72,7 +72,10 @@ def encode_plain(data: Any) -> bytes:
             pass
         else:
             if b"0.0000" not in out and b"e-" not in out:
-                return out
+                # (a copy of its length: orjson's own bytes keep the buffer it wrote into,
+                # 4 KiB at least, for as long as they live, and bulk_create holds every
+                # document's until it is written; the copy costs next to nothing)
+                return b"".join((out, b""))
     return _ENCODER.encode(data).encode()
 
 

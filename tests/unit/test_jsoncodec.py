@@ -272,3 +272,23 @@ def test_a_subclass_from_storage_is_used() -> None:
     loaded = Stamped.from_storage("s1", 1, {"at": "2020-01-01T00:00:00+00:00",
                                             "ats": ["2020-01-01T00:00:00+00:00"]})
     assert (loaded.at, loaded.ats) == ("converted", ["converted"])
+
+
+def test_plain_encodings_hold_no_more_memory_than_their_length() -> None:
+    """orjson's bytes keep the (4 KiB or more) buffer they were written into; what
+    encode_plain returns is a copy of its length (bulk_create holds one per document)."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    data = {"name": "n" * 40, "age": 47, "tags": ["t1", "t2", "t3"], "on": True}
+    expected = reference(data)
+    assert jsoncodec.encode_plain(data) == expected
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = [jsoncodec.encode_plain(data) for _ in range(200)]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename")
+               if stat.size_diff > 0)
+    assert all(k == expected for k in kept)
+    assert held < 200 * (len(expected) + 128)  # (the bytes object's header and some slack)

@@ -341,7 +341,11 @@ def bulk_create(
     # a backend registered before the protocol named a limit may not have one: no pre-check
     limit = getattr(backend, "max_document_bytes", None)
     oversized: dict[int, int] = {}
-    prepared = []
+    # (the prepared documents as three lists, not a tuple each: every object that lives
+    # through a batch is one more for the garbage collector to count and walk)
+    ready: list[D] = []
+    datas: list[dict[str, Any]] = []
+    raws: list[bytes] = []
     for position, doc in enumerate(docs):
         if type(doc) is not model:
             raise TypeError(f"bulk_create on {model.__name__} got {doc!r}")
@@ -356,7 +360,9 @@ def bulk_create(
             continue
         if limit is not None and len(raw) > limit:
             oversized[position] = len(raw)
-        prepared.append((doc, data, raw))
+        ready.append(doc)
+        datas.append(data)
+        raws.append(raw)
     if problems:
         raise ValidationError(problems, model=model.__name__)
     if oversized:
@@ -365,12 +371,16 @@ def bulk_create(
                                     limit or 0, oversized)
     failures: list[tuple[int, Exception]] = []
     written: list[D] = []
-    for start in range(0, len(prepared), batch_size):
-        batch = prepared[start:start + batch_size]
-        requests = [WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire, raw)
-                    for doc, data, raw in batch]
-        results = yield from backend.write(model._meta, requests)
-        for offset, ((doc, data, _), result) in enumerate(zip(batch, results, strict=True)):
+    for start in range(0, len(ready), batch_size):
+        end = start + batch_size
+        # (the requests are not kept here: a backend that fills in auto ids replaces each
+        # with a copy, and the first is then freed at once, not at the end of the batch)
+        results = yield from backend.write(model._meta, [
+            WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire, raw)
+            for doc, data, raw in zip(ready[start:end], datas[start:end], raws[start:end],
+                                      strict=True)])
+        for offset, (doc, data, result) in enumerate(zip(ready[start:end], datas[start:end],
+                                                         results, strict=True)):
             if result.error is not None:
                 failures.append((start + offset, result.error))
             else:

@@ -50,6 +50,16 @@ def written_whole(raw: list[Any]) -> int | None:
     return None
 
 
+def _uniform(requests: list[WriteRequest]) -> bool:
+    """Whether every request is an insert with its id, all with one expiry: what
+    :meth:`Writer._batches` sends as one ``insert_many`` call per partition."""
+    expire = requests[0].expire
+    for request in requests:
+        if request.kind != "insert" or request.id is None or request.expire != expire:
+            return False
+    return True
+
+
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
@@ -62,29 +72,70 @@ class Writer(TwoPhase):
         # One insert with P == 1 allocates its id inside the script (one round trip);
         # otherwise ids come first, in one INCRBY (engine/autoid.py). (Not a generator
         # itself: the loop is the operation, one frame less on every step.)
+        if len(requests) == 1 and requests[0].kind == "insert":
+            state = self._state(options)
+            if state.schema is not None and (
+                    requests[0].id is not None or options.partitions == 1):
+                return self._insert(options, state, requests)
+        return self._write(options, requests)
+
+    def _insert(self, options: ModelOptions, state: ModelState,
+                requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
+        """The common write, one insert (its id known, or allocated by the script): its
+        call sent as :meth:`_write`'s first round would send it, and an "OK" read here; any
+        other outcome (a refusal, a stale layout, a lock, a lost connection) is handed to
+        :meth:`_write` as that round's, which judges it as always (nothing was sent twice)."""
+        call = state.writes.save(requests[0])
+        try:
+            sent = yield RedisPlan((call.call(),), idempotent=bool(call.id_key))
+        except BackendConnectionError as lost:
+            return (yield from self._write(options, requests, (call, lost)))
+        raw = sent[0]
+        if type(raw) is list and raw[0] == b"OK" and len(raw) > 2:  # (write_reply's OK)
+            id = requests[0].id
+            return [WriteResult(sortable.id_from_key(bytes(raw[2])) if id is None else id,
+                                int(raw[1]))]
+        return (yield from self._write(options, requests, (call, sent)))
+
+    def _write(self, options: ModelOptions, requests: Sequence[WriteRequest],
+               first: tuple[SaveCall, list[Any] | BackendConnectionError] | None = None
+               ) -> Op[list[WriteResult]]:
+        """:meth:`write`'s general path. ``first``: the call of the one request and the
+        outcome of its first round, which :meth:`_insert` sent (its replies, or the
+        connection error it raised)."""
         stale_layouts = 0
 
         def send(requests: list[WriteRequest],
                  pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
-            nonlocal stale_layouts
+            nonlocal stale_layouts, first
             state = self._state(options)
             if state.schema is None:  # (first use: prepare() reads it; then nothing to do)
                 state = yield from self.prepare(options)
-            batches = self._batches(state, [requests[i] for i in pending], pending)
+            outcome: list[Any] | BackendConnectionError | None = None
+            if first is not None:  # (sent already: its outcome is this round's)
+                batches: list[tuple[Record, list[int]]] = [(first[0], pending)]
+                outcome, first = first[1], None
+            else:
+                batches = self._batches(state, [requests[i] for i in pending], pending)
             calls = [record.call() for record, _ in batches]
             # saves may be resent after a broken connection (each recognises its own earlier
             # application by its write id); not deletes (no write id survives them) nor an
             # insert that allocates its id (it is looked up instead)
-            first = batches[0][0]
-            allocating = len(batches) == 1 and isinstance(first, SaveCall) and not first.id_key
+            head = batches[0][0]
+            allocating = len(batches) == 1 and isinstance(head, SaveCall) and not head.id_key
             resendable = not allocating and all(c.script != "delete" for c in calls)
             try:
-                sent = yield RedisPlan(tuple(calls), idempotent=resendable)
+                if outcome is None:
+                    sent = yield RedisPlan(tuple(calls), idempotent=resendable)
+                elif isinstance(outcome, BackendConnectionError):
+                    raise outcome
+                else:
+                    sent = outcome
             except BackendConnectionError:
                 if not allocating:
                     raise
-                assert isinstance(first, SaveCall)
-                sent = yield from self._settle_allocating(options, first)
+                assert isinstance(head, SaveCall)
+                sent = yield from self._settle_allocating(options, head)
             resent = getattr(sent, "resent", False)
             outcomes: list[tuple[int, WriteResult | None]] = []
             stale = False
@@ -162,6 +213,10 @@ class Writer(TwoPhase):
             request = requests[0]
             return [(state.writes.delete(request) if request.kind == "delete"
                      else state.writes.save(request), positions)]
+        if state.keys.partitions == 1 and _uniform(requests):
+            # (a bulk insert's batch, the other common case: one group, as grouping gives
+            # it, without a key and a pair per document)
+            return [(state.writes.insert_many(0, requests), list(positions))]
         calls: list[tuple[Record, list[int]]] = []
         grouped: dict[tuple[int, Any], list[tuple[int, WriteRequest]]] = {}
         for position, request in zip(positions, requests, strict=True):

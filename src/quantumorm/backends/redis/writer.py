@@ -59,32 +59,64 @@ class Writer(TwoPhase):
 
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
-        # One insert with P == 1 allocates its id inside the script (one round trip);
-        # otherwise ids come first, in one INCRBY (engine/autoid.py). (Not a generator
-        # itself: the loop is the operation, one frame less on every step.)
+        # (Not a generator itself: the loop is the operation, one frame less on every step.)
+        if len(requests) == 1 and requests[0].kind != "insert":
+            return self._write_one(options, requests[0])
+        return self._write_all(options, requests)
+
+    def _write_one(self, options: ModelOptions,
+                   request: WriteRequest) -> Op[list[WriteResult]]:
+        """One update or delete (the write that follows a load): its call sent as
+        :meth:`_write_all` sends it, and its reply taken here when the write was applied,
+        without the rounds of auto ids and batches. Any other reply (a refusal, a prepared
+        transaction's lock, a layout refused) is read by :meth:`_write_all` as a reply to
+        its own first round, and the model's first use goes there too."""
+        state = self._state(options)
+        if state.schema is None:  # (first use: prepare() reads it)
+            return (yield from self._write_all(options, [request]))
+        delete = request.kind == "delete"
+        record = state.writes.delete(request) if delete else state.writes.save(request)
+        # (a save may be resent after a broken connection, not a delete: see _write_all)
+        sent = yield RedisPlan((record.call(),), idempotent=not delete)
+        raw = sent[0]
+        if type(raw) is list and raw and raw[0] == b"OK":
+            return [writes.result(options, request, write_reply(raw))]
+        return (yield from self._write_all(options, [request], ([(record, [0])], sent)))
+
+    def _write_all(self, options: ModelOptions, requests: Sequence[WriteRequest],
+                   given: tuple[list[tuple[Record, list[int]]], list[Any]] | None = None
+                   ) -> Op[list[WriteResult]]:
+        """Every write of :meth:`write`. One insert with P == 1 allocates its id inside
+        the script (one round trip); otherwise ids come first, in one INCRBY
+        (engine/autoid.py). ``given``: the call records of a first round already sent (by
+        :meth:`_write_one`) and its replies, read as this first round's."""
         stale_layouts = 0
 
         def send(requests: list[WriteRequest],
                  pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
-            nonlocal stale_layouts
-            state = self._state(options)
-            if state.schema is None:  # (first use: prepare() reads it; then nothing to do)
-                state = yield from self.prepare(options)
-            batches = self._batches(state, [requests[i] for i in pending], pending)
-            calls = [record.call() for record, _ in batches]
-            # saves may be resent after a broken connection (each recognises its own earlier
-            # application by its write id); not deletes (no write id survives them) nor an
-            # insert that allocates its id (it is looked up instead)
-            first = batches[0][0]
-            allocating = len(batches) == 1 and isinstance(first, SaveCall) and not first.id_key
-            resendable = not allocating and all(c.script != "delete" for c in calls)
-            try:
-                sent = yield RedisPlan(tuple(calls), idempotent=resendable)
-            except BackendConnectionError:
-                if not allocating:
-                    raise
-                assert isinstance(first, SaveCall)
-                sent = yield from self._settle_allocating(options, first)
+            nonlocal stale_layouts, given
+            if given is not None:
+                (batches, sent), given = given, None
+            else:
+                state = self._state(options)
+                if state.schema is None:  # (first use: prepare() reads it; then nothing to do)
+                    state = yield from self.prepare(options)
+                batches = self._batches(state, [requests[i] for i in pending], pending)
+                calls = [record.call() for record, _ in batches]
+                # saves may be resent after a broken connection (each recognises its own
+                # earlier application by its write id); not deletes (no write id survives
+                # them) nor an insert that allocates its id (it is looked up instead)
+                first = batches[0][0]
+                allocating = (len(batches) == 1 and isinstance(first, SaveCall)
+                              and not first.id_key)
+                resendable = not allocating and all(c.script != "delete" for c in calls)
+                try:
+                    sent = yield RedisPlan(tuple(calls), idempotent=resendable)
+                except BackendConnectionError:
+                    if not allocating:
+                        raise
+                    assert isinstance(first, SaveCall)
+                    sent = yield from self._settle_allocating(options, first)
             resent = getattr(sent, "resent", False)
             outcomes: list[tuple[int, WriteResult | None]] = []
             stale = False

@@ -210,11 +210,11 @@ class WriteLayout:
             # remembered by value, as a patch's and a bulk insert's entries are)
             name, field, meta_name = fields[0]
             memo = self._update_pairs
-            packed_pairs = memo.get((name, type(value), value))
-            if packed_pairs is None:
-                packed_pairs = wire.pack([meta_name, sortable.pack_list(field.index_keys(value))])
-                _keep(memo, (name, type(value), value), packed_pairs, len(packed_pairs))
-            members = b""
+            known = memo.get((name, type(value), value))
+            if known is None:
+                known = wire.pack([meta_name, sortable.pack_list(field.index_keys(value))])
+                _keep(memo, (name, type(value), value), known, len(known))
+            packed_pairs, members = known, b""
         else:
             pack_list = sortable.pack_list
             pairs: list[bytes] = []

@@ -79,8 +79,9 @@ class Writer(TwoPhase):
         # (a save may be resent after a broken connection, not a delete: see _write_all)
         sent = yield RedisPlan((record.call(),), idempotent=not delete)
         raw = sent[0]
-        if type(raw) is list and raw and raw[0] == b"OK":
-            return [writes.result(options, request, write_reply(raw))]
+        if type(raw) is list and len(raw) > 1 and raw[0] == b"OK":  # (as writes.result reads
+            # it: the version written, or 0 after a delete; the id is the request's)
+            return [WriteResult(request.id, 0 if delete else int(raw[1]))]
         return (yield from self._write_all(options, [request], ([(record, [0])], sent)))
 
     def _write_all(self, options: ModelOptions, requests: Sequence[WriteRequest],

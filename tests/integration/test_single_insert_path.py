@@ -1,7 +1,7 @@
-"""The one-insert path of the Redis writer (``Writer._insert``): a single insert's call is
+"""The one-insert path of the Redis writer (``Writer._write_one``): a single insert's call is
 sent as the first round of the general write loop would send it, and only an "OK" is read
 there; every other outcome is handed to that loop as its first round's. Each test checks
-the answer against the general path (``Writer._write``) or the guarantee at stake: the
+the answer against the general path (``Writer._write_all``) or the guarantee at stake: the
 same results and errors, one script call per refusal (nothing sent twice), ids allocated
 and settled as before."""
 
@@ -53,7 +53,7 @@ def request(doc: Document) -> WriteRequest:
 def outcome(conn: Any, general: bool, doc: Document) -> WriteResult | Exception:
     """The result of inserting ``doc`` through the one-insert path or the general one."""
     backend = conn.backend
-    write = backend._write if general else backend.write
+    write = backend._write_all if general else backend.write
     try:
         (result,) = run(write(type(doc)._meta, [request(doc)]), conn.store.sync_executor())
     except Exception as exc:  # (raised, not reported: compared as such)
@@ -221,7 +221,7 @@ def test_an_insert_with_an_outdated_layout_is_refused_once_then_written(
             seen = other.backend._state(New._meta).schema.layout
             assert seen < int(redis_client.hget(schema_key, "layout"))
             before = script_calls(redis_client)
-            write = other.backend._write if general else other.backend.write
+            write = other.backend._write_all if general else other.backend.write
             (result,) = run(write(New._meta, [request(New(id=id, name="n", city="lima"))]),
                             other.store.sync_executor())
             assert result.error is None and result.version

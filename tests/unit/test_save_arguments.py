@@ -126,3 +126,35 @@ def test_an_update_sends_the_changed_pairs_only_and_no_entry_array() -> None:
     # the indexes of "n": the field's own and the unique compound one
     described = _unpack(call.touched)
     assert described[1::4] == [b"f:n", b"x:s__n"]
+
+
+class Plain(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    f = BooleanField(indexed=True)
+
+    class Meta:
+        collection = "save_arguments_plain"
+        namespace = "unit"
+
+
+def test_a_one_field_update_sends_the_pair_the_general_path_packs_remembered_or_not() -> None:
+    """An update of one indexed field to a plain value (in no compound index) takes its
+    packed pair from a memo by (field, type, value): the same bytes as packed afresh, for
+    every field and value, the first time and from the memo, and never another field's or
+    another type's (1 and True, "1" and 1)."""
+    layout = writes.WriteLayout(Plain._meta, KeySpace(Plain._meta))
+    fields = Plain._meta.fields
+    cases = [("n", v) for v in (1, 0, -5, 10**30, None)] + [
+        ("s", v) for v in ("1", "", "é", "long " * 60, None)] + [
+        ("f", v) for v in (True, False, None)]
+    for _pass in range(2):
+        for name, value in cases:
+            doc = Plain(id="7", **{name: value})
+            request = WriteRequest("update", "7", 5, doc.clean(), doc._values(),
+                                   frozenset({name}), Expiry.KEEP, b"{}")
+            call = layout.save(request)
+            meta_name = b"f:" + name.encode()
+            assert call.values == wire.pack([
+                meta_name, sortable.pack_list(fields[name].index_keys(value))]), (name, value)
+            assert call.members == b"" and _unpack(call.touched)[1::4] == [meta_name]

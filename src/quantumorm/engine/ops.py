@@ -21,7 +21,7 @@ from ..errors import (
     ValidationError,
     VersionConflict,
 )
-from ..fields.base import MISSING, Field
+from ..fields.base import MISSING, OPTION_CHANGES, Field
 from ..fields.embedded import NestedMessage
 from ..fields.structured import ArrayField
 from ..query import evaluate
@@ -50,19 +50,19 @@ WHERE_RETRIES = 10
 
 def _request(doc: Document, data: dict[str, Any],
              expire: Expiry | int = Expiry.KEEP,
-             candidates: list[tuple[str, str]] | None = None) -> WriteRequest | None:
+             changed: frozenset[str] | None = None) -> WriteRequest | None:
     """The write that brings the store to ``doc``'s state, or None if nothing changed (and
     the expiry is left as it is). The document is encoded here, once; the backend stores
-    those bytes. ``candidates``: the (attribute, storage name) of the fields that may have
-    changed (None: any field, see :func:`_clean`)."""
+    those bytes. ``changed``: the attribute names of the fields whose stored form changed,
+    when the caller worked them out (see :func:`_clean`); None: every field's stored form
+    is compared here."""
     if doc._version == 0:
         return WriteRequest("insert", doc.id, 0, data, doc._values(), None, expire,
                             _encode(doc, data))
-    stored = doc._stored or {}
-    if candidates is None:
-        candidates = [(name, field.db_name) for name, field in doc._fields.items()]
-    changed = frozenset([name for name, db_name in candidates
-                         if not _same(stored.get(db_name), data.get(db_name))])
+    if changed is None:
+        stored = doc._stored or {}
+        changed = frozenset([name for name, field in doc._fields.items()
+                             if not _same(stored.get(field.db_name), data.get(field.db_name))])
     if changed and doc._meta.derived:  # an indexed path changes with its embedded field
         changed |= {name for name, path in doc._meta.derived if path.steps[0] in changed}
     if not changed and expire is Expiry.KEEP:
@@ -73,13 +73,18 @@ def _request(doc: Document, data: dict[str, Any],
 
 #: values that are their own storage form and cannot change in place
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+#: list elements whose ``==`` holds only for the same JSON (a str equals only a str; an int
+#: equals a float or a bool): a list of them equal to another is the same JSON
+_EXACT_ELEMENTS = frozenset({str, type(None)})
 #: the key under which a model's options keep its fields' trust (see _trusted)
 _TRUST = type("_Trust", (), {})()
 #: the key under which a model's options keep patchable()'s answers by set of fields
 _PATCHABLE = type("_Patchable", (), {})()
 #: per field of a model: (attribute, storage name, field, how _clean may trust its value:
-#: _OWN_FORM, _OWN_FORM_LIST or 0), or None when a save validates the whole document
-Trusted = tuple[tuple[str, str, Field, int], ...] | None
+#: _OWN_FORM, _OWN_FORM_LIST or 0, its quick_clean or None, its storer or None: see
+#: Field.quick_clean and Field.storer), or None when a save validates the whole document
+Trusted = tuple[tuple[str, str, Field, int, Callable[[Any], Any] | None,
+                      Callable[[Any], Any] | None], ...] | None
 #: the field's value is its own storage form (a scalar)
 _OWN_FORM = 1
 #: the field's value is a list of elements that are their own storage form
@@ -101,31 +106,34 @@ def _own_form(field: Field) -> bool:
 
 
 def _trusted(model: type[Document]) -> Trusted:
-    """How :func:`_clean` treats the fields of ``model`` (worked out once per model). A
-    model with its own ``clean()`` or ``validate()`` (a rule over the whole document) or a
-    primary-key field is validated whole on every save."""
+    """How :func:`_clean` treats the fields of ``model`` (worked out once per model, and
+    again when a field option the quick checks are made from changed since: see
+    OPTION_CHANGES). A model with its own ``clean()`` or ``validate()`` (a rule over the
+    whole document) or a primary-key field is validated whole on every save."""
     options = model._meta
-
-    def make() -> Trusted:
+    # ([the OPTION_CHANGES it was made at, the plan]: made again in place when they moved)
+    plan: list[Any] = options.state_for(_TRUST, lambda: [-1, None])
+    if plan[0] != OPTION_CHANGES[0]:
+        at = OPTION_CHANGES[0]
         if model._has_own_rules() or options.primary_key() is not None:
-            return None
-        # (the stored fields: not the derived ones, indexed paths computed from them)
-        return tuple((name, field.db_name, field, _trust(field))
-                     for name, field in model._fields.items())
-
-    trusted: Trusted = options.state_for(_TRUST, make)
+            plan[:] = at, None
+        else:  # (the stored fields: not the derived ones, indexed paths computed from them)
+            plan[:] = at, tuple((name, field.db_name, field, _trust(field), field.quick_clean(),
+                                 field.storer()) for name, field in model._fields.items())
+    trusted: Trusted = plan[1]
     # (a rule set on the class after its first save: validated whole from then on)
     return None if trusted is not None and model._has_own_rules() else trusted
 
 
-def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-    """``doc.clean()`` for a save, and the fields that may have changed since ``doc`` was
-    loaded or last saved (None: any). A field that still holds the very object it was
-    loaded with (an immutable value that is its own storage form) is unchanged, and was
-    valid when it was stored: it is neither validated again nor compared; so is a list of
-    such values that is the same JSON as the stored one (compared here, as it may have
-    been changed in place). Every other field is validated as ``clean()`` does, with the
-    same errors."""
+def _clean(doc: Document) -> tuple[dict[str, Any], frozenset[str] | None]:
+    """``doc.clean()`` for a save, and the fields whose stored form changed since ``doc``
+    was loaded or last saved (None: not worked out, see :func:`_request`). A field that
+    still holds the very object it was loaded with (an immutable value that is its own
+    storage form) is unchanged, and was valid when it was stored: it is neither validated
+    again nor compared; so is a list of such values that is the same JSON as the stored
+    one (compared here, as it may have been changed in place). Every other field is
+    validated as ``clean()`` does, with the same errors, and its stored form compared with
+    the stored one."""
     stored = doc._stored
     if stored is None or doc._version == 0 or type(doc.id) is not str:
         return doc.clean(), None
@@ -138,21 +146,30 @@ def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]
         return doc.clean(), None  # (which says what is wrong with it)
     values = doc.__dict__
     data: dict[str, Any] = {}
-    candidates: list[tuple[str, str]] = []
+    changed: list[str] = []
     problems: dict[str, list[str]] = {}
     missing = MISSING
-    for name, db_name, field, trust in fields:
+    for name, db_name, field, trust, quick, store in fields:
         value = values.get(name)
-        if trust:
-            before = stored.get(db_name, missing)
-            if trust == _OWN_FORM:
-                if before is value and type(value) in _IMMUTABLE:
-                    data[db_name] = value
-                    continue
-            elif type(value) is list and type(before) is list and jsoncodec.same(value, before):
-                data[db_name] = before  # (the stored list: never the one the document holds)
+        before = stored.get(db_name, missing)
+        if trust == _OWN_FORM:
+            if before is value and type(value) in _IMMUTABLE:
+                data[db_name] = value
                 continue
-        candidates.append((name, db_name))
+        elif trust and type(value) is list and type(before) is list and value == before and (
+                _EXACT_ELEMENTS.issuperset(map(type, value)) or jsoncodec.same(value, before)):
+            data[db_name] = before  # (the stored list: never the one the document holds)
+            continue
+        if before is missing:
+            before = None
+        if quick is not None:  # (the common values, as clean() takes them)
+            cleaned = quick(value)
+            if cleaned is not missing:
+                values[name] = cleaned
+                now = data[db_name] = cleaned if store is None else store(cleaned)
+                if not _same(before, now):
+                    changed.append(name)
+                continue
         cleaned, messages = field.validate(value)
         if messages:
             for m in messages:  # (as clean() files them: inside an embedded document, by path)
@@ -162,10 +179,12 @@ def _clean(doc: Document) -> tuple[dict[str, Any], list[tuple[str, str]] | None]
                     problems.setdefault(name, []).append(f"'{name}' {m}")
             continue
         values[name] = cleaned
-        data[db_name] = field.to_storage(cleaned)
+        now = data[db_name] = field.to_storage(cleaned)
+        if not _same(before, now):
+            changed.append(name)
     if problems:
         raise ValidationError(problems, model=type(doc).__name__)
-    return data, candidates
+    return data, frozenset(changed)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -237,8 +256,8 @@ def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
     _check_whole(doc)
     expire = expiry(backend, doc._meta, ttl)
     signals.pre_save.send(type(doc), document=doc)
-    data, candidates = _clean(doc)
-    request = _request(doc, data, expire, candidates)
+    data, changed = _clean(doc)
+    request = _request(doc, data, expire, changed)
     if request is None:
         return doc
     (result,) = yield from backend.write(doc._meta, [request])

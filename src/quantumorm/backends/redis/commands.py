@@ -81,6 +81,12 @@ class Command:
 
     args: tuple[Any, ...]
 
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        # (still frozen and hashable; written into the instance dict, where the frozen
+        # dataclass's own __init__ makes one object.__setattr__ call per field: every
+        # operation builds its plan's steps)
+        self.__dict__["args"] = args
+
 
 @dataclass(frozen=True)
 class Call:
@@ -89,6 +95,12 @@ class Call:
     script: str
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+
+    def __init__(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+        fields = self.__dict__  # (as Command's)
+        fields["script"] = script
+        fields["keys"] = keys
+        fields["args"] = args
 
 
 Step = Union[Command, Call]
@@ -117,6 +129,14 @@ class RedisPlan:
     #: ``read_from_replicas``: what a read checks against two-phase commits (their locks and
     #: records, and the read sent again after settling them), as a replica may lag behind
     primary: bool = False
+
+    def __init__(self, steps: tuple[Step, ...], read_only: bool = False,
+                 idempotent: bool = False, primary: bool = False) -> None:
+        fields = self.__dict__  # (as Command's: every operation builds at least one plan)
+        fields["steps"] = steps
+        fields["read_only"] = read_only
+        fields["idempotent"] = idempotent
+        fields["primary"] = primary
 
     @property
     def retryable(self) -> bool:

@@ -70,51 +70,63 @@ class Writer(TwoPhase):
     def write(self, options: ModelOptions,
               requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
         # One insert with P == 1 allocates its id inside the script (one round trip);
-        # otherwise ids come first, in one INCRBY (engine/autoid.py). (Not a generator
-        # itself: the loop is the operation, one frame less on every step.)
-        if len(requests) == 1 and requests[0].kind == "insert":
+        # otherwise ids come first, in one INCRBY (engine/autoid.py). One write whose call
+        # needs nothing before it (an update, a delete, an insert of a known id or with P ==
+        # 1) takes the short path. (Not a generator itself: the loop is the operation, one
+        # frame less on every step.)
+        if len(requests) == 1:
+            request = requests[0]
             state = self._state(options)
-            if state.schema is not None and (
-                    requests[0].id is not None or options.partitions == 1):
-                return self._insert(options, state, requests)
-        return self._write(options, requests)
+            if state.schema is not None and (request.kind != "insert" or request.id is not None
+                                             or options.partitions == 1):
+                return self._write_one(options, state, request)
+        return self._write_all(options, requests)
 
-    def _insert(self, options: ModelOptions, state: ModelState,
-                requests: Sequence[WriteRequest]) -> Op[list[WriteResult]]:
-        """The common write, one insert (its id known, or allocated by the script): its
-        call sent as :meth:`_write`'s first round would send it, and an "OK" read here; any
-        other outcome (a refusal, a stale layout, a lock, a lost connection) is handed to
-        :meth:`_write` as that round's, which judges it as always (nothing was sent twice)."""
-        call = state.writes.save(requests[0])
+    def _write_one(self, options: ModelOptions, state: ModelState,
+                   request: WriteRequest) -> Op[list[WriteResult]]:
+        """The common write, one save or delete: its call sent as :meth:`_write_all`'s first
+        round would send it, and an applied reply read here, without the rounds of auto ids
+        and batches. Any other outcome (a refusal, a stale layout, a prepared transaction's
+        lock, a lost connection) is handed to :meth:`_write_all` as that round's, which
+        judges it as always (nothing is sent twice)."""
+        record: Record
+        if request.kind == "delete":
+            # (not resent after a broken connection: no write id survives a delete)
+            record, resendable = state.writes.delete(request), False
+        else:  # (resent by write id, but an insert that allocates its id: looked up instead)
+            record = call = state.writes.save(request)
+            resendable = bool(call.id_key)
         try:
-            sent = yield RedisPlan((call.call(),), idempotent=bool(call.id_key))
+            sent = yield RedisPlan((record.call(),), idempotent=resendable)
         except BackendConnectionError as lost:
-            return (yield from self._write(options, requests, (call, lost)))
+            return (yield from self._write_all(options, [request], (record, lost)))
         raw = sent[0]
-        if type(raw) is list and raw[0] == b"OK" and len(raw) > 2:  # (write_reply's OK)
-            id = requests[0].id
-            return [WriteResult(sortable.id_from_key(bytes(raw[2])) if id is None else id,
-                                int(raw[1]))]
-        return (yield from self._write(options, requests, (call, sent)))
+        if type(raw) is list and len(raw) > 1 and raw[0] == b"OK":  # (as writes.result reads
+            # it: the version written, 0 after a delete; an allocated id's key third)
+            id = request.id
+            if id is None:
+                id = sortable.id_from_key(bytes(raw[2]))
+            return [WriteResult(id, 0 if request.kind == "delete" else int(raw[1]))]
+        return (yield from self._write_all(options, [request], (record, sent)))
 
-    def _write(self, options: ModelOptions, requests: Sequence[WriteRequest],
-               first: tuple[SaveCall, list[Any] | BackendConnectionError] | None = None
-               ) -> Op[list[WriteResult]]:
-        """:meth:`write`'s general path. ``first``: the call of the one request and the
-        outcome of its first round, which :meth:`_insert` sent (its replies, or the
+    def _write_all(self, options: ModelOptions, requests: Sequence[WriteRequest],
+                   given: tuple[Record, list[Any] | BackendConnectionError] | None = None
+                   ) -> Op[list[WriteResult]]:
+        """Every write of :meth:`write`. ``given``: the call of the one request and the
+        outcome of its first round, which :meth:`_write_one` sent (its replies, or the
         connection error it raised)."""
         stale_layouts = 0
 
         def send(requests: list[WriteRequest],
                  pending: list[int]) -> Op[list[tuple[int, WriteResult | None]]]:
-            nonlocal stale_layouts, first
+            nonlocal stale_layouts, given
             state = self._state(options)
             if state.schema is None:  # (first use: prepare() reads it; then nothing to do)
                 state = yield from self.prepare(options)
             outcome: list[Any] | BackendConnectionError | None = None
-            if first is not None:  # (sent already: its outcome is this round's)
-                batches: list[tuple[Record, list[int]]] = [(first[0], pending)]
-                outcome, first = first[1], None
+            if given is not None:  # (sent already: its outcome is this round's)
+                batches: list[tuple[Record, list[int]]] = [(given[0], pending)]
+                outcome, given = given[1], None
             else:
                 batches = self._batches(state, [requests[i] for i in pending], pending)
             calls = [record.call() for record, _ in batches]

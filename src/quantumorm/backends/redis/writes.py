@@ -159,6 +159,10 @@ class WriteLayout:
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: what patch.lua reads for change events (the spec's items, sent apart)
         self._events_flat = events_flat(options, keys)
+        #: a one-field update's packed meta field pair, by (attribute name, type, value)
+        self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
+        #: per partition: the prefix of its soft-deleted documents' keys (+ escaped id)
+        self._trash_prefixes: dict[int, str] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -202,6 +206,17 @@ class WriteLayout:
             # (one MessagePack decode) instead of parsing the netstrings index by index
             packed_pairs, members, _ = self.bulk_values(values)
             packed_pairs = self._pairs_header + packed_pairs
+        elif len(fields) == 1 and not compound and type(
+                value := values.get(fields[0][0])) in _MEMO_TYPES:
+            # (the common update: one indexed field set to a plain value; its packed pair
+            # remembered by value, as a patch's and a bulk insert's entries are)
+            name, field, meta_name = fields[0]
+            memo = self._update_pairs
+            known = memo.get((name, type(value), value))
+            if known is None:
+                known = wire.pack([meta_name, sortable.pack_list(field.index_keys(value))])
+                _keep(memo, (name, type(value), value), known, len(known))
+            packed_pairs, members = known, b""
         else:
             pack_list = sortable.pack_list
             pairs: list[bytes] = []
@@ -461,9 +476,12 @@ class WriteLayout:
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
         soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
+        trash = self._trash_prefixes.get(partition)
+        if trash is None:  # (keys.trash of an empty id: the partition's prefix)
+            trash = self._trash_prefixes[partition] = keys.trash(partition, "")
         return DeleteCall(
             p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl,
-            keys.trash(partition, request.id), p.state, p.indexes,
+            trash + escaped, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
             self.manifests, soft, self.events, self.layout)
 

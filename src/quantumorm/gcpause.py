@@ -13,14 +13,20 @@ the caller drops the result they are freed by their reference counts as always, 
 having been traversed or promoted.
 
 A pause changes no result: the objects made hold no reference cycles, and any cycle made
-meanwhile (by another thread too: the collector's switch is the process's) is found by the
-first collection after it. Small batches are not paused (:data:`PAUSE_FROM`): at most one
-collection can happen during them, and the pause's calls would cost more than they save.
+meanwhile is found by the first collection after it. The collector's switch is the
+process's: other threads run with it off during a pause too. Pauses are counted, so that
+overlapping ones (threads, or a pause within a pause) turn it on again only when the last
+ends, and only when it was on as the first began. An application that switches the
+collector itself while a query reads a large reply on another thread can find it on again
+when the pause ends (a switch made during a pause cannot be told from the pause's own).
+Small batches are not paused (:data:`PAUSE_FROM`): at most one collection can happen during
+them, and the pause's calls would cost more than they save.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 from types import TracebackType
 
 #: the number of rows from which a loop pauses the collector (a few allocations per row,
@@ -28,18 +34,30 @@ from types import TracebackType
 PAUSE_FROM = 64
 
 
-class paused:
-    """``with paused(): ...``: the collector off for the block, then on again, unless it was
-    off when the block began (the caller's choice, kept)."""
+_lock = threading.Lock()
+_held = 0  # pauses under way
+_resume = False  # whether the last to end turns the collector on again
 
-    __slots__ = ("_was",)
+
+class paused:
+    """``with paused(): ...``: the collector off for the block, then as it was (see the
+    module's docstring for overlapping pauses)."""
+
+    __slots__ = ()
 
     def __enter__(self) -> None:
-        self._was = gc.isenabled()
-        if self._was:
-            gc.disable()
+        global _held, _resume
+        with _lock:
+            if _held == 0:
+                _resume = gc.isenabled()
+                if _resume:
+                    gc.disable()
+            _held += 1
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if self._was:
-            gc.enable()
+        global _held, _resume
+        with _lock:
+            _held -= 1
+            if _held == 0 and _resume:
+                gc.enable()

@@ -52,7 +52,9 @@ return {#unpack_list(nil), #unpack_list(false), #unpack_list(nil, "x"), #unpack_
 """, 0) == [0, 0, 0, 0]
 
 
-@pytest.mark.parametrize("damaged", [b"3", b"3x:abc", b":abc", b"a:b", b"-1:", b"12"])
+@pytest.mark.parametrize("damaged", [b"3", b"3x:abc", b":abc", b"a:b", b"-1:", b"12",
+                                     b"+3:abc", b" 3:abc", b"5:abc", b"3:abc9:xy",
+                                     b"99999999999999999999:abc"])
 def test_a_damaged_list_is_an_error(redis_client: Any, damaged: bytes) -> None:
     with pytest.raises(redis.ResponseError, match="damaged list of value encodings"):
         redis_client.eval(_UNPACK, 0, b"", damaged)

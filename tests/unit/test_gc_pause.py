@@ -155,3 +155,19 @@ def test_many_documents_by_id_are_read_without_collections() -> None:
     assert [found[id] for id in ids[:10]] == [few[id] for id in ids[:10]]
     assert found["7"] == Row("7", 5, {"name": "n7", "age": 7, "tags": ["t7", "u"],
                                       "at": "2024-01-02T03:04:05+00:00"})
+
+
+def test_overlapping_pauses_turn_the_collector_on_when_the_last_ends() -> None:
+    """Two threads' pauses (or a pause within one): the first to end leaves the collector
+    off while the other still reads; the last turns it on, as it was before the first."""
+    first, second = gcpause.paused(), gcpause.paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()  # (off before the first pause: off after the last)
+    with gcpause.paused(), gcpause.paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()

@@ -1,7 +1,8 @@
 """The ``query.lua`` calls of a plan (``ModelState.query_plan``) are kept on the plan: a
 plan asked again with the same mode, window and schema layout is sent with the calls made
-the first time, which equal the calls made afresh; another window or layout has its own,
-and an offset pagination does not make a plan keep every page."""
+the first time, which equal the calls made afresh; another window or layout has its own.
+Only first pages are kept, at most SENT_CALLS calls per plan (one per partition each), and
+those of one layout: the planner caches hundreds of plans per model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 from quantumorm import Document, IntField, StringField
 from quantumorm.backends.redis.calls import QueryMode
 from quantumorm.backends.redis.commands import Call, RedisPlan
-from quantumorm.backends.redis.core import SENT_PER_PLAN, ModelState
+from quantumorm.backends.redis.core import SENT_CALLS, ModelState
 from quantumorm.backends.redis.planner import Plan
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import Condition, QuerySpec
@@ -68,14 +69,42 @@ def test_another_window_mode_or_layout_has_its_own_calls() -> None:
     assert again == _fresh(state, plan, QueryMode.ROWS, 0, None)
 
 
-def test_an_offset_pagination_keeps_a_few_windows() -> None:
+def test_only_first_pages_are_kept_within_the_budget() -> None:
     state, plan = _state()
     for offset in range(0, 1000, 10):
         made = state.query_plan(plan, QueryMode.ROWS, offset, 10)
         assert {args[3:5] for args in _args(made)} == {(str(offset), "10")}
-    assert plan.sent is not None and len(plan.sent) <= SENT_PER_PLAN
+    assert plan.sent is not None and list(plan.sent) == [(QueryMode.ROWS, 10, b"3")]
+    state.query_plan(plan, QueryMode.ROWS, 0, None)
+    state.query_plan(plan, QueryMode.KEYED, 0, None)  # (3 partitions: 2 windows of 8 calls)
+    assert len(plan.sent) == SENT_CALLS // 3
     state, plan = _state()
     state.query_plan(plan, QueryMode.ROWS, 20, 10)  # (no first page yet: nothing kept)
     assert plan.sent is None
     huge = state.query_plan(plan, QueryMode.ROWS, 0, 2**60)
     assert {args[3:5] for args in _args(huge)} == {("0", "-1")}  # (past 2**53: all)
+
+
+def test_a_plan_of_many_partitions_keeps_nothing() -> None:
+    class Spread(Document):
+        name = StringField(indexed=True)
+
+        class Meta:
+            collection = "called_spread"
+            partitions = SENT_CALLS + 1
+
+    state = ModelState(Spread._meta, 1 << 20)
+    plan = state.planner.plan(QuerySpec(Condition("name", Lookup.EXACT, "x")))
+    first = state.query_plan(plan, QueryMode.ROWS, 0, None)
+    assert plan.sent == {}
+    assert state.query_plan(plan, QueryMode.ROWS, 0, None) == first
+
+
+def test_a_new_layout_drops_the_calls_kept_for_the_old_one() -> None:
+    state, plan = _state()
+    state.query_plan(plan, QueryMode.ROWS, 0, None)
+    state.query_plan(plan, QueryMode.ROWS, 0, 10)
+    state.writes.layout = b"4"
+    again = state.query_plan(plan, QueryMode.ROWS, 0, None)
+    assert plan.sent == {(QueryMode.ROWS, None, b"4"): again}
+    assert state.query_plan(plan, QueryMode.ROWS, 0, None) is again

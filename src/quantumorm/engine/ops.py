@@ -105,6 +105,10 @@ def _own_form(field: Field) -> bool:
     return field.loader() is None and type(field).to_storage is Field.to_storage
 
 
+def _no_plan() -> list[Any]:
+    return [-1, None]  # (made again below: no OPTION_CHANGES count is -1)
+
+
 def _trusted(model: type[Document]) -> Trusted:
     """How :func:`_clean` treats the fields of ``model`` (worked out once per model, and
     again when a field option the quick checks are made from changed since: see
@@ -112,7 +116,7 @@ def _trusted(model: type[Document]) -> Trusted:
     whole document) or a primary-key field is validated whole on every save."""
     options = model._meta
     # ([the OPTION_CHANGES it was made at, the plan]: made again in place when they moved)
-    plan: list[Any] = options.state_for(_TRUST, lambda: [-1, None])
+    plan: list[Any] = options.state_for(_TRUST, _no_plan)
     if plan[0] != OPTION_CHANGES[0]:
         at = OPTION_CHANGES[0]
         if model._has_own_rules() or options.primary_key() is not None:

@@ -30,8 +30,10 @@ T = TypeVar("T")
 LAYOUT_ATTEMPTS = 5
 #: the largest offset or limit a query script is given as is (see query_plan)
 MAX_BOUND = 2**53
-#: the query.lua calls a plan keeps (see query_plan): its windows of one layout
-SENT_PER_PLAN = 8
+#: the most query.lua calls a plan keeps (see query_plan): first pages of one layout, each
+#: of one call per partition (the planner caches hundreds of plans per model; every kept
+#: call is a few more objects for the garbage collector to walk)
+SENT_CALLS = 8
 
 
 class ModelState:
@@ -72,18 +74,18 @@ class ModelState:
         return self._query_layout
 
     def query_plan(self, plan: Plan, mode: QueryMode, offset: int, limit: int | None) -> RedisPlan:
-        """One ``query.lua`` call per partition, in one round trip (kept on ``plan``, which
-        the planner caches: a query asked again with the same window and layout is sent as
-        it was; a plan keeps a few windows, not every page of an offset pagination)."""
+        """One ``query.lua`` call per partition, in one round trip. A first page's calls are
+        kept on ``plan``, which the planner caches: a query asked again with the same mode,
+        limit and layout is sent as it was (no more than :data:`SENT_CALLS` calls per plan:
+        other pages of an offset pagination, and plans of many partitions, are made each
+        time)."""
         layout = self.writes.layout
-        key = (mode, offset, limit, layout)
+        key = (mode, limit, layout)
         sent = plan.sent
-        if sent is not None:
+        if offset == 0 and sent is not None:
             made = sent.get(key)
             if made is not None:
                 return made
-        elif offset == 0:  # (a first page: the window most often asked again)
-            sent = plan.sent = {}
         verify, program = "1" if self.options.ttl else "0", plan.program
         # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
         # refused; no partition holds that many documents, so larger bounds mean "all")
@@ -93,8 +95,13 @@ class ModelState:
             QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
                       layout).call()
             for keys, doc_prefix, meta_prefix in self.query_layout()]), read_only=True)
-        if sent is not None and len(sent) < SENT_PER_PLAN:
-            sent[key] = made
+        if offset == 0:
+            # (first; or the schema was read again: the calls kept carry an old layout,
+            # and would never be asked again)
+            if sent is None or any(kept[2] != layout for kept in sent):
+                sent = plan.sent = {}
+            if (len(sent) + 1) * len(made.steps) <= SENT_CALLS:
+                sent[key] = made
         return made
 
 

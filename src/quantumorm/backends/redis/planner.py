@@ -133,9 +133,10 @@ class Plan:
     #: first count (see reader.Reader._matches): a cached plan is counted without building
     #: them again
     counting: tuple[bytes, RedisPlan] | None = None
-    #: the ``query.lua`` calls made of this plan (ModelState.query_plan), by mode, offset,
-    #: limit and schema layout: a cached plan asked again is sent without building them
-    sent: dict[tuple[str, int, int | None, bytes], RedisPlan] | None = field(
+    #: the ``query.lua`` calls made of this plan for its first pages
+    #: (ModelState.query_plan), by mode, limit and schema layout: a cached plan asked
+    #: again is sent without building them
+    sent: dict[tuple[str, int | None, bytes], RedisPlan] | None = field(
         default=None, compare=False, repr=False)
 
     @cached_property

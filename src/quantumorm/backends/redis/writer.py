@@ -129,15 +129,15 @@ class Writer(TwoPhase):
                 outcome, given = given[1], None
             else:
                 batches = self._batches(state, [requests[i] for i in pending], pending)
-            calls = [record.call() for record, _ in batches]
-            # saves may be resent after a broken connection (each recognises its own earlier
-            # application by its write id); not deletes (no write id survives them) nor an
-            # insert that allocates its id (it is looked up instead)
             head = batches[0][0]
             allocating = len(batches) == 1 and isinstance(head, SaveCall) and not head.id_key
-            resendable = not allocating and all(c.script != "delete" for c in calls)
             try:
                 if outcome is None:
+                    calls = [record.call() for record, _ in batches]
+                    # saves may be resent after a broken connection (each recognises its own
+                    # earlier application by its write id); not deletes (no write id
+                    # survives them) nor an insert that allocates its id (it is looked up)
+                    resendable = not allocating and all(c.script != "delete" for c in calls)
                     sent = yield RedisPlan(tuple(calls), idempotent=resendable)
                 elif isinstance(outcome, BackendConnectionError):
                     raise outcome

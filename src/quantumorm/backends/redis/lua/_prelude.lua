@@ -37,7 +37,9 @@ local function unpack_list(s, suffix)
       size, colon = size * 10 + b - 48, colon + 1
       b = byte(s, colon)
     end
-    if colon == pos then error("damaged list of value encodings") end
+    if colon == pos or colon + size > length then  -- (no digits; an item cut short)
+      error("damaged list of value encodings")
+    end
     n = n + 1
     if suffix then
       out[n] = sub(s, colon + 1, colon + size) .. suffix
@@ -106,14 +108,26 @@ local function emit(op, idkey, version, write_id, changed, doc)
   end
 end
 
+-- A document's index members as its meta hash lists them, one list per index of
+-- ``indexes``: read whole before a purge writes anything (a damaged list is an error there,
+-- with nothing written).
+local function listed_members(idkey, meta_key, indexes)
+  local all = {}
+  for i, index in ipairs(indexes) do
+    all[i] = unpack_list(redis.call("HGET", meta_key, index.field), idkey)
+  end
+  return all
+end
+
 -- Remove what a document left behind when its key expired: its entries in every index
 -- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
 -- list of {key = index key, field = meta field holding that index's entries}.
-local function purge(idkey, meta_key, ids_key, ttl_key, indexes)
-  for _, index in ipairs(indexes) do
-    local members = unpack_list(redis.call("HGET", meta_key, index.field), idkey)
-    for i = 1, #members, 1000 do
-      redis.call("ZREM", index.key, unpack(members, i, math.min(i + 999, #members)))
+local function purge(idkey, meta_key, ids_key, ttl_key, indexes, members)
+  members = members or listed_members(idkey, meta_key, indexes)
+  for i, index in ipairs(indexes) do
+    local listed = members[i]
+    for j = 1, #listed, 1000 do
+      redis.call("ZREM", index.key, unpack(listed, j, math.min(j + 999, #listed)))
     end
   end
   redis.call("DEL", meta_key)
@@ -122,9 +136,9 @@ local function purge(idkey, meta_key, ids_key, ttl_key, indexes)
 end
 
 -- purge() for a document whose key expired, with its "expire" change event
-local function purge_expired(idkey, meta_key, ids_key, ttl_key, indexes)
+local function purge_expired(idkey, meta_key, ids_key, ttl_key, indexes, members)
   local version = redis.call("HGET", meta_key, "v") or "0"
-  purge(idkey, meta_key, ids_key, ttl_key, indexes)
+  purge(idkey, meta_key, ids_key, ttl_key, indexes, members)
   emit("expire", idkey, version)
 end
 
@@ -178,8 +192,15 @@ local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes, 
       -- a document locked by a prepared transaction keeps its leftovers until released:
       -- its apply writes it again (tx.lua); it stays due for the next sweep
     elseif at == -2 then
-      purge_expired(idkey, meta_prefix .. eid, ids_key, ttl_key, indexes)
-      purged = purged + 1
+      -- (a sweep runs after its write's own: an error now would report that write as
+      -- failed. A document whose lists of entries do not read, or whose meta key holds
+      -- another type, stays due, for verify() to report and repair() to rebuild)
+      local meta_key = meta_prefix .. eid
+      local readable, members = pcall(listed_members, idkey, meta_key, indexes)
+      if readable then
+        purge_expired(idkey, meta_key, ids_key, ttl_key, indexes, members)
+        purged = purged + 1
+      end
     elseif at == -1 then
       redis.call("ZREM", ttl_key, idkey)
     else

@@ -22,7 +22,7 @@ Reading a document whose codec's package is missing raises
 Compression changes the stored bytes only: the JSON inside is the one an uncompressed write
 stores, byte for byte, and what the scripts read (versions, index entries) lives outside
 the document. The Lua scripts never look inside a document, except a "patch" update
-(``filter(id=x).update()``) of one left uncompressed: ``save.lua`` refuses a compressed one
+(``filter(id=x).update()``) of one left uncompressed: ``patch.lua`` refuses a compressed one
 (``{"COMPRESSED"}``, nothing written) and the update reads and rewrites it instead.
 """
 

@@ -138,10 +138,9 @@ def test_allocated_ids_all_taken_are_retried_as_the_general_path_retries(
     assert Entry.objects.count_sync() == 1000
 
 
-def test_a_lost_reply_of_an_allocating_insert_is_settled_by_its_write_id(
-        conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The call the one-insert path sent (its write id) is the one looked up."""
-    Entry(id="warm", title="w", code="w").save_sync()
+def _lose_next_reply(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The next round trip of the one-insert path is applied by the server, then its reply
+    is "lost" (a ConnectionError); the list returned holds a 1 once it was."""
     real = executor_module._round_trip
     lost: list[int] = []
 
@@ -153,6 +152,14 @@ def test_a_lost_reply_of_an_allocating_insert_is_settled_by_its_write_id(
         return replies
 
     monkeypatch.setattr(executor_module, "_round_trip", lossy)
+    return lost
+
+
+def test_a_lost_reply_of_an_allocating_insert_is_settled_by_its_write_id(
+        conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call the one-insert path sent (its write id) is the one looked up."""
+    Entry(id="warm", title="w", code="w").save_sync()
+    lost = _lose_next_reply(monkeypatch)
     doc = Entry(title="once", code="once").save_sync()
     monkeypatch.undo()
     stored = Entry.objects.filter(title="once").all_sync()
@@ -162,17 +169,7 @@ def test_a_lost_reply_of_an_allocating_insert_is_settled_by_its_write_id(
 def test_a_lost_reply_of_an_insert_with_its_id_is_recognised(
         conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     Entry(id="warm", title="w", code="w").save_sync()
-    real = executor_module._round_trip
-    lost: list[int] = []
-
-    def lossy(*args: Any) -> Any:
-        replies = real(*args)
-        if not lost:
-            lost.append(1)
-            raise redis.ConnectionError("injected: the reply was lost")
-        return replies
-
-    monkeypatch.setattr(executor_module, "_round_trip", lossy)
+    lost = _lose_next_reply(monkeypatch)
     doc = Entry(id="k", title="once", code="k").save_sync()  # resent: its write id known
     monkeypatch.undo()
     assert lost and Entry.objects.get_sync(id="k").version == doc.version

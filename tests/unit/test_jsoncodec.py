@@ -10,6 +10,7 @@ import json
 import math
 import random
 import struct
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -277,7 +278,6 @@ def test_a_subclass_from_storage_is_used() -> None:
 def test_plain_encodings_hold_no_more_memory_than_their_length() -> None:
     """orjson's bytes keep the (4 KiB or more) buffer they were written into; what
     encode_plain returns is a copy of its length (bulk_create holds one per document)."""
-    tracemalloc = pytest.importorskip("tracemalloc")
     data = {"name": "n" * 40, "age": 47, "tags": ["t1", "t2", "t3"], "on": True}
     expected = reference(data)
     assert jsoncodec.encode_plain(data) == expected

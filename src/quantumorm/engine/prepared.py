@@ -56,7 +56,7 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _EXACT_ELEMENTS = frozenset({str, type(None)})
 #: the key under which a model's options keep its fields' trust (see _trusted)
 _TRUST = type("_Trust", (), {})()
-#: per field of a model: (attribute, storage name, field, how clean may trust its value:
+#: per field of a model: (attribute, storage name, field, how :func:`clean` may trust its value:
 #: _OWN_FORM, _OWN_FORM_LIST or 0, its quick_clean or None, its storer or None: see
 #: Field.quick_clean and Field.storer), or None when a save validates the whole document
 Trusted = tuple[tuple[str, str, Field, int, Callable[[Any], Any] | None,

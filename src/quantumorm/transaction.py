@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import signals
 from .cache import routing as cache_routing
-from .engine import ops
+from .engine import ops, prepared
 from .engine.contract import Backend, WriteRequest, WriteResult
 from .engine.drive import Op
 from .errors import DocumentLocked, TransactionError, UnsupportedOperation, VersionConflict
@@ -120,11 +120,11 @@ class _Work:
 
     def save(self, doc: Document, ttl: Any) -> None:
         self.bind(type(doc))
-        ops._check_whole(doc)
+        prepared.check_whole(doc)
         expire = ops.expiry(self.connection.backend, doc._meta, ttl)
         signals.pre_save.send(type(doc), document=doc)
         data = doc.clean()
-        request = ops._request(doc, data, expire)
+        request = prepared.request(doc, data, expire)
         if request is not None:
             self._queue(doc, data, request)
 
@@ -190,7 +190,7 @@ class _Work:
                 signals.post_delete.send(type(doc), document=doc, deleted=True)
             else:
                 assert data is not None
-                ops._applied(doc, data, result)
+                prepared.applied(doc, data, result)
                 signals.post_save.send(type(doc), document=doc,
                                        created=request.kind == "insert")
 

@@ -13,7 +13,7 @@ from cache_stepping import Stepper
 import quantumorm
 from quantumorm import Document, IntField, StringField
 from quantumorm.cache.entries import CacheKeys
-from quantumorm.engine import ops
+from quantumorm.engine import prepared
 from quantumorm.errors import ConfigurationError, QueryError
 
 
@@ -174,7 +174,7 @@ def test_a_write_in_progress_keeps_readers_on_the_primary(cached: dict[str, Any]
 
 
 def _update(doc: Any) -> Any:
-    return ops._request(doc, doc.clean())
+    return prepared.request(doc, doc.clean())
 
 
 def test_query_results_are_cached_until_a_write_finishes(cached: dict[str, Any]) -> None:

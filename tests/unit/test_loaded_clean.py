@@ -1,4 +1,4 @@
-"""The save of a loaded document (``engine.ops._clean``): it validates only the fields whose
+"""The save of a loaded document (``engine.prepared.clean``): it validates only the fields whose
 value is not the one it was loaded with, through the fields' quick checks where they take
 the value, and works out which stored forms changed. Whatever is assigned, it gives what the
 general path gives (``clean()`` of every field, then every stored form compared): the same
@@ -30,7 +30,7 @@ from quantumorm import (
     ValidationError,
     jsoncodec,
 )
-from quantumorm.engine import ops
+from quantumorm.engine import prepared
 
 UTC = dt.timezone.utc
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -84,7 +84,7 @@ def general(doc: Loaded) -> tuple[dict[str, Any], frozenset[str]]:
     data = doc.clean()
     stored = doc._stored or {}
     return data, frozenset(name for name, field in doc._fields.items()
-                           if not ops._same(stored.get(field.db_name), data.get(field.db_name)))
+                           if not prepared.same(stored.get(field.db_name), data.get(field.db_name)))
 
 
 def outcome(run: Any, doc: Loaded) -> Any:
@@ -101,7 +101,7 @@ def assert_same_outcome(change: Any) -> None:
     fast, slow = loaded(), loaded()
     change(fast)
     change(slow)
-    got, expected = outcome(ops._clean, fast), outcome(general, slow)
+    got, expected = outcome(prepared.clean, fast), outcome(general, slow)
     assert got[0] == expected[0], (got, expected)
     if got[0] == "refused":
         assert got[1] == expected[1]
@@ -117,7 +117,7 @@ def assert_same_outcome(change: Any) -> None:
 
 def test_nothing_assigned_is_nothing_changed() -> None:
     doc = loaded()
-    data, changed = ops._clean(doc)
+    data, changed = prepared.clean(doc)
     assert changed == frozenset() and jsoncodec.same(data, STORED)
     assert_same_outcome(lambda doc: None)
 
@@ -151,13 +151,13 @@ def test_a_field_missing_from_the_stored_data_is_validated() -> None:
     old = {k: v for k, v in STORED.items() if k != "nk"}
     doc = loaded(old)
     assert doc.nick is None
-    data, changed = ops._clean(doc)
+    data, changed = prepared.clean(doc)
     assert changed == frozenset() and data["nk"] is None
     required = Loaded._fields["nick"]
     required.required = True
     try:
         with pytest.raises(ValidationError) as refused:
-            ops._clean(loaded(old))
+            prepared.clean(loaded(old))
         assert set(refused.value.errors) == {"nick"}
     finally:
         required.required = False
@@ -166,22 +166,22 @@ def test_a_field_missing_from_the_stored_data_is_validated() -> None:
 def test_an_option_changed_after_a_save_is_checked_on_the_next_one() -> None:
     doc = loaded()
     doc.name = "bob"
-    assert ops._clean(doc)[1] == {"name"}  # (the model's plan is made)
+    assert prepared.clean(doc)[1] == {"name"}  # (the model's plan is made)
     field = Loaded._fields["name"]
     field.max_length = 2
     try:
         again = loaded()
         again.name = "bob"
         with pytest.raises(ValidationError, match="name"):
-            ops._clean(again)
+            prepared.clean(again)
         unchanged = loaded()  # ("ann" as loaded: not checked again)
         unchanged.age = 5
-        assert ops._clean(unchanged)[1] == {"age"}
+        assert prepared.clean(unchanged)[1] == {"age"}
     finally:
         field.max_length = 12
     doc = loaded()
     doc.name = "bob"
-    assert ops._clean(doc)[1] == {"name"}
+    assert prepared.clean(doc)[1] == {"name"}
 
 
 @settings(max_examples=300, deadline=None)

@@ -31,7 +31,7 @@ from ..fields.base import MISSING
 from ..fields.scalar import DecimalField, FloatField, IntField
 from ..fields.structured import ArrayField
 from ..jsoncodec import among, same
-from . import ops
+from . import ops, prepared
 from .drive import Op
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def modify(backend: Backend, doc: Document, changes: Sequence[Change],
         request = None
         if _apply(fresh, changes, unique):
             data = fresh.clean()  # the result must be valid (e.g. min_value): else nothing
-            request = ops._request(fresh, data, expire)
+            request = prepared.request(fresh, data, expire)
         if request is None:
             _adopt(doc, fresh, names)
             return answer(fresh, False)
@@ -140,7 +140,7 @@ def modify(backend: Backend, doc: Document, changes: Sequence[Change],
             stored = None  # another writer won (or holds it: waited for): read again
             yield from ops.wait_for(backend, model, result.error)
             continue
-        ops._applied(fresh, data, result)
+        prepared.applied(fresh, data, result)
         _adopt(doc, fresh, names)
         signals.post_save.send(model, document=doc, created=False)
         return answer(fresh, True)

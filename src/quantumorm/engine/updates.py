@@ -48,7 +48,7 @@ from ..jsoncodec import among, same
 from ..query import evaluate, paths
 from ..query.lookups import Lookup
 from ..query.nodes import And, Condition, Node, QuerySpec
-from . import ops
+from . import ops, prepared
 from .atomic import ATTEMPTS
 from .drive import Op
 
@@ -296,7 +296,7 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
             apply(doc, operations)
             signals.pre_save.send(model, document=doc)
             data = doc.clean()  # the result must be valid (e.g. min_value): else nothing
-            request = ops._request(doc, data, expire)
+            request = prepared.request(doc, data, expire)
             if request is None:  # it matched and already has the values: no write
                 outcome.matched += 1
                 outcome.before.append(before)
@@ -325,7 +325,7 @@ def update(backend: Backend, model: type[D], spec: QuerySpec,
             if result.error is not None:  # a store refusal, e.g. a unique value taken
                 failures.append((position, result.error))
                 continue
-            ops._applied(doc, data, result)
+            prepared.applied(doc, data, result)
             outcome.matched += 1
             outcome.before.append(before)
             outcome.after.append(doc)
@@ -353,12 +353,12 @@ def _insert(backend: Backend, model: type[D], start: dict[str, Any],
     apply(doc, operations)
     signals.pre_save.send(model, document=doc)
     data = doc.clean()
-    request = ops._request(doc, data, expire)
+    request = prepared.request(doc, data, expire)
     assert request is not None
     (result,) = yield from backend.write(model._meta, [request])
     if isinstance(result.error, (DuplicateIdError, UniqueViolation)):
         return result.error
-    ops._applied(doc, data, result)
+    prepared.applied(doc, data, result)
     signals.post_save.send(model, document=doc, created=True)
     return doc
 

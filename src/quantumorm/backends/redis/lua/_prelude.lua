@@ -108,6 +108,15 @@ local function emit(op, idkey, version, write_id, changed, doc)
   end
 end
 
+-- Every index of the model as {key =, field =}: ``manifests`` lists each index's meta field,
+-- in the order of its keys, which start at KEYS[first] (what bad_index(), purge() and
+-- sweep() take)
+local function index_records(manifests, first)
+  local all = {}
+  for i, field in ipairs(manifests) do all[i] = {key = KEYS[first + i - 1], field = field} end
+  return all
+end
+
 -- A document's index members as its meta hash lists them, one list per index of
 -- ``indexes``: read whole before a purge writes anything (a damaged list is an error there,
 -- with nothing written).

@@ -62,8 +62,7 @@ if doc_type == "none" then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   refused = stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
-  local indexes = {}  -- (as bad_index() and purge_expired() take them)
-  for i, field in ipairs(manifests) do indexes[i] = {key = KEYS[6 + i], field = field} end
+  local indexes = index_records(manifests, 7)
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
   purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)

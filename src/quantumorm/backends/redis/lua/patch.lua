@@ -53,15 +53,9 @@ local function prefixes()
   return string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1)
 end
 
--- every index of the model, {key =, field =}: what a purge or a sweep writes (built when
+-- every index of the model, in KEYS[6..] order: what a purge or a sweep writes (built when
 -- one is needed)
-local function every_index()
-  local all = {}
-  for i, field in ipairs(cmsgpack.unpack(ARGV[9])) do
-    all[i] = {key = KEYS[5 + i], field = field}
-  end
-  return all
-end
+local function every_index() return index_records(cmsgpack.unpack(ARGV[9]), 6) end
 
 -- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type),
 -- one EXISTS of the schedule and the lock hash (see schedule_and_locks), a lock, the id

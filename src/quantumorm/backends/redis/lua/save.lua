@@ -50,15 +50,9 @@
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
--- every index of the model, {key =, field =}, in KEYS[7..] order: what a purge or a sweep
--- writes (built when one is needed: most writes do neither)
-local function every_index()
-  local all = {}
-  for i, field in ipairs(cmsgpack.unpack(ARGV[8])) do
-    all[i] = {key = KEYS[6 + i], field = field}
-  end
-  return all
-end
+-- every index of the model, in KEYS[7..] order: what a purge or a sweep writes (built when
+-- one is needed: most writes do neither)
+local function every_index() return index_records(cmsgpack.unpack(ARGV[8]), 7) end
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; one
 -- EXISTS of the TTL schedule and the lock hash (and, for an insert of a known id, of its

@@ -22,9 +22,6 @@ do
   local bad = events_on(ARGV[5], KEYS[#KEYS])
   if bad then return redis.error_reply("WRONGTYPE " .. bad .. " is not a stream") end
 end
-local indexes = {}
-for i, field in ipairs(cmsgpack.unpack(ARGV[2])) do
-  indexes[i] = {key = KEYS[3 + i], field = field}
-end
+local indexes = index_records(cmsgpack.unpack(ARGV[2]), 4)
 local purged = sweep(tonumber(ARGV[1]), ARGV[3], ARGV[4], KEYS[1], KEYS[2], indexes)
 return {purged, redis.call("ZCOUNT", KEYS[2], "-inf", now_ms())}

@@ -58,3 +58,6 @@ async def test_writes_after_a_damaged_due_document_report_their_own_outcome(
     assert stored == {"k": 7, "z": 9}
     # the damaged one is left scheduled, its entries as they were, for repair()
     assert redis_client.zscore(keys.ttl(0), sortable.id_key("h")) == 1000
+    (index,) = keys.indexes(0)
+    assert [m for m in redis_client.zrange(index, 0, -1)
+            if m.endswith(sortable.id_key("h"))] != []

@@ -20,6 +20,7 @@ from quantumorm import (
     Document,
     DocumentTooLargeError,
     IntField,
+    InvalidOperation,
     JSONField,
     ListField,
     StringField,
@@ -192,6 +193,19 @@ async def test_bulk_create_with_an_invalid_document_late_writes_nothing(
         await run(blob.objects, "bulk_create", mode, docs, batch_size=1)
     assert set(caught.value.errors) == {"[3].payload", "[5].payload"}
     await nothing_stored(blob, mode)
+
+
+async def test_bulk_create_refuses_the_same_instance_twice(blob: Any, mode: str) -> None:
+    """One instance given twice would be stored twice (two auto ids), and the instance would
+    keep only the last: a copy nobody holds. Refused before anything is written."""
+    first, other = blob(name="a", n=1), blob(name="b", n=2)
+    with pytest.raises(InvalidOperation, match=r"positions 0 and 2"):
+        await run(blob.objects, "bulk_create", mode, [first, other, first])
+    await nothing_stored(blob, mode)
+    assert first.id is None and not first.is_saved
+    written = await run(blob.objects, "bulk_create", mode, [first, other])
+    assert [d.id for d in written] == [first.id, other.id] and first.id != other.id
+    assert await run(blob.objects, "count", mode) == 2
 
 
 # -- datetimes ------------------------------------------------------------------------------

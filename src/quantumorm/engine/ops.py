@@ -170,11 +170,18 @@ def bulk_create(
     ready: list[D] = []
     datas: list[dict[str, Any]] = []
     raws: list[bytes] = []
+    # (one instance given twice would be written twice, under two auto ids, and keep only
+    # the last: refused, as the positions of an instance are known only here)
+    seen: dict[int, int] = {}
     for position, doc in enumerate(docs):
         if type(doc) is not model:
             raise TypeError(f"bulk_create on {model.__name__} got {doc!r}")
         if doc._version:
             raise InvalidOperation(f"{doc!r} is already saved; bulk_create inserts new documents")
+        first = seen.setdefault(id(doc), position)
+        if first != position:
+            raise InvalidOperation(f"bulk_create got the same {model.__name__} instance at "
+                                   f"positions {first} and {position}")
         try:
             data = doc.clean()
             raw = prepared.encode(doc, data)

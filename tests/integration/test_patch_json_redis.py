@@ -122,3 +122,91 @@ def test_nested_keys_names_as_values_and_blanks(redis_client: Any) -> None:
             '{"age":1,"name":"[x}"}',  # (a top-level string ends at its quote)
             '{}', '{ }']
     assert _run(redis_client, docs) == ["="] * len(docs)
+
+
+# For each document, with ARGV[1] a quoted key and ARGV[2] a value text (then the
+# documents): "-" when patch_json_one declines, "=" when it gives what patch_json gives
+# (the same text, and "changed" exactly when patch_json names the member), else what differs.
+_ONE = _lua("_prelude") + _lua("_write") + r"""
+local out = {}
+for d = 3, #ARGV do
+  local s = ARGV[d]
+  local json, changed = patch_json_one(s, ARGV[1], ARGV[2])
+  if json == nil then
+    out[#out + 1] = "-"
+  else
+    local whole, differing = patch_json(s, {{ARGV[1], ARGV[2]}}, {"m"})
+    local same = whole == json and changed == (#differing == 1)
+    out[#out + 1] = same and "=" or ("differs: " .. s .. " -> " .. tostring(json))
+  end
+end
+return out
+"""
+
+
+def test_the_one_member_patch_gives_what_the_general_patch_gives(redis_client: Any) -> None:
+    """patch_json_one(), the common patch's path (one member, no scan tables), splices
+    exactly as patch_json() does wherever it does not decline (it declines a member the
+    object lacks, and what json_plain_spans declines)."""
+    docs = _documents(21, 300) + ['{"age":7}', '{"age":77,"x":1}', '{"x":{"age":1},"age":2}']
+    taken = 0
+    for key in KEYS:
+        for value in ["7", "77", '"age"', "[1,2]", '{"a":null}', "true", '""']:
+            replies = [r.decode() for r in redis_client.eval(
+                _ONE, 0, json.dumps(key), value, *docs)]
+            assert [r for r in replies if r not in ("=", "-")] == []
+            taken += replies.count("=")
+    assert taken > 1000  # (most documents with the member take it)
+    # a member the object lacks is left to patch_json (it appends it)
+    assert redis_client.eval(_ONE, 0, '"age"', "1", '{"x":1}') == [b"-"]
+
+
+_SOLE = _lua("_prelude") + _lua("_write") + r"""
+local out = {}
+for d = 1, #ARGV do
+  local item = sole_item(ARGV[d])
+  local ok, items = pcall(unpack_list, ARGV[d])
+  if item == nil then
+    out[#out + 1] = (ok and #items == 1) and "missed" or "-"
+  else
+    out[#out + 1] = (ok and #items == 1 and items[1] == item) and "=" or "differs"
+  end
+end
+return out
+"""
+
+
+def test_sole_item_reads_a_list_of_one_as_unpack_list_does(redis_client: Any) -> None:
+    """sole_item() (the index move of a scalar field) gives the one value encoding of a
+    list of one, and declines every other list, damaged ones included."""
+    from quantumorm.sortable import pack_list
+
+    rng = random.Random(5)
+    ones = [pack_list([bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 9, 10, 200))))])
+            for _ in range(80)]
+    others = [pack_list([]), pack_list([b"a", b"b"]), pack_list([b"1:x"] * 2), b"3", b"3x:abc",
+              b":abc", b"-1:", b"+3:abc", b" 3:abc", b"5:abc", b"3:abc9:xy", b"0x3:abc",
+              b"1e0:a", b"3:ab", b"2:abc"]
+    replies = [r.decode() for r in redis_client.eval(_SOLE, 0, *ones, *others)]
+    assert replies == ["="] * len(ones) + ["-"] * len(others)
+    assert [r.decode() for r in redis_client.eval(_SOLE, 0, b"01:x", b"3:1:2")] == ["=", "="]
+
+
+_APPLIED = _lua("_prelude") + _lua("_write") + r"""
+local v = applied_in(ARGV[1], ARGV[2])
+return v and tostring(v) or "nil"
+"""
+
+
+def test_applied_in_finds_a_write_id_only_where_an_entry_starts(redis_client: Any) -> None:
+    """A meta hash's "r" is 32-character entries (write id, then version): a write id made
+    of digits can also appear inside a version, or across two entries; only an entry's
+    own write id counts."""
+    a, b = "ab" * 8, "0000000000000777"
+    recent = a + "0000000000000777" + b + "0000000000000042"
+    assert redis_client.eval(_APPLIED, 0, recent, a) == b"777"
+    assert redis_client.eval(_APPLIED, 0, recent, b) == b"42"  # (not the version at 17)
+    assert redis_client.eval(_APPLIED, 0, "x" + recent[:63], b) == b"nil"
+    assert redis_client.eval(_APPLIED, 0, recent[:40], b) == b"nil"  # (an entry cut short)
+    assert redis_client.eval(_APPLIED, 0, "", a) == b"nil"
+    assert redis_client.eval(_APPLIED, 0, recent, a[:15]) == b"nil"

@@ -51,6 +51,7 @@ from .commands import Call
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
+from .writeids import write_id as new_write_id
 
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
 
@@ -243,7 +244,7 @@ class WriteLayout:
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
             request.kind, str(request.expected_version), id_key, self.document(request),
-            os.urandom(8).hex(), packed_pairs, packed_indexes, self.manifests,
+            new_write_id(), packed_pairs, packed_indexes, self.manifests,
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
@@ -296,13 +297,13 @@ class WriteLayout:
             members = self._members(shape, values, storage)
         expiry, limit, layout = wire_expiry(expire), str(self.max_document_bytes), self.layout
         keys, events, flat, manifests = self.keys, self.events, self._events_flat, self.manifests
-        urandom, escape_id, id_key = os.urandom, sortable.escape_id, sortable.id_key
+        make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
         calls = []
         for id in ids:
             p, escaped = keys.partition(keys.partition_of(id)), escape_id(id)
             calls.append(PatchCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
-                p.indexes, (p.changes,) if events else (), id_key(id), urandom(8).hex(),
+                p.indexes, (p.changes,) if events else (), id_key(id), make_id(),
                 expiry, limit, layout, flat, manifests, members))
         return calls
 
@@ -360,7 +361,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(request.values)
         return NewDocument(p.doc_prefix + escaped, p.meta_prefix + escaped,
                            sortable.id_key(request.id), self.document(request),
-                           write_id or os.urandom(8).hex(), wire.pack(pairs),
+                           write_id or new_write_id(), wire.pack(pairs),
                            wire.pack(lenient) if lenient else _NONE)
 
     def insert_many(self, partition: int, requests: list[WriteRequest]) -> InsertManyCall:
@@ -465,7 +466,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(values)
         return RestoreCall(
             keys.doc(partition, id), keys.meta(partition, id), p.ids, p.ttl, p.state,
-            p.indexes, sortable.id_key(id), raw, str(version), os.urandom(8).hex(),
+            p.indexes, sortable.id_key(id), raw, str(version), new_write_id(),
             wire.pack(pairs), self.described, wire.pack(lenient),
             Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
 

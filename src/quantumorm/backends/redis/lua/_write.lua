@@ -29,13 +29,15 @@ end
 local RECENT = 4
 
 -- The version the write ``write_id`` gave a document whose "r" is ``seen``, or nil if it
--- was not among its last RECENT writes.
+-- was not among its last RECENT writes. (A plain search, then its place checked: a write id
+-- starts an entry, at 1, 33, 65...; no substring is made of each entry, which cost every
+-- write as much as a command.)
 local function applied_in(seen, write_id)
   if not seen or not write_id or #write_id ~= 16 then return nil end
-  for i = 1, #seen, 32 do
-    if string.sub(seen, i, i + 15) == write_id then
-      return tonumber(string.sub(seen, i + 16, i + 31))
-    end
+  local at = string.find(seen, write_id, 1, true)
+  while at do
+    if at % 32 == 1 then return tonumber(string.sub(seen, at + 16, at + 31)) end
+    at = string.find(seen, write_id, at + 1, true)
   end
   return nil
 end
@@ -153,6 +155,15 @@ end
 -- stream} (any other error is raised). Where it is not the script's first write (save.lua and
 -- delete.lua make it their last refusable one), the caller takes back what it wrote before.
 local function emit_first(op, idkey, version, write_id, changed, doc)
+  if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and write_id and changed
+      and not (doc and EVENTS.doc) then
+    -- (the usual event, a stream's alone with every field given: emit()'s XADD with its
+    -- arguments in place, with no list of them made and no pcall of emit)
+    local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
+                             "*", "op", op, "id", idkey, "v", tostring(version), "w",
+                             write_id, "f", changed)
+    return refused
+  end
   local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
   if ok then return nil end
   local text = type(failure) == "table" and failure.err or tostring(failure)
@@ -230,6 +241,17 @@ local function unique_holder(index_key, member, idkey, doc_prefix, ignore)
     if #held < 64 then return nil end
     low = "(" .. held[#held]
   end
+end
+
+-- The value encoding of a list (quantumorm.sortable.pack_list) that holds exactly one, as
+-- the list of a scalar field does; nil for any other list (unpack_list reads those, and
+-- says which are damaged).
+local function sole_item(s)
+  local _, colon = string.find(s, "^%d+:")
+  if colon and tonumber(string.sub(s, 1, colon - 1)) == #s - colon then
+    return string.sub(s, colon + 1)
+  end
+  return nil
 end
 
 -- The entries of a document that change in one index from ``old`` to ``new`` (lists of
@@ -439,6 +461,49 @@ local function json_members(s)
   end
 end
 
+-- json_plain_spans()'s first proof: the decoded document when ``s`` is valid JSON (cjson
+-- reads it whole), an object, with no backslash and no NUL; else nil.
+local function json_plain_doc(s)
+  -- (a NUL too: cjson stops reading at one, so "reads it whole" would not hold; two plain
+  -- searches, which scan bytes, cost a fraction of one search for a class of two)
+  if string.find(s, "\\", 1, true) or string.find(s, "\0", 1, true) then return nil end
+  local ok, doc = pcall(cjson.decode, s)
+  if not ok or type(doc) ~= "table" or string.byte(s, json_ws(s, 1)) ~= 123 then
+    return nil
+  end
+  return doc
+end
+
+-- json_plain_spans()'s second: in a document json_plain_doc() accepted whose object has
+-- the member of key text ``key``, the first position of its value and the position after
+-- it; nil where that is not proven (the text holds two keys of that name).
+local function json_plain_span(s, key)
+  local first, after, from = nil, nil, 1
+  while true do
+    local k, k_end = string.find(s, key, from, true)
+    if not k then break end
+    local colon = json_ws(s, k_end + 1)
+    if string.byte(s, colon) == 58 then
+      if first then return nil end  -- (two keys of that name)
+      first = json_ws(s, colon + 1)
+      local b = string.byte(s, first)
+      if b == 34 then
+        after = string.find(s, '"', first + 1, true) + 1
+      elseif b == 91 or b == 123 then
+        local _, last = string.find(s, b == 91 and "^%b[]" or "^%b{}", first)
+        if not last or not pcall(cjson.decode, string.sub(s, first, last)) then
+          return nil
+        end
+        after = last + 1
+      else
+        after = string.find(s, "[,}%] \t\r\n]", first)
+      end
+    end
+    from = k_end + 1
+  end
+  return first, after
+end
+
 -- What patch_json needs of the stored document ``s``, found without scanning it member by
 -- member in Lua, where that provably finds what json_members finds: the members named in
 -- ``given`` (lists whose first item is a quoted key text) by key text, as json_members
@@ -456,43 +521,15 @@ end
 -- the next delimiter. A name the object lacks is appended; a name held by two keys (a
 -- nested one too, or stored twice) is left to the scan.
 local function json_plain_spans(s, given)
-  -- (a NUL too: cjson stops reading at one, so "reads it whole" would not hold; two plain
-  -- searches, which scan bytes, cost a fraction of one search for a class of two)
-  if string.find(s, "\\", 1, true) or string.find(s, "\0", 1, true) then return nil end
-  local ok, doc = pcall(cjson.decode, s)
-  if not ok or type(doc) ~= "table" or string.byte(s, json_ws(s, 1)) ~= 123 then
-    return nil
-  end
+  local doc = json_plain_doc(s)
+  if not doc then return nil end
   local at = {}
   for _, m in ipairs(given) do
     local key = m[1]
     if doc[string.sub(key, 2, -2)] ~= nil then
-      local span, from = nil, 1
-      while true do
-        local k, k_end = string.find(s, key, from, true)
-        if not k then break end
-        local colon = json_ws(s, k_end + 1)
-        if string.byte(s, colon) == 58 then
-          if span then return nil end  -- (two keys of that name)
-          local first = json_ws(s, colon + 1)
-          local b, after = string.byte(s, first), nil
-          if b == 34 then
-            after = string.find(s, '"', first + 1, true) + 1
-          elseif b == 91 or b == 123 then
-            local _, last = string.find(s, b == 91 and "^%b[]" or "^%b{}", first)
-            if not last or not pcall(cjson.decode, string.sub(s, first, last)) then
-              return nil
-            end
-            after = last + 1
-          else
-            after = string.find(s, "[,}%] \t\r\n]", first)
-          end
-          span = {key, first, after}
-        end
-        from = k_end + 1
-      end
-      if not span then return nil end
-      at[key] = span
+      local first, after = json_plain_span(s, key)
+      if not first then return nil end
+      at[key] = {key, first, after}
     end
   end
   local close = #s
@@ -547,6 +584,22 @@ local function patch_json(old, given, names)
   end
   pieces[#pieces + 1] = string.sub(old, pos)
   return table.concat(pieces), differing
+end
+
+-- patch_json() of one member (``key``: its key text, quoted as stored; ``value``: its value
+-- text) where json_plain_doc() and json_plain_span() prove its span, as the common patch
+-- is: the document and whether it changed, with no table made but cjson's (patch_json
+-- and its caller make several). nil otherwise (a member the object lacks too): the caller calls
+-- patch_json, whose scan decides.
+local function patch_json_one(old, key, value)
+  local doc = json_plain_doc(old)
+  if not doc or doc[string.sub(key, 2, -2)] == nil then return nil end
+  local first, after = json_plain_span(old, key)
+  if not first then return nil end
+  if after - first == #value and string.sub(old, first, after - 1) == value then
+    return old, false
+  end
+  return string.sub(old, 1, first - 1) .. value .. string.sub(old, after), true
 end
 
 -- Two-phase commit (transaction.py, twophase.py): a prepared transaction locks every document

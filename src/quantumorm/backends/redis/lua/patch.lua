@@ -116,17 +116,28 @@ stored = payload_of(stored)
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
 if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
-local given, names = {}, {}
-for i = 1, n do
-  given[i] = {ARGV[13 + i], ARGV[at_values + i]}
-  names[i] = ARGV[at_names + i]
+local json, count, changed  -- (how many members' texts change; the event's "f")
+if n == 1 then  -- (the common patch: one member, its span proven with no scan)
+  local differs
+  json, differs = patch_json_one(stored, ARGV[14], ARGV[at_values + 1])
+  count = differs and 1 or 0
 end
-local json, differing = patch_json(stored, given, names)
-if not json then return {"CORRUPT"} end
+if not json then
+  local given, names = {}, {}
+  for i = 1, n do
+    given[i] = {ARGV[13 + i], ARGV[at_values + i]}
+    names[i] = ARGV[at_names + i]
+  end
+  local differing
+  json, differing = patch_json(stored, given, names)
+  if not json then return {"CORRUPT"} end
+  count = #differing
+  if count < n then changed = cmsgpack.pack(differing) end
+end
 local expiry = ARGV[3]
-if #differing == 0 and expiry == "keep" then return {"OK", tonumber(current), idkey} end
+if count == 0 and expiry == "keep" then return {"OK", tonumber(current), idkey} end
 if #json > tonumber(ARGV[4]) then return {"TOOLARGE", #json} end
-local changed = #differing == n and ARGV[10] or cmsgpack.pack(differing)
+if count == n then changed = ARGV[10] elseif not changed then changed = cmsgpack.pack({}) end
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims.
 local moved = {}  -- {key, drop, add} of each index whose entries change
@@ -137,7 +148,15 @@ for i = 1, j do
   local old = got[i + 2] or ""
   local unique = ARGV[base + 3] == "1"
   local drop, add
-  if old ~= new then drop, add = entries_diff(idkey, unpack_list(old), unpack_list(new)) end
+  if old ~= new then
+    -- (a scalar field's lists hold one value each: no list nor set made of them)
+    local was, now = sole_item(old), sole_item(new)
+    if was and now then
+      if was == now then drop, add = {}, {} else drop, add = {was .. idkey}, {now .. idkey} end
+    else
+      drop, add = entries_diff(idkey, unpack_list(old), unpack_list(new))
+    end
+  end
   -- (the first write in an index proves its type, see change_entries; an index with
   -- nothing to write, or a unique claim to check first, is checked here)
   if (unique or not drop or #drop + #add == 0) and not type_ok(index_key, "zset") then

@@ -37,6 +37,7 @@
 --             inside: nothing written, the caller reads and rewrites it)
 --           | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
 --           | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
+--           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read)
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -106,8 +107,7 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   local all = every_index()
   local bad = bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
-  purge_expired(idkey, meta_key, KEYS[3], KEYS[4], all)
-  return {"MISSING"}
+  return purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
 if not current or not stored then return {"MISSING"} end
 
@@ -124,7 +124,9 @@ end
 local json, differing = patch_json(stored, given, names)
 if not json then return {"CORRUPT"} end
 local expiry = ARGV[3]
-if #differing == 0 and expiry == "keep" then return {"OK", tonumber(current), idkey} end
+if #differing == 0 and expiry == "keep" then
+  return bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
+end
 if #json > tonumber(ARGV[4]) then return {"TOOLARGE", #json} end
 local changed = #differing == n and ARGV[10] or cmsgpack.pack(differing)
 
@@ -137,7 +139,13 @@ for i = 1, j do
   local old = got[i + 2] or ""
   local unique = ARGV[base + 3] == "1"
   local drop, add
-  if old ~= new then drop, add = entries_diff(idkey, unpack_list(old), unpack_list(new)) end
+  if old ~= new then
+    local listed = read_list(old)
+    if not listed then
+      return damaged(meta_key, ARGV[at_pairs + 2 * tonumber(ARGV[base + 2]) - 1])
+    end
+    drop, add = entries_diff(idkey, listed, unpack_list(new))
+  end
   -- (the first write in an index proves its type, see change_entries; an index with
   -- nothing to write, or a unique claim to check first, is checked here)
   if (unique or not drop or #drop + #add == 0) and not type_ok(index_key, "zset") then

@@ -120,6 +120,14 @@ for n = 1, (#ARGV - 4) / 5 do
   elseif what == "discard" then
     if redis.call("EXISTS", doc_key) == 0 and redis.call("EXISTS", meta_key) == 1
         and unreadable(meta_key) then
+      -- the entries its lists that read record go now (verify() judged them as awaiting
+      -- the sweep); those of a list that does not read, with "drop" fixes
+      if type_ok(meta_key, "hash") then
+        for _, index in ipairs(indexes) do
+          local listed = read_list(redis.call("HGET", meta_key, index.field) or nil, idkey)
+          if listed then bulk("ZREM", index.key, listed, false) end
+        end
+      end
       redis.call("DEL", meta_key)
       redis.call("ZREM", KEYS[1], idkey)
       redis.call("ZREM", KEYS[2], idkey)

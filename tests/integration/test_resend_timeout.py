@@ -11,6 +11,7 @@ behind the pause). No timings are asserted: only outcomes, and how often the scr
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -150,7 +151,7 @@ def events(redis_client: redis.Redis) -> list[tuple[bytes, bytes]]:
     return [(fields[b"op"], fields[b"id"]) for _, fields in redis_client.xrange(stream)]
 
 
-@pytest.mark.parametrize("write", ["insert", "update", "patch", "bulk insert"])
+@pytest.mark.parametrize("write", ["insert", "update", "patch", "bulk insert", "transaction"])
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_write_whose_reply_timed_out_is_resent_and_found_applied(
         slow_conn: Any, redis_client: Any, relay: Relay, mode: str, write: str) -> None:
@@ -171,20 +172,31 @@ async def test_a_write_whose_reply_timed_out_is_resent_and_found_applied(
         await call(memo, "save", mode)
     elif write == "patch":
         assert await call(Memo.objects.filter(id="a"), "update", mode, n=1) == 1
-    else:
+    elif write == "bulk insert":
         await call(Memo.objects, "bulk_create", mode, [Memo(id="a", title="t", n=1),
                                                        Memo(id="b", title="t", n=1)])
+    elif mode == "sync":  # a transaction (one partition: one tx.lua call)
+        def block() -> None:
+            with slow_conn.transaction_sync() as tx:
+                tx.save(Memo(id="a", title="t", n=1))
+                tx.save(Memo(id="b", title="t", n=1))
+        await asyncio.to_thread(block)
+    else:
+        async with slow_conn.transaction() as tx:
+            tx.save(Memo(id="a", title="t", n=1))
+            tx.save(Memo(id="b", title="t", n=1))
     # sent twice, applied once: the second attempt found the first one's write id
     assert scripts_run(redis_client) - before == 2
-    kind = b"create" if write in ("insert", "bulk insert") else b"update"
-    ids = ["a", "b"] if write == "bulk insert" else ["a"]
+    inserts = ("insert", "bulk insert", "transaction")
+    kind = b"create" if write in inserts else b"update"
+    ids = ["a", "b"] if write in ("bulk insert", "transaction") else ["a"]
     assert events(redis_client)[seen:] == [(kind, sortable.id_key(i)) for i in ids]
     stored = await call(Memo.objects, "get", mode, id="a")
     assert stored.n == 1
     meta = KeySpace(Memo._meta).meta(0, "a")
     assert int(redis_client.hget(meta, "v")) == stored.version
-    assert len(redis_client.hget(meta, "r")) == (32 if write in ("insert", "bulk insert")
-                                                  else 64)  # one write id per application
+    # one write id per application
+    assert len(redis_client.hget(meta, "r")) == (32 if write in inserts else 64)
     assert await call(Memo.objects.filter(title="t"), "count", mode) == len(ids)
 
 

@@ -294,3 +294,31 @@ async def test_a_patch_writes_a_version_over_a_damaged_one(
     assert await call(Pet.objects.filter(id="a"), "update", mode, code="new") == 1
     assert redis_client.hget(META, "v").isdigit()
     assert (await call(Pet.objects, "verify", mode)).ok
+
+
+class Pair(Document):
+    a = StringField()
+    b = IntField()
+
+    class Meta:
+        collection = "dm_pairs"
+        indexes = [("a", "b")]  # (b has no index of its own: a query tests its values)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_query_that_reads_a_damaged_list_raises_typed(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    await call(Pair.objects, "bulk_create", mode, [Pair(id="p", a="x", b=1),
+                                                   Pair(id="q", a="x", b=3)])
+    query = Pair.objects.filter(a="x", b__ne=2)
+    assert sorted(p.id for p in await call(query, "all", mode)) == ["p", "q"]
+    meta = KeySpace(Pair._meta).meta(0, "p")
+    redis_client.hset(meta, "f:b", redis_client.hget(meta, "f:b") + b"x")
+    with pytest.raises(DamagedMetaError) as raised:
+        await call(query, "all", mode)
+    assert raised.value.key == meta and raised.value.field == "f:b"
+    assert raised.value.id == "p" and "dm_pairs" in raised.value.model
+    report = await call(Pair.objects, "verify", mode)
+    assert report.problems == {"damaged_meta": 1}
+    assert (await call(Pair.objects, "repair", mode)).ok
+    assert sorted(p.id for p in await call(query, "all", mode)) == ["p", "q"]

@@ -64,6 +64,14 @@ local function damaged(meta_key, field)
   return {"DAMAGED", meta_key, field}
 end
 
+-- What a read raises for the field ``field`` of the meta hash ``meta_key`` when it does not
+-- read (a read has no refusal reply to give: translation.py makes this error reply a
+-- DamagedMetaError). Neither holds a blank: ids are escaped in keys, and meta fields are
+-- "f:" or "x:" and a name.
+local function damaged_error(meta_key, field)
+  return {err = "DAMAGED " .. meta_key .. " " .. field}
+end
+
 -- A stored version is what string.format("%.0f") wrote: digits, no sign, blank or leading
 -- zero ("+13" or " 13" would read as 13 to tonumber and to Python's int, and never equal
 -- the "13" a caller expects). The refusal for ``stored`` (a version just read that is not

@@ -234,13 +234,14 @@ async def test_a_write_held_by_a_paused_server_is_resent_once_and_applied_once(
     fresh connection, and the write is applied once."""
     redis_client.flushdb()
     quantumorm.create_connection(url=redis_url, name="default", make_default=True,
-                                 socket_timeout=0.5)
+                                 socket_timeout=1.0)
     try:
         await call(Memo(id="w", title="warm"), "save", mode)
         before = redis_client.info("stats")["total_connections_received"]
-        # (longer than the timeout; the resend, sent after it and a backoff of at most
-        # 50 ms, waits less than the timeout for the pause to end)
-        redis_client.execute_command("CLIENT", "PAUSE", 800, "WRITE")
+        # (half a second longer than the timeout: room for a slow start of the write;
+        # the resend, sent after the timeout and a backoff of at most 50 ms, waits less
+        # than the timeout for the pause to end)
+        redis_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
         saved = await call(Memo(id="a", title="t", n=1), "save", mode)
         assert saved.version > 0
         assert [e for e in events(redis_client) if e[1] == sortable.id_key("a")] == [

@@ -342,6 +342,19 @@ class CorruptDocumentError(BackendError):
         super().__init__(f"{model} {id!r}: stored document is corrupt: {detail}")
 
 
+class DamagedMetaError(CorruptDocumentError):
+    """A document's meta hash (its version and the record of its index entries, which its
+    writes read) holds a field that does not read, or its key holds another type: the write
+    was refused with nothing written. The document itself is intact; ``repair()`` rebuilds
+    the meta hash and the index entries from it, and the document works again."""
+
+    def __init__(self, model: str, id: str, key: str, field: str | None) -> None:
+        self.key, self.field = key, field
+        where = f"field {field!r} of its meta hash {key!r}" if field else f"meta hash {key!r}"
+        super().__init__(model, id, f"{where} does not read; Model.objects.repair() "
+                                    "rebuilds it from the document")
+
+
 class CodecUnavailableError(BackendError):
     """A stored document is compressed with a codec whose package is not installed in this
     process (see ``Meta.compress``), so it cannot be read here.

@@ -67,6 +67,8 @@ PROBLEMS: dict[str, str] = {
     "dangling_ids": "an id is listed, but neither its document nor its meta hash exists",
     "missing_meta": "a document has no meta hash (no version, no record of its entries)",
     "bad_meta": "a meta hash has no valid version",
+    "damaged_meta": "a meta hash does not read (a damaged list of index entries or values, "
+                    "or another type at its key): its document's writes are refused",
     "version_mismatch": "a document carries another version than its meta hash's",
     "orphan_meta": "a meta hash outlived its document, and no expiry sweep is due for it",
     "unlisted_documents": "a document is not in its partition's id index",

@@ -144,6 +144,37 @@ def test_an_idempotent_write_is_resent() -> None:
     assert isinstance(steps.throw(rx.ConnectionError("reset")), Sleep)
 
 
+def test_an_idempotent_write_whose_reply_timed_out_is_resent_once() -> None:
+    plan = RedisPlan(TWO_WRITES.steps, idempotent=True)
+    steps, request = start(plan)
+    assert isinstance(steps.throw(rx.TimeoutError("Timeout reading from socket")), Sleep)
+    assert steps.send(None) == request
+    assert finish(steps, [b"OK", b"OK"]).resent
+    # a second timeout is final (a server too busy to answer twice), typed
+    steps, _ = start(plan)
+    steps.throw(rx.TimeoutError("Timeout reading from socket"))
+    steps.send(None)
+    with pytest.raises(errors.BackendTimeoutError):
+        steps.throw(rx.TimeoutError("Timeout reading from socket"))
+    # ... as is one after a broken connection and a timeout
+    steps, _ = start(plan)
+    steps.throw(rx.TimeoutError("Timeout reading from socket"))
+    steps.send(None)
+    steps.throw(rx.ConnectionError("reset"))
+    steps.send(None)
+    with pytest.raises(errors.BackendTimeoutError):
+        steps.throw(rx.TimeoutError("Timeout reading from socket"))
+
+
+@pytest.mark.parametrize("plan", [WRITE, TWO_WRITES, READ,
+                                  RedisPlan(READ.steps, read_only=True, idempotent=True)])
+def test_a_timeout_is_final_for_reads_and_writes_that_are_not_idempotent(
+        plan: RedisPlan) -> None:
+    steps, _ = start(plan)
+    with pytest.raises(errors.BackendTimeoutError):
+        steps.throw(rx.TimeoutError("Timeout reading from socket"))
+
+
 def test_bad_credentials_and_an_exhausted_pool_are_final() -> None:
     for final in (rx.AuthenticationError("WRONGPASS"),
                   rx.ConnectionError("No connection available.")):

@@ -217,7 +217,7 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
     assert "patch_json" not in defined("delete") and "store" not in defined("delete")
     assert "transact" in defined("tx") and "transact" in defined("tx_apply")
     # (query.lua has an emit() of its own, declared before its first use of the name)
-    assert "emit" not in defined("query") and "unpack_list" in defined("query")
+    assert "emit" not in defined("query") and "read_list" in defined("query")
 
 
 def test_a_body_hides_a_shared_name_from_its_own_local_on() -> None:

@@ -15,7 +15,10 @@
   Read-only and idempotent plans (writes that recognise their own earlier application)
   are retried on connection errors, and any plan of one step after a reply saying it did
   not run (:data:`NOT_EXECUTED`), up to ``retries`` attempts, with bounded exponential
-  backoff and jitter (:func:`backoff`); other writes are not. The replies of a plan sent
+  backoff and jitter (:func:`backoff`); other writes are not. A reply that does not come
+  within ``socket_timeout`` is a lost connection to an idempotent write (sent again once,
+  on a fresh connection: it waits behind its first attempt if that still runs, and finds
+  it applied by its write id), and final for any other plan. The replies of a plan sent
   again are marked ``resent``. On a cluster, the slot map is learnt again after the
   errors that mean it changed (:data:`REMAP`).
 * The first request of an executor reads the servers' eviction policy (``eviction.py``)
@@ -159,10 +162,19 @@ def _not_executed(exc: BaseException) -> bool:
         type(exc) is rx.ClusterError and "TTL exhausted" in str(exc))
 
 
-def retry_allowed(exc: BaseException, plan: RedisPlan) -> bool:
-    """May ``plan``, which failed with ``exc``, be sent again?"""
+def retry_allowed(exc: BaseException, plan: RedisPlan, timeouts: int = 0) -> bool:
+    """May ``plan``, which failed with ``exc``, be sent again? ``timeouts``: how many of
+    its attempts so far had no reply in time."""
     if _not_executed(exc):
         return plan.retryable or len(plan.steps) == 1
+    if isinstance(exc, rx.TimeoutError):
+        # No reply in time: the write was applied, or not, or still runs on a busy server
+        # (redis-py has closed the connection: the next attempt takes a fresh one, and
+        # waits behind a script that still runs). Only a write that recognises its earlier
+        # application by its write id may go again, once: a server too busy to answer
+        # twice is not helped by more of the same. A read is not sent again either: the
+        # caller chose how long to wait for one.
+        return plan.idempotent and not plan.read_only and timeouts == 0
     if isinstance(exc, (rx.ConnectionError, NotReplicated)):
         return plan.retryable and not _final(exc)
     return False
@@ -282,6 +294,7 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     read_only = read_only and not plan.primary
     attempts = link.retries
     request: Send | Fanout | None = None  # (the retry warning names where it went)
+    timeouts = 0  # (attempts with no reply in time: see retry_allowed)
     for attempt in range(attempts):
         try:
             if not link.eviction_checked:
@@ -309,8 +322,9 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
             return _marked(replies) if attempt else replies
         except rx.RedisError as exc:
             sent = plan if link.eviction_checked else POLICY_READ
-            if attempt + 1 == attempts or not retry_allowed(exc, sent):
+            if attempt + 1 == attempts or not retry_allowed(exc, sent, timeouts):
                 raise translate(exc) from exc
+            timeouts += isinstance(exc, rx.TimeoutError)
             wait = backoff(attempt)
             log.warning("retrying plan after %s attempt=%d/%d wait_ms=%d node=%s",
                         type(exc).__name__, attempt + 2, attempts, wait * 1000,

@@ -4,7 +4,10 @@ It walks the collection as :mod:`.verify` does and sends, batch by batch, ``repa
 calls whose fixes each check again, atomically, that their problem is still there (a
 writer may have fixed the document meanwhile): an id without document is unlisted; a meta
 hash without document (and no sweep due) is purged with what it records; a document without
-a valid meta hash gets one (with a new version) and its entries; a document missing from
+a valid meta hash gets one (with a new version) and its entries, and so does one whose meta
+hash does not read (a damaged field, another type at its key: the document is the truth,
+and the entries the damaged record listed, which verify() found as stale in its walk of
+every index, are removed; without a document, the meta hash goes); a document missing from
 the id index is listed; wrong or missing entries of a document are rewritten from its
 values; entries no live document records are removed; a clock behind is raised. Corrupt
 documents and unique duplicates are left to the user (which document is right is not the
@@ -32,7 +35,8 @@ if TYPE_CHECKING:
 
 #: what each verify() kind is fixed with
 FIXES = {"dangling_ids": "unlist", "orphan_meta": "purge", "missing_meta": "adopt",
-         "bad_meta": "adopt", "unlisted_documents": "list", "stale_meta": "reentry",
+         "bad_meta": "adopt", "damaged_meta": "rebuild",
+         "unlisted_documents": "list", "stale_meta": "reentry",
          "version_mismatch": "restamp",
          "missing_entries": "reentry"}
 
@@ -96,6 +100,8 @@ class _Sender:
         for f in findings:
             assert f.kind is not None
             what = FIXES[f.kind]
+            if f.kind == "damaged_meta" and f.raw is None:
+                what = "discard"  # (no document to rebuild it from)
             pairs = raw = b""
             if f.values is not None and f.raw is not None:
                 expected = self.checker.expected(f.values)

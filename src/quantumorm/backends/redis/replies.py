@@ -32,13 +32,14 @@ def layout_refused(reply: Any) -> bool:
 class WriteReply:
     """One document's outcome from ``save.lua``, ``delete.lua`` or ``insert_many.lua``."""
 
-    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT; a patch (patch.lua):
-    #: TOOLARGE | CORRUPT | COMPRESSED too
+    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT | DAMAGED; a patch
+    #: (patch.lua): TOOLARGE | CORRUPT | COMPRESSED too
     status: str
     #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size
     version: int | None = None
     id_key: bytes | None = None  # OK (save): the id key written; UNIQUE: the holder's
-    name: str | None = None  # UNIQUE: the index; WRONGTYPE: the key
+    name: str | None = None  # UNIQUE: the index; WRONGTYPE, DAMAGED: the key
+    field: str | None = None  # DAMAGED: the meta hash's field that does not read
 
 
 def write_reply(reply: list[Any]) -> WriteReply:
@@ -54,6 +55,8 @@ def write_reply(reply: list[Any]) -> WriteReply:
         return WriteReply(status, None, bytes(reply[2]), _text(reply[1]))
     if status in ("WRONGTYPE", "LAYOUT", "LOCKED"):  # (LOCKED: the holder's record key)
         return WriteReply(status, None, None, _text(reply[1]))
+    if status == "DAMAGED":  # {"DAMAGED", meta hash key, field}
+        return WriteReply(status, None, None, _text(reply[1]), _text(reply[2]))
     return WriteReply(status)
 
 
@@ -161,14 +164,16 @@ class InspectReply:
     scheduled: bool  # in the TTL schedule
     listed: bool  # in the id index
     missing: list[int]  # per index checked: how many entries it lacks
+    foreign: bool = False  # the meta key holds another type than a hash
 
 
 def inspect_reply(reply: list[Any]) -> InspectReply:
-    raw, flat, scheduled, listed, missing = reply
+    raw, flat, scheduled, listed, missing, foreign = reply
     return InspectReply(
         None if raw is None or raw is False else bytes(raw),
         {_text(flat[i]): bytes(flat[i + 1]) for i in range(0, len(flat), 2)},
-        scheduled not in (None, False), bool(listed), [int(n) for n in missing])
+        scheduled not in (None, False), bool(listed), [int(n) for n in missing],
+        bool(foreign))
 
 
 def entries_reply(reply: list[Any]) -> dict[int, str]:

@@ -10,6 +10,7 @@ from redis import exceptions as rx
 from redis.exceptions import RedisClusterException
 
 from ... import errors
+from ...sortable import unescape_id
 
 
 class NotReplicated(rx.RedisError):
@@ -17,6 +18,21 @@ class NotReplicated(rx.RedisError):
 
 
 _SCRIPT_NOPERM = "The user executing the script can't run this command"
+
+
+def _damaged(text: str) -> errors.DamagedMetaError:
+    """``DAMAGED <meta hash key> <field>`` (then the server's "script: ..." words) as the
+    typed error. The key names the collection ("namespace:collection") and the id; the
+    model's class is not known here."""
+    words = text.split(" ")
+    key = words[1] if len(words) > 1 else ""
+    field = words[2] if len(words) > 2 else None
+    tag, _, escaped = key.rpartition(":m:")
+    try:
+        id = unescape_id(escaped)
+    except (ValueError, UnicodeDecodeError):
+        id = escaped
+    return errors.DamagedMetaError(tag.strip("{}").rpartition(":")[0] or tag, id, key, field)
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -42,6 +58,8 @@ def translate(exc: BaseException) -> BaseException:
         code = str(exc).split(" ", 1)[0]
         if code == "WRONGTYPE":
             return errors.WrongTypeError(f"a key holds the wrong kind of value: {exc}")
+        if code == "DAMAGED":  # (a read met a meta hash that does not read: _prelude.lua)
+            return _damaged(str(exc))
         if code == "NOPERM" or _SCRIPT_NOPERM in str(exc):
             # an ACL refusal of a command a script calls: NOPERM since Redis 7.2; Redis 7.0
             # says ERR with this text (the one reply text that has no code of its own)

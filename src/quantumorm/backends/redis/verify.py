@@ -87,16 +87,16 @@ class Checker:
 
     def _judge(self, id: str, reply: InspectReply) -> Finding:
         meta, listed, missing, raw = reply.meta, reply.listed, reply.missing, reply.document
+        damaged = reply.foreign or unreadable(meta)
         if raw is None:
-            if meta:
+            if damaged:  # (its sweep would leave it: see sweep() in _prelude.lua)
+                kind = "damaged_meta"
+            elif meta:
                 kind = "expired" if reply.scheduled else "orphan_meta"
             else:
                 kind = "dangling_ids" if listed else "gone"
             return Finding(id, kind, listed=listed)
-        try:
-            version = int(meta.get("v", b"0"))
-        except ValueError:
-            version = 0
+        version = version_of(meta)
         try:
             carried, payload = stored.split(raw)
             data = json.loads(compression.decompress(payload, self.options.model_name, id))
@@ -106,6 +106,8 @@ class Checker:
             expected = self.expected(values)
         except (ValueError, TypeError, ArithmeticError, CorruptDocumentError):
             return Finding(id, "corrupt_documents", version, raw, listed=listed)
+        if damaged:
+            return Finding(id, "damaged_meta", 0, raw, values, listed)
         if not meta:
             return Finding(id, "missing_meta", 0, raw, values, listed)
         if not version:
@@ -132,6 +134,26 @@ class Checker:
             if index.compound:
                 out[manifest] = index_members(self.options, index, values)
         return out
+
+
+def version_of(meta: dict[str, bytes]) -> int:
+    """The version a meta hash holds, 0 if none reads: digits as the scripts write them
+    (``bad_version`` in ``_prelude.lua``: "+13" or " 13" would read as 13 to ``int``, but
+    never equal the "13" a write expects)."""
+    text = meta.get("v", b"")
+    return int(text) if text[:1] in b"123456789" and text.isdigit() else 0
+
+
+def unreadable(meta: dict[str, bytes]) -> bool:
+    """Whether a list of entries or values of a meta hash does not read (the scripts refuse
+    the document's writes then: ``DAMAGED``)."""
+    for name, value in meta.items():
+        if name[:2] in ("f:", "x:"):
+            try:
+                sortable.unpack_list(value)
+            except ValueError:
+                return True
+    return False
 
 
 @dataclass
@@ -216,7 +238,7 @@ def _count(report: VerifyReport, finding: Finding) -> None:
         return
     if finding.kind == "gone":
         return
-    report.documents += finding.kind not in ("dangling_ids", "orphan_meta")
+    report.documents += finding.raw is not None
     if finding.kind is None:
         return
     if finding.stale_meta and finding.kind != "stale_meta":

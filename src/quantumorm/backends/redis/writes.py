@@ -20,6 +20,7 @@ from typing import Any
 from ... import jsoncodec, sortable
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...errors import (
+    DamagedMetaError,
     DocumentLocked,
     DocumentTooLargeError,
     DuplicateIdError,
@@ -608,6 +609,8 @@ def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> W
         error = WrongTypeError(f"{model} {shown!r}: key {key!r} holds another type", key)
     elif status == "LOCKED":  # (a prepared transaction holds it: twophase.py)
         error = DocumentLocked(model, shown, request.expected_version, reply.name or "")
+    elif status == "DAMAGED":  # (its meta hash does not read: nothing written; repair())
+        error = DamagedMetaError(model, shown, reply.name or "", reply.field)
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
     return WriteResult(id, None, error)
@@ -637,6 +640,8 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
         raise DocumentLocked(options.model_name, id, expected, refusal.name or "")
     if position < len(checks):  # a document read in the transaction changed since
         id, expected = checks[position]
+        if refusal.status == "DAMAGED":  # (its meta hash does not read: repair())
+            raise DamagedMetaError(options.model_name, id, refusal.name or "", refusal.field)
         raise VersionConflict(options.model_name, id, expected, refusal.version)
     request = requests[position - len(checks)]
     refused = result(options, request, refusal)

@@ -23,9 +23,11 @@ end
 
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings, each followed by
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
--- made in the same pass); nil or false -> {}. Each length is read byte by byte: no string
+-- made in the same pass); nil or false -> {}; nil for a damaged list (a stray byte, a sign
+-- or a blank before a length, an item cut short): a caller that reads a meta hash refuses
+-- with damaged() then, before writing anything. Each length is read byte by byte: no string
 -- is made of its digits (that, with tonumber, cost about a third of the parse).
-local function unpack_list(s, suffix)
+local function read_list(s, suffix)
   local out, n, pos = {}, 0, 1
   if not s then return out end
   local byte, sub, length = string.byte, string.sub, #s
@@ -33,13 +35,11 @@ local function unpack_list(s, suffix)
     local size, colon = 0, pos
     local b = byte(s, colon)
     while b ~= 58 do  -- (":")
-      if not b or b < 48 or b > 57 then error("damaged list of value encodings") end
+      if not b or b < 48 or b > 57 then return nil end
       size, colon = size * 10 + b - 48, colon + 1
       b = byte(s, colon)
     end
-    if colon == pos or colon + size > length then  -- (no digits; an item cut short)
-      error("damaged list of value encodings")
-    end
+    if colon == pos or colon + size > length then return nil end  -- (no digits; cut short)
     n = n + 1
     if suffix then
       out[n] = sub(s, colon + 1, colon + size) .. suffix
@@ -49,6 +49,36 @@ local function unpack_list(s, suffix)
     pos = colon + size + 1
   end
   return out
+end
+
+-- read_list() of a list the caller made (its arguments): damage there is an error
+local function unpack_list(s, suffix)
+  local out = read_list(s, suffix)
+  if not out then error("damaged list of value encodings") end
+  return out
+end
+
+-- The refusal of a write (nothing written) that found the field ``field`` of the meta hash
+-- ``meta_key`` damaged: Python raises DamagedMetaError; repair() rebuilds the meta hash.
+local function damaged(meta_key, field)
+  return {"DAMAGED", meta_key, field}
+end
+
+-- What a read raises for the field ``field`` of the meta hash ``meta_key`` when it does not
+-- read (a read has no refusal reply to give: translation.py makes this error reply a
+-- DamagedMetaError). Neither holds a blank: ids are escaped in keys, and meta fields are
+-- "f:" or "x:" and a name.
+local function damaged_error(meta_key, field)
+  return {err = "DAMAGED " .. meta_key .. " " .. field}
+end
+
+-- A stored version is what string.format("%.0f") wrote: digits, no sign, blank or leading
+-- zero ("+13" or " 13" would read as 13 to tonumber and to Python's int, and never equal
+-- the "13" a caller expects). The refusal for ``stored`` (a version just read that is not
+-- the expected one, or that a reply carries), or nil when it is a version.
+local function bad_version(meta_key, stored)
+  if string.find(stored, "^[1-9]%d*$") then return nil end
+  return damaged(meta_key, "v")
 end
 
 -- the key is absent or holds the wanted type
@@ -118,12 +148,14 @@ local function index_records(manifests, first)
 end
 
 -- A document's index members as its meta hash lists them, one list per index of
--- ``indexes``: read whole before a purge writes anything (a damaged list is an error there,
--- with nothing written).
+-- ``indexes``: read whole before a purge writes anything. A damaged list: nil and the
+-- refusal (damaged()).
 local function listed_members(idkey, meta_key, indexes)
   local all = {}
   for i, index in ipairs(indexes) do
-    all[i] = unpack_list(redis.call("HGET", meta_key, index.field), idkey)
+    local listed = read_list(redis.call("HGET", meta_key, index.field), idkey)
+    if not listed then return nil, damaged(meta_key, index.field) end
+    all[i] = listed
   end
   return all
 end
@@ -132,7 +164,12 @@ end
 -- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
 -- list of {key = index key, field = meta field holding that index's entries}.
 local function purge(idkey, meta_key, ids_key, ttl_key, indexes, members)
-  members = members or listed_members(idkey, meta_key, indexes)
+  if not members then
+    local refused
+    members, refused = listed_members(idkey, meta_key, indexes)
+    -- (callers read the lists first, refusing a damaged one: this is never reached then)
+    if not members then error("damaged meta hash " .. refused[2] .. ": " .. refused[3]) end
+  end
   for i, index in ipairs(indexes) do
     local listed = members[i]
     for j = 1, #listed, 1000 do
@@ -149,6 +186,15 @@ local function purge_expired(idkey, meta_key, ids_key, ttl_key, indexes, members
   local version = redis.call("HGET", meta_key, "v") or "0"
   purge(idkey, meta_key, ids_key, ttl_key, indexes, members)
   emit("expire", idkey, version)
+end
+
+-- purge_expired() of what an expired document left, its lists read first: the refusal
+-- (damaged()) with nothing written when one does not read, else nil (purged)
+local function purge_listed(idkey, meta_key, ids_key, ttl_key, indexes)
+  local members, refused = listed_members(idkey, meta_key, indexes)
+  if not members then return refused end
+  purge_expired(idkey, meta_key, ids_key, ttl_key, indexes, members)
+  return nil
 end
 
 -- A partition's state hash ({ns:coll:pN}:state) holds its version clock ("clock", see
@@ -206,7 +252,7 @@ local function sweep(limit, doc_prefix, meta_prefix, ids_key, ttl_key, indexes, 
       -- another type, stays due, for verify() to report and repair() to rebuild)
       local meta_key = meta_prefix .. eid
       local readable, members = pcall(listed_members, idkey, meta_key, indexes)
-      if readable then
+      if readable and members then
         purge_expired(idkey, meta_key, ids_key, ttl_key, indexes, members)
         purged = purged + 1
       end

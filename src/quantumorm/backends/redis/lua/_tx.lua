@@ -101,11 +101,35 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
     local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
     if refused then return refused end
     if t == "none" and stored then
-      purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+      refused = purge_listed(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+      if refused then return refused end
       stored = nil
     end
     if not stored then return {"MISSING"} end
-    if stored ~= op.expected then return {"VERSION", stored} end
+    if stored ~= op.expected then
+      return bad_version(op.meta_key, stored) or {"VERSION", stored}
+    end
+    return nil
+  end
+
+  -- What an update's or a delete's meta hash lists (every index's entries, and an update's
+  -- recent write ids), in one HMGET: op.old (per index, its value encodings) and op.seen.
+  -- A list that does not read is a refusal (damaged()), made before anything is written;
+  -- ``lenient`` (an apply, which refuses nothing its prepare checked): it counts as empty,
+  -- its entries left for verify() to report and repair() to remove.
+  local wanted = {"r"}
+  for i, index in ipairs(indexes) do wanted[i + 1] = index.field end
+  local function read_old(op, lenient)
+    local listed = redis.call("HMGET", op.meta_key, unpack(wanted))
+    op.seen, op.old = listed[1] or false, {}
+    for i, index in ipairs(indexes) do
+      local list = read_list(listed[i + 1] or nil)
+      if not list then
+        if not lenient then return damaged(op.meta_key, index.field) end
+        list = {}
+      end
+      op.old[i] = list
+    end
     return nil
   end
 
@@ -118,7 +142,13 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
     if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
     if not type_ok(op.meta_key, "hash") then return {"WRONGTYPE", op.meta_key} end
     if t == "none" and redis.call("EXISTS", op.meta_key) == 1 then
-      purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes)
+      -- (lists that do not read leave their entries: see read_old)
+      local members = listed_members(op.idkey, op.meta_key, indexes)
+      if not members then
+        members = {}
+        for i = 1, #indexes do members[i] = {} end
+      end
+      purge_expired(op.idkey, op.meta_key, ids_key, ttl_key, indexes, members)
     end
     if op.kind == "check" then
       op.version = tonumber(op.expected)
@@ -154,9 +184,12 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
       end
       -- (no write id given: a transaction recognises its earlier attempt in step 0)
       if phase == "apply" then refused = nil end  -- (see check_apply)
+      if not refused and op.kind == "update" then
+        refused = read_old(op, phase == "apply")
+      end
       if refused then
         if refused[1] == "WRONGTYPE" then return refused end
-        return {refused[1], n, refused[2]}
+        return {refused[1], n, unpack(refused, 2)}
       end
       op.fields = cmsgpack.unpack(ARGV[base + 6])
       op.lenient = {}
@@ -174,7 +207,15 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
       if refused then return refused end
       local actual = t == "string" and stored or false
       if op.kind == "delete" and not actual then return {"MISSING", n} end
-      if (actual or "0") ~= op.expected then return {"VERSION", n, actual or ""} end
+      if (actual or "0") ~= op.expected then
+        refused = actual and bad_version(op.meta_key, actual)
+        if refused then return {"DAMAGED", n, refused[2], refused[3]} end
+        return {"VERSION", n, actual or ""}
+      end
+      if op.kind == "delete" then
+        refused = read_old(op, false)
+        if refused then return {"DAMAGED", n, refused[2], refused[3]} end
+      end
       op.version = tonumber(op.expected)
     end
     ops[n] = op
@@ -256,21 +297,21 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   end
 
   -- 3. writes (nothing above has written, except purges of expired documents' leftovers) ---
-  -- An update or delete reads what its meta hash lists (every index's entries, and an
-  -- update's recent write ids) in one HMGET. The versions: the clock's next ones, one TIME
-  -- for the transaction and one clock write at its end.
-  local wanted = {"r"}
-  for i, index in ipairs(indexes) do wanted[i + 1] = index.field end
+  -- An update or delete removes what its meta hash lists, as read_old() read it in the
+  -- checks (an apply's, and one of a document an earlier write of this call changed, read
+  -- now). The versions: the clock's next ones, one TIME for the transaction and one clock
+  -- write at its end.
   local versions, version = {}, nil
+  local touched = {}  -- id keys written by this call so far
   for n, op in ipairs(ops) do
-    local listed = nil
-    if op.kind == "delete" or op.kind == "update" then
-      listed = redis.call("HMGET", op.meta_key, unpack(wanted))
+    if (op.kind == "delete" or op.kind == "update") and (not op.old or touched[op.idkey]) then
+      read_old(op, true)
     end
+    if op.kind ~= "check" then touched[op.idkey] = true end
     if op.kind == "delete" then
       local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", op.doc_key))
       for i, index in ipairs(indexes) do
-        rewrite_entries(index.key, op.idkey, unpack_list(listed[i + 1] or nil), {})
+        rewrite_entries(index.key, op.idkey, op.old[i], {})
       end
       redis.call("ZREM", ids_key, op.idkey)
       if scheduled > 0 then redis.call("ZREM", ttl_key, op.idkey) end
@@ -279,14 +320,13 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
       versions[n] = 0
     elseif op.kind == "insert" or op.kind == "update" then
       for i, index in ipairs(indexes) do
-        local old = listed and unpack_list(listed[i + 1] or nil) or {}
-        rewrite_entries(index.key, op.idkey, old, op.members[i])
+        rewrite_entries(index.key, op.idkey, op.old and op.old[i] or {}, op.members[i])
       end
       -- (a delete later in the transaction must find this write's schedule entry)
       if op.expiry ~= "keep" and op.expiry ~= "persist" then scheduled = scheduled + 1 end
       if version then version = version + 1 else version = take_version(state_key) end
       CLOCK, DIRTY = version, true
-      op.mode, op.version, op.seen = op.kind, version, listed and (listed[1] or false)
+      op.mode, op.version = op.kind, version
       versions[n] = store(op, ids_key, ttl_key, state_key)
     else
       versions[n] = op.version

@@ -213,12 +213,13 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   if not alive and (stored or mode == "insert") then
     local bad = bad_index(indexes)
     if bad then return {"WRONGTYPE", bad} end
-    purge_expired(idkey, meta_key, ids_key, ttl_key, indexes)
+    local refused = purge_listed(idkey, meta_key, ids_key, ttl_key, indexes)
+    if refused then return refused end
     stored = nil
   end
   if mode == "insert" then return nil end
   if not stored then return {"MISSING"} end
-  if stored ~= expected then return {"VERSION", stored} end
+  if stored ~= expected then return bad_version(meta_key, stored) or {"VERSION", stored} end
   return nil
 end
 

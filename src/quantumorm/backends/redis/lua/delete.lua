@@ -22,6 +22,8 @@
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
 --           | {"LOCKED", record key} (a prepared transaction holds the document)
+--           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read:
+--             nothing deleted; repair() rebuilds it from the document)
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -65,13 +67,19 @@ if doc_type == "none" then  -- it expired: clean up what it left
   local indexes = index_records(manifests, 7)
   local bad = bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
-  purge_expired(idkey, KEYS[2], KEYS[3], KEYS[4], indexes)
-  return {"MISSING"}
+  return purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
 end
-if ARGV[1] ~= "" and stored ~= ARGV[1] then return {"VERSION", stored} end
+if stored ~= ARGV[1] then  -- (a delete of any version replies with the one it deleted)
+  refused = bad_version(KEYS[2], stored)
+  if refused then return refused end
+  if ARGV[1] ~= "" then return {"VERSION", stored} end
+end
 -- each index's entries of the document, as members (value encodings .. id key)
 local old = {}
-for i = 1, #manifests do old[i] = unpack_list(got[i + 1], idkey) end
+for i = 1, #manifests do
+  old[i] = read_list(got[i + 1], idkey)
+  if not old[i] then return damaged(KEYS[2], manifests[i]) end
+end
 
 -- the deleted document for its event, read before anything is written
 local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))

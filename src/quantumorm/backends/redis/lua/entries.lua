@@ -12,6 +12,10 @@
 -- Returns   flat pairs for the entries that are not right: position (1-based, in ARGV[4..]),
 --           "stale" (the document is alive but does not record it) | "orphan" (no document,
 --           and not awaiting a sweep) | "expired" (awaiting a sweep)
+--           A meta hash whose list of entries does not read (or another type at its key)
+--           records nothing: its document's entries are "stale" (alive) or "orphan" (its
+--           sweep would leave them), for repair() to remove once it has rebuilt (or
+--           discarded) the meta hash.
 -- luacheck: globals redis KEYS ARGV
 
 local out = {}
@@ -25,14 +29,16 @@ for n = 4, #ARGV do
     local eid = escaped_id(idkey)
     local meta_key = ARGV[3] .. eid
     local alive = redis.call("EXISTS", ARGV[2] .. eid) == 1
-    local recorded = false
+    local recorded, readable = false, false
     if type_ok(meta_key, "hash") then
-      for _, member in ipairs(unpack_list(redis.call("HGET", meta_key, ARGV[1]) or nil)) do
+      local listed = read_list(redis.call("HGET", meta_key, ARGV[1]) or nil)
+      readable = listed ~= nil
+      for _, member in ipairs(listed or {}) do
         if member == value then recorded = true; break end
       end
     end
     if not alive then
-      local awaiting = redis.call("EXISTS", meta_key) == 1
+      local awaiting = readable and redis.call("EXISTS", meta_key) == 1
         and redis.call("ZSCORE", KEYS[2], idkey)
       out[#out + 1] = n - 3
       out[#out + 1] = awaiting and "expired" or "orphan"

@@ -11,7 +11,10 @@
 --             order
 -- ARGV[2..]   the id keys, in KEYS order
 -- Returns     per id: {JSON or false, meta hash as a flat list, scheduled expiry or false,
---             1 if the id index lists it else 0, {entries missing from index 1, index 2...}}
+--             1 if the id index lists it else 0, {entries missing from index 1, index 2...},
+--             1 if the meta key holds another type than a hash else 0}
+--             (a list of entries that does not read counts nothing missing: verify() finds
+--             it in the meta hash returned, and reports the meta hash as damaged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 
 local manifests = cmsgpack.unpack(ARGV[1])
@@ -22,19 +25,21 @@ for d = 1, #ARGV - 1 do
   local doc_key, meta_key = KEYS[nindexes + 1 + 2 * d], KEYS[nindexes + 2 + 2 * d]
   local json = false
   if type_ok(doc_key, "string") then json = redis.call("GET", doc_key) or false end
-  local meta = {}
-  if type_ok(meta_key, "hash") then meta = redis.call("HGETALL", meta_key) end
+  local meta, hashed = {}, type_ok(meta_key, "hash")
+  if hashed then meta = redis.call("HGETALL", meta_key) end
   local missing = {}
   for i = 1, nindexes do
     local n = 0
-    if type_ok(KEYS[i + 2], "zset") then
-      for _, member in ipairs(unpack_list(redis.call("HGET", meta_key, manifests[i]) or nil)) do
-        if not redis.call("ZSCORE", KEYS[i + 2], member .. idkey) then n = n + 1 end
+    if hashed and type_ok(KEYS[i + 2], "zset") then
+      local members = read_list(redis.call("HGET", meta_key, manifests[i]) or nil, idkey)
+      for _, member in ipairs(members or {}) do
+        if not redis.call("ZSCORE", KEYS[i + 2], member) then n = n + 1 end
       end
     end
     missing[i] = n
   end
   local listed = redis.call("ZSCORE", KEYS[2], idkey) and 1 or 0
-  out[d] = {json, meta, redis.call("ZSCORE", KEYS[1], idkey) or false, listed, missing}
+  out[d] = {json, meta, redis.call("ZSCORE", KEYS[1], idkey) or false, listed, missing,
+            hashed and 0 or 1}
 end
 return out

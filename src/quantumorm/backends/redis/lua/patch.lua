@@ -37,6 +37,7 @@
 --             inside: nothing written, the caller reads and rewrites it)
 --           | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
 --           | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
+--           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read)
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
@@ -106,8 +107,7 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   local all = every_index()
   local bad = bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
-  purge_expired(idkey, meta_key, KEYS[3], KEYS[4], all)
-  return {"MISSING"}
+  return purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
 if not current or not stored then return {"MISSING"} end
 
@@ -135,7 +135,9 @@ if not json then
   if count < n then changed = cmsgpack.pack(differing) end
 end
 local expiry = ARGV[3]
-if count == 0 and expiry == "keep" then return {"OK", tonumber(current), idkey} end
+if count == 0 and expiry == "keep" then
+  return bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
+end
 if #json > tonumber(ARGV[4]) then return {"TOOLARGE", #json} end
 if count == n then changed = ARGV[10] elseif not changed then changed = cmsgpack.pack({}) end
 
@@ -154,7 +156,11 @@ for i = 1, j do
     if was and now then
       if was == now then drop, add = {}, {} else drop, add = {was .. idkey}, {now .. idkey} end
     else
-      drop, add = entries_diff(idkey, unpack_list(old), unpack_list(new))
+      local listed = read_list(old)
+      if not listed then
+        return damaged(meta_key, ARGV[at_pairs + 2 * tonumber(ARGV[base + 2]) - 1])
+      end
+      drop, add = entries_diff(idkey, listed, unpack_list(new))
     end
   end
   -- (the first write in an index proves its type, see change_entries; an index with

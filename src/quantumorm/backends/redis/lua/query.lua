@@ -491,9 +491,11 @@ if with_version then fields[#fields + 1] = "v" end
 local lazy = {__index = function(vals, field)
   if rawget(vals, LOADED) or #fields == 0 then return nil end
   rawset(vals, LOADED, true)
-  local raw = redis.call("HMGET", meta_prefix .. escaped_id(rawget(vals, ID)), unpack(fields))
+  local meta_key = meta_prefix .. escaped_id(rawget(vals, ID))
+  local raw = redis.call("HMGET", meta_key, unpack(fields))
   for i, f in ipairs(need) do
-    local list = unpack_list(raw[i])
+    local list = read_list(raw[i])
+    if not list then error(damaged_error(meta_key, f)) end
     list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
     rawset(vals, f, list)
   end

@@ -65,9 +65,11 @@ for d = 1, (#ARGV - 3) / 5 do
         end
       end
       -- the entries recorded before go, the new ones are all (re)added: a rebuild starts
-      -- from an empty index, where an entry the meta hash records may be missing
-      rewrite_entries(index.key, idkey, unpack_list(redis.call("HGET", meta_key, index.field)),
-                      new)
+      -- from an empty index, where an entry the meta hash records may be missing (a record
+      -- that does not read is rewritten here; its entries, if any, are left for verify()
+      -- to report and repair() to remove: an error now would stop a call that has written)
+      rewrite_entries(index.key, idkey,
+                      read_list(redis.call("HGET", meta_key, index.field)) or {}, new)
       local all = {}
       for n, member in ipairs(new) do all[n] = member .. idkey end
       bulk("ZADD", index.key, all, true)

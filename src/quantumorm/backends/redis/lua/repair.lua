@@ -19,6 +19,11 @@
 --   what:  "unlist"   an id without document nor meta hash: removed from the id index
 --          "purge"    a meta hash without document and no sweep due: what it records goes
 --          "adopt"    a document without (valid) meta hash: a new version, its entries, listed
+--          "rebuild"  a document whose meta hash does not read (a damaged field, another type
+--                     at its key): as "adopt" (the document is the truth); the entries the
+--                     damaged record listed are removed by the "drop" fixes that follow
+--          "discard"  a meta hash that does not read, without document: it goes, with its id
+--                     and schedule entry (its entries: "drop" fixes)
 --          "list"     a document at this version missing from the id index: listed
 --          "reentry"  a document at this version whose entries are wrong: rewritten
 --          "restamp"  a document carrying another version than its meta hash at this one:
@@ -54,7 +59,8 @@ local function entries(idkey, meta_key, pairs)
     local index = by_field[pairs[i]]
     if index then
       local new = unpack_list(pairs[i + 1])
-      local old = unpack_list(redis.call("HGET", meta_key, pairs[i]) or nil)
+      -- (a record that does not read is rewritten: its entries go with "drop" fixes)
+      local old = read_list(redis.call("HGET", meta_key, pairs[i]) or nil) or {}
       rewrite_entries(index.key, idkey, old, new)
       local all = {}
       for n, member in ipairs(new) do all[n] = member .. idkey end
@@ -62,6 +68,26 @@ local function entries(idkey, meta_key, pairs)
     end
   end
   if #pairs > 0 then redis.call("HSET", meta_key, unpack(pairs)) end
+end
+
+-- Whether the meta hash at ``meta_key`` must be made again from its document: it is
+-- absent, holds another type, has no version that reads (see bad_version), or a list of
+-- entries or values that does not read; and the fields that do not read (nil: the key goes
+-- whole).
+local function unreadable(meta_key)
+  if not type_ok(meta_key, "hash") then return true, nil end
+  local flat, bad, has_version = redis.call("HGETALL", meta_key), {}, false
+  for i = 1, #flat, 2 do
+    local name, value = flat[i], flat[i + 1]
+    local kind = string.sub(name, 1, 2)
+    if name == "v" then
+      has_version = true
+      if bad_version(meta_key, value) then bad[#bad + 1] = name end
+    elseif (kind == "f:" or kind == "x:") and not read_list(value) then
+      bad[#bad + 1] = name
+    end
+  end
+  return not has_version or #bad > 0, bad
 end
 
 -- the document is alive and its meta hash at ``version`` (as it was judged)
@@ -85,14 +111,36 @@ for n = 1, (#ARGV - 4) / 5 do
   elseif what == "purge" then
     if redis.call("EXISTS", doc_key) == 0 and not redis.call("ZSCORE", KEYS[2], idkey)
         and type_ok(meta_key, "hash") then
-      purge(idkey, meta_key, KEYS[1], KEYS[2], indexes)
+      local members = listed_members(idkey, meta_key, indexes)
+      if members then  -- (damaged since it was judged: the next run discards it)
+        purge(idkey, meta_key, KEYS[1], KEYS[2], indexes, members)
+        done = 1
+      end
+    end
+  elseif what == "discard" then
+    if redis.call("EXISTS", doc_key) == 0 and redis.call("EXISTS", meta_key) == 1
+        and unreadable(meta_key) then
+      -- the entries its lists that read record go now (verify() judged them as awaiting
+      -- the sweep); those of a list that does not read, with "drop" fixes
+      if type_ok(meta_key, "hash") then
+        for _, index in ipairs(indexes) do
+          local listed = read_list(redis.call("HGET", meta_key, index.field) or nil, idkey)
+          if listed then bulk("ZREM", index.key, listed, false) end
+        end
+      end
+      redis.call("DEL", meta_key)
+      redis.call("ZREM", KEYS[1], idkey)
+      redis.call("ZREM", KEYS[2], idkey)
       done = 1
     end
-  elseif what == "adopt" then
-    local stored = type_ok(meta_key, "hash") and redis.call("HGET", meta_key, "v")
-    if type_ok(doc_key, "string") and redis.call("GET", doc_key) == json
-        and not (stored and tonumber(stored)) then
-      if not type_ok(meta_key, "hash") then redis.call("DEL", meta_key) end
+  elseif what == "adopt" or what == "rebuild" then
+    local needed, bad = unreadable(meta_key)
+    if needed and type_ok(doc_key, "string") and redis.call("GET", doc_key) == json then
+      if not bad then
+        redis.call("DEL", meta_key)
+      elseif #bad > 0 then
+        redis.call("HDEL", meta_key, unpack(bad))
+      end
       entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
       local shown = string.format("%.0f", next_version(KEYS[3]))
       redis.call("HSET", meta_key, "v", shown)
@@ -127,7 +175,11 @@ for n = 1, (#ARGV - 4) / 5 do
     local owner_meta = ARGV[4] .. eid
     local recorded = false
     if redis.call("EXISTS", ARGV[3] .. eid) == 1 and type_ok(owner_meta, "hash") then
-      for _, member in ipairs(unpack_list(redis.call("HGET", owner_meta, index.field) or nil)) do
+      local listed = read_list(redis.call("HGET", owner_meta, index.field) or nil)
+      -- (a record that does not read, of a live document that repair() could not rebuild:
+      -- which entries are its own is not known here, so none is removed)
+      if not listed then recorded = true end
+      for _, member in ipairs(listed or {}) do
         if member == value then recorded = true; break end
       end
     end

@@ -44,6 +44,8 @@
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written)
 --           | {"UNIQUE", index name, id key of the holder} | {"WRONGTYPE", key}
 --           | {"LOCKED", record key} (a prepared transaction holds the document)
+--           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read:
+--             nothing written; repair() rebuilds it from the document)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -119,8 +121,7 @@ local purge_checked = mode ~= "insert" and function()
   local all_indexes = every_index()
   local bad = bad_index(all_indexes)
   if bad then return {"WRONGTYPE", bad} end
-  purge_expired(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
-  return nil
+  return purge_listed(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
 end
 
 -- 1. identity and version --------------------------------------------------------------
@@ -150,8 +151,11 @@ local check_update = mode ~= "insert" and function()
     return {"MISSING"}
   end
   if not stored then return {"MISSING"} end
-  if stored ~= ARGV[2] then return {"VERSION", stored} end
-  for i, index in ipairs(indexes) do index.old = unpack_list(got[i + 2] or nil) end
+  if stored ~= ARGV[2] then return bad_version(meta_key, stored) or {"VERSION", stored} end
+  for i, index in ipairs(indexes) do
+    index.old = read_list(got[i + 2] or nil)
+    if not index.old then return damaged(meta_key, index.field) end
+  end
   return nil
 end
 

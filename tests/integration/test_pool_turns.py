@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio
 
 from quantumorm.backends.redis import pooling
 from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool, WaitingConnectionPool

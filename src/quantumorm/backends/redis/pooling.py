@@ -4,29 +4,44 @@
 ``max_connections`` are lent, then raises ``MaxConnectionsError`` (the ORM's
 :class:`~quantumorm.errors.PoolExhaustedError`, see ``translation.py``).
 
-Why it is written here: redis-py's ``BlockingConnectionPool`` waits the same way, but pays
-for the wait on every checkout, also when a connection is free: a ``queue.LifoQueue`` (a
-lock and a condition per get and per put), clock reads and wait-time recording, which were
-about 40% of a read by id's remaining client cost. Here a free connection is taken under
-the pool's own lock as the plain pool takes it; the pool waits on a condition only when it
-is exhausted, and a release notifies only when someone waits.
+Waiting callers are served in turn: a caller that finds every connection lent queues up, a
+release hands its connection straight to the oldest waiter (not back to the free list for
+whoever asks first, which was nearly always the releasing caller's next call: a few callers
+kept the connections while the others waited out ``pool_timeout``), and a new caller queues
+behind the waiters rather than overtaking them. A waiter whose wait runs out at the moment
+a connection is handed to it keeps it (both are decided under the pool's lock); one
+interrupted or cancelled after a connection was handed to it passes it to the next waiter,
+or back to the free list. When nobody waits, a checkout and a release cost what they did.
+
+Why it is written here: redis-py's ``BlockingConnectionPool`` waits, but pays for the wait
+on every checkout, also when a connection is free: a ``queue.LifoQueue`` (a lock and a
+condition per get and per put), clock reads and wait-time recording, which were about 40%
+of a read by id's remaining client cost; and it serves waiters no more in turn than the
+plain pool. Here a free connection is taken under the pool's own lock as the plain pool
+takes it; the pool queues a caller only when it is exhausted, and a release looks at the
+queue only when someone waits.
 
 What it keeps of redis-py's pools (5.0 to 8.x): ``max_connections``; fork safety (a child
-process starts with an empty pool: ``_checkpid``, called once ``os.register_at_fork`` has
-seen a fork, rather than after a ``getpid`` system call per checkout and per release); the
-check of a lent connection (a connection that is closed, or has data waiting, goes through
-redis-py's own check, which reconnects it or reads its push notifications);
-``disconnect()``, ``close()`` and the rest of the plain pool as they are. When redis-py's
-OpenTelemetry metrics are on as the pool is made, or the pool keeps a client-side cache,
-or the connections have a credential provider (re-authentication on release),
-connections are lent and taken back by redis-py's own ``ConnectionPool`` methods, which
-do those things; the pool only adds the wait.
+process starts with an empty pool and an empty queue: ``_checkpid``, called once
+``os.register_at_fork`` has seen a fork, rather than after a ``getpid`` system call per
+checkout and per release); the check of a lent connection (a connection that is closed,
+or has data waiting, goes through redis-py's own check, which reconnects it or reads its
+push notifications); ``disconnect()``, ``close()`` and the rest of the plain pool as they
+are. When redis-py's OpenTelemetry metrics are on as the pool is made, or the pool keeps a
+client-side cache, or the connections have a credential provider (re-authentication on
+release), connections are lent and taken back by redis-py's own ``ConnectionPool``
+methods, which do those things; a release then hands the oldest waiter a *turn* (a free
+connection, or room for one, kept for it) rather than the connection, and the waiter takes
+it through redis-py's method. (A caller already past the queue's check when the queue
+formed can still take that connection; the waiter then queues up again at the front.)
 
 :class:`AsyncWaitingConnectionPool` is the same for ``redis.asyncio`` (one per event loop):
 redis-py's plain asyncio pool lends and takes back every connection (its lock, its
-cancellation handling and metrics as they are), and a caller that finds it exhausted
-waits on a future of its own until a release, up to ``timeout``; redis-py's blocking
-asyncio pool takes a condition, a timeout scope and a ``wait_for`` on every checkout.
+cancellation handling and metrics as they are), a caller that finds it exhausted waits on a
+future of its own, up to ``timeout``, and a release (redis-py's, in full) hands the
+connection to the oldest waiter's future, whose task then records redis-py's metrics of a
+lent connection and checks it; redis-py's blocking asyncio pool takes a condition, a
+timeout scope and a ``wait_for`` on every checkout.
 """
 
 from __future__ import annotations
@@ -185,6 +200,15 @@ class WaitingConnectionPool(redis.ConnectionPool):
             else:
                 return None
             self._in_use_connections.add(connection)
+        # (_checked's first test, inline: the one call fewer is measurable per checkout)
+        try:
+            if connection._sock is not None and not connection._parser.can_read(0):
+                return connection
+        except (rx.ConnectionError, rx.TimeoutError, OSError):
+            pass
+        except BaseException:
+            self.release(connection)
+            raise
         return self._checked(connection)
 
     def _checked(self, connection: Any) -> Any:

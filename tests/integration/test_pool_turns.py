@@ -164,6 +164,43 @@ def test_an_interrupted_waiter_passes_what_it_was_given_on(make_pool: Any) -> No
     pool.release(held)
 
 
+def test_a_waiter_whose_turn_was_taken_queues_up_again_at_the_front(redis_url: str) -> None:
+    """redis-py's methods lending: a release gives the oldest waiter a turn, and a caller
+    that was already past the queue's check takes the connection first. That waiter finds
+    the pool exhausted and queues up again ahead of the later one, which still comes
+    second."""
+    pool = WaitingConnectionPool.from_url(redis_url, max_connections=1, timeout=30)
+    pool._quick = False
+    try:
+        held = pool.get_connection()
+        order: list[str] = []
+
+        def waiter(name: str) -> None:
+            conn = pool.get_connection()
+            order.append(name)
+            pool.release(conn)
+
+        first = threading.Thread(target=waiter, args=("first",))
+        first.start()
+        _until(lambda: pool.waiting() == 1)
+        second = threading.Thread(target=waiter, args=("second",))
+        second.start()
+        _until(lambda: pool.waiting() == 2)
+        with pool._lock:  # (the first waiter, given its turn, waits here for the lock)
+            pool.release(held)
+            assert pool._turns == 1 and pool.waiting() == 1
+            stolen = redis.ConnectionPool.get_connection(pool)  # (past the queue's check)
+        assert stolen is held
+        _until(lambda: pool.waiting() == 2 and pool._turns == 0)  # (queued up again)
+        pool.release(stolen)
+        first.join(timeout=60)
+        second.join(timeout=60)
+        assert order == ["first", "second"]
+        _settled(pool, 1)
+    finally:
+        pool.disconnect()
+
+
 def test_many_threads_with_short_timeouts_lose_nothing(make_pool: Any) -> None:
     """Waits that run out while connections are handed over, many times: every call either
     got a connection no other caller held, or MaxConnectionsError; all come back."""

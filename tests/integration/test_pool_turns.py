@@ -241,45 +241,6 @@ def test_many_threads_with_short_timeouts_lose_nothing(make_pool: Any) -> None:
     assert 1 <= pool._created_connections <= 2
 
 
-def test_20_threads_on_2_connections_never_wait_out_a_generous_timeout(
-        make_pool: Any) -> None:
-    """Each of 20 threads makes 1,000 calls through a pool of 2 with a pool_timeout of
-    0.5 s, far above the wait of a call served in turn (about 10 calls' time): none fails.
-    (A pool that lends to whoever asks first lets the releasing thread, which holds the
-    interpreter, take its connection again: the others waited the whole timeout, 14-40 of
-    these calls failing.)"""
-    pool = make_pool(max_connections=2, timeout=0.5)
-    lock = threading.Lock()
-    counts = {"served": 0, "failed": 0}
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            for _ in range(1000):
-                try:
-                    conn = pool.get_connection()
-                except redis.exceptions.MaxConnectionsError:
-                    with lock:
-                        counts["failed"] += 1
-                    continue
-                try:
-                    assert _ping(conn) == b"PONG"
-                finally:
-                    pool.release(conn)
-                with lock:
-                    counts["served"] += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert errors == [] and counts == {"served": 20000, "failed": 0}
-    _settled(pool, 2)
-
-
 @pytest.mark.parametrize("how", ["disconnect", "close"])
 def test_a_waiter_is_served_after_the_pool_is_disconnected(make_pool: Any, how: str) -> None:
     pool = make_pool(max_connections=1)

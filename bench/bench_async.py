@@ -24,9 +24,12 @@ cell reports the median over the rounds (errors: the sum). Concurrent updates ne
 the same document at once (each call takes the next id of a shuffled permutation), so no
 compare-and-set conflict is counted as throughput. A last section ("waits") shows what a pool
 smaller than the tasks does with a short ``pool_timeout`` (``--short-timeout``): calls wait,
-then fail with ``PoolExhaustedError``.
+then fail with ``PoolExhaustedError``; ``--waits-op`` and ``--waits-ops`` choose its operation
+(default: the equality query) and its number of calls (default: ``--ops``), so that a longer run
+with a generous timeout shows whether a waiting call is served in turn.
 
-Usage: bench/bench_async.py [--n 20000] [--ops 2000] [--rounds 2] [--quick] [--json]. It
+Usage: bench/bench_async.py [--n 20000] [--ops 2000] [--rounds 2] [--quick]
+[--short-timeout 0.002] [--waits-op eq] [--waits-ops N] [--json]. It
 starts a private redis-server on a free 127.0.0.1 port (stopped at exit) unless REDIS_URL is
 set; only the benchmark's own keys are ever deleted (never FLUSHDB).
 """
@@ -331,23 +334,24 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
                                           plans, sha, cells))
         # a pool much smaller than the tasks, with a short pool_timeout: waits, then errors
         small, many = min(pools), max(tasks_list)
-        asyncio.run(waits_demo(url, small, many, args.short_timeout, args.ops, plans, sha,
-                               waits))
+        asyncio.run(waits_demo(url, small, many, args.short_timeout,
+                               args.waits_ops or args.ops, plans, sha, waits, args.waits_op))
     finally:
         wipe(admin, ORM_PATTERN)
         wipe(admin, HAND + "*")
         admin.close()
     out["rounds"] = args.rounds
     out["cells"] = [asdict(c) for c in merge(cells)]
-    out["waits"] = {"pool": min(pools), "tasks": max(tasks_list),
+    out["waits"] = {"pool": min(pools), "tasks": max(tasks_list), "op": args.waits_op,
                     "pool_timeout": args.short_timeout, "cells": [asdict(c) for c in waits]}
     return out
 
 
 async def waits_demo(url: str, pool: int, tasks: int, timeout: float, count: int,
-                     plans: dict[str, Plan], sha: dict[str, str], cells: list[Cell]) -> None:
-    """The eq query (the slowest read) with ``tasks`` tasks on a pool of ``pool`` and a
-    ``pool_timeout`` of ``timeout`` seconds."""
+                     plans: dict[str, Plan], sha: dict[str, str], cells: list[Cell],
+                     op: str = "eq") -> None:
+    """``op`` (by default the eq query, the slowest read) with ``tasks`` tasks on a pool of
+    ``pool`` and a ``pool_timeout`` of ``timeout`` seconds."""
     conn = create_connection("redis", url, name="bench-async", make_default=True,
                              max_connections=pool, pool_timeout=timeout)
     connections = redis.asyncio.BlockingConnectionPool.from_url(
@@ -358,11 +362,11 @@ async def waits_demo(url: str, pool: int, tasks: int, timeout: float, count: int
         for side in SIDES:  # warm-up as in the grid, with no more tasks than connections:
             # else the first calls carry the new connection's first-use work (its checks,
             # the model's schema) and stand for the wait they do not measure
-            await run_cell(sides[side]["eq"], plans[side].args("eq", 20), pool)
+            await run_cell(sides[side][op], plans[side].args(op, 20), pool)
         for side in SIDES:
-            args = plans[side].args("eq", count)
-            cells.append(cell(side, "eq", tasks, pool,
-                              await run_cell(sides[side]["eq"], args, tasks), count))
+            args = plans[side].args(op, count)
+            cells.append(cell(side, op, tasks, pool,
+                              await run_cell(sides[side][op], args, tasks), count))
     finally:
         await conn.aclose()
         conn.close()
@@ -402,7 +406,8 @@ def report(out: dict[str, Any]) -> None:
                       f"{hand['pool_exhausted']} / {hand['errors']} |")
     w = out["waits"]
     print(f"\n### waits: {w['tasks']} tasks on a pool of {w['pool']}, pool_timeout "
-          f"{w['pool_timeout']} s (equality query)\n")
+          f"{w['pool_timeout']} s ({dict(OPERATIONS)[w['op']]}, "
+          f"{w['cells'][0]['ops']:,} calls)\n")
     print("| side | ops/s | p50 µs | p99 µs | PoolExhausted | other errors |")
     print("|---|---:|---:|---:|---:|---:|")
     for c in w["cells"]:
@@ -422,10 +427,16 @@ def main() -> None:
                         help=f"a smaller grid: tasks {QUICK_TASKS}, pools {QUICK_POOLS}")
     parser.add_argument("--short-timeout", type=float, default=0.002,
                         help="the pool_timeout of the waits section (default 0.002 s)")
+    parser.add_argument("--waits-op", choices=[op for op, _ in OPERATIONS], default="eq",
+                        help="the operation of the waits section (default eq)")
+    parser.add_argument("--waits-ops", type=int, default=0,
+                        help="calls in the waits section (default: --ops)")
     parser.add_argument("--json", action="store_true", help="one JSON object, not a table")
     args = parser.parse_args()
-    if args.n < 20 or args.ops < 1 or args.rounds < 1 or args.short_timeout <= 0:
-        parser.error("need --n >= 20, --ops >= 1, --rounds >= 1, --short-timeout > 0")
+    if (args.n < 20 or args.ops < 1 or args.rounds < 1 or args.short_timeout <= 0
+            or args.waits_ops < 0):
+        parser.error("need --n >= 20, --ops >= 1, --rounds >= 1, --short-timeout > 0, "
+                     "--waits-ops >= 0")
     with redis_server("qbench-async-") as url:
         out = run(url, args)
     if args.json:

@@ -4,29 +4,44 @@
 ``max_connections`` are lent, then raises ``MaxConnectionsError`` (the ORM's
 :class:`~quantumorm.errors.PoolExhaustedError`, see ``translation.py``).
 
-Why it is written here: redis-py's ``BlockingConnectionPool`` waits the same way, but pays
-for the wait on every checkout, also when a connection is free: a ``queue.LifoQueue`` (a
-lock and a condition per get and per put), clock reads and wait-time recording, which were
-about 40% of a read by id's remaining client cost. Here a free connection is taken under
-the pool's own lock as the plain pool takes it; the pool waits on a condition only when it
-is exhausted, and a release notifies only when someone waits.
+Waiting callers are served in turn: a caller that finds every connection lent queues up, a
+release hands its connection straight to the oldest waiter (not back to the free list for
+whoever asks first, which was nearly always the releasing caller's next call: a few callers
+kept the connections while the others waited out ``pool_timeout``), and a new caller queues
+behind the waiters rather than overtaking them. A waiter whose wait runs out at the moment
+a connection is handed to it keeps it (both are decided under the pool's lock); one
+interrupted or cancelled after a connection was handed to it passes it to the next waiter,
+or back to the free list. When nobody waits, a checkout and a release cost what they did.
+
+Why it is written here: redis-py's ``BlockingConnectionPool`` waits, but pays for the wait
+on every checkout, also when a connection is free: a ``queue.LifoQueue`` (a lock and a
+condition per get and per put), clock reads and wait-time recording, which were about 40%
+of a read by id's remaining client cost; and it serves waiters no more in turn than the
+plain pool. Here a free connection is taken under the pool's own lock as the plain pool
+takes it; the pool queues a caller only when it is exhausted, and a release looks at the
+queue only when someone waits.
 
 What it keeps of redis-py's pools (5.0 to 8.x): ``max_connections``; fork safety (a child
-process starts with an empty pool: ``_checkpid``, called once ``os.register_at_fork`` has
-seen a fork, rather than after a ``getpid`` system call per checkout and per release); the
-check of a lent connection (a connection that is closed, or has data waiting, goes through
-redis-py's own check, which reconnects it or reads its push notifications);
-``disconnect()``, ``close()`` and the rest of the plain pool as they are. When redis-py's
-OpenTelemetry metrics are on as the pool is made, or the pool keeps a client-side cache,
-or the connections have a credential provider (re-authentication on release),
-connections are lent and taken back by redis-py's own ``ConnectionPool`` methods, which
-do those things; the pool only adds the wait.
+process starts with an empty pool and an empty queue: ``_checkpid``, called once
+``os.register_at_fork`` has seen a fork, rather than after a ``getpid`` system call per
+checkout and per release); the check of a lent connection (a connection that is closed,
+or has data waiting, goes through redis-py's own check, which reconnects it or reads its
+push notifications); ``disconnect()``, ``close()`` and the rest of the plain pool as they
+are. When redis-py's OpenTelemetry metrics are on as the pool is made, or the pool keeps a
+client-side cache, or the connections have a credential provider (re-authentication on
+release), connections are lent and taken back by redis-py's own ``ConnectionPool``
+methods, which do those things; a release then hands the oldest waiter a *turn* (a free
+connection, or room for one, kept for it) rather than the connection, and the waiter takes
+it through redis-py's method. (A caller already past the queue's check when the queue
+formed can still take that connection; the waiter then queues up again at the front.)
 
 :class:`AsyncWaitingConnectionPool` is the same for ``redis.asyncio`` (one per event loop):
 redis-py's plain asyncio pool lends and takes back every connection (its lock, its
-cancellation handling and metrics as they are), and a caller that finds it exhausted
-waits on a future of its own until a release, up to ``timeout``; redis-py's blocking
-asyncio pool takes a condition, a timeout scope and a ``wait_for`` on every checkout.
+cancellation handling and metrics as they are), a caller that finds it exhausted waits on a
+future of its own, up to ``timeout``, and a release (redis-py's, in full) hands the
+connection to the oldest waiter's future, whose task then records redis-py's metrics of a
+lent connection and checks it; redis-py's blocking asyncio pool takes a condition, a
+timeout scope and a ``wait_for`` on every checkout.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -49,6 +64,16 @@ try:  # (redis-py 7.x and later: OpenTelemetry metrics of its own)
 except ImportError:  # pragma: no cover - older redis-py
     def _observing() -> bool:
         return False
+
+try:  # (what redis-py's asyncio pool records as it lends a connection: see _lend)
+    from redis.asyncio.observability.recorder import record_connection_count as _count
+    from redis.observability.attributes import ConnectionState, get_pool_name
+
+    _record_count: Callable[..., Awaitable[None]] | None = _count
+    _pool_name: Callable[[Any], str] = get_pool_name
+    _IDLE, _USED = ConnectionState.IDLE, ConnectionState.USED
+except ImportError:  # pragma: no cover - older redis-py
+    _record_count = None
 
 _monotonic = time.monotonic
 
@@ -108,9 +133,24 @@ _ensure: Callable[[Any, Any], None] = getattr(redis.ConnectionPool, "ensure_conn
 _RECONNECT = hasattr(redis.Connection, "should_reconnect")  # (not in redis-py 5.0)
 
 
+class _Waiter:
+    """A thread waiting for a connection: a lock it holds until a release hands it a
+    connection (``connection``; the pool's own checkout) or a turn to take one through
+    redis-py's methods (``turn``), and releases then."""
+
+    __slots__ = ("connection", "turn", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.connection: Any = None
+        self.turn = False
+
+
 class WaitingConnectionPool(redis.ConnectionPool):
     """``ConnectionPool`` that waits up to ``timeout`` seconds (None: without end) for a
-    connection when all ``max_connections`` are lent (see the module's docstring)."""
+    connection when all ``max_connections`` are lent, serving waiting callers in turn (see
+    the module's docstring)."""
 
     def __init__(self, max_connections: int = 50, timeout: float | None = 5.0,
                  **connection_kwargs: Any) -> None:
@@ -118,11 +158,13 @@ class WaitingConnectionPool(redis.ConnectionPool):
         super().__init__(max_connections=max_connections, **connection_kwargs)
 
     def reset(self) -> None:
-        # (a new condition after a fork too: a thread of the parent may have held its lock)
-        self._freed = threading.Condition(threading.Lock())
-        #: callers waiting for a connection, and releases that woke one (see _wait)
-        self._waiting = 0
-        self._released = 0
+        # (after a fork, the parent's waiting threads do not exist in the child: a new
+        # queue; redis-py calls reset() only when the pool is made and after a fork)
+        #: callers waiting for a connection, oldest first (under ``_lock``)
+        self._waiters: deque[_Waiter] = deque()
+        #: turns given to waiters and not yet taken (redis-py's methods lending): each
+        #: keeps one free connection, or room for one, for its waiter
+        self._turns = 0
         kwargs = self.__dict__.get("_connection_kwargs") or self.__dict__.get(
             "connection_kwargs") or {}
         #: lend and take back here, not through redis-py's methods (see the docstring)
@@ -134,26 +176,43 @@ class WaitingConnectionPool(redis.ConnectionPool):
         self._forks = _forks
 
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
-        """A free connection, checked; else one made (below ``max_connections``); else the
-        first to come back within ``timeout`` seconds, or ``MaxConnectionsError``. (The
-        arguments are redis-py 5.0's, which its later versions deprecate: ignored.)"""
+        """A free connection, checked; else one made (below ``max_connections``); else,
+        after the callers already waiting, the first to come back within ``timeout``
+        seconds, or ``MaxConnectionsError``. (The arguments are redis-py 5.0's, which its
+        later versions deprecate: ignored.)"""
         if self._forks != _forks:
             self._checkpid()
-        take = self._take if self._quick else self._take_by_redis
-        connection = take()
-        return self._wait(take) if connection is None else connection
+        if self._quick:
+            connection = self._take()
+            return self._wait() if connection is None else connection
+        connection = self._take_by_redis()
+        return self._wait_by_redis() if connection is None else connection
 
     def _take(self) -> Any:
-        """A checked connection, or None if all are lent."""
+        """A checked connection, or None if all are lent. (While callers wait, none is
+        free: every release hands its connection to the oldest of them.)"""
         with self._lock:
             free = self._available_connections
             if free:
                 connection = free.pop()
-            elif self._created_connections < self.max_connections:
+            elif self._created_connections < self.max_connections and not self._waiters:
                 connection = self.make_connection()
             else:
                 return None
             self._in_use_connections.add(connection)
+        # (_checked's first test, inline: the one call fewer is measurable per checkout)
+        try:
+            if connection._sock is not None and not connection._parser.can_read(0):
+                return connection
+        except (rx.ConnectionError, rx.TimeoutError, OSError):
+            pass
+        except BaseException:
+            self.release(connection)
+            raise
+        return self._checked(connection)
+
+    def _checked(self, connection: Any) -> Any:
+        """``connection``, lent, once checked; given back if the check fails."""
         try:
             try:
                 # the common case, a connected connection with nothing to read (its
@@ -169,7 +228,18 @@ class WaitingConnectionPool(redis.ConnectionPool):
             raise
         return connection
 
+    def _wait(self) -> Any:
+        """Queue up, and take the connection a release hands over."""
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters.append(waiter)
+            self._serve()  # (a release may have come between _take and here)
+        self._sleep(waiter, None if self.timeout is None else _monotonic() + self.timeout)
+        return self._checked(waiter.connection)
+
     def _take_by_redis(self) -> Any:
+        if self._waiters or self._turns:  # (no overtaking: queue up behind them)
+            return None
         try:
             return super().get_connection(*SYNC_GET)
         except rx.ConnectionError as exc:
@@ -177,60 +247,127 @@ class WaitingConnectionPool(redis.ConnectionPool):
                 return None
             raise
 
-    def _wait(self, take: Callable[[], Any]) -> Any:
-        """Wait for a connection to come back (or a slot to come free). A release counts
-        in ``_released`` under the condition's lock before it notifies: a caller that saw
-        the pool exhausted waits only if no release came since it looked, so no wake-up
-        is lost between its attempt and its wait."""
+    def _wait_by_redis(self) -> Any:
+        """Queue up; given a turn, take a connection through redis-py's methods. A caller
+        that passed the gate of _take_by_redis before the queue formed may take the one
+        kept for the turn: the waiter then queues up again at the front."""
         deadline = None if self.timeout is None else _monotonic() + self.timeout
-        freed = self._freed
-        with freed:
-            self._waiting += 1
+        again = False
+        while True:
+            waiter = _Waiter()
+            with self._lock:
+                if again:
+                    self._waiters.appendleft(waiter)
+                else:
+                    self._waiters.append(waiter)
+                self._serve()
+            self._sleep(waiter, deadline)
+            try:
+                connection = super().get_connection(*SYNC_GET)
+            except rx.ConnectionError as exc:
+                if not _exhausted(exc):
+                    self._turn_taken()
+                    raise
+                again = True
+                self._turn_taken()
+                continue
+            except BaseException:
+                self._turn_taken()
+                raise
+            self._turn_taken()
+            return connection
+
+    def _turn_taken(self) -> None:
+        with self._lock:
+            self._turns -= 1
+            self._serve()
+
+    def _sleep(self, waiter: _Waiter, deadline: float | None) -> None:
+        """Until a release serves ``waiter``, or ``deadline`` passes: then
+        ``MaxConnectionsError``, unless a release served it at that very moment (decided
+        under the pool's lock, as the release decided, so nothing is lost nor lent
+        twice)."""
         try:
-            while True:
-                seen = self._released
-                connection = take()
-                if connection is not None:
-                    return connection
-                with freed:
-                    if self._released != seen:
-                        continue
-                    left = None if deadline is None else deadline - _monotonic()
-                    if left is not None and left <= 0:
-                        raise _no_connection(self)
-                    freed.wait(left)
-        finally:
-            with freed:
-                self._waiting -= 1
+            if deadline is None:
+                woken = waiter.wake.acquire()
+            else:
+                woken = waiter.wake.acquire(True, max(0.0, deadline - _monotonic()))
+        except BaseException:  # (interrupted: what it was given goes to the next waiter)
+            self._abandon(waiter)
+            raise
+        if not woken:
+            with self._lock:
+                if waiter.connection is None and not waiter.turn:
+                    self._waiters.remove(waiter)
+                    raise _no_connection(self)
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        with self._lock:
+            if waiter.connection is not None:
+                self._in_use_connections.discard(waiter.connection)
+                self._available_connections.append(waiter.connection)
+            elif waiter.turn:
+                self._turns -= 1
+            else:
+                self._waiters.remove(waiter)
+            self._serve()
+
+    def _serve(self) -> None:
+        """Under ``_lock``: hand free connections (or room for new ones) to the waiting
+        callers, oldest first: a connection itself on the pool's own checkout, a turn to
+        take one when redis-py's methods lend."""
+        waiters = self._waiters
+        while waiters:
+            if self._quick:
+                free = self._available_connections
+                if free:
+                    connection = free.pop()
+                elif self._created_connections < self.max_connections:
+                    connection = self.make_connection()
+                else:
+                    return
+                self._in_use_connections.add(connection)
+                waiter = waiters.popleft()
+                waiter.connection = connection
+            else:
+                room = (len(self._available_connections) + self.max_connections
+                        - self._created_connections)
+                if room <= self._turns:
+                    return
+                waiter = waiters.popleft()
+                waiter.turn = True
+                self._turns += 1
+            waiter.wake.release()
 
     def release(self, connection: Any) -> None:
-        """Take a connection back (one marked for reconnect is disconnected first), and
-        wake a caller waiting for one, if any."""
+        """Take a connection back (one marked for reconnect is disconnected first); if
+        callers wait, the oldest gets it."""
         if not self._quick:
             super().release(connection)
-        else:
-            if self._forks != _forks:
-                self._checkpid()
-            with self._lock:
-                try:
-                    self._in_use_connections.remove(connection)
-                except KeyError:
-                    return  # (not lent by this pool: lent before a fork, or twice released)
-                if connection.pid == self.pid:
-                    if _RECONNECT and connection.should_reconnect():
-                        connection.disconnect()
-                    self._available_connections.append(connection)
-                else:  # (made in another process: its socket is not this process's)
+            if self._waiters:
+                with self._lock:
+                    self._serve()
+            return
+        if self._forks != _forks:
+            self._checkpid()
+        with self._lock:
+            try:
+                self._in_use_connections.remove(connection)
+            except KeyError:
+                return  # (not lent by this pool: lent before a fork, or twice released)
+            if connection.pid == self.pid:
+                if _RECONNECT and connection.should_reconnect():
                     connection.disconnect()
-                    self._created_connections -= 1
-        if self._waiting:
-            with self._freed:
-                self._released += 1
-                self._freed.notify()
+                self._available_connections.append(connection)
+            else:  # (made in another process: its socket is not this process's)
+                connection.disconnect()
+                self._created_connections -= 1
+            if self._waiters:
+                self._serve()
 
     def waiting(self) -> int:
         """Callers waiting for a connection right now (for pool statistics)."""
-        return self._waiting
+        return len(self._waiters)
 
 
 def _no_connection(pool: Any) -> rx.MaxConnectionsError:
@@ -240,77 +377,100 @@ def _no_connection(pool: Any) -> rx.MaxConnectionsError:
 
 class AsyncWaitingConnectionPool(redis.asyncio.ConnectionPool):
     """redis-py's plain asyncio pool, which waits up to ``timeout`` seconds (None: without
-    end) for a connection when all ``max_connections`` are lent."""
+    end) for a connection when all ``max_connections`` are lent, serving waiting callers in
+    turn (see the module's docstring)."""
 
     def __init__(self, max_connections: int = 50, timeout: float | None = 5.0,
                  **connection_kwargs: Any) -> None:
         self.timeout = timeout
-        #: the futures of callers waiting for a connection, oldest first
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        #: releases so far: a caller that saw the pool exhausted waits only if none came
-        #: since it looked
-        self._released = 0
+        #: the futures of callers waiting for a connection, oldest first; each gets the
+        #: connection a release hands over, and whether it was made for it
+        self._waiters: deque[asyncio.Future[tuple[Any, bool]]] = deque()
         super().__init__(max_connections=max_connections, **connection_kwargs)
 
     async def get_connection(self, command_name: Any = None, *keys: Any,
                              **options: Any) -> Any:
-        """A connection from redis-py's pool, or the first to come back within
-        ``timeout`` seconds, or ``MaxConnectionsError``. A caller that saw the pool
-        exhausted waits only if no release came since it looked (``_released``), so no
-        wake-up is lost between its attempt and its wait."""
-        seen, deadline = self._released, None
-        while True:
+        """A connection from redis-py's pool; else, after the callers already waiting, the
+        first to come back within ``timeout`` seconds, or ``MaxConnectionsError``."""
+        if not self._waiters:  # (no overtaking: queue up behind them)
             try:
                 return await super().get_connection(*ASYNC_GET)  # type: ignore[no-untyped-call]
             except rx.ConnectionError as exc:
                 if not _exhausted(exc):
                     raise
-            if self._released == seen:
-                loop = asyncio.get_running_loop()
-                if deadline is None and self.timeout is not None:
-                    deadline = loop.time() + self.timeout
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    raise _no_connection(self)
-                await self._released_within(left)
-            seen = self._released
+        return await self._wait()
 
-    async def _released_within(self, left: float | None) -> None:
-        """Wait for a release's wake-up, or ``left`` seconds (None: without end)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def _wait(self) -> Any:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[Any, bool]] = loop.create_future()
         self._waiters.append(waiter)
+        self._serve()  # (a release may have come since the attempt)
+        timer = None if self.timeout is None or waiter.done() else loop.call_later(
+            self.timeout, self._expire, waiter)
         try:
-            # (not wait_for: on Python 3.10 and 3.11 it returns a waiter's result that came
-            # with the caller's cancellation, swallowing the cancel; wait() leaves the
-            # waiter alone and raises the cancellation. Past the deadline: one more look,
-            # then the error)
-            await asyncio.wait((waiter,), timeout=left)
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._wake()  # (woken, then cancelled: the next waiter's turn)
-            else:
-                waiter.cancel()
+            connection, made = await waiter
+        except asyncio.CancelledError:
+            # cancelled while waiting, or after a release handed it a connection but
+            # before it ran: that connection goes to the next waiter, or back to the pool
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result()[0])
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
             raise
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+        return await self._lend(connection, made)
 
-    def _wake(self) -> None:
+    def _expire(self, waiter: asyncio.Future[tuple[Any, bool]]) -> None:
+        self._serve()  # (one more look: a slot of a connection dropped unreleased)
+        if not waiter.done():
+            self._waiters.remove(waiter)
+            waiter.set_exception(_no_connection(self))
+
+    async def _lend(self, connection: Any, made: bool) -> Any:
+        """What redis-py's ``get_connection`` does after it takes a connection: its
+        metrics (a connection lent), and the check of the connection."""
+        try:
+            if _record_count is not None:
+                name = _pool_name(self)
+                if not made:
+                    await _record_count(pool_name=name, connection_state=_IDLE, counter=-1)
+                await _record_count(pool_name=name, connection_state=_USED, counter=1)
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    def _serve(self) -> None:
+        """Hand free connections (or new ones, below ``max_connections``) to the waiting
+        callers, oldest first. (Synchronous: no other task runs in between.)"""
         waiters = self._waiters
-        while waiters:
+        # (not while a release holds redis-py's lock across its disconnect of the
+        # connection: it is neither lent nor free then, and that release serves after)
+        while waiters and not self._lock.locked() and self.can_get_connection():
             waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            if waiter.done():  # (cancelled: its task removes it when it runs)
+                continue
+            made = not self._available_connections
+            connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            waiter.set_result((connection, made))
+
+    def _give_back(self, connection: Any) -> None:
+        """A connection handed to a caller that is gone: to the next waiter, else free
+        (as it was when the release handed it over: its metrics say so already)."""
+        self._in_use_connections.discard(connection)
+        self._available_connections.append(connection)
+        self._serve()
 
     async def release(self, connection: Any) -> None:
-        """redis-py's release, then the oldest waiting caller (if any) is woken."""
+        """redis-py's release; then, if callers wait, the oldest gets the connection."""
         try:
             await super().release(connection)
         finally:
-            self._released += 1
             if self._waiters:
-                self._wake()
+                self._serve()
 
     def waiting(self) -> int:
         """Callers waiting for a connection right now (for pool statistics)."""

@@ -338,6 +338,17 @@ class Document(metaclass=DocumentMeta):
         cls._meta.fill(values, data)  # (a field added since it was written: its default)
         return doc
 
+    @classmethod
+    def _loader(cls: type[D]) -> Callable[[str, int, dict[str, Any]], D]:
+        """``from_storage(id, version, data)`` (a whole document) as the cheapest function:
+        made once per model (:meth:`~quantumorm.options.ModelOptions.loader`), or the
+        model's own ``from_storage`` when it overrides it."""
+        own: Any = cls.from_storage
+        if own.__func__ is not _FROM_STORAGE:
+            return own  # type: ignore[no-any-return]
+        load: Callable[[str, int, dict[str, Any]], D] = cls._meta.loader(cls)
+        return load
+
     def _values(self) -> dict[str, Any]:
         values = {name: self.__dict__.get(name) for name in self._fields}
         values["id"] = self.id
@@ -576,6 +587,10 @@ class PrimaryKey:
 #: what Document.clean needs of a field: attribute name, stored name, the field, its
 #: quick_clean (or None) and storer (None: a cleaned value is its own storage form)
 Cleaner = tuple[str, str, Field, Callable[[Any], Any] | None, Callable[[Any], Any] | None]
+
+
+#: the function of Document.from_storage: a model whose own differs is loaded by its own
+_FROM_STORAGE: Any = Document.__dict__["from_storage"].__func__
 
 
 def _cleaners(fields: dict[str, Field]) -> tuple[Cleaner, ...]:

@@ -100,9 +100,13 @@ def batch_decoder(raws: Sequence[bytes]) -> Callable[[bytes], Any]:
     fast = ORJSON
     if fast is None:
         return decode
-    for start in range(0, len(raws), _BATCH):  # (a bounded copy at a time: big replies)
-        if _LONG_NUMBER in b"".join(raws[start:start + _BATCH]).translate(_DIGITS):
+    if len(raws) <= _BATCH:  # (the common reply: one scan, no loop of copies)
+        if _LONG_NUMBER in b"".join(raws).translate(_DIGITS):
             return decode
+    else:
+        for start in range(0, len(raws), _BATCH):  # (a bounded copy at a time: big replies)
+            if _LONG_NUMBER in b"".join(raws[start:start + _BATCH]).translate(_DIGITS):
+                return decode
     loads: Callable[[bytes], Any] = fast.loads
     return loads
 

@@ -131,15 +131,11 @@ class ModelOptions:
         return tuple((name, field.db_name, field.loader()) for name, field in self.fields.items()
                      if paths.derived(field) is None)
 
-    @cached_property
-    def fill(self) -> Callable[[dict[str, Any], dict[str, Any]], None]:
-        """What :attr:`loaders` do, as one function made once (no loop, no lookup of a
-        converter per field): ``fill(values, data)`` puts each loaded field of the stored
-        ``data`` in ``values`` (an instance's dict); a field missing from ``data`` (a
-        document written before the field was added) gets its default. Each converter runs
-        once per value, and an error of one (a KeyError too) is raised as it is."""
-        lines = ["def fill(values, data):"]
-        scope: dict[str, Any] = {"MISSING": MISSING}
+    def _fill_lines(self, scope: dict[str, Any]) -> list[str]:
+        """The statements of :attr:`fill` (and of :meth:`loader`), which read ``data`` and
+        write ``values``; what they call goes into ``scope``."""
+        lines = []
+        scope["MISSING"] = MISSING
         for position, (name, db_name, convert) in enumerate(self.loaders):
             scope[f"initial{position}"] = self.fields[name].initial
             lines.append(f"    raw = data.get({db_name!r}, MISSING)")
@@ -153,11 +149,45 @@ class ModelOptions:
                 lines.append("    else:")
                 lines.append(f"        values[{name!r}] = None if raw is None else "
                              f"convert{position}(raw)")
-        lines.append("    return None")
+        return lines
+
+    @cached_property
+    def fill(self) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+        """What :attr:`loaders` do, as one function made once (no loop, no lookup of a
+        converter per field): ``fill(values, data)`` puts each loaded field of the stored
+        ``data`` in ``values`` (an instance's dict); a field missing from ``data`` (a
+        document written before the field was added) gets its default. Each converter runs
+        once per value, and an error of one (a KeyError too) is raised as it is."""
+        scope: dict[str, Any] = {}
+        lines = ["def fill(values, data):", *self._fill_lines(scope), "    return None"]
         # (generated as dataclasses generates its methods: the names are quoted by repr)
         exec("\n".join(lines), scope)
         fill: Callable[[dict[str, Any], dict[str, Any]], None] = scope["fill"]
         return fill
+
+    def loader(self, model: type[Any]) -> Callable[[str, int, dict[str, Any]], Any]:
+        """``Document.from_storage(id, version, data)`` of ``model`` (whose options these
+        are) as one function made once: the instance made and :attr:`fill`'s statements
+        inline, one call per document where there were two and their lookups (a query
+        loads each of its rows with it). Made again if asked for another class."""
+        made = self.__dict__.get("_loader")
+        if made is not None and made[0] is model:
+            load: Callable[[str, int, dict[str, Any]], Any] = made[1]
+            return load
+        scope: dict[str, Any] = {"model": model, "new": model.__new__}
+        lines = ["def load(id, version, data):",
+                 "    doc = new(model)",
+                 "    values = doc.__dict__",
+                 "    values['id'] = id",
+                 "    values['_version'] = version",
+                 "    values['_partial'] = None",
+                 "    values['_stored'] = dict(data)",
+                 *self._fill_lines(scope),
+                 "    return doc"]
+        exec("\n".join(lines), scope)
+        load = scope["load"]
+        self.__dict__["_loader"] = (model, load)
+        return load
 
     @cached_property
     def derived(self) -> tuple[tuple[str, paths.Path], ...]:

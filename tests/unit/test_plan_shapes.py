@@ -205,3 +205,30 @@ def test_a_template_packs_its_plans_program_from_pieces() -> None:
         assert shared.program == wire.pack(reference._plan(spec, False).tokens)
     # (two plans teach the template; the last "a" is the plan cached for its values)
     assert planner.counts == {"planned": 2, "bound": 3}
+
+
+def test_binding_encodes_only_the_values_its_template_reads() -> None:
+    # an equality's template reads its index range; the probe and the test the planner
+    # could also make of the value (each encoding it again) are not made when binding
+    encoded: list[Any] = []
+
+    class Counted(StringField):
+        def sort_key(self, value: Any) -> bytes:
+            encoded.append(value)
+            return super().sort_key(value)
+
+    class Tally(Document):
+        name = Counted(indexed=True)
+
+        class Meta:
+            collection = "tally"
+
+    planner, reference = Planner(Tally._meta), Planner(Tally._meta)
+    for i in range(3):  # (two plans teach the template)
+        planner.plan(Tally.objects.filter(name=f"n{i}").spec)
+    assert planner.counts == {"planned": 2, "bound": 1}
+    encoded.clear()
+    spec = Tally.objects.filter(name="bound").spec
+    plan = planner.plan(spec)
+    assert encoded == ["bound"]
+    _check_same(plan, reference._plan(spec, False))

@@ -27,8 +27,10 @@ from quantumorm import (
     jsoncodec,
 )
 from quantumorm.backends.redis import results
+from quantumorm.engine.contract import Row
 from quantumorm.errors import CorruptDocumentError
 from quantumorm.fields.base import MISSING
+from quantumorm.query.queryset import QuerySet
 
 
 class Loaded(Document):
@@ -190,3 +192,66 @@ def test_each_converter_runs_once_when_a_field_is_missing() -> None:
 
     loaded = Older.from_storage("o1", 1, {"a": "x"})
     assert (loaded.a, loaded.later, calls) == ("x", 7, ["x"])
+
+
+# -- the whole-document loader a query uses (Document._loader) ----------------------------
+
+
+def test_the_loader_gives_what_from_storage_gives() -> None:
+    load = Loaded._loader()
+    assert load is Loaded._loader()  # (made once per model)
+    for data in (STORED, dict.fromkeys(STORED), {k: v for k, v in STORED.items() if k != "n"}):
+        loaded = load("r1", 4, data)
+        assert type(loaded) is Loaded
+        assert list(loaded.__dict__.items()) == list(
+            Loaded.from_storage("r1", 4, data).__dict__.items())
+    loaded = load("r1", 4, STORED)
+    assert loaded.tags is not STORED["tags"] and loaded._stored is not STORED
+    assert loaded.changed_fields() == [] and loaded.n == 3 and loaded._partial is None
+
+
+def test_a_subclass_gets_a_loader_of_its_own() -> None:
+    class Derived(Loaded):
+        extra = IntField(default=5)
+
+        class Meta:
+            collection = "loaded_derived"
+
+    assert type(Loaded._loader()("a", 1, STORED)) is Loaded
+    loaded = Derived._loader()("a", 1, STORED)
+    assert type(loaded) is Derived and loaded.extra == 5 and loaded.s == "x"
+
+
+def test_a_model_that_loads_its_own_way_is_loaded_by_its_from_storage() -> None:
+    class Own(Document):
+        a = StringField()
+
+        class Meta:
+            collection = "own_loading"
+
+        @classmethod
+        def from_storage(cls, id: str, version: int, data: dict[str, Any],
+                         only: frozenset[str] | None = None) -> Own:
+            doc = super().from_storage(id, version, data, only)
+            doc.a = (doc.a or "") + "!"
+            return doc
+
+    assert Own._loader()("o", 1, {"a": "x"}).a == "x!"
+    rows = [Row("o", 1, {"a": "y"})]
+    assert [doc.a for doc in QuerySet(Own)._convert(rows)] == ["y!"]
+
+
+def test_a_converter_error_of_the_loader_is_raised_as_it_was() -> None:
+    class Picky(StringField):
+        def from_storage(self, raw: Any) -> Any:
+            return {"ok": "fine"}[raw]
+
+    class Keyed2(Document):
+        p = Picky()
+
+        class Meta:
+            collection = "keyed_loader"
+
+    assert Keyed2._loader()("k", 1, {"p": "ok"}).p == "fine"
+    with pytest.raises(KeyError, match="bad"):
+        Keyed2._loader()("k", 1, {"p": "bad"})

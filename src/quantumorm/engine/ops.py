@@ -226,8 +226,8 @@ def bulk_create(
 def get_many(backend: Backend, model: type[D], ids: Iterable[str]) -> Op[list[D | None]]:
     id_list = list(ids)
     rows = yield from backend.get_many(model._meta, id_list)
-    return [None if row is None else model.from_storage(row.id, row.version, row.data)
-            for row in rows]
+    load = model._loader()
+    return [None if row is None else load(row.id, row.version, row.data) for row in rows]
 
 
 def fetch(backend: Backend, model: type[D], spec: QuerySpec) -> Op[list[Row]]:

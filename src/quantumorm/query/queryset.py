@@ -493,10 +493,12 @@ class QuerySet(Generic[D]):
                 return aggregation.reshape(out, wanted, self._shape == "flat")
             return out
         if self._only is None:
-            load = model.from_storage
+            # (a loader made once per model: the whole document, one call per row)
             if len(rows) < gcpause.PAUSE_FROM:
+                load = model._loader()
                 return [load(row.id, row.version, row.data) for row in rows]
             with gcpause.paused():  # (many documents at once: see quantumorm.gcpause)
+                load = model._loader()
                 return [load(row.id, row.version, row.data) for row in rows]
         # (with the top field of each ordering path: a page's last document gives the next
         # page's position, which reads ``address__city`` in ``address``)

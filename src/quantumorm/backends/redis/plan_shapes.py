@@ -36,8 +36,9 @@ from ...query.nodes import Condition, Node, Not, QuerySpec
 from . import wire
 
 Token = bytes
-#: a condition's derived tokens: what its lookup makes of its value (see the docstring)
-Derive = Callable[[Condition], list[Token]]
+#: a condition's derived tokens: what its lookup makes of its value (see the docstring),
+#: given how many of the first ones are needed (None: all of them; more may come)
+Derive = Callable[[Condition, int | None], list[Token]]
 
 LOWER = frozenset({Lookup.GT, Lookup.GTE})
 UPPER = frozenset({Lookup.LT, Lookup.LTE})
@@ -90,22 +91,22 @@ class Template:
     cut at its value tokens: the packed runs of constant tokens around them, and the
     value token at each cut, in order. A bound plan's program is then those runs with
     its own values packed in between (see :meth:`program`), rather than every token
-    packed again for each new value."""
+    packed again for each new value.
+
+    ``needs``: per condition position the slots read, how many of its derived tokens
+    they reach (the rest, often a probe and a test encoding the value again, are not
+    made when a query is bound)."""
 
     slots: dict[Token, tuple[int, int]]
     pieces: tuple[bytes, ...]
     cuts: tuple[Token, ...]
+    needs: tuple[tuple[int, int], ...]
 
     def bind(self, conds: list[Condition], derive: Derive) -> dict[Token, Token]:
         """The learnt plan's value tokens -> this query's (``conds``: its conditions)."""
-        derived: dict[int, list[Token]] = {}
-        out = {}
-        for token, (position, index) in self.slots.items():
-            tokens = derived.get(position)
-            if tokens is None:
-                tokens = derived[position] = derive(conds[position])
-            out[token] = tokens[index]
-        return out
+        derived = {position: derive(conds[position], upto) for position, upto in self.needs}
+        return {token: derived[position][index]
+                for token, (position, index) in self.slots.items()}
 
     def program(self, bound: dict[Token, Token]) -> bytes:
         """``wire.pack`` of the learnt plan's tokens with ``bound`` (:meth:`bind`'s) in
@@ -125,8 +126,8 @@ def apart(first_conds: list[Condition], second_conds: list[Condition],
     can tell every value token from the constants."""
     for a, b in zip(first_conds, second_conds, strict=True):
         if not _fixed(a):
-            tokens = derive(a)
-            if tokens and tokens == derive(b):
+            tokens = derive(a, None)
+            if tokens and tokens == derive(b, None):
                 return False
     return True
 
@@ -138,8 +139,8 @@ def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
     docstring). The two must be :func:`apart`."""
     if len(first) != len(second) or not _separable(first_conds):
         return None
-    before = [derive(cond) for cond in first_conds]
-    after = [derive(cond) for cond in second_conds]
+    before = [derive(cond, None) for cond in first_conds]
+    after = [derive(cond, None) for cond in second_conds]
     if any(len(old) != len(new) for old, new in zip(before, after, strict=True)):
         return None
     slots: dict[Token, tuple[int, int]] = {}
@@ -161,7 +162,10 @@ def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
             return None
     if constants & slots.keys():
         return None
-    return Template(slots, *_cut(first, slots.keys()))
+    needs: dict[int, int] = {}
+    for position, index in slots.values():
+        needs[position] = max(needs.get(position, 0), index + 1)
+    return Template(slots, *_cut(first, slots.keys()), tuple(sorted(needs.items())))
 
 
 def _cut(tokens: list[Token], values: Collection[Token]) -> tuple[tuple[bytes, ...],

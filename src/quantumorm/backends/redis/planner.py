@@ -33,6 +33,7 @@ Token grammar (see ``lua/query.lua``)::
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache, partial
@@ -180,8 +181,9 @@ class Planner:
             options = replace(options, indexes=tuple(i for i in options.indexes
                                                      if i.name in ready))
         self.options = options
-        #: plans by query values (see plan()), oldest first
-        self._by_values: dict[Hashable, Plan] = {}
+        #: plans by query values (see plan()), oldest first (an OrderedDict: dropping the
+        #: oldest of a plain dict scans the deleted slots before it, every time)
+        self._by_values: OrderedDict[Hashable, Plan] = OrderedDict()
         #: per query shape: its first plan (and the spec it planned), its template and
         #: the plan the template binds, or None when the shape has no template
         self._shapes: dict[Hashable, tuple[QuerySpec, Plan] | tuple[Template, Plan] | None] \
@@ -244,9 +246,9 @@ class Planner:
             plan = self._shared(spec, counting)
             if len(by_values) >= PLAN_CACHE_SIZE:
                 try:
-                    del by_values[next(iter(by_values))]  # the oldest
-                except (KeyError, RuntimeError, StopIteration):
-                    pass  # (another thread changed the cache meanwhile)
+                    by_values.popitem(last=False)  # the oldest
+                except KeyError:
+                    pass  # (another thread emptied the cache meanwhile)
             by_values[key] = plan
         return plan
 
@@ -307,9 +309,11 @@ class Planner:
         plan.__dict__["program"] = program
         return plan
 
-    def _derived(self, cond: Condition) -> list[Token]:
+    def _derived(self, cond: Condition, upto: int | None = None) -> list[Token]:
         """The tokens the planner may make of a condition's value (see
-        :mod:`.plan_shapes`): its id key; or its index ranges, probes and test."""
+        :mod:`.plan_shapes`): its id key; or its index ranges, probes and test; ``upto``:
+        how many of the first ones are needed (None: all), so that binding a template
+        makes no encoding its slots do not read."""
         if cond.field == ID:
             return [sortable.id_key(cond.value)]
         # (what the field and lookup say, once per pair: this runs per condition of every
@@ -326,7 +330,11 @@ class Planner:
         if ranged:
             for low, high in self._leaf_ranges(field, cond) or ():
                 out += [low, high]
+            if upto is not None and len(out) >= upto:
+                return out
         out += served.probes(field, cond.value, b"") or ()
+        if upto is not None and len(out) >= upto:
+            return out
         out += served.test(field, b"", cond.value)
         return out
 

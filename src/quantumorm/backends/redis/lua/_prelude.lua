@@ -23,21 +23,31 @@ end
 
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings, each followed by
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
--- made in the same pass); nil or false -> {}. Each length is read byte by byte: no string
--- is made of its digits (that, with tonumber, cost about a third of the parse).
+-- made in the same pass); nil or false -> {}. Each length is read from its bytes: no string
+-- is made of its digits (that, with tonumber, cost about a third of the parse), and a length
+-- of one or two digits (value encodings are short) from one string.byte of three bytes.
 local function unpack_list(s, suffix)
   local out, n, pos = {}, 0, 1
   if not s then return out end
   local byte, sub, length = string.byte, string.sub, #s
   while pos <= length do
-    local size, colon = 0, pos
-    local b = byte(s, colon)
-    while b ~= 58 do  -- (":")
-      if not b or b < 48 or b > 57 then error("damaged list of value encodings") end
-      size, colon = size * 10 + b - 48, colon + 1
-      b = byte(s, colon)
+    local size, colon
+    local b1, b2, b3 = byte(s, pos, pos + 2)
+    if b2 == 58 and b1 >= 48 and b1 <= 57 then  -- ("d:")
+      size, colon = b1 - 48, pos + 1
+    elseif b3 == 58 and b1 >= 48 and b1 <= 57 and b2 and b2 >= 48 and b2 <= 57 then  -- ("dd:")
+      size, colon = b1 * 10 + b2 - 528, pos + 2
+    else
+      local b = b1
+      size, colon = 0, pos
+      while b ~= 58 do  -- (":")
+        if not b or b < 48 or b > 57 then error("damaged list of value encodings") end
+        size, colon = size * 10 + b - 48, colon + 1
+        b = byte(s, colon)
+      end
+      if colon == pos then error("damaged list of value encodings") end  -- (no digits)
     end
-    if colon == pos or colon + size > length then  -- (no digits; an item cut short)
+    if colon + size > length then  -- (an item cut short)
       error("damaged list of value encodings")
     end
     n = n + 1

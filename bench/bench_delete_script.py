@@ -114,7 +114,7 @@ def main() -> None:
         print(f"{'script':24} {'µs/call':>8} {'÷ baseline':>10} {'spread of ratios':>18}"
               f"  (EVALSHA usec per delete, medians of {args.rounds} blocks of {args.block})")
         for name, got in times.items():
-            ratios = sorted(g / b for g, b in zip(got, base))
+            ratios = sorted(g / b for g, b in zip(got, base, strict=True))
             print(f"{name:24} {statistics.median(got):8.1f} {statistics.median(ratios):10.3f}"
                   f" {ratios[len(ratios) // 4]:8.3f}-{ratios[-1 - len(ratios) // 4]:.3f}")
         close_all()

@@ -94,7 +94,17 @@ do
     if bad then break end
     dropped = i
   end
-  bad = bad or emit_first("delete", idkey, stored, nil, nil, last)
+  if not bad then
+    if EVENTS and EVENTS.maxlen ~= "" and not EVENTS.doc and EVENTS.channel == "" then
+      -- (the common events, a stream alone: emit()'s XADD, as emit_first() would refuse
+      -- it, without the entry table and the pcall)
+      local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
+                               "*", "op", "delete", "id", idkey, "v", stored)
+      bad = refused
+    else
+      bad = emit_first("delete", idkey, stored, nil, nil, last)
+    end
+  end
   if bad then  -- (put back what was removed; no closure made for it on every call)
     for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end

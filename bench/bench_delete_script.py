@@ -10,7 +10,7 @@ median over the rounds of its µs per call, and the median and interquartile spr
 per-round ratio to the baseline. ``--variant FILE`` (repeatable) adds a script text read
 from a file, for trying a change before making it.
 
-Usage: bench/bench_delete_script.py [--baseline TREE] [--variant FILE] [--n 5000]
+Usage: bench/bench_delete_script.py --baseline TREE [--variant FILE] [--n 5000]
 [--block 200] [--rounds 31]. It starts a private redis-server on a free 127.0.0.1 port (no
 persistence; stopped at exit).
 """
@@ -86,7 +86,7 @@ def block(client: redis.Redis, scripts: dict[str, Script], size: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="/work/main")
+    parser.add_argument("--baseline", required=True, help="the other tree (its src/ is imported)")
     parser.add_argument("--variant", action="append", default=[])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--block", type=int, default=200)
@@ -112,7 +112,7 @@ def main() -> None:
                 times[name].append(usec)
         base = times["baseline"]
         print(f"{'script':24} {'µs/call':>8} {'÷ baseline':>10} {'spread of ratios':>18}"
-              f"  (EVALSHA usec per delete, medians of {args.rounds} blocks of {args.block})")
+              f"  (EVALSHA usec per delete, medians of {args.rounds} rounds of {args.block} per script)")
         for name, got in times.items():
             ratios = sorted(g / b for g, b in zip(got, base, strict=True))
             print(f"{name:24} {statistics.median(got):8.1f} {statistics.median(ratios):10.3f}"

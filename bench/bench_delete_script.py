@@ -86,7 +86,8 @@ def block(client: redis.Redis, scripts: dict[str, Script], size: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, help="the other tree (its src/ is imported)")
+    parser.add_argument("--baseline", required=True,
+                        help="the other tree (its src/ is imported)")
     parser.add_argument("--variant", action="append", default=[])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--block", type=int, default=200)
@@ -112,7 +113,8 @@ def main() -> None:
                 times[name].append(usec)
         base = times["baseline"]
         print(f"{'script':24} {'µs/call':>8} {'÷ baseline':>10} {'spread of ratios':>18}"
-              f"  (EVALSHA usec per delete, medians of {args.rounds} rounds of {args.block} per script)")
+              f"  (EVALSHA usec per delete, medians of {args.rounds} rounds of "
+              f"{args.block} per script)")
         for name, got in times.items():
             ratios = sorted(g / b for g, b in zip(got, base, strict=True))
             print(f"{name:24} {statistics.median(got):8.1f} {statistics.median(ratios):10.3f}"

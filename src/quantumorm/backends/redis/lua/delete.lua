@@ -28,7 +28,7 @@
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
--- takes no version: the clock is not read); STRLEN of the document: its type and whether it
+-- takes no version: the clock is not read); TYPE of the document: its type and whether it
 -- is alive; HMGET of the meta hash: the version and every
 -- index's entries, and its type; one EXISTS of the schedule and the lock hash, usually
 -- both absent: no lock, and the id is in no schedule; else the schedule's ZCARD (its type,
@@ -48,14 +48,9 @@ do  -- (a document of a prepared transaction: see lock_holder())
   local holder = lock_holder(KEYS[6], idkey, locked > 0)
   if holder then return {"LOCKED", holder} end
 end
--- (STRLEN, not TYPE: an integer reply, no table; a stored document is never empty, and
--- an empty string, damaged, is still told from no key by an EXISTS)
-local alive
-do
-  local length, refused = typed(KEYS[1], "STRLEN", KEYS[1])
-  if refused then return refused end
-  alive = length > 0 or redis.call("EXISTS", KEYS[1]) == 1
-end
+local doc_type = redis.call("TYPE", KEYS[1]).ok
+if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
+local alive = doc_type == "string"
 if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
 -- is built on the common path, only for a purge)

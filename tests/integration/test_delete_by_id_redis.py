@@ -75,3 +75,51 @@ async def test_a_key_of_another_type_refuses_the_delete_and_changes_nothing(
         redis_client.restore(key, 0, saved)
     assert await call(Person.objects.filter(id="a"), "delete", mode) == 1
     assert_indexes_consistent(redis_client, Person)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_each_key_of_another_type_refuses_before_anything_is_written(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    # every key delete.lua reads or writes, proven of its type before its first write: the
+    # state hash and the document by their reads, the meta hash by its HMGET, the first
+    # index (name) and a middle one (age) by their ZREM, the stream by the event's XADD (the
+    # entries removed before it are put back)
+    await call(Person(id="a", name="n", age=1, tags=["t"], email="a@x"), "save", mode)
+    ks = KeySpace(Person._meta)
+    for key, foreign in ((ks.state(0), "string"), (ks.doc(0, "a"), "list"),
+                         (ks.meta(0, "a"), "string"), (ks.index(0, "name"), "string"),
+                         (ks.index(0, "age"), "hash"), (ks.changes(0), "string")):
+        saved = redis_client.dump(key)
+        redis_client.delete(key)
+        if foreign == "string":
+            redis_client.set(key, "written by someone else")
+        elif foreign == "list":
+            redis_client.rpush(key, "written by someone else")
+        else:
+            redis_client.hset(key, "by", "someone else")
+        before = snapshot(redis_client)
+        with pytest.raises(WrongTypeError) as error:
+            await call(Person.objects.filter(id="a"), "delete", mode)
+        assert error.value.key == key
+        assert snapshot(redis_client) == before
+        redis_client.delete(key)
+        if saved is not None:
+            redis_client.restore(key, 0, saved)
+    assert await call(Person.objects.filter(id="a"), "delete", mode) == 1
+    assert_indexes_consistent(redis_client, Person)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_empty_string_at_the_document_key_is_a_document_not_an_expiry(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    # (damaged: a stored document is never empty. It is deleted as a live one, with its
+    # "delete" event, not purged as an expired one)
+    await call(Person(id="a", name="n", age=1, tags=["t"], email="a@x"), "save", mode)
+    ks = KeySpace(Person._meta)
+    redis_client.set(ks.doc(0, "a"), b"")
+    feed = Person.objects.changes(wait=0)
+    await call(feed, "read", mode)
+    assert await call(Person.objects.filter(id="a"), "delete", mode) == 1
+    assert [e.op for e in await call(feed, "read", mode)] == ["delete"]
+    assert not redis_client.exists(ks.doc(0, "a"), ks.meta(0, "a"))
+    assert_indexes_consistent(redis_client, Person)

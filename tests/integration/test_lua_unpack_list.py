@@ -54,7 +54,10 @@ return {#unpack_list(nil), #unpack_list(false), #unpack_list(nil, "x"), #unpack_
 
 @pytest.mark.parametrize("damaged", [b"3", b"3x:abc", b":abc", b"a:b", b"-1:", b"12",
                                      b"+3:abc", b" 3:abc", b"5:abc", b"3:abc9:xy",
-                                     b"99999999999999999999:abc"])
+                                     b"99999999999999999999:abc",
+                                     # (the lengths of one and two digits read at once)
+                                     b"x:a", b"1x:ab", b"1:", b"12:abc", b"0a:", b":1:a",
+                                     b"1:a2:b", b"2:ab:", b"9"])
 def test_a_damaged_list_is_an_error(redis_client: Any, damaged: bytes) -> None:
     with pytest.raises(redis.ResponseError, match="damaged list of value encodings"):
         redis_client.eval(_UNPACK, 0, b"", damaged)

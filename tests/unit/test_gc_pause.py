@@ -6,7 +6,7 @@ rows and documents are those of the unpaused path."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from quantumorm import ArrayField, DateTimeField, Document, IntField, StringField, gcpause
 from quantumorm.backends.redis import results
 from quantumorm.engine.contract import Row
+from quantumorm.engine.drive import run
 from quantumorm.errors import CorruptDocumentError
 from quantumorm.query.queryset import QuerySet
 
@@ -172,3 +173,64 @@ def test_overlapping_pauses_turn_the_collector_on_when_the_last_ends() -> None:
     with gcpause.paused(), gcpause.paused():
         assert not gc.isenabled()
     assert not gc.isenabled()
+
+
+class _Executor:
+    """A blocking executor that answers each plan with its double, recording whether the
+    collector was on while it ran, and raising KeyError for the plan -1."""
+
+    def __init__(self) -> None:
+        self.on: list[bool] = []
+
+    def execute(self, plan: int) -> int:
+        self.on.append(gc.isenabled())
+        if plan == -1:
+            raise KeyError("refused")
+        return plan * 2
+
+
+def test_the_steps_of_an_operation_are_paused_and_its_round_trips_not() -> None:
+    steps: list[bool] = []
+
+    def op() -> Generator[int, int, int]:
+        steps.append(gc.isenabled())
+        got = yield 1
+        steps.append(gc.isenabled())
+        try:
+            yield -1
+        except KeyError:  # (the executor's error, thrown in where the plan was yielded)
+            steps.append(gc.isenabled())
+        got += yield 5
+        steps.append(gc.isenabled())
+        return got
+
+    executor = _Executor()
+    assert run(gcpause.paused_steps(op()), executor) == 2 + 10
+    assert steps == [False, False, False, False] and executor.on == [True, True, True]
+    assert gc.isenabled()
+    gc.disable()  # (off before: off in the round trips and after)
+    executor = _Executor()
+    assert run(gcpause.paused_steps(op()), executor) == 12
+    assert executor.on == [False, False, False] and not gc.isenabled()
+
+
+def test_an_operation_that_fails_or_is_closed_leaves_the_collector_on() -> None:
+    def failing() -> Generator[int, int, None]:
+        yield 1
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError, match="bad"):
+        run(gcpause.paused_steps(failing()), _Executor())
+    assert gc.isenabled()
+    closed: list[bool] = []
+
+    def waiting() -> Generator[int, int, None]:
+        try:
+            yield 1
+        finally:
+            closed.append(gc.isenabled())
+
+    op = gcpause.paused_steps(waiting())
+    assert next(op) == 1
+    op.close()
+    assert closed == [False] and gc.isenabled()

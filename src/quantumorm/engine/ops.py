@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import signals
+from .. import gcpause, signals
 from ..errors import (
     BulkWriteError,
     CorruptDocumentError,
@@ -151,12 +151,22 @@ def bulk_create(
 ) -> Op[list[D]]:
     """Insert new documents in batches (one round trip each, plus one for their ids).
 
+    From :data:`~quantumorm.gcpause.PAUSE_FROM` documents, its steps run with the cyclic
+    garbage collector paused, its round trips not (:func:`~quantumorm.gcpause.paused_steps`).
+
     Every document is validated, encoded and size-checked first, before the first batch is
     sent: if any is invalid, one ValidationError names them all (``[position].field``); if
     any is above the backend's ``max_document_bytes``, one DocumentTooLargeError lists their
     positions; either way nothing is written. Documents the store refuses (duplicate id,
     unique value) are reported together in a BulkWriteError after the others are written.
     """
+    op = _bulk_create(backend, model, docs, batch_size)
+    return op if len(docs) < gcpause.PAUSE_FROM else gcpause.paused_steps(op)
+
+
+def _bulk_create(
+    backend: Backend, model: type[D], docs: Sequence[D], batch_size: int
+) -> Op[list[D]]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (got {batch_size!r})")
     expire = expiry(backend, model._meta)

@@ -25,21 +25,31 @@ end
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
 -- made in the same pass); nil or false -> {}; nil for a damaged list (a stray byte, a sign
 -- or a blank before a length, an item cut short): a caller that reads a meta hash refuses
--- with damaged() then, before writing anything. Each length is read byte by byte: no string
--- is made of its digits (that, with tonumber, cost about a third of the parse).
+-- with damaged() then, before writing anything. Each length is read from its bytes: no
+-- string is made of its digits (that, with tonumber, cost about a third of the parse), and a
+-- length of one or two digits (value encodings are short) from one string.byte of three bytes.
 local function read_list(s, suffix)
   local out, n, pos = {}, 0, 1
   if not s then return out end
   local byte, sub, length = string.byte, string.sub, #s
   while pos <= length do
-    local size, colon = 0, pos
-    local b = byte(s, colon)
-    while b ~= 58 do  -- (":")
-      if not b or b < 48 or b > 57 then return nil end
-      size, colon = size * 10 + b - 48, colon + 1
-      b = byte(s, colon)
+    local size, colon
+    local b1, b2, b3 = byte(s, pos, pos + 2)
+    if b2 == 58 and b1 >= 48 and b1 <= 57 then  -- ("d:")
+      size, colon = b1 - 48, pos + 1
+    elseif b3 == 58 and b1 >= 48 and b1 <= 57 and b2 and b2 >= 48 and b2 <= 57 then  -- ("dd:")
+      size, colon = b1 * 10 + b2 - 528, pos + 2
+    else
+      local b = b1
+      size, colon = 0, pos
+      while b ~= 58 do  -- (":")
+        if not b or b < 48 or b > 57 then return nil end
+        size, colon = size * 10 + b - 48, colon + 1
+        b = byte(s, colon)
+      end
+      if colon == pos then return nil end  -- (no digits)
     end
-    if colon == pos or colon + size > length then return nil end  -- (no digits; cut short)
+    if colon + size > length then return nil end  -- (an item cut short)
     n = n + 1
     if suffix then
       out[n] = sub(s, colon + 1, colon + size) .. suffix

@@ -155,14 +155,20 @@ end
 -- stream} (any other error is raised). Where it is not the script's first write (save.lua and
 -- delete.lua make it their last refusable one), the caller takes back what it wrote before.
 local function emit_first(op, idkey, version, write_id, changed, doc)
-  if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and write_id and changed
-      and not (doc and EVENTS.doc) then
-    -- (the usual event, a stream's alone with every field given: emit()'s XADD with its
-    -- arguments in place, with no list of them made and no pcall of emit)
-    local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
-                             "*", "op", op, "id", idkey, "v", tostring(version), "w",
-                             write_id, "f", changed)
-    return refused
+  if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and not (doc and EVENTS.doc) then
+    -- (the usual events, a stream's alone: emit()'s XADD with its arguments in place, with
+    -- no list of them made and no pcall of emit; a save's or patch's carries every field, a
+    -- delete's neither write id nor fields)
+    if write_id and changed then
+      local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
+                               "*", "op", op, "id", idkey, "v", tostring(version), "w",
+                               write_id, "f", changed)
+      return refused
+    elseif not write_id and not changed then
+      local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
+                               "*", "op", op, "id", idkey, "v", tostring(version))
+      return refused
+    end
   end
   local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
   if ok then return nil end

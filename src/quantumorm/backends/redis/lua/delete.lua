@@ -29,8 +29,9 @@
 -- uses: _write
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
--- _write.lua): HMGET of the state hash: the layout refusal and its type; TYPE of the
--- document: its type and whether it is alive; HMGET of the meta hash: the version and every
+-- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
+-- takes no version: the clock is not read); TYPE of the document: its type and whether it
+-- is alive; HMGET of the meta hash: the version and every
 -- index's entries, and its type; one EXISTS of the schedule and the lock hash, usually
 -- both absent: no lock, and the id is in no schedule; else the schedule's ZCARD (its type,
 -- and whether the id can be in it at all: its refusal is returned where it always was, after
@@ -39,7 +40,7 @@
 -- that index's, the XADD of the event the stream's: a refusal of any puts back what was
 -- removed before it.
 do
-  local refused = state_check(KEYS[6], ARGV[6], false)
+  local refused = layout_refusal(KEYS[6], ARGV[6], false)
   if refused then return refused end
   events_unchecked(ARGV[5], KEYS[#KEYS])
 end
@@ -51,6 +52,7 @@ do  -- (a document of a prepared transaction: see lock_holder())
 end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
 if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
+local alive = doc_type == "string"
 if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
 -- is built on the common path, only for a purge)
@@ -60,7 +62,7 @@ if refused then return refused end
 if ttl_refused then return ttl_refused end
 local stored = got[1] or nil
 if not stored then return {"MISSING"} end
-if doc_type == "none" then  -- it expired: clean up what it left
+if not alive then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   refused = stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
@@ -90,17 +92,17 @@ do
   local removed, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
   if bad then return bad end
   local dropped = 0  -- (the indexes whose entries are removed)
-  local function put_back()
-    for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
-    if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
-  end
   for i = 1, #old do
     bad = proving("ZREM", KEYS[6 + i], old[i])
-    if bad then put_back(); return bad end
+    if bad then break end
     dropped = i
   end
-  bad = emit_first("delete", idkey, stored, nil, nil, last)
-  if bad then put_back(); return bad end
+  if not bad then bad = emit_first("delete", idkey, stored, nil, nil, last) end
+  if bad then  -- (put back what was removed; no closure made for it on every call)
+    for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
+    if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
+    return bad
+  end
 end
 if scheduled > 0 then redis.call("ZREM", KEYS[4], idkey) end
 if soft then

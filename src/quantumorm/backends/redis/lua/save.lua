@@ -223,7 +223,8 @@ if allocating then
     local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
     if refused then return refused end
     increments, counter = increments + 1, counted
-    n = string.format("%.0f", counted)  -- (tostring: 1e+14)
+    -- (tostring is exact below 1e14, "%.14g"; a string.format costs several times more)
+    n = counted < 1e14 and tostring(counted) or string.format("%.0f", counted)
     if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
   end
   idkey = "\1" .. string.char(32 + #n) .. n
@@ -243,21 +244,35 @@ local version
 -- refusal, and what was written before it is taken back (the event, which cannot be, comes
 -- last of them)
 local added, refused = 0, nil
+local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
 if mode == "insert" then
   added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
-  local none = {}  -- (nothing to drop: one empty list for every index, never changed)
-  for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
-    local add = {}
-    for j, member in ipairs(index.new) do add[j] = member .. idkey end
-    index.drop, index.add = none, add
+  -- every entry of a new document is added: one ZADD per index, its arguments made in one
+  -- pass over the encodings (no list of members made first and copied; a take-back makes
+  -- the lists it needs, see below)
+  for i, index in ipairs(indexes) do
+    local new = index.new
+    local n = #new
+    if n > 500 then  -- (more than one ZADD: change_entries chunks them)
+      local add = {}
+      for j = 1, n do add[j] = new[j] .. idkey end
+      refused = change_entries(index.key, {}, add)
+    elseif n > 0 then
+      local args = {}
+      for j = 1, n do args[2 * j - 1], args[2 * j] = "0", new[j] .. idkey end
+      local _
+      _, refused = typed(index.key, "ZADD", index.key, unpack(args))
+    end
+    if refused then break end
+    written = i
   end
-end
-local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
-for i, index in ipairs(indexes) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then break end
-  written = i
+else
+  for i, index in ipairs(indexes) do
+    refused = change_entries(index.key, index.drop, index.add)
+    if refused then break end
+    written = i
+  end
 end
 if not refused then
   version = take_version(KEYS[6])
@@ -268,6 +283,14 @@ if not refused then
   end
 end
 if refused then  -- (one place that takes back: no function made for it on every call)
+  if mode == "insert" then  -- (the entries an insert added, as take_back_entries reads them)
+    local none = {}
+    for i = 1, written do
+      local index, add = indexes[i], {}
+      for j, member in ipairs(indexes[i].new) do add[j] = member .. idkey end
+      index.drop, index.add = none, add
+    end
+  end
   take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
   give_back()

@@ -30,7 +30,9 @@
 -- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
--- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[12]  change events: "" (none), the spec events_on() reads, or the stream's MAXLEN
+--           alone (digits: a stream entry without the document, no Pub/Sub, the usual
+--           events, read with no MessagePack to unpack); the stream is KEYS[#KEYS]
 -- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 -- ARGV[14]  the caller's schema layout ("" for none)
 -- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
@@ -77,7 +79,12 @@ do
     scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6])
   end
   if refused then return refused end
-  events_unchecked(ARGV[12], KEYS[#KEYS])
+  local spec = string.byte(ARGV[12], 1)
+  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
+    EVENTS = {maxlen = ARGV[12], doc = false, channel = "", key = KEYS[#KEYS]}
+  else
+    events_unchecked(ARGV[12], KEYS[#KEYS])
+  end
 end
 if idkey ~= "" and others > 0 then  -- (a document of a prepared transaction: lock_holder())
   -- (an update's "others" is the lock hash alone; an insert's may be its own keys)

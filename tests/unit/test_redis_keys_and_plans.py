@@ -1029,8 +1029,31 @@ def test_save_call_insert_arguments() -> None:
     # with change events on (the default) the partition's stream comes last
     assert call.keys[4:6] == (keys.ttl(0), keys.state(0)) and len(call.keys) == 12
     assert call.keys[-1] == keys.changes(0)
-    assert wire.unpack(call.args[11]) == [b"10000", b"0", b""]
+    # (the usual events, a stream entry alone: its MAXLEN, which save.lua reads unpacked)
+    assert call.args[11] == b"10000"
     assert call.args[12] == b""  # an insert changes every field
+
+
+def test_save_call_sends_the_event_spec_when_events_carry_more_than_an_entry() -> None:
+    cases = [({"changes_document": True}, [b"5", b"1", b""]),
+             ({"publish": True}, None), ({"changes": False, "publish": True}, None),
+             ({"changes": False}, b""), ({"changes_maxlen": 7}, b"7")]
+    for i, (meta, expected) in enumerate(cases):
+        model = type(f"Evented{i}", (Document,), {
+            "name": StringField(indexed=True),
+            "Meta": type("Meta", (), {"collection": f"evented{i}", "changes_maxlen": 5,
+                                      **meta})})
+        keys = KeySpace(model._meta)
+        doc = model(id="e1", name="n")
+        request = WriteRequest("insert", "e1", 0, doc.clean(), doc._values(), None)
+        sent = save_call(model._meta, keys, request).args[11]
+        spec = writes.events_spec(model._meta, keys)
+        if expected is None:  # (Pub/Sub: the whole spec, with its channel)
+            assert sent == spec and wire.unpack(sent)[2] == keys.channel.encode()
+        elif isinstance(expected, list):
+            assert sent == spec and wire.unpack(sent) == expected
+        else:
+            assert sent == expected
 
 
 def test_save_call_names_the_changed_fields_for_the_event() -> None:

@@ -45,7 +45,7 @@ class SaveCall:
     expiry: bytes | str  # "keep" | "persist" | milliseconds
     doc_prefix: str
     meta_prefix: str
-    events: bytes  # the spec events_on() reads; b"" for none
+    events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none
     changed: bytes  # MessagePack changed field names; b"" for all
     layout: bytes  # the caller's schema layout
     #: MessagePack, per index of ``touched`` (every index, in index order): its value

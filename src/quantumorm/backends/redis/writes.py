@@ -138,6 +138,12 @@ class WriteLayout:
                                      index.name.encode())])
         #: what the scripts' events_on() reads: b"" when the model emits no change events
         self.events = events_spec(options, keys)
+        #: what save.lua reads for change events: the stream's MAXLEN alone (its digits)
+        #: for the usual events, a stream entry without the document nor Pub/Sub, which
+        #: it reads with no MessagePack to unpack; else the spec
+        self._save_events = (
+            str(options.changes_maxlen).encode() if self.events and options.changes is not False
+            and not options.changes_document and not options.publish else self.events)
         self._changed: dict[frozenset[str], bytes] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
@@ -240,7 +246,7 @@ class WriteLayout:
             sequence = p.ids  # unused; any key of the partition keeps one slot
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
             packed_indexes = wire.pack(_index_args(touched, values))
-        events = self.events
+        events = self._save_events
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),

@@ -113,6 +113,22 @@ local function take_version(state_key)
   return CLOCK
 end
 
+-- The padding of a TIME reply's microseconds to six digits, by their count of digits.
+local PADS = {"00000", "0000", "000", "00", "0", ""}
+
+-- take_version() and the version's decimal text: made of the TIME reply's own digits when
+-- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
+-- number costs the server more than the rest of taking the version).
+local function take_version_text(state_key)
+  local t = redis.call("TIME")
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW_MS = math.floor(now / 1000)
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  CLOCK = math.max(last + 1, now)
+  if CLOCK == now then return CLOCK, t[1] .. PADS[#t[2]] .. t[2] end
+  return CLOCK, string.format("%.0f", CLOCK)
+end
+
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
 -- flush_clock() in a DEFERRED script. ``shown``: the clock's decimal text, when the caller
 -- has made it (a string.format per call costs as much as a command's own work).

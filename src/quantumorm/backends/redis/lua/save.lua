@@ -30,7 +30,9 @@
 -- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
--- ARGV[12]  change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[12]  change events: "" (none), the spec events_on() reads, or the stream's MAXLEN
+--           alone (digits: a stream entry without the document, no Pub/Sub, the usual
+--           events, read with no MessagePack to unpack); the stream is KEYS[#KEYS]
 -- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 -- ARGV[14]  the caller's schema layout ("" for none)
 -- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
@@ -79,7 +81,12 @@ do
     scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6])
   end
   if refused then return refused end
-  events_unchecked(ARGV[12], KEYS[#KEYS])
+  local spec = string.byte(ARGV[12], 1)
+  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
+    EVENTS = {maxlen = ARGV[12], doc = false, channel = "", key = KEYS[#KEYS]}
+  else
+    events_unchecked(ARGV[12], KEYS[#KEYS])
+  end
 end
 if idkey ~= "" and others > 0 then  -- (a document of a prepared transaction: lock_holder())
   -- (an update's "others" is the lock hash alone; an insert's may be its own keys)
@@ -227,7 +234,8 @@ if allocating then
     local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
     if refused then return refused end
     increments, counter = increments + 1, counted
-    n = string.format("%.0f", counted)  -- (tostring: 1e+14)
+    -- (tostring is exact below 1e14, "%.14g"; a string.format costs several times more)
+    n = counted < 1e14 and tostring(counted) or string.format("%.0f", counted)
     if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
   end
   idkey = "\1" .. string.char(32 + #n) .. n
@@ -247,31 +255,63 @@ local version
 -- refusal, and what was written before it is taken back (the event, which cannot be, comes
 -- last of them)
 local added, refused = 0, nil
+local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
 if mode == "insert" then
   added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
   if refused then give_back(); return refused end
-  local none = {}  -- (nothing to drop: one empty list for every index, never changed)
-  for _, index in ipairs(indexes) do  -- (every entry of a new document is added)
-    local add = {}
-    for j, member in ipairs(index.new) do add[j] = member .. idkey end
-    index.drop, index.add = none, add
+  -- every entry of a new document is added: one ZADD per index, its arguments made in one
+  -- pass over the encodings (no list of members made first and copied; a take-back makes
+  -- the lists it needs, see below)
+  for i, index in ipairs(indexes) do
+    local new = index.new
+    local n = #new
+    if n > 500 then  -- (more than one ZADD: change_entries chunks them)
+      local add = {}
+      for j = 1, n do add[j] = new[j] .. idkey end
+      refused = change_entries(index.key, {}, add)
+    elseif n > 0 then
+      local args = {}
+      for j = 1, n do args[2 * j - 1], args[2 * j] = "0", new[j] .. idkey end
+      local _
+      _, refused = typed(index.key, "ZADD", index.key, unpack(args))
+    end
+    if refused then break end
+    written = i
+  end
+else
+  for i, index in ipairs(indexes) do
+    refused = change_entries(index.key, index.drop, index.add)
+    if refused then break end
+    written = i
   end
 end
-local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
-for i, index in ipairs(indexes) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then break end
-  written = i
-end
 if not refused then
-  version = take_version(KEYS[6])
-  shown = string.format("%.0f", version)  -- (its text, made once: event, clock, meta)
-  if EVENTS then
-    refused = emit_first(mode == "insert" and "create" or "update", idkey, shown, ARGV[5],
-                         changed, json)
+  version, shown = take_version_text(KEYS[6])  -- (its text, made once: event, clock, meta)
+  local op = mode == "insert" and "create" or "update"
+  if EVENTS and EVENTS.maxlen ~= "" and EVENTS.channel == "" and not EVENTS.doc then
+    -- (the usual events, a stream entry alone: emit_first's entry, sent without a table
+    -- made for it or a Lua pcall; typed() makes its WRONGTYPE error the refusal)
+    local stream, _ = EVENTS.key, nil
+    if changed then
+      _, refused = typed(stream, "XADD", stream, "MAXLEN", "~", EVENTS.maxlen, "*", "op", op,
+                         "id", idkey, "v", shown, "w", ARGV[5], "f", changed)
+    else
+      _, refused = typed(stream, "XADD", stream, "MAXLEN", "~", EVENTS.maxlen, "*", "op", op,
+                         "id", idkey, "v", shown, "w", ARGV[5])
+    end
+  elseif EVENTS then
+    refused = emit_first(op, idkey, shown, ARGV[5], changed, json)
   end
 end
 if refused then  -- (one place that takes back: no function made for it on every call)
+  if mode == "insert" then  -- (the entries an insert added, as take_back_entries reads them)
+    local none = {}
+    for i = 1, written do
+      local index, add = indexes[i], {}
+      for j, member in ipairs(indexes[i].new) do add[j] = member .. idkey end
+      index.drop, index.add = none, add
+    end
+  end
   take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
   give_back()

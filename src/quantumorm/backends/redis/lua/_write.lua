@@ -171,20 +171,23 @@ end
 -- stream} (any other error is raised). Where it is not the script's first write (save.lua and
 -- delete.lua make it their last refusable one), the caller takes back what it wrote before.
 local function emit_first(op, idkey, version, write_id, changed, doc)
-  if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and not (doc and EVENTS.doc) then
+  if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and not (doc and EVENTS.doc)
+      and (write_id or not changed) then
     -- (the usual events, a stream's alone: emit()'s XADD with its arguments in place, with
-    -- no list of them made and no pcall of emit; a save's or patch's carries every field, a
-    -- delete's neither write id nor fields)
-    if write_id and changed then
-      local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
-                               "*", "op", op, "id", idkey, "v", tostring(version), "w",
-                               write_id, "f", changed)
-      return refused
-    elseif not write_id and not changed then
-      local _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen,
-                               "*", "op", op, "id", idkey, "v", tostring(version))
-      return refused
+    -- no list of them made and no pcall of emit: a patch's or an update's carries a write id
+    -- and its fields, an insert's a write id, a delete's neither)
+    local key, maxlen, shown, _, refused = EVENTS.key, EVENTS.maxlen, tostring(version)
+    if changed then
+      _, refused = typed(key, "XADD", key, "MAXLEN", "~", maxlen, "*", "op", op, "id", idkey,
+                         "v", shown, "w", write_id, "f", changed)
+    elseif write_id then
+      _, refused = typed(key, "XADD", key, "MAXLEN", "~", maxlen, "*", "op", op, "id", idkey,
+                         "v", shown, "w", write_id)
+    else
+      _, refused = typed(key, "XADD", key, "MAXLEN", "~", maxlen, "*", "op", op, "id", idkey,
+                         "v", shown)
     end
+    return refused
   end
   local ok, failure = pcall(emit, op, idkey, version, write_id, changed, doc)
   if ok then return nil end

@@ -288,20 +288,7 @@ end
 if not refused then
   version, shown = take_version_text(KEYS[6])  -- (its text, made once: event, clock, meta)
   local op = mode == "insert" and "create" or "update"
-  if EVENTS and EVENTS.maxlen ~= "" and EVENTS.channel == "" and not EVENTS.doc then
-    -- (the usual events, a stream entry alone: emit_first's entry, sent without a table
-    -- made for it or a Lua pcall; typed() makes its WRONGTYPE error the refusal)
-    local stream, _ = EVENTS.key, nil
-    if changed then
-      _, refused = typed(stream, "XADD", stream, "MAXLEN", "~", EVENTS.maxlen, "*", "op", op,
-                         "id", idkey, "v", shown, "w", ARGV[5], "f", changed)
-    else
-      _, refused = typed(stream, "XADD", stream, "MAXLEN", "~", EVENTS.maxlen, "*", "op", op,
-                         "id", idkey, "v", shown, "w", ARGV[5])
-    end
-  elseif EVENTS then
-    refused = emit_first(op, idkey, shown, ARGV[5], changed, json)
-  end
+  if EVENTS then refused = emit_first(op, idkey, shown, ARGV[5], changed, json) end
 end
 if refused then  -- (one place that takes back: no function made for it on every call)
   if mode == "insert" then  -- (the entries an insert added, as take_back_entries reads them)

@@ -43,7 +43,9 @@ KEYS = KeySpace(Pet._meta)
 META = KEYS.meta(0, "a")
 
 #: damage to one list of entries (the "f:n" field, which every write of ``n`` reads)
-LIST_DAMAGE = ("stray byte", "sign", "blank", "cut short")
+#: (a length padded to 13 digits reads as a number in Lua and Python alike, but sortable's
+#: unpack_list, which verify() reads with, refuses more than 12: the scripts refuse it too)
+LIST_DAMAGE = ("stray byte", "sign", "blank", "cut short", "long length")
 #: damage to the version ("+13" and " 13" would read as 13 to int() and tonumber())
 VERSION_DAMAGE = ("version sign", "version blank", "version text")
 
@@ -61,6 +63,9 @@ def damage(redis_client: Any, how: str, id: str = "a") -> None:
         redis_client.hset(meta, "f:n", b" " + listed)
     elif how == "cut short":
         redis_client.hset(meta, "f:n", listed[:-1])
+    elif how == "long length":
+        size, _, rest = listed.partition(b":")
+        redis_client.hset(meta, "f:n", size.rjust(13, b"0") + b":" + rest)
     elif how == "version sign":
         redis_client.hset(meta, "v", b"+" + version)
     elif how == "version blank":

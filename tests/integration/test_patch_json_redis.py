@@ -186,10 +186,11 @@ def test_sole_item_reads_a_list_of_one_as_unpack_list_does(redis_client: Any) ->
             for _ in range(80)]
     others = [pack_list([]), pack_list([b"a", b"b"]), pack_list([b"1:x"] * 2), b"3", b"3x:abc",
               b":abc", b"-1:", b"+3:abc", b" 3:abc", b"5:abc", b"3:abc9:xy", b"0x3:abc",
-              b"1e0:a", b"3:ab", b"2:abc"]
+              b"1e0:a", b"3:ab", b"2:abc", b"0000000000001:a"]
     replies = [r.decode() for r in redis_client.eval(_SOLE, 0, *ones, *others)]
     assert replies == ["="] * len(ones) + ["-"] * len(others)
-    assert [r.decode() for r in redis_client.eval(_SOLE, 0, b"01:x", b"3:1:2")] == ["=", "="]
+    assert [r.decode() for r in redis_client.eval(_SOLE, 0, b"01:x", b"3:1:2",
+                                                  b"000000000001:a")] == ["=", "=", "="]
 
 
 _APPLIED = _lua("_prelude") + _lua("_write") + r"""

@@ -24,8 +24,8 @@ end
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings, each followed by
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
 -- made in the same pass); nil or false -> {}; nil for a damaged list (a stray byte, a sign
--- or a blank before a length, an item cut short): a caller that reads a meta hash refuses
--- with damaged() then, before writing anything. Each length is read from its bytes: no
+-- or a blank before a length, a length of more than 12 digits, an item cut short): a caller
+-- that reads a meta hash refuses with damaged() then, before writing anything. Each length is read from its bytes: no
 -- string is made of its digits (that, with tonumber, cost about a third of the parse), and a
 -- length of one or two digits (value encodings are short) from one string.byte of three bytes.
 local function read_list(s, suffix)
@@ -47,7 +47,8 @@ local function read_list(s, suffix)
         size, colon = size * 10 + b - 48, colon + 1
         b = byte(s, colon)
       end
-      if colon == pos then return nil end  -- (no digits)
+      -- (no digits, or more than sortable.unpack_list reads: verify() would call it damaged)
+      if colon == pos or colon - pos > 12 then return nil end
     end
     if colon + size > length then return nil end  -- (an item cut short)
     n = n + 1

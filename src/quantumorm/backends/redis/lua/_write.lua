@@ -274,7 +274,8 @@ end
 -- says which are damaged).
 local function sole_item(s)
   local _, colon = string.find(s, "^%d+:")
-  if colon and tonumber(string.sub(s, 1, colon - 1)) == #s - colon then
+  -- (at most 12 digits, as read_list() reads)
+  if colon and colon <= 13 and tonumber(string.sub(s, 1, colon - 1)) == #s - colon then
     return string.sub(s, colon + 1)
   end
   return nil

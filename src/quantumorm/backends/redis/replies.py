@@ -72,7 +72,9 @@ def restore_reply(reply: list[Any]) -> WriteReply:
 class TxReply:
     """``tx.lua``'s outcome."""
 
-    status: str  # OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT | APPLIED
+    #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT | APPLIED | LOCKED |
+    #: DAMAGED (a row's meta hash does not read) | PREPARED and DONE (two-phase commits)
+    status: str
     versions: list[int]  # OK: one per row (checks included)
     position: int = 0  # a refusal: the 1-based row it concerns
     refusal: WriteReply | None = None  # a refusal, as a save would have reported it

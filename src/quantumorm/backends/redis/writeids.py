@@ -6,7 +6,13 @@ it is no secret. They come from a private generator seeded from the system's ran
 (``os.urandom``) and seeded again in a forked child, so two processes never share a
 sequence, and no user call of ``random.seed()`` reaches it: 64 random bits per write, with
 no system call per write as ``os.urandom`` makes (a read by id or an update by id is a few
-tens of microseconds of client work; that call was one or two of them).
+tens of microseconds of client work; that call was one or two of them). A bulk insert's
+batch takes its write ids from one ``os.urandom`` read instead (``WriteLayout.insert_many``).
+
+The reseed in a child relies on the fork running Python's at-fork hooks, as ``os.fork``,
+``multiprocessing`` and every extension that follows CPython's rules for forking
+(``PyOS_AfterFork_Child``) do. A child forked without them would repeat its parent's ids,
+and a resend check could then take another process's write for its own.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@
 --             version and each next one with the next (one reply, not one per document),
 --             or per document: {"OK", version} | {"EXISTS"} | {"UNIQUE", index name, holder id key}
 --             | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
+--             | {"DAMAGED", meta key, field} (the meta hash an expired document left does
+--             not read: nothing written for it; repair() discards it)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 

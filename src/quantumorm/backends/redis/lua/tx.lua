@@ -37,6 +37,8 @@
 --               | {"APPLIED"} (a resent transaction that was applied, but a document it
 --               wrote has been written again since: the version it wrote is unknown)
 --               | {"LOCKED", position, record key} (a prepared transaction holds it)
+--               | {"DAMAGED", meta key, field} (a document's meta hash does not read:
+--               nothing written; repair() rebuilds it)
 --               prepare: {"PREPARED"} (checked, locked, the intent stored; nothing else
 --               written); apply: {"OK", ...}, {"LAYOUT", ...} (the client makes the call
 --               again with the schema of now), {"WRONGTYPE", key}, or {"DONE", what the

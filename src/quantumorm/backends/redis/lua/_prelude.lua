@@ -173,14 +173,10 @@ end
 
 -- Remove what a document left behind when its key expired: its entries in every index
 -- (listed in its meta hash), the meta hash, its id and its schedule entry. ``indexes`` is a
--- list of {key = index key, field = meta field holding that index's entries}.
+-- list of {key = index key, field = meta field holding that index's entries}; ``members``
+-- its members in each, as listed_members() read them before anything was written (a list
+-- that does not read is refused there, with nothing written).
 local function purge(idkey, meta_key, ids_key, ttl_key, indexes, members)
-  if not members then
-    local refused
-    members, refused = listed_members(idkey, meta_key, indexes)
-    -- (callers read the lists first, refusing a damaged one: this is never reached then)
-    if not members then error("damaged meta hash " .. refused[2] .. ": " .. refused[3]) end
-  end
   for i, index in ipairs(indexes) do
     local listed = members[i]
     for j = 1, #listed, 1000 do

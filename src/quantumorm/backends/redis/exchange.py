@@ -129,8 +129,8 @@ class Link:
     eviction_checked: bool = False
     #: whether this executor has loaded the scripts (a later NOSCRIPT: the server lost them)
     scripts_loaded: bool = False
-    #: call the scripts as Redis Functions (FCALL); False: EVALSHA (``scripts="eval"``, or
-    #: set by the executor once a server refused FUNCTION LOAD)
+    #: call the scripts as Redis Functions (FCALL, ``scripts="functions"``); False: EVALSHA
+    #: (``scripts="eval"``, or set by the executor once a server refused FUNCTION LOAD)
     functions: bool = False
 
 

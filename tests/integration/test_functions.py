@@ -1,7 +1,8 @@
 """The scripts as Redis Functions (``scripts="functions"``: ``functions.py``,
-``reloads.py``): every script loads as a library and runs as a function; a server that lost the libraries (FUNCTION FLUSH, also in
-a cluster) gets them again and only the calls that did not run are sent again; a server that
-refuses FUNCTION LOAD gets EVALSHA; no call's state outlives it in the library."""
+``reloads.py``): every script loads as a library and runs as a function; a server that lost
+the libraries (FUNCTION FLUSH, also on cluster nodes) gets them again and only the calls that
+did not run are sent again; a server that refuses FUNCTION LOAD gets EVALSHA; no call's
+state outlives it in the library."""
 
 from __future__ import annotations
 

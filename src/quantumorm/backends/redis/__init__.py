@@ -32,7 +32,8 @@ class RedisConnection:
     see :mod:`.eviction`; default False), ``scripts`` (``"eval"``, the default: the Lua
     scripts are called with EVALSHA; ``"functions"``: they are Redis Functions, loaded once
     and called with FCALL, and a server that refuses FUNCTION LOAD gets EVALSHA anyway, see
-    :mod:`.reloads`); the options redis-py's connections accept for the URL's kind (``ssl_ca_certs``, ``ssl_certfile``, ``username``, ``client_name``,
+    :mod:`.reloads`); the options redis-py's connections accept for the URL's kind
+    (``ssl_ca_certs``, ``ssl_certfile``, ``username``, ``client_name``,
     ``health_check_interval``...) are passed to redis-py; any other name is refused
     (see :mod:`.options`).
     """

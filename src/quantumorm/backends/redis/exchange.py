@@ -261,8 +261,9 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
         while True:
             if todo.load:
                 # (INFO the first time: scripts are loaded at their first NOSCRIPT)
-                log.log(WARNING if link.scripts_loaded else INFO, "scripts missing: loading the "
-                        "scripts and resending steps=%d of=%d inline=%s first=%s",
+                log.log(WARNING if link.scripts_loaded else INFO, "NOSCRIPT (or function "
+                        "not found): loading the scripts and resending steps=%d of=%d "
+                        "inline=%s first=%s",
                         len(todo.positions), len(steps), todo.inline, not link.scripts_loaded)
                 yield LOAD_SCRIPTS
                 link.scripts_loaded = True

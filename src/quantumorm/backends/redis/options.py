@@ -269,5 +269,5 @@ class ClientOptions:
         return {"max_connections": self.max_connections, "timeout": self.pool_timeout}
 
 
-__all__ = ["OWN", "RESERVED", "RETRIES", "SCRIPT_MODES", "SENTINEL_OWN", "ClientOptions", "allowed", "check",
-           "passthrough", "problems"]
+__all__ = ["OWN", "RESERVED", "RETRIES", "SCRIPT_MODES", "SENTINEL_OWN", "ClientOptions",
+           "allowed", "check", "passthrough", "problems"]

@@ -194,5 +194,5 @@ async def aload_all(client: Any, functions: bool = False) -> bool:
     return True
 
 
-__all__ = ["FUNCTION_NOT_FOUND", "SCRIPT_RELOADS", "Resend", "aload_all", "load_all", "noscript", "reloads",
-           "step_args"]
+__all__ = ["FUNCTION_NOT_FOUND", "SCRIPT_RELOADS", "Resend", "aload_all", "load_all",
+           "noscript", "reloads", "step_args"]

@@ -40,3 +40,38 @@ def test_globals_are_read_per_call_never_at_load() -> None:
     assert lines[3].startswith("local redis, ")
     callback = source[source.index("local function call(keys, args)"):]
     assert "= globals_now()" in callback.splitlines()[2]
+
+
+def test_the_replies_that_say_a_function_is_missing() -> None:
+    from redis import exceptions as rx
+
+    from quantumorm.backends.redis.commands import Call
+    from quantumorm.backends.redis.reloads import noscript, step_args
+
+    assert noscript(rx.ResponseError("Function not found"))
+    assert noscript(rx.NoScriptError("No matching script. Please use EVAL."))
+    assert noscript(rx.NoPermissionError(
+        "this user has no permissions to run the 'fcall' command"))
+    assert noscript(rx.ResponseError("unknown command 'FCALL', with args beginning with: "))
+    assert not noscript(rx.ResponseError("WRONGTYPE Operation against a key"))
+    assert not noscript(rx.NoPermissionError(
+        "this user has no permissions to access one of the keys used as arguments"))
+    step = Call("count", ("k",), ("a",))
+    assert step_args(step, True, False, True) == ("FCALL_RO", library("count").name, 1, "k", "a")
+    assert step_args(step, False, False, False)[0] == "EVALSHA"
+    assert step_args(step, False, True, True)[0] == "EVAL"  # (the last resend: the source)
+
+
+def test_function_load_replies() -> None:
+    import pytest
+    from redis import exceptions as rx
+
+    from quantumorm.backends.redis.reloads import _loaded
+
+    assert _loaded([b"qorm_1", rx.ResponseError("Library 'qorm_2' already exists"),
+                    rx.ReadOnlyError("You can't write against a read only replica.")])
+    assert not _loaded([rx.NoPermissionError(
+        "this user has no permissions to run the 'function|load' command")])
+    assert not _loaded([rx.ResponseError("unknown command 'FUNCTION'")])
+    with pytest.raises(rx.ResponseError, match="Error registering functions"):
+        _loaded([rx.ResponseError("Error registering functions: ERR user_function:3: x")])

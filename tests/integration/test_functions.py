@@ -122,8 +122,10 @@ async def test_every_operation_survives_a_function_flush(
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_by_default_scripts_are_called_with_evalsha(
-        conn: Any, redis_client: redis.Redis, mode: str) -> None:
+async def test_scripts_eval_calls_them_with_evalsha(
+        conn: Any, redis_client: redis.Redis, redis_url: str, mode: str) -> None:
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="eval")
     redis_client.config_resetstat()
     redis_client.script_flush()
     await call(Tune(title="a", n=1), "save", mode)
@@ -131,6 +133,15 @@ async def test_by_default_scripts_are_called_with_evalsha(
     calls = stats(redis_client)
     assert calls.get("evalsha", 0) > 0
     assert calls.get("fcall", 0) == calls.get("fcall_ro", 0) == 0
+
+
+def test_by_default_scripts_are_functions(conn: Any, redis_client: redis.Redis) -> None:
+    redis_client.config_resetstat()
+    Tune(title="a", n=1).save_sync()
+    assert Tune.objects.filter(title="a").count_sync() == 1
+    calls = stats(redis_client)
+    assert calls.get("fcall", 0) >= 1
+    assert calls.get("evalsha", 0) == calls.get("eval", 0) == 0
 
 
 def test_a_call_leaves_no_state_in_its_library(fconn: Any, redis_client: redis.Redis) -> None:

@@ -212,9 +212,8 @@ class ClientOptions:
     wait_timeout: float = 1.0
     #: use a server whose maxmemory-policy is allkeys-* anyway (see ``eviction.py``)
     allow_eviction: bool = False
-    #: one of :data:`SCRIPT_MODES` (see ``reloads.py``); "eval" until the whole integration
-    #: suite runs with "functions" (several of its tests count EVALSHA calls)
-    scripts: str = "eval"
+    #: one of :data:`SCRIPT_MODES` (see ``reloads.py``)
+    scripts: str = "functions"
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 

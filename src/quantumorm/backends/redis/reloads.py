@@ -1,8 +1,8 @@
 """Scripts on the wire: how a step becomes a command, and what happens after NOSCRIPT.
 
-Scripts are called by SHA (EVALSHA, or EVALSHA_RO for reads that may go to replicas), or
-with ``scripts="functions"`` as Redis Functions (FCALL, FCALL_RO: one library per script,
-``functions.py``). A server that lacks them (restart, failover, FUNCTION FLUSH or
+Scripts are called as Redis Functions (FCALL, or FCALL_RO for reads that may go to
+replicas: one library per script, ``functions.py``), or with ``scripts="eval"`` by SHA
+(EVALSHA, EVALSHA_RO). A server that lacks them (restart, failover, FUNCTION FLUSH or
 SCRIPT FLUSH, or never loaded) answers "Function not found" or NOSCRIPT without running
 anything, so those steps, and only those, are sent again after the scripts are loaded: up
 to :data:`SCRIPT_RELOADS` times, the last time with the script's source (EVAL), which no

@@ -28,7 +28,7 @@ def scripts_called(redis_client: Any) -> int:
     """How many script calls the server has run (INFO commandstats)."""
     stats = redis_client.info("commandstats")
     return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
-               for name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+               for name in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
 
 
 @pytest.mark.parametrize("mode", MODES)

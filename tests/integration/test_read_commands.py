@@ -39,8 +39,9 @@ def _delta(client: Any, run: Any) -> tuple[Any, dict[str, int]]:
     before = _calls(client)
     result = run()
     after = _calls(client)
-    return result, {name: after[name] - before.get(name, 0) for name in after
-                    if after[name] != before.get(name, 0) and name != "info"}
+    # (a script call is "evalsha" here, called with FCALL or EVALSHA)
+    return result, {("evalsha" if name == "fcall" else name): after[name] - before.get(name, 0)
+                    for name in after if after[name] != before.get(name, 0) and name != "info"}
 
 
 def _load() -> list[Reader]:

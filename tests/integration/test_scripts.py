@@ -1,5 +1,6 @@
-"""The Lua scripts: loaded by SHA, reloaded when the server lost them (restart, failover,
-SCRIPT FLUSH), also in the middle of a pipelined plan."""
+"""The Lua scripts with ``scripts="eval"``: loaded by SHA, reloaded when the server lost
+them (restart, failover, SCRIPT FLUSH), also in the middle of a pipelined plan. (As Redis
+Functions, the default: test_functions.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 from helpers import MODES, assert_indexes_consistent, call
 
+import quantumorm
 from quantumorm import Document, IntField, StringField
 from quantumorm.backends.redis.commands import SCRIPT_NAMES, script
 
@@ -23,7 +25,10 @@ class Note(Document):
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_every_operation_survives_a_flushed_script_cache(
-        conn: Any, redis_client: Any, mode: str) -> None:
+        conn: Any, redis_client: Any, redis_url: str, mode: str) -> None:
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="eval")
+
     def flush() -> None:
         redis_client.script_flush()
         assert not any(redis_client.script_exists(*(script(n).sha for n in SCRIPT_NAMES)))

@@ -47,7 +47,7 @@ VALUES = _values()
 
 
 def _script_calls(client: Any) -> int:
-    return _calls(client, "evalsha")
+    return _calls(client, "evalsha") + _calls(client, "fcall")
 
 
 def _calls(client: Any, command: str) -> int:

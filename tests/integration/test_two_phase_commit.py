@@ -150,6 +150,7 @@ def test_a_first_commit_on_a_flushed_script_cache_loads_every_script_once(
     (they were not: each of them met its own NOSCRIPT, loaded every script again, and ran
     inline)."""
     redis_client.script_flush()
+    redis_client.function_flush()  # (with scripts="functions")
     with caplog.at_level("INFO", logger="quantumorm.redis"):
         transfer_tx(conn, purses[:4], 1, 5.0).commit()
     loads = [r for r in caplog.records if "NOSCRIPT" in r.getMessage()]

@@ -43,7 +43,7 @@ class Person(Document):
 def scripts_called(redis_client: Any) -> int:
     stats = redis_client.info("commandstats")
     return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
-               for name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+               for name in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
 
 
 def person(id: str) -> Person:

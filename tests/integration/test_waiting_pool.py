@@ -346,7 +346,8 @@ def test_the_executor_sends_raw_commands_itself_and_leaves_others_to_redis_py(
         redis_url: str, redis_client: Any) -> None:
     """A first round of MGET or script calls goes straight to the pool; one with a command
     whose reply redis-py converts declines that path and gets the converted reply; a
-    NOSCRIPT on the straight path is the exchange's (scripts loaded, the step sent again)."""
+    NOSCRIPT or "Function not found" on the straight path is the exchange's (scripts
+    loaded, the step sent again)."""
     redis_client.hset("qpool:h", "f", "v")
     redis_client.set("qpool:s", "x")
     executor = SyncRedisExecutor(ClientOptions(url=redis_url))
@@ -356,6 +357,7 @@ def test_the_executor_sends_raw_commands_itself_and_leaves_others_to_redis_py(
             for plan, wanted in PLANS:
                 _check(executor.execute(plan), wanted)
         redis_client.script_flush()
+        redis_client.function_flush()  # (the scripts are functions by default)
         _check(executor.execute(PLANS[2][0]), None)
         assert not executor.client.connection_pool._in_use_connections
     finally:
@@ -372,6 +374,7 @@ async def test_the_async_executor_likewise(redis_url: str, redis_client: Any) ->
             for plan, wanted in PLANS:
                 _check(await executor.execute(plan), wanted)
         redis_client.script_flush()
+        redis_client.function_flush()  # (the scripts are functions by default)
         _check(await executor.execute(PLANS[2][0]), None)
     finally:
         await executor.aclose()

@@ -83,15 +83,18 @@ async def test_a_noscript_reload_logs_a_warning(
     saw them); a NOSCRIPT after that means the server lost them (WARNING)."""
     await call(Person(name="a", age=3), "save", mode)
     caplog.set_level(logging.INFO, logger="quantumorm")
-    redis_client.script_flush()  # (whether or not this executor loaded them yet)
+    # (whether or not this executor loaded them yet; functions by default, or scripts)
+    redis_client.script_flush()
+    redis_client.function_flush()
     adults = Person.objects.filter(age__gte=3)  # (a query: a script; get() needs none)
     await call(adults, "count", mode)
     redis_client.script_flush()
+    redis_client.function_flush()
     caplog.clear()
     assert await call(adults, "count", mode) == 1
     (line,) = lines(caplog, "quantumorm.redis", logging.WARNING)
-    assert line == ("NOSCRIPT: loading the scripts and resending steps=1 of=1 inline=False "
-                    "first=False")
+    assert line == ("NOSCRIPT (or function not found): loading the scripts and resending "
+                    "steps=1 of=1 inline=False first=False")
 
 
 def test_a_refused_layout_logs_a_warning_and_the_schema_stored_again(

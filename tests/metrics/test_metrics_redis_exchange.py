@@ -20,6 +20,7 @@ async def test_script_flush_counts_a_reload(conn: quantumorm.Connection,
     await RedisUser(name="ann", age=1).save()
     metrics.enable()
     redis_client.script_flush()
+    redis_client.function_flush()  # (the scripts are functions by default)
     await RedisUser(name="bob", age=2).save()
     found = metrics.snapshot()
     assert found.script_reloads == 1

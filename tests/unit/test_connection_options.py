@@ -196,6 +196,7 @@ def test_options_quantumorm_sets_itself_are_refused_with_the_reason(option: str,
     ({"connect_timeout": 0}, "connect_timeout"), ({"retries": True}, "retries"),
     ({"wait_timeout": 0}, "wait_timeout"), ({"max_document_bytes": 0}, "max_document_bytes"),
     ({"read_from_replicas": True}, "read_from_replicas"),
+    ({"scripts": "lua"}, "scripts"), ({"scripts": None}, "scripts"),
 ])
 def test_wrong_values_name_the_option(options: dict[str, Any], named: str) -> None:
     message = _refused("redis://127.0.0.1:6379/0", **options)
@@ -290,3 +291,13 @@ def test_noscript_reloads_are_bounded_and_end_with_the_source() -> None:
     step = Call("count", ("k",), ())
     assert reloads.step_args(step, inline=True)[:2] == ("EVAL", script("count").source)
     assert reloads.step_args(step, read_only=True, inline=True)[0] == "EVAL_RO"
+
+
+@pytest.mark.parametrize("mode", ["functions", "eval"])
+def test_scripts_chooses_how_they_are_called(mode: str) -> None:
+    connection = create_connection(url="redis://127.0.0.1:6379/0", name="scripts-mode",
+                                   scripts=mode)
+    try:
+        assert connection._store.options.scripts == mode  # type: ignore[attr-defined]
+    finally:
+        connection.close()

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 #: what the scripts call (lua/*.lua), and what the client sends around them
 COMMANDS: dict[str, tuple[str, ...]] = {
-    # scripts: EVALSHA (EVALSHA_RO for reads on replicas), loaded with SCRIPT LOAD; EVAL
-    # (EVAL_RO) when scripts keep vanishing (reloads.py: the last resend carries the source)
-    "scripts": ("evalsha", "evalsha_ro", "script|load", "eval", "eval_ro"),
+    # scripts: Redis Functions (FCALL, FCALL_RO for reads on replicas), loaded with
+    # FUNCTION LOAD; EVALSHA (EVALSHA_RO) with scripts="eval", or where FUNCTION LOAD is
+    # refused, loaded with SCRIPT LOAD; EVAL (EVAL_RO) when scripts keep vanishing
+    # (reloads.py: the last resend carries the source)
+    "scripts": ("fcall", "fcall_ro", "function|load", "evalsha", "evalsha_ro", "script|load",
+                "eval", "eval_ro"),
     "documents": ("get", "mget", "set", "del", "exists", "type", "rename", "incr", "incrby",
                   "pexpire", "pexpireat", "pexpiretime", "persist", "pttl", "time"),
     "meta and state hashes": ("hget", "hmget", "hset", "hdel", "hgetall"),

@@ -7,8 +7,9 @@
 * One round trip per plan: a single step is sent as is, several are pipelined without
   MULTI; on a cluster, one pipeline per node, grouped by the node serving each step's
   first key (:func:`route`; a replica for read-only plans with ``read_from_replicas``).
-* A NOSCRIPT reply (restart, failover, SCRIPT FLUSH) loads the scripts and re-sends only
-  the steps that did not run (``reloads.reloads``, the last time with the source: EVAL).
+* A NOSCRIPT or "Function not found" reply (restart, failover, a flush) loads the scripts
+  and re-sends only the steps that did not run (``reloads.reloads``, the last time with
+  the source: EVAL).
 * With ``wait_replicas``, writes are followed by WAIT on the same connection (per node),
   and every WAIT must be satisfied (:class:`NotReplicated`).
 * redis-py's own retries are off: it would resend writes whose outcome is unknown.
@@ -131,6 +132,9 @@ class Link:
     eviction_checked: bool = False
     #: whether this executor has loaded the scripts (a later NOSCRIPT: the server lost them)
     scripts_loaded: bool = False
+    #: call the scripts as Redis Functions (FCALL, ``scripts="functions"``); False: EVALSHA
+    #: (``scripts="eval"``, or set by the executor once a server refused FUNCTION LOAD)
+    functions: bool = False
 
 
 # -- which errors are retried ---------------------------------------------------------------
@@ -213,17 +217,18 @@ def route(client: Any, steps: Sequence[Step], replica: bool) -> list[tuple[Any, 
 def _request(steps: Sequence[Step], read_only: bool, inline: bool, link: Link, writer: Any,
              reader: Any, durable: bool) -> Send | Fanout:
     """What sends these steps in one round trip. Read-only plans call scripts with
-    EVALSHA_RO when replicas may answer; ``durable`` adds WAIT after the writes."""
+    FCALL_RO / EVALSHA_RO when replicas may answer; ``durable`` adds WAIT after the writes."""
     ro = read_only and link.replica_reads
+    functions = link.functions
     if not link.cluster:
-        commands = [step_args(step, ro, inline) for step in steps]
+        commands = [step_args(step, ro, inline, functions) for step in steps]
         if durable:
             commands.append(("WAIT", link.wait, link.wait_ms))
             return Send(writer, commands, False)
         return Send(reader if read_only else writer, commands, len(commands) == 1)
     sends, positions = [], []
     for node, at in route(writer, steps, ro):
-        commands = [step_args(steps[i], ro, inline) for i in at]
+        commands = [step_args(steps[i], ro, inline, functions) for i in at]
         if durable:
             commands.append(("WAIT", link.wait, link.wait_ms))
         sends.append(Send(node, commands, False))
@@ -268,8 +273,9 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
         while True:
             if todo.load:
                 # (INFO the first time: scripts are loaded at their first NOSCRIPT)
-                log.log(WARNING if link.scripts_loaded else INFO, "NOSCRIPT: loading the "
-                        "scripts and resending steps=%d of=%d inline=%s first=%s",
+                log.log(WARNING if link.scripts_loaded else INFO, "NOSCRIPT (or function "
+                        "not found): loading the scripts and resending steps=%d of=%d "
+                        "inline=%s first=%s",
                         len(todo.positions), len(steps), todo.inline, not link.scripts_loaded)
                 yield LOAD_SCRIPTS
                 link.scripts_loaded = True
@@ -364,8 +370,10 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
         return None
     ro = plan.read_only and not plan.primary and link.replica_reads
     commands = []
+    functions = link.functions
     for step in plan.steps:  # (a plain command's arguments without a call)
-        commands.append(step.args if type(step) is Command else step_args(step, ro))
+        commands.append(step.args if type(step) is Command
+                        else step_args(step, ro, False, functions))
     return commands
 
 

@@ -47,6 +47,7 @@ from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import RedisClusterException
 
+from ... import logs
 from ...engine import observe
 from . import eviction
 from . import topology as topologies
@@ -67,7 +68,7 @@ from .exchange import exchange as exchange_of
 from .loops import LoopClients
 from .options import ClientOptions
 from .pooling import ASYNC_GET, SYNC_GET
-from .reloads import aload_all, load_all
+from .reloads import aload_all, load_all, noscript
 from .translation import translate
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -78,7 +79,8 @@ except ImportError:  # (redis-py packs in Python then, and so do the executors)
 
 #: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
 #: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
-RAW = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT", "MGET"})
+RAW = frozenset({"FCALL", "FCALL_RO", "EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT",
+                 "MGET"})
 
 
 #: what :meth:`SyncRedisExecutor._exchange` is given when no request was sent before it ran
@@ -179,7 +181,17 @@ async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
 
 def _link(options: ClientOptions) -> Link:
     return Link(options.retries, options.wait_replicas, int(options.wait_timeout * 1000),
-                options.topology.cluster, options.read_from_replicas, options.allow_eviction)
+                options.topology.cluster, options.read_from_replicas, options.allow_eviction,
+                functions=options.scripts == "functions")
+
+
+def _fell_back(link: Link, loaded: bool) -> None:
+    """After loading the scripts: a server that refused FUNCTION LOAD has them by SCRIPT
+    LOAD, and this connection calls them with EVALSHA from now on (said once)."""
+    if link.functions and not loaded:
+        link.functions = False
+        logs.redis.warning("FUNCTION LOAD refused (ACL or server): calling the scripts with "
+                    "EVALSHA on this connection")
 
 
 class SyncRedisExecutor:
@@ -252,8 +264,10 @@ class SyncRedisExecutor:
         if single:
             try:
                 return [target.execute_command(*commands[0])]
-            except rx.NoScriptError as exc:  # (a reply like any other, as in a pipeline)
-                return [exc]
+            except rx.ResponseError as exc:  # (a reply like any other, as in a pipeline)
+                if noscript(exc):
+                    return [exc]
+                raise
         pipe = target.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
@@ -275,7 +289,7 @@ class SyncRedisExecutor:
             # wherever scripts may run: the master (every node of a cluster), and the
             # replica client of a Sentinel group
             for client in dict.fromkeys((self.client, self.reader)):
-                load_all(client)
+                _fell_back(self.link, load_all(client, self.link.functions))
         return None
 
     def close(self) -> None:
@@ -388,8 +402,10 @@ class AsyncRedisExecutor:
         if single:
             try:
                 return [await target.execute_command(*commands[0])]
-            except rx.NoScriptError as exc:
-                return [exc]
+            except rx.ResponseError as exc:
+                if noscript(exc):
+                    return [exc]
+                raise
         pipe = target.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
@@ -411,7 +427,7 @@ class AsyncRedisExecutor:
         elif isinstance(request, LoadScripts):
             observe.note(observe.SCRIPT_RELOAD)
             for client in dict.fromkeys((writer, reader)):
-                await aload_all(client)
+                _fell_back(self.link, await aload_all(client, self.link.functions))
         return None
 
     async def aclose(self) -> None:

@@ -39,8 +39,12 @@ from .topology import parse as topology_of
 OWN = frozenset({
     "max_connections", "pool_timeout", "socket_timeout", "connect_timeout", "retries",
     "read_from_replicas", "wait_replicas", "wait_timeout", "allow_eviction",
-    "max_document_bytes",
+    "max_document_bytes", "scripts",
 })
+
+#: how the scripts are called: as Redis Functions (FCALL, one library per script loaded
+#: once) or as scripts (EVALSHA, whose whole text Redis runs per call)
+SCRIPT_MODES = ("functions", "eval")
 
 #: options of Sentinel URLs only: the credentials of the Sentinels themselves
 SENTINEL_OWN = frozenset({"sentinel_username", "sentinel_password"})
@@ -208,6 +212,8 @@ class ClientOptions:
     wait_timeout: float = 1.0
     #: use a server whose maxmemory-policy is allkeys-* anyway (see ``eviction.py``)
     allow_eviction: bool = False
+    #: one of :data:`SCRIPT_MODES` (see ``reloads.py``)
+    scripts: str = "functions"
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 
@@ -238,6 +244,9 @@ class ClientOptions:
         if not isinstance(self.allow_eviction, bool):
             raise ConfigurationError(f"allow_eviction must be True or False (got "
                                      f"{self.allow_eviction!r})")
+        if self.scripts not in SCRIPT_MODES:
+            raise ConfigurationError(f"scripts must be one of {', '.join(map(repr, SCRIPT_MODES))}"
+                                     f" (got {self.scripts!r})")
         object.__setattr__(self, "topology", topology_of(self.url))
         if self.read_from_replicas and self.topology.kind == Kind.SINGLE:
             raise ConfigurationError(
@@ -259,5 +268,5 @@ class ClientOptions:
         return {"max_connections": self.max_connections, "timeout": self.pool_timeout}
 
 
-__all__ = ["OWN", "RESERVED", "RETRIES", "SENTINEL_OWN", "ClientOptions", "allowed", "check",
-           "passthrough", "problems"]
+__all__ = ["OWN", "RESERVED", "RETRIES", "SCRIPT_MODES", "SENTINEL_OWN", "ClientOptions",
+           "allowed", "check", "passthrough", "problems"]

@@ -1,12 +1,16 @@
 """Scripts on the wire: how a step becomes a command, and what happens after NOSCRIPT.
 
-Scripts are called by SHA (EVALSHA, or EVALSHA_RO for reads that may go to replicas). A
-server that lost them (restart, failover, SCRIPT FLUSH) answers NOSCRIPT without running
+Scripts are called as Redis Functions (FCALL, or FCALL_RO for reads that may go to
+replicas: one library per script, ``functions.py``), or with ``scripts="eval"`` by SHA
+(EVALSHA, EVALSHA_RO). A server that lacks them (restart, failover, FUNCTION FLUSH or
+SCRIPT FLUSH, or never loaded) answers "Function not found" or NOSCRIPT without running
 anything, so those steps, and only those, are sent again after the scripts are loaded: up
 to :data:`SCRIPT_RELOADS` times, the last time with the script's source (EVAL), which no
 flush can refuse. :func:`reloads` is that policy, written once; the exchange
 (``exchange.py``) composes it. :func:`load_all` and :func:`aload_all` are the executors'
-I/O for loading the scripts.
+I/O for loading the scripts; a server that refuses FUNCTION LOAD (an ACL without it, a
+server without Functions) gets the scripts with SCRIPT LOAD instead, and they answer False
+so that the connection calls them with EVALSHA from then on.
 """
 
 from __future__ import annotations
@@ -22,14 +26,19 @@ from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 
 from .commands import SCRIPT_NAMES, Command, Step, script
+from .functions import library
 
 
-def step_args(step: Step, read_only: bool = False, inline: bool = False) -> tuple[Any, ...]:
-    """The command of a step. Read-only plans call their scripts with EVALSHA_RO, which
-    replicas accept (the read scripts declare ``no-writes``); ``inline`` sends the script's
-    source (EVAL / EVAL_RO) instead of its SHA."""
+def step_args(step: Step, read_only: bool = False, inline: bool = False,
+              functions: bool = False) -> tuple[Any, ...]:
+    """The command of a step: FCALL with ``functions``, else EVALSHA. Read-only plans call
+    their scripts with FCALL_RO / EVALSHA_RO, which replicas accept (the read scripts
+    declare ``no-writes``); ``inline`` sends the script's source (EVAL / EVAL_RO)."""
     if isinstance(step, Command):
         return step.args
+    if functions and not inline:
+        return ("FCALL_RO" if read_only else "FCALL", library(step.script).name,
+                len(step.keys), *step.keys, *step.args)
     code = script(step.script)
     if inline:
         return ("EVAL_RO" if read_only else "EVAL", code.source, len(step.keys), *step.keys,
@@ -72,44 +81,118 @@ def reloads(count: int) -> Generator[Resend, list[Any], list[Any]]:
     return replies
 
 
+#: Redis's reply to FCALL of a function it lacks (7.0, 7.2 and Valkey 7.2-8 say the same)
+FUNCTION_NOT_FOUND = "Function not found"
+
+
 def noscript(reply: Any) -> bool:
-    return isinstance(reply, rx.NoScriptError)
+    """Did this reply say the script is missing (so the step did not run)? NOSCRIPT, the
+    "Function not found" of FCALL, or FCALL itself refused (an ACL without it, a server
+    without Functions): loading the scripts then falls back to EVALSHA."""
+    if not isinstance(reply, rx.ResponseError):
+        return False
+    if isinstance(reply, rx.NoScriptError):
+        return True
+    text = str(reply)
+    if text == FUNCTION_NOT_FOUND:
+        return True
+    return _fcall_refused(text)
 
 
-def load_all(client: Any) -> None:
-    """Every script, in one round trip per server (a SCRIPT FLUSH from elsewhere then has
-    the least time to land between the load and the call); on a cluster, on every node
-    (replicas too: reads may go there)."""
+def _fcall_refused(text: str) -> bool:
+    lowered = text.lower()
+    return (("no permissions" in lowered or lowered.startswith("unknown command"))
+            and ("'fcall'" in lowered or "'fcall_ro'" in lowered))
+
+
+def _refused(reply: Any) -> bool:
+    """Is this reply to FUNCTION LOAD a refusal of the command (NOPERM, or a server that
+    does not know it) rather than a failure of the library?"""
+    if isinstance(reply, rx.NoPermissionError):
+        return True
+    lowered = str(reply).lower() if isinstance(reply, rx.ResponseError) else ""
+    return lowered.startswith(("unknown command", "unknown subcommand"))
+
+
+def _loaded(replies: list[Any]) -> bool:
+    """FUNCTION LOAD's replies: True when every library is there (loaded now, or before:
+    "already exists"; a replica's READONLY: its master's copy reaches it by replication),
+    False when the server refused the command; any other error is raised."""
+    for reply in replies:
+        if not isinstance(reply, BaseException):
+            continue
+        if _refused(reply):
+            return False
+        if isinstance(reply, rx.ReadOnlyError) or "already exists" in str(reply):
+            continue
+        raise reply
+    return True
+
+
+def _loads(functions: bool) -> list[tuple[str, ...]]:
+    if functions:
+        return [("FUNCTION LOAD", library(name).source) for name in SCRIPT_NAMES]
+    return [("SCRIPT LOAD", script(name).source) for name in SCRIPT_NAMES]
+
+
+def load_all(client: Any, functions: bool = False) -> bool:
+    """Every script, in one round trip per server (a flush from elsewhere then has the
+    least time to land between the load and the call); on a cluster, on every node
+    (replicas too: reads may go there). With ``functions``, as libraries (FUNCTION LOAD);
+    a server that refuses it gets them with SCRIPT LOAD, and the answer is False: call
+    them with EVALSHA. True: loaded as asked."""
     if isinstance(client, redis.cluster.RedisCluster):
-        for node in client.get_nodes():  # type: ignore[no-untyped-call]
-            _load_pipelined(client.get_redis_connection(node))
-        return
-    _load_pipelined(client)
+        clients = [client.get_redis_connection(node)
+                   for node in client.get_nodes()]  # type: ignore[no-untyped-call]
+    else:
+        clients = [client]
+    for one in clients:
+        if functions and not _loaded(_load_pipelined(one, True)):
+            load_all(client)
+            return False
+        if not functions:
+            _raise_first(_load_pipelined(one, False))
+    return True
 
 
-def _load_pipelined(client: Any) -> None:
+def _raise_first(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+
+
+def _load_pipelined(client: Any, functions: bool) -> list[Any]:
     pipe = client.pipeline(transaction=False)
-    for name in SCRIPT_NAMES:
-        pipe.script_load(script(name).source)
-    pipe.execute()
+    for command in _loads(functions):
+        pipe.execute_command(*command)
+    return list(pipe.execute(raise_on_error=False))
 
 
-async def aload_all(client: Any) -> None:
+async def aload_all(client: Any, functions: bool = False) -> bool:
     """The asyncio twin of :func:`load_all`."""
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
         for node in client.get_nodes():
-            commands = [PipelineCommand(i, "SCRIPT LOAD", script(name).source)
-                        for i, name in enumerate(SCRIPT_NAMES)]
+            commands = [PipelineCommand(i, *command)
+                        for i, command in enumerate(_loads(functions))]
             await node.execute_pipeline(commands)
-            for command in commands:
-                if isinstance(command.result, BaseException):
-                    raise command.result
-        return
+            results = [command.result for command in commands]
+            if functions and not _loaded(results):
+                await aload_all(client)
+                return False
+            if not functions:
+                _raise_first(results)
+        return True
     pipe = client.pipeline(transaction=False)
-    for name in SCRIPT_NAMES:
-        pipe.script_load(script(name).source)
-    await pipe.execute()
+    for command in _loads(functions):
+        pipe.execute_command(*command)
+    results = list(await pipe.execute(raise_on_error=False))
+    if functions and not _loaded(results):
+        await aload_all(client)
+        return False
+    if not functions:
+        _raise_first(results)
+    return True
 
 
-__all__ = ["SCRIPT_RELOADS", "Resend", "aload_all", "load_all", "noscript", "reloads",
-           "step_args"]
+__all__ = ["FUNCTION_NOT_FOUND", "SCRIPT_RELOADS", "Resend", "aload_all", "load_all",
+           "noscript", "reloads", "step_args"]

@@ -84,7 +84,7 @@ def commands(client: redis.Redis) -> tuple[int, int]:
     stats = client.info("commandstats")
     # the INFO call itself is counted too: the caller subtracts it
     calls = sum(int(v["calls"]) for v in stats.values())
-    script_us = sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+    script_us = sum(int(v["usec"]) for k, v in stats.items() if k.startswith(("cmdstat_eval", "cmdstat_fcall")))
     return calls, script_us
 
 

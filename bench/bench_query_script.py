@@ -62,7 +62,7 @@ def source(body_path: Path) -> str:
 
 def script_usec(client: redis.Redis) -> int:
     stats: dict[str, Any] = client.info("commandstats")
-    return sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+    return sum(int(v["usec"]) for k, v in stats.items() if k.startswith(("cmdstat_eval", "cmdstat_fcall")))
 
 
 def main() -> None:

@@ -40,10 +40,11 @@ def whole(name: str) -> Script:
 
 
 def script_time(client: redis.Redis) -> tuple[int, int]:
-    """(calls, microseconds) of EVALSHA and EVALSHA_RO so far."""
+    """(calls, microseconds) of script calls so far (EVALSHA, FCALL and their _RO)."""
     stats: dict[str, Any] = client.info("commandstats")
     calls = usec = 0
-    for name in ("cmdstat_evalsha", "cmdstat_evalsha_ro"):
+    for name in ("cmdstat_evalsha", "cmdstat_evalsha_ro", "cmdstat_fcall",
+                 "cmdstat_fcall_ro"):
         if name in stats:
             calls += int(stats[name]["calls"])
             usec += int(stats[name]["usec"])

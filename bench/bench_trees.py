@@ -9,7 +9,8 @@ asks each side in turn for a block of calls of one operation, alternating the or
 sides every round, and reads ``INFO commandstats`` and ``INFO cpu`` around each block:
 
 * **wall**: µs per call, as the worker timed its block;
-* **script**: µs of EVALSHA/EVAL per call on the server (``usec`` of commandstats);
+* **script**: µs of script calls (FCALL, EVALSHA or EVAL) per call on the server (``usec``
+  of commandstats);
 * **server CPU**: the server process's user + system CPU per call;
 * **client CPU**: the worker's ``time.process_time()`` per call.
 
@@ -18,7 +19,7 @@ their interquartile range; ``new/old`` is the median (and IQR) of the per-round 
 the two trees, which cancels the machine's slow spells that hit both of a round's blocks.
 
 Usage: bench/bench_trees.py --old <tree> [--new <tree>] [--ops eq,count,range] [--n 20000]
-[--calls 300] [--rounds 14]. The trees need issue 12's ``bench/bench_workload.py``.
+[--calls 300] [--rounds 14]; any operation of ``bench_workload.py`` (``--ops update_q,insert``). The trees need issue 12's ``bench/bench_workload.py``.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ for line in sys.stdin:
 
 
 def _server(admin: redis.Redis) -> tuple[float, float]:
-    """(µs of every EVAL/EVALSHA so far, seconds of the server's CPU so far)."""
+    """(µs of every script call so far, seconds of the server's CPU so far)."""
     stats: dict[str, Any] = admin.info("commandstats")
     cpu: dict[str, Any] = admin.info("cpu")
-    usec = sum(float(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval"))
+    usec = sum(float(v["usec"]) for k, v in stats.items()
+               if k.startswith(("cmdstat_eval", "cmdstat_fcall")))
     return usec, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 

@@ -37,7 +37,7 @@ class Post(Document):
 def stats(client: redis.Redis) -> tuple[int, int]:
     info: dict[str, Any] = client.info("commandstats")
     scripts = sum(info.get(f"cmdstat_{name}", {}).get("calls", 0)
-                  for name in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+                  for name in ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"))
     commands = sum(value.get("calls", 0) for name, value in info.items()
                    if name.startswith("cmdstat_") and name != "cmdstat_info")
     return scripts, commands

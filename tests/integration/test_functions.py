@@ -135,7 +135,20 @@ async def test_scripts_eval_calls_them_with_evalsha(
     assert calls.get("fcall", 0) == calls.get("fcall_ro", 0) == 0
 
 
-def test_by_default_scripts_are_functions(conn: Any, redis_client: redis.Redis) -> None:
+def test_by_default_scripts_are_called_with_evalsha(conn: Any, redis_url: str,
+                                                    redis_client: redis.Redis) -> None:
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True)
+    redis_client.function_flush()
+    redis_client.config_resetstat()
+    Tune(title="a", n=1).save_sync()
+    assert Tune.objects.filter(title="a").count_sync() == 1
+    calls = stats(redis_client)
+    assert calls.get("evalsha", 0) >= 1
+    assert calls.get("fcall", 0) == calls.get("fcall_ro", 0) == 0
+    assert library_names(redis_client) == set()
+
+
+def test_functions_call_them_with_fcall(fconn: Any, redis_client: redis.Redis) -> None:
     redis_client.config_resetstat()
     Tune(title="a", n=1).save_sync()
     assert Tune.objects.filter(title="a").count_sync() == 1
@@ -161,7 +174,7 @@ async def test_a_user_without_function_load_falls_back_to_evalsha(
         caplog: pytest.LogCaptureFixture) -> None:
     await call(Tune.objects, "count", mode)  # the schema, stored as the default user
     redis_client.function_flush()
-    rule = acl_rule("fn").replace(" +function|load", "")
+    rule = acl_rule("fn", functions=True).replace(" +function|load", "")
     redis_client.execute_command("ACL", "SETUSER", "no-functions", "reset", "on", ">pw",
                                  *rule.split())
     try:
@@ -210,3 +223,67 @@ async def test_a_cluster_node_without_the_libraries_gets_them(
                 assert library("query").name in names and library("save").name in names
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_server_above_maxmemory_gets_the_scripts_by_script_load(
+        fconn: Any, redis_client: redis.Redis, mode: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """FUNCTION LOAD is denied above maxmemory, SCRIPT LOAD is not: a delete and a count
+    (which run there, see docs/design.md) still run, by EVALSHA, where the libraries are
+    missing (a new version deployed while the server is full)."""
+    docs = await call(Tune.objects, "bulk_create", mode,
+                      [Tune(title="t", n=i) for i in range(20)])
+    redis_client.function_flush()
+    redis_client.script_flush()
+    policy = redis_client.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.set("filler", "x" * 200_000)
+        redis_client.config_set("maxmemory", int(redis_client.info("memory")["used_memory"])
+                                - 100_000)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            redis_client.set("more", "x")  # (the server is above maxmemory)
+        with caplog.at_level(logging.WARNING, logger="quantumorm.redis"):
+            assert await call(docs[0], "delete", mode)
+            assert await call(Tune.objects.filter(title="t"), "count", mode) == 19
+        assert [r for r in caplog.records if "FUNCTION LOAD refused" in r.getMessage()]
+        assert library_names(redis_client) == set()
+    finally:
+        redis_client.config_set("maxmemory", 0)
+        redis_client.config_set("maxmemory-policy", policy)
+        redis_client.delete("filler")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_user_without_fcall_calls_the_scripts_with_evalsha_at_once(
+        conn: Any, redis_client: redis.Redis, redis_url: str, mode: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """FCALL refused by the ACL, FUNCTION LOAD allowed: loading again cannot help, so the
+    connection turns to EVALSHA at the first refusal (it reloaded the libraries five times
+    per call, then sent the source)."""
+    await call(Tune.objects, "count", mode)  # the schema, stored as the default user
+    rule = acl_rule("fn", functions=True).replace(" +fcall_ro", "").replace(" +fcall", "")
+    redis_client.execute_command("ACL", "SETUSER", "no-fcall", "reset", "on", ">pw",
+                                 *rule.split())
+    try:
+        quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                     username="no-fcall", password="pw", scripts="functions")
+        redis_client.config_resetstat()
+        with caplog.at_level(logging.WARNING, logger="quantumorm.redis"):
+            for i in range(3):
+                await call(Tune(title="a", n=i), "save", mode)
+            assert await call(Tune.objects.filter(title="a"), "count", mode) == 3
+        refused = [r for r in caplog.records if "FCALL refused" in r.getMessage()]
+        assert len(refused) == 1
+        calls = stats(redis_client)
+        assert calls.get("function|load", 0) == calls.get("eval", 0) == 0
+        assert calls.get("evalsha", 0) >= 4
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", "no-fcall")
+
+
+def test_the_acl_rule_grants_functions_only_when_asked() -> None:
+    assert "fcall" not in acl_rule("fn") and "function|load" not in acl_rule("fn")
+    assert {"+fcall", "+fcall_ro", "+function|load"} <= set(acl_rule("fn", functions=True)
+                                                           .split())

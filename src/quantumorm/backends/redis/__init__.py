@@ -29,9 +29,11 @@ class RedisConnection:
     application, when the connection breaks; default 5, backoff from 0.05 s doubling to 1 s,
     each wait jittered between half and all of its step),
     ``allow_eviction`` (use a server whose ``maxmemory-policy`` is ``allkeys-*`` anyway,
-    see :mod:`.eviction`; default False), ``scripts`` (``"functions"``, the default: the Lua
-    scripts are Redis Functions, loaded once and called with FCALL, and a server that
-    refuses FUNCTION LOAD gets EVALSHA anyway, see :mod:`.reloads`; ``"eval"``: EVALSHA);
+    see :mod:`.eviction`; default False), ``scripts`` (``"eval"``, the default: the Lua
+    scripts are called with EVALSHA; ``"functions"``: they are Redis Functions, loaded once
+    and called with FCALL, and a server that refuses FUNCTION LOAD or FCALL gets EVALSHA
+    anyway, see :mod:`.reloads` and docs/connections.md for what a library costs and
+    allows);
     the options redis-py's connections accept for the URL's kind (``ssl_ca_certs``,
     ``ssl_certfile``, ``username``, ``client_name``, ``health_check_interval``...) are
     passed to redis-py; any other name is refused (see :mod:`.options`).

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 #: what the scripts call (lua/*.lua), and what the client sends around them
 COMMANDS: dict[str, tuple[str, ...]] = {
-    # scripts: Redis Functions (FCALL, FCALL_RO for reads on replicas), loaded with
-    # FUNCTION LOAD; EVALSHA (EVALSHA_RO) with scripts="eval", or where FUNCTION LOAD is
-    # refused, loaded with SCRIPT LOAD; EVAL (EVAL_RO) when scripts keep vanishing
-    # (reloads.py: the last resend carries the source)
-    "scripts": ("fcall", "fcall_ro", "function|load", "evalsha", "evalsha_ro", "script|load",
-                "eval", "eval_ro"),
+    # scripts: EVALSHA (EVALSHA_RO for reads on replicas), loaded with SCRIPT LOAD; EVAL
+    # (EVAL_RO) when scripts keep vanishing (reloads.py: the last resend carries the source)
+    "scripts": ("evalsha", "evalsha_ro", "script|load", "eval", "eval_ro"),
     "documents": ("get", "mget", "set", "del", "exists", "type", "rename", "incr", "incrby",
                   "pexpire", "pexpireat", "pexpiretime", "persist", "pttl", "time"),
     "meta and state hashes": ("hget", "hmget", "hset", "hdel", "hgetall"),
@@ -33,8 +30,20 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def acl_rule(namespace: str = "qorm") -> str:
+#: what ``scripts="functions"`` adds: FCALL (FCALL_RO) of the libraries, FUNCTION LOAD
+FUNCTIONS = ("fcall", "fcall_ro", "function|load")
+
+
+def acl_rule(namespace: str = "qorm", functions: bool = False) -> str:
     """The rule to give a user (``ACL SETUSER <name> on ><password> <rule>``) that runs
-    every QuantumORM feature on the models of ``namespace`` and can reach nothing else."""
-    commands = " ".join(f"+{c}" for group in COMMANDS.values() for c in group)
+    every QuantumORM feature on the models of ``namespace`` and can reach nothing else.
+
+    ``functions=True`` adds what ``scripts="functions"`` calls. Function libraries are the
+    whole server's, not a namespace's: a user allowed ``FUNCTION LOAD`` can replace any
+    library (``REPLACE``), another application's included, whose code then runs with the
+    permissions of whoever calls it. Grant it only where every user that holds it is
+    trusted with every namespace of the server (without it, ``scripts="functions"`` falls
+    back to EVALSHA)."""
+    groups = [*COMMANDS.values(), *([FUNCTIONS] if functions else [])]
+    commands = " ".join(f"+{c}" for group in groups for c in group)
     return f"resetkeys ~{{{namespace}:* resetchannels &{namespace}:* -@all {commands}"

@@ -43,7 +43,7 @@ from redis import exceptions as rx
 from ... import errors, logs
 from . import eviction
 from .commands import Call, Command, RedisPlan, Replies, Step
-from .reloads import noscript, reloads, step_args
+from .reloads import fcall_refused, noscript, reloads, step_args
 from .translation import NotReplicated, translate
 
 log = logs.redis
@@ -266,6 +266,10 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
     load the scripts and send those steps again (``reloads.reloads``); every reply."""
     if not any(noscript(reply) for reply in replies):
         return replies
+    if link.functions and any(fcall_refused(reply) for reply in replies):
+        # (FCALL itself refused: loading the libraries again would not help)
+        link.functions = False
+        log.warning("FCALL refused (ACL): calling the scripts with EVALSHA on this connection")
     policy = reloads(len(steps))
     next(policy)  # (all steps: the round already sent)
     try:

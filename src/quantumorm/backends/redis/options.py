@@ -42,8 +42,9 @@ OWN = frozenset({
     "max_document_bytes", "scripts",
 })
 
-#: how the scripts are called: as Redis Functions (FCALL, one library per script loaded
-#: once) or as scripts (EVALSHA, whose whole text Redis runs per call)
+#: how the scripts are called: as scripts (EVALSHA, whose whole text Redis runs per call:
+#: the default) or as Redis Functions (FCALL, one library per script loaded once; see
+#: docs/connections.md for when not to)
 SCRIPT_MODES = ("functions", "eval")
 
 #: options of Sentinel URLs only: the credentials of the Sentinels themselves
@@ -213,7 +214,7 @@ class ClientOptions:
     #: use a server whose maxmemory-policy is allkeys-* anyway (see ``eviction.py``)
     allow_eviction: bool = False
     #: one of :data:`SCRIPT_MODES` (see ``reloads.py``)
-    scripts: str = "functions"
+    scripts: str = "eval"
     extra: tuple[tuple[str, Any], ...] = ()
     topology: Topology = field(init=False, compare=False)
 

@@ -1,16 +1,16 @@
 """Scripts on the wire: how a step becomes a command, and what happens after NOSCRIPT.
 
-Scripts are called as Redis Functions (FCALL, or FCALL_RO for reads that may go to
-replicas: one library per script, ``functions.py``), or with ``scripts="eval"`` by SHA
-(EVALSHA, EVALSHA_RO). A server that lacks them (restart, failover, FUNCTION FLUSH or
+Scripts are called by SHA (EVALSHA, or EVALSHA_RO for reads that may go to replicas), or
+with ``scripts="functions"`` as Redis Functions (FCALL, FCALL_RO: one library per script,
+``functions.py``). A server that lacks them (restart, failover, FUNCTION FLUSH or
 SCRIPT FLUSH, or never loaded) answers "Function not found" or NOSCRIPT without running
 anything, so those steps, and only those, are sent again after the scripts are loaded: up
 to :data:`SCRIPT_RELOADS` times, the last time with the script's source (EVAL), which no
 flush can refuse. :func:`reloads` is that policy, written once; the exchange
 (``exchange.py``) composes it. :func:`load_all` and :func:`aload_all` are the executors'
 I/O for loading the scripts; a server that refuses FUNCTION LOAD (an ACL without it, a
-server without Functions) gets the scripts with SCRIPT LOAD instead, and they answer False
-so that the connection calls them with EVALSHA from then on.
+server above maxmemory, a server without Functions) gets the scripts with SCRIPT LOAD
+instead, and they answer False so that the connection calls them with EVALSHA from then on.
 """
 
 from __future__ import annotations
@@ -105,13 +105,20 @@ def _fcall_refused(text: str) -> bool:
             and ("'fcall'" in lowered or "'fcall_ro'" in lowered))
 
 
+def fcall_refused(reply: Any) -> bool:
+    """Did the server refuse FCALL itself (an ACL without it)? Loading the libraries cannot
+    help then: the connection calls the scripts with EVALSHA instead."""
+    return isinstance(reply, rx.ResponseError) and _fcall_refused(str(reply))
+
+
 def _refused(reply: Any) -> bool:
-    """Is this reply to FUNCTION LOAD a refusal of the command (NOPERM, or a server that
-    does not know it) rather than a failure of the library?"""
-    if isinstance(reply, rx.NoPermissionError):
+    """Is this reply to FUNCTION LOAD a refusal of the command (NOPERM, a server that does
+    not know it, or one above ``maxmemory``, where FUNCTION LOAD is denied and SCRIPT LOAD
+    is not) rather than a failure of the library?"""
+    if isinstance(reply, (rx.NoPermissionError, rx.OutOfMemoryError)):
         return True
     lowered = str(reply).lower() if isinstance(reply, rx.ResponseError) else ""
-    return lowered.startswith(("unknown command", "unknown subcommand"))
+    return lowered.startswith(("unknown command", "unknown subcommand", "oom "))
 
 
 def _loaded(replies: list[Any]) -> bool:

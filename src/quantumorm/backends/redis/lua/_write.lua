@@ -103,14 +103,20 @@ local function write_time_ms()
 end
 
 -- The next version, taken from the clock (CLOCK) but not yet written: write_clock() does
--- that (a script may need the version before its first write: see emit_first).
-local function take_version(state_key)
+-- that (a script may need the version before its first write: see emit_first); with the
+-- time it was taken at, in microseconds and as the TIME reply.
+local function take_version_at(state_key)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   NOW_MS = math.floor(now / 1000)
   local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
   CLOCK = math.max(last + 1, now)
-  return CLOCK
+  return CLOCK, now, t
+end
+
+-- take_version_at()'s version alone
+local function take_version(state_key)
+  return (take_version_at(state_key))
 end
 
 -- The padding of a TIME reply's microseconds to six digits, by their count of digits.
@@ -120,13 +126,9 @@ local PADS = {"00000", "0000", "000", "00", "0", ""}
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
 local function take_version_text(state_key)
-  local t = redis.call("TIME")
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  NOW_MS = math.floor(now / 1000)
-  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
-  CLOCK = math.max(last + 1, now)
-  if CLOCK == now then return CLOCK, t[1] .. PADS[#t[2]] .. t[2] end
-  return CLOCK, string.format("%.0f", CLOCK)
+  local version, now, t = take_version_at(state_key)
+  if version == now then return version, t[1] .. PADS[#t[2]] .. t[2] end
+  return version, string.format("%.0f", version)
 end
 
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to

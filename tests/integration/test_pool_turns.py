@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from pool_helpers import ping, pool_maker
 
 from quantumorm.backends.redis import pooling
 from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool, WaitingConnectionPool
@@ -26,23 +27,10 @@ from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool, Waitin
 
 @pytest.fixture(params=["quick", "by-redis"])
 def make_pool(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Any]:
-    made: list[WaitingConnectionPool] = []
-
-    def make(max_connections: int = 1, timeout: float | None = 30) -> WaitingConnectionPool:
-        pool = WaitingConnectionPool.from_url(redis_url, max_connections=max_connections,
-                                              timeout=timeout)
-        pool._quick = request.param == "quick"  # (the two ways of lending: see the module)
-        made.append(pool)
-        return pool
-
-    yield make
-    for pool in made:
-        pool.disconnect()
+    yield from pool_maker(redis_url, request.param == "quick", 1, 30)
 
 
-def _ping(conn: Any) -> Any:
-    conn.send_command("PING")
-    return conn.read_response()
+_ping = ping
 
 
 def _until(check: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from pool_helpers import ping, pool_maker
 
 import quantumorm
 from quantumorm import PoolExhaustedError, create_connection
@@ -32,23 +33,10 @@ from quantumorm.backends.redis.translation import translate
 
 @pytest.fixture(params=["quick", "by-redis"])
 def make_pool(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Any]:
-    made: list[WaitingConnectionPool] = []
-
-    def make(max_connections: int = 2, timeout: float | None = 5.0) -> WaitingConnectionPool:
-        pool = WaitingConnectionPool.from_url(redis_url, max_connections=max_connections,
-                                              timeout=timeout)
-        pool._quick = request.param == "quick"  # (the two ways of lending: see the module)
-        made.append(pool)
-        return pool
-
-    yield make
-    for pool in made:
-        pool.disconnect()
+    yield from pool_maker(redis_url, request.param == "quick", 2, 5.0)
 
 
-def _ping(conn: Any) -> Any:
-    conn.send_command("PING")
-    return conn.read_response()
+_ping = ping
 
 
 def test_lends_up_to_max_connections_then_waits_and_raises(make_pool: Any) -> None:

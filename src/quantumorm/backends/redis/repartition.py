@@ -27,7 +27,7 @@ from typing import Any
 from ... import compression, sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
-from ...errors import QuantumORMError
+from ...errors import DamagedMetaError, QuantumORMError
 from ...options import ModelOptions
 from . import schemas, stored, wire
 from .calls import FetchCall
@@ -185,6 +185,8 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     replies = yield RedisPlan(tuple(restores), idempotent=True)
     for (id, version), raw_reply in zip(deletes, replies, strict=True):
         restored = restore_reply(raw_reply)
+        if restored.status == "DAMAGED":  # (the meta hash at the target does not read)
+            raise DamagedMetaError(model.__name__, id, restored.name or "", restored.field)
         if restored.status == "EXISTS" and restored.version != version:
             raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
                                    f"version {restored.version}, not {version}: was the "

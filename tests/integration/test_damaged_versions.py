@@ -1,0 +1,118 @@
+"""A meta hash version that does not read ("+13", " 13", text, none) met by the reads and
+moves that take a version from a script's reply, not from a write's refusal: ``fetch.lua``
+(a get of a document stored before documents carried their version, the tools' reads) and
+``restore.lua`` (the repartition's move, which finds a document already at the target).
+Each raises :class:`DamagedMetaError` naming the meta hash key and the field, never a
+ValueError, never a version read from the damage (int() reads "+13" as 13), and the move
+writes nothing where it refuses.
+
+Damage is made by hand, as test_damaged_meta.py makes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import MODES, call
+
+from quantumorm import DamagedMetaError, Document, IntField, StringField
+from quantumorm.backends.redis import stored
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.tools.repartition import repartition
+
+#: how the version is damaged: its stored text made from the good one
+DAMAGE = {"sign": lambda v: b"+" + v, "blank": lambda v: b" " + v,
+          "text": lambda v: b"garbage", "leading zero": lambda v: b"0" + v}
+
+
+class Card(Document):
+    title = StringField(indexed=True)
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "dv_cards"
+
+
+def model(partitions: int) -> Any:
+    """The collection ``dv_moved`` declared with ``partitions``."""
+    meta = type("Meta", (), {"collection": "dv_moved", "partitions": partitions})
+    return type(f"Moved{partitions}", (Document,), {
+        "__module__": __name__, "title": StringField(indexed=True), "Meta": meta})
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_get_of_an_older_document_with_a_damaged_version_raises_typed(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    """A document key without its version (stored before versions were kept there) is
+    read with fetch.lua, whose version is the meta hash's."""
+    saved = await call(Card(id="c", title="t", n=1), "save", mode)
+    keys = KeySpace(Card._meta)
+    doc, meta = keys.doc(0, "c"), keys.meta(0, "c")
+    redis_client.set(doc, stored.split(redis_client.get(doc))[1])  # (the older format)
+    assert (await call(Card.objects, "get", mode, id="c")).version == saved.version
+    redis_client.hset(meta, "v", DAMAGE[how](b"%d" % saved.version))
+    with pytest.raises(DamagedMetaError) as raised:
+        await call(Card.objects, "get", mode, id="c")
+    assert raised.value.key == meta and raised.value.field == "v"
+    assert raised.value.id == "c"
+
+
+def _moving_id(two: Any, count: int) -> str:
+    """An id among the first ``count`` auto ids that leaves partition 0 for partition 1."""
+    keys = KeySpace(two._meta)
+    return next(str(i) for i in range(1, count + 1) if keys.partition_of(str(i)) == 1)
+
+
+def _everything(redis_client: Any) -> dict[bytes, Any]:
+    return {key: redis_client.dump(key) for key in sorted(redis_client.keys("*"))
+            if b"repartition" not in key}
+
+
+@pytest.mark.parametrize("how", [*DAMAGE, "none"])
+def test_a_move_that_finds_the_document_at_a_damaged_target_is_refused_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """A resumed move finds the document already restored at its new partition: the
+    version there is compared with the one moving, and when it does not read the move
+    is refused before anything of that document is written."""
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    id = _moving_id(two, 8)
+    version = one.objects.get_sync(id=id).version
+    old, new = KeySpace(one._meta), KeySpace(two._meta)
+    # (what an interrupted run leaves: the document restored, its old copy still there)
+    redis_client.set(new.doc(1, id), redis_client.get(old.doc(0, id)))
+    redis_client.hset(new.meta(1, id), mapping=redis_client.hgetall(old.meta(0, id)))
+    if how == "none":
+        redis_client.hdel(new.meta(1, id), "v")
+    else:
+        redis_client.hset(new.meta(1, id), "v", DAMAGE[how](b"%d" % version))
+    target = redis_client.hgetall(new.meta(1, id))
+    with pytest.raises(DamagedMetaError) as raised:
+        repartition(two, from_partitions=1)
+    assert raised.value.key == new.meta(1, id) and raised.value.field == "v"
+    assert raised.value.id == id
+    # the old copy is where it was, the target as it was left
+    assert redis_client.exists(old.doc(0, id), old.meta(0, id)) == 2
+    assert redis_client.hgetall(new.meta(1, id)) == target
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_move_of_a_document_whose_version_is_damaged_is_refused_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """The version moved with a document is its meta hash's, read by fetch.lua."""
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    id = _moving_id(two, 8)
+    old = KeySpace(one._meta)
+    version = redis_client.hget(old.meta(0, id), "v")
+    redis_client.hset(old.meta(0, id), "v", DAMAGE[how](version))
+    before = _everything(redis_client)
+    with pytest.raises(DamagedMetaError) as raised:
+        repartition(two, from_partitions=1)
+    assert raised.value.key == old.meta(0, id) and raised.value.field == "v"
+    # nothing of its batch moved (the batch is read whole before any restore)
+    after = _everything(redis_client)
+    assert {k: v for k, v in after.items() if b"sequence" not in k and b":seq" not in k} == {
+        k: v for k, v in before.items() if b"sequence" not in k and b":seq" not in k}

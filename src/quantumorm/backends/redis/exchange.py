@@ -397,6 +397,16 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
     return commands
 
 
+def script_command(plan: RedisPlan, link: Link) -> str:
+    """The command :func:`exchange` calls ``plan``'s scripts with, first (as
+    :func:`_request` chooses it): FCALL or EVALSHA, their ``_RO`` twins for a read that a
+    replica may answer. What metrics and traces name a script call by."""
+    ro = plan.read_only and not plan.primary and link.replica_reads
+    if link.functions:
+        return "FCALL_RO" if ro else "FCALL"
+    return "EVALSHA_RO" if ro else "EVALSHA"
+
+
 def _marked(replies: list[Any]) -> list[Any]:
     """The replies of a plan sent again after a failed attempt: a write refused then
     (version moved, id taken) may have been applied by the first attempt."""
@@ -408,4 +418,4 @@ def _marked(replies: list[Any]) -> list[Any]:
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
            "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_commands",
-           "first_key", "first_send", "retry_allowed", "route"]
+           "first_key", "first_send", "retry_allowed", "route", "script_command"]

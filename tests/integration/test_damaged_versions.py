@@ -19,6 +19,7 @@ from helpers import MODES, call
 from quantumorm import DamagedMetaError, Document, IntField, StringField
 from quantumorm.backends.redis import stored
 from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.reader import two_phase_pays
 from quantumorm.tools.repartition import repartition
 
 #: how the version is damaged: its stored text made from the good one
@@ -116,3 +117,67 @@ def test_a_move_of_a_document_whose_version_is_damaged_is_refused_typed(
     after = _everything(redis_client)
     assert {k: v for k, v in after.items() if b"sequence" not in k and b":seq" not in k} == {
         k: v for k, v in before.items() if b"sequence" not in k and b":seq" not in k}
+
+
+def _older(redis_client: Any, keys: KeySpace, partition: int, id: str) -> None:
+    """Store the document of ``id`` as before documents carried their version."""
+    doc = keys.doc(partition, id)
+    redis_client.set(doc, stored.split(redis_client.get(doc))[1])
+
+
+#: queries over Card whose rows' versions come from their meta hashes (the documents are
+#: stored without theirs), by the paths of query.lua that read them: the exact walk's
+#: shortcut (an equality, an ordered range) and the general one (a second field tested)
+QUERIES = {
+    "walk": lambda: Card.objects.filter(title="t"),
+    "tested": lambda: Card.objects.filter(title="t", n__gte=0),
+    "ordered": lambda: Card.objects.filter(n__gte=0).order_by("-n"),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("query", QUERIES)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_query_that_reads_a_damaged_version_raises_typed(
+        conn: Any, redis_client: Any, mode: str, query: str, how: str) -> None:
+    await call(Card.objects, "bulk_create", mode,
+               [Card(id=str(i), title="t", n=i) for i in range(5)])
+    keys = KeySpace(Card._meta)
+    for i in range(5):
+        _older(redis_client, keys, 0, str(i))
+    found = await call(QUERIES[query](), "all", mode)
+    assert sorted(c.n for c in found) == [0, 1, 2, 3, 4] and all(c.version for c in found)
+    meta = keys.meta(0, "3")
+    redis_client.hset(meta, "v", DAMAGE[how](redis_client.hget(meta, "v")))
+    with pytest.raises(DamagedMetaError) as raised:
+        await call(QUERIES[query](), "all", mode)
+    assert raised.value.key == meta and raised.value.field == "v"
+
+
+class Spread(Document):
+    title = StringField(indexed=True)
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "dv_spread"
+        partitions = 8
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_two_phase_query_that_ranks_a_damaged_version_raises_typed(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    """Ordered over several partitions with a window large enough, a query ranks first
+    (ids, versions and sort keys, the versions from the meta hashes), then fetches the
+    winners."""
+    await call(Spread.objects, "bulk_create", mode,
+               [Spread(id=str(i), title="t", n=i) for i in range(100)])
+    query = Spread.objects.filter(n__gte=0).order_by("-n").limit(80)
+    assert two_phase_pays(Spread._meta.partitions, 80)
+    assert [s.n for s in await call(query, "all", mode)] == list(range(99, 19, -1))
+    keys = KeySpace(Spread._meta)
+    meta = keys.meta(keys.partition_of("35"), "35")
+    redis_client.hset(meta, "v", DAMAGE[how](redis_client.hget(meta, "v")))
+    with pytest.raises(DamagedMetaError) as raised:
+        await call(query, "all", mode)
+    assert raised.value.key == meta and raised.value.field == "v"

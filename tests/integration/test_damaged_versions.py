@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from helpers import MODES, call
 
-from quantumorm import DamagedMetaError, Document, IntField, StringField
+from quantumorm import DamagedMetaError, Document, IntField, StringField, sortable
 from quantumorm.backends.redis import stored
+from quantumorm.backends.redis.commands import RedisPlan
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.reader import two_phase_pays
+from quantumorm.engine.contract import WriteRequest
+from quantumorm.engine.drive import run
 from quantumorm.tools.repartition import repartition
 
 #: how the version is damaged: its stored text made from the good one
@@ -181,3 +184,31 @@ async def test_a_two_phase_query_that_ranks_a_damaged_version_raises_typed(
     with pytest.raises(DamagedMetaError) as raised:
         await call(query, "all", mode)
     assert raised.value.key == meta and raised.value.field == "v"
+
+
+#: damage to the version part of a write's entry in a meta hash's "r" (its write id kept)
+RECENT_DAMAGE = {"sign": b"+000000000000013", "blank": b" 000000000000013",
+                 "text": b"garbage-garbage-", "zero": b"0" * 16}
+
+
+@pytest.mark.parametrize("how", RECENT_DAMAGE)
+def test_an_allocated_insert_looked_up_in_a_damaged_record_raises_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """An insert that allocates its id, its reply lost, is looked up by its write id among
+    the meta hashes of the ids allocated last: found there, the version beside it must
+    read."""
+    Card(id="warm", title="w", n=0).save_sync()  # (the schema read, the scripts loaded)
+    doc = Card(title="lost reply", n=1)
+    layout = conn.backend._state(Card._meta).writes
+    lost = layout.save(WriteRequest("insert", None, 0, doc.clean(), doc._values(), None))
+    executor = conn.store.sync_executor()
+    (reply,) = executor.execute(RedisPlan((lost.call(),)))
+    assert reply[0] == b"OK"  # applied; suppose its reply never came back
+    id = sortable.id_from_key(bytes(reply[2]))
+    meta = KeySpace(Card._meta).meta(0, id)
+    recent = redis_client.hget(meta, "r")
+    assert recent[:16] == lost.write_id.encode()
+    redis_client.hset(meta, "r", recent[:16] + RECENT_DAMAGE[how] + recent[32:])
+    with pytest.raises(DamagedMetaError) as raised:
+        run(conn.backend._settle_allocating(Card._meta, lost), executor)
+    assert raised.value.key == meta and raised.value.field == "r" and raised.value.id == id

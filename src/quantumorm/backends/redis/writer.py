@@ -34,6 +34,7 @@ from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
+from .writeids import version_written
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
@@ -208,9 +209,9 @@ class Writer(TwoPhase):
         seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
                                      for id in candidates), idempotent=True)
         for id, recent in zip(candidates, seen, strict=True):
-            for i in range(0, len(recent or b""), 32):  # (write id, version): see _write.lua
-                if bytes(recent[i:i + 16]) == write_id:
-                    return [[b"OK", int(recent[i + 16:i + 32]), sortable.id_key(id)]]
+            version = version_written(recent, write_id, keys.meta(0, id))
+            if version is not None:
+                return [[b"OK", version, sortable.id_key(id)]]
         # not among the ids allocated last: not applied, so sending it again is safe
         again = yield RedisPlan((call.call(),))
         return list(again)

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from helpers import MODES, call
 
-from quantumorm import DamagedMetaError, Document, IntField, StringField, sortable
+from quantumorm import (
+    DamagedMetaError,
+    Document,
+    IntField,
+    StringField,
+    WrongTypeError,
+    sortable,
+)
 from quantumorm.backends.redis import stored
 from quantumorm.backends.redis.commands import RedisPlan
 from quantumorm.backends.redis.keys import KeySpace
@@ -212,3 +219,35 @@ def test_an_allocated_insert_looked_up_in_a_damaged_record_raises_typed(
     with pytest.raises(DamagedMetaError) as raised:
         run(conn.backend._settle_allocating(Card._meta, lost), executor)
     assert raised.value.key == meta and raised.value.field == "r" and raised.value.id == id
+
+
+#: an auto-id counter written by someone else: int() reads the first two as 13
+COUNTER_DAMAGE = {"sign": b"+13", "blank": b" 13", "text": b"thirteen"}
+
+
+@pytest.mark.parametrize("how", COUNTER_DAMAGE)
+def test_a_move_that_carries_a_damaged_id_counter_raises_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    old = KeySpace(one._meta)
+    redis_client.set(old.sequence, COUNTER_DAMAGE[how])
+    with pytest.raises(WrongTypeError) as raised:
+        repartition(two, from_partitions=1)
+    assert raised.value.key == old.sequence
+    assert not redis_client.exists(KeySpace(two._meta).sequence)
+    assert one.objects.count_sync() == 8  # (nothing moved)
+
+
+@pytest.mark.parametrize("how", COUNTER_DAMAGE)
+def test_an_allocated_insert_looked_up_under_a_damaged_id_counter_raises_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    Card(id="warm", title="w", n=0).save_sync()
+    doc = Card(title="lost reply", n=1)
+    lost = conn.backend._state(Card._meta).writes.save(
+        WriteRequest("insert", None, 0, doc.clean(), doc._values(), None))
+    sequence = KeySpace(Card._meta).sequence
+    redis_client.set(sequence, COUNTER_DAMAGE[how])
+    with pytest.raises(WrongTypeError) as raised:
+        run(conn.backend._settle_allocating(Card._meta, lost), conn.store.sync_executor())
+    assert raised.value.key == sequence

@@ -35,6 +35,7 @@ from .commands import Command, RedisPlan
 from .keys import KeySpace
 from .replies import restore_reply, write_reply
 from .twophase import locks_key
+from .writer import id_counter
 from .writes import WriteLayout
 
 DEFAULT_BATCH = 500
@@ -209,9 +210,10 @@ def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:
         return
     (value,) = yield RedisPlan((Command(("GET", old.sequence)),), idempotent=True)
     if value is not None:
+        highest = id_counter(value, old.sequence)
         (current,) = yield RedisPlan((Command(("GET", new.sequence)),), idempotent=True)
-        if current is None or int(current) < int(value):
-            yield RedisPlan((Command(("SET", new.sequence, int(value))),), idempotent=True)
+        if current is None or id_counter(current, new.sequence) < highest:
+            yield RedisPlan((Command(("SET", new.sequence, highest)),), idempotent=True)
 
 
 def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:

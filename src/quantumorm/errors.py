@@ -245,8 +245,8 @@ class WriteOutcomeUnknown(BackendConnectionError):
 class ServerBusyError(BackendError):
     """The server was running a script or function past its busy threshold
     (``busy-reply-threshold``, formerly ``lua-time-limit``) and refused the command without
-    running it (a BUSY reply). Nothing of the refused plan ran; ``outcome_unknown`` is
-    False. The script ends on its own, or an administrator stops it (SCRIPT KILL, or
+    running it (a BUSY reply): a write refused so was not applied (``outcome_unknown`` is
+    False). The script ends on its own, or an administrator stops it (SCRIPT KILL, or
     FUNCTION KILL, for one that has not written yet)."""
 
     #: whether a write may have been applied all the same (see :class:`ServerBusyAfterTimeout`)

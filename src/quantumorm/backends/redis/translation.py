@@ -62,7 +62,7 @@ def translate(exc: BaseException) -> BaseException:
         code = str(exc).split(" ", 1)[0]
         if code == "WRONGTYPE":
             return errors.WrongTypeError(f"a key holds the wrong kind of value: {exc}")
-        if code == "BUSY":  # (a script runs past the busy threshold: nothing of this ran)
+        if code == "BUSY":  # (a script runs past the busy threshold: this did not run)
             return errors.ServerBusyError(f"Redis is busy running a script and refused the "
                                           f"command without running it: {exc}")
         if code == "DAMAGED":  # (a read met a meta hash that does not read: _prelude.lua)

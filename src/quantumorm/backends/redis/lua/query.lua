@@ -493,6 +493,7 @@ end
 -- time a test or the ordering asks for a field, so a candidate that a membership test
 -- rejects costs no meta read. When rows are returned, the same HMGET reads the version.
 local ID, VERSION, LOADED = {}, {}, {}  -- keys of a values table that no meta field can be
+local ABSENT = {}  -- (a VERSION the meta read found absent)
 local with_version = mode == "rows"
 local fields = {}
 for i, f in ipairs(need) do fields[i] = f end
@@ -509,7 +510,7 @@ local lazy = {__index = function(vals, field)
     list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
     rawset(vals, f, list)
   end
-  if with_version then rawset(vals, VERSION, meta_version(meta_key, raw[#fields] or nil)) end
+  if with_version then rawset(vals, VERSION, raw[#fields] or ABSENT) end
   return rawget(vals, field)
 end}
 
@@ -685,6 +686,16 @@ local function version_of(idkey)
   return meta_version(meta_key, redis.call("HGET", meta_key, "v"))
 end
 
+-- A returned row's version: the one the meta read of its tests brought, checked here (for
+-- the rows returned, not for every candidate read), else read now (version_of).
+local function row_version(vals, idkey)
+  local v = rawget(vals, VERSION)
+  if v == nil then return version_of(idkey) end
+  if v == ABSENT then return "0" end
+  if string.find(v, "^[1-9]%d*$") then return v end  -- (no key name made for a good one)
+  return meta_version(meta_prefix .. escaped_id(idkey), v)
+end
+
 -- The rows' documents, one MGET per batch; a document gone (expired) since its index entry
 -- was read is left out. Versions come from the meta read of the tests when there was one.
 local function emit(rows)
@@ -696,7 +707,7 @@ local function emit(rows)
       local vals = row.vals or values_of(row.id)
       local keys_of = row.keys or sort_keys(vals, row.id)
       out[#out + 1] = row.id
-      out[#out + 1] = rawget(vals, VERSION) or version_of(row.id)
+      out[#out + 1] = row_version(vals, row.id)
       for k = 1, #order do out[#out + 1] = keys_of[k] end
     end
     return out
@@ -722,7 +733,7 @@ local function emit(rows)
         local version = false
         if string.byte(json, 1) ~= 0 then
           vals = vals or values_of(row.id)
-          version = rawget(vals, VERSION) or version_of(row.id)
+          version = row_version(vals, row.id)
         end
         out[#out + 1] = row.id
         out[#out + 1] = version

@@ -1,12 +1,18 @@
-"""A meta hash version that does not read ("+13", " 13", text, none) met by the reads and
-moves that take a version from a script's reply, not from a write's refusal: ``fetch.lua``
-(a get of a document stored before documents carried their version, the tools' reads) and
-``restore.lua`` (the repartition's move, which finds a document already at the target).
-Each raises :class:`DamagedMetaError` naming the meta hash key and the field, never a
-ValueError, never a version read from the damage (int() reads "+13" as 13), and the move
-writes nothing where it refuses.
+"""Versions and counters that do not read ("+13", " 13", text, none) where Python takes a
+number from a script's reply or a stored value rather than from a write's refusal:
 
-Damage is made by hand, as test_damaged_meta.py makes it.
+* a meta hash's version returned by ``fetch.lua`` (a get of a document stored before
+  documents carried their version; reindex and repartition read it too), by ``query.lua``
+  (rows whose versions come from their meta hashes; the two-phase ranking of an ordered
+  query over partitions) and by ``restore.lua`` (a move that finds the document already at
+  its target): :class:`DamagedMetaError` naming the key and the field, and the move writes
+  nothing where it refuses;
+* the version beside a write id in a meta hash's recent writes ("r"), read when an insert
+  that allocates its id lost its reply: :class:`DamagedMetaError` too;
+* the auto-id counter, read by that lookup and carried by a move: :class:`WrongTypeError`.
+
+Never a ValueError, never a number read from the damage (int() reads "+13" as 13). Damage
+is made by hand, as test_damaged_meta.py makes it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ number from a script's reply or a stored value rather than from a write's refusa
   nothing where it refuses;
 * the version beside a write id in a meta hash's recent writes ("r"), read when an insert
   that allocates its id lost its reply: :class:`DamagedMetaError` too;
-* the auto-id counter, read by that lookup and carried by a move: :class:`WrongTypeError`.
+* the auto-id counter, read by that lookup and carried by a move: :class:`WrongTypeError`;
+* a partition's version clock, read by verify(): reported behind, and repaired.
 
 Never a ValueError, never a number read from the damage (int() reads "+13" as 13). Damage
 is made by hand, as test_damaged_meta.py makes it.
@@ -257,3 +258,22 @@ def test_an_allocated_insert_looked_up_under_a_damaged_id_counter_raises_typed(
     with pytest.raises(WrongTypeError) as raised:
         run(conn.backend._settle_allocating(Card._meta, lost), conn.store.sync_executor())
     assert raised.value.key == sequence
+
+
+@pytest.mark.parametrize("how", COUNTER_DAMAGE)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_damaged_version_clock_is_reported_and_repaired(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    """A partition's clock that does not read is behind every version it gave (the
+    scripts read it as 0, or as what tonumber() finds in it): verify() says so, repair()
+    writes it above them."""
+    saved = await call(Card(id="c", title="t", n=1), "save", mode)
+    state = KeySpace(Card._meta).state(0)
+    redis_client.hset(state, "clock", COUNTER_DAMAGE[how])
+    report = await call(Card.objects, "verify", mode)
+    assert report.problems == {"clock_behind": 1}
+    assert (await call(Card.objects, "repair", mode)).ok
+    clock = redis_client.hget(state, "clock")
+    assert clock.isdigit() and int(clock) >= saved.version
+    again = await call(Card(id="d", title="t", n=2), "save", mode)
+    assert again.version > saved.version

@@ -242,6 +242,28 @@ class WriteOutcomeUnknown(BackendConnectionError):
                          "attempt was applied is unknown")
 
 
+class ServerBusyError(BackendError):
+    """The server was running a script or function past its busy threshold
+    (``busy-reply-threshold``, formerly ``lua-time-limit``) and refused the command without
+    running it (a BUSY reply): a write refused so was not applied (``outcome_unknown`` is
+    False). The script ends on its own, or an administrator stops it (SCRIPT KILL, or
+    FUNCTION KILL, for one that has not written yet)."""
+
+    #: whether a write may have been applied all the same (see :class:`ServerBusyAfterTimeout`)
+    outcome_unknown = False
+
+
+class ServerBusyAfterTimeout(ServerBusyError, BackendTimeoutError):
+    """A write got no reply within ``socket_timeout``, was sent again, and the server
+    refused the resend with BUSY: it is still running a script, which may be the write's
+    first attempt. Whether the write was applied, or will be when that script ends, is
+    unknown (``outcome_unknown`` is True); it is never applied twice (a resent write
+    recognises its own earlier application). Reload the document before deciding what to
+    do."""
+
+    outcome_unknown = True
+
+
 class AuthenticationError(BackendError):
     """The store rejected the credentials."""
 

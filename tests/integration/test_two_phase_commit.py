@@ -32,6 +32,7 @@ from quantumorm.engine import ops
 from quantumorm.errors import (
     BackendConnectionError,
     BulkWriteError,
+    DamagedMetaError,
     DocumentLocked,
     TransactionCommitted,
     TransactionsUnsettled,
@@ -940,6 +941,31 @@ def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
     assert held == stored
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}
     assert leftovers(redis_client) == {}
+
+
+def test_a_very_late_apply_resend_that_finds_a_damaged_record_raises_typed(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """As above, but the version beside the transaction's write id in a document's recent
+    write ids ("r") does not read: the versions cannot be learnt, and the error names the
+    meta hash and the field (int() read "+000000000000013" as 13)."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op, plan, executor = up_to_apply(conn, tx)
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
+        redis_client.delete(key)
+    keys = KeySpace(Purse._meta)
+    meta = keys.meta(keys.partition_of(ids[0]), ids[0])
+    recent = redis_client.hget(meta, "r")
+    redis_client.hset(meta, "r", recent[:16] + b"+000000000000013" + recent[32:])
+    with pytest.raises(TransactionCommitted) as raised:
+        plan = op.send(executor.execute(plan))  # the resend finds its locks gone
+        while True:
+            plan = op.send(executor.execute(plan))
+    cause = raised.value.cause
+    assert isinstance(cause, DamagedMetaError)
+    assert cause.key == meta and cause.field == "r" and cause.id == ids[0]
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}  # (committed, applied whole)
 
 
 def test_a_release_after_an_apply_keeps_the_applied_versions(conn: Any, purses: list[str],

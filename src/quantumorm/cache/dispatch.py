@@ -60,9 +60,23 @@ def on_cache(op: Op[T]) -> Op[T]:
         return stop.value  # type: ignore[no-any-return]
 
 
+def _script_command(dispatch: SyncDispatch | AsyncDispatch, plan: Any) -> str | None:
+    """What the executor that runs ``plan`` calls scripts with (a cache plan: the cache's,
+    for the plan it wraps), or None when it does not say (see ``metrics/plans.py``)."""
+    if type(plan) is ToCache:
+        executor, plan = dispatch.cache, plan.plan
+    else:
+        executor = dispatch.primary
+    named = getattr(executor, "script_command", None)
+    return None if named is None else named(plan)
+
+
 class SyncDispatch:
     def __init__(self, primary: Any, cache: Any) -> None:
         self.primary, self.cache = primary, cache
+
+    def script_command(self, plan: Any) -> str | None:
+        return _script_command(self, plan)
 
     def execute(self, plan: Any) -> Any:
         kind = type(plan)
@@ -77,6 +91,9 @@ class SyncDispatch:
 class AsyncDispatch:
     def __init__(self, primary: Any, cache: Any) -> None:
         self.primary, self.cache = primary, cache
+
+    def script_command(self, plan: Any) -> str | None:
+        return _script_command(self, plan)
 
     def execute(self, plan: Any) -> Awaitable[Any]:
         kind = type(plan)

@@ -13,8 +13,8 @@ database, the SQLite file name), ``server.address`` and ``server.port`` (from th
 connection's URL; never its credentials), and ``quantumorm.model`` and
 ``quantumorm.round_trips``. On an error: ``error.type`` (the exception's class name) and
 an ERROR status with that name only: an exception's message can hold values, so it is not
-recorded. Each round trip is a span event named by its commands (``EVALSHA save``,
-``SELECT``; never arguments or values: see :mod:`.plans`), and retries, script reloads and
+recorded. Each round trip is a span event named by its commands (``EVALSHA save``, or
+``FCALL save`` with ``scripts="functions"``, ``SELECT``; never arguments or values: see :mod:`.plans`), and retries, script reloads and
 slot relearns are events too.
 """
 
@@ -99,7 +99,8 @@ class Spans:
         return span, token, op
 
     def round_trip(self, handle: Any, plan: Any) -> None:
-        names = plans.commands(plan)
+        # (named by what the operation's executor sends the scripts with: FCALL or EVALSHA)
+        names = plans.commands(plan, plans.script_command(handle[2].inner, plan))
         attributes: dict[str, Any] = {"db.commands": names}
         if hasattr(plan, "groups"):  # SQL: its text, whose values are all parameters
             attributes["db.query.text"] = plans.summary(plan)

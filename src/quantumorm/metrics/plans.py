@@ -17,10 +17,18 @@ from typing import Any
 SQL_CHARS = 200
 
 
-def _name(step: Any) -> str:
+def script_command(executor: Any, plan: Any) -> str | None:
+    """What ``executor`` calls ``plan``'s scripts with (``FCALL``, ``EVALSHA_RO``...): its
+    ``script_command(plan)`` (the Redis executors', and the cache's dispatch), read when
+    the plan is handed to it; None when it has none (SQL)."""
+    named = getattr(executor, "script_command", None)
+    return None if named is None else named(plan)
+
+
+def _name(step: Any, calls: str | None) -> str:
     script = getattr(step, "script", None)
     if script is not None:
-        return f"EVALSHA {script}"
+        return f"{calls or 'EVALSHA'} {script}"
     args = getattr(step, "args", None)
     if not args:
         return type(step).__name__
@@ -28,15 +36,16 @@ def _name(step: Any) -> str:
     return (first.decode("ascii", "replace") if isinstance(first, bytes) else str(first)).upper()
 
 
-def commands(plan: Any) -> list[str]:
+def commands(plan: Any, calls: str | None = None) -> list[str]:
     """A name per command or statement of ``plan``: ``EVALSHA save``, ``XLEN``, ``SELECT``;
-    a cache plan's prefixed ``cache:``."""
+    a cache plan's prefixed ``cache:``. ``calls``: the command the scripts were sent with
+    (:func:`script_command`: ``FCALL save`` with Redis Functions), EVALSHA if None."""
     inner = getattr(plan, "plan", None)
     if inner is not None:
-        return [f"cache:{name}" for name in commands(inner)]
+        return [f"cache:{name}" for name in commands(inner, calls)]
     steps = getattr(plan, "steps", None)
     if steps is not None:
-        return [_name(step) for step in steps]
+        return [_name(step, calls) for step in steps]
     groups = getattr(plan, "groups", None)
     if groups is not None:
         return [statement.sql.split(None, 1)[0].upper() if statement.sql.strip() else "SQL"
@@ -46,18 +55,19 @@ def commands(plan: Any) -> list[str]:
     return [type(plan).__name__]
 
 
-def summary(plan: Any) -> str:
+def summary(plan: Any, calls: str | None = None) -> str:
     """One line for ``plan``, explain-style: repeated names counted (``EVALSHA query x4``),
-    a read-only Redis plan marked, a SQL plan's statements as their text (clipped)."""
+    a read-only Redis plan marked, a SQL plan's statements as their text (clipped).
+    ``calls``: as for :func:`commands`."""
     inner = getattr(plan, "plan", None)
     if inner is not None:
-        return f"cache: {summary(inner)}"
+        return f"cache: {summary(inner, calls)}"
     groups = getattr(plan, "groups", None)
     if groups is not None:
         texts = [" ".join(statement.sql.split())[:SQL_CHARS]
                  for group in groups for statement in group]
         return "; ".join(texts) or "(no statement)"
-    line = counted(commands(plan))
+    line = counted(commands(plan, calls))
     if getattr(plan, "read_only", False):
         line += " (read-only)"
     return line
@@ -71,4 +81,4 @@ def counted(names: list[str]) -> str:
     return ", ".join(name if n == 1 else f"{name} x{n}" for name, n in seen.items())
 
 
-__all__ = ["SQL_CHARS", "commands", "counted", "summary"]
+__all__ = ["SQL_CHARS", "commands", "counted", "script_command", "summary"]

@@ -52,15 +52,16 @@ class Running:
         else:
             self.model, self.collection = options.model_name, options.collection
         self.round_trips = 0
-        #: the plans sent, kept only for the slow-operation log
-        self.plans: list[Any] | None = None
+        #: the plans sent, each with what its scripts were called with
+        #: (:func:`.plans.script_command`), kept only for the slow-operation log
+        self.plans: list[tuple[Any, str | None]] | None = None
         self.tracer: Tracer | None = None
         self.trace: Any = None
 
     def execute(self, plan: Any) -> Any:
         self.round_trips += 1
         if self.plans is not None:
-            self.plans.append(plan)
+            self.plans.append((plan, plans.script_command(self.inner, plan)))
         if self.tracer is not None:
             self.tracer.round_trip(self.trace, plan)
         return self.inner.execute(plan)
@@ -233,7 +234,7 @@ def sync() -> None:
 
 def _log_slow(op: Running, seconds: float, threshold: float) -> None:
     sent = op.plans or []
-    shown = [plans.summary(plan) for plan in sent[:SLOW_PLANS]]
+    shown = [plans.summary(plan, calls) for plan, calls in sent[:SLOW_PLANS]]
     if len(sent) > SLOW_PLANS:
         shown.append(f"... {len(sent) - SLOW_PLANS} more")
     SLOW_LOGGER.warning(

@@ -24,7 +24,9 @@
   errors that mean it changed (:data:`REMAP`).
 * The first request of an executor reads the servers' eviction policy (``eviction.py``)
   and raises :class:`UnsafeEvictionPolicy` for ``allkeys-*``; once it passes, it is a flag.
-* Driver errors leave as QuantumORM's typed errors (``translation.translate``).
+* Driver errors leave as QuantumORM's typed errors (``translation.translate``); a BUSY
+  reply to the resend of a write that timed out, as ``ServerBusyAfterTimeout`` (the
+  script still running may be its first attempt: the outcome is unknown).
 
 The requests are small immutable records; :class:`Send` is a named tuple because it is
 built on every call (one constructor call, where a frozen dataclass makes one per field).
@@ -333,7 +335,7 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
         except rx.RedisError as exc:
             sent = plan if link.eviction_checked else POLICY_READ
             if attempt + 1 == attempts or not retry_allowed(exc, sent, timeouts):
-                raise translate(exc) from exc
+                raise _final_error(exc, timeouts) from exc
             timeouts += isinstance(exc, rx.TimeoutError)
             wait = backoff(attempt)
             log.warning("retrying plan after %s attempt=%d/%d wait_ms=%d node=%s",
@@ -347,6 +349,20 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
                 except rx.RedisError:  # (it may fail mid-failover: the next attempt tells)
                     pass
     raise AssertionError("unreachable")
+
+
+def _final_error(exc: BaseException, timeouts: int) -> BaseException:
+    """The error a plan fails with. A BUSY reply to the resend of a write whose attempt
+    timed out says nothing ran this time, but the script the server is still running may
+    be that first attempt: the outcome is unknown (a write is resent only when it would
+    recognise its earlier application, so a read never gets here with ``timeouts``)."""
+    error = translate(exc)
+    if timeouts and type(error) is errors.ServerBusyError:
+        return errors.ServerBusyAfterTimeout(
+            f"a write got no reply in time, and Redis refused its resend because it is still "
+            f"running a script, which may be the first attempt: whether the write was "
+            f"applied is unknown ({exc})")
+    return error
 
 
 def first_send(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Send | None:
@@ -381,6 +397,16 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
     return commands
 
 
+def script_command(plan: RedisPlan, link: Link) -> str:
+    """The command :func:`exchange` calls ``plan``'s scripts with, first (as
+    :func:`_request` chooses it): FCALL or EVALSHA, their ``_RO`` twins for a read that a
+    replica may answer. What metrics and traces name a script call by."""
+    ro = plan.read_only and not plan.primary and link.replica_reads
+    if link.functions:
+        return "FCALL_RO" if ro else "FCALL"
+    return "EVALSHA_RO" if ro else "EVALSHA"
+
+
 def _marked(replies: list[Any]) -> list[Any]:
     """The replies of a plan sent again after a failed attempt: a write refused then
     (version moved, id taken) may have been applied by the first attempt."""
@@ -392,4 +418,4 @@ def _marked(replies: list[Any]) -> list[Any]:
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
            "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_commands",
-           "first_key", "first_send", "retry_allowed", "route"]
+           "first_key", "first_send", "retry_allowed", "route", "script_command"]

@@ -63,6 +63,7 @@ from .exchange import (
     Sleep,
     first_commands,
     first_send,
+    script_command,
 )
 from .exchange import exchange as exchange_of
 from .loops import LoopClients
@@ -210,6 +211,10 @@ class SyncRedisExecutor:
         if not self.cluster and self.client is self.reader and self.client.connection is None:
             self._pool = self.client.connection_pool
 
+    def script_command(self, plan: RedisPlan) -> str:
+        """What ``plan``'s scripts are called with now (metrics and traces name them so)."""
+        return script_command(plan, self.link)
+
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
         commands: Any = None if pool is None else _straight(plan, self.link)
@@ -341,6 +346,10 @@ class AsyncRedisExecutor:
             raise translate(exc) from exc
         client.set_retry(self.options.settings(asyncio=True)["retry"])
         client._qorm_settled = True
+
+    def script_command(self, plan: RedisPlan) -> str:
+        """What ``plan``'s scripts are called with now (metrics and traces name them so)."""
+        return script_command(plan, self.link)
 
     async def execute(self, plan: RedisPlan) -> list[Any]:
         writer, reader = self._pair()

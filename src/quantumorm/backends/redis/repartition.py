@@ -27,7 +27,7 @@ from typing import Any
 from ... import compression, sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
-from ...errors import QuantumORMError
+from ...errors import DamagedMetaError, QuantumORMError
 from ...options import ModelOptions
 from . import schemas, stored, wire
 from .calls import FetchCall
@@ -35,6 +35,7 @@ from .commands import Command, RedisPlan
 from .keys import KeySpace
 from .replies import restore_reply, write_reply
 from .twophase import locks_key
+from .writer import id_counter
 from .writes import WriteLayout
 
 DEFAULT_BATCH = 500
@@ -185,6 +186,8 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     replies = yield RedisPlan(tuple(restores), idempotent=True)
     for (id, version), raw_reply in zip(deletes, replies, strict=True):
         restored = restore_reply(raw_reply)
+        if restored.status == "DAMAGED":  # (the meta hash at the target does not read)
+            raise DamagedMetaError(model.__name__, id, restored.name or "", restored.field)
         if restored.status == "EXISTS" and restored.version != version:
             raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
                                    f"version {restored.version}, not {version}: was the "
@@ -207,9 +210,10 @@ def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:
         return
     (value,) = yield RedisPlan((Command(("GET", old.sequence)),), idempotent=True)
     if value is not None:
+        highest = id_counter(value, old.sequence)
         (current,) = yield RedisPlan((Command(("GET", new.sequence)),), idempotent=True)
-        if current is None or int(current) < int(value):
-            yield RedisPlan((Command(("SET", new.sequence, int(value))),), idempotent=True)
+        if current is None or id_counter(current, new.sequence) < highest:
+            yield RedisPlan((Command(("SET", new.sequence, highest)),), idempotent=True)
 
 
 def _drop_emptied(old: KeySpace, new: KeySpace) -> Op[None]:

@@ -22,11 +22,15 @@ _SCRIPT_NOPERM = "The user executing the script can't run this command"
 
 def _damaged(text: str) -> errors.DamagedMetaError:
     """``DAMAGED <meta hash key> <field>`` (then the server's "script: ..." words) as the
-    typed error. The key names the collection ("namespace:collection") and the id; the
-    model's class is not known here."""
+    typed error."""
     words = text.split(" ")
-    key = words[1] if len(words) > 1 else ""
-    field = words[2] if len(words) > 2 else None
+    return damaged_meta(words[1] if len(words) > 1 else "", words[2] if len(words) > 2 else None)
+
+
+def damaged_meta(key: str, field: str | None) -> errors.DamagedMetaError:
+    """The error for the field ``field`` of the meta hash ``key`` that does not read. The
+    key names the collection ("namespace:collection") and the id; the model's class is not
+    known here."""
     tag, _, escaped = key.rpartition(":m:")
     try:
         id = unescape_id(escaped)
@@ -58,6 +62,9 @@ def translate(exc: BaseException) -> BaseException:
         code = str(exc).split(" ", 1)[0]
         if code == "WRONGTYPE":
             return errors.WrongTypeError(f"a key holds the wrong kind of value: {exc}")
+        if code == "BUSY":  # (a script runs past the busy threshold: this did not run)
+            return errors.ServerBusyError(f"Redis is busy running a script and refused the "
+                                          f"command without running it: {exc}")
         if code == "DAMAGED":  # (a read met a meta hash that does not read: _prelude.lua)
             return _damaged(str(exc))
         if code == "NOPERM" or _SCRIPT_NOPERM in str(exc):
@@ -75,4 +82,4 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-__all__ = ["NotReplicated", "translate"]
+__all__ = ["NotReplicated", "damaged_meta", "translate"]

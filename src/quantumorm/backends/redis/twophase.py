@@ -87,6 +87,7 @@ from .calls import NowCall, TxCall
 from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
 from .replies import TxReply, tx_reply
+from .writeids import version_written
 
 #: how long a pending (or aborted) record outlives its deadline before it expires (ms): past
 #: its deadline a pending record can only be aborted, and a missing record counts as
@@ -427,12 +428,10 @@ class TwoPhase(BackendCore):
             if kind == b"delete":
                 versions.append(0)
                 continue
-            held = bytes(recent[n] or b"")
-            at = next((i for i in range(0, len(held), 32)
-                       if held[i:i + 16] == write_id), None)  # (see _write.lua's applied)
-            if at is None:
+            version = version_written(recent[n], write_id, keys[4 + nindexes + 2 * n])
+            if version is None:
                 return None
-            versions.append(int(held[at + 16:at + 32]))
+            versions.append(version)
         return versions
 
     def _applied(self, share: Share, reply: TxReply) -> list[WriteResult] | None:

@@ -252,9 +252,12 @@ def _count(report: VerifyReport, finding: Finding) -> None:
 
 
 def clock_of(keys: KeySpace, partition: int) -> Op[int]:
+    """The partition's version clock; 0 when it does not read as the scripts write it
+    (digits): reported behind then, and repair() writes it again above every version (the
+    scripts read such a clock as 0, or as the number tonumber() finds in it)."""
     (clock,) = yield RedisPlan((Command(("HGET", keys.state(partition), "clock")),),
                                read_only=True)
-    return int(clock or 0)
+    return version_of({"v": bytes(clock or b"")})
 
 
 def walk_ids(checker: Checker, partition: int, batch: int,

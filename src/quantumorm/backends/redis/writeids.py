@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
+
+from .translation import damaged_meta
 
 _source = random.Random()  # (seeded from os.urandom)
 _bits = _source.getrandbits
@@ -34,4 +37,20 @@ def write_id() -> str:
     return "%016x" % _bits(64)
 
 
-__all__ = ["write_id"]
+def version_written(recent: Any, write_id: bytes, meta_key: str) -> int | None:
+    """The version the write ``write_id`` gave the document whose meta hash ``meta_key``
+    keeps ``recent`` (its "r": per write, newest first, the write id, then the version in
+    16 zero-padded digits, as ``store_taken`` in ``lua/_write.lua`` writes it), or None
+    when it is not among them. :class:`DamagedMetaError` when its version does not read
+    (int() would read "+13" or " 13" as 13)."""
+    held = bytes(recent or b"")
+    for i in range(0, len(held), 32):  # (aligned, as applied_in() in _write.lua looks)
+        if held[i:i + 16] == write_id:
+            version = held[i + 16:i + 32]
+            if len(version) != 16 or not version.isdigit() or not version.strip(b"0"):
+                raise damaged_meta(meta_key, "r")
+            return int(version)
+    return None
+
+
+__all__ = ["version_written", "write_id"]

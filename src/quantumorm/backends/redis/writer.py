@@ -26,6 +26,7 @@ from ...errors import (
     TransactionError,
     VersionConflict,
     WriteOutcomeUnknown,
+    WrongTypeError,
 )
 from ...options import ModelOptions
 from . import wire, writes
@@ -34,6 +35,7 @@ from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
+from .writeids import version_written
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
@@ -48,6 +50,19 @@ def written_whole(raw: list[Any]) -> int | None:
     if len(raw) == 2 and raw[0] in (b"ALL", "ALL"):
         return int(raw[1])
     return None
+
+
+def id_counter(raw: Any, key: str) -> int:
+    """The value of the auto-id counter ``key`` as GET read it (0 when absent). A value that
+    is not an integer (INCR refuses it too) is :class:`WrongTypeError`, never a ValueError
+    nor a number int() reads from it ("+13", " 13")."""
+    if raw is None:
+        return 0
+    text = bytes(raw)
+    if not text.isdigit():
+        raise WrongTypeError(f"the auto-id counter {key!r} holds {text[:40]!r}, not a "
+                             "count: it was written by someone else", key)
+    return int(text)
 
 
 def _uniform(requests: list[WriteRequest]) -> bool:
@@ -203,14 +218,14 @@ class Writer(TwoPhase):
         write_id = call.write_id.encode()
         # (asked of the master, never a replica that may lag: hence not read_only)
         (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
-        newest = int(last or 0)
+        newest = id_counter(last, keys.sequence)
         candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
         seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
                                      for id in candidates), idempotent=True)
         for id, recent in zip(candidates, seen, strict=True):
-            for i in range(0, len(recent or b""), 32):  # (write id, version): see _write.lua
-                if bytes(recent[i:i + 16]) == write_id:
-                    return [[b"OK", int(recent[i + 16:i + 32]), sortable.id_key(id)]]
+            version = version_written(recent, write_id, keys.meta(0, id))
+            if version is not None:
+                return [[b"OK", version, sortable.id_key(id)]]
         # not among the ids allocated last: not applied, so sending it again is safe
         again = yield RedisPlan((call.call(),))
         return list(again)

@@ -3,7 +3,9 @@
 --
 -- KEYS      pairs: document key, meta hash key (all of one partition)
 -- Returns   flat pairs: the document as stored (or false), the version of its meta hash,
---           which compare-and-set reads (or false: also when the document is gone). Reads
+--           which compare-and-set reads (or false: also when the document is gone); a
+--           version that does not read (see bad_version() in _prelude.lua: "+13" or " 13"
+--           would read as 13 to Python's int) is the error damaged_error() makes. Reads
 --           by id are a plain MGET (a document carries its version, see versioned() in
 --           _prelude.lua); this is for documents stored before, and for the tools, which
 --           act on the meta hash's version.
@@ -18,8 +20,12 @@ for first = 1, #KEYS, 2 * BATCH do
   docs = redis.call("MGET", unpack(docs))
   for i = first, last, 2 do
     local json = docs[(i - first) / 2 + 1]
+    local version = json and redis.call("HGET", KEYS[i + 1], "v") or false
+    if version and bad_version(KEYS[i + 1], version) then
+      error(damaged_error(KEYS[i + 1], "v"))
+    end
     out[#out + 1] = json or false
-    out[#out + 1] = json and (redis.call("HGET", KEYS[i + 1], "v") or false) or false
+    out[#out + 1] = version
   end
 end
 return out

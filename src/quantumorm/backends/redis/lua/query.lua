@@ -31,7 +31,8 @@
 --           (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
 -- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
---           false when it carries its own, see versioned() in _prelude.lua); keyed: flat
+--           false when it carries its own, see versioned() in _prelude.lua; a meta
+--           hash's version that does not read is an error, see meta_version()); keyed: flat
 --           {id key, version, json,
 --           then per ORDER entry the encoding the rows are ordered by, ...} (the id key
 --           breaks ties); sortkeys: the same without the json; count: integer; exists: 0|1;
@@ -125,6 +126,14 @@ local function answered(answer)
   return answer
 end
 
+-- A row's version as the meta hash ``meta_key`` holds it ("v"; "0" when there is none):
+-- one that does not read (bad_version(): "+13" or " 13" would read as 13 to Python's int)
+-- is the error damaged_error() makes, never a version read from it.
+local function meta_version(meta_key, v)
+  if v and bad_version(meta_key, v) then error(damaged_error(meta_key, "v")) end
+  return v or "0"
+end
+
 -- The common query first: an exact walk whose rows are returned (an equality or a range on
 -- one index, or every document, in index order; nothing to test) while no document can
 -- expire. Its rows are exactly the index entries at offset .. offset + limit of its range,
@@ -158,7 +167,8 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
       if json then  -- (false: the document carries its version, which the caller reads there)
         local idkey, version = ids[i], false
         if byte(json, 1) ~= 0 then
-          version = redis.call("HGET", ARGV[2] .. escaped_id(idkey), "v") or "0"
+          local meta_key = ARGV[2] .. escaped_id(idkey)
+          version = meta_version(meta_key, redis.call("HGET", meta_key, "v"))
         end
         out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
         n = n + 3
@@ -483,6 +493,7 @@ end
 -- time a test or the ordering asks for a field, so a candidate that a membership test
 -- rejects costs no meta read. When rows are returned, the same HMGET reads the version.
 local ID, VERSION, LOADED = {}, {}, {}  -- keys of a values table that no meta field can be
+local ABSENT = {}  -- (a VERSION the meta read found absent)
 local with_version = mode == "rows"
 local fields = {}
 for i, f in ipairs(need) do fields[i] = f end
@@ -499,7 +510,7 @@ local lazy = {__index = function(vals, field)
     list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
     rawset(vals, f, list)
   end
-  if with_version then rawset(vals, VERSION, raw[#fields] or "0") end
+  if with_version then rawset(vals, VERSION, raw[#fields] or ABSENT) end
   return rawget(vals, field)
 end}
 
@@ -671,7 +682,18 @@ end
 
 -- A row's version when no meta read of its tests brought it.
 local function version_of(idkey)
-  return redis.call("HGET", meta_prefix .. escaped_id(idkey), "v") or "0"
+  local meta_key = meta_prefix .. escaped_id(idkey)
+  return meta_version(meta_key, redis.call("HGET", meta_key, "v"))
+end
+
+-- A returned row's version: the one the meta read of its tests brought, checked here (for
+-- the rows returned, not for every candidate read), else read now (version_of).
+local function row_version(vals, idkey)
+  local v = rawget(vals, VERSION)
+  if v == nil then return version_of(idkey) end
+  if v == ABSENT then return "0" end
+  if string.find(v, "^[1-9]%d*$") then return v end  -- (no key name made for a good one)
+  return meta_version(meta_prefix .. escaped_id(idkey), v)
 end
 
 -- The rows' documents, one MGET per batch; a document gone (expired) since its index entry
@@ -685,7 +707,7 @@ local function emit(rows)
       local vals = row.vals or values_of(row.id)
       local keys_of = row.keys or sort_keys(vals, row.id)
       out[#out + 1] = row.id
-      out[#out + 1] = rawget(vals, VERSION) or version_of(row.id)
+      out[#out + 1] = row_version(vals, row.id)
       for k = 1, #order do out[#out + 1] = keys_of[k] end
     end
     return out
@@ -711,7 +733,7 @@ local function emit(rows)
         local version = false
         if string.byte(json, 1) ~= 0 then
           vals = vals or values_of(row.id)
-          version = rawget(vals, VERSION) or version_of(row.id)
+          version = row_version(vals, row.id)
         end
         out[#out + 1] = row.id
         out[#out + 1] = version

@@ -15,6 +15,8 @@
 -- ARGV[9]   document key prefix
 -- Returns   {"OK"} | {"EXISTS", version} (already there: a resumed move)
 --           | {"UNIQUE", index name, holder id key} | {"WRONGTYPE", key}
+--           | {"DAMAGED", meta hash key, field} (the meta hash there, or an expired
+--             document's left there, does not read: nothing written)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 
@@ -32,7 +34,12 @@ if not type_ok(KEYS[5], "hash") then return {"WRONGTYPE", KEYS[5]} end
 local bad = bad_index(indexes)
 if bad then return {"WRONGTYPE", bad} end
 if redis.call("EXISTS", KEYS[1]) == 1 then
-  return {"EXISTS", redis.call("HGET", KEYS[2], "v") or "0"}
+  -- (the caller compares this version with its own, as a number: one that does not read,
+  -- or none, is the refusal, never a number read from it)
+  if not type_ok(KEYS[2], "hash") then return {"WRONGTYPE", KEYS[2]} end
+  local found = redis.call("HGET", KEYS[2], "v")
+  if not found then return damaged(KEYS[2], "v") end
+  return bad_version(KEYS[2], found) or {"EXISTS", found}
 end
 local refused = check_version("insert", "0", idkey, KEYS[1], KEYS[2], KEYS[3], KEYS[4],
                               indexes, ARGV[4])

@@ -59,19 +59,27 @@ if load == "1":
 # (every side draws the same parameters, in the same order)
 plan = bw.params(n, 64 * calls, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})
 taken = {}
+made = []  # ids this side's inserts made: what its deletes delete
 print("ready", flush=True)
 for line in sys.stdin:
     op = line.strip()
     if not op:
         break
-    args, start = plan[op], taken.get(op, 0)
-    block = [args[(start + i) % len(args)] for i in range(calls)]
-    taken[op] = start + calls
+    if op == "delete":  # (short of ids: this side inserts more first, untimed)
+        docs, start, short = plan["insert"], taken.get("insert", 0), max(0, calls - len(made))
+        made += [ops["insert"](docs[(start + i) % len(docs)]) for i in range(short)]
+        taken["insert"] = start + short
+        block, made = made[:calls], made[calls:]
+    else:
+        args, start = plan[op], taken.get(op, 0)
+        block = [args[(start + i) % len(args)] for i in range(calls)]
+        taken[op] = start + calls
     fn = ops[op]
     t0, c0 = time.perf_counter(), time.process_time()
-    for arg in block:
-        fn(arg)
+    got = [fn(arg) for arg in block]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if op == "insert":
+        made += got
     print(json.dumps([wall * 1e6 / calls, cpu * 1e6 / calls]), flush=True)
 """
 

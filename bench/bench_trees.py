@@ -58,6 +58,10 @@ if load == "1":
         ops["bulk"](batch)
 # (every side draws the same parameters, in the same order)
 plan = bw.params(n, 64 * calls, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})
+if side == "new":  # (the trees share their documents: the new one sets other ages, or
+    # its updates would find the values the old one just set and save nothing)
+    for key in ("update", "update_q"):
+        plan[key] = [(id, (age + 50) % 100) for id, age in plan[key]]
 taken = {}
 made = []  # ids this side's inserts made: what its deletes delete
 print("ready", flush=True)

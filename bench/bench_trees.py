@@ -12,7 +12,11 @@ sides every round, and reads ``INFO commandstats`` and ``INFO cpu`` around each 
 * **script**: µs of script calls (FCALL, EVALSHA or EVAL) per call on the server (``usec``
   of commandstats);
 * **server CPU**: the server process's user + system CPU per call;
-* **client CPU**: the worker's ``time.process_time()`` per call.
+* **client CPU**: the worker's ``time.process_time()`` per call;
+* **rest**: wall less client CPU and server CPU, block by block: what neither process spent
+  on the CPU (the switches between them, and waiting for the machine's other work). A
+  call's client and server take turns, one round trip at a time: a side whose rest is
+  high waits, one whose rest is near zero is its two processes' CPU.
 
 Round 0 warms every side and is not counted. Each line gives the median of the rounds and
 their interquartile range; ``new/old`` is the median (and IQR) of the per-round ratios of
@@ -166,7 +170,8 @@ def main(out: TextIO = sys.stdout) -> None:
             rows = seen[(op, side)]
             cells = "  ".join(f"{name} {_spread([r[i] for r in rows])}"
                               for i, name in enumerate(names))
-            print(f"{op:8s} {side:5s} {cells}", file=out)
+            rest = _spread([r[0] - r[2] - r[3] for r in rows])
+            print(f"{op:8s} {side:5s} {cells}  rest {rest}", file=out)
         for i, name in enumerate(names):
             ratios = [b[i] / a[i] for a, b in zip(seen[(op, "old")], seen[(op, "new")],
                                                  strict=True) if a[i] > 0]

@@ -27,7 +27,7 @@ def test_the_tree_comparison_runs_every_side_of_every_operation(redis_url: str) 
         for side in ("old", "new", "floor"):
             row = [line for line in lines if line.split()[:2] == [op, side]]
             assert len(row) == 1, done.stdout
-            for column in ("wall", "script", "server CPU", "client CPU"):
+            for column in ("wall", "script", "server CPU", "client CPU", "rest"):
                 assert column in row[0]
             rows[(op, side)] = row[0].split()
     assert sum("new/old client CPU" in line for line in lines) == 5, done.stdout

@@ -192,7 +192,7 @@ async def _asend(conn: Any, packed: list[bytes]) -> None:
     through redis-py's send, which waits for it within ``socket_timeout`` (``TimeoutError``)
     and disconnects on failure. A connection not yet connected, closing, or with health
     checks takes redis-py's send whole."""
-    writer = conn._writer
+    writer = getattr(conn, "_writer", None)  # (None also where a redis-py has none)
     if writer is None or conn.health_check_interval or writer.transport.is_closing():
         await conn.send_packed_command(packed)
         return

@@ -12,7 +12,11 @@ sides every round, and reads ``INFO commandstats`` and ``INFO cpu`` around each 
 * **script**: µs of script calls (FCALL, EVALSHA or EVAL) per call on the server (``usec``
   of commandstats);
 * **server CPU**: the server process's user + system CPU per call;
-* **client CPU**: the worker's ``time.process_time()`` per call.
+* **client CPU**: the worker's ``time.process_time()`` per call;
+* **rest**: wall less client CPU and server CPU, block by block: what neither process spent
+  on the CPU (the switches between them, and waiting for the machine's other work). A
+  call's client and server take turns, one round trip at a time: a side whose rest is
+  high waits, one whose rest is near zero is its two processes' CPU.
 
 Round 0 warms every side and is not counted. Each line gives the median of the rounds and
 their interquartile range; ``new/old`` is the median (and IQR) of the per-round ratios of
@@ -58,20 +62,32 @@ if load == "1":
         ops["bulk"](batch)
 # (every side draws the same parameters, in the same order)
 plan = bw.params(n, 64 * calls, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})
+if side == "new":  # (the trees share their documents: the new one sets other ages, or
+    # its updates would find the values the old one just set and save nothing)
+    for key in ("update", "update_q"):
+        plan[key] = [(id, (age + 50) % 100) for id, age in plan[key]]
 taken = {}
+made = []  # ids this side's inserts made: what its deletes delete
 print("ready", flush=True)
 for line in sys.stdin:
     op = line.strip()
     if not op:
         break
-    args, start = plan[op], taken.get(op, 0)
-    block = [args[(start + i) % len(args)] for i in range(calls)]
-    taken[op] = start + calls
+    if op == "delete":  # (short of ids: this side inserts more first, untimed)
+        docs, start, short = plan["insert"], taken.get("insert", 0), max(0, calls - len(made))
+        made += [ops["insert"](docs[(start + i) % len(docs)]) for i in range(short)]
+        taken["insert"] = start + short
+        block, made = made[:calls], made[calls:]
+    else:
+        args, start = plan[op], taken.get(op, 0)
+        block = [args[(start + i) % len(args)] for i in range(calls)]
+        taken[op] = start + calls
     fn = ops[op]
     t0, c0 = time.perf_counter(), time.process_time()
-    for arg in block:
-        fn(arg)
+    got = [fn(arg) for arg in block]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if op == "insert":
+        made += got
     print(json.dumps([wall * 1e6 / calls, cpu * 1e6 / calls]), flush=True)
 """
 
@@ -154,7 +170,8 @@ def main(out: TextIO = sys.stdout) -> None:
             rows = seen[(op, side)]
             cells = "  ".join(f"{name} {_spread([r[i] for r in rows])}"
                               for i, name in enumerate(names))
-            print(f"{op:8s} {side:5s} {cells}", file=out)
+            rest = _spread([r[0] - r[2] - r[3] for r in rows])
+            print(f"{op:8s} {side:5s} {cells}  rest {rest}", file=out)
         for i, name in enumerate(names):
             ratios = [b[i] / a[i] for a, b in zip(seen[(op, "old")], seen[(op, "new")],
                                                  strict=True) if a[i] > 0]

@@ -31,6 +31,11 @@ itself: a read by id builds no request (an asyncio executor likewise, per event 
   :class:`~.exchange.Relearn`: ``nodes_manager.initialize()``; scripts and eviction
   policies: ``reloads.load_all`` and ``eviction.eviction_policies`` (and their twins).
 
+An asyncio round trip writes its commands to the transport itself and waits, within the
+socket timeout, only for what the transport kept buffered (:func:`_asend`: redis-py's send
+makes a task per command for ``asyncio.wait_for`` on Python before 3.12). A single
+server's blocking connections keep their socket timeout in the kernel (``sockets.py``).
+
 Connect and socket timeouts are always set; the pool blocks at most ``pool_timeout``
 seconds for a free connection, then raises :class:`PoolExhaustedError`. asyncio clients are
 bound to the event loop that created them, so there is one pair per loop (``loops.py``).
@@ -165,7 +170,7 @@ async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     disconnected: the reply would otherwise be read by the next caller)."""
     conn = await pool.get_connection(*ASYNC_GET)
     try:
-        await conn.send_packed_command(_pack(conn, commands))
+        await _asend(conn, _pack(conn, commands))
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -178,6 +183,23 @@ async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         raise
     finally:
         await pool.release(conn)
+
+
+async def _asend(conn: Any, packed: list[bytes]) -> None:
+    """``conn.send_packed_command(packed)`` without a task per send. redis-py bounds the
+    whole write by ``asyncio.wait_for`` (on Python before 3.12, a task of its own and two
+    more turns of the event loop per round trip); but a write that the transport takes
+    whole (its buffer left empty) has nothing to wait for. Only what stays buffered goes
+    through redis-py's send, which waits for it within ``socket_timeout`` (``TimeoutError``)
+    and disconnects on failure. A connection not yet connected, closing, or with health
+    checks takes redis-py's send whole."""
+    writer = getattr(conn, "_writer", None)  # (None also where a redis-py has none)
+    if writer is None or conn.health_check_interval or writer.transport.is_closing():
+        await conn.send_packed_command(packed)
+        return
+    writer.writelines(packed)
+    if writer.transport.get_write_buffer_size():
+        await conn.send_packed_command([], check_health=False)  # (drains, timed)
 
 
 def _link(options: ClientOptions) -> Link:

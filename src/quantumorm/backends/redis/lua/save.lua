@@ -35,7 +35,7 @@
 --           events, read with no MessagePack to unpack); the stream is KEYS[#KEYS]
 -- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 -- ARGV[14]  the caller's schema layout ("" for none)
--- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
+-- ARGV[15]  absent or "" (an update), or a MessagePack array with, per index of ARGV[7] (in its
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
 --           when the write touches every index: one decode instead of a parse per index)
 --

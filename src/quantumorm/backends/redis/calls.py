@@ -111,7 +111,7 @@ class DeleteCall:
     id_key: bytes
     manifests: bytes
     soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
-    events: bytes
+    events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none
     layout: bytes
 
     def call(self) -> Call:

@@ -22,8 +22,19 @@ Round 0 warms every side and is not counted. Each line gives the median of the r
 their interquartile range; ``new/old`` is the median (and IQR) of the per-round ratios of
 the two trees, which cancels the machine's slow spells that hit both of a round's blocks.
 
+A delete block deletes documents its side inserted just before it (outside the readings).
+Updates: the new tree updates its own copy of the documents (see ``main``), since a save
+of a value the old tree has just set sends nothing.
+
+``--callgrind`` runs the server under ``valgrind --tool=callgrind`` and reads, around each
+block, the server's instructions per call, whole (**instr**) and within the script commands
+(**script instr**, inclusive), in place of script time and server CPU: steadier than time
+on a shared machine (use a small ``--n`` and ``--calls``: valgrind is about 50x slower).
+
 Usage: bench/bench_trees.py --old <tree> [--new <tree>] [--ops eq,count,range] [--n 20000]
-[--calls 300] [--rounds 14]; any operation of ``bench_workload.py`` (``--ops update_q,insert``). The trees need issue 12's ``bench/bench_workload.py``.
+[--calls 300] [--rounds 14] [--sides old,new,floor] [--callgrind]; any operation of
+``bench_workload.py`` (``--ops update,delete,update_q,insert``). The trees need issue 12's
+``bench/bench_workload.py``.
 """
 
 from __future__ import annotations
@@ -31,9 +42,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,32 +80,33 @@ if load == "1":
         ops["bulk"](batch)
 # (every side draws the same parameters, in the same order)
 plan = bw.params(n, 64 * calls, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})
-if side == "new":  # (the trees share their documents: the new one sets other ages, or
-    # its updates would find the values the old one just set and save nothing)
-    for key in ("update", "update_q"):
-        plan[key] = [(id, (age + 50) % 100) for id, age in plan[key]]
 taken = {}
-made = []  # ids this side's inserts made: what its deletes delete
+made = []  # (the documents the next delete block deletes: inserted by "prepare delete")
 print("ready", flush=True)
 for line in sys.stdin:
     op = line.strip()
     if not op:
         break
-    if op == "delete":  # (short of ids: this side inserts more first, untimed)
-        docs, start, short = plan["insert"], taken.get("insert", 0), max(0, calls - len(made))
-        made += [ops["insert"](docs[(start + i) % len(docs)]) for i in range(short)]
-        taken["insert"] = start + short
-        block, made = made[:calls], made[calls:]
+    if op == "prepare delete":  # (untimed, outside the driver's server readings)
+        docs, start = plan["insert"], taken.get("made", 0)
+        made = [ops["insert"](docs[(start + i) % len(docs)]) for i in range(calls)]
+        taken["made"] = start + calls
+        print("ok", flush=True)
+        continue
+    if op == "delete":
+        block = made
     else:
         args, start = plan[op], taken.get(op, 0)
         block = [args[(start + i) % len(args)] for i in range(calls)]
         taken[op] = start + calls
+    if op in ("update", "update_q") and side == "new" and load == "1":
+        # (its own copy of the documents, loaded after the old tree's: see main())
+        block = [(str(int(id) + n), age) for id, age in block]
     fn = ops[op]
     t0, c0 = time.perf_counter(), time.process_time()
-    got = [fn(arg) for arg in block]
+    for arg in block:
+        fn(arg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    if op == "insert":
-        made += got
     print(json.dumps([wall * 1e6 / calls, cpu * 1e6 / calls]), flush=True)
 """
 
@@ -110,11 +129,108 @@ def _ask(worker: subprocess.Popen[str], op: str) -> list[float]:
     return answer
 
 
+def _prepare(worker: subprocess.Popen[str], op: str) -> None:
+    """What a block of ``op`` needs made first, outside its readings (a delete: the
+    documents it deletes, inserted by the same side)."""
+    if op != "delete":
+        return
+    stdin, stdout = worker.stdin, worker.stdout
+    assert stdin is not None and stdout is not None
+    stdin.write("prepare delete\n")
+    stdin.flush()
+    if stdout.readline().strip() != "ok":
+        raise SystemExit("a worker failed to prepare its delete block")
+
+
+class Callgrind:
+    """A private redis-server under ``valgrind --tool=callgrind``: the instructions it
+    executes between two readings (``callgrind_control --dump``, which also zeroes the
+    counters), whole and within the script commands (EVALSHA, FCALL: inclusive costs read
+    by ``callgrind_annotate``). Steadier than time on a shared machine; about 50 times
+    slower."""
+
+    def __init__(self, workdir: str) -> None:
+        exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH")
+        if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+            sys.exit("--callgrind needs valgrind (callgrind_control, callgrind_annotate)")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.workdir = Path(workdir)
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind",
+             f"--callgrind-out-file={workdir}/cg.out", exe, "--port", str(port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 60
+        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as probe:
+            while True:
+                try:
+                    if probe.ping():
+                        break
+                except redis.ConnectionError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        sys.exit("redis-server did not start under valgrind")
+                    time.sleep(0.2)
+
+    def reading(self) -> tuple[float, float]:
+        """(instructions in script commands, instructions in all) since the last reading."""
+        before = set(self.workdir.glob("cg.out.*"))
+        subprocess.run(["callgrind_control", "--dump", str(self.proc.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        new = sorted(set(self.workdir.glob("cg.out.*")) - before,
+                     key=lambda path: int(path.name.rsplit(".", 1)[1]))
+        if not new:
+            raise SystemExit("callgrind wrote no dump")
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                               str(new[-1])], check=True, capture_output=True,
+                              text=True).stdout
+        total = scripts = 0.0
+        for line in text.splitlines():
+            fields = line.split()
+            if not fields or not fields[0][0].isdigit():
+                continue
+            count = float(fields[0].replace(",", ""))
+            if "PROGRAM TOTALS" in line:
+                total = count
+            elif re.search(r":(evalShaCommand|evalCommand|fcallCommand|fcallroCommand)\b",
+                           line):
+                scripts += count
+        for path in new:
+            path.unlink()
+        return scripts, total
+
+    def stop(self) -> None:
+        self.proc.terminate()  # (SIGTERM to this pid only)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def _spread(values: list[float]) -> str:
     ordered = sorted(values)
     n = len(ordered)
     return (f"{statistics.median(ordered):7.1f} [{ordered[n // 4]:6.1f}-"
             f"{ordered[(3 * n) // 4]:6.1f}]")
+
+
+@contextmanager
+def _server_for(callgrind: bool) -> Iterator[tuple[str, Callgrind | None]]:
+    """The URL of the private server, and its Callgrind when it runs under valgrind."""
+    if not callgrind:
+        with redis_server("qtrees-") as url:
+            yield url, None
+        return
+    with tempfile.TemporaryDirectory(prefix="qtrees-cg-") as workdir:
+        grind = Callgrind(workdir)
+        try:
+            yield grind.url, grind
+        finally:
+            grind.stop()
 
 
 def main(out: TextIO = sys.stdout) -> None:
@@ -125,19 +241,34 @@ def main(out: TextIO = sys.stdout) -> None:
     parser.add_argument("--n", type=int, default=20000, help="documents loaded")
     parser.add_argument("--calls", type=int, default=300, help="calls per block")
     parser.add_argument("--rounds", type=int, default=14)
+    parser.add_argument("--sides", default="old,new,floor",
+                        help="which of old, new and floor run (old and new always)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="the server under callgrind: instructions per call instead of "
+                        "times (use a small --n and --calls)")
     args = parser.parse_args()
     ops = args.ops.split(",")
-    trees = {"old": args.old, "new": args.new, "floor": args.new}
+    every = {"old": args.old, "new": args.new, "floor": args.new}
+    trees = {side: tree for side, tree in every.items()
+             if side in ("old", "new") or side in args.sides.split(",")}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with redis_server("qtrees-") as url:
+    own = bool({"update", "update_q"} & set(ops))
+    if args.callgrind:
+        names: tuple[str, ...] = ("wall", "script instr", "instr", "client CPU")
+    else:
+        names = ("wall", "script", "server CPU", "client CPU")
+    with _server_for(args.callgrind) as (url, grind):
         admin = redis.Redis.from_url(url)
         workers: dict[str, subprocess.Popen[str]] = {}
         try:
             for side, tree in trees.items():
-                # (the old tree's documents serve the new tree too: one layout)
+                # (one layout: the old tree's documents serve the new tree too; but for
+                # updates the new tree loads its own copy, ids n + 1 to 2n, after the old
+                # tree's: the old tree's updates set the values the new tree's would set,
+                # and a save of an unchanged document sends nothing)
                 workers[side] = worker = subprocess.Popen(
                     [sys.executable, "-c", WORKER, str(tree), side, url, str(args.n),
-                     str(args.calls), "0" if side == "new" else "1"],
+                     str(args.calls), "1" if side != "new" or own else "0"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
                 assert worker.stdout is not None
                 if worker.stdout.readline().strip() != "ready":
@@ -148,10 +279,14 @@ def main(out: TextIO = sys.stdout) -> None:
                 order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
                 for op in ops:
                     for side in order:
-                        usec0, cpu0 = _server(admin)
+                        _prepare(workers[side], op)
+                        usec0, cpu0 = grind.reading() if grind else _server(admin)
                         wall, client = _ask(workers[side], op)
-                        usec1, cpu1 = _server(admin)
-                        if round_:
+                        usec1, cpu1 = grind.reading() if grind else _server(admin)
+                        if round_ and grind:
+                            seen[(op, side)].append((wall, usec1 / args.calls,
+                                                     cpu1 / args.calls, client))
+                        elif round_:
                             seen[(op, side)].append((
                                 wall, (usec1 - usec0) / args.calls,
                                 (cpu1 - cpu0) * 1e6 / args.calls, client))
@@ -162,9 +297,9 @@ def main(out: TextIO = sys.stdout) -> None:
                     worker.stdin.flush()
                 worker.wait(timeout=60)
             admin.close()
+    unit = "instructions and µs" if grind else "µs"
     print(f"{args.n} documents, {args.calls} calls per block, {args.rounds} rounds: "
-          "median [IQR] per call, µs", file=out)
-    names = ("wall", "script", "server CPU", "client CPU")
+          f"median [IQR] per call, {unit}", file=out)
     for op in ops:
         for side in trees:
             rows = seen[(op, side)]
@@ -177,8 +312,8 @@ def main(out: TextIO = sys.stdout) -> None:
                                                  strict=True) if a[i] > 0]
             if ratios:
                 ratios.sort()
-                print(f"{'':8s} new/old {name:10s} {statistics.median(ratios):.3f} "
-                      f"[{ratios[len(ratios) // 4]:.3f}-{ratios[(3 * len(ratios)) // 4]:.3f}]",
+                print(f"{'':8s} new/old {name:12s} {statistics.median(ratios):.4f} "
+                      f"[{ratios[len(ratios) // 4]:.4f}-{ratios[(3 * len(ratios)) // 4]:.4f}]",
                       file=out)
 
 

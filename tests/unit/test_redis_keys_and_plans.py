@@ -963,9 +963,10 @@ def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
     # ..., all manifests, expiry, document and meta key prefixes, events spec, changed names,
     # schema layout (b"" until the backend has read the stored schema), and the entries of
-    # every index as one array (an insert; b"": the script reads them from the pairs)
-    assert len(args) == 15 and args[13] == b""
-    assert (args[14] != b"") == (call.args[0] == "insert")
+    # every index as one array (an insert; an update leaves it out: the script reads them
+    # from the pairs)
+    assert len(args) == (15 if call.args[0] == "insert" else 14) and args[13] == b""
+    assert call.args[0] != "insert" or args[14] != b""
     kind, version, id_key, document, write_id = args[:5]
     flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}

@@ -49,16 +49,18 @@ class SaveCall:
     changed: bytes  # MessagePack changed field names; b"" for all
     layout: bytes  # the caller's schema layout
     #: MessagePack, per index of ``touched`` (every index, in index order): its value
-    #: encodings; b"": the script reads them from ``values``
+    #: encodings; b"": the script reads them from ``values`` (and the call leaves the
+    #: argument out: every argument costs the server a string made for the script)
     members: bytes = b""
 
     def call(self) -> Call:
+        args = (self.op, self.expected_version, self.id_key, self.document, self.write_id,
+                self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
+                self.meta_prefix, self.events, self.changed, self.layout)
         return Call("save", (
             self.document_key, self.meta_key, self.ids_key, self.sequence_key, self.ttl_key,
-            self.state_key, *self.index_keys, *self.event_keys), (
-            self.op, self.expected_version, self.id_key, self.document, self.write_id,
-            self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
-            self.meta_prefix, self.events, self.changed, self.layout, self.members))
+            self.state_key, *self.index_keys, *self.event_keys),
+            (*args, self.members) if self.members else args)
 
 
 @dataclass(slots=True)
@@ -109,7 +111,7 @@ class DeleteCall:
     id_key: bytes
     manifests: bytes
     soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
-    events: bytes
+    events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none
     layout: bytes
 
     def call(self) -> Call:

@@ -138,8 +138,8 @@ class WriteLayout:
                                      index.name.encode())])
         #: what the scripts' events_on() reads: b"" when the model emits no change events
         self.events = events_spec(options, keys)
-        #: what save.lua reads for change events: the stream's MAXLEN alone (its digits)
-        #: for the usual events, a stream entry without the document nor Pub/Sub, which
+        #: what save.lua and delete.lua read for change events: the stream's MAXLEN alone
+        #: (its digits) for the usual events, a stream entry without the document nor Pub/Sub, which
         #: it reads with no MessagePack to unpack; else the spec
         self._save_events = (
             str(options.changes_maxlen).encode() if self.events and options.changes is not False
@@ -491,7 +491,7 @@ class WriteLayout:
             p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl,
             trash + escaped, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
-            self.manifests, soft, self.events, self.layout)
+            self.manifests, soft, self._save_events, self.layout)
 
     def sweep_call(self, partition: int, limit: int) -> Call:
         p = self.keys.partition(partition)

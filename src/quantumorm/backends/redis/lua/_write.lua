@@ -119,15 +119,14 @@ local function take_version(state_key)
   return (take_version_at(state_key))
 end
 
--- The padding of a TIME reply's microseconds to six digits, by their count of digits.
-local PADS = {"00000", "0000", "000", "00", "0", ""}
-
 -- take_version() and the version's decimal text: made of the TIME reply's own digits when
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
 local function take_version_text(state_key)
   local version, now, t = take_version_at(state_key)
-  if version == now then return version, t[1] .. PADS[#t[2]] .. t[2] end
+  -- (the microseconds padded to six digits: string.sub makes no table, where a table of
+  -- the paddings would be made on every call)
+  if version == now then return version, t[1] .. string.sub("00000", #t[2]) .. t[2] end
   return version, string.format("%.0f", version)
 end
 
@@ -286,6 +285,10 @@ end
 -- The entries of a document that change in one index from ``old`` to ``new`` (lists of
 -- value encodings), as members: those to remove and those to add.
 local function entries_diff(idkey, old, new)
+  if #old == 1 and #new == 1 then  -- (a scalar field's: no table of the kept ones made)
+    if old[1] == new[1] then return {}, {} end
+    return {old[1] .. idkey}, {new[1] .. idkey}
+  end
   local keep, drop, add = {}, {}, {}
   for _, member in ipairs(new) do keep[member] = true end
   for _, member in ipairs(old) do
@@ -350,7 +353,11 @@ local function change_entries(index_key, drop, add)
   if #drop == 0 then return proving("ZADD", index_key, add) end
   local refused = proving("ZREM", index_key, drop)
   if refused then return refused end
-  bulk("ZADD", index_key, add, true)
+  if #add == 1 then  -- (a scalar field's: no list of arguments made)
+    redis.call("ZADD", index_key, 0, add[1])
+  else
+    bulk("ZADD", index_key, add, true)
+  end
   return nil
 end
 

@@ -17,7 +17,9 @@
 -- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
 --           at once (so no read finds it) and its JSON stays at KEYS[5] that long
--- ARGV[5]   change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
+-- ARGV[5]   change events: "" (none), the spec events_on() reads, or the stream's MAXLEN
+--           alone (digits: a stream entry without the document, no Pub/Sub, the usual
+--           events, read with no MessagePack to unpack); the stream is KEYS[#KEYS]
 -- ARGV[6]   the caller's schema layout ("" for none)
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
@@ -42,7 +44,12 @@
 do
   local refused = layout_refusal(KEYS[6], ARGV[6], false)
   if refused then return refused end
-  events_unchecked(ARGV[5], KEYS[#KEYS])
+  local spec = string.byte(ARGV[5], 1)
+  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
+    EVENTS = {maxlen = ARGV[5], doc = false, channel = "", key = KEYS[#KEYS]}
+  else
+    events_unchecked(ARGV[5], KEYS[#KEYS])
+  end
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
 local scheduled, locked, ttl_refused = schedule_and_locks(KEYS[4], KEYS[6])

@@ -35,7 +35,7 @@
 --           events, read with no MessagePack to unpack); the stream is KEYS[#KEYS]
 -- ARGV[13]  MessagePack array of the changed field names (the event's "f"), "" for all
 -- ARGV[14]  the caller's schema layout ("" for none)
--- ARGV[15]  "" (or absent), or a MessagePack array with, per index of ARGV[7] (in its
+-- ARGV[15]  absent or "" (an update), or a MessagePack array with, per index of ARGV[7] (in its
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
 --           when the write touches every index: one decode instead of a parse per index)
 --
@@ -54,9 +54,10 @@
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
--- every index of the model, in KEYS[7..] order: what a purge or a sweep writes (built when
--- one is needed: most writes do neither)
-local function every_index() return index_records(cmsgpack.unpack(ARGV[8]), 7) end
+-- (every index of the model, in KEYS[7..] order, what a purge or a sweep writes, is
+-- index_records(cmsgpack.unpack(ARGV[8]), 7): made where one is needed, most writes do
+-- neither. No function is made for it: a closure is made each time its definition runs,
+-- on every call, and is garbage the collector sweeps; see also the update's checks below)
 -- What each command serves (commands per write are the server's main cost; see typed()):
 -- the state hash's HMGET: the layout refusal, the version clock, the hash's type; one
 -- EXISTS of the TTL schedule and the lock hash (and, for an insert of a known id, of its
@@ -101,11 +102,6 @@ end
 -- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
 local fields = cmsgpack.unpack(ARGV[6])
 local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
-local values = nil  -- (ARGV[6]'s pairs by meta field, read when ARGV[15] is not sent)
-if not listed then
-  values = {}
-  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-end
 local described = cmsgpack.unpack(ARGV[7])
 local indexes = {}
 for i = 1, #described / 4 do
@@ -117,54 +113,12 @@ for i = 1, #described / 4 do
                 old = nil, new = nil, drop = nil, add = nil}
 end
 
--- What an expired document left behind is purged before its id is reused or refused:
--- the purge writes the id index, the schedule and every index, so their types come first
--- (the id index's and the schedule's are checked for every write).
--- (The functions of one mode are made for that mode only, "mode ... and function": a
--- closure is made each time its definition runs, on every call, used or not.)
-local purge_checked = mode ~= "insert" and function()
-  local refused = stream_refusal()  -- (its "expire" event: before the update's own)
-  if refused then return refused end
-  local all_indexes = every_index()
-  local bad = bad_index(all_indexes)
-  if bad then return {"WRONGTYPE", bad} end
-  return purge_listed(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
-end
-
 -- 1. identity and version --------------------------------------------------------------
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
 -- touched indexes hold now; the TYPE of the document key tells both its type and whether
--- it is alive (an expired document's meta hash stays until a purge).
+-- it is alive (an expired document's meta hash stays until a purge): see below, where it
+-- runs in line (no closure made for it on every call).
 local seen  -- the meta hash's "r" (update)
-local check_update = mode ~= "insert" and function()
-  local t = redis.call("TYPE", doc_key).ok
-  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
-  local wanted = {"v", "r"}
-  for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
-  local got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
-  if refused then return refused end
-  local stored = got[1] or nil
-  seen = got[2]
-  local alive = t == "string"
-  if alive and stored ~= ARGV[2] then
-    local version = applied_in(seen or nil, ARGV[5])
-    if version then return {"OK", version, idkey} end  -- a resent write applied before
-  end
-  if not alive then
-    if stored then
-      refused = purge_checked()
-      if refused then return refused end
-    end
-    return {"MISSING"}
-  end
-  if not stored then return {"MISSING"} end
-  if stored ~= ARGV[2] then return bad_version(meta_key, stored) or {"VERSION", stored} end
-  for i, index in ipairs(indexes) do
-    index.old = read_list(got[i + 2] or nil)
-    if not index.old then return damaged(meta_key, index.field) end
-  end
-  return nil
-end
 
 -- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
 -- write is refused, recognised as applied before, or finds an expired one's leftovers.
@@ -174,7 +128,7 @@ local check_insert = mode == "insert" and function()
   local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
   if bad then return bad end
   local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                every_index(), ARGV[5])
+                                index_records(cmsgpack.unpack(ARGV[8]), 7), ARGV[5])
   if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
   return refused
 end
@@ -186,8 +140,47 @@ if mode ~= "insert" and not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", K
 local allocating = idkey == ""
 local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
 if mode ~= "insert" then
-  local refused = check_update()
+  local t = redis.call("TYPE", doc_key).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
+  local alive = t == "string"
+  local got, refused
+  if #indexes == 1 then  -- (the common updates: no list of fields made for the HMGET)
+    got, refused = typed(meta_key, "HMGET", meta_key, "v", "r", indexes[1].field)
+  elseif #indexes == 0 then
+    got, refused = typed(meta_key, "HMGET", meta_key, "v", "r")
+  else
+    local wanted = {"v", "r"}
+    for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
+    got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  end
   if refused then return refused end
+  local stored = got[1] or nil
+  seen = got[2]
+  if alive and stored ~= ARGV[2] then
+    local version = applied_in(seen or nil, ARGV[5])
+    if version then return {"OK", version, idkey} end  -- a resent write applied before
+  end
+  if not alive then
+    if stored then
+      -- What an expired document left behind is purged before its id is refused: the
+      -- purge writes the id index, the schedule and every index, so their types come first
+      -- (the id index's and the schedule's are checked for every write).
+      refused = stream_refusal()  -- (its "expire" event: before the update's own)
+      if refused then return refused end
+      local all_indexes = index_records(cmsgpack.unpack(ARGV[8]), 7)
+      local bad = bad_index(all_indexes)
+      if bad then return {"WRONGTYPE", bad} end
+      refused = purge_listed(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+      if refused then return refused end
+    end
+    return {"MISSING"}
+  end
+  if not stored then return {"MISSING"} end
+  if stored ~= ARGV[2] then return bad_version(meta_key, stored) or {"VERSION", stored} end
+  for i, index in ipairs(indexes) do
+    index.old = read_list(got[i + 2] or nil)
+    if not index.old then return damaged(meta_key, index.field) end
+  end
 elseif not allocating and others > 0 then  -- (none: its keys are absent, EXISTS above)
   local refused = check_insert()
   if refused then return refused end
@@ -195,7 +188,15 @@ end
 
 -- 2. index key types and unique claims --------------------------------------------------
 for i, index in ipairs(indexes) do
-  index.new = listed and listed[i] or unpack_list(values[index.field])
+  if listed then
+    index.new = listed[i]
+  else  -- (ARGV[6]'s pair of its meta field: a write touches few, no table of them made)
+    local pair = nil
+    for j = 1, #fields, 2 do
+      if fields[j] == index.field then pair = fields[j + 1]; break end
+    end
+    index.new = unpack_list(pair)  -- (none sent: no entries, as a missing pair always read)
+  end
   local writes = #index.new
   if mode ~= "insert" then  -- (an insert's: see 3., once its id is known)
     index.drop, index.add = entries_diff(idkey, index.old, index.new)
@@ -219,7 +220,8 @@ end
 -- skipped. INCR is the first write: its WRONGTYPE error is the refusal; a refusal after it
 -- gives the ids back (give_back), so that a refused insert takes no id.
 local increments, counter = 0, nil
-local function give_back()
+-- (made when allocating only, nil otherwise: a closure made on every call is garbage)
+local give_back = allocating and function()
   if increments == 0 then return end
   if counter == increments then  -- (the counter did not exist: it goes again)
     redis.call("DEL", KEYS[4])
@@ -258,7 +260,10 @@ local added, refused = 0, nil
 local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
 if mode == "insert" then
   added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
-  if refused then give_back(); return refused end
+  if refused then
+    if give_back then give_back() end
+    return refused
+  end
   -- every entry of a new document is added: one ZADD per index, its arguments made in one
   -- pass over the encodings (no list of members made first and copied; a take-back makes
   -- the lists it needs, see below)
@@ -301,7 +306,7 @@ if refused then  -- (one place that takes back: no function made for it on every
   end
   take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-  give_back()
+  if give_back then give_back() end
   return refused
 end
 write_clock(KEYS[6], shown)
@@ -310,6 +315,7 @@ store_taken(mode, idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5], every_index(), write_time_ms())
+  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
+        index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
 end
 return {"OK", version, idkey}

@@ -24,7 +24,8 @@ from .commands import Call
 
 @dataclass(slots=True)
 class SaveCall:
-    """``save.lua``: insert, or compare-and-set update, of one document."""
+    """``save.lua``: compare-and-set update, or ``insert.lua``: insert, of one document
+    (one record: the two scripts read the same arguments)."""
 
     document_key: str  # when allocating (id_key == b""): the document key prefix
     meta_key: str  # when allocating: the meta key prefix
@@ -53,7 +54,8 @@ class SaveCall:
     members: bytes = b""
 
     def call(self) -> Call:
-        return Call("save", (
+        # (an insert has a script of its own, with save.lua's arguments: insert.lua)
+        return Call("insert" if self.op == "insert" else "save", (
             self.document_key, self.meta_key, self.ids_key, self.sequence_key, self.ttl_key,
             self.state_key, *self.index_keys, *self.event_keys), (
             self.op, self.expected_version, self.id_key, self.document, self.write_id,

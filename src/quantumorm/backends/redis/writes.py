@@ -204,7 +204,7 @@ class WriteLayout:
         return raw if compress is None else compress.encode(raw)
 
     def save(self, request: WriteRequest) -> SaveCall:
-        """The ``save.lua`` call of an insert or update."""
+        """The call of an insert (``insert.lua``) or an update (``save.lua``): one record."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
         fields, compound, touched, packed_indexes = self._touched(changed)

@@ -41,7 +41,9 @@ class SaveCall:
     document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
     values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
-    touched: bytes  # MessagePack quadruples: KEYS position, meta field, unique flag, name
+    #: MessagePack quadruples: KEYS position, meta field, unique flag, name; b"" for an
+    #: insert into a model with no unique index (every index, in KEYS order, none enforced)
+    touched: bytes
     manifests: bytes  # MessagePack: every index's meta field, in index order
     expiry: bytes | str  # "keep" | "persist" | milliseconds
     doc_prefix: str

@@ -13,7 +13,10 @@
 -- ARGV[4]   document JSON                 ARGV[5]  write id, 16 characters
 -- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
 -- ARGV[7]   MessagePack array of quadruples, one per index of the model in KEYS[7..]
---           order: KEYS position, meta field, "1" to enforce uniqueness, index name
+--           order: KEYS position (7, 8...: not read), meta field, "1" to enforce
+--           uniqueness, index name; ""
+--           when the model has no unique index (nothing to unpack: every index is
+--           KEYS[6 + i], none enforced)
 -- ARGV[8]   MessagePack array: the meta field of every index (a purge's, a sweep's)
 -- ARGV[9]   expiry: "keep" or "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
@@ -81,22 +84,23 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
   if refused then return refused end
 end
 
--- index key types and unique claims: every index, its entries from ARGV[15]
-local described = cmsgpack.unpack(ARGV[7])
-local nindexes = #described / 4
+-- index key types and unique claims: every index (KEYS[7..], less the stream when events
+-- are on), its entries from ARGV[15]
+local nindexes = #KEYS - 6 - (ARGV[12] ~= "" and 1 or 0)
+local described = ARGV[7] ~= "" and cmsgpack.unpack(ARGV[7]) or nil
 local fields = cmsgpack.unpack(ARGV[6])
 local listed
 if ARGV[15] and ARGV[15] ~= "" then
   listed = cmsgpack.unpack(ARGV[15])
 else  -- (not sent: each index's netstring list of ARGV[6], parsed, as save.lua reads it)
-  local values = {}
+  local values, manifests = {}, cmsgpack.unpack(ARGV[8])
   for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
   listed = {}
-  for i = 1, nindexes do listed[i] = unpack_list(values[described[4 * i - 2]]) end
+  for i = 1, nindexes do listed[i] = unpack_list(values[manifests[i]]) end
 end
 for i = 1, nindexes do
-  local key, new = KEYS[tonumber(described[4 * i - 3])], listed[i]
-  local unique = described[4 * i - 1] == "1"
+  local key, new = KEYS[6 + i], listed[i]
+  local unique = described and described[4 * i - 1] == "1"
   -- (an index with entries to add proves its type by that ZADD, below)
   if (unique or #new == 0) and not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   if unique then
@@ -144,7 +148,7 @@ local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
 if refused then give_back(); return refused end
 local written = 0
 for i = 1, nindexes do
-  local key, new = KEYS[tonumber(described[4 * i - 3])], listed[i]
+  local key, new = KEYS[6 + i], listed[i]
   local n, _ = #new, nil
   if n == 1 then  -- (a scalar field's one entry: no argument list made)
     _, refused = typed(key, "ZADD", key, "0", new[1] .. idkey)
@@ -170,7 +174,7 @@ if refused then  -- (the entries added so far, as take_back_entries reads them)
   for i = 1, written do
     local add = {}
     for j, member in ipairs(listed[i]) do add[j] = member .. idkey end
-    taken[i] = {key = KEYS[tonumber(described[4 * i - 3])], drop = none, add = add}
+    taken[i] = {key = KEYS[6 + i], drop = none, add = add}
   end
   take_back_entries(taken, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end

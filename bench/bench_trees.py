@@ -33,8 +33,9 @@ on a shared machine (use a small ``--n`` and ``--calls``: valgrind is about 50x 
 
 Usage: bench/bench_trees.py --old <tree> [--new <tree>] [--ops eq,count,range] [--n 20000]
 [--calls 300] [--rounds 14] [--sides old,new,floor] [--callgrind]; any operation of
-``bench_workload.py`` (``--ops update,delete,update_q,insert``). The trees need issue 12's
-``bench/bench_workload.py``.
+``bench_workload.py`` (``--ops update,delete,update_q,insert``), or ``bulk``: a block is then
+3 ``bulk_create`` batches of new documents, and every figure is per document. The trees need
+issue 12's ``bench/bench_workload.py``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ from bench_redis import redis_server  # (this folder)
 
 HERE = Path(__file__).resolve().parent
 
+#: batches of bench_workload.BATCH documents per block of "bulk" (bulk_create_sync each)
+BULK_BATCHES = 3
+
 #: one side: loads the data if asked, then runs blocks of calls read from stdin
 WORKER = r"""
 import os, sys, json, time
@@ -80,6 +84,9 @@ if load == "1":
         ops["bulk"](batch)
 # (every side draws the same parameters, in the same order)
 plan = bw.params(n, 64 * calls, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})
+# bulk: a block of BULK_BATCHES batches of new documents (bench_workload's batches), timed
+# per document
+plan["bulk"] = bw.batches(bw.make_docs(BULK_BATCHES * bw.BATCH * 16, n // 10, seed=9))
 taken = {}
 made = []  # (the documents the next delete block deletes: inserted by "prepare delete")
 print("ready", flush=True)
@@ -97,18 +104,20 @@ for line in sys.stdin:
         block = made
     else:
         args, start = plan[op], taken.get(op, 0)
-        block = [args[(start + i) % len(args)] for i in range(calls)]
-        taken[op] = start + calls
+        size = BULK_BATCHES if op == "bulk" else calls
+        block = [args[(start + i) % len(args)] for i in range(size)]
+        taken[op] = start + size
     if op in ("update", "update_q") and side == "new" and load == "1":
         # (its own copy of the documents, loaded after the old tree's: see main())
         block = [(str(int(id) + n), age) for id, age in block]
+    units = sum(map(len, block)) if op == "bulk" else calls
     fn = ops[op]
     t0, c0 = time.perf_counter(), time.process_time()
     for arg in block:
         fn(arg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps([wall * 1e6 / calls, cpu * 1e6 / calls]), flush=True)
-"""
+    print(json.dumps([wall * 1e6 / units, cpu * 1e6 / units, units]), flush=True)
+""".replace("BULK_BATCHES", str(BULK_BATCHES))
 
 
 def _server(admin: redis.Redis) -> tuple[float, float]:
@@ -125,7 +134,7 @@ def _ask(worker: subprocess.Popen[str], op: str) -> list[float]:
     assert stdin is not None and stdout is not None
     stdin.write(op + "\n")
     stdin.flush()
-    answer: list[float] = json.loads(stdout.readline())
+    answer: list[float] = json.loads(stdout.readline())  # wall, client CPU, units
     return answer
 
 
@@ -281,15 +290,15 @@ def main(out: TextIO = sys.stdout) -> None:
                     for side in order:
                         _prepare(workers[side], op)
                         usec0, cpu0 = grind.reading() if grind else _server(admin)
-                        wall, client = _ask(workers[side], op)
+                        wall, client, units = _ask(workers[side], op)
                         usec1, cpu1 = grind.reading() if grind else _server(admin)
                         if round_ and grind:
-                            seen[(op, side)].append((wall, usec1 / args.calls,
-                                                     cpu1 / args.calls, client))
+                            seen[(op, side)].append((wall, usec1 / units, cpu1 / units,
+                                                     client))
                         elif round_:
                             seen[(op, side)].append((
-                                wall, (usec1 - usec0) / args.calls,
-                                (cpu1 - cpu0) * 1e6 / args.calls, client))
+                                wall, (usec1 - usec0) / units,
+                                (cpu1 - cpu0) * 1e6 / units, client))
         finally:
             for worker in workers.values():
                 if worker.stdin is not None:

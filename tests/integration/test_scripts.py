@@ -58,7 +58,7 @@ def test_scripts_declare_their_flags() -> None:
     """Writers refuse to start above maxmemory; readers run anywhere (no-writes)."""
     first_lines = {name: script(name).source.splitlines()[0] for name in SCRIPT_NAMES}
     assert first_lines == {
-        "save": "#!lua", "patch": "#!lua", "insert_many": "#!lua",
+        "save": "#!lua", "insert": "#!lua", "patch": "#!lua", "insert_many": "#!lua",
         "delete": "#!lua flags=allow-oom",
         "query": "#!lua flags=no-writes", "fetch": "#!lua flags=no-writes",
         "group": "#!lua", "tx": "#!lua", "restore": "#!lua",

@@ -158,3 +158,19 @@ def test_a_one_field_update_sends_the_pair_the_general_path_packs_remembered_or_
             assert call.values == wire.pack([
                 meta_name, sortable.pack_list(fields[name].index_keys(value))]), (name, value)
             assert call.members == b"" and _unpack(call.touched)[1::4] == [meta_name]
+
+
+def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> None:
+    """insert.lua then reads every index in KEYS order, none enforced: nothing to unpack.
+    A model with a unique index (Item) sends them; so does any update (it touches some)."""
+    plain = writes.WriteLayout(Plain._meta, KeySpace(Plain._meta))
+    doc = Plain(s="a", n=1, f=True)
+    insert = plain.save(WriteRequest("insert", None, 0, doc.clean(), doc._values(), None,
+                                     Expiry.KEEP, b"{}"))
+    assert insert.touched == b"" and len(_unpack(insert.members)) == len(Plain._meta.indexes)
+    update = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(),
+                                     frozenset({"n"}), Expiry.KEEP, b"{}"))
+    assert _unpack(update.touched)[1::4] == [b"f:n"]
+    item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
+    described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
+    assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]

@@ -24,7 +24,8 @@ from .commands import Call
 
 @dataclass(slots=True)
 class SaveCall:
-    """``save.lua``: insert, or compare-and-set update, of one document."""
+    """``save.lua``: compare-and-set update, or ``insert.lua``: insert, of one document
+    (one record: the two scripts read the same arguments)."""
 
     document_key: str  # when allocating (id_key == b""): the document key prefix
     meta_key: str  # when allocating: the meta key prefix
@@ -40,7 +41,9 @@ class SaveCall:
     document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
     values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
-    touched: bytes  # MessagePack quadruples: KEYS position, meta field, unique flag, name
+    #: MessagePack quadruples: KEYS position, meta field, unique flag, name; b"" for an
+    #: insert into a model with no unique index (every index, in KEYS order, none enforced)
+    touched: bytes
     manifests: bytes  # MessagePack: every index's meta field, in index order
     expiry: bytes | str  # "keep" | "persist" | milliseconds
     doc_prefix: str
@@ -57,7 +60,8 @@ class SaveCall:
         args = (self.op, self.expected_version, self.id_key, self.document, self.write_id,
                 self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
                 self.meta_prefix, self.events, self.changed, self.layout)
-        return Call("save", (
+        # (an insert has a script of its own, with save.lua's arguments: insert.lua)
+        return Call("insert" if self.op == "insert" else "save", (
             self.document_key, self.meta_key, self.ids_key, self.sequence_key, self.ttl_key,
             self.state_key, *self.index_keys, *self.event_keys),
             (*args, self.members) if self.members else args)

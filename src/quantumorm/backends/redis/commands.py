@@ -68,6 +68,8 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "tx_apply")
 #: an update by id (writer.py's update_fields)
 SCRIPT_NAMES += ("patch",)
+#: a single insert (the save of a new document: save.lua's record, save.lua's replies)
+SCRIPT_NAMES += ("insert",)
 #: the scripts of a two-phase commit's record and registry (twophase.py)
 SCRIPT_NAMES += ("tx_begin", "tx_decide", "tx_release", "tx_open", "tx_due")
 #: the scripts of the cache in front of a primary database (quantumorm.cache)

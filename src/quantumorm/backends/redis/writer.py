@@ -4,7 +4,7 @@ insert that allocates its own id, transactions, expiry and sweeps.
 :meth:`Writer.write` sends one round of script calls per round of
 :func:`quantumorm.engine.autoid.write` (the auto-id retry loop every backend shares): inserts
 with known ids go together, one ``insert_many`` call per partition; every other write is
-its own ``save``/``delete`` call. The call records come from the model's
+its own ``insert``, ``save`` (update) or ``delete`` call. The call records come from the model's
 :class:`~.writes.WriteLayout`; their replies are parsed once (:mod:`.replies`).
 """
 

@@ -130,6 +130,9 @@ class WriteLayout:
         #: the compound indexes: (position, index, meta field of its entries)
         self.compound = [(position, index, manifest) for position, (index, manifest, _) in
                          enumerate(self.indexes) if index.compound]
+        #: whether any index is unique: an insert into a model with none sends no
+        #: quadruples (insert.lua then reads every index in KEYS order, none enforced)
+        self.any_unique = any(index.unique for index in options.indexes)
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
@@ -204,7 +207,7 @@ class WriteLayout:
         return raw if compress is None else compress.encode(raw)
 
     def save(self, request: WriteRequest) -> SaveCall:
-        """The ``save.lua`` call of an insert or update."""
+        """The call of an insert (``insert.lua``) or an update (``save.lua``): one record."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
         fields, compound, touched, packed_indexes = self._touched(changed)
@@ -214,6 +217,8 @@ class WriteLayout:
             # (one MessagePack decode) instead of parsing the netstrings index by index
             packed_pairs, members, _ = self.bulk_values(values)
             packed_pairs = self._pairs_header + packed_pairs
+            if not self.any_unique:  # (nothing to enforce: no quadruples to unpack)
+                packed_indexes = b""
         elif len(fields) == 1 and not compound and type(
                 value := values.get(fields[0][0])) in _MEMO_TYPES:
             # (the common update: one indexed field set to a plain value; its packed pair

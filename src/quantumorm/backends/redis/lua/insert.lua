@@ -1,0 +1,193 @@
+#!lua
+-- insert.lua: insert of one new document with its index entries: what save() of a new
+-- document sends (save.lua is the update's; insert_many.lua a batch's).
+--
+-- The shebang declares a writer without allow-oom (see save.lua). Needs Redis 7.0 or newer.
+-- The KEYS and ARGV of save.lua (one call record, calls.SaveCall), of which an insert reads:
+-- KEYS[1]   document key; when ARGV[3] == "" the document key prefix (the id is allocated here)
+-- KEYS[2]   meta hash key; when allocating, its prefix
+-- KEYS[3]   the partition's id index      KEYS[4]  the id sequence when allocating (else
+--           any key of the partition)     KEYS[5]  the TTL schedule
+-- KEYS[6]   the partition's state hash    KEYS[7..] every index key of the model
+-- ARGV[3]   id key, or "" to allocate the next id from KEYS[4]
+-- ARGV[4]   document JSON                 ARGV[5]  write id, 16 characters
+-- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
+-- ARGV[7]   MessagePack array of quadruples, one per index of the model in KEYS[7..]
+--           order: KEYS position (7, 8...: not read), meta field, "1" to enforce
+--           uniqueness, index name; ""
+--           when the model has no unique index (nothing to unpack: every index is
+--           KEYS[6 + i], none enforced)
+-- ARGV[8]   MessagePack array: the meta field of every index (a purge's, a sweep's)
+-- ARGV[9]   expiry: "keep" or "persist" (none), or milliseconds from now
+-- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
+-- ARGV[12]  change events: "", the spec events_on() reads, or the stream's MAXLEN alone
+--           (digits); the stream is KEYS[#KEYS]
+-- ARGV[14]  the caller's schema layout ("" for none)
+-- ARGV[15]  MessagePack array with, per index of ARGV[7], the array of its value encodings
+--           (ARGV[6]'s netstrings, decoded); "" (or absent): read from ARGV[6]
+-- (ARGV[1] "insert", ARGV[2] and ARGV[13] are save.lua's and not read here.)
+--
+-- Every check runs before the first write, and the JSON is stored verbatim, as in save.lua;
+-- the replies are save.lua's for an insert: {"OK", version, id key} | {"EXISTS"}
+-- | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
+-- | {"WRONGTYPE", key} | {"LOCKED", record key} | {"DAMAGED", meta hash key, field}.
+-- What it leaves out of save.lua: the update's code, and the records save.lua makes per
+-- index (an insert reads each index's entries from ARGV[15] as it goes; tables and strings
+-- made per call are the garbage collector's work, a good part of a write's).
+-- luacheck: globals redis KEYS ARGV cmsgpack
+-- uses: _write
+
+local idkey = ARGV[3]
+local doc_key, meta_key = KEYS[1], KEYS[2]
+local doc_prefix = ARGV[10]
+local allocating = idkey == ""
+-- The state hash's HMGET, the schedule's and the lock hash's EXISTS (an insert of a known
+-- id: with its document key and meta hash), as in save.lua; an allocation checks no lock.
+local scheduled, others
+do
+  local refused = state_check(KEYS[6], ARGV[14], true)
+  if refused then return refused end
+  if allocating then
+    scheduled, refused = typed(KEYS[5], "ZCARD", KEYS[5])
+    others = 0
+  else
+    scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6], doc_key, meta_key)
+  end
+  if refused then return refused end
+  local spec = string.byte(ARGV[12], 1)
+  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
+    EVENTS = {maxlen = ARGV[12], doc = false, channel = "", key = KEYS[#KEYS]}
+  else
+    events_unchecked(ARGV[12], KEYS[#KEYS])
+  end
+end
+
+-- An insert whose id's keys, or the lock hash, exist (EXISTS above): a lock, a taken id, a
+-- resent insert recognised by its write id, or an expired document's leftovers to purge.
+local function check_insert()
+  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
+  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
+  if bad then return bad end
+  local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
+                                index_records(cmsgpack.unpack(ARGV[8]), 7), ARGV[5])
+  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
+  return refused
+end
+if others > 0 then  -- (a document of a prepared transaction: lock_holder())
+  local holder = lock_holder(KEYS[6], idkey)
+  -- (a resent insert applied before the lock was taken is recognised by its write id)
+  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, ARGV[5])) then
+    return {"LOCKED", holder}
+  end
+  local refused = check_insert()
+  if refused then return refused end
+end
+
+-- index key types and unique claims: every index (KEYS[7..], less the stream when events
+-- are on), its entries from ARGV[15]
+local nindexes = #KEYS - 6 - (ARGV[12] ~= "" and 1 or 0)
+local described = ARGV[7] ~= "" and cmsgpack.unpack(ARGV[7]) or nil
+local fields = cmsgpack.unpack(ARGV[6])
+local listed
+if ARGV[15] and ARGV[15] ~= "" then
+  listed = cmsgpack.unpack(ARGV[15])
+else  -- (not sent: each index's netstring list of ARGV[6], parsed, as save.lua reads it)
+  local values, manifests = {}, cmsgpack.unpack(ARGV[8])
+  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+  listed = {}
+  for i = 1, nindexes do listed[i] = unpack_list(values[manifests[i]]) end
+end
+for i = 1, nindexes do
+  local key, new = KEYS[6 + i], listed[i]
+  local unique = described and described[4 * i - 1] == "1"
+  -- (an index with entries to add proves its type by that ZADD, below)
+  if (unique or #new == 0) and not type_ok(key, "zset") then return {"WRONGTYPE", key} end
+  if unique then
+    for _, member in ipairs(new) do
+      local holder = unique_holder(key, member, idkey, doc_prefix)
+      if holder then return {"UNIQUE", described[4 * i], holder} end
+    end
+  end
+end
+
+-- a new id, as save.lua takes it: after every other check, counter values a user took
+-- skipped, given back on a refusal after it
+local increments, counter = 0, nil
+local function give_back()
+  if increments == 0 then return end
+  if counter == increments then  -- (the counter did not exist: it goes again)
+    redis.call("DEL", KEYS[4])
+  else
+    redis.call("INCRBY", KEYS[4], -increments)
+  end
+end
+if allocating then
+  local free = false
+  local n
+  for _ = 1, 1000 do
+    local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
+    if refused then return refused end
+    increments, counter = increments + 1, counted
+    -- (tostring is exact below 1e14, "%.14g"; a string.format costs several times more)
+    n = counted < 1e14 and tostring(counted) or string.format("%.0f", counted)
+    if redis.call("EXISTS", doc_key .. n, meta_key .. n) == 0 then free = true; break end
+  end
+  idkey = "\1" .. string.char(32 + #n) .. n
+  doc_key, meta_key = doc_key .. n, meta_key .. n
+  if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
+    local refused = check_insert()
+    if refused then give_back(); return refused end
+  end
+end
+
+-- writes: the id's ZADD first, then each index's entries (one ZADD each, whose first write
+-- there proves its type), then the event; a WRONGTYPE error of any is a refusal, and what
+-- was written before it is taken back (the event, which cannot be, comes last)
+local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
+if refused then give_back(); return refused end
+local written = 0
+for i = 1, nindexes do
+  local key, new = KEYS[6 + i], listed[i]
+  local n, _ = #new, nil
+  if n == 1 then  -- (a scalar field's one entry: no argument list made)
+    _, refused = typed(key, "ZADD", key, "0", new[1] .. idkey)
+  elseif n > 500 then  -- (more than one ZADD: change_entries chunks them)
+    local add = {}
+    for j = 1, n do add[j] = new[j] .. idkey end
+    refused = change_entries(key, {}, add)
+  elseif n > 0 then
+    local args = {}
+    for j = 1, n do args[2 * j - 1], args[2 * j] = "0", new[j] .. idkey end
+    _, refused = typed(key, "ZADD", key, unpack(args))
+  end
+  if refused then break end
+  written = i
+end
+local version, shown
+if not refused then
+  version, shown = take_version_text(KEYS[6])  -- (its text, made once: event, clock, meta)
+  if EVENTS then refused = emit_first("create", idkey, shown, ARGV[5], nil, ARGV[4]) end
+end
+if refused then  -- (the entries added so far, as take_back_entries reads them)
+  local taken, none = {}, {}
+  for i = 1, written do
+    local add = {}
+    for j, member in ipairs(listed[i]) do add[j] = member .. idkey end
+    taken[i] = {key = KEYS[6 + i], drop = none, add = add}
+  end
+  take_back_entries(taken, written)
+  if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
+  give_back()
+  return refused
+end
+write_clock(KEYS[6], shown)
+store_taken("insert", idkey, doc_key, meta_key, ARGV[4], ARGV[9], ARGV[5], fields, false,
+            shown, KEYS[5])
+-- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
+-- had entries)
+if scheduled > 0 then
+  sweep(8, doc_prefix, ARGV[11], KEYS[3], KEYS[5], index_records(cmsgpack.unpack(ARGV[8]), 7),
+        write_time_ms())
+end
+return {"OK", version, idkey}

@@ -1,0 +1,199 @@
+"""``insert.lua``, the script of a single insert (``save()`` of a new document), writes what
+``save.lua``'s insert wrote: the same document bytes (but the version before them), meta
+hash (but its version and recent writes), index entries, schedule entry and change event,
+with an auto id and with a known one, for a model with unique, compound, array and
+expiring fields whose events carry the document; and it refuses what ``save.lua`` refused,
+with nothing written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import MODES, assert_indexes_consistent, call, snapshot
+
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    Document,
+    DuplicateIdError,
+    IntField,
+    StringField,
+    UniqueViolation,
+    WrongTypeError,
+)
+from quantumorm import sortable
+from quantumorm.backends.redis import calls, wire, writes
+from quantumorm.backends.redis.commands import Call, script
+from quantumorm.backends.redis.keys import KeySpace
+
+
+class Widget(Document):
+    name = StringField(indexed=True)
+    n = IntField(indexed=True)
+    on = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    code = StringField(unique=True)
+
+    class Meta:
+        collection = "isc_widgets"
+        indexes = [("name", "n")]
+        ttl = 3600
+        changes_document = True
+
+
+class Gizmo(Document):
+    """No unique index (its inserts send no quadruples), no expiry, the usual events."""
+
+    name = StringField(indexed=True)
+    n = IntField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "isc_gizmos"
+        indexes = [("name", "n")]
+
+
+ROWS: list[dict[str, Any]] = [
+    {"name": "a", "n": 1, "on": True, "tags": ["x", "y", "x"], "code": "c1"},
+    {"name": None, "n": None, "on": None, "tags": [], "code": None},
+    {"name": "é\x00", "n": -(10**20), "on": False, "tags": ["", "long " * 50], "code": "c3"},
+    {"name": "many", "n": 7, "on": True, "tags": [f"t{i}" for i in range(600)]},
+]
+
+
+@pytest.fixture
+def through_save_lua(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make every insert go to ``save.lua`` (its insert mode, as before insert.lua) while on."""
+    sent_as = calls.SaveCall.call
+
+    def as_save(self: calls.SaveCall) -> Call:
+        made = sent_as(self)
+        args = list(made.args)
+        if self.touched == b"":  # (no unique index: save.lua reads every quadruple)
+            model = Widget if made.keys[0].startswith(KeySpace(Widget._meta).doc(0, "")) \
+                else Gizmo
+            layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+            args[6] = wire.pack(writes._index_args(
+                [(i, index, manifest) for i, (index, manifest, _) in
+                 enumerate(layout.indexes)], {}))
+        return Call("save", made.keys, tuple(args))
+
+    def use(on: bool) -> None:
+        if on:
+            monkeypatch.setattr(calls.SaveCall, "call", as_save)
+        else:
+            monkeypatch.setattr(calls.SaveCall, "call", sent_as)
+    return use
+
+
+def stored(redis_client: Any, model: Any, id: str) -> dict[str, Any]:
+    """What an insert wrote for document ``id``, without what differs between two inserts
+    of the same values (the version, the write id, the expiry's instant, the event's id)."""
+    ks = KeySpace(model._meta)
+    id_key = sortable.id_key(id)
+    raw = redis_client.get(ks.doc(0, id))
+    assert raw.startswith(b"\0")
+    out: dict[str, Any] = {"document": raw[raw.index(b"\0", 1) + 1:]}
+    for index in model._meta.indexes:
+        key = ks.index(0, index.name)
+        out[index.name] = sorted(m[:-len(id_key)] for m in redis_client.zrange(key, 0, -1)
+                                 if m.endswith(id_key))
+    meta = redis_client.hgetall(ks.meta(0, id))
+    out["meta"] = {f: v for f, v in meta.items() if f not in (b"v", b"r")}
+    assert meta[b"r"][16:].lstrip(b"0") == meta[b"v"]  # (its write id, then its version)
+    out["listed"] = redis_client.zscore(ks.ids(0), id_key)
+    out["scheduled"] = redis_client.zscore(ks.ttl(0), id_key) is not None
+    out["expires"] = redis_client.pttl(ks.doc(0, id)) > 3500 * 1000  # (else -1: none)
+    events = [fields for _, fields in redis_client.xrange(ks.changes(0))
+              if fields[b"id"] == id_key]
+    assert len(events) == 1 and events[0][b"v"] == meta[b"v"]
+    out["event"] = {f: v for f, v in events[0].items() if f not in (b"v", b"w", b"id")}
+    return out
+
+
+def scripts_called(redis_client: Any) -> list[str]:
+    """The scripts of the EVALSHA calls the slow log holds (every command: see below), by
+    name, oldest first; the log is emptied."""
+    names = {script(name).sha.encode(): name for name in ("insert", "save")}
+    called = [names.get(bytes(entry["command"]).split()[1], "other")
+              for entry in redis_client.slowlog_get(128)
+              if bytes(entry["command"]).startswith(b"EVALSHA")]
+    redis_client.slowlog_reset()
+    return called[::-1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_new_document_is_saved_by_insert_lua(conn: Any, redis_client: Any,
+                                                     mode: str) -> None:
+    await call(Widget(name="first"), "save", mode)  # (the model's schema, scripts loaded)
+    slower_than = redis_client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    redis_client.config_set("slowlog-log-slower-than", 0)  # (every command is logged)
+    try:
+        redis_client.slowlog_reset()
+        doc = await call(Widget(**ROWS[0]), "save", mode)
+        known = await call(Widget(id="k", **ROWS[1]), "save", mode)
+        assert scripts_called(redis_client) == ["insert", "insert"]
+        doc.n = 2
+        await call(doc, "save", mode)  # (an update: save.lua's)
+        assert scripts_called(redis_client) == ["save"]
+    finally:
+        redis_client.config_set("slowlog-log-slower-than", slower_than)
+    found = assert_indexes_consistent(redis_client, Widget)
+    assert found[doc.id][1]["n"] == 2 and found[known.id][0] == known.version
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("model", [Widget, Gizmo], ids=lambda m: m.__name__)
+async def test_an_insert_writes_what_save_lua_wrote(conn: Any, redis_client: Any,
+                                                    through_save_lua: Any, mode: str,
+                                                    model: Any) -> None:
+    for i, full in enumerate(ROWS):
+        # (each row inserted four times: no unique value)
+        row = {k: v for k, v in full.items() if k in model._fields and k != "code"}
+        auto = await call(model(**row), "save", mode)
+        known = await call(model(id=f"k{i}", **row), "save", mode)
+        through_save_lua(True)
+        auto_before = await call(model(**row), "save", mode)
+        known_before = await call(model(id=f"g{i}", **row), "save", mode)
+        through_save_lua(False)
+        assert stored(redis_client, model, auto.id) == stored(redis_client, model,
+                                                              auto_before.id)
+        assert stored(redis_client, model, known.id) == stored(redis_client, model,
+                                                               known_before.id)
+        assert int(auto_before.id) == int(auto.id) + 1  # (the same counter)
+        assert auto.version < known.version < auto_before.version < known_before.version
+    assert_indexes_consistent(redis_client, model)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("before", [False, True])
+async def test_an_insert_refuses_what_save_lua_refused(conn: Any, redis_client: Any,
+                                                       through_save_lua: Any, mode: str,
+                                                       before: bool) -> None:
+    holder = await call(Widget(id="h", name="h", code="same"), "save", mode)
+    through_save_lua(before)
+    ks = KeySpace(Widget._meta)
+    kept = snapshot(redis_client)
+    for doc in (Widget(name="x", code="same"), Widget(id="mine", name="y", code="same")):
+        with pytest.raises(UniqueViolation) as refused:
+            await call(doc, "save", mode)
+        assert refused.value.other_id == holder.id
+    with pytest.raises(DuplicateIdError):
+        await call(Widget(id="h", name="again"), "save", mode)
+    assert snapshot(redis_client) == kept  # (nothing written, no id taken)
+    # an index key of another type: refused by its ZADD, what came before taken back, the
+    # allocated id given back
+    on = ks.index(0, "on")
+    entries = redis_client.zrange(on, 0, -1)
+    redis_client.delete(on)
+    redis_client.set(on, "written by someone else")
+    kept = snapshot(redis_client)
+    with pytest.raises(WrongTypeError):
+        await call(Widget(name="z", on=True, tags=["t"]), "save", mode)
+    assert snapshot(redis_client) == kept
+    redis_client.delete(on)
+    redis_client.zadd(on, dict.fromkeys(entries, 0))
+    fresh = await call(Widget(name="z", on=True, tags=["t"]), "save", mode)
+    assert fresh.id == "1"  # (the id the refused insert took was given back)
+    assert_indexes_consistent(redis_client, Widget)

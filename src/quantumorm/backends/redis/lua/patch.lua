@@ -41,22 +41,34 @@
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
+-- member the plain search cannot place, a list of more than one value, a unique claim, a
+-- refused index write, a sweep.
+-- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
+-- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
+-- cold: escaped_id
 
 local doc_key, meta_key, idkey, write_id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local n, k = tonumber(ARGV[11]), tonumber(ARGV[12])
 local at_values, at_names = 13 + n, 13 + 2 * n  -- (the key texts start at 14)
 local at_pairs = 13 + 3 * n
 local at_indexes = at_pairs + 2 * k
+local rare  -- (cold_paths(), made on the first rare path taken)
 
 -- the document and meta key prefixes (a sweep's, a unique claim's), from this document's
 local function prefixes()
-  local size = #escaped_id(idkey)
+  rare = rare or cold_paths()
+  local size = #rare.escaped_id(idkey)
   return string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1)
 end
 
 -- every index of the model, in KEYS[6..] order: what a purge or a sweep writes (built when
 -- one is needed)
-local function every_index() return index_records(cmsgpack.unpack(ARGV[9]), 6) end
+local function every_index()
+  rare = rare or cold_paths()
+  return rare.index_records(cmsgpack.unpack(ARGV[9]), 6)
+end
 
 -- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type),
 -- one EXISTS of the schedule and the lock hash (see schedule_and_locks), a lock, the id
@@ -71,9 +83,10 @@ if ARGV[6] ~= "" or ARGV[8] ~= "" then  -- (events_on's spec, sent flat; the XAD
   EVENTS = {maxlen = ARGV[6], doc = ARGV[7] == "1", channel = ARGV[8], key = KEYS[#KEYS]}
 end
 if others > 0 then  -- (the lock hash: a document of a prepared transaction, lock_holder())
-  local holder = lock_holder(KEYS[5], idkey, true)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(KEYS[5], idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is not refused)
-  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, write_id)) then
+  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
     return {"LOCKED", holder}
   end
 end
@@ -102,12 +115,13 @@ if stored then
   local version = applied_in(seen, write_id)
   if version then return {"OK", version, idkey} end  -- a resent write applied before
 elseif current then  -- expired: its leftovers are purged (their keys' types first)
-  refused = stream_refusal()  -- (its "expire" event)
+  rare = rare or cold_paths()
+  refused = rare.stream_refusal()  -- (its "expire" event)
   if refused then return refused end
   local all = every_index()
-  local bad = bad_index(all)
+  local bad = rare.bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
-  return purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
+  return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
 if not current or not stored then return {"MISSING"} end
 
@@ -123,13 +137,14 @@ if n == 1 then  -- (the common patch: one member, its span proven with no scan)
   count = differs and 1 or 0
 end
 if not json then
+  rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do
     given[i] = {ARGV[13 + i], ARGV[at_values + i]}
     names[i] = ARGV[at_names + i]
   end
   local differing
-  json, differing = patch_json(stored, given, names)
+  json, differing = rare.patch_json(stored, given, names)
   if not json then return {"CORRUPT"} end
   count = #differing
   if count < n then changed = cmsgpack.pack(differing) end
@@ -156,11 +171,12 @@ for i = 1, j do
     if was and now then
       if was == now then drop, add = {}, {} else drop, add = {was .. idkey}, {now .. idkey} end
     else
-      local listed = read_list(old)
+      rare = rare or cold_paths()
+      local listed = rare.read_list(old)
       if not listed then
         return damaged(meta_key, ARGV[at_pairs + 2 * tonumber(ARGV[base + 2]) - 1])
       end
-      drop, add = entries_diff(idkey, listed, unpack_list(new))
+      drop, add = rare.entries_diff(idkey, listed, rare.unpack_list(new))
     end
   end
   -- (the first write in an index proves its type, see change_entries; an index with
@@ -169,9 +185,9 @@ for i = 1, j do
     return {"WRONGTYPE", index_key}
   end
   if unique then
-    local doc_prefix = prefixes()
-    for _, member in ipairs(unpack_list(new)) do
-      local holder = unique_holder(index_key, member, idkey, doc_prefix)
+    local doc_prefix = prefixes()  -- (rare made)
+    for _, member in ipairs(rare.unpack_list(new)) do
+      local holder = rare.unique_holder(index_key, member, idkey, doc_prefix)
       if holder then return {"UNIQUE", ARGV[base + 4], holder} end
     end
   end
@@ -185,13 +201,21 @@ end
 -- clock, the document and its meta hash.
 for i, index in ipairs(moved) do
   refused = change_entries(index.key, index.drop, index.add)
-  if refused then take_back_entries(moved, i - 1); return refused end
+  if refused then
+    rare = rare or cold_paths()
+    rare.take_back_entries(moved, i - 1)
+    return refused
+  end
 end
 local version = take_version(KEYS[5])
 local shown = string.format("%.0f", version)
 if EVENTS then
   refused = emit_first("update", idkey, shown, write_id, changed, json)
-  if refused then take_back_entries(moved, #moved); return refused end
+  if refused then
+    rare = rare or cold_paths()
+    rare.take_back_entries(moved, #moved)
+    return refused
+  end
 end
 write_clock(KEYS[5], shown)
 -- (the meta pairs straight from ARGV: no table of them)
@@ -201,6 +225,6 @@ store_taken("update", idkey, doc_key, meta_key, json, expiry, write_id, ARGV, se
 -- had entries)
 if scheduled > 0 then
   local doc_prefix, meta_prefix = prefixes()
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[4], every_index(), write_time_ms())
+  rare.sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[4], every_index(), write_time_ms())
 end
 return {"OK", version, idkey}

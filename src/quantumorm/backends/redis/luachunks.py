@@ -18,6 +18,11 @@ identifier resolves to the same local as in the full text: every definition of a
 use is kept, and none moves. A chunk ends at a newline outside comments (a long comment is
 never cut in two) and takes the ``;`` that ends its statement.
 
+A script may also name, in ``-- cold:`` lines, the shared definitions only its rare paths
+use: those, and what only they need, are made inside one function, ``cold_paths()``, that
+the script calls on a rare path and that returns them in a table (see :func:`prune`), so
+that the common path does not make them on every call.
+
 The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
 ``commands.script(name).source``, not of the ``.lua`` file.
 """

@@ -165,7 +165,7 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
-        #: what patch.lua reads for change events (the spec's items, sent apart)
+        #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
         self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
@@ -586,8 +586,8 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
 
 
 def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
-    """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (no MessagePack
-    to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
+    """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (among the
+    strings of its ARGV[4], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
     channel (b"": none); all three b"" when the model emits no change events."""
     stream = options.changes is not False
     if not stream and not options.publish:

@@ -203,8 +203,8 @@ for i, index in ipairs(moved) do
     return refused
   end
 end
-local version = take_version(KEYS[5])
-local shown = string.format("%.0f", version)
+-- (the version's text made of TIME's digits when it is the time: no "%.0f" of it)
+local version, shown = take_version_text(KEYS[5])
 if EVENTS then
   refused = emit_first("update", idkey, shown, write_id, changed, json)
   if refused then

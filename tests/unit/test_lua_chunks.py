@@ -190,9 +190,16 @@ def test_a_cut_script_is_the_whole_one_less_unused_definitions(name: str) -> Non
     shebang, parts, body = _assemble(name)
     cut, whole = script(name).source, full_source(name)
     assert cut.startswith(shebang) and cut.endswith(body)
-    # its lines are the whole script's, in their order
-    lines = iter(whole.splitlines())
-    assert all(any(line == other for other in lines) for line in cut.splitlines())
+    # its lines are the whole script's, in their order; those of cold_paths() (the rare
+    # paths' definitions, moved into it) too, apart
+    hot, maker = cut, ""
+    if "\nlocal function cold_paths()" in cut:
+        hot, _, rest = cut.partition("\nlocal function cold_paths()")
+        maker, _, tail = rest.partition("\n")[2].partition("\nreturn {")
+        hot += "\n" + tail.partition("\nend\n")[2]
+    for text in (hot, maker):
+        lines = iter(whole.splitlines())
+        assert all(any(line == other for other in lines) for line in text.splitlines())
     # no definition left out is named in what is kept (checked apart from needed())
     chunks = [c for part in parts for c in _part(part)]
     kept_text = "".join(c.text for c in chunks if c.text in cut) + body
@@ -243,3 +250,83 @@ def test_a_cut_script_reads_no_global_the_whole_one_does_not(
     cut = globals_read(script(name).source, tmp_path)
     assert "redis" in whole | cut or name == "now"
     assert cut <= whole, sorted(cut - whole)
+
+
+# -- the rare paths' definitions, made by cold_paths() -------------------------------------
+
+LUA = shutil.which("lua5.1")
+needs_lua = pytest.mark.skipif(LUA is None and os.environ.get("QORM_REQUIRE_LUAC") != "1",
+                               reason="lua5.1 not installed (Debian: lua5.1)")
+
+#: a shared part: HOT is the common path's, RARE and its helper only a rare path's
+COLD_PART = '''local COUNT = 0
+local function helper(x) COUNT = COUNT + 1; return "rare " .. x end
+local function HOT(x) COUNT = COUNT + 1; return "hot " .. x end
+local function RARE(x) return helper(HOT(x)) end
+local function unused() return 0 end
+'''
+COLD_BODY = '''-- cold: RARE
+local rare
+local out = {HOT(1)}
+if COUNT == 1 then rare = rare or cold_paths(); out[2] = rare.RARE(2) end
+out[3] = COUNT
+return out
+'''
+
+
+def top_level_functions(source: str) -> set[str]:
+    """The functions a cut script makes on every call (before cold_paths(), if it has one)."""
+    hot = source.partition("\nlocal function cold_paths()")[0]
+    return set(re.findall(r"^local function (\w+)", hot, re.M))
+
+
+def test_cold_definitions_are_made_only_by_cold_paths() -> None:
+    cut = prune([split(COLD_PART)], COLD_BODY)
+    assert top_level_functions(cut) == {"HOT"}
+    maker = cut.partition("\nlocal function cold_paths()")[2]
+    assert "local function RARE(" in maker and "local function helper(" in maker
+    assert "unused" not in cut
+    assert maker.rstrip().endswith("return {RARE = RARE}\nend")
+    # a library makes them all at load: cold_paths() only gathers them
+    eager = prune([split(COLD_PART)], COLD_BODY, lazy=False)
+    assert top_level_functions(eager) == {"HOT", "RARE", "helper"}
+    assert eager.endswith("local function cold_paths() return {RARE = RARE} end\n")
+
+
+@needs_lua
+def test_cold_definitions_run_as_in_place(tmp_path: Path) -> None:
+    """The cut text with its rare definitions moved runs as the whole text does (state
+    shared through the same upvalue, COUNT)."""
+    runs = {}
+    for lazy in (True, False):
+        path = tmp_path / f"cut{lazy}.lua"
+        text = prune([split(COLD_PART)], COLD_BODY, lazy=lazy) + COLD_BODY
+        path.write_text(f"local t = (function()\n{text}\nend)()\n"
+                        "print(t[1], t[2], t[3])\n")
+        runs[lazy] = subprocess.run([str(LUA), str(path)], check=True, capture_output=True,
+                                    text=True).stdout
+    assert runs[True] == runs[False] == "hot 1\trare hot 2\t3\n"
+
+
+@pytest.mark.parametrize("part, body, message", [
+    # the common path uses a name listed cold: it would be nil there
+    ("local function A() return 1 end\nlocal function B() return A() end\n",
+     "-- cold: A\nreturn B()", "common path"),
+    ("local function A() return 1 end\n", "-- cold: Z\nreturn A()", "common path"),
+    # moved, a cold definition would see a local declared after it in place of a global
+    ("local function A() return L end\nlocal L = 1\nlocal function B() return L end\n",
+     "-- cold: A\nreturn B()", "declared after"),
+    ("local A = 1\nlocal function C() return A end\nlocal A = 2\nlocal function B() "
+     "return A end\n", "-- cold: C\nreturn B()", "declared twice"),
+])
+def test_what_cannot_be_moved_into_cold_paths_is_an_error(part: str, body: str,
+                                                          message: str) -> None:
+    with pytest.raises(LuaSyntaxError, match=message):
+        prune([split(part)], body)
+
+
+def test_the_patch_script_makes_its_rare_paths_definitions_only_when_taken() -> None:
+    made = top_level_functions(script("patch").source)
+    assert {"state_check", "patch_json_one", "store_taken", "emit_first"} <= made
+    assert not made & {"sweep", "purge", "patch_json", "json_members", "unique_holder",
+                       "read_list", "entries_diff", "take_back_entries"}

@@ -42,18 +42,38 @@ class Patched(Document):
         collection = "unit_patch_values"
 
 
+def strings(stream: bytes) -> list[bytes]:
+    """MessagePack strings one after another, as one cmsgpack.unpack reads them (and only
+    strings: anything else fails the test)."""
+    out, pos = [], 0
+    while pos < len(stream):
+        head = stream[pos]
+        if 0xA0 <= head <= 0xBF:
+            size, pos = head & 0x1F, pos + 1
+        else:
+            width = {0xD9: 1, 0xDA: 2, 0xDB: 4}[head]
+            size, pos = int.from_bytes(stream[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+        out.append(stream[pos:pos + size])
+        pos += size
+    return out
+
+
 def parts(call: PatchCall) -> dict[str, Any]:
-    """A patch call's arguments after its constant head, as patch.lua reads them: the
-    event's "f" when every value changes, the members (key text, value text, name), the
-    meta field pairs and the touched indexes' quadruples."""
-    f, n, k, j, *rest = call.members
+    """A patch call's arguments as patch.lua reads them: of its constants (ARGV[4]) after
+    the model's (size limit, layout, events, every index's meta field), the event's "f"
+    when every value changes, the counts, the key texts, the names, the meta fields and the
+    touched indexes' quadruples; the value texts and lists (ARGV[5..])."""
+    limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = strings(
+        call.constants)
     n, k, j = int(n), int(k), int(j)
-    assert len(rest) == 3 * n + 2 * k + 4 * j
-    keys, texts, names = rest[:n], rest[n:2 * n], rest[2 * n:3 * n]
-    pairs, quads = rest[3 * n:3 * n + 2 * k], rest[3 * n + 2 * k:]
+    assert len(rest) == 2 * n + k + 4 * j and len(call.values) == n + k
+    keys, names, fields = rest[:n], rest[n:2 * n], rest[2 * n:2 * n + k]
+    quads = rest[2 * n + k:]
+    texts, lists = call.values[:n], call.values[n:]
     return {"f": f, "members": list(zip(keys, texts, names, strict=True)),
-            "pairs": [(pairs[i], pairs[i + 1]) for i in range(0, 2 * k, 2)],
-            "indexes": [tuple(quads[i:i + 4]) for i in range(0, 4 * j, 4)]}
+            "pairs": list(zip(fields, lists, strict=True)),
+            "indexes": [tuple(quads[i:i + 4]) for i in range(0, 4 * j, 4)],
+            "model": [limit, layout, maxlen, document, channel, manifests]}
 
 
 def sent(values: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -113,6 +133,14 @@ def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
         (positions[name.decode()], number) for number, (_, _, _, name) in
         enumerate(got["indexes"], start=1)]
     assert call.call().script == "patch"
+    # what every patch of the model sends alike travels in ARGV[4]; apart, only the id key,
+    # the write id, the expiry, the three value texts and the two lists
+    assert got["model"] == [str(layout.max_document_bytes).encode(), b"",
+                            *writes.events_flat(Patched._meta, layout.keys), layout.manifests]
+    assert len(call.call().args) == 3 + 1 + 3 + 2
+    layout.layout = b"7"  # (the schema read again: the layout the calls carry is the new one)
+    (again,) = layout.patches(["x"], values, storage, Expiry.KEEP)
+    assert parts(again)["model"][1] == b"7" and parts(again)["members"] == got["members"]
     keys = call.call().keys
     assert keys[5:] == (*call.index_keys, *call.event_keys) and call.event_keys  # (events on)
 
@@ -133,7 +161,7 @@ def entries(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes, 
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     (call,) = layout.patches(["x"], values, storage, Expiry.KEEP)
-    return call.members
+    return (call.constants, *call.values)
 
 
 def test_a_one_field_patch_remembers_what_it_sends_as_computed() -> None:
@@ -152,7 +180,7 @@ def test_a_one_field_patch_remembers_what_it_sends_as_computed() -> None:
     for values in seq * 2:
         fresh = writes.WriteLayout(Indexed._meta, keys)
         assert entries(memo, values) == entries(fresh, values), values
-    remembered = {name: memo._patch_by[frozenset({name})][5] for name in ("n", "flag", "extra")}
+    remembered = {name: memo._patch_by[frozenset({name})][3] for name in ("n", "flag", "extra")}
     assert (int, 1) in remembered["n"] and (bool, True) in remembered["flag"]
     assert {(int, 1), (bool, True), "1"} <= set(remembered["extra"])
     assert not any(sum(map(len, members)) > 256 for memo_of in remembered.values()

@@ -82,21 +82,19 @@ class PatchCall:
     id_key: bytes
     write_id: str  # 16 hex digits: a resent patch recognises its first attempt
     expiry: bytes | str  # "keep" | "persist" | milliseconds
-    limit: str  # the largest document allowed, in bytes
-    layout: bytes  # the caller's schema layout
-    events: tuple[bytes, bytes, bytes]  # the stream's MAXLEN, "1" with the document, channel
-    manifests: bytes  # MessagePack: every index's meta field, in index order
-    #: what the patch sets, as patch.lua reads it from ARGV[10] on (the event's "f" when
-    #: every value changes; the counts; the members' key, value texts and names; the meta
-    #: field pairs; the touched indexes' quadruples)
-    members: tuple[bytes, ...]
+    #: what every patch of the model and of these fields sends alike, MessagePack strings
+    #: one after another (the size limit, the layout, the events, every index's meta
+    #: field, the event's "f", the counts, the members' key texts and names, the meta
+    #: fields, the touched indexes' quadruples: patch.lua's ARGV[4])
+    constants: bytes
+    #: the value texts, then the lists of value encodings of the meta fields
+    values: tuple[bytes, ...]
 
     def call(self) -> Call:
         return Call("patch", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
             *self.index_keys, *self.event_keys), (
-            self.id_key, self.write_id, self.expiry, self.limit, self.layout, *self.events,
-            self.manifests, *self.members))
+            self.id_key, self.write_id, self.expiry, self.constants, *self.values))
 
 
 @dataclass(slots=True)

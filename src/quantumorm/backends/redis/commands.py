@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Union
 
-from .luachunks import Chunk, prune, split
+from .luachunks import Chunk, cold_table, prune, split
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def script(name: str) -> Script:
 def full_source(name: str) -> str:
     """A script's text with the shared parts whole (for tests and measurements)."""
     shebang, parts, body = _assemble(name)
-    return shebang + "".join(_lua(part) for part in parts) + body
+    # (every definition made in place: the body's cold_paths() only gathers its names)
+    return shebang + "".join(_lua(part) for part in parts) + cold_table(body) + body
 
 
 SCRIPT_NAMES: tuple[str, ...] = (

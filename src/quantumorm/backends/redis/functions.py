@@ -101,7 +101,8 @@ def library(name: str) -> Library:
     resets = [_resets(chunk.text) for chunk, keep in zip(chunks, kept, strict=True)
               if keep and chunk.defines]
     flags = ", ".join(f'"{flag}"' for flag in _flags(shebang))
-    shared = prune([_part(part) for part in parts], body)
+    # (the definitions are made once, at load: none is left for cold_paths() to make)
+    shared = prune([_part(part) for part in parts], body, lazy=False)
     named = identifiers(tokens(shared + body))
     used = ", ".join(name for name in GLOBALS if name in named)
     # (the getter is defined before the locals of the same names: it reads the globals)

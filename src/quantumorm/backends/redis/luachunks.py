@@ -18,6 +18,11 @@ identifier resolves to the same local as in the full text: every definition of a
 use is kept, and none moves. A chunk ends at a newline outside comments (a long comment is
 never cut in two) and takes the ``;`` that ends its statement.
 
+A script may also name, in ``-- cold:`` lines, the shared definitions only its rare paths
+use: those, and what only they need, are made inside one function, ``cold_paths()``, that
+the script calls on a rare path and that returns them in a table (see :func:`prune`), so
+that the common path does not make them on every call.
+
 The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
 ``commands.script(name).source``, not of the ``.lua`` file.
 """
@@ -420,13 +425,89 @@ def free_names(source: str) -> set[str]:
     return out
 
 
-def prune(parts: Sequence[Sequence[Chunk]], body: str) -> str:
+#: the function that makes a script's rare paths' definitions (see :func:`prune`)
+COLD_MAKER = "cold_paths"
+
+
+def cold_names(body: str) -> tuple[str, ...]:
+    """The names a script body's ``-- cold:`` lines list: the shared definitions only its
+    rare paths use (a purge, a sweep, a unique claim...), which it reads as fields of the
+    table ``cold_paths()`` returns (see :func:`prune`), in their order."""
+    return tuple(name for line in body.splitlines() if line.startswith("-- cold:")
+                 for name in line.removeprefix("-- cold:").split())
+
+
+def _hot(chunks: Sequence[Chunk], keep: Sequence[bool], used: set[str]) -> list[bool]:
+    """Which kept chunks the common path needs: every statement that is not only a
+    definition, and the definitions of the names ``used`` (the body's) or that such a chunk
+    uses, transitively."""
+    names = set(used)
+    hot = [kept and not chunk.defines for chunk, kept in zip(chunks, keep, strict=True)]
+    for chunk, is_hot in zip(chunks, hot, strict=True):
+        if is_hot:
+            names |= chunk.uses
+    grown = True
+    while grown:
+        grown = False
+        for i, chunk in enumerate(chunks):
+            if keep[i] and not hot[i] and chunk.defines & names:
+                hot[i] = True
+                if not chunk.uses <= names:
+                    names |= chunk.uses
+                    grown = True
+    return hot
+
+
+def _cold_maker(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[bool],
+                cold: Sequence[str]) -> str:
+    """``cold_paths()``: a function that makes the kept definitions the common path does not
+    need, as its own locals, and returns the table of the names ``cold``. Placed after every
+    other kept chunk, each of its definitions must mean what it meant in place: no name is
+    declared twice, and none names a local declared only after it (a global there)."""
+    declared: dict[str, int] = {}
+    for i, chunk in enumerate(chunks):
+        if keep[i]:
+            for name in chunk.declares:
+                if name in declared:
+                    raise LuaSyntaxError(f"{name} is declared twice: cold_paths() cannot "
+                                         "move its definitions")
+                declared[name] = i
+    made = [i for i, kept in enumerate(keep) if kept and not hot[i]]
+    for i in made:
+        later = {name for name in chunks[i].uses if declared.get(name, -1) > i}
+        if later:
+            raise LuaSyntaxError(f"a cold definition names locals declared after it: "
+                                 f"{sorted(later)}")
+    for name in cold:
+        if name not in declared or hot[declared[name]]:
+            raise LuaSyntaxError(f"{name} is listed cold but the common path uses it "
+                                 "(or no shared part defines it)")
+    texts = "".join(chunks[i].text for i in made)
+    if texts and not texts.endswith("\n"):
+        texts += "\n"
+    fields = ", ".join(f"{name} = {name}" for name in cold)
+    return (f"local function {COLD_MAKER}()  -- (the rare paths' definitions: luachunks.py)\n"
+            f"{texts}return {{{fields}}}\nend\n")
+
+
+def prune(parts: Sequence[Sequence[Chunk]], body: str, lazy: bool = True) -> str:
     """The shared parts (in order) reduced to what ``body`` needs, followed by nothing: the
-    caller appends the body."""
+    caller appends the body.
+
+    Where ``body`` lists names in ``-- cold:`` lines, the definitions that only they need
+    (its rare paths') are made by ``cold_paths()``, which returns them in a table, instead
+    of on every call: the body calls it on a rare path and reads the names as fields of
+    that table. (A function made per call costs the server about 800 instructions, most of
+    them finding its upvalues; ``cold_paths`` itself has only the common path's names as
+    upvalues.) ``lazy`` False (a library, whose definitions are made once at load): every
+    definition is made in place and ``cold_paths()`` only makes the table."""
     flat = [chunk for part in parts for chunk in part]
-    keep = needed(flat, free_names(body))
+    used = free_names(body)
+    cold = cold_names(body)
+    keep = needed(flat, used | set(cold))
+    hot = _hot(flat, keep, used) if cold and lazy else list(keep)
     out: list[str] = []
-    for chunk, kept in zip(flat, keep, strict=True):
+    for chunk, kept in zip(flat, hot, strict=True):
         if not kept:
             continue
         # (two statements of one line with the one between them left out: "local F" and
@@ -436,4 +517,16 @@ def prune(parts: Sequence[Sequence[Chunk]], body: str) -> str:
         out.append(chunk.text)
     if out and not out[-1][-1:].isspace():
         out.append("\n")
+    if cold:
+        out.append(_cold_maker(flat, keep, hot, cold) if lazy else cold_table(body))
     return "".join(out)
+
+
+def cold_table(body: str) -> str:
+    """The ``cold_paths()`` of a text whose definitions are all made in place (the shared
+    parts whole, for tests and measurements): "" when ``body`` lists no cold names."""
+    cold = cold_names(body)
+    if not cold:
+        return ""
+    fields = ", ".join(f"{name} = {name}" for name in cold)
+    return f"local function {COLD_MAKER}() return {{{fields}}} end\n"

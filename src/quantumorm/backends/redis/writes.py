@@ -95,8 +95,8 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
-Patch = tuple[tuple[bytes, ...], list[tuple[str, Field, bytes]], list[str], tuple[bytes, ...],
-              tuple[bytes, ...], dict[Any, tuple[bytes, ...]]]
+Patch = tuple[tuple[bytes, ...], list[tuple[str, Field, bytes]], list[str],
+              dict[Any, tuple[bytes, ...]], dict[bytes, bytes]]
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -168,7 +168,7 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
-        #: what patch.lua reads for change events (the spec's items, sent apart)
+        #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
         self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
@@ -295,7 +295,7 @@ class WriteLayout:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
-        known = shape[5]
+        known = shape[3]
         if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
             # (the common patch: one field; what it sends remembered by value, as a bulk
             # insert remembers a value's entries: a str under itself, others under their
@@ -307,8 +307,9 @@ class WriteLayout:
                 _keep(known, key, members, sum(map(len, members)))
         else:
             members = self._members(shape, values, storage)
-        expiry, limit, layout = wire_expiry(expire), str(self.max_document_bytes), self.layout
-        keys, events, flat, manifests = self.keys, self.events, self._events_flat, self.manifests
+        expiry, layout = wire_expiry(expire), self.layout
+        constants = shape[4].get(layout) or self._constants(shape, layout)
+        keys, events = self.keys, self.events
         make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
         calls = []
         for id in ids:
@@ -316,34 +317,43 @@ class WriteLayout:
             calls.append(PatchCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
                 p.indexes, (p.changes,) if events else (), id_key(id), make_id(),
-                expiry, limit, layout, flat, manifests, members))
+                expiry, constants, members))
         return calls
+
+    def _constants(self, shape: Patch, layout: bytes) -> bytes:
+        """``patch.lua``'s ARGV[4] for the patches of ``shape`` with the schema layout
+        ``layout``: its strings one after another, remembered per layout."""
+        items = (str(self.max_document_bytes).encode(), layout, *self._events_flat,
+                 self.manifests, *shape[0])
+        by_layout = shape[4]
+        if len(by_layout) > 8:  # (a layout is replaced by a newer one: the old ones go)
+            by_layout.clear()
+        packed = by_layout[layout] = b"".join([wire.item(item) for item in items])
+        return packed
 
     @staticmethod
     def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
                  ) -> tuple[bytes, ...]:
-        """``patch.lua``'s arguments from ARGV[10] on for these values (see
-        :meth:`_patched`)."""
-        head, fields, stored_names, middle, quads, _ = shape
+        """``patch.lua``'s arguments from ARGV[5] on for these values: the value texts,
+        then the lists of the meta fields (see :meth:`_patched`)."""
+        _, fields, stored_names, _, _ = shape
         # each member apart, as the key and value texts an encoded document holds (the
         # encoder writes a value alike at the top level and inside an object): the script
         # has no fragment to parse. (An int, the most common value set by id: its text
         # without the encoder's setup, the digits json writes.)
         texts = tuple([b"%d" % value if type(value := storage[db_name]) is int
                        else jsoncodec.encode(value) for db_name in stored_names])
-        pairs: tuple[bytes, ...] = ()
-        for name, field, meta_name in fields:
-            pairs += (meta_name, sortable.pack_list(field.index_keys(values[name])))
-        return head + texts + middle + pairs + quads
+        lists = tuple([sortable.pack_list(field.index_keys(values[name]))
+                       for name, field, _ in fields])
+        return texts + lists
 
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
-        of fields: ``patch.lua``'s arguments before the value texts (the event's "f" when
-        every value changes, the counts, the key texts), the value fields whose entries
-        it sends (its meta field pairs), the stored names in field order, the arguments
-        between the value texts and the pairs (the names), the touched indexes'
-        quadruples; and, for a patch of one field, what it sends by value (filled by
-        :meth:`patches`)."""
+        of fields: the items of ``patch.lua``'s ARGV[4] that depend on the fields (the
+        event's "f" when every value changes, the counts, the key texts, the names, the
+        meta fields, the touched indexes' quadruples), the value fields whose entries it
+        sends, the stored names in field order; for a patch of one field, what it sends by
+        value, and ARGV[4] whole per schema layout (both filled by :meth:`patches`)."""
         fields = self.options.fields
         ordered = [name for name in fields if name in changed]
         entries = [entry for entry in self.value_fields if entry[0] in changed]
@@ -355,14 +365,15 @@ class WriteLayout:
                 assert not index.compound
                 quads += [b"%d" % (6 + position), b"%d" % pair_of[manifest],
                           b"1" if index.unique else b"0", index.name.encode()]
-        names = tuple(name.encode() for name in ordered)
-        head = (wire.pack(list(names)), b"%d" % len(ordered), b"%d" % len(entries),
-                b"%d" % (len(quads) // 4),
-                *[jsoncodec.encode(fields[name].db_name) for name in ordered])
+        names = [name.encode() for name in ordered]
+        items = (wire.pack(names), b"%d" % len(ordered), b"%d" % len(entries),
+                 b"%d" % (len(quads) // 4),
+                 *[jsoncodec.encode(fields[name].db_name) for name in ordered], *names,
+                 *[meta_name for _, _, meta_name in entries], *quads)
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
         patch = self._patch_by[changed] = (
-            head, entries, [fields[name].db_name for name in ordered], names, tuple(quads), {})
+            items, entries, [fields[name].db_name for name in ordered], {}, {})
         return patch
 
     def new_document(self, partition: int, request: WriteRequest,
@@ -580,8 +591,8 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
 
 
 def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
-    """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (no MessagePack
-    to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
+    """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (among the
+    strings of its ARGV[4], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
     channel (b"": none); all three b"" when the model emits no change events."""
     stream = options.changes is not False
     if not stream and not options.publish:

@@ -7,7 +7,9 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- Arguments are plain strings, counted (no MessagePack to unpack on the common path).
+-- What every patch of a model and of a set of fields sends alike is one argument, strings
+-- one after another that one cmsgpack.unpack reads (each argument costs the server about
+-- 1,000 instructions to take in, the unpack about 400 per string); the values apart.
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
@@ -16,20 +18,22 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   the largest document allowed, in bytes
--- ARGV[5]   the caller's schema layout ("" for none)
--- ARGV[6]   change events: the stream's MAXLEN ("" for no stream)
--- ARGV[7]   "1" when an event carries the document    ARGV[8]   Pub/Sub channel ("" none)
---           (neither a stream nor a channel: no events)
--- ARGV[9]   MessagePack array: the meta field of every index, in KEYS[6..] order (read only
---           by a purge or a sweep)
--- ARGV[10]  the event's "f" (MessagePack array of names) when every member's value changes
--- ARGV[11]  n, the members to set      ARGV[12]  k, the meta field pairs
--- ARGV[13]  j, the indexes the patch touches
--- then n key texts (the stored names as JSON, quoted), n value texts (JSON, as documents
--- are encoded), n names (each member's, for the event's "f"); then k pairs: meta field,
--- netstring list of value encodings; then j quadruples: KEYS position, the number of the
--- pair holding the index's entries, "1" to enforce uniqueness, index name
+-- ARGV[4]   MessagePack strings one after another (c[1], c[2]... below):
+--   c[1]  the largest document allowed, in bytes
+--   c[2]  the caller's schema layout ("" for none)
+--   c[3]  change events: the stream's MAXLEN ("" for no stream)
+--   c[4]  "1" when an event carries the document    c[5]  Pub/Sub channel ("" none)
+--         (neither a stream nor a channel: no events)
+--   c[6]  MessagePack array: the meta field of every index, in KEYS[6..] order (read only
+--         by a purge or a sweep)
+--   c[7]  the event's "f" (MessagePack array of names) when every member's value changes
+--   c[8]  n, the members to set   c[9]  k, the meta fields to set   c[10]  j, the indexes
+--         the patch touches
+--   then n key texts (the stored names as JSON, quoted), n names (each member's, for the
+--   event's "f"), k meta fields, j quadruples: KEYS position, the number of the meta field
+--   holding the index's entries, "1" to enforce uniqueness, index name
+-- ARGV[5..] n value texts (JSON, as documents are encoded), then k netstring lists of value
+--           encodings, one per meta field
 --
 -- Returns   {"OK", version, id key} (nothing to change: the stored version, nothing written)
 --           | {"MISSING"} | {"TOOLARGE", size} | {"CORRUPT"} (not a stored JSON object)
@@ -41,39 +45,43 @@
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
+-- member the plain search cannot place, a list of more than one value, a unique claim, a
+-- refused index write, a sweep.
+-- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
+-- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
+-- cold: escaped_id
 
 local doc_key, meta_key, idkey, write_id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local n, k = tonumber(ARGV[11]), tonumber(ARGV[12])
-local at_values, at_names = 13 + n, 13 + 2 * n  -- (the key texts start at 14)
-local at_pairs = 13 + 3 * n
-local at_indexes = at_pairs + 2 * k
-
--- the document and meta key prefixes (a sweep's, a unique claim's), from this document's
-local function prefixes()
-  local size = #escaped_id(idkey)
-  return string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1)
-end
-
--- every index of the model, in KEYS[6..] order: what a purge or a sweep writes (built when
--- one is needed)
-local function every_index() return index_records(cmsgpack.unpack(ARGV[9]), 6) end
+local c = {cmsgpack.unpack(ARGV[4])}
+local n, k, j = tonumber(c[8]), tonumber(c[9]), tonumber(c[10])
+local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
+local at_indexes = at_fields + k
+local at_lists = 4 + n  -- (in ARGV; the value texts start at ARGV[5])
+-- (cold_paths(), made on the first rare path taken; there, rare.index_records(...) of c[6]
+-- is every index of the model, in KEYS[6..] order, as a purge or a sweep writes them, and
+-- the document and meta key prefixes are this document's keys less its escaped id. No
+-- function of the body's own is made per call)
+local rare
 
 -- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type),
 -- one EXISTS of the schedule and the lock hash (see schedule_and_locks), a lock, the id
 -- index's type (a model whose keys hold foreign data is refused whole).
-local refused = state_check(KEYS[5], ARGV[5], true)
+local refused = state_check(KEYS[5], c[2], true)
 if refused then return refused end
 local scheduled, others
 scheduled, others, refused = schedule_and_locks(KEYS[4], KEYS[5])
 if refused then return refused end
-if ARGV[6] ~= "" or ARGV[8] ~= "" then  -- (events_on's spec, sent flat; the XADD proves
+if c[3] ~= "" or c[5] ~= "" then  -- (events_on's spec, sent flat; the XADD proves
   -- the stream's type: emit_first)
-  EVENTS = {maxlen = ARGV[6], doc = ARGV[7] == "1", channel = ARGV[8], key = KEYS[#KEYS]}
+  EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
 end
 if others > 0 then  -- (the lock hash: a document of a prepared transaction, lock_holder())
-  local holder = lock_holder(KEYS[5], idkey, true)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(KEYS[5], idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is not refused)
-  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, write_id)) then
+  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
     return {"LOCKED", holder}
   end
 end
@@ -84,15 +92,14 @@ if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
 local stored
 stored, refused = typed(doc_key, "GET", doc_key)
 if refused then return refused end
-local j = tonumber(ARGV[13])
 local got
 if j == 1 then  -- (the common patch: one index)
   got, refused = typed(meta_key, "HMGET", meta_key, "v", "r",
-                       ARGV[at_pairs + 2 * tonumber(ARGV[at_indexes + 2]) - 1])
+                       c[at_fields + tonumber(c[at_indexes + 2])])
 else
   local wanted = {"v", "r"}
   for i = 1, j do
-    wanted[i + 2] = ARGV[at_pairs + 2 * tonumber(ARGV[at_indexes + 4 * i - 2]) - 1]
+    wanted[i + 2] = c[at_fields + tonumber(c[at_indexes + 4 * i - 2])]
   end
   got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
 end
@@ -102,12 +109,13 @@ if stored then
   local version = applied_in(seen, write_id)
   if version then return {"OK", version, idkey} end  -- a resent write applied before
 elseif current then  -- expired: its leftovers are purged (their keys' types first)
-  refused = stream_refusal()  -- (its "expire" event)
+  rare = rare or cold_paths()
+  refused = rare.stream_refusal()  -- (its "expire" event)
   if refused then return refused end
-  local all = every_index()
-  local bad = bad_index(all)
+  local all = rare.index_records(cmsgpack.unpack(c[6]), 6)
+  local bad = rare.bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
-  return purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
+  return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
 if not current or not stored then return {"MISSING"} end
 
@@ -119,17 +127,18 @@ if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
 if n == 1 then  -- (the common patch: one member, its span proven with no scan)
   local differs
-  json, differs = patch_json_one(stored, ARGV[14], ARGV[at_values + 1])
+  json, differs = patch_json_one(stored, c[11], ARGV[5])
   count = differs and 1 or 0
 end
 if not json then
+  rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do
-    given[i] = {ARGV[13 + i], ARGV[at_values + i]}
-    names[i] = ARGV[at_names + i]
+    given[i] = {c[10 + i], ARGV[4 + i]}
+    names[i] = c[at_names + i]
   end
   local differing
-  json, differing = patch_json(stored, given, names)
+  json, differing = rare.patch_json(stored, given, names)
   if not json then return {"CORRUPT"} end
   count = #differing
   if count < n then changed = cmsgpack.pack(differing) end
@@ -138,17 +147,18 @@ local expiry = ARGV[3]
 if count == 0 and expiry == "keep" then
   return bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
 end
-if #json > tonumber(ARGV[4]) then return {"TOOLARGE", #json} end
-if count == n then changed = ARGV[10] elseif not changed then changed = cmsgpack.pack({}) end
+if #json > tonumber(c[1]) then return {"TOOLARGE", #json} end
+if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pack({}) end
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims.
 local moved = {}  -- {key, drop, add} of each index whose entries change
 for i = 1, j do
   local base = at_indexes + 4 * (i - 1)
-  local index_key = KEYS[tonumber(ARGV[base + 1])]
-  local new = ARGV[at_pairs + 2 * tonumber(ARGV[base + 2])]
+  local index_key = KEYS[tonumber(c[base + 1])]
+  local field = tonumber(c[base + 2])
+  local new = ARGV[at_lists + field]
   local old = got[i + 2] or ""
-  local unique = ARGV[base + 3] == "1"
+  local unique = c[base + 3] == "1"
   local drop, add
   if old ~= new then
     -- (a scalar field's lists hold one value each: no list nor set made of them)
@@ -156,11 +166,12 @@ for i = 1, j do
     if was and now then
       if was == now then drop, add = {}, {} else drop, add = {was .. idkey}, {now .. idkey} end
     else
-      local listed = read_list(old)
+      rare = rare or cold_paths()
+      local listed = rare.read_list(old)
       if not listed then
-        return damaged(meta_key, ARGV[at_pairs + 2 * tonumber(ARGV[base + 2]) - 1])
+        return damaged(meta_key, c[at_fields + field])
       end
-      drop, add = entries_diff(idkey, listed, unpack_list(new))
+      drop, add = rare.entries_diff(idkey, listed, rare.unpack_list(new))
     end
   end
   -- (the first write in an index proves its type, see change_entries; an index with
@@ -169,10 +180,11 @@ for i = 1, j do
     return {"WRONGTYPE", index_key}
   end
   if unique then
-    local doc_prefix = prefixes()
-    for _, member in ipairs(unpack_list(new)) do
-      local holder = unique_holder(index_key, member, idkey, doc_prefix)
-      if holder then return {"UNIQUE", ARGV[base + 4], holder} end
+    rare = rare or cold_paths()
+    local doc_prefix = string.sub(doc_key, 1, -#rare.escaped_id(idkey) - 1)
+    for _, member in ipairs(rare.unpack_list(new)) do
+      local holder = rare.unique_holder(index_key, member, idkey, doc_prefix)
+      if holder then return {"UNIQUE", c[base + 4], holder} end
     end
   end
   if drop and #drop + #add > 0 then
@@ -185,22 +197,39 @@ end
 -- clock, the document and its meta hash.
 for i, index in ipairs(moved) do
   refused = change_entries(index.key, index.drop, index.add)
-  if refused then take_back_entries(moved, i - 1); return refused end
+  if refused then
+    rare = rare or cold_paths()
+    rare.take_back_entries(moved, i - 1)
+    return refused
+  end
 end
-local version = take_version(KEYS[5])
-local shown = string.format("%.0f", version)
+-- (the version's text made of TIME's digits when it is the time: no "%.0f" of it)
+local version, shown = take_version_text(KEYS[5])
 if EVENTS then
   refused = emit_first("update", idkey, shown, write_id, changed, json)
-  if refused then take_back_entries(moved, #moved); return refused end
+  if refused then
+    rare = rare or cold_paths()
+    rare.take_back_entries(moved, #moved)
+    return refused
+  end
 end
 write_clock(KEYS[5], shown)
--- (the meta pairs straight from ARGV: no table of them)
-store_taken("update", idkey, doc_key, meta_key, json, expiry, write_id, ARGV, seen or false,
-            shown, KEYS[4], at_pairs + 1, at_indexes)
+-- (the meta pairs: each meta field with its list)
+local fields
+if k == 1 then
+  fields = {c[at_fields + 1], ARGV[at_lists + 1]}
+else
+  fields = {}
+  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], ARGV[at_lists + i] end
+end
+store_taken("update", idkey, doc_key, meta_key, json, expiry, write_id, fields, seen or false,
+            shown, KEYS[4])
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  local doc_prefix, meta_prefix = prefixes()
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[4], every_index(), write_time_ms())
+  rare = rare or cold_paths()
+  local size = #rare.escaped_id(idkey)
+  rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
+             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), write_time_ms())
 end
 return {"OK", version, idkey}

@@ -1,0 +1,126 @@
+"""Server instructions per call of one operation, two trees (and the floor), under callgrind.
+
+Wall and CPU times on a shared machine swing by tens of percent from one block to the next;
+the instructions redis-server runs per call do not. One private redis-server runs under
+``valgrind --tool=callgrind`` (``hz 1``: its background task, which runs per unit of time,
+not per call, adds almost nothing however slow the server runs under valgrind). Each side in
+turn (alternating the order every repeat): FLUSHALL, a load of ``--n`` documents of issue
+12's workload, 200 warm-up calls, then the counters are zeroed, ``--calls`` calls made, and
+the counters dumped: Ir (instructions) of the whole server per call, parsing, the script,
+its commands and the reply included.
+
+Usage: bench/bench_instructions.py --old <tree> [--new <tree>] [--op update_q] [--n 2000]
+[--calls 300] [--reps 4] [--floor]; any operation of ``bench_workload.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+#: one side's block: runs in a fresh process with ``<tree>/src`` and ``<tree>/bench`` first
+WORKER = r"""
+import subprocess, sys
+tree, side, url, n, calls, op, pid, label = sys.argv[1:9]
+sys.path[:0] = [tree + "/src", tree + "/bench"]
+import redis
+import bench_workload as bw
+n, calls = int(n), int(calls)
+redis.Redis.from_url(url).flushall()
+if side == "floor":
+    ops = bw.floor_ops(bw.Floor(redis.Redis.from_url(url)))
+else:
+    from quantumorm import create_connection
+    create_connection("redis", url, name="instructions", make_default=True)
+    ops = bw.orm_ops()
+data = bw.make_docs(n, n // 10, seed=1)
+for batch in bw.batches(data):
+    ops["bulk"](batch)
+args = bw.params(n, calls + 200, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})[op]
+fn = ops[op]
+for arg in args[:200]:
+    fn(arg)
+subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+for arg in args[200:200 + calls]:
+    fn(arg)
+subprocess.run(["callgrind_control", "--dump=" + label, pid], check=True, capture_output=True)
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", required=True)
+    parser.add_argument("--new", default=str(Path(__file__).resolve().parent.parent))
+    parser.add_argument("--op", default="update_q")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--floor", action="store_true", help="the new tree's floor too")
+    args = parser.parse_args()
+    sides = [("old", args.old), ("new", args.new)] + ([("floor", args.new)] if args.floor else [])
+    counts: dict[str, list[float]] = {side: [] for side, _ in sides}
+    with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:
+        port = _port()
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/out.%p",
+             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--hz", "1", "--dir", work],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            for _ in range(300):
+                try:
+                    redis.Redis.from_url(url).ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.2)
+            for rep in range(args.reps):
+                for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
+                    label = f"{side}{rep}"
+                    subprocess.run([sys.executable, "-c", WORKER, tree, side, url, str(args.n),
+                                    str(args.calls), args.op, str(server.pid), label],
+                                   check=True, env={**os.environ, "PYTHONPATH": ""})
+                    dump = None
+                    for _ in range(50):  # (the dump is written by the server, a moment later)
+                        found = [path for path in glob.glob(f"{work}/out.*")
+                                 if f"Trigger: dump {label}\n" in Path(path).read_text()]
+                        if found:
+                            dump = Path(found[0]).read_text()
+                            break
+                        time.sleep(0.2)
+                    assert dump is not None, f"no callgrind dump for {label}"
+                    match = re.search(r"^summary: (\d+)", dump, re.M)
+                    assert match is not None
+                    counts[side].append(int(match.group(1)) / args.calls)
+                    print(f"{label}: {counts[side][-1]:,.0f} instructions per call", flush=True)
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"{args.op}, {args.n} documents, {args.calls} calls per block, {args.reps} repeats:")
+    for side, values in counts.items():
+        print(f"  {side:<5} median {statistics.median(values):>9,.0f}  "
+              f"[{min(values):,.0f} - {max(values):,.0f}]")
+    if counts["old"] and counts["new"]:
+        ratio = statistics.median(counts["new"]) / statistics.median(counts["old"])
+        print(f"  new/old {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

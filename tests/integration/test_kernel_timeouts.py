@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import struct
-import sys
 import time
 from typing import Any
 
@@ -19,10 +18,11 @@ import quantumorm
 from quantumorm import Document, IntField
 from quantumorm.backends.redis.executor import _round_trip
 from quantumorm.backends.redis.pooling import WaitingConnectionPool
+from quantumorm.backends.redis.sockets import SUPPORTED
 from quantumorm.errors import BackendTimeoutError
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="kernel timeouts: Linux only")
+pytestmark = pytest.mark.skipif(not SUPPORTED,
+                                reason="kernel-kept socket timeouts: 64-bit Linux only")
 
 
 def test_timeval_is_the_kernels_struct() -> None:

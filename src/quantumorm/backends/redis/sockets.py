@@ -12,7 +12,7 @@ timeout is Python's, as before), then hands the socket timeout to the kernel. A 
 receive that runs out of time fails there with ``EAGAIN``, which redis-py reports as a
 ``ConnectionError``: it is raised as the ``TimeoutError`` Python's timeout gave (the
 connection is disconnected either way), so the exchange judges a stalled server as before.
-Linux only (the ``timeval`` layout is the platform's); elsewhere, and for TLS or Unix
+64-bit Linux only (the ``timeval`` layout is the platform's); elsewhere, and for TLS or Unix
 sockets, redis-py's connections are used as they are. A redis-py call that sets a timeout
 of its own for one read (``read_response(timeout=...)``) puts the socket back in Python's
 mode, which it restores after: the connection is then timed as before, only slower.
@@ -28,8 +28,11 @@ from typing import Any
 import redis
 from redis import exceptions as rx
 
-#: whether connections hand their socket timeout to the kernel on this platform
-SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
+#: whether connections hand their socket timeout to the kernel on this platform: 64-bit
+#: Linux, where ``struct timeval`` is two longs (a 32-bit build may pass a 64-bit time_t
+#: layout under the same option name, which ``timeval()`` does not write)
+SUPPORTED = (sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
+             and struct.calcsize("@l") == 8)
 
 
 def timeval(seconds: float) -> bytes:

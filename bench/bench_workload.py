@@ -188,6 +188,8 @@ OPS = [("get", "get by id: get_many([id])"), ("get_q", "get by id: get(id=)"),
        ("delete", "delete by id")]  # run in this order: delete removes what insert made
 LABELS = {"bulk": f"bulk insert, per document (round trips: per call of {BATCH})", **dict(OPS)}
 SIDES = ("orm", "hand", "floor")
+#: blocks of each operation's calls per side in the counted pass (see counted_ops)
+COUNTED_BLOCKS = 10
 PREFIXES = {"orm": ORM_PATTERN, "hand": HAND + "*", "floor": FLOOR + "*"}
 
 
@@ -457,15 +459,31 @@ def timed_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], warmup: int,
 
 def counted_ops(admin: redis.Redis, sides: dict[str, Ops], plan: dict[str, list[Any]],
                 out: dict[str, Any]) -> None:
-    """Each side runs each operation's calls in one block, alone: round trips, server
-    commands, client and server CPU per call."""
-    for side, ops in sides.items():
-        created: list[str] = []
-        record = lambda arg: created.append(ops["insert"](arg))  # noqa: B023
-        for key, _ in OPS:
-            fn = record if key == "insert" else ops[key]
-            args = created if key == "delete" else plan[key]
-            out["counts"][side][key] = measure(admin, fn, list(args), len(args))
+    """Round trips, server commands, client and server CPU per call of each operation, the
+    sides taking turns by blocks of its calls (COUNTED_BLOCKS, the order turned round each
+    time) so that a slow spell of the machine falls on every side alike; each side's
+    figures are its blocks' totals over its calls."""
+    created: dict[str, list[str]] = {side: [] for side in sides}
+    for key, _ in OPS:
+        totals: dict[str, dict[str, float]] = {side: {} for side in sides}
+        for block in range(COUNTED_BLOCKS):
+            names = list(sides)
+            names = names[block % len(names):] + names[:block % len(names)]
+            for side in names:
+                made, call = created[side], sides[side][key]
+                # (an insert keeps its id: the delete blocks delete what it made)
+                fn = call
+                if key == "insert":
+                    fn = lambda arg: made.append(call(arg))  # noqa: B023, E731
+                part = (made if key == "delete" else plan[key])[block::COUNTED_BLOCKS]
+                if not part:
+                    continue
+                for name, value in measure(admin, fn, part, 1).items():
+                    totals[side][name] = totals[side].get(name, 0.0) + value
+        for side in sides:
+            calls = len(created[side]) if key == "delete" else len(plan[key])
+            out["counts"][side][key] = {name: value / calls
+                                        for name, value in totals[side].items()}
 
 
 def profiled_ops(sides: dict[str, Ops], plan: dict[str, list[Any]], bulk: list[Any],

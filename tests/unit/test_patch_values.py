@@ -42,20 +42,12 @@ class Patched(Document):
         collection = "unit_patch_values"
 
 
-def strings(stream: bytes) -> list[bytes]:
-    """MessagePack strings one after another, as one cmsgpack.unpack reads them (and only
-    strings: anything else fails the test)."""
-    out, pos = [], 0
-    while pos < len(stream):
-        head = stream[pos]
-        if 0xA0 <= head <= 0xBF:
-            size, pos = head & 0x1F, pos + 1
-        else:
-            width = {0xD9: 1, 0xDA: 2, 0xDB: 4}[head]
-            size, pos = int.from_bytes(stream[pos + 1:pos + 1 + width], "big"), pos + 1 + width
-        out.append(stream[pos:pos + size])
-        pos += size
-    return out
+def strings(packed: bytes) -> list[bytes]:
+    """One MessagePack array of strings, as cmsgpack.unpack reads it (anything else fails
+    the test)."""
+    items = wire.unpack(packed)
+    assert wire.pack(items) == packed
+    return items
 
 
 def parts(call: PatchCall) -> dict[str, Any]:

@@ -171,6 +171,10 @@ def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> No
     update = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(),
                                      frozenset({"n"}), Expiry.KEEP, b"{}"))
     assert _unpack(update.touched)[1::4] == [b"f:n"]
+    # (an update of every field, changed=None, touches every index: save.lua reads them)
+    every = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(), None,
+                                    Expiry.KEEP, b"{}"))
+    assert len(_unpack(every.touched)) == 4 * len(Plain._meta.indexes)
     item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
     described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
     assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]

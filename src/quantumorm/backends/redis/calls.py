@@ -82,8 +82,8 @@ class PatchCall:
     id_key: bytes
     write_id: str  # 16 hex digits: a resent patch recognises its first attempt
     expiry: bytes | str  # "keep" | "persist" | milliseconds
-    #: what every patch of the model and of these fields sends alike, MessagePack strings
-    #: one after another (the size limit, the layout, the events, every index's meta
+    #: what every patch of the model and of these fields sends alike, one MessagePack
+    #: array of strings (the size limit, the layout, the events, every index's meta
     #: field, the event's "f", the counts, the members' key texts and names, the meta
     #: fields, the touched indexes' quadruples: patch.lua's ARGV[4])
     constants: bytes

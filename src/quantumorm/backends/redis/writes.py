@@ -212,12 +212,15 @@ class WriteLayout:
         values, changed, keys = request.values, request.changed, self.keys
         fields, compound, touched, packed_indexes = self._touched(changed)
         if changed is None:
-            # every field (an insert): its entries as a bulk insert packs them, remembered
-            # per value, and per index in index order, which the script reads whole
-            # (one MessagePack decode) instead of parsing the netstrings index by index
+            # every field (an insert, or an update of all): its entries as a bulk insert
+            # packs them, remembered per value, and per index in index order, which the
+            # script reads whole (one MessagePack decode) instead of parsing the
+            # netstrings index by index
             packed_pairs, members, _ = self.bulk_values(values)
             packed_pairs = self._pairs_header + packed_pairs
-            if not self.any_unique:  # (nothing to enforce: no quadruples to unpack)
+            if not self.any_unique and request.kind == "insert":
+                # (insert.lua, nothing to enforce: no quadruples to unpack; an update of
+                # every field goes to save.lua, which reads them)
                 packed_indexes = b""
         elif len(fields) == 1 and not compound and type(
                 value := values.get(fields[0][0])) in _MEMO_TYPES:
@@ -322,13 +325,15 @@ class WriteLayout:
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
         """``patch.lua``'s ARGV[4] for the patches of ``shape`` with the schema layout
-        ``layout``: its strings one after another, remembered per layout."""
+        ``layout``: one MessagePack array of strings (one table for the script, however
+        many fields: strings one after another, each a value returned by the unpack, would
+        overflow Lua's C stack past about 8,000), remembered per layout."""
         items = (str(self.max_document_bytes).encode(), layout, *self._events_flat,
                  self.manifests, *shape[0])
         by_layout = shape[4]
         if len(by_layout) > 8:  # (a layout is replaced by a newer one: the old ones go)
             by_layout.clear()
-        packed = by_layout[layout] = b"".join([wire.item(item) for item in items])
+        packed = by_layout[layout] = wire.pack(items)
         return packed
 
     @staticmethod

@@ -7,9 +7,11 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- What every patch of a model and of a set of fields sends alike is one argument, strings
--- one after another that one cmsgpack.unpack reads (each argument costs the server about
--- 1,000 instructions to take in, the unpack about 400 per string); the values apart.
+-- What every patch of a model and of a set of fields sends alike is one argument, one
+-- MessagePack array of strings (each argument costs the server about 1,000 instructions
+-- to take in, the unpack about 400 per string); the values apart. (One array, not strings
+-- one after another: those are values returned at once, which overflow Lua's C stack past
+-- about 8,000.)
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
@@ -18,7 +20,7 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack strings one after another (c[1], c[2]... below):
+-- ARGV[4]   MessagePack array of strings (c[1], c[2]... below):
 --   c[1]  the largest document allowed, in bytes
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
@@ -54,7 +56,7 @@
 -- cold: escaped_id
 
 local doc_key, meta_key, idkey, write_id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local c = {cmsgpack.unpack(ARGV[4])}
+local c = cmsgpack.unpack(ARGV[4])
 local n, k, j = tonumber(c[8]), tonumber(c[9]), tonumber(c[10])
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k

@@ -25,6 +25,7 @@ from quantumorm.backends.redis.commands import (
     full_source,
     script,
 )
+from quantumorm.backends.redis.functions import library
 from quantumorm.backends.redis.luachunks import (
     LuaSyntaxError,
     free_names,
@@ -318,6 +319,10 @@ def test_cold_definitions_run_as_in_place(tmp_path: Path) -> None:
      "-- cold: A\nreturn B()", "declared after"),
     ("local A = 1\nlocal function C() return A end\nlocal A = 2\nlocal function B() "
      "return A end\n", "-- cold: C\nreturn B()", "declared twice"),
+    # a field read from cold_paths()'s table that no '-- cold:' line lists: a nil call
+    ("local function A() return 1 end\nlocal function C() return 2 end\n",
+     "-- cold: A\nlocal rare\nrare = rare or cold_paths()\nreturn rare.A() + rare.C()",
+     "not listed"),
 ])
 def test_what_cannot_be_moved_into_cold_paths_is_an_error(part: str, body: str,
                                                           message: str) -> None:
@@ -330,3 +335,11 @@ def test_the_patch_script_makes_its_rare_paths_definitions_only_when_taken() -> 
     assert {"state_check", "patch_json_one", "store_taken", "emit_first"} <= made
     assert not made & {"sweep", "purge", "patch_json", "json_members", "unique_holder",
                        "read_list", "entries_diff", "take_back_entries"}
+
+
+def test_a_library_resets_per_call_what_only_its_rare_paths_use() -> None:
+    # (a library makes its definitions once; per-call state such as a constant the rare
+    # paths read is set again at each call, or one FCALL would see another's)
+    source = library("patch").source
+    call = source[source.index("local function call(keys, args)"):]
+    assert '\nNULL = "\\1\\0"\n' in call  # (NULL: read by the purge and sweep only)

@@ -432,9 +432,23 @@ COLD_MAKER = "cold_paths"
 def cold_names(body: str) -> tuple[str, ...]:
     """The names a script body's ``-- cold:`` lines list: the shared definitions only its
     rare paths use (a purge, a sweep, a unique claim...), which it reads as fields of the
-    table ``cold_paths()`` returns (see :func:`prune`), in their order."""
-    return tuple(name for line in body.splitlines() if line.startswith("-- cold:")
-                 for name in line.removeprefix("-- cold:").split())
+    table ``cold_paths()`` returns (see :func:`prune`), in their order. Every field the body
+    reads from that table must be listed (a field left out would be a nil call, maybe
+    after a write): one that is not raises :class:`LuaSyntaxError`."""
+    names = tuple(name for line in body.splitlines() if line.startswith("-- cold:")
+                  for name in line.removeprefix("-- cold:").split())
+    toks = tokens(body)
+    # (the locals the body assigns cold_paths()'s table to: ``rare = rare or cold_paths()``)
+    tables = {toks[i].text for i in range(len(toks) - 2)
+              if toks[i].kind == "name" and toks[i + 1].text == "="
+              and any(t.text == COLD_MAKER for t in toks[i + 2:i + 5])}
+    read = {toks[i + 2].text for i in range(len(toks) - 2)
+            if toks[i].text in tables and toks[i + 1].text == "." and toks[i + 2].kind == "name"}
+    missing = sorted(read - set(names))
+    if missing:
+        raise LuaSyntaxError(f"{missing} read from {COLD_MAKER}()'s table but not listed in "
+                             "the script's '-- cold:' lines")
+    return names
 
 
 def _hot(chunks: Sequence[Chunk], keep: Sequence[bool], used: set[str]) -> list[bool]:

@@ -350,7 +350,10 @@ class Planner:
         field, served, ranged = leaf
         out = []
         if ranged:
-            for low, high in self._leaf_ranges(field, cond) or ():
+            # (made again rather than looked up in _leaf_ranges' cache: a query bound from
+            # a template is one the cache per values missed, most often a new value,
+            # which that cache would only hash and store)
+            for low, high in served.ranges(field, cond.value) or ():
                 out += [low, high]
             if upto is not None and len(out) >= upto:
                 return out

@@ -255,3 +255,24 @@ def test_a_converter_error_of_the_loader_is_raised_as_it_was() -> None:
     assert Keyed2._loader()("k", 1, {"p": "ok"}).p == "fine"
     with pytest.raises(KeyError, match="bad"):
         Keyed2._loader()("k", 1, {"p": "bad"})
+
+
+def test_rows_made_by_a_loader_are_its_documents(codec: str) -> None:
+    """``rows(..., make)``: each row as ``make(id, version, data)``, the common rows made
+    inline and a row of the earlier format (no version in the document key: the meta
+    hash's, beside it) through :func:`results.row` first."""
+    reply = _reply(b'{"s":"a","n":1,"tags":["x"]}',
+                   b'{"s":"b","when":"2024-01-02T03:04:05+00:00"}')
+    reply += [b"\x01!3", b"9", b'{"s":"old","stored_q":"q"}']
+    load = Loaded._loader()
+    docs = results.rows(Loaded._meta, reply, load)
+    expected = [load(r.id, r.version, r.data) for r in results.rows(Loaded._meta, reply)]
+    assert all(type(doc) is Loaded for doc in docs)
+    assert [doc.__dict__ for doc in docs] == [doc.__dict__ for doc in expected]
+    assert [(doc.id, doc.version) for doc in docs] == [("1", 5), ("2", 5), ("3", 9)]
+    assert docs[1].when == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert docs[2].quoted == "q" and docs[2].n == 7  # (a missing field: its default)
+    rows = results.rows(Loaded._meta, reply)
+    assert results.made(rows, Row) is rows
+    assert [doc.__dict__ for doc in results.made(rows, load)] == [
+        doc.__dict__ for doc in expected]

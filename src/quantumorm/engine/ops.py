@@ -245,6 +245,28 @@ def fetch(backend: Backend, model: type[D], spec: QuerySpec) -> Op[list[Row]]:
     return backend.query(model._meta, spec)
 
 
+def fetch_loaded(backend: Backend, model: type[D], spec: QuerySpec) -> Op[list[D]]:
+    """The matching documents, whole, as the model's loader makes them. A backend that can
+    make them straight from its reply (``query_loaded``: Redis) is asked to; any other
+    (a cached model's too: the cache knows rows only) gives rows, then loaded."""
+    load = model._loader()
+    loaded = getattr(backend, "query_loaded", None)
+    if loaded is not None:
+        # (its operation, not a generator around it)
+        op: Op[list[D]] = loaded(model._meta, spec, load)
+        return op
+    return _loaded(backend.query(model._meta, spec), load)
+
+
+def _loaded(rows_op: Op[list[Row]], load: Callable[[str, int, dict[str, Any]], D]
+            ) -> Op[list[D]]:
+    rows = yield from rows_op
+    if len(rows) < gcpause.PAUSE_FROM:
+        return [load(row.id, row.version, row.data) for row in rows]
+    with gcpause.paused():  # (many documents at once: see quantumorm.gcpause)
+        return [load(row.id, row.version, row.data) for row in rows]
+
+
 def update_where(backend: Backend, model: type[D], spec: QuerySpec,
                  changes: dict[str, Any]) -> Op[int]:
     """Set fields on every matching document, each write compare-and-set on its version.

@@ -521,6 +521,13 @@ class QuerySet(Generic[D]):
         return cache_queries.fetch(backend, self.model._meta, spec, self._cache_ttl)
 
     def _all_op(self, backend: Backend) -> Op[list[Any]]:
+        if self._values is None and self._only is None and self._cache_ttl is None:
+            # (whole documents, the common query: made by the model's loader straight from
+            # the reply where the backend can; the operation itself, no generator around it)
+            return ops.fetch_loaded(backend, self.model, self.spec)
+        return self._converted(backend)
+
+    def _converted(self, backend: Backend) -> Op[list[Any]]:
         rows = yield from self._fetch(backend, self.spec)
         return self._convert(rows)
 

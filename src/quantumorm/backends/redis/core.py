@@ -18,7 +18,7 @@ from ...options import ModelOptions
 from ...schema import Schema
 from . import schemas, writes
 from .calls import PreflightCall, QueryCall, QueryMode
-from .commands import RedisPlan
+from .commands import Call, RedisPlan
 from .keys import KeySpace
 from .planner import Plan, Planner
 from .replies import layout_refused, preflight_refusal
@@ -34,6 +34,8 @@ MAX_BOUND = 2**53
 #: of one call per partition (the planner caches hundreds of plans per model; every kept
 #: call is a few more objects for the garbage collector to walk)
 SENT_CALLS = 8
+#: the (mode, offset, limit) whose query.lua arguments a model's state keeps
+QUERY_HEADS = 64
 
 
 class ModelState:
@@ -41,7 +43,7 @@ class ModelState:
     at first use) and the planner for the indexes that schema says are ready."""
 
     __slots__ = ("options", "keys", "planner", "planned_with", "writes", "schema",
-                 "_query_layout")
+                 "_query_layout", "_query_heads")
 
     def __init__(self, options: ModelOptions, max_document_bytes: int) -> None:
         self.options = options
@@ -51,6 +53,9 @@ class ModelState:
         self.schema: Schema | None = None
         self.planned_with: frozenset[str] | None = None
         self._query_layout: list[tuple[tuple[str, ...], str, str]] | None = None
+        #: query.lua's KEYS and first arguments per partition, by (mode, offset, limit)
+        self._query_heads: dict[tuple[QueryMode, int, int | None],
+                                list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
 
     def use(self, schema: Schema) -> None:
         """Plan with the indexes ``schema`` says are ready; send its layout with every call
@@ -62,6 +67,25 @@ class ModelState:
             self.planned_with = ready
         self.schema = schema
         self.writes.layout = str(schema.layout).encode()
+
+    def _heads(self, mode: QueryMode, offset: int, limit: int | None
+               ) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per partition: the KEYS of a query.lua call and its arguments before the program
+        (:class:`QueryCall`'s), kept per (mode, offset, limit) for a few of them."""
+        verify = "1" if self.options.ttl else "0"
+        # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
+        # refused; no partition holds that many documents, so larger bounds mean "all")
+        first = str(min(offset, MAX_BOUND))
+        last = str(-1 if limit is None or limit > MAX_BOUND else limit)
+        heads = []
+        for keys, doc_prefix, meta_prefix in self.query_layout():
+            call = QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, b"",
+                             b"").call()
+            heads.append((call.keys, call.args[:-2]))
+        if len(self._query_heads) >= QUERY_HEADS:
+            self._query_heads.clear()  # (many offsets: pages of an offset pagination)
+        self._query_heads[(mode, offset, limit)] = heads
+        return heads
 
     def query_layout(self) -> list[tuple[tuple[str, ...], str, str]]:
         """Per partition: the KEYS of a query.lua call and its document and meta prefixes."""
@@ -86,15 +110,14 @@ class ModelState:
             made = sent.get(key)
             if made is not None:
                 return made
-        verify, program = "1" if self.options.ttl else "0", plan.program
-        # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
-        # refused; no partition holds that many documents, so larger bounds mean "all")
-        first = str(min(offset, MAX_BOUND))
-        last = str(-1 if limit is None or limit > MAX_BOUND else limit)
-        made = RedisPlan(tuple([  # (a list comprehension: one call less than a generator)
-            QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, program,
-                      layout).call()
-            for keys, doc_prefix, meta_prefix in self.query_layout()]), read_only=True)
+        program = plan.program
+        heads = self._query_heads.get((mode, offset, limit))
+        if heads is None:
+            heads = self._heads(mode, offset, limit)
+        # (QueryCall(...).call() of each partition, from the arguments kept for the mode,
+        # offset and limit: most plans made here are new, a query of new values)
+        made = RedisPlan(tuple([Call("query", keys, (*head, program, layout))
+                                for keys, head in heads]), read_only=True)
         if offset == 0:
             # (first; or the schema was read again: the calls kept carry an old layout,
             # and would never be asked again)

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache, partial
+from typing import Any
 
 from ... import sortable
 from ...fields.base import Field
@@ -168,6 +169,23 @@ class Plan:
         return out
 
 
+class _BoundPlan(Plan):
+    """A plan bound from its shape's template (:meth:`Planner._bound`): its ``driver`` and
+    ``pred`` are the template plan's with the value tokens replaced, made at first read
+    (explain(), a count's calls, :attr:`Plan.tokens`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        # (only for what the instance dict lacks: the two fields made lazily)
+        if name not in ("driver", "pred"):
+            raise AttributeError(name)
+        fields = self.__dict__
+        base: Plan = fields["_base"]
+        tokens: dict[Token, Token] = fields["_tokens"]
+        fields["driver"] = _rebind(base.driver, tokens)
+        fields["pred"] = [tokens.get(token, token) for token in base.pred]
+        return fields[name]
+
+
 class Planner:
     """Plans for one model. ``ready``: the indexes queries may use (None: all of them); an
     index still being built is left out, and so are the value encodings of fields that no
@@ -295,18 +313,22 @@ class Planner:
                counting: bool) -> Plan:
         """``base`` (a plan of the shape) with its value tokens replaced by ``tokens``
         (``program``: its tokens packed, from the template's pieces)."""
-        plan = Plan(
-            driver=_rebind(base.driver, tokens),
-            need=base.need,
-            pred=[tokens.get(token, token) for token in base.pred],
-            server_order=base.server_order,
-            order=base.order,
-            after=base.after,
-            residual=None if base.residual is None else spec.where,
-            describe=lambda: self._plan(spec, counting, counted=False).described,
-        )
-        # (the program the template made; the tokens are made from the parts if asked for)
-        plan.__dict__["program"] = program
+        # (made without Plan's __init__, its driver and predicate rebound only when read:
+        # a query sends the program alone, and most queries bound from a template are
+        # asked once, as a workload of many values overflows the cache per values)
+        plan = _BoundPlan.__new__(_BoundPlan)
+        fields = plan.__dict__
+        fields["need"] = base.need
+        fields["server_order"] = base.server_order
+        fields["order"] = base.order
+        fields["after"] = base.after
+        fields["residual"] = None if base.residual is None else spec.where
+        fields["describe"] = lambda: self._plan(spec, counting, counted=False).described
+        fields["counting"] = None
+        fields["sent"] = None
+        fields["program"] = program
+        fields["_base"] = base
+        fields["_tokens"] = tokens
         return plan
 
     def _derived(self, cond: Condition, upto: int | None = None) -> list[Token]:
@@ -328,7 +350,10 @@ class Planner:
         field, served, ranged = leaf
         out = []
         if ranged:
-            for low, high in self._leaf_ranges(field, cond) or ():
+            # (made again rather than looked up in _leaf_ranges' cache: a query bound from
+            # a template is one the cache per values missed, most often a new value,
+            # which that cache would only hash and store)
+            for low, high in served.ranges(field, cond.value) or ():
                 out += [low, high]
             if upto is not None and len(out) >= upto:
                 return out

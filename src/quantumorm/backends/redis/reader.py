@@ -145,6 +145,16 @@ class Reader(TwoPhase):
         return found
 
     def query(self, options: ModelOptions, spec: QuerySpec) -> Op[list[Row]]:
+        # (the operation itself, not a generator around it: one frame less per step)
+        return self.query_loaded(options, spec, Row)
+
+    def query_loaded(self, options: ModelOptions, spec: QuerySpec,
+                     load: Callable[[str, int, dict[str, Any]], T]) -> Op[list[T]]:
+        """:meth:`query`'s rows, each as ``load(id, version, data)`` makes it: a model's
+        loader (``Document._loader``) gets its documents made straight from the reply of
+        a single partition, with no :class:`Row` made and read in between (the engine's
+        ``fetch_loaded``); a merge of partitions, or rows ordered in Python, are rows
+        first, then loaded."""
         where = spec.where
         if (type(where) is Or and not where.children) or spec.limit == 0:  # (FALSE, no call)
             return []
@@ -155,8 +165,8 @@ class Reader(TwoPhase):
             found = yield from self.get_many(options, ids)
             rows = [row for row in found if row is not None]
             if len(rows) <= 1 and spec.after is None:  # (arrange's own shortcut, inline)
-                return rows[spec.offset:][:spec.limit]
-            return results.arrange(options, spec, rows)
+                return results.made(rows[spec.offset:][:spec.limit], load)
+            return results.made(results.arrange(options, spec, rows), load)
         single = options.partitions == 1
         two_phase = not single and two_phase_pays(options.partitions, spec.window)
 
@@ -179,16 +189,17 @@ class Reader(TwoPhase):
             rounds += 1
             plan, replies = yield from self._ask_settled(options, make)
             if not plan.server_order:
-                return results.arrange(options, spec, [row for reply in replies
-                                                       for row in results.rows(options, reply)],
-                                       plan.residual)
+                return results.made(results.arrange(
+                    options, spec, [row for reply in replies
+                                    for row in results.rows(options, reply)],
+                    plan.residual), load)
             if single:
-                return results.rows(options, replies[0])
+                return results.rows(options, replies[0], load)
             if not two_phase:
-                return results.merge(options, spec, replies)
+                return results.made(results.merge(options, spec, replies), load)
             winners = yield from self._winners(options, results.merge_keys(spec, replies))
             if winners is not None:
-                return winners
+                return results.made(winners, load)
 
     def _ask_settled(self, options: ModelOptions, make: Callable[[ModelState], tuple[
             T, RedisPlan]]) -> Op[tuple[T, list[Any]]]:

@@ -9,7 +9,7 @@ the script ordered by, then the id key), so a merge never decodes a row it does 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cmp_to_key
 from itertools import islice
 from operator import itemgetter
@@ -22,6 +22,10 @@ from ...options import ModelOptions
 from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
 from . import stored
+
+#: what makes each row of a reply from (id, version, data): :class:`Row` itself, or a
+#: model's loader (``Document._loader``)
+Make = Callable[[str, int, dict[str, Any]], Any]
 
 #: the first byte of the id key of a numeric id (see :func:`quantumorm.sortable.id_key`)
 NUMERIC_ID = b"\x01"
@@ -82,8 +86,10 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
         found[id] = row(options, id, None, raw)
 
 
-def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
-    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}.
+def rows(options: ModelOptions, reply: list[Any], make: Make = Row) -> list[Any]:
+    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}, each row as
+    ``make(id, version, data)`` makes it (a :class:`Row`, or a model's document: see
+    :meth:`~.reader.Reader.query_loaded`).
 
     The loop runs once per row of every query, so the common row (a numeric id key, a
     document key that carries its version, JSON that is not compressed) is decoded inline
@@ -93,13 +99,13 @@ def rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
     :func:`~quantumorm.jsoncodec.decode` does or raises the precise error. A large reply
     is decoded with the cyclic garbage collector paused (see :mod:`quantumorm.gcpause`)."""
     if len(reply) < 3 * gcpause.PAUSE_FROM:
-        return _rows(options, reply)
+        return _rows(options, reply, make)
     with gcpause.paused():
-        return _rows(options, reply)
+        return _rows(options, reply, make)
 
 
-def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
-    out: list[Row] = []
+def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
+    out: list[Any] = []
     append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]
@@ -114,10 +120,22 @@ def _rows(options: ModelOptions, reply: list[Any]) -> list[Row]:
                 pass
             else:
                 if type(data) is dict:
-                    append(Row(id, number, data))
+                    append(make(id, number, data))
                     continue
-        append(row(options, id, reply[i + 1], raw))
+        found = row(options, id, reply[i + 1], raw)
+        append(found if make is Row else make(found.id, found.version, found.data))
     return out
+
+
+def made(found: list[Row], make: Make) -> list[Any]:
+    """Rows as ``make`` makes them (themselves for :class:`Row`); many with the cyclic
+    garbage collector paused, as :func:`rows` does."""
+    if make is Row:
+        return found
+    if len(found) < gcpause.PAUSE_FROM:
+        return [make(item.id, item.version, item.data) for item in found]
+    with gcpause.paused():
+        return [make(item.id, item.version, item.data) for item in found]
 
 
 def merge(options: ModelOptions, spec: QuerySpec, replies: list[Any]) -> list[Row]:

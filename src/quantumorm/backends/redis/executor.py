@@ -33,8 +33,7 @@ itself: a read by id builds no request (an asyncio executor likewise, per event 
 
 An asyncio round trip writes its commands to the transport itself and waits, within the
 socket timeout, only for what the transport kept buffered (:func:`_asend`: redis-py's send
-makes a task per command for ``asyncio.wait_for`` on Python before 3.12). A single
-server's blocking connections keep their socket timeout in the kernel (``sockets.py``).
+makes a task per command for ``asyncio.wait_for`` on Python before 3.12).
 
 Connect and socket timeouts are always set; the pool blocks at most ``pool_timeout``
 seconds for a free connection, then raises :class:`PoolExhaustedError`. asyncio clients are

@@ -27,8 +27,7 @@ process starts with an empty pool and an empty queue: ``_checkpid``, called once
 checkout and per release); the check of a lent connection (a connection that is closed,
 or has data waiting, goes through redis-py's own check, which reconnects it or reads its
 push notifications); ``disconnect()``, ``close()`` and the rest of the plain pool as they
-are. Its plain TCP connections hand their socket timeout to the kernel (``sockets.py``:
-no poll before each send and receive). When redis-py's OpenTelemetry metrics are on as the pool is made, or the pool keeps a
+are. When redis-py's OpenTelemetry metrics are on as the pool is made, or the pool keeps a
 client-side cache, or the connections have a credential provider (re-authentication on
 release), connections are lent and taken back by redis-py's own ``ConnectionPool``
 methods, which do those things; a release then hands the oldest waiter a *turn* (a free
@@ -59,8 +58,6 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis import exceptions as rx
-
-from .sockets import SUPPORTED, KernelTimedConnection
 
 try:  # (redis-py 7.x and later: OpenTelemetry metrics of its own)
     from redis.observability.recorder import is_enabled as _observing
@@ -158,11 +155,6 @@ class WaitingConnectionPool(redis.ConnectionPool):
     def __init__(self, max_connections: int = 50, timeout: float | None = 5.0,
                  **connection_kwargs: Any) -> None:
         self.timeout = timeout
-        if SUPPORTED and connection_kwargs.get("connection_class",
-                                               redis.Connection) is redis.Connection:
-            # (plain TCP: the kernel keeps the socket timeout, see sockets.py; TLS and
-            # Unix sockets keep redis-py's connections)
-            connection_kwargs["connection_class"] = KernelTimedConnection
         super().__init__(max_connections=max_connections, **connection_kwargs)
 
     def reset(self) -> None:

@@ -245,12 +245,15 @@ class WriteOutcomeUnknown(BackendConnectionError):
 class ServerBusyError(BackendError):
     """The server was running a script or function past its busy threshold
     (``busy-reply-threshold``, formerly ``lua-time-limit``) and refused the command without
-    running it (a BUSY reply): a write refused so was not applied (``outcome_unknown`` is
-    False). The script ends on its own, or an administrator stops it (SCRIPT KILL, or
-    FUNCTION KILL, for one that has not written yet)."""
+    running it (a BUSY reply). ``outcome_unknown`` is False when that was the operation's
+    only attempt at its first step: nothing was applied. It is True when an earlier attempt
+    was sent and got no reply, or a step ran before the refusal (an earlier batch, or the
+    write whose WAIT was refused): reload before deciding. The script ends on its own, or
+    an administrator stops it (SCRIPT KILL, or FUNCTION KILL, for one that has not written
+    yet)."""
 
-    #: whether a write may have been applied all the same (see :class:`ServerBusyAfterTimeout`)
-    outcome_unknown = False
+    #: whether a write may have been applied all the same
+    outcome_unknown: bool = False
 
 
 class ServerBusyAfterTimeout(ServerBusyError, BackendTimeoutError):

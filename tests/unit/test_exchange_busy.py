@@ -56,3 +56,36 @@ def test_busy_at_the_resend_of_a_timed_out_write_says_the_outcome_is_unknown() -
     assert isinstance(error, errors.BackendTimeoutError)
     assert isinstance(error, errors.ServerBusyError)
     assert "may be the first attempt" in str(error)
+
+
+def _busy_error(plan: RedisPlan, wait: int, replies: list[object],
+                thrown: BaseException | None = None) -> errors.ServerBusyError:
+    steps = exchange(plan, Link(retries=5, wait=wait, wait_ms=100, cluster=False,
+                                replica_reads=False, allow_eviction=False,
+                                eviction_checked=True), "w", "r")
+    next(steps)
+    if thrown is not None:
+        assert isinstance(steps.throw(thrown), Sleep)
+        steps.send(None)  # (the resend)
+    with pytest.raises(errors.ServerBusyError) as raised:
+        steps.send(replies)
+    return raised.value
+
+
+@pytest.mark.parametrize("plan, wait, replies, thrown", [
+    # a step ran before the refused one (a batch of a bulk insert, say)
+    (RedisPlan(WRITES), 0, [b"OK", rx.ResponseError(BUSY)], None),
+    # the write ran, the WAIT after it was refused
+    (RedisPlan(WRITES[:1]), 1, [b"OK", rx.ResponseError(BUSY)], None),
+    # an earlier attempt lost its connection once sent: the running script may be it
+    (RedisPlan(WRITES[:1], idempotent=True), 0, [rx.ResponseError(BUSY)],
+     rx.ConnectionError("Connection closed by server.")),
+])
+def test_busy_after_a_step_ran_or_an_attempt_went_unanswered_says_the_outcome_is_unknown(
+        plan: RedisPlan, wait: int, replies: list[object],
+        thrown: BaseException | None) -> None:
+    error = _busy_error(plan, wait, replies, thrown)
+    assert type(error) is errors.ServerBusyError and error.outcome_unknown
+    assert "unknown" in str(error)
+    # (the class keeps saying what a lone BUSY means)
+    assert not errors.ServerBusyError.outcome_unknown

@@ -307,7 +307,9 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     attempts = link.retries
     request: Send | Fanout | None = None  # (the retry warning names where it went)
     timeouts = 0  # (attempts with no reply in time: see retry_allowed)
+    unsure = 0  # (attempts sent that failed with no reply: timed out or connection lost)
     for attempt in range(attempts):
+        applied = False  # (a step of this attempt ran: what a later error cannot undo)
         try:
             if not link.eviction_checked:
                 eviction.settle((yield READ_POLICIES), link.allow_eviction)
@@ -322,10 +324,12 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
                     break
             else:  # the common case: nothing failed
                 if acks:
+                    applied = True
                     for ack in acks:
                         _acked(ack, link.wait, link.wait_ms)
                 return _marked(replies) if attempt else replies
             replies = yield from _reload(steps, replies, read_only, link, writer, reader, acks)
+            applied = any(not isinstance(reply, BaseException) for reply in replies)
             for ack in acks or ():
                 _acked(ack, link.wait, link.wait_ms)
             for reply in replies:
@@ -335,8 +339,9 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
         except rx.RedisError as exc:
             sent = plan if link.eviction_checked else POLICY_READ
             if attempt + 1 == attempts or not retry_allowed(exc, sent, timeouts):
-                raise _final_error(exc, timeouts) from exc
+                raise _final_error(exc, timeouts, bool(unsure) or applied) from exc
             timeouts += isinstance(exc, rx.TimeoutError)
+            unsure += isinstance(exc, (rx.TimeoutError, rx.ConnectionError))
             wait = backoff(attempt)
             log.warning("retrying plan after %s attempt=%d/%d wait_ms=%d node=%s",
                         type(exc).__name__, attempt + 2, attempts, wait * 1000,
@@ -351,17 +356,26 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
     raise AssertionError("unreachable")
 
 
-def _final_error(exc: BaseException, timeouts: int) -> BaseException:
-    """The error a plan fails with. A BUSY reply to the resend of a write whose attempt
-    timed out says nothing ran this time, but the script the server is still running may
-    be that first attempt: the outcome is unknown (a write is resent only when it would
-    recognise its earlier application, so a read never gets here with ``timeouts``)."""
+def _final_error(exc: BaseException, timeouts: int, unsure: bool) -> BaseException:
+    """The error a plan fails with. A BUSY reply says that the command it answers did not
+    run; whether the write did is another matter when ``unsure``: an earlier attempt was
+    sent and got no reply (the script the server is still running may be that attempt), or
+    a step of this attempt ran before the refusal (an earlier step, or the write a refused
+    WAIT follows). After a timeout the error is a ``ServerBusyAfterTimeout`` (a write is
+    resent only when it would recognise its earlier application, so a read never gets
+    here with ``timeouts``)."""
     error = translate(exc)
-    if timeouts and type(error) is errors.ServerBusyError:
+    if not unsure or type(error) is not errors.ServerBusyError:
+        return error
+    if timeouts:
         return errors.ServerBusyAfterTimeout(
             f"a write got no reply in time, and Redis refused its resend because it is still "
             f"running a script, which may be the first attempt: whether the write was "
             f"applied is unknown ({exc})")
+    error = errors.ServerBusyError(
+        f"Redis refused a command because it is running a script, after part of the "
+        f"operation was sent or ran: whether the write was applied is unknown ({exc})")
+    error.outcome_unknown = True
     return error
 
 

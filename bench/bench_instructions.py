@@ -10,7 +10,8 @@ the counters dumped: Ir (instructions) of the whole server per call, parsing, th
 its commands and the reply included.
 
 Usage: bench/bench_instructions.py --old <tree> [--new <tree>] [--op update_q] [--n 2000]
-[--calls 300] [--reps 4] [--floor]; any operation of ``bench_workload.py``.
+[--calls 300] [--reps 4] [--floor]; any operation of ``bench_workload.py`` but ``delete``
+(whose ids come from inserts made first: ``bench_trees.py --callgrind --ops delete``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--floor", action="store_true", help="the new tree's floor too")
     args = parser.parse_args()
+    if args.op == "delete":
+        parser.error("a delete needs ids its side inserted first: "
+                     "bench_trees.py --callgrind --ops delete measures it")
     sides = [("old", args.old), ("new", args.new)] + ([("floor", args.new)] if args.floor else [])
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:

@@ -116,6 +116,20 @@ def test_a_move_that_finds_the_document_at_a_damaged_target_is_refused_typed(
     assert redis_client.hgetall(new.meta(1, id)) == target
 
 
+def test_a_move_whose_target_meta_key_holds_another_type_is_refused_typed(
+        conn: Any, redis_client: Any) -> None:
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    id = _moving_id(two, 8)
+    old, new = KeySpace(one._meta), KeySpace(two._meta)
+    redis_client.set(new.doc(1, id), redis_client.get(old.doc(0, id)))
+    redis_client.set(new.meta(1, id), "not a hash")  # (foreign data at the target)
+    with pytest.raises(WrongTypeError) as raised:
+        repartition(two, from_partitions=1)
+    assert raised.value.key == new.meta(1, id)
+    assert redis_client.exists(old.doc(0, id), old.meta(0, id)) == 2
+
+
 @pytest.mark.parametrize("how", DAMAGE)
 def test_a_move_of_a_document_whose_version_is_damaged_is_refused_typed(
         conn: Any, redis_client: Any, how: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from ... import compression, sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
-from ...errors import DamagedMetaError, QuantumORMError
+from ...errors import DamagedMetaError, QuantumORMError, WrongTypeError
 from ...options import ModelOptions
 from . import schemas, stored, wire
 from .calls import FetchCall
@@ -188,6 +188,10 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         restored = restore_reply(raw_reply)
         if restored.status == "DAMAGED":  # (the meta hash at the target does not read)
             raise DamagedMetaError(model.__name__, id, restored.name or "", restored.field)
+        if restored.status == "WRONGTYPE":  # (a key of the target holds foreign data)
+            raise WrongTypeError(f"{model.__name__} {id!r} could not move: the key "
+                                 f"{restored.name!r} of its new partition holds data of "
+                                 "another type (written by someone else)", restored.name)
         if restored.status == "EXISTS" and restored.version != version:
             raise RepartitionError(f"{model.__name__} {id!r} exists in its new partition at "
                                    f"version {restored.version}, not {version}: was the "

@@ -54,8 +54,9 @@ def written_whole(raw: list[Any]) -> int | None:
 
 def id_counter(raw: Any, key: str) -> int:
     """The value of the auto-id counter ``key`` as GET read it (0 when absent). A value that
-    is not an integer (INCR refuses it too) is :class:`WrongTypeError`, never a ValueError
-    nor a number int() reads from it ("+13", " 13")."""
+    is not plain digits is :class:`WrongTypeError`, never a ValueError nor a number int()
+    reads from it ("+13", " 13"): the counter only counts up from 0, so a sign or a blank
+    means someone else wrote it (stricter than INCR, which takes "-5" and refuses "013")."""
     if raw is None:
         return 0
     text = bytes(raw)

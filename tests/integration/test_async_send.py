@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from processes import stop_process
 
 from quantumorm.backends.redis.executor import _around_trip
 from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool
@@ -53,16 +54,6 @@ async def test_a_command_larger_than_the_transports_buffer_is_sent_whole(
         await pool.disconnect()
 
 
-def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGSTOP)
-    for _ in range(200):
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rpartition(")")[2].split()[0] in ("T", "t"):
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} did not stop")
-
-
 async def test_a_send_that_cannot_finish_is_a_timeout_error(start_redis: Any) -> None:
     url, _ = start_redis()
     admin = redis.Redis.from_url(url)
@@ -70,7 +61,7 @@ async def test_a_send_that_cannot_finish_is_a_timeout_error(start_redis: Any) ->
     pool = AsyncWaitingConnectionPool.from_url(url, socket_timeout=0.3)
     try:
         assert await _around_trip(pool, [("EVAL", "return 1", 0)]) == [1]
-        _stop(pid)
+        stop_process(pid)
         try:
             started = time.monotonic()
             with pytest.raises(redis.exceptions.TimeoutError):

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from cli_support import runner
+from processes import stop_process
 
 import quantumorm
 from quantumorm.backends.postgres import health as postgres_health
@@ -249,7 +249,7 @@ async def test_readiness_answers_within_its_timeout_when_the_server_hangs(
     try:
         assert (await readiness(conn))[0]
         assert (await asyncio.to_thread(readiness_sync, conn, 5))[0]
-        _hang(pid)  # the server takes connections but answers nothing until SIGCONT
+        stop_process(pid)  # the server takes connections but answers nothing until SIGCONT
         for ok, report in (await readiness(conn, timeout=0.2),
                            await asyncio.to_thread(readiness_sync, conn, 0.2)):
             assert ok is False and report.reachable is False
@@ -275,18 +275,6 @@ async def test_readiness_answers_within_its_timeout_when_the_server_hangs(
         admin.close()
         await conn.aclose()
         conn.close()
-
-
-def _hang(pid: int) -> None:
-    """Stop the server's process (SIGSTOP) and wait, a bounded time, until the kernel says it
-    is stopped: then it is certain that nothing it was sent is answered."""
-    os.kill(pid, signal.SIGSTOP)
-    for _ in range(200):
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rpartition(")")[2].split()[0] in ("T", "t"):
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} did not stop")
 
 
 def _statement_timeout(conn: quantumorm.Connection) -> str:

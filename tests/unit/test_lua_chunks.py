@@ -27,6 +27,7 @@ from quantumorm.backends.redis.commands import (
 )
 from quantumorm.backends.redis.luachunks import (
     LuaSyntaxError,
+    cold_names,
     free_names,
     identifiers,
     needed,
@@ -330,3 +331,46 @@ def test_the_patch_script_makes_its_rare_paths_definitions_only_when_taken() -> 
     assert {"state_check", "patch_json_one", "store_taken", "emit_first"} <= made
     assert not made & {"sweep", "purge", "patch_json", "json_members", "unique_holder",
                        "read_list", "entries_diff", "take_back_entries"}
+
+
+#: per write script: shared definitions its common path makes, and some only a rare path
+#: needs (a lock, a taken id, a purge, a unique claim, a refused write, a sweep)
+WRITE_SCRIPTS_RARE = {
+    "insert": ({"state_check", "store_taken", "emit_first", "take_version_text"},
+               {"lock_holder", "applied", "insert_refusal", "check_version", "purge_listed",
+                "unique_holder", "take_back_entries", "change_entries", "sweep",
+                "stream_refusal", "index_records"}),
+    "save": ({"state_check", "store_taken", "emit_first", "entries_diff", "change_entries"},
+             {"lock_holder", "applied", "insert_refusal", "check_version", "purge_listed",
+              "unique_holder", "take_back_entries", "sweep", "stream_refusal",
+              "index_records", "bad_index"}),
+    "delete": ({"layout_refusal", "emit_first", "proving", "read_list"},
+               {"lock_holder", "purge_listed", "stream_refusal", "index_records",
+                "bad_index"}),
+    "insert_many": ({"state_check", "events_on", "take_version", "flush_clock", "bad_index"},
+                    {"applied", "check_version", "purge_listed", "unique_holder", "sweep"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITE_SCRIPTS_RARE))
+def test_the_write_scripts_make_their_rare_paths_definitions_only_when_taken(
+        name: str) -> None:
+    common, rare = WRITE_SCRIPTS_RARE[name]
+    source = script(name).source
+    made = top_level_functions(source)
+    assert common <= made
+    assert not made & rare, sorted(made & rare)
+    maker = source.partition("\nlocal function cold_paths()")[2]
+    assert all(f"local function {f}(" in maker for f in rare)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_a_script_reads_from_its_cold_table_only_what_it_returns(name: str) -> None:
+    """A name read as ``rare.X`` that cold_paths() does not return would be nil only on
+    the rare path that reads it, which few tests take."""
+    body = _assemble(name)[2]
+    returned = set(cold_names(body))
+    read = set(re.findall(r"\brare\.(\w+)", "\n".join(
+        line.partition("--")[0] for line in body.splitlines())))
+    assert read <= returned, sorted(read - returned)
+    assert not returned or read, "a cold table nobody reads"

@@ -249,6 +249,23 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   return nil
 end
 
+-- An insert of a known id (or of the id a 1000th allocation found taken): nil when its
+-- document key and meta hash are absent; else a refusal, {"OK", version, idkey} when the
+-- document already carries this write (a resent insert), or nil once an expired one's
+-- leftovers are purged. ``manifests``: the packed meta field of every index, whose keys
+-- are KEYS[first..] (what a purge writes).
+local function insert_refusal(idkey, doc_key, meta_key, ids_key, ttl_key, manifests, first,
+                              write_id)
+  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end  -- (for a purge)
+  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
+  if bad then return bad end
+  local refused = check_version("insert", "0", idkey, doc_key, meta_key, ids_key, ttl_key,
+                                index_records(cmsgpack.unpack(manifests), first), write_id)
+  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
+  return refused
+end
+
 -- The live document (other than ``idkey`` and those in ``ignore``) whose entry in a unique
 -- index holds ``member``, or nil. An expired holder's entry is a leftover: the value is free.
 -- Every entry of the value is looked at (in pages), however many expired holders wait for

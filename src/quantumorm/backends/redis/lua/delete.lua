@@ -29,6 +29,10 @@
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
+-- document's purge.
+-- cold: lock_holder stream_refusal index_records bad_index purge_listed
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -53,8 +57,10 @@ do
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
 local scheduled, locked, ttl_refused = schedule_and_locks(KEYS[4], KEYS[6])
-do  -- (a document of a prepared transaction: see lock_holder())
-  local holder = lock_holder(KEYS[6], idkey, locked > 0)
+local rare  -- (cold_paths(), made on the first rare path taken)
+if locked > 0 then  -- (a document of a prepared transaction: see lock_holder())
+  rare = cold_paths()
+  local holder = rare.lock_holder(KEYS[6], idkey, true)
   if holder then return {"LOCKED", holder} end
 end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
@@ -71,12 +77,13 @@ local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if not alive then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
-  refused = stream_refusal()  -- (the purge emits an "expire" event)
+  rare = rare or cold_paths()
+  refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
-  local indexes = index_records(manifests, 7)
-  local bad = bad_index(indexes)
+  local indexes = rare.index_records(manifests, 7)
+  local bad = rare.bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
-  return purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
+  return rare.purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
 end
 if stored ~= ARGV[1] then  -- (a delete of any version replies with the one it deleted)
   refused = bad_version(KEYS[2], stored)

@@ -50,10 +50,16 @@
 --             nothing written; repair() rebuilds it from the document)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an insert's taken
+-- id, an expired document's purge, a unique claim, a refused write, a sweep.
+-- cold: lock_holder applied insert_refusal stream_refusal index_records bad_index
+-- cold: purge_listed unique_holder take_back_entries sweep
 
 local mode, idkey = ARGV[1], ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
+local rare  -- (cold_paths(), made on the first rare path taken)
 -- (every index of the model, in KEYS[7..] order, what a purge or a sweep writes, is
 -- index_records(cmsgpack.unpack(ARGV[8]), 7): made where one is needed, most writes do
 -- neither. No function is made for it: a closure is made each time its definition runs,
@@ -91,10 +97,11 @@ do
 end
 if idkey ~= "" and others > 0 then  -- (a document of a prepared transaction: lock_holder())
   -- (an update's "others" is the lock hash alone; an insert's may be its own keys)
-  local holder = lock_holder(KEYS[6], idkey, mode ~= "insert" or nil)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(KEYS[6], idkey, mode ~= "insert" or nil)
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
-  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, ARGV[5])) then
+  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
     return {"LOCKED", holder}
   end
 end
@@ -119,19 +126,6 @@ end
 -- it is alive (an expired document's meta hash stays until a purge): see below, where it
 -- runs in line (no closure made for it on every call).
 local seen  -- the meta hash's "r" (update)
-
--- An insert of a known id: the document key and meta hash are absent (EXISTS), else the
--- write is refused, recognised as applied before, or finds an expired one's leftovers.
-local check_insert = mode == "insert" and function()
-  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
-  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
-  if bad then return bad end
-  local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                index_records(cmsgpack.unpack(ARGV[8]), 7), ARGV[5])
-  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
-  return refused
-end
 
 -- the id index: an update refuses it when it holds another type too (a model whose keys
 -- hold foreign data is refused whole, whichever write it is); an insert's first write is
@@ -165,12 +159,13 @@ if mode ~= "insert" then
       -- What an expired document left behind is purged before its id is refused: the
       -- purge writes the id index, the schedule and every index, so their types come first
       -- (the id index's and the schedule's are checked for every write).
-      refused = stream_refusal()  -- (its "expire" event: before the update's own)
+      rare = rare or cold_paths()
+      refused = rare.stream_refusal()  -- (its "expire" event: before the update's own)
       if refused then return refused end
-      local all_indexes = index_records(cmsgpack.unpack(ARGV[8]), 7)
-      local bad = bad_index(all_indexes)
+      local all_indexes = rare.index_records(cmsgpack.unpack(ARGV[8]), 7)
+      local bad = rare.bad_index(all_indexes)
       if bad then return {"WRONGTYPE", bad} end
-      refused = purge_listed(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
+      refused = rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[5], all_indexes)
       if refused then return refused end
     end
     return {"MISSING"}
@@ -182,7 +177,11 @@ if mode ~= "insert" then
     if not index.old then return damaged(meta_key, index.field) end
   end
 elseif not allocating and others > 0 then  -- (none: its keys are absent, EXISTS above)
-  local refused = check_insert()
+  -- (an insert whose id's keys exist: a taken id, a resent insert recognised by its write
+  -- id, or an expired document's leftovers to purge)
+  rare = rare or cold_paths()
+  local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[8], 7,
+                                      ARGV[5])
   if refused then return refused end
 end
 
@@ -208,8 +207,9 @@ for i, index in ipairs(indexes) do
     return {"WRONGTYPE", index.key}
   end
   if index.unique then
+    rare = rare or cold_paths()
     for _, member in ipairs(index.new) do
-      local holder = unique_holder(index.key, member, idkey, doc_prefix)
+      local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
       if holder then return {"UNIQUE", index.name, holder} end
     end
   end
@@ -243,7 +243,9 @@ if allocating then
   idkey = "\1" .. string.char(32 + #n) .. n
   doc_key, meta_key = doc_key .. n, meta_key .. n
   if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
-    local refused = check_insert()
+    rare = rare or cold_paths()
+    local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[8],
+                                        7, ARGV[5])
     if refused then give_back(); return refused end
   end
 end
@@ -304,7 +306,8 @@ if refused then  -- (one place that takes back: no function made for it on every
       index.drop, index.add = none, add
     end
   end
-  take_back_entries(indexes, written)
+  rare = rare or cold_paths()
+  rare.take_back_entries(indexes, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
   if give_back then give_back() end
   return refused
@@ -315,7 +318,8 @@ store_taken(mode, idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
-        index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
+  rare = rare or cold_paths()
+  rare.sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
+             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
 end
 return {"OK", version, idkey}

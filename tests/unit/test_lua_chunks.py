@@ -217,7 +217,9 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
     # (fetch.lua refuses a version that does not read: bad_version() says what reads)
     assert defined("fetch") == {"bad_version", "damaged", "damaged_error"}
     assert defined("count") == {"layout_refusal"}
-    assert {"store_taken", "check_version", "state_check"} <= defined("save")
+    assert {"store_taken", "state_check"} <= defined("save")
+    # (an insert is insert.lua's: save.lua checks no free id)
+    assert "check_version" not in defined("save") and "insert_refusal" in defined("insert")
     assert "patch_json" not in defined("save")  # (an update by id is patch.lua's)
     assert {"patch_json", "state_check"} <= defined("patch")
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
@@ -341,9 +343,8 @@ WRITE_SCRIPTS_RARE = {
                 "unique_holder", "take_back_entries", "change_entries", "sweep",
                 "stream_refusal", "index_records"}),
     "save": ({"state_check", "store_taken", "emit_first", "entries_diff", "change_entries"},
-             {"lock_holder", "applied", "insert_refusal", "check_version", "purge_listed",
-              "unique_holder", "take_back_entries", "sweep", "stream_refusal",
-              "index_records", "bad_index"}),
+             {"lock_holder", "applied", "purge_listed", "unique_holder",
+              "take_back_entries", "sweep", "stream_refusal", "index_records", "bad_index"}),
     "delete": ({"layout_refusal", "emit_first", "proving", "read_list"},
                {"lock_holder", "purge_listed", "stream_refusal", "index_records",
                 "bad_index"}),

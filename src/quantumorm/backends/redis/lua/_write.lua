@@ -153,9 +153,16 @@ end
 
 -- events_on() (see _prelude.lua) without its TYPE check of the stream, for a write whose
 -- first write is its event (emit_first): the XADD's WRONGTYPE error is then the refusal.
--- A purge before it must check the stream itself (stream_refusal).
+-- A purge before it must check the stream itself (stream_refusal). ``spec`` may also be the
+-- stream's MAXLEN alone (digits: a stream entry without the document, no Pub/Sub, the
+-- usual events, read with no MessagePack to unpack), as insert, save and delete send it.
 local function events_unchecked(spec, key)
   if spec == nil or spec == "" then return end
+  local first = string.byte(spec, 1)
+  if first >= 48 and first <= 57 then
+    EVENTS = {maxlen = spec, doc = false, channel = "", key = key}
+    return
+  end
   local s = cmsgpack.unpack(spec)
   EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
 end

@@ -31,9 +31,9 @@
 -- the replies are save.lua's for an insert: {"OK", version, id key} | {"EXISTS"}
 -- | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
 -- | {"WRONGTYPE", key} | {"LOCKED", record key} | {"DAMAGED", meta hash key, field}.
--- What it leaves out of save.lua: the update's code, and the records save.lua makes per
--- index (an insert reads each index's entries from ARGV[15] as it goes; tables and strings
--- made per call are the garbage collector's work, a good part of a write's).
+-- (save.lua, which only updates, refuses an insert.) No record table is made per index (an
+-- insert reads each index's entries from ARGV[15] as it goes; tables and strings made per
+-- call are the garbage collector's work, a good part of a write's).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
@@ -61,12 +61,7 @@ do
     scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6], doc_key, meta_key)
   end
   if refused then return refused end
-  local spec = string.byte(ARGV[12], 1)
-  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
-    EVENTS = {maxlen = ARGV[12], doc = false, channel = "", key = KEYS[#KEYS]}
-  else
-    events_unchecked(ARGV[12], KEYS[#KEYS])
-  end
+  events_unchecked(ARGV[12], KEYS[#KEYS])  -- (digits: the stream's MAXLEN alone)
 end
 
 if others > 0 then  -- (a document of a prepared transaction: lock_holder())

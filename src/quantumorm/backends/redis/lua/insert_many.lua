@@ -120,8 +120,8 @@ for d = 1, ndocs do
   end
   if not refused and not all_free then  -- (an expired document's leftovers are purged)
     rare = rare or cold_paths()
-    refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d], meta_key,
-                            KEYS[1], KEYS[2], indexes, write_id)
+    refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
+                                 meta_key, KEYS[1], KEYS[2], indexes, write_id)
     if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
       taken[idkey] = true
       refused = {"OK", refused[2]}

@@ -1,9 +1,10 @@
 """``insert.lua``, the script of a single insert (``save()`` of a new document), writes what
-``save.lua``'s insert wrote: the same document bytes (but the version before them), meta
-hash (but its version and recent writes), index entries, schedule entry and change event,
-with an auto id and with a known one, for a model with unique, compound, array and
-expiring fields whose events carry the document; and it refuses what ``save.lua`` refused,
-with nothing written."""
+an insert of a batch (``insert_many.lua``) writes: the same document bytes (but the version
+before them), meta hash (but its version and recent writes), index entries, schedule entry
+and change event, with an auto id and with a known one, for a model with unique,
+compound, array and expiring fields whose events carry the document; it refuses a unique
+value taken, a taken id and an index key of another type with nothing written; and
+``save.lua``, which only updates, refuses an insert sent to it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from quantumorm import (
     WrongTypeError,
 )
 from quantumorm import sortable
-from quantumorm.backends.redis import calls, wire, writes
+from quantumorm.backends.redis import calls
 from quantumorm.backends.redis.commands import Call, script
 from quantumorm.backends.redis.keys import KeySpace
 
@@ -62,29 +63,13 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def through_save_lua(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make every insert go to ``save.lua`` (its insert mode, as before insert.lua) while on."""
-    sent_as = calls.SaveCall.call
+def sent_to_save_lua(self: calls.SaveCall) -> Call:
+    """An insert's call sent to ``save.lua`` (whose insert mode insert.lua replaced)."""
+    made = CALL(self)
+    return Call("save", made.keys, made.args)
 
-    def as_save(self: calls.SaveCall) -> Call:
-        made = sent_as(self)
-        args = list(made.args)
-        if self.touched == b"":  # (no unique index: save.lua reads every quadruple)
-            model = Widget if made.keys[0].startswith(KeySpace(Widget._meta).doc(0, "")) \
-                else Gizmo
-            layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
-            args[6] = wire.pack(writes._index_args(
-                [(i, index, manifest) for i, (index, manifest, _) in
-                 enumerate(layout.indexes)], {}))
-        return Call("save", made.keys, tuple(args))
 
-    def use(on: bool) -> None:
-        if on:
-            monkeypatch.setattr(calls.SaveCall, "call", as_save)
-        else:
-            monkeypatch.setattr(calls.SaveCall, "call", sent_as)
-    return use
+CALL = calls.SaveCall.call
 
 
 def stored(redis_client: Any, model: Any, id: str) -> dict[str, Any]:
@@ -145,34 +130,29 @@ async def test_a_new_document_is_saved_by_insert_lua(conn: Any, redis_client: An
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", [Widget, Gizmo], ids=lambda m: m.__name__)
-async def test_an_insert_writes_what_save_lua_wrote(conn: Any, redis_client: Any,
-                                                    through_save_lua: Any, mode: str,
-                                                    model: Any) -> None:
+async def test_an_insert_writes_what_a_batch_insert_writes(conn: Any, redis_client: Any,
+                                                           mode: str, model: Any) -> None:
     for i, full in enumerate(ROWS):
         # (each row inserted four times: no unique value)
         row = {k: v for k, v in full.items() if k in model._fields and k != "code"}
         auto = await call(model(**row), "save", mode)
         known = await call(model(id=f"k{i}", **row), "save", mode)
-        through_save_lua(True)
-        auto_before = await call(model(**row), "save", mode)
-        known_before = await call(model(id=f"g{i}", **row), "save", mode)
-        through_save_lua(False)
+        (auto_batch,) = await call(model.objects, "bulk_create", mode, [model(**row)])
+        (known_batch,) = await call(model.objects, "bulk_create", mode,
+                                    [model(id=f"g{i}", **row)])
         assert stored(redis_client, model, auto.id) == stored(redis_client, model,
-                                                              auto_before.id)
+                                                              auto_batch.id)
         assert stored(redis_client, model, known.id) == stored(redis_client, model,
-                                                               known_before.id)
-        assert int(auto_before.id) == int(auto.id) + 1  # (the same counter)
-        assert auto.version < known.version < auto_before.version < known_before.version
+                                                               known_batch.id)
+        assert int(auto_batch.id) == int(auto.id) + 1  # (the same counter)
+        assert auto.version < known.version < auto_batch.version < known_batch.version
     assert_indexes_consistent(redis_client, model)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("before", [False, True])
-async def test_an_insert_refuses_what_save_lua_refused(conn: Any, redis_client: Any,
-                                                       through_save_lua: Any, mode: str,
-                                                       before: bool) -> None:
+async def test_an_insert_refuses_with_nothing_written(conn: Any, redis_client: Any,
+                                                      mode: str) -> None:
     holder = await call(Widget(id="h", name="h", code="same"), "save", mode)
-    through_save_lua(before)
     ks = KeySpace(Widget._meta)
     kept = snapshot(redis_client)
     for doc in (Widget(name="x", code="same"), Widget(id="mine", name="y", code="same")):
@@ -197,3 +177,17 @@ async def test_an_insert_refuses_what_save_lua_refused(conn: Any, redis_client: 
     fresh = await call(Widget(name="z", on=True, tags=["t"]), "save", mode)
     assert fresh.id == "1"  # (the id the refused insert took was given back)
     assert_indexes_consistent(redis_client, Widget)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_save_lua_refuses_an_insert(conn: Any, redis_client: Any, mode: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """save.lua only updates: an insert sent to it (which it would take for an update of a
+    missing document) is an error, with nothing written."""
+    await call(Widget(name="first"), "save", mode)  # (the model's schema, scripts loaded)
+    kept = snapshot(redis_client)
+    monkeypatch.setattr(calls.SaveCall, "call", sent_to_save_lua)
+    for doc in (Widget(name="auto"), Widget(id="known", name="known")):
+        with pytest.raises(Exception, match="save.lua only updates"):
+            await call(doc, "save", mode)
+    assert snapshot(redis_client) == kept

@@ -28,6 +28,7 @@ from quantumorm.backends.redis.commands import (
 from quantumorm.backends.redis.functions import library
 from quantumorm.backends.redis.luachunks import (
     LuaSyntaxError,
+    cold_names,
     free_names,
     identifiers,
     needed,
@@ -217,7 +218,9 @@ def test_the_hot_scripts_keep_what_they_call_and_leave_the_rest() -> None:
     # (fetch.lua refuses a version that does not read: bad_version() says what reads)
     assert defined("fetch") == {"bad_version", "damaged", "damaged_error"}
     assert defined("count") == {"layout_refusal"}
-    assert {"store_taken", "check_version", "state_check"} <= defined("save")
+    assert {"store_taken", "state_check"} <= defined("save")
+    # (an insert is insert.lua's: save.lua checks no free id)
+    assert "check_version" not in defined("save") and "insert_refusal" in defined("insert")
     assert "patch_json" not in defined("save")  # (an update by id is patch.lua's)
     assert {"patch_json", "state_check"} <= defined("patch")
     assert "flush_clock" not in defined("save") and "layout_refusal" not in defined("save")
@@ -343,3 +346,45 @@ def test_a_library_resets_per_call_what_only_its_rare_paths_use() -> None:
     source = library("patch").source
     call = source[source.index("local function call(keys, args)"):]
     assert '\nNULL = "\\1\\0"\n' in call  # (NULL: read by the purge and sweep only)
+
+
+#: per write script: shared definitions its common path makes, and some only a rare path
+#: needs (a lock, a taken id, a purge, a unique claim, a refused write, a sweep)
+WRITE_SCRIPTS_RARE = {
+    "insert": ({"state_check", "store_taken", "emit_first", "take_version_text"},
+               {"lock_holder", "applied", "insert_refusal", "check_version", "purge_listed",
+                "unique_holder", "take_back_entries", "change_entries", "sweep",
+                "stream_refusal", "index_records"}),
+    "save": ({"state_check", "store_taken", "emit_first", "entries_diff", "change_entries"},
+             {"lock_holder", "applied", "purge_listed", "unique_holder",
+              "take_back_entries", "sweep", "stream_refusal", "index_records", "bad_index"}),
+    "delete": ({"layout_refusal", "emit_first", "proving", "read_list"},
+               {"lock_holder", "purge_listed", "stream_refusal", "index_records",
+                "bad_index"}),
+    "insert_many": ({"state_check", "events_on", "take_version", "flush_clock", "bad_index"},
+                    {"applied", "check_version", "purge_listed", "unique_holder", "sweep"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITE_SCRIPTS_RARE))
+def test_the_write_scripts_make_their_rare_paths_definitions_only_when_taken(
+        name: str) -> None:
+    common, rare = WRITE_SCRIPTS_RARE[name]
+    source = script(name).source
+    made = top_level_functions(source)
+    assert common <= made
+    assert not made & rare, sorted(made & rare)
+    maker = source.partition("\nlocal function cold_paths()")[2]
+    assert all(f"local function {f}(" in maker for f in rare)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_a_script_reads_from_its_cold_table_only_what_it_returns(name: str) -> None:
+    """A name read as ``rare.X`` that cold_paths() does not return would be nil only on
+    the rare path that reads it, which few tests take."""
+    body = _assemble(name)[2]
+    returned = set(cold_names(body))
+    read = set(re.findall(r"\brare\.(\w+)", "\n".join(
+        line.partition("--")[0] for line in body.splitlines())))
+    assert read <= returned, sorted(read - returned)
+    assert not returned or read, "a cold table nobody reads"

@@ -153,9 +153,16 @@ end
 
 -- events_on() (see _prelude.lua) without its TYPE check of the stream, for a write whose
 -- first write is its event (emit_first): the XADD's WRONGTYPE error is then the refusal.
--- A purge before it must check the stream itself (stream_refusal).
+-- A purge before it must check the stream itself (stream_refusal). ``spec`` may also be the
+-- stream's MAXLEN alone (digits: a stream entry without the document, no Pub/Sub, the
+-- usual events, read with no MessagePack to unpack), as insert, save and delete send it.
 local function events_unchecked(spec, key)
   if spec == nil or spec == "" then return end
+  local first = string.byte(spec, 1)
+  if first >= 48 and first <= 57 then
+    EVENTS = {maxlen = spec, doc = false, channel = "", key = key}
+    return
+  end
   local s = cmsgpack.unpack(spec)
   EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
 end
@@ -247,6 +254,23 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   if not stored then return {"MISSING"} end
   if stored ~= expected then return bad_version(meta_key, stored) or {"VERSION", stored} end
   return nil
+end
+
+-- An insert of a known id (or of the id a 1000th allocation found taken): nil when its
+-- document key and meta hash are absent; else a refusal, {"OK", version, idkey} when the
+-- document already carries this write (a resent insert), or nil once an expired one's
+-- leftovers are purged. ``manifests``: the packed meta field of every index, whose keys
+-- are KEYS[first..] (what a purge writes).
+local function insert_refusal(idkey, doc_key, meta_key, ids_key, ttl_key, manifests, first,
+                              write_id)
+  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
+  if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end  -- (for a purge)
+  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
+  if bad then return bad end
+  local refused = check_version("insert", "0", idkey, doc_key, meta_key, ids_key, ttl_key,
+                                index_records(cmsgpack.unpack(manifests), first), write_id)
+  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
+  return refused
 end
 
 -- The live document (other than ``idkey`` and those in ``ignore``) whose entry in a unique

@@ -29,6 +29,10 @@
 --           (an expired document is "MISSING", and its leftovers are purged)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
+-- document's purge, another version, a damaged meta hash.
+-- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -44,17 +48,14 @@
 do
   local refused = layout_refusal(KEYS[6], ARGV[6], false)
   if refused then return refused end
-  local spec = string.byte(ARGV[5], 1)
-  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
-    EVENTS = {maxlen = ARGV[5], doc = false, channel = "", key = KEYS[#KEYS]}
-  else
-    events_unchecked(ARGV[5], KEYS[#KEYS])
-  end
+  events_unchecked(ARGV[5], KEYS[#KEYS])  -- (digits: the stream's MAXLEN alone)
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
 local scheduled, locked, ttl_refused = schedule_and_locks(KEYS[4], KEYS[6])
-do  -- (a document of a prepared transaction: see lock_holder())
-  local holder = lock_holder(KEYS[6], idkey, locked > 0)
+local rare  -- (cold_paths(), made on the first rare path taken)
+if locked > 0 then  -- (a document of a prepared transaction: see lock_holder())
+  rare = cold_paths()
+  local holder = rare.lock_holder(KEYS[6], idkey, true)
   if holder then return {"LOCKED", holder} end
 end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
@@ -71,15 +72,17 @@ local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if not alive then  -- it expired: clean up what it left
   if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
-  refused = stream_refusal()  -- (the purge emits an "expire" event)
+  rare = rare or cold_paths()
+  refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
-  local indexes = index_records(manifests, 7)
-  local bad = bad_index(indexes)
+  local indexes = rare.index_records(manifests, 7)
+  local bad = rare.bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
-  return purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
+  return rare.purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
 end
 if stored ~= ARGV[1] then  -- (a delete of any version replies with the one it deleted)
-  refused = bad_version(KEYS[2], stored)
+  rare = rare or cold_paths()
+  refused = rare.bad_version(KEYS[2], stored)
   if refused then return refused end
   if ARGV[1] ~= "" then return {"VERSION", stored} end
 end
@@ -87,7 +90,10 @@ end
 local old = {}
 for i = 1, #manifests do
   old[i] = read_list(got[i + 1], idkey)
-  if not old[i] then return damaged(KEYS[2], manifests[i]) end
+  if not old[i] then
+    rare = rare or cold_paths()
+    return rare.damaged(KEYS[2], manifests[i])
+  end
 end
 
 -- the deleted document for its event, read before anything is written

@@ -31,16 +31,23 @@
 -- the replies are save.lua's for an insert: {"OK", version, id key} | {"EXISTS"}
 -- | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
 -- | {"WRONGTYPE", key} | {"LOCKED", record key} | {"DAMAGED", meta hash key, field}.
--- What it leaves out of save.lua: the update's code, and the records save.lua makes per
--- index (an insert reads each index's entries from ARGV[15] as it goes; tables and strings
--- made per call are the garbage collector's work, a good part of a write's).
+-- (save.lua, which only updates, refuses an insert.) No record table is made per index (an
+-- insert reads each index's entries from ARGV[15] as it goes; tables and strings made per
+-- call are the garbage collector's work, a good part of a write's).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a lock, a taken id or
+-- an expired document's leftovers, a unique claim, more than 500 entries, a refused write,
+-- a sweep.
+-- cold: lock_holder applied insert_refusal index_records unique_holder change_entries
+-- cold: take_back_entries sweep unpack_list
 
 local idkey = ARGV[3]
 local doc_key, meta_key = KEYS[1], KEYS[2]
 local doc_prefix = ARGV[10]
 local allocating = idkey == ""
+local rare  -- (cold_paths(), made on the first rare path taken)
 -- The state hash's HMGET, the schedule's and the lock hash's EXISTS (an insert of a known
 -- id: with its document key and meta hash), as in save.lua; an allocation checks no lock.
 local scheduled, others
@@ -54,33 +61,20 @@ do
     scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6], doc_key, meta_key)
   end
   if refused then return refused end
-  local spec = string.byte(ARGV[12], 1)
-  if spec and spec >= 48 and spec <= 57 then  -- (digits: the stream's MAXLEN alone)
-    EVENTS = {maxlen = ARGV[12], doc = false, channel = "", key = KEYS[#KEYS]}
-  else
-    events_unchecked(ARGV[12], KEYS[#KEYS])
-  end
+  events_unchecked(ARGV[12], KEYS[#KEYS])  -- (digits: the stream's MAXLEN alone)
 end
 
--- An insert whose id's keys, or the lock hash, exist (EXISTS above): a lock, a taken id, a
--- resent insert recognised by its write id, or an expired document's leftovers to purge.
-local function check_insert()
-  if redis.call("EXISTS", doc_key, meta_key) == 0 then return nil end
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end  -- (for a purge)
-  local bad = stream_refusal()  -- (the purge's "expire" event comes before the insert's)
-  if bad then return bad end
-  local refused = check_version("insert", "0", idkey, doc_key, meta_key, KEYS[3], KEYS[5],
-                                index_records(cmsgpack.unpack(ARGV[8]), 7), ARGV[5])
-  if refused and refused[1] == "APPLIED" then return {"OK", refused[2], idkey} end
-  return refused
-end
 if others > 0 then  -- (a document of a prepared transaction: lock_holder())
-  local holder = lock_holder(KEYS[6], idkey)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(KEYS[6], idkey)
   -- (a resent insert applied before the lock was taken is recognised by its write id)
-  if holder and not (type_ok(meta_key, "hash") and applied(meta_key, ARGV[5])) then
+  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
     return {"LOCKED", holder}
   end
-  local refused = check_insert()
+  -- (an insert whose id's keys exist: a taken id, a resent insert recognised by its write
+  -- id, or an expired document's leftovers to purge)
+  local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[8], 7,
+                                      ARGV[5])
   if refused then return refused end
 end
 
@@ -96,7 +90,8 @@ else  -- (not sent: each index's netstring list of ARGV[6], parsed, as save.lua 
   local values, manifests = {}, cmsgpack.unpack(ARGV[8])
   for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
   listed = {}
-  for i = 1, nindexes do listed[i] = unpack_list(values[manifests[i]]) end
+  rare = rare or cold_paths()
+  for i = 1, nindexes do listed[i] = rare.unpack_list(values[manifests[i]]) end
 end
 for i = 1, nindexes do
   local key, new = KEYS[6 + i], listed[i]
@@ -104,8 +99,9 @@ for i = 1, nindexes do
   -- (an index with entries to add proves its type by that ZADD, below)
   if (unique or #new == 0) and not type_ok(key, "zset") then return {"WRONGTYPE", key} end
   if unique then
+    rare = rare or cold_paths()
     for _, member in ipairs(new) do
-      local holder = unique_holder(key, member, idkey, doc_prefix)
+      local holder = rare.unique_holder(key, member, idkey, doc_prefix)
       if holder then return {"UNIQUE", described[4 * i], holder} end
     end
   end
@@ -114,7 +110,8 @@ end
 -- a new id, as save.lua takes it: after every other check, counter values a user took
 -- skipped, given back on a refusal after it
 local increments, counter = 0, nil
-local function give_back()
+-- (made when allocating only, nil otherwise: a function made per call costs its upvalues)
+local give_back = allocating and function()
   if increments == 0 then return end
   if counter == increments then  -- (the counter did not exist: it goes again)
     redis.call("DEL", KEYS[4])
@@ -136,7 +133,9 @@ if allocating then
   idkey = "\1" .. string.char(32 + #n) .. n
   doc_key, meta_key = doc_key .. n, meta_key .. n
   if not free then  -- (every one of 1000 taken: refused, or an expired one's to purge)
-    local refused = check_insert()
+    rare = rare or cold_paths()
+    local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[8],
+                                        7, ARGV[5])
     if refused then give_back(); return refused end
   end
 end
@@ -145,7 +144,10 @@ end
 -- there proves its type), then the event; a WRONGTYPE error of any is a refusal, and what
 -- was written before it is taken back (the event, which cannot be, comes last)
 local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
-if refused then give_back(); return refused end
+if refused then
+  if give_back then give_back() end
+  return refused
+end
 local written = 0
 for i = 1, nindexes do
   local key, new = KEYS[6 + i], listed[i]
@@ -155,7 +157,8 @@ for i = 1, nindexes do
   elseif n > 500 then  -- (more than one ZADD: change_entries chunks them)
     local add = {}
     for j = 1, n do add[j] = new[j] .. idkey end
-    refused = change_entries(key, {}, add)
+    rare = rare or cold_paths()
+    refused = rare.change_entries(key, {}, add)
   elseif n > 0 then
     local args = {}
     for j = 1, n do args[2 * j - 1], args[2 * j] = "0", new[j] .. idkey end
@@ -176,9 +179,10 @@ if refused then  -- (the entries added so far, as take_back_entries reads them)
     for j, member in ipairs(listed[i]) do add[j] = member .. idkey end
     taken[i] = {key = KEYS[6 + i], drop = none, add = add}
   end
-  take_back_entries(taken, written)
+  rare = rare or cold_paths()
+  rare.take_back_entries(taken, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-  give_back()
+  if give_back then give_back() end
   return refused
 end
 write_clock(KEYS[6], shown)
@@ -187,7 +191,8 @@ store_taken("insert", idkey, doc_key, meta_key, ARGV[4], ARGV[9], ARGV[5], field
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
-  sweep(8, doc_prefix, ARGV[11], KEYS[3], KEYS[5], index_records(cmsgpack.unpack(ARGV[8]), 7),
-        write_time_ms())
+  rare = rare or cold_paths()
+  rare.sweep(8, doc_prefix, ARGV[11], KEYS[3], KEYS[5],
+             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
 end
 return {"OK", version, idkey}

@@ -39,6 +39,10 @@
 --             not read: nothing written for it; repair() discards it)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
+-- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
+-- luachunks.py), not on every call, and read as fields of ``rare``: a lock, a taken id, a
+-- unique claim, a sweep.
+-- cold: applied check_version unique_holder sweep
 
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
@@ -48,6 +52,7 @@ for i = 1, #described / 3 do
   indexes[i] = index
 end
 local nindexes = #indexes
+local rare  -- (cold_paths(), made on the first rare path taken)
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
 local ndocs = (#ARGV - 6) / 6
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
@@ -108,13 +113,15 @@ for d = 1, ndocs do
   if not refused and locked then
     local holder = redis.call("HGET", locks, idkey)
     -- (a resent insert applied the first time is recognised by its write id below)
-    if holder and not (type_ok(meta_key, "hash") and applied(meta_key, write_id)) then
+    rare = rare or cold_paths()
+    if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
       refused = {"LOCKED", holder}
     end
   end
   if not refused and not all_free then  -- (an expired document's leftovers are purged)
-    refused = check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d], meta_key,
-                            KEYS[1], KEYS[2], indexes, write_id)
+    rare = rare or cold_paths()
+    refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
+                                 meta_key, KEYS[1], KEYS[2], indexes, write_id)
     if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
       taken[idkey] = true
       refused = {"OK", refused[2]}
@@ -136,7 +143,8 @@ for d = 1, ndocs do
           if member ~= NULL then
             local other = claimed[i][member]
             if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
-            local holder = unique_holder(index.key, member, idkey, doc_prefix)
+            rare = rare or cold_paths()
+            local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
             if holder then refused = {"UNIQUE", index.name, holder}; break end
           end
         end
@@ -230,7 +238,8 @@ if #accepted > 0 then
   flush_clock(KEYS[3])
 end
 if not shared_error and scheduled > 0 then
-  sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes, write_time_ms())
+  rare = rare or cold_paths()
+  rare.sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes, write_time_ms())
 end
 if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

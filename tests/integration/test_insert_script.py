@@ -24,7 +24,7 @@ from quantumorm import (
     WrongTypeError,
 )
 from quantumorm import sortable
-from quantumorm.backends.redis import calls
+from quantumorm.backends.redis import calls, wire
 from quantumorm.backends.redis.commands import Call, script
 from quantumorm.backends.redis.keys import KeySpace
 
@@ -190,4 +190,26 @@ async def test_save_lua_refuses_an_insert(conn: Any, redis_client: Any, mode: st
     for doc in (Widget(name="auto"), Widget(id="known", name="known")):
         with pytest.raises(Exception, match="save.lua only updates"):
             await call(doc, "save", mode)
+    assert snapshot(redis_client) == kept
+
+
+def quadruples_cut_short(self: calls.SaveCall) -> Call:
+    """An insert's call whose index quadruples miss the last index's."""
+    made = CALL(self)
+    described = wire.unpack(made.args[6])
+    return Call(made.script, made.keys, (*made.args[:6], wire.pack(described[:-4]),
+                                       *made.args[7:]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_insert_whose_quadruples_miss_an_index_is_refused(
+        conn: Any, redis_client: Any, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """insert.lua reads index i at KEYS[6 + i] and its uniqueness at quadruple i: a count of
+    quadruples that does not match the indexes would enforce uniqueness in the wrong index
+    (or in none), so it is refused with nothing written."""
+    await call(Widget(name="first", code="c0"), "save", mode)
+    kept = snapshot(redis_client)
+    monkeypatch.setattr(calls.SaveCall, "call", quadruples_cut_short)
+    with pytest.raises(Exception, match="index quadruple items"):
+        await call(Widget(name="second", code="c0"), "save", mode)
     assert snapshot(redis_client) == kept

@@ -82,6 +82,12 @@ end
 -- are on), its entries from ARGV[15]
 local nindexes = #KEYS - 6 - (ARGV[12] ~= "" and 1 or 0)
 local described = ARGV[7] ~= "" and cmsgpack.unpack(ARGV[7]) or nil
+-- (index i is read at KEYS[6 + i]: quadruples of another count would claim uniqueness in
+-- the wrong index, so they are refused before anything is written)
+if described and #described ~= 4 * nindexes then
+  return redis.error_reply("ERR insert.lua: " .. #described .. " index quadruple items for "
+                           .. nindexes .. " indexes")
+end
 local fields = cmsgpack.unpack(ARGV[6])
 local listed
 if ARGV[15] and ARGV[15] ~= "" then

@@ -89,3 +89,9 @@ def test_busy_after_a_step_ran_or_an_attempt_went_unanswered_says_the_outcome_is
     assert "unknown" in str(error)
     # (the class keeps saying what a lone BUSY means)
     assert not errors.ServerBusyError.outcome_unknown
+
+
+def test_busy_at_a_read_after_another_step_ran_is_plain() -> None:
+    # (a read has nothing applied to be unsure of: its error says only that it was refused)
+    error = _busy_error(RedisPlan(WRITES, read_only=True), 0, [b"1", rx.ResponseError(BUSY)])
+    assert type(error) is errors.ServerBusyError and not error.outcome_unknown

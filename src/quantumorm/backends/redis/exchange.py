@@ -339,7 +339,9 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
         except rx.RedisError as exc:
             sent = plan if link.eviction_checked else POLICY_READ
             if attempt + 1 == attempts or not retry_allowed(exc, sent, timeouts):
-                raise _final_error(exc, timeouts, bool(unsure) or applied) from exc
+                # (a read's outcome is its reply: only a write can be unsure)
+                raise _final_error(exc, timeouts, not plan.read_only
+                                   and (bool(unsure) or applied)) from exc
             timeouts += isinstance(exc, rx.TimeoutError)
             unsure += isinstance(exc, (rx.TimeoutError, rx.ConnectionError))
             wait = backoff(attempt)

@@ -1,0 +1,105 @@
+"""A partition's state hash and the auto-id counter holding what does not read, met by the
+public API: a typed error naming the key (and the field), nothing written, and for the
+state hash's schema layout stamp, verify() reports it and repair() writes it again.
+
+* the ``layout`` stamp of ``{ns:coll:pN}:state``: a query, a count, a save and a delete
+  raise :class:`DamagedStateError` (a :class:`DamagedMetaError`) naming the key and the
+  field; a connection's first use of the model (the schema's registration, which reads
+  every stamp) does not fail on it; verify() reports ``damaged_layout``; repair() stamps the
+  stored schema's layout again, and everything works after it;
+* the auto-id counter (``seq``) that ``insert.lua`` INCRs: :class:`WrongTypeError` naming
+  it, as ``writer.id_counter`` does for a counter Python reads.
+
+Damage is made by hand, as test_damaged_meta.py makes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from helpers import MODES, call, snapshot
+
+from quantumorm import (
+    DamagedMetaError,
+    DamagedStateError,
+    Document,
+    IntField,
+    StringField,
+    WrongTypeError,
+)
+from quantumorm.backends.redis import schemas
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.engine.drive import run
+
+#: a stamp that does not read: tonumber() (the scripts) and int() refuse these
+LAYOUT_DAMAGE = {"text": b"garbage", "empty": b"", "half": b"12ab"}
+
+
+class Slab(Document):
+    title = StringField(indexed=True)
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "ds_slabs"
+
+
+@pytest.mark.parametrize("how", LAYOUT_DAMAGE)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_damaged_layout_stamp_is_typed_reported_and_repaired(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    saved = await call(Slab(id="a", title="t", n=1), "save", mode)
+    state = KeySpace(Slab._meta).state(0)
+    good = redis_client.hget(state, "layout")
+    assert good is not None and good.isdigit()
+    redis_client.hset(state, "layout", LAYOUT_DAMAGE[how])
+    before = snapshot(redis_client)
+    attempts = [
+        (Slab.objects.filter(title="t"), "all", {}),
+        (Slab.objects.filter(n__gte=0), "count", {}),
+        (Slab(id="b", title="u", n=2), "save", {}),
+        (saved, "delete", {}),
+    ]
+    for target, method, kwargs in attempts:
+        with pytest.raises(DamagedStateError) as raised:
+            await call(target, method, mode, **kwargs)
+        assert isinstance(raised.value, DamagedMetaError)
+        assert raised.value.key == state and raised.value.field == "layout"
+        assert "ds_slabs" in str(raised.value)
+    assert snapshot(redis_client) == before  # (every refusal wrote nothing)
+    # a connection's first use of the model reads every stamp: not a ValueError
+    schema = await asyncio.to_thread(run, schemas.register(Slab._meta, KeySpace(Slab._meta)),
+                                     conn.store.sync_executor())
+    assert schema.layout == int(good)
+    report = await call(Slab.objects, "verify", mode)
+    assert report.problems == {"damaged_layout": 1}
+    assert report.samples["damaged_layout"] == [state]
+    repaired = await call(Slab.objects, "repair", mode)
+    assert repaired.ok and repaired.fixed == {"damaged_layout": 1}
+    assert redis_client.hget(state, "layout") == good
+    assert [s.id for s in await call(Slab.objects.filter(title="t"), "all", mode)] == ["a"]
+    await call(Slab(id="b", title="u", n=2), "save", mode)
+    assert await call(Slab.objects.filter(n__gte=0), "count", mode) == 2
+
+
+#: an auto-id counter written by someone else: INCR refuses each (and int() reads the
+#: first two as 13)
+COUNTER_DAMAGE = {"sign": b"+13", "blank": b" 13", "text": b"thirteen"}
+
+
+@pytest.mark.parametrize("how", COUNTER_DAMAGE)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_create_under_a_damaged_id_counter_raises_typed(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    await call(Slab(id="warm", title="w", n=0), "save", mode)
+    sequence = KeySpace(Slab._meta).sequence
+    redis_client.set(sequence, COUNTER_DAMAGE[how])
+    before = snapshot(redis_client)
+    with pytest.raises(WrongTypeError) as raised:
+        await call(Slab.objects, "create", mode, title="new", n=1)
+    assert raised.value.key == sequence
+    assert snapshot(redis_client) == before  # (nothing written, the counter as it was)
+    redis_client.delete(sequence)
+    created = await call(Slab.objects, "create", mode, title="new", n=1)
+    assert created.id == "1"

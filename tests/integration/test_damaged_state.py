@@ -103,3 +103,35 @@ async def test_a_create_under_a_damaged_id_counter_raises_typed(
     redis_client.delete(sequence)
     created = await call(Slab.objects, "create", mode, title="new", n=1)
     assert created.id == "1"
+
+
+def test_a_roll_forward_that_meets_a_damaged_layout_stamp_raises_typed_first(
+        conn: Any, redis_client: Any) -> None:
+    """A committed two-phase transaction whose client died before its apply: the roll
+    forward compares each intent's layout with its partition's stamp. A stamp that does not
+    read is a DamagedStateError before any intent is applied (not a ValueError); once
+    repair() stamped it again, the roll forward applies the transaction whole."""
+    from test_two_phase_commit import Entry, Purse, die_after, spread_ids, transfer_tx
+
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()  # (schemas read: no extra round trips later)
+    pair = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, pair, 10, 0.2), 3)  # committed, not applied
+    (record,) = [k.decode() for k in redis_client.scan_iter("*2pc*:r")]
+    keys = KeySpace(Purse._meta)
+    state = keys.state(keys.partition_of(pair[1]))
+    good = redis_client.hget(state, "layout")
+    redis_client.hset(state, "layout", b"garbage")
+    docs = [keys.doc(keys.partition_of(id), id) for id in pair]
+    before = [redis_client.get(doc) for doc in docs]
+    with pytest.raises(DamagedStateError) as raised:
+        conn.run(lambda b: conn.backend.settle(record, None))
+    assert raised.value.key == state and raised.value.field == "layout"
+    assert [redis_client.get(doc) for doc in docs] == before  # (nothing applied)
+    assert Purse.objects.repair_sync().fixed == {"damaged_layout": 1}
+    assert redis_client.hget(state, "layout") == good
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert {p.id: p.balance for p in Purse.objects.filter(id__in=pair).all_sync()} == {
+        pair[0]: 90, pair[1]: 110}

@@ -42,8 +42,8 @@ redis-py's blocking asyncio pool takes a condition, a timeout scope and a ``wait
 every checkout. A free connection is taken and given back here as redis-py's plain asyncio
 pool does it, without its lock (nothing runs between a look at the pool and the taking, in
 one event loop; while another holder has the lock, redis-py's methods lend, which wait for
-it), its metrics and the pool name they are labelled with (about 17% of an async read by
-id's client time), and with its check of a lent connection (``ensure_connection``) asked
+it), its metrics and the pool name they are labelled with (a checkout and release cost about
+1 µs of CPU here against about 7 µs through redis-py's methods), and with its check of a lent connection (``ensure_connection``) asked
 only when the connection is not connected or has data waiting. When redis-py's metrics are
 on as the pool is made, or the connections have a credential provider or an event
 dispatcher of the caller's, redis-py's methods lend and take back every connection (its

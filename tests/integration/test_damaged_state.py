@@ -28,6 +28,7 @@ from quantumorm import (
     IntField,
     StringField,
     WrongTypeError,
+    sortable,
 )
 from quantumorm.backends.redis import schemas
 from quantumorm.backends.redis.keys import KeySpace
@@ -135,3 +136,38 @@ def test_a_roll_forward_that_meets_a_damaged_layout_stamp_raises_typed_first(
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert {p.id: p.balance for p in Purse.objects.filter(id__in=pair).all_sync()} == {
         pair[0]: 90, pair[1]: 110}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+async def test_the_tools_scripts_refusing_a_state_hash_of_another_type_raise_typed(
+        conn: Any, redis_client: Any, count: int) -> None:
+    """reindex.lua and repair.lua answer ``{"WRONGTYPE", state key}`` in place of their
+    per-document list when the state hash holds another type (it changed type after the
+    tool read the schema): WrongTypeError naming it, not a ValueError from zip() or int()
+    (nor reindex's documents counted as unsettled). Their batches are driven directly:
+    the public entry points read the state hash first, where the error is typed already."""
+    from quantumorm.backends.redis import reindex
+    from quantumorm.backends.redis.repair import _Sender
+    from quantumorm.backends.redis.verify import Checker
+    from quantumorm.maintenance import ReindexReport
+
+    ids = [f"w{i}" for i in range(count)]
+    for id in ids:
+        await asyncio.to_thread(Slab(id=id, title="t", n=1).save_sync)
+    state = conn.backend._state(Slab._meta)
+    keys, layout = state.keys, state.writes.layout
+    redis_client.delete(keys.state(0))
+    redis_client.set(keys.state(0), b"not a hash")
+    executor = conn.store.sync_executor()
+    before = snapshot(redis_client)
+    batch = reindex._batch(Slab, keys, layout, 0, list(Slab._meta.indexes),
+                           [sortable.id_key(id) for id in ids], ReindexReport("Slab"))
+    with pytest.raises(WrongTypeError) as raised:
+        await asyncio.to_thread(run, batch, executor)
+    assert raised.value.key == keys.state(0)
+    sender = _Sender(Checker(Slab, keys, list(Slab._meta.indexes)), layout, {})
+    fixes = [("clock_behind", "", ["clock", b"", "1", b"", b""])] * count
+    with pytest.raises(WrongTypeError) as raised:
+        await asyncio.to_thread(run, sender._call(0, fixes), executor)
+    assert raised.value.key == keys.state(0)
+    assert snapshot(redis_client) == before

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...errors import SchemaMismatchError
+from ...errors import SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, RepairReport
 from . import wire
 from .calls import RepairCall, RepairFix, StampCall
 from .commands import RedisPlan
 from .keys import manifest_field
-from .replies import layout_refused
+from .replies import layout_refused, wrong_type
 from .verify import BATCH, Checker, Damage, Finding, verify
 
 if TYPE_CHECKING:
@@ -94,6 +94,10 @@ class _Sender:
         if layout_refused(replies):
             raise SchemaMismatchError(f"{self.checker.options.model_name}: the stored schema "
                                       "changed during repair(); run it again")
+        key = wrong_type(replies)
+        if key is not None:  # (the state hash: nothing written)
+            raise WrongTypeError(f"{self.checker.options.model_name}: key {key!r} holds "
+                                 "another type", key)
         for (kind, _id, _values), done in zip(fixes, replies, strict=True):
             if int(done):
                 self.fixed[kind] = self.fixed.get(kind, 0) + 1

@@ -380,6 +380,21 @@ class DamagedMetaError(CorruptDocumentError):
                                     "rebuilds it from the document")
 
 
+class DamagedStateError(DamagedMetaError):
+    """A partition's state hash (``{namespace:collection:pN}:state``) holds a ``layout``
+    (the newest schema layout the partition has seen) that does not read: every script
+    that checks the caller's layout against it refuses, with nothing written.
+    ``repair()`` writes it again from the stored schema. ``key`` and ``field`` name it;
+    ``model`` is the collection (a script does not know the model's class), ``id`` is ""."""
+
+    def __init__(self, model: str, key: str, field: str) -> None:
+        self.key, self.field = key, field
+        self.model, self.id = model, ""
+        BackendError.__init__(
+            self, f"{model}: field {field!r} of the partition state hash {key!r} does not "
+                  "read; Model.objects.repair() writes it again from the stored schema")
+
+
 class CodecUnavailableError(BackendError):
     """A stored document is compressed with a codec whose package is not installed in this
     process (see ``Meta.compress``), so it cannot be read here.

@@ -79,6 +79,8 @@ PROBLEMS: dict[str, str] = {
     "orphan_entries": "an index holds an entry whose document is gone, with no sweep due",
     "unique_duplicates": "two live documents hold one value of a unique index",
     "clock_behind": "a partition's version clock is below a version it gave",
+    "damaged_layout": "a partition's state hash holds a schema layout that does not read: "
+                      "every read and write there is refused (DamagedStateError)",
     "unsafe_eviction_policy": "the server may evict any key (maxmemory-policy allkeys-*)",
     "transaction_conflicts": "a committed transaction across partitions left a write out: a "
                              "unique index added before its apply found the value taken",

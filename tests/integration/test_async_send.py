@@ -18,11 +18,22 @@ from quantumorm.backends.redis.executor import _around_trip
 from quantumorm.backends.redis.pooling import AsyncWaitingConnectionPool
 
 
-async def test_a_round_trip_makes_no_task(redis_url: str) -> None:
+async def test_a_round_trip_makes_no_task(redis_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write bypasses redis-py's send (``send_packed_command``, which bounds it by
+    ``asyncio.wait_for``): not called at all, on every Python. Before 3.12 that send also
+    made a task per round trip, which the task factory would see; from 3.12 wait_for makes
+    none, so the spy on the send is what can fail there."""
     pool = AsyncWaitingConnectionPool.from_url(redis_url, socket_timeout=2.0)
     loop = asyncio.get_running_loop()
     made: list[Any] = []
     previous = loop.get_task_factory()
+    sends: list[Any] = []
+    send = pool.connection_class.send_packed_command
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        sends.append(args)
+        await send(self, *args, **kwargs)
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
         made.append(coro)
@@ -30,13 +41,23 @@ async def test_a_round_trip_makes_no_task(redis_url: str) -> None:
 
     try:
         assert await _around_trip(pool, [("EVAL", "return 1", 0)]) == [1]  # (connected)
+        monkeypatch.setattr(pool.connection_class, "send_packed_command", counted)
         loop.set_task_factory(factory)
         try:
             replies = await _around_trip(pool, [("EVAL", "return 2", 0), ("WAIT", 0, 0)])
         finally:
             loop.set_task_factory(previous)
         assert replies == [2, 0]
-        assert made == []  # (redis-py's send: a task per command for asyncio.wait_for)
+        assert sends == []  # (redis-py's send: asyncio.wait_for around the write)
+        assert made == []  # (... which made a task per command before Python 3.12)
+        # (the spy sees redis-py's send when it is taken: a connection with health checks)
+        checked = AsyncWaitingConnectionPool.from_url(redis_url, socket_timeout=2.0,
+                                                      health_check_interval=30)
+        try:
+            assert await _around_trip(checked, [("EVAL", "return 3", 0)]) == [3]
+            assert sends
+        finally:
+            await checked.disconnect()
     finally:
         await pool.disconnect()
 

@@ -133,3 +133,53 @@ def test_a_cached_plan_is_named_by_the_cache_s_executor() -> None:
     assert plans.script_command(dispatch, plan) is None  # (the primary says nothing)
     calls = plans.script_command(dispatch, ToCache(plan))
     assert plans.commands(ToCache(plan), calls) == ["cache:FCALL cache_read"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_plan_that_fell_back_to_evalsha_is_named_evalsha(
+        mode: str, redis_url: str, redis_client: redis.Redis, exporter: InMemorySpanExporter,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Functions mode, the libraries missing and FUNCTION LOAD refused: the first plan's
+    FCALL answers "function not found", the scripts are loaded by SCRIPT LOAD and the plan
+    is sent again with EVALSHA, in the same plan. Its span event and its slow-log line name
+    EVALSHA (what ran), not the first attempt's FCALL."""
+    from quantumorm.backends.redis.acl import acl_rule
+
+    redis_client.flushdb()
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="functions")
+    try:  # (the schema, stored as the default user, which loads the libraries)
+        await RedisUser.objects.count()
+    finally:
+        await quantumorm.aclose_all()
+        quantumorm.close_all()
+    rule = acl_rule(RedisUser._meta.namespace, functions=True).replace(" +function|load", "")
+    redis_client.execute_command("ACL", "SETUSER", "labels-no-load", "reset", "on", ">pw",
+                                 *rule.split())
+    try:
+        quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                     username="labels-no-load", password="pw",
+                                     scripts="functions")
+        # (this connection's first use, with FCALL; then the libraries are gone)
+        if mode == "async":
+            await RedisUser.objects.count()
+        else:
+            await asyncio.to_thread(RedisUser.objects.count_sync)
+        redis_client.function_flush()
+        metrics.slow_log(0)
+        exporter.clear()
+        with caplog.at_level(logging.WARNING, logger="quantumorm.slow"):
+            if mode == "async":
+                await RedisUser(name="a", age=1).save()
+            else:
+                await asyncio.to_thread(RedisUser(name="a", age=1).save_sync)
+        records = [r for r in caplog.records if r.name == "quantumorm.slow"]
+        assert records[-1].qorm_plans == ["EVALSHA insert"]  # type: ignore[attr-defined]
+        assert _script_events(exporter)[-1] == "EVALSHA insert"
+    finally:
+        metrics.slow_log(None)
+        try:
+            await quantumorm.aclose_all()
+        finally:
+            quantumorm.close_all()
+            redis_client.execute_command("ACL", "DELUSER", "labels-no-load")

@@ -15,6 +15,8 @@ import logging
 from contextvars import ContextVar
 from functools import partial
 from time import perf_counter
+from collections.abc import Awaitable
+from inspect import isawaitable
 from typing import Any, Protocol, TypeVar
 
 from ..engine import drive, observe
@@ -60,11 +62,32 @@ class Running:
 
     def execute(self, plan: Any) -> Any:
         self.round_trips += 1
+        if self.plans is None and self.tracer is None:
+            return self.inner.execute(plan)
+        # (named once it was sent: what the executor calls the scripts with may change
+        # while it sends the plan, FCALL falling back to EVALSHA when the libraries cannot
+        # be loaded, and the name is what was actually sent; a failed plan is named too)
+        try:
+            sent = self.inner.execute(plan)
+        except BaseException:
+            self._sent(plan)
+            raise
+        if isawaitable(sent):  # (an asyncio executor: named once awaited)
+            return self._awaited(plan, sent)
+        self._sent(plan)
+        return sent
+
+    async def _awaited(self, plan: Any, sent: Awaitable[Any]) -> Any:
+        try:
+            return await sent
+        finally:
+            self._sent(plan)
+
+    def _sent(self, plan: Any) -> None:
         if self.plans is not None:
             self.plans.append((plan, plans.script_command(self.inner, plan)))
         if self.tracer is not None:
             self.tracer.round_trip(self.trace, plan)
-        return self.inner.execute(plan)
 
 
 class Tracer(Protocol):

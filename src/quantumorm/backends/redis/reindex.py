@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ... import compression, sortable
 from ...engine.contract import encode_document
 from ...engine.drive import Op
-from ...errors import SchemaMismatchError
+from ...errors import SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
 from ...schema import IndexState
@@ -33,7 +33,7 @@ from . import schemas, stored, wire
 from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
-from .replies import layout_refused, reindex_reply
+from .replies import layout_refused, reindex_reply, wrong_type
 from .writes import index_members
 
 if TYPE_CHECKING:
@@ -163,6 +163,9 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
     if layout_refused(replies):
         raise SchemaMismatchError(f"{options.model_name}: the stored schema changed while its "
                                   "indexes were being built; run reindex() again")
+    key = wrong_type(replies)
+    if key is not None:  # (the state hash: nothing written)
+        raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
     again = []
     backfills = [d.backfill for d in call.documents]
     for id, raw, backfill in zip(sent, replies, backfills, strict=True):

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from ... import sortable
 from ...engine.drive import Op
-from ...errors import SchemaMismatchError
+from ...errors import SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, RepairReport
 from . import wire
-from .calls import RepairCall, RepairFix
+from .calls import RepairCall, RepairFix, StampCall
 from .commands import RedisPlan
 from .keys import manifest_field
-from .replies import layout_refused
+from .replies import layout_refused, wrong_type
 from .verify import BATCH, Checker, Damage, Finding, verify
 
 if TYPE_CHECKING:
     from ...document import Document
+    from ...schema import Schema
     from .backend import RedisBackend
 
 #: what each verify() kind is fixed with
@@ -54,6 +55,8 @@ def repair(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     sender = _Sender(Checker(model, state.keys, ready), state.writes.layout, fixed)
 
     def fix(partition: int, damage: Damage) -> Op[None]:
+        if damage.layout:  # (first: every repair.lua call there refuses until then)
+            yield from sender.restamp(partition, state.schema)
         yield from sender.send(partition, [f for f in damage.findings if f.kind in FIXES])
         for position, entries in damage.entries.items():
             yield from sender.drop(partition, position, entries)
@@ -91,6 +94,10 @@ class _Sender:
         if layout_refused(replies):
             raise SchemaMismatchError(f"{self.checker.options.model_name}: the stored schema "
                                       "changed during repair(); run it again")
+        key = wrong_type(replies)
+        if key is not None:  # (the state hash: nothing written)
+            raise WrongTypeError(f"{self.checker.options.model_name}: key {key!r} holds "
+                                 "another type", key)
         for (kind, _id, _values), done in zip(fixes, replies, strict=True):
             if int(done):
                 self.fixed[kind] = self.fixed.get(kind, 0) + 1
@@ -126,6 +133,15 @@ class _Sender:
                           ["drop", b"", str(position), entry, b""]))
         for start in range(0, len(fixes), 500):
             yield from self._call(partition, fixes[start:start + 500])
+
+    def restamp(self, partition: int, schema: Schema | None) -> Op[None]:
+        """Write the partition's schema layout again from the stored schema (``stamp.lua``
+        overwrites a layout that does not read)."""
+        assert schema is not None
+        keys = self.checker.keys
+        yield RedisPlan((StampCall(keys.state(partition), str(schema.layout)).call(),),
+                        idempotent=True)
+        self.fixed["damaged_layout"] = self.fixed.get("damaged_layout", 0) + 1
 
     def raise_clock(self, partition: int, version: int) -> Op[None]:
         yield from self._call(partition, [("clock_behind", "", ["clock", b"", str(version),

@@ -19,6 +19,16 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def wrong_type(reply: Any) -> str | None:
+    """The key of a script's ``{"WRONGTYPE", key}`` refusal sent as its whole reply (the
+    tools' scripts, reindex.lua and repair.lua, refuse a state hash of another type so,
+    where their reply is otherwise a list of numbers or statuses per item), else None."""
+    if (type(reply) is list and len(reply) == 2 and isinstance(reply[0], (bytes, str))
+            and _text(reply[0]) == "WRONGTYPE"):
+        return _text(reply[1])
+    return None
+
+
 def layout_refused(reply: Any) -> bool:
     """Whether a raw reply is a script's refusal because its partition has seen a newer
     schema layout than the caller's (``{"LAYOUT", n}``; ``-2`` from count.lua)."""

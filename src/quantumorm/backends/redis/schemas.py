@@ -81,7 +81,10 @@ def register(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op
         fields = _decode(found[0])
         stored = Schema.load(fields) if fields else None
         has_data = any(int(n) for n in found[2::2])
-        stamps = [int(s) if s is not None else 0 for s in found[3::2]]
+        # (a stamp that does not read is left out: every script refuses its partition
+        # with a DamagedStateError until repair() writes it again from this schema)
+        stamps = [int(s) if s is not None else 0 for s in found[3::2]
+                  if s is None or bytes(s).isdigit()]
         stamped = max(stamps, default=0)
         outcome = reconcile(options.model_name, stored, options, has_data)
         schema, changed = outcome.schema, outcome.changed

@@ -30,7 +30,10 @@ def _damaged(text: str) -> errors.DamagedMetaError:
 def damaged_meta(key: str, field: str | None) -> errors.DamagedMetaError:
     """The error for the field ``field`` of the meta hash ``key`` that does not read. The
     key names the collection ("namespace:collection") and the id; the model's class is not
-    known here."""
+    known here. A partition's state hash (``{ns:coll:pN}:state``: its ``layout``) is a
+    :class:`~quantumorm.errors.DamagedStateError`."""
+    if key.endswith("}:state") and field is not None:
+        return errors.DamagedStateError(key[1:-7].rpartition(":")[0], key, field)
     tag, _, escaped = key.rpartition(":m:")
     try:
         id = unescape_id(escaped)

@@ -86,6 +86,7 @@ from . import wire, writes
 from .calls import NowCall, TxCall
 from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
+from .translation import damaged_meta
 from .replies import TxReply, tx_reply
 from .writeids import version_written
 
@@ -545,7 +546,14 @@ class TwoPhase(BackendCore):
             assert intent.call is not None
             call_keys, args = intent.call
             layout = wire.text(args[4])
-            if stamp is None or not layout or int(wire.text(stamp)) <= int(layout):
+            if stamp is None or not layout:
+                continue
+            stamped = wire.text(stamp)
+            if not (stamped.isascii() and stamped.isdigit()):
+                # (a stamp that does not read: refused before anything is applied, as the
+                # apply's script would refuse it; repair() stamps it again)
+                raise damaged_meta(wire.text(call_keys[2]), "layout")
+            if int(stamped) <= int(layout):
                 continue
             rebuilt = yield from self._rebuilt(call_keys, args)
             if rebuilt is None:

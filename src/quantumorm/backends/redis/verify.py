@@ -12,7 +12,8 @@ making it report problems that are not there:
   consecutive entries of a unique index with one value are duplicates;
 * on a single server (not a Cluster, where SCAN sees one node), the document and meta keys
   of each partition, to find those the id index does not list (inspected the same way);
-* the partition's version clock, against the versions it gave; the eviction policy.
+* the partition's version clock, against the versions it gave, and its schema layout
+  stamp (one that does not read makes every script refuse there); the eviction policy.
 
 Indexes still building are not checked: their state already says they are incomplete.
 """
@@ -165,6 +166,7 @@ class Damage:
     entries: dict[int, list[tuple[str, bytes]]] = field(default_factory=dict)
     newest: int = 0  # the newest version seen
     clock: int = 0
+    layout: bool = False  # whether the state hash's layout does not read
 
 
 def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
@@ -221,7 +223,9 @@ def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
             ("HGETALL", twophase.conflicts_key(keys.tag(partition)))),), read_only=True)
         for id_key in (left_out.keys() if isinstance(left_out, dict) else left_out[::2]):
             report.add("transaction_conflicts", sortable.id_from_key(bytes(id_key)))
-        damage.clock = yield from clock_of(keys, partition)
+        damage.clock, damage.layout = yield from state_of(keys, partition)
+        if damage.layout:
+            report.add("damaged_layout", keys.state(partition))
         if damage.newest and damage.clock < damage.newest:
             report.add("clock_behind", keys.state(partition))
         if fix is not None:
@@ -251,13 +255,17 @@ def _count(report: VerifyReport, finding: Finding) -> None:
         report.add(finding.kind, finding.id)
 
 
-def clock_of(keys: KeySpace, partition: int) -> Op[int]:
+def state_of(keys: KeySpace, partition: int) -> Op[tuple[int, bool]]:
     """The partition's version clock; 0 when it does not read as the scripts write it
     (digits): reported behind then, and repair() writes it again above every version (the
-    scripts read such a clock as 0, or as the number tonumber() finds in it)."""
-    (clock,) = yield RedisPlan((Command(("HGET", keys.state(partition), "clock")),),
-                               read_only=True)
-    return version_of({"v": bytes(clock or b"")})
+    scripts read such a clock as 0, or as the number tonumber() finds in it). And whether
+    its schema layout stamp does not read (neither digits nor absent): every script that
+    checks a caller's layout there refuses then (DamagedStateError), and repair() stamps
+    it again from the stored schema."""
+    ((clock, layout),) = yield RedisPlan((Command(("HMGET", keys.state(partition), "clock",
+                                                   "layout")),), read_only=True)
+    damaged = layout is not None and not bytes(layout).isdigit()
+    return version_of({"v": bytes(clock or b"")}), damaged
 
 
 def walk_ids(checker: Checker, partition: int, batch: int,

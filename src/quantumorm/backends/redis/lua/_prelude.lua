@@ -212,7 +212,8 @@ end
 -- added, dropped, built or being rebuilt since) and must read it again. A writer records
 -- its own layout when it is newer (after a FLUSHALL, or before the stamps of a change
 -- have reached every partition). ``layout`` "" (a tool with no schema): no check.
--- Returns {"LAYOUT", the newer stored layout}, {"WRONGTYPE", key}, or nil (go on).
+-- Returns {"LAYOUT", the newer stored layout}, {"WRONGTYPE", key}, or nil (go on); a
+-- stored layout that does not read is the error damaged_error() would make.
 local function layout_refusal(state_key, layout, writer)
   -- (one HGET, which also proves the key's type: a pcall'd error is no write)
   local got = redis.pcall("HGET", state_key, "layout")
@@ -222,6 +223,9 @@ local function layout_refusal(state_key, layout, writer)
   end
   if layout == nil or layout == "" then return nil end
   local stored = tonumber(got or "0")
+  -- (a layout that does not read: refused with nothing written, until repair() writes it
+  -- again from the stored schema; translation.py makes this a DamagedStateError)
+  if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
   if writer and stored < mine then redis.call("HSET", state_key, "layout", layout) end

@@ -75,6 +75,9 @@ local function state_check(state_key, layout, writer)
   -- (the same text is the same layout: the usual case, with no number read)
   if layout == nil or layout == "" or got[1] == layout then return nil end
   local stored = tonumber(got[1] or "0")
+  -- (a layout that does not read: refused before anything is written, as layout_refusal()
+  -- does; inlined, so that no function is made for this rare path)
+  if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
   if writer and stored < mine then NEW_LAYOUT = layout end

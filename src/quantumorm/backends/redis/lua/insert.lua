@@ -129,8 +129,11 @@ if allocating then
   local free = false
   local n
   for _ = 1, 1000 do
-    local counted, refused = typed(KEYS[4], "INCR", KEYS[4])
-    if refused then return refused end
+    -- (another type, or a string that is not a count, e.g. "+13": INCR's error is the
+    -- counter's WRONGTYPE refusal, as writer.id_counter() types it; the first INCR is the
+    -- only one that can fail, so nothing is given back)
+    local counted = redis.pcall("INCR", KEYS[4])
+    if type(counted) ~= "number" then return {"WRONGTYPE", KEYS[4]} end
     increments, counter = increments + 1, counted
     -- (tostring is exact below 1e14, "%.14g"; a string.format costs several times more)
     n = counted < 1e14 and tostring(counted) or string.format("%.0f", counted)

@@ -9,6 +9,7 @@
 -- luacheck: globals redis KEYS ARGV
 
 if not type_ok(KEYS[1], "hash") then return redis.error_reply("WRONGTYPE " .. KEYS[1]) end
-local stored = tonumber(redis.call("HGET", KEYS[1], "layout") or "0")
+-- (a stored layout that does not read is written again: repair() sends this for it)
+local stored = tonumber(redis.call("HGET", KEYS[1], "layout") or "0") or -1
 if tonumber(ARGV[1]) > stored then redis.call("HSET", KEYS[1], "layout", ARGV[1]) end
 return 1

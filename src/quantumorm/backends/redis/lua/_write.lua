@@ -379,8 +379,8 @@ local function change_entries(index_key, drop, add)
   if refused then return refused end
   if #add == 1 then  -- (a scalar field's: no list of arguments made)
     redis.call("ZADD", index_key, 0, add[1])
-  else
-    bulk("ZADD", index_key, add, true)
+  elseif #add > 1 then  -- (the ZREM proved the key's type: no refusal comes from here)
+    return proving("ZADD", index_key, add)
   end
   return nil
 end
@@ -408,16 +408,19 @@ end
 -- would be built for it each time.
 local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
                            seen, shown, ttl_key, first, last)
+  -- (versioned(shown, json), and below write_time_ms(), in line: each function the common
+  -- path names is made on every call, see luachunks.py)
+  local value = "\0" .. shown .. "\0" .. json
   if expiry == "keep" and mode == "update" then
-    redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
+    redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "keep" or expiry == "persist" then
     -- (a plain SET also drops any expiry)
-    redis.call("SET", doc_key, versioned(shown, json))
+    redis.call("SET", doc_key, value)
     -- (a new document has no schedule entry: any leftover one went with its purge)
     if mode ~= "insert" then redis.call("ZREM", ttl_key, idkey) end
   else  -- (the expiry set with the value: one command, as insert_many.lua does)
-    local at = write_time_ms() + tonumber(expiry)
-    redis.call("SET", doc_key, versioned(shown, json), "PXAT", at)
+    local at = (NOW_MS or cold_paths().now_ms()) + tonumber(expiry)
+    redis.call("SET", doc_key, value, "PXAT", at)
     redis.call("ZADD", ttl_key, at, idkey)
   end
   local recent = write_id .. string.rep("0", 16 - #shown) .. shown
@@ -698,7 +701,8 @@ end
 -- ZCARD's refusal ({"WRONGTYPE", ttl_key}, nil) for the caller to return where its checks'
 -- order puts it (a read: nothing is written either way).
 local function schedule_and_locks(ttl_key, state_key, ...)
-  local found = redis.call("EXISTS", ttl_key, locks_key(state_key), ...)
+  -- (locks_key(state_key), in line: no function made per call for it)
+  local found = redis.call("EXISTS", ttl_key, string.sub(state_key, 1, -6) .. "locks", ...)
   if found == 0 then return 0, 0, nil end
   local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
   if refused then return 0, found - 1, refused end  -- (the key is there, of another type)

@@ -33,6 +33,7 @@
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash.
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
+-- cold: bulk
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -112,7 +113,8 @@ do
   end
   if not bad then bad = emit_first("delete", idkey, stored, nil, nil, last) end
   if bad then  -- (put back what was removed; no closure made for it on every call)
-    for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
+    rare = rare or cold_paths()
+    for i = 1, dropped do rare.bulk("ZADD", KEYS[6 + i], old[i], true) end
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
     return bad
   end

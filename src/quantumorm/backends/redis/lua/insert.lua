@@ -42,7 +42,7 @@
 -- an expired document's leftovers, a unique claim, more than 500 entries, a refused write,
 -- a sweep.
 -- cold: lock_holder applied insert_refusal index_records unique_holder change_entries
--- cold: take_back_entries sweep unpack_list
+-- cold: take_back_entries sweep write_time_ms unpack_list
 
 local idkey = ARGV[1]
 local doc_key, meta_key = KEYS[1], KEYS[2]
@@ -200,6 +200,6 @@ store_taken("insert", idkey, doc_key, meta_key, ARGV[2], ARGV[7], ARGV[3], field
 if scheduled > 0 then
   rare = rare or cold_paths()
   rare.sweep(8, doc_prefix, ARGV[9], KEYS[3], KEYS[5],
-             rare.index_records(cmsgpack.unpack(ARGV[6]), 7), write_time_ms())
+             rare.index_records(cmsgpack.unpack(ARGV[6]), 7), rare.write_time_ms())
 end
 return {"OK", version, idkey}

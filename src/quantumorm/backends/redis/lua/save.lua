@@ -56,7 +56,7 @@
 -- write, an expired document's purge, another version or a damaged meta hash, a unique
 -- claim, a refused write, a sweep.
 -- cold: lock_holder applied applied_in stream_refusal index_records bad_index purge_listed
--- cold: bad_version damaged unique_holder take_back_entries sweep
+-- cold: bad_version damaged unique_holder take_back_entries sweep write_time_ms
 
 -- (an insert sent here would be taken for an update of a missing document: refused loudly)
 if ARGV[1] ~= "update" then return redis.error_reply("ERR save.lua only updates") end
@@ -228,6 +228,6 @@ store_taken("update", idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, 
 if scheduled > 0 then
   rare = rare or cold_paths()
   rare.sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
-             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
+             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), rare.write_time_ms())
 end
 return {"OK", version, idkey}

@@ -123,11 +123,17 @@ end
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
 local function take_version_text(state_key)
-  local version, now, t = take_version_at(state_key)
+  -- (take_version_at(state_key), in line: each function the common path names is made on
+  -- every call, see luachunks.py; the two must stay the same)
+  local t = redis.call("TIME")
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW_MS = math.floor(now / 1000)
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  CLOCK = math.max(last + 1, now)
   -- (the microseconds padded to six digits: string.sub makes no table, where a table of
   -- the paddings would be made on every call)
-  if version == now then return version, t[1] .. string.sub("00000", #t[2]) .. t[2] end
-  return version, string.format("%.0f", version)
+  if CLOCK == now then return CLOCK, t[1] .. string.sub("00000", #t[2]) .. t[2] end
+  return CLOCK, string.format("%.0f", CLOCK)
 end
 
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
@@ -254,6 +260,19 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   if not stored then return {"MISSING"} end
   if stored ~= expected then return bad_version(meta_key, stored) or {"VERSION", stored} end
   return nil
+end
+
+-- Give back the ids an insert took from its sequence (``key``: INCR'd ``increments``
+-- times, the last reply ``counter``) when it is refused after them: counter values a user
+-- took are skipped, never given back twice. (insert.lua's refusals: a function made only
+-- then, not on every allocating insert.)
+local function give_back_ids(key, increments, counter)
+  if increments == 0 then return end
+  if counter == increments then  -- (the counter did not exist: it goes again)
+    redis.call("DEL", key)
+  else
+    redis.call("INCRBY", key, -increments)
+  end
 end
 
 -- An insert of a known id (or of the id a 1000th allocation found taken): nil when its

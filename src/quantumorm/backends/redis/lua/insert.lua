@@ -42,7 +42,7 @@
 -- an expired document's leftovers, a unique claim, more than 500 entries, a refused write,
 -- a sweep.
 -- cold: lock_holder applied insert_refusal index_records unique_holder change_entries
--- cold: take_back_entries sweep write_time_ms unpack_list
+-- cold: take_back_entries sweep write_time_ms unpack_list give_back_ids
 
 local idkey = ARGV[1]
 local doc_key, meta_key = KEYS[1], KEYS[2]
@@ -116,16 +116,8 @@ end
 
 -- a new id, as save.lua takes it: after every other check, counter values a user took
 -- skipped, given back on a refusal after it
+-- (a refusal after them gives them back: give_back_ids(), from the cold table)
 local increments, counter = 0, nil
--- (made when allocating only, nil otherwise: a function made per call costs its upvalues)
-local give_back = allocating and function()
-  if increments == 0 then return end
-  if counter == increments then  -- (the counter did not exist: it goes again)
-    redis.call("DEL", KEYS[4])
-  else
-    redis.call("INCRBY", KEYS[4], -increments)
-  end
-end
 if allocating then
   local free = false
   local n
@@ -143,7 +135,7 @@ if allocating then
     rare = rare or cold_paths()
     local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[6],
                                         7, ARGV[3])
-    if refused then give_back(); return refused end
+    if refused then rare.give_back_ids(KEYS[4], increments, counter); return refused end
   end
 end
 
@@ -152,7 +144,10 @@ end
 -- was written before it is taken back (the event, which cannot be, comes last)
 local added, refused = typed(KEYS[3], "ZADD", KEYS[3], 0, idkey)
 if refused then
-  if give_back then give_back() end
+  if allocating then
+    rare = rare or cold_paths()
+    rare.give_back_ids(KEYS[4], increments, counter)
+  end
   return refused
 end
 local written = 0
@@ -189,7 +184,7 @@ if refused then  -- (the entries added so far, as take_back_entries reads them)
   rare = rare or cold_paths()
   rare.take_back_entries(taken, written)
   if added == 1 then redis.call("ZREM", KEYS[3], idkey) end
-  if give_back then give_back() end
+  if allocating then rare.give_back_ids(KEYS[4], increments, counter) end
   return refused
 end
 write_clock(KEYS[6], shown)

@@ -426,6 +426,19 @@ def test_the_write_scripts_make_their_rare_paths_definitions_only_when_taken(
     assert all(f"local function {f}(" in maker for f in rare)
 
 
+#: helpers the write scripts' common paths do without (in line, or from the cold table on
+#: the rare branch that needs them): none is made on every call
+IN_LINE = {"type_ok", "versioned", "now_ms", "write_time_ms", "locks_key", "take_version_at",
+           "bulk"}
+
+
+@pytest.mark.parametrize("name", ["insert", "save", "delete"])
+def test_the_write_scripts_make_no_helper_their_common_path_does_without(name: str) -> None:
+    made = top_level_functions(script(name).source)
+    assert not made & IN_LINE, sorted(made & IN_LINE)
+    assert len(made) <= {"insert": 9, "save": 14, "delete": 9}[name], sorted(made)
+
+
 @pytest.mark.parametrize("name", SCRIPT_NAMES)
 def test_a_script_reads_from_its_cold_table_only_what_it_returns(name: str) -> None:
     """A name read as ``rare.X`` that cold_paths() does not return would be nil only on

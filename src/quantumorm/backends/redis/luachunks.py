@@ -21,7 +21,10 @@ never cut in two) and takes the ``;`` that ends its statement.
 A script may also name, in ``-- cold:`` lines, the shared definitions only its rare paths
 use: those, and what only they need, are made inside one function, ``cold_paths()``, that
 the script calls on a rare path and that returns them in a table (see :func:`prune`), so
-that the common path does not make them on every call.
+that the common path does not make them on every call. ``cold_paths`` is declared before
+the shared parts, so that their own rare branches can name a definition as
+``cold_paths().X`` too (``store_taken()``'s clock read): X is then made there as well, and
+the table is made once per call, whoever asks first.
 
 The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
 ``commands.script(name).source``, not of the ``.lua`` file.

@@ -66,7 +66,8 @@ ROWS: list[dict[str, Any]] = [
 def sent_to_save_lua(self: calls.SaveCall) -> Call:
     """An insert's call sent to ``save.lua`` (whose insert mode insert.lua replaced)."""
     made = CALL(self)
-    return Call("save", made.keys, made.args)
+    args = made.args  # (insert.lua's own: save.lua's less the op, version and changed)
+    return Call("save", made.keys, ("insert", "0", *args[:10], b"", *args[10:]))
 
 
 CALL = calls.SaveCall.call
@@ -196,9 +197,9 @@ async def test_save_lua_refuses_an_insert(conn: Any, redis_client: Any, mode: st
 def quadruples_cut_short(self: calls.SaveCall) -> Call:
     """An insert's call whose index quadruples miss the last index's."""
     made = CALL(self)
-    described = wire.unpack(made.args[6])
-    return Call(made.script, made.keys, (*made.args[:6], wire.pack(described[:-4]),
-                                       *made.args[7:]))
+    described = wire.unpack(made.args[4])  # (insert.lua's ARGV[5])
+    return Call(made.script, made.keys, (*made.args[:4], wire.pack(described[:-4]),
+                                       *made.args[5:]))
 
 
 @pytest.mark.parametrize("mode", MODES)

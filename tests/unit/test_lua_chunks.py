@@ -195,10 +195,10 @@ def test_a_cut_script_is_the_whole_one_less_unused_definitions(name: str) -> Non
     # its lines are the whole script's, in their order; those of cold_paths() (the rare
     # paths' definitions, moved into it) too, apart
     hot, maker = cut, ""
-    if "\nlocal function cold_paths()" in cut:
-        hot, _, rest = cut.partition("\nlocal function cold_paths()")
-        maker, _, tail = rest.partition("\n")[2].partition("\nreturn {")
-        hot += "\n" + tail.partition("\nend\n")[2]
+    if "\ncold_paths = function()" in cut:
+        hot, _, rest = cut.partition("\ncold_paths = function()")
+        maker, _, tail = ("\n" + rest.partition("\n")[2]).partition("\nlocal made = {")
+        hot += "\n" + tail.partition("\nreturn made\nend\n")[2]
     for text in (hot, maker):
         lines = iter(whole.splitlines())
         assert all(any(line == other for other in lines) for line in text.splitlines())
@@ -280,21 +280,24 @@ return out
 
 def top_level_functions(source: str) -> set[str]:
     """The functions a cut script makes on every call (before cold_paths(), if it has one)."""
-    hot = source.partition("\nlocal function cold_paths()")[0]
+    hot = source.partition("\ncold_paths = function()")[0]
     return set(re.findall(r"^local function (\w+)", hot, re.M))
 
 
 def test_cold_definitions_are_made_only_by_cold_paths() -> None:
     cut = prune([split(COLD_PART)], COLD_BODY)
     assert top_level_functions(cut) == {"HOT"}
-    maker = cut.partition("\nlocal function cold_paths()")[2]
+    assert cut.startswith("local cold_paths ")  # (declared first: shared code may name it)
+    maker = cut.partition("\ncold_paths = function()")[2]
     assert "local function RARE(" in maker and "local function helper(" in maker
     assert "unused" not in cut
-    assert maker.rstrip().endswith("return {RARE = RARE}\nend")
+    assert maker.rstrip().endswith("local made = {RARE = RARE}\ncold_paths = function() "
+                                   "return made end  -- (made once per call)\nreturn made\nend")
     # a library makes them all at load: cold_paths() only gathers them
     eager = prune([split(COLD_PART)], COLD_BODY, lazy=False)
     assert top_level_functions(eager) == {"HOT", "RARE", "helper"}
-    assert eager.endswith("local function cold_paths() return {RARE = RARE} end\n")
+    assert eager.startswith("local cold_paths ")
+    assert eager.endswith("\ncold_paths = function() return {RARE = RARE} end\n")
 
 
 @needs_lua
@@ -310,6 +313,51 @@ def test_cold_definitions_run_as_in_place(tmp_path: Path) -> None:
         runs[lazy] = subprocess.run([str(LUA), str(path)], check=True, capture_output=True,
                                     text=True).stdout
     assert runs[True] == runs[False] == "hot 1\trare hot 2\t3\n"
+
+
+#: a shared part whose common path names a rare definition on a rare branch of its own
+SHARED_COLD_PART = '''local SEEN = 0
+local function RARE(x) SEEN = SEEN + 1; return "rare " .. x end
+local function OTHER(x) return "other " .. x end
+local function HOT(x)
+  if x > 1 then return cold_paths().RARE(x) .. " " .. cold_paths().RARE(x) end
+  return "hot " .. x
+end
+'''
+SHARED_COLD_BODY = '''-- cold: OTHER
+local rare
+local out = {HOT(1), HOT(2)}
+rare = rare or cold_paths()
+out[3] = rare.OTHER(SEEN)
+return out
+'''
+
+
+def test_shared_code_may_name_cold_definitions_through_cold_paths() -> None:
+    """``cold_paths().X`` in shared code: X is made by cold_paths() (declared before the
+    shared parts) and not on every call, even where the body lists no cold name."""
+    cut = prune([split(SHARED_COLD_PART)], SHARED_COLD_BODY)
+    assert top_level_functions(cut) == {"HOT"}
+    maker = cut.partition("\ncold_paths = function()")[2]
+    assert "local function RARE(" in maker and "local function OTHER(" in maker
+    assert "local made = {OTHER = OTHER, RARE = RARE}" in maker
+    alone = prune([split(SHARED_COLD_PART)], "return HOT(2)")
+    assert top_level_functions(alone) == {"HOT"} and "local made = {RARE = RARE}" in alone
+    assert "OTHER" not in alone
+
+
+@needs_lua
+def test_shared_cold_reads_run_as_in_place(tmp_path: Path) -> None:
+    """The same table whoever asks (its state made once per call), lazy or at load."""
+    runs = {}
+    for lazy in (True, False):
+        path = tmp_path / f"shared{lazy}.lua"
+        text = prune([split(SHARED_COLD_PART)], SHARED_COLD_BODY, lazy=lazy)
+        path.write_text(f"local t = (function()\n{text}{SHARED_COLD_BODY}\nend)()\n"
+                        "print(t[1], t[2], t[3])\n")
+        runs[lazy] = subprocess.run([str(LUA), str(path)], check=True, capture_output=True,
+                                    text=True).stdout
+    assert runs[True] == runs[False] == "hot 1\trare 2 rare 2\tother 2\n"
 
 
 @pytest.mark.parametrize("part, body, message", [
@@ -374,8 +422,21 @@ def test_the_write_scripts_make_their_rare_paths_definitions_only_when_taken(
     made = top_level_functions(source)
     assert common <= made
     assert not made & rare, sorted(made & rare)
-    maker = source.partition("\nlocal function cold_paths()")[2]
+    maker = source.partition("\ncold_paths = function()")[2]
     assert all(f"local function {f}(" in maker for f in rare)
+
+
+#: helpers the write scripts' common paths do without (in line, or from the cold table on
+#: the rare branch that needs them): none is made on every call
+IN_LINE = {"type_ok", "versioned", "now_ms", "write_time_ms", "locks_key", "take_version_at",
+           "bulk"}
+
+
+@pytest.mark.parametrize("name", ["insert", "save", "delete"])
+def test_the_write_scripts_make_no_helper_their_common_path_does_without(name: str) -> None:
+    made = top_level_functions(script(name).source)
+    assert not made & IN_LINE, sorted(made & IN_LINE)
+    assert len(made) <= {"insert": 9, "save": 14, "delete": 9}[name], sorted(made)
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)

@@ -965,8 +965,14 @@ def parse_save(call: Any) -> SaveArgs:
     # schema layout (b"" until the backend has read the stored schema), and the entries of
     # every index as one array (an insert; an update leaves it out: the script reads them
     # from the pairs)
-    assert len(args) == (15 if call.args[0] == "insert" else 14) and args[13] == b""
-    assert call.args[0] != "insert" or args[14] != b""
+    if call.script == "insert":
+        # (insert.lua's own arguments: save.lua's less the op, the expected version and the
+        # changed names, which an insert never reads: laid out here as save.lua's, None for
+        # those not sent)
+        assert len(args) == 12 and args[10] == b"" and args[11] != b""
+        args = ["insert", None, *args[:10], None, *args[10:]]
+    else:
+        assert len(args) == 14 and args[13] == b""
     kind, version, id_key, document, write_id = args[:5]
     flat = wire.unpack(args[5])  # name, value, name, value...
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
@@ -1007,7 +1013,7 @@ def test_save_call_insert_arguments() -> None:
     keys = KeySpace(Account._meta)
     call = save_call(Account._meta, keys, account_request())
     args = parse_save(call)
-    assert args.kind == "insert" and args.version == "0"
+    assert args.kind == "insert" and args.version is None  # (not sent: insert.lua's own)
     assert json.loads(args.document) == {"mail": "a@x", "name": "Ann", "age": 30,
                                          "tags": ["b", "a", "b"], "bio": "hi"}
     assert len(args.write_id) == 16 and int(args.write_id, 16) >= 0
@@ -1031,8 +1037,9 @@ def test_save_call_insert_arguments() -> None:
     assert call.keys[4:6] == (keys.ttl(0), keys.state(0)) and len(call.keys) == 12
     assert call.keys[-1] == keys.changes(0)
     # (the usual events, a stream entry alone: its MAXLEN, which save.lua reads unpacked)
-    assert call.args[11] == b"10000"
-    assert call.args[12] == b""  # an insert changes every field
+    assert call.args[9] == b"10000"
+    # (an insert changes every field: no changed names, no expected version, no op sent)
+    assert len(call.args) == 12 and b"insert" not in call.args and "insert" not in call.args
 
 
 def test_save_call_sends_the_event_spec_when_events_carry_more_than_an_entry() -> None:
@@ -1047,7 +1054,7 @@ def test_save_call_sends_the_event_spec_when_events_carry_more_than_an_entry() -
         keys = KeySpace(model._meta)
         doc = model(id="e1", name="n")
         request = WriteRequest("insert", "e1", 0, doc.clean(), doc._values(), None)
-        sent = save_call(model._meta, keys, request).args[11]
+        sent = save_call(model._meta, keys, request).args[9]  # (insert.lua's events)
         spec = writes.events_spec(model._meta, keys)
         if expected is None:  # (Pub/Sub: the whole spec, with its channel)
             assert sent == spec and wire.unpack(sent)[2] == keys.channel.encode()

@@ -25,7 +25,8 @@ from .commands import Call
 @dataclass(slots=True)
 class SaveCall:
     """``save.lua``: compare-and-set update, or ``insert.lua``: insert, of one document
-    (one record: the two scripts read the same arguments)."""
+    (one record: the two scripts read the same KEYS; insert.lua's ARGV are save.lua's less
+    ``op``, ``expected_version`` and ``changed``, which an insert never reads)."""
 
     document_key: str  # when allocating (id_key == b""): the document key prefix
     meta_key: str  # when allocating: the meta key prefix
@@ -57,14 +58,22 @@ class SaveCall:
     members: bytes = b""
 
     def call(self) -> Call:
-        args = (self.op, self.expected_version, self.id_key, self.document, self.write_id,
-                self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
-                self.meta_prefix, self.events, self.changed, self.layout)
-        # (an insert has a script of its own, with save.lua's arguments: insert.lua)
-        return Call("insert" if self.op == "insert" else "save", (
-            self.document_key, self.meta_key, self.ids_key, self.sequence_key, self.ttl_key,
-            self.state_key, *self.index_keys, *self.event_keys),
-            (*args, self.members) if self.members else args)
+        keys = (self.document_key, self.meta_key, self.ids_key, self.sequence_key,
+                self.ttl_key, self.state_key, *self.index_keys, *self.event_keys)
+        if self.op == "insert":
+            # (an insert has a script of its own, insert.lua, sent only the arguments it
+            # reads: not op, expected_version nor changed)
+            args: tuple[Any, ...] = (
+                self.id_key, self.document, self.write_id, self.values, self.touched,
+                self.manifests, self.expiry, self.doc_prefix, self.meta_prefix, self.events,
+                self.layout)
+        else:
+            args = (self.op, self.expected_version, self.id_key, self.document,
+                    self.write_id, self.values, self.touched, self.manifests, self.expiry,
+                    self.doc_prefix, self.meta_prefix, self.events, self.changed,
+                    self.layout)
+        return Call("insert" if self.op == "insert" else "save", keys,
+                    (*args, self.members) if self.members else args)
 
 
 @dataclass(slots=True)

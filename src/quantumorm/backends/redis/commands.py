@@ -59,8 +59,10 @@ def script(name: str) -> Script:
 def full_source(name: str) -> str:
     """A script's text with the shared parts whole (for tests and measurements)."""
     shebang, parts, body = _assemble(name)
-    # (every definition made in place: the body's cold_paths() only gathers its names)
-    return shebang + "".join(_lua(part) for part in parts) + cold_table(body) + body
+    shared = "".join(_lua(part) for part in parts)
+    # (every definition made in place: cold_paths() only gathers the names)
+    declared, gatherer = cold_table(body, shared)
+    return shebang + declared + shared + gatherer + body
 
 
 SCRIPT_NAMES: tuple[str, ...] = (

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .commands import _assemble, _part
-from .luachunks import cold_names, free_names, identifiers, needed, prune, tokens
+from .luachunks import cold_kept, identifiers, prune, tokens
 
 #: the prefix of every library (and function) name QuantumORM loads
 PREFIX = "qorm_"
@@ -98,7 +98,7 @@ def library(name: str) -> Library:
     shebang, parts, body = _assemble(name)
     chunks = [chunk for part in parts for chunk in _part(part)]
     # (what the rare paths use counts too: their state is reset per call like any other)
-    kept = needed(chunks, free_names(body) | set(cold_names(body)))
+    kept = cold_kept(chunks, body)[1]
     resets = [_resets(chunk.text) for chunk, keep in zip(chunks, kept, strict=True)
               if keep and chunk.defines]
     flags = ", ".join(f'"{flag}"' for flag in _flags(shebang))

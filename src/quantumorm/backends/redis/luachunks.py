@@ -21,7 +21,10 @@ never cut in two) and takes the ``;`` that ends its statement.
 A script may also name, in ``-- cold:`` lines, the shared definitions only its rare paths
 use: those, and what only they need, are made inside one function, ``cold_paths()``, that
 the script calls on a rare path and that returns them in a table (see :func:`prune`), so
-that the common path does not make them on every call.
+that the common path does not make them on every call. ``cold_paths`` is declared before
+the shared parts, so that their own rare branches can name a definition as
+``cold_paths().X`` too (``store_taken()``'s clock read): X is then made there as well, and
+the table is made once per call, whoever asks first.
 
 The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
 ``commands.script(name).source``, not of the ``.lua`` file.
@@ -451,6 +454,38 @@ def cold_names(body: str) -> tuple[str, ...]:
     return names
 
 
+def cold_reads(texts: Iterable[str]) -> set[str]:
+    """The names shared code reads as ``cold_paths().X`` (a rare branch of a definition the
+    common path makes: ``write_time_ms()``'s clock read, ``emit_first()``'s general
+    event): made by ``cold_paths()`` too, which is declared before the shared parts so
+    that they can name it."""
+    out: set[str] = set()
+    for text in texts:
+        if COLD_MAKER not in text:
+            continue
+        toks = tokens(text)
+        out.update(toks[i + 4].text for i in range(len(toks) - 4)
+                   if toks[i].text == COLD_MAKER and toks[i + 1].text == "("
+                   and toks[i + 2].text == ")" and toks[i + 3].text == "."
+                   and toks[i + 4].kind == "name")
+    return out
+
+
+def cold_kept(chunks: Sequence[Chunk], body: str) -> tuple[list[str], list[bool]]:
+    """The names ``cold_paths()`` returns for ``body`` (its ``-- cold:`` names, then those
+    the kept shared code reads as ``cold_paths().X``), and which chunks are kept."""
+    used = free_names(body)
+    cold = list(cold_names(body))
+    keep = needed(chunks, used | set(cold))
+    while True:
+        extra = sorted(cold_reads(c.text for c, k in zip(chunks, keep, strict=True) if k)
+                       - set(cold))
+        if not extra:
+            return cold, keep
+        cold += extra
+        keep = needed(chunks, used | set(cold))
+
+
 def _hot(chunks: Sequence[Chunk], keep: Sequence[bool], used: set[str]) -> list[bool]:
     """Which kept chunks the common path needs: every statement that is not only a
     definition, and the definitions of the names ``used`` (the body's) or that such a chunk
@@ -473,11 +508,14 @@ def _hot(chunks: Sequence[Chunk], keep: Sequence[bool], used: set[str]) -> list[
 
 
 def _cold_maker(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[bool],
-                cold: Sequence[str]) -> str:
+                cold: Sequence[str], listed: Sequence[str]) -> str:
     """``cold_paths()``: a function that makes the kept definitions the common path does not
-    need, as its own locals, and returns the table of the names ``cold``. Placed after every
-    other kept chunk, each of its definitions must mean what it meant in place: no name is
-    declared twice, and none names a local declared only after it (a global there)."""
+    need, as its own locals, and returns the table of the names ``cold`` (the same table
+    from then on: shared code and the body may both ask). Placed after every other kept
+    chunk, each of its definitions must mean what it meant in place: no name is declared
+    twice, and none names a local declared only after it (a global there). ``listed``: the
+    body's ``-- cold:`` names, which the common path must not use (a name shared code reads
+    as ``cold_paths().X`` may be one the common path makes anyway)."""
     declared: dict[str, int] = {}
     for i, chunk in enumerate(chunks):
         if keep[i]:
@@ -493,34 +531,42 @@ def _cold_maker(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[boo
             raise LuaSyntaxError(f"a cold definition names locals declared after it: "
                                  f"{sorted(later)}")
     for name in cold:
-        if name not in declared or hot[declared[name]]:
+        if name not in declared or (name in listed and hot[declared[name]]):
             raise LuaSyntaxError(f"{name} is listed cold but the common path uses it "
                                  "(or no shared part defines it)")
     texts = "".join(chunks[i].text for i in made)
     if texts and not texts.endswith("\n"):
         texts += "\n"
     fields = ", ".join(f"{name} = {name}" for name in cold)
-    return (f"local function {COLD_MAKER}()  -- (the rare paths' definitions: luachunks.py)\n"
-            f"{texts}return {{{fields}}}\nend\n")
+    return (f"{COLD_MAKER} = function()  -- (the rare paths' definitions: luachunks.py)\n"
+            f"{texts}local made = {{{fields}}}\n"
+            f"{COLD_MAKER} = function() return made end  -- (made once per call)\n"
+            "return made\nend\n")
+
+
+#: the first line of a text with a ``cold_paths()``: declared before the shared parts,
+#: whose common path may name it on a rare branch (``cold_paths().now_ms()``)
+COLD_DECLARED = f"local {COLD_MAKER}  -- (made after the shared parts: luachunks.py)\n"
 
 
 def prune(parts: Sequence[Sequence[Chunk]], body: str, lazy: bool = True) -> str:
     """The shared parts (in order) reduced to what ``body`` needs, followed by nothing: the
     caller appends the body.
 
-    Where ``body`` lists names in ``-- cold:`` lines, the definitions that only they need
-    (its rare paths') are made by ``cold_paths()``, which returns them in a table, instead
-    of on every call: the body calls it on a rare path and reads the names as fields of
-    that table. (A function made per call costs the server about 800 instructions, most of
-    them finding its upvalues; ``cold_paths`` itself has only the common path's names as
-    upvalues.) ``lazy`` False (a library, whose definitions are made once at load): every
-    definition is made in place and ``cold_paths()`` only makes the table."""
+    Where ``body`` lists names in ``-- cold:`` lines, or kept shared code reads names as
+    ``cold_paths().X``, the definitions that only they need (the rare paths') are made by
+    ``cold_paths()``, which returns them in a table, instead of on every call: the body
+    calls it on a rare path and reads the names as fields of that table. (A function made
+    per call costs the server about 800 instructions, most of them finding its upvalues;
+    ``cold_paths`` itself has only the common path's names as upvalues.) ``cold_paths`` is
+    declared first (:data:`COLD_DECLARED`) and made after the shared parts. ``lazy`` False
+    (a library, whose definitions are made once at load): every definition is made in
+    place and ``cold_paths()`` only makes the table."""
     flat = [chunk for part in parts for chunk in part]
     used = free_names(body)
-    cold = cold_names(body)
-    keep = needed(flat, used | set(cold))
+    cold, keep = cold_kept(flat, body)
     hot = _hot(flat, keep, used) if cold and lazy else list(keep)
-    out: list[str] = []
+    out: list[str] = [COLD_DECLARED] if cold else []
     for chunk, kept in zip(flat, hot, strict=True):
         if not kept:
             continue
@@ -532,15 +578,23 @@ def prune(parts: Sequence[Sequence[Chunk]], body: str, lazy: bool = True) -> str
     if out and not out[-1][-1:].isspace():
         out.append("\n")
     if cold:
-        out.append(_cold_maker(flat, keep, hot, cold) if lazy else cold_table(body))
+        out.append(_cold_maker(flat, keep, hot, cold, cold_names(body)) if lazy
+                   else _cold_gatherer(cold))
     return "".join(out)
 
 
-def cold_table(body: str) -> str:
-    """The ``cold_paths()`` of a text whose definitions are all made in place (the shared
-    parts whole, for tests and measurements): "" when ``body`` lists no cold names."""
-    cold = cold_names(body)
-    if not cold:
-        return ""
+def _cold_gatherer(cold: Sequence[str]) -> str:
     fields = ", ".join(f"{name} = {name}" for name in cold)
-    return f"local function {COLD_MAKER}() return {{{fields}}} end\n"
+    return f"{COLD_MAKER} = function() return {{{fields}}} end\n"
+
+
+def cold_table(body: str, shared: str = "") -> tuple[str, str]:
+    """The declaration and the ``cold_paths()`` of a text whose definitions are all made in
+    place (the shared parts whole, ``shared``, for tests and measurements): to put before
+    and after the shared parts; ("", "") when ``body`` lists no cold names and ``shared``
+    reads none."""
+    cold = list(cold_names(body))
+    cold += sorted(cold_reads([shared]) - set(cold))
+    if not cold:
+        return "", ""
+    return COLD_DECLARED, _cold_gatherer(cold)

@@ -126,11 +126,17 @@ end
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
 local function take_version_text(state_key)
-  local version, now, t = take_version_at(state_key)
+  -- (take_version_at(state_key), in line: each function the common path names is made on
+  -- every call, see luachunks.py; the two must stay the same)
+  local t = redis.call("TIME")
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW_MS = math.floor(now / 1000)
+  local last = CLOCK or tonumber(redis.call("HGET", state_key, "clock") or "0") or 0
+  CLOCK = math.max(last + 1, now)
   -- (the microseconds padded to six digits: string.sub makes no table, where a table of
   -- the paddings would be made on every call)
-  if version == now then return version, t[1] .. string.sub("00000", #t[2]) .. t[2] end
-  return version, string.format("%.0f", version)
+  if CLOCK == now then return CLOCK, t[1] .. string.sub("00000", #t[2]) .. t[2] end
+  return CLOCK, string.format("%.0f", CLOCK)
 end
 
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
@@ -259,6 +265,19 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   return nil
 end
 
+-- Give back the ids an insert took from its sequence (``key``: INCR'd ``increments``
+-- times, the last reply ``counter``) when it is refused after them: counter values a user
+-- took are skipped, never given back twice. (insert.lua's refusals: a function made only
+-- then, not on every allocating insert.)
+local function give_back_ids(key, increments, counter)
+  if increments == 0 then return end
+  if counter == increments then  -- (the counter did not exist: it goes again)
+    redis.call("DEL", key)
+  else
+    redis.call("INCRBY", key, -increments)
+  end
+end
+
 -- An insert of a known id (or of the id a 1000th allocation found taken): nil when its
 -- document key and meta hash are absent; else a refusal, {"OK", version, idkey} when the
 -- document already carries this write (a resent insert), or nil once an expired one's
@@ -382,8 +401,8 @@ local function change_entries(index_key, drop, add)
   if refused then return refused end
   if #add == 1 then  -- (a scalar field's: no list of arguments made)
     redis.call("ZADD", index_key, 0, add[1])
-  else
-    bulk("ZADD", index_key, add, true)
+  elseif #add > 1 then  -- (the ZREM proved the key's type: no refusal comes from here)
+    return proving("ZADD", index_key, add)
   end
   return nil
 end
@@ -411,16 +430,19 @@ end
 -- would be built for it each time.
 local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
                            seen, shown, ttl_key, first, last)
+  -- (versioned(shown, json), and below write_time_ms(), in line: each function the common
+  -- path names is made on every call, see luachunks.py)
+  local value = "\0" .. shown .. "\0" .. json
   if expiry == "keep" and mode == "update" then
-    redis.call("SET", doc_key, versioned(shown, json), "KEEPTTL")
+    redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "keep" or expiry == "persist" then
     -- (a plain SET also drops any expiry)
-    redis.call("SET", doc_key, versioned(shown, json))
+    redis.call("SET", doc_key, value)
     -- (a new document has no schedule entry: any leftover one went with its purge)
     if mode ~= "insert" then redis.call("ZREM", ttl_key, idkey) end
   else  -- (the expiry set with the value: one command, as insert_many.lua does)
-    local at = write_time_ms() + tonumber(expiry)
-    redis.call("SET", doc_key, versioned(shown, json), "PXAT", at)
+    local at = (NOW_MS or cold_paths().now_ms()) + tonumber(expiry)
+    redis.call("SET", doc_key, value, "PXAT", at)
     redis.call("ZADD", ttl_key, at, idkey)
   end
   local recent = write_id .. string.rep("0", 16 - #shown) .. shown
@@ -701,7 +723,8 @@ end
 -- ZCARD's refusal ({"WRONGTYPE", ttl_key}, nil) for the caller to return where its checks'
 -- order puts it (a read: nothing is written either way).
 local function schedule_and_locks(ttl_key, state_key, ...)
-  local found = redis.call("EXISTS", ttl_key, locks_key(state_key), ...)
+  -- (locks_key(state_key), in line: no function made per call for it)
+  local found = redis.call("EXISTS", ttl_key, string.sub(state_key, 1, -6) .. "locks", ...)
   if found == 0 then return 0, 0, nil end
   local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
   if refused then return 0, found - 1, refused end  -- (the key is there, of another type)

@@ -33,6 +33,7 @@
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash.
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
+-- cold: bulk type_ok
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -61,7 +62,10 @@ end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
 if doc_type ~= "none" and doc_type ~= "string" then return {"WRONGTYPE", KEYS[1]} end
 local alive = doc_type == "string"
-if soft and not type_ok(KEYS[5], "string") then return {"WRONGTYPE", KEYS[5]} end
+if soft then  -- (type_ok() in line: the common path names no function it does not call)
+  local t = redis.call("TYPE", KEYS[5]).ok
+  if t ~= "none" and t ~= "string" then return {"WRONGTYPE", KEYS[5]} end
+end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
 -- is built on the common path, only for a purge)
 local manifests = cmsgpack.unpack(ARGV[3])
@@ -71,8 +75,8 @@ if ttl_refused then return ttl_refused end
 local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if not alive then  -- it expired: clean up what it left
-  if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   rare = rare or cold_paths()
+  if not rare.type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
   refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
   local indexes = rare.index_records(manifests, 7)
@@ -112,7 +116,8 @@ do
   end
   if not bad then bad = emit_first("delete", idkey, stored, nil, nil, last) end
   if bad then  -- (put back what was removed; no closure made for it on every call)
-    for i = 1, dropped do bulk("ZADD", KEYS[6 + i], old[i], true) end
+    rare = rare or cold_paths()
+    for i = 1, dropped do rare.bulk("ZADD", KEYS[6 + i], old[i], true) end
     if removed == 1 then redis.call("ZADD", KEYS[3], 0, idkey) end
     return bad
   end

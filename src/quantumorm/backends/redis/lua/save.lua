@@ -56,7 +56,7 @@
 -- write, an expired document's purge, another version or a damaged meta hash, a unique
 -- claim, a refused write, a sweep.
 -- cold: lock_holder applied applied_in stream_refusal index_records bad_index purge_listed
--- cold: bad_version damaged unique_holder take_back_entries sweep
+-- cold: bad_version damaged unique_holder take_back_entries sweep write_time_ms type_ok
 
 -- (an insert sent here would be taken for an update of a missing document: refused loudly)
 if ARGV[1] ~= "update" then return redis.error_reply("ERR save.lua only updates") end
@@ -89,7 +89,7 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
   local holder = rare.lock_holder(KEYS[6], idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
-  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
+  if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
     return {"LOCKED", holder}
   end
 end
@@ -117,7 +117,11 @@ local seen  -- the meta hash's "r"
 
 -- the id index: an update refuses it when it holds another type too (a model whose keys
 -- hold foreign data is refused whole, whichever write it is)
-if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+-- (type_ok() in line, here and below: the common path names no function it can do without)
+do
+  local t = redis.call("TYPE", KEYS[3]).ok
+  if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
+end
 local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
 do
   local t = redis.call("TYPE", doc_key).ok
@@ -185,8 +189,9 @@ for i, index in ipairs(indexes) do
   index.drop, index.add = entries_diff(idkey, index.old, index.new)
   -- (a write proves the type of an index by its first write there, see 3., unless it
   -- makes a unique claim in it first or has nothing to write there)
-  if (index.unique or #index.drop + #index.add == 0) and not type_ok(index.key, "zset") then
-    return {"WRONGTYPE", index.key}
+  if index.unique or #index.drop + #index.add == 0 then
+    local t = redis.call("TYPE", index.key).ok
+    if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", index.key} end
   end
   if index.unique then
     rare = rare or cold_paths()
@@ -228,6 +233,6 @@ store_taken("update", idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, 
 if scheduled > 0 then
   rare = rare or cold_paths()
   rare.sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
-             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), write_time_ms())
+             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), rare.write_time_ms())
 end
 return {"OK", version, idkey}

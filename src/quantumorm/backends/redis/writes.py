@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,12 @@ from .replies import layout_refused as layout_refused
 from .writeids import write_id as new_write_id
 
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
+#: an index's entries in insert_many.lua's flat form when it has none (see _flat)
+_NONE_FLAT = b"\x00"
+#: insert_many.lua's flat entries of a document at most this long (bytes, so at most as
+#: many values): the script unpacks them onto Lua's stack (about 8,000 values at most);
+#: a longer one is sent as an array per index
+_FLAT_BYTES = 4000
 
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
@@ -151,7 +158,7 @@ class WriteLayout:
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
-        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes]],
+        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes, bytes]],
                                 _Elements | None]] = [
             (name, field, meta_name, {}, _Elements.of(field, meta_name))
             for name, field, meta_name in self.value_fields]
@@ -403,7 +410,7 @@ class WriteLayout:
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             assert request.id is not None and request.values is not None
             escaped = sortable.escape_id(request.id)
-            pairs, members, lenient = self.bulk_values(request.values)
+            pairs, members, lenient = self.bulk_values(request.values, True)
             documents.append(BulkDocument(
                 doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
                 self.document(request), ids[16 * n:16 * n + 16], pairs, members, lenient))
@@ -430,14 +437,21 @@ class WriteLayout:
                 lenient.append(b"%d" % (position + 1))
         return pairs, lenient
 
-    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+    def bulk_values(self, values: dict[str, Any],
+                    flat: bool = False) -> tuple[bytes, bytes, bytes]:
         """A new document's meta field pairs (:meth:`all_entries`' items, packed one after
         another: not an array) and lenient positions (packed), and its value encodings per
         index (``BulkDocument``), as a bulk insert builds them by the thousand: what a value
         already seen in a field packs to (an element already seen, in an array) is
         remembered, not computed again. (A str is remembered under itself, other values
-        under their type and value: no str equals a tuple.)"""
+        under their type and value: no str equals a tuple.)
+
+        The encodings per index: a packed array of one packed array per index, or with
+        ``flat`` (what ``insert_many.lua`` reads) one value after another, per index its
+        count, then its encodings (no table per index for the script to make): unless that
+        is longer than ``_FLAT_BYTES``, when it is the arrays."""
         pairs, entries = [], []
+        which = 2 if flat else 1
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
             kind = type(value)
@@ -452,16 +466,22 @@ class WriteLayout:
             else:
                 known = _packed(meta_name, field.index_keys(value))
             pairs.append(known[0])
-            entries.append(known[1])
+            entries.append(known[which])
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
             known = _packed(manifest, index_members(self.options, index, values))
             pairs.append(known[0])
-            entries.append(known[1])
+            entries.append(known[which])
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
-        entries.append(_NONE)  # (what an index no pair holds entries for finds: none)
-        members = self._index_header + b"".join(self._sources(entries))
+        # (what an index no pair holds entries for finds: none)
+        entries.append(_NONE_FLAT if flat else _NONE)
+        if flat:
+            members = b"".join(self._sources(entries))
+            if len(members) > _FLAT_BYTES:
+                return self.bulk_values(values)
+        else:
+            members = self._index_header + b"".join(self._sources(entries))
         return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
@@ -521,10 +541,26 @@ class WriteLayout:
                          self.layout).call()
 
 
-def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes]:
+def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes, bytes]:
     """A meta field pair (the field's name, its value encodings as a netstring list) as
-    items of a :func:`wire.pack` array, and the encodings as a packed array of their own."""
-    return wire.item(meta_name) + wire.item(sortable.pack_list(keys)), wire.pack(keys)
+    items of a :func:`wire.pack` array, the encodings as a packed array of their own, and
+    the encodings in ``insert_many.lua``'s flat form (:func:`_flat`)."""
+    packed = wire.pack(keys)
+    return (wire.item(meta_name) + wire.item(sortable.pack_list(keys)), packed,
+            _flat(len(keys), packed[len(wire.array_header(len(keys))):]))
+
+
+def _flat(count: int, items: bytes) -> bytes:
+    """An index's ``count`` encodings (``items``: packed one after another) as
+    ``insert_many.lua`` reads them among a document's: the count (a MessagePack integer),
+    then the encodings."""
+    if count < 128:
+        return _COUNTS[count] + items
+    return (b"\xcd" + struct.pack(">H", count) if count < 65536 else
+            b"\xce" + struct.pack(">I", count)) + items
+
+
+_COUNTS = [bytes([n]) for n in range(128)]  # (MessagePack's positive fixints)
 
 
 class _Elements:
@@ -549,7 +585,7 @@ class _Elements:
             return _Elements(field.field, meta_name)
         return None
 
-    def packed(self, value: list[Any]) -> tuple[bytes, bytes]:
+    def packed(self, value: list[Any]) -> tuple[bytes, bytes, bytes]:
         """:func:`_packed` of the array ``value``'s entries."""
         memo, found = self.memo, []
         for item in value:
@@ -564,13 +600,15 @@ class _Elements:
                 entry = self._remember(kind, item)
             found.append(entry)
         if not found:
-            return self.packed_name + wire.str_header(0), wire.array_header(0)
+            return (self.packed_name + wire.str_header(0), wire.array_header(0),
+                    _NONE_FLAT)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(set(found)) if len(found) > 1 else found
         _, netstrings, items = zip(*ordered, strict=True)
-        listed = b"".join(netstrings)
+        listed, packed = b"".join(netstrings), b"".join(items)
+        count = len(ordered)
         return (self.packed_name + wire.str_header(len(listed)) + listed,
-                wire.array_header(len(ordered)) + b"".join(items))
+                wire.array_header(count) + packed, _flat(count, packed))
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
         """The entry of an element not in the memo, remembered if it is short."""

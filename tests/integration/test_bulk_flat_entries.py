@@ -93,3 +93,31 @@ async def test_versions_of_a_batch_across_hundreds(conn: Any, redis_client: Any,
         assert events[sortable.id_key(doc.id)] == text
     loaded = await call(Counted.objects, "get_many", mode, [d.id for d in written])
     assert [d.version for d in loaded] == versions
+
+
+class Pair(Document):
+    a = StringField(indexed=True)
+    b = IntField()
+
+    class Meta:
+        collection = "b_pair"
+        indexes = [{"fields": ["a", "b"], "unique": True}]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_compound_unique_value_with_a_null_part_is_not_enforced(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """The documents whose compound unique value has a null part (not enforced) are named
+    once per batch (their number in it): the others are enforced, wherever they are."""
+    docs = [Pair(id="p1", a="y", b=1), Pair(id="p2", a="x", b=None),
+            Pair(id="p3", a="x", b=None), Pair(id="p4", a="y", b=1),
+            Pair(id="p5", a="x", b=None), Pair(id="p6", a="z", b=2)]
+    with pytest.raises(BulkWriteError) as caught:
+        await call(Pair.objects, "bulk_create", mode, docs)
+    assert [position for position, _ in caught.value.errors] == [3]
+    assert sorted(d.id for d in caught.value.written) == ["p1", "p2", "p3", "p5", "p6"]
+    with pytest.raises(BulkWriteError) as again:  # (enforced against the stored ones too)
+        await call(Pair.objects, "bulk_create", mode,
+                   [Pair(id="q1", a="x", b=None), Pair(id="q2", a="z", b=2)])
+    assert [position for position, _ in again.value.errors] == [1]
+    assert_indexes_consistent(redis_client, Pair)

@@ -406,21 +406,24 @@ class WriteLayout:
         # (the write ids of the batch from one read of the system's random source)
         ids = os.urandom(8 * len(requests)).hex()
         doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
-        documents = []
+        documents: list[BulkDocument] = []
+        lenient_of: list[bytes] = []
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             assert request.id is not None and request.values is not None
             escaped = sortable.escape_id(request.id)
             pairs, members, lenient = self.bulk_values(request.values, True)
+            if lenient is not _NONE:
+                lenient_of += (b"%d" % (n + 1), lenient)
             documents.append(BulkDocument(
                 doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
-                self.document(request), ids[16 * n:16 * n + 16], pairs, members, lenient))
+                self.document(request), ids[16 * n:16 * n + 16], pairs, members))
         return InsertManyCall(
             p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
             p.doc_prefix, p.meta_prefix,
-            self.events, self.layout)
+            self.events, self.layout, wire.pack(lenient_of) if lenient_of else _NONE)
 
     def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
         """Every meta field pair (field or compound index, its value encodings) of a

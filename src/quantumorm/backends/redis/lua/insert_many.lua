@@ -23,7 +23,10 @@
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
 -- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- ARGV[6]     the caller's schema layout ("" for none)
--- ARGV[7..]   per document: id key, document JSON, write id, MessagePack pairs, one string
+-- ARGV[7]     MessagePack array, per document with unique indexes not enforced for it (a
+--             compound value with a null part; most have none, and this is the empty
+--             array): its number in the batch, MessagePack array of their positions
+-- ARGV[8..]   per document: id key, document JSON, write id, MessagePack pairs, one string
 --             after another (not an array: unpacked straight into HSET's arguments; meta
 --             field name, netstring list of value encodings: what its meta hash keeps),
 --             its value encodings per index, in the model's index order (the same
@@ -31,8 +34,7 @@
 --             another, per index its count of encodings (an integer), then its encodings
 --             (unpacked into one table, not one per index); or, for a document with very
 --             many, a MessagePack array of one array per index (Lua's stack holds about
---             8,000 values), MessagePack array of the positions of unique indexes not
---             enforced for it (a compound value with a null part)
+--             8,000 values)
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
 --             or {"ALL", version} when every document was written now, the first with that
 --             version and each next one with the next (one reply, not one per document),
@@ -71,7 +73,7 @@ local function flat_members(packed)
 end
 local rare  -- (cold_paths(), made on the first rare path taken)
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
-local ndocs = (#ARGV - 6) / 6
+local ndocs = (#ARGV - 7) / 5
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
 -- shared keys: checked once for the whole batch (a wrong type refuses every document);
@@ -121,8 +123,13 @@ local members_of = {}  -- per accepted position: its entries per index, if unpac
 local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
 local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
 for i = 1, nindexes do claimed[i] = {} end
+local lenient_of = {}  -- document number -> its lenient positions (MessagePack)
+if ARGV[7] ~= "\144" then
+  local listed = cmsgpack.unpack(ARGV[7])
+  for k = 1, #listed, 2 do lenient_of[tonumber(listed[k])] = listed[k + 1] end
+end
 for d = 1, ndocs do
-  local base = 6 + 6 * (d - 1)
+  local base = 7 + 5 * (d - 1)
   local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
   local meta_key = KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
@@ -146,8 +153,8 @@ for d = 1, ndocs do
   end
   if not refused and any_unique then
     local lenient = {}
-    if ARGV[base + 6] ~= "\144" then  -- (not the empty array most documents send)
-      for _, position in ipairs(cmsgpack.unpack(ARGV[base + 6])) do
+    if lenient_of[d] then
+      for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
         lenient[tonumber(position)] = true
       end
     end
@@ -213,7 +220,7 @@ if #accepted > 0 then
   local DIGITS = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
   local head, low, pad_for, pad = "", 100, nil, nil
   for _, d in ipairs(accepted) do
-    local base = 6 + 6 * (d - 1)
+    local base = 7 + 5 * (d - 1)
     local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
     local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
     version = version + 1

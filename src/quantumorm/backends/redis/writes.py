@@ -465,7 +465,7 @@ class WriteLayout:
                     known = _packed(meta_name, field.index_keys(value))
                     _keep(memo, key, known, len(known[0]))
             elif elements is not None and isinstance(value, list):
-                known = elements.packed(value)
+                known = elements.packed(value, flat)
             else:
                 known = _packed(meta_name, field.index_keys(value))
             pairs.append(known[0])
@@ -588,8 +588,9 @@ class _Elements:
             return _Elements(field.field, meta_name)
         return None
 
-    def packed(self, value: list[Any]) -> tuple[bytes, bytes, bytes]:
-        """:func:`_packed` of the array ``value``'s entries."""
+    def packed(self, value: list[Any], flat: bool = False) -> tuple[bytes, bytes, bytes]:
+        """:func:`_packed` of the array ``value``'s entries (of its two forms of the
+        entries, only the one ``flat`` asks for is made: b"" in the other's place)."""
         memo, found = self.memo, []
         for item in value:
             kind = type(item)
@@ -603,15 +604,16 @@ class _Elements:
                 entry = self._remember(kind, item)
             found.append(entry)
         if not found:
-            return (self.packed_name + wire.str_header(0), wire.array_header(0),
-                    _NONE_FLAT)
+            return (self.packed_name + wire.str_header(0), wire.array_header(0), _NONE_FLAT)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(set(found)) if len(found) > 1 else found
         _, netstrings, items = zip(*ordered, strict=True)
         listed, packed = b"".join(netstrings), b"".join(items)
         count = len(ordered)
-        return (self.packed_name + wire.str_header(len(listed)) + listed,
-                wire.array_header(count) + packed, _flat(count, packed))
+        pair = self.packed_name + wire.str_header(len(listed)) + listed
+        if flat:
+            return pair, b"", _flat(count, packed)
+        return pair, wire.array_header(count) + packed, b""
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
         """The entry of an element not in the memo, remembered if it is short."""

@@ -611,8 +611,8 @@ class _Elements:
         listed, packed = b"".join(netstrings), b"".join(items)
         count = len(ordered)
         pair = self.packed_name + wire.str_header(len(listed)) + listed
-        if flat:
-            return pair, b"", _flat(count, packed)
+        if flat:  # (_flat's, without a call for the usual count)
+            return pair, b"", (_COUNTS[count] + packed if count < 128 else _flat(count, packed))
         return pair, wire.array_header(count) + packed, b""
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:

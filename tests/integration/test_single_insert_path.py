@@ -241,9 +241,10 @@ def _shape(batches: list[Any]) -> list[Any]:
     for record, positions in batches:
         documents = getattr(record, "documents", None)
         if documents is not None:
-            shown = [(d.document_key, d.id_key, d.document, d.values, d.members, d.lenient)
+            shown = [(d.document_key, d.id_key, d.document, d.values, d.members)
                      for d in documents]
-            out.append(("insert_many", record.ids_key, record.expiry, shown, positions))
+            out.append(("insert_many", record.ids_key, record.expiry, shown, record.lenient,
+                        positions))
         else:
             out.append((record.op, record.document_key, record.expiry, positions))
     return out

@@ -93,6 +93,16 @@ def _expected(layout: writes.WriteLayout, values: dict[str, Any]) -> tuple[bytes
     return packed[len(wire.array_header(len(pairs))):], members, wire.pack(lenient)
 
 
+def _flat(layout: writes.WriteLayout, values: dict[str, Any]) -> bytes:
+    out = b""
+    for index in layout.options.indexes:
+        entries = writes.index_members(layout.options, index, values)
+        packed = wire.pack(entries)
+        assert len(entries) < 16  # (a one-byte count, a one-byte array header)
+        out += bytes([len(entries)]) + packed[1:]
+    return out
+
+
 @pytest.mark.parametrize("limit", [writes._MEMO_LIMIT, 1, 3])
 def test_bulk_values_are_all_entries_packed(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writes, "_MEMO_LIMIT", limit)
@@ -103,12 +113,15 @@ def test_bulk_values_are_all_entries_packed(limit: int, monkeypatch: pytest.Monk
         for values in rows:
             got, expected = layout.bulk_values(values), _expected(layout, values)
             assert got == expected
+            # insert_many.lua's flat form: per index its count, then its entries
+            assert layout.bulk_values(values, True) == (
+                expected[0], _flat(layout, values), expected[2])
             lenient_seen.add(got[2])
     assert len(lenient_seen) == 2  # (the unique compound index: held unique, and not)
     assert all(len(memo) <= limit for _, _, _, memo, _ in layout._memos)
     # a long value is not remembered (its encodings would make the memo hold megabytes)
     assert all(len(piece) <= writes._MEMO_BYTES for _, _, _, memo, _ in layout._memos
-               for piece, _ in memo.values())
+               for piece, _, _ in memo.values())
 
 
 def test_bulk_values_without_compound_indexes() -> None:

@@ -122,13 +122,13 @@ def test_transaction_rows_are_named_and_keep_the_wire_format() -> None:
 
 
 def test_insert_many_and_reindex_records_group_each_document() -> None:
-    docs = [calls.BulkDocument(f"d{n}", f"m{n}", b"k%d" % n, b"{}", "w", b"V", b"M", b"L")
+    docs = [calls.BulkDocument(f"d{n}", f"m{n}", b"k%d" % n, b"{}", "w", b"V", b"M")
             for n in range(2)]
     call = calls.InsertManyCall("ids", "ttl", "state", ["i"], docs, (), b"D", "keep",
-                                    "dp", "mp", b"", b"3").call()
+                                    "dp", "mp", b"", b"3", b"L").call()
     assert call.keys == ("ids", "ttl", "state", "i", "d0", "m0", "d1", "m1")
-    assert call.args == (b"D", "keep", "dp", "mp", b"", b"3", b"k0", b"{}", "w", b"V", b"M",
-                         b"L", b"k1", b"{}", "w", b"V", b"M", b"L")
+    assert call.args == (b"D", "keep", "dp", "mp", b"", b"3", b"L", b"k0", b"{}", "w", b"V",
+                         b"M", b"k1", b"{}", "w", b"V", b"M")
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -156,8 +156,7 @@ class BulkDocument:
     document: bytes
     write_id: str
     values: bytes  # MessagePack pairs of every meta field, one string after another
-    members: bytes  # MessagePack, per index of the model: its value encodings (an array)
-    lenient: bytes  # MessagePack positions of unique indexes not enforced for it
+    members: bytes  # per index of the model its count of value encodings, then them
 
 
 @dataclass(slots=True)
@@ -168,7 +167,7 @@ class InsertManyCall:
     ttl_key: str
     state_key: str
     index_keys: list[str]
-    documents: list[BulkDocument]  # KEYS: document key, meta key; ARGV: the other six
+    documents: list[BulkDocument]  # KEYS: document key, meta key; ARGV: the other five
     event_keys: tuple[str, ...]
     described: bytes  # MessagePack, per index: meta field, "1" if unique, name
     expiry: bytes | str  # "keep" | milliseconds
@@ -176,14 +175,17 @@ class InsertManyCall:
     meta_prefix: str
     events: bytes
     layout: bytes
+    #: MessagePack: per document with unique indexes not enforced for it (a compound value
+    #: with a null part), its number in the batch and their positions (MessagePack)
+    lenient: bytes
 
     def call(self) -> Call:
         keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
         args: list[Any] = [self.described, self.expiry, self.doc_prefix, self.meta_prefix,
-                           self.events, self.layout]
+                           self.events, self.layout, self.lenient]
         for d in self.documents:
             keys += (d.document_key, d.meta_key)
-            args += (d.id_key, d.document, d.write_id, d.values, d.members, d.lenient)
+            args += (d.id_key, d.document, d.write_id, d.values, d.members)
         keys += self.event_keys
         return Call("insert_many", tuple(keys), tuple(args))
 

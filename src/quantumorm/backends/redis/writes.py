@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,12 @@ from .replies import layout_refused as layout_refused
 from .writeids import write_id as new_write_id
 
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
+#: an index's entries in insert_many.lua's flat form when it has none (see _flat)
+_NONE_FLAT = b"\x00"
+#: insert_many.lua's flat entries of a document at most this long (bytes, so at most as
+#: many values): the script unpacks them onto Lua's stack (about 8,000 values at most);
+#: a longer one is sent as an array per index
+_FLAT_BYTES = 4000
 
 #: documents above this size are refused before anything is sent (Redis takes up to 512 MB
 #: per value, but one huge document would stall the server for everyone)
@@ -151,7 +158,7 @@ class WriteLayout:
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
-        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes]],
+        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes, bytes]],
                                 _Elements | None]] = [
             (name, field, meta_name, {}, _Elements.of(field, meta_name))
             for name, field, meta_name in self.value_fields]
@@ -399,21 +406,24 @@ class WriteLayout:
         # (the write ids of the batch from one read of the system's random source)
         ids = os.urandom(8 * len(requests)).hex()
         doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
-        documents = []
+        documents: list[BulkDocument] = []
+        lenient_of: list[bytes] = []
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             assert request.id is not None and request.values is not None
             escaped = sortable.escape_id(request.id)
-            pairs, members, lenient = self.bulk_values(request.values)
+            pairs, members, lenient = self.bulk_values(request.values, True)
+            if lenient is not _NONE:
+                lenient_of += (b"%d" % (n + 1), lenient)
             documents.append(BulkDocument(
                 doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
-                self.document(request), ids[16 * n:16 * n + 16], pairs, members, lenient))
+                self.document(request), ids[16 * n:16 * n + 16], pairs, members))
         return InsertManyCall(
             p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
             p.doc_prefix, p.meta_prefix,
-            self.events, self.layout)
+            self.events, self.layout, wire.pack(lenient_of) if lenient_of else _NONE)
 
     def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
         """Every meta field pair (field or compound index, its value encodings) of a
@@ -430,14 +440,21 @@ class WriteLayout:
                 lenient.append(b"%d" % (position + 1))
         return pairs, lenient
 
-    def bulk_values(self, values: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+    def bulk_values(self, values: dict[str, Any],
+                    flat: bool = False) -> tuple[bytes, bytes, bytes]:
         """A new document's meta field pairs (:meth:`all_entries`' items, packed one after
         another: not an array) and lenient positions (packed), and its value encodings per
         index (``BulkDocument``), as a bulk insert builds them by the thousand: what a value
         already seen in a field packs to (an element already seen, in an array) is
         remembered, not computed again. (A str is remembered under itself, other values
-        under their type and value: no str equals a tuple.)"""
+        under their type and value: no str equals a tuple.)
+
+        The encodings per index: a packed array of one packed array per index, or with
+        ``flat`` (what ``insert_many.lua`` reads) one value after another, per index its
+        count, then its encodings (no table per index for the script to make): unless that
+        is longer than ``_FLAT_BYTES``, when it is the arrays."""
         pairs, entries = [], []
+        which = 2 if flat else 1
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
             kind = type(value)
@@ -448,20 +465,26 @@ class WriteLayout:
                     known = _packed(meta_name, field.index_keys(value))
                     _keep(memo, key, known, len(known[0]))
             elif elements is not None and isinstance(value, list):
-                known = elements.packed(value)
+                known = elements.packed(value, flat)
             else:
                 known = _packed(meta_name, field.index_keys(value))
             pairs.append(known[0])
-            entries.append(known[1])
+            entries.append(known[which])
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
             known = _packed(manifest, index_members(self.options, index, values))
             pairs.append(known[0])
-            entries.append(known[1])
+            entries.append(known[which])
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
-        entries.append(_NONE)  # (what an index no pair holds entries for finds: none)
-        members = self._index_header + b"".join(self._sources(entries))
+        # (what an index no pair holds entries for finds: none)
+        entries.append(_NONE_FLAT if flat else _NONE)
+        if flat:
+            members = b"".join(self._sources(entries))
+            if len(members) > _FLAT_BYTES:
+                return self.bulk_values(values)
+        else:
+            members = self._index_header + b"".join(self._sources(entries))
         return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
@@ -521,10 +544,26 @@ class WriteLayout:
                          self.layout).call()
 
 
-def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes]:
+def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes, bytes]:
     """A meta field pair (the field's name, its value encodings as a netstring list) as
-    items of a :func:`wire.pack` array, and the encodings as a packed array of their own."""
-    return wire.item(meta_name) + wire.item(sortable.pack_list(keys)), wire.pack(keys)
+    items of a :func:`wire.pack` array, the encodings as a packed array of their own, and
+    the encodings in ``insert_many.lua``'s flat form (:func:`_flat`)."""
+    packed = wire.pack(keys)
+    return (wire.item(meta_name) + wire.item(sortable.pack_list(keys)), packed,
+            _flat(len(keys), packed[len(wire.array_header(len(keys))):]))
+
+
+def _flat(count: int, items: bytes) -> bytes:
+    """An index's ``count`` encodings (``items``: packed one after another) as
+    ``insert_many.lua`` reads them among a document's: the count (a MessagePack integer),
+    then the encodings."""
+    if count < 128:
+        return _COUNTS[count] + items
+    return (b"\xcd" + struct.pack(">H", count) if count < 65536 else
+            b"\xce" + struct.pack(">I", count)) + items
+
+
+_COUNTS = [bytes([n]) for n in range(128)]  # (MessagePack's positive fixints)
 
 
 class _Elements:
@@ -549,8 +588,9 @@ class _Elements:
             return _Elements(field.field, meta_name)
         return None
 
-    def packed(self, value: list[Any]) -> tuple[bytes, bytes]:
-        """:func:`_packed` of the array ``value``'s entries."""
+    def packed(self, value: list[Any], flat: bool = False) -> tuple[bytes, bytes, bytes]:
+        """:func:`_packed` of the array ``value``'s entries (of its two forms of the
+        entries, only the one ``flat`` asks for is made: b"" in the other's place)."""
         memo, found = self.memo, []
         for item in value:
             kind = type(item)
@@ -564,13 +604,16 @@ class _Elements:
                 entry = self._remember(kind, item)
             found.append(entry)
         if not found:
-            return self.packed_name + wire.str_header(0), wire.array_header(0)
+            return (self.packed_name + wire.str_header(0), wire.array_header(0), _NONE_FLAT)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(set(found)) if len(found) > 1 else found
         _, netstrings, items = zip(*ordered, strict=True)
-        listed = b"".join(netstrings)
-        return (self.packed_name + wire.str_header(len(listed)) + listed,
-                wire.array_header(len(ordered)) + b"".join(items))
+        listed, packed = b"".join(netstrings), b"".join(items)
+        count = len(ordered)
+        pair = self.packed_name + wire.str_header(len(listed)) + listed
+        if flat:  # (_flat's, without a call for the usual count)
+            return pair, b"", (_COUNTS[count] + packed if count < 128 else _flat(count, packed))
+        return pair, wire.array_header(count) + packed, b""
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
         """The entry of an element not in the memo, remembered if it is short."""

@@ -23,13 +23,18 @@
 -- ARGV[3]     document key prefix    ARGV[4]  meta key prefix
 -- ARGV[5]     change events: "" (none) or the spec events_on() reads; the stream is KEYS[#KEYS]
 -- ARGV[6]     the caller's schema layout ("" for none)
--- ARGV[7..]   per document: id key, document JSON, write id, MessagePack pairs, one string
+-- ARGV[7]     MessagePack array, per document with unique indexes not enforced for it (a
+--             compound value with a null part; most have none, and this is the empty
+--             array): its number in the batch, MessagePack array of their positions
+-- ARGV[8..]   per document: id key, document JSON, write id, MessagePack pairs, one string
 --             after another (not an array: unpacked straight into HSET's arguments; meta
 --             field name, netstring list of value encodings: what its meta hash keeps),
---             MessagePack array per index (in the model's index order) of its
---             value encodings (the same encodings: decoded in C, not parsed here), MessagePack
---             array of the positions of unique indexes not enforced for it (a compound
---             value with a null part)
+--             its value encodings per index, in the model's index order (the same
+--             encodings: decoded in C, not parsed here): MessagePack values one after
+--             another, per index its count of encodings (an integer), then its encodings
+--             (unpacked into one table, not one per index); or, for a document with very
+--             many, a MessagePack array of one array per index (Lua's stack holds about
+--             8,000 values)
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
 --             or {"ALL", version} when every document was written now, the first with that
 --             version and each next one with the next (one reply, not one per document),
@@ -52,9 +57,23 @@ for i = 1, #described / 3 do
   indexes[i] = index
 end
 local nindexes = #indexes
+-- a document's value encodings as one list: per index its count, then its encodings (the
+-- arrays form, for a document with very many, made into that list)
+local function flat_members(packed)
+  if packed == "" then return {} end
+  local first = string.byte(packed)
+  if first < 128 or first == 205 or first == 206 then return {cmsgpack.unpack(packed)} end
+  local out, n = {}, 0
+  for _, these in ipairs(cmsgpack.unpack(packed)) do
+    out[n + 1] = #these
+    for m = 1, #these do out[n + 1 + m] = these[m] end
+    n = n + 1 + #these
+  end
+  return out
+end
 local rare  -- (cold_paths(), made on the first rare path taken)
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
-local ndocs = (#ARGV - 6) / 6
+local ndocs = (#ARGV - 7) / 5
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
 -- shared keys: checked once for the whole batch (a wrong type refuses every document);
@@ -104,8 +123,13 @@ local members_of = {}  -- per accepted position: its entries per index, if unpac
 local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
 local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
 for i = 1, nindexes do claimed[i] = {} end
+local lenient_of = {}  -- document number -> its lenient positions (MessagePack)
+if ARGV[7] ~= "\144" then
+  local listed = cmsgpack.unpack(ARGV[7])
+  for k = 1, #listed, 2 do lenient_of[tonumber(listed[k])] = listed[k + 1] end
+end
 for d = 1, ndocs do
-  local base = 6 + 6 * (d - 1)
+  local base = 7 + 5 * (d - 1)
   local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
   local meta_key = KEYS[first_doc_key - 1 + 2 * d]
   local refused = shared_error
@@ -129,17 +153,19 @@ for d = 1, ndocs do
   end
   if not refused and any_unique then
     local lenient = {}
-    if ARGV[base + 6] ~= "\144" then  -- (not the empty array most documents send)
-      for _, position in ipairs(cmsgpack.unpack(ARGV[base + 6])) do
+    if lenient_of[d] then
+      for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
         lenient[tonumber(position)] = true
       end
     end
-    local members = cmsgpack.unpack(ARGV[base + 5])
+    local members = flat_members(ARGV[base + 5])
     members_of[d] = members
+    local at = 1  -- (index i's count, then its encodings)
     for i = 1, nindexes do
-      local index = indexes[i]
+      local index, count = indexes[i], members[at]
       if index.unique and not lenient[i] then
-        for _, member in ipairs(members[i]) do
+        for m = at + 1, at + count do
+          local member = members[m]
           if member ~= NULL then
             local other = claimed[i][member]
             if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
@@ -150,14 +176,19 @@ for d = 1, ndocs do
         end
         if refused then break end
       end
+      at = at + count + 1
     end
     if not refused then
+      at = 1
       for i = 1, nindexes do
+        local count = members[at]
         if indexes[i].unique and not lenient[i] then
-          for _, member in ipairs(members[i]) do
+          for m = at + 1, at + count do
+            local member = members[m]
             if member ~= NULL then claimed[i][member] = idkey end
           end
         end
+        at = at + count + 1
       end
     end
   end
@@ -184,12 +215,26 @@ if #accepted > 0 then
   local entries, counts = {}, {}
   for i = 1, nindexes + 1 do entries[i] = {}; counts[i] = 0 end
   local listed = entries[nindexes + 1]
+  -- (the versions' text: consecutive integers, so one string.format per hundred, the last
+  -- two digits from DIGITS between them; head is the text but those two, low their value)
+  local DIGITS = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+  local head, low, pad_for, pad = "", 100, nil, nil
   for _, d in ipairs(accepted) do
-    local base = 6 + 6 * (d - 1)
+    local base = 7 + 5 * (d - 1)
     local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
     local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
     version = version + 1
-    local shown = string.format("%.0f", version)
+    low = low + 1
+    local shown
+    if low <= 99 then
+      shown = head .. string.sub(DIGITS, 2 * low + 1, 2 * low + 2)
+    else
+      shown = string.format("%.0f", version)
+      if #shown > 2 then
+        head, low = string.sub(shown, 1, -3), tonumber(string.sub(shown, -2))
+      end
+    end
+    if #shown ~= pad_for then pad_for = #shown; pad = string.rep("0", 16 - pad_for) end
     if at then
       redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]), "PXAT", at)
       scheduled_now[#scheduled_now + 1] = at
@@ -198,20 +243,22 @@ if #accepted > 0 then
       redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]))
     end
     -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
-    redis.call("HSET", meta_key, "v", shown, "r", write_id .. string.rep("0", 16 - #shown)
-               .. shown, cmsgpack.unpack(ARGV[base + 4]))
+    redis.call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown,
+               cmsgpack.unpack(ARGV[base + 4]))
     local n = counts[nindexes + 1]
     listed[n + 1] = "0"; listed[n + 2] = idkey
     counts[nindexes + 1] = n + 2
-    local members = members_of[d] or cmsgpack.unpack(ARGV[base + 5])
+    local members = members_of[d] or flat_members(ARGV[base + 5])
+    local from = 1  -- (index i's count, then its encodings)
     for i = 1, nindexes do
-      local into, these = entries[i], members[i]
+      local into, last = entries[i], from + members[from]
       n = counts[i]
-      for m = 1, #these do
-        into[n + 1] = "0"; into[n + 2] = these[m] .. idkey
+      for m = from + 1, last do
+        into[n + 1] = "0"; into[n + 2] = members[m] .. idkey
         n = n + 2
       end
       counts[i] = n
+      from = last + 1
     end
     if stream_only then
       redis.call("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op", "create",

@@ -107,6 +107,25 @@ local function ids_of(members, lead, set)
   return out
 end
 
+-- ids_of() into ``set`` for the members of a single-field index (a ZRNG's: one value
+-- encoding, then the id key), with one string call less per member (a range condition read
+-- as a set is often tens of thousands of members): after a whole value ``lead`` (lead_of)
+-- the rest is the id key; ``plain`` (the index holds no string value, the only encoding
+-- with a \0 inside, escaped as \0\255: sortable.encode_string) the id key follows the
+-- first \0.
+local function single_ids(members, lead, plain, set)
+  if lead then
+    for i = 1, #members do set[sub(members[i], lead)] = true end
+  elseif plain then
+    for i = 1, #members do
+      local m = members[i]
+      set[sub(m, find(m, "\0", 1, true) + 1)] = true
+    end
+  else
+    ids_of(members, nil, set)
+  end
+end
+
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
 -- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
 -- committed transactions holding them and asks again (also when a holder met here is gone
@@ -609,8 +628,13 @@ local function range_sets(ranges, others, candidates)
   for _, s in ipairs(sized) do
     if candidates > 0 and s.n <= RANGE_READ * candidates then
       local r, set = ranged[s.test], {}
+      local plain = nil  -- (whether the index holds no string value: asked once)
       for _, b in ipairs(r.ranges) do
-        ids_of(redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2]), set)
+        local members, lead = redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2])
+        if not lead and plain == nil then
+          plain = redis.call("ZLEXCOUNT", r.key, "[\32", "(\33") == 0  -- (string values)
+        end
+        single_ids(members, lead, plain, set)
       end
       sets[#sets + 1] = set
     else

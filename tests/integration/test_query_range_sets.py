@@ -28,7 +28,9 @@ class Word(Document):
 def _values() -> dict[str, dict[str, Any]]:
     # a "\0" then bytes shaped like a numeric id key (\x01, 0x20 + length, digits): what the
     # id of such a member is not
-    return {str(i): {"word": f"w{i % 9}\0\x01\x22{i % 97:02d}" if i % 3 else f"w{i % 9}",
+    # (and words longer than 16 bytes, which the meta test compares in chunks)
+    return {str(i): {"word": (f"long-prefix-0123456789-{i % 13}" if i % 5 == 0
+                              else f"w{i % 9}\0\x01\x22{i % 97:02d}" if i % 3 else f"w{i % 9}"),
                      "n": i % 50, "tag": "a" if i % 2 else "b"}
             for i in range(1, N + 1)}
 
@@ -70,3 +72,19 @@ async def test_ranges_read_as_sets_give_the_reference_answers(conn: Any,
         assert reads <= len(rows) + 1
         assert after.get("zrangebylex", 0) > before.get("zrangebylex", 0)
         assert await make().count() == len(matching)
+
+
+async def test_ranges_tested_on_the_meta_hash_give_the_reference_answers(conn: Any) -> None:
+    # few candidates (an equality), a range of most entries: each candidate's value is
+    # compared with the bounds (byte order, chunk by chunk)
+    await Word.objects.bulk_create([Word(id=id, **v) for id, v in VALUES.items()])
+    for bound in ("long-prefix-0123456789-5", "long-prefix-0123456789-", "w3\0\x01\x2250",
+                  "w3\0", "w3", "long-prefix-0123456789-12x", ""):
+        for n in (0, 5, 7):
+            got = await Word.objects.filter(n=n, word__gt=bound).all()
+            assert [d.id for d in got] == sorted(
+                (id for id, v in VALUES.items() if v["n"] == n and v["word"] > bound), key=int)
+            got = await Word.objects.filter(n=n, word__lte=bound).order_by("-word").all()
+            assert [d.id for d in got] == sorted(
+                (id for id, v in VALUES.items() if v["n"] == n and v["word"] <= bound),
+                key=lambda id: (VALUES[id]["word"], int(id)), reverse=True)

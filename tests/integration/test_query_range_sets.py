@@ -88,3 +88,36 @@ async def test_ranges_tested_on_the_meta_hash_give_the_reference_answers(conn: A
             assert [d.id for d in got] == sorted(
                 (id for id, v in VALUES.items() if v["n"] == n and v["word"] <= bound),
                 key=lambda id: (VALUES[id]["word"], int(id)), reverse=True)
+
+
+class Duo(Document):
+    n = IntField()
+    word = StringField()
+
+    class Meta:
+        collection = "qrs_duos"
+        indexes = [("n", "word")]
+
+
+async def test_long_index_ranges_of_single_and_compound_indexes(conn: Any) -> None:
+    # index ranges of many members (a walk's, a driver's): the id key after the first \0 only
+    # in a single-field index of no string; a compound index's members hold a \0 per value
+    await Word.objects.bulk_create([Word(id=id, **v) for id, v in VALUES.items()])
+    await Duo.objects.bulk_create([Duo(id=id, n=v["n"], word=v["word"])
+                                   for id, v in VALUES.items()])
+    by_n = await Word.objects.filter(n__gte=10, n__lt=30).order_by("n").all()
+    assert [d.id for d in by_n] == sorted(
+        (id for id, v in VALUES.items() if 10 <= v["n"] < 30), key=lambda id: (VALUES[id]["n"],
+                                                                              int(id)))
+    by_word = await Word.objects.filter(word__gte="w3").order_by("-word").all()
+    assert [d.id for d in by_word] == sorted(
+        (id for id, v in VALUES.items() if v["word"] >= "w3"),
+        key=lambda id: (VALUES[id]["word"], int(id)), reverse=True)
+    for model in (Word, Duo):
+        got = await model.objects.filter(n__gte=10, n__lt=30).all()
+        assert [d.id for d in got] == sorted(
+            (id for id, v in VALUES.items() if 10 <= v["n"] < 30), key=int)
+    got = await Duo.objects.filter(n__gte=45).order_by("-n").limit(50).all()
+    assert [d.id for d in got] == sorted(
+        (id for id, v in VALUES.items() if v["n"] >= 45),
+        key=lambda id: (VALUES[id]["n"], int(id)), reverse=True)[:50]

@@ -112,9 +112,10 @@ if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} en
 local stored
 stored, refused = typed(doc_key, "GET", doc_key)
 if refused then return refused end
+local field  -- (the common patch's one index: the number of its meta field)
 if j == 1 then  -- (the common patch: one index)
-  got, refused = typed(meta_key, "HMGET", meta_key, "v", "r",
-                       c[at_fields + tonumber(c[at_indexes + 2])])
+  field = tonumber(c[at_indexes + 2])
+  got, refused = typed(meta_key, "HMGET", meta_key, "v", "r", c[at_fields + field])
 else
   local wanted = {"v", "r"}
   for i = 1, j do
@@ -235,7 +236,7 @@ if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pac
 local _, moved  -- {key, drop, add} of each index whose entries change (the general loop's)
 local index_key, was, now  -- (the common move's, else nil)
 if j == 1 and c[at_indexes + 3] ~= "1" then
-  local old, new = got[3] or "", ARGV[at_lists + tonumber(c[at_indexes + 2])]
+  local old, new = got[3] or "", ARGV[at_lists + field]
   -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits)
   local _, colon = string.find(old, "^%d+:")
   local _, colon2 = string.find(new, "^%d+:")
@@ -250,7 +251,7 @@ if index_key then
   -- (change_entries: the ZREM proves the key's type)
   _, refused = typed(index_key, "ZREM", index_key, was .. idkey)
   if refused then return refused end
-  redis.call("ZADD", index_key, 0, now .. idkey)
+  redis.call("ZADD", index_key, "0", now .. idkey)  -- (a string: no number formatted)
 elseif j > 0 then
   rare = rare or cold_paths()
   moved = {}

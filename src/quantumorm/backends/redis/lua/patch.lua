@@ -56,7 +56,9 @@
 -- state_check, schedule_and_locks, applied_in, patch_json_one, change_entries,
 -- take_version_text, emit_first, write_clock and store_taken written out in place, the same
 -- commands in the same order, so that the only functions made per call are typed() and
--- cold_paths() (each function made per call costs the server about 800 instructions).
+-- cold_paths() (each function made per call costs the server about 800 instructions), and
+-- typed()'s own checks written out where the common path reads or writes (a Lua call with
+-- its arguments passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
@@ -77,8 +79,13 @@ local rare
 -- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type:
 -- state_check), one EXISTS of the schedule and the lock hash (schedule_and_locks), a lock,
 -- the id index's type (a model whose keys hold foreign data is refused whole).
-local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
-if refused then return refused end
+-- (typed()'s checks written out: a reply that is an error is a refusal when WRONGTYPE,
+-- else raised)
+local got, refused = redis.pcall("HMGET", state_key, "layout", "clock"), nil
+if got.err then
+  if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
+  error(got)
+end
 local clock, new_layout = tonumber(got[2] or "0") or 0, nil
 if c[2] ~= "" and got[1] ~= c[2] then  -- (the same text is the same layout: no number read)
   local stored_layout, mine = tonumber(got[1] or "0"), tonumber(c[2])
@@ -109,21 +116,27 @@ if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} en
 
 -- The document (its GET tells its type and whether it is alive) and, in one HMGET, the
 -- version, the recent write ids and the entries the touched indexes hold now.
-local stored
-stored, refused = typed(doc_key, "GET", doc_key)
-if refused then return refused end
+local stored = redis.pcall("GET", doc_key)
+if type(stored) == "table" then
+  if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
+  error(stored)
+end
 local field  -- (the common patch's one index: the number of its meta field)
 if j == 1 then  -- (the common patch: one index)
   field = tonumber(c[at_indexes + 2])
-  got, refused = typed(meta_key, "HMGET", meta_key, "v", "r", c[at_fields + field])
+  got = redis.pcall("HMGET", meta_key, "v", "r", c[at_fields + field])
+  if got.err then
+    if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", meta_key} end
+    error(got)
+  end
 else
   local wanted = {"v", "r"}
   for i = 1, j do
     wanted[i + 2] = c[at_fields + tonumber(c[at_indexes + 4 * i - 2])]
   end
   got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  if refused then return refused end
 end
-if refused then return refused end
 local current, seen = got[1] or nil, got[2] or nil
 if stored then
   -- a resent write applied before (applied_in: a write id starts an entry of "r", at 1,
@@ -233,7 +246,7 @@ if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pac
 -- Index entries: the touched indexes' moves, their keys' types, unique claims. The common
 -- one (one index, not unique, a scalar's entry that moves: sole_item of both lists) is
 -- written here; any other goes through the general loop.
-local _, moved  -- {key, drop, add} of each index whose entries change (the general loop's)
+local moved  -- {key, drop, add} of each index whose entries change (the general loop's)
 local index_key, was, now  -- (the common move's, else nil)
 if j == 1 and c[at_indexes + 3] ~= "1" then
   local old, new = got[3] or "", ARGV[at_lists + field]
@@ -249,8 +262,11 @@ if j == 1 and c[at_indexes + 3] ~= "1" then
 end
 if index_key then
   -- (change_entries: the ZREM proves the key's type)
-  _, refused = typed(index_key, "ZREM", index_key, was .. idkey)
-  if refused then return refused end
+  local reply = redis.pcall("ZREM", index_key, was .. idkey)
+  if type(reply) == "table" then
+    if string.find(reply.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", index_key} end
+    error(reply)
+  end
   redis.call("ZADD", index_key, "0", now .. idkey)  -- (a string: no number formatted)
 elseif j > 0 then
   rare = rare or cold_paths()
@@ -317,9 +333,12 @@ end
 if EVENTS then
   if EVENTS.channel == "" and EVENTS.maxlen ~= "" and not EVENTS.doc then
     -- (emit_first's usual event, a stream's alone, with its write id and fields)
-    _, refused = typed(EVENTS.key, "XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*",
-                       "op", "update", "id", idkey, "v", shown, "w", write_id,
-                       "f", changed)
+    local reply = redis.pcall("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op",
+                              "update", "id", idkey, "v", shown, "w", write_id, "f", changed)
+    if type(reply) == "table" then
+      if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
+      refused = {"WRONGTYPE", EVENTS.key}
+    end
   else
     rare = rare or cold_paths()
     refused = rare.emit_first("update", idkey, shown, write_id, changed, json)

@@ -20,8 +20,9 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack array of strings (c[1], c[2]... below):
---   c[1]  the largest document allowed, in bytes
+-- ARGV[4]   MessagePack array of strings and numbers (c[1], c[2]... below; the numbers
+--           are MessagePack integers, which tonumber() takes as they are: no text parsed)
+--   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
 --   c[4]  "1" when an event carries the document    c[5]  Pub/Sub channel ("" none)
@@ -30,10 +31,10 @@
 --         by a purge or a sweep)
 --   c[7]  the event's "f" (MessagePack array of names) when every member's value changes
 --   c[8]  n, the members to set   c[9]  k, the meta fields to set   c[10]  j, the indexes
---         the patch touches
+--         the patch touches (numbers)
 --   then n key texts (the stored names as JSON, quoted), n names (each member's, for the
 --   event's "f"), k meta fields, j quadruples: KEYS position, the number of the meta field
---   holding the index's entries, "1" to enforce uniqueness, index name
+--   holding the index's entries (both numbers), "1" to enforce uniqueness, index name
 -- ARGV[5..] n value texts (JSON, as documents are encoded), then k netstring lists of value
 --           encodings, one per meta field
 --

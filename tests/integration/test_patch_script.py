@@ -6,6 +6,8 @@ bounded sweep after a write."""
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from helpers import assert_indexes_consistent, snapshot
 
 from quantumorm import Document, IntField, StringField, sortable
 from quantumorm.backends.redis import twophase
-from quantumorm.backends.redis.commands import RedisPlan
+from quantumorm.backends.redis.commands import RedisPlan, _lua
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import Expiry
 
@@ -103,6 +105,25 @@ def test_a_key_of_another_type_is_refused_with_nothing_written(
            "unmoved index": ks.index(0, "name"), "unique index": ks.index(0, "label"),
            "stream": ks.changes(0)}[where]
     call = patch(conn, Gauge, "g", n=7, name="a", label="uno")
+    redis_client.delete(key)
+    redis_client.hset(key, "x", "foreign") if where == "doc" else redis_client.set(key, "x")
+    before = snapshot(redis_client)
+    assert send(conn, call) == [b"WRONGTYPE", key.encode()]
+    assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("where", ["state", "ttl", "ids", "doc", "meta", "moved index",
+                                   "stream"])
+def test_a_one_field_patch_refuses_a_key_of_another_type_with_nothing_written(
+        conn: Any, redis_client: Any, where: str) -> None:
+    """The common patch (one member, one index whose single entry moves: the path patch.lua
+    writes out in place) refuses as the general path does; a refused event takes back the
+    entry it moved."""
+    ks = gauges(conn)
+    key = {"state": ks.state(0), "ttl": ks.ttl(0), "ids": ks.ids(0), "doc": ks.doc(0, "g"),
+           "meta": ks.meta(0, "g"), "moved index": ks.index(0, "n"),
+           "stream": ks.changes(0)}[where]
+    call = patch(conn, Gauge, "g", n=7)
     redis_client.delete(key)
     redis_client.hset(key, "x", "foreign") if where == "doc" else redis_client.set(key, "x")
     before = snapshot(redis_client)
@@ -242,3 +263,55 @@ def test_a_patch_of_thousands_of_fields_is_written_whole(conn: Any, redis_client
     assert Wide.objects.filter(id="w").update_sync(**{f"f{i}": "b" for i in range(WIDE)}) == 1
     stored = Wide.objects.get_sync(id="w")
     assert {getattr(stored, f"f{i}") for i in range(WIDE)} == {"b"}
+
+
+class Aged(Document):
+    age = IntField(indexed=True)
+
+    class Meta:
+        collection = "ps_aged"
+
+
+# patch_json() alone (_write.lua's general splice), for what patch.lua's written-out
+# common path must give
+_SPLICE = _lua("_prelude") + _lua("_write") + r"""
+local out = patch_json(ARGV[1], {{'"age"', ARGV[2]}}, {"age"})
+return out or "refused"
+"""
+
+
+def test_the_one_member_patch_stores_what_the_general_splice_gives(
+        conn: Any, redis_client: Any) -> None:
+    """patch.lua's common path (one member: the stored JSON proven plain, the member's span
+    found by a plain search) stores exactly the text patch_json() makes of every stored
+    JSON, blanks, nested members of the same name, escapes and damage included (CORRUPT
+    where patch_json refuses), and moves the index entry."""
+    docs = [json.dumps({**doc, "age": 1} if rng.random() < 0.8 else doc, ensure_ascii=False,
+                       separators=(",", ":") if rng.random() < 0.6 else (", ", " : "))
+            for rng in [random.Random(3)]
+            for doc in [{f"k{i}": rng.choice([1, "age", "a\\b", [1, {"age": 2}], None])
+                         for i in range(rng.randrange(4))} for _ in range(60)]]
+    docs += ['{"age":1}', ' {"age" :1 }', '{"age":1,"x":{"age":2}}', '{"x":"age","age":1}',
+             '{"age":1,"age":2}', '{"age":"1"}', '{"age":[1, 2]}', '{"age":{"a":"}"}}',
+             '{"age":1} x', '{"age":1', '[1]', '{"x":1}', '{"age":1,"n":"a\\"b"}',
+             '{"age":17}']
+    ks, id_key = KeySpace(Aged._meta), sortable.id_key("a")
+    outcomes: list[bool] = []  # (refused or not, per document)
+    for doc in docs:
+        redis_client.delete(ks.doc(0, "a"), ks.meta(0, "a"), ks.index(0, "age"))
+        redis_client.zrem(ks.ids(0), id_key)
+        Aged(id="a", age=1).save_sync()
+        stored = redis_client.get(ks.doc(0, "a"))
+        redis_client.set(ks.doc(0, "a"), stored[:stored.index(b"\0", 1) + 1] + doc.encode())
+        want = redis_client.eval(_SPLICE, 0, doc, "7")
+        reply = send(conn, patch(conn, Aged, "a", age=7))
+        outcomes.append(want == b"refused")
+        if want == b"refused":
+            assert reply == [b"CORRUPT"], doc
+            continue
+        assert reply[0] == b"OK", doc
+        after = redis_client.get(ks.doc(0, "a"))
+        assert after[after.index(b"\0", 1) + 1:] == want, doc
+        assert redis_client.zcount(ks.index(0, "age"), "-inf", "+inf") == 1
+        assert Aged.objects.filter(age=7).count_sync() == 1, doc
+    assert outcomes.count(False) > 40 and outcomes.count(True) >= 3

@@ -42,22 +42,42 @@ class Patched(Document):
         collection = "unit_patch_values"
 
 
-def strings(packed: bytes) -> list[bytes]:
-    """One MessagePack array of strings, as cmsgpack.unpack reads it (anything else fails
-    the test)."""
-    items = wire.unpack(packed)
-    assert wire.pack(items) == packed
-    return items
+def constants(packed: bytes) -> list[bytes | int]:
+    """patch.lua's ARGV[4] as cmsgpack.unpack reads it: one MessagePack array of strings
+    and of non-negative integers (a positive fixint or a uint 64), nothing else."""
+    assert packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC
+    count, pos = (packed[0] & 0x0F, 1) if packed[0] != 0xDC else (
+        int.from_bytes(packed[1:3], "big"), 3)
+    out: list[bytes | int] = []
+    for _ in range(count):
+        head = packed[pos]
+        if head < 0x80:
+            out.append(head)
+            pos += 1
+        elif head == 0xCF:
+            out.append(int.from_bytes(packed[pos + 1:pos + 9], "big"))
+            pos += 9
+        else:  # (a string: its header and bytes, as wire.pack writes them)
+            size, at = ((head & 0x1F, 1) if head & 0xE0 == 0xA0 else
+                        (packed[pos + 1], 2) if head == 0xD9 else
+                        (int.from_bytes(packed[pos + 1:pos + 3], "big"), 3) if head == 0xDA
+                        else (int.from_bytes(packed[pos + 1:pos + 5], "big"), 5))
+            assert head & 0xE0 == 0xA0 or head in (0xD9, 0xDA, 0xDB)
+            out.append(packed[pos + at:pos + at + size])
+            pos += at + size
+    assert pos == len(packed)
+    return out
 
 
 def parts(call: PatchCall) -> dict[str, Any]:
     """A patch call's arguments as patch.lua reads them: of its constants (ARGV[4]) after
     the model's (size limit, layout, events, every index's meta field), the event's "f"
     when every value changes, the counts, the key texts, the names, the meta fields and the
-    touched indexes' quadruples; the value texts and lists (ARGV[5..])."""
-    limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = strings(
+    touched indexes' quadruples; the value texts and lists (ARGV[5..]). The size limit,
+    the counts and each quadruple's KEYS position and pair number are numbers."""
+    limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = constants(
         call.constants)
-    n, k, j = int(n), int(k), int(j)
+    assert type(limit) is int and type(n) is int and type(k) is int and type(j) is int
     assert len(rest) == 2 * n + k + 4 * j and len(call.values) == n + k
     keys, names, fields = rest[:n], rest[n:2 * n], rest[2 * n:2 * n + k]
     quads = rest[2 * n + k:]
@@ -121,13 +141,13 @@ def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
     assert wire.unpack(got["f"]) == [b"n", b"flag", b"title"]
     assert [meta for meta, _ in got["pairs"]] == [b"f:count", b"f:flag"]
     positions = {index.name: 6 + i for i, index in enumerate(Patched._meta.indexes)}
-    assert [(int(position), int(pair)) for position, pair, _, _ in got["indexes"]] == [
+    assert [(position, pair) for position, pair, _, _ in got["indexes"]] == [
         (positions[name.decode()], number) for number, (_, _, _, name) in
         enumerate(got["indexes"], start=1)]
     assert call.call().script == "patch"
     # what every patch of the model sends alike travels in ARGV[4]; apart, only the id key,
     # the write id, the expiry, the three value texts and the two lists
-    assert got["model"] == [str(layout.max_document_bytes).encode(), b"",
+    assert got["model"] == [layout.max_document_bytes, b"",
                             *writes.events_flat(Patched._meta, layout.keys), layout.manifests]
     assert len(call.call().args) == 3 + 1 + 3 + 2
     layout.layout = b"7"  # (the schema read again: the layout the calls carry is the new one)

@@ -78,6 +78,20 @@ _MEMO_LIMIT = 4096
 _MEMO_BYTES = 256
 
 
+def _pack_constants(items: Sequence[bytes | int]) -> bytes:
+    """:func:`wire.pack` of strings and of non-negative integers, each of these a MessagePack
+    integer: patch.lua's ``tonumber()`` of a count, a position or the size limit is then
+    the number itself, with no text parsed per call (about 400 server instructions each)."""
+    out = [wire.array_header(len(items))]
+    for item in items:
+        if type(item) is int:
+            out.append(bytes((item,)) if 0 <= item < 128 else b"\xcf" + item.to_bytes(8, "big"))
+        else:
+            assert isinstance(item, bytes)
+            out.append(wire.item(item))
+    return b"".join(out)
+
+
 def _keep(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
     """Keep ``entry`` (of ``size`` packed bytes) under ``key`` in a memo of encodings, if it
     is short; a full memo starts again."""
@@ -102,7 +116,7 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
                 list[tuple[int, IndexSpec, bytes]], bytes | None]
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
-Patch = tuple[tuple[bytes, ...], list[tuple[str, Field, bytes]], list[str],
+Patch = tuple[tuple[bytes | int, ...], list[tuple[str, Field, bytes]], list[str],
               dict[Any, tuple[bytes, ...]], dict[bytes, bytes]]
 
 
@@ -335,12 +349,12 @@ class WriteLayout:
         ``layout``: one MessagePack array of strings (one table for the script, however
         many fields: strings one after another, each a value returned by the unpack, would
         overflow Lua's C stack past about 8,000), remembered per layout."""
-        items = (str(self.max_document_bytes).encode(), layout, *self._events_flat,
-                 self.manifests, *shape[0])
+        items = (self.max_document_bytes, layout, *self._events_flat, self.manifests,
+                 *shape[0])
         by_layout = shape[4]
         if len(by_layout) > 8:  # (a layout is replaced by a newer one: the old ones go)
             by_layout.clear()
-        packed = by_layout[layout] = wire.pack(items)
+        packed = by_layout[layout] = _pack_constants(items)
         return packed
 
     @staticmethod
@@ -371,15 +385,14 @@ class WriteLayout:
         entries = [entry for entry in self.value_fields if entry[0] in changed]
         pair_of = {meta_name: number for number, (_, _, meta_name) in
                    enumerate(entries, start=1)}
-        quads: list[bytes] = []
+        quads: list[bytes | int] = []
         for position, (index, manifest, of) in enumerate(self.indexes):
             if of & changed:
                 assert not index.compound
-                quads += [b"%d" % (6 + position), b"%d" % pair_of[manifest],
-                          b"1" if index.unique else b"0", index.name.encode()]
+                quads += [6 + position, pair_of[manifest], b"1" if index.unique else b"0",
+                          index.name.encode()]
         names = [name.encode() for name in ordered]
-        items = (wire.pack(names), b"%d" % len(ordered), b"%d" % len(entries),
-                 b"%d" % (len(quads) // 4),
+        items = (wire.pack(names), len(ordered), len(entries), len(quads) // 4,
                  *[jsoncodec.encode(fields[name].db_name) for name in ordered], *names,
                  *[meta_name for _, _, meta_name in entries], *quads)
         if len(self._patch_by) > 1024:

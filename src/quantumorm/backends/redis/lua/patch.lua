@@ -20,8 +20,9 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack array of strings (c[1], c[2]... below):
---   c[1]  the largest document allowed, in bytes
+-- ARGV[4]   MessagePack array of strings and numbers (c[1], c[2]... below; the numbers
+--           are MessagePack integers, which tonumber() takes as they are: no text parsed)
+--   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
 --   c[4]  "1" when an event carries the document    c[5]  Pub/Sub channel ("" none)
@@ -30,10 +31,10 @@
 --         by a purge or a sweep)
 --   c[7]  the event's "f" (MessagePack array of names) when every member's value changes
 --   c[8]  n, the members to set   c[9]  k, the meta fields to set   c[10]  j, the indexes
---         the patch touches
+--         the patch touches (numbers)
 --   then n key texts (the stored names as JSON, quoted), n names (each member's, for the
 --   event's "f"), k meta fields, j quadruples: KEYS position, the number of the meta field
---   holding the index's entries, "1" to enforce uniqueness, index name
+--   holding the index's entries (both numbers), "1" to enforce uniqueness, index name
 -- ARGV[5..] n value texts (JSON, as documents are encoded), then k netstring lists of value
 --           encodings, one per meta field
 --
@@ -50,12 +51,21 @@
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
 -- member the plain search cannot place, a list of more than one value, a unique claim, a
--- refused index write, a sweep.
+-- refused index write, a sweep, an event other than a stream's alone, a patch that changes
+-- nothing. The common path (one member proven by the plain search, at most one index whose
+-- single entry moves, a stream's event or none) calls none of them: it runs _write.lua's
+-- state_check, schedule_and_locks, applied_in, patch_json_one, change_entries,
+-- take_version_text, emit_first, write_clock and store_taken written out in place, the same
+-- commands in the same order, so that the only functions made per call are typed() and
+-- cold_paths() (each function made per call costs the server about 800 instructions), and
+-- typed()'s own checks written out where the common path reads or writes (a Lua call with
+-- its arguments passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
--- cold: escaped_id
+-- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
 
-local doc_key, meta_key, idkey, write_id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
+                                                      ARGV[2]
 local c = cmsgpack.unpack(ARGV[4])
 local n, k, j = tonumber(c[8]), tonumber(c[9]), tonumber(c[10])
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
@@ -67,49 +77,78 @@ local at_lists = 4 + n  -- (in ARGV; the value texts start at ARGV[5])
 -- function of the body's own is made per call)
 local rare
 
--- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type),
--- one EXISTS of the schedule and the lock hash (see schedule_and_locks), a lock, the id
--- index's type (a model whose keys hold foreign data is refused whole).
-local refused = state_check(KEYS[5], c[2], true)
-if refused then return refused end
-local scheduled, others
-scheduled, others, refused = schedule_and_locks(KEYS[4], KEYS[5])
-if refused then return refused end
+-- The checks that cost no write, in save.lua's order: the state hash (layout, clock, type:
+-- state_check), one EXISTS of the schedule and the lock hash (schedule_and_locks), a lock,
+-- the id index's type (a model whose keys hold foreign data is refused whole).
+-- (typed()'s checks written out: a reply that is an error is a refusal when WRONGTYPE,
+-- else raised)
+local got, refused = redis.pcall("HMGET", state_key, "layout", "clock"), nil
+if got.err then
+  if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
+  error(got)
+end
+local clock, new_layout = tonumber(got[2] or "0") or 0, nil
+if c[2] ~= "" and got[1] ~= c[2] then  -- (the same text is the same layout: no number read)
+  local stored_layout, mine = tonumber(got[1] or "0"), tonumber(c[2])
+  if stored_layout > mine then return {"LAYOUT", string.format("%.0f", stored_layout)} end
+  if stored_layout < mine then new_layout = c[2] end  -- (recorded with the clock)
+end
+local scheduled, others = 0, redis.call("EXISTS", KEYS[4],
+                                        string.sub(state_key, 1, -6) .. "locks")
+if others > 0 then
+  scheduled, refused = typed(KEYS[4], "ZCARD", KEYS[4])
+  if refused then return refused end
+  others = others - (scheduled > 0 and 1 or 0)
+end
 if c[3] ~= "" or c[5] ~= "" then  -- (events_on's spec, sent flat; the XADD proves
   -- the stream's type: emit_first)
   EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
 end
 if others > 0 then  -- (the lock hash: a document of a prepared transaction, lock_holder())
   rare = rare or cold_paths()
-  local holder = rare.lock_holder(KEYS[5], idkey, true)
+  local holder = rare.lock_holder(state_key, idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is not refused)
-  if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
+  if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
     return {"LOCKED", holder}
   end
 end
-if not type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
+local id_type = redis.call("TYPE", KEYS[3]).ok
+if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
 
 -- The document (its GET tells its type and whether it is alive) and, in one HMGET, the
 -- version, the recent write ids and the entries the touched indexes hold now.
-local stored
-stored, refused = typed(doc_key, "GET", doc_key)
-if refused then return refused end
-local got
+local stored = redis.pcall("GET", doc_key)
+if type(stored) == "table" then
+  if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
+  error(stored)
+end
+local field  -- (the common patch's one index: the number of its meta field)
 if j == 1 then  -- (the common patch: one index)
-  got, refused = typed(meta_key, "HMGET", meta_key, "v", "r",
-                       c[at_fields + tonumber(c[at_indexes + 2])])
+  field = tonumber(c[at_indexes + 2])
+  got = redis.pcall("HMGET", meta_key, "v", "r", c[at_fields + field])
+  if got.err then
+    if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", meta_key} end
+    error(got)
+  end
 else
   local wanted = {"v", "r"}
   for i = 1, j do
     wanted[i + 2] = c[at_fields + tonumber(c[at_indexes + 4 * i - 2])]
   end
   got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  if refused then return refused end
 end
-if refused then return refused end
 local current, seen = got[1] or nil, got[2] or nil
 if stored then
-  local version = applied_in(seen, write_id)
-  if version then return {"OK", version, idkey} end  -- a resent write applied before
+  -- a resent write applied before (applied_in: a write id starts an entry of "r", at 1,
+  -- 33, 65...)
+  if seen and #write_id == 16 then
+    local at = string.find(seen, write_id, 1, true)
+    while at do
+      if at % 32 == 1 then return {"OK", tonumber(string.sub(seen, at + 16, at + 31)), idkey} end
+      at = string.find(seen, write_id, at + 1, true)
+    end
+  end
 elseif current then  -- expired: its leftovers are purged (their keys' types first)
   rare = rare or cold_paths()
   refused = rare.stream_refusal()  -- (its "expire" event)
@@ -121,16 +160,68 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
 end
 if not current or not stored then return {"MISSING"} end
 
--- The stored JSON with the new values in place (unchanged: nothing written).
-stored = payload_of(stored)
+-- The stored JSON with the new values in place (unchanged: nothing written), less its
+-- version (payload_of)
+if string.byte(stored, 1) == 0 then
+  local ends = string.find(stored, "\0", 2, true)
+  if ends then stored = string.sub(stored, ends + 1) end  -- (else damaged: kept whole)
+end
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
 if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
-if n == 1 then  -- (the common patch: one member, its span proven with no scan)
-  local differs
-  json, differs = patch_json_one(stored, c[11], ARGV[5])
-  count = differs and 1 or 0
+if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
+then
+  -- (the common patch, patch_json_one: one member, its span proven with no scan. The JSON
+  -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its
+  -- key text once (json_plain_span); blanks looked for only where the byte is one)
+  local ok, doc = pcall(cjson.decode, stored)
+  local key, b = c[11], string.byte(stored, 1)
+  if b == 32 or b == 9 or b == 10 or b == 13 then
+    b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
+  end
+  if ok and type(doc) == "table" and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
+    local first, after, from = nil, nil, 1
+    while true do
+      local kat, k_end = string.find(stored, key, from, true)
+      if not kat then break end
+      local colon = k_end + 1
+      local b = string.byte(stored, colon)
+      if b == 32 or b == 9 or b == 10 or b == 13 then
+        colon = string.find(stored, "[^ \t\r\n]", colon)
+      end
+      if string.byte(stored, colon) == 58 then
+        if first then first = false; break end  -- (two keys of that name: not proven)
+        first = colon + 1
+        b = string.byte(stored, first)
+        if b == 32 or b == 9 or b == 10 or b == 13 then
+          first = string.find(stored, "[^ \t\r\n]", first)
+          b = string.byte(stored, first)
+        end
+        if b == 34 then
+          after = string.find(stored, '"', first + 1, true) + 1
+        elseif b == 91 or b == 123 then
+          local _, last = string.find(stored, b == 91 and "^%b[]" or "^%b{}", first)
+          if not last or not pcall(cjson.decode, string.sub(stored, first, last)) then
+            first = false
+            break
+          end
+          after = last + 1
+        else
+          after = string.find(stored, "[,}%] \t\r\n]", first)
+        end
+      end
+      from = k_end + 1
+    end
+    if first then
+      local value = ARGV[5]
+      if after - first == #value and string.sub(stored, first, after - 1) == value then
+        json, count = stored, 0
+      else
+        json, count = string.sub(stored, 1, first - 1) .. value .. string.sub(stored, after), 1
+      end
+    end
+  end
 end
 if not json then
   rare = rare or cold_paths()
@@ -147,91 +238,154 @@ if not json then
 end
 local expiry = ARGV[3]
 if count == 0 and expiry == "keep" then
-  return bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
+  rare = rare or cold_paths()
+  return rare.bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
 end
 if #json > tonumber(c[1]) then return {"TOOLARGE", #json} end
 if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pack({}) end
 
--- Index entries: the touched indexes' moves, their keys' types, unique claims.
-local moved = {}  -- {key, drop, add} of each index whose entries change
-for i = 1, j do
-  local base = at_indexes + 4 * (i - 1)
-  local index_key = KEYS[tonumber(c[base + 1])]
-  local field = tonumber(c[base + 2])
-  local new = ARGV[at_lists + field]
-  local old = got[i + 2] or ""
-  local unique = c[base + 3] == "1"
-  local drop, add
-  if old ~= new then
-    -- (a scalar field's lists hold one value each: no list nor set made of them)
-    local was, now = sole_item(old), sole_item(new)
-    if was and now then
-      if was == now then drop, add = {}, {} else drop, add = {was .. idkey}, {now .. idkey} end
-    else
-      rare = rare or cold_paths()
-      local listed = rare.read_list(old)
-      if not listed then
-        return damaged(meta_key, c[at_fields + field])
+-- Index entries: the touched indexes' moves, their keys' types, unique claims. The common
+-- one (one index, not unique, a scalar's entry that moves: sole_item of both lists) is
+-- written here; any other goes through the general loop.
+local moved  -- {key, drop, add} of each index whose entries change (the general loop's)
+local index_key, was, now  -- (the common move's, else nil)
+if j == 1 and c[at_indexes + 3] ~= "1" then
+  local old, new = got[3] or "", ARGV[at_lists + field]
+  -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits)
+  local _, colon = string.find(old, "^%d+:")
+  local _, colon2 = string.find(new, "^%d+:")
+  if colon and colon2 and colon <= 13 and colon2 <= 13
+      and tonumber(string.sub(old, 1, colon - 1)) == #old - colon
+      and tonumber(string.sub(new, 1, colon2 - 1)) == #new - colon2 then
+    was, now = string.sub(old, colon + 1), string.sub(new, colon2 + 1)
+    if was ~= now then index_key = KEYS[tonumber(c[at_indexes + 1])] end
+  end
+end
+if index_key then
+  -- (change_entries: the ZREM proves the key's type)
+  local reply = redis.pcall("ZREM", index_key, was .. idkey)
+  if type(reply) == "table" then
+    if string.find(reply.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", index_key} end
+    error(reply)
+  end
+  redis.call("ZADD", index_key, "0", now .. idkey)  -- (a string: no number formatted)
+elseif j > 0 then
+  rare = rare or cold_paths()
+  moved = {}
+  for i = 1, j do
+    local base = at_indexes + 4 * (i - 1)
+    local key = KEYS[tonumber(c[base + 1])]
+    local field = tonumber(c[base + 2])
+    local new = ARGV[at_lists + field]
+    local old = got[i + 2] or ""
+    local unique = c[base + 3] == "1"
+    local drop, add
+    if old ~= new then
+      -- (a scalar field's lists hold one value each: no list nor set made of them)
+      local a, b = rare.sole_item(old), rare.sole_item(new)
+      if a and b then
+        if a == b then drop, add = {}, {} else drop, add = {a .. idkey}, {b .. idkey} end
+      else
+        local listed = rare.read_list(old)
+        if not listed then
+          return rare.damaged(meta_key, c[at_fields + field])
+        end
+        drop, add = rare.entries_diff(idkey, listed, rare.unpack_list(new))
       end
-      drop, add = rare.entries_diff(idkey, listed, rare.unpack_list(new))
+    end
+    -- (the first write in an index proves its type, see change_entries; an index with
+    -- nothing to write, or a unique claim to check first, is checked here)
+    if (unique or not drop or #drop + #add == 0) and not rare.type_ok(key, "zset") then
+      return {"WRONGTYPE", key}
+    end
+    if unique then
+      local doc_prefix = string.sub(doc_key, 1, -#rare.escaped_id(idkey) - 1)
+      for _, member in ipairs(rare.unpack_list(new)) do
+        local holder = rare.unique_holder(key, member, idkey, doc_prefix)
+        if holder then return {"UNIQUE", c[base + 4], holder} end
+      end
+    end
+    if drop and #drop + #add > 0 then
+      moved[#moved + 1] = {key = key, drop = drop, add = add}
     end
   end
-  -- (the first write in an index proves its type, see change_entries; an index with
-  -- nothing to write, or a unique claim to check first, is checked here)
-  if (unique or not drop or #drop + #add == 0) and not type_ok(index_key, "zset") then
-    return {"WRONGTYPE", index_key}
-  end
-  if unique then
-    rare = rare or cold_paths()
-    local doc_prefix = string.sub(doc_key, 1, -#rare.escaped_id(idkey) - 1)
-    for _, member in ipairs(rare.unpack_list(new)) do
-      local holder = rare.unique_holder(index_key, member, idkey, doc_prefix)
-      if holder then return {"UNIQUE", c[base + 4], holder} end
+  -- Writes: the entries (the first write in each index proves its type), each refusal
+  -- taking back what came before it.
+  for i, index in ipairs(moved) do
+    refused = rare.change_entries(index.key, index.drop, index.add)
+    if refused then
+      rare.take_back_entries(moved, i - 1)
+      return refused
     end
-  end
-  if drop and #drop + #add > 0 then
-    moved[#moved + 1] = {key = index_key, drop = drop, add = add}
   end
 end
 
--- Writes: the entries (the first write in each index proves its type), then the event (the
--- version it names taken first), each refusal taking back what came before it; then the
--- clock, the document and its meta hash.
-for i, index in ipairs(moved) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then
-    rare = rare or cold_paths()
-    rare.take_back_entries(moved, i - 1)
-    return refused
-  end
-end
--- (the version's text made of TIME's digits when it is the time: no "%.0f" of it)
-local version, shown = take_version_text(KEYS[5])
-if EVENTS then
-  refused = emit_first("update", idkey, shown, write_id, changed, json)
-  if refused then
-    rare = rare or cold_paths()
-    rare.take_back_entries(moved, #moved)
-    return refused
-  end
-end
-write_clock(KEYS[5], shown)
--- (the meta pairs: each meta field with its list)
-local fields
-if k == 1 then
-  fields = {c[at_fields + 1], ARGV[at_lists + 1]}
+-- Then the event (the version it names taken first: take_version_text, the version's text
+-- made of TIME's digits when it is the time, no "%.0f" of it), a refusal taking back the
+-- entries; then the clock, the document and its meta hash.
+local t = redis.call("TIME")
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local version, shown = math.max(clock + 1, now_us), nil
+if version == now_us then
+  shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
 else
-  fields = {}
-  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], ARGV[at_lists + i] end
+  shown = string.format("%.0f", version)
 end
-store_taken("update", idkey, doc_key, meta_key, json, expiry, write_id, fields, seen or false,
-            shown, KEYS[4])
+if EVENTS then
+  if EVENTS.channel == "" and EVENTS.maxlen ~= "" and not EVENTS.doc then
+    -- (emit_first's usual event, a stream's alone, with its write id and fields)
+    local reply = redis.pcall("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op",
+                              "update", "id", idkey, "v", shown, "w", write_id, "f", changed)
+    if type(reply) == "table" then
+      if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
+      refused = {"WRONGTYPE", EVENTS.key}
+    end
+  else
+    rare = rare or cold_paths()
+    refused = rare.emit_first("update", idkey, shown, write_id, changed, json)
+  end
+  if refused then
+    rare = rare or cold_paths()
+    if index_key then
+      moved = {{key = index_key, drop = {was .. idkey}, add = {now .. idkey}}}
+    end
+    rare.take_back_entries(moved or {}, moved and #moved or 0)
+    return refused
+  end
+end
+-- (write_clock: a newer layout of the caller in the same HSET)
+if new_layout then
+  redis.call("HSET", state_key, "clock", shown, "layout", new_layout)
+else
+  redis.call("HSET", state_key, "clock", shown)
+end
+-- (store_taken: the document with its expiry, "keep", "persist" or milliseconds from the
+-- time the version was taken; then the meta hash's version, recent writes and lists)
+local now_ms = math.floor(now_us / 1000)
+if expiry == "keep" then
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
+elseif expiry == "persist" then
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json)
+  redis.call("ZREM", KEYS[4], idkey)
+else
+  local expire_at = now_ms + tonumber(expiry)
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "PXAT", expire_at)
+  redis.call("ZADD", KEYS[4], expire_at, idkey)
+end
+local recent = write_id .. string.rep("0", 16 - #shown) .. shown .. string.sub(seen or "", 1, 96)
+if k == 1 then
+  redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], ARGV[at_lists + 1])
+else
+  local fields = {}
+  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], ARGV[at_lists + i] end
+  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+end
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
   rare = rare or cold_paths()
   local size = #rare.escaped_id(idkey)
   rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
-             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), write_time_ms())
+             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), now_ms)
 end
 return {"OK", version, idkey}

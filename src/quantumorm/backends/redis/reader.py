@@ -268,7 +268,7 @@ class Reader(TwoPhase):
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
             return min(len(rows), 1) if mode is QueryMode.EXISTS else len(rows)
-        driver = plan.driver
+        driver = plan.count_driver
         if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
             # while no document can expire the index is the truth: count its entries
             # (count.lua answers -1 if some can, and query.lua then checks each one)
@@ -291,8 +291,8 @@ class Reader(TwoPhase):
     @staticmethod
     def _count_plan(state: ModelState, plan: Plan) -> RedisPlan:
         """The ``count.lua`` calls of an exact RANGE or ALL plan, one per partition."""
-        driver, keys, layout = plan.driver, state.keys, state.writes.layout
-        bounds = tuple([bound for pair in driver.ranges for bound in pair])
+        driver, keys, layout = plan.count_driver, state.keys, state.writes.layout
+        bounds = plan.bounds
         # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
         index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
         calls = []

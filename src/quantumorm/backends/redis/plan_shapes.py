@@ -99,6 +99,15 @@ def shape_of(spec: QuerySpec, counting: bool) -> tuple[tuple[Hashable, ...], lis
                 parts.append(_shape(child))
                 conds += conditions(child)
         return ((where.op, tuple(parts)), ordering, counting), conds
+    if type(where) is Condition:  # (one condition, inline too)
+        value = where.value
+        if value is None or value.__class__ is bool:
+            part: Hashable = (where.field, where.lookup, value)
+        elif isinstance(value, tuple):
+            raise Shapeless
+        else:
+            part = (where.field, where.lookup, type(value))
+        return (part, ordering, counting), [where]
     return (_shape(where), ordering, counting), conditions(where)
 
 

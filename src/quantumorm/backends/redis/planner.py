@@ -41,8 +41,8 @@ from typing import Any
 
 from ... import sortable
 from ...fields.base import Field
-from ...fields.scalar import StringField
-from ...fields.structured import ArrayField
+from ...fields.scalar import IntField, StringField
+from ...fields.structured import ArrayField, DateTimeField
 from ...options import IndexSpec, ModelOptions
 from ...query.lookups import RANGE_LOOKUPS, Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
@@ -65,6 +65,13 @@ PLAN_CACHE_SIZE = 512  # plans kept per model
 #: value for good (a pair can fail by its values alone: equal values of two conditions)
 LEARN_ATTEMPTS = 3
 RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
+#: sort keys that are one call of an encoding function: a compiled template calls that
+#: (see Planner._encoder; a subclass's own sort_key is called as it is)
+PLAIN_SORT_KEYS: dict[Callable[..., bytes], Callable[[Any], bytes]] = {
+    StringField.sort_key: sortable.encode_str,
+    IntField.sort_key: sortable.encode_number,  # (every number field's: _NumberField's)
+    DateTimeField.sort_key: sortable.encode_datetime,
+}
 
 
 @dataclass
@@ -158,11 +165,12 @@ class Plan:
         """The tokens as one argument (a MessagePack array, see :mod:`.wire`)."""
         return wire.pack(self.tokens)
 
-    @property
-    def count_driver(self) -> Driver:
-        """A driver of this plan's kind, exactness and indexes (a bound plan's may be its
-        template plan's: a count asks no more of it, and :attr:`bounds` for its ranges)."""
-        return self.driver
+    #: a driver of this plan's kind, exactness and indexes (a bound plan's is its template
+    #: plan's: a count asks no more of it, and :attr:`bounds` for its ranges)
+    count_driver: Driver = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.count_driver = self.driver
 
     @property
     def bounds(self) -> tuple[bytes, ...]:
@@ -210,12 +218,6 @@ class _BoundPlan(Plan):
             cuts, values = fields["_cuts"]
             tokens = fields["_tokens"] = dict(zip(cuts, values, strict=True))
         return tokens
-
-    @property
-    def count_driver(self) -> Driver:
-        # (the template plan's: the same kind, exactness and indexes)
-        base: Plan = self.__dict__["_base"]
-        return base.driver
 
     @property
     def bounds(self) -> tuple[bytes, ...]:
@@ -372,7 +374,7 @@ class Planner:
             shared = base.__dict__["_shared"] = {
                 "need": base.need, "server_order": base.server_order, "order": base.order,
                 "after": base.after, "counting": None, "sent": None, "_base": base,
-                "_planner": self}
+                "_planner": self, "count_driver": base.driver}
         fields.update(shared)
         fields["residual"] = None if base.residual is None else spec.where
         fields["program"] = program
@@ -396,7 +398,9 @@ class Planner:
             return field.field.sort_key if isinstance(field, ArrayField) else None
         if cond.lookup is Lookup.STARTSWITH:
             return sortable.encode_str_prefix
-        return field.sort_key
+        encode: Callable[[Any], bytes] = PLAIN_SORT_KEYS.get(type(field).sort_key,
+                                                             field.sort_key)
+        return encode
 
     def _leaf_of(self, cond: Condition) -> tuple[Field, RedisLookup, bool] | tuple[()]:
         """What the field and lookup of a condition (not on the id) say: the field, how the

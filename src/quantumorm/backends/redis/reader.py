@@ -38,11 +38,15 @@ T = TypeVar("T")
 TWO_PHASE_SPARED = 512
 
 
+#: the first element of a query.lua reply wrapped for locks (see locked_reply)
+LOCKED = (b"LOCKED", "LOCKED")
+
+
 def locked_reply(reply: Any) -> bool:
     """Whether a query.lua reply is wrapped as {"LOCKED", answer, holders}: its partition
     has locks of two-phase commits, held by those transactions (an id key never is
     "LOCKED": see sortable.id_key)."""
-    return isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"LOCKED", "LOCKED")
+    return isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED
 
 
 def on_primary(make: Callable[[ModelState], tuple[T, RedisPlan]]
@@ -215,6 +219,11 @@ class Reader(TwoPhase):
         ask = make
         while True:
             made, replies = yield from self._ask(options, ask)
+            for reply in replies:  # (locked_reply's test inline: no call per reply)
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED:
+                    break
+            else:
+                return made, replies
             flagged = [p for p, reply in enumerate(replies) if locked_reply(reply)]
             if not flagged:
                 return made, replies

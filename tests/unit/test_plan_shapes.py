@@ -28,7 +28,7 @@ from quantumorm import (
 )
 from quantumorm.backends.redis import plan_shapes, wire
 from quantumorm.backends.redis.planner import Plan, Planner
-from quantumorm.query.nodes import QuerySpec
+from quantumorm.query.nodes import Condition, QuerySpec
 
 
 class Stall(Document):
@@ -232,3 +232,71 @@ def test_binding_encodes_only_the_values_its_template_reads() -> None:
     plan = planner.plan(spec)
     assert encoded == ["bound"]
     _check_same(plan, reference._plan(spec, False))
+
+
+def test_a_compiled_template_encodes_each_value_once() -> None:
+    # a shape whose plan holds one value in several tokens (the element's index range of a
+    # BEST choice, and its ZRNG test; the bound's range and its test): each query bound
+    # from it encodes each value once, however many tokens hold it
+    encoded: list[Any] = []
+
+    class Counted(StringField):
+        def sort_key(self, value: Any) -> bytes:
+            encoded.append(value)
+            return super().sort_key(value)
+
+    class Counted2(IntField):
+        def sort_key(self, value: Any) -> bytes:
+            encoded.append(value)
+            return super().sort_key(value)
+
+    class Tally2(Document):
+        name = Counted(indexed=True)
+        age = Counted2(indexed=True)
+
+        class Meta:
+            collection = "tally2"
+
+    query = lambda i: Tally2.objects.filter(name=f"n{i}", age__gt=i)  # noqa: E731
+    planner, reference = Planner(Tally2._meta), Planner(Tally2._meta)
+    for i in range(3):  # (two plans teach the template)
+        planner.plan(query(i).spec)
+    assert planner.counts == {"planned": 2, "bound": 1}
+    fresh = reference._plan(query(7).spec, False)
+    assert fresh.tokens.count(Counted().sort_key("n7")) + fresh.tokens.count(
+        b"[" + Counted().sort_key("n7")) > 1  # (the value is in several tokens)
+    encoded.clear()
+    spec = query(7).spec
+    plan = planner.plan(spec)
+    assert sorted(map(str, encoded)) == ["7", "n7"]
+    _check_same(plan, reference._plan(spec, False))
+
+
+def test_a_binder_is_compiled_only_for_values_between_known_marks() -> None:
+    # a value token is the value's encoding with "[", "(" or nothing before it and "\xff"
+    # or nothing after it; any other token (here: a mark the lookups never make) is bound
+    # by deriving it, as before
+    assert plan_shapes._affixes(b"[" + b"key" + b"\xff", b"key") == (b"[", b"\xff")
+    assert plan_shapes._affixes(b"key", b"key") == (b"", b"")
+    assert plan_shapes._affixes(b"<key", b"key") is None
+    cond_a = objects.filter(s="a").spec.where
+    cond_b = objects.filter(s="b").spec.where
+    assert isinstance(cond_a, Condition) and isinstance(cond_b, Condition)
+    encode = Stall._meta.fields["s"].sort_key
+    key_a, key_b = encode("a"), encode("b")
+    pieces, cuts = plan_shapes._cut([b"X", b"<" + key_a], [b"<" + key_a])
+    slots = {b"<" + key_a: (0, 0)}
+    assert plan_shapes.compile_binder(pieces, cuts, slots, [[b"<" + key_a]],
+                                      [[b"<" + key_b]], [cond_a], [cond_b],
+                                      lambda cond: encode) is None
+    pieces, cuts = plan_shapes._cut([b"X", b"(" + key_a], [b"(" + key_a])
+    slots = {b"(" + key_a: (0, 0)}
+    binder = plan_shapes.compile_binder(pieces, cuts, slots, [[b"(" + key_a]],
+                                        [[b"(" + key_b]], [cond_a], [cond_b],
+                                        lambda cond: encode)
+    assert binder is not None
+    cond_c = objects.filter(s="c" * 40).spec.where
+    assert isinstance(cond_c, Condition)
+    program, values = binder([cond_c])
+    assert values == (b"(" + encode("c" * 40),)
+    assert program == wire.pack([b"X", b"(" + encode("c" * 40)])

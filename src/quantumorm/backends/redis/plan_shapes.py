@@ -23,22 +23,42 @@ The template is refused (the shape is then planned per value, as before) when:
 Every other choice of the planner depends on fields, lookups, the ordering and the kinds
 of values only (an encoding of a value sorts after the null entries, which is the one
 comparison of a value with a constant), so a learnt template gives, for any values of the
-shape, the plan the planner would make. Pure: no I/O.
+shape, the plan the planner would make.
+
+A template is also compiled into a *binder* (:func:`compile_binder`) when each of its value
+tokens is its condition's value encoding (the field's ``sort_key``, or what the lookup
+encodes: see the planner's ``_encoder``) with a constant lex-bound mark before it (``[``,
+``(`` or nothing) and a constant ``\xff`` or nothing after it, the same for both examples,
+as every derived token of :data:`.lookup_plans.LOOKUPS` is: a function made once per shape
+that encodes each condition's value once and joins the packed program from the template's
+pieces, with no derived token lists, maps or loops per query. Otherwise the template binds
+as above. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
+from typing import Any
 
+from ... import sortable
 from ...query.lookups import Lookup
-from ...query.nodes import Condition, Node, Not, QuerySpec
+from ...query.nodes import And, Condition, Node, Not, QuerySpec
 from . import wire
 
 Token = bytes
 #: a condition's derived tokens: what its lookup makes of its value (see the docstring),
 #: given how many of the first ones are needed (None: all of them; more may come)
 Derive = Callable[[Condition, int | None], list[Token]]
+#: the encoding of a condition's value that its derived tokens hold (None: none known)
+Encoder = Callable[[Condition], Callable[[Any], bytes] | None]
+#: a compiled template (see compile_binder): the conditions of a query of the shape -> its
+#: program, and its value tokens in the order of the template's ``cuts``
+Binder = Callable[[list[Condition]], tuple[bytes, tuple[Token, ...]]]
+#: what may come before and after a value's encoding in a derived token (lex bounds: "[" and
+#: "(" open them, "\xff" ends an exclusive upper bound; probes and tests hold it bare)
+BEFORE = (b"", b"[", b"(")
+AFTER = (b"", sortable.UPPER)
 
 LOWER = frozenset({Lookup.GT, Lookup.GTE})
 UPPER = frozenset({Lookup.LT, Lookup.LTE})
@@ -50,9 +70,45 @@ class Shapeless(Exception):
 
 def shape(spec: QuerySpec, counting: bool) -> tuple[Hashable, ...]:
     """The query without its values (raises :class:`Shapeless`)."""
+    return shape_of(spec, counting)[0]
+
+
+def shape_of(spec: QuerySpec, counting: bool) -> tuple[tuple[Hashable, ...], list[Condition]]:
+    """:func:`shape` and :func:`conditions` of a query in one walk (raises
+    :class:`Shapeless`). The ordering is in the shape as plain tuples (an
+    :class:`~quantumorm.query.nodes.Ordering` hashes with a Python call)."""
     if spec.after is not None:
         raise Shapeless
-    return (_shape(spec.where), spec.order, counting)
+    order = spec.order
+    ordering = tuple([(o.field, o.descending) for o in order]) if order else ()
+    where = spec.where
+    if type(where) is And:  # (the common tree: a conjunction of conditions, walked inline)
+        parts: list[Hashable] = []
+        conds: list[Condition] = []
+        for child in where.children:
+            if type(child) is Condition:
+                value = child.value
+                if value is None or value.__class__ is bool:
+                    parts.append((child.field, child.lookup, value))
+                elif isinstance(value, tuple):
+                    raise Shapeless
+                else:
+                    parts.append((child.field, child.lookup, type(value)))
+                conds.append(child)
+            else:
+                parts.append(_shape(child))
+                conds += conditions(child)
+        return ((where.op, tuple(parts)), ordering, counting), conds
+    if type(where) is Condition:  # (one condition, inline too)
+        value = where.value
+        if value is None or value.__class__ is bool:
+            part: Hashable = (where.field, where.lookup, value)
+        elif isinstance(value, tuple):
+            raise Shapeless
+        else:
+            part = (where.field, where.lookup, type(value))
+        return (part, ordering, counting), [where]
+    return (_shape(where), ordering, counting), conditions(where)
 
 
 def _shape(node: Node) -> Hashable:
@@ -101,6 +157,8 @@ class Template:
     pieces: tuple[bytes, ...]
     cuts: tuple[Token, ...]
     needs: tuple[tuple[int, int], ...]
+    #: the template compiled (see compile_binder), or None: bind() and program() then
+    binder: Binder | None = None
 
     def bind(self, conds: list[Condition], derive: Derive) -> dict[Token, Token]:
         """The learnt plan's value tokens -> this query's (``conds``: its conditions)."""
@@ -133,10 +191,12 @@ def apart(first_conds: list[Condition], second_conds: list[Condition],
 
 
 def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
-          second_conds: list[Condition], derive: Derive) -> Template | None:
+          second_conds: list[Condition], derive: Derive,
+          encoder: Encoder | None = None) -> Template | None:
     """The template of a shape from two of its plans' tokens (and their conditions, in
     :func:`conditions` order), or None when the shape has none (see the module
-    docstring). The two must be :func:`apart`."""
+    docstring). The two must be :func:`apart`. With ``encoder``, the template is also
+    compiled when it can be (:func:`compile_binder`)."""
     if len(first) != len(second) or not _separable(first_conds):
         return None
     before = [derive(cond, None) for cond in first_conds]
@@ -165,7 +225,87 @@ def learn(first: list[Token], first_conds: list[Condition], second: list[Token],
     needs: dict[int, int] = {}
     for position, index in slots.values():
         needs[position] = max(needs.get(position, 0), index + 1)
-    return Template(slots, *_cut(first, slots.keys()), tuple(sorted(needs.items())))
+    pieces, cuts = _cut(first, slots.keys())
+    binder = None
+    if encoder is not None:
+        binder = compile_binder(pieces, cuts, slots, before, after, first_conds, second_conds,
+                                encoder)
+    return Template(slots, pieces, cuts, tuple(sorted(needs.items())), binder)
+
+
+def _affixes(token: Token, key: bytes) -> tuple[bytes, bytes] | None:
+    """The constants around ``key`` in ``token``: (before, after) of :data:`BEFORE` and
+    :data:`AFTER` (at most one pair fits: each is a single byte or nothing, and "[", "("
+    and "\xff" differ), or None."""
+    for before in BEFORE:
+        for after in AFTER:
+            if token == before + key + after:
+                return before, after
+    return None
+
+
+def compile_binder(pieces: tuple[bytes, ...], cuts: tuple[Token, ...],
+                   slots: dict[Token, tuple[int, int]], before: list[list[Token]],
+                   after: list[list[Token]], first_conds: list[Condition],
+                   second_conds: list[Condition], encoder: Encoder) -> Binder | None:
+    """A template's binder: a function made once per shape that, given a query's
+    conditions, encodes each value its slots read once and returns the packed program
+    (the template's pieces with the value tokens packed between them) and the value tokens
+    in ``cuts`` order. Made only when every slot's token is, for both examples the
+    template was learnt from (``before``, ``after``: their derived tokens), their value's
+    encoding with the same constants around it (:func:`_affixes`), the encoding being the
+    one the planner's lookup makes (``encoder``): then it is that for any value of the
+    shape, as the lookup makes its tokens so. None otherwise (the template binds by
+    deriving each condition's tokens)."""
+    keys: dict[int, int] = {}  # condition position -> its key's number in the binder
+    encoders: list[Callable[[Any], bytes]] = []
+    made: dict[Token, tuple[int, bytes, bytes]] = {}  # slot token -> key number, affixes
+    for token, (position, index) in slots.items():
+        encode = encoder(first_conds[position])
+        if encode is None or encode != encoder(second_conds[position]):
+            return None
+        try:
+            first_key = encode(first_conds[position].value)
+            second_key = encode(second_conds[position].value)
+        except Exception:  # (not an encoding this field makes of such values)
+            return None
+        affixes = _affixes(before[position][index], first_key)
+        if affixes is None or after[position][index] != affixes[0] + second_key + affixes[1]:
+            return None
+        if position not in keys:
+            keys[position] = len(encoders)
+            encoders.append(encode)
+        made[token] = (keys[position], *affixes)
+    # the function, as text: one statement per key and per distinct value token, and the
+    # program joined from the pieces and the packed tokens
+    # (wire.str_header inline: the fixed-size header of a short string, else the call)
+    namespace: dict[str, Any] = {"fixed": wire.str_header_table(), "header": wire.str_header}
+    lines = ["def bind(conds):"]
+    for position, number in keys.items():
+        namespace[f"e{number}"] = encoders[number]
+        lines.append(f"    k{number} = e{number}(conds[{position}].value)")
+    names: dict[Token, str] = {}
+    for token in dict.fromkeys(cuts):
+        number, prefix, suffix = made[token]
+        name = names[token] = f"t{len(names)}"
+        lines.append(f"    {name} = {prefix!r} + k{number} + {suffix!r}")
+        lines.append(f"    n = len({name})")
+        lines.append(f"    h{name} = fixed[n] if n < 32 else header(n)")
+    program = ["p0"]
+    namespace["p0"] = pieces[0]
+    for i, token in enumerate(cuts, 1):
+        namespace[f"p{i}"] = pieces[i]
+        program += [f"h{names[token]}", names[token], f"p{i}"]
+    values = "".join(names[token] + ", " for token in cuts)
+    lines.append(f"    return b''.join(({', '.join(program)},)), ({values})")
+    exec(compile("\n".join(lines), "<plan binder>", "exec"), namespace)  # noqa: S102
+    bind: Binder = namespace["bind"]
+    # (a check, once per shape: the binder gives back both examples' value tokens)
+    for conds, derived in ((first_conds, before), (second_conds, after)):
+        if bind(conds)[1] != tuple(derived[slots[token][0]][slots[token][1]]
+                                   for token in cuts):
+            return None
+    return bind
 
 
 def _cut(tokens: list[Token], values: Collection[Token]) -> tuple[tuple[bytes, ...],

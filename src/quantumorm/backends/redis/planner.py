@@ -41,8 +41,8 @@ from typing import Any
 
 from ... import sortable
 from ...fields.base import Field
-from ...fields.scalar import StringField
-from ...fields.structured import ArrayField
+from ...fields.scalar import IntField, StringField
+from ...fields.structured import ArrayField, DateTimeField
 from ...options import IndexSpec, ModelOptions
 from ...query.lookups import RANGE_LOOKUPS, Lookup
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
@@ -65,6 +65,13 @@ PLAN_CACHE_SIZE = 512  # plans kept per model
 #: value for good (a pair can fail by its values alone: equal values of two conditions)
 LEARN_ATTEMPTS = 3
 RANGES_CACHE_SIZE = 1024  # condition -> index ranges, kept per model
+#: sort keys that are one call of an encoding function: a compiled template calls that
+#: (see Planner._encoder; a subclass's own sort_key is called as it is)
+PLAIN_SORT_KEYS: dict[Callable[..., bytes], Callable[[Any], bytes]] = {
+    StringField.sort_key: sortable.encode_str,
+    IntField.sort_key: sortable.encode_number,  # (every number field's: _NumberField's)
+    DateTimeField.sort_key: sortable.encode_datetime,
+}
 
 
 @dataclass
@@ -158,6 +165,18 @@ class Plan:
         """The tokens as one argument (a MessagePack array, see :mod:`.wire`)."""
         return wire.pack(self.tokens)
 
+    #: a driver of this plan's kind, exactness and indexes (a bound plan's is its template
+    #: plan's: a count asks no more of it, and :attr:`bounds` for its ranges)
+    count_driver: Driver = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.count_driver = self.driver
+
+    @property
+    def bounds(self) -> tuple[bytes, ...]:
+        """The driver's ranges, their bounds in one flat tuple."""
+        return tuple([bound for pair in self.driver.ranges for bound in pair])
+
     @cached_property
     def tokens(self) -> list[Token]:
         out = list(self.driver.tokens)
@@ -172,18 +191,41 @@ class Plan:
 class _BoundPlan(Plan):
     """A plan bound from its shape's template (:meth:`Planner._bound`): its ``driver`` and
     ``pred`` are the template plan's with the value tokens replaced, made at first read
-    (explain(), a count's calls, :attr:`Plan.tokens`)."""
+    (explain(), a count's calls, :attr:`Plan.tokens`), and so is ``describe``."""
 
     def __getattr__(self, name: str) -> Any:
-        # (only for what the instance dict lacks: the two fields made lazily)
+        # (only for what the instance dict lacks: the fields made lazily)
+        fields = self.__dict__
+        if name == "describe":
+            planner: Planner = fields["_planner"]
+            spec, counting = fields["_spec"], fields["_counting"]
+            fields["describe"] = lambda: planner._plan(spec, counting, counted=False).described
+            return fields["describe"]
         if name not in ("driver", "pred"):
             raise AttributeError(name)
-        fields = self.__dict__
         base: Plan = fields["_base"]
-        tokens: dict[Token, Token] = fields["_tokens"]
+        tokens = self.value_tokens
         fields["driver"] = _rebind(base.driver, tokens)
         fields["pred"] = [tokens.get(token, token) for token in base.pred]
         return fields[name]
+
+    @property
+    def value_tokens(self) -> dict[Token, Token]:
+        """The template plan's value tokens -> this plan's."""
+        fields = self.__dict__
+        tokens: dict[Token, Token] | None = fields["_tokens"]
+        if tokens is None:
+            cuts, values = fields["_cuts"]
+            tokens = fields["_tokens"] = dict(zip(cuts, values, strict=True))
+        return tokens
+
+    @property
+    def bounds(self) -> tuple[bytes, ...]:
+        if "driver" in self.__dict__:
+            return super().bounds
+        base: Plan = self.__dict__["_base"]
+        sub = self.value_tokens.get
+        return tuple([sub(bound, bound) for pair in base.driver.ranges for bound in pair])
 
 
 class Planner:
@@ -274,17 +316,22 @@ class Planner:
         """A plan not cached with its values: bound from its shape's template, else
         planned (and, the second time a shape is planned, its template learnt)."""
         try:
-            key = plan_shapes.shape(spec, counting)
+            key, conds = plan_shapes.shape_of(spec, counting)
         except plan_shapes.Shapeless:
             return self._plan(spec, counting)
         known = self._shapes.get(key, ())
         if known is None:  # a shape without a template
             return self._plan(spec, counting)
-        if known and isinstance(known[0], Template):
+        if known and type(known[0]) is Template:
             self.counts["bound"] += 1
             shared = known[0]
-            bound = shared.bind(plan_shapes.conditions(spec.where), self._derived)
-            return self._bound(known[1], bound, shared.program(bound), spec, counting)
+            binder = shared.binder
+            if binder is not None:  # (compiled: the program, and the value tokens)
+                program, values = binder(conds)
+                return self._bound(known[1], None, (shared.cuts, values), program, spec,
+                                   counting)
+            bound = shared.bind(conds, self._derived)
+            return self._bound(known[1], bound, None, shared.program(bound), spec, counting)
         plan = self._plan(spec, counting)
         if not known:
             if len(self._shapes) >= PLAN_CACHE_SIZE:
@@ -294,10 +341,10 @@ class Planner:
             return plan
         first_spec, first = known
         assert isinstance(first_spec, QuerySpec)
-        conds, first_conds = (plan_shapes.conditions(s.where) for s in (spec, first_spec))
+        first_conds = plan_shapes.conditions(first_spec.where)
         if plan_shapes.apart(first_conds, conds, self._derived):
             template = plan_shapes.learn(first.tokens, first_conds, plan.tokens, conds,
-                                         self._derived)
+                                         self._derived, self._encoder)
             if template is not None:
                 self._shapes[key] = (template, first)
             elif self._failed.get(key, 0) + 1 < LEARN_ATTEMPTS:
@@ -309,27 +356,63 @@ class Planner:
                 self._shapes[key] = None
         return plan
 
-    def _bound(self, base: Plan, tokens: dict[Token, Token], program: bytes, spec: QuerySpec,
-               counting: bool) -> Plan:
-        """``base`` (a plan of the shape) with its value tokens replaced by ``tokens``
-        (``program``: its tokens packed, from the template's pieces)."""
-        # (made without Plan's __init__, its driver and predicate rebound only when read:
-        # a query sends the program alone, and most queries bound from a template are
-        # asked once, as a workload of many values overflows the cache per values)
+    def _bound(self, base: Plan, tokens: dict[Token, Token] | None,
+               cut: tuple[tuple[Token, ...], tuple[Token, ...]] | None, program: bytes,
+               spec: QuerySpec, counting: bool) -> Plan:
+        """``base`` (a plan of the shape) with its value tokens replaced: by ``tokens``, or
+        those of ``cut`` (the template's value tokens, and this query's in their order: a
+        map made when it is read); ``program``: its tokens packed, from the template's
+        pieces."""
+        # (made without Plan's __init__, its driver, predicate and explain() text made
+        # only when read: a query sends the program alone, and most queries bound from a
+        # template are asked once, as a workload of many values overflows the cache per
+        # values; the fields they share with the template plan are copied from one dict)
         plan = _BoundPlan.__new__(_BoundPlan)
         fields = plan.__dict__
-        fields["need"] = base.need
-        fields["server_order"] = base.server_order
-        fields["order"] = base.order
-        fields["after"] = base.after
+        shared = base.__dict__.get("_shared")
+        if shared is None:
+            shared = base.__dict__["_shared"] = {
+                "need": base.need, "server_order": base.server_order, "order": base.order,
+                "after": base.after, "counting": None, "sent": None, "_base": base,
+                "_planner": self, "count_driver": base.driver}
+        fields.update(shared)
         fields["residual"] = None if base.residual is None else spec.where
-        fields["describe"] = lambda: self._plan(spec, counting, counted=False).described
-        fields["counting"] = None
-        fields["sent"] = None
         fields["program"] = program
-        fields["_base"] = base
         fields["_tokens"] = tokens
+        fields["_cuts"] = cut
+        fields["_spec"] = spec
+        fields["_counting"] = counting
         return plan
+
+    def _encoder(self, cond: Condition) -> Callable[[Any], bytes] | None:
+        """The encoding of a condition's value that its derived tokens hold (see
+        :func:`.plan_shapes.compile_binder`): the id's key, an element's or a prefix's
+        encoding, or the field's sort key; None when the server does not test it."""
+        if cond.field == ID:
+            return sortable.id_key
+        leaf = self._leaf_of(cond)
+        if not leaf:
+            return None
+        field = leaf[0]
+        if cond.lookup is Lookup.CONTAINS:
+            return field.field.sort_key if isinstance(field, ArrayField) else None
+        if cond.lookup is Lookup.STARTSWITH:
+            return sortable.encode_str_prefix
+        encode: Callable[[Any], bytes] = PLAIN_SORT_KEYS.get(type(field).sort_key,
+                                                             field.sort_key)
+        return encode
+
+    def _leaf_of(self, cond: Condition) -> tuple[Field, RedisLookup, bool] | tuple[()]:
+        """What the field and lookup of a condition (not on the id) say: the field, how the
+        lookup is served and whether it may be a range of its own; () when query.lua cannot
+        test it. Once per pair (:meth:`_derived` runs per condition of queries bound from
+        a template)."""
+        leaf = self._leaves.get((cond.field, cond.lookup))
+        if leaf is None:
+            leaf = self._leaves[(cond.field, cond.lookup)] = (
+                (self.options.fields[cond.field], LOOKUPS[cond.lookup],
+                 cond.field in self._ranged) if self.evaluable(cond) else ())
+        return leaf
 
     def _derived(self, cond: Condition, upto: int | None = None) -> list[Token]:
         """The tokens the planner may make of a condition's value (see
@@ -338,13 +421,7 @@ class Planner:
         makes no encoding its slots do not read."""
         if cond.field == ID:
             return [sortable.id_key(cond.value)]
-        # (what the field and lookup say, once per pair: this runs per condition of every
-        # query bound from a template)
-        leaf = self._leaves.get((cond.field, cond.lookup))
-        if leaf is None:
-            leaf = self._leaves[(cond.field, cond.lookup)] = (
-                (self.options.fields[cond.field], LOOKUPS[cond.lookup],
-                 cond.field in self._ranged) if self.evaluable(cond) else ())
+        leaf = self._leaf_of(cond)
         if not leaf:
             return []  # (checked in Python: its value is in no token)
         field, served, ranged = leaf

@@ -38,11 +38,15 @@ T = TypeVar("T")
 TWO_PHASE_SPARED = 512
 
 
+#: the first element of a query.lua reply wrapped for locks (see locked_reply)
+LOCKED = (b"LOCKED", "LOCKED")
+
+
 def locked_reply(reply: Any) -> bool:
     """Whether a query.lua reply is wrapped as {"LOCKED", answer, holders}: its partition
     has locks of two-phase commits, held by those transactions (an id key never is
     "LOCKED": see sortable.id_key)."""
-    return isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"LOCKED", "LOCKED")
+    return isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED
 
 
 def on_primary(make: Callable[[ModelState], tuple[T, RedisPlan]]
@@ -215,6 +219,11 @@ class Reader(TwoPhase):
         ask = make
         while True:
             made, replies = yield from self._ask(options, ask)
+            for reply in replies:  # (locked_reply's test inline: no call per reply)
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED:
+                    break
+            else:
+                return made, replies
             flagged = [p for p, reply in enumerate(replies) if locked_reply(reply)]
             if not flagged:
                 return made, replies
@@ -268,7 +277,7 @@ class Reader(TwoPhase):
             rows = yield from self.query(options, QuerySpec(spec.where, spec.order, 0, None,
                                                             spec.after))
             return min(len(rows), 1) if mode is QueryMode.EXISTS else len(rows)
-        driver = plan.driver
+        driver = plan.count_driver
         if driver.exact and spec.after is None and driver.kind in ("RANGE", "ALL"):
             # while no document can expire the index is the truth: count its entries
             # (count.lua answers -1 if some can, and query.lua then checks each one)
@@ -291,8 +300,8 @@ class Reader(TwoPhase):
     @staticmethod
     def _count_plan(state: ModelState, plan: Plan) -> RedisPlan:
         """The ``count.lua`` calls of an exact RANGE or ALL plan, one per partition."""
-        driver, keys, layout = plan.driver, state.keys, state.writes.layout
-        bounds = tuple([bound for pair in driver.ranges for bound in pair])
+        driver, keys, layout = plan.count_driver, state.keys, state.writes.layout
+        bounds = plan.bounds
         # (the planner's KEYS positions of query.lua: 1 the id index, 2.. the indexes)
         index = -1 if driver.kind == "ALL" else state.planner.keypos[driver.indexes[0]] - 2
         calls = []

@@ -45,6 +45,11 @@ def str_header(size: int) -> bytes:
     return _FIXSTR[size] if size < 32 else _header(size)
 
 
+def str_header_table() -> list[bytes]:
+    """The headers of strings of 0 to 31 bytes, by size (what :func:`str_header` gives)."""
+    return list(_FIXSTR)
+
+
 def _header(size: int) -> bytes:  # (of a string of 32 bytes or more)
     if size < 256:
         return _STR8[size]

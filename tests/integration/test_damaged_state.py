@@ -2,9 +2,9 @@
 public API: a typed error naming the key (and the field), nothing written, and for the
 state hash's schema layout stamp, verify() reports it and repair() writes it again.
 
-* the ``layout`` stamp of ``{ns:coll:pN}:state``: a query, a count, a save and a delete
-  raise :class:`DamagedStateError` (a :class:`DamagedMetaError`) naming the key and the
-  field; a connection's first use of the model (the schema's registration, which reads
+* the ``layout`` stamp of ``{ns:coll:pN}:state``: a query, a count, a save, a delete, a
+  patch (``filter(id=).update()``) and a bulk insert raise :class:`DamagedStateError` (a
+  :class:`DamagedMetaError`) naming the key and the field; a connection's first use of the model (the schema's registration, which reads
   every stamp) does not fail on it; verify() reports ``damaged_layout``; repair() stamps the
   stored schema's layout again, and everything works after it;
 * the auto-id counter (``seq``) that ``insert.lua`` INCRs: :class:`WrongTypeError` naming
@@ -61,6 +61,8 @@ async def test_a_damaged_layout_stamp_is_typed_reported_and_repaired(
         (Slab.objects.filter(n__gte=0), "count", {}),
         (Slab(id="b", title="u", n=2), "save", {}),
         (saved, "delete", {}),
+        # (the patch's own copy of the stamp's check, written out in patch.lua)
+        (Slab.objects.filter(id="a"), "update", {"n": 2}),
     ]
     for target, method, kwargs in attempts:
         with pytest.raises(DamagedStateError) as raised:
@@ -68,6 +70,8 @@ async def test_a_damaged_layout_stamp_is_typed_reported_and_repaired(
         assert isinstance(raised.value, DamagedMetaError)
         assert raised.value.key == state and raised.value.field == "layout"
         assert "ds_slabs" in str(raised.value)
+    with pytest.raises(DamagedStateError):
+        await call(Slab.objects, "bulk_create", mode, [Slab(id="c", title="v", n=3)])
     assert snapshot(redis_client) == before  # (every refusal wrote nothing)
     # a connection's first use of the model reads every stamp: not a ValueError
     schema = await asyncio.to_thread(run, schemas.register(Slab._meta, KeySpace(Slab._meta)),

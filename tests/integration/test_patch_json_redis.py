@@ -124,43 +124,6 @@ def test_nested_keys_names_as_values_and_blanks(redis_client: Any) -> None:
     assert _run(redis_client, docs) == ["="] * len(docs)
 
 
-# For each document, with ARGV[1] a quoted key and ARGV[2] a value text (then the
-# documents): "-" when patch_json_one declines, "=" when it gives what patch_json gives
-# (the same text, and "changed" exactly when patch_json names the member), else what differs.
-_ONE = _lua("_prelude") + _lua("_write") + r"""
-local out = {}
-for d = 3, #ARGV do
-  local s = ARGV[d]
-  local json, changed = patch_json_one(s, ARGV[1], ARGV[2])
-  if json == nil then
-    out[#out + 1] = "-"
-  else
-    local whole, differing = patch_json(s, {{ARGV[1], ARGV[2]}}, {"m"})
-    local same = whole == json and changed == (#differing == 1)
-    out[#out + 1] = same and "=" or ("differs: " .. s .. " -> " .. tostring(json))
-  end
-end
-return out
-"""
-
-
-def test_the_one_member_patch_gives_what_the_general_patch_gives(redis_client: Any) -> None:
-    """patch_json_one(), the common patch's path (one member, no scan tables), splices
-    exactly as patch_json() does wherever it does not decline (it declines a member the
-    object lacks, and what json_plain_spans declines)."""
-    docs = _documents(21, 300) + ['{"age":7}', '{"age":77,"x":1}', '{"x":{"age":1},"age":2}']
-    taken = 0
-    for key in KEYS:
-        for value in ["7", "77", '"age"', "[1,2]", '{"a":null}', "true", '""']:
-            replies = [r.decode() for r in redis_client.eval(
-                _ONE, 0, json.dumps(key), value, *docs)]
-            assert [r for r in replies if r not in ("=", "-")] == []
-            taken += replies.count("=")
-    assert taken > 1000  # (most documents with the member take it)
-    # a member the object lacks is left to patch_json (it appends it)
-    assert redis_client.eval(_ONE, 0, '"age"', "1", '{"x":1}') == [b"-"]
-
-
 _SOLE = _lua("_prelude") + _lua("_write") + r"""
 local out = {}
 for d = 1, #ARGV do

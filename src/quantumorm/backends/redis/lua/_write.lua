@@ -32,6 +32,7 @@ local RECENT = 4
 -- was not among its last RECENT writes. (A plain search, then its place checked: a write id
 -- starts an entry, at 1, 33, 65...; no substring is made of each entry, which cost every
 -- write as much as a command.)
+-- (patch.lua writes this out in place on its common path: change both)
 local function applied_in(seen, write_id)
   if not seen or not write_id or #write_id ~= 16 then return nil end
   local at = string.find(seen, write_id, 1, true)
@@ -68,6 +69,7 @@ local CLOCK, NEW_LAYOUT = nil, nil
 -- layout_refusal() (see _prelude.lua) for a writer, in one HMGET that also reads the clock
 -- and proves the state hash's type; a newer layout of the caller is recorded by the
 -- write's clock update (so in the same HSET), not by a command of its own.
+-- (patch.lua writes this out in place on its common path: change both)
 local function state_check(state_key, layout, writer)
   local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
   if refused then return refused end
@@ -125,6 +127,7 @@ end
 -- take_version() and the version's decimal text: made of the TIME reply's own digits when
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
+-- (patch.lua writes this out in place on its common path: change both)
 local function take_version_text(state_key)
   -- (take_version_at(state_key), in line: each function the common path names is made on
   -- every call, see luachunks.py; the two must stay the same)
@@ -142,6 +145,7 @@ end
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
 -- flush_clock() in a DEFERRED script. ``shown``: the clock's decimal text, when the caller
 -- has made it (a string.format per call costs as much as a command's own work).
+-- (patch.lua writes this out in place on its common path: change both)
 local function write_clock(state_key, shown)
   if DEFERRED then
     DIRTY = true
@@ -187,6 +191,7 @@ end
 -- emit() as a refusable write: a WRONGTYPE error of its XADD is a refusal, {"WRONGTYPE",
 -- stream} (any other error is raised). Where it is not the script's first write (save.lua and
 -- delete.lua make it their last refusable one), the caller takes back what it wrote before.
+-- (patch.lua writes this out in place on its common path: change both)
 local function emit_first(op, idkey, version, write_id, changed, doc)
   if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and not (doc and EVENTS.doc)
       and (write_id or not changed) then
@@ -428,6 +433,7 @@ end
 -- before, false when absent, nil when not read). The arguments in place of store()'s
 -- record: save.lua and patch.lua call this once per call, where a record of a dozen fields
 -- would be built for it each time.
+-- (patch.lua writes this out in place on its common path: change both)
 local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
                            seen, shown, ttl_key, first, last)
   -- (versioned(shown, json), and below write_time_ms(), in line: each function the common
@@ -562,6 +568,7 @@ end
 -- json_plain_spans()'s second: in a document json_plain_doc() accepted whose object has
 -- the member of key text ``key``, the first position of its value and the position after
 -- it; nil where that is not proven (the text holds two keys of that name).
+-- (patch.lua writes this out in place on its common path: change both)
 local function json_plain_span(s, key)
   local first, after, from = nil, nil, 1
   while true do
@@ -669,22 +676,6 @@ local function patch_json(old, given, names)
   end
   pieces[#pieces + 1] = string.sub(old, pos)
   return table.concat(pieces), differing
-end
-
--- patch_json() of one member (``key``: its key text, quoted as stored; ``value``: its value
--- text) where json_plain_doc() and json_plain_span() prove its span, as the common patch
--- is: the document and whether it changed, with no table made but cjson's (patch_json
--- and its caller make several). nil otherwise (a member the object lacks too): the caller calls
--- patch_json, whose scan decides.
-local function patch_json_one(old, key, value)
-  local doc = json_plain_doc(old)
-  if not doc or doc[string.sub(key, 2, -2)] == nil then return nil end
-  local first, after = json_plain_span(old, key)
-  if not first then return nil end
-  if after - first == #value and string.sub(old, first, after - 1) == value then
-    return old, false
-  end
-  return string.sub(old, 1, first - 1) .. value .. string.sub(old, after), true
 end
 
 -- Two-phase commit (transaction.py, twophase.py): a prepared transaction locks every document

@@ -54,12 +54,13 @@
 -- refused index write, a sweep, an event other than a stream's alone, a patch that changes
 -- nothing. The common path (one member proven by the plain search, at most one index whose
 -- single entry moves, a stream's event or none) calls none of them: it runs _write.lua's
--- state_check, schedule_and_locks, applied_in, patch_json_one, change_entries,
--- take_version_text, emit_first, write_clock and store_taken written out in place, the same
--- commands in the same order, so that the only functions made per call are typed() and
--- cold_paths() (each function made per call costs the server about 800 instructions), and
--- typed()'s own checks written out where the common path reads or writes (a Lua call with
--- its arguments passed on costs about 500).
+-- state_check, schedule_and_locks, applied_in, json_plain_spans' proofs of one member,
+-- change_entries, take_version_text, emit_first, write_clock and store_taken written out in
+-- place (a change to one of those must be made here too), the same commands in the same
+-- order, so that the only functions made per call are typed() and cold_paths() (each
+-- function made per call costs the server about 800 instructions), and typed()'s own
+-- checks written out where the common path reads or writes (a Lua call with its arguments
+-- passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
@@ -174,9 +175,10 @@ if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
 if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
 then
-  -- (the common patch, patch_json_one: one member, its span proven with no scan. The JSON
-  -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its
-  -- key text once (json_plain_span); blanks looked for only where the byte is one)
+  -- (the common patch: one member, its span proven with no scan, as json_plain_spans
+  -- proves it: the JSON valid, an object, with no backslash nor NUL (json_plain_doc), the
+  -- member there, its key text once (json_plain_span); blanks looked for only where the
+  -- byte is one)
   local ok, doc = pcall(cjson.decode, stored)
   local key, b = c[11], string.byte(stored, 1)
   if b == 32 or b == 9 or b == 10 or b == 13 then

@@ -22,6 +22,7 @@ import pytest
 from helpers import MODES, call, snapshot
 
 from quantumorm import (
+    BackendError,
     DamagedMetaError,
     DamagedStateError,
     Document,
@@ -108,6 +109,22 @@ async def test_a_create_under_a_damaged_id_counter_raises_typed(
     redis_client.delete(sequence)
     created = await call(Slab.objects, "create", mode, title="new", n=1)
     assert created.id == "1"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_create_past_the_id_counters_range_is_an_error_not_a_wrong_type(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    # (INCR of a counter at 2^63 - 1 overflows: a count, so not the counter's WRONGTYPE
+    # refusal, and nothing written)
+    await call(Slab(id="warm", title="w", n=0), "save", mode)
+    sequence = KeySpace(Slab._meta).sequence
+    redis_client.set(sequence, str(2**63 - 1))
+    before = snapshot(redis_client)
+    with pytest.raises(BackendError) as raised:
+        await call(Slab.objects, "create", mode, title="new", n=1)
+    assert not isinstance(raised.value, WrongTypeError)
+    assert "overflow" in str(raised.value)
+    assert snapshot(redis_client) == before
 
 
 def test_a_roll_forward_that_meets_a_damaged_layout_stamp_raises_typed_first(

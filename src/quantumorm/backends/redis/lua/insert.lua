@@ -126,11 +126,21 @@ if allocating then
   local free = false
   local n
   for _ = 1, 1000 do
-    -- (another type, or a string that is not a count, e.g. "+13": INCR's error is the
-    -- counter's WRONGTYPE refusal, as writer.id_counter() types it; the first INCR is the
-    -- only one that can fail, so nothing is given back)
     local counted = redis.pcall("INCR", KEYS[4])
-    if type(counted) ~= "number" then return {"WRONGTYPE", KEYS[4]} end
+    if type(counted) ~= "number" then
+      -- (another type, or a string that is not a count, e.g. "+13", met by the first
+      -- INCR: the counter's WRONGTYPE refusal, as writer.id_counter() types it; any other
+      -- error, an overflow, is raised, what earlier passes took given back first)
+      if string.find(counted.err, "WRONGTYPE", 1, true)
+          or string.find(counted.err, "not an integer", 1, true) then
+        return {"WRONGTYPE", KEYS[4]}
+      end
+      if increments > 0 then
+        rare = rare or cold_paths()
+        rare.give_back_ids(KEYS[4], increments, counter)
+      end
+      error(counted)
+    end
     increments, counter = increments + 1, counted
     -- (tostring is exact below 1e14, "%.14g"; a string.format costs several times more)
     n = counted < 1e14 and tostring(counted) or string.format("%.0f", counted)

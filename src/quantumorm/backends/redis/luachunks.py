@@ -456,9 +456,9 @@ def cold_names(body: str) -> tuple[str, ...]:
 
 def cold_reads(texts: Iterable[str]) -> set[str]:
     """The names shared code reads as ``cold_paths().X`` (a rare branch of a definition the
-    common path makes: ``write_time_ms()``'s clock read, ``emit_first()``'s general
-    event): made by ``cold_paths()`` too, which is declared before the shared parts so
-    that they can name it."""
+    common path makes, e.g. ``store_taken()``'s clock read for an expiry when the write
+    took no version): made by ``cold_paths()`` too, which is declared before the shared
+    parts so that they can name it."""
     out: set[str] = set()
     for text in texts:
         if COLD_MAKER not in text:

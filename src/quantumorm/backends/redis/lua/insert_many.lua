@@ -61,8 +61,12 @@ local nindexes = #indexes
 -- arrays form, for a document with very many, made into that list)
 local function flat_members(packed)
   if packed == "" then return {} end
+  -- (the arrays form is one MessagePack array: 0x90-0x9f, 0xdc or 0xdd first; the flat
+  -- run starts with a count, an integer of any MessagePack width)
   local first = string.byte(packed)
-  if first < 128 or first == 205 or first == 206 then return {cmsgpack.unpack(packed)} end
+  if not (first >= 144 and first <= 159 or first == 220 or first == 221) then
+    return {cmsgpack.unpack(packed)}
+  end
   local out, n = {}, 0
   for _, these in ipairs(cmsgpack.unpack(packed)) do
     out[n + 1] = #these

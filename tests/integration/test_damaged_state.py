@@ -36,7 +36,11 @@ from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.drive import run
 
 #: a stamp that does not read: tonumber() (the scripts) and int() refuse these
-LAYOUT_DAMAGE = {"text": b"garbage", "empty": b"", "half": b"12ab"}
+LAYOUT_DAMAGE = {"text": b"garbage", "empty": b"", "half": b"12ab",
+                 # (numbers to Lua's tonumber(), not plain digits: damaged for the scripts
+                 # as for verify() and repair(), or repair() would report a fix it did not
+                 # make)
+                 "blank": b" 5", "exponent": b"1e400", "hex": b"0x10"}
 
 
 class Slab(Document):

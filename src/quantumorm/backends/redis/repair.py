@@ -139,9 +139,10 @@ class _Sender:
         overwrites a layout that does not read)."""
         assert schema is not None
         keys = self.checker.keys
-        yield RedisPlan((StampCall(keys.state(partition), str(schema.layout)).call(),),
-                        idempotent=True)
-        self.fixed["damaged_layout"] = self.fixed.get("damaged_layout", 0) + 1
+        (written,) = yield RedisPlan(
+            (StampCall(keys.state(partition), str(schema.layout)).call(),), idempotent=True)
+        if written == 1:  # (else another process stamped it meanwhile: not this repair's fix)
+            self.fixed["damaged_layout"] = self.fixed.get("damaged_layout", 0) + 1
 
     def raise_clock(self, partition: int, version: int) -> Op[None]:
         yield from self._call(partition, [("clock_behind", "", ["clock", b"", str(version),

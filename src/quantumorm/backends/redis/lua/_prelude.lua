@@ -222,9 +222,11 @@ local function layout_refusal(state_key, layout, writer)
     error(got)
   end
   if layout == nil or layout == "" then return nil end
-  local stored = tonumber(got or "0")
-  -- (a layout that does not read: refused with nothing written, until repair() writes it
-  -- again from the stored schema; translation.py makes this a DamagedStateError)
+  -- (a layout that is not plain digits does not read, as verify() and repair() judge it
+  -- (" 5" and "1e400" are numbers to tonumber): refused with nothing written, until
+  -- repair() writes it again from the stored schema; translation.py makes this a
+  -- DamagedStateError)
+  local stored = string.find(got or "0", "^%d+$") and tonumber(got or "0")
   if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end

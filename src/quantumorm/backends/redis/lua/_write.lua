@@ -76,9 +76,9 @@ local function state_check(state_key, layout, writer)
   CLOCK = tonumber(got[2] or "0") or 0
   -- (the same text is the same layout: the usual case, with no number read)
   if layout == nil or layout == "" or got[1] == layout then return nil end
-  local stored = tonumber(got[1] or "0")
-  -- (a layout that does not read: refused before anything is written, as layout_refusal()
-  -- does; inlined, so that no function is made for this rare path)
+  -- (a layout that is not plain digits does not read: refused before anything is written,
+  -- as layout_refusal() does; inlined, so that no function is made for this rare path)
+  local stored = string.find(got[1] or "0", "^%d+$") and tonumber(got[1] or "0")
   if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
   local mine = tonumber(layout)
   if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end

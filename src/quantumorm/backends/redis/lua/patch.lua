@@ -90,7 +90,8 @@ if got.err then
 end
 local clock, new_layout = tonumber(got[2] or "0") or 0, nil
 if c[2] ~= "" and got[1] ~= c[2] then  -- (the same text is the same layout: no number read)
-  local stored_layout, mine = tonumber(got[1] or "0"), tonumber(c[2])
+  local stored_layout = string.find(got[1] or "0", "^%d+$") and tonumber(got[1] or "0")
+  local mine = tonumber(c[2])
   -- (a layout that does not read: refused before anything is written, as state_check does)
   if not stored_layout then error({err = "DAMAGED " .. state_key .. " layout"}) end
   if stored_layout > mine then return {"LAYOUT", string.format("%.0f", stored_layout)} end

@@ -12,11 +12,11 @@ module imports no optional package.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from functools import partial
-from time import perf_counter
-from collections.abc import Awaitable
 from inspect import isawaitable
+from time import perf_counter
 from typing import Any, Protocol, TypeVar
 
 from ..engine import drive, observe
@@ -70,7 +70,7 @@ class Running:
         try:
             sent = self.inner.execute(plan)
         except BaseException:
-            self._sent(plan)
+            self._failed(plan)
             raise
         if isawaitable(sent):  # (an asyncio executor: named once awaited)
             return self._awaited(plan, sent)
@@ -79,9 +79,20 @@ class Running:
 
     async def _awaited(self, plan: Any, sent: Awaitable[Any]) -> Any:
         try:
-            return await sent
-        finally:
+            replies = await sent
+        except BaseException:
+            self._failed(plan)
+            raise
+        self._sent(plan)
+        return replies
+
+    def _failed(self, plan: Any) -> None:
+        """:meth:`_sent` of a plan that raised: a failure to name it is logged, not raised,
+        so that the caller gets the plan's own error."""
+        try:
             self._sent(plan)
+        except Exception:
+            SLOW_LOGGER.exception("naming a failed plan for the slow log or a span failed")
 
     def _sent(self, plan: Any) -> None:
         if self.plans is not None:

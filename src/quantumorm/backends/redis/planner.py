@@ -405,8 +405,8 @@ class Planner:
     def _leaf_of(self, cond: Condition) -> tuple[Field, RedisLookup, bool] | tuple[()]:
         """What the field and lookup of a condition (not on the id) say: the field, how the
         lookup is served and whether it may be a range of its own; () when query.lua cannot
-        test it. Once per pair (:meth:`_derived` runs per condition of queries bound from
-        a template)."""
+        test it. Once per pair (:meth:`_derived` runs per condition of the queries a
+        template is learnt from, and of those bound by a template with no compiled binder)."""
         leaf = self._leaves.get((cond.field, cond.lookup))
         if leaf is None:
             leaf = self._leaves[(cond.field, cond.lookup)] = (
@@ -427,9 +427,9 @@ class Planner:
         field, served, ranged = leaf
         out = []
         if ranged:
-            # (made again rather than looked up in _leaf_ranges' cache: a query bound from
-            # a template is one the cache per values missed, most often a new value,
-            # which that cache would only hash and store)
+            # (made again rather than looked up in _leaf_ranges' cache: a query planned or
+            # bound here is one the cache per values missed, most often a new value, which
+            # that cache would only hash and store)
             for low, high in served.ranges(field, cond.value) or ():
                 out += [low, high]
             if upto is not None and len(out) >= upto:

@@ -43,8 +43,9 @@ every checkout. A free connection is taken and given back here as redis-py's pla
 pool does it, without its lock (nothing runs between a look at the pool and the taking, in
 one event loop; while another holder has the lock, redis-py's methods lend, which wait for
 it), its metrics and the pool name they are labelled with (a checkout and release cost about
-1 µs of CPU here against about 7 µs through redis-py's methods), and with its check of a lent connection (``ensure_connection``) asked
-only when the connection is not connected or has data waiting. When redis-py's metrics are
+1 µs of CPU here against about 7 µs through redis-py's methods), and with its check of a
+lent connection (``ensure_connection``) asked only when the connection is not connected or
+has data waiting. When redis-py's metrics are
 on as the pool is made, or the connections have a credential provider or an event
 dispatcher of the caller's, redis-py's methods lend and take back every connection (its
 lock, its cancellation handling, metrics and release listeners as they are), and a waiter's

@@ -86,8 +86,8 @@ from . import wire, writes
 from .calls import NowCall, TxCall
 from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
-from .translation import damaged_meta
 from .replies import TxReply, tx_reply
+from .translation import damaged_meta
 from .writeids import version_written
 
 #: how long a pending (or aborted) record outlives its deadline before it expires (ms): past

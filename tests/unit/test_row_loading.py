@@ -222,6 +222,34 @@ def test_a_subclass_gets_a_loader_of_its_own() -> None:
     assert type(loaded) is Derived and loaded.extra == 5 and loaded.s == "x"
 
 
+def test_fields_missing_from_stored_data_load_as_their_initial_values() -> None:
+    """A field without a default reads a missing value as ``data.get`` gives it (None: the
+    loader's shortcut); one with a default, or whose class has its own ``initial()``, as
+    ``initial()`` gives it."""
+
+    class Counted(IntField):
+        def initial(self) -> Any:
+            return 42
+
+    class Sparse(Document):
+        plain = StringField()
+        listed = ArrayField(StringField())
+        when = DateTimeField()
+        defaulted = IntField(default=7)
+        counted = Counted()
+
+        class Meta:
+            collection = "sparse_loader"
+
+    for data in ({}, {"unknown": 1}, dict.fromkeys(("plain", "listed", "when"))):
+        loaded = Sparse._loader()("s", 2, data)
+        assert list(loaded.__dict__.items()) == list(
+            Sparse.from_storage("s", 2, data).__dict__.items())
+        assert (loaded.plain, loaded.listed, loaded.when) == (None, None, None)
+        assert (loaded.defaulted, loaded.counted) == (7, 42)
+        assert loaded._stored == data and "unknown" not in loaded.__dict__
+
+
 def test_a_model_that_loads_its_own_way_is_loaded_by_its_from_storage() -> None:
     class Own(Document):
         a = StringField()

@@ -107,11 +107,12 @@ def rows(options: ModelOptions, reply: list[Any], make: Make = Row) -> list[Any]
 def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
     out: list[Any] = []
     append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
+    numeric, versioned = NUMERIC_ID, stored.VERSIONED  # (locals: read once per row)
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]
-        id = key[2:].decode() if key[:1] == NUMERIC_ID else sortable.id_from_key(bytes(key))
+        id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
         # (stored.py's format: NUL, the version's digits, NUL, the document)
-        end = raw.find(b"\x00", 1) if raw[:1] == stored.VERSIONED else -1
+        end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
         if end > 1 and raw[end + 1:end + 2] == b"{":
             try:
                 data = decode(raw[end + 1:])

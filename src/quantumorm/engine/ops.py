@@ -396,7 +396,11 @@ def patchable(model: type[Any], changes: Iterable[str]) -> bool:
     if model._has_own_rules():  # (asked each time: a rule may be set on the class later)
         return False
     options = model._meta
-    known: dict[frozenset[str], bool] = options.state_for(_PATCHABLE, dict)
+    # (state_for's dict for _PATCHABLE, a module constant never freed: kept in the
+    # options' own __dict__ after the first call, read with no call of state_for)
+    known: dict[frozenset[str], bool] | None = options.__dict__.get("_qorm_patchable")
+    if known is None:
+        known = options.__dict__["_qorm_patchable"] = options.state_for(_PATCHABLE, dict)
     names = frozenset(changes)
     answer = known.get(names)
     if answer is None:

@@ -40,6 +40,10 @@ from .writeids import version_written
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
 
+#: update_fields' answer for one id written (or holding the values already): one record for
+#: every such call, read only (its lists empty)
+_ONE_PATCHED = Patched(1, [], [])
+
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
@@ -326,7 +330,7 @@ class Writer(TwoPhase):
         sent = yield RedisPlan(state.writes.patch_calls(ids, values, storage, expire),
                                idempotent=True)
         if len(sent) == 1 and type(first := sent[0]) is list and first[0] == b"OK":
-            return Patched(1, [], [])  # (the common call: one id, written or unchanged)
+            return _ONE_PATCHED  # (the common call: one id, written or unchanged)
         sent = yield from self._patch_all(options, ids, values, storage, expire, sent)
         model = options.model_name
         count, declined = 0, []

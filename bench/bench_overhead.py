@@ -91,6 +91,9 @@ def operations(ids: list[str], is_async: bool) -> dict[str, Callable[[int], Any]
         "and": lambda i: call(objects.filter(city=f"city{i % 20:02d}", age=20 + i % 60), "all"),
         "count": lambda i: call(objects.filter(age__gte=20 + i % 50), "count"),
         "update": update_async if is_async else update_sync,
+        # (filter(id=).update(): one patch call, no read)
+        "update_q": lambda i: call(objects.filter(id=ids[i % len(ids)]), "update",
+                                   age=18 + (i * 7) % 62),
         "insert": insert,
         "delete": lambda i: call(inserted.pop(), "delete"),
     }
@@ -134,7 +137,8 @@ def _calls(profiler: cProfile.Profile | None) -> int:
     return sum(entry.callcount for entry in profiler.getstats())
 
 
-ORDER = ["get_many", "get", "eq", "range", "and", "count", "update", "insert", "delete"]
+ORDER = ["get_many", "get", "eq", "range", "and", "count", "update", "update_q", "insert",
+         "delete"]
 
 
 def row(name: str, is_async: bool, iterations: int, cpu: float, calls: int) -> dict[str, Any]:

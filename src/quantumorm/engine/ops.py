@@ -291,7 +291,8 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     to them: on Redis a model with ``Meta.compress``, or a stored document that is
     compressed), which then take the read-then-save path.
     """
-    expire = expiry(backend, model._meta)
+    # (expiry()'s answer for a model with no Meta.ttl, without the call)
+    expire = Expiry.KEEP if model._meta.ttl is None else expiry(backend, model._meta)
     ids = named_ids(spec)
     in_place = getattr(backend, "update_fields", None)
     patched = 0
@@ -299,8 +300,13 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
             and not _heard(model, signals.pre_save, signals.post_save)
             and patchable(model, changes)):
         fields = model._meta.fields
-        storage = {fields[name].db_name: fields[name].to_storage(value)
-                   for name, value in changes.items()}
+        if len(changes) == 1:  # (the common patch: one field, no comprehension's frame)
+            ((name, value),) = changes.items()
+            field = fields[name]
+            storage = {field.db_name: field.to_storage(value)}
+        else:
+            storage = {fields[name].db_name: fields[name].to_storage(value)
+                       for name, value in changes.items()}
         outcome: Patched = yield from in_place(model._meta, ids, changes, storage, expire)
         if outcome.failures:
             if len(ids) == 1 and isinstance(outcome.failures[0][1], (
@@ -390,7 +396,11 @@ def patchable(model: type[Any], changes: Iterable[str]) -> bool:
     if model._has_own_rules():  # (asked each time: a rule may be set on the class later)
         return False
     options = model._meta
-    known: dict[frozenset[str], bool] = options.state_for(_PATCHABLE, dict)
+    # (state_for's dict for _PATCHABLE, a module constant never freed: kept in the
+    # options' own __dict__ after the first call, read with no call of state_for)
+    known: dict[frozenset[str], bool] | None = options.__dict__.get("_qorm_patchable")
+    if known is None:
+        known = options.__dict__["_qorm_patchable"] = options.state_for(_PATCHABLE, dict)
     names = frozenset(changes)
     answer = known.get(names)
     if answer is None:
@@ -414,8 +424,10 @@ def _patchable(model: type[Any], changes: frozenset[str]) -> bool:
 
 def _heard(model: type[Any], *hooks: signals.Signal) -> bool:
     """Whether any receiver of these signals listens to ``model``."""
-    for hook in hooks:  # (loops, not any() of a generator: asked by every update by id)
-        for _, wanted in hook.receivers:
+    # (loops, not any() of a generator: asked by every update by id; the list itself, not
+    # the copy ``receivers`` makes: nothing is called while it is read)
+    for hook in hooks:
+        for _, wanted in hook._receivers:
             if wanted is None or wanted is model:
                 return True
     return False

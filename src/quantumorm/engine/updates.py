@@ -182,7 +182,12 @@ def plain_values(model: type[Any], fields: dict[str, Any]) -> dict[str, Any] | N
     per model (the model's fields do not change after its class is made)."""
     if not fields:
         return None
-    settable: dict[str, Field | None] = model._meta.state_for(_PLAIN, dict)
+    # (state_for's dict for _PLAIN, a module constant never freed: kept in the options'
+    # own __dict__ after the first call, read with no call of state_for and its weak map)
+    kept = model._meta.__dict__
+    settable: dict[str, Field | None] | None = kept.get("_qorm_plain")
+    if settable is None:
+        settable = kept["_qorm_plain"] = model._meta.state_for(_PLAIN, dict)
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if key in settable:

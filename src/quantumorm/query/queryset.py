@@ -179,6 +179,12 @@ class QuerySet(Generic[D]):
             # keywords only, the common case: the conditions Q(**lookups) resolves to (in
             # its order: sorted by key), without the Q
             options = self.model._meta
+            if len(lookups) == 1:  # (one keyword: filter(id=x); no sort nor list to make)
+                ((key, value),) = lookups.items()
+                one = resolve_lookup(options, key, value)
+                # (conjoin's answer for a condition joined to no condition: the condition)
+                return self._clone(where=one if self._where is TRUE and type(one) is Condition
+                                   else conjoin(self._where, one))
             return self._clone(where=conjoin(self._where, *[
                 resolve_lookup(options, key, value) for key, value in sorted(lookups.items())]))
         node = self._node(conditions, lookups)

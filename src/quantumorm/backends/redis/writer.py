@@ -40,6 +40,10 @@ from .writeids import version_written
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
 
+#: update_fields' answer for one id written (or holding the values already): one record for
+#: every such call, read only (its lists empty)
+_ONE_PATCHED = Patched(1, [], [])
+
 Record = SaveCall | DeleteCall | InsertManyCall
 
 
@@ -323,10 +327,10 @@ class Writer(TwoPhase):
         state = self._state(options)
         if state.schema is None:  # (first use: the schema and the ACL preflight)
             state = yield from self.prepare(options)
-        sent = yield RedisPlan(tuple([call.call() for call in state.writes.patches(
-            ids, values, storage, expire)]), idempotent=True)
+        sent = yield RedisPlan(state.writes.patch_calls(ids, values, storage, expire),
+                               idempotent=True)
         if len(sent) == 1 and type(first := sent[0]) is list and first[0] == b"OK":
-            return Patched(1, [], [])  # (the common call: one id, written or unchanged)
+            return _ONE_PATCHED  # (the common call: one id, written or unchanged)
         sent = yield from self._patch_all(options, ids, values, storage, expire, sent)
         model = options.model_name
         count, declined = 0, []
@@ -382,8 +386,8 @@ class Writer(TwoPhase):
             pending = refused
             state = (yield from self.prepare(options, refresh=True)) if stale else (
                 self._state(options))
-            calls = state.writes.patches([ids[i] for i in pending], values, storage, expire)
-            sent = yield RedisPlan(tuple([call.call() for call in calls]), idempotent=True)
+            sent = yield RedisPlan(state.writes.patch_calls(
+                [ids[i] for i in pending], values, storage, expire), idempotent=True)
         raise unsettled(options)
 
     def _locks_of(self, options: ModelOptions, id: str) -> str:

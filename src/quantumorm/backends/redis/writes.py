@@ -169,6 +169,9 @@ class WriteLayout:
             str(options.changes_maxlen).encode() if self.events and options.changes is not False
             and not options.changes_document and not options.publish else self.events)
         self._changed: dict[frozenset[str], bytes] = {}
+        #: per partition: the document and meta key prefixes and the KEYS every patch of
+        #: the partition sends after its document's two (patch_calls)
+        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...]]] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
@@ -317,6 +320,53 @@ class WriteLayout:
     def patches(self, ids: Sequence[str], values: dict[str, Any], storage: dict[str, Any],
                 expire: Expiry | int) -> list[PatchCall]:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
+        expiry, constants, members = self._patch_args(values, storage, expire)
+        keys, events = self.keys, self.events
+        make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
+        calls = []
+        for id in ids:
+            p, escaped = keys.partition(keys.partition_of(id)), escape_id(id)
+            calls.append(PatchCall(
+                p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
+                p.indexes, (p.changes,) if events else (), id_key(id), make_id(),
+                expiry, constants, members))
+        return calls
+
+    def patch_calls(self, ids: Sequence[str], values: dict[str, Any],
+                    storage: dict[str, Any], expire: Expiry | int) -> tuple[Call, ...]:
+        """``[call.call() for call in self.patches(...)]``, made without the records: the
+        KEYS after a document's two keys are the same for every patch of a partition, kept
+        per partition (the update by id's hot path)."""
+        if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
+            # (_patch_args' common case in line: the members remembered by value)
+            shape = self._patch_by.get(frozenset(values))
+            members = None if shape is None else shape[3].get(
+                value if type(value) is str else (type(value), value))
+            constants = None if shape is None else shape[4].get(self.layout)
+            if members is None or constants is None:
+                _, constants, members = self._patch_args(values, storage, expire)
+        else:
+            _, constants, members = self._patch_args(values, storage, expire)
+        expiry = expire if type(expire) is Expiry else str(expire)  # (wire_expiry)
+        keys, shared = self.keys, self._patch_keys
+        escape_id, id_key = sortable.escape_id, sortable.id_key
+        one = keys.partitions == 1
+        calls = []
+        for id in ids:
+            partition = 0 if one else keys.partition_of(id)
+            found = shared.get(partition)
+            if found is None:
+                p = keys.partition(partition)
+                found = shared[partition] = (p.doc_prefix, p.meta_prefix, (
+                    p.ids, p.ttl, p.state, *p.indexes, *((p.changes,) if self.events else ())))
+            escaped = escape_id(id)
+            calls.append(Call("patch", (found[0] + escaped, found[1] + escaped, *found[2]), (
+                id_key(id), new_write_id(), expiry, constants, *members)))
+        return tuple(calls)
+
+    def _patch_args(self, values: dict[str, Any], storage: dict[str, Any],
+                    expire: Expiry | int) -> tuple[str, bytes, tuple[bytes, ...]]:
+        """What the patches of ``values`` share: the expiry, ARGV[4] and the members."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
         known = shape[3]
@@ -331,18 +381,9 @@ class WriteLayout:
                 _keep(known, key, members, sum(map(len, members)))
         else:
             members = self._members(shape, values, storage)
-        expiry, layout = wire_expiry(expire), self.layout
+        layout = self.layout
         constants = shape[4].get(layout) or self._constants(shape, layout)
-        keys, events = self.keys, self.events
-        make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
-        calls = []
-        for id in ids:
-            p, escaped = keys.partition(keys.partition_of(id)), escape_id(id)
-            calls.append(PatchCall(
-                p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
-                p.indexes, (p.changes,) if events else (), id_key(id), make_id(),
-                expiry, constants, members))
-        return calls
+        return (expire if type(expire) is Expiry else str(expire)), constants, members
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
         """``patch.lua``'s ARGV[4] for the patches of ``shape`` with the schema layout

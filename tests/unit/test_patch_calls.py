@@ -1,0 +1,63 @@
+"""``WriteLayout.patch_calls``, the update by id's hot path, makes the very ``Call`` records
+``patches()``'s ``PatchCall.call()`` makes (but for each call's new write id), on one
+partition and on several, with change events or none, for a field remembered by value (its
+first patch and its next ones), for several fields and for a schema layout changed between
+two patches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quantumorm import Document, IntField, StringField
+from quantumorm.backends.redis import writes
+from quantumorm.backends.redis.commands import Call
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.engine.contract import Expiry
+
+
+class OnePart(Document):
+    n = IntField(indexed=True)
+    title = StringField()
+
+    class Meta:
+        collection = "unit_patch_calls_one"
+
+
+class Parted(Document):
+    n = IntField(indexed=True)
+    title = StringField(indexed=True)
+
+    class Meta:
+        collection = "unit_patch_calls_parted"
+        partitions = 4
+        changes = False
+
+
+def _plain(call: Call) -> tuple[Any, ...]:
+    """A call without its write id (ARGV[2]: new for every call)."""
+    assert len(call.args[1]) == 16
+    return (call.script, call.keys, call.args[:1] + call.args[2:])
+
+
+@pytest.mark.parametrize("model", [OnePart, Parted])
+@pytest.mark.parametrize("values", [{"n": 5}, {"title": "x"}, {"n": 7, "title": "y"},
+                                    {"title": None}])
+@pytest.mark.parametrize("expire", [Expiry.KEEP, Expiry.PERSIST, 60000])
+def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[str, Any],
+                                           expire: Expiry | int) -> None:
+    fields = model._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+    ids = ["1", "22", "abc", "a b%", "333"]
+    for layout_stamp in (b"", b"", b"7", b"7"):  # (first and remembered; a new layout)
+        layout.layout = layout_stamp
+        made = layout.patch_calls(ids, values, storage, expire)
+        expected = [record.call() for record in layout.patches(ids, values, storage, expire)]
+        assert type(made) is tuple and len(made) == len(ids)
+        assert [_plain(call) for call in made] == [_plain(call) for call in expected]
+        assert len({call.args[1] for call in made}) == len(ids)
+    if model is Parted:  # (the ids fall on more than one partition)
+        assert len({call.keys[2] for call in made}) > 1

@@ -162,8 +162,8 @@ class Patched:
     (to be read and written whole); and its refusals, ``(position in the ids, error)``."""
 
     count: int
-    declined: list[str]
-    failures: list[tuple[int, Exception]]
+    declined: Sequence[str]
+    failures: Sequence[tuple[int, Exception]]
 
 
 @dataclass(frozen=True)

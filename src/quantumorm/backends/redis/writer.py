@@ -41,8 +41,8 @@ from .writeids import version_written
 SETTLE_WINDOW = 1024
 
 #: update_fields' answer for one id written (or holding the values already): one record for
-#: every such call, read only (its lists empty)
-_ONE_PATCHED = Patched(1, [], [])
+#: every such call, shared, so its empty sequences are tuples, which no reader can change
+_ONE_PATCHED = Patched(1, (), ())
 
 Record = SaveCall | DeleteCall | InsertManyCall
 

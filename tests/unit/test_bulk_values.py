@@ -137,7 +137,10 @@ def test_bulk_values_without_compound_indexes() -> None:
     layout = writes.WriteLayout(Plain._meta, KeySpace(Plain._meta))
     for row in ({"tags": ["b", "a"], "n": 1}, {"tags": ["a", "b"], "n": 1}, {"n": 2},
                 {"tags": ["a"] * 40, "n": None}, {"floats": [1.5, -0.0, 0.0, 1.5]},
-                {"tags": [f"a rather long tag {i}" for i in range(40)], "floats": []}):
+                {"tags": [f"a rather long tag {i}" for i in range(40)], "floats": []},
+                # (an array's headers on both sides of a table's edge: its netstring list
+                # under 32 bytes, under 256, longer; 15 and 16 entries)
+                *[{"tags": [f"t{i:02d}" for i in range(count)]} for count in (4, 5, 15, 16, 60)]):
         doc = Plain(**row)
         doc.clean()
         assert layout.bulk_values(doc._values()) == _expected(layout, doc._values())

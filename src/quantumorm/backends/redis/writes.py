@@ -287,7 +287,9 @@ class WriteLayout:
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
-            self.changed_names(request.changed) if events else b"", self.layout, members)
+            # (an insert's changed is None: b"", without the call)
+            self.changed_names(changed) if events and changed is not None else b"",
+            self.layout, members)
 
     def _touched(self, changed: frozenset[str] | None) -> Touched:
         """What a save of the fields ``changed`` (None: all) writes, worked out once per
@@ -618,6 +620,8 @@ def _flat(count: int, items: bytes) -> bytes:
 
 
 _COUNTS = [bytes([n]) for n in range(128)]  # (MessagePack's positive fixints)
+_STR_HEADERS = [wire.str_header(n) for n in range(256)]  # (of strings of 0 to 255 bytes)
+_ARRAY_HEADERS = [wire.array_header(n) for n in range(16)]  # (of 0 to 15 items)
 
 
 class _Elements:
@@ -661,13 +665,16 @@ class _Elements:
             return (self.packed_name + wire.str_header(0), wire.array_header(0), _NONE_FLAT)
         # (one entry per sort key: equal keys come with equal netstrings and items)
         ordered = sorted(set(found)) if len(found) > 1 else found
-        _, netstrings, items = zip(*ordered, strict=True)
+        _, netstrings, items = zip(*ordered)  # (each entry a triple)
         listed, packed = b"".join(netstrings), b"".join(items)
-        count = len(ordered)
-        pair = self.packed_name + wire.str_header(len(listed)) + listed
+        count, size = len(ordered), len(listed)
+        # (wire's headers, looked up here for the usual sizes: a call fewer for each)
+        pair = self.packed_name + (_STR_HEADERS[size] if size < 256
+                                   else wire.str_header(size)) + listed
         if flat:  # (_flat's, without a call for the usual count)
             return pair, b"", (_COUNTS[count] + packed if count < 128 else _flat(count, packed))
-        return pair, wire.array_header(count) + packed, b""
+        return pair, (_ARRAY_HEADERS[count] if count < 16
+                      else wire.array_header(count)) + packed, b""
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:
         """The entry of an element not in the memo, remembered if it is short."""

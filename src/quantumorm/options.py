@@ -137,19 +137,9 @@ class ModelOptions:
         lines = []
         scope["MISSING"] = MISSING
         for position, (name, db_name, convert) in enumerate(self.loaders):
-            field = self.fields[name]
-            if field.default is MISSING and type(field).initial is Field.initial:
-                # (no default: a missing field's initial() is None, what data.get gives;
-                # one lookup per field, no test of MISSING)
-                if convert is None:
-                    lines.append(f"    values[{name!r}] = data.get({db_name!r})")
-                else:
-                    scope[f"convert{position}"] = convert
-                    lines.append(f"    raw = data.get({db_name!r})")
-                    lines.append(f"    values[{name!r}] = None if raw is None else "
-                                 f"convert{position}(raw)")
-                continue
-            scope[f"initial{position}"] = field.initial
+            # (initial() asked at load time, not its answer read once here: a field's
+            # default may be set after its class is made, see Field.QUICK_OPTIONS)
+            scope[f"initial{position}"] = self.fields[name].initial
             lines.append(f"    raw = data.get({db_name!r}, MISSING)")
             lines.append("    if raw is MISSING:")
             lines.append(f"        values[{name!r}] = initial{position}()")

@@ -250,6 +250,23 @@ def test_fields_missing_from_stored_data_load_as_their_initial_values() -> None:
         assert loaded._stored == data and "unknown" not in loaded.__dict__
 
 
+def test_a_default_set_after_the_class_is_made_fills_what_stored_data_lacks() -> None:
+    # (a field's default is one of the options that may change after its class is made:
+    # a loader generated before sees the new default, as a new document does)
+    class Late(Document):
+        n = IntField()
+
+        class Meta:
+            collection = "late_default_loader"
+
+    assert Late._loader()("a", 1, {}).n is None
+    Late._fields["n"].default = 5
+    assert Late().n == 5
+    assert Late._loader()("a", 1, {}).n == 5
+    assert Late.from_storage("a", 1, {}).n == 5
+    assert Late._loader()("a", 1, {"n": 3}).n == 3
+
+
 def test_a_model_that_loads_its_own_way_is_loaded_by_its_from_storage() -> None:
     class Own(Document):
         a = StringField()

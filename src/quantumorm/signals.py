@@ -31,7 +31,10 @@ class Signal:
     def __init__(self, name: str, doc: str) -> None:
         self.name = name
         self.__doc__ = doc
-        self._receivers: list[tuple[Receiver, type | None]] = []
+        #: replaced, never changed in place (connect and disconnect make a new tuple under
+        #: the lock): a reader in another thread, such as an update by id asking whether
+        #: anyone listens, walks a whole snapshot with no copy and no lock
+        self._receivers: tuple[tuple[Receiver, type | None], ...] = ()
         self._lock = threading.Lock()
 
     def connect(self, receiver: Receiver | None = None, *,
@@ -47,19 +50,21 @@ class Signal:
             raise TypeError(f"{self.name} receivers must be callable (got {receiver!r})")
         with self._lock:
             if (receiver, sender) not in self._receivers:
-                self._receivers.append((receiver, sender))
+                self._receivers = (*self._receivers, (receiver, sender))
         return receiver
 
     def disconnect(self, receiver: Receiver, *, sender: type | None = None) -> bool:
         with self._lock:
+            kept = list(self._receivers)
             try:
-                self._receivers.remove((receiver, sender))
+                kept.remove((receiver, sender))
             except ValueError:
                 return False
+            self._receivers = tuple(kept)
             return True
 
     def send(self, sender: type, **kwargs: Any) -> None:
-        for receiver, wanted in list(self._receivers):
+        for receiver, wanted in self._receivers:  # (a snapshot: see __init__)
             if wanted is None or wanted is sender:
                 receiver(sender=sender, signal=self, **kwargs)
 

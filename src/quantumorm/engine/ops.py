@@ -424,8 +424,9 @@ def _patchable(model: type[Any], changes: frozenset[str]) -> bool:
 
 def _heard(model: type[Any], *hooks: signals.Signal) -> bool:
     """Whether any receiver of these signals listens to ``model``."""
-    # (loops, not any() of a generator: asked by every update by id; the list itself, not
-    # the copy ``receivers`` makes: nothing is called while it is read)
+    # (loops, not any() of a generator: asked by every update by id; the receivers' tuple
+    # itself, not the list ``receivers`` makes of it: a snapshot, replaced whole by a
+    # connect or disconnect in another thread, never changed under the loop)
     for hook in hooks:
         for _, wanted in hook._receivers:
             if wanted is None or wanted is model:

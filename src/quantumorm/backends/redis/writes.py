@@ -287,7 +287,8 @@ class WriteLayout:
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
-            # (an insert's changed is None: b"", without the call)
+            # (changed is None, an insert's or an update of every field: changed_names
+            # gives b"" for it, here without the call)
             self.changed_names(changed) if events and changed is not None else b"",
             self.layout, members)
 
@@ -321,8 +322,11 @@ class WriteLayout:
 
     def patches(self, ids: Sequence[str], values: dict[str, Any], storage: dict[str, Any],
                 expire: Expiry | int) -> list[PatchCall]:
-        """:meth:`patch` of each of ``ids`` (the arguments they share are built once)."""
-        expiry, constants, members = self._patch_args(values, storage, expire)
+        """:meth:`patch` of each of ``ids`` (the arguments they share are built once): as
+        records, for :meth:`patch` and as the reference :meth:`patch_calls` is tested
+        against (the update by id sends what patch_calls makes)."""
+        constants, members = self._patch_args(values, storage)
+        expiry = wire_expiry(expire)
         keys, events = self.keys, self.events
         make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
         calls = []
@@ -340,16 +344,15 @@ class WriteLayout:
         KEYS after a document's two keys are the same for every patch of a partition, kept
         per partition (the update by id's hot path)."""
         if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
-            # (_patch_args' common case in line: the members remembered by value)
+            # (what _patch_args remembers for the common patch, looked up in line)
             shape = self._patch_by.get(frozenset(values))
-            members = None if shape is None else shape[3].get(
-                value if type(value) is str else (type(value), value))
+            members = None if shape is None else shape[3].get(_memo_key(value))
             constants = None if shape is None else shape[4].get(self.layout)
             if members is None or constants is None:
-                _, constants, members = self._patch_args(values, storage, expire)
+                constants, members = self._patch_args(values, storage)
         else:
-            _, constants, members = self._patch_args(values, storage, expire)
-        expiry = expire if type(expire) is Expiry else str(expire)  # (wire_expiry)
+            constants, members = self._patch_args(values, storage)
+        expiry = wire_expiry(expire)
         keys, shared = self.keys, self._patch_keys
         escape_id, id_key = sortable.escape_id, sortable.id_key
         one = keys.partitions == 1
@@ -366,9 +369,9 @@ class WriteLayout:
                 id_key(id), new_write_id(), expiry, constants, *members)))
         return tuple(calls)
 
-    def _patch_args(self, values: dict[str, Any], storage: dict[str, Any],
-                    expire: Expiry | int) -> tuple[str, bytes, tuple[bytes, ...]]:
-        """What the patches of ``values`` share: the expiry, ARGV[4] and the members."""
+    def _patch_args(self, values: dict[str, Any],
+                    storage: dict[str, Any]) -> tuple[bytes, tuple[bytes, ...]]:
+        """What the patches of ``values`` share: ARGV[4] and the members."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
         known = shape[3]
@@ -376,7 +379,7 @@ class WriteLayout:
             # (the common patch: one field; what it sends remembered by value, as a bulk
             # insert remembers a value's entries: a str under itself, others under their
             # type and value, as 1 and True differ)
-            key = value if type(value) is str else (type(value), value)
+            key = _memo_key(value)
             members = known.get(key)
             if members is None:
                 members = self._members(shape, values, storage)
@@ -384,8 +387,7 @@ class WriteLayout:
         else:
             members = self._members(shape, values, storage)
         layout = self.layout
-        constants = shape[4].get(layout) or self._constants(shape, layout)
-        return (expire if type(expire) is Expiry else str(expire)), constants, members
+        return shape[4].get(layout) or self._constants(shape, layout), members
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
         """``patch.lua``'s ARGV[4] for the patches of ``shape`` with the schema layout
@@ -682,6 +684,12 @@ class _Elements:
         entry = (key, b"%d:%s" % (len(key), key), wire.item(key))
         _keep(self.memo, item if kind is str else (kind, item), entry, len(key))
         return entry
+
+
+def _memo_key(value: Any) -> Any:
+    """The key a one-field patch's members are remembered under: a str under itself, other
+    values (of ``_MEMO_TYPES``) under their type and value, as 1 and True differ."""
+    return value if type(value) is str else (type(value), value)
 
 
 def wire_expiry(expire: Expiry | int) -> str:

@@ -8,6 +8,8 @@ import enum
 import json
 from typing import Any
 
+import pytest
+
 from quantumorm import (
     ArrayField,
     BooleanField,
@@ -44,7 +46,8 @@ class Patched(Document):
 
 def constants(packed: bytes) -> list[bytes | int]:
     """patch.lua's ARGV[4] as cmsgpack.unpack reads it: one MessagePack array of strings
-    and of non-negative integers (a positive fixint or a uint 64), nothing else."""
+    and of non-negative integers (a positive fixint, or a uint 16, 32 or 64), nothing
+    else."""
     assert packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC
     count, pos = (packed[0] & 0x0F, 1) if packed[0] != 0xDC else (
         int.from_bytes(packed[1:3], "big"), 3)
@@ -54,9 +57,10 @@ def constants(packed: bytes) -> list[bytes | int]:
         if head < 0x80:
             out.append(head)
             pos += 1
-        elif head == 0xCF:
-            out.append(int.from_bytes(packed[pos + 1:pos + 9], "big"))
-            pos += 9
+        elif head in (0xCD, 0xCE, 0xCF):
+            width = {0xCD: 2, 0xCE: 4, 0xCF: 8}[head]
+            out.append(int.from_bytes(packed[pos + 1:pos + 1 + width], "big"))
+            pos += 1 + width
         else:  # (a string: its header and bytes, as wire.pack writes them)
             size, at = ((head & 0x1F, 1) if head & 0xE0 == 0xA0 else
                         (packed[pos + 1], 2) if head == 0xD9 else
@@ -232,3 +236,15 @@ def test_the_event_items_are_the_specs_apart() -> None:
     keys = KeySpace(Silent._meta)
     assert writes.events_spec(Silent._meta, keys) == b""
     assert writes.events_flat(Silent._meta, keys) == (b"", b"", b"")
+
+
+def test_an_integer_is_packed_in_messagepacks_smallest_unsigned_form() -> None:
+    for value, head in [(0, b"\x00"), (127, b"\x7f"), (128, b"\xcd"), (65535, b"\xcd"),
+                        (65536, b"\xce"), (2**32 - 1, b"\xce"), (2**32, b"\xcf"),
+                        (2**64 - 1, b"\xcf")]:
+        packed = wire.integer(value)
+        assert packed.startswith(head)
+        assert constants(wire.array_header(1) + packed) == [value]
+    for bad in (-1, 2**64):
+        with pytest.raises(ValueError, match="unsigned 64-bit"):
+            wire.integer(bad)

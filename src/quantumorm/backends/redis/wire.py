@@ -40,6 +40,20 @@ def array_header(count: int) -> bytes:
     return b"\xdd" + struct.pack(">I", count)
 
 
+def integer(value: int) -> bytes:
+    """A non-negative integer as MessagePack's smallest form of it (``cmsgpack.unpack``
+    gives the script the number itself: no text for ``tonumber()`` to parse)."""
+    if 0 <= value < 128:
+        return bytes((value,))
+    if 0 <= value < 65536:
+        return b"\xcd" + struct.pack(">H", value)
+    if 0 <= value < 1 << 32:
+        return b"\xce" + struct.pack(">I", value)
+    if 0 <= value < 1 << 64:
+        return b"\xcf" + struct.pack(">Q", value)
+    raise ValueError(f"{value} is not an unsigned 64-bit integer")
+
+
 def str_header(size: int) -> bytes:
     """The header :func:`pack` gives a string of ``size`` bytes."""
     return _FIXSTR[size] if size < 32 else _header(size)

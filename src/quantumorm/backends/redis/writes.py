@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import operator
 import os
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,7 +84,7 @@ def _pack_constants(items: Sequence[bytes | int]) -> bytes:
     out = [wire.array_header(len(items))]
     for item in items:
         if type(item) is int:
-            out.append(bytes((item,)) if 0 <= item < 128 else b"\xcf" + item.to_bytes(8, "big"))
+            out.append(wire.integer(item))
         else:
             assert isinstance(item, bytes)
             out.append(wire.item(item))
@@ -615,13 +614,10 @@ def _flat(count: int, items: bytes) -> bytes:
     """An index's ``count`` encodings (``items``: packed one after another) as
     ``insert_many.lua`` reads them among a document's: the count (a MessagePack integer),
     then the encodings."""
-    if count < 128:
-        return _COUNTS[count] + items
-    return (b"\xcd" + struct.pack(">H", count) if count < 65536 else
-            b"\xce" + struct.pack(">I", count)) + items
+    return (_COUNTS[count] if count < 128 else wire.integer(count)) + items
 
 
-_COUNTS = [bytes([n]) for n in range(128)]  # (MessagePack's positive fixints)
+_COUNTS = [wire.integer(n) for n in range(128)]  # (MessagePack's positive fixints)
 _STR_HEADERS = [wire.str_header(n) for n in range(256)]  # (of strings of 0 to 255 bytes)
 _ARRAY_HEADERS = [wire.array_header(n) for n in range(16)]  # (of 0 to 15 items)
 

@@ -145,7 +145,7 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
             report.gone += 1  # expired or deleted since the ids were read
             continue
         # (the meta hash's version, which reindex.lua checks: fetch.lua returns it)
-        version, payload = int(found[2 * n + 1]), stored.split(bytes(raw))[1]
+        version, payload = int(found[2 * n + 1]), stored.payload(bytes(raw))
         data = json.loads(compression.decompress(payload, options.model_name, id))
         values = model.from_storage(id, version, data)._values()
         filled = options.with_defaults(data, values)

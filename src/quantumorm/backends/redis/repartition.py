@@ -172,7 +172,7 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         if raw is None or found[2 * n + 1] is None:
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
         # (the meta hash's version, which compare-and-set reads: fetch.lua returns it)
-        version, payload = int(found[2 * n + 1]), stored.split(bytes(raw))[1]
+        version, payload = int(found[2 * n + 1]), stored.payload(bytes(raw))
         # decoded for its index values; moved as stored (compressed or not, the same bytes;
         # restore.lua stores its version with it)
         data = json.loads(compression.decompress(payload, model.__name__, id))

@@ -37,7 +37,7 @@ def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     try:
         number, raw = stored.split(raw, version)
     except ValueError as exc:
-        raise CorruptDocumentError(options.model_name, id, "a version that does not end "
+        raise CorruptDocumentError(options.model_name, id, "a version that does not read "
                                    f"({exc})") from exc
     if raw[:1] == compression.MARKER:  # (whatever the model says now: see compression.py)
         raw = compression.decompress(raw, options.model_name, id)
@@ -73,15 +73,16 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
             older.append(id)
             continue
         end = raw.find(b"\x00", 1)
-        if end > 1 and raw[end + 1:end + 2] == b"{":
+        # (plain digits, as the scripts write them: int() would read "+13" or " 13")
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and raw[1] != 48
+                and (digits := raw[1:end]).isdigit()):
             try:
                 data = decode(raw[end + 1:])
-                number = int(raw[1:end])
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    found[id] = Row(id, number, data)
+                    found[id] = Row(id, int(digits), data)
                     continue
         found[id] = row(options, id, None, raw)
 
@@ -113,15 +114,16 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
         # (stored.py's format: NUL, the version's digits, NUL, the document)
         end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
-        if end > 1 and raw[end + 1:end + 2] == b"{":
+        # (plain digits, as the scripts write them: int() would read "+13" or " 13")
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and raw[1] != 48
+                and (digits := raw[1:end]).isdigit()):
             try:
                 data = decode(raw[end + 1:])
-                number = int(raw[1:end])
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    append(make(id, number, data))
+                    append(make(id, int(digits), data))
                     continue
         found = row(options, id, reply[i + 1], raw)
         append(found if make is Row else make(found.id, found.version, found.data))

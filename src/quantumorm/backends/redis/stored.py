@@ -19,14 +19,39 @@ from typing import Any
 VERSIONED = b"\x00"
 
 
+class DamagedVersion(ValueError):
+    """A document key's value whose version (between its two NUL bytes) is not what the
+    scripts write: plain ASCII digits, no sign, blank or leading zero ("+13", " 13",
+    "-1", "1_3" would all read as a number to ``int``)."""
+
+
 def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     """The version and the document (JSON or compressed) of a document key's value;
     ``version`` is the one read beside it (from the meta hash), used when the value
-    carries none. ValueError if the value starts a version it does not end."""
+    carries none. ValueError if the value starts a version it does not end;
+    :class:`DamagedVersion` (a ValueError) if the version is not plain digits."""
     if stored[:1] != VERSIONED:
         return int(version or 0), stored
     end = stored.index(b"\x00", 1)
-    return int(stored[1:end]), stored[end + 1:]
+    digits = stored[1:end]
+    if not plain(digits):
+        raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
+    return int(digits), stored[end + 1:]
+
+
+def plain(digits: bytes) -> bool:
+    """Whether ``digits`` is a version as the scripts write one (``^[1-9]%d*$``, as
+    ``bad_version`` in ``lua/_prelude.lua`` reads a meta hash's)."""
+    return digits[:1] in b"123456789" and digits.isdigit()  # (bytes: ASCII only)
+
+
+def payload(stored: bytes) -> bytes:
+    """The document of a document key's value without its version, whatever the version
+    holds (``payload_of`` in ``lua/_prelude.lua``); ValueError if the value starts a
+    version it does not end. For readers that take the version from the meta hash."""
+    if stored[:1] != VERSIONED:
+        return stored
+    return stored[stored.index(b"\x00", 1) + 1:]
 
 
 def versioned(version: int, payload: bytes) -> bytes:

@@ -73,6 +73,7 @@ from ...compression import decode_document, decompress
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
+    DamagedTransactionError,
     QuantumORMError,
     SchemaChangeBlocked,
     TransactionCommitted,
@@ -145,6 +146,21 @@ class Settling:
 #: schema changes must settle all the same
 _SCHEMAS_CHANGING: ContextVar[frozenset[str]] = ContextVar("schemas_changing",
                                                            default=frozenset())
+
+
+#: the states a record holds (``tx_begin.lua``, ``tx_decide.lua``)
+STATES = frozenset({"pending", "committed", "aborted"})
+
+
+def _deadline(record: str, stored: Any) -> int:
+    """A record's ``deadline`` as ``tx_begin.lua`` writes it (plain digits; 0 when the
+    record is gone), else :class:`DamagedTransactionError` (``int`` would read "+5")."""
+    if stored is None:
+        return 0
+    text = bytes(stored)
+    if not text.isdigit():
+        raise DamagedTransactionError(record, "deadline")
+    return int(text)
 
 
 def record_key(namespace: str, txid: str) -> str:
@@ -504,6 +520,10 @@ class TwoPhase(BackendCore):
         (got,) = yield RedisPlan((Command(("HMGET", record, "state", "parts")),),
                                  read_only=True, primary=True)  # (no WAIT after a read)
         state, parts = got
+        if state is not None and wire.text(state) not in STATES:
+            # (read as aborted, the locks of partitions not yet applied would be released
+            # while others hold the applied intents: refused before anything is done)
+            raise DamagedTransactionError(record, "state")
         if state is None:  # missing: aborted, and forgotten (or never begun)
             met = [locks] if isinstance(locks, str) else list(locks or ())
             yield RedisPlan((*(Call("tx_release", (key, intent_key(key, record)), (record,))
@@ -619,10 +639,11 @@ class TwoPhase(BackendCore):
         deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
                                          NowCall(holder).call()),
                                         read_only=True, primary=True)
-        give_up = int(deadline or 0) + WAIT_SKEW_MS
         attempt = 0
         while not (yield from self.settle(holder, hashes)):
-            if int(now) // 1000 > give_up:
+            # (pending before its deadline, as tx_decide.lua read it: a deadline that does
+            # not read is refused there, and here if it was damaged since it was read)
+            if int(now) // 1000 > _deadline(holder, deadline) + WAIT_SKEW_MS:
                 return False
             pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
             attempt += 1

@@ -85,3 +85,33 @@ async def test_reindex_reads_past_a_damaged_version_prefix(
     version, payload = stored.split(redis_client.get(key))
     redis_client.set(key, b"\x00+" + str(version).encode() + b"\x00" + payload)
     await call(Tile.objects, "reindex", mode)
+
+
+#: a document key's body that does not read, behind a good version
+BODY_DAMAGE = {"json": b"{nope", "array": b"[1]", "compressed": b"\xff\x01garbage",
+               "unended": None}
+
+
+@pytest.mark.parametrize("how", BODY_DAMAGE)
+def test_reindex_and_repartition_refuse_a_document_that_does_not_read_typed(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """Both decode each document for its index values (its version from the meta hash):
+    one that does not read is CorruptDocumentError naming it, not a JSONDecodeError."""
+    from test_damaged_versions import _moving_id, model
+
+    from quantumorm.tools.repartition import repartition
+
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    id = _moving_id(two, 8)
+    key = KeySpace(one._meta).doc(0, id)
+    version, _ = stored.split(redis_client.get(key))
+    damage = BODY_DAMAGE[how]
+    redis_client.set(key, b"\x00" + str(version).encode()
+                     + (b"" if damage is None else b"\x00" + damage))
+    with pytest.raises(CorruptDocumentError) as raised:
+        one.objects.reindex_sync()
+    assert raised.value.id == id
+    with pytest.raises(CorruptDocumentError) as raised:
+        repartition(two, from_partitions=1)
+    assert raised.value.id == id

@@ -13,7 +13,11 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from ... import compression
+from ...errors import CorruptDocumentError
 
 #: the first byte of a document key that carries its version
 VERSIONED = b"\x00"
@@ -52,6 +56,20 @@ def payload(stored: bytes) -> bytes:
     if stored[:1] != VERSIONED:
         return stored
     return stored[stored.index(b"\x00", 1) + 1:]
+
+
+def document(stored: bytes, model: str, id: str) -> dict[str, Any]:
+    """The document (a JSON object) of a document key's value, whatever its version holds
+    (for readers that take the version from the meta hash: reindex, repartition); a value
+    that does not read (a version not ended, a compressed body that does not decompress,
+    JSON that is not an object) is :class:`CorruptDocumentError` naming it."""
+    try:
+        data = json.loads(compression.decompress(payload(stored), model, id))
+    except ValueError as exc:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise CorruptDocumentError(model, id, f"does not read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptDocumentError(model, id, "not a JSON object")
+    return data
 
 
 def versioned(version: int, payload: bytes) -> bytes:

@@ -26,7 +26,9 @@ from quantumorm.backends.redis.keys import KeySpace
 PREFIX_DAMAGE = {"sign": lambda v: b"+" + v, "blank": lambda v: b" " + v,
                  "trailing blank": lambda v: v + b" ", "negative": lambda v: b"-1",
                  "leading zero": lambda v: b"0" + v, "underscore": lambda v: v[:1] + b"_" + v[1:],
-                 "zero": lambda v: b"0"}
+                 "zero": lambda v: b"0", "inner blank": lambda v: v[:1] + b" " + v[1:],
+                 "trailing newline": lambda v: v + b"\n", "inner sign": lambda v: v[:1] + b"+" + v[1:],
+                 "empty": lambda v: b""}
 
 
 class Tile(Document):

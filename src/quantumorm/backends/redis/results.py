@@ -73,16 +73,19 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
             older.append(id)
             continue
         end = raw.find(b"\x00", 1)
-        # (plain digits, as the scripts write them: int() would read "+13" or " 13")
-        if (end > 1 and raw[end + 1:end + 2] == b"{" and raw[1] != 48
-                and (digits := raw[1:end]).isdigit()):
+        # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
+        # "013" and "1_3", refused here with no call per row: a digit first and last, no
+        # "_", and int() refuses anything else between them)
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
             try:
                 data = decode(raw[end + 1:])
+                number = int(digits)
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    found[id] = Row(id, int(digits), data)
+                    found[id] = Row(id, number, data)
                     continue
         found[id] = row(options, id, None, raw)
 
@@ -114,16 +117,19 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
         # (stored.py's format: NUL, the version's digits, NUL, the document)
         end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
-        # (plain digits, as the scripts write them: int() would read "+13" or " 13")
-        if (end > 1 and raw[end + 1:end + 2] == b"{" and raw[1] != 48
-                and (digits := raw[1:end]).isdigit()):
+        # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
+        # "013" and "1_3", refused here with no call per row: a digit first and last, no
+        # "_", and int() refuses anything else between them)
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
             try:
                 data = decode(raw[end + 1:])
+                number = int(digits)
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    append(make(id, int(digits), data))
+                    append(make(id, number, data))
                     continue
         found = row(options, id, reply[i + 1], raw)
         append(found if make is Row else make(found.id, found.version, found.data))

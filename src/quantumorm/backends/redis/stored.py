@@ -38,15 +38,15 @@ def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
         return int(version or 0), stored
     end = stored.index(b"\x00", 1)
     digits = stored[1:end]
-    if not plain(digits):
-        raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
-    return int(digits), stored[end + 1:]
-
-
-def plain(digits: bytes) -> bool:
-    """Whether ``digits`` is a version as the scripts write one (``^[1-9]%d*$``, as
-    ``bad_version`` in ``lua/_prelude.lua`` reads a meta hash's)."""
-    return digits[:1] in b"123456789" and digits.isdigit()  # (bytes: ASCII only)
+    # (plain digits, ^[1-9][0-9]*$ as bad_version in lua/_prelude.lua reads a meta hash's:
+    # int() also reads "+13", " 13", "13 ", "013" and "1_3"; with a digit first and last
+    # and no "_", it refuses anything else, with no call made for a good version)
+    if 48 < stored[1] < 58 and 47 < stored[end - 1] < 58 and b"_" not in digits:
+        try:
+            return int(digits), stored[end + 1:]
+        except ValueError:
+            pass
+    raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
 
 
 def payload(stored: bytes) -> bytes:

@@ -397,7 +397,9 @@ class DamagedStateError(DamagedMetaError):
 
 class DamagedTransactionError(DamagedMetaError):
     """A two-phase commit's record (``{namespace:2pc:txid}:r``) holds a field that does not
-    read: its ``deadline`` (ms since the epoch, plain digits). Deciding the undecided
+    read: its ``deadline`` (ms since the epoch, plain digits) or its ``state``; or an
+    intent (``field`` "intent": what the transaction writes in a partition, ``key`` its
+    key) that does not unpack. Deciding the undecided
     transaction by its deadline (a commit, or a recovery asking whether it expired) is
     refused with nothing changed; an abort needs no deadline and still works. Nothing of an
     undecided transaction is applied, so deleting the record aborts it (a missing record
@@ -408,10 +410,18 @@ class DamagedTransactionError(DamagedMetaError):
     def __init__(self, key: str, field: str) -> None:
         self.key, self.field = key, field
         self.model, self.id = "", ""
-        BackendError.__init__(
-            self, f"field {field!r} of the two-phase commit record {key!r} does not read: "
-                  "the transaction cannot be decided by its deadline; deleting the record "
-                  "aborts it (none of it was applied)")
+        if field == "intent":
+            message = (f"the two-phase commit intent {key!r} (what its transaction writes in "
+                       "that partition) does not read: the committed transaction cannot be "
+                       "applied, and none of it was")
+        elif field == "deadline":
+            message = (f"field 'deadline' of the two-phase commit record {key!r} does not "
+                       "read: the transaction cannot be decided by its deadline; deleting "
+                       "the record aborts it (none of it was applied)")
+        else:
+            message = (f"field {field!r} of the two-phase commit record {key!r} does not "
+                       "read: nothing of the transaction was applied nor released")
+        BackendError.__init__(self, message)
 
 
 class DamagedSchemaError(DamagedMetaError):

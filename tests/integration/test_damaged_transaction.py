@@ -81,3 +81,21 @@ def test_a_committed_transaction_with_a_damaged_state_is_neither_applied_nor_rel
     redis_client.hset(record, "state", b"committed")
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+
+
+@pytest.mark.parametrize("damage", [b"garbage", b"\x93\xa4call\xa1x", b"\x93\xa4call\xa19",
+                                    b"\x90"])
+def test_a_committed_transaction_with_a_damaged_intent_is_not_applied(
+        conn: Any, redis_client: Any, damage: bytes) -> None:
+    """An intent that does not unpack (its key count not a count, cut short, not
+    MessagePack): the roll forward refuses before any intent is applied, naming it."""
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    record = _record(redis_client)
+    intent = sorted(k.decode() for k in redis_client.scan_iter("*}:2pc:*"))[0]
+    redis_client.set(intent, damage)
+    before = snapshot(redis_client)
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend.settle(record, None))
+    assert raised.value.key == intent and raised.value.field == "intent"
+    assert snapshot(redis_client) == before

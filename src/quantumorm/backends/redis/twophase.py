@@ -233,13 +233,20 @@ class Intent:
         return Call("tx_apply", (self.key,), (packed,))
 
 
-def _stored_call(blob: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
-    """The ``tx.lua`` call an intent key holds (None: it holds the applied marker)."""
-    flat = wire.unpack(bytes(blob))
-    if flat[0] != b"call":
-        return None
-    count = int(flat[1])
-    return tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])
+def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """The ``tx.lua`` call the intent key ``key`` holds (None: it holds the applied
+    marker); :class:`DamagedTransactionError` if it does not unpack as one."""
+    try:
+        flat = wire.unpack(bytes(blob))
+        if flat and flat[0] != b"call":
+            return None
+        count = flat[1]
+        if not (count.isdigit() and 2 + int(count) <= len(flat)):
+            raise ValueError("not a count of keys")
+        return (tuple(k.decode() for k in flat[2:2 + int(count)]),
+                tuple(flat[2 + int(count):]))
+    except (ValueError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
+        raise DamagedTransactionError(key, "intent") from exc
 
 
 class TwoPhase(BackendCore):
@@ -551,7 +558,7 @@ class TwoPhase(BackendCore):
         stored = yield RedisPlan(tuple(Command(("GET", key)) for key in keys),
                                  read_only=True, primary=True)  # (no WAIT after a read)
         intents = [Intent(key, call) for key, blob in zip(keys, stored, strict=True)
-                   if blob and (call := _stored_call(blob)) is not None]
+                   if blob and (call := _stored_call(blob, key)) is not None]
         if not intents:
             return  # (each applied already, or released)
         # an intent of an older layout (its model's schema changed since the prepare) is
@@ -727,7 +734,7 @@ class TwoPhase(BackendCore):
                 if call is None:  # (a settler's intent not read yet: read it)
                     (blob,) = yield RedisPlan((Command(("GET", intents[i].key)),),
                                               read_only=True, primary=True)
-                    call = _stored_call(blob) if blob else None
+                    call = _stored_call(blob, intents[i].key) if blob else None
                     if call is None:  # (applied or released meanwhile: sent again, DONE)
                         again.append(i)
                         continue

@@ -6,7 +6,9 @@ never a version (Python's int() reads each of them as a number).
   never a row at a version read from the damage;
 * verify() reports it as ``version_mismatch`` (the document itself reads), repair() stores
   it again with its meta hash's version, and it reads again at that version;
-* reindex() (which takes the version from the meta hash) is not stopped by it.
+* reindex() (which takes the version from the meta hash) is not stopped by it; a document
+  whose body does not read stops reindex() and repartition with CorruptDocumentError;
+* a change event's version ("v") read by a feed: the same rule, CorruptDocumentError.
 
 Damage is made by hand, as test_damaged_meta.py makes it.
 """
@@ -117,3 +119,27 @@ def test_reindex_and_repartition_refuse_a_document_that_does_not_read_typed(
     with pytest.raises(CorruptDocumentError) as raised:
         repartition(two, from_partitions=1)
     assert raised.value.id == id
+
+
+class Logged(Document):
+    title = StringField()
+
+    class Meta:
+        collection = "dp_logged"
+        changes = True
+
+
+@pytest.mark.parametrize("how", ["sign", "blank", "leading zero", "negative"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_change_event_whose_version_is_not_plain_digits_is_corrupt(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    feed = Logged.objects.changes(wait=0)
+    assert await call(feed, "read", mode) == []
+    saved = await call(Logged(id="a", title="t"), "save", mode)
+    stream = KeySpace(Logged._meta).changes(0)
+    ((_, fields),) = redis_client.xrange(stream)
+    assert fields[b"v"] == str(saved._version).encode()
+    redis_client.xadd(stream, {**fields, b"v": PREFIX_DAMAGE[how](fields[b"v"])})
+    with pytest.raises(CorruptDocumentError) as raised:
+        await call(feed, "read", mode)
+    assert "not plain digits" in str(raised.value)

@@ -99,3 +99,30 @@ def test_a_committed_transaction_with_a_damaged_intent_is_not_applied(
         conn.run(lambda b: conn.backend.settle(record, None))
     assert raised.value.key == intent and raised.value.field == "intent"
     assert snapshot(redis_client) == before
+
+
+def test_a_commit_that_meets_its_own_deadline_damaged_aborts_and_writes_nothing(
+        conn: Any, redis_client: Any) -> None:
+    """The record damaged between the prepare and the decision: the decision is refused
+    (not an unknown outcome), the transaction aborted and released, nothing written."""
+    from test_two_phase_commit import leftovers
+
+    pair = _purses()
+    tx = transfer_tx(conn, pair, 10, 30.0)
+    op = tx._work.commit(conn.backend)
+    executor = conn._store.sync_executor()
+    plan = next(op)
+    for _ in range(2):  # begin, prepare
+        plan = op.send(executor.execute(plan))
+    redis_client.hset(_record(redis_client), "deadline", b"+5")
+    with pytest.raises(DamagedTransactionError) as raised:
+        while True:  # (as engine.drive runs it: an error is thrown into the operation)
+            try:
+                replies = executor.execute(plan)
+            except Exception as exc:
+                plan = op.throw(exc)
+            else:
+                plan = op.send(replies)
+    assert raised.value.field == "deadline"
+    assert balances(pair) == dict.fromkeys(pair, 100)
+    assert leftovers(redis_client) == {}

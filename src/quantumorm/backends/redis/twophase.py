@@ -391,6 +391,11 @@ class TwoPhase(BackendCore):
         try:
             (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
                                        idempotent=True)
+        except DamagedTransactionError:
+            # (its deadline does not read: refused with nothing decided, and an abort
+            # needs no deadline; nothing was written)
+            yield from self._finish(record, registry, participants, "abort")
+            raise
         except QuantumORMError as lost:
             raise TransactionCommitted(record, lost, decided=False) from lost
         if wire.text(state) != "committed":

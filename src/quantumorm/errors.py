@@ -395,6 +395,55 @@ class DamagedStateError(DamagedMetaError):
                   "read; Model.objects.repair() writes it again from the stored schema")
 
 
+class DamagedTransactionError(DamagedMetaError):
+    """A two-phase commit's record (``{namespace:2pc:txid}:r``) holds a field that does not
+    read: its ``deadline`` (ms since the epoch, plain digits) or its ``state``; or an
+    intent (``field`` "intent": what the transaction writes in a partition, ``key`` its
+    key) that does not unpack. Deciding the undecided
+    transaction by its deadline (a commit, or a recovery asking whether it expired) is
+    refused with nothing changed; an abort needs no deadline and still works. Nothing of an
+    undecided transaction is applied, so deleting the record aborts it (a missing record
+    counts as aborted: the next reader, writer or sweep of its documents releases its
+    locks); it also expires by itself, soon after its real deadline. ``key`` and ``field``
+    name it; ``model`` and ``id`` are "" (a record spans models)."""
+
+    def __init__(self, key: str, field: str) -> None:
+        self.key, self.field = key, field
+        self.model, self.id = "", ""
+        if field == "intent":
+            message = (f"the two-phase commit intent {key!r} (what its transaction writes in "
+                       "that partition) does not read: the committed transaction cannot be "
+                       "applied, and none of it was")
+        elif field == "deadline":
+            message = (f"field 'deadline' of the two-phase commit record {key!r} does not "
+                       "read: the transaction cannot be decided by its deadline; deleting "
+                       "the record aborts it (none of it was applied)")
+        else:
+            message = (f"field {field!r} of the two-phase commit record {key!r} does not "
+                       "read: nothing of the transaction was applied nor released")
+        BackendError.__init__(self, message)
+
+
+class DamagedSchemaError(DamagedMetaError):
+    """A collection's stored schema (the hash ``{namespace:collection}:schema``) holds a
+    field that does not read (missing, not a number, not the JSON the schema writes), or
+    its key holds another type: the model's first use, reindex(), verify(), repair() and the
+    tools refuse the collection, with nothing written. The documents are intact; deleting
+    the schema hash makes the next first use store the model's declaration again (its
+    indexes building if there is data: ``Model.objects.reindex()`` builds them). ``key``
+    and ``field`` name it (``field`` is None when the key holds another type); ``model`` is
+    the collection, ``id`` is ""."""
+
+    def __init__(self, model: str, key: str, field: str | None, detail: str = "") -> None:
+        self.key, self.field = key, field
+        self.model, self.id = model, ""
+        where = (f"field {field!r} of the stored schema hash {key!r} does not read"
+                 if field is not None else f"the stored schema key {key!r} is not a hash")
+        BackendError.__init__(
+            self, f"{model}: {where}{f' ({detail})' if detail else ''}; delete it and run "
+                  "Model.objects.reindex(): the schema is stored again from the model")
+
+
 class CodecUnavailableError(BackendError):
     """A stored document is compressed with a codec whose package is not installed in this
     process (see ``Meta.compress``), so it cannot be read here.

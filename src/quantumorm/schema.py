@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from .errors import SchemaMismatchError
+from .errors import DamagedSchemaError, SchemaMismatchError
 from .fields.base import Field
 from .fields.embedded import EmbeddedDocumentField
 from .fields.structured import ArrayField
@@ -138,18 +138,69 @@ class Schema:
         return out
 
     @classmethod
-    def load(cls, stored: dict[str, str]) -> Schema:
-        indexes = {
-            name: IndexInfo(tuple(i["fields"]), tuple(i["kinds"]), bool(i["unique"]),
-                            IndexState(i["state"]))
-            for name, i in json.loads(stored["indexes"]).items()}
-        checkpoints = {int(key[6:]): value for key, value in stored.items()
-                       if key.startswith("build:")}
-        return cls(fields=json.loads(stored["fields"]), indexes=indexes,
-                   partitions=int(stored["partitions"]), partition_by=stored["partition_by"],
-                   layout=int(stored["layout"]), format=int(stored["format"]),
-                   history=tuple(json.loads(stored.get("history", "[]"))),
-                   checkpoints=checkpoints)
+    def load(cls, stored: dict[str, str], key: str = "", model: str = "") -> Schema:
+        """The schema stored as ``stored`` (its hash fields); :class:`DamagedSchemaError`
+        naming ``key`` (where it is stored) and the field, with ``model`` (the collection),
+        for a field missing or not as :meth:`dump` writes it (a number not plain digits,
+        a JSON text not of its shape, an index state not known)."""
+        def damaged(name: str, detail: str) -> DamagedSchemaError:
+            return DamagedSchemaError(model, key, name, detail)
+
+        def count(name: str) -> int:
+            text = stored.get(name)
+            if text is None:
+                raise damaged(name, "missing")
+            # (plain digits, as dump() writes them: int() would read "+3", " 3" or "3_0")
+            if not (text.isascii() and text.isdigit()):
+                raise damaged(name, f"{text[:24]!r} is not a count")
+            return int(text)
+
+        def parsed(name: str, default: str | None = None) -> Any:
+            text = stored.get(name, default)
+            if text is None:
+                raise damaged(name, "missing")
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise damaged(name, f"not JSON: {exc}") from None
+
+        def texts(value: Any) -> bool:
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+        fields = parsed("fields")
+        if not (isinstance(fields, dict)
+                and all(isinstance(v, str) for v in fields.values())):
+            raise damaged("fields", "not an object of field kinds")
+        found = parsed("indexes")
+        if not isinstance(found, dict):
+            raise damaged("indexes", "not an object of indexes")
+        indexes = {}
+        for name, i in found.items():
+            if not (isinstance(i, dict) and texts(i.get("fields")) and texts(i.get("kinds"))
+                    and isinstance(i.get("unique"), (bool, int))
+                    and i.get("state") in _STATES):
+                raise damaged("indexes", f"index {name[:40]!r} is not as stored")
+            indexes[name] = IndexInfo(tuple(i["fields"]), tuple(i["kinds"]), bool(i["unique"]),
+                                      IndexState(i["state"]))
+        history = parsed("history", "[]")
+        if not texts(history):
+            raise damaged("history", "not a list of fingerprints")
+        partition_by = stored.get("partition_by")
+        if partition_by is None:
+            raise damaged("partition_by", "missing")
+        checkpoints = {}
+        for name, value in stored.items():
+            if name.startswith("build:"):
+                if not (name[6:].isascii() and name[6:].isdigit()):
+                    raise damaged(name, "not a partition's checkpoint")
+                checkpoints[int(name[6:])] = value
+        return cls(fields=fields, indexes=indexes, partitions=count("partitions"),
+                   partition_by=partition_by, layout=count("layout"), format=count("format"),
+                   history=tuple(history), checkpoints=checkpoints)
+
+
+#: the index states a stored schema may hold
+_STATES = frozenset(state.value for state in IndexState)
 
 
 def declared(options: ModelOptions, state: IndexState = IndexState.READY) -> Schema:

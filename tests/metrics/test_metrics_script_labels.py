@@ -183,3 +183,47 @@ async def test_a_plan_that_fell_back_to_evalsha_is_named_evalsha(
         finally:
             quantumorm.close_all()
             redis_client.execute_command("ACL", "DELUSER", "labels-no-load")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_plan_whose_last_reload_sent_the_source_is_named_eval(
+        mode: str, scripted: str, redis_client: redis.Redis,
+        exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script cache flushed after every load (a SCRIPT FLUSH or FUNCTION FLUSH that keeps
+    landing between the load and the call: here made right after each load, on the real
+    server): every reload answers NOSCRIPT until the last, which sends the script's source
+    (EVAL). Its span event and its slow-log line name what ran, ``EVAL insert``, not the
+    ``EVALSHA insert`` or ``FCALL insert`` the connection calls scripts with."""
+    from quantumorm.backends.redis import executor, reloads
+
+    await RedisUser.objects.count()  # (the schema stored; the scripts loaded)
+
+    def lost(loaded: bool) -> bool:
+        redis_client.script_flush()
+        redis_client.function_flush()
+        return loaded
+
+    async def alost(client: Any, functions: bool = False) -> bool:
+        return lost(await reloads.aload_all(client, functions))
+
+    monkeypatch.setattr(executor, "load_all", lambda client, functions=False: lost(
+        reloads.load_all(client, functions)))
+    monkeypatch.setattr(executor, "aload_all", alost)
+    lost(True)
+    metrics.slow_log(0)
+    exporter.clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="quantumorm.slow"):
+            if mode == "async":
+                await RedisUser(name="a", age=1).save()
+            else:
+                await asyncio.to_thread(RedisUser(name="a", age=1).save_sync)
+    finally:
+        metrics.slow_log(None)
+    records = [r for r in caplog.records if r.name == "quantumorm.slow"]
+    assert records[-1].qorm_plans == ["EVAL insert"]  # type: ignore[attr-defined]
+    events = [event.name for span in exporter.get_finished_spans() for event in span.events
+              if event.name.endswith(" insert")]
+    assert events == ["EVAL insert"]
+    assert await RedisUser.objects.filter(name="a").count() == 1

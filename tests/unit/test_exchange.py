@@ -359,3 +359,31 @@ def test_an_exchange_fed_a_failed_first_round_reloads_as_if_it_had_sent_it() -> 
     again = steps.send(None)
     assert isinstance(again, Send) and again.commands[0][0] == "EVALSHA"
     assert finish(steps, [7]) == [7]
+
+
+@pytest.mark.parametrize("replica_reads", [False, True])
+def test_the_replies_name_the_steps_a_last_reload_sent_by_their_source(
+        replica_reads: bool) -> None:
+    """Only the steps the last reload sent as EVAL (EVAL_RO) are named so (the metrics,
+    traces and slow log read ``calls``); the others, and a plan a reload sent by SHA,
+    keep what the connection calls scripts with."""
+    from quantumorm.metrics import plans
+
+    plan = RedisPlan((call("a"), get("k"), call("b"), call("c")), read_only=True)
+    steps, _ = start(plan, link(replica_reads=replica_reads))
+    request = steps.send([1, b"v", rx.NoScriptError("NOSCRIPT"), 3])
+    for _ in range(SCRIPT_RELOADS):
+        assert request is LOAD_SCRIPTS
+        request = steps.send(None)
+        if request.commands[0][0] not in ("EVAL", "EVAL_RO"):
+            request = steps.send([rx.NoScriptError("NOSCRIPT")])
+    replies = finish(steps, [2])
+    assert replies == [1, b"v", 2, 3]
+    sha, source = ("EVALSHA_RO", "EVAL_RO") if replica_reads else ("EVALSHA", "EVAL")
+    assert replies.calls == (sha, sha, source, sha)
+    assert plans.commands(plan, replies.calls) == [
+        f"{sha} count", "GET", f"{source} count", f"{sha} count"]
+    steps, _ = start(plan)
+    assert steps.send([rx.NoScriptError("NOSCRIPT"), b"v", 2, 3]) is LOAD_SCRIPTS
+    steps.send(None)
+    assert getattr(finish(steps, [1]), "calls", None) is None  # (reloaded by SHA)

@@ -99,8 +99,9 @@ class Spans:
         return span, token, op
 
     def round_trip(self, handle: Any, plan: Any) -> None:
-        # (named by what the operation's executor sends the scripts with: FCALL or EVALSHA)
-        names = plans.commands(plan, plans.script_command(handle[2].inner, plan))
+        # (named by what the operation's executor sent the scripts with: FCALL or EVALSHA,
+        # EVAL for those a reload sent by their source; Running.calls, set just before)
+        names = plans.commands(plan, handle[2].calls)
         attributes: dict[str, Any] = {"db.commands": names}
         if hasattr(plan, "groups"):  # SQL: its text, whose values are all parameters
             attributes["db.query.text"] = plans.summary(plan)

@@ -36,15 +36,30 @@ def _name(step: Any, calls: str | None) -> str:
     return (first.decode("ascii", "replace") if isinstance(first, bytes) else str(first)).upper()
 
 
-def commands(plan: Any, calls: str | None = None) -> list[str]:
+#: what the scripts of a plan were sent with: one command for every step, or one per step
+Calls = str | tuple[str, ...] | None
+
+
+def sent_with(executor: Any, plan: Any, replies: Any) -> Calls:
+    """What ``plan``'s scripts ran with, once ``replies`` came back: the command per step
+    the replies name (``calls``: a Redis plan whose last reload after NOSCRIPT sent some by
+    their source, EVAL), else :func:`script_command`."""
+    calls = getattr(replies, "calls", None)
+    return calls if calls is not None else script_command(executor, plan)
+
+
+def commands(plan: Any, calls: Calls = None) -> list[str]:
     """A name per command or statement of ``plan``: ``EVALSHA save``, ``XLEN``, ``SELECT``;
     a cache plan's prefixed ``cache:``. ``calls``: the command the scripts were sent with
-    (:func:`script_command`: ``FCALL save`` with Redis Functions), EVALSHA if None."""
+    (:func:`script_command`: ``FCALL save`` with Redis Functions; a tuple: one per step,
+    :func:`sent_with`), EVALSHA if None."""
     inner = getattr(plan, "plan", None)
     if inner is not None:
         return [f"cache:{name}" for name in commands(inner, calls)]
     steps = getattr(plan, "steps", None)
     if steps is not None:
+        if isinstance(calls, tuple):
+            return [_name(step, one) for step, one in zip(steps, calls, strict=True)]
         return [_name(step, calls) for step in steps]
     groups = getattr(plan, "groups", None)
     if groups is not None:
@@ -55,7 +70,7 @@ def commands(plan: Any, calls: str | None = None) -> list[str]:
     return [type(plan).__name__]
 
 
-def summary(plan: Any, calls: str | None = None) -> str:
+def summary(plan: Any, calls: Calls = None) -> str:
     """One line for ``plan``, explain-style: repeated names counted (``EVALSHA query x4``),
     a read-only Redis plan marked, a SQL plan's statements as their text (clipped).
     ``calls``: as for :func:`commands`."""
@@ -81,4 +96,5 @@ def counted(names: list[str]) -> str:
     return ", ".join(name if n == 1 else f"{name} x{n}" for name, n in seen.items())
 
 
-__all__ = ["SQL_CHARS", "commands", "counted", "script_command", "summary"]
+__all__ = ["SQL_CHARS", "Calls", "commands", "counted", "script_command", "sent_with",
+           "summary"]

@@ -40,7 +40,10 @@ class Running:
     busy process every call and object of the hot path shows."""
 
     __slots__ = ("inner", "model", "collection", "operation", "connection", "backend",
-                 "round_trips", "plans", "tracer", "trace")
+                 "round_trips", "plans", "tracer", "trace", "calls")
+    #: what the last plan's scripts ran with (:func:`.plans.sent_with`), for the tracer;
+    #: set by :meth:`_sent` (not in ``__init__``: an unwatched operation never reads it)
+    calls: plans.Calls
 
     def __init__(self, inner: Any, connection: Any, factory: Any, subject: Any,
                  name: str) -> None:
@@ -56,7 +59,7 @@ class Running:
         self.round_trips = 0
         #: the plans sent, each with what its scripts were called with
         #: (:func:`.plans.script_command`), kept only for the slow-operation log
-        self.plans: list[tuple[Any, str | None]] | None = None
+        self.plans: list[tuple[Any, plans.Calls]] | None = None
         self.tracer: Tracer | None = None
         self.trace: Any = None
 
@@ -74,7 +77,7 @@ class Running:
             raise
         if isawaitable(sent):  # (an asyncio executor: named once awaited)
             return self._awaited(plan, sent)
-        self._sent(plan)
+        self._sent(plan, sent)
         return sent
 
     async def _awaited(self, plan: Any, sent: Awaitable[Any]) -> Any:
@@ -83,7 +86,7 @@ class Running:
         except BaseException:
             self._failed(plan)
             raise
-        self._sent(plan)
+        self._sent(plan, replies)
         return replies
 
     def _failed(self, plan: Any) -> None:
@@ -94,9 +97,11 @@ class Running:
         except Exception:
             SLOW_LOGGER.exception("naming a failed plan for the slow log or a span failed")
 
-    def _sent(self, plan: Any) -> None:
+    def _sent(self, plan: Any, replies: Any = None) -> None:
+        # (named by what ran: the replies say it when a reload sent scripts by their source)
+        self.calls = calls = plans.sent_with(self.inner, plan, replies)
         if self.plans is not None:
-            self.plans.append((plan, plans.script_command(self.inner, plan)))
+            self.plans.append((plan, calls))
         if self.tracer is not None:
             self.tracer.round_trip(self.trace, plan)
 

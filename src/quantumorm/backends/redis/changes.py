@@ -195,7 +195,10 @@ def decode(model: type[Document], partition: int, stream_id: str,
     try:
         op = fields[b"op"].decode()
         id = sortable.id_from_key(bytes(fields[b"id"]))
-        version = int(fields[b"v"])
+        digits = fields[b"v"]
+        if not (digits[:1] in b"123456789" and digits.isdigit()):  # (int() reads "+13")
+            raise ValueError(f"the version {digits[:24]!r} is not plain digits")
+        version = int(digits)
         changed = (tuple(name.decode() for name in wire.unpack(fields[b"f"]))
                    if b"f" in fields else None)
         data = (json.loads(compression.decompress(fields[b"d"], model.__name__, id))

@@ -114,9 +114,12 @@ Step = Union[Command, Call]
 class Replies(list):  # type: ignore[type-arg]
     """A plan's replies, marked ``resent`` when the executor had to send the plan again
     after a broken connection: a write refused then (version moved, id taken) may have been
-    applied by the first attempt, beyond what its write id can still show."""
+    applied by the first attempt, beyond what its write id can still show. ``calls``: the
+    command each step's script last ran with, when a reload after NOSCRIPT sent some by
+    their source (``EVAL``), for the metrics, traces and slow log to name what ran."""
 
     resent = False
+    calls: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

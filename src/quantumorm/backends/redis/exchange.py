@@ -262,10 +262,13 @@ def _acked(reply: Any, wanted: int, timeout_ms: int) -> None:
                             f"confirmed it within {timeout_ms} ms")
 
 
-def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Link,
+def _reload(plan: RedisPlan, replies: list[Any], read_only: bool, link: Link,
             writer: Any, reader: Any, acks: list[Any] | None) -> Exchange:
     """After a first round with errors: while steps answer NOSCRIPT (they did not run),
-    load the scripts and send those steps again (``reloads.reloads``); every reply."""
+    load the scripts and send those steps again (``reloads.reloads``); every reply (a
+    :class:`Replies` naming each step's command in ``calls`` when the last reload sent
+    some by their source: EVAL, not what :func:`script_command` says)."""
+    steps = plan.steps
     if not any(noscript(reply) for reply in replies):
         return replies
     if link.functions and any(fcall_refused(reply) for reply in replies):
@@ -274,6 +277,7 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
         log.warning("FCALL refused (ACL): calling the scripts with EVALSHA on this connection")
     policy = reloads(len(steps))
     next(policy)  # (all steps: the round already sent)
+    inlined: list[int] = []
     try:
         todo = policy.send(replies)
         while True:
@@ -288,9 +292,18 @@ def _reload(steps: Sequence[Step], replies: list[Any], read_only: bool, link: Li
             part = [steps[i] for i in todo.positions]
             request = _request(part, read_only, todo.inline, link, writer, reader,
                                acks is not None)
+            if todo.inline:
+                inlined = todo.positions
             todo = policy.send(_replies(request, (yield request), len(part), acks))
     except StopIteration as done:
-        return list(done.value)
+        if not inlined:
+            return list(done.value)
+        out = Replies(done.value)
+        named = script_command(plan, link)
+        source = "EVAL_RO" if read_only and link.replica_reads else "EVAL"  # (_request's)
+        out.calls = tuple(source if i in inlined and isinstance(steps[i], Call) else named
+                          for i in range(len(steps)))
+        return out
 
 
 # -- the exchange ---------------------------------------------------------------------------
@@ -328,7 +341,7 @@ def exchange(plan: RedisPlan, link: Link, writer: Any, reader: Any) -> Exchange:
                     for ack in acks:
                         _acked(ack, link.wait, link.wait_ms)
                 return _marked(replies) if attempt else replies
-            replies = yield from _reload(steps, replies, read_only, link, writer, reader, acks)
+            replies = yield from _reload(plan, replies, read_only, link, writer, reader, acks)
             applied = any(not isinstance(reply, BaseException) for reply in replies)
             for ack in acks or ():
                 _acked(ack, link.wait, link.wait_ms)
@@ -428,6 +441,7 @@ def _marked(replies: list[Any]) -> list[Any]:
     (version moved, id taken) may have been applied by the first attempt."""
     marked = Replies(replies)
     marked.resent = True
+    marked.calls = getattr(replies, "calls", None)
     return marked
 
 

@@ -22,6 +22,7 @@ from redis import exceptions as rx
 from redis.exceptions import RedisClusterException
 
 from ... import sortable
+from ...errors import DamagedSchemaError, WrongTypeError
 from ...schema import Schema
 from .keys import KeySpace
 from .translation import translate
@@ -105,8 +106,11 @@ def read_schema(client: Any, namespace: str, collection: str) -> Schema | None:
     try:
         fields = _fields(client.hgetall(probe.schema))
     except (rx.RedisError, RedisClusterException) as exc:
-        raise translate(exc) from exc
-    return Schema.load(fields) if fields else None
+        error = translate(exc)
+        if isinstance(error, WrongTypeError):
+            raise DamagedSchemaError(collection, probe.schema, None) from exc
+        raise error from exc
+    return Schema.load(fields, probe.schema, collection) if fields else None
 
 
 def keys_of(namespace: str, collection: str, schema: Schema) -> KeySpace:

@@ -18,7 +18,6 @@ what later filters match stay one value even if the default changes later.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -145,8 +144,8 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
             report.gone += 1  # expired or deleted since the ids were read
             continue
         # (the meta hash's version, which reindex.lua checks: fetch.lua returns it)
-        version, payload = int(found[2 * n + 1]), stored.split(bytes(raw))[1]
-        data = json.loads(compression.decompress(payload, options.model_name, id))
+        version = int(found[2 * n + 1])
+        data = stored.document(bytes(raw), options.model_name, id)
         values = model.from_storage(id, version, data)._values()
         filled = options.with_defaults(data, values)
         backfill = None if filled is None else compression.stored(

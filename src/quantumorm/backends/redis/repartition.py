@@ -20,11 +20,10 @@ another ``Meta.partition_by`` rule the same way.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
-from ... import compression, sortable
+from ... import sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
 from ...errors import DamagedMetaError, QuantumORMError, WrongTypeError
@@ -172,10 +171,11 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
         if raw is None or found[2 * n + 1] is None:
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
         # (the meta hash's version, which compare-and-set reads: fetch.lua returns it)
-        version, payload = int(found[2 * n + 1]), stored.split(bytes(raw))[1]
+        version = int(found[2 * n + 1])
         # decoded for its index values; moved as stored (compressed or not, the same bytes;
         # restore.lua stores its version with it)
-        data = json.loads(compression.decompress(payload, model.__name__, id))
+        data = stored.document(bytes(raw), model.__name__, id)
+        payload = stored.payload(bytes(raw))  # (it read: its version ends)
         doc = model.from_storage(id, version, data)
         ttl = int(ttls[n])
         restores.append(new_layout.restore_call(id, payload, version, doc._values(),

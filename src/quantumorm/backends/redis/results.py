@@ -37,7 +37,7 @@ def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     try:
         number, raw = stored.split(raw, version)
     except ValueError as exc:
-        raise CorruptDocumentError(options.model_name, id, "a version that does not end "
+        raise CorruptDocumentError(options.model_name, id, "a version that does not read "
                                    f"({exc})") from exc
     if raw[:1] == compression.MARKER:  # (whatever the model says now: see compression.py)
         raw = compression.decompress(raw, options.model_name, id)
@@ -73,10 +73,14 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
             older.append(id)
             continue
         end = raw.find(b"\x00", 1)
-        if end > 1 and raw[end + 1:end + 2] == b"{":
+        # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
+        # "013" and "1_3", refused here with no call per row: a digit first and last, no
+        # "_", and int() refuses anything else between them)
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
             try:
                 data = decode(raw[end + 1:])
-                number = int(raw[1:end])
+                number = int(digits)
             except ValueError:
                 pass
             else:
@@ -113,10 +117,14 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
         # (stored.py's format: NUL, the version's digits, NUL, the document)
         end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
-        if end > 1 and raw[end + 1:end + 2] == b"{":
+        # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
+        # "013" and "1_3", refused here with no call per row: a digit first and last, no
+        # "_", and int() refuses anything else between them)
+        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
             try:
                 data = decode(raw[end + 1:])
-                number = int(raw[1:end])
+                number = int(digits)
             except ValueError:
                 pass
             else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ... import logs
 from ...engine.drive import Op
-from ...errors import SchemaMismatchError
+from ...errors import DamagedSchemaError, SchemaMismatchError, WrongTypeError
 from ...options import ModelOptions
 from ...schema import IndexState, Schema, adopt, declared, reconcile
 from . import wire
@@ -42,13 +42,31 @@ def _decode(reply: Any) -> dict[str, str]:
 
 
 def read(keys: KeySpace) -> Op[Schema | None]:
-    """The stored schema, or None."""
+    """The stored schema, or None; :class:`DamagedSchemaError` if it does not read."""
     # (every schema read is the master's: a replica's older schema would be written
     # against and refused, or an intent made again from it refused, until it caught up)
-    (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True,
-                                primary=True)
-    fields = _decode(stored)
-    return Schema.load(fields) if fields else None
+    try:
+        (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True,
+                                    primary=True)
+    except WrongTypeError:
+        raise DamagedSchemaError(keys.collection, keys.schema, None) from None
+    return loaded(keys, _decode(stored))
+
+
+def loaded(keys: KeySpace, fields: dict[str, str]) -> Schema | None:
+    """The schema stored as the hash fields ``fields`` (None if there are none), or
+    :class:`DamagedSchemaError` naming the key and the field that does not read."""
+    return Schema.load(fields, keys.schema, keys.collection) if fields else None
+
+
+def _not_a_hash(keys: KeySpace, refused: WrongTypeError) -> Op[BaseException]:
+    """A WRONGTYPE met by a round trip reading the schema hash with other keys: the
+    schema's :class:`DamagedSchemaError` if its key holds another type, else ``refused``."""
+    (kind,) = yield RedisPlan((Command(("TYPE", keys.schema)),), read_only=True,
+                              primary=True)
+    if wire.text(kind) not in ("hash", "none"):
+        return DamagedSchemaError(keys.collection, keys.schema, None)
+    return refused
 
 
 def _replace(keys: KeySpace, expected: Schema | None, schema: Schema,
@@ -73,13 +91,16 @@ def register(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op
     processes kept writing) would make every script refuse this layout, so the schema is
     stored again above it."""
     for _attempt in range(ATTEMPTS):
-        found = yield RedisPlan((Command(("HGETALL", keys.schema)),
-                                 NowCall(keys.state(0)).call(), *(
-            step for p in range(options.partitions) for step in (
-                Command(("ZCARD", keys.ids(p))),
-                Command(("HGET", keys.state(p), "layout"))))), read_only=True, primary=True)
-        fields = _decode(found[0])
-        stored = Schema.load(fields) if fields else None
+        try:
+            found = yield RedisPlan((Command(("HGETALL", keys.schema)),
+                                     NowCall(keys.state(0)).call(), *(
+                step for p in range(options.partitions) for step in (
+                    Command(("ZCARD", keys.ids(p))),
+                    Command(("HGET", keys.state(p), "layout"))))), read_only=True,
+                                    primary=True)
+        except WrongTypeError as refused:
+            raise (yield from _not_a_hash(keys, refused)) from None
+        stored = loaded(keys, _decode(found[0]))
         has_data = any(int(n) for n in found[2::2])
         # (a stamp that does not read is left out: every script refuses its partition
         # with a DamagedStateError until repair() writes it again from this schema)

@@ -13,20 +13,63 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from ... import compression
+from ...errors import CorruptDocumentError
 
 #: the first byte of a document key that carries its version
 VERSIONED = b"\x00"
 
 
+class DamagedVersion(ValueError):
+    """A document key's value whose version (between its two NUL bytes) is not what the
+    scripts write: plain ASCII digits, no sign, blank or leading zero ("+13", " 13",
+    "-1", "1_3" would all read as a number to ``int``)."""
+
+
 def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     """The version and the document (JSON or compressed) of a document key's value;
     ``version`` is the one read beside it (from the meta hash), used when the value
-    carries none. ValueError if the value starts a version it does not end."""
+    carries none. ValueError if the value starts a version it does not end;
+    :class:`DamagedVersion` (a ValueError) if the version is not plain digits."""
     if stored[:1] != VERSIONED:
         return int(version or 0), stored
     end = stored.index(b"\x00", 1)
-    return int(stored[1:end]), stored[end + 1:]
+    digits = stored[1:end]
+    # (plain digits, ^[1-9][0-9]*$ as bad_version in lua/_prelude.lua reads a meta hash's:
+    # int() also reads "+13", " 13", "13 ", "013" and "1_3"; with a digit first and last
+    # and no "_", it refuses anything else, with no call made for a good version)
+    if 48 < stored[1] < 58 and 47 < stored[end - 1] < 58 and b"_" not in digits:
+        try:
+            return int(digits), stored[end + 1:]
+        except ValueError:
+            pass
+    raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
+
+
+def payload(stored: bytes) -> bytes:
+    """The document of a document key's value without its version, whatever the version
+    holds (``payload_of`` in ``lua/_prelude.lua``); ValueError if the value starts a
+    version it does not end. For readers that take the version from the meta hash."""
+    if stored[:1] != VERSIONED:
+        return stored
+    return stored[stored.index(b"\x00", 1) + 1:]
+
+
+def document(stored: bytes, model: str, id: str) -> dict[str, Any]:
+    """The document (a JSON object) of a document key's value, whatever its version holds
+    (for readers that take the version from the meta hash: reindex, repartition); a value
+    that does not read (a version not ended, a compressed body that does not decompress,
+    JSON that is not an object) is :class:`CorruptDocumentError` naming it."""
+    try:
+        data = json.loads(compression.decompress(payload(stored), model, id))
+    except ValueError as exc:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise CorruptDocumentError(model, id, f"does not read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorruptDocumentError(model, id, "not a JSON object")
+    return data
 
 
 def versioned(version: int, payload: bytes) -> bytes:

@@ -31,9 +31,13 @@ def damaged_meta(key: str, field: str | None) -> errors.DamagedMetaError:
     """The error for the field ``field`` of the meta hash ``key`` that does not read. The
     key names the collection ("namespace:collection") and the id; the model's class is not
     known here. A partition's state hash (``{ns:coll:pN}:state``: its ``layout``) is a
-    :class:`~quantumorm.errors.DamagedStateError`."""
+    :class:`~quantumorm.errors.DamagedStateError`, a two-phase commit's record
+    (``{ns:2pc:txid}:r``: its ``deadline``) a
+    :class:`~quantumorm.errors.DamagedTransactionError`."""
     if key.endswith("}:state") and field is not None:
         return errors.DamagedStateError(key[1:-7].rpartition(":")[0], key, field)
+    if key.endswith("}:r") and ":2pc:" in key and field is not None:  # (twophase.py)
+        return errors.DamagedTransactionError(key, field)
     tag, _, escaped = key.rpartition(":m:")
     try:
         id = unescape_id(escaped)

@@ -73,6 +73,7 @@ from ...compression import decode_document, decompress
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import (
+    DamagedTransactionError,
     QuantumORMError,
     SchemaChangeBlocked,
     TransactionCommitted,
@@ -147,6 +148,21 @@ _SCHEMAS_CHANGING: ContextVar[frozenset[str]] = ContextVar("schemas_changing",
                                                            default=frozenset())
 
 
+#: the states a record holds (``tx_begin.lua``, ``tx_decide.lua``)
+STATES = frozenset({"pending", "committed", "aborted"})
+
+
+def _deadline(record: str, stored: Any) -> int:
+    """A record's ``deadline`` as ``tx_begin.lua`` writes it (plain digits; 0 when the
+    record is gone), else :class:`DamagedTransactionError` (``int`` would read "+5")."""
+    if stored is None:
+        return 0
+    text = bytes(stored)
+    if not text.isdigit():
+        raise DamagedTransactionError(record, "deadline")
+    return int(text)
+
+
 def record_key(namespace: str, txid: str) -> str:
     return f"{{{namespace}:2pc:{txid}}}:r"
 
@@ -217,13 +233,20 @@ class Intent:
         return Call("tx_apply", (self.key,), (packed,))
 
 
-def _stored_call(blob: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
-    """The ``tx.lua`` call an intent key holds (None: it holds the applied marker)."""
-    flat = wire.unpack(bytes(blob))
-    if flat[0] != b"call":
-        return None
-    count = int(flat[1])
-    return tuple(k.decode() for k in flat[2:2 + count]), tuple(flat[2 + count:])
+def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """The ``tx.lua`` call the intent key ``key`` holds (None: it holds the applied
+    marker); :class:`DamagedTransactionError` if it does not unpack as one."""
+    try:
+        flat = wire.unpack(bytes(blob))
+        if flat and flat[0] != b"call":
+            return None
+        count = flat[1]
+        if not (count.isdigit() and 2 + int(count) <= len(flat)):
+            raise ValueError("not a count of keys")
+        return (tuple(k.decode() for k in flat[2:2 + int(count)]),
+                tuple(flat[2 + int(count):]))
+    except (ValueError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
+        raise DamagedTransactionError(key, "intent") from exc
 
 
 class TwoPhase(BackendCore):
@@ -368,6 +391,11 @@ class TwoPhase(BackendCore):
         try:
             (state,) = yield RedisPlan((Call("tx_decide", (record,), ("commit",)),),
                                        idempotent=True)
+        except DamagedTransactionError:
+            # (its deadline does not read: refused with nothing decided, and an abort
+            # needs no deadline; nothing was written)
+            yield from self._finish(record, registry, participants, "abort")
+            raise
         except QuantumORMError as lost:
             raise TransactionCommitted(record, lost, decided=False) from lost
         if wire.text(state) != "committed":
@@ -504,6 +532,10 @@ class TwoPhase(BackendCore):
         (got,) = yield RedisPlan((Command(("HMGET", record, "state", "parts")),),
                                  read_only=True, primary=True)  # (no WAIT after a read)
         state, parts = got
+        if state is not None and wire.text(state) not in STATES:
+            # (read as aborted, the locks of partitions not yet applied would be released
+            # while others hold the applied intents: refused before anything is done)
+            raise DamagedTransactionError(record, "state")
         if state is None:  # missing: aborted, and forgotten (or never begun)
             met = [locks] if isinstance(locks, str) else list(locks or ())
             yield RedisPlan((*(Call("tx_release", (key, intent_key(key, record)), (record,))
@@ -531,7 +563,7 @@ class TwoPhase(BackendCore):
         stored = yield RedisPlan(tuple(Command(("GET", key)) for key in keys),
                                  read_only=True, primary=True)  # (no WAIT after a read)
         intents = [Intent(key, call) for key, blob in zip(keys, stored, strict=True)
-                   if blob and (call := _stored_call(blob)) is not None]
+                   if blob and (call := _stored_call(blob, key)) is not None]
         if not intents:
             return  # (each applied already, or released)
         # an intent of an older layout (its model's schema changed since the prepare) is
@@ -619,10 +651,11 @@ class TwoPhase(BackendCore):
         deadline, now = yield RedisPlan((Command(("HGET", holder, "deadline")),
                                          NowCall(holder).call()),
                                         read_only=True, primary=True)
-        give_up = int(deadline or 0) + WAIT_SKEW_MS
         attempt = 0
         while not (yield from self.settle(holder, hashes)):
-            if int(now) // 1000 > give_up:
+            # (pending before its deadline, as tx_decide.lua read it: a deadline that does
+            # not read is refused there, and here if it was damaged since it was read)
+            if int(now) // 1000 > _deadline(holder, deadline) + WAIT_SKEW_MS:
                 return False
             pause = min(WAIT_PAUSE_MAX, 0.002 * 2 ** min(attempt, 6))
             attempt += 1
@@ -706,7 +739,7 @@ class TwoPhase(BackendCore):
                 if call is None:  # (a settler's intent not read yet: read it)
                     (blob,) = yield RedisPlan((Command(("GET", intents[i].key)),),
                                               read_only=True, primary=True)
-                    call = _stored_call(blob) if blob else None
+                    call = _stored_call(blob, intents[i].key) if blob else None
                     if call is None:  # (applied or released meanwhile: sent again, DONE)
                         again.append(i)
                         continue

@@ -7,14 +7,26 @@
 -- ARGV[1]   "commit" (committed if the server's time is before the deadline, else aborted)
 --           | "abort" (aborted if still pending) | "expire" (aborted if past the deadline)
 -- Returns   the state after the call: "committed" | "aborted" | "pending" (ARGV[1]
---           "expire" before the deadline) | "missing" (no record: counts as aborted)
+--           "expire" before the deadline) | "missing" (no record: counts as aborted); the
+--           error "DAMAGED <record> deadline" for a pending record whose deadline does not
+--           read, unless ARGV[1] is "abort" (nothing changed)
 -- luacheck: globals redis KEYS ARGV
 
 local got = redis.call("HMGET", KEYS[1], "state", "deadline")
-local state, deadline = got[1], tonumber(got[2])
+local state = got[1]
 if not state then return "missing" end
 if state ~= "pending" then return state end
-local late = now_ms() >= deadline
+if ARGV[1] == "abort" then  -- (needs no deadline)
+  redis.call("HSET", KEYS[1], "state", "aborted")
+  return "aborted"
+end
+-- the deadline as tx_begin.lua wrote it (string.format "%.0f": plain digits); anything else
+-- ("+5", " 5", "1e3", text, none) cannot say whether the deadline passed: refused, nothing
+-- changed (twophase.py: DamagedTransactionError)
+if not (got[2] and string.find(got[2], "^%d+$")) then
+  return redis.error_reply("DAMAGED " .. KEYS[1] .. " deadline")
+end
+local late = now_ms() >= tonumber(got[2])
 if ARGV[1] == "commit" and not late then
   redis.call("HSET", KEYS[1], "state", "committed")
   redis.call("PERSIST", KEYS[1])  -- (kept until every intent is applied)

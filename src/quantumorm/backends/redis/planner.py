@@ -162,8 +162,8 @@ class Plan:
 
     @cached_property
     def program(self) -> bytes:
-        """The tokens as one argument (a MessagePack array, see :mod:`.wire`)."""
-        return wire.pack(self.tokens)
+        """The tokens as one argument (MessagePack strings: :func:`.wire.program`)."""
+        return wire.program(self.tokens)
 
     #: a driver of this plan's kind, exactness and indexes (a bound plan's is its template
     #: plan's: a count asks no more of it, and :attr:`bounds` for its ranges)

@@ -27,8 +27,8 @@
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" to check that each candidate's document exists (also done whenever the TTL
 --           schedule is not empty)
--- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
---           (grammar in planner.py)
+-- ARGV[7]   the program, MessagePack strings one after the other (or, when long, one array
+--           of them: wire.program): DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
 -- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
 --           false when it carries its own, see versioned() in _prelude.lua; a meta
@@ -65,7 +65,11 @@ local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
 local flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
 verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 
-local program, argi = cmsgpack.unpack(ARGV[7]), 0
+-- (a program of a few hundred tokens comes flat, its strings one after the other, decoded
+-- onto the stack into one table: half the cost of an array's, whose table the decoder fills
+-- item by item; a longer one is one array: wire.program)
+local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
+if type(program[1]) == "table" then program = program[1] end
 local function nxt() argi = argi + 1; return program[argi] end
 
 local find, sub, byte = string.find, string.sub, string.byte
@@ -210,15 +214,36 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   else
     members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", offset, count)
   end
-  local ids = members
-  if not is_ids then ids = ids_of(members, lead_of(low, high), nil, key) end
+  -- ``ordered``: the ids come in id key order (the id index, or the single-field members
+  -- of one whole value), where numeric id keys ("\1", a length byte, the digits) all sort
+  -- before the others ("\2", the escaped id): when the first and the last start alike,
+  -- every escaped id starts at the same byte, with no string.byte per row (escaped_id)
+  local ids, ordered = members, is_ids
+  if not is_ids then
+    local lead = lead_of(low, high)
+    if lead and members[1] and not find(members[1], "\0", lead, true) then
+      ids, ordered = {}, true  -- (ids_of()'s own first test, inline)
+      for i = 1, #members do ids[i] = sub(members[i], lead) end
+    else
+      ids = ids_of(members, lead, nil, key)
+    end
+  end
+  local at  -- where every escaped id starts in its id key, or nil (one test per row)
+  if ordered and ids[1] then
+    local head, tail = byte(ids[1], 1), byte(ids[#ids], 1)
+    if head == tail then at = head == 1 and 3 or 2 end
+  end
   local out, n, BATCH = {}, 0, 512
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
     local keys = {}
-    for i = first, last do
-      local idkey = ids[i]  -- (escaped_id, inline)
-      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    if at then
+      for i = first, last do keys[i - first + 1] = doc_prefix .. sub(ids[i], at) end
+    else
+      for i = first, last do
+        local idkey = ids[i]  -- (escaped_id, inline)
+        keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+      end
     end
     local docs = redis.call("MGET", unpack(keys))
     for i = first, last do

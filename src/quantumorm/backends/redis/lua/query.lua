@@ -18,7 +18,8 @@
 -- partition's hash tag with KEYS, so they are in the same slot.
 --
 -- KEYS[1]   the partition's id index (ZSET, member = id key)
--- KEYS[2..] index keys of the model, then the partition's state hash (schema layout, see
+-- KEYS[2..] index keys of the model, in order, up to the last one the program names (none
+--           after it: Plan.reach), then the partition's state hash (schema layout, see
 --           _prelude.lua), then its TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
 -- ARGV[3]   "rows" | "keyed" (rows with their sort keys, to merge partitions) | "sortkeys"
@@ -55,7 +56,7 @@ local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local bare = mode == "sortkeys"
 local keyed = bare or mode == "keyed"
 if keyed then mode = "rows" end
-local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
+local verify = ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
 -- is not empty, index entries may outlive their document, so every candidate is checked.
 -- The schedule and the partition's lock flag (two-phase commits: see answered()) are
@@ -207,12 +208,13 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
     and not verify then
   local key, is_ids, low, high = KEYS[tonumber(program[2])], program[3] == "1", program[5],
     program[6]
-  local count = limit < 0 and -1 or limit
+  -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
+  -- Redis): no number read nor written back, strtod and printf in C)
   local members
   if program[4] == "1" then
-    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", offset, count)
+    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", ARGV[4], ARGV[5])
   else
-    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", offset, count)
+    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
   end
   -- ``ordered``: the ids come in id key order (the id index, or the single-field members
   -- of one whole value), where numeric id keys ("\1", a length byte, the digits) all sort
@@ -222,8 +224,10 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   if not is_ids then
     local lead = lead_of(low, high)
     if lead and members[1] and not find(members[1], "\0", lead, true) then
-      ids, ordered = {}, true  -- (ids_of()'s own first test, inline)
-      for i = 1, #members do ids[i] = sub(members[i], lead) end
+      -- (ids_of()'s own first test, inline; the ids in place of their members: no table
+      -- grown entry by entry)
+      ordered = true
+      for i = 1, #members do members[i] = sub(members[i], lead) end
     else
       ids = ids_of(members, lead, nil, key)
     end
@@ -236,10 +240,14 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   local out, n, BATCH = {}, 0, 512
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys = {}
+    local keys
     if at then
-      for i = first, last do keys[i - first + 1] = doc_prefix .. sub(ids[i], at) end
+      -- (a table of the batch's size made at once, its id keys replaced by document keys:
+      -- not grown entry by entry, each growth a new array and a copy)
+      keys = {unpack(ids, first, last)}
+      for i = 1, last - first + 1 do keys[i] = doc_prefix .. sub(keys[i], at) end
     else
+      keys = {}
       for i = first, last do
         local idkey = ids[i]  -- (escaped_id, inline)
         keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
@@ -261,6 +269,7 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   end
   return answered(out)
 end
+local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).
 local function cmp(a, b)

@@ -526,14 +526,30 @@ if nafter > 0 then
 end
 
 -- cost estimates -----------------------------------------------------------------------
+-- ZLEXCOUNT of a lex range, each asked once per call: a driver's estimate and the sizing of
+-- the same condition's ranges as a set (range_sets) count the same range
+local lexcounts = {}  -- key -> low -> high -> count
+local function lexcount(key, low, high)
+  local of_key = lexcounts[key]
+  if not of_key then of_key = {}; lexcounts[key] = of_key end
+  local of_low = of_key[low]
+  if not of_low then of_low = {}; of_key[low] = of_low end
+  local n = of_low[high]
+  if not n then
+    n = redis.call("ZLEXCOUNT", key, low, high)
+    of_low[high] = n
+  end
+  return n
+end
+
 local function estimate(d)
   if d.est then return d.est end
   local n = 0
   if d.kind == "ALL" then n = redis.call("ZCARD", KEYS[1])
   elseif d.kind == "RANGE" then
-    for _, r in ipairs(d.ranges) do n = n + redis.call("ZLEXCOUNT", d.key, r[1], r[2]) end
+    for _, r in ipairs(d.ranges) do n = n + lexcount(d.key, r[1], r[2]) end
   elseif d.kind == "IDS" then n = #d.ids
-  elseif d.kind == "WALK" then n = redis.call("ZLEXCOUNT", d.key, d.min, d.max)
+  elseif d.kind == "WALK" then n = lexcount(d.key, d.min, d.max)
   elseif d.kind == "UNION" then
     for _, c in ipairs(d.children) do n = n + estimate(c) end
   elseif d.kind == "BEST" then
@@ -700,7 +716,7 @@ local function range_sets(ranges, others, candidates)
   for _, c in ipairs(ranges) do
     local r, n = ranged[c], 0
     if candidates > 0 then  -- (no candidate: nothing to size)
-      for _, b in ipairs(r.ranges) do n = n + redis.call("ZLEXCOUNT", r.key, b[1], b[2]) end
+      for _, b in ipairs(r.ranges) do n = n + lexcount(r.key, b[1], b[2]) end
     end
     sized[#sized + 1] = {test = c, n = n}
   end

@@ -91,3 +91,23 @@ async def test_programs_of_any_length_answer_alike(conn: Any, values: int) -> No
                   key=_natural)
     assert [t.id for t in got] == want
     assert await Tile.objects.filter(name__in=wanted, n__lt=5).count() == 10
+
+
+async def test_walks_and_filters_out_of_id_order_read_every_kind_of_id(conn: Any) -> None:
+    # (an index walk in value order, and candidates filtered on the server: their id keys
+    # in no id order, all numeric or not)
+    names = await _load()
+    values = {id: (name, IDS[name].index(id)) for id, name in names.items()}
+    for low, high in ((0, 3), (0, 40), (30, 45), (35, 60)):
+        got = await Tile.objects.filter(n__gte=low, n__lt=high).order_by("n").all()
+        want = sorted((id for id, (_, n) in values.items() if low <= n < high),
+                      key=lambda id: (values[id][1], _natural(id)))
+        assert [t.id for t in got] == want
+        for name in IDS:
+            got = await Tile.objects.filter(n__gte=low, n__lt=high).exclude(
+                name=name).all()
+            assert [t.id for t in got] == sorted(
+                (id for id, (other, n) in values.items() if low <= n < high and other != name),
+                key=_natural)
+    only = await Tile.objects.filter(name="digits", n__gte=2).order_by("n").all()
+    assert [t.id for t in only] == IDS["digits"][2:]

@@ -75,6 +75,38 @@ local function nxt() argi = argi + 1; return program[argi] end
 
 local find, sub, byte = string.find, string.sub, string.byte
 
+-- Where the escaped id starts in every id key of ``ids`` (3: all numeric, "\1", a length
+-- byte, the digits; 2: none, "\2" and the escaped id), or nil: both kinds, or too few ids
+-- for the test to pay (escaped_id() per row then). ``ordered``: ``ids`` are in id key order,
+-- where numeric id keys all sort before the others, so the first and the last say; else
+-- no "\2" in them all (a numeric id key holds none) says they are all numeric.
+local function escaped_at(ids, ordered)
+  local count = #ids
+  if count == 0 then return nil end
+  if ordered then
+    local head, tail = byte(ids[1], 1), byte(ids[count], 1)
+    if head == tail then return head == 1 and 3 or 2 end
+  elseif count >= 8 and not find(table.concat(ids), "\2", 1, true) then
+    return 3
+  end
+  return nil
+end
+
+-- The document keys of ``ids[first..last]`` (``at``: escaped_at()'s), in a table made at
+-- its size (not grown entry by entry, each growth a new array and a copy).
+local function doc_keys(ids, first, last, at)
+  local keys = {unpack(ids, first, last)}
+  if at then
+    for i = 1, last - first + 1 do keys[i] = doc_prefix .. sub(keys[i], at) end
+  else
+    for i = 1, last - first + 1 do
+      local idkey = keys[i]  -- (escaped_id, inline)
+      keys[i] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
+  end
+  return keys
+end
+
 -- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
 -- encoding (it ends with \0): such members are v, then the id key, unless more encodings
 -- follow (a compound index), which the caller sees as a \0 after it. nil: no such start.
@@ -217,9 +249,7 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
     members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
   end
   -- ``ordered``: the ids come in id key order (the id index, or the single-field members
-  -- of one whole value), where numeric id keys ("\1", a length byte, the digits) all sort
-  -- before the others ("\2", the escaped id): when the first and the last start alike,
-  -- every escaped id starts at the same byte, with no string.byte per row (escaped_id)
+  -- of one whole value): see escaped_at()
   local ids, ordered = members, is_ids
   if not is_ids then
     local lead = lead_of(low, high)
@@ -232,28 +262,11 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
       ids = ids_of(members, lead, nil, key)
     end
   end
-  local at  -- where every escaped id starts in its id key, or nil (one test per row)
-  if ordered and ids[1] then
-    local head, tail = byte(ids[1], 1), byte(ids[#ids], 1)
-    if head == tail then at = head == 1 and 3 or 2 end
-  end
+  local at = escaped_at(ids, ordered)
   local out, n, BATCH = {}, 0, 512
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys
-    if at then
-      -- (a table of the batch's size made at once, its id keys replaced by document keys:
-      -- not grown entry by entry, each growth a new array and a copy)
-      keys = {unpack(ids, first, last)}
-      for i = 1, last - first + 1 do keys[i] = doc_prefix .. sub(keys[i], at) end
-    else
-      keys = {}
-      for i = first, last do
-        local idkey = ids[i]  -- (escaped_id, inline)
-        keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
-      end
-    end
-    local docs = redis.call("MGET", unpack(keys))
+    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
     for i = first, last do
       local json = docs[i - first + 1]
       if json then  -- (false: the document carries its version, which the caller reads there)
@@ -872,15 +885,10 @@ local function emit_ids(ids)
     for i, idkey in ipairs(ids) do rows[i] = {id = idkey} end
     return emit(rows)
   end
-  local out, n = {}, 0
+  local out, n, at = {}, 0, escaped_at(ids, false)
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys = {}
-    for i = first, last do
-      local idkey = ids[i]  -- (escaped_id, inline)
-      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
-    end
-    local docs = redis.call("MGET", unpack(keys))
+    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
     for i = first, last do
       local json = docs[i - first + 1]
       if json then

@@ -80,7 +80,7 @@ SHAPES: dict[str, tuple[Callable[[Any, Any], Any], st.SearchStrategy[Any]]] = {
 
 def _check_same(shared: Plan, fresh: Plan) -> None:
     assert shared.tokens == fresh.tokens
-    assert shared.program == fresh.program == wire.pack(fresh.tokens)
+    assert shared.program == fresh.program == wire.program(fresh.tokens)
     assert shared.driver == fresh.driver  # (kinds, bodies, ranges, covers, children)
     assert shared.pred == fresh.pred and shared.need == fresh.need
     assert shared.order == fresh.order and shared.after == fresh.after
@@ -202,7 +202,7 @@ def test_a_template_packs_its_plans_program_from_pieces() -> None:
     for value in ["a", "b", "c" * 40, "", "d" * 300, "a"]:
         spec = objects.filter(s=value, tags__contains=value + "x").order_by("s").spec
         shared = planner.plan(spec)
-        assert shared.program == wire.pack(reference._plan(spec, False).tokens)
+        assert shared.program == wire.program(reference._plan(spec, False).tokens)
     # (two plans teach the template; the last "a" is the plan cached for its values)
     assert planner.counts == {"planned": 2, "bound": 3}
 
@@ -299,4 +299,4 @@ def test_a_binder_is_compiled_only_for_values_between_known_marks() -> None:
     assert isinstance(cond_c, Condition)
     program, values = binder([cond_c])
     assert values == (b"(" + encode("c" * 40),)
-    assert program == wire.pack([b"X", b"(" + encode("c" * 40)])
+    assert program == wire.program([b"X", b"(" + encode("c" * 40)])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from quantumorm import Document, IntField, StringField
 from quantumorm.backends.redis.calls import QueryMode
 from quantumorm.backends.redis.commands import Call, RedisPlan
@@ -108,3 +110,50 @@ def test_a_new_layout_drops_the_calls_kept_for_the_old_one() -> None:
     again = state.query_plan(plan, QueryMode.ROWS, 0, None)
     assert plan.sent == {(QueryMode.ROWS, None, b"4"): again}
     assert state.query_plan(plan, QueryMode.ROWS, 0, None) is again
+
+
+class Reached(Document):
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+    city = StringField(indexed=True)
+
+    class Meta:
+        collection = "reached"
+
+
+def _reach(state: ModelState | None = None, **where: object) -> tuple[int, tuple[str, ...]]:
+    if state is None:
+        state = ModelState(Reached._meta, 1 << 20)
+        state.writes.layout = b"3"
+    spec = Reached.objects.filter(**where).spec
+    plan = state.planner.plan(QuerySpec(spec.where))
+    (call,) = state.query_plan(plan, QueryMode.ROWS, 0, None).steps
+    assert isinstance(call, Call)
+    return plan.reach, tuple(key.rsplit(":", 1)[-1] for key in call.keys)
+
+
+def test_a_call_names_the_indexes_up_to_the_last_its_program_reads() -> None:
+    # (KEYS: the id index, the indexes in declaration order up to the plan's reach, then
+    # the state hash and the TTL schedule, which query.lua finds last)
+    assert _reach(name="a") == (2, ("ids", "name", "state", "ttl"))
+    assert _reach(age__gte=3) == (3, ("ids", "name", "age", "state", "ttl"))
+    assert _reach(city="x") == (4, ("ids", "name", "age", "city", "state", "ttl"))
+    assert _reach() == (1, ("ids", "state", "ttl"))
+    assert _reach(id__in=["1", "2"]) == (1, ("ids", "state", "ttl"))
+    # (a driver on one index, a membership test of another)
+    assert _reach(name="a", city__in=["x", "y"])[0] == 4
+    # a plan bound from its shape's template reaches as far as the template's
+    state = ModelState(Reached._meta, 1 << 20)
+    state.writes.layout = b"3"
+    for n, value in enumerate("bcde"):
+        assert _reach(state, age__gte=n, name=value)[0] == 3
+    assert state.planner.counts["bound"] > 0
+
+
+def test_reach_reads_the_whole_program() -> None:
+    from quantumorm.backends.redis.planner import program_reach
+    assert program_reach([b"ALL", b"1", b"0", b"0", b"T", b"0", b"0"]) == 1
+    with pytest.raises(ValueError):  # (a token left over)
+        program_reach([b"ALL", b"1", b"0", b"0", b"T", b"0", b"0", b"x"])
+    with pytest.raises(ValueError):
+        program_reach([b"NOPE", b"1", b"0", b"0", b"T", b"0", b"0"])

@@ -372,7 +372,7 @@ class QueryMode(Vocabulary):
 class QueryCall:
     """``query.lua``: one query on one partition."""
 
-    query_keys: tuple[str, ...]  # the id index, every index key, the state hash, the TTL set
+    query_keys: tuple[str, ...]  # the id index, index keys (see Plan.reach), state hash, TTL set
     doc_prefix: str
     meta_prefix: str
     mode: QueryMode

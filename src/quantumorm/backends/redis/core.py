@@ -53,8 +53,9 @@ class ModelState:
         self.schema: Schema | None = None
         self.planned_with: frozenset[str] | None = None
         self._query_layout: list[tuple[tuple[str, ...], str, str]] | None = None
-        #: query.lua's KEYS and first arguments per partition, by (mode, offset, limit)
-        self._query_heads: dict[tuple[QueryMode, int, int | None],
+        #: query.lua's KEYS and first arguments per partition, by (mode, offset, limit,
+        #: the plan's reach)
+        self._query_heads: dict[tuple[QueryMode, int, int | None, int],
                                 list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
 
     def use(self, schema: Schema) -> None:
@@ -68,10 +69,12 @@ class ModelState:
         self.schema = schema
         self.writes.layout = str(schema.layout).encode()
 
-    def _heads(self, mode: QueryMode, offset: int, limit: int | None
+    def _heads(self, mode: QueryMode, offset: int, limit: int | None, reach: int
                ) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
         """Per partition: the KEYS of a query.lua call and its arguments before the program
-        (:class:`QueryCall`'s), kept per (mode, offset, limit) for a few of them."""
+        (:class:`QueryCall`'s), kept per (mode, offset, limit, reach) for a few of them.
+        The KEYS are the id index and the indexes up to the plan's ``reach`` (the last its
+        program names: :attr:`Plan.reach`), then the state hash and the TTL schedule."""
         verify = "1" if self.options.ttl else "0"
         # (Lua numbers are doubles: past 2**53 a bound reaches Redis as "9.2e+18" and is
         # refused; no partition holds that many documents, so larger bounds mean "all")
@@ -79,12 +82,14 @@ class ModelState:
         last = str(-1 if limit is None or limit > MAX_BOUND else limit)
         heads = []
         for keys, doc_prefix, meta_prefix in self.query_layout():
+            if reach < len(keys) - 2:
+                keys = (*keys[:reach], *keys[-2:])
             call = QueryCall(keys, doc_prefix, meta_prefix, mode, first, last, verify, b"",
                              b"").call()
             heads.append((call.keys, call.args[:-2]))
         if len(self._query_heads) >= QUERY_HEADS:
             self._query_heads.clear()  # (many offsets: pages of an offset pagination)
-        self._query_heads[(mode, offset, limit)] = heads
+        self._query_heads[(mode, offset, limit, reach)] = heads
         return heads
 
     def query_layout(self) -> list[tuple[tuple[str, ...], str, str]]:
@@ -111,9 +116,10 @@ class ModelState:
             if made is not None:
                 return made
         program = plan.program
-        heads = self._query_heads.get((mode, offset, limit))
+        reach = plan.reach
+        heads = self._query_heads.get((mode, offset, limit, reach))
         if heads is None:
-            heads = self._heads(mode, offset, limit)
+            heads = self._heads(mode, offset, limit, reach)
         # (QueryCall(...).call() of each partition, from the arguments kept for the mode,
         # offset and limit: most plans made here are new, a query of new values)
         if len(heads) == 1:  # (one partition: no loop)

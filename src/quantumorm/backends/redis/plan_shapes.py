@@ -143,7 +143,7 @@ class Template:
     """How to make a plan's tokens for other values of its shape: ``slots`` maps each
     value token of the learnt plan to (condition position, derived token position).
 
-    ``pieces`` and ``cuts``: the learnt plan's program (:func:`.wire.pack` of its tokens)
+    ``pieces`` and ``cuts``: the learnt plan's program (:func:`.wire.program` of its tokens)
     cut at its value tokens: the packed runs of constant tokens around them, and the
     value token at each cut, in order. A bound plan's program is then those runs with
     its own values packed in between (see :meth:`program`), rather than every token
@@ -167,7 +167,7 @@ class Template:
                 for token, (position, index) in self.slots.items()}
 
     def program(self, bound: dict[Token, Token]) -> bytes:
-        """``wire.pack`` of the learnt plan's tokens with ``bound`` (:meth:`bind`'s) in
+        """``wire.program`` of the learnt plan's tokens with ``bound`` (:meth:`bind`'s) in
         place of its value tokens."""
         pieces, item = self.pieces, wire.item
         out = [pieces[0]]
@@ -311,8 +311,8 @@ def compile_binder(pieces: tuple[bytes, ...], cuts: tuple[Token, ...],
 def _cut(tokens: list[Token], values: Collection[Token]) -> tuple[tuple[bytes, ...],
                                                                   tuple[Token, ...]]:
     """:attr:`Template.pieces` and :attr:`Template.cuts` of a plan's tokens."""
-    packed = wire.pack(tokens)
-    # (the array's header starts the first piece: what precedes the items)
+    packed = wire.program(tokens)
+    # (an array's header starts the first piece: what precedes the items; none when flat)
     header = len(packed) - sum(len(wire.item(token)) for token in tokens)
     pieces, cuts, run = [], [], [packed[:header]]
     for token in tokens:

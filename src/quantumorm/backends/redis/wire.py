@@ -24,6 +24,49 @@ def pack(items: Sequence[bytes]) -> bytes:
     return b"".join(out)
 
 
+#: the most tokens a query program (:func:`program`) is sent flat: ``query.lua`` decodes its
+#: strings onto Lua's stack, which holds a few thousand values at most
+FLAT_TOKENS = 256
+
+
+def program(items: Sequence[bytes]) -> bytes:
+    """A query program for ``query.lua``: its strings one after the other, without an
+    array's header (``{cmsgpack.unpack(s)}`` there decodes them onto the stack into one
+    table: half the server instructions of an array, whose table the decoder fills item by
+    item, for a program of a dozen tokens); more than :data:`FLAT_TOKENS` of them, one
+    array (:func:`pack`)."""
+    if len(items) > FLAT_TOKENS:
+        return pack(items)
+    fixstr = _FIXSTR
+    return b"".join([fixstr[len(item)] + item if len(item) < 32 else _header(len(item)) + item
+                     for item in items])
+
+
+def program_tokens(data: bytes) -> list[bytes]:
+    """Inverse of :func:`program` (for tests and tools)."""
+    if data and (data[0] & 0xF0 == 0x90 or data[0] in (0xDC, 0xDD)):
+        return unpack(data)
+    return unpack(array_header(_count(data)) + data)
+
+
+def _count(data: bytes) -> int:  # (how many strings a flat program holds)
+    pos, count = 0, 0
+    while pos < len(data):
+        kind = data[pos]
+        if kind & 0xE0 == 0xA0:
+            pos, size = pos + 1, kind & 0x1F
+        elif kind == 0xD9:
+            pos, size = pos + 2, data[pos + 1] if pos + 1 < len(data) else 0
+        elif kind == 0xDA:
+            pos, size = pos + 3, int.from_bytes(data[pos + 1:pos + 3], "big")
+        elif kind == 0xDB:
+            pos, size = pos + 5, int.from_bytes(data[pos + 1:pos + 5], "big")
+        else:
+            raise ValueError(f"not a MessagePack string (byte {kind:#x})")
+        pos, count = pos + size, count + 1
+    return count
+
+
 def item(token: bytes) -> bytes:
     """One string of a :func:`pack` array, as it is packed there (a plan's template packs
     its value tokens alone, between runs of packed constants)."""

@@ -221,7 +221,9 @@ local function layout_refusal(state_key, layout, writer)
     if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
     error(got)
   end
-  if layout == nil or layout == "" then return nil end
+  -- (the same text is the same layout: the usual case, with no number read, as
+  -- state_check() in _write.lua)
+  if layout == nil or layout == "" or got == layout then return nil end
   -- (a layout that is not plain digits does not read, as verify() and repair() judge it
   -- (" 5" and "1e400" are numbers to tonumber): refused with nothing written, until
   -- repair() writes it again from the stored schema; translation.py makes this a

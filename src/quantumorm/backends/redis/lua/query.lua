@@ -18,7 +18,8 @@
 -- partition's hash tag with KEYS, so they are in the same slot.
 --
 -- KEYS[1]   the partition's id index (ZSET, member = id key)
--- KEYS[2..] index keys of the model, then the partition's state hash (schema layout, see
+-- KEYS[2..] index keys of the model, in order, up to the last one the program names (none
+--           after it: Plan.reach), then the partition's state hash (schema layout, see
 --           _prelude.lua), then its TTL schedule (ZSET, last)
 -- ARGV[1]   document key prefix          ARGV[2]  meta key prefix
 -- ARGV[3]   "rows" | "keyed" (rows with their sort keys, to merge partitions) | "sortkeys"
@@ -27,8 +28,8 @@
 -- ARGV[4]   offset                       ARGV[5]  limit, or -1
 -- ARGV[6]   "1" to check that each candidate's document exists (also done whenever the TTL
 --           schedule is not empty)
--- ARGV[7]   the program, a MessagePack array of strings: DRIVER, NEED, PRED, ORDER, AFTER
---           (grammar in planner.py)
+-- ARGV[7]   the program, MessagePack strings one after the other (or, when long, one array
+--           of them: wire.program): DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
 -- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
 --           false when it carries its own, see versioned() in _prelude.lua; a meta
@@ -55,7 +56,7 @@ local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 local bare = mode == "sortkeys"
 local keyed = bare or mode == "keyed"
 if keyed then mode = "rows" end
-local offset, limit, verify = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == "1"
+local verify = ARGV[6] == "1"
 -- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
 -- is not empty, index entries may outlive their document, so every candidate is checked.
 -- The schedule and the partition's lock flag (two-phase commits: see answered()) are
@@ -65,10 +66,46 @@ local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
 local flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
 verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 
-local program, argi = cmsgpack.unpack(ARGV[7]), 0
+-- (a program of a few hundred tokens comes flat, its strings one after the other, decoded
+-- onto the stack into one table: half the cost of an array's, whose table the decoder fills
+-- item by item; a longer one is one array: wire.program)
+local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
+if type(program[1]) == "table" then program = program[1] end
 local function nxt() argi = argi + 1; return program[argi] end
 
 local find, sub, byte = string.find, string.sub, string.byte
+
+-- Where the escaped id starts in every id key of ``ids`` (3: all numeric, "\1", a length
+-- byte, the digits; 2: none, "\2" and the escaped id), or nil: both kinds, or too few ids
+-- for the test to pay (escaped_id() per row then). ``ordered``: ``ids`` are in id key order,
+-- where numeric id keys all sort before the others, so the first and the last say; else
+-- no "\2" in them all (a numeric id key holds none) says they are all numeric.
+local function escaped_at(ids, ordered)
+  local count = #ids
+  if count == 0 then return nil end
+  if ordered then
+    local head, tail = byte(ids[1], 1), byte(ids[count], 1)
+    if head == tail then return head == 1 and 3 or 2 end
+  elseif count >= 8 and not find(table.concat(ids), "\2", 1, true) then
+    return 3
+  end
+  return nil
+end
+
+-- The document keys of ``ids[first..last]`` (``at``: escaped_at()'s), in a table made at
+-- its size (not grown entry by entry, each growth a new array and a copy).
+local function doc_keys(ids, first, last, at)
+  local keys = {unpack(ids, first, last)}
+  if at then
+    for i = 1, last - first + 1 do keys[i] = doc_prefix .. sub(keys[i], at) end
+  else
+    for i = 1, last - first + 1 do
+      local idkey = keys[i]  -- (escaped_id, inline)
+      keys[i] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+    end
+  end
+  return keys
+end
 
 -- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
 -- encoding (it ends with \0): such members are v, then the id key, unless more encodings
@@ -203,24 +240,33 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
     and not verify then
   local key, is_ids, low, high = KEYS[tonumber(program[2])], program[3] == "1", program[5],
     program[6]
-  local count = limit < 0 and -1 or limit
+  -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
+  -- Redis): no number read nor written back, strtod and printf in C)
   local members
   if program[4] == "1" then
-    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", offset, count)
+    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", ARGV[4], ARGV[5])
   else
-    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", offset, count)
+    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
   end
-  local ids = members
-  if not is_ids then ids = ids_of(members, lead_of(low, high), nil, key) end
+  -- ``ordered``: the ids come in id key order (the id index, or the single-field members
+  -- of one whole value): see escaped_at()
+  local ids, ordered = members, is_ids
+  if not is_ids then
+    local lead = lead_of(low, high)
+    if lead and members[1] and not find(members[1], "\0", lead, true) then
+      -- (ids_of()'s own first test, inline; the ids in place of their members: no table
+      -- grown entry by entry)
+      ordered = true
+      for i = 1, #members do members[i] = sub(members[i], lead) end
+    else
+      ids = ids_of(members, lead, nil, key)
+    end
+  end
+  local at = escaped_at(ids, ordered)
   local out, n, BATCH = {}, 0, 512
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys = {}
-    for i = first, last do
-      local idkey = ids[i]  -- (escaped_id, inline)
-      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
-    end
-    local docs = redis.call("MGET", unpack(keys))
+    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
     for i = first, last do
       local json = docs[i - first + 1]
       if json then  -- (false: the document carries its version, which the caller reads there)
@@ -236,6 +282,7 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   end
   return answered(out)
 end
+local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).
 local function cmp(a, b)
@@ -492,14 +539,30 @@ if nafter > 0 then
 end
 
 -- cost estimates -----------------------------------------------------------------------
+-- ZLEXCOUNT of a lex range, each asked once per call: a driver's estimate and the sizing of
+-- the same condition's ranges as a set (range_sets) count the same range
+local lexcounts = {}  -- key -> low -> high -> count
+local function lexcount(key, low, high)
+  local of_key = lexcounts[key]
+  if not of_key then of_key = {}; lexcounts[key] = of_key end
+  local of_low = of_key[low]
+  if not of_low then of_low = {}; of_key[low] = of_low end
+  local n = of_low[high]
+  if not n then
+    n = redis.call("ZLEXCOUNT", key, low, high)
+    of_low[high] = n
+  end
+  return n
+end
+
 local function estimate(d)
   if d.est then return d.est end
   local n = 0
   if d.kind == "ALL" then n = redis.call("ZCARD", KEYS[1])
   elseif d.kind == "RANGE" then
-    for _, r in ipairs(d.ranges) do n = n + redis.call("ZLEXCOUNT", d.key, r[1], r[2]) end
+    for _, r in ipairs(d.ranges) do n = n + lexcount(d.key, r[1], r[2]) end
   elseif d.kind == "IDS" then n = #d.ids
-  elseif d.kind == "WALK" then n = redis.call("ZLEXCOUNT", d.key, d.min, d.max)
+  elseif d.kind == "WALK" then n = lexcount(d.key, d.min, d.max)
   elseif d.kind == "UNION" then
     for _, c in ipairs(d.children) do n = n + estimate(c) end
   elseif d.kind == "BEST" then
@@ -666,7 +729,7 @@ local function range_sets(ranges, others, candidates)
   for _, c in ipairs(ranges) do
     local r, n = ranged[c], 0
     if candidates > 0 then  -- (no candidate: nothing to size)
-      for _, b in ipairs(r.ranges) do n = n + redis.call("ZLEXCOUNT", r.key, b[1], b[2]) end
+      for _, b in ipairs(r.ranges) do n = n + lexcount(r.key, b[1], b[2]) end
     end
     sized[#sized + 1] = {test = c, n = n}
   end
@@ -822,15 +885,10 @@ local function emit_ids(ids)
     for i, idkey in ipairs(ids) do rows[i] = {id = idkey} end
     return emit(rows)
   end
-  local out, n = {}, 0
+  local out, n, at = {}, 0, escaped_at(ids, false)
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys = {}
-    for i = first, last do
-      local idkey = ids[i]  -- (escaped_id, inline)
-      keys[i - first + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
-    end
-    local docs = redis.call("MGET", unpack(keys))
+    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
     for i = first, last do
       local json = docs[i - first + 1]
       if json then

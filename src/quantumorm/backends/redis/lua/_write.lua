@@ -127,8 +127,7 @@ end
 -- take_version() and the version's decimal text: made of the TIME reply's own digits when
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
--- (patch.lua writes this out in place on its common path: change both; there, with the
--- clock whole and no expiry to set nor schedule to sweep, it takes clock + 1 with no TIME)
+-- (patch.lua writes this out in place on its common path: change both)
 local function take_version_text(state_key)
   -- (take_version_at(state_key), in line: each function the common path names is made on
   -- every call, see luachunks.py; the two must stay the same)

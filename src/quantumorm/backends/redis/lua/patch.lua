@@ -331,35 +331,13 @@ end
 -- Then the event (the version it names taken first: take_version_text, the version's text
 -- made of TIME's digits when it is the time, no "%.0f" of it), a refusal taking back the
 -- entries; then the clock, the document and its meta hash.
--- No TIME when the clock is there, the patch sets no expiry and sweeps nothing: the
--- version is then the clock's next value, clock + 1, above the document's own ("v", as
--- the clock is when whole: every write records its version in both). Why that keeps
--- versions above every version ever given for the id, across the loss of the state key:
--- (1) while the clock lives, clock + 1 is above every version of its partition since the
--- clock was last lost, and the test ``v <= clock`` makes it above this id's current one
--- even when the clock is behind (a restored state hash: TIME is read then, as before);
--- (2) when the clock is lost (the state key deleted, evicted, a FLUSHALL), the next write
--- reads TIME, and the argument of _write.lua holds: every version given before is at most
--- the time of its write plus one per write in the same microsecond, since clock + 1 is
--- never above max(clock + 1, time), the version taking TIME would have given (by
--- induction, every clock of a partition is at most what it would be had every write read
--- TIME), and one script takes more than a microsecond. (A clock that is not a whole
--- number below 2^53, or a "v" that is no number: TIME, as before.)
-local t, now_us, version, shown
-local mine = tonumber(current)
-if expiry == "keep" and scheduled == 0 and mine and mine <= clock and clock > 0
-    and clock < 9007199254740992 and clock % 1 == 0 then
-  version = clock + 1
-  shown = string.format("%d", version)  -- (a whole number: "%d" is exact, cheaper than "%.0f")
+local t = redis.call("TIME")
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local version, shown = math.max(clock + 1, now_us), nil
+if version == now_us then
+  shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
 else
-  t = redis.call("TIME")
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  version = math.max(clock + 1, now_us)
-  if version == now_us then
-    shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
-  else
-    shown = string.format("%.0f", version)
-  end
+  shown = string.format("%.0f", version)
 end
 if events then
   if c[5] == "" and c[3] ~= "" and c[4] ~= "1" then
@@ -392,7 +370,7 @@ else
 end
 -- (store_taken: the document with its expiry, "keep", "persist" or milliseconds from the
 -- time the version was taken; then the meta hash's version, recent writes and lists)
-local now_ms = now_us and math.floor(now_us / 1000)  -- (read when an expiry or a sweep needs it)
+local now_ms = math.floor(now_us / 1000)
 if expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
 elseif expiry == "persist" then

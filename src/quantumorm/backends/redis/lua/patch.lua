@@ -68,7 +68,7 @@
 local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
                                                       ARGV[2]
 local c = cmsgpack.unpack(ARGV[4])
-local n, k, j = tonumber(c[8]), tonumber(c[9]), tonumber(c[10])
+local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k
 local at_lists = 4 + n  -- (in ARGV; the value texts start at ARGV[5])
@@ -104,10 +104,10 @@ if others > 0 then
   if refused then return refused end
   others = others - (scheduled > 0 and 1 or 0)
 end
-if c[3] ~= "" or c[5] ~= "" then  -- (events_on's spec, sent flat; the XADD proves
-  -- the stream's type: emit_first)
-  EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
-end
+-- Change events: c[3] and c[5] (events_on's spec, sent flat; the XADD proves the stream's
+-- type: emit_first). Its table, EVENTS, is made only where a rare path may emit (a purge,
+-- an event other than a stream's alone, a sweep): the common one reads c[3..5] itself.
+local events = c[3] ~= "" or c[5] ~= ""
 if others > 0 then  -- (the lock hash: a document of a prepared transaction, lock_holder())
   rare = rare or cold_paths()
   local holder = rare.lock_holder(state_key, idkey, true)
@@ -128,7 +128,7 @@ if type(stored) == "table" then
 end
 local field  -- (the common patch's one index: the number of its meta field)
 if j == 1 then  -- (the common patch: one index)
-  field = tonumber(c[at_indexes + 2])
+  field = c[at_indexes + 2]
   got = redis.pcall("HMGET", meta_key, "v", "r", c[at_fields + field])
   if got.err then
     if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", meta_key} end
@@ -155,6 +155,9 @@ if stored then
   end
 elseif current then  -- expired: its leftovers are purged (their keys' types first)
   rare = rare or cold_paths()
+  if events then
+    EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
+  end
   refused = rare.stream_refusal()  -- (its "expire" event)
   if refused then return refused end
   local all = rare.index_records(cmsgpack.unpack(c[6]), 6)
@@ -246,7 +249,7 @@ if count == 0 and expiry == "keep" then
   rare = rare or cold_paths()
   return rare.bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
 end
-if #json > tonumber(c[1]) then return {"TOOLARGE", #json} end
+if #json > c[1] then return {"TOOLARGE", #json} end
 if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pack({}) end
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims. The common
@@ -263,7 +266,7 @@ if j == 1 and c[at_indexes + 3] ~= "1" then
       and tonumber(string.sub(old, 1, colon - 1)) == #old - colon
       and tonumber(string.sub(new, 1, colon2 - 1)) == #new - colon2 then
     was, now = string.sub(old, colon + 1), string.sub(new, colon2 + 1)
-    if was ~= now then index_key = KEYS[tonumber(c[at_indexes + 1])] end
+    if was ~= now then index_key = KEYS[c[at_indexes + 1]] end
   end
 end
 if index_key then
@@ -336,17 +339,18 @@ if version == now_us then
 else
   shown = string.format("%.0f", version)
 end
-if EVENTS then
-  if EVENTS.channel == "" and EVENTS.maxlen ~= "" and not EVENTS.doc then
+if events then
+  if c[5] == "" and c[3] ~= "" and c[4] ~= "1" then
     -- (emit_first's usual event, a stream's alone, with its write id and fields)
-    local reply = redis.pcall("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op",
+    local reply = redis.pcall("XADD", KEYS[#KEYS], "MAXLEN", "~", c[3], "*", "op",
                               "update", "id", idkey, "v", shown, "w", write_id, "f", changed)
     if type(reply) == "table" then
       if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
-      refused = {"WRONGTYPE", EVENTS.key}
+      refused = {"WRONGTYPE", KEYS[#KEYS]}
     end
   else
     rare = rare or cold_paths()
+    EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
     refused = rare.emit_first("update", idkey, shown, write_id, changed, json)
   end
   if refused then
@@ -389,6 +393,9 @@ end
 -- had entries)
 if scheduled > 0 then
   rare = rare or cold_paths()
+  if events then
+    EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
+  end
   local size = #rare.escaped_id(idkey)
   rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
              KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), now_ms)

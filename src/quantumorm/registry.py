@@ -26,6 +26,26 @@ _connections: dict[str, Connection] = {}
 _defaults: dict[str, str] = {}
 
 
+class _View(NamedTuple):
+    """What :func:`get_connection` reads without the lock: copies of the registry made
+    under the lock after each change, replaced whole (one reference), never changed."""
+
+    connections: dict[str, Connection]
+    #: the default connection of each backend
+    defaults: dict[str, Connection]
+
+
+_view = _View({}, {})
+
+
+def _publish() -> None:
+    """Replace the view (under ``_lock``, after every change of the registry)."""
+    global _view
+    _view = _View(dict(_connections), {backend: _connections[name]
+                                       for backend, name in _defaults.items()
+                                       if name in _connections})
+
+
 def register(connection: Connection, make_default: bool) -> Connection | None:
     """Register ``connection`` under its name; returns the connection it replaced (to be
     closed by the caller, outside the lock). The first connection of a backend becomes its
@@ -40,20 +60,23 @@ def register(connection: Connection, make_default: bool) -> Connection | None:
             del _defaults[previous.kind]  # that backend's default was the one replaced
         if make_default or backend not in _defaults or _defaults[backend] == name:
             _defaults[backend] = name
+        _publish()
     return previous
 
 
 def get_connection(name: str | None = None, backend: str = "redis") -> Connection:
-    """The connection called ``name``, or the default connection of ``backend``."""
-    with _lock:
-        if name is None:
-            name = _defaults.get(backend)
-            if name is None:
-                raise ConnectionNotFound(
-                    f"no {backend} connection: call create_connection(backend={backend!r}, "
-                    "url=..., make_default=True) first"
-                )
-        connection = _connections.get(name)
+    """The connection called ``name``, or the default connection of ``backend``. (Read from
+    the registry's current view, without taking its lock: every operation asks.)"""
+    view = _view
+    if name is None:
+        connection = view.defaults.get(backend)
+        if connection is None:
+            raise ConnectionNotFound(
+                f"no {backend} connection: call create_connection(backend={backend!r}, "
+                "url=..., make_default=True) first"
+            )
+        return connection
+    connection = view.connections.get(name)
     if connection is None:
         raise ConnectionNotFound(
             f"no connection named {name!r} (open: {', '.join(sorted(_connections)) or 'none'})"
@@ -74,10 +97,11 @@ def connection_for(model: type[Document], connection: Connection | None = None) 
         )
     # (kept on the options, not in a set of id(options): an id is reused once a model made
     # at runtime is freed, and a set here would grow with every such model)
-    checked: set[str] = options.__dict__.setdefault("_checked_kinds", set())
+    # (a frozenset replaced when it grows: the common call reads it and allocates nothing)
+    checked: frozenset[str] = options.__dict__.get("_checked_kinds", frozenset())
     if connection.kind not in checked:
         _check_model(options, connection.kind, connection.backend.capabilities)
-        checked.add(connection.kind)
+        options.__dict__["_checked_kinds"] = checked | {connection.kind}
     return connection
 
 
@@ -102,8 +126,7 @@ def _check_model(options: ModelOptions, kind: str, capabilities: Capabilities) -
 
 def connections() -> list[Connection]:
     """Every registered connection (a copy), in the order they were registered."""
-    with _lock:
-        return list(_connections.values())
+    return list(_view.connections.values())
 
 
 def _forget_all() -> list[Connection]:
@@ -111,6 +134,7 @@ def _forget_all() -> list[Connection]:
         connections = list(_connections.values())
         _connections.clear()
         _defaults.clear()
+        _publish()
     return connections
 
 
@@ -163,6 +187,7 @@ def detach(name: str) -> Connection | None:
         for backend, default in list(_defaults.items()):
             if default == name:
                 del _defaults[backend]
+        _publish()
     return connection
 
 
@@ -177,4 +202,5 @@ def restore(state: RegistryState) -> list[Connection]:
         _defaults.clear()
         _defaults.update({backend: name for backend, name in state.defaults.items()
                           if name in state.connections})
+        _publish()
     return dropped

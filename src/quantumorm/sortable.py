@@ -128,6 +128,8 @@ _SAFE_ID_BYTES = frozenset(
 )
 _SAFE_ID_BYTES_DELETED = bytes(sorted(_SAFE_ID_BYTES))  # (for bytes.translate)
 _NUMERIC_ID = re.compile(r"(?:0|[1-9][0-9]{0,38})\Z")
+#: a numeric id's key before its digits, by the number of digits
+_NUMERIC_PREFIXES = [b"\x01" + bytes([0x20 + size]) for size in range(40)]
 
 
 def escape_id(id: str) -> str:
@@ -162,8 +164,11 @@ def id_key(id: str) -> bytes:
     ``"2" < "10" < "abc"``. Canonical decimal ids of up to 39 digits are numeric; the layout
     (``\\x01``, ``chr(0x20 + len)``, digits) is mirrored by the insert script that allocates ids.
     """
-    if _NUMERIC_ID.match(id):
-        return b"\x01" + bytes([0x20 + len(id)]) + id.encode()
+    # (what _NUMERIC_ID matches, tested with str methods: a third of the regex's time, and
+    # every write by id asks)
+    size = len(id)
+    if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+        return _NUMERIC_PREFIXES[size] + id.encode()
     return b"\x02" + escape_id(id).encode()
 
 

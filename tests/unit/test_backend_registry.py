@@ -211,6 +211,10 @@ def test_capabilities_of_builtin_backends_need_no_connection() -> None:
     matrix = quantumorm.capabilities()
     assert {"redis", "sqlite"} <= set(matrix.backends)
     assert "partitions" in str(matrix)
+    # (kept on the frozen flags, read by every query)
+    assert backend_capabilities("redis").every_lookup is True
+    assert TINY.every_lookup is False
+    assert Capabilities(lookups=frozenset(Lookup), index_kinds=frozenset()).every_lookup
 
 
 def test_registration_is_checked() -> None:

@@ -454,3 +454,21 @@ def test_pack_list_round_trips(items: list[bytes]) -> None:
 
 def test_pack_list_layout() -> None:
     assert pack_list([b"ab", b"", b"x:y"]) == b"2:ab0:3:x:y"
+
+
+_NUMERIC_FORM = re.compile(r"(?:0|[1-9][0-9]{0,38})\Z")
+
+
+@given(st.one_of(st.text(max_size=45), st.from_regex(r"[0-9]{0,42}", fullmatch=True),
+                 st.sampled_from(["0", "00", "01", "9" * 39, "1" * 40, "١٢", "²", "1\n",
+                                  "12 ", "+1", "-1", ""])))
+@example("1" + "0" * 38)
+def test_id_key_numeric_form_is_the_regex(id: str) -> None:
+    """id_key tests a numeric id with str methods: exactly the canonical decimal form of up
+    to 39 ASCII digits (no other Unicode digits, no leading zero, no trailing newline)."""
+    key = id_key(id)
+    if _NUMERIC_FORM.match(id):
+        assert key == b"\x01" + bytes([0x20 + len(id)]) + id.encode()
+    else:
+        assert key[:1] == b"\x02"
+        assert id_from_key(key) == id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from .. import jsoncodec
@@ -66,6 +67,12 @@ class Capabilities:
     partitions: bool = False
     #: anything else a backend wants to say about itself (read by no core code)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def every_lookup(self) -> bool:
+        """Whether :attr:`lookups` holds every lookup (asked by every query: the frozen
+        flags' answer is kept, not worked out again per call)."""
+        return self.lookups >= frozenset(Lookup)
 
 
 @dataclass(frozen=True)

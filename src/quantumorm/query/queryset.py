@@ -437,7 +437,7 @@ class QuerySet(Generic[D]):
         connection = cache_routing.connection_for(self.model, self._using, self._cached)
         capabilities = connection.backend.capabilities
         # (a backend that serves every lookup needs no look at the conditions)
-        missing = () if capabilities.lookups >= EVERY_LOOKUP else (
+        missing = () if capabilities.every_lookup else (
             _lookups(self._where) - capabilities.lookups)
         if missing:
             raise UnsupportedOperation(connection.kind, "lookup " + ", ".join(

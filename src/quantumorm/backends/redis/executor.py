@@ -238,7 +238,14 @@ class SyncRedisExecutor:
 
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
-        commands: Any = None if pool is None else _straight(plan, self.link)
+        commands: Any = None
+        if pool is not None:  # (_straight, inline: every operation's round trip asks)
+            commands = first_commands(plan, self.link)
+            if commands is not None:
+                for command in commands:
+                    if command[0] not in RAW:
+                        commands = None
+                        break
         send = None
         if commands is None:
             send = first_send(plan, self.link, self.client, self.reader)

@@ -1,0 +1,125 @@
+"""The client's instructions per operation, two trees on the same server (callgrind).
+
+``bench_overhead.py`` counts Python calls; calls of unequal weight hide what a change does
+to the client's work, and CPU time on a shared machine swings by tens of percent. This runs
+one worker process per tree and operation under ``valgrind --tool=callgrind``, counting
+only inside one ``functools.reduce`` over the measured calls (``--toggle-collect``: the
+imports, the connection and the warm-up calls are not counted), and prints instructions
+per call. The system calls' kernel time is not counted: what is left is the client's own
+work. Python's hash seed is fixed (``PYTHONHASHSEED=0``) so that repeats agree closely.
+
+The workload is ``bench_workload.py``'s model (2,000 documents, loaded once by the first
+worker). Writes change the data: ``insert`` adds documents whose names the equality query
+then finds, so run it last (it is last in the default order).
+
+Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
+[--ops get_q,get,eq,count,update_q,update,insert] [--calls 500]. It starts a private
+redis-server on a free 127.0.0.1 port unless REDIS_URL is set. The trees need issue 12's
+``bench/bench_workload.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DOCUMENTS = 2000
+WARMUP = 100
+OPS = "get_q,get,eq,count,update_q,update,insert"
+
+
+def worker(op: str, calls: int, url: str) -> None:
+    """Run ``calls`` calls of ``op`` inside one ``functools.reduce`` (what callgrind
+    counts), after the warm-up."""
+    import bench_workload as bw
+
+    from quantumorm import create_connection
+
+    create_connection(url=url, make_default=True)
+    model = bw.Person
+    objects = model.objects
+    if objects.count_sync() < DOCUMENTS:
+        objects.bulk_create_sync([model(**d) for d in bw.make_docs(DOCUMENTS,
+                                                                   DOCUMENTS // 10, 1)])
+    rng = random.Random(5)
+    total = WARMUP + calls
+    ids = [str(rng.randint(1, DOCUMENTS)) for _ in range(total)]
+    names = [f"name{rng.randrange(DOCUMENTS // 10):06d}" for _ in range(total)]
+    docs = bw.make_docs(total, DOCUMENTS // 10, 7)
+
+    def update(i: int) -> Any:
+        person = objects.get_many_sync([ids[i]])[0]
+        person.age = (person.age + 1) % 100
+        return person.save_sync()
+
+    ops = {
+        "get": lambda i: objects.get_many_sync([ids[i]])[0],
+        "get_q": lambda i: objects.get_sync(id=ids[i]),
+        "eq": lambda i: objects.filter(name=names[i]).all_sync(),
+        "count": lambda i: objects.filter(age__gte=i % 90, age__lt=i % 90 + 10).count_sync(),
+        "update_q": lambda i: objects.filter(id=ids[i]).update_sync(age=(i * 7) % 100),
+        "insert": lambda i: model(**docs[i]).save_sync().id,
+        "update": update,
+    }
+    fn = ops[op]
+    for i in range(WARMUP):
+        fn(i)
+    functools.reduce(lambda _, i: fn(i), range(WARMUP, total), None)
+
+
+def measure(tree: Path, op: str, calls: int, url: str, workdir: str) -> float:
+    out = f"{workdir}/cg.{tree.name}.{op}"
+    env = dict(os.environ, PYTHONPATH=f"{tree}/src{os.pathsep}{tree}/bench",
+               PYTHONHASHSEED="0")
+    subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce",
+                    f"--callgrind-out-file={out}", sys.executable, __file__, "--worker", op,
+                    "--calls", str(calls), "--url", url],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    text = subprocess.run(["callgrind_annotate", out], check=True, capture_output=True,
+                          text=True).stdout
+    os.unlink(out)
+    found = re.search(r"([\d,]+)\s+(?:\([^)]*\)\s+)?PROGRAM TOTALS", text)
+    if found is None:
+        raise SystemExit("callgrind_annotate gave no total")
+    return int(found.group(1).replace(",", "")) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old", type=Path, help="the tree before the change")
+    parser.add_argument("--new", type=Path, default=HERE.parent, help="(default: this tree)")
+    parser.add_argument("--ops", default=OPS)
+    parser.add_argument("--calls", type=int, default=500, help="counted calls per worker")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.calls, args.url)
+        return
+    if args.old is None:
+        parser.error("--old is required")
+    if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+        sys.exit("needs valgrind (callgrind_annotate)")
+    sys.path.insert(0, str(HERE))
+    from bench_redis import redis_server
+
+    with redis_server("qclient-cg-") as url, tempfile.TemporaryDirectory() as workdir:
+        print(f"{'operation':<10} {'old instr/op':>13} {'new instr/op':>13} {'new/old':>8}")
+        for op in args.ops.split(","):
+            old = measure(args.old.resolve(), op, args.calls, url, workdir)
+            new = measure(args.new.resolve(), op, args.calls, url, workdir)
+            print(f"{op:<10} {old:>13,.0f} {new:>13,.0f} {new / old:>8.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

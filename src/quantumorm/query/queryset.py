@@ -69,7 +69,6 @@ Where = Q | dict[str, Any]
 
 #: documents per round trip when iterating a queryset with ``for`` / ``async for``
 ITER_CHUNK = 1000
-EVERY_LOOKUP = frozenset(Lookup)
 
 
 @dataclass(frozen=True)

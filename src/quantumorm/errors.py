@@ -437,7 +437,7 @@ class DamagedSchemaError(DamagedMetaError):
     def __init__(self, model: str, key: str, field: str | None, detail: str = "") -> None:
         self.key, self.field = key, field
         self.model, self.id = model, ""
-        where = (f"field {field!r} of the stored schema hash {key!r} does not read"
+        where = (f"field {field!r} of the stored schema {key!r} does not read"
                  if field is not None else f"the stored schema key {key!r} is not a hash")
         BackendError.__init__(
             self, f"{model}: {where}{f' ({detail})' if detail else ''}; delete it and run "

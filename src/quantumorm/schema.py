@@ -138,6 +138,18 @@ class Schema:
         return out
 
     @classmethod
+    def from_json(cls, body: str, key: str, model: str) -> Schema:
+        """The schema a SQL backend stores as one JSON object of :meth:`dump`'s fields (the
+        row ``key``); :class:`DamagedSchemaError` if it does not read, as :meth:`load`."""
+        try:
+            stored = json.loads(body)
+        except ValueError as exc:
+            raise DamagedSchemaError(model, key, "body", f"not JSON: {exc}") from None
+        if not (type(stored) is dict and all(type(v) is str for v in stored.values())):
+            raise DamagedSchemaError(model, key, "body", "not an object of texts")
+        return cls.load(stored, key, model)
+
+    @classmethod
     def load(cls, stored: dict[str, str], key: str = "", model: str = "") -> Schema:
         """The schema stored as ``stored`` (its hash fields); :class:`DamagedSchemaError`
         naming ``key`` (where it is stored) and the field, with ``model`` (the collection),

@@ -24,6 +24,7 @@ from quantumorm import (
     VersionConflict,
     WrongTypeError,
 )
+from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.events import ChangeEvent
 
 
@@ -205,6 +206,24 @@ async def test_expiry_and_soft_delete_are_events(conn: Any, mode: str) -> None:
     assert summary(await drain(feed, mode)) == [
         ("create", "ttl", ttl.version), ("create", "soft", soft_version),
         ("delete", "soft", soft_version), ("expire", "ttl", ttl.version)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_expiry_whose_meta_hash_is_gone_is_an_event_of_version_0(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    # (an evicted meta hash, under allow_eviction with an allkeys policy: the sweep still
+    # purges the document's entries and tells it expired, with version 0, the one event
+    # version no write gives; the feed reads it and the events after it)
+    feed = Item.objects.changes(wait=0)
+    await call(feed, "read", mode)
+    gone = await call(Item(id="gone", name="x", code="G"), "save", mode, ttl=0.1)
+    redis_client.delete(KeySpace(Item._meta).meta(0, "gone"))
+    await asyncio.sleep(0.2)
+    assert await call(Item.objects, "sweep", mode) == 1
+    later = await call(Item(id="later", name="y", code="L"), "save", mode)
+    assert summary(await drain(feed, mode)) == [
+        ("create", "gone", gone.version), ("expire", "gone", 0),
+        ("create", "later", later.version)]
 
 
 async def test_changes_can_be_switched_off(conn: Any, redis_client: Any) -> None:

@@ -3,6 +3,7 @@ and no document is lost or changed."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 import quantumorm
-from quantumorm import Document, IntField, StringField
+from quantumorm import DamagedSchemaError, Document, IntField, StringField
 
 
 def model(version: int) -> Any:
@@ -227,5 +228,33 @@ def test_an_index_dropped_from_the_model_is_dropped_from_the_file(tmp_path: Path
         assert second.objects.filter(name="x").count_sync() == 1
         assert indexes() == {"qorm:evolve_drop!n"}
         assert second.objects.verify_sync().ok
+    finally:
+        quantumorm.close_all()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ("{not json", "body"), ('["a list"]', "body"), ('{"layout": 3}', "body"),
+    ('{"format": "2"}', "fields"), (None, "layout")])
+def test_a_damaged_schema_row_is_refused_typed(tmp_path: Path, body: str | None,
+                                               field: str) -> None:
+    url = f"sqlite:///{tmp_path}/damaged.db"
+    quantumorm.create_connection(backend="sqlite", url=url, name="d1")
+    try:
+        model(1)(id="a", name="x", team="t", rank=1).save_sync()
+    finally:
+        quantumorm.close_all()
+    with sqlite3.connect(tmp_path / "damaged.db") as raw:
+        (name, stored), = raw.execute('SELECT name, body FROM "qorm#schemas"').fetchall()
+        if body is None:  # a valid object whose layout is not a count
+            damaged = json.loads(stored)
+            damaged["layout"] = "+3"
+            body = json.dumps(damaged)
+        raw.execute('UPDATE "qorm#schemas" SET body = ?', (body,))
+    quantumorm.create_connection(backend="sqlite", url=url, name="d2")
+    try:
+        with pytest.raises(DamagedSchemaError) as raised:
+            model(1).objects.all_sync()
+        assert (raised.value.key, raised.value.field) == (f"qorm#schemas[{name}]", field)
+        assert "evolve_idx" in str(raised.value)
     finally:
         quantumorm.close_all()

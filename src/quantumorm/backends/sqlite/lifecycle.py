@@ -113,7 +113,11 @@ def read_schema(layout: Layout, name: str | None = None) -> Op[Schema | None]:
     (reply,) = yield SqlPlan.read(Statement(
         f"SELECT body FROM {quote(SCHEMAS)} WHERE name = ?", (name or layout.table_name,)))
     rows = reply.rows[0]
-    return Schema.load(json.loads(rows[0][0])) if rows else None
+    if not rows:
+        return None
+    # (the row named as the tools would find it: the schemas table and the table's name)
+    return Schema.from_json(rows[0][0], f"{SCHEMAS}[{name or layout.table_name}]",
+                            layout.options.collection)
 
 
 def _store_schema(layout: Layout, schema: Schema) -> Op[None]:

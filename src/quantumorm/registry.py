@@ -79,7 +79,8 @@ def get_connection(name: str | None = None, backend: str = "redis") -> Connectio
     connection = view.connections.get(name)
     if connection is None:
         raise ConnectionNotFound(
-            f"no connection named {name!r} (open: {', '.join(sorted(_connections)) or 'none'})"
+            f"no connection named {name!r} "
+            f"(open: {', '.join(sorted(view.connections)) or 'none'})"
         )
     return connection
 

@@ -52,10 +52,10 @@ def test_short_programs_are_flat_and_long_ones_an_array() -> None:
              b"0", b"x" * 40]
     flat = wire.program(short)
     assert flat[0] == 0xA4 and flat == wire.pack(short)[1:]
-    assert wire.program_tokens(flat) == short
+    assert wire.unpack(wire.array_header(len(short)) + flat) == short
     long = [b"%d" % i for i in range(wire.FLAT_TOKENS + 1)]
     assert wire.program(long) == wire.pack(long)
-    assert wire.program_tokens(wire.program(long)) == long
+    assert wire.unpack(wire.program(long)) == long
     edge = long[:-1]
     assert wire.program(edge) == wire.pack(edge)[3:]  # (a 16-bit count: 3 header bytes)
 

@@ -4,13 +4,11 @@ whole under the lock): every change is seen, and a reader never sees a half-made
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from quantumorm import ConnectionNotFound, create_connection, registry
-from quantumorm.connection import Connection
 
 URL = "redis://127.0.0.1:1/0"  # (never contacted)
 
@@ -51,38 +49,6 @@ def test_every_change_of_the_registry_is_read(saved: None) -> None:
     with pytest.raises(ConnectionNotFound):
         registry.get_connection("first")
     assert registry.connections() == []
-
-
-def test_readers_see_whole_changes_while_defaults_move(saved: None) -> None:
-    """A reader asking for the default, while another thread makes one connection after
-    another the default, always gets a registered connection: never none, never one the
-    registry has dropped."""
-    made = [create_connection(url=URL, name=f"c{i}") for i in range(4)]
-    stop = threading.Event()
-    seen: list[Connection] = []
-    failures: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            while not stop.is_set():
-                seen.append(registry.get_connection())
-        except BaseException as exc:  # (reported below)
-            failures.append(exc)
-
-    readers = [threading.Thread(target=read) for _ in range(3)]
-    for thread in readers:
-        thread.start()
-    try:
-        for turn in range(2000):
-            registry.register(made[turn % 4], make_default=True)
-    finally:
-        stop.set()
-        for thread in readers:
-            thread.join()
-    assert not failures
-    assert seen and set(seen) <= set(made)
-    for connection in made:
-        connection.close()
 
 
 def test_a_model_is_checked_once_per_kind_without_a_set_per_call(saved: None) -> None:

@@ -1,4 +1,5 @@
-"""How lists of byte strings travel to the Lua scripts: as one MessagePack array argument.
+"""How lists of byte strings travel to the Lua scripts: as one MessagePack argument (an array,
+or a query program's strings one after the other: :func:`program`).
 
 Redis' Lua has a C MessagePack decoder (``cmsgpack.unpack``): a program of a few dozen
 tokens decodes about three times faster than a netstring parser written in Lua, and one
@@ -40,31 +41,6 @@ def program(items: Sequence[bytes]) -> bytes:
     fixstr = _FIXSTR
     return b"".join([fixstr[len(item)] + item if len(item) < 32 else _header(len(item)) + item
                      for item in items])
-
-
-def program_tokens(data: bytes) -> list[bytes]:
-    """Inverse of :func:`program` (for tests and tools)."""
-    if data and (data[0] & 0xF0 == 0x90 or data[0] in (0xDC, 0xDD)):
-        return unpack(data)
-    return unpack(array_header(_count(data)) + data)
-
-
-def _count(data: bytes) -> int:  # (how many strings a flat program holds)
-    pos, count = 0, 0
-    while pos < len(data):
-        kind = data[pos]
-        if kind & 0xE0 == 0xA0:
-            pos, size = pos + 1, kind & 0x1F
-        elif kind == 0xD9:
-            pos, size = pos + 2, data[pos + 1] if pos + 1 < len(data) else 0
-        elif kind == 0xDA:
-            pos, size = pos + 3, int.from_bytes(data[pos + 1:pos + 3], "big")
-        elif kind == 0xDB:
-            pos, size = pos + 5, int.from_bytes(data[pos + 1:pos + 5], "big")
-        else:
-            raise ValueError(f"not a MessagePack string (byte {kind:#x})")
-        pos, count = pos + size, count + 1
-    return count
 
 
 def item(token: bytes) -> bytes:

@@ -79,8 +79,8 @@ _MEMO_BYTES = 256
 
 def _pack_constants(items: Sequence[bytes | int]) -> bytes:
     """:func:`wire.pack` of strings and of non-negative integers, each of these a MessagePack
-    integer: patch.lua's ``tonumber()`` of a count, a position or the size limit is then
-    the number itself, with no text parsed per call (about 400 server instructions each)."""
+    integer: patch.lua reads a count, a position or the size limit as the number itself,
+    with no text parsed per call (about 400 server instructions each)."""
     out = [wire.array_header(len(items))]
     for item in items:
         if type(item) is int:

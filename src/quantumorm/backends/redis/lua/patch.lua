@@ -21,7 +21,7 @@
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[4]   MessagePack array of strings and numbers (c[1], c[2]... below; the numbers
---           are MessagePack integers, which tonumber() takes as they are: no text parsed)
+--           are MessagePack integers, Lua numbers once unpacked: no text parsed)
 --   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)

@@ -233,19 +233,41 @@ class Intent:
         return Call("tx_apply", (self.key,), (packed,))
 
 
+#: the kinds of a ``tx.lua`` call's rows
+ROW_KINDS = frozenset({b"check", b"insert", b"update", b"delete"})
+
+
 def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
     """The ``tx.lua`` call the intent key ``key`` holds (None: it holds the applied
-    marker); :class:`DamagedTransactionError` if it does not unpack as one."""
+    marker); :class:`DamagedTransactionError` if it is neither, as ``tx_apply.lua`` checks
+    it: not MessagePack, cut short, another kind, counts that do not add up (its keys and
+    rows, the intent key at its place), a row of an unknown kind, not in apply mode, an
+    applied marker whose versions are not integers."""
     try:
         flat = wire.unpack(bytes(blob))
-        if flat and flat[0] != b"call":
+        if not (isinstance(flat, list) and flat and all(isinstance(v, bytes) for v in flat)):
+            raise ValueError("not an array of strings")
+        if flat[0] == b"applied":
+            if not all((v[1:] if v[:1] == b"-" else v).isdigit() for v in flat[1:]):
+                raise ValueError("versions not integers")
             return None
         count = flat[1]
-        if not (count.isdigit() and 2 + int(count) <= len(flat)):
-            raise ValueError("not a count of keys")
-        return (tuple(k.decode() for k in flat[2:2 + int(count)]),
-                tuple(flat[2 + int(count):]))
-    except (ValueError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
+        if not (flat[0] == b"call" and count.isdigit()):
+            raise ValueError("not an intent")
+        nkeys = int(count)
+        keys, args = flat[2:2 + nkeys], flat[2 + nkeys:]
+        if len(keys) != nkeys or len(args) < 6 or (len(args) - 6) % 9:
+            raise ValueError("counts do not add up")
+        described, spec = wire.unpack(args[0]), wire.unpack(args[5])
+        nrows = (len(args) - 6) // 9
+        if not (isinstance(described, list) and len(described) % 3 == 0
+                and isinstance(spec, list) and spec[:1] == [b"apply"]
+                and len(keys) > len(described) // 3 + 3 + 2 * nrows
+                and keys[len(described) // 3 + 3 + 2 * nrows] == key.encode()
+                and all(args[6 + 9 * n] in ROW_KINDS for n in range(nrows))):
+            raise ValueError("not an intent in apply mode")
+        return tuple(k.decode() for k in keys), tuple(args)
+    except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
 
 
@@ -424,7 +446,11 @@ class TwoPhase(BackendCore):
                 conflicts += self._left_out(share, reply)
             # 5. finish
             yield from self._forget(record, registry)
-        except TransactionCommitted:
+        except (TransactionCommitted, DamagedTransactionError):
+            # (an intent that does not read, refused by tx_apply.lua: the other partitions'
+            # went in the same round trip; the record stays committed and that partition's
+            # locks stay, refusing its writers likewise, until the intent is put back or
+            # deleted: docs/redis.md)
             raise
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed

@@ -158,6 +158,8 @@ def _intent_damage(intent: bytes) -> dict[str, bytes]:
         "not apply mode": wire.pack([*flat[:2 + int(flat[1]) + 5], b"",
                                      *flat[2 + int(flat[1]) + 6:]]),
         "applied marker damaged": wire.pack([b"applied", b"1", b"x"]),
+        "expected version signed": wire.pack([*flat[:-8], b"+" + flat[-8], *flat[-7:]]),
+        "expiry signed": wire.pack([*flat[:-1], b"+5"]),
     }
 
 
@@ -288,3 +290,45 @@ def test_a_damaged_intent_deleted_gives_up_its_partition(
     other.save_sync()
     assert balances(pair) == {pair[0]: 90, pair[1]: 5}
     assert leftovers(redis_client) == {}
+
+
+ROW_DAMAGE = {"sign": b"+1", "blank": b" 1", "underscore": b"1_0", "text": b"x"}
+
+
+def _stored_intent(conn: Any, redis_client: Any) -> tuple[str, tuple[Any, ...], list[Any]]:
+    """A committed transaction's stored intent (of Purse pair[1]'s partition): its key,
+    its call's keys and its arguments (a list, to damage)."""
+    from quantumorm.backends.redis.twophase import _stored_call
+
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    intent = _intent_of(redis_client, pair[1])
+    call = _stored_call(redis_client.get(intent), intent)
+    assert call is not None
+    return intent, call[0], list(call[1])
+
+
+@pytest.mark.parametrize("how", ROW_DAMAGE)
+@pytest.mark.parametrize("field", ["expected", "expiry"])
+def test_an_intent_made_again_refuses_a_row_number_that_is_not_plain_digits(
+        conn: Any, redis_client: Any, how: str, field: str) -> None:
+    """_rebuilt (an intent made again with the schema of now) reads each row's expected
+    version and expiry as plain digits: DamagedTransactionError naming the intent, not a
+    version read from "+1" (nor a bare ValueError)."""
+    intent, keys, args = _stored_intent(conn, redis_client)
+    args[6 + (1 if field == "expected" else 8)] = ROW_DAMAGE[how]
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend._rebuilt(keys, tuple(args)))
+    assert raised.value.key == intent and raised.value.field == "intent"
+
+
+@pytest.mark.parametrize("how", ROW_DAMAGE)
+def test_late_versions_refuse_a_check_version_that_is_not_plain_digits(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """_late_versions (the versions an intent wrote, read back from write ids) reads a check
+    row's version as plain digits: DamagedTransactionError naming the intent."""
+    intent, keys, args = _stored_intent(conn, redis_client)
+    args[6], args[7] = b"check", ROW_DAMAGE[how]
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend._late_versions(keys, tuple(args)))
+    assert raised.value.key == intent and raised.value.field == "intent"

@@ -34,8 +34,9 @@ local function strings(flat, from)
   return true
 end
 -- the intent: {"call", key count, keys..., args...}, in apply mode, its keys and rows
--- adding up (the index description's keys, three per document and the intent key itself
--- at its place, 9 arguments a row of a known kind)
+-- adding up (the partition's three keys, one per index, two per row, then the intent key
+-- itself at its place; 9 arguments a row of a known kind, its expected version and expiry
+-- read)
 local function intent(blob)
   local ok, flat = pcall(cmsgpack.unpack, blob)
   if not (ok and type(flat) == "table" and flat[1] == "call" and strings(flat, 1)
@@ -55,8 +56,14 @@ local function intent(blob)
   local nrows = (nargs - 6) / 9
   if keys[#described / 3 + 4 + 2 * nrows] ~= KEYS[1] then return nil end
   for n = 1, nrows do
-    local kind = args[6 + 9 * (n - 1) + 1]
+    local base = 6 + 9 * (n - 1)
+    local kind, expiry = args[base + 1], args[base + 9]
     if kind ~= "check" and kind ~= "insert" and kind ~= "update" and kind ~= "delete" then
+      return nil
+    end
+    -- (the expected version and the expiry as "%d" wrote them: tonumber would read "+13")
+    if not string.find(args[base + 2], "^%d+$") then return nil end
+    if expiry ~= "keep" and expiry ~= "persist" and not string.find(expiry, "^%d+$") then
       return nil
     end
   end

@@ -413,7 +413,9 @@ class DamagedTransactionError(DamagedMetaError):
         if field == "intent":
             message = (f"the two-phase commit intent {key!r} (what its transaction writes in "
                        "that partition) does not read: the committed transaction cannot be "
-                       "applied, and none of it was")
+                       "applied there; its record and that partition's locks are kept (its "
+                       "documents' writers are refused likewise) until the intent is put "
+                       "back, or deleted to give up that partition's writes")
         elif field == "deadline":
             message = (f"field 'deadline' of the two-phase commit record {key!r} does not "
                        "read: the transaction cannot be decided by its deadline; deleting "

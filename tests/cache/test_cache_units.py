@@ -54,6 +54,9 @@ def test_entries_decode_to_the_primary_row() -> None:
     assert row.data == {"email": "a@x", "big": 12345678901234567890123, "f": 0.1}
     with pytest.raises(CorruptDocumentError):
         decode_entry(Account._meta, "u1", b"E1:[1]")
+    for damaged in (b"E+1:{}", b"E 1:{}", b"E1_0:{}", b"E:{}", b"Ex:{}", b"E1"):
+        with pytest.raises(CorruptDocumentError):  # (int() read the first three)
+            decode_entry(Account._meta, "u1", damaged)
 
 
 def test_query_keys_are_canonical_and_refuse_unknown_values() -> None:

@@ -130,3 +130,48 @@ async def test_a_schema_key_of_another_type_is_refused_typed_everywhere(
     redis_client.delete(key)
     redis_client.set(key, b"not a hash")
     await _entry_points(conn, redis_url, redis_client, mode, key, None)
+
+
+@pytest.mark.parametrize("how", ["layout sign", "fields not JSON", "indexes missing",
+                                 "another type"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_verify_and_repair_read_the_schema_afresh(
+        conn: Any, redis_client: Any, mode: str, how: str) -> None:
+    """A connection that loaded a good schema keeps its copy for its operations; verify()
+    and repair() read the stored one again and refuse its damage (DamagedSchemaError, the
+    key and field named, nothing written) rather than report on, or repair against, the
+    copy."""
+    await call(Plate(id="a", title="t", n=1), "save", mode)
+    assert (await call(Plate.objects, "verify", mode)).ok  # (the schema loaded, good)
+    key = KeySpace(Plate._meta).schema
+    if how == "another type":
+        redis_client.delete(key)
+        redis_client.set(key, b"not a hash")
+        field = None
+    else:
+        field, value = SCHEMA_DAMAGE[how]
+        if value is None:
+            redis_client.hdel(key, field)
+        else:
+            redis_client.hset(key, field, value)
+    before = snapshot(redis_client)
+    for method in ("verify", "repair"):
+        with pytest.raises(DamagedSchemaError) as raised:
+            await call(Plate.objects, method, mode)
+        assert (raised.value.key, raised.value.field) == (key, field), method
+    assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_verify_keeps_its_copy_when_the_schema_hash_is_gone(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """A schema hash gone (evicted under allkeys-lru, deleted) is not damage: verify() and
+    repair() work with the connection's copy, as before (read again, it would be stored
+    anew with its indexes building, and repair() would leave their entries as it found
+    them), and verify() writes nothing."""
+    await call(Plate(id="a", title="t", n=1), "save", mode)
+    assert (await call(Plate.objects, "verify", mode)).ok
+    redis_client.delete(KeySpace(Plate._meta).schema)
+    before = snapshot(redis_client)
+    assert (await call(Plate.objects, "verify", mode)).ok
+    assert snapshot(redis_client) == before

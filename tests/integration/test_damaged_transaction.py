@@ -126,3 +126,209 @@ def test_a_commit_that_meets_its_own_deadline_damaged_aborts_and_writes_nothing(
     assert raised.value.field == "deadline"
     assert balances(pair) == dict.fromkeys(pair, 100)
     assert leftovers(redis_client) == {}
+
+
+def _intent_of(redis_client: Any, id: str) -> str:
+    """The intent key of the stored transaction in the partition of Purse ``id``."""
+    from test_two_phase_commit import Purse
+
+    from quantumorm.backends.redis.keys import KeySpace
+
+    keys = KeySpace(Purse._meta)
+    tag = keys.tag(keys.partition_of(id))
+    (intent,) = [k.decode() for k in redis_client.scan_iter(f"{tag}:2pc:*")]
+    return intent
+
+
+def _intent_damage(intent: bytes) -> dict[str, bytes]:
+    """Damages of a stored intent (``intent``: the one its prepare stored): kinds the old
+    tx_apply.lua took for the applied marker, or met with a Lua error."""
+    from quantumorm.backends.redis import wire
+
+    flat = wire.unpack(intent)
+    return {
+        "not msgpack": b"garbage",
+        "another kind": wire.pack([b"cal", *flat[1:]]),
+        "empty array": b"\x90",
+        "cut short": intent[:-3],
+        "count not a count": wire.pack([b"call", b"+" + flat[1], *flat[2:]]),
+        "count too high": wire.pack([b"call", str(int(flat[1]) + 1).encode(), *flat[2:]]),
+        "a row lost": wire.pack(flat[:-9]),
+        "row kind unknown": wire.pack([*flat[:-9], b"upsert", *flat[-8:]]),
+        "not apply mode": wire.pack([*flat[:2 + int(flat[1]) + 5], b"",
+                                     *flat[2 + int(flat[1]) + 6:]]),
+        "applied marker damaged": wire.pack([b"applied", b"1", b"x"]),
+        "expected version signed": wire.pack([*flat[:-8], b"+" + flat[-8], *flat[-7:]]),
+        "expiry signed": wire.pack([*flat[:-1], b"+5"]),
+    }
+
+
+INTENT_DAMAGE = list(_intent_damage(
+    __import__("quantumorm.backends.redis.wire", fromlist=["pack"]).pack(
+        [b"call", b"1", b"k", *[b"a"] * 15])))
+
+
+@pytest.mark.parametrize("how", INTENT_DAMAGE)
+def test_the_committing_client_meets_its_own_intent_damaged(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """The committing client sends its intents itself (tx_apply.lua reads each where its
+    prepare stored it): one damaged between the prepare and the apply is refused by the
+    script, nothing of it written, and the client raises DamagedTransactionError naming it
+    (not a success, nor TransactionCommitted: no recovery can apply it). The other
+    partitions' intents went in the same round trip; the record stays committed and the
+    damaged partition's locks stay, refusing its writers likewise, until the intent is put
+    back (then any settle completes the transaction) or deleted; its readers by id, which
+    would apply a committed transaction first, are refused too."""
+    from test_two_phase_commit import leftovers, up_to_apply
+
+    from quantumorm.backends.redis.keys import KeySpace
+
+    pair = _purses()
+    loaded = Purse.objects.get_sync(id=pair[1])
+    op, plan, executor = up_to_apply(conn, transfer_tx(conn, pair, 10, 30.0))
+    record = _record(redis_client)
+    intent = _intent_of(redis_client, pair[1])
+    good = redis_client.get(intent)
+    redis_client.set(intent, _intent_damage(good)[how])
+    tag = intent.split(":2pc:", 1)[0]
+    doc_key = KeySpace(Purse._meta).doc(KeySpace(Purse._meta).partition_of(pair[1]), pair[1])
+    before = {k: redis_client.dump(k) for k in (doc_key, f"{tag}:locks", f"{tag}:locked")}
+    with pytest.raises(DamagedTransactionError) as raised:
+        try:
+            replies = executor.execute(plan)
+        except Exception as exc:
+            op.throw(exc)
+        else:
+            op.send(replies)
+    assert raised.value.key == intent and raised.value.field == "intent"
+    assert {k: redis_client.dump(k) for k in before} == before  # (nothing of it written)
+    assert redis_client.hget(record, "state") == b"committed"
+    assert redis_client.ttl(record) == -1  # (kept: it is not forgotten)
+    assert {k for k in leftovers(redis_client) if k.endswith(":locks")} == {f"{tag}:locks"}
+    doc = Purse.objects.get_sync(id=pair[0])
+    assert doc.balance == 90  # (the other partition, applied in the same round trip)
+    with pytest.raises(DamagedTransactionError):  # (a reader of the damaged partition)
+        Purse.objects.get_sync(id=pair[1])
+    loaded.balance = 5
+    with pytest.raises(DamagedTransactionError):  # (a writer of the damaged partition)
+        loaded.save_sync()
+    assert redis_client.dump(doc_key) == before[doc_key]
+    redis_client.set(intent, good)  # put back: any settle completes the transaction
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+    assert leftovers(redis_client) == {}
+
+
+@pytest.mark.parametrize("how", INTENT_DAMAGE)
+def test_a_settle_meets_a_damaged_intent_before_applying_any(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """The roll forward reads every intent and refuses (naming the damaged one) before it
+    sends any: nothing applied, released nor forgotten. The old client took an intent of
+    another kind for applied, forgot the record, and the partition's locks were then
+    released as a missing record's: the transaction half applied."""
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    record = _record(redis_client)
+    intent = _intent_of(redis_client, pair[1])
+    good = redis_client.get(intent)
+    redis_client.set(intent, _intent_damage(good)[how])
+    before = snapshot(redis_client)
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend.settle(record, None))
+    assert raised.value.key == intent and raised.value.field == "intent"
+    assert snapshot(redis_client) == before
+    assert Purse.objects.sweep_sync() == 0  # (the sweeper logs it and goes on)
+    assert snapshot(redis_client) == before
+    redis_client.set(intent, good)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+
+
+def test_tx_apply_refuses_a_damaged_intent_sent_by_its_key(
+        conn: Any, redis_client: Any) -> None:
+    """tx_apply.lua itself, called as a settler of an older client would (the key alone),
+    refuses every damage with the error reply DAMAGED <intent key> intent."""
+    from quantumorm.backends.redis.commands import Call, RedisPlan
+
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)
+    intent = _intent_of(redis_client, pair[1])
+    good = redis_client.get(intent)
+    for how, damage in _intent_damage(good).items():
+        redis_client.set(intent, damage)
+        before = snapshot(redis_client)
+        with pytest.raises(DamagedTransactionError) as raised:
+            conn.run(lambda b: (yield RedisPlan((Call("tx_apply", (intent,), (b"",)),))))
+        assert raised.value.key == intent, how
+        assert snapshot(redis_client) == before, how
+
+
+def test_a_damaged_intent_deleted_gives_up_its_partition(
+        conn: Any, redis_client: Any) -> None:
+    """docs/redis.md: deleting the damaged intent gives up that partition's writes; the
+    record is forgotten at the next settle and the partition's locks released by the next
+    writer that meets them (a missing record counts as aborted)."""
+    from test_two_phase_commit import leftovers, up_to_apply
+
+    pair = _purses()
+    op, plan, executor = up_to_apply(conn, transfer_tx(conn, pair, 10, 30.0))
+    record = _record(redis_client)
+    intent = _intent_of(redis_client, pair[1])
+    redis_client.set(intent, b"garbage")
+    with pytest.raises(DamagedTransactionError):
+        try:
+            replies = executor.execute(plan)
+        except Exception as exc:
+            op.throw(exc)
+        else:
+            op.send(replies)
+    redis_client.delete(intent)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert not redis_client.exists(record)
+    other = Purse.objects.get_sync(id=pair[1])
+    other.balance = 5
+    other.save_sync()
+    assert balances(pair) == {pair[0]: 90, pair[1]: 5}
+    assert leftovers(redis_client) == {}
+
+
+ROW_DAMAGE = {"sign": b"+1", "blank": b" 1", "underscore": b"1_0", "text": b"x"}
+
+
+def _stored_intent(conn: Any, redis_client: Any) -> tuple[str, tuple[Any, ...], list[Any]]:
+    """A committed transaction's stored intent (of Purse pair[1]'s partition): its key,
+    its call's keys and its arguments (a list, to damage)."""
+    from quantumorm.backends.redis.twophase import _stored_call
+
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    intent = _intent_of(redis_client, pair[1])
+    call = _stored_call(redis_client.get(intent), intent)
+    assert call is not None
+    return intent, call[0], list(call[1])
+
+
+@pytest.mark.parametrize("how", ROW_DAMAGE)
+@pytest.mark.parametrize("field", ["expected", "expiry"])
+def test_an_intent_made_again_refuses_a_row_number_that_is_not_plain_digits(
+        conn: Any, redis_client: Any, how: str, field: str) -> None:
+    """_rebuilt (an intent made again with the schema of now) reads each row's expected
+    version and expiry as plain digits: DamagedTransactionError naming the intent, not a
+    version read from "+1" (nor a bare ValueError)."""
+    intent, keys, args = _stored_intent(conn, redis_client)
+    args[6 + (1 if field == "expected" else 8)] = ROW_DAMAGE[how]
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend._rebuilt(keys, tuple(args)))
+    assert raised.value.key == intent and raised.value.field == "intent"
+
+
+@pytest.mark.parametrize("how", ROW_DAMAGE)
+def test_late_versions_refuse_a_check_version_that_is_not_plain_digits(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """_late_versions (the versions an intent wrote, read back from write ids) reads a check
+    row's version as plain digits: DamagedTransactionError naming the intent."""
+    intent, keys, args = _stored_intent(conn, redis_client)
+    args[6], args[7] = b"check", ROW_DAMAGE[how]
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend._late_versions(keys, tuple(args)))
+    assert raised.value.key == intent and raised.value.field == "intent"

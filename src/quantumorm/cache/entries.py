@@ -110,8 +110,14 @@ def entry_value(version: int, raw: bytes) -> bytes:
 
 def decode_entry(options: ModelOptions, id: str, value: bytes) -> Row:
     """A cached entry as the row the primary returned (decoded like any stored document,
-    not validated again)."""
-    colon = value.index(b":")
+    not validated again); :class:`CorruptDocumentError` when it does not read (its version
+    not plain digits as ``entry_value`` writes them: ``int`` would read "+13"; no header;
+    its JSON not an object)."""
+    colon = value.find(b":")
+    version = value[1:colon]
+    if colon < 0 or not version.isdigit():
+        raise CorruptDocumentError(options.model_name, id, "cached entry's version does not "
+                                   f"read ({bytes(value[:colon if colon >= 0 else 24])!r})")
     try:
         data = jsoncodec.decode(value[colon + 1:])
     except ValueError as exc:
@@ -119,7 +125,7 @@ def decode_entry(options: ModelOptions, id: str, value: bytes) -> Row:
             from exc
     if not isinstance(data, dict):
         raise CorruptDocumentError(options.model_name, id, "cached value is not a JSON object")
-    return Row(id, int(value[1:colon]), data)
+    return Row(id, int(version), data)
 
 
 def row_bytes(row: Row) -> bytes:

@@ -14,7 +14,9 @@ Ids whose lease another reader holds are read again after a short, growing pause
 that reader's fill lands (a hit) or its lease expires (this reader may take one): many
 concurrent misses on one id cause one load from the primary. After ``lease_ms`` the
 remaining ids are loaded from the primary without filling. Ids a write is in progress on
-are loaded from the primary and not filled.
+are loaded from the primary and not filled; so are ids whose entry does not read (its
+version or JSON damaged), whose slots this process then tombstones before it reads the
+cache again (the invalidations it owes, :mod:`.state`), so the next read refills them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import logs
 from ..engine.contract import Row
 from ..engine.drive import Op
+from ..errors import CorruptDocumentError
 from ..options import ModelOptions
 from .dispatch import FAILED, Pause
 from .entries import NEGATIVE, decode_entry, entry_value, new_token, row_bytes
@@ -73,8 +76,18 @@ def get_many(cached: CachedBackend, options: ModelOptions,
             stats.add(bypassed=len(todo))
             yield from _primary(cached, options, todo, found)
             break
-        granted, pending, waiting = _sort(options, [i for g in groups for i in g], replies,
-                                          found, stats)
+        granted, pending, waiting, damaged = _sort(options, [i for g in groups for i in g],
+                                                   replies, found, stats)
+        if damaged:
+            # an entry that does not read is never served: read from the primary like an id
+            # a write is in progress on (nothing filled), and its slot owed a tombstone,
+            # paid before this process reads the cache again: the next read misses and
+            # fills it afresh
+            logs.cache.warning("damaged cache entries read from the primary and invalidated "
+                               "model=%s ids=%s", options.model_name, damaged[:10])
+            cached.state.owe(keys.generation, damaged, generation=False,
+                             can_drop=cached.store.can_drop)
+            pending += damaged
         if granted or pending:
             yield from _load(cached, options, granted, pending, token, found)
         if not waiting:
@@ -94,9 +107,11 @@ def get_many(cached: CachedBackend, options: ModelOptions,
 
 
 def _sort(options: ModelOptions, order: list[str], replies: list[Any],
-          found: dict[str, Row | None], stats: Any) -> tuple[list[str], list[str], list[str]]:
-    """Serve the hits; return the ids granted a lease, pending a write, and waiting."""
-    granted, pending, waiting = [], [], []
+          found: dict[str, Row | None], stats: Any
+          ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Serve the hits; return the ids granted a lease, pending a write, waiting, and those
+    whose entry does not read (:func:`decode_entry`: never served)."""
+    granted, pending, waiting, damaged = [], [], [], []
     hits = 0
     for id, reply in zip(order, replies, strict=True):
         if reply == b"G":
@@ -109,11 +124,15 @@ def _sort(options: ModelOptions, order: list[str], replies: list[Any],
             found[id] = None
             hits += 1
         else:
-            found[id] = decode_entry(options, id, reply)
+            try:
+                found[id] = decode_entry(options, id, reply)
+            except CorruptDocumentError:
+                damaged.append(id)
+                continue
             hits += 1
     if hits:
         stats.add(hits=hits)
-    return granted, pending, waiting
+    return granted, pending, waiting, damaged
 
 
 def _load(cached: CachedBackend, options: ModelOptions, granted: list[str],

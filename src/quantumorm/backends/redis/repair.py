@@ -27,7 +27,7 @@ from .calls import RepairCall, RepairFix, StampCall
 from .commands import RedisPlan
 from .keys import manifest_field
 from .replies import layout_refused, wrong_type
-from .verify import BATCH, Checker, Damage, Finding, verify
+from .verify import BATCH, Checker, Damage, Finding, current_state, verify
 
 if TYPE_CHECKING:
     from ...document import Document
@@ -48,7 +48,7 @@ def repair(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     that an entry a document adopts is not dropped), then, if anything was wrong, a verify
     of the result."""
     options = model._meta
-    state = yield from backend.prepare(options)
+    state = yield from current_state(backend, options)
     assert state.schema is not None
     ready = [index for index in options.indexes if index.name in state.schema.ready()]
     fixed: dict[str, int] = {}

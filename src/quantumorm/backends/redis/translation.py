@@ -32,11 +32,13 @@ def damaged_meta(key: str, field: str | None) -> errors.DamagedMetaError:
     key names the collection ("namespace:collection") and the id; the model's class is not
     known here. A partition's state hash (``{ns:coll:pN}:state``: its ``layout``) is a
     :class:`~quantumorm.errors.DamagedStateError`, a two-phase commit's record
-    (``{ns:2pc:txid}:r``: its ``deadline``) a
-    :class:`~quantumorm.errors.DamagedTransactionError`."""
+    (``{ns:2pc:txid}:r``: its ``deadline``) or intent (``{ns:coll:pN}:2pc:txid``, field
+    "intent") a :class:`~quantumorm.errors.DamagedTransactionError`."""
     if key.endswith("}:state") and field is not None:
         return errors.DamagedStateError(key[1:-7].rpartition(":")[0], key, field)
     if key.endswith("}:r") and ":2pc:" in key and field is not None:  # (twophase.py)
+        return errors.DamagedTransactionError(key, field)
+    if field == "intent" and "}:2pc:" in key:  # (an intent: tx_apply.lua)
         return errors.DamagedTransactionError(key, field)
     tag, _, escaped = key.rpartition(":m:")
     try:

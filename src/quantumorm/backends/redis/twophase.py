@@ -233,20 +233,54 @@ class Intent:
         return Call("tx_apply", (self.key,), (packed,))
 
 
+#: the kinds of a ``tx.lua`` call's rows
+ROW_KINDS = frozenset({b"check", b"insert", b"update", b"delete"})
+
+
 def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
     """The ``tx.lua`` call the intent key ``key`` holds (None: it holds the applied
-    marker); :class:`DamagedTransactionError` if it does not unpack as one."""
+    marker); :class:`DamagedTransactionError` if it is neither, as ``tx_apply.lua`` checks
+    it: not MessagePack, cut short, another kind, counts that do not add up (its keys and
+    rows, the intent key at its place), a row of an unknown kind or whose expected version
+    or expiry is not plain digits, not in apply mode, an applied marker whose versions are
+    not integers."""
     try:
         flat = wire.unpack(bytes(blob))
-        if flat and flat[0] != b"call":
+        if not (isinstance(flat, list) and flat and all(isinstance(v, bytes) for v in flat)):
+            raise ValueError("not an array of strings")
+        if flat[0] == b"applied":
+            if not all((v[1:] if v[:1] == b"-" else v).isdigit() for v in flat[1:]):
+                raise ValueError("versions not integers")
             return None
         count = flat[1]
-        if not (count.isdigit() and 2 + int(count) <= len(flat)):
-            raise ValueError("not a count of keys")
-        return (tuple(k.decode() for k in flat[2:2 + int(count)]),
-                tuple(flat[2 + int(count):]))
-    except (ValueError, IndexError) as exc:  # (UnicodeDecodeError is a ValueError)
+        if not (flat[0] == b"call" and count.isdigit()):
+            raise ValueError("not an intent")
+        nkeys = int(count)
+        keys, args = flat[2:2 + nkeys], flat[2 + nkeys:]
+        if len(keys) != nkeys or len(args) < 6 or (len(args) - 6) % 9:
+            raise ValueError("counts do not add up")
+        described, spec = wire.unpack(args[0]), wire.unpack(args[5])
+        nrows = (len(args) - 6) // 9
+        if not (isinstance(described, list) and len(described) % 3 == 0
+                and isinstance(spec, list) and spec[:1] == [b"apply"]
+                and len(keys) > len(described) // 3 + 3 + 2 * nrows
+                and keys[len(described) // 3 + 3 + 2 * nrows] == key.encode()
+                and all(args[6 + 9 * n] in ROW_KINDS and args[7 + 9 * n].isdigit()
+                        and (args[14 + 9 * n] in (b"keep", b"persist")
+                             or args[14 + 9 * n].isdigit()) for n in range(nrows))):
+            raise ValueError("not an intent in apply mode")
+        return tuple(k.decode() for k in keys), tuple(args)
+    except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
+
+
+def _plain(text: bytes, intent: str) -> int:
+    """A row's expected version or expiry (ms) as ``tx.lua``'s caller wrote it (plain
+    digits), else :class:`DamagedTransactionError` naming the intent (``int`` would read
+    "+13", " 13", "1_3")."""
+    if not text.isdigit():
+        raise DamagedTransactionError(intent, "intent")
+    return int(text)
 
 
 class TwoPhase(BackendCore):
@@ -424,7 +458,11 @@ class TwoPhase(BackendCore):
                 conflicts += self._left_out(share, reply)
             # 5. finish
             yield from self._forget(record, registry)
-        except TransactionCommitted:
+        except (TransactionCommitted, DamagedTransactionError):
+            # (an intent that does not read, refused by tx_apply.lua: the other partitions'
+            # went in the same round trip; the record stays committed and that partition's
+            # locks stay, refusing its writers likewise, until the intent is put back or
+            # deleted: docs/redis.md)
             raise
         except QuantumORMError as failed:  # (committed: recovery applies the rest)
             raise TransactionCommitted(record, failed) from failed
@@ -442,6 +480,7 @@ class TwoPhase(BackendCore):
         written too often since to tell."""
         nindexes = len(wire.unpack(_bytes(args[0]))) // 3
         rows = args[6:]
+        intent = keys[3 + nindexes + 2 * (len(rows) // 9)]
         written = [n for n in range(len(rows) // 9) if _bytes(rows[9 * n]) in (b"insert",
                                                                               b"update")]
         seen = yield RedisPlan(tuple(Command(("HGET", keys[4 + nindexes + 2 * n], "r"))
@@ -452,7 +491,7 @@ class TwoPhase(BackendCore):
             kind, expected, write_id = (_bytes(rows[9 * n]), _bytes(rows[9 * n + 1]),
                                         _bytes(rows[9 * n + 4]))
             if kind == b"check":
-                versions.append(int(expected))
+                versions.append(_plain(expected, intent))
                 continue
             if kind == b"delete":
                 versions.append(0)
@@ -767,28 +806,29 @@ class TwoPhase(BackendCore):
         nindexes = len(wire.unpack(_bytes(args[0]))) // 3
         rows = args[6:]
         nrows = len(rows) // 9
+        intent = keys[3 + nindexes + 2 * nrows]
         checks: list[tuple[str, int]] = []
         requests: list[WriteRequest] = []
         for n in range(nrows):
-            kind, expected, _, stored, _, _, _, changed, expiry = (
+            kind, expected_text, _, stored, _, _, _, changed, expiry = (
                 _bytes(v) for v in rows[9 * n:9 * n + 9])
+            expected = _plain(expected_text, intent)
             doc_key = keys[3 + nindexes + 2 * n]
             id = sortable.unescape_id(doc_key.split("}:d:", 1)[1])
             if kind == b"check":
-                checks.append((id, int(expected)))
+                checks.append((id, expected))
             elif kind == b"delete":
-                requests.append(WriteRequest("delete", id, int(expected)))
+                requests.append(WriteRequest("delete", id, expected))
             else:
                 raw = decompress(stored, options.model_name, id)
                 data = decode_document(raw, options.model_name, id)
                 values = {name: options.read_value(name, data) for name in options.fields}
                 values["id"] = id
                 names = frozenset(n.decode() for n in wire.unpack(changed)) if changed else None
-                text = expiry.decode()
                 requests.append(WriteRequest(
-                    "insert" if kind == b"insert" else "update", id, int(expected), data,
-                    values, names, Expiry(text) if text in ("keep", "persist") else int(text),
-                    raw))
+                    "insert" if kind == b"insert" else "update", id, expected, data,
+                    values, names, Expiry(expiry.decode()) if expiry in (b"keep", b"persist")
+                    else _plain(expiry, intent), raw))
         call = state.writes.tx(partition, checks, requests)
         spec = wire.unpack(_bytes(args[5]))
         checked = b""

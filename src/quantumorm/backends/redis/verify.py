@@ -31,7 +31,7 @@ from ...engine.drive import Op
 from ...errors import CorruptDocumentError
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
-from . import eviction, stored, twophase, wire
+from . import eviction, schemas, stored, twophase, wire
 from .calls import EntriesCall, InspectCall
 from .commands import Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
@@ -41,6 +41,7 @@ from .writes import index_members
 if TYPE_CHECKING:
     from ...document import Document
     from .backend import RedisBackend
+    from .core import ModelState
 
 BATCH = 500
 
@@ -172,6 +173,21 @@ class Damage:
     layout: bool = False  # whether the state hash's layout does not read
 
 
+def current_state(backend: RedisBackend, options: ModelOptions) -> Op[ModelState]:
+    """The model's state for verify() and repair(), its stored schema read afresh rather
+    than trusted from this connection's first use (one round trip): a schema damaged since
+    is refused (:class:`~quantumorm.errors.DamagedSchemaError`, nothing written), and one
+    another process changed since (another layout) is read again as a first use reads it.
+    A schema hash gone (evicted under allkeys-lru, deleted) leaves this connection's copy
+    in use, as before: read again, it would be stored anew with its indexes building, and
+    repair() would leave their entries as it found them."""
+    state = yield from backend.prepare(options)
+    fresh = yield from schemas.read(state.keys)  # (DamagedSchemaError if it does not read)
+    if fresh is not None and state.schema is not None and fresh.layout != state.schema.layout:
+        state = yield from backend.prepare(options, refresh=True)
+    return state
+
+
 def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
            progress: Progress | None = None,
            fix: Callable[[int, Damage], Op[None]] | None = None) -> Op[VerifyReport]:
@@ -179,7 +195,7 @@ def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
     after each partition is judged, with what was found wrong in it."""
     options = model._meta
     started = time.monotonic()
-    state = yield from backend.prepare(options)
+    state = yield from current_state(backend, options)
     schema = state.schema
     assert schema is not None
     ready = [index for index in options.indexes if index.name in schema.ready()]

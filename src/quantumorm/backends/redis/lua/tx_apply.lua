@@ -13,20 +13,80 @@
 -- ARGV[1]   "" (apply the intent stored), or an intent made again with the schema of now
 --           (twophase.py's _rebuilt, same form), applied in place of the stored one
 -- Returns   what tx.lua returns in apply mode; {"DONE", what the key holds} when it holds no
---           intent (applied: the versions it wrote; or "": released, or expired)
+--           intent (applied: the versions it wrote; or "": released, or expired); the error
+--           "DAMAGED <intent key> intent" when it holds neither (nothing written)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _tx
 
 local stored = redis.call("GET", KEYS[1])
--- (an intent is MessagePack {"call", ...}: "call" right after the array header of 1, 3 or
--- 5 bytes; anything else is the "applied" marker tx.lua leaves)
-local at = stored and string.find(string.sub(stored, 1, 10), "\164call", 1, true)
-if at ~= 2 and at ~= 4 and at ~= 6 then return {"DONE", stored or ""} end
+if not stored then return {"DONE", ""} end
+
+-- What the key holds is one of two things tx.lua writes, checked before any of it is
+-- applied; anything else (not MessagePack, cut short, another kind, counts that do not
+-- read) is refused, nothing written: "DAMAGED <intent key> intent" (twophase.py:
+-- DamagedTransactionError). Taken for "applied", a damaged intent would let the committing
+-- client forget a transaction whose documents here were never written.
+local function damaged() return redis.error_reply("DAMAGED " .. KEYS[1] .. " intent") end
+-- the intent: {"call", key count, keys..., args...}, in apply mode, its keys and rows
+-- adding up (the partition's three keys, one per index, two per row, then the intent key
+-- itself at its place; 9 arguments a row of a known kind, its expected version and expiry
+-- read)
+local function intent(blob)
+  local ok, flat = pcall(cmsgpack.unpack, blob)
+  if not (ok and type(flat) == "table" and flat[1] == "call"
+          and string.find(flat[2], "^%d+$")) then return nil end
+  local nkeys = tonumber(flat[2])
+  local nargs = #flat - 2 - nkeys
+  if nargs < 6 or (nargs - 6) % 9 ~= 0 then return nil end
+  local keys, args = {}, {}
+  for i = 1, nkeys do keys[i] = flat[2 + i] end
+  for i = 1, nargs do args[i] = flat[2 + nkeys + i] end
+  local described, spec
+  ok, described = pcall(cmsgpack.unpack, args[1])
+  if not (ok and type(described) == "table" and #described % 3 == 0) then return nil end
+  ok, spec = pcall(cmsgpack.unpack, args[6])
+  if not (ok and type(spec) == "table" and spec[1] == "apply"
+          and type(spec[2]) == "string") then return nil end
+  local nrows = (nargs - 6) / 9
+  if keys[#described / 3 + 4 + 2 * nrows] ~= KEYS[1] then return nil end
+  for n = 1, nrows do
+    local base = 6 + 9 * (n - 1)
+    local kind, expiry = args[base + 1], args[base + 9]
+    if kind ~= "check" and kind ~= "insert" and kind ~= "update" and kind ~= "delete" then
+      return nil
+    end
+    -- (the expected version and the expiry as "%d" wrote them: tonumber would read "+13")
+    if not string.find(args[base + 2], "^%d+$") then return nil end
+    if expiry ~= "keep" and expiry ~= "persist" and not string.find(expiry, "^%d+$") then
+      return nil
+    end
+  end
+  return keys, args
+end
+
+-- (an intent is MessagePack {"call", ...}, the applied marker {"applied", versions...}: the
+-- first element right after the array header of 1, 3 or 5 bytes)
+local head = string.sub(stored, 1, 14)
+local at = string.find(head, "\167applied", 1, true)
+if at == 2 or at == 4 or at == 6 then
+  local ok, flat = pcall(cmsgpack.unpack, stored)
+  if not (ok and type(flat) == "table") then return damaged() end
+  for i = 2, #flat do  -- (-1: a write left out)
+    if type(flat[i]) ~= "string" or not string.find(flat[i], "^%-?%d+$") then
+      return damaged()
+    end
+  end
+  return {"DONE", stored}
+end
+-- (pcall: an element of another type where one is read here, a Lua error, is damage too;
+-- the elements not read here are not type-checked one by one: that loop alone cost ~18k
+-- server instructions per apply, as much as every other check together)
+local read, keys, args = pcall(intent, stored)
+if not (read and keys) then return damaged() end
 -- (one made again is not stored: a refused apply leaves the intent as its prepare made it,
 -- made again by each settler, which then sends it before any other partition's)
-local flat = cmsgpack.unpack(ARGV[1] ~= "" and ARGV[1] or stored)
-local nkeys = tonumber(flat[2])
-local keys, args = {}, {}
-for i = 1, nkeys do keys[i] = flat[2 + i] end
-for i = 3 + nkeys, #flat do args[#args + 1] = flat[i] end
+if ARGV[1] ~= "" then
+  read, keys, args = pcall(intent, ARGV[1])
+  if not (read and keys) then return damaged() end
+end
 return transact(keys, args)

@@ -399,13 +399,15 @@ class DamagedTransactionError(DamagedMetaError):
     """A two-phase commit's record (``{namespace:2pc:txid}:r``) holds a field that does not
     read: its ``deadline`` (ms since the epoch, plain digits) or its ``state``; or an
     intent (``field`` "intent": what the transaction writes in a partition, ``key`` its
-    key) that does not unpack. Deciding the undecided
+    key) that does not unpack, or is stored without its locks. Deciding the undecided
     transaction by its deadline (a commit, or a recovery asking whether it expired) is
     refused with nothing changed; an abort needs no deadline and still works. Nothing of an
     undecided transaction is applied, so deleting the record aborts it (a missing record
     counts as aborted: the next reader, writer or sweep of its documents releases its
-    locks); it also expires by itself, soon after its real deadline. ``key`` and ``field``
-    name it; ``model`` and ``id`` are "" (a record spans models)."""
+    locks); it also expires by itself, soon after its real deadline. A committed one's
+    damaged intent keeps its partition locked until the intent is put back (a settle then
+    finishes the transaction) or deleted (that partition's writes given up). ``key`` and
+    ``field`` name it; ``model`` and ``id`` are "" (a record spans models)."""
 
     def __init__(self, key: str, field: str) -> None:
         self.key, self.field = key, field

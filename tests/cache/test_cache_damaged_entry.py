@@ -21,6 +21,8 @@ DAMAGE = {
     "blank": lambda v: b"E %d:" % v + STALE,
     "underscore": lambda v: b"E1_%d:" % v + STALE,
     "text": lambda v: b"Ex:" + STALE,
+    "leading zero": lambda v: b"E0%d:" % v + STALE,
+    "zero": lambda v: b"E0:" + STALE,
     "no header": lambda v: b"E%d" % v,
     "json not an object": lambda v: b"E%d:[1]" % v,
 }

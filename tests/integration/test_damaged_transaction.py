@@ -160,6 +160,11 @@ def _intent_damage(intent: bytes) -> dict[str, bytes]:
         "applied marker damaged": wire.pack([b"applied", b"1", b"x"]),
         "expected version signed": wire.pack([*flat[:-8], b"+" + flat[-8], *flat[-7:]]),
         "expiry signed": wire.pack([*flat[:-1], b"+5"]),
+        "spec without its record": wire.pack([*flat[:2 + int(flat[1]) + 5], wire.pack([b"apply"]),
+                                             *flat[2 + int(flat[1]) + 6:]]),
+        "meta pairs not msgpack": wire.pack([*flat[:-4], b"\xc1", *flat[-3:]]),
+        "lenient positions not msgpack": wire.pack([*flat[:-3], b"\xc1", *flat[-2:]]),
+        "changed names not msgpack": wire.pack([*flat[:-2], b"\xc1", flat[-1]]),
     }
 
 
@@ -332,3 +337,39 @@ def test_late_versions_refuse_a_check_version_that_is_not_plain_digits(
     with pytest.raises(DamagedTransactionError) as raised:
         conn.run(lambda b: conn.backend._late_versions(keys, tuple(args)))
     assert raised.value.key == intent and raised.value.field == "intent"
+
+
+def _row_id_changed(intent: bytes) -> bytes:
+    """The intent with its last row's id key changed (it still reads as an intent)."""
+    from quantumorm.backends.redis import wire
+
+    flat = wire.unpack(intent)
+    flat[-7] = flat[-7] + b"x"
+    return wire.pack(flat)
+
+
+@pytest.mark.parametrize("how", ["lock hash deleted", "row id key changed"])
+def test_an_intent_stored_without_its_locks_is_damage_not_applied(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """An intent still stored whose documents are not locked by its record (the partition's
+    lock hash deleted, a row's id key changed) was taken for an apply already made: the
+    record was forgotten and the partition's writes lost with no error. tx.lua's apply
+    refuses it (DAMAGED <intent key> intent): the record stays committed, the partition
+    unwritten; deleting the intent gives its writes up, as for any damaged intent."""
+    pair = _purses()
+    die_after(conn, transfer_tx(conn, pair, 10, 30.0), 3)  # committed, not applied
+    record = _record(redis_client)
+    intent = _intent_of(redis_client, pair[1])
+    if how == "lock hash deleted":
+        redis_client.delete(intent.split(":2pc:", 1)[0] + ":locks")
+    else:
+        redis_client.set(intent, _row_id_changed(redis_client.get(intent)))
+    with pytest.raises(DamagedTransactionError) as raised:
+        conn.run(lambda b: conn.backend.settle(record, None))
+    assert raised.value.key == intent and raised.value.field == "intent"
+    assert redis_client.hget(record, "state") == b"committed"
+    assert redis_client.exists(intent)
+    redis_client.delete(intent)  # (given up: the other partition's part stays applied)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert not redis_client.exists(record)
+    assert balances(pair) == {pair[0]: 90, pair[1]: 100}

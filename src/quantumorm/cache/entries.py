@@ -111,11 +111,11 @@ def entry_value(version: int, raw: bytes) -> bytes:
 def decode_entry(options: ModelOptions, id: str, value: bytes) -> Row:
     """A cached entry as the row the primary returned (decoded like any stored document,
     not validated again); :class:`CorruptDocumentError` when it does not read (its version
-    not plain digits as ``entry_value`` writes them: ``int`` would read "+13"; no header;
-    its JSON not an object)."""
+    not plain digits as ``entry_value`` writes them, with no leading zero: ``int`` would
+    read "+13", "013"; no header; its JSON not an object)."""
     colon = value.find(b":")
     version = value[1:colon]
-    if colon < 0 or not version.isdigit():
+    if colon < 0 or not (version[:1] in b"123456789" and version.isdigit()):
         raise CorruptDocumentError(options.model_name, id, "cached entry's version does not "
                                    f"read ({bytes(value[:colon if colon >= 0 else 24])!r})")
     try:

@@ -262,13 +262,21 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
         described, spec = wire.unpack(args[0]), wire.unpack(args[5])
         nrows = (len(args) - 6) // 9
         if not (isinstance(described, list) and len(described) % 3 == 0
-                and isinstance(spec, list) and spec[:1] == [b"apply"]
+                and isinstance(spec, list) and spec[:1] == [b"apply"] and len(spec) > 1
+                and isinstance(spec[1], bytes)
                 and len(keys) > len(described) // 3 + 3 + 2 * nrows
                 and keys[len(described) // 3 + 3 + 2 * nrows] == key.encode()
                 and all(args[6 + 9 * n] in ROW_KINDS and args[7 + 9 * n].isdigit()
                         and (args[14 + 9 * n] in (b"keep", b"persist")
                              or args[14 + 9 * n].isdigit()) for n in range(nrows))):
             raise ValueError("not an intent in apply mode")
+        for n in range(nrows):  # (a write's meta pairs, lenient positions, changed names)
+            if args[6 + 9 * n] in (b"insert", b"update"):
+                for blob in args[11 + 9 * n:14 + 9 * n]:
+                    if blob and not isinstance(wire.unpack(blob), list):
+                        raise ValueError("a write's lists do not unpack")
+                if not args[11 + 9 * n] or not args[12 + 9 * n]:
+                    raise ValueError("a write's lists missing")
         return tuple(k.decode() for k in keys), tuple(args)
     except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
@@ -949,7 +957,9 @@ class TwoPhase(BackendCore):
         cannot apply (a model it has not used changed its schema: see _roll_forward) is
         logged and left, applied by none of its partitions here, and the read goes on
         with what it read (before the transaction, as long as nobody applied part of it);
-        a read never raises for another's transaction."""
+        a read raises for another's transaction only when its record or an intent is
+        damaged (:class:`DamagedTransactionError`: what the read would return is not
+        known to be the transaction's before or after)."""
         try:
             return (yield from self.settle(record, locks))
         except TransactionError as failed:

@@ -46,7 +46,15 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   if phase == "apply" then  -- applied once: a second apply (or one after a release) is a no-op
     for n = 1, nrows do
       if redis.call("HGET", locks, ARGV[6 + 9 * (n - 1) + 3]) ~= record then
-        return {"DONE", redis.call("GET", intent_key) or ""}
+        -- (what an apply or a release left: the applied marker, or nothing. An intent still
+        -- stored without its locks is damage — the lock hash deleted, a row's id key
+        -- changed: the prepare writes both, the apply and the release replace or remove
+        -- both — and taken for "applied", this partition's writes would be lost)
+        local held = redis.call("GET", intent_key)
+        if held and string.find(string.sub(held, 1, 14), "\167applied", 1, true) == nil then
+          return redis.error_reply("DAMAGED " .. intent_key .. " intent")
+        end
+        return {"DONE", held or ""}
       end
     end
   end

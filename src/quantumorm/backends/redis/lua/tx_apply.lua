@@ -60,6 +60,19 @@ local function intent(blob)
     if expiry ~= "keep" and expiry ~= "persist" and not string.find(expiry, "^%d+$") then
       return nil
     end
+    -- (a write's meta pairs and lenient positions, unpacked by transact after this
+    -- partition's checks, and its changed names, copied into its event unread: each must
+    -- unpack to an array, or the apply would stop on a Lua error, other partitions already
+    -- applied, or write an event no reader can decode)
+    if kind == "insert" or kind == "update" then
+      for at = base + 6, base + 8 do
+        local blob = args[at]
+        if at < base + 8 or blob ~= "" then
+          local fine, list = pcall(cmsgpack.unpack, blob)
+          if not (fine and type(list) == "table") then return nil end
+        end
+      end
+    end
   end
   return keys, args
 end

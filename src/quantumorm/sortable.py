@@ -130,6 +130,8 @@ _SAFE_ID_BYTES_DELETED = bytes(sorted(_SAFE_ID_BYTES))  # (for bytes.translate)
 _NUMERIC_ID = re.compile(r"(?:0|[1-9][0-9]{0,38})\Z")
 #: a numeric id's key before its digits, by the number of digits
 _NUMERIC_PREFIXES = [b"\x01" + bytes([0x20 + size]) for size in range(40)]
+#: (for the write layout, which makes a numeric id's key in line on its hot paths)
+NUMERIC_PREFIXES = _NUMERIC_PREFIXES
 
 
 def escape_id(id: str) -> str:

@@ -51,7 +51,10 @@ def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[s
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
-    ids = ["1", "22", "abc", "a b%", "333"]
+    # (numeric ids, whose keys patch_calls makes in line, and ids that only look numeric:
+    # a leading zero, 40 digits, non-ASCII digits, a sign)
+    ids = ["1", "22", "abc", "a b%", "333", "0", "007", "9" * 39, "1" * 40, "\u0661\u0662",
+           "-1", "+1"]
     for layout_stamp in (b"", b"", b"7", b"7"):  # (first and remembered; a new layout)
         layout.layout = layout_stamp
         made = layout.patch_calls(ids, values, storage, expire)
@@ -59,5 +62,9 @@ def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[s
         assert type(made) is tuple and len(made) == len(ids)
         assert [_plain(call) for call in made] == [_plain(call) for call in expected]
         assert len({call.args[1] for call in made}) == len(ids)
+    for id in ids:  # (one id: the update by id's own path)
+        (call,) = layout.patch_calls([id], values, storage, expire)
+        (record,) = layout.patches([id], values, storage, expire)
+        assert _plain(call) == _plain(record.call())
     if model is Parted:  # (the ids fall on more than one partition)
         assert len({call.keys[2] for call in made}) > 1

@@ -52,7 +52,11 @@ from .commands import Call
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
+from .writeids import bits as _write_id_bits
 from .writeids import write_id as new_write_id
+
+#: sortable.id_key's prefix of a canonical numeric id, by its number of digits
+_NUMERIC_PREFIXES = sortable.NUMERIC_PREFIXES
 
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
 #: an index's entries in insert_many.lua's flat form when it has none (see _flat)
@@ -191,6 +195,8 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
+        #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
+        self._patch_one: dict[str, Patch] = {}
         #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
@@ -342,18 +348,25 @@ class WriteLayout:
         """``[call.call() for call in self.patches(...)]``, made without the records: the
         KEYS after a document's two keys are the same for every patch of a partition, kept
         per partition (the update by id's hot path)."""
-        if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
-            # (what _patch_args remembers for the common patch, looked up in line)
-            shape = self._patch_by.get(frozenset(values))
-            members = None if shape is None else shape[3].get(_memo_key(value))
-            constants = None if shape is None else shape[4].get(self.layout)
-            if members is None or constants is None:
+        if len(values) == 1:
+            ((name, value),) = values.items()  # (no iter()/next() calls)
+            if type(value) in _MEMO_TYPES:
+                # (what _patch_args remembers for the common patch, looked up in line: its
+                # shape by the field's name, no frozenset made; its members by value, as
+                # _memo_key gives the key)
+                shape = self._patch_one.get(name)
+                members = None if shape is None else shape[3].get(
+                    value if type(value) is str else (type(value), value))
+                constants = None if shape is None else shape[4].get(self.layout)
+                if members is None or constants is None:
+                    constants, members = self._patch_args(values, storage)
+            else:
                 constants, members = self._patch_args(values, storage)
         else:
             constants, members = self._patch_args(values, storage)
-        expiry = wire_expiry(expire)
+        # (wire_expiry, in line)
+        expiry = expire if type(expire) is Expiry else str(expire)
         keys, shared = self.keys, self._patch_keys
-        escape_id, id_key = sortable.escape_id, sortable.id_key
         one = keys.partitions == 1
         calls = []
         for id in ids:
@@ -363,9 +376,18 @@ class WriteLayout:
                 p = keys.partition(partition)
                 found = shared[partition] = (p.doc_prefix, p.meta_prefix, (
                     p.ids, p.ttl, p.state, *p.indexes, *((p.changes,) if self.events else ())))
-            escaped = escape_id(id)
-            calls.append(Call("patch", (found[0] + escaped, found[1] + escaped, *found[2]), (
-                id_key(id), new_write_id(), expiry, constants, *members)))
+            size = len(id)
+            if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+                # (a canonical numeric id, sortable.id_key's first case, in line: its
+                # escaped form is itself, every digit being a safe byte)
+                escaped, key = id, _NUMERIC_PREFIXES[size] + id.encode()
+            else:
+                escaped, key = sortable.escape_id(id), sortable.id_key(id)
+            call = Call("patch", (found[0] + escaped, found[1] + escaped, *found[2]), (
+                key, "%016x" % _write_id_bits(64), expiry, constants, *members))
+            if len(ids) == 1:  # (the update by id: no list made)
+                return (call,)
+            calls.append(call)
         return tuple(calls)
 
     def _patch_args(self, values: dict[str, Any],
@@ -441,8 +463,11 @@ class WriteLayout:
                  *[meta_name for _, _, meta_name in entries], *quads)
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
+            self._patch_one.clear()
         patch = self._patch_by[changed] = (
             items, entries, [fields[name].db_name for name in ordered], {}, {})
+        if len(ordered) == 1:  # (patch_calls finds it by the field's name)
+            self._patch_one[ordered[0]] = patch
         return patch
 
     def new_document(self, partition: int, request: WriteRequest,

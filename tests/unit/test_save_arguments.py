@@ -178,3 +178,33 @@ def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> No
     item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
     described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
     assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]
+
+
+class Spread(Document):
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "save_arguments_spread"
+        namespace = "unit"
+        partitions = 4
+
+
+@pytest.mark.parametrize("model", [Item, Spread])
+def test_a_single_writes_keys_and_id_key_are_the_key_spaces(model: type[Document]) -> None:
+    """The document and meta keys and the id key of a save of a known id (a numeric one made
+    in line) are the key space's and sortable.id_key's, for ids that are numeric and ids
+    that only look so (a leading zero, 40 digits, non-ASCII digits, a sign)."""
+    keys = KeySpace(model._meta)
+    layout = writes.WriteLayout(model._meta, keys)
+    for id in ["1", "0", "22", "9" * 39, "1" * 40, "007", "\u0661\u0662", "-1", "+1", "a b%"]:
+        for kind in ("insert", "update"):
+            doc = model(id=id)
+            request = WriteRequest(kind, id, 0 if kind == "insert" else 5, doc.clean(),
+                                   doc._values(), None, Expiry.KEEP, b"{}")
+            call = layout.save(request)
+            partition = keys.partition_of(id)
+            assert call.document_key == keys.doc(partition, id), id
+            assert call.meta_key == keys.meta(partition, id), id
+            assert call.id_key == sortable.id_key(id), id
+            assert call.ids_key == keys.partition(partition).ids
+            assert len(call.write_id) == 16 and int(call.write_id, 16) >= 0

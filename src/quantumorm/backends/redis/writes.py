@@ -276,9 +276,15 @@ class WriteLayout:
             id_key, doc_key, meta_key, sequence = b"", p.doc_prefix, p.meta_prefix, keys.sequence
             partition = 0
         else:
-            partition = keys.partition_of(request.id)
+            id = request.id
+            partition = 0 if keys.partitions == 1 else keys.partition_of(id)
             p = keys.partition(partition)
-            id_key, escaped = sortable.id_key(request.id), sortable.escape_id(request.id)
+            size = len(id)
+            if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+                # (sortable.id_key's first case in line, as patch_calls makes it)
+                id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
+            else:
+                id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
             doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
             sequence = p.ids  # unused; any key of the partition keeps one slot
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
@@ -288,7 +294,7 @@ class WriteLayout:
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
             request.kind, str(request.expected_version), id_key, self.document(request),
-            new_write_id(), packed_pairs, packed_indexes, self.manifests,
+            "%016x" % _write_id_bits(64), packed_pairs, packed_indexes, self.manifests,
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,

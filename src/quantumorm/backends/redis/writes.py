@@ -48,7 +48,7 @@ from .calls import (
     TxRow,
     TxWrite,
 )
-from .commands import Call
+from .commands import Call, script
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
@@ -93,6 +93,22 @@ def _pack_constants(items: Sequence[bytes | int]) -> bytes:
             assert isinstance(item, bytes)
             out.append(wire.item(item))
     return b"".join(out)
+
+
+_CRLF = b"\r\n"
+#: RESP bulk string heads by length (the usual lengths: longer ones are formatted)
+_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
+#: RESP array heads by count
+_ARRAY_HEADS = [b"*%d\r\n" % n for n in range(256)]
+
+
+def _bulk_head(size: int) -> bytes:
+    return _BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size
+
+
+def _bulk(item: bytes) -> bytes:
+    """``item`` as a RESP bulk string, as hiredis's ``pack_command`` writes an argument."""
+    return _bulk_head(len(item)) + item + _CRLF
 
 
 def _keep(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
@@ -174,7 +190,7 @@ class WriteLayout:
         self._changed: dict[frozenset[str], bytes] = {}
         #: per partition: the document and meta key prefixes and the KEYS every patch of
         #: the partition sends after its document's two (patch_calls)
-        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...], bytes, bytes]] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
@@ -197,6 +213,9 @@ class WriteLayout:
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
         self._patch_one: dict[str, Patch] = {}
+        #: a patch's packed arguments after its write id (Call.wire's tail), by the
+        #: expiry, constants and members they pack (patch_calls)
+        self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]], bytes] = {}
         #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
@@ -239,7 +258,9 @@ class WriteLayout:
         """The call of an insert (``insert.lua``) or an update (``save.lua``): one record."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
-        fields, compound, touched, packed_indexes = self._touched(changed)
+        # (_touched's remembered answer looked up in line: a tuple, never empty)
+        fields, compound, touched, packed_indexes = (
+            self._touched_by.get(changed) or self._touched(changed))
         if changed is None:
             # every field (an insert, or an update of all): its entries as a bulk insert
             # packs them, remembered per value, and per index in index order, which the
@@ -290,17 +311,22 @@ class WriteLayout:
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
             packed_indexes = wire.pack(_index_args(touched, values))
         events = self._save_events
+        raw = request.raw
+        if raw is None or len(raw) > self.max_document_bytes or self.compress is not None:
+            raw = self.document(request)  # (else what document() gives, without the call)
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
-            request.kind, str(request.expected_version), id_key, self.document(request),
+            request.kind, str(request.expected_version), id_key, raw,
             "%016x" % _write_id_bits(64), packed_pairs, packed_indexes, self.manifests,
             # (an Expiry is a str: its wire string)
             expire if type(expire := request.expire) is Expiry else str(expire),
             p.doc_prefix, p.meta_prefix, events,
             # (changed is None, an insert's or an update of every field: changed_names
-            # gives b"" for it, here without the call)
-            self.changed_names(changed) if events and changed is not None else b"",
+            # gives b"" for it, here without the call; else its remembered answer, never
+            # b"" when events are on, looked up in line)
+            (self._changed.get(changed) or self.changed_names(changed))
+            if events and changed is not None else b"",
             self.layout, members)
 
     def _touched(self, changed: frozenset[str] | None) -> Touched:
@@ -374,14 +400,31 @@ class WriteLayout:
         expiry = expire if type(expire) is Expiry else str(expire)
         keys, shared = self.keys, self._patch_keys
         one = keys.partitions == 1
+        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: what
+        # follows the write id, made once for all the ids)
+        # (remembered by its parts, which are themselves remembered: the same objects)
+        tails = self._patch_tails
+        tail = tails.get((expiry, constants, members))
+        if tail is None:
+            tail = b"".join([_bulk(expiry.encode()), _bulk(constants), *map(_bulk, members)])
+            if len(tail) <= 4 * _MEMO_BYTES:
+                if len(tails) >= _MEMO_LIMIT:
+                    tails.clear()
+                tails[(expiry, constants, members)] = tail
         calls = []
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
             if found is None:
                 p = keys.partition(partition)
-                found = shared[partition] = (p.doc_prefix, p.meta_prefix, (
-                    p.ids, p.ttl, p.state, *p.indexes, *((p.changes,) if self.events else ())))
+                others = (p.ids, p.ttl, p.state, *p.indexes,
+                          *((p.changes,) if self.events else ()))
+                found = shared[partition] = (
+                    p.doc_prefix, p.meta_prefix, others,
+                    # (the command's head, after the array's: EVALSHA, the SHA, the key count)
+                    _bulk(b"EVALSHA") + _bulk(script("patch").sha.encode())
+                    + _bulk(b"%d" % (2 + len(others))),
+                    b"".join([_bulk(key.encode()) for key in others]))
             size = len(id)
             if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
                 # (a canonical numeric id, sortable.id_key's first case, in line: its
@@ -389,8 +432,19 @@ class WriteLayout:
                 escaped, key = id, _NUMERIC_PREFIXES[size] + id.encode()
             else:
                 escaped, key = sortable.escape_id(id), sortable.id_key(id)
-            call = Call("patch", (found[0] + escaped, found[1] + escaped, *found[2]), (
-                key, "%016x" % _write_id_bits(64), expiry, constants, *members))
+            doc, meta = found[0] + escaped, found[1] + escaped
+            write_id = "%016x" % _write_id_bits(64)
+            packed_doc, packed_meta, others = doc.encode(), meta.encode(), found[2]
+            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 4 + len(members)
+            # arguments)
+            count = 9 + len(others) + len(members)
+            call = Call("patch", (doc, meta, *others), (
+                key, write_id, expiry, constants, *members), b"".join((
+                    _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count, found[3],
+                    _bulk_head(len(packed_doc)), packed_doc, _CRLF,
+                    _bulk_head(len(packed_meta)), packed_meta, _CRLF, found[4],
+                    _bulk_head(len(key)), key, _CRLF, b"$16\r\n", write_id.encode(), _CRLF,
+                    tail)))
             if len(ids) == 1:  # (the update by id: no list made)
                 return (call,)
             calls.append(call)

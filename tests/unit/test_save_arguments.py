@@ -208,3 +208,57 @@ def test_a_single_writes_keys_and_id_key_are_the_key_spaces(model: type[Document
             assert call.id_key == sortable.id_key(id), id
             assert call.ids_key == keys.partition(partition).ids
             assert len(call.write_id) == 16 and int(call.write_id, 16) >= 0
+
+
+def _resp(command: tuple[Any, ...]) -> bytes:
+    """RESP of a command, as hiredis's pack_command and redis-py's packer write it."""
+    items = [str(item).encode() if not isinstance(item, bytes) else item for item in command]
+    packed = b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item)
+                                               for item in items)
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return packed
+    assert pack_command(command) == packed
+    return packed
+
+
+class Quiet(Document):
+    n = IntField(indexed=True)
+    s = StringField(indexed=True)
+
+    class Meta:
+        collection = "save_arguments_quiet"
+        namespace = "unit"
+        changes = False
+
+
+@pytest.mark.parametrize("model", [Item, Spread, Quiet])
+def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None:
+    """The RESP bytes a single save carries (Call.wire, sent in place of packing its EVALSHA
+    command) are its command's, for inserts (id allocated or known) and updates of some
+    fields or all, with and without members, an expiry, a layout changed between saves."""
+    from quantumorm.backends.redis.reloads import step_args
+
+    layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+    rows = ROWS if model is Item else [{"n": 1, "s": "a"}, {"n": None}, {"n": 5, "s": "é" * 700}]
+    names = [name for name in rows[0] if name in model._meta.fields]
+    for stamp in (b"", b"", b"3", b"3"):
+        layout.layout = stamp
+        for row in rows:
+            doc = model(**{k: v for k, v in row.items() if k in model._meta.fields})
+            data = doc.clean()
+            ids: list[str | None] = ["1", "007", "a b%"]
+            if model._meta.partitions == 1:
+                ids.append(None)
+            for id in ids:
+                for kind, changed in [("insert", None), ("update", None),
+                                      ("update", frozenset(names[:1])),
+                                      ("update", frozenset(names))]:
+                    if id is None and kind != "insert":
+                        continue
+                    for expire in (Expiry.KEEP, Expiry.PERSIST, 60000):
+                        request = WriteRequest(kind, id, 0 if kind == "insert" else 5, data,
+                                               doc._values(), changed, expire, b'{"x":1}')
+                        call = layout.save(request).call()
+                        assert call.wire == _resp(step_args(call)), (kind, id, changed)

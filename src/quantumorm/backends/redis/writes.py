@@ -49,7 +49,7 @@ from .calls import (
     TxWrite,
 )
 from .commands import Call, script
-from .keys import KeySpace, manifest_field, meta_field
+from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
 from .writeids import bits as _write_id_bits
@@ -100,6 +100,15 @@ _CRLF = b"\r\n"
 _BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
 #: RESP array heads by count
 _ARRAY_HEADS = [b"*%d\r\n" % n for n in range(256)]
+#: save.lua's op of an update, in RESP
+_UPDATE = b"$6\r\nupdate\r\n"
+#: the usual expiries' wire strings in RESP
+_EXPIRIES = {"keep": b"$4\r\nkeep\r\n", "persist": b"$7\r\npersist\r\n"}
+#: what a single save of a partition by one script sends alike, in RESP (see
+#: WriteLayout._save_packed): the command's head after the array's, the keys after the
+#: document's two, the manifests, the prefixes and events, the layout they were made for
+#: and it packed, the command's count of items without the members
+SaveParts = tuple[bytes, bytes, bytes, bytes, bytes, bytes, int]
 
 
 def _bulk_head(size: int) -> bytes:
@@ -213,6 +222,8 @@ class WriteLayout:
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
         self._patch_one: dict[str, Patch] = {}
+        #: per (partition, script kind, sequence key): what its single saves send alike
+        self._save_parts: dict[tuple[int, str, str], SaveParts] = {}
         #: a patch's packed arguments after its write id (Call.wire's tail), by the
         #: expiry, constants and members they pack (patch_calls)
         self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]], bytes] = {}
@@ -314,20 +325,63 @@ class WriteLayout:
         raw = request.raw
         if raw is None or len(raw) > self.max_document_bytes or self.compress is not None:
             raw = self.document(request)  # (else what document() gives, without the call)
+        kind, write_id = request.kind, "%016x" % _write_id_bits(64)
+        # (an Expiry is a str: its wire string)
+        expiry = expire if type(expire := request.expire) is Expiry else str(expire)
+        # (changed is None, an insert's or an update of every field: changed_names gives
+        # b"" for it, here without the call; else its remembered answer, never b"" when
+        # events are on, looked up in line)
+        names = ((self._changed.get(changed) or self.changed_names(changed))
+                 if events and changed is not None else b"")
+        # the call's EVALSHA command in RESP (Call.wire), from the parts of its partition
+        # and script kept packed, as SaveCall.call() lays the arguments out
+        parts = self._save_parts.get((partition, kind, sequence))
+        if parts is None or parts[4] is not self.layout:
+            parts = self._save_packed(partition, p, kind, sequence)
+        front, shared, middle, after, _, layout_part, count = parts
+        packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
+        out = [_ARRAY_HEADS[count + 1] if members else _ARRAY_HEADS[count], front,
+               _bulk_head(len(packed_doc)), packed_doc, _CRLF,
+               _bulk_head(len(packed_meta)), packed_meta, _CRLF, shared]
+        if kind != "insert":
+            out += (_UPDATE, _bulk(str(request.expected_version).encode()))
+        out += (_bulk_head(len(id_key)), id_key, _CRLF, _bulk_head(len(raw)), raw, _CRLF,
+                b"$16\r\n", write_id.encode(), _CRLF, _bulk(packed_pairs),
+                _bulk(packed_indexes), middle,
+                _EXPIRIES.get(expiry) or _bulk(expiry.encode()), after)
+        if kind != "insert":
+            out.append(_bulk(names))
+        out.append(layout_part)
+        if members:
+            out.append(_bulk(members))
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
-            request.kind, str(request.expected_version), id_key, raw,
-            "%016x" % _write_id_bits(64), packed_pairs, packed_indexes, self.manifests,
-            # (an Expiry is a str: its wire string)
-            expire if type(expire := request.expire) is Expiry else str(expire),
-            p.doc_prefix, p.meta_prefix, events,
-            # (changed is None, an insert's or an update of every field: changed_names
-            # gives b"" for it, here without the call; else its remembered answer, never
-            # b"" when events are on, looked up in line)
-            (self._changed.get(changed) or self.changed_names(changed))
-            if events and changed is not None else b"",
-            self.layout, members)
+            kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,
+            packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix, events,
+            names, self.layout, members, b"".join(out))
+
+    def _save_packed(self, partition: int, p: PartitionKeys, kind: str,
+                     sequence: str) -> SaveParts:
+        """What every single save of partition ``p`` by ``kind``'s script sends alike, in
+        RESP (see :meth:`save`), remembered under the schema layout it carries."""
+        events = self._save_events
+        others = (p.ids, sequence, p.ttl, p.state, *p.indexes,
+                  *((p.changes,) if events else ()))
+        insert = kind == "insert"
+        parts = (
+            _bulk(b"EVALSHA") + _bulk(script("insert" if insert else "save").sha.encode())
+            + _bulk(b"%d" % (2 + len(others))),
+            b"".join([_bulk(key.encode()) for key in others]), _bulk(self.manifests),
+            _bulk(p.doc_prefix.encode()) + _bulk(p.meta_prefix.encode()) + _bulk(events),
+            self.layout, _bulk(self.layout),
+            # (the command's items, but the members: EVALSHA, SHA, key count, the keys, the
+            # arguments)
+            3 + 2 + len(others) + (11 if insert else 14))
+        if len(self._save_parts) > 64:
+            self._save_parts.clear()
+        self._save_parts[(partition, kind, sequence)] = parts
+        return parts
 
     def _touched(self, changed: frozenset[str] | None) -> Touched:
         """What a save of the fields ``changed`` (None: all) writes, worked out once per

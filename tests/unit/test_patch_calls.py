@@ -71,7 +71,7 @@ def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[s
     # (numeric ids, whose keys patch_calls makes in line, and ids that only look numeric:
     # a leading zero, 40 digits, non-ASCII digits, a sign)
     ids = ["1", "22", "abc", "a b%", "333", "0", "007", "9" * 39, "1" * 40, "\u0661\u0662",
-           "-1", "+1"]
+           "-1", "+1", "x" * 1500, "\u00e9" * 400]
     for layout_stamp in (b"", b"", b"7", b"7"):  # (first and remembered; a new layout)
         layout.layout = layout_stamp
         made = layout.patch_calls(ids, values, storage, expire)

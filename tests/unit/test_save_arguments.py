@@ -248,7 +248,7 @@ def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None
         for row in rows:
             doc = model(**{k: v for k, v in row.items() if k in model._meta.fields})
             data = doc.clean()
-            ids: list[str | None] = ["1", "007", "a b%"]
+            ids: list[str | None] = ["1", "007", "a b%", "x" * 1500, "é" * 400]
             if model._meta.partitions == 1:
                 ids.append(None)
             for id in ids:

@@ -167,12 +167,13 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]],
         pool.release(conn)
 
 
-async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+async def _around_trip(pool: Any, commands: list[tuple[Any, ...]],
+                       wire: bytes | None = None) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
     disconnected: the reply would otherwise be read by the next caller)."""
     conn = await pool.get_connection(*ASYNC_GET)
     try:
-        await _asend(conn, _pack(conn, commands))
+        await _asend(conn, [wire] if wire is not None else _pack(conn, commands))
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -401,8 +402,13 @@ class AsyncRedisExecutor:
             if send is None:
                 return await self._exchange(plan, writer, reader)
         try:
-            replies = await (_around_trip(writer.connection_pool, commands) if send is None
-                             else self._send(send))
+            if send is None:  # (a lone script call packed by its maker: as the sync twin)
+                step = plan.steps[0]
+                replies = await _around_trip(
+                    writer.connection_pool, commands, step.wire if len(commands) == 1 and type(
+                        step) is Call and commands[0][0] == "EVALSHA" else None)
+            else:
+                replies = await self._send(send)
         except BaseException as exc:
             failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
         else:

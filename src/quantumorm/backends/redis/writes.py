@@ -339,21 +339,28 @@ class WriteLayout:
         if parts is None or parts[4] is not self.layout:
             parts = self._save_packed(partition, p, kind, sequence)
         front, shared, middle, after, _, layout_part, count = parts
+        heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
         out = [_ARRAY_HEADS[count + 1] if members else _ARRAY_HEADS[count], front,
-               _bulk_head(len(packed_doc)), packed_doc, _CRLF,
-               _bulk_head(len(packed_meta)), packed_meta, _CRLF, shared]
+               heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc, _CRLF,
+               heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n), packed_meta,
+               _CRLF, shared]
         if kind != "insert":
-            out += (_UPDATE, _bulk(str(request.expected_version).encode()))
-        out += (_bulk_head(len(id_key)), id_key, _CRLF, _bulk_head(len(raw)), raw, _CRLF,
-                b"$16\r\n", write_id.encode(), _CRLF, _bulk(packed_pairs),
-                _bulk(packed_indexes), middle,
+            version = str(request.expected_version).encode()
+            out += (_UPDATE, heads[len(version)], version, _CRLF)
+        out += (heads[n] if (n := len(id_key)) < 1024 else _bulk_head(n), id_key, _CRLF,
+                heads[n] if (n := len(raw)) < 1024 else _bulk_head(n), raw, _CRLF,
+                b"$16\r\n", write_id.encode(), _CRLF,
+                heads[n] if (n := len(packed_pairs)) < 1024 else _bulk_head(n), packed_pairs,
+                _CRLF,
+                heads[n] if (n := len(packed_indexes)) < 1024 else _bulk_head(n),
+                packed_indexes, _CRLF, middle,
                 _EXPIRIES.get(expiry) or _bulk(expiry.encode()), after)
         if kind != "insert":
-            out.append(_bulk(names))
+            out += (heads[n] if (n := len(names)) < 1024 else _bulk_head(n), names, _CRLF)
         out.append(layout_part)
         if members:
-            out.append(_bulk(members))
+            out += (heads[n] if (n := len(members)) < 1024 else _bulk_head(n), members, _CRLF)
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
@@ -465,7 +472,7 @@ class WriteLayout:
                 if len(tails) >= _MEMO_LIMIT:
                     tails.clear()
                 tails[(expiry, constants, members)] = tail
-        calls = []
+        calls, heads = [], _BULK_HEADS
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
@@ -495,10 +502,11 @@ class WriteLayout:
             call = Call("patch", (doc, meta, *others), (
                 key, write_id, expiry, constants, *members), b"".join((
                     _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count, found[3],
-                    _bulk_head(len(packed_doc)), packed_doc, _CRLF,
-                    _bulk_head(len(packed_meta)), packed_meta, _CRLF, found[4],
-                    _bulk_head(len(key)), key, _CRLF, b"$16\r\n", write_id.encode(), _CRLF,
-                    tail)))
+                    heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
+                    _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
+                    packed_meta, _CRLF, found[4],
+                    heads[n] if (n := len(key)) < 1024 else _bulk_head(n), key, _CRLF,
+                    b"$16\r\n", write_id.encode(), _CRLF, tail)))
             if len(ids) == 1:  # (the update by id: no list made)
                 return (call,)
             calls.append(call)

@@ -259,8 +259,8 @@ class SyncRedisExecutor:
             # (the same round either way: first_commands' commands are first_send's)
             if send is None:
                 # (a lone script call sent by EVALSHA whose maker packed it: its bytes)
-                step = plan.steps[0]
-                replies = _round_trip(pool, commands, step.wire if len(commands) == 1 and type(
+                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
+                replies = _round_trip(pool, commands, step.wire if type(
                     step) is Call and commands[0][0] == "EVALSHA" else None)
             else:
                 replies = self._send(send)
@@ -403,9 +403,9 @@ class AsyncRedisExecutor:
                 return await self._exchange(plan, writer, reader)
         try:
             if send is None:  # (a lone script call packed by its maker: as the sync twin)
-                step = plan.steps[0]
+                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
                 replies = await _around_trip(
-                    writer.connection_pool, commands, step.wire if len(commands) == 1 and type(
+                    writer.connection_pool, commands, step.wire if type(
                         step) is Call and commands[0][0] == "EVALSHA" else None)
             else:
                 replies = await self._send(send)

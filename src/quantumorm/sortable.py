@@ -128,6 +128,8 @@ _SAFE_ID_BYTES = frozenset(
 _SAFE_ID_BYTES_DELETED = bytes(sorted(_SAFE_ID_BYTES))  # (for bytes.translate)
 #: a numeric id's key before its digits, by the number of digits
 _NUMERIC_PREFIXES = [b"\x01" + bytes([0x20 + size]) for size in range(40)]
+#: (for the write layout, which makes a numeric id's key in line on its hot paths)
+NUMERIC_PREFIXES = _NUMERIC_PREFIXES
 
 
 def escape_id(id: str) -> str:

@@ -186,12 +186,12 @@ async def test_a_retried_failure_carries_only_its_own_error(
     losses = iter(range(1, 100))
     real, areal = executor._round_trip, executor._around_trip
 
-    def lost(pool: Any, commands: Any) -> Any:
-        real(pool, commands)
+    def lost(pool: Any, commands: Any, wire: Any = None) -> Any:
+        real(pool, commands, wire)
         raise redis.ConnectionError(f"lost reply #{next(losses)}")
 
-    async def alost(pool: Any, commands: Any) -> Any:
-        await areal(pool, commands)
+    async def alost(pool: Any, commands: Any, wire: Any = None) -> Any:
+        await areal(pool, commands, wire)
         raise redis.ConnectionError(f"lost reply #{next(losses)}")
 
     monkeypatch.setattr(executor, "_round_trip", lost)

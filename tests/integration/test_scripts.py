@@ -82,3 +82,25 @@ def test_scripts_declare_their_flags() -> None:
         "cache_read": "#!lua", "cache_fill": "#!lua", "cache_query_get": "#!lua",
         "cache_query_put": "#!lua", "cache_begin": "#!lua flags=allow-oom",
         "cache_finish": "#!lua flags=allow-oom", "cache_invalidate": "#!lua flags=allow-oom"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_update_by_id_sent_packed_survives_a_flushed_script_cache(
+        conn: Any, redis_client: Any, redis_url: str, mode: str) -> None:
+    """An update by id's call goes out as the bytes its write layout packed (Call.wire, on
+    the sync path); refused NOSCRIPT after a SCRIPT FLUSH, it is sent again by the exchange
+    and applied: a newer version, the index moved."""
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="eval")
+    doc = await call(Note(text="packed", n=1), "save", mode)
+    assert await call(Note.objects.filter(id=doc.id), "update", mode, n=2) == 1
+    version = (await call(Note.objects, "get", mode, id=doc.id))._version
+    for n in (3, 4):
+        redis_client.script_flush()
+        assert await call(Note.objects.filter(id=doc.id), "update", mode, n=n) == 1
+        got = await call(Note.objects, "get", mode, id=doc.id)
+        assert got.n == n and got._version > version
+        version = got._version
+    assert await call(Note.objects.filter(n=4), "count", mode) == 1
+    assert await call(Note.objects.filter(id__in=[doc.id, "nope"]), "update", mode, n=5) == 1
+    assert_indexes_consistent(redis_client, Note)

@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
+try:
+    import hiredis
+except ImportError:  # (redis-py's own packer writes the same bytes)
+    hiredis = None  # type: ignore[assignment]
+
 from quantumorm import Document, IntField, StringField
 from quantumorm.backends.redis import writes
 from quantumorm.backends.redis.commands import Call
+from quantumorm.backends.redis.reloads import step_args
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import Expiry
 
@@ -41,9 +47,20 @@ def _plain(call: Call) -> tuple[Any, ...]:
     return (call.script, call.keys, call.args[:1] + call.args[2:])
 
 
+def _packed(command: tuple[Any, ...]) -> bytes:
+    """RESP of a command, as hiredis's pack_command and redis-py's packer write it."""
+    items = [str(item).encode() if not isinstance(item, bytes) else item for item in command]
+    packed = b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item)
+                                               for item in items)
+    if hiredis is not None:
+        assert hiredis.pack_command(command) == packed
+    return packed
+
+
 @pytest.mark.parametrize("model", [OnePart, Parted])
 @pytest.mark.parametrize("values", [{"n": 5}, {"title": "x"}, {"n": 7, "title": "y"},
-                                    {"title": None}])
+                                    {"title": None}, {"title": "\u00e9" * 600},
+                                    {"title": "é" + "x" * 1100}])
 @pytest.mark.parametrize("expire", [Expiry.KEEP, Expiry.PERSIST, 60000])
 def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[str, Any],
                                            expire: Expiry | int) -> None:
@@ -51,7 +68,10 @@ def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[s
     storage = {fields[name].db_name: fields[name].to_storage(value)
                for name, value in values.items()}
     layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
-    ids = ["1", "22", "abc", "a b%", "333"]
+    # (numeric ids, whose keys patch_calls makes in line, and ids that only look numeric:
+    # a leading zero, 40 digits, non-ASCII digits, a sign)
+    ids = ["1", "22", "abc", "a b%", "333", "0", "007", "9" * 39, "1" * 40, "\u0661\u0662",
+           "-1", "+1", "x" * 1500, "\u00e9" * 400]
     for layout_stamp in (b"", b"", b"7", b"7"):  # (first and remembered; a new layout)
         layout.layout = layout_stamp
         made = layout.patch_calls(ids, values, storage, expire)
@@ -59,5 +79,12 @@ def test_patch_calls_are_the_records_calls(model: type[Document], values: dict[s
         assert type(made) is tuple and len(made) == len(ids)
         assert [_plain(call) for call in made] == [_plain(call) for call in expected]
         assert len({call.args[1] for call in made}) == len(ids)
+        for call in made:  # (its RESP bytes: what hiredis packs of its EVALSHA command)
+            assert call.wire == _packed(step_args(call))
+    for id in ids:  # (one id: the update by id's own path)
+        (call,) = layout.patch_calls([id], values, storage, expire)
+        (record,) = layout.patches([id], values, storage, expire)
+        assert _plain(call) == _plain(record.call())
+        assert call.wire == _packed(step_args(call))
     if model is Parted:  # (the ids fall on more than one partition)
         assert len({call.keys[2] for call in made}) > 1

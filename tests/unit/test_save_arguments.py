@@ -178,3 +178,87 @@ def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> No
     item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
     described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
     assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]
+
+
+class Spread(Document):
+    n = IntField(indexed=True)
+
+    class Meta:
+        collection = "save_arguments_spread"
+        namespace = "unit"
+        partitions = 4
+
+
+@pytest.mark.parametrize("model", [Item, Spread])
+def test_a_single_writes_keys_and_id_key_are_the_key_spaces(model: type[Document]) -> None:
+    """The document and meta keys and the id key of a save of a known id (a numeric one made
+    in line) are the key space's and sortable.id_key's, for ids that are numeric and ids
+    that only look so (a leading zero, 40 digits, non-ASCII digits, a sign)."""
+    keys = KeySpace(model._meta)
+    layout = writes.WriteLayout(model._meta, keys)
+    for id in ["1", "0", "22", "9" * 39, "1" * 40, "007", "\u0661\u0662", "-1", "+1", "a b%"]:
+        for kind in ("insert", "update"):
+            doc = model(id=id)
+            request = WriteRequest(kind, id, 0 if kind == "insert" else 5, doc.clean(),
+                                   doc._values(), None, Expiry.KEEP, b"{}")
+            call = layout.save(request)
+            partition = keys.partition_of(id)
+            assert call.document_key == keys.doc(partition, id), id
+            assert call.meta_key == keys.meta(partition, id), id
+            assert call.id_key == sortable.id_key(id), id
+            assert call.ids_key == keys.partition(partition).ids
+            assert len(call.write_id) == 16 and int(call.write_id, 16) >= 0
+
+
+def _resp(command: tuple[Any, ...]) -> bytes:
+    """RESP of a command, as hiredis's pack_command and redis-py's packer write it."""
+    items = [str(item).encode() if not isinstance(item, bytes) else item for item in command]
+    packed = b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item)
+                                               for item in items)
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return packed
+    assert pack_command(command) == packed
+    return packed
+
+
+class Quiet(Document):
+    n = IntField(indexed=True)
+    s = StringField(indexed=True)
+
+    class Meta:
+        collection = "save_arguments_quiet"
+        namespace = "unit"
+        changes = False
+
+
+@pytest.mark.parametrize("model", [Item, Spread, Quiet])
+def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None:
+    """The RESP bytes a single save carries (Call.wire, sent in place of packing its EVALSHA
+    command) are its command's, for inserts (id allocated or known) and updates of some
+    fields or all, with and without members, an expiry, a layout changed between saves."""
+    from quantumorm.backends.redis.reloads import step_args
+
+    layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+    rows = ROWS if model is Item else [{"n": 1, "s": "a"}, {"n": None}, {"n": 5, "s": "é" * 700}]
+    names = [name for name in rows[0] if name in model._meta.fields]
+    for stamp in (b"", b"", b"3", b"3"):
+        layout.layout = stamp
+        for row in rows:
+            doc = model(**{k: v for k, v in row.items() if k in model._meta.fields})
+            data = doc.clean()
+            ids: list[str | None] = ["1", "007", "a b%", "x" * 1500, "é" * 400]
+            if model._meta.partitions == 1:
+                ids.append(None)
+            for id in ids:
+                for kind, changed in [("insert", None), ("update", None),
+                                      ("update", frozenset(names[:1])),
+                                      ("update", frozenset(names))]:
+                    if id is None and kind != "insert":
+                        continue
+                    for expire in (Expiry.KEEP, Expiry.PERSIST, 60000):
+                        request = WriteRequest(kind, id, 0 if kind == "insert" else 5, data,
+                                               doc._values(), changed, expire, b'{"x":1}')
+                        call = layout.save(request).call()
+                        assert call.wire == _resp(step_args(call)), (kind, id, changed)

@@ -58,16 +58,25 @@ def expiry(backend: Backend, options: Any, ttl: Any = MISSING) -> Expiry | int:
 
 
 def save(backend: Backend, doc: D, ttl: Any = MISSING) -> Op[D]:
-    prepared.check_whole(doc)
-    expire = expiry(backend, doc._meta, ttl)
-    signals.pre_save.send(type(doc), document=doc)
+    # (every save asks; the common answers in line, without a call: a document loaded
+    # whole, no ttl= and no Meta.ttl (expiry() gives KEEP), no receiver connected to a
+    # signal (its send would loop over none) -- the receivers' tuple is a snapshot, replaced
+    # whole by a connect, as send reads it)
+    if doc._partial is not None:
+        prepared.check_whole(doc)
+    options = doc._meta
+    expire = (Expiry.KEEP if ttl is MISSING and options.ttl is None
+              else expiry(backend, options, ttl))
+    if signals.pre_save._receivers:
+        signals.pre_save.send(type(doc), document=doc)
     data, changed = prepared.clean(doc)
     request = prepared.request(doc, data, expire, changed)
     if request is None:
         return doc
-    (result,) = yield from backend.write(doc._meta, [request])
+    (result,) = yield from backend.write(options, [request])
     prepared.applied(doc, data, result)
-    signals.post_save.send(type(doc), document=doc, created=request.kind == "insert")
+    if signals.post_save._receivers:
+        signals.post_save.send(type(doc), document=doc, created=request.kind == "insert")
     return doc
 
 
@@ -297,7 +306,8 @@ def update_where(backend: Backend, model: type[D], spec: QuerySpec,
     in_place = getattr(backend, "update_fields", None)
     patched = 0
     if (in_place is not None and ids
-            and not _heard(model, signals.pre_save, signals.post_save)
+            and not ((signals.pre_save._receivers or signals.post_save._receivers)
+                     and _heard(model, signals.pre_save, signals.post_save))
             and patchable(model, changes)):
         fields = model._meta.fields
         if len(changes) == 1:  # (the common patch: one field, no comprehension's frame)

@@ -56,6 +56,8 @@ class SaveCall:
     #: encodings; b"": the script reads them from ``values`` (and the call leaves the
     #: argument out: every argument costs the server a string made for the script)
     members: bytes = b""
+    #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
+    wire: bytes | None = None
 
     def call(self) -> Call:
         keys = (self.document_key, self.meta_key, self.ids_key, self.sequence_key,
@@ -73,7 +75,7 @@ class SaveCall:
                     self.doc_prefix, self.meta_prefix, self.events, self.changed,
                     self.layout)
         return Call("insert" if self.op == "insert" else "save", keys,
-                    (*args, self.members) if self.members else args)
+                    (*args, self.members) if self.members else args, self.wire)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from .luachunks import Chunk, cold_table, prune, split
 
@@ -100,12 +100,21 @@ class Call:
     script: str
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+    #: the call's ``EVALSHA`` command as the RESP bytes hiredis's ``pack_command`` makes of
+    #: it, when its maker built them from parts it keeps packed (an update by id: see
+    #: ``WriteLayout.patch_calls``); None otherwise. Not a field: two calls are equal by
+    #: their script, keys and arguments. The sync executor sends it in place of packing
+    #: the command when it calls the script by ``EVALSHA`` (nothing else reads it).
+    wire: ClassVar[bytes | None] = None
 
-    def __init__(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+    def __init__(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...],
+                 wire: bytes | None = None) -> None:
         fields = self.__dict__  # (as Command's)
         fields["script"] = script
         fields["keys"] = keys
         fields["args"] = args
+        if wire is not None:
+            fields["wire"] = wire
 
 
 Step = Union[Command, Call]

@@ -9,6 +9,7 @@ resend of a plan that a script refused because the schema changed under it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from weakref import ref as _ref
 from typing import Any, TypeVar
 
 from ... import logs
@@ -152,6 +153,14 @@ class BackendCore:
         self.max_block = max_block
 
     def _state(self, options: ModelOptions) -> ModelState:
+        # (state_for's lookup in line, every operation asks: the options' weak map read by
+        # the weak reference it is keyed by, as WeakKeyDictionary.get reads it, with no
+        # call of state_for nor of get, and no closure made)
+        states: Any = options.__dict__.get("_states")
+        if states is not None:
+            state: ModelState | None = states.data.get(_ref(self))
+            if state is not None:
+                return state
         return options.state_for(self, lambda: ModelState(options, self.max_document_bytes))
 
     def prepare(self, options: ModelOptions, refresh: bool = False) -> Op[ModelState]:

@@ -133,7 +133,8 @@ def _straight(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
     return commands
 
 
-def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+def _round_trip(pool: Any, commands: list[tuple[Any, ...]],
+                wire: bytes | None = None) -> list[Any]:
     """One round trip on a connection of ``pool``: every command written at once, then a
     reply per command, an error reply (NOSCRIPT included) as the reply, as a pipeline with
     ``raise_on_error=False`` gives it. A connection error or timeout has disconnected the
@@ -142,7 +143,9 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     drops a connection marked for reconnect as it takes it back."""
     conn = pool.get_connection(*SYNC_GET)
     try:
-        if _hiredis_pack is not None and len(commands) == 1:  # (_pack's first case, inline)
+        if wire is not None:  # (one command, packed by its maker: see Call.wire)
+            packed = [wire]
+        elif _hiredis_pack is not None and len(commands) == 1:  # (_pack's first case, inline)
             try:
                 packed = [_hiredis_pack(commands[0])]
             except TypeError:
@@ -164,12 +167,13 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         pool.release(conn)
 
 
-async def _around_trip(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+async def _around_trip(pool: Any, commands: list[tuple[Any, ...]],
+                       wire: bytes | None = None) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
     disconnected: the reply would otherwise be read by the next caller)."""
     conn = await pool.get_connection(*ASYNC_GET)
     try:
-        await _asend(conn, _pack(conn, commands))
+        await _asend(conn, [wire] if wire is not None else _pack(conn, commands))
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -253,7 +257,13 @@ class SyncRedisExecutor:
                 return self._exchange(plan)
         try:
             # (the same round either way: first_commands' commands are first_send's)
-            replies = _round_trip(pool, commands) if send is None else self._send(send)
+            if send is None:
+                # (a lone script call sent by EVALSHA whose maker packed it: its bytes)
+                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
+                replies = _round_trip(pool, commands, step.wire if type(
+                    step) is Call and commands[0][0] == "EVALSHA" else None)
+            else:
+                replies = self._send(send)
         except BaseException as exc:
             # (the exchange runs outside this handler: its retries' errors must not carry
             # this one as their context, nor keep it alive through the backoff)
@@ -392,8 +402,13 @@ class AsyncRedisExecutor:
             if send is None:
                 return await self._exchange(plan, writer, reader)
         try:
-            replies = await (_around_trip(writer.connection_pool, commands) if send is None
-                             else self._send(send))
+            if send is None:  # (a lone script call packed by its maker: as the sync twin)
+                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
+                replies = await _around_trip(
+                    writer.connection_pool, commands, step.wire if type(
+                        step) is Call and commands[0][0] == "EVALSHA" else None)
+            else:
+                replies = await self._send(send)
         except BaseException as exc:
             failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
         else:

@@ -48,11 +48,15 @@ from .calls import (
     TxRow,
     TxWrite,
 )
-from .commands import Call
-from .keys import KeySpace, manifest_field, meta_field
+from .commands import Call, script
+from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
+from .writeids import bits as _write_id_bits
 from .writeids import write_id as new_write_id
+
+#: sortable.id_key's prefix of a canonical numeric id, by its number of digits
+_NUMERIC_PREFIXES = sortable.NUMERIC_PREFIXES
 
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
 #: an index's entries in insert_many.lua's flat form when it has none (see _flat)
@@ -89,6 +93,31 @@ def _pack_constants(items: Sequence[bytes | int]) -> bytes:
             assert isinstance(item, bytes)
             out.append(wire.item(item))
     return b"".join(out)
+
+
+_CRLF = b"\r\n"
+#: RESP bulk string heads by length (the usual lengths: longer ones are formatted)
+_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
+#: RESP array heads by count
+_ARRAY_HEADS = [b"*%d\r\n" % n for n in range(256)]
+#: save.lua's op of an update, in RESP
+_UPDATE = b"$6\r\nupdate\r\n"
+#: the usual expiries' wire strings in RESP
+_EXPIRIES = {"keep": b"$4\r\nkeep\r\n", "persist": b"$7\r\npersist\r\n"}
+#: what a single save of a partition by one script sends alike, in RESP (see
+#: WriteLayout._save_packed): the command's head after the array's, the keys after the
+#: document's two, the manifests, the prefixes and events, the layout they were made for
+#: and it packed, the command's count of items without the members
+SaveParts = tuple[bytes, bytes, bytes, bytes, bytes, bytes, int]
+
+
+def _bulk_head(size: int) -> bytes:
+    return _BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size
+
+
+def _bulk(item: bytes) -> bytes:
+    """``item`` as a RESP bulk string, as hiredis's ``pack_command`` writes an argument."""
+    return _bulk_head(len(item)) + item + _CRLF
 
 
 def _keep(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
@@ -170,7 +199,7 @@ class WriteLayout:
         self._changed: dict[frozenset[str], bytes] = {}
         #: per partition: the document and meta key prefixes and the KEYS every patch of
         #: the partition sends after its document's two (patch_calls)
-        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...], bytes, bytes]] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
@@ -191,6 +220,13 @@ class WriteLayout:
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
+        #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
+        self._patch_one: dict[str, Patch] = {}
+        #: per (partition, script kind, sequence key): what its single saves send alike
+        self._save_parts: dict[tuple[int, str, str], SaveParts] = {}
+        #: a patch's packed arguments after its write id (Call.wire's tail), by the
+        #: expiry, constants and members they pack (patch_calls)
+        self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]], bytes] = {}
         #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
@@ -233,7 +269,9 @@ class WriteLayout:
         """The call of an insert (``insert.lua``) or an update (``save.lua``): one record."""
         assert request.values is not None and request.data is not None
         values, changed, keys = request.values, request.changed, self.keys
-        fields, compound, touched, packed_indexes = self._touched(changed)
+        # (_touched's remembered answer looked up in line: a tuple, never empty)
+        fields, compound, touched, packed_indexes = (
+            self._touched_by.get(changed) or self._touched(changed))
         if changed is None:
             # every field (an insert, or an update of all): its entries as a bulk insert
             # packs them, remembered per value, and per index in index order, which the
@@ -270,26 +308,87 @@ class WriteLayout:
             id_key, doc_key, meta_key, sequence = b"", p.doc_prefix, p.meta_prefix, keys.sequence
             partition = 0
         else:
-            partition = keys.partition_of(request.id)
+            id = request.id
+            partition = 0 if keys.partitions == 1 else keys.partition_of(id)
             p = keys.partition(partition)
-            id_key, escaped = sortable.id_key(request.id), sortable.escape_id(request.id)
+            size = len(id)
+            if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+                # (sortable.id_key's first case in line, as patch_calls makes it)
+                id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
+            else:
+                id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
             doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
             sequence = p.ids  # unused; any key of the partition keeps one slot
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
             packed_indexes = wire.pack(_index_args(touched, values))
         events = self._save_events
+        raw = request.raw
+        if raw is None or len(raw) > self.max_document_bytes or self.compress is not None:
+            raw = self.document(request)  # (else what document() gives, without the call)
+        kind, write_id = request.kind, "%016x" % _write_id_bits(64)
+        # (an Expiry is a str: its wire string)
+        expiry = expire if type(expire := request.expire) is Expiry else str(expire)
+        # (changed is None, an insert's or an update of every field: changed_names gives
+        # b"" for it, here without the call; else its remembered answer, never b"" when
+        # events are on, looked up in line)
+        names = ((self._changed.get(changed) or self.changed_names(changed))
+                 if events and changed is not None else b"")
+        # the call's EVALSHA command in RESP (Call.wire), from the parts of its partition
+        # and script kept packed, as SaveCall.call() lays the arguments out
+        parts = self._save_parts.get((partition, kind, sequence))
+        if parts is None or parts[4] is not self.layout:
+            parts = self._save_packed(partition, p, kind, sequence)
+        front, shared, middle, after, _, layout_part, count = parts
+        heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
+        packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
+        out = [_ARRAY_HEADS[count + 1] if members else _ARRAY_HEADS[count], front,
+               heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc, _CRLF,
+               heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n), packed_meta,
+               _CRLF, shared]
+        if kind != "insert":
+            version = str(request.expected_version).encode()
+            out += (_UPDATE, heads[len(version)], version, _CRLF)
+        out += (heads[n] if (n := len(id_key)) < 1024 else _bulk_head(n), id_key, _CRLF,
+                heads[n] if (n := len(raw)) < 1024 else _bulk_head(n), raw, _CRLF,
+                b"$16\r\n", write_id.encode(), _CRLF,
+                heads[n] if (n := len(packed_pairs)) < 1024 else _bulk_head(n), packed_pairs,
+                _CRLF,
+                heads[n] if (n := len(packed_indexes)) < 1024 else _bulk_head(n),
+                packed_indexes, _CRLF, middle,
+                _EXPIRIES.get(expiry) or _bulk(expiry.encode()), after)
+        if kind != "insert":
+            out += (heads[n] if (n := len(names)) < 1024 else _bulk_head(n), names, _CRLF)
+        out.append(layout_part)
+        if members:
+            out += (heads[n] if (n := len(members)) < 1024 else _bulk_head(n), members, _CRLF)
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
-            request.kind, str(request.expected_version), id_key, self.document(request),
-            new_write_id(), packed_pairs, packed_indexes, self.manifests,
-            # (an Expiry is a str: its wire string)
-            expire if type(expire := request.expire) is Expiry else str(expire),
-            p.doc_prefix, p.meta_prefix, events,
-            # (changed is None, an insert's or an update of every field: changed_names
-            # gives b"" for it, here without the call)
-            self.changed_names(changed) if events and changed is not None else b"",
-            self.layout, members)
+            kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,
+            packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix, events,
+            names, self.layout, members, b"".join(out))
+
+    def _save_packed(self, partition: int, p: PartitionKeys, kind: str,
+                     sequence: str) -> SaveParts:
+        """What every single save of partition ``p`` by ``kind``'s script sends alike, in
+        RESP (see :meth:`save`), remembered under the schema layout it carries."""
+        events = self._save_events
+        others = (p.ids, sequence, p.ttl, p.state, *p.indexes,
+                  *((p.changes,) if events else ()))
+        insert = kind == "insert"
+        parts = (
+            _bulk(b"EVALSHA") + _bulk(script("insert" if insert else "save").sha.encode())
+            + _bulk(b"%d" % (2 + len(others))),
+            b"".join([_bulk(key.encode()) for key in others]), _bulk(self.manifests),
+            _bulk(p.doc_prefix.encode()) + _bulk(p.meta_prefix.encode()) + _bulk(events),
+            self.layout, _bulk(self.layout),
+            # (the command's items, but the members: EVALSHA, SHA, key count, the keys, the
+            # arguments)
+            3 + 2 + len(others) + (11 if insert else 14))
+        if len(self._save_parts) > 64:
+            self._save_parts.clear()
+        self._save_parts[(partition, kind, sequence)] = parts
+        return parts
 
     def _touched(self, changed: frozenset[str] | None) -> Touched:
         """What a save of the fields ``changed`` (None: all) writes, worked out once per
@@ -342,30 +441,75 @@ class WriteLayout:
         """``[call.call() for call in self.patches(...)]``, made without the records: the
         KEYS after a document's two keys are the same for every patch of a partition, kept
         per partition (the update by id's hot path)."""
-        if len(values) == 1 and type(value := next(iter(values.values()))) in _MEMO_TYPES:
-            # (what _patch_args remembers for the common patch, looked up in line)
-            shape = self._patch_by.get(frozenset(values))
-            members = None if shape is None else shape[3].get(_memo_key(value))
-            constants = None if shape is None else shape[4].get(self.layout)
-            if members is None or constants is None:
+        if len(values) == 1:
+            ((name, value),) = values.items()  # (no iter()/next() calls)
+            if type(value) in _MEMO_TYPES:
+                # (what _patch_args remembers for the common patch, looked up in line: its
+                # shape by the field's name, no frozenset made; its members by value, as
+                # _memo_key gives the key)
+                shape = self._patch_one.get(name)
+                members = None if shape is None else shape[3].get(
+                    value if type(value) is str else (type(value), value))
+                constants = None if shape is None else shape[4].get(self.layout)
+                if members is None or constants is None:
+                    constants, members = self._patch_args(values, storage)
+            else:
                 constants, members = self._patch_args(values, storage)
         else:
             constants, members = self._patch_args(values, storage)
-        expiry = wire_expiry(expire)
+        # (wire_expiry, in line)
+        expiry = expire if type(expire) is Expiry else str(expire)
         keys, shared = self.keys, self._patch_keys
-        escape_id, id_key = sortable.escape_id, sortable.id_key
         one = keys.partitions == 1
-        calls = []
+        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: what
+        # follows the write id, made once for all the ids)
+        # (remembered by its parts, which are themselves remembered: the same objects)
+        tails = self._patch_tails
+        tail = tails.get((expiry, constants, members))
+        if tail is None:
+            tail = b"".join([_bulk(expiry.encode()), _bulk(constants), *map(_bulk, members)])
+            if len(tail) <= 4 * _MEMO_BYTES:
+                if len(tails) >= _MEMO_LIMIT:
+                    tails.clear()
+                tails[(expiry, constants, members)] = tail
+        calls, heads = [], _BULK_HEADS
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
             if found is None:
                 p = keys.partition(partition)
-                found = shared[partition] = (p.doc_prefix, p.meta_prefix, (
-                    p.ids, p.ttl, p.state, *p.indexes, *((p.changes,) if self.events else ())))
-            escaped = escape_id(id)
-            calls.append(Call("patch", (found[0] + escaped, found[1] + escaped, *found[2]), (
-                id_key(id), new_write_id(), expiry, constants, *members)))
+                others = (p.ids, p.ttl, p.state, *p.indexes,
+                          *((p.changes,) if self.events else ()))
+                found = shared[partition] = (
+                    p.doc_prefix, p.meta_prefix, others,
+                    # (the command's head, after the array's: EVALSHA, the SHA, the key count)
+                    _bulk(b"EVALSHA") + _bulk(script("patch").sha.encode())
+                    + _bulk(b"%d" % (2 + len(others))),
+                    b"".join([_bulk(key.encode()) for key in others]))
+            size = len(id)
+            if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+                # (a canonical numeric id, sortable.id_key's first case, in line: its
+                # escaped form is itself, every digit being a safe byte)
+                escaped, key = id, _NUMERIC_PREFIXES[size] + id.encode()
+            else:
+                escaped, key = sortable.escape_id(id), sortable.id_key(id)
+            doc, meta = found[0] + escaped, found[1] + escaped
+            write_id = "%016x" % _write_id_bits(64)
+            packed_doc, packed_meta, others = doc.encode(), meta.encode(), found[2]
+            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 4 + len(members)
+            # arguments)
+            count = 9 + len(others) + len(members)
+            call = Call("patch", (doc, meta, *others), (
+                key, write_id, expiry, constants, *members), b"".join((
+                    _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count, found[3],
+                    heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
+                    _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
+                    packed_meta, _CRLF, found[4],
+                    heads[n] if (n := len(key)) < 1024 else _bulk_head(n), key, _CRLF,
+                    b"$16\r\n", write_id.encode(), _CRLF, tail)))
+            if len(ids) == 1:  # (the update by id: no list made)
+                return (call,)
+            calls.append(call)
         return tuple(calls)
 
     def _patch_args(self, values: dict[str, Any],
@@ -441,8 +585,11 @@ class WriteLayout:
                  *[meta_name for _, _, meta_name in entries], *quads)
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
+            self._patch_one.clear()
         patch = self._patch_by[changed] = (
             items, entries, [fields[name].db_name for name in ordered], {}, {})
+        if len(ordered) == 1:  # (patch_calls finds it by the field's name)
+            self._patch_one[ordered[0]] = patch
         return patch
 
     def new_document(self, partition: int, request: WriteRequest,

@@ -87,9 +87,9 @@ def test_scripts_declare_their_flags() -> None:
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_update_by_id_sent_packed_survives_a_flushed_script_cache(
         conn: Any, redis_client: Any, redis_url: str, mode: str) -> None:
-    """An update by id's call goes out as the bytes its write layout packed (Call.wire, on
-    the sync path); refused NOSCRIPT after a SCRIPT FLUSH, it is sent again by the exchange
-    and applied: a newer version, the index moved."""
+    """An update by id's call goes out as the bytes its write layout packed (Call.wire);
+    refused NOSCRIPT after a SCRIPT FLUSH, it is sent again by the exchange and applied: a
+    newer version, the index moved."""
     quantumorm.create_connection(url=redis_url, name="default", make_default=True,
                                  scripts="eval")
     doc = await call(Note(text="packed", n=1), "save", mode)

@@ -367,3 +367,27 @@ async def test_the_async_executor_likewise(redis_url: str, redis_client: Any) ->
     finally:
         await executor.aclose()
         redis_client.delete("qpool:h", "qpool:s")
+
+
+#: a lone script call whose maker packed it (Call.wire) as another command's bytes: an
+#: executor that sends the wire gets that command's reply (in real use the bytes are the
+#: call's own EVALSHA command, checked byte for byte in tests/unit/test_save_arguments.py)
+WIRED = RedisPlan((Call("now", ("qpool:k",), (), b"*2\r\n$4\r\nECHO\r\n$9\r\nthe wire!\r\n"),))
+
+
+def test_a_lone_evalsha_call_goes_out_as_the_bytes_its_maker_packed(redis_url: str) -> None:
+    executor = SyncRedisExecutor(ClientOptions(url=redis_url, scripts="eval"))
+    try:
+        executor.execute(RedisPlan((Command(("PING",)),)))  # (the first plan: the exchange's)
+        assert executor.execute(WIRED) == [b"the wire!"]
+    finally:
+        executor.close()
+
+
+async def test_the_async_executor_sends_a_packed_call_likewise(redis_url: str) -> None:
+    executor = AsyncRedisExecutor(ClientOptions(url=redis_url, scripts="eval"))
+    try:
+        await executor.execute(RedisPlan((Command(("PING",)),)))
+        assert await executor.execute(WIRED) == [b"the wire!"]
+    finally:
+        await executor.aclose()

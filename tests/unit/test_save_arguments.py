@@ -233,7 +233,15 @@ class Quiet(Document):
         changes = False
 
 
-@pytest.mark.parametrize("model", [Item, Spread, Quiet])
+#: a model of 240 indexes: its save's command has more than 255 items (a RESP array head
+#: past the table of heads)
+Wide = type("Wide", (Document,), {
+    "n": IntField(indexed=True), "s": StringField(indexed=True),
+    **{f"i{k}": IntField(indexed=True) for k in range(238)},
+    "Meta": type("Meta", (), {"collection": "unit_wide", "namespace": "unit"})})
+
+
+@pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])
 def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None:
     """The RESP bytes a single save carries (Call.wire, sent in place of packing its EVALSHA
     command) are its command's, for inserts (id allocated or known) and updates of some

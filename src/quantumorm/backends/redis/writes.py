@@ -115,6 +115,10 @@ def _bulk_head(size: int) -> bytes:
     return _BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size
 
 
+def _array_head(count: int) -> bytes:
+    return _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count
+
+
 def _bulk(item: bytes) -> bytes:
     """``item`` as a RESP bulk string, as hiredis's ``pack_command`` writes an argument."""
     return _bulk_head(len(item)) + item + _CRLF
@@ -341,7 +345,7 @@ class WriteLayout:
         front, shared, middle, after, _, layout_part, count = parts
         heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
-        out = [_ARRAY_HEADS[count + 1] if members else _ARRAY_HEADS[count], front,
+        out = [_array_head(count + 1 if members else count), front,
                heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc, _CRLF,
                heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n), packed_meta,
                _CRLF, shared]
@@ -501,7 +505,7 @@ class WriteLayout:
             count = 9 + len(others) + len(members)
             call = Call("patch", (doc, meta, *others), (
                 key, write_id, expiry, constants, *members), b"".join((
-                    _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count, found[3],
+                    _array_head(count), found[3],
                     heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
                     _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
                     packed_meta, _CRLF, found[4],

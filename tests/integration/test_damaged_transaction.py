@@ -40,6 +40,18 @@ def _record(redis_client: Any) -> str:
     return record
 
 
+def _run_on(op: Any, plan: Any, executor: Any) -> None:
+    """Run ``op`` from ``plan`` to its end as engine.drive runs it (an executor's error is
+    thrown into the operation)."""
+    while True:
+        try:
+            replies = executor.execute(plan)
+        except Exception as exc:
+            plan = op.throw(exc)
+        else:
+            plan = op.send(replies)
+
+
 @pytest.mark.parametrize("how", DEADLINE_DAMAGE)
 def test_an_undecided_transaction_with_a_damaged_deadline_is_refused_typed(
         conn: Any, redis_client: Any, how: str) -> None:
@@ -116,13 +128,7 @@ def test_a_commit_that_meets_its_own_deadline_damaged_aborts_and_writes_nothing(
         plan = op.send(executor.execute(plan))
     redis_client.hset(_record(redis_client), "deadline", b"+5")
     with pytest.raises(DamagedTransactionError) as raised:
-        while True:  # (as engine.drive runs it: an error is thrown into the operation)
-            try:
-                replies = executor.execute(plan)
-            except Exception as exc:
-                plan = op.throw(exc)
-            else:
-                plan = op.send(replies)
+        _run_on(op, plan, executor)
     assert raised.value.field == "deadline"
     assert balances(pair) == dict.fromkeys(pair, 100)
     assert leftovers(redis_client) == {}
@@ -199,12 +205,7 @@ def test_the_committing_client_meets_its_own_intent_damaged(
     doc_key = KeySpace(Purse._meta).doc(KeySpace(Purse._meta).partition_of(pair[1]), pair[1])
     before = {k: redis_client.dump(k) for k in (doc_key, f"{tag}:locks", f"{tag}:locked")}
     with pytest.raises(DamagedTransactionError) as raised:
-        try:
-            replies = executor.execute(plan)
-        except Exception as exc:
-            op.throw(exc)
-        else:
-            op.send(replies)
+        _run_on(op, plan, executor)
     assert raised.value.key == intent and raised.value.field == "intent"
     assert {k: redis_client.dump(k) for k in before} == before  # (nothing of it written)
     assert redis_client.hget(record, "state") == b"committed"
@@ -281,12 +282,7 @@ def test_a_damaged_intent_deleted_gives_up_its_partition(
     intent = _intent_of(redis_client, pair[1])
     redis_client.set(intent, b"garbage")
     with pytest.raises(DamagedTransactionError):
-        try:
-            replies = executor.execute(plan)
-        except Exception as exc:
-            op.throw(exc)
-        else:
-            op.send(replies)
+        _run_on(op, plan, executor)
     redis_client.delete(intent)
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert not redis_client.exists(record)

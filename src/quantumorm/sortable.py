@@ -126,10 +126,9 @@ _SAFE_ID_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 )
 _SAFE_ID_BYTES_DELETED = bytes(sorted(_SAFE_ID_BYTES))  # (for bytes.translate)
-#: a numeric id's key before its digits, by the number of digits
-_NUMERIC_PREFIXES = [b"\x01" + bytes([0x20 + size]) for size in range(40)]
-#: (for the write layout, which makes a numeric id's key in line on its hot paths)
-NUMERIC_PREFIXES = _NUMERIC_PREFIXES
+#: a numeric id's key before its digits, by the number of digits (the write layout reads
+#: it too: it makes a numeric id's key in line on its hot paths)
+NUMERIC_PREFIXES = [b"\x01" + bytes([0x20 + size]) for size in range(40)]
 
 
 def escape_id(id: str) -> str:
@@ -169,7 +168,7 @@ def id_key(id: str) -> bytes:
     # every write by id asks)
     size = len(id)
     if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
-        return _NUMERIC_PREFIXES[size] + id.encode()
+        return NUMERIC_PREFIXES[size] + id.encode()
     return b"\x02" + escape_id(id).encode()
 
 

@@ -238,8 +238,14 @@ end
 -- query). The program is WALK keypos is_id_index desc min max exact ... (grammar below).
 if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
     and not verify then
-  local key, is_ids, low, high = KEYS[tonumber(program[2])], program[3] == "1", program[5],
-    program[6]
+  -- (index_key() below, inline: no function made on this path)
+  local pos = tonumber(program[2])
+  local key = pos and pos <= #KEYS - 2 and KEYS[pos]
+  if not key then
+    error({err = "ERR query program names index key " .. tostring(program[2]) .. " of "
+      .. (#KEYS - 2) .. " sent (the program's reach and query.lua disagree)"})
+  end
+  local is_ids, low, high = program[3] == "1", program[5], program[6]
   -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
   -- Redis): no number read nor written back, strtod and printf in C)
   local members
@@ -319,13 +325,32 @@ local function parse_covers(d)
   end
 end
 
+-- The error for an index position ``pos`` of the program that is not one of the index
+-- KEYS sent (1 .. #KEYS - 2: the state hash and the TTL schedule come last). The caller cuts
+-- the KEYS to the program's reach, found by a second parser (planner.program_reach): were
+-- it to drift from this script's, a position past the cut would name the state hash (an
+-- error), the TTL schedule (an empty answer) or nothing. Refused, never read.
+local function reach_error(pos)
+  return {err = "ERR query program names index key " .. tostring(pos) .. " of "
+    .. (#KEYS - 2) .. " sent (the program's reach and query.lua disagree)"}
+end
+
+-- the index key at the program's next token, a position in KEYS (see reach_error)
+local function index_key()
+  local token = nxt()
+  local pos = tonumber(token)
+  local key = pos and pos <= #KEYS - 2 and KEYS[pos]
+  if not key then error(reach_error(token)) end
+  return key
+end
+
 local ndrivers = 0  -- each driver's position in the program (depth first): plan mode
 local function parse_driver()
   local kind = nxt()
   ndrivers = ndrivers + 1
   local d = {kind = kind, n = ndrivers}
   if kind == "RANGE" then
-    d.key = KEYS[tonumber(nxt())]
+    d.key = index_key()
     d.ranges = {}
     for i = 1, tonumber(nxt()) do d.ranges[i] = {nxt(), nxt()} end
   elseif kind == "IDS" then
@@ -337,7 +362,7 @@ local function parse_driver()
     for i = 1, tonumber(nxt()) do d.children[i] = parse_driver() end
     return d
   elseif kind == "WALK" then
-    d.key = KEYS[tonumber(nxt())]
+    d.key = index_key()
     d.is_ids, d.desc, d.min, d.max = nxt() == "1", nxt() == "1", nxt(), nxt()
   end
   d.exact = nxt() == "1"
@@ -436,7 +461,7 @@ compilers.ID = function()
 end
 
 compilers.ZIN = function()
-  local key, values = KEYS[tonumber(nxt())], {}
+  local key, values = index_key(), {}
   for i = 1, tonumber(nxt()) do values[i] = nxt() end
   local n = #values
   local f = function(_, id)
@@ -454,7 +479,7 @@ end
 -- by membership in those ranges, read at once (set algebra) when that is cheaper than the
 -- meta reads it spares (see narrow); anywhere else the meta test runs.
 compilers.ZRNG = function()
-  local key, ranges = KEYS[tonumber(nxt())], {}
+  local key, ranges = index_key(), {}
   for i = 1, tonumber(nxt()) do ranges[i] = {nxt(), nxt()} end
   local c = compile_pred()
   ranged[c] = {key = key, ranges = ranges}

@@ -44,6 +44,9 @@
 --           but plan, {"LOCKED", the answer, its lock holders} while the partition's lock
 --           flag is set
 -- luacheck: globals redis KEYS ARGV cmsgpack
+-- The shared definitions the exact walk (the common query, first below) uses only on its rare
+-- paths, and the rest of the script only (cold_paths(), made after the walk):
+-- cold: escaped_id read_list damaged_error bad_version
 
 do
   local refused = layout_refusal(KEYS[#KEYS - 1], ARGV[8], false)
@@ -71,7 +74,6 @@ verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 -- item by item; a longer one is one array: wire.program)
 local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
 if type(program[1]) == "table" then program = program[1] end
-local function nxt() argi = argi + 1; return program[argi] end
 
 local find, sub, byte = string.find, string.sub, string.byte
 
@@ -184,25 +186,6 @@ local function ids_of(members, lead, set, key)
   return out
 end
 
--- ids_of() into ``set`` for the members of a single-field index (a ZRNG's: one value
--- encoding, then the id key), with one string call less per member (a range condition read
--- as a set is often tens of thousands of members): after a whole value ``lead`` (lead_of)
--- the rest is the id key; ``plain`` (the index holds no string value, the only encoding
--- with a \0 inside, escaped as \0\255: sortable.encode_string) the id key follows the
--- first \0.
-local function single_ids(members, lead, plain, set)
-  if lead then
-    for i = 1, #members do set[sub(members[i], lead)] = true end
-  elseif plain then
-    for i = 1, #members do
-      local m = members[i]
-      set[sub(m, find(m, "\0", 1, true) + 1)] = true
-    end
-  else
-    ids_of(members, nil, set)
-  end
-end
-
 -- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
 -- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
 -- committed transactions holding them and asks again (also when a holder met here is gone
@@ -226,7 +209,9 @@ end
 -- one that does not read (bad_version(): "+13" or " 13" would read as 13 to Python's int)
 -- is the error damaged_error() makes, never a version read from it.
 local function meta_version(meta_key, v)
-  if v and bad_version(meta_key, v) then error(damaged_error(meta_key, "v")) end
+  if v and cold_paths().bad_version(meta_key, v) then
+    error(cold_paths().damaged_error(meta_key, "v"))
+  end
   return v or "0"
 end
 
@@ -278,7 +263,7 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
       if json then  -- (false: the document carries its version, which the caller reads there)
         local idkey, version = ids[i], false
         if byte(json, 1) ~= 0 then
-          local meta_key = ARGV[2] .. escaped_id(idkey)
+          local meta_key = ARGV[2] .. cold_paths().escaped_id(idkey)
           version = meta_version(meta_key, redis.call("HGET", meta_key, "v"))
         end
         out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
@@ -288,6 +273,33 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   end
   return answered(out)
 end
+
+-- The rest of the script: what the exact walk above does not make on its every call (each
+-- function made costs the server instructions per call), the shared definitions only it
+-- uses made by cold_paths() (see luachunks.py)
+local rare = cold_paths()
+local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
+local function nxt() argi = argi + 1; return program[argi] end
+
+-- ids_of() into ``set`` for the members of a single-field index (a ZRNG's: one value
+-- encoding, then the id key), with one string call less per member (a range condition read
+-- as a set is often tens of thousands of members): after a whole value ``lead`` (lead_of)
+-- the rest is the id key; ``plain`` (the index holds no string value, the only encoding
+-- with a \0 inside, escaped as \0\255: sortable.encode_string) the id key follows the
+-- first \0.
+local function single_ids(members, lead, plain, set)
+  if lead then
+    for i = 1, #members do set[sub(members[i], lead)] = true end
+  elseif plain then
+    for i = 1, #members do
+      local m = members[i]
+      set[sub(m, find(m, "\0", 1, true) + 1)] = true
+    end
+  else
+    ids_of(members, nil, set)
+  end
+end
+
 local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 -- Byte order, independent of the server's locale (Lua's < uses strcoll).

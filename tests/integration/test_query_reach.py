@@ -108,3 +108,33 @@ def test_a_program_naming_no_index_position_is_refused(
             with pytest.raises(redis.ResponseError, match="query program names index key"):
                 redis_client.eval(source, len(keys), *keys, doc_prefix, meta_prefix, mode,
                                   "0", "-1", "0", wire.program(tokens), state.writes.layout)
+
+
+@pytest.mark.parametrize("name", ["exact walk", "range"])
+def test_a_flagged_partition_answers_locked_with_the_same_rows(
+        conn: Any, redis_client: redis.Redis, name: str) -> None:
+    """While the partition's lock flag is set (a two-phase commit holds locks there) the
+    answer comes wrapped, {"LOCKED", answer, holders}, from the exact walk and from the rest
+    of the script alike (the function that wraps it is made only then); without the flag,
+    the bare answer."""
+    _load()
+    state = conn.backend._state(Tri._meta)
+    (keys, doc_prefix, meta_prefix), = state.query_layout()
+    mode, tokens = PROGRAMS[name]
+    sent = (*keys[:program_reach(tokens)], *keys[-2:])
+    source = script("query").source
+
+    def ask() -> Any:
+        return redis_client.eval(source, len(sent), *sent, doc_prefix, meta_prefix, mode, "0",
+                                 "-1", "0", wire.program(tokens), state.writes.layout)
+
+    bare = ask()
+    assert _answer(bare) == WANT[name]
+    tag = keys[-2][:-len("state")]
+    redis_client.set(tag + "locked", "1")
+    redis_client.hset(tag + "locks", mapping={"\1\0013": "tx1", "\1\0016": "tx2", "w": "tx1"})
+    locked = ask()
+    assert locked[0] == b"LOCKED" and locked[1] == bare
+    assert sorted(locked[2]) == [b"tx1", b"tx2"]
+    redis_client.delete(tag + "locked")
+    assert ask() == bare

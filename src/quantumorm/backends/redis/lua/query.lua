@@ -190,29 +190,23 @@ end
 -- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
 -- committed transactions holding them and asks again (also when a holder met here is gone
 -- by then: its apply may have landed in between), so that it sees a committed transaction
--- whole
-local function answered(answer)
-  if flagged and redis.call("EXISTS", lock_flag) == 1 then
-    local holders, met = {}, {}
-    -- (HGETALL: in the ACL rule)
-    local pairs_ = redis.call("HGETALL", string.sub(lock_flag, 1, -7) .. "locks")
-    for i = 2, #pairs_, 2 do
-      local holder = pairs_[i]
-      if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+-- whole. Made only while the schedule or the flag is there (nil, the usual case: the answer
+-- goes out as it is, and no function is made for it on every call).
+local answered
+if flagged then
+  answered = function(answer)
+    if redis.call("EXISTS", lock_flag) == 1 then
+      local holders, met = {}, {}
+      -- (HGETALL: in the ACL rule)
+      local pairs_ = redis.call("HGETALL", string.sub(lock_flag, 1, -7) .. "locks")
+      for i = 2, #pairs_, 2 do
+        local holder = pairs_[i]
+        if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+      end
+      return {"LOCKED", answer, holders}
     end
-    return {"LOCKED", answer, holders}
+    return answer
   end
-  return answer
-end
-
--- A row's version as the meta hash ``meta_key`` holds it ("v"; "0" when there is none):
--- one that does not read (bad_version(): "+13" or " 13" would read as 13 to Python's int)
--- is the error damaged_error() makes, never a version read from it.
-local function meta_version(meta_key, v)
-  if v and cold_paths().bad_version(meta_key, v) then
-    error(cold_paths().damaged_error(meta_key, "v"))
-  end
-  return v or "0"
 end
 
 -- The common query first: an exact walk whose rows are returned (an equality or a range on
@@ -263,15 +257,22 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
       if json then  -- (false: the document carries its version, which the caller reads there)
         local idkey, version = ids[i], false
         if byte(json, 1) ~= 0 then
-          local meta_key = ARGV[2] .. cold_paths().escaped_id(idkey)
-          version = meta_version(meta_key, redis.call("HGET", meta_key, "v"))
+          -- (meta_version() below, inline: a rare path, whose definitions cold_paths() makes)
+          local rare = cold_paths()
+          local meta_key = ARGV[2] .. rare.escaped_id(idkey)
+          version = redis.call("HGET", meta_key, "v")
+          if version and rare.bad_version(meta_key, version) then
+            error(rare.damaged_error(meta_key, "v"))
+          end
+          version = version or "0"
         end
         out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
         n = n + 3
       end
     end
   end
-  return answered(out)
+  if answered then return answered(out) end
+  return out
 end
 
 -- The rest of the script: what the exact walk above does not make on its every call (each
@@ -279,7 +280,16 @@ end
 -- uses made by cold_paths() (see luachunks.py)
 local rare = cold_paths()
 local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
+local bad_version = rare.bad_version
 local function nxt() argi = argi + 1; return program[argi] end
+
+-- A row's version as the meta hash ``meta_key`` holds it ("v"; "0" when there is none):
+-- one that does not read (bad_version(): "+13" or " 13" would read as 13 to Python's int)
+-- is the error damaged_error() makes, never a version read from it.
+local function meta_version(meta_key, v)
+  if v and bad_version(meta_key, v) then error(damaged_error(meta_key, "v")) end
+  return v or "0"
+end
 
 -- ids_of() into ``set`` for the members of a single-field index (a ZRNG's: one value
 -- encoding, then the id key), with one string call less per member (a range condition read
@@ -1074,4 +1084,5 @@ if mode == "plan" then
 end
 local answer
 if chosen.kind == "WALK" then answer = walk(chosen) else answer = gather(chosen) end
-return answered(answer)
+if answered then return answered(answer) end
+return answer

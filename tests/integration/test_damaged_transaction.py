@@ -146,13 +146,80 @@ def _intent_of(redis_client: Any, id: str) -> str:
     return intent
 
 
+def _pack_any(items: list[Any]) -> bytes:
+    """A MessagePack array of strings (bytes), integers and arrays (lists): an intent's
+    element of another type than the string its prepare stores."""
+    import struct
+
+    def one(item: Any) -> bytes:
+        if isinstance(item, list):
+            return bytes([0x90 | len(item)]) + b"".join(one(i) for i in item)
+        if isinstance(item, int):
+            return bytes([item]) if 0 <= item < 128 else b"\xce" + struct.pack(">I", item)
+        return bytes([0xA0 | len(item)]) + item if len(item) < 32 else (
+            b"\xda" + struct.pack(">H", len(item)) + item)
+
+    assert len(items) < 16 or isinstance(items, list)
+    head = bytes([0x90 | len(items)]) if len(items) < 16 else b"\xdc" + struct.pack(
+        ">H", len(items))
+    return head + b"".join(one(i) for i in items)
+
+
+def _element_damage(flat: list[Any]) -> dict[str, bytes]:
+    """Damages of an intent's elements that the old tx_apply.lua did not type-check (its
+    last row an update): a number or an array where its prepare stores a string (a
+    document's JSON and write id, a key, a prefix, the key count, a row's numbers, the
+    phase's elements), and elements of the lists it packs (a write's meta pairs, lenient
+    positions, changed names). The old script wrote them converted (a number), stopped on
+    a Lua error (a table), or read them as numbers; _stored_call refused them all."""
+    from quantumorm.backends.redis import wire
+
+    nkeys = int(flat[1]) if flat[1].isdigit() else 1
+
+    def at(position: int, value: Any) -> bytes:
+        damaged = list(flat)
+        damaged[position] = value
+        return _pack_any(damaged)
+
+    def packed(position: int, *values: Any) -> bytes:  # (the first of a packed list...)
+        try:
+            inner: list[Any] = list(wire.unpack(flat[position]))
+        except ValueError:  # (the stand-in intent INTENT_DAMAGE names its damages by)
+            inner = []
+        if values[:1] == (b"apply",):  # (the phase: its last element, the keep)
+            return at(position, _pack_any([*inner[:-1], values[1]]))
+        return at(position, _pack_any([*values, *inner[len(values):]]))
+
+    return {
+        "json a number": at(-6, 13),
+        "json an array": at(-6, [b"{}"]),
+        "write id a number": at(-5, 7),
+        "write id an array": at(-5, []),
+        "id key a number": at(-7, 5),
+        "a key an array": at(2, [b"k"]),
+        "a key a number": at(2, 1),
+        "document prefix a number": at(3 + nkeys, 3),
+        "key count a number": at(1, nkeys),
+        "expected version a number": at(-8, 1),
+        "expiry a number": at(-1, 5000),
+        "meta pair a number": packed(-4, 7),
+        "meta pair an array": packed(-4, [b"x"]),
+        "lenient position not digits": at(-3, wire.pack([b"x"])),
+        "lenient position a number": at(-3, _pack_any([1])),
+        "changed name a number": at(-2, _pack_any([5])),
+        "phase's keep a number": packed(2 + nkeys + 5, b"apply", 60000),
+    }
+
+
 def _intent_damage(intent: bytes) -> dict[str, bytes]:
     """Damages of a stored intent (``intent``: the one its prepare stored): kinds the old
-    tx_apply.lua took for the applied marker, or met with a Lua error."""
+    tx_apply.lua took for the applied marker, or met with a Lua error, or applied (an
+    element of another type: _element_damage)."""
     from quantumorm.backends.redis import wire
 
     flat = wire.unpack(intent)
     return {
+        **_element_damage(flat),
         "not msgpack": b"garbage",
         "another kind": wire.pack([b"cal", *flat[1:]]),
         "empty array": b"\x90",

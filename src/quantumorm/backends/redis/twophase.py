@@ -243,7 +243,9 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
     it: not MessagePack, cut short, another kind, counts that do not add up (its keys and
     rows, the intent key at its place), a row of an unknown kind or whose expected version
     or expiry is not plain digits, not in apply mode, an applied marker whose versions are
-    not integers."""
+    not integers, an element of it or of a list it packs (the indexes described, the
+    phase, a write's meta pairs, lenient positions, changed names) that is not a string
+    (:func:`wire.unpack` reads strings only), a lenient position not plain digits."""
     try:
         flat = wire.unpack(bytes(blob))
         if not (isinstance(flat, list) and flat and all(isinstance(v, bytes) for v in flat)):
@@ -272,11 +274,14 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
             raise ValueError("not an intent in apply mode")
         for n in range(nrows):  # (a write's meta pairs, lenient positions, changed names)
             if args[6 + 9 * n] in (b"insert", b"update"):
+                # (wire.unpack reads an array of strings, nothing else: as tx_apply.lua)
                 for blob in args[11 + 9 * n:14 + 9 * n]:
                     if blob and not isinstance(wire.unpack(blob), list):
                         raise ValueError("a write's lists do not unpack")
                 if not args[11 + 9 * n] or not args[12 + 9 * n]:
                     raise ValueError("a write's lists missing")
+                if not all(p.isdigit() for p in wire.unpack(args[12 + 9 * n])):
+                    raise ValueError("a lenient position not plain digits")
         return tuple(k.decode() for k in keys), tuple(args)
     except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc

@@ -436,3 +436,80 @@ def test_an_intent_stored_without_its_locks_is_damage_not_applied(
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert not redis_client.exists(record)
     assert balances(pair) == {pair[0]: 90, pair[1]: 100}
+
+
+def test_a_sweep_passes_over_transactions_it_cannot_settle(
+        conn: Any, redis_client: Any, caplog: Any) -> None:
+    """More committed transactions whose intent is damaged than one sweep takes from the
+    registry (SWEEP_BATCH), all due before a healthy one: the sweep used to take the same
+    oldest ones every time, fail on each, and never reach the healthy one. It passes over
+    them now (each left exactly as it was: registered, committed, its intent and its locks
+    kept), settles the healthy one, and reports how many it left."""
+    import logging
+
+    from test_two_phase_commit import spread_ids
+
+    from quantumorm.backends.redis import twophase
+    from quantumorm.backends.redis.keys import KeySpace
+
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()
+    keys = KeySpace(Purse._meta)
+    registry = twophase.registry_key(keys.namespace)
+    # one real transaction, committed, its intent damaged (its locks held)
+    locked = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, locked, 10, 30.0), 3)
+    (real,) = [k.decode() for k in redis_client.scan_iter("*2pc*:r")]
+    real_intent = _intent_of(redis_client, locked[1])
+    redis_client.set(real_intent, b"garbage")
+    redis_client.zadd(registry, {real: 1})
+    # more records of committed transactions whose intent is damaged, due long ago
+    locks = twophase.locks_key(keys.tag(0))
+    damaged = [real]
+    for n in range(twophase.SWEEP_BATCH + 1):
+        record = twophase.record_key(keys.namespace, f"bad{n:04d}")
+        intent = twophase.intent_key(locks, record)
+        redis_client.hset(record, mapping={"state": "committed", "deadline": "1",
+                                           "parts": wire_pack([locks, intent])})
+        redis_client.set(intent, b"garbage")
+        redis_client.zadd(registry, {record: 2 + n})
+        damaged.append(record)
+    # a healthy one: committed and applied, its client gone before the finish; due later
+    healthy = [ids[1], ids[3]]
+    die_after(conn, transfer_tx(conn, healthy, 7, 0.3), 4)  # begin, prepare, commit, apply
+    (record,) = {k.decode() for k in redis_client.scan_iter("*2pc*:r")} - set(damaged)
+    assert redis_client.hget(record, "state") == b"committed"
+    time.sleep(0.5)  # (past its deadline: due)
+    before = {key: redis_client.dump(key) for key in redis_client.scan_iter("*")
+              if b"2pc" in key or key.endswith(b":locks")}
+    before = {k: v for k, v in before.items() if k.decode() != record and k != registry.encode()}
+    with caplog.at_level(logging.WARNING, logger="quantumorm.redis"):
+        Purse.objects.sweep_sync()
+    assert not redis_client.exists(record)  # settled: forgotten
+    assert redis_client.zscore(registry, record) is None
+    assert balances(healthy) == {healthy[0]: 93, healthy[1]: 107}
+    # the damaged ones, each as it was, still registered
+    assert {key: redis_client.dump(key) for key in before} == before
+    assert all(redis_client.zscore(registry, r) is not None for r in damaged)
+    assert redis_client.hget(locks_of(real_intent), sortable_id_key(locked[1])) == real.encode()
+    with pytest.raises(DamagedTransactionError):  # (still refused, as before the sweep)
+        Purse.objects.get_sync(id=locked[1])
+    assert any(f"left {len(damaged)} transactions" in r.getMessage() for r in caplog.records)
+
+
+def wire_pack(items: list[str]) -> bytes:
+    from quantumorm.backends.redis import wire
+
+    return wire.pack([item.encode() for item in items])
+
+
+def locks_of(intent: str) -> str:
+    return intent.split(":2pc:", 1)[0] + ":locks"
+
+
+def sortable_id_key(id: str) -> str:
+    from quantumorm import sortable
+
+    return sortable.id_key(id)

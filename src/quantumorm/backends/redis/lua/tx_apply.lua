@@ -37,9 +37,12 @@ local function damaged() return redis.error_reply("DAMAGED " .. KEYS[1] .. " int
 -- written converted (a number) or stop the apply on a Lua error half done (a table).
 -- Returns the keys, the arguments, and the lists unpacked here, which transact reads
 -- instead of unpacking them again (each check made before anything is applied).
+-- (a string's type is checked by comparing it with "": false for every string, a Lua
+-- error for any other type, which the pcall around intent() makes damage; a call of type()
+-- per element cost about 16k server instructions per apply)
 local function strings(list)
   for i = 1, #list do
-    if type(list[i]) ~= "string" then return false end
+    if list[i] < "" then return false end
   end
   return true
 end
@@ -53,12 +56,12 @@ local function intent(blob)
   local keys, args = {}, {}
   for i = 1, nkeys do
     local v = flat[2 + i]
-    if type(v) ~= "string" then return nil end
+    if v < "" then return nil end  -- (a string: see strings())
     keys[i] = v
   end
   for i = 1, nargs do
     local v = flat[2 + nkeys + i]
-    if type(v) ~= "string" then return nil end
+    if v < "" then return nil end
     args[i] = v
   end
   local described, spec

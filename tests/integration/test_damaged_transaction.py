@@ -152,6 +152,8 @@ def _pack_any(items: list[Any]) -> bytes:
     import struct
 
     def one(item: Any) -> bytes:
+        if item is None:
+            return b"\xc0"
         if isinstance(item, list):
             return bytes([0x90 | len(item)]) + b"".join(one(i) for i in item)
         if isinstance(item, int):
@@ -171,7 +173,9 @@ def _element_damage(flat: list[Any]) -> dict[str, bytes]:
     document's JSON and write id, a key, a prefix, the key count, a row's numbers, the
     phase's elements), and elements of the lists it packs (a write's meta pairs, lenient
     positions, changed names). The old script wrote them converted (a number), stopped on
-    a Lua error (a table), or read them as numbers; _stored_call refused them all."""
+    a Lua error (a table), or read them as numbers, and read a list with a nil element as
+    shorter, one with bytes after it as if they were not there; _stored_call refused them
+    all (wire.unpack reads an array of strings and nothing else)."""
     from quantumorm.backends.redis import wire
 
     nkeys = int(flat[1]) if flat[1].isdigit() else 1
@@ -208,6 +212,12 @@ def _element_damage(flat: list[Any]) -> dict[str, bytes]:
         "lenient position a number": at(-3, _pack_any([1])),
         "changed name a number": at(-2, _pack_any([5])),
         "phase's keep a number": packed(2 + nkeys + 5, b"apply", 60000),
+        "json nil": at(-6, None),
+        "bytes after the intent": _pack_any(list(flat)) + b"\xa1x",
+        "bytes after the meta pairs": at(-4, flat[-4] + b"\xa1x"),
+        "meta pair nil": packed(-4, None),
+        "meta pairs a map": at(-4, b"\x81\xa1a\xa1b"),
+        "applied marker with bytes after it": wire.pack([b"applied", b"1"]) + b"\xa1x",
     }
 
 

@@ -146,13 +146,90 @@ def _intent_of(redis_client: Any, id: str) -> str:
     return intent
 
 
+def _pack_any(items: list[Any]) -> bytes:
+    """A MessagePack array of strings (bytes), integers and arrays (lists): an intent's
+    element of another type than the string its prepare stores."""
+    import struct
+
+    def one(item: Any) -> bytes:
+        if item is None:
+            return b"\xc0"
+        if isinstance(item, list):
+            return bytes([0x90 | len(item)]) + b"".join(one(i) for i in item)
+        if isinstance(item, int):
+            return bytes([item]) if 0 <= item < 128 else b"\xce" + struct.pack(">I", item)
+        return bytes([0xA0 | len(item)]) + item if len(item) < 32 else (
+            b"\xda" + struct.pack(">H", len(item)) + item)
+
+    assert len(items) < 16 or isinstance(items, list)
+    head = bytes([0x90 | len(items)]) if len(items) < 16 else b"\xdc" + struct.pack(
+        ">H", len(items))
+    return head + b"".join(one(i) for i in items)
+
+
+def _element_damage(flat: list[Any]) -> dict[str, bytes]:
+    """Damages of an intent's elements that the old tx_apply.lua did not type-check (its
+    last row an update): a number or an array where its prepare stores a string (a
+    document's JSON and write id, a key, a prefix, the key count, a row's numbers, the
+    phase's elements), and elements of the lists it packs (a write's meta pairs, lenient
+    positions, changed names). The old script wrote them converted (a number), stopped on
+    a Lua error (a table), or read them as numbers, and read a list with a nil element as
+    shorter, one with bytes after it as if they were not there; _stored_call refused them
+    all (wire.unpack reads an array of strings and nothing else)."""
+    from quantumorm.backends.redis import wire
+
+    nkeys = int(flat[1]) if flat[1].isdigit() else 1
+
+    def at(position: int, value: Any) -> bytes:
+        damaged = list(flat)
+        damaged[position] = value
+        return _pack_any(damaged)
+
+    def packed(position: int, *values: Any) -> bytes:  # (the first of a packed list...)
+        try:
+            inner: list[Any] = list(wire.unpack(flat[position]))
+        except ValueError:  # (the stand-in intent INTENT_DAMAGE names its damages by)
+            inner = []
+        if values[:1] == (b"apply",):  # (the phase: its last element, the keep)
+            return at(position, _pack_any([*inner[:-1], values[1]]))
+        return at(position, _pack_any([*values, *inner[len(values):]]))
+
+    return {
+        "json a number": at(-6, 13),
+        "json an array": at(-6, [b"{}"]),
+        "write id a number": at(-5, 7),
+        "write id an array": at(-5, []),
+        "id key a number": at(-7, 5),
+        "a key an array": at(2, [b"k"]),
+        "a key a number": at(2, 1),
+        "document prefix a number": at(3 + nkeys, 3),
+        "key count a number": at(1, nkeys),
+        "expected version a number": at(-8, 1),
+        "expiry a number": at(-1, 5000),
+        "meta pair a number": packed(-4, 7),
+        "meta pair an array": packed(-4, [b"x"]),
+        "lenient position not digits": at(-3, wire.pack([b"x"])),
+        "lenient position a number": at(-3, _pack_any([1])),
+        "changed name a number": at(-2, _pack_any([5])),
+        "phase's keep a number": packed(2 + nkeys + 5, b"apply", 60000),
+        "json nil": at(-6, None),
+        "bytes after the intent": _pack_any(list(flat)) + b"\xa1x",
+        "bytes after the meta pairs": at(-4, flat[-4] + b"\xa1x"),
+        "meta pair nil": packed(-4, None),
+        "meta pairs a map": at(-4, b"\x81\xa1a\xa1b"),
+        "applied marker with bytes after it": wire.pack([b"applied", b"1"]) + b"\xa1x",
+    }
+
+
 def _intent_damage(intent: bytes) -> dict[str, bytes]:
     """Damages of a stored intent (``intent``: the one its prepare stored): kinds the old
-    tx_apply.lua took for the applied marker, or met with a Lua error."""
+    tx_apply.lua took for the applied marker, or met with a Lua error, or applied (an
+    element of another type: _element_damage)."""
     from quantumorm.backends.redis import wire
 
     flat = wire.unpack(intent)
     return {
+        **_element_damage(flat),
         "not msgpack": b"garbage",
         "another kind": wire.pack([b"cal", *flat[1:]]),
         "empty array": b"\x90",
@@ -369,3 +446,82 @@ def test_an_intent_stored_without_its_locks_is_damage_not_applied(
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert not redis_client.exists(record)
     assert balances(pair) == {pair[0]: 90, pair[1]: 100}
+
+
+def test_a_sweep_passes_over_transactions_it_cannot_settle(
+        conn: Any, redis_client: Any, caplog: Any) -> None:
+    """More committed transactions whose intent is damaged than one sweep takes from the
+    registry (SWEEP_BATCH), all due before a healthy one: the sweep used to take the same
+    oldest ones every time, fail on each, and never reach the healthy one. It passes over
+    them now (each left exactly as it was: registered, committed, its intent and its locks
+    kept), settles the healthy one, and reports how many it left."""
+    import logging
+
+    from test_two_phase_commit import spread_ids
+
+    from quantumorm.backends.redis import twophase
+    from quantumorm.backends.redis.keys import KeySpace
+
+    ids = spread_ids(2)
+    for id in ids:
+        Purse(id=id, owner=id, balance=100).save_sync()
+    Entry(id="warm", note="warm").save_sync()
+    keys = KeySpace(Purse._meta)
+    registry = twophase.registry_key(keys.namespace)
+    # one real transaction, committed, its intent damaged (its locks held)
+    locked = [ids[0], ids[2]]
+    die_after(conn, transfer_tx(conn, locked, 10, 30.0), 3)
+    (real,) = [k.decode() for k in redis_client.scan_iter("*2pc*:r")]
+    real_intent = _intent_of(redis_client, locked[1])
+    redis_client.set(real_intent, b"garbage")
+    redis_client.zadd(registry, {real: 1})
+    # more records of committed transactions whose intent is damaged, due long ago
+    locks = twophase.locks_key(keys.tag(0))
+    damaged = [real]
+    for n in range(twophase.SWEEP_BATCH + 1):
+        record = twophase.record_key(keys.namespace, f"bad{n:04d}")
+        intent = twophase.intent_key(locks, record)
+        redis_client.hset(record, mapping={"state": "committed", "deadline": "1",
+                                           "parts": wire_pack([locks, intent])})
+        redis_client.set(intent, b"garbage")
+        redis_client.zadd(registry, {record: 2 + n})
+        damaged.append(record)
+    # a healthy one: committed and applied, its client gone before the finish; due later
+    healthy = [ids[1], ids[3]]
+    die_after(conn, transfer_tx(conn, healthy, 7, 30.0), 4)  # begin, prepare, commit, apply
+    (record,) = {k.decode() for k in redis_client.scan_iter("*2pc*:r")} - set(damaged)
+    assert redis_client.hget(record, "state") == b"committed"
+    # (due now, after the damaged ones: the registry's score says only when the sweeper
+    # looks; a committed record is settled whatever its deadline)
+    redis_client.zadd(registry, {record: 10_000})
+    before = {key: redis_client.dump(key) for key in redis_client.scan_iter("*")
+              if b"2pc" in key or key.endswith(b":locks")}
+    before = {k: v for k, v in before.items() if k.decode() != record and k != registry.encode()}
+    with caplog.at_level(logging.WARNING, logger="quantumorm.redis"):
+        Purse.objects.sweep_sync()
+    assert not redis_client.exists(record)  # settled: forgotten
+    assert redis_client.zscore(registry, record) is None
+    assert balances(healthy) == {healthy[0]: 93, healthy[1]: 107}
+    # the damaged ones, each as it was, still registered
+    assert {key: redis_client.dump(key) for key in before} == before
+    assert all(redis_client.zscore(registry, r) is not None for r in damaged)
+    assert redis_client.hget(locks_of(real_intent), sortable_id_key(locked[1])) == real.encode()
+    with pytest.raises(DamagedTransactionError):  # (still refused, as before the sweep)
+        Purse.objects.get_sync(id=locked[1])
+    assert any(f"left {len(damaged)} transactions" in r.getMessage() for r in caplog.records)
+
+
+def wire_pack(items: list[str]) -> bytes:
+    from quantumorm.backends.redis import wire
+
+    return wire.pack([item.encode() for item in items])
+
+
+def locks_of(intent: str) -> str:
+    return intent.split(":2pc:", 1)[0] + ":locks"
+
+
+def sortable_id_key(id: str) -> str:
+    from quantumorm import sortable
+
+    return sortable.id_key(id)

@@ -243,7 +243,9 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
     it: not MessagePack, cut short, another kind, counts that do not add up (its keys and
     rows, the intent key at its place), a row of an unknown kind or whose expected version
     or expiry is not plain digits, not in apply mode, an applied marker whose versions are
-    not integers."""
+    not integers, an element of it or of a list it packs (the indexes described, the
+    phase, a write's meta pairs, lenient positions, changed names) that is not a string
+    (:func:`wire.unpack` reads strings only), a lenient position not plain digits."""
     try:
         flat = wire.unpack(bytes(blob))
         if not (isinstance(flat, list) and flat and all(isinstance(v, bytes) for v in flat)):
@@ -272,11 +274,14 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
             raise ValueError("not an intent in apply mode")
         for n in range(nrows):  # (a write's meta pairs, lenient positions, changed names)
             if args[6 + 9 * n] in (b"insert", b"update"):
+                # (wire.unpack reads an array of strings, nothing else: as tx_apply.lua)
                 for blob in args[11 + 9 * n:14 + 9 * n]:
                     if blob and not isinstance(wire.unpack(blob), list):
                         raise ValueError("a write's lists do not unpack")
                 if not args[11 + 9 * n] or not args[12 + 9 * n]:
                     raise ValueError("a write's lists missing")
+                if not all(p.isdigit() for p in wire.unpack(args[12 + 9 * n])):
+                    raise ValueError("a lenient position not plain digits")
         return tuple(k.decode() for k in keys), tuple(args)
     except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
@@ -970,7 +975,13 @@ class TwoPhase(BackendCore):
         """Settle the transactions of the namespace of ``options`` whose deadline has
         passed (by the registry), and those holding locks in the model's partitions whose
         record is gone or past its deadline (a record lost with a failed master, a registry
-        entry lost likewise); how many were settled."""
+        entry lost likewise); how many were settled (at most ``limit``).
+
+        One it cannot settle (its record or an intent damaged, a model this client does not
+        know...) is left exactly as it is — registered, locked, refused — logged, and
+        passed over: the registry is read again past those left (``tx_due.lua``'s offset),
+        so that any number of them never keeps the sweep from the due transactions behind
+        them. Each is logged as met, and their count and first keys once per sweep."""
         self._know(options)
         keys = self._state(options).keys
         registry = registry_key(keys.namespace)
@@ -982,20 +993,44 @@ class TwoPhase(BackendCore):
                                      read_only=True, primary=True)
         # each transaction, with the lock hashes of this model it holds locks in
         found: dict[str, list[str]] = {wire.text(record): [] for record in due}
+        page = set(found)
         for key, pairs in zip(locks, held, strict=True):
-            items = list(pairs.items()) if isinstance(pairs, dict) else [
-                (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
-            for _, holder in items[:limit]:
+            holders = pairs.values() if isinstance(pairs, dict) else pairs[1::2]
+            for holder in holders:
                 met = found.setdefault(wire.text(holder), [])
                 if key not in met:
                     met.append(key)
         settled = 0
-        for record, met in found.items():
-            try:
-                if (yield from self.settle(record, met)):
+        left: list[str] = []  # met, not settled: damaged, or this client cannot
+        passed = 0  # due registry entries ahead of the next page, still there
+        tried: set[str] = set()
+        while True:
+            for record, met in found.items():
+                if settled >= limit:
+                    break
+                if record in tried:  # (met in a lock hash, then in a later page)
+                    passed += 1
+                    continue
+                tried.add(record)
+                done = False
+                try:
+                    done = yield from self.settle(record, met)
+                except QuantumORMError as failed:  # (one transaction stops none of the others)
+                    log.warning("the sweeper could not settle the transaction %s: %s",
+                                record, failed)
+                    left.append(record)
+                if done:
                     settled += 1
-            except QuantumORMError as failed:  # (one transaction stops none of the others)
-                log.warning("the sweeper could not settle the transaction %s: %s", record,
-                            failed)
+                elif record in page:  # (pending by its record's clock, or left: still there)
+                    passed += 1
+            if settled >= limit or len(page) < limit:
+                break
+            (due,) = yield RedisPlan((Call("tx_due", (registry,), (limit, passed)),),
+                                     read_only=True, primary=True)
+            found = {wire.text(record): [] for record in due}
+            page = set(found)
+        if left:
+            log.warning("the sweeper left %d transactions of %s it could not settle, each "
+                        "as it was (registered, its locks held): %s%s", len(left),
+                        keys.namespace, ", ".join(left[:10]), " ..." if len(left) > 10 else "")
         return settled
-

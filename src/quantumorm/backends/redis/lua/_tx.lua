@@ -3,8 +3,11 @@
 -- a prepare stored (the same call, in apply mode).
 -- luacheck: globals redis cmsgpack
 
-local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a script)
-  local described = cmsgpack.unpack(ARGV[1])
+-- ``unpacked`` (tx_apply.lua, which checked them: nil from tx.lua): ARGV's lists already
+-- unpacked, {described = ARGV[1], spec = ARGV[6], fields = {[row] = its meta pairs},
+-- lenient = {[row] = its lenient positions}}, read instead of unpacking them again.
+local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as in a script)
+  local described = unpacked and unpacked.described or cmsgpack.unpack(ARGV[1])
   local indexes = {}
   for i = 1, #described / 3 do
     indexes[i] = {key = KEYS[i + 3], field = described[3 * i - 2],
@@ -17,7 +20,7 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
   -- apply writes what prepare checked (nothing can have changed: the documents are locked)
   local phase, record, intent_key, checked, keep = nil, nil, nil, false, nil
   if ARGV[6] ~= "" then
-    local spec = cmsgpack.unpack(ARGV[6])
+    local spec = unpacked and unpacked.spec or cmsgpack.unpack(ARGV[6])
     phase, record, keep = spec[1], spec[2], spec[4]
     -- (an intent made again with a schema that has a unique index its prepare could not
     -- check: its apply checks unique values, and a refusal keeps it; see twophase.py)
@@ -199,9 +202,10 @@ local function transact(KEYS, ARGV)  -- luacheck: ignore 431 (named as in a scri
         if refused[1] == "WRONGTYPE" then return refused end
         return {refused[1], n, unpack(refused, 2)}
       end
-      op.fields = cmsgpack.unpack(ARGV[base + 6])
+      op.fields = unpacked and unpacked.fields[n] or cmsgpack.unpack(ARGV[base + 6])
       op.lenient = {}
-      for _, position in ipairs(cmsgpack.unpack(ARGV[base + 7])) do
+      for _, position in ipairs(unpacked and unpacked.lenient[n]
+                                or cmsgpack.unpack(ARGV[base + 7])) do
         op.lenient[tonumber(position)] = true
       end
       if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end

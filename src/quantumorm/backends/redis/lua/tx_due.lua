@@ -4,7 +4,10 @@
 --
 -- KEYS[1]   the registry, {<ns>:2pc}:open
 -- ARGV[1]   how many at most
+-- ARGV[2]   how many due ones to pass over first (absent: none): those a sweep met and
+--           could not settle, still there ahead of the rest
 -- Returns   the record keys, the longest due first
 -- luacheck: globals redis KEYS ARGV
 
-return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now_ms(), "LIMIT", 0, tonumber(ARGV[1]))
+return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now_ms(), "LIMIT",
+                  tonumber(ARGV[2]) or 0, tonumber(ARGV[1]))

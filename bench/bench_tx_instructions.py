@@ -1,0 +1,137 @@
+"""Server instructions per two-phase transfer (two partitions), two trees, under callgrind.
+
+As ``bench_instructions.py`` (one private redis-server under ``valgrind --tool=callgrind``,
+``hz 1``; the sides alternate, each in a fresh process with its tree's ``src`` first), for
+one operation it has not: a transfer between accounts of two partitions of one model
+through ``run_transaction_sync`` (two reads by id; begin, prepare, commit, apply,
+finish). Each block: FLUSHALL, ``--accounts`` accounts, 50 warm-up transfers, the counters
+zeroed, ``--calls`` transfers, the counters dumped: Ir (instructions) of the whole server
+per transfer.
+
+Usage: bench/bench_tx_instructions.py --old <tree> [--new <tree>] [--port 6411]
+[--calls 200] [--reps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+WORKER = r"""
+import random, subprocess, sys
+tree, url, calls, pid, label, accounts = sys.argv[1:7]
+sys.path[:0] = [tree + "/src"]
+import redis
+from quantumorm import Document, IntField, StringField, create_connection
+from quantumorm.backends.redis.keys import KeySpace
+redis.Redis.from_url(url).flushall()
+conn = create_connection("redis", url, name="txi", make_default=True)
+
+class Account(Document):
+    owner = StringField(indexed=True)
+    balance = IntField(indexed=True, default=0)
+    class Meta:
+        collection = "txi_accounts"
+        partitions = 2
+
+ids = [f"a{n}" for n in range(int(accounts))]
+Account.objects.bulk_create_sync([Account(id=id, owner=id, balance=1000) for id in ids])
+keys = KeySpace(Account._meta)
+rng = random.Random(1)
+pairs = []
+while len(pairs) < int(calls) + 50:
+    a, b = rng.sample(ids, 2)
+    if keys.partition_of(a) != keys.partition_of(b):
+        pairs.append((a, b))
+
+def transfer(pair):
+    def body(tx):
+        a, b = tx.get(Account, pair[0]), tx.get(Account, pair[1])
+        a.balance -= 1
+        b.balance += 1
+        tx.save(a)
+        tx.save(b)
+    conn.run_transaction_sync(body, attempts=10)
+
+for pair in pairs[:50]:
+    transfer(pair)
+subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+for pair in pairs[50:]:
+    transfer(pair)
+subprocess.run(["callgrind_control", "--dump=" + label, pid], check=True, capture_output=True)
+assert sum(a.balance for a in Account.objects.all_sync()) == 1000 * len(ids)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", required=True)
+    parser.add_argument("--new", default=str(Path(__file__).resolve().parent.parent))
+    parser.add_argument("--port", type=int, default=6411)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--accounts", type=int, default=64)
+    args = parser.parse_args()
+    sides = [("old", args.old), ("new", args.new)]
+    counts: dict[str, list[float]] = {side: [] for side, _ in sides}
+    with tempfile.TemporaryDirectory(prefix="qorm-tx-instructions-") as work:
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/out.%p",
+             "redis-server", "--port", str(args.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--hz", "1", "--dir", work],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{args.port}/0"
+        try:
+            for _ in range(300):
+                try:
+                    info = redis.Redis.from_url(url).info("server")
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.2)
+            else:
+                raise SystemExit("the server did not start")
+            if int(info["process_id"]) != server.pid:  # (another's server on that port)
+                raise SystemExit(f"port {args.port} is not this server's")
+            for rep in range(args.reps):
+                for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
+                    label = f"{side}{rep}"
+                    subprocess.run([sys.executable, "-c", WORKER, tree, url, str(args.calls),
+                                    str(server.pid), label, str(args.accounts)],
+                                   check=True, env={**os.environ, "PYTHONPATH": ""})
+                    dump = None
+                    for _ in range(50):
+                        found = [path for path in glob.glob(f"{work}/out.*")
+                                 if f"Trigger: dump {label}\n" in Path(path).read_text()]
+                        if found:
+                            dump = Path(found[0]).read_text()
+                            break
+                        time.sleep(0.2)
+                    assert dump is not None, f"no callgrind dump for {label}"
+                    match = re.search(r"^summary: (\d+)", dump, re.M)
+                    assert match is not None
+                    counts[side].append(int(match.group(1)) / args.calls)
+                    print(f"{label}: {counts[side][-1]:,.0f} instructions per transfer",
+                          flush=True)
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"two-phase transfer, {args.calls} per block, {args.reps} repeats:")
+    for side, values in counts.items():
+        print(f"  {side:<4} median {statistics.median(values):>11,.0f}  "
+              f"[{min(values):,.0f} - {max(values):,.0f}]")
+    ratio = statistics.median(counts["new"]) / statistics.median(counts["old"])
+    print(f"  new/old {ratio:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -115,8 +115,9 @@ class CachedBackend:
         if owed.everything:
             step = self.store.drop(keys.pattern, keys.generation, new_token())
         else:
-            groups = [[keys.entry(id) for id in group]
-                      for group in keys.by_partition(list(owed.ids))]
+            expected = owed.expected()
+            groups = [[(keys.entry(id), expected[id]) for id in group]
+                      for group in keys.by_partition(list(expected))]
             step = self.store.invalidate(groups, options.cache.ttl_ms,
                                          keys.generation if owed.generation else None,
                                          new_token())

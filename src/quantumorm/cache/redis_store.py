@@ -65,10 +65,12 @@ class RedisCacheStore:
         replies = yield _plan(steps)
         return [int(n) for n in _flat(replies[:len(groups)])]
 
-    def invalidate(self, groups: Sequence[Sequence[str]], tombstone_ms: int,
+    def invalidate(self, groups: Sequence[Sequence[tuple[str, bytes]]], tombstone_ms: int,
                    generation: str | None, new_generation: str) -> Op[None]:
-        steps: list[Call | Command] = [Call("cache_invalidate", tuple(keys), (tombstone_ms,))
-                                       for keys in groups]
+        steps: list[Call | Command] = [
+            Call("cache_invalidate", tuple(key for key, _ in items),
+                 (tombstone_ms, *(expected for _, expected in items)))
+            for items in groups]
         if generation is not None:
             steps.append(Command(("SET", generation, new_generation)))
         if steps:

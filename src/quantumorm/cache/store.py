@@ -47,8 +47,11 @@ class CacheStore(Protocol):
         ``generation`` (a key), that key becomes ``new_generation`` in the same round trip."""
         ...
 
-    def invalidate(self, groups: Sequence[Sequence[str]], tombstone_ms: int,
+    def invalidate(self, groups: Sequence[Sequence[tuple[str, bytes]]], tombstone_ms: int,
                    generation: str | None, new_generation: str) -> Op[None]:
+        """(key, expected) per key: ``expected`` ``b""`` tombstones whatever the slot holds
+        (a write's mark is flagged, not replaced), else only while the slot holds exactly
+        ``expected`` (a damaged entry) (``cache_invalidate``)."""
         ...
 
     def drop(self, pattern: str, generation: str, new_generation: str) -> Op[int]:

@@ -199,3 +199,27 @@ def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
     assert raw.get(key) == b"P:cccc"
     assert finish("cccc", 4, b"E4:{}") == [1]  # alone: written through
     assert raw.get(key) == b"E4:{}"
+
+
+def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
+                                                 monkeypatch: Any) -> None:
+    """Past MAX_OWED_IDS a process drops the collection's whole cache instead of paying
+    tombstones one by one: a write in progress in another process keeps its mark."""
+    monkeypatch.setattr(state, "MAX_OWED_IDS", 0)
+    a = Account(email="a@x", name="v1").save_sync()
+    Account.objects.get_sync(id=a.id)  # filled: v1
+    here = Account._connection().backend
+    _cut_off(here)
+    Account(email="b@x", name="b").save_sync()  # the cache skipped: everything is owed
+    here.state.breaker.success()
+    other = _other_process(Account)
+    a.name = "v2"
+    writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
+    writer.run_cache_steps()  # the other process began its write
+    assert Account.objects.get_sync(id=a.id).name == "v1"  # dropped, then read: v1
+    slot = _slot(cached, Account, a.id)
+    assert slot is not None and slot.startswith(b"P:")
+    reply = writer.execute_primary()  # v2 committed
+    _cut_off(other)
+    writer.resume(reply)
+    assert Account.objects.get_sync(id=a.id).name == "v2"

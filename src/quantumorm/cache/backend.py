@@ -113,7 +113,8 @@ class CachedBackend:
         assert options.cache is not None
         step: Op[Any]
         if owed.everything:
-            step = self.store.drop(keys.pattern, keys.generation, new_token())
+            step = self.store.drop(keys.pattern, keys.generation, new_token(),
+                                   options.cache.ttl_ms)
         else:
             expected = owed.expected()
             groups = [[(keys.entry(id), expected[id]) for id in group]
@@ -166,10 +167,12 @@ class CachedBackend:
         if not self.store.can_drop:
             raise UnsupportedOperation(self.name, "drop_collection of a model cached on a "
                                        "Redis Cluster")
+        assert options.cache is not None
         dropped = yield from self.primary.drop_collection(options)
         keys = self.keys(options)
         done = yield from self.guarded(
-            options, self.store.drop(keys.pattern, keys.generation, new_token()))
+            options, self.store.drop(keys.pattern, keys.generation, new_token(),
+                                     options.cache.ttl_ms))
         if done is FAILED:
             self.state.owe(keys.generation, [], everything=True)
         return dropped

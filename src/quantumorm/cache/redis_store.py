@@ -76,7 +76,8 @@ class RedisCacheStore:
         if steps:
             yield _plan(steps)
 
-    def drop(self, pattern: str, generation: str, new_generation: str) -> Op[int]:
+    def drop(self, pattern: str, generation: str, new_generation: str,
+             tombstone_ms: int) -> Op[int]:
         # (standalone and Sentinel: SCAN names no key, so a cluster would route it by cursor)
         yield _plan([Command(("SET", generation, new_generation))])
         cursor: Any = 0
@@ -85,10 +86,11 @@ class RedisCacheStore:
             ((cursor, keys),) = yield _plan([Command(("SCAN", cursor, "MATCH", pattern,
                                                       "COUNT", 1000))])
             if keys:
-                yield _plan([Command(("UNLINK", *keys))])
+                yield _plan(_dropping(keys, tombstone_ms))
                 dropped += len(keys)
             if int(cursor) == 0:
                 return dropped
+
 
     def query_get(self, generation: str, result: str,
                   fresh: str) -> Op[tuple[str, bytes | None]]:
@@ -102,3 +104,23 @@ class RedisCacheStore:
         (stored,) = yield _plan([Call("cache_query_put", (generation, result),
                                       (at, ttl_ms, payload))])
         return bool(stored)
+
+
+def _dropping(keys: list[bytes], tombstone_ms: int) -> list[Call | Command]:
+    """Drop ``keys`` of a model's cache: documents' slots by ``cache_invalidate`` (one call
+    per hash tag; a write's mark is flagged, not deleted: the slot rules of
+    :mod:`quantumorm.cache.entries`), every other key (query results, the generation, a
+    key the cache does not name) by ``UNLINK``."""
+    slots: dict[bytes, list[str]] = {}
+    others: list[bytes] = []
+    for key in keys:
+        tag, _, rest = key.partition(b"}")
+        if rest.startswith(b":e:") and key.isascii():  # (ids are percent-encoded)
+            slots.setdefault(tag, []).append(key.decode())
+        else:
+            others.append(key)
+    steps: list[Call | Command] = [Call("cache_invalidate", tuple(group), (tombstone_ms,))
+                                   for group in slots.values()]
+    if others:
+        steps.append(Command(("UNLINK", *others)))
+    return steps

@@ -54,8 +54,11 @@ class CacheStore(Protocol):
         ``expected`` (a damaged entry) (``cache_invalidate``)."""
         ...
 
-    def drop(self, pattern: str, generation: str, new_generation: str) -> Op[int]:
-        """Delete every key matching ``pattern``; renew the generation."""
+    def drop(self, pattern: str, generation: str, new_generation: str,
+             tombstone_ms: int) -> Op[int]:
+        """Drop every key matching ``pattern``; renew the generation. Documents' slots
+        become tombstones by ``cache_invalidate``'s rules (a write's mark is kept: the slot
+        rules of :mod:`.entries`); every other key is deleted."""
         ...
 
     def query_get(self, generation: str, result: str,

@@ -19,14 +19,15 @@
 -- luacheck: globals redis KEYS ARGV
 
 local token = ARGV[1]
+local mark = (token ~= "") and ("P:" .. token) or false
 local out = {}
 for i, key in ipairs(KEYS) do
   local version, value = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   out[i] = 0
   -- (a key of another type reads as no mark, and becomes a tombstone as before)
   local v = redis.pcall("GET", key)
-  local mine, rest, others = false, {}, false
-  if type(v) == "string" and string.sub(v, 1, 2) == "P:" then
+  local mine, rest, others = v == mark, {}, false
+  if not mine and type(v) == "string" and string.sub(v, 1, 2) == "P:" then
     for t in string.gmatch(string.sub(v, 3), "[^,]+") do
       if t == token and token ~= "" then
         mine = true
@@ -38,7 +39,7 @@ for i, key in ipairs(KEYS) do
   end
   if others then
     redis.call("SET", key, "P:-," .. table.concat(rest, ","), "KEEPTTL")
-  elseif mine and value ~= "" and v == "P:" .. token then
+  elseif mine and value ~= "" and v == mark then
     redis.call("SET", key, value, "PX", ARGV[2])
     out[i] = 1
   else

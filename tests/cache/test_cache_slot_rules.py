@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from cache_models import Account, Profile
 from cache_stepping import Stepper
 
@@ -223,3 +224,21 @@ def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
     _cut_off(other)
     writer.resume(reply)
     assert Account.objects.get_sync(id=a.id).name == "v2"
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a write's first step does not touch the "
+                   "query generation, so a result computed before its commit stays current "
+                   "in other processes when its last step fails (docs/caching.md)")
+def test_a_query_result_computed_before_a_write_whose_finish_failed(
+        cached: dict[str, Any]) -> None:
+    a = Account(email="a@x", name="A").save_sync()
+    other = _other_process(Account)
+    a.name = "B"
+    writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
+    writer.run_cache_steps()  # the other process began its write
+    query = Account.objects.filter(name="A").cache(ttl=60)
+    assert [d.id for d in query.all_sync()] == [a.id]  # computed before the commit, stored
+    reply = writer.execute_primary()  # committed: no document is named "A" now
+    _cut_off(other)
+    writer.resume(reply)  # complete; its finish could not reach the cache
+    assert Account.objects.filter(name="A").cache(ttl=60).all_sync() == []

@@ -190,8 +190,11 @@ def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
     _run(Account, store.begin([[key]], "aaaa", 5_000))
     _run(Account, store.begin([[key]], "bbbb", 10_000))
     assert raw.get(key) == b"P:aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
+    _run(Account, store.begin([[key]], "dddd", 1_000))  # (a shorter guard: the mark's kept)
+    assert finish("dddd", 2, b"") == [0]
+    assert raw.get(key) == b"P:-,aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
     assert finish("bbbb", 2, b"E2:{}") == [0]  # another writer is in progress
-    assert raw.get(key) == b"P:-,aaaa"
+    assert raw.get(key) == b"P:-,aaaa" and 5_000 < raw.pttl(key) <= 10_000
     assert finish("", 9, b"") == [0]  # a writer whose begin did not run: the mark stays
     assert raw.get(key) == b"P:-,aaaa"
     assert finish("aaaa", 3, b"E3:{}") == [0]  # the last: a tombstone, no write-through

@@ -12,12 +12,13 @@
 -- Returns     the number of keys marked
 -- luacheck: globals redis KEYS ARGV
 
-local token, guard = ARGV[1], tonumber(ARGV[2])
+-- (ARGV[2] passed to SET as the string it is: a Lua number is formatted again per call)
+local token, guard = ARGV[1], ARGV[2]
 for _, key in ipairs(KEYS) do
   -- (a key of another type reads as no mark, and is replaced as before)
   local v = redis.pcall("GET", key)
   if type(v) == "string" and string.sub(v, 1, 2) == "P:" then
-    if redis.call("PTTL", key) < guard then
+    if redis.call("PTTL", key) < tonumber(guard) then
       redis.call("SET", key, v .. "," .. token, "PX", guard)
     else
       redis.call("SET", key, v .. "," .. token, "KEEPTTL")

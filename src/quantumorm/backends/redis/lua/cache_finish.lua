@@ -26,18 +26,18 @@ for i, key in ipairs(KEYS) do
   out[i] = 0
   -- (a key of another type reads as no mark, and becomes a tombstone as before)
   local v = redis.pcall("GET", key)
-  local mine, rest, others = v == mark, {}, false
+  local mine, rest = v == mark, nil
   if not mine and type(v) == "string" and string.sub(v, 1, 2) == "P:" then
     for t in string.gmatch(string.sub(v, 3), "[^,]+") do
       if t == token and token ~= "" then
         mine = true
       elseif t ~= "-" then
-        others = true
+        rest = rest or {}
         rest[#rest + 1] = t
       end
     end
   end
-  if others then
+  if rest then  -- other writers are in progress
     redis.call("SET", key, "P:-," .. table.concat(rest, ","), "KEEPTTL")
   elseif mine and value ~= "" and v == mark then
     redis.call("SET", key, value, "PX", ARGV[2])

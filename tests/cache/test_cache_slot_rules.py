@@ -229,18 +229,20 @@ def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
     assert Account.objects.get_sync(id=a.id).name == "v2"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a write's first step does not touch the "
-                   "query generation, so a result computed before its commit stays current "
-                   "in other processes when its last step fails (docs/caching.md)")
 def test_a_query_result_computed_before_a_write_whose_finish_failed(
         cached: dict[str, Any]) -> None:
+    """The collection's query generation is marked like a document's slot: while a write is
+    in progress no result is served nor stored, and the mark is kept until the last writer
+    finishes (or it expires)."""
     a = Account(email="a@x", name="A").save_sync()
     other = _other_process(Account)
     a.name = "B"
     writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
     writer.run_cache_steps()  # the other process began its write
     query = Account.objects.filter(name="A").cache(ttl=60)
-    assert [d.id for d in query.all_sync()] == [a.id]  # computed before the commit, stored
+    assert [d.id for d in query.all_sync()] == [a.id]  # computed before the commit
+    stats = Account.objects.cache_stats()
+    assert (stats.query_fills, stats.bypassed) == (0, 1)  # a write in progress: not stored
     reply = writer.execute_primary()  # committed: no document is named "A" now
     _cut_off(other)
     writer.resume(reply)  # complete; its finish could not reach the cache

@@ -3,7 +3,10 @@
 Keys of a model in namespace ``ns``, collection ``coll``, with ``P`` cache partitions::
 
     {ns:cache:coll:N}:e:<id>    STRING  one document's cache slot (values below)
-    {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token)
+    {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token,
+                                        "T<token>" after a write, or a write's mark
+                                        "P:<tokens>" as a slot holds it: no result is
+                                        served nor stored then)
     {ns:cache:coll:q}:r:<hash>  STRING  a cached query result: "<generation>:<payload>"
 
 ``N = crc32(utf-8 id) % P``. Every key one script call names shares one hash tag: a cached

@@ -37,7 +37,10 @@ class CacheStore(Protocol):
         """(key, version, value) per key; per key 1 if filled (``cache_fill``)."""
         ...
 
-    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int) -> Op[int]:
+    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int,
+              generation: str | None = None) -> Op[int]:
+        """Mark the keys (``cache_begin``); with ``generation`` (a key), the collection's
+        query generation too, in the same round trip."""
         ...
 
     def finish(self, groups: Sequence[Sequence[tuple[str, int, bytes]]], token: str,

@@ -58,6 +58,7 @@ from .errors import (
     WriteError,
     WriteOutcomeUnknown,
     WrongTypeError,
+    WrongTypeSchemaError,
 )
 from .events import ChangeEvent, ChangeFeed, Consumer, ConsumerGroup
 from .fields import (
@@ -179,6 +180,7 @@ __all__ = [
     "WriteError",
     "WriteOutcomeUnknown",
     "WrongTypeError",
+    "WrongTypeSchemaError",
     "aclose_all",
     "available_backends",
     "backend_capabilities",

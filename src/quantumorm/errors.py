@@ -369,9 +369,10 @@ class CorruptDocumentError(BackendError):
 
 class DamagedMetaError(CorruptDocumentError):
     """A document's meta hash (its version and the record of its index entries, which its
-    writes read) holds a field that does not read, or its key holds another type: the write
-    was refused with nothing written. The document itself is intact; ``repair()`` rebuilds
-    the meta hash and the index entries from it, and the document works again."""
+    writes read) holds a field that does not read: the write was refused with nothing
+    written (its key holding another type is a :class:`WrongTypeError` naming the key, as
+    for every key a write reads). The document itself is intact; ``repair()`` rebuilds the
+    meta hash and the index entries from it, and the document works again."""
 
     def __init__(self, model: str, id: str, key: str, field: str | None) -> None:
         self.key, self.field = key, field
@@ -435,8 +436,9 @@ class DamagedSchemaError(DamagedMetaError):
     tools refuse the collection, with nothing written. The documents are intact; deleting
     the schema hash makes the next first use store the model's declaration again (its
     indexes building if there is data: ``Model.objects.reindex()`` builds them). ``key``
-    and ``field`` name it (``field`` is None when the key holds another type); ``model`` is
-    the collection, ``id`` is ""."""
+    and ``field`` name it (``field`` is None when the key holds another type: then the
+    error is a :class:`WrongTypeSchemaError`, also a :class:`WrongTypeError`, as another
+    type at any key the ORM owns is); ``model`` is the collection, ``id`` is ""."""
 
     def __init__(self, model: str, key: str, field: str | None, detail: str = "") -> None:
         self.key, self.field = key, field
@@ -446,6 +448,18 @@ class DamagedSchemaError(DamagedMetaError):
         BackendError.__init__(
             self, f"{model}: {where}{f' ({detail})' if detail else ''}; delete it and run "
                   "Model.objects.reindex(): the schema is stored again from the model")
+
+
+class WrongTypeSchemaError(DamagedSchemaError, WrongTypeError):
+    """The stored schema's key (``{namespace:collection}:schema``) holds another type than
+    a hash: a :class:`DamagedSchemaError` (the collection refused at every entry point,
+    nothing written; ``field`` is None) and a :class:`WrongTypeError` (``key`` names it),
+    so either ``except`` catches it."""
+
+    key: str
+
+    def __init__(self, model: str, key: str) -> None:
+        DamagedSchemaError.__init__(self, model, key, None)
 
 
 class CodecUnavailableError(BackendError):

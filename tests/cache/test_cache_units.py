@@ -120,6 +120,21 @@ def test_paying_a_snapshot_keeps_what_was_owed_since() -> None:
     assert server.owed("c") is None
 
 
+def test_a_damaged_entry_is_owed_with_the_bytes_seen() -> None:
+    server = state.ServerState()
+    server.owe_damaged("c", {"a": b"Ex:{}", "b": b"E1"})
+    snapshot = server.owed("c")
+    assert snapshot is not None and not snapshot.ids and not snapshot.generation
+    assert snapshot.expected() == {"a": b"Ex:{}", "b": b"E1"}
+    server.owe("c", ["b"])  # a write's invalidation of b: whatever its slot holds
+    server.owe_damaged("c", {"a": b"E+1:{}"})  # a seen damaged again, other bytes
+    server.paid("c", snapshot)
+    again = server.owed("c")
+    assert again is not None and again.expected() == {"a": b"E+1:{}", "b": b""}
+    server.paid("c", again)
+    assert server.owed("c") is None
+
+
 def test_too_many_owed_ids_drop_the_collection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, "MAX_OWED_IDS", 3)
     server = state.ServerState()

@@ -2,7 +2,9 @@
 missing, a number not plain digits, a JSON field not JSON or not of its shape, an index
 state not known, or the key of another type. Every entry point refuses it with
 :class:`DamagedSchemaError` (a :class:`DamagedMetaError`) naming the key and the field,
-never a KeyError, ValueError or JSONDecodeError, and writes nothing: a model's first use on
+never a KeyError, ValueError or JSONDecodeError, and writes nothing (the key of another
+type: an error that is also a :class:`WrongTypeError` naming the key, as another type at
+any key the ORM owns is): a model's first use on
 a connection, reindex(), verify(), repair(), and the tools' schema reads. Deleting the
 schema hash lets the next first use store it again (its indexes building: reindex()).
 
@@ -17,7 +19,14 @@ import pytest
 from helpers import MODES, call, snapshot
 
 import quantumorm
-from quantumorm import DamagedMetaError, DamagedSchemaError, Document, IntField, StringField
+from quantumorm import (
+    DamagedMetaError,
+    DamagedSchemaError,
+    Document,
+    IntField,
+    StringField,
+    WrongTypeError,
+)
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.schema import Schema
 from quantumorm.tools.targets import schema_of, stored_schema
@@ -93,14 +102,25 @@ async def _entry_points(conn: Any, redis_url: str, redis_client: Any, mode: str,
             assert isinstance(raised.value, DamagedMetaError)
             assert (raised.value.key, raised.value.field) == (key, field), method
             assert "dsc_plates" in str(raised.value)
+            _wrong_type_iff_no_field(raised.value, key, field)
         for read in (lambda: stored_schema(redis_client, Plate._meta.namespace, "dsc_plates"),
                      lambda: schema_of(conn, Plate)):
             with pytest.raises(DamagedSchemaError) as raised:
                 read()
             assert (raised.value.key, raised.value.field) == (key, field)
+            _wrong_type_iff_no_field(raised.value, key, field)
     finally:
         fresh.close()
     assert snapshot(redis_client) == before
+
+
+def _wrong_type_iff_no_field(error: BaseException, key: str, field: str | None) -> None:
+    """The schema key of another type (no field) is a WrongTypeError naming the key too
+    (``except WrongTypeError`` catches it, as for a meta hash of another type); a damaged
+    field is not."""
+    assert isinstance(error, WrongTypeError) == (field is None), repr(error)
+    if field is None:
+        assert isinstance(error, WrongTypeError) and error.key == key
 
 
 @pytest.mark.parametrize("how", SCHEMA_DAMAGE)
@@ -159,6 +179,7 @@ async def test_verify_and_repair_read_the_schema_afresh(
         with pytest.raises(DamagedSchemaError) as raised:
             await call(Plate.objects, method, mode)
         assert (raised.value.key, raised.value.field) == (key, field), method
+        _wrong_type_iff_no_field(raised.value, key, field)
     assert snapshot(redis_client) == before
 
 

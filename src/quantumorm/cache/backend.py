@@ -113,10 +113,12 @@ class CachedBackend:
         assert options.cache is not None
         step: Op[Any]
         if owed.everything:
-            step = self.store.drop(keys.pattern, keys.generation, new_token())
+            step = self.store.drop(keys.pattern, keys.generation, new_token(),
+                                   options.cache.ttl_ms)
         else:
-            groups = [[keys.entry(id) for id in group]
-                      for group in keys.by_partition(list(owed.ids))]
+            expected = owed.expected()
+            groups = [[(keys.entry(id), expected[id]) for id in group]
+                      for group in keys.by_partition(list(expected))]
             step = self.store.invalidate(groups, options.cache.ttl_ms,
                                          keys.generation if owed.generation else None,
                                          new_token())
@@ -165,10 +167,12 @@ class CachedBackend:
         if not self.store.can_drop:
             raise UnsupportedOperation(self.name, "drop_collection of a model cached on a "
                                        "Redis Cluster")
+        assert options.cache is not None
         dropped = yield from self.primary.drop_collection(options)
         keys = self.keys(options)
         done = yield from self.guarded(
-            options, self.store.drop(keys.pattern, keys.generation, new_token()))
+            options, self.store.drop(keys.pattern, keys.generation, new_token(),
+                                     options.cache.ttl_ms))
         if done is FAILED:
             self.state.owe(keys.generation, [], everything=True)
         return dropped

@@ -3,7 +3,10 @@
 Keys of a model in namespace ``ns``, collection ``coll``, with ``P`` cache partitions::
 
     {ns:cache:coll:N}:e:<id>    STRING  one document's cache slot (values below)
-    {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token)
+    {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token,
+                                        "T<token>" after a write, or a write's mark
+                                        "P:<tokens>" as a slot holds it: no result is
+                                        served nor stored then)
     {ns:cache:coll:q}:r:<hash>  STRING  a cached query result: "<generation>:<payload>"
 
 ``N = crc32(utf-8 id) % P``. Every key one script call names shares one hash tag: a cached
@@ -21,7 +24,35 @@ header; a document's JSON is never decoded in Lua)::
     T<floor>            a tombstone: a write finished here; fills below ``floor`` are refused
     L<floor>:<token>    a lease: the reader holding ``token`` loads from the primary, and
                         its fill is accepted only while this lease is still here
-    P:<token>           a write in progress (begun before the primary commit)
+    P:<token>[,...]     a write in progress (begun before the primary commit): the tokens of
+                        the writers in progress, first "-" when none of them may write
+                        through (another writer finished, or an invalidation came, since)
+
+The slot's state machine (every ``cache_*.lua`` script; absent = expired or never set)::
+
+    cache_read        absent, T<f>      -> L<f>:<reader>        (else unchanged)
+    cache_fill        L<f>:<reader>     -> E.. / N / absent     (its own lease only, version
+                                                                 >= f; else unchanged)
+    cache_begin       P:<list>          -> P:<list>,<writer>    (expiry: at least the guard)
+                      anything else     -> P:<writer>
+    cache_finish      P:<writer>        -> E<v>:.. (write-through) or T<v>
+                      P:<list> naming others -> P:-,<the others> (keeps its expiry)
+                      anything else     -> T<v>
+    cache_invalidate  P:<list>          -> P:-,<list>           (keeps its expiry)
+     (owed)           L<f>:.., T<f>     -> T<f>
+                      anything else     -> T0
+    cache_invalidate  exactly the bytes -> T0                   (else unchanged)
+     (damaged entry)  the read saw
+
+**The rule: a write's mark is never replaced by anything a fill can overwrite, except by
+the last writer it names (cache_finish) or by its expiry** (``write_guard_ms``, refreshed
+by each writer that joins it). A fill needs a lease, a lease needs an absent or tombstoned
+slot, so while a write's mark is there nothing loaded from the primary before its commit
+can be filled; and if that writer's ``cache_finish`` fails, the mark stays until it
+expires, after which the primary holds the write. A mark naming several writers (or
+flagged by an invalidation) ends in a tombstone, never a write-through: the last to finish
+need not be the last to commit. Old code reading these slots sees a write in progress
+(first byte "P") as before.
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 A result is kept under a key derived from the query (its where, ordering, offset, limit and
 keyset position, and what is asked: rows, count or existence) together with the
-collection's *generation*: a random token that every write through the ORM renews, in the
-same round trip as its ``cache_finish`` (:mod:`.writes`). A reader reads the generation and
+collection's *generation*: a random token that every write through the ORM marks as its
+documents' slots in ``cache_begin`` ("P:<tokens>": while a write is in progress no result
+is served nor stored) and renews in ``cache_finish`` ("T<fresh token>", once the last
+write in progress finishes; the slot rules of :mod:`.entries`), so a result computed before
+a write's commit is never current after it, even when that write's last step fails.
+A reader reads the generation and
 the result in one script (``cache_query_get``); the result is used only if it was computed
 at the current generation. On a miss the query runs on the primary and the result is stored
 only if the generation read *before* it ran is still current (``cache_query_put``): a
@@ -99,6 +103,9 @@ def cached_result(backend: Backend, options: ModelOptions, spec: QuerySpec, ttl:
         stats.add(bypassed=1)
         return (yield from run(backend))
     generation, payload = got
+    if generation.startswith("P:"):  # a write is in progress: the primary's, not stored
+        stats.add(bypassed=1)
+        return (yield from run(backend))
     rows = kind == "rows"
     if payload is not None:
         stats.add(query_hits=1)

@@ -16,7 +16,9 @@ concurrent misses on one id cause one load from the primary. After ``lease_ms`` 
 remaining ids are loaded from the primary without filling. Ids a write is in progress on
 are loaded from the primary and not filled; so are ids whose entry does not read (its
 version or JSON damaged), whose slots this process then tombstones before it reads the
-cache again (the invalidations it owes, :mod:`.state`), so the next read refills them.
+cache again (the invalidations it owes, :mod:`.state`), so the next read refills them: each
+only while it still holds the damaged bytes the read saw (a write's mark, or a fill, that
+came since is kept: see the slot rules in :mod:`.entries`).
 """
 
 from __future__ import annotations
@@ -84,10 +86,10 @@ def get_many(cached: CachedBackend, options: ModelOptions,
             # paid before this process reads the cache again: the next read misses and
             # fills it afresh
             logs.cache.warning("damaged cache entries read from the primary and invalidated "
-                               "model=%s ids=%s", options.model_name, damaged[:10])
-            cached.state.owe(keys.generation, damaged, generation=False,
-                             can_drop=cached.store.can_drop)
-            pending += damaged
+                               "model=%s ids=%s", options.model_name, list(damaged)[:10])
+            cached.state.owe_damaged(keys.generation, damaged,
+                                     can_drop=cached.store.can_drop)
+            pending += list(damaged)
         if granted or pending:
             yield from _load(cached, options, granted, pending, token, found)
         if not waiting:
@@ -108,10 +110,13 @@ def get_many(cached: CachedBackend, options: ModelOptions,
 
 def _sort(options: ModelOptions, order: list[str], replies: list[Any],
           found: dict[str, Row | None], stats: Any
-          ) -> tuple[list[str], list[str], list[str], list[str]]:
+          ) -> tuple[list[str], list[str], list[str], dict[str, bytes]]:
     """Serve the hits; return the ids granted a lease, pending a write, waiting, and those
-    whose entry does not read (:func:`decode_entry`: never served)."""
-    granted, pending, waiting, damaged = [], [], [], []
+    whose entry does not read (:func:`decode_entry`: never served), with the bytes read."""
+    granted: list[str] = []
+    pending: list[str] = []
+    waiting: list[str] = []
+    damaged: dict[str, bytes] = {}
     hits = 0
     for id, reply in zip(order, replies, strict=True):
         if reply == b"G":
@@ -127,7 +132,7 @@ def _sort(options: ModelOptions, order: list[str], replies: list[Any],
             try:
                 found[id] = decode_entry(options, id, reply)
             except CorruptDocumentError:
-                damaged.append(id)
+                damaged[id] = bytes(reply)
                 continue
             hits += 1
     if hits:

@@ -46,10 +46,13 @@ class RedisCacheStore:
         replies = yield _plan(steps)
         return [int(n) for n in _flat(replies)]
 
-    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int) -> Op[int]:
-        replies = yield _plan([Call("cache_begin", tuple(keys), (token, guard_ms))
-                               for keys in groups])
-        return sum(int(n) for n in replies)
+    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int,
+              generation: str | None = None) -> Op[int]:
+        steps = [Call("cache_begin", tuple(keys), (token, guard_ms)) for keys in groups]
+        if generation is not None:
+            steps.append(Call("cache_begin", (generation,), (token, guard_ms)))
+        replies = yield _plan(list(steps))
+        return sum(int(n) for n in replies[:len(groups)])
 
     def finish(self, groups: Sequence[Sequence[tuple[str, int, bytes]]], token: str,
                ttl_ms: int, tombstone_ms: int, generation: str | None,
@@ -61,32 +64,36 @@ class RedisCacheStore:
                 args += (version, value)
             steps.append(Call("cache_finish", tuple(key for key, _, _ in items), tuple(args)))
         if generation is not None:
-            steps.append(Command(("SET", generation, new_generation)))
+            steps.append(_renewal(generation, token, tombstone_ms, new_generation))
         replies = yield _plan(steps)
         return [int(n) for n in _flat(replies[:len(groups)])]
 
-    def invalidate(self, groups: Sequence[Sequence[str]], tombstone_ms: int,
+    def invalidate(self, groups: Sequence[Sequence[tuple[str, bytes]]], tombstone_ms: int,
                    generation: str | None, new_generation: str) -> Op[None]:
-        steps: list[Call | Command] = [Call("cache_invalidate", tuple(keys), (tombstone_ms,))
-                                       for keys in groups]
+        steps: list[Call | Command] = [
+            Call("cache_invalidate", tuple(key for key, _ in items),
+                 (tombstone_ms, *(expected for _, expected in items)))
+            for items in groups]
         if generation is not None:
-            steps.append(Command(("SET", generation, new_generation)))
+            steps.append(_renewal(generation, "", tombstone_ms, new_generation))
         if steps:
             yield _plan(steps)
 
-    def drop(self, pattern: str, generation: str, new_generation: str) -> Op[int]:
+    def drop(self, pattern: str, generation: str, new_generation: str,
+             tombstone_ms: int) -> Op[int]:
         # (standalone and Sentinel: SCAN names no key, so a cluster would route it by cursor)
-        yield _plan([Command(("SET", generation, new_generation))])
+        yield _plan([_renewal(generation, "", tombstone_ms, new_generation)])
         cursor: Any = 0
         dropped = 0
         while True:
             ((cursor, keys),) = yield _plan([Command(("SCAN", cursor, "MATCH", pattern,
                                                       "COUNT", 1000))])
             if keys:
-                yield _plan([Command(("UNLINK", *keys))])
+                yield _plan(_dropping(keys, tombstone_ms, generation))
                 dropped += len(keys)
             if int(cursor) == 0:
                 return dropped
+
 
     def query_get(self, generation: str, result: str,
                   fresh: str) -> Op[tuple[str, bytes | None]]:
@@ -100,3 +107,33 @@ class RedisCacheStore:
         (stored,) = yield _plan([Call("cache_query_put", (generation, result),
                                       (at, ttl_ms, payload))])
         return bool(stored)
+
+
+def _renewal(generation: str, token: str, ttl_ms: int, new_generation: str) -> Call:
+    """The collection's query generation renewed by ``cache_finish``, as a document's slot
+    is settled: "T<new_generation>" (a fresh token; expiring after ``ttl_ms``) unless it
+    holds the marks of other writes in progress (this writer's ``token`` taken out, the
+    mark kept: no result is served nor stored until the last of them finishes)."""
+    return Call("cache_finish", (generation,), (token, ttl_ms, ttl_ms, new_generation, ""))
+
+
+def _dropping(keys: list[bytes], tombstone_ms: int, generation: str) -> list[Call | Command]:
+    """Drop ``keys`` of a model's cache: documents' slots by ``cache_invalidate`` (one call
+    per hash tag; a write's mark is flagged, not deleted: the slot rules of
+    :mod:`quantumorm.cache.entries`), every other key (query results, a key the cache does
+    not name) by ``UNLINK``, but the generation (renewed before)."""
+    slots: dict[bytes, list[str]] = {}
+    others: list[bytes] = []
+    for key in keys:
+        tag, _, rest = key.partition(b"}")
+        if key == generation.encode():
+            continue
+        if rest.startswith(b":e:") and key.isascii():  # (ids are percent-encoded)
+            slots.setdefault(tag, []).append(key.decode())
+        else:
+            others.append(key)
+    steps: list[Call | Command] = [Call("cache_invalidate", tuple(group), (tombstone_ms,))
+                                   for group in slots.values()]
+    if others:
+        steps.append(Command(("UNLINK", *others)))
+    return steps

@@ -9,9 +9,12 @@ let through (half-open): its success closes the breaker, its failure opens it ag
 **What is owed.** A write whose cache step failed (or was skipped) records its ids here
 before it returns; before this process reads the model's cache again, those slots are
 made tombstones and the query generation is renewed (:meth:`ServerState.owed`). So this
-process never reads an entry older than a write it completed. Past ``MAX_OWED_IDS`` ids
-for one collection, every key of its cache is dropped instead. The state is kept per
-cache server URL, so it outlives a connection re-created with the same URL.
+process never reads an entry older than a write it completed. An entry a read found
+damaged is owed too, with the bytes the read saw (:meth:`ServerState.owe_damaged`): its
+tombstone replaces only those bytes (a compare-and-set in ``cache_invalidate``), never what
+a writer or a reader put there since. Past ``MAX_OWED_IDS`` ids for one collection, every
+key of its cache is dropped instead. The state is kept per cache server URL, so it outlives
+a connection re-created with the same URL.
 """
 
 from __future__ import annotations
@@ -93,12 +96,15 @@ class Owed:
 
     seq: int = 0
     ids: dict[str, int] = field(default_factory=dict)
+    #: damaged entries: id -> (seq, the bytes the read saw)
+    damaged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     generation: int = 0  # 0: not owed
     everything: int = 0
 
     @property
     def empty(self) -> bool:
-        return not self.ids and not self.generation and not self.everything
+        return (not self.ids and not self.damaged and not self.generation
+                and not self.everything)
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,14 @@ class OwedSnapshot:
     ids: dict[str, int]
     generation: int
     everything: int
+    damaged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+    def expected(self) -> dict[str, bytes]:
+        """Per id, what its tombstone may replace: ``b""`` whatever the slot holds (a
+        write's invalidation), else the damaged bytes a read saw there."""
+        out = {id: value for id, (_, value) in self.damaged.items()}
+        out.update(dict.fromkeys(self.ids, b""))
+        return out
 
 
 class ServerState:
@@ -125,12 +139,30 @@ class ServerState:
             if generation:
                 owed.generation = owed.seq
             if owed.everything or everything:
-                owed.everything, owed.ids = owed.seq, {}
+                owed.everything, owed.ids, owed.damaged = owed.seq, {}, {}
                 return
             for id in ids:
                 owed.ids[id] = owed.seq
-            if can_drop and len(owed.ids) > MAX_OWED_IDS:
-                owed.everything, owed.ids = owed.seq, {}
+            self._overflow(owed, can_drop)
+
+    def owe_damaged(self, collection: str, entries: dict[str, bytes],
+                    can_drop: bool = True) -> None:
+        """Record damaged entries (id -> the bytes a read found in its slot), each owed a
+        tombstone that replaces only those bytes; the query generation is not owed."""
+        with self._lock:
+            owed = self._owed.setdefault(collection, Owed())
+            owed.seq += 1
+            if owed.everything:
+                owed.everything = owed.seq
+                return
+            for id, value in entries.items():
+                owed.damaged[id] = (owed.seq, value)
+            self._overflow(owed, can_drop)
+
+    @staticmethod
+    def _overflow(owed: Owed, can_drop: bool) -> None:
+        if can_drop and len(owed.ids) + len(owed.damaged) > MAX_OWED_IDS:
+            owed.everything, owed.ids, owed.damaged = owed.seq, {}, {}
 
     def owed(self, collection: str) -> OwedSnapshot | None:
         if not self._owed:  # (the common case, without the lock)
@@ -139,7 +171,8 @@ class ServerState:
             owed = self._owed.get(collection)
             if owed is None:
                 return None
-            return OwedSnapshot(dict(owed.ids), owed.generation, owed.everything)
+            return OwedSnapshot(dict(owed.ids), owed.generation, owed.everything,
+                                dict(owed.damaged))
 
     def paid(self, collection: str, snapshot: OwedSnapshot) -> None:
         """``snapshot``'s invalidations were applied (what was owed since stays owed)."""
@@ -150,6 +183,9 @@ class ServerState:
             for id, seq in snapshot.ids.items():
                 if owed.ids.get(id) == seq:
                     del owed.ids[id]
+            for id, entry in snapshot.damaged.items():
+                if owed.damaged.get(id) == entry:
+                    del owed.damaged[id]
             if owed.generation == snapshot.generation:
                 owed.generation = 0
             if owed.everything == snapshot.everything:

@@ -37,7 +37,10 @@ class CacheStore(Protocol):
         """(key, version, value) per key; per key 1 if filled (``cache_fill``)."""
         ...
 
-    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int) -> Op[int]:
+    def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int,
+              generation: str | None = None) -> Op[int]:
+        """Mark the keys (``cache_begin``); with ``generation`` (a key), the collection's
+        query generation too, in the same round trip."""
         ...
 
     def finish(self, groups: Sequence[Sequence[tuple[str, int, bytes]]], token: str,
@@ -47,12 +50,18 @@ class CacheStore(Protocol):
         ``generation`` (a key), that key becomes ``new_generation`` in the same round trip."""
         ...
 
-    def invalidate(self, groups: Sequence[Sequence[str]], tombstone_ms: int,
+    def invalidate(self, groups: Sequence[Sequence[tuple[str, bytes]]], tombstone_ms: int,
                    generation: str | None, new_generation: str) -> Op[None]:
+        """(key, expected) per key: ``expected`` ``b""`` tombstones whatever the slot holds
+        (a write's mark is flagged, not replaced), else only while the slot holds exactly
+        ``expected`` (a damaged entry) (``cache_invalidate``)."""
         ...
 
-    def drop(self, pattern: str, generation: str, new_generation: str) -> Op[int]:
-        """Delete every key matching ``pattern``; renew the generation."""
+    def drop(self, pattern: str, generation: str, new_generation: str,
+             tombstone_ms: int) -> Op[int]:
+        """Drop every key matching ``pattern``; renew the generation. Documents' slots
+        become tombstones by ``cache_invalidate``'s rules (a write's mark is kept: the slot
+        rules of :mod:`.entries`); every other key is deleted."""
         ...
 
     def query_get(self, generation: str, result: str,

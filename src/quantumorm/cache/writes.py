@@ -1,15 +1,18 @@
 """Writes of a cached model: begin on the cache, commit on the primary, finish on the cache.
 
-1. ``cache_begin``: each written document's slot becomes ``P:<token>`` (this write's mark):
-   the entry, a cached absence or a reader's lease is gone before the primary commits, so
-   no reader can fill what it loaded before the commit, and readers go to the primary
-   until the write finishes.
+1. ``cache_begin``: each written document's slot becomes ``P:<token>`` (this write's mark;
+   added to the list if other writes' marks are there): the entry, a cached absence or a
+   reader's lease is gone before the primary commits, so no reader can fill what it loaded
+   before the commit, and readers go to the primary until the write finishes. The
+   collection's query generation is marked alike, in the same round trip.
 2. The primary's own write (or transaction), unchanged.
-3. ``cache_finish``, with the collection's query generation renewed in the same round
-   trip: where the slot still holds this write's mark, write-through stores the written
+3. ``cache_finish``, with the collection's query generation settled in the same round
+   trip (renewed unless other writes are still in progress there): where the slot still holds this write's mark, write-through stores the written
    document (the JSON the primary stored, at the version it gave); anywhere else, and in
    cache-aside mode, the slot becomes a tombstone ``T<version>`` (``T0`` for deletes and
-   refused writes). A tombstone refuses every lease and fill that began before it.
+   refused writes), unless other writers' marks are still there: then the mark stays
+   (without this write's token) until the last of them finishes. A tombstone refuses every
+   lease and fill that began before it. (The slot rules: :mod:`.entries`.)
 
 New documents get their ids from the primary first (``allocate_ids``), so that their slots
 (which may hold a cached absence) are named in step 1. If step 1 or 3 cannot reach the
@@ -59,7 +62,7 @@ def written(cached: CachedBackend, options: ModelOptions, requests: Sequence[Wri
     token = new_token()
     begun = yield from cached.guarded(options, cached.store.begin(
         [[keys.entry(id) for id in group] for group in keys.by_partition(ids)], token,
-        settings.write_guard_ms))
+        settings.write_guard_ms, keys.generation))
     mark = "" if begun is FAILED else token
     try:
         results = yield from commit(requests)

@@ -22,7 +22,7 @@ from redis import exceptions as rx
 from redis.exceptions import RedisClusterException
 
 from ... import sortable
-from ...errors import DamagedSchemaError, WrongTypeError
+from ...errors import WrongTypeError, WrongTypeSchemaError
 from ...schema import Schema
 from .keys import KeySpace
 from .translation import translate
@@ -108,7 +108,7 @@ def read_schema(client: Any, namespace: str, collection: str) -> Schema | None:
     except (rx.RedisError, RedisClusterException) as exc:
         error = translate(exc)
         if isinstance(error, WrongTypeError):
-            raise DamagedSchemaError(collection, probe.schema, None) from exc
+            raise WrongTypeSchemaError(collection, probe.schema) from exc
         raise error from exc
     return Schema.load(fields, probe.schema, collection) if fields else None
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ... import logs
 from ...engine.drive import Op
-from ...errors import DamagedSchemaError, SchemaMismatchError, WrongTypeError
+from ...errors import SchemaMismatchError, WrongTypeError, WrongTypeSchemaError
 from ...options import ModelOptions
 from ...schema import IndexState, Schema, adopt, declared, reconcile
 from . import wire
@@ -49,7 +49,7 @@ def read(keys: KeySpace) -> Op[Schema | None]:
         (stored,) = yield RedisPlan((Command(("HGETALL", keys.schema)),), read_only=True,
                                     primary=True)
     except WrongTypeError:
-        raise DamagedSchemaError(keys.collection, keys.schema, None) from None
+        raise WrongTypeSchemaError(keys.collection, keys.schema) from None
     return loaded(keys, _decode(stored))
 
 
@@ -65,7 +65,7 @@ def _not_a_hash(keys: KeySpace, refused: WrongTypeError) -> Op[BaseException]:
     (kind,) = yield RedisPlan((Command(("TYPE", keys.schema)),), read_only=True,
                               primary=True)
     if wire.text(kind) not in ("hash", "none"):
-        return DamagedSchemaError(keys.collection, keys.schema, None)
+        return WrongTypeSchemaError(keys.collection, keys.schema)
     return refused
 
 

@@ -1,6 +1,7 @@
 #!lua
 -- cache_query_put.lua: store a query result computed at generation ARGV[1], only if that
--- is still the collection's generation (no write through the ORM finished meanwhile).
+-- is still the collection's generation (no write through the ORM began or finished
+-- meanwhile) and not a write's mark.
 --
 -- KEYS[1]   the collection's query generation
 -- KEYS[2]   the result's key
@@ -10,6 +11,9 @@
 -- Returns   1 if stored, 0 if refused
 -- luacheck: globals redis KEYS ARGV
 
-if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+-- (a write in progress holds the generation as its mark, "P:<tokens>": nothing is stored)
+if string.sub(ARGV[1], 1, 2) == "P:" or redis.call("GET", KEYS[1]) ~= ARGV[1] then
+  return 0
+end
 redis.call("SET", KEYS[2], ARGV[1] .. ":" .. ARGV[3], "PX", ARGV[2])
 return 1

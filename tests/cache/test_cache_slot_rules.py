@@ -1,0 +1,249 @@
+"""The cache slot rules (quantumorm/cache/entries.py): a write's mark ``P:<token>`` is never
+replaced by anything a fill can overwrite, except by the last writer it names or by its
+expiry. Each test drives the bad interleaving step by step on the test redis-server (a
+second :class:`CachedBackend` with its own server state stands for another process, whose
+``cache_finish`` cannot reach the cache: its breaker is open), then checks that no read
+serves a document older than the completed write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cache_models import Account, Profile
+from cache_stepping import Stepper
+
+from quantumorm.cache import state
+from quantumorm.cache.backend import CachedBackend
+from quantumorm.cache.dispatch import on_cache
+from quantumorm.cache.entries import CacheKeys
+from quantumorm.cache.state import ServerState
+from quantumorm.engine import prepared
+from quantumorm.engine.contract import WriteRequest
+
+
+def _slot(cached: dict[str, Any], model: Any, id: str) -> bytes | None:
+    value: bytes | None = cached["raw"].get(CacheKeys(model._meta).entry(id))
+    return value
+
+
+def _other_process(model: Any) -> CachedBackend:
+    """The model's cached backend as another process sees it: the same primary and cache
+    store, its own breaker and owed invalidations."""
+    backend = model._connection().backend
+    return CachedBackend(backend.primary, backend.store, ServerState("other"))
+
+
+def _cut_off(backend: CachedBackend) -> None:
+    """From now on that process cannot reach the cache (its breaker open)."""
+    for _ in range(state.THRESHOLD):
+        backend.state.breaker.failure()
+
+
+def _stepper(model: Any, op: Any) -> Stepper:
+    return Stepper(op, model._connection().store.sync_executor())
+
+
+def _update(doc: Any) -> WriteRequest:
+    request = prepared.request(doc, doc.clean())
+    assert request is not None
+    return request
+
+
+def _run(model: Any, op: Any) -> Any:
+    """A cache store operation run to its end on the model's cache."""
+    stepper = _stepper(model, on_cache(op))
+    stepper.run_cache_steps()
+    assert stepper.done
+    return stepper.result
+
+
+def test_a_damaged_entrys_tombstone_keeps_a_mark_made_since(cached: dict[str, Any]) -> None:
+    a = Account(email="a@x", name="v1").save_sync()
+    Account.objects.get_sync(id=a.id)  # filled
+    cached["raw"].set(CacheKeys(Account._meta).entry(a.id), b"Ex:{}", px=300_000)
+    assert Account.objects.get_sync(id=a.id).name == "v1"  # damaged: the primary's; owed
+    other = _other_process(Account)
+    a.name = "v2"
+    writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
+    writer.run_cache_steps()  # the other process began its write: its mark is there
+    mark = _slot(cached, Account, a.id)
+    assert mark is not None and mark.startswith(b"P:")
+    # this process pays its tombstone, then reads (the primary still holds v1): the
+    # tombstone must not replace the mark, or the read would fill v1
+    assert Account.objects.get_sync(id=a.id).name == "v1"
+    assert _slot(cached, Account, a.id) == mark
+    reply = writer.execute_primary()  # v2 committed
+    _cut_off(other)
+    writer.resume(reply)  # its finish cannot reach the cache: the write is complete anyway
+    assert Account.objects.get_sync(id=a.id).name == "v2"
+    assert Account.objects.get_many_sync([a.id])[0].name == "v2"
+
+
+def test_an_owed_invalidation_keeps_a_writers_mark(cached: dict[str, Any]) -> None:
+    a = Account(email="a@x", name="v1").save_sync()
+    Account.objects.get_sync(id=a.id)  # filled: v1
+    here = Account._connection().backend
+    _cut_off(here)
+    a.name = "v2"
+    a.save_sync()  # the cache skipped: this process owes a's tombstone
+    here.state.breaker.success()  # (as after the cooldown)
+    other = _other_process(Account)
+    b = Account.objects.cached(False).get_sync(id=a.id)
+    b.name = "v3"
+    writer = _stepper(Account, other.write(Account._meta, [_update(b)]))
+    writer.run_cache_steps()  # the other process began its write
+    # this process pays what it owes, then reads v2 from the primary: no fill of v2 may
+    # survive the other process's write
+    assert Account.objects.get_sync(id=a.id).name == "v2"
+    slot = _slot(cached, Account, a.id)
+    assert slot is not None and slot.startswith(b"P:")
+    reply = writer.execute_primary()  # v3 committed
+    _cut_off(other)
+    writer.resume(reply)
+    assert Account.objects.get_sync(id=a.id).name == "v3"
+
+
+def test_a_writer_that_joins_a_mark_does_not_write_through_over_it(
+        cached: dict[str, Any]) -> None:
+    """Two writes in progress on one id: the first (a delete, in another process) cannot
+    finish on the cache; the second, which committed before it, must not write its
+    document through: the delete completed after it."""
+    p = Profile(name="v1").save_sync()  # write-through
+    other = _other_process(Profile)
+    deleter = _stepper(Profile, other.write(Profile._meta, [WriteRequest("delete", p.id)]))
+    deleter.run_cache_steps()
+    p.name = "v2"
+    updater = _stepper(Profile, Profile._connection().backend.write(Profile._meta,
+                                                                   [_update(p)]))
+    updater.run_cache_steps()
+    updated = updater.execute_primary()  # v2 committed
+    deleted = deleter.execute_primary()  # then deleted
+    _cut_off(other)
+    deleter.resume(deleted)  # complete; its finish could not reach the cache
+    updater.resume(updated)
+    assert Profile.objects.get_many_sync([p.id]) == [None]
+    assert Profile.objects.get_many_sync([p.id]) == [None]
+    assert Profile.objects.cache_stats().write_through == 1  # (the insert only)
+
+
+def test_a_mark_an_invalidation_flagged_ends_in_a_tombstone(cached: dict[str, Any]) -> None:
+    """A writer's mark that an owed invalidation came by (flagged, not replaced) is not
+    written through by that writer: the invalidation's write may have committed after it."""
+    p = Profile(name="v1").save_sync()
+    other = _other_process(Profile)
+    p.name = "v2"
+    writer = _stepper(Profile, other.write(Profile._meta, [_update(p)]))
+    writer.run_cache_steps()
+    reply = writer.execute_primary()  # v2 committed, not finished
+    here = Profile._connection().backend
+    _cut_off(here)
+    q = Profile.objects.get_sync(id=p.id)  # (the primary's v2)
+    q.name = "v3"
+    q.save_sync()  # committed after v2; owed
+    here.state.breaker.success()
+    Profile(name="z").save_sync()  # pays what this process owes: the mark is flagged
+    slot = _slot(cached, Profile, p.id)
+    assert slot is not None and slot.startswith(b"P:-,")
+    writer.resume(reply)
+    slot = _slot(cached, Profile, p.id)
+    assert slot is not None and slot.startswith(b"T")
+    assert Profile.objects.get_sync(id=p.id).name == "v3"
+
+
+def test_the_invalidate_script_by_slot_state(cached: dict[str, Any]) -> None:
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    slots = {"entry": b"E3:{}", "negative": b"N", "tombstone": b"T7", "lease": b"L5:ab12",
+             "mark": b"P:ab12", "marks": b"P:ab12,cd34", "flagged": b"P:-,ab12",
+             "damaged": b"Ex:{}", "moved on": b"E4:{}"}
+    for name, value in slots.items():
+        raw.set(keys.entry(name), value, px=60_000)
+    expected = {name: b"" for name in slots}
+    expected["damaged"] = b"Ex:{}"
+    expected["moved on"] = b"Ex:{}"  # a damaged entry seen there, replaced since
+    groups = [[(keys.entry(id), expected[id]) for id in group]
+              for group in keys.by_partition(list(slots))]
+    _run(Account, store.invalidate(groups, 30_000, None, "g"))
+    after = {name: raw.get(keys.entry(name)) for name in slots}
+    assert after == {"entry": b"T0", "negative": b"T0", "tombstone": b"T7", "lease": b"T5",
+                     "mark": b"P:-,ab12", "marks": b"P:-,ab12,cd34",
+                     "flagged": b"P:-,ab12", "damaged": b"T0", "moved on": b"E4:{}"}
+    for name in ("mark", "marks", "flagged", "moved on"):
+        assert 30_000 < raw.pttl(keys.entry(name)) <= 60_000  # kept its expiry
+    for name in ("entry", "tombstone", "lease", "damaged"):
+        assert 0 < raw.pttl(keys.entry(name)) <= 30_000
+
+
+def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    key = keys.entry("x")
+
+    def finish(token: str, version: int, entry: bytes) -> list[int]:
+        result: list[int] = _run(Account, store.finish([[(key, version, entry)]], token,
+                                                       60_000, 30_000, None, "g"))
+        return result
+
+    _run(Account, store.begin([[key]], "aaaa", 5_000))
+    _run(Account, store.begin([[key]], "bbbb", 10_000))
+    assert raw.get(key) == b"P:aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
+    _run(Account, store.begin([[key]], "dddd", 1_000))  # (a shorter guard: the mark's kept)
+    assert finish("dddd", 2, b"") == [0]
+    assert raw.get(key) == b"P:-,aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
+    assert finish("bbbb", 2, b"E2:{}") == [0]  # another writer is in progress
+    assert raw.get(key) == b"P:-,aaaa" and 5_000 < raw.pttl(key) <= 10_000
+    assert finish("", 9, b"") == [0]  # a writer whose begin did not run: the mark stays
+    assert raw.get(key) == b"P:-,aaaa"
+    assert finish("aaaa", 3, b"E3:{}") == [0]  # the last: a tombstone, no write-through
+    assert raw.get(key) == b"T3"
+    _run(Account, store.begin([[key]], "cccc", 10_000))
+    assert raw.get(key) == b"P:cccc"
+    assert finish("cccc", 4, b"E4:{}") == [1]  # alone: written through
+    assert raw.get(key) == b"E4:{}"
+
+
+def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
+                                                 monkeypatch: Any) -> None:
+    """Past MAX_OWED_IDS a process drops the collection's whole cache instead of paying
+    tombstones one by one: a write in progress in another process keeps its mark."""
+    monkeypatch.setattr(state, "MAX_OWED_IDS", 0)
+    a = Account(email="a@x", name="v1").save_sync()
+    Account.objects.get_sync(id=a.id)  # filled: v1
+    here = Account._connection().backend
+    _cut_off(here)
+    Account(email="b@x", name="b").save_sync()  # the cache skipped: everything is owed
+    here.state.breaker.success()
+    other = _other_process(Account)
+    a.name = "v2"
+    writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
+    writer.run_cache_steps()  # the other process began its write
+    assert Account.objects.get_sync(id=a.id).name == "v1"  # dropped, then read: v1
+    slot = _slot(cached, Account, a.id)
+    assert slot is not None and slot.startswith(b"P:")
+    reply = writer.execute_primary()  # v2 committed
+    _cut_off(other)
+    writer.resume(reply)
+    assert Account.objects.get_sync(id=a.id).name == "v2"
+
+
+def test_a_query_result_computed_before_a_write_whose_finish_failed(
+        cached: dict[str, Any]) -> None:
+    """The collection's query generation is marked like a document's slot: while a write is
+    in progress no result is served nor stored, and the mark is kept until the last writer
+    finishes (or it expires)."""
+    a = Account(email="a@x", name="A").save_sync()
+    other = _other_process(Account)
+    a.name = "B"
+    writer = _stepper(Account, other.write(Account._meta, [_update(a)]))
+    writer.run_cache_steps()  # the other process began its write
+    query = Account.objects.filter(name="A").cache(ttl=60)
+    assert [d.id for d in query.all_sync()] == [a.id]  # computed before the commit
+    stats = Account.objects.cache_stats()
+    assert (stats.query_fills, stats.bypassed) == (0, 1)  # a write in progress: not stored
+    reply = writer.execute_primary()  # committed: no document is named "A" now
+    _cut_off(other)
+    writer.resume(reply)  # complete; its finish could not reach the cache
+    assert Account.objects.filter(name="A").cache(ttl=60).all_sync() == []

@@ -7,11 +7,14 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- What every patch of a model and of a set of fields sends alike is one argument, one
--- MessagePack array of strings (each argument costs the server about 1,000 instructions
--- to take in, the unpack about 400 per string); the values apart. (One array, not strings
--- one after another: those are values returned at once, which overflow Lua's C stack past
--- about 8,000.)
+-- What every patch of a model and of a set of fields sends alike is one argument of
+-- MessagePack strings and numbers (each argument costs the server about 1,000 instructions
+-- to take in); the values apart. They come one after another, gathered by one table
+-- constructor (its array sized once), not as one MessagePack array: cmsgpack fills an
+-- array's table one item at a time from an empty one, resizing it as it grows (about 650
+-- instructions per item, 17 items in the common patch). Past STREAM_MAX items
+-- (writes.py) they come as one array: values returned at once overflow Lua's C stack past
+-- about 8,000.
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
@@ -20,8 +23,9 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack array of strings and numbers (c[1], c[2]... below; the numbers
---           are MessagePack integers, Lua numbers once unpacked: no text parsed)
+-- ARGV[4]   MessagePack strings and numbers one after another, or past STREAM_MAX items one
+--           MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
+--           integers, Lua numbers once unpacked: no text parsed)
 --   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
@@ -67,7 +71,15 @@
 
 local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
                                                       ARGV[2]
-local c = cmsgpack.unpack(ARGV[4])
+local c = ARGV[4]
+do  -- (c[1], a non-negative integer, starts with none of an array's first bytes)
+  local b = string.byte(c, 1)
+  if b == 220 or b == 221 or (b >= 144 and b <= 159) then
+    c = cmsgpack.unpack(c)
+  else
+    c = {cmsgpack.unpack(c)}
+  end
+end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k

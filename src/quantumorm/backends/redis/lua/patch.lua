@@ -202,15 +202,15 @@ then
       local kat, k_end = string.find(stored, key, from, true)
       if not kat then break end
       local colon = k_end + 1
-      local b = string.byte(stored, colon)
+      local b, next_b = string.byte(stored, colon, colon + 1)  -- (the colon's and the next)
       if b == 32 or b == 9 or b == 10 or b == 13 then
         colon = string.find(stored, "[^ \t\r\n]", colon)
-        b = string.byte(stored, colon)
+        b, next_b = string.byte(stored, colon or 1, (colon or 1) + 1)
       end
       if b == 58 then
         if first then first = false; break end  -- (two keys of that name: not proven)
         first = colon + 1
-        b = string.byte(stored, first)
+        b = next_b
         if b == 32 or b == 9 or b == 10 or b == 13 then
           first = string.find(stored, "[^ \t\r\n]", first)
           b = string.byte(stored, first)

@@ -315,3 +315,28 @@ def test_the_one_member_patch_stores_what_the_general_splice_gives(
         assert redis_client.zcount(ks.index(0, "age"), "-inf", "+inf") == 1
         assert Aged.objects.filter(age=7).count_sync() == 1, doc
     assert outcomes.count(False) > 40 and outcomes.count(True) >= 3
+
+
+@pytest.mark.parametrize("form", ["leading zero", "longer", "13 digits"])
+def test_the_one_field_patch_reads_its_index_list_as_the_general_path(
+        conn: Any, redis_client: Any, form: str) -> None:
+    """The common patch takes a meta list of exactly one value ("len:bytes", its length at
+    most 12 digits, leading zeros read as digits) as its single entry; any other list goes
+    to the general path, which refuses one that does not read, with nothing written."""
+    ks = gauges(conn)
+    meta, field = ks.meta(0, "g"), "f:n"
+    listed = redis_client.hget(meta, field)
+    size, _, value = listed.partition(b":")
+    redis_client.hset(meta, field, {"leading zero": b"0" + listed, "longer": listed + b"x",
+                                    "13 digits": b"0" * (13 - len(size)) + listed}[form])
+    before = snapshot(redis_client)
+    reply = send(conn, patch(conn, Gauge, "g", n=7))
+    if form == "leading zero":
+        assert reply[0] == b"OK"
+        members = redis_client.zrange(ks.index(0, "n"), 0, -1)
+        assert not [m for m in members if m.startswith(value)]  # (the old entry removed)
+        assert Gauge.objects.filter(n=7).count_sync() == 1
+        assert redis_client.hget(meta, field) != listed and Gauge.objects.get_sync(id="g").n == 7
+    else:
+        assert reply == [b"DAMAGED", meta.encode(), field.encode()]
+        assert snapshot(redis_client) == before

@@ -236,3 +236,41 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
         b'"extra":{"z":[1,{"y":"]"}]}', b"")
     assert_indexes_consistent(redis_client, Person)
 
+
+
+def test_constants_as_one_array_past_stream_max_patch_alike(
+        conn: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """patch.lua reads its constants (ARGV[4]) as MessagePack values one after another and,
+    past writes.STREAM_MAX items (a patch of very many fields), as one MessagePack array:
+    both give the same replies, stored bytes and indexes."""
+    from quantumorm.backends.redis import writes
+    from quantumorm.backends.redis.commands import script
+    from quantumorm.engine.contract import Expiry
+
+    ks = KeySpace(Person._meta)
+    Person.objects.bulk_create_sync([person("p"), person("q")])
+    sha = redis_client.script_load(script("patch").source)
+    values = {"age": 40, "tags": ["b,c", "d"], "name": "Bo"}
+    fields = Person._meta.fields
+    storage = {fields[name].db_name: fields[name].to_storage(value)
+               for name, value in values.items()}
+    replies = []
+    for id, stream_max in (("p", writes.STREAM_MAX), ("q", 0)):
+        monkeypatch.setattr(writes, "STREAM_MAX", stream_max)
+        layout = writes.WriteLayout(Person._meta, ks)
+        (patch,) = layout.patches([id], values, storage, Expiry.KEEP)
+        sent = patch.call()
+        first = sent.args[3][0]
+        assert (first & 0xF0 == 0x90 or first == 0xDC) == (stream_max == 0)  # (an array's head)
+        reply = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args)
+        assert reply[0] == b"OK" and reply[2] == sent.args[0]
+        replies.append(reply)
+        # the same values again: nothing to change, the stored version
+        again = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args[:1],
+                                     "%016x" % (len(replies) + 7), *sent.args[2:])
+        assert again == reply
+    payload = stored_payload(redis_client, ks.doc(0, "p"))
+    assert payload is not None and b'"name":"Bo"' in payload
+    assert payload.replace(b"p@x", b"q@x") == stored_payload(redis_client, ks.doc(0, "q"))
+    assert Person.objects.get_sync(id="q").name == "Bo"
+    assert_indexes_consistent(redis_client, Person)

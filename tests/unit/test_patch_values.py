@@ -45,14 +45,17 @@ class Patched(Document):
 
 
 def constants(packed: bytes) -> list[bytes | int]:
-    """patch.lua's ARGV[4] as cmsgpack.unpack reads it: one MessagePack array of strings
-    and of non-negative integers (a positive fixint, or a uint 16, 32 or 64), nothing
-    else."""
-    assert packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC
-    count, pos = (packed[0] & 0x0F, 1) if packed[0] != 0xDC else (
-        int.from_bytes(packed[1:3], "big"), 3)
+    """patch.lua's ARGV[4] as it reads it: MessagePack strings and non-negative integers (a
+    positive fixint, or a uint 16, 32 or 64), nothing else, one after another, or one
+    MessagePack array of them (past writes.STREAM_MAX items)."""
+    if packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC:
+        count, pos = (packed[0] & 0x0F, 1) if packed[0] != 0xDC else (
+            int.from_bytes(packed[1:3], "big"), 3)
+    else:  # (one after another: the first, the size limit, a non-negative integer)
+        assert packed[0] < 0x80 or packed[0] in (0xCD, 0xCE, 0xCF)
+        count, pos = -1, 0
     out: list[bytes | int] = []
-    for _ in range(count):
+    while count < 0 and pos < len(packed) or len(out) < count:
         head = packed[pos]
         if head < 0x80:
             out.append(head)
@@ -248,3 +251,24 @@ def test_an_integer_is_packed_in_messagepacks_smallest_unsigned_form() -> None:
     for bad in (-1, 2**64):
         with pytest.raises(ValueError, match="unsigned 64-bit"):
             wire.integer(bad)
+
+
+def test_constants_go_one_after_another_up_to_stream_max_then_as_one_array() -> None:
+    """patch.lua gathers its constants with one table constructor when they come one after
+    another (cmsgpack fills an array's table item by item from an empty one, resized as it
+    grows), and reads one MessagePack array past writes.STREAM_MAX items (values returned
+    at once overflow Lua's C stack past about 8,000); the first item, the size limit, starts
+    with none of an array's first bytes."""
+    layout = writes.WriteLayout(Patched._meta, KeySpace(Patched._meta))
+    (call,) = layout.patches(["x"], {"n": 1}, {"count": 1}, Expiry.KEEP)
+    assert not (call.constants[0] & 0xF0 == 0x90 or call.constants[0] in (0xDC, 0xDD))
+    assert call.constants.startswith(wire.integer(layout.max_document_bytes))
+    assert constants(call.constants)[0] == layout.max_document_bytes
+    for count in (1, writes.STREAM_MAX - 1, writes.STREAM_MAX):
+        items: list[bytes | int] = [2**20, *[b"x"] * (count - 1)]
+        packed = writes._pack_constants(items)
+        assert packed.startswith(b"\xce") and constants(packed) == items
+    for count in (writes.STREAM_MAX + 1, 5000):
+        items = [0, *[b"x"] * (count - 1)]
+        packed = writes._pack_constants(items)
+        assert packed.startswith(wire.array_header(count)) and constants(packed) == items

@@ -93,10 +93,11 @@ class PatchCall:
     id_key: bytes
     write_id: str  # 16 hex digits: a resent patch recognises its first attempt
     expiry: bytes | str  # "keep" | "persist" | milliseconds
-    #: what every patch of the model and of these fields sends alike, one MessagePack
-    #: array of strings (the size limit, the layout, the events, every index's meta
-    #: field, the event's "f", the counts, the members' key texts and names, the meta
-    #: fields, the touched indexes' quadruples: patch.lua's ARGV[4])
+    #: what every patch of the model and of these fields sends alike, MessagePack strings
+    #: and numbers one after another (one array of them past writes.STREAM_MAX items):
+    #: the size limit, the layout, the events, every index's meta field, the event's "f",
+    #: the counts, the members' key texts and names, the meta fields, the touched indexes'
+    #: quadruples (patch.lua's ARGV[4])
     constants: bytes
     #: the value texts, then the lists of value encodings of the meta fields
     values: tuple[bytes, ...]

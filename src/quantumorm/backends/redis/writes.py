@@ -81,11 +81,20 @@ _MEMO_LIMIT = 4096
 _MEMO_BYTES = 256
 
 
+#: patch.lua's constants come as MessagePack values one after another up to this many (one
+#: table constructor gathers them: its array sized once), as one array past it (values
+#: returned at once overflow Lua's C stack past about 8,000)
+STREAM_MAX = 2000
+
+
 def _pack_constants(items: Sequence[bytes | int]) -> bytes:
     """:func:`wire.pack` of strings and of non-negative integers, each of these a MessagePack
     integer: patch.lua reads a count, a position or the size limit as the number itself,
-    with no text parsed per call (about 400 server instructions each)."""
-    out = [wire.array_header(len(items))]
+    with no text parsed per call (about 400 server instructions each). One after another,
+    not in an array, up to :data:`STREAM_MAX` items: cmsgpack makes an array's table from
+    an empty one, resized as it grows (about 650 server instructions per item); the first
+    item, a non-negative integer, starts with none of an array's first bytes."""
+    out = [wire.array_header(len(items))] if len(items) > STREAM_MAX else []
     for item in items:
         if type(item) is int:
             out.append(wire.integer(item))

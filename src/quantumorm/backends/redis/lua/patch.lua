@@ -7,11 +7,14 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- What every patch of a model and of a set of fields sends alike is one argument, one
--- MessagePack array of strings (each argument costs the server about 1,000 instructions
--- to take in, the unpack about 400 per string); the values apart. (One array, not strings
--- one after another: those are values returned at once, which overflow Lua's C stack past
--- about 8,000.)
+-- What every patch of a model and of a set of fields sends alike is one argument of
+-- MessagePack strings and numbers (each argument costs the server about 1,000 instructions
+-- to take in); the values apart. They come one after another, gathered by one table
+-- constructor (its array sized once), not as one MessagePack array: cmsgpack fills an
+-- array's table one item at a time from an empty one, resizing it as it grows (about 650
+-- instructions per item, 17 items in the common patch). Past STREAM_MAX items
+-- (writes.py) they come as one array: values returned at once overflow Lua's C stack past
+-- about 8,000.
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
@@ -20,8 +23,9 @@
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
 -- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
 -- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack array of strings and numbers (c[1], c[2]... below; the numbers
---           are MessagePack integers, Lua numbers once unpacked: no text parsed)
+-- ARGV[4]   MessagePack strings and numbers one after another, or past STREAM_MAX items one
+--           MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
+--           integers, Lua numbers once unpacked: no text parsed)
 --   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
@@ -67,7 +71,9 @@
 
 local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
                                                       ARGV[2]
-local c = cmsgpack.unpack(ARGV[4])
+-- (one array: the one value unpacked; values one after another are at least 10)
+local c = {cmsgpack.unpack(ARGV[4])}
+if #c == 1 then c = c[1] end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k
@@ -122,7 +128,7 @@ if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} en
 -- The document (its GET tells its type and whether it is alive) and, in one HMGET, the
 -- version, the recent write ids and the entries the touched indexes hold now.
 local stored = redis.pcall("GET", doc_key)
-if type(stored) == "table" then
+if stored and stored.err then  -- (a string's .err is nil, read from its metatable)
   if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
   error(stored)
 end
@@ -169,13 +175,14 @@ if not current or not stored then return {"MISSING"} end
 
 -- The stored JSON with the new values in place (unchanged: nothing written), less its
 -- version (payload_of)
-if string.byte(stored, 1) == 0 then
-  local ends = string.find(stored, "\0", 2, true)
+do  -- (one find: "\0", the version's digits or anything else but "\0", "\0")
+  local _, ends = string.find(stored, "^%z[^%z]*%z")
   if ends then stored = string.sub(stored, ends + 1) end  -- (else damaged: kept whole)
 end
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
-if string.byte(stored, 1) == 255 then return {"COMPRESSED"} end
+local head = string.byte(stored, 1)
+if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
 if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
 then
@@ -184,24 +191,26 @@ then
   -- member there, its key text once (json_plain_span); blanks looked for only where the
   -- byte is one)
   local ok, doc = pcall(cjson.decode, stored)
-  local key, b = c[11], string.byte(stored, 1)
+  local key, b = c[11], head
   if b == 32 or b == 9 or b == 10 or b == 13 then
     b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
   end
-  if ok and type(doc) == "table" and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
+  -- (cjson's read of a text whose first byte but blanks is "{": a table)
+  if ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
     local first, after, from = nil, nil, 1
     while true do
       local kat, k_end = string.find(stored, key, from, true)
       if not kat then break end
       local colon = k_end + 1
-      local b = string.byte(stored, colon)
+      local b, next_b = string.byte(stored, colon, colon + 1)  -- (the colon's and the next)
       if b == 32 or b == 9 or b == 10 or b == 13 then
         colon = string.find(stored, "[^ \t\r\n]", colon)
+        b, next_b = string.byte(stored, colon or 1, (colon or 1) + 1)
       end
-      if string.byte(stored, colon) == 58 then
+      if b == 58 then
         if first then first = false; break end  -- (two keys of that name: not proven)
         first = colon + 1
-        b = string.byte(stored, first)
+        b = next_b
         if b == 32 or b == 9 or b == 10 or b == 13 then
           first = string.find(stored, "[^ \t\r\n]", first)
           b = string.byte(stored, first)
@@ -259,20 +268,22 @@ local moved  -- {key, drop, add} of each index whose entries change (the general
 local index_key, was, now  -- (the common move's, else nil)
 if j == 1 and c[at_indexes + 3] ~= "1" then
   local old, new = got[3] or "", ARGV[at_lists + field]
-  -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits)
-  local _, colon = string.find(old, "^%d+:")
-  local _, colon2 = string.find(new, "^%d+:")
-  if colon and colon2 and colon <= 13 and colon2 <= 13
-      and tonumber(string.sub(old, 1, colon - 1)) == #old - colon
-      and tonumber(string.sub(new, 1, colon2 - 1)) == #new - colon2 then
-    was, now = string.sub(old, colon + 1), string.sub(new, colon2 + 1)
+  -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits;
+  -- one match of each gives both parts, the length read by arithmetic on its digits, as
+  -- tonumber reads them, with no function call: each costs the server about 800
+  -- instructions)
+  local size, item = string.match(old, "^(%d+):(.*)$")
+  local size2, item2 = string.match(new, "^(%d+):(.*)$")
+  if size and size2 and #size <= 12 and #size2 <= 12 and size + 0 == #item
+      and size2 + 0 == #item2 then
+    was, now = item, item2
     if was ~= now then index_key = KEYS[c[at_indexes + 1]] end
   end
 end
 if index_key then
   -- (change_entries: the ZREM proves the key's type)
   local reply = redis.pcall("ZREM", index_key, was .. idkey)
-  if type(reply) == "table" then
+  if reply ~= 1 and reply ~= 0 then  -- (the count removed of one member, else an error)
     if string.find(reply.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", index_key} end
     error(reply)
   end
@@ -332,8 +343,10 @@ end
 -- made of TIME's digits when it is the time, no "%.0f" of it), a refusal taking back the
 -- entries; then the clock, the document and its meta hash.
 local t = redis.call("TIME")
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local version, shown = math.max(clock + 1, now_us), nil
+-- (TIME's digits read by arithmetic, as tonumber reads them; no math.max: no call)
+local now_us = t[1] * 1000000 + t[2]
+local version, shown = clock + 1, nil
+if now_us > version then version = now_us end
 if version == now_us then
   shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
 else
@@ -344,7 +357,7 @@ if events then
     -- (emit_first's usual event, a stream's alone, with its write id and fields)
     local reply = redis.pcall("XADD", KEYS[#KEYS], "MAXLEN", "~", c[3], "*", "op",
                               "update", "id", idkey, "v", shown, "w", write_id, "f", changed)
-    if type(reply) == "table" then
+    if reply.err then  -- (a string's .err is nil, read from its metatable)
       if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
       refused = {"WRONGTYPE", KEYS[#KEYS]}
     end
@@ -370,18 +383,19 @@ else
 end
 -- (store_taken: the document with its expiry, "keep", "persist" or milliseconds from the
 -- time the version was taken; then the meta hash's version, recent writes and lists)
-local now_ms = math.floor(now_us / 1000)
 if expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
 elseif expiry == "persist" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json)
   redis.call("ZREM", KEYS[4], idkey)
 else
-  local expire_at = now_ms + tonumber(expiry)
+  local expire_at = math.floor(now_us / 1000) + tonumber(expiry)
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "PXAT", expire_at)
   redis.call("ZADD", KEYS[4], expire_at, idkey)
 end
-local recent = write_id .. string.rep("0", 16 - #shown) .. shown .. string.sub(seen or "", 1, 96)
+-- (a version of 16 digits, the time's, has no padding: no call)
+local recent = write_id .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
+               .. string.sub(seen or "", 1, 96)
 if k == 1 then
   redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], ARGV[at_lists + 1])
 else
@@ -398,6 +412,6 @@ if scheduled > 0 then
   end
   local size = #rare.escaped_id(idkey)
   rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
-             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), now_ms)
+             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), math.floor(now_us / 1000))
 end
 return {"OK", version, idkey}

@@ -13,7 +13,9 @@ worker). Writes change the data: ``insert`` adds documents whose names the equal
 then finds, so run it last (it is last in the default order).
 
 Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
-[--ops get_q,get,eq,count,update_q,update,insert] [--calls 500]. It starts a private
+[--ops get_q,get,eq,count,update_q,update,insert] [--calls 500]; ``--ops bulk`` counts per
+document a ``bulk_create`` of ``--calls`` documents in the workload's batches of 500 (the
+``Person(**d)`` of each included, as the workload's bulk op makes them). It starts a private
 redis-server on a free 127.0.0.1 port unless REDIS_URL is set. The trees need issue 12's
 ``bench/bench_workload.py``.
 """
@@ -71,6 +73,13 @@ def worker(op: str, calls: int, url: str) -> None:
         "insert": lambda i: model(**docs[i]).save_sync().id,
         "update": update,
     }
+    if op == "bulk":  # (``calls`` documents in the workload's batches: per document)
+        for batch in bw.batches(bw.make_docs(bw.BATCH, DOCUMENTS // 10, 8)):
+            objects.bulk_create_sync([model(**d) for d in batch])
+        loads = bw.batches(bw.make_docs(calls, DOCUMENTS // 10, 9))
+        functools.reduce(lambda _, batch: objects.bulk_create_sync(
+            [model(**d) for d in batch]), loads, None)
+        return
     fn = ops[op]
     for i in range(WARMUP):
         fn(i)

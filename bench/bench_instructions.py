@@ -10,8 +10,10 @@ the counters dumped: Ir (instructions) of the whole server per call, parsing, th
 its commands and the reply included.
 
 Usage: bench/bench_instructions.py --old <tree> [--new <tree>] [--op update_q] [--n 2000]
-[--calls 300] [--reps 4] [--floor]; any operation of ``bench_workload.py`` but ``delete``
-(whose ids come from inserts made first: ``bench_trees.py --callgrind --ops delete``).
+[--calls 300] [--reps 4] [--floor] [--port P]; any operation of ``bench_workload.py`` but
+``delete`` (whose ids come from inserts made first: ``bench_trees.py --callgrind --ops
+delete``). ``--op bulk`` counts a load of ``--calls`` more documents after the ``--n``, in the
+workload's batches of 500, and reports instructions per document.
 """
 
 from __future__ import annotations
@@ -48,13 +50,19 @@ else:
 data = bw.make_docs(n, n // 10, seed=1)
 for batch in bw.batches(data):
     ops["bulk"](batch)
-args = bw.params(n, calls + 200, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})[op]
-fn = ops[op]
-for arg in args[:200]:
-    fn(arg)
-subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
-for arg in args[200:200 + calls]:
-    fn(arg)
+if op == "bulk":  # (per document: --calls more documents, in the workload's batches)
+    more = bw.batches(bw.make_docs(calls, n // 10, seed=2))
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    for batch in more:
+        ops["bulk"](batch)
+else:
+    args = bw.params(n, calls + 200, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})[op]
+    fn = ops[op]
+    for arg in args[:200]:
+        fn(arg)
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    for arg in args[200:200 + calls]:
+        fn(arg)
 subprocess.run(["callgrind_control", "--dump=" + label, pid], check=True, capture_output=True)
 """
 
@@ -74,6 +82,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--floor", action="store_true", help="the new tree's floor too")
+    parser.add_argument("--port", type=int, help="the private server's port (default: a free one)")
     args = parser.parse_args()
     if args.op == "delete":
         parser.error("a delete needs ids its side inserted first: "
@@ -81,7 +90,7 @@ def main() -> None:
     sides = [("old", args.old), ("new", args.new)] + ([("floor", args.new)] if args.floor else [])
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:
-        port = _port()
+        port = args.port or _port()
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/out.%p",
              "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -71,7 +71,9 @@ def encode_plain(data: Any) -> bytes:
         except TypeError:  # (orjson.JSONEncodeError) json writes it, or raises its own error
             pass
         else:
-            if b"0.0000" not in out and b"e-" not in out:
+            # (find(), not ``in``: on CPython 3.11 ``bytes in bytes`` first tries the operand
+            # as an integer, and makes and clears a TypeError with its message every time)
+            if out.find(b"0.0000") < 0 and out.find(b"e-") < 0:
                 # (a copy of its length: orjson's own bytes keep the buffer it wrote into,
                 # 4 KiB at least, for as long as they live, and bulk_create holds every
                 # document's until it is written; the copy costs next to nothing)
@@ -83,7 +85,7 @@ def decode(raw: bytes) -> Any:
     """The value of JSON text in UTF-8; raises ValueError (UnicodeDecodeError or
     JSONDecodeError, as ``json`` does) if it is not JSON."""
     fast = ORJSON
-    if fast is not None and _LONG_NUMBER not in raw.translate(_DIGITS):
+    if fast is not None and raw.translate(_DIGITS).find(_LONG_NUMBER) < 0:  # (not ``in``: above)
         try:
             return fast.loads(raw)
         except ValueError:  # (orjson.JSONDecodeError) json answers, or raises its own error
@@ -101,11 +103,11 @@ def batch_decoder(raws: Sequence[bytes]) -> Callable[[bytes], Any]:
     if fast is None:
         return decode
     if len(raws) <= _BATCH:  # (the common reply: one scan, no loop of copies)
-        if _LONG_NUMBER in b"".join(raws).translate(_DIGITS):
+        if b"".join(raws).translate(_DIGITS).find(_LONG_NUMBER) >= 0:
             return decode
     else:
         for start in range(0, len(raws), _BATCH):  # (a bounded copy at a time: big replies)
-            if _LONG_NUMBER in b"".join(raws[start:start + _BATCH]).translate(_DIGITS):
+            if b"".join(raws[start:start + _BATCH]).translate(_DIGITS).find(_LONG_NUMBER) >= 0:
                 return decode
     loads: Callable[[bytes], Any] = fast.loads
     return loads

@@ -233,8 +233,9 @@ def _bulk_create(
                                                          results, strict=True)):
             if result.error is not None:
                 failures.append((start + offset, result.error))
-            else:
-                prepared.applied(doc, data, result)
+            else:  # (prepared.applied's, in line: no call per document)
+                assert result.version is not None
+                doc.id, doc._version, doc._stored = result.id, result.version, data
                 written.append(doc)
     signals.post_bulk_create.send(model, documents=written)
     if failures:

@@ -77,7 +77,7 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
         # "013" and "1_3", refused here with no call per row: a digit first and last, no
         # "_", and int() refuses anything else between them)
         if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
-                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
+                and 47 < raw[end - 1] < 58 and (digits := raw[1:end]).find(b"_") < 0):
             try:
                 data = decode(raw[end + 1:])
                 number = int(digits)
@@ -121,7 +121,7 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
         # "013" and "1_3", refused here with no call per row: a digit first and last, no
         # "_", and int() refuses anything else between them)
         if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
-                and 47 < raw[end - 1] < 58 and b"_" not in (digits := raw[1:end])):
+                and 47 < raw[end - 1] < 58 and (digits := raw[1:end]).find(b"_") < 0):
             try:
                 data = decode(raw[end + 1:])
                 number = int(digits)

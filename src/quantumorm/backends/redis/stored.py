@@ -41,7 +41,8 @@ def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     # (plain digits, ^[1-9][0-9]*$ as bad_version in lua/_prelude.lua reads a meta hash's:
     # int() also reads "+13", " 13", "13 ", "013" and "1_3"; with a digit first and last
     # and no "_", it refuses anything else, with no call made for a good version)
-    if 48 < stored[1] < 58 and 47 < stored[end - 1] < 58 and b"_" not in digits:
+    # (find(), not ``in``: CPython 3.11's ``bytes in bytes`` makes and clears a TypeError)
+    if 48 < stored[1] < 58 and 47 < stored[end - 1] < 58 and digits.find(b"_") < 0:
         try:
             return int(digits), stored[end + 1:]
         except ValueError:

@@ -625,15 +625,25 @@ class WriteLayout:
         doc_prefix, meta_prefix = p.doc_prefix, p.meta_prefix
         documents: list[BulkDocument] = []
         lenient_of: list[bytes] = []
+        bulk_values, limit, plain = self.bulk_values, self.max_document_bytes, self.compress is None
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
-            assert request.id is not None and request.values is not None
-            escaped = sortable.escape_id(request.id)
-            pairs, members, lenient = self.bulk_values(request.values, True)
+            id = request.id
+            assert id is not None and request.values is not None
+            size = len(id)
+            if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+                # (sortable.id_key's first case in line, as save() makes it: an auto id's)
+                id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
+            else:
+                id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
+            pairs, members, lenient = bulk_values(request.values, True)
             if lenient is not _NONE:
                 lenient_of += (b"%d" % (n + 1), lenient)
+            raw = request.raw
+            if raw is None or len(raw) > limit or not plain:
+                raw = self.document(request)  # (else what document() gives, without the call)
             documents.append(BulkDocument(
-                doc_prefix + escaped, meta_prefix + escaped, sortable.id_key(request.id),
-                self.document(request), ids[16 * n:16 * n + 16], pairs, members))
+                doc_prefix + escaped, meta_prefix + escaped, id_key, raw,
+                ids[16 * n:16 * n + 16], pairs, members))
         return InsertManyCall(
             p.ids, p.ttl, p.state, p.indexes, documents,
             self.event_keys(partition), self.described,
@@ -821,11 +831,18 @@ class _Elements:
             found.append(entry)
         if not found:
             return (self.packed_name + wire.str_header(0), wire.array_header(0), _NONE_FLAT)
-        # (one entry per sort key: equal keys come with equal netstrings and items)
-        ordered = sorted(set(found)) if len(found) > 1 else found
-        _, netstrings, items = zip(*ordered)  # (each entry a triple)
+        # (one entry per sort key: equal keys come with equal netstrings and items. Sorted
+        # as they are, then a set of the netstrings, bytes whose hash is kept, tells
+        # whether two are equal: a set of the triples hashes each triple again, and most
+        # arrays hold no element twice)
+        found.sort()
+        _, netstrings, items = zip(*found)  # (each entry a triple)
+        count = len(netstrings)
+        if count > 1 and len(set(netstrings)) < count:
+            _, netstrings, items = zip(*sorted(set(found)))
+            count = len(netstrings)
         listed, packed = b"".join(netstrings), b"".join(items)
-        count, size = len(ordered), len(listed)
+        size = len(listed)
         # (wire's headers, looked up here for the usual sizes: a call fewer for each)
         pair = self.packed_name + (_STR_HEADERS[size] if size < 256
                                    else wire.str_header(size)) + listed

@@ -136,6 +136,21 @@ def test_zero_and_negative_zero_keep_their_own_plan_text() -> None:
         _check_same(planner.plan(spec), reference._plan(spec, False))
 
 
+def test_equal_values_of_another_text_keep_their_own_plan_text() -> None:
+    # a datetime with fold=1, the same instant in another time zone and Decimal("1.00") are
+    # equal to (and hash like) the value before them: each keeps its own explain() text
+    plus_one = dt.timezone(dt.timedelta(hours=1))
+    cases = [("t", dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc)),
+             ("t", dt.datetime(2024, 1, 1, 12, fold=1, tzinfo=dt.timezone.utc)),
+             ("t", dt.datetime(2024, 1, 1, 13, tzinfo=plus_one)),
+             ("d", Decimal("1.0")), ("d", Decimal("1.00"))]
+    planner, reference = Planner(Stall._meta), Planner(Stall._meta)
+    for _ in range(3):  # twice to teach the shape, then bound
+        for name, value in cases:
+            spec = objects.filter(**{f"{name}__gt": value}).spec
+            _check_same(planner.plan(spec), reference._plan(spec, False))
+
+
 def test_a_first_example_with_equal_values_is_not_the_shapes_last_chance() -> None:
     planner = Planner(Stall._meta)
     # n=1 and d=1 sort as the same bytes: which condition made that token cannot be told

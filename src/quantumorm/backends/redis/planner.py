@@ -878,24 +878,33 @@ def _rebind(driver: Driver, tokens: dict[Token, Token]) -> Driver:
                   driver.covers)
 
 
+#: types whose equal values always print alike: for these the type tells equal values apart
+_TEXT_BY_TYPE = frozenset({str, int, bool, bytes, type(None)})
+
+
+def _value_tag(value: object) -> object:
+    """What tells ``value`` from an equal value of another text: its type where equal values
+    of that type print alike, else its repr (0.0 and -0.0, a time with ``fold=1``, the same
+    instant in two time zones, ``Decimal("1.0")`` and ``Decimal("1.00")`` are equal and hash
+    alike: the plan is the same, not its text)."""
+    kind = type(value)
+    return kind if kind in _TEXT_BY_TYPE else (kind, repr(value))
+
+
 def _values_key(node: Node) -> tuple[object, ...]:
-    """A condition tree as plain tuples, with the type of every value: 0, 0.0 and False
-    are equal (and hash alike) but are different JSON values, so different plans; and a
-    float's repr, since 0.0 and -0.0 are equal too (the plan is the same, not its text)."""
+    """A condition tree as plain tuples, with each value's tag (:func:`_value_tag`): 0, 0.0
+    and False are equal (and hash alike) but are different JSON values, so different plans."""
     if isinstance(node, (And, Or)):
         return (node.op, tuple([
-            (child.field, child.lookup, child.value,
-             type(child.value) if type(child.value) is not float else repr(child.value))
+            (child.field, child.lookup, child.value, _value_tag(child.value))
             if type(child) is Condition and type(child.value) is not tuple
             else _values_key(child) for child in node.children]))
     if isinstance(node, Not):
         return (node.op, _values_key(node.child))
     value = node.value
     if isinstance(value, tuple):
-        return (node.field, node.lookup, value,
-                tuple(type(v) if type(v) is not float else repr(v) for v in value))
-    return (node.field, node.lookup, value, type(value) if type(value) is not float
-            else repr(value))
+        return (node.field, node.lookup, value, tuple(_value_tag(v) for v in value))
+    return (node.field, node.lookup, value, _value_tag(value))
 
 
 def _flag(value: bool) -> bytes:

@@ -892,11 +892,13 @@ def _value_tag(value: object) -> object:
 
 
 def _values_key(node: Node) -> tuple[object, ...]:
-    """A condition tree as plain tuples, with each value's tag (:func:`_value_tag`): 0, 0.0
-    and False are equal (and hash alike) but are different JSON values, so different plans."""
+    """A condition tree as plain tuples, with each value's tag (:func:`_value_tag`, its common
+    case in line: this runs per query): 0, 0.0 and False are equal (and hash alike) but are
+    different JSON values, so different plans."""
     if isinstance(node, (And, Or)):
         return (node.op, tuple([
-            (child.field, child.lookup, child.value, _value_tag(child.value))
+            (child.field, child.lookup, child.value, type(child.value)
+             if type(child.value) in _TEXT_BY_TYPE else _value_tag(child.value))
             if type(child) is Condition and type(child.value) is not tuple
             else _values_key(child) for child in node.children]))
     if isinstance(node, Not):
@@ -904,7 +906,8 @@ def _values_key(node: Node) -> tuple[object, ...]:
     value = node.value
     if isinstance(value, tuple):
         return (node.field, node.lookup, value, tuple(_value_tag(v) for v in value))
-    return (node.field, node.lookup, value, _value_tag(value))
+    return (node.field, node.lookup, value,
+            type(value) if type(value) in _TEXT_BY_TYPE else _value_tag(value))
 
 
 def _flag(value: bool) -> bytes:

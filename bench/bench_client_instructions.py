@@ -13,7 +13,8 @@ worker). Writes change the data: ``insert`` adds documents whose names the equal
 then finds, so run it last (it is last in the default order).
 
 Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
-[--ops get_q,get,eq,count,update_q,update,insert] [--calls 500]. It starts a private
+[--ops get_q,get,eq,count,update_q,update,insert,delete] [--calls 500] (delete: a load and
+its ``delete_sync()`` of documents inserted before the counted calls). It starts a private
 redis-server on a free 127.0.0.1 port unless REDIS_URL is set. The trees need issue 12's
 ``bench/bench_workload.py``.
 """
@@ -71,6 +72,9 @@ def worker(op: str, calls: int, url: str) -> None:
         "insert": lambda i: model(**docs[i]).save_sync().id,
         "update": update,
     }
+    if op == "delete":  # (documents made first, outside the counted calls: load, delete)
+        made = [model(**d).save_sync().id for d in docs]
+        ops["delete"] = lambda i: objects.get_many_sync([made[i]])[0].delete_sync()
     fn = ops[op]
     for i in range(WARMUP):
         fn(i)

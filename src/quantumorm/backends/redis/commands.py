@@ -101,12 +101,13 @@ class Call:
     keys: tuple[str, ...]
     args: tuple[Any, ...]
     #: the call's ``EVALSHA`` command as the RESP bytes hiredis's ``pack_command`` makes of
-    #: it, when its maker built them from parts it keeps packed (an update by id or a
-    #: single save: ``WriteLayout.patch_calls`` and ``WriteLayout.save``); None otherwise.
-    #: Not a field: two calls are equal by their script, keys and arguments. The sync and
-    #: asyncio executors send it in place of packing the command when the call is a plan's
-    #: lone step sent by ``EVALSHA`` (nothing else reads it: a reload, a resend, ``FCALL``
-    #: and a cluster pack the command from the keys and arguments).
+    #: it, when its maker built them from parts it keeps packed (an update by id, a single
+    #: save or a delete: ``WriteLayout.patch_calls``, ``WriteLayout.save`` and
+    #: ``WriteLayout.delete``); None otherwise. Not a field: two calls are equal by their
+    #: script, keys and arguments. The sync and asyncio executors send it, without building
+    #: the command, when the call is a plan's lone step sent by ``EVALSHA``
+    #: (``exchange.first_wire``; nothing else reads it: a reload, a resend, ``FCALL`` and a
+    #: cluster pack the command from the keys and arguments).
     wire: ClassVar[bytes | None] = None
 
     def __init__(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...],

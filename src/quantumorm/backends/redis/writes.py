@@ -733,9 +733,16 @@ class WriteLayout:
             Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
 
     def delete(self, request: WriteRequest) -> DeleteCall:
-        assert request.id is not None
-        keys, partition = self.keys, self.keys.partition_of(request.id)
-        p, escaped = keys.partition(partition), sortable.escape_id(request.id)
+        id = request.id
+        assert id is not None
+        keys = self.keys
+        partition = 0 if keys.partitions == 1 else keys.partition_of(id)
+        p, size = keys.partition(partition), len(id)
+        if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+            # (sortable.id_key's first case in line, as save makes it)
+            id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
+        else:
+            id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
         soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
@@ -744,7 +751,6 @@ class WriteLayout:
             trash = self._trash_prefixes[partition] = keys.trash(partition, "")
         doc_key, meta_key, trash_key = (p.doc_prefix + escaped, p.meta_prefix + escaped,
                                         trash + escaped)
-        id_key = sortable.id_key(request.id)
         # the call's EVALSHA command in RESP (Call.wire), from the parts of its partition
         # kept packed, as DeleteCall.call() lays the keys and arguments out
         parts = self._delete_parts.get(partition)

@@ -85,12 +85,18 @@ class Command:
     """A plain Redis command, e.g. ``Command(("GET", key))``."""
 
     args: tuple[Any, ...]
+    #: the command as the RESP bytes hiredis's ``pack_command`` makes of it, when its maker
+    #: built them from parts it keeps packed (a read by id's ``MGET``: ``Reader.get_many``);
+    #: None otherwise. Not a field, as :attr:`Call.wire`, and sent as it is.
+    wire: ClassVar[bytes | None] = None
 
-    def __init__(self, args: tuple[Any, ...]) -> None:
+    def __init__(self, args: tuple[Any, ...], wire: bytes | None = None) -> None:
         # (still frozen and hashable; written into the instance dict, where the frozen
         # dataclass's own __init__ makes one object.__setattr__ call per field: every
         # operation builds its plan's steps)
         self.__dict__["args"] = args
+        if wire is not None:
+            self.__dict__["wire"] = wire
 
 
 @dataclass(frozen=True)

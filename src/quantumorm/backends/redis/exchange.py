@@ -427,19 +427,20 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
 
 
 def first_wire(plan: RedisPlan, link: Link) -> bytes | None:
-    """The RESP bytes of ``plan``'s lone script call, packed by its maker (``Call.wire``),
-    where :func:`first_commands` would give exactly that call's ``EVALSHA`` command; None
-    otherwise (a plan of other steps, ``FCALL``, ``EVALSHA_RO``, a cluster, a ``WAIT``, the
-    eviction policy not yet checked). The executors send these bytes without building the
-    command they pack."""
+    """The RESP bytes of ``plan``'s lone step, packed by its maker (``Call.wire``,
+    ``Command.wire``), where :func:`first_commands` would give exactly that command (a
+    script call's by ``EVALSHA``); None otherwise (a plan of other steps, ``FCALL``,
+    ``EVALSHA_RO``, a cluster, a ``WAIT``, the eviction policy not yet checked). The
+    executors send these bytes without building the command they pack."""
     steps = plan.steps
     if len(steps) != 1:
         return None
-    step = steps[0]
-    wire = step.wire if type(step) is Call else None
-    if (wire is None or link.functions or link.cluster or not link.eviction_checked
-            or (link.wait and not plan.read_only)
-            or (plan.read_only and not plan.primary and link.replica_reads)):
+    wire = steps[0].wire
+    if (wire is None or link.cluster or not link.eviction_checked
+            or (link.wait and not plan.read_only)):
+        return None
+    if type(steps[0]) is Call and (link.functions or (
+            plan.read_only and not plan.primary and link.replica_reads)):
         return None
     return wire
 

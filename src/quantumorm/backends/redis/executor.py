@@ -89,8 +89,8 @@ RAW = frozenset({"FCALL", "FCALL_RO", "EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"
                  "MGET"})
 
 
-#: the commands of a lone script call sent as its maker's bytes (first_wire): only their
-#: count is read (one reply)
+#: the commands of a lone step sent as its maker's bytes (first_wire): only their count is
+#: read (one reply)
 _ONE: list[tuple[Any, ...]] = [("EVALSHA",)]
 
 #: what :meth:`SyncRedisExecutor._exchange` is given when no request was sent before it ran
@@ -249,7 +249,7 @@ class SyncRedisExecutor:
         pool = self._pool
         commands: Any = None
         if pool is not None and (wire := first_wire(plan, self.link)) is not None:
-            # (a lone EVALSHA packed by its maker: its bytes, the command not built)
+            # (a lone step packed by its maker: its bytes, the command not built)
             try:
                 replies = _round_trip(pool, _ONE, wire)
             except BaseException as exc:
@@ -409,7 +409,7 @@ class AsyncRedisExecutor:
         commands: Any = None
         if (not self.cluster and writer is reader and not writer.single_connection_client
                 and (wire := first_wire(plan, self.link)) is not None):
-            # (a lone EVALSHA packed by its maker: as the sync twin)
+            # (a lone step packed by its maker: as the sync twin)
             try:
                 replies = await _around_trip(writer.connection_pool, _ONE, wire)
             except BaseException as exc:

@@ -248,7 +248,9 @@ class SyncRedisExecutor:
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
         commands: Any = None
-        if pool is not None and (wire := first_wire(plan, self.link)) is not None:
+        steps = plan.steps  # (first_wire's first test in line: most plans have no wire)
+        if (pool is not None and len(steps) == 1 and steps[0].wire is not None
+                and (wire := first_wire(plan, self.link)) is not None):
             # (a lone step packed by its maker: its bytes, the command not built)
             try:
                 replies = _round_trip(pool, _ONE, wire)
@@ -407,7 +409,9 @@ class AsyncRedisExecutor:
         # (as the sync twin: one client, not pinned to a connection, takes the commands
         # alone)
         commands: Any = None
-        if (not self.cluster and writer is reader and not writer.single_connection_client
+        steps = plan.steps  # (first_wire's first test in line, as the sync twin)
+        if (not self.cluster and len(steps) == 1 and steps[0].wire is not None
+                and writer is reader and not writer.single_connection_client
                 and (wire := first_wire(plan, self.link)) is not None):
             # (a lone step packed by its maker: as the sync twin)
             try:

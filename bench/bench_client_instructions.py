@@ -13,8 +13,9 @@ worker). Writes change the data: ``insert`` adds documents whose names the equal
 then finds, so run it last (it is last in the default order).
 
 Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
-[--ops get_q,get,eq,count,update_q,update,insert] [--calls 500]; ``--ops bulk`` counts per
-document a ``bulk_create`` of ``--calls`` documents in the workload's batches of 500 (the
+[--ops get_q,get,eq,count,update_q,update,insert,delete] [--calls 500] (delete: a load and
+its ``delete_sync()`` of documents inserted before the counted calls); ``--ops bulk`` counts
+per document a ``bulk_create`` of ``--calls`` documents in the workload's batches of 500 (the
 ``Person(**d)`` of each included, as the workload's bulk op makes them). It starts a private
 redis-server on a free 127.0.0.1 port unless REDIS_URL is set. The trees need issue 12's
 ``bench/bench_workload.py``.
@@ -80,6 +81,9 @@ def worker(op: str, calls: int, url: str) -> None:
         functools.reduce(lambda _, batch: objects.bulk_create_sync(
             [model(**d) for d in batch]), loads, None)
         return
+    if op == "delete":  # (documents made first, outside the counted calls: load, delete)
+        made = [model(**d).save_sync().id for d in docs]
+        ops["delete"] = lambda i: objects.get_many_sync([made[i]])[0].delete_sync()
     fn = ops[op]
     for i in range(WARMUP):
         fn(i)

@@ -11,6 +11,7 @@ from helpers import MODES, assert_indexes_consistent, call
 
 import quantumorm
 from quantumorm import Document, IntField, StringField
+from quantumorm.errors import VersionConflict
 from quantumorm.backends.redis.commands import SCRIPT_NAMES, script
 
 
@@ -103,4 +104,26 @@ async def test_an_update_by_id_sent_packed_survives_a_flushed_script_cache(
         version = got._version
     assert await call(Note.objects.filter(n=4), "count", mode) == 1
     assert await call(Note.objects.filter(id__in=[doc.id, "nope"]), "update", mode, n=5) == 1
+    assert_indexes_consistent(redis_client, Note)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_delete_sent_packed_survives_a_flushed_script_cache(
+        conn: Any, redis_client: Any, redis_url: str, mode: str) -> None:
+    """A delete's call goes out as the bytes its write layout packed (Call.wire); refused
+    NOSCRIPT after a SCRIPT FLUSH, it is sent again by the exchange and applied: the
+    document and its index entries gone, a stale version still refused."""
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="eval")
+    docs = [await call(Note(text="packed", n=7), "save", mode) for _ in range(3)]
+    await call(docs[0], "delete", mode)
+    redis_client.script_flush()
+    await call(docs[1], "delete", mode)
+    assert await call(Note.objects.filter(n=7), "count", mode) == 1
+    stale = await call(Note.objects, "get", mode, id=docs[2].id)
+    await call(Note.objects.filter(id=docs[2].id), "update", mode, n=8)
+    redis_client.script_flush()
+    with pytest.raises(VersionConflict):
+        await call(stale, "delete", mode)
+    assert await call(Note.objects.filter(n=8), "count", mode) == 1
     assert_indexes_consistent(redis_client, Note)

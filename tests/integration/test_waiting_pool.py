@@ -391,3 +391,27 @@ async def test_the_async_executor_sends_a_packed_call_likewise(redis_url: str) -
         assert await executor.execute(WIRED) == [b"the wire!"]
     finally:
         await executor.aclose()
+
+
+#: a lone plain command whose maker packed it (Command.wire, a read by id's MGET) as
+#: another command's bytes, likewise (its own bytes checked in tests/unit/test_mget_wire.py)
+WIRED_COMMAND = RedisPlan((Command(("MGET", "qpool:k"), b"*2\r\n$4\r\nECHO\r\n$4\r\nmget\r\n"),),
+                          read_only=True)
+
+
+def test_a_lone_packed_command_goes_out_as_its_bytes(redis_url: str) -> None:
+    executor = SyncRedisExecutor(ClientOptions(url=redis_url))  # (functions: no matter)
+    try:
+        executor.execute(RedisPlan((Command(("PING",)),)))
+        assert executor.execute(WIRED_COMMAND) == [b"mget"]
+    finally:
+        executor.close()
+
+
+async def test_the_async_executor_sends_a_packed_command_likewise(redis_url: str) -> None:
+    executor = AsyncRedisExecutor(ClientOptions(url=redis_url))
+    try:
+        await executor.execute(RedisPlan((Command(("PING",)),)))
+        assert await executor.execute(WIRED_COMMAND) == [b"mget"]
+    finally:
+        await executor.aclose()

@@ -89,14 +89,16 @@ def delete(backend: Backend, doc: Document, soft: bool = False,
     if not soft and ttl is not None:
         raise ValueError("ttl= is for delete(soft=True)")
     keep = expiry(backend, doc._meta, ttl) if soft else Expiry.KEEP
-    signals.pre_delete.send(type(doc), document=doc)
+    if signals.pre_delete._receivers:  # (as save: no call when no receiver is connected)
+        signals.pre_delete.send(type(doc), document=doc)
     request = WriteRequest("delete", doc.id, doc._version, expire=keep)
     (result,) = yield from backend.write(doc._meta, [request])
     if result.error is not None:
         raise result.error
     doc._version, doc._stored = 0, None
     deleted = result.version is not None
-    signals.post_delete.send(type(doc), document=doc, deleted=deleted)
+    if signals.post_delete._receivers:
+        signals.post_delete.send(type(doc), document=doc, deleted=deleted)
     return deleted
 
 

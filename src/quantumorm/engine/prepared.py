@@ -54,8 +54,6 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 #: list elements whose ``==`` holds only for the same JSON (a str equals only a str; an int
 #: equals a float or a bool): a list of them equal to another is the same JSON
 _EXACT_ELEMENTS = frozenset({str, type(None)})
-#: the key under which a model's options keep its fields' trust (see _trusted)
-_TRUST = type("_Trust", (), {})()
 #: per field of a model: (attribute, storage name, field, how :func:`clean` may trust its value:
 #: _OWN_FORM, _OWN_FORM_LIST or 0, its quick_clean or None, its storer or None: see
 #: Field.quick_clean and Field.storer), or None when a save validates the whole document
@@ -91,8 +89,12 @@ def _trusted(model: type[Document]) -> Trusted:
     OPTION_CHANGES). A model with its own ``clean()`` or ``validate()`` (a rule over the
     whole document) or a primary-key field is validated whole on every save."""
     options = model._meta
-    # ([the OPTION_CHANGES it was made at, the plan]: made again in place when they moved)
-    plan: list[Any] = options.state_for(_TRUST, _no_plan)
+    # ([the OPTION_CHANGES it was made at, the plan]: made again in place when they moved;
+    # kept in the options' own dict, as state_for keeps its states, without its weak
+    # mapping's lookup: every save of a loaded document asks)
+    plan: list[Any] | None = options.__dict__.get("_trust_plan")
+    if plan is None:
+        plan = options.__dict__["_trust_plan"] = _no_plan()
     if plan[0] != OPTION_CHANGES[0]:
         at = OPTION_CHANGES[0]
         if model._has_own_rules() or options.primary_key() is not None:

@@ -127,13 +127,15 @@ class DeleteCall:
     soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
     events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none
     layout: bytes
+    #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
+    wire: bytes | None = None
 
     def call(self) -> Call:
         return Call("delete", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
             self.state_key, *self.index_keys, *self.event_keys), (
             self.expected_version, self.id_key, self.manifests, self.soft_ms, self.events,
-            self.layout))
+            self.layout), self.wire)
 
 
 @dataclass(slots=True)

@@ -85,12 +85,18 @@ class Command:
     """A plain Redis command, e.g. ``Command(("GET", key))``."""
 
     args: tuple[Any, ...]
+    #: the command as the RESP bytes hiredis's ``pack_command`` makes of it, when its maker
+    #: built them from parts it keeps packed (a read by id's ``MGET``: ``Reader.get_many``);
+    #: None otherwise. Not a field, as :attr:`Call.wire`, and sent as it is.
+    wire: ClassVar[bytes | None] = None
 
-    def __init__(self, args: tuple[Any, ...]) -> None:
+    def __init__(self, args: tuple[Any, ...], wire: bytes | None = None) -> None:
         # (still frozen and hashable; written into the instance dict, where the frozen
         # dataclass's own __init__ makes one object.__setattr__ call per field: every
         # operation builds its plan's steps)
         self.__dict__["args"] = args
+        if wire is not None:
+            self.__dict__["wire"] = wire
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,13 @@ class Call:
     keys: tuple[str, ...]
     args: tuple[Any, ...]
     #: the call's ``EVALSHA`` command as the RESP bytes hiredis's ``pack_command`` makes of
-    #: it, when its maker built them from parts it keeps packed (an update by id or a
-    #: single save: ``WriteLayout.patch_calls`` and ``WriteLayout.save``); None otherwise.
-    #: Not a field: two calls are equal by their script, keys and arguments. The sync and
-    #: asyncio executors send it in place of packing the command when the call is a plan's
-    #: lone step sent by ``EVALSHA`` (nothing else reads it: a reload, a resend, ``FCALL``
-    #: and a cluster pack the command from the keys and arguments).
+    #: it, when its maker built them from parts it keeps packed (an update by id, a single
+    #: save or a delete: ``WriteLayout.patch_calls``, ``WriteLayout.save`` and
+    #: ``WriteLayout.delete``); None otherwise. Not a field: two calls are equal by their
+    #: script, keys and arguments. The sync and asyncio executors send it, without building
+    #: the command, when the call is a plan's lone step sent by ``EVALSHA``
+    #: (``exchange.first_wire``; nothing else reads it: a reload, a resend, ``FCALL`` and a
+    #: cluster pack the command from the keys and arguments).
     wire: ClassVar[bytes | None] = None
 
     def __init__(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...],

@@ -426,6 +426,25 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
     return commands
 
 
+def first_wire(plan: RedisPlan, link: Link) -> bytes | None:
+    """The RESP bytes of ``plan``'s lone step, packed by its maker (``Call.wire``,
+    ``Command.wire``), where :func:`first_commands` would give exactly that command (a
+    script call's by ``EVALSHA``); None otherwise (a plan of other steps, ``FCALL``,
+    ``EVALSHA_RO``, a cluster, a ``WAIT``, the eviction policy not yet checked). The
+    executors send these bytes without building the command they pack."""
+    steps = plan.steps
+    if len(steps) != 1:
+        return None
+    wire = steps[0].wire
+    if (wire is None or link.cluster or not link.eviction_checked
+            or (link.wait and not plan.read_only)):
+        return None
+    if type(steps[0]) is Call and (link.functions or (
+            plan.read_only and not plan.primary and link.replica_reads)):
+        return None
+    return wire
+
+
 def script_command(plan: RedisPlan, link: Link) -> str:
     """The command :func:`exchange` calls ``plan``'s scripts with, first (as
     :func:`_request` chooses it): FCALL or EVALSHA, their ``_RO`` twins for a read that a
@@ -448,4 +467,4 @@ def _marked(replies: list[Any]) -> list[Any]:
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
            "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_commands",
-           "first_key", "first_send", "retry_allowed", "route", "script_command"]
+           "first_key", "first_send", "first_wire", "retry_allowed", "route", "script_command"]

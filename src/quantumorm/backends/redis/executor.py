@@ -67,6 +67,7 @@ from .exchange import (
     Sleep,
     first_commands,
     first_send,
+    first_wire,
     script_command,
 )
 from .exchange import exchange as exchange_of
@@ -87,6 +88,10 @@ except ImportError:  # (redis-py packs in Python then, and so do the executors)
 RAW = frozenset({"FCALL", "FCALL_RO", "EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT",
                  "MGET"})
 
+
+#: the commands of a lone step sent as its maker's bytes (first_wire): only their count is
+#: read (one reply)
+_ONE: list[tuple[Any, ...]] = [("EVALSHA",)]
 
 #: what :meth:`SyncRedisExecutor._exchange` is given when no request was sent before it ran
 UNSENT: Any = object()
@@ -243,6 +248,19 @@ class SyncRedisExecutor:
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
         commands: Any = None
+        steps = plan.steps  # (first_wire's first test in line: most plans have no wire)
+        if (pool is not None and len(steps) == 1 and steps[0].wire is not None
+                and (wire := first_wire(plan, self.link)) is not None):
+            # (a lone step packed by its maker: its bytes, the command not built)
+            try:
+                replies = _round_trip(pool, _ONE, wire)
+            except BaseException as exc:
+                failed: BaseException | list[Any] = exc  # (handled outside, as below)
+            else:
+                if not isinstance(replies[0], BaseException):
+                    return replies
+                failed = replies
+            return self._exchange(plan, failed)
         if pool is not None:  # (_straight, inline: every operation's round trip asks)
             commands = first_commands(plan, self.link)
             if commands is not None:
@@ -258,16 +276,13 @@ class SyncRedisExecutor:
         try:
             # (the same round either way: first_commands' commands are first_send's)
             if send is None:
-                # (a lone script call sent by EVALSHA whose maker packed it: its bytes)
-                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
-                replies = _round_trip(pool, commands, step.wire if type(
-                    step) is Call and commands[0][0] == "EVALSHA" else None)
+                replies = _round_trip(pool, commands)
             else:
                 replies = self._send(send)
         except BaseException as exc:
             # (the exchange runs outside this handler: its retries' errors must not carry
             # this one as their context, nor keep it alive through the backoff)
-            failed: BaseException | list[Any] = exc
+            failed = exc
         else:
             for reply in replies:  # (an error reply: the exchange decides what follows)
                 if isinstance(reply, BaseException):
@@ -394,6 +409,20 @@ class AsyncRedisExecutor:
         # (as the sync twin: one client, not pinned to a connection, takes the commands
         # alone)
         commands: Any = None
+        steps = plan.steps  # (first_wire's first test in line, as the sync twin)
+        if (not self.cluster and len(steps) == 1 and steps[0].wire is not None
+                and writer is reader and not writer.single_connection_client
+                and (wire := first_wire(plan, self.link)) is not None):
+            # (a lone step packed by its maker: as the sync twin)
+            try:
+                replies = await _around_trip(writer.connection_pool, _ONE, wire)
+            except BaseException as exc:
+                failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
+            else:
+                if not isinstance(replies[0], BaseException):
+                    return replies
+                failed = replies
+            return await self._exchange(plan, writer, reader, failed)
         if not self.cluster and writer is reader and not writer.single_connection_client:
             commands = _straight(plan, self.link)
         send = None
@@ -402,15 +431,12 @@ class AsyncRedisExecutor:
             if send is None:
                 return await self._exchange(plan, writer, reader)
         try:
-            if send is None:  # (a lone script call packed by its maker: as the sync twin)
-                step = plan.steps[0] if len(commands) == 1 else None  # (a plan may be empty)
-                replies = await _around_trip(
-                    writer.connection_pool, commands, step.wire if type(
-                        step) is Call and commands[0][0] == "EVALSHA" else None)
+            if send is None:
+                replies = await _around_trip(writer.connection_pool, commands)
             else:
                 replies = await self._send(send)
         except BaseException as exc:
-            failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
+            failed = exc  # (handled outside: see the sync twin)
         else:
             for reply in replies:
                 if isinstance(reply, BaseException):

@@ -25,6 +25,7 @@ from . import results
 from .calls import CountCall, FetchCall, QueryMode
 from .commands import Command, RedisPlan
 from .core import ModelState
+from .keys import KeySpace
 from .planner import Plan
 from .replies import COUNT_EXPIRING, COUNT_OUTDATED
 from .twophase import Settling, TwoPhase, flag_key
@@ -66,6 +67,42 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
     return window is not None and (partitions - 1) * window >= TWO_PHASE_SPARED
 
 
+#: RESP bulk string heads by length, and MGET's command heads by count of document keys
+_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
+_MGET_HEADS = [b"*%d\r\n$4\r\nMGET\r\n" % (n + 2) for n in range(256)]
+#: per partition's document key prefix: its lock flag's key, and that key as RESP's last
+#: bulk string of a read by id's MGET
+_MGET_PARTS: dict[str, tuple[str, bytes]] = {}
+
+
+def _mget_parts(prefix: str, flag: str) -> tuple[str, bytes]:
+    if len(_MGET_PARTS) >= 4096:
+        _MGET_PARTS.clear()
+    packed = flag.encode()
+    parts = _MGET_PARTS[prefix] = flag, b"$%d\r\n%s\r\n" % (len(packed), packed)
+    return parts
+
+
+def mget_command(keys: KeySpace, ids: list[str]) -> Command:
+    """The ``MGET`` of the documents ``ids`` of a model of one partition and of its lock
+    flag, with its RESP bytes (``Command.wire``) made from the partition's parts kept
+    packed."""
+    prefix = keys.partition(0).doc_prefix
+    known = _MGET_PARTS.get(prefix)
+    if known is None:
+        known = _mget_parts(prefix, flag_key(keys.tag(0)))
+    flag, tail = known
+    names = [prefix + escape_id(id) for id in ids]
+    count = len(names)
+    heads, out = _BULK_HEADS, [_MGET_HEADS[count] if count < 256 else
+                               b"*%d\r\n$4\r\nMGET\r\n" % (count + 2)]
+    for name in names:
+        packed = name.encode()
+        out += (heads[n] if (n := len(packed)) < 1024 else b"$%d\r\n" % n, packed, b"\r\n")
+    out.append(tail)
+    return Command(("MGET", *names, flag), b"".join(out))
+
+
 class Reader(TwoPhase):
     def get_many(self, options: ModelOptions, ids: Sequence[str],
                  settling: Settling | None = None) -> Op[list[Row | None]]:
@@ -88,10 +125,8 @@ class Reader(TwoPhase):
             if not ids:
                 return []
             members = list(dict.fromkeys(ids)) if len(ids) > 1 else list(ids)
-            prefix = keys.partition(0).doc_prefix
-            (reply,) = yield RedisPlan((Command(("MGET", *[
-                prefix + escape_id(id) for id in members], flag_key(keys.tag(0)))),),
-                read_only=True, primary=settling is not None)
+            (reply,) = yield RedisPlan((mget_command(keys, members),), read_only=True,
+                                       primary=settling is not None)
             if reply.pop() is not None:
                 locked[0] = members
                 seen[0] = list(reply)

@@ -246,6 +246,9 @@ class WriteLayout:
         self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
         #: per partition: the prefix of its soft-deleted documents' keys (+ escaped id)
         self._trash_prefixes: dict[int, str] = {}
+        #: per partition: what its deletes send alike, in RESP (_delete_packed)
+        self._delete_parts: dict[int, tuple[bytes, tuple[bytes, bytes, bytes], bytes,
+                                            bytes]] = {}
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -749,20 +752,65 @@ class WriteLayout:
             Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
 
     def delete(self, request: WriteRequest) -> DeleteCall:
-        assert request.id is not None
-        keys, partition = self.keys, self.keys.partition_of(request.id)
-        p, escaped = keys.partition(partition), sortable.escape_id(request.id)
+        id = request.id
+        assert id is not None
+        keys = self.keys
+        partition = 0 if keys.partitions == 1 else keys.partition_of(id)
+        p, size = keys.partition(partition), len(id)
+        if size < 40 and id.isdigit() and id.isascii() and (size == 1 or id[0] != "0"):
+            # (sortable.id_key's first case in line, as save makes it)
+            id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
+        else:
+            id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
         expected = str(request.expected_version) if request.expected_version else ""
         expire = request.expire
         soft = str(expire) if type(expire) is int else ""  # milliseconds: a soft delete
         trash = self._trash_prefixes.get(partition)
         if trash is None:  # (keys.trash of an empty id: the partition's prefix)
             trash = self._trash_prefixes[partition] = keys.trash(partition, "")
+        doc_key, meta_key, trash_key = (p.doc_prefix + escaped, p.meta_prefix + escaped,
+                                        trash + escaped)
+        # the call's EVALSHA command in RESP (Call.wire), from the parts of its partition
+        # kept packed, as DeleteCall.call() lays the keys and arguments out
+        parts = self._delete_parts.get(partition)
+        if parts is None or parts[3] is not self.layout:
+            parts = self._delete_packed(partition, p)
+        front, middle, after, _ = parts
+        heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
+        packed_doc, packed_meta, packed_trash = (
+            doc_key.encode(), meta_key.encode(), trash_key.encode())
+        packed = b"".join((
+            front, heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
+            _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
+            packed_meta, _CRLF, middle[0],
+            heads[n] if (n := len(packed_trash)) < 1024 else _bulk_head(n), packed_trash,
+            _CRLF, middle[1], heads[len(expected)], expected.encode(), _CRLF,
+            heads[n] if (n := len(id_key)) < 1024 else _bulk_head(n), id_key, _CRLF,
+            middle[2], heads[len(soft)], soft.encode(), _CRLF, after))
         return DeleteCall(
-            p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl,
-            trash + escaped, p.state, p.indexes,
-            (p.changes,) if self.events else (), expected, sortable.id_key(request.id),
-            self.manifests, soft, self._save_events, self.layout)
+            doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
+            (p.changes,) if self.events else (), expected, id_key,
+            self.manifests, soft, self._save_events, self.layout, packed)
+
+    def _delete_packed(self, partition: int, p: PartitionKeys
+                       ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes]:
+        """What every delete of partition ``p`` sends alike, in RESP (see :meth:`delete`):
+        the command's head to its first key, the runs between its own items (after the
+        meta key, after the trash key, after the id key), what follows the soft delete's
+        milliseconds, and the layout it was made for; remembered per partition."""
+        events = self._save_events
+        after = (p.state, *p.indexes, *((p.changes,) if self.events else ()))
+        nkeys = 5 + len(after)
+        parts = (
+            _array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
+            + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
+            (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),
+             b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifests)),
+            _bulk(events) + _bulk(self.layout), self.layout)
+        if len(self._delete_parts) > 64:
+            self._delete_parts.clear()
+        self._delete_parts[partition] = parts
+        return parts
 
     def sweep_call(self, partition: int, limit: int) -> Call:
         p = self.keys.partition(partition)

@@ -3,8 +3,11 @@
 -- as written: the entry, a cached absence or a reader's lease is replaced (that reader's
 -- fill will be refused), and readers go to the primary until cache_finish. A slot already
 -- marked by other writers keeps their tokens: this writer's token is added to the list
--- ("P:<token>,<token>"), so no writer's mark is lost (quantumorm/cache/entries.py, the
--- slot rules), and the mark lasts at least ARGV[2] from now.
+-- ("P:<token>@<deadline>,<token>@<deadline>"), so no writer's mark is lost
+-- (quantumorm/cache/entries.py, the slot rules). Each token carries its own deadline (the
+-- server's time in milliseconds when it stops counting: now + ARGV[2]); a token past its
+-- deadline is dropped here, and the mark flagged ("-" first: that writer may still commit,
+-- so none of the others writes through). The key expires at the latest deadline.
 --
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
 -- ARGV[1]     the writer's token
@@ -12,19 +15,34 @@
 -- Returns     the number of keys marked
 -- luacheck: globals redis KEYS ARGV
 
--- (ARGV[2] passed to SET as the string it is: a Lua number is formatted again per call)
-local token, guard = ARGV[1], ARGV[2]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[2])
+local mine = ARGV[1] .. "@" .. deadline  -- (a 13-digit number: "%.14g" writes every digit)
 for _, key in ipairs(KEYS) do
   -- (a key of another type reads as no mark, and is replaced as before)
   local v = redis.pcall("GET", key)
   if type(v) == "string" and string.sub(v, 1, 2) == "P:" then
-    if redis.call("PTTL", key) < tonumber(guard) then
-      redis.call("SET", key, v .. "," .. token, "PX", guard)
-    else
-      redis.call("SET", key, v .. "," .. token, "KEEPTTL")
+    local live, at, flagged = {}, deadline, string.sub(v, 3, 3) == "-"
+    for item in string.gmatch(string.sub(v, 3), "[^,]+") do
+      if item ~= "-" then
+        local d = tonumber(string.match(item, "@(%d+)$") or "")
+        if not d then  -- a round-11 mark "P:<token>": its deadline is the key's expiry
+          d = now + math.max(redis.call("PTTL", key), 0)
+          item = item .. "@" .. d
+        end
+        if d < now then
+          flagged = true  -- past its deadline: dropped
+        else
+          live[#live + 1] = item
+          if d > at then at = d end
+        end
+      end
     end
+    live[#live + 1] = mine
+    redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","), "PXAT", at)
   else
-    redis.call("SET", key, "P:" .. token, "PX", guard)
+    redis.call("SET", key, "P:" .. mine, "PXAT", deadline)
   end
 end
 return #KEYS

@@ -18,31 +18,38 @@
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[2])
-local mine = ARGV[1] .. "@" .. deadline  -- (a 13-digit number: "%.14g" writes every digit)
+-- (its text made once, passed to SET as a string: a Lua number is formatted per use;
+-- a 13-digit number: "%.14g" writes every digit)
+local text = "" .. deadline
+local mine = ARGV[1] .. "@" .. text
 for _, key in ipairs(KEYS) do
   -- (a key of another type reads as no mark, and is replaced as before)
   local v = redis.pcall("GET", key)
   if type(v) == "string" and string.sub(v, 1, 2) == "P:" then
-    local live, at, flagged = {}, deadline, string.sub(v, 3, 3) == "-"
+    local live, at, at_text, flagged = {}, deadline, text, string.sub(v, 3, 3) == "-"
     for item in string.gmatch(string.sub(v, 3), "[^,]+") do
       if item ~= "-" then
-        local d = tonumber(string.match(item, "@(%d+)$") or "")
+        local sep = string.find(item, "@", 1, true)
+        local d_text = sep and string.sub(item, sep + 1)
+        local d = tonumber(d_text or "")
         if not d then  -- a round-11 mark "P:<token>": its deadline is the key's expiry
           d = now + math.max(redis.call("PTTL", key), 0)
-          item = item .. "@" .. d
+          d_text = "" .. d
+          item = item .. "@" .. d_text
         end
         if d < now then
           flagged = true  -- past its deadline: dropped
         else
           live[#live + 1] = item
-          if d > at then at = d end
+          if d > at then at, at_text = d, d_text end
         end
       end
     end
     live[#live + 1] = mine
-    redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","), "PXAT", at)
+    redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","),
+               "PXAT", at_text)
   else
-    redis.call("SET", key, "P:" .. mine, "PXAT", deadline)
+    redis.call("SET", key, "P:" .. mine, "PXAT", text)
   end
 end
 return #KEYS

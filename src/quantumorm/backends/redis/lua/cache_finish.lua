@@ -29,7 +29,7 @@ for i, key in ipairs(KEYS) do
   out[i] = 0
   -- (a key of another type reads as no mark, and becomes a tombstone as before)
   local v = redis.pcall("GET", key)
-  local rest, at = nil, 0
+  local rest, at, at_text = nil, 0, nil
   if type(v) ~= "string" or string.sub(v, 1, 2) ~= "P:" then
     v = false
   elseif prefix and string.sub(v, 1, #prefix) == prefix
@@ -46,22 +46,25 @@ for i, key in ipairs(KEYS) do
       now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     end
     for item in string.gmatch(string.sub(v, 3), "[^,]+") do
-      if item ~= "-" and (token == "" or string.sub(item, 1, #token + 1) ~= token .. "@") then
-        local d = tonumber(string.match(item, "@(%d+)$") or "")
+      local sep = string.find(item, "@", 1, true)
+      if item ~= "-" and (token == "" or string.sub(item, 1, (sep or 0) - 1) ~= token) then
+        local d_text = sep and string.sub(item, sep + 1)
+        local d = tonumber(d_text or "")
         if not d then  -- a round-11 mark "P:<token>": its deadline is the key's expiry
           d = now + math.max(redis.call("PTTL", key), 0)
-          item = item .. "@" .. d
+          d_text = "" .. d
+          item = item .. "@" .. d_text
         end
         if d >= now then  -- (else past its deadline: dropped)
           rest = rest or {}
           rest[#rest + 1] = item
-          if d > at then at = d end
+          if d > at then at, at_text = d, d_text end
         end
       end
     end
   end
   if rest then  -- other writers are in progress
-    redis.call("SET", key, "P:-," .. table.concat(rest, ","), "PXAT", at)
+    redis.call("SET", key, "P:-," .. table.concat(rest, ","), "PXAT", at_text)
   elseif v ~= nil then
     redis.call("SET", key, "T" .. version, "PX", ARGV[3])
   end

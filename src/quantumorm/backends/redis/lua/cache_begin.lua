@@ -35,7 +35,7 @@ for _, key in ipairs(KEYS) do
         if not d then  -- a round-11 mark "P:<token>": its deadline is the key's expiry
           d = now + math.max(redis.call("PTTL", key), 0)
           d_text = "" .. d
-          item = item .. "@" .. d_text
+          item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
         end
         if d < now then
           flagged = true  -- past its deadline: dropped

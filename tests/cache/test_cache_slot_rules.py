@@ -219,9 +219,28 @@ def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
     assert finish("aaaa", 3, b"E3:{}") == [0]  # the last: a tombstone, no write-through
     assert raw.get(key) == b"T3"
     _run(Account, store.begin([[key]], "cccc", 10_000))
-    assert _tokens(raw.get(key)) == ["cccc"]
+    assert raw.get(key) == b"P:cccc"  # alone: its deadline is the key's expiry
     assert finish("cccc", 4, b"E4:{}") == [1]  # alone: written through
     assert raw.get(key) == b"E4:{}"
+
+
+def test_a_finish_without_a_mark_never_writes_through(cached: dict[str, Any]) -> None:
+    """A write whose cache_begin did not run (token "") leaves a tombstone, whatever the
+    slot holds, an absent slot included: another write may have committed after it, and
+    its mark expired."""
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    key = keys.entry("x")
+    for before in (None, b"E3:{}", b"P:aaaa"):
+        raw.delete(key)
+        if before is not None:
+            raw.set(key, before, px=60_000)
+        stored = _run(Account, store.finish([[(key, 2, b"E2:{}")]], "", 60_000, 30_000,
+                                            None, "g"))
+        assert stored == [0]
+        assert raw.get(key) == (b"P:-,aaaa@%d" % raw.pexpiretime(key) if before == b"P:aaaa"
+                                else b"T2")
 
 
 def test_a_round_11_mark_reads_as_a_write_in_progress(cached: dict[str, Any]) -> None:
@@ -237,7 +256,7 @@ def test_a_round_11_mark_reads_as_a_write_in_progress(cached: dict[str, Any]) ->
     a.name = "v2"
     a.save_sync()  # joins the mark, then leaves it to the round-11 writer
     assert _tokens(raw.get(key)) == ["-", "0123456789abcdef"]
-    assert abs(_deadlines(raw.get(key))["0123456789abcdef"] - expiry) <= 1_000
+    assert _deadlines(raw.get(key))["0123456789abcdef"] == expiry == raw.pexpiretime(key)
     assert Account.objects.get_sync(id=a.id).name == "v2"
     assert Account.objects.cache_stats().hits == 0
 

@@ -1,10 +1,10 @@
 """Writes of a cached model: begin on the cache, commit on the primary, finish on the cache.
 
-1. ``cache_begin``: each written document's slot becomes ``P:<token>@<deadline>`` (this
-   write's mark; added to the list if other writes' marks are there): the entry, a cached
-   absence or a reader's lease is gone before the primary commits, so no reader can fill
-   what it loaded before the commit, and readers go to the primary until the write finishes. The
-   collection's query generation is marked alike, in the same round trip.
+1. ``cache_begin``: each written document's slot becomes ``P:<token>`` (this write's mark;
+   added to the list if other writes' marks are there, each with its deadline): the entry, a
+   cached absence or a reader's lease is gone before the primary commits, so no reader can
+   fill what it loaded before the commit, and readers go to the primary until the write
+   finishes. The collection's query generation is marked alike, in the same round trip.
 2. The primary's own write (or transaction), unchanged.
 3. ``cache_finish``, with the collection's query generation settled in the same round
    trip (renewed unless other writes are still in progress there): where the slot still holds this write's mark, write-through stores the written

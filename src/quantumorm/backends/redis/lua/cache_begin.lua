@@ -1,13 +1,15 @@
 #!lua flags=allow-oom
 -- cache_begin.lua: before a write commits on the primary, mark its documents' cache slots
 -- as written: the entry, a cached absence or a reader's lease is replaced (that reader's
--- fill will be refused), and readers go to the primary until cache_finish. A slot already
--- marked by other writers keeps their tokens: this writer's token is added to the list
--- ("P:<token>@<deadline>,<token>@<deadline>"), so no writer's mark is lost
--- (quantumorm/cache/entries.py, the slot rules). Each token carries its own deadline (the
--- server's time in milliseconds when it stops counting: now + ARGV[2]); a token past its
--- deadline is dropped here, and the mark flagged ("-" first: that writer may still commit,
--- so none of the others writes through). The key expires at the latest deadline.
+-- fill will be refused), and readers go to the primary until cache_finish. The mark is
+-- "P:<token>", expiring after ARGV[2] (its writer's deadline is the key's expiry). A slot
+-- already marked by other writers keeps their tokens: this writer's token is added to the
+-- list, each token with its own deadline ("P:<token>@<deadline>,<token>@<deadline>", the
+-- server's time in milliseconds; a token without one, the sole writer's, gets the key's
+-- expiry), so no writer's mark is lost (quantumorm/cache/entries.py, the slot rules). A
+-- token past its deadline is dropped, and the mark flagged ("-" first: that writer may
+-- still commit, so none of the others writes through). The key expires at the latest
+-- deadline.
 --
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
 -- ARGV[1]     the writer's token
@@ -15,25 +17,29 @@
 -- Returns     the number of keys marked
 -- luacheck: globals redis KEYS ARGV
 
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = now + tonumber(ARGV[2])
--- (its text made once, passed to SET as a string: a Lua number is formatted per use;
--- a 13-digit number: "%.14g" writes every digit)
-local text = "" .. deadline
-local mine = ARGV[1] .. "@" .. text
+-- (ARGV[2] passed to SET as the string it is: a Lua number is formatted again per use)
+local token, guard = ARGV[1], ARGV[2]
+local now, deadline, text, mine = nil, nil, nil, nil
 for _, key in ipairs(KEYS) do
   -- (a key of another type reads as no mark, and is replaced as before)
   local v = redis.pcall("GET", key)
   if type(v) == "string" and string.sub(v, 1, 2) == "P:" then
+    if not now then
+      local t = redis.call("TIME")
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      deadline = now + tonumber(guard)
+      text = "" .. deadline  -- (13 digits: "%.14g" writes them all)
+      mine = token .. "@" .. text
+    end
     local live, at, at_text, flagged = {}, deadline, text, string.sub(v, 3, 3) == "-"
     for item in string.gmatch(string.sub(v, 3), "[^,]+") do
       if item ~= "-" then
         local sep = string.find(item, "@", 1, true)
         local d_text = sep and string.sub(item, sep + 1)
         local d = tonumber(d_text or "")
-        if not d then  -- a round-11 mark "P:<token>": its deadline is the key's expiry
-          d = now + math.max(redis.call("PTTL", key), 0)
+        if not d then  -- the sole writer's token (or round 11's): the key's expiry
+          d = redis.call("PEXPIRETIME", key)
+          if d < 0 then d = now end
           d_text = "" .. d
           item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
         end
@@ -49,7 +55,7 @@ for _, key in ipairs(KEYS) do
     redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","),
                "PXAT", at_text)
   else
-    redis.call("SET", key, "P:" .. mine, "PXAT", text)
+    redis.call("SET", key, "P:" .. token, "PX", guard)
   end
 end
 return #KEYS

@@ -31,6 +31,15 @@ for _, key in ipairs(KEYS) do
       text = "" .. deadline  -- (13 digits: "%.14g" writes them all)
       mine = token .. "@" .. text
     end
+    -- (the common case, one writer's mark "P:<token>", without a table: its deadline is
+    -- the key's expiry; a key without one, never written so, reads as past its deadline)
+    local d = (#v > 2 and not string.find(v, "[,@%-]", 3)) and
+              redis.call("PEXPIRETIME", key)
+    if d and d >= now then
+      local d_text = "" .. d
+      redis.call("SET", key, v .. "@" .. d_text .. "," .. mine, "PXAT",
+                 d > deadline and d_text or text)
+    else
     local live, at, at_text, flagged = {}, deadline, text, string.sub(v, 3, 3) == "-"
     for item in string.gmatch(string.sub(v, 3), "[^,]+") do
       if item ~= "-" then
@@ -39,7 +48,6 @@ for _, key in ipairs(KEYS) do
         local d = tonumber(d_text or "")
         if not d then  -- the sole writer's token (or round 11's): the key's expiry
           d = redis.call("PEXPIRETIME", key)
-          if d < 0 then d = now end
           d_text = "" .. d
           item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
         end
@@ -54,6 +62,7 @@ for _, key in ipairs(KEYS) do
     live[#live + 1] = mine
     redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","),
                "PXAT", at_text)
+    end
   else
     redis.call("SET", key, "P:" .. token, "PX", guard)
   end

@@ -46,8 +46,7 @@ for i, key in ipairs(KEYS) do
           local d_text = sep and string.sub(item, sep + 1)
           local d = tonumber(d_text or "")
           if not d then  -- the sole writer's token (or round 11's): the key's expiry
-            d = redis.call("PEXPIRETIME", key)
-            if d < 0 then d = now end
+            d = redis.call("PEXPIRETIME", key)  -- (-1: no expiry, never written so)
             d_text = "" .. d
             item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
           end

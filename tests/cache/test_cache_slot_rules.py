@@ -7,6 +7,7 @@ serves a document older than the completed write."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -176,6 +177,19 @@ def test_the_invalidate_script_by_slot_state(cached: dict[str, Any]) -> None:
         assert 0 < raw.pttl(keys.entry(name)) <= 30_000
 
 
+def _tokens(mark: bytes | None) -> list[str]:
+    """A write's mark as its list: "-" (flagged) and each writer's token, its deadline (the
+    server's time in milliseconds) cut off."""
+    assert mark is not None and mark.startswith(b"P:"), mark
+    return [item.split("@")[0] for item in mark[2:].decode().split(",")]
+
+
+def _deadlines(mark: bytes | None) -> dict[str, int]:
+    assert mark is not None
+    return {item.split("@")[0]: int(item.split("@")[1])
+            for item in mark[2:].decode().split(",") if item != "-"}
+
+
 def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
     raw = cached["raw"]
     keys = CacheKeys(Account._meta)
@@ -189,20 +203,62 @@ def test_begin_and_finish_with_several_writers(cached: dict[str, Any]) -> None:
 
     _run(Account, store.begin([[key]], "aaaa", 5_000))
     _run(Account, store.begin([[key]], "bbbb", 10_000))
-    assert raw.get(key) == b"P:aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
+    assert _tokens(raw.get(key)) == ["aaaa", "bbbb"] and 5_000 < raw.pttl(key) <= 10_000
+    deadlines = _deadlines(raw.get(key))
+    assert 4_000 < deadlines["bbbb"] - deadlines["aaaa"] <= 5_000
+    assert raw.pexpiretime(key) == deadlines["bbbb"]  # the key expires at the latest
     _run(Account, store.begin([[key]], "dddd", 1_000))  # (a shorter guard: the mark's kept)
+    assert raw.pexpiretime(key) == deadlines["bbbb"]
     assert finish("dddd", 2, b"") == [0]
-    assert raw.get(key) == b"P:-,aaaa,bbbb" and 5_000 < raw.pttl(key) <= 10_000
+    assert _tokens(raw.get(key)) == ["-", "aaaa", "bbbb"] and 5_000 < raw.pttl(key) <= 10_000
     assert finish("bbbb", 2, b"E2:{}") == [0]  # another writer is in progress
-    assert raw.get(key) == b"P:-,aaaa" and 5_000 < raw.pttl(key) <= 10_000
+    assert _tokens(raw.get(key)) == ["-", "aaaa"]
+    assert raw.pexpiretime(key) == deadlines["aaaa"]  # the latest deadline left
     assert finish("", 9, b"") == [0]  # a writer whose begin did not run: the mark stays
-    assert raw.get(key) == b"P:-,aaaa"
+    assert _tokens(raw.get(key)) == ["-", "aaaa"]
     assert finish("aaaa", 3, b"E3:{}") == [0]  # the last: a tombstone, no write-through
     assert raw.get(key) == b"T3"
     _run(Account, store.begin([[key]], "cccc", 10_000))
-    assert raw.get(key) == b"P:cccc"
+    assert raw.get(key) == b"P:cccc"  # alone: its deadline is the key's expiry
     assert finish("cccc", 4, b"E4:{}") == [1]  # alone: written through
     assert raw.get(key) == b"E4:{}"
+
+
+def test_a_finish_without_a_mark_never_writes_through(cached: dict[str, Any]) -> None:
+    """A write whose cache_begin did not run (token "") leaves a tombstone, whatever the
+    slot holds, an absent slot included: another write may have committed after it, and
+    its mark expired."""
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    key = keys.entry("x")
+    for before in (None, b"E3:{}", b"P:aaaa"):
+        raw.delete(key)
+        if before is not None:
+            raw.set(key, before, px=60_000)
+        stored = _run(Account, store.finish([[(key, 2, b"E2:{}")]], "", 60_000, 30_000,
+                                            None, "g"))
+        assert stored == [0]
+        assert raw.get(key) == (b"P:-,aaaa@%d" % raw.pexpiretime(key) if before == b"P:aaaa"
+                                else b"T2")
+
+
+def test_a_round_11_mark_reads_as_a_write_in_progress(cached: dict[str, Any]) -> None:
+    """A mark written by round 11's cache_begin ("P:<token>", no deadline) keeps readers on
+    the primary, and a writer joining it keeps it until the key's expiry, as its deadline."""
+    raw = cached["raw"]
+    a = Account(email="a@x", name="v1").save_sync()
+    key = CacheKeys(Account._meta).entry(a.id)
+    raw.set(key, b"P:0123456789abcdef", px=60_000)
+    assert Account.objects.get_sync(id=a.id).name == "v1"
+    assert raw.get(key) == b"P:0123456789abcdef"  # not filled
+    expiry = raw.pexpiretime(key)
+    a.name = "v2"
+    a.save_sync()  # joins the mark, then leaves it to the round-11 writer
+    assert _tokens(raw.get(key)) == ["-", "0123456789abcdef"]
+    assert _deadlines(raw.get(key))["0123456789abcdef"] == expiry == raw.pexpiretime(key)
+    assert Account.objects.get_sync(id=a.id).name == "v2"
+    assert Account.objects.cache_stats().hits == 0
 
 
 def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
@@ -247,3 +303,122 @@ def test_a_query_result_computed_before_a_write_whose_finish_failed(
     _cut_off(other)
     writer.resume(reply)  # complete; its finish could not reach the cache
     assert Account.objects.filter(name="A").cache(ttl=60).all_sync() == []
+
+
+
+def _server_ms(raw: Any) -> int:
+    seconds, micros = raw.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _past(raw: Any, deadline: int) -> None:
+    """Wait until the server's clock is past ``deadline`` (milliseconds)."""
+    while _server_ms(raw) <= deadline:
+        time.sleep(0.02)
+
+
+def test_a_dead_writers_mark_stops_counting_after_its_guard(cached: dict[str, Any]) -> None:
+    """A writer that dies after cache_begin (a short guard) must not keep the slot and the
+    query generation marks while later writers come and go: after its deadline the last of
+    them settles the slot (a tombstone: the dead writer may have committed), and caching
+    resumes (write-through, hits, query results)."""
+    raw = cached["raw"]
+    keys = CacheKeys(Profile._meta)
+    store = Profile._connection().backend.store
+    p = Profile(name="v1").save_sync()
+    key = keys.entry(p.id)
+    _run(Profile, store.begin([[key]], "dead", 1_000, keys.generation))  # then dies
+    dead = _server_ms(raw) + 1_000  # (its deadline is earlier)
+    p.name = "v2"
+    p.save_sync()  # came and went within the dead writer's guard: the mark stays
+    assert _tokens(raw.get(key)) == ["-", "dead"]
+    assert _tokens(raw.get(keys.generation)) == ["-", "dead"]
+    p.name = "v3"
+    writer = _stepper(Profile, Profile._connection().backend.write(Profile._meta,
+                                                                   [_update(p)]))
+    writer.run_cache_steps()  # began within the guard, finishes after it
+    assert _tokens(raw.get(key))[:2] == ["-", "dead"] and len(_tokens(raw.get(key))) == 3
+    reply = writer.execute_primary()
+    _past(raw, dead)
+    writer.resume(reply)
+    slot = raw.get(key)
+    assert slot is not None and slot.startswith(b"T")  # settled: the dead may have committed
+    assert raw.get(keys.generation).startswith(b"T")
+    p = Profile.objects.cached(False).get_sync(id=p.id)
+    for name in ("v4", "v5"):  # later writers, one at a time: written through
+        p.name = name
+        p.save_sync()
+        slot = raw.get(key)
+        assert slot is not None and slot.startswith(b"E")
+    assert Profile.objects.get_sync(id=p.id).name == "v5"
+    assert Profile.objects.cache_stats().hits == 1
+    query = Profile.objects.filter(name="v5").cache(ttl=60)
+    assert [d.id for d in query.all_sync()] == [p.id]
+    assert [d.id for d in query.all_sync()] == [p.id]
+    stats = Profile.objects.cache_stats()
+    assert (stats.query_fills, stats.query_hits) == (1, 1)
+
+
+def test_writers_joining_after_a_dead_writers_deadline(cached: dict[str, Any]) -> None:
+    """Writers that begin after a dead writer's deadline (its token still in the mark: a
+    writer in progress kept the key) drop its token; while they overlap, the key stays a
+    mark; the last of them settles it, and the next writer alone writes through."""
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    key = keys.entry("x")
+
+    def finish(token: str, version: int) -> list[int]:
+        result: list[int] = _run(Account, store.finish(
+            [[(key, version, b"E%d:{}" % version)]], token, 60_000, 30_000, None, "g"))
+        return result
+
+    _run(Account, store.begin([[key]], "dead", 500))
+    dead = _server_ms(raw) + 500
+    _run(Account, store.begin([[key]], "aaaa", 10_000))
+    _past(raw, dead)
+    _run(Account, store.begin([[key]], "bbbb", 10_000))  # drops the dead token: flagged
+    assert _tokens(raw.get(key)) == ["-", "aaaa", "bbbb"]
+    assert finish("aaaa", 2) == [0]
+    _run(Account, store.begin([[key]], "cccc", 10_000))
+    assert _tokens(raw.get(key)) == ["-", "bbbb", "cccc"]
+    assert finish("bbbb", 3) == [0]
+    assert finish("cccc", 4) == [0]  # the last: a tombstone
+    assert raw.get(key) == b"T4"
+    _run(Account, store.begin([[key]], "dddd", 10_000))
+    assert finish("dddd", 5) == [1]
+    assert raw.get(key) == b"E5:{}"
+
+
+def test_a_writer_slower_than_its_guard_ends_in_a_tombstone(cached: dict[str, Any]) -> None:
+    """A writer whose token was dropped past its deadline may still commit (a commit slower
+    than write_guard_ms, the limit docs/caching.md states): its own cache_finish never
+    writes its document through, and ends what another writer wrote through meanwhile (or
+    keeps a mark in progress from writing through) with a tombstone."""
+    raw = cached["raw"]
+    keys = CacheKeys(Account._meta)
+    store = Account._connection().backend.store
+    key = keys.entry("x")
+
+    def finish(token: str, version: int) -> list[int]:
+        result: list[int] = _run(Account, store.finish(
+            [[(key, version, b"E%d:{}" % version)]], token, 60_000, 30_000, None, "g"))
+        return result
+
+    for late in ("slow", "slower"):
+        _run(Account, store.begin([[key]], late, 500))
+        deadline = _server_ms(raw) + 500
+        _run(Account, store.begin([[key]], "aaaa", 10_000))
+        _past(raw, deadline)
+        assert finish("aaaa", 2) == [0]  # the slow writer's token dropped: a tombstone
+        assert raw.get(key) == b"T2"
+        _run(Account, store.begin([[key]], "bbbb", 10_000))
+        if late == "slow":
+            assert finish("bbbb", 3) == [1]  # alone: written through
+            assert finish(late, 4) == [0]  # the slow writer finishes: a tombstone
+            assert raw.get(key) == b"T4"
+        else:
+            assert finish(late, 4) == [0]  # while bbbb is in progress: its mark stays
+            assert _tokens(raw.get(key)) == ["-", "bbbb"]
+            assert finish("bbbb", 3) == [0]  # and is not written through
+            assert raw.get(key) == b"T3"

@@ -24,19 +24,27 @@ header; a document's JSON is never decoded in Lua)::
     T<floor>            a tombstone: a write finished here; fills below ``floor`` are refused
     L<floor>:<token>    a lease: the reader holding ``token`` loads from the primary, and
                         its fill is accepted only while this lease is still here
-    P:<token>[,...]     a write in progress (begun before the primary commit): the tokens of
-                        the writers in progress, first "-" when none of them may write
-                        through (another writer finished, or an invalidation came, since)
+    P:<token>           a write in progress (begun before the primary commit) by one
+                        writer; its deadline is the key's expiry (``write_guard_ms`` after
+                        its ``cache_begin``; flagged by an invalidation: "P:-,<token>")
+    P:<token>@<deadline>,...
+                        writes in progress by several writers: each token with its deadline
+                        (the server's time in milliseconds), first "-" when none of them
+                        may write through (another writer finished, a token was dropped
+                        past its deadline, or an invalidation came, since)
 
 The slot's state machine (every ``cache_*.lua`` script; absent = expired or never set)::
 
     cache_read        absent, T<f>      -> L<f>:<reader>        (else unchanged)
     cache_fill        L<f>:<reader>     -> E.. / N / absent     (its own lease only, version
                                                                  >= f; else unchanged)
-    cache_begin       P:<list>          -> P:<list>,<writer>    (expiry: at least the guard)
+    cache_begin       P:<list>          -> P:<list>,<writer>    (each token dated; those past
+                                                                 their deadline dropped: then
+                                                                 "-" first)
                       anything else     -> P:<writer>
     cache_finish      P:<writer>        -> E<v>:.. (write-through) or T<v>
-                      P:<list> naming others -> P:-,<the others> (keeps its expiry)
+                      P:<list> naming others whose deadline has not passed
+                                        -> P:-,<those others>
                       anything else     -> T<v>
     cache_invalidate  P:<list>          -> P:-,<list>           (keeps its expiry)
      (owed)           L<f>:.., T<f>     -> T<f>
@@ -45,14 +53,23 @@ The slot's state machine (every ``cache_*.lua`` script; absent = expired or neve
      (damaged entry)  the read saw
 
 **The rule: a write's mark is never replaced by anything a fill can overwrite, except by
-the last writer it names (cache_finish) or by its expiry** (``write_guard_ms``, refreshed
-by each writer that joins it). A fill needs a lease, a lease needs an absent or tombstoned
-slot, so while a write's mark is there nothing loaded from the primary before its commit
-can be filled; and if that writer's ``cache_finish`` fails, the mark stays until it
-expires, after which the primary holds the write. A mark naming several writers (or
-flagged by an invalidation) ends in a tombstone, never a write-through: the last to finish
-need not be the last to commit. Old code reading these slots sees a write in progress
-(first byte "P") as before.
+the last writer it names (cache_finish) or by its expiry.** Each writer's token counts
+until its own deadline (``write_guard_ms`` after its ``cache_begin``, server time): a sole
+writer's deadline is the key's expiry; when a second writer joins, ``cache_begin`` writes
+each token's deadline into the mark (the sole writer's from the key's expiry) and the key
+expires at the latest (``PXAT``); ``cache_begin`` and ``cache_finish`` drop the tokens past
+their deadline before anything else. So a writer that died mid-write stops counting after
+its own guard however often other writers join the mark. A fill needs a lease, a lease
+needs an absent or tombstoned slot, so while a write's mark is there nothing loaded from
+the primary before its commit can be filled; and if that writer's ``cache_finish`` fails,
+its token counts until its deadline, after which the primary holds the write. A mark
+naming several writers (or flagged by an invalidation, or from which a token was dropped:
+that writer may still commit) ends in a tombstone, never a write-through: the last to
+finish need not be the last to commit. A writer whose token was dropped never writes
+through either (a commit slower than ``write_guard_ms``: its ``cache_finish`` makes a
+tombstone, or flags the mark it finds), nor does one whose ``cache_begin`` did not run.
+Old code reading these slots sees a write in progress (first byte "P") as before; a sole
+writer's mark is round 11's ``P:<token>``.
 """
 
 from __future__ import annotations

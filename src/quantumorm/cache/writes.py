@@ -1,10 +1,10 @@
 """Writes of a cached model: begin on the cache, commit on the primary, finish on the cache.
 
 1. ``cache_begin``: each written document's slot becomes ``P:<token>`` (this write's mark;
-   added to the list if other writes' marks are there): the entry, a cached absence or a
-   reader's lease is gone before the primary commits, so no reader can fill what it loaded
-   before the commit, and readers go to the primary until the write finishes. The
-   collection's query generation is marked alike, in the same round trip.
+   added to the list if other writes' marks are there, each with its deadline): the entry, a
+   cached absence or a reader's lease is gone before the primary commits, so no reader can
+   fill what it loaded before the commit, and readers go to the primary until the write
+   finishes. The collection's query generation is marked alike, in the same round trip.
 2. The primary's own write (or transaction), unchanged.
 3. ``cache_finish``, with the collection's query generation settled in the same round
    trip (renewed unless other writes are still in progress there): where the slot still holds this write's mark, write-through stores the written
@@ -18,8 +18,9 @@ New documents get their ids from the primary first (``allocate_ids``), so that t
 (which may hold a cached absence) are named in step 1. If step 1 or 3 cannot reach the
 cache, the write still succeeds; its ids (and the generation) are owed to the cache
 (:mod:`.state`), paid before this process's next read or write of the model's cache. If
-the process dies between 1 and 3, the marks expire after ``write_guard_ms`` and readers fill
-from the primary, which holds the committed write: nothing stale is left either way.
+the process dies between 1 and 3, its token stops counting ``write_guard_ms`` after step 1
+(server time; whatever other writers do meanwhile), and readers fill from the primary,
+which holds the committed write: nothing stale is left either way.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 #!lua flags=allow-oom
 -- cache_finish.lua: after a write committed (or failed) on the primary, settle its
 -- documents' cache slots. Where the slot's mark names this writer alone ("P:<token>":
--- nothing else began, finished or was invalidated since cache_begin) and the write put a
--- document there (write-through), the slot becomes that entry. Where the mark names other
--- writers too (or "-": an invalidation, or a writer that finished, came by), this writer's
--- token is taken out and "-" put first: the mark stays, so readers keep going to the
--- primary until the last writer named finishes (or the mark expires), and none of them
--- writes through. Anywhere else the slot becomes a tombstone, which refuses every lease
--- and fill that began before it. (The slot rules: quantumorm/cache/entries.py.)
+-- nothing else began, finished or was invalidated since cache_begin, and its deadline, the
+-- key's expiry, has not passed) and the write put a document there (write-through), the
+-- slot becomes that entry. Where the mark names other writers whose deadline has not
+-- passed, this writer's token (and those past their deadline) is taken out and "-" put
+-- first: the mark stays, expiring at the latest deadline left, so readers keep going to
+-- the primary until the last writer named finishes (or its deadline passes), and none of
+-- them writes through. Anywhere else the slot becomes a tombstone, which refuses every
+-- lease and fill that began before it. (The slot rules: quantumorm/cache/entries.py.)
 --
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
 -- ARGV[1]     the writer's token ("" when cache_begin did not run: no write-through)
@@ -20,30 +21,48 @@
 
 local token = ARGV[1]
 local mark = (token ~= "") and ("P:" .. token) or false
+local now = nil
 local out = {}
 for i, key in ipairs(KEYS) do
   local version, value = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   out[i] = 0
   -- (a key of another type reads as no mark, and becomes a tombstone as before)
   local v = redis.pcall("GET", key)
-  local mine, rest = v == mark, nil
-  if not mine and type(v) == "string" and string.sub(v, 1, 2) == "P:" then
-    for t in string.gmatch(string.sub(v, 3), "[^,]+") do
-      if t == token and token ~= "" then
-        mine = true
-      elseif t ~= "-" then
-        rest = rest or {}
-        rest[#rest + 1] = t
-      end
-    end
-  end
-  if rest then  -- other writers are in progress
-    redis.call("SET", key, "P:-," .. table.concat(rest, ","), "KEEPTTL")
-  elseif mine and value ~= "" and v == mark then
+  local rest, at_text = nil, nil
+  -- (mark is false without a token: GET's reply for an absent key must not match it)
+  if mark and v == mark and value ~= "" then  -- this writer alone: written through
     redis.call("SET", key, value, "PX", ARGV[2])
     out[i] = 1
   else
-    redis.call("SET", key, "T" .. version, "PX", ARGV[3])
+    if v ~= mark and type(v) == "string" and string.sub(v, 1, 2) == "P:" then
+      if not now then
+        local t = redis.call("TIME")
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      local at = 0
+      for item in string.gmatch(string.sub(v, 3), "[^,]+") do
+        local sep = string.find(item, "@", 1, true)
+        if item ~= "-" and string.sub(item, 1, (sep or 0) - 1) ~= token then
+          local d_text = sep and string.sub(item, sep + 1)
+          local d = tonumber(d_text or "")
+          if not d then  -- the sole writer's token (or round 11's): the key's expiry
+            d = redis.call("PEXPIRETIME", key)  -- (-1: no expiry, never written so)
+            d_text = "" .. d
+            item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
+          end
+          if d >= now then  -- (else past its deadline: dropped)
+            rest = rest or {}
+            rest[#rest + 1] = item
+            if d > at then at, at_text = d, d_text end
+          end
+        end
+      end
+    end
+    if rest then  -- other writers are in progress
+      redis.call("SET", key, "P:-," .. table.concat(rest, ","), "PXAT", at_text)
+    else
+      redis.call("SET", key, "T" .. version, "PX", ARGV[3])
+    end
   end
 end
 return out

@@ -100,10 +100,16 @@ def main() -> None:
         try:
             for _ in range(300):
                 try:
-                    redis.Redis.from_url(url).ping()
+                    info = redis.Redis.from_url(url).info("server")
                     break
                 except redis.ConnectionError:
                     time.sleep(0.2)
+            else:
+                raise SystemExit("the server did not start")
+            # a taken port: the answer came from another's server, which the workers would
+            # flush and load (valgrind keeps the pid it was started with)
+            if int(info["process_id"]) != server.pid or server.poll() is not None:
+                raise SystemExit(f"port {port} is not this server's")
             for rep in range(args.reps):
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
                     label = f"{side}{rep}"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from quantumorm import Document, IntField
+from quantumorm.backends.redis.commands import Command
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.reader import mget_command
 from quantumorm.backends.redis.twophase import flag_key
@@ -57,3 +58,11 @@ def test_a_reads_mget_wire_is_its_commands_resp(model: type[Document], count: in
         assert command.args == ("MGET", *[keys.partition(0).doc_prefix + escape_id(id)
                                           for id in ids], flag_key(keys.tag(0)))
         assert command.wire == _resp(command.args), (count, round)
+
+
+def test_only_a_command_read_raw_may_carry_packed_bytes() -> None:
+    # a packed command skips redis-py's reply callback: a GET or HGETALL sent so would
+    # answer raw bytes where its callers expect converted replies
+    assert Command(("MGET", "k"), b"*2\r\n$4\r\nMGET\r\n$1\r\nk\r\n").wire is not None
+    with pytest.raises(ValueError, match="HGETALL"):
+        Command(("HGETALL", "k"), b"*2\r\n$7\r\nHGETALL\r\n$1\r\nk\r\n")

@@ -80,6 +80,12 @@ SCRIPT_NAMES += ("cache_read", "cache_fill", "cache_begin", "cache_finish", "cac
                  "cache_query_get", "cache_query_put")
 
 
+#: the commands whose raw reply is what ``execute_command`` would return (redis-py has no
+#: reply callback for them, RESP2 or RESP3): the executors send them themselves
+RAW_REPLIES = frozenset({"FCALL", "FCALL_RO", "EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO",
+                         "WAIT", "MGET"})
+
+
 @dataclass(frozen=True)
 class Command:
     """A plain Redis command, e.g. ``Command(("GET", key))``."""
@@ -87,7 +93,9 @@ class Command:
     args: tuple[Any, ...]
     #: the command as the RESP bytes hiredis's ``pack_command`` makes of it, when its maker
     #: built them from parts it keeps packed (a read by id's ``MGET``: ``Reader.get_many``);
-    #: None otherwise. Not a field, as :attr:`Call.wire`, and sent as it is.
+    #: None otherwise. Not a field, as :attr:`Call.wire`, and sent as it is. Only a command
+    #: of :data:`RAW_REPLIES` may carry it: its reply is read as it comes, with no redis-py
+    #: reply callback.
     wire: ClassVar[bytes | None] = None
 
     def __init__(self, args: tuple[Any, ...], wire: bytes | None = None) -> None:
@@ -96,6 +104,9 @@ class Command:
         # operation builds its plan's steps)
         self.__dict__["args"] = args
         if wire is not None:
+            if args[0] not in RAW_REPLIES:
+                raise ValueError(f"a {args[0]} command's reply needs redis-py's callback: "
+                                 "it cannot be sent as packed bytes")
             self.__dict__["wire"] = wire
 
 

@@ -55,7 +55,7 @@ from ... import logs
 from ...engine import observe
 from . import eviction
 from . import topology as topologies
-from .commands import Call, RedisPlan
+from .commands import RAW_REPLIES, Call, RedisPlan
 from .exchange import (
     Fanout,
     Link,
@@ -83,10 +83,8 @@ try:
 except ImportError:  # (redis-py packs in Python then, and so do the executors)
     _hiredis_pack = None
 
-#: the commands :func:`_round_trip` sends itself: redis-py has no reply callback for them
-#: (RESP2 or RESP3), so the raw reply is what ``execute_command`` would return
-RAW = frozenset({"FCALL", "FCALL_RO", "EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO", "WAIT",
-                 "MGET"})
+#: the commands :func:`_round_trip` sends itself (see ``commands.RAW_REPLIES``)
+RAW = RAW_REPLIES
 
 
 #: the commands of a lone step sent as its maker's bytes (first_wire): only their count is

@@ -127,3 +127,28 @@ async def test_a_delete_sent_packed_survives_a_flushed_script_cache(
         await call(stale, "delete", mode)
     assert await call(Note.objects.filter(n=8), "count", mode) == 1
     assert_indexes_consistent(redis_client, Note)
+
+
+def test_a_delete_goes_out_as_its_packed_bytes(
+        conn: Any, redis_client: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first round of a lone delete sends the bytes its write layout packed, not a
+    command packed again (the test above passes either way)."""
+    from quantumorm.backends.redis import executor
+
+    quantumorm.create_connection(url=redis_url, name="default", make_default=True,
+                                 scripts="eval")
+    doc = Note(text="packed", n=7).save_sync()
+    sent: list[tuple[str, bytes | None]] = []
+    round_trip = executor._round_trip
+
+    def recording(pool: Any, commands: list[tuple[Any, ...]], wire: bytes | None = None
+                  ) -> list[Any]:
+        sent.append((str(commands[0][0]), wire))
+        return round_trip(pool, commands, wire)
+
+    monkeypatch.setattr(executor, "_round_trip", recording)
+    doc.delete_sync()
+    assert [name for name, _ in sent] == ["EVALSHA"]
+    wire = sent[0][1]
+    assert wire is not None and wire.startswith(b"*") and b"EVALSHA" in wire
+    assert Note.objects.filter(id=doc.id).count_sync() == 0

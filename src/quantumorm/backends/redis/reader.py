@@ -27,6 +27,7 @@ from .commands import Command, RedisPlan
 from .core import ModelState
 from .keys import KeySpace
 from .planner import Plan
+from .resp import BULK_HEADS
 from .replies import COUNT_EXPIRING, COUNT_OUTDATED
 from .twophase import Settling, TwoPhase, flag_key
 
@@ -67,8 +68,7 @@ def two_phase_pays(partitions: int, window: int | None) -> bool:
     return window is not None and (partitions - 1) * window >= TWO_PHASE_SPARED
 
 
-#: RESP bulk string heads by length, and MGET's command heads by count of document keys
-_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
+#: MGET's command heads by count of document keys
 _MGET_HEADS = [b"*%d\r\n$4\r\nMGET\r\n" % (n + 2) for n in range(256)]
 #: per partition's document key prefix: its lock flag's key, and that key as RESP's last
 #: bulk string of a read by id's MGET
@@ -94,7 +94,7 @@ def mget_command(keys: KeySpace, ids: list[str]) -> Command:
     flag, tail = known
     names = [prefix + escape_id(id) for id in ids]
     count = len(names)
-    heads, out = _BULK_HEADS, [_MGET_HEADS[count] if count < 256 else
+    heads, out = BULK_HEADS, [_MGET_HEADS[count] if count < 256 else
                                b"*%d\r\n$4\r\nMGET\r\n" % (count + 2)]
     for name in names:
         packed = name.encode()

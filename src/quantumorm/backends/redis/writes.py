@@ -50,6 +50,7 @@ from .calls import (
 )
 from .commands import Call, script
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
+from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
 from .writeids import bits as _write_id_bits
@@ -104,11 +105,6 @@ def _pack_constants(items: Sequence[bytes | int]) -> bytes:
     return b"".join(out)
 
 
-_CRLF = b"\r\n"
-#: RESP bulk string heads by length (the usual lengths: longer ones are formatted)
-_BULK_HEADS = [b"$%d\r\n" % n for n in range(1024)]
-#: RESP array heads by count
-_ARRAY_HEADS = [b"*%d\r\n" % n for n in range(256)]
 #: save.lua's op of an update, in RESP
 _UPDATE = b"$6\r\nupdate\r\n"
 #: the usual expiries' wire strings in RESP
@@ -120,17 +116,9 @@ _EXPIRIES = {"keep": b"$4\r\nkeep\r\n", "persist": b"$7\r\npersist\r\n"}
 SaveParts = tuple[bytes, bytes, bytes, bytes, bytes, bytes, int]
 
 
-def _bulk_head(size: int) -> bytes:
-    return _BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size
-
-
-def _array_head(count: int) -> bytes:
-    return _ARRAY_HEADS[count] if count < 256 else b"*%d\r\n" % count
-
-
 def _bulk(item: bytes) -> bytes:
     """``item`` as a RESP bulk string, as hiredis's ``pack_command`` writes an argument."""
-    return _bulk_head(len(item)) + item + _CRLF
+    return bulk_head(len(item)) + item + CRLF
 
 
 def _keep(memo: dict[Any, Any], key: Any, entry: Any, size: int) -> None:
@@ -355,28 +343,28 @@ class WriteLayout:
         if parts is None or parts[4] is not self.layout:
             parts = self._save_packed(partition, p, kind, sequence)
         front, shared, middle, after, _, layout_part, count = parts
-        heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
+        heads = BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
-        out = [_array_head(count + 1 if members else count), front,
-               heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc, _CRLF,
-               heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n), packed_meta,
-               _CRLF, shared]
+        out = [array_head(count + 1 if members else count), front,
+               heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc, CRLF,
+               heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n), packed_meta,
+               CRLF, shared]
         if kind != "insert":
             version = str(request.expected_version).encode()
-            out += (_UPDATE, heads[len(version)], version, _CRLF)
-        out += (heads[n] if (n := len(id_key)) < 1024 else _bulk_head(n), id_key, _CRLF,
-                heads[n] if (n := len(raw)) < 1024 else _bulk_head(n), raw, _CRLF,
-                b"$16\r\n", write_id.encode(), _CRLF,
-                heads[n] if (n := len(packed_pairs)) < 1024 else _bulk_head(n), packed_pairs,
-                _CRLF,
-                heads[n] if (n := len(packed_indexes)) < 1024 else _bulk_head(n),
-                packed_indexes, _CRLF, middle,
+            out += (_UPDATE, heads[len(version)], version, CRLF)
+        out += (heads[n] if (n := len(id_key)) < 1024 else bulk_head(n), id_key, CRLF,
+                heads[n] if (n := len(raw)) < 1024 else bulk_head(n), raw, CRLF,
+                b"$16\r\n", write_id.encode(), CRLF,
+                heads[n] if (n := len(packed_pairs)) < 1024 else bulk_head(n), packed_pairs,
+                CRLF,
+                heads[n] if (n := len(packed_indexes)) < 1024 else bulk_head(n),
+                packed_indexes, CRLF, middle,
                 _EXPIRIES.get(expiry) or _bulk(expiry.encode()), after)
         if kind != "insert":
-            out += (heads[n] if (n := len(names)) < 1024 else _bulk_head(n), names, _CRLF)
+            out += (heads[n] if (n := len(names)) < 1024 else bulk_head(n), names, CRLF)
         out.append(layout_part)
         if members:
-            out += (heads[n] if (n := len(members)) < 1024 else _bulk_head(n), members, _CRLF)
+            out += (heads[n] if (n := len(members)) < 1024 else bulk_head(n), members, CRLF)
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
@@ -488,7 +476,7 @@ class WriteLayout:
                 if len(tails) >= _MEMO_LIMIT:
                     tails.clear()
                 tails[(expiry, constants, members)] = tail
-        calls, heads = [], _BULK_HEADS
+        calls, heads = [], BULK_HEADS
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
@@ -517,12 +505,12 @@ class WriteLayout:
             count = 9 + len(others) + len(members)
             call = Call("patch", (doc, meta, *others), (
                 key, write_id, expiry, constants, *members), b"".join((
-                    _array_head(count), found[3],
-                    heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
-                    _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
-                    packed_meta, _CRLF, found[4],
-                    heads[n] if (n := len(key)) < 1024 else _bulk_head(n), key, _CRLF,
-                    b"$16\r\n", write_id.encode(), _CRLF, tail)))
+                    array_head(count), found[3],
+                    heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
+                    CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
+                    packed_meta, CRLF, found[4],
+                    heads[n] if (n := len(key)) < 1024 else bulk_head(n), key, CRLF,
+                    b"$16\r\n", write_id.encode(), CRLF, tail)))
             if len(ids) == 1:  # (the update by id: no list made)
                 return (call,)
             calls.append(call)
@@ -776,17 +764,17 @@ class WriteLayout:
         if parts is None or parts[3] is not self.layout:
             parts = self._delete_packed(partition, p)
         front, middle, after, _ = parts
-        heads = _BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
+        heads = BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta, packed_trash = (
             doc_key.encode(), meta_key.encode(), trash_key.encode())
         packed = b"".join((
-            front, heads[n] if (n := len(packed_doc)) < 1024 else _bulk_head(n), packed_doc,
-            _CRLF, heads[n] if (n := len(packed_meta)) < 1024 else _bulk_head(n),
-            packed_meta, _CRLF, middle[0],
-            heads[n] if (n := len(packed_trash)) < 1024 else _bulk_head(n), packed_trash,
-            _CRLF, middle[1], heads[len(expected)], expected.encode(), _CRLF,
-            heads[n] if (n := len(id_key)) < 1024 else _bulk_head(n), id_key, _CRLF,
-            middle[2], heads[len(soft)], soft.encode(), _CRLF, after))
+            front, heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
+            CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
+            packed_meta, CRLF, middle[0],
+            heads[n] if (n := len(packed_trash)) < 1024 else bulk_head(n), packed_trash,
+            CRLF, middle[1], heads[len(expected)], expected.encode(), CRLF,
+            heads[n] if (n := len(id_key)) < 1024 else bulk_head(n), id_key, CRLF,
+            middle[2], heads[len(soft)], soft.encode(), CRLF, after))
         return DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
@@ -802,7 +790,7 @@ class WriteLayout:
         after = (p.state, *p.indexes, *((p.changes,) if self.events else ()))
         nkeys = 5 + len(after)
         parts = (
-            _array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
+            array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
             + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
             (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),
              b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifests)),

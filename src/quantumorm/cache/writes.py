@@ -99,10 +99,18 @@ def _finish(cached: CachedBackend, options: ModelOptions,
             [[(keys.entry(id), *outcomes[id]) for id in group] for group in groups], mark,
             settings.ttl_ms, settings.ttl_ms, keys.generation, new_token()))
     except BaseException:  # cancelled while finishing: the generation may be the old one
-        cached.owe(options, list(outcomes))
+        _owe(cached, options, outcomes, mark)
         raise
     if stored is FAILED:
-        cached.owe(options, list(outcomes))
+        _owe(cached, options, outcomes, mark)
         return
     through = sum(stored)
     counters(options).add(write_through=through, invalidations=len(stored) - through)
+
+
+def _owe(cached: CachedBackend, options: ModelOptions,
+         outcomes: dict[str, tuple[int, bytes]], mark: str) -> None:
+    """The write completed but its finish did not: owed with its token, so paying takes
+    its mark out of the slots and the generation at once (not at the mark's deadline)."""
+    cached.owe(options, list(outcomes), token=mark,
+               versions={id: version for id, (version, _) in outcomes.items()})

@@ -13,7 +13,8 @@
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
 -- ARGV[1]     the writer's token ("" when cache_begin did not run: no write-through)
 -- ARGV[2]     entry time to live, milliseconds
--- ARGV[3]     tombstone time to live, milliseconds
+-- ARGV[3]     tombstone time to live, milliseconds ("": none, for the collection's query
+--             generation, whose tombstone "T<new generation>" is its renewed token)
 -- ARGV[4..]   per key, two values: the version written ("0" for a delete or a failed
 --             write), and the entry to store ("E<version>:<json>"), or "" for a tombstone
 -- Returns     per key: 1 if the entry was stored, 0 if not (a tombstone, or the mark kept)
@@ -60,6 +61,8 @@ for i, key in ipairs(KEYS) do
     end
     if rest then  -- other writers are in progress
       redis.call("SET", key, "P:-," .. table.concat(rest, ","), "PXAT", at_text)
+    elseif ARGV[3] == "" then
+      redis.call("SET", key, "T" .. version)
     else
       redis.call("SET", key, "T" .. version, "PX", ARGV[3])
     end

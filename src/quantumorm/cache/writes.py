@@ -7,8 +7,8 @@
    finishes. The collection's query generation is marked alike, in the same round trip.
 2. The primary's own write (or transaction), unchanged.
 3. ``cache_finish``, with the collection's query generation settled in the same round
-   trip (renewed unless other writes are still in progress there): where the slot still holds this write's mark, write-through stores the written
-   document (the JSON the primary stored, at the version it gave); anywhere else, and in
+   trip (renewed unless other writes are still in progress there): where the slot still
+   holds this write's mark, write-through stores the written document (the JSON the primary stored, at the version it gave); anywhere else, and in
    cache-aside mode, the slot becomes a tombstone ``T<version>`` (``T0`` for deletes and
    refused writes), unless other writers' marks are still there: then the mark stays
    (without this write's token) until the last of them finishes. A tombstone refuses every

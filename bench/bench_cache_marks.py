@@ -2,7 +2,8 @@
 """Server time per call of the cache's write scripts (``cache_begin``, ``cache_finish``), two
 trees, from ``INFO commandstats`` (EVALSHA's usec_per_call).
 
-Each case in turn, each tree in turn (alternating the order every repeat): the keys are
+Each script is loaded as its tree sends it (``commands.script``, run by that tree's own
+code: the shared parts' definitions it uses included). Each case in turn, each tree in turn (alternating the order every repeat): the keys are
 put in the case's starting state, the counters reset, ``--calls`` calls of the measured
 script made (pipelined by 100, one key each), and EVALSHA's microseconds per call read.
 Cases: ``begin`` (the slot holds an entry), ``begin_join`` (the slot holds another
@@ -27,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
+import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,13 +41,23 @@ from typing import Any
 
 import redis
 
-LUA = "src/quantumorm/backends/redis/lua"
 ENTRY = b"E5:" + b'{"name":"x","n":1}' * 4
 
 
+def _sources(tree: str) -> dict[str, str]:
+    """The scripts as that tree sends them (``commands.script``: with the shared parts'
+    definitions they use), assembled by the tree's own code."""
+    code = ("import json, sys; from quantumorm.backends.redis.commands import script; "
+            "json.dump({n: script(n).source for n in ('cache_begin', 'cache_finish')}, "
+            "sys.stdout)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(Path(tree) / "src")})
+    sources: dict[str, str] = json.loads(out.stdout)
+    return sources
+
+
 def _load(r: redis.Redis, tree: str) -> dict[str, str]:
-    shas = {name: r.script_load((Path(tree) / LUA / f"{name}.lua").read_text())
-            for name in ("cache_begin", "cache_finish")}
+    shas = {name: r.script_load(source) for name, source in _sources(tree).items()}
     store = (Path(tree) / "src/quantumorm/cache/redis_store.py").read_text()
     # round 12 marks the generation; its renewal's tombstone ttl: "" once it has no expiry
     shas["marks_generation"] = "1" if 'Call("cache_begin", (generation,)' in store else ""

@@ -3,9 +3,10 @@
 trees, from ``INFO commandstats`` (EVALSHA's usec_per_call).
 
 Each script is loaded as its tree sends it (``commands.script``, run by that tree's own
-code: the shared parts' definitions it uses included). Each case in turn, each tree in turn (alternating the order every repeat): the keys are
-put in the case's starting state, the counters reset, ``--calls`` calls of the measured
-script made (pipelined by 100, one key each), and EVALSHA's microseconds per call read.
+code: the shared parts' definitions it uses included). Each case in turn, each tree in turn
+(alternating the order every repeat): the keys are put in the case's starting state, the
+counters reset, ``--calls`` calls of the measured script made (pipelined by 100, one key
+each), and EVALSHA's microseconds per call read.
 Cases: ``begin`` (the slot holds an entry), ``begin_join`` (the slot holds another
 writer's mark), ``finish_through`` and ``finish_aside`` (this writer alone:
 write-through, tombstone), ``finish_list`` (another writer still named), and ``write``: the

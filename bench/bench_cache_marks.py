@@ -2,12 +2,20 @@
 """Server time per call of the cache's write scripts (``cache_begin``, ``cache_finish``), two
 trees, from ``INFO commandstats`` (EVALSHA's usec_per_call).
 
-Each case in turn, each tree in turn (alternating the order every repeat): the keys are
-put in the case's starting state, the counters reset, ``--calls`` calls of the measured
-script made (pipelined by 100, one key each), and EVALSHA's microseconds per call read.
+Each script is loaded as its tree sends it (``commands.script``, run by that tree's own
+code: the shared parts' definitions it uses included). Each case in turn, each tree in turn
+(alternating the order every repeat): the keys are put in the case's starting state, the
+counters reset, ``--calls`` calls of the measured script made (pipelined by 100, one key
+each), and EVALSHA's microseconds per call read.
 Cases: ``begin`` (the slot holds an entry), ``begin_join`` (the slot holds another
 writer's mark), ``finish_through`` and ``finish_aside`` (this writer alone:
-write-through, tombstone), ``finish_list`` (another writer still named).
+write-through, tombstone), ``finish_list`` (another writer still named), and ``write``: the
+cache's whole share of one write-through write of one document, per write: since round 12
+the slot's ``cache_begin``, the query generation's ``cache_begin``, the slot's
+``cache_finish`` and the generation's ``cache_finish`` (its renewal); in round 11 one
+``cache_begin``, one ``cache_finish`` and a plain ``SET`` of the generation (a tree is told
+by its ``cache/redis_store.py``). Its figure is the sum of those calls' time (``INFO
+commandstats``: EVALSHA's and SET's) or instructions, per write.
 
 With ``--callgrind PORT`` a private redis-server runs under ``valgrind --tool=callgrind``
 on that port (``hz 1``) instead, and the instructions the whole server runs per call are
@@ -21,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
+import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,13 +42,49 @@ from typing import Any
 
 import redis
 
-LUA = "src/quantumorm/backends/redis/lua"
 ENTRY = b"E5:" + b'{"name":"x","n":1}' * 4
 
 
+def _sources(tree: str) -> dict[str, str]:
+    """The scripts as that tree sends them (``commands.script``: with the shared parts'
+    definitions they use), assembled by the tree's own code."""
+    code = ("import json, sys; from quantumorm.backends.redis.commands import script; "
+            "json.dump({n: script(n).source for n in ('cache_begin', 'cache_finish')}, "
+            "sys.stdout)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(Path(tree) / "src")})
+    sources: dict[str, str] = json.loads(out.stdout)
+    return sources
+
+
 def _load(r: redis.Redis, tree: str) -> dict[str, str]:
-    return {name: r.script_load((Path(tree) / LUA / f"{name}.lua").read_text())
-            for name in ("cache_begin", "cache_finish")}
+    shas = {name: r.script_load(source) for name, source in _sources(tree).items()}
+    store = (Path(tree) / "src/quantumorm/cache/redis_store.py").read_text()
+    # round 12 marks the generation; its renewal's tombstone ttl: "" once it has no expiry
+    shas["marks_generation"] = "1" if 'Call("cache_begin", (generation,)' in store else ""
+    shas["generation_ttl"] = "" if '(token, "", "", new_generation, "")' in store else "60000"
+    return shas
+
+
+def _whole_writes(r: redis.Redis, shas: dict[str, str], keys: list[str]) -> None:
+    """One write-through write per key, in order, pipelined by 25 writes: the cache's calls
+    of each (the primary's commit between its begins and its finishes is left out)."""
+    begin, finish = shas["cache_begin"], shas["cache_finish"]
+    generation = "bcm:{q}:g"
+    for i in range(0, len(keys), 25):
+        pipe = r.pipeline(transaction=False)
+        for n, key in enumerate(keys[i:i + 25]):
+            token = f"w{i + n:015d}"
+            pipe.evalsha(begin, 1, key, token, 10_000)
+            if shas["marks_generation"]:
+                pipe.evalsha(begin, 1, generation, token, 10_000)
+            pipe.evalsha(finish, 1, key, token, 60_000, 60_000, 5, ENTRY)
+            if shas["marks_generation"]:
+                pipe.evalsha(finish, 1, generation, token, shas["generation_ttl"],
+                             shas["generation_ttl"], f"g{i + n:015d}", "")
+            else:
+                pipe.set(generation, f"g{i + n:015d}")
+        pipe.execute()
 
 
 def _calls(r: redis.Redis, sha: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
@@ -83,6 +130,21 @@ def case(r: redis.Redis, shas: dict[str, str], name: str, keys: list[str],
          grind: Callgrind | None = None) -> float:
     begin, finish = shas["cache_begin"], shas["cache_finish"]
     measured: tuple[str, list[tuple[str, tuple[Any, ...]]]]
+    if name == "write":
+        pipe = r.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, ENTRY, px=60_000)
+        pipe.execute()
+        if grind is not None:
+            grind.zero()
+            _whole_writes(r, shas, keys)
+            return grind.per_call(len(keys))
+        r.config_resetstat()
+        _whole_writes(r, shas, keys)
+        stats = r.info("commandstats")
+        usec = sum(float(stats[f"cmdstat_{command}"]["usec"]) for command in ("evalsha", "set")
+                   if f"cmdstat_{command}" in stats)
+        return usec / len(keys)
     if name in ("begin", "begin_join"):
         pipe = r.pipeline(transaction=False)
         for key in keys:
@@ -149,7 +211,7 @@ def run(args: argparse.Namespace, r: redis.Redis, grind: Callgrind | None,
         unit: str = "us/call") -> None:
     trees = {"old": _load(r, args.old), "new": _load(r, args.new)}
     keys = [f"bcm:{{t}}:e:{i}" for i in range(args.calls)]
-    cases = ("begin", "begin_join", "finish_through", "finish_aside", "finish_list")
+    cases = ("begin", "begin_join", "finish_through", "finish_aside", "finish_list", "write")
     got: dict[tuple[str, str], list[float]] = {}
     for rep in range(args.reps):
         for name in cases:
@@ -162,6 +224,7 @@ def run(args: argparse.Namespace, r: redis.Redis, grind: Callgrind | None,
     for name in cases:
         old, new = (statistics.median(got[(name, side)]) for side in ("old", "new"))
         print(f"{name:16} {old:14,.2f} {new:14,.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -153,3 +153,34 @@ def test_importing_the_cache_imports_no_driver() -> None:
             "assert 'redis' not in sys.modules and 'quantumorm.cache.redis_store' not in "
             "sys.modules, sorted(m for m in sys.modules if 'redis' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
+
+
+def test_a_damaged_entry_seen_while_a_drop_is_owed_forces_no_second_drop() -> None:
+    server = state.ServerState()
+    server.owe("c", [], everything=True)
+    snapshot = server.owed("c")  # the drop under way
+    assert snapshot is not None and snapshot.everything
+    server.owe_damaged("c", {"a": b"Ex:{}"})  # seen while it runs: its SCAN may be past a
+    server.paid("c", snapshot)
+    again = server.owed("c")
+    assert again is not None and not again.everything  # no second drop of everything
+    assert again.expected() == {"a": b"Ex:{}"}  # but the damaged entry is still owed
+    server.paid("c", again)
+    assert server.owed("c") is None
+
+
+def test_a_write_whose_finish_failed_is_owed_with_its_token() -> None:
+    server = state.ServerState()
+    server.owe("c", ["a", "b"], token="w1", versions={"a": 3, "b": 0})
+    server.owe("c", ["c"])  # a write whose begin failed too: no token
+    snapshot = server.owed("c")
+    assert snapshot is not None
+    assert snapshot.by_token() == {"w1": {"a": 3, "b": 0}}
+    assert set(snapshot.ids) == {"c"} and snapshot.generation
+    server.owe("c", ["a"], token="w2", versions={"a": 4})  # owed since: kept
+    server.paid("c", snapshot)
+    again = server.owed("c")
+    assert again is not None and again.by_token() == {"w2": {"a": 4}}
+    assert not again.ids and not again.generation
+    server.paid("c", again)
+    assert server.owed("c") is None

@@ -36,7 +36,7 @@ from ..query.nodes import ID, Condition, QuerySpec
 from . import reads, writes
 from .dispatch import FAILED, on_cache
 from .entries import CacheKeys, new_token
-from .state import ServerState
+from .state import OwedSnapshot, ServerState
 from .stats import counters
 from .store import CacheStore
 
@@ -99,9 +99,13 @@ class CachedBackend:
         breaker.success()
         return result
 
-    def owe(self, options: ModelOptions, ids: list[str]) -> None:
-        """Record that ``ids`` (and the query generation) could not be invalidated."""
-        self.state.owe(self.keys(options).generation, ids, can_drop=self.store.can_drop)
+    def owe(self, options: ModelOptions, ids: list[str], token: str = "",
+            versions: dict[str, int] | None = None) -> None:
+        """Record that ``ids`` (and the query generation) could not be invalidated;
+        ``token``: the write's mark, left there by its ``cache_begin`` (``versions``: what
+        it wrote per id)."""
+        self.state.owe(self.keys(options).generation, ids, can_drop=self.store.can_drop,
+                       token=token, versions=versions)
 
     def settled(self, options: ModelOptions) -> Op[bool]:
         """Pay what this process owes the model's cache (see :mod:`.state`) before reading
@@ -110,22 +114,31 @@ class CachedBackend:
         owed = self.state.owed(keys.generation)
         if owed is None:
             return True
-        assert options.cache is not None
-        step: Op[Any]
-        if owed.everything:
-            step = self.store.drop(keys.pattern, keys.generation, new_token(),
-                                   options.cache.ttl_ms)
-        else:
-            expected = owed.expected()
-            groups = [[(keys.entry(id), expected[id]) for id in group]
-                      for group in keys.by_partition(list(expected))]
-            step = self.store.invalidate(groups, options.cache.ttl_ms,
-                                         keys.generation if owed.generation else None,
-                                         new_token())
-        done = yield from self.guarded(options, step)
+        done = yield from self.guarded(options, self._paying(options, keys, owed))
         if done is FAILED:
             return False
         self.state.paid(keys.generation, owed)
+        return True
+
+    def _paying(self, options: ModelOptions, keys: CacheKeys, owed: OwedSnapshot) -> Op[bool]:
+        assert options.cache is not None
+        ttl_ms = options.cache.ttl_ms
+        if owed.everything:
+            yield from self.store.drop(keys.pattern, keys.generation, new_token(), ttl_ms)
+        # a write whose finish failed: its token leaves its slots and the generation's
+        # mark, as its cache_finish would have (the write has completed)
+        for token, versions in owed.by_token().items():
+            groups = [[(keys.entry(id), versions[id], b"") for id in group]
+                      for group in keys.by_partition(list(versions))]
+            yield from self.store.finish(groups, token, ttl_ms, ttl_ms, keys.generation,
+                                         new_token())
+        if not owed.everything:
+            expected = owed.expected()
+            tombstones = [[(keys.entry(id), expected[id]) for id in group]
+                       for group in keys.by_partition(list(expected))]
+            yield from self.store.invalidate(tombstones, ttl_ms,
+                                             keys.generation if owed.generation else None,
+                                             new_token())
         return True
 
     # -- the contract -------------------------------------------------------------------------

@@ -4,9 +4,9 @@ Keys of a model in namespace ``ns``, collection ``coll``, with ``P`` cache parti
 
     {ns:cache:coll:N}:e:<id>    STRING  one document's cache slot (values below)
     {ns:cache:coll:q}:g         STRING  the collection's query generation (a random token,
-                                        "T<token>" after a write, or a write's mark
-                                        "P:<tokens>" as a slot holds it: no result is
-                                        served nor stored then)
+                                        "T<token>" after a write: neither expires; or a
+                                        write's mark "P:<tokens>" as a slot holds it: no
+                                        result is served nor stored then)
     {ns:cache:coll:q}:r:<hash>  STRING  a cached query result: "<generation>:<payload>"
 
 ``N = crc32(utf-8 id) % P``. Every key one script call names shares one hash tag: a cached
@@ -51,6 +51,8 @@ The slot's state machine (every ``cache_*.lua`` script; absent = expired or neve
                       anything else     -> T0
     cache_invalidate  exactly the bytes -> T0                   (else unchanged)
      (damaged entry)  the read saw
+    cache_invalidate  P:<list>          -> P:-,<list>           (keeps its expiry)
+     (drop)           anything else     -> absent
 
 **The rule: a write's mark is never replaced by anything a fill can overwrite, except by
 the last writer it names (cache_finish) or by its expiry.** Each writer's token counts

@@ -48,10 +48,11 @@ class RedisCacheStore:
 
     def begin(self, groups: Sequence[Sequence[str]], token: str, guard_ms: int,
               generation: str | None = None) -> Op[int]:
-        steps = [Call("cache_begin", tuple(keys), (token, guard_ms)) for keys in groups]
+        steps: list[Call | Command] = [Call("cache_begin", tuple(keys), (token, guard_ms))
+                                       for keys in groups]
         if generation is not None:
             steps.append(Call("cache_begin", (generation,), (token, guard_ms)))
-        replies = yield _plan(list(steps))
+        replies = yield _plan(steps)
         return sum(int(n) for n in replies[:len(groups)])
 
     def finish(self, groups: Sequence[Sequence[tuple[str, int, bytes]]], token: str,
@@ -64,7 +65,7 @@ class RedisCacheStore:
                 args += (version, value)
             steps.append(Call("cache_finish", tuple(key for key, _, _ in items), tuple(args)))
         if generation is not None:
-            steps.append(_renewal(generation, token, tombstone_ms, new_generation))
+            steps.append(_renewal(generation, token, new_generation))
         replies = yield _plan(steps)
         return [int(n) for n in _flat(replies[:len(groups)])]
 
@@ -75,25 +76,24 @@ class RedisCacheStore:
                  (tombstone_ms, *(expected for _, expected in items)))
             for items in groups]
         if generation is not None:
-            steps.append(_renewal(generation, "", tombstone_ms, new_generation))
+            steps.append(_renewal(generation, "", new_generation))
         if steps:
             yield _plan(steps)
 
     def drop(self, pattern: str, generation: str, new_generation: str,
              tombstone_ms: int) -> Op[int]:
         # (standalone and Sentinel: SCAN names no key, so a cluster would route it by cursor)
-        yield _plan([_renewal(generation, "", tombstone_ms, new_generation)])
+        yield _plan([_renewal(generation, "", new_generation)])
         cursor: Any = 0
         dropped = 0
         while True:
             ((cursor, keys),) = yield _plan([Command(("SCAN", cursor, "MATCH", pattern,
                                                       "COUNT", 1000))])
             if keys:
-                yield _plan(_dropping(keys, tombstone_ms, generation))
+                yield _plan(_dropping(keys, generation))
                 dropped += len(keys)
             if int(cursor) == 0:
                 return dropped
-
 
     def query_get(self, generation: str, result: str,
                   fresh: str) -> Op[tuple[str, bytes | None]]:
@@ -109,19 +109,21 @@ class RedisCacheStore:
         return bool(stored)
 
 
-def _renewal(generation: str, token: str, ttl_ms: int, new_generation: str) -> Call:
+def _renewal(generation: str, token: str, new_generation: str) -> Call:
     """The collection's query generation renewed by ``cache_finish``, as a document's slot
-    is settled: "T<new_generation>" (a fresh token; expiring after ``ttl_ms``) unless it
+    is settled: "T<new_generation>" (a fresh token, without an expiry: results stored under
+    it live their own ttl, and a lost generation is a miss, never a stale hit) unless it
     holds the marks of other writes in progress (this writer's ``token`` taken out, the
     mark kept: no result is served nor stored until the last of them finishes)."""
-    return Call("cache_finish", (generation,), (token, ttl_ms, ttl_ms, new_generation, ""))
+    return Call("cache_finish", (generation,), (token, "", "", new_generation, ""))
 
 
-def _dropping(keys: list[bytes], tombstone_ms: int, generation: str) -> list[Call | Command]:
-    """Drop ``keys`` of a model's cache: documents' slots by ``cache_invalidate`` (one call
-    per hash tag; a write's mark is flagged, not deleted: the slot rules of
-    :mod:`quantumorm.cache.entries`), every other key (query results, a key the cache does
-    not name) by ``UNLINK``, but the generation (renewed before)."""
+def _dropping(keys: list[bytes], generation: str) -> list[Call | Command]:
+    """Drop ``keys`` of a model's cache: documents' slots by ``cache_invalidate`` in its
+    drop mode (one call per hash tag; a write's mark is flagged, not deleted: the slot rules
+    of :mod:`quantumorm.cache.entries`; any other slot is deleted), every other key (query
+    results, a key the cache does not name) by ``UNLINK``, but the generation (renewed
+    before)."""
     slots: dict[bytes, list[str]] = {}
     others: list[bytes] = []
     for key in keys:
@@ -132,7 +134,7 @@ def _dropping(keys: list[bytes], tombstone_ms: int, generation: str) -> list[Cal
             slots.setdefault(tag, []).append(key.decode())
         else:
             others.append(key)
-    steps: list[Call | Command] = [Call("cache_invalidate", tuple(group), (tombstone_ms,))
+    steps: list[Call | Command] = [Call("cache_invalidate", tuple(group), ("",))
                                    for group in slots.values()]
     if others:
         steps.append(Command(("UNLINK", *others)))

@@ -9,7 +9,10 @@ let through (half-open): its success closes the breaker, its failure opens it ag
 **What is owed.** A write whose cache step failed (or was skipped) records its ids here
 before it returns; before this process reads the model's cache again, those slots are
 made tombstones and the query generation is renewed (:meth:`ServerState.owed`). So this
-process never reads an entry older than a write it completed. An entry a read found
+process never reads an entry older than a write it completed. A write whose ``cache_begin``
+ran is owed with its token and versions: it is paid by ``cache_finish`` with that token, so
+its mark leaves the slots and the generation at once (the write has completed), instead of
+keeping the query cache off until the mark's deadline. An entry a read found
 damaged is owed too, with the bytes the read saw (:meth:`ServerState.owe_damaged`): its
 tombstone replaces only those bytes (a compare-and-set in ``cache_invalidate``), never what
 a writer or a reader put there since. Past ``MAX_OWED_IDS`` ids for one collection, every
@@ -100,11 +103,16 @@ class Owed:
     damaged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     generation: int = 0  # 0: not owed
     everything: int = 0
+    #: writes that marked the cache (their token), then failed to finish: (token, id) ->
+    #: (seq, the version written, 0 for a delete or a failed write)
+    finished: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    #: those writes' tokens, each still in the generation's mark: token -> seq
+    tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return (not self.ids and not self.damaged and not self.generation
-                and not self.everything)
+                and not self.everything and not self.finished and not self.tokens)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,16 @@ class OwedSnapshot:
     generation: int
     everything: int
     damaged: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    finished: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+
+    def by_token(self) -> dict[str, dict[str, int]]:
+        """Per token owed (the generation's mark), the ids that write marked and their
+        versions (none for a token whose slots were dropped)."""
+        out: dict[str, dict[str, int]] = {token: {} for token in self.tokens}
+        for (token, id), (_, version) in self.finished.items():
+            out.setdefault(token, {})[id] = version
+        return out
 
     def expected(self) -> dict[str, bytes]:
         """Per id, what its tombstone may replace: ``b""`` whatever the slot holds (a
@@ -128,41 +146,52 @@ class ServerState:
         self._lock = threading.Lock()
         self._owed: dict[str, Owed] = {}
 
-    def owe(self, collection: str, ids: list[str], generation: bool = True,
-            everything: bool = False, can_drop: bool = True) -> None:
-        """Record invalidations owed; ``can_drop`` False (the server cannot drop a whole
+    def owe(self, collection: str, ids: list[str], everything: bool = False,
+            can_drop: bool = True, token: str = "",
+            versions: dict[str, int] | None = None) -> None:
+        """Record invalidations owed (the query generation's always); ``token``: the mark
+        of the write whose ``cache_begin`` ran (``versions``: what it wrote per id), paid by
+        ``cache_finish`` with that token; ``can_drop`` False (the server cannot drop a whole
         collection's keys, see :attr:`CacheStore.can_drop`): every id is kept, however
         many."""
         with self._lock:
             owed = self._owed.setdefault(collection, Owed())
             owed.seq += 1
-            if generation:
+            if token:
+                owed.tokens[token] = owed.seq
+            else:
                 owed.generation = owed.seq
             if owed.everything or everything:
                 owed.everything, owed.ids, owed.damaged = owed.seq, {}, {}
+                owed.finished = {}
                 return
-            for id in ids:
-                owed.ids[id] = owed.seq
+            if token:
+                for id in ids:
+                    owed.finished[token, id] = (owed.seq, (versions or {}).get(id, 0))
+            else:
+                for id in ids:
+                    owed.ids[id] = owed.seq
             self._overflow(owed, can_drop)
 
     def owe_damaged(self, collection: str, entries: dict[str, bytes],
                     can_drop: bool = True) -> None:
         """Record damaged entries (id -> the bytes a read found in its slot), each owed a
-        tombstone that replaces only those bytes; the query generation is not owed."""
+        tombstone that replaces only those bytes; the query generation is not owed. (When
+        a drop is owed they are recorded too, so a drop already under way, whose SCAN may
+        have passed them, does not clear them: no second drop.)"""
         with self._lock:
             owed = self._owed.setdefault(collection, Owed())
             owed.seq += 1
-            if owed.everything:
-                owed.everything = owed.seq
-                return
             for id, value in entries.items():
                 owed.damaged[id] = (owed.seq, value)
             self._overflow(owed, can_drop)
 
     @staticmethod
     def _overflow(owed: Owed, can_drop: bool) -> None:
-        if can_drop and len(owed.ids) + len(owed.damaged) > MAX_OWED_IDS:
+        if (can_drop and len(owed.ids) + len(owed.damaged) + len(owed.finished)
+                > MAX_OWED_IDS):
             owed.everything, owed.ids, owed.damaged = owed.seq, {}, {}
+            owed.finished = {}
 
     def owed(self, collection: str) -> OwedSnapshot | None:
         if not self._owed:  # (the common case, without the lock)
@@ -172,7 +201,7 @@ class ServerState:
             if owed is None:
                 return None
             return OwedSnapshot(dict(owed.ids), owed.generation, owed.everything,
-                                dict(owed.damaged))
+                                dict(owed.damaged), dict(owed.finished), dict(owed.tokens))
 
     def paid(self, collection: str, snapshot: OwedSnapshot) -> None:
         """``snapshot``'s invalidations were applied (what was owed since stays owed)."""
@@ -186,6 +215,12 @@ class ServerState:
             for id, entry in snapshot.damaged.items():
                 if owed.damaged.get(id) == entry:
                     del owed.damaged[id]
+            for key, done in snapshot.finished.items():
+                if owed.finished.get(key) == done:
+                    del owed.finished[key]
+            for token, seq in snapshot.tokens.items():
+                if owed.tokens.get(token) == seq:
+                    del owed.tokens[token]
             if owed.generation == snapshot.generation:
                 owed.generation = 0
             if owed.everything == snapshot.everything:

@@ -47,7 +47,9 @@ class CacheStore(Protocol):
                ttl_ms: int, tombstone_ms: int, generation: str | None,
                new_generation: str) -> Op[list[int]]:
         """(key, version, entry or b"") per key; per key 1 if the entry was stored. With
-        ``generation`` (a key), that key becomes ``new_generation`` in the same round trip."""
+        ``generation`` (a key), in the same round trip, that key becomes
+        ``"T<new_generation>"`` (without an expiry), or stays marked, without this writer's
+        token, while other writes it names are in progress."""
         ...
 
     def invalidate(self, groups: Sequence[Sequence[tuple[str, bytes]]], tombstone_ms: int,

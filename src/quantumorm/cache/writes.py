@@ -7,8 +7,8 @@
    finishes. The collection's query generation is marked alike, in the same round trip.
 2. The primary's own write (or transaction), unchanged.
 3. ``cache_finish``, with the collection's query generation settled in the same round
-   trip (renewed unless other writes are still in progress there): where the slot still holds this write's mark, write-through stores the written
-   document (the JSON the primary stored, at the version it gave); anywhere else, and in
+   trip (renewed unless other writes are still in progress there): where the slot still
+   holds this write's mark, write-through stores the written document (the JSON the primary stored, at the version it gave); anywhere else, and in
    cache-aside mode, the slot becomes a tombstone ``T<version>`` (``T0`` for deletes and
    refused writes), unless other writers' marks are still there: then the mark stays
    (without this write's token) until the last of them finishes. A tombstone refuses every
@@ -99,10 +99,18 @@ def _finish(cached: CachedBackend, options: ModelOptions,
             [[(keys.entry(id), *outcomes[id]) for id in group] for group in groups], mark,
             settings.ttl_ms, settings.ttl_ms, keys.generation, new_token()))
     except BaseException:  # cancelled while finishing: the generation may be the old one
-        cached.owe(options, list(outcomes))
+        _owe(cached, options, outcomes, mark)
         raise
     if stored is FAILED:
-        cached.owe(options, list(outcomes))
+        _owe(cached, options, outcomes, mark)
         return
     through = sum(stored)
     counters(options).add(write_through=through, invalidations=len(stored) - through)
+
+
+def _owe(cached: CachedBackend, options: ModelOptions,
+         outcomes: dict[str, tuple[int, bytes]], mark: str) -> None:
+    """The write completed but its finish did not: owed with its token, so paying takes
+    its mark out of the slots and the generation at once (not at the mark's deadline)."""
+    cached.owe(options, list(outcomes), token=mark,
+               versions={id: version for id, (version, _) in outcomes.items()})

@@ -16,6 +16,9 @@
 -- ARGV[2]     how long the mark lasts if the writer never finishes, milliseconds
 -- Returns     the number of keys marked
 -- luacheck: globals redis KEYS ARGV
+-- (the clock read and the mark list's parsing are written out here and in cache_finish.lua:
+-- as a shared part's functions they cost every call about 800 server instructions,
+-- the list paths up to 10,000 more: bench/bench_cache_marks.py, round 12)
 
 -- (ARGV[2] passed to SET as the string it is: a Lua number is formatted again per use)
 local token, guard = ARGV[1], ARGV[2]
@@ -40,28 +43,28 @@ for _, key in ipairs(KEYS) do
       redis.call("SET", key, v .. "@" .. d_text .. "," .. mine, "PXAT",
                  d > deadline and d_text or text)
     else
-    local live, at, at_text, flagged = {}, deadline, text, string.sub(v, 3, 3) == "-"
-    for item in string.gmatch(string.sub(v, 3), "[^,]+") do
-      if item ~= "-" then
-        local sep = string.find(item, "@", 1, true)
-        local d_text = sep and string.sub(item, sep + 1)
-        local d = tonumber(d_text or "")
-        if not d then  -- the sole writer's token (or round 11's): the key's expiry
-          d = redis.call("PEXPIRETIME", key)
-          d_text = "" .. d
-          item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
-        end
-        if d < now then
-          flagged = true  -- past its deadline: dropped
-        else
-          live[#live + 1] = item
-          if d > at then at, at_text = d, d_text end
+      local live, at, at_text, flagged = {}, deadline, text, string.sub(v, 3, 3) == "-"
+      for item in string.gmatch(string.sub(v, 3), "[^,]+") do
+        if item ~= "-" then
+          local sep = string.find(item, "@", 1, true)
+          local d_text = sep and string.sub(item, sep + 1)
+          local d = tonumber(d_text or "")
+          if not d then  -- the sole writer's token (or round 11's): the key's expiry
+            d = redis.call("PEXPIRETIME", key)
+            d_text = "" .. d
+            item = string.sub(item, 1, (sep or 0) - 1) .. "@" .. d_text
+          end
+          if d < now then
+            flagged = true  -- past its deadline: dropped
+          else
+            live[#live + 1] = item
+            if d > at then at, at_text = d, d_text end
+          end
         end
       end
-    end
-    live[#live + 1] = mine
-    redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","),
-               "PXAT", at_text)
+      live[#live + 1] = mine
+      redis.call("SET", key, (flagged and "P:-," or "P:") .. table.concat(live, ","),
+                 "PXAT", at_text)
     end
   else
     redis.call("SET", key, "P:" .. token, "PX", guard)

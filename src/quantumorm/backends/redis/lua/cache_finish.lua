@@ -13,11 +13,15 @@
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
 -- ARGV[1]     the writer's token ("" when cache_begin did not run: no write-through)
 -- ARGV[2]     entry time to live, milliseconds
--- ARGV[3]     tombstone time to live, milliseconds
+-- ARGV[3]     tombstone time to live, milliseconds ("": none, for the collection's query
+--             generation, whose tombstone "T<new generation>" is its renewed token)
 -- ARGV[4..]   per key, two values: the version written ("0" for a delete or a failed
 --             write), and the entry to store ("E<version>:<json>"), or "" for a tombstone
 -- Returns     per key: 1 if the entry was stored, 0 if not (a tombstone, or the mark kept)
 -- luacheck: globals redis KEYS ARGV
+-- (the clock read and the mark list's parsing are written out here and in cache_begin.lua:
+-- as a shared part's functions they cost every call about 800 server instructions,
+-- the list paths up to 10,000 more: bench/bench_cache_marks.py, round 12)
 
 local token = ARGV[1]
 local mark = (token ~= "") and ("P:" .. token) or false
@@ -60,6 +64,8 @@ for i, key in ipairs(KEYS) do
     end
     if rest then  -- other writers are in progress
       redis.call("SET", key, "P:-," .. table.concat(rest, ","), "PXAT", at_text)
+    elseif ARGV[3] == "" then
+      redis.call("SET", key, "T" .. version)
     else
       redis.call("SET", key, "T" .. version, "PX", ARGV[3])
     end

@@ -5,9 +5,11 @@
 -- can overwrite; it is flagged ("P:-,<tokens>": no writer named writes through), keeping
 -- its expiry. A lease or a tombstone becomes a tombstone keeping its floor; anything else
 -- a tombstone "T0". A damaged entry's tombstone replaces only the bytes the reader saw.
+-- Dropping a collection's cache (ARGV[1] ""), a mark is flagged likewise and every other
+-- slot is deleted (a tombstone is needed only over a mark).
 --
 -- KEYS[1..n]  the documents' cache keys (one hash tag)
--- ARGV[1]     tombstone time to live, milliseconds
+-- ARGV[1]     tombstone time to live, milliseconds ("": drop)
 -- ARGV[1+i]   for KEYS[i] (optional): "" (whatever the slot holds) or the damaged entry a
 --             reader saw there: the slot is tombstoned only while it holds exactly that
 -- Returns     the number of keys
@@ -25,6 +27,8 @@ for i, key in ipairs(KEYS) do
     if string.sub(v, 3, 3) ~= "-" then
       redis.call("SET", key, "P:-," .. string.sub(v, 3), "KEEPTTL")
     end
+  elseif ttl == "" then
+    redis.call("DEL", key)
   elseif v and string.sub(v, 1, 1) == "T" then
     redis.call("SET", key, v, "PX", ttl)
   elseif v and string.sub(v, 1, 1) == "L" then

@@ -1,7 +1,8 @@
 #!lua
 -- cache_query_get.lua: a cached query result, if computed at the collection's current
--- generation and no write is in progress there; the generation either way (created if missing: a random token, so a lost
--- generation key can never make an old result current again).
+-- generation and no write is in progress there; the generation either way (created if
+-- missing: a random token, so a lost generation key can never make an old result current
+-- again).
 --
 -- KEYS[1]   the collection's query generation
 -- KEYS[2]   the result's key

@@ -248,6 +248,42 @@ def _intent_damage(intent: bytes) -> dict[str, bytes]:
         "meta pairs not msgpack": wire.pack([*flat[:-4], b"\xc1", *flat[-3:]]),
         "lenient positions not msgpack": wire.pack([*flat[:-3], b"\xc1", *flat[-2:]]),
         "changed names not msgpack": wire.pack([*flat[:-2], b"\xc1", flat[-1]]),
+        **_late_value_damage(flat),
+    }
+
+
+def _late_value_damage(flat: list[bytes]) -> dict[str, bytes]:
+    """Damages of values a write uses only after the apply's first write, all of them of
+    the right type (strings, and lists of strings), which tx_apply.lua checked for type
+    only: the document was written, then the apply stopped on a command's error (PUBLISH
+    of nil, XADD MAXLEN of text, SET PXAT of a number sent as "1e+20", SET PX 0), its locks
+    kept, the index and the document disagreeing, or the intent never becoming the applied
+    marker (the record committed forever, every settle writing the rows again)."""
+    from quantumorm.backends.redis import wire
+
+    nkeys = int(flat[1]) if flat[1].isdigit() else 1
+    events, phase = 2 + nkeys + 3, 2 + nkeys + 5
+
+    def at(position: int, value: bytes) -> bytes:
+        damaged = list(flat)
+        damaged[position] = value
+        return wire.pack(damaged)
+
+    try:
+        spec = list(wire.unpack(flat[phase]))
+    except ValueError:  # (the stand-in intent INTENT_DAMAGE names its damages by)
+        spec = [b"apply", b"r", b"", b"60000"]
+    return {
+        "events spec without its channel": at(events, wire.pack([b"", b"0"])),
+        "events spec of four": at(events, wire.pack([b"", b"0", b"", b""])),
+        "events maxlen not digits": at(events, wire.pack([b"1e3", b"0", b""])),
+        "events maxlen of 19 digits": at(events, wire.pack([b"9" * 19, b"0", b""])),
+        "events document flag not 0 nor 1": at(events, wire.pack([b"", b"yes", b"c"])),
+        "expiry of 21 digits": at(-1, b"100000000000000000000"),
+        "expiry of 16 digits": at(-1, b"1" + b"0" * 15),
+        "keep 0": at(phase, wire.pack([*spec[:3], b"0"])),
+        "keep of 21 digits": at(phase, wire.pack([*spec[:3], b"1" + b"0" * 20])),
+        "keep signed": at(phase, wire.pack([*spec[:3], b"+60000"])),
     }
 
 

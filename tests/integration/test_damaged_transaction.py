@@ -561,3 +561,32 @@ def sortable_id_key(id: str) -> str:
     from quantumorm import sortable
 
     return sortable.id_key(id)
+
+
+def test_a_transaction_never_stores_an_expiry_or_keep_its_apply_refuses(
+        conn: Any, redis_client: Any) -> None:
+    """The longest expiry a write takes (MAX_TTL seconds: 15 digits of ms) and the longest
+    timeout (MAX_TIMEOUT: its applied marker kept ten timeouts, 15 digits of ms) make an
+    intent tx_apply.lua applies; a longer one is refused before anything is sent (it used
+    to be stored, and then its apply failed half done, or now would be refused as damage
+    with the transaction committed)."""
+    MAX_TTL, MAX_TIMEOUT = 999_999_999_999, 99_999_999_999  # (engine.ops's, transaction's)
+    pair = _purses()
+    before = snapshot(redis_client)
+    with pytest.raises(ValueError, match="ttl"):
+        Purse(id="fresh", owner="x", balance=1).save_sync(ttl=MAX_TTL + 1)
+    with pytest.raises(ValueError, match="timeout"):
+        conn.transaction_sync(timeout=MAX_TIMEOUT + 1)
+    assert snapshot(redis_client) == before
+    tx = conn.transaction_sync(timeout=MAX_TIMEOUT)
+    a, b = tx.get(Purse, pair[0]), tx.get(Purse, pair[1])
+    a.balance, b.balance = 90, 110
+    tx.save(a, ttl=MAX_TTL)
+    tx.save(b)
+    tx.commit()
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+    from quantumorm.backends.redis.keys import KeySpace
+
+    keys = KeySpace(Purse._meta)
+    left = redis_client.pttl(keys.doc(keys.partition_of(pair[0]), pair[0]))
+    assert MAX_TTL * 1000 - 60_000 < left <= MAX_TTL * 1000

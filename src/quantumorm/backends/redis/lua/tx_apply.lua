@@ -99,8 +99,9 @@ local function intent(blob)
                                   and tonumber(keep) > 0) then
     return nil
   end
+  local events = nil
   if args[4] ~= "" then
-    local events = array(args[4])
+    events = array(args[4])
     if not (events and #events == 3 and (events[2] == "0" or events[2] == "1")
             and (events[1] == "" or #events[1] <= 18 and string.find(events[1], "^%d+$")))
     then
@@ -141,7 +142,8 @@ local function intent(blob)
       if args[base + 8] ~= "" and not array(args[base + 8]) then return nil end
     end
   end
-  return keys, args, {described = described, spec = spec, fields = fields, lenient = lenient}
+  return keys, args, {described = described, spec = spec, events = events, fields = fields,
+                      lenient = lenient}
 end
 
 -- (an intent is MessagePack {"call", ...}, the applied marker {"applied", versions...}: the

@@ -218,6 +218,7 @@ def _element_damage(flat: list[Any]) -> dict[str, bytes]:
         "meta pair nil": packed(-4, None),
         "meta pairs a map": at(-4, b"\x81\xa1a\xa1b"),
         "applied marker with bytes after it": wire.pack([b"applied", b"1"]) + b"\xa1x",
+        "applied marker's name a str8": b"\x92\xd9\x07applied\xa11",
     }
 
 

@@ -252,8 +252,14 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
     not "" or a positive number of at most 15 digits, an events spec not three strings
     (its stream's MAXLEN "" or at most 18 digits, its document flag "0" or "1")."""
     try:
-        flat = wire.unpack(bytes(blob))
+        data = bytes(blob)
+        flat = wire.unpack(data)
         if flat[:1] == [b"applied"]:
+            # (tx_apply.lua knows the marker by "applied" packed as tx.lua packs it, 7 bytes
+            # of fixstr right after the array's header: packed otherwise, it is damage there)
+            header = 1 if data[0] & 0xF0 == 0x90 else 3 if data[0] == 0xDC else 5
+            if data[header:header + 8] != b"\xa7applied":
+                raise ValueError("the applied marker not as tx.lua packs it")
             if not all((v[1:] if v[:1] == b"-" else v).isdigit() for v in flat[1:]):
                 raise ValueError("versions not integers")
             return None

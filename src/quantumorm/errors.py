@@ -398,7 +398,8 @@ class DamagedStateError(DamagedMetaError):
 
 class DamagedTransactionError(DamagedMetaError):
     """A two-phase commit's record (``{namespace:2pc:txid}:r``) holds a field that does not
-    read: its ``deadline`` (ms since the epoch, plain digits) or its ``state``; or an
+    read: its ``deadline`` (ms since the epoch, plain digits), its ``state`` or its
+    ``parts`` (its partitions' lock hashes and intent keys); or an
     intent (``field`` "intent": what the transaction writes in a partition, ``key`` its
     key) that does not unpack, or is stored without its locks. Deciding the undecided
     transaction by its deadline (a commit, or a recovery asking whether it expired) is
@@ -423,6 +424,11 @@ class DamagedTransactionError(DamagedMetaError):
             message = (f"field 'deadline' of the two-phase commit record {key!r} does not "
                        "read: the transaction cannot be decided by its deadline; deleting "
                        "the record aborts it (none of it was applied)")
+        elif field == "parts":
+            message = (f"field 'parts' of the two-phase commit record {key!r} (its "
+                       "partitions) does not read: the transaction cannot be settled; its "
+                       "record and its locks are kept, and nothing was decided, applied or "
+                       "released by this attempt")
         else:
             message = (f"field {field!r} of the two-phase commit record {key!r} does not "
                        "read: nothing of the transaction was applied nor released")

@@ -60,6 +60,9 @@ T = TypeVar("T")
 #: how long a transaction across partitions may stay undecided (seconds): its documents are
 #: locked from its prepare until it is applied, and past this it is aborted
 TIMEOUT = 5.0
+#: The longest timeout, in seconds (about 3,170 years): the ms a committed transaction's
+#: applied marker is kept (ten timeouts) stay within the 15 digits tx_apply.lua accepts.
+MAX_TIMEOUT = 99_999_999_999
 
 
 class TxState(Vocabulary):
@@ -79,8 +82,10 @@ class _Work:
     def __init__(self, connection: Connection, timeout: float = TIMEOUT) -> None:
         if not connection.backend.capabilities.transactions:
             raise UnsupportedOperation(connection.kind, "transactions")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds (got {timeout!r})")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+                0 < timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout must be a positive number of seconds up to "
+                             f"{MAX_TIMEOUT} (got {timeout!r})")
         self.base = self.connection = connection
         self.timeout = float(timeout)
         self.model: type[Document] | None = None  # the first model

@@ -218,6 +218,7 @@ def _element_damage(flat: list[Any]) -> dict[str, bytes]:
         "meta pair nil": packed(-4, None),
         "meta pairs a map": at(-4, b"\x81\xa1a\xa1b"),
         "applied marker with bytes after it": wire.pack([b"applied", b"1"]) + b"\xa1x",
+        "applied marker's name a str8": b"\x92\xd9\x07applied\xa11",
     }
 
 
@@ -248,6 +249,42 @@ def _intent_damage(intent: bytes) -> dict[str, bytes]:
         "meta pairs not msgpack": wire.pack([*flat[:-4], b"\xc1", *flat[-3:]]),
         "lenient positions not msgpack": wire.pack([*flat[:-3], b"\xc1", *flat[-2:]]),
         "changed names not msgpack": wire.pack([*flat[:-2], b"\xc1", flat[-1]]),
+        **_late_value_damage(flat),
+    }
+
+
+def _late_value_damage(flat: list[bytes]) -> dict[str, bytes]:
+    """Damages of values a write uses only after the apply's first write, all of them of
+    the right type (strings, and lists of strings), which tx_apply.lua checked for type
+    only: the document was written, then the apply stopped on a command's error (PUBLISH
+    of nil, XADD MAXLEN of text, SET PXAT of a number sent as "1e+20", SET PX 0), its locks
+    kept, the index and the document disagreeing, or the intent never becoming the applied
+    marker (the record committed forever, every settle writing the rows again)."""
+    from quantumorm.backends.redis import wire
+
+    nkeys = int(flat[1]) if flat[1].isdigit() else 1
+    events, phase = 2 + nkeys + 3, 2 + nkeys + 5
+
+    def at(position: int, value: bytes) -> bytes:
+        damaged = list(flat)
+        damaged[position] = value
+        return wire.pack(damaged)
+
+    try:
+        spec = list(wire.unpack(flat[phase]))
+    except ValueError:  # (the stand-in intent INTENT_DAMAGE names its damages by)
+        spec = [b"apply", b"r", b"", b"60000"]
+    return {
+        "events spec without its channel": at(events, wire.pack([b"", b"0"])),
+        "events spec of four": at(events, wire.pack([b"", b"0", b"", b""])),
+        "events maxlen not digits": at(events, wire.pack([b"1e3", b"0", b""])),
+        "events maxlen of 19 digits": at(events, wire.pack([b"9" * 19, b"0", b""])),
+        "events document flag not 0 nor 1": at(events, wire.pack([b"", b"yes", b"c"])),
+        "expiry of 21 digits": at(-1, b"100000000000000000000"),
+        "expiry of 16 digits": at(-1, b"1" + b"0" * 15),
+        "keep 0": at(phase, wire.pack([*spec[:3], b"0"])),
+        "keep of 21 digits": at(phase, wire.pack([*spec[:3], b"1" + b"0" * 20])),
+        "keep signed": at(phase, wire.pack([*spec[:3], b"+60000"])),
     }
 
 
@@ -525,3 +562,32 @@ def sortable_id_key(id: str) -> str:
     from quantumorm import sortable
 
     return sortable.id_key(id)
+
+
+def test_a_transaction_never_stores_an_expiry_or_keep_its_apply_refuses(
+        conn: Any, redis_client: Any) -> None:
+    """The longest expiry a write takes (MAX_TTL seconds: 15 digits of ms) and the longest
+    timeout (MAX_TIMEOUT: its applied marker kept ten timeouts, 15 digits of ms) make an
+    intent tx_apply.lua applies; a longer one is refused before anything is sent (it used
+    to be stored, and then its apply failed half done, or now would be refused as damage
+    with the transaction committed)."""
+    MAX_TTL, MAX_TIMEOUT = 999_999_999_999, 99_999_999_999  # (engine.ops's, transaction's)
+    pair = _purses()
+    before = snapshot(redis_client)
+    with pytest.raises(ValueError, match="ttl"):
+        Purse(id="fresh", owner="x", balance=1).save_sync(ttl=MAX_TTL + 1)
+    with pytest.raises(ValueError, match="timeout"):
+        conn.transaction_sync(timeout=MAX_TIMEOUT + 1)
+    assert snapshot(redis_client) == before
+    tx = conn.transaction_sync(timeout=MAX_TIMEOUT)
+    a, b = tx.get(Purse, pair[0]), tx.get(Purse, pair[1])
+    a.balance, b.balance = 90, 110
+    tx.save(a, ttl=MAX_TTL)
+    tx.save(b)
+    tx.commit()
+    assert balances(pair) == {pair[0]: 90, pair[1]: 110}
+    from quantumorm.backends.redis.keys import KeySpace
+
+    keys = KeySpace(Purse._meta)
+    left = redis_client.pttl(keys.doc(keys.partition_of(pair[0]), pair[0]))
+    assert MAX_TTL * 1000 - 60_000 < left <= MAX_TTL * 1000

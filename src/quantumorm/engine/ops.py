@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 D = TypeVar("D", bound="Document")
 
+#: The longest expiry a write takes, in seconds (about 31,700 years): its milliseconds, at
+#: most 15 digits, are what the scripts accept (``tx_apply.lua`` refuses an intent with a
+#: longer one; now + a longer one may reach 17 digits, which Lua sends SET ... PXAT as
+#: "1e+17" on Redis 7.0).
+MAX_TTL = 999_999_999_999
+
 #: how often update/delete-where re-read and retry a document another writer changed
 WHERE_RETRIES = 10
 
@@ -50,8 +56,9 @@ def expiry(backend: Backend, options: Any, ttl: Any = MISSING) -> Expiry | int:
             return Expiry.KEEP
         ttl = options.ttl
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                            or not ttl > 0):
-        raise ValueError(f"ttl must be a positive number of seconds or None (got {ttl!r})")
+                            or not 0 < ttl <= MAX_TTL):
+        raise ValueError(f"ttl must be a positive number of seconds up to {MAX_TTL} or None "
+                         f"(got {ttl!r})")
     if not backend.capabilities.ttl:
         raise UnsupportedOperation(backend.name, "ttl")
     return Expiry.PERSIST if ttl is None else max(1, round(ttl * 1000))

@@ -240,51 +240,81 @@ ROW_KINDS = frozenset({b"check", b"insert", b"update", b"delete"})
 def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
     """The ``tx.lua`` call the intent key ``key`` holds (None: it holds the applied
     marker); :class:`DamagedTransactionError` if it is neither, as ``tx_apply.lua`` checks
-    it: not MessagePack, cut short, another kind, counts that do not add up (its keys and
-    rows, the intent key at its place), a row of an unknown kind or whose expected version
-    or expiry is not plain digits, not in apply mode, an applied marker whose versions are
-    not integers, an element of it or of a list it packs (the indexes described, the
-    phase, a write's meta pairs, lenient positions, changed names) that is not a string
-    (:func:`wire.unpack` reads strings only), a lenient position not plain digits."""
+    it (the two accept the same intents): not MessagePack, cut short, another kind, counts
+    that do not add up (its keys and rows, the intent key at its place), a row of an
+    unknown kind or whose expected version is not plain digits, not in apply mode, an
+    applied marker whose versions are not integers, an element of it or of a list it packs
+    (the indexes described, the phase, the events spec, a write's meta pairs, lenient
+    positions, changed names) that is not a string (:func:`wire.unpack` reads arrays of
+    strings only), a lenient position not plain digits; and a value a write uses after
+    the first one that its command would refuse (the apply would stop half done): an
+    expiry not "keep", "persist" or at most 15 digits, the ms the applied marker is kept
+    not "" or a positive number of at most 15 digits, an events spec not three strings
+    (its stream's MAXLEN "" or at most 18 digits, its document flag "0" or "1")."""
     try:
-        flat = wire.unpack(bytes(blob))
-        if not (isinstance(flat, list) and flat and all(isinstance(v, bytes) for v in flat)):
-            raise ValueError("not an array of strings")
-        if flat[0] == b"applied":
+        data = bytes(blob)
+        flat = wire.unpack(data)
+        if flat[:1] == [b"applied"]:
+            # (tx_apply.lua knows the marker by "applied" packed as tx.lua packs it, 7 bytes
+            # of fixstr right after the array's header: packed otherwise, it is damage there)
+            header = 1 if data[0] & 0xF0 == 0x90 else 3 if data[0] == 0xDC else 5
+            if data[header:header + 8] != b"\xa7applied":
+                raise ValueError("the applied marker not as tx.lua packs it")
             if not all((v[1:] if v[:1] == b"-" else v).isdigit() for v in flat[1:]):
                 raise ValueError("versions not integers")
             return None
-        count = flat[1]
-        if not (flat[0] == b"call" and count.isdigit()):
+        if not (flat[:1] == [b"call"] and len(flat) > 1 and flat[1].isdigit()):
             raise ValueError("not an intent")
-        nkeys = int(count)
+        nkeys = int(flat[1])
         keys, args = flat[2:2 + nkeys], flat[2 + nkeys:]
         if len(keys) != nkeys or len(args) < 6 or (len(args) - 6) % 9:
             raise ValueError("counts do not add up")
         described, spec = wire.unpack(args[0]), wire.unpack(args[5])
         nrows = (len(args) - 6) // 9
-        if not (isinstance(described, list) and len(described) % 3 == 0
-                and isinstance(spec, list) and spec[:1] == [b"apply"] and len(spec) > 1
-                and isinstance(spec[1], bytes)
-                and len(keys) > len(described) // 3 + 3 + 2 * nrows
-                and keys[len(described) // 3 + 3 + 2 * nrows] == key.encode()
+        at = len(described) // 3 + 3 + 2 * nrows  # (the intent key's place among the keys)
+        if not (len(described) % 3 == 0 and spec[:1] == [b"apply"] and len(spec) > 1
+                and len(keys) > at and keys[at] == key.encode()
                 and all(args[6 + 9 * n] in ROW_KINDS and args[7 + 9 * n].isdigit()
                         and (args[14 + 9 * n] in (b"keep", b"persist")
-                             or args[14 + 9 * n].isdigit()) for n in range(nrows))):
+                             or (len(args[14 + 9 * n]) <= 15 and args[14 + 9 * n].isdigit()))
+                        for n in range(nrows))):
             raise ValueError("not an intent in apply mode")
+        keep = spec[3] if len(spec) > 3 else b""
+        if keep and not (len(keep) <= 15 and keep.isdigit() and int(keep) > 0):
+            raise ValueError("the applied marker's keep not a positive number of ms")
+        if args[3]:
+            events = wire.unpack(args[3])
+            if not (len(events) == 3 and events[1] in (b"0", b"1") and (
+                    not events[0] or (len(events[0]) <= 18 and events[0].isdigit()))):
+                raise ValueError("not an events spec")
         for n in range(nrows):  # (a write's meta pairs, lenient positions, changed names)
             if args[6 + 9 * n] in (b"insert", b"update"):
-                # (wire.unpack reads an array of strings, nothing else: as tx_apply.lua)
-                for blob in args[11 + 9 * n:14 + 9 * n]:
-                    if blob and not isinstance(wire.unpack(blob), list):
-                        raise ValueError("a write's lists do not unpack")
-                if not args[11 + 9 * n] or not args[12 + 9 * n]:
-                    raise ValueError("a write's lists missing")
-                if not all(p.isdigit() for p in wire.unpack(args[12 + 9 * n])):
+                fields, lenient, changed = args[11 + 9 * n:14 + 9 * n]
+                wire.unpack(fields)  # (an array of strings, as tx_apply.lua reads them)
+                if not all(p.isdigit() for p in wire.unpack(lenient)):
                     raise ValueError("a lenient position not plain digits")
+                if changed:
+                    wire.unpack(changed)
         return tuple(k.decode() for k in keys), tuple(args)
     except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
+
+
+def _parts_read(parts: Any) -> bool:
+    """Whether a record's ``parts`` reads as ``tx_begin.lua`` stored it: a MessagePack array
+    of an even number of UTF-8 strings (each partition's lock hash and intent key)."""
+    try:
+        pairs = wire.unpack(bytes(parts))
+        for key in pairs:
+            key.decode()
+    except (ValueError, TypeError):  # (UnicodeDecodeError: a ValueError)
+        return False
+    return len(pairs) % 2 == 0
+
+
+def _first(keys: list[str]) -> str:
+    """The first ten of ``keys``, for a log line ("..." if there are more)."""
+    return ", ".join(keys[:10]) + (" ..." if len(keys) > 10 else "")
 
 
 def _plain(text: bytes, intent: str) -> int:
@@ -588,6 +618,10 @@ class TwoPhase(BackendCore):
             # (read as aborted, the locks of partitions not yet applied would be released
             # while others hold the applied intents: refused before anything is done)
             raise DamagedTransactionError(record, "state")
+        if state is not None and not _parts_read(parts):
+            # (its partitions, what every way on reads: refused before anything is decided,
+            # applied or released, as a damaged state is)
+            raise DamagedTransactionError(record, "parts")
         if state is None:  # missing: aborted, and forgotten (or never begun)
             met = [locks] if isinstance(locks, str) else list(locks or ())
             yield RedisPlan((*(Call("tx_release", (key, intent_key(key, record)), (record,))
@@ -1002,8 +1036,10 @@ class TwoPhase(BackendCore):
                     met.append(key)
         settled = 0
         left: list[str] = []  # met, not settled: damaged, or this client cannot
+        dropped: list[str] = []  # registry entries naming no transaction of the namespace
         passed = 0  # due registry entries ahead of the next page, still there
         tried: set[str] = set()
+        prefix = f"{{{keys.namespace}:2pc:"
         while True:
             for record, met in found.items():
                 if settled >= limit:
@@ -1012,16 +1048,28 @@ class TwoPhase(BackendCore):
                     passed += 1
                     continue
                 tried.add(record)
+                txid = record[len(prefix):-3]
+                if record in page and not (record.startswith(prefix) and record.endswith("}:r")
+                                           and txid and not any(c in txid for c in ":{}")):
+                    # (another namespace's record key, or none: settle() would take it for
+                    # a transaction of another registry, leave this entry and count it as
+                    # settled, so that a page of them stopped every sweep; removed here)
+                    yield RedisPlan((Command(("ZREM", registry, record)),), idempotent=True)
+                    log.debug("the sweeper removed %s from %s: not a transaction of it",
+                              record, registry)
+                    dropped.append(record)
+                    if not met:
+                        continue
                 done = False
                 try:
                     done = yield from self.settle(record, met)
                 except QuantumORMError as failed:  # (one transaction stops none of the others)
-                    log.warning("the sweeper could not settle the transaction %s: %s",
-                                record, failed)
+                    log.debug("the sweeper could not settle the transaction %s: %s",
+                              record, failed)
                     left.append(record)
                 if done:
                     settled += 1
-                elif record in page:  # (pending by its record's clock, or left: still there)
+                elif record in page and record not in dropped:  # (pending, or left: there)
                     passed += 1
             if settled >= limit or len(page) < limit:
                 break
@@ -1029,8 +1077,14 @@ class TwoPhase(BackendCore):
                                      read_only=True, primary=True)
             found = {wire.text(record): [] for record in due}
             page = set(found)
-        if left:
-            log.warning("the sweeper left %d transactions of %s it could not settle, each "
-                        "as it was (registered, its locks held): %s%s", len(left),
-                        keys.namespace, ", ".join(left[:10]), " ..." if len(left) > 10 else "")
+        if left or dropped:  # (one line per sweep, however many: each one met is a DEBUG)
+            said = []
+            if left:
+                said.append(f"left {len(left)} transactions of {keys.namespace} it could not "
+                            "settle, each as it was (registered, its locks held): "
+                            f"{_first(left)}")
+            if dropped:
+                said.append(f"removed {len(dropped)} entries of {registry} naming no "
+                            f"transaction of it: {_first(dropped)}")
+            log.warning("the sweeper %s", "; ".join(said))
         return settled

@@ -117,11 +117,12 @@ local EVENTS = nil
 
 -- Turn change events on. ``spec`` is "" (off) or a MessagePack array: the stream's MAXLEN
 -- ("" for no stream), "1" if events carry the document JSON, the Pub/Sub channel ("" for
--- none). ``key`` is the partition's stream. Returns the key if it holds another type (the
--- caller refuses before writing anything), else nil.
-local function events_on(spec, key)
+-- none). ``key`` is the partition's stream. ``s``: the spec already unpacked (or nil).
+-- Returns the key if it holds another type (the caller refuses before writing anything),
+-- else nil.
+local function events_on(spec, key, s)
   if spec == nil or spec == "" then return nil end
-  local s = cmsgpack.unpack(spec)
+  s = s or cmsgpack.unpack(spec)
   EVENTS = {maxlen = s[1], doc = s[2] == "1", channel = s[3], key = key}
   if s[1] ~= "" and not type_ok(key, "stream") then return key end
   return nil

@@ -4,8 +4,9 @@
 -- luacheck: globals redis cmsgpack
 
 -- ``unpacked`` (tx_apply.lua, which checked them: nil from tx.lua): ARGV's lists already
--- unpacked, {described = ARGV[1], spec = ARGV[6], fields = {[row] = its meta pairs},
--- lenient = {[row] = its lenient positions}}, read instead of unpacking them again.
+-- unpacked, {described = ARGV[1], spec = ARGV[6], events = ARGV[4] (nil when ""),
+-- fields = {[row] = its meta pairs}, lenient = {[row] = its lenient positions}}, read
+-- instead of unpacking them again.
 local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as in a script)
   local described = unpacked and unpacked.described or cmsgpack.unpack(ARGV[1])
   local indexes = {}
@@ -36,7 +37,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
   do
     local refused = state_check(state_key, ARGV[5], true)
     if refused then return refused end
-    local bad = events_on(ARGV[4], KEYS[#KEYS])
+    local bad = events_on(ARGV[4], KEYS[#KEYS], unpacked and unpacked.events)
     if bad then return {"WRONGTYPE", bad} end
     if not type_ok(ids_key, "zset") then return {"WRONGTYPE", ids_key} end
     scheduled, locks_there, refused = schedule_and_locks(ttl_key, state_key)

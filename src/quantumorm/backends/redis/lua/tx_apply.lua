@@ -90,6 +90,24 @@ local function intent(blob)
   if not (described and #described % 3 == 0) then return nil end
   local spec = array(args[6])
   if not (spec and spec[1] == "apply" and spec[2]) then return nil end
+  -- (what the writes use after the first one is checked here too, or the apply would stop
+  -- on a command's error half done: the ms the applied marker is kept ("" or nil: ten
+  -- minutes; else SET ... PX, which refuses 0), and the events spec, whose stream MAXLEN
+  -- XADD reads and whose channel PUBLISH takes)
+  local keep = spec[4]
+  if keep and keep ~= "" and not (#keep <= 15 and string.find(keep, "^%d+$")
+                                  and tonumber(keep) > 0) then
+    return nil
+  end
+  local events = nil
+  if args[4] ~= "" then
+    events = array(args[4])
+    if not (events and #events == 3 and (events[2] == "0" or events[2] == "1")
+            and (events[1] == "" or #events[1] <= 18 and string.find(events[1], "^%d+$")))
+    then
+      return nil
+    end
+  end
   local nrows = (nargs - 6) / 9
   if keys[#described / 3 + 4 + 2 * nrows] ~= KEYS[1] then return nil end
   local fields, lenient = {}, {}
@@ -99,9 +117,12 @@ local function intent(blob)
     if kind ~= "check" and kind ~= "insert" and kind ~= "update" and kind ~= "delete" then
       return nil
     end
-    -- (the expected version and the expiry as "%d" wrote them: tonumber would read "+13")
+    -- (the expected version and the expiry as "%d" wrote them: tonumber would read "+13";
+    -- an expiry of at most 15 digits, about 31,000 years, so that now + it is an integer
+    -- SET ... PXAT takes: a Lua number of 17 digits or more is sent as "1e+17")
     if not string.find(args[base + 2], "^%d+$") then return nil end
-    if expiry ~= "keep" and expiry ~= "persist" and not string.find(expiry, "^%d+$") then
+    if expiry ~= "keep" and expiry ~= "persist"
+        and not (#expiry <= 15 and string.find(expiry, "^%d+$")) then
       return nil
     end
     -- (a write's meta pairs and lenient positions, read by transact after this
@@ -121,7 +142,8 @@ local function intent(blob)
       if args[base + 8] ~= "" and not array(args[base + 8]) then return nil end
     end
   end
-  return keys, args, {described = described, spec = spec, fields = fields, lenient = lenient}
+  return keys, args, {described = described, spec = spec, events = events, fields = fields,
+                      lenient = lenient}
 end
 
 -- (an intent is MessagePack {"call", ...}, the applied marker {"applied", versions...}: the

@@ -4,9 +4,8 @@ command, whatever the ids (escaped, long, many) and the model's keys."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from resp_support import resp
 
 from quantumorm import Document, IntField
 from quantumorm.backends.redis.commands import Command
@@ -32,32 +31,19 @@ class Odd(Document):
         namespace = "unit.ns_9"
 
 
-def _resp(command: tuple[Any, ...]) -> bytes:
-    """RESP of a command, as hiredis's pack_command and redis-py's packer write it."""
-    items = [item.encode() if isinstance(item, str) else item for item in command]
-    packed = b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item)
-                                               for item in items)
-    try:
-        from hiredis import pack_command
-    except ImportError:
-        return packed
-    assert pack_command(command) == packed
-    return packed
-
-
 IDS = ["1", "007", "a b%", "{x}", "\x00\r\n*3", "x" * 1500, "é" * 400, "9" * 40, ""]
 
 
 @pytest.mark.parametrize("model", [Plain, Odd])
 @pytest.mark.parametrize("count", [1, 2, 9, 254, 300])
-def test_a_reads_mget_wire_is_its_commands_resp(model: type[Document], count: int) -> None:
+def test_a_reads_mget_wire_is_its_commandsresp(model: type[Document], count: int) -> None:
     keys = KeySpace(model._meta)
     for round in range(2):  # (the partition's parts made, then remembered)
         ids = [IDS[(i + round) % len(IDS)] + str(i // len(IDS)) for i in range(count)]
         command = mget_command(keys, ids)
         assert command.args == ("MGET", *[keys.partition(0).doc_prefix + escape_id(id)
                                           for id in ids], flag_key(keys.tag(0)))
-        assert command.wire == _resp(command.args), (count, round)
+        assert command.wire == resp(command.args), (count, round)
 
 
 def test_only_a_command_read_raw_may_carry_packed_bytes() -> None:

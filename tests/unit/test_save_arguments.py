@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from resp_support import resp
 
 from quantumorm import (
     ArrayField,
@@ -210,19 +211,6 @@ def test_a_single_writes_keys_and_id_key_are_the_key_spaces(model: type[Document
             assert len(call.write_id) == 16 and int(call.write_id, 16) >= 0
 
 
-def _resp(command: tuple[Any, ...]) -> bytes:
-    """RESP of a command, as hiredis's pack_command and redis-py's packer write it."""
-    items = [str(item).encode() if not isinstance(item, bytes) else item for item in command]
-    packed = b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item)
-                                               for item in items)
-    try:
-        from hiredis import pack_command
-    except ImportError:
-        return packed
-    assert pack_command(command) == packed
-    return packed
-
-
 class Quiet(Document):
     n = IntField(indexed=True)
     s = StringField(indexed=True)
@@ -242,7 +230,7 @@ Wide = type("Wide", (Document,), {
 
 
 @pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])
-def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None:
+def test_a_single_saves_wire_is_its_commandsresp(model: type[Document]) -> None:
     """The RESP bytes a single save carries (Call.wire, sent in place of packing its EVALSHA
     command) are its command's, for inserts (id allocated or known) and updates of some
     fields or all, with and without members, an expiry, a layout changed between saves."""
@@ -269,11 +257,11 @@ def test_a_single_saves_wire_is_its_commands_resp(model: type[Document]) -> None
                         request = WriteRequest(kind, id, 0 if kind == "insert" else 5, data,
                                                doc._values(), changed, expire, b'{"x":1}')
                         call = layout.save(request).call()
-                        assert call.wire == _resp(step_args(call)), (kind, id, changed)
+                        assert call.wire == resp(step_args(call)), (kind, id, changed)
 
 
 @pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])
-def test_a_deletes_wire_is_its_commands_resp(model: type[Document]) -> None:
+def test_a_deletes_wire_is_its_commandsresp(model: type[Document]) -> None:
     """The RESP bytes a delete carries (Call.wire) are its EVALSHA command's, for ids that
     need escaping or are long, with an expected version or none, a soft delete or not, a
     layout changed between deletes, with change events and without, one partition or
@@ -290,4 +278,4 @@ def test_a_deletes_wire_is_its_commands_resp(model: type[Document]) -> None:
                     call = layout.delete(WriteRequest("delete", id, expected,
                                                       expire=expire)).call()
                     assert call.wire is not None
-                    assert call.wire == _resp(step_args(call)), (id, expected, expire)
+                    assert call.wire == resp(step_args(call)), (id, expected, expire)

@@ -19,18 +19,15 @@ workload's batches of 500, and reports instructions per document.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import redis
+from callgrind_support import callgrind_server, dumped_instructions
 
 #: one side's block: runs in a fresh process with ``<tree>/src`` and ``<tree>/bench`` first
 WORKER = r"""
@@ -91,47 +88,15 @@ def main() -> None:
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:
         port = args.port or _port()
-        server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/out.%p",
-             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--hz", "1", "--dir", work],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"redis://127.0.0.1:{port}/0"
-        try:
-            for _ in range(300):
-                try:
-                    info = redis.Redis.from_url(url).info("server")
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.2)
-            else:
-                raise SystemExit("the server did not start")
-            # a taken port: the answer came from another's server, which the workers would
-            # flush and load (valgrind keeps the pid it was started with)
-            if int(info["process_id"]) != server.pid or server.poll() is not None:
-                raise SystemExit(f"port {port} is not this server's")
+        with callgrind_server(port, work) as (url, pid):
             for rep in range(args.reps):
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
                     label = f"{side}{rep}"
                     subprocess.run([sys.executable, "-c", WORKER, tree, side, url, str(args.n),
-                                    str(args.calls), args.op, str(server.pid), label],
+                                    str(args.calls), args.op, str(pid), label],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
-                    dump = None
-                    for _ in range(50):  # (the dump is written by the server, a moment later)
-                        found = [path for path in glob.glob(f"{work}/out.*")
-                                 if f"Trigger: dump {label}\n" in Path(path).read_text()]
-                        if found:
-                            dump = Path(found[0]).read_text()
-                            break
-                        time.sleep(0.2)
-                    assert dump is not None, f"no callgrind dump for {label}"
-                    match = re.search(r"^summary: (\d+)", dump, re.M)
-                    assert match is not None
-                    counts[side].append(int(match.group(1)) / args.calls)
+                    counts[side].append(dumped_instructions(work, label) / args.calls)
                     print(f"{label}: {counts[side][-1]:,.0f} instructions per call", flush=True)
-        finally:
-            server.terminate()
-            server.wait()
     print(f"{args.op}, {args.n} documents, {args.calls} calls per block, {args.reps} repeats:")
     for side, values in counts.items():
         print(f"  {side:<5} median {statistics.median(values):>9,.0f}  "

@@ -15,17 +15,14 @@ Usage: bench/bench_tx_instructions.py --old <tree> [--new <tree>] [--port 6411]
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import redis
+from callgrind_support import callgrind_server, dumped_instructions
 
 WORKER = r"""
 import random, subprocess, sys
@@ -85,46 +82,16 @@ def main() -> None:
     sides = [("old", args.old), ("new", args.new)]
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-tx-instructions-") as work:
-        server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/out.%p",
-             "redis-server", "--port", str(args.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--hz", "1", "--dir", work],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"redis://127.0.0.1:{args.port}/0"
-        try:
-            for _ in range(300):
-                try:
-                    info = redis.Redis.from_url(url).info("server")
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.2)
-            else:
-                raise SystemExit("the server did not start")
-            if int(info["process_id"]) != server.pid:  # (another's server on that port)
-                raise SystemExit(f"port {args.port} is not this server's")
+        with callgrind_server(args.port, work) as (url, pid):
             for rep in range(args.reps):
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
                     label = f"{side}{rep}"
                     subprocess.run([sys.executable, "-c", WORKER, tree, url, str(args.calls),
-                                    str(server.pid), label, str(args.accounts)],
+                                    str(pid), label, str(args.accounts)],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
-                    dump = None
-                    for _ in range(50):
-                        found = [path for path in glob.glob(f"{work}/out.*")
-                                 if f"Trigger: dump {label}\n" in Path(path).read_text()]
-                        if found:
-                            dump = Path(found[0]).read_text()
-                            break
-                        time.sleep(0.2)
-                    assert dump is not None, f"no callgrind dump for {label}"
-                    match = re.search(r"^summary: (\d+)", dump, re.M)
-                    assert match is not None
-                    counts[side].append(int(match.group(1)) / args.calls)
+                    counts[side].append(dumped_instructions(work, label) / args.calls)
                     print(f"{label}: {counts[side][-1]:,.0f} instructions per transfer",
                           flush=True)
-        finally:
-            server.terminate()
-            server.wait()
     print(f"two-phase transfer, {args.calls} per block, {args.reps} repeats:")
     for side, values in counts.items():
         print(f"  {side:<4} median {statistics.median(values):>11,.0f}  "

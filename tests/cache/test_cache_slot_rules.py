@@ -41,6 +41,14 @@ def _cut_off(backend: CachedBackend) -> None:
         backend.state.breaker.failure()
 
 
+def _commit_cut_off(writer: Stepper, writing: CachedBackend) -> None:
+    """``writer``'s write (begun on the cache by the process ``writing``) commits on the
+    primary, then cannot reach the cache for its finish: complete, its mark left behind."""
+    reply = writer.execute_primary()
+    _cut_off(writing)
+    writer.resume(reply)
+
+
 def _stepper(model: Any, op: Any) -> Stepper:
     return Stepper(op, model._connection().store.sync_executor())
 
@@ -74,9 +82,7 @@ def test_a_damaged_entrys_tombstone_keeps_a_mark_made_since(cached: dict[str, An
     # tombstone must not replace the mark, or the read would fill v1
     assert Account.objects.get_sync(id=a.id).name == "v1"
     assert _slot(cached, Account, a.id) == mark
-    reply = writer.execute_primary()  # v2 committed
-    _cut_off(other)
-    writer.resume(reply)  # its finish cannot reach the cache: the write is complete anyway
+    _commit_cut_off(writer, other)  # v2 committed: the write is complete anyway
     assert Account.objects.get_sync(id=a.id).name == "v2"
     assert Account.objects.get_many_sync([a.id])[0].name == "v2"
 
@@ -99,9 +105,7 @@ def test_an_owed_invalidation_keeps_a_writers_mark(cached: dict[str, Any]) -> No
     assert Account.objects.get_sync(id=a.id).name == "v2"
     slot = _slot(cached, Account, a.id)
     assert slot is not None and slot.startswith(b"P:")
-    reply = writer.execute_primary()  # v3 committed
-    _cut_off(other)
-    writer.resume(reply)
+    _commit_cut_off(writer, other)  # v3 committed
     assert Account.objects.get_sync(id=a.id).name == "v3"
 
 
@@ -281,9 +285,7 @@ def test_dropping_the_cache_keeps_a_writers_mark(cached: dict[str, Any],
     assert Account.objects.get_sync(id=a.id).name == "v1"  # dropped, then read: v1
     slot = _slot(cached, Account, a.id)
     assert slot is not None and slot.startswith(b"P:")
-    reply = writer.execute_primary()  # v2 committed
-    _cut_off(other)
-    writer.resume(reply)
+    _commit_cut_off(writer, other)  # v2 committed
     assert Account.objects.get_sync(id=a.id).name == "v2"
 
 
@@ -301,9 +303,7 @@ def test_a_query_result_computed_before_a_write_whose_finish_failed(
     assert [d.id for d in query.all_sync()] == [a.id]  # computed before the commit
     stats = Account.objects.cache_stats()
     assert (stats.query_fills, stats.bypassed) == (0, 1)  # a write in progress: not stored
-    reply = writer.execute_primary()  # committed: no document is named "A" now
-    _cut_off(other)
-    writer.resume(reply)  # complete; its finish could not reach the cache
+    _commit_cut_off(writer, other)  # committed: no document is named "A" now
     assert Account.objects.filter(name="A").cache(ttl=60).all_sync() == []
 
 
@@ -320,9 +320,7 @@ def test_a_write_whose_finish_failed_is_paid_with_its_token(cached: dict[str, An
     writer.run_cache_steps()  # began: the slot and the generation hold its mark
     generation = raw.get(keys.generation)
     assert generation is not None and generation.startswith(b"P:")
-    reply = writer.execute_primary()  # committed
-    _cut_off(other)
-    writer.resume(reply)  # its finish could not reach the cache: owed
+    _commit_cut_off(writer, other)  # committed; its finish owed
     other.state.breaker.success()
     payer = _stepper(Account, other.settled(Account._meta))
     payer.run_cache_steps()

@@ -17,6 +17,18 @@ with the same bytes wherever the candidate keeps them:
   (``active``, a bool, and ``tags``, an array: no order, no range) as a set of id keys per
   value instead of sorted-set entries; name and age stay lex-ordered (ranges, prefixes,
   order);
+* **format3**: the storage format designed in ``bench/format3.md``: no meta hash; the
+  document's string carries its version and its recent write ids in a header before the
+  JSON (``\x01<version>\0<write ids>\0<JSON>``: the newest write's id alone, its version
+  being the document's, then each older write's id and version, 32 characters each, as
+  the meta hash's "r" holds them); the indexes, the id index and the change stream as the
+  ORM keeps them (a document with an expiry would also have an ``e:<id>`` key with what a
+  sweep needs: none in this workload);
+* **format3, 4 writes**: format3 once every document has been written four times or more
+  (the most recent writes a document keeps: RECENT in ``lua/_write.lua``), its header then
+  holding 16 + 3 x 32 characters of write ids and versions (the ORM's meta hash grows alike);
+* **floor**: the floor side of ``bench_workload.py`` (``workload_floor.py``), loaded with
+  the same documents in the same batches, for the ratio the goal is stated in;
 * **plain**: the hand-written side of ``bench_workload.py`` (JSON string, a set per value of
   name, active and tags, a sorted set of ages, integer ids; no versions, no events).
 
@@ -39,12 +51,15 @@ from typing import Any
 import redis
 from bench_redis import redis_server  # (this folder)
 from bench_workload import ORM_PATTERN, Person, make_docs
+from workload_floor import FLOOR, Floor
 from workload_hand import HAND, HandWritten
 
 from quantumorm import create_connection
 
 PACKED = "{qbenchlayout-packed}:"
 SETS = "{qbenchlayout-sets}:"
+FORMAT3 = "{qbenchlayout-format3}:"
+FORMAT3_FULL = "{qbenchlayout-format3w}:"  # format3 with four recent writes per document
 SET_INDEXES = (b"active", b"tags")  # equality and membership only: no order, no range
 BATCH = 500
 
@@ -84,6 +99,17 @@ def pack(meta: dict[bytes, bytes]) -> bytes:
     return b"%d:" % len(body) + body
 
 
+def format3(meta: dict[bytes, bytes], payload: bytes) -> bytes:
+    """A document's string in format 3 (``bench/format3.md``): ``\x01``, the version,
+    ``\0``, the recent writes (the newest one's write id alone: its version is the
+    document's; each older one's id and zero-padded version, 32 characters), ``\0``, the
+    document as stored (JSON or compressed). No index encodings: they are not stored per
+    document."""
+    version, recent = meta[b"v"], meta.get(b"r", b"")
+    assert recent[16:32].lstrip(b"0") == version, "the newest write is the version's"
+    return b"\x01" + version + b"\x00" + recent[:16] + recent[32:] + b"\x00" + payload
+
+
 def build_candidates(admin: redis.Redis) -> None:
     docs = [k for k in admin.scan_iter(match=ORM_PATTERN + ":d:*", count=2000)]
     for start in range(0, len(docs), BATCH):
@@ -100,11 +126,17 @@ def build_candidates(admin: redis.Redis) -> None:
             value = pack(meta) + json
             write.set(PACKED.encode() + b"d:" + id, value)
             write.set(SETS.encode() + b"d:" + id, value)
+            payload = json[json.index(b"\x00", 1) + 1:] if json[:1] == b"\x00" else json
+            write.set(FORMAT3.encode() + b"d:" + id, format3(meta, payload))
+            older = {**meta, b"r": meta[b"r"][:32] + b"0123456789abcdef0000000000000001" * 3}
+            write.set(FORMAT3_FULL.encode() + b"d:" + id, format3(older, payload))
         write.execute()
     for index in admin.scan_iter(match=ORM_PATTERN + ":i:*", count=100):
         name = index.rsplit(b":", 1)[1]
         dump = admin.dump(index)
         admin.restore(PACKED.encode() + b"i:" + name, 0, dump, replace=True)
+        admin.restore(FORMAT3.encode() + b"i:" + name, 0, dump, replace=True)
+        admin.restore(FORMAT3_FULL.encode() + b"i:" + name, 0, dump, replace=True)
         if name not in SET_INDEXES:
             admin.restore(SETS.encode() + b"i:" + name, 0, dump, replace=True)
             continue
@@ -119,7 +151,7 @@ def build_candidates(admin: redis.Redis) -> None:
     for shared in ("ids", "x"):
         for key in admin.scan_iter(match=ORM_PATTERN + ":" + shared, count=100):
             dump = admin.dump(key)
-            for prefix in (PACKED, SETS):
+            for prefix in (PACKED, SETS, FORMAT3, FORMAT3_FULL):
                 admin.restore(prefix + shared, 0, dump, replace=True)
 
 
@@ -130,18 +162,23 @@ def run(url: str, n: int) -> dict[str, Any]:
     for start in range(0, n, BATCH):
         Person.objects.bulk_create_sync([Person(**d) for d in data[start:start + BATCH]])
     HandWritten(admin).bulk(data)
+    floor = Floor(admin)
+    for start in range(0, n, BATCH):
+        floor.bulk(data[start:start + BATCH])
     build_candidates(admin)
     out: dict[str, Any] = {}
     try:
         for layout, pattern in (("orm", ORM_PATTERN + "*"), ("packed", PACKED + "*"),
-                                ("packed+sets", SETS + "*"), ("plain", HAND + "*")):
+                                ("packed+sets", SETS + "*"), ("format3", FORMAT3 + "*"),
+                                ("format3, 4 writes", FORMAT3_FULL + "*"), ("floor", FLOOR + "*"), ("plain", HAND + "*")):
             parts, keys = usage(admin, pattern)
             parts.pop("schema", None)
             parts.pop("state", None)
             out[layout] = {"bytes_per_doc": sum(parts.values()) / n, "keys_per_doc": keys / n,
                            "parts": {k: v / n for k, v in parts.most_common()}}
     finally:
-        for pattern in (ORM_PATTERN + "*", PACKED + "*", SETS + "*", HAND + "*"):
+        for pattern in (ORM_PATTERN + "*", PACKED + "*", SETS + "*", FORMAT3 + "*",
+                        FORMAT3_FULL + "*", FLOOR + "*", HAND + "*"):
             names = list(admin.scan_iter(match=pattern, count=2000))
             for i in range(0, len(names), 1000):
                 admin.delete(*names[i:i + 1000])
@@ -149,13 +186,14 @@ def run(url: str, n: int) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any], n: int) -> None:
-    plain = out["plain"]["bytes_per_doc"]
+    plain, floor = out["plain"]["bytes_per_doc"], out["floor"]["bytes_per_doc"]
     print(f"{n:,} documents (bench_workload.py's); bytes per document by MEMORY USAGE")
-    print(f"{'layout':<12} | {'B/doc':>6} | {'÷ plain':>7} | {'keys/doc':>8} | parts (B/doc)")
+    print(f"{'layout':<17} | {'B/doc':>6} | {'÷ plain':>7} | {'÷ floor':>7} | {'keys/doc':>8} | parts (B/doc)")
     for layout, row in out.items():
         parts = ", ".join(f"{k} {v:.0f}" for k, v in row["parts"].items() if v >= 1)
-        print(f"{layout:<12} | {row['bytes_per_doc']:>6.0f} | "
-              f"{row['bytes_per_doc'] / plain:>6.2f}x | {row['keys_per_doc']:>8.2f} | {parts}")
+        print(f"{layout:<17} | {row['bytes_per_doc']:>6.0f} | "
+              f"{row['bytes_per_doc'] / plain:>6.2f}x | {row['bytes_per_doc'] / floor:>6.2f}x | "
+              f"{row['keys_per_doc']:>8.2f} | {parts}")
 
 
 def main() -> None:

@@ -170,7 +170,8 @@ def run(url: str, n: int) -> dict[str, Any]:
     try:
         for layout, pattern in (("orm", ORM_PATTERN + "*"), ("packed", PACKED + "*"),
                                 ("packed+sets", SETS + "*"), ("format3", FORMAT3 + "*"),
-                                ("format3, 4 writes", FORMAT3_FULL + "*"), ("floor", FLOOR + "*"), ("plain", HAND + "*")):
+                                ("format3, 4 writes", FORMAT3_FULL + "*"),
+                                ("floor", FLOOR + "*"), ("plain", HAND + "*")):
             parts, keys = usage(admin, pattern)
             parts.pop("schema", None)
             parts.pop("state", None)
@@ -188,7 +189,8 @@ def run(url: str, n: int) -> dict[str, Any]:
 def report(out: dict[str, Any], n: int) -> None:
     plain, floor = out["plain"]["bytes_per_doc"], out["floor"]["bytes_per_doc"]
     print(f"{n:,} documents (bench_workload.py's); bytes per document by MEMORY USAGE")
-    print(f"{'layout':<17} | {'B/doc':>6} | {'÷ plain':>7} | {'÷ floor':>7} | {'keys/doc':>8} | parts (B/doc)")
+    print(f"{'layout':<17} | {'B/doc':>6} | {'÷ plain':>7} | {'÷ floor':>7} | "
+          f"{'keys/doc':>8} | parts (B/doc)")
     for layout, row in out.items():
         parts = ", ".join(f"{k} {v:.0f}" for k, v in row["parts"].items() if v >= 1)
         print(f"{layout:<17} | {row['bytes_per_doc']:>6.0f} | "

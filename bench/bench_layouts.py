@@ -189,13 +189,13 @@ def run(url: str, n: int) -> dict[str, Any]:
 def report(out: dict[str, Any], n: int) -> None:
     plain, floor = out["plain"]["bytes_per_doc"], out["floor"]["bytes_per_doc"]
     print(f"{n:,} documents (bench_workload.py's); bytes per document by MEMORY USAGE")
-    print(f"{'layout':<17} | {'B/doc':>6} | {'÷ plain':>7} | {'÷ floor':>7} | "
-          f"{'keys/doc':>8} | parts (B/doc)")
+    print(f"{'layout':<17} | {'B/doc':>6} | {'÷ plain':>7} | {'keys/doc':>8} | "
+          f"{'÷ floor':>7} | parts (B/doc)")
     for layout, row in out.items():
         parts = ", ".join(f"{k} {v:.0f}" for k, v in row["parts"].items() if v >= 1)
         print(f"{layout:<17} | {row['bytes_per_doc']:>6.0f} | "
-              f"{row['bytes_per_doc'] / plain:>6.2f}x | {row['bytes_per_doc'] / floor:>6.2f}x | "
-              f"{row['keys_per_doc']:>8.2f} | {parts}")
+              f"{row['bytes_per_doc'] / plain:>6.2f}x | {row['keys_per_doc']:>8.2f} | "
+              f"{row['bytes_per_doc'] / floor:>6.2f}x | {parts}")
 
 
 def main() -> None:

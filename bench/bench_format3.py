@@ -24,6 +24,11 @@ same commands around what format 3 changes, run with the same arguments on its o
   entries with one HMGET and deletes two keys; format 3 reads the header with GETRANGE and
   removes the entries the client sent (one packed list per index, as the meta hash keeps
   them), deleting one key;
+* ``bulk100``: a bulk insert's per-document writes, 100 documents per call (reported per
+  document): format 2 sets the document and its meta hash (version, write id, the index
+  fields as a MessagePack stream unpacked into HSET, as ``insert_many.lua`` does); format 3
+  sets the document alone, the write id in its header (the index ZADDs, the same in both, are
+  left out of both);
 * ``rows600``: the same range returning its rows: format 2 reads each candidate's entry and
   version (HMGET), then the passing rows' documents (MGET per 100); format 3 reads every
   candidate's document (MGET per 100) and tests it (``rows``),
@@ -62,6 +67,7 @@ from bench_workload import Person, batches, make_docs
 from callgrind_support import callgrind_server, dumped_instructions
 
 from quantumorm import create_connection, jsoncodec, sortable
+from quantumorm.backends.redis import wire
 
 TAG2 = "{qbenchwl:people:p0}:"  # the ORM's keys (format 2)
 TAG3 = "{qbenchwl:people:p0}:f3:"  # the format-3 copy, in the same slot
@@ -326,6 +332,35 @@ redis.call("XADD", KEYS[4], "MAXLEN", "~", "10000", "*", "op", "delete", "id", A
 return {"OK"}
 """
 
+# -- a bulk insert's per-document writes (100 documents per call) ---------------------------------
+# KEYS: per document: document key, meta hash key. ARGV[1]: the first version; per document:
+# id key, JSON, write id, and (format 2) the meta pairs as a MessagePack stream (unpacked
+# straight into HSET's arguments, as insert_many.lua does). The index ZADDs, the id index and
+# the event are the same in both formats (per batch): left out of both.
+
+BULK2 = r"""
+local first, n = tonumber(ARGV[1]), (#ARGV - 1) / 4
+for d = 1, n do
+  local base = 1 + 4 * (d - 1)
+  local shown = string.format("%.0f", first + d)
+  redis.call("SET", KEYS[2 * d - 1], "\0" .. shown .. "\0" .. ARGV[base + 2])
+  redis.call("HSET", KEYS[2 * d], "v", shown, "r", ARGV[base + 3] .. string.rep("0", 16 - #shown)
+             .. shown, cmsgpack.unpack(ARGV[base + 4]))
+end
+return n
+"""
+
+BULK3 = r"""
+local first, n = tonumber(ARGV[1]), (#ARGV - 1) / 3
+for d = 1, n do
+  local base = 1 + 3 * (d - 1)
+  local shown = string.format("%.0f", first + d)
+  redis.call("SET", KEYS[2 * d - 1], "\1" .. shown .. "\0" .. ARGV[base + 3] .. "\0"
+             .. ARGV[base + 2])
+end
+return n
+"""
+
 # -- a range test on 600 candidates ----------------------------------------------------------------
 # KEYS: id index, age index. ARGV: document prefix, meta prefix, low entry, high entry
 # (exclusive), candidates (the id index's first 600). Returns how many pass.
@@ -449,7 +484,7 @@ SCRIPTS = {"patch2": PATCH2, "patch3": PATCH3, "save2": SAVE2, "save3": SAVE3,
            "save3_get": SAVE3_GET,
            "delete2": DELETE2, "delete3": DELETE3, "range2": RANGE2, "range3_get": RANGE3_GET,
            "range3_mget": RANGE3_MGET, "range3_set": RANGE3_SET,
-           "range2_rows": RANGE2_ROWS, "range3_rows": RANGE3_ROWS,
+           "bulk2": BULK2, "bulk3": BULK3, "range2_rows": RANGE2_ROWS, "range3_rows": RANGE3_ROWS,
            "range3_rows_set": RANGE3_ROWS_SET, "check": CHECK}
 
 
@@ -545,6 +580,25 @@ def calls(op: str, fmt: int, r: redis.Redis, ids: list[str], rng: random.Random
             out.append(([f"{tag}d:{id}", f"{tag}m:{id}", f"{tag}ids", f"{tag}x",
                          *(f"{tag}i:{x}" for x in INDEXES)],
                         [version, idkey(id), *(entries(doc) if fmt == 3 else [])]))
+    elif op == "bulk100":  # (ids past the loaded ones, the same in both copies)
+        for k, id in enumerate(ids):
+            docs = make_docs(100, 200, seed=k)
+            keys: list[str | bytes] = []
+            argv: list[str | bytes] = [str(1796633094290888 + 1000 * k)]
+            for j, doc in enumerate(docs):
+                new = f"{id}-{j}"
+                keys += [f"{tag}d:{new}", f"{tag}m:{new}"]
+                doc = {**doc, "created_at": doc["created_at"].isoformat()}
+                argv += [idkey(new), json.dumps(doc, separators=(",", ":")).encode(),
+                         "%016x" % rng.getrandbits(64)]
+                if fmt == 2:
+                    argv.append(b"".join(wire.item(x) for x in (
+                        b"f:name", sortable.pack_list([sortable.encode_str(doc["name"])]),
+                        b"f:age", sortable.pack_list([sortable.encode_number(doc["age"])]),
+                        b"f:active", sortable.pack_list([sortable.encode_bool(doc["active"])]),
+                        b"f:tags", sortable.pack_list(
+                            sorted({sortable.encode_str(t) for t in doc["tags"]})))))
+            out.append((keys, argv))
     else:  # range600, rows600
         out = [([f"{tag}ids", f"{tag}i:age"],
                 [f"{tag}d:", f"{tag}m:", sortable.encode_number(18),
@@ -554,7 +608,7 @@ def calls(op: str, fmt: int, r: redis.Redis, ids: list[str], rng: random.Random
 
 SIDES = {"patch_int": ("patch2", "patch3"), "patch_str": ("patch2", "patch3"),
          "save": ("save2", "save3"), "save_get": ("save2", "save3_get"),
-         "delete": ("delete2", "delete3"),
+         "delete": ("delete2", "delete3"), "bulk100": ("bulk2", "bulk3"),
          "range600": ("range2", "range3_get", "range3_mget", "range3_set"),
          "rows600": ("range2_rows", "range3_rows", "range3_rows_set")}
 
@@ -639,7 +693,7 @@ def main() -> None:
                         help="only check Lua's entries against Python's on N random values, "
                         "on the server at $REDIS_URL (no callgrind)")
     parser.add_argument("--ops",
-                        default="patch_int,patch_str,save,save_get,range600,rows600,delete")
+                        default="patch_int,patch_str,save,save_get,bulk100,range600,rows600,delete")
     args = parser.parse_args()
     if args.kinds:
         kinds(os.environ["REDIS_URL"], args.kinds)
@@ -660,9 +714,13 @@ def main() -> None:
                 for rep in range(args.reps):
                     many = args.calls if not op.endswith("600") else max(3, args.calls // 15)
                     warm = args.warm if not op.endswith("600") else 2
+                    if op == "bulk100":  # (100 documents per call: per document below)
+                        many, warm = max(3, args.calls // 15), 2
                     size = warm + many
                     ids = [pool.pop() for _ in range(size)] if op == "delete" \
                         else rng.sample(pool, size)
+                    if op == "bulk100":  # (new ids: "b<rep>-<k>-<j>")
+                        ids = [f"b{rep}-{k}" for k in range(size)]
                     seed = rng.getrandbits(32)
                     sides = SIDES[op] if rep % 2 == 0 else SIDES[op][::-1]
                     for script in sides:
@@ -678,13 +736,17 @@ def main() -> None:
                         subprocess.run(["callgrind_control", f"--dump={label}", str(pid)],
                                        check=True, capture_output=True)
                         per = dumped_instructions(work, label) / many
+                        if op == "bulk100":
+                            per /= 100
                         counts.setdefault((op, script), []).append(per)
                         oks = {str(x[0] if isinstance(x, list) else x) for x in replies}
-                        print(f"{label}: {per:,.0f} instructions per call; replies {oks}",
+                        unit = "document" if op == "bulk100" else "call"
+                        print(f"{label}: {per:,.0f} instructions per {unit}; replies {oks}",
                               flush=True)
             compare(r, args.n)
     print(f"\n{args.n} documents, {args.calls} calls per block ({max(3, args.calls // 15)} "
-          f"for the 600-candidate tests), {args.reps} repeats "
+          f"for the 600-candidate tests and the bulk's calls of 100 documents, reported per "
+          f"document), {args.reps} repeats "
           "(median [min - max] instructions per call):")
     for op in ops:
         base = None

@@ -1,6 +1,7 @@
 """``bench/bench_layouts.py`` and ``bench/bench_partitions.py`` at a tiny size, as CI runs
 them: smoke tests that they complete against the test server and print every row (the
-partitions study also checks that its two ways return the same rows). Timings and sizes
+partitions study also checks that its two ways return the same rows); and
+``bench/bench_format3.py --kinds``, whose Lua must give Python's index entries. Timings and sizes
 are never asserted, only that each layout's figures are there and positive."""
 
 from __future__ import annotations
@@ -39,3 +40,13 @@ def test_the_partition_study_runs_both_ways_alike(redis_url: str) -> None:
     rows = re.findall(r"^ *(\d+) +(\d+) \| +\d+ \| +\d+ \| [\d.]+x$", done.stdout, re.MULTILINE)
     assert {(int(p), int(w)) for p, w in rows} == {(p, w) for p in (1, 4, 16, 64)
                                                     for w in (10, 100)}
+
+
+def test_the_format3_study_derives_python_s_entries(redis_url: str) -> None:
+    # (its own check: any entry Lua derives that differs from Python's encoder fails the run)
+    done = run_script("bench_format3.py", redis_url, "--kinds", "3000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"^kinds: (\d+) of 3000 .* (\d+) left to the fallback .*, none different$",
+                      done.stdout, re.MULTILINE)
+    assert found is not None, done.stdout
+    assert int(found[1]) > 0 and int(found[1]) + int(found[2]) == 3000

@@ -36,7 +36,8 @@ same commands around what format 3 changes, run with the same arguments on its o
 * ``range600``: a query's range test (``18 <= age < 48``) on 600 candidates: format 2 reads
   each candidate's age entry from its meta hash (HMGET, as ``query.lua``'s values table
   does); format 3 either derives it from each candidate's document (``get``: a GET per
-  candidate; ``mget``: an MGET per 100 candidates) or reads the range's index entries as
+  candidate; ``mget``: an MGET per 100 candidates; ``num``: the same, the member's text
+  compared as a number, no entry made) or reads the range's index entries as
   a set (``set``: one ZRANGE BYLEX, then a lookup per candidate, which ``query.lua`` already
   does for small ranges).
 
@@ -408,6 +409,27 @@ end
 return n
 """
 
+# the same by number: an int member of at most 15 digits compared as a Lua number (exact
+# below 2^53) with numeric bounds, no entry made (ARGV[5], ARGV[6]: the bounds as numbers)
+RANGE3_NUM = r"""
+local ids, n = redis.call("ZRANGE", KEYS[1], 0, 599), 0
+local lo, hi = tonumber(ARGV[5]), tonumber(ARGV[6])
+for start = 1, #ids, 100 do
+  local keys = {}
+  for i = start, math.min(start + 99, #ids) do
+    keys[#keys + 1] = ARGV[1] .. string.sub(ids[i], 3)
+  end
+  for _, stored in ipairs(redis.call("MGET", unpack(keys))) do
+    local _, k_end = string.find(stored, '"age":', 1, true)
+    local after = string.find(stored, "[,}]", k_end + 1)
+    -- (at most 15 characters: exact as a double; else the entry, as entry_of makes it)
+    local v = after - k_end <= 16 and tonumber(string.sub(stored, k_end + 1, after - 1))
+    if v and v >= lo and v < hi then n = n + 1 end
+  end
+end
+return n
+"""
+
 # rows: the passing candidates' documents returned, as a query of rows does (format 2 reads
 # each candidate's entry and version with one HMGET, then the rows' documents with MGET;
 # format 3 reads every candidate's document with MGET and tests it)
@@ -483,7 +505,7 @@ return n
 SCRIPTS = {"patch2": PATCH2, "patch3": PATCH3, "save2": SAVE2, "save3": SAVE3,
            "save3_get": SAVE3_GET,
            "delete2": DELETE2, "delete3": DELETE3, "range2": RANGE2, "range3_get": RANGE3_GET,
-           "range3_mget": RANGE3_MGET, "range3_set": RANGE3_SET,
+           "range3_mget": RANGE3_MGET, "range3_num": RANGE3_NUM, "range3_set": RANGE3_SET,
            "bulk2": BULK2, "bulk3": BULK3, "range2_rows": RANGE2_ROWS, "range3_rows": RANGE3_ROWS,
            "range3_rows_set": RANGE3_ROWS_SET, "check": CHECK}
 
@@ -602,14 +624,14 @@ def calls(op: str, fmt: int, r: redis.Redis, ids: list[str], rng: random.Random
     else:  # range600, rows600
         out = [([f"{tag}ids", f"{tag}i:age"],
                 [f"{tag}d:", f"{tag}m:", sortable.encode_number(18),
-                 sortable.encode_number(48)])] * len(ids)
+                 sortable.encode_number(48), "18", "48"])] * len(ids)
     return out
 
 
 SIDES = {"patch_int": ("patch2", "patch3"), "patch_str": ("patch2", "patch3"),
          "save": ("save2", "save3"), "save_get": ("save2", "save3_get"),
          "delete": ("delete2", "delete3"), "bulk100": ("bulk2", "bulk3"),
-         "range600": ("range2", "range3_get", "range3_mget", "range3_set"),
+         "range600": ("range2", "range3_get", "range3_mget", "range3_num", "range3_set"),
          "rows600": ("range2_rows", "range3_rows", "range3_rows_set")}
 
 

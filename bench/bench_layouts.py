@@ -27,6 +27,9 @@ with the same bytes wherever the candidate keeps them:
 * **format3, 4 writes**: format3 once every document has been written four times or more
   (the most recent writes a document keeps: RECENT in ``lua/_write.lua``), its header then
   holding 16 + 3 x 32 characters of write ids and versions (the ORM's meta hash grows alike);
+* **format3, 4 dense**: the same with the write ids and versions written in 64 printable
+  characters (6 bits each, no NUL and no ``"``): 11 characters per id, 9 per version, so
+  11 + 3 x 20 characters (a denser form a later change could choose);
 * **floor**: the floor side of ``bench_workload.py`` (``workload_floor.py``), loaded with
   the same documents in the same batches, for the ratio the goal is stated in;
 * **plain**: the hand-written side of ``bench_workload.py`` (JSON string, a set per value of
@@ -60,6 +63,7 @@ PACKED = "{qbenchlayout-packed}:"
 SETS = "{qbenchlayout-sets}:"
 FORMAT3 = "{qbenchlayout-format3}:"
 FORMAT3_FULL = "{qbenchlayout-format3w}:"  # format3 with four recent writes per document
+FORMAT3_DENSE = "{qbenchlayout-format3d}:"  # the same, the write ids written densely
 SET_INDEXES = (b"active", b"tags")  # equality and membership only: no order, no range
 BATCH = 500
 
@@ -130,6 +134,9 @@ def build_candidates(admin: redis.Redis) -> None:
             write.set(FORMAT3.encode() + b"d:" + id, format3(meta, payload))
             older = {**meta, b"r": meta[b"r"][:32] + b"0123456789abcdef0000000000000001" * 3}
             write.set(FORMAT3_FULL.encode() + b"d:" + id, format3(older, payload))
+            dense = b"x" * 11 + b"0123456789abcdefghij" * 3
+            write.set(FORMAT3_DENSE.encode() + b"d:" + id,
+                      b"\x01" + meta[b"v"] + b"\x00" + dense + b"\x00" + payload)
         write.execute()
     for index in admin.scan_iter(match=ORM_PATTERN + ":i:*", count=100):
         name = index.rsplit(b":", 1)[1]
@@ -137,6 +144,7 @@ def build_candidates(admin: redis.Redis) -> None:
         admin.restore(PACKED.encode() + b"i:" + name, 0, dump, replace=True)
         admin.restore(FORMAT3.encode() + b"i:" + name, 0, dump, replace=True)
         admin.restore(FORMAT3_FULL.encode() + b"i:" + name, 0, dump, replace=True)
+        admin.restore(FORMAT3_DENSE.encode() + b"i:" + name, 0, dump, replace=True)
         if name not in SET_INDEXES:
             admin.restore(SETS.encode() + b"i:" + name, 0, dump, replace=True)
             continue
@@ -151,7 +159,7 @@ def build_candidates(admin: redis.Redis) -> None:
     for shared in ("ids", "x"):
         for key in admin.scan_iter(match=ORM_PATTERN + ":" + shared, count=100):
             dump = admin.dump(key)
-            for prefix in (PACKED, SETS, FORMAT3, FORMAT3_FULL):
+            for prefix in (PACKED, SETS, FORMAT3, FORMAT3_FULL, FORMAT3_DENSE):
                 admin.restore(prefix + shared, 0, dump, replace=True)
 
 
@@ -171,6 +179,7 @@ def run(url: str, n: int) -> dict[str, Any]:
         for layout, pattern in (("orm", ORM_PATTERN + "*"), ("packed", PACKED + "*"),
                                 ("packed+sets", SETS + "*"), ("format3", FORMAT3 + "*"),
                                 ("format3, 4 writes", FORMAT3_FULL + "*"),
+                                ("format3, 4 dense", FORMAT3_DENSE + "*"),
                                 ("floor", FLOOR + "*"), ("plain", HAND + "*")):
             parts, keys = usage(admin, pattern)
             parts.pop("schema", None)
@@ -179,7 +188,7 @@ def run(url: str, n: int) -> dict[str, Any]:
                            "parts": {k: v / n for k, v in parts.most_common()}}
     finally:
         for pattern in (ORM_PATTERN + "*", PACKED + "*", SETS + "*", FORMAT3 + "*",
-                        FORMAT3_FULL + "*", FLOOR + "*", HAND + "*"):
+                        FORMAT3_FULL + "*", FORMAT3_DENSE + "*", FLOOR + "*", HAND + "*"):
             names = list(admin.scan_iter(match=pattern, count=2000))
             for i in range(0, len(names), 1000):
                 admin.delete(*names[i:i + 1000])

@@ -25,8 +25,8 @@ def run_script(name: str, redis_url: str, *args: str) -> subprocess.CompletedPro
 def test_the_layout_study_measures_every_layout(redis_url: str) -> None:
     done = run_script("bench_layouts.py", redis_url, "--n", "300")
     assert done.returncode == 0, done.stdout + done.stderr
-    for layout in ("orm", "packed", "packed+sets", "format3", "format3, 4 writes", "floor",
-                   "plain"):
+    for layout in ("orm", "packed", "packed+sets", "format3", "format3, 4 writes",
+                   "format3, 4 dense", "floor", "plain"):
         row = re.search(rf"^{re.escape(layout)} +\| +(\d+) \| +([\d.]+)x \| +([\d.]+) \|",
                         done.stdout, re.MULTILINE)
         assert row is not None, (layout, done.stdout)

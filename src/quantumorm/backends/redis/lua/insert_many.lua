@@ -204,7 +204,8 @@ for d = 1, ndocs do
     naccepted = naccepted + 1
     accepted[naccepted] = d
   end
-  results[d] = refused
+  -- (a nil stored under a new key makes one in Lua 5.1, and may rehash the table)
+  if refused then results[d] = refused end
 end
 
 -- 2. writes of the accepted documents, batched per key ---------------------------------

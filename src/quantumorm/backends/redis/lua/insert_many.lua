@@ -49,6 +49,9 @@
 -- unique claim, a sweep.
 -- cold: applied check_version unique_holder sweep
 
+-- (the globals the loops per document read, as locals: each read of a global is a lookup
+-- by name in the globals' table, and of redis.call, cmsgpack.unpack a second one)
+local ARGV, KEYS, call, mp_unpack = ARGV, KEYS, redis.call, cmsgpack.unpack
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do
@@ -135,77 +138,93 @@ if ARGV[7] ~= "\144" then
   local listed = cmsgpack.unpack(ARGV[7])
   for k = 1, #listed, 2 do lenient_of[tonumber(listed[k])] = listed[k + 1] end
 end
-for d = 1, ndocs do
-  local base = 7 + 5 * (d - 1)
-  local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
-  local meta_key = KEYS[first_doc_key - 1 + 2 * d]
-  local refused = shared_error
-  if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
-  if not refused and locked then
-    local holder = redis.call("HGET", locks, idkey)
-    -- (a resent insert applied the first time is recognised by its write id below)
-    rare = rare or cold_paths()
-    if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
-      refused = {"LOCKED", holder}
-    end
-  end
-  if not refused and not all_free then  -- (an expired document's leftovers are purged)
-    rare = rare or cold_paths()
-    refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
-                                 meta_key, KEYS[1], KEYS[2], indexes, write_id)
-    if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
+-- (the common batch: no shared refusal, no lock, every key free, no unique index: a
+-- document is refused only for an id an earlier one of the batch takes; the loop below
+-- judges it so too, with more steps per document)
+if not shared_error and not locked and all_free and not any_unique then
+  for d = 1, ndocs do
+    local idkey = ARGV[3 + 5 * d]
+    if taken[idkey] then
+      results[d] = {"EXISTS"}
+    else
       taken[idkey] = true
-      refused = {"OK", refused[2]}
+      naccepted = naccepted + 1
+      accepted[naccepted] = d
     end
   end
-  if not refused and any_unique then
-    local lenient = {}
-    if lenient_of[d] then
-      for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
-        lenient[tonumber(position)] = true
+else
+  for d = 1, ndocs do
+    local base = 7 + 5 * (d - 1)
+    local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
+    local meta_key = KEYS[first_doc_key - 1 + 2 * d]
+    local refused = shared_error
+    if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
+    if not refused and locked then
+      local holder = redis.call("HGET", locks, idkey)
+      -- (a resent insert applied the first time is recognised by its write id below)
+      rare = rare or cold_paths()
+      if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
+        refused = {"LOCKED", holder}
       end
     end
-    local members = flat_members(ARGV[base + 5])
-    members_of[d] = members
-    local at = 1  -- (index i's count, then its encodings)
-    for i = 1, nindexes do
-      local index, count = indexes[i], members[at]
-      if index.unique and not lenient[i] then
-        for m = at + 1, at + count do
-          local member = members[m]
-          if member ~= NULL then
-            local other = claimed[i][member]
-            if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
-            rare = rare or cold_paths()
-            local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
-            if holder then refused = {"UNIQUE", index.name, holder}; break end
-          end
+    if not refused and not all_free then  -- (an expired document's leftovers are purged)
+      rare = rare or cold_paths()
+      refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
+                                   meta_key, KEYS[1], KEYS[2], indexes, write_id)
+      if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
+        taken[idkey] = true
+        refused = {"OK", refused[2]}
+      end
+    end
+    if not refused and any_unique then
+      local lenient = {}
+      if lenient_of[d] then
+        for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
+          lenient[tonumber(position)] = true
         end
-        if refused then break end
       end
-      at = at + count + 1
-    end
-    if not refused then
-      at = 1
+      local members = flat_members(ARGV[base + 5])
+      members_of[d] = members
+      local at = 1  -- (index i's count, then its encodings)
       for i = 1, nindexes do
-        local count = members[at]
-        if indexes[i].unique and not lenient[i] then
+        local index, count = indexes[i], members[at]
+        if index.unique and not lenient[i] then
           for m = at + 1, at + count do
             local member = members[m]
-            if member ~= NULL then claimed[i][member] = idkey end
+            if member ~= NULL then
+              local other = claimed[i][member]
+              if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
+              rare = rare or cold_paths()
+              local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
+              if holder then refused = {"UNIQUE", index.name, holder}; break end
+            end
           end
+          if refused then break end
         end
         at = at + count + 1
       end
+      if not refused then
+        at = 1
+        for i = 1, nindexes do
+          local count = members[at]
+          if indexes[i].unique and not lenient[i] then
+            for m = at + 1, at + count do
+              local member = members[m]
+              if member ~= NULL then claimed[i][member] = idkey end
+            end
+          end
+          at = at + count + 1
+        end
+      end
     end
+    if not refused then
+      taken[idkey] = true
+      naccepted = naccepted + 1
+      accepted[naccepted] = d
+    end
+    -- (a nil stored under a new key makes one in Lua 5.1, and may rehash the table)
+    if refused then results[d] = refused end
   end
-  if not refused then
-    taken[idkey] = true
-    naccepted = naccepted + 1
-    accepted[naccepted] = d
-  end
-  -- (a nil stored under a new key makes one in Lua 5.1, and may rehash the table)
-  if refused then results[d] = refused end
 end
 
 -- 2. writes of the accepted documents, batched per key ---------------------------------
@@ -255,33 +274,30 @@ if naccepted > 0 then
     end
     if #shown ~= pad_for then pad_for = #shown; pad = string.rep("0", 16 - pad_for) end
     if at then
-      redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
+      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
       scheduled_now[#scheduled_now + 1] = at
       scheduled_now[#scheduled_now + 1] = idkey
     else
       -- (versioned(shown, JSON) in line: see _prelude.lua)
-      redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
+      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
     end
     -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
-    redis.call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown,
-               cmsgpack.unpack(ARGV[base + 4]))
-    local n = counts[nindexes + 1]
-    listed[n + 1] = "0"; listed[n + 2] = idkey
-    counts[nindexes + 1] = n + 2
+    call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown, mp_unpack(ARGV[base + 4]))
+    listed[2 * k - 1] = "0"; listed[2 * k] = idkey  -- (the id index: counted after the loop)
     local members = members_of[d]
     if not members then  -- (flat_members() in line: its common path)
       local packed = ARGV[base + 5]
       if packed == "" then
         members = {}
       else
-        members = {cmsgpack.unpack(packed)}
+        members = {mp_unpack(packed)}
         if members[2] == nil and members[1] ~= 0 then members = arrays_flat(members[1]) end
       end
     end
     local from = 1  -- (index i's count, then its encodings)
     for i = 1, nindexes do
       local into, last = entries[i], from + members[from]
-      n = counts[i]
+      local n = counts[i]
       for m = from + 1, last do
         into[n + 1] = "0"; into[n + 2] = members[m] .. idkey
         n = n + 2
@@ -290,13 +306,14 @@ if naccepted > 0 then
       from = last + 1
     end
     if stream_only then
-      redis.call("XADD", events_key, "MAXLEN", "~", events_maxlen, "*", "op", "create",
-                 "id", idkey, "v", shown, "w", write_id)
+      call("XADD", events_key, "MAXLEN", "~", events_maxlen, "*", "op", "create", "id", idkey,
+           "v", shown, "w", write_id)
     else
       emit("create", idkey, shown, write_id, nil, ARGV[base + 2])
     end
     if not every then results[d] = {"OK", version} end
   end
+  counts[nindexes + 1] = 2 * naccepted
   CLOCK = version
   DIRTY = true
   for i = 1, #scheduled_now, 1000 do

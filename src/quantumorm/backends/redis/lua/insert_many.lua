@@ -275,8 +275,7 @@ if naccepted > 0 then
     if #shown ~= pad_for then pad_for = #shown; pad = string.rep("0", 16 - pad_for) end
     if at then
       call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
-      scheduled_now[#scheduled_now + 1] = at
-      scheduled_now[#scheduled_now + 1] = idkey
+      scheduled_now[2 * k - 1], scheduled_now[2 * k] = at, idkey
     else
       -- (versioned(shown, JSON) in line: see _prelude.lua)
       call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
@@ -316,8 +315,9 @@ if naccepted > 0 then
   counts[nindexes + 1] = 2 * naccepted
   CLOCK = version
   DIRTY = true
-  for i = 1, #scheduled_now, 1000 do
-    redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, #scheduled_now)))
+  local nscheduled = at and 2 * naccepted or 0
+  for i = 1, nscheduled, 1000 do
+    redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, nscheduled)))
   end
   -- (the id index, then each index; ZADD in chunks of 500 entries: unpack() has a stack
   -- limit)

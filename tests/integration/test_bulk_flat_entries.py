@@ -121,3 +121,32 @@ async def test_a_compound_unique_value_with_a_null_part_is_not_enforced(
                    [Pair(id="q1", a="x", b=None), Pair(id="q2", a="z", b=2)])
     assert [position for position, _ in again.value.errors] == [1]
     assert_indexes_consistent(redis_client, Pair)
+
+
+class Single(Document):
+    tags = ArrayField(StringField(), indexed=True)  # (the model's only index)
+
+    class Meta:
+        collection = "b_single"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_index_with_no_entry_and_both_forms(conn: Any, redis_client: Any,
+                                                      mode: str) -> None:
+    """insert_many.lua tells the two forms apart by what unpacks: a model of one index sends
+    a document with no entry as the lone count 0 (one value, as the arrays form is), and
+    one with very many as the arrays; each in a batch of its own and all in one."""
+    sizes = [0, 3000, 2, 0, 1]
+    many = [Single(id=f"b{i}", tags=[f"t{j}" for j in range(size)])
+            for i, size in enumerate(sizes)]
+    await call(Single.objects, "bulk_create", mode, many)
+    for i, size in enumerate(sizes):
+        await call(Single.objects, "bulk_create", mode,
+                   [Single(id=f"a{i}", tags=[f"t{j}" for j in range(size)])])
+        await call(Single(id=f"s{i}", tags=[f"t{j}" for j in range(size)]), "save", mode)
+    assert len(assert_indexes_consistent(redis_client, Single)) == 15
+    for tag, expected in (("t0", 3), ("t1", 2), ("t2", 1), ("t2999", 1)):
+        ids = {d.id for d in await call(Single.objects.filter(tags__contains=tag), "all", mode)}
+        assert {i[1:] for i in ids if i[0] == "b"} == {i[1:] for i in ids if i[0] == "a"} == {
+            i[1:] for i in ids if i[0] == "s"} and len(ids) == 3 * expected, tag
+    assert (await call(Single.objects, "verify", mode)).ok

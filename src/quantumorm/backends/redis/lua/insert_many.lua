@@ -49,6 +49,9 @@
 -- unique claim, a sweep.
 -- cold: applied check_version unique_holder sweep
 
+-- (the globals the loops per document read, as locals: each read of a global is a lookup
+-- by name in the globals' table, and of redis.call, cmsgpack.unpack a second one)
+local ARGV, KEYS, call, mp_unpack = ARGV, KEYS, redis.call, cmsgpack.unpack
 local described = cmsgpack.unpack(ARGV[1])
 local indexes = {}
 for i = 1, #described / 3 do
@@ -58,22 +61,24 @@ for i = 1, #described / 3 do
 end
 local nindexes = #indexes
 -- a document's value encodings as one list: per index its count, then its encodings (the
--- arrays form, for a document with very many, made into that list)
-local function flat_members(packed)
-  if packed == "" then return {} end
-  -- (the arrays form is one MessagePack array: 0x90-0x9f, 0xdc or 0xdd first; the flat
-  -- run starts with a count, an integer of any MessagePack width)
-  local first = string.byte(packed)
-  if not (first >= 144 and first <= 159 or first == 220 or first == 221) then
-    return {cmsgpack.unpack(packed)}
-  end
+-- arrays form, for a document with very many, made into that list). The two forms are told
+-- apart by what unpacks, with no C call: the flat run starts with a count, an integer,
+-- followed by at least one more value unless the model has one index and the document no
+-- entry ({0}); the arrays form is one MessagePack array, unpacked to a table alone.
+local function arrays_flat(arrays)
   local out, n = {}, 0
-  for _, these in ipairs(cmsgpack.unpack(packed)) do
+  for _, these in ipairs(arrays) do
     out[n + 1] = #these
     for m = 1, #these do out[n + 1 + m] = these[m] end
     n = n + 1 + #these
   end
   return out
+end
+local function flat_members(packed)
+  if packed == "" then return {} end
+  local members = {cmsgpack.unpack(packed)}
+  if members[2] == nil and members[1] ~= 0 then return arrays_flat(members[1]) end
+  return members
 end
 local rare  -- (cold_paths(), made on the first rare path taken)
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
@@ -122,7 +127,8 @@ local locked = not shared_error and locks_there > 0
 -- 1. checks, in batch order ---------------------------------------------------------------
 local any_unique = false
 for i = 1, nindexes do any_unique = any_unique or indexes[i].unique end
-local results, accepted = {}, {}  -- (accepted: positions of the documents to write)
+-- (accepted: positions of the documents to write, naccepted of them)
+local results, accepted, naccepted = {}, {}, 0
 local members_of = {}  -- per accepted position: its entries per index, if unpacked here
 local taken = {}  -- id keys this batch inserts (or found inserted by its earlier attempt)
 local claimed = {}  -- per unique index: value encoding -> id key of the document taking it
@@ -132,85 +138,103 @@ if ARGV[7] ~= "\144" then
   local listed = cmsgpack.unpack(ARGV[7])
   for k = 1, #listed, 2 do lenient_of[tonumber(listed[k])] = listed[k + 1] end
 end
-for d = 1, ndocs do
-  local base = 7 + 5 * (d - 1)
-  local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
-  local meta_key = KEYS[first_doc_key - 1 + 2 * d]
-  local refused = shared_error
-  if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
-  if not refused and locked then
-    local holder = redis.call("HGET", locks, idkey)
-    -- (a resent insert applied the first time is recognised by its write id below)
-    rare = rare or cold_paths()
-    if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
-      refused = {"LOCKED", holder}
-    end
-  end
-  if not refused and not all_free then  -- (an expired document's leftovers are purged)
-    rare = rare or cold_paths()
-    refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
-                                 meta_key, KEYS[1], KEYS[2], indexes, write_id)
-    if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
+-- (the common batch: no shared refusal, no lock, every key free, no unique index: a
+-- document is refused only for an id an earlier one of the batch takes; the loop below
+-- judges it so too, with more steps per document)
+if not shared_error and not locked and all_free and not any_unique then
+  for d = 1, ndocs do
+    local idkey = ARGV[3 + 5 * d]
+    if taken[idkey] then
+      results[d] = {"EXISTS"}
+    else
       taken[idkey] = true
-      refused = {"OK", refused[2]}
+      naccepted = naccepted + 1
+      accepted[naccepted] = d
     end
   end
-  if not refused and any_unique then
-    local lenient = {}
-    if lenient_of[d] then
-      for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
-        lenient[tonumber(position)] = true
+else
+  for d = 1, ndocs do
+    local base = 7 + 5 * (d - 1)
+    local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
+    local meta_key = KEYS[first_doc_key - 1 + 2 * d]
+    local refused = shared_error
+    if not refused and taken[idkey] then refused = {"EXISTS"} end  -- (twice in the batch)
+    if not refused and locked then
+      local holder = redis.call("HGET", locks, idkey)
+      -- (a resent insert applied the first time is recognised by its write id below)
+      rare = rare or cold_paths()
+      if holder and not (type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
+        refused = {"LOCKED", holder}
       end
     end
-    local members = flat_members(ARGV[base + 5])
-    members_of[d] = members
-    local at = 1  -- (index i's count, then its encodings)
-    for i = 1, nindexes do
-      local index, count = indexes[i], members[at]
-      if index.unique and not lenient[i] then
-        for m = at + 1, at + count do
-          local member = members[m]
-          if member ~= NULL then
-            local other = claimed[i][member]
-            if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
-            rare = rare or cold_paths()
-            local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
-            if holder then refused = {"UNIQUE", index.name, holder}; break end
-          end
+    if not refused and not all_free then  -- (an expired document's leftovers are purged)
+      rare = rare or cold_paths()
+      refused = rare.check_version("insert", "0", idkey, KEYS[first_doc_key - 2 + 2 * d],
+                                   meta_key, KEYS[1], KEYS[2], indexes, write_id)
+      if refused and refused[1] == "APPLIED" then  -- (resent: its first attempt was applied)
+        taken[idkey] = true
+        refused = {"OK", refused[2]}
+      end
+    end
+    if not refused and any_unique then
+      local lenient = {}
+      if lenient_of[d] then
+        for _, position in ipairs(cmsgpack.unpack(lenient_of[d])) do
+          lenient[tonumber(position)] = true
         end
-        if refused then break end
       end
-      at = at + count + 1
-    end
-    if not refused then
-      at = 1
+      local members = flat_members(ARGV[base + 5])
+      members_of[d] = members
+      local at = 1  -- (index i's count, then its encodings)
       for i = 1, nindexes do
-        local count = members[at]
-        if indexes[i].unique and not lenient[i] then
+        local index, count = indexes[i], members[at]
+        if index.unique and not lenient[i] then
           for m = at + 1, at + count do
             local member = members[m]
-            if member ~= NULL then claimed[i][member] = idkey end
+            if member ~= NULL then
+              local other = claimed[i][member]
+              if other and other ~= idkey then refused = {"UNIQUE", index.name, other}; break end
+              rare = rare or cold_paths()
+              local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
+              if holder then refused = {"UNIQUE", index.name, holder}; break end
+            end
           end
+          if refused then break end
         end
         at = at + count + 1
       end
+      if not refused then
+        at = 1
+        for i = 1, nindexes do
+          local count = members[at]
+          if indexes[i].unique and not lenient[i] then
+            for m = at + 1, at + count do
+              local member = members[m]
+              if member ~= NULL then claimed[i][member] = idkey end
+            end
+          end
+          at = at + count + 1
+        end
+      end
     end
+    if not refused then
+      taken[idkey] = true
+      naccepted = naccepted + 1
+      accepted[naccepted] = d
+    end
+    -- (a nil stored under a new key makes one in Lua 5.1, and may rehash the table)
+    if refused then results[d] = refused end
   end
-  if not refused then
-    taken[idkey] = true
-    accepted[#accepted + 1] = d
-  end
-  results[d] = refused
 end
 
 -- 2. writes of the accepted documents, batched per key ---------------------------------
 -- (the versions: the clock's next ones, one per document in batch order; one TIME, one
 -- clock write for the batch)
 local first_version = nil
-if #accepted > 0 then
+if naccepted > 0 then
   local version = take_version(KEYS[3]) - 1
   first_version = version + 1
-  local every = #accepted == ndocs  -- (then one reply for all: see Returns)
+  local every = naccepted == ndocs  -- (then one reply for all: see Returns)
   local at = expiry ~= "keep" and write_time_ms() + tonumber(expiry) or nil
   local scheduled_now = {}
   -- (the common events, a stream alone: emit()'s XADD without building its entry table)
@@ -220,10 +244,20 @@ if #accepted > 0 then
   for i = 1, nindexes + 1 do entries[i] = {}; counts[i] = 0 end
   local listed = entries[nindexes + 1]
   -- (the versions' text: consecutive integers, so one string.format per hundred, the last
-  -- two digits from DIGITS between them; head is the text but those two, low their value)
-  local DIGITS = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+  -- two digits from DIGITS between them, a table of constants read with no C call; head is
+  -- the text but those two, low their value)
+  local DIGITS = {
+    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14",
+    "15", "16", "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29",
+    "30", "31", "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44",
+    "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59",
+    "60", "61", "62", "63", "64", "65", "66", "67", "68", "69", "70", "71", "72", "73", "74",
+    "75", "76", "77", "78", "79", "80", "81", "82", "83", "84", "85", "86", "87", "88", "89",
+    "90", "91", "92", "93", "94", "95", "96", "97", "98", "99"}
   local head, low, pad_for, pad = "", 100, nil, nil
-  for _, d in ipairs(accepted) do
+  local events_key, events_maxlen = stream_only and EVENTS.key, stream_only and EVENTS.maxlen
+  for k = 1, naccepted do
+    local d = accepted[k]
     local base = 7 + 5 * (d - 1)
     local idkey, write_id = ARGV[base + 1], ARGV[base + 3]
     local doc_key, meta_key = KEYS[first_doc_key - 2 + 2 * d], KEYS[first_doc_key - 1 + 2 * d]
@@ -231,7 +265,7 @@ if #accepted > 0 then
     low = low + 1
     local shown
     if low <= 99 then
-      shown = head .. string.sub(DIGITS, 2 * low + 1, 2 * low + 2)
+      shown = head .. DIGITS[low + 1]
     else
       shown = string.format("%.0f", version)
       if #shown > 2 then
@@ -240,23 +274,29 @@ if #accepted > 0 then
     end
     if #shown ~= pad_for then pad_for = #shown; pad = string.rep("0", 16 - pad_for) end
     if at then
-      redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]), "PXAT", at)
-      scheduled_now[#scheduled_now + 1] = at
-      scheduled_now[#scheduled_now + 1] = idkey
+      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
+      scheduled_now[2 * k - 1], scheduled_now[2 * k] = at, idkey
     else
-      redis.call("SET", doc_key, versioned(shown, ARGV[base + 2]))
+      -- (versioned(shown, JSON) in line: see _prelude.lua)
+      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
     end
     -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
-    redis.call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown,
-               cmsgpack.unpack(ARGV[base + 4]))
-    local n = counts[nindexes + 1]
-    listed[n + 1] = "0"; listed[n + 2] = idkey
-    counts[nindexes + 1] = n + 2
-    local members = members_of[d] or flat_members(ARGV[base + 5])
+    call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown, mp_unpack(ARGV[base + 4]))
+    listed[2 * k - 1] = "0"; listed[2 * k] = idkey  -- (the id index: counted after the loop)
+    local members = members_of[d]
+    if not members then  -- (flat_members() in line: its common path)
+      local packed = ARGV[base + 5]
+      if packed == "" then
+        members = {}
+      else
+        members = {mp_unpack(packed)}
+        if members[2] == nil and members[1] ~= 0 then members = arrays_flat(members[1]) end
+      end
+    end
     local from = 1  -- (index i's count, then its encodings)
     for i = 1, nindexes do
       local into, last = entries[i], from + members[from]
-      n = counts[i]
+      local n = counts[i]
       for m = from + 1, last do
         into[n + 1] = "0"; into[n + 2] = members[m] .. idkey
         n = n + 2
@@ -265,17 +305,19 @@ if #accepted > 0 then
       from = last + 1
     end
     if stream_only then
-      redis.call("XADD", EVENTS.key, "MAXLEN", "~", EVENTS.maxlen, "*", "op", "create",
-                 "id", idkey, "v", shown, "w", write_id)
+      call("XADD", events_key, "MAXLEN", "~", events_maxlen, "*", "op", "create", "id", idkey,
+           "v", shown, "w", write_id)
     else
       emit("create", idkey, shown, write_id, nil, ARGV[base + 2])
     end
     if not every then results[d] = {"OK", version} end
   end
+  counts[nindexes + 1] = 2 * naccepted
   CLOCK = version
   DIRTY = true
-  for i = 1, #scheduled_now, 1000 do
-    redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, #scheduled_now)))
+  local nscheduled = at and 2 * naccepted or 0
+  for i = 1, nscheduled, 1000 do
+    redis.call("ZADD", KEYS[2], unpack(scheduled_now, i, math.min(i + 999, nscheduled)))
   end
   -- (the id index, then each index; ZADD in chunks of 500 entries: unpack() has a stack
   -- limit)
@@ -292,5 +334,5 @@ if not shared_error and scheduled > 0 then
   rare = rare or cold_paths()
   rare.sweep(8, doc_prefix, meta_prefix, KEYS[1], KEYS[2], indexes, write_time_ms())
 end
-if #accepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
+if naccepted == ndocs and ndocs > 0 then return {"ALL", first_version} end
 return results

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ... import sortable
+from ... import gcpause, sortable
 from ...engine import autoid
 from ...engine.contract import Expiry, Patched, WriteRequest, WriteResult
 from ...engine.drive import Op
@@ -31,7 +31,7 @@ from ...errors import (
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
-from .commands import Call, Command, RedisPlan
+from .commands import Call, Command, LazyCall, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
@@ -44,7 +44,50 @@ SETTLE_WINDOW = 1024
 #: every such call, shared, so its empty sequences are tuples, which no reader can change
 _ONE_PATCHED = Patched(1, (), ())
 
-Record = SaveCall | DeleteCall | InsertManyCall
+#: documents per ``insert_many`` call of a bulk insert's batch streamed in chunks (see
+#: :class:`StreamedChunk`): a batch of more is sent as ceil(n / STREAM_CHUNK) calls of
+#: about equal sizes, each made while the server runs the one before it
+STREAM_CHUNK = 100
+
+
+class StreamedChunk:
+    """One chunk of a bulk insert's batch: an ``insert_many`` call made only when the
+    executor sends it (:class:`~.commands.LazyCall`), after it has written the chunk before
+    it to the socket, so that the client's encoding of a chunk (index values, write ids,
+    the call's packing) overlaps the server's run of the one before. The batch's documents
+    were validated, encoded and size-checked before the first chunk is sent
+    (``engine.ops.bulk_create``); from their requests, making the call cannot fail. Made in
+    a pause of the garbage collector, as the operation's own steps are (``gcpause``)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, state: ModelState, partition: int,
+                 requests: list[WriteRequest]) -> None:
+        def make() -> Call:
+            with gcpause.paused():
+                return state.writes.insert_many(partition, requests).call()
+
+        self._call = LazyCall("insert_many", make)
+
+    def call(self) -> Call:
+        return self._call
+
+
+Record = SaveCall | DeleteCall | InsertManyCall | StreamedChunk
+
+
+def _chunks(count: int) -> list[tuple[int, int]]:
+    """A batch of ``count`` documents as the (start, end) of its streamed chunks: at most
+    STREAM_CHUNK each, of about equal sizes (never one of a single document, which would
+    be read as a save's reply)."""
+    parts = -(-count // STREAM_CHUNK)
+    size, extra = divmod(count, parts)
+    out, start = [], 0
+    for n in range(parts):
+        end = start + size + (n < extra)
+        out.append((start, end))
+        start = end
+    return out
 
 
 def written_whole(raw: list[Any]) -> int | None:
@@ -158,7 +201,8 @@ class Writer(TwoPhase):
                     # earlier application by its write id); not deletes (no write id
                     # survives them) nor an insert that allocates its id (it is looked up)
                     resendable = not allocating and all(c.script != "delete" for c in calls)
-                    sent = yield RedisPlan(tuple(calls), idempotent=resendable)
+                    sent = yield RedisPlan(tuple(calls), idempotent=resendable,
+                                           stream=type(head) is StreamedChunk)
                 elif isinstance(outcome, BackendConnectionError):
                     raise outcome
                 else:
@@ -247,8 +291,12 @@ class Writer(TwoPhase):
                      else state.writes.save(request), positions)]
         if state.keys.partitions == 1 and _uniform(requests):
             # (a bulk insert's batch, the other common case: one group, as grouping gives
-            # it, without a key and a pair per document)
-            return [(state.writes.insert_many(0, requests), list(positions))]
+            # it, without a key and a pair per document; streamed in chunks when larger
+            # than one: see StreamedChunk)
+            if len(requests) <= STREAM_CHUNK:
+                return [(state.writes.insert_many(0, requests), list(positions))]
+            return [(StreamedChunk(state, 0, requests[start:end]), positions[start:end])
+                    for start, end in _chunks(len(requests))]
         calls: list[tuple[Record, list[int]]] = []
         grouped: dict[tuple[int, Any], list[tuple[int, WriteRequest]]] = {}
         for position, request in zip(positions, requests, strict=True):

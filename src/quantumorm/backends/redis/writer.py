@@ -44,10 +44,13 @@ SETTLE_WINDOW = 1024
 #: every such call, shared, so its empty sequences are tuples, which no reader can change
 _ONE_PATCHED = Patched(1, (), ())
 
-#: documents per ``insert_many`` call of a bulk insert's batch streamed in chunks (see
-#: :class:`StreamedChunk`): a batch of more is sent as ceil(n / STREAM_CHUNK) calls of
-#: about equal sizes, each made while the server runs the one before it
-STREAM_CHUNK = 100
+#: a bulk insert's batch is streamed in chunks (see :class:`StreamedChunk`): the first of
+#: STREAM_FIRST documents, so that the server starts soon; each next one STREAM_GROWTH
+#: times larger, as the server runs a document several times longer than the client makes
+#: its call, so that the client stays ahead with few calls (each call costs the server its
+#: own fixed work); a rest smaller than STREAM_FIRST joins the chunk before it
+STREAM_FIRST = 40
+STREAM_GROWTH = 3
 
 
 class StreamedChunk:
@@ -77,16 +80,17 @@ Record = SaveCall | DeleteCall | InsertManyCall | StreamedChunk
 
 
 def _chunks(count: int) -> list[tuple[int, int]]:
-    """A batch of ``count`` documents as the (start, end) of its streamed chunks: at most
-    STREAM_CHUNK each, of about equal sizes (never one of a single document, which would
+    """A batch of ``count`` documents as the (start, end) of its streamed chunks (one
+    when it is smaller than two first chunks; never a chunk of one document, which would
     be read as a save's reply)."""
-    parts = -(-count // STREAM_CHUNK)
-    size, extra = divmod(count, parts)
-    out, start = [], 0
-    for n in range(parts):
-        end = start + size + (n < extra)
+    out: list[tuple[int, int]] = []
+    start, size = 0, STREAM_FIRST
+    while start < count:
+        end = start + size
+        if count - end < STREAM_FIRST:
+            end = count
         out.append((start, end))
-        start = end
+        start, size = end, size * STREAM_GROWTH
     return out
 
 
@@ -201,8 +205,8 @@ class Writer(TwoPhase):
                     # earlier application by its write id); not deletes (no write id
                     # survives them) nor an insert that allocates its id (it is looked up)
                     resendable = not allocating and all(c.script != "delete" for c in calls)
-                    sent = yield RedisPlan(tuple(calls), idempotent=resendable,
-                                           stream=type(head) is StreamedChunk)
+                    sent = yield RedisPlan(tuple(calls), idempotent=resendable, stream=any(
+                        type(record) is StreamedChunk for record, _ in batches))
                 elif isinstance(outcome, BackendConnectionError):
                     raise outcome
                 else:
@@ -293,7 +297,7 @@ class Writer(TwoPhase):
             # (a bulk insert's batch, the other common case: one group, as grouping gives
             # it, without a key and a pair per document; streamed in chunks when larger
             # than one: see StreamedChunk)
-            if len(requests) <= STREAM_CHUNK:
+            if len(requests) < 2 * STREAM_FIRST:
                 return [(state.writes.insert_many(0, requests), list(positions))]
             return [(StreamedChunk(state, 0, requests[start:end]), positions[start:end])
                     for start, end in _chunks(len(requests))]
@@ -307,10 +311,17 @@ class Writer(TwoPhase):
                 calls.append((state.writes.delete(request), [position]))
             else:
                 calls.append((state.writes.save(request), [position]))
+        # (a bulk insert's batch over several partitions: each partition's documents
+        # streamed, as one partition's are; any other plan made at once)
+        streamed = not calls and len(grouped) > 1 and _uniform(requests)
         for (partition, _expire), members in grouped.items():
             if len(members) == 1:
                 position, request = members[0]
                 calls.append((state.writes.save(request), [position]))
+            elif streamed:
+                calls += [(StreamedChunk(state, partition, [r for _, r in members[start:end]]),
+                           [p for p, _ in members[start:end]])
+                          for start, end in _chunks(len(members))]
             else:
                 record = state.writes.insert_many(partition, [r for _, r in members])
                 calls.append((record, [p for p, _ in members]))

@@ -235,12 +235,10 @@ then
       from = k_end + 1
     end
     if first then
-      local value = c[at_values + 1]
-      if after - first == #value and string.sub(stored, first, after - 1) == value then
-        json, count = stored, 0
-      else
-        json, count = string.sub(stored, 1, first - 1) .. value .. string.sub(stored, after), 1
-      end
+      -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
+      -- string and == compares two pointers; no third string.sub for the old value's text)
+      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+      count = json == stored and 0 or 1
     end
   end
 end

@@ -240,9 +240,10 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
 
 def test_constants_as_one_array_past_stream_max_patch_alike(
         conn: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """patch.lua reads its constants, expiry and values (ARGV[3]) as MessagePack values one
-    after another and, past writes.STREAM_MAX constants (a patch of very many fields), as
-    one MessagePack array: both give the same replies, stored bytes and indexes."""
+    """patch.lua reads its constants, expiry, values, id key and write id (ARGV[1]) as
+    MessagePack values one after another and, past writes.STREAM_MAX constants (a patch of
+    very many fields), as one MessagePack array: both give the same replies, stored bytes
+    and indexes."""
     from quantumorm.backends.redis import writes
     from quantumorm.backends.redis.commands import script
     from quantumorm.engine.contract import Expiry
@@ -260,14 +261,14 @@ def test_constants_as_one_array_past_stream_max_patch_alike(
         layout = writes.WriteLayout(Person._meta, ks)
         (patch,) = layout.patches([id], values, storage, Expiry.KEEP)
         sent = patch.call()
-        first = sent.args[2][0]
+        first = sent.args[0][0]
         assert (first & 0xF0 == 0x90 or first == 0xDC) == (stream_max == 0)  # (an array's head)
         reply = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args)
-        assert reply[0] == b"OK" and reply[2] == sent.args[0]
+        assert reply[0] == b"OK" and reply[2] == patch.id_key
         replies.append(reply)
         # the same values again: nothing to change, the stored version
-        again = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args[:1],
-                                     "%016x" % (len(replies) + 7), *sent.args[2:])
+        again = redis_client.evalsha(sha, len(sent.keys), *sent.keys, sent.args[0][:-16]
+                                     + b"%016x" % (len(replies) + 7))
         assert again == reply
     payload = stored_payload(redis_client, ks.doc(0, "p"))
     assert payload is not None and b'"name":"Bo"' in payload

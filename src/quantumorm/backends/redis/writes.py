@@ -226,12 +226,11 @@ class WriteLayout:
         self._patch_one: dict[str, Patch] = {}
         #: per (partition, script kind, sequence key): what its single saves send alike
         self._save_parts: dict[tuple[int, str, str], SaveParts] = {}
-        #: a patch's ARGV[3] and its RESP (Call.wire's tail), by the expiry, constants and
-        #: members they pack (patch_calls)
-        self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]],
-                                tuple[bytes, bytes]] = {}
+        #: a patch's ARGV[1] less its id key and write id, by the expiry, constants and
+        #: members it packs (patch_calls)
+        self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]], bytes] = {}
         #: what patch.lua reads for change events (the spec's items, at the head of its
-        #: ARGV[3])
+        #: ARGV[1])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
         self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
@@ -468,20 +467,18 @@ class WriteLayout:
         expiry = expire if type(expire) is Expiry else str(expire)
         keys, shared = self.keys, self._patch_keys
         one = keys.partitions == 1
-        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: what
-        # follows the write id, made once for all the ids)
-        # (remembered by its parts, which are themselves remembered: the same objects)
+        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: its one
+        # argument less the id key and write id, made once for all the ids; remembered by
+        # its parts, which are themselves remembered: the same objects)
         tails = self._patch_tails
-        packed = tails.get((expiry, constants, members))
-        if packed is None:
+        argument = tails.get((expiry, constants, members))
+        if argument is None:
             argument = patch_argument(constants, expiry.encode(), members)
-            packed = (argument, _bulk(argument))
             if len(argument) <= 4 * _MEMO_BYTES:
                 if len(tails) >= _MEMO_LIMIT:
                     tails.clear()
-                tails[(expiry, constants, members)] = packed
-        argument, tail = packed
-        calls, heads = [], BULK_HEADS
+                tails[(expiry, constants, members)] = argument
+        calls, heads, str_heads = [], BULK_HEADS, _STR_HEADERS
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
@@ -503,18 +500,18 @@ class WriteLayout:
             else:
                 escaped, key = sortable.escape_id(id), sortable.id_key(id)
             doc, meta = found[0] + escaped, found[1] + escaped
-            write_id = "%016x" % _write_id_bits(64)
+            # (the id key and the write id, 16 characters: MessagePack strings at the end)
+            sent = b"".join((argument, str_heads[n] if (n := len(key)) < 256
+                             else wire.str_header(n), key, b"\xb0%016x" % _write_id_bits(64)))
             packed_doc, packed_meta, others = doc.encode(), meta.encode(), found[2]
-            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 3 arguments)
-            count = 8 + len(others)
-            call = Call("patch", (doc, meta, *others), (
-                key, write_id, argument), b"".join((
-                    array_head(count), found[3],
-                    heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
-                    CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
-                    packed_meta, CRLF, found[4],
-                    heads[n] if (n := len(key)) < 1024 else bulk_head(n), key, CRLF,
-                    b"$16\r\n", write_id.encode(), CRLF, tail)))
+            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 1 argument)
+            count = 6 + len(others)
+            call = Call("patch", (doc, meta, *others), (sent,), b"".join((
+                array_head(count), found[3],
+                heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
+                CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
+                packed_meta, CRLF, found[4],
+                heads[n] if (n := len(sent)) < 1024 else bulk_head(n), sent, CRLF)))
             if len(ids) == 1:  # (the update by id: no list made)
                 return (call,)
             calls.append(call)
@@ -522,7 +519,7 @@ class WriteLayout:
 
     def _patch_args(self, values: dict[str, Any],
                     storage: dict[str, Any]) -> tuple[bytes, tuple[bytes, ...]]:
-        """What the patches of ``values`` share: the constants (ARGV[3]'s head) and the
+        """What the patches of ``values`` share: the constants (ARGV[1]'s head) and the
         members."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
@@ -542,7 +539,7 @@ class WriteLayout:
         return shape[4].get(layout) or self._constants(shape, layout), members
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
-        """``patch.lua``'s constants (the head of ARGV[3]) for the patches of ``shape`` with
+        """``patch.lua``'s constants (the head of ARGV[1]) for the patches of ``shape`` with
         the schema layout ``layout`` (:func:`_pack_constants`), remembered per layout."""
         items = (self.max_document_bytes, layout, *self._events_flat, self.manifests,
                  *shape[0])
@@ -555,7 +552,7 @@ class WriteLayout:
     @staticmethod
     def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
                  ) -> tuple[bytes, ...]:
-        """``patch.lua``'s values after the constants and the expiry in ARGV[3]: the value
+        """``patch.lua``'s values after the constants and the expiry in ARGV[1]: the value
         texts, then the lists of the meta fields (see :meth:`_patched`)."""
         _, fields, stored_names, _, _ = shape
         # each member apart, as the key and value texts an encoded document holds (the
@@ -921,7 +918,7 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
 
 def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
     """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (among the
-    strings of its ARGV[3], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
+    strings of its ARGV[1], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
     channel (b"": none); all three b"" when the model emits no change events."""
     stream = options.changes is not False
     if not stream and not options.publish:

@@ -7,23 +7,22 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- What every patch of a model and of a set of fields sends alike, then the expiry and the
--- values, are one argument of MessagePack strings and numbers (each EVALSHA argument costs
+-- What every patch of a model and of a set of fields sends alike, then the expiry, the
+-- values, the id key and the write id, are one argument of MessagePack strings and numbers (each EVALSHA argument costs
 -- the server about 1,100 instructions to take in, each MessagePack string about 200). They
 -- come one after another, gathered by one table constructor (its array sized once), not as
 -- one MessagePack array: cmsgpack fills an array's table one item at a time from an empty
--- one, resizing it as it grows (about 650 instructions per item, 20 items in the common
+-- one, resizing it as it grows (about 650 instructions per item, 22 items in the common
 -- patch). Past STREAM_MAX constants (writes.py) they all come as one array: values returned
 -- at once overflow Lua's C stack past about 8,000 (the values after the constants are
--- fewer than the constants: at most 2 * STREAM_MAX + 1 come one after another).
+-- fewer than the constants: at most 2 * STREAM_MAX + 3 come one after another).
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
 -- KEYS[4]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[5]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
--- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
--- ARGV[3]   MessagePack strings and numbers one after another, or past STREAM_MAX constants
+-- ARGV[1]   MessagePack strings and numbers one after another, or past STREAM_MAX constants
 --           one MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
 --           integers, Lua numbers once unpacked: no text parsed)
 --   c[1]  the largest document allowed, in bytes (a number)
@@ -41,7 +40,8 @@
 --   holding the index's entries (both numbers), "1" to enforce uniqueness, index name;
 --   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
 --   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
---   value encodings, one per meta field
+--   value encodings, one per meta field; then the id key and the write id, 16 characters
+--   (see applied_in)
 --
 -- Returns   {"OK", version, id key} (nothing to change: the stored version, nothing written)
 --           | {"MISSING"} | {"TOOLARGE", size} | {"CORRUPT"} (not a stored JSON object)
@@ -70,10 +70,9 @@
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
 
-local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
-                                                      ARGV[2]
--- (one array: the one value unpacked; values one after another are at least 12)
-local c = {cmsgpack.unpack(ARGV[3])}
+local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
+-- (one array: the one value unpacked; values one after another are more than one)
+local c = {cmsgpack.unpack(ARGV[1])}
 if #c == 1 then c = c[1] end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
@@ -82,6 +81,7 @@ local at_indexes = at_fields + k
 -- c[at_lists + 1])
 local at_values = at_indexes + 4 * j + 1
 local at_lists = at_values + n
+local idkey, write_id = c[at_lists + k + 1], c[at_lists + k + 2]
 -- (cold_paths(), made on the first rare path taken; there, rare.index_records(...) of c[6]
 -- is every index of the model, in KEYS[6..] order, as a purge or a sweep writes them, and
 -- the document and meta key prefixes are this document's keys less its escaped id. No

@@ -350,7 +350,8 @@ local now_us = t[1] * 1000000 + t[2]
 local version, shown = clock + 1, nil
 if now_us > version then version = now_us end
 if version == now_us then
-  shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
+  -- (the microseconds padded to 6 digits; no call when they have 6, 9 times in 10)
+  shown = #t[2] == 6 and t[1] .. t[2] or t[1] .. string.sub("00000", #t[2]) .. t[2]
 else
   shown = string.format("%.0f", version)
 end
@@ -395,9 +396,11 @@ else
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "PXAT", expire_at)
   redis.call("ZADD", KEYS[4], expire_at, idkey)
 end
--- (a version of 16 digits, the time's, has no padding: no call)
+-- (a version of 16 digits, the time's, has no padding: no call; nor has a list of at
+-- most 3 earlier entries, which is kept whole)
+seen = seen or ""
 local recent = write_id .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
-               .. string.sub(seen or "", 1, 96)
+               .. (#seen <= 96 and seen or string.sub(seen, 1, 96))
 if k == 1 then
   redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], c[at_lists + 1])
 else

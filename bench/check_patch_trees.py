@@ -6,13 +6,14 @@ Each tree runs, in a process of its own, on its own database of one private redi
 corpus: documents bulk-inserted, then patches of one field (an indexed number, string,
 boolean, an array, a field with no index, None), of several fields, of unchanged values,
 of a missing document and of one whose document is gone but its meta hash left, a unique
-value taken, with an expiry scheduled (the sweep), and patches of stored values damaged in every way ``patch.lua`` tells apart (not
-JSON, not an object, a backslash, a NUL, a duplicate or nested member, blanks, a
-compressed document, no version prefix, keys of another type). After each step it records
-the outcome (the count or the error's class and text) and the whole keyspace with its
-types and contents; versions and write ids, which come from the server's clock and a
-random source, are replaced by their order of first appearance, stream entry ids and
-schedule times left out. The two traces must be equal.
+value taken, with an expiry scheduled (the sweep), and patches of stored values damaged in
+every way ``patch.lua`` tells apart (not JSON, not an object, a backslash, a NUL, a
+duplicate or nested member, blanks, a compressed document, no version prefix, keys of
+another type, a newer layout). After each step it records the outcome (the count or the
+error's class and text) and the whole keyspace with its types and contents; versions,
+write ids and layout stamps, which come from the server's clock and a random source, are
+replaced by their order of first appearance, stream entry ids and schedule times left out.
+The two traces must be equal.
 
 Usage: bench/check_patch_trees.py --old <tree> [--new <tree>] [--port P]
 """

@@ -8,14 +8,15 @@
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
 -- What every patch of a model and of a set of fields sends alike, then the expiry, the
--- values, the id key and the write id, are one argument of MessagePack strings and numbers (each EVALSHA argument costs
--- the server about 1,100 instructions to take in, each MessagePack string about 200). They
--- come one after another, gathered by one table constructor (its array sized once), not as
--- one MessagePack array: cmsgpack fills an array's table one item at a time from an empty
--- one, resizing it as it grows (about 650 instructions per item, 22 items in the common
--- patch). Past STREAM_MAX constants (writes.py) they all come as one array: values returned
--- at once overflow Lua's C stack past about 8,000 (the values after the constants are
--- fewer than the constants: at most 2 * STREAM_MAX + 3 come one after another).
+-- values, the id key and the write id, are one argument of MessagePack strings and numbers
+-- (each EVALSHA argument costs the server about 1,100 instructions to take in, each
+-- MessagePack string about 550). They come one after another, gathered by one table
+-- constructor (its array sized once), not as one MessagePack array: cmsgpack fills an
+-- array's table one item at a time from an empty one, resizing it as it grows (about 650
+-- instructions per item, 22 items in the common patch). Past STREAM_MAX constants
+-- (writes.py) they all come as one array: values returned at once overflow Lua's C stack
+-- past about 8,000 (the values after the constants are fewer than the constants: at most
+-- 2 * STREAM_MAX + 3 come one after another).
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)

@@ -240,9 +240,10 @@ async def test_values_sent_apart_match_the_stored_text(conn: Any, redis_client: 
 
 def test_constants_as_one_array_past_stream_max_patch_alike(
         conn: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """patch.lua reads its constants (ARGV[4]) as MessagePack values one after another and,
-    past writes.STREAM_MAX items (a patch of very many fields), as one MessagePack array:
-    both give the same replies, stored bytes and indexes."""
+    """patch.lua reads its constants, expiry, values, id key and write id (ARGV[1]) as
+    MessagePack values one after another and, past writes.STREAM_MAX constants (a patch of
+    very many fields), as one MessagePack array: both give the same replies, stored bytes
+    and indexes."""
     from quantumorm.backends.redis import writes
     from quantumorm.backends.redis.commands import script
     from quantumorm.engine.contract import Expiry
@@ -260,17 +261,52 @@ def test_constants_as_one_array_past_stream_max_patch_alike(
         layout = writes.WriteLayout(Person._meta, ks)
         (patch,) = layout.patches([id], values, storage, Expiry.KEEP)
         sent = patch.call()
-        first = sent.args[3][0]
+        first = sent.args[0][0]
         assert (first & 0xF0 == 0x90 or first == 0xDC) == (stream_max == 0)  # (an array's head)
         reply = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args)
-        assert reply[0] == b"OK" and reply[2] == sent.args[0]
+        assert reply[0] == b"OK" and reply[2] == patch.id_key
         replies.append(reply)
         # the same values again: nothing to change, the stored version
-        again = redis_client.evalsha(sha, len(sent.keys), *sent.keys, *sent.args[:1],
-                                     "%016x" % (len(replies) + 7), *sent.args[2:])
+        again = redis_client.evalsha(sha, len(sent.keys), *sent.keys, sent.args[0][:-16]
+                                     + b"%016x" % (len(replies) + 7))
         assert again == reply
     payload = stored_payload(redis_client, ks.doc(0, "p"))
     assert payload is not None and b'"name":"Bo"' in payload
     assert payload.replace(b"p@x", b"q@x") == stored_payload(redis_client, ks.doc(0, "q"))
     assert Person.objects.get_sync(id="q").name == "Bo"
     assert_indexes_consistent(redis_client, Person)
+
+
+def test_each_patch_stores_its_version_text_and_keeps_the_four_newest_write_ids(
+        conn: Any, redis_client: Any) -> None:
+    """A patch's version is the server's time in µs (its microseconds padded to 6 digits:
+    the patches of one second in ten have fewer) or the clock + 1: the document's prefix,
+    the meta hash's "v", its entry in the recent write ids ("r": write id, then the version
+    in 16 digits, newest first, at most 4) and the change event all hold it; the entries of
+    the earlier writes follow, unchanged."""
+    ks = KeySpace(Person._meta)
+    Person.objects.bulk_create_sync([person("v")])
+    entries: list[bytes] = [redis_client.hget(ks.meta(0, "v"), "r")]
+    last, short = 0, 0
+    # (until a version whose microseconds have fewer than 6 digits, which comes once per
+    # second of patches: the time goes on, it is not drawn at random)
+    for age in range(1, 100_000):
+        if short and age > 6:
+            break
+        assert Person.objects.filter(id="v").update_sync(age=age % 100) == 1
+        version = Person.objects.get_sync(id="v").version
+        # (the time in µs has 16 digits until 2286; each version above the one before)
+        assert 10**15 <= version < 10**16 and version > last
+        last, short = version, short + (version % 10**6 < 10**5)
+        stored = redis_client.get(ks.doc(0, "v"))
+        meta = redis_client.hgetall(ks.meta(0, "v"))
+        assert stored.startswith(b"\0%d\0" % version)
+        assert meta[b"v"] == b"%d" % version
+        recent = meta[b"r"]
+        assert len(recent) == 32 * min(len(entries) + 1, 4)
+        assert recent[16:32] == b"%016d" % version
+        assert recent[32:] == b"".join(entries)[:96]
+        entries.insert(0, recent[:32])
+        event = redis_client.xrevrange(ks.changes(0), count=1)[0][1]
+        assert event[b"v"] == b"%d" % version and event[b"w"] == recent[:16]
+    assert short

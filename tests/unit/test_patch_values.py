@@ -45,7 +45,7 @@ class Patched(Document):
 
 
 def constants(packed: bytes) -> list[bytes | int]:
-    """patch.lua's ARGV[4] as it reads it: MessagePack strings and non-negative integers (a
+    """patch.lua's ARGV[3] as it reads it: MessagePack strings and non-negative integers (a
     positive fixint, or a uint 16, 32 or 64), nothing else, one after another, or one
     MessagePack array of them (past writes.STREAM_MAX items)."""
     if packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC:
@@ -77,15 +77,20 @@ def constants(packed: bytes) -> list[bytes | int]:
 
 
 def parts(call: PatchCall) -> dict[str, Any]:
-    """A patch call's arguments as patch.lua reads them: of its constants (ARGV[4]) after
-    the model's (size limit, layout, events, every index's meta field), the event's "f"
-    when every value changes, the counts, the key texts, the names, the meta fields and the
-    touched indexes' quadruples; the value texts and lists (ARGV[5..]). The size limit,
-    the counts and each quadruple's KEYS position and pair number are numbers."""
-    limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = constants(
-        call.constants)
+    """A patch call's arguments as patch.lua reads them (its ARGV[1]): of its constants
+    after the model's (size limit, layout, events, every index's meta field), the event's
+    "f" when every value changes, the counts, the key texts, the names, the meta fields and
+    the touched indexes' quadruples; then the expiry, the value texts and lists, the id key
+    and the write id. The size
+    limit, the counts and each quadruple's KEYS position and pair number are numbers."""
+    (sent,) = call.call().args
+    limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = constants(sent)
     assert type(limit) is int and type(n) is int and type(k) is int and type(j) is int
-    assert len(rest) == 2 * n + k + 4 * j and len(call.values) == n + k
+    assert len(rest) == 2 * n + k + 4 * j + 1 + n + k + 2 and len(call.values) == n + k
+    assert rest[2 * n + k + 4 * j:] == [str(call.expiry).encode(), *call.values,
+                                        call.id_key, call.write_id.encode()]
+    assert constants(call.constants) == [limit, layout, maxlen, document, channel, manifests,
+                                         f, n, k, j, *rest[:2 * n + k + 4 * j]]
     keys, names, fields = rest[:n], rest[n:2 * n], rest[2 * n:2 * n + k]
     quads = rest[2 * n + k:]
     texts, lists = call.values[:n], call.values[n:]
@@ -152,11 +157,11 @@ def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
         (positions[name.decode()], number) for number, (_, _, _, name) in
         enumerate(got["indexes"], start=1)]
     assert call.call().script == "patch"
-    # what every patch of the model sends alike travels in ARGV[4]; apart, only the id key,
-    # the write id, the expiry, the three value texts and the two lists
+    # what every patch of the model sends alike, the expiry, the three value texts, the
+    # two lists, the id key and the write id travel in one argument
     assert got["model"] == [layout.max_document_bytes, b"",
                             *writes.events_flat(Patched._meta, layout.keys), layout.manifests]
-    assert len(call.call().args) == 3 + 1 + 3 + 2
+    assert len(call.call().args) == 1
     layout.layout = b"7"  # (the schema read again: the layout the calls carry is the new one)
     (again,) = layout.patches(["x"], values, storage, Expiry.KEEP)
     assert parts(again)["model"][1] == b"7" and parts(again)["members"] == got["members"]

@@ -13,10 +13,12 @@ query records are built once per operation on the hot path. Treat them as immuta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...vocabulary import Vocabulary
+from . import wire
 from .commands import Call
 
 # -- the write scripts ---------------------------------------------------------------------
@@ -97,16 +99,37 @@ class PatchCall:
     #: and numbers one after another (one array of them past writes.STREAM_MAX items):
     #: the size limit, the layout, the events, every index's meta field, the event's "f",
     #: the counts, the members' key texts and names, the meta fields, the touched indexes'
-    #: quadruples (patch.lua's ARGV[4])
+    #: quadruples (the head of patch.lua's ARGV[1]: patch_argument)
     constants: bytes
     #: the value texts, then the lists of value encodings of the meta fields
     values: tuple[bytes, ...]
 
     def call(self) -> Call:
+        expiry = self.expiry
         return Call("patch", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
             *self.index_keys, *self.event_keys), (
-            self.id_key, self.write_id, self.expiry, self.constants, *self.values))
+            patch_argument(self.constants, expiry if isinstance(expiry, bytes)
+                           else expiry.encode(), self.values)
+            + wire.item(self.id_key) + wire.item(self.write_id.encode()),))
+
+
+def patch_argument(constants: bytes, expiry: bytes, values: Sequence[bytes]) -> bytes:
+    """patch.lua's ARGV[1] less its last two items, the id key and the write id, which
+    follow it as MessagePack strings: its constants, then the expiry and the values as
+    MessagePack strings (each EVALSHA argument costs the server about 1,100 instructions,
+    each MessagePack string about 550). After constants one after another, the rest follow
+    them one after another (fewer than the constants: at most 2 * STREAM_MAX + 3 values in
+    all, below the Lua C stack's limit of about 8,000); after constants packed as one array
+    (past STREAM_MAX), they join that array: its header counts them too, and the two
+    items that follow."""
+    rest = [wire.item(expiry), *map(wire.item, values)]
+    head = constants[0]
+    if head == 0xDC or head == 0xDD or head & 0xF0 == 0x90:  # (an array's header)
+        size = 3 if head == 0xDC else 5 if head == 0xDD else 1
+        count = (int.from_bytes(constants[1:size], "big") if size > 1 else head & 0x0F)
+        return b"".join([wire.array_header(count + len(rest) + 2), constants[size:], *rest])
+    return b"".join([constants, *rest])
 
 
 @dataclass(slots=True)

@@ -47,6 +47,7 @@ from .calls import (
     TxDelete,
     TxRow,
     TxWrite,
+    patch_argument,
 )
 from .commands import Call, script
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
@@ -225,10 +226,11 @@ class WriteLayout:
         self._patch_one: dict[str, Patch] = {}
         #: per (partition, script kind, sequence key): what its single saves send alike
         self._save_parts: dict[tuple[int, str, str], SaveParts] = {}
-        #: a patch's packed arguments after its write id (Call.wire's tail), by the
-        #: expiry, constants and members they pack (patch_calls)
+        #: a patch's ARGV[1] less its id key and write id, by the expiry, constants and
+        #: members it packs (patch_calls)
         self._patch_tails: dict[tuple[str, bytes, tuple[bytes, ...]], bytes] = {}
-        #: what patch.lua reads for change events (the spec's items, in its ARGV[4])
+        #: what patch.lua reads for change events (the spec's items, at the head of its
+        #: ARGV[1])
         self._events_flat = events_flat(options, keys)
         #: a one-field update's packed meta field pair, by (attribute name, type, value)
         self._update_pairs: dict[tuple[str, type, Any], bytes] = {}
@@ -465,18 +467,18 @@ class WriteLayout:
         expiry = expire if type(expire) is Expiry else str(expire)
         keys, shared = self.keys, self._patch_keys
         one = keys.partitions == 1
-        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: what
-        # follows the write id, made once for all the ids)
-        # (remembered by its parts, which are themselves remembered: the same objects)
+        # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: its one
+        # argument less the id key and write id, made once for all the ids; remembered by
+        # its parts, which are themselves remembered: the same objects)
         tails = self._patch_tails
-        tail = tails.get((expiry, constants, members))
-        if tail is None:
-            tail = b"".join([_bulk(expiry.encode()), _bulk(constants), *map(_bulk, members)])
-            if len(tail) <= 4 * _MEMO_BYTES:
+        argument = tails.get((expiry, constants, members))
+        if argument is None:
+            argument = patch_argument(constants, expiry.encode(), members)
+            if len(argument) <= 4 * _MEMO_BYTES:
                 if len(tails) >= _MEMO_LIMIT:
                     tails.clear()
-                tails[(expiry, constants, members)] = tail
-        calls, heads = [], BULK_HEADS
+                tails[(expiry, constants, members)] = argument
+        calls, heads, str_heads = [], BULK_HEADS, _STR_HEADERS
         for id in ids:
             partition = 0 if one else keys.partition_of(id)
             found = shared.get(partition)
@@ -498,19 +500,18 @@ class WriteLayout:
             else:
                 escaped, key = sortable.escape_id(id), sortable.id_key(id)
             doc, meta = found[0] + escaped, found[1] + escaped
-            write_id = "%016x" % _write_id_bits(64)
+            # (the id key and the write id, 16 characters: MessagePack strings at the end)
+            sent = b"".join((argument, str_heads[n] if (n := len(key)) < 256
+                             else wire.str_header(n), key, b"\xb0%016x" % _write_id_bits(64)))
             packed_doc, packed_meta, others = doc.encode(), meta.encode(), found[2]
-            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 4 + len(members)
-            # arguments)
-            count = 9 + len(others) + len(members)
-            call = Call("patch", (doc, meta, *others), (
-                key, write_id, expiry, constants, *members), b"".join((
-                    array_head(count), found[3],
-                    heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
-                    CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
-                    packed_meta, CRLF, found[4],
-                    heads[n] if (n := len(key)) < 1024 else bulk_head(n), key, CRLF,
-                    b"$16\r\n", write_id.encode(), CRLF, tail)))
+            # (the command: EVALSHA, SHA, key count, 2 + len(others) keys, 1 argument)
+            count = 6 + len(others)
+            call = Call("patch", (doc, meta, *others), (sent,), b"".join((
+                array_head(count), found[3],
+                heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc,
+                CRLF, heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n),
+                packed_meta, CRLF, found[4],
+                heads[n] if (n := len(sent)) < 1024 else bulk_head(n), sent, CRLF)))
             if len(ids) == 1:  # (the update by id: no list made)
                 return (call,)
             calls.append(call)
@@ -518,7 +519,8 @@ class WriteLayout:
 
     def _patch_args(self, values: dict[str, Any],
                     storage: dict[str, Any]) -> tuple[bytes, tuple[bytes, ...]]:
-        """What the patches of ``values`` share: ARGV[4] and the members."""
+        """What the patches of ``values`` share: the constants (ARGV[1]'s head) and the
+        members."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
         known = shape[3]
@@ -537,10 +539,8 @@ class WriteLayout:
         return shape[4].get(layout) or self._constants(shape, layout), members
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
-        """``patch.lua``'s ARGV[4] for the patches of ``shape`` with the schema layout
-        ``layout``: one MessagePack array of strings (one table for the script, however
-        many fields: strings one after another, each a value returned by the unpack, would
-        overflow Lua's C stack past about 8,000), remembered per layout."""
+        """``patch.lua``'s constants (the head of ARGV[1]) for the patches of ``shape`` with
+        the schema layout ``layout`` (:func:`_pack_constants`), remembered per layout."""
         items = (self.max_document_bytes, layout, *self._events_flat, self.manifests,
                  *shape[0])
         by_layout = shape[4]
@@ -552,8 +552,8 @@ class WriteLayout:
     @staticmethod
     def _members(shape: Patch, values: dict[str, Any], storage: dict[str, Any]
                  ) -> tuple[bytes, ...]:
-        """``patch.lua``'s arguments from ARGV[5] on for these values: the value texts,
-        then the lists of the meta fields (see :meth:`_patched`)."""
+        """``patch.lua``'s values after the constants and the expiry in ARGV[1]: the value
+        texts, then the lists of the meta fields (see :meth:`_patched`)."""
         _, fields, stored_names, _, _ = shape
         # each member apart, as the key and value texts an encoded document holds (the
         # encoder writes a value alike at the top level and inside an object): the script
@@ -567,11 +567,11 @@ class WriteLayout:
 
     def _patched(self, changed: frozenset[str]) -> Patch:
         """What every patch of the fields ``changed`` sends alike, worked out once per set
-        of fields: the items of ``patch.lua``'s ARGV[4] that depend on the fields (the
+        of fields: the items of ``patch.lua``'s constants that depend on the fields (the
         event's "f" when every value changes, the counts, the key texts, the names, the
         meta fields, the touched indexes' quadruples), the value fields whose entries it
         sends, the stored names in field order; for a patch of one field, what it sends by
-        value, and ARGV[4] whole per schema layout (both filled by :meth:`patches`)."""
+        value, and the constants whole per schema layout (both filled by :meth:`patches`)."""
         fields = self.options.fields
         ordered = [name for name in fields if name in changed]
         entries = [entry for entry in self.value_fields if entry[0] in changed]
@@ -918,7 +918,7 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
 
 def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
     """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (among the
-    strings of its ARGV[4], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
+    strings of its ARGV[1], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
     channel (b"": none); all three b"" when the model emits no change events."""
     stream = options.changes is not False
     if not stream and not options.publish:

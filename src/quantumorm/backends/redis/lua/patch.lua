@@ -7,24 +7,24 @@
 -- Every check runs before the first write (Redis does not roll back a failed script). The
 -- document is never decoded and encoded again: the new value texts are spliced into the
 -- stored text (patch_json, _write.lua), every other byte stays as it was.
--- What every patch of a model and of a set of fields sends alike is one argument of
--- MessagePack strings and numbers (each argument costs the server about 1,000 instructions
--- to take in); the values apart. They come one after another, gathered by one table
+-- What every patch of a model and of a set of fields sends alike, then the expiry, the
+-- values, the id key and the write id, are one argument of MessagePack strings and numbers
+-- (each EVALSHA argument costs the server about 1,100 instructions to take in, each
+-- MessagePack string about 550). They come one after another, gathered by one table
 -- constructor (its array sized once), not as one MessagePack array: cmsgpack fills an
 -- array's table one item at a time from an empty one, resizing it as it grows (about 650
--- instructions per item, 17 items in the common patch). Past STREAM_MAX items
--- (writes.py) they come as one array: values returned at once overflow Lua's C stack past
--- about 8,000.
+-- instructions per item, 22 items in the common patch). Past STREAM_MAX constants
+-- (writes.py) they all come as one array: values returned at once overflow Lua's C stack
+-- past about 8,000 (the values after the constants are fewer than the constants: at most
+-- 2 * STREAM_MAX + 3 come one after another).
 --
 -- KEYS[1]   document key            KEYS[2]   meta hash key
 -- KEYS[3]   the partition's id index (ZSET)
 -- KEYS[4]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[5]   the partition's state hash: version clock, schema layout (see _prelude.lua)
 -- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
--- ARGV[1]   id key                  ARGV[2]   write id, 16 characters (see applied_in)
--- ARGV[3]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
--- ARGV[4]   MessagePack strings and numbers one after another, or past STREAM_MAX items one
---           MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
+-- ARGV[1]   MessagePack strings and numbers one after another, or past STREAM_MAX constants
+--           one MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
 --           integers, Lua numbers once unpacked: no text parsed)
 --   c[1]  the largest document allowed, in bytes (a number)
 --   c[2]  the caller's schema layout ("" for none)
@@ -38,9 +38,11 @@
 --         the patch touches (numbers)
 --   then n key texts (the stored names as JSON, quoted), n names (each member's, for the
 --   event's "f"), k meta fields, j quadruples: KEYS position, the number of the meta field
---   holding the index's entries (both numbers), "1" to enforce uniqueness, index name
--- ARGV[5..] n value texts (JSON, as documents are encoded), then k netstring lists of value
---           encodings, one per meta field
+--   holding the index's entries (both numbers), "1" to enforce uniqueness, index name;
+--   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
+--   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
+--   value encodings, one per meta field; then the id key and the write id, 16 characters
+--   (see applied_in)
 --
 -- Returns   {"OK", version, id key} (nothing to change: the stored version, nothing written)
 --           | {"MISSING"} | {"TOOLARGE", size} | {"CORRUPT"} (not a stored JSON object)
@@ -69,15 +71,18 @@
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
 
-local doc_key, meta_key, state_key, idkey, write_id = KEYS[1], KEYS[2], KEYS[5], ARGV[1],
-                                                      ARGV[2]
--- (one array: the one value unpacked; values one after another are at least 10)
-local c = {cmsgpack.unpack(ARGV[4])}
+local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
+-- (one array: the one value unpacked; values one after another are more than one)
+local c = {cmsgpack.unpack(ARGV[1])}
 if #c == 1 then c = c[1] end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k
-local at_lists = 4 + n  -- (in ARGV; the value texts start at ARGV[5])
+-- (in c: the expiry at c[at_values], the value texts from c[at_values + 1], the lists from
+-- c[at_lists + 1])
+local at_values = at_indexes + 4 * j + 1
+local at_lists = at_values + n
+local idkey, write_id = c[at_lists + k + 1], c[at_lists + k + 2]
 -- (cold_paths(), made on the first rare path taken; there, rare.index_records(...) of c[6]
 -- is every index of the model, in KEYS[6..] order, as a purge or a sweep writes them, and
 -- the document and meta key prefixes are this document's keys less its escaped id. No
@@ -231,12 +236,10 @@ then
       from = k_end + 1
     end
     if first then
-      local value = ARGV[5]
-      if after - first == #value and string.sub(stored, first, after - 1) == value then
-        json, count = stored, 0
-      else
-        json, count = string.sub(stored, 1, first - 1) .. value .. string.sub(stored, after), 1
-      end
+      -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
+      -- string and == compares two pointers; no third string.sub for the old value's text)
+      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+      count = json == stored and 0 or 1
     end
   end
 end
@@ -244,7 +247,7 @@ if not json then
   rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do
-    given[i] = {c[10 + i], ARGV[4 + i]}
+    given[i] = {c[10 + i], c[at_values + i]}
     names[i] = c[at_names + i]
   end
   local differing
@@ -253,7 +256,7 @@ if not json then
   count = #differing
   if count < n then changed = cmsgpack.pack(differing) end
 end
-local expiry = ARGV[3]
+local expiry = c[at_values]
 if count == 0 and expiry == "keep" then
   rare = rare or cold_paths()
   return rare.bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
@@ -267,7 +270,7 @@ if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pac
 local moved  -- {key, drop, add} of each index whose entries change (the general loop's)
 local index_key, was, now  -- (the common move's, else nil)
 if j == 1 and c[at_indexes + 3] ~= "1" then
-  local old, new = got[3] or "", ARGV[at_lists + field]
+  local old, new = got[3] or "", c[at_lists + field]
   -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits;
   -- one match of each gives both parts, the length read by arithmetic on its digits, as
   -- tonumber reads them, with no function call: each costs the server about 800
@@ -295,7 +298,7 @@ elseif j > 0 then
     local base = at_indexes + 4 * (i - 1)
     local key = KEYS[tonumber(c[base + 1])]
     local field = tonumber(c[base + 2])
-    local new = ARGV[at_lists + field]
+    local new = c[at_lists + field]
     local old = got[i + 2] or ""
     local unique = c[base + 3] == "1"
     local drop, add
@@ -348,7 +351,8 @@ local now_us = t[1] * 1000000 + t[2]
 local version, shown = clock + 1, nil
 if now_us > version then version = now_us end
 if version == now_us then
-  shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
+  -- (the microseconds padded to 6 digits; no call when they have 6, 9 times in 10)
+  shown = #t[2] == 6 and t[1] .. t[2] or t[1] .. string.sub("00000", #t[2]) .. t[2]
 else
   shown = string.format("%.0f", version)
 end
@@ -393,14 +397,16 @@ else
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "PXAT", expire_at)
   redis.call("ZADD", KEYS[4], expire_at, idkey)
 end
--- (a version of 16 digits, the time's, has no padding: no call)
+-- (a version of 16 digits, the time's, has no padding: no call; nor has a list of at
+-- most 3 earlier entries, which is kept whole)
+seen = seen or ""
 local recent = write_id .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
-               .. string.sub(seen or "", 1, 96)
+               .. (#seen <= 96 and seen or string.sub(seen, 1, 96))
 if k == 1 then
-  redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], ARGV[at_lists + 1])
+  redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], c[at_lists + 1])
 else
   local fields = {}
-  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], ARGV[at_lists + i] end
+  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], c[at_lists + i] end
   redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
 end
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule

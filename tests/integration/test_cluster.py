@@ -13,7 +13,6 @@ import redis
 from helpers import MODES, assert_indexes_consistent, call
 
 from quantumorm import (
-    BulkWriteError,
     Document,
     IntField,
     ListField,
@@ -326,18 +325,3 @@ async def test_an_index_added_on_a_cluster_is_built_verified_and_repaired(
     assert (await call(New.objects, "verify", mode)).problems.get("missing_meta") == 1
     assert (await call(New.objects, "repair", mode)).ok
     assert_indexes_consistent(raw, New)
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_a_streamed_batch_on_a_cluster(cluster_conn: Any, raw: Any, mode: str) -> None:
-    """A batch cut into streamed chunks (writer.StreamedChunk) goes to its slot's master as
-    any plan does on a cluster (the chunks made when routed); a unique value of the first
-    chunk taken again in the last is refused by position, the others written."""
-    batch = [Single(id=f"b{i}", email=f"b{i}@x") for i in range(300)]
-    batch[290].email = "b1@x"
-    with pytest.raises(BulkWriteError) as caught:
-        await call(Single.objects, "bulk_create", mode, batch)
-    assert [(p, type(e)) for p, e in caught.value.errors] == [(290, UniqueViolation)]
-    assert len(caught.value.written) == 299
-    assert await call(Single.objects, "count", mode) == 299
-    assert_indexes_consistent(raw, Single)

@@ -13,7 +13,6 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from collections.abc import Callable
 from typing import Any, ClassVar, Union
 
 from .luachunks import Chunk, cold_table, prune, split
@@ -138,43 +137,6 @@ class Call:
             fields["wire"] = wire
 
 
-class LazyCall(Call):
-    """A script call whose keys and arguments are made when first read (then kept): a
-    streamed plan's later steps (:attr:`RedisPlan.stream`), which the executor makes one
-    after the other, writing each to the socket before making the next, so that the server
-    runs one while the client makes the next (a bulk insert's chunks: ``Writer._batches``).
-    Read again (a retry, a reload after NOSCRIPT, a resend after a lost connection), it is
-    the call made the first time: the same write ids. ``make`` must not fail once the
-    operation has checked its input (it runs after earlier steps may have been applied).
-    Never carries ``wire``."""
-
-    def __init__(self, script: str, make: Callable[[], Call]) -> None:
-        fields = self.__dict__
-        fields["script"] = script
-        fields["_make"] = make
-
-    def _made(self) -> Call:
-        fields = self.__dict__
-        made: Call | None = fields.get("_call")
-        if made is None:
-            made = fields["_call"] = fields["_make"]()
-            fields["_make"] = None  # (what it captured is freed once made)
-        return made
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return self._made().keys
-
-    @property
-    def args(self) -> tuple[Any, ...]:
-        return self._made().args
-
-    @property
-    def made(self) -> bool:
-        """Whether the call has been made (for tests and the executors)."""
-        return "_call" in self.__dict__
-
-
 Step = Union[Command, Call]
 
 
@@ -204,23 +166,14 @@ class RedisPlan:
     #: ``read_from_replicas``: what a read checks against two-phase commits (their locks and
     #: records, and the read sent again after settling them), as a replica may lag behind
     primary: bool = False
-    #: True for a plan of script calls whose steps are made one after the other as they
-    #: are sent (:class:`LazyCall`): an executor sending its first round on one connection
-    #: writes each step as soon as it is made (``executor._stream_trip``). Not a field,
-    #: as :attr:`Call.wire`: only the executors read it, and every other round (a retry, a
-    #: reload, a cluster's) sends the made steps as any plan's.
-    stream: ClassVar[bool] = False
 
     def __init__(self, steps: tuple[Step, ...], read_only: bool = False,
-                 idempotent: bool = False, primary: bool = False,
-                 stream: bool = False) -> None:
+                 idempotent: bool = False, primary: bool = False) -> None:
         fields = self.__dict__  # (as Command's: every operation builds at least one plan)
         fields["steps"] = steps
         fields["read_only"] = read_only
         fields["idempotent"] = idempotent
         fields["primary"] = primary
-        if stream:
-            fields["stream"] = True
 
     @property
     def retryable(self) -> bool:

@@ -426,16 +426,6 @@ def first_commands(plan: RedisPlan, link: Link) -> list[tuple[Any, ...]] | None:
     return commands
 
 
-def first_stream(plan: RedisPlan, link: Link) -> bool:
-    """Whether an executor whose writer and reader are one client may send ``plan``'s
-    first round as a stream (``RedisPlan.stream``: each step written as soon as it is
-    made, the replies read after the last): the same round as :func:`first_commands`'
-    (one connection, the same commands, no WAIT), whose outcome, if a reply is an error
-    or the send raised, is handed to :func:`exchange` as its first round's."""
-    return (plan.stream and not link.cluster and link.eviction_checked and not plan.read_only
-            and not link.wait)
-
-
 def first_wire(plan: RedisPlan, link: Link) -> bytes | None:
     """The RESP bytes of ``plan``'s lone step, packed by its maker (``Call.wire``,
     ``Command.wire``), where :func:`first_commands` would give exactly that command (a
@@ -477,4 +467,4 @@ def _marked(replies: list[Any]) -> list[Any]:
 __all__ = ["BACKOFF", "LOAD_SCRIPTS", "MAX_BACKOFF", "NOT_EXECUTED", "READ_POLICIES",
            "RELEARN", "REMAP", "Exchange", "Fanout", "Link", "LoadScripts", "ReadPolicies",
            "Relearn", "Request", "Send", "Sleep", "backoff", "exchange", "first_commands",
-           "first_key", "first_stream", "first_send", "first_wire", "retry_allowed", "route", "script_command"]
+           "first_key", "first_send", "first_wire", "retry_allowed", "route", "script_command"]

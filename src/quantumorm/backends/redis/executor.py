@@ -67,7 +67,6 @@ from .exchange import (
     Sleep,
     first_commands,
     first_send,
-    first_stream,
     first_wire,
     script_command,
 )
@@ -75,7 +74,7 @@ from .exchange import exchange as exchange_of
 from .loops import LoopClients
 from .options import ClientOptions
 from .pooling import ASYNC_GET, SYNC_GET
-from .reloads import aload_all, load_all, noscript, step_args
+from .reloads import aload_all, load_all, noscript
 from .translation import translate
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -171,64 +170,6 @@ def _round_trip(pool: Any, commands: list[tuple[Any, ...]],
         pool.release(conn)
 
 
-def _stream_trip(pool: Any, plan: RedisPlan, functions: bool) -> list[Any]:
-    """:func:`_round_trip` of a streamed plan (``RedisPlan.stream``): each step made
-    (``LazyCall``), packed and written before the next is made, so that the server runs a
-    step while the client makes the next; then a reply per step. A health check, when the
-    pool's connections have them, only before the first write (a PING between two steps
-    would read a step's reply as its own). A step that cannot be made (it must not
-    happen: see ``LazyCall``) disconnects the connection and raises, as any interruption."""
-    conn = pool.get_connection(*SYNC_GET)
-    steps = plan.steps
-    try:
-        check = True
-        for step in steps:
-            conn.send_packed_command(_pack(conn, [step_args(step, False, False, functions)]),
-                                     check)
-            check = False
-        replies: list[Any] = []
-        for _ in steps:
-            try:
-                replies.append(conn.read_response())
-            except rx.ResponseError as exc:
-                replies.append(exc)
-        return replies
-    except BaseException:
-        conn.disconnect()
-        raise
-    finally:
-        pool.release(conn)
-
-
-async def _around_stream(pool: Any, plan: RedisPlan, functions: bool) -> list[Any]:
-    """:func:`_stream_trip` on an asyncio pool: each step written to the transport as soon
-    as it is made (what the transport cannot take at once is drained, within the socket
-    timeout, before the next step is made)."""
-    conn = await pool.get_connection(*ASYNC_GET)
-    steps = plan.steps
-    try:
-        first = True
-        for step in steps:
-            packed = _pack(conn, [step_args(step, False, False, functions)])
-            if first:
-                await _asend(conn, packed)
-                first = False
-            else:
-                await _asend_more(conn, packed)
-        replies: list[Any] = []
-        for _ in steps:
-            try:
-                replies.append(await conn.read_response())
-            except rx.ResponseError as exc:
-                replies.append(exc)
-        return replies
-    except BaseException:
-        await conn.disconnect(nowait=True)
-        raise
-    finally:
-        await pool.release(conn)
-
-
 async def _around_trip(pool: Any, commands: list[tuple[Any, ...]],
                        wire: bytes | None = None) -> list[Any]:
     """:func:`_round_trip` on an asyncio pool (cancelled mid-read, the connection is
@@ -261,18 +202,6 @@ async def _asend(conn: Any, packed: list[bytes]) -> None:
     writer = getattr(conn, "_writer", None)  # (None also where a redis-py has none)
     if writer is None or conn.health_check_interval or writer.transport.is_closing():
         await conn.send_packed_command(packed)
-        return
-    writer.writelines(packed)
-    if writer.transport.get_write_buffer_size():
-        await conn.send_packed_command([], check_health=False)  # (drains, timed)
-
-
-async def _asend_more(conn: Any, packed: list[bytes]) -> None:
-    """:func:`_asend` of a stream's later step: never a health check (replies of the
-    steps before it are still unread)."""
-    writer = getattr(conn, "_writer", None)
-    if writer is None or writer.transport.is_closing():
-        await conn.send_packed_command(packed, check_health=False)
         return
     writer.writelines(packed)
     if writer.transport.get_write_buffer_size():
@@ -317,20 +246,6 @@ class SyncRedisExecutor:
     def execute(self, plan: RedisPlan) -> list[Any]:
         pool = self._pool
         commands: Any = None
-        failed: BaseException | list[Any]
-        if plan.stream and pool is not None and first_stream(plan, self.link):
-            try:  # (a bulk insert's chunks: each written as soon as it is made)
-                replies = _stream_trip(pool, plan, self.link.functions)
-            except BaseException as exc:
-                failed = exc  # (handled outside, as below)
-            else:
-                for reply in replies:
-                    if isinstance(reply, BaseException):
-                        break
-                else:
-                    return replies
-                failed = replies
-            return self._exchange(plan, failed)
         steps = plan.steps  # (first_wire's first test in line: most plans have no wire)
         if (pool is not None and len(steps) == 1 and steps[0].wire is not None
                 and (wire := first_wire(plan, self.link)) is not None):
@@ -338,7 +253,7 @@ class SyncRedisExecutor:
             try:
                 replies = _round_trip(pool, _ONE, wire)
             except BaseException as exc:
-                failed = exc  # (handled outside, as below)
+                failed: BaseException | list[Any] = exc  # (handled outside, as below)
             else:
                 if not isinstance(replies[0], BaseException):
                     return replies
@@ -492,22 +407,6 @@ class AsyncRedisExecutor:
         # (as the sync twin: one client, not pinned to a connection, takes the commands
         # alone)
         commands: Any = None
-        failed: BaseException | list[Any]
-        if (plan.stream and not self.cluster and writer is reader
-                and not writer.single_connection_client and first_stream(plan, self.link)):
-            try:  # (as the sync twin)
-                replies = await _around_stream(writer.connection_pool, plan,
-                                               self.link.functions)
-            except BaseException as exc:
-                failed = exc
-            else:
-                for reply in replies:
-                    if isinstance(reply, BaseException):
-                        break
-                else:
-                    return replies
-                failed = replies
-            return await self._exchange(plan, writer, reader, failed)
         steps = plan.steps  # (first_wire's first test in line, as the sync twin)
         if (not self.cluster and len(steps) == 1 and steps[0].wire is not None
                 and writer is reader and not writer.single_connection_client
@@ -516,7 +415,7 @@ class AsyncRedisExecutor:
             try:
                 replies = await _around_trip(writer.connection_pool, _ONE, wire)
             except BaseException as exc:
-                failed = exc  # (handled outside: see the sync twin)
+                failed: BaseException | list[Any] = exc  # (handled outside: see the sync twin)
             else:
                 if not isinstance(replies[0], BaseException):
                     return replies

@@ -3,9 +3,8 @@ insert that allocates its own id, transactions, expiry and sweeps.
 
 :meth:`Writer.write` sends one round of script calls per round of
 :func:`quantumorm.engine.autoid.write` (the auto-id retry loop every backend shares): inserts
-with known ids go together, ``insert_many`` calls per partition (a bulk insert's batch of
-2 * STREAM_FIRST documents or more streamed in growing chunks: :class:`StreamedChunk`);
-every other write is its own ``insert``, ``save`` (update) or ``delete`` call. The call records come from the model's
+with known ids go together, one ``insert_many`` call per partition; every other write is
+its own ``insert``, ``save`` (update) or ``delete`` call. The call records come from the model's
 :class:`~.writes.WriteLayout`; their replies are parsed once (:mod:`.replies`).
 """
 
@@ -14,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ... import gcpause, sortable
+from ... import sortable
 from ...engine import autoid
 from ...engine.contract import Expiry, Patched, WriteRequest, WriteResult
 from ...engine.drive import Op
@@ -32,7 +31,7 @@ from ...errors import (
 from ...options import ModelOptions
 from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
-from .commands import Call, Command, LazyCall, RedisPlan
+from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
@@ -45,55 +44,7 @@ SETTLE_WINDOW = 1024
 #: every such call, shared, so its empty sequences are tuples, which no reader can change
 _ONE_PATCHED = Patched(1, (), ())
 
-#: a bulk insert's batch is streamed in chunks (see :class:`StreamedChunk`): the first of
-#: STREAM_FIRST documents, so that the server starts soon; each next one STREAM_GROWTH
-#: times larger, as the server runs a document about four times longer than the client
-#: makes its part of the call (issue 12's workload: ~25 µs against ~6), so that the client
-#: stays ahead with few calls (a batch of 500: 40, 120, 340), each one more wakeup of the
-#: server and of the client; a rest smaller than STREAM_FIRST joins the chunk before it
-STREAM_FIRST = 40
-STREAM_GROWTH = 3
-
-
-class StreamedChunk:
-    """One chunk of a bulk insert's batch: an ``insert_many`` call made only when the
-    executor sends it (:class:`~.commands.LazyCall`), after it has written the chunk before
-    it to the socket, so that the client's encoding of a chunk (index values, write ids,
-    the call's packing) overlaps the server's run of the one before. The batch's documents
-    were validated, encoded and size-checked before the first chunk is sent
-    (``engine.ops.bulk_create``); from their requests, making the call cannot fail. Made in
-    a pause of the garbage collector, as the operation's own steps are (``gcpause``)."""
-
-    __slots__ = ("_call",)
-
-    def __init__(self, state: ModelState, partition: int,
-                 requests: list[WriteRequest]) -> None:
-        def make() -> Call:
-            with gcpause.paused():
-                return state.writes.insert_many(partition, requests).call()
-
-        self._call = LazyCall("insert_many", make)
-
-    def call(self) -> Call:
-        return self._call
-
-
-Record = SaveCall | DeleteCall | InsertManyCall | StreamedChunk
-
-
-def _chunks(count: int) -> list[tuple[int, int]]:
-    """A batch of ``count`` documents as the (start, end) of its streamed chunks (one
-    when it is smaller than two first chunks; never a chunk of one document, which would
-    be read as a save's reply)."""
-    out: list[tuple[int, int]] = []
-    start, size = 0, STREAM_FIRST
-    while start < count:
-        end = start + size
-        if count - end < STREAM_FIRST:
-            end = count
-        out.append((start, end))
-        start, size = end, size * STREAM_GROWTH
-    return out
+Record = SaveCall | DeleteCall | InsertManyCall
 
 
 def written_whole(raw: list[Any]) -> int | None:
@@ -207,8 +158,7 @@ class Writer(TwoPhase):
                     # earlier application by its write id); not deletes (no write id
                     # survives them) nor an insert that allocates its id (it is looked up)
                     resendable = not allocating and all(c.script != "delete" for c in calls)
-                    sent = yield RedisPlan(tuple(calls), idempotent=resendable, stream=any(
-                        type(record) is StreamedChunk for record, _ in batches))
+                    sent = yield RedisPlan(tuple(calls), idempotent=resendable)
                 elif isinstance(outcome, BackendConnectionError):
                     raise outcome
                 else:
@@ -297,12 +247,8 @@ class Writer(TwoPhase):
                      else state.writes.save(request), positions)]
         if state.keys.partitions == 1 and _uniform(requests):
             # (a bulk insert's batch, the other common case: one group, as grouping gives
-            # it, without a key and a pair per document; streamed in chunks when larger
-            # than one: see StreamedChunk)
-            if len(requests) < 2 * STREAM_FIRST:
-                return [(state.writes.insert_many(0, requests), list(positions))]
-            return [(StreamedChunk(state, 0, requests[start:end]), positions[start:end])
-                    for start, end in _chunks(len(requests))]
+            # it, without a key and a pair per document)
+            return [(state.writes.insert_many(0, requests), list(positions))]
         calls: list[tuple[Record, list[int]]] = []
         grouped: dict[tuple[int, Any], list[tuple[int, WriteRequest]]] = {}
         for position, request in zip(positions, requests, strict=True):
@@ -313,17 +259,10 @@ class Writer(TwoPhase):
                 calls.append((state.writes.delete(request), [position]))
             else:
                 calls.append((state.writes.save(request), [position]))
-        # (a bulk insert's batch over several partitions: each partition's documents
-        # streamed, as one partition's are; any other plan made at once)
-        streamed = not calls and len(grouped) > 1 and _uniform(requests)
         for (partition, _expire), members in grouped.items():
             if len(members) == 1:
                 position, request = members[0]
                 calls.append((state.writes.save(request), [position]))
-            elif streamed:
-                calls += [(StreamedChunk(state, partition, [r for _, r in members[start:end]]),
-                           [p for p, _ in members[start:end]])
-                          for start, end in _chunks(len(members))]
             else:
                 record = state.writes.insert_many(partition, [r for _, r in members])
                 calls.append((record, [p for p, _ in members]))

@@ -45,7 +45,7 @@ class Patched(Document):
 
 
 def constants(packed: bytes) -> list[bytes | int]:
-    """patch.lua's ARGV[3] as it reads it: MessagePack strings and non-negative integers (a
+    """patch.lua's ARGV[1] as it reads it: MessagePack strings and non-negative integers (a
     positive fixint, or a uint 16, 32 or 64), nothing else, one after another, or one
     MessagePack array of them (past writes.STREAM_MAX items)."""
     if packed[0] & 0xF0 == 0x90 or packed[0] == 0xDC:

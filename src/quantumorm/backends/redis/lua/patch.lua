@@ -237,7 +237,9 @@ then
     end
     if first then
       -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
-      -- string and == compares two pointers; no third string.sub for the old value's text)
+      -- string and == compares two pointers; no third string.sub for the old value's text.
+      -- A patch that changes nothing thus copies the document once more than a compare of
+      -- the old value's text would: the common patch changes its value, and needs the copy)
       json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
       count = json == stored and 0 or 1
     end

@@ -41,7 +41,9 @@ class SaveCall:
     id_key: bytes  # b"": allocate the next id from sequence_key
     document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
-    values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
+    #: MessagePack pairs: meta field, netstring list of value encodings (an array; an
+    #: insert's, insert.lua's, one after another)
+    values: bytes
     #: MessagePack quadruples: KEYS position, meta field, unique flag, name; b"" for an
     #: insert into a model with no unique index (every index, in KEYS order, none enforced)
     touched: bytes
@@ -53,8 +55,10 @@ class SaveCall:
     changed: bytes  # MessagePack changed field names; b"" for all
     layout: bytes  # the caller's schema layout
     #: MessagePack, per index of ``touched`` (every index, in index order): its value
-    #: encodings; b"": the script reads them from ``values`` (and the call leaves the
-    #: argument out: every argument costs the server a string made for the script)
+    #: encodings (an insert's, insert.lua's, in insert_many.lua's flat form: its count,
+    #: then its encodings, unless very many); b"": the script reads them from ``values``
+    #: (and the call leaves the argument out: every argument costs the server a string
+    #: made for the script)
     members: bytes = b""
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None

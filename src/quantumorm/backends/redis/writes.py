@@ -276,17 +276,24 @@ class WriteLayout:
         # (_touched's remembered answer looked up in line: a tuple, never empty)
         fields, compound, touched, packed_indexes = (
             self._touched_by.get(changed) or self._touched(changed))
-        if changed is None:
-            # every field (an insert, or an update of all): its entries as a bulk insert
-            # packs them, remembered per value, and per index in index order, which the
-            # script reads whole (one MessagePack decode) instead of parsing the
-            # netstrings index by index
+        if changed is None and request.kind == "insert":
+            # every field of a new document: its entries as a bulk insert packs them,
+            # remembered per value, in insert_many.lua's flat form (per index in index
+            # order its count, then its encodings, one value after another), and its pairs
+            # one after another, not an array: insert.lua gathers the entries into one
+            # table and passes the pairs on to the meta hash's HSET as they unpack (each
+            # item of a MessagePack array costs the server its table's growth)
+            packed_pairs, members, _ = self.bulk_values(values, True)
+            if not self.any_unique:
+                # (nothing to enforce: no quadruples to unpack)
+                packed_indexes = b""
+        elif changed is None:
+            # every field (an update of all): its entries as a bulk insert packs them,
+            # remembered per value, and per index in index order, which save.lua reads
+            # whole (one MessagePack decode) instead of parsing the netstrings index by
+            # index
             packed_pairs, members, _ = self.bulk_values(values)
             packed_pairs = self._pairs_header + packed_pairs
-            if not self.any_unique and request.kind == "insert":
-                # (insert.lua, nothing to enforce: no quadruples to unpack; an update of
-                # every field goes to save.lua, which reads them)
-                packed_indexes = b""
         elif len(fields) == 1 and not compound and type(
                 value := values.get(fields[0][0])) in _MEMO_TYPES:
             # (the common update: one indexed field set to a plain value; its packed pair

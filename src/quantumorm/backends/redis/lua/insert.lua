@@ -13,7 +13,9 @@
 -- KEYS[6]   the partition's state hash    KEYS[7..] every index key of the model
 -- ARGV[1]   id key, or "" to allocate the next id from KEYS[4]
 -- ARGV[2]   document JSON                 ARGV[3]  write id, 16 characters
--- ARGV[4]   MessagePack array of pairs: meta field name, netstring list of value encodings
+-- ARGV[4]   MessagePack pairs one after another (not an array): meta field name, netstring
+--           list of value encodings (passed on to the meta hash's HSET as cmsgpack.unpack
+--           returns them: no table made of them)
 -- ARGV[5]   MessagePack array of quadruples, one per index of the model in KEYS[7..]
 --           order: KEYS position (7, 8...: not read), meta field, "1" to enforce
 --           uniqueness, index name; ""
@@ -25,8 +27,12 @@
 -- ARGV[10]  change events: "", the spec events_on() reads, or the stream's MAXLEN alone
 --           (digits); the stream is KEYS[#KEYS]
 -- ARGV[11]  the caller's schema layout ("" for none)
--- ARGV[12]  MessagePack array with, per index of ARGV[5], the array of its value encodings
---           (ARGV[4]'s netstrings, decoded); "" (or absent): read from ARGV[4]
+-- ARGV[12]  per index of ARGV[5], its count of value encodings then the encodings
+--           (ARGV[4]'s netstrings, decoded), MessagePack values one after another, as
+--           insert_many.lua reads them (gathered by one table constructor: cmsgpack fills an
+--           array's table one item at a time, resizing it as it grows); for a document with
+--           very many (writes._FLAT_BYTES), one MessagePack array with, per index, the array
+--           of its encodings; "" (or absent): read from ARGV[4]
 --
 -- Every check runs before the first write, and the JSON is stored verbatim, as in save.lua;
 -- the replies are save.lua's for an insert: {"OK", version, id key} | {"EXISTS"}
@@ -142,33 +148,55 @@ if described and #described ~= 4 * nindexes then
   return redis.error_reply("ERR insert.lua: " .. #described .. " index quadruple items for "
                            .. nindexes .. " indexes")
 end
-local fields = cmsgpack.unpack(ARGV[4])
+-- every index's value encodings in one list: per index its count, then its encodings
 local listed
-if ARGV[12] and ARGV[12] ~= "" then
-  listed = cmsgpack.unpack(ARGV[12])
+local members = ARGV[12]
+if members and members ~= "" then
+  -- (the arrays form is one MessagePack array: 0x90-0x9f, 0xdc or 0xdd first; the flat
+  -- run starts with a count, an integer of any MessagePack width)
+  local first = string.byte(members, 1)
+  if first >= 144 and first <= 159 or first == 220 or first == 221 then
+    local n = 0
+    listed = {}
+    for _, these in ipairs(cmsgpack.unpack(members)) do
+      listed[n + 1] = #these
+      for m = 1, #these do listed[n + 1 + m] = these[m] end
+      n = n + 1 + #these
+    end
+  else
+    listed = {cmsgpack.unpack(members)}
+  end
 else  -- (not sent: each index's netstring list of ARGV[4], parsed, as save.lua reads it)
-  local values, manifests = {}, cmsgpack.unpack(ARGV[6])
+  local fields, values, manifests = {cmsgpack.unpack(ARGV[4])}, {}, cmsgpack.unpack(ARGV[6])
   for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+  local n = 0
   listed = {}
   rare = rare or cold_paths()
-  for i = 1, nindexes do listed[i] = rare.unpack_list(values[manifests[i]]) end
+  for i = 1, nindexes do
+    local these = rare.unpack_list(values[manifests[i]])
+    listed[n + 1] = #these
+    for m = 1, #these do listed[n + 1 + m] = these[m] end
+    n = n + 1 + #these
+  end
 end
+local at = 1  -- (in listed: index i's count, its encodings after it)
 for i = 1, nindexes do
-  local key, new = KEYS[6 + i], listed[i]
+  local key, n = KEYS[6 + i], listed[at]
   local unique = described and described[4 * i - 1] == "1"
   -- (an index with entries to add proves its type by that ZADD, below)
   -- (type_ok() in line: the common path names no function it does not call)
-  if unique or #new == 0 then
+  if unique or n == 0 then
     local t = redis.call("TYPE", key).ok
     if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", key} end
   end
   if unique then
     rare = rare or cold_paths()
-    for _, member in ipairs(new) do
-      local holder = rare.unique_holder(key, member, idkey, doc_prefix)
+    for j = at + 1, at + n do
+      local holder = rare.unique_holder(key, listed[j], idkey, doc_prefix)
       if holder then return {"UNIQUE", described[4 * i], holder} end
     end
   end
+  at = at + 1 + n
 end
 
 -- a new id, as save.lua takes it: after every other check, counter values a user took
@@ -224,24 +252,25 @@ if added ~= 1 and added ~= 0 then
   return {"WRONGTYPE", KEYS[3]}
 end
 local written = 0
+at = 1
 for i = 1, nindexes do
-  local key, new = KEYS[6 + i], listed[i]
-  local n, reply = #new, nil
+  local key, n, reply = KEYS[6 + i], listed[at], nil
   if n == 1 then  -- (a scalar field's one entry: no argument list made)
-    reply = redis.pcall("ZADD", key, "0", new[1] .. idkey)
+    reply = redis.pcall("ZADD", key, "0", listed[at + 1] .. idkey)
   elseif n > 500 then  -- (more than one ZADD: change_entries chunks them)
     local add = {}
-    for j = 1, n do add[j] = new[j] .. idkey end
+    for j = 1, n do add[j] = listed[at + j] .. idkey end
     rare = rare or cold_paths()
     refused = rare.change_entries(key, {}, add)
     reply = n
   elseif n > 0 then
     local args = {}
-    for j = 1, n do args[2 * j - 1], args[2 * j] = "0", new[j] .. idkey end
+    for j = 1, n do args[2 * j - 1], args[2 * j] = "0", listed[at + j] .. idkey end
     reply = redis.pcall("ZADD", key, unpack(args))
   else
     reply = n
   end
+  at = at + 1 + n
   -- (a count of n entries added, the usual reply, is no error; any other is looked at)
   if reply ~= n and type(reply) ~= "number" then
     if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
@@ -277,10 +306,12 @@ if not refused then
 end
 if refused then  -- (the entries added so far, as take_back_entries reads them)
   local taken, none = {}, {}
+  at = 1
   for i = 1, written do
     local add = {}
-    for j, member in ipairs(listed[i]) do add[j] = member .. idkey end
+    for j = 1, listed[at] do add[j] = listed[at + j] .. idkey end
     taken[i] = {key = KEYS[6 + i], drop = none, add = add}
+    at = at + 1 + listed[at]
   end
   rare = rare or cold_paths()
   rare.take_back_entries(taken, written)
@@ -308,7 +339,7 @@ end
 -- (a version of 16 digits, the time's, has no padding: no call)
 redis.call("HSET", meta_key, "v", shown, "r",
            ARGV[3] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown,
-           unpack(fields))
+           cmsgpack.unpack(ARGV[4]))
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

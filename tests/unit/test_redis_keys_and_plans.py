@@ -959,24 +959,6 @@ class SaveArgs:
     indexes: list[tuple[int, str, str, str]]
 
 
-def _count(stream: bytes) -> int:
-    """How many MessagePack strings ``stream`` holds, one after another."""
-    count, pos = 0, 0
-    while pos < len(stream):
-        head = stream[pos]
-        if head & 0xE0 == 0xA0:
-            size, pos = head & 0x1F, pos + 1
-        elif head == 0xD9:
-            size, pos = stream[pos + 1], pos + 2
-        elif head == 0xDA:
-            size, pos = int.from_bytes(stream[pos + 1:pos + 3], "big"), pos + 3
-        else:
-            size, pos = int.from_bytes(stream[pos + 1:pos + 5], "big"), pos + 5
-        pos += size
-        count += 1
-    return count
-
-
 def parse_save(call: Any) -> SaveArgs:
     args = list(call.args)
     # ..., all manifests, expiry, document and meta key prefixes, events spec, changed names,
@@ -992,12 +974,11 @@ def parse_save(call: Any) -> SaveArgs:
     else:
         assert len(args) == 14 and args[13] == b""
     kind, version, id_key, document, write_id = args[:5]
-    # name, value, name, value... (an insert's one after another, not an array: insert.lua
-    # passes them on to the meta hash's HSET as they unpack)
-    flat = wire.unpack(wire.array_header(_count(args[5])) + args[5] if call.script == "insert"
-                       else args[5])
+    # name, value, name, value... one after another, not an array (a script gathers them by
+    # one table constructor; insert.lua passes them on to the meta hash's HSET)
+    flat = wire.unpack_items(args[5])
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    described = [item.decode() for item in wire.unpack(args[6])]
+    described = [item.decode() for item in wire.unpack_items(args[6])]
     assert len(described) % 4 == 0
     quads = [described[i:i + 4] for i in range(0, len(described), 4)]
     return SaveArgs(kind, version, id_key, document, write_id, pairs,

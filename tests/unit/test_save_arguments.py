@@ -129,7 +129,7 @@ def test_an_insert_sends_every_pair_and_the_entries_of_every_index(id: str | Non
             # per index, in the order of the touched indexes (every index: index order),
             # the encodings that its pair holds as netstrings (insert_many.lua's flat form)
             members = _flat(call.members)
-            described = _unpack(call.touched)
+            described = _stream(call.touched)
             assert len(members) == len(described) // 4 == len(Item._meta.indexes)
             by_field = dict(zip(pairs[::2], pairs[1::2], strict=True))
             for i, index in enumerate(Item._meta.indexes):
@@ -150,11 +150,11 @@ def test_an_update_sends_the_changed_pairs_only_and_no_entry_array() -> None:
     assert call.members == b""
     assert request.values is not None
     s_n = Item._meta.indexes[5]
-    assert call.values == wire.pack([
+    assert call.values == wire.items([
         b"f:n", sortable.pack_list(Item._meta.fields["n"].index_keys(request.values["n"])),
         b"x:s__n", sortable.pack_list(writes.index_members(Item._meta, s_n, request.values))])
     # the indexes of "n": the field's own and the unique compound one
-    described = _unpack(call.touched)
+    described = _stream(call.touched)
     assert described[1::4] == [b"f:n", b"x:s__n"]
 
 
@@ -185,9 +185,9 @@ def test_a_one_field_update_sends_the_pair_the_general_path_packs_remembered_or_
                                    frozenset({name}), Expiry.KEEP, b"{}")
             call = layout.save(request)
             meta_name = b"f:" + name.encode()
-            assert call.values == wire.pack([
+            assert call.values == wire.items([
                 meta_name, sortable.pack_list(fields[name].index_keys(value))]), (name, value)
-            assert call.members == b"" and _unpack(call.touched)[1::4] == [meta_name]
+            assert call.members == b"" and _stream(call.touched)[1::4] == [meta_name]
 
 
 def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> None:
@@ -200,13 +200,13 @@ def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> No
     assert insert.touched == b"" and len(_flat(insert.members)) == len(Plain._meta.indexes)
     update = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(),
                                      frozenset({"n"}), Expiry.KEEP, b"{}"))
-    assert _unpack(update.touched)[1::4] == [b"f:n"]
+    assert _stream(update.touched)[1::4] == [b"f:n"]
     # (an update of every field, changed=None, touches every index: save.lua reads them)
     every = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(), None,
                                     Expiry.KEEP, b"{}"))
-    assert len(_unpack(every.touched)) == 4 * len(Plain._meta.indexes)
+    assert len(_stream(every.touched)) == 4 * len(Plain._meta.indexes)
     item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
-    described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
+    described = _stream(item.save(_request("insert", ROWS[0], None)).touched)
     assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]
 
 

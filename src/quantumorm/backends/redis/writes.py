@@ -219,7 +219,6 @@ class WriteLayout:
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = wire.array_header(len(self.indexes))
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
-        self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
         self._patch_one: dict[str, Patch] = {}
@@ -291,9 +290,8 @@ class WriteLayout:
             # every field (an update of all): its entries as a bulk insert packs them,
             # remembered per value, and per index in index order, which save.lua reads
             # whole (one MessagePack decode) instead of parsing the netstrings index by
-            # index
+            # index; its pairs one after another (wire.items), as every save sends them
             packed_pairs, members, _ = self.bulk_values(values)
-            packed_pairs = self._pairs_header + packed_pairs
         elif len(fields) == 1 and not compound and type(
                 value := values.get(fields[0][0])) in _MEMO_TYPES:
             # (the common update: one indexed field set to a plain value; its packed pair
@@ -302,7 +300,7 @@ class WriteLayout:
             memo = self._update_pairs
             known = memo.get((name, type(value), value))
             if known is None:
-                known = wire.pack([meta_name, sortable.pack_list(field.index_keys(value))])
+                known = wire.items([meta_name, sortable.pack_list(field.index_keys(value))])
                 _keep(memo, (name, type(value), value), known, len(known))
             packed_pairs, members = known, b""
         else:
@@ -312,7 +310,7 @@ class WriteLayout:
                 pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
             for index, manifest in compound:
                 pairs += [manifest, pack_list(index_members(self.options, index, values))]
-            packed_pairs, members = wire.pack(pairs), b""
+            packed_pairs, members = wire.items(pairs), b""
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             p = keys.partition(0)
@@ -331,7 +329,7 @@ class WriteLayout:
             doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
             sequence = p.ids  # unused; any key of the partition keeps one slot
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
-            packed_indexes = wire.pack(_index_args(touched, values))
+            packed_indexes = wire.items(_index_args(touched, values))
         events = self._save_events
         raw = request.raw
         if raw is None or len(raw) > self.max_document_bytes or self.compress is not None:
@@ -414,7 +412,7 @@ class WriteLayout:
                        in enumerate(self.indexes) if changed is None or names & changed]
             compound = [(index, manifest) for _, index, manifest in indexes if index.compound]
             lenient = any(index.compound and index.unique for _, index, _ in indexes)
-            packed = None if lenient else wire.pack(_index_args(indexes, {}))
+            packed = None if lenient else wire.items(_index_args(indexes, {}))
             if len(self._touched_by) > 1024:
                 self._touched_by.clear()
             touched = self._touched_by[changed] = (fields, compound, indexes, packed)

@@ -16,9 +16,9 @@
 -- ARGV[4]   MessagePack pairs one after another (not an array): meta field name, netstring
 --           list of value encodings (passed on to the meta hash's HSET as cmsgpack.unpack
 --           returns them: no table made of them)
--- ARGV[5]   MessagePack array of quadruples, one per index of the model in KEYS[7..]
---           order: KEYS position (7, 8...: not read), meta field, "1" to enforce
---           uniqueness, index name; ""
+-- ARGV[5]   MessagePack quadruples one after another (not an array), one per index of the
+--           model in KEYS[7..] order: KEYS position (7, 8...: not read), meta field, "1" to
+--           enforce uniqueness, index name; ""
 --           when the model has no unique index (nothing to unpack: every index is
 --           KEYS[6 + i], none enforced)
 -- ARGV[6]   MessagePack array: the meta field of every index (a purge's, a sweep's)
@@ -141,7 +141,7 @@ end
 -- index key types and unique claims: every index (KEYS[7..], less the stream when events
 -- are on), its entries from ARGV[12]
 local nindexes = #KEYS - 6 - (spec ~= "" and 1 or 0)
-local described = ARGV[5] ~= "" and cmsgpack.unpack(ARGV[5]) or nil
+local described = ARGV[5] ~= "" and {cmsgpack.unpack(ARGV[5])} or nil
 -- (index i is read at KEYS[6 + i]: quadruples of another count would claim uniqueness in
 -- the wrong index, so they are refused before anything is written)
 if described and #described ~= 4 * nindexes then

@@ -24,10 +24,14 @@
 -- ARGV[4]   document JSON
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
--- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
--- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
---           position, meta field holding the index's entries, "1" to enforce uniqueness,
---           index name
+-- ARGV[6]   MessagePack pairs one after another (not an array): meta field name, netstring
+--           list of value encodings
+-- ARGV[7]   MessagePack quadruples one after another (not an array), one per index this
+--           write touches: KEYS position, meta field holding the index's entries, "1" to
+--           enforce uniqueness, index name
+--           (ARGV[6] and ARGV[7] are gathered by one table constructor each, whose array is
+--           sized once: cmsgpack fills an array's table one item at a time from an empty
+--           one, resizing it as it grows)
 -- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
@@ -140,9 +144,9 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
 end
 
 -- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
-local fields = cmsgpack.unpack(ARGV[6])
+local fields = {cmsgpack.unpack(ARGV[6])}
 local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
-local described = cmsgpack.unpack(ARGV[7])
+local described = {cmsgpack.unpack(ARGV[7])}
 local touched = #described / 4  -- (how many indexes this write touches)
 -- (the general path's records of them, {key, field, unique, name, old, new, drop, add},
 -- made below: the common update's one index is read from ``described`` with no record)

@@ -1126,7 +1126,7 @@ def test_delete_call() -> None:
                              keys.ttl(0), keys.trash(0, "x}{"), keys.state(0))
     assert list(call.keys[6:-1]) == keys.indexes(0) and call.keys[-1] == keys.changes(0)
     assert call.args[:2] == ("5", sortable.id_key("x}{")) and call.args[3] == ""
-    assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
+    assert wire.unpack_items(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
                                          b"x:name__age"]  # aligned with KEYS[7..]
     sharded = KeySpace(Sharded._meta)
     call = delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))

@@ -127,6 +127,8 @@ class DeleteCall:
     event_keys: tuple[str, ...]
     expected_version: str  # "": whatever version is stored
     id_key: bytes
+    #: every index's meta field, in index order: MessagePack strings one after another
+    #: (not an array: delete.lua passes them on to its HMGET as they unpack)
     manifests: bytes
     soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
     events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none

@@ -185,6 +185,9 @@ class WriteLayout:
         self.any_unique = any(index.unique for index in options.indexes)
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
+        #: the same one after another, not an array (delete.lua passes them on to its
+        #: HMGET as they unpack: no table made of them)
+        self.manifest_items = wire.items([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
         self.described = wire.pack([item for index, manifest, _ in self.indexes for item in
                                     (manifest, b"1" if index.unique else b"0",
@@ -783,7 +786,7 @@ class WriteLayout:
         return DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
-            self.manifests, soft, self._save_events, self.layout, packed)
+            self.manifest_items, soft, self._save_events, self.layout, packed)
 
     def _delete_packed(self, partition: int, p: PartitionKeys
                        ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes]:
@@ -798,7 +801,7 @@ class WriteLayout:
             array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
             + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
             (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),
-             b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifests)),
+             b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifest_items)),
             _bulk(events) + _bulk(self.layout), self.layout)
         if len(self._delete_parts) > 64:
             self._delete_parts.clear()

@@ -14,7 +14,9 @@
 -- KEYS[7..] index keys of the model
 -- ARGV[1]   expected version, or "" to delete whatever version is stored
 -- ARGV[2]   id key
--- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[7..] order
+-- ARGV[3]   MessagePack strings one after another (not an array): the meta field of every
+--           index, in KEYS[7..] order (passed on to the meta hash's HMGET as cmsgpack.unpack
+--           returns them: no table made of them on the common path)
 -- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
 --           at once (so no read finds it) and its JSON stays at KEYS[5] that long
 -- ARGV[5]   change events: "" (none), the spec events_on() reads, or the stream's MAXLEN
@@ -117,9 +119,9 @@ if soft then  -- (type_ok() in line: the common path names no function it does n
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", KEYS[5]} end
 end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
--- is built on the common path, only for a purge)
-local manifests = cmsgpack.unpack(ARGV[3])
-local got = redis.pcall("HMGET", KEYS[2], "v", unpack(manifests))
+-- is built on the common path, only for a purge; no table of the fields either: a rare
+-- path that names one unpacks them again)
+local got = redis.pcall("HMGET", KEYS[2], "v", cmsgpack.unpack(ARGV[3]))
 if got.err then
   if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", KEYS[2]} end
   error(got)
@@ -133,7 +135,7 @@ if not alive then  -- it expired: clean up what it left
   if not EVENTS then rare.events_unchecked(spec, KEYS[#KEYS]) end  -- (a purge emits)
   local refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
-  local indexes = rare.index_records(manifests, 7)
+  local indexes = rare.index_records({cmsgpack.unpack(ARGV[3])}, 7)
   local bad = rare.bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
@@ -148,7 +150,7 @@ end
 -- one value (a scalar field's) by one match, as read_list() reads it ("len:bytes", at most
 -- 12 digits, the length read by arithmetic on its digits); any other by read_list()
 local old = {}
-for i = 1, #manifests do
+for i = 1, #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
   local list = got[i + 1]
   local size, item
   if list then size, item = string.match(list, "^(%d+):(.*)$") end
@@ -159,7 +161,7 @@ for i = 1, #manifests do
   else
     rare = rare or cold_paths()
     old[i] = rare.read_list(list, idkey)
-    if not old[i] then return rare.damaged(KEYS[2], manifests[i]) end
+    if not old[i] then return rare.damaged(KEYS[2], ({cmsgpack.unpack(ARGV[3])})[i]) end
   end
 end
 

@@ -197,8 +197,8 @@ async def test_save_lua_refuses_an_insert(conn: Any, redis_client: Any, mode: st
 def quadruples_cut_short(self: calls.SaveCall) -> Call:
     """An insert's call whose index quadruples miss the last index's."""
     made = CALL(self)
-    described = wire.unpack(made.args[4])  # (insert.lua's ARGV[5])
-    return Call(made.script, made.keys, (*made.args[:4], wire.pack(described[:-4]),
+    described = wire.unpack_items(made.args[4])  # (insert.lua's ARGV[5])
+    return Call(made.script, made.keys, (*made.args[:4], wire.items(described[:-4]),
                                        *made.args[5:]))
 
 

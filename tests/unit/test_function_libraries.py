@@ -25,11 +25,12 @@ def test_flags_are_the_scripts_own() -> None:
 
 
 def test_per_call_state_is_set_again_in_each_call() -> None:
-    # (save.lua keeps all four; patch.lua, whose common path is written out in place, only
-    # the change events')
-    for name, resets in (("save", ("EVENTS = nil", "CLOCK, NEW_LAYOUT = nil, nil",
-                                   "DEFERRED, DIRTY = false, false", "NOW_MS = nil")),
-                         ("patch", ("EVENTS = nil",))):
+    # (insert_many.lua keeps all four; patch.lua, insert.lua and save.lua, whose common
+    # paths are written out in place, only the change events')
+    for name, resets in (("insert_many", ("EVENTS = nil", "CLOCK, NEW_LAYOUT = nil, nil",
+                                          "DEFERRED, DIRTY = false, false")),
+                         ("patch", ("EVENTS = nil",)), ("save", ("EVENTS = nil",)),
+                         ("insert", ("EVENTS = nil",))):
         source = library(name).source
         callback = source[source.index("local function call(keys, args)"):]
         for reset in resets:

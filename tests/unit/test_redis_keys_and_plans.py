@@ -974,9 +974,11 @@ def parse_save(call: Any) -> SaveArgs:
     else:
         assert len(args) == 14 and args[13] == b""
     kind, version, id_key, document, write_id = args[:5]
-    flat = wire.unpack(args[5])  # name, value, name, value...
+    # name, value, name, value... one after another, not an array (a script gathers them by
+    # one table constructor; insert.lua passes them on to the meta hash's HSET)
+    flat = wire.unpack_items(args[5])
     pairs = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
-    described = [item.decode() for item in wire.unpack(args[6])]
+    described = [item.decode() for item in wire.unpack_items(args[6])]
     assert len(described) % 4 == 0
     quads = [described[i:i + 4] for i in range(0, len(described), 4)]
     return SaveArgs(kind, version, id_key, document, write_id, pairs,
@@ -1124,7 +1126,7 @@ def test_delete_call() -> None:
                              keys.ttl(0), keys.trash(0, "x}{"), keys.state(0))
     assert list(call.keys[6:-1]) == keys.indexes(0) and call.keys[-1] == keys.changes(0)
     assert call.args[:2] == ("5", sortable.id_key("x}{")) and call.args[3] == ""
-    assert wire.unpack(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
+    assert wire.unpack_items(call.args[2]) == [b"f:mail", b"f:name", b"f:age", b"f:tags",
                                          b"x:name__age"]  # aligned with KEYS[7..]
     sharded = KeySpace(Sharded._meta)
     call = delete_call(Sharded._meta, sharded, WriteRequest("delete", "abc", 0))

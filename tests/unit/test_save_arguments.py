@@ -65,8 +65,34 @@ def _unpack(packed: bytes) -> list[Any]:
     return out
 
 
+def _stream(packed: bytes) -> list[Any]:
+    """MessagePack values one after another (not an array)."""
+    out, pos = [], 0
+    while pos < len(packed):
+        item, pos = _item(packed, pos)
+        out.append(item)
+    return out
+
+
+def _flat(packed: bytes) -> list[Any]:
+    """insert_many.lua's flat form of an insert's entries (per index its count, then its
+    encodings) as one list per index."""
+    items, out, pos = _stream(packed), [], 0
+    while pos < len(items):
+        count = items[pos]
+        assert isinstance(count, int)
+        out.append(items[pos + 1:pos + 1 + count])
+        pos += 1 + count
+    return out
+
+
 def _item(data: bytes, pos: int) -> tuple[Any, int]:
     head = data[pos]
+    if head <= 0x7F:  # (a positive fixint: a count of the flat form)
+        return head, pos + 1
+    if head in (0xCC, 0xCD):
+        size = 1 if head == 0xCC else 2
+        return int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
     if head & 0xF0 == 0x90 or head == 0xDC:
         count, pos = ((head & 0x0F, pos + 1) if head != 0xDC
                       else (int.from_bytes(data[pos + 1:pos + 3], "big"), pos + 3))
@@ -96,11 +122,14 @@ def test_an_insert_sends_every_pair_and_the_entries_of_every_index(id: str | Non
             values = request.values
             assert values is not None
             pairs, _ = layout.all_entries(values)
-            assert call.values == wire.pack(pairs)
+            # (the pairs one after another, not an array: insert.lua passes them on to
+            # the meta hash's HSET as they unpack)
+            assert _stream(call.values) == pairs
+            assert wire.pack(pairs).endswith(call.values)
             # per index, in the order of the touched indexes (every index: index order),
-            # the encodings that its pair holds as netstrings
-            members = _unpack(call.members)
-            described = _unpack(call.touched)
+            # the encodings that its pair holds as netstrings (insert_many.lua's flat form)
+            members = _flat(call.members)
+            described = _stream(call.touched)
             assert len(members) == len(described) // 4 == len(Item._meta.indexes)
             by_field = dict(zip(pairs[::2], pairs[1::2], strict=True))
             for i, index in enumerate(Item._meta.indexes):
@@ -121,11 +150,11 @@ def test_an_update_sends_the_changed_pairs_only_and_no_entry_array() -> None:
     assert call.members == b""
     assert request.values is not None
     s_n = Item._meta.indexes[5]
-    assert call.values == wire.pack([
+    assert call.values == wire.items([
         b"f:n", sortable.pack_list(Item._meta.fields["n"].index_keys(request.values["n"])),
         b"x:s__n", sortable.pack_list(writes.index_members(Item._meta, s_n, request.values))])
     # the indexes of "n": the field's own and the unique compound one
-    described = _unpack(call.touched)
+    described = _stream(call.touched)
     assert described[1::4] == [b"f:n", b"x:s__n"]
 
 
@@ -156,9 +185,9 @@ def test_a_one_field_update_sends_the_pair_the_general_path_packs_remembered_or_
                                    frozenset({name}), Expiry.KEEP, b"{}")
             call = layout.save(request)
             meta_name = b"f:" + name.encode()
-            assert call.values == wire.pack([
+            assert call.values == wire.items([
                 meta_name, sortable.pack_list(fields[name].index_keys(value))]), (name, value)
-            assert call.members == b"" and _unpack(call.touched)[1::4] == [meta_name]
+            assert call.members == b"" and _stream(call.touched)[1::4] == [meta_name]
 
 
 def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> None:
@@ -168,16 +197,16 @@ def test_an_insert_into_a_model_with_no_unique_index_sends_no_quadruples() -> No
     doc = Plain(s="a", n=1, f=True)
     insert = plain.save(WriteRequest("insert", None, 0, doc.clean(), doc._values(), None,
                                      Expiry.KEEP, b"{}"))
-    assert insert.touched == b"" and len(_unpack(insert.members)) == len(Plain._meta.indexes)
+    assert insert.touched == b"" and len(_flat(insert.members)) == len(Plain._meta.indexes)
     update = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(),
                                      frozenset({"n"}), Expiry.KEEP, b"{}"))
-    assert _unpack(update.touched)[1::4] == [b"f:n"]
+    assert _stream(update.touched)[1::4] == [b"f:n"]
     # (an update of every field, changed=None, touches every index: save.lua reads them)
     every = plain.save(WriteRequest("update", "7", 5, doc.clean(), doc._values(), None,
                                     Expiry.KEEP, b"{}"))
-    assert len(_unpack(every.touched)) == 4 * len(Plain._meta.indexes)
+    assert len(_stream(every.touched)) == 4 * len(Plain._meta.indexes)
     item = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
-    described = _unpack(item.save(_request("insert", ROWS[0], None)).touched)
+    described = _stream(item.save(_request("insert", ROWS[0], None)).touched)
     assert described[::4] == [b"%d" % (7 + i) for i in range(len(Item._meta.indexes))]
 
 

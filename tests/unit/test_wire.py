@@ -37,3 +37,25 @@ def test_an_item_is_packed_as_in_an_array(size: int) -> None:
     item = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert wire.pack([b"a", item, b"b"]) == b"\x93" + b"".join(
         wire.item(token) for token in (b"a", item, b"b"))
+
+
+@given(st.lists(st.binary(max_size=300), max_size=40))
+def test_items_are_an_array_less_its_header(items: list[bytes]) -> None:
+    """wire.items: the strings one after another, as a script's table constructor
+    ``{cmsgpack.unpack(arg)}`` gathers them (save.lua's and insert.lua's pairs and
+    quadruples)."""
+    packed = wire.items(items)
+    assert wire.pack(items) == wire.array_header(len(items)) + packed
+    assert wire.unpack_items(packed) == items
+
+
+@pytest.mark.parametrize("size", [0, 31, 32, 255, 256, 65535, 65536])
+def test_items_at_their_string_headers_limits(size: int) -> None:
+    item = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert wire.unpack_items(wire.items([b"a", item])) == [b"a", item]
+
+
+@pytest.mark.parametrize("data", [b"\x91\xa1a", b"\xa3ab", b"\x00"])
+def test_malformed_items_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        wire.unpack_items(data)

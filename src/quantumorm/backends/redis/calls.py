@@ -43,7 +43,9 @@ class SaveCall:
     id_key: bytes  # b"": allocate the next id from sequence_key
     document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
-    values: bytes  # MessagePack pairs: meta field, netstring list of value encodings
+    #: MessagePack pairs: meta field, netstring list of value encodings (an array; an
+    #: insert's, insert.lua's, one after another)
+    values: bytes
     #: MessagePack quadruples: KEYS position, meta field, unique flag, name; b"" for an
     #: insert into a model with no unique index (every index, in KEYS order, none enforced)
     touched: bytes
@@ -55,8 +57,10 @@ class SaveCall:
     changed: bytes  # MessagePack changed field names; b"" for all
     layout: bytes  # the caller's schema layout
     #: MessagePack, per index of ``touched`` (every index, in index order): its value
-    #: encodings; b"": the script reads them from ``values`` (and the call leaves the
-    #: argument out: every argument costs the server a string made for the script)
+    #: encodings (an insert's, insert.lua's, in insert_many.lua's flat form: its count,
+    #: then its encodings, unless very many); b"": the script reads them from ``values``
+    #: (and the call leaves the argument out: every argument costs the server a string
+    #: made for the script)
     members: bytes = b""
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
@@ -146,6 +150,8 @@ class DeleteCall:
     event_keys: tuple[str, ...]
     expected_version: str  # "": whatever version is stored
     id_key: bytes
+    #: every index's meta field, in index order: MessagePack strings one after another
+    #: (not an array: delete.lua passes them on to its HMGET as they unpack)
     manifests: bytes
     soft_ms: str  # "": delete now; else how long the JSON stays at trash_key
     events: bytes  # the spec events_on() reads, or the stream's MAXLEN alone; b"" for none

@@ -25,6 +25,16 @@ def pack(items: Sequence[bytes]) -> bytes:
     return b"".join(out)
 
 
+def items(values: Sequence[bytes]) -> bytes:
+    """The strings ``values`` packed one after another, not as an array (:func:`pack`
+    without its header): a script gathers them by one table constructor,
+    ``{cmsgpack.unpack(arg)}``, whose array is sized once, where cmsgpack fills an array's
+    table one item at a time from an empty one."""
+    fixstr = _FIXSTR
+    return b"".join([fixstr[len(item)] + item if len(item) < 32 else _header(len(item)) + item
+                     for item in values])
+
+
 #: the most tokens a query program (:func:`program`) is sent flat: ``query.lua`` decodes its
 #: strings onto Lua's stack, which holds a few thousand values at most
 FLAT_TOKENS = 256
@@ -94,6 +104,25 @@ def _header(size: int) -> bytes:  # (of a string of 32 bytes or more)
 def text(value: object) -> str:
     """A reply value (bytes, or an int from the server) as a string."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def unpack_items(data: bytes) -> list[bytes]:
+    """Inverse of :func:`items` (for tests and tools); raises ValueError on anything else."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        # (each string read as an array of one: unpack() checks its header and length)
+        kind = data[pos]
+        if kind & 0xE0 == 0xA0:
+            end = pos + 1 + (kind & 0x1F)
+        elif kind in (0xD9, 0xDA, 0xDB):
+            width = {0xD9: 1, 0xDA: 2, 0xDB: 4}[kind]
+            end = pos + 1 + width + int.from_bytes(data[pos + 1:pos + 1 + width], "big")
+        else:
+            raise ValueError(f"not a MessagePack string (byte {kind:#x})")
+        out += unpack(_FIXARRAY[1] + data[pos:end])
+        pos = end
+    return out
 
 
 def unpack(data: bytes) -> list[bytes]:

@@ -186,6 +186,9 @@ class WriteLayout:
         self.any_unique = any(index.unique for index in options.indexes)
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
+        #: the same one after another, not an array (delete.lua passes them on to its
+        #: HMGET as they unpack: no table made of them)
+        self.manifest_items = wire.items([manifest for _, manifest, _ in self.indexes])
         #: per index: meta field of its entries, "1" if unique, name (insert_many, tx)
         self.described = wire.pack([item for index, manifest, _ in self.indexes for item in
                                     (manifest, b"1" if index.unique else b"0",
@@ -220,7 +223,6 @@ class WriteLayout:
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = wire.array_header(len(self.indexes))
         #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
-        self._pairs_header = wire.array_header(2 * len(held))
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
         self._patch_one: dict[str, Patch] = {}
@@ -278,17 +280,23 @@ class WriteLayout:
         # (_touched's remembered answer looked up in line: a tuple, never empty)
         fields, compound, touched, packed_indexes = (
             self._touched_by.get(changed) or self._touched(changed))
-        if changed is None:
-            # every field (an insert, or an update of all): its entries as a bulk insert
-            # packs them, remembered per value, and per index in index order, which the
-            # script reads whole (one MessagePack decode) instead of parsing the
-            # netstrings index by index
-            packed_pairs, members, _ = self.bulk_values(values)
-            packed_pairs = self._pairs_header + packed_pairs
-            if not self.any_unique and request.kind == "insert":
-                # (insert.lua, nothing to enforce: no quadruples to unpack; an update of
-                # every field goes to save.lua, which reads them)
+        if changed is None and request.kind == "insert":
+            # every field of a new document: its entries as a bulk insert packs them,
+            # remembered per value, in insert_many.lua's flat form (per index in index
+            # order its count, then its encodings, one value after another), and its pairs
+            # one after another, not an array: insert.lua gathers the entries into one
+            # table and passes the pairs on to the meta hash's HSET as they unpack (each
+            # item of a MessagePack array costs the server its table's growth)
+            packed_pairs, members, _ = self.bulk_values(values, True)
+            if not self.any_unique:
+                # (nothing to enforce: no quadruples to unpack)
                 packed_indexes = b""
+        elif changed is None:
+            # every field (an update of all): its entries as a bulk insert packs them,
+            # remembered per value, and per index in index order, which save.lua reads
+            # whole (one MessagePack decode) instead of parsing the netstrings index by
+            # index; its pairs one after another (wire.items), as every save sends them
+            packed_pairs, members, _ = self.bulk_values(values)
         elif len(fields) == 1 and not compound and type(
                 value := values.get(fields[0][0])) in _MEMO_TYPES:
             # (the common update: one indexed field set to a plain value; its packed pair
@@ -297,7 +305,7 @@ class WriteLayout:
             memo = self._update_pairs
             known = memo.get((name, type(value), value))
             if known is None:
-                known = wire.pack([meta_name, sortable.pack_list(field.index_keys(value))])
+                known = wire.items([meta_name, sortable.pack_list(field.index_keys(value))])
                 _keep(memo, (name, type(value), value), known, len(known))
             packed_pairs, members = known, b""
         else:
@@ -307,7 +315,7 @@ class WriteLayout:
                 pairs += [meta_name, pack_list(field.index_keys(values.get(name)))]
             for index, manifest in compound:
                 pairs += [manifest, pack_list(index_members(self.options, index, values))]
-            packed_pairs, members = wire.pack(pairs), b""
+            packed_pairs, members = wire.items(pairs), b""
         if request.id is None:  # allocated by the script: only with one partition (same slot)
             assert keys.partitions == 1
             p = keys.partition(0)
@@ -326,7 +334,7 @@ class WriteLayout:
             doc_key, meta_key = p.doc_prefix + escaped, p.meta_prefix + escaped
             sequence = p.ids  # unused; any key of the partition keeps one slot
         if packed_indexes is None:  # (a unique compound index: its flag depends on values)
-            packed_indexes = wire.pack(_index_args(touched, values))
+            packed_indexes = wire.items(_index_args(touched, values))
         events = self._save_events
         raw = request.raw
         if raw is None or len(raw) > self.max_document_bytes or self.compress is not None:
@@ -409,7 +417,7 @@ class WriteLayout:
                        in enumerate(self.indexes) if changed is None or names & changed]
             compound = [(index, manifest) for _, index, manifest in indexes if index.compound]
             lenient = any(index.compound and index.unique for _, index, _ in indexes)
-            packed = None if lenient else wire.pack(_index_args(indexes, {}))
+            packed = None if lenient else wire.items(_index_args(indexes, {}))
             if len(self._touched_by) > 1024:
                 self._touched_by.clear()
             touched = self._touched_by[changed] = (fields, compound, indexes, packed)
@@ -778,7 +786,7 @@ class WriteLayout:
         return DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
-            self.manifests, soft, self._save_events, self.layout, packed)
+            self.manifest_items, soft, self._save_events, self.layout, packed)
 
     def _delete_packed(self, partition: int, p: PartitionKeys
                        ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes]:
@@ -793,7 +801,7 @@ class WriteLayout:
             array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
             + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
             (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),
-             b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifests)),
+             b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifest_items)),
             _bulk(events) + _bulk(self.layout), self.layout)
         if len(self._delete_parts) > 64:
             self._delete_parts.clear()

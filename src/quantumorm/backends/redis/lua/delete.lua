@@ -14,7 +14,9 @@
 -- KEYS[7..] index keys of the model
 -- ARGV[1]   expected version, or "" to delete whatever version is stored
 -- ARGV[2]   id key
--- ARGV[3]   MessagePack array: the meta field of every index, in KEYS[7..] order
+-- ARGV[3]   MessagePack strings one after another (not an array): the meta field of every
+--           index, in KEYS[7..] order (passed on to the meta hash's HMGET as cmsgpack.unpack
+--           returns them: no table made of them on the common path)
 -- ARGV[4]   "" to delete now; milliseconds to soft-delete: the document leaves every index
 --           at once (so no read finds it) and its JSON stays at KEYS[5] that long
 -- ARGV[5]   change events: "" (none), the spec events_on() reads, or the stream's MAXLEN
@@ -31,9 +33,16 @@
 -- uses: _write
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
--- document's purge, another version, a damaged meta hash.
+-- document's purge, another version, a damaged meta hash, an index of more than 1000
+-- entries, a refused write, an event other than a stream's alone. The common delete (no
+-- schedule, no lock, a stream's event or none) calls none of them: it runs _write.lua's
+-- layout_refusal, events_unchecked, schedule_and_locks, typed, read_list, proving and
+-- emit_first written out in place (a change to one of those must be made here too), the
+-- same commands in the same order, so that the only function made per call is
+-- cold_paths() (each function made per call costs the server about 1,100 instructions,
+-- each C function called about 800: errors are read as ``.err`` or by a reply's value).
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
--- cold: bulk type_ok
+-- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -46,17 +55,60 @@
 -- first of them (ZREM of the id) proving the id index's type, the first ZREM in each index
 -- that index's, the XADD of the event the stream's: a refusal of any puts back what was
 -- removed before it.
-do
-  local refused = layout_refusal(KEYS[6], ARGV[6], false)
-  if refused then return refused end
-  events_unchecked(ARGV[5], KEYS[#KEYS])  -- (digits: the stream's MAXLEN alone)
+local rare  -- (cold_paths(), made on the first rare path taken)
+local state_key = KEYS[6]
+do  -- (layout_refusal() of a writer in line: one HGET, which also proves the key's type)
+  local got = redis.pcall("HGET", state_key, "layout")
+  local layout = ARGV[6]
+  -- (the same text is the same layout: the usual case, with no number read)
+  if got ~= layout then
+    if type(got) == "table" then  -- (an error reply)
+      if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
+      error(got)
+    end
+    if layout ~= nil and layout ~= "" then
+      -- (a layout that is not plain digits does not read, as verify() and repair() judge
+      -- it: refused with nothing written)
+      local stored = string.find(got or "0", "^%d+$") and tonumber(got or "0")
+      if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
+      local mine = tonumber(layout)
+      if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
+    end
+  end
+end
+-- Change events: ARGV[5]. The usual spec, the stream's MAXLEN alone (digits), is read here
+-- (stream_max); EVENTS, events_unchecked()'s table, is made only for any other spec (it is
+-- unpacked here, before anything is written) or where a purge emits.
+local spec = ARGV[5]
+local stream_max
+if spec ~= "" then
+  local first = string.byte(spec, 1)
+  if first >= 48 and first <= 57 then
+    stream_max = spec
+  else
+    rare = cold_paths()
+    rare.events_unchecked(spec, KEYS[#KEYS])
+  end
 end
 local idkey, soft = ARGV[2], ARGV[4] ~= ""
-local scheduled, locked, ttl_refused = schedule_and_locks(KEYS[4], KEYS[6])
-local rare  -- (cold_paths(), made on the first rare path taken)
+-- (schedule_and_locks in line: the schedule's ZCARD refusal is returned after the meta
+-- hash's, see above)
+local scheduled, locked, ttl_refused = 0, 0, nil
+do
+  local found = redis.call("EXISTS", KEYS[4], string.sub(state_key, 1, -6) .. "locks")
+  if found > 0 then
+    local count = redis.pcall("ZCARD", KEYS[4])
+    if type(count) ~= "number" then
+      if not string.find(count.err, "WRONGTYPE", 1, true) then error(count) end
+      locked, ttl_refused = found - 1, {"WRONGTYPE", KEYS[4]}
+    else
+      scheduled, locked = count, found - (count > 0 and 1 or 0)
+    end
+  end
+end
 if locked > 0 then  -- (a document of a prepared transaction: see lock_holder())
-  rare = cold_paths()
-  local holder = rare.lock_holder(KEYS[6], idkey, true)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(state_key, idkey, true)
   if holder then return {"LOCKED", holder} end
 end
 local doc_type = redis.call("TYPE", KEYS[1]).ok
@@ -67,54 +119,101 @@ if soft then  -- (type_ok() in line: the common path names no function it does n
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", KEYS[5]} end
 end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
--- is built on the common path, only for a purge)
-local manifests = cmsgpack.unpack(ARGV[3])
-local got, refused = typed(KEYS[2], "HMGET", KEYS[2], "v", unpack(manifests))
-if refused then return refused end
+-- is built on the common path, only for a purge; no table of the fields either: a rare
+-- path that names one unpacks them again)
+local got = redis.pcall("HMGET", KEYS[2], "v", cmsgpack.unpack(ARGV[3]))
+if got.err then
+  if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", KEYS[2]} end
+  error(got)
+end
 if ttl_refused then return ttl_refused end
 local stored = got[1] or nil
 if not stored then return {"MISSING"} end
 if not alive then  -- it expired: clean up what it left
   rare = rare or cold_paths()
   if not rare.type_ok(KEYS[3], "zset") then return {"WRONGTYPE", KEYS[3]} end
-  refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
+  if not EVENTS then rare.events_unchecked(spec, KEYS[#KEYS]) end  -- (a purge emits)
+  local refused = rare.stream_refusal()  -- (the purge emits an "expire" event)
   if refused then return refused end
-  local indexes = rare.index_records(manifests, 7)
+  local indexes = rare.index_records({cmsgpack.unpack(ARGV[3])}, 7)
   local bad = rare.bad_index(indexes)
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, KEYS[2], KEYS[3], KEYS[4], indexes) or {"MISSING"}
 end
 if stored ~= ARGV[1] then  -- (a delete of any version replies with the one it deleted)
   rare = rare or cold_paths()
-  refused = rare.bad_version(KEYS[2], stored)
+  local refused = rare.bad_version(KEYS[2], stored)
   if refused then return refused end
   if ARGV[1] ~= "" then return {"VERSION", stored} end
 end
--- each index's entries of the document, as members (value encodings .. id key)
+-- each index's entries of the document, as members (value encodings .. id key): a list of
+-- one value (a scalar field's) by one match, as read_list() reads it ("len:bytes", at most
+-- 12 digits, the length read by arithmetic on its digits); any other by read_list()
 local old = {}
-for i = 1, #manifests do
-  old[i] = read_list(got[i + 1], idkey)
-  if not old[i] then
+for i = 1, #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
+  local list = got[i + 1]
+  local size, item
+  if list then size, item = string.match(list, "^(%d+):(.*)$") end
+  if size and #size <= 12 and size + 0 == #item then
+    old[i] = {item .. idkey}
+  elseif not list or list == "" then  -- (no field, or an empty list: no entries)
+    old[i] = {}
+  else
     rare = rare or cold_paths()
-    return rare.damaged(KEYS[2], manifests[i])
+    old[i] = rare.read_list(list, idkey)
+    if not old[i] then return rare.damaged(KEYS[2], ({cmsgpack.unpack(ARGV[3])})[i]) end
   end
 end
 
--- the deleted document for its event, read before anything is written
-local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", KEYS[1]))
+-- the deleted document for its event, read before anything is written (EVENTS: made
+-- above for a spec other than the stream's MAXLEN alone, whose events carry no document)
+local last = EVENTS and EVENTS.doc and rare.payload_of(redis.call("GET", KEYS[1]))
 -- writes: the id first (its WRONGTYPE error is a refusal: nothing written yet), then its
 -- entries, index by index (the first ZREM in each proves its key's type: proving()),
 -- then the event: a refusal of any puts back what was removed before it
+-- (typed()'s checks written out: a ZREM's reply is a count, else an error)
 do
-  local removed, bad = typed(KEYS[3], "ZREM", KEYS[3], idkey)
-  if bad then return bad end
+  local removed = redis.pcall("ZREM", KEYS[3], idkey)
+  if removed ~= 1 and removed ~= 0 then
+    if string.find(removed.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", KEYS[3]} end
+    error(removed)
+  end
+  local bad = nil
   local dropped = 0  -- (the indexes whose entries are removed)
   for i = 1, #old do
-    bad = proving("ZREM", KEYS[6 + i], old[i])
+    local members, key = old[i], KEYS[6 + i]
+    local n = #members
+    if n > 1000 then
+      rare = rare or cold_paths()
+      bad = rare.proving("ZREM", key, members)
+    elseif n > 0 then  -- (none: nothing written, nothing proven, as proving() does)
+      local reply
+      if n == 1 then
+        reply = redis.pcall("ZREM", key, members[1])
+      else
+        reply = redis.pcall("ZREM", key, unpack(members))
+      end
+      -- (a count of n removed, the usual reply, is no error; any other is looked at)
+      if reply ~= n and type(reply) ~= "number" then
+        if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
+        bad = {"WRONGTYPE", key}
+      end
+    end
     if bad then break end
     dropped = i
   end
-  if not bad then bad = emit_first("delete", idkey, stored, nil, nil, last) end
+  if not bad then
+    if stream_max then  -- (emit_first's usual event, a stream's alone)
+      local reply = redis.pcall("XADD", KEYS[#KEYS], "MAXLEN", "~", stream_max, "*", "op",
+                                "delete", "id", idkey, "v", stored)
+      if reply.err then  -- (a string's .err is nil, read from its metatable)
+        if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
+        bad = {"WRONGTYPE", KEYS[#KEYS]}
+      end
+    elseif spec ~= "" then  -- (EVENTS made above)
+      bad = rare.emit_first("delete", idkey, stored, nil, nil, last)
+    end
+  end
   if bad then  -- (put back what was removed; no closure made for it on every call)
     rare = rare or cold_paths()
     for i = 1, dropped do rare.bulk("ZADD", KEYS[6 + i], old[i], true) end

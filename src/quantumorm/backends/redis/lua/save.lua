@@ -24,10 +24,14 @@
 -- ARGV[4]   document JSON
 -- ARGV[5]   write id, 16 characters (kept beside the version: a resent write that finds it
 --           there was applied by its first attempt and reports success without a change)
--- ARGV[6]   MessagePack array of pairs: meta field name, netstring list of value encodings
--- ARGV[7]   MessagePack array of quadruples, one per index this write touches: KEYS
---           position, meta field holding the index's entries, "1" to enforce uniqueness,
---           index name
+-- ARGV[6]   MessagePack pairs one after another (not an array): meta field name, netstring
+--           list of value encodings
+-- ARGV[7]   MessagePack quadruples one after another (not an array), one per index this
+--           write touches: KEYS position, meta field holding the index's entries, "1" to
+--           enforce uniqueness, index name
+--           (ARGV[6] and ARGV[7] are gathered by one table constructor each, whose array is
+--           sized once: cmsgpack fills an array's table one item at a time from an empty
+--           one, resizing it as it grows)
 -- ARGV[8]   MessagePack array: the meta field of every index, in KEYS[7..] order
 -- ARGV[9]   expiry: "keep" (as it is), "persist" (none), or milliseconds from now
 -- ARGV[10]  document key prefix    ARGV[11]  meta key prefix
@@ -54,39 +58,84 @@
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, a resent
 -- write, an expired document's purge, another version or a damaged meta hash, a unique
--- claim, a refused write, a sweep.
+-- claim, more than one index or a list of more than one value, a refused write, a sweep, an
+-- event other than a stream's alone. The common update (one index, not unique, whose single
+-- entry moves or stays, a stream's event or none, no schedule, no lock) calls none of them:
+-- it runs _write.lua's state_check, schedule_and_locks, events_unchecked, typed,
+-- read_list, entries_diff, change_entries, take_version_text, emit_first, write_clock and
+-- store_taken written out in place (a change to one of those must be made here too), the
+-- same commands in the same order, so that the only function made per call is
+-- cold_paths() (each function made per call costs the server about 1,100 instructions,
+-- each C function called about 800: errors are read as ``.err`` or by a reply's value).
 -- cold: lock_holder applied applied_in stream_refusal index_records bad_index purge_listed
--- cold: bad_version damaged unique_holder take_back_entries sweep write_time_ms type_ok
+-- cold: bad_version damaged unique_holder take_back_entries sweep type_ok events_unchecked
+-- cold: emit_first read_list unpack_list entries_diff change_entries
 
 -- (an insert sent here would be taken for an update of a missing document: refused loudly)
 if ARGV[1] ~= "update" then return redis.error_reply("ERR save.lua only updates") end
 local idkey = ARGV[3]
-local doc_key, meta_key = KEYS[1], KEYS[2]
+local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[6]
 local doc_prefix, meta_prefix = ARGV[10], ARGV[11]
 local rare  -- (cold_paths(), made on the first rare path taken)
 -- (every index of the model, in KEYS[7..] order, what a purge or a sweep writes, is
 -- index_records(cmsgpack.unpack(ARGV[8]), 7): made where one is needed, most writes do
--- neither. No function is made for it: a closure is made each time its definition runs,
--- on every call, and is garbage the collector sweeps; see also the update's checks below)
--- What each command serves (commands per write are the server's main cost; see typed()):
--- the state hash's HMGET: the layout refusal, the version clock, the hash's type; one
--- EXISTS of the TTL schedule and the lock hash: both absent, the usual case, says there is
--- no sweep to do, no lock; else the schedule's ZCARD (its type, and whether a sweep can
--- have anything to do) and the lock hash's check, each on its own (schedule_and_locks).
+-- neither)
+-- What each command serves (commands per write are the server's main cost): the state
+-- hash's HMGET: the layout refusal, the version clock, the hash's type; one EXISTS of the
+-- TTL schedule and the lock hash: both absent, the usual case, says there is no sweep to
+-- do, no lock; else the schedule's ZCARD (its type, and whether a sweep can have anything
+-- to do) and the lock hash's check, each on its own (schedule_and_locks).
 -- The stream's type is proven by the XADD itself (emit_first), which comes after the
 -- writes of the entries that change (which prove the types of the indexes where no unique
 -- claim is made), all of which a refusal takes back.
-local scheduled, others  -- (others: whether the lock hash exists)
-do
-  local refused = state_check(KEYS[6], ARGV[14], true)
-  if refused then return refused end
-  scheduled, others, refused = schedule_and_locks(KEYS[5], KEYS[6])
-  if refused then return refused end
-  events_unchecked(ARGV[12], KEYS[#KEYS])  -- (digits: the stream's MAXLEN alone)
+-- Change events: ARGV[12]. The usual spec, the stream's MAXLEN alone (digits), is read here
+-- (stream_max); EVENTS, events_unchecked()'s table, is made only where a rare path may emit
+-- (an expired document's purge, an event other than a stream's alone, a sweep).
+local spec = ARGV[12]
+local stream_max
+if spec ~= "" then
+  local first = string.byte(spec, 1)
+  if first >= 48 and first <= 57 then stream_max = spec end
+end
+local clock, new_layout
+local scheduled, others = 0, 0  -- (others: whether the lock hash exists)
+do  -- (state_check and schedule_and_locks in line; typed()'s checks written out: an error
+    -- reply is a refusal when WRONGTYPE, else raised)
+  local got = redis.pcall("HMGET", state_key, "layout", "clock")
+  if got.err then
+    if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", state_key} end
+    error(got)
+  end
+  clock = tonumber(got[2] or "0") or 0
+  local layout = ARGV[14]
+  -- (the same text is the same layout: the usual case, with no number read)
+  if layout and layout ~= "" and got[1] ~= layout then
+    -- (a layout that is not plain digits does not read: refused before anything is
+    -- written, as layout_refusal() does)
+    local stored = string.find(got[1] or "0", "^%d+$") and tonumber(got[1] or "0")
+    if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
+    local mine = tonumber(layout)
+    if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
+    if stored < mine then new_layout = layout end  -- (recorded with the clock)
+  end
+  local found = redis.call("EXISTS", KEYS[5], string.sub(state_key, 1, -6) .. "locks")
+  if found > 0 then
+    local count = redis.pcall("ZCARD", KEYS[5])
+    if type(count) ~= "number" then
+      if string.find(count.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", KEYS[5]} end
+      error(count)
+    end
+    scheduled, others = count, found - (count > 0 and 1 or 0)
+  end
+end
+-- (any other spec is unpacked here, before anything is written, as events_unchecked did)
+if spec ~= "" and not stream_max then
+  rare = cold_paths()
+  rare.events_unchecked(spec, KEYS[#KEYS])
 end
 if others > 0 then  -- (a document of a prepared transaction: lock_holder())
-  rare = cold_paths()
-  local holder = rare.lock_holder(KEYS[6], idkey, true)
+  rare = rare or cold_paths()
+  local holder = rare.lock_holder(state_key, idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
   if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
@@ -95,24 +144,18 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
 end
 
 -- the indexes this write touches, with their new entries (ARGV[15], else ARGV[6]'s)
-local fields = cmsgpack.unpack(ARGV[6])
+local fields = {cmsgpack.unpack(ARGV[6])}
 local listed = ARGV[15] and ARGV[15] ~= "" and cmsgpack.unpack(ARGV[15]) or nil
-local described = cmsgpack.unpack(ARGV[7])
-local indexes = {}
-for i = 1, #described / 4 do
-  local base = 4 * (i - 1)
-  -- (every field a record gets is named here, nil for now: the constructor sizes the
-  -- table for all of them, where each one added later could make it grow again)
-  indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
-                unique = described[base + 3] == "1", name = described[base + 4],
-                old = nil, new = nil, drop = nil, add = nil}
-end
+local described = {cmsgpack.unpack(ARGV[7])}
+local touched = #described / 4  -- (how many indexes this write touches)
+-- (the general path's records of them, {key, field, unique, name, old, new, drop, add},
+-- made below: the common update's one index is read from ``described`` with no record)
+local indexes
 
 -- 1. identity and version --------------------------------------------------------------
 -- An update reads, in one HMGET, the version, the recent write ids and the entries the
 -- touched indexes hold now; the TYPE of the document key tells both its type and whether
--- it is alive (an expired document's meta hash stays until a purge): see below, where it
--- runs in line (no closure made for it on every call).
+-- it is alive (an expired document's meta hash stays until a purge).
 local seen  -- the meta hash's "r"
 
 -- the id index: an update refuses it when it holds another type too (a model whose keys
@@ -123,21 +166,24 @@ do
   if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
 end
 local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
+local got
 do
   local t = redis.call("TYPE", doc_key).ok
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
   local alive = t == "string"
-  local got, refused
-  if #indexes == 1 then  -- (the common updates: no list of fields made for the HMGET)
-    got, refused = typed(meta_key, "HMGET", meta_key, "v", "r", indexes[1].field)
-  elseif #indexes == 0 then
-    got, refused = typed(meta_key, "HMGET", meta_key, "v", "r")
+  if touched == 1 then  -- (the common updates: no list of fields made for the HMGET)
+    got = redis.pcall("HMGET", meta_key, "v", "r", described[2])
+  elseif touched == 0 then
+    got = redis.pcall("HMGET", meta_key, "v", "r")
   else
     local wanted = {"v", "r"}
-    for i, index in ipairs(indexes) do wanted[i + 2] = index.field end
-    got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+    for i = 1, touched do wanted[i + 2] = described[4 * i - 2] end
+    got = redis.pcall("HMGET", meta_key, unpack(wanted))
   end
-  if refused then return refused end
+  if got.err then
+    if string.find(got.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", meta_key} end
+    error(got)
+  end
   local stored = got[1] or nil
   seen = got[2]
   if alive and stored ~= ARGV[2] then
@@ -151,7 +197,8 @@ do
       -- purge writes the id index, the schedule and every index, so their types come first
       -- (the id index's and the schedule's are checked for every write).
       rare = rare or cold_paths()
-      refused = rare.stream_refusal()  -- (its "expire" event: before the update's own)
+      if not EVENTS then rare.events_unchecked(spec, KEYS[#KEYS]) end  -- (a purge emits)
+      local refused = rare.stream_refusal()  -- (its "expire" event: before the update's own)
       if refused then return refused end
       local all_indexes = rare.index_records(cmsgpack.unpack(ARGV[8]), 7)
       local bad = rare.bad_index(all_indexes)
@@ -166,73 +213,184 @@ do
     rare = rare or cold_paths()
     return rare.bad_version(meta_key, stored) or {"VERSION", stored}
   end
-  for i, index in ipairs(indexes) do
-    index.old = read_list(got[i + 2] or nil)
-    if not index.old then
-      rare = rare or cold_paths()
-      return rare.damaged(meta_key, index.field)
+end
+
+-- The common update: one index, no unique claim, a list of one value before and after
+-- (read_list's reading of such a list: "len:bytes" with at most 12 digits, one match each,
+-- the length read by arithmetic on its digits, as tonumber reads them): its entry moved by
+-- one ZREM (which proves the key's type) and one ZADD, or, unchanged, its key's type
+-- checked. Any other write takes the general path below, which reads the lists whole.
+local one_key, was, now  -- (the common update's index key and its entry's old and new value)
+if touched == 1 and described[3] ~= "1" then
+  local size, item = string.match(got[3] or "", "^(%d+):(.*)$")
+  if size and #size <= 12 and size + 0 == #item then
+    if listed then
+      if #listed[1] == 1 then was, now = item, listed[1][1] end
+    else  -- (ARGV[6]'s pair of its meta field: a write touches few, no table of them made)
+      local pair = nil
+      for j = 1, #fields, 2 do
+        if fields[j] == described[2] then pair = fields[j + 1]; break end
+      end
+      local size2, item2 = string.match(pair or "", "^(%d+):(.*)$")
+      if size2 and #size2 <= 12 and size2 + 0 == #item2 then was, now = item, item2 end
     end
+    if was then one_key = KEYS[described[1] + 0] end
+  end
+end
+if not one_key and touched > 0 then
+  -- the general path: a record per index, its lists read whole (a damaged one refused)
+  rare = rare or cold_paths()
+  indexes = {}
+  for i = 1, touched do
+    local base = 4 * (i - 1)
+    -- (every field a record gets is named here, nil for now: the constructor sizes the
+    -- table for all of them, where each one added later could make it grow again)
+    indexes[i] = {key = KEYS[tonumber(described[base + 1])], field = described[base + 2],
+                  unique = described[base + 3] == "1", name = described[base + 4],
+                  old = nil, new = nil, drop = nil, add = nil}
+  end
+  for i, index in ipairs(indexes) do
+    index.old = rare.read_list(got[i + 2] or nil)
+    if not index.old then return rare.damaged(meta_key, index.field) end
   end
 end
 
 -- 2. index key types and unique claims --------------------------------------------------
-for i, index in ipairs(indexes) do
-  if listed then
-    index.new = listed[i]
-  else  -- (ARGV[6]'s pair of its meta field: a write touches few, no table of them made)
-    local pair = nil
-    for j = 1, #fields, 2 do
-      if fields[j] == index.field then pair = fields[j + 1]; break end
+if one_key then
+  -- (an entry that moves proves its key's type by its first write there, see 3.; an
+  -- unchanged one is checked here)
+  if was == now then
+    local t = redis.call("TYPE", one_key).ok
+    if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", one_key} end
+  end
+elseif indexes then
+  for i, index in ipairs(indexes) do
+    if listed then
+      index.new = listed[i]
+    else  -- (ARGV[6]'s pair of its meta field: a write touches few, no table of them made)
+      local pair = nil
+      for j = 1, #fields, 2 do
+        if fields[j] == index.field then pair = fields[j + 1]; break end
+      end
+      -- (none sent: no entries, as a missing pair always read)
+      index.new = rare.unpack_list(pair)
     end
-    index.new = unpack_list(pair)  -- (none sent: no entries, as a missing pair always read)
-  end
-  index.drop, index.add = entries_diff(idkey, index.old, index.new)
-  -- (a write proves the type of an index by its first write there, see 3., unless it
-  -- makes a unique claim in it first or has nothing to write there)
-  if index.unique or #index.drop + #index.add == 0 then
-    local t = redis.call("TYPE", index.key).ok
-    if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", index.key} end
-  end
-  if index.unique then
-    rare = rare or cold_paths()
-    for _, member in ipairs(index.new) do
-      local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
-      if holder then return {"UNIQUE", index.name, holder} end
+    index.drop, index.add = rare.entries_diff(idkey, index.old, index.new)
+    -- (a write proves the type of an index by its first write there, see 3., unless it
+    -- makes a unique claim in it first or has nothing to write there)
+    if index.unique or #index.drop + #index.add == 0 then
+      local t = redis.call("TYPE", index.key).ok
+      if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", index.key} end
+    end
+    if index.unique then
+      for _, member in ipairs(index.new) do
+        local holder = rare.unique_holder(index.key, member, idkey, doc_prefix)
+        if holder then return {"UNIQUE", index.name, holder} end
+      end
     end
   end
 end
 
 -- 3. writes (nothing above has written but the purge of an expired document's leftovers,
 -- which keeps the indexes exact whatever follows) -------------------------------------------
-local version
 -- The changed entries of each index (the first write in each proves its key's type:
 -- change_entries), then the event (the version it names is taken, then written): a
 -- WRONGTYPE error of any is a refusal, and what was written before it is taken back (the
 -- event, which cannot be, comes last of them)
 local refused = nil
-local written, shown = 0, nil  -- (the indexes whose entries are written; the version text)
-for i, index in ipairs(indexes) do
-  refused = change_entries(index.key, index.drop, index.add)
-  if refused then break end
-  written = i
+local written = 0  -- (the indexes whose entries are written)
+if one_key then
+  if was ~= now then  -- (change_entries of one entry: the ZREM proves the key's type)
+    local reply = redis.pcall("ZREM", one_key, was .. idkey)
+    if reply ~= 1 and reply ~= 0 then  -- (the count removed of one member, else an error)
+      if string.find(reply.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", one_key} end
+      error(reply)
+    end
+    redis.call("ZADD", one_key, 0, now .. idkey)
+  end
+  written = 1
+elseif indexes then
+  for i, index in ipairs(indexes) do
+    refused = rare.change_entries(index.key, index.drop, index.add)
+    if refused then break end
+    written = i
+  end
 end
+-- (take_version_text in line: TIME's digits read by arithmetic, as tonumber reads them;
+-- the version's text made of them when it is the time, the usual case)
+local version, shown, now_us
 if not refused then
-  version, shown = take_version_text(KEYS[6])  -- (its text, made once: event, clock, meta)
-  if EVENTS then refused = emit_first("update", idkey, shown, ARGV[5], changed, json) end
+  local t = redis.call("TIME")
+  now_us = t[1] * 1000000 + t[2]
+  version = clock + 1
+  if now_us > version then version = now_us end
+  if version == now_us then
+    shown = t[1] .. string.sub("00000", #t[2]) .. t[2]
+  else
+    shown = string.format("%.0f", version)
+  end
+  if stream_max then
+    -- (emit_first's usual event, a stream's alone, with its write id and fields)
+    local reply
+    if changed then
+      reply = redis.pcall("XADD", KEYS[#KEYS], "MAXLEN", "~", stream_max, "*", "op", "update",
+                          "id", idkey, "v", shown, "w", ARGV[5], "f", changed)
+    else
+      reply = redis.pcall("XADD", KEYS[#KEYS], "MAXLEN", "~", stream_max, "*", "op", "update",
+                          "id", idkey, "v", shown, "w", ARGV[5])
+    end
+    if reply.err then  -- (a string's .err is nil, read from its metatable)
+      if not string.find(reply.err, "WRONGTYPE", 1, true) then error(reply) end
+      refused = {"WRONGTYPE", KEYS[#KEYS]}
+    end
+  elseif spec ~= "" then  -- (EVENTS made above)
+    refused = rare.emit_first("update", idkey, shown, ARGV[5], changed, json)
+  end
 end
 if refused then  -- (one place that takes back: no function made for it on every call)
   rare = rare or cold_paths()
-  rare.take_back_entries(indexes, written)
+  if one_key then
+    indexes = {{key = one_key, drop = was ~= now and {was .. idkey} or {},
+                add = was ~= now and {now .. idkey} or {}}}
+  end
+  rare.take_back_entries(indexes or {}, written)
   return refused
 end
-write_clock(KEYS[6], shown)
-store_taken("update", idkey, doc_key, meta_key, json, ARGV[9], ARGV[5], fields, seen or false,
-            shown, KEYS[5])
+-- (write_clock: a newer layout of the caller in the same HSET)
+if new_layout then
+  redis.call("HSET", state_key, "clock", shown, "layout", new_layout)
+else
+  redis.call("HSET", state_key, "clock", shown)
+end
+-- (store_taken of an update: the document with its expiry, "keep" (as it is), "persist"
+-- or milliseconds from the time the version was taken; then the meta hash's version,
+-- recent writes and lists)
+local expiry = ARGV[9]
+if expiry == "keep" then
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
+elseif expiry == "persist" then
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json)
+  redis.call("ZREM", KEYS[5], idkey)
+else
+  local at = math.floor(now_us / 1000) + tonumber(expiry)
+  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "PXAT", at)
+  redis.call("ZADD", KEYS[5], at, idkey)
+end
+-- (a version of 16 digits, the time's, has no padding: no call; the last RECENT - 1 = 3
+-- entries of "r" kept, 32 characters each)
+local recent = ARGV[5] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
+if seen then recent = recent .. (#seen <= 96 and seen or string.sub(seen, 1, 96)) end
+if #fields == 2 then  -- (the common update's one pair: no unpack())
+  redis.call("HSET", meta_key, "v", shown, "r", recent, fields[1], fields[2])
+else
+  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+end
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then
   rare = rare or cold_paths()
+  if not EVENTS then rare.events_unchecked(spec, KEYS[#KEYS]) end  -- (a purge emits)
   rare.sweep(8, doc_prefix, meta_prefix, KEYS[3], KEYS[5],
-             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), rare.write_time_ms())
+             rare.index_records(cmsgpack.unpack(ARGV[8]), 7), math.floor(now_us / 1000))
 end
 return {"OK", version, idkey}

@@ -28,6 +28,8 @@ end
 -- that reads a meta hash refuses with damaged() then, before writing anything. Each length is read from its bytes: no
 -- string is made of its digits (that, with tonumber, cost about a third of the parse), and a
 -- length of one or two digits (value encodings are short) from one string.byte of three bytes.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function read_list(s, suffix)
   local out, n, pos = {}, 0, 1
   if not s then return out end
@@ -215,6 +217,8 @@ end
 -- have reached every partition). ``layout`` "" (a tool with no schema): no check.
 -- Returns {"LAYOUT", the newer stored layout}, {"WRONGTYPE", key}, or nil (go on); a
 -- stored layout that does not read is the error damaged_error() would make.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function layout_refusal(state_key, layout, writer)
   -- (one HGET, which also proves the key's type: a pcall'd error is no write)
   local got = redis.pcall("HGET", state_key, "layout")

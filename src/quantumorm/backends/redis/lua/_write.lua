@@ -32,7 +32,8 @@ local RECENT = 4
 -- was not among its last RECENT writes. (A plain search, then its place checked: a write id
 -- starts an entry, at 1, 33, 65...; no substring is made of each entry, which cost every
 -- write as much as a command.)
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function applied_in(seen, write_id)
   if not seen or not write_id or #write_id ~= 16 then return nil end
   local at = string.find(seen, write_id, 1, true)
@@ -53,6 +54,8 @@ end
 -- proves its key's type: ``redis.pcall`` turns a WRONGTYPE error into the refusal
 -- {"WRONGTYPE", key} (nothing written yet) instead of a TYPE command before it. Returns the
 -- reply, or nil and the refusal; any other error is raised as it is.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function typed(key, ...)
   local reply = redis.pcall(...)
   if type(reply) == "table" and reply.err then
@@ -69,7 +72,8 @@ local CLOCK, NEW_LAYOUT = nil, nil
 -- layout_refusal() (see _prelude.lua) for a writer, in one HMGET that also reads the clock
 -- and proves the state hash's type; a newer layout of the caller is recorded by the
 -- write's clock update (so in the same HSET), not by a command of its own.
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function state_check(state_key, layout, writer)
   local got, refused = typed(state_key, "HMGET", state_key, "layout", "clock")
   if refused then return refused end
@@ -127,7 +131,8 @@ end
 -- take_version() and the version's decimal text: made of the TIME reply's own digits when
 -- the version is the time (the usual case), else by string.format (a "%.0f" of a 16-digit
 -- number costs the server more than the rest of taking the version).
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function take_version_text(state_key)
   -- (take_version_at(state_key), in line: each function the common path names is made on
   -- every call, see luachunks.py; the two must stay the same)
@@ -145,7 +150,8 @@ end
 -- Write the clock (and a newer layout of the caller, in the same HSET); deferred to
 -- flush_clock() in a DEFERRED script. ``shown``: the clock's decimal text, when the caller
 -- has made it (a string.format per call costs as much as a command's own work).
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function write_clock(state_key, shown)
   if DEFERRED then
     DIRTY = true
@@ -169,6 +175,8 @@ end
 -- A purge before it must check the stream itself (stream_refusal). ``spec`` may also be the
 -- stream's MAXLEN alone (digits: a stream entry without the document, no Pub/Sub, the
 -- usual events, read with no MessagePack to unpack), as insert, save and delete send it.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function events_unchecked(spec, key)
   if spec == nil or spec == "" then return end
   local first = string.byte(spec, 1)
@@ -191,7 +199,8 @@ end
 -- emit() as a refusable write: a WRONGTYPE error of its XADD is a refusal, {"WRONGTYPE",
 -- stream} (any other error is raised). Where it is not the script's first write (save.lua and
 -- delete.lua make it their last refusable one), the caller takes back what it wrote before.
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function emit_first(op, idkey, version, write_id, changed, doc)
   if EVENTS and EVENTS.channel == "" and EVENTS.maxlen ~= "" and not (doc and EVENTS.doc)
       and (write_id or not changed) then
@@ -335,6 +344,8 @@ end
 
 -- The entries of a document that change in one index from ``old`` to ``new`` (lists of
 -- value encodings), as members: those to remove and those to add.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function entries_diff(idkey, old, new)
   if #old == 1 and #new == 1 then  -- (a scalar field's: no table of the kept ones made)
     if old[1] == new[1] then return {}, {} end
@@ -376,6 +387,8 @@ end
 
 -- ZADD (score 0) or ZREM ``members`` (value encodings .. id key) in one index, 1000 at a
 -- time, the first proving the key's type.
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function proving(command, index_key, members)
   local n = #members
   if command == "ZREM" and n > 0 and n <= 1000 then  -- (the members are the arguments)
@@ -400,6 +413,8 @@ end
 
 -- Remove ``drop`` and add ``add`` (members) in one index, the first command proving the
 -- key's type; nothing to do proves nothing (the caller checks such a key itself).
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function change_entries(index_key, drop, add)
   if #drop == 0 then return proving("ZADD", index_key, add) end
   local refused = proving("ZREM", index_key, drop)
@@ -433,7 +448,8 @@ end
 -- before, false when absent, nil when not read). The arguments in place of store()'s
 -- record: save.lua and patch.lua call this once per call, where a record of a dozen fields
 -- would be built for it each time.
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function store_taken(mode, idkey, doc_key, meta_key, json, expiry, write_id, fields,
                            seen, shown, ttl_key, first, last)
   -- (versioned(shown, json), and below write_time_ms(), in line: each function the common
@@ -568,7 +584,8 @@ end
 -- json_plain_spans()'s second: in a document json_plain_doc() accepted whose object has
 -- the member of key text ``key``, the first position of its value and the position after
 -- it; nil where that is not proven (the text holds two keys of that name).
--- (patch.lua writes this out in place on its common path: change both)
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function json_plain_span(s, key)
   local first, after, from = nil, nil, 1
   while true do
@@ -713,6 +730,8 @@ end
 -- schedule's count (0 when refused), how many of the lock hash and ``...`` exist, and the
 -- ZCARD's refusal ({"WRONGTYPE", ttl_key}, nil) for the caller to return where its checks'
 -- order puts it (a read: nothing is written either way).
+-- (written out in place on some scripts' common paths: change the copies too;
+-- tests/unit/test_lua_written_out.py names them)
 local function schedule_and_locks(ttl_key, state_key, ...)
   -- (locks_key(state_key), in line: no function made per call for it)
   local found = redis.call("EXISTS", ttl_key, string.sub(state_key, 1, -6) .. "locks", ...)

@@ -1,0 +1,81 @@
+"""Shared Lua definitions that scripts write out in place on their common paths.
+
+Redis 7.0 makes every function a script defines again on each call (about 1,100 server
+instructions each), so the single writes' common paths (insert.lua, save.lua, delete.lua,
+patch.lua, and count.lua's layout check) carry copies of shared definitions of
+``_prelude.lua`` and ``_write.lua`` instead of calling them, each script's header saying
+which. A change to a shared definition must then be made in its copies too: this test keeps
+a fingerprint of each copied definition's code (its tokens: comments and blanks do not
+count) and fails when one changes, naming the scripts to check. After updating the copies,
+update the fingerprint here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+import pytest
+
+from quantumorm.backends.redis import luachunks
+
+#: shared definition -> (the part that defines it, fingerprint, the scripts that copy it)
+WRITTEN_OUT = {
+    "applied_in": ("_write.lua", "a66736cd4f7a9c88", ("patch.lua",)),
+    "state_check": ("_write.lua", "9757ecb98c0e17d1", ("insert.lua", "save.lua", "patch.lua")),
+    "layout_refusal": ("_prelude.lua", "1d99e49400fcf184", ("delete.lua", "count.lua")),
+    "schedule_and_locks": ("_write.lua", "3f9c6c5242cac58c",
+                           ("insert.lua", "save.lua", "delete.lua", "patch.lua")),
+    "events_unchecked": ("_write.lua", "4614757a5f6cd029",
+                         ("insert.lua", "save.lua", "delete.lua")),
+    "typed": ("_write.lua", "0ceb43f2d4329a3f",
+              ("insert.lua", "save.lua", "delete.lua", "patch.lua")),
+    "take_version_text": ("_write.lua", "0e108269ef38732e",
+                          ("insert.lua", "save.lua", "patch.lua")),
+    "emit_first": ("_write.lua", "b201106c6a69d733",
+                   ("insert.lua", "save.lua", "delete.lua", "patch.lua")),
+    "write_clock": ("_write.lua", "177c0946965af09b", ("insert.lua", "save.lua", "patch.lua")),
+    "store_taken": ("_write.lua", "9b3a32d4626b19fa", ("insert.lua", "save.lua", "patch.lua")),
+    "read_list": ("_prelude.lua", "63d092a06bfd0b63", ("save.lua", "delete.lua")),
+    "entries_diff": ("_write.lua", "78d2fc846c79408c", ("save.lua",)),
+    "change_entries": ("_write.lua", "b702482144e9939f", ("save.lua", "patch.lua")),
+    "proving": ("_write.lua", "6567fda6c7f4547d", ("delete.lua",)),
+    "json_plain_span": ("_write.lua", "b4eb92e2b183babd", ("patch.lua",)),
+}
+
+LUA = resources.files("quantumorm.backends.redis") / "lua"
+
+
+def fingerprints(part: str) -> dict[str, str]:
+    """The fingerprint of each definition of a shared part, by the names it defines."""
+    out: dict[str, str] = {}
+    for chunk in luachunks.split((LUA / part).read_text()):
+        code = " ".join(token.text for token in luachunks.tokens(chunk.text))
+        for name in chunk.defines:
+            out[name] = hashlib.sha256(code.encode()).hexdigest()[:16]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_OUT))
+def test_a_copied_definition_is_unchanged(name: str) -> None:
+    part, expected, copies = WRITTEN_OUT[name]
+    got = fingerprints(part).get(name)
+    assert got == expected, (
+        f"{part}'s {name} changed: {', '.join(copies)} write it out in place on their common "
+        f"paths; make the change there too, then set its fingerprint here to {got!r}")
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN_OUT))
+def test_each_copying_script_says_so(name: str) -> None:
+    # (each script's header names what it writes out, so a reader of the script knows)
+    for script in WRITTEN_OUT[name][2]:
+        assert name in (LUA / script).read_text(), (script, name)
+
+
+def test_the_fingerprint_sees_code_and_not_comments() -> None:
+    source = "local function f(a)\n  return a + 1\nend\n"
+    commented = "-- a comment\nlocal function f(a)\n  return a + 1 -- why\nend\n"
+    changed = "local function f(a)\n  return a + 2\nend\n"
+    code = [" ".join(t.text for t in luachunks.tokens(c.text))
+            for text in (source, commented, changed) for c in luachunks.split(text)]
+    assert code[0] == code[1] != code[2]

@@ -301,3 +301,40 @@ async def test_a_damaged_format_3_header_is_refused_as_damaged(
         assert redis_client.get(key) == good
         got = await call(Leaf.objects, "get", mode, id="a")
         assert (got.n, got.version) == (10, version)
+
+
+def _declared(indexed: bool) -> Any:
+    """The collection ``f3_grown``, its ``title`` indexed or not (two deployments)."""
+    return type("Grown", (Document,), {
+        "__module__": __name__, "title": StringField(indexed=indexed),
+        "n": IntField(indexed=True), "Meta": type("Meta", (), {"collection": "f3_grown"})})
+
+
+def test_reindex_and_repartition_read_format_3_documents(conn: Any, redis_client: Any) -> None:
+    """Both decode each document for its index values (the version from the meta hash):
+    a format-3 one reads (the index built from it; moved with its payload)."""
+    from test_damaged_versions import _moving_id, model
+
+    from quantumorm.tools.repartition import repartition
+
+    plain = _declared(False)
+    plain.objects.bulk_create_sync([plain(id=f"g{i}", title=f"t{i % 2}", n=i)
+                                    for i in range(6)])
+    keys = KeySpace(plain._meta)
+    for i in range(0, 6, 2):
+        headed(redis_client, keys.doc(0, f"g{i}"), LONG_W)
+    grown = _declared(True)
+    grown.objects.reindex_sync()
+    assert [d.id for d in grown.objects.filter(title="t0").order_by("n").all_sync()] == [
+        "g0", "g2", "g4"]
+    assert grown.objects.verify_sync().ok
+
+    one, two = model(1), model(2)
+    one.objects.bulk_create_sync([one(title=f"t{i}") for i in range(8)])
+    id = _moving_id(two, 8)
+    version = headed(redis_client, KeySpace(one._meta).doc(0, id), NEWEST)
+    title = one.objects.get_sync(id=id).title
+    repartition(two, from_partitions=1)
+    moved = two.objects.get_sync(id=id)
+    assert (moved.version, moved.title) == (version, title)
+    assert two.objects.verify_sync().ok

@@ -14,7 +14,10 @@ wrote, keeping the meta hash (as format 3 keeps one for a document with an expir
 * a ``\\x01`` value without its two NULs, or whose version is not plain digits, is refused
   as damaged (CorruptDocumentError naming it), as a damaged format-2 prefix is
   (test_damaged_prefix.py); verify() judges a good one a document (no problem), a
-  damaged version ``version_mismatch``, and repair() stores it again with its payload.
+  damaged version ``version_mismatch``, and repair() stores it again with its payload;
+* reindex() builds a new index from format-3 documents, repartition moves them (stored
+  in format 2 at the target, as every writer of this release stores), and a delete
+  event carries the document without its header.
 """
 
 from __future__ import annotations
@@ -338,3 +341,28 @@ def test_reindex_and_repartition_read_format_3_documents(conn: Any, redis_client
     moved = two.objects.get_sync(id=id)
     assert (moved.version, moved.title) == (version, title)
     assert two.objects.verify_sync().ok
+
+
+class Logged(Document):
+    title = StringField(indexed=True)
+
+    class Meta:
+        collection = "f3_logged"
+        changes_document = True
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_delete_event_carries_a_format_3_documents_payload(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """The delete event's document is the stored one without its header (``payload_of``
+    in lua/_prelude.lua, which skips ``W`` too)."""
+    feed = Logged.objects.changes(wait=0)
+    assert await call(feed, "read", mode) == []
+    await call(Logged(id="a", title="kept"), "save", mode)
+    version = headed(redis_client, KeySpace(Logged._meta).doc(0, "a"), LONG_W)
+    loaded = await call(Logged.objects, "get", mode, id="a")
+    assert loaded.version == version
+    await call(loaded, "delete", mode)
+    events = await call(feed, "read", mode)
+    deleted = [e for e in events if e.op == "delete"]
+    assert [(e.id, e.document.title) for e in deleted] == [("a", "kept")]

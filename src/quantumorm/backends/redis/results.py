@@ -55,7 +55,8 @@ def documents(options: ModelOptions, ids: list[str], reply: list[Any],
     """An MGET of document keys (``ids``' keys, in order): each id's row in ``found`` (None
     where there is no document), and in ``older`` the ids whose document was stored
     without its version (read again with their meta hashes). Common rows decode inline,
-    as in :func:`rows` (many: with the cyclic garbage collector paused, as there)."""
+    as in :func:`rows` (many: with the cyclic garbage collector paused, as there); a
+    format-3 document (:data:`.stored.HEADED`) is read by :func:`row`."""
     if len(ids) < gcpause.PAUSE_FROM:
         return _documents(options, ids, reply, found, older)
     with gcpause.paused():
@@ -70,7 +71,10 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
             found[id] = None
             continue
         if raw[:1] != stored.VERSIONED:
-            older.append(id)
+            if raw[:1] == stored.HEADED:  # (format 3: its header read by row())
+                found[id] = row(options, id, None, raw)
+            else:
+                older.append(id)
             continue
         end = raw.find(b"\x00", 1)
         # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
@@ -115,7 +119,8 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
-        # (stored.py's format: NUL, the version's digits, NUL, the document)
+        # (stored.py's format: NUL, the version's digits, NUL, the document; any other
+        # first byte, format 3's 0x01 among them, is read by row())
         end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
         # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
         # "013" and "1_3", refused here with no call per row: a digit first and last, no

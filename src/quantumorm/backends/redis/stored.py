@@ -8,6 +8,11 @@ and :mod:`.verify` reports a document whose two versions differ. A document stor
 versions were kept in it starts with its JSON (``{``) or the compression marker (0xFF);
 its version is the meta hash's, which the scripts then return beside it.
 
+Format 3 (``bench/format3.md``; read here, written by no writer of this release) starts
+with 0x01: ``\x01<version>\0<W>\0<payload>``, ``W`` the recent write ids (hex digits and
+digits, possibly empty; not read here). A reader tells the formats apart by the first
+byte: 0x00 format 2, 0x01 format 3, anything else (``{``, 0xFF) format 1.
+
 Pure: no I/O.
 """
 
@@ -21,6 +26,8 @@ from ...errors import CorruptDocumentError
 
 #: the first byte of a document key that carries its version
 VERSIONED = b"\x00"
+#: the first byte of a format-3 document key: its version, then its recent write ids
+HEADED = b"\x01"
 
 
 class DamagedVersion(ValueError):
@@ -32,11 +39,17 @@ class DamagedVersion(ValueError):
 def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     """The version and the document (JSON or compressed) of a document key's value;
     ``version`` is the one read beside it (from the meta hash), used when the value
-    carries none. ValueError if the value starts a version it does not end;
-    :class:`DamagedVersion` (a ValueError) if the version is not plain digits."""
+    carries none. ValueError if the value starts a version (or, format 3, the write ids
+    after it) it does not end; :class:`DamagedVersion` (a ValueError) if the version is
+    not plain digits."""
     if stored[:1] != VERSIONED:
-        return int(version or 0), stored
-    end = stored.index(b"\x00", 1)
+        if stored[:1] != HEADED:
+            return int(version or 0), stored
+        end = stored.index(b"\x00", 1)
+        start = stored.index(b"\x00", end + 1) + 1  # (after W, which is not read here)
+    else:
+        end = stored.index(b"\x00", 1)
+        start = end + 1
     digits = stored[1:end]
     # (plain digits, ^[1-9][0-9]*$ as bad_version in lua/_prelude.lua reads a meta hash's:
     # int() also reads "+13", " 13", "13 ", "013" and "1_3"; with a digit first and last
@@ -44,18 +57,21 @@ def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     # (find(), not ``in``: CPython 3.11's ``bytes in bytes`` makes and clears a TypeError)
     if 48 < stored[1] < 58 and 47 < stored[end - 1] < 58 and digits.find(b"_") < 0:
         try:
-            return int(digits), stored[end + 1:]
+            return int(digits), stored[start:]
         except ValueError:
             pass
     raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
 
 
 def payload(stored: bytes) -> bytes:
-    """The document of a document key's value without its version, whatever the version
-    holds (``payload_of`` in ``lua/_prelude.lua``); ValueError if the value starts a
-    version it does not end. For readers that take the version from the meta hash."""
+    """The document of a document key's value without its version (and, format 3, its
+    write ids), whatever the version holds (``payload_of`` in ``lua/_prelude.lua``);
+    ValueError if the value starts a version (or write ids) it does not end. For readers
+    that take the version from the meta hash."""
     if stored[:1] != VERSIONED:
-        return stored
+        if stored[:1] != HEADED:
+            return stored
+        return stored[stored.index(b"\x00", stored.index(b"\x00", 1) + 1) + 1:]
     return stored[stored.index(b"\x00", 1) + 1:]
 
 

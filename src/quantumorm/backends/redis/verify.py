@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from .core import ModelState
 
 BATCH = 500
+#: the first bytes of document keys that carry their version: format 2, format 3
+HEADERS = (stored.VERSIONED, stored.HEADED)
 
 
 @dataclass
@@ -120,7 +122,7 @@ class Checker:
         stale = tuple(name for name, want in expected.items()
                       if sorted(sortable.unpack_list(meta.get(name, b""))) != sorted(want))
         finding = Finding(id, None, version, raw, values, listed, stale, sum(missing),
-                          raw[:1] == stored.VERSIONED and carried != version)
+                          raw[:1] in HEADERS and carried != version)
         if not listed:
             finding.kind = "unlisted_documents"
         elif stale:

@@ -9,14 +9,20 @@ local NULL = "\1\0"
 -- the key (a query's MGET, a get) brings the version with it, with no read of the meta
 -- hash per row. The meta hash keeps the version too ("v"): compare-and-set reads it there.
 -- A document stored before versions were kept in it starts with its JSON ("{") or 0xFF.
+-- Format 3 (read, not yet written: bench/format3.md) starts with 0x01 instead:
+-- "\1" .. version .. "\0" .. recent write ids .. "\0" .. payload; query.lua returns it
+-- as it returns format 2 (the caller reads its version there).
 local function versioned(version, payload)
   return "\0" .. version .. "\0" .. payload
 end
 
--- what a document key holds, without its version (nil stays nil)
+-- what a document key holds, without its version (and, format 3, its write ids; nil
+-- stays nil)
 local function payload_of(stored)
-  if not stored or string.byte(stored, 1) ~= 0 then return stored end
+  local first = stored and string.byte(stored, 1)
+  if not first or first > 1 then return stored end
   local ends = string.find(stored, "\0", 2, true)
+  if ends and first == 1 then ends = string.find(stored, "\0", ends + 1, true) end
   if not ends then return stored end  -- (damaged: verify() reports it; never an error here)
   return string.sub(stored, ends + 1)
 end

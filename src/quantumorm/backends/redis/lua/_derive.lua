@@ -1,0 +1,259 @@
+-- _derive.lua: a document's index entries made in Lua from its stored JSON (format 3's plan,
+-- bench/format3.md section 3), the same bytes as Python's encoders (sortable.py, the fields'
+-- index_keys) or none at all. A script includes it with "-- uses: _derive" (after _prelude,
+-- whose NULL it uses). No script uses it yet.
+--
+-- The input is the raw JSON text of one top-level member value as stored (the bytes between
+-- '"name":' and the next delimiter, as patch.lua's plain search or json_members finds
+-- them), and the kind of its field: the code quantumorm/backends/redis/derived.py gives
+-- (derivation()). The answer is the entry Python's encoder makes of the value that text
+-- reads as, or nil: "not derivable here, fall back". Never another entry: a text in any
+-- form but the one Python writes for that kind (blanks, "1.0" for an int, "Z" for an
+-- offset, a lone surrogate...) is nil, as are "null" elements of an array and numbers out
+-- of the encodable range. The text must be the bytes the ORM wrote (valid UTF-8, as every
+-- document its reads accept is): the bytes of a string are not checked for UTF-8.
+--
+-- Kinds: "bool", "int" (any size: digits as text, never a Lua number), "str" (a string's
+-- UTF-8; escapes decoded exactly, NUL as "\0\255"), "uuid" (a str in canonical lowercase
+-- form only), "date" ("YYYY-MM-DD"), "datetime" (isoformat with "+00:00" only: another
+-- offset is nil), "number" (a float's repr, any JSON number), "decimal" (str(Decimal) in a
+-- JSON string), "enum" (a string, true/false or a number, each as above), and "[" followed
+-- by one of those: an array, one entry per distinct element. "null" is NULL for every kind.
+-- luacheck: globals redis cjson cold_paths NULL
+
+-- The rare kinds' helpers below are made only by cold_paths() (luachunks.py) in a script
+-- whose common path does not need them: derived_entry() itself handles null, booleans,
+-- ints of at least 0 and strings without escapes, and asks cold_paths().derived_rare for
+-- the rest.
+
+-- digits flipped, for a negative number's body (sortable._DIGIT_FLIP)
+local DERIVE_FLIP = {["0"] = "9", ["1"] = "8", ["2"] = "7", ["3"] = "6", ["4"] = "5",
+                     ["5"] = "4", ["6"] = "3", ["7"] = "2", ["8"] = "1", ["9"] = "0"}
+
+-- sortable.encode_number of the number -0.<digits> * 10^position (``negative``) or
+-- 0.<digits> * 10^position: ``digits`` starts with 1-9; ``position`` an integer (exact in
+-- a double: every caller bounds it far below 2^53). nil out of the encodable range.
+local function derived_number(negative, digits, position)
+  local biased = position + 5000000000
+  if biased < 0 or biased >= 10000000000 then return nil end
+  local last = #digits
+  while string.byte(digits, last) == 48 do last = last - 1 end  -- (trailing zeros dropped)
+  local body = string.format("%010d", biased) .. string.sub(digits, 1, last)
+  if negative then return "\16" .. (string.gsub(body, "%d", DERIVE_FLIP)) .. "~\0" end
+  return "\24" .. body .. "\0"
+end
+
+-- encode_number(Decimal(text)) of a number's text: -?digits(.digits)?([eE][+-]?digits)?
+-- (a JSON number, or a Decimal's str: leading zeros are read as Decimal reads them).
+-- The exponent is read as a Lua number only up to 11 digits (exact); longer is nil.
+local function derived_decimal(t)
+  local sign, whole, rest = string.match(t, "^(%-?)(%d+)(.*)$")
+  if not whole then return nil end
+  local fraction, exponent = "", 0
+  if rest ~= "" then
+    local f, after = string.match(rest, "^%.(%d+)(.*)$")
+    if f then fraction, rest = f, after end
+    if rest ~= "" then
+      local e = string.match(rest, "^[eE]([%+%-]?%d+)$")
+      if not e or #e > 12 then return nil end
+      exponent = tonumber(e)
+    end
+  end
+  local digits = whole .. fraction
+  local first = string.find(digits, "[1-9]")
+  if not first then return "\20\0" end  -- (zero, of either sign)
+  digits = string.sub(digits, first)
+  return derived_number(sign == "-", digits, #digits + exponent - #fraction)
+end
+
+-- the string a JSON string's text (quotes included) reads as, or nil: not one string, a
+-- raw control character, an escape JSON has not, a lone surrogate
+local DERIVE_ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
+                        n = "\n", r = "\r", t = "\t"}
+local function derived_text(t)
+  local n = #t
+  if n < 2 or string.byte(t, 1) ~= 34 or string.byte(t, n) ~= 34 then return nil end
+  local out, k, pos = {}, 0, 2
+  while true do
+    local at = string.find(t, '[%z\1-\31"\\]', pos)
+    if at == n then
+      out[k + 1] = string.sub(t, pos, n - 1)
+      return table.concat(out)
+    end
+    if not at or string.byte(t, at) ~= 92 then return nil end
+    k = k + 1
+    out[k] = string.sub(t, pos, at - 1)
+    local c = string.sub(t, at + 1, at + 1)
+    if c == "u" then
+      local hex = string.match(t, "^%x%x%x%x", at + 2)
+      if not hex then return nil end
+      local code = tonumber(hex, 16)
+      pos = at + 6
+      if code >= 0xD800 and code <= 0xDBFF then  -- (a pair: one code point)
+        local low = string.match(t, "^\\u(%x%x%x%x)", pos)
+        low = low and tonumber(low, 16)
+        if not low or low < 0xDC00 or low > 0xDFFF then return nil end
+        code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
+        pos = pos + 6
+      elseif code >= 0xDC00 and code <= 0xDFFF then
+        return nil
+      end
+      k = k + 1
+      if code < 0x80 then
+        out[k] = string.char(code)
+      elseif code < 0x800 then
+        out[k] = string.char(0xC0 + math.floor(code / 64), 0x80 + code % 64)
+      elseif code < 0x10000 then
+        out[k] = string.char(0xE0 + math.floor(code / 4096), 0x80 + math.floor(code / 64) % 64,
+                             0x80 + code % 64)
+      else
+        out[k] = string.char(0xF0 + math.floor(code / 262144),
+                             0x80 + math.floor(code / 4096) % 64,
+                             0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
+      end
+    else
+      local e = DERIVE_ESCAPES[c]
+      if not e then return nil end
+      k = k + 1
+      out[k] = e
+      pos = at + 2
+    end
+  end
+end
+
+-- whether year, month and day (texts of digits) make a date Python has (datetime.date)
+local function derived_day(y, m, d)
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if y < 1 or m < 1 or m > 12 or d < 1 then return false end
+  local days = 31
+  if m == 2 then
+    days = (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28
+  elseif m == 4 or m == 6 or m == 9 or m == 11 then
+    days = 30
+  end
+  return d <= days
+end
+
+-- The entry of every kind and text derived_entry() does not answer on its own.
+local function derived_rare(t, kind)
+  local b = string.byte(t, 1)
+  if kind == "enum" then  -- (by the value's JSON type, as EnumField.sort_key)
+    if b == 34 then kind = "str"
+    elseif b == 116 or b == 102 then kind = "bool"
+    else kind = "number" end
+  end
+  if kind == "bool" then
+    if t == "true" then return "\3\0" end
+    return t == "false" and "\2\0" or nil
+  elseif kind == "str" then
+    local s = derived_text(t)
+    return s and " " .. (string.gsub(s, "%z", "\0\255")) .. "\0"
+  elseif kind == "int" then
+    if t == "0" then return "\20\0" end
+    local digits = string.match(t, "^%-([1-9]%d*)$")
+    return digits and derived_number(true, digits, #digits)
+  elseif kind == "number" then
+    -- (a JSON number: no leading zero before other digits, as json reads one)
+    local whole = string.match(t, "^%-?(%d+)")
+    if not whole or #whole > 1 and string.byte(whole, 1) == 48 then return nil end
+    return derived_decimal(t)
+  elseif kind == "decimal" then
+    local text = string.match(t, '^"(%-?%d+[%.%deE%+%-]*)"$')
+    return text and derived_decimal(text)
+  elseif kind == "uuid" then
+    if not string.find(t, '^"%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-'
+                          .. '%x%x%x%x%x%x%x%x%x%x%x%x"$')
+        or string.find(t, "[A-F]") then
+      return nil
+    end
+    return " " .. string.sub(t, 2, -2) .. "\0"
+  elseif kind == "date" then
+    local y, m, d = string.match(t, '^"(%d%d%d%d)%-(%d%d)%-(%d%d)"$')
+    if not y or not derived_day(y, m, d) then return nil end
+    return "\49" .. y .. m .. d .. "\0"
+  elseif kind == "datetime" then
+    local y, m, d, hh, mm, ss, rest = string.match(
+      t, '^"(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)(.*)$')
+    if not y or not derived_day(y, m, d) or tonumber(hh) > 23 or tonumber(mm) > 59
+        or tonumber(ss) > 59 then
+      return nil
+    end
+    local micro = "000000"
+    if rest ~= '+00:00"' then
+      micro = string.match(rest, '^%.(%d%d%d%d%d%d)%+00:00"$')
+      if not micro then return nil end
+    end
+    return "\48" .. y .. m .. d .. hh .. mm .. ss .. micro .. "\0"
+  end
+  return nil
+end
+
+-- The entry of one value's text ``t`` of the kind ``kind`` (a scalar kind: not "[..."), or
+-- nil. The common kinds' common texts here, the rest in derived_rare (made only when asked).
+local function derived_entry(t, kind)
+  local b = string.byte(t, 1)
+  if b == 110 then return t == "null" and NULL or nil end
+  if kind == "str" and b == 34 then
+    local n = #t
+    if n >= 2 and string.find(t, '[%z\1-\31"\\]', 2) == n then
+      return " " .. string.sub(t, 2, n - 1) .. "\0"
+    end
+  elseif kind == "bool" then
+    if t == "true" then return "\3\0" end
+    return t == "false" and "\2\0" or nil
+  elseif kind == "int" and b and b >= 49 and b <= 57 then
+    local n = #t
+    if string.find(t, "^%d+$") then
+      -- (the exponent's 10 digits: 5000000000 + the number of digits, as string.char
+      -- below 10 digits (sprintf costs more); trailing zeros dropped)
+      local body = n < 10 and "500000000" .. string.char(48 + n)
+                   or string.format("%010d", 5000000000 + n)
+      local last = n
+      while string.byte(t, last) == 48 do last = last - 1 end
+      return "\24" .. body .. (last == n and t or string.sub(t, 1, last)) .. "\0"
+    end
+    return nil
+  end
+  return cold_paths().derived_rare(t, kind)
+end
+
+-- The entries of a value's text ``t`` of the kind ``kind``: a list, one entry per distinct
+-- element for an array kind ("[" then the element's kind; {NULL} for "null", {} for "[]"),
+-- else the one entry derived_entry gives; nil where any of them is not derived.
+local function derived_entries(t, kind)
+  if string.byte(kind, 1) ~= 91 then
+    local e = derived_entry(t, kind)
+    return e and {e}
+  end
+  if t == "null" then return {NULL} end
+  local n = #t
+  if string.byte(t, 1) ~= 91 or string.byte(t, n) ~= 93 then return nil end
+  local element, out, seen, count, pos = string.sub(kind, 2), {}, {}, 0, 2
+  if n == 2 then return out end
+  while true do
+    -- (the element's last byte: a string's closing quote, else the byte before the next
+    -- comma; each derived element's text holds no comma, bracket or quote of its own, so
+    -- the array is exactly "[", the elements with commas between, "]")
+    local stop
+    if string.byte(t, pos) == 34 then
+      local j = pos + 1
+      while true do
+        local q = string.find(t, '["\\]', j)
+        if not q then return nil end
+        if string.byte(t, q) == 92 then j = q + 2 else stop = q; break end
+      end
+    else
+      stop = (string.find(t, ",", pos, true) or n) - 1
+    end
+    local e = stop >= pos and derived_entry(string.sub(t, pos, stop), element)
+    if not e or e == NULL then return nil end
+    if not seen[e] then
+      seen[e] = true
+      count = count + 1
+      out[count] = e
+    end
+    if stop == n - 1 then return out end
+    if string.byte(t, stop + 1) ~= 44 or stop + 2 >= n then return nil end
+    pos = stop + 2
+  end
+end

@@ -10,8 +10,10 @@
 -- reads as, or nil: "not derivable here, fall back". Never another entry: a text in any
 -- form but the one Python writes for that kind (blanks, "1.0" for an int, "Z" for an
 -- offset, a lone surrogate...) is nil, as are "null" elements of an array and numbers out
--- of the encodable range. The text must be the bytes the ORM wrote (valid UTF-8, as every
--- document its reads accept is): the bytes of a string are not checked for UTF-8.
+-- of the encodable range. One exception, for the cost of a search per call: the bytes of a
+-- string without escapes are not checked for what the ORM never writes and its reads refuse
+-- as damage (invalid UTF-8, a raw control character: Python's json reads neither), and are
+-- taken as they are (an escaped string's raw control characters are refused).
 --
 -- Kinds: "bool", "int" (any size: digits as text, never a Lua number), "str" (a string's
 -- UTF-8; escapes decoded exactly, NUL as "\0\255"), "uuid" (a str in canonical lowercase
@@ -23,12 +25,7 @@
 
 -- The rare kinds' helpers below are made only by cold_paths() (luachunks.py) in a script
 -- whose common path does not need them: derived_entry() itself handles null, booleans,
--- ints of at least 0 and strings without escapes, and asks cold_paths().derived_rare for
--- the rest.
-
--- digits flipped, for a negative number's body (sortable._DIGIT_FLIP)
-local DERIVE_FLIP = {["0"] = "9", ["1"] = "8", ["2"] = "7", ["3"] = "6", ["4"] = "5",
-                     ["5"] = "4", ["6"] = "3", ["7"] = "2", ["8"] = "1", ["9"] = "0"}
+-- ints and strings without escapes, and asks cold_paths().derived_rare for the rest.
 
 -- sortable.encode_number of the number -0.<digits> * 10^position (``negative``) or
 -- 0.<digits> * 10^position: ``digits`` starts with 1-9; ``position`` an integer (exact in
@@ -39,7 +36,11 @@ local function derived_number(negative, digits, position)
   local last = #digits
   while string.byte(digits, last) == 48 do last = last - 1 end  -- (trailing zeros dropped)
   local body = string.format("%010d", biased) .. string.sub(digits, 1, last)
-  if negative then return "\16" .. (string.gsub(body, "%d", DERIVE_FLIP)) .. "~\0" end
+  if negative then  -- (digits flipped: sortable._DIGIT_FLIP; the table made only here)
+    return "\16" .. (string.gsub(body, "%d", {["0"] = "9", ["1"] = "8", ["2"] = "7",
+      ["3"] = "6", ["4"] = "5", ["5"] = "4", ["6"] = "3", ["7"] = "2", ["8"] = "1",
+      ["9"] = "0"})) .. "~\0"
+  end
   return "\24" .. body .. "\0"
 end
 
@@ -148,10 +149,6 @@ local function derived_rare(t, kind)
   elseif kind == "str" then
     local s = derived_text(t)
     return s and " " .. (string.gsub(s, "%z", "\0\255")) .. "\0"
-  elseif kind == "int" then
-    if t == "0" then return "\20\0" end
-    local digits = string.match(t, "^%-([1-9]%d*)$")
-    return digits and derived_number(true, digits, #digits)
   elseif kind == "number" then
     -- (a JSON number: no leading zero before other digits, as json reads one)
     local whole = string.match(t, "^%-?(%d+)")
@@ -189,30 +186,46 @@ local function derived_rare(t, kind)
 end
 
 -- The entry of one value's text ``t`` of the kind ``kind`` (a scalar kind: not "[..."), or
--- nil. The common kinds' common texts here, the rest in derived_rare (made only when asked).
+-- nil. Null, booleans, ints and strings without escapes here, the rest in derived_rare
+-- (made only when asked).
 local function derived_entry(t, kind)
   local b = string.byte(t, 1)
   if b == 110 then return t == "null" and NULL or nil end
   if kind == "str" and b == 34 then
+    -- (two plain searches: the first quote after the opening one ends the text, and no
+    -- backslash; raw control characters are not looked for here, see the top)
     local n = #t
-    if n >= 2 and string.find(t, '[%z\1-\31"\\]', 2) == n then
+    if n >= 2 and string.find(t, '"', 2, true) == n and not string.find(t, "\\", 2, true) then
       return " " .. string.sub(t, 2, n - 1) .. "\0"
     end
   elseif kind == "bool" then
     if t == "true" then return "\3\0" end
     return t == "false" and "\2\0" or nil
-  elseif kind == "int" and b and b >= 49 and b <= 57 then
-    local n = #t
-    if string.find(t, "^%d+$") then
-      -- (the exponent's 10 digits: 5000000000 + the number of digits, as string.char
-      -- below 10 digits (sprintf costs more); trailing zeros dropped)
-      local body = n < 10 and "500000000" .. string.char(48 + n)
-                   or string.format("%010d", 5000000000 + n)
-      local last = n
-      while string.byte(t, last) == 48 do last = last - 1 end
-      return "\24" .. body .. (last == n and t or string.sub(t, 1, last)) .. "\0"
+  elseif kind == "int" then
+    local digits, c = t, b
+    if b == 45 then
+      digits = string.sub(t, 2)
+      c = string.byte(digits, 1)
     end
-    return nil
+    if not c or c < 49 or c > 57 or not string.find(digits, "^%d+$") then
+      return t == "0" and "\20\0" or nil
+    end
+    -- (the exponent's 10 digits: 5000000000 + the number of digits, as string.char
+    -- below 10 digits (sprintf costs more); trailing zeros dropped)
+    local n = #digits
+    local last = n
+    while string.byte(digits, last) == 48 do last = last - 1 end
+    if last < n then digits = string.sub(digits, 1, last) end
+    if b == 45 then  -- (every digit flipped: the exponent's as 4999999999 - n, the others
+      -- by a table made only for a negative int)
+      return "\16" .. (n < 10 and "499999999" .. string.char(57 - n)
+                       or string.format("%010d", 4999999999 - n))
+             .. (string.gsub(digits, "%d", {["0"] = "9", ["1"] = "8", ["2"] = "7",
+                 ["3"] = "6", ["4"] = "5", ["5"] = "4", ["6"] = "3", ["7"] = "2",
+                 ["8"] = "1", ["9"] = "0"})) .. "~\0"
+    end
+    return "\24" .. (n < 10 and "500000000" .. string.char(48 + n)
+                     or string.format("%010d", 5000000000 + n)) .. digits .. "\0"
   end
   return cold_paths().derived_rare(t, kind)
 end
@@ -230,6 +243,24 @@ local function derived_entries(t, kind)
   if string.byte(t, 1) ~= 91 or string.byte(t, n) ~= 93 then return nil end
   local element, out, seen, count, pos = string.sub(kind, 2), {}, {}, 0, 2
   if n == 2 then return out end
+  if element == "str" and not string.find(t, "\\", 2, true)
+      and not string.find(t, "\0", 2, true) then
+    -- (no escape, no NUL: cjson reads the whole text, an array, each string as its bytes;
+    -- an element of another type is nil)
+    local ok, list = pcall(cjson.decode, t)
+    if not ok then return nil end
+    for i = 1, #list do
+      local s = list[i]
+      if type(s) ~= "string" then return nil end
+      local e = " " .. s .. "\0"
+      if not seen[e] then
+        seen[e] = true
+        count = count + 1
+        out[count] = e
+      end
+    end
+    return out
+  end
   while true do
     -- (the element's last byte: a string's closing quote, else the byte before the next
     -- comma; each derived element's text holds no comma, bracket or quote of its own, so

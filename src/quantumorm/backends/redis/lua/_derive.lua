@@ -17,8 +17,8 @@
 --
 -- Kinds: "bool", "int" (any size: digits as text, never a Lua number), "str" (a string's
 -- UTF-8; escapes decoded exactly, NUL as "\0\255"), "uuid" (a str in canonical lowercase
--- form only), "date" ("YYYY-MM-DD"), "datetime" (isoformat with "+00:00" only: another
--- offset is nil), "number" (a float's repr, any JSON number), "decimal" (str(Decimal) in a
+-- form only), "date" ("YYYY-MM-DD"), "datetime" (isoformat: its UTC instant, whatever
+-- the offset of whole minutes), "number" (a float's repr, any JSON number), "decimal" (str(Decimal) in a
 -- JSON string), "enum" (a string, true/false or a number, each as above), and "[" followed
 -- by one of those: an array, one entry per distinct element. "null" is NULL for every kind.
 -- luacheck: globals redis cjson cold_paths NULL
@@ -122,17 +122,17 @@ local function derived_text(t)
   end
 end
 
+-- the number of days of the month ``m`` of the year ``y`` (numbers)
+local function derived_days(y, m)
+  if m == 2 then return (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28 end
+  if m == 4 or m == 6 or m == 9 or m == 11 then return 30 end
+  return 31
+end
+
 -- whether year, month and day (texts of digits) make a date Python has (datetime.date)
 local function derived_day(y, m, d)
   y, m, d = tonumber(y), tonumber(m), tonumber(d)
-  if y < 1 or m < 1 or m > 12 or d < 1 then return false end
-  local days = 31
-  if m == 2 then
-    days = (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28
-  elseif m == 4 or m == 6 or m == 9 or m == 11 then
-    days = 30
-  end
-  return d <= days
+  return y >= 1 and m >= 1 and m <= 12 and d >= 1 and d <= derived_days(y, m)
 end
 
 -- The entry of every kind and text derived_entry() does not answer on its own.
@@ -175,12 +175,42 @@ local function derived_rare(t, kind)
         or tonumber(ss) > 59 then
       return nil
     end
-    local micro = "000000"
-    if rest ~= '+00:00"' then
-      micro = string.match(rest, '^%.(%d%d%d%d%d%d)%+00:00"$')
-      if not micro then return nil end
+    if rest == '+00:00"' then  -- (UTC: the common form, its digits as they are)
+      return "\48" .. y .. m .. d .. hh .. mm .. ss .. "000000\0"
     end
-    return "\48" .. y .. m .. d .. hh .. mm .. ss .. micro .. "\0"
+    local micro, sign, oh, om = string.match(rest, '^(%.?%d*)([%+%-])(%d%d):(%d%d)"$')
+    if not micro or micro ~= "" and (#micro ~= 7 or string.byte(micro, 1) ~= 46)
+        or tonumber(oh) > 23 or tonumber(om) > 59 then
+      return nil
+    end
+    micro = #micro == 7 and string.sub(micro, 2) or "000000"
+    if oh == "00" and om == "00" then
+      return "\48" .. y .. m .. d .. hh .. mm .. ss .. micro .. "\0"
+    end
+    -- (the UTC instant, as astimezone makes it: the offset taken from the local minutes,
+    -- a day at most carried to the date; out of the years 1-9999 Python refuses the
+    -- value, never stored)
+    local offset = tonumber(oh) * 60 + tonumber(om)
+    local minutes = tonumber(hh) * 60 + tonumber(mm) + (sign == "+" and -offset or offset)
+    local year, month, day = tonumber(y), tonumber(m), tonumber(d)
+    if minutes < 0 then
+      minutes, day = minutes + 1440, day - 1
+      if day < 1 then
+        month = month - 1
+        if month < 1 then month, year = 12, year - 1 end
+        day = derived_days(year, month)
+      end
+    elseif minutes >= 1440 then
+      minutes, day = minutes - 1440, day + 1
+      if day > derived_days(year, month) then
+        day, month = 1, month + 1
+        if month > 12 then month, year = 1, year + 1 end
+      end
+    end
+    if year < 1 or year > 9999 then return nil end
+    return "\48" .. string.format("%04d%02d%02d%02d%02d", year, month, day,
+                                   math.floor(minutes / 60), minutes % 60)
+           .. ss .. micro .. "\0"
   end
   return nil
 end

@@ -69,12 +69,10 @@ end
 
 -- the string a JSON string's text (quotes included) reads as, or nil: not one string, a
 -- raw control character, an escape JSON has not, a lone surrogate
-local DERIVE_ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
-                        n = "\n", r = "\r", t = "\t"}
 local function derived_text(t)
   local n = #t
   if n < 2 or string.byte(t, 1) ~= 34 or string.byte(t, n) ~= 34 then return nil end
-  local out, k, pos = {}, 0, 2
+  local out, k, pos, escapes = {}, 0, 2, nil
   while true do
     local at = string.find(t, '[%z\1-\31"\\]', pos)
     if at == n then
@@ -113,7 +111,9 @@ local function derived_text(t)
                              0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
       end
     else
-      local e = DERIVE_ESCAPES[c]
+      escapes = escapes or {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
+                            n = "\n", r = "\r", t = "\t"}
+      local e = escapes[c]
       if not e then return nil end
       k = k + 1
       out[k] = e

@@ -199,6 +199,15 @@ def test_derive_s_rare_kinds_are_made_only_when_a_call_asks() -> None:
     assert "local function derived_rare" in maker and "derived_rare = derived_rare" in maker
     scalar = prune([_part("_prelude"), _part("_derive")], "return derived_entry(ARGV[1], 'int')")
     assert "derived_entries" not in scalar
+    # (with a writer's parts and its own cold names: nothing declared twice, every rare
+    # helper made inside the one cold_paths())
+    for name in ("patch", "delete", "save", "tx"):
+        _, parts, body = _assemble(name)
+        body += "\nlocal derived = derived_entries(ARGV[1], ARGV[2])\n"
+        cut = prune([_part(part) for part in [*parts, "_derive"]], body)
+        hot, _, maker = cut.partition("\ncold_paths = function()")
+        assert "local function derived_rare" in maker
+        assert "local function derived_rare" not in hot
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)

@@ -7,19 +7,22 @@
 -- '"name":' and the next delimiter, as patch.lua's plain search or json_members finds
 -- them), and the kind of its field: the code quantumorm/backends/redis/derived.py gives
 -- (derivation()). The answer is the entry Python's encoder makes of the value that text
--- reads as, or nil: "not derivable here, fall back". Never another entry: a text in any
--- form but the one Python writes for that kind (blanks, "1.0" for an int, "Z" for an
--- offset, a lone surrogate...) is nil, as are "null" elements of an array and numbers out
--- of the encodable range. One exception, for the cost of a search per call: the bytes of a
--- string without escapes are not checked for what the ORM never writes and its reads refuse
--- as damage (invalid UTF-8, a raw control character: Python's json reads neither), and are
--- taken as they are (an escaped string's raw control characters are refused).
+-- reads as (json, then the field's loader), or nil: "not derivable here, fall back". Never
+-- another entry: a text is read only in the forms Python writes for that kind, and a few
+-- that every reader reads alike (blanks between an array's strings, "-00:00" for UTC, a
+-- Decimal's leading zeros); anything else ("1.0" or "01" for an int, "Z" for an offset, a
+-- lone surrogate, an unknown escape...) is nil, as are "null" elements of an array and
+-- numbers out of the encodable range. One exception, for the cost of a search per call:
+-- the bytes of a string without escapes are not checked for what the ORM never writes and
+-- its reads refuse as damage (invalid UTF-8, a raw control character: Python's json reads
+-- neither), and are taken as they are (in an escaped string, raw control characters are
+-- refused).
 --
 -- Kinds: "bool", "int" (any size: digits as text, never a Lua number), "str" (a string's
 -- UTF-8; escapes decoded exactly, NUL as "\0\255"), "uuid" (a str in canonical lowercase
--- form only), "date" ("YYYY-MM-DD"), "datetime" (isoformat: its UTC instant, whatever
--- the offset of whole minutes), "number" (a float's repr, any JSON number), "decimal" (str(Decimal) in a
--- JSON string), "enum" (a string, true/false or a number, each as above), and "[" followed
+-- form only), "date" ("YYYY-MM-DD"), "datetime" (isoformat: its UTC instant, for any offset
+-- of whole minutes), "number" (a float's repr: any JSON number), "decimal" (str(Decimal) in
+-- a JSON string), "enum" (a string, true/false or a number, each as above), and "[" followed
 -- by one of those: an array, one entry per distinct element. "null" is NULL for every kind.
 -- luacheck: globals redis cjson cold_paths NULL
 
@@ -216,12 +219,12 @@ local function derived_rare(t, kind)
 end
 
 -- The entry of one value's text ``t`` of the kind ``kind`` (a scalar kind: not "[..."), or
--- nil. Null, booleans, ints and strings without escapes here, the rest in derived_rare
--- (made only when asked).
+-- nil. Null, booleans, ints and strings without escapes (an enum's too) here, the rest in
+-- derived_rare (made only when asked).
 local function derived_entry(t, kind)
   local b = string.byte(t, 1)
   if b == 110 then return t == "null" and NULL or nil end
-  if kind == "str" and b == 34 then
+  if b == 34 and (kind == "str" or kind == "enum") then
     -- (two plain searches: the first quote after the opening one ends the text, and no
     -- backslash; raw control characters are not looked for here, see the top)
     local n = #t

@@ -182,9 +182,32 @@ def test_a_cut_never_splits_a_comment_nor_leaves_a_lone_semicolon(part: str,
         subprocess.run([str(LUAC), "-p", str(path)], check=True)
 
 
-@pytest.mark.parametrize("part", ["_prelude", "_write", "_tx"])
+@pytest.mark.parametrize("part", ["_prelude", "_write", "_tx", "_derive"])
 def test_every_shared_part_splits_back_to_its_text(part: str) -> None:
     assert "".join(c.text for c in _part(part)) == _lua(part)
+
+
+def test_derive_s_rare_kinds_are_made_only_when_a_call_asks() -> None:
+    # (_derive.lua: a script deriving entries makes derived_entry(ies) per call; the rare
+    # kinds' helpers only inside cold_paths(), which derived_entry calls for them)
+    body = "return derived_entries(ARGV[1], ARGV[2])\n"
+    cut = prune([_part("_prelude"), _part("_derive")], body)
+    hot, _, maker = cut.partition("\ncold_paths = function()")
+    defined = set(re.findall(r"^local function (\w+)", hot, re.M))
+    assert {"derived_entry", "derived_entries"} <= defined
+    assert not defined & {"derived_rare", "derived_text", "derived_decimal", "derived_number"}
+    assert "local function derived_rare" in maker and "derived_rare = derived_rare" in maker
+    scalar = prune([_part("_prelude"), _part("_derive")], "return derived_entry(ARGV[1], 'int')")
+    assert "derived_entries" not in scalar
+    # (with a writer's parts and its own cold names: nothing declared twice, every rare
+    # helper made inside the one cold_paths())
+    for name in ("patch", "delete", "save", "tx"):
+        _, parts, body = _assemble(name)
+        body += "\nlocal derived = derived_entries(ARGV[1], ARGV[2])\n"
+        cut = prune([_part(part) for part in [*parts, "_derive"]], body)
+        hot, _, maker = cut.partition("\ncold_paths = function()")
+        assert "local function derived_rare" in maker
+        assert "local function derived_rare" not in hot
 
 
 @pytest.mark.parametrize("name", SCRIPT_NAMES)

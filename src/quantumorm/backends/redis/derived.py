@@ -1,0 +1,44 @@
+"""Which fields' index entries Lua derives from the stored JSON (``lua/_derive.lua``).
+
+Format 3's plan (``bench/format3.md``, section 3): a write without a read finds the entries
+a document has from its stored JSON, in Lua, instead of a meta hash. That is exact only for
+the built-in kinds whose encoder is part of the format (``sortable.py``), so a field
+qualifies by its exact class (a subclass may encode otherwise, under its own name), and
+:func:`derivation` gives the code ``_derive.lua``'s ``derived_entries`` takes for it. No
+script uses it yet.
+"""
+
+from __future__ import annotations
+
+from ... import fields as f
+from ...fields.base import Field
+
+#: the kind code of each built-in field class whose entries Lua derives (a str, an
+#: e-mail address, a URL and a reference's id are strings; a float is read from its repr)
+KINDS: dict[type[Field], str] = {
+    f.StringField: "str", f.EmailField: "str", f.URLField: "str", f.ReferenceField: "str",
+    f.IntField: "int", f.BooleanField: "bool", f.FloatField: "number",
+    f.DecimalField: "decimal", f.UUIDField: "uuid", f.DateField: "date",
+    f.DateTimeField: "datetime",
+}
+
+#: the types of an enum's values whose JSON text and ``sort_key`` Lua reads exactly (a
+#: subclass of float could have a ``repr`` of its own, which encode_number would use)
+_ENUM_VALUES = frozenset((str, int, float, bool))
+
+
+def derivation(field: Field) -> str | None:
+    """The kind code ``derived_entries`` takes for ``field``'s values (``"[" + code`` for an
+    array of a derived kind), or None: Lua does not derive its entries."""
+    kind = type(field)
+    code = KINDS.get(kind)
+    if code is not None:
+        return code
+    if kind is f.EnumField and isinstance(field, f.EnumField):
+        values = {type(member.value) for member in field.enum}
+        return "enum" if values <= _ENUM_VALUES else None
+    if kind is f.ArrayField and isinstance(field, f.ArrayField):
+        element = derivation(field.field)
+        if element is not None and not element.startswith("["):
+            return "[" + element
+    return None

@@ -70,6 +70,11 @@ def worker(op: str, calls: int, url: str) -> None:
         "get_q": lambda i: objects.get_sync(id=ids[i]),
         "eq": lambda i: objects.filter(name=names[i]).all_sync(),
         "count": lambda i: objects.filter(age__gte=i % 90, age__lt=i % 90 + 10).count_sync(),
+        # (rows read per call: the workload's range + order + limit 100, and its compound
+        # query, whose client work is mostly making rows)
+        "range": lambda i: objects.filter(age__gte=i % 90, age__lt=i % 90 + bw.RANGE_WIDTH)
+        .order_by("age").limit(100).all_sync(),
+        "compound": lambda i: objects.filter(**bw.COMPOUND).all_sync(),
         "update_q": lambda i: objects.filter(id=ids[i]).update_sync(age=(i * 7) % 100),
         "insert": lambda i: model(**docs[i]).save_sync().id,
         "update": update,

@@ -13,7 +13,6 @@ Usage: bench/bench_derive.py [--calls 2000] [--reps 3] [--port P]
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "src"),
                 str(Path(__file__).resolve().parent)]
 
 from bench_format3 import DERIVE  # noqa: E402
-from callgrind_support import callgrind_server, dumped_instructions  # noqa: E402
+from callgrind_support import callgrind_server, dumped_instructions, free_port  # noqa: E402
 
 from quantumorm.backends.redis.commands import _part  # noqa: E402
 from quantumorm.backends.redis.luachunks import prune  # noqa: E402
@@ -60,12 +59,6 @@ CASES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -74,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in CASES}
     with tempfile.TemporaryDirectory() as work, \
-            callgrind_server(args.port or _port(), work) as (url, pid):
+            callgrind_server(args.port or free_port(), work) as (url, pid):
         r = redis.Redis.from_url(url)
         shas = {name: r.script_load(text) for name, (text, _, _) in CASES.items()}
         for name, (_, member, kind) in CASES.items():  # (each answers: checked once)

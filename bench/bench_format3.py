@@ -56,7 +56,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ from typing import Any
 
 import redis
 from bench_workload import Person, batches, make_docs
-from callgrind_support import callgrind_server, dumped_instructions
+from callgrind_support import callgrind_server, dumped_instructions, free_port
 
 from quantumorm import create_connection, jsoncodec, sortable
 from quantumorm.backends.redis import wire
@@ -698,12 +697,6 @@ def kinds(url: str, count: int, seed: int = 5) -> None:
           f"them, {fallback} left to the fallback (strings with an escape), none different")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -726,7 +719,7 @@ def main() -> None:
     pool = [str(i) for i in range(1, args.n + 1)]
     rng.shuffle(pool)  # (a delete's ids are used once: taken from the end)
     with tempfile.TemporaryDirectory(prefix="qorm-format3-") as work:
-        port = args.port or _port()
+        port = args.port or free_port()
         with callgrind_server(port, work) as (url, pid):
             r = redis.Redis.from_url(url)
             build(r, url, args.n)

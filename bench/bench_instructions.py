@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from callgrind_support import callgrind_server, dumped_instructions
+from callgrind_support import callgrind_server, dumped_instructions, free_port
 
 #: one side's block: runs in a fresh process with ``<tree>/src`` and ``<tree>/bench`` first
 WORKER = r"""
@@ -64,12 +63,6 @@ subprocess.run(["callgrind_control", "--dump=" + label, pid], check=True, captur
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", required=True)
@@ -87,7 +80,7 @@ def main() -> None:
     sides = [("old", args.old), ("new", args.new)] + ([("floor", args.new)] if args.floor else [])
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:
-        port = args.port or _port()
+        port = args.port or free_port()
         with callgrind_server(port, work) as (url, pid):
             for rep in range(args.reps):
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):

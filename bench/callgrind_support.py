@@ -1,5 +1,6 @@
 """A private redis-server under callgrind for the benches that count server instructions
-(``bench_instructions.py``, ``bench_tx_instructions.py``): started on a loopback port, checked
+(``bench_instructions.py``, ``bench_tx_instructions.py``, ``bench_derive.py``,
+``bench_format3.py``): started on a loopback port, checked
 to be the server answering there (a taken port would have the workers flush and load
 another's server), stopped at the end; and the instruction count of a dump its workers
 trigger by label (``callgrind_control --dump=<label>``)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+
+def free_port() -> int:
+    """A loopback port free now (the server started on it is then checked to be the one
+    answering there: another process may take it in between)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -82,6 +82,23 @@ async def test_a_damaged_version_prefix_is_refused_typed_and_repaired(
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_an_empty_stored_value_is_refused_naming_its_document(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    # (no format stores an empty value: a query reads it as a damaged document, by id, not
+    # as a script error naming none)
+    await call(Tile(id="a", title="t", n=1), "save", mode)
+    await call(Tile(id="b", title="t", n=2), "save", mode)
+    redis_client.set(KeySpace(Tile._meta).doc(0, "a"), b"")
+    for target in (Tile.objects.filter(title="t"), Tile.objects.filter(title="t").order_by("n"),
+                   Tile.objects.filter(n__gte=0).order_by("-n"), Tile.objects.order_by("n")):
+        with pytest.raises(CorruptDocumentError) as raised:
+            await call(target, "all", mode)
+        assert raised.value.id == "a"
+    with pytest.raises(CorruptDocumentError):
+        await call(Tile.objects, "get", mode, id="a")
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_reindex_reads_past_a_damaged_version_prefix(
         conn: Any, redis_client: Any, mode: str) -> None:
     await call(Tile(id="a", title="t", n=1), "save", mode)

@@ -256,7 +256,8 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
       local json = docs[i - first + 1]
       if json then  -- (false: the document carries its version, which the caller reads there)
         local idkey, version = ids[i], false
-        if byte(json, 1) > 1 then  -- (0: format 2, 1: format 3; both carry their version)
+        -- (an empty value, which no format stores, is format 1's: read as any damaged one)
+        if (byte(json, 1) or 2) > 1 then  -- (0: format 2, 1: format 3; both carry their version)
           -- (meta_version() below, inline: a rare path, whose definitions cold_paths() makes)
           local rare = cold_paths()
           local meta_key = ARGV[2] .. rare.escaped_id(idkey)
@@ -908,7 +909,7 @@ local function emit(rows)
         local keys_of = keyed and (row.keys or sort_keys(vals, row.id))
         -- (false: the document carries its version, which the caller reads there)
         local version = false
-        if string.byte(json, 1) > 1 then  -- (0: format 2, 1: format 3, see versioned())
+        if (string.byte(json, 1) or 2) > 1 then  -- (0: format 2, 1: format 3; "": format 1)
           vals = vals or values_of(row.id)
           version = row_version(vals, row.id)
         end
@@ -942,7 +943,7 @@ local function emit_ids(ids)
         local idkey = ids[i]
         -- (false: the document carries its version, which the caller reads there)
         local version = false
-        if byte(json, 1) > 1 then version = version_of(idkey) end  -- (format 1 only)
+        if (byte(json, 1) or 2) > 1 then version = version_of(idkey) end  -- (format 1, "")
         out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
         n = n + 3
       end

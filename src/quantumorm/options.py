@@ -43,6 +43,10 @@ KNOWN_OPTIONS = frozenset(
      "partition_by", "partitions", "publish", "ttl"}
 )
 MAX_PARTITIONS = 4096
+#: the most indexes a model may have: a Redis write carries every index's key and entries in
+#: one script call, whose arguments a script unpacks onto Lua's stack (a few thousand values
+#: at most: past about 4,000 indexes a write failed, an insert after its first writes)
+MAX_INDEXES = 1000
 #: entries a partition's change stream keeps (approximately: Redis trims whole nodes)
 DEFAULT_CHANGES_MAXLEN = 10_000
 
@@ -356,6 +360,10 @@ def build_options(
     fields = {**fields, **_path_fields(model_name, where, fields, raw.get("indexes", ()))}
     fields = {**fields, **_folded_fields(model_name, where, fields, raw.get("indexes", ()))}
     indexes = _build_indexes(where, fields, _each(fields, _folded(raw.get("indexes", ()))))
+    if len(indexes) > MAX_INDEXES:
+        raise ConfigurationError(
+            f"{where}: {len(indexes)} indexes; a model may have at most {MAX_INDEXES} (every "
+            "write carries each index's key and entries in one script call)")
     for index in indexes:
         if index.unique and partitions > 1:
             raise ConfigurationError(

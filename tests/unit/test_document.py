@@ -28,7 +28,7 @@ from quantumorm import (
     UUIDField,
     ValidationError,
 )
-from quantumorm.options import MAX_PARTITIONS, IndexSpec
+from quantumorm.options import MAX_INDEXES, MAX_PARTITIONS, IndexSpec
 from quantumorm.query.expressions import FieldRef
 from quantumorm.query.lookups import Lookup
 from quantumorm.query.nodes import Condition
@@ -136,6 +136,19 @@ def test_partitions_out_of_range(partitions: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         make("Bad", meta={"partitions": partitions}, x=IntField())
     assert "partitions" in str(info.value)
+
+
+def test_at_most_max_indexes_per_model() -> None:
+    def indexed() -> dict[str, IntField]:  # (a field instance belongs to one model)
+        return {f"f{i}": IntField(indexed=True) for i in range(MAX_INDEXES)}
+
+    assert len(make("Wide", **indexed())._meta.indexes) == MAX_INDEXES
+    with pytest.raises(ConfigurationError) as info:
+        make("Wider", **indexed(), extra=IntField(indexed=True))
+    assert f"at most {MAX_INDEXES}" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:  # (declared indexes count too)
+        make("Declared", meta={"indexes": [{"fields": ["f0", "f1"]}]}, **indexed())
+    assert f"at most {MAX_INDEXES}" in str(info.value)
 
 
 @pytest.mark.parametrize("partitions", [1, 2, MAX_PARTITIONS])

@@ -43,10 +43,11 @@ class SaveCall:
     id_key: bytes  # b"": allocate the next id from sequence_key
     document: bytes  # the JSON
     write_id: str  # 16 hex digits: a resent write recognises its first attempt
-    #: MessagePack pairs: meta field, netstring list of value encodings (an array; an
-    #: insert's, insert.lua's, one after another)
+    #: MessagePack pairs one after another (not an array): meta field, netstring list of
+    #: value encodings
     values: bytes
-    #: MessagePack quadruples: KEYS position, meta field, unique flag, name; b"" for an
+    #: MessagePack quadruples one after another (not an array): KEYS position, meta field,
+    #: unique flag, name; b"" for an
     #: insert into a model with no unique index (every index, in KEYS order, none enforced)
     touched: bytes
     manifests: bytes  # MessagePack: every index's meta field, in index order

@@ -222,7 +222,6 @@ class WriteLayout:
             operator.itemgetter(*sources) if len(sources) > 1 else
             lambda entries: tuple(entries[i] for i in sources))
         self._index_header = wire.array_header(len(self.indexes))
-        #: bulk_values' meta field pairs as one array (save.lua reads ARGV[6] as one)
         self._patch_by: dict[frozenset[str], Patch] = {}
         #: the shapes of _patch_by of one field, by its attribute name (patch_calls)
         self._patch_one: dict[str, Patch] = {}

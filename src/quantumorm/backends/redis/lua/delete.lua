@@ -35,12 +35,13 @@
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash, an index of more than 1000
 -- entries, a refused write, an event other than a stream's alone. The common delete (no
--- schedule, no lock, a stream's event or none) calls none of them: it runs _write.lua's
+-- schedule, no lock, a stream's event or none) calls none of them: it runs the shared
 -- layout_refusal, events_unchecked, schedule_and_locks, typed, read_list, proving and
--- emit_first written out in place (a change to one of those must be made here too), the
--- same commands in the same order, so that the only function made per call is
--- cold_paths() (each function made per call costs the server about 1,100 instructions,
--- each C function called about 800: errors are read as ``.err`` or by a reply's value).
+-- emit_first (_prelude.lua's and _write.lua's) written out in place (a change to one of
+-- those must be made here too), the same commands in the same order, so that the only
+-- function made per call is cold_paths() (each function made per call costs the server
+-- about 1,100 instructions, each C function called about 800: errors are read as ``.err``
+-- or by a reply's value).
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
 -- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list
 

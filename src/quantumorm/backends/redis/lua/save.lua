@@ -61,8 +61,8 @@
 -- claim, more than one index or a list of more than one value, a refused write, a sweep, an
 -- event other than a stream's alone. The common update (one index, not unique, whose single
 -- entry moves or stays, a stream's event or none, no schedule, no lock) calls none of them:
--- it runs _write.lua's state_check, schedule_and_locks, events_unchecked, typed,
--- read_list, entries_diff, change_entries, take_version_text, emit_first, write_clock and
+-- it runs the shared state_check, schedule_and_locks, events_unchecked, typed,
+-- read_list (_prelude.lua's), entries_diff, change_entries, take_version_text, emit_first, write_clock and
 -- store_taken written out in place (a change to one of those must be made here too), the
 -- same commands in the same order, so that the only function made per call is
 -- cold_paths() (each function made per call costs the server about 1,100 instructions,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 NODE_TIMEOUT_MS = 1000
 
@@ -112,12 +114,31 @@ def _launch(workdir: Path, port: int, *options: str) -> Node:
         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     log.close()
     node = Node(port, process)
-    client = node.client()
+    # (no retries: one read that waits out its timeout is retried by redis-py, with backoff,
+    # for longer than this wait, on a port something else listens on and does not answer)
+    client = node.client(retry=Retry(NoBackoff(), 0))
+
+    def answering() -> bool:
+        # (it could not start: most often, its port was taken since free_ports chose it, by
+        # a server another test or process started meanwhile, which may even answer)
+        if not node.alive():
+            raise NodeExited(port, (workdir / f"redis-{port}.log").read_text(errors="replace"))
+        if int(client.info("server")["process_id"]) != process.pid:
+            raise NodeExited(port, "another server answers on its port")
+        return True
+
     try:
-        wait_until(client.ping, 10, f"redis-server on port {port}")
+        wait_until(answering, 10, f"redis-server on port {port}")
     finally:
         client.close()
     return node
+
+
+class NodeExited(RuntimeError):
+    """A redis-server that exited before answering (its log's end in the message)."""
+
+    def __init__(self, port: int, log: str) -> None:
+        super().__init__(f"redis-server on port {port} exited: {log[-500:]}")
 
 
 @dataclass
@@ -128,7 +149,17 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
 
     def start(self) -> Cluster:
+        for attempt in range(3):  # (new ports when a node could not start on its own)
+            try:
+                return self._start()
+            except NodeExited:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Cluster:
         ports = free_ports(self.masters * (1 + self.replicas), bus=True)
+        self.nodes = []
         try:
             for port in ports:
                 self.nodes.append(_launch(

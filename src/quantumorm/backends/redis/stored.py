@@ -9,9 +9,10 @@ versions were kept in it starts with its JSON (``{``) or the compression marker 
 its version is the meta hash's, which the scripts then return beside it.
 
 Format 3 (``bench/format3.md``; read here, written by no writer of this release) starts
-with 0x01: ``\x01<version>\0<W>\0<payload>``, ``W`` the recent write ids (hex digits and
-digits, possibly empty; not read here). A reader tells the formats apart by the first
-byte: 0x00 format 2, 0x01 format 3, anything else (``{``, 0xFF) format 1.
+with 0x01: ``\x01<version>\0<W>\0<payload>``, ``W`` the recent write ids (no NUL, possibly
+empty; skipped, not read: their form is for format 3's writers to fix and check, so that
+a denser form stays readable here). A reader tells the formats apart by the first byte:
+0x00 format 2, 0x01 format 3, anything else (``{``, 0xFF) format 1.
 
 Pure: no I/O.
 """

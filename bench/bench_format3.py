@@ -60,6 +60,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from importlib import resources
 from typing import Any
 
 import redis
@@ -67,7 +68,7 @@ from bench_workload import Person, batches, make_docs
 from callgrind_support import callgrind_server, dumped_instructions, free_port
 
 from quantumorm import create_connection, jsoncodec, sortable
-from quantumorm.backends.redis import wire
+from quantumorm.backends.redis import luachunks, wire
 
 TAG2 = "{qbenchwl:people:p0}:"  # the ORM's keys (format 2)
 TAG3 = "{qbenchwl:people:p0}:f3:"  # the format-3 copy, in the same slot
@@ -75,39 +76,18 @@ INDEXES = ("name", "age", "active", "tags")
 
 # -- shared Lua ------------------------------------------------------------------------------
 
-# _prelude.lua's read_list, as it is (both formats parse netstring lists: format 2 from the
-# meta hash, format 3 from the client's arguments)
-READ_LIST = r"""
-local function read_list(s, suffix)
-  local out, n, pos = {}, 0, 1
-  if not s then return out end
-  local byte, sub, length = string.byte, string.sub, #s
-  while pos <= length do
-    local size, colon
-    local b1, b2, b3 = byte(s, pos, pos + 2)
-    if b2 == 58 and b1 >= 48 and b1 <= 57 then
-      size, colon = b1 - 48, pos + 1
-    elseif b3 == 58 and b1 >= 48 and b1 <= 57 and b2 and b2 >= 48 and b2 <= 57 then
-      size, colon = b1 * 10 + b2 - 528, pos + 2
-    else
-      local b = b1
-      size, colon = 0, pos
-      while b ~= 58 do
-        if not b or b < 48 or b > 57 then return nil end
-        size, colon = size * 10 + b - 48, colon + 1
-        b = byte(s, colon)
-      end
-      if colon == pos or colon - pos > 12 then return nil end
-    end
-    if colon + size > length then return nil end
-    n = n + 1
-    if suffix then out[n] = sub(s, colon + 1, colon + size) .. suffix
-    else out[n] = sub(s, colon + 1, colon + size) end
-    pos = colon + size + 1
-  end
-  return out
-end
-"""
+
+def _shared(part: str, name: str) -> str:
+    """The definition of ``name`` in the package's shared Lua part ``part``, as it is (no
+    copy here to drift from it)."""
+    text = (resources.files("quantumorm.backends.redis") / "lua" / part).read_text()
+    (chunk,) = [c for c in luachunks.split(text) if name in c.defines]
+    return chunk.text + "\n"
+
+
+# _prelude.lua's read_list (both formats parse netstring lists: format 2 from the meta hash,
+# format 3 from the client's arguments)
+READ_LIST = _shared("_prelude.lua", "read_list")
 
 # The entry (sortable encoding) of a JSON value's text, for the types where the text gives
 # it exactly: an int (sortable.encode_number of int(text)), a string without a backslash

@@ -43,9 +43,12 @@ class WriteReply:
     """One document's outcome from ``save.lua``, ``delete.lua`` or ``insert_many.lua``."""
 
     #: OK | VERSION | MISSING | EXISTS | UNIQUE | WRONGTYPE | LAYOUT | DAMAGED; a patch
-    #: (patch.lua): TOOLARGE | CORRUPT | COMPRESSED too
+    #: (patch.lua): TOOLARGE | CORRUPT | COMPRESSED too; a write without a read of a format-3
+    #: document whose old index entries the script cannot derive (bench/format3.md):
+    #: ENTRIES, nothing written (the caller reads the document and writes it as loaded)
     status: str
-    #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size
+    #: OK: the version written (deleted); VERSION: the actual one; TOOLARGE: the size;
+    #: ENTRIES: the stored one
     version: int | None = None
     id_key: bytes | None = None  # OK (save): the id key written; UNIQUE: the holder's
     name: str | None = None  # UNIQUE: the index; WRONGTYPE, DAMAGED: the key
@@ -59,7 +62,7 @@ def write_reply(reply: list[Any]) -> WriteReply:
     if status == "OK":
         return WriteReply(status, int(reply[1]) if len(reply) > 1 else None,
                           bytes(reply[2]) if len(reply) > 2 else None)
-    if status in ("VERSION", "TOOLARGE"):
+    if status in ("VERSION", "TOOLARGE", "ENTRIES"):
         return WriteReply(status, int(reply[1]))
     if status == "UNIQUE":
         return WriteReply(status, None, bytes(reply[2]), _text(reply[1]))

@@ -64,6 +64,21 @@ def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
     raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
 
 
+def header(stored: bytes) -> tuple[int, bytes, bytes] | None:
+    """A format-3 value's version, recent write ids (W, as ``header_of`` in
+    ``lua/_prelude.lua`` reads them: not checked here, see :func:`.writeids.version_in_header`)
+    and payload; None for a value of format 1 or 2. ValueError (:class:`DamagedVersion` for
+    the version) when its header does not read."""
+    if stored[:1] != HEADED:
+        return None
+    end = stored.index(b"\x00", 1)
+    w_end = stored.index(b"\x00", end + 1)
+    digits = stored[1:end]
+    if not (48 < stored[1] < 58 and digits.isdigit()):
+        raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
+    return int(digits), stored[end + 1:w_end], stored[w_end + 1:]
+
+
 def payload(stored: bytes) -> bytes:
     """The document of a document key's value without its version (and, format 3, its
     write ids), whatever the version holds (``payload_of`` in ``lua/_prelude.lua``);

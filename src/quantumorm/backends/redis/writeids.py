@@ -57,4 +57,26 @@ def version_written(recent: Any, write_id: bytes, meta_key: str) -> int | None:
     return None
 
 
-__all__ = ["version_written", "write_id"]
+def version_in_header(recent: bytes, version: int, write_id: bytes) -> int | None:
+    """The version the write ``write_id`` gave a format-3 document whose header holds
+    ``version`` and the recent writes ``recent`` (its W: the newest write's id alone, its
+    version the header's, then per older write the id and its version in 16 zero-padded
+    digits, as ``headed()`` in ``lua/_write.lua`` writes it), or None when it is not among
+    them. ValueError when W is not of that form (``header_of`` in ``lua/_prelude.lua``
+    refuses it too)."""
+    held = bytes(recent or b"")
+    if held and (len(held) < 16 or (len(held) - 16) % 32
+                 or held.translate(None, b"0123456789abcdef")):
+        raise ValueError(f"recent write ids {held[:48]!r} are not 16 + 32k hex digits")
+    if held[:16] == write_id:
+        return version
+    for i in range(16, len(held), 32):  # (aligned, as written_in() in _prelude.lua looks)
+        if held[i:i + 16] == write_id:
+            older = held[i + 16:i + 32]
+            if not older.isdigit() or not older.strip(b"0"):
+                raise ValueError(f"recent write version {older!r}")
+            return int(older)
+    return None
+
+
+__all__ = ["version_in_header", "version_written", "write_id"]

@@ -27,6 +27,44 @@ local function payload_of(stored)
   return string.sub(stored, ends + 1)
 end
 
+-- Format 3's header (bench/format3.md): "\1" .. version .. "\0" .. W .. "\0" .. payload,
+-- W the document's recent writes (the newest write's id alone, 16 hex digits, its version
+-- being the header's; then each older write's id and version, 32 characters, newest first,
+-- as a format-2 meta hash's "r" holds them). Of a stored value: its version (text), W and
+-- the position of its payload's first byte; nil when it is not a format-3 value (nil, or
+-- its first byte is not 0x01); false when it is one whose header does not read (a version
+-- that is not plain digits, a NUL missing, a W that is not 16 + 32k of [0-9a-f] and
+-- digits): a writer refuses it as corrupt, nothing written, as a damaged format-2 prefix.
+local function header_of(stored)
+  if not stored or string.byte(stored, 1) ~= 1 then return nil end
+  local ends = string.find(stored, "\0", 2, true)
+  if not ends then return false end
+  local w_ends = string.find(stored, "\0", ends + 1, true)
+  if not w_ends then return false end
+  local version = string.sub(stored, 2, ends - 1)
+  if not string.find(version, "^[1-9]%d*$") then return false end
+  local w = string.sub(stored, ends + 1, w_ends - 1)
+  local size = #w
+  if size > 0 and (size < 16 or (size - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]")) then
+    return false
+  end
+  return version, w, w_ends + 1
+end
+
+-- The version the write ``write_id`` gave a format-3 document whose header holds
+-- ``version`` and ``w`` (header_of), or nil if it is not among its recent writes: at 1 (the
+-- header's version) or at 17 + 32k (the 16 digits after it).
+local function written_in(w, version, write_id)
+  if not write_id or #write_id ~= 16 or w == "" then return nil end
+  local at = string.find(w, write_id, 1, true)
+  while at do
+    if at == 1 then return tonumber(version) end
+    if at % 32 == 17 then return tonumber(string.sub(w, at + 16, at + 31)) end
+    at = string.find(w, write_id, at + 1, true)
+  end
+  return nil
+end
+
 -- "len:bytes" repeated (quantumorm.sortable.pack_list) -> list of strings, each followed by
 -- ``suffix`` when one is given (an id key: the list is then a document's index members,
 -- made in the same pass); nil or false -> {}; nil for a damaged list (a stray byte, a sign

@@ -279,6 +279,20 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   return nil
 end
 
+-- A format-3 document key's value (header_of in _prelude.lua): ``payload`` at version
+-- ``shown`` written by ``write_id``, after the write that left the header ``old_version``,
+-- ``old_w`` (nil for a new document). W keeps RECENT writes: this one's id, then the
+-- previous newest's id and version (zero-padded to 16 digits), then the older ones as they
+-- were, the oldest dropped.
+local function headed(shown, write_id, payload, old_version, old_w)
+  local w = write_id
+  if old_w and #old_w >= 16 then
+    w = w .. string.sub(old_w, 1, 16) .. string.rep("0", 16 - #old_version) .. old_version
+      .. string.sub(old_w, 17, 16 + 32 * (RECENT - 2))
+  end
+  return "\1" .. shown .. "\0" .. w .. "\0" .. payload
+end
+
 -- Give back the ids an insert took from its sequence (``key``: INCR'd ``increments``
 -- times, the last reply ``counter``) when it is refused after them: counter values a user
 -- took are skipped, never given back twice. (insert.lua's refusals: a function made only

@@ -65,8 +65,19 @@ class SaveCall:
     members: bytes = b""
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
+    #: an update of a document loaded as format 3 (save.lua's ARGV[16]: its loaded
+    #: entries, the sweep record's and the listed indexes' pairs); b"" for format 2
+    headed: bytes = b""
 
     def call(self) -> Call:
+        if self.headed and self.op != "insert":
+            return Call("save", (
+                self.document_key, self.meta_key, self.ids_key, self.sequence_key,
+                self.ttl_key, self.state_key, *self.index_keys, *self.event_keys), (
+                self.op, self.expected_version, self.id_key, self.document, self.write_id,
+                self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
+                self.meta_prefix, self.events, self.changed, self.layout, self.members,
+                self.headed))
         keys = (self.document_key, self.meta_key, self.ids_key, self.sequence_key,
                 self.ttl_key, self.state_key, *self.index_keys, *self.event_keys)
         if self.op == "insert":
@@ -159,8 +170,19 @@ class DeleteCall:
     layout: bytes
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
+    #: format 3 (delete.lua's ARGV[7] and ARGV[8]): the entries of the document as loaded
+    #: (a MessagePack array of packed lists, one per index), and for a delete of whatever
+    #: version is stored what derives them from its JSON; b"" for none
+    headed: bytes = b""
+    derive: bytes = b""
 
     def call(self) -> Call:
+        if self.headed or self.derive:
+            return Call("delete", (
+                self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
+                self.state_key, *self.index_keys, *self.event_keys), (
+                self.expected_version, self.id_key, self.manifests, self.soft_ms,
+                self.events, self.layout, self.headed, self.derive))
         return Call("delete", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
             self.state_key, *self.index_keys, *self.event_keys), (
@@ -332,13 +354,17 @@ class RestoreCall:
     lenient: bytes
     expiry: str  # "keep" | milliseconds
     doc_prefix: str
+    #: a format-3 document (``document`` its whole stored value, header included): the
+    #: listed indexes' pairs its meta hash keeps (MessagePack, flat); b"" for none
+    listed: bytes = b""
 
     def call(self) -> Call:
         return Call("restore", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.state_key,
             *self.index_keys), (
             self.id_key, self.document, self.version, self.write_id, self.values,
-            self.described, self.lenient, self.expiry, self.doc_prefix))
+            self.described, self.lenient, self.expiry, self.doc_prefix,
+            *((self.listed,) if self.listed else ())))
 
 
 @dataclass(slots=True)

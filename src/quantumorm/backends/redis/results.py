@@ -22,6 +22,7 @@ from ...options import ModelOptions
 from ...query import evaluate
 from ...query.nodes import Node, QuerySpec
 from . import stored
+from .headed import Headed
 
 #: what makes each row of a reply from (id, version, data): :class:`Row` itself, or a
 #: model's loader (``Document._loader``)
@@ -34,6 +35,7 @@ NUMERIC_ID = b"\x01"
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     """A document key's value (``version``: the meta hash's, read beside it when the value
     carries none) as a row."""
+    headed = raw[:1] == stored.HEADED
     try:
         number, raw = stored.split(raw, version)
     except ValueError as exc:
@@ -47,6 +49,8 @@ def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
         raise CorruptDocumentError(options.model_name, id, f"invalid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise CorruptDocumentError(options.model_name, id, "not a JSON object")
+    if headed:  # (format 3: its writes send the entries of this data, see headed.py)
+        return Row(id, Headed.of(number, data), data)
     return Row(id, number, data)
 
 

@@ -33,6 +33,7 @@ from . import wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
+from .headed import Headed, entries_retry
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
 from .writeids import version_written
@@ -126,6 +127,8 @@ class Writer(TwoPhase):
             id = request.id
             if id is None:
                 id = sortable.id_from_key(bytes(raw[2]))
+            if type(request.expected_version) is Headed:  # (format 3: headed.py)
+                return [writes.result(options, request, write_reply(raw))]
             return [WriteResult(id, 0 if request.kind == "delete" else int(raw[1]))]
         return (yield from self._write_all(options, [request], (record, sent)))
 
@@ -172,6 +175,7 @@ class Writer(TwoPhase):
             outcomes: list[tuple[int, WriteResult | None]] = []
             stale = False
             locked: list[tuple[int, WriteResult]] = []
+            headed: list[tuple[int, WriteReply]] = []  # (format 3: headed.entries_retry)
             for (_, members), raw in zip(batches, sent, strict=True):
                 if len(members) == 1:
                     parsed = [write_reply(raw)]
@@ -187,6 +191,9 @@ class Writer(TwoPhase):
                     if reply.status == "LAYOUT":  # nothing written: sent again, new schema
                         stale = True
                         outcomes.append((i, None))
+                        continue
+                    if reply.status == "ENTRIES":
+                        headed.append((i, reply))
                         continue
                     result = writes.result(options, requests[i], reply)
                     if isinstance(result.error, DocumentLocked) and not resent:
@@ -204,6 +211,9 @@ class Writer(TwoPhase):
                 settled = yield from self.settle(result.error.holder,
                                                  self._locks_of(options, requests[i].id or ""))
                 outcomes.append((i, None if settled else result))
+            for i, reply in headed:
+                outcomes.append((i, (yield from entries_retry(options, state.writes,
+                                                              requests[i], reply))))
             if stale:
                 stale_layouts += 1
                 if stale_layouts > LAYOUT_ATTEMPTS:

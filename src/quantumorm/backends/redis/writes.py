@@ -20,10 +20,12 @@ from typing import Any
 from ... import jsoncodec, sortable
 from ...engine.contract import Expiry, WriteRequest, WriteResult
 from ...errors import (
+    CorruptDocumentError,
     DamagedMetaError,
     DocumentLocked,
     DocumentTooLargeError,
     DuplicateIdError,
+    TransactionError,
     UniqueViolation,
     VersionConflict,
     WriteOutcomeUnknown,
@@ -50,6 +52,7 @@ from .calls import (
     patch_argument,
 )
 from .commands import Call, script
+from .headed import Headed, derive_spec, nested, old_lists, spec_items
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
@@ -243,6 +246,55 @@ class WriteLayout:
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
+        #: format 3 (headed.py), worked out at its first write: the meta fields of the
+        #: indexes not derived (listed: a format-3 document's meta hash keeps them), and
+        #: delete.lua's derivation spec (None: an index is not derived)
+        self._headed: tuple[frozenset[bytes], bytes | None] | None = None
+
+    def headed_shape(self) -> tuple[frozenset[bytes], bytes | None]:
+        """The listed indexes' meta fields and the derivation spec (see ``_headed``)."""
+        shape = self._headed
+        if shape is None:
+            items = spec_items(self.options)
+            shape = self._headed = (
+                frozenset(manifest for (_, manifest, _), derived in zip(
+                    self.indexes, items, strict=True) if not derived),
+                derive_spec(self.options))
+        return shape
+
+    def _headed_save(self, request: WriteRequest, call: SaveCall,
+                     touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
+        """``call`` as an update of a document loaded as format 3 (save.lua's ARGV[16]):
+        the entries its loaded data has in the indexes the write touches, every index's
+        new pair (the sweep record, unless the expiry is removed) and the listed ones."""
+        version = request.expected_version
+        assert isinstance(version, Headed) and request.values is not None
+        listed, _ = self.headed_shape()
+        pairs, _ = self.all_entries(request.values)
+        kept = [item for k in range(0, len(pairs), 2) if pairs[k] in listed
+                for item in pairs[k:k + 2]]
+        call.headed = nested([
+            old_lists(self.options, [index for _, index, _ in touched], request.id,
+                      version.stored),
+            [] if request.expire == Expiry.PERSIST else pairs, kept])
+        call.wire = None
+        return call
+
+    def headed_delete(self, request: WriteRequest, derive: bool = False) -> DeleteCall:
+        """A delete of a document loaded as format 3 (its expected version a
+        :class:`.Headed`: delete.lua's ARGV[7], the entries its loaded data has in every
+        index), or with ``derive``, a delete of whatever version is stored that derives a
+        format-3 document's entries from its JSON (ARGV[8])."""
+        call = self.delete(request)
+        version = request.expected_version
+        if isinstance(version, Headed):
+            call.headed = wire.pack(old_lists(
+                self.options, [index for index, _, _ in self.indexes], request.id,
+                version.stored))
+        if derive:
+            call.derive = self.headed_shape()[1] or b""
+        call.wire = None
+        return call
 
     def event_keys(self, partition: int) -> tuple[str, ...]:
         """The stream key appended to a write's KEYS when the model emits events."""
@@ -374,6 +426,13 @@ class WriteLayout:
         out.append(layout_part)
         if members:
             out += (heads[n] if (n := len(members)) < 1024 else bulk_head(n), members, CRLF)
+        if type(request.expected_version) is Headed:  # (format 3: see headed.py)
+            return self._headed_save(request, SaveCall(
+                doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
+                (p.changes,) if events else (),
+                kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,
+                packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix, events,
+                names, self.layout, members), touched)
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),
@@ -715,7 +774,14 @@ class WriteLayout:
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
-        the writes, all in ``partition``; applied all together or not at all."""
+        the writes, all in ``partition``; applied all together or not at all. Transactions
+        stay format-2 only this release (bench/format3.md, step 3): one that read a format-3
+        document (a :class:`.Headed` version) is refused here, nothing sent."""
+        for id, version in [*checks, *((r.id, r.expected_version) for r in requests)]:
+            if type(version) is Headed:
+                raise TransactionError(
+                    f"{self.options.model_name} {id!r} is stored in format 3 (a header with "
+                    "its recent write ids), which transactions do not write yet")
         keys, p = self.keys, self.keys.partition(partition)
         rows: list[TxRow] = [TxCheck(keys.doc(partition, id), keys.meta(partition, id),
                                      sortable.id_key(id), version) for id, version in checks]
@@ -740,11 +806,16 @@ class WriteLayout:
         keys, partition = self.keys, self.keys.partition_of(id)
         p = keys.partition(partition)
         pairs, lenient = self.all_entries(values)
+        kept = b""
+        if raw[:1] == b"\x01":  # (format 3, ``raw`` its whole stored value: restore.lua)
+            listed, _ = self.headed_shape()
+            kept = wire.pack([item for k in range(0, len(pairs), 2) if pairs[k] in listed
+                              for item in pairs[k:k + 2]])
         return RestoreCall(
             keys.doc(partition, id), keys.meta(partition, id), p.ids, p.ttl, p.state,
             p.indexes, sortable.id_key(id), raw, str(version), new_write_id(),
             wire.pack(pairs), self.described, wire.pack(lenient),
-            Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix).call()
+            Expiry.KEEP if ttl_ms is None else str(ttl_ms), p.doc_prefix, kept).call()
 
     def delete(self, request: WriteRequest) -> DeleteCall:
         id = request.id
@@ -945,6 +1016,9 @@ def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> W
             return WriteResult(id, 0)
         assert reply.version is not None
         new_id = id if id is not None else sortable.id_from_key(reply.id_key or b"")
+        if type(request.expected_version) is Headed and request.data is not None:
+            # (a format-3 document stays format 3: its next write sends this data's entries)
+            return WriteResult(new_id, Headed.of(reply.version, request.data))
         return WriteResult(new_id, reply.version)
     if status == "MISSING" and request.kind == "delete":
         return WriteResult(id, None)  # already gone: nothing to do, nothing refused
@@ -966,6 +1040,9 @@ def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> W
         error = DocumentLocked(model, shown, request.expected_version, reply.name or "")
     elif status == "DAMAGED":  # (its meta hash does not read: nothing written; repair())
         error = DamagedMetaError(model, shown, reply.name or "", reply.field)
+    elif status == "CORRUPT":  # (a format-3 header that does not read: nothing written)
+        error = CorruptDocumentError(model, shown, "a format-3 header (its version or recent "
+                                     "write ids) that does not read")
     else:
         raise AssertionError(f"unexpected script reply {reply!r}")
     return WriteResult(id, None, error)

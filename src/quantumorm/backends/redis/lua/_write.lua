@@ -248,6 +248,43 @@ local function clock_at_least(state_key, version)
   end
 end
 
+-- A write to ``doc_key`` that found no format-2 version matching ``expected`` (its meta
+-- hash holds none, or no "r": a sweep record), when the document may be of format 3
+-- (bench/format3.md): nil when it is not one (no document, or a first byte other than
+-- 0x01); else {"CORRUPT"} (its header does not read: nothing written, as a damaged
+-- format-2 prefix is refused), {"OK", version, idkey} (``write_id`` is among its recent
+-- writes: a resent write, applied before), {"ENTRIES", version} (at the expected version:
+-- the caller sends the entries its loaded document has, which a format-3 document keeps
+-- nowhere else) or {"VERSION", version}.
+local function headed_refusal(doc_key, expected, write_id, idkey)
+  local raw = redis.call("GET", doc_key)
+  if not raw or string.byte(raw, 1) ~= 1 then return nil end
+  local version, w = header_of(raw)
+  if not version then return {"CORRUPT"} end
+  local done = written_in(w, version, write_id)
+  if done then return {"OK", done, idkey} end
+  if version == expected then return {"ENTRIES", version} end
+  return {"VERSION", version}
+end
+
+-- The meta hash a format-3 document keeps after a write (bench/format3.md, section 1):
+-- with an expiry (``expiring``), a sweep record: its version (``shown``) and every index's
+-- entries (``all``: flat meta field / packed list pairs); else only the listed indexes'
+-- fields (``listed``, the same form), or none. The hash is written whole (DEL first: a
+-- format-2 meta hash's "r" or a dropped index's field never stays).
+local function headed_meta(meta_key, expiring, shown, all, listed)
+  redis.call("DEL", meta_key)
+  if expiring then
+    if #all > 0 then
+      redis.call("HSET", meta_key, "v", shown, unpack(all))
+    else
+      redis.call("HSET", meta_key, "v", shown)
+    end
+  elseif #listed > 0 then
+    redis.call("HSET", meta_key, unpack(listed))
+  end
+end
+
 -- Identity and version check of a write to a known id: a refusal, or nil. An insert must
 -- find no document, an update the expected version; {"APPLIED", version} when the document
 -- already carries this write (an earlier attempt of it). What an expired document left
@@ -262,7 +299,18 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
   local stored = redis.call("HGET", meta_key, "v")
   local alive = redis.call("EXISTS", doc_key) == 1
   if alive and stored ~= expected then
-    local version = applied(meta_key, write_id)
+    -- (applied(meta_key, write_id), its "r" kept: a format-2 document always has one; a
+    -- format-3 document has none (a sweep record has no "r"), and an insert finds its
+    -- resend in the header's W)
+    local valid = write_id and #write_id == 16
+    local seen = valid and redis.call("HGET", meta_key, "r")
+    local version = seen and applied_in(seen, write_id)
+    if valid and not seen and mode == "insert" then
+      local refused = headed_refusal(doc_key, nil, write_id, idkey)
+      -- (a header that does not read is taken, and refused, as a taken id: EXISTS, as an
+      -- insert over a damaged format-2 document is)
+      if refused and refused[1] == "OK" then return {"APPLIED", refused[2]} end
+    end
     if version then return {"APPLIED", version} end
   end
   if mode == "insert" and alive then return {"EXISTS"} end
@@ -753,4 +801,43 @@ local function schedule_and_locks(ttl_key, state_key, ...)
   local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
   if refused then return 0, found - 1, refused end  -- (the key is there, of another type)
   return scheduled, found - (scheduled > 0 and 1 or 0), nil
+end
+
+-- The entries of a format-3 document in every index, derived from its stored JSON
+-- (bench/format3.md, section 3): ``raw`` is its stored value, ``at`` its payload's first
+-- byte (header_of). ``spec``: a MessagePack array, per index in KEYS order, the quoted key
+-- text and the kind code (derived.py) of each of its fields, one after another (a
+-- compound index's entry is its fields' entries joined, as sortable.py joins them), or an
+-- empty array for an index whose entries are not derived. A list per index of its members
+-- (value encodings .. ``idkey``), or nil where any is not derived: an index not derivable,
+-- a compressed payload (no zlib in Lua), a JSON that does not read, a member absent, a
+-- text derived_entries() does not read. (A script that names it uses _derive before _write.)
+local function derived_members(raw, at, spec, idkey)
+  if not spec or spec == "" or string.byte(raw, at) ~= 123 then return nil end
+  local payload = string.sub(raw, at)
+  local ok, members, close = pcall(json_members, payload)
+  if not ok or json_ws(payload, close + 1) then return nil end
+  local texts = {}  -- (of a key stored twice the last, which reads see)
+  for _, m in ipairs(members) do texts[m[1]] = string.sub(payload, m[2], m[3] - 1) end
+  local out = {}
+  for i, fields in ipairs(cmsgpack.unpack(spec)) do
+    if type(fields) ~= "table" or #fields == 0 then return nil end
+    if #fields == 2 then
+      local text = texts[fields[1]]
+      local entries = text and derived_entries(text, fields[2])
+      if not entries then return nil end
+      for k = 1, #entries do entries[k] = entries[k] .. idkey end
+      out[i] = entries
+    else
+      local parts = {}
+      for k = 1, #fields, 2 do
+        local text = texts[fields[k]]
+        local entry = text and derived_entry(text, fields[k + 1])
+        if not entry then return nil end
+        parts[#parts + 1] = entry
+      end
+      out[i] = {table.concat(parts) .. idkey}
+    end
+  end
+  return out
 end

@@ -13,6 +13,12 @@
 -- ARGV[7]   MessagePack positions of unique indexes not enforced for it (null parts)
 -- ARGV[8]   expiry: "keep" (none) or milliseconds from now
 -- ARGV[9]   document key prefix
+-- ARGV[10]  absent or "", or MessagePack pairs (flat): the listed indexes' meta fields and
+--           packed lists, which a format-3 document keeps in its meta hash
+-- A format-3 document (ARGV[2] its whole stored value, "\1" version "\0" W "\0" JSON:
+-- bench/format3.md) is stored with its header as given (its version must be ARGV[3]); its
+-- meta hash only where format 3 keeps one: with an expiry, a sweep record (the version
+-- and every index's fields, no "r"); else the listed indexes' fields, or none.
 -- Returns   {"OK"} | {"EXISTS", version} (already there: a resumed move)
 --           | {"UNIQUE", index name, holder id key} | {"WRONGTYPE", key}
 --           | {"DAMAGED", meta hash key, field} (the meta hash there, or an expired
@@ -38,12 +44,21 @@ if redis.call("EXISTS", KEYS[1]) == 1 then
   -- or none, is the refusal, never a number read from it)
   if not type_ok(KEYS[2], "hash") then return {"WRONGTYPE", KEYS[2]} end
   local found = redis.call("HGET", KEYS[2], "v")
-  if not found then return damaged(KEYS[2], "v") end
+  if not found then  -- (format 3 without a sweep record: its header's version)
+    local version = header_of(redis.call("GET", KEYS[1]))
+    if version then return {"EXISTS", version} end
+    return damaged(KEYS[2], "v")
+  end
   return bad_version(KEYS[2], found) or {"EXISTS", found}
 end
 local refused = check_version("insert", "0", idkey, KEYS[1], KEYS[2], KEYS[3], KEYS[4],
                               indexes, ARGV[4])
 if refused then return refused end
+local headed = string.byte(ARGV[2], 1) == 1  -- (format 3: checked before anything is written)
+if headed and header_of(ARGV[2]) ~= ARGV[3] then
+  return redis.error_reply("ERR restore.lua: a format-3 header that does not read, or whose "
+                           .. "version is not ARGV[3]")
+end
 local fields = cmsgpack.unpack(ARGV[5])
 local values = {}
 for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
@@ -60,6 +75,20 @@ for i, index in ipairs(indexes) do
   end
 end
 for i, index in ipairs(indexes) do rewrite_entries(index.key, idkey, {}, members[i]) end
+if headed then  -- format 3: its header as given
+  local listed = ARGV[10] and ARGV[10] ~= "" and cmsgpack.unpack(ARGV[10]) or {}
+  if ARGV[8] == "keep" then
+    redis.call("SET", KEYS[1], ARGV[2])
+  else
+    local at = now_ms() + tonumber(ARGV[8])
+    redis.call("SET", KEYS[1], ARGV[2], "PXAT", at)
+    redis.call("ZADD", KEYS[4], at, idkey)
+  end
+  headed_meta(KEYS[2], ARGV[8] ~= "keep", ARGV[3], fields, listed)
+  redis.call("ZADD", KEYS[3], 0, idkey)
+  clock_at_least(KEYS[5], tonumber(ARGV[3]))
+  return {"OK"}
+end
 store({mode = "insert", idkey = idkey, doc_key = KEYS[1], meta_key = KEYS[2], json = ARGV[2],
        expiry = ARGV[8], version = tonumber(ARGV[3]), write_id = ARGV[4], fields = fields},
       KEYS[3], KEYS[4], KEYS[5])

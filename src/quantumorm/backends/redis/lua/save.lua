@@ -43,6 +43,16 @@
 -- ARGV[15]  absent or "" (an update), or a MessagePack array with, per index of ARGV[7] (in its
 --           order), the array of its value encodings: ARGV[6]'s netstrings, decoded (sent
 --           when the write touches every index: one decode instead of a parse per index)
+-- ARGV[16]  absent or "" (the caller loaded the document as format 2), or, from a caller
+--           that loaded it as format 3 (bench/format3.md: "\1" version "\0" W "\0" JSON),
+--           a MessagePack array: {per index of ARGV[7] (in its order), the entries its
+--           LOADED document has there (a packed list, as a meta field holds them); every
+--           index's meta field and new packed list, flat (the sweep record kept while the
+--           document has an expiry; sent unless the expiry is "persist"); the listed
+--           indexes' pairs, flat (kept in the meta hash whatever the expiry)}. Exact because
+--           the version is compared first. A format-3 document keeps its format: the new
+--           header's W chains this write id before the old ones (headed()), and its meta
+--           hash is headed_meta()'s (a sweep record only with an expiry).
 --
 -- Expiry: the document key expires (SET ... PXAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
@@ -53,6 +63,9 @@
 --           | {"LOCKED", record key} (a prepared transaction holds the document)
 --           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read:
 --             nothing written; repair() rebuilds it from the document)
+--           | {"ENTRIES", version} (a format-3 document at the expected version, met by a
+--             caller that sent no ARGV[16]: nothing written; it sends its entries again)
+--           | {"CORRUPT"} (a format-3 header that does not read: nothing written)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
@@ -69,7 +82,8 @@
 -- each C function called about 800: errors are read as ``.err`` or by a reply's value).
 -- cold: lock_holder applied applied_in stream_refusal index_records bad_index purge_listed
 -- cold: bad_version damaged unique_holder take_back_entries sweep type_ok events_unchecked
--- cold: emit_first read_list unpack_list entries_diff change_entries
+-- cold: emit_first read_list unpack_list entries_diff change_entries header_of written_in
+-- cold: headed headed_refusal headed_meta
 
 -- (an insert sent here would be taken for an update of a missing document: refused loudly)
 if ARGV[1] ~= "update" then return redis.error_reply("ERR save.lua only updates") end
@@ -157,6 +171,33 @@ local indexes
 -- touched indexes hold now; the TYPE of the document key tells both its type and whether
 -- it is alive (an expired document's meta hash stays until a purge).
 local seen  -- the meta hash's "r"
+local got  -- {version, "r", the touched indexes' entries (packed lists)}
+-- Format 3 (ARGV[16] sent): the document's GET gives its version and W; the entries to
+-- remove are the caller's. Any other document (gone, or of format 2 or 1) takes the
+-- format-2 path below, which ignores them.
+local header  -- {version text, W, sweep pairs, listed pairs} of a format-3 document
+if ARGV[16] and ARGV[16] ~= "" then
+  rare = rare or cold_paths()
+  local raw = redis.pcall("GET", doc_key)
+  if type(raw) == "table" and raw.err then
+    if string.find(raw.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
+    error(raw)
+  end
+  if raw and string.byte(raw, 1) == 1 then
+    local stored, w = rare.header_of(raw)
+    if not stored then return {"CORRUPT"} end
+    if not rare.type_ok(meta_key, "hash") then return {"WRONGTYPE", meta_key} end
+    if stored ~= ARGV[2] then
+      local version = rare.written_in(w, stored, ARGV[5])
+      if version then return {"OK", version, idkey} end  -- a resent write applied before
+      return {"VERSION", stored}
+    end
+    local given = cmsgpack.unpack(ARGV[16])
+    header = {stored, w, given[2] or {}, given[3] or {}}
+    got = {stored, false}
+    for i = 1, touched do got[i + 2] = given[1][i] or "" end
+  end
+end
 
 -- the id index: an update refuses it when it holds another type too (a model whose keys
 -- hold foreign data is refused whole, whichever write it is)
@@ -166,8 +207,7 @@ do
   if t ~= "none" and t ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
 end
 local json, changed = ARGV[4], ARGV[13] ~= "" and ARGV[13] or nil
-local got
-do
+if not header then
   local t = redis.call("TYPE", doc_key).ok
   if t ~= "none" and t ~= "string" then return {"WRONGTYPE", doc_key} end
   local alive = t == "string"
@@ -188,6 +228,10 @@ do
   seen = got[2]
   if alive and stored ~= ARGV[2] then
     rare = rare or cold_paths()
+    if not seen then  -- (no "r": a format-3 document, whose entries this caller did not send)
+      local refused = rare.headed_refusal(doc_key, ARGV[2], ARGV[5], idkey)
+      if refused then return refused end
+    end
     local version = rare.applied_in(seen or nil, ARGV[5])
     if version then return {"OK", version, idkey} end  -- a resent write applied before
   end
@@ -366,7 +410,22 @@ end
 -- or milliseconds from the time the version was taken; then the meta hash's version,
 -- recent writes and lists)
 local expiry = ARGV[9]
-if expiry == "keep" then
+if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_meta() keeps)
+  local value, expiring = rare.headed(shown, ARGV[5], json, header[1], header[2]), true
+  if expiry == "keep" then
+    expiring = redis.call("PTTL", doc_key) > 0
+    redis.call("SET", doc_key, value, "KEEPTTL")
+  elseif expiry == "persist" then
+    redis.call("SET", doc_key, value)
+    redis.call("ZREM", KEYS[5], idkey)
+    expiring = false
+  else
+    local at = math.floor(now_us / 1000) + tonumber(expiry)
+    redis.call("SET", doc_key, value, "PXAT", at)
+    redis.call("ZADD", KEYS[5], at, idkey)
+  end
+  rare.headed_meta(meta_key, expiring, shown, header[3], header[4])
+elseif expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
 elseif expiry == "persist" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json)
@@ -378,12 +437,14 @@ else
 end
 -- (a version of 16 digits, the time's, has no padding: no call; the last RECENT - 1 = 3
 -- entries of "r" kept, 32 characters each)
-local recent = ARGV[5] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
-if seen then recent = recent .. (#seen <= 96 and seen or string.sub(seen, 1, 96)) end
-if #fields == 2 then  -- (the common update's one pair: no unpack())
-  redis.call("HSET", meta_key, "v", shown, "r", recent, fields[1], fields[2])
-else
-  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+if not header then
+  local recent = ARGV[5] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
+  if seen then recent = recent .. (#seen <= 96 and seen or string.sub(seen, 1, 96)) end
+  if #fields == 2 then  -- (the common update's one pair: no unpack())
+    redis.call("HSET", meta_key, "v", shown, "r", recent, fields[1], fields[2])
+  else
+    redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+  end
 end
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)

@@ -1,0 +1,161 @@
+"""Format 3's writes from the client (``bench/format3.md``, sections 2 and 7; step 3).
+
+A format-3 document keeps no record of its index entries: a write that removes them (a
+save of a loaded document, a delete) sends the entries its *loaded* document has, which
+the script trusts because it compares the version first. So a version read from a
+format-3 document is a :class:`Headed`: an ``int`` (equal to the plain version, and used
+as one everywhere) that also holds the storage-form data it was read with. The write
+layout (:mod:`.writes`) sends the entries of that data with a write whose expected version
+is one; a plain ``int`` (a format-2 document's version) sends nothing more, so the format-2
+path costs what it did. Where the marker is missing (the document was read as format 2 and
+converted by another writer since), the script answers ``{"ENTRIES", version}`` and
+:func:`entries_retry` reads the document and sends the write again with a :class:`Headed`
+version (a compare-and-set: a version that moved since is the usual conflict).
+
+Pure but for :func:`entries_retry`, an operation (``yield`` of plans).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ... import jsoncodec, sortable
+from ...engine.contract import WriteRequest, WriteResult
+from ...engine.drive import Op
+from ...errors import VersionConflict
+from ...options import ModelOptions
+from . import wire
+from .commands import Command, RedisPlan
+from .derived import derivation
+from .replies import WriteReply, write_reply
+
+if TYPE_CHECKING:
+    from .calls import DeleteCall, SaveCall
+    from .writes import WriteLayout
+
+
+class Headed(int):
+    """A version read from a format-3 document, with the storage-form data it was read
+    with (``stored``): what the document's index entries are made of."""
+
+    stored: dict[str, Any]
+
+    @classmethod
+    def of(cls, version: int, stored: dict[str, Any]) -> Headed:
+        made = cls(version)
+        made.stored = stored
+        return made
+
+
+def loaded_values(options: ModelOptions, id: str | None, stored: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The values by attribute name (and indexed path) of a document whose storage form is
+    ``stored``, as ``Document._values()`` gives them for a loaded instance not changed
+    since: the loaded state, never an instance's current values."""
+    values: dict[str, Any] = {}
+    options.fill(values, stored)
+    values["id"] = id
+    for name, path in options.derived:
+        values[name] = path.indexed_value(values)
+    return values
+
+
+def nested(arrays: list[list[bytes]]) -> bytes:
+    """A MessagePack array of arrays of strings."""
+    return wire.array_header(len(arrays)) + b"".join([wire.pack(a) for a in arrays])
+
+
+def spec_items(options: ModelOptions) -> list[list[bytes]]:
+    """What ``derived_members()`` (``lua/_write.lua``) reads to derive a format-3 document's
+    entries in every index from its JSON: per index, the quoted key text and kind code of
+    each of its fields; an empty list for an index not derived (a field of a kind Lua does
+    not derive, a path into an embedded document, a case-folded index, an array in a
+    compound index)."""
+    paths = {name for name, _ in options.derived}
+    out: list[list[bytes]] = []
+    for index in options.indexes:
+        items: list[bytes] = []
+        for name in index.fields:
+            field = options.fields.get(name) if name not in paths else None
+            code = derivation(field) if field is not None else None
+            if field is None or code is None or (index.compound and code.startswith("[")):
+                items = []
+                break
+            items += [jsoncodec.encode(field.db_name), code.encode()]
+        out.append(items)
+    return out
+
+
+def derive_spec(options: ModelOptions) -> bytes | None:
+    """:func:`spec_items` packed for ``delete.lua``'s ARGV[8], or None when an index of the
+    model is not derived (a blind delete of a format-3 document then reads it first)."""
+    items = spec_items(options)
+    return nested(items) if all(items) else None
+
+
+def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
+              stored: dict[str, Any]) -> list[bytes]:
+    """The packed lists of the entries the loaded document ``stored`` has in ``indexes``
+    (IndexSpec each), as a meta field would hold them."""
+    from .writes import index_members
+
+    values = loaded_values(options, id, stored)
+    return [sortable.pack_list(index_members(options, index, values)) for index in indexes]
+
+
+#: how many times a write that met a format-3 document it could not write at once is sent
+#: again (read, then compare-and-set: a delete of whatever version is stored retries when
+#: another writer moved the version in between, as the other compare-and-set loops do)
+ENTRIES_ATTEMPTS = 5
+
+
+def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequest,
+                  reply: WriteReply) -> Op[WriteResult]:
+    """The outcome of ``request``, whose script answered ``{"ENTRIES", version}``: a
+    format-3 document whose entries it was not sent (a save or delete of an instance loaded
+    as format 2, converted by another writer since) or could not derive (a delete of
+    whatever version is stored). The document is read and the write sent again as loaded
+    at the version read (:class:`Headed`); a save or loaded delete whose expected version
+    is not that one is the usual conflict. A delete of whatever version is stored first
+    tries once more with the derivation spec when every index is derived."""
+    from .results import row
+    from .writes import result
+
+    id = request.id
+    assert id is not None
+    keys = layout.keys
+    doc_key = keys.doc(0 if keys.partitions == 1 else keys.partition_of(id), id)
+    blind = request.kind == "delete" and not request.expected_version
+    derive = blind and layout.headed_shape()[1] is not None
+    call: DeleteCall | SaveCall
+    for _ in range(ENTRIES_ATTEMPTS):
+        if derive:  # (the script derives the entries from the JSON: no read)
+            derive = False
+            call = layout.headed_delete(request, derive=True)
+            sent = request
+        else:
+            (raw,) = yield RedisPlan((Command(("GET", doc_key)),), idempotent=True)
+            if raw is None:
+                if request.kind == "delete":
+                    return WriteResult(id, None)  # (gone: nothing to do)
+                return WriteResult(id, None, VersionConflict(
+                    options.model_name, id, request.expected_version, None))
+            found = row(options, id, None, bytes(raw))
+            if not blind and found.version != request.expected_version:
+                return WriteResult(id, None, VersionConflict(
+                    options.model_name, id, request.expected_version, found.version))
+            version = found.version if isinstance(found.version, Headed) else int(found.version)
+            sent = WriteRequest(request.kind, id, version, request.data, request.values,
+                                request.changed, request.expire, request.raw)
+            call = (layout.headed_delete(sent) if request.kind == "delete"
+                    else layout.save(sent))
+        (answer,) = yield RedisPlan((call.call(),), idempotent=request.kind != "delete")
+        reply = write_reply(answer)
+        if reply.status == "ENTRIES" or (blind and reply.status == "VERSION"):
+            continue  # (converted, or written, in between: read again)
+        return result(options, sent, reply)
+    return WriteResult(id, None, VersionConflict(
+        options.model_name, id, request.expected_version, reply.version))
+
+
+__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "derive_spec", "loaded_values", "nested", "old_lists", "spec_items"]

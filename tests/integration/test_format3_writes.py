@@ -1,0 +1,660 @@
+"""Format 3's writes (bench/format3.md, plan step 3): save, delete, insert, insert_many and
+restore accept a format-3 document (``\\x01<version>\\0<W>\\0<payload>``) and keep it in
+format 3. Nothing writes format 3 yet (FORMAT is 2): the tests make one by hand from what
+the ORM wrote (the key rewritten with the header, the meta hash deleted, or kept as a sweep
+record, ``v`` and every index's fields without ``r``, for a document with an expiry).
+
+* a save after ``get()``: the entries its loaded document has come from the client, the
+  index entries move exactly, W chains the write ids (the newest first, the oldest
+  dropped), the version and the change event as for format 2; a stale version is
+  VERSION; a resent save is recognised at every position of W; a unique conflict;
+* an instance loaded as format 2 whose document another writer converted since: the
+  script answers ENTRIES, the client reads it and writes as loaded (or conflicts);
+* delete as loaded and of whatever version is stored (``filter(id=).delete()``): the
+  entries removed (client, or derived from the JSON in Lua), both keys gone; with an index
+  Lua does not derive, the ENTRIES round trip; a compressed payload likewise;
+* a damaged header: CorruptDocumentError, nothing written;
+* an expiry set, kept and removed: the meta hash a sweep record exactly while the document
+  expires, none otherwise; after the TTL, the sweep leaves no entry;
+* wrong key types; insert over a taken format-3 id (resend: its version; else EXISTS);
+* restore (a partition move's) of a format-3 document: its header as given;
+* transactions stay format-2 only: one over a format-3 document is refused, nothing written.
+
+After each, the whole keyspace is checked: every index holds exactly the entries of the
+stored documents (read from their headers), and a meta hash exists exactly where the
+format says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from helpers import MODES, call, snapshot
+
+from quantumorm import (
+    ArrayField,
+    CorruptDocumentError,
+    Document,
+    DuplicateIdError,
+    IntField,
+    StringField,
+    TransactionError,
+    UniqueViolation,
+    VersionConflict,
+    WrongTypeError,
+    compression,
+    jsoncodec,
+    sortable,
+)
+from quantumorm.backends.redis import commands, stored
+from quantumorm.backends.redis.headed import Headed
+from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.writes import WriteLayout, index_members
+from quantumorm.engine import prepared
+from quantumorm.engine.contract import Expiry, WriteRequest
+
+NEWEST = b"00c0ffee12345678"
+LONG_W = NEWEST + b"".join(b"%016x%016d" % (0xabc0 + k, 40 - k) for k in range(3))
+
+
+class Item(Document):
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    email = StringField(unique=True)
+    note = StringField()
+
+    class Meta:
+        collection = "f3w_items"
+        indexes = [("name", "age")]
+        changes = True
+
+
+class Folded(Document):
+    """An index Lua does not derive (case-folded): a delete of whatever version is stored
+    reads the document first."""
+
+    name = StringField(indexed=True)
+
+    class Meta:
+        collection = "f3w_folded"
+        indexes = [{"fields": ["name"], "casefold": True}]
+
+
+class Packed(Document):
+    name = StringField(indexed=True)
+    body = StringField()
+
+    class Meta:
+        collection = "f3w_packed"
+        compress = {"codec": "zlib", "min_size": 1}
+
+
+def _keys(model: Any) -> KeySpace:
+    return KeySpace(model._meta)
+
+
+def to_format3(rc: Any, model: Any, id: str, w: bytes = NEWEST) -> int:
+    """The format-2 document ``id`` stored again in format 3 (version and payload kept, W
+    ``w``, its expiry kept); its meta hash deleted, or kept as a sweep record (``v`` and
+    every index's fields, no ``r``) when it expires. Its version."""
+    keys = _keys(model)
+    doc_key, meta_key = keys.doc(0, id), keys.meta(0, id)
+    version, payload = stored.split(rc.get(doc_key))
+    assert rc.set(doc_key, b"\x01%d\x00%s\x00%s" % (version, w, payload), keepttl=True)
+    if rc.pttl(doc_key) > 0:
+        rc.hdel(meta_key, "r")
+    else:
+        rc.delete(meta_key)
+    return version
+
+
+def header(rc: Any, model: Any, id: str) -> tuple[int, bytes, bytes]:
+    got = stored.header(rc.get(_keys(model).doc(0, id)))
+    assert got is not None, "not a format-3 document"
+    return got
+
+
+def manifests(model: Any) -> dict[str, str]:
+    """index name -> the meta field of its entries"""
+    options = model._meta
+    return {index.name: (f"x:{index.name}" if index.compound
+                         else f"f:{options.fields[index.fields[0]].db_name}")
+            for index in options.indexes}
+
+
+def entries_of(model: Any, id: str, data: dict[str, Any]) -> dict[str, list[bytes]]:
+    options = model._meta
+    values = model.from_storage(id, 1, data)._values()
+    return {index.name: sorted(index_members(options, index, values))
+            for index in options.indexes}
+
+
+def members_for(rc: Any, model: Any, id: str) -> dict[str, list[bytes]]:
+    """Every index's members of the id ``id`` (its value encodings, the id key cut off)."""
+    keys, id_key = _keys(model), sortable.id_key(id)
+    out = {}
+    for index in model._meta.indexes:
+        out[index.name] = sorted(bytes(m)[:-len(id_key)] for m in
+                                 rc.zrange(keys.index(0, index.name), 0, -1)
+                                 if bytes(m).endswith(id_key))
+    return out
+
+
+def check_keyspace(rc: Any, model: Any) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The whole keyspace of ``model`` (one partition) is what the formats say: the id
+    index names the documents; every index holds exactly the entries of the stored
+    documents; a format-2 document's meta hash has its version and entries; a format-3
+    document's exists only while it expires, as a sweep record (its version and every
+    index's fields, no "r"), and it is scheduled exactly then. Returns the documents."""
+    keys = _keys(model)
+    docs: dict[str, tuple[int, dict[str, Any]]] = {}
+    problems = []
+    ids = {sortable.id_from_key(bytes(m)) for m in rc.zrange(keys.ids(0), 0, -1)}
+    doc_keys = {bytes(k) for k in rc.scan_iter(match=keys.partition(0).doc_prefix + "*")}
+    assert doc_keys == {keys.doc(0, id).encode() for id in ids}, (doc_keys, ids)
+    expected: dict[str, set[bytes]] = {index.name: set() for index in model._meta.indexes}
+    scheduled = {sortable.id_from_key(bytes(m)) for m in rc.zrange(keys.ttl(0), 0, -1)}
+    for id in ids:
+        raw = rc.get(keys.doc(0, id))
+        version, payload = stored.split(raw)
+        data = jsoncodec.decode(compression.decompress(payload))
+        docs[id] = (version, data)
+        entries = entries_of(model, id, data)
+        for name, members in entries.items():
+            expected[name].update(m + sortable.id_key(id) for m in members)
+        meta = {bytes(k).decode(): bytes(v) for k, v in rc.hgetall(keys.meta(0, id)).items()}
+        expiring = rc.pttl(keys.doc(0, id)) > 0
+        if expiring != (id in scheduled):
+            problems.append(f"{id}: expiring {expiring}, scheduled {id in scheduled}")
+        if raw[:1] == b"\x01":
+            if not expiring:
+                if meta:
+                    problems.append(f"{id}: format 3 without expiry has a meta hash {meta}")
+                continue
+            want = {"v": str(version).encode()}
+            for name, field in manifests(model).items():
+                want[field] = sortable.pack_list(entries[name])
+            got = {k: (sortable.pack_list(sorted(sortable.unpack_list(v))) if k != "v" else v)
+                   for k, v in meta.items()}
+            if got != want:
+                problems.append(f"{id}: sweep record {meta}, expected {want}")
+        elif meta.get("v") != str(version).encode():
+            problems.append(f"{id}: format 2 meta hash {meta}")
+    for index in model._meta.indexes:
+        actual = {bytes(m) for m in rc.zrange(keys.index(0, index.name), 0, -1)}
+        if actual != expected[index.name]:
+            problems.append(f"{index.name}: missing {expected[index.name] - actual}, "
+                            f"extra {actual - expected[index.name]}")
+    metas = {bytes(k) for k in rc.scan_iter(match=keys.partition(0).meta_prefix + "*")}
+    for key in metas:
+        if not any(key == keys.meta(0, id).encode() for id in ids):
+            problems.append(f"a meta hash without document: {key!r}")
+    assert not problems, "\n".join(problems)
+    return docs
+
+
+def events(rc: Any, model: Any) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in rc.xrange(_keys(model).changes(0))]
+
+
+async def _item(mode: str, id: str = "a", **kw: Any) -> Item:
+    values = {"name": "ann", "age": 30, "tags": ["x", "y"], "email": f"{id}@e.x",
+              "note": "n"}
+    values.update(kw)
+    return await call(Item(id=id, **values), "save", mode)
+
+
+# -- save ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_save_after_get_moves_entries_and_chains_w(conn: Any, redis_client: Any,
+                                                        mode: str) -> None:
+    rc = redis_client
+    await _item(mode, "a")
+    await _item(mode, "b", name="bob", email="b@e.x")
+    v0 = to_format3(rc, Item, "a", LONG_W)
+    doc = await call(Item.objects, "get", mode, id="a")
+    assert type(doc.version) is Headed and doc.version == v0
+    doc.age, doc.tags = 31, ["y", "z"]
+    await call(doc, "save", mode)
+    version, w, payload = header(rc, Item, "a")
+    assert version == doc.version > v0
+    # W: this write's id alone, then the previous newest's id with the old version, then
+    # the older ones as they were, the oldest dropped (RECENT = 4)
+    assert len(w) == 16 + 3 * 32
+    assert w[16:48] == NEWEST + b"%016d" % v0
+    assert w[48:] == LONG_W[16:16 + 64]
+    assert jsoncodec.decode(payload)["age"] == 31
+    assert members_for(rc, Item, "a") == entries_of(Item, "a", jsoncodec.decode(payload))
+    assert not rc.exists(_keys(Item).meta(0, "a"))
+    last = events(rc, Item)[-1]
+    assert last[b"op"] == b"update" and last[b"v"] == str(version).encode()
+    assert last[b"w"] == w[:16]
+    check_keyspace(rc, Item)
+    # the next save of the same instance sends its entries again (still format 3)
+    assert type(doc.version) is Headed
+    doc.name = "zed"
+    await call(doc, "save", mode)
+    version2, w2, _ = header(rc, Item, "a")
+    assert w2[:16] != w[:16] and w2[16:48] == w[:16] + b"%016d" % version
+    check_keyspace(rc, Item)
+    # an empty W (a document repair() re-stamped) gets this write's id alone
+    to_format3(rc, Item, "b", b"")
+    other = await call(Item.objects, "get", mode, id="b")
+    other.note = "changed"  # (no index touched)
+    await call(other, "save", mode)
+    assert len(header(rc, Item, "b")[1]) == 16
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_save_with_a_stale_version_conflicts(conn: Any, redis_client: Any,
+                                                   mode: str) -> None:
+    rc = redis_client
+    await _item(mode, "a")
+    to_format3(rc, Item, "a")
+    first = await call(Item.objects, "get", mode, id="a")
+    second = await call(Item.objects, "get", mode, id="a")
+    first.age = 40
+    await call(first, "save", mode)
+    before = rc.get(_keys(Item).doc(0, "a"))
+    second.age = 50
+    with pytest.raises(VersionConflict) as caught:
+        await call(second, "save", mode)
+    assert caught.value.actual == first.version
+    assert rc.get(_keys(Item).doc(0, "a")) == before
+    check_keyspace(rc, Item)
+
+
+def layout(model: Any) -> WriteLayout:
+    return WriteLayout(model._meta, KeySpace(model._meta))
+
+
+def run(rc: Any, record: Any) -> Any:
+    """A script call record run as it is (EVAL of the script's text)."""
+    c = record.call()
+    return rc.eval(commands.script(c.script).source, len(c.keys), *c.keys, *c.args)
+
+
+def save_record(doc: Document, expected: int, write_id: str,
+                expire: Expiry | int = Expiry.KEEP) -> Any:
+    """The save.lua call of ``doc``'s changes, expecting ``expected`` (a Headed of the
+    instance's loaded data when ``expected`` is one), with the write id ``write_id``."""
+    request = prepared.request(doc, _storage(doc), expire)
+    assert request is not None
+    if isinstance(doc.version, Headed) and not isinstance(expected, Headed):
+        expected = Headed.of(expected, doc.version.stored)
+    request = WriteRequest("update", doc.id, expected, request.data, request.values,
+                           request.changed, request.expire, request.raw)
+    record = layout(type(doc)).save(request)
+    record.write_id, record.wire = write_id, None
+    return record
+
+
+def _storage(doc: Document) -> dict[str, Any]:
+    return {field.db_name: field.to_storage(getattr(doc, name))
+            for name, field in doc._fields.items()}
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 3])
+async def test_a_resent_save_is_recognised_at_every_position_of_w(
+        conn: Any, redis_client: Any, position: int) -> None:
+    """A save sent again whose write id is in W at ``position`` (0: the newest, whose
+    version is the header's; k: the k-th older, its version beside it) answers the version
+    that write gave, nothing written; another write id with the same stale version:
+    VERSION."""
+    rc = redis_client
+    await _item("async", "a")
+    to_format3(rc, Item, "a", LONG_W)
+    doc = await call(Item.objects, "get", "async", id="a")
+    version, w, _ = header(rc, Item, "a")
+    doc.age = 77
+    write_id = w[:16] if position == 0 else w[16 + 32 * (position - 1):32 * position]
+    expected = version if position == 0 else int(w[32 * position:32 * position + 16])
+    before = snapshot(rc)
+    reply = run(rc, save_record(doc, version - 1, write_id.decode()))
+    assert reply[0] == b"OK" and int(reply[1]) == expected
+    assert snapshot(rc) == before
+    reply = run(rc, save_record(doc, version - 1, "feedfacefeedface"))
+    assert reply == [b"VERSION", str(version).encode()]
+    assert snapshot(rc) == before
+    # a format-2 client (no entries sent) meeting it: the same answers
+    plain = save_record(doc, version - 1, write_id.decode())
+    plain.headed = b""
+    reply = run(rc, plain)
+    assert reply[0] == b"OK" and int(reply[1]) == expected
+    assert snapshot(rc) == before
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_instance_loaded_as_format_2_and_converted_since(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """The script answers ENTRIES (nothing written) to a save or delete that sent no
+    entries; the client reads the document and writes it as loaded, or conflicts when its
+    version moved."""
+    rc = redis_client
+    await _item(mode, "a")
+    await _item(mode, "b", email="b@e.x")
+    doc = await call(Item.objects, "get", mode, id="a")
+    assert type(doc.version) is int
+    to_format3(rc, Item, "a")
+    before = snapshot(rc)
+    doc.age = 45
+    plain = save_record(doc, doc.version, "0123456789abcdef")
+    assert run(rc, plain) == [b"ENTRIES", str(doc.version).encode()]
+    assert snapshot(rc) == before
+    await call(doc, "save", mode)
+    assert type(doc.version) is Headed
+    assert header(rc, Item, "a")[0] == doc.version
+    assert jsoncodec.decode(header(rc, Item, "a")[2])["age"] == 45
+    check_keyspace(rc, Item)
+    # a loaded delete likewise
+    other = await call(Item.objects, "get", mode, id="b")
+    to_format3(rc, Item, "b")
+    assert await call(other, "delete", mode)
+    assert not rc.exists(_keys(Item).doc(0, "b"), _keys(Item).meta(0, "b"))
+    check_keyspace(rc, Item)
+    # converted and written since: the usual conflict
+    stale = await call(Item.objects, "get", mode, id="a")
+    fresh = await call(Item.objects, "get", mode, id="a")
+    fresh.age = 46
+    await call(fresh, "save", mode)
+    stale = Item.from_storage("a", int(stale.version), dict(stale.version.stored))
+    stale.age = 47
+    with pytest.raises(VersionConflict):
+        await call(stale, "save", mode)
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_unique_conflict(conn: Any, redis_client: Any, mode: str) -> None:
+    rc = redis_client
+    await _item(mode, "a")
+    await _item(mode, "b", email="taken@e.x")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", mode, id="a")
+    before = snapshot(rc)
+    doc.email, doc.age = "taken@e.x", 99
+    with pytest.raises(UniqueViolation):
+        await call(doc, "save", mode)
+    assert snapshot(rc) == before
+    doc.email = "free@e.x"
+    await call(doc, "save", mode)
+    check_keyspace(rc, Item)
+
+
+# -- delete ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_delete_loaded_and_blind(conn: Any, redis_client: Any, mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    for id in "abc":
+        await _item(mode, id, name=f"n{id}", tags=["x", id], email=f"{id}@e.x")
+    for id in "abc":
+        to_format3(rc, Item, id)
+    doc = await call(Item.objects, "get", mode, id="a")
+    assert await call(doc, "delete", mode)
+    assert not rc.exists(keys.doc(0, "a"), keys.meta(0, "a"))
+    assert events(rc, Item)[-1][b"op"] == b"delete"
+    check_keyspace(rc, Item)
+    # whatever version is stored: derived from the JSON in Lua (one call)
+    assert await call(Item.objects.filter(id="b"), "delete", mode) == 1
+    assert not rc.exists(keys.doc(0, "b"), keys.meta(0, "b"))
+    assert members_for(rc, Item, "b") == {index.name: [] for index in Item._meta.indexes}
+    check_keyspace(rc, Item)
+    # a stale loaded delete: VERSION, nothing written
+    doc = await call(Item.objects, "get", mode, id="c")
+    other = await call(Item.objects, "get", mode, id="c")
+    other.age = 1
+    await call(other, "save", mode)
+    before = snapshot(rc)
+    with pytest.raises(VersionConflict):
+        await call(doc, "delete", mode)
+    assert snapshot(rc) == before
+    check_keyspace(rc, Item)
+
+
+async def test_blind_delete_derives_or_answers_entries(conn: Any, redis_client: Any) -> None:
+    """delete.lua run by hand: a delete of whatever version is stored derives a format-3
+    document's entries only when it is sent the derivation spec; without it, or with an
+    index not derived, ENTRIES (nothing written)."""
+    rc = redis_client
+    await _item("async", "a", name='q"uote\\', tags=["é", "x"])
+    version = to_format3(rc, Item, "a")
+    before = snapshot(rc)
+    blind = WriteRequest("delete", "a", 0)
+    assert run(rc, layout(Item).delete(blind)) == [b"ENTRIES", str(version).encode()]
+    assert snapshot(rc) == before
+    # (an escaped string is derived too)
+    assert run(rc, layout(Item).headed_delete(blind, derive=True)) == [
+        b"OK", str(version).encode()]
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_blind_delete_with_an_index_not_derived(conn: Any, redis_client: Any,
+                                                      mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Folded)
+    await call(Folded(id="a", name="MiXed"), "save", mode)
+    await call(Folded(id="b", name="other"), "save", mode)
+    version = to_format3(rc, Folded, "a")
+    assert layout(Folded).headed_shape()[1] is None
+    before = snapshot(rc)
+    blind = WriteRequest("delete", "a", 0)
+    assert run(rc, layout(Folded).headed_delete(blind, derive=True)) == [
+        b"ENTRIES", str(version).encode()]
+    assert snapshot(rc) == before
+    assert await call(Folded.objects.filter(id="a"), "delete", mode) == 1
+    assert not rc.exists(keys.doc(0, "a"), keys.meta(0, "a"))
+    check_keyspace(rc, Folded)
+    # a compressed payload is not derived either
+    await call(Packed(id="p", name="pp", body="x" * 50), "save", mode)
+    version = to_format3(rc, Packed, "p")
+    blind = WriteRequest("delete", "p", 0)
+    assert run(rc, layout(Packed).headed_delete(blind, derive=True)) == [
+        b"ENTRIES", str(version).encode()]
+    assert await call(Packed.objects.filter(id="p"), "delete", mode) == 1
+    check_keyspace(rc, Packed)
+
+
+# -- damaged headers, wrong types ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_damaged_header_is_refused_with_nothing_written(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    await _item(mode, "a")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", mode, id="a")
+    doc.age = 5
+    for damage in (b"\x01" + str(int(doc.version)).encode() + b"\x00abc\x00{}",
+                   b"\x01" + str(int(doc.version)).encode() + b"\x00" + NEWEST + b"{}"):
+        rc.set(keys.doc(0, "a"), damage)
+        before = snapshot(rc)
+        with pytest.raises(CorruptDocumentError):
+            await call(doc, "save", mode)
+        with pytest.raises(CorruptDocumentError):
+            await call(doc, "delete", mode)
+        with pytest.raises(CorruptDocumentError):
+            await call(Item.objects.filter(id="a"), "delete", mode)
+        assert snapshot(rc) == before
+        # (a format-2 client's save too)
+        plain = save_record(doc, int(doc.version), "0123456789abcdef")
+        plain.headed = b""
+        assert run(rc, plain) == [b"CORRUPT"]
+        assert snapshot(rc) == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_wrong_key_types(conn: Any, redis_client: Any, mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    await _item(mode, "a")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", mode, id="a")
+    doc.age = 5
+    rc.sadd(keys.meta(0, "a"), "x")
+    before = snapshot(rc)
+    with pytest.raises(WrongTypeError):
+        await call(doc, "save", mode)
+    with pytest.raises(WrongTypeError):
+        await call(doc, "delete", mode)
+    assert snapshot(rc) == before
+    rc.delete(keys.meta(0, "a"), keys.index(0, "age"))
+    rc.sadd(keys.index(0, "age"), "x")
+    before = snapshot(rc)
+    with pytest.raises(WrongTypeError):
+        await call(doc, "save", mode)
+    assert snapshot(rc) == before
+
+
+# -- expiry ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_expiry_set_kept_and_removed(conn: Any, redis_client: Any, mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    await _item(mode, "a")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", mode, id="a")
+    doc.age = 31
+    await call(doc, "save", mode, ttl=100)
+    assert rc.pttl(keys.doc(0, "a")) > 0
+    meta = rc.hgetall(keys.meta(0, "a"))
+    assert meta[b"v"] == str(doc.version).encode() and b"r" not in meta
+    check_keyspace(rc, Item)
+    doc.name = "kept"  # (the expiry kept: the sweep record follows the entries)
+    await call(doc, "save", mode)
+    assert rc.pttl(keys.doc(0, "a")) > 0
+    assert rc.hget(keys.meta(0, "a"), "v") == str(doc.version).encode()
+    check_keyspace(rc, Item)
+    doc.age = 33
+    await call(doc, "save", mode, ttl=None)  # (persist: no expiry, no meta hash)
+    assert rc.pttl(keys.doc(0, "a")) == -1
+    assert not rc.exists(keys.meta(0, "a"))
+    assert header(rc, Item, "a")[0] == doc.version
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_expired_format_3_document_leaves_no_entry(conn: Any, redis_client: Any,
+                                                            mode: str) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    await _item(mode, "a")
+    await _item(mode, "b", email="b@e.x")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", mode, id="a")
+    doc.tags = ["t1", "t2"]
+    await call(doc, "save", mode, ttl=0.05)
+    deadline = time.monotonic() + 5
+    while rc.exists(keys.doc(0, "a")) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    # a write of another document sweeps what is due
+    other = await call(Item.objects, "get", mode, id="b")
+    other.age = 2
+    await call(other, "save", mode)
+    assert members_for(rc, Item, "a") == {index.name: [] for index in Item._meta.indexes}
+    assert not rc.exists(keys.meta(0, "a"))
+    check_keyspace(rc, Item)
+
+
+# -- inserts over a taken format-3 id, restore, transactions -------------------------
+
+
+async def test_insert_over_a_taken_format_3_id(conn: Any, redis_client: Any) -> None:
+    rc = redis_client
+    await _item("async", "a")
+    version = to_format3(rc, Item, "a", LONG_W)
+    before = snapshot(rc)
+    new = Item(id="a", name="x", age=1, tags=[], email="z@e.x", note="")
+    request = prepared.request(new, _storage(new))
+    assert request is not None
+    for write_id, position in ((NEWEST, 0), (LONG_W[48:64], 2)):
+        record = layout(Item).save(request)
+        record.write_id, record.wire = write_id.decode(), None
+        reply = run(rc, record)
+        expected = version if position == 0 else int(LONG_W[64:80])
+        assert reply[0] == b"OK" and int(reply[1]) == expected
+        assert snapshot(rc) == before
+    with pytest.raises(DuplicateIdError):
+        await call(new, "save", "async")
+    # insert_many: the same resend check (check_version), else EXISTS
+    many = layout(Item).insert_many(0, [request])
+    assert run(rc, many) == [[b"EXISTS"]]
+    many.documents[0].write_id = LONG_W[16:32].decode()
+    assert run(rc, many) == [[b"OK", int(LONG_W[32:48])]]
+    assert snapshot(rc) == before
+    assert snapshot(rc) == before
+    check_keyspace(rc, Item)
+
+
+async def test_a_transaction_over_a_format_3_document_is_refused(
+        conn: Any, redis_client: Any) -> None:
+    rc = redis_client
+    await _item("async", "a")
+    await _item("async", "b", email="b@e.x")
+    to_format3(rc, Item, "a")
+    doc = await call(Item.objects, "get", "async", id="a")
+    two = await call(Item.objects, "get", "async", id="b")
+    before = snapshot(rc)
+    doc.age, two.age = 5, 6
+    with pytest.raises(TransactionError, match="format 3"):
+        async with conn.transaction() as tx:
+            tx.save(doc)
+            tx.save(two)
+    with pytest.raises(TransactionError, match="format 3"):
+        async with conn.transaction() as tx:
+            tx.delete(doc)
+    assert snapshot(rc) == before
+
+
+def test_restore_of_a_format_3_document(conn: Any, redis_client: Any) -> None:
+    rc = redis_client
+    keys = _keys(Item)
+    Item(id="a", name="r", age=3, tags=["q"], email="r@e.x", note="").save_sync()
+    version = to_format3(rc, Item, "a", LONG_W)
+    raw = rc.get(keys.doc(0, "a"))
+    data = jsoncodec.decode(stored.payload(raw))
+    rc.delete(keys.doc(0, "a"))
+    for index in Item._meta.indexes:
+        rc.delete(keys.index(0, index.name))
+    rc.zrem(keys.ids(0), sortable.id_key("a"))
+    doc = Item.from_storage("a", version, data)
+    assert run(rc, _Restore(layout(Item).restore_call("a", raw, version, doc._values(), None))
+               ) == [b"OK"]
+    assert rc.get(keys.doc(0, "a")) == raw
+    assert not rc.exists(keys.meta(0, "a"))
+    check_keyspace(rc, Item)
+    # a resumed move finds it there at its version
+    assert run(rc, _Restore(layout(Item).restore_call("a", raw, version, doc._values(), None))
+               ) == [b"EXISTS", str(version).encode()]
+    # with an expiry: a sweep record
+    rc.delete(keys.doc(0, "a"))
+    for index in Item._meta.indexes:
+        rc.delete(keys.index(0, index.name))
+    rc.zrem(keys.ids(0), sortable.id_key("a"))
+    assert run(rc, _Restore(layout(Item).restore_call("a", raw, version, doc._values(),
+                                                      100_000))) == [b"OK"]
+    assert rc.get(keys.doc(0, "a")) == raw and rc.pttl(keys.doc(0, "a")) > 0
+    check_keyspace(rc, Item)
+
+
+class _Restore:
+    def __init__(self, c: Any) -> None:
+        self.c = c
+
+    def call(self) -> Any:
+        return self.c

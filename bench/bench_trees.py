@@ -158,13 +158,14 @@ class Callgrind:
     by ``callgrind_annotate``). Steadier than time on a shared machine; about 50 times
     slower."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, port: int | None = None) -> None:
         exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH")
         if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
             sys.exit("--callgrind needs valgrind (callgrind_control, callgrind_annotate)")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
         self.workdir = Path(workdir)
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind",
@@ -228,14 +229,15 @@ def _spread(values: list[float]) -> str:
 
 
 @contextmanager
-def _server_for(callgrind: bool) -> Iterator[tuple[str, Callgrind | None]]:
+def _server_for(callgrind: bool, port: int | None = None
+                ) -> Iterator[tuple[str, Callgrind | None]]:
     """The URL of the private server, and its Callgrind when it runs under valgrind."""
     if not callgrind:
         with redis_server("qtrees-") as url:
             yield url, None
         return
     with tempfile.TemporaryDirectory(prefix="qtrees-cg-") as workdir:
-        grind = Callgrind(workdir)
+        grind = Callgrind(workdir, port)
         try:
             yield grind.url, grind
         finally:
@@ -252,6 +254,7 @@ def main(out: TextIO = sys.stdout) -> None:
     parser.add_argument("--rounds", type=int, default=14)
     parser.add_argument("--sides", default="old,new,floor",
                         help="which of old, new and floor run (old and new always)")
+    parser.add_argument("--port", type=int, help="the callgrind server's port (default: a free one)")
     parser.add_argument("--callgrind", action="store_true",
                         help="the server under callgrind: instructions per call instead of "
                         "times (use a small --n and --calls)")
@@ -266,7 +269,7 @@ def main(out: TextIO = sys.stdout) -> None:
         names: tuple[str, ...] = ("wall", "script instr", "instr", "client CPU")
     else:
         names = ("wall", "script", "server CPU", "client CPU")
-    with _server_for(args.callgrind) as (url, grind):
+    with _server_for(args.callgrind, args.port) as (url, grind):
         admin = redis.Redis.from_url(url)
         workers: dict[str, subprocess.Popen[str]] = {}
         try:

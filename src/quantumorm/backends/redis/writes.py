@@ -280,14 +280,17 @@ class WriteLayout:
         call.wire = None
         return call
 
-    def headed_delete(self, request: WriteRequest, derive: bool = False) -> DeleteCall:
+    def headed_delete(self, request: WriteRequest, derive: bool = False,
+                      call: DeleteCall | None = None) -> DeleteCall:
         """A delete of a document loaded as format 3 (its expected version a
         :class:`.Headed`: delete.lua's ARGV[7], the entries its loaded data has in every
         index), or with ``derive``, a delete of whatever version is stored that derives a
-        format-3 document's entries from its JSON (ARGV[8])."""
-        call = self.delete(request)
+        format-3 document's entries from its JSON (ARGV[8]). ``call``: the delete's
+        format-2 call, when the caller has made it."""
         version = request.expected_version
-        if isinstance(version, Headed):
+        if call is None:
+            call = self.delete(request)  # (a Headed version's entries made there)
+        elif isinstance(version, Headed):
             call.headed = wire.pack(old_lists(
                 self.options, [index for index, _, _ in self.indexes], request.id,
                 version.stored))
@@ -853,10 +856,13 @@ class WriteLayout:
             CRLF, middle[1], heads[len(expected)], expected.encode(), CRLF,
             heads[n] if (n := len(id_key)) < 1024 else bulk_head(n), id_key, CRLF,
             middle[2], heads[len(soft)], soft.encode(), CRLF, after))
-        return DeleteCall(
+        call = DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
             self.manifest_items, soft, self._save_events, self.layout, packed)
+        if type(request.expected_version) is Headed:  # (format 3: see headed.py)
+            return self.headed_delete(request, call=call)
+        return call
 
     def _delete_packed(self, partition: int, p: PartitionKeys
                        ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes]:

@@ -106,7 +106,8 @@ def to_format3(rc: Any, model: Any, id: str, w: bytes = NEWEST) -> int:
     ``w``, its expiry kept); its meta hash deleted, or kept as a sweep record (``v`` and
     every index's fields, no ``r``) when it expires. Its version."""
     keys = _keys(model)
-    doc_key, meta_key = keys.doc(0, id), keys.meta(0, id)
+    partition = keys.partition_of(id)
+    doc_key, meta_key = keys.doc(partition, id), keys.meta(partition, id)
     version, payload = stored.split(rc.get(doc_key))
     assert rc.set(doc_key, b"\x01%d\x00%s\x00%s" % (version, w, payload), keepttl=True)
     if rc.pttl(doc_key) > 0:
@@ -646,6 +647,36 @@ async def test_a_transaction_over_a_format_3_document_is_refused(
     with pytest.raises(TransactionError, match="format 3"):
         async with conn.transaction() as tx:
             tx.delete(doc)
+    assert snapshot(rc) == before
+
+
+class Spread(Document):
+    name = StringField(indexed=True)
+
+    class Meta:
+        collection = "f3w_spread"
+        partitions = 4
+
+
+async def test_a_two_phase_transaction_over_a_format_3_document_is_refused(
+        conn: Any, redis_client: Any) -> None:
+    rc = redis_client
+    keys = KeySpace(Spread._meta)
+    ids: dict[int, str] = {}
+    for n in range(64):
+        ids.setdefault(keys.partition_of(f"s{n}"), f"s{n}")
+    first, second = list(ids.values())[:2]
+    for id in (first, second):
+        await Spread(id=id, name="x").save()
+    to_format3(rc, Spread, first)
+    one, two = await Spread.objects.get(id=first), await Spread.objects.get(id=second)
+    assert type(one.version) is Headed
+    before = snapshot(rc)
+    one.name, two.name = "y", "y"
+    with pytest.raises(TransactionError, match="format 3"):
+        async with conn.transaction() as tx:
+            tx.save(one)
+            tx.save(two)
     assert snapshot(rc) == before
 
 

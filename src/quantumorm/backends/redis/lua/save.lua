@@ -195,7 +195,8 @@ if ARGV[16] and ARGV[16] ~= "" then
     local given = cmsgpack.unpack(ARGV[16])
     header = {stored, w, given[2] or {}, given[3] or {}}
     got = {stored, false}
-    for i = 1, touched do got[i + 2] = given[1][i] or "" end
+    local old = given[1] or {}
+    for i = 1, touched do got[i + 2] = old[i] or "" end
   end
 end
 

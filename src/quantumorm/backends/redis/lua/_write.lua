@@ -306,7 +306,8 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
     local seen = valid and redis.call("HGET", meta_key, "r")
     local version = seen and applied_in(seen, write_id)
     if valid and not seen and mode == "insert" then
-      local refused = headed_refusal(doc_key, nil, write_id, idkey)
+      -- (cold_paths(): made only here, not on every call of a script that checks versions)
+      local refused = cold_paths().headed_refusal(doc_key, nil, write_id, idkey)
       -- (a header that does not read is taken, and refused, as a taken id: EXISTS, as an
       -- insert over a damaged format-2 document is)
       if refused and refused[1] == "OK" then return {"APPLIED", refused[2]} end

@@ -24,8 +24,9 @@ from quantumorm.errors import DuplicateIdError
 #: records whose every field is one KEYS or ARGV entry, or a tuple/list of them, in order;
 #: with the script and the KEYS fields before the first ARGV field
 FLAT = {
-    calls.SaveCall: ("save", "op"),
-    calls.DeleteCall: ("delete", "expected_version"),
+    # (format 3's records: a format-2 save or delete sends their arguments less the last)
+    calls.HeadedSaveCall: ("save", "op"),
+    calls.HeadedDeleteCall: ("delete", "expected_version"),
     calls.RestoreCall: ("restore", "id_key"),
     calls.ExpireCall: ("expire", "id_key"),
     calls.SweepCall: ("sweep", "limit"),
@@ -102,8 +103,7 @@ def test_an_insert_is_sent_to_insert_lua_with_its_own_arguments() -> None:
     update = calls.SaveCall(**{**values, "op": "update"}).call()
     assert (insert.script, update.script) == ("insert", "save")
     assert insert.keys == update.keys
-    # (headed: save.lua's ARGV[16], an update of a document loaded as format 3)
-    unread = ("op", "expected_version", "changed", "headed")
+    unread = ("op", "expected_version", "changed")
     assert list(insert.args) == [values[name] for name in fields[fields.index("op"):]
                                  if name not in unread]
     assert list(update.args) == [values[name] if name != "op" else "update"

@@ -65,19 +65,8 @@ class SaveCall:
     members: bytes = b""
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
-    #: an update of a document loaded as format 3 (save.lua's ARGV[16]: its loaded
-    #: entries, the sweep record's and the listed indexes' pairs); b"" for format 2
-    headed: bytes = b""
 
     def call(self) -> Call:
-        if self.headed and self.op != "insert":
-            return Call("save", (
-                self.document_key, self.meta_key, self.ids_key, self.sequence_key,
-                self.ttl_key, self.state_key, *self.index_keys, *self.event_keys), (
-                self.op, self.expected_version, self.id_key, self.document, self.write_id,
-                self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
-                self.meta_prefix, self.events, self.changed, self.layout, self.members,
-                self.headed))
         keys = (self.document_key, self.meta_key, self.ids_key, self.sequence_key,
                 self.ttl_key, self.state_key, *self.index_keys, *self.event_keys)
         if self.op == "insert":
@@ -94,6 +83,25 @@ class SaveCall:
                     self.layout)
         return Call("insert" if self.op == "insert" else "save", keys,
                     (*args, self.members) if self.members else args, self.wire)
+
+
+@dataclass(slots=True)
+class HeadedSaveCall(SaveCall):
+    """``save.lua``'s update of a document loaded as format 3 (bench/format3.md: a record of
+    its own, so that a format-2 save's record and call stay what they were)."""
+
+    #: save.lua's ARGV[16]: the loaded document's entries in the indexes the write touches,
+    #: the sweep record's pairs and the listed indexes' pairs (see save.lua)
+    headed: bytes = b""
+
+    def call(self) -> Call:
+        return Call("save", (
+            self.document_key, self.meta_key, self.ids_key, self.sequence_key,
+            self.ttl_key, self.state_key, *self.index_keys, *self.event_keys), (
+            self.op, self.expected_version, self.id_key, self.document, self.write_id,
+            self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
+            self.meta_prefix, self.events, self.changed, self.layout, self.members,
+            self.headed))
 
 
 @dataclass(slots=True)
@@ -170,24 +178,33 @@ class DeleteCall:
     layout: bytes
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
-    #: format 3 (delete.lua's ARGV[7] and ARGV[8]): the entries of the document as loaded
-    #: (a MessagePack array of packed lists, one per index), and for a delete of whatever
-    #: version is stored what derives them from its JSON; b"" for none
-    headed: bytes = b""
-    derive: bytes = b""
 
     def call(self) -> Call:
-        if self.headed or self.derive:
-            return Call("delete", (
-                self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
-                self.state_key, *self.index_keys, *self.event_keys), (
-                self.expected_version, self.id_key, self.manifests, self.soft_ms,
-                self.events, self.layout, self.headed, self.derive))
         return Call("delete", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
             self.state_key, *self.index_keys, *self.event_keys), (
             self.expected_version, self.id_key, self.manifests, self.soft_ms, self.events,
             self.layout), self.wire)
+
+
+@dataclass(slots=True)
+class HeadedDeleteCall(DeleteCall):
+    """``delete.lua`` with format 3's arguments (a record of its own, so that a format-2
+    delete's record and call stay what they were)."""
+
+    #: ARGV[7]: the entries of the document as loaded (a MessagePack array of packed lists,
+    #: one per index); b"" for none
+    headed: bytes = b""
+    #: ARGV[8]: for a delete of whatever version is stored, what derives a format-3
+    #: document's entries from its JSON (headed.derive_spec); b"" for none
+    derive: bytes = b""
+
+    def call(self) -> Call:
+        return Call("delete", (
+            self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
+            self.state_key, *self.index_keys, *self.event_keys), (
+            self.expected_version, self.id_key, self.manifests, self.soft_ms,
+            self.events, self.layout, self.headed, self.derive))
 
 
 @dataclass(slots=True)

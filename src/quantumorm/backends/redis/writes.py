@@ -38,6 +38,8 @@ from . import wire
 from .calls import (
     BulkDocument,
     DeleteCall,
+    HeadedDeleteCall,
+    HeadedSaveCall,
     InsertManyCall,
     NewDocument,
     PatchCall,
@@ -262,7 +264,7 @@ class WriteLayout:
                 derive_spec(self.options))
         return shape
 
-    def _headed_save(self, request: WriteRequest, call: SaveCall,
+    def _headed_save(self, request: WriteRequest, call: HeadedSaveCall,
                      touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
         """``call`` as an update of a document loaded as format 3 (save.lua's ARGV[16]):
         the entries its loaded data has in the indexes the write touches, every index's
@@ -277,11 +279,10 @@ class WriteLayout:
             old_lists(self.options, [index for _, index, _ in touched], request.id,
                       version.stored),
             [] if request.expire == Expiry.PERSIST else pairs, kept])
-        call.wire = None
         return call
 
     def headed_delete(self, request: WriteRequest, derive: bool = False,
-                      call: DeleteCall | None = None) -> DeleteCall:
+                      call: DeleteCall | None = None) -> HeadedDeleteCall:
         """A delete of a document loaded as format 3 (its expected version a
         :class:`.Headed`: delete.lua's ARGV[7], the entries its loaded data has in every
         index), or with ``derive``, a delete of whatever version is stored that derives a
@@ -289,15 +290,21 @@ class WriteLayout:
         format-2 call, when the caller has made it."""
         version = request.expected_version
         if call is None:
-            call = self.delete(request)  # (a Headed version's entries made there)
-        elif isinstance(version, Headed):
-            call.headed = wire.pack(old_lists(
-                self.options, [index for index, _, _ in self.indexes], request.id,
-                version.stored))
+            call = self.delete(request)
+        if isinstance(call, HeadedDeleteCall):  # (a Headed version's: made by delete())
+            made = call
+        else:
+            made = HeadedDeleteCall(
+                call.document_key, call.meta_key, call.ids_key, call.ttl_key, call.trash_key,
+                call.state_key, call.index_keys, call.event_keys, call.expected_version,
+                call.id_key, call.manifests, call.soft_ms, call.events, call.layout)
+            if isinstance(version, Headed):
+                made.headed = wire.pack(old_lists(
+                    self.options, [index for index, _, _ in self.indexes], request.id,
+                    version.stored))
         if derive:
-            call.derive = self.headed_shape()[1] or b""
-        call.wire = None
-        return call
+            made.derive = self.headed_shape()[1] or b""
+        return made
 
     def event_keys(self, partition: int) -> tuple[str, ...]:
         """The stream key appended to a write's KEYS when the model emits events."""
@@ -430,7 +437,7 @@ class WriteLayout:
         if members:
             out += (heads[n] if (n := len(members)) < 1024 else bulk_head(n), members, CRLF)
         if type(request.expected_version) is Headed:  # (format 3: see headed.py)
-            return self._headed_save(request, SaveCall(
+            return self._headed_save(request, HeadedSaveCall(
                 doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
                 (p.changes,) if events else (),
                 kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,

@@ -451,46 +451,43 @@ async def test_delete_loaded_and_blind(conn: Any, redis_client: Any, mode: str) 
     check_keyspace(rc, Item)
 
 
-async def test_blind_delete_derives_or_answers_entries(conn: Any, redis_client: Any) -> None:
-    """delete.lua run by hand: a delete of whatever version is stored derives a format-3
-    document's entries only when it is sent the derivation spec; without it, or with an
-    index not derived, ENTRIES (nothing written)."""
+async def test_a_blind_delete_answers_entries(conn: Any, redis_client: Any) -> None:
+    """delete.lua run by hand: a delete of whatever version is stored of a format-3
+    document without a sweep record answers ENTRIES with its version, nothing written
+    (the client reads it and deletes it as loaded: test_delete_loaded_and_blind)."""
     rc = redis_client
-    await _item("async", "a", name='q"uote\\', tags=["é", "x"])
+    await _item("async", "a", name='q"uote\\\\', tags=["é", "x"])
     version = to_format3(rc, Item, "a")
     before = snapshot(rc)
     blind = WriteRequest("delete", "a", 0)
     assert run(rc, layout(Item).delete(blind)) == [b"ENTRIES", str(version).encode()]
     assert snapshot(rc) == before
-    # (an escaped string is derived too)
-    assert run(rc, layout(Item).headed_delete(blind, derive=True)) == [
-        b"OK", str(version).encode()]
+    # with a sweep record (an expiry), the record lists its entries: deleted by it
+    keys = _keys(Item)
+    rc.pexpire(keys.doc(0, "a"), 100_000)
+    rc.zadd(keys.ttl(0), {sortable.id_key("a"): time.time() * 1000 + 100_000})
+    stored_data = jsoncodec.decode(header(rc, Item, "a")[2])
+    pairs = layout(Item).all_entries(Item.from_storage("a", version, stored_data)._values())[0]
+    rc.hset(keys.meta(0, "a"), mapping={"v": str(version), **dict(zip(pairs[::2], pairs[1::2]))})
+    check_keyspace(rc, Item)
+    assert run(rc, layout(Item).delete(blind)) == [b"OK", str(version).encode()]
+    assert not rc.exists(keys.doc(0, "a"), keys.meta(0, "a"))
     check_keyspace(rc, Item)
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_blind_delete_with_an_index_not_derived(conn: Any, redis_client: Any,
-                                                      mode: str) -> None:
+async def test_blind_delete_of_other_models(conn: Any, redis_client: Any, mode: str) -> None:
+    """A case-folded index, a compressed payload: the blind delete reads and deletes."""
     rc = redis_client
     keys = _keys(Folded)
     await call(Folded(id="a", name="MiXed"), "save", mode)
     await call(Folded(id="b", name="other"), "save", mode)
-    version = to_format3(rc, Folded, "a")
-    assert layout(Folded).headed_shape()[1] is None
-    before = snapshot(rc)
-    blind = WriteRequest("delete", "a", 0)
-    assert run(rc, layout(Folded).headed_delete(blind, derive=True)) == [
-        b"ENTRIES", str(version).encode()]
-    assert snapshot(rc) == before
+    to_format3(rc, Folded, "a")
     assert await call(Folded.objects.filter(id="a"), "delete", mode) == 1
     assert not rc.exists(keys.doc(0, "a"), keys.meta(0, "a"))
     check_keyspace(rc, Folded)
-    # a compressed payload is not derived either
     await call(Packed(id="p", name="pp", body="x" * 50), "save", mode)
-    version = to_format3(rc, Packed, "p")
-    blind = WriteRequest("delete", "p", 0)
-    assert run(rc, layout(Packed).headed_delete(blind, derive=True)) == [
-        b"ENTRIES", str(version).encode()]
+    to_format3(rc, Packed, "p")
     assert await call(Packed.objects.filter(id="p"), "delete", mode) == 1
     check_keyspace(rc, Packed)
 

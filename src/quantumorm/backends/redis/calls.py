@@ -189,22 +189,19 @@ class DeleteCall:
 
 @dataclass(slots=True)
 class HeadedDeleteCall(DeleteCall):
-    """``delete.lua`` with format 3's arguments (a record of its own, so that a format-2
+    """``delete.lua`` with format 3's argument (a record of its own, so that a format-2
     delete's record and call stay what they were)."""
 
     #: ARGV[7]: the entries of the document as loaded (a MessagePack array of packed lists,
     #: one per index); b"" for none
     headed: bytes = b""
-    #: ARGV[8]: for a delete of whatever version is stored, what derives a format-3
-    #: document's entries from its JSON (headed.derive_spec); b"" for none
-    derive: bytes = b""
 
     def call(self) -> Call:
         return Call("delete", (
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
             self.state_key, *self.index_keys, *self.event_keys), (
             self.expected_version, self.id_key, self.manifests, self.soft_ms,
-            self.events, self.layout, self.headed, self.derive))
+            self.events, self.layout, self.headed))
 
 
 @dataclass(slots=True)

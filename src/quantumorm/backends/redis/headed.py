@@ -66,11 +66,12 @@ def nested(arrays: list[list[bytes]]) -> bytes:
 
 
 def spec_items(options: ModelOptions) -> list[list[bytes]]:
-    """What ``derived_members()`` (``lua/_write.lua``) reads to derive a format-3 document's
-    entries in every index from its JSON: per index, the quoted key text and kind code of
-    each of its fields; an empty list for an index not derived (a field of a kind Lua does
-    not derive, a path into an embedded document, a case-folded index, an array in a
-    compound index)."""
+    """Per index, the quoted key text and kind code (:func:`.derived.derivation`) of each
+    of its fields, as Lua would derive its entries from a format-3 document's JSON
+    (bench/format3.md, section 3; a compound index's entry is its fields' joined); an empty
+    list for an index not derived (a field of a kind Lua does not derive, a path into an
+    embedded document, a case-folded index, an array in a compound index): a *listed*
+    index, whose fields a format-3 document's meta hash keeps."""
     paths = {name for name, _ in options.derived}
     out: list[list[bytes]] = []
     for index in options.indexes:
@@ -84,13 +85,6 @@ def spec_items(options: ModelOptions) -> list[list[bytes]]:
             items += [jsoncodec.encode(field.db_name), code.encode()]
         out.append(items)
     return out
-
-
-def derive_spec(options: ModelOptions) -> bytes | None:
-    """:func:`spec_items` packed for ``delete.lua``'s ARGV[8], or None when an index of the
-    model is not derived (a blind delete of a format-3 document then reads it first)."""
-    items = spec_items(options)
-    return nested(items) if all(items) else None
 
 
 def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
@@ -113,11 +107,11 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
                   reply: WriteReply) -> Op[WriteResult]:
     """The outcome of ``request``, whose script answered ``{"ENTRIES", version}``: a
     format-3 document whose entries it was not sent (a save or delete of an instance loaded
-    as format 2, converted by another writer since) or could not derive (a delete of
-    whatever version is stored). The document is read and the write sent again as loaded
-    at the version read (:class:`Headed`); a save or loaded delete whose expected version
-    is not that one is the usual conflict. A delete of whatever version is stored first
-    tries once more with the derivation spec when every index is derived."""
+    as format 2, converted by another writer since, or a delete of whatever version is
+    stored, which cannot know them). The document is read and the write sent again as
+    loaded at the version read (:class:`Headed`); a save or loaded delete whose expected
+    version is not that one is the usual conflict, a delete of whatever version is stored
+    reads again."""
     from .results import row
     from .writes import result
 
@@ -126,29 +120,21 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
     keys = layout.keys
     doc_key = keys.doc(0 if keys.partitions == 1 else keys.partition_of(id), id)
     blind = request.kind == "delete" and not request.expected_version
-    derive = blind and layout.headed_shape()[1] is not None
     call: DeleteCall | SaveCall
     for _ in range(ENTRIES_ATTEMPTS):
-        if derive:  # (the script derives the entries from the JSON: no read)
-            derive = False
-            call = layout.headed_delete(request, derive=True)
-            sent = request
-        else:
-            (raw,) = yield RedisPlan((Command(("GET", doc_key)),), idempotent=True)
-            if raw is None:
-                if request.kind == "delete":
-                    return WriteResult(id, None)  # (gone: nothing to do)
-                return WriteResult(id, None, VersionConflict(
-                    options.model_name, id, request.expected_version, None))
-            found = row(options, id, None, bytes(raw))
-            if not blind and found.version != request.expected_version:
-                return WriteResult(id, None, VersionConflict(
-                    options.model_name, id, request.expected_version, found.version))
-            version = found.version if isinstance(found.version, Headed) else int(found.version)
-            sent = WriteRequest(request.kind, id, version, request.data, request.values,
-                                request.changed, request.expire, request.raw)
-            call = (layout.headed_delete(sent) if request.kind == "delete"
-                    else layout.save(sent))
+        (raw,) = yield RedisPlan((Command(("GET", doc_key)),), idempotent=True)
+        if raw is None:
+            if request.kind == "delete":
+                return WriteResult(id, None)  # (gone: nothing to do)
+            return WriteResult(id, None, VersionConflict(
+                options.model_name, id, request.expected_version, None))
+        found = row(options, id, None, bytes(raw))
+        if not blind and found.version != request.expected_version:
+            return WriteResult(id, None, VersionConflict(
+                options.model_name, id, request.expected_version, found.version))
+        sent = WriteRequest(request.kind, id, found.version, request.data, request.values,
+                            request.changed, request.expire, request.raw)
+        call = layout.delete(sent) if request.kind == "delete" else layout.save(sent)
         (answer,) = yield RedisPlan((call.call(),), idempotent=request.kind != "delete")
         reply = write_reply(answer)
         if reply.status == "ENTRIES" or (blind and reply.status == "VERSION"):
@@ -158,4 +144,4 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
         options.model_name, id, request.expected_version, reply.version))
 
 
-__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "derive_spec", "loaded_values", "nested", "old_lists", "spec_items"]
+__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "loaded_values", "nested", "old_lists", "spec_items"]

@@ -54,7 +54,7 @@ from .calls import (
     patch_argument,
 )
 from .commands import Call, script
-from .headed import Headed, derive_spec, nested, old_lists, spec_items
+from .headed import Headed, nested, old_lists, spec_items
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
@@ -249,20 +249,17 @@ class WriteLayout:
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
         #: format 3 (headed.py), worked out at its first write: the meta fields of the
-        #: indexes not derived (listed: a format-3 document's meta hash keeps them), and
-        #: delete.lua's derivation spec (None: an index is not derived)
-        self._headed: tuple[frozenset[bytes], bytes | None] | None = None
+        #: indexes not derived (listed: a format-3 document's meta hash keeps them)
+        self._listed: frozenset[bytes] | None = None
 
-    def headed_shape(self) -> tuple[frozenset[bytes], bytes | None]:
-        """The listed indexes' meta fields and the derivation spec (see ``_headed``)."""
-        shape = self._headed
-        if shape is None:
-            items = spec_items(self.options)
-            shape = self._headed = (
-                frozenset(manifest for (_, manifest, _), derived in zip(
-                    self.indexes, items, strict=True) if not derived),
-                derive_spec(self.options))
-        return shape
+    def listed(self) -> frozenset[bytes]:
+        """The meta fields of the listed indexes (see ``_listed``)."""
+        listed = self._listed
+        if listed is None:
+            listed = self._listed = frozenset(
+                manifest for (_, manifest, _), derived in zip(
+                    self.indexes, spec_items(self.options), strict=True) if not derived)
+        return listed
 
     def _headed_save(self, request: WriteRequest, call: HeadedSaveCall,
                      touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
@@ -271,7 +268,7 @@ class WriteLayout:
         new pair (the sweep record, unless the expiry is removed) and the listed ones."""
         version = request.expected_version
         assert isinstance(version, Headed) and request.values is not None
-        listed, _ = self.headed_shape()
+        listed = self.listed()
         pairs, _ = self.all_entries(request.values)
         kept = [item for k in range(0, len(pairs), 2) if pairs[k] in listed
                 for item in pairs[k:k + 2]]
@@ -281,30 +278,19 @@ class WriteLayout:
             [] if request.expire == Expiry.PERSIST else pairs, kept])
         return call
 
-    def headed_delete(self, request: WriteRequest, derive: bool = False,
-                      call: DeleteCall | None = None) -> HeadedDeleteCall:
-        """A delete of a document loaded as format 3 (its expected version a
-        :class:`.Headed`: delete.lua's ARGV[7], the entries its loaded data has in every
-        index), or with ``derive``, a delete of whatever version is stored that derives a
-        format-3 document's entries from its JSON (ARGV[8]). ``call``: the delete's
-        format-2 call, when the caller has made it."""
+    def headed_delete(self, request: WriteRequest, call: DeleteCall) -> HeadedDeleteCall:
+        """``call`` (:meth:`delete`'s) as the delete of a document loaded as format 3 (its
+        expected version a :class:`.Headed`): delete.lua's ARGV[7], the entries its loaded
+        data has in every index."""
         version = request.expected_version
-        if call is None:
-            call = self.delete(request)
-        if isinstance(call, HeadedDeleteCall):  # (a Headed version's: made by delete())
-            made = call
-        else:
-            made = HeadedDeleteCall(
-                call.document_key, call.meta_key, call.ids_key, call.ttl_key, call.trash_key,
-                call.state_key, call.index_keys, call.event_keys, call.expected_version,
-                call.id_key, call.manifests, call.soft_ms, call.events, call.layout)
-            if isinstance(version, Headed):
-                made.headed = wire.pack(old_lists(
-                    self.options, [index for index, _, _ in self.indexes], request.id,
-                    version.stored))
-        if derive:
-            made.derive = self.headed_shape()[1] or b""
-        return made
+        assert isinstance(version, Headed)
+        return HeadedDeleteCall(
+            call.document_key, call.meta_key, call.ids_key, call.ttl_key, call.trash_key,
+            call.state_key, call.index_keys, call.event_keys, call.expected_version,
+            call.id_key, call.manifests, call.soft_ms, call.events, call.layout,
+            headed=wire.pack(old_lists(
+                self.options, [index for index, _, _ in self.indexes], request.id,
+                version.stored)))
 
     def event_keys(self, partition: int) -> tuple[str, ...]:
         """The stream key appended to a write's KEYS when the model emits events."""
@@ -818,7 +804,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(values)
         kept = b""
         if raw[:1] == b"\x01":  # (format 3, ``raw`` its whole stored value: restore.lua)
-            listed, _ = self.headed_shape()
+            listed = self.listed()
             kept = wire.pack([item for k in range(0, len(pairs), 2) if pairs[k] in listed
                               for item in pairs[k:k + 2]])
         return RestoreCall(
@@ -868,7 +854,7 @@ class WriteLayout:
             (p.changes,) if self.events else (), expected, id_key,
             self.manifest_items, soft, self._save_events, self.layout, packed)
         if type(request.expected_version) is Headed:  # (format 3: see headed.py)
-            return self.headed_delete(request, call=call)
+            return self.headed_delete(request, call)
         return call
 
     def _delete_packed(self, partition: int, p: PartitionKeys

@@ -248,25 +248,6 @@ local function clock_at_least(state_key, version)
   end
 end
 
--- A write to ``doc_key`` that found no format-2 version matching ``expected`` (its meta
--- hash holds none, or no "r": a sweep record), when the document may be of format 3
--- (bench/format3.md): nil when it is not one (no document, or a first byte other than
--- 0x01); else {"CORRUPT"} (its header does not read: nothing written, as a damaged
--- format-2 prefix is refused), {"OK", version, idkey} (``write_id`` is among its recent
--- writes: a resent write, applied before), {"ENTRIES", version} (at the expected version:
--- the caller sends the entries its loaded document has, which a format-3 document keeps
--- nowhere else) or {"VERSION", version}.
-local function headed_refusal(doc_key, expected, write_id, idkey)
-  local raw = redis.call("GET", doc_key)
-  if not raw or string.byte(raw, 1) ~= 1 then return nil end
-  local version, w = header_of(raw)
-  if not version then return {"CORRUPT"} end
-  local done = written_in(w, version, write_id)
-  if done then return {"OK", done, idkey} end
-  if version == expected then return {"ENTRIES", version} end
-  return {"VERSION", version}
-end
-
 -- The meta hash a format-3 document keeps after a write (bench/format3.md, section 1):
 -- with an expiry (``expiring``), a sweep record: its version (``shown``) and every index's
 -- entries (``all``: flat meta field / packed list pairs); else only the listed indexes'
@@ -305,12 +286,26 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
     local valid = write_id and #write_id == 16
     local seen = valid and redis.call("HGET", meta_key, "r")
     local version = seen and applied_in(seen, write_id)
-    if valid and not seen and mode == "insert" then
-      -- (cold_paths(): made only here, not on every call of a script that checks versions)
-      local refused = cold_paths().headed_refusal(doc_key, nil, write_id, idkey)
-      -- (a header that does not read is taken, and refused, as a taken id: EXISTS, as an
-      -- insert over a damaged format-2 document is)
-      if refused and refused[1] == "OK" then return {"APPLIED", refused[2]} end
+    local raw = valid and not seen and mode == "insert" and redis.call("GET", doc_key)
+    if raw and string.byte(raw, 1) == 1 then
+      -- (a format-3 document: its header's W, by header_of() and written_in() written out
+      -- here, as a function named would be made on every call of tx.lua or whenever a
+      -- rare path of insert.lua makes its others; a header that does not read is taken,
+      -- and refused, as a taken id: EXISTS, as an insert over a damaged format-2 document)
+      local ends = string.find(raw, "\0", 2, true)
+      local w_ends = ends and string.find(raw, "\0", ends + 1, true)
+      local size = w_ends and w_ends - ends - 1
+      local at = size and size >= 16 and (size - 16) % 32 == 0
+        and not string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]")
+        and string.find(raw, write_id, ends + 1, true)
+      while at and at < w_ends do
+        if at == ends + 1 then version = tonumber(string.sub(raw, 2, ends - 1)); break end
+        if (at - ends - 1) % 32 == 16 then
+          version = tonumber(string.sub(raw, at + 16, at + 31))
+          break
+        end
+        at = string.find(raw, write_id, at + 1, true)
+      end
     end
     if version then return {"APPLIED", version} end
   end
@@ -802,43 +797,4 @@ local function schedule_and_locks(ttl_key, state_key, ...)
   local scheduled, refused = typed(ttl_key, "ZCARD", ttl_key)
   if refused then return 0, found - 1, refused end  -- (the key is there, of another type)
   return scheduled, found - (scheduled > 0 and 1 or 0), nil
-end
-
--- The entries of a format-3 document in every index, derived from its stored JSON
--- (bench/format3.md, section 3): ``raw`` is its stored value, ``at`` its payload's first
--- byte (header_of). ``spec``: a MessagePack array, per index in KEYS order, the quoted key
--- text and the kind code (derived.py) of each of its fields, one after another (a
--- compound index's entry is its fields' entries joined, as sortable.py joins them), or an
--- empty array for an index whose entries are not derived. A list per index of its members
--- (value encodings .. ``idkey``), or nil where any is not derived: an index not derivable,
--- a compressed payload (no zlib in Lua), a JSON that does not read, a member absent, a
--- text derived_entries() does not read. (A script that names it uses _derive before _write.)
-local function derived_members(raw, at, spec, idkey)
-  if not spec or spec == "" or string.byte(raw, at) ~= 123 then return nil end
-  local payload = string.sub(raw, at)
-  local ok, members, close = pcall(json_members, payload)
-  if not ok or json_ws(payload, close + 1) then return nil end
-  local texts = {}  -- (of a key stored twice the last, which reads see)
-  for _, m in ipairs(members) do texts[m[1]] = string.sub(payload, m[2], m[3] - 1) end
-  local out = {}
-  for i, fields in ipairs(cmsgpack.unpack(spec)) do
-    if type(fields) ~= "table" or #fields == 0 then return nil end
-    if #fields == 2 then
-      local text = texts[fields[1]]
-      local entries = text and derived_entries(text, fields[2])
-      if not entries then return nil end
-      for k = 1, #entries do entries[k] = entries[k] .. idkey end
-      out[i] = entries
-    else
-      local parts = {}
-      for k = 1, #fields, 2 do
-        local text = texts[fields[k]]
-        local entry = text and derived_entry(text, fields[k + 1])
-        if not entry then return nil end
-        parts[#parts + 1] = entry
-      end
-      out[i] = {table.concat(parts) .. idkey}
-    end
-  end
-  return out
 end

@@ -27,15 +27,13 @@
 --           or, from a caller that loaded it as format 3 (bench/format3.md), a MessagePack
 --           array: per index in KEYS[7..] order, the entries its LOADED document has there
 --           (a packed list, as a meta field holds them; exact: the version is compared first)
--- ARGV[8]   absent or "" (none derived), or, for a delete of whatever version is stored
---           (ARGV[1] == ""), what derived_members() reads to derive a format-3 document's
---           entries from its JSON
 -- A format-3 document whose meta hash holds no version (no sweep record: no expiry) is
--- deleted with the caller's entries (ARGV[7]) or, without a version expected, the entries
--- derived from its JSON (ARGV[8]); else nothing is deleted and the reply is {"ENTRIES",
--- version}: the caller reads it and deletes it as loaded. One with a sweep record is
--- deleted by it, as a format-2 document by its meta hash (it lists every index's entries).
--- Both keys go in one DEL (the meta hash may be a sweep record).
+-- deleted with the caller's entries (ARGV[7]); else nothing is deleted and the reply is
+-- {"ENTRIES", version}: the caller reads it and deletes it as loaded (a delete of
+-- whatever version is stored too). One with a sweep record is deleted by it, as a format-2
+-- document by its meta hash (it lists every index's entries). Both keys go in one DEL (the
+-- meta hash may be a sweep record). Its header is read by header_of() written out in
+-- place: a function named in cold_paths() would be made whenever a rare path makes them.
 -- Returns   {"OK", deleted version} | {"MISSING"} | {"VERSION", actual} | {"WRONGTYPE", key}
 --           | {"LAYOUT", stored layout} (the caller's schema is outdated: nothing deleted)
 --           | {"LOCKED", record key} (a prepared transaction holds the document)
@@ -45,7 +43,7 @@
 --           | {"ENTRIES", version} (format 3: see above; nothing deleted)
 --           | {"CORRUPT"} (a format-3 header that does not read: nothing deleted)
 -- luacheck: globals redis KEYS ARGV cmsgpack
--- uses: _derive _write
+-- uses: _write
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash, an index of more than 1000
@@ -58,8 +56,7 @@
 -- about 1,100 instructions, each C function called about 800: errors are read as ``.err``
 -- or by a reply's value).
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
--- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list header_of
--- cold: derived_members
+-- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -138,13 +135,21 @@ end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
 -- is built on the common path, only for a purge; no table of the fields either: a rare
 -- path that names one unpacks them again)
-local got, derived
+local got
 if ARGV[7] and ARGV[7] ~= "" and alive then  -- (format 3's caller: its document's GET)
   rare = rare or cold_paths()
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
-    local version = rare.header_of(raw)
-    if not version then return {"CORRUPT"} end
+    -- (header_of(raw) in line, see above)
+    local ends = string.find(raw, "\0", 2, true)
+    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
+    local version = w_ends and string.sub(raw, 2, ends - 1)
+    local size = w_ends and w_ends - ends - 1
+    if not version or not string.find(version, "^[1-9]%d*$") or (size > 0 and (
+        size < 16 or (size - 16) % 32 ~= 0
+        or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
+      return {"CORRUPT"}
+    end
     if not rare.type_ok(KEYS[2], "hash") then return {"WRONGTYPE", KEYS[2]} end
     got = {version, unpack(cmsgpack.unpack(ARGV[7]))}
   end
@@ -162,13 +167,20 @@ if not stored then
   -- (no version in the meta hash: a document of format 3, whose entries it does not list)
   local raw = alive and redis.call("GET", KEYS[1])
   if not raw or string.byte(raw, 1) ~= 1 then return {"MISSING"} end
-  rare = rare or cold_paths()
-  local version, _, at = rare.header_of(raw)
-  if not version then return {"CORRUPT"} end
-  if ARGV[1] ~= "" then return {version == ARGV[1] and "ENTRIES" or "VERSION", version} end
-  derived = rare.derived_members(raw, at, ARGV[8], idkey)
-  if not derived then return {"ENTRIES", version} end
-  stored = version
+  do
+    -- (header_of(raw) in line, see above)
+    local ends = string.find(raw, "\0", 2, true)
+    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
+    local version = w_ends and string.sub(raw, 2, ends - 1)
+    local size = w_ends and w_ends - ends - 1
+    if not version or not string.find(version, "^[1-9]%d*$") or (size > 0 and (
+        size < 16 or (size - 16) % 32 ~= 0
+        or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
+      return {"CORRUPT"}
+    end
+    if ARGV[1] ~= "" and version ~= ARGV[1] then return {"VERSION", version} end
+    return {"ENTRIES", version}
+  end
 end
 if not alive then  -- it expired: clean up what it left
   rare = rare or cold_paths()
@@ -190,8 +202,8 @@ end
 -- each index's entries of the document, as members (value encodings .. id key): a list of
 -- one value (a scalar field's) by one match, as read_list() reads it ("len:bytes", at most
 -- 12 digits, the length read by arithmetic on its digits); any other by read_list()
-local old = derived or {}
-for i = 1, derived and 0 or #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
+local old = {}
+for i = 1, #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
   local list = got[i + 1]
   local size, item
   if list then size, item = string.match(list, "^(%d+):(.*)$") end

@@ -52,7 +52,10 @@
 --           indexes' pairs, flat (kept in the meta hash whatever the expiry)}. Exact because
 --           the version is compared first. A format-3 document keeps its format: the new
 --           header's W chains this write id before the old ones (headed()), and its meta
---           hash is headed_meta()'s (a sweep record only with an expiry).
+--           hash is headed_meta()'s (a sweep record only with an expiry). header_of,
+--           written_in, headed and headed_meta are written out in place on format 3's
+--           paths: a function named in cold_paths() would be made whenever a rare path
+--           (a list of several entries, several indexes) makes them.
 --
 -- Expiry: the document key expires (SET ... PXAT) and is scheduled in KEYS[5]; its meta hash
 -- and index entries stay until a sweep (this script sweeps a few due documents after every
@@ -82,8 +85,7 @@
 -- each C function called about 800: errors are read as ``.err`` or by a reply's value).
 -- cold: lock_holder applied applied_in stream_refusal index_records bad_index purge_listed
 -- cold: bad_version damaged unique_holder take_back_entries sweep type_ok events_unchecked
--- cold: emit_first read_list unpack_list entries_diff change_entries header_of written_in
--- cold: headed headed_refusal headed_meta
+-- cold: emit_first read_list unpack_list entries_diff change_entries
 
 -- (an insert sent here would be taken for an update of a missing document: refused loudly)
 if ARGV[1] ~= "update" then return redis.error_reply("ERR save.lua only updates") end
@@ -184,12 +186,28 @@ if ARGV[16] and ARGV[16] ~= "" then
     error(raw)
   end
   if raw and string.byte(raw, 1) == 1 then
-    local stored, w = rare.header_of(raw)
-    if not stored then return {"CORRUPT"} end
+    -- (header_of(raw) in line)
+    local ends = string.find(raw, "\0", 2, true)
+    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
+    local stored = w_ends and string.sub(raw, 2, ends - 1)
+    local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
+    if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
+        or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+      return {"CORRUPT"}
+    end
+    -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
+    local resent
+    if #ARGV[5] == 16 and w ~= "" then
+      local at = string.find(w, ARGV[5], 1, true)
+      while at do
+        if at == 1 then resent = tonumber(stored); break end
+        if at % 32 == 17 then resent = tonumber(string.sub(w, at + 16, at + 31)); break end
+        at = string.find(w, ARGV[5], at + 1, true)
+      end
+    end
     if not rare.type_ok(meta_key, "hash") then return {"WRONGTYPE", meta_key} end
     if stored ~= ARGV[2] then
-      local version = rare.written_in(w, stored, ARGV[5])
-      if version then return {"OK", version, idkey} end  -- a resent write applied before
+      if resent then return {"OK", resent, idkey} end  -- a resent write applied before
       return {"VERSION", stored}
     end
     local given = cmsgpack.unpack(ARGV[16])
@@ -229,9 +247,30 @@ if not header then
   seen = got[2]
   if alive and stored ~= ARGV[2] then
     rare = rare or cold_paths()
-    if not seen then  -- (no "r": a format-3 document, whose entries this caller did not send)
-      local refused = rare.headed_refusal(doc_key, ARGV[2], ARGV[5], idkey)
-      if refused then return refused end
+    local raw = not seen and redis.call("GET", doc_key)
+    if raw and string.byte(raw, 1) == 1 then
+      -- (no "r": a format-3 document, whose entries this caller did not send: headed_refusal)
+      -- (header_of(raw) in line)
+      local ends = string.find(raw, "\0", 2, true)
+      local w_ends = ends and string.find(raw, "\0", ends + 1, true)
+      local stored = w_ends and string.sub(raw, 2, ends - 1)
+      local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
+      if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
+          or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+        return {"CORRUPT"}
+      end
+      -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
+      local resent
+      if #ARGV[5] == 16 and w ~= "" then
+        local at = string.find(w, ARGV[5], 1, true)
+        while at do
+          if at == 1 then resent = tonumber(stored); break end
+          if at % 32 == 17 then resent = tonumber(string.sub(w, at + 16, at + 31)); break end
+          at = string.find(w, ARGV[5], at + 1, true)
+        end
+      end
+      if resent then return {"OK", resent, idkey} end  -- a resent write applied before
+      return {stored == ARGV[2] and "ENTRIES" or "VERSION", stored}
     end
     local version = rare.applied_in(seen or nil, ARGV[5])
     if version then return {"OK", version, idkey} end  -- a resent write applied before
@@ -412,7 +451,15 @@ end
 -- recent writes and lists)
 local expiry = ARGV[9]
 if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_meta() keeps)
-  local value, expiring = rare.headed(shown, ARGV[5], json, header[1], header[2]), true
+  -- (headed(shown, ARGV[5], json, header[1], header[2]) in line)
+  local old, w = header[1], header[2]
+  if #w >= 16 then
+    w = ARGV[5] .. string.sub(w, 1, 16) .. string.rep("0", 16 - #old) .. old
+        .. string.sub(w, 17, 16 + 32 * 2)
+  else
+    w = ARGV[5]
+  end
+  local value, expiring = "\1" .. shown .. "\0" .. w .. "\0" .. json, true
   if expiry == "keep" then
     expiring = redis.call("PTTL", doc_key) > 0
     redis.call("SET", doc_key, value, "KEEPTTL")
@@ -425,7 +472,13 @@ if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_
     redis.call("SET", doc_key, value, "PXAT", at)
     redis.call("ZADD", KEYS[5], at, idkey)
   end
-  rare.headed_meta(meta_key, expiring, shown, header[3], header[4])
+  -- (headed_meta(meta_key, expiring, shown, header[3], header[4]) in line)
+  redis.call("DEL", meta_key)
+  if expiring then
+    redis.call("HSET", meta_key, "v", shown, unpack(header[3]))
+  elseif #header[4] > 0 then
+    redis.call("HSET", meta_key, unpack(header[4]))
+  end
 elseif expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
 elseif expiry == "persist" then

@@ -41,6 +41,13 @@ WRITTEN_OUT = {
     "change_entries": ("_write.lua", "b702482144e9939f", ("save.lua", "patch.lua")),
     "proving": ("_write.lua", "6567fda6c7f4547d", ("delete.lua",)),
     "json_plain_span": ("_write.lua", "b4eb92e2b183babd", ("patch.lua",)),
+    # format 3's (bench/format3.md, step 3): written out on its own paths, where a function
+    # named in cold_paths() would be made whenever a rare path makes them (check_version,
+    # _write.lua's, writes header_of and written_in out too)
+    "header_of": ("_prelude.lua", "7ece1cd2bf8c7215", ("save.lua", "delete.lua")),
+    "written_in": ("_prelude.lua", "abdc023ba434ebd6", ("save.lua",)),
+    "headed": ("_write.lua", "0e4e0dd1aa60568b", ("save.lua",)),
+    "headed_meta": ("_write.lua", "bea96218be3747f5", ("save.lua",)),
 }
 
 LUA = resources.files("quantumorm.backends.redis") / "lua"

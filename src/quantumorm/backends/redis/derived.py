@@ -5,13 +5,15 @@ a document has from its stored JSON, in Lua, instead of a meta hash. That is exa
 the built-in kinds whose encoder is part of the format (``sortable.py``), so a field
 qualifies by its exact class (a subclass may encode otherwise, under its own name), and
 :func:`derivation` gives the code ``_derive.lua``'s ``derived_entries`` takes for it. No
-script uses it yet.
+script uses it yet (step 3: patch.lua and expire.lua, see :func:`index_kinds`).
 """
 
 from __future__ import annotations
 
 from ... import fields as f
 from ...fields.base import Field
+from ...options import IndexSpec, ModelOptions
+from ...query import paths
 
 #: the kind code of each built-in field class whose entries Lua derives (a str, an
 #: e-mail address, a URL and a reference's id are strings; a float is read from its repr)
@@ -42,3 +44,21 @@ def derivation(field: Field) -> str | None:
         if element is not None and not element.startswith("["):
             return "[" + element
     return None
+
+
+def index_kinds(options: ModelOptions, index: IndexSpec) -> tuple[str, ...] | None:
+    """The kind code of each of ``index``'s member fields (:func:`derivation`), when Lua
+    derives its entries from a document's top-level members: each member a stored field
+    (not an indexed path into an embedded document, nor a case-folded index's value,
+    which ``paths.derived`` computes in Python) of a derived kind, a compound index's
+    members scalars (its entry is their entries joined, as ``writes.index_members`` joins
+    their ``sort_key``). None: the index is *listed* (bench/format3.md section 1), its
+    entries come from the client."""
+    kinds = []
+    for name in index.fields:
+        field = options.fields[name]
+        code = None if paths.derived(field) is not None else derivation(field)
+        if code is None or (index.compound and code.startswith("[")):
+            return None
+        kinds.append(code)
+    return tuple(kinds)

@@ -320,8 +320,9 @@ class Writer(TwoPhase):
 
         Declined, nothing written, to be read and written whole: every id when the model
         compresses its documents (Meta.compress: a script cannot compress what it patches,
-        nor look inside a compressed document), and any id whose stored document is
-        compressed (written while the model said so)."""
+        nor look inside a compressed document), any id whose stored document is
+        compressed (written while the model said so), and any format-3 document whose old
+        index entries the script cannot derive from its JSON (``ENTRIES``)."""
         if options.compress is not None:
             return Patched(0, list(ids), [])
         state = self._state(options)
@@ -340,15 +341,18 @@ class Writer(TwoPhase):
             status = reply.status
             if status == "OK":
                 count += 1
-            elif status == "COMPRESSED":
+            elif status == "COMPRESSED" or status == "ENTRIES":
+                # (ENTRIES: a format-3 document whose old index entries the script cannot
+                # derive; both are read and written whole, compare-and-set on the version)
                 declined.append(id)
             elif status == "TOOLARGE":
                 failures.append((position, DocumentTooLargeError(
                     model, id, reply.version or 0,
                     self._state(options).writes.max_document_bytes)))
             elif status == "CORRUPT":
-                failures.append((position, CorruptDocumentError(model, id,
-                                                                "not a JSON object")))
+                failures.append((position, CorruptDocumentError(
+                    model, id, "its format-3 header does not read" if len(raw) > 1
+                    else "not a JSON object")))
             elif status != "MISSING":
                 error = writes.result(options, WriteRequest("update", id), reply).error
                 assert error is not None

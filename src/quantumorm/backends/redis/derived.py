@@ -11,9 +11,11 @@ script uses it yet (step 3: patch.lua and expire.lua, see :func:`index_kinds`).
 from __future__ import annotations
 
 from ... import fields as f
+from ... import jsoncodec
 from ...fields.base import Field
 from ...options import IndexSpec, ModelOptions
 from ...query import paths
+from .keys import manifest_field
 
 #: the kind code of each built-in field class whose entries Lua derives (a str, an
 #: e-mail address, a URL and a reference's id are strings; a float is read from its repr)
@@ -62,3 +64,20 @@ def index_kinds(options: ModelOptions, index: IndexSpec) -> tuple[str, ...] | No
             return None
         kinds.append(code)
     return tuple(kinds)
+
+
+def touch_items(options: ModelOptions) -> tuple[bytes, ...]:
+    """What ``expire.lua`` reads of the model for a format-3 document (after the schema
+    layout in its ARGV[3]): the number of indexes, then per index its meta field, its
+    number of members and per member its key text (the stored name as JSON) and kind code
+    (:func:`index_kinds`; empty where the index is not derived). Made once per model."""
+    made: tuple[bytes, ...] | None = options.__dict__.get("_qorm_touch_items")
+    if made is None:
+        items = [b"%d" % len(options.indexes)]
+        for index in options.indexes:
+            kinds = index_kinds(options, index) or ("",) * len(index.fields)
+            items += [manifest_field(options, index).encode(), b"%d" % len(index.fields)]
+            for name, kind in zip(index.fields, kinds, strict=True):
+                items += [jsoncodec.encode(options.fields[name].db_name), kind.encode()]
+        made = options.__dict__["_qorm_touch_items"] = tuple(items)
+    return made

@@ -29,8 +29,8 @@ from ...errors import (
     WrongTypeError,
 )
 from ...options import ModelOptions
-from . import wire, writes
-from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
+from . import derived, stored, wire, writes
+from .calls import DeleteCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
@@ -403,21 +403,61 @@ class Writer(TwoPhase):
     # -- expiry ----------------------------------------------------------------------------
 
     def expire(self, options: ModelOptions, id: str, ttl: float | None) -> Op[bool]:
-        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone."""
-        keys = self._state(options).keys
+        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone.
+        A format-3 document's sweep record (bench/format3.md) is written by the script from
+        its JSON, or from its entries read here when the script cannot derive them."""
+        state = self._state(options)
+        keys = state.keys
         p = keys.partition_of(id)
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
-        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), self._locks_of(options, id),
-                                sortable.id_key(id), how).call()
+        doc_key, id_key, entries = keys.doc(p, id), sortable.id_key(id), ()
+        holder = ""
         for _attempt in range(LAYOUT_ATTEMPTS):
+            call = Call("expire", (doc_key, keys.ttl(p), self._locks_of(options, id),
+                                   keys.meta(p, id), keys.state(p)),
+                        (id_key, how, wire.items([state.writes.layout,
+                                                  *derived.touch_items(options), *entries])))
             (done,) = yield RedisPlan((call,), idempotent=True)
             if not isinstance(done, list):
                 return bool(done)
-            # locked by a prepared transaction: its holder settled (or waited for), then again
-            holder = wire.text(done[1])
-            if (yield from self.wait_unlocked(options, [(id, holder)])):
-                raise DocumentLocked(options.model_name, id, 0, holder)
-        raise DocumentLocked(options.model_name, id, 0, holder)
+            status = wire.text(done[0])
+            if status in ("ENTRIES", "VERSION"):  # (a format-3 document: its entries read)
+                entries = yield from self._touch_entries(options, doc_key, id)
+                if not entries:
+                    return False
+            elif status == "LAYOUT":  # (a format-3 document: the schema read again)
+                state = yield from self.prepare(options, refresh=True)
+            elif status == "CORRUPT":
+                raise CorruptDocumentError(options.model_name, id,
+                                           "its format-3 header does not read")
+            elif status == "WRONGTYPE":
+                raise writes.result(options, WriteRequest("update", id),
+                                    write_reply(done)).error or AssertionError(done)
+            else:
+                # locked by a prepared transaction: its holder settled (or waited for),
+                # then again
+                holder = wire.text(done[1])
+                if (yield from self.wait_unlocked(options, [(id, holder)])):
+                    raise DocumentLocked(options.model_name, id, 0, holder)
+        if holder:
+            raise DocumentLocked(options.model_name, id, 0, holder)
+        raise unsettled(options)
+
+    def _touch_entries(self, options: ModelOptions, doc_key: str,
+                       id: str) -> Op[tuple[bytes, ...]]:
+        """The version of the stored document ``id`` and its entries in every index (one
+        packed list each, as a sweep record holds them), read from it: what a touch of a
+        format-3 document sends when its script cannot derive them. Empty: it is gone."""
+        (raw,) = yield RedisPlan((Command(("GET", doc_key)),), idempotent=True)
+        if raw is None:
+            return ()
+        version = stored.split(bytes(raw))[0]
+        data = stored.document(bytes(raw), options.model_name, id)
+        values = {name: options.read_value(name, data) for index in options.indexes
+                  for name in index.fields}
+        return (b"%d" % version, *[sortable.pack_list(writes.index_members(options, index,
+                                                                          values))
+                                   for index in options.indexes])
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition; and

@@ -30,7 +30,7 @@ from ...errors import (
 )
 from ...options import ModelOptions
 from . import derived, stored, wire, writes
-from .calls import DeleteCall, InsertManyCall, SaveCall
+from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
@@ -410,13 +410,13 @@ class Writer(TwoPhase):
         keys = state.keys
         p = keys.partition_of(id)
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
-        doc_key, id_key, entries = keys.doc(p, id), sortable.id_key(id), ()
-        holder = ""
+        doc_key, id_key, holder = keys.doc(p, id), sortable.id_key(id), ""
+        entries: tuple[bytes, ...] = ()
         for _attempt in range(LAYOUT_ATTEMPTS):
-            call = Call("expire", (doc_key, keys.ttl(p), self._locks_of(options, id),
-                                   keys.meta(p, id), keys.state(p)),
-                        (id_key, how, wire.items([state.writes.layout,
-                                                  *derived.touch_items(options), *entries])))
+            call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
+                              keys.meta(p, id), keys.state(p), id_key, how,
+                              wire.items([state.writes.layout, *derived.touch_items(options),
+                                          *entries])).call()
             (done,) = yield RedisPlan((call,), idempotent=True)
             if not isinstance(done, list):
                 return bool(done)

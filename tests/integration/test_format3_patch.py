@@ -49,7 +49,7 @@ from quantumorm import (
     compression,
     sortable,
 )
-from quantumorm.backends.redis import derived, stored, wire, writeids
+from quantumorm.backends.redis import derived, stored, twophase, wire, writeids
 from quantumorm.backends.redis.commands import script
 from quantumorm.backends.redis.commands import RedisPlan
 from quantumorm.backends.redis.replies import WriteReply, write_reply
@@ -482,6 +482,67 @@ def test_touch_of_an_index_not_derived_takes_the_clients_entries(
     Card.objects.sweep_sync()
     check(redis_client, Card)
     assert not redis_client.exists(keys.meta(0, "a"))
+
+
+def test_a_patch_sets_or_removes_the_expiry_and_its_sweep_record_follows(
+        conn: Any, redis_client: Any) -> None:
+    keys, id_key = KeySpace(Timed._meta), sortable.id_key("a")
+    doc = Timed(id="a", name="x", n=1, tags=[1], city="c", level=1).save_sync()
+    to_format_3(redis_client, Timed, "a", LONG_W)
+    assert doc.touch_sync(60) is True
+    before = header(redis_client, Timed, "a")
+    # milliseconds: a new expiry, the sweep record following the new entries
+    reply = send(conn, patch_call(conn, Timed, "a", expire=90_000, n=2, tags=[5, 6]))
+    assert reply.status == "OK"
+    after = header(redis_client, Timed, "a")
+    assert_chained(before, after)
+    assert 60_000 < redis_client.pttl(keys.doc(0, "a")) <= 90_000
+    assert redis_client.zscore(keys.ttl(0), id_key) > time.time() * 1000 + 60_000
+    assert redis_client.hgetall(keys.meta(0, "a")) == sweep_record_of(redis_client, Timed, "a")
+    check(redis_client, Timed)
+    # persist: the expiry and the sweep record gone
+    reply = send(conn, patch_call(conn, Timed, "a", expire=Expiry.PERSIST, n=3))
+    assert reply.status == "OK"
+    assert_chained(after, header(redis_client, Timed, "a"))
+    assert redis_client.pttl(keys.doc(0, "a")) == -1
+    assert redis_client.zscore(keys.ttl(0), id_key) is None
+    assert not redis_client.exists(keys.meta(0, "a"))
+    check(redis_client, Timed)
+    # "keep" of a document with no expiry: no sweep record made
+    assert send(conn, patch_call(conn, Timed, "a", n=4)).status == "OK"
+    assert not redis_client.exists(keys.meta(0, "a"))
+    check(redis_client, Timed)
+
+
+def test_a_locked_format_3_document_and_a_resend(conn: Any, redis_client: Any) -> None:
+    keys = KeySpace(Card._meta)
+    card("a").save_sync()
+    to_format_3(redis_client, Card, "a")
+    applied = patch_call(conn, Card, "a", age=8)
+    first = send(conn, applied)
+    assert first.status == "OK"
+    record = twophase.record_key("qorm", "t1")
+    redis_client.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("a"), record)
+    before = {k: redis_client.dump(k) for k in redis_client.scan_iter()}
+    refused = send(conn, patch_call(conn, Card, "a", age=9))
+    assert (refused.status, refused.name) == ("LOCKED", record)
+    assert {k: redis_client.dump(k) for k in redis_client.scan_iter()} == before
+    # (applied before the lock was taken: recognised in W, not refused)
+    again = send(conn, applied)
+    assert (again.status, again.version) == ("OK", first.version)
+    assert {k: redis_client.dump(k) for k in redis_client.scan_iter()} == before
+
+
+def test_a_unique_value_held_by_another_is_refused(conn: Any, redis_client: Any) -> None:
+    card("a").save_sync()
+    card("b").save_sync()
+    to_format_3(redis_client, Card, "a")
+    before = {k: redis_client.dump(k) for k in redis_client.scan_iter()}
+    reply = send(conn, patch_call(conn, Card, "a", code="c-b"))
+    assert (reply.status, reply.name) == ("UNIQUE", "code")
+    assert {k: redis_client.dump(k) for k in redis_client.scan_iter()} == before
+    assert send(conn, patch_call(conn, Card, "a", code="c-free")).status == "OK"
+    check(redis_client, Card)
 
 
 @settings(max_examples=25, deadline=None,

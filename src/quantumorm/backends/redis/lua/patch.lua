@@ -87,7 +87,7 @@
 -- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
--- cold: header_of written_in headed derived_entries json_plain_spans json_members json_ws
+-- cold: header_of written_in headed derived_entries json_plain_spans json_members
 
 local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
 -- (one array: the one value unpacked; values one after another are more than one)

@@ -163,24 +163,10 @@ if stored and stored.err then  -- (a string's .err is nil, read from its metatab
   if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
   error(stored)
 end
--- A format-3 document (its first byte 1): its version and W from its header, a resent
--- write recognised there; no meta hash read (its key is the sweep record's: its type
--- only). ``f3``: the header's version text (nil: format 2 or 1, the path below as it was).
+-- (format 3: ``f3``, the header's version text, nil for format 2 or 1; see below)
 local f3, f3_w, m_type
-if stored and string.byte(stored, 1) == 1 then
-  rare = rare or cold_paths()
-  local start
-  f3, f3_w, start = rare.header_of(stored)
-  if not f3 then return {"CORRUPT", "header"} end  -- (as a damaged format-2 prefix)
-  local done = rare.written_in(f3_w, f3, write_id)
-  if done then return {"OK", done, idkey} end
-  m_type = redis.call("TYPE", meta_key).ok
-  if m_type ~= "none" and m_type ~= "hash" then return {"WRONGTYPE", meta_key} end
-  stored, got = string.sub(stored, start), {f3, false}
-end
 local field  -- (the common patch's one index: the number of its meta field)
-if f3 then  -- luacheck: ignore 542 (format 3: nothing read from the meta hash)
-elseif j == 1 then  -- (the common patch: one index)
+if j == 1 then  -- (the common patch: one index)
   field = c[at_indexes + 2]
   got = redis.pcall("HMGET", meta_key, "v", "r", c[at_fields + field])
   if got.err then
@@ -218,13 +204,28 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
-if not current or not stored then return {"MISSING"} end
+-- (a format-3 document has a meta hash only as a sweep record: its version is its header's)
+if not stored or not current and string.byte(stored, 1) ~= 1 then return {"MISSING"} end
 
 -- The stored JSON with the new values in place (unchanged: nothing written), less its
 -- version (payload_of)
 do  -- (one find: "\0", the version's digits or anything else but "\0", "\0")
   local _, ends = string.find(stored, "^%z[^%z]*%z")
-  if ends then stored = string.sub(stored, ends + 1) end  -- (else damaged: kept whole)
+  if ends then
+    stored = string.sub(stored, ends + 1)
+  elseif string.byte(stored, 1) == 1 then
+    -- A format-3 document: its version and W from its header, a resent write recognised
+    -- there (the meta hash read above is its sweep record, if any: its "v" is the
+    -- header's, its lists those of the entries; it has no "r"). The format-2 path pays no
+    -- test for it: its prefix is found first.
+    rare = rare or cold_paths()
+    local start
+    f3, f3_w, start = rare.header_of(stored)
+    if not f3 then return {"CORRUPT", "header"} end  -- (as a damaged format-2 prefix)
+    local done = rare.written_in(f3_w, f3, write_id)
+    if done then return {"OK", done, idkey} end
+    stored, current, m_type = string.sub(stored, start), f3, current and "hash" or "none"
+  end  -- (else format 1, or a damaged prefix: kept whole)
 end
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does

@@ -348,18 +348,12 @@ class ExpireCall:
     document_key: str
     ttl_key: str
     locks_key: str  # the partition's lock hash (twophase.py)
-    meta_key: str  # (a format-3 document's sweep record)
-    state_key: str
     id_key: bytes
     expiry: str  # "persist" | milliseconds
-    #: what a format-3 document needs: the layout, the indexes (derived.touch_items), and
-    #: the caller's entries when it sends them, MessagePack strings one after another
-    format3: bytes
 
     def call(self) -> Call:
-        return Call("expire", (self.document_key, self.ttl_key, self.locks_key,
-                               self.meta_key, self.state_key),
-                    (self.id_key, self.expiry, self.format3))
+        return Call("expire", (self.document_key, self.ttl_key, self.locks_key),
+                    (self.id_key, self.expiry))
 
 
 @dataclass(slots=True)

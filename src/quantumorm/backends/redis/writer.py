@@ -80,6 +80,11 @@ def _uniform(requests: list[WriteRequest]) -> bool:
     return True
 
 
+
+#: a model's options hold this True once a touch met a format-3 document: its touches then
+#: send what expire.lua needs for one (KEYS[4..5], ARGV[3..])
+_HEADED_TOUCH = "_qorm_headed_touch"
+
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
         # (first use: the schema and the ACL preflight come before anything is written)
@@ -413,15 +418,20 @@ class Writer(TwoPhase):
         doc_key, id_key, holder = keys.doc(p, id), sortable.id_key(id), ""
         entries: tuple[bytes, ...] = ()
         for _attempt in range(LAYOUT_ATTEMPTS):
-            call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
-                              keys.meta(p, id), keys.state(p), id_key, how,
-                              wire.items([state.writes.layout, *derived.touch_items(options),
-                                          *entries])).call()
+            call: Call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
+                                    id_key, how).call()
+            if options.__dict__.get(_HEADED_TOUCH):  # (see expire.lua: a format-3 touch)
+                call = Call("expire", (*call.keys, keys.meta(p, id), keys.state(p)), (
+                    *call.args, wire.items([state.writes.layout,
+                                            *derived.touch_items(options), *entries])))
             (done,) = yield RedisPlan((call,), idempotent=True)
             if not isinstance(done, list):
                 return bool(done)
             status = wire.text(done[0])
-            if status in ("ENTRIES", "VERSION"):  # (a format-3 document: its entries read)
+            if status == "FORMAT3":  # (sent again with what a format-3 document needs,
+                # and so every touch of the model from now on)
+                options.__dict__[_HEADED_TOUCH] = True
+            elif status in ("ENTRIES", "VERSION"):  # (its entries read, then sent)
                 entries = yield from self._touch_entries(options, doc_key, id)
                 if not entries:
                     return False

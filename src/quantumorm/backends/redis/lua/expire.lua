@@ -5,12 +5,14 @@
 -- KEYS[1]   document key
 -- KEYS[2]   the partition's TTL schedule
 -- KEYS[3]   the partition's lock hash (two-phase commits, see lock_holder() in _write.lua)
--- KEYS[4]   the document's meta hash key (a format-3 document's sweep record)
--- KEYS[5]   the partition's state hash (its schema layout, read for a format-3 document)
 -- ARGV[1]   id key
 -- ARGV[2]   milliseconds from now, or "persist"
--- ARGV[3]   what a format-3 document needs (read only for one), MessagePack strings one
---           after another: the caller's schema layout ("" for none), the number of
+-- KEYS[4..5] and ARGV[3..]: sent by a caller that has met a format-3 document (after a
+--           {"FORMAT3"} reply, nothing written: a format-2 touch sends what it did), and
+--           read only for one: the document's meta hash key (a format-3 document's sweep
+--           record), the partition's state hash (its schema layout); and what a format-3
+--           document needs, MessagePack strings one after another (one argument): the
+--           caller's schema layout ("" for none), the number of
 --           indexes, then per index (in the model's order) its meta field ("f:..." or
 --           "x:..."), its number of members, and per member its key text (the stored
 --           name as JSON, quoted) and its kind code (derived.py; "" where not derived);
@@ -28,6 +30,7 @@
 --           document...: the caller sends its entries of that version),
 --           {"VERSION", version} (the caller's entries come from another version: it
 --           reads the document again), {"CORRUPT"} (its header does not read),
+--           {"FORMAT3"} (the caller sent no KEYS[4..5] and ARGV[3..]: it sends them),
 --           {"LAYOUT", stored layout} (or "": the caller sent none, it reads the schema),
 --           {"WRONGTYPE", key} (the meta key, the state hash).
 --           A document of format 2 or 1: what it did before (its meta hash lists its
@@ -39,6 +42,7 @@
 local stored = redis.pcall("GET", KEYS[1])
 if not stored then return 0 end  -- (another type: its error, read as alive, as EXISTS was)
 if type(stored) == "string" and string.byte(stored, 1) == 1 then
+  if not KEYS[4] then return {"FORMAT3"} end
   local rare = cold_paths()
   local holder = redis.call("HGET", KEYS[3], ARGV[1])
   if holder then return {"LOCKED", holder} end

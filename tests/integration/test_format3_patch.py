@@ -459,6 +459,41 @@ async def test_touch_and_persist_of_a_format_3_document(conn: Any, redis_client:
     assert redis_client.hgetall(keys.meta(0, "b")) == meta
 
 
+@pytest.mark.parametrize("op", ["touch", "persist"])
+def test_a_touch_before_any_format_3_document_was_met(conn: Any, redis_client: Any,
+                                                      op: str) -> None:
+    """A touch sends what a format-2 document needs until a script answers FORMAT3: a
+    format-3 document with its sweep record is touched as it is (the record is current),
+    persisted with the record deleted; one without is read, its record written."""
+    keys = KeySpace(Timed._meta)
+    docs = {id: Timed(id=id, name="x", n=i, tags=[i], city="c", level=i).save_sync()
+            for i, id in enumerate("abc")}
+    for id in "ab":
+        to_format_3(redis_client, Timed, id)
+    assert docs["b"].touch_sync(60) is True  # (b: a sweep record made)
+    Timed._meta.__dict__.pop("_qorm_headed_touch", None)  # (no FORMAT3 met yet)
+    record = redis_client.hgetall(keys.meta(0, "b"))
+    assert record == sweep_record_of(redis_client, Timed, "b")
+    for id in "bac":  # (b first: a touch finding its document and sweep record)
+        before = redis_client.get(keys.doc(0, id))
+        if op == "touch":
+            assert docs[id].touch_sync(30) is True
+            assert 0 < redis_client.pttl(keys.doc(0, id)) <= 30_000
+        else:
+            assert docs[id].persist_sync() is True
+            assert redis_client.pttl(keys.doc(0, id)) == -1
+            assert redis_client.zscore(keys.ttl(0), sortable.id_key(id)) is None
+        assert redis_client.get(keys.doc(0, id)) == before
+    if op == "touch":
+        for id in "ab":  # (format 3: each with its current sweep record)
+            assert redis_client.hgetall(keys.meta(0, id)) == sweep_record_of(
+                redis_client, Timed, id)
+    else:
+        assert not redis_client.exists(keys.meta(0, "a"), keys.meta(0, "b"))
+    assert redis_client.hgetall(keys.meta(0, "c"))[b"r"]  # (format 2: as it was)
+    check(redis_client, Timed)
+
+
 def test_touch_of_an_index_not_derived_takes_the_clients_entries(
         conn: Any, redis_client: Any) -> None:
     keys = KeySpace(Card._meta)

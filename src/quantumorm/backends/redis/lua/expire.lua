@@ -5,13 +5,13 @@
 -- KEYS[1]   document key
 -- KEYS[2]   the partition's TTL schedule
 -- KEYS[3]   the partition's lock hash (two-phase commits, see lock_holder() in _write.lua)
+-- KEYS[4]   the document's meta hash (a format-3 document's sweep record)
 -- ARGV[1]   id key
 -- ARGV[2]   milliseconds from now, or "persist"
--- KEYS[4..5] and ARGV[3..]: sent by a caller that has met a format-3 document (after a
---           {"FORMAT3"} reply, nothing written: a format-2 touch sends what it did), and
---           read only for one: the document's meta hash key (a format-3 document's sweep
---           record), the partition's state hash (its schema layout); and what a format-3
---           document needs, MessagePack strings one after another (one argument): the
+-- KEYS[5..] and ARGV[3..]: sent by a caller that has met a format-3 document (after a
+--           {"FORMAT3"} reply, nothing written), and read only for one: the partition's
+--           state hash (its schema layout); and what a format-3 document needs,
+--           MessagePack strings one after another (one argument): the
 --           caller's schema layout ("" for none), the number of
 --           indexes, then per index (in the model's order) its meta field ("f:..." or
 --           "x:..."), its number of members, and per member its key text (the stored
@@ -34,15 +34,31 @@
 --           {"LAYOUT", stored layout} (or "": the caller sent none, it reads the schema),
 --           {"WRONGTYPE", key} (the meta key, the state hash).
 --           A document of format 2 or 1: what it did before (its meta hash lists its
---           entries already), but a GET where an EXISTS was.
+--           entries already). Without KEYS[5..], the format is told with no GET where it
+--           can be: one EXISTS of the document and its meta hash (a format-2 document has
+--           both; a format-3 one has a meta hash only as a sweep record, which its writers
+--           keep, so that a touch finding both needs nothing more), and for a persist
+--           that finds both, an HEXISTS of "r" (a format-2 meta hash has it, a sweep
+--           record never): the document is read only when these leave it open.
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _derive
 -- cold: header_of derived_entries json_plain_spans json_members json_ws layout_refusal
 
-local stored = redis.pcall("GET", KEYS[1])
-if not stored then return 0 end  -- (another type: its error, read as alive, as EXISTS was)
-if type(stored) == "string" and string.byte(stored, 1) == 1 then
-  if not KEYS[4] then return {"FORMAT3"} end
+local stored, headed = nil, false
+if ARGV[3] then
+  stored = redis.pcall("GET", KEYS[1])
+  if not stored then return 0 end  -- (another type: its error, read as alive, as EXISTS was)
+  headed = type(stored) == "string" and string.byte(stored, 1) == 1
+else
+  local found = redis.call("EXISTS", KEYS[1], KEYS[4])
+  if found == 0 then return 0 end
+  if found == 1 or ARGV[2] == "persist" and redis.pcall("HEXISTS", KEYS[4], "r") ~= 1 then
+    stored = redis.pcall("GET", KEYS[1])
+    if not stored then return 0 end  -- (its meta hash alone: it expired)
+    if type(stored) == "string" and string.byte(stored, 1) == 1 then return {"FORMAT3"} end
+  end
+end
+if headed then
   local rare = cold_paths()
   local holder = redis.call("HGET", KEYS[3], ARGV[1])
   if holder then return {"LOCKED", holder} end

@@ -419,9 +419,9 @@ class Writer(TwoPhase):
         entries: tuple[bytes, ...] = ()
         for _attempt in range(LAYOUT_ATTEMPTS):
             call: Call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
-                                    id_key, how).call()
+                                    keys.meta(p, id), id_key, how).call()
             if options.__dict__.get(_HEADED_TOUCH):  # (see expire.lua: a format-3 touch)
-                call = Call("expire", (*call.keys, keys.meta(p, id), keys.state(p)), (
+                call = Call("expire", (*call.keys, keys.state(p)), (
                     *call.args, wire.items([state.writes.layout,
                                             *derived.touch_items(options), *entries])))
             (done,) = yield RedisPlan((call,), idempotent=True)

@@ -5,13 +5,13 @@
 -- KEYS[1]   document key
 -- KEYS[2]   the partition's TTL schedule
 -- KEYS[3]   the partition's lock hash (two-phase commits, see lock_holder() in _write.lua)
+-- KEYS[4]   the document's meta hash (a format-3 document's sweep record)
 -- ARGV[1]   id key
 -- ARGV[2]   milliseconds from now, or "persist"
--- KEYS[4..5] and ARGV[3..]: sent by a caller that has met a format-3 document (after a
---           {"FORMAT3"} reply, nothing written), and read only for one: the document's
---           meta hash (its sweep record), the partition's state hash (its schema layout);
---           and what a format-3 document needs, MessagePack strings one after another
---           (one argument): the
+-- KEYS[5..] and ARGV[3..]: sent by a caller that has met a format-3 document (after a
+--           {"FORMAT3"} reply, nothing written), and read only for one: the partition's
+--           state hash (its schema layout); and what a format-3 document needs,
+--           MessagePack strings one after another (one argument): the
 --           caller's schema layout ("" for none), the number of
 --           indexes, then per index (in the model's order) its meta field ("f:..." or
 --           "x:..."), its number of members, and per member its key text (the stored
@@ -40,9 +40,9 @@
 --           keep, so that a touch finding both needs nothing more), and for a persist
 --           that finds both, an HEXISTS of "r" (a format-2 meta hash has it, a sweep
 --           record never): the document is read only when these leave it open.
--- Without KEYS[4], the meta hash's key is made from the document's (the same tag, so the
--- same slot, as the lock hash's is: a key more in every call costs the server about
--- 1,300 instructions, more than the format-2 touch's whole change).
+-- (The meta key is declared, not made from the document key as the lock hash's name is:
+-- measured with bench/bench_touch_instructions.py, a key more costs the server about 1,300
+-- instructions a call, making its name in Lua about 4,000.)
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _derive
 -- cold: header_of derived_entries json_plain_spans json_members json_ws layout_refusal
@@ -53,13 +53,9 @@ if ARGV[3] then
   if not stored then return 0 end  -- (another type: its error, read as alive, as EXISTS was)
   headed = type(stored) == "string" and string.byte(stored, 1) == 1
 else
-  -- (KEYS[1] is "<tag>:d:" .. the escaped id, the meta key "<tag>:m:" .. it; the escaped
-  -- id is the id key less its first byte, or two: escaped_id() in _prelude.lua)
-  local size = #ARGV[1] - (string.byte(ARGV[1], 1) == 1 and 2 or 1)
-  local meta_key = string.sub(KEYS[1], 1, -size - 3) .. "m:" .. string.sub(KEYS[1], -size)
-  local found = redis.call("EXISTS", KEYS[1], meta_key)
+  local found = redis.call("EXISTS", KEYS[1], KEYS[4])
   if found == 0 then return 0 end
-  if found == 1 or ARGV[2] == "persist" and redis.pcall("HEXISTS", meta_key, "r") ~= 1 then
+  if found == 1 or ARGV[2] == "persist" and redis.pcall("HEXISTS", KEYS[4], "r") ~= 1 then
     stored = redis.pcall("GET", KEYS[1])
     if not stored then return 0 end  -- (its meta hash alone: it expired)
     if type(stored) == "string" and string.byte(stored, 1) == 1 then return {"FORMAT3"} end

@@ -80,10 +80,10 @@ def _uniform(requests: list[WriteRequest]) -> bool:
     return True
 
 
-
 #: a model's options hold this True once a touch met a format-3 document: its touches then
 #: send what expire.lua needs for one (KEYS[4..5], ARGV[3..])
 _HEADED_TOUCH = "_qorm_headed_touch"
+
 
 class Writer(TwoPhase):
     def allocate_ids(self, options: ModelOptions, count: int) -> Op[list[str]]:
@@ -417,7 +417,8 @@ class Writer(TwoPhase):
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
         doc_key, id_key, holder = keys.doc(p, id), sortable.id_key(id), ""
         entries: tuple[bytes, ...] = ()
-        for _attempt in range(LAYOUT_ATTEMPTS):
+        # (a format-3 touch may take two calls more: FORMAT3, then ENTRIES)
+        for _attempt in range(LAYOUT_ATTEMPTS + 2):
             call: Call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
                                     keys.meta(p, id), id_key, how).call()
             if options.__dict__.get(_HEADED_TOUCH):  # (see expire.lua: a format-3 touch)

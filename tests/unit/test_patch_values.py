@@ -153,9 +153,12 @@ def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
     assert wire.unpack(got["f"]) == [b"n", b"flag", b"title"]
     assert [meta for meta, _ in got["pairs"]] == [b"f:count", b"f:flag"]
     positions = {index.name: 6 + i for i, index in enumerate(Patched._meta.indexes)}
+    # (the last item: the index's member among the members, its kind code, its name)
     assert [(position, pair) for position, pair, _, _ in got["indexes"]] == [
-        (positions[name.decode()], number) for number, (_, _, _, name) in
+        (positions[name.decode().split(" ", 2)[2]], number) for number, (_, _, _, name) in
         enumerate(got["indexes"], start=1)]
+    assert [named.split(b" ", 2)[:2] for _, _, _, named in got["indexes"]] == [
+        [b"1", b"int"], [b"2", b"bool"]]
     assert call.call().script == "patch"
     # what every patch of the model sends alike, the expiry, the three value texts, the
     # two lists, the id key and the write id travel in one argument

@@ -388,11 +388,12 @@ class ExpireCall:
     document_key: str
     ttl_key: str
     locks_key: str  # the partition's lock hash (twophase.py)
+    meta_key: str  # (format 3: the document's sweep record)
     id_key: bytes
     expiry: str  # "persist" | milliseconds
 
     def call(self) -> Call:
-        return Call("expire", (self.document_key, self.ttl_key, self.locks_key),
+        return Call("expire", (self.document_key, self.ttl_key, self.locks_key, self.meta_key),
                     (self.id_key, self.expiry))
 
 

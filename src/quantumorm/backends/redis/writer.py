@@ -29,7 +29,7 @@ from ...errors import (
     WrongTypeError,
 )
 from ...options import ModelOptions
-from . import wire, writes
+from . import derived, stored, wire, writes
 from .calls import DeleteCall, ExpireCall, InsertManyCall, SaveCall
 from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
@@ -79,6 +79,11 @@ def _uniform(requests: list[WriteRequest]) -> bool:
         if request.kind != "insert" or request.id is None or request.expire != expire:
             return False
     return True
+
+
+#: a model's options hold this True once a touch met a format-3 document: its touches then
+#: send what expire.lua needs for one (KEYS[4..5], ARGV[3..])
+_HEADED_TOUCH = "_qorm_headed_touch"
 
 
 class Writer(TwoPhase):
@@ -330,8 +335,9 @@ class Writer(TwoPhase):
 
         Declined, nothing written, to be read and written whole: every id when the model
         compresses its documents (Meta.compress: a script cannot compress what it patches,
-        nor look inside a compressed document), and any id whose stored document is
-        compressed (written while the model said so)."""
+        nor look inside a compressed document), any id whose stored document is
+        compressed (written while the model said so), and any format-3 document whose old
+        index entries the script cannot derive from its JSON (``ENTRIES``)."""
         if options.compress is not None:
             return Patched(0, list(ids), [])
         state = self._state(options)
@@ -350,15 +356,18 @@ class Writer(TwoPhase):
             status = reply.status
             if status == "OK":
                 count += 1
-            elif status == "COMPRESSED":
+            elif status == "COMPRESSED" or status == "ENTRIES":
+                # (ENTRIES: a format-3 document whose old index entries the script cannot
+                # derive; both are read and written whole, compare-and-set on the version)
                 declined.append(id)
             elif status == "TOOLARGE":
                 failures.append((position, DocumentTooLargeError(
                     model, id, reply.version or 0,
                     self._state(options).writes.max_document_bytes)))
             elif status == "CORRUPT":
-                failures.append((position, CorruptDocumentError(model, id,
-                                                                "not a JSON object")))
+                failures.append((position, CorruptDocumentError(
+                    model, id, "its format-3 header does not read" if len(raw) > 1
+                    else "not a JSON object")))
             elif status != "MISSING":
                 error = writes.result(options, WriteRequest("update", id), reply).error
                 assert error is not None
@@ -409,21 +418,67 @@ class Writer(TwoPhase):
     # -- expiry ----------------------------------------------------------------------------
 
     def expire(self, options: ModelOptions, id: str, ttl: float | None) -> Op[bool]:
-        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone."""
-        keys = self._state(options).keys
+        """Give the document an expiry in ``ttl`` seconds (None: none); False if it is gone.
+        A format-3 document's sweep record (bench/format3.md) is written by the script from
+        its JSON, or from its entries read here when the script cannot derive them."""
+        state = self._state(options)
+        keys = state.keys
         p = keys.partition_of(id)
         how = Expiry.PERSIST if ttl is None else str(max(1, round(ttl * 1000)))
-        call: Call = ExpireCall(keys.doc(p, id), keys.ttl(p), self._locks_of(options, id),
-                                sortable.id_key(id), how).call()
-        for _attempt in range(LAYOUT_ATTEMPTS):
+        doc_key, id_key, holder = keys.doc(p, id), sortable.id_key(id), ""
+        entries: tuple[bytes, ...] = ()
+        # (a format-3 touch may take two calls more: FORMAT3, then ENTRIES)
+        for _attempt in range(LAYOUT_ATTEMPTS + 2):
+            call: Call = ExpireCall(doc_key, keys.ttl(p), self._locks_of(options, id),
+                                    keys.meta(p, id), id_key, how).call()
+            if options.__dict__.get(_HEADED_TOUCH):  # (see expire.lua: a format-3 touch)
+                call = Call("expire", (*call.keys, keys.state(p)), (
+                    *call.args, wire.items([state.writes.layout,
+                                            *derived.touch_items(options), *entries])))
             (done,) = yield RedisPlan((call,), idempotent=True)
             if not isinstance(done, list):
                 return bool(done)
-            # locked by a prepared transaction: its holder settled (or waited for), then again
-            holder = wire.text(done[1])
-            if (yield from self.wait_unlocked(options, [(id, holder)])):
-                raise DocumentLocked(options.model_name, id, 0, holder)
-        raise DocumentLocked(options.model_name, id, 0, holder)
+            status = wire.text(done[0])
+            if status == "FORMAT3":  # (sent again with what a format-3 document needs,
+                # and so every touch of the model from now on)
+                options.__dict__[_HEADED_TOUCH] = True
+            elif status in ("ENTRIES", "VERSION"):  # (its entries read, then sent)
+                entries = yield from self._touch_entries(options, doc_key, id)
+                if not entries:
+                    return False
+            elif status == "LAYOUT":  # (a format-3 document: the schema read again)
+                state = yield from self.prepare(options, refresh=True)
+            elif status == "CORRUPT":
+                raise CorruptDocumentError(options.model_name, id,
+                                           "its format-3 header does not read")
+            elif status == "WRONGTYPE":
+                raise writes.result(options, WriteRequest("update", id),
+                                    write_reply(done)).error or AssertionError(done)
+            else:
+                # locked by a prepared transaction: its holder settled (or waited for),
+                # then again
+                holder = wire.text(done[1])
+                if (yield from self.wait_unlocked(options, [(id, holder)])):
+                    raise DocumentLocked(options.model_name, id, 0, holder)
+        if holder:
+            raise DocumentLocked(options.model_name, id, 0, holder)
+        raise unsettled(options)
+
+    def _touch_entries(self, options: ModelOptions, doc_key: str,
+                       id: str) -> Op[tuple[bytes, ...]]:
+        """The version of the stored document ``id`` and its entries in every index (one
+        packed list each, as a sweep record holds them), read from it: what a touch of a
+        format-3 document sends when its script cannot derive them. Empty: it is gone."""
+        (raw,) = yield RedisPlan((Command(("GET", doc_key)),), idempotent=True)
+        if raw is None:
+            return ()
+        version = stored.split(bytes(raw))[0]
+        data = stored.document(bytes(raw), options.model_name, id)
+        values = {name: options.read_value(name, data) for index in options.indexes
+                  for name in index.fields}
+        return (b"%d" % version, *[sortable.pack_list(writes.index_members(options, index,
+                                                                          values))
+                                   for index in options.indexes])
 
     def sweep(self, options: ModelOptions, limit: int) -> Op[int]:
         """Purge the leftovers of up to ``limit`` expired documents per partition; and

@@ -54,6 +54,7 @@ from .calls import (
     patch_argument,
 )
 from .commands import Call, script
+from .derived import index_kinds
 from .headed import Headed, nested, old_lists, spec_items
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
@@ -643,8 +644,12 @@ class WriteLayout:
         for position, (index, manifest, of) in enumerate(self.indexes):
             if of & changed:
                 assert not index.compound
+                # (its member's position and kind code, read for a format-3 document)
+                kinds = index_kinds(self.options, index)
                 quads += [6 + position, pair_of[manifest], b"1" if index.unique else b"0",
-                          index.name.encode()]
+                          b"%d %s %s" % (ordered.index(index.fields[0]) + 1,
+                                         (kinds[0] if kinds else "").encode(),
+                                         index.name.encode())]
         names = [name.encode() for name in ordered]
         items = (wire.pack(names), len(ordered), len(entries), len(quads) // 4,
                  *[jsoncodec.encode(fields[name].db_name) for name in ordered], *names,

@@ -1,7 +1,7 @@
 -- _derive.lua: a document's index entries made in Lua from its stored JSON (format 3's plan,
 -- bench/format3.md section 3), the same bytes as Python's encoders (sortable.py, the fields'
 -- index_keys) or none at all. A script includes it with "-- uses: _derive" (after _prelude,
--- whose NULL it uses). No script uses it yet.
+-- whose NULL it uses): patch.lua and expire.lua, for format-3 documents (step 3).
 --
 -- The input is the raw JSON text of one top-level member value as stored (the bytes between
 -- '"name":' and the next delimiter, as patch.lua's plain search or json_members finds

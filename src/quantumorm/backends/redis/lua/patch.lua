@@ -38,7 +38,10 @@
 --         the patch touches (numbers)
 --   then n key texts (the stored names as JSON, quoted), n names (each member's, for the
 --   event's "f"), k meta fields, j quadruples: KEYS position, the number of the meta field
---   holding the index's entries (both numbers), "1" to enforce uniqueness, index name;
+--   holding the index's entries (both numbers), "1" to enforce uniqueness, and the index's
+--   member and name: "<position of its member among the n> <kind> <index name>", the kind
+--   derived.py's code for _derive.lua (empty: not derived), read only for a format-3
+--   document (and the name for a UNIQUE refusal);
 --   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
 --   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
 --   value encodings, one per meta field; then the id key and the write id, 16 characters
@@ -51,9 +54,23 @@
 --           | {"LAYOUT", stored layout} | {"UNIQUE", index name, id key of the holder}
 --           | {"WRONGTYPE", key} | {"LOCKED", record key} (a prepared transaction holds it)
 --           | {"DAMAGED", meta hash key, field} (a field of the meta hash does not read)
+--           | {"CORRUPT", "header"} (a format-3 document whose header does not read)
+--           | {"ENTRIES", version} (a format-3 document whose old entries in a touched
+--             index cannot be derived from its JSON, or whose patch gives it an expiry
+--             while it has no sweep record: nothing written, the caller reads and writes it)
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
--- uses: _write
+-- uses: _write _derive
+--
+-- Format 3 (bench/format3.md; a document key "\1<version>\0<W>\0<payload>"): its version
+-- and recent write ids are in its header (header_of, written_in), it has no meta hash but
+-- a sweep record (the same key) while it has an expiry. The touched indexes' old entries
+-- are derived from the stored JSON's member texts (derived_entries), never read; where one
+-- is not derivable (its kind, a member absent, an escape _derive does not read), the reply
+-- is {"ENTRIES", version} with nothing written. The document is written in format 3
+-- again (headed), and the sweep record, if any, gets the new version and the patched
+-- fields' lists ("persist": deleted). Everything format 3 needs is made by cold_paths():
+-- the format-2 path pays one first-byte test.
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
 -- member the plain search cannot place, a list of more than one value, a unique claim, a
@@ -67,9 +84,10 @@
 -- function made per call costs the server about 800 instructions), and typed()'s own
 -- checks written out where the common path reads or writes (a Lua call with its arguments
 -- passed on costs about 500).
--- cold: bad_index purge_listed stream_refusal lock_holder applied patch_json read_list
+-- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
+-- cold: header_of written_in headed derived_entries json_plain_spans json_members
 
 local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
 -- (one array: the one value unpacked; values one after another are more than one)
@@ -122,9 +140,17 @@ local events = c[3] ~= "" or c[5] ~= ""
 if others > 0 then  -- (the lock hash: a document of a prepared transaction, lock_holder())
   rare = rare or cold_paths()
   local holder = rare.lock_holder(state_key, idkey, true)
-  -- (a resent write applied the first time, before the lock was taken, is not refused)
-  if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, write_id)) then
-    return {"LOCKED", holder}
+  -- (a resent write applied the first time, before the lock was taken, is not refused:
+  -- found in the meta hash's "r", or, where it has none, in a format-3 header's W)
+  if holder then
+    local seen = nil
+    if rare.type_ok(meta_key, "hash") then seen = redis.call("HGET", meta_key, "r") end
+    local done = seen and rare.applied_in(seen, write_id)
+    if seen == false and rare.type_ok(doc_key, "string") then
+      local version, w = rare.header_of(redis.call("GET", doc_key) or nil)
+      done = version and rare.written_in(w, version, write_id)
+    end
+    if not done then return {"LOCKED", holder} end
   end
 end
 local id_type = redis.call("TYPE", KEYS[3]).ok
@@ -137,6 +163,8 @@ if stored and stored.err then  -- (a string's .err is nil, read from its metatab
   if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
   error(stored)
 end
+-- (format 3: ``f3``, the header's version text, nil for format 2 or 1; see below)
+local f3, f3_w, m_type
 local field  -- (the common patch's one index: the number of its meta field)
 if j == 1 then  -- (the common patch: one index)
   field = c[at_indexes + 2]
@@ -176,19 +204,35 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
-if not current or not stored then return {"MISSING"} end
+-- (a format-3 document has a meta hash only as a sweep record: its version is its header's)
+if not stored or not current and string.byte(stored, 1) ~= 1 then return {"MISSING"} end
 
 -- The stored JSON with the new values in place (unchanged: nothing written), less its
 -- version (payload_of)
 do  -- (one find: "\0", the version's digits or anything else but "\0", "\0")
   local _, ends = string.find(stored, "^%z[^%z]*%z")
-  if ends then stored = string.sub(stored, ends + 1) end  -- (else damaged: kept whole)
+  if ends then
+    stored = string.sub(stored, ends + 1)
+  elseif string.byte(stored, 1) == 1 then
+    -- A format-3 document: its version and W from its header, a resent write recognised
+    -- there (the meta hash read above is its sweep record, if any: its "v" is the
+    -- header's, its lists those of the entries; it has no "r"). The format-2 path pays no
+    -- test for it: its prefix is found first.
+    rare = rare or cold_paths()
+    local start
+    f3, f3_w, start = rare.header_of(stored)
+    if not f3 then return {"CORRUPT", "header"} end  -- (as a damaged format-2 prefix)
+    local done = rare.written_in(f3_w, f3, write_id)
+    if done then return {"OK", done, idkey} end
+    stored, current, m_type = string.sub(stored, start), f3, current and "hash" or "none"
+  end  -- (else format 1, or a damaged prefix: kept whole)
 end
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
 local head = string.byte(stored, 1)
 if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
+local olds  -- (format 3: the members' old value texts, by position; nil where absent)
 if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
 then
   -- (the common patch: one member, its span proven with no scan, as json_plain_spans
@@ -242,6 +286,7 @@ then
       -- the old value's text would: the common patch changes its value, and needs the copy)
       json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
       count = json == stored and 0 or 1
+      if f3 then olds = {string.sub(stored, first, after - 1)} end
     end
   end
 end
@@ -255,6 +300,21 @@ if not json then
   local differing
   json, differing = rare.patch_json(stored, given, names)
   if not json then return {"CORRUPT"} end
+  if f3 and j > 0 then
+    -- (the members as patch_json found them: json_plain_spans' proof, else the scan, which
+    -- read the document whole just now)
+    local at = rare.json_plain_spans(stored, given)
+    if not at then
+      local _, members = pcall(rare.json_members, stored)
+      at = {}
+      for _, m in ipairs(members) do at[m[1]] = m end
+    end
+    olds = {}
+    for i = 1, n do
+      local m = at[c[10 + i]]
+      if m then olds[i] = string.sub(stored, m[2], m[3] - 1) end
+    end
+  end
   count = #differing
   if count < n then changed = cmsgpack.pack(differing) end
 end
@@ -271,7 +331,42 @@ if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pac
 -- written here; any other goes through the general loop.
 local moved  -- {key, drop, add} of each index whose entries change (the general loop's)
 local index_key, was, now  -- (the common move's, else nil)
-if j == 1 and c[at_indexes + 3] ~= "1" then
+if f3 then
+  -- Format 3: each touched index's old entries derived from its member's old text (the
+  -- kind and the member's position in its quadruple's last item); one not derived: the
+  -- refusal ENTRIES, nothing written. A new expiry needs a sweep record listing every
+  -- index, which only a read can make: ENTRIES too when there is none.
+  if m_type ~= "hash" and expiry ~= "keep" and expiry ~= "persist" then
+    return {"ENTRIES", tonumber(f3)}
+  end
+  moved = {}
+  local olds_of = {}
+  for i = 1, j do
+    local member, kind = string.match(c[at_indexes + 4 * i], "^(%d+) (%S*) ")
+    local text = olds and member and olds[tonumber(member)]
+    local old = text and kind ~= "" and rare.derived_entries(text, kind)
+    if not old then return {"ENTRIES", tonumber(f3)} end
+    olds_of[i] = old
+  end
+  for i = 1, j do
+    local base = at_indexes + 4 * (i - 1)
+    local key = KEYS[tonumber(c[base + 1])]
+    local new = rare.unpack_list(c[at_lists + tonumber(c[base + 2])])
+    local unique = c[base + 3] == "1"
+    local drop, add = rare.entries_diff(idkey, olds_of[i], new)
+    if (unique or #drop + #add == 0) and not rare.type_ok(key, "zset") then
+      return {"WRONGTYPE", key}
+    end
+    if unique then
+      local doc_prefix = string.sub(doc_key, 1, -#rare.escaped_id(idkey) - 1)
+      for _, value in ipairs(new) do
+        local holder = rare.unique_holder(key, value, idkey, doc_prefix)
+        if holder then return {"UNIQUE", string.match(c[base + 4], "^%d+ %S* (.*)$"), holder} end
+      end
+    end
+    if #drop + #add > 0 then moved[#moved + 1] = {key = key, drop = drop, add = add} end
+  end
+elseif j == 1 and c[at_indexes + 3] ~= "1" then
   local old, new = got[3] or "", c[at_lists + field]
   -- (sole_item: "len:bytes" holding exactly one value, its length at most 12 digits;
   -- one match of each gives both parts, the length read by arithmetic on its digits, as
@@ -293,7 +388,7 @@ if index_key then
     error(reply)
   end
   redis.call("ZADD", index_key, "0", now .. idkey)  -- (a string: no number formatted)
-elseif j > 0 then
+elseif j > 0 and not f3 then
   rare = rare or cold_paths()
   moved = {}
   for i = 1, j do
@@ -326,7 +421,7 @@ elseif j > 0 then
       local doc_prefix = string.sub(doc_key, 1, -#rare.escaped_id(idkey) - 1)
       for _, member in ipairs(rare.unpack_list(new)) do
         local holder = rare.unique_holder(key, member, idkey, doc_prefix)
-        if holder then return {"UNIQUE", c[base + 4], holder} end
+        if holder then return {"UNIQUE", string.match(c[base + 4], "^%d+ %S* (.*)$"), holder} end
       end
     end
     if drop and #drop + #add > 0 then
@@ -335,6 +430,15 @@ elseif j > 0 then
   end
   -- Writes: the entries (the first write in each index proves its type), each refusal
   -- taking back what came before it.
+  for i, index in ipairs(moved) do
+    refused = rare.change_entries(index.key, index.drop, index.add)
+    if refused then
+      rare.take_back_entries(moved, i - 1)
+      return refused
+    end
+  end
+end
+if f3 then  -- (format 3's moves, as the loop above writes them)
   for i, index in ipairs(moved) do
     refused = rare.change_entries(index.key, index.drop, index.add)
     if refused then
@@ -389,7 +493,29 @@ else
 end
 -- (store_taken: the document with its expiry, "keep", "persist" or milliseconds from the
 -- time the version was taken; then the meta hash's version, recent writes and lists)
-if expiry == "keep" then
+if f3 then
+  -- Format 3: the document with its new header (this write's id first in W); the sweep
+  -- record, where there is one, with the new version and the patched indexes' lists (no
+  -- "r": W holds the recent writes), deleted with the expiry ("persist")
+  local value = rare.headed(shown, write_id, json, f3, f3_w)
+  if expiry == "keep" then
+    redis.call("SET", doc_key, value, "KEEPTTL")
+  elseif expiry == "persist" then
+    redis.call("SET", doc_key, value)
+    redis.call("ZREM", KEYS[4], idkey)
+  else
+    local expire_at = math.floor(now_us / 1000) + tonumber(expiry)
+    redis.call("SET", doc_key, value, "PXAT", expire_at)
+    redis.call("ZADD", KEYS[4], expire_at, idkey)
+  end
+  if m_type == "hash" and expiry == "persist" then
+    redis.call("DEL", meta_key)
+  elseif m_type == "hash" then
+    local fields = {}
+    for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], c[at_lists + i] end
+    redis.call("HSET", meta_key, "v", shown, unpack(fields))
+  end
+elseif expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")
 elseif expiry == "persist" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json)
@@ -401,15 +527,17 @@ else
 end
 -- (a version of 16 digits, the time's, has no padding: no call; nor has a list of at
 -- most 3 earlier entries, which is kept whole)
-seen = seen or ""
-local recent = write_id .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
-               .. (#seen <= 96 and seen or string.sub(seen, 1, 96))
-if k == 1 then
-  redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], c[at_lists + 1])
-else
-  local fields = {}
-  for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], c[at_lists + i] end
-  redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+if not f3 then
+  seen = seen or ""
+  local recent = write_id .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown
+                 .. (#seen <= 96 and seen or string.sub(seen, 1, 96))
+  if k == 1 then
+    redis.call("HSET", meta_key, "v", shown, "r", recent, c[at_fields + 1], c[at_lists + 1])
+  else
+    local fields = {}
+    for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], c[at_lists + i] end
+    redis.call("HSET", meta_key, "v", shown, "r", recent, unpack(fields))
+  end
 end
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)

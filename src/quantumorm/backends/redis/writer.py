@@ -35,7 +35,7 @@ from .commands import Call, Command, RedisPlan
 from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
-from .writeids import version_written
+from .writeids import version_in_document
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
@@ -225,10 +225,16 @@ class Writer(TwoPhase):
         (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
         newest = id_counter(last, keys.sequence)
         candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
+        # (each id's "r", and its document: a format-3 one keeps its write ids in its
+        # header, and no "r"; both in the one round trip)
         seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
-                                     for id in candidates), idempotent=True)
-        for id, recent in zip(candidates, seen, strict=True):
-            version = version_written(recent, write_id, keys.meta(0, id))
+                                     for id in candidates)
+                               + tuple(Command(("GET", keys.doc(0, id))) for id in candidates),
+                               idempotent=True)
+        count = len(candidates)
+        for n, id in enumerate(candidates):
+            version = version_in_document(seen[count + n], seen[n], write_id, keys.doc(0, id),
+                                          keys.meta(0, id))
             if version is not None:
                 return [[b"OK", version, sortable.id_key(id)]]
         # not among the ids allocated last: not applied, so sending it again is safe

@@ -213,8 +213,11 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
     plain = [(id, version) for id, version in deletes if id not in headed]
     yield from _remove_headed(model, p, old_layout, [(id, version, headed[id])
                                                    for id, version in deletes if id in headed])
-    replies = yield RedisPlan(tuple(old_layout.delete(WriteRequest("delete", id, version)).call()
-                                    for id, version in plain), idempotent=True) if plain else ()
+    replies = []
+    if plain:
+        replies = yield RedisPlan(tuple(old_layout.delete(WriteRequest("delete", id,
+                                                                       version)).call()
+                                        for id, version in plain), idempotent=True)
     for (id, version), reply in zip(plain, replies, strict=True):
         if write_reply(reply).status not in ("OK", "MISSING"):  # MISSING: a resumed run took it
             raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"

@@ -31,7 +31,7 @@ if ARGV[1] == "" then
   local present = {}
   for d = 1, #ARGV - 1 do
     local wanted = cmsgpack.unpack(ARGV[d + 1])
-    local doc_key = KEYS[#wanted + 1 + 2 * d]
+    local doc_key = KEYS[#wanted + 2 * d]  -- (KEYS[I+3..]: document key, meta key)
     local version = type_ok(doc_key, "string") and header_of(redis.call("GET", doc_key))
     if version ~= wanted[1] then
       present[d] = false

@@ -14,6 +14,11 @@ damage it holds): marked building, its keys deleted, then built the same way.
 A document that lacks a field with a default (the field was added since it was written) is
 given that default in the same script, so that what reads show, what the index holds and
 what later filters match stay one value even if the default changes later.
+
+A format-3 document (``\x01`` header, bench/format3.md) is checked at its header's version
+and stays format 3 (a backfill keeps its header); its meta hash is written only as format 3
+keeps one: an expiring document's sweep record ("v" and the new fields), or a listed
+index's fields (:func:`listed_index`).
 """
 
 from __future__ import annotations

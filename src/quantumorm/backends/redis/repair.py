@@ -12,6 +12,11 @@ the id index is listed; wrong or missing entries of a document are rewritten fro
 values; entries no live document records are removed; a clock behind is raised. Corrupt
 documents and unique duplicates are left to the user (which document is right is not the
 tool's to guess): ``after`` still reports them. Then it verifies again.
+
+A format-3 document (bench/format3.md) stays format 3: a header that does not read is
+stamped again (a new version from the clock, no write ids, its payload kept); its entries
+are rewritten from its values, and its meta hash made what format 3 keeps (an expiring
+document's sweep record, a listed index's record, or none), at the version judged.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ then a version-checked delete from the old one. Progress is recorded per old par
 shrinks, the emptied partitions' id and index sets and schedules are removed (their change
 streams stay, for consumers still reading them). ``from_partition_by`` moves a collection to
 another ``Meta.partition_by`` rule the same way.
+
+A format-3 document (``\x01`` header, bench/format3.md) moves at its header's version (it
+has no meta hash version); its old copy is removed by ``repair.lua``'s "moved3" (checked at
+that version, its entries computed here), not ``delete.lua``, which finds a document's
+entries in its meta hash. ``restore.lua`` stores it at its new partition as this release's
+writers store a new document (format 2).
 """
 
 from __future__ import annotations

@@ -526,14 +526,17 @@ class TwoPhase(BackendCore):
         intent = keys[3 + nindexes + 2 * (len(rows) // 9)]
         written = [n for n in range(len(rows) // 9) if _bytes(rows[9 * n]) in (b"insert",
                                                                               b"update")]
-        # (each document's "r", and the document: a format-3 one keeps its write ids in its
-        # header, and no "r"; both in the one round trip)
-        seen = yield RedisPlan(tuple(Command(("HGET", keys[4 + nindexes + 2 * n], "r"))
-                                     for n in written)
-                               + tuple(Command(("GET", keys[3 + nindexes + 2 * n]))
-                                       for n in written), idempotent=True)
-        recent = dict(zip(written, seen, strict=False))
-        document = dict(zip(written, seen[len(written):], strict=True))
+        # (each document's "r", and the documents (one MGET: one partition): a format-3 one
+        # keeps its write ids in its header, and no "r"; all in the one round trip)
+        seen: list[Any] = []
+        documents: list[Any] = []
+        if written:
+            *seen, documents = yield RedisPlan(
+                (*(Command(("HGET", keys[4 + nindexes + 2 * n], "r")) for n in written),
+                 Command(("MGET", *(keys[3 + nindexes + 2 * n] for n in written)))),
+                idempotent=True)
+        recent = dict(zip(written, seen, strict=True))
+        document = dict(zip(written, documents, strict=True))
         versions: list[int] = []
         for n in range(len(rows) // 9):
             kind, expected, write_id = (_bytes(rows[9 * n]), _bytes(rows[9 * n + 1]),

@@ -16,6 +16,15 @@ making it report problems that are not there:
   stamp (one that does not read makes every script refuse there); the eviction policy.
 
 Indexes still building are not checked: their state already says they are incomplete.
+
+A format-3 document (``\x01<version>\0<W>\0<payload>``, bench/format3.md) has no meta hash
+recording its entries: it is judged from the document. Its header must read
+(``damaged_header``); an expiring one must have its sweep record (``missing_sweep_record``)
+holding its version and entries (``stale_sweep_record``); its entries computed in Python are
+checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the documents
+still at the version judged (``missing_entries``); ``entries.lua`` hands back an entry of a
+live format-3 document that no meta hash records, with the document, for Python to judge
+(``stale_entries``).
 """
 
 from __future__ import annotations
@@ -178,10 +187,12 @@ class Checker:
     def _judge_headed(self, id: str, reply: InspectReply, raw: bytes, values: dict[str, Any],
                       expected: dict[str, list[bytes]]) -> Finding:
         """A format-3 document (bench/format3.md), whose payload reads: its version and
-        recent write ids are in its header, and its meta hash, if any, is a sweep record
-        (an expiring document's: "v" and every index's entries) or a listed index's record;
-        none is right for a document that does not expire (not a problem: its entries are
-        judged from the document, by the second call of :meth:`_present`)."""
+        recent write ids are in its header, and no meta hash records its entries (they are
+        judged from the document: :meth:`_present`). An expiring one keeps a sweep record
+        ("v" and every index's entries), which must be there and be its document's; one
+        that does not expire needs none (not ``missing_meta``), and one it has anyway (a
+        listed index's record, a leftover) must hold its document's version and entries in
+        the fields it has."""
         meta, listed = reply.meta, reply.listed
         finding = Finding(id, None, 0, raw, values, listed, headed=True,
                           scheduled=reply.scheduled)

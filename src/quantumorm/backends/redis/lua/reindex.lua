@@ -63,21 +63,19 @@ for d = 1, (#ARGV - 3) / 5 do
   local idkey, version, json = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local doc_key, meta_key = KEYS[nindexes + 2 * d], KEYS[nindexes + 1 + 2 * d]
   local w, listed = nil, nil
-  if string.byte(version, 1) == 1 then  -- (format 3: see the header)
-    listed = {}
-    for name in string.gmatch(version, "%z([^%z]+)") do listed[name] = true end
-    version = string.match(version, "^\1([^%z]*)")
-    w = headed_at(doc_key, version)
-  end
-  if listed then
-    if not w or not type_ok(meta_key, "hash") then results[d] = "SKIPPED" end
-  elseif redis.call("EXISTS", doc_key) == 0 or not type_ok(meta_key, "hash")
+  -- (a format-3 version, "\1" first, never equals a meta hash's "v": its test is made
+  -- only then, off a format-2 document's path)
+  if redis.call("EXISTS", doc_key) == 0 or not type_ok(meta_key, "hash")
       or redis.call("HGET", meta_key, "v") ~= version then
-    results[d] = "SKIPPED"
+    if string.byte(version, 1) == 1 and type_ok(meta_key, "hash") then  -- (format 3)
+      listed = {}
+      for name in string.gmatch(version, "%z([^%z]+)") do listed[name] = true end
+      version = string.match(version, "^\1([^%z]*)")
+      w = headed_at(doc_key, version)
+    end
+    if not w then results[d] = "SKIPPED" end  -- (written or gone since it was read)
   end
-  if results[d] then  -- luacheck: ignore 542
-    -- (skipped: written or gone since it was read)
-  else
+  if not results[d] then
     local fields = cmsgpack.unpack(ARGV[base + 4])
     local values = {}
     for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end

@@ -11,7 +11,8 @@ for a document with an expiry.
   ``stale_entries``, ``unlisted_documents``) is provoked, counted and fixed by repair(),
   the document staying format 3;
 * reindex() over format-3 documents: the entries exact, the documents still format 3, a
-  meta hash written only for an expiring document (its sweep record, extended);
+  meta hash written only for an expiring document (its sweep record, extended) and for a
+  listed index (a user's kind);
 * repartition of a format-3 collection: every document moved once, at its version, none
   left behind;
 * the readers of recent write ids outside the scripts (an allocating insert's lost reply,
@@ -256,14 +257,20 @@ def test_a_repaired_sweep_record_lets_the_sweep_remove_the_expired_documents_ent
     assert Kit.objects.verify_sync().ok
 
 
+class Label(StringField):
+    """A user's kind: its entries are not derived in Lua, its index is *listed* (format 3
+    keeps its entries in every document's meta hash)."""
+
+
 def _grown(indexed: bool) -> Any:
-    """The collection ``f3t_grown``, its ``title`` indexed or not, ``size`` added with a
-    default in the second deployment."""
+    """The collection ``f3t_grown``, its ``title`` indexed or not; ``size`` and ``label`` (a
+    listed index) added with defaults in the second deployment."""
     fields: dict[str, Any] = {"__module__": __name__, "title": StringField(indexed=indexed),
                               "n": IntField(indexed=True),
                               "Meta": type("Meta", (), {"collection": "f3t_grown"})}
     if indexed:
         fields["size"] = IntField(default=7, indexed=True)
+        fields["label"] = Label(default="x", indexed=True)
     return type("Grown", (Document,), fields)
 
 
@@ -275,6 +282,8 @@ def test_reindex_over_format_3_documents(conn: Any, redis_client: Any) -> None:
     versions = {f"g{i}": headed(redis_client, f"g{i}", (b"", NEWEST, LONG_W)[i % 3], keys)
                 for i in range(6)}
     headers = {id: stored.header(redis_client.get(keys.doc(0, id))) for id in versions}
+    # (a sweep record's version that does not read is not the document's: not read)
+    redis_client.hset(keys.meta(0, "g4"), "v", b"+1")
     grown = _grown(True)
     report = grown.objects.reindex_sync()
     assert report.ready and report.documents == 6 and report.backfilled == 6, report
@@ -283,13 +292,16 @@ def test_reindex_over_format_3_documents(conn: Any, redis_client: Any) -> None:
         assert again is not None and again[:2] == (version, w)  # (format 3, as it was)
         doc = grown.objects.get_sync(id=id)
         assert (doc.version, doc.size) == (versions[id], 7)
-        # a meta hash only for the expiring one: its sweep record, extended
+        # a meta hash holding the listed index's entries, and for the expiring one its
+        # sweep record, extended
         fields = sorted(redis_client.hkeys(keys.meta(0, id)))
-        assert fields == ([b"f:n", b"f:size", b"f:title", b"v"] if id == "g4" else []), id
+        assert fields == ([b"f:label", b"f:n", b"f:size", b"f:title", b"v"] if id == "g4"
+                          else [b"f:label"]), id
     assert redis_client.hget(keys.meta(0, "g4"), "v") == b"%d" % versions["g4"]
     assert [d.id for d in grown.objects.filter(title="t0").order_by("n").all_sync()] == [
         "g0", "g2", "g4"]
     assert grown.objects.filter(size=7).count_sync() == 6
+    assert grown.objects.filter(label="x").count_sync() == 6
     members = redis_client.zrange(keys.index(0, "title"), 0, -1)
     assert sorted(members) == sorted(
         grown._meta.fields["title"].index_keys(f"t{i % 2}")[0] + sortable.id_key(f"g{i}")

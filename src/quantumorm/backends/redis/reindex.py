@@ -32,6 +32,7 @@ from ...engine.drive import Op
 from ...errors import CorruptDocumentError, SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
+from ...query import paths
 from ...schema import IndexState
 from . import schemas, stored, wire, writeids
 from .derived import derivation
@@ -222,9 +223,13 @@ def _entries(options: ModelOptions, indexes: list[IndexSpec],
 
 def listed_index(options: ModelOptions, index: IndexSpec) -> bool:
     """Whether format 3 keeps ``index``'s entries in each document's meta hash even without
-    an expiry (``bench/format3.md`` section 1: a *listed* index): one of its fields is of a
-    kind whose entries Lua does not derive (:func:`.derived.derivation`)."""
-    return any(derivation(options.fields[name]) is None for name in index.fields)
+    an expiry (``bench/format3.md`` sections 1 and 3: a *listed* index): one of its fields is
+    of a kind whose entries Lua does not derive (:func:`.derived.derivation`), or is not a
+    member of the stored JSON (a path into embedded documents, a case-folded value: a
+    derived field, :func:`quantumorm.query.paths.derived`)."""
+    fields = options.fields
+    return any(derivation(fields[name]) is None or paths.derived(fields[name]) is not None
+               for name in index.fields)
 
 
 def fields_of(options: ModelOptions, index: IndexSpec) -> list[bytes]:

@@ -78,6 +78,14 @@ PROBLEMS: dict[str, str] = {
     "stale_entries": "an index holds an entry that its (live) document does not record",
     "orphan_entries": "an index holds an entry whose document is gone, with no sweep due",
     "unique_duplicates": "two live documents hold one value of a unique index",
+    # (format 3's documents, "\x01" first: bench/format3.md; no meta hash per document)
+    "damaged_header": "a format-3 document's header (its version or its recent write ids) "
+                      "does not read: its writes are refused",
+    "missing_sweep_record": "an expiring format-3 document has no sweep record (the meta "
+                            "hash its expiry's sweep reads to remove its entries)",
+    "stale_sweep_record": "a format-3 document's meta hash (its sweep record, or a listed "
+                          "index's record) records other entries or another version than "
+                          "its document implies, or does not read",
     "clock_behind": "a partition's version clock is below a version it gave",
     "damaged_layout": "a partition's state hash holds a schema layout that does not read: "
                       "every read and write there is refused (DamagedStateError)",

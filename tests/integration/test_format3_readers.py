@@ -14,7 +14,8 @@ wrote, keeping the meta hash (as format 3 keeps one for a document with an expir
 * a ``\\x01`` value without its two NULs, or whose version is not plain digits, is refused
   as damaged (CorruptDocumentError naming it), as a damaged format-2 prefix is
   (test_damaged_prefix.py); verify() judges a good one a document (no problem), a
-  damaged version ``version_mismatch``, and repair() stores it again with its payload;
+  damaged version ``damaged_header``, and repair() stores it again with its payload (a
+  new version, no write ids);
 * reindex() builds a new index from format-3 documents, repartition moves them (stored
   in format 2 at the target, as every writer of this release stores), and a delete
   event carries the document without its header.
@@ -253,11 +254,12 @@ async def test_verify_judges_a_format_3_document_a_document(conn: Any, redis_cli
         headed(redis_client, keys.doc(0, id), w)
     report = await call(Leaf.objects, "verify", mode)
     assert report.ok and report.documents == 6, report
-    # its header's version is compared with the meta hash's, as a format-2 prefix's is
+    # its header's version is the document's (its writers compare it): a meta hash beside
+    # it holding another is a stale record (format 3 keeps one only as a sweep record)
     redis_client.set(keys.doc(0, "c"), b"\x01%d\x00%s\x00%s" % (
         saved["c"].version + 1, LONG_W, stored.payload(redis_client.get(keys.doc(0, "c")))))
     report = await call(Leaf.objects, "verify", mode)
-    assert report.problems == {"version_mismatch": 1}, report
+    assert report.problems == {"stale_sweep_record": 1}, report
 
 
 #: ``\x01`` values refused as damaged, made from the version and the payload; verify()'s
@@ -266,10 +268,10 @@ DAMAGED = {
     "no NUL": (lambda v, p: b"\x01" + v, "corrupt_documents"),
     "one NUL": (lambda v, p: b"\x01" + v + b"\x00" + p, "corrupt_documents"),
     "W not ended": (lambda v, p: b"\x01" + v + b"\x00" + NEWEST + p, "corrupt_documents"),
-    "sign": (lambda v, p: b"\x01+" + v + b"\x00" + NEWEST + b"\x00" + p, "version_mismatch"),
-    "empty": (lambda v, p: b"\x01\x00\x00" + p, "version_mismatch"),
-    "leading zero": (lambda v, p: b"\x010" + v + b"\x00\x00" + p, "version_mismatch"),
-    "text": (lambda v, p: b"\x01abc\x00" + LONG_W + b"\x00" + p, "version_mismatch"),
+    "sign": (lambda v, p: b"\x01+" + v + b"\x00" + NEWEST + b"\x00" + p, "damaged_header"),
+    "empty": (lambda v, p: b"\x01\x00\x00" + p, "damaged_header"),
+    "leading zero": (lambda v, p: b"\x010" + v + b"\x00\x00" + p, "damaged_header"),
+    "text": (lambda v, p: b"\x01abc\x00" + LONG_W + b"\x00" + p, "damaged_header"),
 }
 
 
@@ -298,12 +300,12 @@ async def test_a_damaged_format_3_header_is_refused_as_damaged(
         await call(saved["a"], "reload", mode)
     report = await call(Leaf.objects, "verify", mode)
     assert report.problems == {finding: 1}, report
-    if finding == "version_mismatch":  # the document reads: stored again at its version
+    if finding == "damaged_header":  # the payload reads: stored again at a new version
         repaired = await call(Leaf.objects, "repair", mode)
-        assert repaired.ok and repaired.fixed == {"version_mismatch": 1}
-        assert redis_client.get(key) == good
+        assert repaired.ok and repaired.fixed == {"damaged_header": 1}, repaired
         got = await call(Leaf.objects, "get", mode, id="a")
-        assert (got.n, got.version) == (10, version)
+        assert got.n == 10 and got.version > version
+        assert redis_client.get(key) == b"\x01%d\x00\x00%s" % (got.version, payload)
 
 
 def _declared(indexed: bool) -> Any:

@@ -14,6 +14,11 @@ damage it holds): marked building, its keys deleted, then built the same way.
 A document that lacks a field with a default (the field was added since it was written) is
 given that default in the same script, so that what reads show, what the index holds and
 what later filters match stay one value even if the default changes later.
+
+A format-3 document (``\x01`` header, bench/format3.md) is checked at its header's version
+and stays format 3 (a backfill keeps its header); its meta hash is written only as format 3
+keeps one: an expiring document's sweep record ("v" and the new fields), or a listed
+index's fields (:func:`listed_index`).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 from ... import compression, sortable
 from ...engine.contract import encode_document
 from ...engine.drive import Op
-from ...errors import SchemaMismatchError, WrongTypeError
+from ...errors import CorruptDocumentError, SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
+from ...query import paths
 from ...schema import IndexState
-from . import schemas, stored, wire
+from . import schemas, stored, wire, writeids
+from .derived import derivation
 from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
@@ -138,13 +145,23 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
                        [keys.index(partition, index.name) for index in indexes], [],
                        described, keys.doc_prefix(partition), layout)
     sent: list[str] = []
+    listed = [item for index in indexes if listed_index(options, index)
+              for item in fields_of(options, index)]
     for n, id in enumerate(ids):
         raw = found[2 * n]
-        if raw is None or found[2 * n + 1] is None:
+        headed = raw is not None and bytes(raw[:1]) == stored.HEADED
+        if raw is None or (found[2 * n + 1] is None and not headed):
             report.gone += 1  # expired or deleted since the ids were read
             continue
-        # (the meta hash's version, which reindex.lua checks: fetch.lua returns it)
-        version = int(found[2 * n + 1])
+        if headed:
+            # (format 3: the header's version, which reindex.lua checks, then the meta
+            # fields a listed index keeps whatever the document's expiry)
+            version = _header_version(bytes(raw), options.model_name, id)
+            sent_version = b"".join([b"\x01%d" % version, *(b"\x00" + f for f in listed)])
+        else:
+            # (the meta hash's version, which reindex.lua checks: fetch.lua returns it)
+            version = int(found[2 * n + 1])
+            sent_version = b"%d" % version
         data = stored.document(bytes(raw), options.model_name, id)
         values = model.from_storage(id, version, data)._values()
         filled = options.with_defaults(data, values)
@@ -153,7 +170,7 @@ def _attempt(model: type[Document], keys: KeySpace, layout: bytes, partition: in
         pairs, lenient = _entries(options, indexes, values)
         call.documents.append(ReindexDocument(
             keys.doc(partition, id), keys.meta(partition, id), sortable.id_key(id),
-            b"%d" % version, b"" if backfill is None else backfill, wire.pack(pairs),
+            sent_version, b"" if backfill is None else backfill, wire.pack(pairs),
             wire.pack(lenient)))
         sent.append(id)
     if not sent:
@@ -202,3 +219,36 @@ def _entries(options: ModelOptions, indexes: list[IndexSpec],
                                                    for n in index.fields):
             lenient.append(b"%d" % (position + 1))
     return pairs, lenient
+
+
+def listed_index(options: ModelOptions, index: IndexSpec) -> bool:
+    """Whether format 3 keeps ``index``'s entries in each document's meta hash even without
+    an expiry (``bench/format3.md`` sections 1 and 3: a *listed* index): one of its fields is
+    of a kind whose entries Lua does not derive (:func:`.derived.derivation`), or is not a
+    member of the stored JSON (a path into embedded documents, a case-folded value: a
+    derived field, :func:`quantumorm.query.paths.derived`)."""
+    fields = options.fields
+    return any(derivation(fields[name]) is None or paths.derived(fields[name]) is not None
+               for name in index.fields)
+
+
+def fields_of(options: ModelOptions, index: IndexSpec) -> list[bytes]:
+    """The meta fields that hold ``index``'s entries (each field's, and a compound
+    index's own)."""
+    out = [meta_field(options.fields[name]).encode() for name in index.fields]
+    if index.compound:
+        out.append(manifest_field(options, index).encode())
+    return out
+
+
+def _header_version(raw: bytes, model: str, id: str) -> int:
+    """A format-3 document's version, from its header: :class:`CorruptDocumentError` when
+    the header does not read (its write ids included), as its writers refuse it."""
+    try:
+        head = stored.header(raw)
+        assert head is not None
+        writeids.version_in_header(head[1], head[0], b"")
+    except ValueError as exc:
+        raise CorruptDocumentError(model, id, f"its format-3 header does not read ({exc})") \
+            from exc
+    return head[0]

@@ -12,6 +12,11 @@ the id index is listed; wrong or missing entries of a document are rewritten fro
 values; entries no live document records are removed; a clock behind is raised. Corrupt
 documents and unique duplicates are left to the user (which document is right is not the
 tool's to guess): ``after`` still reports them. Then it verifies again.
+
+A format-3 document (bench/format3.md) stays format 3: a header that does not read is
+stamped again (a new version from the clock, no write ids, its payload kept); its entries
+are rewritten from its values, and its meta hash made what format 3 keeps (an expiring
+document's sweep record, a listed index's record, or none), at the version judged.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from . import wire
 from .calls import RepairCall, RepairFix, StampCall
 from .commands import RedisPlan
 from .keys import manifest_field
+from .reindex import fields_of, listed_index
 from .replies import layout_refused, wrong_type
 from .verify import BATCH, Checker, Damage, Finding, current_state, verify
 
@@ -39,7 +45,10 @@ FIXES = {"dangling_ids": "unlist", "orphan_meta": "purge", "missing_meta": "adop
          "bad_meta": "adopt", "damaged_meta": "rebuild",
          "unlisted_documents": "list", "stale_meta": "reentry",
          "version_mismatch": "restamp",
-         "missing_entries": "reentry"}
+         "missing_entries": "reentry",
+         # (format 3: bench/format3.md)
+         "damaged_header": "restamp3", "missing_sweep_record": "resweep",
+         "stale_sweep_record": "resweep"}
 
 
 def repair(backend: RedisBackend, model: type[Document], batch: int = BATCH,
@@ -78,6 +87,10 @@ class _Sender:
         options = checker.options
         self.manifests = wire.pack([manifest_field(options, index).encode()
                                     for index in options.indexes])
+        #: format 3: the meta fields a listed index keeps whatever the document's expiry
+        self.listed = wire.pack([name for index in checker.indexes
+                                 if listed_index(options, index)
+                                 for name in fields_of(options, index)])
 
     def _call(self, partition: int, fixes: list[tuple[str, str, list[Any]]]) -> Op[None]:
         """``fixes``: (verify kind, id or "", the 5 values repair.lua reads per fix)."""
@@ -105,6 +118,9 @@ class _Sender:
     def send(self, partition: int, findings: list[Finding]) -> Op[None]:
         fixes = []
         for f in findings:
+            if f.headed:
+                fixes += self._headed(f)
+                continue
             assert f.kind is not None
             what = FIXES[f.kind]
             if f.kind == "damaged_meta" and f.raw is None:
@@ -125,12 +141,36 @@ class _Sender:
                                                          str(f.version), f.raw, b""]))
         yield from self._call(partition, fixes)
 
-    def drop(self, partition: int, position: int, entries: list[tuple[str, bytes]]) -> Op[None]:
+    def _headed(self, f: Finding) -> list[tuple[str, str, list[Any]]]:
+        """The fixes of a format-3 document's finding (see ``repair.lua``): its header
+        stamped again, its entries rewritten and its meta hash made what format 3 keeps, at
+        the version judged; listed."""
+        assert f.kind is not None
+        if f.kind == "corrupt_documents" or f.values is None or f.raw is None:
+            return []
+        expected = self.checker.expected(f.values)
+        spec = wire.array_header(2) + wire.pack(
+            [item for name, members in expected.items()
+             for item in (name.encode(), sortable.pack_list(members))]) + self.listed
+        id_key, version = sortable.id_key(f.id), str(f.version)
+        if f.kind == "damaged_header":
+            return [(f.kind, f.id, ["restamp3", id_key, "", f.raw, spec])]
         fixes = []
-        for kind, entry in entries:  # (repair.lua checks that it is still not recorded)
+        if f.kind == "unlisted_documents":
+            fixes.append((f.kind, f.id, ["list3", id_key, version, b"", b""]))
+        if f.sweep is not None or f.missing_entries:
+            kind = f.kind if f.kind != "unlisted_documents" else (f.sweep or "missing_entries")
+            fixes.append((kind, f.id, ["resweep", id_key, version, b"", spec]))
+        return fixes
+
+    def drop(self, partition: int, position: int,
+             entries: list[tuple[str, bytes, bytes]]) -> Op[None]:
+        fixes = []
+        for kind, entry, judged in entries:  # (repair.lua checks that it is still not
+            # recorded, or for a format-3 document's, that it is still at the version judged)
             _value, id_key = sortable.split_member(entry)
             fixes.append((kind, sortable.id_from_key(id_key),
-                          ["drop", b"", str(position), entry, b""]))
+                          ["drop", b"", str(position), entry, judged]))
         for start in range(0, len(fixes), 500):
             yield from self._call(partition, fixes[start:start + 500])
 

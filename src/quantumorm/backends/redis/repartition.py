@@ -15,6 +15,12 @@ then a version-checked delete from the old one. Progress is recorded per old par
 shrinks, the emptied partitions' id and index sets and schedules are removed (their change
 streams stay, for consumers still reading them). ``from_partition_by`` moves a collection to
 another ``Meta.partition_by`` rule the same way.
+
+A format-3 document (``\x01`` header, bench/format3.md) moves at its header's version (it
+has no meta hash version); its old copy is removed by ``repair.lua``'s "moved3" (checked at
+that version, its entries computed here), not ``delete.lua``, which finds a document's
+entries in its meta hash. ``restore.lua`` stores it at its new partition as this release's
+writers store a new document (format 2).
 """
 
 from __future__ import annotations
@@ -26,14 +32,15 @@ from typing import Any
 from ... import sortable
 from ...engine.contract import WriteRequest
 from ...engine.drive import Op
-from ...errors import DamagedMetaError, QuantumORMError, WrongTypeError
+from ...errors import CorruptDocumentError, DamagedMetaError, QuantumORMError, WrongTypeError
 from ...options import ModelOptions
 from . import schemas, stored, wire
-from .calls import FetchCall
+from .calls import FetchCall, RepairCall, RepairFix
 from .commands import Command, RedisPlan
-from .keys import KeySpace
-from .replies import restore_reply, write_reply
+from .keys import KeySpace, manifest_field
+from .replies import restore_reply, write_reply, wrong_type
 from .twophase import locks_key
+from .writeids import version_in_header
 from .writer import id_counter
 from .writes import WriteLayout
 
@@ -166,21 +173,32 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
                               idempotent=True)
     found, ttls = replies[0], replies[1:]
     restores, deletes = [], []
+    headed: dict[str, bytes] = {}  # format-3 documents: the fix that removes the old copy
     for n, id in enumerate(moving):
         raw = found[2 * n]
-        if raw is None or found[2 * n + 1] is None:
+        is_headed = raw is not None and bytes(raw[:1]) == stored.HEADED
+        if raw is None or (found[2 * n + 1] is None and not is_headed):
             continue  # expired meanwhile: nothing to move (the sweep takes its leftovers)
-        # (the meta hash's version, which compare-and-set reads: fetch.lua returns it)
-        version = int(found[2 * n + 1])
+        if is_headed:
+            # (format 3: its header's version, which its writers compare; fetch.lua returns
+            # none beside it)
+            version = _header_version(bytes(raw), model.__name__, id)
+        else:
+            # (the meta hash's version, which compare-and-set reads: fetch.lua returns it)
+            version = int(found[2 * n + 1])
         # decoded for its index values; moved as stored (compressed or not, the same bytes;
         # restore.lua stores its version with it)
         data = stored.document(bytes(raw), model.__name__, id)
         payload = stored.payload(bytes(raw))  # (it read: its version ends)
         doc = model.from_storage(id, version, data)
         ttl = int(ttls[n])
-        restores.append(new_layout.restore_call(id, payload, version, doc._values(),
+        values = doc._values()
+        restores.append(new_layout.restore_call(id, payload, version, values,
                                                 ttl if ttl > 0 else None))
         deletes.append((id, version))
+        if is_headed:
+            pairs, _lenient = old_layout.all_entries(values)
+            headed[id] = wire.array_header(2) + wire.pack(pairs) + wire.pack([])
     if not restores:
         return
     replies = yield RedisPlan(tuple(restores), idempotent=True)
@@ -198,14 +216,70 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
                                    "collection written during the move?")
         if restored.status not in ("OK", "EXISTS"):
             raise RepartitionError(f"{model.__name__} {id!r} could not move: {raw_reply!r}")
-    replies = yield RedisPlan(tuple(old_layout.delete(WriteRequest("delete", id, version)).call()
-                                    for id, version in deletes), idempotent=True)
-    for (id, version), reply in zip(deletes, replies, strict=True):
+    plain = [(id, version) for id, version in deletes if id not in headed]
+    yield from _remove_headed(model, p, old_layout, [(id, version, headed[id])
+                                                   for id, version in deletes if id in headed])
+    replies = []
+    if plain:
+        replies = yield RedisPlan(tuple(old_layout.delete(WriteRequest("delete", id,
+                                                                       version)).call()
+                                        for id, version in plain), idempotent=True)
+    for (id, version), reply in zip(plain, replies, strict=True):
         if write_reply(reply).status not in ("OK", "MISSING"):  # MISSING: a resumed run took it
             raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"
                                    f" could not be removed: {reply!r}; was the collection "
                                    "written during the move?")
     status.moved += len(deletes)
+
+
+def _header_version(raw: bytes, model: str, id: str) -> int:
+    """A format-3 document's version, from its header (bench/format3.md), its recent
+    write ids checked: :class:`CorruptDocumentError` naming it when they do not read (its
+    writers refuse it too), never a move of a document whose version is not known."""
+    try:
+        head = stored.header(raw)
+        assert head is not None
+        version_in_header(head[1], head[0], b"")
+    except ValueError as exc:
+        raise CorruptDocumentError(model, id, f"its format-3 header does not read ({exc})") \
+            from exc
+    return head[0]
+
+
+def _remove_headed(model: Any, p: int, layout: WriteLayout,
+                   moved: list[tuple[str, int, bytes]]) -> Op[None]:
+    """Remove the old copies of format-3 documents restored in their new partition: each
+    (id, version, its entries as ``repair.lua`` reads them) with its entries, its meta hash
+    (a sweep record: what it lists goes too), its id and its schedule entry, in one
+    ``repair.lua`` call ("moved3") that checks that it is still at that version (its
+    header's): no meta hash records a format-3 document's entries, so ``delete.lua`` is not
+    the tool here, and no event is emitted (a move is not a change)."""
+    if not moved:
+        return
+    keys, options = layout.keys, layout.options
+    call = RepairCall(
+        keys.ids(p), keys.ttl(p), keys.state(p), keys.indexes(p),
+        [RepairFix(keys.doc(p, id), keys.meta(p, id), "moved3", sortable.id_key(id),
+                   str(version), b"", spec) for id, version, spec in moved],
+        wire.pack([manifest_field(options, index).encode() for index in options.indexes]),
+        b"", keys.doc_prefix(p),
+        keys.meta_prefix(p))
+    (replies,) = yield RedisPlan((call.call(),), idempotent=True)
+    key = wrong_type(replies)
+    if key is not None:
+        raise WrongTypeError(f"{model.__name__}: key {key!r} holds another type", key)
+    kept = [(id, version) for (id, version, _), done in zip(moved, replies, strict=True)
+            if not int(done)]
+    if not kept:
+        return
+    # (not removed: gone already, as a resumed run finds it, or changed since it was read)
+    there = yield RedisPlan(tuple(Command(("EXISTS", keys.doc(p, id))) for id, _ in kept),
+                            idempotent=True)
+    for (id, version), exists in zip(kept, there, strict=True):
+        if int(exists):
+            raise RepartitionError(f"{model.__name__} {id!r}: the old copy (version {version})"
+                                   " could not be removed: it changed; was the collection "
+                                   "written during the move?")
 
 
 def _carry_sequence(old: KeySpace, new: KeySpace) -> Op[None]:

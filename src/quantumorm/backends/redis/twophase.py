@@ -89,7 +89,7 @@ from .commands import Call, Command, RedisPlan, Step
 from .core import LAYOUT_ATTEMPTS, BackendCore, unsettled
 from .replies import TxReply, tx_reply
 from .translation import damaged_meta
-from .writeids import version_written
+from .writeids import version_in_document
 
 #: how long a pending (or aborted) record outlives its deadline before it expires (ms): past
 #: its deadline a pending record can only be aborted, and a missing record counts as
@@ -526,9 +526,17 @@ class TwoPhase(BackendCore):
         intent = keys[3 + nindexes + 2 * (len(rows) // 9)]
         written = [n for n in range(len(rows) // 9) if _bytes(rows[9 * n]) in (b"insert",
                                                                               b"update")]
-        seen = yield RedisPlan(tuple(Command(("HGET", keys[4 + nindexes + 2 * n], "r"))
-                                     for n in written), idempotent=True)
+        # (each document's "r", and the documents (one MGET: one partition): a format-3 one
+        # keeps its write ids in its header, and no "r"; all in the one round trip)
+        seen: list[Any] = []
+        documents: list[Any] = []
+        if written:
+            *seen, documents = yield RedisPlan(
+                (*(Command(("HGET", keys[4 + nindexes + 2 * n], "r")) for n in written),
+                 Command(("MGET", *(keys[3 + nindexes + 2 * n] for n in written)))),
+                idempotent=True)
         recent = dict(zip(written, seen, strict=True))
+        document = dict(zip(written, documents, strict=True))
         versions: list[int] = []
         for n in range(len(rows) // 9):
             kind, expected, write_id = (_bytes(rows[9 * n]), _bytes(rows[9 * n + 1]),
@@ -539,7 +547,8 @@ class TwoPhase(BackendCore):
             if kind == b"delete":
                 versions.append(0)
                 continue
-            version = version_written(recent[n], write_id, keys[4 + nindexes + 2 * n])
+            version = version_in_document(document[n], recent[n], write_id,
+                                          keys[3 + nindexes + 2 * n], keys[4 + nindexes + 2 * n])
             if version is None:
                 return None
             versions.append(version)

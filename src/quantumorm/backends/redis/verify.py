@@ -16,6 +16,15 @@ making it report problems that are not there:
   stamp (one that does not read makes every script refuse there); the eviction policy.
 
 Indexes still building are not checked: their state already says they are incomplete.
+
+A format-3 document (``\x01<version>\0<W>\0<payload>``, bench/format3.md) has no meta hash
+recording its entries: it is judged from the document. Its header must read
+(``damaged_header``); an expiring one must have its sweep record (``missing_sweep_record``)
+holding its version and entries (``stale_sweep_record``); its entries computed in Python are
+checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the documents
+still at the version judged (``missing_entries``); ``entries.lua`` hands back an entry of a
+live format-3 document that no meta hash records, with the document, for Python to judge
+(``stale_entries``).
 """
 
 from __future__ import annotations
@@ -31,9 +40,9 @@ from ...engine.drive import Op
 from ...errors import CorruptDocumentError
 from ...maintenance import Progress, VerifyReport
 from ...options import IndexSpec, ModelOptions
-from . import eviction, schemas, stored, twophase, wire
+from . import eviction, schemas, stored, twophase, wire, writeids
 from .calls import EntriesCall, InspectCall
-from .commands import Command, RedisPlan
+from .commands import Call, Command, RedisPlan
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import InspectReply, entries_reply, inspect_reply
 from .writes import index_members
@@ -63,6 +72,13 @@ class Finding:
     missing_entries: int = 0
     #: the document carries another version than its meta hash's (see stored.py)
     mismatch: bool = False
+    #: a format-3 document (``\x01`` header: bench/format3.md), judged from its document
+    headed: bool = False
+    #: in the partition's expiry schedule (a format-3 one then keeps a sweep record)
+    scheduled: bool = False
+    #: format 3: what is wrong with its meta hash ("missing_sweep_record" or
+    #: "stale_sweep_record"), whatever else its kind says
+    sweep: str | None = None
 
 
 class Checker:
@@ -86,8 +102,41 @@ class Checker:
             [(keys.doc(partition, id), keys.meta(partition, id)) for id in ids],
             wire.pack([m.encode() for m in self.manifests]), [sortable.id_key(id) for id in ids])
         (replies,) = yield RedisPlan((call.call(),), read_only=True)
-        return [self._judge(id, inspect_reply(reply))
-                for id, reply in zip(ids, replies, strict=True)]
+        findings = [self._judge(id, inspect_reply(reply))
+                    for id, reply in zip(ids, replies, strict=True)]
+        yield from self._present(partition, findings)
+        return findings
+
+    def _present(self, partition: int, findings: list[Finding]) -> Op[None]:
+        """For the format-3 documents among ``findings`` (whose entries no meta hash
+        records): whether each index holds the entries their values imply, checked in one
+        read-only ``inspect.lua`` call (ZMSCORE) for those still at the version judged."""
+        judged = [f for f in findings
+                  if f.headed and f.values is not None and f.kind != "damaged_header"]
+        if not judged:
+            return
+        keys = self.keys
+        documents: list[str] = []
+        wanted: list[bytes] = []
+        for f in judged:
+            assert f.values is not None
+            documents += (keys.doc(partition, f.id), keys.meta(partition, f.id))
+            expected, id_key = self.expected(f.values), sortable.id_key(f.id)
+            # (a MessagePack array: the version, then one array of members per index)
+            wanted.append(b"".join([
+                wire.array_header(1 + len(self.manifests)), wire.pack([b"%d" % f.version])[1:],
+                *(wire.pack([member + id_key for member in expected[manifest]])
+                  for manifest in self.manifests)]))
+        (replies,) = yield RedisPlan((Call("inspect", (
+            keys.ttl(partition), keys.ids(partition),
+            *(keys.index(partition, index.name) for index in self.indexes), *documents),
+            (b"", *wanted)),), read_only=True)
+        for f, missing in zip(judged, replies, strict=True):
+            if missing is None or missing is False:
+                continue  # (written since it was judged: its writer made its entries)
+            f.missing_entries = sum(int(n) for n in missing)
+            if f.missing_entries and f.kind is None:
+                f.kind = "missing_entries"
 
     def _judge(self, id: str, reply: InspectReply) -> Finding:
         meta, listed, missing, raw = reply.meta, reply.listed, reply.missing, reply.document
@@ -113,6 +162,8 @@ class Checker:
             expected = self.expected(values)
         except (ValueError, TypeError, ArithmeticError, CorruptDocumentError):
             return Finding(id, "corrupt_documents", version, raw, listed=listed)
+        if raw[:1] == stored.HEADED:
+            return self._judge_headed(id, reply, raw, values, expected)
         if damaged:
             return Finding(id, "damaged_meta", 0, raw, values, listed)
         if not meta:
@@ -132,6 +183,69 @@ class Checker:
         elif finding.mismatch:
             finding.kind = "version_mismatch"
         return finding
+
+    def _judge_headed(self, id: str, reply: InspectReply, raw: bytes, values: dict[str, Any],
+                      expected: dict[str, list[bytes]]) -> Finding:
+        """A format-3 document (bench/format3.md), whose payload reads: its version and
+        recent write ids are in its header, and no meta hash records its entries (they are
+        judged from the document: :meth:`_present`). An expiring one keeps a sweep record
+        ("v" and every index's entries), which must be there and be its document's; one
+        that does not expire needs none (not ``missing_meta``), and one it has anyway (a
+        listed index's record, a leftover) must hold its document's version and entries in
+        the fields it has."""
+        meta, listed = reply.meta, reply.listed
+        finding = Finding(id, None, 0, raw, values, listed, headed=True,
+                          scheduled=reply.scheduled)
+        try:
+            head = stored.header(raw)
+            assert head is not None
+            writeids.version_in_header(head[1], head[0], b"")
+        except ValueError:  # (its version or its write ids do not read)
+            finding.kind = "damaged_header"
+            return finding
+        finding.version = head[0]
+        if reply.foreign or unreadable(meta):
+            finding.sweep = "stale_sweep_record"
+        elif not meta:
+            if reply.scheduled:
+                finding.sweep = "missing_sweep_record"
+        else:
+            recorded = version_of(meta)
+            names = list(expected) if reply.scheduled else [n for n in expected if n in meta]
+            stale = [name for name in names
+                     if sorted(sortable.unpack_list(meta.get(name, b""))) != sorted(
+                         expected[name])]
+            if stale or ("v" in meta or reply.scheduled) and recorded != head[0]:
+                finding.sweep = "stale_sweep_record"
+        if not listed:
+            finding.kind = "unlisted_documents"
+        elif finding.sweep is not None:
+            finding.kind = finding.sweep
+        return finding
+
+    def judge_entry(self, index: IndexSpec, raw: bytes, value: bytes, id: str,
+                    cache: dict[bytes, tuple[int, set[bytes]] | None]) -> tuple[str | None, int]:
+        """An entry (its value encoding) of ``index`` held by the live format-3 document
+        stored as ``raw``, which does not record it in a meta hash: ("stale", its version)
+        when its values do not imply it, (None, 0) when they do or it does not read (which
+        the walk of ids reports)."""
+        if raw not in cache:
+            cache[raw] = None
+            try:
+                head = stored.header(raw)
+                assert head is not None
+                data = json.loads(compression.decompress(head[2], self.options.model_name, id))
+                if isinstance(data, dict):
+                    values = {name: self.options.read_value(name, data)
+                              for name in self.options.fields}
+                    cache[raw] = (head[0], set(self.expected(values)[
+                        manifest_field(self.options, index)]))
+            except (ValueError, TypeError, ArithmeticError, CorruptDocumentError):
+                pass
+        judged = cache[raw]
+        if judged is None or value in judged[1]:
+            return None, 0
+        return "stale", judged[0]
 
     def expected(self, values: dict[str, Any]) -> dict[str, list[bytes]]:
         """The meta fields the ready indexes rely on, with the encodings ``values`` imply."""
@@ -169,7 +283,7 @@ class Damage:
 
     findings: list[Finding] = field(default_factory=list)  # documents with a problem
     #: per index position (1-based, in the model's index order): stale and orphan entries
-    entries: dict[int, list[tuple[str, bytes]]] = field(default_factory=dict)
+    entries: dict[int, list[tuple[str, bytes, bytes]]] = field(default_factory=dict)
     newest: int = 0  # the newest version seen
     clock: int = 0
     layout: bool = False  # whether the state hash's layout does not read
@@ -232,7 +346,7 @@ def verify(backend: RedisBackend, model: type[Document], batch: int = BATCH,
 
         yield from walk_ids(checker, partition, batch, visit)
         for index in ready:
-            bad: list[tuple[str, bytes]] | None = [] if fix is not None else None
+            bad: list[tuple[str, bytes, bytes]] | None = [] if fix is not None else None
             yield from walk_entries(checker, report, partition, index, batch, bad)
             if bad:
                 damage.entries[options.indexes.index(index) + 1] = bad
@@ -268,6 +382,8 @@ def _count(report: VerifyReport, finding: Finding) -> None:
         return
     if finding.stale_meta and finding.kind != "stale_meta":
         report.add("stale_meta", finding.id)
+    if finding.sweep is not None and finding.kind != finding.sweep:
+        report.add(finding.sweep, finding.id)
     if finding.mismatch and finding.kind != "version_mismatch":
         report.add("version_mismatch", finding.id)
     if finding.missing_entries:
@@ -306,9 +422,10 @@ def walk_ids(checker: Checker, partition: int, batch: int,
 
 
 def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: IndexSpec,
-                 batch: int, bad: list[tuple[str, bytes]] | None = None) -> Op[None]:
+                 batch: int, bad: list[tuple[str, bytes, bytes]] | None = None) -> Op[None]:
     """Judge every entry of one index of the partition (and, for a unique index, look for
-    one value held twice). ``bad`` collects the stale and orphan entries (kind, entry)."""
+    one value held twice). ``bad`` collects the stale and orphan entries (kind, entry, and
+    for an entry of a format-3 document the version it was judged at, else b"")."""
     keys = checker.keys
     manifest = manifest_field(checker.options, index)
     key = keys.index(partition, index.name)
@@ -325,18 +442,23 @@ def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: 
         (judged,) = yield RedisPlan((EntriesCall(
             key, keys.ttl(partition), manifest, keys.doc_prefix(partition),
             keys.meta_prefix(partition), members).call(),), read_only=True)
-        flagged = entries_reply(judged)
+        flagged = _flagged(judged)
         report.entries += len(members)
+        cache: dict[bytes, tuple[int, set[bytes]] | None] = {}
         for position, member in enumerate(members):
             verdict = flagged.get(position)
             value, id_key = sortable.split_member(member)
             id = sortable.id_from_key(id_key)
+            judged_at = b""
+            if isinstance(verdict, bytes):  # (a format-3 document's: judged here)
+                verdict, version = checker.judge_entry(index, verdict, value, id, cache)
+                judged_at = b"%d" % version if verdict else b""
             if verdict == "stale":
                 report.add("stale_entries", f"{index.name}: {id}")
             elif verdict == "orphan":
                 report.add("orphan_entries", f"{index.name}: {id}")
             if verdict in ("stale", "orphan") and bad is not None:
-                bad.append((f"{verdict}_entries", member))
+                bad.append((f"{verdict}_entries", member, judged_at))
             if verdict is not None:
                 continue
             if index.unique and previous is not None and previous[0] == value and \
@@ -344,6 +466,21 @@ def walk_entries(checker: Checker, report: VerifyReport, partition: int, index: 
                 if (yield from _really_shared(checker, partition, index, previous[1], id)):
                     report.add("unique_duplicates", f"{index.name}: {previous[1]}, {id}")
             previous = (value, id)
+
+
+def _flagged(reply: list[Any]) -> dict[int, str | bytes]:
+    """``entries.lua``'s verdicts by 0-based position (:func:`.replies.entries_reply`),
+    with a format-3 document's stored value (bytes, ``\x01`` first) kept as it came, for
+    :meth:`Checker.judge_entry`."""
+    out: dict[int, str | bytes] = {}
+    for i in range(0, len(reply), 2):
+        verdict = bytes(reply[i + 1]) if isinstance(reply[i + 1], (bytes, bytearray,
+                                                                   memoryview)) else None
+        if verdict is not None and verdict[:1] == stored.HEADED:
+            out[int(reply[i]) - 1] = verdict
+        else:
+            out.update(entries_reply(reply[i:i + 2]))
+    return out
 
 
 def _really_shared(checker: Checker, partition: int, index: IndexSpec, a: str,

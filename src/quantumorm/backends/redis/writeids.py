@@ -21,6 +21,9 @@ import os
 import random
 from typing import Any
 
+from ...errors import CorruptDocumentError
+from ...sortable import unescape_id
+from . import stored
 from .translation import damaged_meta
 
 _source = random.Random()  # (seeded from os.urandom)
@@ -79,4 +82,28 @@ def version_in_header(recent: bytes, version: int, write_id: bytes) -> int | Non
     return None
 
 
-__all__ = ["version_in_header", "version_written", "write_id"]
+def version_in_document(document: Any, recent: Any, write_id: bytes, doc_key: str,
+                        meta_key: str) -> int | None:
+    """The version the write ``write_id`` gave the document stored as ``document`` (the
+    document key's value, None if none), whose meta hash ``meta_key`` keeps ``recent`` (its
+    "r", None if none): a format-3 document's from its header's W (its meta hash, if any, is
+    a sweep record without "r"), any other from "r" (:func:`version_written`, unchanged).
+    A format-3 header that does not read is :class:`CorruptDocumentError` naming the
+    document (``header_of`` in ``lua/_prelude.lua`` refuses it too): never a guess."""
+    if document is not None and bytes(document[:1]) == stored.HEADED:
+        try:
+            head = stored.header(bytes(document))
+            assert head is not None
+            return version_in_header(head[1], head[0], write_id)
+        except ValueError as exc:
+            tag, _, escaped = doc_key.rpartition(":d:")
+            try:
+                id = unescape_id(escaped)
+            except (ValueError, UnicodeDecodeError):
+                id = escaped
+            raise CorruptDocumentError(tag.strip("{}").rpartition(":")[0] or tag, id,
+                                       f"its format-3 header does not read ({exc})") from exc
+    return version_written(recent, write_id, meta_key)
+
+
+__all__ = ["version_in_document", "version_in_header", "version_written", "write_id"]

@@ -36,7 +36,7 @@ from .core import LAYOUT_ATTEMPTS, ModelState, unsettled
 from .headed import Headed, entries_retry
 from .replies import WriteReply, layout_refused, sweep_reply, tx_reply, write_reply
 from .twophase import TwoPhase, locks_key
-from .writeids import version_written
+from .writeids import version_in_document
 
 #: how many of the last allocated ids are searched for an insert whose reply was lost
 SETTLE_WINDOW = 1024
@@ -240,10 +240,17 @@ class Writer(TwoPhase):
         (last,) = yield RedisPlan((Command(("GET", keys.sequence)),), idempotent=True)
         newest = id_counter(last, keys.sequence)
         candidates = [str(n) for n in range(newest, max(0, newest - SETTLE_WINDOW), -1)]
-        seen = yield RedisPlan(tuple(Command(("HGET", keys.meta(0, id), "r"))
-                                     for id in candidates), idempotent=True)
-        for id, recent in zip(candidates, seen, strict=True):
-            version = version_written(recent, write_id, keys.meta(0, id))
+        # (each id's "r", and the documents (one MGET: one partition): a format-3 one keeps
+        # its write ids in its header, and no "r"; all in the one round trip)
+        seen: list[Any] = []
+        documents: list[Any] = []
+        if candidates:
+            *seen, documents = yield RedisPlan(
+                (*(Command(("HGET", keys.meta(0, id), "r")) for id in candidates),
+                 Command(("MGET", *(keys.doc(0, id) for id in candidates)))), idempotent=True)
+        for n, id in enumerate(candidates):
+            version = version_in_document(documents[n], seen[n], write_id, keys.doc(0, id),
+                                          keys.meta(0, id))
             if version is not None:
                 return [[b"OK", version, sortable.id_key(id)]]
         # not among the ids allocated last: not applied, so sending it again is safe

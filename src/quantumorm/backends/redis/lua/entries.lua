@@ -12,6 +12,11 @@
 -- Returns   flat pairs for the entries that are not right: position (1-based, in ARGV[4..]),
 --           "stale" (the document is alive but does not record it) | "orphan" (no document,
 --           and not awaiting a sweep) | "expired" (awaiting a sweep)
+--           | the document as stored, for an entry of a live format-3 document
+--           ("\1" first: bench/format3.md) that its meta hash, if any, does not record:
+--           no meta hash records a format-3 document's entries (only an expiring one's
+--           sweep record does), so verify() judges it from the document, in Python, with
+--           the model's encoders
 --           A meta hash whose list of entries does not read (or another type at its key)
 --           records nothing: its document's entries are "stale" (alive) or "orphan" (its
 --           sweep would leave them), for repair() to remove once it has rebuilt (or
@@ -43,8 +48,11 @@ for n = 4, #ARGV do
       out[#out + 1] = n - 3
       out[#out + 1] = awaiting and "expired" or "orphan"
     elseif not recorded then
+      -- (a format-3 document: judged by the caller from the document; read only here, on
+      -- the path of an entry its meta hash does not record)
+      local stored = type_ok(ARGV[2] .. eid, "string") and redis.call("GET", ARGV[2] .. eid)
       out[#out + 1] = n - 3
-      out[#out + 1] = "stale"
+      out[#out + 1] = stored and string.byte(stored, 1) == 1 and stored or "stale"
     end
   end
 end

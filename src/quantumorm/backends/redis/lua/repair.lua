@@ -28,7 +28,24 @@
 --          "reentry"  a document at this version whose entries are wrong: rewritten
 --          "restamp"  a document carrying another version than its meta hash at this one:
 --                     stored again with the meta hash's
---          "drop"     an index entry that no live document records: removed
+--          "drop"     an index entry that no live document records: removed; with a
+--                     version in the 5th slot, an entry judged stale from a format-3
+--                     document at that version: removed while it is still at it
+--   and for a format-3 document (bench/format3.md: "\1" .. version .. "\0" .. W .. "\0"
+--   .. payload; its meta hash only a sweep record or a listed index's record), whose 5th
+--   value is a MessagePack array {pairs as for "reentry", the meta fields a listed index
+--   keeps whatever the expiry}:
+--          "restamp3" its header does not read: stored again as judged (the same bytes)
+--                     with a new version from the clock, W empty, its payload kept; then
+--                     as "resweep" at that version, and listed
+--          "resweep"  at this version (its header's): its entries rewritten from the
+--                     pairs (those its meta hash listed and the pairs do not hold go), and
+--                     its meta hash made what format 3 keeps: a sweep record ("v" and the
+--                     pairs) when the document expires, else the listed fields, or none
+--          "list3"    at this version, missing from the id index: listed
+--          "moved3"   at this version, restored in another partition (repartition.py): its
+--                     entries (the pairs), those its meta hash lists, the meta hash, the
+--                     document, its id and schedule entry removed
 --          "clock"    the clock raised to the version
 -- Returns     {"LAYOUT", stored} or, per fix, 1 if it was applied, 0 if no longer needed
 -- luacheck: globals redis KEYS ARGV cmsgpack
@@ -94,6 +111,58 @@ end
 local function at_version(doc_key, meta_key, version)
   return redis.call("EXISTS", doc_key) == 1 and type_ok(meta_key, "hash")
     and redis.call("HGET", meta_key, "v") == version
+end
+
+-- a format-3 document at ``version`` (its header's, as judged): its recent write ids (W),
+-- else nil (changed since, gone, or not of format 3)
+local function headed_at(doc_key, version)
+  if not type_ok(doc_key, "string") then return nil end
+  local shown, w = header_of(redis.call("GET", doc_key))
+  if not shown or shown ~= version then return nil end
+  return w
+end
+
+-- "resweep" (see the header) of a format-3 document at ``version``: ``spec`` is {pairs,
+-- listed fields}
+local function headed_entries(idkey, doc_key, meta_key, version, spec)
+  local pairs, listed = spec[1], spec[2]
+  local hashed = type_ok(meta_key, "hash")
+  for i = 1, #pairs, 2 do
+    local index = by_field[pairs[i]]
+    if index then
+      local new = unpack_list(pairs[i + 1])
+      -- (a record that does not read lists nothing here: its entries go with "drop" fixes)
+      local old = hashed and read_list(redis.call("HGET", meta_key, pairs[i]) or nil) or {}
+      rewrite_entries(index.key, idkey, old, new)
+      local all = {}
+      for k, member in ipairs(new) do all[k] = member .. idkey end
+      bulk("ZADD", index.key, all, true)
+    end
+  end
+  local kept = {}
+  if hashed and redis.call("PTTL", doc_key) >= 0 then
+    -- a sweep record: "v" and every index's fields; the fields of indexes not checked
+    -- (building) kept if they read, those that do not read and a format-2 "r" dropped
+    local _, bad = unreadable(meta_key)
+    bad = bad or {}
+    bad[#bad + 1] = "r"
+    redis.call("HDEL", meta_key, unpack(bad))
+    kept = {"v", version}
+    for i = 1, #pairs do kept[i + 2] = pairs[i] end
+  else
+    redis.call("DEL", meta_key)
+    if redis.call("PTTL", doc_key) >= 0 then
+      kept = {"v", version}
+      for i = 1, #pairs do kept[i + 2] = pairs[i] end
+    else
+      local keep = {}
+      for _, name in ipairs(listed) do keep[name] = true end
+      for i = 1, #pairs, 2 do
+        if keep[pairs[i]] then kept[#kept + 1], kept[#kept + 2] = pairs[i], pairs[i + 1] end
+      end
+    end
+  end
+  if #kept > 0 then redis.call("HSET", meta_key, unpack(kept)) end
 end
 
 local results = {}
@@ -164,6 +233,51 @@ for n = 1, (#ARGV - 4) / 5 do
   elseif what == "reentry" then
     if at_version(doc_key, meta_key, version) then
       entries(idkey, meta_key, cmsgpack.unpack(ARGV[base + 5]))
+      done = 1
+    end
+  elseif what == "restamp3" then
+    if type_ok(doc_key, "string") and redis.call("GET", doc_key) == json then
+      local shown = string.format("%.0f", next_version(KEYS[3]))
+      redis.call("SET", doc_key, "\1" .. shown .. "\0\0" .. payload_of(json), "KEEPTTL")
+      headed_entries(idkey, doc_key, meta_key, shown, cmsgpack.unpack(ARGV[base + 5]))
+      redis.call("ZADD", KEYS[1], 0, idkey)
+      done = 1
+    end
+  elseif what == "resweep" then
+    if headed_at(doc_key, version) then
+      headed_entries(idkey, doc_key, meta_key, version, cmsgpack.unpack(ARGV[base + 5]))
+      done = 1
+    end
+  elseif what == "list3" then
+    if headed_at(doc_key, version) then
+      redis.call("ZADD", KEYS[1], 0, idkey)
+      done = 1
+    end
+  elseif what == "moved3" then
+    if headed_at(doc_key, version) then
+      local pairs = cmsgpack.unpack(ARGV[base + 5])[1]
+      for i = 1, #pairs, 2 do
+        local index = by_field[pairs[i]]
+        if index then bulk("ZREM", index.key, unpack_list(pairs[i + 1], idkey), false) end
+      end
+      if type_ok(meta_key, "hash") then
+        for _, index in ipairs(indexes) do
+          local listed = read_list(redis.call("HGET", meta_key, index.field) or nil, idkey)
+          if listed then bulk("ZREM", index.key, listed, false) end
+        end
+      end
+      redis.call("DEL", doc_key, meta_key)
+      redis.call("ZREM", KEYS[1], idkey)
+      redis.call("ZREM", KEYS[2], idkey)
+      done = 1
+    end
+  elseif what == "drop" and ARGV[base + 5] ~= "" then
+    -- judged stale from a format-3 document at that version: still at it, still stale
+    local index = indexes[tonumber(version)]
+    local cut = #json
+    while cut > 0 and string.byte(json, cut) ~= 0 do cut = cut - 1 end
+    if headed_at(ARGV[3] .. escaped_id(string.sub(json, cut + 1)), ARGV[base + 5])
+        and redis.call("ZREM", index.key, json) == 1 then
       done = 1
     end
   elseif what == "drop" then

@@ -343,7 +343,11 @@ def test_repartition_of_a_format_3_collection(conn: Any, redis_client: Any) -> N
     for id, version in versions.items():
         doc = two.objects.get_sync(id=id)
         assert (doc.version, doc.title) == (version, titles[id])
-    for id in moved:  # nothing left behind in the old partition
+    expiring = saved[5].id
+    for id in moved:  # kept format 3, header whole; nothing left behind in the old partition
+        raw = redis_client.get(new.doc(1, id))
+        assert raw[:1] == b"\x01" and stored.header(raw)[0] == versions[id], raw[:40]
+        assert bool(redis_client.exists(new.meta(1, id))) == (id == expiring)
         assert not redis_client.exists(old.doc(0, id), old.meta(0, id))
         assert redis_client.zscore(old.ids(0), sortable.id_key(id)) is None
     assert not any(sortable.split_member(m)[1] in {sortable.id_key(i) for i in moved}

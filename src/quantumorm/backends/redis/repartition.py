@@ -19,8 +19,8 @@ another ``Meta.partition_by`` rule the same way.
 A format-3 document (``\x01`` header, bench/format3.md) moves at its header's version (it
 has no meta hash version); its old copy is removed by ``repair.lua``'s "moved3" (checked at
 that version, its entries computed here), not ``delete.lua``, which finds a document's
-entries in its meta hash. ``restore.lua`` stores it at its new partition as this release's
-writers store a new document (format 2).
+entries in its meta hash. ``restore.lua`` stores it at its new partition with its header as
+it was (version and recent write ids), and a meta hash only where format 3 keeps one.
 """
 
 from __future__ import annotations
@@ -187,9 +187,9 @@ def _move_batch(model: Any, p: int, members: list[bytes], old_keys: KeySpace,
             # (the meta hash's version, which compare-and-set reads: fetch.lua returns it)
             version = int(found[2 * n + 1])
         # decoded for its index values; moved as stored (compressed or not, the same bytes;
-        # restore.lua stores its version with it)
+        # restore.lua stores its version with it; a format-3 value whole, header included)
         data = stored.document(bytes(raw), model.__name__, id)
-        payload = stored.payload(bytes(raw))  # (it read: its version ends)
+        payload = bytes(raw) if is_headed else stored.payload(bytes(raw))
         doc = model.from_storage(id, version, data)
         ttl = int(ttls[n])
         values = doc._values()

@@ -31,6 +31,10 @@
 -- ARGV[7]   the program, MessagePack strings one after the other (or, when long, one array
 --           of them: wire.program): DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
+-- ARGV[9..] with a program that reads values (NEED not empty) only: per indexed field, its
+--           meta field, its JSON key text and its kind code (derived.py; "": not derived),
+--           MessagePack strings one after the other (Plan.derivable), read only for a
+--           format-3 candidate without a meta hash (see from_document)
 -- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
 --           false when it carries its own, see versioned() in _prelude.lua; a meta
 --           hash's version that does not read is an error, see meta_version()); keyed: flat
@@ -680,14 +684,14 @@ if with_version then fields[#fields + 1] = "v" end
 -- index's fields) or the index is listed (its field kept). A candidate whose meta read
 -- finds a NEED field absent and no "v" (not read, or absent) may be one: its document is
 -- read (GET), and when it is format 3, each absent field's entries are derived from the
--- member's JSON text (_derive.lua), the member's key text and kind as ARGV[9] gives them
--- (MessagePack strings, three per indexed field: meta field, key text, kind; "" when
+-- member's JSON text (_derive.lua), the member's key text and kind as ARGV[9..] gives
+-- them (MessagePack strings, three per indexed field: meta field, key text, kind; "" when
 -- Lua does not derive that field's entries). Where they cannot be derived (the kind, a
 -- compressed payload, a member absent, a text not in a form Python writes), the query is
 -- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
 -- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
 -- one never indexed.
-local derivable  -- meta field -> {key text, kind}, read from ARGV[9] when first needed
+local derivable  -- meta field -> {key text, kind}, read from ARGV[9..] when first needed
 local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
   if not stored or byte(stored, 1) ~= 1 then return end

@@ -51,7 +51,9 @@
 -- The shared definitions the exact walk (the common query, first below) uses only on its rare
 -- paths, and the rest of the script only (cold_paths(), made after the walk):
 -- cold: escaped_id read_list damaged_error bad_version
--- cold: derived_entries json_plain_doc json_plain_span json_members json_ws
+-- and, made only by rare.colder_paths() (a format-3 candidate without a meta hash, see
+-- from_document):
+-- colder: derived_entries json_plain_doc json_plain_span json_members
 -- uses: _derive _write
 
 do
@@ -710,6 +712,7 @@ local function from_document(vals, raw, doc_key)
   if not z then refuse(need[1], "header") end
   local payload = sub(stored, z + 1)
   local members, plain  -- (the scanned members, made once; the plain proof's document)
+  local rarer = rare.colder_paths()
   for i, f in ipairs(need) do
     if not raw[i] then
       local known = derivable[f]
@@ -718,15 +721,15 @@ local function from_document(vals, raw, doc_key)
       local key, text = known[1], nil
       -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
       -- backslash or a NUL, whose top level has the name, held by one key text only)
-      if plain == nil then plain = rare.json_plain_doc(payload) or false end
+      if plain == nil then plain = rarer.json_plain_doc(payload) or false end
       if plain and not find(key, "\\", 1, true) then
         if plain[sub(key, 2, -2)] == nil then refuse(f, "absent") end
-        local first, after = rare.json_plain_span(payload, key)
+        local first, after = rarer.json_plain_span(payload, key)
         if first then text = sub(payload, first, after - 1) end
       end
       if not text then  -- (the whole object scanned; of a key stored twice, the last)
         if not members then
-          local ok, found = pcall(rare.json_members, payload)
+          local ok, found = pcall(rarer.json_members, payload)
           if not ok then refuse(f, "json") end
           members = found
         end
@@ -735,7 +738,7 @@ local function from_document(vals, raw, doc_key)
         end
         if not text then refuse(f, "absent") end
       end
-      local list = rare.derived_entries(text, known[2])
+      local list = rarer.derived_entries(text, known[2])
       if not list then refuse(f, "text") end
       list.missing = false
       rawset(vals, f, list)
@@ -749,18 +752,22 @@ local lazy = {__index = function(vals, field)
   local escaped = escaped_id(rawget(vals, ID))
   local meta_key = meta_prefix .. escaped
   local raw = redis.call("HMGET", meta_key, unpack(fields))
-  local absent = false
   for i, f in ipairs(need) do
     local list = read_list(raw[i])
     if not list then error(damaged_error(meta_key, f)) end
     list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
-    if list.missing then absent = true end
     rawset(vals, f, list)
   end
-  if with_version then rawset(vals, VERSION, raw[#fields] or ABSENT) end
-  -- (a field absent and no "v" read: perhaps a format-3 document, see from_document)
-  if absent and not (with_version and raw[#fields]) then
-    from_document(vals, raw, doc_prefix .. escaped)
+  -- (no "v": not a format-2 meta hash nor a sweep record, perhaps a format-3 document
+  -- (from_document); without "v" read, any field absent says so)
+  if with_version then
+    local v = raw[#fields]
+    rawset(vals, VERSION, v or ABSENT)
+    if not v then from_document(vals, raw, doc_prefix .. escaped) end
+  else
+    for i = 1, #need do
+      if not raw[i] then from_document(vals, raw, doc_prefix .. escaped); break end
+    end
   end
   return rawget(vals, field)
 end}

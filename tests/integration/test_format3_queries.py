@@ -180,3 +180,31 @@ def test_member_absent_is_refused(conn: Any, redis_client: Any) -> None:
         Single3.objects.order_by("b", "-n").all_sync()
     # the index answers alone (a range read as a set): no value read, answered
     assert [d.id for d in Single3.objects.filter(n__gt=3).all_sync()] == ["2"]
+
+
+def _gets(redis_client: Any) -> int:
+    stats = redis_client.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+def test_format_2_candidates_read_no_document_for_their_tests(conn: Any,
+                                                              redis_client: Any) -> None:
+    """A collection of format-2 documents: the tests and orderings that read values read
+    the meta hash only, as before (no GET: a document read per candidate is format 3's),
+    in rows, keyed (several partitions) and count modes."""
+    references = {}
+    for model in (Single3, Multi3):
+        docs = dataset(model, 60)
+        model.objects.bulk_create_sync(docs)
+        reference = references[model] = list(model.objects.all_sync())
+        before = _gets(redis_client)
+        for where, order in ((Q(b=True) & Q(n__gt=0) & Q(tags__contains="x"), ["-s"]),
+                             (~Q(n__gt=1), ["d", "-n"]), (Q(s__isnull=True), ["t"])):
+            assert_query_agrees(model, reference, where, order, 0, None, None)
+            assert_query_agrees(model, reference, where, order, 2, 3, None)
+        assert _gets(redis_client) == before
+    # (the count sees a document read: one format-3 candidate's, for its ordering)
+    reference = references[Single3]
+    to_format3(redis_client, Single3, str(reference[0].id), sweep=False)
+    assert_query_agrees(Single3, reference, ~Q(n__gt=1), ["d", "-n"], 0, None, None)
+    assert _gets(redis_client) > before

@@ -124,7 +124,7 @@ class ModelState:
         # (QueryCall(...).call() of each partition, from the arguments kept for the mode,
         # offset and limit: most plans made here are new, a query of new values)
         # (a program that reads values also sends Plan.derivable: query.lua's ARGV[9])
-        derivable = plan.derivable
+        derivable = plan.rows_derivable if mode == "rows" else plan.derivable
         if len(heads) == 1:  # (one partition: no loop)
             keys, head = heads[0]
             made = RedisPlan((Call("query", keys, (*head, program, layout, *derivable)),),

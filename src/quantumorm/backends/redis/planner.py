@@ -148,6 +148,10 @@ class Plan:
     #: field's meta field, JSON key text and derivation kind, for a format-3 candidate
     #: without a meta hash (see Planner.derivable); () when the program reads none
     derivable: tuple[bytes, ...] = ()
+    #: the same for the "rows" mode: () when the program is an exact walk, whose rows mode
+    #: reads no values (query.lua's common query; its NEED is the ordering's, for keyed
+    #: rows)
+    rows_derivable: tuple[bytes, ...] = ()
     #: the ``query.lua`` calls made of this plan for its first pages
     #: (ModelState.query_plan), by mode, limit and schema layout: a cached plan asked
     #: again is sent without building them
@@ -496,6 +500,7 @@ class Planner:
         if shared is None:
             shared = base.__dict__["_shared"] = {
                 "need": base.need, "derivable": base.derivable,
+                "rows_derivable": base.rows_derivable,
                 "server_order": base.server_order, "order": base.order,
                 "after": base.after, "counting": None, "sent": None, "_base": base,
                 "_planner": self, "count_driver": base.driver}
@@ -618,6 +623,8 @@ class Planner:
             driver=driver,
             need=need,
             derivable=self.derivable if need else (),
+            rows_derivable=self.derivable if need and not (
+                driver.exact and driver.kind == "WALK") else (),
             pred=pred,
             server_order=server_order,
             order=order_tokens,

@@ -27,8 +27,10 @@ from quantumorm.backends.redis.commands import (
 )
 from quantumorm.backends.redis.functions import library
 from quantumorm.backends.redis.luachunks import (
+    COLDER_MAKER,
     LuaSyntaxError,
     cold_names,
+    colder_names,
     free_names,
     identifiers,
     needed,
@@ -217,12 +219,16 @@ def test_a_cut_script_is_the_whole_one_less_unused_definitions(name: str) -> Non
     assert cut.startswith(shebang) and cut.endswith(body)
     # its lines are the whole script's, in their order; those of cold_paths() (the rare
     # paths' definitions, moved into it) too, apart
-    hot, maker = cut, ""
+    hot, maker, colder = cut, "", ""
     if "\ncold_paths = function()" in cut:
         hot, _, rest = cut.partition("\ncold_paths = function()")
         maker, _, tail = ("\n" + rest.partition("\n")[2]).partition("\nlocal made = {")
+        if "\nlocal made\nmade = {" in maker:  # (colder_paths(), made in the table's constructor)
+            maker, _, tail = maker.partition("\nlocal made\nmade = {")
+            colder = tail.partition("\n")[2].partition("\nmade.")[0]
+            tail = tail.partition("\ncold_paths = function() return made end")[2]
         hot += "\n" + tail.partition("\nreturn made\nend\n")[2]
-    for text in (hot, maker):
+    for text in (hot, maker, colder):
         lines = iter(whole.splitlines())
         assert all(any(line == other for other in lines) for line in text.splitlines())
     # no definition left out is named in what is kept (checked apart from needed())
@@ -478,8 +484,36 @@ def test_a_script_reads_from_its_cold_table_only_what_it_returns(name: str) -> N
     """A name read as ``rare.X`` that cold_paths() does not return would be nil only on
     the rare path that reads it, which few tests take."""
     body = _assemble(name)[2]
-    returned = set(cold_names(body))
+    returned = set(cold_names(body)) | ({COLDER_MAKER} if colder_names(body) else set())
     read = set(re.findall(r"\brare\.(\w+)", "\n".join(
         line.partition("--")[0] for line in body.splitlines())))
     assert read <= returned, sorted(read - returned)
     assert not returned or read, "a cold table nobody reads"
+
+
+def test_colder_names_are_made_only_by_colder_paths() -> None:
+    """``-- colder:`` names, and what only they need, are made by one function of the cold
+    table (its constructor's), not by cold_paths() itself; what a ``-- cold:`` name or
+    the common path needs stays where it was."""
+    shared = split("local function a() return 1 end\n"
+                   "local function b() return a() end\n"
+                   "local function c() return 3 end\n"
+                   "local function d() return c() + a() end\n"
+                   "local function e() return cold_paths().c() end\n")
+    body = "-- cold: b\n-- colder: d e\nlocal rare = cold_paths()\nreturn rare.b()\n"
+    assert colder_names(body) == ("d", "e") and cold_names(body) == ("b", "d", "e")
+    text = prune([shared], body)
+    outer, _, colder = text.partition(f"{COLDER_MAKER} = function()")
+    # (a and b: cold; c, d and e: colder only, c read as cold_paths().c by e alone)
+    assert "local function a()" in outer and "local function b()" in outer
+    assert "local function c()" not in outer and "local function d()" not in outer
+    for name in "cde":
+        assert f"local function {name}()" in colder and f"made.{name} = {name}\n" in colder
+    assert "local made\nmade = {b = b, " in text
+    # the body may not read a name it does not list, but colder_paths
+    with pytest.raises(LuaSyntaxError):
+        cold_names("-- colder: d\nlocal rare = cold_paths()\nreturn rare.x()\n")
+    cold_names("-- colder: d\nlocal rare = cold_paths()\nreturn rare.colder_paths().d()\n")
+    # without colder names, the text is as it was
+    plain = prune([shared], "-- cold: d\nlocal rare = cold_paths()\nreturn rare.d()\n")
+    assert COLDER_MAKER not in plain

@@ -40,7 +40,8 @@ FLAT = {
     calls.EntriesCall: ("entries", "manifest"),
 }
 
-SEQUENCES = {"index_keys", "event_keys", "query_keys", "bounds", "pairs", "entries"}
+SEQUENCES = {"index_keys", "event_keys", "query_keys", "bounds", "pairs", "entries",
+             "derivable"}
 
 
 def parameters(record: Any) -> list[str]:

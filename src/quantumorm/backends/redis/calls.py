@@ -457,11 +457,13 @@ class QueryCall:
     verify: str  # "1": check that each candidate's document exists
     program: bytes  # the planner's tokens (grammar in planner.py)
     layout: bytes
+    #: with a program that reads values: Plan.derivable (one item), else none
+    derivable: tuple[bytes, ...] = ()
 
     def call(self) -> Call:
         return Call("query", self.query_keys, (
             self.doc_prefix, self.meta_prefix, self.mode, self.offset, self.limit, self.verify,
-            self.program, self.layout))
+            self.program, self.layout, *self.derivable))
 
 
 @dataclass(slots=True)

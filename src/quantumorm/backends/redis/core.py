@@ -123,11 +123,14 @@ class ModelState:
             heads = self._heads(mode, offset, limit, reach)
         # (QueryCall(...).call() of each partition, from the arguments kept for the mode,
         # offset and limit: most plans made here are new, a query of new values)
+        # (a program that reads values also sends Plan.derivable: query.lua's ARGV[9])
+        derivable = plan.rows_derivable if mode == "rows" else plan.derivable
         if len(heads) == 1:  # (one partition: no loop)
             keys, head = heads[0]
-            made = RedisPlan((Call("query", keys, (*head, program, layout)),), read_only=True)
+            made = RedisPlan((Call("query", keys, (*head, program, layout, *derivable)),),
+                             read_only=True)
         else:
-            made = RedisPlan(tuple([Call("query", keys, (*head, program, layout))
+            made = RedisPlan(tuple([Call("query", keys, (*head, program, layout, *derivable))
                                     for keys, head in heads]), read_only=True)
         if offset == 0:
             # (first; or the schema was read again: the calls kept carry an old layout,

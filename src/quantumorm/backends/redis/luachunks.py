@@ -24,7 +24,10 @@ the script calls on a rare path and that returns them in a table (see :func:`pru
 that the common path does not make them on every call. ``cold_paths`` is declared before
 the shared parts, so that their own rare branches can name a definition as
 ``cold_paths().X`` too (``store_taken()``'s clock read): X is then made there as well, and
-the table is made once per call, whoever asks first.
+the table is made once per call, whoever asks first. Names in ``-- colder:`` lines (and
+what only they need) are made one level further, by ``cold_paths().colder_paths()``, which
+puts them into the same table: a rare path that calls ``cold_paths()`` on most calls (a
+query's) then makes one function for them instead of each of them.
 
 The line numbers of a Redis script error (``user_script:NNN``) count lines of the text sent:
 ``commands.script(name).source``, not of the ``.lua`` file.
@@ -432,14 +435,30 @@ def free_names(source: str) -> set[str]:
 COLD_MAKER = "cold_paths"
 
 
+#: the field of ``cold_paths()``'s table that makes the rarer paths' definitions (a body's
+#: ``-- colder:`` names): see :func:`prune`
+COLDER_MAKER = "colder_paths"
+
+
+def colder_names(body: str) -> tuple[str, ...]:
+    """The names a script body's ``-- colder:`` lines list: shared definitions that even
+    its rare paths seldom use, made only when ``cold_paths().colder_paths()`` is called
+    (see :func:`prune`); the body reads them as fields of the table that returns."""
+    return tuple(name for line in body.splitlines() if line.startswith("-- colder:")
+                 for name in line.removeprefix("-- colder:").split())
+
+
 def cold_names(body: str) -> tuple[str, ...]:
     """The names a script body's ``-- cold:`` lines list: the shared definitions only its
     rare paths use (a purge, a sweep, a unique claim...), which it reads as fields of the
-    table ``cold_paths()`` returns (see :func:`prune`), in their order. Every field the body
-    reads from that table must be listed (a field left out would be a nil call, maybe
-    after a write): one that is not raises :class:`LuaSyntaxError`."""
+    table ``cold_paths()`` returns (see :func:`prune`), in their order, then its
+    ``-- colder:`` names (:func:`colder_names`). Every field the body reads from that
+    table must be listed (a field left out would be a nil call, maybe after a write): one
+    that is not raises :class:`LuaSyntaxError`."""
     names = tuple(name for line in body.splitlines() if line.startswith("-- cold:")
                   for name in line.removeprefix("-- cold:").split())
+    colder = colder_names(body)
+    names += colder
     toks = tokens(body)
     # (the locals the body assigns cold_paths()'s table to: ``rare = rare or cold_paths()``)
     tables = {toks[i].text for i in range(len(toks) - 2)
@@ -447,7 +466,7 @@ def cold_names(body: str) -> tuple[str, ...]:
               and any(t.text == COLD_MAKER for t in toks[i + 2:i + 5])}
     read = {toks[i + 2].text for i in range(len(toks) - 2)
             if toks[i].text in tables and toks[i + 1].text == "." and toks[i + 2].kind == "name"}
-    missing = sorted(read - set(names))
+    missing = sorted(read - set(names) - ({COLDER_MAKER} if colder else set()))
     if missing:
         raise LuaSyntaxError(f"{missing} read from {COLD_MAKER}()'s table but not listed in "
                              "the script's '-- cold:' lines")
@@ -508,7 +527,7 @@ def _hot(chunks: Sequence[Chunk], keep: Sequence[bool], used: set[str]) -> list[
 
 
 def _cold_maker(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[bool],
-                cold: Sequence[str], listed: Sequence[str]) -> str:
+                cold: Sequence[str], listed: Sequence[str], body: str = "") -> str:
     """``cold_paths()``: a function that makes the kept definitions the common path does not
     need, as its own locals, and returns the table of the names ``cold`` (the same table
     from then on: shared code and the body may both ask). Placed after every other kept
@@ -534,14 +553,54 @@ def _cold_maker(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[boo
         if name not in declared or (name in listed and hot[declared[name]]):
             raise LuaSyntaxError(f"{name} is listed cold but the common path uses it "
                                  "(or no shared part defines it)")
-    texts = "".join(chunks[i].text for i in made)
+    colder = _colder(chunks, keep, hot, made, listed, colder_names(body))
+    texts = "".join(chunks[i].text for i in made if i not in colder)
     if texts and not texts.endswith("\n"):
         texts += "\n"
-    fields = ", ".join(f"{name} = {name}" for name in cold)
+    later_made = {name for i in colder for name in chunks[i].declares}
+    fields = ", ".join(f"{name} = {name}" for name in cold if name not in later_made)
+    if not colder:
+        return (f"{COLD_MAKER} = function()  -- (the rare paths' definitions: luachunks.py)\n"
+                f"{texts}local made = {{{fields}}}\n"
+                f"{COLD_MAKER} = function() return made end  -- (made once per call)\n"
+                "return made\nend\n")
+    # (the rarer definitions, made by one function of the table, which puts their names
+    # into it: a call of cold_paths() makes one function for them all, in the table's
+    # constructor, which sizes the table for it)
+    inner = "".join(chunks[i].text for i in made if i in colder)
+    if not inner.endswith("\n"):
+        inner += "\n"
+    puts = "".join(f"made.{name} = {name}\n" for name in cold if name in later_made)
     return (f"{COLD_MAKER} = function()  -- (the rare paths' definitions: luachunks.py)\n"
-            f"{texts}local made = {{{fields}}}\n"
+            f"{texts}local made\nmade = {{{fields}, {COLDER_MAKER} = function()"
+            "  -- (the rarer paths': luachunks.py)\n"
+            f"{inner}{puts}made.{COLDER_MAKER} = function() return made end\n"
+            "return made\nend}\n"
             f"{COLD_MAKER} = function() return made end  -- (made once per call)\n"
             "return made\nend\n")
+
+
+def _colder(chunks: Sequence[Chunk], keep: Sequence[bool], hot: Sequence[bool],
+            made: Sequence[int], listed: Sequence[str], colder: Sequence[str]) -> set[int]:
+    """Of the chunks ``cold_paths()`` makes (``made``), those that only the body's
+    ``-- colder:`` names need: not a definition of a ``-- cold:`` name, nor one that such a
+    definition (or the common path's) names or reads as ``cold_paths().X``, transitively.
+    Empty without ``-- colder:`` names."""
+    if not colder:
+        return set()
+    of_name = {name: i for i in made for name in chunks[i].declares}
+    wanted = [name for name in listed if name not in colder]
+    for i, chunk in enumerate(chunks):  # (what the common path's chunks name or read)
+        if keep[i] and hot[i]:
+            wanted += [*chunk.uses, *cold_reads([chunk.text])]
+    tier: set[int] = set()
+    while wanted:
+        i = of_name.get(wanted.pop(), -1)
+        if i < 0 or i in tier:
+            continue
+        tier.add(i)
+        wanted += [*chunks[i].uses, *cold_reads([chunks[i].text])]
+    return {i for i in made if i not in tier}
 
 
 #: the first line of a text with a ``cold_paths()``: declared before the shared parts,
@@ -578,13 +637,15 @@ def prune(parts: Sequence[Sequence[Chunk]], body: str, lazy: bool = True) -> str
     if out and not out[-1][-1:].isspace():
         out.append("\n")
     if cold:
-        out.append(_cold_maker(flat, keep, hot, cold, cold_names(body)) if lazy
-                   else _cold_gatherer(cold))
+        out.append(_cold_maker(flat, keep, hot, cold, cold_names(body), body) if lazy
+                   else _cold_gatherer(cold, bool(colder_names(body))))
     return "".join(out)
 
 
-def _cold_gatherer(cold: Sequence[str]) -> str:
+def _cold_gatherer(cold: Sequence[str], colder: bool = False) -> str:
     fields = ", ".join(f"{name} = {name}" for name in cold)
+    if colder:  # (every definition made in place: colder_paths() gives the same names)
+        fields += f", {COLDER_MAKER} = {COLD_MAKER}"
     return f"{COLD_MAKER} = function() return {{{fields}}} end\n"
 
 
@@ -597,4 +658,4 @@ def cold_table(body: str, shared: str = "") -> tuple[str, str]:
     cold += sorted(cold_reads([shared]) - set(cold))
     if not cold:
         return "", ""
-    return COLD_DECLARED, _cold_gatherer(cold)
+    return COLD_DECLARED, _cold_gatherer(cold, bool(colder_names(body)))

@@ -39,15 +39,17 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache, partial
 from typing import Any
 
-from ... import sortable
+from ... import jsoncodec, sortable
 from ...fields.base import Field
 from ...fields.scalar import IntField, StringField
 from ...fields.structured import ArrayField, DateTimeField
 from ...options import IndexSpec, ModelOptions
 from ...query.lookups import RANGE_LOOKUPS, Lookup
+from ...query.paths import derived as derived_path
 from ...query.nodes import FALSE, ID, TRUE, And, Condition, Node, Not, Or, QuerySpec
 from . import plan_shapes, wire
 from .commands import RedisPlan
+from .derived import derivation
 from .keys import meta_field
 from .lookup_plans import BOOL_TOKENS, LOOKUPS, NOT, RedisLookup
 from .plan_shapes import Template
@@ -142,6 +144,14 @@ class Plan:
     #: first count (see reader.Reader._matches): a cached plan is counted without building
     #: them again
     counting: tuple[bytes, RedisPlan] | None = None
+    #: query.lua's ARGV[9] when its program reads values (NEED is not empty): each indexed
+    #: field's meta field, JSON key text and derivation kind, for a format-3 candidate
+    #: without a meta hash (see Planner.derivable); () when the program reads none
+    derivable: tuple[bytes, ...] = ()
+    #: the same for the "rows" mode: () when the program is an exact walk, whose rows mode
+    #: reads no values (query.lua's common query; its NEED is the ordering's, for keyed
+    #: rows)
+    rows_derivable: tuple[bytes, ...] = ()
     #: the ``query.lua`` calls made of this plan for its first pages
     #: (ModelState.query_plan), by mode, limit and schema layout: a cached plan asked
     #: again is sent without building them
@@ -363,6 +373,24 @@ class Planner:
         self._leaves: dict[tuple[str, Lookup], tuple[Field, RedisLookup, bool] | tuple[()]] \
             = {}
 
+    @cached_property
+    def derivable(self) -> tuple[bytes, ...]:
+        """query.lua's ARGV[9] (a program that reads values): per indexed field, its meta
+        field, the JSON text of its key as documents store it, and the kind code
+        ``_derive.lua`` derives its entries with (``derived.derivation``), or "" where Lua
+        must not: a field no top-level member holds (a path into an embedded document, a
+        case-folded index's value). A format-3 candidate without a meta hash is tested on
+        its document with them (bench/format3.md, section 4)."""
+        items: list[bytes] = []
+        for name in self.options.indexed_fields:
+            field = self.options.fields[name]
+            kind = derivation(field)
+            if derived_path(field) is not None:
+                kind = None
+            items += [meta_field(field).encode(), jsoncodec.encode(field.db_name),
+                      (kind or "").encode()]
+        return (wire.program(items),)
+
     def _leaf_ranges(self, field: Field, cond: Condition) -> list[tuple[bytes, bytes]] | None:
         """The lex ranges of a single-field index holding exactly the matching documents."""
         try:
@@ -471,7 +499,9 @@ class Planner:
         shared = base.__dict__.get("_shared")
         if shared is None:
             shared = base.__dict__["_shared"] = {
-                "need": base.need, "server_order": base.server_order, "order": base.order,
+                "need": base.need, "derivable": base.derivable,
+                "rows_derivable": base.rows_derivable,
+                "server_order": base.server_order, "order": base.order,
                 "after": base.after, "counting": None, "sent": None, "_base": base,
                 "_planner": self, "count_driver": base.driver}
         fields.update(shared)
@@ -592,6 +622,9 @@ class Planner:
         return Plan(
             driver=driver,
             need=need,
+            derivable=self.derivable if need else (),
+            rows_derivable=self.derivable if need and not (
+                driver.exact and driver.kind == "WALK") else (),
             pred=pred,
             server_order=server_order,
             order=order_tokens,

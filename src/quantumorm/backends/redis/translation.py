@@ -48,6 +48,31 @@ def damaged_meta(key: str, field: str | None) -> errors.DamagedMetaError:
     return errors.DamagedMetaError(tag.strip("{}").rpartition(":")[0] or tag, id, key, field)
 
 
+#: what query.lua's UNDERIVED reply says of why a value was not read from a document
+_UNDERIVED_WHY = {
+    "kind": "its field's kind is not one Lua derives index entries for",
+    "payload": "its payload is compressed",
+    "absent": "its JSON has no such member",
+    "text": "its value's JSON text is not in a form the ORM writes for that kind",
+    "json": "its JSON does not read",
+    "header": "its format-3 header does not read",
+}
+
+
+def _underived(text: str) -> errors.QueryError:
+    """``UNDERIVED <document key> <meta field> <why>`` (query.lua): a format-3 document
+    without the meta hash field a query tests, whose value Lua cannot read from the
+    document: the query is refused rather than answered by a guess."""
+    words = text.split(" ")
+    key = words[1] if len(words) > 1 else ""
+    field = words[2] if len(words) > 2 else ""
+    why = _UNDERIVED_WHY.get(words[3] if len(words) > 3 else "", "unknown")
+    return errors.QueryError(
+        f"the query tests {field!r} of the document {key!r}, stored in format 3 without "
+        f"that field in a meta hash, and {why}: it cannot be answered exactly on the server "
+        "(reindex() or saving the document again stores what the query reads)")
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a redis-py exception onto QuantumORM's hierarchy (others pass through)."""
     if isinstance(exc, NotReplicated):
@@ -76,6 +101,8 @@ def translate(exc: BaseException) -> BaseException:
                                           f"command without running it: {exc}")
         if code == "DAMAGED":  # (a read met a meta hash that does not read: _prelude.lua)
             return _damaged(str(exc))
+        if code == "UNDERIVED":  # (query.lua: a format-3 document's value not read in Lua)
+            return _underived(str(exc))
         if code == "NOPERM" or _SCRIPT_NOPERM in str(exc):
             # an ACL refusal of a command a script calls: NOPERM since Redis 7.2; Redis 7.0
             # says ERR with this text (the one reply text that has no code of its own)

@@ -31,6 +31,10 @@
 -- ARGV[7]   the program, MessagePack strings one after the other (or, when long, one array
 --           of them: wire.program): DRIVER, NEED, PRED, ORDER, AFTER (grammar in planner.py)
 -- ARGV[8]   the caller's schema layout
+-- ARGV[9..] with a program that reads values (NEED not empty) only: per indexed field, its
+--           meta field, its JSON key text and its kind code (derived.py; "": not derived),
+--           MessagePack strings one after the other (Plan.derivable), read only for a
+--           format-3 candidate without a meta hash (see from_document)
 -- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
 --           false when it carries its own, see versioned() in _prelude.lua; a meta
 --           hash's version that does not read is an error, see meta_version()); keyed: flat
@@ -47,6 +51,10 @@
 -- The shared definitions the exact walk (the common query, first below) uses only on its rare
 -- paths, and the rest of the script only (cold_paths(), made after the walk):
 -- cold: escaped_id read_list damaged_error bad_version
+-- and, made only by rare.colder_paths() (a format-3 candidate without a meta hash, see
+-- from_document):
+-- colder: derived_entries json_plain_doc json_plain_span json_members
+-- uses: _derive _write
 
 do
   local refused = layout_refusal(KEYS[#KEYS - 1], ARGV[8], false)
@@ -673,10 +681,76 @@ local fields = {}
 for i, f in ipairs(need) do fields[i] = f end
 if with_version then fields[#fields + 1] = "v" end
 
+-- Format 3 (bench/format3.md, section 4 "Queries"): a document "\1<version>\0<W>\0<payload>"
+-- keeps no encodings in a meta hash, unless it has an expiry (a sweep record: "v" and every
+-- index's fields) or the index is listed (its field kept). A candidate whose meta read
+-- finds a NEED field absent and no "v" (not read, or absent) may be one: its document is
+-- read (GET), and when it is format 3, each absent field's entries are derived from the
+-- member's JSON text (_derive.lua), the member's key text and kind as ARGV[9..] gives
+-- them (MessagePack strings, three per indexed field: meta field, key text, kind; "" when
+-- Lua does not derive that field's entries). Where they cannot be derived (the kind, a
+-- compressed payload, a member absent, a text not in a form Python writes), the query is
+-- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
+-- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
+-- one never indexed.
+local derivable  -- meta field -> {key text, kind}, read from ARGV[9..] when first needed
+local function from_document(vals, raw, doc_key)
+  local stored = redis.call("GET", doc_key)
+  if not stored or byte(stored, 1) ~= 1 then return end
+  if not derivable then
+    derivable = {}
+    local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
+    if type(spec[1]) == "table" then spec = spec[1] end  -- (a long one: one array)
+    for i = 1, #spec - 2, 3 do derivable[spec[i]] = {spec[i + 1], spec[i + 2]} end
+  end
+  local function refuse(f, why)
+    error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
+  end
+  -- (the payload after the header's two NULs; a header that does not read is refused)
+  local z = find(stored, "\0", 2, true)
+  z = z and find(stored, "\0", z + 1, true)
+  if not z then refuse(need[1], "header") end
+  local payload = sub(stored, z + 1)
+  local members, plain  -- (the scanned members, made once; the plain proof's document)
+  local rarer = rare.colder_paths()
+  for i, f in ipairs(need) do
+    if not raw[i] then
+      local known = derivable[f]
+      if not known or known[2] == "" then refuse(f, "kind") end
+      if byte(payload, 1) ~= 123 then refuse(f, "payload") end
+      local key, text = known[1], nil
+      -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
+      -- backslash or a NUL, whose top level has the name, held by one key text only)
+      if plain == nil then plain = rarer.json_plain_doc(payload) or false end
+      if plain and not find(key, "\\", 1, true) then
+        if plain[sub(key, 2, -2)] == nil then refuse(f, "absent") end
+        local first, after = rarer.json_plain_span(payload, key)
+        if first then text = sub(payload, first, after - 1) end
+      end
+      if not text then  -- (the whole object scanned; of a key stored twice, the last)
+        if not members then
+          local ok, found = pcall(rarer.json_members, payload)
+          if not ok then refuse(f, "json") end
+          members = found
+        end
+        for _, m in ipairs(members) do
+          if m[1] == key then text = sub(payload, m[2], m[3] - 1) end
+        end
+        if not text then refuse(f, "absent") end
+      end
+      local list = rarer.derived_entries(text, known[2])
+      if not list then refuse(f, "text") end
+      list.missing = false
+      rawset(vals, f, list)
+    end
+  end
+end
+
 local lazy = {__index = function(vals, field)
   if rawget(vals, LOADED) or #fields == 0 then return nil end
   rawset(vals, LOADED, true)
-  local meta_key = meta_prefix .. escaped_id(rawget(vals, ID))
+  local escaped = escaped_id(rawget(vals, ID))
+  local meta_key = meta_prefix .. escaped
   local raw = redis.call("HMGET", meta_key, unpack(fields))
   for i, f in ipairs(need) do
     local list = read_list(raw[i])
@@ -684,7 +758,17 @@ local lazy = {__index = function(vals, field)
     list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
     rawset(vals, f, list)
   end
-  if with_version then rawset(vals, VERSION, raw[#fields] or ABSENT) end
+  -- (no "v": not a format-2 meta hash nor a sweep record, perhaps a format-3 document
+  -- (from_document); without "v" read, any field absent says so)
+  if with_version then
+    local v = raw[#fields]
+    rawset(vals, VERSION, v or ABSENT)
+    if not v then from_document(vals, raw, doc_prefix .. escaped) end
+  else
+    for i = 1, #need do
+      if not raw[i] then from_document(vals, raw, doc_prefix .. escaped); break end
+    end
+  end
   return rawget(vals, field)
 end}
 

@@ -55,6 +55,8 @@ _UNDERIVED_WHY = {
     "absent": "its JSON has no such member",
     "text": "its value's JSON text is not in a form the ORM writes for that kind",
     "json": "its JSON does not read",
+    "escaped": "its JSON holds a member name written with an escape, which the script does "
+               "not decode (the ORM writes none)",
     "header": "its format-3 header does not read",
 }
 

@@ -697,6 +697,10 @@ local derivable  -- meta field -> {key text, kind}, read from ARGV[9..] when fir
 local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
   if not stored or byte(stored, 1) ~= 1 then return end
+  if with_version and rawget(vals, VERSION) == ABSENT then  -- (format 3: its header's)
+    local ends = find(stored, "\0", 2, true)
+    if ends then rawset(vals, VERSION, sub(stored, 2, ends - 1)) end
+  end
   if not derivable then
     derivable = {}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
@@ -734,7 +738,11 @@ local function from_document(vals, raw, doc_key)
           members = found
         end
         for _, m in ipairs(members) do
-          if m[1] == key then text = sub(payload, m[2], m[3] - 1) end
+          if m[1] == key then
+            text = sub(payload, m[2], m[3] - 1)
+          elseif find(m[1], "\\", 1, true) then  -- (another text of the same name, maybe)
+            refuse(f, "escaped")
+          end
         end
         if not text then refuse(f, "absent") end
       end
@@ -945,7 +953,13 @@ end
 -- A row's version when no meta read of its tests brought it.
 local function version_of(idkey)
   local meta_key = meta_prefix .. escaped_id(idkey)
-  return meta_version(meta_key, redis.call("HGET", meta_key, "v"))
+  local v = redis.call("HGET", meta_key, "v")
+  if not v and bare then  -- (a format-3 document without a sweep record: its header's)
+    local stored = redis.call("GET", doc_prefix .. escaped_id(idkey))
+    local ends = stored and byte(stored, 1) == 1 and find(stored, "\0", 2, true)
+    if ends then v = sub(stored, 2, ends - 1) end
+  end
+  return meta_version(meta_key, v)
 end
 
 -- A returned row's version: the one the meta read of its tests brought, checked here (for

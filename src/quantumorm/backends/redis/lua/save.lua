@@ -191,9 +191,13 @@ if ARGV[16] and ARGV[16] ~= "" then
     local w_ends = ends and string.find(raw, "\0", ends + 1, true)
     local stored = w_ends and string.sub(raw, 2, ends - 1)
     local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-    if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
-        or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+    if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
+        and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
       return {"CORRUPT"}
+    end
+    for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local slot = string.sub(w, at, at + 15)
+      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
     local resent
@@ -245,7 +249,10 @@ if not header then
   end
   local stored = got[1] or nil
   seen = got[2]
-  if alive and stored ~= ARGV[2] then
+  -- (no "r": a format-3 document's sweep record, whose "v" may equal the caller's version
+  -- when it loaded the document without its header (a cached read): its document is read
+  -- too, so that it is never written as format 2)
+  if alive and (stored ~= ARGV[2] or not seen) then
     rare = rare or cold_paths()
     local raw = not seen and redis.call("GET", doc_key)
     if raw and string.byte(raw, 1) == 1 then
@@ -255,9 +262,13 @@ if not header then
       local w_ends = ends and string.find(raw, "\0", ends + 1, true)
       local stored = w_ends and string.sub(raw, 2, ends - 1)
       local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-      if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
-          or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+      if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
+          and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
         return {"CORRUPT"}
+      end
+      for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
+        local slot = string.sub(w, at, at + 15)
+        if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
       end
       -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
       local resent

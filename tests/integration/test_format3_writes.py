@@ -51,7 +51,7 @@ from quantumorm import (
     jsoncodec,
     sortable,
 )
-from quantumorm.backends.redis import commands, stored
+from quantumorm.backends.redis import commands, stored, twophase
 try:  # (absent before step 3: the tests then fail on what they check, not on the import)
     from quantumorm.backends.redis.headed import Headed
 except ImportError:  # pragma: no cover
@@ -888,3 +888,45 @@ def test_a_plain_int_version_saves_a_format_3_document_as_format_3(
     with pytest.raises(VersionConflict):
         stale.save_sync()
     assert rc.get(keys.doc(0, "a")) == before
+
+
+async def test_a_resend_under_a_transactions_lock_is_recognised_from_the_header(
+        conn: Any, redis_client: Any) -> None:
+    """A save or an insert sent again (its write id in W) while a prepared transaction holds
+    the format-3 document answers the version it gave, as with "r"; any other write is
+    LOCKED, nothing written (before: LOCKED for the resend too)."""
+    rc = redis_client
+    keys = _keys(Item)
+    await _item("async", "a")
+    version = to_format3(rc, Item, "a", LONG_W)
+    doc = await call(Item.objects, "get", "async", id="a")
+    doc.age = 77
+    record_key = twophase.record_key("qorm", "t1")
+    rc.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("a"), record_key)
+    before = snapshot(rc)
+    for headed in (True, False):  # (with the loaded entries, and as a format-2 client)
+        resend = save_record(doc, version - 1, LONG_W[16:32].decode())
+        other = save_record(doc, version, "feedfacefeedface")
+        if not headed:
+            resend.headed = other.headed = b""
+        reply = run(rc, resend)
+        assert reply[0] == b"OK" and int(reply[1]) == int(LONG_W[32:48])
+        assert run(rc, other) == [b"LOCKED", record_key.encode()]
+        assert snapshot(rc) == before
+    new = Item(id="a", name="x", age=1, tags=[], email="z@e.x", note="")
+    request = prepared.request(new, _storage(new))
+    assert request is not None
+    for write_id, answer in ((NEWEST, [b"OK", version]),
+                             (b"feedfacefeedface", [b"LOCKED", record_key.encode()])):
+        insert = layout(Item).save(request)
+        insert.write_id, insert.wire = write_id.decode(), None
+        reply = run(rc, insert)
+        assert reply[:2] == answer
+        assert snapshot(rc) == before
+    # a format-2 document under the lock: as before (its "r")
+    await _item("async", "b", email="b@e.x")
+    plain = await call(Item.objects, "get", "async", id="b")
+    rc.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("b"), record_key)
+    plain.age = 5
+    assert run(rc, save_record(plain, int(plain.version), "feedfacefeedface")) == [
+        b"LOCKED", record_key.encode()]

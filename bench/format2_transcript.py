@@ -149,6 +149,36 @@ def tx():
         t.save(doc)
         t.save(item("t1", email="t1@e.x"))
 step("transaction", tx)
+step("patch indexed", lambda: Item.objects.filter(id="k2").update_sync(age=7))
+step("patch tags", lambda: Item.objects.filter(id="k2").update_sync(tags=["q", "q", "r"]))
+step("patch unique conflict", lambda: Item.objects.filter(id="k2").update_sync(email="b2@e.x"))
+step("patch unique", lambda: Item.objects.filter(id="k2").update_sync(email="new@e.x"))
+k2 = Item.objects.get_sync(id="k2")
+step("touch", lambda: k2.touch_sync(100))
+step("touch again", lambda: k2.touch_sync(200))
+step("persist", lambda: k2.persist_sync())
+step("persist again", lambda: k2.persist_sync())
+k2.age = 8
+step("save after persist", lambda: k2.save_sync())
+
+
+class Folded(Document):
+    """A listed index (case-folded): a format-2 document's touch and persist."""
+
+    name = StringField(indexed=True)
+    title = StringField()
+
+    class Meta:
+        collection = "f2t_folded"
+        indexes = [{"fields": ["title"], "casefold": True}]
+
+
+step("folded insert", lambda: Folded(id="f1", name="a", title="Hello").save_sync())
+f1 = Folded.objects.get_sync(id="f1")
+step("folded touch", lambda: f1.touch_sync(100))
+step("folded patch", lambda: Folded.objects.filter(id="f1").update_sync(title="World"))
+step("folded persist", lambda: f1.persist_sync())
+step("folded delete", lambda: Folded.objects.filter(id="f1").delete_sync())
 json.dump(steps, sys.stdout)
 '''
 

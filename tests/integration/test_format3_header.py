@@ -85,6 +85,11 @@ def test_an_empty_w_holds_no_write_and_the_next_write_starts_it(
     b"\x011\x00" + b"a" * 15 + b"\x00{}", b"\x011\x00" + b"a" * 17 + b"\x00{}",
     b"\x011\x00" + b"A" * 16 + b"\x00{}", b"\x011\x00" + b"a" * 16 + b"g" * 32 + b"\x00{}",
     b"\x011\x00" + b"a" * 48 + b"1" + b"\x00{}",
+    # (an older write's version: 16 digits, not all zero; the header's: at most 16 digits)
+    b"\x012\x00" + b"a" * 32 + b"000000000000001a" + b"\x00{}",
+    b"\x012\x00" + b"a" * 32 + b"0" * 16 + b"\x00{}",
+    b"\x013\x00" + b"a" * 32 + b"1" * 16 + b"b" * 16 + b"abcdef0123456789" + b"\x00{}",
+    b"\x01" + b"1" * 17 + b"\x00\x00{}", b"\x01" + b"9" * 17 + b"\x00" + b"a" * 16 + b"\x00{}",
 ])
 def test_a_header_that_does_not_read_is_refused_by_both(redis_client: redis.Redis,
                                                        value: bytes) -> None:
@@ -102,3 +107,31 @@ def test_a_header_that_does_not_read_is_refused_by_both(redis_client: redis.Redi
 def test_other_formats_are_not_format_3(redis_client: redis.Redis, value: bytes) -> None:
     assert run(redis_client, "read", value) == b"none"
     assert stored.header(value) is None
+
+
+@pytest.mark.parametrize("value", [
+    b"\x012\x00" + b"a" * 32 + b"000000000000001a" + b"\x00{}",
+    b"\x012\x00" + b"a" * 32 + b"0" * 16 + b"\x00{}",
+])
+def test_a_damaged_older_version_is_refused_whichever_write_is_asked(
+        redis_client: redis.Redis, value: bytes) -> None:
+    # (the newest write's id, the older one's, one not held: every question refused alike,
+    # not only the one whose version slot is read)
+    for write_id in (b"a" * 16, b"b" * 16, b"c" * 16):
+        assert run(redis_client, "read", value) == b"bad"  # (so no script asks written_in)
+        held = stored.header(value)
+        assert held is not None
+        with pytest.raises(ValueError):
+            writeids.version_in_header(held[1], held[0], write_id)
+
+
+def test_a_version_of_16_digits_reads_and_chains_aligned(redis_client: redis.Redis) -> None:
+    top = b"9" * 16
+    value = b"\x01" + top + b"\x00" + b"a" * 16 + b"\x00{}"
+    assert stored.header(value) == (int(top), b"a" * 16, b"{}")
+    assert run(redis_client, "read", value) == [top, b"a" * 16, b"{}"]
+    after = run(redis_client, "headed", "1" + "0" * 15, b"b" * 16, b"{}", value)
+    assert isinstance(after, bytes)
+    held = stored.header(after)
+    assert held is not None and held[1] == b"b" * 16 + b"a" * 16 + top
+    assert writeids.version_in_header(held[1], held[0], b"a" * 16) == int(top)

@@ -38,6 +38,8 @@ from quantumorm import (
     ArrayField,
     CorruptDocumentError,
     Document,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
     DuplicateIdError,
     IntField,
     StringField,
@@ -49,13 +51,18 @@ from quantumorm import (
     jsoncodec,
     sortable,
 )
-from quantumorm.backends.redis import commands, stored
+from quantumorm.backends.redis import commands, stored, twophase
 try:  # (absent before step 3: the tests then fail on what they check, not on the import)
     from quantumorm.backends.redis.headed import Headed
 except ImportError:  # pragma: no cover
     class Headed(int):  # type: ignore[no-redef]
         stored: dict[str, Any]
 from quantumorm.backends.redis.keys import KeySpace
+try:  # (as Headed above)
+    from quantumorm.backends.redis.headed import spec_items
+except ImportError:  # pragma: no cover
+    def spec_items(options: Any) -> list[list[bytes]]:  # type: ignore[misc]
+        return [[b""] for _ in options.indexes]
 from quantumorm.backends.redis.writes import WriteLayout, index_members
 from quantumorm.engine import prepared
 from quantumorm.engine.contract import Expiry, WriteRequest
@@ -112,9 +119,19 @@ def to_format3(rc: Any, model: Any, id: str, w: bytes = NEWEST) -> int:
     assert rc.set(doc_key, b"\x01%d\x00%s\x00%s" % (version, w, payload), keepttl=True)
     if rc.pttl(doc_key) > 0:
         rc.hdel(meta_key, "r")
-    else:
-        rc.delete(meta_key)
+    else:  # (only the listed indexes' fields stay, if any)
+        kept = listed_fields(model)
+        gone = [k for k in rc.hkeys(meta_key) if bytes(k).decode() not in kept]
+        if gone:
+            rc.hdel(meta_key, *gone)
     return version
+
+
+def listed_fields(model: Any) -> set[str]:
+    """The meta fields of the model's listed indexes (bench/format3.md, section 1): what a
+    format-3 document's meta hash keeps without an expiry."""
+    return {manifests(model)[index.name] for index, spec in
+            zip(model._meta.indexes, spec_items(model._meta), strict=True) if not spec}
 
 
 def header(rc: Any, model: Any, id: str) -> tuple[int, bytes, bytes]:
@@ -176,9 +193,14 @@ def check_keyspace(rc: Any, model: Any) -> dict[str, tuple[int, dict[str, Any]]]
         if expiring != (id in scheduled):
             problems.append(f"{id}: expiring {expiring}, scheduled {id in scheduled}")
         if raw[:1] == b"\x01":
-            if not expiring:
-                if meta:
-                    problems.append(f"{id}: format 3 without expiry has a meta hash {meta}")
+            if not expiring:  # (its listed indexes' fields only, exactly)
+                want = {manifests(model)[name]: sortable.pack_list(entries[name])
+                        for name in listed_names(model)}
+                got = {k: sortable.pack_list(sorted(sortable.unpack_list(v)))
+                       for k, v in meta.items()}
+                if got != want:
+                    problems.append(f"{id}: format 3 without expiry has a meta hash {meta}, "
+                                    f"expected {want}")
                 continue
             want = {"v": str(version).encode()}
             for name, field in manifests(model).items():
@@ -200,6 +222,11 @@ def check_keyspace(rc: Any, model: Any) -> dict[str, tuple[int, dict[str, Any]]]
             problems.append(f"a meta hash without document: {key!r}")
     assert not problems, "\n".join(problems)
     return docs
+
+
+def listed_names(model: Any) -> list[str]:
+    fields = listed_fields(model)
+    return [name for name, field in manifests(model).items() if field in fields]
 
 
 def script_calls(rc: Any) -> int:
@@ -504,8 +531,15 @@ async def test_a_damaged_header_is_refused_with_nothing_written(
     to_format3(rc, Item, "a")
     doc = await call(Item.objects, "get", mode, id="a")
     doc.age = 5
-    for damage in (b"\x01" + str(int(doc.version)).encode() + b"\x00abc\x00{}",
-                   b"\x01" + str(int(doc.version)).encode() + b"\x00" + NEWEST + b"{}"):
+    v = str(int(doc.version)).encode()
+    older = NEWEST + b"abcdef0123456789"  # (an older write's id, then its version slot)
+    for damage in (b"\x01" + v + b"\x00abc\x00{}",
+                   b"\x01" + v + b"\x00" + NEWEST + b"{}",
+                   # (an older write's version with hex letters, or all zero; a version of
+                   # more than 16 digits: header_of's written-out copies refuse them too)
+                   b"\x01" + v + b"\x00" + older + b"00000000000000ab\x00{}",
+                   b"\x01" + v + b"\x00" + older + b"0" * 16 + b"\x00{}",
+                   b"\x01" + b"1" * 17 + b"\x00" + NEWEST + b"\x00{}"):
         rc.set(keys.doc(0, "a"), damage)
         before = snapshot(rc)
         with pytest.raises(CorruptDocumentError):
@@ -714,3 +748,185 @@ class _Restore:
 
     def call(self) -> Any:
         return self.c
+
+
+# -- listed indexes (bench/format3.md, section 1): a case-folded index, a path into an
+# embedded document; their fields stay in a format-3 document's meta hash ----------------
+
+
+class FoldedMix(Document):
+    name = StringField(indexed=True)  # (derived)
+    title = StringField()
+    age = IntField(indexed=True)  # (derived)
+
+    class Meta:
+        collection = "f3w_foldedmix"
+        indexes = [{"fields": ["title"], "casefold": True}]  # (listed)
+
+
+class Place(EmbeddedDocument):
+    city = StringField()
+
+
+class Placed(Document):
+    name = StringField(indexed=True)  # (derived)
+    age = IntField(indexed=True)  # (derived)
+    address = EmbeddedDocumentField(Place)
+
+    class Meta:
+        collection = "f3w_placed"
+        indexes = ["address__city"]  # (listed)
+
+
+def _listed_values(model: Any, n: int) -> dict[str, Any]:
+    if model is FoldedMix:
+        return {"title": f"Title{n}"}
+    return {"address": Place(city=f"City{n}")}
+
+
+def _expire_now(rc: Any, model: Any, id: str) -> None:
+    keys = _keys(model)
+    rc.pexpire(keys.doc(0, id), 1)
+    rc.zadd(keys.ttl(0), {sortable.id_key(id): 1})
+    deadline = time.monotonic() + 5
+    while rc.exists(keys.doc(0, id)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("model", [FoldedMix, Placed])
+def test_listed_indexes_through_every_write_of_a_format_3_document(
+        conn: Any, redis_client: Any, model: Any) -> None:
+    rc, keys = redis_client, _keys(model)
+    assert listed_names(model) and len(listed_names(model)) < len(model._meta.indexes)
+    for n, id in enumerate("abc"):
+        model(id=id, name=f"n{n}", age=n, **_listed_values(model, n)).save_sync()
+    for id in "abc":
+        to_format3(rc, model, id)
+    check_keyspace(rc, model)
+    # a save of a listed and a derived field: format 3 kept, the listed fields rewritten
+    doc = model.get_sync(id="a")
+    for name, value in _listed_values(model, 7).items():
+        setattr(doc, name, value)
+    doc.age = 70
+    doc.save_sync()
+    assert header(rc, model, "a")[0] == doc.version
+    assert set(rc.hkeys(keys.meta(0, "a"))) == {f.encode() for f in listed_fields(model)}
+    check_keyspace(rc, model)
+    # patches (filter(id=).update): a derived index (derived in Lua), then a listed one
+    # (ENTRIES: read and written whole)
+    assert model.objects.filter(id="a").update_sync(age=71) == 1
+    check_keyspace(rc, model)
+    assert model.objects.filter(id="a").update_sync(**_listed_values(model, 8)) == 1
+    assert header(rc, model, "a")[2].count(b"8") >= 1
+    check_keyspace(rc, model)
+    # touch: a sweep record (v and every index's fields) where only the listed fields were
+    doc = model.get_sync(id="a")
+    assert doc.touch_sync(60) is True
+    assert rc.hget(keys.meta(0, "a"), "v") == str(header(rc, model, "a")[0]).encode()
+    check_keyspace(rc, model)
+    # a patch and a save while it expires: the sweep record follows
+    assert model.objects.filter(id="a").update_sync(name="renamed") == 1
+    check_keyspace(rc, model)
+    doc = model.get_sync(id="a")
+    doc.age = 72
+    doc.save_sync()
+    check_keyspace(rc, model)
+    # persist: the listed fields stay, the rest of the sweep record goes
+    assert doc.persist_sync() is True
+    assert rc.pttl(keys.doc(0, "a")) == -1
+    assert set(rc.hkeys(keys.meta(0, "a"))) == {f.encode() for f in listed_fields(model)}
+    check_keyspace(rc, model)
+    # a save with an expiry, a save that removes it
+    doc.age = 73
+    doc.save_sync(ttl=100)
+    check_keyspace(rc, model)
+    doc.age = 74
+    doc.save_sync(ttl=None)
+    check_keyspace(rc, model)
+    assert header(rc, model, "a")[0] == doc.version
+    # delete as loaded (b) and of whatever version is stored (c)
+    model.get_sync(id="b").delete_sync()
+    assert model.objects.filter(id="c").delete_sync() == 1
+    assert not rc.exists(keys.meta(0, "b"), keys.meta(0, "c"))
+    check_keyspace(rc, model)
+    # touched, expired and swept: no entry left, no meta hash
+    assert model.get_sync(id="a").touch_sync(60) is True
+    check_keyspace(rc, model)
+    _expire_now(rc, model, "a")
+    model.objects.sweep_sync()
+    assert not rc.exists(keys.meta(0, "a"))
+    assert members_for(rc, model, "a") == {index.name: [] for index in model._meta.indexes}
+    check_keyspace(rc, model)
+
+
+@pytest.mark.parametrize("model", [Item, FoldedMix])
+@pytest.mark.parametrize("ttl", [None, 100])
+def test_a_plain_int_version_saves_a_format_3_document_as_format_3(
+        conn: Any, redis_client: Any, model: Any, ttl: Any) -> None:
+    """A version without its header (a cached read's Row: a plain int) of a format-3
+    document, whose sweep record's "v" is that version: the script reads the document and
+    answers ENTRIES, the client reads it and writes it in format 3 (W kept), never format 2."""
+    rc, keys = redis_client, _keys(model)
+    extra = {"tags": ["x"], "email": "a@e.x"} if model is Item else _listed_values(model, 1)
+    model(id="a", name="ann", age=1, **extra).save_sync(ttl=ttl)
+    version = to_format3(rc, model, "a", LONG_W)
+    doc = model.get_sync(id="a")
+    doc._version = int(doc._version)  # (as the cache gives it)
+    assert type(doc.version) is int
+    doc.name = "bob"
+    doc.save_sync()
+    got = header(rc, model, "a")
+    assert got[0] == doc.version > version
+    assert got[1][16:48] == NEWEST + b"%016d" % version  # (W chained, not lost)
+    assert (rc.pttl(keys.doc(0, "a")) > 0) == (ttl is not None)
+    check_keyspace(rc, model)
+    # a stale plain version: VersionConflict, nothing written
+    stale = model.get_sync(id="a")
+    stale._version = int(version)
+    stale.name = "zed"
+    before = rc.get(keys.doc(0, "a"))
+    with pytest.raises(VersionConflict):
+        stale.save_sync()
+    assert rc.get(keys.doc(0, "a")) == before
+
+
+async def test_a_resend_under_a_transactions_lock_is_recognised_from_the_header(
+        conn: Any, redis_client: Any) -> None:
+    """A save or an insert sent again (its write id in W) while a prepared transaction holds
+    the format-3 document answers the version it gave, as with "r"; any other write is
+    LOCKED, nothing written (before: LOCKED for the resend too)."""
+    rc = redis_client
+    keys = _keys(Item)
+    await _item("async", "a")
+    version = to_format3(rc, Item, "a", LONG_W)
+    doc = await call(Item.objects, "get", "async", id="a")
+    doc.age = 77
+    record_key = twophase.record_key("qorm", "t1")
+    rc.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("a"), record_key)
+    before = snapshot(rc)
+    for headed in (True, False):  # (with the loaded entries, and as a format-2 client)
+        resend = save_record(doc, version - 1, LONG_W[16:32].decode())
+        other = save_record(doc, version, "feedfacefeedface")
+        if not headed:
+            resend.headed = other.headed = b""
+        reply = run(rc, resend)
+        assert reply[0] == b"OK" and int(reply[1]) == int(LONG_W[32:48])
+        assert run(rc, other) == [b"LOCKED", record_key.encode()]
+        assert snapshot(rc) == before
+    new = Item(id="a", name="x", age=1, tags=[], email="z@e.x", note="")
+    request = prepared.request(new, _storage(new))
+    assert request is not None
+    for write_id, answer in ((NEWEST, [b"OK", version]),
+                             (b"feedfacefeedface", [b"LOCKED", record_key.encode()])):
+        insert = layout(Item).save(request)
+        insert.write_id, insert.wire = write_id.decode(), None
+        reply = run(rc, insert)
+        assert reply[:2] == answer
+        assert snapshot(rc) == before
+    # a format-2 document under the lock: as before (its "r")
+    await _item("async", "b", email="b@e.x")
+    plain = await call(Item.objects, "get", "async", id="b")
+    rc.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("b"), record_key)
+    plain.age = 5
+    assert run(rc, save_record(plain, int(plain.version), "feedfacefeedface")) == [
+        b"LOCKED", record_key.encode()]

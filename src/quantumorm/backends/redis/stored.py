@@ -61,7 +61,8 @@ def split(stored: bytes, version: Any = None) -> tuple[int, bytes]:
             return int(digits), stored[start:]
         except ValueError:
             pass
-    raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
+    raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits "
+                             "(at most 16)")
 
 
 def header(stored: bytes) -> tuple[int, bytes, bytes] | None:
@@ -74,8 +75,9 @@ def header(stored: bytes) -> tuple[int, bytes, bytes] | None:
     end = stored.index(b"\x00", 1)
     w_end = stored.index(b"\x00", end + 1)
     digits = stored[1:end]
-    if not (48 < stored[1] < 58 and digits.isdigit()):
-        raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits")
+    if not (48 < stored[1] < 58 and digits.isdigit() and len(digits) <= 16):
+        raise DamagedVersion(f"the version {digits[:24]!r} it carries is not plain digits "
+                             "(at most 16)")
     return int(digits), stored[end + 1:w_end], stored[w_end + 1:]
 
 

@@ -71,14 +71,15 @@ def version_in_header(recent: bytes, version: int, write_id: bytes) -> int | Non
     if held and (len(held) < 16 or (len(held) - 16) % 32
                  or held.translate(None, b"0123456789abcdef")):
         raise ValueError(f"recent write ids {held[:48]!r} are not 16 + 32k hex digits")
+    for i in range(32, len(held), 32):  # (each older write's version, as header_of reads it)
+        older = held[i:i + 16]
+        if not older.isdigit() or not older.strip(b"0"):
+            raise ValueError(f"recent write version {older!r}")
     if held[:16] == write_id:
         return version
     for i in range(16, len(held), 32):  # (aligned, as written_in() in _prelude.lua looks)
         if held[i:i + 16] == write_id:
-            older = held[i + 16:i + 32]
-            if not older.isdigit() or not older.strip(b"0"):
-                raise ValueError(f"recent write version {older!r}")
-            return int(older)
+            return int(held[i + 16:i + 32])  # (checked above)
     return None
 
 

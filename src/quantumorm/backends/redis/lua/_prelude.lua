@@ -42,11 +42,15 @@ local function header_of(stored)
   local w_ends = string.find(stored, "\0", ends + 1, true)
   if not w_ends then return false end
   local version = string.sub(stored, 2, ends - 1)
-  if not string.find(version, "^[1-9]%d*$") then return false end
+  if #version > 16 or not string.find(version, "^[1-9]%d*$") then return false end
   local w = string.sub(stored, ends + 1, w_ends - 1)
   local size = #w
   if size > 0 and (size < 16 or (size - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]")) then
     return false
+  end
+  for at = 33, size, 32 do  -- (each older write's version: 16 digits, not all zero)
+    local slot = string.sub(w, at, at + 15)
+    if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return false end
   end
   return version, w, w_ends + 1
 end

@@ -301,7 +301,11 @@ local function check_version(mode, expected, idkey, doc_key, meta_key, ids_key, 
       while at and at < w_ends do
         if at == ends + 1 then version = tonumber(string.sub(raw, 2, ends - 1)); break end
         if (at - ends - 1) % 32 == 16 then
-          version = tonumber(string.sub(raw, at + 16, at + 31))
+          -- (its version: 16 digits, not all zero, as header_of() reads it; else damaged:
+          -- taken, refused as EXISTS)
+          local slot = string.sub(raw, at + 16, at + 31)
+          version = not string.find(slot, "%D") and string.find(slot, "[1-9]")
+            and tonumber(slot) or nil
           break
         end
         at = string.find(raw, write_id, at + 1, true)

@@ -145,10 +145,14 @@ if ARGV[7] and ARGV[7] ~= "" and alive then  -- (format 3's caller: its document
     local w_ends = ends and string.find(raw, "\0", ends + 1, true)
     local version = w_ends and string.sub(raw, 2, ends - 1)
     local size = w_ends and w_ends - ends - 1
-    if not version or not string.find(version, "^[1-9]%d*$") or (size > 0 and (
-        size < 16 or (size - 16) % 32 ~= 0
+    if not version or #version > 16 or not string.find(version, "^[1-9]%d*$") or (size > 0
+        and (size < 16 or (size - 16) % 32 ~= 0
         or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
       return {"CORRUPT"}
+    end
+    for at = ends + 33, w_ends - 1, 32 do  -- (each older write's version: 16 digits, not 0)
+      local slot = string.sub(raw, at, at + 15)
+      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     if not rare.type_ok(KEYS[2], "hash") then return {"WRONGTYPE", KEYS[2]} end
     got = {version, unpack(cmsgpack.unpack(ARGV[7]))}
@@ -173,10 +177,14 @@ if not stored then
     local w_ends = ends and string.find(raw, "\0", ends + 1, true)
     local version = w_ends and string.sub(raw, 2, ends - 1)
     local size = w_ends and w_ends - ends - 1
-    if not version or not string.find(version, "^[1-9]%d*$") or (size > 0 and (
-        size < 16 or (size - 16) % 32 ~= 0
+    if not version or #version > 16 or not string.find(version, "^[1-9]%d*$") or (size > 0
+        and (size < 16 or (size - 16) % 32 ~= 0
         or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
       return {"CORRUPT"}
+    end
+    for at = ends + 33, w_ends - 1, 32 do  -- (each older write's version: 16 digits, not 0)
+      local slot = string.sub(raw, at, at + 15)
+      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     if ARGV[1] ~= "" and version ~= ARGV[1] then return {"VERSION", version} end
     return {"ENTRIES", version}

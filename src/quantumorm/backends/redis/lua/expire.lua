@@ -25,7 +25,8 @@
 --           has an expiry, as the sweep record (its version "v" and every index's list of
 --           entries: what the sweep purges once the key expires). Touch writes it, the
 --           entries derived from the stored JSON (derived_entries), or the caller's when
---           it sends them; persist deletes it. Its other replies, nothing written:
+--           it sends them; persist deletes its "v" and its derived indexes' fields (a listed
+--           index's stay, as without an expiry). Its other replies, nothing written:
 --           {"ENTRIES", version} (an index not derived, a member absent, a compressed
 --           document...: the caller sends its entries of that version),
 --           {"VERSION", version} (the caller's entries come from another version: it
@@ -39,7 +40,10 @@
 --           both; a format-3 one has a meta hash only as a sweep record, which its writers
 --           keep, so that a touch finding both needs nothing more), and for a persist
 --           that finds both, an HEXISTS of "r" (a format-2 meta hash has it, a sweep
---           record never): the document is read only when these leave it open.
+--           record never), for a touch an HEXISTS of "v" (a format-2 meta hash and a sweep
+--           record have it; the listed indexes' fields alone, which a format-3 document
+--           keeps without an expiry, do not): the document is read only when these leave
+--           it open.
 -- (The meta key is declared, not made from the document key as the lock hash's name is:
 -- measured with bench/bench_touch_instructions.py, a key more costs the server about 1,300
 -- instructions a call, making its name in Lua about 4,000.)
@@ -55,7 +59,10 @@ if ARGV[3] then
 else
   local found = redis.call("EXISTS", KEYS[1], KEYS[4])
   if found == 0 then return 0 end
-  if found == 1 or ARGV[2] == "persist" and redis.pcall("HEXISTS", KEYS[4], "r") ~= 1 then
+  -- (both: a format-2 meta hash has "v" and "r"; a sweep record "v" and no "r"; a format-3
+  -- document's meta hash without an expiry, its listed indexes' fields only, neither: a
+  -- persist tells them by "r", a touch by "v", which a sweep record needs written)
+  if found == 1 or redis.pcall("HEXISTS", KEYS[4], ARGV[2] == "persist" and "r" or "v") ~= 1 then
     stored = redis.pcall("GET", KEYS[1])
     if not stored then return 0 end  -- (its meta hash alone: it expired)
     if type(stored) == "string" and string.byte(stored, 1) == 1 then return {"FORMAT3"} end
@@ -74,18 +81,28 @@ if headed then
   if c[1] == "" then return {"LAYOUT", ""} end
   local refused = rare.layout_refusal(KEYS[5], c[1], false)
   if refused then return refused end
-  if ARGV[2] == "persist" then
-    redis.call("PERSIST", KEYS[1])
-    redis.call("ZREM", KEYS[2], ARGV[1])
-    redis.call("DEL", KEYS[4])
-    return 1
-  end
   -- the sweep record: the version, then each index's meta field and list of entries
   local record, indexes, at = {"v", version}, {}, 3
   for i = 1, tonumber(c[2]) do
     local count = tonumber(c[at + 1])
     indexes[i] = {field = c[at], members = {unpack(c, at + 2, at + 1 + 2 * count)}}
     at = at + 2 + 2 * count
+  end
+  if ARGV[2] == "persist" then
+    -- (the sweep record's "v" and its derived indexes' fields go; a listed index's field,
+    -- one with a member of kind "", stays: bench/format3.md, section 1)
+    local gone = {"v"}
+    for _, index in ipairs(indexes) do
+      local derived = true
+      for j = 2, #index.members, 2 do
+        if index.members[j] == "" then derived = false end
+      end
+      if derived then gone[#gone + 1] = index.field end
+    end
+    redis.call("PERSIST", KEYS[1])
+    redis.call("ZREM", KEYS[2], ARGV[1])
+    redis.call("HDEL", KEYS[4], unpack(gone))
+    return 1
   end
   if c[at] then  -- (the caller's entries, of the version it read)
     if c[at] ~= version then return {"VERSION", tonumber(version)} end

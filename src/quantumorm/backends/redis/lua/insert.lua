@@ -129,6 +129,14 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
   local holder = rare.lock_holder(state_key, idkey)
   -- (a resent insert applied before the lock was taken is recognised by its write id)
   if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[3])) then
+    -- (a format-3 document has no "r": its resend is found in its header's W by
+    -- insert_refusal(), which writes nothing for a document alive)
+    local raw = rare.type_ok(doc_key, "string") and redis.call("GET", doc_key)
+    if raw and string.byte(raw, 1) == 1 then
+      local refused = rare.insert_refusal(idkey, doc_key, meta_key, KEYS[3], KEYS[5], ARGV[6],
+                                          7, ARGV[3])
+      if refused and refused[1] == "OK" then return refused end
+    end
     return {"LOCKED", holder}
   end
   -- (an insert whose id's keys exist: a taken id, a resent insert recognised by its write

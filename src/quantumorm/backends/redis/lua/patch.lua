@@ -57,7 +57,8 @@
 --           | {"CORRUPT", "header"} (a format-3 document whose header does not read)
 --           | {"ENTRIES", version} (a format-3 document whose old entries in a touched
 --             index cannot be derived from its JSON, or whose patch gives it an expiry
---             while it has no sweep record: nothing written, the caller reads and writes it)
+--             while it has no sweep record, or removes its expiry while it has one:
+--             nothing written, the caller reads and writes it)
 -- An expired document is MISSING (what it left behind is purged on the way).
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _derive
@@ -69,7 +70,7 @@
 -- is not derivable (its kind, a member absent, an escape _derive does not read), the reply
 -- is {"ENTRIES", version} with nothing written. The document is written in format 3
 -- again (headed), and the sweep record, if any, gets the new version and the patched
--- fields' lists ("persist": deleted). Everything format 3 needs is made by cold_paths():
+-- fields' lists (a persist of a document with one: ENTRIES). Everything format 3 needs is made by cold_paths():
 -- the format-2 path pays one first-byte test.
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
@@ -336,7 +337,11 @@ if f3 then
   -- kind and the member's position in its quadruple's last item); one not derived: the
   -- refusal ENTRIES, nothing written. A new expiry needs a sweep record listing every
   -- index, which only a read can make: ENTRIES too when there is none.
-  if m_type ~= "hash" and expiry ~= "keep" and expiry ~= "persist" then
+  -- A persist keeps a sweep record's listed indexes' fields (bench/format3.md, section 1),
+  -- which this call cannot tell from the others (it carries the touched indexes' kinds
+  -- only): ENTRIES too, and save.lua writes it (headed_meta).
+  if m_type ~= "hash" and expiry ~= "keep" and expiry ~= "persist"
+      or m_type == "hash" and expiry == "persist" then
     return {"ENTRIES", tonumber(f3)}
   end
   moved = {}
@@ -508,9 +513,7 @@ if f3 then
     redis.call("SET", doc_key, value, "PXAT", expire_at)
     redis.call("ZADD", KEYS[4], expire_at, idkey)
   end
-  if m_type == "hash" and expiry == "persist" then
-    redis.call("DEL", meta_key)
-  elseif m_type == "hash" then
+  if m_type == "hash" then  -- (not a persist: ENTRIES above)
     local fields = {}
     for i = 1, k do fields[2 * i - 1], fields[2 * i] = c[at_fields + i], c[at_lists + i] end
     redis.call("HSET", meta_key, "v", shown, unpack(fields))

@@ -149,13 +149,19 @@ if spec ~= "" and not stream_max then
   rare = cold_paths()
   rare.events_unchecked(spec, KEYS[#KEYS])
 end
+local locked  -- (format 3: the holder of its lock, its resend looked for in its header)
 if others > 0 then  -- (a document of a prepared transaction: lock_holder())
   rare = rare or cold_paths()
   local holder = rare.lock_holder(state_key, idkey, true)
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
   if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
-    return {"LOCKED", holder}
+    -- (a format-3 document has no "r": its resend is recognised from its header's W below,
+    -- before anything is written, and any other write to it refused there as LOCKED)
+    local raw = rare.type_ok(meta_key, "hash") and redis.call("HEXISTS", meta_key, "r") == 0
+      and rare.type_ok(doc_key, "string") and redis.call("GET", doc_key)
+    if not (raw and string.byte(raw, 1) == 1) then return {"LOCKED", holder} end
+    locked = holder
   end
 end
 
@@ -191,9 +197,13 @@ if ARGV[16] and ARGV[16] ~= "" then
     local w_ends = ends and string.find(raw, "\0", ends + 1, true)
     local stored = w_ends and string.sub(raw, 2, ends - 1)
     local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-    if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
-        or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+    if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
+        and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
       return {"CORRUPT"}
+    end
+    for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local slot = string.sub(w, at, at + 15)
+      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
     local resent
@@ -206,6 +216,10 @@ if ARGV[16] and ARGV[16] ~= "" then
       end
     end
     if not rare.type_ok(meta_key, "hash") then return {"WRONGTYPE", meta_key} end
+    if locked then  -- (a prepared transaction holds it: only a resend is answered)
+      if resent then return {"OK", resent, idkey} end
+      return {"LOCKED", locked}
+    end
     if stored ~= ARGV[2] then
       if resent then return {"OK", resent, idkey} end  -- a resent write applied before
       return {"VERSION", stored}
@@ -245,7 +259,10 @@ if not header then
   end
   local stored = got[1] or nil
   seen = got[2]
-  if alive and stored ~= ARGV[2] then
+  -- (no "r": a format-3 document's sweep record, whose "v" may equal the caller's version
+  -- when it loaded the document without its header (a cached read): its document is read
+  -- too, so that it is never written as format 2)
+  if alive and (stored ~= ARGV[2] or not seen) then
     rare = rare or cold_paths()
     local raw = not seen and redis.call("GET", doc_key)
     if raw and string.byte(raw, 1) == 1 then
@@ -255,9 +272,13 @@ if not header then
       local w_ends = ends and string.find(raw, "\0", ends + 1, true)
       local stored = w_ends and string.sub(raw, 2, ends - 1)
       local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-      if not stored or not string.find(stored, "^[1-9]%d*$") or (#w > 0 and (#w < 16
-          or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+      if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
+          and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
         return {"CORRUPT"}
+      end
+      for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
+        local slot = string.sub(w, at, at + 15)
+        if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
       end
       -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
       local resent
@@ -270,6 +291,7 @@ if not header then
         end
       end
       if resent then return {"OK", resent, idkey} end  -- a resent write applied before
+      if locked then return {"LOCKED", locked} end
       return {stored == ARGV[2] and "ENTRIES" or "VERSION", stored}
     end
     local version = rare.applied_in(seen or nil, ARGV[5])

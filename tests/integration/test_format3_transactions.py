@@ -500,3 +500,66 @@ def test_a_coordinator_dying_at_each_phase_is_settled(
         assert wide[3] + "x" not in docs
     keys = KeySpace(Wide._meta)
     assert rc.get(keys.doc(keys.partition_of(wide[0]), wide[0]))[:1] == b"\x01"
+
+
+def _headed_damage(intent: bytes) -> dict[str, bytes]:
+    """Damages of the entries a format-3 row's expected version carries in a stored intent
+    (its first such row): each refused alike by tx_apply.lua and twophase._stored_call."""
+    from quantumorm.backends.redis import wire
+
+    flat = wire.unpack(intent)
+    args = 2 + int(flat[1])
+    at = next(args + 6 + 9 * n + 1 for n in range((len(flat) - args - 6) // 9)
+              if b"\0" in flat[args + 6 + 9 * n + 1])
+    version, _, given = flat[at].partition(b"\0")
+    lists, pairs = given[1:], b"\x90"  # (the nested array: its lists' array, then pairs)
+
+    def put(expected: bytes) -> bytes:
+        damaged = list(flat)
+        damaged[at] = expected
+        return wire.pack(damaged)
+
+    return {
+        "a list fewer": put(version + b"\0\x92\x90" + pairs),
+        "one part": put(version + b"\0\x91" + lists[:-1]),
+        "pairs odd": put(version + b"\0\x92" + lists[:-1] + b"\x91\xa1a"),
+        "a list a number": put(version + b"\0\x92\x92\x05\xa0" + pairs),
+        "a map": put(version + b"\0\x81\xa1a\xa1b"),
+        "bytes after": put(flat[at] + b"\xa1x"),
+        "version signed": put(b"+" + flat[at]),
+        "not msgpack": put(version + b"\0\xc1"),
+        "on a check row": wire.pack([*flat[:at - 1], b"check", *flat[at:]]),
+    }
+
+
+def test_a_damaged_format_3_row_in_an_intent_is_refused(conn: Any, redis_client: Any,
+                                                        wide: list[str]) -> None:
+    """A committed transaction whose intent's format-3 row does not read is refused by
+    the settle (DamagedTransactionError naming the intent) and by tx_apply.lua itself,
+    nothing written; put back, it is applied."""
+    from test_damaged_transaction import _record
+
+    from quantumorm import DamagedTransactionError
+    from quantumorm.backends.redis.commands import Call, RedisPlan
+
+    rc = redis_client
+    keys = KeySpace(Wide._meta)
+    die_after(conn, transfer(conn, wide, 10, 30.0), 3)  # (committed, not applied)
+    record = _record(rc)
+    (intent,) = [k.decode() for k in rc.scan_iter(
+        f"{keys.tag(keys.partition_of(wide[0]))}:2pc:*")]
+    good = rc.get(intent)
+    for how, damage in _headed_damage(good).items():
+        rc.set(intent, damage)
+        before = snapshot(rc)
+        with pytest.raises(DamagedTransactionError) as raised:
+            conn.run(lambda b: conn.backend.settle(record, None))
+        assert raised.value.key == intent, how
+        with pytest.raises(DamagedTransactionError):
+            conn.run(lambda b: (yield RedisPlan((Call("tx_apply", (intent,), (b"",)),))))
+        assert snapshot(rc) == before, how
+    rc.set(intent, good)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert leftovers(rc) == {}
+    docs = check_partitions(rc)
+    assert docs[wide[0]][1]["amount"] == 90 and wide[2] not in docs

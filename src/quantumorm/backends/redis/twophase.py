@@ -242,7 +242,8 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
     marker); :class:`DamagedTransactionError` if it is neither, as ``tx_apply.lua`` checks
     it (the two accept the same intents): not MessagePack, cut short, another kind, counts
     that do not add up (its keys and rows, the intent key at its place), a row of an
-    unknown kind or whose expected version is not plain digits, not in apply mode, an
+    unknown kind or whose expected version is not plain digits (an update's or a delete's
+    may carry its loaded entries after a NUL: :func:`_expected_reads`), not in apply mode, an
     applied marker whose versions are not integers, an element of it or of a list it packs
     (the indexes described, the phase, the events spec, a write's meta pairs, lenient
     positions, changed names) that is not a string (:func:`wire.unpack` reads arrays of

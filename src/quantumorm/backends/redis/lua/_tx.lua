@@ -9,12 +9,14 @@
 -- as a meta field holds them); the listed indexes' new pairs, flat (kept in the meta hash
 -- whatever the expiry)}: exact, because the version is compared first. The helpers below
 -- are made only on format 3's paths (read as cold_paths().X: luachunks.py), so that a
--- format-2 transaction makes no function more per call.
+-- format-2 transaction makes no function more per call; the shared definitions they use
+-- are passed by transact (which holds them), not named: each one named would be captured
+-- by cold_paths() on every call (measured: +6,000 server instructions per tx.lua call).
 
 -- The version the write ``write_id`` gave the document of a row sent as format 3 (a
 -- resent transaction, step 0): from its header's W, or from its meta hash's "r" when the
 -- document is not of format 3 (any more); nil if it was not among its recent writes.
-local function tx_written(doc_key, meta_key, write_id)
+local function tx_written(doc_key, meta_key, write_id, applied)
   local raw = redis.pcall("GET", doc_key)
   if type(raw) == "string" then
     local version, w = header_of(raw)
@@ -29,7 +31,7 @@ end
 -- false, op.listed = the listed indexes' pairs; nothing set for a document that is gone or
 -- not of format 3 (the format-2 path then reads its meta hash, the entries sent ignored).
 -- A refusal (nothing written), or nil.
-local function tx_headed(op, nindexes)
+local function tx_headed(op, nindexes, type_ok, read_list)
   local raw = redis.pcall("GET", op.doc_key)
   if type(raw) == "table" then
     if string.find(raw.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", op.doc_key} end
@@ -67,8 +69,8 @@ end
 -- save.lua's format-3 path does: the document keeps its format (headed(): this write's id
 -- before the recent ones), its meta hash is headed_meta()'s (a sweep record, every index's
 -- pairs ``op.fields``, only while it has an expiry; else the listed indexes' pairs), then
--- the change event. Returns the version written.
-local function tx_store_headed(op, ttl_key)
+-- the change event (``emit``); ``now``: the write's time in ms. Returns the version written.
+local function tx_store_headed(op, ttl_key, emit, now)
   local shown = string.format("%.0f", op.version)
   local value = headed(shown, op.write_id, op.json, op.header[1], op.header[2])
   local expiry, expiring = op.expiry, true
@@ -80,7 +82,7 @@ local function tx_store_headed(op, ttl_key)
     redis.call("ZREM", ttl_key, op.idkey)
     expiring = false
   else
-    local at = (NOW_MS or now_ms()) + tonumber(expiry)
+    local at = now + tonumber(expiry)
     redis.call("SET", op.doc_key, value, "PXAT", at)
     redis.call("ZADD", ttl_key, at, op.idkey)
   end
@@ -159,7 +161,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       local found
       if string.find(ARGV[base + 2], "\0", 1, true) then
         found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n], KEYS[nindexes + 3 + 2 * n],
-                                        ARGV[base + 5])
+                                        ARGV[base + 5], applied)
       else
         found = applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5])
       end
@@ -174,7 +176,8 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
           versions[m] = 0
         elseif string.find(ARGV[at + 2], "\0", 1, true) then
           versions[m] = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * m],
-                                                KEYS[nindexes + 3 + 2 * m], ARGV[at + 5])
+                                                KEYS[nindexes + 3 + 2 * m], ARGV[at + 5],
+                                                applied)
           if not versions[m] then return {"APPLIED"} end
         else
           versions[m] = applied(KEYS[nindexes + 3 + 2 * m], ARGV[at + 5])
@@ -292,14 +295,18 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
     end
     if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then
       -- (checked above; a delete sent as format 3 takes its entries: see tx_headed)
-      if op.given and op.kind == "delete" then cold_paths().tx_headed(op, nindexes) end
+      if op.given and op.kind == "delete" then
+        cold_paths().tx_headed(op, nindexes, type_ok, read_list)
+      end
     elseif op.kind == "insert" or op.kind == "update" then
       local refused
       if op.kind == "insert" then
         refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
                                 ids_key, ttl_key, indexes)
       else
-        if op.given and op.kind == "update" then refused = cold_paths().tx_headed(op, nindexes) end
+        if op.given and op.kind == "update" then
+          refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
+        end
         if refused then  -- luacheck: ignore 542
           -- (a key of another type, or a header that does not read)
         elseif op.header then  -- (format 3: its header's version)
@@ -337,7 +344,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
       local stored, refused
       if op.given and t == "string" then  -- (a delete sent as format 3: see above)
-        refused = cold_paths().tx_headed(op, nindexes)
+        refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
         if refused then
           if refused[1] == "WRONGTYPE" then return refused end
           return {refused[1], n}
@@ -499,7 +506,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       CLOCK, DIRTY = version, true
       op.mode, op.version = op.kind, version
       if op.header then  -- (format 3 stays format 3)
-        versions[n] = cold_paths().tx_store_headed(op, ttl_key)
+        versions[n] = cold_paths().tx_store_headed(op, ttl_key, emit, write_time_ms())
       else
         versions[n] = store(op, ids_key, ttl_key, state_key)
       end

@@ -95,7 +95,11 @@ end
 -- unpacked, {described = ARGV[1], spec = ARGV[6], events = ARGV[4] (nil when ""),
 -- fields = {[row] = its meta pairs}, lenient = {[row] = its lenient positions}}, read
 -- instead of unpacking them again.
-local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as in a script)
+-- ``cold_paths``: the script's (luachunks.py), passed by its body, so that transact does not
+-- capture it on every call (the script's first local: the longest walk of Lua's open
+-- upvalues, measured).
+local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as in a script)
+                        cold_paths)
   local described = unpacked and unpacked.described or cmsgpack.unpack(ARGV[1])
   local indexes = {}
   for i = 1, #described / 3 do
@@ -280,6 +284,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
   end
 
   local ops = {}
+  local headed_rows = false  -- (a row sent as format 3: see above)
   for n = 1, nrows do
     local base = 6 + 9 * (n - 1)
     local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
@@ -287,6 +292,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
                 doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
     local cut = string.find(op.expected, "\0", 1, true)
     if cut then  -- (a row sent as format 3: version, NUL, entries; see above)
+      headed_rows = true
       op.given, op.expected = string.sub(op.expected, cut + 1), string.sub(op.expected, 1, cut - 1)
     end
     if phase == "apply" then
@@ -295,7 +301,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
     end
     if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then
       -- (checked above; a delete sent as format 3 takes its entries: see tx_headed)
-      if op.given and op.kind == "delete" then
+      if cut and op.kind == "delete" then
         cold_paths().tx_headed(op, nindexes, type_ok, read_list)
       end
     elseif op.kind == "insert" or op.kind == "update" then
@@ -304,12 +310,12 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
         refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
                                 ids_key, ttl_key, indexes)
       else
-        if op.given and op.kind == "update" then
+        if cut and op.kind == "update" then
           refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
         end
         if refused then  -- luacheck: ignore 542
           -- (a key of another type, or a header that does not read)
-        elseif op.header then  -- (format 3: its header's version)
+        elseif cut and op.header then  -- (format 3: its header's version)
           if op.header[1] ~= op.expected then refused = {"VERSION", op.header[1]} end
         else
           refused = check_update(op)
@@ -317,7 +323,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       end
       -- (no write id given: a transaction recognises its earlier attempt in step 0)
       if phase == "apply" then refused = nil end  -- (see check_apply)
-      if not refused and op.kind == "update" and not op.header then
+      if not refused and op.kind == "update" and not (cut and op.header) then
         refused = read_old(op, phase == "apply")
         -- (a meta hash with a version and no recent writes: a format-3 document's sweep
         -- record, met by a caller that did not send its entries)
@@ -343,7 +349,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       local t = redis.call("TYPE", op.doc_key).ok
       if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
       local stored, refused
-      if op.given and t == "string" then  -- (a delete sent as format 3: see above)
+      if cut and t == "string" then  -- (a delete sent as format 3: see above)
         refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
         if refused then
           if refused[1] == "WRONGTYPE" then return refused end
@@ -351,7 +357,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
         end
         stored = op.header and op.header[1]
       end
-      if not op.header then
+      if not (cut and op.header) then
         stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
         if refused then return refused end
         if not stored and t == "string" then
@@ -374,7 +380,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
         if refused then return {"DAMAGED", n, refused[2], refused[3]} end
         return {"VERSION", n, actual or ""}
       end
-      if op.kind == "delete" and not op.header then
+      if op.kind == "delete" and not (cut and op.header) then
         refused = read_old(op, false)
         if refused then return {"DAMAGED", n, refused[2], refused[3]} end
         -- (a sweep record: see the update's)
@@ -471,7 +477,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
   local versions, version = {}, nil
   local touched = {}  -- id keys written by this call so far: the operation that wrote each
   for n, op in ipairs(ops) do
-    if op.header and touched[op.idkey] then
+    if headed_rows and op.header and touched[op.idkey] then
       -- (a format-3 document an earlier write of this call changed: what that write gave
       -- it, and its header now)
       local before = touched[op.idkey]
@@ -505,7 +511,7 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       if version then version = version + 1 else version = take_version(state_key) end
       CLOCK, DIRTY = version, true
       op.mode, op.version = op.kind, version
-      if op.header then  -- (format 3 stays format 3)
+      if headed_rows and op.header then  -- (format 3 stays format 3)
         versions[n] = cold_paths().tx_store_headed(op, ttl_key, emit, write_time_ms())
       else
         versions[n] = store(op, ids_key, ttl_key, state_key)

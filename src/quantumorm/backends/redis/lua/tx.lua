@@ -59,4 +59,4 @@
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _tx
 
-return transact(KEYS, ARGV)
+return transact(KEYS, ARGV, nil, cold_paths)

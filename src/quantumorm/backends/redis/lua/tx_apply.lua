@@ -185,4 +185,4 @@ if ARGV[1] ~= "" then
   read, keys, args, unpacked = pcall(intent, ARGV[1])
   if not (read and keys) then return damaged() end
 end
-return transact(keys, args, unpacked)
+return transact(keys, args, unpacked, cold_paths)

@@ -912,14 +912,15 @@ class WriteLayout:
 
 @dataclass(slots=True)
 class HeadedTxDelete(TxDelete):
-    """A transaction row deleting a document loaded as format 3: ``headed`` follows its
-    expected version after a NUL (tx.lua, ARGV[7..])."""
+    """A transaction row deleting a document loaded as format 3: its expected version in 20
+    digits, then a NUL and ``headed`` (tx.lua, ARGV[7..])."""
 
     headed: bytes = b""
 
     def argv(self) -> tuple[Any, ...]:
         args = TxDelete.argv(self)
-        return (args[0], args[1] + b"\0" + self.headed, *args[2:])
+        # (20 digits: longer than any version "%d" writes, which tells tx.lua the row)
+        return (args[0], b"%020d\0" % self.expected_version + self.headed, *args[2:])
 
 
 @dataclass(slots=True)
@@ -930,7 +931,8 @@ class HeadedTxWrite(TxWrite):
 
     def argv(self) -> tuple[Any, ...]:
         args = TxWrite.argv(self)
-        return (args[0], args[1] + b"\0" + self.headed, *args[2:])
+        # (20 digits: longer than any version "%d" writes, which tells tx.lua the row)
+        return (args[0], b"%020d\0" % self.expected_version + self.headed, *args[2:])
 
 
 def tx_version(request: WriteRequest, version: int) -> int:

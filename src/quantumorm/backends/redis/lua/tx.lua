@@ -29,7 +29,8 @@
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
 --               changed field names ("" for all), expiry ("keep" | "persist" | ms).
---               An update's or a delete's expected version may be followed by a NUL and
+--               An update's or a delete's expected version may be in 20 digits (zero-
+--               padded), followed by a NUL and
 --               a MessagePack array {per index, the entries its caller's LOADED document
 --               has there (packed lists); the listed indexes' new pairs}: a caller that
 --               loaded it as format 3 (bench/format3.md). A format-3 document is checked

@@ -121,7 +121,7 @@ local function intent(blob)
     -- an expiry of at most 15 digits, about 31,000 years, so that now + it is an integer
     -- SET ... PXAT takes: a Lua number of 17 digits or more is sent as "1e+17")
     local expected = args[base + 2]
-    local cut = string.find(expected, "\0", 1, true)
+    local cut = #expected > 20 and string.find(expected, "\0", 1, true)
     if cut and (kind == "update" or kind == "delete") then
       -- (a row sent as format 3: the version, a NUL, then {one packed list per index, the
       -- listed indexes' pairs}, read by transact: see _tx.lua)

@@ -224,9 +224,10 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       stored = nil
     end
     if not stored then
-      -- (a format-3 document has no version in its meta hash unless it expires)
-      if t == "string" then return cold_paths().tx_unsent(op) or {"MISSING"} end
-      return {"MISSING"}
+      -- (a format-3 document has no version in its meta hash unless it expires: the
+      -- caller asks tx_unsent() when this says the document is alive; named here, its
+      -- cold_paths would be captured by this closure on every call)
+      return {"MISSING"}, t == "string"
     end
     if stored ~= op.expected then
       return bad_version(op.meta_key, stored) or {"VERSION", stored}
@@ -322,7 +323,9 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
         elseif cut and op.header then  -- (format 3: its header's version)
           if op.header[1] ~= op.expected then refused = {"VERSION", op.header[1]} end
         else
-          refused = check_update(op)
+          local alive
+          refused, alive = check_update(op)
+          if alive then refused = cold_paths().tx_unsent(op) or refused end
         end
       end
       -- (no write id given: a transaction recognises its earlier attempt in step 0)

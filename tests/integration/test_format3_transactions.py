@@ -563,3 +563,58 @@ def test_a_damaged_format_3_row_in_an_intent_is_refused(conn: Any, redis_client:
     assert leftovers(rc) == {}
     docs = check_partitions(rc)
     assert docs[wide[0]][1]["amount"] == 90 and wide[2] not in docs
+
+
+def test_an_intent_made_again_after_a_schema_change_keeps_format_3(
+        conn: Any, redis_client: Any, wide: list[str], monkeypatch: Any) -> None:
+    """The layout changed between the commit and the apply: the intent is made again with
+    the schema of now (twophase._rebuilt), the format-3 row's loaded entries made again
+    from its document (locked since its prepare checked it at that version): applied, the
+    document stays format 3 and its entries move exactly."""
+    from test_two_phase_commit import older_client
+
+    rc = redis_client
+    die_after(conn, transfer(conn, wide, 10, 30.0), 3)  # (committed, not applied)
+    older_client(conn, monkeypatch)
+    from quantumorm.backends.redis.twophase import TwoPhase
+
+    rebuilt: list[Any] = []
+    made_again = TwoPhase._rebuilt
+
+    def counted(self: Any, keys: Any, args: Any) -> Any:
+        made = yield from made_again(self, keys, args)
+        rebuilt.append(made)
+        return made
+
+    monkeypatch.setattr(TwoPhase, "_rebuilt", counted)
+
+    class Wider(Document):
+        name = StringField(indexed=True)
+        amount = IntField(indexed=True, default=0)
+        note = StringField(indexed=True)
+
+        class Meta:
+            collection = "f3t_wide"
+            partitions = 4
+
+    keys = KeySpace(Wider._meta)
+    # (the layout of the format-3 document's partition moves on: its apply is refused, and
+    # the intent made again)
+    z = next(f"z{n}" for n in range(999)
+             if keys.partition_of(f"z{n}") == keys.partition_of(wide[0]))
+    Wider(id=z, name="z", amount=1, note="n").save_sync()
+    assert Wider.objects.sweep_sync() >= 0
+    assert leftovers(rc) == {}
+    raw = rc.get(keys.doc(keys.partition_of(wide[0]), wide[0]))
+    assert raw[:1] == b"\x01" and jsoncodec.decode(stored.payload(raw))["amount"] == 90
+    for p in range(Wider._meta.partitions):  # (name and amount: as check_partitions)
+        for index in ("name", "amount"):
+            members = {bytes(m) for m in rc.zrange(keys.index(p, index), 0, -1)}
+            expected = set()
+            for id in {sortable.id_from_key(bytes(m)) for m in rc.zrange(keys.ids(p), 0, -1)}:
+                version, body = stored.split(rc.get(keys.doc(p, id)))
+                data = jsoncodec.decode(body)
+                expected.update(m + sortable.id_key(id)
+                                for m in entries_of(Wide, id, data)[index])
+            assert members == expected, (p, index)
+    assert any(made is not None for made in rebuilt), "the intent was not made again"

@@ -1,5 +1,8 @@
 """Server instructions per two-phase transfer (two partitions), two trees, under callgrind.
 
+(``--partitions 1``: the model has one partition, and each transfer is one ``tx.lua`` call
+instead of the two-phase commit.)
+
 As ``bench_instructions.py`` (one private redis-server under ``valgrind --tool=callgrind``,
 ``hz 1``; the sides alternate, each in a fresh process with its tree's ``src`` first), for
 one operation it has not: a transfer between accounts of two partitions of one model
@@ -26,7 +29,7 @@ from callgrind_support import callgrind_server, dumped_instructions
 
 WORKER = r"""
 import random, subprocess, sys
-tree, url, calls, pid, label, accounts = sys.argv[1:7]
+tree, url, calls, pid, label, accounts, partitions = sys.argv[1:8]
 sys.path[:0] = [tree + "/src"]
 import redis
 from quantumorm import Document, IntField, StringField, create_connection
@@ -39,7 +42,7 @@ class Account(Document):
     balance = IntField(indexed=True, default=0)
     class Meta:
         collection = "txi_accounts"
-        partitions = 2
+        partitions = int(sys.argv[7])
 
 ids = [f"a{n}" for n in range(int(accounts))]
 Account.objects.bulk_create_sync([Account(id=id, owner=id, balance=1000) for id in ids])
@@ -48,7 +51,7 @@ rng = random.Random(1)
 pairs = []
 while len(pairs) < int(calls) + 50:
     a, b = rng.sample(ids, 2)
-    if keys.partition_of(a) != keys.partition_of(b):
+    if keys.partition_of(a) != keys.partition_of(b) or Account._meta.partitions == 1:
         pairs.append((a, b))
 
 def transfer(pair):
@@ -78,6 +81,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--accounts", type=int, default=64)
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="1: one tx.lua call per transfer instead of the two-phase commit")
     args = parser.parse_args()
     sides = [("old", args.old), ("new", args.new)]
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
@@ -87,12 +92,14 @@ def main() -> None:
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
                     label = f"{side}{rep}"
                     subprocess.run([sys.executable, "-c", WORKER, tree, url, str(args.calls),
-                                    str(pid), label, str(args.accounts)],
+                                    str(pid), label, str(args.accounts),
+                                    str(args.partitions)],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
                     counts[side].append(dumped_instructions(work, label) / args.calls)
                     print(f"{label}: {counts[side][-1]:,.0f} instructions per transfer",
                           flush=True)
-    print(f"two-phase transfer, {args.calls} per block, {args.reps} repeats:")
+    kind = "two-phase transfer" if args.partitions > 1 else "transfer in one tx.lua call"
+    print(f"{kind}, {args.calls} per block, {args.reps} repeats:")
     for side, values in counts.items():
         print(f"  {side:<4} median {statistics.median(values):>11,.0f}  "
               f"[{min(values):,.0f} - {max(values):,.0f}]")

@@ -18,7 +18,7 @@ record, ``v`` and every index's fields without ``r``, for a document with an exp
   expires, none otherwise; after the TTL, the sweep leaves no entry;
 * wrong key types; insert over a taken format-3 id (resend: its version; else EXISTS);
 * restore (a partition move's) of a format-3 document: its header as given;
-* transactions stay format-2 only: one over a format-3 document is refused, nothing written.
+* (transactions: test_format3_transactions.py)
 
 After each, the whole keyspace is checked: every index holds exactly the entries of the
 stored documents (read from their headers), and a meta hash exists exactly where the
@@ -43,7 +43,6 @@ from quantumorm import (
     DuplicateIdError,
     IntField,
     StringField,
-    TransactionError,
     UniqueViolation,
     VersionConflict,
     WrongTypeError,
@@ -631,7 +630,7 @@ async def test_an_expired_format_3_document_leaves_no_entry(conn: Any, redis_cli
     check_keyspace(rc, Item)
 
 
-# -- inserts over a taken format-3 id, restore, transactions -------------------------
+# -- inserts over a taken format-3 id, restore -------------------------------------
 
 
 async def test_insert_over_a_taken_format_3_id(conn: Any, redis_client: Any) -> None:
@@ -659,56 +658,6 @@ async def test_insert_over_a_taken_format_3_id(conn: Any, redis_client: Any) -> 
     assert snapshot(rc) == before
     assert snapshot(rc) == before
     check_keyspace(rc, Item)
-
-
-async def test_a_transaction_over_a_format_3_document_is_refused(
-        conn: Any, redis_client: Any) -> None:
-    rc = redis_client
-    await _item("async", "a")
-    await _item("async", "b", email="b@e.x")
-    to_format3(rc, Item, "a")
-    doc = await call(Item.objects, "get", "async", id="a")
-    two = await call(Item.objects, "get", "async", id="b")
-    before = snapshot(rc)
-    doc.age, two.age = 5, 6
-    with pytest.raises(TransactionError, match="format 3"):
-        async with conn.transaction() as tx:
-            tx.save(doc)
-            tx.save(two)
-    with pytest.raises(TransactionError, match="format 3"):
-        async with conn.transaction() as tx:
-            tx.delete(doc)
-    assert snapshot(rc) == before
-
-
-class Spread(Document):
-    name = StringField(indexed=True)
-
-    class Meta:
-        collection = "f3w_spread"
-        partitions = 4
-
-
-async def test_a_two_phase_transaction_over_a_format_3_document_is_refused(
-        conn: Any, redis_client: Any) -> None:
-    rc = redis_client
-    keys = KeySpace(Spread._meta)
-    ids: dict[int, str] = {}
-    for n in range(64):
-        ids.setdefault(keys.partition_of(f"s{n}"), f"s{n}")
-    first, second = list(ids.values())[:2]
-    for id in (first, second):
-        await Spread(id=id, name="x").save()
-    to_format3(rc, Spread, first)
-    one, two = await Spread.objects.get(id=first), await Spread.objects.get(id=second)
-    assert type(one.version) is Headed
-    before = snapshot(rc)
-    one.name, two.name = "y", "y"
-    with pytest.raises(TransactionError, match="format 3"):
-        async with conn.transaction() as tx:
-            tx.save(one)
-            tx.save(two)
-    assert snapshot(rc) == before
 
 
 def test_restore_of_a_format_3_document(conn: Any, redis_client: Any) -> None:

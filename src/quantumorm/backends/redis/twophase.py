@@ -242,7 +242,8 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
     marker); :class:`DamagedTransactionError` if it is neither, as ``tx_apply.lua`` checks
     it (the two accept the same intents): not MessagePack, cut short, another kind, counts
     that do not add up (its keys and rows, the intent key at its place), a row of an
-    unknown kind or whose expected version is not plain digits, not in apply mode, an
+    unknown kind or whose expected version is not plain digits (an update's or a delete's
+    may carry its loaded entries after a NUL: :func:`_expected_reads`), not in apply mode, an
     applied marker whose versions are not integers, an element of it or of a list it packs
     (the indexes described, the phase, the events spec, a write's meta pairs, lenient
     positions, changed names) that is not a string (:func:`wire.unpack` reads arrays of
@@ -274,7 +275,7 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
         at = len(described) // 3 + 3 + 2 * nrows  # (the intent key's place among the keys)
         if not (len(described) % 3 == 0 and spec[:1] == [b"apply"] and len(spec) > 1
                 and len(keys) > at and keys[at] == key.encode()
-                and all(args[6 + 9 * n] in ROW_KINDS and args[7 + 9 * n].isdigit()
+                and all(args[6 + 9 * n] in ROW_KINDS and _expected_reads(args, n, described)
                         and (args[14 + 9 * n] in (b"keep", b"persist")
                              or (len(args[14 + 9 * n]) <= 15 and args[14 + 9 * n].isdigit()))
                         for n in range(nrows))):
@@ -298,6 +299,70 @@ def _stored_call(blob: Any, key: str) -> tuple[tuple[str, ...], tuple[Any, ...]]
         return tuple(k.decode() for k in keys), tuple(args)
     except (ValueError, IndexError, TypeError) as exc:  # (UnicodeDecodeError: a ValueError)
         raise DamagedTransactionError(key, "intent") from exc
+
+
+def _expected_reads(args: list[bytes], n: int, described: list[bytes]) -> bool:
+    """Whether row ``n``'s expected version reads as ``tx_apply.lua`` reads it: plain
+    digits, or for an update or a delete of a document loaded as format 3 the digits, a
+    NUL, then a MessagePack array of one packed list per index and the listed indexes'
+    pairs (an even count), all strings (see ``_tx.lua``)."""
+    expected = args[7 + 9 * n]
+    version, nul, given = expected.partition(b"\0")
+    if nul and args[6 + 9 * n] in (b"update", b"delete"):
+        parts = _nested(given)
+        if not (len(parts) == 2 and len(parts[0]) == len(described) // 3
+                and len(parts[1]) % 2 == 0):
+            return False
+    elif nul:
+        return False
+    return version.isdigit()
+
+
+def _nested(blob: bytes) -> list[list[bytes]]:
+    """A MessagePack array of arrays of strings (headed.nested's), else ValueError."""
+    count, at = _array_head(blob, 0)
+    out: list[list[bytes]] = []
+    for _ in range(count):
+        size, start = _array_head(blob, at)
+        # (each inner array, re-read on its own: wire.unpack reads arrays of strings)
+        end = _array_end(blob, start, size)
+        out.append(wire.unpack(blob[at:end]))
+        at = end
+    if at != len(blob):
+        raise ValueError("trailing bytes")
+    return out
+
+
+def _array_head(blob: bytes, at: int) -> tuple[int, int]:
+    """The count of the MessagePack array whose header is at ``at``, and where its items
+    start."""
+    head = blob[at]
+    if 0x90 <= head <= 0x9F:
+        return head - 0x90, at + 1
+    if head == 0xDC:
+        return int.from_bytes(blob[at + 1:at + 3], "big"), at + 3
+    if head == 0xDD:
+        return int.from_bytes(blob[at + 1:at + 5], "big"), at + 5
+    raise ValueError("not an array")
+
+
+def _array_end(blob: bytes, at: int, count: int) -> int:
+    """Where ``count`` MessagePack strings starting at ``at`` end."""
+    for _ in range(count):
+        head = blob[at]
+        if 0xA0 <= head <= 0xBF:
+            at += 1 + head - 0xA0
+        elif head in (0xD9, 0xC4):
+            at += 2 + blob[at + 1]
+        elif head in (0xDA, 0xC5):
+            at += 3 + int.from_bytes(blob[at + 1:at + 3], "big")
+        elif head in (0xDB, 0xC6):
+            at += 5 + int.from_bytes(blob[at + 1:at + 5], "big")
+        else:
+            raise ValueError("not a string")
+    if at > len(blob):
+        raise ValueError("cut short")
+    return at
 
 
 def _parts_read(parts: Any) -> bool:
@@ -569,8 +634,8 @@ class TwoPhase(BackendCore):
             raise TransactionError(
                 f"a committed transaction could not be applied to {share.options.model_name} "
                 f"partition {share.partition} ({reply.status}); its intent stays for recovery")
-        return [WriteResult(r.id, v if r.kind != "delete" else 0) for r, v in
-                zip(share.requests, versions[len(share.checks):], strict=True)]
+        return [WriteResult(r.id, writes.tx_version(r, v) if r.kind != "delete" else 0)
+                for r, v in zip(share.requests, versions[len(share.checks):], strict=True)]
 
     @staticmethod
     def _left_out(share: Share, reply: TxReply) -> list[tuple[str, str, str, str]]:
@@ -865,10 +930,28 @@ class TwoPhase(BackendCore):
         intent = keys[3 + nindexes + 2 * nrows]
         checks: list[tuple[str, int]] = []
         requests: list[WriteRequest] = []
+        # rows sent as format 3 (their expected version followed by their loaded entries,
+        # under the schema of their prepare): the entries made again under this one, from
+        # the documents themselves, locked since the prepare checked them at that version
+        headed = [n for n in range(nrows) if b"\0" in _bytes(rows[9 * n + 1])]
+        loaded: dict[int, int] = {}
+        if headed:
+            from .results import row as stored_row
+
+            raws = yield RedisPlan(tuple(Command(("GET", keys[3 + nindexes + 2 * n]))
+                                         for n in headed), idempotent=True)
+            for n, raw in zip(headed, raws, strict=True):
+                doc_key = keys[3 + nindexes + 2 * n]
+                expected = _plain(_bytes(rows[9 * n + 1]).partition(b"\0")[0], intent)
+                if raw is not None and bytes(raw)[:1] == b"\x01":
+                    found = stored_row(options, sortable.unescape_id(
+                        doc_key.split("}:d:", 1)[1]), None, bytes(raw)).version
+                    if found == expected:
+                        loaded[n] = found
         for n in range(nrows):
             kind, expected_text, _, stored, _, _, _, changed, expiry = (
                 _bytes(v) for v in rows[9 * n:9 * n + 9])
-            expected = _plain(expected_text, intent)
+            expected = loaded.get(n) or _plain(expected_text.partition(b"\0")[0], intent)
             doc_key = keys[3 + nindexes + 2 * n]
             id = sortable.unescape_id(doc_key.split("}:d:", 1)[1])
             if kind == b"check":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ... import jsoncodec, sortable
@@ -775,30 +776,55 @@ class WriteLayout:
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
-        the writes, all in ``partition``; applied all together or not at all. Transactions
-        stay format-2 only this release (bench/format3.md, step 3): one that read a format-3
-        document (a :class:`.Headed` version) is refused here, nothing sent."""
-        for id, version in [*checks, *((r.id, r.expected_version) for r in requests)]:
-            if type(version) is Headed:
-                raise TransactionError(
-                    f"{self.options.model_name} {id!r} is stored in format 3 (a header with "
-                    "its recent write ids), which transactions do not write yet")
+        the writes, all in ``partition``; applied all together or not at all. An update or
+        delete of a document loaded as format 3 (its expected version a :class:`.Headed`)
+        carries its loaded entries (:meth:`headed_entries`); a check sends its version
+        alone."""
         keys, p = self.keys, self.keys.partition(partition)
         rows: list[TxRow] = [TxCheck(keys.doc(partition, id), keys.meta(partition, id),
                                      sortable.id_key(id), version) for id, version in checks]
         for request in requests:
             assert request.id is not None
+            headed = type(request.expected_version) is Headed
+            row: TxRow
             if request.kind == "delete":
-                rows.append(TxDelete(keys.doc(partition, request.id),
-                                     keys.meta(partition, request.id),
-                                     sortable.id_key(request.id), request.expected_version))
+                doc_key, meta_key = keys.doc(partition, request.id), keys.meta(partition,
+                                                                               request.id)
+                id_key = sortable.id_key(request.id)
+                if headed:
+                    row = HeadedTxDelete(doc_key, meta_key, id_key, request.expected_version,
+                                         self.headed_entries(request))
+                else:
+                    row = TxDelete(doc_key, meta_key, id_key, request.expected_version)
             else:
-                rows.append(TxWrite(request.kind.encode(), request.expected_version,
-                                    self.new_document(partition, request),
-                                    self.changed_names(request.changed),
-                                    wire_expiry(request.expire)))
+                write = TxWrite(request.kind.encode(), request.expected_version,
+                                self.new_document(partition, request),
+                                self.changed_names(request.changed), wire_expiry(request.expire))
+                if headed and request.kind == "update":
+                    write = HeadedTxWrite(write.op, write.expected_version, write.document,
+                                          write.changed, write.expiry,
+                                          self.headed_entries(request))
+                row = write
+            rows.append(row)
         return TxCall(p.ids, p.ttl, p.state, p.indexes, rows, self.event_keys(partition),
                       self.described, p.doc_prefix, p.meta_prefix, self.events, self.layout)
+
+    def headed_entries(self, request: WriteRequest) -> bytes:
+        """What a transaction row of an update or a delete of a document loaded as format 3
+        sends after its expected version (tx.lua, ARGV[7..]): per index, the entries its
+        loaded data has there, and the listed indexes' new pairs (an update's; none for a
+        delete)."""
+        version = request.expected_version
+        assert isinstance(version, Headed)
+        kept: list[bytes] = []
+        if request.kind != "delete" and request.values is not None:
+            listed = self.listed()
+            if listed:
+                pairs, _ = self.all_entries(request.values)
+                kept = [item for k in range(0, len(pairs), 2) if pairs[k] in listed
+                        for item in pairs[k:k + 2]]
+        return nested([old_lists(self.options, [index for index, _, _ in self.indexes],
+                                 request.id, version.stored), kept])
 
     def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],
                      ttl_ms: int | None) -> Call:
@@ -887,6 +913,41 @@ class WriteLayout:
         return SweepCall(p.ids, p.ttl, p.state, p.indexes, self.event_keys(partition),
                          str(limit), self.manifests, p.doc_prefix, p.meta_prefix, self.events,
                          self.layout).call()
+
+
+@dataclass(slots=True)
+class HeadedTxDelete(TxDelete):
+    """A transaction row deleting a document loaded as format 3: its expected version in 20
+    digits, then a NUL and ``headed`` (tx.lua, ARGV[7..])."""
+
+    headed: bytes = b""
+
+    def argv(self) -> tuple[Any, ...]:
+        args = TxDelete.argv(self)
+        # (20 digits: longer than any version "%d" writes, which tells tx.lua the row)
+        return (args[0], b"%020d\0" % self.expected_version + self.headed, *args[2:])
+
+
+@dataclass(slots=True)
+class HeadedTxWrite(TxWrite):
+    """A transaction row updating a document loaded as format 3 (see HeadedTxDelete)."""
+
+    headed: bytes = b""
+
+    def argv(self) -> tuple[Any, ...]:
+        args = TxWrite.argv(self)
+        # (20 digits: longer than any version "%d" writes, which tells tx.lua the row)
+        return (args[0], b"%020d\0" % self.expected_version + self.headed, *args[2:])
+
+
+def tx_version(request: WriteRequest, version: int) -> int:
+    """The version a transaction's write reports: a :class:`.Headed` for an update of a
+    document loaded as format 3 (it stays format 3: its next write sends this data's
+    entries), else ``version``."""
+    if (type(request.expected_version) is Headed and request.data is not None
+            and request.kind == "update" and version > 0):
+        return Headed.of(version, request.data)
+    return version
 
 
 def _packed(meta_name: bytes, keys: list[bytes]) -> tuple[bytes, bytes, bytes]:
@@ -1059,7 +1120,8 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
     status = reply.status
     if status == "OK":
         versions = reply.versions[len(checks):]
-        return [WriteResult(r.id, v) for r, v in zip(requests, versions, strict=True)]
+        return [WriteResult(r.id, tx_version(r, v))
+                for r, v in zip(requests, versions, strict=True)]
     if status == "WRONGTYPE":
         key = reply.refusal.name or "" if reply.refusal is not None else ""
         raise WrongTypeError(f"{options.model_name}: key {key!r} holds another type", key)
@@ -1078,8 +1140,20 @@ def tx_results(options: ModelOptions, checks: list[tuple[str, int]],
         id, expected = checks[position]
         if refusal.status == "DAMAGED":  # (its meta hash does not read: repair())
             raise DamagedMetaError(options.model_name, id, refusal.name or "", refusal.field)
+        if refusal.status == "CORRUPT":  # (a format-3 header that does not read)
+            raise CorruptDocumentError(options.model_name, id, "a format-3 header (its "
+                                       "version or recent write ids) that does not read")
         raise VersionConflict(options.model_name, id, expected, refusal.version)
     request = requests[position - len(checks)]
+    if refusal.status == "ENTRIES":
+        # (a document read as format 2 and stored in format 3 since, at the version read:
+        # its entries were not sent. A conflict: a transaction's writes follow its reads,
+        # which run_transaction makes again, now of a format-3 document)
+        conflict = VersionConflict(options.model_name, request.id or "<new>",
+                                   request.expected_version, refusal.version)
+        conflict.args = (f"{options.model_name} {request.id!r} was stored in format 3 since "
+                         "it was read (at the same version): read it again",)
+        raise conflict
     refused = result(options, request, refusal)
     if refused.error is None:  # (a delete of a document that is gone: the read was stale)
         raise VersionConflict(options.model_name, request.id or "<new>",

@@ -3,11 +3,104 @@
 -- a prepare stored (the same call, in apply mode).
 -- luacheck: globals redis cmsgpack
 
+-- Format 3 (bench/format3.md, step 3): a row of an update or a delete whose caller loaded
+-- its document as format 3 sends its expected version in 20 digits (zero-padded: longer
+-- than any other row's, which tells it), then a NUL and a MessagePack array
+-- {per index in KEYS[4..] order, the entries its LOADED document has there (a packed list,
+-- as a meta field holds them); the listed indexes' new pairs, flat (kept in the meta hash
+-- whatever the expiry)}: exact, because the version is compared first. The helpers below
+-- are made only on format 3's paths (read as cold_paths().X: luachunks.py), so that a
+-- format-2 transaction makes no function more per call; the shared definitions they use
+-- are passed by transact (which holds them), not named: each one named would be captured
+-- by cold_paths() on every call (measured: +6,000 server instructions per tx.lua call).
+
+-- The version the write ``write_id`` gave the document of a row sent as format 3 (a
+-- resent transaction, step 0): from its header's W, or from its meta hash's "r" when the
+-- document is not of format 3 (any more); nil if it was not among its recent writes.
+local function tx_written(doc_key, meta_key, write_id, applied)
+  local raw = redis.pcall("GET", doc_key)
+  if type(raw) == "string" then
+    local version, w = header_of(raw)
+    if version then return written_in(w, version, write_id) end
+    if version == false then return nil end  -- (a header that does not read: CORRUPT later)
+  end
+  return applied(meta_key, write_id)
+end
+
+-- A row sent as format 3 (``op.given``, see above): when its document is of format 3,
+-- op.header = {its version text, its W}, op.old = the caller's entries per index, op.seen =
+-- false, op.listed = the listed indexes' pairs; nothing set for a document that is gone or
+-- not of format 3 (the format-2 path then reads its meta hash, the entries sent ignored).
+-- A refusal (nothing written), or nil.
+local function tx_headed(op, nindexes, type_ok, read_list)
+  local raw = redis.pcall("GET", op.doc_key)
+  if type(raw) == "table" then
+    if string.find(raw.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", op.doc_key} end
+    error(raw)
+  end
+  local version, w = header_of(raw)
+  if version == nil then return nil end
+  if not version then return {"CORRUPT"} end
+  if not type_ok(op.meta_key, "hash") then return {"WRONGTYPE", op.meta_key} end
+  local given = cmsgpack.unpack(op.given)
+  local lists, old = given[1], {}
+  if #lists ~= nindexes then error("a format-3 row's entries: one list per index expected") end
+  for i = 1, nindexes do
+    old[i] = read_list(lists[i])
+    if not old[i] then error("a format-3 row's entries do not read") end
+  end
+  op.header, op.old, op.seen, op.listed = {version, w}, old, false, given[2] or {}
+  return nil
+end
+
+-- The refusal of a row sent as format 2 (no entries) whose document turns out to be of
+-- format 3, its version ``stored`` already compared: {"ENTRIES", version} (nothing written:
+-- the caller reads it again), {"VERSION", version}, {"CORRUPT"} (a header that does not
+-- read), or nil when the document is not of format 3.
+local function tx_unsent(op)
+  local raw = redis.call("GET", op.doc_key)
+  local version = header_of(raw)
+  if version == nil then return nil end
+  if not version then return {"CORRUPT"} end
+  if version ~= op.expected then return {"VERSION", version} end
+  return {"ENTRIES", version}
+end
+
+-- Store a checked update of a format-3 document (its index entries already rewritten), as
+-- save.lua's format-3 path does: the document keeps its format (headed(): this write's id
+-- before the recent ones), its meta hash is headed_meta()'s (a sweep record, every index's
+-- pairs ``op.fields``, only while it has an expiry; else the listed indexes' pairs), then
+-- the change event (``emit``); ``now``: the write's time in ms. Returns the version written.
+local function tx_store_headed(op, ttl_key, emit, now)
+  local shown = string.format("%.0f", op.version)
+  local value = headed(shown, op.write_id, op.json, op.header[1], op.header[2])
+  local expiry, expiring = op.expiry, true
+  if expiry == "keep" then
+    expiring = redis.call("PTTL", op.doc_key) > 0
+    redis.call("SET", op.doc_key, value, "KEEPTTL")
+  elseif expiry == "persist" then
+    redis.call("SET", op.doc_key, value)
+    redis.call("ZREM", ttl_key, op.idkey)
+    expiring = false
+  else
+    local at = now + tonumber(expiry)
+    redis.call("SET", op.doc_key, value, "PXAT", at)
+    redis.call("ZADD", ttl_key, at, op.idkey)
+  end
+  headed_meta(op.meta_key, expiring, shown, op.fields, op.listed)
+  emit("update", op.idkey, shown, op.write_id, op.changed, op.json)
+  return op.version
+end
+
 -- ``unpacked`` (tx_apply.lua, which checked them: nil from tx.lua): ARGV's lists already
 -- unpacked, {described = ARGV[1], spec = ARGV[6], events = ARGV[4] (nil when ""),
 -- fields = {[row] = its meta pairs}, lenient = {[row] = its lenient positions}}, read
 -- instead of unpacking them again.
-local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as in a script)
+-- ``cold_paths``: the script's (luachunks.py), passed by its body, so that transact does not
+-- capture it on every call (the script's first local: the longest walk of Lua's open
+-- upvalues, measured).
+local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as in a script)
+                        cold_paths)
   local described = unpacked and unpacked.described or cmsgpack.unpack(ARGV[1])
   local indexes = {}
   for i = 1, #described / 3 do
@@ -69,7 +162,15 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
     local base = 6 + 9 * (n - 1)
     local kind = ARGV[base + 1]
     if kind == "insert" or kind == "update" then
-      if not applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5]) then break end
+      -- (a row sent as format 3, longer than a version: see above)
+      local found
+      if #ARGV[base + 2] > 20 then
+        found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n], KEYS[nindexes + 3 + 2 * n],
+                                        ARGV[base + 5], applied)
+      else
+        found = applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5])
+      end
+      if not found then break end
       local versions = {}
       for m = 1, nrows do
         local at = 6 + 9 * (m - 1)
@@ -78,6 +179,11 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
           versions[m] = tonumber(ARGV[at + 2])
         elseif what == "delete" then
           versions[m] = 0
+        elseif #ARGV[at + 2] > 20 then
+          versions[m] = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * m],
+                                                KEYS[nindexes + 3 + 2 * m], ARGV[at + 5],
+                                                applied)
+          if not versions[m] then return {"APPLIED"} end
         else
           versions[m] = applied(KEYS[nindexes + 3 + 2 * m], ARGV[at + 5])
           if not versions[m] then return {"APPLIED"} end
@@ -117,7 +223,12 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       if refused then return refused end
       stored = nil
     end
-    if not stored then return {"MISSING"} end
+    if not stored then
+      -- (a format-3 document has no version in its meta hash unless it expires: the
+      -- caller asks tx_unsent() when this says the document is alive; named here, its
+      -- cold_paths would be captured by this closure on every call)
+      return {"MISSING"}, t == "string"
+    end
     if stored ~= op.expected then
       return bad_version(op.meta_key, stored) or {"VERSION", stored}
     end
@@ -175,29 +286,57 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
   end
 
   local ops = {}
+  local headed_rows = false  -- (a row sent as format 3: see above)
   for n = 1, nrows do
     local base = 6 + 9 * (n - 1)
     local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
                 json = ARGV[base + 4], write_id = ARGV[base + 5],
                 doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
+    -- (a row sent as format 3: longer than a version, see above; a length, not a search:
+    -- string.find costs about 1,000 server instructions per call)
+    local cut = #op.expected > 20 and string.find(op.expected, "\0", 1, true)
+    if cut then
+      headed_rows = true
+      op.given = string.sub(op.expected, cut + 1)
+      op.expected = string.match(string.sub(op.expected, 1, cut - 1), "^0*(%d+)$")
+    end
     if phase == "apply" then
       local refused = check_apply(op)
       if refused then return refused end
     end
-    if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then  -- luacheck: ignore 542
-      -- (checked above)
+    if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then
+      -- (checked above; a delete sent as format 3 takes its entries: see tx_headed)
+      if cut and op.kind == "delete" then
+        cold_paths().tx_headed(op, nindexes, type_ok, read_list)
+      end
     elseif op.kind == "insert" or op.kind == "update" then
       local refused
       if op.kind == "insert" then
         refused = check_version("insert", op.expected, op.idkey, op.doc_key, op.meta_key,
                                 ids_key, ttl_key, indexes)
       else
-        refused = check_update(op)
+        if cut and op.kind == "update" then
+          refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
+        end
+        if refused then  -- luacheck: ignore 542
+          -- (a key of another type, or a header that does not read)
+        elseif cut and op.header then  -- (format 3: its header's version)
+          if op.header[1] ~= op.expected then refused = {"VERSION", op.header[1]} end
+        else
+          local alive
+          refused, alive = check_update(op)
+          if alive then refused = cold_paths().tx_unsent(op) or refused end
+        end
       end
       -- (no write id given: a transaction recognises its earlier attempt in step 0)
       if phase == "apply" then refused = nil end  -- (see check_apply)
-      if not refused and op.kind == "update" then
+      if not refused and op.kind == "update" and not (cut and op.header) then
         refused = read_old(op, phase == "apply")
+        -- (a meta hash with a version and no recent writes: a format-3 document's sweep
+        -- record, met by a caller that did not send its entries)
+        if not refused and op.seen == false and phase ~= "apply" then
+          refused = cold_paths().tx_unsent(op)
+        end
       end
       if refused then
         if refused[1] == "WRONGTYPE" then return refused end
@@ -216,8 +355,31 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       -- hash's type)
       local t = redis.call("TYPE", op.doc_key).ok
       if t ~= "none" and t ~= "string" then return {"WRONGTYPE", op.doc_key} end
-      local stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
-      if refused then return refused end
+      local stored, refused
+      if cut and t == "string" then  -- (a delete sent as format 3: see above)
+        refused = cold_paths().tx_headed(op, nindexes, type_ok, read_list)
+        if refused then
+          if refused[1] == "WRONGTYPE" then return refused end
+          return {refused[1], n}
+        end
+        stored = op.header and op.header[1]
+      end
+      if not (cut and op.header) then
+        stored, refused = typed(op.meta_key, "HGET", op.meta_key, "v")
+        if refused then return refused end
+        if not stored and t == "string" then
+          -- (no version in the meta hash: a format-3 document's is in its header; a delete
+          -- not sent its entries reads it again, see tx_unsent)
+          local raw = redis.call("GET", op.doc_key)
+          if string.byte(raw, 1) == 1 then
+            stored = cold_paths().header_of(raw)
+            if not stored then return {"CORRUPT", n} end
+            if op.kind == "delete" then
+              return {stored == op.expected and "ENTRIES" or "VERSION", n, stored}
+            end
+          end
+        end
+      end
       local actual = t == "string" and stored or false
       if op.kind == "delete" and not actual then return {"MISSING", n} end
       if (actual or "0") ~= op.expected then
@@ -225,9 +387,14 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
         if refused then return {"DAMAGED", n, refused[2], refused[3]} end
         return {"VERSION", n, actual or ""}
       end
-      if op.kind == "delete" then
+      if op.kind == "delete" and not (cut and op.header) then
         refused = read_old(op, false)
         if refused then return {"DAMAGED", n, refused[2], refused[3]} end
+        -- (a sweep record: see the update's)
+        if op.seen == false then
+          refused = cold_paths().tx_unsent(op)
+          if refused then return {refused[1], n, unpack(refused, 2)} end
+        end
       end
       op.version = tonumber(op.expected)
     end
@@ -315,12 +482,23 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
   -- now). The versions: the clock's next ones, one TIME for the transaction and one clock
   -- write at its end.
   local versions, version = {}, nil
-  local touched = {}  -- id keys written by this call so far
+  local touched = {}  -- id keys written by this call so far: the operation that wrote each
   for n, op in ipairs(ops) do
-    if (op.kind == "delete" or op.kind == "update") and (not op.old or touched[op.idkey]) then
+    if headed_rows and op.header and touched[op.idkey] then
+      -- (a format-3 document an earlier write of this call changed: what that write gave
+      -- it, and its header now)
+      local before = touched[op.idkey]
+      for i = 1, nindexes do op.old[i] = before.members and before.members[i] or {} end
+      local raw = redis.call("GET", op.doc_key)
+      if raw then
+        op.header = {cold_paths().header_of(raw)}
+      elseif op.kind == "update" then
+        op.header = nil  -- (deleted by it: written anew, as the format-2 path does)
+      end
+    elseif (op.kind == "delete" or op.kind == "update") and (not op.old or touched[op.idkey]) then
       read_old(op, true)
     end
-    if op.kind ~= "check" then touched[op.idkey] = true end
+    if op.kind ~= "check" then touched[op.idkey] = op end
     if op.kind == "delete" then
       local last = EVENTS and EVENTS.doc and payload_of(redis.call("GET", op.doc_key))
       for i, index in ipairs(indexes) do
@@ -340,7 +518,11 @@ local function transact(KEYS, ARGV, unpacked)  -- luacheck: ignore 431 (named as
       if version then version = version + 1 else version = take_version(state_key) end
       CLOCK, DIRTY = version, true
       op.mode, op.version = op.kind, version
-      versions[n] = store(op, ids_key, ttl_key, state_key)
+      if headed_rows and op.header then  -- (format 3 stays format 3)
+        versions[n] = cold_paths().tx_store_headed(op, ttl_key, emit, write_time_ms())
+      else
+        versions[n] = store(op, ids_key, ttl_key, state_key)
+      end
     else
       versions[n] = op.version
     end

@@ -28,7 +28,14 @@
 --               expected version ("0": must not exist), id key, document JSON, write id,
 --               MessagePack pairs (meta field, netstring list of value encodings),
 --               MessagePack positions of unique indexes not enforced for it, MessagePack
---               changed field names ("" for all), expiry ("keep" | "persist" | ms)
+--               changed field names ("" for all), expiry ("keep" | "persist" | ms).
+--               An update's or a delete's expected version may be in 20 digits (zero-
+--               padded), followed by a NUL and
+--               a MessagePack array {per index, the entries its caller's LOADED document
+--               has there (packed lists); the listed indexes' new pairs}: a caller that
+--               loaded it as format 3 (bench/format3.md). A format-3 document is checked
+--               by its header's version and written in format 3 (see _tx.lua); one met by
+--               a row without entries is refused {"ENTRIES", position, version}
 -- Returns       {"OK", version per operation[, conflicts: see below]}
 --               | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}
@@ -39,6 +46,9 @@
 --               | {"LOCKED", position, record key} (a prepared transaction holds it)
 --               | {"DAMAGED", meta key, field} (a document's meta hash does not read:
 --               nothing written; repair() rebuilds it)
+--               | {"ENTRIES", position, version} (format 3, see ARGV[7..]: nothing
+--               written; the caller reads the document again) | {"CORRUPT", position} (a
+--               format-3 header that does not read: nothing written)
 --               prepare: {"PREPARED"} (checked, locked, the intent stored; nothing else
 --               written); apply: {"OK", ...}, {"LAYOUT", ...} (the client makes the call
 --               again with the schema of now), {"WRONGTYPE", key}, or {"DONE", what the
@@ -50,4 +60,4 @@
 -- luacheck: globals redis KEYS ARGV cmsgpack
 -- uses: _write _tx
 
-return transact(KEYS, ARGV)
+return transact(KEYS, ARGV, nil, cold_paths)

@@ -120,7 +120,25 @@ local function intent(blob)
     -- (the expected version and the expiry as "%d" wrote them: tonumber would read "+13";
     -- an expiry of at most 15 digits, about 31,000 years, so that now + it is an integer
     -- SET ... PXAT takes: a Lua number of 17 digits or more is sent as "1e+17")
-    if not string.find(args[base + 2], "^%d+$") then return nil end
+    local expected = args[base + 2]
+    local cut = #expected > 20 and string.find(expected, "\0", 1, true)
+    if cut and (kind == "update" or kind == "delete") then
+      -- (a row sent as format 3: the version, a NUL, then {one packed list per index, the
+      -- listed indexes' pairs}, read by transact: see _tx.lua)
+      local given = array(string.sub(expected, cut + 1), true)
+      if not (given and #given == 2 and type(given[1]) == "table"
+              and type(given[2]) == "table" and #given[1] == #described / 3
+              and #given[2] % 2 == 0) then
+        return nil
+      end
+      for _, part in ipairs(given) do
+        for i = 1, #part do
+          if type(part[i]) ~= "string" then return nil end
+        end
+      end
+      expected = string.sub(expected, 1, cut - 1)
+    end
+    if not string.find(expected, "^%d+$") then return nil end
     if expiry ~= "keep" and expiry ~= "persist"
         and not (#expiry <= 15 and string.find(expiry, "^%d+$")) then
       return nil
@@ -167,4 +185,4 @@ if ARGV[1] ~= "" then
   read, keys, args, unpacked = pcall(intent, ARGV[1])
   if not (read and keys) then return damaged() end
 end
-return transact(keys, args, unpacked)
+return transact(keys, args, unpacked, cold_paths)

@@ -524,6 +524,9 @@ def _headed_damage(intent: bytes) -> dict[str, bytes]:
         "one part": put(version + b"\0\x91" + lists[:-1]),
         "pairs odd": put(version + b"\0\x92" + lists[:-1] + b"\x91\xa1a"),
         "a list a number": put(version + b"\0\x92\x92\x05\xa0" + pairs),
+        # (strings, but not packed lists: "9:a" claims 9 bytes; a NUL in a short row)
+        "a list that does not read": put(version + b"\0\x92\x92\xa39:a\xa0\x90"),
+        "short, with a NUL": put(b"5\0\x92\x92\xa0\xa0\x90"),
         "a map": put(version + b"\0\x81\xa1a\xa1b"),
         "bytes after": put(flat[at] + b"\xa1x"),
         "version signed": put(b"+" + flat[at]),

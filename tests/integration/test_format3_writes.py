@@ -859,9 +859,17 @@ async def test_a_resend_under_a_transactions_lock_is_recognised_from_the_header(
         if not headed:
             resend.headed = other.headed = b""
         reply = run(rc, resend)
-        assert reply[0] == b"OK" and int(reply[1]) == int(LONG_W[32:48])
+        if headed:
+            assert reply[0] == b"OK" and int(reply[1]) == int(LONG_W[32:48])
+        else:  # (not looked for under the lock: LOCKED, and found once it is gone, below)
+            assert reply == [b"LOCKED", record_key.encode()]
         assert run(rc, other) == [b"LOCKED", record_key.encode()]
         assert snapshot(rc) == before
+    rc.hdel(twophase.locks_key(keys.tag(0)), sortable.id_key("a"))
+    reply = run(rc, resend)  # (the format-2 client's resend, the lock gone)
+    assert reply[0] == b"OK" and int(reply[1]) == int(LONG_W[32:48])
+    rc.hset(twophase.locks_key(keys.tag(0)), sortable.id_key("a"), record_key)
+    assert snapshot(rc) == before
     new = Item(id="a", name="x", age=1, tags=[], email="z@e.x", note="")
     request = prepared.request(new, _storage(new))
     assert request is not None

@@ -308,11 +308,15 @@ def _expected_reads(args: list[bytes], n: int, described: list[bytes]) -> bool:
     pairs (an even count), all strings (see ``_tx.lua``)."""
     expected = args[7 + 9 * n]
     version, nul, given = expected.partition(b"\0")
-    if nul and args[6 + 9 * n] in (b"update", b"delete"):
+    # (as the scripts tell a format-3 row: longer than 20 bytes, up to its first NUL)
+    if nul and args[6 + 9 * n] in (b"update", b"delete") and len(expected) > 20:
         parts = _nested(given)
         if not (len(parts) == 2 and len(parts[0]) == len(described) // 3
                 and len(parts[1]) % 2 == 0):
             return False
+        # (each list read as the script reads it: sortable.unpack_list raises ValueError)
+        for packed in [*parts[0], *parts[1][1::2]]:
+            sortable.unpack_list(packed)
     elif nul:
         return False
     return version.isdigit()

@@ -39,8 +39,8 @@
 --           can be: one EXISTS of the document and its meta hash (a format-2 document has
 --           both; a format-3 one has a meta hash only as a sweep record, which its writers
 --           keep, so that a touch finding both needs nothing more), and for a persist
---           that finds both, an HEXISTS of "r" (a format-2 meta hash has it, a sweep
---           record never), for a touch an HEXISTS of "v" (a format-2 meta hash and a sweep
+--           that finds both, an HGET of "r" (a format-2 meta hash has it, a sweep
+--           record never), for a touch an HGET of "v" (a format-2 meta hash and a sweep
 --           record have it; the listed indexes' fields alone, which a format-3 document
 --           keeps without an expiry, do not): the document is read only when these leave
 --           it open.
@@ -62,7 +62,9 @@ else
   -- (both: a format-2 meta hash has "v" and "r"; a sweep record "v" and no "r"; a format-3
   -- document's meta hash without an expiry, its listed indexes' fields only, neither: a
   -- persist tells them by "r", a touch by "v", which a sweep record needs written)
-  if found == 1 or redis.pcall("HEXISTS", KEYS[4], ARGV[2] == "persist" and "r" or "v") ~= 1 then
+  -- (HGET, not HEXISTS: the published ACL rule allows the one, not the other)
+  local told = found == 2 and redis.pcall("HGET", KEYS[4], ARGV[2] == "persist" and "r" or "v")
+  if type(told) ~= "string" then
     stored = redis.pcall("GET", KEYS[1])
     if not stored then return 0 end  -- (its meta hash alone: it expired)
     if type(stored) == "string" and string.byte(stored, 1) == 1 then return {"FORMAT3"} end

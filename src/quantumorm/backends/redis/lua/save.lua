@@ -156,10 +156,12 @@ if others > 0 then  -- (a document of a prepared transaction: lock_holder())
   -- (a resent write applied the first time, before the lock was taken, is recognised by its
   -- write id below: it is not refused)
   if holder and not (rare.type_ok(meta_key, "hash") and rare.applied(meta_key, ARGV[5])) then
-    -- (a format-3 document has no "r": its resend is recognised from its header's W below,
-    -- before anything is written, and any other write to it refused there as LOCKED)
-    local raw = rare.type_ok(meta_key, "hash") and redis.call("HEXISTS", meta_key, "r") == 0
-      and rare.type_ok(doc_key, "string") and redis.call("GET", doc_key)
+    -- (a format-3 document has no "r": the resend of a write sent as format 3 (ARGV[16])
+    -- is recognised from its header's W below, before anything is written, and any other
+    -- write to it refused there as LOCKED; one sent as format 2 is refused ENTRIES there,
+    -- never applied, so it has no resend to find)
+    local raw = ARGV[16] and ARGV[16] ~= "" and rare.type_ok(doc_key, "string")
+      and redis.call("GET", doc_key)
     if not (raw and string.byte(raw, 1) == 1) then return {"LOCKED", holder} end
     locked = holder
   end

@@ -136,6 +136,14 @@ local function intent(blob)
           if type(part[i]) ~= "string" then return nil end
         end
       end
+      -- (the entries lists, and the listed pairs' lists, read as transact reads them: a
+      -- damaged one would stop the apply on a Lua error, the lock kept)
+      for i = 1, #given[1] do
+        if not read_list(given[1][i]) then return nil end
+      end
+      for i = 2, #given[2], 2 do
+        if not read_list(given[2][i]) then return nil end
+      end
       expected = string.sub(expected, 1, cut - 1)
     end
     if not string.find(expected, "^%d+$") then return nil end

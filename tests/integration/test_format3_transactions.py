@@ -33,13 +33,17 @@ from helpers import snapshot
 from test_format3_writes import (
     LONG_W,
     NEWEST,
+    FoldedMix,
     Item,
+    Placed,
     _item,
+    _listed_values,
     _storage,
     check_keyspace,
     entries_of,
     header,
     layout,
+    listed_fields,
     manifests,
     run,
     to_format3,
@@ -621,3 +625,94 @@ def test_an_intent_made_again_after_a_schema_change_keeps_format_3(
                                 for m in entries_of(Wide, id, data)[index])
             assert members == expected, (p, index)
     assert any(made is not None for made in rebuilt), "the intent was not made again"
+
+
+@pytest.mark.parametrize("model", [FoldedMix, Placed])
+def test_listed_indexes_in_transactions(conn: Any, redis_client: Any, model: Any) -> None:
+    """A model with a listed index (case-folded, an embedded path): a transaction's writes
+    keep exactly the listed fields in a format-3 document's meta hash, or the sweep record
+    while it expires, and a row sent without entries is a conflict, nothing written."""
+    rc, keys = redis_client, KeySpace(model._meta)
+    for n, id in enumerate("abcd"):
+        model(id=id, name=f"n{n}", age=n, **_listed_values(model, n)).save_sync()
+    for id in "abcd":
+        to_format3(rc, model, id)
+    check_keyspace(rc, model)
+    lf = {f.encode() for f in listed_fields(model)}
+
+    def tx_save(doc: Any, **ttl: Any) -> None:
+        with conn.transaction_sync() as tx:
+            tx.save(doc, **ttl)
+
+    # listed + derived field changed, no expiry
+    a = model.get_sync(id="a")
+    assert type(a.version) is Headed
+    for name, value in _listed_values(model, 7).items():
+        setattr(a, name, value)
+    a.age = 70
+    tx_save(a)
+    assert header(rc, model, "a")[0] == a.version
+    assert set(rc.hkeys(keys.meta(0, "a"))) == lf
+    check_keyspace(rc, model)
+    # only the listed field changed
+    for name, value in _listed_values(model, 8).items():
+        setattr(a, name, value)
+    tx_save(a)
+    check_keyspace(rc, model)
+    # expiry set: sweep record
+    a.age = 71
+    tx_save(a, ttl=60)
+    assert rc.hget(keys.meta(0, "a"), "v") == str(a.version).encode()
+    check_keyspace(rc, model)
+    # kept
+    for name, value in _listed_values(model, 9).items():
+        setattr(a, name, value)
+    tx_save(a)
+    assert rc.pttl(keys.doc(0, "a")) > 0
+    check_keyspace(rc, model)
+    # removed
+    a.age = 72
+    tx_save(a, ttl=None)
+    assert rc.pttl(keys.doc(0, "a")) == -1
+    assert set(rc.hkeys(keys.meta(0, "a"))) == lf
+    check_keyspace(rc, model)
+    # two documents, a delete of one with a listed index, a check of another
+    b, c, d = (model.get_sync(id=i) for i in "bcd")
+    for name, value in _listed_values(model, 11).items():
+        setattr(b, name, value)
+    with conn.transaction_sync() as tx:
+        tx.get(model, "d")
+        tx.save(b)
+        tx.delete(c)
+    assert not rc.exists(keys.doc(0, "c"), keys.meta(0, "c"))
+    check_keyspace(rc, model)
+    # a row sent without entries (loaded as format 2 then converted) -> conflict, nothing
+    e = model(id="e", name="ne", age=5, **_listed_values(model, 5))
+    e.save_sync()
+    e = model.get_sync(id="e")
+    to_format3(rc, model, "e")
+    e.age = 55
+    with pytest.raises(VersionConflict):
+        tx_save(e)
+    check_keyspace(rc, model)
+
+
+def test_run_transaction_retries_after_entries(conn: Any, redis_client: Any) -> None:
+    """The ENTRIES refusal is a VersionConflict that run_transaction answers by running the
+    work again: the first attempt reads format 2, the doc is converted before commit."""
+    rc = redis_client
+    Item(id="a", name="x", age=1, tags=["p"], email="a@e.x", note="").save_sync()
+    attempts: list[type] = []
+
+    def work(tx: Any) -> None:
+        doc = tx.get(Item, "a")
+        attempts.append(type(doc.version))
+        if len(attempts) == 1:
+            to_format3(rc, Item, "a")
+        doc.age = 7
+        tx.save(doc)
+
+    conn.run_transaction_sync(work)
+    assert attempts == [int, Headed]
+    assert header(rc, Item, "a")[0] == Item.objects.get_sync(id="a").version
+    check_keyspace(rc, Item)

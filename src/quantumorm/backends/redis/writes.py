@@ -263,6 +263,15 @@ class WriteLayout:
                     self.indexes, spec_items(self.options), strict=True) if not derived)
         return listed
 
+    def listed_pairs(self, pairs: list[bytes]) -> list[bytes]:
+        """Of ``pairs`` (meta field, packed list, flat: :meth:`all_entries`), those of the
+        listed indexes, which a format-3 document's meta hash keeps."""
+        listed = self.listed()
+        if not listed:
+            return []
+        return [item for k in range(0, len(pairs), 2) if pairs[k] in listed
+                for item in pairs[k:k + 2]]
+
     def _headed_save(self, request: WriteRequest, call: HeadedSaveCall,
                      touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
         """``call`` as an update of a document loaded as format 3 (save.lua's ARGV[16]):
@@ -270,10 +279,8 @@ class WriteLayout:
         new pair (the sweep record, unless the expiry is removed) and the listed ones."""
         version = request.expected_version
         assert isinstance(version, Headed) and request.values is not None
-        listed = self.listed()
         pairs, _ = self.all_entries(request.values)
-        kept = [item for k in range(0, len(pairs), 2) if pairs[k] in listed
-                for item in pairs[k:k + 2]]
+        kept = self.listed_pairs(pairs)
         call.headed = nested([
             old_lists(self.options, [index for _, index, _ in touched], request.id,
                       version.stored),
@@ -817,12 +824,8 @@ class WriteLayout:
         version = request.expected_version
         assert isinstance(version, Headed)
         kept: list[bytes] = []
-        if request.kind != "delete" and request.values is not None:
-            listed = self.listed()
-            if listed:
-                pairs, _ = self.all_entries(request.values)
-                kept = [item for k in range(0, len(pairs), 2) if pairs[k] in listed
-                        for item in pairs[k:k + 2]]
+        if request.kind != "delete" and request.values is not None and self.listed():
+            kept = self.listed_pairs(self.all_entries(request.values)[0])
         return nested([old_lists(self.options, [index for index, _, _ in self.indexes],
                                  request.id, version.stored), kept])
 
@@ -835,9 +838,7 @@ class WriteLayout:
         pairs, lenient = self.all_entries(values)
         kept = b""
         if raw[:1] == b"\x01":  # (format 3, ``raw`` its whole stored value: restore.lua)
-            listed = self.listed()
-            kept = wire.pack([item for k in range(0, len(pairs), 2) if pairs[k] in listed
-                              for item in pairs[k:k + 2]])
+            kept = wire.pack(self.listed_pairs(pairs))
         return RestoreCall(
             keys.doc(partition, id), keys.meta(partition, id), p.ids, p.ttl, p.state,
             p.indexes, sortable.id_key(id), raw, str(version), new_write_id(),

@@ -35,6 +35,7 @@ import json, re, sys
 import redis
 import quantumorm
 from quantumorm import ArrayField, Document, IntField, StringField, create_connection
+from quantumorm.backends.redis.keys import KeySpace
 
 url = sys.argv[1]
 VERSION = re.compile(rb"1\d{15}")
@@ -179,6 +180,114 @@ step("folded touch", lambda: f1.touch_sync(100))
 step("folded patch", lambda: Folded.objects.filter(id="f1").update_sync(title="World"))
 step("folded persist", lambda: f1.persist_sync())
 step("folded delete", lambda: Folded.objects.filter(id="f1").delete_sync())
+
+# transactions: checks, expiry set / kept / removed, conflicts, unique values moved between
+# rows, and meta hashes without "r" (repair() writes them so) or missing
+tx_conn = quantumorm.get_connection()
+for n in range(6):
+    item(f"x{n}", age=n).save_sync()
+meta_of = {id: KeySpace(Item._meta).meta(0, id) for id in ("x0", "x5")}
+
+
+def tx_check_ttl_delete():
+    with tx_conn.transaction_sync() as t:
+        t.get(Item, "x0")
+        doc = t.get(Item, "x1")
+        doc.age = 50
+        t.save(doc, ttl=1000)
+        t.delete(t.get(Item, "x2"))
+
+
+def tx_keep():
+    with tx_conn.transaction_sync() as t:
+        doc = t.get(Item, "x1")
+        doc.tags = ["k"]
+        t.save(doc)
+
+
+def tx_persist():
+    with tx_conn.transaction_sync() as t:
+        doc = t.get(Item, "x1")
+        doc.note = "p"
+        t.save(doc, ttl=None)
+
+
+step("tx check, expiry, delete", tx_check_ttl_delete)
+step("tx expiry kept", tx_keep)
+step("tx expiry removed", tx_persist)
+tx_stale = Item.objects.get_sync(id="x3")
+fresh = Item.objects.get_sync(id="x3")
+fresh.age = 77
+fresh.save_sync()
+
+
+def tx_stale_save():
+    with tx_conn.transaction_sync() as t:
+        tx_stale.age = 78
+        t.save(tx_stale)
+
+
+def tx_stale_delete():
+    with tx_conn.transaction_sync() as t:
+        t.delete(tx_stale)
+
+
+def tx_unique():
+    with tx_conn.transaction_sync() as t:
+        doc = t.get(Item, "x4")
+        doc.email = "x5@e.x"
+        t.save(doc)
+
+
+def tx_unique_swap():
+    with tx_conn.transaction_sync() as t:
+        four, five = t.get(Item, "x4"), t.get(Item, "x5")
+        five.email, four.email = "free@e.x", "x5@e.x"
+        t.save(five)
+        t.save(four)
+
+
+def tx_update_x0():
+    with tx_conn.transaction_sync() as t:
+        doc = t.get(Item, "x0")
+        doc.age = 5
+        t.save(doc)
+
+
+def tx_delete_x0():
+    with tx_conn.transaction_sync() as t:
+        t.delete(t.get(Item, "x0"))
+
+
+def tx_meta_missing():
+    with tx_conn.transaction_sync() as t:
+        doc = t.get(Item, "x4")
+        doc.age = 9
+        t.save(doc)
+        other = Item.objects.get_sync(id="x5")
+        other.age = 9
+        t.save(other)
+
+
+def tx_check_meta_missing():
+    with tx_conn.transaction_sync() as t:
+        t.get(Item, "x5")
+        doc = t.get(Item, "x4")
+        doc.age = 10
+        t.save(doc)
+
+
+step("tx stale save", tx_stale_save)
+step("tx stale delete", tx_stale_delete)
+step("tx unique conflict", tx_unique)
+step("tx unique swap", tx_unique_swap)
+rc.hdel(meta_of["x0"], "r")
+step("tx update, meta without r", tx_update_x0)
+rc.hdel(meta_of["x0"], "r")
+step("tx delete, meta without r", tx_delete_x0)
+rc.delete(meta_of["x5"])
+step("tx update, meta missing", tx_meta_missing)
+step("tx check, meta missing", tx_check_meta_missing)
 json.dump(steps, sys.stdout)
 '''
 

@@ -89,7 +89,7 @@ ORM_ONLY = ("eq_range", "eq_order")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", default=str(Path(__file__).resolve().parent.parent))
-    parser.add_argument("--ops", default="eq,range,compound,count")
+    parser.add_argument("--ops", default="eq,range,compound,count,eq_range,eq_order")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=150)
     parser.add_argument("--reps", type=int, default=3)

@@ -43,7 +43,7 @@
 --           | {"ENTRIES", version} (format 3: see above; nothing deleted)
 --           | {"CORRUPT"} (a format-3 header that does not read: nothing deleted)
 -- luacheck: globals redis KEYS ARGV cmsgpack
--- uses: _write
+-- uses: _write _derive
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash, an index of more than 1000
@@ -57,6 +57,9 @@
 -- or by a reply's value).
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
 -- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list
+-- and, made only by rare.colder_paths() (a blind delete of a format-3 document without a
+-- sweep record, its entries derived from its JSON):
+-- colder: derived_entries json_plain_spans json_members json_ws
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -136,7 +139,7 @@ end
 -- is built on the common path, only for a purge; no table of the fields either: a rare
 -- path that names one unpacks them again)
 local got
-if ARGV[7] and ARGV[7] ~= "" and alive then  -- (format 3's caller: its document's GET)
+if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's caller)
   rare = rare or cold_paths()
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
@@ -187,7 +190,49 @@ if not stored then
       if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     if ARGV[1] ~= "" and version ~= ARGV[1] then return {"VERSION", version} end
-    return {"ENTRIES", version}
+    -- (a delete of whatever version is stored, whose caller sent the spec as ARGV[7]: the
+    -- entries derived from the stored JSON, as expire.lua's touch derives them; any index
+    -- or member that does not derive: ENTRIES, as without the spec)
+    local derive = ARGV[1] == "" and ARGV[7]
+    if not derive or derive == "" then return {"ENTRIES", version} end
+    local payload = string.sub(raw, w_ends + 1)
+    if string.byte(payload, 1) ~= 123 then return {"ENTRIES", version} end
+    rare = rare or cold_paths()
+    local rarer = rare.colder_paths()
+    local indexes = cmsgpack.unpack(derive)
+    if #indexes ~= #got - 1 then return {"ENTRIES", version} end
+    local given = {}
+    for _, members in ipairs(indexes) do
+      if #members == 0 then return {"ENTRIES", version} end
+      for j = 1, #members, 2 do given[#given + 1] = {members[j]} end
+    end
+    local spans = rarer.json_plain_spans(payload, given)
+    if not spans then
+      local ok, members, close = pcall(rarer.json_members, payload)
+      if not ok or rarer.json_ws(payload, close + 1) then return {"ENTRIES", version} end
+      spans = {}
+      for _, m in ipairs(members) do spans[m[1]] = m end
+    end
+    local lists = {version}
+    for i, members in ipairs(indexes) do
+      local entries
+      for j = 1, #members, 2 do
+        local span, kind = spans[members[j]], members[j + 1]
+        local found = span and kind ~= "" and rarer.derived_entries(
+          string.sub(payload, span[2], span[3] - 1), kind)
+        if not found then return {"ENTRIES", version} end
+        if #members == 2 then
+          entries = found
+        else  -- (a compound index: its members' entries joined, one each)
+          if #found ~= 1 then return {"ENTRIES", version} end
+          entries = {(entries and entries[1] or "") .. found[1]}
+        end
+      end
+      local packed = {}
+      for k, e in ipairs(entries) do packed[k] = #e .. ":" .. e end
+      lists[i + 1] = table.concat(packed)
+    end
+    got, stored = lists, version
   end
 end
 if not alive then  -- it expired: clean up what it left

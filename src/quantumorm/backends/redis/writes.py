@@ -923,7 +923,8 @@ class WriteLayout:
         events = self._save_events
         after = (p.state, *p.indexes, *((p.changes,) if self.events else ()))
         nkeys = 5 + len(after)
-        parts = (
+        parts: tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes,
+                     tuple[bytes, bytes] | None] = (
             array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
             + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
             (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),

@@ -26,11 +26,18 @@
 -- ARGV[7]   absent or "" (the caller loaded the document as format 2, or did not load it),
 --           or, from a caller that loaded it as format 3 (bench/format3.md), a MessagePack
 --           array: per index in KEYS[7..] order, the entries its LOADED document has there
---           (a packed list, as a meta field holds them; exact: the version is compared first)
+--           (a packed list, as a meta field holds them; exact: the version is compared first);
+--           for a delete of whatever version is stored (ARGV[1] ""), absent, or the model's
+--           spec when every index is derived (headed.spec_items): a MessagePack array, per
+--           index an array of its members' key texts (the stored name as JSON) and kind
+--           codes (derived.py)
 -- A format-3 document whose meta hash holds no version (no sweep record: no expiry) is
--- deleted with the caller's entries (ARGV[7]); else nothing is deleted and the reply is
--- {"ENTRIES", version}: the caller reads it and deletes it as loaded (a delete of
--- whatever version is stored too). One with a sweep record is deleted by it, as a format-2
+-- deleted with the caller's entries (ARGV[7]), or, a delete of whatever version is stored
+-- sent with the spec, with the entries derived from its stored JSON (derived_entries, a
+-- compound index's members' joined, as expire.lua's touch derives them; made by
+-- rare.colder_paths()); else (no spec, a compressed payload, a member absent, a text
+-- _derive.lua does not read) nothing is deleted and the reply is {"ENTRIES", version}:
+-- the caller reads it and deletes it as loaded. One with a sweep record is deleted by it, as a format-2
 -- document by its meta hash (it lists every index's entries). Both keys go in one DEL (the
 -- meta hash may be a sweep record). Its header is read by header_of() written out in
 -- place: a function named in cold_paths() would be made whenever a rare path makes them.

@@ -887,17 +887,18 @@ class WriteLayout:
             CRLF, middle[1], heads[len(expected)], expected.encode(), CRLF,
             heads[n] if (n := len(id_key)) < 1024 else bulk_head(n), id_key, CRLF,
             middle[2], heads[len(soft)], soft.encode(), CRLF, after))
+        if derive:  # (one record, the spec its ARGV[7]: made once per model)
+            return HeadedDeleteCall(
+                doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
+                (p.changes,) if self.events else (), expected, id_key,
+                self.manifest_items, soft, self._save_events, self.layout, packed,
+                self._blind_spec or b"")
         call = DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
             self.manifest_items, soft, self._save_events, self.layout, packed)
         if type(request.expected_version) is Headed:  # (format 3: see headed.py)
             return self.headed_delete(request, call)
-        if derive:
-            return HeadedDeleteCall(
-                doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
-                call.event_keys, expected, id_key, self.manifest_items, soft,
-                self._save_events, self.layout, packed, headed=self.blind_spec())
         return call
 
     def blind_spec(self) -> bytes:

@@ -13,7 +13,7 @@ worker). Writes change the data: ``insert`` adds documents whose names the equal
 then finds, so run it last (it is last in the default order).
 
 Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
-[--ops get_q,get,eq,count,update_q,update,insert,delete] [--calls 500] (delete: a load and
+[--ops get_q,get,eq,count,update_q,update,insert,delete,delete_blind] [--calls 500] (delete: a load and
 its ``delete_sync()`` of documents inserted before the counted calls); ``--ops bulk`` counts
 per document a ``bulk_create`` of ``--calls`` documents in the workload's batches of 500 (the
 ``Person(**d)`` of each included, as the workload's bulk op makes them). It starts a private
@@ -89,6 +89,9 @@ def worker(op: str, calls: int, url: str) -> None:
     if op == "delete":  # (documents made first, outside the counted calls: load, delete)
         made = [model(**d).save_sync().id for d in docs]
         ops["delete"] = lambda i: objects.get_many_sync([made[i]])[0].delete_sync()
+    if op == "delete_blind":  # (as delete, by QuerySet.delete of one id: no load)
+        made = [model(**d).save_sync().id for d in docs]
+        ops["delete_blind"] = lambda i: objects.filter(id=made[i]).delete_sync()
     fn = ops[op]
     for i in range(WARMUP):
         fn(i)

@@ -34,7 +34,9 @@ on a shared machine (use a small ``--n`` and ``--calls``: valgrind is about 50x 
 Usage: bench/bench_trees.py --old <tree> [--new <tree>] [--ops eq,count,range] [--n 20000]
 [--calls 300] [--rounds 14] [--sides old,new,floor] [--callgrind]; any operation of
 ``bench_workload.py`` (``--ops update,delete,update_q,insert``), or ``bulk``: a block is then
-3 ``bulk_create`` batches of new documents, and every figure is per document. The trees need
+3 ``bulk_create`` batches of new documents, and every figure is per document; or
+``delete_blind``: a delete block by ``Person.objects.filter(id=...).delete_sync()`` (a
+delete of whatever version is stored; not on the floor side: ``--sides old,new``). The trees need
 issue 12's ``bench/bench_workload.py``.
 """
 
@@ -78,6 +80,9 @@ else:
     from quantumorm import create_connection
     create_connection("redis", url, name="trees", make_default=True)
     ops = bw.orm_ops()
+    # (a delete of whatever version is stored: QuerySet.delete of one id, delete.lua with
+    # no expected version)
+    ops["delete_blind"] = lambda id: bw.Person.objects.filter(id=id).delete_sync()
 data = bw.make_docs(n, n // 10, seed=1)
 if load == "1":
     for batch in bw.batches(data):
@@ -100,7 +105,7 @@ for line in sys.stdin:
         taken["made"] = start + calls
         print("ok", flush=True)
         continue
-    if op == "delete":
+    if op in ("delete", "delete_blind"):
         block = made
     else:
         args, start = plan[op], taken.get(op, 0)
@@ -141,7 +146,7 @@ def _ask(worker: subprocess.Popen[str], op: str) -> list[float]:
 def _prepare(worker: subprocess.Popen[str], op: str) -> None:
     """What a block of ``op`` needs made first, outside its readings (a delete: the
     documents it deletes, inserted by the same side)."""
-    if op != "delete":
+    if op not in ("delete", "delete_blind"):
         return
     stdin, stdout = worker.stdin, worker.stdout
     assert stdin is not None and stdout is not None

@@ -28,6 +28,10 @@ format says.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import decimal
+import enum
 import time
 from typing import Any
 
@@ -36,6 +40,11 @@ from helpers import MODES, call, snapshot
 
 from quantumorm import (
     ArrayField,
+    BooleanField,
+    DateTimeField,
+    DecimalField,
+    EnumField,
+    FloatField,
     CorruptDocumentError,
     Document,
     EmbeddedDocument,
@@ -56,6 +65,7 @@ try:  # (absent before step 3: the tests then fail on what they check, not on th
 except ImportError:  # pragma: no cover
     class Headed(int):  # type: ignore[no-redef]
         stored: dict[str, Any]
+from quantumorm.backends.redis.calls import DeleteCall
 from quantumorm.backends.redis.keys import KeySpace
 try:  # (as Headed above)
     from quantumorm.backends.redis.headed import spec_items
@@ -479,14 +489,18 @@ async def test_delete_loaded_and_blind(conn: Any, redis_client: Any, mode: str) 
 
 async def test_a_blind_delete_answers_entries(conn: Any, redis_client: Any) -> None:
     """delete.lua run by hand: a delete of whatever version is stored of a format-3
-    document without a sweep record answers ENTRIES with its version, nothing written
-    (the client reads it and deletes it as loaded: test_delete_loaded_and_blind)."""
+    document without a sweep record, sent without the model's spec, answers ENTRIES with
+    its version, nothing written (the client reads it and deletes it as loaded)."""
     rc = redis_client
     await _item("async", "a", name='q"uote\\\\', tags=["é", "x"])
     version = to_format3(rc, Item, "a")
     before = snapshot(rc)
     blind = WriteRequest("delete", "a", 0)
-    assert run(rc, layout(Item).delete(blind)) == [b"ENTRIES", str(version).encode()]
+    # (without the spec, ARGV[7]: what a caller sends for a model with a listed index)
+    unspecified = layout(Item).delete(blind)
+    unspecified = DeleteCall(*[getattr(unspecified, f.name) for f in
+                               dataclasses.fields(DeleteCall) if f.name != "wire"])
+    assert run(rc, unspecified) == [b"ENTRIES", str(version).encode()]
     assert snapshot(rc) == before
     # with a sweep record (an expiry), the record lists its entries: deleted by it
     keys = _keys(Item)
@@ -515,6 +529,136 @@ async def test_blind_delete_of_other_models(conn: Any, redis_client: Any, mode: 
     await call(Packed(id="p", name="pp", body="x" * 50), "save", mode)
     to_format3(rc, Packed, "p")
     assert await call(Packed.objects.filter(id="p"), "delete", mode) == 1
+    check_keyspace(rc, Packed)
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Every(Document):
+    """An index of every kind Lua derives (bench/format3.md, section 3), a compound one and
+    a unique one: a delete of whatever version is stored derives them all in one call."""
+
+    name = StringField(indexed=True)
+    age = IntField(indexed=True)
+    ok = BooleanField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    nums = ArrayField(IntField(), indexed=True)
+    score = FloatField(indexed=True)
+    at = DateTimeField(indexed=True)
+    price = DecimalField(indexed=True)
+    color = EnumField(Color, indexed=True)
+    email = StringField(unique=True)
+
+    class Meta:
+        collection = "f3w_every"
+        indexes = [("name", "age"), ("ok", "color")]
+        changes = True
+
+
+def _every_values(n: int) -> dict[str, Any]:
+    return [
+        {"name": 'q"uote\\ \u00e9 \x00 nul \u2603', "age": -7, "ok": True,
+         "tags": ["x", "x", "\u00e9", "x"], "nums": [3, 3, -1], "score": 0.1,
+         "at": datetime.datetime(2024, 5, 6, 7, 8, 9, 123456,
+                                 tzinfo=datetime.timezone(datetime.timedelta(hours=5,
+                                                                             minutes=30))),
+         "price": decimal.Decimal("-12.340"), "color": Color.RED, "email": "a@e.x"},
+        {"name": "", "age": 0, "ok": False, "tags": [], "nums": [], "score": -1e300,
+         "at": datetime.datetime(1999, 12, 31, 23, 59, 59,
+                                 tzinfo=datetime.timezone(datetime.timedelta(hours=-8))),
+         "price": decimal.Decimal("1E+5"), "color": Color.BLUE, "email": "b\u00e9@e.x"},
+        {"name": "n\u0000\U0001f600", "age": 2 ** 53, "ok": None, "tags": ["a\\b", "\""],
+         "nums": [2 ** 40, -2 ** 40], "score": 1.5, "at": None, "price": None, "color": None,
+         "email": None},
+    ][n]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("soft", [False, True], ids=["delete", "trash"])
+async def test_a_blind_delete_derives_every_kind_in_one_call(
+        conn: Any, redis_client: Any, mode: str, soft: bool) -> None:
+    """``filter(id=).delete()`` of a format-3 document without a sweep record, every index
+    derived: its entries derived from the stored JSON in Lua, both keys deleted (or the
+    JSON kept aside, a soft delete), the delete event emitted, in exactly one script call;
+    the other documents' entries untouched."""
+    rc = redis_client
+    keys = _keys(Every)
+    assert all(spec_items(Every._meta))
+    for n, id in enumerate("abc"):
+        await call(Every(id=id, **_every_values(n)), "save", mode)
+    await call(Every(id="z", **{**_every_values(0), "email": "z@e.x"}), "save", mode)
+    for id in "abcz":
+        to_format3(rc, Every, id)
+    check_keyspace(rc, Every)
+    for id in "abc":
+        version = header(rc, Every, id)[0]
+        calls_before = script_calls(rc)
+        if soft:  # (a soft delete of whatever version is stored: the layout's call)
+            trashed = WriteRequest("delete", id, 0, expire=100_000)
+            assert run(rc, layout(Every).delete(trashed)) == [b"OK", str(version).encode()]
+        else:
+            assert await call(Every.objects.filter(id=id), "delete", mode) == 1
+        assert script_calls(rc) == calls_before + 1, id
+        assert not rc.exists(keys.doc(0, id), keys.meta(0, id))
+        assert members_for(rc, Every, id) == {index.name: [] for index in Every._meta.indexes}
+        last = events(rc, Every)[-1]
+        assert (last[b"op"], last[b"id"], last[b"v"]) == (
+            b"delete", sortable.id_key(id), str(version).encode())
+        if soft:
+            assert rc.get(keys.trash(0, id))[:1] == b"\x01"
+        check_keyspace(rc, Every)
+    assert set(check_keyspace(rc, Every)) == {"z"}
+
+
+async def test_a_blind_delete_refuses_what_does_not_derive(conn: Any,
+                                                          redis_client: Any) -> None:
+    """delete.lua run by hand with the spec: a member absent from the JSON, a value in a
+    form Python never writes: ENTRIES, nothing written."""
+    rc = redis_client
+    keys = _keys(Item)
+    await _item("async", "a")
+    version = to_format3(rc, Item, "a")
+    raw = rc.get(keys.doc(0, "a"))
+    head, payload = raw[:raw.index(b"\x00", raw.index(b"\x00") + 1) + 1], header(rc, Item, "a")[2]
+    blind = WriteRequest("delete", "a", 0)
+    for damaged in (payload.replace(b'"age":30', b'"agx":30'),
+                    payload.replace(b'"age":30', b'"age":30.0'),
+                    payload.replace(b'"age":30', b'"age":"30"')):
+        assert damaged != payload
+        rc.set(keys.doc(0, "a"), head + damaged)
+        before = snapshot(rc)
+        assert run(rc, layout(Item).delete(blind)) == [b"ENTRIES", str(version).encode()]
+        assert snapshot(rc) == before
+    rc.set(keys.doc(0, "a"), raw)
+    assert run(rc, layout(Item).delete(blind)) == [b"OK", str(version).encode()]
+    check_keyspace(rc, Item)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_blind_delete_reads_first_for_a_listed_or_compressed_model(
+        conn: Any, redis_client: Any, mode: str) -> None:
+    """A case-folded (listed) index: no spec is sent, the ENTRIES round trip (three
+    calls: the delete, the read, the delete as loaded); a compressed payload: the spec is
+    sent but Lua does not derive from it, the same round trip. Both right."""
+    rc = redis_client
+    assert layout(Folded).blind_spec() == b""
+    await call(Folded(id="a", name="MiXed"), "save", mode)
+    await call(Folded(id="b", name="other"), "save", mode)
+    to_format3(rc, Folded, "a")
+    before = script_calls(rc)
+    assert await call(Folded.objects.filter(id="a"), "delete", mode) == 1
+    assert script_calls(rc) == before + 2  # (the delete, ENTRIES; the delete as loaded)
+    check_keyspace(rc, Folded)
+    assert layout(Packed).blind_spec() != b""
+    await call(Packed(id="p", name="pp", body="x" * 50), "save", mode)
+    to_format3(rc, Packed, "p")
+    before = script_calls(rc)
+    assert await call(Packed.objects.filter(id="p"), "delete", mode) == 1
+    assert script_calls(rc) == before + 2
+    assert not rc.exists(_keys(Packed).doc(0, "p"))
     check_keyspace(rc, Packed)
 
 

@@ -193,7 +193,8 @@ class HeadedDeleteCall(DeleteCall):
     delete's record and call stay what they were)."""
 
     #: ARGV[7]: the entries of the document as loaded (a MessagePack array of packed lists,
-    #: one per index); b"" for none
+    #: one per index); for a delete of whatever version is stored, the model's spec
+    #: (headed.spec_items, an array per index) when every index is derived; b"" for none
     headed: bytes = b""
 
     def call(self) -> Call:
@@ -201,7 +202,7 @@ class HeadedDeleteCall(DeleteCall):
             self.document_key, self.meta_key, self.ids_key, self.ttl_key, self.trash_key,
             self.state_key, *self.index_keys, *self.event_keys), (
             self.expected_version, self.id_key, self.manifests, self.soft_ms,
-            self.events, self.layout, self.headed))
+            self.events, self.layout, self.headed), self.wire)
 
 
 @dataclass(slots=True)

@@ -246,7 +246,9 @@ class WriteLayout:
         self._trash_prefixes: dict[int, str] = {}
         #: per partition: what its deletes send alike, in RESP (_delete_packed)
         self._delete_parts: dict[int, tuple[bytes, tuple[bytes, bytes, bytes], bytes,
-                                            bytes]] = {}
+                                            bytes, tuple[bytes, bytes] | None]] = {}
+        #: delete.lua's ARGV[7] for a delete of whatever version is stored (blind_spec)
+        self._blind_spec: bytes | None = None
         #: the stored schema's layout the calls carry (b"": none); set by the backend
         #: whenever it reads the schema (scripts refuse a layout older than the partition's)
         self.layout = b""
@@ -869,7 +871,11 @@ class WriteLayout:
         parts = self._delete_parts.get(partition)
         if parts is None or parts[3] is not self.layout:
             parts = self._delete_packed(partition, p)
-        front, middle, after, _ = parts
+        front, middle, after, _, blind = parts
+        derive = blind is not None and not expected
+        if derive:  # (a delete of whatever version is stored: ARGV[7], the spec)
+            assert blind is not None
+            front, after = blind
         heads = BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta, packed_trash = (
             doc_key.encode(), meta_key.encode(), trash_key.encode())
@@ -881,6 +887,12 @@ class WriteLayout:
             CRLF, middle[1], heads[len(expected)], expected.encode(), CRLF,
             heads[n] if (n := len(id_key)) < 1024 else bulk_head(n), id_key, CRLF,
             middle[2], heads[len(soft)], soft.encode(), CRLF, after))
+        if derive:  # (one record, the spec its ARGV[7]: made once per model)
+            return HeadedDeleteCall(
+                doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
+                (p.changes,) if self.events else (), expected, id_key,
+                self.manifest_items, soft, self._save_events, self.layout, packed,
+                self._blind_spec or b"")
         call = DeleteCall(
             doc_key, meta_key, p.ids, p.ttl, trash_key, p.state, p.indexes,
             (p.changes,) if self.events else (), expected, id_key,
@@ -889,21 +901,40 @@ class WriteLayout:
             return self.headed_delete(request, call)
         return call
 
+    def blind_spec(self) -> bytes:
+        """What a delete of whatever version is stored sends as delete.lua's ARGV[7], so
+        that it deletes a format-3 document without a sweep record in one call, its entries
+        derived from its JSON: per index, its members' key texts and kind codes
+        (:func:`.headed.spec_items`); b"" (not sent) when an index is listed, whose
+        entries the document's JSON does not give. Made once per model."""
+        spec = self._blind_spec
+        if spec is None:
+            items = spec_items(self.options)
+            spec = self._blind_spec = b"" if not all(items) else nested(items)
+        return spec
+
     def _delete_packed(self, partition: int, p: PartitionKeys
-                       ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes]:
+                       ) -> tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes,
+                                  tuple[bytes, bytes] | None]:
         """What every delete of partition ``p`` sends alike, in RESP (see :meth:`delete`):
         the command's head to its first key, the runs between its own items (after the
         meta key, after the trash key, after the id key), what follows the soft delete's
-        milliseconds, and the layout it was made for; remembered per partition."""
+        milliseconds, and the layout it was made for; then, when the model sends
+        :meth:`blind_spec`, a blind delete's head and tail; remembered per partition."""
         events = self._save_events
         after = (p.state, *p.indexes, *((p.changes,) if self.events else ()))
         nkeys = 5 + len(after)
-        parts = (
+        parts: tuple[bytes, tuple[bytes, bytes, bytes], bytes, bytes,
+                     tuple[bytes, bytes] | None] = (
             array_head(3 + nkeys + 6) + _bulk(b"EVALSHA")
             + _bulk(script("delete").sha.encode()) + _bulk(b"%d" % nkeys),
             (_bulk(p.ids.encode()) + _bulk(p.ttl.encode()),
              b"".join([_bulk(key.encode()) for key in after]), _bulk(self.manifest_items)),
-            _bulk(events) + _bulk(self.layout), self.layout)
+            _bulk(events) + _bulk(self.layout), self.layout, None)
+        spec = self.blind_spec()
+        if spec:  # (a blind delete's front and tail: one argument more, the spec)
+            parts = (*parts[:4], (array_head(3 + nkeys + 7) + parts[0][
+                len(array_head(3 + nkeys + 6)):], parts[2] + _bulk(spec)))
         if len(self._delete_parts) > 64:
             self._delete_parts.clear()
         self._delete_parts[partition] = parts

@@ -26,11 +26,18 @@
 -- ARGV[7]   absent or "" (the caller loaded the document as format 2, or did not load it),
 --           or, from a caller that loaded it as format 3 (bench/format3.md), a MessagePack
 --           array: per index in KEYS[7..] order, the entries its LOADED document has there
---           (a packed list, as a meta field holds them; exact: the version is compared first)
+--           (a packed list, as a meta field holds them; exact: the version is compared first);
+--           for a delete of whatever version is stored (ARGV[1] ""), absent, or the model's
+--           spec when every index is derived (headed.spec_items): a MessagePack array, per
+--           index an array of its members' key texts (the stored name as JSON) and kind
+--           codes (derived.py)
 -- A format-3 document whose meta hash holds no version (no sweep record: no expiry) is
--- deleted with the caller's entries (ARGV[7]); else nothing is deleted and the reply is
--- {"ENTRIES", version}: the caller reads it and deletes it as loaded (a delete of
--- whatever version is stored too). One with a sweep record is deleted by it, as a format-2
+-- deleted with the caller's entries (ARGV[7]), or, a delete of whatever version is stored
+-- sent with the spec, with the entries derived from its stored JSON (derived_entries, a
+-- compound index's members' joined, as expire.lua's touch derives them; made by
+-- rare.colder_paths()); else (no spec, a compressed payload, a member absent, a text
+-- _derive.lua does not read) nothing is deleted and the reply is {"ENTRIES", version}:
+-- the caller reads it and deletes it as loaded. One with a sweep record is deleted by it, as a format-2
 -- document by its meta hash (it lists every index's entries). Both keys go in one DEL (the
 -- meta hash may be a sweep record). Its header is read by header_of() written out in
 -- place: a function named in cold_paths() would be made whenever a rare path makes them.
@@ -43,7 +50,7 @@
 --           | {"ENTRIES", version} (format 3: see above; nothing deleted)
 --           | {"CORRUPT"} (a format-3 header that does not read: nothing deleted)
 -- luacheck: globals redis KEYS ARGV cmsgpack
--- uses: _write
+-- uses: _write _derive
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a lock, an expired
 -- document's purge, another version, a damaged meta hash, an index of more than 1000
@@ -57,6 +64,9 @@
 -- or by a reply's value).
 -- cold: lock_holder stream_refusal index_records bad_index purge_listed bad_version damaged
 -- cold: bulk type_ok events_unchecked emit_first payload_of proving read_list
+-- and, made only by rare.colder_paths() (a blind delete of a format-3 document without a
+-- sweep record, its entries derived from its JSON):
+-- colder: derived_entries json_plain_spans json_members json_ws
 
 -- What each command serves (commands per write are the server's main cost; see typed() in
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
@@ -136,7 +146,7 @@ end
 -- is built on the common path, only for a purge; no table of the fields either: a rare
 -- path that names one unpacks them again)
 local got
-if ARGV[7] and ARGV[7] ~= "" and alive then  -- (format 3's caller: its document's GET)
+if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's caller)
   rare = rare or cold_paths()
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
@@ -187,7 +197,49 @@ if not stored then
       if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
     if ARGV[1] ~= "" and version ~= ARGV[1] then return {"VERSION", version} end
-    return {"ENTRIES", version}
+    -- (a delete of whatever version is stored, whose caller sent the spec as ARGV[7]: the
+    -- entries derived from the stored JSON, as expire.lua's touch derives them; any index
+    -- or member that does not derive: ENTRIES, as without the spec)
+    local derive = ARGV[1] == "" and ARGV[7]
+    if not derive or derive == "" then return {"ENTRIES", version} end
+    local payload = string.sub(raw, w_ends + 1)
+    if string.byte(payload, 1) ~= 123 then return {"ENTRIES", version} end
+    rare = rare or cold_paths()
+    local rarer = rare.colder_paths()
+    local indexes = cmsgpack.unpack(derive)
+    if #indexes ~= #got - 1 then return {"ENTRIES", version} end
+    local given = {}
+    for _, members in ipairs(indexes) do
+      if #members == 0 then return {"ENTRIES", version} end
+      for j = 1, #members, 2 do given[#given + 1] = {members[j]} end
+    end
+    local spans = rarer.json_plain_spans(payload, given)
+    if not spans then
+      local ok, members, close = pcall(rarer.json_members, payload)
+      if not ok or rarer.json_ws(payload, close + 1) then return {"ENTRIES", version} end
+      spans = {}
+      for _, m in ipairs(members) do spans[m[1]] = m end
+    end
+    local lists = {version}
+    for i, members in ipairs(indexes) do
+      local entries
+      for j = 1, #members, 2 do
+        local span, kind = spans[members[j]], members[j + 1]
+        local found = span and kind ~= "" and rarer.derived_entries(
+          string.sub(payload, span[2], span[3] - 1), kind)
+        if not found then return {"ENTRIES", version} end
+        if #members == 2 then
+          entries = found
+        else  -- (a compound index: its members' entries joined, one each)
+          if #found ~= 1 then return {"ENTRIES", version} end
+          entries = {(entries and entries[1] or "") .. found[1]}
+        end
+      end
+      local packed = {}
+      for k, e in ipairs(entries) do packed[k] = #e .. ":" .. e end
+      lists[i + 1] = table.concat(packed)
+    end
+    got, stored = lists, version
   end
 end
 if not alive then  -- it expired: clean up what it left

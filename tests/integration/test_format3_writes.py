@@ -616,7 +616,8 @@ async def test_a_blind_delete_derives_every_kind_in_one_call(
 async def test_a_blind_delete_refuses_what_does_not_derive(conn: Any,
                                                           redis_client: Any) -> None:
     """delete.lua run by hand with the spec: a member absent from the JSON, a value in a
-    form Python never writes: ENTRIES, nothing written."""
+    form Python never writes, a member name written with an escape (``"\\u0061ge"`` is
+    ``"age"`` again, which Python reads last): ENTRIES, nothing written."""
     rc = redis_client
     keys = _keys(Item)
     await _item("async", "a")
@@ -626,7 +627,8 @@ async def test_a_blind_delete_refuses_what_does_not_derive(conn: Any,
     blind = WriteRequest("delete", "a", 0)
     for damaged in (payload.replace(b'"age":30', b'"agx":30'),
                     payload.replace(b'"age":30', b'"age":30.0'),
-                    payload.replace(b'"age":30', b'"age":"30"')):
+                    payload.replace(b'"age":30', b'"age":"30"'),
+                    payload[:-1] + b',"\\u0061ge":31}'):
         assert damaged != payload
         rc.set(keys.doc(0, "a"), head + damaged)
         before = snapshot(rc)

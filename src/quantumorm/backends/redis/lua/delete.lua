@@ -218,7 +218,11 @@ if not stored then
       local ok, members, close = pcall(rarer.json_members, payload)
       if not ok or rarer.json_ws(payload, close + 1) then return {"ENTRIES", version} end
       spans = {}
-      for _, m in ipairs(members) do spans[m[1]] = m end
+      for _, m in ipairs(members) do
+        -- (a member name written with an escape may be another text of a wanted name)
+        if string.find(m[1], "\\", 1, true) then return {"ENTRIES", version} end
+        spans[m[1]] = m
+      end
     end
     local lists = {version}
     for i, members in ipairs(indexes) do

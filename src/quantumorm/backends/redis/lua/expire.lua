@@ -125,7 +125,11 @@ if headed then
       local ok, members, close = pcall(rare.json_members, payload)
       if not ok or rare.json_ws(payload, close + 1) then return {"ENTRIES", tonumber(version)} end
       spans = {}
-      for _, m in ipairs(members) do spans[m[1]] = m end
+      for _, m in ipairs(members) do
+        -- (a member name written with an escape may be another text of a wanted name)
+        if string.find(m[1], "\\", 1, true) then return {"ENTRIES", tonumber(version)} end
+        spans[m[1]] = m
+      end
     end
     for i, index in ipairs(indexes) do
       local entries, members = nil, index.members

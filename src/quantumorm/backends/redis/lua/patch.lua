@@ -308,7 +308,12 @@ if not json then
     if not at then
       local _, members = pcall(rare.json_members, stored)
       at = {}
-      for _, m in ipairs(members) do at[m[1]] = m end
+      for _, m in ipairs(members) do
+        -- (a member name written with an escape may be another text of a wanted name,
+        -- which Python reads and this scan would not: no old text derived, ENTRIES)
+        if string.find(m[1], "\\", 1, true) then at = {}; break end
+        at[m[1]] = m
+      end
     end
     olds = {}
     for i = 1, n do

@@ -167,6 +167,16 @@ async def conn(redis_url: str, redis_client: redis.Redis) -> AsyncIterator[quant
             quantumorm.close_all()
 
 
+@pytest.fixture
+def format2_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inserts store format 2 (a meta hash with the version, the recent write ids and every
+    index's entries), as releases before format 3 did: for tests of how such documents,
+    still found in upgraded collections, are read, written, verified and repaired."""
+    from quantumorm.backends.redis import writes
+
+    monkeypatch.setattr(writes, "NEW_FORMAT", 2)
+
+
 # -- Redis Cluster and Sentinel ------------------------------------------------------------
 
 

@@ -34,8 +34,11 @@ from .options import IndexSpec, ModelOptions
 #: Redis document key carries its version before the document (backends/redis/stored.py),
 #: which code of format 1 would read as a corrupt document; it refuses the collection
 #: instead, once a process of format 2 has stored its schema (with a new layout, which
-#: stops the older processes already running at their next operation)
-FORMAT = 2
+#: stops the older processes already running at their next operation). 3: a new Redis
+#: document carries its recent write ids in that header and keeps no meta hash of its index
+#: entries (bench/format3.md), which code of format 2 before it learnt to read them would
+#: misread; the same upgrade stops those processes
+FORMAT = 3
 #: how many earlier declarations a schema remembers, to refuse one that comes back
 HISTORY = 32
 

@@ -65,6 +65,9 @@ class SaveCall:
     members: bytes = b""
     #: the call's EVALSHA command in RESP, when its maker packed it (Call.wire)
     wire: bytes | None = None
+    #: an insert stored in format 2 (insert.lua's ARGV[13]: writes.NEW_FORMAT, for tests of
+    #: documents stored by earlier releases)
+    format2: bool = False
 
     def call(self) -> Call:
         keys = (self.document_key, self.meta_key, self.ids_key, self.sequence_key,
@@ -76,6 +79,8 @@ class SaveCall:
                 self.id_key, self.document, self.write_id, self.values, self.touched,
                 self.manifests, self.expiry, self.doc_prefix, self.meta_prefix, self.events,
                 self.layout)
+            if self.format2:
+                return Call("insert", keys, (*args, self.members, b"2"), self.wire)
         else:
             args = (self.op, self.expected_version, self.id_key, self.document,
                     self.write_id, self.values, self.touched, self.manifests, self.expiry,
@@ -227,7 +232,10 @@ class BulkDocument:
     id_key: bytes
     document: bytes
     write_id: str
-    values: bytes  # MessagePack pairs of every meta field, one string after another
+    #: MessagePack pairs, one string after another: what its meta hash keeps (format 3:
+    #: every index's with an expiry, else the listed indexes', b"" for none; format 2:
+    #: every index's)
+    values: bytes
     members: bytes  # per index of the model its count of value encodings, then them
 
 
@@ -250,6 +258,9 @@ class InsertManyCall:
     #: MessagePack: per document with unique indexes not enforced for it (a compound value
     #: with a null part), its number in the batch and their positions (MessagePack)
     lenient: bytes
+    #: the documents stored in format 2 (insert_many.lua's last argument:
+    #: writes.NEW_FORMAT, for tests of documents stored by earlier releases)
+    format2: bool = False
 
     def call(self) -> Call:
         keys: list[str] = [self.ids_key, self.ttl_key, self.state_key, *self.index_keys]
@@ -258,6 +269,8 @@ class InsertManyCall:
         for d in self.documents:
             keys += (d.document_key, d.meta_key)
             args += (d.id_key, d.document, d.write_id, d.values, d.members)
+        if self.format2:
+            args.append(b"2")
         keys += self.event_keys
         return Call("insert_many", tuple(keys), tuple(args))
 

@@ -132,7 +132,9 @@ class Writer(TwoPhase):
             id = request.id
             if id is None:
                 id = sortable.id_from_key(bytes(raw[2]))
-            if type(request.expected_version) is Headed:  # (format 3: headed.py)
+            if type(request.expected_version) is Headed or (
+                    request.kind == "insert" and writes.NEW_FORMAT == 3):
+                # (format 3, written so or kept so: headed.py)
                 return [writes.result(options, request, write_reply(raw))]
             return [WriteResult(id, 0 if request.kind == "delete" else int(raw[1]))]
         return (yield from self._write_all(options, [request], (record, sent)))
@@ -187,8 +189,13 @@ class Writer(TwoPhase):
                 elif layout_refused(raw):  # a batch refused whole
                     parsed = [WriteReply("LAYOUT")] * len(members)
                 elif (version := written_whole(raw)) is not None:  # (the common batch)
-                    outcomes += [(i, WriteResult(requests[i].id, version + n))
-                                 for n, i in enumerate(members)]
+                    if writes.NEW_FORMAT == 3:  # (format 3: each version a Headed)
+                        headed_of = Headed.of
+                        outcomes += [(i, WriteResult(requests[i].id, headed_of(
+                            version + n, requests[i].data or {}))) for n, i in enumerate(members)]
+                    else:
+                        outcomes += [(i, WriteResult(requests[i].id, version + n))
+                                     for n, i in enumerate(members)]
                     continue
                 else:
                     parsed = [write_reply(each) for each in raw]

@@ -96,6 +96,15 @@ _MEMO_BYTES = 256
 STREAM_MAX = 2000
 
 
+#: the storage format inserts write (bench/format3.md): 3, the version and recent write
+#: ids in the document's header and no meta hash but a sweep record (an expiry) or the
+#: listed indexes' entries. A document stored by an earlier release (format 2: a meta hash
+#: listing its entries) is read and written in its own format. 2 here makes inserts store
+#: that form (insert.lua's ARGV[13], insert_many.lua's last argument): for tests of such
+#: documents, never for an application (its documents would cost the memory format 3 saves)
+NEW_FORMAT = 3
+
+
 def _pack_constants(items: Sequence[bytes | int]) -> bytes:
     """:func:`wire.pack` of strings and of non-negative integers, each of these a MessagePack
     integer: patch.lua reads a count, a position or the size limit as the number itself,
@@ -274,6 +283,16 @@ class WriteLayout:
         return [item for k in range(0, len(pairs), 2) if pairs[k] in listed
                 for item in pairs[k:k + 2]]
 
+    def kept_pairs(self, values: dict[str, Any], expire: Expiry | int, every: bytes) -> bytes:
+        """What the meta hash of a new format-3 document keeps, packed one pair after
+        another: ``every`` pair (its sweep record) when it expires, else the listed
+        indexes' pairs, or nothing."""
+        if type(expire) is not Expiry:
+            return every
+        if not self.listed():
+            return b""
+        return wire.items(self.listed_pairs(self.all_entries(values)[0]))
+
     def _headed_save(self, request: WriteRequest, call: HeadedSaveCall,
                      touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
         """``call`` as an update of a document loaded as format 3 (save.lua's ARGV[16]):
@@ -346,6 +365,8 @@ class WriteLayout:
             # table and passes the pairs on to the meta hash's HSET as they unpack (each
             # item of a MessagePack array costs the server its table's growth)
             packed_pairs, members, _ = self.bulk_values(values, True)
+            if NEW_FORMAT == 3:  # (only what a format-3 meta hash keeps)
+                packed_pairs = self.kept_pairs(values, request.expire, packed_pairs)
             if not self.any_unique:
                 # (nothing to enforce: no quadruples to unpack)
                 packed_indexes = b""
@@ -413,7 +434,9 @@ class WriteLayout:
         front, shared, middle, after, _, layout_part, count = parts
         heads = BULK_HEADS  # (a head by length in line: a call only past 1,023 bytes)
         packed_doc, packed_meta = doc_key.encode(), meta_key.encode()
-        out = [array_head(count + 1 if members else count), front,
+        # (format 2 asked for: insert.lua's ARGV[13], after ARGV[12] even when empty)
+        format2 = NEW_FORMAT == 2 and kind == "insert"
+        out = [array_head(count + (2 if format2 else 1 if members else 0)), front,
                heads[n] if (n := len(packed_doc)) < 1024 else bulk_head(n), packed_doc, CRLF,
                heads[n] if (n := len(packed_meta)) < 1024 else bulk_head(n), packed_meta,
                CRLF, shared]
@@ -431,8 +454,10 @@ class WriteLayout:
         if kind != "insert":
             out += (heads[n] if (n := len(names)) < 1024 else bulk_head(n), names, CRLF)
         out.append(layout_part)
-        if members:
+        if members or format2:
             out += (heads[n] if (n := len(members)) < 1024 else bulk_head(n), members, CRLF)
+        if format2:
+            out.append(b"$1\r\n2\r\n")
         if type(request.expected_version) is Headed:  # (format 3: see headed.py)
             return self._headed_save(request, HeadedSaveCall(
                 doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
@@ -445,7 +470,7 @@ class WriteLayout:
             (p.changes,) if events else (),
             kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,
             packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix, events,
-            names, self.layout, members, b"".join(out))
+            names, self.layout, members, b"".join(out), format2)
 
     def _save_packed(self, partition: int, p: PartitionKeys, kind: str,
                      sequence: str) -> SaveParts:
@@ -694,6 +719,7 @@ class WriteLayout:
         documents: list[BulkDocument] = []
         lenient_of: list[bytes] = []
         bulk_values, limit, plain = self.bulk_values, self.max_document_bytes, self.compress is None
+        format3, kept_pairs = NEW_FORMAT == 3, self.kept_pairs
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             id = request.id
             assert id is not None and request.values is not None
@@ -704,6 +730,8 @@ class WriteLayout:
             else:
                 id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
             pairs, members, lenient = bulk_values(request.values, True)
+            if format3:  # (only what a format-3 meta hash keeps)
+                pairs = kept_pairs(request.values, expiry, pairs)
             if lenient is not _NONE:
                 lenient_of += (b"%d" % (n + 1), lenient)
             raw = request.raw
@@ -718,7 +746,8 @@ class WriteLayout:
             # a new document has no expiry to keep or drop
             Expiry.KEEP if expiry is Expiry.PERSIST else wire_expiry(expiry),
             p.doc_prefix, p.meta_prefix,
-            self.events, self.layout, wire.pack(lenient_of) if lenient_of else _NONE)
+            self.events, self.layout, wire.pack(lenient_of) if lenient_of else _NONE,
+            not format3)
 
     def all_entries(self, values: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
         """Every meta field pair (field or compound index, its value encodings) of a
@@ -1113,8 +1142,10 @@ def result(options: ModelOptions, request: WriteRequest, reply: WriteReply) -> W
             return WriteResult(id, 0)
         assert reply.version is not None
         new_id = id if id is not None else sortable.id_from_key(reply.id_key or b"")
-        if type(request.expected_version) is Headed and request.data is not None:
-            # (a format-3 document stays format 3: its next write sends this data's entries)
+        if request.data is not None and (type(request.expected_version) is Headed or (
+                request.kind == "insert" and NEW_FORMAT == 3)):
+            # (a format-3 document, written so or kept so: its next write sends this
+            # data's entries)
             return WriteResult(new_id, Headed.of(reply.version, request.data))
         return WriteResult(new_id, reply.version)
     if status == "MISSING" and request.kind == "delete":

@@ -15,7 +15,10 @@
 -- ARGV[2]   document JSON                 ARGV[3]  write id, 16 characters
 -- ARGV[4]   MessagePack pairs one after another (not an array): meta field name, netstring
 --           list of value encodings (passed on to the meta hash's HSET as cmsgpack.unpack
---           returns them: no table made of them)
+--           returns them: no table made of them). Format 3: only what the meta hash keeps:
+--           every index's pairs for a document with an expiry (a sweep record), else the
+--           listed indexes' (bench/format3.md, section 1), "" for none; format 2: every
+--           index's
 -- ARGV[5]   MessagePack quadruples one after another (not an array), one per index of the
 --           model in KEYS[7..] order: KEYS position (7, 8...: not read), meta field, "1" to
 --           enforce uniqueness, index name; ""
@@ -32,7 +35,11 @@
 --           insert_many.lua reads them (gathered by one table constructor: cmsgpack fills an
 --           array's table one item at a time, resizing it as it grows); for a document with
 --           very many (writes._FLAT_BYTES), one MessagePack array with, per index, the array
---           of its encodings; "" (or absent): read from ARGV[4]
+--           of its encodings; "" (or absent): read from ARGV[4] (format 2 only: a format-3
+--           insert always sends it)
+-- ARGV[13]  "2": store the document in format 2 (a meta hash with "v", "r" and every
+--           index's list), as releases before format 3 did, for tests of such documents
+--           (writes.NEW_FORMAT); absent: format 3
 --
 -- Every check runs before the first write, and the JSON is stored verbatim, as in save.lua;
 -- the replies are save.lua's for an insert: {"OK", version, id key} | {"EXISTS"}
@@ -335,19 +342,40 @@ else
 end
 -- (store_taken of an insert: the document with its expiry, "keep" or "persist" (a new
 -- document has no schedule entry: any leftover one went with its purge) or milliseconds
--- from the time the version was taken; then the meta hash's version, write id, lists)
+-- from the time the version was taken; then what the meta hash keeps)
 local expiry = ARGV[7]
-if expiry == "keep" or expiry == "persist" then
-  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[2])
-else
-  local at = math.floor(now_us / 1000) + tonumber(expiry)
-  redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[2], "PXAT", at)
-  redis.call("ZADD", KEYS[5], at, idkey)
+local expiring = expiry ~= "keep" and expiry ~= "persist"
+local at = expiring and math.floor(now_us / 1000) + tonumber(expiry)
+if ARGV[13] ~= "2" then
+  -- format 3 (bench/format3.md, section 1): the version and this write's id in the header
+  -- (headed() in line: a new document has no older writes); the meta hash only as a sweep
+  -- record (an expiry: its version and every index's pairs) or with the listed indexes'
+  -- pairs (ARGV[4]: what the client sent for it, "" for none)
+  local value = "\1" .. shown .. "\0" .. ARGV[3] .. "\0" .. ARGV[2]
+  if expiring then
+    redis.call("SET", doc_key, value, "PXAT", at)
+    redis.call("ZADD", KEYS[5], at, idkey)
+    if ARGV[4] == "" then
+      redis.call("HSET", meta_key, "v", shown)
+    else
+      redis.call("HSET", meta_key, "v", shown, cmsgpack.unpack(ARGV[4]))
+    end
+  else
+    redis.call("SET", doc_key, value)
+    if ARGV[4] ~= "" then redis.call("HSET", meta_key, cmsgpack.unpack(ARGV[4])) end
+  end
+else  -- (format 2, ARGV[13] "2": a meta hash with the version, the write id, every list)
+  if expiring then
+    redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[2], "PXAT", at)
+    redis.call("ZADD", KEYS[5], at, idkey)
+  else
+    redis.call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[2])
+  end
+  -- (a version of 16 digits, the time's, has no padding: no call)
+  redis.call("HSET", meta_key, "v", shown, "r",
+             ARGV[3] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown,
+             cmsgpack.unpack(ARGV[4]))
 end
--- (a version of 16 digits, the time's, has no padding: no call)
-redis.call("HSET", meta_key, "v", shown, "r",
-           ARGV[3] .. (#shown < 16 and string.rep("0", 16 - #shown) or "") .. shown,
-           cmsgpack.unpack(ARGV[4]))
 -- bounded housekeeping: purge a few documents whose expiry is due (only when the schedule
 -- had entries)
 if scheduled > 0 then

@@ -34,7 +34,12 @@
 --             another, per index its count of encodings (an integer), then its encodings
 --             (unpacked into one table, not one per index); or, for a document with very
 --             many, a MessagePack array of one array per index (Lua's stack holds about
---             8,000 values)
+--             8,000 values). Format 3: the pairs are only what the meta hash keeps: every
+--             index's for documents with an expiry (a sweep record), else the listed
+--             indexes' (bench/format3.md, section 1), "" for none
+-- ARGV[#ARGV] after the documents' (optional): "2" to store them in format 2 (a meta hash
+--             with "v", "r" and every index's list), as releases before format 3 did, for
+--             tests of such documents (writes.NEW_FORMAT); absent: format 3
 -- Returns     {"LAYOUT", stored layout} (the caller's schema is outdated: nothing written),
 --             or {"ALL", version} when every document was written now, the first with that
 --             version and each next one with the next (one reply, not one per document),
@@ -82,7 +87,9 @@ local function flat_members(packed)
 end
 local rare  -- (cold_paths(), made on the first rare path taken)
 local expiry, doc_prefix, meta_prefix = ARGV[2], ARGV[3], ARGV[4]
-local ndocs = (#ARGV - 7) / 5
+local ndocs = math.floor((#ARGV - 7) / 5)
+-- (one argument after the documents' says which format to store them in: see ARGV)
+local format2 = #ARGV - 7 > 5 * ndocs and ARGV[#ARGV] == "2"
 local first_doc_key = nindexes + 4  -- (KEYS position of the first document key)
 
 -- shared keys: checked once for the whole batch (a wrong type refuses every document);
@@ -273,15 +280,36 @@ if naccepted > 0 then
       end
     end
     if #shown ~= pad_for then pad_for = #shown; pad = string.rep("0", 16 - pad_for) end
-    if at then
-      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
-      scheduled_now[2 * k - 1], scheduled_now[2 * k] = at, idkey
+    if format2 then
+      if at then
+        call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2], "PXAT", at)
+        scheduled_now[2 * k - 1], scheduled_now[2 * k] = at, idkey
+      else
+        -- (versioned(shown, JSON) in line: see _prelude.lua)
+        call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
+      end
+      -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
+      call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown,
+           mp_unpack(ARGV[base + 4]))
     else
-      -- (versioned(shown, JSON) in line: see _prelude.lua)
-      call("SET", doc_key, "\0" .. shown .. "\0" .. ARGV[base + 2])
+      -- format 3: the version and the write id in the header (headed() in line: a new
+      -- document has no older writes); the meta hash only as a sweep record (an expiry:
+      -- the version and every index's pairs) or with the listed indexes' pairs
+      local kept = ARGV[base + 4]
+      if at then
+        call("SET", doc_key, "\1" .. shown .. "\0" .. write_id .. "\0" .. ARGV[base + 2],
+             "PXAT", at)
+        scheduled_now[2 * k - 1], scheduled_now[2 * k] = at, idkey
+        if kept == "" then
+          call("HSET", meta_key, "v", shown)
+        else
+          call("HSET", meta_key, "v", shown, mp_unpack(kept))
+        end
+      else
+        call("SET", doc_key, "\1" .. shown .. "\0" .. write_id .. "\0" .. ARGV[base + 2])
+        if kept ~= "" then call("HSET", meta_key, mp_unpack(kept)) end
+      end
     end
-    -- (the meta field pairs: a MessagePack stream, unpacked straight into the arguments)
-    call("HSET", meta_key, "v", shown, "r", write_id .. pad .. shown, mp_unpack(ARGV[base + 4]))
     listed[2 * k - 1] = "0"; listed[2 * k] = idkey  -- (the id index: counted after the loop)
     local members = members_of[d]
     if not members then  -- (flat_members() in line: its common path)

@@ -60,12 +60,36 @@ def stored_documents(redis_client: redis.Redis,
             raw = client.get(keys.doc(partition, id))
             assert raw is not None, f"id {id!r} is in the id index but has no document"
             version = client.hget(keys.meta(partition, id), "v")
-            assert version is not None, f"document {id!r} has no version in its meta hash"
-            carried, payload = stored.split(raw, version)
-            assert carried == int(version), (
-                f"document {id!r} carries version {carried}, its meta hash {int(version)}")
+            if bytes(raw)[:1] == b"\x01":  # format 3: the version in its header
+                header = stored.header(bytes(raw))
+                assert header is not None, f"document {id!r}: a damaged format-3 header"
+                carried, _, payload = header
+                assert version is None or int(version) == carried, (
+                    f"document {id!r} carries version {carried}, its sweep record "
+                    f"{int(version)}")
+            else:
+                assert version is not None, f"document {id!r} has no version in its meta hash"
+                carried, payload = stored.split(raw, version)
+                assert carried == int(version), (
+                    f"document {id!r} carries version {carried}, its meta hash {int(version)}")
             out[id] = (carried, json.loads(compression.decompress(payload)))
     return out
+
+
+def listed_manifests(model: Any) -> frozenset[str]:
+    """The meta fields of ``model``'s listed indexes (bench/format3.md, section 1): what a
+    format-3 document's meta hash keeps without an expiry."""
+    from quantumorm.backends.redis.headed import spec_items
+
+    options = model._meta
+    return frozenset(_manifest(options, index) for index, spec in
+                     zip(options.indexes, spec_items(options), strict=True) if not spec)
+
+
+def _manifest(options: Any, index: Any) -> str:
+    if index.compound:
+        return f"x:{index.name}"
+    return f"f:{options.fields[index.fields[0]].db_name}"
 
 
 def assert_indexes_consistent(redis_client: redis.Redis, model: Any) -> dict[str, Any]:
@@ -80,13 +104,20 @@ def assert_indexes_consistent(redis_client: redis.Redis, model: Any) -> dict[str
     keys = KeySpace(options)
     docs = stored_documents(client, model)
     problems: list[str] = []
+    listed = listed_manifests(model)
     for partition in range(options.partitions):
         tag = _glob_escape(keys.tag(partition))
         in_partition = {id for id in docs if keys.partition_of(id) == partition}
         doc_keys = _scan(client, f"{tag}:d:*")
         meta_keys = _scan(client, f"{tag}:m:*")
         want_docs = {keys.doc(partition, id).encode() for id in in_partition}
-        want_meta = {keys.meta(partition, id).encode() for id in in_partition}
+        # (a meta hash for every format-2 document; for a format-3 one only while it
+        # expires (a sweep record) or when the model has listed indexes)
+        format3 = {id for id in in_partition
+                   if bytes(client.get(keys.doc(partition, id)) or b"")[:1] == b"\x01"}
+        want_meta = {keys.meta(partition, id).encode() for id in in_partition
+                     if id not in format3 or listed
+                     or client.pttl(keys.doc(partition, id)) > 0}
         if doc_keys != want_docs:
             problems.append(f"p{partition}: document keys without id entry "
                             f"{sorted(doc_keys - want_docs)}, ids without document "
@@ -103,12 +134,15 @@ def assert_indexes_consistent(redis_client: redis.Redis, model: Any) -> dict[str
                 members = index_members(options, index, values)
                 id_key = sortable.id_key(id)
                 expected.update(member + id_key for member in members)
-                if index.compound:
-                    manifest = f"x:{index.name}"
-                else:
-                    manifest = f"f:{options.fields[index.fields[0]].db_name}"
-                listed = client.hget(keys.meta(partition, id), manifest)
-                listed_members = sortable.unpack_list(listed or b"")
+                manifest = _manifest(options, index)
+                if id in format3 and manifest not in listed \
+                        and client.pttl(keys.doc(partition, id)) <= 0:
+                    # (a derived index of a format-3 document without expiry: no field)
+                    if client.hexists(keys.meta(partition, id), manifest):
+                        problems.append(f"{id!r}: format 3 keeps {manifest} in its meta hash")
+                    continue
+                kept = client.hget(keys.meta(partition, id), manifest)
+                listed_members = sortable.unpack_list(kept or b"")
                 if sorted(listed_members) != sorted(members):
                     problems.append(f"{id!r}: meta {manifest} lists {listed_members!r}, "
                                     f"expected {members!r}")

@@ -71,7 +71,12 @@ def spec_items(options: ModelOptions) -> list[list[bytes]]:
     (bench/format3.md, section 3; a compound index's entry is its fields' joined); an empty
     list for an index not derived (a field of a kind Lua does not derive, a path into an
     embedded document, a case-folded index, an array in a compound index): a *listed*
-    index, whose fields a format-3 document's meta hash keeps."""
+    index, whose fields a format-3 document's meta hash keeps. Every index of a model that
+    compresses its documents (``Meta.compress``) is listed: Redis's Lua has no zlib to read
+    the payload with, so a query testing values, a patch or a blind delete could derive
+    nothing from it."""
+    if options.compress is not None:
+        return [[] for _ in options.indexes]
     paths = {name for name, _ in options.derived}
     out: list[list[bytes]] = []
     for index in options.indexes:
@@ -85,6 +90,13 @@ def spec_items(options: ModelOptions) -> list[list[bytes]]:
             items += [jsoncodec.encode(field.db_name), code.encode()]
         out.append(items)
     return out
+
+
+def listed_names(options: ModelOptions) -> frozenset[str]:
+    """The names of the model's listed indexes (:func:`spec_items`: the one rule every
+    writer, reindex and repair follow)."""
+    return frozenset(index.name for index, items in
+                     zip(options.indexes, spec_items(options), strict=True) if not items)
 
 
 def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
@@ -144,4 +156,5 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
         options.model_name, id, request.expected_version, reply.version))
 
 
-__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "loaded_values", "nested", "old_lists", "spec_items"]
+__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values", "nested", "old_lists",
+           "spec_items"]

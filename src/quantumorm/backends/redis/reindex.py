@@ -32,12 +32,11 @@ from ...engine.drive import Op
 from ...errors import CorruptDocumentError, SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, ReindexReport, UniqueConflict
 from ...options import IndexSpec, ModelOptions
-from ...query import paths
 from ...schema import IndexState
 from . import schemas, stored, wire, writeids
-from .derived import derivation
 from .calls import FetchCall, ReindexCall, ReindexDocument
 from .commands import Command, RedisPlan
+from .headed import listed_names
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import layout_refused, reindex_reply, wrong_type
 from .writes import index_members
@@ -223,13 +222,11 @@ def _entries(options: ModelOptions, indexes: list[IndexSpec],
 
 def listed_index(options: ModelOptions, index: IndexSpec) -> bool:
     """Whether format 3 keeps ``index``'s entries in each document's meta hash even without
-    an expiry (``bench/format3.md`` sections 1 and 3: a *listed* index): one of its fields is
-    of a kind whose entries Lua does not derive (:func:`.derived.derivation`), or is not a
-    member of the stored JSON (a path into embedded documents, a case-folded value: a
-    derived field, :func:`quantumorm.query.paths.derived`)."""
-    fields = options.fields
-    return any(derivation(fields[name]) is None or paths.derived(fields[name]) is not None
-               for name in index.fields)
+    an expiry (``bench/format3.md`` sections 1 and 3: a *listed* index), by the writers'
+    rule (:func:`.headed.listed_names`: a field of a kind Lua does not derive, a path into
+    embedded documents, a case-folded index, an array in a compound index, a model that
+    compresses its documents)."""
+    return index.name in listed_names(options)
 
 
 def fields_of(options: ModelOptions, index: IndexSpec) -> list[bytes]:

@@ -624,10 +624,10 @@ def report(out: dict[str, Any]) -> None:
         if "hand" in by_kind:  # the same JSON in both: the difference is the version prefix
             extra = (f": {by_kind['floor']['documents'] - by_kind['hand']['documents']:,.1f} B"
                      " per document, the floor's documents less the plain side's")
-        print("\n(versions: the ORM's are in its meta hashes, beside each index's value "
-              "encodings and the recent write ids; the floor's are the first 17 bytes of "
-              f"each document string (version and expiry flag){extra}, and the clock of its "
-              "state hash)")
+        print("\n(versions: the ORM's are in each document string's header (format 3: the "
+              "version and the recent write ids, no meta hash unless the document expires); "
+              "the floor's are the first 17 bytes of each document string (version and "
+              f"expiry flag){extra}; each has the clock of its state hash)")
     bad = [key for key, ok in out["cross_check"].items() if not ok]
     eq = out["eq_rows"]
     print(f"\nequality query rows: {min(eq, default=0)}-{max(eq, default=0)}; compound query "

@@ -147,7 +147,7 @@ end
 -- path that names one unpacks them again)
 local got
 if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's caller)
-  rare = rare or cold_paths()
+  -- (the common delete once documents are format 3: no cold_paths() made on it)
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
     -- (header_of(raw) in line, see above)
@@ -164,7 +164,8 @@ if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's ca
       local slot = string.sub(raw, at, at + 15)
       if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
     end
-    if not rare.type_ok(KEYS[2], "hash") then return {"WRONGTYPE", KEYS[2]} end
+    local meta_type = redis.call("TYPE", KEYS[2]).ok  -- (type_ok() in line)
+    if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", KEYS[2]} end
     got = {version, unpack(cmsgpack.unpack(ARGV[7]))}
   end
 end

@@ -88,7 +88,7 @@
 -- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
--- cold: header_of written_in headed derived_entries json_plain_spans json_members
+-- cold: derived_entries json_plain_spans json_members
 
 local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
 -- (one array: the one value unpacked; values one after another are more than one)
@@ -148,8 +148,8 @@ if others > 0 then  -- (the lock hash: a document of a prepared transaction, loc
     if rare.type_ok(meta_key, "hash") then seen = redis.call("HGET", meta_key, "r") end
     local done = seen and rare.applied_in(seen, write_id)
     if seen == false and rare.type_ok(doc_key, "string") then
-      local version, w = rare.header_of(redis.call("GET", doc_key) or nil)
-      done = version and rare.written_in(w, version, write_id)
+      local version, w = header_of(redis.call("GET", doc_key) or nil)
+      done = version and written_in(w, version, write_id)
     end
     if not done then return {"LOCKED", holder} end
   end
@@ -219,11 +219,12 @@ do  -- (one find: "\0", the version's digits or anything else but "\0", "\0")
     -- there (the meta hash read above is its sweep record, if any: its "v" is the
     -- header's, its lists those of the entries; it has no "r"). The format-2 path pays no
     -- test for it: its prefix is found first.
-    rare = rare or cold_paths()
+    -- (the common patch once documents are format 3: header_of, written_in, headed and
+    -- derived_entry are made per call, not cold_paths())
     local start
-    f3, f3_w, start = rare.header_of(stored)
+    f3, f3_w, start = header_of(stored)
     if not f3 then return {"CORRUPT", "header"} end  -- (as a damaged format-2 prefix)
-    local done = rare.written_in(f3_w, f3, write_id)
+    local done = written_in(f3_w, f3, write_id)
     if done then return {"OK", done, idkey} end
     stored, current, m_type = string.sub(stored, start), f3, current and "hash" or "none"
   end  -- (else format 1, or a damaged prefix: kept whole)
@@ -350,15 +351,30 @@ if f3 then
     return {"ENTRIES", tonumber(f3)}
   end
   moved = {}
+  -- (the common one: one index, not unique, of a scalar kind, its one entry derived from
+  -- the one member's old text (derived_entry, which derived_entries gives for a scalar),
+  -- the new list holding one entry (sole_item in line) that differs: written as format 2's
+  -- common move below, no cold_paths())
+  if j == 1 and c[at_indexes + 3] ~= "1" and olds and olds[1] then
+    local member, kind = string.match(c[at_indexes + 4], "^(%d+) (%S*) ")
+    if member == "1" and kind ~= "" and string.byte(kind, 1) ~= 91 then
+      local old = derived_entry(olds[1], kind)
+      local size2, item2 = string.match(c[at_lists + c[at_indexes + 2]], "^(%d+):(.*)$")
+      if old and size2 and #size2 <= 12 and size2 + 0 == #item2 and old ~= item2 then
+        was, now, index_key = old, item2, KEYS[c[at_indexes + 1]]
+      end
+    end
+  end
   local olds_of = {}
-  for i = 1, j do
+  rare = rare or (not index_key and cold_paths()) or nil
+  for i = 1, index_key and 0 or j do
     local member, kind = string.match(c[at_indexes + 4 * i], "^(%d+) (%S*) ")
     local text = olds and member and olds[tonumber(member)]
     local old = text and kind ~= "" and rare.derived_entries(text, kind)
     if not old then return {"ENTRIES", tonumber(f3)} end
     olds_of[i] = old
   end
-  for i = 1, j do
+  for i = 1, index_key and 0 or j do
     local base = at_indexes + 4 * (i - 1)
     local key = KEYS[tonumber(c[base + 1])]
     local new = rare.unpack_list(c[at_lists + tonumber(c[base + 2])])
@@ -507,7 +523,7 @@ if f3 then
   -- Format 3: the document with its new header (this write's id first in W); the sweep
   -- record, where there is one, with the new version and the patched indexes' lists (no
   -- "r": W holds the recent writes), deleted with the expiry ("persist")
-  local value = rare.headed(shown, write_id, json, f3, f3_w)
+  local value = headed(shown, write_id, json, f3, f3_w)
   if expiry == "keep" then
     redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "persist" then

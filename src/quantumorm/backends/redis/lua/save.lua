@@ -185,9 +185,10 @@ local got  -- {version, "r", the touched indexes' entries (packed lists)}
 -- Format 3 (ARGV[16] sent): the document's GET gives its version and W; the entries to
 -- remove are the caller's. Any other document (gone, or of format 2 or 1) takes the
 -- format-2 path below, which ignores them.
-local header  -- {version text, W, sweep pairs, listed pairs} of a format-3 document
+local header  -- {version text, W, sweep pairs, listed pairs, a meta hash there} of a
+-- format-3 document
 if ARGV[16] and ARGV[16] ~= "" then
-  rare = rare or cold_paths()
+  -- (the common update once documents are format 3: no cold_paths() made on it)
   local raw = redis.pcall("GET", doc_key)
   if type(raw) == "table" and raw.err then
     if string.find(raw.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
@@ -217,7 +218,10 @@ if ARGV[16] and ARGV[16] ~= "" then
         at = string.find(w, ARGV[5], at + 1, true)
       end
     end
-    if not rare.type_ok(meta_key, "hash") then return {"WRONGTYPE", meta_key} end
+    -- (type_ok() in line; whether a meta hash is there at all, which the write then
+    -- deletes only if so)
+    local meta_type = redis.call("TYPE", meta_key).ok
+    if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", meta_key} end
     if locked then  -- (a prepared transaction holds it: only a resend is answered)
       if resent then return {"OK", resent, idkey} end
       return {"LOCKED", locked}
@@ -227,7 +231,7 @@ if ARGV[16] and ARGV[16] ~= "" then
       return {"VERSION", stored}
     end
     local given = cmsgpack.unpack(ARGV[16])
-    header = {stored, w, given[2] or {}, given[3] or {}}
+    header = {stored, w, given[2] or {}, given[3] or {}, meta_type == "hash"}
     got = {stored, false}
     local old = given[1] or {}
     for i = 1, touched do got[i + 2] = old[i] or "" end
@@ -496,8 +500,9 @@ if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_
     redis.call("SET", doc_key, value, "PXAT", at)
     redis.call("ZADD", KEYS[5], at, idkey)
   end
-  -- (headed_meta(meta_key, expiring, shown, header[3], header[4]) in line)
-  redis.call("DEL", meta_key)
+  -- (headed_meta(meta_key, expiring, shown, header[3], header[4]) in line; the hash
+  -- written whole, so any earlier one deleted first: only if there was one)
+  if header[5] then redis.call("DEL", meta_key) end
   if expiring then
     redis.call("HSET", meta_key, "v", shown, unpack(header[3]))
   elseif #header[4] > 0 then

@@ -1,11 +1,15 @@
-"""Every Redis key name QuantumORM uses is built here, and nowhere else.
+r"""Every Redis key name QuantumORM uses is built here, and nowhere else.
 
 Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
 
-    {ns:coll:pN}:d:<id>      STRING  \0<version>\0, then the document JSON, byte-exact as
-                                     Python encoded it, or compressed (stored.py)
-    {ns:coll:pN}:m:<id>      HASH    v = version, r = recent writes, f:<field> / x:<index> = the
-                                     value encodings the indexes hold for this document
+    {ns:coll:pN}:d:<id>      STRING  \x01<version>\0<W>\0, then the document JSON, byte-exact
+                                     as Python encoded it, or compressed (stored.py); W = the
+                                     recent write ids, newest first (headed.py)
+    {ns:coll:pN}:m:<id>      HASH    only where a format-3 document needs one: while it has an
+                                     expiry, its sweep record (v = version and every index's
+                                     f:<field> / x:<index> = the value encodings it holds);
+                                     else the listed indexes' fields (headed.listed_names), or
+                                     no key at all
     {ns:coll:pN}:ids         ZSET    score 0, member = id key (natural id order)
     {ns:coll:pN}:i:<index>   ZSET    score 0, member = value encodings + id key (lex ranges)
     {ns:coll:pN}:ttl         ZSET    score = expire-at ms, member = id key (expiry schedule)
@@ -18,6 +22,11 @@ Layout of a collection ``coll`` in namespace ``ns`` with ``P`` partitions::
     {ns:coll}:seq            STRING  auto-id counter when P > 1
 
 Pub/Sub notifications (``Meta.publish``) go to the channel ``ns:coll:changes``.
+
+A document stored by an earlier release is read and written in its own format: format 2,
+``\0<version>\0`` then the payload, with a meta hash holding ``v``, ``r`` (its recent
+writes) and every index's fields; format 1, the payload alone, its version in ``v``
+(bench/format3.md, section 1; schema.FORMAT).
 
 ``N = crc32(utf-8 partition key) % P``, where the partition key is the id, or, with
 ``Meta.partition_by = "tag"`` and as in Redis Cluster's hash tags, the part of the id

@@ -489,7 +489,10 @@ if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_
   end
   local value, expiring = "\1" .. shown .. "\0" .. w .. "\0" .. json, true
   if expiry == "keep" then
-    expiring = redis.call("PTTL", doc_key) > 0
+    -- (an expiring format-3 document keeps a sweep record: without a meta hash there is no
+    -- expiry to ask PTTL about; one set by hand stays, and verify() reports its missing
+    -- record, which a query never misses: it checks every candidate is alive)
+    expiring = header[5] and redis.call("PTTL", doc_key) > 0
     redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "persist" then
     redis.call("SET", doc_key, value)

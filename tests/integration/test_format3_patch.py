@@ -271,6 +271,7 @@ async def test_stored_texts_the_derivation_reads_and_those_it_leaves(
                          score=3.0, name="plain") == 1
 
 
+@pytest.mark.usefixtures("format2_writes")  # (format 2 beside format 3)
 async def test_operators_and_several_documents(conn: Any, redis_client: Any) -> None:
     for id in "abc":
         await call(card(id, age=10), "save", MODE)
@@ -468,6 +469,7 @@ async def test_touch_and_persist_of_a_format_3_document(conn: Any, redis_client:
     assert redis_client.hgetall(keys.meta(0, "b")) == meta
 
 
+@pytest.mark.usefixtures("format2_writes")  # (format 2 beside format 3)
 @pytest.mark.parametrize("op", ["touch", "persist"])
 def test_a_touch_before_any_format_3_document_was_met(conn: Any, redis_client: Any,
                                                       op: str) -> None:

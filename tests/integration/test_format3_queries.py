@@ -187,6 +187,7 @@ def _gets(redis_client: Any) -> int:
     return int(stats.get("cmdstat_get", {}).get("calls", 0))
 
 
+@pytest.mark.usefixtures("format2_writes")  # (a collection of format 2)
 def test_format_2_candidates_read_no_document_for_their_tests(conn: Any,
                                                               redis_client: Any) -> None:
     """A collection of format-2 documents: the tests and orderings that read values read

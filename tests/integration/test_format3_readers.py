@@ -2,8 +2,10 @@
 document key holding ``\\x01<version>\\0<W>\\0<payload>`` (``W``: recent write ids, hex
 digits and digits, possibly empty; the payload as in format 2, JSON or compressed) reads
 as the document at that version, wherever a format-2 document (``\\0<version>\\0<payload>``)
-reads. Nothing writes format 3 yet: the tests store it by hand (SET), from what the ORM
-wrote, keeping the meta hash (as format 3 keeps one for a document with an expiry).
+reads. The tests store it by hand (SET), from the format-2 document the ORM wrote
+(``format2_writes``: inserts store format 2, as before format 3), keeping the meta hash (as
+format 3 keeps one for a document with an expiry); format 1 (JSON alone) and the meta
+hash's version beside a header are states only upgraded collections hold.
 
 * by id: get, get_many (a mix of formats 1, 2, 3 and a missing id), reload;
 * queries: an exact index walk, set algebra (AND, OR), ordered and limited, count and
@@ -32,6 +34,9 @@ from quantumorm import CorruptDocumentError, Document, IntField, Q, StringField
 from quantumorm.backends.redis import stored
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.reader import two_phase_pays
+
+#: every test starts from format-2 documents (a meta hash with the version and entries)
+pytestmark = pytest.mark.usefixtures("format2_writes")
 
 #: recent write ids as format 3 stores them: the newest id alone (16 hex digits), then
 #: each older one's id and version (32 characters), newest first

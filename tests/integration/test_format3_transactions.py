@@ -1,8 +1,9 @@
 """Format 3's transactions (bench/format3.md, plan step 3, the ``_tx.lua`` row): a
 transaction (``tx.lua``) and a two-phase one (``tx_begin`` ... ``tx_apply``,
 ``twophase.py``) accept a format-3 document (``\\x01<version>\\0<W>\\0<payload>``) and
-keep it in format 3. Nothing writes format 3 yet (FORMAT is 2): the documents are made by
-hand from what the ORM wrote (``to_format3`` of test_format3_writes.py).
+keep it in format 3. The documents are made by hand from the format-2 documents the ORM
+wrote (``format2_writes``: inserts store format 2; ``to_format3`` of
+test_format3_writes.py), so that both formats meet in one transaction.
 
 * each row's version comes from the header; an update or a delete of a document loaded as
   format 3 sends the entries its loaded document has (a ``Headed`` version), W chains the
@@ -71,6 +72,9 @@ except ImportError:  # pragma: no cover
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine import prepared
 from quantumorm.engine.contract import WriteRequest
+
+#: every test starts from format-2 documents, some converted by hand (to_format3)
+pytestmark = pytest.mark.usefixtures("format2_writes")
 
 
 def get(id: str) -> Item:

@@ -387,6 +387,7 @@ async def test_a_resent_save_is_recognised_at_every_position_of_w(
     check_keyspace(rc, Item)
 
 
+@pytest.mark.usefixtures("format2_writes")  # (the instances are loaded as format 2)
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_instance_loaded_as_format_2_and_converted_since(
         conn: Any, redis_client: Any, mode: str) -> None:

@@ -24,7 +24,7 @@ from quantumorm import (
     VersionConflict,
     sortable,
 )
-from quantumorm.backends.redis import replies, twophase, wire
+from quantumorm.backends.redis import replies, stored, twophase, wire
 from quantumorm.backends.redis.acl import acl_rule
 from quantumorm.backends.redis.commands import Call, RedisPlan, Replies
 from quantumorm.backends.redis.keys import KeySpace
@@ -32,6 +32,7 @@ from quantumorm.engine import ops
 from quantumorm.errors import (
     BackendConnectionError,
     BulkWriteError,
+    CorruptDocumentError,
     DamagedMetaError,
     DocumentLocked,
     TransactionCommitted,
@@ -943,6 +944,7 @@ def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
     assert leftovers(redis_client) == {}
 
 
+@pytest.mark.usefixtures("format2_writes")  # (format 2: the write ids in the meta hash)
 def test_a_very_late_apply_resend_that_finds_a_damaged_record_raises_typed(
         conn: Any, purses: list[str], redis_client: Any) -> None:
     """As above, but the version beside the transaction's write id in a document's recent
@@ -965,6 +967,35 @@ def test_a_very_late_apply_resend_that_finds_a_damaged_record_raises_typed(
     cause = raised.value.cause
     assert isinstance(cause, DamagedMetaError)
     assert cause.key == meta and cause.field == "r" and cause.id == ids[0]
+    assert balances(ids) == {ids[0]: 90, ids[1]: 110}  # (committed, applied whole)
+
+
+def test_a_very_late_apply_resend_that_finds_a_damaged_header_raises_typed(
+        conn: Any, purses: list[str], redis_client: Any) -> None:
+    """As above for format-3 documents (what inserts store, and the apply keeps): the
+    version of the transaction's write id (the newest in W) is the header's, which does
+    not read: the error is the document's corruption, naming it."""
+    ids = [purses[0], purses[2]]
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op, plan, executor = up_to_apply(conn, tx)
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
+        redis_client.delete(key)
+    keys = KeySpace(Purse._meta)
+    doc = keys.doc(keys.partition_of(ids[0]), ids[0])
+    applied = redis_client.get(doc)
+    headed = stored.header(applied)
+    assert headed is not None and not redis_client.exists(
+        keys.meta(keys.partition_of(ids[0]), ids[0]))
+    _, w, payload = headed
+    redis_client.set(doc, b"\x01+000000000000013\x00%s\x00%s" % (w, payload))
+    with pytest.raises(TransactionCommitted) as raised:
+        plan = op.send(executor.execute(plan))  # the resend finds its locks gone
+        while True:
+            plan = op.send(executor.execute(plan))
+    cause = raised.value.cause
+    assert isinstance(cause, CorruptDocumentError) and cause.id == ids[0]
+    redis_client.set(doc, applied)
     assert balances(ids) == {ids[0]: 90, ids[1]: 110}  # (committed, applied whole)
 
 

@@ -25,6 +25,7 @@ from quantumorm import (
     create_connection,
 )
 from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.stored import header as header_of
 
 
 class Person(Document):
@@ -89,8 +90,19 @@ async def test_one_round_trip_and_the_bytes_a_save_would_store(
     assert_indexes_consistent(redis_client, Person)
 
 
+def stored_format(request: Any, form: str) -> None:
+    """Inserts store ``form`` ("2": format2_writes, as before format 3; "3": the default)."""
+    if form == "2":
+        request.getfixturevalue("format2_writes")
+    else:
+        assert form == "3"
+
+
 @pytest.mark.parametrize("mode", MODES)
-async def test_refusals_write_nothing(conn: Any, redis_client: Any, mode: str) -> None:
+@pytest.mark.parametrize("form", ["2", "3"])
+async def test_refusals_write_nothing(conn: Any, redis_client: Any, request: Any, mode: str,
+                                      form: str) -> None:
+    stored_format(request, form)
     ks = KeySpace(Person._meta)
     await call(person("p"), "save", mode)
     await call(person("other"), "save", mode)
@@ -105,9 +117,16 @@ async def test_refusals_write_nothing(conn: Any, redis_client: Any, mode: str) -
     assert snapshot(redis_client) == before
     redis_client.delete(key)
     redis_client.restore(key, 0, saved)
-    redis_client.set(ks.doc(0, "other"), b"[1, 2]", keepttl=True)
+    # a stored value that is no JSON object: format 2's meta hash beside JSON alone (format
+    # 1), format 3's header kept before it (a format-3 document has no meta hash)
+    headed = header_of(redis_client.get(ks.doc(0, "other")))
+    assert (headed is None) == (form == "2")
+    redis_client.set(ks.doc(0, "other"), b"[1, 2]" if headed is None else
+                     b"\x01%d\x00%s\x00[1, 2]" % headed[:2], keepttl=True)
+    before = snapshot(redis_client)
     with pytest.raises(CorruptDocumentError):
         await call(Person.objects.filter(id="other"), "update", mode, age=9)
+    assert snapshot(redis_client) == before
     small = create_connection(url=conn.url, name="small", max_document_bytes=200)
     before = snapshot(redis_client)
     with pytest.raises(DocumentTooLargeError):
@@ -141,13 +160,18 @@ async def test_a_patch_reads_the_whole_stored_document(conn: Any, redis_client: 
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["2", "3"])
 async def test_a_foreign_key_at_the_stream_refuses_updates_and_deletes_untouched(
-        conn: Any, redis_client: Any, mode: str) -> None:
+        conn: Any, redis_client: Any, request: Any, mode: str, form: str) -> None:
     """An update's first write is its change event: the XADD's WRONGTYPE error is the
-    refusal, before anything is written (also when an expired document waits for a purge)."""
+    refusal, before anything is written (also when an expired document waits for a purge:
+    format 2 keeps a meta hash for every document, format 3 a sweep record for one that
+    expires)."""
+    stored_format(request, form)
     ks = KeySpace(Person._meta)
     p = await call(person("p"), "save", mode)
-    await call(person("gone"), "save", mode)
+    await call(person("gone"), "save", mode, **({} if form == "2" else {"ttl": 600}))
+    assert redis_client.hget(ks.meta(0, "gone"), "v")
     stale = await call(Person.objects, "get", mode, id="gone")
     redis_client.delete(ks.doc(0, "gone"))  # as if it expired: its leftovers stay
     stream = ks.changes(0)
@@ -277,16 +301,26 @@ def test_constants_as_one_array_past_stream_max_patch_alike(
     assert_indexes_consistent(redis_client, Person)
 
 
+@pytest.mark.parametrize("form", ["2", "3"])
 def test_each_patch_stores_its_version_text_and_keeps_the_four_newest_write_ids(
-        conn: Any, redis_client: Any) -> None:
+        conn: Any, redis_client: Any, request: Any, form: str) -> None:
     """A patch's version is the server's time in µs (its microseconds padded to 6 digits:
     the patches of one second in ten have fewer) or the clock + 1: the document's prefix,
     the meta hash's "v", its entry in the recent write ids ("r": write id, then the version
     in 16 digits, newest first, at most 4) and the change event all hold it; the entries of
-    the earlier writes follow, unchanged."""
+    the earlier writes follow, unchanged. Format 3 (what inserts store): the header holds
+    the version and W (this write's id alone, then each older id and version, at most 4
+    ids), no meta hash."""
+    if form == "2":
+        request.getfixturevalue("format2_writes")
     ks = KeySpace(Person._meta)
     Person.objects.bulk_create_sync([person("v")])
-    entries: list[bytes] = [redis_client.hget(ks.meta(0, "v"), "r")]
+    if form == "2":
+        entries: list[bytes] = [redis_client.hget(ks.meta(0, "v"), "r")]
+    else:  # (the older writes of W: id and version each, newest first)
+        first = header_of(redis_client.get(ks.doc(0, "v")))
+        assert first is not None and len(first[1]) == 16
+        entries = [first[1] + b"%016d" % first[0]]
     last, short = 0, 0
     # (until a version whose microseconds have fewer than 6 digits, which comes once per
     # second of patches: the time goes on, it is not drawn at random)
@@ -300,6 +334,17 @@ def test_each_patch_stores_its_version_text_and_keeps_the_four_newest_write_ids(
         last, short = version, short + (version % 10**6 < 10**5)
         stored = redis_client.get(ks.doc(0, "v"))
         meta = redis_client.hgetall(ks.meta(0, "v"))
+        if form == "3":
+            headed = header_of(stored)
+            assert headed is not None and headed[0] == version and not meta
+            assert stored.startswith(b"\x01%d\0" % version)
+            w = headed[1]
+            assert len(w) == 16 + 32 * min(len(entries), 3)
+            assert w[16:] == b"".join(entries)[:96]
+            entries.insert(0, w[:16] + b"%016d" % version)
+            event = redis_client.xrevrange(ks.changes(0), count=1)[0][1]
+            assert event[b"v"] == b"%d" % version and event[b"w"] == w[:16]
+            continue
         assert stored.startswith(b"\0%d\0" % version)
         assert meta[b"v"] == b"%d" % version
         recent = meta[b"r"]

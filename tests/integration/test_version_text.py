@@ -1,5 +1,6 @@
-"""A write's version as save.lua writes it: the number in its reply, the text in the meta
-hash ("v"), in the document key's prefix and in its change event are one value. The script
+"""A write's version as save.lua (and insert.lua) writes it: the number in its reply, the
+text in the document key's prefix (format 2) or header (format 3), in the meta hash ("v",
+format 2's) and in its change event are one value. The script
 makes that text from the TIME reply's own digits when the version is the time (its
 microseconds padded to six digits), and with string.format when the partition's clock is
 ahead of the time (after a clock moved on by other writes in the same microsecond, or a
@@ -27,16 +28,29 @@ class Stamp(Document):
 
 
 def texts(redis_client: redis.Redis, id: str) -> tuple[bytes, bytes, bytes]:
-    """The version texts of document ``id``: the meta hash's "v", the document key's
-    prefix, and that of the last change event of the partition."""
+    """The version texts of document ``id``: the meta hash's "v" (format 2; a format-3
+    document without an expiry has no meta hash: its header's text again), the document
+    key's prefix or header, and that of the last change event of the partition."""
     ks = KeySpace(Stamp._meta)
     meta = redis_client.hget(ks.meta(0, id), "v")
     stored = redis_client.get(ks.doc(0, id))
-    assert meta is not None and stored is not None and stored[:1] == b"\0"
+    assert stored is not None and stored[:1] in (b"\0", b"\x01")
     prefix = stored[1:stored.index(b"\0", 1)]
+    if stored[:1] == b"\x01":
+        assert not redis_client.exists(ks.meta(0, id))
+        meta = prefix
+    assert meta is not None
     (_, fields), = redis_client.xrevrange(ks.changes(0), count=1)
     assert fields[b"id"].endswith(id.encode())
     return meta, prefix, fields[b"v"]
+
+
+def stored_format(request: Any, form: str) -> None:
+    """Inserts store ``form`` ("2": format2_writes, as before format 3; "3": the default)."""
+    if form == "2":
+        request.getfixturevalue("format2_writes")
+    else:
+        assert form == "3"
 
 
 def assert_one_value(redis_client: redis.Redis, doc: Stamp) -> None:
@@ -45,8 +59,10 @@ def assert_one_value(redis_client: redis.Redis, doc: Stamp) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["2", "3"])
 async def test_the_version_text_is_the_number_written_with_the_time(
-        conn: Any, redis_client: redis.Redis, mode: str) -> None:
+        conn: Any, redis_client: redis.Redis, request: Any, mode: str, form: str) -> None:
+    stored_format(request, form)
     # (a version whose microseconds have fewer than six digits is padded: each write is
     # made just after the server's clock starts a second, until one such version is seen)
     padded = 0
@@ -65,8 +81,10 @@ async def test_the_version_text_is_the_number_written_with_the_time(
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["2", "3"])
 async def test_the_version_text_is_the_clock_when_the_clock_is_ahead(
-        conn: Any, redis_client: redis.Redis, mode: str) -> None:
+        conn: Any, redis_client: redis.Redis, request: Any, mode: str, form: str) -> None:
+    stored_format(request, form)
     first = await call(Stamp(name="a"), "save", mode)
     state = KeySpace(Stamp._meta).state(0)
     ahead = first._version + 10**15  # (years ahead of the server's time)

@@ -3,7 +3,8 @@ with the document and read no meta hash; documents stored before (JSON alone, th
 the meta hash only) are read and written as before and carry their version once written;
 verify() reports, and repair() mends, a document whose version differs from its meta
 hash's; a collection stored by the older format is upgraded at first use, and one stored by
-a newer format is refused."""
+a newer format is refused. The tests of a version in the meta hash run on format-2 documents
+(``format2_writes``: format 3, what inserts store, keeps no version there)."""
 
 from __future__ import annotations
 
@@ -41,14 +42,24 @@ def delta(client: Any, before: dict[str, int]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["2", "3"])
 async def test_reads_take_the_version_from_the_document(conn: Any, redis_client: Any,
-                                                        mode: str) -> None:
+                                                        request: Any, mode: str,
+                                                        form: str) -> None:
+    """Format 2: the version in the key's prefix and the meta hash; format 3 (what inserts
+    store): in the header, no meta hash. Reads read the document key alone either way."""
+    if form == "2":
+        request.getfixturevalue("format2_writes")
     await call(Note.objects, "bulk_create", mode,
                [Note(id=str(i), title=f"t{i % 3}", rank=i) for i in range(30)])
     raw = redis_client.get(KEYS.doc(0, "7"))
     version, payload = stored.split(raw)
-    assert raw.startswith(b"\x00%d\x00{" % version)
-    assert version == int(redis_client.hget(KEYS.meta(0, "7"), "v"))
+    if form == "2":
+        assert raw.startswith(b"\x00%d\x00{" % version)
+        assert version == int(redis_client.hget(KEYS.meta(0, "7"), "v"))
+    else:
+        assert raw.startswith(b"\x01%d\x00" % version)
+        assert not redis_client.exists(KEYS.meta(0, "7"))
     await call(Note.objects.filter(title="t1"), "all", mode)  # (scripts loaded)
     before = calls(redis_client)
     got = await call(Note.objects, "get_many", mode, ["7", "8", "9"])
@@ -65,6 +76,7 @@ async def test_reads_take_the_version_from_the_document(conn: Any, redis_client:
     # (get_many: one MGET, no script; the query's script by EVALSHA or FCALL)
     assert used["mget"] == 2 and used.get("evalsha", 0) + used.get("fcall", 0) == 1
     # a stale instance is still refused: compare-and-set reads the meta hash's version
+    # (format 2), the header's (format 3)
     stale = got[0]
     fresh = await call(Note.objects, "get", mode, id="7")
     fresh.rank = 70
@@ -75,6 +87,7 @@ async def test_reads_take_the_version_from_the_document(conn: Any, redis_client:
     assert_indexes_consistent(redis_client, Note)
 
 
+@pytest.mark.usefixtures("format2_writes")  # (the meta hash holds the version)
 @pytest.mark.parametrize("mode", MODES)
 async def test_documents_stored_without_their_version(conn: Any, redis_client: Any,
                                                       mode: str) -> None:
@@ -110,6 +123,7 @@ async def test_documents_stored_without_their_version(conn: Any, redis_client: A
     assert_indexes_consistent(redis_client, Note)
 
 
+@pytest.mark.usefixtures("format2_writes")  # (the meta hash holds the version)
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_version_that_differs_from_the_meta_hash_is_found_and_mended(
         conn: Any, redis_client: Any, mode: str) -> None:

@@ -137,8 +137,14 @@ async def test_a_schedule_of_another_type_refuses_every_write_with_nothing_writt
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("scheduled", [False, True])
+@pytest.mark.parametrize("form", ["2", "3"])
 async def test_an_insert_meets_a_taken_id_and_leftovers_with_or_without_a_schedule(
-        conn: Any, redis_client: Any, mode: str, scheduled: bool) -> None:
+        conn: Any, redis_client: Any, request: Any, mode: str, scheduled: bool,
+        form: str) -> None:
+    """Format 2 keeps a meta hash for every document, format 3 (what inserts store) only
+    while it expires (its sweep record): format 3's expired document had a TTL."""
+    if form == "2":
+        request.getfixturevalue("format2_writes")
     ks = KeySpace(Lamp._meta)
     if scheduled:  # (a document with an expiry: the partition's schedule is not empty)
         await call(Lamp(id="t", name="t", n=0), "save", mode, ttl=60)
@@ -149,12 +155,18 @@ async def test_an_insert_meets_a_taken_id_and_leftovers_with_or_without_a_schedu
     assert (await call(Lamp.objects, "get", mode, id="taken")).name == "a"
     # an expired document's leftovers (its key gone, its meta hash and entries still
     # there): the insert purges them and takes the id
-    await call(Lamp(id="gone", name="old", n=3), "save", mode)
+    await call(Lamp(id="gone", name="old", n=3), "save", mode,
+               **({} if form == "2" else {"ttl": 600}))
+    assert redis_client.hget(ks.meta(0, "gone"), "v")
+    # (format 3's leftovers are always scheduled: its sweep record exists while it expires)
+    assert (redis_client.zscore(ks.ttl(0), writes.sortable.id_key("gone")) is not None) == (
+        form == "3")
     redis_client.delete(ks.doc(0, "gone"))
     fresh = await call(Lamp(id="gone", name="new", n=4), "save", mode)
     assert (await call(Lamp.objects, "get", mode, id="gone")).version == fresh.version
     assert await call(Lamp.objects.filter(name="old"), "count", mode) == 0
     assert [d.id for d in await call(Lamp.objects.filter(name="new"), "all", mode)] == ["gone"]
+    assert redis_client.zscore(ks.ttl(0), writes.sortable.id_key("gone")) is None
     assert_indexes_consistent(redis_client, Lamp)
 
 

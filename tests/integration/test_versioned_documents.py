@@ -42,7 +42,8 @@ def delta(client: Any, before: dict[str, int]) -> dict[str, int]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_reads_take_the_version_from_the_document(conn: Any, redis_client: Any,
-                                                        mode: str) -> None:
+                                                        mode: str,
+                                                        format2_writes: None) -> None:
     await call(Note.objects, "bulk_create", mode,
                [Note(id=str(i), title=f"t{i % 3}", rank=i) for i in range(30)])
     raw = redis_client.get(KEYS.doc(0, "7"))
@@ -77,7 +78,8 @@ async def test_reads_take_the_version_from_the_document(conn: Any, redis_client:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_documents_stored_without_their_version(conn: Any, redis_client: Any,
-                                                      mode: str) -> None:
+                                                      mode: str,
+                                                      format2_writes: None) -> None:
     """JSON alone in the document key, as the earlier format stored it."""
     await call(Note.objects, "bulk_create", mode,
                [Note(id=str(i), title="old", rank=i) for i in range(5)])
@@ -112,7 +114,7 @@ async def test_documents_stored_without_their_version(conn: Any, redis_client: A
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_version_that_differs_from_the_meta_hash_is_found_and_mended(
-        conn: Any, redis_client: Any, mode: str) -> None:
+        conn: Any, redis_client: Any, mode: str, format2_writes: None) -> None:
     await call(Note.objects, "bulk_create", mode,
                [Note(id=str(i), title="x", rank=i) for i in range(3)])
     key = KEYS.doc(0, "1")
@@ -159,3 +161,4 @@ def test_a_collection_of_a_newer_format_is_refused(conn: Any, redis_client: Any)
     quantumorm.create_connection(backend="redis", url=conn.url, make_default=True)
     with pytest.raises(SchemaMismatchError, match="newer QuantumORM"):
         Note.objects.get_sync(id="a")
+

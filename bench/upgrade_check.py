@@ -112,6 +112,7 @@ class Folded(Document):
 
     class Meta:
         collection = "upg_folded"
+        partitions = 3
         indexes = [{"fields": ["name"], "casefold": True}]
 
 
@@ -310,7 +311,7 @@ json.dump({"ref": ref, "problems": problems, "blips_until": blips_until}, sys.st
 '''
 
 #: the new code opens the collections, reads, queries, writes, verifies
-NEW = COMMON + r'''
+NEW_HEAD = COMMON + r'''
 from quantumorm.backends.redis import stored as _stored
 
 url, ref_path = sys.argv[2], sys.argv[3]
@@ -361,6 +362,9 @@ def read_all(label):
         check(f"{label}: {model} get by id", by_id, {id: ["ok", d] for id, d in docs.items()})
 
 
+'''
+
+NEW = NEW_HEAD + r'''
 # -- first use: the upgrade -------------------------------------------------------------
 read_all("opened")
 after = {m: schema_of(c) for m, c in COLL.items()}
@@ -467,14 +471,15 @@ Person(id="n6", name="newexp", age=66, city="lima", email="n6@e.x", tags=[]).sav
     ttl=3600)
 Folded(id="f7", name="ÄNNCHEN", rank=7).save_sync()
 Folded.objects.bulk_create_sync([Folded(id="f8", name="Strasse", rank=8)])
+Folded(id="f9", name="Anja", rank=9).save_sync(ttl=3600)
 Session(id="s7", user="u1", n=7).save_sync()
 Session.objects.bulk_create_sync([Session(id="s8", user="u0", n=8)])
-for model, ids in (("Person", ["n2", "n3", "n4", "n5", "n6"]), ("Folded", ["f7", "f8"]),
+for model, ids in (("Person", ["n2", "n3", "n4", "n5", "n6"]), ("Folded", ["f7", "f8", "f9"]),
                    ("Session", ["s7", "s8"])):
     for id in ids:
         ref[model][id] = MODELS[model].objects.get_sync(id=id).to_dict(json=True)
 ks = raw()
-new_ids = {"upg_people": ["n1", "n2", "n3", "n4", "n5", "n6"], "upg_folded": ["f7", "f8"],
+new_ids = {"upg_people": ["n1", "n2", "n3", "n4", "n5", "n6"], "upg_folded": ["f7", "f8", "f9"],
            "upg_sessions": ["s7", "s8"]}
 for coll, ids in new_ids.items():
     check(f"{coll}: new inserts are format 3", {id: ks[coll]["docs"][id] for id in ids},
@@ -485,9 +490,10 @@ check("upg_people: no meta hash for new non-expiring documents",
 person_fields = ["f:age", "f:city", "f:email", "f:name", "f:tags", "v", "x:city__age"]
 check("upg_people: save(ttl=) insert keeps a sweep record (v + every index, no r)",
       ks["upg_people"]["metas"].get("n6"), person_fields)
-check("upg_folded: new documents keep only the listed index's field",
-      {id: ks["upg_folded"]["metas"].get(id) for id in new_ids["upg_folded"]},
-      {id: ["f:name__casefold"] for id in new_ids["upg_folded"]})
+check("upg_folded: new documents keep only the listed index's field (an expiring one: a "
+      "sweep record)", {id: ks["upg_folded"]["metas"].get(id) for id in new_ids["upg_folded"]},
+      {"f7": ["f:name__casefold"], "f8": ["f:name__casefold"],
+       "f9": ["f:name__casefold", "f:rank", "v"]})
 check("upg_sessions: new documents keep a sweep record (v + every index, no r)",
       {id: ks["upg_sessions"]["metas"].get(id) for id in new_ids["upg_sessions"]},
       {id: ["f:n", "f:user", "v"] for id in new_ids["upg_sessions"]})
@@ -546,7 +552,7 @@ lives = {m: {id: cls.objects.get_sync(id=id).ttl_sync() is not None for id in re
 check("expiries kept (e*, n6, every Session), none gained",
       sorted(f"{m}:{id}" for m in lives for id, on in lives[m].items() if on),
       sorted([f"Person:{id}" for id in ("e0", "e1", "e2", "n6") if id in ref["Person"]]
-             + [f"Session:{id}" for id in ref["Session"]]))
+             + ["Folded:f9"] + [f"Session:{id}" for id in ref["Session"]]))
 Blip(id="b7", label="l1", k=7, tags=["x"]).save_sync(ttl=1)
 Blip(id="b8", label="l0", k=8, tags=[]).save_sync(ttl=1)
 ks = raw()
@@ -632,6 +638,31 @@ json.dump({"checks": checks, "ref": ref, "reindexed": reindexed,
           sys.stdout)
 '''
 
+#: the new code once more (after the old code's reindex()): the schema, every document,
+#: the queries, verify()
+NEW_AGAIN = NEW_HEAD + r'''
+read_all("again")
+run_queries("again")
+after = {m: schema_of(c) for m, c in COLL.items()}
+verify = {}
+for model, cls in MODELS.items():
+    report = cls.objects.verify_sync()
+    verify[model] = {"ok": report.ok, "problems": report.problems,
+                     "samples": report.samples, "documents": report.documents}
+    check(f"{model}: verify() ok", [report.ok, report.problems], [True, {}])
+repaired = {}
+if not all(v["ok"] for v in verify.values()):  # (what the old code left: can repair() mend it?)
+    for model, cls in MODELS.items():
+        report = cls.objects.repair_sync()
+        repaired[model] = {"fixed": report.fixed, "after ok": report.after.ok}
+    mended = len(checks)
+    read_all("after repair()")
+    run_queries("after repair()")
+    repaired["checks passed"] = [sum(1 for c in checks[mended:] if c[1]), len(checks) - mended]
+json.dump({"checks": checks, "schemas": [before, after], "verify": verify,
+           "repaired": repaired, "formats": raw()}, sys.stdout)
+'''
+
 #: one operation of the old code, after the upgrade (a fresh process, or one still
 #: running: "running" does a first use, says "ready", then runs every operation on a line)
 OLD_AGAIN = COMMON + r'''
@@ -646,6 +677,7 @@ def p1():
 
 
 OPS = {
+    "reindex()": lambda: str(Person.objects.reindex_sync()),
     "count": lambda: Person.objects.filter(age__gte=0).count_sync(),
     "query": lambda: [d.id for d in Person.objects.filter(city="paris").all_sync()],
     "get format-2 doc": lambda: Person.objects.get_sync(id="b3"),
@@ -657,6 +689,11 @@ OPS = {
     "filter(id=).delete": lambda: Person.objects.filter(id="b4").delete_sync(),
     "Folded insert": lambda: Folded(id="old3", name="X").save_sync(),
     "Session query": lambda: Session.objects.filter(user="u1").count_sync(),
+    "verify()": lambda: str(Person.objects.verify_sync()),
+    "repair()": lambda: str(Person.objects.repair_sync()),
+    "sweep()": lambda: Session.objects.sweep_sync(),
+    "Folded verify()": lambda: str(Folded.objects.verify_sync()),
+    "Folded repair()": lambda: str(Folded.objects.repair_sync()),
 }
 if ops == "running":
     # first use before the upgrade: the schema checked and kept by this connection
@@ -665,13 +702,16 @@ if ops == "running":
     Session.objects.filter(n__gte=0).count_sync()
     print("ready", flush=True)
     sys.stdin.readline()
-    json.dump({name: outcome(fn) for name, fn in OPS.items()}, sys.stdout)
+    # (not its reindex(), which adopts its declaration: step 6, once the rest is done)
+    json.dump({name: outcome(fn) for name, fn in OPS.items() if name != "reindex()"},
+              sys.stdout)
 else:
     json.dump(outcome(OPS[ops]), sys.stdout)
 '''
 OLD_OPS = ["count", "query", "get format-2 doc", "get format-3 doc", "insert", "bulk_create",
            "load-set-save", "filter(id=).update", "filter(id=).delete", "Folded insert",
-           "Session query"]
+           "Session query", "verify()", "repair()", "sweep()", "Folded verify()",
+           "Folded repair()"]
 
 
 def run(tree: Path, code: str, *args: str) -> Any:
@@ -711,11 +751,44 @@ def counts(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def step6(reindex: dict[str, Any], again: dict[str, Any]) -> list[str]:
+    """Step 6's summary: the old code's reindex() after the upgrade, and the new code once
+    more after it; the mismatches."""
+    failures: list[str] = []
+    print("\nthe old code's reindex() of Person (a fresh process), after all that:")
+    kind, detail = reindex["outcome"]
+    print(f"  reindex()            -> {kind}: {str(detail)[:300]}")
+    print(f"  schema format stored after it: {reindex['schema format']}")
+    print(f"  keys changed: {reindex['keys changed']}")
+    print(f"  then the old code's count -> {reindex['then count']}")
+    if kind != "SchemaMismatchError" or reindex["keys changed"]:
+        failures.append(f"old reindex(): {kind} {str(detail)[:200]} (keys changed: "
+                        f"{reindex['keys changed']})")
+    passed = sum(1 for _, ok, _ in again["checks"] if ok)
+    print(f"  the new code once more: {passed}/{len(again['checks'])} checks passed")
+    for name, ok, detail in again["checks"]:
+        if not ok:
+            failures.append(f"new again: {name}: "
+                            f"{json.dumps(detail, ensure_ascii=False)[:600]}")
+    b, a = again["schemas"][0]["Person"], again["schemas"][1]["Person"]
+    print(f"  Person schema (format/layout) {b['format']}/{b['layout']} -> "
+          f"{a['format']}/{a['layout']}")
+    for m, v in again["verify"].items():
+        print(f"  verify() {m}: ok={v['ok']} problems={v['problems']} samples={v['samples']}")
+    if again["repaired"]:
+        print(f"  repair() by the new code then: {again['repaired']}")
+
+    return failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old", required=True, type=Path)
     parser.add_argument("--new", type=Path, default=HERE.parent)
     parser.add_argument("--port", type=int, help="default: the first free one of 42200-42299")
+    parser.add_argument("--no-old-reindex", action="store_true",
+                        help="skip step 6 (the old code's reindex(), which adopts its "
+                             "declaration over the upgraded schema)")
     args = parser.parse_args()
     exe = shutil.which("redis-server") or sys.exit("redis-server not on PATH")
     port = args.port or free_port(42200, 42299)
@@ -779,6 +852,23 @@ def main() -> None:
             late = {"outcomes": json.loads(out),
                     "keys changed": sorted(k for k in set(before) | set(after)
                                            if before.get(k) != after.get(k))}
+
+            # 6. the old code's reindex() (an explicit adoption of its declaration), then
+            # the old code once more, and the new code once more
+            reindex: dict[str, Any] = {}
+            again: dict[str, Any] = {}
+            if not args.no_old_reindex:
+                before = common["digest"](rc)
+                reindexed = run(args.old, OLD_AGAIN, "old", url, "reindex()")
+                after = common["digest"](rc)
+                schema_key = next(k for k in after if k.endswith("upg_people}:schema"))
+                reindex = {"outcome": reindexed,
+                           "schema format": rc.hget(schema_key, "format"),
+                           "keys changed": sorted(k for k in set(before) | set(after)
+                                                  if before.get(k) != after.get(k)),
+                           "then count": run(args.old, OLD_AGAIN, "old", url, "count")}
+                ref_path.write_text(json.dumps({"ref": new["ref"], "blips_until": 0}))
+                again = run(args.new, NEW_AGAIN, "new", url, str(ref_path))
         finally:
             if running is not None:
                 running.kill()
@@ -835,6 +925,9 @@ def main() -> None:
     if late["keys changed"]:
         print(f"  keys changed: {late['keys changed']}")
         failures.append(f"old running: keys changed: {late['keys changed']}")
+
+    if reindex:
+        failures += step6(reindex, again)
 
     print("\nraw keyspace: after the old writes -> after the new code:")
     c_old, c_new = counts(raw_old), counts(raw_new)

@@ -267,10 +267,7 @@ def reconcile(model: str, stored: Schema | None, options: ModelOptions,
     if stored is None:
         state = IndexState.BUILDING if has_data else IndexState.READY
         return Reconciled(declared(options, state), changed=True)
-    if stored.format > FORMAT:
-        raise SchemaMismatchError(
-            f"{model}: the collection was written by a newer QuantumORM (storage format "
-            f"{stored.format}; this one writes {FORMAT}): upgrade before using it")
+    refuse_newer(model, stored)
     if stored.partitions != mine.partitions or stored.partition_by != mine.partition_by:
         raise SchemaMismatchError(
             f"{model}: the collection is stored with partitions={stored.partitions} "
@@ -292,8 +289,21 @@ def reconcile(model: str, stored: Schema | None, options: ModelOptions,
     return adopt(stored, options)
 
 
+def refuse_newer(model: str, stored: Schema) -> None:
+    """:class:`SchemaMismatchError` if ``stored`` was written in a newer storage format than
+    this code's: its documents may be in a form this code cannot read or write right."""
+    if stored.format > FORMAT:
+        raise SchemaMismatchError(
+            f"{model}: the collection was written by a newer QuantumORM (storage format "
+            f"{stored.format}; this one writes {FORMAT}): upgrade before using it")
+
+
 def adopt(stored: Schema, options: ModelOptions) -> Reconciled:
-    """The declaration made the stored schema, as :func:`reconcile` describes it."""
+    """The declaration made the stored schema, as :func:`reconcile` describes it. Never
+    over a newer storage format (:func:`refuse_newer`): ``reindex()``, which adopts the
+    declaration explicitly, would store the schema back at this code's format and let this
+    release's processes write the collection."""
+    refuse_newer(options.model_name, stored)
     mine = declared(options)
     indexes = {}
     for name, info in mine.indexes.items():

@@ -300,12 +300,19 @@ class WriteLayout:
         new pair (the sweep record, unless the expiry is removed) and the listed ones."""
         version = request.expected_version
         assert isinstance(version, Headed) and request.values is not None
-        pairs, _ = self.all_entries(request.values)
-        kept = self.listed_pairs(pairs)
+        # (every index's pairs only for a new expiry, whose sweep record is written whole;
+        # an expiry kept updates the record there with the touched indexes' pairs, and
+        # the listed indexes' pairs only where the model has some)
+        pairs: list[bytes] = []
+        kept: list[bytes] = []
+        if type(request.expire) is not Expiry:
+            pairs = self.all_entries(request.values)[0]
+            kept = self.listed_pairs(pairs)
+        elif self.listed():
+            kept = self.listed_pairs(self.all_entries(request.values)[0])
         call.headed = nested([
             old_lists(self.options, [index for _, index, _ in touched], request.id,
-                      version.stored),
-            [] if request.expire == Expiry.PERSIST else pairs, kept])
+                      version.stored), pairs, kept])
         return call
 
     def headed_delete(self, request: WriteRequest, call: DeleteCall) -> HeadedDeleteCall:

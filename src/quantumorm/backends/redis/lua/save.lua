@@ -47,9 +47,10 @@
 --           that loaded it as format 3 (bench/format3.md: "\1" version "\0" W "\0" JSON),
 --           a MessagePack array: {per index of ARGV[7] (in its order), the entries its
 --           LOADED document has there (a packed list, as a meta field holds them); every
---           index's meta field and new packed list, flat (the sweep record kept while the
---           document has an expiry; sent unless the expiry is "persist"); the listed
---           indexes' pairs, flat (kept in the meta hash whatever the expiry)}. Exact because
+--           index's meta field and new packed list, flat (the sweep record, written whole;
+--           sent only with a new expiry in milliseconds: an expiry kept updates the record
+--           there with ARGV[6]'s pairs); the listed indexes' pairs, flat (kept in the meta
+--           hash whatever the expiry; empty for a model with none)}. Exact because
 --           the version is compared first. A format-3 document keeps its format: the new
 --           header's W chains this write id before the old ones (headed()), and its meta
 --           hash is headed_meta()'s (a sweep record only with an expiry). header_of,
@@ -503,13 +504,23 @@ if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_
     redis.call("SET", doc_key, value, "PXAT", at)
     redis.call("ZADD", KEYS[5], at, idkey)
   end
-  -- (headed_meta(meta_key, expiring, shown, header[3], header[4]) in line; the hash
-  -- written whole, so any earlier one deleted first: only if there was one)
-  if header[5] then redis.call("DEL", meta_key) end
-  if expiring then
-    redis.call("HSET", meta_key, "v", shown, unpack(header[3]))
-  elseif #header[4] > 0 then
-    redis.call("HSET", meta_key, unpack(header[4]))
+  if expiring and #header[3] == 0 then
+    -- (an expiry kept: its sweep record gets the new version and the touched indexes'
+    -- new pairs (ARGV[6]'s) in place, the others unchanged, as format 2's meta hash)
+    if #fields == 2 then
+      redis.call("HSET", meta_key, "v", shown, fields[1], fields[2])
+    else
+      redis.call("HSET", meta_key, "v", shown, unpack(fields))
+    end
+  else
+    -- (headed_meta(meta_key, expiring, shown, header[3], header[4]) in line; the hash
+    -- written whole, so any earlier one deleted first: only if there was one)
+    if header[5] then redis.call("DEL", meta_key) end
+    if expiring then
+      redis.call("HSET", meta_key, "v", shown, unpack(header[3]))
+    elseif #header[4] > 0 then
+      redis.call("HSET", meta_key, unpack(header[4]))
+    end
   end
 elseif expiry == "keep" then
   redis.call("SET", doc_key, "\0" .. shown .. "\0" .. json, "KEEPTTL")

@@ -305,17 +305,21 @@ def test_a_single_saves_wire_is_its_commandsresp(model: type[Document]) -> None:
 @pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])
 def test_a_deletes_wire_is_its_commandsresp(model: type[Document]) -> None:
     """The RESP bytes a delete carries (Call.wire) are its EVALSHA command's, for ids that
-    need escaping or are long, with an expected version or none, a soft delete or not, a
-    layout changed between deletes, with change events and without, one partition or
-    several."""
+    need escaping or are long, with an expected version or none (or one of a document
+    loaded as format 3, whose entries it sends as ARGV[7]), a soft delete or not, a layout
+    changed between deletes, with change events and without, one partition or several."""
+    from quantumorm.backends.redis.headed import Headed
     from quantumorm.backends.redis.reloads import step_args
 
     layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+    row = ROWS[0] if model is Item else {"n": 1, "s": "a"}
+    loaded = Headed.of(7, model(**{k: v for k, v in row.items()
+                                   if k in model._meta.fields}).clean())
     for stamp in (b"", b"", b"3", b"3", b"12"):
         layout.layout = stamp
         for id in ("1", "007", "a b%", "{x}", "\x00\r\n*3", "x" * 1500, "é" * 400,
                    "9" * 39, "9" * 40):
-            for expected in (0, 5, 10**18):
+            for expected in (0, 5, 10**18, loaded):
                 for expire in (Expiry.KEEP, 60000, 1):
                     call = layout.delete(WriteRequest("delete", id, expected,
                                                       expire=expire)).call()

@@ -624,8 +624,9 @@ def report(out: dict[str, Any]) -> None:
         if "hand" in by_kind:  # the same JSON in both: the difference is the version prefix
             extra = (f": {by_kind['floor']['documents'] - by_kind['hand']['documents']:,.1f} B"
                      " per document, the floor's documents less the plain side's")
-        print("\n(versions: the ORM's are in its meta hashes, beside each index's value "
-              "encodings and the recent write ids; the floor's are the first 17 bytes of "
+        print("\n(versions: the ORM's are in each document's header with its recent write "
+              "ids (format 3; a meta hash only for an expiring document or a listed index); "
+              "the floor's are the first 17 bytes of "
               f"each document string (version and expiry flag){extra}, and the clock of its "
               "state hash)")
     bad = [key for key, ok in out["cross_check"].items() if not ok]

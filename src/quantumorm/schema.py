@@ -244,6 +244,10 @@ class Reconciled:
     changed: bool = False
     #: indexes the declaration no longer has: their keys are to be deleted
     dropped: tuple[str, ...] = ()
+    #: indexes kept by name whose signature (fields, kinds, uniqueness) changed: what they
+    #: hold is the old signature's entries, to be deleted before they are built again (on
+    #: Redis a format-3 document keeps no record of its entries that the build could remove)
+    emptied: tuple[str, ...] = ()
     #: True when only the storage format changed (an upgrade of QuantumORM): the schema
     #: is written with a new layout, the data needs nothing
     upgraded: bool = False
@@ -306,14 +310,17 @@ def adopt(stored: Schema, options: ModelOptions) -> Reconciled:
     refuse_newer(options.model_name, stored)
     mine = declared(options)
     indexes = {}
+    emptied = []
     for name, info in mine.indexes.items():
         before = stored.indexes.get(name)
         same = before is not None and before.signature == info.signature
         indexes[name] = replace(info, state=before.state if same and before else
                                 IndexState.BUILDING)
+        if before is not None and not same:
+            emptied.append(name)
     dropped = tuple(name for name in stored.indexes if name not in indexes)
     history = tuple(h for h in (*stored.history, stored.fingerprint)
                     if h != mine.fingerprint)[-HISTORY:]
     schema = replace(mine, indexes=indexes, layout=stored.layout + 1, history=history,
                      checkpoints={})
-    return Reconciled(schema, changed=True, dropped=dropped)
+    return Reconciled(schema, changed=True, dropped=dropped, emptied=tuple(emptied))

@@ -12,6 +12,7 @@ import pytest
 from helpers import MODES, assert_indexes_consistent, call
 
 from quantumorm import ArrayField, Document, IntField, StringField, sortable
+from quantumorm.backends.redis import stored
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.errors import BulkWriteError
 
@@ -72,12 +73,17 @@ class Counted(Document):
         collection = "b_counted"
 
 
+@pytest.mark.parametrize("format", [3, 2])
 @pytest.mark.parametrize("mode", MODES)
 async def test_versions_of_a_batch_across_hundreds(conn: Any, redis_client: Any,
-                                                   mode: str) -> None:
+                                                   mode: str, format: int,
+                                                   request: Any) -> None:
     """insert_many.lua writes a batch's versions (consecutive) from one string.format per
     hundred and the last two digits between: every text is the version's, in the document
-    key, the meta hash ("v", and "r" after the write id), the event and the reply."""
+    key (format 3: its header, then the write id; no meta hash), in format 2 the document
+    key and the meta hash ("v", and "r" after the write id), the event and the reply."""
+    if format == 2:
+        request.getfixturevalue("format2_writes")
     written = await call(Counted.objects, "bulk_create", mode,
                          [Counted(id=f"c{i}", n=i) for i in range(250)], batch_size=250)
     versions = [d.version for d in written]
@@ -87,9 +93,17 @@ async def test_versions_of_a_batch_across_hundreds(conn: Any, redis_client: Any,
     for doc in written:
         text = str(doc.version).encode()
         p = keys.partition_of(doc.id)
-        meta = redis_client.hgetall(keys.meta(p, doc.id))
-        assert meta[b"v"] == text and meta[b"r"][-16:] == text.rjust(16, b"0")
-        assert redis_client.get(keys.doc(p, doc.id)).startswith(b"\0" + text + b"\0")
+        raw = redis_client.get(keys.doc(p, doc.id))
+        if format == 3:
+            assert raw.startswith(b"\x01" + text + b"\0")
+            head = stored.header(raw)
+            assert head is not None and head[0] == doc.version
+            assert len(head[1]) == 16 and int(head[1], 16) >= 0  # (W: the write id)
+            assert not redis_client.exists(keys.meta(p, doc.id))
+        else:
+            meta = redis_client.hgetall(keys.meta(p, doc.id))
+            assert meta[b"v"] == text and meta[b"r"][-16:] == text.rjust(16, b"0")
+            assert raw.startswith(b"\0" + text + b"\0")
         assert events[sortable.id_key(doc.id)] == text
     loaded = await call(Counted.objects, "get_many", mode, [d.id for d in written])
     assert [d.version for d in loaded] == versions

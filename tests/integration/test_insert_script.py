@@ -27,6 +27,7 @@ from quantumorm import sortable
 from quantumorm.backends.redis import calls, wire
 from quantumorm.backends.redis.commands import Call, script
 from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.stored import header
 
 
 class Widget(Document):
@@ -79,15 +80,28 @@ def stored(redis_client: Any, model: Any, id: str) -> dict[str, Any]:
     ks = KeySpace(model._meta)
     id_key = sortable.id_key(id)
     raw = redis_client.get(ks.doc(0, id))
-    assert raw.startswith(b"\0")
-    out: dict[str, Any] = {"document": raw[raw.index(b"\0", 1) + 1:]}
+    head = header(raw)
+    if head is None:  # (format 2: its version before it, and in its meta hash)
+        assert raw.startswith(b"\0")
+        out: dict[str, Any] = {"document": raw[raw.index(b"\0", 1) + 1:], "format": 2}
+    else:  # (format 3: the version and the write id in the header)
+        version, w, payload = head
+        assert len(w) == 16 and int(w, 16) >= 0
+        out = {"document": payload, "format": 3}
     for index in model._meta.indexes:
         key = ks.index(0, index.name)
         out[index.name] = sorted(m[:-len(id_key)] for m in redis_client.zrange(key, 0, -1)
                                  if m.endswith(id_key))
     meta = redis_client.hgetall(ks.meta(0, id))
     out["meta"] = {f: v for f, v in meta.items() if f not in (b"v", b"r")}
-    assert meta[b"r"][16:].lstrip(b"0") == meta[b"v"]  # (its write id, then its version)
+    if head is None:
+        assert meta[b"r"][16:].lstrip(b"0") == meta[b"v"]  # (its write id, then its version)
+    else:
+        # (a sweep record while it expires: "v" and every index's fields, no "r"; else no
+        # meta hash: no listed index here)
+        assert b"r" not in meta
+        assert meta.get(b"v") == (str(version).encode() if model._meta.ttl else None)
+        meta[b"v"] = str(version).encode()
     out["listed"] = redis_client.zscore(ks.ids(0), id_key)
     out["scheduled"] = redis_client.zscore(ks.ttl(0), id_key) is not None
     out["expires"] = redis_client.pttl(ks.doc(0, id)) > 3500 * 1000  # (else -1: none)
@@ -129,10 +143,15 @@ async def test_a_new_document_is_saved_by_insert_lua(conn: Any, redis_client: An
     assert found[doc.id][1]["n"] == 2 and found[known.id][0] == known.version
 
 
+@pytest.mark.parametrize("format", [3, 2])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", [Widget, Gizmo], ids=lambda m: m.__name__)
 async def test_an_insert_writes_what_a_batch_insert_writes(conn: Any, redis_client: Any,
-                                                           mode: str, model: Any) -> None:
+                                                           mode: str, model: Any,
+                                                           format: int,
+                                                           request: Any) -> None:
+    if format == 2:
+        request.getfixturevalue("format2_writes")
     for i, full in enumerate(ROWS):
         # (each row inserted four times: no unique value)
         row = {k: v for k, v in full.items() if k in model._fields and k != "code"}
@@ -141,6 +160,7 @@ async def test_an_insert_writes_what_a_batch_insert_writes(conn: Any, redis_clie
         (auto_batch,) = await call(model.objects, "bulk_create", mode, [model(**row)])
         (known_batch,) = await call(model.objects, "bulk_create", mode,
                                     [model(id=f"g{i}", **row)])
+        assert stored(redis_client, model, auto.id)["format"] == format
         assert stored(redis_client, model, auto.id) == stored(redis_client, model,
                                                               auto_batch.id)
         assert stored(redis_client, model, known.id) == stored(redis_client, model,

@@ -14,7 +14,8 @@ import pytest
 from helpers import MODES, call
 
 from quantumorm import ArrayField, DateTimeField, Document, IntField, StringField
-from quantumorm.backends.redis import stored
+from quantumorm.backends.redis import results, stored
+from quantumorm.backends.redis.headed import Headed
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import Row
 
@@ -94,11 +95,13 @@ def test_query_still_gives_rows(conn: Any) -> None:
     assert rows[0].data["name"] == "n1" and rows[0].version > 0
 
 
+@pytest.mark.usefixtures("format2_writes")
 @pytest.mark.parametrize("mode", MODES)
 async def test_documents_stored_without_their_version_load_alike(
         conn: Any, redis_client: Any, mode: str) -> None:
     """A document key of the earlier format (JSON alone, the version in the meta hash)
-    beside ones that carry their version, in one reply."""
+    beside ones that carry their version, in one reply (format 2's: a format-3 document
+    has no meta hash to keep its version)."""
     await call(Single.objects, "bulk_create", mode, _docs(Single))
     keys = KeySpace(Single._meta)
     versions = {}
@@ -113,8 +116,13 @@ async def test_documents_stored_without_their_version_load_alike(
     assert found["9"].tags == ["t0"] and found["9"].when.day == 10
 
 
-def test_a_single_partition_query_makes_no_row(conn: Any, monkeypatch: Any) -> None:
-    """The point of the loaded path: one object per document (its instance), not two."""
+@pytest.mark.parametrize("format", [3, 2])
+def test_a_single_partition_query_makes_no_row(conn: Any, monkeypatch: Any, format: int,
+                                               request: Any) -> None:
+    """The point of the loaded path: one object per document (its instance), not two, a
+    format-3 document's (its version a Headed) as a format-2 one's; and reads by id."""
+    if format == 2:
+        request.getfixturevalue("format2_writes")
     Single.objects.bulk_create_sync(_docs(Single))
     made: list[str] = []
     init = Row.__init__
@@ -126,6 +134,20 @@ def test_a_single_partition_query_makes_no_row(conn: Any, monkeypatch: Any) -> N
     monkeypatch.setattr(Row, "__init__", counted)
     got = Single.objects.filter(age__gte=1, age__lt=4).order_by("age").all_sync()
     assert len(got) == 27 and made == []
+    assert all((type(doc.version) is Headed) == (format == 3) for doc in got)
+    # (reads by id: one Row per document, made inline, not by results.row())
+    calls: list[str] = []
+    row = results.row
+
+    def counted_row(options: Any, id: str, version: Any, raw: bytes) -> Any:
+        calls.append(id)
+        return row(options, id, version, raw)
+
+    monkeypatch.setattr(results, "row", counted_row)
+    many = Single.objects.get_many_sync([doc.id for doc in got])
+    assert [doc.version for doc in many] == [doc.version for doc in got] and calls == []
+    assert all((type(doc.version) is Headed) == (format == 3) for doc in many)
+    made.clear()
     # (a merge of partitions' windows still makes rows first)
     Split.objects.bulk_create_sync(_docs(Split))
     made.clear()

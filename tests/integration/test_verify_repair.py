@@ -27,6 +27,7 @@ from quantumorm import (
     sortable,
 )
 from quantumorm.backends.redis.keys import KeySpace
+from quantumorm.backends.redis.stored import header
 
 
 class Shop(Document):
@@ -61,6 +62,7 @@ async def test_a_healthy_collection_verifies_ok(conn: Any, mode: str) -> None:
     assert report.eviction_policy == "noeviction"
 
 
+@pytest.mark.usefixtures("format2_writes")  # (format 3's: test_format3_tools.py)
 @pytest.mark.parametrize("mode", MODES)
 async def test_each_kind_of_damage_is_found_and_repaired(conn: Any, redis_client: Any,
                                                          mode: str) -> None:
@@ -106,6 +108,7 @@ async def test_each_kind_of_damage_is_found_and_repaired(conn: Any, redis_client
     await call(adopted, "save", mode)
 
 
+@pytest.mark.usefixtures("format2_writes")
 def test_unique_duplicates_and_corrupt_documents_are_reported_not_guessed(
         conn: Any, redis_client: Any) -> None:
     seed(4)  # ids "1".."4" hold codes "c0".."c3"
@@ -117,6 +120,28 @@ def test_unique_duplicates_and_corrupt_documents_are_reported_not_guessed(
     redis_client.zadd(KEYS.index(0, "code"), {code.index_keys("c1")[0] + sortable.id_key("4"): 0})
     redis_client.zrem(KEYS.index(0, "code"), code.index_keys("c3")[0] + sortable.id_key("4"))
     redis_client.set(KEYS.doc(0, "3"), b"{not json")
+    report = Shop.objects.verify_sync()
+    assert report.problems == {"unique_duplicates": 1, "corrupt_documents": 1}
+    repaired = Shop.objects.repair_sync()
+    assert not repaired.ok
+    assert repaired.after.problems == {"unique_duplicates": 1, "corrupt_documents": 1}
+    assert repaired.after.samples["unique_duplicates"] == ["code: 2, 4"]
+
+
+def test_unique_duplicates_and_corrupt_format_3_documents_are_reported_not_guessed(
+        conn: Any, redis_client: Any) -> None:
+    """As above, on format-3 documents (no meta hash: the header stays, the payload is
+    changed behind the scripts' back)."""
+    seed(4)  # ids "1".."4" hold codes "c0".."c3"
+    code = Shop._meta.fields["code"]
+    raw = redis_client.get(KEYS.doc(0, "4"))
+    assert header(raw) is not None and not redis_client.exists(KEYS.meta(0, "4"))
+    redis_client.set(KEYS.doc(0, "4"), raw.replace(b'"c3"', b'"c1"'))
+    redis_client.zadd(KEYS.index(0, "code"), {code.index_keys("c1")[0] + sortable.id_key("4"): 0})
+    redis_client.zrem(KEYS.index(0, "code"), code.index_keys("c3")[0] + sortable.id_key("4"))
+    raw = redis_client.get(KEYS.doc(0, "3"))
+    version, w, _ = header(raw)
+    redis_client.set(KEYS.doc(0, "3"), b"\x01%d\x00%s\x00{not json" % (version, w))
     report = Shop.objects.verify_sync()
     assert report.problems == {"unique_duplicates": 1, "corrupt_documents": 1}
     repaired = Shop.objects.repair_sync()

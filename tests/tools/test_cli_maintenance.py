@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from quantumorm import Document, StringField
+from quantumorm import Document, StringField, sortable
 from quantumorm.backends.redis.keys import KeySpace
 
 MODELS = textwrap.dedent('''
@@ -69,16 +69,18 @@ def test_verify_reindex_repair_and_their_exit_codes(conn: Any, redis_client: Any
     # the fallback progress (not a terminal): a line per tenth, the last one complete
     assert clean.stderr.splitlines()[-1].startswith("verify Shop: 1200/1200 documents")
 
-    redis_client.delete(KeySpace(Shop._meta).meta(0, "7"))
+    # (damage of either format: the id left out of the id index; the documents are format
+    # 3's, which keep no meta hash to damage)
+    redis_client.zrem(KeySpace(Shop._meta).ids(0), sortable.id_key("7"))
     damaged = cli("verify", "cli_models:Shop", "--json", "--quiet")
     assert damaged.returncode == 1 and damaged.stderr == ""
     report = json.loads(damaged.stdout)
-    assert report["ok"] is False and report["problems"]["missing_meta"] == 1
-    assert report["samples"]["missing_meta"] == ["7"]
+    assert report["ok"] is False and report["problems"] == {"unlisted_documents": 1}
+    assert report["samples"]["unlisted_documents"] == ["7"]
 
     repaired = cli("repair", "cli_models:Shop", "--quiet")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert "repaired: missing_meta: 1" in repaired.stdout
+    assert "repaired: unlisted_documents: 1" in repaired.stdout
     assert cli("verify", "cli_models:Shop", "--quiet").returncode == 0
 
     # a new release adds an index and a defaulted field: reindex builds them

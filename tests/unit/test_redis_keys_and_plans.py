@@ -969,6 +969,9 @@ def parse_save(call: Any) -> SaveArgs:
         # (insert.lua's own arguments: save.lua's less the op, the expected version and the
         # changed names, which an insert never reads: laid out here as save.lua's, None for
         # those not sent)
+        # (format 2 asked for, writes.NEW_FORMAT: "2" last, insert.lua's ARGV[13])
+        if len(args) == 13:
+            assert args.pop() == b"2"
         assert len(args) == 12 and args[10] == b"" and args[11] != b""
         args = ["insert", None, *args[:10], None, *args[10:]]
     else:
@@ -1011,7 +1014,31 @@ def test_save_call_keys_share_one_slot_with_partitions() -> None:
     assert len(set(slots.values())) == 1, slots
 
 
-def test_save_call_insert_arguments() -> None:
+def insert_entries(packed: bytes) -> list[list[bytes]]:
+    """insert.lua's ARGV[12] (flat form): per index, its count of value encodings (a
+    positive fixint) then the encodings (MessagePack strings)."""
+    out: list[list[bytes]] = []
+    pos = 0
+    while pos < len(packed):
+        count, pos = packed[pos], pos + 1
+        assert count <= 0x7F
+        entries = []
+        for _ in range(count):
+            head = packed[pos]
+            if head & 0xE0 == 0xA0:
+                size, pos = head & 0x1F, pos + 1
+            else:
+                assert head == 0xD9
+                size, pos = packed[pos + 1], pos + 2
+            entries.append(packed[pos:pos + size])
+            pos += size
+        out.append(entries)
+    return out
+
+
+@pytest.mark.parametrize("format", [3, 2])
+def test_save_call_insert_arguments(format: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writes, "NEW_FORMAT", format)
     keys = KeySpace(Account._meta)
     call = save_call(Account._meta, keys, account_request())
     args = parse_save(call)
@@ -1019,7 +1046,7 @@ def test_save_call_insert_arguments() -> None:
     assert json.loads(args.document) == {"mail": "a@x", "name": "Ann", "age": 30,
                                          "tags": ["b", "a", "b"], "bio": "hi"}
     assert len(args.write_id) == 16 and int(args.write_id, 16) >= 0
-    assert args.pairs == {
+    every = {
         "f:mail": sortable.pack_list([sortable.encode_str("a@x")]),
         "f:name": sortable.pack_list([sortable.encode_str("Ann")]),
         "f:age": sortable.pack_list([sortable.encode_number(30)]),
@@ -1027,6 +1054,15 @@ def test_save_call_insert_arguments() -> None:
         "x:name__age": sortable.pack_list([sortable.encode_str("Ann")
                                            + sortable.encode_number(30)]),
     }
+    # format 2: the meta hash lists every index's entries; format 3 keeps none without an
+    # expiry (every index of Account is derived: no listed index)
+    assert args.pairs == (every if format == 2 else {})
+    # every index's entries, in index order, in ARGV[12] either way
+    assert insert_entries(call.args[11]) == [sortable.unpack_list(every[f"f:{name}"])
+                                             if f"f:{name}" in every else
+                                             sortable.unpack_list(every[f"x:{name}"])
+                                             for name in ("mail", "name", "age", "tags",
+                                                          "name__age")]
     by_name = {name: (pos, manifest, unique) for pos, manifest, unique, name in args.indexes}
     # KEYS: doc, meta, ids, sequence, TTL schedule, version clock, then every index key
     assert by_name == {
@@ -1040,8 +1076,10 @@ def test_save_call_insert_arguments() -> None:
     assert call.keys[-1] == keys.changes(0)
     # (the usual events, a stream entry alone: its MAXLEN, which save.lua reads unpacked)
     assert call.args[9] == b"10000"
-    # (an insert changes every field: no changed names, no expected version, no op sent)
-    assert len(call.args) == 12 and b"insert" not in call.args and "insert" not in call.args
+    # (an insert changes every field: no changed names, no expected version, no op sent;
+    # format 2 asked for: "2" after them)
+    assert len(call.args) == (12 if format == 3 else 13)
+    assert b"insert" not in call.args and "insert" not in call.args
 
 
 def test_save_call_sends_the_event_spec_when_events_carry_more_than_an_entry() -> None:
@@ -1072,16 +1110,29 @@ def test_save_call_names_the_changed_fields_for_the_event() -> None:
     assert wire.unpack(call.args[12]) == [b"age", b"bio"]  # in declaration order
 
 
-def test_save_call_unique_flags_with_nulls() -> None:
+@pytest.mark.parametrize("format", [3, 2])
+def test_save_call_unique_flags_with_nulls(format: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writes, "NEW_FORMAT", format)
     # a compound unique index does not hold a value with a null part unique
-    args = parse_save(save_call(Account._meta, KeySpace(Account._meta),
-                                       account_request(age=None, email=None)))
+    call = save_call(Account._meta, KeySpace(Account._meta),
+                     account_request(age=None, email=None))
+    args = parse_save(call)
     flags = {name: unique for _, _, unique, name in args.indexes}
     assert flags["name__age"] == "0"
     assert flags["mail"] == "1"  # single-field: the script skips the NULL entry itself
-    assert args.pairs["f:mail"] == sortable.pack_list([sortable.NULL])
-    assert args.pairs["x:name__age"] == sortable.pack_list([sortable.encode_str("Ann")
-                                                            + sortable.NULL])
+    # the entries (ARGV[12], in index order) either way; format 2 lists them in the meta
+    # hash too
+    entries = dict(zip([name for _, _, _, name in args.indexes],
+                       insert_entries(call.args[11]), strict=True))
+    assert entries["mail"] == [sortable.NULL]
+    assert entries["name__age"] == [sortable.encode_str("Ann") + sortable.NULL]
+    if format == 2:
+        assert args.pairs["f:mail"] == sortable.pack_list([sortable.NULL])
+        assert args.pairs["x:name__age"] == sortable.pack_list([sortable.encode_str("Ann")
+                                                                + sortable.NULL])
+    else:
+        assert args.pairs == {}
 
 
 def test_save_call_update_touches_only_changed_indexes() -> None:

@@ -1,6 +1,8 @@
 """The arguments of a single write's ``save.lua`` call (``WriteLayout.save``): an insert sends
-every meta field pair as the bulk insert packs them (its memo) and, per index, its value
-encodings as one MessagePack array the script decodes at once; an update sends the pairs of
+the meta field pairs its meta hash keeps as the bulk insert packs them (its memo: format 3,
+every pair for a document with an expiry, its sweep record, else the listed indexes'; format
+2, every pair) and, per index, its value encodings as one MessagePack array the script
+decodes at once; an update sends the pairs of
 the fields it changed and no such array (the script parses the pairs)."""
 
 from __future__ import annotations
@@ -51,11 +53,11 @@ ROWS: list[dict[str, Any]] = [
 
 
 def _request(kind: str, row: dict[str, Any], changed: frozenset[str] | None,
-             id: str | None = None) -> WriteRequest:
+             id: str | None = None, expire: Expiry | int = Expiry.KEEP) -> WriteRequest:
     doc = Item(**row)
     data = doc.clean()
     return WriteRequest(kind, id, 0 if kind == "insert" else 5, data, doc._values(), changed,
-                        Expiry.KEEP, b"{}")
+                        expire, b"{}")
 
 
 def _unpack(packed: bytes) -> list[Any]:
@@ -112,20 +114,31 @@ def _item(data: bytes, pos: int) -> tuple[Any, int]:
     return data[pos:pos + size], pos + size
 
 
+@pytest.mark.parametrize("format", [3, 2])
+@pytest.mark.parametrize("expire", [Expiry.KEEP, 60_000], ids=["no-expiry", "expiry"])
 @pytest.mark.parametrize("id", [None, "7"])
-def test_an_insert_sends_every_pair_and_the_entries_of_every_index(id: str | None) -> None:
+def test_an_insert_sends_its_kept_pairs_and_the_entries_of_every_index(
+        id: str | None, expire: Expiry | int, format: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writes, "NEW_FORMAT", format)
     layout = writes.WriteLayout(Item._meta, KeySpace(Item._meta))
+    assert not layout.listed()  # (every index of Item is derived)
     for _pass in range(2):  # (the second pass: from the bulk memo)
         for row in ROWS:
-            request = _request("insert", row, None, id)
+            request = _request("insert", row, None, id, expire)
             call = layout.save(request)
             values = request.values
             assert values is not None
             pairs, _ = layout.all_entries(values)
             # (the pairs one after another, not an array: insert.lua passes them on to
-            # the meta hash's HSET as they unpack)
-            assert _stream(call.values) == pairs
-            assert wire.pack(pairs).endswith(call.values)
+            # the meta hash's HSET as they unpack); format 3 without an expiry keeps no
+            # meta hash here (no listed index)
+            if format == 3 and expire is Expiry.KEEP:
+                assert call.values == b""
+            else:
+                assert _stream(call.values) == pairs
+                assert wire.pack(pairs).endswith(call.values)
+            assert call.format2 == (format == 2)
             # per index, in the order of the touched indexes (every index: index order),
             # the encodings that its pair holds as netstrings (insert_many.lua's flat form)
             members = _flat(call.members)
@@ -292,17 +305,21 @@ def test_a_single_saves_wire_is_its_commandsresp(model: type[Document]) -> None:
 @pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])
 def test_a_deletes_wire_is_its_commandsresp(model: type[Document]) -> None:
     """The RESP bytes a delete carries (Call.wire) are its EVALSHA command's, for ids that
-    need escaping or are long, with an expected version or none, a soft delete or not, a
-    layout changed between deletes, with change events and without, one partition or
-    several."""
+    need escaping or are long, with an expected version or none (or one of a document
+    loaded as format 3, whose entries it sends as ARGV[7]), a soft delete or not, a layout
+    changed between deletes, with change events and without, one partition or several."""
+    from quantumorm.backends.redis.headed import Headed
     from quantumorm.backends.redis.reloads import step_args
 
     layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+    row = ROWS[0] if model is Item else {"n": 1, "s": "a"}
+    loaded = Headed.of(7, model(**{k: v for k, v in row.items()
+                                   if k in model._meta.fields}).clean())
     for stamp in (b"", b"", b"3", b"3", b"12"):
         layout.layout = stamp
         for id in ("1", "007", "a b%", "{x}", "\x00\r\n*3", "x" * 1500, "é" * 400,
                    "9" * 39, "9" * 40):
-            for expected in (0, 5, 10**18):
+            for expected in (0, 5, 10**18, loaded):
                 for expire in (Expiry.KEEP, 60000, 1):
                     call = layout.delete(WriteRequest("delete", id, expected,
                                                       expire=expire)).call()

@@ -46,8 +46,10 @@ SEQUENCES = {"index_keys", "event_keys", "query_keys", "bounds", "pairs", "entri
 
 def parameters(record: Any) -> list[str]:
     """A record's fields that are its script's parameters: all but ``wire`` (the command's
-    packed bytes, when its maker packed them: not an argument of its own)."""
-    return [f.name for f in dataclasses.fields(record) if f.name != "wire"]
+    packed bytes, when its maker packed them: not an argument of its own) and ``format2``
+    (a flag: an insert asked to store format 2 sends insert.lua's ARGV[13], see
+    :func:`test_an_insert_is_sent_to_insert_lua_with_its_own_arguments`)."""
+    return [f.name for f in dataclasses.fields(record) if f.name not in ("wire", "format2")]
 
 
 def header(script: str) -> str:
@@ -97,9 +99,11 @@ def test_an_insert_is_sent_to_insert_lua_with_its_own_arguments() -> None:
     (each argument costs the server a string made for the script); the record names it for
     an insert, save.lua for an update."""
     assert numbered("insert", "KEYS") == numbered("save", "KEYS") == 6
-    assert numbered("save", "ARGV") == 16 and numbered("insert", "ARGV") == 12
+    # (insert.lua's ARGV[13]: "2" for an insert stored in format 2, writes.NEW_FORMAT)
+    assert numbered("save", "ARGV") == 16 and numbered("insert", "ARGV") == 13
     fields = parameters(calls.SaveCall)
-    values = {name: ("k1", "k2") if name in SEQUENCES else name for name in fields}
+    values: dict[str, Any] = {name: ("k1", "k2") if name in SEQUENCES else name
+                              for name in fields}
     insert = calls.SaveCall(**{**values, "op": "insert"}).call()
     update = calls.SaveCall(**{**values, "op": "update"}).call()
     assert (insert.script, update.script) == ("insert", "save")
@@ -109,6 +113,12 @@ def test_an_insert_is_sent_to_insert_lua_with_its_own_arguments() -> None:
                                  if name not in unread]
     assert list(update.args) == [values[name] if name != "op" else "update"
                                  for name in fields[fields.index("op"):]]
+    # format 2 asked for: ARGV[12] (the members) sent even when empty, then "2"
+    for members in ("members", b""):
+        old = calls.SaveCall(**{**values, "op": "insert", "members": members},
+                             format2=True).call()
+        assert list(old.args) == [*insert.args[:11], members, b"2"]
+        assert len(old.args) == numbered("insert", "ARGV")
 
 
 def test_transaction_rows_are_named_and_keep_the_wire_format() -> None:

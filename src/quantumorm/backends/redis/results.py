@@ -70,30 +70,35 @@ def documents(options: ModelOptions, ids: list[str], reply: list[Any],
 def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
                found: dict[str, Row | None], older: list[str]) -> None:
     decode = jsoncodec.decode
+    versioned, headed = stored.VERSIONED, stored.HEADED
     for id, raw in zip(ids, reply, strict=True):
         if raw is None:
             found[id] = None
             continue
-        if raw[:1] != stored.VERSIONED:
-            if raw[:1] == stored.HEADED:  # (format 3: its header read by row())
-                found[id] = row(options, id, None, raw)
-            else:
-                older.append(id)
+        first = raw[:1]
+        if first == versioned:
+            end = raw.find(b"\x00", 1)
+            start = end + 1
+        elif first == headed:  # (format 3: the write ids skipped; see _rows)
+            end = raw.find(b"\x00", 1)
+            start = raw.find(b"\x00", end + 1) + 1 if 1 < end < 18 else 0
+        else:
+            older.append(id)
             continue
-        end = raw.find(b"\x00", 1)
         # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
         # "013" and "1_3", refused here with no call per row: a digit first and last, no
         # "_", and int() refuses anything else between them)
-        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+        if (end > 1 and raw[start:start + 1] == b"{" and 48 < raw[1] < 58
                 and 47 < raw[end - 1] < 58 and (digits := raw[1:end]).find(b"_") < 0):
             try:
-                data = decode(raw[end + 1:])
+                data = decode(raw[start:])
                 number = int(digits)
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    found[id] = Row(id, number, data)
+                    found[id] = Row(id, number if first == versioned
+                                    else Headed.of(number, data), data)
                     continue
         found[id] = row(options, id, None, raw)
 
@@ -119,26 +124,39 @@ def rows(options: ModelOptions, reply: list[Any], make: Make = Row) -> list[Any]
 def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
     out: list[Any] = []
     append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
-    numeric, versioned = NUMERIC_ID, stored.VERSIONED  # (locals: read once per row)
+    # (locals: read once per row)
+    numeric, versioned, headed = NUMERIC_ID, stored.VERSIONED, stored.HEADED
+    of = Headed.of
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
-        # (stored.py's format: NUL, the version's digits, NUL, the document; any other
-        # first byte, format 3's 0x01 among them, is read by row())
-        end = raw.find(b"\x00", 1) if raw[:1] == versioned else -1
+        # (stored.py's formats: NUL, the version's digits, NUL, the document; format 3's
+        # 0x01, the version's digits, NUL, the write ids, NUL, the document; any other
+        # first byte, and a version of more than 16 digits, is read by row())
+        first = raw[:1]
+        if first == versioned:
+            end = raw.find(b"\x00", 1)
+            start = end + 1
+        elif first == headed:
+            end = raw.find(b"\x00", 1)
+            start = raw.find(b"\x00", end + 1) + 1 if 1 < end < 18 else 0
+        else:
+            end = -1
         # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
         # "013" and "1_3", refused here with no call per row: a digit first and last, no
         # "_", and int() refuses anything else between them)
-        if (end > 1 and raw[end + 1:end + 2] == b"{" and 48 < raw[1] < 58
+        if (end > 1 and raw[start:start + 1] == b"{" and 48 < raw[1] < 58
                 and 47 < raw[end - 1] < 58 and (digits := raw[1:end]).find(b"_") < 0):
             try:
-                data = decode(raw[end + 1:])
+                data = decode(raw[start:])
                 number = int(digits)
             except ValueError:
                 pass
             else:
                 if type(data) is dict:
-                    append(make(id, number, data))
+                    # (format 3: its writes send the entries of this data, see headed.py)
+                    append(make(id, number if first == versioned else of(number, data),
+                                data))
                     continue
         found = row(options, id, reply[i + 1], raw)
         append(found if make is Row else make(found.id, found.version, found.data))

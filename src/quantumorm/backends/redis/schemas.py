@@ -127,7 +127,7 @@ def register(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> Op
                            logs.schema_change(stored, outcome.upgraded), options.model_name,
                            schema.layout, ",".join(outcome.dropped) or "-")
             yield from _stamp(options, keys, schema)
-            yield from _drop(options, keys, outcome.dropped)
+            yield from _drop(options, keys, outcome.dropped + outcome.emptied)
             return schema
     raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing while "
                               f"it was being reconciled ({ATTEMPTS} attempts)")
@@ -145,7 +145,7 @@ def take_over(options: ModelOptions, keys: KeySpace, settle: Settle = None) -> O
             logs.root.info("schema taken over model=%s backend=redis layout=%d",
                            options.model_name, outcome.schema.layout)
             yield from _stamp(options, keys, outcome.schema)
-            yield from _drop(options, keys, outcome.dropped)
+            yield from _drop(options, keys, outcome.dropped + outcome.emptied)
             return outcome.schema
     raise SchemaMismatchError(f"{options.model_name}: the stored schema kept changing")
 
@@ -204,8 +204,10 @@ def _stamp(options: ModelOptions, keys: KeySpace, schema: Schema) -> Op[None]:
 
 
 def _drop(options: ModelOptions, keys: KeySpace, names: tuple[str, ...]) -> Op[None]:
-    """Delete the keys of indexes the declaration no longer has (UNLINK: freed in the
-    background, so a large index does not stall the server)."""
+    """Delete the keys of indexes the declaration no longer has, or changed (their entries
+    are of the old signature: a format-3 document keeps no record of them that the build
+    could remove), after the stamps (UNLINK: freed in the background, so a large index
+    does not stall the server)."""
     if names:
         yield RedisPlan(tuple(Command(("UNLINK", keys.index(p, name))) for name in names
                               for p in range(options.partitions)), idempotent=True)

@@ -156,5 +156,5 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
         options.model_name, id, request.expected_version, reply.version))
 
 
-__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values", "nested", "old_lists",
-           "spec_items"]
+__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values",
+           "nested", "old_lists", "spec_items"]

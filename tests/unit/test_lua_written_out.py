@@ -44,9 +44,9 @@ WRITTEN_OUT = {
     # format 3's (bench/format3.md, step 3): written out on its own paths, where a function
     # named in cold_paths() would be made whenever a rare path makes them (check_version,
     # _write.lua's, writes header_of and written_in out too)
-    "header_of": ("_prelude.lua", "2df8b8c37b5bf35d", ("save.lua", "delete.lua")),
+    "header_of": ("_prelude.lua", "2fee79c786acdcdc", ("save.lua", "delete.lua")),
     "written_in": ("_prelude.lua", "abdc023ba434ebd6", ("save.lua",)),
-    "headed": ("_write.lua", "0e4e0dd1aa60568b", ("save.lua",)),
+    "headed": ("_write.lua", "20df249931b6bb4f", ("save.lua",)),
     "headed_meta": ("_write.lua", "bea96218be3747f5", ("save.lua",)),
 }
 

@@ -335,8 +335,14 @@ end
 local function headed(shown, write_id, payload, old_version, old_w)
   local w = write_id
   if old_w and #old_w >= 16 then
-    w = w .. string.sub(old_w, 1, 16) .. string.rep("0", 16 - #old_version) .. old_version
-      .. string.sub(old_w, 17, 16 + 32 * (RECENT - 2))
+    -- (the time's 16 digits need no padding; a W of one id no cut: no call for either)
+    local padded = #old_version == 16 and old_version
+      or string.rep("0", 16 - #old_version) .. old_version
+    if #old_w == 16 then
+      w = w .. old_w .. padded
+    else
+      w = w .. string.sub(old_w, 1, 16) .. padded .. string.sub(old_w, 17, 16 + 32 * (RECENT - 2))
+    end
   end
   return "\1" .. shown .. "\0" .. w .. "\0" .. payload
 end

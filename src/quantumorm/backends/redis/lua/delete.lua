@@ -151,18 +151,14 @@ if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's ca
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
     -- (header_of(raw) in line, see above)
-    local ends = string.find(raw, "\0", 2, true)
-    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
-    local version = w_ends and string.sub(raw, 2, ends - 1)
-    local size = w_ends and w_ends - ends - 1
-    if not version or #version > 16 or not string.find(version, "^[1-9]%d*$") or (size > 0
-        and (size < 16 or (size - 16) % 32 ~= 0
-        or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
+    local _, w_ends, version, w = string.find(raw, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+    local size = w_ends and #w
+    if not w_ends or #version > 16 or (size > 0 and (size < 16 or (size - 16) % 32 ~= 0)) then
       return {"CORRUPT"}
     end
-    for at = ends + 33, w_ends - 1, 32 do  -- (each older write's version: 16 digits, not 0)
-      local slot = string.sub(raw, at, at + 15)
-      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
+    for at = 33, size, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local _, last, zeros = string.find(w, "^(0*)%d*", at)
+      if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
     end
     local meta_type = redis.call("TYPE", KEYS[2]).ok  -- (type_ok() in line)
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", KEYS[2]} end
@@ -184,18 +180,14 @@ if not stored then
   if not raw or string.byte(raw, 1) ~= 1 then return {"MISSING"} end
   do
     -- (header_of(raw) in line, see above)
-    local ends = string.find(raw, "\0", 2, true)
-    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
-    local version = w_ends and string.sub(raw, 2, ends - 1)
-    local size = w_ends and w_ends - ends - 1
-    if not version or #version > 16 or not string.find(version, "^[1-9]%d*$") or (size > 0
-        and (size < 16 or (size - 16) % 32 ~= 0
-        or string.find(string.sub(raw, ends + 1, w_ends - 1), "[^0-9a-f]"))) then
+    local _, w_ends, version, w = string.find(raw, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+    local size = w_ends and #w
+    if not w_ends or #version > 16 or (size > 0 and (size < 16 or (size - 16) % 32 ~= 0)) then
       return {"CORRUPT"}
     end
-    for at = ends + 33, w_ends - 1, 32 do  -- (each older write's version: 16 digits, not 0)
-      local slot = string.sub(raw, at, at + 15)
-      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
+    for at = 33, size, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local _, last, zeros = string.find(w, "^(0*)%d*", at)
+      if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
     end
     if ARGV[1] ~= "" and version ~= ARGV[1] then return {"VERSION", version} end
     -- (a delete of whatever version is stored, whose caller sent the spec as ARGV[7]: the

@@ -197,17 +197,13 @@ if ARGV[16] and ARGV[16] ~= "" then
   end
   if raw and string.byte(raw, 1) == 1 then
     -- (header_of(raw) in line)
-    local ends = string.find(raw, "\0", 2, true)
-    local w_ends = ends and string.find(raw, "\0", ends + 1, true)
-    local stored = w_ends and string.sub(raw, 2, ends - 1)
-    local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-    if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
-        and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+    local _, ends, stored, w = string.find(raw, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+    if not ends or #stored > 16 or (#w > 0 and (#w < 16 or (#w - 16) % 32 ~= 0)) then
       return {"CORRUPT"}
     end
     for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
-      local slot = string.sub(w, at, at + 15)
-      if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
+      local _, last, zeros = string.find(w, "^(0*)%d*", at)
+      if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
     end
     -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
     local resent
@@ -219,6 +215,8 @@ if ARGV[16] and ARGV[16] ~= "" then
         at = string.find(w, ARGV[5], at + 1, true)
       end
     end
+    local given = cmsgpack.unpack(ARGV[16])
+    given[2], given[3] = given[2] or {}, given[3] or {}
     -- (type_ok() in line; whether a meta hash is there at all, which the write then
     -- deletes only if so)
     local meta_type = redis.call("TYPE", meta_key).ok
@@ -231,8 +229,7 @@ if ARGV[16] and ARGV[16] ~= "" then
       if resent then return {"OK", resent, idkey} end  -- a resent write applied before
       return {"VERSION", stored}
     end
-    local given = cmsgpack.unpack(ARGV[16])
-    header = {stored, w, given[2] or {}, given[3] or {}, meta_type == "hash"}
+    header = {stored, w, given[2], given[3], meta_type == "hash"}
     got = {stored, false}
     local old = given[1] or {}
     for i = 1, touched do got[i + 2] = old[i] or "" end
@@ -275,17 +272,13 @@ if not header then
     if raw and string.byte(raw, 1) == 1 then
       -- (no "r": a format-3 document, whose entries this caller did not send: headed_refusal)
       -- (header_of(raw) in line)
-      local ends = string.find(raw, "\0", 2, true)
-      local w_ends = ends and string.find(raw, "\0", ends + 1, true)
-      local stored = w_ends and string.sub(raw, 2, ends - 1)
-      local w = w_ends and string.sub(raw, ends + 1, w_ends - 1)
-      if not stored or #stored > 16 or not string.find(stored, "^[1-9]%d*$") or (#w > 0
-          and (#w < 16 or (#w - 16) % 32 ~= 0 or string.find(w, "[^0-9a-f]"))) then
+      local _, ends, stored, w = string.find(raw, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+      if not ends or #stored > 16 or (#w > 0 and (#w < 16 or (#w - 16) % 32 ~= 0)) then
         return {"CORRUPT"}
       end
       for at = 33, #w, 32 do  -- (each older write's version: 16 digits, not all zero)
-        local slot = string.sub(w, at, at + 15)
-        if string.find(slot, "%D") or not string.find(slot, "[1-9]") then return {"CORRUPT"} end
+        local _, last, zeros = string.find(w, "^(0*)%d*", at)
+        if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
       end
       -- (written_in(w, stored, ARGV[5]) in line: the version a resent write gave it)
       local resent
@@ -483,8 +476,12 @@ if header then  -- (format 3 stays format 3: headed(), and the meta hash headed_
   -- (headed(shown, ARGV[5], json, header[1], header[2]) in line)
   local old, w = header[1], header[2]
   if #w >= 16 then
-    w = ARGV[5] .. string.sub(w, 1, 16) .. string.rep("0", 16 - #old) .. old
-        .. string.sub(w, 17, 16 + 32 * 2)
+    local padded = #old == 16 and old or string.rep("0", 16 - #old) .. old
+    if #w == 16 then
+      w = ARGV[5] .. w .. padded
+    else
+      w = ARGV[5] .. string.sub(w, 1, 16) .. padded .. string.sub(w, 17, 16 + 32 * 2)
+    end
   else
     w = ARGV[5]
   end

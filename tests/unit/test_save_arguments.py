@@ -275,7 +275,9 @@ Wide = type("Wide", (Document,), {
 def test_a_single_saves_wire_is_its_commandsresp(model: type[Document]) -> None:
     """The RESP bytes a single save carries (Call.wire, sent in place of packing its EVALSHA
     command) are its command's, for inserts (id allocated or known) and updates of some
-    fields or all, with and without members, an expiry, a layout changed between saves."""
+    fields or all (of a document loaded as format 2, or as format 3: its entries as
+    ARGV[16]), with and without members, an expiry, a layout changed between saves."""
+    from quantumorm.backends.redis.headed import Headed
     from quantumorm.backends.redis.reloads import step_args
 
     layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
@@ -295,11 +297,14 @@ def test_a_single_saves_wire_is_its_commandsresp(model: type[Document]) -> None:
                                       ("update", frozenset(names))]:
                     if id is None and kind != "insert":
                         continue
+                    versions = [0] if kind == "insert" else [5, Headed.of(5, data)]
                     for expire in (Expiry.KEEP, Expiry.PERSIST, 60000):
-                        request = WriteRequest(kind, id, 0 if kind == "insert" else 5, data,
-                                               doc._values(), changed, expire, b'{"x":1}')
-                        call = layout.save(request).call()
-                        assert call.wire == resp(step_args(call)), (kind, id, changed)
+                        for version in versions:
+                            request = WriteRequest(kind, id, version, data, doc._values(),
+                                                   changed, expire, b'{"x":1}')
+                            call = layout.save(request).call()
+                            assert call.wire is not None
+                            assert call.wire == resp(step_args(call)), (kind, id, changed)
 
 
 @pytest.mark.parametrize("model", [Item, Spread, Quiet, Wide])

@@ -106,7 +106,7 @@ class HeadedSaveCall(SaveCall):
             self.op, self.expected_version, self.id_key, self.document, self.write_id,
             self.values, self.touched, self.manifests, self.expiry, self.doc_prefix,
             self.meta_prefix, self.events, self.changed, self.layout, self.members,
-            self.headed))
+            self.headed), self.wire)
 
 
 @dataclass(slots=True)

@@ -294,7 +294,7 @@ class WriteLayout:
         return wire.items(self.listed_pairs(self.all_entries(values)[0]))
 
     def _headed_save(self, request: WriteRequest, call: HeadedSaveCall,
-                     touched: list[tuple[int, IndexSpec, bytes]]) -> SaveCall:
+                     touched: list[tuple[int, IndexSpec, bytes]]) -> HeadedSaveCall:
         """``call`` as an update of a document loaded as format 3 (save.lua's ARGV[16]):
         the entries its loaded data has in the indexes the write touches, every index's
         new pair (the sweep record, unless the expiry is removed) and the listed ones."""
@@ -473,12 +473,21 @@ class WriteLayout:
         if format2:
             out.append(b"$1\r\n2\r\n")
         if type(request.expected_version) is Headed:  # (format 3: see headed.py)
-            return self._headed_save(request, HeadedSaveCall(
+            headed = self._headed_save(request, HeadedSaveCall(
                 doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
                 (p.changes,) if events else (),
                 kind, str(request.expected_version), id_key, raw, write_id, packed_pairs,
                 packed_indexes, self.manifests, expiry, p.doc_prefix, p.meta_prefix, events,
                 names, self.layout, members), touched)
+            # (its command packed as a format-2 save's, with ARGV[15], empty or not, and
+            # ARGV[16]: a lone save's first round sends these bytes, see Call.wire)
+            out[0] = array_head(count + 2)
+            if not members:
+                out.append(b"$0\r\n\r\n")
+            extra = headed.headed
+            out += (heads[n] if (n := len(extra)) < 1024 else bulk_head(n), extra, CRLF)
+            headed.wire = b"".join(out)
+            return headed
         return SaveCall(
             doc_key, meta_key, p.ids, sequence, p.ttl, p.state, p.indexes,
             (p.changes,) if events else (),

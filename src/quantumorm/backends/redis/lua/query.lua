@@ -693,61 +693,146 @@ if with_version then fields[#fields + 1] = "v" end
 -- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
 -- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
 -- one never indexed.
-local derivable  -- meta field -> {key text, kind}, read from ARGV[9..] when first needed
+-- meta field -> {key text, kind, whether the plain search reads it}, read from ARGV[9..]
+-- when first needed
+local derivable
 local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
   if not stored or byte(stored, 1) ~= 1 then return end
-  if with_version and rawget(vals, VERSION) == ABSENT then  -- (format 3: its header's)
-    local ends = find(stored, "\0", 2, true)
-    if ends then rawset(vals, VERSION, sub(stored, 2, ends - 1)) end
+  local z = find(stored, "\0", 2, true)
+  if z and with_version and rawget(vals, VERSION) == ABSENT then  -- (format 3: its header's)
+    rawset(vals, VERSION, sub(stored, 2, z - 1))
   end
   if not derivable then
     derivable = {}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
     if type(spec[1]) == "table" then spec = spec[1] end  -- (a long one: one array)
-    for i = 1, #spec - 2, 3 do derivable[spec[i]] = {spec[i + 1], spec[i + 2]} end
-  end
-  local function refuse(f, why)
-    error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
+    for i = 1, #spec - 2, 3 do  -- (a key text the plain search below reads: see there)
+      local key = spec[i + 1]
+      derivable[spec[i]] = {key, spec[i + 2], not find(key, "[\\,:]", 2)}
+    end
   end
   -- (the payload after the header's two NULs; a header that does not read is refused)
-  local z = find(stored, "\0", 2, true)
   z = z and find(stored, "\0", z + 1, true)
-  if not z then refuse(need[1], "header") end
+  if not z then error({err = "UNDERIVED " .. doc_key .. " " .. need[1] .. " header"}) end
   local payload = sub(stored, z + 1)
-  local members, plain  -- (the scanned members, made once; the plain proof's document)
-  local rarer = rare.colder_paths()
+  -- The plain search, without decoding the document: an object ("{" first, as stored)
+  -- without a backslash and without a "{" but its first. Then, the document being JSON
+  -- (as a read of it must find), each quote opens or closes a string (no escape), so a
+  -- text '"name"' is always one whole string, a key when ':' follows it (blanks between);
+  -- and no object is nested, so every key is the top-level object's. A name held by one
+  -- such key is that member, its value's text from after the ':' to the next quote (a
+  -- string: no escape), or to the next delimiter (a number, true, false, null). Anything
+  -- else (an array, a name held twice or not at all, a key text with an escape) is left to
+  -- the colder tier below.
+  local plain = byte(payload, 1) == 123 and not find(payload, "\\", 2, true)
+    and not find(payload, "{", 2, true)
+  local members, proven  -- (the colder tier's: the scanned members; the plain proof's)
+  local rarer
   for i, f in ipairs(need) do
     if not raw[i] then
       local known = derivable[f]
-      if not known or known[2] == "" then refuse(f, "kind") end
-      if byte(payload, 1) ~= 123 then refuse(f, "payload") end
-      local key, text = known[1], nil
-      -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
-      -- backslash or a NUL, whose top level has the name, held by one key text only)
-      if plain == nil then plain = rarer.json_plain_doc(payload) or false end
-      if plain and not find(key, "\\", 1, true) then
-        if plain[sub(key, 2, -2)] == nil then refuse(f, "absent") end
-        local first, after = rarer.json_plain_span(payload, key)
-        if first then text = sub(payload, first, after - 1) end
+      if not known or known[2] == "" then
+        error({err = "UNDERIVED " .. doc_key .. " " .. f .. " kind"})
       end
-      if not text then  -- (the whole object scanned; of a key stored twice, the last)
-        if not members then
-          local ok, found = pcall(rarer.json_members, payload)
-          if not ok then refuse(f, "json") end
-          members = found
-        end
-        for _, m in ipairs(members) do
-          if m[1] == key then
-            text = sub(payload, m[2], m[3] - 1)
-          elseif find(m[1], "\\", 1, true) then  -- (another text of the same name, maybe)
-            refuse(f, "escaped")
+      local key, kind, list = known[1], known[2], nil
+      if plain and known[3] then
+        local first, at, n = nil, find(payload, key, 2, true), #key
+        while at do
+          local c = at + n
+          local b = byte(payload, c)
+          if b == 32 or b == 9 or b == 10 or b == 13 then
+            c = find(payload, "[^ \t\r\n]", c)
+            b = c and byte(payload, c)
           end
+          if b == 58 then
+            if first then first = nil; break end  -- (held twice: the colder tier)
+            first = c + 1
+            b = byte(payload, first)
+            if b == 32 or b == 9 or b == 10 or b == 13 then
+              first = find(payload, "[^ \t\r\n]", first)
+            end
+          end
+          at = find(payload, key, at + 1, true)
         end
-        if not text then refuse(f, "absent") end
+        local b = first and byte(payload, first)
+        local t
+        if b == 34 then
+          local q = find(payload, '"', first + 1, true)
+          t = q and sub(payload, first, q)
+        elseif b and b ~= 91 then
+          local q = find(payload, "[,}%] \t\r\n]", first)
+          t = q and q > first and sub(payload, first, q - 1)
+        end
+        -- (derived_entry's common part, written out: null, booleans, ints, strings)
+        if not t then  -- (not found here)
+        elseif b == 110 then
+          if t == "null" then list = {NULL} end
+        elseif b == 34 then
+          if kind == "str" or kind == "enum" then
+            list = {" " .. sub(t, 2, -2) .. "\0"}
+          end
+        elseif kind == "int" then
+          local digits, c = t, b
+          if b == 45 then
+            digits = sub(t, 2)
+            c = byte(digits, 1)
+          end
+          if c and c >= 49 and c <= 57 and not find(digits, "%D") then
+            local m = #digits
+            local last = m
+            while byte(digits, last) == 48 do last = last - 1 end
+            if last < m then digits = sub(digits, 1, last) end
+            if b == 45 then
+              list = {"\16" .. (m < 10 and "499999999" .. string.char(57 - m)
+                               or string.format("%010d", 4999999999 - m))
+                      .. (string.gsub(digits, "%d", {["0"] = "9", ["1"] = "8", ["2"] = "7",
+                          ["3"] = "6", ["4"] = "5", ["5"] = "4", ["6"] = "3", ["7"] = "2",
+                          ["8"] = "1", ["9"] = "0"})) .. "~\0"}
+            else
+              list = {"\24" .. (m < 10 and "500000000" .. string.char(48 + m)
+                               or string.format("%010d", 5000000000 + m)) .. digits .. "\0"}
+            end
+          elseif t == "0" then
+            list = {"\20\0"}
+          end
+        elseif kind == "bool" then
+          if t == "true" then list = {"\3\0"} elseif t == "false" then list = {"\2\0"} end
+        end
       end
-      local list = rarer.derived_entries(text, known[2])
-      if not list then refuse(f, "text") end
+      if not list then  -- (the colder tier's derivation, and its plain proof or its scan)
+        rarer = rarer or rare.colder_paths()
+        local function refuse(why)
+          error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
+        end
+        if byte(payload, 1) ~= 123 then refuse("payload") end
+        local t
+        -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
+        -- backslash or a NUL, whose top level has the name, held by one key text only)
+        if proven == nil then proven = rarer.json_plain_doc(payload) or false end
+        if proven and not find(key, "\\", 1, true) then
+          if proven[sub(key, 2, -2)] == nil then refuse("absent") end
+          local first, after = rarer.json_plain_span(payload, key)
+          if first then t = sub(payload, first, after - 1) end
+        end
+        if not t then  -- (the whole object scanned; of a key stored twice, the last)
+          if not members then
+            local ok, found = pcall(rarer.json_members, payload)
+            if not ok then refuse("json") end
+            members = found
+          end
+          for _, m in ipairs(members) do
+            if m[1] == key then
+              t = sub(payload, m[2], m[3] - 1)
+            elseif find(m[1], "\\", 1, true) then  -- (another text of the same name, maybe)
+              refuse("escaped")
+            end
+          end
+          if not t then refuse("absent") end
+        end
+        list = rarer.derived_entries(t, kind)
+        if not list then refuse("text") end
+      end
       list.missing = false
       rawset(vals, f, list)
     end

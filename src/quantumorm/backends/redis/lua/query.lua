@@ -290,6 +290,7 @@ end
 local rare = cold_paths()
 local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
 local bad_version = rare.bad_version
+local match, char = string.match, string.char
 local function nxt() argi = argi + 1; return program[argi] end
 
 -- A row's version as the meta hash ``meta_key`` holds it ("v"; "0" when there is none):
@@ -693,8 +694,8 @@ if with_version then fields[#fields + 1] = "v" end
 -- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
 -- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
 -- one never indexed.
--- meta field -> {key text, kind, whether the plain search reads it}, read from ARGV[9..]
--- when first needed
+-- meta field -> {key text, kind, whether the plain search reads its key text (see there)},
+-- read from ARGV[9..] when first needed
 local derivable
 local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
@@ -707,71 +708,92 @@ local function from_document(vals, raw, doc_key)
     derivable = {}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
     if type(spec[1]) == "table" then spec = spec[1] end  -- (a long one: one array)
-    for i = 1, #spec - 2, 3 do  -- (a key text the plain search below reads: see there)
+    for i = 1, #spec - 2, 3 do
       local key = spec[i + 1]
       derivable[spec[i]] = {key, spec[i + 2], not find(key, "[\\,:]", 2)}
     end
   end
-  -- (the payload after the header's two NULs; a header that does not read is refused)
+  -- (the payload after the header's two NULs, from ``start`` in ``stored``; a header that
+  -- does not read is refused)
   z = z and find(stored, "\0", z + 1, true)
   if not z then error({err = "UNDERIVED " .. doc_key .. " " .. need[1] .. " header"}) end
-  local payload = sub(stored, z + 1)
+  local start = z + 1
   -- The plain search, without decoding the document: an object ("{" first, as stored)
   -- without a backslash and without a "{" but its first. Then, the document being JSON
-  -- (as a read of it must find), each quote opens or closes a string (no escape), so a
-  -- text '"name"' is always one whole string, a key when ':' follows it (blanks between);
-  -- and no object is nested, so every key is the top-level object's. A name held by one
-  -- such key is that member, its value's text from after the ':' to the next quote (a
-  -- string: no escape), or to the next delimiter (a number, true, false, null). Anything
-  -- else (an array, a name held twice or not at all, a key text with an escape) is left to
-  -- the colder tier below.
-  local plain = byte(payload, 1) == 123 and not find(payload, "\\", 2, true)
-    and not find(payload, "{", 2, true)
-  local members, proven  -- (the colder tier's: the scanned members; the plain proof's)
-  local rarer
-  for i, f in ipairs(need) do
+  -- (as a read of it must find: see the gaps below), each quote opens or closes a string
+  -- (no escape); between two strings stands a ',' or a ':', so a text '"name"' whose name
+  -- holds neither (nor a backslash) is always one whole string, a key when ':' follows it
+  -- (blanks between); and no object is nested, so every key is the top-level object's. A
+  -- name held by one such key is that member (no other key text of the name, which Python
+  -- would read last: it would need a backslash), its value's text from after the ':' to the
+  -- next quote (a string: no escape) or to the next delimiter (a number, true, false,
+  -- null). Anything else (an array, a name held twice or not at all, a key text with an
+  -- escape, a ',' or a ':') is left to the colder tier below.
+  local plain = byte(stored, start) == 123 and not find(stored, "\\", start, true)
+    and not find(stored, "{", start + 1, true)
+  local payload, members, proven  -- (the colder tier's: the payload, its scanned members,
+  local rarer                      -- its plain proof's document)
+  for i = 1, #need do
     if not raw[i] then
+      local f = need[i]
       local known = derivable[f]
       if not known or known[2] == "" then
         error({err = "UNDERIVED " .. doc_key .. " " .. f .. " kind"})
       end
       local key, kind, list = known[1], known[2], nil
       if plain and known[3] then
-        local first, at, n = nil, find(payload, key, 2, true), #key
-        while at do
+        -- (first the common case, stored compact: the name's only text, ':' right after it,
+        -- then a positive int of fewer than 10 digits (its trailing zeros apart) or a
+        -- string, each read with one match)
+        local n = #key
+        local at = find(stored, key, start + 1, true)
+        local first = at and byte(stored, at + n) == 58 and not find(stored, key, at + 1, true)
+          and at + n + 1
+        if not first then  -- (not that case)
+        elseif kind == "int" then
+          local digits, zeros = match(stored, "^([1-9]%d-)(0*)[,}%] \t\r\n]", first)
+          local m = digits and #digits + #zeros
+          if m and m < 10 then list = {"\024500000000" .. char(48 + m) .. digits .. "\0"} end
+        elseif kind == "str" or kind == "enum" then
+          local s = match(stored, '^"([^"]*)"', first)
+          if s then list = {" " .. s .. "\0"} end
+        end
+        -- (then the plain search's every case, blanks and all)
+        first = nil
+        while not list do
+          if not at then break end
           local c = at + n
-          local b = byte(payload, c)
+          local b = byte(stored, c)
           if b == 32 or b == 9 or b == 10 or b == 13 then
-            c = find(payload, "[^ \t\r\n]", c)
-            b = c and byte(payload, c)
+            c = find(stored, "[^ \t\r\n]", c)
+            b = c and byte(stored, c)
           end
           if b == 58 then
             if first then first = nil; break end  -- (held twice: the colder tier)
             first = c + 1
-            b = byte(payload, first)
+            b = byte(stored, first)
             if b == 32 or b == 9 or b == 10 or b == 13 then
-              first = find(payload, "[^ \t\r\n]", first)
+              first = find(stored, "[^ \t\r\n]", first)
             end
           end
-          at = find(payload, key, at + 1, true)
+          at = find(stored, key, at + 1, true)
         end
-        local b = first and byte(payload, first)
+        local b = not list and first and byte(stored, first)
         local t
         if b == 34 then
-          local q = find(payload, '"', first + 1, true)
-          t = q and sub(payload, first, q)
+          local q = find(stored, '"', first + 1, true)
+          t = q and sub(stored, first, q)
         elseif b and b ~= 91 then
-          local q = find(payload, "[,}%] \t\r\n]", first)
-          t = q and q > first and sub(payload, first, q - 1)
+          local q = find(stored, "[,}%] \t\r\n]", first)
+          t = q and q > first and sub(stored, first, q - 1)
         end
-        -- (derived_entry's common part, written out: null, booleans, ints, strings)
-        if not t then  -- (not found here)
+        -- (derived_entry's common part, written out: null, booleans, ints, strings without
+        -- escapes; the same bytes)
+        if not t then  -- (found above, or not found here)
         elseif b == 110 then
           if t == "null" then list = {NULL} end
         elseif b == 34 then
-          if kind == "str" or kind == "enum" then
-            list = {" " .. sub(t, 2, -2) .. "\0"}
-          end
+          if kind == "str" or kind == "enum" then list = {" " .. sub(t, 2, -2) .. "\0"} end
         elseif kind == "int" then
           local digits, c = t, b
           if b == 45 then
@@ -784,13 +806,13 @@ local function from_document(vals, raw, doc_key)
             while byte(digits, last) == 48 do last = last - 1 end
             if last < m then digits = sub(digits, 1, last) end
             if b == 45 then
-              list = {"\16" .. (m < 10 and "499999999" .. string.char(57 - m)
+              list = {"\16" .. (m < 10 and "499999999" .. char(57 - m)
                                or string.format("%010d", 4999999999 - m))
                       .. (string.gsub(digits, "%d", {["0"] = "9", ["1"] = "8", ["2"] = "7",
                           ["3"] = "6", ["4"] = "5", ["5"] = "4", ["6"] = "3", ["7"] = "2",
                           ["8"] = "1", ["9"] = "0"})) .. "~\0"}
             else
-              list = {"\24" .. (m < 10 and "500000000" .. string.char(48 + m)
+              list = {"\24" .. (m < 10 and "500000000" .. char(48 + m)
                                or string.format("%010d", 5000000000 + m)) .. digits .. "\0"}
             end
           elseif t == "0" then
@@ -802,6 +824,7 @@ local function from_document(vals, raw, doc_key)
       end
       if not list then  -- (the colder tier's derivation, and its plain proof or its scan)
         rarer = rarer or rare.colder_paths()
+        payload = payload or sub(stored, start)
         local function refuse(why)
           error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
         end

@@ -701,9 +701,9 @@ local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
   if not stored or byte(stored, 1) ~= 1 then return end
   local z = find(stored, "\0", 2, true)
-  if z and with_version and rawget(vals, VERSION) == ABSENT then  -- (format 3: its header's)
-    rawset(vals, VERSION, sub(stored, 2, z - 1))
-  end
+  -- (format 3: its header's version, in place of the ABSENT the meta read left; a values
+  -- table has no __newindex: the fields are set, as they are read, without rawset)
+  if z and with_version then vals[VERSION] = sub(stored, 2, z - 1) end
   if not derivable then
     derivable = {}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
@@ -749,14 +749,21 @@ local function from_document(vals, raw, doc_key)
         local at = find(stored, key, start + 1, true)
         local first = at and byte(stored, at + n) == 58 and not find(stored, key, at + 1, true)
           and at + n + 1
+        -- (the list of one entry: "missing" unset, which NULL reads only of an empty one)
         if not first then  -- (not that case)
         elseif kind == "int" then
           local digits, zeros = match(stored, "^([1-9]%d-)(0*)[,}%] \t\r\n]", first)
           local m = digits and #digits + #zeros
-          if m and m < 10 then list = {"\024500000000" .. char(48 + m) .. digits .. "\0"} end
+          if m and m < 10 then
+            list = {"\024500000000" .. char(48 + m) .. digits .. "\0"}
+            vals[f] = list
+          end
         elseif kind == "str" or kind == "enum" then
           local s = match(stored, '^"([^"]*)"', first)
-          if s then list = {" " .. s .. "\0"} end
+          if s then
+            list = {" " .. s .. "\0"}
+            vals[f] = list
+          end
         end
         -- (then the plain search's every case, blanks and all)
         first = nil
@@ -789,7 +796,8 @@ local function from_document(vals, raw, doc_key)
         end
         -- (derived_entry's common part, written out: null, booleans, ints, strings without
         -- escapes; the same bytes)
-        if not t then  -- (found above, or not found here)
+        if list then  -- (found above)
+        elseif not t then  -- (not found here)
         elseif b == 110 then
           if t == "null" then list = {NULL} end
         elseif b == 34 then
@@ -856,8 +864,10 @@ local function from_document(vals, raw, doc_key)
         list = rarer.derived_entries(t, kind)
         if not list then refuse("text") end
       end
-      list.missing = false
-      rawset(vals, f, list)
+      if vals[f] ~= list then
+        list.missing = false
+        vals[f] = list
+      end
     end
   end
 end

@@ -697,6 +697,9 @@ if with_version then fields[#fields + 1] = "v" end
 -- meta field -> {key text, kind, whether the plain search reads its key text (see there)},
 -- read from ARGV[9..] when first needed
 local derivable
+-- (the head of a positive int's entry, by its number of digits, 1 to 9: sortable's
+-- exponent, 5000000000 + the number of digits; made with ``derivable``)
+local int_heads
 local function from_document(vals, raw, doc_key)
   local stored = redis.call("GET", doc_key)
   if not stored or byte(stored, 1) ~= 1 then return end
@@ -706,6 +709,9 @@ local function from_document(vals, raw, doc_key)
   if z and with_version then vals[VERSION] = sub(stored, 2, z - 1) end
   if not derivable then
     derivable = {}
+    int_heads = {"\0245000000001", "\0245000000002", "\0245000000003", "\0245000000004",
+                 "\0245000000005", "\0245000000006", "\0245000000007", "\0245000000008",
+                 "\0245000000009"}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
     if type(spec[1]) == "table" then spec = spec[1] end  -- (a long one: one array)
     for i = 1, #spec - 2, 3 do
@@ -740,7 +746,7 @@ local function from_document(vals, raw, doc_key)
       if not known or known[2] == "" then
         error({err = "UNDERIVED " .. doc_key .. " " .. f .. " kind"})
       end
-      local key, kind, list = known[1], known[2], nil
+      local key, kind, list, quick = known[1], known[2], nil, false
       if plain and known[3] then
         -- (first the common case, stored compact: the name's only text, ':' right after it,
         -- then a positive int of fewer than 10 digits (its trailing zeros apart) or a
@@ -753,16 +759,16 @@ local function from_document(vals, raw, doc_key)
         if not first then  -- (not that case)
         elseif kind == "int" then
           local digits, zeros = match(stored, "^([1-9]%d-)(0*)[,}%] \t\r\n]", first)
-          local m = digits and #digits + #zeros
-          if m and m < 10 then
-            list = {"\024500000000" .. char(48 + m) .. digits .. "\0"}
-            vals[f] = list
+          local head = digits and int_heads[#digits + #zeros]
+          if head then
+            list = {head .. digits .. "\0"}
+            vals[f], quick = list, true
           end
         elseif kind == "str" or kind == "enum" then
           local s = match(stored, '^"([^"]*)"', first)
           if s then
             list = {" " .. s .. "\0"}
-            vals[f] = list
+            vals[f], quick = list, true
           end
         end
         -- (then the plain search's every case, blanks and all)
@@ -864,7 +870,7 @@ local function from_document(vals, raw, doc_key)
         list = rarer.derived_entries(t, kind)
         if not list then refuse("text") end
       end
-      if vals[f] ~= list then
+      if not quick then
         list.missing = false
         vals[f] = list
       end
@@ -878,21 +884,31 @@ local lazy = {__index = function(vals, field)
   local escaped = escaped_id(rawget(vals, ID))
   local meta_key = meta_prefix .. escaped
   local raw = redis.call("HMGET", meta_key, unpack(fields))
-  for i, f in ipairs(need) do
-    local list = read_list(raw[i])
-    if not list then error(damaged_error(meta_key, f)) end
-    list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
-    rawset(vals, f, list)
+  -- (a values table has no __newindex: its fields are set without rawset)
+  local absent = false
+  for i = 1, #need do
+    local item = raw[i]
+    if item then
+      local list = read_list(item)
+      if not list then error(damaged_error(meta_key, need[i])) end
+      list.missing = false  -- (an empty array is "")
+      vals[need[i]] = list
+    else
+      absent = true
+    end
   end
   -- (no "v": not a format-2 meta hash nor a sweep record, perhaps a format-3 document
   -- (from_document); without "v" read, any field absent says so)
   if with_version then
     local v = raw[#fields]
-    rawset(vals, VERSION, v or ABSENT)
+    vals[VERSION] = v or ABSENT
     if not v then from_document(vals, raw, doc_prefix .. escaped) end
-  else
+  elseif absent then
+    from_document(vals, raw, doc_prefix .. escaped)
+  end
+  if absent then  -- (a field neither read nor derived: never indexed)
     for i = 1, #need do
-      if not raw[i] then from_document(vals, raw, doc_prefix .. escaped); break end
+      if not rawget(vals, need[i]) then vals[need[i]] = {missing = true} end
     end
   end
   return rawget(vals, field)

@@ -700,13 +700,21 @@ local derivable
 -- (the head of a positive int's entry, by its number of digits, 1 to 9: sortable's
 -- exponent, 5000000000 + the number of digits; made with ``derivable``)
 local int_heads
-local function from_document(vals, raw, doc_key)
-  local stored = redis.call("GET", doc_key)
-  if not stored or byte(stored, 1) ~= 1 then return end
+-- The candidates met whose document is format 3, and those whose meta read found a meta
+-- hash (see the values table below: the document is read first while the first are more)
+local format3_met, meta_met = 0, 0
+-- ``trying``: the document read before the meta hash (see the values table), every NEED
+-- field to derive (``raw`` empty): false (and the document read, or false) where that is
+-- not done by the plain search (not format 3, a field not found there...), nothing set in
+-- ``vals`` then; ``got``: that document (false: none), or nil (read here).
+local function from_document(vals, raw, doc_key, trying, got)
+  local stored = got or got == nil and redis.call("GET", doc_key)
+  if not stored or byte(stored, 1) ~= 1 then return false, stored end
+  format3_met = format3_met + 1
   local z = find(stored, "\0", 2, true)
   -- (format 3: its header's version, in place of the ABSENT the meta read left; a values
   -- table has no __newindex: the fields are set, as they are read, without rawset)
-  if z and with_version then vals[VERSION] = sub(stored, 2, z - 1) end
+  if z and with_version and not trying then vals[VERSION] = sub(stored, 2, z - 1) end
   if not derivable then
     derivable = {}
     int_heads = {"\0245000000001", "\0245000000002", "\0245000000003", "\0245000000004",
@@ -721,8 +729,12 @@ local function from_document(vals, raw, doc_key)
   end
   -- (the payload after the header's two NULs, from ``start`` in ``stored``; a header that
   -- does not read is refused)
+  local ends = z  -- (the version's end)
   z = z and find(stored, "\0", z + 1, true)
-  if not z then error({err = "UNDERIVED " .. doc_key .. " " .. need[1] .. " header"}) end
+  if not z then
+    if trying then return false, stored end
+    error({err = "UNDERIVED " .. doc_key .. " " .. need[1] .. " header"})
+  end
   local start = z + 1
   -- The plain search, without decoding the document: an object ("{" first, as stored)
   -- without a backslash and without a "{" but its first. Then, the document being JSON
@@ -744,6 +756,10 @@ local function from_document(vals, raw, doc_key)
       local f = need[i]
       local known = derivable[f]
       if not known or known[2] == "" then
+        if trying then
+          for j = 1, i - 1 do vals[need[j]] = nil end  -- (none set: see above)
+          return false, stored
+        end
         error({err = "UNDERIVED " .. doc_key .. " " .. f .. " kind"})
       end
       local key, kind, list, quick = known[1], known[2], nil, false
@@ -836,6 +852,10 @@ local function from_document(vals, raw, doc_key)
           if t == "true" then list = {"\3\0"} elseif t == "false" then list = {"\2\0"} end
         end
       end
+      if not list and trying then
+        for j = 1, i - 1 do vals[need[j]] = nil end
+        return false, stored
+      end
       if not list then  -- (the colder tier's derivation, and its plain proof or its scan)
         rarer = rarer or rare.colder_paths()
         payload = payload or sub(stored, start)
@@ -876,12 +896,27 @@ local function from_document(vals, raw, doc_key)
       end
     end
   end
+  if trying and with_version then vals[VERSION] = sub(stored, 2, ends - 1) end
+  return true
 end
 
+local NO_FIELDS = {}
 local lazy = {__index = function(vals, field)
   if rawget(vals, LOADED) or #fields == 0 then return nil end
   rawset(vals, LOADED, true)
   local escaped = escaped_id(rawget(vals, ID))
+  -- (while more candidates have met format-3 documents than meta hashes, the document is
+  -- read first: one derived whole by the plain search needs no meta read; any other (not
+  -- format 3, a field not found there) is read as below, the document already read passed
+  -- on. A format-3 document with a sweep record (an expiry) or a field of a listed index
+  -- (no kind) then reads them there; its derived fields are those the sweep record holds,
+  -- written with it.)
+  local got
+  if format3_met > meta_met then
+    local done
+    done, got = from_document(vals, NO_FIELDS, doc_prefix .. escaped, true)
+    if done then return rawget(vals, field) end
+  end
   local meta_key = meta_prefix .. escaped
   local raw = redis.call("HMGET", meta_key, unpack(fields))
   -- (a values table has no __newindex: its fields are set without rawset)
@@ -902,9 +937,11 @@ local lazy = {__index = function(vals, field)
   if with_version then
     local v = raw[#fields]
     vals[VERSION] = v or ABSENT
-    if not v then from_document(vals, raw, doc_prefix .. escaped) end
+    if v then meta_met = meta_met + 1 else from_document(vals, raw, doc_prefix .. escaped, false, got) end
   elseif absent then
-    from_document(vals, raw, doc_prefix .. escaped)
+    from_document(vals, raw, doc_prefix .. escaped, false, got)
+  else
+    meta_met = meta_met + 1
   end
   if absent then  -- (a field neither read nor derived: never indexed)
     for i = 1, #need do

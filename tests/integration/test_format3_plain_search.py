@@ -190,3 +190,78 @@ def test_a_name_only_inside_a_string_is_absent(conn: Any, redis_client: Any) -> 
                same=False)
     with pytest.raises(QueryError, match="'f:n'.*format 3.*no such member"):
         Plain3.objects.filter(s="x").order_by("-n", "id").all_sync()
+
+
+def _calls(redis_client: Any, command: str) -> int:
+    stats = redis_client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_format_3_candidates_are_read_without_their_meta_hash(conn: Any,
+                                                              redis_client: Any) -> None:
+    """Once a call has met a format-3 candidate (its meta read found nothing), the next
+    candidates' documents are read first: derived whole by the plain search, they need no
+    meta read (one HMGET per call, not one per candidate)."""
+    docs = [Plain3(id=str(i), s="x", n=i * 7 % 50, b=i % 2 == 0, tags=["n"], m=i)
+            for i in range(40)]
+    Plain3.objects.bulk_create_sync(docs)
+    for doc in docs:
+        to_format3(redis_client, Plain3, str(doc.id), None)
+    reference = list(Plain3.objects.all_sync())
+    queries = [(Q(s="x") & Q(n__gte=10), ["-n", "id"]), (Q(b=True), ["m"]),
+               (Q(n__lt=30) & Q(s="x"), [])]
+    gets = _gets(redis_client)
+    for where, order in queries:
+        before = _calls(redis_client, "hmget")
+        got = [d.id for d in Plain3.objects.filter(where).order_by(*order).all_sync()]
+        assert _calls(redis_client, "hmget") - before <= 1, where
+        assert_query_agrees(Plain3, reference, where, order, 0, None, None)
+        assert got == [d.id for d in Plain3.objects.filter(where).order_by(*order).all_sync()]
+    assert _gets(redis_client) - gets >= 40  # (the documents were read)
+
+
+class MyInt(IntField):
+    """An int field of the user's own class: its index is listed (no kind derived in Lua),
+    its entries kept in the meta hash of a format-3 document."""
+
+
+class Swept3(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    k = MyInt(indexed=True)
+    body = StringField()
+
+    class Meta:
+        collection = "f3_swept"
+        compress = {"codec": "zlib", "min_size": 200}
+
+
+def test_documents_read_first_fall_back_to_their_meta_hash(conn: Any,
+                                                           redis_client: Any) -> None:
+    """With the documents read first: a compressed one with an expiry answers from its sweep
+    record, a listed index's field from the meta hash, as when the meta hash is read first."""
+    keys = KeySpace(Swept3._meta)
+    docs = [Swept3(id=str(i), s="x", n=(i * 13) % 40, k=i % 7,
+                   body="y" * (300 if i % 4 == 0 else 3)) for i in range(60)]
+    Swept3.objects.bulk_create_sync(docs)
+    for doc in docs:
+        id = str(doc.id)
+        if int(id) % 4 == 0:  # (compressed: an expiry and its sweep record)
+            doc.touch_sync(3600)
+        version, payload = stored.split(redis_client.get(keys.doc(0, id)))
+        redis_client.set(keys.doc(0, id), b"\x01%d\x00%s\x00%s" % (version, NEWEST, payload),
+                         keepttl=True)
+        if int(id) % 4 == 0:
+            redis_client.hdel(keys.meta(0, id), "r")
+        else:  # (the listed index's field kept, nothing else)
+            kept = [f for f in redis_client.hkeys(keys.meta(0, id)) if f not in (b"v", b"r")]
+            kept = [f for f in kept if b"n" not in f and b"s" not in f]
+            assert kept, redis_client.hkeys(keys.meta(0, id))
+            pairs = dict(zip(kept, redis_client.hmget(keys.meta(0, id), kept)))
+            redis_client.delete(keys.meta(0, id))
+            redis_client.hset(keys.meta(0, id), mapping=pairs)
+    reference = list(Swept3.objects.all_sync())
+    for where, order in ((Q(s="x") & Q(n__gte=10), ["-n", "id"]), (Q(s="x"), ["n"]),
+                         (Q(s="x") & Q(k__gte=3), ["-n"]), (Q(s="x"), ["k", "-n"])):
+        assert_query_agrees(Swept3, reference, where, order, 0, None, None)
+        assert_query_agrees(Swept3, reference, where, order, 1, 7, None)

@@ -693,7 +693,11 @@ if with_version then fields[#fields + 1] = "v" end
 -- compressed payload, a member absent, a text not in a form Python writes), the query is
 -- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
 -- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
--- one never indexed.
+-- one never indexed. The member is found by a plain search of the stored text where that
+-- is proven (from_document), its entry made in place for an int, a string, a boolean or
+-- null; the rest by the colder tier (_write.lua's plain proof, or its scan of the members,
+-- then _derive.lua). Once a call has met more format-3 documents than meta hashes, each
+-- candidate's document is read first (see the values table).
 -- meta field -> {key text, kind, whether the plain search reads its key text (see there)},
 -- read from ARGV[9..] when first needed
 local derivable
@@ -738,15 +742,16 @@ local function from_document(vals, raw, doc_key, trying, got)
   local start = z + 1
   -- The plain search, without decoding the document: an object ("{" first, as stored)
   -- without a backslash and without a "{" but its first. Then, the document being JSON
-  -- (as a read of it must find: see the gaps below), each quote opens or closes a string
-  -- (no escape); between two strings stands a ',' or a ':', so a text '"name"' whose name
-  -- holds neither (nor a backslash) is always one whole string, a key when ':' follows it
-  -- (blanks between); and no object is nested, so every key is the top-level object's. A
-  -- name held by one such key is that member (no other key text of the name, which Python
-  -- would read last: it would need a backslash), its value's text from after the ':' to the
-  -- next quote (a string: no escape) or to the next delimiter (a number, true, false,
-  -- null). Anything else (an array, a name held twice or not at all, a key text with an
-  -- escape, a ',' or a ':') is left to the colder tier below.
+  -- (as Python's read of it must find; like the scan below, the search does not check it,
+  -- and may answer on a damaged document that read refuses), each quote opens or closes a
+  -- string (no escape); between two strings stands a ',' or a ':', so a text '"name"'
+  -- whose name holds neither (nor a backslash) is always one whole string, a key when ':'
+  -- follows it (blanks between); and no object is nested, so every key is the top-level
+  -- object's. A name held by one such key is that member (no other key text of the name,
+  -- which Python would read last: it would need a backslash), its value's text from after
+  -- the ':' to the next quote (a string: no escape) or to the next delimiter (a number,
+  -- true, false, null). Anything else (an array, a name held twice or not at all, a key
+  -- text with an escape, a ',' or a ':') is left to the colder tier below.
   local plain = byte(stored, start) == 123 and not find(stored, "\\", start, true)
     and not find(stored, "{", start + 1, true)
   local payload, members, proven  -- (the colder tier's: the payload, its scanned members,
@@ -937,7 +942,11 @@ local lazy = {__index = function(vals, field)
   if with_version then
     local v = raw[#fields]
     vals[VERSION] = v or ABSENT
-    if v then meta_met = meta_met + 1 else from_document(vals, raw, doc_prefix .. escaped, false, got) end
+    if v then
+      meta_met = meta_met + 1
+    else
+      from_document(vals, raw, doc_prefix .. escaped, false, got)
+    end
   elseif absent then
     from_document(vals, raw, doc_prefix .. escaped, false, got)
   else

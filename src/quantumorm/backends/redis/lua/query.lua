@@ -54,6 +54,8 @@
 -- and, made only by rare.colder_paths() (a format-3 candidate without a meta hash, see
 -- from_document):
 -- colder: derived_entries json_plain_doc json_plain_span json_members
+-- Written out in place (from_document, the plain search's entries): derived_entry's
+-- common part (null, booleans, ints, strings without escapes), which the colder tier makes.
 -- uses: _derive _write
 
 do

@@ -907,7 +907,7 @@ local function from_document(vals, raw, doc_key, trying, got)
   return true
 end
 
-local NO_FIELDS = {}
+local no_fields  -- (an empty meta read: made when first needed)
 local lazy = {__index = function(vals, field)
   if rawget(vals, LOADED) or #fields == 0 then return nil end
   rawset(vals, LOADED, true)
@@ -921,7 +921,8 @@ local lazy = {__index = function(vals, field)
   local got
   if format3_met > meta_met then
     local done
-    done, got = from_document(vals, NO_FIELDS, doc_prefix .. escaped, true)
+    no_fields = no_fields or {}
+    done, got = from_document(vals, no_fields, doc_prefix .. escaped, true)
     if done then return rawget(vals, field) end
   end
   local meta_key = meta_prefix .. escaped

@@ -10,9 +10,12 @@ order + limit 100, ``compound``, ``count`` of a range) on ``--n`` documents stor
 
 The workload's four queries read index sets only (``ZIN``, exact walks, a range read as a
 set): the same commands in both formats. Two more ORM-only queries test candidates on their
-values, the path format 3 changes (one ``GET`` and a derivation per candidate without a meta
-hash): ``eq_range`` (``name = X & age >= 30``: ~10 candidates, a range too wide to read as
-a set) and ``eq_order`` (``name = X`` ordered by age: the sort keys read per row).
+values, the path format 3 changes (one ``GET`` per candidate without a meta hash, the
+member found by a plain search of the stored text and its entry made in place; a meta read
+only until the call has met more format-3 documents than meta hashes: ``query.lua``'s
+``from_document``): ``eq_range`` (``name = X & age >= 30``: ~10 candidates, a range too
+wide to read as a set) and ``eq_order`` (``name = X`` ordered by age: the sort keys read per
+row).
 
 One private redis-server under callgrind (``callgrind_support.py``); each side in turn
 (the order alternating every repeat): FLUSHALL, the load, the conversion, 200 warm-up

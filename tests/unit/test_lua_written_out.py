@@ -48,6 +48,9 @@ WRITTEN_OUT = {
     "written_in": ("_prelude.lua", "abdc023ba434ebd6", ("save.lua",)),
     "headed": ("_write.lua", "20df249931b6bb4f", ("save.lua",)),
     "headed_meta": ("_write.lua", "bea96218be3747f5", ("save.lua",)),
+    # (query.lua's plain search makes a format-3 candidate's common entries in place, where
+    # _derive.lua's definition is made only by the colder tier)
+    "derived_entry": ("_derive.lua", "aa37a7e02330e6c2", ("query.lua",)),
 }
 
 LUA = resources.files("quantumorm.backends.redis") / "lua"

@@ -54,6 +54,8 @@
 -- and, made only by rare.colder_paths() (a format-3 candidate without a meta hash, see
 -- from_document):
 -- colder: derived_entries json_plain_doc json_plain_span json_members
+-- Written out in place (from_document, the plain search's entries): derived_entry's
+-- common part (null, booleans, ints, strings without escapes), which the colder tier makes.
 -- uses: _derive _write
 
 do
@@ -290,6 +292,7 @@ end
 local rare = cold_paths()
 local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
 local bad_version = rare.bad_version
+local match, char = string.match, string.char
 local function nxt() argi = argi + 1; return program[argi] end
 
 -- A row's version as the meta hash ``meta_key`` holds it ("v"; "0" when there is none):
@@ -692,89 +695,269 @@ if with_version then fields[#fields + 1] = "v" end
 -- compressed payload, a member absent, a text not in a form Python writes), the query is
 -- refused (UNDERIVED: translation.py makes it a QueryError), never answered by a guess. A
 -- document of format 2 or 1 (or gone) keeps the meta hash's answer: an absent field is
--- one never indexed.
-local derivable  -- meta field -> {key text, kind}, read from ARGV[9..] when first needed
-local function from_document(vals, raw, doc_key)
-  local stored = redis.call("GET", doc_key)
-  if not stored or byte(stored, 1) ~= 1 then return end
-  if with_version and rawget(vals, VERSION) == ABSENT then  -- (format 3: its header's)
-    local ends = find(stored, "\0", 2, true)
-    if ends then rawset(vals, VERSION, sub(stored, 2, ends - 1)) end
-  end
+-- one never indexed. The member is found by a plain search of the stored text where that
+-- is proven (from_document), its entry made in place for an int, a string, a boolean or
+-- null; the rest by the colder tier (_write.lua's plain proof, or its scan of the members,
+-- then _derive.lua). Once a call has met more format-3 documents than meta hashes, each
+-- candidate's document is read first (see the values table).
+-- meta field -> {key text, kind, whether the plain search reads its key text (see there)},
+-- read from ARGV[9..] when first needed
+local derivable
+-- (the head of a positive int's entry, by its number of digits, 1 to 9: sortable's
+-- exponent, 5000000000 + the number of digits; made with ``derivable``)
+local int_heads
+-- The candidates met whose document is format 3, and those whose meta read found a meta
+-- hash (see the values table below: the document is read first while the first are more)
+local format3_met, meta_met = 0, 0
+-- ``trying``: the document read before the meta hash (see the values table), every NEED
+-- field to derive (``raw`` empty): false (and the document read, or false) where that is
+-- not done by the plain search (not format 3, a field not found there...), nothing set in
+-- ``vals`` then; ``got``: that document (false: none), or nil (read here).
+local function from_document(vals, raw, doc_key, trying, got)
+  local stored = got or got == nil and redis.call("GET", doc_key)
+  if not stored or byte(stored, 1) ~= 1 then return false, stored end
+  format3_met = format3_met + 1
+  local z = find(stored, "\0", 2, true)
+  -- (format 3: its header's version, in place of the ABSENT the meta read left; a values
+  -- table has no __newindex: the fields are set, as they are read, without rawset)
+  if z and with_version and not trying then vals[VERSION] = sub(stored, 2, z - 1) end
   if not derivable then
     derivable = {}
+    int_heads = {"\0245000000001", "\0245000000002", "\0245000000003", "\0245000000004",
+                 "\0245000000005", "\0245000000006", "\0245000000007", "\0245000000008",
+                 "\0245000000009"}
     local spec = ARGV[9] and ARGV[9] ~= "" and {cmsgpack.unpack(ARGV[9])} or {}
     if type(spec[1]) == "table" then spec = spec[1] end  -- (a long one: one array)
-    for i = 1, #spec - 2, 3 do derivable[spec[i]] = {spec[i + 1], spec[i + 2]} end
-  end
-  local function refuse(f, why)
-    error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
-  end
-  -- (the payload after the header's two NULs; a header that does not read is refused)
-  local z = find(stored, "\0", 2, true)
-  z = z and find(stored, "\0", z + 1, true)
-  if not z then refuse(need[1], "header") end
-  local payload = sub(stored, z + 1)
-  local members, plain  -- (the scanned members, made once; the plain proof's document)
-  local rarer = rare.colder_paths()
-  for i, f in ipairs(need) do
-    if not raw[i] then
-      local known = derivable[f]
-      if not known or known[2] == "" then refuse(f, "kind") end
-      if byte(payload, 1) ~= 123 then refuse(f, "payload") end
-      local key, text = known[1], nil
-      -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
-      -- backslash or a NUL, whose top level has the name, held by one key text only)
-      if plain == nil then plain = rarer.json_plain_doc(payload) or false end
-      if plain and not find(key, "\\", 1, true) then
-        if plain[sub(key, 2, -2)] == nil then refuse(f, "absent") end
-        local first, after = rarer.json_plain_span(payload, key)
-        if first then text = sub(payload, first, after - 1) end
-      end
-      if not text then  -- (the whole object scanned; of a key stored twice, the last)
-        if not members then
-          local ok, found = pcall(rarer.json_members, payload)
-          if not ok then refuse(f, "json") end
-          members = found
-        end
-        for _, m in ipairs(members) do
-          if m[1] == key then
-            text = sub(payload, m[2], m[3] - 1)
-          elseif find(m[1], "\\", 1, true) then  -- (another text of the same name, maybe)
-            refuse(f, "escaped")
-          end
-        end
-        if not text then refuse(f, "absent") end
-      end
-      local list = rarer.derived_entries(text, known[2])
-      if not list then refuse(f, "text") end
-      list.missing = false
-      rawset(vals, f, list)
+    for i = 1, #spec - 2, 3 do
+      local key = spec[i + 1]
+      derivable[spec[i]] = {key, spec[i + 2], not find(key, "[\\,:]", 2)}
     end
   end
+  -- (the payload after the header's two NULs, from ``start`` in ``stored``; a header that
+  -- does not read is refused)
+  local ends = z  -- (the version's end)
+  z = z and find(stored, "\0", z + 1, true)
+  if not z then
+    if trying then return false, stored end
+    error({err = "UNDERIVED " .. doc_key .. " " .. need[1] .. " header"})
+  end
+  local start = z + 1
+  -- The plain search, without decoding the document: an object ("{" first, as stored)
+  -- without a backslash and without a "{" but its first. Then, the document being JSON
+  -- (as Python's read of it must find; like the scan below, the search does not check it,
+  -- and may answer on a damaged document that read refuses), each quote opens or closes a
+  -- string (no escape); between two strings stands a ',' or a ':', so a text '"name"'
+  -- whose name holds neither (nor a backslash) is always one whole string, a key when ':'
+  -- follows it (blanks between); and no object is nested, so every key is the top-level
+  -- object's. A name held by one such key is that member (no other key text of the name,
+  -- which Python would read last: it would need a backslash), its value's text from after
+  -- the ':' to the next quote (a string: no escape) or to the next delimiter (a number,
+  -- true, false, null). Anything else (an array, a name held twice or not at all, a key
+  -- text with an escape, a ',' or a ':') is left to the colder tier below.
+  local plain = byte(stored, start) == 123 and not find(stored, "\\", start, true)
+    and not find(stored, "{", start + 1, true)
+  local payload, members, proven  -- (the colder tier's: the payload, its scanned members,
+  local rarer                      -- its plain proof's document)
+  for i = 1, #need do
+    if not raw[i] then
+      local f = need[i]
+      local known = derivable[f]
+      if not known or known[2] == "" then
+        if trying then
+          for j = 1, i - 1 do vals[need[j]] = nil end  -- (none set: see above)
+          return false, stored
+        end
+        error({err = "UNDERIVED " .. doc_key .. " " .. f .. " kind"})
+      end
+      local key, kind, list, quick = known[1], known[2], nil, false
+      if plain and known[3] then
+        -- (first the common case, stored compact: the name's only text, ':' right after it,
+        -- then a positive int of fewer than 10 digits (its trailing zeros apart) or a
+        -- string, each read with one match)
+        local n = #key
+        local at = find(stored, key, start + 1, true)
+        local first = at and byte(stored, at + n) == 58 and not find(stored, key, at + 1, true)
+          and at + n + 1
+        -- (the list of one entry: "missing" unset, which NULL reads only of an empty one)
+        if not first then  -- (not that case)
+        elseif kind == "int" then
+          local digits, zeros = match(stored, "^([1-9]%d-)(0*)[,}%] \t\r\n]", first)
+          local head = digits and int_heads[#digits + #zeros]
+          if head then
+            list = {head .. digits .. "\0"}
+            vals[f], quick = list, true
+          end
+        elseif kind == "str" or kind == "enum" then
+          local s = match(stored, '^"([^"]*)"', first)
+          if s then
+            list = {" " .. s .. "\0"}
+            vals[f], quick = list, true
+          end
+        end
+        -- (then the plain search's every case, blanks and all)
+        first = nil
+        while not list do
+          if not at then break end
+          local c = at + n
+          local b = byte(stored, c)
+          if b == 32 or b == 9 or b == 10 or b == 13 then
+            c = find(stored, "[^ \t\r\n]", c)
+            b = c and byte(stored, c)
+          end
+          if b == 58 then
+            if first then first = nil; break end  -- (held twice: the colder tier)
+            first = c + 1
+            b = byte(stored, first)
+            if b == 32 or b == 9 or b == 10 or b == 13 then
+              first = find(stored, "[^ \t\r\n]", first)
+            end
+          end
+          at = find(stored, key, at + 1, true)
+        end
+        local b = not list and first and byte(stored, first)
+        local t
+        if b == 34 then
+          local q = find(stored, '"', first + 1, true)
+          t = q and sub(stored, first, q)
+        elseif b and b ~= 91 then
+          local q = find(stored, "[,}%] \t\r\n]", first)
+          t = q and q > first and sub(stored, first, q - 1)
+        end
+        -- (derived_entry's common part, written out: null, booleans, ints, strings without
+        -- escapes; the same bytes)
+        if list then  -- (found above)
+        elseif not t then  -- (not found here)
+        elseif b == 110 then
+          if t == "null" then list = {NULL} end
+        elseif b == 34 then
+          if kind == "str" or kind == "enum" then list = {" " .. sub(t, 2, -2) .. "\0"} end
+        elseif kind == "int" then
+          local digits, c = t, b
+          if b == 45 then
+            digits = sub(t, 2)
+            c = byte(digits, 1)
+          end
+          if c and c >= 49 and c <= 57 and not find(digits, "%D") then
+            local m = #digits
+            local last = m
+            while byte(digits, last) == 48 do last = last - 1 end
+            if last < m then digits = sub(digits, 1, last) end
+            if b == 45 then
+              list = {"\16" .. (m < 10 and "499999999" .. char(57 - m)
+                               or string.format("%010d", 4999999999 - m))
+                      .. (string.gsub(digits, "%d", {["0"] = "9", ["1"] = "8", ["2"] = "7",
+                          ["3"] = "6", ["4"] = "5", ["5"] = "4", ["6"] = "3", ["7"] = "2",
+                          ["8"] = "1", ["9"] = "0"})) .. "~\0"}
+            else
+              list = {"\24" .. (m < 10 and "500000000" .. char(48 + m)
+                               or string.format("%010d", 5000000000 + m)) .. digits .. "\0"}
+            end
+          elseif t == "0" then
+            list = {"\20\0"}
+          end
+        elseif kind == "bool" then
+          if t == "true" then list = {"\3\0"} elseif t == "false" then list = {"\2\0"} end
+        end
+      end
+      if not list and trying then
+        for j = 1, i - 1 do vals[need[j]] = nil end
+        return false, stored
+      end
+      if not list then  -- (the colder tier's derivation, and its plain proof or its scan)
+        rarer = rarer or rare.colder_paths()
+        payload = payload or sub(stored, start)
+        local function refuse(why)
+          error({err = "UNDERIVED " .. doc_key .. " " .. f .. " " .. why})
+        end
+        if byte(payload, 1) ~= 123 then refuse("payload") end
+        local t
+        -- (the plain proof of _write.lua's json_plain_spans: a valid JSON object without a
+        -- backslash or a NUL, whose top level has the name, held by one key text only)
+        if proven == nil then proven = rarer.json_plain_doc(payload) or false end
+        if proven and not find(key, "\\", 1, true) then
+          if proven[sub(key, 2, -2)] == nil then refuse("absent") end
+          local first, after = rarer.json_plain_span(payload, key)
+          if first then t = sub(payload, first, after - 1) end
+        end
+        if not t then  -- (the whole object scanned; of a key stored twice, the last)
+          if not members then
+            local ok, found = pcall(rarer.json_members, payload)
+            if not ok then refuse("json") end
+            members = found
+          end
+          for _, m in ipairs(members) do
+            if m[1] == key then
+              t = sub(payload, m[2], m[3] - 1)
+            elseif find(m[1], "\\", 1, true) then  -- (another text of the same name, maybe)
+              refuse("escaped")
+            end
+          end
+          if not t then refuse("absent") end
+        end
+        list = rarer.derived_entries(t, kind)
+        if not list then refuse("text") end
+      end
+      if not quick then
+        list.missing = false
+        vals[f] = list
+      end
+    end
+  end
+  if trying and with_version then vals[VERSION] = sub(stored, 2, ends - 1) end
+  return true
 end
 
+local no_fields  -- (an empty meta read: made when first needed)
 local lazy = {__index = function(vals, field)
   if rawget(vals, LOADED) or #fields == 0 then return nil end
   rawset(vals, LOADED, true)
   local escaped = escaped_id(rawget(vals, ID))
+  -- (while more candidates have met format-3 documents than meta hashes, the document is
+  -- read first: one derived whole by the plain search needs no meta read; any other (not
+  -- format 3, a field not found there) is read as below, the document already read passed
+  -- on. A format-3 document with a sweep record (an expiry) or a field of a listed index
+  -- (no kind) then reads them there; its derived fields are those the sweep record holds,
+  -- written with it.)
+  local got
+  if format3_met > meta_met then
+    local done
+    no_fields = no_fields or {}
+    done, got = from_document(vals, no_fields, doc_prefix .. escaped, true)
+    if done then return rawget(vals, field) end
+  end
   local meta_key = meta_prefix .. escaped
   local raw = redis.call("HMGET", meta_key, unpack(fields))
-  for i, f in ipairs(need) do
-    local list = read_list(raw[i])
-    if not list then error(damaged_error(meta_key, f)) end
-    list.missing = not raw[i]  -- an empty array is "", a never-indexed field is nil
-    rawset(vals, f, list)
+  -- (a values table has no __newindex: its fields are set without rawset)
+  local absent = false
+  for i = 1, #need do
+    local item = raw[i]
+    if item then
+      local list = read_list(item)
+      if not list then error(damaged_error(meta_key, need[i])) end
+      list.missing = false  -- (an empty array is "")
+      vals[need[i]] = list
+    else
+      absent = true
+    end
   end
   -- (no "v": not a format-2 meta hash nor a sweep record, perhaps a format-3 document
   -- (from_document); without "v" read, any field absent says so)
   if with_version then
     local v = raw[#fields]
-    rawset(vals, VERSION, v or ABSENT)
-    if not v then from_document(vals, raw, doc_prefix .. escaped) end
+    vals[VERSION] = v or ABSENT
+    if v then
+      meta_met = meta_met + 1
+    else
+      from_document(vals, raw, doc_prefix .. escaped, false, got)
+    end
+  elseif absent then
+    from_document(vals, raw, doc_prefix .. escaped, false, got)
   else
+    meta_met = meta_met + 1
+  end
+  if absent then  -- (a field neither read nor derived: never indexed)
     for i = 1, #need do
-      if not raw[i] then from_document(vals, raw, doc_prefix .. escaped); break end
+      if not rawget(vals, need[i]) then vals[need[i]] = {missing = true} end
     end
   end
   return rawget(vals, field)

@@ -254,3 +254,42 @@ def test_format2_writes_still_store_format_2(conn: Any, redis_client: Any,
     Item.objects.bulk_create_sync([Item(id="b", **_values("b"))])
     assert rc.get(keys.doc(0, "b"))[:1] == b"\0" and rc.hexists(keys.meta(0, "b"), "r")
     check_keyspace(rc, Item)
+
+
+class Squeezed(Document):
+    """Every index listed: the model compresses its documents (Lua cannot read them)."""
+
+    name = StringField(indexed=True)
+    n = IntField(indexed=True)
+    body = StringField()
+
+    class Meta:
+        collection = "f3i_squeezed"
+        compress = {"codec": "zlib", "min_size": 1}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_persist_keeps_a_listed_indexs_fields(conn: Any, redis_client: Any,
+                                                    mode: str) -> None:
+    """A persist (or a touch, then a persist) removes the sweep record's version and the
+    derived indexes' fields, never a listed index's: a compressed model's, all of them."""
+    rc = redis_client
+    keys = KeySpace(Squeezed._meta)
+    listed = WriteLayout(Squeezed._meta, keys).listed()
+    assert len(listed) == 2
+    await call(Squeezed(id="a", name="ann", n=1, body="x" * 40), "save", mode, ttl=30)
+    assert set(rc.hgetall(keys.meta(0, "a"))) == {b"v", *listed}
+    doc = await call(Squeezed.objects, "get", mode, id="a")
+    await call(doc, "persist", mode)
+    assert rc.pttl(keys.doc(0, "a")) == -1
+    assert set(rc.hgetall(keys.meta(0, "a"))) == listed
+    check_keyspace(rc, Squeezed)
+    await call(Squeezed(id="b", name="bob", n=2, body="y" * 40), "save", mode)
+    doc = await call(Squeezed.objects, "get", mode, id="b")
+    await call(doc, "touch", mode, 30)
+    assert set(rc.hgetall(keys.meta(0, "b"))) == {b"v", *listed}
+    await call(doc, "persist", mode)
+    assert set(rc.hgetall(keys.meta(0, "b"))) == listed
+    check_keyspace(rc, Squeezed)
+    assert [d.id for d in await call(Squeezed.objects.filter(n__gte=1), "all", mode)] \
+        == ["a", "b"]

@@ -55,7 +55,10 @@ def index_kinds(options: ModelOptions, index: IndexSpec) -> tuple[str, ...] | No
     which ``paths.derived`` computes in Python) of a derived kind, a compound index's
     members scalars (its entry is their entries joined, as ``writes.index_members`` joins
     their ``sort_key``). None: the index is *listed* (bench/format3.md section 1), its
-    entries come from the client."""
+    entries come from the client; so is every index of a model that compresses its
+    documents, as :func:`.headed.spec_items` says (Lua cannot read such a payload)."""
+    if options.compress is not None:
+        return None
     kinds = []
     for name in index.fields:
         field = options.fields[name]

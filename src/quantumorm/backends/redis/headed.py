@@ -23,6 +23,7 @@ from ... import jsoncodec, sortable
 from ...engine.contract import WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import VersionConflict
+from ...fields.base import MISSING
 from ...options import ModelOptions
 from . import wire
 from .commands import Command, RedisPlan
@@ -99,14 +100,50 @@ def listed_names(options: ModelOptions) -> frozenset[str]:
                      zip(options.indexes, spec_items(options), strict=True) if not items)
 
 
+#: per index of a model whose members are stored fields (not the id, nor an indexed path
+#: into an embedded document): (attribute, storage name, loader, default) of each member;
+#: kept in the model's options (see _loads)
+_LOADS = "_qorm_old_entry_loads"
+
+
+def _loads(options: ModelOptions) -> dict[str, list[tuple[str, str, Any, Any]]]:
+    """What :func:`old_lists` loads of each index's members, as ``options.fill`` loads them,
+    worked out once per model."""
+    made: dict[str, list[tuple[str, str, Any, Any]]] | None = options.__dict__.get(_LOADS)
+    if made is None:
+        by_name = {name: (name, db_name, convert, options.fields[name].initial)
+                   for name, db_name, convert in options.loaders}
+        made = {index.name: [by_name[name] for name in index.fields]
+                for index in options.indexes if all(name in by_name for name in index.fields)}
+        options.__dict__[_LOADS] = made
+    return made
+
+
 def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
               stored: dict[str, Any]) -> list[bytes]:
     """The packed lists of the entries the loaded document ``stored`` has in ``indexes``
-    (IndexSpec each), as a meta field would hold them."""
+    (IndexSpec each), as a meta field would hold them. Only the members of those indexes
+    are loaded (as ``options.fill`` loads them: a missing one gets its default), not the
+    whole document, unless one is the id or a path into an embedded document."""
     from .writes import index_members
 
-    values = loaded_values(options, id, stored)
-    return [sortable.pack_list(index_members(options, index, values)) for index in indexes]
+    loads, pack_list = _loads(options), sortable.pack_list
+    out: list[bytes] = []
+    whole: dict[str, Any] | None = None
+    for index in indexes:
+        members = loads.get(index.name)
+        if members is None:
+            if whole is None:
+                whole = loaded_values(options, id, stored)
+            out.append(pack_list(index_members(options, index, whole)))
+            continue
+        values: dict[str, Any] = {}
+        for name, db_name, convert, initial in members:
+            raw = stored.get(db_name, MISSING)
+            values[name] = (initial() if raw is MISSING else
+                            raw if convert is None or raw is None else convert(raw))
+        out.append(pack_list(index_members(options, index, values)))
+    return out
 
 
 #: how many times a write that met a format-3 document it could not write at once is sent

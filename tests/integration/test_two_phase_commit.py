@@ -919,17 +919,26 @@ def test_retry_loops_wait_for_a_lock(conn: Any, purses: list[str], redis_client:
     assert leftovers(redis_client) == {}
 
 
+def applied_reply_lost(conn: Any, ids: list[str],
+                       redis_client: Any) -> tuple[SyncTransaction, Any, Any, Any]:
+    """A transfer between ``ids`` brought to its apply, which is applied with its reply
+    lost, and its applied intents expired: (the transaction, its operation, the apply's
+    plan, the executor), for the resend to be sent."""
+    tx = transfer_tx(conn, ids, 10, 30.0)
+    op, plan, executor = up_to_apply(conn, tx)
+    executor.execute(plan)  # the apply: applied, its reply lost
+    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
+        redis_client.delete(key)
+    return tx, op, plan, executor
+
+
 def test_a_very_late_apply_resend_is_a_success(conn: Any, purses: list[str],
                                                redis_client: Any) -> None:
     """The apply's reply is lost and its resend comes after what the apply left behind
     (the versions it wrote, kept a while) has expired: committed, applied, the versions
     read from the documents' recent write ids."""
     ids = [purses[0], purses[2]]
-    tx = transfer_tx(conn, ids, 10, 30.0)
-    op, plan, executor = up_to_apply(conn, tx)
-    executor.execute(plan)  # the apply: applied, its reply lost
-    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
-        redis_client.delete(key)
+    tx, op, plan, executor = applied_reply_lost(conn, ids, redis_client)
     plan = op.send(executor.execute(plan))  # the resend finds its locks gone
     with pytest.raises(StopIteration) as done:
         while True:  # (what it reads, then the finish)
@@ -951,11 +960,7 @@ def test_a_very_late_apply_resend_that_finds_a_damaged_record_raises_typed(
     write ids ("r") does not read: the versions cannot be learnt, and the error names the
     meta hash and the field (int() read "+000000000000013" as 13)."""
     ids = [purses[0], purses[2]]
-    tx = transfer_tx(conn, ids, 10, 30.0)
-    op, plan, executor = up_to_apply(conn, tx)
-    executor.execute(plan)  # the apply: applied, its reply lost
-    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
-        redis_client.delete(key)
+    tx, op, plan, executor = applied_reply_lost(conn, ids, redis_client)
     keys = KeySpace(Purse._meta)
     meta = keys.meta(keys.partition_of(ids[0]), ids[0])
     recent = redis_client.hget(meta, "r")
@@ -976,11 +981,7 @@ def test_a_very_late_apply_resend_that_finds_a_damaged_header_raises_typed(
     version of the transaction's write id (the newest in W) is the header's, which does
     not read: the error is the document's corruption, naming it."""
     ids = [purses[0], purses[2]]
-    tx = transfer_tx(conn, ids, 10, 30.0)
-    op, plan, executor = up_to_apply(conn, tx)
-    executor.execute(plan)  # the apply: applied, its reply lost
-    for key in redis_client.scan_iter("{*}:2pc:*"):  # (the applied intents expire)
-        redis_client.delete(key)
+    tx, op, plan, executor = applied_reply_lost(conn, ids, redis_client)
     keys = KeySpace(Purse._meta)
     doc = keys.doc(keys.partition_of(ids[0]), ids[0])
     applied = redis_client.get(doc)

@@ -102,11 +102,11 @@ def listed_names(options: ModelOptions) -> frozenset[str]:
 
 #: per index of a model whose members are stored fields (not the id, nor an indexed path
 #: into an embedded document): (attribute, storage name, loader, default) of each member;
-#: kept in the model's options (see _loads)
+#: kept in the model's options (see index_loads)
 _LOADS = "_qorm_old_entry_loads"
 
 
-def _loads(options: ModelOptions) -> dict[str, list[tuple[str, str, Any, Any]]]:
+def index_loads(options: ModelOptions) -> dict[str, list[tuple[str, str, Any, Any]]]:
     """What :func:`old_lists` loads of each index's members, as ``options.fill`` loads them,
     worked out once per model."""
     made: dict[str, list[tuple[str, str, Any, Any]]] | None = options.__dict__.get(_LOADS)
@@ -127,7 +127,7 @@ def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
     whole document, unless one is the id or a path into an embedded document."""
     from .writes import index_members
 
-    loads, pack_list = _loads(options), sortable.pack_list
+    loads, pack_list = index_loads(options), sortable.pack_list
     out: list[bytes] = []
     whole: dict[str, Any] | None = None
     for index in indexes:
@@ -194,4 +194,4 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
 
 
 __all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values",
-           "nested", "old_lists", "spec_items"]
+           "index_loads", "nested", "old_lists", "spec_items"]

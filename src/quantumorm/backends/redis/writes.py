@@ -16,7 +16,7 @@ import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ... import jsoncodec, sortable
 from ...engine.contract import Expiry, WriteRequest, WriteResult
@@ -32,7 +32,7 @@ from ...errors import (
     WriteOutcomeUnknown,
     WrongTypeError,
 )
-from ...fields.base import Field
+from ...fields.base import MISSING, Field
 from ...fields.structured import ArrayField
 from ...options import IndexSpec, ModelOptions
 from . import wire
@@ -56,7 +56,7 @@ from .calls import (
 )
 from .commands import Call, script
 from .derived import index_kinds
-from .headed import Headed, nested, old_lists, spec_items
+from .headed import Headed, index_loads, loaded_values, nested, old_lists, spec_items
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
@@ -264,6 +264,10 @@ class WriteLayout:
         #: format 3 (headed.py), worked out at its first write: the meta fields of the
         #: indexes not derived (listed: a format-3 document's meta hash keeps them)
         self._listed: frozenset[bytes] | None = None
+        #: (attribute, storage name, loader, default) of each field an index names, as
+        #: _index_values loads them; False when an index names the id or a path (worked
+        #: out at the first loaded delete)
+        self._loads: list[tuple[str, str, Any, Any]] | Literal[False] | None = None
 
     def listed(self) -> frozenset[bytes]:
         """The meta fields of the listed indexes (see ``_listed``)."""
@@ -317,12 +321,11 @@ class WriteLayout:
 
     def headed_delete(self, request: WriteRequest, call: DeleteCall) -> HeadedDeleteCall:
         """``call`` (:meth:`delete`'s) as the delete of a document loaded as format 3 (its
-        expected version a :class:`.Headed`): delete.lua's ARGV[7], the entries its loaded
-        data has in every index."""
+        expected version a :class:`.Headed`): delete.lua's ARGV[7], the value encodings
+        its loaded data has in every index (:meth:`loaded_members`)."""
         version = request.expected_version
         assert isinstance(version, Headed)
-        headed = wire.pack(old_lists(self.options, [index for index, _, _ in self.indexes],
-                                     request.id, version.stored))
+        headed = self.loaded_members(request.id, version.stored)
         packed = call.wire
         if packed is not None:
             # (the same command with one argument more, ARGV[7], as a blind delete's: a
@@ -833,6 +836,55 @@ class WriteLayout:
         else:
             members = self._index_header + b"".join(self._sources(entries))
         return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
+
+    def loaded_members(self, id: str | None, stored: dict[str, Any]) -> bytes:
+        """What a loaded format-3 document (its storage form ``stored``) has in every index,
+        as delete.lua's ARGV[7] reads it: a packed array of one packed array per index, of
+        its entries' value encodings (the script appends the id key to each). Made as
+        :meth:`bulk_values` makes a new document's, from the same memos (a value or element
+        seen before, by a load or a delete, is not encoded again), of the indexed fields
+        alone: no other field of the document is loaded."""
+        values = self._index_values(id, stored)
+        entries: list[bytes] = []
+        for name, field, meta_name, memo, elements in self._memos:
+            value = values.get(name)
+            kind = type(value)
+            if kind in _MEMO_TYPES:
+                key = value if kind is str else (kind, value)
+                known = memo.get(key)
+                if known is None:
+                    known = _packed(meta_name, field.index_keys(value))
+                    _keep(memo, key, known, len(known[0]))
+                entries.append(known[1])
+            elif elements is not None and isinstance(value, list):
+                entries.append(elements.packed(value)[1])
+            else:
+                entries.append(wire.pack(field.index_keys(value)))
+        for _, index, _ in self.compound:
+            entries.append(wire.pack(index_members(self.options, index, values)))
+        entries.append(_NONE)  # (what an index no field's entries are held for finds)
+        return self._index_header + b"".join(self._sources(entries))
+
+    def _index_values(self, id: str | None, stored: dict[str, Any]) -> dict[str, Any]:
+        """The values of the fields the model's indexes name, by attribute, of a document
+        whose storage form is ``stored``, loaded as ``options.fill`` loads them (a missing
+        one gets its default); all its values (:func:`.headed.loaded_values`) when an index
+        names the id or a path into an embedded document."""
+        loads = self._loads
+        if loads is None:
+            by_index = index_loads(self.options)
+            loads = self._loads = (
+                list({member[0]: member for index in self.options.indexes
+                      for member in by_index[index.name]}.values())
+                if all(index.name in by_index for index in self.options.indexes) else False)
+        if loads is False:
+            return loaded_values(self.options, id, stored)
+        values: dict[str, Any] = {}
+        for name, db_name, convert, initial in loads:
+            raw = stored.get(db_name, MISSING)
+            values[name] = (initial() if raw is MISSING else
+                            raw if convert is None or raw is None else convert(raw))
+        return values
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:

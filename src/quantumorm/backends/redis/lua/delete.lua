@@ -25,8 +25,9 @@
 -- ARGV[6]   the caller's schema layout ("" for none)
 -- ARGV[7]   absent or "" (the caller loaded the document as format 2, or did not load it),
 --           or, from a caller that loaded it as format 3 (bench/format3.md), a MessagePack
---           array: per index in KEYS[7..] order, the entries its LOADED document has there
---           (a packed list, as a meta field holds them; exact: the version is compared first);
+--           array: per index in KEYS[7..] order, an array of the value encodings its LOADED
+--           document has there (its entries less the id key, which is appended here: no
+--           list to parse; exact: the version is compared first);
 --           for a delete of whatever version is stored (ARGV[1] ""), absent, or the model's
 --           spec when every index is derived (headed.spec_items): a MessagePack array, per
 --           index an array of its members' key texts (the stored name as JSON) and kind
@@ -145,7 +146,7 @@ end
 -- every index's meta field, in KEYS[7..] order (index i is KEYS[6 + i]: no record per index
 -- is built on the common path, only for a purge; no table of the fields either: a rare
 -- path that names one unpacks them again)
-local got
+local got, old  -- (the meta hash's HMGET reply, or {version}; each index's members)
 if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's caller)
   -- (the common delete once documents are format 3: no cold_paths() made on it)
   local raw = redis.call("GET", KEYS[1])
@@ -162,7 +163,11 @@ if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's ca
     end
     local meta_type = redis.call("TYPE", KEYS[2]).ok  -- (type_ok() in line)
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", KEYS[2]} end
-    got = {version, unpack(cmsgpack.unpack(ARGV[7]))}
+    got, old = {version}, cmsgpack.unpack(ARGV[7])
+    for i = 1, #old do  -- (the members: the loaded value encodings and the id key)
+      local members = old[i]
+      for j = 1, #members do members[j] = members[j] .. idkey end
+    end
   end
 end
 if not got then
@@ -217,7 +222,7 @@ if not stored then
         spans[m[1]] = m
       end
     end
-    local lists = {version}
+    old = {}
     for i, members in ipairs(indexes) do
       local entries
       for j = 1, #members, 2 do
@@ -232,11 +237,10 @@ if not stored then
           entries = {(entries and entries[1] or "") .. found[1]}
         end
       end
-      local packed = {}
-      for k, e in ipairs(entries) do packed[k] = #e .. ":" .. e end
-      lists[i + 1] = table.concat(packed)
+      for k, e in ipairs(entries) do entries[k] = e .. idkey end
+      old[i] = entries
     end
-    got, stored = lists, version
+    stored = version
   end
 end
 if not alive then  -- it expired: clean up what it left
@@ -256,22 +260,25 @@ if stored ~= ARGV[1] then  -- (a delete of any version replies with the one it d
   if refused then return refused end
   if ARGV[1] ~= "" then return {"VERSION", stored} end
 end
--- each index's entries of the document, as members (value encodings .. id key): a list of
--- one value (a scalar field's) by one match, as read_list() reads it ("len:bytes", at most
--- 12 digits, the length read by arithmetic on its digits); any other by read_list()
-local old = {}
-for i = 1, #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
-  local list = got[i + 1]
-  local size, item
-  if list then size, item = string.match(list, "^(%d+):(.*)$") end
-  if size and #size <= 12 and size + 0 == #item then
-    old[i] = {item .. idkey}
-  elseif not list or list == "" then  -- (no field, or an empty list: no entries)
-    old[i] = {}
-  else
-    rare = rare or cold_paths()
-    old[i] = rare.read_list(list, idkey)
-    if not old[i] then return rare.damaged(KEYS[2], ({cmsgpack.unpack(ARGV[3])})[i]) end
+-- each index's entries of the document, as members (value encodings .. id key), unless
+-- made above (a format-3 document's): from the meta hash's lists, a list of one value (a
+-- scalar field's) by one match, as read_list() reads it ("len:bytes", at most 12 digits,
+-- the length read by arithmetic on its digits); any other by read_list()
+if not old then
+  old = {}
+  for i = 1, #got - 1 do  -- (the HMGET's reply: the version, then one list per index)
+    local list = got[i + 1]
+    local size, item
+    if list then size, item = string.match(list, "^(%d+):(.*)$") end
+    if size and #size <= 12 and size + 0 == #item then
+      old[i] = {item .. idkey}
+    elseif not list or list == "" then  -- (no field, or an empty list: no entries)
+      old[i] = {}
+    else
+      rare = rare or cold_paths()
+      old[i] = rare.read_list(list, idkey)
+      if not old[i] then return rare.damaged(KEYS[2], ({cmsgpack.unpack(ARGV[3])})[i]) end
+    end
   end
 end
 

@@ -10,9 +10,9 @@ the counters dumped: Ir (instructions) of the whole server per call, parsing, th
 its commands and the reply included.
 
 Usage: bench/bench_instructions.py --old <tree> [--new <tree>] [--op update_q] [--n 2000]
-[--calls 300] [--reps 4] [--floor] [--port P]; any operation of ``bench_workload.py`` but
-``delete`` (whose ids come from inserts made first: ``bench_trees.py --callgrind --ops
-delete``). ``--op bulk`` counts a load of ``--calls`` more documents after the ``--n``, in the
+[--calls 300] [--reps 4] [--floor] [--port P]; any operation of ``bench_workload.py``.
+``--op delete`` deletes loaded documents (ids 1 to ``--calls`` + 200, each once), where the
+workload deletes documents it inserted one by one: both are format 3. ``--op bulk`` counts a load of ``--calls`` more documents after the ``--n``, in the
 workload's batches of 500, and reports instructions per document.
 """
 
@@ -52,7 +52,10 @@ if op == "bulk":  # (per document: --calls more documents, in the workload's bat
     for batch in more:
         ops["bulk"](batch)
 else:
-    args = bw.params(n, calls + 200, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})[op]
+    if op == "delete":  # (loaded documents, each deleted once: ids 1 to calls + 200)
+        args = [str(i) for i in range(1, calls + 201)]
+    else:
+        args = bw.params(n, calls + 200, 7, {str(i): d["age"] for i, d in enumerate(data, 1)})[op]
     fn = ops[op]
     for arg in args[:200]:
         fn(arg)
@@ -74,9 +77,8 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="the new tree's floor too")
     parser.add_argument("--port", type=int, help="the private server's port (default: a free one)")
     args = parser.parse_args()
-    if args.op == "delete":
-        parser.error("a delete needs ids its side inserted first: "
-                     "bench_trees.py --callgrind --ops delete measures it")
+    if args.op == "delete" and args.n < args.calls + 200:
+        parser.error("a delete deletes loaded documents, each once: need --n >= --calls + 200")
     sides = [("old", args.old), ("new", args.new)] + ([("floor", args.new)] if args.floor else [])
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
     with tempfile.TemporaryDirectory(prefix="qorm-instructions-") as work:

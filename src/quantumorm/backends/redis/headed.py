@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ... import jsoncodec, sortable
+from ... import jsoncodec
 from ...engine.contract import WriteRequest, WriteResult
 from ...engine.drive import Op
 from ...errors import VersionConflict
-from ...fields.base import MISSING
 from ...options import ModelOptions
 from . import wire
 from .commands import Command, RedisPlan
@@ -107,8 +106,9 @@ _LOADS = "_qorm_old_entry_loads"
 
 
 def index_loads(options: ModelOptions) -> dict[str, list[tuple[str, str, Any, Any]]]:
-    """What :func:`old_lists` loads of each index's members, as ``options.fill`` loads them,
-    worked out once per model."""
+    """What a loaded document's entries are made of (``WriteLayout.loaded_lists`` and
+    ``loaded_members``): per index, its members as ``options.fill`` loads them; worked out
+    once per model."""
     made: dict[str, list[tuple[str, str, Any, Any]]] | None = options.__dict__.get(_LOADS)
     if made is None:
         by_name = {name: (name, db_name, convert, options.fields[name].initial)
@@ -117,33 +117,6 @@ def index_loads(options: ModelOptions) -> dict[str, list[tuple[str, str, Any, An
                 for index in options.indexes if all(name in by_name for name in index.fields)}
         options.__dict__[_LOADS] = made
     return made
-
-
-def old_lists(options: ModelOptions, indexes: list[Any], id: str | None,
-              stored: dict[str, Any]) -> list[bytes]:
-    """The packed lists of the entries the loaded document ``stored`` has in ``indexes``
-    (IndexSpec each), as a meta field would hold them. Only the members of those indexes
-    are loaded (as ``options.fill`` loads them: a missing one gets its default), not the
-    whole document, unless one is the id or a path into an embedded document."""
-    from .writes import index_members
-
-    loads, pack_list = index_loads(options), sortable.pack_list
-    out: list[bytes] = []
-    whole: dict[str, Any] | None = None
-    for index in indexes:
-        members = loads.get(index.name)
-        if members is None:
-            if whole is None:
-                whole = loaded_values(options, id, stored)
-            out.append(pack_list(index_members(options, index, whole)))
-            continue
-        values: dict[str, Any] = {}
-        for name, db_name, convert, initial in members:
-            raw = stored.get(db_name, MISSING)
-            values[name] = (initial() if raw is MISSING else
-                            raw if convert is None or raw is None else convert(raw))
-        out.append(pack_list(index_members(options, index, values)))
-    return out
 
 
 #: how many times a write that met a format-3 document it could not write at once is sent
@@ -194,4 +167,4 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
 
 
 __all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values",
-           "index_loads", "nested", "old_lists", "spec_items"]
+           "index_loads", "nested", "spec_items"]

@@ -56,7 +56,7 @@ from .calls import (
 )
 from .commands import Call, script
 from .derived import index_kinds
-from .headed import Headed, index_loads, loaded_values, nested, old_lists, spec_items
+from .headed import Headed, index_loads, loaded_values, nested, spec_items
 from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
@@ -70,6 +70,8 @@ _NUMERIC_PREFIXES = sortable.NUMERIC_PREFIXES
 _NONE = wire.pack([])  # (an empty list: what most documents send for their lenient indexes)
 #: an index's entries in insert_many.lua's flat form when it has none (see _flat)
 _NONE_FLAT = b"\x00"
+#: the heads of MessagePack arrays of two and three items
+_TWO, _THREE = wire.array_header(2), wire.array_header(3)
 #: insert_many.lua's flat entries of a document at most this long (bytes, so at most as
 #: many values): the script unpacks them onto Lua's stack (about 8,000 values at most);
 #: a longer one is sent as an array per index
@@ -268,6 +270,8 @@ class WriteLayout:
         #: _index_values loads them; False when an index names the id or a path (worked
         #: out at the first loaded delete)
         self._loads: list[tuple[str, str, Any, Any]] | Literal[False] | None = None
+        #: the bulk insert's memo slot (_memos) of each indexed field, by attribute
+        self._slots = {slot[0]: slot for slot in self._memos}
 
     def listed(self) -> frozenset[bytes]:
         """The meta fields of the listed indexes (see ``_listed``)."""
@@ -314,10 +318,45 @@ class WriteLayout:
             kept = self.listed_pairs(pairs)
         elif self.listed():
             kept = self.listed_pairs(self.all_entries(request.values)[0])
-        call.headed = nested([
-            old_lists(self.options, [index for _, index, _ in touched], request.id,
-                      version.stored), pairs, kept])
+        call.headed = b"".join((
+            _THREE, self.loaded_lists([index for _, index, _ in touched], request.id,
+                                      version.stored),
+            wire.pack(pairs) if pairs else _NONE, wire.pack(kept) if kept else _NONE))
         return call
+
+    def loaded_lists(self, indexes: list[IndexSpec], id: str | None,
+                     stored: dict[str, Any]) -> bytes:
+        """A packed array of the entries a loaded format-3 document (its storage form
+        ``stored``) has in each of ``indexes``, as packed lists (as a meta
+        field holds them): an index of one field from the bulk insert's memos,
+        by the loaded value (only the indexed fields are loaded)."""
+        values = self._index_values(id, stored)
+        slots = self._slots
+        out = [_ARRAY_HEADERS[n] if (n := len(indexes)) < 16 else wire.array_header(n)]
+        for index in indexes:
+            slot = None if index.compound else slots.get(index.fields[0])
+            if slot is None:
+                out.append(wire.item(sortable.pack_list(
+                    index_members(self.options, index, values))))
+                continue
+            name, field, meta_name, memo, elements = slot
+            value = values.get(name)
+            kind = type(value)
+            if kind in _MEMO_TYPES:
+                key = value if kind is str else (kind, value)
+                known = memo.get(key)
+                if known is None:
+                    known = _packed(meta_name, field.index_keys(value))
+                    _keep(memo, key, known, len(known[0]))
+                pair = known[0]
+            elif elements is not None and isinstance(value, list):
+                pair = elements.packed(value)[0]
+            else:
+                pair = _packed(meta_name, field.index_keys(value))[0]
+            # (the pair's meta field name cut off: the list alone, as a packed item)
+            out.append(pair[len(meta_name) + 1 if len(meta_name) < 32 else
+                            len(wire.item(meta_name)):])
+        return b"".join(out)
 
     def headed_delete(self, request: WriteRequest, call: DeleteCall) -> HeadedDeleteCall:
         """``call`` (:meth:`delete`'s) as the delete of a document loaded as format 3 (its
@@ -932,8 +971,9 @@ class WriteLayout:
         kept: list[bytes] = []
         if request.kind != "delete" and request.values is not None and self.listed():
             kept = self.listed_pairs(self.all_entries(request.values)[0])
-        return nested([old_lists(self.options, [index for index, _, _ in self.indexes],
-                                 request.id, version.stored), kept])
+        return b"".join((_TWO, self.loaded_lists(
+            [index for index, _, _ in self.indexes], request.id, version.stored),
+            wire.pack(kept) if kept else _NONE))
 
     def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],
                      ttl_ms: int | None) -> Call:

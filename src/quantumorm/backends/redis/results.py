@@ -97,8 +97,12 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
                 pass
             else:
                 if type(data) is dict:
-                    found[id] = Row(id, number if first == versioned
-                                    else Headed.of(number, data), data)
+                    if first == versioned:
+                        found[id] = Row(id, number, data)
+                    else:  # (Headed.of in line, as in _rows)
+                        version = Headed(number)
+                        version.stored = data
+                        found[id] = Row(id, version, data)
                     continue
         found[id] = row(options, id, None, raw)
 
@@ -126,7 +130,6 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
     append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
     # (locals: read once per row)
     numeric, versioned, headed = NUMERIC_ID, stored.VERSIONED, stored.HEADED
-    of = Headed.of
     for i in range(0, len(reply), 3):
         key, raw = reply[i], reply[i + 2]
         id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
@@ -154,9 +157,15 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
                 pass
             else:
                 if type(data) is dict:
-                    # (format 3: its writes send the entries of this data, see headed.py)
-                    append(make(id, number if first == versioned else of(number, data),
-                                data))
+                    if first == versioned:
+                        append(make(id, number, data))
+                    else:
+                        # (format 3: its writes send the entries of this data, see
+                        # headed.py; Headed.of in line: a call fewer per row, a third of
+                        # what the version costs)
+                        version = Headed(number)
+                        version.stored = data
+                        append(make(id, version, data))
                     continue
         found = row(options, id, reply[i + 1], raw)
         append(found if make is Row else make(found.id, found.version, found.data))

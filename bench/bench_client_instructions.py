@@ -13,7 +13,8 @@ worker). Writes change the data: ``insert`` adds documents whose names the equal
 then finds, so run it last (it is last in the default order).
 
 Usage: bench/bench_client_instructions.py --old <tree> [--new <tree>]
-[--ops get_q,get,eq,count,update_q,update,insert,delete,delete_blind] [--calls 500] (delete: a load and
+[--ops get_q,get,eq,count,update_q,update,insert,delete,delete_blind] [--calls 500] [--floor]
+(``--floor``: the floor side's client too, ``workload_floor.py``'s way; delete: a load and
 its ``delete_sync()`` of documents inserted before the counted calls); ``--ops bulk`` counts
 per document a ``bulk_create`` of ``--calls`` documents in the workload's batches of 500 (the
 ``Person(**d)`` of each included, as the workload's bulk op makes them). It starts a private
@@ -39,6 +40,50 @@ HERE = Path(__file__).resolve().parent
 DOCUMENTS = 2000
 WARMUP = 100
 OPS = "get_q,get,eq,count,update_q,update,insert"
+
+
+def floor_worker(op: str, calls: int, url: str) -> None:
+    """:func:`worker`'s calls on the floor side (``workload_floor.py``, its own keys): the
+    same parameters, the floor's way (an update loads, then compare-and-sets)."""
+    import bench_workload as bw
+    import redis
+
+    floor = bw.Floor(redis.Redis.from_url(url))
+    if floor.count(0, 100) < DOCUMENTS:
+        for batch in bw.batches(bw.make_docs(DOCUMENTS, DOCUMENTS // 10, 1)):
+            floor.bulk(batch)
+    rng = random.Random(5)
+    total = WARMUP + calls
+    ids = [str(rng.randint(1, DOCUMENTS)) for _ in range(total)]
+    names = [f"name{rng.randrange(DOCUMENTS // 10):06d}" for _ in range(total)]
+    docs = bw.make_docs(total, DOCUMENTS // 10, 7)
+
+    def update(i: int) -> Any:
+        row = floor.get(ids[i])
+        assert row is not None
+        return floor.save(row, {**row, "age": (row["age"] + 1) % 100})
+
+    ops = {
+        "get": lambda i: floor.get(ids[i]), "get_q": lambda i: floor.get(ids[i]),
+        "eq": lambda i: floor.eq(names[i]),
+        "count": lambda i: floor.count(i % 90, i % 90 + 10),
+        "range": lambda i: floor.range(i % 90, i % 90 + bw.RANGE_WIDTH, 100),
+        "compound": lambda i: floor.compound(True, "t7", 60),
+        "update_q": lambda i: floor.update_q(ids[i], (i * 7) % 100),
+        "insert": lambda i: floor.insert(docs[i]),
+        "update": update,
+    }
+    if op == "bulk":
+        loads = bw.batches(bw.make_docs(calls, DOCUMENTS // 10, 9))
+        functools.reduce(lambda _, batch: floor.bulk(batch), loads, None)
+        return
+    if op == "delete":
+        made = [floor.insert(d) for d in docs]
+        ops["delete"] = lambda i: floor.delete(made[i])
+    fn = ops[op]
+    for i in range(WARMUP):
+        fn(i)
+    functools.reduce(lambda _, i: fn(i), range(WARMUP, total), None)
 
 
 def worker(op: str, calls: int, url: str) -> None:
@@ -98,13 +143,14 @@ def worker(op: str, calls: int, url: str) -> None:
     functools.reduce(lambda _, i: fn(i), range(WARMUP, total), None)
 
 
-def measure(tree: Path, op: str, calls: int, url: str, workdir: str) -> float:
-    out = f"{workdir}/cg.{tree.name}.{op}"
+def measure(tree: Path, op: str, calls: int, url: str, workdir: str,
+            side: str = "orm") -> float:
+    out = f"{workdir}/cg.{tree.name}.{side}.{op}"
     env = dict(os.environ, PYTHONPATH=f"{tree}/src{os.pathsep}{tree}/bench",
                PYTHONHASHSEED="0")
     subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce",
                     f"--callgrind-out-file={out}", sys.executable, __file__, "--worker", op,
-                    "--calls", str(calls), "--url", url],
+                    "--calls", str(calls), "--url", url, "--side", side],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     text = subprocess.run(["callgrind_annotate", out], check=True, capture_output=True,
                           text=True).stdout
@@ -123,9 +169,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="counted calls per worker")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--side", default="orm", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true",
+                        help="the floor's client too (workload_floor.py; not bulk_create's "
+                        "Person(**d): the floor takes dicts)")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.calls, args.url)
+        (floor_worker if args.side == "floor" else worker)(args.worker, args.calls, args.url)
         return
     if args.old is None:
         parser.error("--old is required")
@@ -135,11 +185,16 @@ def main() -> None:
     from bench_redis import redis_server
 
     with redis_server("qclient-cg-") as url, tempfile.TemporaryDirectory() as workdir:
-        print(f"{'operation':<10} {'old instr/op':>13} {'new instr/op':>13} {'new/old':>8}")
+        print(f"{'operation':<10} {'old instr/op':>13} {'new instr/op':>13} {'new/old':>8}"
+              + (f" {'floor':>13} {'new/floor':>9}" if args.floor else ""))
         for op in args.ops.split(","):
             old = measure(args.old.resolve(), op, args.calls, url, workdir)
             new = measure(args.new.resolve(), op, args.calls, url, workdir)
-            print(f"{op:<10} {old:>13,.0f} {new:>13,.0f} {new / old:>8.3f}", flush=True)
+            line = f"{op:<10} {old:>13,.0f} {new:>13,.0f} {new / old:>8.3f}"
+            if args.floor:
+                floor = measure(args.new.resolve(), op, args.calls, url, workdir, "floor")
+                line += f" {floor:>13,.0f} {new / floor:>9.3f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -280,6 +280,8 @@ end  -- (else format 1, or a damaged prefix: kept whole)
 local head = string.byte(stored, 1)
 if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
+-- (format 3's common patch: the JSON's text before and after the new value, its size)
+local before, rest, json_size
 -- (format 3: the members' old value texts, by position, nil where absent; or old1, the
 -- one member's text the common proof found: no table made for it)
 local olds, old1
@@ -334,13 +336,24 @@ then
       -- string and == compares two pointers; no third string.sub for the old value's text.
       -- A patch that changes nothing thus copies the document once more than a compare of
       -- the old value's text would: the common patch changes its value, and needs the copy)
-      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
-      count = json == stored and 0 or 1
-      if f3 then old1 = string.sub(stored, first, after - 1) end
+      if f3 then
+        -- (format 3 reads the old value's text anyway, for its entry: compared with the
+        -- new one, and the new JSON left in its two parts, made whole only inside the
+        -- stored value's text (one string, no copy of the JSON alone) or where a rare
+        -- path needs it; its size counted)
+        local new_text = c[at_values + 1]
+        old1 = string.sub(stored, first, after - 1)
+        count = old1 == new_text and 0 or 1
+        before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
+        json_size = #stored - #old1 + #new_text
+      else
+        json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+        count = json == stored and 0 or 1
+      end
     end
   end
 end
-if not json then
+if not json and not before then
   rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do
@@ -378,7 +391,8 @@ if count == 0 and expiry == "keep" then
   rare = rare or cold_paths()
   return rare.bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
 end
-if #json > c[1] then return {"TOOLARGE", #json} end
+json_size = json_size or #json
+if json_size > c[1] then return {"TOOLARGE", json_size} end
 if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pack({}) end
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims. The common
@@ -575,6 +589,7 @@ if events then
   else
     rare = rare or cold_paths()
     EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
+    json = json or before .. c[at_values + 1] .. rest
     refused = rare.emit_first("update", idkey, shown, write_id, changed, json)
   end
   if refused then
@@ -598,18 +613,27 @@ if f3 then
   -- Format 3: the document with its new header (this write's id first in W); the sweep
   -- record, where there is one, with the new version and the patched indexes' lists (no
   -- "r": W holds the recent writes), deleted with the expiry ("persist")
-  -- (headed(shown, write_id, json, f3, f3_w) in line)
-  local w = write_id
-  if #f3_w >= 16 then
-    -- (the time's 16 digits need no padding; a W of one id no cut: no call for either)
-    local padded = #f3 == 16 and f3 or string.rep("0", 16 - #f3) .. f3
-    if #f3_w == 16 then
-      w = w .. f3_w .. padded
-    else
-      w = w .. string.sub(f3_w, 1, 16) .. padded .. string.sub(f3_w, 17, 16 + 32 * (RECENT - 2))
+  -- (headed(shown, write_id, json, f3, f3_w) in line; the usual W, of more than one
+  -- write, whose newest's version is the time's 16 digits, and the JSON in its two parts,
+  -- in one concatenation)
+  local value, size = nil, #f3_w
+  if size <= 16 or #f3 ~= 16 or not before then
+    local w = write_id
+    if size >= 16 then
+      -- (the time's 16 digits need no padding; a W of one id no cut: no call for either)
+      local padded = #f3 == 16 and f3 or string.rep("0", 16 - #f3) .. f3
+      if size == 16 then
+        w = w .. f3_w .. padded
+      else
+        w = w .. string.sub(f3_w, 1, 16) .. padded .. string.sub(f3_w, 17, 16 + 32 * (RECENT - 2))
+      end
     end
+    value = "\1" .. shown .. "\0" .. w .. "\0" .. (json or before .. c[at_values + 1] .. rest)
+  else
+    value = "\1" .. shown .. "\0" .. write_id .. string.sub(f3_w, 1, 16) .. f3
+            .. string.sub(f3_w, 17, 16 + 32 * (RECENT - 2)) .. "\0" .. before
+            .. c[at_values + 1] .. rest
   end
-  local value = "\1" .. shown .. "\0" .. w .. "\0" .. json
   if expiry == "keep" then
     redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "persist" then

@@ -75,8 +75,8 @@
 -- common kind whose entry moves) writes header_of, written_in, headed and derived_entry's
 -- common kinds (_derive.lua) out in place, and asks in the schedule's EXISTS whether a
 -- meta hash is there: none, no HMGET of it (an absent key's HMGET costs the server about
--- 6,400 instructions, the EXISTS's third key a few hundred). The format-2 path pays one
--- first-byte test.
+-- 6,400 instructions, the EXISTS's third key a few hundred). The format-2 path sends the
+-- same commands as before, the GET moved ahead of the EXISTS, and makes no function either.
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
 -- member the plain search cannot place, a list of more than one value, a unique claim, a

@@ -10,9 +10,10 @@ the counters dumped: Ir (instructions) of the whole server per call, parsing, th
 its commands and the reply included.
 
 Usage: bench/bench_instructions.py --old <tree> [--new <tree>] [--op update_q] [--n 2000]
-[--calls 300] [--reps 4] [--floor] [--port P]; any operation of ``bench_workload.py``.
-``--op delete`` deletes loaded documents (ids 1 to ``--calls`` + 200, each once), where the
-workload deletes documents it inserted one by one: both are format 3. ``--op bulk`` counts a load of ``--calls`` more documents after the ``--n``, in the
+[--calls 300] [--reps 4] [--floor] [--format2] [--port P]; any operation of
+``bench_workload.py``. ``--op delete`` deletes loaded documents (ids 1 to ``--calls`` + 200,
+each once), where the workload deletes documents it inserted one by one: both are format 3
+(format 2 with ``--format2``). ``--op bulk`` counts a load of ``--calls`` more documents after the
 workload's batches of 500, and reports instructions per document.
 """
 
@@ -31,7 +32,7 @@ from callgrind_support import callgrind_server, dumped_instructions, free_port
 #: one side's block: runs in a fresh process with ``<tree>/src`` and ``<tree>/bench`` first
 WORKER = r"""
 import subprocess, sys
-tree, side, url, n, calls, op, pid, label = sys.argv[1:9]
+tree, side, url, n, calls, op, pid, label, format2 = sys.argv[1:10]
 sys.path[:0] = [tree + "/src", tree + "/bench"]
 import redis
 import bench_workload as bw
@@ -41,6 +42,9 @@ if side == "floor":
     ops = bw.floor_ops(bw.Floor(redis.Redis.from_url(url)))
 else:
     from quantumorm import create_connection
+    if format2 == "1":  # (--format2: documents stored as earlier releases stored them)
+        from quantumorm.backends.redis import writes
+        writes.NEW_FORMAT = 2
     create_connection("redis", url, name="instructions", make_default=True)
     ops = bw.orm_ops()
 data = bw.make_docs(n, n // 10, seed=1)
@@ -75,6 +79,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--floor", action="store_true", help="the new tree's floor too")
+    parser.add_argument("--format2", action="store_true",
+                        help="the ORM sides store format 2 (writes.NEW_FORMAT = 2), as "
+                             "collections written before format 3 hold their documents")
     parser.add_argument("--port", type=int, help="the private server's port (default: a free one)")
     args = parser.parse_args()
     if args.op == "delete" and args.n < args.calls + 200:
@@ -88,7 +95,8 @@ def main() -> None:
                 for side, tree in (sides if rep % 2 == 0 else sides[::-1]):
                     label = f"{side}{rep}"
                     subprocess.run([sys.executable, "-c", WORKER, tree, side, url, str(args.n),
-                                    str(args.calls), args.op, str(pid), label],
+                                    str(args.calls), args.op, str(pid), label,
+                                    "1" if args.format2 else "0"],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
                     counts[side].append(dumped_instructions(work, label) / args.calls)
                     print(f"{label}: {counts[side][-1]:,.0f} instructions per call", flush=True)

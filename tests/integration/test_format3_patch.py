@@ -392,6 +392,45 @@ def test_a_resent_patch_is_recognised_at_each_position_of_w(
     check(redis_client, Card)
 
 
+@pytest.mark.parametrize("old", [0, 7, 100, 10**9, 1200 * 10**13, 10**30, -5, -100])
+async def test_the_common_patch_derives_each_stored_int_form(
+        conn: Any, redis_client: Any, old: int) -> None:
+    # (patch.lua writes derived_entry's int out in place: trailing zeros dropped, ten
+    # digits and more, zero; a negative one goes through the general derivation)
+    await call(card("a", age=old), "save", MODE)
+    await call(card("b", age=old), "save", MODE)
+    to_format_3(redis_client, Card, "a", LONG_W)
+    assert await patched(redis_client, Card, "a", age=old + 1) == 1
+    assert await patched(redis_client, Card, "a", age=old) == 1
+    assert (await call(Card.objects, "get", MODE, id="a")).age == old
+
+
+@pytest.mark.parametrize("version", [5, 12345678901234])
+async def test_a_header_of_a_short_version_is_chained_padded(
+        conn: Any, redis_client: Any, version: int) -> None:
+    # (a version of fewer than 16 digits, made by hand: W's older versions are 16 digits)
+    keys = KeySpace(Card._meta)
+    await call(card("a"), "save", MODE)
+    to_format_3(redis_client, Card, "a", LONG_W)
+    _, w, payload = header(redis_client, Card, "a")
+    redis_client.set(keys.doc(0, "a"), b"\x01%d\x00%s\x00%s" % (version, w, payload))
+    assert await patched(redis_client, Card, "a", age=77) == 1
+
+
+def test_a_format_3_documents_meta_key_holding_another_type_is_refused(
+        conn: Any, redis_client: Any) -> None:
+    # (the common patch asks whether a meta hash is there in the schedule's EXISTS; one
+    # there, of another type, is refused as the meta hash's HMGET refuses it)
+    card("a").save_sync()
+    to_format_3(redis_client, Card, "a")
+    keys = KeySpace(Card._meta)
+    redis_client.set(keys.meta(0, "a"), b"foreign")
+    snapshot = {k: redis_client.dump(k) for k in redis_client.scan_iter()}
+    reply = send(conn, patch_call(conn, Card, "a", age=3))
+    assert (reply.status, reply.name) == ("WRONGTYPE", keys.meta(0, "a"))
+    assert {k: redis_client.dump(k) for k in redis_client.scan_iter()} == snapshot
+
+
 @pytest.mark.parametrize("damaged", [
     b"\x01", b"\x0112", b"\x01+5\x00\x00{}", b"\x015\x00" + b"A" * 16 + b"\x00{}",
     b"\x015\x00" + b"a" * 17 + b"\x00{}"])

@@ -44,13 +44,13 @@ WRITTEN_OUT = {
     # format 3's (bench/format3.md, step 3): written out on its own paths, where a function
     # named in cold_paths() would be made whenever a rare path makes them (check_version,
     # _write.lua's, writes header_of and written_in out too)
-    "header_of": ("_prelude.lua", "2fee79c786acdcdc", ("save.lua", "delete.lua")),
-    "written_in": ("_prelude.lua", "abdc023ba434ebd6", ("save.lua",)),
-    "headed": ("_write.lua", "20df249931b6bb4f", ("save.lua",)),
+    "header_of": ("_prelude.lua", "2fee79c786acdcdc", ("save.lua", "delete.lua", "patch.lua")),
+    "written_in": ("_prelude.lua", "abdc023ba434ebd6", ("save.lua", "patch.lua")),
+    "headed": ("_write.lua", "20df249931b6bb4f", ("save.lua", "patch.lua")),
     "headed_meta": ("_write.lua", "bea96218be3747f5", ("save.lua",)),
     # (query.lua's plain search makes a format-3 candidate's common entries in place, where
     # _derive.lua's definition is made only by the colder tier)
-    "derived_entry": ("_derive.lua", "aa37a7e02330e6c2", ("query.lua",)),
+    "derived_entry": ("_derive.lua", "aa37a7e02330e6c2", ("query.lua", "patch.lua")),
 }
 
 LUA = resources.files("quantumorm.backends.redis") / "lua"

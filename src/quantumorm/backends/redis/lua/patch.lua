@@ -70,25 +70,31 @@
 -- is not derivable (its kind, a member absent, an escape _derive does not read), the reply
 -- is {"ENTRIES", version} with nothing written. The document is written in format 3
 -- again (headed), and the sweep record, if any, gets the new version and the patched
--- fields' lists (a persist of a document with one: ENTRIES). Everything format 3 needs is made by cold_paths():
--- the format-2 path pays one first-byte test.
+-- fields' lists (a persist of a document with one: ENTRIES). The common patch of a
+-- format-3 document (no meta hash, one member proven by the plain search, one index of a
+-- common kind whose entry moves) writes header_of, written_in, headed and derived_entry's
+-- common kinds (_derive.lua) out in place, and asks in the schedule's EXISTS whether a
+-- meta hash is there: none, no HMGET of it (an absent key's HMGET costs the server about
+-- 6,400 instructions, the EXISTS's third key a few hundred). The format-2 path sends the
+-- same commands as before, the GET moved ahead of the EXISTS, and makes no function either.
 -- The shared definitions only the rare paths use are made when one is taken (cold_paths(),
 -- luachunks.py), not on every call, and read as fields of ``rare``: a purge, a lock, a
 -- member the plain search cannot place, a list of more than one value, a unique claim, a
 -- refused index write, a sweep, an event other than a stream's alone, a patch that changes
--- nothing. The common path (one member proven by the plain search, at most one index whose
--- single entry moves, a stream's event or none) calls none of them: it runs _write.lua's
+-- nothing, an index of another kind or a text derived_entry's common part does not read.
+-- The common path (one member proven by the plain search, at most one index whose single
+-- entry moves, a stream's event or none) calls none of them: it runs _write.lua's
 -- state_check, schedule_and_locks, applied_in, json_plain_spans' proofs of one member,
 -- change_entries, take_version_text, emit_first, write_clock and store_taken written out in
--- place (a change to one of those must be made here too), the same commands in the same
--- order, so that the only functions made per call are typed() and cold_paths() (each
--- function made per call costs the server about 800 instructions), and typed()'s own
--- checks written out where the common path reads or writes (a Lua call with its arguments
--- passed on costs about 500).
+-- place (a change to one of those must be made here too), the same commands (the
+-- document's GET before the schedule's EXISTS, whose keys its format chooses), so that the
+-- only function made per call is cold_paths() (each function made per call costs the
+-- server about 800 instructions), and typed()'s checks written out where the common path
+-- reads or writes (a Lua call with its arguments passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
 -- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
--- cold: derived_entries json_plain_spans json_members
+-- cold: derived_entries json_plain_spans json_members typed written_in
 
 local doc_key, meta_key, state_key = KEYS[1], KEYS[2], KEYS[5]
 -- (one array: the one value unpacked; values one after another are more than one)
@@ -127,10 +133,54 @@ if c[2] ~= "" and got[1] ~= c[2] then  -- (the same text is the same layout: no 
   if stored_layout > mine then return {"LAYOUT", string.format("%.0f", stored_layout)} end
   if stored_layout < mine then new_layout = c[2] end  -- (recorded with the clock)
 end
-local scheduled, others = 0, redis.call("EXISTS", KEYS[4],
-                                        string.sub(state_key, 1, -6) .. "locks")
+local id_type = redis.call("TYPE", KEYS[3]).ok
+if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
+
+-- The document (its GET tells its type and whether it is alive), read before the schedule
+-- and the locks: its format tells which keys one EXISTS asks about (a read; nothing is
+-- written before every check either way).
+local stored = redis.pcall("GET", doc_key)
+if stored and stored.err then  -- (a string's .err is nil, read from its metatable)
+  if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
+  error(stored)
+end
+-- Its version prefix (format 2: one find, "\0", the version's digits or anything else but
+-- "\0", "\0"), else format 3's header: ``f3`` the header's version text (false: a header
+-- that does not read, refused below where a damaged prefix is), nil for format 2 or 1.
+-- (header_of(stored) in line: no function made per call for it)
+local f3, f3_w, f3_start, prefix_end
+if stored then
+  local _
+  _, prefix_end = string.find(stored, "^%z[^%z]*%z")
+  if not prefix_end and string.byte(stored, 1) == 1 then
+    local ends
+    _, ends, f3, f3_w = string.find(stored, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+    if not ends or #f3 > 16 or (#f3_w > 0 and (#f3_w < 16 or (#f3_w - 16) % 32 ~= 0)) then
+      f3 = false
+    else
+      for at = 33, #f3_w, 32 do  -- (each older write's version: 16 digits, not all zero)
+        local _, last, zeros = string.find(f3_w, "^(0*)%d*", at)
+        if last < at + 15 or #zeros > 15 then f3 = false; break end
+      end
+      f3_start = ends + 1
+    end
+  end
+end
+-- The schedule and the lock hash (schedule_and_locks): one EXISTS, of the meta hash too
+-- for a format-3 document, which has one only as a sweep record or a listed index's
+-- fields: none of them there (the usual case), nothing more is read of them, and no HMGET
+-- of the meta hash follows. Else the two keys as for format 2, and the meta hash's HMGET.
+local locks_key = string.sub(state_key, 1, -6) .. "locks"
+local scheduled, others, meta_absent = 0, nil, false
+if f3 then
+  others = redis.call("EXISTS", KEYS[4], locks_key, meta_key)
+  meta_absent = others == 0
+  if not meta_absent then others = nil end
+end
+others = others or redis.call("EXISTS", KEYS[4], locks_key)
 if others > 0 then
-  scheduled, refused = typed(KEYS[4], "ZCARD", KEYS[4])
+  rare = rare or cold_paths()
+  scheduled, refused = rare.typed(KEYS[4], "ZCARD", KEYS[4])
   if refused then return refused end
   others = others - (scheduled > 0 and 1 or 0)
 end
@@ -147,27 +197,18 @@ if others > 0 then  -- (the lock hash: a document of a prepared transaction, loc
     local seen = nil
     if rare.type_ok(meta_key, "hash") then seen = redis.call("HGET", meta_key, "r") end
     local done = seen and rare.applied_in(seen, write_id)
-    if seen == false and rare.type_ok(doc_key, "string") then
-      local version, w = header_of(redis.call("GET", doc_key) or nil)
-      done = version and written_in(w, version, write_id)
-    end
+    if seen == false and f3 then done = rare.written_in(f3_w, f3, write_id) end
     if not done then return {"LOCKED", holder} end
   end
 end
-local id_type = redis.call("TYPE", KEYS[3]).ok
-if id_type ~= "none" and id_type ~= "zset" then return {"WRONGTYPE", KEYS[3]} end
 
--- The document (its GET tells its type and whether it is alive) and, in one HMGET, the
--- version, the recent write ids and the entries the touched indexes hold now.
-local stored = redis.pcall("GET", doc_key)
-if stored and stored.err then  -- (a string's .err is nil, read from its metatable)
-  if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
-  error(stored)
-end
--- (format 3: ``f3``, the header's version text, nil for format 2 or 1; see below)
-local f3, f3_w, m_type
+-- In one HMGET, the version, the recent write ids and the entries the touched indexes
+-- hold now (a format-3 document's meta hash, where it has one: its sweep record's "v").
+local m_type
 local field  -- (the common patch's one index: the number of its meta field)
-if j == 1 then  -- (the common patch: one index)
+if meta_absent then
+  got = nil  -- (no table made for it: current and seen stay nil)
+elseif j == 1 then  -- (the common patch: one index)
   field = c[at_indexes + 2]
   got = redis.pcall("HMGET", meta_key, "v", "r", c[at_fields + field])
   if got.err then
@@ -179,10 +220,12 @@ else
   for i = 1, j do
     wanted[i + 2] = c[at_fields + tonumber(c[at_indexes + 4 * i - 2])]
   end
-  got, refused = typed(meta_key, "HMGET", meta_key, unpack(wanted))
+  rare = rare or cold_paths()
+  got, refused = rare.typed(meta_key, "HMGET", meta_key, unpack(wanted))
   if refused then return refused end
 end
-local current, seen = got[1] or nil, got[2] or nil
+local current, seen
+if got then current, seen = got[1] or nil, got[2] or nil end
 if stored then
   -- a resent write applied before (applied_in: a write id starts an entry of "r", at 1,
   -- 33, 65...)
@@ -206,35 +249,42 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
 end
 -- (a format-3 document has a meta hash only as a sweep record: its version is its header's)
-if not stored or not current and string.byte(stored, 1) ~= 1 then return {"MISSING"} end
+if not stored or not current and f3 == nil then return {"MISSING"} end
 
 -- The stored JSON with the new values in place (unchanged: nothing written), less its
--- version (payload_of)
-do  -- (one find: "\0", the version's digits or anything else but "\0", "\0")
-  local _, ends = string.find(stored, "^%z[^%z]*%z")
-  if ends then
-    stored = string.sub(stored, ends + 1)
-  elseif string.byte(stored, 1) == 1 then
-    -- A format-3 document: its version and W from its header, a resent write recognised
-    -- there (the meta hash read above is its sweep record, if any: its "v" is the
-    -- header's, its lists those of the entries; it has no "r"). The format-2 path pays no
-    -- test for it: its prefix is found first.
-    -- (the common patch once documents are format 3: header_of, written_in, headed and
-    -- derived_entry are made per call, not cold_paths())
-    local start
-    f3, f3_w, start = header_of(stored)
-    if not f3 then return {"CORRUPT", "header"} end  -- (as a damaged format-2 prefix)
-    local done = written_in(f3_w, f3, write_id)
-    if done then return {"OK", done, idkey} end
-    stored, current, m_type = string.sub(stored, start), f3, current and "hash" or "none"
-  end  -- (else format 1, or a damaged prefix: kept whole)
-end
+-- version (payload_of; its prefix or header found above)
+if prefix_end then
+  stored = string.sub(stored, prefix_end + 1)
+elseif f3 == false then
+  return {"CORRUPT", "header"}  -- (as a damaged format-2 prefix)
+elseif f3 then
+  -- A format-3 document: its version and W from its header, a resent write recognised
+  -- there (the meta hash read above is its sweep record, if any: its "v" is the header's,
+  -- its lists those of the entries; it has no "r"). The format-2 path pays no test for
+  -- it: its prefix is found first.
+  -- (the common patch once documents are format 3: header_of, written_in, headed and
+  -- derived_entry's common kinds written out, no function made for them)
+  -- (written_in(f3_w, f3, write_id) in line: the version a resent write gave it)
+  if #write_id == 16 and f3_w ~= "" then
+    local at = string.find(f3_w, write_id, 1, true)
+    while at do
+      if at == 1 then return {"OK", tonumber(f3), idkey} end
+      if at % 32 == 17 then return {"OK", tonumber(string.sub(f3_w, at + 16, at + 31)), idkey} end
+      at = string.find(f3_w, write_id, at + 1, true)
+    end
+  end
+  stored, current, m_type = string.sub(stored, f3_start), f3, current and "hash" or "none"
+end  -- (else format 1, or a damaged prefix: kept whole)
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
 local head = string.byte(stored, 1)
 if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
-local olds  -- (format 3: the members' old value texts, by position; nil where absent)
+-- (format 3's common patch: the JSON's text before and after the new value, its size)
+local before, rest, json_size
+-- (format 3: the members' old value texts, by position, nil where absent; or old1, the
+-- one member's text the common proof found: no table made for it)
+local olds, old1
 if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
 then
   -- (the common patch: one member, its span proven with no scan, as json_plain_spans
@@ -286,13 +336,24 @@ then
       -- string and == compares two pointers; no third string.sub for the old value's text.
       -- A patch that changes nothing thus copies the document once more than a compare of
       -- the old value's text would: the common patch changes its value, and needs the copy)
-      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
-      count = json == stored and 0 or 1
-      if f3 then olds = {string.sub(stored, first, after - 1)} end
+      if f3 then
+        -- (format 3 reads the old value's text anyway, for its entry: compared with the
+        -- new one, and the new JSON left in its two parts, made whole only inside the
+        -- stored value's text (one string, no copy of the JSON alone) or where a rare
+        -- path needs it; its size counted)
+        local new_text = c[at_values + 1]
+        old1 = string.sub(stored, first, after - 1)
+        count = old1 == new_text and 0 or 1
+        before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
+        json_size = #stored - #old1 + #new_text
+      else
+        json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+        count = json == stored and 0 or 1
+      end
     end
   end
 end
-if not json then
+if not json and not before then
   rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do
@@ -330,7 +391,8 @@ if count == 0 and expiry == "keep" then
   rare = rare or cold_paths()
   return rare.bad_version(meta_key, current) or {"OK", tonumber(current), idkey}
 end
-if #json > c[1] then return {"TOOLARGE", #json} end
+json_size = json_size or #json
+if json_size > c[1] then return {"TOOLARGE", json_size} end
 if count == n then changed = c[7] elseif not changed then changed = cmsgpack.pack({}) end
 
 -- Index entries: the touched indexes' moves, their keys' types, unique claims. The common
@@ -350,26 +412,53 @@ if f3 then
       or m_type == "hash" and expiry == "persist" then
     return {"ENTRIES", tonumber(f3)}
   end
-  moved = {}
   -- (the common one: one index, not unique, of a scalar kind, its one entry derived from
-  -- the one member's old text (derived_entry, which derived_entries gives for a scalar),
-  -- the new list holding one entry (sole_item in line) that differs: written as format 2's
-  -- common move below, no cold_paths())
-  if j == 1 and c[at_indexes + 3] ~= "1" and olds and olds[1] then
+  -- the one member's old text as the common proof found it (no backslash in the
+  -- document: a string's text ends at its first quote), the new list holding one entry
+  -- (sole_item in line) that differs: written as format 2's common move below, no
+  -- cold_paths(). derived_entry's common kinds written out: a positive int or zero, a
+  -- string without escapes, a boolean, null; any other text or kind goes through the
+  -- general loop, which derives it whole or refuses)
+  if j == 1 and old1 and c[at_indexes + 3] ~= "1" then
     local member, kind = string.match(c[at_indexes + 4], "^(%d+) (%S*) ")
-    if member == "1" and kind ~= "" and string.byte(kind, 1) ~= 91 then
-      local old = derived_entry(olds[1], kind)
+    if member == "1" then
+      local b, old = string.byte(old1, 1), nil
+      if b == 110 then
+        if old1 == "null" and (kind == "int" or kind == "str" or kind == "enum"
+                               or kind == "bool") then
+          old = NULL
+        end
+      elseif b == 34 then
+        if kind == "str" or kind == "enum" then old = " " .. string.sub(old1, 2, -2) .. "\0" end
+      elseif kind == "int" then
+        -- (the digits less their trailing zeros, in one match that also proves the text
+        -- is a positive int without a leading zero; the exponent's 10 digits
+        -- 5000000000 + the number of digits)
+        local digits = string.match(old1, "^([1-9]%d-)0*$")
+        if digits then
+          local size = #old1
+          old = "\24" .. (size < 10 and "500000000" .. string.char(48 + size)
+                          or string.format("%010d", 5000000000 + size)) .. digits .. "\0"
+        elseif old1 == "0" then
+          old = "\20\0"
+        end
+      elseif kind == "bool" then
+        if old1 == "true" then old = "\3\0" elseif old1 == "false" then old = "\2\0" end
+      end
       local size2, item2 = string.match(c[at_lists + c[at_indexes + 2]], "^(%d+):(.*)$")
       if old and size2 and #size2 <= 12 and size2 + 0 == #item2 and old ~= item2 then
         was, now, index_key = old, item2, KEYS[c[at_indexes + 1]]
       end
     end
   end
-  local olds_of = {}
+  local olds_of
+  if not index_key then
+    moved, olds, olds_of = {}, olds or {old1}, {}
+  end
   rare = rare or (not index_key and cold_paths()) or nil
   for i = 1, index_key and 0 or j do
     local member, kind = string.match(c[at_indexes + 4 * i], "^(%d+) (%S*) ")
-    local text = olds and member and olds[tonumber(member)]
+    local text = member and olds[tonumber(member)]
     local old = text and kind ~= "" and rare.derived_entries(text, kind)
     if not old then return {"ENTRIES", tonumber(f3)} end
     olds_of[i] = old
@@ -464,7 +553,7 @@ elseif j > 0 and not f3 then
     end
   end
 end
-if f3 then  -- (format 3's moves, as the loop above writes them)
+if f3 and moved then  -- (format 3's moves, as the loop above writes them)
   for i, index in ipairs(moved) do
     refused = rare.change_entries(index.key, index.drop, index.add)
     if refused then
@@ -500,6 +589,7 @@ if events then
   else
     rare = rare or cold_paths()
     EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
+    json = json or before .. c[at_values + 1] .. rest
     refused = rare.emit_first("update", idkey, shown, write_id, changed, json)
   end
   if refused then
@@ -523,7 +613,27 @@ if f3 then
   -- Format 3: the document with its new header (this write's id first in W); the sweep
   -- record, where there is one, with the new version and the patched indexes' lists (no
   -- "r": W holds the recent writes), deleted with the expiry ("persist")
-  local value = headed(shown, write_id, json, f3, f3_w)
+  -- (headed(shown, write_id, json, f3, f3_w) in line; the usual W, of more than one
+  -- write, whose newest's version is the time's 16 digits, and the JSON in its two parts,
+  -- in one concatenation)
+  local value, size = nil, #f3_w
+  if size <= 16 or #f3 ~= 16 or not before then
+    local w = write_id
+    if size >= 16 then
+      -- (the time's 16 digits need no padding; a W of one id no cut: no call for either)
+      local padded = #f3 == 16 and f3 or string.rep("0", 16 - #f3) .. f3
+      if size == 16 then
+        w = w .. f3_w .. padded
+      else
+        w = w .. string.sub(f3_w, 1, 16) .. padded .. string.sub(f3_w, 17, 16 + 32 * (RECENT - 2))
+      end
+    end
+    value = "\1" .. shown .. "\0" .. w .. "\0" .. (json or before .. c[at_values + 1] .. rest)
+  else
+    value = "\1" .. shown .. "\0" .. write_id .. string.sub(f3_w, 1, 16) .. f3
+            .. string.sub(f3_w, 17, 16 + 32 * (RECENT - 2)) .. "\0" .. before
+            .. c[at_values + 1] .. rest
+  end
   if expiry == "keep" then
     redis.call("SET", doc_key, value, "KEEPTTL")
   elseif expiry == "persist" then

@@ -318,26 +318,30 @@ class WriteLayout:
             kept = self.listed_pairs(pairs)
         elif self.listed():
             kept = self.listed_pairs(self.all_entries(request.values)[0])
-        call.headed = b"".join((
-            _THREE, self.loaded_lists([index for _, index, _ in touched], request.id,
-                                      version.stored),
-            wire.pack(pairs) if pairs else _NONE, wire.pack(kept) if kept else _NONE))
+        lists = self.loaded_lists([index for _, index, _ in touched], request.id,
+                                  version.stored)
+        if not pairs and not kept and len(lists) <= 1:
+            # (the common save's form: no MessagePack for the script to unpack)
+            call.headed = b"=" + lists[0] if lists else b"="
+        else:
+            call.headed = b"".join((_THREE, wire.pack(lists),
+                                    wire.pack(pairs) if pairs else _NONE,
+                                    wire.pack(kept) if kept else _NONE))
         return call
 
     def loaded_lists(self, indexes: list[IndexSpec], id: str | None,
-                     stored: dict[str, Any]) -> bytes:
-        """A packed array of the entries a loaded format-3 document (its storage form
-        ``stored``) has in each of ``indexes``, as packed lists (as a meta
-        field holds them): an index of one field from the bulk insert's memos,
-        by the loaded value (only the indexed fields are loaded)."""
+                     stored: dict[str, Any]) -> list[bytes]:
+        """The entries a loaded format-3 document (its storage form ``stored``) has in
+        each of ``indexes``, as packed lists (as a meta field holds them): an index of one
+        field from the bulk insert's memos, by the loaded value (only the indexed fields
+        are loaded)."""
         values = self._index_values(id, stored)
         slots = self._slots
-        out = [_ARRAY_HEADERS[n] if (n := len(indexes)) < 16 else wire.array_header(n)]
+        out: list[bytes] = []
         for index in indexes:
             slot = None if index.compound else slots.get(index.fields[0])
             if slot is None:
-                out.append(wire.item(sortable.pack_list(
-                    index_members(self.options, index, values))))
+                out.append(sortable.pack_list(index_members(self.options, index, values)))
                 continue
             name, field, meta_name, memo, elements = slot
             value = values.get(name)
@@ -353,10 +357,12 @@ class WriteLayout:
                 pair = elements.packed(value)[0]
             else:
                 pair = _packed(meta_name, field.index_keys(value))[0]
-            # (the pair's meta field name cut off: the list alone, as a packed item)
-            out.append(pair[len(meta_name) + 1 if len(meta_name) < 32 else
-                            len(wire.item(meta_name)):])
-        return b"".join(out)
+            # (the pair's meta field name and the list's string head cut off: the list)
+            at = len(meta_name) + 1 if len(meta_name) < 32 else len(wire.item(meta_name))
+            head = pair[at]
+            out.append(pair[at + (1 if head < 0xc0 else 2 if head == 0xd9 else
+                                  3 if head == 0xda else 5):])
+        return out
 
     def headed_delete(self, request: WriteRequest, call: DeleteCall) -> HeadedDeleteCall:
         """``call`` (:meth:`delete`'s) as the delete of a document loaded as format 3 (its
@@ -971,8 +977,8 @@ class WriteLayout:
         kept: list[bytes] = []
         if request.kind != "delete" and request.values is not None and self.listed():
             kept = self.listed_pairs(self.all_entries(request.values)[0])
-        return b"".join((_TWO, self.loaded_lists(
-            [index for index, _, _ in self.indexes], request.id, version.stored),
+        return b"".join((_TWO, wire.pack(self.loaded_lists(
+            [index for index, _, _ in self.indexes], request.id, version.stored)),
             wire.pack(kept) if kept else _NONE))
 
     def restore_call(self, id: str, raw: bytes, version: int, values: dict[str, Any],

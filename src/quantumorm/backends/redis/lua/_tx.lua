@@ -8,7 +8,9 @@
 -- than any other row's, which tells it), then a NUL and a MessagePack array
 -- {per index in KEYS[4..] order, the entries its LOADED document has there (a packed list,
 -- as a meta field holds them); the listed indexes' new pairs, flat (kept in the meta hash
--- whatever the expiry)}: exact, because the version is compared first. The helpers below
+-- whatever the expiry)}: exact, because the version is compared first. An insert sends
+-- "0" so, its lists empty: its document is stored in format 3 (in the writes, in line: the
+-- common insert, which names no cold path), a sent "0" alone in format 2. The helpers below
 -- are made only on format 3's paths (read as cold_paths().X: luachunks.py), so that a
 -- format-2 transaction makes no function more per call; the shared definitions they use
 -- are passed by transact (which holds them), not named: each one named would be captured
@@ -165,8 +167,12 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       -- (a row sent as format 3, longer than a version: see above)
       local found
       if #ARGV[base + 2] > 20 then
-        found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n], KEYS[nindexes + 3 + 2 * n],
-                                        ARGV[base + 5], applied)
+        -- (an insert stored in format 3 leaves no "r": a document absent was not written
+        -- by it, told without the cold paths on a transaction's usual first row)
+        if kind == "update" or redis.call("EXISTS", KEYS[nindexes + 2 + 2 * n]) == 1 then
+          found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n],
+                                          KEYS[nindexes + 3 + 2 * n], ARGV[base + 5], applied)
+        end
       else
         found = applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5])
       end
@@ -350,6 +356,9 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       end
       if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end
       op.expiry = ARGV[base + 9]
+      -- (an insert sent as format 3: stored so, see the writes; what follows its NUL is
+      -- {an empty list per index, the listed indexes' pairs})
+      if cut and op.kind == "insert" then op.fresh = cmsgpack.unpack(op.given)[2] end
     else  -- "check" or "delete": the version read earlier must still be the one stored
       -- (TYPE of the document: its type and whether it is alive; the HGET proves the meta
       -- hash's type)
@@ -518,7 +527,27 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       if version then version = version + 1 else version = take_version(state_key) end
       CLOCK, DIRTY = version, true
       op.mode, op.version = op.kind, version
-      if headed_rows and op.header then  -- (format 3 stays format 3)
+      if op.fresh then
+        -- an insert sent as format 3, as insert.lua stores one (bench/format3.md, section
+        -- 1): the version and its write id in the header; the meta hash (absent: the checks
+        -- purged any leftover) only as a sweep record ("v" and every index's pairs) for a
+        -- document with an expiry, else with the listed indexes' pairs, or none
+        local shown = string.format("%.0f", version)
+        local value = "\1" .. shown .. "\0" .. op.write_id .. "\0" .. op.json
+        local expiry = op.expiry
+        if expiry == "keep" or expiry == "persist" then
+          redis.call("SET", op.doc_key, value)
+          if #op.fresh > 0 then redis.call("HSET", op.meta_key, unpack(op.fresh)) end
+        else
+          local at = write_time_ms() + tonumber(expiry)
+          redis.call("SET", op.doc_key, value, "PXAT", at)
+          redis.call("ZADD", ttl_key, at, op.idkey)
+          redis.call("HSET", op.meta_key, "v", shown, unpack(op.fields))
+        end
+        redis.call("ZADD", ids_key, 0, op.idkey)
+        emit("create", op.idkey, shown, op.write_id, op.changed, op.json)
+        versions[n] = version
+      elseif headed_rows and op.header then  -- (format 3 stays format 3)
         versions[n] = cold_paths().tx_store_headed(op, ttl_key, emit, write_time_ms())
       else
         versions[n] = store(op, ids_key, ttl_key, state_key)

@@ -122,9 +122,9 @@ local function intent(blob)
     -- SET ... PXAT takes: a Lua number of 17 digits or more is sent as "1e+17")
     local expected = args[base + 2]
     local cut = #expected > 20 and string.find(expected, "\0", 1, true)
-    if cut and (kind == "update" or kind == "delete") then
+    if cut and kind ~= "check" then
       -- (a row sent as format 3: the version, a NUL, then {one packed list per index, the
-      -- listed indexes' pairs}, read by transact: see _tx.lua)
+      -- listed indexes' pairs}, read by transact: see _tx.lua; an insert's lists empty)
       local given = array(string.sub(expected, cut + 1), true)
       if not (given and #given == 2 and type(given[1]) == "table"
               and type(given[2]) == "table" and #given[1] == #described / 3

@@ -65,12 +65,13 @@ def transfer(pair):
     conn.run_transaction_sync(body, attempts=10)
 
 if op == "insert":  # (two new accounts per transaction, in two partitions; no read)
-    pairs, k = [], 0
-    while len(pairs) < int(calls) + 50:
-        a, b = f"n{k}a", f"n{k}b"
+    # (ids of the first two partitions, paired: with one partition, any two)
+    found, k = ([], []), 0
+    while min(len(found[0]), len(found[1])) < int(calls) + 50:
+        id = f"n{k}"
         k += 1
-        if keys.partition_of(a) != keys.partition_of(b) or Account._meta.partitions == 1:
-            pairs.append((a, b))
+        found[keys.partition_of(id) if Account._meta.partitions > 1 else k % 2].append(id)
+    pairs = list(zip(found[0], found[1]))[:int(calls) + 50]
 
     def transfer(pair):
         def body(tx):

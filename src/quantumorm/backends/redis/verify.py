@@ -21,11 +21,11 @@ A format-3 document (``\x01<version>\0<W>\0<payload>``, bench/format3.md) has no
 recording its entries: it is judged from the document. Its header must read
 (``damaged_header``); an expiring one must have its sweep record (``missing_sweep_record``)
 holding its version and entries (``stale_sweep_record``), and any one the records of the
-model's listed indexes (``missing_sweep_record`` too when absent); its entries computed in Python are
-checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the documents
-still at the version judged (``missing_entries``); ``entries.lua`` hands back an entry of a
-live format-3 document that no meta hash records, with the document, for Python to judge
-(``stale_entries``).
+model's listed indexes (``missing_sweep_record`` too when absent); its entries computed in
+Python are checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the
+documents still at the version judged (``missing_entries``); ``entries.lua`` hands back an
+entry of a live format-3 document that no meta hash records, with the document, for Python
+to judge (``stale_entries``).
 """
 
 from __future__ import annotations

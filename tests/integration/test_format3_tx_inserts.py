@@ -439,16 +439,16 @@ def test_a_very_late_apply_resend_reads_the_versions_from_w(
 
 
 def _insert_damage(intent: bytes) -> dict[str, bytes]:
-    """Damages of the entries an insert row's expected version carries in a stored intent
-    (its first insert row): each refused alike by tx_apply.lua and twophase._stored_call."""
+    """Damages of an insert row sent as format 3 in a stored intent (its first insert row:
+    "0" in 20 digits, a NUL, then nothing for a model with no listed index, else the listed
+    pairs, a flat array): each refused alike by tx_apply.lua and twophase._stored_call."""
     from quantumorm.backends.redis import wire
 
     flat = wire.unpack(intent)
     args = 2 + int(flat[1])
     at = next(args + 6 + 9 * n + 1 for n in range((len(flat) - args - 6) // 9)
               if flat[args + 6 + 9 * n] == b"insert")
-    version, nul, given = flat[at].partition(b"\0")
-    assert nul and version == b"0" * 20, "the insert row is not sent as format 3"
+    assert flat[at] == b"0" * 20 + b"\0", "the insert row is not sent as format 3"
 
     def put(expected: bytes) -> bytes:
         damaged = list(flat)
@@ -456,10 +456,13 @@ def _insert_damage(intent: bytes) -> dict[str, bytes]:
         return wire.pack(damaged)
 
     return {
-        "a list fewer": put(version + b"\0\x92\x90\x90"),
-        "pairs odd": put(version + b"\0\x92" + given[1:-1] + b"\x91\xa1a"),
-        "not msgpack": put(version + b"\0\xc1"),
-        "a list that does not read": put(version + b"\0\x92\x92\xa39:a\xa0\x90"),
+        "pairs odd": put(flat[at] + b"\x91\xa1a"),
+        "not msgpack": put(flat[at] + b"\xc1"),
+        "a list that does not read": put(flat[at] + b"\x92\xa1a\xa39:a"),
+        "a map": put(flat[at] + b"\x81\xa1a\xa1b"),
+        "a number": put(flat[at] + b"\x92\xa1a\x05"),
+        "version signed": put(b"+" + flat[at][1:]),
+        "version not digits": put(b"0" * 19 + b"x\0"),
     }
 
 
@@ -540,3 +543,58 @@ def test_an_intent_made_again_after_a_schema_change_inserts_format_3(
         assert raw is not None and raw[:1] == b"\x01", id
         assert not rc.exists(keys.meta(p, id))
     assert_indexes_consistent(rc, Wide)  # (its indexes: the new one is not built yet)
+
+
+class WideListed(Document):
+    name = StringField(indexed=True)  # (derived)
+    title = StringField()
+
+    class Meta:
+        collection = "f3x_widelisted"
+        partitions = 4
+        indexes = [{"fields": ["title"], "casefold": True}]  # (listed)
+
+
+def test_two_phase_inserts_of_a_model_with_a_listed_index(conn: Any,
+                                                          redis_client: Any) -> None:
+    """The listed pairs travel in the intent (checked by the settle and by tx_apply.lua)
+    and are the new documents' meta hashes; a damaged pair in an intent is refused."""
+    from test_damaged_transaction import _record
+
+    from quantumorm import DamagedTransactionError
+    from quantumorm.backends.redis import wire
+    from quantumorm.backends.redis.commands import Call, RedisPlan
+
+    rc, keys = redis_client, KeySpace(WideListed._meta)
+    ids = spread("l")
+    WideListed(id="base", name="b", title="Base").save_sync()
+    tx = conn.transaction_sync(timeout=30.0)
+    assert tx.get(WideListed, "base") is not None  # (a read: the commit's usual rounds)
+    for n, id in enumerate(ids):
+        tx.save(WideListed(id=id, name=f"n{n}", title=f"Title{n}"))
+    die_after(conn, tx, 3)  # (committed, not applied)
+    record = _record(rc)
+    intent = next(k.decode() for k in rc.scan_iter(
+        f"{keys.tag(keys.partition_of(ids[0]))}:2pc:*"))
+    good = rc.get(intent)
+    flat = wire.unpack(good)
+    (at,) = [n for n, item in enumerate(flat) if item.startswith(b"0" * 20 + b"\0")]
+    assert wire.unpack(flat[at][21:])[0] == b"f:title__casefold"
+    for damaged in (wire.pack([b"f:title__casefold", b"9:a"]),  # (a list that does not read)
+                    wire.pack([b"f:title__casefold"])):  # (pairs odd)
+        rc.set(intent, wire.pack([*flat[:at], flat[at][:21] + damaged, *flat[at + 1:]]))
+        before = snapshot(rc)
+        with pytest.raises(DamagedTransactionError):
+            conn.run(lambda b: conn.backend.settle(record, None))
+        with pytest.raises(DamagedTransactionError):
+            conn.run(lambda b: (yield RedisPlan((Call("tx_apply", (intent,), (b"",)),))))
+        assert snapshot(rc) == before
+    rc.set(intent, good)
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert leftovers(rc) == {}
+    assert_indexes_consistent(rc, WideListed)
+    for id in ids:
+        p = keys.partition_of(id)
+        assert rc.get(keys.doc(p, id))[:1] == b"\x01"
+        assert rc.hkeys(keys.meta(p, id)) == [b"f:title__casefold"]
+    assert not WideListed.objects.verify_sync().problems

@@ -878,14 +878,13 @@ class WriteLayout:
 
     def headed_insert(self, request: WriteRequest) -> bytes:
         """What a transaction row of an insert sends after its expected version (0, in 20
-        digits) to have its document stored in format 3 (tx.lua, ARGV[7..]): an empty list
-        per index (a new document has no entries yet) and the listed indexes' pairs, which
-        its meta hash keeps whatever its expiry."""
+        digits) and a NUL to have its document stored in format 3 (tx.lua, ARGV[7..]):
+        nothing for a model with no listed index, else the listed indexes' pairs (a flat
+        MessagePack array), which its meta hash keeps whatever its expiry."""
+        if not self.listed():
+            return b""
         assert request.values is not None
-        kept: list[bytes] = []
-        if self.listed():
-            kept = self.listed_pairs(self.all_entries(request.values)[0])
-        return nested([[b""] * len(self.indexes), kept])
+        return wire.pack(self.listed_pairs(self.all_entries(request.values)[0]))
 
     def headed_entries(self, request: WriteRequest) -> bytes:
         """What a transaction row of an update or a delete of a document loaded as format 3

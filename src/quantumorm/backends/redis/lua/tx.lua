@@ -36,8 +36,8 @@
 --               loaded it as format 3 (bench/format3.md). A format-3 document is checked
 --               by its header's version and written in format 3 (see _tx.lua); one met by
 --               a row without entries is refused {"ENTRIES", position, version}.
---               An insert's "0" in 20 digits, a NUL and {an empty list per index, the
---               listed indexes' pairs} stores it in format 3, as insert.lua does (its
+--               An insert's "0" in 20 digits, a NUL and nothing, or the listed indexes'
+--               pairs (a flat MessagePack array), stores it in format 3, as insert.lua does (its
 --               version and write id in the header; a meta hash only as a sweep record
 --               for an expiry, else with the listed indexes' pairs); "0" alone: format 2
 -- Returns       {"OK", version per operation[, conflicts: see below]}

@@ -598,3 +598,23 @@ def test_two_phase_inserts_of_a_model_with_a_listed_index(conn: Any,
         assert rc.get(keys.doc(p, id))[:1] == b"\x01"
         assert rc.hkeys(keys.meta(p, id)) == [b"f:title__casefold"]
     assert not WideListed.objects.verify_sync().problems
+
+
+def test_an_apply_that_finds_its_insert_s_document_there_writes_it_over(
+        conn: Any, redis_client: Any, wide: list[str]) -> None:
+    """The decision is taken, but a document appeared at an insert's id before the apply
+    (written by hand here: every writer waits for the lock): the apply writes the insert
+    over it as an update (check_apply), its row no longer read as format 3's insert."""
+    from test_damaged_transaction import _record
+
+    rc, keys = redis_client, KeySpace(Wide._meta)
+    die_after(conn, inserting(conn, wide, 30.0), 3)  # (committed, not applied)
+    record = _record(rc)
+    p = keys.partition_of(NEW[0])
+    assert rc.set(keys.doc(p, NEW[0]), b"\x01%d\x00%s\x00{}" % (1, b"00c0ffee12345678"))
+    rc.zadd(keys.ids(p), {sortable.id_key(NEW[0]): 0})
+    assert conn.run(lambda b: conn.backend.settle(record, None)) is True
+    assert leftovers(rc) == {}
+    found = Wide.objects.get_sync(id=NEW[0])
+    assert found is not None and found.name == "new" and found.amount == 10
+    assert_indexes_consistent(rc, Wide)

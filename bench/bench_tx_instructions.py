@@ -114,7 +114,8 @@ def main() -> None:
                                     str(args.partitions), args.op],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
                     counts[side].append(dumped_instructions(work, label) / args.calls)
-                    print(f"{label}: {counts[side][-1]:,.0f} instructions per transfer",
+                    print(f"{label}: {counts[side][-1]:,.0f} instructions per "
+                          f"{'transfer' if args.op == 'transfer' else 'transaction'}",
                           flush=True)
     kind = ("two-phase " if args.partitions > 1 else "one tx.lua call: ") + (
         "transfer" if args.op == "transfer" else "insert of two documents")

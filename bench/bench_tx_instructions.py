@@ -1,7 +1,8 @@
 """Server instructions per two-phase transfer (two partitions), two trees, under callgrind.
 
 (``--partitions 1``: the model has one partition, and each transfer is one ``tx.lua`` call
-instead of the two-phase commit.)
+instead of the two-phase commit. ``--op insert``: each transaction inserts two new accounts
+instead, in two partitions, with no read: a transaction's inserts.)
 
 As ``bench_instructions.py`` (one private redis-server under ``valgrind --tool=callgrind``,
 ``hz 1``; the sides alternate, each in a fresh process with its tree's ``src`` first), for
@@ -12,7 +13,7 @@ zeroed, ``--calls`` transfers, the counters dumped: Ir (instructions) of the who
 per transfer.
 
 Usage: bench/bench_tx_instructions.py --old <tree> [--new <tree>] [--port 6411]
-[--calls 200] [--reps 4]
+[--calls 200] [--reps 4] [--partitions 2] [--op transfer|insert]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from callgrind_support import callgrind_server, dumped_instructions
 
 WORKER = r"""
 import random, subprocess, sys
-tree, url, calls, pid, label, accounts, partitions = sys.argv[1:8]
+tree, url, calls, pid, label, accounts, partitions, op = sys.argv[1:9]
 sys.path[:0] = [tree + "/src"]
 import redis
 from quantumorm import Document, IntField, StringField, create_connection
@@ -63,6 +64,21 @@ def transfer(pair):
         tx.save(b)
     conn.run_transaction_sync(body, attempts=10)
 
+if op == "insert":  # (two new accounts per transaction, in two partitions; no read)
+    # (ids of the first two partitions, paired: with one partition, any two)
+    found, k = ([], []), 0
+    while min(len(found[0]), len(found[1])) < int(calls) + 50:
+        id = f"n{k}"
+        k += 1
+        found[keys.partition_of(id) if Account._meta.partitions > 1 else k % 2].append(id)
+    pairs = list(zip(found[0], found[1]))[:int(calls) + 50]
+
+    def transfer(pair):
+        def body(tx):
+            tx.save(Account(id=pair[0], owner=pair[0], balance=0))
+            tx.save(Account(id=pair[1], owner=pair[1], balance=0))
+        conn.run_transaction_sync(body, attempts=10)
+
 for pair in pairs[:50]:
     transfer(pair)
 subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
@@ -83,6 +99,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=64)
     parser.add_argument("--partitions", type=int, default=2,
                         help="1: one tx.lua call per transfer instead of the two-phase commit")
+    parser.add_argument("--op", choices=("transfer", "insert"), default="transfer",
+                        help="insert: each transaction inserts two new accounts")
     args = parser.parse_args()
     sides = [("old", args.old), ("new", args.new)]
     counts: dict[str, list[float]] = {side: [] for side, _ in sides}
@@ -93,12 +111,14 @@ def main() -> None:
                     label = f"{side}{rep}"
                     subprocess.run([sys.executable, "-c", WORKER, tree, url, str(args.calls),
                                     str(pid), label, str(args.accounts),
-                                    str(args.partitions)],
+                                    str(args.partitions), args.op],
                                    check=True, env={**os.environ, "PYTHONPATH": ""})
                     counts[side].append(dumped_instructions(work, label) / args.calls)
-                    print(f"{label}: {counts[side][-1]:,.0f} instructions per transfer",
+                    print(f"{label}: {counts[side][-1]:,.0f} instructions per "
+                          f"{'transfer' if args.op == 'transfer' else 'transaction'}",
                           flush=True)
-    kind = "two-phase transfer" if args.partitions > 1 else "transfer in one tx.lua call"
+    kind = ("two-phase " if args.partitions > 1 else "one tx.lua call: ") + (
+        "transfer" if args.op == "transfer" else "insert of two documents")
     print(f"{kind}, {args.calls} per block, {args.reps} repeats:")
     for side, values in counts.items():
         print(f"  {side:<4} median {statistics.median(values):>11,.0f}  "

@@ -82,7 +82,9 @@ PROBLEMS: dict[str, str] = {
     "damaged_header": "a format-3 document's header (its version or its recent write ids) "
                       "does not read: its writes are refused",
     "missing_sweep_record": "an expiring format-3 document has no sweep record (the meta "
-                            "hash its expiry's sweep reads to remove its entries)",
+                            "hash its expiry's sweep reads to remove its entries), or a "
+                            "format-3 document's meta hash lacks a listed index's record "
+                            "(the entries of an index no script derives)",
     "stale_sweep_record": "a format-3 document's meta hash (its sweep record, or a listed "
                           "index's record) records other entries or another version than "
                           "its document implies, or does not read",

@@ -195,22 +195,16 @@ async def test_a_write_whose_reply_timed_out_is_resent_and_found_applied(
     assert events(redis_client)[seen:] == [(kind, sortable.id_key(i)) for i in ids]
     stored = await call(Memo.objects, "get", mode, id="a")
     assert stored.n == 1
-    # one write id per application: format 3 (what inserts store) keeps them in the
-    # document's header (W: the newest id alone, then each older id with its version), a
-    # format-2 document (a transaction's insert) in its meta hash ("r": id and version each)
+    # one write id per application: format 3 (what inserts store, a transaction's too)
+    # keeps them in the document's header (W: the newest id alone, then each older id with
+    # its version)
     ks = KeySpace(Memo._meta)
     headed = stored_module.header(redis_client.get(ks.doc(0, "a")))
-    if write == "transaction":
-        assert headed is None
-        meta = ks.meta(0, "a")
-        assert int(redis_client.hget(meta, "v")) == stored.version
-        assert len(redis_client.hget(meta, "r")) == 32
-    else:
-        assert headed is not None
-        version, w, _ = headed
-        assert version == stored.version
-        assert len(w) == (16 if write in inserts else 16 + 32)
-        assert not redis_client.exists(ks.meta(0, "a"))  # (no expiry, nothing listed)
+    assert headed is not None
+    version, w, _ = headed
+    assert version == stored.version
+    assert len(w) == (16 if write in inserts else 16 + 32)
+    assert not redis_client.exists(ks.meta(0, "a"))  # (no expiry, nothing listed)
     assert await call(Memo.objects.filter(title="t"), "count", mode) == len(ids)
 
 

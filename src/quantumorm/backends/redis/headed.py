@@ -77,6 +77,13 @@ def spec_items(options: ModelOptions) -> list[list[bytes]]:
     nothing from it."""
     if options.compress is not None:
         return [[] for _ in options.indexes]
+    return kind_items(options)
+
+
+def kind_items(options: ModelOptions) -> list[list[bytes]]:
+    """:func:`spec_items` by the kinds of the indexes' fields alone, whatever the model's
+    compression: what Lua derives from a document stored uncompressed (``verify()`` judges
+    each document by its own payload)."""
     paths = {name for name, _ in options.derived}
     out: list[list[bytes]] = []
     for index in options.indexes:
@@ -92,11 +99,13 @@ def spec_items(options: ModelOptions) -> list[list[bytes]]:
     return out
 
 
-def listed_names(options: ModelOptions) -> frozenset[str]:
+def listed_names(options: ModelOptions, by_kind: bool = False) -> frozenset[str]:
     """The names of the model's listed indexes (:func:`spec_items`: the one rule every
-    writer, reindex and repair follow)."""
-    return frozenset(index.name for index, items in
-                     zip(options.indexes, spec_items(options), strict=True) if not items)
+    writer, reindex and repair follow); ``by_kind``: those :func:`kind_items` lists (every
+    index but those Lua derives from an uncompressed payload)."""
+    items = kind_items(options) if by_kind else spec_items(options)
+    return frozenset(index.name for index, each in
+                     zip(options.indexes, items, strict=True) if not each)
 
 
 #: per index of a model whose members are stored fields (not the id, nor an indexed path
@@ -166,5 +175,5 @@ def entries_retry(options: ModelOptions, layout: WriteLayout, request: WriteRequ
         options.model_name, id, request.expected_version, reply.version))
 
 
-__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "listed_names", "loaded_values",
-           "index_loads", "nested", "spec_items"]
+__all__ = ["ENTRIES_ATTEMPTS", "Headed", "entries_retry", "index_loads", "kind_items",
+           "listed_names", "loaded_values", "nested", "spec_items"]

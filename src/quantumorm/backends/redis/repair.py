@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ... import sortable
+from ... import compression, sortable
 from ...engine.drive import Op
 from ...errors import SchemaMismatchError, WrongTypeError
 from ...maintenance import Progress, RepairReport
-from . import wire
+from . import stored, wire
 from .calls import RepairCall, RepairFix, StampCall
 from .commands import RedisPlan
 from .keys import manifest_field
@@ -91,6 +91,10 @@ class _Sender:
         self.listed = wire.pack([name for index in checker.indexes
                                  if listed_index(options, index)
                                  for name in fields_of(options, index)])
+        #: of a compressed document, whatever the model declares now: every ready index's
+        #: (no script reads its payload; verify() asks for them)
+        self.every = wire.pack([name for index in checker.indexes
+                                for name in fields_of(options, index)])
 
     def _call(self, partition: int, fixes: list[tuple[str, str, list[Any]]]) -> Op[None]:
         """``fixes``: (verify kind, id or "", the 5 values repair.lua reads per fix)."""
@@ -149,9 +153,14 @@ class _Sender:
         if f.kind == "corrupt_documents" or f.values is None or f.raw is None:
             return []
         expected = self.checker.expected(f.values)
+        try:
+            packed = compression.compressed(stored.payload(f.raw))
+        except ValueError:  # (a header that does not read: its model's rule)
+            packed = False
         spec = wire.array_header(2) + wire.pack(
             [item for name, members in expected.items()
-             for item in (name.encode(), sortable.pack_list(members))]) + self.listed
+             for item in (name.encode(), sortable.pack_list(members))]) + (
+                 self.every if packed else self.listed)
         id_key, version = sortable.id_key(f.id), str(f.version)
         if f.kind == "damaged_header":
             return [(f.kind, f.id, ["restamp3", id_key, "", f.raw, spec])]

@@ -305,11 +305,19 @@ def _expected_reads(args: list[bytes], n: int, described: list[bytes]) -> bool:
     """Whether row ``n``'s expected version reads as ``tx_apply.lua`` reads it: plain
     digits, or for an update or a delete of a document loaded as format 3 the digits, a
     NUL, then a MessagePack array of one packed list per index and the listed indexes'
-    pairs (an even count), all strings (see ``_tx.lua``)."""
+    pairs (an even count), all strings; for an insert stored in format 3, the digits, a
+    NUL, then nothing or the listed indexes' pairs, a flat array (see ``_tx.lua``)."""
     expected = args[7 + 9 * n]
     version, nul, given = expected.partition(b"\0")
     # (as the scripts tell a format-3 row: longer than 20 bytes, up to its first NUL)
-    if nul and args[6 + 9 * n] in (b"update", b"delete") and len(expected) > 20:
+    if nul and args[6 + 9 * n] == b"insert" and len(expected) > 20:
+        if given:  # (the listed indexes' pairs, a flat array: as tx_apply.lua reads them)
+            pairs = wire.unpack(given)
+            if len(pairs) % 2:
+                return False
+            for packed in pairs[1::2]:
+                sortable.unpack_list(packed)
+    elif nul and args[6 + 9 * n] in (b"update", b"delete") and len(expected) > 20:
         parts = _nested(given)
         if not (len(parts) == 2 and len(parts[0]) == len(described) // 3
                 and len(parts[1]) % 2 == 0):

@@ -20,11 +20,12 @@ Indexes still building are not checked: their state already says they are incomp
 A format-3 document (``\x01<version>\0<W>\0<payload>``, bench/format3.md) has no meta hash
 recording its entries: it is judged from the document. Its header must read
 (``damaged_header``); an expiring one must have its sweep record (``missing_sweep_record``)
-holding its version and entries (``stale_sweep_record``); its entries computed in Python are
-checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the documents
-still at the version judged (``missing_entries``); ``entries.lua`` hands back an entry of a
-live format-3 document that no meta hash records, with the document, for Python to judge
-(``stale_entries``).
+holding its version and entries (``stale_sweep_record``), and any one the records of the
+model's listed indexes (``missing_sweep_record`` too when absent); its entries computed in
+Python are checked present by a second read-only ``inspect.lua`` call (ZMSCORE), for the
+documents still at the version judged (``missing_entries``); ``entries.lua`` hands back an
+entry of a live format-3 document that no meta hash records, with the document, for Python
+to judge (``stale_entries``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ...options import IndexSpec, ModelOptions
 from . import eviction, schemas, stored, twophase, wire, writeids
 from .calls import EntriesCall, InspectCall
 from .commands import Call, Command, RedisPlan
+from .headed import listed_names
 from .keys import KeySpace, manifest_field, meta_field
 from .replies import InspectReply, entries_reply, inspect_reply
 from .writes import index_members
@@ -93,6 +95,13 @@ class Checker:
         # (query.lua checks conditions on them)
         fields = dict.fromkeys(name for index in ready for name in index.fields)
         self.value_fields = [(name, meta_field(options.fields[name])) for name in fields]
+        #: format 3: the meta fields of the ready indexes whose entries no script derives
+        #: from a document stored uncompressed (headed.kind_items), which a format-3
+        #: document's meta hash keeps whatever its expiry; of a compressed one, every ready
+        #: index's (Lua has no zlib: a model that compresses lists them all)
+        listed = listed_names(options, by_kind=True)
+        self.listed = [manifest for index, manifest in zip(ready, self.manifests, strict=True)
+                       if index.name in listed]
 
     def inspect(self, partition: int, ids: list[str]) -> Op[list[Finding]]:
         keys = self.keys
@@ -192,7 +201,9 @@ class Checker:
         ("v" and every index's entries), which must be there and be its document's; one
         that does not expire needs none (not ``missing_meta``), and one it has anyway (a
         listed index's record, a leftover) must hold its document's version and entries in
-        the fields it has."""
+        the fields it has. A listed index's record must be there either way (its entries
+        no script derives: a query testing its values meets a document it cannot judge):
+        one absent is ``missing_sweep_record`` when nothing else is stale."""
         meta, listed = reply.meta, reply.listed
         finding = Finding(id, None, 0, raw, values, listed, headed=True,
                           scheduled=reply.scheduled)
@@ -204,10 +215,11 @@ class Checker:
             finding.kind = "damaged_header"
             return finding
         finding.version = head[0]
+        needed = self.manifests if compression.compressed(head[2]) else self.listed
         if reply.foreign or unreadable(meta):
             finding.sweep = "stale_sweep_record"
         elif not meta:
-            if reply.scheduled:
+            if reply.scheduled or needed:
                 finding.sweep = "missing_sweep_record"
         else:
             recorded = version_of(meta)
@@ -217,6 +229,8 @@ class Checker:
                          expected[name])]
             if stale or ("v" in meta or reply.scheduled) and recorded != head[0]:
                 finding.sweep = "stale_sweep_record"
+            elif any(name not in meta for name in needed):
+                finding.sweep = "missing_sweep_record"
         if not listed:
             finding.kind = "unlisted_documents"
         elif finding.sweep is not None:

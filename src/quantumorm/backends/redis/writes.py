@@ -936,8 +936,9 @@ class WriteLayout:
         """One ``tx.lua`` call: version checks of documents read (version 0: absent), then
         the writes, all in ``partition``; applied all together or not at all. An update or
         delete of a document loaded as format 3 (its expected version a :class:`.Headed`)
-        carries its loaded entries (:meth:`headed_entries`); a check sends its version
-        alone."""
+        carries its loaded entries (:meth:`headed_entries`), an insert the listed indexes'
+        pairs to be stored in format 3 (:meth:`headed_insert`; ``NEW_FORMAT = 2``: format
+        2, no more sent); a check sends its version alone."""
         keys, p = self.keys, self.keys.partition(partition)
         rows: list[TxRow] = [TxCheck(keys.doc(partition, id), keys.meta(partition, id),
                                      sortable.id_key(id), version) for id, version in checks]
@@ -962,10 +963,25 @@ class WriteLayout:
                     write = HeadedTxWrite(write.op, write.expected_version, write.document,
                                           write.changed, write.expiry,
                                           self.headed_entries(request))
+                elif request.kind == "insert" and NEW_FORMAT == 3:
+                    # (stored in format 3, as insert.lua stores it: see headed_insert)
+                    write = HeadedTxWrite(write.op, write.expected_version, write.document,
+                                          write.changed, write.expiry,
+                                          self.headed_insert(request))
                 row = write
             rows.append(row)
         return TxCall(p.ids, p.ttl, p.state, p.indexes, rows, self.event_keys(partition),
                       self.described, p.doc_prefix, p.meta_prefix, self.events, self.layout)
+
+    def headed_insert(self, request: WriteRequest) -> bytes:
+        """What a transaction row of an insert sends after its expected version (0, in 20
+        digits) and a NUL to have its document stored in format 3 (tx.lua, ARGV[7..]):
+        nothing for a model with no listed index, else the listed indexes' pairs (a flat
+        MessagePack array), which its meta hash keeps whatever its expiry."""
+        if not self.listed():
+            return b""
+        assert request.values is not None
+        return wire.pack(self.listed_pairs(self.all_entries(request.values)[0]))
 
     def headed_entries(self, request: WriteRequest) -> bytes:
         """What a transaction row of an update or a delete of a document loaded as format 3
@@ -1125,9 +1141,10 @@ class HeadedTxWrite(TxWrite):
 def tx_version(request: WriteRequest, version: int) -> int:
     """The version a transaction's write reports: a :class:`.Headed` for an update of a
     document loaded as format 3 (it stays format 3: its next write sends this data's
-    entries), else ``version``."""
-    if (type(request.expected_version) is Headed and request.data is not None
-            and request.kind == "update" and version > 0):
+    entries) and for an insert stored in format 3 (``NEW_FORMAT``), else ``version``."""
+    if request.data is not None and version > 0 and (
+            (type(request.expected_version) is Headed and request.kind == "update")
+            or (request.kind == "insert" and NEW_FORMAT == 3)):
         return Headed.of(version, request.data)
     return version
 

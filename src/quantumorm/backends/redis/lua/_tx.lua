@@ -8,7 +8,12 @@
 -- than any other row's, which tells it), then a NUL and a MessagePack array
 -- {per index in KEYS[4..] order, the entries its LOADED document has there (a packed list,
 -- as a meta field holds them); the listed indexes' new pairs, flat (kept in the meta hash
--- whatever the expiry)}: exact, because the version is compared first. The helpers below
+-- whatever the expiry)}: exact, because the version is compared first. An insert sends
+-- "0" so, then nothing or {the listed indexes' pairs} (a flat MessagePack array: nothing
+-- for a model with no listed index, which is told by the text alone, no search, no unpack:
+-- cmsgpack costs about 8,000 server instructions a call): its document is stored in
+-- format 3 (in the writes, in line: the common insert, which names no cold path); a sent
+-- "0" alone, in format 2. The helpers below
 -- are made only on format 3's paths (read as cold_paths().X: luachunks.py), so that a
 -- format-2 transaction makes no function more per call; the shared definitions they use
 -- are passed by transact (which holds them), not named: each one named would be captured
@@ -165,8 +170,12 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       -- (a row sent as format 3, longer than a version: see above)
       local found
       if #ARGV[base + 2] > 20 then
-        found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n], KEYS[nindexes + 3 + 2 * n],
-                                        ARGV[base + 5], applied)
+        -- (an insert stored in format 3 leaves no "r": a document absent was not written
+        -- by it, told without the cold paths on a transaction's usual first row)
+        if kind == "update" or redis.call("EXISTS", KEYS[nindexes + 2 + 2 * n]) == 1 then
+          found = cold_paths().tx_written(KEYS[nindexes + 2 + 2 * n],
+                                          KEYS[nindexes + 3 + 2 * n], ARGV[base + 5], applied)
+        end
       else
         found = applied(KEYS[nindexes + 3 + 2 * n], ARGV[base + 5])
       end
@@ -289,20 +298,29 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
   local headed_rows = false  -- (a row sent as format 3: see above)
   for n = 1, nrows do
     local base = 6 + 9 * (n - 1)
-    local op = {kind = ARGV[base + 1], expected = ARGV[base + 2], idkey = ARGV[base + 3],
+    local op = {kind = ARGV[base + 1], sent = ARGV[base + 1], expected = ARGV[base + 2],
+                idkey = ARGV[base + 3],
                 json = ARGV[base + 4], write_id = ARGV[base + 5],
                 doc_key = KEYS[nindexes + 2 + 2 * n], meta_key = KEYS[nindexes + 3 + 2 * n]}
     -- (a row sent as format 3: longer than a version, see above; a length, not a search:
     -- string.find costs about 1,000 server instructions per call)
-    local cut = #op.expected > 20 and string.find(op.expected, "\0", 1, true)
-    if cut then
-      headed_rows = true
-      op.given = string.sub(op.expected, cut + 1)
-      op.expected = string.match(string.sub(op.expected, 1, cut - 1), "^0*(%d+)$")
+    local cut
+    if op.expected == "00000000000000000000\0" then
+      -- (an insert sent as format 3 of a model with no listed index: nothing to read)
+      cut, op.expected, op.given = 21, "0", ""
+    else
+      cut = #op.expected > 20 and string.find(op.expected, "\0", 1, true)
+      if cut then
+        headed_rows = true
+        op.given = string.sub(op.expected, cut + 1)
+        op.expected = string.match(string.sub(op.expected, 1, cut - 1), "^0*(%d+)$")
+      end
     end
     if phase == "apply" then
       local refused = check_apply(op)
       if refused then return refused end
+      -- (an insert whose document is there now: an update without entries, read_old's)
+      if cut and op.sent == "insert" and op.kind ~= "insert" then cut = false end
     end
     if phase == "apply" and op.kind ~= "insert" and op.kind ~= "update" then
       -- (checked above; a delete sent as format 3 takes its entries: see tx_headed)
@@ -350,6 +368,11 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       end
       if ARGV[base + 8] ~= "" then op.changed = ARGV[base + 8] end
       op.expiry = ARGV[base + 9]
+      -- (an insert sent as format 3: stored so, see the writes; what follows its NUL is
+      -- nothing, or the listed indexes' pairs, a MessagePack array)
+      if cut and op.kind == "insert" then
+        op.fresh = op.given == "" and {} or cmsgpack.unpack(op.given)
+      end
     else  -- "check" or "delete": the version read earlier must still be the one stored
       -- (TYPE of the document: its type and whether it is alive; the HGET proves the meta
       -- hash's type)
@@ -518,7 +541,27 @@ local function transact(KEYS, ARGV, unpacked,  -- luacheck: ignore 431 (named as
       if version then version = version + 1 else version = take_version(state_key) end
       CLOCK, DIRTY = version, true
       op.mode, op.version = op.kind, version
-      if headed_rows and op.header then  -- (format 3 stays format 3)
+      if op.fresh then
+        -- an insert sent as format 3, as insert.lua stores one (bench/format3.md, section
+        -- 1): the version and its write id in the header; the meta hash (absent: the checks
+        -- purged any leftover) only as a sweep record ("v" and every index's pairs) for a
+        -- document with an expiry, else with the listed indexes' pairs, or none
+        local shown = string.format("%.0f", version)
+        local value = "\1" .. shown .. "\0" .. op.write_id .. "\0" .. op.json
+        local expiry = op.expiry
+        if expiry == "keep" or expiry == "persist" then
+          redis.call("SET", op.doc_key, value)
+          if #op.fresh > 0 then redis.call("HSET", op.meta_key, unpack(op.fresh)) end
+        else
+          local at = write_time_ms() + tonumber(expiry)
+          redis.call("SET", op.doc_key, value, "PXAT", at)
+          redis.call("ZADD", ttl_key, at, op.idkey)
+          redis.call("HSET", op.meta_key, "v", shown, unpack(op.fields))
+        end
+        redis.call("ZADD", ids_key, 0, op.idkey)
+        emit("create", op.idkey, shown, op.write_id, op.changed, op.json)
+        versions[n] = version
+      elseif headed_rows and op.header then  -- (format 3 stays format 3)
         versions[n] = cold_paths().tx_store_headed(op, ttl_key, emit, write_time_ms())
       else
         versions[n] = store(op, ids_key, ttl_key, state_key)

@@ -35,7 +35,11 @@
 --               has there (packed lists); the listed indexes' new pairs}: a caller that
 --               loaded it as format 3 (bench/format3.md). A format-3 document is checked
 --               by its header's version and written in format 3 (see _tx.lua); one met by
---               a row without entries is refused {"ENTRIES", position, version}
+--               a row without entries is refused {"ENTRIES", position, version}.
+--               An insert's "0" in 20 digits, a NUL and nothing, or the listed indexes'
+--               pairs (a flat MessagePack array), stores it in format 3, as insert.lua does (its
+--               version and write id in the header; a meta hash only as a sweep record
+--               for an expiry, else with the listed indexes' pairs); "0" alone: format 2
 -- Returns       {"OK", version per operation[, conflicts: see below]}
 --               | {"VERSION", position, actual or ""}
 --               | {"MISSING", position} | {"EXISTS", position}

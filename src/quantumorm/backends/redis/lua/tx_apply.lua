@@ -122,7 +122,18 @@ local function intent(blob)
     -- SET ... PXAT takes: a Lua number of 17 digits or more is sent as "1e+17")
     local expected = args[base + 2]
     local cut = #expected > 20 and string.find(expected, "\0", 1, true)
-    if cut and (kind == "update" or kind == "delete") then
+    if cut and kind == "insert" then
+      -- (an insert sent as format 3: "0" in 20 digits, a NUL, then nothing or the listed
+      -- indexes' pairs, read by transact: see _tx.lua)
+      if expected ~= "00000000000000000000\0" then
+        local listed = array(string.sub(expected, cut + 1))
+        if not (listed and #listed % 2 == 0) then return nil end
+        for i = 2, #listed, 2 do
+          if not read_list(listed[i]) then return nil end
+        end
+      end
+      expected = string.sub(expected, 1, cut - 1)
+    elseif cut and (kind == "update" or kind == "delete") then
       -- (a row sent as format 3: the version, a NUL, then {one packed list per index, the
       -- listed indexes' pairs}, read by transact: see _tx.lua)
       local given = array(string.sub(expected, cut + 1), true)

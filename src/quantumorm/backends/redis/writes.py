@@ -1260,8 +1260,9 @@ def events_spec(options: ModelOptions, keys: KeySpace) -> bytes:
 
 def events_flat(options: ModelOptions, keys: KeySpace) -> tuple[bytes, bytes, bytes]:
     """The items of :func:`events_spec` apart, as ``patch.lua`` reads them (among the
-    strings of its ARGV[1], no array to unpack): the stream's MAXLEN (b"": none), b"1" if events carry the document, the
-    channel (b"": none); all three b"" when the model emits no change events."""
+    strings of its ARGV[1], no array to unpack): the stream's MAXLEN (b"": none), b"1" if
+    events carry the document, the channel (b"": none); all three b"" when the model emits
+    no change events."""
     stream = options.changes is not False
     if not stream and not options.publish:
         return b"", b"", b""

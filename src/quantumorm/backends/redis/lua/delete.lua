@@ -73,7 +73,8 @@
 -- _write.lua): HGET of the state hash's layout: the layout refusal and its type (a delete
 -- takes no version: the clock is not read); TYPE of the document: its type and whether it
 -- is alive; HMGET of the meta hash: the version and every
--- index's entries, and its type; one EXISTS of the schedule and the lock hash, usually
+-- index's entries, and its type (a format-3 caller's: GET of the document, and the meta
+-- hash asked in the EXISTS); one EXISTS of the schedule and the lock hash, usually
 -- both absent: no lock, and the id is in no schedule; else the schedule's ZCARD (its type,
 -- and whether the id can be in it at all: its refusal is returned where it always was, after
 -- the meta hash's) and the lock hash's HGET (schedule_and_locks); then the writes, the
@@ -119,8 +120,21 @@ local idkey, soft = ARGV[2], ARGV[4] ~= ""
 -- (schedule_and_locks in line: the schedule's ZCARD refusal is returned after the meta
 -- hash's, see above)
 local scheduled, locked, ttl_refused = 0, 0, nil
+-- (a caller that loaded the document as format 3 asks of its meta hash too, which such a
+-- document has only as a sweep record or a listed index's fields: none of the three there,
+-- the usual case, and the meta hash's TYPE is not asked below; else the two keys again)
+local headed_caller = ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= ""
+local meta_absent = false
 do
-  local found = redis.call("EXISTS", KEYS[4], string.sub(state_key, 1, -6) .. "locks")
+  local lock_hash = string.sub(state_key, 1, -6) .. "locks"
+  local found
+  if headed_caller then
+    found = redis.call("EXISTS", KEYS[4], lock_hash, KEYS[2])
+    meta_absent = found == 0
+    if not meta_absent then found = redis.call("EXISTS", KEYS[4], lock_hash) end
+  else
+    found = redis.call("EXISTS", KEYS[4], lock_hash)
+  end
   if found > 0 then
     local count = redis.pcall("ZCARD", KEYS[4])
     if type(count) ~= "number" then
@@ -147,7 +161,7 @@ end
 -- is built on the common path, only for a purge; no table of the fields either: a rare
 -- path that names one unpacks them again)
 local got, old  -- (the meta hash's HMGET reply, or {version}; each index's members)
-if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's caller)
+if headed_caller and alive then  -- (format 3's caller)
   -- (the common delete once documents are format 3: no cold_paths() made on it)
   local raw = redis.call("GET", KEYS[1])
   if string.byte(raw, 1) == 1 then
@@ -161,7 +175,7 @@ if ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= "" and alive then  -- (format 3's ca
       local _, last, zeros = string.find(w, "^(0*)%d*", at)
       if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
     end
-    local meta_type = redis.call("TYPE", KEYS[2]).ok  -- (type_ok() in line)
+    local meta_type = meta_absent and "none" or redis.call("TYPE", KEYS[2]).ok
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", KEYS[2]} end
     got, old = {version}, cmsgpack.unpack(ARGV[7])
     for i = 1, #old do  -- (the members: the loaded value encodings and the id key)

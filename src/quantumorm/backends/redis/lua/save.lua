@@ -100,8 +100,8 @@ local rare  -- (cold_paths(), made on the first rare path taken)
 -- neither)
 -- What each command serves (commands per write are the server's main cost): the state
 -- hash's HMGET: the layout refusal, the version clock, the hash's type; one EXISTS of the
--- TTL schedule and the lock hash: both absent, the usual case, says there is no sweep to
--- do, no lock; else the schedule's ZCARD (its type, and whether a sweep can have anything
+-- TTL schedule and the lock hash (and, for a format-3 caller, the meta hash: see below):
+-- all absent, the usual case, says there is no sweep to do, no lock; else the schedule's ZCARD (its type, and whether a sweep can have anything
 -- to do) and the lock hash's check, each on its own (schedule_and_locks).
 -- The stream's type is proven by the XADD itself (emit_first), which comes after the
 -- writes of the entries that change (which prove the types of the indexes where no unique
@@ -116,6 +116,7 @@ if spec ~= "" then
   if first >= 48 and first <= 57 then stream_max = spec end
 end
 local clock, new_layout
+local meta_absent = false  -- (no meta hash there, asked by a format-3 caller's EXISTS)
 local scheduled, others = 0, 0  -- (others: whether the lock hash exists)
 do  -- (state_check and schedule_and_locks in line; typed()'s checks written out: an error
     -- reply is a refusal when WRONGTYPE, else raised)
@@ -136,7 +137,19 @@ do  -- (state_check and schedule_and_locks in line; typed()'s checks written out
     if stored > mine then return {"LAYOUT", string.format("%.0f", stored)} end
     if stored < mine then new_layout = layout end  -- (recorded with the clock)
   end
-  local found = redis.call("EXISTS", KEYS[5], string.sub(state_key, 1, -6) .. "locks")
+  -- (a caller that loaded the document as format 3 asks of its meta hash too, which such a
+  -- document has only as a sweep record or a listed index's fields: none of the three
+  -- there, the usual case, and the meta hash's TYPE is not asked below; else the two keys
+  -- again, as for format 2)
+  local lock_hash = string.sub(state_key, 1, -6) .. "locks"
+  local found
+  if ARGV[16] and ARGV[16] ~= "" then
+    found = redis.call("EXISTS", KEYS[5], lock_hash, meta_key)
+    meta_absent = found == 0
+    if not meta_absent then found = redis.call("EXISTS", KEYS[5], lock_hash) end
+  else
+    found = redis.call("EXISTS", KEYS[5], lock_hash)
+  end
   if found > 0 then
     local count = redis.pcall("ZCARD", KEYS[5])
     if type(count) ~= "number" then
@@ -227,7 +240,7 @@ if ARGV[16] and ARGV[16] ~= "" then
     end
     -- (type_ok() in line; whether a meta hash is there at all, which the write then
     -- deletes only if so)
-    local meta_type = redis.call("TYPE", meta_key).ok
+    local meta_type = meta_absent and "none" or redis.call("TYPE", meta_key).ok
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", meta_key} end
     if locked then  -- (a prepared transaction holds it: only a resend is answered)
       if resent then return {"OK", resent, idkey} end

@@ -841,7 +841,8 @@ class WriteLayout:
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
             known = _packed(manifest, index_members(self.options, index, values))
-            pairs.append(known[0])
+            if pairs_too:
+                pairs.append(known[0])
             entries.append(known[which])
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
@@ -906,6 +907,8 @@ class WriteLayout:
                         made.append(_packed(meta_name, field.index_keys(value))[2])
                 columns.append(made)
         columns.append(repeat(_NONE_FLAT, count))  # (an index no field holds entries for)
+        if not self.indexes:  # (no entries: each document's are b"", as bulk_values' are)
+            return [b""] * count
         members = list(map(b"".join, zip(*self._sources(columns))))
         for n, flat in enumerate(members):
             if len(flat) > _FLAT_BYTES:  # (as bulk_values gives it: the arrays)

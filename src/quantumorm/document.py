@@ -350,7 +350,8 @@ class Document(metaclass=DocumentMeta):
         return load
 
     def _values(self) -> dict[str, Any]:
-        values = {name: self.__dict__.get(name) for name in self._fields}
+        get = self.__dict__.get  # (once, not the instance dict looked up per field)
+        values = {name: get(name) for name in self._fields}
         values["id"] = self.id
         for name, path in self._meta.derived:  # indexed paths into embedded documents
             values[name] = path.indexed_value(values)

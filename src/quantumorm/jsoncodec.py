@@ -21,10 +21,16 @@ where its answer is provably the one ``json`` gives, and ``json`` answers everyt
   and a document with either byte string is written by ``json`` instead. orjson before
   3.11.7 also wrote large exponents without their ``+`` (``1e16``, where ``json`` writes
   ``1e+16``): an orjson that does is never used for encoding (:data:`ENCODER`).
+* **Datetimes** (:func:`isoformat`, a ``DateTimeField``'s stored text): orjson writes a
+  ``datetime`` in UTC as ``isoformat()`` does (four-digit year, microseconds when there are
+  any, ``+00:00``), at a third of the cost (``isoformat`` asks the tzinfo for its offset
+  through a Python-level call and formats with ``printf``); any other datetime, or an
+  orjson that writes one of a few samples otherwise (:data:`DATETIMES`), is ``isoformat``'s.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -42,6 +48,16 @@ ORJSON: ModuleType | None = orjson
 #: the orjson that may encode: one that writes floats as ``json`` does (checked once here)
 ENCODER: ModuleType | None = orjson if orjson is not None and (
     orjson.dumps([1e16, 1.5e300, 0.1]) == b"[1e+16,1.5e+300,0.1]") else None
+
+_UTC = dt.timezone.utc
+#: samples of what :func:`isoformat` writes: its own check of the orjson installed
+_DATETIME_SAMPLES = [dt.datetime(1, 1, 1, tzinfo=_UTC),
+                     dt.datetime(999, 12, 31, 23, 59, 59, 5, _UTC),
+                     dt.datetime(2024, 2, 29, 12, 30, 0, 123456, _UTC, fold=1),
+                     dt.datetime(9999, 12, 31, 23, 59, 59, 999999, _UTC)]
+#: the orjson that may write datetimes in UTC: one that writes them as ``isoformat()``
+DATETIMES: ModuleType | None = orjson if orjson is not None and all(
+    orjson.dumps(d)[1:-1].decode() == d.isoformat() for d in _DATETIME_SAMPLES) else None
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _DECODER = json.JSONDecoder()
@@ -79,6 +95,17 @@ def encode_plain(data: Any) -> bytes:
                 # document's until it is written; the copy costs next to nothing)
                 return b"".join((out, b""))
     return _ENCODER.encode(data).encode()
+
+
+def isoformat(value: dt.datetime) -> str:
+    """``value.isoformat()``, through orjson for a ``datetime`` (the type itself) in UTC
+    when it is installed: the same text (see the module docstring)."""
+    fast = ORJSON
+    if fast is not None and fast is DATETIMES and type(value) is dt.datetime and (
+            value.tzinfo is _UTC):
+        text: str = fast.dumps(value)[1:-1].decode()
+        return text
+    return value.isoformat()
 
 
 def decode(raw: bytes) -> Any:

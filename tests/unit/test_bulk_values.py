@@ -144,3 +144,53 @@ def test_bulk_values_without_compound_indexes() -> None:
         doc = Plain(**row)
         doc.clean()
         assert layout.bulk_values(doc._values()) == _expected(layout, doc._values())
+
+
+class Flat(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    f = FloatField(indexed=True)
+    b = BooleanField(indexed=True)
+    c = EnumField(Color, indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+    numbers = ArrayField(IntField(), indexed=True)
+
+    class Meta:
+        collection = "bulk_members_flat"
+        namespace = "unit"
+
+
+class Unindexed(Document):
+    s = StringField()
+
+    class Meta:
+        collection = "bulk_members_unindexed"
+        namespace = "unit"
+
+
+@pytest.mark.parametrize("limit", [writes._MEMO_LIMIT, 1])
+def test_bulk_members_are_bulk_values_flat(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's entries made field by field (bulk_members: a model without compound
+    indexes, whose documents keep no pairs) are each document's bulk_values (flat), in
+    columns of one type or of several, with values seen before, and long ones (the arrays
+    form past _FLAT_BYTES)."""
+    monkeypatch.setattr(writes, "_MEMO_LIMIT", limit)
+    rows: list[dict[str, Any]] = [
+        {k: v for k, v in row.items() if k in Flat._fields} for row in ROWS]
+    rows += [{"s": f"s{i % 3}", "n": i % 4, "f": 1.5, "b": i % 2 == 0, "c": Color.RED,
+              "tags": ["b", "a", "b"], "numbers": [True and 2, 1]} for i in range(8)]
+    rows += [{"tags": [f"a long tag {i:04d} " * 3 for i in range(120)]}]
+    for model, batch in ((Flat, rows), (Flat, rows[6:]), (Unindexed, [{"s": "a"}, {}])):
+        values = [_cleaned_as(model, row) for row in batch]
+        layout = writes.WriteLayout(model._meta, KeySpace(model._meta))
+        expected = [layout.bulk_values(v, True)[1] for v in values]
+        for _pass in range(2):
+            fresh = writes.WriteLayout(model._meta, KeySpace(model._meta))
+            assert fresh.bulk_members(values) == expected
+            assert layout.bulk_members(values) == expected  # (from its memo)
+
+
+def _cleaned_as(model: type[Document], row: dict[str, Any]) -> dict[str, Any]:
+    doc = model(**row)
+    doc.clean()
+    return doc._values()

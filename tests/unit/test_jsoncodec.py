@@ -211,6 +211,40 @@ def test_documents_encode_alike(codec: str) -> None:
     assert encode_document(data, plain=True) == reference(data)
 
 
+class Moment(dt.datetime):
+    pass
+
+
+def _datetimes() -> list[dt.datetime]:
+    utc = dt.timezone.utc
+    rng = random.Random(4)
+    low = dt.datetime.min.replace(tzinfo=utc)
+    span = int((dt.datetime.max - dt.datetime.min).total_seconds()) * 10**6
+    values = [low + dt.timedelta(microseconds=rng.randrange(span)) for _ in range(3000)]
+    for year in (1, 9, 99, 999, 1000, 1970, 2024, 9999):
+        for micro in (0, 1, 10, 999, 1000, 123456, 500000, 999999):
+            values += [dt.datetime(year, 12, 31, 23, 59, 59, micro, utc, fold=fold)
+                       for fold in (0, 1)]
+    values += [dt.datetime(2024, 1, 31, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+                dt.datetime(2024, 1, 31, 12, 30, 0, 5), Moment(2024, 1, 1, tzinfo=utc),
+                dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(0)))]
+    return values
+
+
+def test_datetimes_are_written_as_isoformat_writes_them(codec: str) -> None:
+    """A DateTimeField's stored text (its storer: jsoncodec.isoformat, through orjson for a
+    datetime in UTC) is isoformat()'s, at every year and microsecond width."""
+    if codec == "orjson":  # (the orjson installed writes them alike: it is used)
+        assert jsoncodec.DATETIMES is jsoncodec.ORJSON
+    for value in _datetimes():
+        assert jsoncodec.isoformat(value) == value.isoformat(), value
+    storer = Everything._fields["times"].field.storer()  # (the element's)
+    assert storer is jsoncodec.isoformat
+    doc = _everything()
+    doc.times = _datetimes()
+    assert doc.clean()["times"] == [value.isoformat() for value in doc.times]
+
+
 def test_loading_converts_exactly_without_validation(codec: str) -> None:
     doc = _everything()
     data = jsoncodec.decode(encode_document(doc.clean(), plain=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import gcpause, signals
+from .. import gcpause, jsoncodec, signals
 from ..errors import (
     BulkWriteError,
     CorruptDocumentError,
@@ -200,19 +200,28 @@ def _bulk_create(
     raws: list[bytes] = []
     # (one instance given twice would be written twice, under two auto ids, and keep only
     # the last: refused, as the positions of an instance are known only here)
-    seen: dict[int, int] = {}
+    seen: dict[int, int] | None = None
+    if len(set(map(id, docs))) < len(docs):  # (one C loop; the positions only if needed)
+        seen = {}
+    # (prepared.encode's first try, in line: its own call only for a document that does
+    # not encode, to name the field)
+    encode = jsoncodec.encode_plain if model._meta.plain_storage else jsoncodec.encode
     for position, doc in enumerate(docs):
         if type(doc) is not model:
             raise TypeError(f"bulk_create on {model.__name__} got {doc!r}")
         if doc._version:
             raise InvalidOperation(f"{doc!r} is already saved; bulk_create inserts new documents")
-        first = seen.setdefault(id(doc), position)
-        if first != position:
-            raise InvalidOperation(f"bulk_create got the same {model.__name__} instance at "
-                                   f"positions {first} and {position}")
+        if seen is not None:
+            first = seen.setdefault(id(doc), position)
+            if first != position:
+                raise InvalidOperation(f"bulk_create got the same {model.__name__} instance "
+                                       f"at positions {first} and {position}")
         try:
             data = doc.clean()
-            raw = prepared.encode(doc, data)
+            try:
+                raw = encode(data)
+            except (TypeError, ValueError):  # (UnicodeEncodeError is a ValueError)
+                raw = prepared.encode(doc, data)  # (raises the ValidationError naming it)
         except ValidationError as exc:
             for name, messages in exc.errors.items():
                 problems[f"[{position}].{name}"] = messages

@@ -16,6 +16,7 @@ import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Literal
 
 from ... import jsoncodec, sortable
@@ -87,6 +88,8 @@ DEFAULT_MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _MEMO_TYPES = frozenset({str, int, bool, type(None)})
 #: values remembered per field before its memo starts again
 _MEMO_LIMIT = 4096
+_JUST_STR = frozenset({str})
+_THIRD = operator.itemgetter(2)
 #: the longest packed encodings remembered (a long value is rarely seen twice, and a memo
 #: of them would hold megabytes)
 _MEMO_BYTES = 256
@@ -790,7 +793,18 @@ class WriteLayout:
         documents: list[BulkDocument] = []
         lenient_of: list[bytes] = []
         bulk_values, limit, plain = self.bulk_values, self.max_document_bytes, self.compress is None
-        format3, kept_pairs = NEW_FORMAT == 3, self.kept_pairs
+        # what each document's meta hash keeps (kept_pairs, decided once for the batch, as
+        # its expiry is one): format 2 and an expiring batch keep every pair, else only the
+        # listed indexes' (none: nothing, and the pairs are not even made)
+        format3 = NEW_FORMAT == 3
+        every = not format3 or type(expiry) is not Expiry
+        listed = not every and bool(self.listed())
+        # (a batch whose documents keep no pairs, of a model without compound indexes: the
+        # entries of every document made field by field, the batch's values of a field
+        # looked up in its memo together: bulk_members)
+        batch = None if every or listed or self.compound else self.bulk_members(
+            [request.values for request in requests])
+        pairs, lenient = b"", _NONE
         for n, request in enumerate(requests):  # (new_document's, with bulk_values)
             id = request.id
             assert id is not None and request.values is not None
@@ -800,9 +814,12 @@ class WriteLayout:
                 id_key, escaped = _NUMERIC_PREFIXES[size] + id.encode(), id
             else:
                 id_key, escaped = sortable.id_key(id), sortable.escape_id(id)
-            pairs, members, lenient = bulk_values(request.values, True)
-            if format3:  # (only what a format-3 meta hash keeps)
-                pairs = kept_pairs(request.values, expiry, pairs)
+            if batch is not None:
+                members = batch[n]
+            else:
+                pairs, members, lenient = bulk_values(request.values, True, every)
+            if listed:  # (only what a format-3 meta hash keeps: kept_pairs')
+                pairs = wire.items(self.listed_pairs(self.all_entries(request.values)[0]))
             if lenient is not _NONE:
                 lenient_of += (b"%d" % (n + 1), lenient)
             raw = request.raw
@@ -835,8 +852,8 @@ class WriteLayout:
                 lenient.append(b"%d" % (position + 1))
         return pairs, lenient
 
-    def bulk_values(self, values: dict[str, Any],
-                    flat: bool = False) -> tuple[bytes, bytes, bytes]:
+    def bulk_values(self, values: dict[str, Any], flat: bool = False,
+                    pairs_too: bool = True) -> tuple[bytes, bytes, bytes]:
         """A new document's meta field pairs (:meth:`all_entries`' items, packed one after
         another: not an array) and lenient positions (packed), and its value encodings per
         index (``BulkDocument``), as a bulk insert builds them by the thousand: what a value
@@ -847,8 +864,11 @@ class WriteLayout:
         The encodings per index: a packed array of one packed array per index, or with
         ``flat`` (what ``insert_many.lua`` reads) one value after another, per index its
         count, then its encodings (no table per index for the script to make): unless that
-        is longer than ``_FLAT_BYTES``, when it is the arrays."""
-        pairs, entries = [], []
+        is longer than ``_FLAT_BYTES``, when it is the arrays. ``pairs_too`` False: b"" in
+        the pairs' place, none made (a format-3 document's meta hash keeps none of them
+        unless it expires or an index is listed)."""
+        pairs: list[bytes] = []
+        entries: list[bytes] = []
         which = 2 if flat else 1
         for name, field, meta_name, memo, elements in self._memos:
             value = values.get(name)
@@ -860,15 +880,17 @@ class WriteLayout:
                     known = _packed(meta_name, field.index_keys(value))
                     _keep(memo, key, known, len(known[0]))
             elif elements is not None and isinstance(value, list):
-                known = elements.packed(value, flat)
+                known = elements.packed(value, flat, pairs_too)
             else:
                 known = _packed(meta_name, field.index_keys(value))
-            pairs.append(known[0])
+            if pairs_too:
+                pairs.append(known[0])
             entries.append(known[which])
         lenient: list[bytes] = []
         for position, index, manifest in self.compound:
             known = _packed(manifest, index_members(self.options, index, values))
-            pairs.append(known[0])
+            if pairs_too:
+                pairs.append(known[0])
             entries.append(known[which])
             if index.unique and any(values.get(n) is None for n in index.fields):
                 lenient.append(b"%d" % (position + 1))
@@ -877,7 +899,7 @@ class WriteLayout:
         if flat:
             members = b"".join(self._sources(entries))
             if len(members) > _FLAT_BYTES:
-                return self.bulk_values(values)
+                return self.bulk_values(values, False, pairs_too)
         else:
             members = self._index_header + b"".join(self._sources(entries))
         return b"".join(pairs), members, wire.pack(lenient) if lenient else _NONE
@@ -930,6 +952,65 @@ class WriteLayout:
             values[name] = (initial() if raw is MISSING else
                             raw if convert is None or raw is None else convert(raw))
         return values
+
+    def bulk_members(self, batch: list[dict[str, Any] | None]) -> list[bytes]:
+        """Of a model without compound indexes, what :meth:`bulk_values` gives each of the
+        documents whose values are ``batch`` for their encodings per index (``flat``): the
+        same bytes, made field by field for the whole batch, so that the lookups of a
+        field's values in its memo are one C loop (a value not found is encoded, and
+        remembered, as bulk_values does)."""
+        assert not self.compound
+        count = len(batch)
+        columns: list[Any] = []
+        for name, field, meta_name, memo, elements in self._memos:
+            column = [values.get(name) for values in batch]  # type: ignore[union-attr]
+            kinds = set(map(type, column))
+            if kinds <= _MEMO_TYPES:  # (keyed as bulk_values keys them)
+                if kinds <= _JUST_STR:
+                    keys: list[Any] = column
+                elif len(kinds) == 1:
+                    keys = list(zip(repeat(kinds.pop()), column))
+                else:
+                    keys = [value if type(value) is str else (type(value), value)
+                            for value in column]
+                found: list[Any] = list(map(memo.get, keys))
+                if None in found:
+                    for i, known in enumerate(found):
+                        if known is None:
+                            known = memo.get(keys[i])  # (a value met earlier in the batch)
+                            if known is None:
+                                known = _packed(meta_name, field.index_keys(column[i]))
+                                _keep(memo, keys[i], known, len(known[0]))
+                            found[i] = known
+                columns.append(list(map(_THIRD, found)))
+            elif elements is not None and kinds == {list}:
+                packed = elements.packed
+                columns.append([packed(value, True, False)[2]  # type: ignore[arg-type]
+                                for value in column])
+            else:  # (bulk_values' own way, value by value)
+                made = []
+                for value in column:
+                    kind = type(value)
+                    if kind in _MEMO_TYPES:
+                        key = value if kind is str else (kind, value)
+                        known = memo.get(key)
+                        if known is None:
+                            known = _packed(meta_name, field.index_keys(value))
+                            _keep(memo, key, known, len(known[0]))
+                        made.append(known[2])
+                    elif elements is not None and isinstance(value, list):
+                        made.append(elements.packed(value, True, False)[2])
+                    else:
+                        made.append(_packed(meta_name, field.index_keys(value))[2])
+                columns.append(made)
+        columns.append(repeat(_NONE_FLAT, count))  # (an index no field holds entries for)
+        if not self.indexes:  # (no entries: each document's are b"", as bulk_values' are)
+            return [b""] * count
+        members = list(map(b"".join, zip(*self._sources(columns))))
+        for n, flat in enumerate(members):
+            if len(flat) > _FLAT_BYTES:  # (as bulk_values gives it: the arrays)
+                members[n] = self.bulk_values(batch[n], False, False)[1]  # type: ignore[arg-type]
+        return members
 
     def tx(self, partition: int, checks: list[tuple[str, int]],
            requests: list[WriteRequest]) -> TxCall:
@@ -1192,9 +1273,11 @@ class _Elements:
             return _Elements(field.field, meta_name)
         return None
 
-    def packed(self, value: list[Any], flat: bool = False) -> tuple[bytes, bytes, bytes]:
+    def packed(self, value: list[Any], flat: bool = False,
+               pair: bool = True) -> tuple[bytes, bytes, bytes]:
         """:func:`_packed` of the array ``value``'s entries (of its two forms of the
-        entries, only the one ``flat`` asks for is made: b"" in the other's place)."""
+        entries, only the one ``flat`` asks for is made: b"" in the other's place; the
+        meta field pair only with ``pair``, else b"")."""
         memo, found = self.memo, []
         for item in value:
             kind = type(item)
@@ -1219,14 +1302,17 @@ class _Elements:
         if count > 1 and len(set(netstrings)) < count:
             _, netstrings, items = zip(*sorted(set(found)))
             count = len(netstrings)
-        listed, packed = b"".join(netstrings), b"".join(items)
-        size = len(listed)
-        # (wire's headers, looked up here for the usual sizes: a call fewer for each)
-        pair = self.packed_name + (_STR_HEADERS[size] if size < 256
-                                   else wire.str_header(size)) + listed
+        packed = b"".join(items)
+        made = b""
+        if pair:
+            listed = b"".join(netstrings)
+            size = len(listed)
+            # (wire's headers, looked up here for the usual sizes: a call fewer for each)
+            made = self.packed_name + (_STR_HEADERS[size] if size < 256
+                                       else wire.str_header(size)) + listed
         if flat:  # (_flat's, without a call for the usual count)
-            return pair, b"", (_COUNTS[count] + packed if count < 128 else _flat(count, packed))
-        return pair, (_ARRAY_HEADERS[count] if count < 16
+            return made, b"", (_COUNTS[count] + packed if count < 128 else _flat(count, packed))
+        return made, (_ARRAY_HEADERS[count] if count < 16
                       else wire.array_header(count)) + packed, b""
 
     def _remember(self, kind: type, item: Any) -> tuple[bytes, bytes, bytes]:

@@ -3,7 +3,7 @@
 its intent) stores a new document as ``\\x01<version>\\0<write id>\\0<payload>`` and writes
 a meta hash only as a sweep record (an expiry: ``v`` and every index's fields) or with the
 listed indexes' fields. The row says so by its expected version, "0" in 20 digits, a NUL,
-then {an empty list per index, the listed indexes' pairs}; ``writes.NEW_FORMAT = 2`` (the
+then nothing, or the listed indexes' pairs as one flat array; ``writes.NEW_FORMAT = 2`` (the
 ``format2_writes`` fixture) still stores format 2.
 
 * the document's header, W (its write id alone), no meta hash; reads, queries, a save

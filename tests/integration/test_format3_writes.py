@@ -650,6 +650,42 @@ async def test_loaded_writes_of_every_kind_send_the_loaded_entries(
         check_keyspace(rc, Every)
 
 
+def _commands(rc: Any, names: tuple[str, ...]) -> dict[str, int]:
+    stats = rc.info("commandstats")
+    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names}
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["nothing-expires", "a-schedule"])
+def test_a_loaded_write_asks_of_the_meta_hash_in_the_schedules_exists(
+        conn: Any, redis_client: Any, scheduled: bool) -> None:
+    """A save and a delete of a document loaded as format 3 ask whether its meta hash
+    exists in the schedule's EXISTS: in a partition where nothing expires no TYPE of it is
+    asked; where the schedule exists (another document expires), its TYPE tells which key
+    answered, with no second EXISTS: never a command more than a format-2-era write."""
+    rc = redis_client
+    Item(id="a", name="n", age=1, tags=["x"], email="a@e.x").save_sync()
+    if scheduled:
+        Item(id="t", name="t", age=2, tags=[], email="t@e.x").save_sync(ttl=100)
+    names = ("exists", "type")
+    doc = Item.get_sync(id="a")
+    doc.tags = ["y"]  # (one index touched: the common save's form)
+    before = _commands(rc, names)
+    doc.save_sync()
+    after = _commands(rc, names)
+    # (TYPE: the id index's, and the meta hash's only where the schedule exists)
+    assert {n: after[n] - before[n] for n in names} == {
+        "exists": 1, "type": 2 if scheduled else 1}
+    check_keyspace(rc, Item)
+    doc = Item.get_sync(id="a")
+    before = _commands(rc, names)
+    assert doc.delete_sync()
+    after = _commands(rc, names)
+    # (TYPE: the document's, and the meta hash's only where the schedule exists)
+    assert {n: after[n] - before[n] for n in names} == {
+        "exists": 1, "type": 2 if scheduled else 1}
+    check_keyspace(rc, Item)
+
+
 async def test_a_blind_delete_refuses_what_does_not_derive(conn: Any,
                                                           redis_client: Any) -> None:
     """delete.lua run by hand with the spec: a member absent from the JSON, a value in a

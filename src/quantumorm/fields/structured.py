@@ -153,7 +153,6 @@ class DateTimeField(Field[dt.datetime]):
         return sortable.encode_datetime(value)
 
 
-
 def _utc_datetime(value: Any) -> Any:
     """``DateTimeField.quick_clean``: a datetime in UTC is its own cleaned value, a naive
     one gets UTC (as clean() does them); any other offset is left to clean()."""

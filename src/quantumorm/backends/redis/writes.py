@@ -271,7 +271,7 @@ class WriteLayout:
         self._listed: frozenset[bytes] | None = None
         #: (attribute, storage name, loader, default) of each field an index names, as
         #: _index_values loads them; False when an index names the id or a path (worked
-        #: out at the first loaded delete)
+        #: out at the first loaded save or delete)
         self._loads: list[tuple[str, str, Any, Any]] | Literal[False] | None = None
         #: the bulk insert's memo slot (_memos) of each indexed field, by attribute
         self._slots = {slot[0]: slot for slot in self._memos}

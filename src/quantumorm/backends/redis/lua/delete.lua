@@ -122,16 +122,20 @@ local idkey, soft = ARGV[2], ARGV[4] ~= ""
 local scheduled, locked, ttl_refused = 0, 0, nil
 -- (a caller that loaded the document as format 3 asks of its meta hash too, which such a
 -- document has only as a sweep record or a listed index's fields: none of the three there,
--- the usual case, and the meta hash's TYPE is not asked below; else the two keys again)
+-- the usual case in a partition where nothing expires, and no TYPE of it is asked; else
+-- its TYPE, which format 3's path reads below anyway, tells whether it was one of them)
 local headed_caller = ARGV[7] and ARGV[1] ~= "" and ARGV[7] ~= ""
-local meta_absent = false
+local meta_absent, meta_type = false, nil
 do
   local lock_hash = string.sub(state_key, 1, -6) .. "locks"
   local found
   if headed_caller then
     found = redis.call("EXISTS", KEYS[4], lock_hash, KEYS[2])
     meta_absent = found == 0
-    if not meta_absent then found = redis.call("EXISTS", KEYS[4], lock_hash) end
+    if not meta_absent then
+      meta_type = redis.call("TYPE", KEYS[2]).ok
+      if meta_type ~= "none" then found = found - 1 end
+    end
   else
     found = redis.call("EXISTS", KEYS[4], lock_hash)
   end
@@ -175,7 +179,7 @@ if headed_caller and alive then  -- (format 3's caller)
       local _, last, zeros = string.find(w, "^(0*)%d*", at)
       if last < at + 15 or #zeros > 15 then return {"CORRUPT"} end
     end
-    local meta_type = meta_absent and "none" or redis.call("TYPE", KEYS[2]).ok
+    meta_type = meta_absent and "none" or meta_type
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", KEYS[2]} end
     got, old = {version}, cmsgpack.unpack(ARGV[7])
     for i = 1, #old do  -- (the members: the loaded value encodings and the id key)

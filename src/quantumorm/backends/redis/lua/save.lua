@@ -100,9 +100,10 @@ local rare  -- (cold_paths(), made on the first rare path taken)
 -- neither)
 -- What each command serves (commands per write are the server's main cost): the state
 -- hash's HMGET: the layout refusal, the version clock, the hash's type; one EXISTS of the
--- TTL schedule and the lock hash (and, for a format-3 caller, the meta hash: see below):
--- all absent, the usual case, says there is no sweep to do, no lock; else the schedule's ZCARD (its type, and whether a sweep can have anything
--- to do) and the lock hash's check, each on its own (schedule_and_locks).
+-- TTL schedule and the lock hash (and, for a format-3 caller, the meta hash, whose TYPE
+-- follows only if one of the three is there): all absent, the usual case, says there is no
+-- sweep to do, no lock; else the schedule's ZCARD (its type, and whether a sweep can have
+-- anything to do) and the lock hash's check, each on its own (schedule_and_locks).
 -- The stream's type is proven by the XADD itself (emit_first), which comes after the
 -- writes of the entries that change (which prove the types of the indexes where no unique
 -- claim is made), all of which a refusal takes back.
@@ -116,7 +117,8 @@ if spec ~= "" then
   if first >= 48 and first <= 57 then stream_max = spec end
 end
 local clock, new_layout
-local meta_absent = false  -- (no meta hash there, asked by a format-3 caller's EXISTS)
+-- (a format-3 caller's: no meta hash there, asked in the schedule's EXISTS; or its type)
+local meta_absent, meta_type = false, nil
 local scheduled, others = 0, 0  -- (others: whether the lock hash exists)
 do  -- (state_check and schedule_and_locks in line; typed()'s checks written out: an error
     -- reply is a refusal when WRONGTYPE, else raised)
@@ -139,14 +141,18 @@ do  -- (state_check and schedule_and_locks in line; typed()'s checks written out
   end
   -- (a caller that loaded the document as format 3 asks of its meta hash too, which such a
   -- document has only as a sweep record or a listed index's fields: none of the three
-  -- there, the usual case, and the meta hash's TYPE is not asked below; else the two keys
-  -- again, as for format 2)
+  -- there, the usual case in a partition where nothing expires, and no TYPE of it is asked;
+  -- else its TYPE, which format 3's path reads below anyway, tells whether it was one of
+  -- them: no command more than the two keys' EXISTS and the TYPE)
   local lock_hash = string.sub(state_key, 1, -6) .. "locks"
   local found
   if ARGV[16] and ARGV[16] ~= "" then
     found = redis.call("EXISTS", KEYS[5], lock_hash, meta_key)
     meta_absent = found == 0
-    if not meta_absent then found = redis.call("EXISTS", KEYS[5], lock_hash) end
+    if not meta_absent then
+      meta_type = redis.call("TYPE", meta_key).ok
+      if meta_type ~= "none" then found = found - 1 end
+    end
   else
     found = redis.call("EXISTS", KEYS[5], lock_hash)
   end
@@ -240,7 +246,7 @@ if ARGV[16] and ARGV[16] ~= "" then
     end
     -- (type_ok() in line; whether a meta hash is there at all, which the write then
     -- deletes only if so)
-    local meta_type = meta_absent and "none" or redis.call("TYPE", meta_key).ok
+    meta_type = meta_absent and "none" or meta_type
     if meta_type ~= "none" and meta_type ~= "hash" then return {"WRONGTYPE", meta_key} end
     if locked then  -- (a prepared transaction holds it: only a resend is answered)
       if resent then return {"OK", resent, idkey} end
@@ -251,6 +257,7 @@ if ARGV[16] and ARGV[16] ~= "" then
       return {"VERSION", stored}
     end
     if plain then
+      -- (one empty table for both lists of pairs: only read)
       header = {stored, w, plain, plain, meta_type == "hash"}
       got = {stored, false, touched == 1 and string.sub(ARGV[16], 2) or nil}
     else

@@ -543,24 +543,32 @@ def _headed_damage(intent: bytes) -> dict[str, bytes]:
     }
 
 
-def test_a_damaged_format_3_row_in_an_intent_is_refused(conn: Any, redis_client: Any,
-                                                        wide: list[str]) -> None:
-    """A committed transaction whose intent's format-3 row does not read is refused by
-    the settle (DamagedTransactionError naming the intent) and by tx_apply.lua itself,
-    nothing written; put back, it is applied."""
-    from test_damaged_transaction import _record
+def rebuilt_intents(monkeypatch: Any) -> list[Any]:
+    """The intents the two-phase commit makes again (``TwoPhase._rebuilt``: after a schema
+    change), listed as they are made."""
+    from quantumorm.backends.redis.twophase import TwoPhase
 
+    rebuilt: list[Any] = []
+    made_again = TwoPhase._rebuilt
+
+    def counted(self: Any, keys: Any, args: Any) -> Any:
+        made = yield from made_again(self, keys, args)
+        rebuilt.append(made)
+        return made
+
+    monkeypatch.setattr(TwoPhase, "_rebuilt", counted)
+    return rebuilt
+
+
+def refuses_damaged_intents(conn: Any, rc: Any, record: Any, intent: str,
+                            damages: dict[str, bytes]) -> None:
+    """Each of ``damages`` (a name: the intent's damaged bytes) in place of the committed
+    transaction's intent ``intent``: refused by the settle (DamagedTransactionError naming
+    the intent) and by tx_apply.lua itself, nothing written."""
     from quantumorm import DamagedTransactionError
     from quantumorm.backends.redis.commands import Call, RedisPlan
 
-    rc = redis_client
-    keys = KeySpace(Wide._meta)
-    die_after(conn, transfer(conn, wide, 10, 30.0), 3)  # (committed, not applied)
-    record = _record(rc)
-    (intent,) = [k.decode() for k in rc.scan_iter(
-        f"{keys.tag(keys.partition_of(wide[0]))}:2pc:*")]
-    good = rc.get(intent)
-    for how, damage in _headed_damage(good).items():
+    for how, damage in damages.items():
         rc.set(intent, damage)
         before = snapshot(rc)
         with pytest.raises(DamagedTransactionError) as raised:
@@ -569,6 +577,23 @@ def test_a_damaged_format_3_row_in_an_intent_is_refused(conn: Any, redis_client:
         with pytest.raises(DamagedTransactionError):
             conn.run(lambda b: (yield RedisPlan((Call("tx_apply", (intent,), (b"",)),))))
         assert snapshot(rc) == before, how
+
+
+def test_a_damaged_format_3_row_in_an_intent_is_refused(conn: Any, redis_client: Any,
+                                                        wide: list[str]) -> None:
+    """A committed transaction whose intent's format-3 row does not read is refused by
+    the settle (DamagedTransactionError naming the intent) and by tx_apply.lua itself,
+    nothing written; put back, it is applied."""
+    from test_damaged_transaction import _record
+
+    rc = redis_client
+    keys = KeySpace(Wide._meta)
+    die_after(conn, transfer(conn, wide, 10, 30.0), 3)  # (committed, not applied)
+    record = _record(rc)
+    (intent,) = [k.decode() for k in rc.scan_iter(
+        f"{keys.tag(keys.partition_of(wide[0]))}:2pc:*")]
+    good = rc.get(intent)
+    refuses_damaged_intents(conn, rc, record, intent, _headed_damage(good))
     rc.set(intent, good)
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert leftovers(rc) == {}
@@ -587,17 +612,7 @@ def test_an_intent_made_again_after_a_schema_change_keeps_format_3(
     rc = redis_client
     die_after(conn, transfer(conn, wide, 10, 30.0), 3)  # (committed, not applied)
     older_client(conn, monkeypatch)
-    from quantumorm.backends.redis.twophase import TwoPhase
-
-    rebuilt: list[Any] = []
-    made_again = TwoPhase._rebuilt
-
-    def counted(self: Any, keys: Any, args: Any) -> Any:
-        made = yield from made_again(self, keys, args)
-        rebuilt.append(made)
-        return made
-
-    monkeypatch.setattr(TwoPhase, "_rebuilt", counted)
+    rebuilt = rebuilt_intents(monkeypatch)
 
     class Wider(Document):
         name = StringField(indexed=True)

@@ -472,9 +472,7 @@ def test_an_intent_with_a_damaged_insert_row_is_refused(conn: Any, redis_client:
     is refused by the settle and by tx_apply.lua, nothing written; put back, it is applied
     and the document stored in format 3."""
     from test_damaged_transaction import _record
-
-    from quantumorm import DamagedTransactionError
-    from quantumorm.backends.redis.commands import Call, RedisPlan
+    from test_format3_transactions import refuses_damaged_intents
 
     rc = redis_client
     keys = KeySpace(Wide._meta)
@@ -483,15 +481,7 @@ def test_an_intent_with_a_damaged_insert_row_is_refused(conn: Any, redis_client:
     (intent,) = [k.decode() for k in rc.scan_iter(
         f"{keys.tag(keys.partition_of(NEW[0]))}:2pc:*")]
     good = rc.get(intent)
-    for how, damage in _insert_damage(good).items():
-        rc.set(intent, damage)
-        before = snapshot(rc)
-        with pytest.raises(DamagedTransactionError) as raised:
-            conn.run(lambda b: conn.backend.settle(record, None))
-        assert raised.value.key == intent, how
-        with pytest.raises(DamagedTransactionError):
-            conn.run(lambda b: (yield RedisPlan((Call("tx_apply", (intent,), (b"",)),))))
-        assert snapshot(rc) == before, how
+    refuses_damaged_intents(conn, rc, record, intent, _insert_damage(good))
     rc.set(intent, good)
     assert conn.run(lambda b: conn.backend.settle(record, None)) is True
     assert leftovers(rc) == {}
@@ -508,17 +498,9 @@ def test_an_intent_made_again_after_a_schema_change_inserts_format_3(
     rc = redis_client
     die_after(conn, inserting(conn, wide, 30.0), 3)  # (committed, not applied)
     older_client(conn, monkeypatch)
-    from quantumorm.backends.redis.twophase import TwoPhase
+    from test_format3_transactions import rebuilt_intents
 
-    rebuilt: list[Any] = []
-    made_again = TwoPhase._rebuilt
-
-    def counted(self: Any, keys: Any, args: Any) -> Any:
-        made = yield from made_again(self, keys, args)
-        rebuilt.append(made)
-        return made
-
-    monkeypatch.setattr(TwoPhase, "_rebuilt", counted)
+    rebuilt = rebuilt_intents(monkeypatch)
 
     class Wider(Document):
         name = StringField(indexed=True)

@@ -907,30 +907,11 @@ class WriteLayout:
     def loaded_members(self, id: str | None, stored: dict[str, Any]) -> bytes:
         """What a loaded format-3 document (its storage form ``stored``) has in every index,
         as delete.lua's ARGV[7] reads it: a packed array of one packed array per index, of
-        its entries' value encodings (the script appends the id key to each). Made as
-        :meth:`bulk_values` makes a new document's, from the same memos (a value or element
+        its entries' value encodings (the script appends the id key to each). Made by
+        :meth:`bulk_values`, as a new document's, from the same memos (a value or element
         seen before, by a load or a delete, is not encoded again), of the indexed fields
         alone: no other field of the document is loaded."""
-        values = self._index_values(id, stored)
-        entries: list[bytes] = []
-        for name, field, meta_name, memo, elements in self._memos:
-            value = values.get(name)
-            kind = type(value)
-            if kind in _MEMO_TYPES:
-                key = value if kind is str else (kind, value)
-                known = memo.get(key)
-                if known is None:
-                    known = _packed(meta_name, field.index_keys(value))
-                    _keep(memo, key, known, len(known[0]))
-                entries.append(known[1])
-            elif elements is not None and isinstance(value, list):
-                entries.append(elements.packed(value)[1])
-            else:
-                entries.append(wire.pack(field.index_keys(value)))
-        for _, index, _ in self.compound:
-            entries.append(wire.pack(index_members(self.options, index, values)))
-        entries.append(_NONE)  # (what an index no field's entries are held for finds)
-        return self._index_header + b"".join(self._sources(entries))
+        return self.bulk_values(self._index_values(id, stored), False, False)[1]
 
     def _index_values(self, id: str | None, stored: dict[str, Any]) -> dict[str, Any]:
         """The values of the fields the model's indexes name, by attribute, of a document

@@ -455,7 +455,7 @@ if f3 then
   if not index_key then
     moved, olds, olds_of = {}, olds or {old1}, {}
   end
-  rare = rare or (not index_key and cold_paths()) or nil
+  rare = rare or (not index_key and j > 0 and cold_paths()) or nil
   for i = 1, index_key and 0 or j do
     local member, kind = string.match(c[at_indexes + 4 * i], "^(%d+) (%S*) ")
     local text = member and olds[tonumber(member)]

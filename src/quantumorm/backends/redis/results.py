@@ -161,8 +161,8 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
                         append(make(id, number, data))
                     else:
                         # (format 3: its writes send the entries of this data, see
-                        # headed.py; Headed.of in line: a call fewer per row, a third of
-                        # what the version costs)
+                        # headed.py; Headed.of in line: a call fewer per row, about half
+                        # of what the version costs)
                         version = Headed(number)
                         version.stored = data
                         append(make(id, version, data))

@@ -51,7 +51,8 @@
 --           sent only with a new expiry in milliseconds: an expiry kept updates the record
 --           there with ARGV[6]'s pairs); the listed indexes' pairs, flat (kept in the meta
 --           hash whatever the expiry; empty for a model with none)}; or, for a save that
---           sends no pairs and touches one index, "=" then its loaded packed list. Exact because
+--           sends no pairs and touches one index or none, "=" then that index's loaded
+--           packed list (nothing for none). Exact because
 --           the version is compared first. A format-3 document keeps its format: the new
 --           header's W chains this write id before the old ones (headed()), and its meta
 --           hash is headed_meta()'s (a sweep record only with an expiry). header_of,

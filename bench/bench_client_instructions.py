@@ -42,6 +42,16 @@ WARMUP = 100
 OPS = "get_q,get,eq,count,update_q,update,insert"
 
 
+def parameters(total: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """The ids, names and new documents of ``total`` calls, the same for every side."""
+    import bench_workload as bw
+
+    rng = random.Random(5)
+    ids = [str(rng.randint(1, DOCUMENTS)) for _ in range(total)]
+    names = [f"name{rng.randrange(DOCUMENTS // 10):06d}" for _ in range(total)]
+    return ids, names, bw.make_docs(total, DOCUMENTS // 10, 7)
+
+
 def floor_worker(op: str, calls: int, url: str) -> None:
     """:func:`worker`'s calls on the floor side (``workload_floor.py``, its own keys): the
     same parameters, the floor's way (an update loads, then compare-and-sets)."""
@@ -52,11 +62,8 @@ def floor_worker(op: str, calls: int, url: str) -> None:
     if floor.count(0, 100) < DOCUMENTS:
         for batch in bw.batches(bw.make_docs(DOCUMENTS, DOCUMENTS // 10, 1)):
             floor.bulk(batch)
-    rng = random.Random(5)
     total = WARMUP + calls
-    ids = [str(rng.randint(1, DOCUMENTS)) for _ in range(total)]
-    names = [f"name{rng.randrange(DOCUMENTS // 10):06d}" for _ in range(total)]
-    docs = bw.make_docs(total, DOCUMENTS // 10, 7)
+    ids, names, docs = parameters(total)
 
     def update(i: int) -> Any:
         row = floor.get(ids[i])
@@ -99,11 +106,8 @@ def worker(op: str, calls: int, url: str) -> None:
     if objects.count_sync() < DOCUMENTS:
         objects.bulk_create_sync([model(**d) for d in bw.make_docs(DOCUMENTS,
                                                                    DOCUMENTS // 10, 1)])
-    rng = random.Random(5)
     total = WARMUP + calls
-    ids = [str(rng.randint(1, DOCUMENTS)) for _ in range(total)]
-    names = [f"name{rng.randrange(DOCUMENTS // 10):06d}" for _ in range(total)]
-    docs = bw.make_docs(total, DOCUMENTS // 10, 7)
+    ids, names, docs = parameters(total)
 
     def update(i: int) -> Any:
         person = objects.get_many_sync([ids[i]])[0]

@@ -229,8 +229,7 @@ class WriteLayout:
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
-        self._memos: list[tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes, bytes]],
-                                _Elements | None]] = [
+        self._memos: list[MemoSlot] = [
             (name, field, meta_name, {}, _Elements.of(field, meta_name))
             for name, field, meta_name in self.value_fields]
         #: per index: which meta field pair holds its entries (bulk_values' order), or none
@@ -346,20 +345,8 @@ class WriteLayout:
             if slot is None:
                 out.append(sortable.pack_list(index_members(self.options, index, values)))
                 continue
-            name, field, meta_name, memo, elements = slot
-            value = values.get(name)
-            kind = type(value)
-            if kind in _MEMO_TYPES:
-                key = value if kind is str else (kind, value)
-                known = memo.get(key)
-                if known is None:
-                    known = _packed(meta_name, field.index_keys(value))
-                    _keep(memo, key, known, len(known[0]))
-                pair = known[0]
-            elif elements is not None and isinstance(value, list):
-                pair = elements.packed(value)[0]
-            else:
-                pair = _packed(meta_name, field.index_keys(value))[0]
+            meta_name = slot[2]
+            pair = _known(slot, values.get(slot[0]))[0]
             # (the pair's meta field name and the list's string head cut off: the list)
             at = len(meta_name) + 1 if len(meta_name) < 32 else len(wire.item(meta_name))
             head = pair[at]
@@ -870,19 +857,8 @@ class WriteLayout:
         pairs: list[bytes] = []
         entries: list[bytes] = []
         which = 2 if flat else 1
-        for name, field, meta_name, memo, elements in self._memos:
-            value = values.get(name)
-            kind = type(value)
-            if kind in _MEMO_TYPES:
-                key = value if kind is str else (kind, value)
-                known = memo.get(key)
-                if known is None:
-                    known = _packed(meta_name, field.index_keys(value))
-                    _keep(memo, key, known, len(known[0]))
-            elif elements is not None and isinstance(value, list):
-                known = elements.packed(value, flat, pairs_too)
-            else:
-                known = _packed(meta_name, field.index_keys(value))
+        for slot in self._memos:
+            known = _known(slot, values.get(slot[0]), flat, pairs_too)
             if pairs_too:
                 pairs.append(known[0])
             entries.append(known[which])
@@ -969,21 +945,8 @@ class WriteLayout:
                 columns.append([packed(value, True, False)[2]  # type: ignore[arg-type]
                                 for value in column])
             else:  # (bulk_values' own way, value by value)
-                made = []
-                for value in column:
-                    kind = type(value)
-                    if kind in _MEMO_TYPES:
-                        key = value if kind is str else (kind, value)
-                        known = memo.get(key)
-                        if known is None:
-                            known = _packed(meta_name, field.index_keys(value))
-                            _keep(memo, key, known, len(known[0]))
-                        made.append(known[2])
-                    elif elements is not None and isinstance(value, list):
-                        made.append(elements.packed(value, True, False)[2])
-                    else:
-                        made.append(_packed(meta_name, field.index_keys(value))[2])
-                columns.append(made)
+                slot = (name, field, meta_name, memo, elements)
+                columns.append([_known(slot, value, True, False)[2] for value in column])
         columns.append(repeat(_NONE_FLAT, count))  # (an index no field holds entries for)
         if not self.indexes:  # (no entries: each document's are b"", as bulk_values' are)
             return [b""] * count
@@ -1302,6 +1265,31 @@ class _Elements:
         entry = (key, b"%d:%s" % (len(key), key), wire.item(key))
         _keep(self.memo, item if kind is str else (kind, item), entry, len(key))
         return entry
+
+
+#: a value field's memo slot (see WriteLayout._memos): attribute, field, meta field, memo
+#: of its values' encodings, memo of its elements' (an array field's) or None
+MemoSlot = tuple[str, Field, bytes, dict[Any, tuple[bytes, bytes, bytes]], "_Elements | None"]
+
+
+def _known(slot: MemoSlot, value: Any, flat: bool = False,
+           pair: bool = True) -> tuple[bytes, bytes, bytes]:
+    """:func:`_packed` of the entries of ``value`` in the field of ``slot``: a plain value
+    from the field's memo (remembered when new: a str under itself, any other under its type
+    and value, as 1 and True differ), an array by its elements' memo (only the forms
+    ``flat`` and ``pair`` ask for), any other value encoded afresh."""
+    _, field, meta_name, memo, elements = slot
+    kind = type(value)
+    if kind in _MEMO_TYPES:
+        key = value if kind is str else (kind, value)
+        known = memo.get(key)
+        if known is None:
+            known = _packed(meta_name, field.index_keys(value))
+            _keep(memo, key, known, len(known[0]))
+        return known
+    if elements is not None and isinstance(value, list):
+        return elements.packed(value, flat, pair)
+    return _packed(meta_name, field.index_keys(value))
 
 
 def _memo_key(value: Any) -> Any:

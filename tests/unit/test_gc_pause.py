@@ -37,13 +37,12 @@ def _doc(i: int) -> bytes:
 
 
 def _reply(count: int, bad: int | None = None) -> list[Any]:
-    """A ``query.lua`` "rows" reply of ``count`` documents (ids 1.., version 5); the row
-    ``bad`` (if any) holds text that is not JSON."""
+    """A ``query.lua`` "rows" reply of ``count`` documents (ids 1.., version 5, carried by
+    each value: no version item); the row ``bad`` (if any) holds text that is not JSON."""
     reply: list[Any] = []
     for i in range(1, count + 1):
         doc = b"{not json" if i == bad else _doc(i)
-        reply += [b"\x01" + bytes([0x20 + len(str(i))]) + str(i).encode(), False,
-                  b"\x005\x00" + doc]
+        reply += [str(i).encode(), b"\x005\x00" + doc]
     return reply
 
 

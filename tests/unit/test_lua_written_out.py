@@ -23,7 +23,8 @@ from quantumorm.backends.redis import luachunks
 WRITTEN_OUT = {
     "applied_in": ("_write.lua", "a66736cd4f7a9c88", ("patch.lua",)),
     "state_check": ("_write.lua", "9757ecb98c0e17d1", ("insert.lua", "save.lua", "patch.lua")),
-    "layout_refusal": ("_prelude.lua", "1d99e49400fcf184", ("delete.lua", "count.lua")),
+    "layout_refusal": ("_prelude.lua", "1d99e49400fcf184",
+                       ("delete.lua", "count.lua", "query.lua")),
     "schedule_and_locks": ("_write.lua", "3f9c6c5242cac58c",
                            ("insert.lua", "save.lua", "delete.lua", "patch.lua")),
     "events_unchecked": ("_write.lua", "4614757a5f6cd029",

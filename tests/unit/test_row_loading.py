@@ -136,11 +136,11 @@ def test_the_batch_decoder_is_orjson_only_for_a_batch_without_long_numbers(codec
 
 
 def _reply(*docs: bytes) -> list[Any]:
-    """A ``query.lua`` "rows" reply of documents with numeric ids 1, 2, ... (version 5)."""
+    """A ``query.lua`` "rows" reply of documents with numeric ids 1, 2, ... (version 5, carried
+    by each value: no version item)."""
     reply: list[Any] = []
     for i, doc in enumerate(docs, 1):
-        reply += [b"\x01" + bytes([0x20 + len(str(i))]) + str(i).encode(), b"5",
-                  b"\x005\x00" + doc]
+        reply += [str(i).encode(), b"\x005\x00" + doc]
     return reply
 
 
@@ -308,7 +308,7 @@ def test_rows_made_by_a_loader_are_its_documents(codec: str) -> None:
     hash's, beside it) through :func:`results.row` first."""
     reply = _reply(b'{"s":"a","n":1,"tags":["x"]}',
                    b'{"s":"b","when":"2024-01-02T03:04:05+00:00"}')
-    reply += [b"\x01!3", b"9", b'{"s":"old","stored_q":"q"}']
+    reply += [b"3", b"9", b'{"s":"old","stored_q":"q"}']  # (its version item: format 1)
     load = Loaded._loader()
     docs = results.rows(Loaded._meta, reply, load)
     expected = [load(r.id, r.version, r.data) for r in results.rows(Loaded._meta, reply)]

@@ -46,9 +46,10 @@ LOCKED = (b"LOCKED", "LOCKED")
 
 def locked_reply(reply: Any) -> bool:
     """Whether a query.lua reply is wrapped as {"LOCKED", answer, holders}: its partition
-    has locks of two-phase commits, held by those transactions (an id key never is
-    "LOCKED": see sortable.id_key)."""
-    return isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED
+    has locks of two-phase commits, held by those transactions (a list: a reply of rows
+    holds none, and the escaped id of its first row may be "LOCKED")."""
+    return (isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED
+            and isinstance(reply[2], list))
 
 
 def on_primary(make: Callable[[ModelState], tuple[T, RedisPlan]]
@@ -255,7 +256,8 @@ class Reader(TwoPhase):
         while True:
             made, replies = yield from self._ask(options, ask)
             for reply in replies:  # (locked_reply's test inline: no call per reply)
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED:
+                if (isinstance(reply, list) and len(reply) == 3 and reply[0] in LOCKED
+                        and isinstance(reply[2], list)):
                     break
             else:
                 return made, replies

@@ -108,18 +108,24 @@ def _documents(options: ModelOptions, ids: list[str], reply: list[Any],
 
 
 def rows(options: ModelOptions, reply: list[Any], make: Make = Row) -> list[Any]:
-    """A "rows" reply of ``query.lua``: flat {id key, version, JSON}, each row as
-    ``make(id, version, data)`` makes it (a :class:`Row`, or a model's document: see
-    :meth:`~.reader.Reader.query_loaded`).
+    """A "rows" reply of ``query.lua``: flat, each row {escaped id, value} when the value
+    (the document key's) carries its version (format 2 or 3: :data:`.stored.VERSIONED` or
+    :data:`.stored.HEADED` first), else {escaped id, version, value} (the meta hash's
+    version: digits, never such a byte first), each row as ``make(id, version, data)``
+    makes it (a :class:`Row`, or a model's document: see
+    :meth:`~.reader.Reader.query_loaded`). The escaped id is the id as its document key
+    holds it (:func:`~quantumorm.sortable.escape_id`): a numeric id's digits, as they are.
 
-    The loop runs once per row of every query, so the common row (a numeric id key, a
+    The loop runs once per row of every query, so the common row (an id with no escape, a
     document key that carries its version, JSON that is not compressed) is decoded inline
     here, without the three calls of :func:`row` (by orjson itself when the batch allows,
     see :func:`~quantumorm.jsoncodec.batch_decoder`); any other row, and any row that
     does not decode, goes through :func:`row`, which decodes it as
     :func:`~quantumorm.jsoncodec.decode` does or raises the precise error. A large reply
-    is decoded with the cyclic garbage collector paused (see :mod:`quantumorm.gcpause`)."""
-    if len(reply) < 3 * gcpause.PAUSE_FROM:
+    is decoded with the cyclic garbage collector paused (see :mod:`quantumorm.gcpause`).
+    From the first row with a version of its own (format 1, legacy), the rest are read by
+    :func:`_rows_versioned`."""
+    if len(reply) < 2 * gcpause.PAUSE_FROM:
         return _rows(options, reply, make)
     with gcpause.paused():
         return _rows(options, reply, make)
@@ -127,24 +133,26 @@ def rows(options: ModelOptions, reply: list[Any], make: Make = Row) -> list[Any]
 
 def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
     out: list[Any] = []
-    append, decode = out.append, jsoncodec.batch_decoder(reply[2::3])
+    append, decode = out.append, jsoncodec.batch_decoder(reply[1::2])
     # (locals: read once per row)
-    numeric, versioned, headed = NUMERIC_ID, stored.VERSIONED, stored.HEADED
-    for i in range(0, len(reply), 3):
-        key, raw = reply[i], reply[i + 2]
-        id = key[2:].decode() if key[:1] == numeric else sortable.id_from_key(bytes(key))
+    versioned, headed = stored.VERSIONED, stored.HEADED
+    for i in range(0, len(reply), 2):
+        id, raw = reply[i].decode(), reply[i + 1]
+        if "%" in id:  # (an escape: see escape_id)
+            id = sortable.unescape_id(id)
         # (stored.py's formats: NUL, the version's digits, NUL, the document; format 3's
         # 0x01, the version's digits, NUL, the write ids, NUL, the document; any other
         # first byte, and a version of more than 16 digits, is read by row())
         first = raw[:1]
-        if first == versioned:
-            end = raw.find(b"\x00", 1)
-            start = end + 1
-        elif first == headed:
+        if first == headed:
             end = raw.find(b"\x00", 1)
             start = raw.find(b"\x00", end + 1) + 1 if 1 < end < 18 else 0
-        else:
-            end = -1
+        elif first == versioned:
+            end = raw.find(b"\x00", 1)
+            start = end + 1
+        else:  # (the row's version, then its value: the rows from here on, by their form)
+            out += _rows_versioned(options, reply, i, make)
+            return out
         # (plain digits, as the scripts write them: int() also reads "+13", " 13", "13 ",
         # "013" and "1_3", refused here with no call per row: a digit first and last, no
         # "_", and int() refuses anything else between them)
@@ -167,8 +175,28 @@ def _rows(options: ModelOptions, reply: list[Any], make: Make) -> list[Any]:
                         version.stored = data
                         append(make(id, version, data))
                     continue
-        found = row(options, id, reply[i + 1], raw)
+        found = row(options, id, None, raw)
         append(found if make is Row else make(found.id, found.version, found.data))
+    return out
+
+
+def _rows_versioned(options: ModelOptions, reply: list[Any], i: int,
+                    make: Make) -> list[Any]:
+    """The rows of a "rows" reply from position ``i``, some with a version of their own
+    (see :func:`rows`), each read by :func:`row`."""
+    out: list[Any] = []
+    own = (stored.VERSIONED, stored.HEADED)
+    while i < len(reply):
+        id = reply[i].decode()
+        if "%" in id:
+            id = sortable.unescape_id(id)
+        item = reply[i + 1]
+        if item[:1] in own:
+            version, raw, i = None, item, i + 2
+        else:
+            version, raw, i = item, reply[i + 2], i + 3
+        found = row(options, id, version, raw)
+        out.append(found if make is Row else make(found.id, found.version, found.data))
     return out
 
 

@@ -35,12 +35,16 @@
 --           meta field, its JSON key text and its kind code (derived.py; "": not derived),
 --           MessagePack strings one after the other (Plan.derivable), read only for a
 --           format-3 candidate without a meta hash (see from_document)
--- Returns   rows: flat {id key, version, json, ...} (json: the document as stored; version
---           false when it carries its own, see versioned() in _prelude.lua; a meta
---           hash's version that does not read is an error, see meta_version()); keyed: flat
---           {id key, version, json,
---           then per ORDER entry the encoding the rows are ordered by, ...} (the id key
---           breaks ties); sortkeys: the same without the json; count: integer; exists: 0|1;
+-- Returns   rows: flat, each row {escaped id, json} when its json (the document as stored)
+--           carries its version (format 2 or 3: its first byte is 0 or 1), else {escaped
+--           id, version, json} (the meta hash's version: digits, "0" when there is none; a
+--           version that does not read is an error, see meta_version()): the row's
+--           second item says which (escaped id: the id as in its document key, see
+--           escaped_id() in _prelude.lua; results.py reads this form); keyed: flat
+--           {id key, version, json, then per ORDER entry the encoding the rows are ordered
+--           by, ...} (version false when the json carries its own, see versioned() in
+--           _prelude.lua; the id key breaks ties); sortkeys: {id key, version, sort
+--           keys...}, without the json; count: integer; exists: 0|1;
 --           plan: {estimated candidates, 1 if exact, the chosen driver, the drivers it
 --           reads...}, each driver named by its position in the program's DRIVER (depth
 --           first, from 1);
@@ -55,13 +59,29 @@
 -- from_document):
 -- colder: derived_entries json_plain_doc json_plain_span json_members
 -- Written out in place (from_document, the plain search's entries): derived_entry's
--- common part (null, booleans, ints, strings without escapes), which the colder tier makes.
+-- common part (null, booleans, ints, strings without escapes), which the colder tier makes;
+-- (first below) layout_refusal, a reader's, as count.lua's.
 -- uses: _derive _write
 
 do
-  local refused = layout_refusal(KEYS[#KEYS - 1], ARGV[8], false)
-  if refused and refused[1] == "LAYOUT" then return refused end
-  if refused then return redis.error_reply("WRONGTYPE " .. KEYS[#KEYS - 1] .. " is not a hash") end
+  -- (layout_refusal() in line, of a reader, as count.lua's: no function made per call for
+  -- it, and a layout that is the caller's own text, the usual case, read with no call)
+  local state_key, layout = KEYS[#KEYS - 1], ARGV[8]
+  local got = redis.pcall("HGET", state_key, "layout")
+  if got ~= layout then
+    if type(got) == "table" then  -- (an error reply: the state hash holds another type)
+      if string.find(got.err, "WRONGTYPE", 1, true) then
+        return redis.error_reply("WRONGTYPE " .. state_key .. " is not a hash")
+      end
+      error(got)
+    end
+    if layout ~= nil and layout ~= "" then
+      -- (a layout that is not plain digits does not read, as layout_refusal() judges it)
+      local stored = string.find(got or "0", "^%d+$") and tonumber(got or "0")
+      if not stored then error({err = "DAMAGED " .. state_key .. " layout"}) end
+      if stored > tonumber(layout) then return {"LAYOUT", string.format("%.0f", stored)} end
+    end
+  end
 end
 local doc_prefix, meta_prefix, mode = ARGV[1], ARGV[2], ARGV[3]
 -- keyed: rows, each followed by its sort keys (the caller merges partitions with them);
@@ -87,6 +107,134 @@ if type(program[1]) == "table" then program = program[1] end
 
 local find, sub, byte = string.find, string.sub, string.byte
 
+-- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
+-- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
+-- committed transactions holding them and asks again (also when a holder met here is gone
+-- by then: its apply may have landed in between), so that it sees a committed transaction
+-- whole. Made only while the schedule or the flag is there (nil, the usual case: the answer
+-- goes out as it is, and no function is made for it on every call).
+local answered
+if flagged then
+  answered = function(answer)
+    if redis.call("EXISTS", lock_flag) == 1 then
+      local holders, met = {}, {}
+      -- (HGETALL: in the ACL rule)
+      local pairs_ = redis.call("HGETALL", string.sub(lock_flag, 1, -7) .. "locks")
+      for i = 2, #pairs_, 2 do
+        local holder = pairs_[i]
+        if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+      end
+      return {"LOCKED", answer, holders}
+    end
+    return answer
+  end
+end
+
+-- The common query first: an exact walk whose rows are returned (an equality or a range on
+-- one index, or every document, in index order; nothing to test) while no document can
+-- expire. Its rows are exactly the index entries at offset .. offset + limit of its range,
+-- read with one command, then their documents with one MGET per batch: none of the
+-- compiler, planner and filters below (building their closures costs more than such a
+-- query), nor any function of the script (each made costs the server about 1,100
+-- instructions per call): lead_of(), ids_of(), no_strings(), escaped_at(), doc_keys() and
+-- escaped_id() are written out in place (below the walk: change the copies too). The
+-- program is WALK keypos is_id_index desc min max exact ... (grammar below).
+if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
+    and not verify then
+  -- (index_key() below, inline)
+  local pos = tonumber(program[2])
+  local key = pos and pos <= #KEYS - 2 and KEYS[pos]
+  if not key then
+    error({err = "ERR query program names index key " .. tostring(program[2]) .. " of "
+      .. (#KEYS - 2) .. " sent (the program's reach and query.lua disagree)"})
+  end
+  local low, high = program[5], program[6]
+  -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
+  -- Redis): no number read nor written back, strtod and printf in C)
+  local members
+  if program[4] == "1" then
+    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", ARGV[4], ARGV[5])
+  else
+    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
+  end
+  local count = #members
+  -- Where the id key starts in each member: ``start`` in them all (the id index's members
+  -- are id keys; after a whole value in a single-field index: lead_of()'s test, inline),
+  -- else ``starts[i]`` (ids_of()'s rules, inline: after a member's last \0, or after its
+  -- first in a single-field index of no string value: no_strings()). No id key is made:
+  -- only each row's escaped id, below.
+  local start, starts = 1, nil
+  if program[3] ~= "1" and count > 0 then
+    local v, head = sub(low, 2), members[1]
+    if byte(low, 1) == 91 and byte(v, -1) == 0 and high == "(" .. v .. "\255" then
+      start = #v + 1
+      if find(head, "\0", start, true) then starts = {} end  -- (a compound index's)
+    else
+      start, starts = nil, {}
+    end
+    if starts then
+      local z = find(head, "\0", 1, true)
+      local single = not start and count >= 16 and z and not find(head, "\0", z + 1, true)
+        and redis.call("ZLEXCOUNT", key, "[\32", "(\33") == 0
+      for i = 1, count do
+        local m = members[i]
+        local at = find(m, "\0", start or 1, true)
+        if at and not single then
+          while true do
+            local j = find(m, "\0", at + 1, true)
+            if not j then break end
+            at = j
+          end
+        end
+        starts[i] = at and at + 1 or start
+      end
+    end
+  end
+  -- Each row's escaped id (escaped_id(), inline: after the id key's kind byte, and a numeric
+  -- one's length byte), its document key's suffix and the id the reply names the row by:
+  -- ``skip`` bytes from the id key's start in them all when the first and the last id key
+  -- (in id key order: numeric ones first) are of one kind (escaped_at()'s test, inline)
+  local skip
+  if not starts and count > 0 then
+    local head, tail = byte(members[1], start), byte(members[count], start)
+    if head == tail then skip = head == 1 and 2 or 1 end
+  end
+  local out, n, BATCH = {}, 0, 512
+  for first = 1, count, BATCH do
+    local last = math.min(first + BATCH - 1, count)
+    -- (doc_keys(), inline: a table made at its size, not grown entry by entry)
+    local keys = {unpack(members, first, last)}
+    for i = first, last do
+      local m, at = members[i], starts and starts[i] or start
+      local escaped = sub(m, at + (skip or (byte(m, at) == 1 and 2 or 1)))
+      members[i] = escaped
+      keys[i - first + 1] = doc_prefix .. escaped
+    end
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local json = docs[i - first + 1]
+      -- (an empty value, which no format stores, is format 1's: read as any damaged one)
+      if not json then  -- (gone: expired since its entry was read)
+      elseif (byte(json, 1) or 2) > 1 then  -- (format 1: its version is the meta hash's)
+        -- (meta_version() below, inline: a rare path, whose definitions cold_paths() makes)
+        local rare = cold_paths()
+        local meta_key = meta_prefix .. members[i]
+        local version = redis.call("HGET", meta_key, "v")
+        if version and rare.bad_version(meta_key, version) then
+          error(rare.damaged_error(meta_key, "v"))
+        end
+        out[n + 1], out[n + 2], out[n + 3] = members[i], version or "0", json
+        n = n + 3
+      else  -- (0: format 2, 1: format 3; both carry their version, which the caller reads)
+        out[n + 1], out[n + 2] = members[i], json
+        n = n + 2
+      end
+    end
+  end
+  if answered then return answered(out) end
+  return out
+end
+
 -- Where the escaped id starts in every id key of ``ids`` (3: all numeric, "\1", a length
 -- byte, the digits; 2: none, "\2" and the escaped id), or nil: both kinds, or too few ids
 -- for the test to pay (escaped_id() per row then). ``ordered``: ``ids`` are in id key order,
@@ -104,19 +252,22 @@ local function escaped_at(ids, ordered)
   return nil
 end
 
--- The document keys of ``ids[first..last]`` (``at``: escaped_at()'s), in a table made at
--- its size (not grown entry by entry, each growth a new array and a copy).
+-- The document keys of ``ids[first..last]`` (``at``: escaped_at()'s), then their escaped
+-- ids (the ids a rows reply names), in tables made at their size (not grown entry by entry,
+-- each growth a new array and a copy).
 local function doc_keys(ids, first, last, at)
-  local keys = {unpack(ids, first, last)}
+  local escaped = {unpack(ids, first, last)}
   if at then
-    for i = 1, last - first + 1 do keys[i] = doc_prefix .. sub(keys[i], at) end
+    for i = 1, last - first + 1 do escaped[i] = sub(escaped[i], at) end
   else
     for i = 1, last - first + 1 do
-      local idkey = keys[i]  -- (escaped_id, inline)
-      keys[i] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+      local idkey = escaped[i]  -- (escaped_id, inline)
+      escaped[i] = sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
     end
   end
-  return keys
+  local keys = {unpack(escaped)}
+  for i = 1, #keys do keys[i] = doc_prefix .. keys[i] end
+  return keys, escaped
 end
 
 -- Where the id key starts in the members of a lex range [v, v\xff) when v is a whole value
@@ -193,96 +344,6 @@ local function ids_of(members, lead, set, key)
     end
     if set then out[id] = true else out[i] = id end
   end
-  return out
-end
-
--- two-phase commits (twophase.py): while the partition has locks (its flag, beside the state
--- hash), the answer comes wrapped, {"LOCKED", answer, holders}: the caller settles the
--- committed transactions holding them and asks again (also when a holder met here is gone
--- by then: its apply may have landed in between), so that it sees a committed transaction
--- whole. Made only while the schedule or the flag is there (nil, the usual case: the answer
--- goes out as it is, and no function is made for it on every call).
-local answered
-if flagged then
-  answered = function(answer)
-    if redis.call("EXISTS", lock_flag) == 1 then
-      local holders, met = {}, {}
-      -- (HGETALL: in the ACL rule)
-      local pairs_ = redis.call("HGETALL", string.sub(lock_flag, 1, -7) .. "locks")
-      for i = 2, #pairs_, 2 do
-        local holder = pairs_[i]
-        if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
-      end
-      return {"LOCKED", answer, holders}
-    end
-    return answer
-  end
-end
-
--- The common query first: an exact walk whose rows are returned (an equality or a range on
--- one index, or every document, in index order; nothing to test) while no document can
--- expire. Its rows are exactly the index entries at offset .. offset + limit of its range,
--- read with one command, then their documents with one MGET per batch: none of the
--- compiler, planner and filters below (building their closures costs more than such a
--- query). The program is WALK keypos is_id_index desc min max exact ... (grammar below).
-if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
-    and not verify then
-  -- (index_key() below, inline: no function made on this path)
-  local pos = tonumber(program[2])
-  local key = pos and pos <= #KEYS - 2 and KEYS[pos]
-  if not key then
-    error({err = "ERR query program names index key " .. tostring(program[2]) .. " of "
-      .. (#KEYS - 2) .. " sent (the program's reach and query.lua disagree)"})
-  end
-  local is_ids, low, high = program[3] == "1", program[5], program[6]
-  -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
-  -- Redis): no number read nor written back, strtod and printf in C)
-  local members
-  if program[4] == "1" then
-    members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", ARGV[4], ARGV[5])
-  else
-    members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
-  end
-  -- ``ordered``: the ids come in id key order (the id index, or the single-field members
-  -- of one whole value): see escaped_at()
-  local ids, ordered = members, is_ids
-  if not is_ids then
-    local lead = lead_of(low, high)
-    if lead and members[1] and not find(members[1], "\0", lead, true) then
-      -- (ids_of()'s own first test, inline; the ids in place of their members: no table
-      -- grown entry by entry)
-      ordered = true
-      for i = 1, #members do members[i] = sub(members[i], lead) end
-    else
-      ids = ids_of(members, lead, nil, key)
-    end
-  end
-  local at = escaped_at(ids, ordered)
-  local out, n, BATCH = {}, 0, 512
-  for first = 1, #ids, BATCH do
-    local last = math.min(first + BATCH - 1, #ids)
-    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
-    for i = first, last do
-      local json = docs[i - first + 1]
-      if json then  -- (false: the document carries its version, which the caller reads there)
-        local idkey, version = ids[i], false
-        -- (an empty value, which no format stores, is format 1's: read as any damaged one)
-        if (byte(json, 1) or 2) > 1 then  -- (0: format 2, 1: format 3; both carry their version)
-          -- (meta_version() below, inline: a rare path, whose definitions cold_paths() makes)
-          local rare = cold_paths()
-          local meta_key = ARGV[2] .. rare.escaped_id(idkey)
-          version = redis.call("HGET", meta_key, "v")
-          if version and rare.bad_version(meta_key, version) then
-            error(rare.damaged_error(meta_key, "v"))
-          end
-          version = version or "0"
-        end
-        out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
-        n = n + 3
-      end
-    end
-  end
-  if answered then return answered(out) end
   return out
 end
 
@@ -1173,10 +1234,12 @@ local function emit(rows)
   end
   for first = 1, #rows, BATCH do
     local last = math.min(first + BATCH - 1, #rows)
-    local keys = {}
+    local keys, escaped = {}, {}
     for i = first, last do
       local idkey = rows[i].id  -- (escaped_id, inline)
-      keys[#keys + 1] = doc_prefix .. sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+      local e = sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
+      escaped[i - first + 1] = e
+      keys[i - first + 1] = doc_prefix .. e
     end
     local docs = redis.call("MGET", unpack(keys))
     for i = first, last do
@@ -1194,11 +1257,15 @@ local function emit(rows)
           vals = vals or values_of(row.id)
           version = row_version(vals, row.id)
         end
-        out[#out + 1] = row.id
-        out[#out + 1] = version
-        out[#out + 1] = json
         if keyed then
+          out[#out + 1] = row.id
+          out[#out + 1] = version
+          out[#out + 1] = json
           for k = 1, #order do out[#out + 1] = keys_of[k] end
+        else  -- (the rows reply: the escaped id, the version only where the JSON has none)
+          out[#out + 1] = escaped[i - first + 1]
+          if version then out[#out + 1] = version end
+          out[#out + 1] = json
         end
       end
     end
@@ -1217,16 +1284,18 @@ local function emit_ids(ids)
   local out, n, at = {}, 0, escaped_at(ids, false)
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local docs = redis.call("MGET", unpack(doc_keys(ids, first, last, at)))
+    local keys, escaped = doc_keys(ids, first, last, at)
+    local docs = redis.call("MGET", unpack(keys))
     for i = first, last do
       local json = docs[i - first + 1]
-      if json then
-        local idkey = ids[i]
-        -- (false: the document carries its version, which the caller reads there)
-        local version = false
-        if (byte(json, 1) or 2) > 1 then version = version_of(idkey) end  -- (format 1, "")
-        out[n + 1], out[n + 2], out[n + 3] = idkey, version, json
+      -- (the rows reply, as the exact walk's: the version only where the JSON has none)
+      if not json then  -- (gone)
+      elseif (byte(json, 1) or 2) > 1 then  -- (format 1, "")
+        out[n + 1], out[n + 2], out[n + 3] = escaped[i - first + 1], version_of(ids[i]), json
         n = n + 3
+      else
+        out[n + 1], out[n + 2] = escaped[i - first + 1], json
+        n = n + 2
       end
     end
   end

@@ -52,6 +52,14 @@ WRITTEN_OUT = {
     # (query.lua's plain search makes a format-3 candidate's common entries in place, where
     # _derive.lua's definition is made only by the colder tier)
     "derived_entry": ("_derive.lua", "aa37a7e02330e6c2", ("query.lua", "patch.lua")),
+    # (query.lua's exact walk, the common query, makes no function: it writes out
+    # escaped_id and the script's own helpers, which the rest of the script makes)
+    "escaped_id": ("_prelude.lua", "9ed2e2878d0cd8cd", ("query.lua",)),
+    "lead_of": ("query.lua", "b5639b4cf52faaf6", ("query.lua",)),
+    "ids_of": ("query.lua", "4cc2e21a2e7df090", ("query.lua",)),
+    "no_strings": ("query.lua", "94f35a10af7b5fef", ("query.lua",)),
+    "escaped_at": ("query.lua", "39349a1814ac477e", ("query.lua",)),
+    "doc_keys": ("query.lua", "98a1bfb7df46836a", ("query.lua",)),
 }
 
 LUA = resources.files("quantumorm.backends.redis") / "lua"
@@ -60,7 +68,10 @@ LUA = resources.files("quantumorm.backends.redis") / "lua"
 def fingerprints(part: str) -> dict[str, str]:
     """The fingerprint of each definition of a shared part, by the names it defines."""
     out: dict[str, str] = {}
-    for chunk in luachunks.split((LUA / part).read_text()):
+    text = (LUA / part).read_text()
+    if text.startswith("#!"):  # (a script's flags line)
+        text = text.partition("\n")[2]
+    for chunk in luachunks.split(text):
         code = " ".join(token.text for token in luachunks.tokens(chunk.text))
         for name in chunk.defines:
             out[name] = hashlib.sha256(code.encode()).hexdigest()[:16]
@@ -102,3 +113,25 @@ def test_the_fingerprint_sees_code_and_not_comments() -> None:
     code = [" ".join(t.text for t in luachunks.tokens(c.text))
             for text in (source, commented, changed) for c in luachunks.split(text)]
     assert code[0] == code[1] != code[2]
+
+
+def test_the_exact_walk_of_query_lua_makes_no_function() -> None:
+    """query.lua's exact walk (the common query: an equality or a range on one index, its
+    rows returned as they are) runs with no function made on its way but ``cold_paths``
+    (luachunks.py's, called only on its rare path) and ``answered`` (made only while the
+    partition has locks): the top-level statements before it, and it, make none."""
+    from quantumorm.backends.redis.commands import script
+
+    body = script("query").source.partition("\n")[2]
+    made = []
+    for chunk in luachunks.split(body):
+        toks = [t.text for t in luachunks.tokens(chunk.text)]
+        if toks[:3] == ["cold_paths", "=", "function"] or toks[:3] == ["if", "flagged", "then"]:
+            continue
+        if "function" in toks:
+            made.append(chunk.text.strip().splitlines()[-1 if not toks else 0][:60])
+        if toks[:4] == ["if", "program", "[", "1"]:  # (the walk: its own text included)
+            break
+    else:
+        raise AssertionError("no exact walk found in query.lua")
+    assert made == []

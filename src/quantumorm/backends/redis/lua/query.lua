@@ -60,7 +60,9 @@
 -- colder: derived_entries json_plain_doc json_plain_span json_members
 -- Written out in place (from_document, the plain search's entries): derived_entry's
 -- common part (null, booleans, ints, strings without escapes), which the colder tier makes;
--- (first below) layout_refusal, a reader's, as count.lua's.
+-- (first below) layout_refusal, a reader's, as count.lua's; by the exact walk (the common
+-- query, which makes no function): escaped_id, and the script's own lead_of, ids_of,
+-- no_strings, escaped_at and doc_keys (made after it, for the rest of the script).
 -- uses: _derive _write
 
 do

@@ -101,11 +101,11 @@ local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
 local flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
 verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 
--- (a program of a few hundred tokens comes flat, its strings one after the other, decoded
--- onto the stack into one table: half the cost of an array's, whose table the decoder fills
--- item by item; a longer one is one array: wire.program)
-local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
-if type(program[1]) == "table" then program = program[1] end
+-- The program's first seven tokens, as locals (no table), which say whether it is the exact
+-- walk below and are all that walk reads; the whole program is decoded after it, for the
+-- rest of the script (a long one comes as one array, wire.program: never the walk here).
+local _, kind, walk_pos, walk_ids, walk_desc, walk_low, walk_high, walk_exact =
+  cmsgpack.unpack_limit(ARGV[7], 7)
 
 local find, sub, byte = string.find, string.sub, string.byte
 
@@ -141,20 +141,19 @@ end
 -- instructions per call): lead_of(), ids_of(), no_strings(), escaped_at(), doc_keys() and
 -- escaped_id() are written out in place (below the walk: change the copies too). The
 -- program is WALK keypos is_id_index desc min max exact ... (grammar below).
-if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
-    and not verify then
+if kind == "WALK" and walk_exact == "1" and mode == "rows" and not keyed and not verify then
   -- (index_key() below, inline)
-  local pos = tonumber(program[2])
+  local pos = tonumber(walk_pos)
   local key = pos and pos <= #KEYS - 2 and KEYS[pos]
   if not key then
-    error({err = "ERR query program names index key " .. tostring(program[2]) .. " of "
+    error({err = "ERR query program names index key " .. tostring(walk_pos) .. " of "
       .. (#KEYS - 2) .. " sent (the program's reach and query.lua disagree)"})
   end
-  local low, high = program[5], program[6]
+  local low, high = walk_low, walk_high
   -- (the offset and the limit as sent, digits or -1 (none: a negative count is no limit to
   -- Redis): no number read nor written back, strtod and printf in C)
   local members
-  if program[4] == "1" then
+  if walk_desc == "1" then
     members = redis.call("ZREVRANGEBYLEX", key, high, low, "LIMIT", ARGV[4], ARGV[5])
   else
     members = redis.call("ZRANGEBYLEX", key, low, high, "LIMIT", ARGV[4], ARGV[5])
@@ -166,7 +165,7 @@ if program[1] == "WALK" and program[7] == "1" and mode == "rows" and not keyed
   -- first in a single-field index of no string value: no_strings()). No id key is made:
   -- only each row's escaped id, below.
   local start, starts = 1, nil
-  if program[3] ~= "1" and count > 0 then
+  if walk_ids ~= "1" and count > 0 then
     local v, head = sub(low, 2), members[1]
     if byte(low, 1) == 91 and byte(v, -1) == 0 and high == "(" .. v .. "\255" then
       start = #v + 1
@@ -352,6 +351,12 @@ end
 -- The rest of the script: what the exact walk above does not make on its every call (each
 -- function made costs the server instructions per call), the shared definitions only it
 -- uses made by cold_paths() (see luachunks.py)
+
+-- (a program of a few hundred tokens comes flat, its strings one after the other, decoded
+-- onto the stack into one table: half the cost of an array's, whose table the decoder fills
+-- item by item; a longer one is one array: wire.program)
+local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
+if type(program[1]) == "table" then program = program[1] end
 local rare = cold_paths()
 local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
 local bad_version = rare.bad_version

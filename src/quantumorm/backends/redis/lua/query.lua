@@ -92,20 +92,30 @@ local bare = mode == "sortkeys"
 local keyed = bare or mode == "keyed"
 if keyed then mode = "rows" end
 local verify = ARGV[6] == "1"
--- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
--- is not empty, index entries may outlive their document, so every candidate is checked.
--- The schedule and the partition's lock flag (two-phase commits: see answered()) are
--- usually both absent (an empty sorted set is no key): one EXISTS of the two says so, and
--- only when one of them is there does each get its own read.
-local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
-local flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
-verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
 
 -- The program's first seven tokens, as locals (no table), which say whether it is the exact
 -- walk below and are all that walk reads; the whole program is decoded after it, for the
 -- rest of the script (a long one comes as one array, wire.program: never the walk here).
 local _, kind, walk_pos, walk_ids, walk_desc, walk_low, walk_high, walk_exact =
   cmsgpack.unpack_limit(ARGV[7], 7)
+
+-- documents with an expiry are scheduled in the partition's TTL set (the last key): while it
+-- is not empty, index entries may outlive their document, so every candidate is checked.
+-- The schedule and the partition's lock flag (two-phase commits: see answered()) are
+-- usually both absent (an empty sorted set is no key): one EXISTS of the two says so, and
+-- only when one of them is there does each get its own read. But the exact walk of a whole
+-- range (offset 0, no limit: an equality's) checks no candidate either way: its MGET leaves
+-- out a document gone (expired or not), and no window counts its entries. It reads the lock
+-- flag (a string, "<tag>:locked") with its first batch's documents instead, as a read by id
+-- does (flagged: nil until then).
+local lock_flag = string.sub(KEYS[#KEYS - 1], 1, -6) .. "locked"
+local whole = kind == "WALK" and walk_exact == "1" and mode == "rows" and not keyed
+  and not verify and ARGV[4] == "0" and ARGV[5] == "-1"
+local flagged
+if not whole then
+  flagged = redis.call("EXISTS", KEYS[#KEYS], lock_flag) > 0
+  verify = verify or (flagged and redis.call("ZCARD", KEYS[#KEYS]) > 0)
+end
 
 local find, sub, byte = string.find, string.sub, string.byte
 
@@ -203,15 +213,18 @@ if kind == "WALK" and walk_exact == "1" and mode == "rows" and not keyed and not
   local out, n, BATCH = {}, 0, 512
   for first = 1, count, BATCH do
     local last = math.min(first + BATCH - 1, count)
-    -- (doc_keys(), inline: a table made at its size, not grown entry by entry)
-    local keys = {unpack(members, first, last)}
+    -- (doc_keys(), inline: a table made at its size, not grown entry by entry; with the
+    -- slot of the lock flag after them, read with the first batch of a whole range)
+    local keys = {unpack(members, first, last + 1)}
     for i = first, last do
       local m, at = members[i], starts and starts[i] or start
       local escaped = sub(m, at + (skip or (byte(m, at) == 1 and 2 or 1)))
       members[i] = escaped
       keys[i - first + 1] = doc_prefix .. escaped
     end
+    keys[last - first + 2] = flagged == nil and lock_flag or nil
     local docs = redis.call("MGET", unpack(keys))
+    if flagged == nil then flagged = docs[last - first + 2] ~= false end
     for i = first, last do
       local json = docs[i - first + 1]
       -- (an empty value, which no format stores, is format 1's: read as any damaged one)
@@ -232,7 +245,18 @@ if kind == "WALK" and walk_exact == "1" and mode == "rows" and not keyed and not
       end
     end
   end
+  if flagged == nil then flagged = redis.call("MGET", lock_flag)[1] ~= false end  -- (no row)
   if answered then return answered(out) end
+  if flagged and whole then  -- (answered()'s wrapping, written out: the flag read above)
+    local holders, met = {}, {}
+    -- (HGETALL: in the ACL rule)
+    local pairs_ = redis.call("HGETALL", sub(lock_flag, 1, -7) .. "locks")
+    for i = 2, #pairs_, 2 do
+      local holder = pairs_[i]
+      if not met[holder] then met[holder] = true; holders[#holders + 1] = holder end
+    end
+    return {"LOCKED", out, holders}
+  end
   return out
 end
 

@@ -132,3 +132,29 @@ def test_a_rows_reply_of_one_row_named_locked_is_not_a_lock_wrapper(
         b"LOCKED", str(version).encode(), payload]
     found = Rower.objects.filter(tag="q").all_sync()
     assert [(d.id, d.version, d.n) for d in found] == [("LOCKED", version, 1)]
+
+
+def test_a_whole_walk_leaves_out_a_document_gone_and_a_window_still_fills(
+        conn: Any, redis_client: redis.Redis) -> None:
+    """The exact walk of a whole range (offset 0, no limit) checks no candidate even while
+    the TTL schedule is not empty: its MGET leaves out a document gone (its index entries
+    not swept yet). A window (a limit) is still filled from the documents there are (the
+    schedule makes every candidate checked), and the lock flag is read either way."""
+    _load()
+    keys = KeySpace(Rower._meta)
+    p = keys.partition_of("12")
+    redis_client.delete(keys.doc(p, "12"))  # (as if expired: entries left behind)
+    state = conn.backend._state(Rower._meta)
+    (sent, _, _), = state.query_layout()
+    redis_client.zadd(sent[-1], {"\x01\x2212": 1})  # (the schedule, not empty)
+    reply = _ask(conn, redis_client, PROGRAMS["exact walk"])
+    assert set(reply[0::2]) == {escape_id(id).encode() for id in IDS if id != "12"}
+    assert sorted(d.id for d in Rower.objects.filter(tag="q").all_sync()) == sorted(
+        id for id in IDS if id != "12")
+    ordered = [d.id for d in Rower.objects.filter(tag="q").order_by("id").all_sync()]
+    window = Rower.objects.filter(tag="q").order_by("id")[:3].all_sync()
+    assert "12" not in ordered and [d.id for d in window] == ordered[:3]
+    redis_client.set(sent[-2][:-len("state")] + "locked", "1")
+    redis_client.hset(sent[-2][:-len("state")] + "locks", "\x01\x227", "tx9")
+    wrapped = _ask(conn, redis_client, PROGRAMS["exact walk"])
+    assert wrapped[0] == b"LOCKED" and wrapped[1] == reply and wrapped[2] == [b"tx9"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import assert_indexes_consistent, snapshot
 
-from quantumorm import Document, IntField, StringField, sortable
+from quantumorm import ArrayField, Document, IntField, StringField, sortable
 from quantumorm.backends.redis import twophase
 from quantumorm.backends.redis.commands import RedisPlan, _lua
 from quantumorm.backends.redis.keys import KeySpace
@@ -285,6 +285,48 @@ def test_a_patch_sweeps_due_documents(conn: Any, redis_client: Any, gone: str) -
     assert redis_client.zscore(ks.ttl(0), sortable.id_key(gone)) is None
     assert events(Timed)[-1][:2] == ("expire", gone)
     assert_indexes_consistent(redis_client, Timed)
+
+
+class TimedMany(Document):
+    n = IntField(indexed=True)
+    name = StringField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "ps_timed_many"
+        ttl = 30
+        partitions = 3
+
+
+@pytest.mark.parametrize("form", ["2", "3"])
+def test_a_patch_sends_the_touched_indexes_keys_alone_and_purges_every_index(
+        conn: Any, redis_client: Any, request: Any, form: str) -> None:
+    """A patch is sent the keys of the indexes it touches and no other (each key sent costs
+    the server); its purge of an expired document and its sweep, which remove entries from
+    every index, build the other indexes' names in the slot of the keys sent."""
+    stored_format(request, form)
+    ks = KeySpace(TimedMany._meta)
+    ids = [str(i) for i in range(12)]
+    TimedMany.objects.bulk_create_sync(
+        [TimedMany(id=id, n=int(id), name=f"x{id}", tags=["a", id]) for id in ids])
+    call = patch(conn, TimedMany, "1", n=50)
+    p = ks.partition_of("1")
+    assert call.keys == (ks.doc(p, "1"), ks.meta(p, "1"), ks.ids(p), ks.ttl(p), ks.state(p),
+                         ks.index(p, "n"), ks.changes(p))
+    # an expired document: MISSING, its entries purged from every index
+    redis_client.delete(ks.doc(p, "1"))
+    assert send(conn, call) == [b"MISSING"]
+    assert not redis_client.exists(ks.meta(p, "1"))
+    assert ("expire", "1") in [e[:2] for e in events(TimedMany)]
+    # a due document of the partition of the one patched: swept from every index
+    other = next(id for id in ids[2:] if ks.partition_of(id) == ks.partition_of("0"))
+    redis_client.delete(ks.doc(ks.partition_of("0"), other))
+    redis_client.zadd(ks.ttl(ks.partition_of("0")), {sortable.id_key(other): 1})
+    assert send(conn, patch(conn, TimedMany, "0", name="y"))[0] == b"OK"
+    assert not redis_client.exists(ks.meta(ks.partition_of("0"), other))
+    assert ("expire", other) in [e[:2] for e in events(TimedMany)]
+    assert_indexes_consistent(redis_client, TimedMany)
+    assert TimedMany.objects.filter(tags__contains="a").count_sync() == 10
 
 
 WIDE = 4100  # (past the ~8,000 values Lua's C stack takes from one call)

@@ -22,7 +22,12 @@
 -- KEYS[3]   the partition's id index (ZSET)
 -- KEYS[4]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[5]   the partition's state hash: version clock, schema layout (see _prelude.lua)
--- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
+-- KEYS[6..] the key of each index the patch touches, in the order of its quadruples
+--           below, then the stream (KEYS[#KEYS]) with events. The model's other indexes
+--           are not sent (each key sent costs the server about 1,400 instructions): a
+--           purge or a sweep, which write every index, build their names from c[6] and
+--           the partition's tag (named_index_records, _prelude.lua), in the slot of the
+--           keys sent, as the lock hash's name and the sweep's document keys are built
 -- ARGV[1]   MessagePack strings and numbers one after another, or past STREAM_MAX constants
 --           one MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
 --           integers, Lua numbers once unpacked: no text parsed)
@@ -31,8 +36,9 @@
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
 --   c[4]  "1" when an event carries the document    c[5]  Pub/Sub channel ("" none)
 --         (neither a stream nor a channel: no events)
---   c[6]  MessagePack array: the meta field of every index, in KEYS[6..] order (read only
---         by a purge or a sweep)
+--   c[6]  MessagePack array: of every index of the model, in its order, its meta field
+--         then its key's name after the partition's tag ("i:<name>") (read only by a
+--         purge or a sweep)
 --   c[7]  the event's "f" (MessagePack array of names) when every member's value changes
 --   c[8]  n, the members to set   c[9]  k, the meta fields to set   c[10]  j, the indexes
 --         the patch touches (numbers)
@@ -92,7 +98,7 @@
 -- server about 800 instructions), and typed()'s checks written out where the common path
 -- reads or writes (a Lua call with its arguments passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
--- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
+-- cold: entries_diff unpack_list unique_holder take_back_entries sweep named_index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
 -- cold: derived_entries json_plain_spans json_members typed written_in
 
@@ -108,8 +114,8 @@ local at_indexes = at_fields + k
 local at_values = at_indexes + 4 * j + 1
 local at_lists = at_values + n
 local idkey, write_id = c[at_lists + k + 1], c[at_lists + k + 2]
--- (cold_paths(), made on the first rare path taken; there, rare.index_records(...) of c[6]
--- is every index of the model, in KEYS[6..] order, as a purge or a sweep writes them, and
+-- (cold_paths(), made on the first rare path taken; there, rare.named_index_records(...)
+-- of c[6] is every index of the model, in its order, as a purge or a sweep writes them, and
 -- the document and meta key prefixes are this document's keys less its escaped id. No
 -- function of the body's own is made per call)
 local rare
@@ -243,7 +249,7 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   end
   refused = rare.stream_refusal()  -- (its "expire" event)
   if refused then return refused end
-  local all = rare.index_records(cmsgpack.unpack(c[6]), 6)
+  local all = rare.named_index_records(cmsgpack.unpack(c[6]), string.sub(state_key, 1, -6))
   local bad = rare.bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
@@ -681,7 +687,8 @@ if scheduled > 0 then
     EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
   end
   local size = #rare.escaped_id(idkey)
+  local all = rare.named_index_records(cmsgpack.unpack(c[6]), string.sub(state_key, 1, -6))
   rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
-             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), math.floor(now_us / 1000))
+             KEYS[4], all, math.floor(now_us / 1000))
 end
 return {"OK", version, idkey}

@@ -150,26 +150,27 @@ if stored and stored.err then  -- (a string's .err is nil, read from its metatab
   if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
   error(stored)
 end
--- Its version prefix (format 2: one find, "\0", the version's digits or anything else but
--- "\0", "\0"), else format 3's header: ``f3`` the header's version text (false: a header
--- that does not read, refused below where a damaged prefix is), nil for format 2 or 1.
--- (header_of(stored) in line: no function made per call for it)
+-- Format 3's header: ``f3`` the header's version text (false: a header that does not read,
+-- refused below where a damaged prefix is), nil for format 2 or 1; else its version prefix
+-- (format 2: one find, "\0", the version's digits or anything else but "\0", "\0").
+-- (header_of(stored) in line: no function made per call for it. The header's find first,
+-- the common case's only one: each Lua call of a string function costs the server about
+-- 1,000 instructions; format 2's pays the header's failed find, at its first byte)
 local f3, f3_w, f3_start, prefix_end
 if stored then
-  local _
-  _, prefix_end = string.find(stored, "^%z[^%z]*%z")
-  if not prefix_end and string.byte(stored, 1) == 1 then
-    local ends
-    _, ends, f3, f3_w = string.find(stored, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
-    if not ends or #f3 > 16 or (#f3_w > 0 and (#f3_w < 16 or (#f3_w - 16) % 32 ~= 0)) then
-      f3 = false
-    else
-      for at = 33, #f3_w, 32 do  -- (each older write's version: 16 digits, not all zero)
-        local _, last, zeros = string.find(f3_w, "^(0*)%d*", at)
-        if last < at + 15 or #zeros > 15 then f3 = false; break end
-      end
-      f3_start = ends + 1
+  local _, ends
+  _, ends, f3, f3_w = string.find(stored, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
+  if not ends then
+    _, prefix_end = string.find(stored, "^%z[^%z]*%z")
+    if not prefix_end and string.byte(stored, 1) == 1 then f3 = false end
+  elseif #f3 > 16 or (#f3_w > 0 and (#f3_w < 16 or (#f3_w - 16) % 32 ~= 0)) then
+    f3 = false
+  else
+    for at = 33, #f3_w, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local _, last, zeros = string.find(f3_w, "^(0*)%d*", at)
+      if last < at + 15 or #zeros > 15 then f3 = false; break end
     end
+    f3_start = ends + 1
   end
 end
 -- The schedule and the lock hash (schedule_and_locks): one EXISTS, of the meta hash too
@@ -428,14 +429,14 @@ if f3 then
   if j == 1 and old1 and c[at_indexes + 3] ~= "1" then
     local member, kind = string.match(c[at_indexes + 4], "^(%d+) (%S*) ")
     if member == "1" then
-      local b, old = string.byte(old1, 1), nil
-      if b == 110 then
-        if old1 == "null" and (kind == "int" or kind == "str" or kind == "enum"
-                               or kind == "bool") then
-          old = NULL
-        end
-      elseif b == 34 then
-        if kind == "str" or kind == "enum" then old = " " .. string.sub(old1, 2, -2) .. "\0" end
+      -- (by the kind first: an int's or a boolean's text read with no byte read before it,
+      -- each Lua call of a string function costing the server about 1,000 instructions;
+      -- Lua strings are interned, so a compare with a constant text is one of pointers)
+      local old
+      if old1 == "null" then
+        if kind == "int" or kind == "str" or kind == "enum" or kind == "bool" then old = NULL end
+      elseif (kind == "str" or kind == "enum") and string.byte(old1, 1) == 34 then
+        old = " " .. string.sub(old1, 2, -2) .. "\0"
       elseif kind == "int" then
         -- (the digits less their trailing zeros, in one match that also proves the text
         -- is a positive int without a leading zero; the exponent's 10 digits

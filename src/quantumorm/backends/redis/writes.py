@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -34,7 +35,8 @@ from ...errors import (
     WrongTypeError,
 )
 from ...fields.base import MISSING, Field
-from ...fields.structured import ArrayField
+from ...fields.scalar import BooleanField, FloatField, IntField, StringField
+from ...fields.structured import ArrayField, DateTimeField
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
@@ -170,6 +172,43 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
 Patch = tuple[tuple[bytes | int, ...], list[tuple[str, Field, bytes]], list[str],
               dict[Any, tuple[bytes, ...]], dict[bytes, bytes], tuple[int, ...],
               dict[int, tuple[str, str, tuple[str, ...], bytes, bytes]]]
+
+
+#: the value parts of a plain pattern (see plain_pattern): a string with no escape; a number,
+#: boolean or null (a run of no delimiter); an array whose text holds no bracket nor brace,
+#: captured (patch.lua counts its quotes)
+_PLAIN_STRING, _PLAIN_SCALAR, _PLAIN_ARRAY = b'"[^"]*"', b"[%w%.%+%-]+", b"(%[[^%[%]{}]*%])"
+#: a byte of a key text that is not a letter nor a digit: escaped with "%" in a Lua pattern
+_PATTERN_MAGIC = re.compile(rb"([^A-Za-z0-9\x80-\xff])")
+
+
+def plain_pattern(options: ModelOptions, target: str) -> bytes:
+    """patch.lua's plain pattern of a patch of the field ``target`` alone: a Lua pattern of
+    the whole stored JSON as Python writes a document of the model (every field, in field
+    order, compact), capturing the position of ``target``'s value, the position after it,
+    then the text of each array (at most two); b"" (none) where a field is of a kind it
+    does not know (exactly a str, datetime, int, float, bool or array field), ``target`` is
+    an array, or a stored name holds a backslash or a NUL. A document stored otherwise
+    (a null string, a nested object, an array holding one, blanks, another order...) does
+    not match it, and patch.lua proves its member's span as before (its cjson proof)."""
+    parts, arrays = [], 0
+    for name, field in options.fields.items():
+        kind = type(field)
+        if kind is StringField or kind is DateTimeField:
+            value = _PLAIN_STRING
+        elif kind is IntField or kind is FloatField or kind is BooleanField:
+            value = _PLAIN_SCALAR
+        elif kind is ArrayField and name != target and arrays < 2:
+            value, arrays = _PLAIN_ARRAY, arrays + 1
+        else:
+            return b""
+        key = jsoncodec.encode(field.db_name)
+        if b"\\" in key or b"\0" in key:
+            return b""
+        if name == target:
+            value = b"()" + value + b"()"
+        parts.append(_PATTERN_MAGIC.sub(rb"%\1", key) + b":" + value)
+    return b"^{" + b",".join(parts) + b"}$"
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -760,9 +799,11 @@ class WriteLayout:
                                          index.name.encode())]
                 touched.append(position)
         names = [name.encode() for name in ordered]
+        # (then, for a patch of one field, the plain pattern of its documents)
+        plain = plain_pattern(self.options, ordered[0]) if len(ordered) == 1 else b""
         items = (wire.pack(names), len(ordered), len(entries), len(quads) // 4,
                  *[jsoncodec.encode(fields[name].db_name) for name in ordered], *names,
-                 *[meta_name for _, _, meta_name in entries], *quads)
+                 *[meta_name for _, _, meta_name in entries], *quads, plain)
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
             self._patch_one.clear()

@@ -48,6 +48,9 @@
 --   member and name: "<position of its member among the n> <kind> <index name>", the kind
 --   derived.py's code for _derive.lua (empty: not derived), read only for a format-3
 --   document (and the name for a UNIQUE refusal);
+--   then the plain pattern of a patch of one member ("" for none: writes.py's
+--   plain_pattern), a Lua pattern of the whole stored JSON as Python writes the model's
+--   documents, capturing the member's value's span and each array's text;
 --   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
 --   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
 --   value encodings, one per meta field; then the id key and the write id, 16 characters
@@ -109,9 +112,9 @@ if #c == 1 then c = c[1] end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k
--- (in c: the expiry at c[at_values], the value texts from c[at_values + 1], the lists from
--- c[at_lists + 1])
-local at_values = at_indexes + 4 * j + 1
+-- (in c: the plain pattern at c[at_values - 1], the expiry at c[at_values], the value texts
+-- from c[at_values + 1], the lists from c[at_lists + 1])
+local at_values = at_indexes + 4 * j + 2
 local at_lists = at_values + n
 local idkey, write_id = c[at_lists + k + 1], c[at_lists + k + 2]
 -- (cold_paths(), made on the first rare path taken; there, rare.named_index_records(...)
@@ -298,18 +301,45 @@ local before, rest, json_size
 local olds, old1
 if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
 then
-  -- (the common patch: one member, its span proven with no scan, as json_plain_spans
-  -- proves it: the JSON valid, an object, with no backslash nor NUL (json_plain_doc), the
-  -- member there, its key text once (json_plain_span); blanks looked for only where the
-  -- byte is one)
-  local ok, doc = pcall(cjson.decode, stored)
-  local key, b = c[11], head
-  if b == 32 or b == 9 or b == 10 or b == 13 then
-    b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
+  -- (the common patch: one member, its span proven with no scan. First by the plain
+  -- pattern (writes.py's plain_pattern: the stored JSON as Python writes a document of the
+  -- model, every member in field order, none nested): one find of the whole text, anchored
+  -- at both ends, gives the member's value's span. Proof: with no backslash in the text, a
+  -- string's text ends at the next quote, so each '"[^"]*"' the pattern matches is one
+  -- string as json_members reads it; a run of letters, digits, '.', '+' and '-' followed
+  -- by the ',' or '}' the pattern names is one scalar as json_skip reads it (none of those
+  -- is a delimiter); an array whose text holds no bracket nor brace and an even number of
+  -- quotes (each string skipped whole) ends at its first ']', as json_skip finds it. So
+  -- json_members reads the object member by member where the pattern does, the text is
+  -- one it accepts (nothing after the object), and the member of the target's name is
+  -- the pattern's (each name once): where patch_json would splice. Else, or where an
+  -- array's quotes are odd, as json_plain_spans proves it: the JSON valid, an object, with
+  -- no backslash nor NUL (json_plain_doc), the member there, its key text once
+  -- (json_plain_span); blanks looked for only where the byte is one)
+  local first, after, plain = nil, nil, c[at_values - 1]
+  if plain ~= "" then
+    local _, arrays, more
+    _, _, first, after, arrays, more = string.find(stored, plain)
+    if arrays then
+      local _, quotes = string.gsub(arrays, '"', "")
+      if quotes % 2 == 1 then first = nil end
+      if more then
+        _, quotes = string.gsub(more, '"', "")
+        if quotes % 2 == 1 then first = nil end
+      end
+    end
+  end
+  local ok, doc, key, b
+  if not first then
+    ok, doc = pcall(cjson.decode, stored)
+    key, b = c[11], head
+    if b == 32 or b == 9 or b == 10 or b == 13 then
+      b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
+    end
   end
   -- (cjson's read of a text whose first byte but blanks is "{": a table)
-  if ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
-    local first, after, from = nil, nil, 1
+  if not first and ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
+    local from = 1
     while true do
       local kat, k_end = string.find(stored, key, from, true)
       if not kat then break end
@@ -342,25 +372,25 @@ then
       end
       from = k_end + 1
     end
-    if first then
-      -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
-      -- string and == compares two pointers; no third string.sub for the old value's text.
-      -- A patch that changes nothing thus copies the document once more than a compare of
-      -- the old value's text would: the common patch changes its value, and needs the copy)
-      if f3 then
-        -- (format 3 reads the old value's text anyway, for its entry: compared with the
-        -- new one, and the new JSON left in its two parts, made whole only inside the
-        -- stored value's text (one string, no copy of the JSON alone) or where a rare
-        -- path needs it; its size counted)
-        local new_text = c[at_values + 1]
-        old1 = string.sub(stored, first, after - 1)
-        count = old1 == new_text and 0 or 1
-        before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
-        json_size = #stored - #old1 + #new_text
-      else
-        json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
-        count = json == stored and 0 or 1
-      end
+  end
+  if first then
+    -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
+    -- string and == compares two pointers; no third string.sub for the old value's text.
+    -- A patch that changes nothing thus copies the document once more than a compare of
+    -- the old value's text would: the common patch changes its value, and needs the copy)
+    if f3 then
+      -- (format 3 reads the old value's text anyway, for its entry: compared with the
+      -- new one, and the new JSON left in its two parts, made whole only inside the
+      -- stored value's text (one string, no copy of the JSON alone) or where a rare
+      -- path needs it; its size counted)
+      local new_text = c[at_values + 1]
+      old1 = string.sub(stored, first, after - 1)
+      count = old1 == new_text and 0 or 1
+      before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
+      json_size = #stored - #old1 + #new_text
+    else
+      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+      count = json == stored and 0 or 1
     end
   end
 end

@@ -468,7 +468,7 @@ def _shaped_docs() -> list[str]:
     """Stored texts of Shaped: as Python writes them (strings holding brackets, braces,
     quotes' neighbours, commas and colons), and damaged or reshaped: an array's quote
     removed or added, a bracket or a brace in an array's string, a nested object, nulls,
-    blanks, another order, a member twice, text after the object."""
+    blanks, another order, a member twice, text after the object, a raw NUL in a string."""
     rng = random.Random(5)
     pieces = ["a", "]", "[", "{", "}", ",", ":", '"', "x,y", "t1", "", " "]
     docs = []
@@ -489,7 +489,8 @@ def _shaped_docs() -> list[str]:
             doc[:at] + "{" + doc[at:], doc.replace('"tags":[', '"tags":["x",', 1),
             doc.replace('"tags":[', '"tags":["]",', 1), doc.replace(',"b":', ',"z":{"n":1},"b":'),
             doc.replace('"s":"', '"s":null,"q":"', 1), doc + " x", doc[:-1],
-            doc.replace(":", " : "), doc.replace('"n":', '"n":1,"n":', 1)]))
+            doc.replace(":", " : "), doc.replace('"n":', '"n":1,"n":', 1),
+            doc.replace('"s":"', '"s":"\0', 1), doc.replace('"at":"', '"at":"\0', 1)]))
     return docs
 
 

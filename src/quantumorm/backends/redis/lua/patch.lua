@@ -299,8 +299,7 @@ local before, rest, json_size
 -- (format 3: the members' old value texts, by position, nil where absent; or old1, the
 -- one member's text the common proof found: no table made for it)
 local olds, old1
-if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
-then
+if n == 1 and not string.find(stored, "\\", 1, true) then
   -- (the common patch: one member, its span proven with no scan. First by the plain
   -- pattern (writes.py's plain_pattern: the stored JSON as Python writes a document of the
   -- model, every member in field order, none nested): one find of the whole text, anchored
@@ -312,10 +311,12 @@ then
   -- quotes (each string skipped whole) ends at its first ']', as json_skip finds it. So
   -- json_members reads the object member by member where the pattern does, the text is
   -- one it accepts (nothing after the object), and the member of the target's name is
-  -- the pattern's (each name once): where patch_json would splice. Else, or where an
-  -- array's quotes are odd, as json_plain_spans proves it: the JSON valid, an object, with
-  -- no backslash nor NUL (json_plain_doc), the member there, its key text once
-  -- (json_plain_span); blanks looked for only where the byte is one)
+  -- the pattern's (each name once): where patch_json would splice. (A raw NUL, which
+  -- Python's encoder never writes, changes none of that: json_members and _derive.lua read
+  -- it as any byte; the cjson proof, whose read stops at one, takes a text with none.)
+  -- Else, or where an array's quotes are odd, as json_plain_spans proves it: the JSON
+  -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its key
+  -- text once (json_plain_span); blanks looked for only where the byte is one)
   local first, after, plain = nil, nil, c[at_values - 1]
   if plain ~= "" then
     local _, arrays, more
@@ -330,7 +331,7 @@ then
     end
   end
   local ok, doc, key, b
-  if not first then
+  if not first and not string.find(stored, "\0", 1, true) then
     ok, doc = pcall(cjson.decode, stored)
     key, b = c[11], head
     if b == 32 or b == 9 or b == 10 or b == 13 then

@@ -536,7 +536,7 @@ def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
     # with an array's quotes odd (2), a quote added: left to the cjson proof)
     pattern = writes.plain_pattern(Shaped._meta, "n")
     matched = [redis_client.eval(
-        "local _, _, a, b, t1, t2 = string.find(ARGV[1], ARGV[2]) "
+        "local _, _, a, text, b, t1, t2 = string.find(ARGV[1], ARGV[2]) "
         "if not a then return 0 end "
         "return (select(2, string.gsub(t1, '\"', '')) + "
         "select(2, string.gsub(t2, '\"', ''))) % 2 + 1", 0, doc, pattern)
@@ -546,7 +546,7 @@ def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
 
 def test_the_plain_pattern_of_a_model() -> None:
     pattern = writes.plain_pattern(Shaped._meta, "n")
-    assert pattern == (b'^{%"s%":"[^"]*",%"n%":()[%w%.%+%-]+(),%"b%":[%w%.%+%-]+,'
+    assert pattern == (b'^{%"s%":"[^"]*",%"n%":()([%w%.%+%-]+)(),%"b%":[%w%.%+%-]+,'
                        b'%"tags%":(%[[^%[%]{}]*%]),%"nums%":(%[[^%[%]{}]*%]),'
                        b'%"at%":"[^"]*",%"r%":[%w%.%+%-]+}$')
     # (none: a patch of an array, a field of a kind it does not know)

@@ -185,8 +185,8 @@ _PATTERN_MAGIC = re.compile(rb"([^A-Za-z0-9\x80-\xff])")
 def plain_pattern(options: ModelOptions, target: str) -> bytes:
     """patch.lua's plain pattern of a patch of the field ``target`` alone: a Lua pattern of
     the whole stored JSON as Python writes a document of the model (every field, in field
-    order, compact), capturing the position of ``target``'s value, the position after it,
-    then the text of each array (at most two); b"" (none) where a field is of a kind it
+    order, compact), capturing the position of ``target``'s value, its text, the position
+    after it, then the text of each array (at most two); b"" (none) where a field is of a kind it
     does not know (exactly a str, datetime, int, float, bool or array field), ``target`` is
     an array, or a stored name holds a backslash or a NUL. A document stored otherwise
     (a null string, a nested object, an array holding one, blanks, another order...) does
@@ -206,7 +206,7 @@ def plain_pattern(options: ModelOptions, target: str) -> bytes:
         if b"\\" in key or b"\0" in key:
             return b""
         if name == target:
-            value = b"()" + value + b"()"
+            value = b"()(" + value + b")()"
         parts.append(_PATTERN_MAGIC.sub(rb"%\1", key) + b":" + value)
     return b"^{" + b",".join(parts) + b"}$"
 

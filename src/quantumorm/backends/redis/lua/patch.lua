@@ -319,14 +319,15 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
   -- text once (json_plain_span); blanks looked for only where the byte is one)
   local first, after, plain = nil, nil, c[at_values - 1]
   if plain ~= "" then
+    -- (the member's text captured too: old1, no string.sub of it below)
     local _, arrays, more
-    _, _, first, after, arrays, more = string.find(stored, plain)
+    _, _, first, old1, after, arrays, more = string.find(stored, plain)
     if arrays then
       local _, quotes = string.gsub(arrays, '"', "")
-      if quotes % 2 == 1 then first = nil end
+      if quotes % 2 == 1 then first, old1 = nil, nil end
       if more then
         _, quotes = string.gsub(more, '"', "")
-        if quotes % 2 == 1 then first = nil end
+        if quotes % 2 == 1 then first, old1 = nil, nil end
       end
     end
   end
@@ -385,7 +386,7 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
       -- stored value's text (one string, no copy of the JSON alone) or where a rare
       -- path needs it; its size counted)
       local new_text = c[at_values + 1]
-      old1 = string.sub(stored, first, after - 1)
+      old1 = old1 or string.sub(stored, first, after - 1)
       count = old1 == new_text and 0 or 1
       before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
       json_size = #stored - #old1 + #new_text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 import pytest
@@ -180,6 +181,30 @@ async def test_transactions_ttl_unique_and_events(cluster_conn: Any, mode: str) 
     assert sorted(events) == sorted([("create", "{acme}:1"), ("create", "{acme}:2"),
                                      ("create", "{acme}:3"), ("create", "{other}:3"),
                                      ("create", "short"), ("expire", "short")])
+
+
+def test_a_patch_purges_and_sweeps_every_index_on_a_cluster(cluster_conn: Any,
+                                                            raw: Any) -> None:
+    """An update by id (patch.lua) is sent the keys of the indexes it touches alone; its
+    purge of an expired document and its sweep, which remove entries from every index,
+    build the other indexes' names in the slot of the keys sent: a cluster runs them."""
+    for i in range(3):
+        doc = Order(id=f"{{swept}}:{i}", customer="swept", total=i, tags=["a", "b"])
+        doc.save_sync(ttl=0.2) if i else doc.save_sync()
+    time.sleep(0.4)
+    # (the expired document's leftovers purged on the way: nothing updated)
+    assert Order.objects.filter(id="{swept}:1").update_sync(total=7) == 0
+    # (the live one patched; the other expired one swept after the write)
+    assert Order.objects.filter(id="{swept}:0").update_sync(total=9) == 1
+    assert Order.objects.filter(customer="swept").count_sync() == 1
+    keys = KeySpace(Order._meta)
+    p = keys.partition_of("{swept}:0")
+    assert raw.zcard(keys.ttl(p)) == 0
+    for name in ("customer", "status", "tags"):  # (the indexes the patches did not touch)
+        members = raw.zrange(keys.index(p, name), 0, -1)
+        assert not [m for m in members if sortable.id_key("{swept}:1") in m
+                    or sortable.id_key("{swept}:2") in m], name
+    assert_indexes_consistent(raw, Order)
 
 
 async def test_a_consumer_group_and_a_waiting_feed_on_a_cluster(cluster_conn: Any) -> None:

@@ -6,6 +6,7 @@ bounded sweep after a write."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from typing import Any
@@ -13,8 +14,18 @@ from typing import Any
 import pytest
 from helpers import assert_indexes_consistent, snapshot
 
-from quantumorm import Document, IntField, StringField, sortable
-from quantumorm.backends.redis import twophase
+from quantumorm import (
+    ArrayField,
+    BooleanField,
+    DateTimeField,
+    Document,
+    FloatField,
+    IntField,
+    JSONField,
+    StringField,
+    sortable,
+)
+from quantumorm.backends.redis import twophase, writes
 from quantumorm.backends.redis.commands import RedisPlan, _lua
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.engine.contract import Expiry
@@ -287,6 +298,73 @@ def test_a_patch_sweeps_due_documents(conn: Any, redis_client: Any, gone: str) -
     assert_indexes_consistent(redis_client, Timed)
 
 
+class TimedMany(Document):
+    n = IntField(indexed=True)
+    name = StringField(indexed=True)
+    tags = ArrayField(StringField(), indexed=True)
+
+    class Meta:
+        collection = "ps_timed_many"
+        ttl = 30
+        partitions = 3
+
+
+@pytest.mark.parametrize("form", ["2", "3"])
+def test_a_patch_sends_the_touched_indexes_keys_alone_and_purges_every_index(
+        conn: Any, redis_client: Any, request: Any, form: str) -> None:
+    """A patch is sent the keys of the indexes it touches and no other (each key sent costs
+    the server); its purge of an expired document and its sweep, which remove entries from
+    every index, build the other indexes' names in the slot of the keys sent."""
+    stored_format(request, form)
+    ks = KeySpace(TimedMany._meta)
+    ids = [str(i) for i in range(12)]
+    TimedMany.objects.bulk_create_sync(
+        [TimedMany(id=id, n=int(id), name=f"x{id}", tags=["a", id]) for id in ids])
+    call = patch(conn, TimedMany, "1", n=50)
+    p = ks.partition_of("1")
+    assert call.keys == (ks.doc(p, "1"), ks.meta(p, "1"), ks.ids(p), ks.ttl(p), ks.state(p),
+                         ks.index(p, "n"), ks.changes(p))
+    # an expired document: MISSING, its entries purged from every index
+    redis_client.delete(ks.doc(p, "1"))
+    assert send(conn, call) == [b"MISSING"]
+    assert not redis_client.exists(ks.meta(p, "1"))
+    assert ("expire", "1") in [e[:2] for e in events(TimedMany)]
+    # a due document of the partition of the one patched: swept from every index
+    other = next(id for id in ids[2:] if ks.partition_of(id) == ks.partition_of("0"))
+    redis_client.delete(ks.doc(ks.partition_of("0"), other))
+    redis_client.zadd(ks.ttl(ks.partition_of("0")), {sortable.id_key(other): 1})
+    assert send(conn, patch(conn, TimedMany, "0", name="y"))[0] == b"OK"
+    assert not redis_client.exists(ks.meta(ks.partition_of("0"), other))
+    assert ("expire", other) in [e[:2] for e in events(TimedMany)]
+    assert_indexes_consistent(redis_client, TimedMany)
+    assert TimedMany.objects.filter(tags__contains="a").count_sync() == 10
+
+
+def _calls(redis_client: Any) -> dict[str, int]:
+    return {name[len("cmdstat_"):]: int(stats["calls"]) for name, stats in
+            redis_client.info("commandstats").items()}
+
+
+def test_a_format_3_patch_in_a_partition_with_a_schedule_reads_no_meta_hash(
+        conn: Any, redis_client: Any) -> None:
+    """A format-3 document without an expiry has no meta hash; in a partition whose schedule
+    has entries, the one EXISTS of the schedule, the lock hash and the meta hash, less the
+    schedule, says so: no second EXISTS, no HMGET of the meta hash."""
+    ks = gauges(conn)
+    Gauge.objects.get_sync(id="h").touch_sync(3600)  # (the schedule has an entry)
+    assert redis_client.zcard(ks.ttl(0)) == 1 and not redis_client.exists(ks.meta(0, "g"))
+    before = _calls(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", n=9))[0] == b"OK"
+    after = _calls(redis_client)
+    assert after["exists"] - before.get("exists", 0) == 1
+    assert after["hmget"] - before.get("hmget", 0) == 1  # (the state hash's alone)
+    assert Gauge.objects.get_sync(id="g").n == 9
+    # a lock of a prepared transaction is still met (the lock hash counted, then asked)
+    redis_client.hset(twophase.locks_key(ks.tag(0)), sortable.id_key("g"), "rec")
+    assert send(conn, patch(conn, Gauge, "g", n=10)) == [b"LOCKED", b"rec"]
+    assert_indexes_consistent(redis_client, Gauge)
+
+
 WIDE = 4100  # (past the ~8,000 values Lua's C stack takes from one call)
 Wide = type("Wide", (Document,), {
     **{f"f{i}": StringField() for i in range(WIDE)},
@@ -365,6 +443,123 @@ def test_the_one_member_patch_stores_what_the_general_splice_gives(
         assert redis_client.zcount(ks.index(0, "age"), "-inf", "+inf") == 1
         assert Aged.objects.filter(age=7).count_sync() == 1, doc
     assert outcomes.count(False) > 40 and outcomes.count(True) >= 3
+
+
+class Shaped(Document):
+    s = StringField(indexed=True)
+    n = IntField(indexed=True)
+    b = BooleanField()
+    tags = ArrayField(StringField(), indexed=True)
+    nums = ArrayField(IntField())
+    at = DateTimeField()
+    r = FloatField()
+
+    class Meta:
+        collection = "ps_shaped"
+
+
+_SHAPED_SPLICE = _lua("_prelude") + _lua("_write") + r"""
+local out = patch_json(ARGV[1], {{ARGV[3], ARGV[2]}}, {"x"})
+return out or "refused"
+"""
+
+
+def _shaped_docs() -> list[str]:
+    """Stored texts of Shaped: as Python writes them (strings holding brackets, braces,
+    quotes' neighbours, commas and colons), and damaged or reshaped: an array's quote
+    removed or added, a bracket or a brace in an array's string, a nested object, nulls,
+    blanks, another order, a member twice, text after the object, a raw NUL in a string."""
+    rng = random.Random(5)
+    pieces = ["a", "]", "[", "{", "}", ",", ":", '"', "x,y", "t1", "", " "]
+    docs = []
+    for _ in range(60):
+        def text() -> str:
+            return "".join(rng.choice(pieces) for _ in range(rng.randrange(4))).replace(
+                '"', "q")
+        values = {"s": text(), "n": rng.choice([0, 7, -3, 120, 10**20]),
+                  "b": rng.random() < 0.5, "tags": [text() for _ in range(rng.randrange(4))],
+                  "nums": [rng.randrange(-5, 500) for _ in range(rng.randrange(3))],
+                  "at": "2026-01-02T03:04:05+00:00", "r": rng.choice([0.5, -1e-07, 3.0])}
+        doc = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+        docs.append(doc)
+        # (damage or another form, a quote's place or a bracket's moved in the text)
+        at = rng.randrange(len(doc))
+        docs.append(rng.choice([
+            doc[:at] + '"' + doc[at:], doc[:at] + doc[at + 1:], doc[:at] + "]" + doc[at:],
+            doc[:at] + "{" + doc[at:], doc.replace('"tags":[', '"tags":["x",', 1),
+            doc.replace('"tags":[', '"tags":["]",', 1), doc.replace(',"b":', ',"z":{"n":1},"b":'),
+            doc.replace('"s":"', '"s":null,"q":"', 1), doc + " x", doc[:-1],
+            doc.replace(":", " : "), doc.replace('"n":', '"n":1,"n":', 1),
+            doc.replace('"s":"', '"s":"\0', 1), doc.replace('"at":"', '"at":"\0', 1)]))
+    return docs
+
+
+def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
+        conn: Any, redis_client: Any) -> None:
+    """The common patch's plain pattern (writes.plain_pattern: the whole stored JSON as Python
+    writes the model's documents, in one find) finds the member where patch_json() does, and
+    refuses (CORRUPT) where it does, on every text, the damaged and reshaped ones too: what
+    the pattern does not prove goes to the cjson proof or the scan."""
+    ks, id_key = KeySpace(Shaped._meta), sortable.id_key("a")
+    assert writes.plain_pattern(Shaped._meta, "n").count(b"()") == 2
+    outcomes = []
+    for doc in _shaped_docs():
+        for name, value in (("n", 77), ("s", "new")):
+            redis_client.delete(ks.doc(0, "a"), ks.index(0, "n"), ks.index(0, "s"),
+                                ks.index(0, "tags"))
+            redis_client.zrem(ks.ids(0), id_key)
+            try:  # (the document Python reads of the text, its entries as that implies)
+                values = Shaped.from_storage("a", 1, json.loads(doc))._values()
+                Shaped(id="a", **{k: v for k, v in values.items()
+                                  if k in Shaped._meta.fields}).save_sync()
+            except ValueError:  # (a text Python does not read: a document saved beside it)
+                Shaped(id="a", s="x", n=1, b=True, tags=[], nums=[],
+                       at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), r=1.0).save_sync()
+            stored = redis_client.get(ks.doc(0, "a"))
+            redis_client.set(ks.doc(0, "a"), head(stored) + doc.encode())
+            text = json.dumps(value)
+            want = redis_client.eval(_SHAPED_SPLICE, 0, doc, text, json.dumps(name))
+            before = snapshot(redis_client)
+            reply = send(conn, patch(conn, Shaped, "a", **{name: value}))
+            outcomes.append(want == b"refused")
+            if want == b"refused":
+                assert reply == [b"CORRUPT"], doc
+                continue
+            if reply[0] == b"ENTRIES":  # (an old entry not derived: nothing written)
+                assert snapshot(redis_client) == before, doc
+                continue
+            assert reply[0] == b"OK", (doc, reply)
+            after = redis_client.get(ks.doc(0, "a"))
+            assert after[len(head(after)):] == want, doc
+    assert outcomes.count(False) > 60 and outcomes.count(True) > 10
+    # (many texts are read by the pattern, their arrays' quotes even (1); some match it
+    # with an array's quotes odd (2), a quote added: left to the cjson proof)
+    pattern = writes.plain_pattern(Shaped._meta, "n")
+    matched = [redis_client.eval(
+        "local _, _, a, text, b, t1, t2 = string.find(ARGV[1], ARGV[2]) "
+        "if not a then return 0 end "
+        "return (select(2, string.gsub(t1, '\"', '')) + "
+        "select(2, string.gsub(t2, '\"', ''))) % 2 + 1", 0, doc, pattern)
+        for doc in _shaped_docs()]
+    assert matched.count(1) >= 30 and matched.count(2) >= 1
+
+
+def test_the_plain_pattern_of_a_model() -> None:
+    pattern = writes.plain_pattern(Shaped._meta, "n")
+    assert pattern == (b'^{%"s%":"[^"]*",%"n%":()([%w%.%+%-]+)(),%"b%":[%w%.%+%-]+,'
+                       b'%"tags%":(%[[^%[%]{}]*%]),%"nums%":(%[[^%[%]{}]*%]),'
+                       b'%"at%":"[^"]*",%"r%":[%w%.%+%-]+}$')
+    # (none: a patch of an array, a field of a kind it does not know)
+    assert writes.plain_pattern(Shaped._meta, "tags") == b""
+    assert writes.plain_pattern(Loose._meta, "n") == b""  # (a JSON field)
+
+
+class Loose(Document):
+    n = IntField(indexed=True)
+    extra = JSONField()
+
+    class Meta:
+        collection = "ps_loose"
 
 
 def _derivable_age(doc: str) -> bool:

@@ -86,17 +86,19 @@ def parts(call: PatchCall) -> dict[str, Any]:
     (sent,) = call.call().args
     limit, layout, maxlen, document, channel, manifests, f, n, k, j, *rest = constants(sent)
     assert type(limit) is int and type(n) is int and type(k) is int and type(j) is int
-    assert len(rest) == 2 * n + k + 4 * j + 1 + n + k + 2 and len(call.values) == n + k
-    assert rest[2 * n + k + 4 * j:] == [str(call.expiry).encode(), *call.values,
-                                        call.id_key, call.write_id.encode()]
+    # (after the quadruples, the plain pattern: b"" but for a patch of one field)
+    assert len(rest) == 2 * n + k + 4 * j + 2 + n + k + 2 and len(call.values) == n + k
+    assert rest[2 * n + k + 4 * j + 1:] == [str(call.expiry).encode(), *call.values,
+                                            call.id_key, call.write_id.encode()]
     assert constants(call.constants) == [limit, layout, maxlen, document, channel, manifests,
-                                         f, n, k, j, *rest[:2 * n + k + 4 * j]]
+                                         f, n, k, j, *rest[:2 * n + k + 4 * j + 1]]
     keys, names, fields = rest[:n], rest[n:2 * n], rest[2 * n:2 * n + k]
-    quads = rest[2 * n + k:]
+    quads = rest[2 * n + k:2 * n + k + 4 * j]
     texts, lists = call.values[:n], call.values[n:]
     return {"f": f, "members": list(zip(keys, texts, names, strict=True)),
             "pairs": list(zip(fields, lists, strict=True)),
             "indexes": [tuple(quads[i:i + 4]) for i in range(0, 4 * j, 4)],
+            "plain": rest[2 * n + k + 4 * j],
             "model": [limit, layout, maxlen, document, channel, manifests]}
 
 
@@ -162,8 +164,11 @@ def test_names_pairs_and_indexes_as_the_script_reads_them() -> None:
     assert call.call().script == "patch"
     # what every patch of the model sends alike, the expiry, the three value texts, the
     # two lists, the id key and the write id travel in one argument
+    # (of every index, its meta field and its key's name after the partition's tag: what
+    # a purge or a sweep builds the keys not sent of)
     assert got["model"] == [layout.max_document_bytes, b"",
-                            *writes.events_flat(Patched._meta, layout.keys), layout.manifests]
+                            *writes.events_flat(Patched._meta, layout.keys),
+                            wire.pack([b"f:count", b"i:count", b"f:flag", b"i:flag"])]
     assert len(call.call().args) == 1
     layout.layout = b"7"  # (the schema read again: the layout the calls carry is the new one)
     (again,) = layout.patches(["x"], values, storage, Expiry.KEEP)

@@ -119,14 +119,17 @@ class PatchCall:
     ids_key: str
     ttl_key: str
     state_key: str
-    index_keys: list[str]  # every index of the model, in index order
+    #: the keys of the indexes the patch touches, in index order (the others are not sent:
+    #: patch.lua builds their names where it writes every index, a purge or a sweep)
+    index_keys: list[str]
     event_keys: tuple[str, ...]  # the change stream, when the model emits events
     id_key: bytes
     write_id: str  # 16 hex digits: a resent patch recognises its first attempt
     expiry: bytes | str  # "keep" | "persist" | milliseconds
     #: what every patch of the model and of these fields sends alike, MessagePack strings
     #: and numbers one after another (one array of them past writes.STREAM_MAX items):
-    #: the size limit, the layout, the events, every index's meta field, the event's "f",
+    #: the size limit, the layout, the events, every index's meta field and key name after
+    #: the partition's tag, the event's "f",
     #: the counts, the members' key texts and names, the meta fields, the touched indexes'
     #: quadruples (the head of patch.lua's ARGV[1]: patch_argument)
     constants: bytes

@@ -72,6 +72,13 @@ def manifest_field(options: ModelOptions, index: IndexSpec) -> str:
     return meta_field(options.fields[index.fields[0]])
 
 
+def index_suffix(name: str) -> str:
+    """An index key's name after its partition's tag and ``:``: what ``patch.lua``'s rare
+    paths (a purge, a sweep), which are sent only the keys of the indexes a patch touches,
+    join to the tag of the keys they are sent (same tag, same slot)."""
+    return f"i:{name}"
+
+
 @dataclass(slots=True)
 class PartitionKeys:
     """The keys of one partition that every script call names, built once (hot paths build
@@ -164,7 +171,7 @@ class KeySpace:
         return f"{self.namespace}:{self.collection}:changes"
 
     def index(self, partition: int, name: str) -> str:
-        return f"{self.tag(partition)}:i:{name}"
+        return f"{self.tag(partition)}:{index_suffix(name)}"
 
     def indexes(self, partition: int) -> list[str]:
         """Every index key of the partition, in the model's index order."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -34,7 +35,8 @@ from ...errors import (
     WrongTypeError,
 )
 from ...fields.base import MISSING, Field
-from ...fields.structured import ArrayField
+from ...fields.scalar import BooleanField, FloatField, IntField, StringField
+from ...fields.structured import ArrayField, DateTimeField
 from ...options import IndexSpec, ModelOptions
 from . import wire
 from .calls import (
@@ -58,7 +60,7 @@ from .calls import (
 from .commands import Call, script
 from .derived import index_kinds
 from .headed import Headed, index_loads, loaded_values, nested, spec_items
-from .keys import KeySpace, PartitionKeys, manifest_field, meta_field
+from .keys import KeySpace, PartitionKeys, index_suffix, manifest_field, meta_field
 from .resp import ARRAY_HEADS, BULK_HEADS, CRLF, array_head, bulk_head
 from .replies import TxReply, WriteReply
 from .replies import layout_refused as layout_refused
@@ -168,7 +170,45 @@ Touched = tuple[list[tuple[str, Field, bytes]], list[tuple[IndexSpec, bytes]],
 
 #: what every patch of some fields sends alike (see WriteLayout._patched)
 Patch = tuple[tuple[bytes | int, ...], list[tuple[str, Field, bytes]], list[str],
-              dict[Any, tuple[bytes, ...]], dict[bytes, bytes]]
+              dict[Any, tuple[bytes, ...]], dict[bytes, bytes], tuple[int, ...],
+              dict[int, tuple[str, str, tuple[str, ...], bytes, bytes]]]
+
+
+#: the value parts of a plain pattern (see plain_pattern): a string with no escape; a number,
+#: boolean or null (a run of no delimiter); an array whose text holds no bracket nor brace,
+#: captured (patch.lua counts its quotes)
+_PLAIN_STRING, _PLAIN_SCALAR, _PLAIN_ARRAY = b'"[^"]*"', b"[%w%.%+%-]+", b"(%[[^%[%]{}]*%])"
+#: a byte of a key text that is not a letter nor a digit: escaped with "%" in a Lua pattern
+_PATTERN_MAGIC = re.compile(rb"([^A-Za-z0-9\x80-\xff])")
+
+
+def plain_pattern(options: ModelOptions, target: str) -> bytes:
+    """patch.lua's plain pattern of a patch of the field ``target`` alone: a Lua pattern of
+    the whole stored JSON as Python writes a document of the model (every field, in field
+    order, compact), capturing the position of ``target``'s value, its text, the position
+    after it, then the text of each array (at most two); b"" (none) where a field is of a kind it
+    does not know (exactly a str, datetime, int, float, bool or array field), ``target`` is
+    an array, or a stored name holds a backslash or a NUL. A document stored otherwise
+    (a null string, a nested object, an array holding one, blanks, another order...) does
+    not match it, and patch.lua proves its member's span as before (its cjson proof)."""
+    parts, arrays = [], 0
+    for name, field in options.fields.items():
+        kind = type(field)
+        if kind is StringField or kind is DateTimeField:
+            value = _PLAIN_STRING
+        elif kind is IntField or kind is FloatField or kind is BooleanField:
+            value = _PLAIN_SCALAR
+        elif kind is ArrayField and name != target and arrays < 2:
+            value, arrays = _PLAIN_ARRAY, arrays + 1
+        else:
+            return b""
+        key = jsoncodec.encode(field.db_name)
+        if b"\\" in key or b"\0" in key:
+            return b""
+        if name == target:
+            value = b"()(" + value + b")()"
+        parts.append(_PATTERN_MAGIC.sub(rb"%\1", key) + b":" + value)
+    return b"^{" + b",".join(parts) + b"}$"
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],
@@ -207,6 +247,11 @@ class WriteLayout:
         self.any_unique = any(index.unique for index in options.indexes)
         #: the meta field of every index, in index order (what a purge removes)
         self.manifests = wire.pack([manifest for _, manifest, _ in self.indexes])
+        #: of every index, in index order, its meta field then its key's name after the
+        #: partition's tag: patch.lua is sent only the keys of the indexes a patch touches,
+        #: and its purge or sweep (every index) builds the others' names
+        self._patch_indexes = wire.pack([item for index, manifest, _ in self.indexes
+                                         for item in (manifest, index_suffix(index.name).encode())])
         #: the same one after another, not an array (delete.lua passes them on to its
         #: HMGET as they unpack: no table made of them)
         self.manifest_items = wire.items([manifest for _, manifest, _ in self.indexes])
@@ -223,9 +268,6 @@ class WriteLayout:
             str(options.changes_maxlen).encode() if self.events and options.changes is not False
             and not options.changes_document and not options.publish else self.events)
         self._changed: dict[frozenset[str], bytes] = {}
-        #: per partition: the document and meta key prefixes and the KEYS every patch of
-        #: the partition sends after its document's two (patch_calls)
-        self._patch_keys: dict[int, tuple[str, str, tuple[str, ...], bytes, bytes]] = {}
         self._touched_by: dict[frozenset[str] | None, Touched] = {}
         #: per value field of a bulk insert: (attribute, field, meta field, memo, element
         #: memo or None); see bulk_values
@@ -588,17 +630,18 @@ class WriteLayout:
         """:meth:`patch` of each of ``ids`` (the arguments they share are built once): as
         records, for :meth:`patch` and as the reference :meth:`patch_calls` is tested
         against (the update by id sends what patch_calls makes)."""
-        constants, members = self._patch_args(values, storage)
+        constants, members, shape = self._patch_args(values, storage)
         expiry = wire_expiry(expire)
-        keys, events = self.keys, self.events
+        keys, events, touched = self.keys, self.events, shape[5]
         make_id, escape_id, id_key = new_write_id, sortable.escape_id, sortable.id_key
         calls = []
         for id in ids:
             p, escaped = keys.partition(keys.partition_of(id)), escape_id(id)
             calls.append(PatchCall(
                 p.doc_prefix + escaped, p.meta_prefix + escaped, p.ids, p.ttl, p.state,
-                p.indexes, (p.changes,) if events else (), id_key(id), make_id(),
-                expiry, constants, members))
+                [p.indexes[position] for position in touched],
+                (p.changes,) if events else (), id_key(id), make_id(), expiry, constants,
+                members))
         return calls
 
     def patch_calls(self, ids: Sequence[str], values: dict[str, Any],
@@ -617,14 +660,17 @@ class WriteLayout:
                     value if type(value) is str else (type(value), value))
                 constants = None if shape is None else shape[4].get(self.layout)
                 if members is None or constants is None:
-                    constants, members = self._patch_args(values, storage)
+                    constants, members, shape = self._patch_args(values, storage)
             else:
-                constants, members = self._patch_args(values, storage)
+                constants, members, shape = self._patch_args(values, storage)
         else:
-            constants, members = self._patch_args(values, storage)
+            constants, members, shape = self._patch_args(values, storage)
+        assert shape is not None
         # (wire_expiry, in line)
         expiry = expire if type(expire) is Expiry else str(expire)
-        keys, shared = self.keys, self._patch_keys
+        # (per partition: the document and meta key prefixes and the KEYS every patch of
+        # these fields sends after its document's two, kept in the shape)
+        keys, shared = self.keys, shape[6]
         one = keys.partitions == 1
         # (the call's EVALSHA command in RESP, Call.wire, from parts kept packed: its one
         # argument less the id key and write id, made once for all the ids; remembered by
@@ -643,7 +689,7 @@ class WriteLayout:
             found = shared.get(partition)
             if found is None:
                 p = keys.partition(partition)
-                others = (p.ids, p.ttl, p.state, *p.indexes,
+                others = (p.ids, p.ttl, p.state, *[p.indexes[i] for i in shape[5]],
                           *((p.changes,) if self.events else ()))
                 found = shared[partition] = (
                     p.doc_prefix, p.meta_prefix, others,
@@ -676,10 +722,10 @@ class WriteLayout:
             calls.append(call)
         return tuple(calls)
 
-    def _patch_args(self, values: dict[str, Any],
-                    storage: dict[str, Any]) -> tuple[bytes, tuple[bytes, ...]]:
-        """What the patches of ``values`` share: the constants (ARGV[1]'s head) and the
-        members."""
+    def _patch_args(self, values: dict[str, Any], storage: dict[str, Any]
+                    ) -> tuple[bytes, tuple[bytes, ...], Patch]:
+        """What the patches of ``values`` share: the constants (ARGV[1]'s head), the
+        members, and their shape (:meth:`_patched`)."""
         changed = frozenset(values)
         shape = self._patch_by.get(changed) or self._patched(changed)
         known = shape[3]
@@ -695,12 +741,12 @@ class WriteLayout:
         else:
             members = self._members(shape, values, storage)
         layout = self.layout
-        return shape[4].get(layout) or self._constants(shape, layout), members
+        return shape[4].get(layout) or self._constants(shape, layout), members, shape
 
     def _constants(self, shape: Patch, layout: bytes) -> bytes:
         """``patch.lua``'s constants (the head of ARGV[1]) for the patches of ``shape`` with
         the schema layout ``layout`` (:func:`_pack_constants`), remembered per layout."""
-        items = (self.max_document_bytes, layout, *self._events_flat, self.manifests,
+        items = (self.max_document_bytes, layout, *self._events_flat, self._patch_indexes,
                  *shape[0])
         by_layout = shape[4]
         if len(by_layout) > 8:  # (a layout is replaced by a newer one: the old ones go)
@@ -713,7 +759,7 @@ class WriteLayout:
                  ) -> tuple[bytes, ...]:
         """``patch.lua``'s values after the constants and the expiry in ARGV[1]: the value
         texts, then the lists of the meta fields (see :meth:`_patched`)."""
-        _, fields, stored_names, _, _ = shape
+        fields, stored_names = shape[1], shape[2]
         # each member apart, as the key and value texts an encoded document holds (the
         # encoder writes a value alike at the top level and inside an object): the script
         # has no fragment to parse. (An int, the most common value set by id: its text
@@ -730,31 +776,40 @@ class WriteLayout:
         event's "f" when every value changes, the counts, the key texts, the names, the
         meta fields, the touched indexes' quadruples), the value fields whose entries it
         sends, the stored names in field order; for a patch of one field, what it sends by
-        value, and the constants whole per schema layout (both filled by :meth:`patches`)."""
+        value, and the constants whole per schema layout (both filled by :meth:`patches`);
+        the positions of the indexes it touches, in the model's index order (their keys
+        alone are sent), and per partition what :meth:`patch_calls` sends alike (filled
+        there)."""
         fields = self.options.fields
         ordered = [name for name in fields if name in changed]
         entries = [entry for entry in self.value_fields if entry[0] in changed]
         pair_of = {meta_name: number for number, (_, _, meta_name) in
                    enumerate(entries, start=1)}
         quads: list[bytes | int] = []
+        touched: list[int] = []
         for position, (index, manifest, of) in enumerate(self.indexes):
             if of & changed:
                 assert not index.compound
-                # (its member's position and kind code, read for a format-3 document)
+                # (its member's position and kind code, read for a format-3 document; its
+                # key sent after the partition's three, those of the indexes before it)
                 kinds = index_kinds(self.options, index)
-                quads += [6 + position, pair_of[manifest], b"1" if index.unique else b"0",
+                quads += [6 + len(touched), pair_of[manifest], b"1" if index.unique else b"0",
                           b"%d %s %s" % (ordered.index(index.fields[0]) + 1,
                                          (kinds[0] if kinds else "").encode(),
                                          index.name.encode())]
+                touched.append(position)
         names = [name.encode() for name in ordered]
+        # (then, for a patch of one field, the plain pattern of its documents)
+        plain = plain_pattern(self.options, ordered[0]) if len(ordered) == 1 else b""
         items = (wire.pack(names), len(ordered), len(entries), len(quads) // 4,
                  *[jsoncodec.encode(fields[name].db_name) for name in ordered], *names,
-                 *[meta_name for _, _, meta_name in entries], *quads)
+                 *[meta_name for _, _, meta_name in entries], *quads, plain)
         if len(self._patch_by) > 1024:
             self._patch_by.clear()
             self._patch_one.clear()
-        patch = self._patch_by[changed] = (
-            items, entries, [fields[name].db_name for name in ordered], {}, {})
+        patch: Patch = (items, entries, [fields[name].db_name for name in ordered], {}, {},
+                        tuple(touched), {})
+        self._patch_by[changed] = patch
         if len(ordered) == 1:  # (patch_calls finds it by the field's name)
             self._patch_one[ordered[0]] = patch
         return patch

@@ -204,6 +204,18 @@ local function index_records(manifests, first)
   return all
 end
 
+-- index_records() where the caller sends no index key but those its common path writes
+-- (patch.lua): ``named`` lists, for every index of the model in its order, its meta field
+-- then its key's name after the partition's tag and ":" ("i:<name>", keys.py's
+-- index_suffix), one after another; ``prefix`` is the partition's tag and ":" (a name built
+-- here shares the tag of the keys sent, so it is in their slot, as the lock hash's and the
+-- sweep's document keys are)
+local function named_index_records(named, prefix)
+  local all = {}
+  for i = 2, #named, 2 do all[i / 2] = {key = prefix .. named[i], field = named[i - 1]} end
+  return all
+end
+
 -- A document's index members as its meta hash lists them, one list per index of
 -- ``indexes``: read whole before a purge writes anything. A damaged list: nil and the
 -- refusal (damaged()).

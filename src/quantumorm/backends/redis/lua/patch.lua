@@ -22,7 +22,12 @@
 -- KEYS[3]   the partition's id index (ZSET)
 -- KEYS[4]   the partition's TTL schedule (ZSET, score = expire-at ms, member = id key)
 -- KEYS[5]   the partition's state hash: version clock, schema layout (see _prelude.lua)
--- KEYS[6..] every index key of the model, then the stream (KEYS[#KEYS]) with events
+-- KEYS[6..] the key of each index the patch touches, in the order of its quadruples
+--           below, then the stream (KEYS[#KEYS]) with events. The model's other indexes
+--           are not sent (each key sent costs the server about 1,400 instructions): a
+--           purge or a sweep, which write every index, build their names from c[6] and
+--           the partition's tag (named_index_records, _prelude.lua), in the slot of the
+--           keys sent, as the lock hash's name and the sweep's document keys are built
 -- ARGV[1]   MessagePack strings and numbers one after another, or past STREAM_MAX constants
 --           one MessagePack array of them (c[1], c[2]... below; the numbers are MessagePack
 --           integers, Lua numbers once unpacked: no text parsed)
@@ -31,8 +36,9 @@
 --   c[3]  change events: the stream's MAXLEN ("" for no stream)
 --   c[4]  "1" when an event carries the document    c[5]  Pub/Sub channel ("" none)
 --         (neither a stream nor a channel: no events)
---   c[6]  MessagePack array: the meta field of every index, in KEYS[6..] order (read only
---         by a purge or a sweep)
+--   c[6]  MessagePack array: of every index of the model, in its order, its meta field
+--         then its key's name after the partition's tag ("i:<name>") (read only by a
+--         purge or a sweep)
 --   c[7]  the event's "f" (MessagePack array of names) when every member's value changes
 --   c[8]  n, the members to set   c[9]  k, the meta fields to set   c[10]  j, the indexes
 --         the patch touches (numbers)
@@ -42,6 +48,9 @@
 --   member and name: "<position of its member among the n> <kind> <index name>", the kind
 --   derived.py's code for _derive.lua (empty: not derived), read only for a format-3
 --   document (and the name for a UNIQUE refusal);
+--   then the plain pattern of a patch of one member ("" for none: writes.py's
+--   plain_pattern), a Lua pattern of the whole stored JSON as Python writes the model's
+--   documents, capturing the member's value's span and each array's text;
 --   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
 --   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
 --   value encodings, one per meta field; then the id key and the write id, 16 characters
@@ -92,7 +101,7 @@
 -- server about 800 instructions), and typed()'s checks written out where the common path
 -- reads or writes (a Lua call with its arguments passed on costs about 500).
 -- cold: bad_index purge_listed stream_refusal lock_holder applied_in patch_json read_list
--- cold: entries_diff unpack_list unique_holder take_back_entries sweep index_records
+-- cold: entries_diff unpack_list unique_holder take_back_entries sweep named_index_records
 -- cold: escaped_id type_ok bad_version damaged sole_item change_entries emit_first
 -- cold: derived_entries json_plain_spans json_members typed written_in
 
@@ -103,13 +112,13 @@ if #c == 1 then c = c[1] end
 local n, k, j = c[8], c[9], c[10]  -- (MessagePack integers: numbers, no tonumber)
 local at_names, at_fields = 10 + n, 10 + 2 * n  -- (in c; the key texts start at c[11])
 local at_indexes = at_fields + k
--- (in c: the expiry at c[at_values], the value texts from c[at_values + 1], the lists from
--- c[at_lists + 1])
-local at_values = at_indexes + 4 * j + 1
+-- (in c: the plain pattern at c[at_values - 1], the expiry at c[at_values], the value texts
+-- from c[at_values + 1], the lists from c[at_lists + 1])
+local at_values = at_indexes + 4 * j + 2
 local at_lists = at_values + n
 local idkey, write_id = c[at_lists + k + 1], c[at_lists + k + 2]
--- (cold_paths(), made on the first rare path taken; there, rare.index_records(...) of c[6]
--- is every index of the model, in KEYS[6..] order, as a purge or a sweep writes them, and
+-- (cold_paths(), made on the first rare path taken; there, rare.named_index_records(...)
+-- of c[6] is every index of the model, in its order, as a purge or a sweep writes them, and
 -- the document and meta key prefixes are this document's keys less its escaped id. No
 -- function of the body's own is made per call)
 local rare
@@ -144,45 +153,50 @@ if stored and stored.err then  -- (a string's .err is nil, read from its metatab
   if string.find(stored.err, "WRONGTYPE", 1, true) then return {"WRONGTYPE", doc_key} end
   error(stored)
 end
--- Its version prefix (format 2: one find, "\0", the version's digits or anything else but
--- "\0", "\0"), else format 3's header: ``f3`` the header's version text (false: a header
--- that does not read, refused below where a damaged prefix is), nil for format 2 or 1.
--- (header_of(stored) in line: no function made per call for it)
-local f3, f3_w, f3_start, prefix_end
+-- Format 3's header: ``f3`` the header's version text (false: a header that does not read,
+-- refused below where a damaged prefix is), nil for format 2 or 1; else its version prefix
+-- (format 2: one find, "\0", the version's digits or anything else but "\0", "\0").
+-- (header_of(stored) in line: no function made per call for it. The header's find first,
+-- the common case's only one: each Lua call of a string function costs the server about
+-- 1,000 instructions; format 2's pays the header's failed find, at its first byte)
+-- (``f3_head``: the payload's first character, "" for none: its byte is then known with no
+-- call where it is "{")
+local f3, f3_w, f3_start, prefix_end, f3_head
 if stored then
-  local _
-  _, prefix_end = string.find(stored, "^%z[^%z]*%z")
-  if not prefix_end and string.byte(stored, 1) == 1 then
-    local ends
-    _, ends, f3, f3_w = string.find(stored, "^\1([1-9]%d*)%z([0-9a-f]*)%z")
-    if not ends or #f3 > 16 or (#f3_w > 0 and (#f3_w < 16 or (#f3_w - 16) % 32 ~= 0)) then
-      f3 = false
-    else
-      for at = 33, #f3_w, 32 do  -- (each older write's version: 16 digits, not all zero)
-        local _, last, zeros = string.find(f3_w, "^(0*)%d*", at)
-        if last < at + 15 or #zeros > 15 then f3 = false; break end
-      end
-      f3_start = ends + 1
+  local _, ends
+  _, ends, f3, f3_w, f3_head = string.find(stored, "^\1([1-9]%d*)%z([0-9a-f]*)%z(.?)")
+  if not ends then
+    _, prefix_end = string.find(stored, "^%z[^%z]*%z")
+    if not prefix_end and string.byte(stored, 1) == 1 then f3 = false end
+  elseif #f3 > 16 or (#f3_w > 0 and (#f3_w < 16 or (#f3_w - 16) % 32 ~= 0)) then
+    f3 = false
+  else
+    for at = 33, #f3_w, 32 do  -- (each older write's version: 16 digits, not all zero)
+      local _, last, zeros = string.find(f3_w, "^(0*)%d*", at)
+      if last < at + 15 or #zeros > 15 then f3 = false; break end
     end
+    f3_start = ends + 1 - #f3_head
   end
 end
 -- The schedule and the lock hash (schedule_and_locks): one EXISTS, of the meta hash too
 -- for a format-3 document, which has one only as a sweep record or a listed index's
--- fields: none of them there (the usual case), nothing more is read of them, and no HMGET
--- of the meta hash follows. Else the two keys as for format 2, and the meta hash's HMGET.
+-- fields. What it counts less the schedule (its ZCARD, when it counts any) is the lock
+-- hash and the meta hash: none of them (the usual case, a partition with a schedule too),
+-- nothing more is read of them, and no HMGET of the meta hash follows; else the lock
+-- hash's EXISTS says which, and the meta hash's HMGET follows, as for format 2.
 local locks_key = string.sub(state_key, 1, -6) .. "locks"
 local scheduled, others, meta_absent = 0, nil, false
-if f3 then
-  others = redis.call("EXISTS", KEYS[4], locks_key, meta_key)
-  meta_absent = others == 0
-  if not meta_absent then others = nil end
-end
+if f3 then others = redis.call("EXISTS", KEYS[4], locks_key, meta_key) end
 others = others or redis.call("EXISTS", KEYS[4], locks_key)
 if others > 0 then
   rare = rare or cold_paths()
   scheduled, refused = rare.typed(KEYS[4], "ZCARD", KEYS[4])
   if refused then return refused end
   others = others - (scheduled > 0 and 1 or 0)
+end
+if f3 then
+  meta_absent = others == 0
+  if not meta_absent then others = redis.call("EXISTS", locks_key) end
 end
 -- Change events: c[3] and c[5] (events_on's spec, sent flat; the XADD proves the stream's
 -- type: emit_first). Its table, EVENTS, is made only where a rare path may emit (a purge,
@@ -243,7 +257,7 @@ elseif current then  -- expired: its leftovers are purged (their keys' types fir
   end
   refused = rare.stream_refusal()  -- (its "expire" event)
   if refused then return refused end
-  local all = rare.index_records(cmsgpack.unpack(c[6]), 6)
+  local all = rare.named_index_records(cmsgpack.unpack(c[6]), string.sub(state_key, 1, -6))
   local bad = rare.bad_index(all)
   if bad then return {"WRONGTYPE", bad} end
   return rare.purge_listed(idkey, meta_key, KEYS[3], KEYS[4], all) or {"MISSING"}
@@ -277,7 +291,7 @@ elseif f3 then
 end  -- (else format 1, or a damaged prefix: kept whole)
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
-local head = string.byte(stored, 1)
+local head = f3_head == "{" and 123 or string.byte(stored, 1)
 if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
 -- (format 3's common patch: the JSON's text before and after the new value, its size)
@@ -285,20 +299,52 @@ local before, rest, json_size
 -- (format 3: the members' old value texts, by position, nil where absent; or old1, the
 -- one member's text the common proof found: no table made for it)
 local olds, old1
-if n == 1 and not string.find(stored, "\\", 1, true) and not string.find(stored, "\0", 1, true)
-then
-  -- (the common patch: one member, its span proven with no scan, as json_plain_spans
-  -- proves it: the JSON valid, an object, with no backslash nor NUL (json_plain_doc), the
-  -- member there, its key text once (json_plain_span); blanks looked for only where the
-  -- byte is one)
-  local ok, doc = pcall(cjson.decode, stored)
-  local key, b = c[11], head
-  if b == 32 or b == 9 or b == 10 or b == 13 then
-    b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
+if n == 1 and not string.find(stored, "\\", 1, true) then
+  -- (the common patch: one member, its span proven with no scan. First by the plain
+  -- pattern (writes.py's plain_pattern: the stored JSON as Python writes a document of the
+  -- model, every member in field order, none nested): one find of the whole text, anchored
+  -- at both ends, gives the member's value's span. Proof: with no backslash in the text, a
+  -- string's text ends at the next quote, so each '"[^"]*"' the pattern matches is one
+  -- string as json_members reads it; a run of letters, digits, '.', '+' and '-' followed
+  -- by the ',' or '}' the pattern names is one scalar as json_skip reads it (none of those
+  -- is a delimiter); an array whose text holds no bracket nor brace and an even number of
+  -- quotes (each string skipped whole) ends at its first ']', as json_skip finds it. So
+  -- json_members reads the object member by member where the pattern does, the text is
+  -- one it accepts (nothing after the object), and the member of the target's name is
+  -- the pattern's (each name once): where patch_json would splice. (A raw NUL, which
+  -- Python's encoder never writes, changes none of that: json_members and _derive.lua read
+  -- it as any byte; the cjson proof, whose read stops at one, takes a text with none.)
+  -- Else, or where an array's quotes are odd, as json_plain_spans proves it: the JSON
+  -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its key
+  -- text once (json_plain_span); blanks looked for only where the byte is one)
+  local first, after, plain = nil, nil, c[at_values - 1]
+  -- (a text with a null member goes to the cjson proof at once: a string field's null
+  -- fails the pattern, maybe late in the text, where a failed find costs the server more
+  -- than the proof, about 14,000 instructions in issue 12's documents; one plain search)
+  if plain ~= "" and not string.find(stored, ":null", 1, true) then
+    -- (the member's text captured too: old1, no string.sub of it below)
+    local _, arrays, more
+    _, _, first, old1, after, arrays, more = string.find(stored, plain)
+    if arrays then
+      local _, quotes = string.gsub(arrays, '"', "")
+      if quotes % 2 == 1 then first, old1 = nil, nil end
+      if more then
+        _, quotes = string.gsub(more, '"', "")
+        if quotes % 2 == 1 then first, old1 = nil, nil end
+      end
+    end
+  end
+  local ok, doc, key, b
+  if not first and not string.find(stored, "\0", 1, true) then
+    ok, doc = pcall(cjson.decode, stored)
+    key, b = c[11], head
+    if b == 32 or b == 9 or b == 10 or b == 13 then
+      b = string.byte(stored, string.find(stored, "[^ \t\r\n]") or 1)
+    end
   end
   -- (cjson's read of a text whose first byte but blanks is "{": a table)
-  if ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
-    local first, after, from = nil, nil, 1
+  if not first and ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
+    local from = 1
     while true do
       local kat, k_end = string.find(stored, key, from, true)
       if not kat then break end
@@ -331,25 +377,25 @@ then
       end
       from = k_end + 1
     end
-    if first then
-      -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
-      -- string and == compares two pointers; no third string.sub for the old value's text.
-      -- A patch that changes nothing thus copies the document once more than a compare of
-      -- the old value's text would: the common patch changes its value, and needs the copy)
-      if f3 then
-        -- (format 3 reads the old value's text anyway, for its entry: compared with the
-        -- new one, and the new JSON left in its two parts, made whole only inside the
-        -- stored value's text (one string, no copy of the JSON alone) or where a rare
-        -- path needs it; its size counted)
-        local new_text = c[at_values + 1]
-        old1 = string.sub(stored, first, after - 1)
-        count = old1 == new_text and 0 or 1
-        before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
-        json_size = #stored - #old1 + #new_text
-      else
-        json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
-        count = json == stored and 0 or 1
-      end
+  end
+  if first then
+    -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
+    -- string and == compares two pointers; no third string.sub for the old value's text.
+    -- A patch that changes nothing thus copies the document once more than a compare of
+    -- the old value's text would: the common patch changes its value, and needs the copy)
+    if f3 then
+      -- (format 3 reads the old value's text anyway, for its entry: compared with the
+      -- new one, and the new JSON left in its two parts, made whole only inside the
+      -- stored value's text (one string, no copy of the JSON alone) or where a rare
+      -- path needs it; its size counted)
+      local new_text = c[at_values + 1]
+      old1 = old1 or string.sub(stored, first, after - 1)
+      count = old1 == new_text and 0 or 1
+      before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
+      json_size = #stored - #old1 + #new_text
+    else
+      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+      count = json == stored and 0 or 1
     end
   end
 end
@@ -422,14 +468,14 @@ if f3 then
   if j == 1 and old1 and c[at_indexes + 3] ~= "1" then
     local member, kind = string.match(c[at_indexes + 4], "^(%d+) (%S*) ")
     if member == "1" then
-      local b, old = string.byte(old1, 1), nil
-      if b == 110 then
-        if old1 == "null" and (kind == "int" or kind == "str" or kind == "enum"
-                               or kind == "bool") then
-          old = NULL
-        end
-      elseif b == 34 then
-        if kind == "str" or kind == "enum" then old = " " .. string.sub(old1, 2, -2) .. "\0" end
+      -- (by the kind first: an int's or a boolean's text read with no byte read before it,
+      -- each Lua call of a string function costing the server about 1,000 instructions;
+      -- Lua strings are interned, so a compare with a constant text is one of pointers)
+      local old
+      if old1 == "null" then
+        if kind == "int" or kind == "str" or kind == "enum" or kind == "bool" then old = NULL end
+      elseif (kind == "str" or kind == "enum") and string.byte(old1, 1) == 34 then
+        old = " " .. string.sub(old1, 2, -2) .. "\0"
       elseif kind == "int" then
         -- (the digits less their trailing zeros, in one match that also proves the text
         -- is a positive int without a leading zero; the exponent's 10 digits
@@ -681,7 +727,8 @@ if scheduled > 0 then
     EVENTS = {maxlen = c[3], doc = c[4] == "1", channel = c[5], key = KEYS[#KEYS]}
   end
   local size = #rare.escaped_id(idkey)
+  local all = rare.named_index_records(cmsgpack.unpack(c[6]), string.sub(state_key, 1, -6))
   rare.sweep(8, string.sub(doc_key, 1, -size - 1), string.sub(meta_key, 1, -size - 1), KEYS[3],
-             KEYS[4], rare.index_records(cmsgpack.unpack(c[6]), 6), math.floor(now_us / 1000))
+             KEYS[4], all, math.floor(now_us / 1000))
 end
 return {"OK", version, idkey}

@@ -53,11 +53,17 @@ def test_a_query_and_a_count_check_the_schedule_and_the_lock_flag_with_one_exist
     _load()
     query = Reader.objects.filter(name="n1")
     counted = Reader.objects.filter(age__gte=3, age__lt=7)
-    query.all_sync(), counted.count_sync()  # scripts loaded, schema read
+    windowed = Reader.objects.filter(name="n1").limit(2)
+    query.all_sync(), counted.count_sync(), windowed.all_sync()  # scripts loaded, schema read
     rows, delta = _delta(redis_client, query.all_sync)
     assert [r.id for r in rows] == ["1", "4", "7"]
-    # the script, the schema layout check, one EXISTS of the TTL schedule and the lock
-    # flag, the index range and the documents: no ZCARD of an absent schedule
+    # an equality's whole range: the script, the schema layout check, the index range and
+    # the documents, whose MGET reads the lock flag too (a document gone is left out by
+    # it, and no window counts entries): no EXISTS, no ZCARD of an absent schedule
+    assert delta == {"evalsha": 1, "hget": 1, "zrangebylex": 1, "mget": 1}
+    # a window counts its entries: one EXISTS of the TTL schedule and the lock flag
+    rows, delta = _delta(redis_client, windowed.all_sync)
+    assert [r.id for r in rows] == ["1", "4"]
     assert delta == {"evalsha": 1, "hget": 1, "exists": 1, "zrangebylex": 1, "mget": 1}
     count, delta = _delta(redis_client, counted.count_sync)
     assert count == 4
@@ -75,6 +81,13 @@ def test_with_a_ttl_schedule_every_candidate_is_checked_and_counted_alive(
     counted = Reader.objects.filter(age__gte=3, age__lt=7)
     rows, delta = _delta(redis_client, query.all_sync)
     assert [r.id for r in rows] == ["1", "7", "10"]
+    # (an equality's whole range: the MGET of the documents leaves the gone one out, and
+    # no window counts entries: no read of the schedule needed)
+    assert "zcard" not in delta and "exists" not in delta
+    # a window counts its entries: the schedule read, each candidate checked alive, the
+    # window filled past the gone document
+    rows, delta = _delta(redis_client, query.limit(2).all_sync)
+    assert [r.id for r in rows] == ["1", "7"]
     assert delta.get("zcard") == 1 and delta.get("exists", 0) >= 2  # the schedule read
     count, delta = _delta(redis_client, counted.count_sync)
     assert count == 4  # 3, 5, 6 and 10 (4 is gone)

@@ -21,10 +21,11 @@ from quantumorm.backends.redis import stored, wire
 from quantumorm.backends.redis.commands import script
 from quantumorm.backends.redis.keys import KeySpace
 from quantumorm.backends.redis.reader import locked_reply
+from quantumorm.backends.redis.replies import layout_refused
 from quantumorm.sortable import escape_id
 
 #: numeric ids, ids without escapes and ids with them (a "%", a space, a slash, non-ASCII)
-IDS = ["7", "12", "300", "abc", "LOCKED", "a b", "x/y%z", "é"]
+IDS = ["7", "12", "300", "abc", "LOCKED", "LAYOUT", "a b", "x/y%z", "é"]
 
 
 class Rower(Document):
@@ -132,6 +133,26 @@ def test_a_rows_reply_of_one_row_named_locked_is_not_a_lock_wrapper(
         b"LOCKED", str(version).encode(), payload]
     found = Rower.objects.filter(tag="q").all_sync()
     assert [(d.id, d.version, d.n) for d in found] == [("LOCKED", version, 1)]
+
+
+def test_a_rows_reply_of_one_row_named_layout_is_not_a_layout_refusal(
+        conn: Any, redis_client: Any) -> None:
+    """{"LAYOUT", n} refuses a caller whose schema is outdated: n is plain digits. A rows
+    reply of one format-2 or format-3 row whose id is "LAYOUT" is two items too, the first
+    "LAYOUT": its value starts with 0 or 1, and it is read as the row it is (the query, its
+    first() and its window, each answered by that row alone)."""
+    assert layout_refused([b"LAYOUT", b"12"]) and layout_refused(["LAYOUT", "3"])
+    assert layout_refused(-2)
+    assert not layout_refused([b"LAYOUT", b"\x01170\x00\x00{}"])
+    assert not layout_refused([b"LAYOUT", b"\x00170\x00{}"])
+    assert not layout_refused([b"LAYOUT", "\u00b2"])  # (a digit to str.isdigit, not ASCII)
+    Rower.objects.bulk_create_sync([Rower(id="LAYOUT", tag="q", n=1),
+                                    Rower(id="M", tag="r", n=2)])
+    only = Rower.objects.filter(tag="q")
+    assert [d.id for d in only.all_sync()] == ["LAYOUT"]
+    assert [d.id for d in Rower.objects.filter(n__gte=0)[:1]] == ["LAYOUT"]
+    first = Rower.objects.filter(n__gte=0).first_sync()
+    assert first is not None and first.id == "LAYOUT"
 
 
 def test_a_whole_walk_leaves_out_a_document_gone_and_a_window_still_fills(

@@ -31,10 +31,17 @@ def wrong_type(reply: Any) -> str | None:
 
 def layout_refused(reply: Any) -> bool:
     """Whether a raw reply is a script's refusal because its partition has seen a newer
-    schema layout than the caller's (``{"LAYOUT", n}``; ``-2`` from count.lua)."""
+    schema layout than the caller's (``{"LAYOUT", n}``, n in plain digits; ``-2`` from
+    count.lua). A query's rows reply of one row whose id is "LAYOUT" is two items too, its
+    second the row's value, whose first byte (0 or 1, format 2 or 3) is no digit."""
     if isinstance(reply, list):
-        return len(reply) == 2 and isinstance(reply[0], (bytes, str)) and \
-            _text(reply[0]) == "LAYOUT"
+        if len(reply) != 2 or not isinstance(reply[0], (bytes, str)) or \
+                _text(reply[0]) != "LAYOUT":
+            return False
+        layout = reply[1]
+        if isinstance(layout, str):
+            layout = layout.encode()
+        return isinstance(layout, bytes) and layout.isdigit()  # (bytes: ASCII digits only)
     return isinstance(reply, int) and reply == -2
 
 

@@ -379,8 +379,9 @@ end
 -- (a program of a few hundred tokens comes flat, its strings one after the other, decoded
 -- onto the stack into one table: half the cost of an array's, whose table the decoder fills
 -- item by item; a longer one is one array: wire.program)
-local program, argi = {cmsgpack.unpack(ARGV[7])}, 0
-if type(program[1]) == "table" then program = program[1] end
+-- (a long one, already decoded whole as the walk's first token above: not decoded again)
+local program, argi = kind, 0
+if type(program) ~= "table" then program = {cmsgpack.unpack(ARGV[7])} end
 local rare = cold_paths()
 local escaped_id, read_list, damaged_error = rare.escaped_id, rare.read_list, rare.damaged_error
 local bad_version = rare.bad_version

@@ -340,31 +340,6 @@ def test_a_patch_sends_the_touched_indexes_keys_alone_and_purges_every_index(
     assert TimedMany.objects.filter(tags__contains="a").count_sync() == 10
 
 
-def _calls(redis_client: Any) -> dict[str, int]:
-    return {name[len("cmdstat_"):]: int(stats["calls"]) for name, stats in
-            redis_client.info("commandstats").items()}
-
-
-def test_a_format_3_patch_in_a_partition_with_a_schedule_reads_no_meta_hash(
-        conn: Any, redis_client: Any) -> None:
-    """A format-3 document without an expiry has no meta hash; in a partition whose schedule
-    has entries, the one EXISTS of the schedule, the lock hash and the meta hash, less the
-    schedule, says so: no second EXISTS, no HMGET of the meta hash."""
-    ks = gauges(conn)
-    Gauge.objects.get_sync(id="h").touch_sync(3600)  # (the schedule has an entry)
-    assert redis_client.zcard(ks.ttl(0)) == 1 and not redis_client.exists(ks.meta(0, "g"))
-    before = _calls(redis_client)
-    assert send(conn, patch(conn, Gauge, "g", n=9))[0] == b"OK"
-    after = _calls(redis_client)
-    assert after["exists"] - before.get("exists", 0) == 1
-    assert after["hmget"] - before.get("hmget", 0) == 1  # (the state hash's alone)
-    assert Gauge.objects.get_sync(id="g").n == 9
-    # a lock of a prepared transaction is still met (the lock hash counted, then asked)
-    redis_client.hset(twophase.locks_key(ks.tag(0)), sortable.id_key("g"), "rec")
-    assert send(conn, patch(conn, Gauge, "g", n=10)) == [b"LOCKED", b"rec"]
-    assert_indexes_consistent(redis_client, Gauge)
-
-
 WIDE = 4100  # (past the ~8,000 values Lua's C stack takes from one call)
 Wide = type("Wide", (Document,), {
     **{f"f{i}": StringField() for i in range(WIDE)},

@@ -180,23 +180,21 @@ if stored then
 end
 -- The schedule and the lock hash (schedule_and_locks): one EXISTS, of the meta hash too
 -- for a format-3 document, which has one only as a sweep record or a listed index's
--- fields. What it counts less the schedule (its ZCARD, when it counts any) is the lock
--- hash and the meta hash: none of them (the usual case, a partition with a schedule too),
--- nothing more is read of them, and no HMGET of the meta hash follows; else the lock
--- hash's EXISTS says which, and the meta hash's HMGET follows, as for format 2.
+-- fields: none of them there (the usual case), nothing more is read of them, and no HMGET
+-- of the meta hash follows. Else the two keys as for format 2, and the meta hash's HMGET.
 local locks_key = string.sub(state_key, 1, -6) .. "locks"
 local scheduled, others, meta_absent = 0, nil, false
-if f3 then others = redis.call("EXISTS", KEYS[4], locks_key, meta_key) end
+if f3 then
+  others = redis.call("EXISTS", KEYS[4], locks_key, meta_key)
+  meta_absent = others == 0
+  if not meta_absent then others = nil end
+end
 others = others or redis.call("EXISTS", KEYS[4], locks_key)
 if others > 0 then
   rare = rare or cold_paths()
   scheduled, refused = rare.typed(KEYS[4], "ZCARD", KEYS[4])
   if refused then return refused end
   others = others - (scheduled > 0 and 1 or 0)
-end
-if f3 then
-  meta_absent = others == 0
-  if not meta_absent then others = redis.call("EXISTS", locks_key) end
 end
 -- Change events: c[3] and c[5] (events_on's spec, sent flat; the XADD proves the stream's
 -- type: emit_first). Its table, EVENTS, is made only where a rare path may emit (a purge,

@@ -529,6 +529,65 @@ def test_the_plain_pattern_of_a_model() -> None:
     assert writes.plain_pattern(Loose._meta, "n") == b""  # (a JSON field)
 
 
+class ArrayFirst(Document):
+    tags = ArrayField(StringField(), indexed=True)
+    n = IntField(indexed=True)
+    s = StringField()
+
+    class Meta:
+        collection = "ps_array_first"
+
+
+@pytest.mark.parametrize("model", [Shaped, ArrayFirst])
+def test_every_scalar_field_is_patched_by_id_wherever_it_stands(
+        conn: Any, redis_client: Any, model: type[Document]) -> None:
+    """A patch of each scalar field of a model whose arrays stand before, between or after
+    it writes what a load and save would, its index entries exact: patch.lua reads the plain
+    pattern's captures as the target's three, then the arrays' after it, so a field after an
+    array has no plain pattern (Lua numbers captures by where they open) and takes the cjson
+    proof."""
+    values: dict[str, Any] = {"s": "x", "n": 1, "b": True, "tags": ["a", "b"], "nums": [1, 2],
+                              "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "r": 1.5}
+    new: dict[str, Any] = {"s": "y", "n": 9, "b": False,
+                           "at": dt.datetime(2027, 2, 3, tzinfo=dt.UTC), "r": 2.25}
+    fields = model._meta.fields
+    model(id="a", **{k: v for k, v in values.items() if k in fields}).save_sync()
+    for name, value in new.items():
+        if name not in fields:
+            continue
+        assert model.objects.filter(id="a").update_sync(**{name: value}) == 1
+        got = model.objects.get_sync(id="a")
+        assert getattr(got, name) == value
+        values[name] = value
+        assert {k: getattr(got, k) for k in fields if k != "id"} == {
+            k: v for k, v in values.items() if k in fields}
+    assert_indexes_consistent(redis_client, model)
+
+
+def test_no_plain_pattern_for_a_field_after_an_array_a_wide_model_or_nested_arrays() -> None:
+    assert writes.plain_pattern(Shaped._meta, "at") == b""  # (after tags and nums)
+    assert writes.plain_pattern(ArrayFirst._meta, "n") == b""
+    assert writes.plain_pattern(Nested._meta, "n") == b""  # (an array of arrays)
+    assert writes.plain_pattern(TooWide._meta, "f0") == b""  # (more than PLAIN_FIELDS)
+    assert writes.plain_pattern(JustNarrow._meta, "f0") != b""
+
+
+class Nested(Document):
+    n = IntField(indexed=True)
+    grid = ArrayField(ArrayField(IntField()))
+
+    class Meta:
+        collection = "ps_nested"
+
+
+TooWide = type("TooWide", (Document,), {
+    **{f"f{i}": IntField() for i in range(writes.PLAIN_FIELDS + 1)},
+    "Meta": type("Meta", (), {"collection": "ps_too_wide"})})
+JustNarrow = type("JustNarrow", (Document,), {
+    **{f"f{i}": IntField() for i in range(writes.PLAIN_FIELDS)},
+    "Meta": type("Meta", (), {"collection": "ps_just_narrow"})})
+
+
 class Loose(Document):
     n = IntField(indexed=True)
     extra = JSONField()

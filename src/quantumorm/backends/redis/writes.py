@@ -180,25 +180,38 @@ Patch = tuple[tuple[bytes | int, ...], list[tuple[str, Field, bytes]], list[str]
 _PLAIN_STRING, _PLAIN_SCALAR, _PLAIN_ARRAY = b'"[^"]*"', b"[%w%.%+%-]+", b"(%[[^%[%]{}]*%])"
 #: a byte of a key text that is not a letter nor a digit: escaped with "%" in a Lua pattern
 _PATTERN_MAGIC = re.compile(rb"([^A-Za-z0-9\x80-\xff])")
+#: the most fields a plain pattern has: Lua's matcher recurses once per quantified item (a
+#: pattern of about 90,000 fields overflows the server's C stack), and the pattern is sent
+#: on every patch
+PLAIN_FIELDS = 64
+#: the element kinds of an array a plain pattern reads (its text holds no bracket nor brace)
+_PLAIN_ELEMENTS = (StringField, DateTimeField, IntField, FloatField, BooleanField)
 
 
 def plain_pattern(options: ModelOptions, target: str) -> bytes:
     """patch.lua's plain pattern of a patch of the field ``target`` alone: a Lua pattern of
     the whole stored JSON as Python writes a document of the model (every field, in field
     order, compact), capturing the position of ``target``'s value, its text, the position
-    after it, then the text of each array (at most two); b"" (none) where a field is of a kind it
-    does not know (exactly a str, datetime, int, float, bool or array field), ``target`` is
-    an array, or a stored name holds a backslash or a NUL. A document stored otherwise
-    (a null string, a nested object, an array holding one, blanks, another order...) does
-    not match it, and patch.lua proves its member's span as before (its cjson proof)."""
-    parts, arrays = [], 0
+    after it, then the text of each array (at most two, after it: patch.lua reads the
+    captures in that order, and Lua numbers them by where they open); b"" (none) where a
+    field is of a kind it does not know (exactly a str, datetime, int, float, bool or array
+    of those), an array comes before ``target``, ``target`` is an array, the model has more
+    than :data:`PLAIN_FIELDS` fields, or a stored name holds a backslash or a NUL. A
+    document stored otherwise (a null string, a nested object, an array holding one, blanks,
+    another order...) does not match it, and patch.lua proves its member's span as before
+    (its cjson proof)."""
+    if len(options.fields) > PLAIN_FIELDS:
+        return b""
+    parts, arrays, seen = [], 0, False
     for name, field in options.fields.items():
         kind = type(field)
+        seen = seen or name == target
         if kind is StringField or kind is DateTimeField:
             value = _PLAIN_STRING
         elif kind is IntField or kind is FloatField or kind is BooleanField:
             value = _PLAIN_SCALAR
-        elif kind is ArrayField and name != target and arrays < 2:
+        elif (kind is ArrayField and seen and name != target and arrays < 2
+              and type(field.field) in _PLAIN_ELEMENTS):  # type: ignore[attr-defined]
             value, arrays = _PLAIN_ARRAY, arrays + 1
         else:
             return b""

@@ -28,9 +28,6 @@ from .headed import Headed
 #: model's loader (``Document._loader``)
 Make = Callable[[str, int, dict[str, Any]], Any]
 
-#: the first byte of the id key of a numeric id (see :func:`quantumorm.sortable.id_key`)
-NUMERIC_ID = b"\x01"
-
 
 def row(options: ModelOptions, id: str, version: Any, raw: bytes) -> Row:
     """A document key's value (``version``: the meta hash's, read beside it when the value

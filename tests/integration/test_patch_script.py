@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 from typing import Any
 
 import pytest
@@ -519,11 +520,86 @@ def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
     assert matched.count(1) >= 30 and matched.count(2) >= 1
 
 
+def _round17_pattern(options: Any, target: str) -> bytes:
+    """plain_pattern as round 17 wrote it: every byte of a key text but a letter or a digit
+    escaped, a string as '"[^"]*"', each set's items escaped (the model's fields all of the
+    kinds it reads, no array before ``target``)."""
+    parts = []
+    for name, field in options.fields.items():
+        if isinstance(field, ArrayField):
+            value = rb"(%[[^%[%]{}]*%])"
+        elif isinstance(field, (StringField, DateTimeField)):
+            value = b'"[^"]*"'
+        else:
+            value = rb"[%w%.%+%-]+"
+        if name == target:
+            value = b"()(" + value + b")()"
+        key = re.sub(rb"([^A-Za-z0-9\x80-\xff])", rb"%\1", json.dumps(field.db_name).encode())
+        parts.append(key + b":" + value)
+    return b"^{" + b",".join(parts) + b"}$"
+
+
+#: the plain pattern's find and patch.lua's test of its arrays' quotes (ARGV[3] "count":
+#: round 17's count of every quote; else patch.lua's, by %b"" pairs): the member's span
+#: and text, or false
+_PLAIN_FIND = r"""
+local _, _, first, old1, after, arrays, more = string.find(ARGV[1], ARGV[2])
+if ARGV[3] == "count" then
+  if arrays then
+    local _, quotes = string.gsub(arrays, '"', "")
+    if quotes % 2 == 1 then first = nil end
+    if more then
+      _, quotes = string.gsub(more, '"', "")
+      if quotes % 2 == 1 then first = nil end
+    end
+  end
+elseif arrays and (string.find(string.gsub(arrays, '%b""', ""), '"', 1, true)
+                   or more and string.find(string.gsub(more, '%b""', ""), '"', 1, true)) then
+  first = nil
+end
+return first and {first, old1, after} or false
+"""
+
+
+def test_the_plain_pattern_proves_what_round_17s_proved(redis_client: Any) -> None:
+    """The plain pattern written for the matcher's least cost (``%b""`` strings, sets
+    without escapes, key texts escaped only where a byte is magic) and patch.lua's test of
+    an array's quotes by pairs prove exactly the texts round 17's pattern and quote count
+    proved, with the same span and text, on Python's texts and on texts damaged or
+    reshaped at random (quotes, brackets, braces, blanks, a NUL, a percent sign...)."""
+    rng = random.Random(18)
+    pieces = ['"', "[", "]", "{", "}", ",", ":", " ", "a", "0", "-", ".", "+", "%", "null",
+              '""', "\0", "\n", "_", "é"]
+    texts = []
+    for doc in _shaped_docs():
+        texts.append(doc)
+        for _ in range(12):
+            text = doc
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                at, piece = rng.randrange(len(text) + 1), rng.choice(pieces)
+                text = rng.choice([text[:at] + piece + text[at:], text[:at] + text[at + 2:],
+                                   text[:at] + piece + text[at + 1:]])
+            texts.append(text)
+    sha = redis_client.script_load(_PLAIN_FIND)
+    proven = 0
+    for target in ("n", "s", "b"):
+        new, old = writes.plain_pattern(Shaped._meta, target), _round17_pattern(
+            Shaped._meta, target)
+        assert new != old
+        for text in texts:
+            want = redis_client.evalsha(sha, 0, text, old, "count")
+            assert redis_client.evalsha(sha, 0, text, new, "pairs") == want, (target, text)
+            proven += want is not None
+    assert proven > 200  # (and many are not)
+
+
 def test_the_plain_pattern_of_a_model() -> None:
     pattern = writes.plain_pattern(Shaped._meta, "n")
-    assert pattern == (b'^{%"s%":"[^"]*",%"n%":()([%w%.%+%-]+)(),%"b%":[%w%.%+%-]+,'
-                       b'%"tags%":(%[[^%[%]{}]*%]),%"nums%":(%[[^%[%]{}]*%]),'
-                       b'%"at%":"[^"]*",%"r%":[%w%.%+%-]+}$')
+    # (each part as the Lua matcher reads it at the least cost per byte: a string as %b"",
+    # sets with no escaped item but %w, key texts with no "%" before a quote or a colon)
+    assert pattern == (b'^{"s":%b"","n":()([%w.+-]+)(),"b":[%w.+-]+,'
+                       b'"tags":(%[[^][{}]*%]),"nums":(%[[^][{}]*%]),'
+                       b'"at":%b"","r":[%w.+-]+}$')
     # (none: a patch of an array, a field of a kind it does not know)
     assert writes.plain_pattern(Shaped._meta, "tags") == b""
     assert writes.plain_pattern(Loose._meta, "n") == b""  # (a JSON field)

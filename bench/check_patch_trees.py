@@ -12,10 +12,13 @@ duplicate or nested member, blanks, a compressed document, no version prefix, ke
 another type, a newer layout). After each step it records the outcome (the count or the
 error's class and text) and the whole keyspace with its types and contents; versions,
 write ids and layout stamps, which come from the server's clock and a random source, are
-replaced by their order of first appearance, stream entry ids and schedule times left out.
+replaced by their order of first appearance (a format-3 document's header too: its version
+and each write id of its W), stream entry ids and schedule times left out. The documents
+are stored in format 3 (the damaged texts after their header; a document's meta hash of
+the wrong-type steps replaced only where it has one), or in format 2 with ``--format2``.
 The two traces must be equal.
 
-Usage: bench/check_patch_trees.py --old <tree> [--new <tree>] [--port P]
+Usage: bench/check_patch_trees.py --old <tree> [--new <tree>] --port P [--format2]
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from pathlib import Path
 
 WORKER = r'''
 import json, re, sys, time
-tree, url, out = sys.argv[1:4]
+tree, url, out, format2 = sys.argv[1:5]
 sys.path[:0] = [tree + "/src"]
 import redis
 from quantumorm import (ArrayField, BooleanField, Document, IntField, JSONField, StringField,
                         create_connection)
 from quantumorm.backends.redis.keys import KeySpace
+if format2 == "1":  # (--format2: documents stored as earlier releases stored them)
+    from quantumorm.backends.redis import writes
+    writes.NEW_FORMAT = 2
 
 r = redis.Redis.from_url(url)
 r.flushdb()
@@ -95,6 +101,9 @@ def dump():
             if value.startswith("\0") and value.count("\0") >= 2:
                 version, rest = value[1:].split("\0", 1)
                 value = ["doc", v(version), rest]
+            elif value.startswith("\x01") and value.count("\0") >= 2:
+                version, w, rest = value[1:].split("\0", 2)
+                value = ["doc3", v(version), [v(w[i:i + 16]) for i in range(0, len(w), 16)], rest]
         elif kind == "hash":
             value = {}
             for field, item in sorted(r.hgetall(key).items()):
@@ -172,7 +181,11 @@ step("after expiry set", up(Person, "9", age=77))
 step("other after schedule", up(Person, "10", age=78))
 doc = lambda id: keys.doc(0, id)
 meta = lambda id: keys.meta(0, id)
-prefix = lambda id: r.get(doc(id))[:r.get(doc(id)).index(b"\0", 1) + 1]
+def prefix(id):
+    d = r.get(doc(id))
+    if d[:1] == b"\x01":
+        return d[:d.index(b"\0", d.index(b"\0", 1) + 1) + 1]
+    return d[:d.index(b"\0", 1) + 1]
 damaged = {
     "11": b"not json",
     "12": b"[1,2]",
@@ -213,6 +226,8 @@ step("doc gone", up(Person, "36", age=5))
 for id, key in (("37", keys.index(0, "age")), ("38", keys.ids(0)), ("39", keys.changes(0)),
                 ("40", meta("40"))):
     saved = r.dump(key)
+    if saved is None:  # (a format-3 document's meta hash: none to replace)
+        continue
     r.delete(key)
     r.set(key, "foreign")
     step("wrong type " + id, up(Person, id, age=6))
@@ -230,6 +245,8 @@ def main() -> None:
     parser.add_argument("--old", required=True)
     parser.add_argument("--new", default=str(Path(__file__).resolve().parent.parent))
     parser.add_argument("--port", type=int, required=True, help="the private server's port")
+    parser.add_argument("--format2", action="store_true",
+                        help="store the documents in format 2 (writes.NEW_FORMAT = 2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qorm-patch-check-") as work:
         server = subprocess.Popen(["redis-server", "--port", str(args.port), "--bind",
@@ -249,7 +266,8 @@ def main() -> None:
             for db, tree in ((1, args.old), (2, args.new)):
                 out = f"{work}/trace{db}.json"
                 subprocess.run([sys.executable, "-c", WORKER, tree,
-                                f"redis://127.0.0.1:{args.port}/{db}", out], check=True,
+                                f"redis://127.0.0.1:{args.port}/{db}", out,
+                                "1" if args.format2 else "0"], check=True,
                                env={**os.environ, "PYTHONPATH": ""})
                 traces.append(json.load(open(out)))
         finally:

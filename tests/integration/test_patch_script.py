@@ -477,7 +477,7 @@ def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
     refuses (CORRUPT) where it does, on every text, the damaged and reshaped ones too: what
     the pattern does not prove goes to the cjson proof or the scan."""
     ks, id_key = KeySpace(Shaped._meta), sortable.id_key("a")
-    assert writes.plain_pattern(Shaped._meta, "n").count(b"()") == 2
+    assert writes.plain_pattern(Shaped._meta, "n").startswith(b"^({")
     outcomes = []
     for doc in _shaped_docs():
         for name, value in (("n", 77), ("s", "new")):
@@ -512,8 +512,8 @@ def test_the_plain_pattern_patch_stores_what_the_general_splice_gives(
     # with an array's quotes odd (2), a quote added: left to the cjson proof)
     pattern = writes.plain_pattern(Shaped._meta, "n")
     matched = [redis_client.eval(
-        "local _, _, a, text, b, t1, t2 = string.find(ARGV[1], ARGV[2]) "
-        "if not a then return 0 end "
+        "local _, _, before, text, rest, t1, t2 = string.find(ARGV[1], ARGV[2]) "
+        "if not before then return 0 end "
         "return (select(2, string.gsub(t1, '\"', '')) + "
         "select(2, string.gsub(t2, '\"', ''))) % 2 + 1", 0, doc, pattern)
         for doc in _shaped_docs()]
@@ -540,10 +540,14 @@ def _round17_pattern(options: Any, target: str) -> bytes:
 
 
 #: the plain pattern's find and patch.lua's test of its arrays' quotes (ARGV[3] "count":
-#: round 17's count of every quote; else patch.lua's, by %b"" pairs): the member's span
-#: and text, or false
+#: round 17's count of every quote, its pattern capturing the value's span; else
+#: patch.lua's, by %b"" pairs, the texts around the value captured): the texts before the
+#: member's value, of the value and after it, or false
 _PLAIN_FIND = r"""
 local _, _, first, old1, after, arrays, more = string.find(ARGV[1], ARGV[2])
+if first and ARGV[3] == "count" then
+  first, after = string.sub(ARGV[1], 1, first - 1), string.sub(ARGV[1], after)
+end
 if ARGV[3] == "count" then
   if arrays then
     local _, quotes = string.gsub(arrays, '"', "")
@@ -563,10 +567,11 @@ return first and {first, old1, after} or false
 
 def test_the_plain_pattern_proves_what_round_17s_proved(redis_client: Any) -> None:
     """The plain pattern written for the matcher's least cost (``%b""`` strings, sets
-    without escapes, key texts escaped only where a byte is magic) and patch.lua's test of
-    an array's quotes by pairs prove exactly the texts round 17's pattern and quote count
-    proved, with the same span and text, on Python's texts and on texts damaged or
-    reshaped at random (quotes, brackets, braces, blanks, a NUL, a percent sign...)."""
+    without escapes, key texts escaped only where a byte is magic, the texts around the
+    value captured) and patch.lua's test of an array's quotes by pairs prove exactly the
+    texts round 17's pattern and quote count proved, the member at the same span, on
+    Python's texts and on texts damaged or reshaped at random (quotes, brackets, braces,
+    blanks, a NUL, a percent sign...)."""
     rng = random.Random(18)
     pieces = ['"', "[", "]", "{", "}", ",", ":", " ", "a", "0", "-", ".", "+", "%", "null",
               '""', "\0", "\n", "_", "é"]
@@ -596,10 +601,11 @@ def test_the_plain_pattern_proves_what_round_17s_proved(redis_client: Any) -> No
 def test_the_plain_pattern_of_a_model() -> None:
     pattern = writes.plain_pattern(Shaped._meta, "n")
     # (each part as the Lua matcher reads it at the least cost per byte: a string as %b"",
-    # sets with no escaped item but %w, key texts with no "%" before a quote or a colon)
-    assert pattern == (b'^{"s":%b"","n":()([%w.+-]+)(),"b":[%w.+-]+,'
+    # sets with no escaped item but %w, key texts with no "%" before a quote or a colon;
+    # the texts before and after the value captured, the arrays inside the second)
+    assert pattern == (b'^({"s":%b"","n":)([%w.+-]+)(,"b":[%w.+-]+,'
                        b'"tags":(%[[^][{}]*%]),"nums":(%[[^][{}]*%]),'
-                       b'"at":%b"","r":[%w.+-]+}$')
+                       b'"at":%b"","r":[%w.+-]+})$')
     # (none: a patch of an array, a field of a kind it does not know)
     assert writes.plain_pattern(Shaped._meta, "tags") == b""
     assert writes.plain_pattern(Loose._meta, "n") == b""  # (a JSON field)

@@ -197,9 +197,11 @@ _PLAIN_ELEMENTS = (StringField, DateTimeField, IntField, FloatField, BooleanFiel
 def plain_pattern(options: ModelOptions, target: str) -> bytes:
     """patch.lua's plain pattern of a patch of the field ``target`` alone: a Lua pattern of
     the whole stored JSON as Python writes a document of the model (every field, in field
-    order, compact), capturing the position of ``target``'s value, its text, the position
-    after it, then the text of each array (at most two, after it: patch.lua reads the
-    captures in that order, and Lua numbers them by where they open); b"" (none) where a
+    order, compact), capturing the text before ``target``'s value, its text, the text
+    after it, then the text of each array (at most two, after it, inside the third
+    capture: patch.lua reads the captures in that order, and Lua numbers them by where
+    they open; the texts around the value are those the new document is made of, taken
+    by the find with no string.sub of them); b"" (none) where a
     field is of a kind it does not know (exactly a str, datetime, int, float, bool or array
     of those), an array comes before ``target``, ``target`` is an array, the model has more
     than :data:`PLAIN_FIELDS` fields, or a stored name holds a backslash or a NUL. A
@@ -224,10 +226,10 @@ def plain_pattern(options: ModelOptions, target: str) -> bytes:
         key = jsoncodec.encode(field.db_name)
         if b"\\" in key or b"\0" in key:
             return b""
-        if name == target:
-            value = b"()(" + value + b")()"
+        if name == target:  # (the text before the value, its own; the rest follows)
+            value = b")(" + value + b")("
         parts.append(_PATTERN_MAGIC.sub(rb"%\1", key) + b":" + value)
-    return b"^{" + b",".join(parts) + b"}$"
+    return b"^({" + b",".join(parts) + b"})$"
 
 
 def _index_args(touched: list[tuple[int, IndexSpec, bytes]],

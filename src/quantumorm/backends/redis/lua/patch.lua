@@ -316,23 +316,26 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
   -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its key
   -- text once (json_plain_span); blanks looked for only where the byte is one)
   local first, after, plain = nil, nil, c[at_values - 1]
+  -- (the plain pattern's captures: the texts before and after the member's value, which
+  -- the new document is made of, taken by the find: no string.sub of them below)
+  local head_text, tail_text
   -- (a text with a null member goes to the cjson proof at once: a string field's null
   -- fails the pattern, maybe late in the text, where a failed find costs the server more
   -- than the proof, about 14,000 instructions in issue 12's documents; one plain search)
   if plain ~= "" and not string.find(stored, ":null", 1, true) then
     -- (the member's text captured too: old1, no string.sub of it below)
     local _, arrays, more
-    _, _, first, old1, after, arrays, more = string.find(stored, plain)
+    _, _, head_text, old1, tail_text, arrays, more = string.find(stored, plain)
     -- (an array's quotes odd: its text less each pair of quotes and what they enclose,
     -- taken from the left as ``%b""`` pairs them, still holds a quote, the last one; a
     -- gsub that keeps fewer bytes than one counting every quote, and so costs less)
     if arrays and (string.find(string.gsub(arrays, '%b""', ""), '"', 1, true)
                    or more and string.find(string.gsub(more, '%b""', ""), '"', 1, true)) then
-      first, old1 = nil, nil
+      head_text, old1, tail_text = nil, nil, nil
     end
   end
   local ok, doc, key, b
-  if not first and not string.find(stored, "\0", 1, true) then
+  if not head_text and not string.find(stored, "\0", 1, true) then
     ok, doc = pcall(cjson.decode, stored)
     key, b = c[11], head
     if b == 32 or b == 9 or b == 10 or b == 13 then
@@ -340,7 +343,7 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
     end
   end
   -- (cjson's read of a text whose first byte but blanks is "{": a table)
-  if not first and ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
+  if not head_text and ok and b == 123 and doc[string.sub(key, 2, -2)] ~= nil then
     local from = 1
     while true do
       local kat, k_end = string.find(stored, key, from, true)
@@ -375,11 +378,14 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
       from = k_end + 1
     end
   end
-  if first then
+  if head_text or first then
     -- (spliced, then compared whole: Lua strings are interned, so equal texts are one
     -- string and == compares two pointers; no third string.sub for the old value's text.
     -- A patch that changes nothing thus copies the document once more than a compare of
     -- the old value's text would: the common patch changes its value, and needs the copy)
+    if not head_text then
+      head_text, tail_text = string.sub(stored, 1, first - 1), string.sub(stored, after)
+    end
     if f3 then
       -- (format 3 reads the old value's text anyway, for its entry: compared with the
       -- new one, and the new JSON left in its two parts, made whole only inside the
@@ -388,10 +394,10 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
       local new_text = c[at_values + 1]
       old1 = old1 or string.sub(stored, first, after - 1)
       count = old1 == new_text and 0 or 1
-      before, rest = string.sub(stored, 1, first - 1), string.sub(stored, after)
+      before, rest = head_text, tail_text
       json_size = #stored - #old1 + #new_text
     else
-      json = string.sub(stored, 1, first - 1) .. c[at_values + 1] .. string.sub(stored, after)
+      json = head_text .. c[at_values + 1] .. tail_text
       count = json == stored and 0 or 1
     end
   end

@@ -392,11 +392,12 @@ def test_a_resent_patch_is_recognised_at_each_position_of_w(
     check(redis_client, Card)
 
 
-@pytest.mark.parametrize("old", [0, 7, 100, 10**9, 1200 * 10**13, 10**30, -5, -100])
+@pytest.mark.parametrize("old", [0, 7, 100, 10**9, 1200 * 10**13, 10**30, -5, -100, 12, 1234,
+                                 12340, 123456, 1234567, 12345678, 123456789, 999999999])
 async def test_the_common_patch_derives_each_stored_int_form(
         conn: Any, redis_client: Any, old: int) -> None:
-    # (patch.lua writes derived_entry's int out in place: trailing zeros dropped, ten
-    # digits and more, zero; a negative one goes through the general derivation)
+    # (patch.lua writes derived_entry's int out in place: trailing zeros dropped, each
+    # size from 1 to 9 digits (its head a constant), ten digits and more, zero; a negative one goes through the general derivation)
     await call(card("a", age=old), "save", MODE)
     await call(card("b", age=old), "save", MODE)
     to_format_3(redis_client, Card, "a", LONG_W)

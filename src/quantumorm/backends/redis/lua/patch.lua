@@ -485,9 +485,15 @@ if f3 then
         -- 5000000000 + the number of digits)
         local digits = string.match(old1, "^([1-9]%d-)0*$")
         if digits then
+          -- (the head of 1 to 9 digits written out, as query.lua's int_heads: no
+          -- string.char call, one concatenation)
           local size = #old1
-          old = "\24" .. (size < 10 and "500000000" .. string.char(48 + size)
-                          or string.format("%010d", 5000000000 + size)) .. digits .. "\0"
+          old = (size == 1 and "\0245000000001" or size == 2 and "\0245000000002"
+                 or size == 3 and "\0245000000003" or size == 4 and "\0245000000004"
+                 or size == 5 and "\0245000000005" or size == 6 and "\0245000000006"
+                 or size == 7 and "\0245000000007" or size == 8 and "\0245000000008"
+                 or size == 9 and "\0245000000009"
+                 or "\24" .. string.format("%010d", 5000000000 + size)) .. digits .. "\0"
         elseif old1 == "0" then
           old = "\20\0"
         end

@@ -539,10 +539,10 @@ def _round17_pattern(options: Any, target: str) -> bytes:
     return b"^{" + b",".join(parts) + b"}$"
 
 
-#: the plain pattern's find and patch.lua's test of its arrays' quotes (ARGV[3] "count":
-#: round 17's count of every quote, its pattern capturing the value's span; else
-#: patch.lua's, by %b"" pairs, the texts around the value captured): the texts before the
-#: member's value, of the value and after it, or false
+#: the plain pattern's find and patch.lua's test of its arrays (ARGV[3] "count": round
+#: 17's count of every quote, its pattern capturing the value's span; else patch.lua's, the
+#: texts around the value captured, each array's text read less its strings): the texts
+#: before the member's value, of the value and after it, or false
 _PLAIN_FIND = r"""
 local _, _, first, old1, after, arrays, more = string.find(ARGV[1], ARGV[2])
 if first and ARGV[3] == "count" then
@@ -557,24 +557,28 @@ if ARGV[3] == "count" then
       if quotes % 2 == 1 then first = nil end
     end
   end
-elseif arrays and (string.find(string.gsub(arrays, '%b""', ""), '"', 1, true)
-                   or more and string.find(string.gsub(more, '%b""', ""), '"', 1, true)) then
+elseif arrays and (not string.find(string.gsub(arrays, '%b""', ""), '^%[[^][{}"]*%]$')
+                   or more and not string.find(string.gsub(more, '%b""', ""),
+                                               '^%[[^][{}"]*%]$')) then
   first = nil
 end
 return first and {first, old1, after} or false
 """
 
 
-def test_the_plain_pattern_proves_what_round_17s_proved(redis_client: Any) -> None:
-    """The plain pattern written for the matcher's least cost (``%b""`` strings, sets
-    without escapes, key texts escaped only where a byte is magic, the texts around the
-    value captured) and patch.lua's test of an array's quotes by pairs prove exactly the
-    texts round 17's pattern and quote count proved, the member at the same span, on
+def test_the_plain_pattern_proves_what_round_17s_proved_and_splices_as_patch_json(
+        redis_client: Any) -> None:
+    """The plain pattern written for the matcher's least cost (``%b""`` strings, ``%b[]``
+    arrays, sets without escapes, key texts escaped only where a byte is magic, the texts
+    around the value captured) and patch.lua's reading of each array less its strings
+    prove every text round 17's pattern and quote count proved, the member at the same
+    span; and each text they prove (an array's string holding a bracket too) is one the
+    general splice (patch_json) reads with the member there: the same new document. On
     Python's texts and on texts damaged or reshaped at random (quotes, brackets, braces,
     blanks, a NUL, a percent sign...)."""
     rng = random.Random(18)
     pieces = ['"', "[", "]", "{", "}", ",", ":", " ", "a", "0", "-", ".", "+", "%", "null",
-              '""', "\0", "\n", "_", "é"]
+              '""', "\0", "\n", "_", "é", '"]"', '"["', '"{"']
     texts = []
     for doc in _shaped_docs():
         texts.append(doc)
@@ -585,27 +589,35 @@ def test_the_plain_pattern_proves_what_round_17s_proved(redis_client: Any) -> No
                 text = rng.choice([text[:at] + piece + text[at:], text[:at] + text[at + 2:],
                                    text[:at] + piece + text[at + 1:]])
             texts.append(text)
-    sha = redis_client.script_load(_PLAIN_FIND)
-    proven = 0
-    for target in ("n", "s", "b"):
+    sha, splice = redis_client.script_load(_PLAIN_FIND), redis_client.script_load(
+        _SHAPED_SPLICE)
+    proven = more = 0
+    for target, value in (("n", b"77"), ("s", b'"new"'), ("b", b"false")):
         new, old = writes.plain_pattern(Shaped._meta, target), _round17_pattern(
             Shaped._meta, target)
         assert new != old
         for text in texts:
             want = redis_client.evalsha(sha, 0, text, old, "count")
-            assert redis_client.evalsha(sha, 0, text, new, "pairs") == want, (target, text)
-            proven += want is not None
-    assert proven > 200  # (and many are not)
+            got = redis_client.evalsha(sha, 0, text, new, "arrays")
+            if want is not None:
+                assert got == want, (target, text)
+                proven += 1
+            elif got is not None:
+                more += 1
+            if got is not None:
+                assert redis_client.evalsha(splice, 0, text, value, b'"%s"' % target.encode()
+                                            ) == got[0] + value + got[2], (target, text)
+    assert proven > 200 and more > 10  # (and many are not)
 
 
 def test_the_plain_pattern_of_a_model() -> None:
     pattern = writes.plain_pattern(Shaped._meta, "n")
     # (each part as the Lua matcher reads it at the least cost per byte: a string as %b"",
-    # sets with no escaped item but %w, key texts with no "%" before a quote or a colon;
-    # the texts before and after the value captured, the arrays inside the second)
+    # an array as %b[], sets with no escaped item but %w, key texts with no "%" before a
+    # quote or a colon; the texts before and after the value captured, the arrays inside
+    # the second)
     assert pattern == (b'^({"s":%b"","n":)([%w.+-]+)(,"b":[%w.+-]+,'
-                       b'"tags":(%[[^][{}]*%]),"nums":(%[[^][{}]*%]),'
-                       b'"at":%b"","r":[%w.+-]+})$')
+                       b'"tags":(%b[]),"nums":(%b[]),"at":%b"","r":[%w.+-]+})$')
     # (none: a patch of an array, a field of a kind it does not know)
     assert writes.plain_pattern(Shaped._meta, "tags") == b""
     assert writes.plain_pattern(Loose._meta, "n") == b""  # (a JSON field)

@@ -175,14 +175,15 @@ Patch = tuple[tuple[bytes | int, ...], list[tuple[str, Field, bytes]], list[str]
 
 
 #: the value parts of a plain pattern (see plain_pattern): a string with no escape; a number,
-#: boolean or null (a run of no delimiter); an array whose text holds no bracket nor brace,
-#: captured (patch.lua counts its quotes). Each written as the Lua matcher reads it at the
-#: least cost per byte (about 90 instructions per byte of the text for a set of escaped
-#: items): a string as ``%b""``, which matches exactly what ``"[^"]*"`` does (a quote, the
-#: bytes up to the next quote, that quote: its open and close byte alike, the first one
-#: after the opening closes it) in a tight loop; sets with no escaped item but ``%w`` (in
-#: a set, "." and "+" are plain, "-" last is too, and "]" first after "^" is a member)
-_PLAIN_STRING, _PLAIN_SCALAR, _PLAIN_ARRAY = b'%b""', b"[%w.+-]+", b"(%[[^][{}]*%])"
+#: boolean or null (a run of no delimiter); an array, its brackets balanced, captured
+#: (patch.lua reads its text less its strings: no quote, bracket nor brace but its two
+#: brackets). Each written as the Lua matcher reads it at the least cost per byte (about
+#: 90 instructions per byte of the text for a set of escaped items, against about 10 for
+#: a balance): a string as ``%b""``, which matches exactly what ``"[^"]*"`` does (a quote,
+#: the bytes up to the next quote, that quote: its open and close byte alike, the first
+#: one after the opening closes it); a set with no escaped item but ``%w`` (in a set, "."
+#: and "+" are plain, and "-" last is too)
+_PLAIN_STRING, _PLAIN_SCALAR, _PLAIN_ARRAY = b'%b""', b"[%w.+-]+", b"(%b[])"
 #: a byte of a key text that is magic in a Lua pattern (outside a set): escaped with "%";
 #: any other byte, a quote or a colon too, is itself
 _PATTERN_MAGIC = re.compile(rb"([$%()*+.?\[\]^-])")

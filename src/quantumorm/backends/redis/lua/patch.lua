@@ -305,16 +305,21 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
   -- string's text ends at the next quote, so each string the pattern matches ('%b""': a
   -- quote, the bytes up to the next one, that one) is one string as json_members reads
   -- it; a run of letters, digits, '.', '+' and '-' followed by the ',' or '}' the pattern
-  -- names is one scalar as json_skip reads it (none of those is a delimiter); an array whose text holds no bracket nor brace and an even number of
-  -- quotes (each string skipped whole) ends at its first ']', as json_skip finds it. So
+  -- names is one scalar as json_skip reads it (none of those is a delimiter); an array
+  -- ('%b[]': a '[' to the ']' that balances it, brackets in strings counted too) whose
+  -- text less each pair of quotes and what they enclose, taken from the left as '%b""'
+  -- pairs them, holds no quote (its strings are those pairs), no bracket nor brace but its
+  -- first and last byte, is strings and scalars between its two brackets: json_skip,
+  -- which skips each string whole, ends it at its last ']', where the pattern does. So
   -- json_members reads the object member by member where the pattern does, the text is
   -- one it accepts (nothing after the object), and the member of the target's name is
   -- the pattern's (each name once): where patch_json would splice. (A raw NUL, which
   -- Python's encoder never writes, changes none of that: json_members and _derive.lua read
   -- it as any byte; the cjson proof, whose read stops at one, takes a text with none.)
-  -- Else, or where an array's quotes are odd, as json_plain_spans proves it: the JSON
-  -- valid, an object, with no backslash nor NUL (json_plain_doc), the member there, its key
-  -- text once (json_plain_span); blanks looked for only where the byte is one)
+  -- Else, or where an array's text less its strings is not that, as json_plain_spans
+  -- proves it: the JSON valid, an object, with no backslash nor NUL (json_plain_doc), the
+  -- member there, its key text once (json_plain_span); blanks looked for only where the
+  -- byte is one)
   local first, after, plain = nil, nil, c[at_values - 1]
   -- (the plain pattern's captures: the texts before and after the member's value, which
   -- the new document is made of, taken by the find: no string.sub of them below)
@@ -326,11 +331,13 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
     -- (the member's text captured too: old1, no string.sub of it below)
     local _, arrays, more
     _, _, head_text, old1, tail_text, arrays, more = string.find(stored, plain)
-    -- (an array's quotes odd: its text less each pair of quotes and what they enclose,
-    -- taken from the left as ``%b""`` pairs them, still holds a quote, the last one; a
-    -- gsub that keeps fewer bytes than one counting every quote, and so costs less)
-    if arrays and (string.find(string.gsub(arrays, '%b""', ""), '"', 1, true)
-                   or more and string.find(string.gsub(more, '%b""', ""), '"', 1, true)) then
+    -- (each array's text less its strings, the pairs of quotes '%b""' takes from the
+    -- left: no quote left (an odd one would be), no bracket nor brace but its two
+    -- brackets; else the cjson proof. A gsub that keeps only the bytes between strings,
+    -- and a set read on those alone)
+    if arrays and (not string.find(string.gsub(arrays, '%b""', ""), '^%[[^][{}"]*%]$')
+                   or more and not string.find(string.gsub(more, '%b""', ""),
+                                               '^%[[^][{}"]*%]$')) then
       head_text, old1, tail_text = nil, nil, nil
     end
   end

@@ -264,7 +264,11 @@ end
 if not stored or not current and f3 == nil then return {"MISSING"} end
 
 -- The stored JSON with the new values in place (unchanged: nothing written), less its
--- version (payload_of; its prefix or header found above)
+-- version (payload_of; its prefix or header found above). (A format-3 payload is read in
+-- place, from ``payload_at`` in the stored value, by the plain searches and the plain
+-- pattern, whose "^" anchors at its start: no copy of it; a proof or a scan that reads
+-- the payload alone copies it first)
+local payload_at = 1
 if prefix_end then
   stored = string.sub(stored, prefix_end + 1)
 elseif f3 == false then
@@ -285,11 +289,11 @@ elseif f3 then
       at = string.find(f3_w, write_id, at + 1, true)
     end
   end
-  stored, current, m_type = string.sub(stored, f3_start), f3, current and "hash" or "none"
+  payload_at, current, m_type = f3_start, f3, current and "hash" or "none"
 end  -- (else format 1, or a damaged prefix: kept whole)
 -- a compressed document (quantumorm/compression.py) starts with the byte 0xFF, which no
 -- JSON text does
-local head = f3_head == "{" and 123 or string.byte(stored, 1)
+local head = f3_head == "{" and 123 or string.byte(stored, payload_at)
 if head == 255 then return {"COMPRESSED"} end
 local json, count, changed  -- (how many members' texts change; the event's "f")
 -- (format 3's common patch: the JSON's text before and after the new value, its size)
@@ -297,7 +301,7 @@ local before, rest, json_size
 -- (format 3: the members' old value texts, by position, nil where absent; or old1, the
 -- one member's text the common proof found: no table made for it)
 local olds, old1
-if n == 1 and not string.find(stored, "\\", 1, true) then
+if n == 1 and not string.find(stored, "\\", payload_at, true) then
   -- (the common patch: one member, its span proven with no scan. First by the plain
   -- pattern (writes.py's plain_pattern: the stored JSON as Python writes a document of the
   -- model, every member in field order, none nested): one find of the whole text, anchored
@@ -327,10 +331,10 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
   -- (a text with a null member goes to the cjson proof at once: a string field's null
   -- fails the pattern, maybe late in the text, where a failed find costs the server more
   -- than the proof, about 14,000 instructions in issue 12's documents; one plain search)
-  if plain ~= "" and not string.find(stored, ":null", 1, true) then
+  if plain ~= "" and not string.find(stored, ":null", payload_at, true) then
     -- (the member's text captured too: old1, no string.sub of it below)
     local _, arrays, more
-    _, _, head_text, old1, tail_text, arrays, more = string.find(stored, plain)
+    _, _, head_text, old1, tail_text, arrays, more = string.find(stored, plain, payload_at)
     -- (each array's text less its strings, the pairs of quotes '%b""' takes from the
     -- left: no quote left (an odd one would be), no bracket nor brace but its two
     -- brackets; else the cjson proof. A gsub that keeps only the bytes between strings,
@@ -342,6 +346,9 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
     end
   end
   local ok, doc, key, b
+  if not head_text and payload_at > 1 then  -- (the proof reads the payload alone)
+    stored, payload_at = string.sub(stored, payload_at), 1
+  end
   if not head_text and not string.find(stored, "\0", 1, true) then
     ok, doc = pcall(cjson.decode, stored)
     key, b = c[11], head
@@ -402,7 +409,7 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
       old1 = old1 or string.sub(stored, first, after - 1)
       count = old1 == new_text and 0 or 1
       before, rest = head_text, tail_text
-      json_size = #stored - #old1 + #new_text
+      json_size = #stored - payload_at + 1 - #old1 + #new_text
     else
       json = head_text .. c[at_values + 1] .. tail_text
       count = json == stored and 0 or 1
@@ -410,6 +417,7 @@ if n == 1 and not string.find(stored, "\\", 1, true) then
   end
 end
 if not json and not before then
+  if payload_at > 1 then stored = string.sub(stored, payload_at) end
   rare = rare or cold_paths()
   local given, names = {}, {}
   for i = 1, n do

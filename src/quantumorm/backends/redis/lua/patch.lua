@@ -687,7 +687,12 @@ if f3 then
   -- write, whose newest's version is the time's 16 digits, and the JSON in its two parts,
   -- in one concatenation)
   local value, size = nil, #f3_w
-  if size <= 16 or #f3 ~= 16 or not before then
+  if size == 16 and #f3 == 16 and before then
+    -- (W of one write, a document written once since its load: the same bytes as below,
+    -- in one concatenation, with no W nor JSON made apart)
+    value = "\1" .. shown .. "\0" .. write_id .. f3_w .. f3 .. "\0" .. before
+            .. c[at_values + 1] .. rest
+  elseif size <= 16 or #f3 ~= 16 or not before then
     local w = write_id
     if size >= 16 then
       -- (the time's 16 digits need no padding; a W of one id no cut: no call for either)

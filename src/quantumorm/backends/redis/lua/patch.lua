@@ -50,7 +50,8 @@
 --   document (and the name for a UNIQUE refusal);
 --   then the plain pattern of a patch of one member ("" for none: writes.py's
 --   plain_pattern), a Lua pattern of the whole stored JSON as Python writes the model's
---   documents, capturing the member's value's span and each array's text;
+--   documents, capturing the text before the member's value, its text, the text after
+--   it and each array's text;
 --   then (c[at_values]) the expiry: "keep" (as it is), "persist" (none), or milliseconds
 --   from now; n value texts (JSON, as documents are encoded), then k netstring lists of
 --   value encodings, one per meta field; then the id key and the write id, 16 characters

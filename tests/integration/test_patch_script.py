@@ -66,11 +66,16 @@ def patch(conn: Any, model: type[Document], id: str, expire: Expiry | int = Expi
                for name, value in values.items()}
     layout = conn.backend._state(model._meta).writes
     if limit is not None:
+        # (the limit is one of the constants each patch shape remembers: set per
+        # connection in the product, changed here, so the shapes are made again)
         layout.max_document_bytes = limit
+        layout._patch_by.clear()
     try:
         return layout.patch(id, values, storage, expire).call()
     finally:
-        layout.max_document_bytes = 16 * 1024 * 1024
+        if limit is not None:
+            layout.max_document_bytes = 16 * 1024 * 1024
+            layout._patch_by.clear()
 
 
 def send(conn: Any, call: Any) -> list[Any]:
@@ -97,6 +102,11 @@ def head(stored: bytes) -> bytes:
     if stored[:1] == b"\x01":
         end = stored.index(b"\0", end + 1)
     return stored[:end + 1]
+
+
+def payload(stored: bytes) -> bytes:
+    """The stored value's JSON, after its version prefix or header."""
+    return stored[len(head(stored)):]
 
 
 def events(model: type[Document]) -> list[tuple[str, str, tuple[str, ...] | None]]:
@@ -214,6 +224,30 @@ def test_stored_text_a_patch_cannot_splice(conn: Any, redis_client: Any, request
     (status, size) = send(conn, patch(conn, Gauge, "g", limit=80, note="x" * 100))
     assert status == b"TOOLARGE" and size > 100
     assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("form", ["2", "3"])
+@pytest.mark.parametrize("field", ["n", "note"])
+def test_the_size_limit_is_the_new_json_s_exact_size(conn: Any, redis_client: Any,
+                                                      request: Any, form: str,
+                                                      field: str) -> None:
+    """The limit applies to the JSON as the patch leaves it, not to the stored value with
+    its header: at exactly its size the patch is written, one byte less is TOOLARGE with
+    that size (a format-3 payload is read in place after its header: an offset wrong by
+    the header's length shows here)."""
+    stored_format(request, form)
+    ks = gauges(conn)
+    Gauge.objects.filter(id="g").update_sync(note="y")  # (no null: the plain
+    value: Any = 123456 if field == "n" else "x" * 40  # pattern's document)
+    expected = json.loads(payload(redis_client.get(ks.doc(0, "g"))))
+    expected[field] = value
+    size = len(json.dumps(expected, separators=(",", ":")).encode())
+    before = snapshot(redis_client)
+    assert send(conn, patch(conn, Gauge, "g", limit=size - 1, **{field: value})) == [
+        b"TOOLARGE", size]
+    assert snapshot(redis_client) == before
+    assert send(conn, patch(conn, Gauge, "g", limit=size, **{field: value}))[0] == b"OK"
+    assert json.loads(payload(redis_client.get(ks.doc(0, "g"))))[field] == value
 
 
 def test_a_unique_value_held_by_another_is_refused(conn: Any, redis_client: Any) -> None:

@@ -237,8 +237,8 @@ def test_the_size_limit_is_the_new_json_s_exact_size(conn: Any, redis_client: An
     the header's length shows here)."""
     stored_format(request, form)
     ks = gauges(conn)
-    Gauge.objects.filter(id="g").update_sync(note="y")  # (no null: the plain
-    value: Any = 123456 if field == "n" else "x" * 40  # pattern's document)
+    Gauge.objects.filter(id="g").update_sync(note="y")  # (no null: the plain pattern's)
+    value: Any = 123456 if field == "n" else "x" * 40
     expected = json.loads(payload(redis_client.get(ks.doc(0, "g"))))
     expected[field] = value
     size = len(json.dumps(expected, separators=(",", ":")).encode())

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from quantumorm import ArrayField, BooleanField, Document, IntField, StringField
+from quantumorm import ArrayField, BooleanField, Document, IntField, Q, StringField
 from quantumorm.backends.redis import writes
 
 N = 2000
@@ -97,8 +97,13 @@ def _gt(v: Values, bound: int) -> bool:
     return v["age"] is not None and v["age"] > bound
 
 
-# (query, its Python test): the compound query's shape, and others whose range is large
+# (query, its Python test): issue 12's compound query's shape with selective membership
+# tests (few of the candidates reach the range: tested on their documents), then others
+# whose range is large
 CASES: list[tuple[Callable[[Any], Any], Callable[[Values], bool]]] = [
+    (lambda m: m.objects.filter(Q(tags__contains="t2"), Q(tags__contains="t5"), active=True,
+                                age__gt=30, tags__contains="t7"),
+     lambda v: v["active"] and _gt(v, 30) and {"t2", "t5", "t7"} <= set(v["tags"])),
     (lambda m: m.objects.filter(active=True, age__gt=30, tags__contains="t7"),
      lambda v: v["active"] and _gt(v, 30) and "t7" in v["tags"]),
     (lambda m: m.objects.filter(active=False, age__gte=-1, tags__contains="t2"),
@@ -175,11 +180,11 @@ def _age_index_reads(commands: list[str]) -> list[str]:
 
 
 def test_a_large_range_is_tested_on_the_documents(conn: Any, redis_client: Any) -> None:
-    """The compound query's shape (a walk of the tags index, a membership test, a range of
-    most ages): the range's entries are never read (no ZRANGEBYLEX of the age index), the
-    candidates' documents are read in batches (MGET, never one GET each), no meta hash is
-    read, and each document once: as many MGET keys as candidates passing the membership
-    test, not more."""
+    """The compound query's shape (a walk of a tags index, membership tests keeping few of
+    its candidates, a range of most ages): the range's entries are never read (no
+    ZRANGEBYLEX of the age index), the candidates' documents are read in batches (MGET,
+    never one GET each), no meta hash is read, and each document once: as many MGET keys as
+    candidates passing the membership tests, not more."""
     values = _load(Person, redis_client, False)
     make, test = CASES[0]
     want = _expected(values, test)
@@ -190,7 +195,8 @@ def test_a_large_range_is_tested_on_the_documents(conn: Any, redis_client: Any) 
     assert _age_index_reads(commands) == []
     assert not [c for c in commands if c.startswith(("GET", "HMGET", "HGET "))
                 and not c.endswith(":state layout")]
-    candidates = [id for id, v in values.items() if v["active"] and "t7" in v["tags"]]
+    candidates = [id for id, v in values.items()
+                  if v["active"] and {"t2", "t5", "t7"} <= set(v["tags"])]
     mget_keys = sum(len(c.split()) - 1 for c in commands if c.startswith("MGET"))
     # (and the two documents at the id index's ends, their format looked at)
     assert mget_keys == len(candidates) + 2
@@ -209,6 +215,18 @@ def test_a_small_range_is_still_read_as_a_set(conn: Any, redis_client: Any) -> N
         rows = query.all_sync()
     assert [d.id for d in rows] == _expected(
         values, lambda v: v["active"] and _gt(v, 97) and "t7" in v["tags"])
+    assert _age_index_reads(commands)
+
+
+def test_the_compound_query_keeps_its_set(conn: Any, redis_client: Any) -> None:
+    # (one membership test keeping half the candidates: about 3 range entries per candidate
+    # reaching the range, whose set costs less than their documents)
+    values = _load(Person, redis_client, False)
+    make, test = CASES[1]
+    make(Person).all_sync()
+    with _lua_commands(redis_client) as commands:
+        rows = make(Person).all_sync()
+    assert [d.id for d in rows] == _expected(values, test)
     assert _age_index_reads(commands)
 
 

@@ -771,8 +771,9 @@ end
 -- time a test or the ordering asks for a field, so a candidate that a membership test
 -- rejects costs no meta read. When rows are returned, the same HMGET reads the version.
 local ID, VERSION, LOADED = {}, {}, {}  -- keys of a values table that no meta field can be
--- (and DOC: the candidate's document, read before its tests by read_first(), false when it
--- is gone; rawget only, as a values table reads its meta hash for any key it lacks)
+-- (and DOC: the candidate's document, read before its tests by read_first(), which leaves
+-- out a candidate whose document is gone; rawget only, as a values table reads its meta
+-- hash for any key it lacks)
 local DOC = {}
 local ABSENT = {}  -- (a VERSION the meta read found absent)
 local with_version = mode == "rows"
@@ -1144,13 +1145,13 @@ end
 -- document passed on (DOC); a candidate whose document is gone is left out (never returned
 -- nor counted: as alive() and emit() judge it). The documents stay in the values tables,
 -- so a row returned is not read again (emit). Returns the ids kept and their values
--- tables, in order.
+-- tables, in order; or ``ids`` and nil once more meta hashes than format-3 documents have
+-- been met (a collection of format 2: each document read first would be read for nothing).
 local function read_first(ids)
+  -- (mostly meta hashes met, format 2: the candidates as they are, no values table, read
+  -- as ever, each checked alive where the caller checks it)
+  if format3_met < meta_met then return ids, nil end
   local kept, tables, n = {}, {}, 0
-  if format3_met < meta_met then  -- (mostly meta hashes met: format 2, read as ever)
-    for i = 1, #ids do tables[i] = values_of(ids[i]) end
-    return ids, tables
-  end
   local at = escaped_at(ids, false)
   no_fields = no_fields or {}
   for first = 1, #ids, BATCH do
@@ -1181,7 +1182,13 @@ end
 -- test: they break even at about 13 entries per candidate.)
 -- The document-first test (read_first) reads a candidate's format-3 document instead, with
 -- one MGET per batch, the document kept for the row returned: about DOC_COST instructions
--- per candidate reaching it against ENTRY_COST per entry of a set. ``probes`` (nil: the
+-- per candidate reaching it against ENTRY_COST per entry of a set. (Measured under
+-- callgrind, issue 12's compound query at 20,000 documents: a set entry about 3,200 to
+-- 4,300; a candidate's document read first and tested about 48,000, its read alone 7,300
+-- and the plain search 11,000, the values table, its entry and the test the rest; the
+-- membership tests run before it on the candidates a set would have left out counted in.
+-- So it pays where the membership tests keep few of the candidates: a set of the compound
+-- query's range, about 3 entries per candidate reaching it, is read.) ``probes`` (nil: the
 -- caller does not read documents first) are the membership tests run before it (after
 -- the sets): the candidates reaching it are those expected, times the share of the
 -- documents each set read and each membership test keeps (their entries against the
@@ -1193,7 +1200,7 @@ end
 -- values: the document-first test is then cheaper than the values table's GET or HMGET per
 -- candidate, whichever the test chose).
 local RANGE_READ = 12
-local ENTRY_COST, DOC_COST = 4300, 12000
+local ENTRY_COST, DOC_COST = 4300, 48000
 local function kept_share(probes, total)
   local share = 1
   for _, p in ipairs(probes) do
@@ -1231,7 +1238,7 @@ local function range_sets(ranges, others, candidates, probes)
     local read = candidates > 0 and s.n <= RANGE_READ * candidates
     if read and probes and s.n >= 256 then
       if total == nil then
-        total = redis.call("ZCARD", KEYS[1])
+        total = lexcount(KEYS[1], "-", "+")
         reaching = total > 0 and candidates * kept_share(probes, total)
       end
       -- (once one range is tested on the documents, any larger one is too: read already)

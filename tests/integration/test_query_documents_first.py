@@ -253,3 +253,28 @@ def test_explain_says_a_range_may_be_tested_on_the_documents(conn: Any,
     assert ("age__gt=30: the ranges of index 'age' read as a set, or each candidate's "
             "document (format 3: read in batches, kept for the row) or meta hash") in str(
                 tests.details["condition tests"])
+
+
+@pytest.mark.parametrize("how", ["rows", "ordered", "count"])
+def test_a_range_tested_per_candidate_reads_the_documents_in_batches(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """Few candidates (an equality), a range of most entries: the range is tested on each
+    candidate (no set), whose document is read in batches (MGET, no GET each), once."""
+    values = _load(Person, redis_client, False)
+    query = Person.objects.filter(name="n4", age__gt=3)
+    test: Callable[[Values], bool] = lambda v: v["name"] == "n4" and _gt(v, 3)  # noqa: E731
+    candidates = [id for id, v in values.items() if v["name"] == "n4"]
+    want = _expected(values, test)
+    assert 0 < len(want) < len(candidates) < 100
+    run = {"rows": lambda: [d.id for d in query.all_sync()],
+           "ordered": lambda: [d.id for d in query.order_by("-age").all_sync()],
+           "count": query.count_sync}[how]
+    run()
+    with _lua_commands(redis_client) as commands:
+        got = run()
+    assert got == (len(want) if how == "count" else want if how == "rows" else sorted(
+        want, key=lambda id: (values[id]["age"], _key(id)), reverse=True))
+    assert _age_index_reads(commands) == []
+    assert not [c for c in commands if c.startswith(("GET", "HMGET", "HGET "))
+                and not c.endswith(":state layout")]
+    assert sum(len(c.split()) - 1 for c in commands if c.startswith("MGET")) == len(candidates)

@@ -12,7 +12,11 @@
 -- algebra; a walk reads them before its first chunk, so they filter its candidates before
 -- the membership tests do), and only then the meta hash of the candidates left (one HMGET
 -- each, which also reads the version of a row returned). Rows are read with one MGET per
--- batch.
+-- batch. Where a whole range or every candidate is read and a test on values is left, the
+-- candidates' documents are read first the same way (read_first: a format-3 document's
+-- values derived from it, the document kept for its row), and a range condition is tested
+-- so, instead of read as a set, when the membership tests keep few enough candidates
+-- (range_sets' cost model).
 --
 -- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
 -- partition's hash tag with KEYS, so they are in the same slot.

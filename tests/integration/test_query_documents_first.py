@@ -278,3 +278,43 @@ def test_a_range_tested_per_candidate_reads_the_documents_in_batches(
     assert not [c for c in commands if c.startswith(("GET", "HMGET", "HGET "))
                 and not c.endswith(":state layout")]
     assert sum(len(c.split()) - 1 for c in commands if c.startswith("MGET")) == len(candidates)
+
+
+def test_a_windowed_gather_does_not_hold_the_documents_read_first(
+        conn: Any, redis_client: Any) -> None:
+    """A sorted window (every match kept until the sort, then a page of them): the documents
+    read first are not held for the matches, only the page's are read again (one MGET of
+    its rows); a count holds none either (its answer is the same)."""
+    values = _load(Person, redis_client, False)
+    query = Person.objects.filter(name="n4", age__gt=3)
+    want = _expected(values, lambda v: v["name"] == "n4" and _gt(v, 3))
+    candidates = [id for id, v in values.items() if v["name"] == "n4"]
+    page = query.order_by("-age").offset(2).limit(5)
+    page.all_sync()
+    with _lua_commands(redis_client) as commands:
+        got = [d.id for d in page.all_sync()]
+    assert got == sorted(want, key=lambda id: (values[id]["age"], _key(id)),
+                         reverse=True)[2:7]
+    mgets = [len(c.split()) - 1 for c in commands if c.startswith("MGET")]
+    assert mgets == [len(candidates), 5]
+    assert query.count_sync() == len(want)
+
+
+@pytest.mark.parametrize("how", ["rows", "ordered", "count"])
+def test_a_document_key_of_another_type_is_refused_as_before(
+        conn: Any, redis_client: Any, how: str) -> None:
+    """A candidate's document key holding a hash: MGET answers nil for it, as for a
+    document gone; the query refuses it (WRONGTYPE), as the test's own read does without
+    documents read first, and is not answered without that row."""
+    from quantumorm.errors import WrongTypeError
+    values = _load(Person, redis_client, False)
+    victim = next(id for id, v in values.items() if v["name"] == "n4" and _gt(v, 3))
+    key = next(k for k in redis_client.keys("*qdf_people*:d:*")
+               if k.decode().endswith(":d:" + victim))
+    redis_client.delete(key)
+    redis_client.hset(key, "a", "b")
+    query = Person.objects.filter(name="n4", age__gt=3)
+    run = {"rows": query.all_sync, "ordered": query.order_by("-age").all_sync,
+           "count": query.count_sync}[how]
+    with pytest.raises(WrongTypeError):
+        run()

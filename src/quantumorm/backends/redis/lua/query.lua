@@ -1172,6 +1172,11 @@ local function read_first(ids)
         end
         n = n + 1
         kept[n], tables[n] = ids[i], vals
+      elseif redis.call("EXISTS", keys[i - first + 1]) == 1 then
+        -- (a key MGET answers nil for that is there: not a string, which the values
+        -- table's read refuses (WRONGTYPE), as the test would without read_first)
+        n = n + 1
+        kept[n], tables[n] = ids[i], values_of(ids[i])
       end
     end
   end
@@ -1488,6 +1493,9 @@ local function walk(d)
       local vals = test and (tables and tables[k] or values_of(idkey))
       -- (a document read first is there: read_first left out those gone)
       if (not test or test(vals, idkey)) and (not verify or tables or alive(idkey)) then
+        -- (a document read first is kept for its row only where rows are returned: a
+        -- count's would be held to the end for nothing)
+        if tables and mode ~= "rows" then rawset(vals, DOC, nil) end
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         elseif test then
@@ -1529,8 +1537,11 @@ local function gather(d)
   -- (a values table only when a test or the ordering reads the meta hash: emit makes one
   -- for a row that needs its version)
   local by_id = by_id_only()
-  -- (read first, the documents of a batch of candidates at a time: not all held at once)
+  -- (read first, the documents of a batch of candidates at a time; each kept for its row
+  -- only where every row kept is returned (rows, no window): else all would be held until
+  -- the sort, most for nothing, and are read again for the page)
   local step = by_doc and BATCH or math.max(#ids, 1)
+  local keep = mode == "rows" and offset == 0 and limit < 0
   for first = 1, #ids, step do
     local slice, tables = ids, nil
     if by_doc then
@@ -1539,6 +1550,7 @@ local function gather(d)
     for k, idkey in ipairs(slice) do
       local vals = tables and tables[k] or (test or not by_id) and values_of(idkey) or nil
       if not test or test(vals, idkey) then
+        if tables and not keep then rawset(vals, DOC, nil) end
         local row = {id = idkey, keys = sort_keys(vals, idkey), vals = vals}
         if (not pos_row or compare_rows(row, pos_row) > 0)
             and (not verify or tables or alive(idkey)) then

@@ -60,8 +60,9 @@ Token = bytes
 TEST_ID = "by id"
 TEST_MEMBERSHIP = "membership in index {!r} (no meta read)"
 TEST_META = "on each candidate's meta hash"
-TEST_RANGES = ("the ranges of index {!r} read as a set, or each candidate's meta hash "
-               "(chosen at run time by their sizes)")
+TEST_RANGES = ("the ranges of index {!r} read as a set, or each candidate's document "
+               "(format 3: read in batches, kept for the row) or meta hash (chosen at run "
+               "time by their sizes)")
 PLAN_CACHE_SIZE = 512  # plans kept per model
 #: pairs of examples a shape is given to learn its template from before it is planned per
 #: value for good (a pair can fail by its values alone: equal values of two conditions)
@@ -683,7 +684,7 @@ class Planner:
         assert index is not None  # (ranges come from an index)
         tests.append((repr(cond), TEST_RANGES.format(index.name)))
         # the index ranges hold exactly the matches: query.lua may read them as a set of ids
-        # instead of each candidate's meta hash (it chooses by their size)
+        # instead of each candidate's document or meta hash (it chooses by their size)
         return [b"ZRNG", keypos, b"%d" % len(ranges), *(b for pair in ranges for b in pair),
                 *test]
 

@@ -12,7 +12,11 @@
 -- algebra; a walk reads them before its first chunk, so they filter its candidates before
 -- the membership tests do), and only then the meta hash of the candidates left (one HMGET
 -- each, which also reads the version of a row returned). Rows are read with one MGET per
--- batch.
+-- batch. Where a whole range or every candidate is read and a test on values is left, the
+-- candidates' documents are read first the same way (read_first: a format-3 document's
+-- values derived from it, the document kept for its row), and a range condition is tested
+-- so, instead of read as a set, when the membership tests keep few enough candidates
+-- (range_sets' cost model).
 --
 -- Document and meta keys are built from the prefixes in ARGV[1..2]: they share the
 -- partition's hash tag with KEYS, so they are in the same slot.
@@ -771,6 +775,10 @@ end
 -- time a test or the ordering asks for a field, so a candidate that a membership test
 -- rejects costs no meta read. When rows are returned, the same HMGET reads the version.
 local ID, VERSION, LOADED = {}, {}, {}  -- keys of a values table that no meta field can be
+-- (and DOC: the candidate's document, read before its tests by read_first(), which leaves
+-- out a candidate whose document is gone; rawget only, as a values table reads its meta
+-- hash for any key it lacks)
+local DOC = {}
 local ABSENT = {}  -- (a VERSION the meta read found absent)
 local with_version = mode == "rows"
 local fields = {}
@@ -1011,8 +1019,8 @@ local lazy = {__index = function(vals, field)
   -- on. A format-3 document with a sweep record (an expiry) or a field of a listed index
   -- (no kind) then reads them there; its derived fields are those the sweep record holds,
   -- written with it.)
-  local got
-  if format3_met > meta_met then
+  local got = rawget(vals, DOC)
+  if got == nil and format3_met > meta_met then
     local done
     no_fields = no_fields or {}
     done, got = from_document(vals, no_fields, doc_prefix .. escaped, true)
@@ -1132,15 +1140,96 @@ local function filter(ids, probes)
   return ids
 end
 
+-- The document-first test: the values tables of the candidates ``ids`` (a list), their
+-- documents read first, one MGET per batch (as rows are read), each format-3 one's NEED
+-- fields derived from it by the plain search (from_document, ``trying``: as the values
+-- table does once more format-3 documents than meta hashes are met, with no GET per
+-- candidate). A document the plain search does not answer (format 2, a sweep record's
+-- field not derived there...) leaves its values table to read the meta hash as ever, the
+-- document passed on (DOC); a candidate whose document is gone is left out (never returned
+-- nor counted: as alive() and emit() judge it). The documents stay in the values tables,
+-- so a row returned is not read again (emit). Returns the ids kept and their values
+-- tables, in order; or ``ids`` and nil once more meta hashes than format-3 documents have
+-- been met (a collection of format 2: each document read first would be read for nothing).
+local function read_first(ids)
+  -- (mostly meta hashes met, format 2: the candidates as they are, no values table, read
+  -- as ever, each checked alive where the caller checks it)
+  if format3_met < meta_met then return ids, nil end
+  local kept, tables, n = {}, {}, 0
+  local at = escaped_at(ids, false)
+  no_fields = no_fields or {}
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = doc_keys(ids, first, last, at)
+    local docs = redis.call("MGET", unpack(keys))
+    for i = first, last do
+      local doc = docs[i - first + 1]
+      if doc then
+        local vals = setmetatable({[ID] = ids[i], [DOC] = doc}, lazy)
+        if byte(doc, 1) == 1 and from_document(vals, no_fields, keys[i - first + 1], true, doc)
+        then
+          vals[LOADED] = true
+        end
+        n = n + 1
+        kept[n], tables[n] = ids[i], vals
+      elseif redis.call("EXISTS", keys[i - first + 1]) == 1 then
+        -- (a key MGET answers nil for that is there: not a string, which the values
+        -- table's read refuses (WRONGTYPE), as the test would without read_first)
+        n = n + 1
+        kept[n], tables[n] = ids[i], values_of(ids[i])
+      end
+    end
+  end
+  return kept, tables
+end
+
 -- Set algebra: a range condition is tested by reading its index ranges into a set of ids
 -- when they hold at most RANGE_READ times as many entries as the candidates expected to
 -- reach it, whose meta hashes it would otherwise read one by one (an entry read costs far
--- less than a call). Returns the sets and the tests left to run on the meta hash. (Measured
--- under callgrind, a numeric range: about 4,300 server instructions per entry read into a
--- set against 57,000 per candidate's meta read and test: they break even at about 13
--- entries per candidate.)
+-- less than a call). (Measured under callgrind, a numeric range: about 4,300 server
+-- instructions per entry read into a set against 57,000 per candidate's meta read and
+-- test: they break even at about 13 entries per candidate.)
+-- The document-first test (read_first) reads a candidate's format-3 document instead, with
+-- one MGET per batch, the document kept for the row returned: about DOC_COST instructions
+-- per candidate reaching it against ENTRY_COST per entry of a set. (Measured under
+-- callgrind, issue 12's compound query at 20,000 documents: a set entry about 3,200 to
+-- 4,300; a candidate's document read first and tested about 48,000, its read alone 7,300
+-- and the plain search 11,000, the values table, its entry and the test the rest; the
+-- membership tests run before it on the candidates a set would have left out counted in.
+-- So it pays where the membership tests keep few of the candidates: a set of the compound
+-- query's range, about 3 entries per candidate reaching it, is read.) ``probes`` (nil: the
+-- caller does not read documents first) are the membership tests run before it (after
+-- the sets): the candidates reaching it are those expected, times the share of the
+-- documents each set read and each membership test keeps (their entries against the
+-- documents, the conditions taken as independent). A range is tested that way when that
+-- costs less than its set, the documents at both ends of the id index being format 3 (a
+-- collection of format-2 documents would read their meta hashes: the set pays there).
+-- Returns the sets, the tests left to run on each candidate's values, and whether the
+-- caller reads its candidates' documents first (it may: ``probes``; and a test left reads
+-- values: the document-first test is then cheaper than the values table's GET or HMGET per
+-- candidate, whichever the test chose).
 local RANGE_READ = 12
-local function range_sets(ranges, others, candidates)
+local ENTRY_COST, DOC_COST = 4300, 48000
+local function kept_share(probes, total)
+  local share = 1
+  for _, p in ipairs(probes) do
+    local n = 0
+    for _, v in ipairs(p.values) do n = n + lexcount(p.key, "[" .. v, "(" .. v .. "\255") end
+    local f = math.min(n / total, 1)
+    share = share * (p.neg and 1 - f or f)
+  end
+  return share
+end
+-- whether the documents at both ends of the id index are format 3 (three calls)
+local function format3_ends()
+  local head = redis.call("ZRANGE", KEYS[1], 0, 0)[1]
+  local tail = redis.call("ZRANGE", KEYS[1], -1, -1)[1]
+  if not head then return false end
+  local docs = redis.call("MGET", doc_prefix .. escaped_id(head), doc_prefix .. escaped_id(tail))
+  return docs[1] ~= false and docs[2] ~= false and byte(docs[1], 1) == 1
+    and byte(docs[2], 1) == 1
+end
+local function range_sets(ranges, others, candidates, probes)
   local sized = {}
   for _, c in ipairs(ranges) do
     local r, n = ranged[c], 0
@@ -1151,20 +1240,37 @@ local function range_sets(ranges, others, candidates)
   end
   table.sort(sized, function(a, b) return a.n < b.n end)
   local sets, tests = {}, {}
+  -- (sized when a set is large enough to weigh, 256 entries; the documents' format looked
+  -- at only when they would be read first)
+  local total, reaching, format3
   for _, s in ipairs(sized) do
-    if candidates > 0 and s.n <= RANGE_READ * candidates then
+    local read = candidates > 0 and s.n <= RANGE_READ * candidates
+    if read and probes and s.n >= 256 then
+      if total == nil then
+        total = lexcount(KEYS[1], "-", "+")
+        reaching = total > 0 and candidates * kept_share(probes, total)
+      end
+      -- (once one range is tested on the documents, any larger one is too: read already)
+      if reaching and (#tests > 0 or DOC_COST * reaching < ENTRY_COST * s.n) then
+        if format3 == nil then format3 = format3_ends() end
+        read = not format3
+      end
+    end
+    if read then
       local r, set = ranged[s.test], {}
       for _, b in ipairs(r.ranges) do
         local members, lead = redis.call("ZRANGEBYLEX", r.key, b[1], b[2]), lead_of(b[1], b[2])
         single_ids(members, lead, not lead and no_strings(r.key), set)
       end
       sets[#sets + 1] = set
+      if reaching then reaching = reaching * math.min(s.n / total, 1) end
     else
       tests[#tests + 1] = s.test
     end
   end
   for _, c in ipairs(others) do tests[#tests + 1] = c end
-  return sets, conjunction(tests)
+  local test = conjunction(tests)
+  return sets, test, probes ~= nil and test ~= nil and not cheap[test]
 end
 
 -- the ids of ``ids`` in every set of ``sets``
@@ -1266,14 +1372,24 @@ local function emit(rows)
   end
   for first = 1, #rows, BATCH do
     local last = math.min(first + BATCH - 1, #rows)
-    local keys, escaped = {}, {}
+    -- (a row whose document was read first, before its tests (read_first), keeps it: only
+    -- the others are read here)
+    local keys, escaped, docs, k = {}, {}, {}, 0
     for i = first, last do
       local idkey = rows[i].id  -- (escaped_id, inline)
       local e = sub(idkey, byte(idkey, 1) == 1 and 3 or 2)
       escaped[i - first + 1] = e
-      keys[i - first + 1] = doc_prefix .. e
+      local vals = rows[i].vals
+      local doc = vals and rawget(vals, DOC)
+      if doc then docs[i - first + 1] = doc else k = k + 1; keys[k] = doc_prefix .. e end
     end
-    local docs = redis.call("MGET", unpack(keys))
+    if k > 0 then
+      local got = redis.call("MGET", unpack(keys))
+      k = 0
+      for i = 1, last - first + 1 do
+        if docs[i] == nil then k = k + 1; docs[i] = got[k] end
+      end
+    end
     for i = first, last do
       local json = docs[i - first + 1]
       if json then
@@ -1356,7 +1472,10 @@ local function walk(d)
   local probes, ranges, others = make_test(d)
   local expected = target  -- (sized only when there are range conditions to size it for)
   if not expected and #ranges > 0 then expected = estimate(d) end
-  local sets, test = range_sets(ranges, others, expected)
+  -- (the documents read first only by a walk of its whole range: a window's stops at its
+  -- last row, reading no candidate after it)
+  local sets, test, by_doc = range_sets(ranges, others, expected,
+    not target and mode ~= "exists" and probes or nil)
   while true do
     local members
     if d.desc then
@@ -1367,10 +1486,16 @@ local function walk(d)
     local ids = members
     if not d.is_ids then ids = ids_of(members, lead, nil, d.key) end
     -- (the sets, read already, first: a lookup per candidate costs less than a probe's)
-    for _, idkey in ipairs(filter(within(ids, sets), probes)) do
+    local passed, tables = filter(within(ids, sets), probes), nil
+    if by_doc then passed, tables = read_first(passed) end
+    for k, idkey in ipairs(passed) do
       -- (no test: no values table; emit makes one only if a row needs its meta hash)
-      local vals = test and values_of(idkey)
-      if (not test or test(vals, idkey)) and (not verify or alive(idkey)) then
+      local vals = test and (tables and tables[k] or values_of(idkey))
+      -- (a document read first is there: read_first left out those gone)
+      if (not test or test(vals, idkey)) and (not verify or tables or alive(idkey)) then
+        -- (a document read first is kept for its row only where rows are returned: a
+        -- count's would be held to the end for nothing)
+        if tables and mode ~= "rows" then rawset(vals, DOC, nil) end
         if mode ~= "count" and skipped < offset then
           skipped = skipped + 1
         elseif test then
@@ -1404,20 +1529,34 @@ local function gather(d)
   collect(d, ids, {})
   local probes, ranges, others = make_test(d)
   ids = filter(ids, probes)
-  local sets, test = range_sets(ranges, others, #ids)
+  local sets, test, by_doc = range_sets(ranges, others, #ids,
+    mode ~= "exists" and {} or nil)
   ids = within(ids, sets)
   local rows = {}
   local pos_row = after and {id = after[#after], keys = after}
   -- (a values table only when a test or the ordering reads the meta hash: emit makes one
   -- for a row that needs its version)
   local by_id = by_id_only()
-  for _, idkey in ipairs(ids) do
-    local vals = (test or not by_id) and values_of(idkey) or nil
-    if not test or test(vals, idkey) then
-      local row = {id = idkey, keys = sort_keys(vals, idkey), vals = vals}
-      if (not pos_row or compare_rows(row, pos_row) > 0) and (not verify or alive(idkey)) then
-        if mode == "exists" then return 1 end
-        rows[#rows + 1] = row
+  -- (read first, the documents of a batch of candidates at a time; each kept for its row
+  -- only where every row kept is returned (rows, no window): else all would be held until
+  -- the sort, most for nothing, and are read again for the page)
+  local step = by_doc and BATCH or math.max(#ids, 1)
+  local keep = mode == "rows" and offset == 0 and limit < 0
+  for first = 1, #ids, step do
+    local slice, tables = ids, nil
+    if by_doc then
+      slice, tables = read_first({unpack(ids, first, math.min(first + step - 1, #ids))})
+    end
+    for k, idkey in ipairs(slice) do
+      local vals = tables and tables[k] or (test or not by_id) and values_of(idkey) or nil
+      if not test or test(vals, idkey) then
+        if tables and not keep then rawset(vals, DOC, nil) end
+        local row = {id = idkey, keys = sort_keys(vals, idkey), vals = vals}
+        if (not pos_row or compare_rows(row, pos_row) > 0)
+            and (not verify or tables or alive(idkey)) then
+          if mode == "exists" then return 1 end
+          rows[#rows + 1] = row
+        end
       end
     end
   end

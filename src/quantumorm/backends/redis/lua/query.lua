@@ -1147,8 +1147,10 @@ end
 -- candidate). A document the plain search does not answer (format 2, a sweep record's
 -- field not derived there...) leaves its values table to read the meta hash as ever, the
 -- document passed on (DOC); a candidate whose document is gone is left out (never returned
--- nor counted: as alive() and emit() judge it). The documents stay in the values tables,
--- so a row returned is not read again (emit). Returns the ids kept and their values
+-- nor counted: as alive() and emit() judge it); a key there of another type keeps its
+-- values table without a document, whose read refuses it. The documents stay in the values
+-- tables, so a row returned is not read again (emit), where the caller returns every row
+-- it keeps (rows, no window); elsewhere it drops each once its test has passed. Returns the ids kept and their values
 -- tables, in order; or ``ids`` and nil once more meta hashes than format-3 documents have
 -- been met (a collection of format 2: each document read first would be read for nothing).
 local function read_first(ids)
